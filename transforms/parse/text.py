@@ -1,0 +1,186 @@
+"""Shared reading of delimited text files: encoding, delimiter, header and ragged-row diagnosis.
+
+Every tabular parser opens its file through :func:`sniff_table`, so wrong encodings, empty files, a wrong
+delimiter, duplicate header names and ragged rows are reported the same way for every format (file, line,
+column, reason) instead of surfacing as a raw polars exception.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from transforms.issues import InputError, Issue, IssueLog
+
+_SNIFF_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """What :func:`sniff_table` learned: the header is on line ``header_line`` (1-based)."""
+
+    path: Path
+    display_name: str
+    separator: str
+    header: list[str]
+    header_line: int
+    encoding: str
+    compressed: bool
+
+
+def open_text(path: Path) -> io.BufferedReader | gzip.GzipFile:
+    """Open a plain or gzip-compressed file for binary reading (gzip detected by magic bytes)."""
+    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    magic = raw.peek(2)[:2]
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)
+    return raw
+
+
+def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` with 1-based line numbers and the line ending removed."""
+    with open_text(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            yield number, raw.decode(encoding, errors="replace").rstrip("\r\n")
+
+
+def _decode(sample: bytes, *, file: str) -> tuple[str, str]:
+    if sample.startswith(b"\xef\xbb\xbf"):
+        return sample[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(Issue(file, "bad_encoding", "error",
+                               "file is UTF-16 encoded; save it as UTF-8 (or Latin-1) text", 1))
+    if b"\x00" in sample:
+        raise InputError(Issue(file, "binary_file", "error",
+                               "file contains NUL bytes: it is binary, not delimited text", 1))
+    try:
+        return sample.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 4:  # a multi-byte character cut by the sniff window
+            return sample[: exc.start].decode("utf-8"), "utf-8"
+        line = sample[: exc.start].count(b"\n") + 1
+        return sample.decode("latin-1"), f"latin-1 (invalid UTF-8 byte on line {line})"
+
+
+def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None,
+                comment_prefix: str | None = "#", separators: str = "\t,") -> TableLayout:
+    """Find encoding, delimiter and header of a delimited file, or raise :class:`InputError`.
+
+    The first line that is neither blank nor a comment is the header. The delimiter is the candidate that splits
+    the header into the most fields (tab wins ties). A Latin-1 file is read with a warning, not rejected.
+    """
+    name = display_name or path.name
+    if not path.exists():
+        raise InputError(Issue(name, "file_missing", "error", "file does not exist"))
+    with open_text(path) as fh:
+        try:
+            sample = fh.read(_SNIFF_BYTES)
+        except (OSError, EOFError) as exc:
+            raise InputError(Issue(name, "unreadable_file", "error", f"cannot read file: {exc}")) from exc
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    if not sample.strip():
+        raise InputError(Issue(name, "empty_file", "error", "file is empty"))
+    text, encoding = _decode(sample, file=name)
+    if encoding.startswith("latin-1"):
+        issues.warning("bad_encoding", f"file is not valid UTF-8; read as {encoding}", file=name)
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
+            continue
+        counts = {sep: line.count(sep) for sep in separators}
+        separator = max(separators, key=lambda s: (counts[s], s == "\t"))
+        if counts[separator] == 0:
+            raise InputError(Issue(name, "wrong_delimiter", "error",
+                                   f"header has a single field; expected fields separated by "
+                                   f"{' or '.join(repr(s) for s in separators)}", number))
+        header = [h.strip().strip('"') for h in line.split(separator)]
+        _check_header(header, issues=issues, file=name, line=number)
+        return TableLayout(path, name, separator, header, number, encoding.split(" ")[0], compressed)
+    raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
+
+
+def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InputError(Issue(file, "duplicate_column", "error",
+                                   f"column {name!r} appears more than once in the header", line, name))
+        seen.add(name)
+    if any(h == "" for h in header[1:]):
+        raise InputError(Issue(file, "empty_column_name", "error", "header has an empty column name", line))
+
+
+def find_ragged_rows(layout: TableLayout, *, limit: int = 20, comment_prefix: str | None = "#"
+                     ) -> list[tuple[int, int]]:
+    """Return up to ``limit`` ``(line, n_fields)`` pairs whose field count differs from the header's.
+
+    A full pass in Python: called only after a fast reader has failed, to say exactly where.
+    """
+    expected = len(layout.header)
+    bad: list[tuple[int, int]] = []
+    for number, line in iter_lines(layout.path, encoding="latin-1"):
+        if number <= layout.header_line or not line or (comment_prefix and line.startswith(comment_prefix)):
+            continue
+        n = line.count(layout.separator) + 1
+        if n != expected:
+            bad.append((number, n))
+            if len(bad) >= limit:
+                break
+    return bad
+
+
+def raise_for_ragged(layout: TableLayout, *, issues: IssueLog, cause: Exception | None = None) -> None:
+    """Record one issue per ragged row and raise :class:`InputError`; used when a reader rejects a file."""
+    bad = find_ragged_rows(layout)
+    for number, n in bad:
+        issues.error("ragged_row", f"row has {n} fields, the header has {len(layout.header)}",
+                     file=layout.display_name, line=number)
+    if bad:
+        raise InputError(Issue(layout.display_name, "ragged_rows", "error",
+                               f"{len(bad)}{'+' if len(bad) >= 20 else ''} rows do not have "
+                               f"{len(layout.header)} fields (first on line {bad[0][0]})", bad[0][0]))
+    raise InputError(Issue(layout.display_name, "unreadable_table", "error", f"cannot parse table: {cause}"))
+
+
+def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = False,
+               comment_prefix: str | None = "#") -> pl.DataFrame:
+    """Read a small table eagerly (all columns as strings unless ``infer_schema``), with a ``line`` column.
+
+    For clinical files, sample sheets and search-engine outputs; large matrices use polars lazily instead.
+    """
+    try:
+        frame = pl.read_csv(
+            layout.path,
+            separator=layout.separator,
+            skip_rows=layout.header_line - 1,
+            has_header=True,
+            new_columns=layout.header,
+            infer_schema=infer_schema,
+            comment_prefix=comment_prefix,
+            encoding="utf8-lossy",
+            quote_char='"',
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise_for_ragged(layout, issues=issues, cause=exc)
+        raise  # unreachable: raise_for_ragged always raises
+    return frame.with_columns(_line_numbers(layout, frame.height, comment_prefix=comment_prefix))
+
+
+def _line_numbers(layout: TableLayout, n_rows: int, *, comment_prefix: str | None) -> pl.Series:
+    """1-based file line of each data row, accounting for comment and blank lines polars skipped."""
+    numbers: list[int] = []
+    for number, line in iter_lines(layout.path, encoding="latin-1"):
+        if number <= layout.header_line:
+            continue
+        if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
+            continue
+        numbers.append(number)
+    if len(numbers) != n_rows:  # quoted multi-line fields: fall back to positional numbering
+        numbers = list(range(layout.header_line + 1, layout.header_line + 1 + n_rows))
+    return pl.Series("line", numbers, dtype=pl.Int64)
