@@ -1,0 +1,309 @@
+"""Column contracts of every warehouse table: one pandera ``DataFrameModel`` per table.
+
+Each model is the single source for a table's column order, types, checks and documentation: the Delta writer
+takes its Arrow schema from here, the blocking asset checks validate against it, and the ``Field`` descriptions
+become the DuckDB column comments analysts read. ``Config.unique`` is the table's key; ``TABLE_DOCS`` says the
+grain of each table.
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+STATUS = ["mapped", "ambiguous", "unmapped", "duplicate"]
+SEVERITY = ["error", "warning", "info"]
+
+
+class _Table(pa.DataFrameModel):
+    class Config:
+        strict = True
+        coerce = False
+
+
+def _study() -> object:
+    return pa.Field(description="Study identifier (folder / cancer_study_identifier); the Delta partition.")
+
+
+def _sample() -> object:
+    return pa.Field(description="Sample identifier within the study (after sample_map and barcode rules).")
+
+
+def _gene(nullable: bool = True) -> object:
+    return pa.Field(nullable=nullable,
+                    description="NCBI Gene ID in the `genes` dimension; NULL when the feature could not be "
+                                "mapped (see gene_id_map for why).")
+
+
+def _feature() -> object:
+    return pa.Field(description="Feature identifier exactly as given in the source file.")
+
+
+def _assay() -> object:
+    return pa.Field(description="Assay name from study.yaml (or the cBioPortal meta file stem) the row came from.")
+
+
+class Studies(_Table):
+    study_id: str = pa.Field(unique=True, description="Study identifier.")
+    name: str = pa.Field(description="Human-readable study name.")
+    description: str = pa.Field(nullable=True, description="Free-text description from the manifest.")
+    organism: str = pa.Field(description="Organism of the samples; only human features are mapped to genes.")
+    reference_genome: str = pa.Field(description="Genome build of coordinates in the study (e.g. GRCh38, hg19).")
+    source_layout: str = pa.Field(isin=["study_yaml", "cbioportal"], description="Input layout recognised.")
+    content_hash: str = pa.Field(description="Hash of every file in the study folder when it was loaded.")
+    gene_reference: str = pa.Field(description="Release of the gene reference used for mapping.")
+    n_samples: int = pa.Field(ge=0, description="Number of samples in the study.")
+    loaded_at: pl.Datetime("us", "UTC") = pa.Field(description="When this version of the study was loaded.")
+
+
+class Subjects(_Table):
+    study_id: str = _study()
+    subject_id: str = pa.Field(description="Subject (patient / donor) identifier within the study.")
+
+    class Config:
+        unique = ["study_id", "subject_id"]
+
+
+class SubjectAttributes(_Table):
+    study_id: str = _study()
+    subject_id: str = pa.Field(description="Subject identifier.")
+    attribute: str = pa.Field(description="Attribute name as given in the subject table header.")
+    value: str = pa.Field(nullable=True, description="Attribute value as text (cast in SQL by value_type).")
+    value_type: str = pa.Field(isin=["string", "number", "boolean"], description="Declared or inferred type.")
+
+    class Config:
+        unique = ["study_id", "subject_id", "attribute"]
+
+
+class Samples(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    subject_id: str = pa.Field(description="Subject the sample was taken from (the sample itself if unknown).")
+
+    class Config:
+        unique = ["study_id", "sample_id"]
+
+
+class SampleAttributes(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    attribute: str = pa.Field(description="Attribute name as given in the sample table header.")
+    value: str = pa.Field(nullable=True, description="Attribute value as text (cast in SQL by value_type).")
+    value_type: str = pa.Field(isin=["string", "number", "boolean"], description="Declared or inferred type.")
+
+    class Config:
+        unique = ["study_id", "sample_id", "attribute"]
+
+
+class Genes(_Table):
+    gene_id: int = pa.Field(unique=True, description="NCBI Gene (Entrez) ID: the key of the gene dimension.")
+    symbol: str = pa.Field(description="Official HGNC symbol (via NCBI).")
+    name: str = pa.Field(nullable=True, description="Full gene name.")
+    biotype: str = pa.Field(nullable=True, description="NCBI gene type (protein-coding, ncRNA, pseudo, ...).")
+    chromosome: str = pa.Field(nullable=True, description="GRCh38 chromosome (primary assembly).")
+    start: int = pa.Field(nullable=True, description="GRCh38 start, 1-based inclusive.")
+    end: int = pa.Field(nullable=True, description="GRCh38 end, 1-based inclusive.")
+    strand: str = pa.Field(nullable=True, isin=["+", "-"], description="Strand.")
+
+
+class GeneXrefs(_Table):
+    gene_id: int = pa.Field(description="NCBI Gene ID.")
+    namespace: str = pa.Field(description="ensembl_gene, ensembl_transcript, uniprot or alias.")
+    xref: str = pa.Field(description="Identifier in that namespace (aliases include previous symbols).")
+
+    class Config:
+        unique = ["gene_id", "namespace", "xref"]
+
+
+class GeneIdMap(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    namespace: str = pa.Field(description="Namespace the identifier was read in (symbol, entrez, ensembl_gene, "
+                                           "uniprot, ...).")
+    feature_id: str = pa.Field(nullable=True, description="Identifier as given.")
+    gene_id: int = pa.Field(nullable=True, description="Gene it resolved to (kept for duplicates; NULL when "
+                                                       "ambiguous or unmapped).")
+    status: str = pa.Field(isin=STATUS, description="mapped / ambiguous / unmapped / duplicate (another feature "
+                                                    "of the assay already holds the gene).")
+    rule: str = pa.Field(description="Rule that decided the status (official_symbol, alias, ensembl_version, ...).")
+
+    class Config:
+        unique = ['study_id', 'assay', 'feature_id', 'gene_id']
+
+
+class IngestIssues(_Table):
+    study_id: str = _study()
+    file: str = pa.Field(description="File (relative to the study folder) the issue is about.")
+    line: int = pa.Field(nullable=True, description="1-based line in the file, when known.")
+    column: str = pa.Field(nullable=True, description="Column (header name) involved, when known.")
+    code: str = pa.Field(description="Stable issue code, e.g. ragged_row, unknown_sample, negative_count.")
+    severity: str = pa.Field(isin=SEVERITY, description="error fails the study; warning and info do not.")
+    message: str = pa.Field(description="What is wrong and how to fix it.")
+    record: str = pa.Field(nullable=True, description="The offending raw record or value (the quarantine).")
+
+
+class RnaCounts(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    count: float = pa.Field(ge=0, description="Read / fragment count (estimated counts may be fractional).")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'feature_id']
+
+
+class RnaAbundance(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    measure: str = pa.Field(description="What value holds: tpm, fpkm, rsem_normalized, zscore, ...")
+    value: float = pa.Field(nullable=True, description="Abundance as provided (NULL = missing in the file).")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'feature_id', 'measure']
+
+
+class Variants(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = pa.Field(nullable=True, description="Gene identifier as given (Hugo symbol / VEP SYMBOL).")
+    chromosome: str = pa.Field(description="Chromosome as in the file.")
+    position: int = pa.Field(ge=1, description="1-based start position.")
+    ref: str = pa.Field(nullable=True, description="Reference allele.")
+    alt: str = pa.Field(nullable=True, description="Alternate allele (one row per alt allele).")
+    variant_class: str = pa.Field(nullable=True, description="SNV, insertion, deletion, MNV or complex.")
+    consequence: str = pa.Field(nullable=True, description="Sequence Ontology consequence of the chosen "
+                                                           "transcript (canonical, else most severe).")
+    protein_change: str = pa.Field(nullable=True, description="HGVSp short form, e.g. p.R132H.")
+    vaf: float = pa.Field(nullable=True, ge=0, le=1, description="Variant allele fraction.")
+    depth: int = pa.Field(nullable=True, ge=0, description="Read depth at the site.")
+    filter: str = pa.Field(nullable=True, description="FILTER value.")
+    source_format: str = pa.Field(isin=["maf", "vcf"], description="File format the variant came from.")
+    transcript_id: str = pa.Field(nullable=True, description="Transcript of the chosen consequence.")
+    impact: str = pa.Field(nullable=True, description="VEP/SnpEff impact of the chosen consequence.")
+
+
+class GeneMutationStatus(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    mutated: bool = pa.Field(nullable=True, description="True: a non-silent variant; False: profiled, none; "
+                                                        "NULL: gene not profiled in this sample (panel).")
+    n_variants: int = pa.Field(nullable=True, ge=0, description="Number of non-silent variants.")
+    top_consequence: str = pa.Field(nullable=True, description="Most severe consequence among them.")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'feature_id']
+
+
+class CopyNumber(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    log2_ratio: float = pa.Field(nullable=True, description="Continuous gene-level log2 copy ratio.")
+    call: pl.Int8 = pa.Field(nullable=True, ge=-2, le=2, description="Discrete GISTIC call: -2 deep deletion, "
+                                                                      "-1 loss, 0 diploid, 1 gain, 2 amplification.")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'feature_id']
+
+
+class CnSegments(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    chromosome: str = pa.Field(description="Chromosome without 'chr' prefix.")
+    start: int = pa.Field(ge=0, description="Segment start (1-based).")
+    end: int = pa.Field(ge=0, description="Segment end (inclusive).")
+    num_probes: int = pa.Field(nullable=True, ge=0, description="Probes / markers in the segment.")
+    segment_mean: float = pa.Field(nullable=True, description="Segment mean log2 ratio.")
+
+
+class ProteinAbundance(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = pa.Field(description="Protein group / row identifier as given.")
+    protein_group: str = pa.Field(nullable=True, description="Original protein group (accessions as given).")
+    platform: str = pa.Field(isin=["ms", "rppa"], description="ms (mass spectrometry) or rppa.")
+    antibody: str = pa.Field(nullable=True, description="RPPA antibody.")
+    is_phospho: bool = pa.Field(nullable=True, description="Phospho-specific antibody / site.")
+    is_ambiguous: bool = pa.Field(nullable=True, description="The group maps to more than one gene.")
+    abundance: float = pa.Field(nullable=True, description="Quantity as given (NULL = missing; MaxQuant 0).")
+    log2_abundance: float = pa.Field(nullable=True, description="log2 of abundance (RPPA: as given).")
+    normalized: float = pa.Field(nullable=True, description="MS: log2 median-centred per sample; RPPA: as given.")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'feature_id', 'gene_id']
+
+
+TABLES: dict[str, type[_Table]] = {
+    "studies": Studies,
+    "subjects": Subjects,
+    "subject_attributes": SubjectAttributes,
+    "samples": Samples,
+    "sample_attributes": SampleAttributes,
+    "genes": Genes,
+    "gene_xrefs": GeneXrefs,
+    "gene_id_map": GeneIdMap,
+    "ingest_issues": IngestIssues,
+    "rna_counts": RnaCounts,
+    "rna_abundance": RnaAbundance,
+    "variants": Variants,
+    "gene_mutation_status": GeneMutationStatus,
+    "copy_number": CopyNumber,
+    "cn_segments": CnSegments,
+    "protein_abundance": ProteinAbundance,
+}
+
+TABLE_DOCS: dict[str, str] = {
+    "studies": "One row per study loaded: its manifest facts and the hash of the files it was loaded from.",
+    "subjects": "One row per subject (patient / donor) of a study.",
+    "subject_attributes": "One row per subject and clinical attribute (long form, any attribute set).",
+    "samples": "One row per sample of a study, linked to its subject.",
+    "sample_attributes": "One row per sample and attribute (long form, so heterogeneous clinical columns fit).",
+    "genes": "The gene dimension: one row per NCBI gene, GRCh38 coordinates, from the shipped reference.",
+    "gene_xrefs": "One row per gene and external identifier (Ensembl gene / transcript, UniProt, alias).",
+    "gene_id_map": "One row per study, assay and source identifier: how it was mapped to a gene, or why not.",
+    "ingest_issues": "One row per problem found while loading a study (file, line, column, code); rows with a "
+                     "record are the quarantine of rows kept out of the tables.",
+    "rna_counts": "Raw RNA-seq counts: one row per study, assay, sample and feature (unmapped features kept).",
+    "rna_abundance": "RNA abundances as provided (TPM, FPKM, RSEM, z-scores): one row per assay, sample, feature "
+                     "and measure.",
+    "variants": "One row per variant, alt allele and sample, with the chosen transcript consequence.",
+    "gene_mutation_status": "One row per sample and gene mutated in the study: mutated / wild type / not profiled.",
+    "copy_number": "Gene-level copy number: one row per sample and gene (log2 ratio and/or GISTIC call).",
+    "cn_segments": "Copy-number segments: one row per sample and segment.",
+    "protein_abundance": "One row per sample, protein group (or antibody) and mapped gene.",
+}
+
+STUDY_TABLES = [t for t in TABLES if t not in {"genes", "gene_xrefs"}]
+"""Tables partitioned by study_id, each study replaced as one commit; ``genes`` and ``gene_xrefs`` are global."""
+
+
+def polars_schema(table: str) -> pl.Schema:
+    """Column names and polars types of ``table``, in contract order."""
+    columns = TABLES[table].to_schema().columns
+    return pl.Schema({name: col.dtype.type for name, col in columns.items()})
+
+
+def column_descriptions(table: str) -> dict[str, str]:
+    """Column name -> description (the DuckDB column comments)."""
+    return {name: col.description or "" for name, col in TABLES[table].to_schema().columns.items()}
+
+
+def table_key(table: str) -> list[str]:
+    """Columns that together identify a row (the model's ``Config.unique``), empty if none declared."""
+    unique = TABLES[table].to_schema().unique
+    return list(unique) if unique else []
