@@ -95,23 +95,16 @@ def build_genes(source: Path) -> pl.DataFrame:
 
 def build_xrefs(source: Path) -> pl.DataFrame:
     """One row per gene_id, namespace and xref (ensembl_gene, ensembl_transcript, uniprot, alias)."""
+    aliases = read_tsv(source / "human_gene_aliases_orgHsEgDb.tsv")
     parts = [
-        (
-            "ensembl_gene",
-            read_tsv(source / "ensembl_gene_to_entrez_orgHsEgDb.tsv"),
-            "ensembl_gene_id",
-        ),
+        ("ensembl_gene", read_tsv(source / "ensembl_gene_to_entrez_orgHsEgDb.tsv"), "ensembl_gene_id"),
         (
             "ensembl_transcript",
             read_tsv(source / "ensembl_transcript_to_gene_orgHsEgDb.tsv.gz"),
             "ensembl_transcript_id",
         ),
         ("uniprot", read_tsv(source / "uniprot_to_gene_orgHsEgDb.tsv"), "uniprot_accession"),
-        (
-            "alias",
-            read_tsv(source / "human_gene_aliases_orgHsEgDb.tsv").filter(pl.col("is_official_symbol") == "FALSE"),
-            "alias",
-        ),
+        ("alias", aliases.filter(pl.col("is_official_symbol") == "FALSE"), "alias"),
     ]
     return (
         pl.concat(
