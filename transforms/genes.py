@@ -84,7 +84,11 @@ class GeneReference:
                 self.genes.select(
                     pl.lit("entrez").alias("namespace"), pl.col("gene_id").cast(pl.String).alias("key"), "gene_id"
                 ),
-                self.genes.select(pl.lit("symbol").alias("namespace"), pl.col("symbol").alias("key"), "gene_id"),
+                # Four official symbols are shared with an NCBI phenotype-only locus (biotype "unknown", no
+                # sequence, e.g. HBD): nothing can measure such a locus, so the symbol means the sequenced gene.
+                self.genes.filter(
+                    (pl.col("biotype") != "unknown") | (pl.col("biotype") == "unknown").all().over("symbol")
+                ).select(pl.lit("symbol").alias("namespace"), pl.col("symbol").alias("key"), "gene_id"),
                 self.xrefs.select("namespace", pl.col("xref").alias("key"), "gene_id"),
             ]
         ).unique()
