@@ -34,10 +34,10 @@ RULES: dict[str, tuple[str, int, int, tuple[str, ...]]] = {
     "symbol": ("symbol", 6, 0, ("symbol",)),
     "alias": ("symbol", 7, 2, ("symbol",)),
     "excel_date": ("symbol", 8, 3, ("symbol",)),
-    "composite_entrez": ("entrez", 10, 0, ("symbol",)),
-    "composite_symbol": ("symbol", 11, 0, ("symbol",)),
-    "composite_alias": ("symbol", 12, 2, ("symbol",)),
-    "composite_excel_date": ("symbol", 13, 3, ("symbol",)),
+    "composite_entrez": ("entrez", 9, 0, ("symbol",)),
+    "composite_symbol": ("symbol", 10, 0, ("symbol",)),
+    "composite_alias": ("symbol", 11, 2, ("symbol",)),
+    "composite_excel_date": ("symbol", 12, 3, ("symbol",)),
 }
 
 ENTREZ = r"^[0-9]+$"
@@ -238,6 +238,7 @@ def resolve_gene_ids(
     candidates = _candidates(ids.filter(pl.col("key") != "")).join(rules, on="rule")
     hits = (
         candidates.join(reference.lookup, left_on=["lookup", "key"], right_on=["namespace", "key"])
+        # Within the Excel rule the unmangled symbol is read as an official symbol (step 0) before an alias.
         .with_columns(reading=pl.col("priority") * 2 + pl.col("step"))
         .filter(pl.col("reading") == pl.col("reading").min().over("order"))
         .group_by("order")
