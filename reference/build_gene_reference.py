@@ -59,7 +59,8 @@ def gene_loci(locations: pl.DataFrame, ncbi_chromosome: pl.DataFrame) -> pl.Data
             pl.col("rows"),
             pl.col("chromosome"),
             pl.col("start"),
-            descending=[True, True, True, False, False],
+            pl.col("strand"),
+            descending=[True, True, True, False, False, False],
             nulls_last=True,
         )
         .unique("gene_id", keep="first", maintain_order=True)
