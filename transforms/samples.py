@@ -301,7 +301,10 @@ def _attributes(frame: pl.DataFrame, layout: TableLayout, *, id_column: str, exc
     A cBioPortal-declared type is kept unless a value contradicts it (a warning, then 'string'); otherwise the
     type is inferred: 'number' when every value parses as a number, 'boolean' when all are true/false.
     """
-    names = [c for c in layout.header if c not in exclude and c in frame.columns and c != "line"]
+    if "" in layout.header and "" not in exclude:
+        issues.info("unnamed_column", "a column without a name (R row names?) is not kept as an attribute",
+                    file=layout.display_name, line=layout.header_line, column="")
+    names = [c for c in layout.header if c not in exclude and c in frame.columns and c not in ("", "line")]
     long = frame.unpivot(index=[id_column, "line"], on=names, variable_name="attribute", value_name="value")
     long = long.with_columns(pl.col("value").cast(pl.String).str.strip_chars()).filter(
         pl.col("value").is_not_null() & ~pl.col("value").str.to_lowercase().is_in(_MISSING))
