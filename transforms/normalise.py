@@ -1,0 +1,640 @@
+"""Count normalisation on a dense block of one study: one row per feature, one column per sample.
+
+Everything here is pure numpy on a float64 ``counts`` block (genes x samples, every feature of the study including
+unmapped ones) and returns arrays aligned to its rows or columns; the caller keeps the row and column labels and
+writes results back as long rows. The factors equal edgeR 3.40 (``calcNormFactors(method="TMM")``, ``cpm``) and
+DESeq2 1.38 (``estimateSizeFactors``, ``vst``) so that numbers agree with the R packages analysts check against.
+
+Studies too big for one block are processed in blocks of sample columns, PyDESeq2-style: a *fit* pass builds the
+per-gene reference from all blocks, then each block is transformed on its own.
+
+- Size factors: ``log_geomeans = fit_log_geomeans(blocks)``, then ``size_factors_from_reference(block,
+  log_geomeans)`` per block.
+- TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
+  ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
+  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``.
+  The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
+- log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
+- z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
+- VST: per-gene base means over all blocks, ``vst_genes`` picks the rows, ``fit_vst_trend`` on those rows of all
+  samples, then ``vst_transform`` per block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import digamma, gammaln
+
+# Elements per internal chunk of sample columns: bounds the temporaries of TMM and median-of-ratios (~32 MB each).
+_CHUNK_ELEMENTS = 1 << 22
+_LN_MILLION = np.log(1e6)
+_LN_TWO = np.log(2.0)
+
+
+def _as_counts(counts: np.ndarray) -> np.ndarray:
+    """Validate a counts block (2-D, finite, non-negative) and return it as float64 without copying if possible."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2:
+        raise ValueError(f"The count matrix must be 2-D (genes x samples), got {counts.ndim} dimension(s).")
+    sums = counts.sum(axis=0)
+    if np.isnan(sums).any():
+        raise ValueError("NaNs are not allowed in the count matrix.")
+    if np.isinf(sums).any():
+        raise ValueError("Infinite values are not allowed in the count matrix.")
+    if counts.size and counts.min() < 0:
+        raise ValueError("The count matrix should only contain non-negative values.")
+    return counts
+
+
+def _check_no_empty_samples(library_size: np.ndarray) -> None:
+    empty = np.flatnonzero(~(library_size > 0))
+    if empty.size:
+        raise ValueError(
+            f"Sample column(s) {empty.tolist()} have no counts (all-zero samples); "
+            "remove them before normalising."
+        )
+
+
+def _column_chunks(n_rows: int, n_columns: int) -> Iterator[slice]:
+    width = max(1, _CHUNK_ELEMENTS // max(n_rows, 1))
+    for start in range(0, n_columns, width):
+        yield slice(start, min(start + width, n_columns))
+
+
+def library_sizes(counts: np.ndarray) -> np.ndarray:
+    """Library size of each sample: the column sums of ``counts`` (one value per sample)."""
+    return _as_counts(counts).sum(axis=0)
+
+
+def geometric_mean_scaled(factors: np.ndarray) -> np.ndarray:
+    """Scale factors to geometric mean 1, as edgeR does after computing TMM factors of all samples."""
+    factors = np.asarray(factors, dtype=np.float64)
+    return factors / np.exp(np.mean(np.log(factors)))
+
+
+# ---------------------------------------------------------------------------------------------- DESeq2 size factors
+
+
+def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """Per-gene mean of log counts over all samples of all blocks (the DESeq2 pseudo-reference sample).
+
+    Genes with a zero in any sample get ``-inf`` and are left out of the median of ratios, as in DESeq2.
+    """
+    total: np.ndarray | None = None
+    n_samples = 0
+    for block in blocks:
+        block = _as_counts(block)
+        with np.errstate(divide="ignore"):
+            part = np.log(block).sum(axis=1)
+        total = part if total is None else total + part
+        n_samples += block.shape[1]
+    if total is None or n_samples == 0:
+        raise ValueError("No sample columns were given to fit the log geometric means.")
+    return total / n_samples
+
+
+def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> np.ndarray:
+    """DESeq2 median-of-ratios size factors of the samples in ``block`` against fitted ``log_geomeans``.
+
+    One value per sample of the block: ``exp(median(log(count) - log_geomean))`` over the genes with a finite log
+    geometric mean (counted in every sample of the study).
+    """
+    block = _as_counts(block)
+    log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
+    if log_geomeans.shape != (block.shape[0],):
+        raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
+    usable = np.isfinite(log_geomeans)
+    if not usable.any():
+        raise ValueError(
+            "every gene contains at least one zero, cannot compute log geometric means "
+            "(median-of-ratios size factors need at least one gene counted in every sample)"
+        )
+    _check_no_empty_samples(block.sum(axis=0))
+    reference = log_geomeans[usable][:, None]
+    n = int(usable.sum())
+    half = n // 2
+    out = np.empty(block.shape[1])
+    for cols in _column_chunks(n, block.shape[1]):
+        ratios = np.sort(np.log(block[usable, cols]) - reference, axis=0)
+        median = ratios[half] if n % 2 else (ratios[half - 1] + ratios[half]) / 2
+        out[cols] = np.exp(median)
+    return out
+
+
+def size_factors(counts: np.ndarray) -> np.ndarray:
+    """DESeq2 ``estimateSizeFactors`` (median of ratios) of every sample in ``counts``."""
+    counts = _as_counts(counts)
+    chunks = [counts[:, cols] for cols in _column_chunks(counts.shape[0], counts.shape[1])]
+    log_geomeans = fit_log_geomeans(chunks)
+    return size_factors_from_reference(counts, log_geomeans)
+
+
+# ---------------------------------------------------------------------------------------------------- edgeR TMM
+
+
+def upper_quartiles(
+    counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None
+) -> np.ndarray:
+    """Upper quartile of each sample's counts divided by its library size (edgeR's ``.calcFactorQuantile``).
+
+    ``expressed`` marks the rows with a positive count in any sample of the *study* (edgeR drops all-zero rows
+    first); by default it is computed from ``counts``, which is right when ``counts`` holds every sample.
+    """
+    counts = _as_counts(counts)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    if expressed is None:
+        expressed = (counts > 0).any(axis=1)
+    n = int(np.count_nonzero(expressed))
+    if n == 0:
+        return np.zeros(counts.shape[1])
+    # R quantile type 7, written as R computes it: (1 - h) * x[lo] + h * x[hi] only where x[hi] != x[lo].
+    index = 1 + (n - 1) * 0.75
+    lo, hi = int(np.floor(index)), int(np.ceil(index))
+    h = index - lo
+    out = np.empty(counts.shape[1])
+    for cols in _column_chunks(n, counts.shape[1]):
+        ordered = np.sort(counts[expressed, cols], axis=0)
+        q, q_hi = ordered[lo - 1], ordered[hi - 1]
+        if index > lo:
+            q = np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
+        out[cols] = q
+    return out / library_size
+
+
+def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray) -> int:
+    """Index of edgeR's TMM reference sample: upper-quartile factor closest to their mean.
+
+    When the median upper quartile is (near) zero, edgeR 3.40 takes instead the sample with the largest sum of
+    square-root counts (``sqrt_sums``, one value per sample).
+    """
+    f75 = np.asarray(upper_quartiles, dtype=np.float64)
+    if np.median(f75) < 1e-20:
+        return int(np.argmax(sqrt_sums))
+    return int(np.argmin(np.abs(f75 - np.mean(f75))))
+
+
+def _trim_keep(values: np.ndarray, finite: np.ndarray, trim: float) -> np.ndarray:
+    """Rows of each column kept by edgeR's rank trim: ``floor(n*trim)+1 <= rank <= n-floor(n*trim)``.
+
+    ``rank`` is R's average rank among the finite values of the column. Ranks are monotone in the value, so the kept
+    rows are a value interval whose ends are the order statistics at the two bounds; a tied end value is kept when
+    its average rank lies inside the bounds.
+    """
+    n = finite.sum(axis=0)
+    lo = np.floor(n * trim) + 1
+    hi = n + 1 - lo
+    ordered = np.sort(np.where(finite, values, np.inf), axis=0)
+    last = values.shape[0] - 1
+    columns = np.arange(values.shape[1])
+    v_lo = ordered[np.clip(lo - 1, 0, last).astype(np.intp), columns]
+    v_hi = ordered[np.clip(hi - 1, 0, last).astype(np.intp), columns]
+
+    def average_rank(v: np.ndarray) -> np.ndarray:
+        less = (ordered < v).sum(axis=0)
+        equal = (ordered == v).sum(axis=0)
+        return less + (equal + 1) / 2
+
+    lo_inclusive = average_rank(v_lo) >= lo
+    hi_inclusive = average_rank(v_hi) <= hi
+    above = (values > v_lo) | ((values == v_lo) & lo_inclusive)
+    below = (values < v_hi) | ((values == v_hi) & hi_inclusive)
+    return finite & above & below
+
+
+def tmm_factors_against(
+    counts: np.ndarray,
+    reference: np.ndarray,
+    *,
+    library_size: np.ndarray,
+    reference_library_size: float,
+    logratio_trim: float = 0.3,
+    sum_trim: float = 0.05,
+    do_weighting: bool = True,
+    a_cutoff: float = -1e10,
+) -> np.ndarray:
+    """Unscaled TMM factor of each sample in ``counts`` against the ``reference`` sample's counts (edgeR's
+    ``.calcFactorTMM``), vectorised across samples.
+
+    One value per sample; apply :func:`geometric_mean_scaled` to the factors of all samples of the study.
+    """
+    counts = _as_counts(counts)
+    reference = np.asarray(reference, dtype=np.float64)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    n_ref = float(reference_library_size)
+    out = np.empty(counts.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref_p = reference / n_ref
+        log_ref = np.log2(ref_p)[:, None]
+        var_ref = ((n_ref - reference) / n_ref / reference)[:, None]
+        for cols in _column_chunks(counts.shape[0], counts.shape[1]):
+            obs, n_obs = counts[:, cols], library_size[cols]
+            obs_p = obs / n_obs
+            # The exact expressions of edgeR, so that ties (and so ranks) fall as they do in R.
+            log_ratio = np.log2(obs_p / ref_p[:, None])
+            abs_expr = (np.log2(obs_p) + log_ref) / 2
+            finite = np.isfinite(log_ratio) & np.isfinite(abs_expr) & (abs_expr > a_cutoff)
+            keep = _trim_keep(log_ratio, finite, logratio_trim) & _trim_keep(abs_expr, finite, sum_trim)
+            if do_weighting:
+                variance = (n_obs - obs) / n_obs / obs + var_ref
+                num = np.nansum(np.where(keep, log_ratio / variance, np.nan), axis=0)
+                den = np.nansum(np.where(keep, 1 / variance, np.nan), axis=0)
+                f = num / den
+            else:
+                kept = keep.sum(axis=0)
+                f = np.where(keep, log_ratio, 0).sum(axis=0) / kept
+            f = np.where(np.isnan(f), 0.0, f)
+            max_abs = np.max(np.where(finite, np.abs(log_ratio), -np.inf), axis=0, initial=-np.inf)
+            out[cols] = np.where(max_abs < 1e-6, 1.0, 2.0**f)
+    return out
+
+
+def tmm_factors(
+    counts: np.ndarray,
+    *,
+    library_size: np.ndarray | None = None,
+    logratio_trim: float = 0.3,
+    sum_trim: float = 0.05,
+    do_weighting: bool = True,
+    a_cutoff: float = -1e10,
+    ref_column: int | None = None,
+) -> np.ndarray:
+    """TMM factors equal to edgeR 3.40 ``calcNormFactors(method="TMM")``, one per sample of ``counts``.
+
+    The reference sample is edgeR's choice unless ``ref_column`` (0-based) is given; factors are scaled to
+    geometric mean 1. An all-zero sample is an error (edgeR fails on it too).
+    """
+    counts = _as_counts(counts)
+    if library_size is None:
+        library_size = counts.sum(axis=0)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    if library_size.shape != (counts.shape[1],):
+        raise ValueError(f"library_size has shape {library_size.shape}, expected ({counts.shape[1]},).")
+    _check_no_empty_samples(counts.sum(axis=0))
+    _check_no_empty_samples(library_size)
+    expressed = (counts > 0).any(axis=1)
+    if counts.shape[1] == 1 or not expressed.any():
+        return np.ones(counts.shape[1])
+    if ref_column is None:
+        f75 = upper_quartiles(counts, library_size=library_size, expressed=expressed)
+        ref_column = tmm_reference(f75, sqrt_sums=np.sqrt(counts).sum(axis=0))
+    factors = tmm_factors_against(
+        counts,
+        counts[:, ref_column],
+        library_size=library_size,
+        reference_library_size=library_size[ref_column],
+        logratio_trim=logratio_trim,
+        sum_trim=sum_trim,
+        do_weighting=do_weighting,
+        a_cutoff=a_cutoff,
+    )
+    return geometric_mean_scaled(factors)
+
+
+# ------------------------------------------------------------------------------------- expression scales and z-scores
+
+
+def _check_library_size(library_size: np.ndarray, n_columns: int) -> np.ndarray:
+    library_size = np.asarray(library_size, dtype=np.float64)
+    if library_size.shape != (n_columns,):
+        raise ValueError(f"library_size has shape {library_size.shape}, expected ({n_columns},).")
+    if not (np.isfinite(library_size).all() and (library_size > 0).all()):
+        raise ValueError("library sizes should be finite and positive")
+    return library_size
+
+
+def cpm(counts: np.ndarray, *, library_size: np.ndarray) -> np.ndarray:
+    """Counts per million (edgeR ``cpm``): ``counts * 1e6 / library_size``, same shape as ``counts``."""
+    counts = _as_counts(counts)
+    library_size = _check_library_size(library_size, counts.shape[1])
+    return counts * (1e6 / library_size)
+
+
+def log2_cpm(
+    counts: np.ndarray,
+    *,
+    library_size: np.ndarray,
+    norm_factors: np.ndarray | None = None,
+    prior_count: float = 2.0,
+    mean_library_size: float | None = None,
+) -> np.ndarray:
+    """Log2 counts per million equal to edgeR ``cpm(y, log=TRUE, prior.count=prior_count)``, with effective
+    library size ``library_size * norm_factors``.
+
+    As edgeR's ``addPriorCount``, the prior is scaled by each library's size relative to the mean library size and
+    twice the prior is added to the library size. For a block of a larger study pass ``mean_library_size``, the
+    mean effective library size over all samples, so that every block gets the priors of the whole study.
+    """
+    counts = _as_counts(counts)
+    lib = _check_library_size(library_size, counts.shape[1])
+    if norm_factors is not None:
+        lib = lib * _check_library_size(norm_factors, counts.shape[1])
+    mean_lib = float(np.mean(lib)) if mean_library_size is None else float(mean_library_size)
+    prior = prior_count * lib / mean_lib
+    out = counts + prior
+    np.log(out, out=out)
+    out -= np.log(lib + 2 * prior)
+    out += _LN_MILLION
+    out /= _LN_TWO
+    return out
+
+
+def tpm(counts: np.ndarray, *, lengths: np.ndarray) -> np.ndarray:
+    """Transcripts per million from counts and feature lengths (bp), same shape as ``counts``.
+
+    Rows whose length is unknown (NaN) or not positive cannot be rated: they are NaN and left out of the per-sample
+    totals, so the known rows of each sample sum to one million.
+    """
+    counts = _as_counts(counts)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if lengths.shape != (counts.shape[0],):
+        raise ValueError(f"lengths has shape {lengths.shape}, expected ({counts.shape[0]},).")
+    known = np.isfinite(lengths) & (lengths > 0)
+    rate = np.full(counts.shape, np.nan)
+    rate[known] = counts[known] / lengths[known, None]
+    total = rate[known].sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return rate * (1e6 / total)
+
+
+class RowMoments(NamedTuple):
+    """Per-gene mean and standard deviation over the reference samples (one value per row each)."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+def row_moments(blocks: Iterable[np.ndarray], *, ddof: int = 1) -> RowMoments:
+    """Per-row mean and standard deviation over all columns of all ``blocks`` (Chan's pairwise update).
+
+    Feed only the reference columns (for example the normal samples) of each block to get a reference population.
+    """
+    n = 0
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        k = block.shape[1]
+        if k == 0:
+            continue
+        b_mean = block.mean(axis=1)
+        b_m2 = ((block - b_mean[:, None]) ** 2).sum(axis=1)
+        if mean is None or m2 is None:
+            mean, m2 = b_mean, b_m2
+        else:
+            delta = b_mean - mean
+            mean = mean + delta * (k / (n + k))
+            m2 = m2 + b_m2 + delta**2 * (n * k / (n + k))
+        n += k
+    if mean is None or m2 is None:
+        raise ValueError("No reference columns were given to compute row moments.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(m2 / (n - ddof)) if n > ddof else np.full_like(mean, np.nan)
+    return RowMoments(mean, sd)
+
+
+def zscore_rows(
+    values: np.ndarray,
+    *,
+    reference_mask: np.ndarray | None = None,
+    ddof: int = 1,
+    moments: RowMoments | None = None,
+) -> np.ndarray:
+    """z-score of each gene across samples: ``(value - mean) / sd`` per row, same shape as ``values``.
+
+    Mean and SD come from the columns chosen by ``reference_mask`` (for example the normal samples; all columns by
+    default), or from ``moments`` fitted over every block of a larger study. Genes with zero or undefined SD are NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be 2-D (genes x samples), got {values.ndim} dimension(s).")
+    if moments is None:
+        reference = values if reference_mask is None else values[:, np.asarray(reference_mask, dtype=bool)]
+        moments = row_moments([reference], ddof=ddof)
+    sd = np.where(moments.sd > 0, moments.sd, np.nan)
+    return (values - moments.mean[:, None]) / sd[:, None]
+
+
+# ------------------------------------------------------------------------------------------------------- DESeq2 VST
+
+
+class DispersionTrend(NamedTuple):
+    """DESeq2's parametric dispersion trend ``asympt_disp + extra_pois / mean``."""
+
+    asympt_disp: float
+    extra_pois: float
+
+
+_MIN_DISP = 1e-8
+
+
+def vst_genes(base_mean: np.ndarray, *, nsub: int = 1000) -> np.ndarray:
+    """Row indices DESeq2's ``vst`` fits the dispersion trend on: ``nsub`` genes evenly spread over the ranks of
+    the base mean (mean normalised count over all samples) among genes with base mean above 5.
+    """
+    base_mean = np.asarray(base_mean, dtype=np.float64)
+    candidates = np.flatnonzero(base_mean > 5)
+    if candidates.size < nsub:
+        raise ValueError(
+            f"less than 'nsub' ({nsub}) rows with mean normalized count > 5 ({candidates.size}); "
+            "fit the trend on all genes instead (nsub=None)"
+        )
+    order = candidates[np.argsort(base_mean[candidates], kind="stable")]
+    n1 = nsub - 1
+    # R: round(seq(from=1, to=length(o), length=nsub)); both round half to even.
+    positions = np.concatenate([[1.0], 1 + np.arange(1, n1) * ((order.size - 1) / n1), [float(order.size)]])
+    return order[np.round(positions).astype(np.intp) - 1]
+
+
+def _log_posterior(log_alpha: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """DESeq2's Cox-Reid adjusted NB log likelihood of each gene at ``log_alpha``, intercept-only design."""
+    alpha = np.exp(log_alpha)[:, None]
+    inv = 1 / alpha
+    cr = -0.5 * np.log((1 / (1 / mu + alpha)).sum(axis=1))
+    ll = (gammaln(y + inv) - gammaln(inv) - y * np.log(mu + inv) - inv * np.log(1.0 + mu * alpha)).sum(axis=1)
+    return ll + cr
+
+
+def _dlog_posterior(log_alpha: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Derivative of :func:`_log_posterior` with respect to ``log_alpha``."""
+    alpha = np.exp(log_alpha)
+    a = alpha[:, None]
+    inv = 1 / a
+    w = 1 / (1 / mu + a)
+    cr = -0.5 * (-(w**2)).sum(axis=1) / w.sum(axis=1)
+    ll = (
+        digamma(inv) + np.log(1 + mu * a) - mu * a / (1.0 + mu * a) - digamma(y + inv) + y / (mu + inv)
+    ).sum(axis=1) / alpha**2
+    return (ll + cr) * alpha
+
+
+def _fit_log_dispersion(
+    y: np.ndarray, mu: np.ndarray, log_alpha: np.ndarray, *, tol: float = 1e-6, maxit: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """DESeq2's ``fitDisp`` Armijo line search on log dispersion, run for all genes in lockstep.
+
+    Returns the log dispersions, iterations, and the initial and last log posteriors (DESeq2 uses them to reject
+    fits that did not improve).
+    """
+    kappa_0, epsilon, min_log_alpha = 1.0, 1.0e-4, np.log(_MIN_DISP / 10)
+    a = log_alpha.copy()
+    lp = _log_posterior(a, y, mu)
+    dlp = _dlog_posterior(a, y, mu)
+    initial_lp = lp.copy()
+    kappa = np.full(a.shape, kappa_0)
+    iters = np.zeros(a.shape, dtype=np.int64)
+    accepts = np.zeros(a.shape, dtype=np.int64)
+    active = np.ones(a.shape, dtype=bool)
+    for _ in range(maxit):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        iters[idx] += 1
+        ai, di, ki = a[idx], dlp[idx], kappa[idx]
+        proposal = ai + ki * di
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ki = np.where(proposal < -30.0, (-30.0 - ai) / di, ki)
+            ki = np.where(proposal > 10.0, (10.0 - ai) / di, ki)
+        step = ai + ki * di
+        lp_new = _log_posterior(step, y[idx], mu[idx])
+        accept = -lp_new <= -lp[idx] - ki * epsilon * di**2
+        kappa[idx] = np.where(accept, ki, ki / 2)
+        acc = idx[accept]
+        if acc.size == 0:
+            continue
+        accepts[acc] += 1
+        a[acc] = step[accept]
+        change = lp_new[accept] - lp[acc]
+        converged = change < tol
+        lp[acc[converged]] = lp_new[accept][converged]
+        escaped = ~converged & (a[acc] < min_log_alpha)
+        active[acc[converged | escaped]] = False
+        go = acc[~converged & ~escaped]
+        lp[go] = lp_new[accept][~converged & ~escaped]
+        dlp[go] = _dlog_posterior(a[go], y[go], mu[go])
+        kappa[go] = np.minimum(kappa[go] * 1.1, kappa_0)
+        kappa[go] = np.where(accepts[go] % 5 == 0, kappa[go] / 2, kappa[go])
+    return a, iters, initial_lp, lp
+
+
+def _grid_log_dispersion(y: np.ndarray, mu: np.ndarray, n_samples: int) -> np.ndarray:
+    """DESeq2's ``fitDispGrid``: coarse then fine 20-point grids of log dispersion, for genes the search missed."""
+    grid = np.linspace(np.log(1e-8), np.log(max(10, n_samples)), 20)
+    delta = grid[1] - grid[0]
+
+    def best(points: np.ndarray) -> np.ndarray:
+        lp = np.stack([_log_posterior(points[:, t], y, mu) for t in range(points.shape[1])], axis=1)
+        return points[np.arange(points.shape[0]), np.argmax(lp, axis=1)]
+
+    coarse = best(np.broadcast_to(grid, (y.shape[0], grid.size)))
+    fine = np.linspace(coarse - delta, coarse + delta, grid.size, axis=1)
+    return best(fine)
+
+
+def _gamma_identity_glm(y: np.ndarray, x: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, bool]:
+    """R's ``glm(y ~ x, family=Gamma(link="identity"), start=start)``: IRLS with R's convergence rule."""
+    design = np.column_stack([np.ones_like(x), x])
+
+    def deviance(mu: np.ndarray) -> float:
+        return float(np.sum(-2 * (np.log(np.where(y == 0, 1, y / mu)) - (y - mu) / mu)))
+
+    coef = start.astype(np.float64)
+    mu = design @ coef
+    if not (np.isfinite(mu).all() and (mu > 0).all()):
+        raise ValueError("parametric dispersion fit failed: no valid starting values")
+    dev_old = deviance(mu)
+    coef_old: np.ndarray | None = None
+    for _ in range(25):
+        w = 1 / mu
+        coef = np.linalg.lstsq(design * w[:, None], y * w, rcond=None)[0]
+        mu = design @ coef
+        dev = deviance(mu) if (mu > 0).all() else np.inf
+        while not (np.isfinite(dev) and np.isfinite(mu).all() and (mu > 0).all()):
+            if coef_old is None:
+                raise ValueError("parametric dispersion fit failed: no valid set of coefficients")
+            coef = (coef + coef_old) / 2
+            mu = design @ coef
+            dev = deviance(mu) if (mu > 0).all() else np.inf
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-8:
+            return coef, True
+        dev_old, coef_old = dev, coef
+    return coef, False
+
+
+def _parametric_dispersion_fit(means: np.ndarray, disps: np.ndarray) -> DispersionTrend:
+    """DESeq2's ``parametricDispersionFit``: iteratively refit the Gamma GLM on genes near the curve."""
+    coefs = np.array([0.1, 1.0])
+    for _ in range(11):
+        residuals = disps / (coefs[0] + coefs[1] / means)
+        good = (residuals > 1e-4) & (residuals < 15)
+        old = coefs
+        coefs, converged = _gamma_identity_glm(disps[good], 1 / means[good], coefs)
+        if not (coefs > 0).all():
+            raise ValueError("parametric dispersion fit failed: a trend coefficient is not positive")
+        if np.sum(np.log(coefs / old) ** 2) < 1e-6 and converged:
+            return DispersionTrend(float(coefs[0]), float(coefs[1]))
+    raise ValueError("parametric dispersion fit did not converge")
+
+
+def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> DispersionTrend:
+    """DESeq2's blind (design ``~1``) gene-wise dispersions and parametric trend, fitted on the rows of ``counts``.
+
+    ``counts`` holds the genes to fit on (``vst_genes``) across *all* samples; ``size_factors`` are those of all
+    samples. Follows ``estimateDispersionsGeneEst`` (rough and moments start, Armijo line search, grid refit) and
+    ``estimateDispersionsFit(fitType="parametric")``.
+    """
+    counts = _as_counts(counts)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    m = counts.shape[1]
+    if m < 2:
+        raise ValueError("at least two samples are needed to estimate dispersions")
+    counts = counts[counts.sum(axis=1) > 0]
+    normed = counts / sf
+    base_mean = normed.mean(axis=1)
+    base_var = normed.var(axis=1, ddof=1)
+    rough_mu = np.maximum(1.0, base_mean)[:, None]
+    rough = np.maximum((((normed - rough_mu) ** 2 - rough_mu) / rough_mu**2).sum(axis=1) / (m - 1), 0)
+    moments = (base_var - np.mean(1 / sf) * base_mean) / base_mean**2
+    max_disp = max(10.0, float(m))
+    alpha_init = np.minimum(np.maximum(_MIN_DISP, np.minimum(rough, moments)), max_disp)
+    mu = np.maximum(base_mean[:, None] * sf, 0.5)
+    log_alpha, iters, initial_lp, last_lp = _fit_log_dispersion(counts, mu, np.log(alpha_init))
+    disp = np.minimum(np.exp(log_alpha), max_disp)
+    no_increase = last_lp < initial_lp + np.abs(initial_lp) / 1e6
+    disp[no_increase] = alpha_init[no_increase]
+    refit = ~((iters < 100) & (iters != 1)) & (disp > _MIN_DISP * 10)
+    if refit.any():
+        disp[refit] = np.exp(_grid_log_dispersion(counts[refit], mu[refit], m))
+    disp = np.clip(disp, _MIN_DISP, max_disp)
+    use = disp > 100 * _MIN_DISP
+    if not use.any():
+        raise ValueError("all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum")
+    return _parametric_dispersion_fit(base_mean[use], disp[use])
+
+
+def vst_transform(counts: np.ndarray, *, size_factors: np.ndarray, trend: DispersionTrend) -> np.ndarray:
+    """DESeq2's closed-form parametric variance-stabilising transform of normalised counts (log2 scale)."""
+    counts = _as_counts(counts)
+    q = counts / np.asarray(size_factors, dtype=np.float64)
+    a0, a1 = trend.asympt_disp, trend.extra_pois
+    return np.log((1 + a1 + 2 * a0 * q + 2 * np.sqrt(a0 * q * (1 + a1 + a0 * q))) / (4 * a0)) / _LN_TWO
+
+
+def vst(counts: np.ndarray, *, size_factors: np.ndarray, nsub: int | None = 1000) -> np.ndarray:
+    """DESeq2 ``vst(dds, blind=TRUE)`` of a whole study block, same shape as ``counts``.
+
+    The trend is fitted on ``nsub`` genes as DESeq2 does; ``nsub=None`` fits it on every gene, as
+    ``varianceStabilizingTransformation(dds, blind=TRUE)`` does.
+    """
+    counts = _as_counts(counts)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    if nsub is None:
+        trend = fit_vst_trend(counts, size_factors=sf)
+    else:
+        if counts.shape[0] < nsub:
+            raise ValueError(f"less than 'nsub' ({nsub}) rows; fit the trend on all genes instead (nsub=None)")
+        rows = vst_genes((counts / sf).mean(axis=1), nsub=nsub)
+        trend = fit_vst_trend(counts[rows], size_factors=sf)
+    return vst_transform(counts, size_factors=sf, trend=trend)
