@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import polars as pl
@@ -284,8 +285,8 @@ def _unique_ids(frame: pl.DataFrame, id_column: str, *, file: str, issues: Issue
 
 def _declared_types(layout: TableLayout) -> dict[str, str]:
     """Attribute datatypes from line 3 of a cBioPortal 4-line ``#`` header ({} when there is none)."""
-    comments = [text for number, text in iter_lines(layout.path)
-                if number < layout.header_line and text.startswith("#")][:3]
+    lines = islice(iter_lines(layout.path, encoding=layout.encoding), layout.header_line - 1)
+    comments = [text for _, text in lines if text.startswith("#")][:3]
     if len(comments) < 3:
         return {}
     types = [t.strip().upper() for t in comments[2].lstrip("#").split(layout.separator)]

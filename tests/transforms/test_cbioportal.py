@@ -12,9 +12,13 @@ def es_0(shared_data: Path) -> Path:
 
 
 def _study(tmp_path: Path, meta_files: dict[str, str], data_files: tuple[str, ...] = ()) -> Path:
-    """A minimal cBioPortal folder: meta_study.txt plus the given meta files and empty data files."""
+    """A minimal cBioPortal folder: study and sample meta files plus the given meta files and data files."""
     (tmp_path / "meta_study.txt").write_text(
         "type_of_cancer: brca\ncancer_study_identifier: tiny\nname: Tiny\ndescription: d\n")
+    (tmp_path / "meta_clinical_sample.txt").write_text(
+        "cancer_study_identifier: tiny\ngenetic_alteration_type: CLINICAL\ndatatype: SAMPLE_ATTRIBUTES\n"
+        "data_filename: data_clinical_sample.txt\n")
+    (tmp_path / "data_clinical_sample.txt").write_text("PATIENT_ID\tSAMPLE_ID\nP1\tS1\n")
     for name, text in meta_files.items():
         (tmp_path / name).write_text(text)
     for name in data_files:
@@ -158,3 +162,13 @@ def test_read_cbioportal_study_without_identifier_raises(tmp_path: Path):
     with pytest.raises(InputError) as caught:
         read_cbioportal_study(tmp_path, issues=IssueLog("x"))
     assert caught.value.issue.code == "missing_meta_field"
+
+
+def test_read_cbioportal_study_without_sample_file_is_warning(tmp_path: Path):
+    (tmp_path / "meta_study.txt").write_text("type_of_cancer: brca\ncancer_study_identifier: tiny\nname: T\n"
+                                             "reference_genome: hg38\n")
+    issues = IssueLog("tiny")
+    manifest = read_cbioportal_study(tmp_path, issues=issues)
+    assert (manifest.samples, manifest.reference_genome) == (None, "hg38")
+    assert [(i.code, i.severity, i.file) for i in issues.issues] == [
+        ("no_sample_table", "warning", "meta_study.txt")]

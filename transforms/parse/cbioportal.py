@@ -94,6 +94,9 @@ def read_cbioportal_study(folder: Path, *, issues: IssueLog) -> StudyManifest:
             assay = _translate(meta, issues=issues)
             if assay is not None and _data_file(folder, meta, issues=issues) is not None:
                 assays.append(assay)
+    if fields["samples"] is None:
+        issues.warning("no_sample_table", "no clinical SAMPLE_ATTRIBUTES meta file: samples are taken from "
+                       "the data files' columns", file=study.file)
     if panel_matrix is not None:
         assays = _attach_panel_matrix(assays, panel_matrix, issues=issues)
     try:
