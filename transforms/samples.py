@@ -250,12 +250,8 @@ def _find_column(header: list[str], aliases: Sequence[str], *, exclude: str | No
 
 
 def _read_rows(layout: TableLayout, *, issues: IssueLog) -> pl.DataFrame:
-    """All rows after the header, with their file line numbers.
-
-    ``comment_prefix=None``: with a prefix, polars 2.x ``skip_rows`` skips that many rows *after* the comment
-    lines, which loses the first data rows of a cBioPortal file (its ``#`` lines all precede the header).
-    """
-    return read_table(layout, issues=issues, comment_prefix=None)
+    """All rows after the header, with their file line numbers."""
+    return read_table(layout, issues=issues)
 
 
 def _id_column(layout: TableLayout, aliases: Sequence[str], *, chosen: str | None, what: str) -> str:

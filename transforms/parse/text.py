@@ -158,7 +158,7 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
         frame = pl.read_csv(
             layout.path,
             separator=layout.separator,
-            skip_rows=layout.header_line - 1,
+            skip_lines=layout.header_line - 1,
             has_header=True,
             new_columns=layout.header,
             infer_schema=infer_schema,
