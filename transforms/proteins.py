@@ -57,12 +57,12 @@ def map_protein_groups(features: pl.DataFrame, *, reference: GeneReference,
     target name read as a symbol, ``antibody_name``); otherwise the UniProt accessions (``uniprot_accession``,
     FASTA-header accessions included). Groups whose entry names are all of other species (``TRYP_PIG``), or that
     resolve nowhere and have an other-species entry name, stay unmapped (``other_species``), and so do decoys
-    (``is_decoy``: reversed sequences, rule ``decoy``). Unresolved groups
-    keep one row with ``<source>_not_found``, ``no_identifier`` when they carry no name at all, or status
-    ``ambiguous`` when their identifier is an alias of several genes. ``is_ambiguous``: the group reaches more
-    than one gene. When several groups reach one gene, one keeps ``mapped`` (single-gene groups first, then gene
-    names over accessions, then file order) and the others become ``duplicate`` with the gene_id kept, so
-    ``status == 'mapped'`` gives one group per gene.
+    (``is_decoy``: reversed sequences, rule ``decoy``). Unresolved groups keep one row with
+    ``<source>_not_found``, ``no_identifier`` when they carry no name at all, or status ``ambiguous`` when their
+    identifier is an alias of several genes. ``is_ambiguous``: the group reaches more than one gene. When several
+    groups reach one gene, one keeps ``mapped`` (single-gene groups first, then total over phospho-specific
+    antibodies, then gene names over accessions, then file order) and the others become ``duplicate`` with the
+    gene_id kept, so ``status == 'mapped'`` gives one group per gene.
     """
     groups = _with_optional_columns(features).with_row_index("group_order")
     candidates = _candidates(groups)
@@ -83,8 +83,9 @@ def map_protein_groups(features: pl.DataFrame, *, reference: GeneReference,
                       is_ambiguous=pl.col("gene_id").n_unique().over("group_order") > 1)
     )
     misses = _unmapped(groups.join(chosen, on="group_order", how="anti"), resolved, species)
-    mapping = pl.concat([chosen, misses], how="diagonal_relaxed").sort("group_order", "tier", "position")
-    keeper = (pl.col("group_order").sort_by("is_ambiguous", "tier", "group_order").first()
+    mapping = (pl.concat([chosen, misses], how="diagonal_relaxed").sort("group_order", "tier", "position")
+               .join(groups.select("group_order", "is_phospho"), on="group_order"))
+    keeper = (pl.col("group_order").sort_by("is_ambiguous", "is_phospho", "tier", "group_order").first()
               .over(pl.when(pl.col("status") == "mapped").then("gene_id")))
     mapping = mapping.with_columns(
         status=pl.when((pl.col("status") == "mapped") & (pl.col("group_order") != keeper))
@@ -96,19 +97,22 @@ def map_protein_groups(features: pl.DataFrame, *, reference: GeneReference,
 def _with_optional_columns(features: pl.DataFrame) -> pl.DataFrame:
     defaults = {"protein_group": pl.lit(None, pl.String), "gene_names": pl.lit([], pl.List(pl.String)),
                 "accessions": pl.lit([], pl.List(pl.String)), "entry_names": pl.lit([], pl.List(pl.String)),
-                "antibody": pl.lit(None, pl.String), "is_decoy": pl.lit(False)}
+                "antibody": pl.lit(None, pl.String), "is_decoy": pl.lit(False), "is_phospho": pl.lit(False)}
     return features.with_columns(
         **{name: expr for name, expr in defaults.items() if name not in features.columns}
     ).select("feature_id", *defaults).with_columns(
-        pl.col("gene_names", "accessions", "entry_names").fill_null([]), pl.col("is_decoy").fill_null(False))
+        pl.col("gene_names", "accessions", "entry_names").fill_null([]),
+        pl.col("is_decoy", "is_phospho").fill_null(False))
 
 
 def _candidates(groups: pl.DataFrame) -> pl.DataFrame:
     """One row per (group, identifier to try): gene names, antibody target names and accessions."""
     target = (pl.col("antibody").str.strip_chars().str.replace(_ANTIBODY_SUFFIX, "")
               .str.replace(_ANTIBODY_SITE, ""))
-    antibody_names = pl.concat_list(target, target.str.to_uppercase(),
-                                    target.str.to_uppercase().str.replace_all("-", "", literal=True))
+    # Antibody names are written in protein case (Akt, K-Ras); their gene symbols are upper case without the
+    # hyphen. Weight names (p27, p38) are left as written: upper-cased they are other genes' aliases (P27 = IFI27).
+    upper = pl.when(target.str.contains(r"^p[0-9]")).then(target).otherwise(target.str.to_uppercase())
+    antibody_names = pl.concat_list(target, upper, upper.str.replace_all("-", "", literal=True))
     listed = groups.select(
         "group_order",
         gene_name=pl.col("gene_names"),

@@ -13,7 +13,7 @@ import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
-from transforms.parse.proteomics import (
+from transforms.parse.protein_table import (
     drop_unusable_ids,
     feature_row,
     features_frame,

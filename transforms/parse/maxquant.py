@@ -15,7 +15,7 @@ import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
-from transforms.parse.proteomics import (
+from transforms.parse.protein_table import (
     ProteinIds,
     drop_unusable_ids,
     feature_row,
