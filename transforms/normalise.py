@@ -53,8 +53,7 @@ def _check_no_empty_samples(library_size: np.ndarray) -> None:
     empty = np.flatnonzero(~(library_size > 0))
     if empty.size:
         raise ValueError(
-            f"Sample column(s) {empty.tolist()} have no counts (all-zero samples); "
-            "remove them before normalising."
+            f"Sample column(s) {empty.tolist()} have no counts (all-zero samples); remove them before normalising."
         )
 
 
@@ -106,13 +105,13 @@ def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> 
     log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
     if log_geomeans.shape != (block.shape[0],):
         raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
+    _check_no_empty_samples(block.sum(axis=0))
     usable = np.isfinite(log_geomeans)
     if not usable.any():
         raise ValueError(
             "every gene contains at least one zero, cannot compute log geometric means "
             "(median-of-ratios size factors need at least one gene counted in every sample)"
         )
-    _check_no_empty_samples(block.sum(axis=0))
     reference = log_geomeans[usable][:, None]
     n = int(usable.sum())
     half = n // 2
@@ -135,9 +134,7 @@ def size_factors(counts: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- edgeR TMM
 
 
-def upper_quartiles(
-    counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None
-) -> np.ndarray:
+def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None) -> np.ndarray:
     """Upper quartile of each sample's counts divided by its library size (edgeR's ``.calcFactorQuantile``).
 
     ``expressed`` marks the rows with a positive count in any sample of the *study* (edgeR drops all-zero rows
@@ -405,7 +402,9 @@ def zscore_rows(
     """z-score of each gene across samples: ``(value - mean) / sd`` per row, same shape as ``values``.
 
     Mean and SD come from the columns chosen by ``reference_mask`` (for example the normal samples; all columns by
-    default), or from ``moments`` fitted over every block of a larger study. Genes with zero or undefined SD are NaN.
+    default), or from ``moments`` fitted over every block of a larger study. Genes with zero or undefined SD are NaN;
+    an SD below 1e-10 of the mean's magnitude counts as zero (a constant row, such as the log2 CPM of an all-zero
+    gene, has an SD of rounding noise).
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
@@ -413,7 +412,8 @@ def zscore_rows(
     if moments is None:
         reference = values if reference_mask is None else values[:, np.asarray(reference_mask, dtype=bool)]
         moments = row_moments([reference], ddof=ddof)
-    sd = np.where(moments.sd > 0, moments.sd, np.nan)
+    constant = ~(moments.sd > 1e-10 * np.maximum(np.abs(moments.mean), 1.0))
+    sd = np.where(constant, np.nan, moments.sd)
     return (values - moments.mean[:, None]) / sd[:, None]
 
 
@@ -464,9 +464,9 @@ def _dlog_posterior(log_alpha: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.
     inv = 1 / a
     w = 1 / (1 / mu + a)
     cr = -0.5 * (-(w**2)).sum(axis=1) / w.sum(axis=1)
-    ll = (
-        digamma(inv) + np.log(1 + mu * a) - mu * a / (1.0 + mu * a) - digamma(y + inv) + y / (mu + inv)
-    ).sum(axis=1) / alpha**2
+    ll = (digamma(inv) + np.log(1 + mu * a) - mu * a / (1.0 + mu * a) - digamma(y + inv) + y / (mu + inv)).sum(
+        axis=1
+    ) / alpha**2
     return (ll + cr) * alpha
 
 
