@@ -16,7 +16,7 @@ from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.text import find_ragged_rows, raise_for_ragged, read_table, sniff_table
 
-# Target column -> header names accepted for it (compared lower-case). None in the last slot: optional column.
+# Target column -> header names accepted for it (compared lower-case); only num_probes may be absent.
 SEG_COLUMNS: dict[str, tuple[str, ...]] = {
     "column": ("id", "sample", "sample_id", "gdc_aliquot"),
     "chromosome": ("chrom", "chromosome", "chr"),
