@@ -129,6 +129,14 @@ class Lake:
                                  row_group_size=1_000_000)
         return StagedFiles(table, study_id, [relative], self), sink
 
+    def scan_staged(self, staged: StagedFiles) -> pl.LazyFrame:
+        """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
+        paths = [f"{self.uri(staged.table)}/{relative}" for relative in staged.relative_paths]
+        frame = pl.scan_parquet(paths, storage_options=self.storage_options, hive_partitioning=False)
+        if staged.study_id is not None:
+            frame = frame.with_columns(pl.lit(staged.study_id).alias("study_id"))
+        return frame.select(list(polars_schema(staged.table)))
+
     def commit(self, staged: StagedFiles, *, fingerprint: str) -> WriteResult:
         """Replace the study's rows (or the whole global table) by the staged files in one Delta commit."""
         actions = [self._add_action(staged, relative) for relative in staged.relative_paths]

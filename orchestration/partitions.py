@@ -1,0 +1,5 @@
+"""Studies are dynamic partitions: the landing sensor adds a key per study id it finds."""
+
+import dagster as dg
+
+studies = dg.DynamicPartitionsDefinition(name="studies")

@@ -1,0 +1,44 @@
+"""The landing sensor: a new or changed study folder (by content hash) becomes a partition and a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.partitions import studies
+from orchestration.resources import WarehouseResource
+from transforms.ingest import find_studies, study_fingerprint
+
+ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"),
+                                 partitions_def=studies)
+
+
+def _signature(folder: Path) -> str:
+    """Cheap change detector (names, sizes, mtimes); the content hash is only computed when it moves."""
+    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return json.dumps(files)
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    """Register study folders as partitions and request a run for each new or changed one."""
+    seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
+    found = find_studies(Path(warehouse.landing_dir))
+    new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(studies.name, sid)]
+    requests = []
+    for sid, folder in found.items():
+        signature = _signature(folder)
+        if sid in seen and seen[sid][0] == signature:
+            continue
+        digest = study_fingerprint(folder)
+        if sid not in seen or seen[sid][1] != digest:
+            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}"))
+        seen[sid] = [signature, digest]
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[studies.build_add_request(new_keys)] if new_keys else [],
+        cursor=json.dumps(seen),
+    )

@@ -1,0 +1,257 @@
+"""One reader per assay kind: parse the assay's files, then put samples and genes on the records.
+
+Each reader returns an :class:`AssayOutput`: lazy frames per target table (table columns plus the routing
+columns of :mod:`transforms.harmonise`), the ``gene_id_map`` rows of the assay and the sample mapping of its
+column labels. Format differences end at the parser; identity is always decided by the same two functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from schemas.manifest import Assay, StudyManifest
+from transforms.copy_number import build_mismatch_message, canonical_build, segments_to_genes
+from transforms.genes import GeneReference, resolve_gene_ids, transcript_gene_map
+from transforms.harmonise import attach_identity, flag_values, gene_map_rows
+from transforms.issues import IssueLog
+from transforms.parse import ParsedAssay
+from transforms.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
+from transforms.parse.featurecounts import parse_featurecounts
+from transforms.parse.gene_panel import parse_gene_panels
+from transforms.parse.labels import sample_label_from_path
+from transforms.parse.maf import parse_maf
+from transforms.parse.matrix import parse_matrix
+from transforms.parse.proteomics import parse_protein_file
+from transforms.parse.rsem import parse_rsem
+from transforms.parse.salmon import parse_salmon
+from transforms.parse.seg import parse_seg
+from transforms.parse.star import parse_star
+from transforms.parse.vcf import parse_vcf
+from transforms.proteins import map_protein_groups, normalise_protein_abundance
+from transforms.samples import map_sample_columns
+from transforms.variants import mutation_status_from_matrix, mutation_status_from_variants
+
+CBIOPORTAL_IDS = ("Hugo_Symbol", "Entrez_Gene_Id")
+CBIOPORTAL_ANNOTATIONS = ("Cytoband", "Entrez_Gene_Id")
+
+
+@dataclass(frozen=True)
+class AssayContext:
+    """What every reader needs besides the assay: the study's identity tables and the gene reference."""
+
+    study_id: str
+    folder: Path
+    manifest: StudyManifest
+    reference: GeneReference
+    samples: pl.DataFrame | None
+    sample_map: pl.DataFrame | None
+    issues: IssueLog
+
+    def relative(self, path: Path) -> str:
+        return str(path.resolve().relative_to(self.folder.resolve()))
+
+
+@dataclass
+class AssayOutput:
+    """A reader's result: table -> lazy frame, gene_id_map rows, sample mapping and run metadata."""
+
+    tables: dict[str, pl.LazyFrame]
+    gene_map: pl.DataFrame
+    samples: pl.DataFrame
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
+    """Resolver output for an assay's identifiers; a non-human study keeps every feature unmapped."""
+    if context.manifest.is_human:
+        return resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
+    distinct = feature_ids.drop_nulls().unique(maintain_order=True)
+    return pl.DataFrame({"feature_id": distinct, "namespace": "unknown", "gene_id": None,
+                         "status": "unmapped", "rule": "organism_not_human"},
+                        schema={"feature_id": pl.String, "namespace": pl.String, "gene_id": pl.Int64,
+                                "status": pl.String, "rule": pl.String})
+
+
+def _map_samples(parsed: ParsedAssay, assay: Assay, context: AssayContext, file: str) -> pl.DataFrame:
+    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples,
+                              sample_map=context.sample_map, issues=context.issues, file=file,
+                              header_line=int(parsed.metadata.get("header_line", 1)))
+
+
+def _mapped_fraction(resolved: pl.DataFrame) -> float:
+    return round(float((resolved["status"] == "mapped").mean() or 0.0), 4) if resolved.height else 0.0
+
+
+def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, context: AssayContext
+                ) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame]:
+    """Samples and genes on every file's records: (records, gene_id_map rows, sample mapping)."""
+    ids = [p.features["feature_id"] if p.features is not None and "feature_id" in p.features.columns
+           else p.records.select("feature_id").unique(maintain_order=True).collect()["feature_id"]
+           for _, p in parsed_files]
+    resolved = resolve_features(pl.concat(ids) if ids else pl.Series("feature_id", [], pl.String), assay, context)
+    frames, mappings = [], []
+    for file, parsed in parsed_files:
+        mapping = _map_samples(parsed, assay, context, file)
+        mappings.append(mapping)
+        frames.append(attach_identity(parsed.records, sample_map=mapping, gene_map=resolved,
+                                      study_id=context.study_id, assay=assay.name, file=file))
+    records = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return records, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), pl.concat(mappings)
+
+
+# -- RNA -------------------------------------------------------------------------------------------------------
+def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
+    name = context.relative(path)
+    quantity = "counts" if assay.kind == "rna_counts" else (assay.measure or "tpm")
+    if assay.format == "matrix":
+        return parse_matrix(path, issues=context.issues, display_name=name)
+    if assay.format == "cbioportal":
+        return parse_matrix(path, issues=context.issues, display_name=name, id_columns=CBIOPORTAL_IDS,
+                            annotation_columns=CBIOPORTAL_ANNOTATIONS)
+    if assay.format == "featurecounts":
+        return parse_featurecounts(path, issues=context.issues, display_name=name)
+    label = sample_label_from_path(path, assay.format)
+    if assay.format == "salmon":
+        tx2gene = transcript_gene_map(context.reference).select(
+            "transcript_id", pl.col("gene_id").cast(pl.String).alias("gene"))
+        return parse_salmon(path, issues=context.issues, display_name=name, sample=label, quantity=quantity,
+                            tx2gene=tx2gene if context.manifest.is_human else None)
+    if assay.format == "rsem":
+        return parse_rsem(path, issues=context.issues, display_name=name, sample=label, quantity=quantity)
+    return parse_star(path, issues=context.issues, display_name=name, sample=label,
+                      strandedness=assay.strandedness)
+
+
+def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
+    parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    if assay.kind == "rna_counts":
+        table = flag_values(records, kind="count").rename({"value": "count"})
+    else:
+        measure = assay.measure or "value"
+        table = flag_values(records, kind=measure, allow_missing=True).with_columns(pl.lit(measure).alias("measure"))
+    metadata = {"files": len(files), "samples": int(mapping["sample_id"].drop_nulls().n_unique()),
+                "features": gene_map.height, "mapped_fraction": _mapped_fraction(gene_map)}
+    for _, p in parsed[:1]:
+        metadata.update({k: v for k, v in p.metadata.items() if isinstance(v, (int, float, str))})
+    return AssayOutput({assay.kind: table}, gene_map, mapping, metadata)
+
+
+# -- variants and mutation status ----------------------------------------------------------------------------
+def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Variants from MAF / VCF, and gene mutation status derived from them (gene panels honoured)."""
+    parsed = []
+    for path in files:
+        name = context.relative(path)
+        if assay.format == "maf":
+            parsed.append((name, parse_maf(path, issues=context.issues, display_name=name)))
+        else:
+            parsed.append((name, parse_vcf(path, issues=context.issues, display_name=name,
+                                           sample=sample_label_from_path(path, "vcf"))))
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    variants = records.collect()
+    panel_genes = None
+    panel_file = assay.options.get("gene_panel_matrix")
+    if panel_file:
+        panel_genes = parse_gene_panels(context.folder / panel_file, issues=context.issues,
+                                        display_name=panel_file)
+    good = variants.filter(pl.col("problem").is_null())
+    status = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
+    status = attach_identity(status.lazy(), sample_map=mapping, gene_map=gene_map.select(
+        "feature_id", "gene_id", "status"), study_id=context.study_id, assay=assay.name,
+        file=parsed[0][0])
+    metadata = {"variants": good.height, "samples": int(good["column"].n_unique()),
+                "mapped_fraction": _mapped_fraction(gene_map),
+                "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", ""))}
+    return AssayOutput({"variants": variants.lazy(), "gene_mutation_status": status}, gene_map, mapping, metadata)
+
+
+def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Binary gene x sample mutation matrices (1 mutated, 0 wild type, empty / NA not profiled)."""
+    parsed = [(context.relative(f), mutation_status_from_matrix(
+        parse_matrix(f, issues=context.issues, display_name=context.relative(f)))) for f in files]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    return AssayOutput({"gene_mutation_status": records}, gene_map, mapping,
+                       {"mapped_fraction": _mapped_fraction(gene_map)})
+
+
+# -- copy number -----------------------------------------------------------------------------------------------
+def read_copy_number(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Gene-level calls / log2 ratios, or segments (placed on genes when their build matches the reference)."""
+    if assay.format == "seg":
+        return _read_segments(assay, files, context)
+    parser = {"gistic": parse_gistic, "log2": parse_cn_log2, "gistic_long": parse_gistic_long}[assay.format]
+    parsed = [(context.relative(f), parser(f, issues=context.issues, display_name=context.relative(f)))
+              for f in files]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    return AssayOutput({"copy_number": records}, gene_map, mapping,
+                       {"mapped_fraction": _mapped_fraction(gene_map),
+                        "samples": int(mapping["sample_id"].drop_nulls().n_unique())})
+
+
+def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    build = assay.reference_genome or context.manifest.reference_genome
+    parsed = [(context.relative(f), parse_seg(f, issues=context.issues, display_name=context.relative(f)))
+              for f in files]
+    frames, mappings = [], []
+    for file, p in parsed:
+        mapping = _map_samples(p, assay, context, file)
+        mappings.append(mapping)
+        frames.append(attach_identity(p.records.with_columns(pl.lit(None, pl.String).alias("feature_id")),
+                                      sample_map=mapping, gene_map=None, study_id=context.study_id,
+                                      assay=assay.name, file=file))
+    segments = pl.concat(frames, how="diagonal_relaxed").collect()
+    mapping = pl.concat(mappings)
+    tables: dict[str, pl.LazyFrame] = {"cn_segments": segments.lazy()}
+    empty_map = gene_map_rows(resolve_features(pl.Series([], dtype=pl.String), assay, context),
+                              study_id=context.study_id, assay=assay.name)
+    good = segments.filter(pl.col("problem").is_null())
+    genes = segments_to_genes(good.rename({"column": "label"}).rename({"label": "column"}),
+                              context.reference.genes, segment_build=build)
+    if genes is None:
+        context.issues.warning("segment_build_mismatch", build_mismatch_message(build), file=parsed[0][0])
+        return AssayOutput(tables, empty_map, mapping, {"segments": good.height, "gene_level": False,
+                                                        "build": canonical_build(build)})
+    gene_rows = genes.join(mapping.select("column", "sample_id"), on="column", how="inner").select(
+        pl.lit(context.study_id).alias("study_id"), pl.lit(assay.name).alias("assay"), "sample_id", "gene_id",
+        "feature_id", "log2_ratio", pl.lit(None, pl.Int8).alias("call"), pl.lit(None, pl.String).alias("problem"))
+    mapped = genes.select("feature_id", "gene_id").unique("feature_id").with_columns(
+        pl.lit("symbol").alias("namespace"), pl.lit("mapped").alias("status"), pl.lit("segment_overlap").alias("rule"))
+    gene_map = gene_map_rows(mapped, study_id=context.study_id, assay=assay.name)
+    tables["copy_number"] = gene_rows.lazy()
+    return AssayOutput(tables, gene_map, mapping, {"segments": good.height, "gene_level": True,
+                                                   "genes": gene_map.height})
+
+
+# -- proteins --------------------------------------------------------------------------------------------------
+def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Protein groups or RPPA antibodies; groups map to genes many-to-many through gene names or accessions."""
+    frames, gene_maps, mappings, metadata = [], [], [], {}
+    for path in files:
+        file = context.relative(path)
+        parsed = parse_protein_file(path, issues=context.issues, display_name=file, format=assay.format,
+                                    platform=assay.platform, quantity=assay.quantity)
+        groups = map_protein_groups(parsed.features, reference=context.reference,
+                                    organism_is_human=context.manifest.is_human)
+        mapping = _map_samples(parsed, assay, context, file)
+        mappings.append(mapping)
+        records = attach_identity(parsed.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
+                                  assay=assay.name, file=file)
+        records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
+                               how="left")
+        records = records.join(parsed.features.lazy().select(
+            "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
+        frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
+            pl.lit(assay.platform).alias("platform")))
+        gene_maps.append(gene_map_rows(groups.rename({"feature_id": "group", "identifier": "feature_id"})
+                                       .select("feature_id", "namespace", "gene_id", "status", "rule"),
+                                       study_id=context.study_id, assay=assay.name))
+        metadata.update({k: v for k, v in parsed.metadata.items() if isinstance(v, (int, float, str))})
+    gene_map = pl.concat(gene_maps).unique(maintain_order=True)
+    metadata["mapped_fraction"] = _mapped_fraction(gene_map)
+    return AssayOutput({"protein_abundance": pl.concat(frames, how="diagonal_relaxed")}, gene_map,
+                       pl.concat(mappings), metadata)

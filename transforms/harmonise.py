@@ -1,0 +1,100 @@
+"""Harmonise parsed records onto the warehouse's identities: (study_id, sample_id) and gene_id.
+
+Every layer goes through these functions after its parser, so sample and gene identity are decided in one place:
+sample labels through :func:`transforms.samples.map_sample_columns`, feature identifiers through
+:func:`transforms.genes.resolve_gene_ids`. A record keeps its ``feature_id`` as given; ``gene_id`` is set only
+where the identifier's status is ``mapped``, so unmapped rows stay in the table (and in library sizes).
+Record-level problems (a ``problem`` text set by a parser or here) are routed to ``ingest_issues`` instead of
+the table, with file, line, column and the raw value.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.issues import ISSUE_SCHEMA
+
+
+def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map: pl.DataFrame | None,
+                    study_id: str, assay: str, file: str) -> pl.LazyFrame:
+    """Add ``study_id``, ``assay``, ``sample_id`` and ``gene_id`` to parsed records.
+
+    ``sample_map``: (column, sample_id) for the labels of this file; a record whose label has no sample gets a
+    problem (the mapping already logged an ``unknown_sample`` error). ``gene_map``: resolver output (feature_id,
+    gene_id, status); None for tables without genes (segments).
+    """
+    schema = records.collect_schema()
+    frame = records.with_columns(
+        *(pl.lit(None, dtype=pl.String).alias(c) for c in ("problem", "problem_code", "raw") if c not in schema),
+        pl.lit(study_id).alias("study_id"),
+        pl.lit(assay).alias("assay"),
+        pl.lit(file).alias("file"),
+    )
+    if "line" not in schema:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("line"))
+    frame = frame.join(sample_map.lazy().select("column", "sample_id"), on="column", how="left")
+    frame = frame.with_columns(
+        pl.when(pl.col("problem").is_null() & pl.col("sample_id").is_null())
+        .then(pl.lit("unknown_sample")).otherwise(pl.col("problem_code")).alias("problem_code"),
+        pl.when(pl.col("problem").is_null() & pl.col("sample_id").is_null())
+        .then(pl.format("column {} matches no sample", pl.col("column"))).otherwise(pl.col("problem"))
+        .alias("problem"),
+    )
+    if gene_map is None:
+        return frame
+    mapped = gene_map.lazy().filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")
+    return frame.join(mapped, on="feature_id", how="left")
+
+
+def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "count",
+                allow_missing: bool = False) -> pl.LazyFrame:
+    """Flag values a table may not hold: NaN, infinite, negative counts, missing (unless allowed).
+
+    The first failing check names the problem; a row that already has a parser problem keeps it.
+    """
+    v = pl.col(value)
+    checks = [(v.is_nan(), "nan_value", pl.lit(f"{kind} is NaN")),
+              (v.is_infinite(), "infinite_value", pl.lit(f"{kind} is infinite"))]
+    if kind == "count":
+        checks.append((v < 0, "negative_count", pl.format("negative count {}", v)))
+    if not allow_missing:
+        checks.append((v.is_null(), "missing_value", pl.lit(f"{kind} is missing")))
+    code, text = pl.col("problem_code"), pl.col("problem")
+    for condition, name, message in reversed(checks):
+        hit = pl.col("problem").is_null() & condition.fill_null(False)
+        code = pl.when(hit).then(pl.lit(name)).otherwise(code)
+        text = pl.when(hit).then(message).otherwise(text)
+    raw = pl.when(pl.col("raw").is_null()).then(v.cast(pl.String)).otherwise(pl.col("raw"))
+    return records.with_columns(code.alias("problem_code"), text.alias("problem"), raw.alias("raw"))
+
+
+def table_rows(records: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows that go into the table: no problem."""
+    return records.filter(pl.col("problem").is_null())
+
+
+def quarantine_rows(records: pl.LazyFrame) -> pl.LazyFrame:
+    """Problem rows as ``ingest_issues`` rows (severity error: a study with bad rows does not commit)."""
+    return records.filter(pl.col("problem").is_not_null()).select(
+        pl.col("study_id").cast(pl.String),
+        pl.col("file").cast(pl.String),
+        pl.col("line").cast(pl.Int64),
+        pl.col("column").cast(pl.String),
+        pl.col("problem_code").fill_null("invalid_value").cast(pl.String).alias("code"),
+        pl.lit("error").alias("severity"),
+        pl.col("problem").cast(pl.String).alias("message"),
+        pl.col("raw").cast(pl.String).alias("record"),
+    ).cast(ISSUE_SCHEMA)
+
+
+def gene_map_rows(resolved: pl.DataFrame, *, study_id: str, assay: str) -> pl.DataFrame:
+    """Resolver output as ``gene_id_map`` rows for one assay."""
+    return resolved.select(
+        pl.lit(study_id).alias("study_id"),
+        pl.lit(assay).alias("assay"),
+        pl.col("namespace").cast(pl.String),
+        pl.col("feature_id").cast(pl.String),
+        pl.col("gene_id").cast(pl.Int64),
+        pl.col("status").cast(pl.String),
+        pl.col("rule").cast(pl.String),
+    )
