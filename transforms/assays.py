@@ -247,9 +247,7 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
             "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
         frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
             pl.lit(assay.platform).alias("platform")))
-        gene_maps.append(gene_map_rows(groups.rename({"feature_id": "group", "identifier": "feature_id"})
-                                       .select("feature_id", "namespace", "gene_id", "status", "rule"),
-                                       study_id=context.study_id, assay=assay.name))
+        gene_maps.append(gene_map_rows(groups, study_id=context.study_id, assay=assay.name))
         metadata.update({k: v for k, v in parsed.metadata.items() if isinstance(v, (int, float, str))})
     gene_map = pl.concat(gene_maps).unique(maintain_order=True)
     metadata["mapped_fraction"] = _mapped_fraction(gene_map)

@@ -93,7 +93,7 @@ def _sql(args: argparse.Namespace) -> int:
 
     con = connect(args.warehouse)
     try:
-        frame = pl.from_arrow(con.execute(args.query).to_arrow_table())
+        frame = pl.from_arrow(con.sql(args.query).to_arrow_table())
     except Exception as exc:  # noqa: BLE001 - any DuckDB error is reported, not a traceback
         print(f"SQL error: {exc}", file=sys.stderr)
         return 1

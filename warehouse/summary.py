@@ -35,14 +35,14 @@ def warehouse_summary(con: duckdb.DuckDBPyConnection) -> str:
     counts = con.execute(
         "SELECT (SELECT count(*) FROM studies), (SELECT count(*) FROM samples), "
         "(SELECT count(DISTINCT gene_id) FROM gene_id_map WHERE status = 'mapped'), (SELECT count(*) FROM genes)"
-    ).fetchone()
+    ).fetchall()[0]
     lines = [f"studies: {counts[0]}   samples: {counts[1]}   genes mapped: {counts[2]} "
              f"(of {counts[3]} in the reference)", "rows per table:"]
     tables = [r[0] for r in con.execute("SELECT table_name FROM catalog_versions").fetchall()]
     for name in tables:
-        (n,) = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        (n,) = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0]
         lines.append(f"  {name:<22} {n:>12,}")
-    issues = pl.from_arrow(con.execute(
+    issues = pl.from_arrow(con.sql(
         "SELECT study_id, severity, count(*) AS n FROM ingest_issues GROUP BY ALL ORDER BY ALL").to_arrow_table())
     lines.append("issues: " + (", ".join(f"{r['study_id']} {r['severity']} {r['n']}"
                                          for r in issues.iter_rows(named=True)) or "none"))
