@@ -206,24 +206,20 @@ def protein_assay(table: pl.DataFrame, *, id_column: str, samples: dict[str, str
     wide = table.select(pl.col(id_column).str.strip_chars().alias("feature_id"), "line",
                         *[pl.col(h).alias(label) for h, label in samples.items()])
     long = wide.unpivot(index=["feature_id", "line"], on=labels, variable_name="column", value_name="text")
-    records = long.with_columns(pl.col("text").str.strip_chars()).with_columns(
-        pl.col("text").str.strip_chars('"').str.to_lowercase().is_in(_MISSING_TOKENS).fill_null(True)
-        .alias("missing"),
-        pl.col("text").cast(pl.Float64, strict=False).alias("number"),
-    ).with_columns(
-        pl.when(pl.col("missing")).then(None)
-        .when(pl.col("number").is_null()).then(pl.format("non-numeric value '{}'", pl.col("text")))
-        .when(~pl.col("number").is_finite()).then(pl.format("non-finite value '{}'", pl.col("text")))
-        .when(pl.lit(intensities) & (pl.col("number") < 0)).then(pl.format("negative intensity '{}'", pl.col("text")))
-        .alias("problem"),
-    ).select(
-        "column",
-        "feature_id",
-        pl.col("line").cast(pl.Int64),
-        pl.when(pl.col("problem").is_null() & ~(pl.lit(intensities) & (pl.col("number") == 0)))
-        .then(pl.col("number")).alias("abundance"),
-        "problem",
-        pl.when(pl.col("problem").is_not_null()).then(pl.col("text")).alias("raw"),
+    text, number = pl.col("text"), pl.col("number")
+    missing = text.str.to_lowercase().is_in(_MISSING_TOKENS).fill_null(True)
+    problem = (pl.when(missing).then(None)
+               .when(number.is_null()).then(pl.format("non-numeric value '{}'", text))
+               .when(~number.is_finite()).then(pl.format("non-finite value '{}'", text))
+               .when(pl.lit(intensities) & (number < 0)).then(pl.format("negative intensity '{}'", text)))
+    unmeasured = missing | (pl.lit(intensities) & (number == 0))
+    records = (
+        long.with_columns(text.str.strip_chars())
+        .with_columns(number=text.cast(pl.Float64, strict=False))
+        .with_columns(problem=problem)
+        .select("column", "feature_id", pl.col("line").cast(pl.Int64),
+                abundance=pl.when(~unmeasured & pl.col("problem").is_null()).then(number),
+                problem="problem", raw=pl.when(pl.col("problem").is_not_null()).then(text))
     )
     meta = {"n_features": features.height, "n_samples": len(labels),
             "sample_headers": dict(zip(labels, samples, strict=True))}
