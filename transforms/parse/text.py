@@ -35,11 +35,9 @@ class TableLayout:
 
 def open_text(path: Path) -> io.BufferedReader | gzip.GzipFile:
     """Open a plain or gzip-compressed file for binary reading (gzip detected by magic bytes)."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    magic = raw.peek(2)[:2]
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw)
-    return raw
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
 
 
 def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
