@@ -1,0 +1,239 @@
+"""Wide feature x sample matrices (TSV/CSV) as a streaming long frame.
+
+The generic reader behind count matrices, cBioPortal expression / copy-number / protein matrices, mixOmics
+tables (samples as rows) and the per-sample RNA formats, which are one-value-column matrices. The file is read
+twice: once in Python for the identifier and annotation columns only (row layout, duplicates, ragged rows, exact
+line numbers), and once by polars as a lazy scan that is unpivoted, so a 20,000 x 20,000 matrix is never held
+whole in memory.
+
+Cell values: ``MISSING_VALUES`` (empty, ``NA``, ``NaN``, ...) become a null ``value`` with no problem, because R,
+pandas and cBioPortal all write missing measurements that way. Any other text that is not a finite number keeps
+a null ``value`` and gets a ``problem`` plus its ``raw`` text, for the writer to quarantine. Surrounding spaces
+are not stripped: ``' 4 '`` is a problem, not 4.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from transforms.issues import InputError, Issue, IssueLog
+from transforms.parse import ParsedAssay
+from transforms.parse.text import TableLayout, open_text, raise_for_ragged, sniff_table
+
+MISSING_VALUES = ("", "NA", "NaN", "nan", "N/A", "NULL", "null")
+"""Cell texts read as a missing value (null, no problem)."""
+
+RECORD_SCHEMA = {"feature_id": pl.String, "column": pl.String, "value": pl.Float64, "line": pl.Int64,
+                 "problem": pl.String, "raw": pl.String}
+"""Columns of ``records`` for every matrix-like parser."""
+
+_MAX_RECORD_CHARS = 2000
+_ROW = "_omicsdw_row"
+_ID = "_omicsdw_id"
+_LINE = "_omicsdw_line"
+
+
+def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = None,
+                 id_columns: Sequence[str] | None = None, annotation_columns: Sequence[str] = (),
+                 transpose: bool = False) -> ParsedAssay:
+    """Read a wide matrix into ``records``: one row per feature and sample column, streamed.
+
+    Parameters
+    ----------
+    path
+        TSV or CSV file (gzip allowed); the first non-comment line is the header.
+    issues
+        Collector for problems; a file that cannot be read at all raises :class:`InputError`.
+    display_name
+        File name used in issues (path relative to the study folder); default ``path.name``.
+    id_columns
+        One or two identifier columns; default the first column. Two give a composite ``feature_id``
+        ``"FIRST|SECOND"`` without empty parts (cBioPortal ``Hugo_Symbol``, ``Entrez_Gene_Id``: ``TP53|7157``,
+        ``|7157`` -> ``7157``). Names absent from the header are skipped; none present is an error.
+    annotation_columns
+        Per-feature columns kept as strings in ``features`` instead of being read as samples (absent ones are
+        ignored). With ``transpose`` they are per-sample columns and are left out.
+    transpose
+        Samples are rows and features are columns (mixOmics); the identifier column holds the sample labels.
+
+    Returns
+    -------
+    ParsedAssay
+        ``records`` with :data:`RECORD_SCHEMA` (``line`` is the line of the file row the value sits on);
+        ``columns`` the sample labels in file order; ``features`` ``feature_id``, ``line`` and the annotation
+        columns, one row per feature.
+    """
+    layout = sniff_table(path, issues=issues, display_name=display_name)
+    return parse_wide_table(layout, issues=issues, id_columns=id_columns,
+                            annotation_columns=annotation_columns, transpose=transpose)
+
+
+def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Sequence[str] | None = None,
+                     annotation_columns: Sequence[str] = (), transpose: bool = False) -> ParsedAssay:
+    """:func:`parse_matrix` on an already sniffed layout (format parsers check their columns first).
+
+    A layout with ``header_line == 0`` describes a header-less file whose column names the caller supplied.
+    """
+    name = layout.display_name
+    ids = [c for c in (id_columns or layout.header[:1]) if c in layout.header]
+    if not ids:
+        raise InputError(Issue(name, "missing_column", "error",
+                               f"none of the identifier columns {list(id_columns or [])} is in the header",
+                               layout.header_line or None))
+    if len(ids) > (1 if transpose else 2):
+        raise ValueError(f"at most {1 if transpose else 2} identifier columns, got {ids}")
+    annotations = [c for c in annotation_columns if c in layout.header and c not in ids]
+    values = [c for c in layout.header if c not in ids and c not in annotations]
+    if not values:
+        raise InputError(Issue(name, "no_value_columns", "error",
+                               "the header has no value columns besides identifiers and annotations",
+                               layout.header_line or None))
+    rows = _scan_rows(layout, ids, annotations, issues=issues, transpose=transpose)
+
+    raw = pl.col("raw")
+    number = raw.cast(pl.Float64, strict=False)
+    finite = number.is_finite().fill_null(False)
+    missing = raw.is_null() | raw.is_in(MISSING_VALUES)
+    value = pl.when(finite).then(number)
+    problem = pl.when(~finite & ~missing).then(
+        pl.when(number.is_null()).then(pl.format("non-numeric value '{}'", raw))
+        .otherwise(pl.format("non-finite value '{}'", raw)))
+    row = pl.col(_ROW)
+    wide = pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
+                       schema=dict.fromkeys(layout.header, pl.String), quote_char='"', encoding="utf8-lossy",
+                       truncate_ragged_lines=True, empty_string_is_null=False, row_index_name=_ROW)
+    if rows.excluded_rows:
+        wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
+    label, variable = ("column", "feature_id") if transpose else ("feature_id", "column")
+    records = (
+        wide.select(_identifier(ids).alias(label), (row.cast(pl.Int64) + layout.header_line + 1).alias("line"),
+                    *values)
+        .unpivot(on=values, index=[label, "line"], variable_name=variable, value_name="raw")
+        .with_columns(value=value, problem=problem)
+        .with_columns(raw=pl.when(pl.col("problem").is_not_null()).then(raw))
+        .select(list(RECORD_SCHEMA))
+    )
+    id_list = rows.kept.get_column(_ID).to_list()
+    if transpose:
+        columns = id_list
+        features = pl.DataFrame({"feature_id": values, "line": [layout.header_line or None] * len(values)},
+                                schema={"feature_id": pl.String, "line": pl.Int64})
+    else:
+        columns = values
+        features = rows.kept.select(pl.col(_ID).alias("feature_id"), pl.col(_LINE).alias("line"), *annotations)
+    metadata = {"rows": rows.kept.height, "value_columns": len(values), "rows_excluded": len(rows.excluded_rows),
+                "separator": layout.separator, "encoding": layout.encoding}
+    return ParsedAssay(records=records, columns=columns, features=features, metadata=metadata)
+
+
+def require_columns(layout: TableLayout, names: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns a fixed-layout format needs but the header lacks."""
+    absent = [n for n in names if n not in layout.header]
+    if absent:
+        raise InputError(Issue(layout.display_name, "missing_column", "error",
+                               f"header lacks column(s) {absent}; found {layout.header}",
+                               layout.header_line or None))
+
+
+def cast_annotation(features: pl.DataFrame, column: str, dtype: type[pl.DataType], *, issues: IssueLog,
+                    file: str) -> pl.DataFrame:
+    """Cast one annotation column of ``features`` to a number; each unreadable cell is a warning."""
+    text = pl.col(column)
+    cast = features.with_columns(text.cast(dtype, strict=False).alias("_cast"))
+    bad = cast.filter(pl.col("_cast").is_null() & text.is_not_null() & ~text.is_in(MISSING_VALUES))
+    for line, raw_text in bad.select("line", column).iter_rows():
+        issues.warning("non_numeric_annotation", f"{column} {raw_text!r} is not a number; left empty",
+                       file=file, line=line, column=column)
+    return cast.with_columns(pl.col("_cast").alias(column)).drop("_cast")
+
+
+def _identifier(ids: list[str]) -> pl.Expr:
+    """The ``feature_id`` (or sample label) of a row: one column, or two joined by ``|`` without empty parts."""
+    if len(ids) == 1:
+        return pl.col(ids[0])
+    return pl.concat_str([pl.when(pl.col(c) != "").then(pl.col(c)) for c in ids], separator="|",
+                         ignore_nulls=True)
+
+
+@dataclass
+class _Rows:
+    """The data rows of the polars scan: kept ones (identifier, file line, annotations) and excluded indices."""
+
+    kept: pl.DataFrame
+    excluded_rows: list[int] = field(default_factory=list)
+    skipped: dict[str, list[int]] = field(default_factory=lambda: {"blank": [], "comment": []})
+
+
+def _scan_rows(layout: TableLayout, ids: list[str], annotations: list[str], *, issues: IssueLog,
+               transpose: bool) -> _Rows:
+    """One Python pass: ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded.
+
+    Row ``k`` here is row ``k`` of the polars scan (which also turns blank and ``#`` lines into rows), so a
+    record's file line is ``k + header_line + 1``. Cells are decoded like polars' ``utf8-lossy`` so identifiers
+    agree with those in ``records``.
+    """
+    name, sep = layout.display_name, layout.separator
+    wanted = ids + annotations
+    positions = [layout.header.index(c) for c in wanted]
+    last = max(positions)
+    n_ids, width = len(ids), len(layout.header)
+    sep_b = sep.encode()
+    kind = "sample" if transpose else "feature"
+    out: dict[str, list] = {_ROW: [], _ID: [], _LINE: [], **{c: [] for c in annotations}}
+    seen: dict[str, int] = {}
+    rows = _Rows(kept=pl.DataFrame())
+    ragged = False
+    with open_text(layout.path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if number <= layout.header_line:
+                continue
+            row = number - layout.header_line - 1
+            line = line.rstrip(b"\r\n")
+            if not line.strip() or line.startswith(b"#"):
+                rows.skipped["blank" if not line.strip() else "comment"].append(number)
+                rows.excluded_rows.append(row)
+                continue
+            if b'"' in line:
+                fields = next(csv.reader([line.decode("utf-8", errors="replace")], delimiter=sep))
+                n_fields, cells = len(fields), [fields[p] for p in positions if p < len(fields)]
+            else:
+                n_fields = line.count(sep_b) + 1
+                parts = line.split(sep_b, last + 1)
+                cells = [parts[p].decode("utf-8", errors="replace") for p in positions if p < len(parts)]
+            if n_fields != width:
+                ragged = True
+                continue
+            ident = "|".join(c for c in cells[:n_ids] if c != "")
+            first = seen.get(ident)
+            if not ident or first is not None:
+                rows.excluded_rows.append(row)
+                text = line.decode("utf-8", errors="replace")
+                record = text if len(text) <= _MAX_RECORD_CHARS else text[:_MAX_RECORD_CHARS] + " ..."
+                message = (f"{kind} {ident!r} already on line {first}; this row is left out" if ident
+                           else f"empty {kind} identifier; row left out")
+                issues.warning(f"duplicate_{kind}" if ident else f"empty_{kind}_id", message, file=name,
+                               line=number, column=ids[0], record=record)
+                continue
+            seen[ident] = number
+            out[_ROW].append(row)
+            out[_ID].append(ident)
+            out[_LINE].append(number)
+            for column, cell in zip(annotations, cells[n_ids:], strict=True):
+                out[column].append(cell)
+    if ragged:
+        raise_for_ragged(layout, issues=issues)
+    for what, lines in rows.skipped.items():
+        if lines:
+            issues.info(f"{what}_lines", f"{len(lines)} {what} line(s) after the header left out "
+                        f"(first on line {lines[0]})", file=name, line=lines[0])
+    if not out[_ROW]:
+        raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
+                               layout.header_line or None))
+    schema = {_ROW: pl.UInt32, _ID: pl.String, _LINE: pl.Int64, **dict.fromkeys(annotations, pl.String)}
+    rows.kept = pl.DataFrame(out, schema=schema)
+    return rows
