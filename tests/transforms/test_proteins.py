@@ -156,13 +156,21 @@ def test_normalise_protein_abundance_ms_median_centres_each_sample():
     assert medians == [0.0, 0.0, 0.0]
 
 
+def test_normalise_protein_abundance_counts_multi_gene_groups_once():
+    # g3 of sample A joined to two genes: the median of A stays log2(8) = 3, not log2(32) = 5
+    records = pl.concat([_records(), _records().filter(pl.col("column") == "A", pl.col("feature_id") == "g3")])
+    out = normalise_protein_abundance(records, platform="ms")
+    assert out.filter(pl.col("column") == "A")["normalized"].to_list() == [-2.0, 0.0, 2.0, 2.0]
+
+
 def test_normalise_protein_abundance_rppa_as_given_and_bad_platform():
     out = normalise_protein_abundance(_records(), platform="rppa")
     assert out["normalized"].to_list() == out["abundance"].to_list()
     assert out["log2_abundance"].to_list() == out["abundance"].to_list()
     with pytest.raises(ValueError, match="platform"):
         normalise_protein_abundance(_records(), platform="tmt")
-    zero = normalise_protein_abundance(pl.DataFrame({"column": ["A"], "abundance": [0.0]}), platform="ms")
+    zero = normalise_protein_abundance(pl.DataFrame({"column": ["A"], "feature_id": ["g1"], "abundance": [0.0]}),
+                                       platform="ms")
     assert zero["log2_abundance"].to_list() == [None]
     assert not any(isinstance(v, float) and math.isinf(v) for v in zero["normalized"].to_list())
 
