@@ -1,0 +1,26 @@
+"""The whole Definitions object loads, and its asset graph is what the docs say (snapshot of keys and groups)."""
+
+import dagster as dg
+
+from orchestration.definitions import defs
+from schemas.tables import STUDY_TABLES
+
+
+def test_definitions_load_with_every_table_as_an_asset():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {"genes", "gene_xrefs", *STUDY_TABLES} <= keys
+
+
+def test_ingest_assets_are_partitioned_by_study_and_checked():
+    graph = defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("rna_counts"))
+    assert node.partitions_def.name == "studies"
+    assert node.group_name == "ingest"
+    checks = {c.to_user_string() for c in graph.asset_check_keys}
+    assert "rna_counts:contract" in checks and "genes:contract" in checks
+
+
+def test_definitions_have_the_landing_sensor_and_spawn_executor():
+    assert defs.resolve_sensor_def("landing_sensor") is not None
+    assert defs.executor.config_schema is not None or defs.executor.name == "multiprocess"
