@@ -13,17 +13,17 @@ import polars as pl
 
 from transforms.genes import GeneReference, resolve_gene_ids
 
-MAPPING_SCHEMA = {
-    "feature_id": pl.String,
-    "protein_group": pl.String,
-    "identifier": pl.String,
-    "namespace": pl.String,
-    "gene_id": pl.Int64,
-    "status": pl.String,
-    "rule": pl.String,
-    "is_ambiguous": pl.Boolean,
-    "resolver_rule": pl.String,
-}
+MAPPING_SCHEMA = pl.Schema({
+    "feature_id": pl.String(),
+    "protein_group": pl.String(),
+    "identifier": pl.String(),
+    "namespace": pl.String(),
+    "gene_id": pl.Int64(),
+    "status": pl.String(),
+    "rule": pl.String(),
+    "is_ambiguous": pl.Boolean(),
+    "resolver_rule": pl.String(),
+})
 
 # Sources of identifiers, in the order they are trusted: a group's gene names decide when any resolves, its
 # UniProt accessions only when none does.

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import polars as pl
+
 from transforms.issues import IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.matrix import parse_matrix
@@ -42,8 +44,9 @@ def parse_protein_matrix(path: Path, *, issues: IssueLog, display_name: str | No
     of gene names. ``is_phospho`` marks site-specific antibodies and sites (``_pS473``, ``-pY1068``).
     """
     assay = parse_matrix(path, issues=issues, display_name=display_name, transpose=transpose)
+    identifiers = assay.features if assay.features is not None else pl.DataFrame({"feature_id": [], "line": []})
     rows = [_feature(feature_id, line, platform=platform)
-            for feature_id, line in assay.features.select("feature_id", "line").iter_rows()]
+            for feature_id, line in identifiers.select("feature_id", "line").iter_rows()]
     return matrix_assay(assay, features_frame(rows))
 
 

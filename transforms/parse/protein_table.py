@@ -77,7 +77,7 @@ def run_label(header: str) -> str:
 
 def is_phospho_antibody(name: str | None) -> bool:
     """A phospho-specific antibody or site: ``Akt_pS473``, ``JNK_pT183_pT185``, ``Akt-pS473``, ``PHOSPHOPROTEIN``."""
-    return bool(name) and _PHOSPHO.search(name) is not None
+    return name is not None and _PHOSPHO.search(name) is not None
 
 
 @dataclass
@@ -139,7 +139,7 @@ def _append(values: list[str], value: str) -> None:
         values.append(value)
 
 
-def feature_row(feature_id: str, line: int, *, platform: str, protein_group: str | None = None,
+def feature_row(feature_id: str, line: int | None, *, platform: str, protein_group: str | None = None,
                 gene_names: Sequence[str] = (), ids: ProteinIds | None = None, description: str | None = None,
                 antibody: str | None = None, is_decoy: bool | None = None, is_contaminant: bool | None = None,
                 only_by_site: bool | None = None) -> dict[str, object]:
@@ -235,15 +235,15 @@ def quantity_columns(header: Sequence[str], patterns: dict[str, re.Pattern[str]]
     the engine does not know, or one absent from the file, raises :class:`InputError` naming the quantity
     columns that are present.
     """
-    present = {q: [h for h in header if p.match(h)] for q, p in patterns.items()}
-    present = {q: cols for q, cols in present.items() if cols}
+    matches = {q: {h: m.group(1).strip() for h in header if (m := p.match(h))} for q, p in patterns.items()}
+    present = {q: list(cols) for q, cols in matches.items() if cols}
     if quantity not in patterns or quantity not in present:
         found = "; ".join(f"{q}: {', '.join(repr(c) for c in cols[:3])}{' ...' if len(cols) > 3 else ''}"
                           for q, cols in present.items()) or "none"
         raise InputError(Issue(file, "quantity_missing", "error",
                                f"quantity {quantity!r} has no sample columns in this file; "
                                f"quantities present: {found}"))
-    return {h: patterns[quantity].match(h).group(1).strip() for h in present[quantity]}
+    return matches[quantity]
 
 
 def matrix_assay(assay: ParsedAssay, features: pl.DataFrame) -> ParsedAssay:
