@@ -205,11 +205,13 @@ def test_parse_diann_features_and_contaminants(diann):
 def test_parse_diann_19_layout_and_duplicate_run_stems(tmp_path):
     path = _write(tmp_path / "report.pg_matrix.tsv", [
         ["Protein.Group", "Protein.Ids", "Protein.Names", "Genes", "First.Protein.Description", "N.Sequences",
-         "N.Proteotypic.Sequences", "/data/runs/A.raw", "/data/runs/B.d", "C.dia"],
-        ["P04637", "P04637;P04637-2", "P53_HUMAN", "TP53", "p53", "4", "3", "100", "", "300"],
+         "N.Proteotypic.Sequences", "Organism", "/data/runs/A.raw", "/data/runs/B.d", "C.dia"],
+        ["P04637", "P04637;P04637-2", "P53_HUMAN", "TP53", "p53", "4", "3", "Homo sapiens", "100", "", "300"],
     ])
-    assay = parse_diann(path, issues=IssueLog("t"))
+    issues = IssueLog("t")
+    assay = parse_diann(path, issues=issues)
     assert assay.columns == ["A", "B", "C"]
+    assert [(i.code, i.column) for i in issues.issues] == [("not_a_run", "Organism")]
     assert assay.features["accessions"].to_list() == [["P04637"]]
     assert assay.records.collect().sort("column")["abundance"].to_list() == [100.0, None, 300.0]
 
