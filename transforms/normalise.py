@@ -22,7 +22,9 @@ per-gene reference from all blocks, then each block is transformed on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +32,7 @@ from scipy.special import digamma, gammaln
 
 # Elements per internal chunk of sample columns: bounds the temporaries of TMM and median-of-ratios (~32 MB each).
 _CHUNK_ELEMENTS = 1 << 22
+_THREADS = min(4, os.cpu_count() or 1)
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
 
@@ -63,6 +66,16 @@ def _column_chunks(n_rows: int, n_columns: int) -> Iterator[slice]:
         yield slice(start, min(start + width, n_columns))
 
 
+def _map_column_chunks(function: Callable[[slice], np.ndarray], n_rows: int, n_columns: int) -> np.ndarray:
+    """Apply ``function`` to chunks of columns on a few threads (numpy releases the GIL) and join the results."""
+    chunks = list(_column_chunks(n_rows, n_columns))
+    out = np.empty(n_columns)
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        for cols, values in zip(chunks, pool.map(function, chunks), strict=True):
+            out[cols] = values
+    return out
+
+
 def library_sizes(counts: np.ndarray) -> np.ndarray:
     """Library size of each sample: the column sums of ``counts`` (one value per sample)."""
     return _as_counts(counts).sum(axis=0)
@@ -77,6 +90,11 @@ def geometric_mean_scaled(factors: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- DESeq2 size factors
 
 
+def _log_row_sums(block: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(block).sum(axis=1)
+
+
 def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     """Per-gene mean of log counts over all samples of all blocks (the DESeq2 pseudo-reference sample).
 
@@ -86,8 +104,7 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     n_samples = 0
     for block in blocks:
         block = _as_counts(block)
-        with np.errstate(divide="ignore"):
-            part = np.log(block).sum(axis=1)
+        part = _log_row_sums(block)
         total = part if total is None else total + part
         n_samples += block.shape[1]
     if total is None or n_samples == 0:
@@ -112,22 +129,26 @@ def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> 
             "every gene contains at least one zero, cannot compute log geometric means "
             "(median-of-ratios size factors need at least one gene counted in every sample)"
         )
-    reference = log_geomeans[usable][:, None]
+    reference = log_geomeans[usable]
     n = int(usable.sum())
     half = n // 2
-    out = np.empty(block.shape[1])
-    for cols in _column_chunks(n, block.shape[1]):
-        ratios = np.sort(np.log(block[usable, cols]) - reference, axis=0)
-        median = ratios[half] if n % 2 else (ratios[half - 1] + ratios[half]) / 2
-        out[cols] = np.exp(median)
-    return out
+
+    def chunk(cols: slice) -> np.ndarray:
+        ratios = np.log(np.ascontiguousarray(block[usable, cols].T))  # samples x genes: contiguous SIMD sort
+        ratios -= reference
+        ratios.sort(axis=1)
+        median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
+        return np.exp(median)
+
+    return _map_column_chunks(chunk, n, block.shape[1])
 
 
 def size_factors(counts: np.ndarray) -> np.ndarray:
     """DESeq2 ``estimateSizeFactors`` (median of ratios) of every sample in ``counts``."""
     counts = _as_counts(counts)
     chunks = [counts[:, cols] for cols in _column_chunks(counts.shape[0], counts.shape[1])]
-    log_geomeans = fit_log_geomeans(chunks)
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        log_geomeans = np.sum(list(pool.map(_log_row_sums, chunks)), axis=0) / counts.shape[1]
     return size_factors_from_reference(counts, log_geomeans)
 
 
@@ -151,14 +172,14 @@ def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: 
     index = 1 + (n - 1) * 0.75
     lo, hi = int(np.floor(index)), int(np.ceil(index))
     h = index - lo
-    out = np.empty(counts.shape[1])
-    for cols in _column_chunks(n, counts.shape[1]):
-        ordered = np.sort(counts[expressed, cols], axis=0)
-        q, q_hi = ordered[lo - 1], ordered[hi - 1]
-        if index > lo:
-            q = np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
-        out[cols] = q
-    return out / library_size
+
+    def chunk(cols: slice) -> np.ndarray:
+        ordered = np.ascontiguousarray(counts[expressed, cols].T)  # samples x genes: contiguous SIMD sort
+        ordered.sort(axis=1)
+        q, q_hi = ordered[:, lo - 1], ordered[:, hi - 1]
+        return np.where(q_hi != q, (1 - h) * q + h * q_hi, q) if index > lo else q
+
+    return _map_column_chunks(chunk, n, counts.shape[1]) / library_size
 
 
 def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray) -> int:
@@ -173,32 +194,36 @@ def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray) -> int:
     return int(np.argmin(np.abs(f75 - np.mean(f75))))
 
 
-def _trim_keep(values: np.ndarray, finite: np.ndarray, trim: float) -> np.ndarray:
-    """Rows of each column kept by edgeR's rank trim: ``floor(n*trim)+1 <= rank <= n-floor(n*trim)``.
+def _trim_keep(values: np.ndarray, finite: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values of each sample (a row here: samples x genes) kept by edgeR's rank trim,
+    ``floor(n*trim)+1 <= rank <= n-floor(n*trim)``.
 
-    ``rank`` is R's average rank among the finite values of the column. Ranks are monotone in the value, so the kept
-    rows are a value interval whose ends are the order statistics at the two bounds; a tied end value is kept when
-    its average rank lies inside the bounds.
+    ``rank`` is R's average rank among the sample's finite values. Ranks are monotone in the value, so the kept values
+    are an interval whose ends are the order statistics at the two bounds; a tied end value is kept when its average
+    rank lies inside the bounds. Also returns each sample's smallest and largest finite value.
     """
-    n = finite.sum(axis=0)
+    n = finite.sum(axis=1)
     lo = np.floor(n * trim) + 1
     hi = n + 1 - lo
-    ordered = np.sort(np.where(finite, values, np.inf), axis=0)
-    last = values.shape[0] - 1
-    columns = np.arange(values.shape[1])
-    v_lo = ordered[np.clip(lo - 1, 0, last).astype(np.intp), columns]
-    v_hi = ordered[np.clip(hi - 1, 0, last).astype(np.intp), columns]
+    ordered = np.where(finite, values, np.inf)
+    ordered.sort(axis=1)  # along contiguous rows: numpy's SIMD sort
+    last = values.shape[1] - 1
+    samples = np.arange(values.shape[0])
+    v_lo = ordered[samples, np.clip(lo - 1, 0, last).astype(np.intp)][:, None]
+    v_hi = ordered[samples, np.clip(hi - 1, 0, last).astype(np.intp)][:, None]
 
     def average_rank(v: np.ndarray) -> np.ndarray:
-        less = (ordered < v).sum(axis=0)
-        equal = (ordered == v).sum(axis=0)
-        return less + (equal + 1) / 2
+        less = (ordered < v).sum(axis=1)
+        equal = (ordered == v).sum(axis=1)
+        return (less + (equal + 1) / 2)[:, None]
 
-    lo_inclusive = average_rank(v_lo) >= lo
-    hi_inclusive = average_rank(v_hi) <= hi
+    lo_inclusive = average_rank(v_lo) >= lo[:, None]
+    hi_inclusive = average_rank(v_hi) <= hi[:, None]
     above = (values > v_lo) | ((values == v_lo) & lo_inclusive)
     below = (values < v_hi) | ((values == v_hi) & hi_inclusive)
-    return finite & above & below
+    smallest = ordered[:, 0]
+    largest = ordered[samples, np.clip(n - 1, 0, last).astype(np.intp)]
+    return finite & above & below, smallest, largest
 
 
 def tmm_factors_against(
@@ -221,31 +246,40 @@ def tmm_factors_against(
     reference = np.asarray(reference, dtype=np.float64)
     library_size = np.asarray(library_size, dtype=np.float64)
     n_ref = float(reference_library_size)
-    out = np.empty(counts.shape[1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ref_p = reference / n_ref
-        log_ref = np.log2(ref_p)[:, None]
-        var_ref = ((n_ref - reference) / n_ref / reference)[:, None]
-        for cols in _column_chunks(counts.shape[0], counts.shape[1]):
-            obs, n_obs = counts[:, cols], library_size[cols]
+    # Rows the reference did not count have no finite M or A value in any sample: leave them out from the start.
+    rows = reference > 0
+    ref = reference[rows]
+    ref_p = ref / n_ref
+    log_ref = np.log2(ref_p)
+    var_ref = (n_ref - ref) / n_ref / ref
+
+    def chunk(cols: slice) -> np.ndarray:
+        # samples x genes, so that per-sample sorts and sums run along contiguous memory
+        obs = np.ascontiguousarray(counts[rows, cols].T)
+        n_obs = library_size[cols][:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
             obs_p = obs / n_obs
             # The exact expressions of edgeR, so that ties (and so ranks) fall as they do in R.
-            log_ratio = np.log2(obs_p / ref_p[:, None])
-            abs_expr = (np.log2(obs_p) + log_ref) / 2
-            finite = np.isfinite(log_ratio) & np.isfinite(abs_expr) & (abs_expr > a_cutoff)
-            keep = _trim_keep(log_ratio, finite, logratio_trim) & _trim_keep(abs_expr, finite, sum_trim)
+            log_ratio = np.log2(obs_p / ref_p)
+            abs_expr = np.log2(obs_p)
+            abs_expr += log_ref
+            abs_expr /= 2
+        finite = (obs > 0) & (abs_expr > a_cutoff)
+        keep, m_min, m_max = _trim_keep(log_ratio, finite, logratio_trim)
+        keep &= _trim_keep(abs_expr, finite, sum_trim)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
             if do_weighting:
                 variance = (n_obs - obs) / n_obs / obs + var_ref
-                num = np.nansum(np.where(keep, log_ratio / variance, np.nan), axis=0)
-                den = np.nansum(np.where(keep, 1 / variance, np.nan), axis=0)
+                num = np.divide(log_ratio, variance, out=np.zeros_like(obs), where=keep).sum(axis=1)
+                den = np.divide(1.0, variance, out=np.zeros_like(obs), where=keep).sum(axis=1)
                 f = num / den
             else:
-                kept = keep.sum(axis=0)
-                f = np.where(keep, log_ratio, 0).sum(axis=0) / kept
-            f = np.where(np.isnan(f), 0.0, f)
-            max_abs = np.max(np.where(finite, np.abs(log_ratio), -np.inf), axis=0, initial=-np.inf)
-            out[cols] = np.where(max_abs < 1e-6, 1.0, 2.0**f)
-    return out
+                f = np.where(keep, log_ratio, 0).sum(axis=1) / keep.sum(axis=1)
+        f = np.where(np.isnan(f), 0.0, f)
+        max_abs = np.maximum(np.abs(np.nan_to_num(m_min, posinf=0.0)), np.abs(np.nan_to_num(m_max, posinf=0.0)))
+        return np.where(max_abs < 1e-6, 1.0, 2.0**f)
+
+    return _map_column_chunks(chunk, int(rows.sum()), counts.shape[1])
 
 
 def tmm_factors(
