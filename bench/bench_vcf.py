@@ -1,0 +1,57 @@
+"""VCF parsing benchmark: ``bcftools query`` vs ``parse_vcf`` (read + consequence choice + collect).
+
+Each run is its own process timed by ``/usr/bin/time`` (wall seconds, peak RSS); median of ``--runs`` runs;
+the ratio is ours / bcftools in the same session. The input is made by ``bench/make_vcf.py``.
+
+Usage: ``python bench/bench_vcf.py [VCF.gz] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BCFTOOLS = ["bcftools", "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%INFO/CSQ[\t%AD]\n"]
+OURS = (
+    "import sys; from pathlib import Path; from transforms.issues import IssueLog; "
+    "from transforms.parse.vcf import parse_vcf; "
+    "frame = parse_vcf(Path(sys.argv[1]), issues=IssueLog('bench')).records.collect(); "
+    "print(frame.height, file=sys.stderr)"
+)
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one process; its stdout goes to /dev/null."""
+    result = subprocess.run(["/usr/bin/time", "-f", "@@ %e %M", *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, check=True)
+    line = next(x for x in result.stderr.splitlines() if x.startswith("@@ "))
+    wall, rss_kb = line.split()[1:]
+    return float(wall), int(rss_kb) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("vcf", nargs="?", default=str(ROOT / "bench" / "out" / "vep_1m.vcf.gz"))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    args = parser.parse_args()
+    peers = {"bcftools query": [*BCFTOOLS, args.vcf], "parse_vcf": [sys.executable, "-c", OURS, args.vcf]}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
+    for _ in range(args.runs):  # interleaved, so load from other processes hits both alike
+        for name, command in peers.items():
+            results[name].append(timed(command))
+    medians = {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
+               for name, r in results.items()}
+    for name, (wall, rss) in medians.items():
+        runs = ", ".join(f"{w:.2f}" for w, _ in results[name])
+        print(f"{name:15s} {wall:6.2f} s  {args.records / wall / 1000:6.0f}k records/s  peak {rss:7.0f} MiB"
+              f"  (runs: {runs})")
+    print(f"ratio parse_vcf / bcftools: {medians['parse_vcf'][0] / medians['bcftools query'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
