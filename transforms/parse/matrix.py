@@ -35,7 +35,6 @@ RECORD_SCHEMA = {"feature_id": pl.String, "column": pl.String, "value": pl.Float
 _MAX_RECORD_CHARS = 2000
 _ROW = "_omicsdw_row"
 _ID = "_omicsdw_id"
-_LINE = "_omicsdw_line"
 
 
 def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = None,
@@ -93,7 +92,14 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
         raise InputError(Issue(name, "no_value_columns", "error",
                                "the header has no value columns besides identifiers and annotations",
                                layout.header_line or None))
-    rows = _scan_rows(layout, ids, annotations, issues=issues, transpose=transpose)
+    row = pl.col(_ROW)
+    wide = pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
+                       schema=dict.fromkeys(layout.header, pl.String), quote_char='"', encoding="utf8-lossy",
+                       truncate_ragged_lines=True, empty_string_is_null=False, row_index_name=_ROW)
+    rows = _check_rows(layout, wide.select(_ROW, _identifier(ids).alias(_ID), *annotations), issues=issues,
+                       id_column=ids[0], transpose=transpose)
+    if rows.excluded_rows:
+        wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
 
     raw = pl.col("raw")
     number = raw.cast(pl.Float64, strict=False)
@@ -103,12 +109,6 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
     problem = pl.when(~finite & ~missing).then(
         pl.when(number.is_null()).then(pl.format("non-numeric value '{}'", raw))
         .otherwise(pl.format("non-finite value '{}'", raw)))
-    row = pl.col(_ROW)
-    wide = pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
-                       schema=dict.fromkeys(layout.header, pl.String), quote_char='"', encoding="utf8-lossy",
-                       truncate_ragged_lines=True, empty_string_is_null=False, row_index_name=_ROW)
-    if rows.excluded_rows:
-        wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
     label, variable = ("column", "feature_id") if transpose else ("feature_id", "column")
     records = (
         wide.select(_identifier(ids).alias(label), (row.cast(pl.Int64) + layout.header_line + 1).alias("line"),
@@ -125,7 +125,7 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
                                 schema={"feature_id": pl.String, "line": pl.Int64})
     else:
         columns = values
-        features = rows.kept.select(pl.col(_ID).alias("feature_id"), pl.col(_LINE).alias("line"), *annotations)
+        features = rows.kept.select(pl.col(_ID).alias("feature_id"), "line", *annotations)
     metadata = {"rows": rows.kept.height, "value_columns": len(values), "rows_excluded": len(rows.excluded_rows),
                 "separator": layout.separator, "encoding": layout.encoding}
     return ParsedAssay(records=records, columns=columns, features=features, metadata=metadata)
@@ -166,74 +166,80 @@ class _Rows:
 
     kept: pl.DataFrame
     excluded_rows: list[int] = field(default_factory=list)
-    skipped: dict[str, list[int]] = field(default_factory=lambda: {"blank": [], "comment": []})
 
 
-def _scan_rows(layout: TableLayout, ids: list[str], annotations: list[str], *, issues: IssueLog,
-               transpose: bool) -> _Rows:
-    """One Python pass: ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded.
+def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: IssueLog, id_column: str,
+                transpose: bool) -> _Rows:
+    """Ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded with an issue.
 
-    Row ``k`` here is row ``k`` of the polars scan (which also turns blank and ``#`` lines into rows), so a
-    record's file line is ``k + header_line + 1``. Cells are decoded like polars' ``utf8-lossy`` so identifiers
-    agree with those in ``records``.
+    A Python pass counts fields per line (polars would pad a short row silently); the identifiers come from
+    the same polars scan as the records, so both agree. Row ``k`` of that scan is line
+    ``k + header_line + 1``: it has no comment handling, so ``#`` and blank lines are rows too.
     """
-    name, sep = layout.display_name, layout.separator
-    wanted = ids + annotations
-    positions = [layout.header.index(c) for c in wanted]
-    last = max(positions)
-    n_ids, width = len(ids), len(layout.header)
-    sep_b = sep.encode()
-    kind = "sample" if transpose else "feature"
-    out: dict[str, list] = {_ROW: [], _ID: [], _LINE: [], **{c: [] for c in annotations}}
-    seen: dict[str, int] = {}
-    rows = _Rows(kept=pl.DataFrame())
+    name = layout.display_name
+    skipped: dict[str, list[int]] = {"blank": [], "comment": []}
+    if _count_fields(layout, skipped):
+        raise_for_ragged(layout, issues=issues)
+    for what, lines in skipped.items():
+        if lines:
+            issues.info(f"{what}_lines", f"{len(lines)} {what} line(s) after the header left out "
+                        f"(first on line {lines[0]})", file=name, line=lines[0])
+    offset = layout.header_line + 1
+    excluded = [line - offset for lines in skipped.values() for line in lines]
+    frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
+    ident = pl.col(_ID)
+    frame = frame.with_columns(
+        line=pl.col(_ROW).cast(pl.Int64) + offset,
+        empty=ident.is_null() | (ident == ""),
+    ).with_columns(duplicate=~pl.col("empty") & ~ident.is_first_distinct())
+    bad = frame.filter(pl.col("empty") | pl.col("duplicate"))
+    if bad.height:
+        _report_bad_rows(layout, bad, frame, issues=issues, column=id_column,
+                         kind="sample" if transpose else "feature")
+    kept = frame.filter(~pl.col("empty") & ~pl.col("duplicate")).drop("empty", "duplicate")
+    if kept.height == 0:
+        raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
+                               layout.header_line or None))
+    return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()))
+
+
+def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> bool:
+    """Whether any data line has a field count other than the header's; fills ``skipped`` line numbers."""
+    sep = layout.separator.encode()
+    width = len(layout.header)
     ragged = False
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
                 continue
-            row = number - layout.header_line - 1
-            line = line.rstrip(b"\r\n")
-            if not line.strip() or line.startswith(b"#"):
-                rows.skipped["blank" if not line.strip() else "comment"].append(number)
-                rows.excluded_rows.append(row)
-                continue
-            if b'"' in line:
-                fields = next(csv.reader([line.decode("utf-8", errors="replace")], delimiter=sep))
-                n_fields, cells = len(fields), [fields[p] for p in positions if p < len(fields)]
+            if line.startswith(b"#"):
+                skipped["comment"].append(number)
+            elif not line.strip():
+                skipped["blank"].append(number)
+            elif b'"' in line:
+                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                ragged |= len(next(csv.reader([text], delimiter=layout.separator))) != width
             else:
-                n_fields = line.count(sep_b) + 1
-                parts = line.split(sep_b, last + 1)
-                cells = [parts[p].decode("utf-8", errors="replace") for p in positions if p < len(parts)]
-            if n_fields != width:
-                ragged = True
-                continue
-            ident = "|".join(c for c in cells[:n_ids] if c != "")
-            first = seen.get(ident)
-            if not ident or first is not None:
-                rows.excluded_rows.append(row)
-                text = line.decode("utf-8", errors="replace")
-                record = text if len(text) <= _MAX_RECORD_CHARS else text[:_MAX_RECORD_CHARS] + " ..."
-                message = (f"{kind} {ident!r} already on line {first}; this row is left out" if ident
-                           else f"empty {kind} identifier; row left out")
-                issues.warning(f"duplicate_{kind}" if ident else f"empty_{kind}_id", message, file=name,
-                               line=number, column=ids[0], record=record)
-                continue
-            seen[ident] = number
-            out[_ROW].append(row)
-            out[_ID].append(ident)
-            out[_LINE].append(number)
-            for column, cell in zip(annotations, cells[n_ids:], strict=True):
-                out[column].append(cell)
-    if ragged:
-        raise_for_ragged(layout, issues=issues)
-    for what, lines in rows.skipped.items():
-        if lines:
-            issues.info(f"{what}_lines", f"{len(lines)} {what} line(s) after the header left out "
-                        f"(first on line {lines[0]})", file=name, line=lines[0])
-    if not out[_ROW]:
-        raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
-                               layout.header_line or None))
-    schema = {_ROW: pl.UInt32, _ID: pl.String, _LINE: pl.Int64, **dict.fromkeys(annotations, pl.String)}
-    rows.kept = pl.DataFrame(out, schema=schema)
-    return rows
+                ragged |= line.count(sep) + 1 != width
+    return ragged
+
+
+def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame, *, issues: IssueLog,
+                     column: str, kind: str) -> None:
+    """One warning per duplicate or empty identifier, with the raw row (truncated) as ``record``."""
+    first_line = dict(frame.filter(~pl.col("empty") & ~pl.col("duplicate")).select(_ID, "line").iter_rows())
+    wanted = set(bad.get_column("line"))
+    records: dict[int, str] = {}
+    with open_text(layout.path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if number in wanted:
+                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                records[number] = text if len(text) <= _MAX_RECORD_CHARS else text[:_MAX_RECORD_CHARS] + " ..."
+    for ident, line, empty in bad.select(_ID, "line", "empty").iter_rows():
+        if empty:
+            issues.warning(f"empty_{kind}_id", f"empty {kind} identifier; row left out", file=layout.display_name,
+                           line=line, column=column, record=records.get(line))
+        else:
+            issues.warning(f"duplicate_{kind}", f"{kind} {ident!r} already on line {first_line[ident]}; this "
+                           "row is left out", file=layout.display_name, line=line, column=column,
+                           record=records.get(line))
