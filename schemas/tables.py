@@ -248,6 +248,80 @@ class ProteinAbundance(_Table):
         unique = ['study_id', 'assay', 'sample_id', 'feature_id', 'gene_id']
 
 
+def _nullable_float(description: str) -> object:
+    return pa.Field(nullable=True, description=description)
+
+
+class RnaSampleFactors(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    library_size: float = pa.Field(ge=0, description="Sum of the sample's counts over every feature of the assay "
+                                                     "(mapped or not; features with a missing value left out).")
+    tmm_factor: float = pa.Field(nullable=True, gt=0, description="edgeR calcNormFactors(method=\"TMM\") factor "
+                                                                  "(NULL for a sample without counts).")
+    size_factor: float = pa.Field(nullable=True, gt=0, description="DESeq2 estimateSizeFactors median-of-ratios "
+                                                                   "factor on the rounded counts (NULL without "
+                                                                   "counts).")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id"]
+
+
+class RnaNormalized(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    source: str = pa.Field(isin=["counts", "abundance"], description="counts: from rna_counts; abundance: from "
+                                                                     "rna_abundance (count-only columns NULL).")
+    cpm: float = _nullable_float("Counts per million: count / library_size x 1e6.")
+    log2_cpm: float = _nullable_float("edgeR cpm(y, log=TRUE, prior.count=2) with TMM factors.")
+    tmm_cpm: float = _nullable_float("Counts per million of the TMM-effective library (library_size x tmm_factor).")
+    mor: float = _nullable_float("DESeq2 normalised count: count / size_factor (median of ratios).")
+    tpm: float = _nullable_float("Transcripts per million where feature lengths are known (abundance assays "
+                                 "measured as TPM); NULL for counts, whose long table keeps no lengths.")
+    log2_value: float = _nullable_float("The log2 scale z-scores are taken on: log2_cpm for counts, "
+                                        "log2(value + 1) for abundances (NULL for missing or negative values).")
+    zscore: float = _nullable_float("(log2_value - mean) / SD (ddof=1) per gene over the reference samples of the "
+                                    "assay (all samples unless study.yaml sets zscore_reference); NULL when the "
+                                    "SD is zero or undefined.")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id", "feature_id"]
+
+
+class RnaVst(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    vst: float = pa.Field(description="DESeq2 vst(dds, blind=TRUE) of the rounded counts (log2 scale).")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id", "feature_id"]
+
+
+class DifferentialExpression(_Table):
+    study_id: str = _study()
+    contrast: str = pa.Field(description="Contrast name from study.yaml (test vs reference of a sample attribute).")
+    assay: str = pa.Field(description="Count assay the contrast was fitted on.")
+    gene_id: int = _gene()
+    feature_id: str = _feature()
+    base_mean: float = pa.Field(nullable=True, ge=0, description="Mean of the size-factor normalised counts.")
+    log2_fold_change: float = _nullable_float("log2(test / reference), unshrunk (pydeseq2 Wald test).")
+    lfc_se: float = _nullable_float("Standard error of log2_fold_change.")
+    stat: float = _nullable_float("Wald statistic.")
+    pvalue: float = _nullable_float("Wald test p-value (NULL for all-zero genes and Cook's outliers).")
+    padj: float = _nullable_float("Benjamini-Hochberg adjusted p-value after independent filtering (alpha 0.1); "
+                                  "NULL for filtered genes, as DESeq2 results().")
+
+    class Config:
+        unique = ["study_id", "contrast", "assay", "feature_id"]
+
+
 TABLES: dict[str, type[_Table]] = {
     "studies": Studies,
     "subjects": Subjects,
@@ -265,6 +339,10 @@ TABLES: dict[str, type[_Table]] = {
     "copy_number": CopyNumber,
     "cn_segments": CnSegments,
     "protein_abundance": ProteinAbundance,
+    "rna_sample_factors": RnaSampleFactors,
+    "rna_normalized": RnaNormalized,
+    "rna_vst": RnaVst,
+    "differential_expression": DifferentialExpression,
 }
 
 TABLE_DOCS: dict[str, str] = {
@@ -286,6 +364,12 @@ TABLE_DOCS: dict[str, str] = {
     "copy_number": "Gene-level copy number: one row per sample and gene (log2 ratio and/or GISTIC call).",
     "cn_segments": "Copy-number segments: one row per sample and segment.",
     "protein_abundance": "One row per sample, protein group (or antibody) and mapped gene.",
+    "rna_sample_factors": "One row per study, count assay and sample: library size, edgeR TMM and DESeq2 size "
+                          "factors.",
+    "rna_normalized": "One row per study, assay, sample and feature: CPM, log2 CPM, TMM CPM, median-of-ratios, "
+                      "TPM and per-gene z-scores of counts, or log2 and z-scores of provided abundances.",
+    "rna_vst": "One row per study, count assay, sample and feature: DESeq2 blind variance-stabilised counts.",
+    "differential_expression": "One row per study, contrast, count assay and feature: pydeseq2 Wald test results.",
 }
 
 STUDY_TABLES = [t for t in TABLES if t not in {"genes", "gene_xrefs"}]

@@ -129,6 +129,22 @@ class Lake:
                                  row_group_size=1_000_000)
         return StagedFiles(table, study_id, [relative], self), sink
 
+    def stage_frames(self, table: str, frames: Iterable[pl.DataFrame], *, study_id: str | None) -> StagedFiles:
+        """Write each frame as its own Parquet file of one staged set (a result too big for memory, block by block).
+
+        Commit the set once with :meth:`commit`; no frame at all stages nothing, which commits an empty study.
+        """
+        relative: list[str] = []
+        try:
+            for frame in frames:
+                staged, sink = self.plan(table, frame, study_id=study_id)
+                relative += staged.relative_paths
+                sink.collect()
+        except BaseException:
+            self.discard(StagedFiles(table, study_id, relative, self))
+            raise
+        return StagedFiles(table, study_id, relative, self)
+
     def scan_staged(self, staged: StagedFiles) -> pl.LazyFrame:
         """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
         paths = [f"{self.uri(staged.table)}/{relative}" for relative in staged.relative_paths]
