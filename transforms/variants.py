@@ -116,24 +116,23 @@ VARIANT_CLASSES = ("SNV", "insertion", "deletion", "MNV", "complex")
 def variant_class(ref: pl.Expr, alt: pl.Expr) -> pl.Expr:
     """SNV / insertion / deletion / MNV / complex from REF and ALT, the same for MAF and VCF alleles.
 
-    ``-`` (MAF) is an empty allele; one shared leading base (the VCF padding base) is dropped; then equal lengths
-    of 1 are an SNV, equal longer lengths an MNV, an empty REF an insertion, an empty ALT a deletion, and
-    anything else (different non-empty lengths, symbolic alleles) complex.
+    ``-`` (MAF) is an empty allele. Equal lengths are an SNV (one base, or two with the first shared) or an MNV;
+    a shorter REF that is a prefix or suffix of ALT (VCF padding base, or MAF ``-``) is an insertion, the
+    converse a deletion; anything else (delins, symbolic alleles) is complex.
     """
     r = pl.when(ref == "-").then(pl.lit("")).otherwise(ref)
     a = pl.when(alt == "-").then(pl.lit("")).otherwise(alt)
-    padded = (r.str.len_chars() > 0) & (a.str.len_chars() > 0) & (r.str.slice(0, 1) == a.str.slice(0, 1)) & (
-        (r.str.len_chars() > 1) | (a.str.len_chars() > 1))
-    n_ref = pl.when(padded).then(r.str.len_chars() - 1).otherwise(r.str.len_chars())
-    n_alt = pl.when(padded).then(a.str.len_chars() - 1).otherwise(a.str.len_chars())
+    n_ref, n_alt = r.str.len_chars(), a.str.len_chars()
+    padded = (n_ref > 1) & (r.str.slice(0, 1) == a.str.slice(0, 1))
+    n_changed = pl.when(padded).then(n_ref - 1).otherwise(n_ref)
     symbolic = a.str.contains(r"[<>\[\]*.]")
     return (
         pl.when(ref.is_null() | alt.is_null()).then(pl.lit(None, dtype=pl.String))
         .when(symbolic).then(pl.lit("complex"))
-        .when((n_ref == 1) & (n_alt == 1)).then(pl.lit("SNV"))
-        .when((n_ref == n_alt) & (n_ref > 1)).then(pl.lit("MNV"))
-        .when((n_ref == 0) & (n_alt > 0)).then(pl.lit("insertion"))
-        .when((n_alt == 0) & (n_ref > 0)).then(pl.lit("deletion"))
+        .when((n_ref == n_alt) & (n_changed == 1)).then(pl.lit("SNV"))
+        .when((n_ref == n_alt) & (n_changed > 1)).then(pl.lit("MNV"))
+        .when((n_ref < n_alt) & (a.str.starts_with(r) | a.str.ends_with(r))).then(pl.lit("insertion"))
+        .when((n_ref > n_alt) & (r.str.starts_with(a) | r.str.ends_with(a))).then(pl.lit("deletion"))
         .otherwise(pl.lit("complex"))
     )
 
@@ -165,7 +164,8 @@ def mutation_status_from_variants(variants: pl.DataFrame, *, samples: Sequence[s
     variant) x every gene (``feature_id``) with at least one non-silent variant (:data:`NON_SILENT`) in any sample
     of the study. ``mutated`` is true when the sample has a non-silent variant in the gene, false when it has
     none, and null when ``panel_genes`` (sample label -> genes of its sequencing panel) says the gene was not
-    profiled in that sample; samples missing from ``panel_genes`` count as profiled for every gene.
+    profiled in that sample and the sample has no non-silent variant in it (an observed variant wins over the
+    panel); samples missing from ``panel_genes`` count as profiled for every gene.
     ``n_variants`` counts non-silent variants, ``top_consequence`` is the most severe consequence of any of the
     sample's variants in the gene (silent ones included), null without variants.
     """
@@ -192,7 +192,8 @@ def mutation_status_from_variants(variants: pl.DataFrame, *, samples: Sequence[s
         ).with_columns(pl.lit(True).alias("in_panel"))
         with_panel = pl.DataFrame({"column": list(panel_genes)}, schema={"column": pl.String})
         status = status.join(panel, on=["column", "feature_id"], how="left").with_columns(
-            pl.when(pl.col("column").is_in(with_panel["column"].to_list()) & pl.col("in_panel").is_null())
+            pl.when(pl.col("column").is_in(with_panel["column"].to_list()) & pl.col("in_panel").is_null()
+                    & ~pl.col("mutated"))
             .then(pl.lit(None, dtype=pl.Boolean)).otherwise(pl.col("mutated")).alias("mutated"),
         ).drop("in_panel")
     return status.select("column", "feature_id", "mutated", "n_variants", "top_consequence").sort(
@@ -214,7 +215,7 @@ def mutation_status_from_matrix(parsed: ParsedAssay) -> ParsedAssay:
         pl.lit(None, dtype=pl.String).alias("top_consequence"),
     ).with_columns(
         pl.when(value.is_not_null() & value.is_in([0.0, 1.0]).not_())
-        .then(pl.format("mutation call is not 0 or 1: {}", pl.col("raw")))
+        .then(pl.format("mutation call is not 0 or 1: {}", pl.coalesce(pl.col("raw"), value.cast(pl.String))))
         .otherwise(pl.col("problem")).alias("problem"),
     )
     return ParsedAssay(
