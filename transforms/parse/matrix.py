@@ -1,10 +1,11 @@
 """Wide feature x sample matrices (TSV/CSV) as a streaming long frame.
 
 The generic reader behind count matrices, cBioPortal expression / copy-number / protein matrices, mixOmics
-tables (samples as rows) and the per-sample RNA formats, which are one-value-column matrices. The file is read
-twice: once in Python for the identifier and annotation columns only (row layout, duplicates, ragged rows, exact
-line numbers), and once by polars as a lazy scan that is unpivoted, so a 20,000 x 20,000 matrix is never held
-whole in memory.
+tables (samples as rows) and the per-sample RNA formats, which are one-value-column matrices. Before the records
+are built, a Python pass counts fields per line (ragged rows; blank and ``#`` lines) and a polars scan of the
+identifier and annotation columns finds duplicate and empty identifiers; the records are a lazy scan + unpivot
+of the same file, so a 20,000 x 20,000 matrix is never held whole in memory. Quoted fields spanning lines are
+not supported (they show up as ragged rows).
 
 Cell values: ``MISSING_VALUES`` (empty, ``NA``, ``NaN``, ...) become a null ``value`` with no problem, because R,
 pandas and cBioPortal all write missing measurements that way. Any other text that is not a finite number keeps
