@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from transforms.differential import (
+    DesignError,
+    check_design,
+    design_matrix,
+    differential_expression,
+    independent_filtering,
+)
+from transforms.plots import ma_plot, volcano_plot
+
+R_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "r_reference"
+
+
+def _r_table(name: str) -> pl.DataFrame:
+    """An R reference table (see tests/data/r_reference/README.md); R's NA becomes null."""
+    return pl.read_csv(R_REFERENCE / name, separator="\t", null_values="NA")
+
+
+def _pasilla(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
+    folder = shared_data / "rnaseq_pasilla"
+    counts = pl.read_csv(folder / "pasilla_gene_counts.tsv", separator="\t")
+    annotation = pl.read_csv(folder / "pasilla_sample_annotation.csv").with_columns(
+        sample_id=pl.col("file").str.strip_suffix("fb")
+    )
+    samples = pl.DataFrame({"sample_id": counts.columns[1:]}).join(annotation, on="sample_id", maintain_order="left")
+    return counts.drop("gene_id").to_numpy(), counts["gene_id"].to_list(), samples
+
+
+def _airway(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
+    folder = shared_data / "rnaseq_airway"
+    counts = pl.read_csv(folder / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t", skip_rows=1)
+    columns = counts.columns[6:]
+    runs = [c.removesuffix("_subset.bam") for c in columns]
+    table = pl.read_csv(folder / "sample_table.csv")
+    samples = pl.DataFrame({"Run": runs}).join(table, on="Run", maintain_order="left")
+    return counts.select(columns).to_numpy(), counts["Geneid"].to_list(), samples
+
+
+@pytest.fixture(scope="module")
+def pasilla_de(shared_data):
+    counts, genes, samples = _pasilla(shared_data)
+    start = time.perf_counter()
+    result = differential_expression(
+        counts, genes=genes, samples=samples, factor="condition", test="treated", reference="untreated",
+        covariates=["type"],
+    )
+    print(f"pasilla DE: {time.perf_counter() - start:.1f} s")
+    joined = result.table.join(_r_table("pasilla_de_condition.tsv.gz"), on="feature_id", suffix="_r")
+    return result, joined
+
+
+@pytest.mark.slow
+def test_differential_expression_pasilla_log2fc_matches_deseq2(pasilla_de):
+    result, joined = pasilla_de
+    # 14,599 genes x 7 samples: awk 'END {print NR-1, NF-1}' pasilla_gene_counts.tsv
+    assert joined.height == 14_599
+    assert result.parameters["n_samples"] == 7
+    assert result.parameters["design"] == "~ type + condition"
+    finite = joined.drop_nulls(["log2_fold_change", "log2_fold_change_r"])
+    # 12,359 genes with any count in R's table; DESeq2 gives NA fold changes only to the 2,240 all-zero genes.
+    assert finite.height == 12_359
+    assert np.corrcoef(finite["log2_fold_change"], finite["log2_fold_change_r"])[0, 1] > 0.999
+    assert np.corrcoef(finite["stat"], finite["stat_r"])[0, 1] > 0.9999
+    # baseMean depends only on size factors, which both compute the same way.
+    np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_differential_expression_pasilla_padj_matches_deseq2(pasilla_de):
+    _, joined = pasilla_de
+    # Same genes without a p-value (all-zero, Cook's outliers) and without padj (independent filtering).
+    assert joined.filter(pl.col("pvalue").is_null() != pl.col("pvalue_r").is_null()).height == 0
+    assert joined.filter(pl.col("padj").is_null() != pl.col("padj_r").is_null()).height == 0
+    ours = set(joined.filter(pl.col("padj") < 0.05)["feature_id"])
+    theirs = set(joined.filter(pl.col("padj_r") < 0.05)["feature_id"])
+    # R finds 1,068 genes at padj < 0.05: zcat pasilla_de_condition.tsv.gz | awk '$7!="NA" && $7<0.05' | wc -l
+    assert len(theirs) == 1_068
+    assert len(ours & theirs) / len(ours | theirs) > 0.98
+
+
+def test_differential_expression_airway_matches_deseq2(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    result = differential_expression(
+        counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"]
+    )
+    joined = result.table.join(_r_table("airway_de_dex.tsv"), on="feature_id", suffix="_r")
+    # Genes with base_mean > 10 in R's airway_de_dex.tsv: awk -F'\t' 'NR>1 && $2>10' | wc -l
+    expressed = joined.filter(pl.col("base_mean_r") > 10)
+    assert expressed.height == 8
+    np.testing.assert_allclose(expressed["log2_fold_change"], expressed["log2_fold_change_r"], atol=0.005)
+    # The four genes R calls at padj < 0.05: awk -F'\t' '$7!="NA" && $7<0.05 {print $1}' airway_de_dex.tsv
+    assert set(joined.filter(pl.col("padj") < 0.05)["feature_id"]) == {
+        "ENSG00000120948", "ENSG00000009724", "ENSG00000116649", "ENSG00000171819",
+    }
+    # Four all-zero genes: base_mean 0 and nothing else, as DESeq2.
+    zero = joined.filter(pl.col("base_mean") == 0)
+    assert zero.height == 4
+    assert zero.select(pl.col("log2_fold_change", "pvalue", "padj").null_count().sum()).row(0) == (4, 4, 4)
+    assert result.parameters["counts_rounded"] is False
+
+
+def test_differential_expression_rounds_fractional_counts(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    kwargs = dict(genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"])
+    whole = differential_expression(counts, **kwargs)
+    # +0.3 / -0.3 on every non-zero count rounds back to the same integers.
+    jitter = np.where(counts > 0, counts + np.where(np.arange(counts.size).reshape(counts.shape) % 2, 0.3, -0.3), 0)
+    fractional = differential_expression(jitter, **kwargs)
+    assert fractional.parameters["counts_rounded"] is True
+    assert fractional.table.equals(whole.table)
+
+
+def test_differential_expression_rejects_bad_counts():
+    samples = pl.DataFrame({"group": ["a", "a", "b", "b"]})
+    kwargs = dict(samples=samples, factor="group", test="b", reference="a")
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        differential_expression(np.array([[1.0, np.nan, 3, 4]]), genes=["g1"], **kwargs)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        differential_expression(np.array([[1.0, -2, 3, 4]]), genes=["g1"], **kwargs)
+    with pytest.raises(ValueError, match="1 x 4 but there are 2 genes"):
+        differential_expression(np.array([[1.0, 2, 3, 4]]), genes=["g1", "g2"], **kwargs)
+    with pytest.raises(ValueError, match="unique"):
+        differential_expression(np.ones((2, 4)), genes=["g1", "g1"], **kwargs)
+
+
+def test_independent_filtering_reproduces_deseq2_padj():
+    # R's own p-values and base means in, R's padj out (DESeq2 1.38 pvalueAdjustment, alpha 0.1).
+    reference = _r_table("pasilla_de_condition.tsv.gz")
+    padj = independent_filtering(
+        reference["pvalue"].fill_null(np.nan).to_numpy(), base_mean=reference["base_mean"].to_numpy()
+    )
+    np.testing.assert_allclose(padj, reference["padj"].fill_null(np.nan).to_numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_design_matrix_treatment_codes_reference_as_baseline():
+    samples = pl.DataFrame({"batch": ["x", "y", "x", "y"], "group": ["ctl", "ctl", "kd", "kd"]})
+    matrix, names = design_matrix(samples, factor="group", reference="ctl", covariates=["batch"])
+    assert names == ["Intercept", "batch[T.y]", "group[T.kd]"]
+    # By hand: intercept, batch == "y", group == "kd".
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]])
+
+
+def _design(**columns) -> pl.DataFrame:
+    return pl.DataFrame(columns)
+
+
+def test_check_design_accepts_pasilla_layout(shared_data):
+    _, _, samples = _pasilla(shared_data)
+    start = time.perf_counter()
+    check_design(samples, factor="condition", test="treated", reference="untreated", covariates=["type"])
+    assert time.perf_counter() - start < 0.1
+
+
+def test_check_design_missing_column():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match=r"\['batch'\] not in the sample table"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_missing_level():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match=r"test level 'c' not found in 'group'; its levels are \['a', 'b'\]"):
+        check_design(samples, factor="group", test="c", reference="a")
+
+
+def test_check_design_one_replicate():
+    samples = _design(group=["a", "a", "b"])
+    with pytest.raises(DesignError, match="'group' = 'b' has 1 sample; a Wald test needs at least two"):
+        check_design(samples, factor="group", test="b", reference="a")
+
+
+def test_check_design_confounded_covariate():
+    # batch 1 holds only group a, batch 2 only group b: batch and group are the same split.
+    samples = _design(group=["a", "a", "b", "b"], batch=["1", "1", "2", "2"])
+    with pytest.raises(DesignError, match=r"not full rank \(2 < 3\); drop covariate\(s\) \['batch'\]"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_missing_values():
+    samples = _design(group=["a", "a", "b", "b"], batch=["1", None, "2", "1"])
+    with pytest.raises(DesignError, match="'batch' has 1 missing value"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_same_test_and_reference():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match="test and reference are both 'a'"):
+        check_design(samples, factor="group", test="a", reference="a")
+
+
+def test_check_design_no_residual_degrees_of_freedom():
+    # Full rank, but 4 coefficients (intercept, pair[T.p2], lane[T.l2], group[T.b]) for 4 samples.
+    samples = _design(group=["a", "a", "b", "b"], pair=["p1", "p2", "p1", "p2"], lane=["l1", "l1", "l1", "l2"])
+    with pytest.raises(DesignError, match="4 coefficients for 4 samples"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["pair", "lane"])
+
+
+def test_volcano_and_ma_plot_return_small_pngs():
+    de = pl.DataFrame(
+        {
+            "feature_id": ["g1", "g2", "g3", "g4"],
+            "base_mean": [0.0, 10.0, 500.0, 3.0],
+            "log2_fold_change": [None, 1.5, -2.0, 0.1],
+            "pvalue": [None, 0.0, 1e-8, 0.7],
+            "padj": [None, 0.0, 1e-7, None],
+        },
+        schema_overrides={"log2_fold_change": pl.Float64, "pvalue": pl.Float64, "padj": pl.Float64},
+    )
+    for plot in (volcano_plot, ma_plot):
+        png = plot(de, title="toy")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(png) < 150_000
