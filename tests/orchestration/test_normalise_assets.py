@@ -1,0 +1,187 @@
+"""Materialise the normalise assets on studies written straight into a temporary lake (no ingest), read back."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from orchestration.assets.normalise import differential_expression_table, normalised_expression
+from orchestration.resources import WarehouseResource
+from warehouse.lake import Lake
+
+R_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "r_reference"
+AIRWAY = "rnaseq_airway"
+NORMALISE = [normalised_expression]
+
+
+def _manifest(landing: Path, study_id: str, body: str) -> None:
+    folder = landing / study_id
+    folder.mkdir(parents=True)
+    (folder / "study.yaml").write_text(f"study_id: {study_id}\nname: {study_id}\n{body}")
+
+
+def _airway_counts(shared_data: Path) -> pl.DataFrame:
+    """airway featureCounts as rna_counts rows (columns stripped of _subset.bam, no gene mapping)."""
+    wide = pl.read_csv(shared_data / AIRWAY / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t",
+                       comment_prefix="#")
+    samples = [c for c in wide.columns if c.endswith("_subset.bam")]
+    return (wide.select("Geneid", *samples)
+            .unpivot(index="Geneid", variable_name="sample_id", value_name="count")
+            .select(pl.lit("featurecounts").alias("assay"), pl.col("sample_id").str.strip_suffix("_subset.bam"),
+                    pl.lit(None, pl.Int64).alias("gene_id"), pl.col("Geneid").alias("feature_id"),
+                    pl.col("count").cast(pl.Float64)))
+
+
+def _airway_attributes(shared_data: Path) -> pl.DataFrame:
+    table = pl.read_csv(shared_data / AIRWAY / "sample_table.csv")
+    return (table.select(pl.col("Run").alias("sample_id"), "cell", "dex")
+            .unpivot(index="sample_id", variable_name="attribute", value_name="value")
+            .with_columns(pl.lit("string").alias("value_type")))
+
+
+@pytest.fixture()
+def warehouse(tmp_path: Path) -> WarehouseResource:
+    return WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "warehouse"))
+
+
+@pytest.fixture()
+def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
+    """Study 'airway': featureCounts counts of 20 genes x 8 samples, cell and dex attributes, one contrast."""
+    _manifest(Path(warehouse.landing_dir), "airway", "contrasts:\n  - {name: dex, factor: dex, test: trt, "
+                                                     "reference: untrt, covariates: [cell]}\n")
+    lake = warehouse.lake()
+    lake.ensure_tables(["rna_counts", "sample_attributes"])
+    lake.write("rna_counts", _airway_counts(shared_data), study_id="airway", fingerprint="v1")
+    lake.write("sample_attributes", _airway_attributes(shared_data), study_id="airway", fingerprint="v1")
+    return lake
+
+
+def _materialize(assets: list, warehouse: WarehouseResource, study_id: str, *, raise_on_error: bool = True
+                 ) -> dg.ExecuteInProcessResult:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("studies", [study_id])
+    return dg.materialize(assets, partition_key=study_id, instance=instance, resources={"warehouse": warehouse},
+                          raise_on_error=raise_on_error)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, object]:
+    (event,) = [e for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key == dg.AssetKey(table)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: WarehouseResource) -> None:
+    result = _materialize(NORMALISE, warehouse, "airway")
+    assert result.success
+    factors = airway.scan("rna_sample_factors", study_id="airway").collect()
+    # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors on the same featureCounts file
+    ref = pl.read_csv(R_REFERENCE / "airway_sample_factors.tsv", separator="\t").join(
+        factors, on="sample_id", how="left")
+    assert factors.height == 8 and set(factors["assay"]) == {"featurecounts"}
+    np.testing.assert_array_equal(ref["library_size_right"].to_numpy(), ref["library_size"].to_numpy())
+    np.testing.assert_allclose(ref["tmm_factor_right"].to_numpy(), ref["tmm_factor"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ref["size_factor_right"].to_numpy(), ref["size_factor"].to_numpy(), rtol=1e-6)
+
+    normalised = airway.scan("rna_normalized", study_id="airway").collect()
+    assert normalised.height == 20 * 8 and set(normalised["source"]) == {"counts"}
+    # make_reference.R: cpm(calcNormFactors(DGEList(counts)), log=TRUE, prior.count=2)
+    log2 = pl.read_csv(R_REFERENCE / "airway_log2cpm.tsv", separator="\t").join(
+        normalised, on=["feature_id", "sample_id"], how="left")
+    np.testing.assert_allclose(log2["log2_cpm_right"].to_numpy(), log2["log2_cpm"].to_numpy(), atol=1e-6)
+    # z-scores: numpy from the R log2 CPM, per gene over the 8 samples, SD ddof=1
+    wide = log2.pivot(on="sample_id", index="feature_id", values="log2_cpm")
+    r = wide.drop("feature_id").to_numpy()
+    sd = r.std(axis=1, ddof=1, keepdims=True)
+    varying = sd[:, 0] > 1e-8
+    expected = (r[varying] - r[varying].mean(axis=1, keepdims=True)) / sd[varying]
+    got = wide.select("feature_id").join(
+        normalised.pivot(on="sample_id", index="feature_id", values="zscore"), on="feature_id", how="left"
+    ).select(wide.columns[1:]).to_numpy()
+    np.testing.assert_allclose(got[varying], expected, atol=1e-5)
+    assert np.isnan(got[~varying]).all()  # the 4 all-zero genes (README: 16 of 20 with counts)
+    # awk -F'\t' '$1=="ENSG00000120948"{print $7}' airway_subset_featureCounts.txt -> 2673 of 6649 in SRR1039508
+    cell = normalised.filter(pl.col("feature_id") == "ENSG00000120948", pl.col("sample_id") == "SRR1039508")
+    assert cell["cpm"].item() == pytest.approx(2673 / 6649 * 1e6, rel=1e-12)
+    assert cell["mor"].item() == pytest.approx(2673 / 0.83479200246713237, rel=1e-6)
+
+    vst = airway.scan("rna_vst", study_id="airway").collect()
+    assert vst.height == 160 and vst["vst"].is_finite().all()
+    meta = _metadata(result, "rna_sample_factors")
+    # airway_sample_factors.tsv: library sizes 5415 (SRR1039520) .. 11148 (SRR1039517)
+    assert meta["featurecounts.library_size"] == "5415 .. 11148"
+    assert _metadata(result, "rna_normalized")["zscore_reference"] == "all samples of the assay"
+    assert _metadata(result, "rna_vst")["featurecounts.method"] == "varianceStabilizingTransformation(blind=TRUE)"
+    assert {c.check_name for c in result.get_asset_check_evaluations() if c.passed} == {"contract"}
+
+    again = _materialize(NORMALISE, warehouse, "airway")  # same inputs and settings: no new Delta version
+    assert _metadata(again, "rna_normalized")["unchanged"] is True
+    assert _metadata(again, "rna_normalized")["delta_version"] == _metadata(result, "rna_normalized")["delta_version"]
+
+    airway.write("rna_counts", airway.scan("rna_counts").head(0), study_id="airway", fingerprint="v2")
+    emptied = _materialize(NORMALISE, warehouse, "airway")  # counts gone: stale rows vanish
+    assert airway.scan("rna_normalized", study_id="airway").collect().height == 0
+    assert "no rna_counts" in str(_metadata(emptied, "rna_sample_factors")["note"])
+
+
+def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehouse: WarehouseResource) -> None:
+    result = _materialize([differential_expression_table], warehouse, "airway")
+    de = airway.scan("differential_expression", study_id="airway").collect()
+    assert de.height == 20 and set(de["contrast"]) == {"dex"}
+    # make_reference.R: results(DESeq(~ cell + dex), contrast=c("dex", "trt", "untrt"))
+    ref = pl.read_csv(R_REFERENCE / "airway_de_dex.tsv", separator="\t", null_values="NA").join(
+        de, on="feature_id", how="left").drop_nulls(["log2_fold_change", "log2_fold_change_right"])
+    r = np.corrcoef(ref["log2_fold_change"].to_numpy(), ref["log2_fold_change_right"].to_numpy())[0, 1]
+    assert r > 0.99  # measured 0.9976 over the 16 genes with counts (pydeseq2 vs DESeq2 on a 16-gene fit)
+    meta = _metadata(result, "differential_expression")
+    assert meta["dex.parameters"]["design"] == "~ cell + dex"
+    assert meta["dex.volcano"].startswith("![volcano plot of dex](data:image/png;base64,iVBOR")
+    png = Path(warehouse.warehouse_dir, "reports", "airway", "dex_volcano.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource) -> None:
+    body = "contrasts:\n  - {name: bad, factor: dex, test: trt, reference: placebo}\n"
+    (Path(warehouse.landing_dir) / "airway" / "study.yaml").write_text(f"study_id: airway\nname: airway\n{body}")
+    start = time.perf_counter()
+    result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
+    assert not result.success and time.perf_counter() - start < 20
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    description = failure.step_failure_data.user_failure_data.description
+    # sample_table.csv: dex has levels trt and untrt only
+    assert "contrast 'bad'" in description and "reference level 'placebo' not found" in description
+    assert airway.version("differential_expression") is None or airway.scan(
+        "differential_expression", study_id="airway").collect().height == 0
+
+
+def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseResource) -> None:
+    _manifest(Path(warehouse.landing_dir), "tpm_only", "zscore_reference: {attribute: tissue, values: [normal]}\n")
+    lake = warehouse.lake()
+    lake.ensure_tables(["rna_abundance", "sample_attributes"])
+    samples = ["n1", "n2", "t1"]
+    tpm = pl.DataFrame({"assay": "rsem", "sample_id": samples * 2, "gene_id": [7157] * 3 + [None] * 3,
+                        "feature_id": ["TP53"] * 3 + ["X"] * 3, "measure": "tpm",
+                        "value": [1.0, 3.0, 15.0, 0.0, 0.0, 0.0]})
+    zscores = tpm.with_columns(pl.lit("rsem_z").alias("assay"), pl.lit("zscore").alias("measure"))
+    lake.write("rna_abundance", pl.concat([tpm, zscores]), study_id="tpm_only", fingerprint="v1")
+    attributes = pl.DataFrame({"sample_id": samples, "attribute": "tissue", "value": ["normal", "normal", "tumour"],
+                               "value_type": "string"})
+    lake.write("sample_attributes", attributes, study_id="tpm_only", fingerprint="v1")
+    result = _materialize(NORMALISE, warehouse, "tpm_only")
+    rows = lake.scan("rna_normalized", study_id="tpm_only").collect().sort("feature_id", "sample_id")
+    assert set(rows["assay"]) == {"rsem"} and set(rows["source"]) == {"abundance"}  # zscore measure skipped
+    tp53 = rows.filter(pl.col("feature_id") == "TP53")
+    # log2(x + 1) of 1, 3, 15 = 1, 2, 4; reference n1, n2: mean 1.5, SD sqrt(0.5)
+    assert tp53["log2_value"].to_list() == [1.0, 2.0, 4.0]
+    np.testing.assert_allclose(tp53["zscore"].to_numpy(), (np.array([1, 2, 4]) - 1.5) / np.sqrt(0.5))
+    assert tp53["tpm"].to_list() == [1.0, 3.0, 15.0] and tp53["log2_cpm"].null_count() == 3
+    assert rows.filter(pl.col("feature_id") == "X")["zscore"].null_count() == 3  # constant gene
+    meta = _metadata(result, "rna_normalized")
+    assert meta["zscore_reference"] == "samples with tissue in ['normal']" and meta["rsem.reference_samples"] == 2
+    assert meta["skipped_zscore_assays"] == "rsem_z"
+    assert lake.scan("rna_sample_factors", study_id="tpm_only").collect().height == 0
+    assert "no rna_counts" in str(_metadata(result, "rna_vst")["note"])
