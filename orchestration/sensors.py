@@ -11,8 +11,7 @@ from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest import find_studies, study_fingerprint
 
-ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"),
-                                 partitions_def=studies)
+ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"))
 
 
 def _signature(folder: Path) -> str:

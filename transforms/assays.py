@@ -157,8 +157,8 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
     panel_genes = None
     panel_file = assay.options.get("gene_panel_matrix")
     if panel_file:
-        panel_genes = parse_gene_panels(context.folder / panel_file, issues=context.issues,
-                                        display_name=panel_file)
+        panels = [p for p in sorted(context.folder.glob("data_gene_panel_*.txt")) if p.name != Path(panel_file).name]
+        panel_genes = parse_gene_panels(context.folder / panel_file, panels, issues=context.issues)
     good = variants.filter(pl.col("problem").is_null())
     status = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
     status = attach_identity(status.lazy(), sample_map=mapping, gene_map=gene_map.select(
@@ -234,7 +234,8 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
     for path in files:
         file = context.relative(path)
         parsed = parse_protein_file(path, issues=context.issues, display_name=file, format=assay.format,
-                                    platform=assay.platform, quantity=assay.quantity)
+                                    platform=assay.platform, quantity=assay.quantity,
+                                    transpose=assay.options.get("orientation") == "samples_by_features")
         groups = map_protein_groups(parsed.features, reference=context.reference,
                                     organism_is_human=context.manifest.is_human)
         mapping = _map_samples(parsed, assay, context, file)

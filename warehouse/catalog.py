@@ -62,9 +62,19 @@ def _sql_views() -> list[tuple[str, str]]:
                   if entry.name.endswith(".sql"))
 
 
-def _view_comment(sql: str) -> str:
-    lines = [ln.removeprefix("--").strip() for ln in sql.splitlines() if ln.startswith("--")]
-    return " ".join(lines)
+def _view_comments(sql: str) -> tuple[str, dict[str, str]]:
+    """The view's description (its leading ``--`` lines) and column descriptions (``-- @column text`` lines)."""
+    text, columns = [], {}
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            continue
+        body = line.removeprefix("--").strip()
+        if body.startswith("@"):
+            name, _, description = body[1:].partition(" ")
+            columns[name] = description.strip()
+        else:
+            text.append(body)
+    return " ".join(text), columns
 
 
 def refresh_catalog(lake: Lake, warehouse_dir: Path) -> Path:
@@ -97,12 +107,13 @@ def _build(lake: Lake, path: Path) -> None:
         described = {c: d for t in TABLES for c, d in column_descriptions(t).items()}
         for name, sql in _sql_views():
             con.execute(sql)
-            con.execute(f"COMMENT ON VIEW {_ident(name)} IS {_literal(_view_comment(sql))}")
+            text, own = _view_comments(sql)
+            con.execute(f"COMMENT ON VIEW {_ident(name)} IS {_literal(text)}")
             for (column,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
                                          [name]).fetchall():
-                if column in described:
-                    con.execute(f"COMMENT ON COLUMN {_ident(name)}.{_ident(column)} IS "
-                                f"{_literal(described[column])}")
+                description = own.get(column) or described.get(column)
+                if description:
+                    con.execute(f"COMMENT ON COLUMN {_ident(name)}.{_ident(column)} IS {_literal(description)}")
         con.execute("CREATE TABLE catalog_versions (table_name VARCHAR, delta_version BIGINT, files BIGINT)")
         con.executemany("INSERT INTO catalog_versions VALUES (?, ?, ?)", versions)
         con.execute("COMMENT ON TABLE catalog_versions IS 'Delta version of each table the views read.'")

@@ -1,5 +1,14 @@
 -- sample_omics_coverage: one row per sample with the omics layers it has, so analysts see which samples
 -- can be joined across layers.
+-- @has_rna_counts The sample has raw RNA counts.
+-- @has_rna_abundance The sample has RNA abundances.
+-- @has_variants The sample has variant rows.
+-- @has_mutation_status The sample has gene mutation status rows.
+-- @has_copy_number The sample has gene-level copy number.
+-- @has_cn_segments The sample has copy-number segments.
+-- @has_protein_abundance The sample has protein abundance.
+-- @n_layers Number of layers with data for the sample.
+-- @layers Names of those layers.
 CREATE VIEW sample_omics_coverage AS
 WITH layers AS (
     SELECT DISTINCT study_id, sample_id, 'rna_counts' AS layer FROM rna_counts

@@ -1,0 +1,150 @@
+"""End to end: `omicsdw build` on real studies, re-runs, a corrupted file, and an analyst reading meanwhile.
+
+Expected figures come from the raw files (awk / wc, noted per assertion) or from the data's SOURCE.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import warehouse
+from warehouse.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.slow
+
+# awk -F'\t' 'NR>1{for(i=2;i<=NF;i++)s[i]+=$i} END{...}' pasilla_gene_counts.tsv
+PASILLA_LIBRARY_SIZES = {"untreated1": 13972512, "untreated2": 21911438, "untreated3": 8358426,
+                         "untreated4": 9841335, "treated1": 18670279, "treated2": 9571826, "treated3": 10343856}
+
+
+def _landing(tmp: Path, *studies: str) -> Path:
+    landing = tmp / "landing"
+    landing.mkdir(exist_ok=True)
+    for study in studies:
+        shutil.copytree(EXAMPLES / study, landing / study)
+    return landing
+
+
+def _sql(wh: Path, query: str) -> list[tuple]:
+    con = warehouse.connect(wh)
+    try:
+        return con.sql(query).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("build")
+    landing = _landing(tmp, "pasilla", "laml", "study_es_0", "airway")
+    wh = tmp / "warehouse"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    return landing, wh
+
+
+def test_build_loads_every_example_study(built):
+    _, wh = built
+    samples = dict(_sql(wh, "SELECT study_id, count(*) FROM samples GROUP BY ALL"))
+    # pasilla: 7 count columns; LAML: wc -l clinical = 201 incl. header; es_0: 845 (SOURCE.md); airway: 8 runs
+    assert samples == {"pasilla": 7, "tcga_laml": 200, "study_es_0": 845, "airway": 8}
+
+
+def test_build_counts_sum_to_library_sizes_with_unmapped_genes_kept(built):
+    _, wh = built
+    sums = dict(_sql(wh, "SELECT sample_id, sum(count) FROM rna_counts WHERE study_id = 'pasilla' GROUP BY ALL"))
+    assert sums == PASILLA_LIBRARY_SIZES
+    # fly genes are kept, unmapped, with the reason; one gene_id_map row per FlyBase ID (wc -l = 14,600 - header)
+    statuses = _sql(wh, "SELECT status, rule, count(*) FROM gene_id_map WHERE study_id = 'pasilla' GROUP BY ALL")
+    assert statuses == [("unmapped", "organism_not_human", 14599)]
+    # grep FBgn0000008 pasilla_gene_counts.tsv -> 92 161 76 70 140 88 70
+    (cell,) = _sql(wh, "SELECT count FROM rna_counts WHERE feature_id = 'FBgn0000008' AND sample_id = 'untreated2'")
+    assert cell == (161.0,)
+
+
+def test_build_variants_and_layers_per_sample(built):
+    _, wh = built
+    variants = dict(_sql(wh, "SELECT study_id, count(*) FROM variants GROUP BY ALL"))
+    assert variants == {"tcga_laml": 2207, "study_es_0": 36}  # SOURCE.md of both data sets
+    # awk: Tumor_Sample_Barcode == TCGA-AB-2988 -> 15 variants
+    assert _sql(wh, "SELECT count(*) FROM variants WHERE sample_id = 'TCGA-AB-2988'") == [(15,)]
+    coverage = _sql(wh, "SELECT has_variants, has_cn_segments FROM sample_omics_coverage "
+                        "WHERE study_id = 'tcga_laml' AND sample_id = 'TCGA-AB-2988'")
+    assert coverage == [(True, True)]
+
+
+def test_build_catalog_has_comments_on_tables_and_columns(built):
+    _, wh = built
+    (comment,) = _sql(wh, "SELECT comment FROM duckdb_views() WHERE view_name = 'rna_counts'")[0]
+    assert "one row per study, assay, sample and feature" in comment
+    missing = _sql(wh, "SELECT table_name, column_name FROM duckdb_columns() WHERE comment IS NULL "
+                       "AND table_name IN (SELECT view_name FROM duckdb_views() WHERE NOT internal)")
+    assert missing == []
+
+
+def test_build_rerun_of_unchanged_studies_changes_nothing(built):
+    landing, wh = built
+    before = _sql(wh, "SELECT * FROM catalog_versions ORDER BY 1")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    assert _sql(wh, "SELECT * FROM catalog_versions ORDER BY 1") == before
+
+
+def test_build_time_travel_reads_an_earlier_version(built):
+    _, wh = built
+    current = warehouse.table("samples", warehouse=wh).collect()
+    first = warehouse.table("samples", version=1, warehouse=wh).collect()
+    assert first.height <= current.height and first.height > 0
+
+
+def test_corrupt_file_fails_study_keeps_previous_data_and_reports_where(tmp_path):
+    landing = _landing(tmp_path, "pasilla")
+    wh = tmp_path / "warehouse"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    analyst = duckdb.connect(str(wh / "warehouse.duckdb"), read_only=True)  # stays open during the next run
+
+    counts = landing / "pasilla" / "counts.tsv"
+    lines = counts.read_text().splitlines()
+    fields = lines[2].split("\t")  # file line 3: FBgn0000008
+    fields[3] = "-5"               # untreated3
+    lines[2] = "\t".join(fields)
+    lines[9] = lines[9] + "\t12"   # file line 10 gets an extra field
+    counts.write_text("\n".join(lines) + "\n")
+
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    assert analyst.sql("SELECT sum(count) FROM rna_counts").fetchall() == [(sum(PASILLA_LIBRARY_SIZES.values()),)]
+    analyst.close()
+    errors = pl.from_arrow(warehouse.connect(wh).sql(
+        "SELECT file, line, code FROM ingest_issues WHERE severity = 'error'").to_arrow_table())
+    assert ("counts.tsv", 10, "ragged_row") in errors.rows()
+    # the previous good counts are still what readers see
+    sums = dict(_sql(wh, "SELECT sample_id, sum(count) FROM rna_counts GROUP BY ALL"))
+    assert sums == PASILLA_LIBRARY_SIZES
+
+    lines[9] = lines[9].rsplit("\t", 1)[0]  # fix the ragged row: the negative count alone is quarantined
+    counts.write_text("\n".join(lines) + "\n")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    quarantine = _sql(wh, "SELECT file, line, \"column\", code, record FROM quarantine")
+    assert quarantine == [("counts.tsv", 3, "untreated3", "negative_count", "-5.0")]
+
+
+def test_validate_reports_file_line_and_exit_code(tmp_path, capsys):
+    landing = _landing(tmp_path, "pasilla")
+    assert main(["validate", str(landing)]) == 0
+    (landing / "pasilla" / "samples.tsv").write_text("sample_id\tcondition\nuntreated1\tuntreated\n")
+    assert main(["validate", str(landing)]) == 1
+    out = capsys.readouterr().out
+    assert "unknown_sample" in out and "counts.tsv:1 column 'treated1'" in out
+
+
+def test_sql_command_writes_csv(built, tmp_path):
+    _, wh = built
+    target = tmp_path / "out.csv"
+    assert main(["sql", "SELECT study_id, count(*) AS n FROM samples GROUP BY ALL ORDER BY 1", "--warehouse",
+                 str(wh), "--format", "csv", "--output", str(target)]) == 0
+    assert pl.read_csv(target).rows() == [("airway", 8), ("pasilla", 7), ("study_es_0", 845), ("tcga_laml", 200)]
+    assert main(["sql", "DELETE FROM genes", "--warehouse", str(wh)]) == 1  # read-only
