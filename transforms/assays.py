@@ -16,7 +16,7 @@ from schemas.manifest import Assay, StudyManifest
 from transforms.copy_number import build_mismatch_message, canonical_build, segments_to_genes
 from transforms.genes import GeneReference, resolve_gene_ids, transcript_gene_map
 from transforms.harmonise import attach_identity, flag_values, gene_map_rows
-from transforms.issues import IssueLog
+from transforms.issues import InputError, IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
 from transforms.parse.featurecounts import parse_featurecounts
@@ -150,8 +150,7 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         if assay.format == "maf":
             parsed.append((name, parse_maf(path, issues=context.issues, display_name=name)))
         else:
-            parsed.append((name, parse_vcf(path, issues=context.issues, display_name=name,
-                                           sample=sample_label_from_path(path, "vcf"))))
+            parsed.append((name, _parse_vcf(path, assay, context, name)))
     records, gene_map, mapping = _identified(parsed, assay, context)
     variants = records.collect()
     panel_genes = None
@@ -168,6 +167,19 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                 "mapped_fraction": _mapped_fraction(gene_map),
                 "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", ""))}
     return AssayOutput({"variants": variants.lazy(), "gene_mutation_status": status}, gene_map, mapping, metadata)
+
+
+def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> ParsedAssay:
+    """A VCF's own sample columns; a sites-only VCF is one sample, labelled by ``options.sample`` or the file name."""
+    try:
+        return parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
+    except InputError as exc:
+        if exc.issue.code != "sites_only":
+            raise
+        label = path.name.split(".")[0]
+        context.issues.info("sites_only_vcf", f"no sample columns: the file is sample {label!r} "
+                            "(set options.sample to name it)", file=name)
+        return parse_vcf(path, issues=context.issues, display_name=name, sample=label)
 
 
 def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
