@@ -1,7 +1,8 @@
 """VCF parsing benchmark: ``bcftools query`` vs ``parse_vcf`` (read + consequence choice + collect).
 
-Each run is its own process timed by ``/usr/bin/time`` (wall seconds, peak RSS); median of ``--runs`` runs;
-the ratio is ours / bcftools in the same session. The input is made by ``bench/make_vcf.py``.
+Each run is its own process timed by ``/usr/bin/time`` (wall seconds, CPU seconds user+sys, peak RSS); median
+of ``--runs`` runs, peers interleaved; the ratios are ours / bcftools in the same session. CPU seconds are the
+steadier figure when other processes load the machine. The input is made by ``bench/make_vcf.py``.
 
 Usage: ``python bench/bench_vcf.py [VCF.gz] [--runs 3]``
 """
@@ -24,13 +25,13 @@ OURS = (
 )
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one process; its stdout goes to /dev/null."""
-    result = subprocess.run(["/usr/bin/time", "-f", "@@ %e %M", *command], stdout=subprocess.DEVNULL,
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MiB) of one process; its stdout goes to /dev/null."""
+    result = subprocess.run(["/usr/bin/time", "-f", "@@ %e %U %S %M", *command], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, check=True)
     line = next(x for x in result.stderr.splitlines() if x.startswith("@@ "))
-    wall, rss_kb = line.split()[1:]
-    return float(wall), int(rss_kb) / 1024
+    wall, user, system, rss_kb = line.split()[1:]
+    return float(wall), float(user) + float(system), int(rss_kb) / 1024
 
 
 def main() -> None:
@@ -40,17 +41,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
     peers = {"bcftools query": [*BCFTOOLS, args.vcf], "parse_vcf": [sys.executable, "-c", OURS, args.vcf]}
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in peers}
     for _ in range(args.runs):  # interleaved, so load from other processes hits both alike
         for name, command in peers.items():
             results[name].append(timed(command))
-    medians = {name: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r))
-               for name, r in results.items()}
-    for name, (wall, rss) in medians.items():
-        runs = ", ".join(f"{w:.2f}" for w, _ in results[name])
-        print(f"{name:15s} {wall:6.2f} s  {args.records / wall / 1000:6.0f}k records/s  peak {rss:7.0f} MiB"
-              f"  (runs: {runs})")
-    print(f"ratio parse_vcf / bcftools: {medians['parse_vcf'][0] / medians['bcftools query'][0]:.2f}")
+    medians = {name: tuple(statistics.median(run[i] for run in r) for i in range(3)) for name, r in results.items()}
+    for name, (wall, cpu, rss) in medians.items():
+        runs = ", ".join(f"{w:.2f}" for w, _, _ in results[name])
+        print(f"{name:15s} wall {wall:6.2f} s ({args.records / wall / 1000:4.0f}k records/s)  cpu {cpu:6.2f} s "
+              f"({args.records / cpu / 1000:4.0f}k records/cpu-s)  peak {rss:6.0f} MiB  (wall runs: {runs})")
+    ours, theirs = medians["parse_vcf"], medians["bcftools query"]
+    print(f"ratio parse_vcf / bcftools: wall {ours[0] / theirs[0]:.2f}, cpu {ours[1] / theirs[1]:.2f}")
 
 
 if __name__ == "__main__":

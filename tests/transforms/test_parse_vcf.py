@@ -176,3 +176,26 @@ def test_parse_vcf_not_a_vcf(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         parse_vcf(path, issues=IssueLog("t"), sample="S")
     assert (caught.value.issue.code, caught.value.issue.line) == ("not_vcf", 1)
+
+
+def test_parse_vcf_snpeff_ann_per_allele(tmp_path: Path) -> None:
+    # no real SnpEff >= 4 ANN file is available (see SOURCE.md): a hand-written record, GT 1/2 carries both alts
+    path = tmp_path / "ann.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        "##INFO=<ID=ANN,Number=.,Type=String,Description=\"Functional annotations: 'Allele | Annotation | "
+        "Annotation_Impact | Gene_Name | Gene_ID | Feature_Type | Feature_ID | Transcript_BioType | Rank | HGVS.c | "
+        "HGVS.p | cDNA.pos / cDNA.length | CDS.pos / CDS.length | AA.pos / AA.length | Distance | ERRORS' \">\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "1\t200\t.\tC\tT,A\t50\tq10;LowDP\tANN="
+        "T|upstream_gene_variant|MODIFIER|G2|ENSG2|transcript|ENST2|protein_coding||||||||,"
+        "T|missense_variant|MODERATE|G1|ENSG1|transcript|ENST1|protein_coding|1/2|c.1C>T|p.Arg1Cys|||||,"
+        "A|stop_gained|HIGH|G1|ENSG1|transcript|ENST1|protein_coding|1/2|c.1C>A|p.Arg1*|||||\tGT\t1/2\n"
+    )
+    frame = parse_vcf(path, issues=IssueLog("t")).records.collect()
+    assert frame["alt"].to_list() == ["T", "A"]
+    assert frame["consequence"].to_list() == ["missense_variant", "stop_gained"]
+    assert frame["protein_change"].to_list() == ["p.R1C", "p.R1*"]
+    assert frame["feature_id"].to_list() == ["G1", "G1"]
+    assert frame["filter"].to_list() == ["q10;LowDP"] * 2

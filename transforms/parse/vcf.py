@@ -207,6 +207,7 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
     """
     expected = 9 + len(header.samples) if header.samples else 8
     kept: list[int] = []
+    n_bad = 0
     with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             if number <= header.n_lines:
@@ -217,6 +218,7 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
                 continue
             n = text.count(b"\t") + 1
             if n != expected:
+                n_bad += 1
                 issues.error("bad_record", f"record has {n} tab-separated fields, expected {expected}"
                              + (" (truncated line)" if n < 8 else ""), file=name, line=number,
                              record=text[:200].decode("utf-8", "replace"))
@@ -224,7 +226,7 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
             clean.write(raw)
             kept.append(number)
     clean.flush()
-    if len(kept) == 0 or not any(i.code == "bad_record" for i in issues.issues):
+    if not kept or not n_bad:
         raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {cause}")) from cause
     return np.asarray(kept, dtype=np.int64)
 
