@@ -1,0 +1,37 @@
+"""The landing sensor registers study folders and requests a run only when a folder's content changes."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.resources import WarehouseResource
+from orchestration.sensors import landing_sensor
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _evaluate(instance, landing: Path, cursor: str | None):
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(landing.parent / "wh"))
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"warehouse": resource})
+    return landing_sensor(context)
+
+
+def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = _evaluate(instance, landing, None)
+    assert [r.partition_key for r in first.run_requests] == ["airway"]
+    assert first.dynamic_partitions_requests[0].partition_keys == ["airway"]
+
+    again = _evaluate(instance, landing, first.cursor)
+    assert again.run_requests == []
+
+    samples = landing / "airway" / "samples.tsv"
+    samples.write_text(samples.read_text().replace("GSM1275862", "GSM0000000"))
+    changed = _evaluate(instance, landing, again.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["airway"]
+    assert changed.run_requests[0].run_key != first.run_requests[0].run_key
