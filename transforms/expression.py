@@ -89,10 +89,14 @@ def _column_blocks(columns: np.ndarray, width: int) -> Iterator[np.ndarray]:
 
 
 def _take(values: np.ndarray, rows: np.ndarray | None, columns: np.ndarray) -> np.ndarray:
-    """``values[rows][:, columns]`` as a float64 array; contiguous column runs are read as slices of the block."""
-    contiguous = columns.size and columns[-1] - columns[0] == columns.size - 1
-    part = values[:, columns[0]:columns[-1] + 1] if contiguous else values[:, columns]
-    return np.asarray(part if rows is None else part[rows], dtype=np.float64)
+    """``values[rows][:, columns]`` as a float64 array, copying only the cells asked for.
+
+    A contiguous run of columns is a view of the (Fortran-order) block, so only the chosen rows are copied.
+    """
+    if columns.size and columns[-1] - columns[0] == columns.size - 1:
+        part = values[:, columns[0]:columns[-1] + 1]
+        return np.asarray(part if rows is None else part[rows], dtype=np.float64)
+    return np.asarray(values[:, columns] if rows is None else values[np.ix_(rows, columns)], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------------------------------ counts
@@ -245,18 +249,26 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
             yield frame.with_columns(pl.lit("counts").alias("source"), pl.lit(None, pl.Float64).alias("tpm"))
 
 
-def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB) -> tuple[nm.DispersionTrend, str]:
+def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH
+            ) -> tuple[nm.DispersionTrend, str]:
     """DESeq2's blind VST dispersion trend, and how it was fitted.
 
     As ``vst(dds, blind=TRUE)``: on ``nsub`` genes spread over the base-mean ranks; when fewer than ``nsub``
     genes have a mean normalised count above 5, on every gene, as ``varianceStabilizingTransformation`` does.
+    Base means are summed block by block; only the ``nsub`` genes are read across all samples at once.
     """
+    n_rows = block.values.shape[0] if model.rows is None else model.rows.size
+    normalised_sum = np.zeros(n_rows)
+    for cols in _column_blocks(model.columns, width):
+        normalised_sum += (np.rint(_take(block.values, model.rows, cols)) / model.size_factor[cols]).sum(axis=1)
+    base_mean = normalised_sum / model.columns.size
     sf = model.size_factor[model.columns]
-    counts = np.rint(_take(block.values, model.rows, model.columns))
-    base_mean = (counts / sf).mean(axis=1)
     if np.count_nonzero(base_mean > 5) >= nsub:
         genes = nm.vst_genes(base_mean, nsub=nsub)
-        return nm.fit_vst_trend(counts[genes], size_factors=sf), f"vst(blind=TRUE, nsub={nsub})"
+        rows = genes if model.rows is None else model.rows[genes]
+        counts = np.rint(_take(block.values, rows, model.columns))
+        return nm.fit_vst_trend(counts, size_factors=sf), f"vst(blind=TRUE, nsub={nsub})"
+    counts = np.rint(_take(block.values, model.rows, model.columns))
     return nm.fit_vst_trend(counts, size_factors=sf), "varianceStabilizingTransformation(blind=TRUE)"
 
 
