@@ -252,6 +252,9 @@ def _normalise(lake: Lake, study_id: str, *, reference: ZscoreReference | None
     if not count_assays:
         note = "the study has no rna_counts rows: an empty partition was committed"
         factors_meta["note"] = vst_meta["note"] = note
+        if not abundance_assays:
+            normalised_meta["note"] = ("the study has no rna_counts or rna_abundance rows: an empty partition was "
+                                       "committed")
     return staged, {"rna_sample_factors": factors_meta, "rna_normalized": normalised_meta, "rna_vst": vst_meta}
 
 
@@ -285,8 +288,12 @@ def _differential(lake: Lake, study_id: str, manifest: StudyManifest, *, reports
             for contrast in manifest.contrasts:
                 design = ex.sample_table(block.sample_ids, attributes,
                                          columns=[contrast.factor, *contrast.covariates])
-                result = ex.differential_rows(block, samples=design, factor=contrast.factor, test=contrast.test,
-                                              reference=contrast.reference, covariates=contrast.covariates)
+                try:  # samples without counts are left out, which can still break a design checked above
+                    result = ex.differential_rows(block, samples=design, factor=contrast.factor,
+                                                  test=contrast.test, reference=contrast.reference,
+                                                  covariates=contrast.covariates)
+                except ValueError as exc:
+                    raise dg.Failure(description=f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
                 rows = result.table.with_columns(pl.lit(contrast.name).alias("contrast"),
                                                  pl.lit(assay).alias("assay"))
                 _stage(lake, DE_TABLE, iter([rows]), study_id, staged)
