@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--big", type=int, default=0, help="samples of the block-wise run (0: skip)")
-    parser.add_argument("--json", type=Path, default=BENCH / "results_factors.json")
+    parser.add_argument("--json", type=Path, help="where to write the results (default: WORKDIR/results_factors.json)")
     args = parser.parse_args()
     if args.worker:
         run_worker(args.worker, args.npy, args.out)
@@ -241,7 +241,7 @@ def main() -> None:
             results["big_generation_s"] = time.perf_counter() - start
         cmd = [sys.executable, __file__, "--blockwise", str(big), "--block", str(args.block)]
         results["blockwise"] = timed(cmd)
-    args.json.write_text(json.dumps(results, indent=2))
+    (args.json or args.workdir / "results_factors.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 

@@ -310,7 +310,8 @@ def tmm_factors(
         return np.ones(counts.shape[1])
     if ref_column is None:
         f75 = upper_quartiles(counts, library_size=library_size, expressed=expressed)
-        ref_column = tmm_reference(f75, sqrt_sums=np.sqrt(counts).sum(axis=0))
+        sqrt_sums = _map_column_chunks(lambda cols: np.sqrt(counts[:, cols]).sum(axis=0), *counts.shape)
+        ref_column = tmm_reference(f75, sqrt_sums=sqrt_sums)
     factors = tmm_factors_against(
         counts,
         counts[:, ref_column],
