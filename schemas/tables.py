@@ -283,7 +283,8 @@ class RnaNormalized(_Table):
     tpm: float = _nullable_float("Transcripts per million where feature lengths are known (abundance assays "
                                  "measured as TPM); NULL for counts, whose long table keeps no lengths.")
     log2_value: float = _nullable_float("The log2 scale z-scores are taken on: log2_cpm for counts, "
-                                        "log2(value + 1) for abundances (NULL for missing or negative values).")
+                                        "log2(value + 1) for abundances (NULL for missing or negative values), "
+                                        "the value as given for array intensities (already log2).")
     zscore: float = _nullable_float("(log2_value - mean) / SD (ddof=1) per gene over the reference samples of the "
                                     "assay (all samples unless study.yaml sets zscore_reference); NULL when the "
                                     "SD is zero or undefined.")

@@ -38,6 +38,10 @@ FRAME_ROWS = 2_000_000
 VST_NSUB = 1000
 """Genes DESeq2's ``vst`` fits its dispersion trend on."""
 
+LOG_SCALE_MEASURES = frozenset({"microarray", "log2"})
+"""Abundance measures already on a log2 scale (array intensities): their log2_value is the value as given, as
+cBioPortal computes its array z-scores without a log transform."""
+
 COUNT_ONLY = ("cpm", "log2_cpm", "tmm_cpm", "mor")
 """rna_normalized columns defined only for counts (NULL for abundance rows)."""
 
@@ -323,20 +327,21 @@ def normalised_abundance_rows(block: DenseBlock, *, measure: str, reference: np.
                               width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_normalized rows of an abundance-only assay: one row per sample and feature, source 'abundance'.
 
-    log2_value = log2(x + 1) (NULL for missing or negative values); zscore is its per-gene z-score over the
-    ``reference`` samples (all by default), ignoring missing values; tpm is the value itself when ``measure`` is
-    'tpm'; the count-only columns are NULL.
+    log2_value = log2(x + 1) (NULL for missing or negative values), or the value itself for a measure in
+    ``LOG_SCALE_MEASURES``; zscore is its per-gene z-score over the ``reference`` samples (all by default),
+    ignoring missing values; tpm is the value itself when ``measure`` is 'tpm'; the count-only columns are NULL.
     """
+    to_log2 = _log2_plus_one if measure.lower() not in LOG_SCALE_MEASURES else np.asarray
     n_cols = block.values.shape[1]
     columns = np.arange(n_cols)
     in_reference = np.ones(n_cols, dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
     if not in_reference.any():
         raise ValueError("no sample of the assay is in the z-score reference population")
-    moments = nan_row_moments(_log2_plus_one(_take(block.values, None, cols))[:, in_reference[cols]]
+    moments = nan_row_moments(to_log2(_take(block.values, None, cols))[:, in_reference[cols]]
                               for cols in _column_blocks(columns, width))
     for cols in _column_blocks(columns, width):
         part = _take(block.values, None, cols)
-        log2 = _log2_plus_one(part)
+        log2 = to_log2(part)
         arrays = {"log2_value": log2, "zscore": nm.zscore_rows(log2, moments=moments)}
         if measure.lower() == "tpm":
             arrays["tpm"] = part

@@ -243,6 +243,8 @@ def _normalise(lake: Lake, study_id: str, *, reference: ZscoreReference | None
             _stage(lake, "rna_normalized", (f.with_columns(pl.lit(assay).alias("assay")) for f in frames),
                    study_id, staged)
             normalised_meta[f"{assay}.measure"] = measure
+            normalised_meta[f"{assay}.log2_value"] = ("value as given" if measure.lower() in ex.LOG_SCALE_MEASURES
+                                                      else "log2(value + 1)")
             if in_reference is not None:
                 normalised_meta[f"{assay}.reference_samples"] = int(in_reference.sum())
             del block

@@ -179,6 +179,11 @@ def test_normalised_abundance_rows_by_hand() -> None:
     assert g1["tpm"].null_count() == 4
     with pytest.raises(ValueError, match="reference population"):
         next(ex.normalised_abundance_rows(block, measure="tpm", reference=np.zeros(4, bool)))
+    # array intensities are already log2: G2 keeps 5, -2, 5 (mean 8/3, SD sqrt(49/3)) and its missing value
+    array = pl.concat(ex.normalised_abundance_rows(block, measure="microarray"))
+    g2 = array.filter(pl.col("feature_id") == "G2").sort("sample_id")
+    assert g2["log2_value"].to_list() == [5.0, None, -2.0, 5.0]
+    np.testing.assert_allclose(g2["zscore"].to_numpy(), (np.array([5, np.nan, -2, 5]) - 8 / 3) / np.sqrt(49 / 3))
 
 
 def test_nan_row_moments_blockwise_equal_numpy() -> None:
