@@ -3,19 +3,20 @@
 import dagster as dg
 
 from orchestration.assets.ingest import ingest_study_tables
+from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.reference import reference_tables
 from orchestration.resources import WarehouseResource
-from orchestration.sensors import ingest_job, landing_sensor
+from orchestration.sensors import landing_sensor, study_job
 
 # Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
-STUDY_ASSETS = [ingest_study_tables]
+STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table]
 """Assets partitioned by study, in the order ``omicsdw build`` materialises them."""
 
 defs = dg.Definitions(
     assets=[reference_tables, *STUDY_ASSETS],
-    jobs=[ingest_job],
+    jobs=[study_job],
     sensors=[landing_sensor],
     resources={"warehouse": WarehouseResource.from_env()},
     executor=executor,

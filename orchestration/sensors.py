@@ -11,7 +11,8 @@ from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest import find_studies, study_fingerprint
 
-ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"))
+study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups("ingest", "normalise"),
+                               description="Ingest one study partition and recompute what depends on it.")
 
 
 def _signature(folder: Path) -> str:
@@ -21,7 +22,7 @@ def _signature(folder: Path) -> str:
     return json.dumps(files)
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=study_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Register study folders as partitions and request a run for each new or changed one."""
     seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}

@@ -374,6 +374,10 @@ TABLE_DOCS: dict[str, str] = {
 }
 
 STUDY_TABLES = [t for t in TABLES if t not in {"genes", "gene_xrefs"}]
+NORMALISE_TABLES = ["rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression"]
+"""Tables computed from harmonised ones by the normalise stage (not written by ingest)."""
+INGEST_TABLES = [t for t in STUDY_TABLES if t not in NORMALISE_TABLES]
+"""Tables one study's ingest replaces together."""
 """Tables partitioned by study_id, each study replaced as one commit; ``genes`` and ``gene_xrefs`` are global."""
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.tables import STUDY_TABLES, polars_schema
+from schemas.tables import INGEST_TABLES, polars_schema
 from schemas.validate import validate_rows
 from transforms.harmonise import quarantine_rows
 from transforms.ingest import StudyIngest
 from transforms.issues import ISSUE_SCHEMA
 from warehouse.lake import Lake, StagedFiles, WriteResult
 
-DATA_TABLES = [t for t in STUDY_TABLES if t != "ingest_issues"]
+DATA_TABLES = [t for t in INGEST_TABLES if t != "ingest_issues"]
 
 
 @dataclass
@@ -53,10 +53,10 @@ def _combined(table: str, frames: list[pl.LazyFrame]) -> pl.LazyFrame:
 def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
     """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input."""
     sid = ingest.study_id
-    lake.ensure_tables(STUDY_TABLES)
+    lake.ensure_tables(INGEST_TABLES)
     unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))
     if unchanged and not ingest.issues.has_errors:
-        writes = {t: lake.unchanged(t, sid) for t in STUDY_TABLES}
+        writes = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
         issues = lake.scan("ingest_issues", study_id=sid).collect()
         return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
     staged: dict[str, StagedFiles] = {}

@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
-from schemas.tables import STUDY_TABLES, TABLE_DOCS
+from schemas.tables import INGEST_TABLES, TABLE_DOCS
 from transforms.genes import GeneReference
 from transforms.ingest import ingest_study
 from warehouse import __version__
@@ -22,7 +22,7 @@ CONTRACT = "contract"
 @dg.multi_asset(
     name="ingest_study",
     specs=[dg.AssetSpec(table, group_name="ingest", description=TABLE_DOCS[table], skippable=True,
-                        deps=["genes", "gene_xrefs"], kinds={"delta"}) for table in STUDY_TABLES],
+                        deps=["genes", "gene_xrefs"], kinds={"delta"}) for table in INGEST_TABLES],
     check_specs=[dg.AssetCheckSpec(CONTRACT, asset=table, blocking=True,
                                    description="Rows satisfy the pandera contract in schemas/tables.py.")
                  for table in DATA_TABLES],
