@@ -148,3 +148,20 @@ def test_sql_command_writes_csv(built, tmp_path):
                  str(wh), "--format", "csv", "--output", str(target)]) == 0
     assert pl.read_csv(target).rows() == [("airway", 8), ("pasilla", 7), ("study_es_0", 845), ("tcga_laml", 200)]
     assert main(["sql", "DELETE FROM genes", "--warehouse", str(wh)]) == 1  # read-only
+
+
+def test_build_normalises_counts_like_edger_and_deseq2(built):
+    _, wh = built
+    reference = pl.read_csv(Path(__file__).resolve().parents[1] / "data" / "r_reference" /
+                            "pasilla_sample_factors.tsv", separator="\t")
+    got = pl.from_arrow(warehouse.connect(wh).sql(
+        "SELECT sample_id, library_size, tmm_factor, size_factor FROM rna_sample_factors "
+        "WHERE study_id = 'pasilla'").to_arrow_table())
+    joined = reference.join(got, on="sample_id", suffix="_ours")
+    assert joined.height == 7
+    for column in ("library_size", "tmm_factor", "size_factor"):
+        relative = ((joined[column] - joined[f"{column}_ours"]).abs() / joined[column]).max()
+        assert relative < 1e-6, column
+    # DESeq2 1.38 on pasilla (~ type + condition) finds 1,068 genes at padj < 0.05 (tests/data/r_reference)
+    (hits,) = _sql(wh, "SELECT count(*) FROM differential_expression WHERE study_id = 'pasilla' AND padj < 0.05")[0]
+    assert abs(hits - 1068) <= 15
