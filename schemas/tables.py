@@ -149,6 +149,8 @@ class RnaCounts(_Table):
     gene_id: int = _gene()
     feature_id: str = _feature()
     count: float = pa.Field(ge=0, description="Read / fragment count (estimated counts may be fractional).")
+    length: float = pa.Field(nullable=True, gt=0, description="Feature length for TPM: featureCounts Length, or "
+                                                              "this sample's Salmon / RSEM effective length.")
 
     class Config:
         unique = ['study_id', 'assay', 'sample_id', 'feature_id']

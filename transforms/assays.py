@@ -7,7 +7,7 @@ column labels. Format differences end at the parser; identity is always decided 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -125,9 +125,21 @@ def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
                       strandedness=assay.strandedness)
 
 
+def _with_lengths(parsed: ParsedAssay) -> ParsedAssay:
+    """Attach each feature's length for TPM: the effective length where the tool reports one, else the length."""
+    features = parsed.features
+    names = [c for c in ("effective_length", "length") if features is not None and c in features.columns]
+    if not names:
+        return parsed
+    lengths = features.lazy().select("feature_id", pl.col(names[0]).cast(pl.Float64).alias("length"))
+    return replace(parsed, records=parsed.records.join(lengths, on="feature_id", how="left"))
+
+
 def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
     parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
+    if assay.kind == "rna_counts":
+        parsed = [(file, _with_lengths(p)) for file, p in parsed]
     records, gene_map, mapping = _identified(parsed, assay, context)
     if assay.kind == "rna_counts":
         table = flag_values(records, kind="count").rename({"value": "count"})

@@ -57,6 +57,7 @@ class DenseBlock:
     feature_ids: pl.Series
     gene_ids: pl.Series
     sample_ids: pl.Series
+    lengths: np.ndarray | None = None
 
 
 def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None = None,
@@ -64,27 +65,40 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     """Stream a long table (``sample_id``, ``feature_id``, ``gene_id``, ``value``) into one dense block.
 
     Rows and columns follow the first appearance of each feature and sample. The block is a Fortran-order
-    float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``.
+    float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A ``length``
+    column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same shape for TPM.
     """
     features = (records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True)
                 .collect())
     samples = records.select("sample_id").unique(maintain_order=True).collect()["sample_id"]
     shape = (features.height, samples.len())
-    if 8 * shape[0] * shape[1] > in_memory_bytes:
-        if workdir is None:
-            raise ValueError(f"a {shape[0]} x {shape[1]} block needs more than {in_memory_bytes} bytes: "
-                             "pass a workdir for its memory map")
-        values = np.memmap(Path(workdir, "dense_block.f64"), dtype=np.float64, mode="w+", shape=shape, order="F")
-        values[:] = np.nan
-    else:
-        values = np.full(shape, np.nan, order="F")
+    has_length = ("length" in records.collect_schema()
+                  and records.select(pl.col("length").is_not_null().any()).collect().item())
+    values = _empty_block(shape, workdir, "dense_block.f64", in_memory_bytes)
+    lengths = _empty_block(shape, workdir, "lengths.f64", in_memory_bytes) if has_length else None
     rows = features.lazy().select("feature_id", pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     cols = samples.to_frame().lazy().with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_col"))
     indexed = (records.join(rows, on="feature_id").join(cols, on="sample_id")
-               .select("_row", "_col", pl.col(value).cast(pl.Float64)))
+               .select("_row", "_col", pl.col(value).cast(pl.Float64),
+                       *([pl.col("length").cast(pl.Float64)] if has_length else [])))
     for batch in indexed.collect_batches(chunk_size=4_000_000):
-        values[batch["_row"].to_numpy(), batch["_col"].to_numpy()] = batch[value].to_numpy()
-    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples)
+        at = (batch["_row"].to_numpy(), batch["_col"].to_numpy())
+        values[at] = batch[value].to_numpy()
+        if lengths is not None:
+            lengths[at] = batch["length"].to_numpy()
+    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples, lengths)
+
+
+def _empty_block(shape: tuple[int, int], workdir: str | Path | None, name: str, in_memory_bytes: int) -> np.ndarray:
+    """A NaN-filled Fortran-order block, memory-mapped in ``workdir`` when larger than ``in_memory_bytes``."""
+    if 8 * shape[0] * shape[1] <= in_memory_bytes:
+        return np.full(shape, np.nan, order="F")
+    if workdir is None:
+        raise ValueError(f"a {shape[0]} x {shape[1]} block needs more than {in_memory_bytes} bytes: "
+                         "pass a workdir for its memory map")
+    block = np.memmap(Path(workdir, name), dtype=np.float64, mode="w+", shape=shape, order="F")
+    block[:] = np.nan
+    return block
 
 
 def _column_blocks(columns: np.ndarray, width: int) -> Iterator[np.ndarray]:
@@ -234,7 +248,8 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
 
     cpm = count / library_size x 1e6; tmm_cpm on library_size x tmm_factor; log2_cpm = edgeR ``cpm(log=TRUE,
     prior.count=2)`` with TMM factors; mor = count / size_factor; log2_value = log2_cpm and zscore its per-gene
-    z-score over the reference samples; tpm is NULL (the long count table carries no feature lengths).
+    z-score over the reference samples; tpm from the block's lengths (featureCounts Length, Salmon / RSEM
+    effective lengths), NULL where no length is known.
     """
     lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
     for cols in _column_blocks(model.columns, width):
@@ -248,9 +263,11 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
             "mor": part / sf[cols],
             "log2_value": log2,
             "zscore": nm.zscore_rows(log2, moments=model.moments),
+            "tpm": (nm.tpm(part, lengths=_take(block.lengths, model.rows, cols)) if block.lengths is not None
+                    else np.full(part.shape, np.nan)),
         }
         for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows):
-            yield frame.with_columns(pl.lit("counts").alias("source"), pl.lit(None, pl.Float64).alias("tpm"))
+            yield frame.with_columns(pl.lit("counts").alias("source"))
 
 
 def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH

@@ -376,19 +376,20 @@ def log2_cpm(
 def tpm(counts: np.ndarray, *, lengths: np.ndarray) -> np.ndarray:
     """Transcripts per million from counts and feature lengths (bp), same shape as ``counts``.
 
-    Rows whose length is unknown (NaN) or not positive cannot be rated: they are NaN and left out of the per-sample
-    totals, so the known rows of each sample sum to one million.
+    ``lengths`` is one length per row, or one per cell (Salmon / RSEM effective lengths differ by sample). Cells
+    whose length is unknown (NaN) or not positive cannot be rated: they are NaN and left out of the per-sample
+    totals, so the known cells of each sample sum to one million.
     """
     counts = _as_counts(counts)
     lengths = np.asarray(lengths, dtype=np.float64)
-    if lengths.shape != (counts.shape[0],):
-        raise ValueError(f"lengths has shape {lengths.shape}, expected ({counts.shape[0]},).")
+    if lengths.shape == (counts.shape[0],):
+        lengths = lengths[:, None]
+    elif lengths.shape != counts.shape:
+        raise ValueError(f"lengths has shape {lengths.shape}, expected ({counts.shape[0]},) or {counts.shape}.")
     known = np.isfinite(lengths) & (lengths > 0)
-    rate = np.full(counts.shape, np.nan)
-    rate[known] = counts[known] / lengths[known, None]
-    total = rate[known].sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return rate * (1e6 / total)
+        rate = np.where(known, counts / lengths, np.nan)
+        return rate * (1e6 / np.nansum(rate, axis=0))
 
 
 class RowMoments(NamedTuple):

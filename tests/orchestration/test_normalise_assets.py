@@ -30,11 +30,11 @@ def _airway_counts(shared_data: Path) -> pl.DataFrame:
     wide = pl.read_csv(shared_data / AIRWAY / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t",
                        comment_prefix="#")
     samples = [c for c in wide.columns if c.endswith("_subset.bam")]
-    return (wide.select("Geneid", *samples)
-            .unpivot(index="Geneid", variable_name="sample_id", value_name="count")
+    return (wide.select("Geneid", "Length", *samples)
+            .unpivot(index=["Geneid", "Length"], variable_name="sample_id", value_name="count")
             .select(pl.lit("featurecounts").alias("assay"), pl.col("sample_id").str.strip_suffix("_subset.bam"),
                     pl.lit(None, pl.Int64).alias("gene_id"), pl.col("Geneid").alias("feature_id"),
-                    pl.col("count").cast(pl.Float64)))
+                    pl.col("count").cast(pl.Float64), pl.col("Length").cast(pl.Float64).alias("length")))
 
 
 def _airway_attributes(shared_data: Path) -> pl.DataFrame:
@@ -108,6 +108,8 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     cell = normalised.filter(pl.col("feature_id") == "ENSG00000120948", pl.col("sample_id") == "SRR1039508")
     assert cell["cpm"].item() == pytest.approx(2673 / 6649 * 1e6, rel=1e-12)
     assert cell["mor"].item() == pytest.approx(2673 / 0.83479200246713237, rel=1e-6)
+    # awk: (count / Length) / sum over genes of (count / Length) x 1e6 in SRR1039508 (Length 4622)
+    assert cell["tpm"].item() == pytest.approx(372942.619593115116, rel=1e-9)
 
     vst = airway.scan("rna_vst", study_id="airway").collect()
     assert vst.height == 160 and vst["vst"].is_finite().all()

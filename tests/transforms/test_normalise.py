@@ -246,3 +246,10 @@ def test_log2_cpm_rejects_non_positive_library_size() -> None:
 def test_vst_genes_rejects_too_few_expressed_genes() -> None:
     with pytest.raises(ValueError, match="less than 'nsub'"):
         nm.vst_genes(np.array([10.0, 3.0, 7.0]), nsub=3)
+
+
+def test_tpm_per_sample_lengths() -> None:
+    # hand calculation: rates 10/100, 30/300 (sample 1) and 20/100, 40/400 (sample 2)
+    counts = np.array([[10.0, 20.0], [30.0, 40.0]])
+    lengths = np.array([[100.0, 100.0], [300.0, 400.0]])
+    np.testing.assert_allclose(nm.tpm(counts, lengths=lengths), [[5e5, 2e6 / 3], [5e5, 1e6 / 3]])
