@@ -27,7 +27,20 @@ FORMATS: dict[str, set[str]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are kept (``model_extra``) and reported as warnings, so a newer manifest still loads."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def unknown_fields(self, prefix: str = "") -> list[str]:
+        """Dotted names of keys the model does not define, here and in nested models."""
+        found = [f"{prefix}{key}" for key in (self.model_extra or {})]
+        for name, value in self:
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                if isinstance(item, _Strict):
+                    label = f"{name}[{i}]" if isinstance(value, list) else name
+                    found += item.unknown_fields(f"{prefix}{label}.")
+        return found
 
 
 class Assay(_Strict):

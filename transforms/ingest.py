@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import yaml
 from pydantic import ValidationError
 
 from schemas.manifest import Assay, StudyManifest, load_manifest, resolve_study_path
@@ -71,16 +72,21 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.is_file():
         try:
-            return load_manifest(manifest_path)
+            manifest = load_manifest(manifest_path)
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"])
                 issues.error("invalid_manifest", f"{where}: {error['msg']}", file=MANIFEST_NAME, column=where)
-        except (ValueError, OSError) as exc:  # YAML syntax, unreadable file
+            return None
+        except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable file
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             issues.error("invalid_manifest", str(exc), file=MANIFEST_NAME,
                          line=None if line is None else line + 1)
-        return None
+            return None
+        for name in manifest.unknown_fields():
+            issues.warning("unknown_manifest_field", f"{name} is not a study.yaml field; it was ignored",
+                           file=MANIFEST_NAME, column=name)
+        return manifest
     if is_cbioportal_study(folder):
         return read_cbioportal_study(folder, issues=issues)
     issues.error("not_a_study", f"{folder.name} has neither {MANIFEST_NAME} nor meta_study.txt", file=folder.name)
@@ -202,7 +208,7 @@ def study_key(folder: Path) -> str:
             key, _, value = line.partition(":")
             if key.strip() == "cancer_study_identifier" and value.strip():
                 return value.strip()
-    except (ValidationError, ValueError, OSError):
+    except (ValidationError, yaml.YAMLError, ValueError, OSError):
         pass
     return folder.name
 
