@@ -18,7 +18,8 @@ def test_discover_study_reports_invalid_field(tmp_path):
     folder = _study(tmp_path, "study_id: s\nname: n\nassays:\n  - {name: a, kind: rna_counts, format: vcf, path: x}\n")
     assert discover_study(folder, issues=issues) is None
     (issue,) = issues.errors
-    assert issue.code == "invalid_manifest" and issue.column == "assays.0" and "not a rna_counts layout" in issue.message
+    assert issue.code == "invalid_manifest" and issue.column == "assays.0"
+    assert "not a rna_counts layout" in issue.message
 
 
 def test_discover_study_reports_yaml_syntax_with_line(tmp_path):
@@ -29,7 +30,8 @@ def test_discover_study_reports_yaml_syntax_with_line(tmp_path):
 
 def test_discover_study_warns_about_unknown_fields(tmp_path):
     issues = IssueLog("s")
-    text = "study_id: s\nname: n\nowner: me\nassays:\n  - {name: a, kind: rna_counts, format: matrix, path: x, unit: y}\n"
+    text = ("study_id: s\nname: n\nowner: me\n"
+            "assays:\n  - {name: a, kind: rna_counts, format: matrix, path: x, unit: y}\n")
     manifest = discover_study(_study(tmp_path, text), issues=issues)
     assert manifest is not None and not issues.has_errors
     assert sorted(i.column for i in issues.issues) == ["assays[0].unit", "owner"]
