@@ -1,10 +1,13 @@
 """Ingest benchmark: a synthetic 20,000-gene count matrix (TSV) into the warehouse, against bare polars and pandas.
 
 Every peer reads the same TSV in its own process, timed by ``/usr/bin/time`` (whole-process wall seconds and peak
-RSS, interpreter start-up and imports included):
+RSS, interpreter start-up and imports included; CPU seconds too, which other processes on the machine disturb
+less than wall time):
 
 - ``omicsdw_cli``: ``omicsdw build --landing <study> --warehouse <fresh dir>``, the real pipeline as users run it
-  (in-process Dagster run: reference tables, parse, harmonise, quarantine, pandera checks, Delta commits, catalog);
+  (in-process Dagster run of every study asset: reference tables, parse, harmonise, quarantine, pandera checks,
+  Delta commits, then the normalise assets (sample factors, normalised expression, VST) and the catalog);
+  ``t_study`` is the study's own time as the CLI prints it;
 - ``omicsdw``: ``ingest_study`` + ``load_study`` called directly, i.e. the same work without Dagster start-up,
   the reference tables and the catalog;
 - ``polars``: ``scan_csv -> unpivot -> sink_parquet``, the baseline of the goal in ``PERFORMANCE.md``;
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -140,20 +144,21 @@ def run_worker(name: str, source: Path, out: Path) -> None:
 
 
 def timed(command: list[str], *, env: dict[str, str] | None = None) -> dict[str, object]:
-    """Wall seconds and peak RSS (GiB) of one process, plus the JSON its last stdout line reports."""
+    """Wall and CPU (user + system) seconds and peak RSS (GiB) of one process, plus the JSON it reports last."""
     load_avg = os.getloadavg()[0]
-    proc = subprocess.run(["/usr/bin/time", "-f", "@@ %e %M", *command], capture_output=True, text=True,
+    proc = subprocess.run(["/usr/bin/time", "-f", "@@ %e %U %S %M", *command], capture_output=True, text=True,
                           cwd=ROOT, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
-                           f"{proc.stderr[-4000:]}")
-    wall, rss_kb = next(x for x in proc.stderr.splitlines() if x.startswith("@@ ")).split()[1:]
+        stderr = "\n".join(x for x in proc.stderr.splitlines() if not x.startswith("@@ "))
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{stderr[-4000:]}")
+    wall, user, system, rss_kb = next(x for x in proc.stderr.splitlines() if x.startswith("@@ ")).split()[1:]
     lines = proc.stdout.strip().splitlines()
     try:
         report = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         report = {}
-    return {"wall_s": float(wall), "rss_gib": int(rss_kb) / 1024**2, "load_avg": load_avg, **report}
+    return {"wall_s": float(wall), "cpu_s": float(user) + float(system), "rss_gib": int(rss_kb) / 1024**2,
+            "load_avg": load_avg, "stdout": proc.stdout, **report}
 
 
 def delta_rows(warehouse: Path, table: str) -> int:
@@ -175,12 +180,16 @@ def run_peer(peer: str, *, tsv: Path, study: Path, scratch: Path) -> dict[str, o
             result = timed([str(omicsdw), "build", "--landing", str(study.parent), "--warehouse",
                             str(scratch / "warehouse")], env=env)
             result["rows"] = delta_rows(scratch / "warehouse", "rna_counts")
+            found = re.search(r"\.\.\. ok \(([\d.]+) s\)", result.pop("stdout"))
+            result["t_study"] = float(found.group(1)) if found else None
         elif peer == "omicsdw":
             result = timed([sys.executable, __file__, "--worker", "omicsdw", "--source", str(study),
                             "--out", str(scratch / "warehouse")])
+            del result["stdout"]
         else:
             result = timed([sys.executable, __file__, "--worker", peer, "--source", str(tsv),
                             "--out", str(scratch / "long.parquet")])
+            del result["stdout"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
@@ -202,30 +211,38 @@ def bench_size(samples: int, *, workdir: Path, peers: list[str], repeats: int,
     runs: dict[str, list[dict[str, object]]] = {p: [] for p in active}
     for round_ in range(repeats):
         for peer in active:
-            if round_ and runs[peer][0]["wall_s"] > ONE_RUN_ABOVE_S:
+            if peer in entry["skipped"] or (round_ and runs[peer][0]["wall_s"] > ONE_RUN_ABOVE_S):
                 continue
-            result = run_peer(peer, tsv=tsv, study=study, scratch=workdir / f"scratch_{peer}")
+            try:
+                result = run_peer(peer, tsv=tsv, study=study, scratch=workdir / f"scratch_{peer}")
+            except RuntimeError as exc:  # a failing peer is reported, the others still run
+                print(f"{samples} {peer} FAILED: {exc}", file=sys.stderr, flush=True)
+                entry["skipped"][peer] = "failed (message in the JSON results)"
+                entry.setdefault("errors", {})[peer] = str(exc)[-3000:]
+                continue
             print(f"{samples} {peer}: {result}", file=sys.stderr, flush=True)
             runs[peer].append(result)
+    runs = {p: rs for p, rs in runs.items() if rs}
     entry["runs"] = runs
     entry["median"] = {p: {"wall_s": statistics.median(r["wall_s"] for r in rs),
+                           "cpu_s": statistics.median(r["cpu_s"] for r in rs),
                            "rss_gib": statistics.median(r["rss_gib"] for r in rs), "n": len(rs),
                            "rows": rs[0].get("rows")} for p, rs in runs.items()}
     return entry
 
 
 def markdown(results: dict[str, object]) -> str:
-    lines = ["| samples | long rows | peer | runs | wall s (median) | peak RSS GiB | wall / polars |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| samples | long rows | peer | runs | wall s | CPU s | peak RSS GiB | wall / polars | CPU / polars |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for samples, entry in results["sizes"].items():
         med = entry["median"]
-        base = med.get("polars", {}).get("wall_s")
+        base = med.get("polars")
         for peer, m in med.items():
-            ratio = f"{m['wall_s'] / base:.2f}" if base else "-"
+            ratios = [f"{m[k] / base[k]:.2f}" if base else "-" for k in ("wall_s", "cpu_s")]
             lines.append(f"| {int(samples):,} | {m['rows'] or 0:,} | {peer} | {m['n']} | {m['wall_s']:.1f} | "
-                         f"{m['rss_gib']:.2f} | {ratio} |")
+                         f"{m['cpu_s']:.1f} | {m['rss_gib']:.2f} | {' | '.join(ratios)} |")
         for peer, why in entry["skipped"].items():
-            lines.append(f"| {int(samples):,} | | {peer} | 0 | skipped: {why} | | |")
+            lines.append(f"| {int(samples):,} | | {peer} | 0 | skipped: {why} | | | | |")
     return "\n".join(lines)
 
 
