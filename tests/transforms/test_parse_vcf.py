@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -199,3 +202,32 @@ def test_parse_vcf_snpeff_ann_per_allele(tmp_path: Path) -> None:
     assert frame["protein_change"].to_list() == ["p.R1C", "p.R1*"]
     assert frame["feature_id"].to_list() == ["G1", "G1"]
     assert frame["filter"].to_list() == ["q10;LowDP"] * 2
+
+
+def test_parse_vcf_plain_gzip_and_bgzf_read_alike(shared_data: Path, tmp_path: Path) -> None:
+    source = _vcf(shared_data, "vcf2maf_test_b38_input.vcf")
+    plain = tmp_path / "plain.vcf.gz"
+    plain.write_bytes(gzip.compress(source.read_bytes()))
+    bgzf = tmp_path / "bgzf.vcf.gz"
+    with open(bgzf, "wb") as out:
+        subprocess.run(["bgzip", "-c", str(source)], stdout=out, check=True)
+    frames = [parse_vcf(p, issues=IssueLog("t"), sample="TUMOR").records.collect() for p in (plain, bgzf)]
+    # grep -vc '^#' vcf2maf_test_b38_input.vcf: 25 records, all single-alt and carried by TUMOR
+    assert frames[0].height == frames[1].height == 25
+    assert frames[0].equals(frames[1])
+    assert frames[0]["line"].to_list() == list(range(7, 32))  # 6 header lines (grep -c "^#"), 31 lines (wc -l)
+
+
+def test_parse_vcf_reads_without_pandas_and_oxbow_still_imports(shared_data: Path) -> None:
+    # a fresh interpreter: parse_vcf loads only oxbow's scanner; a later `import oxbow` must still work
+    code = (
+        "import sys; from pathlib import Path; from transforms.issues import IssueLog; "
+        "from transforms.parse.vcf import parse_vcf; "
+        f"n = parse_vcf(Path({str(_vcf(shared_data, 'vcf2maf_test_b38_input.vcf'))!r}), issues=IssueLog('t'), "
+        "sample='TUMOR').records.collect().height; "
+        "print(n, 'pandas' in sys.modules); import oxbow; "
+        "print(oxbow.from_vcf(sys.argv[1], info_fields=None, batch_size=100).to_polars().height)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(_vcf(shared_data, "vcf2maf_test_b38_input.vcf"))],
+                            capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert result.stdout.split() == ["25", "False", "25"]  # grep -vc '^#': 25 records

@@ -8,17 +8,22 @@ loop per transcript. The choice rule is :data:`transforms.variants.CONSEQUENCE_R
 
 from __future__ import annotations
 
+import gzip
+import importlib.machinery
+import importlib.util
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from queue import Queue
 from threading import Thread
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
-import oxbow
 import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
@@ -44,6 +49,10 @@ ANNOTATION_NAMES = {
     "EFF": {"consequence": "Effect", "impact": "IMPACT", "symbol": "Gene_Name", "transcript": "Feature_ID",
             "biotype": "Transcript_BioType", "hgvsp": "Amino_Acid_Change"},
 }
+#: the reported subfields of the chosen annotation
+CHOSEN_FIELDS = ("consequence", "impact", "symbol", "gene", "transcript", "hgvsp")
+#: an annotation's ordinal (its row among the batch's annotations) sits in the low bits of its ranking score
+ORDINAL_SPAN = 1 << 41
 AMINO_ACIDS = {
     "Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E", "Gly": "G", "His": "H",
     "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F", "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W",
@@ -92,15 +101,19 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
                                header.n_lines))
     read_samples = [sample] if header.samples and sample is not None else header.samples
     genotype_fields = [f for f in GENOTYPE_FIELDS if f in header.format_ids]
-    options = {"samples": read_samples, "genotype_fields": genotype_fields}
+
+    def read(source: Path, lines: np.ndarray | None = None) -> list[_BatchResult]:
+        return [_variants(batch, header, samples=read_samples, genotype_fields=genotype_fields, label=sample)
+                for batch in _batches(source, header, samples=read_samples, genotype_fields=genotype_fields,
+                                      lines=lines)]
+
     try:
-        parts = [_variants(batch, header, label=sample, **options) for batch in _batches(path, header, **options)]
+        parts = read(path)
     except _ReaderFailed as failed:
         with tempfile.NamedTemporaryFile("wb", suffix=".vcf") as clean:
             kept = _drop_bad_records(path, header, clean=clean, issues=issues, name=name, cause=failed.cause)
             try:
-                parts = [_variants(batch, header, label=sample, **options)
-                         for batch in _batches(Path(clean.name), header, lines=kept, **options)]
+                parts = read(Path(clean.name), kept)
             except _ReaderFailed as again:
                 raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {again.cause}")
                                  ) from again.cause
@@ -166,20 +179,21 @@ def _batches(path: Path, header: VcfHeader, *, samples: list[str], genotype_fiel
     """
     with open(path, "rb") as fh:
         start = fh.read(18)
-    compression = None
-    if start[:2] == b"\x1f\x8b":
-        compression = "bgzf" if start[3] & 4 and start[12:14] == b"BC" else "gzip"
-    source = oxbow.from_vcf(
-        str(path), compression=compression, fields=["chrom", "pos", "ref", "alt", "filter"],
-        info_fields=[header.annotation] if header.annotation else None,
-        samples=samples or None, genotype_fields=genotype_fields or None, batch_size=BATCH_SIZE,
-    )
+    gzipped = start[:2] == b"\x1f\x8b"
+    bgzf = gzipped and bool(start[3] & 4) and start[12:14] == b"BC"
     queue: Queue[object] = Queue(maxsize=2)
 
     def produce() -> None:
         try:
-            for batch in source.batches():
-                queue.put(pl.DataFrame(batch))
+            with gzip.open(path, "rb") if gzipped and not bgzf else nullcontext(str(path)) as source:
+                scanner = _vcf_scanner()(
+                    source, compressed=bgzf, fields=["chrom", "pos", "ref", "alt", "filter"],
+                    info_fields=[header.annotation] if header.annotation else None,
+                    samples=samples or None, genotype_fields=genotype_fields or None,
+                ).scan(columns=None, batch_size=BATCH_SIZE)
+                while True:
+                    queue.put(pl.DataFrame(scanner.read_next_batch()))  # Arrow via the PyCapsule interface
+        except StopIteration:  # the reader's end of file
             queue.put(None)
         except Exception as exc:  # noqa: BLE001 - oxbow raises a bare Exception for malformed records
             queue.put(_ReaderFailed(exc))
@@ -197,6 +211,31 @@ def _batches(path: Path, header: VcfHeader, *, samples: list[str], genotype_fiel
         yield item.with_columns(pl.Series("line", numbers, dtype=pl.Int64),
                                 pl.int_range(pl.len(), dtype=pl.Int64).alias("record"))
     reader.join()
+
+
+@cache
+def _vcf_scanner() -> Any:
+    """The Rust VCF scanner class of oxbow, loaded without the ``oxbow`` package's ``__init__``.
+
+    That ``__init__`` imports ``pyarrow.dataset``, which imports pandas: 1.1 s of CPU per process, more than a
+    third of what reading a million records costs. The scanner itself hands Arrow batches to polars through the
+    PyCapsule interface and needs neither. When oxbow is already imported, its module is used as it is.
+    """
+    module = sys.modules.get("oxbow.oxbow")
+    if module is None:
+        package = importlib.util.find_spec("oxbow")
+        if package is None or not package.submodule_search_locations:
+            raise ImportError("oxbow is not installed")
+        folder = Path(package.submodule_search_locations[0])
+        library = next(folder / f"oxbow{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                       if (folder / f"oxbow{suffix}").exists())
+        spec = importlib.util.spec_from_file_location("oxbow.oxbow", library)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load oxbow's extension module {library}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["oxbow.oxbow"] = module  # a later ``import oxbow`` reuses it instead of loading it twice
+    return module.PyVcfScanner
 
 
 def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues: IssueLog, name: str,
@@ -331,61 +370,87 @@ def _vep_forms(records: pl.DataFrame) -> pl.DataFrame:
 def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.DataFrame, list[str]]:
     """The chosen annotation per (record, alt index ``k``): consequence, impact, gene, transcript, HGVSp.
 
-    Also returns the consequence terms outside the severity order (ranked last), for one info issue.
+    Only the subfields the rule needs are cut out of the annotation strings, and only where needed: the ranking
+    ones (consequence, biotype, CANONICAL) for every annotation, the allele ones for multi-allelic records, the
+    reported ones for the chosen annotation. Also returns the consequence terms outside the severity order
+    (ranked last), for one info issue.
     """
-    empty = pl.DataFrame(schema={"record": pl.Int64, "k": pl.Int64, "consequence": pl.String,
-                                 "impact": pl.String, "symbol": pl.String, "gene": pl.String,
-                                 "transcript": pl.String, "hgvsp": pl.String})
     if header.annotation is None:
-        return empty, []
-    names = ANNOTATION_NAMES[header.annotation]
-    index = {key: header.subfields.index(field) for key, field in names.items() if field in header.subfields}
+        return pl.DataFrame(schema={"record": pl.Int64, "k": pl.Int64, **dict.fromkeys(CHOSEN_FIELDS, pl.String)}), []
+    index = {key: header.subfields.index(field) for key, field in ANNOTATION_NAMES[header.annotation].items()
+             if field in header.subfields}
     annotations = records.select(
         "record", pl.col("alt").list.len().alias("n_alts"), pl.col("info").struct.field(header.annotation).alias("a"),
     ).explode("a").filter(pl.col("a").is_not_null() & (pl.col("a") != ""))
-    annotations = annotations.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("ordinal"))
     if header.annotation == "EFF":  # Effect(IMPACT|...|Transcript|Exon) -> Effect|IMPACT|...|Transcript|Exon
         annotations = annotations.with_columns(
             pl.col("a").str.replace(r"\)$", "").str.replace("(", "|", literal=True))
-    split = pl.col("a").str.split_exact("|", max(index.values()))
-    annotations = annotations.select(
-        "record", "n_alts", "ordinal",
-        *[split.struct.field(f"field_{i}").alias(key) for key, i in index.items()],
-    ).with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in index)
-    annotations = _match_alleles(annotations, records, index)
-    terms = consequence_terms(annotations["consequence"])
+    text = annotations["a"]
+    ranking = _subfields(text, index, ["consequence", "biotype"])
+    terms = consequence_terms(ranking["consequence"])
     unknown = terms.filter(pl.col("severity") == UNKNOWN_RANK)["consequence"].to_list()
-    annotations = annotations.join(terms.rename({"consequence": "term"}), left_on="consequence",
-                                   right_on="raw", how="left")
-    canonical = pl.col("canonical") == "YES" if "canonical" in index else pl.lit(False)
-    coding = pl.col("biotype") == "protein_coding" if "biotype" in index else pl.lit(False)
-    score = ((~canonical.fill_null(False)).cast(pl.Int64) * (1 << 50)
-             + pl.col("severity").fill_null(99).cast(pl.Int64) * (1 << 42)
-             + (~coding.fill_null(False)).cast(pl.Int64) * (1 << 41) + pl.col("ordinal"))
-    annotations = annotations.with_columns(score.alias("score"))
-    best = annotations.group_by("record", "k").agg(pl.col("score").min())
-    chosen = annotations.join(best, on=["record", "k", "score"], how="semi")
-    missing = [c for c in ("impact", "symbol", "gene", "transcript", "hgvsp") if c not in index]
-    chosen = chosen.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in missing)
-    return chosen.select(
-        "record", "k", pl.col("term").alias("consequence"),
-        pl.coalesce(pl.col("impact"), pl.col("term").replace_strict(SO_IMPACT, default=None,
-                                                                     return_dtype=pl.String)).alias("impact"),
+    severity = pl.col("consequence").replace_strict(terms["raw"], terms["severity"], default=None)
+    canonical = _is_yes(text, index["canonical"]) if "canonical" in index else pl.lit(False)
+    coding = pl.col("biotype") == "protein_coding"
+    score = ((~canonical).cast(pl.Int64) * (1 << 50) + severity.fill_null(99).cast(pl.Int64) * (1 << 42)
+             + (~coding.fill_null(False)).cast(pl.Int64) * (1 << 41) + pl.int_range(pl.len(), dtype=pl.Int64))
+    annotations = pl.concat([annotations.select("record", "n_alts"), ranking], how="horizontal").select(
+        "record", "n_alts", score.alias("score"))
+    multi = pl.col("n_alts") != 1
+    single = annotations.filter(~multi).select("record", pl.lit(1, dtype=pl.Int64).alias("k"), "score")
+    several = annotations.filter(multi)
+    if several.height:
+        alleles = _subfields(text.gather(several["score"] % ORDINAL_SPAN), index, ["allele", "allele_num"])
+        several = _match_alleles(pl.concat([several, alleles], how="horizontal"), records, index)
+        single = pl.concat([single, several.select(single.columns)])
+    best = single.group_by("record", "k").agg((pl.col("score").min() % ORDINAL_SPAN).alias("ordinal"))
+    chosen = _subfields(text.gather(best["ordinal"]), index, ["consequence", *CHOSEN_FIELDS[1:]])
+    term = pl.col("consequence").replace_strict(terms["raw"], terms["consequence"], default=None)
+    return pl.concat([best.select("record", "k"), chosen], how="horizontal").select(
+        "record", "k", term.alias("consequence"),
+        pl.coalesce(pl.col("impact"), term.replace_strict(SO_IMPACT, default=None, return_dtype=pl.String)
+                    ).alias("impact"),
         "symbol", "gene", "transcript",
         _short_hgvsp(pl.col("hgvsp")).alias("hgvsp"),
     ), unknown
 
 
-def _match_alleles(annotations: pl.DataFrame, records: pl.DataFrame, index: dict[str, int]) -> pl.DataFrame:
-    """Give each annotation the alt index ``k`` it describes (one annotation may describe every alt).
+def _subfields(annotations: pl.Series, index: dict[str, int], keys: list[str]) -> pl.DataFrame:
+    """The ``keys`` subfields of each annotation string (null where empty or absent from the header).
 
-    Single-alt records need no matching. Otherwise VEP ``ALLELE_NUM`` wins, then the ``Allele`` string compared
-    with the alt as VEP writes it (shared first base of an indel record trimmed, ``-`` for empty), then with the
-    alt as written; without either (SnpEff 3 EFF, VEP runs without Allele) the annotation describes every alt.
+    ``str.split_exact`` stops after the furthest wanted subfield, so the ~90 subfields of a VEP annotation are
+    not all materialised.
     """
-    k = pl.when(pl.col("n_alts") == 1).then(pl.lit(1, dtype=pl.Int64))
-    if "allele_num" in index:
-        k = k.otherwise(pl.col("allele_num").cast(pl.Int64, strict=False))
+    present = [key for key in keys if key in index]
+    split = annotations.str.split_exact("|", max((index[key] for key in present), default=0)).struct.unnest()
+    return split.select(
+        pl.when(pl.col(f"field_{index[key]}") != "").then(pl.col(f"field_{index[key]}")).alias(key)
+        if key in index else pl.lit(None, dtype=pl.String).alias(key)
+        for key in keys
+    )
+
+
+def _is_yes(annotations: pl.Series, position: int) -> pl.Series:
+    """Whether subfield ``position`` is ``YES`` (VEP CANONICAL), checked only where ``YES`` occurs at all.
+
+    CANONICAL sits far into a VEP annotation (field 25 of 90); a literal search rules out most annotations at
+    memchr speed before the few candidates are split.
+    """
+    candidates = annotations.str.contains("YES", literal=True).arg_true()
+    split = annotations.gather(candidates).str.split_exact("|", position).struct.field(f"field_{position}")
+    flags = np.zeros(annotations.len(), dtype=bool)
+    flags[candidates.filter(split == "YES").to_numpy()] = True
+    return pl.Series("canonical", flags)
+
+
+def _match_alleles(annotations: pl.DataFrame, records: pl.DataFrame, index: dict[str, int]) -> pl.DataFrame:
+    """Give each annotation of a multi-allelic record the alt index ``k`` it describes (maybe every alt).
+
+    VEP ``ALLELE_NUM`` wins, then the ``Allele`` string compared with the alt as VEP writes it (shared first base
+    of an indel record trimmed, ``-`` for empty), then with the alt as written; without either (SnpEff 3 EFF, VEP
+    runs without Allele) the annotation describes every alt. ``score`` identifies an annotation.
+    """
+    k = pl.col("allele_num").cast(pl.Int64, strict=False)
     annotations = annotations.with_columns(k.alias("k"))
     unmatched = annotations.filter(pl.col("k").is_null())
     if not unmatched.height:
@@ -396,7 +461,7 @@ def _match_alleles(annotations: pl.DataFrame, records: pl.DataFrame, index: dict
     unmatched = unmatched.drop("k")
     if "allele" in index:
         by_form = unmatched.join(_vep_forms(records), on=["record", "allele"], how="inner")
-        by_raw = unmatched.join(by_form.select("record", "ordinal"), on=["record", "ordinal"], how="anti").join(
+        by_raw = unmatched.join(by_form.select("record", "score"), on=["record", "score"], how="anti").join(
             alts, on=["record", "allele"], how="inner")
         matched = pl.concat([by_form, by_raw.select(by_form.columns)])
     else:
