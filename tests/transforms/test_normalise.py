@@ -113,13 +113,15 @@ def test_tmm_factors_against_blockwise_equal_whole(pasilla: tuple[list[str], lis
     np.testing.assert_allclose(nm.geometric_mean_scaled(raw), nm.tmm_factors(counts), rtol=1e-12)
 
 
-def _tmm_pair(obs: np.ndarray, ref: np.ndarray, n_obs: float, n_ref: float, trim: float, sum_trim: float) -> float:
+def _tmm_pair(
+    obs: np.ndarray, ref: np.ndarray, n_obs: float, n_ref: float, trim: float, sum_trim: float, a_cutoff: float = -1e10
+) -> float:
     """edgeR's .calcFactorTMM written per sample with scipy's average ranks (an independent re-derivation)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         log_r = np.log2((obs / n_obs) / (ref / n_ref))
         abs_e = (np.log2(obs / n_obs) + np.log2(ref / n_ref)) / 2
         v = (n_obs - obs) / n_obs / obs + (n_ref - ref) / n_ref / ref
-    fin = np.isfinite(log_r) & np.isfinite(abs_e)
+    fin = np.isfinite(log_r) & np.isfinite(abs_e) & (abs_e > a_cutoff)
     log_r, abs_e, v = log_r[fin], abs_e[fin], v[fin]
     if np.max(np.abs(log_r)) < 1e-6:
         return 1.0
@@ -139,6 +141,45 @@ def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float) 
     expected = [_tmm_pair(counts[:, j], counts[:, 3], lib[j], lib[3], trim, sum_trim) for j in range(12)]
     got = nm.tmm_factors_against(
         counts, counts[:, 3], library_size=lib, reference_library_size=lib[3], logratio_trim=trim, sum_trim=sum_trim
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_tmm_factors_against_a_cutoff_equal_rank_loop() -> None:
+    # A cutoff inside the range of A drops the least expressed genes of each sample before both trims.
+    rng = np.random.default_rng(11)
+    counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 6)).astype(np.float64)
+    lib = counts.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        a = (np.log2(counts / lib) + np.log2(counts[:, [0]] / lib[0])) / 2
+    cutoff = -9.0
+    assert ((a > -np.inf) & (a <= cutoff)).any() and (a > cutoff).any()
+    expected = [_tmm_pair(counts[:, j], counts[:, 0], lib[j], lib[0], 0.3, 0.05, cutoff) for j in range(6)]
+    got = nm.tmm_factors_against(counts, counts[:, 0], library_size=lib, reference_library_size=lib[0], a_cutoff=cutoff)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_tmm_factors_against_unweighted_equal_rank_loop() -> None:
+    # do_weighting=False: the plain mean of the kept M values (edgeR doWeighting=FALSE)
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(rng.gamma(0.8, 3.0, size=(300, 1)), size=(300, 5)).astype(np.float64)
+    lib = counts.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.log2((counts / lib) / (counts[:, [2]] / lib[2]))
+    expected = []
+    for j in range(5):
+        log_r = m[np.isfinite(m[:, j]), j]
+        n = log_r.size
+        lo = np.floor(n * 0.3) + 1
+        ra = rankdata(log_r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            abs_e = ((np.log2(counts[:, j] / lib[j]) + np.log2(counts[:, 2] / lib[2])) / 2)[np.isfinite(m[:, j])]
+        rs = rankdata(abs_e)
+        lo_s = np.floor(n * 0.05) + 1
+        keep = (ra >= lo) & (ra <= n + 1 - lo) & (rs >= lo_s) & (rs <= n + 1 - lo_s)
+        expected.append(1.0 if j == 2 else 2 ** np.mean(log_r[keep]))
+    got = nm.tmm_factors_against(
+        counts, counts[:, 2], library_size=lib, reference_library_size=lib[2], do_weighting=False
     )
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
