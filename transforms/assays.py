@@ -126,11 +126,14 @@ def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
 
 
 def _with_lengths(parsed: ParsedAssay) -> ParsedAssay:
-    """Attach each feature's length for TPM: the effective length where the tool reports one, else the length."""
+    """Attach each feature's length for TPM: the effective length where the tool reports one, else the length.
+
+    A format without lengths (a plain count matrix) gets a null ``length``: rna_counts always has the column.
+    """
     features = parsed.features
     names = [c for c in ("effective_length", "length") if features is not None and c in features.columns]
-    if not names:
-        return parsed
+    if features is None or not names:
+        return replace(parsed, records=parsed.records.with_columns(pl.lit(None, pl.Float64).alias("length")))
     lengths = features.lazy().select("feature_id", pl.col(names[0]).cast(pl.Float64).alias("length"))
     return replace(parsed, records=parsed.records.join(lengths, on="feature_id", how="left"))
 
