@@ -8,6 +8,8 @@ two labels for one sample), and ``tests/schemas`` proves that on corrupt input.
 
 from __future__ import annotations
 
+import copy
+
 import pandera.polars as pa
 import polars as pl
 
@@ -27,7 +29,8 @@ def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
     schema = TABLES[table].to_schema()
     if rows <= EAGER_ROWS:
         return _check(schema, lazy.collect(), table)
-    batch_schema = schema.set_unique(None)
+    batch_schema = copy.deepcopy(schema)  # to_schema() returns the model's cached schema: never mutate it
+    batch_schema.unique = None
     messages: list[str] = []
     for batch in lazy.collect_batches(chunk_size=1_000_000):
         messages += _check(batch_schema, batch, table)
