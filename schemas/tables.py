@@ -8,6 +8,8 @@ grain of each table.
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import pandera.polars as pa
 import polars as pl
 
@@ -21,25 +23,25 @@ class _Table(pa.DataFrameModel):
         coerce = False
 
 
-def _study() -> object:
+def _study() -> Any:
     return pa.Field(description="Study identifier (folder / cancer_study_identifier); the Delta partition.")
 
 
-def _sample() -> object:
+def _sample() -> Any:
     return pa.Field(description="Sample identifier within the study (after sample_map and barcode rules).")
 
 
-def _gene(nullable: bool = True) -> object:
+def _gene(nullable: bool = True) -> Any:
     return pa.Field(nullable=nullable,
                     description="NCBI Gene ID in the `genes` dimension; NULL when the feature could not be "
                                 "mapped (see gene_id_map for why).")
 
 
-def _feature() -> object:
+def _feature() -> Any:
     return pa.Field(description="Feature identifier exactly as given in the source file.")
 
 
-def _assay() -> object:
+def _assay() -> Any:
     return pa.Field(description="Assay name from study.yaml (or the cBioPortal meta file stem) the row came from.")
 
 
@@ -53,7 +55,7 @@ class Studies(_Table):
     content_hash: str = pa.Field(description="Hash of every file in the study folder when it was loaded.")
     gene_reference: str = pa.Field(description="Release of the gene reference used for mapping.")
     n_samples: int = pa.Field(ge=0, description="Number of samples in the study.")
-    loaded_at: pl.Datetime("us", "UTC") = pa.Field(description="When this version of the study was loaded.")
+    loaded_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="When this version of the study was loaded.")
 
 
 class Subjects(_Table):
@@ -250,7 +252,7 @@ class ProteinAbundance(_Table):
         unique = ['study_id', 'assay', 'sample_id', 'feature_id', 'gene_id']
 
 
-def _nullable_float(description: str) -> object:
+def _nullable_float(description: str) -> Any:
     return pa.Field(nullable=True, description=description)
 
 
