@@ -25,6 +25,9 @@ FORMATS: dict[str, set[str]] = {
 }
 """Which file layouts feed which table; ``cbioportal`` is a gene x sample matrix with Hugo/Entrez columns."""
 
+FILE_MEASURES: dict[str, tuple[str, ...]] = {"salmon": ("counts", "tpm"), "rsem": ("counts", "tpm", "fpkm")}
+"""rna_abundance from per-sample tool output: the measures its columns hold (``measure`` unset means tpm)."""
+
 
 class _Strict(BaseModel):
     """Unknown keys are kept (``model_extra``) and reported as warnings, so a newer manifest still loads."""
@@ -70,6 +73,10 @@ class Assay(_Strict):
                              f"use one of {sorted(FORMATS[self.kind])}")
         if self.format == "star" and self.strandedness is None:
             raise ValueError("STAR ReadsPerGene.out.tab needs `strandedness` (unstranded, forward, reverse)")
+        measures = FILE_MEASURES.get(self.format, ())
+        if self.kind == "rna_abundance" and measures and (self.measure or "tpm") not in measures:
+            raise ValueError(f"{self.format} output holds no {self.measure!r} column; "
+                             f"set `measure` to one of {list(measures)}")
         return self
 
 

@@ -76,13 +76,17 @@ def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext
 
 
 def _map_samples(parsed: ParsedAssay, assay: Assay, context: AssayContext, file: str) -> pl.DataFrame:
+    header_line = parsed.metadata.get("header_line")
     return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples,
                               sample_map=context.sample_map, issues=context.issues, file=file,
-                              header_line=int(parsed.metadata.get("header_line", 1)))
+                              header_line=header_line if isinstance(header_line, int) else 1)
 
 
 def _mapped_fraction(resolved: pl.DataFrame) -> float:
-    return round(float((resolved["status"] == "mapped").mean() or 0.0), 4) if resolved.height else 0.0
+    if not resolved.height:
+        return 0.0
+    fraction = resolved.select((pl.col("status") == "mapped").mean()).item()
+    return round(float(fraction or 0.0), 4)
 
 
 def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, context: AssayContext
@@ -117,10 +121,15 @@ def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
     if assay.format == "salmon":
         tx2gene = transcript_gene_map(context.reference).select(
             "transcript_id", pl.col("gene_id").cast(pl.String).alias("gene"))
-        return parse_salmon(path, issues=context.issues, display_name=name, sample=label, quantity=quantity,
+        # the manifest allows only counts / tpm for Salmon (FILE_MEASURES)
+        return parse_salmon(path, issues=context.issues, display_name=name, sample=label,
+                            quantity="counts" if quantity == "counts" else "tpm",
                             tx2gene=tx2gene if context.manifest.is_human else None)
     if assay.format == "rsem":
-        return parse_rsem(path, issues=context.issues, display_name=name, sample=label, quantity=quantity)
+        # the manifest allows only counts / tpm / fpkm for RSEM (FILE_MEASURES)
+        return parse_rsem(path, issues=context.issues, display_name=name, sample=label,
+                          quantity="counts" if quantity == "counts" else "fpkm" if quantity == "fpkm" else "tpm")
+    assert assay.strandedness is not None  # the manifest requires it for STAR
     return parse_star(path, issues=context.issues, display_name=name, sample=label,
                       strandedness=assay.strandedness)
 
@@ -149,7 +158,7 @@ def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOut
     else:
         measure = assay.measure or "value"
         table = flag_values(records, kind=measure, allow_missing=True).with_columns(pl.lit(measure).alias("measure"))
-    metadata = {"files": len(files), "samples": int(mapping["sample_id"].drop_nulls().n_unique()),
+    metadata: dict[str, object] = {"files": len(files), "samples": int(mapping["sample_id"].drop_nulls().n_unique()),
                 "features": gene_map.height, "mapped_fraction": _mapped_fraction(gene_map)}
     for _, p in parsed[:1]:
         metadata.update({k: v for k, v in p.metadata.items() if isinstance(v, (int, float, str))})
@@ -174,8 +183,8 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         panels = [p for p in sorted(context.folder.glob("data_gene_panel_*.txt")) if p.name != Path(panel_file).name]
         panel_genes = parse_gene_panels(context.folder / panel_file, panels, issues=context.issues)
     good = variants.filter(pl.col("problem").is_null())
-    status = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
-    status = attach_identity(status.lazy(), sample_map=mapping, gene_map=gene_map.select(
+    calls = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
+    status = attach_identity(calls.lazy(), sample_map=mapping, gene_map=gene_map.select(
         "feature_id", "gene_id", "status"), study_id=context.study_id, assay=assay.name,
         file=parsed[0][0])
     metadata = {"variants": good.height, "samples": int(good["column"].n_unique()),
@@ -257,13 +266,16 @@ def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> As
 # -- proteins --------------------------------------------------------------------------------------------------
 def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """Protein groups or RPPA antibodies; groups map to genes many-to-many through gene names or accessions."""
-    frames, gene_maps, mappings, metadata = [], [], [], {}
+    frames, gene_maps, mappings = [], [], []
+    metadata: dict[str, object] = {}
     for path in files:
         file = context.relative(path)
         parsed = parse_protein_file(path, issues=context.issues, display_name=file, format=assay.format,
                                     platform=assay.platform, quantity=assay.quantity,
                                     transpose=assay.options.get("orientation") == "samples_by_features")
-        groups = map_protein_groups(parsed.features, reference=context.reference,
+        features = parsed.features
+        assert features is not None  # every protein parser returns its protein groups (protein_assay)
+        groups = map_protein_groups(features, reference=context.reference,
                                     organism_is_human=context.manifest.is_human)
         mapping = _map_samples(parsed, assay, context, file)
         mappings.append(mapping)
@@ -271,7 +283,7 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                                   assay=assay.name, file=file)
         records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
                                how="left")
-        records = records.join(parsed.features.lazy().select(
+        records = records.join(features.lazy().select(
             "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
         frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
             pl.lit(assay.platform).alias("platform")))
