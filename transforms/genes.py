@@ -52,13 +52,13 @@ OTHER_SPECIES_ID = r"^(FBgn[0-9]{7}|ENS[A-Z]{3,4}[GTP][0-9]{11}(\.[0-9]+)?)$"
 EXCEL_DATE = r"(?i)^(?:0?([1-9][0-9]?)-(mar|sep|dec)|(mar|sep|dec)-0?([1-9][0-9]?))$"
 EXCEL_FAMILY = {"mar": "MARCH", "sep": "SEPT", "dec": "DEC"}
 
-RESULT_SCHEMA = {
+RESULT_SCHEMA = pl.Schema({
     "feature_id": pl.String,
     "namespace": pl.String,
     "gene_id": pl.Int64,
     "status": pl.String,
     "rule": pl.String,
-}
+})
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@ import polars as pl
 
 Severity = Literal["error", "warning", "info"]
 
-ISSUE_SCHEMA = {
+ISSUE_SCHEMA = pl.Schema({
     "study_id": pl.String,
     "file": pl.String,
     "line": pl.Int64,
@@ -24,7 +24,7 @@ ISSUE_SCHEMA = {
     "severity": pl.String,
     "message": pl.String,
     "record": pl.String,
-}
+})
 
 
 @dataclass(frozen=True)

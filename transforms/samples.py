@@ -175,10 +175,12 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
     explicit = _explicit_map(sample_map, assay=assay)
     known = dict(samples.select("sample_id", "subject_id").iter_rows()) if samples is not None else None
     folded: dict[str, list[str]] = {}
-    for sample_id in known or ():
-        folded.setdefault(sample_id.strip().casefold(), []).append(sample_id)
+    for known_id in known or ():
+        folded.setdefault(known_id.strip().casefold(), []).append(known_id)
     rows: list[tuple[str, str | None, str | None, str]] = []
     taken: dict[str, str] = {}
+    sample_id: str | None
+    subject_id: str | None
     for label in dict.fromkeys(columns):
         if known is None:
             rule = "sample_map" if label in explicit else "new_sample"

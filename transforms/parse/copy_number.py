@@ -116,7 +116,7 @@ def parse_gistic_long(path: Path, *, issues: IssueLog, display_name: str | None 
                 raw=cell),
     )
     samples = records.get_column("column").unique(maintain_order=True).to_list()
-    metadata = {"rows": records.height, "rows_excluded": n_dropped, "samples": len(samples),
+    metadata: dict[str, object] = {"rows": records.height, "rows_excluded": n_dropped, "samples": len(samples),
                 "features": records.get_column("feature_id").n_unique()}
     return ParsedAssay(records=records.lazy(), columns=samples, metadata=metadata)
 

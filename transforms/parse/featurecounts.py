@@ -47,6 +47,7 @@ def parse_featurecounts(path: Path, *, issues: IssueLog, display_name: str | Non
     layout = replace(layout, header=[labels.get(c, c) for c in layout.header])
     annotations = [c for c in layout.header[1:] if c not in seen]
     parsed = parse_wide_table(layout, issues=issues, id_columns=("Geneid",), annotation_columns=annotations)
+    assert parsed.features is not None  # parse_wide_table always returns its feature frame
     features = cast_annotation(parsed.features, "Length", pl.Int64, issues=issues, file=name)
     parsed.features = features.select("feature_id", "line", pl.col("Length").alias("length"))
     parsed.metadata |= {"program": _program(path), "bam_columns": {h: labels[h] for h in bams}}

@@ -30,13 +30,13 @@ MAF_CONSEQUENCE_RULE = ("Variant_Classification mapped to its SO term (transform
                         "is the one the MAF's annotator chose (Transcript_ID)")
 MISSING = ("", "NA", ".", "__UNKNOWN__")
 
-VARIANT_SCHEMA = {
+VARIANT_SCHEMA = pl.Schema({
     "column": pl.String, "feature_id": pl.String, "line": pl.Int64, "chromosome": pl.String,
     "position": pl.Int64, "ref": pl.String, "alt": pl.String, "variant_class": pl.String,
     "consequence": pl.String, "variant_classification": pl.String, "protein_change": pl.String,
     "vaf": pl.Float64, "depth": pl.Int64, "filter": pl.String, "source_format": pl.String,
     "transcript_id": pl.String, "impact": pl.String, "ensembl_gene": pl.String, "problem": pl.String,
-}
+})
 
 
 def parse_maf(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:

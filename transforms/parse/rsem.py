@@ -44,6 +44,7 @@ def parse_rsem(path: Path, *, issues: IssueLog, display_name: str | None = None,
     annotations = [c for c in layout.header[1:] if c != value_column]
     parsed = parse_wide_table(layout, issues=issues, annotation_columns=annotations)
     features = parsed.features
+    assert features is not None  # parse_wide_table always returns its feature frame
     for column in ("length", "effective_length"):
         features = cast_annotation(features, column, pl.Float64, issues=issues, file=name)
     links = [c for c in ("transcript_id(s)", "gene_id") if c in features.columns]

@@ -50,6 +50,7 @@ def parse_salmon(path: Path, *, issues: IssueLog, display_name: str | None = Non
     annotations = [c for c in layout.header[1:] if c != value_column]
     parsed = parse_wide_table(layout, issues=issues, id_columns=("Name",), annotation_columns=annotations)
     features = parsed.features
+    assert features is not None  # parse_wide_table always returns its feature frame
     for column in ("Length", "EffectiveLength", "TPM"):
         if column in features.columns:
             features = cast_annotation(features, column, pl.Float64, issues=issues, file=name)

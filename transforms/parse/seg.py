@@ -133,7 +133,8 @@ def _number_problems(name: str, *, integer: bool, required: bool) -> list[pl.Exp
     cell = pl.col(name)
     missing = cell.is_null() | cell.is_in(MISSING_TOKENS)
     value = _number(name)
-    reasons = [pl.when(~missing & value.is_null()).then(pl.format("non-numeric {} '{}'", pl.lit(name), cell))]
+    reasons: list[pl.Expr] = [
+        pl.when(~missing & value.is_null()).then(pl.format("non-numeric {} '{}'", pl.lit(name), cell))]
     if required:
         reasons.append(pl.when(missing).then(pl.lit(f"missing {name}")))
     if integer:

@@ -42,6 +42,7 @@ def parse_star(path: Path, *, issues: IssueLog, display_name: str | None = None,
     parsed = parse_wide_table(layout, issues=issues, id_columns=("gene_id",), annotation_columns=others)
     name = layout.display_name
     features = parsed.features
+    assert features is not None  # parse_wide_table always returns its feature frame
     for column in others:
         features = cast_annotation(features, column, pl.Float64, issues=issues, file=name)
     chosen = parsed.records.select("feature_id", pl.col("value").alias(strandedness)).collect()
@@ -50,7 +51,7 @@ def parse_star(path: Path, *, issues: IssueLog, display_name: str | None = None,
     summary = counts.filter(is_summary)
     if summary.height:
         issues.info("star_summary_rows", f"{summary.height} STAR summary rows ({', '.join(SUMMARY_ROWS)}) "
-                    "kept in metadata, not in records", file=name, line=summary.get_column("line").min())
+                    "kept in metadata, not in records", file=name, line=summary.select(pl.col("line").min()).item())
     totals = counts.filter(~is_summary).select(pl.col(STRAND_COLUMNS).sum()).row(0, named=True)
     inferred = _infer_strandedness(totals["forward"], totals["reverse"])
     if inferred is not None and inferred != strandedness:
