@@ -58,7 +58,9 @@ def _build(args: argparse.Namespace) -> int:
             failed.append(sid)
             print("FAILED")
             for event in result.get_step_failure_events():
-                print("    " + event.step_failure_data.error.message.strip().replace("\n", "\n    "))
+                error = event.step_failure_data.error
+                message = error.message.strip() if error is not None else "step failed without an error message"
+                print("    " + message.replace("\n", "\n    "))
     print(f"\n{warehouse_summary(connect(args.warehouse))}")
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"{len(failed)} failed: {', '.join(failed)}" if failed else "all studies loaded"))
@@ -93,7 +95,7 @@ def _sql(args: argparse.Namespace) -> int:
 
     con = connect(args.warehouse)
     try:
-        frame = pl.from_arrow(con.sql(args.query).to_arrow_table())
+        frame = pl.DataFrame(con.sql(args.query).to_arrow_table())
     except Exception as exc:  # noqa: BLE001 - any DuckDB error is reported, not a traceback
         print(f"SQL error: {exc}", file=sys.stderr)
         return 1

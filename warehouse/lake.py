@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from schemas.tables import STUDY_TABLES, polars_schema
 
@@ -155,9 +155,9 @@ class Lake:
 
     def commit(self, staged: StagedFiles, *, fingerprint: str) -> WriteResult:
         """Replace the study's rows (or the whole global table) by the staged files in one Delta commit."""
-        actions = [self._add_action(staged, relative) for relative in staged.relative_paths]
-        actions = [a for a in actions if a is not None]
-        rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
+        added = [a for relative in staged.relative_paths if (a := self._add_action(staged, relative)) is not None]
+        actions: list[AddAction | RemoveAction] = list(added)  # the transaction's type; only adds here
+        rows = sum(json.loads(a.stats)["numRecords"] for a in added)
         props = CommitProperties(custom_metadata={FINGERPRINT_KEY: fingerprint,
                                                   STUDY_KEY: staged.study_id or "*"})
         filters = [("study_id", "=", staged.study_id)] if staged.study_id is not None else None
@@ -219,8 +219,8 @@ class StagedFiles:
 
 def _file_stats(metadata: pq.FileMetaData) -> dict[str, object]:
     """Delta file statistics (numRecords, min/max, null counts) from the Parquet footer, for file skipping."""
-    mins: dict[str, object] = {}
-    maxs: dict[str, object] = {}
+    mins: dict[str, int | float | str | bool] = {}
+    maxs: dict[str, int | float | str | bool] = {}
     nulls: dict[str, int] = {}
     for rg in range(metadata.num_row_groups):
         group = metadata.row_group(rg)

@@ -56,7 +56,7 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
     lake.ensure_tables(INGEST_TABLES)
     unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))
     if unchanged and not ingest.issues.has_errors:
-        writes = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
+        writes: dict[str, WriteResult] = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
         issues = lake.scan("ingest_issues", study_id=sid).collect()
         return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
     staged: dict[str, StagedFiles] = {}
@@ -85,7 +85,7 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
                  for table, messages in failures.items() for message in messages]
         issues = pl.concat([issues, pl.DataFrame(extra, schema=ISSUE_SCHEMA)])
     ok = issues.filter(pl.col("severity") == "error").height == 0
-    writes: dict[str, WriteResult] = {}
+    writes = {}
     if ok:
         for table, files in staged.items():
             writes[table] = lake.commit(files, fingerprint=ingest.fingerprint)

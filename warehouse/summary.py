@@ -42,7 +42,7 @@ def warehouse_summary(con: duckdb.DuckDBPyConnection) -> str:
     for name in tables:
         (n,) = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0]
         lines.append(f"  {name:<22} {n:>12,}")
-    issues = pl.from_arrow(con.sql(
+    issues = pl.DataFrame(con.sql(
         "SELECT study_id, severity, count(*) AS n FROM ingest_issues GROUP BY ALL ORDER BY ALL").to_arrow_table())
     lines.append("issues: " + (", ".join(f"{r['study_id']} {r['severity']} {r['n']}"
                                          for r in issues.iter_rows(named=True)) or "none"))
