@@ -2,4 +2,5 @@
 
 import dagster as dg
 
-studies = dg.DynamicPartitionsDefinition(name="studies")
+STUDIES = "studies"
+studies = dg.DynamicPartitionsDefinition(name=STUDIES)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.partitions import studies
+from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest import find_studies, study_fingerprint
 
@@ -27,7 +27,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     """Register study folders as partitions and request a run for each new or changed one."""
     seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
     found = find_studies(Path(warehouse.landing_dir))
-    new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(studies.name, sid)]
+    new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(STUDIES, sid)]
     requests = []
     for sid, folder in found.items():
         signature = _signature(folder)

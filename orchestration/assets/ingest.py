@@ -51,7 +51,8 @@ def _results(load: StudyLoad):
             yield check
             continue
         write = load.writes[table]
-        metadata = {"rows": write.rows, "delta_version": write.version, "unchanged": write.skipped}
+        metadata: dict[str, float | str] = {"rows": write.rows, "delta_version": write.version,
+                                            "unchanged": write.skipped}
         for name, value in load.metadata.get(table, {}).items():
             if isinstance(value, dict):
                 metadata.update({f"{name}.{k}": v for k, v in value.items() if isinstance(v, (int, float, str))})

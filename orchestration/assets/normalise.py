@@ -22,7 +22,7 @@ import polars as pl
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.manifest import StudyManifest, ZscoreReference
-from schemas.tables import TABLE_DOCS
+from schemas.tables import TABLE_DOCS, polars_schema
 from schemas.validate import validate_rows
 from transforms import expression as ex
 from transforms.differential import DesignError, check_design
@@ -36,6 +36,8 @@ CONTRACT = "contract"
 NORMALISED = ["rna_sample_factors", "rna_normalized", "rna_vst"]
 DE_TABLE = "differential_expression"
 PADJ = 0.05
+Metadata = dict[str, dg.MetadataValue | float | str | None]
+"""Materialisation metadata of one table: numbers, text and Dagster values (JSON, Markdown, paths)."""
 
 
 def _contract_check(table: str) -> dg.AssetCheckSpec:
@@ -121,9 +123,12 @@ def _fingerprint(lake: Lake, study_id: str, inputs: list[str], settings: dict[st
     return hashlib.blake2b(json.dumps(state, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
-def _scan(lake: Lake, table: str, study_id: str) -> pl.LazyFrame | None:
+def _scan(lake: Lake, table: str, study_id: str) -> pl.LazyFrame:
+    """The study's rows of ``table`` at its newest commit; no rows when the study was never loaded into it."""
     version = _study_version(lake, table, study_id)
-    return None if version is None else lake.scan(table, version=version, study_id=study_id)
+    if version is None:
+        return pl.LazyFrame(schema=polars_schema(table))
+    return lake.scan(table, version=version, study_id=study_id)
 
 
 def _stage(lake: Lake, table: str, frames: Iterator[pl.DataFrame], study_id: str,
@@ -151,7 +156,7 @@ def _commit(lake: Lake, staged: dict[str, StagedFiles], *, fingerprint: str
 
 
 def _results(writes: dict[str, WriteResult], failures: dict[str, list[str]],
-             metadata: dict[str, dict[str, object]]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+             metadata: dict[str, Metadata]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     for table in writes.keys() | failures.keys():
         check = dg.AssetCheckResult(check_name=CONTRACT, asset_key=table, passed=table not in failures,
                                     metadata={"failures": "\n".join(failures.get(table, [])) or "none"})
@@ -164,9 +169,7 @@ def _results(writes: dict[str, WriteResult], failures: dict[str, list[str]],
             **metadata.get(table, {})})
 
 
-def _assays(frame: pl.LazyFrame | None, *columns: str) -> list[tuple[str, ...]]:
-    if frame is None:
-        return []
+def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
     return sorted(frame.select(*columns).unique().collect().iter_rows())
 
 
@@ -177,20 +180,18 @@ def _span(values: np.ndarray) -> str:
 
 # -- normalised expression ----------------------------------------------------------------------------------------
 def _normalise(lake: Lake, study_id: str, *, reference: ZscoreReference | None
-               ) -> tuple[dict[str, StagedFiles], dict[str, dict[str, object]]]:
+               ) -> tuple[dict[str, StagedFiles], dict[str, Metadata]]:
     counts = _scan(lake, "rna_counts", study_id)
     abundance = _scan(lake, "rna_abundance", study_id)
-    attributes = _scan(lake, "sample_attributes", study_id)
-    attributes = attributes.collect() if attributes is not None else pl.DataFrame(
-        schema={"sample_id": pl.String, "attribute": pl.String, "value": pl.String})
+    attributes = _scan(lake, "sample_attributes", study_id).collect()
     lake.ensure_tables(NORMALISED)
     staged = {t: lake.stage_frames(t, [], study_id=study_id) for t in NORMALISED}
-    factors_meta: dict[str, object] = {}
-    normalised_meta: dict[str, object] = {
+    factors_meta: Metadata = {}
+    normalised_meta: Metadata = {
         "zscore_method": "per gene (log2_cpm for counts, log2(x+1) for abundances - mean) / SD, ddof=1",
         "zscore_reference": ("all samples of the assay" if reference is None
                              else f"samples with {reference.attribute} in {reference.values}")}
-    vst_meta: dict[str, object] = {}
+    vst_meta: Metadata = {}
 
     def mask(block: ex.DenseBlock) -> np.ndarray | None:
         if reference is None:
@@ -262,15 +263,13 @@ def _normalise(lake: Lake, study_id: str, *, reference: ZscoreReference | None
 
 # -- differential expression --------------------------------------------------------------------------------------
 def _differential(lake: Lake, study_id: str, manifest: StudyManifest, *, reports: Path
-                  ) -> tuple[dict[str, StagedFiles], dict[str, dict[str, object]]]:
+                  ) -> tuple[dict[str, StagedFiles], dict[str, Metadata]]:
     counts = _scan(lake, "rna_counts", study_id)
-    attributes = _scan(lake, "sample_attributes", study_id)
-    attributes = attributes.collect() if attributes is not None else pl.DataFrame(
-        schema={"sample_id": pl.String, "attribute": pl.String, "value": pl.String})
+    attributes = _scan(lake, "sample_attributes", study_id).collect()
     lake.ensure_tables([DE_TABLE])
     staged = {DE_TABLE: lake.stage_frames(DE_TABLE, [], study_id=study_id)}
     assays = [a for (a,) in _assays(counts, "assay")]
-    if counts is None or not assays or not manifest.contrasts:
+    if not assays or not manifest.contrasts:
         why = "no contrasts in the manifest" if assays else "the study has no rna_counts rows"
         return staged, {DE_TABLE: {"note": f"{why}: an empty partition was committed"}}
     sample_ids = counts.select("assay", "sample_id").unique(maintain_order=True).collect()
@@ -283,7 +282,7 @@ def _differential(lake: Lake, study_id: str, manifest: StudyManifest, *, reports
                              covariates=contrast.covariates)
             except DesignError as exc:
                 raise dg.Failure(description=f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
-    metadata: dict[str, object] = {"padj_threshold": PADJ}
+    metadata: Metadata = {"padj_threshold": PADJ}
     for assay in assays:
         with tempfile.TemporaryDirectory(prefix="omicsdw-de-") as workdir:
             block = ex.dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
@@ -307,11 +306,11 @@ def _differential(lake: Lake, study_id: str, manifest: StudyManifest, *, reports
 
 
 def _contrast_metadata(table: pl.DataFrame, parameters: dict[str, object], *, name: str, study_id: str,
-                       reports: Path) -> dict[str, object]:
+                       reports: Path) -> Metadata:
     """Significant genes, fit parameters and volcano / MA plots (PNG files and inline images) of one contrast."""
     reports.mkdir(parents=True, exist_ok=True)
     title = f"{study_id}: {name}"
-    metadata: dict[str, object] = {
+    metadata: Metadata = {
         f"{name}.de_genes_padj_lt_{PADJ}": int(table.filter(pl.col("padj") < PADJ).height),
         f"{name}.parameters": dg.MetadataValue.json(parameters)}
     for kind, plot in (("volcano", volcano_plot), ("ma", ma_plot)):
