@@ -336,7 +336,7 @@ def _calls(records: pl.DataFrame, *, samples: list[str], genotype_fields: list[s
         return calls.explode("k").drop("gt"), {}
     carried = pl.col("gt").list.eval(pl.element().filter(pl.element() > 0).unique(maintain_order=True))
     genotypes = genotypes.with_columns(carried.alias("k"))
-    n_called = pl.col("gt").list.drop_nulls().list.len().fill_null(0)
+    n_called = (pl.col("gt").list.len() - pl.col("gt").list.count_matches(None)).fill_null(0)
     n_carried = pl.col("k").list.len().fill_null(0)
     no_call = genotypes.filter(n_called == 0).height
     hom_ref = genotypes.filter((n_carried == 0) & (n_called > 0)).height
@@ -397,14 +397,14 @@ def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.Da
     annotations = pl.concat([annotations.select("record", "n_alts"), ranking], how="horizontal").select(
         "record", "n_alts", score.alias("score"))
     multi = pl.col("n_alts") != 1
-    single = annotations.filter(~multi).select("record", pl.lit(1, dtype=pl.Int64).alias("k"), "score")
+    best = _best_per_record(annotations.filter(~multi))
     several = annotations.filter(multi)
     if several.height:
-        alleles = _subfields(text.gather(several["score"] % ORDINAL_SPAN), index, ["allele", "allele_num"])
+        alleles = _subfields(_compact(text.gather(several["score"] % ORDINAL_SPAN)), index, ["allele", "allele_num"])
         several = _match_alleles(pl.concat([several, alleles], how="horizontal"), records, index)
-        single = pl.concat([single, several.select(single.columns)])
-    best = single.group_by("record", "k").agg((pl.col("score").min() % ORDINAL_SPAN).alias("ordinal"))
-    chosen = _subfields(text.gather(best["ordinal"]), index, ["consequence", *CHOSEN_FIELDS[1:]])
+        best = pl.concat([best, several.group_by("record", "k").agg(
+            (pl.col("score").min() % ORDINAL_SPAN).alias("ordinal"))])
+    chosen = _subfields(_compact(text.gather(best["ordinal"])), index, ["consequence", *CHOSEN_FIELDS[1:]])
     term = pl.col("consequence").replace_strict(terms["raw"], terms["consequence"], default=None)
     return pl.concat([best.select("record", "k"), chosen], how="horizontal").select(
         "record", "k", term.alias("consequence"),
@@ -413,6 +413,30 @@ def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.Da
         "symbol", "gene", "transcript",
         _short_hgvsp(pl.col("hgvsp")).alias("hgvsp"),
     ), unknown
+
+
+def _best_per_record(annotations: pl.DataFrame) -> pl.DataFrame:
+    """The lowest-scoring annotation of each single-alt record (``k`` = 1): its ``ordinal``.
+
+    Annotations come in record order, so a segmented minimum over the runs of equal ``record`` replaces a
+    hash group-by.
+    """
+    record, score = annotations["record"].to_numpy(), annotations["score"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, record[1:] != record[:-1]]) if record.size else np.empty(0, dtype=np.int64)
+    return pl.DataFrame({
+        "record": record[starts], "k": np.ones(starts.size, dtype=np.int64),
+        "ordinal": np.minimum.reduceat(score, starts) % ORDINAL_SPAN if starts.size else starts,
+    }, schema={"record": pl.Int64, "k": pl.Int64, "ordinal": pl.Int64})
+
+
+def _compact(strings: pl.Series) -> pl.Series:
+    """The same strings copied into fresh buffers.
+
+    A gather leaves views into the whole batch's annotation text, on which ``str.split_exact`` and regexes run
+    about 2x slower (measured on 65k gathered VEP annotations: 0.033 s to split, 0.019 s compacted first);
+    stripping a character no annotation ends with copies them.
+    """
+    return strings.str.strip_chars_end("\n")
 
 
 def _subfields(annotations: pl.Series, index: dict[str, int], keys: list[str]) -> pl.DataFrame:
@@ -434,12 +458,12 @@ def _is_yes(annotations: pl.Series, position: int) -> pl.Series:
     """Whether subfield ``position`` is ``YES`` (VEP CANONICAL), checked only where ``YES`` occurs at all.
 
     CANONICAL sits far into a VEP annotation (field 25 of 90); a literal search rules out most annotations at
-    memchr speed before the few candidates are split.
+    memchr speed before a regex checks the few candidates.
     """
     candidates = annotations.str.contains("YES", literal=True).arg_true()
-    split = annotations.gather(candidates).str.split_exact("|", position).struct.field(f"field_{position}")
+    exact = _compact(annotations.gather(candidates)).str.contains(rf"^(?:[^|]*\|){{{position}}}YES(?:\||$)")
     flags = np.zeros(annotations.len(), dtype=bool)
-    flags[candidates.filter(split == "YES").to_numpy()] = True
+    flags[candidates.filter(exact).to_numpy()] = True
     return pl.Series("canonical", flags)
 
 
@@ -473,8 +497,7 @@ def _short_hgvsp(hgvsp: pl.Expr) -> pl.Expr:
     """``ENSP...:p.Arg132His`` (VEP/SnpEff ANN) or ``R132H`` (SnpEff 3) -> ``p.R132H``."""
     protein = hgvsp.str.replace(r"^[^:]*:", "")
     protein = protein.str.replace_many(list(AMINO_ACIDS), list(AMINO_ACIDS.values()))
-    return pl.when(protein.is_null() | protein.str.starts_with("p.")).then(protein).otherwise(
-        pl.lit("p.") + protein)
+    return protein.str.replace(r"^(?:p\.)?", "p.")
 
 
 def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame, chosen: pl.DataFrame
@@ -491,8 +514,8 @@ def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame,
              .join(chosen, on=["record", "k"], how="left"))
     ad_alt = pl.col("AD").list.get(pl.col("k"), null_on_oob=True)
     ad_sum = pl.col("AD").list.sum()
-    ad_complete = pl.col("AD").list.drop_nulls().list.len() == pl.col("AD").list.len()
-    return frame.sort("record", "column", "k").select(
+    ad_complete = pl.col("AD").list.count_matches(None) == 0
+    return frame.lazy().sort("record", "column", "k").select(  # lazy: repeated subexpressions computed once
         "column",
         pl.coalesce(pl.col("symbol"), pl.col("gene")).alias("feature_id"),
         "line", "chromosome", "position", "ref", "alt",
@@ -509,4 +532,4 @@ def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame,
         "impact",
         pl.col("gene").alias("ensembl_gene"),
         pl.when(pl.col("position").is_null()).then(pl.lit("position is not an integer")).alias("problem"),
-    ).cast(VARIANT_SCHEMA)
+    ).cast(VARIANT_SCHEMA).collect()
