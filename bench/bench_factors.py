@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import statistics
@@ -40,12 +41,21 @@ def _ours(counts: np.ndarray) -> dict[str, np.ndarray | float]:
 
     t0 = time.perf_counter()
     lib = nm.library_sizes(counts)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), _cpu_seconds()
     tmm = nm.tmm_factors(counts, library_size=lib)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), _cpu_seconds()
     sf = nm.size_factors(counts)
-    t3 = time.perf_counter()
-    return {"library_size": lib, "tmm": tmm, "sf": sf, "t_lib": t1 - t0, "t_tmm": t2 - t1, "t_sf": t3 - t2}
+    t3, c3 = time.perf_counter(), _cpu_seconds()
+    return {
+        "library_size": lib,
+        "tmm": tmm,
+        "sf": sf,
+        "t_lib": t1 - t0,
+        "t_tmm": t2 - t1,
+        "t_sf": t3 - t2,
+        "cpu_tmm": c2 - c1,
+        "cpu_sf": c3 - c2,
+    }
 
 
 def _numpy_mor(counts: np.ndarray) -> dict[str, np.ndarray | float]:
@@ -86,16 +96,21 @@ def _conorm(counts: np.ndarray) -> dict[str, np.ndarray | float]:
 WORKERS = {"ours": _ours, "numpy_mor": _numpy_mor, "pydeseq2": _pydeseq2, "conorm": _conorm}
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_worker(name: str, npy: Path, out: Path) -> None:
     t0 = time.perf_counter()
     counts = np.load(npy)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), _cpu_seconds()
     result = WORKERS[name](counts)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), _cpu_seconds()
     arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
     np.savez(out, **arrays)
     report = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
-    report.update(load=t1 - t0, compute=t2 - t1)
+    report.update(load=t1 - t0, compute=t2 - t1, compute_cpu=c2 - c1)
     print(json.dumps(report))
 
 
@@ -177,8 +192,10 @@ def timed(cmd: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    times = [re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr) for kind in ("User", "System")]
+    cpu = sum(float(t.group(1)) for t in times if t)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"wall": wall, "rss_gb": rss_kb / 1024**2, **report}
+    return {"wall": wall, "cpu": cpu, "rss_gb": rss_kb / 1024**2, **report}
 
 
 def max_rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -230,9 +247,10 @@ def main() -> None:
         run_blockwise(args.blockwise, args.block)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "factors": {}}
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "factors": {}, "load_average": [os.getloadavg()]}
     for n in args.samples:
         results["factors"][n] = bench_factors(args.workdir, n, args.repeats)
+        results["load_average"].append(os.getloadavg())
     if args.big:
         big = args.workdir / f"counts_samples_major_{GENES}x{args.big}.npy"
         if not big.exists():
