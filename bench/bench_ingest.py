@@ -186,6 +186,8 @@ def run_peer(peer: str, *, tsv: Path, study: Path, scratch: Path) -> dict[str, o
             result = timed([sys.executable, __file__, "--worker", "omicsdw", "--source", str(study),
                             "--out", str(scratch / "warehouse")])
             del result["stdout"]
+            if not result["ok"]:
+                raise RuntimeError(f"the study did not load: {', '.join(result['issues'])}")
         else:
             result = timed([sys.executable, __file__, "--worker", peer, "--source", str(tsv),
                             "--out", str(scratch / "long.parquet")])
