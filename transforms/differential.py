@@ -129,6 +129,22 @@ def design_matrix(
     return np.hstack(blocks), names
 
 
+def canonical_sample_order(samples: pl.DataFrame, *, factor: str, test: str, reference: str) -> np.ndarray:
+    """Row order in which samples are fitted: reference level, test level, other levels, each by sample_id
+    (or, without that column, the first column of ``samples``).
+
+    pydeseq2's iterative fits are not exactly invariant to the order of samples (on pasilla, shuffling the
+    columns moves 4-14 of ~1,070 genes across padj 0.05), so a study is always fitted in one order that does not
+    depend on how its long table was scanned; reference-then-test is the order count matrices are usually
+    written in, and the one the R reference figures were made with.
+    """
+    level = samples[factor].cast(pl.String)
+    rank = pl.when(level == reference).then(0).when(level == test).then(1).otherwise(2)
+    identifier = "sample_id" if "sample_id" in samples.columns else samples.columns[0]
+    key = samples.select(rank.alias("rank"), pl.col(identifier).cast(pl.String).alias("id"))
+    return np.lexsort((key["id"].to_numpy(), key["rank"].to_numpy()))
+
+
 def design_formula(factor: str, covariates: Sequence[str] = ()) -> str:
     """The design as an R-style formula string, for metadata and messages."""
     return "~ " + " + ".join([*covariates, factor])
@@ -167,6 +183,8 @@ def differential_expression(
     if len(set(genes)) != len(genes):
         raise ValueError("gene identifiers must be unique; aggregate or resolve duplicates first")
     rounded = bool((counts % 1 != 0).any())
+    order = canonical_sample_order(samples, factor=factor, test=test, reference=reference)
+    samples, counts = samples[order], counts[:, order]
 
     # Imported here: pydeseq2 (anndata, scikit-learn) takes ~6 s to import; check_design and the code
     # location that imports this module should not pay for it.

@@ -107,6 +107,15 @@ def test_differential_expression_airway_matches_deseq2(shared_data):
     assert result.parameters["counts_rounded"] is False
 
 
+def test_differential_expression_does_not_depend_on_sample_order(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    order = np.array([7, 2, 5, 0, 3, 6, 1, 4])
+    kwargs = {"genes": genes, "factor": "dex", "test": "trt", "reference": "untrt", "covariates": ["cell"]}
+    first = differential_expression(counts, samples=samples, **kwargs).table
+    shuffled = differential_expression(counts[:, order], samples=samples[order], **kwargs).table
+    assert first.equals(shuffled)
+
+
 def test_differential_expression_rounds_fractional_counts(shared_data):
     counts, genes, samples = _airway(shared_data)
     kwargs = dict(genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"])
