@@ -19,9 +19,9 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
                     study_id: str, assay: str, file: str) -> pl.LazyFrame:
     """Add ``study_id``, ``assay``, ``sample_id`` and ``gene_id`` to parsed records.
 
-    ``sample_map``: (column, sample_id) for the labels of this file; a record whose label has no sample gets a
-    problem (the mapping already logged an ``unknown_sample`` error). ``gene_map``: resolver output (feature_id,
-    gene_id, status); None for tables without genes (segments).
+    ``sample_map``: (column, sample_id) for the labels of this file; records of a label without a sample are
+    left out (the mapping logged an ``unknown_sample`` or ``duplicate_sample`` error for the label, which fails
+    the study). ``gene_map``: resolver output (feature_id, gene_id, status); None for tables without genes.
     """
     schema = records.collect_schema()
     frame = records.with_columns(
@@ -32,14 +32,10 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
     )
     if "line" not in schema:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("line"))
-    frame = frame.join(sample_map.lazy().select("column", "sample_id"), on="column", how="left")
-    frame = frame.with_columns(
-        pl.when(pl.col("problem").is_null() & pl.col("sample_id").is_null())
-        .then(pl.lit("unknown_sample")).otherwise(pl.col("problem_code")).alias("problem_code"),
-        pl.when(pl.col("problem").is_null() & pl.col("sample_id").is_null())
-        .then(pl.format("column {} matches no sample", pl.col("column"))).otherwise(pl.col("problem"))
-        .alias("problem"),
-    )
+    # A label without a sample already has its one error (unknown_sample / duplicate_sample) from the mapping,
+    # which fails the study; its records are not repeated as one issue each.
+    frame = frame.join(sample_map.lazy().select("column", "sample_id").drop_nulls("sample_id"), on="column",
+                       how="inner")
     if gene_map is None:
         return frame
     mapped = gene_map.lazy().filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")

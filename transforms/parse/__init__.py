@@ -23,7 +23,8 @@ class ParsedAssay:
     ``features``: one row per ``feature_id`` with per-feature annotations (e.g. ``length`` for TPM, ``gene_names``
     and ``accessions`` for protein groups), or None.
     ``columns``: the sample labels in file order (for sample mapping and duplicate checks).
-    ``metadata``: facts to show in Dagster (e.g. the strandedness chosen, the CSQ rule, rows filtered).
+    ``metadata``: facts to show in Dagster (e.g. the strandedness chosen, the CSQ rule, rows filtered);
+    ``header_line`` (the line holding the sample labels) is where sample-mapping issues point.
     """
 
     records: pl.LazyFrame

@@ -128,7 +128,7 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
         columns = values
         features = rows.kept.select(pl.col(_ID).alias("feature_id"), "line", *annotations)
     metadata = {"rows": rows.kept.height, "value_columns": len(values), "rows_excluded": len(rows.excluded_rows),
-                "separator": layout.separator, "encoding": layout.encoding}
+                "separator": layout.separator, "encoding": layout.encoding, "header_line": layout.header_line}
     return ParsedAssay(records=records, columns=columns, features=features, metadata=metadata)
 
 
