@@ -198,3 +198,13 @@ def test_parse_matrix_missing_id_column_is_error(tmp_path: Path):
     with pytest.raises(InputError) as caught:
         parse_matrix(path, issues=IssueLog("t"), id_columns=("Hugo_Symbol",))
     assert caught.value.issue.code == "missing_column"
+
+
+def test_parse_matrix_header_wider_than_the_sniff_window(tmp_path):
+    # 20,000 sample labels of 7 characters: a 160 KB header line
+    labels = [f"S{i:06d}" for i in range(20000)]
+    path = tmp_path / "wide.tsv"
+    path.write_text("gene\t" + "\t".join(labels) + "\n" + "G1\t" + "\t".join("1" for _ in labels) + "\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"))
+    assert parsed.columns == labels
+    assert parsed.records.select(pl.col("value").sum()).collect().item() == 20000

@@ -18,6 +18,7 @@ import polars as pl
 from transforms.issues import InputError, Issue, IssueLog
 
 _SNIFF_BYTES = 1 << 16
+_MAX_HEADER_BYTES = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     with open_text(path) as fh:
         try:
             sample = fh.read(_SNIFF_BYTES)
+            while not _has_whole_header(sample, comment_prefix) and len(sample) < _MAX_HEADER_BYTES:
+                more = fh.read(_SNIFF_BYTES)  # a wide matrix's header (20,000 sample labels) outgrows one window
+                if not more:
+                    break
+                sample += more
         except (OSError, EOFError) as exc:
             raise InputError(Issue(name, "unreadable_file", "error", f"cannot read file: {exc}")) from exc
     with open(path, "rb") as raw:
@@ -101,6 +107,15 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         _check_header(header, issues=issues, file=name, line=number)
         return TableLayout(path, name, separator, header, number, encoding.split(" ")[0], compressed)
     raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
+
+
+def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
+    """Whether ``sample`` holds the first non-comment, non-blank line up to its line end."""
+    prefix = comment_prefix.encode() if comment_prefix else None
+    for line in sample.split(b"\n")[:-1]:
+        if line.strip() and not (prefix and line.startswith(prefix)):
+            return True
+    return False
 
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
