@@ -7,7 +7,7 @@ less than wall time):
 - ``omicsdw_cli``: ``omicsdw build --landing <study> --warehouse <fresh dir>``, the real pipeline as users run it
   (in-process Dagster run of every study asset: reference tables, parse, harmonise, quarantine, pandera checks,
   Delta commits, then the normalise assets (sample factors, normalised expression, VST) and the catalog);
-  ``t_study`` is the study's own time as the CLI prints it;
+  ``t_study`` is the study's own time as the CLI prints it; skipped above ``--cli-max-samples``;
 - ``omicsdw``: ``ingest_study`` + ``load_study`` called directly, i.e. the same work without Dagster start-up,
   the reference tables and the catalog;
 - ``polars``: ``scan_csv -> unpivot -> sink_parquet``, the baseline of the goal in ``PERFORMANCE.md``;
@@ -197,8 +197,8 @@ def run_peer(peer: str, *, tsv: Path, study: Path, scratch: Path) -> dict[str, o
     return result
 
 
-def bench_size(samples: int, *, workdir: Path, peers: list[str], repeats: int,
-               pandas_max_samples: int) -> dict[str, object]:
+def bench_size(samples: int, *, workdir: Path, peers: list[str], repeats: int, pandas_max_samples: int,
+               cli_max_samples: int) -> dict[str, object]:
     tsv = workdir / f"counts_{GENES}x{samples}.tsv"
     entry: dict[str, object] = {"tsv_gib": None, "runs": {}, "skipped": {}}
     if not tsv.exists():
@@ -207,9 +207,12 @@ def bench_size(samples: int, *, workdir: Path, peers: list[str], repeats: int,
         entry["generate_s"] = time.perf_counter() - start
     entry["tsv_gib"] = tsv.stat().st_size / 1024**3
     study = study_folder(tsv, workdir, samples=samples)
-    active = [p for p in peers if not (p == "pandas" and samples > pandas_max_samples)]
-    if len(active) < len(peers):
-        entry["skipped"]["pandas"] = f"over --pandas-max-samples {pandas_max_samples}"
+    limits = {"pandas": ("--pandas-max-samples", pandas_max_samples), "omicsdw_cli": ("--cli-max-samples",
+                                                                                      cli_max_samples)}
+    for peer, (option, limit) in limits.items():
+        if peer in peers and samples > limit:
+            entry["skipped"][peer] = f"over {option} {limit}"
+    active = [p for p in peers if p not in entry["skipped"]]
     runs: dict[str, list[dict[str, object]]] = {p: [] for p in active}
     for round_ in range(repeats):
         for peer in active:
@@ -254,7 +257,9 @@ def main() -> None:
     parser.add_argument("--peers", nargs="+", choices=PEERS, default=PEERS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pandas-max-samples", type=int, default=10000,
-                        help="skip pandas above this (4.7 GB at 5,000, 18.4 GB at 20,000 in PERFORMANCE.md)")
+                        help="skip pandas above this (7.7 GiB at 5,000 here, 18.4 GB at 20,000 in PERFORMANCE.md)")
+    parser.add_argument("--cli-max-samples", type=int, default=5000,
+                        help="skip `omicsdw build` above this (its normalise stage: 247 s, 6.2 GiB at 5,000)")
     parser.add_argument("--workdir", type=Path, default=BENCH / "out")
     parser.add_argument("--json", type=Path, help="results file (default: <workdir>/results_ingest.json)")
     parser.add_argument("--worker", choices=["polars", "pandas", "omicsdw"], help=argparse.SUPPRESS)
@@ -272,7 +277,8 @@ def main() -> None:
     }
     for samples in args.samples:
         results["sizes"][samples] = bench_size(samples, workdir=args.workdir, peers=args.peers,
-                                               repeats=args.repeats, pandas_max_samples=args.pandas_max_samples)
+                                               repeats=args.repeats, pandas_max_samples=args.pandas_max_samples,
+                                               cli_max_samples=args.cli_max_samples)
     results["load_avg_end"] = os.getloadavg()
     (args.json or args.workdir / "results_ingest.json").write_text(json.dumps(results, indent=2))
     print(f"{results['date']}, {results['machine']}, load average at start {results['load_avg_start'][0]:.2f}")
