@@ -62,6 +62,9 @@ class AssayOutput:
     gene_map: pl.DataFrame
     samples: pl.DataFrame
     metadata: dict[str, object] = field(default_factory=dict)
+    expected_rows: dict[str, int] = field(default_factory=dict)
+    """Rows a table gets when no record has a problem (known for matrices): lets the loader skip the
+    quarantine pass over a clean file."""
 
 
 def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
@@ -147,6 +150,17 @@ def _with_lengths(parsed: ParsedAssay) -> ParsedAssay:
     return replace(parsed, records=parsed.records.join(lengths, on="feature_id", how="left"))
 
 
+def _cells(parsed: list[tuple[str, ParsedAssay]]) -> int | None:
+    """Value cells of matrix-shaped files (features x sample columns), if every parser reported both."""
+    total = 0
+    for _, p in parsed:
+        rows, columns = p.metadata.get("rows"), p.metadata.get("value_columns")
+        if not (isinstance(rows, int) and isinstance(columns, int)):
+            return None
+        total += rows * columns
+    return total
+
+
 def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
     parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
@@ -162,7 +176,9 @@ def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOut
                 "features": gene_map.height, "mapped_fraction": _mapped_fraction(gene_map)}
     for _, p in parsed[:1]:
         metadata.update({k: v for k, v in p.metadata.items() if isinstance(v, (int, float, str))})
-    return AssayOutput({assay.kind: table}, gene_map, mapping, metadata)
+    cells = _cells(parsed)
+    expected: dict[str, int] = {} if cells is None else {assay.kind: cells}
+    return AssayOutput({assay.kind: table}, gene_map, mapping, metadata, expected)
 
 
 # -- variants and mutation status ----------------------------------------------------------------------------

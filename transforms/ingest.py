@@ -47,8 +47,12 @@ class StudyIngest:
     fingerprint: str
     tables: dict[str, list[pl.LazyFrame]] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+    expected_rows: dict[str, int | None] = field(default_factory=dict)
 
-    def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame) -> None:
+    def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame, *, expected_rows: int | None = None) -> None:
+        """Add rows to a table; ``expected_rows`` (when every part knows it) says how many a clean file gives."""
+        known = self.expected_rows.get(table, 0) if table in self.tables else 0
+        self.expected_rows[table] = None if known is None or expected_rows is None else known + expected_rows
         self.tables.setdefault(table, []).append(frame.lazy())
 
 
@@ -122,7 +126,7 @@ def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = 
             issues.add(exc.issue)
             continue
         for table, frame in output.tables.items():
-            result.add(table, frame)
+            result.add(table, frame, expected_rows=output.expected_rows.get(table))
         result.add("gene_id_map", output.gene_map)
         mapped_samples.append(output.samples)
         result.metadata.setdefault(assay.kind, {})[assay.name] = output.metadata

@@ -145,6 +145,14 @@ class Lake:
             raise
         return StagedFiles(table, study_id, relative, self)
 
+    def _metadata(self, uri: str) -> pq.FileMetaData:
+        return pq.read_metadata(uri) if self.is_local else _remote_metadata(uri, self.storage_options)
+
+    def staged_rows(self, staged: StagedFiles) -> int:
+        """Rows in staged files, from their Parquet footers."""
+        return sum(self._metadata(f"{self.uri(staged.table)}/{relative}").num_rows
+                   for relative in staged.relative_paths)
+
     def scan_staged(self, staged: StagedFiles) -> pl.LazyFrame:
         """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
         paths = [f"{self.uri(staged.table)}/{relative}" for relative in staged.relative_paths]
@@ -197,7 +205,7 @@ class Lake:
 
     def _add_action(self, staged: StagedFiles, relative: str) -> AddAction | None:
         uri = f"{self.uri(staged.table)}/{relative}"
-        metadata = pq.read_metadata(uri) if self.is_local else _remote_metadata(uri, self.storage_options)
+        metadata = self._metadata(uri)
         if metadata.num_rows == 0:
             self.discard(StagedFiles(staged.table, staged.study_id, [relative], self))
             return None

@@ -60,19 +60,19 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
         issues = lake.scan("ingest_issues", study_id=sid).collect()
         return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
     staged: dict[str, StagedFiles] = {}
+    combined = {table: _combined(table, ingest.tables.get(table, [])) for table in DATA_TABLES}
+    sinks = []
+    for table, frame in combined.items():
+        staged[table], sink = lake.plan(table, frame.filter(pl.col("problem").is_null()), study_id=sid)
+        sinks.append(sink)
+    pl.collect_all(sinks)
+    # Problem rows need a second pass over the input, skipped when a table got every row its files hold.
+    suspect = [t for t, frame in combined.items() if "file" in frame.collect_schema()
+               and lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
     with tempfile.TemporaryDirectory(prefix="omicsdw-quarantine-") as tmp:
-        sinks, quarantine_files = [], []
-        for table in DATA_TABLES:
-            combined = _combined(table, ingest.tables.get(table, []))
-            good = combined.filter(pl.col("problem").is_null())
-            staged[table], sink = lake.plan(table, good, study_id=sid)
-            sinks.append(sink)
-            if "file" in combined.collect_schema():
-                target = Path(tmp, f"{table}.parquet")
-                sinks.append(quarantine_rows(combined).sink_parquet(target, lazy=True))
-                quarantine_files.append(target)
-        pl.collect_all(sinks)
-        quarantined = [pl.read_parquet(f) for f in quarantine_files if f.exists()]
+        targets = {t: Path(tmp, f"{t}.parquet") for t in suspect}
+        pl.collect_all([quarantine_rows(combined[t]).sink_parquet(targets[t], lazy=True) for t in suspect])
+        quarantined = [pl.read_parquet(f) for f in targets.values() if f.exists()]
     issues = pl.concat([ingest.issues.to_frame(), *quarantined]).cast(ISSUE_SCHEMA)
     failures = {}
     for table, files in staged.items():
