@@ -30,7 +30,7 @@ from transforms.parse.salmon import parse_salmon
 from transforms.parse.seg import parse_seg
 from transforms.parse.star import parse_star
 from transforms.parse.vcf import parse_vcf
-from transforms.proteins import map_protein_groups, normalise_protein_abundance
+from transforms.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
 from transforms.samples import map_sample_columns
 from transforms.variants import mutation_status_from_matrix, mutation_status_from_variants
 
@@ -301,6 +301,12 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                                how="left")
         records = records.join(features.lazy().select(
             "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
+        missing = missing_per_sample(parsed.records)
+        if missing.height:
+            context.issues.info("missing_values", "missing abundances per sample: " + ", ".join(
+                f"{c} {m}/{t}" for c, m, t in missing.iter_rows()), file=file)
+            n_missing, n_total = missing.select(pl.col("n_missing", "n_total").sum()).row(0)
+            metadata["missing_fraction"] = round(n_missing / n_total, 4)
         frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
             pl.lit(assay.platform).alias("platform")))
         gene_maps.append(gene_map_rows(groups, study_id=context.study_id, assay=assay.name))

@@ -89,9 +89,13 @@ class Lake:
                 continue
             partition = ["study_id"] if table in STUDY_TABLES else None
             empty = pl.DataFrame(schema=polars_schema(table)).to_arrow()
-            write_deltalake(self.uri(table), empty, partition_by=partition, mode="ignore",
-                            storage_options=self.storage_options,
-                            commit_properties=CommitProperties(custom_metadata={"omicsdw.operation": "create"}))
+            try:
+                write_deltalake(self.uri(table), empty, partition_by=partition, mode="ignore",
+                                storage_options=self.storage_options,
+                                commit_properties=CommitProperties(custom_metadata={"omicsdw.operation": "create"}))
+            except CommitFailedError:
+                if not self.exists(table):  # another run created it between our check and our commit: fine
+                    raise
 
     def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
         """Fingerprint recorded by the newest commit that replaced this study (or the whole global table)."""

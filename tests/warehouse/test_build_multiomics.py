@@ -114,3 +114,10 @@ def test_sample_omics_coverage_per_layer(built):
     assert rows["TCGA-OR-A5J1-01"] == ["copy_number"]
     assert rows["T1"] == ["mutation_status"]
     assert "variants" in rows["37150"]
+
+
+def test_missing_protein_values_are_counted_per_sample(built):
+    # awk on proteinGroups.txt: 654 kept groups have LFQ intensity 0 (missing) in H1
+    (message,) = _sql(built, "SELECT message FROM ingest_issues WHERE code = 'missing_values' "
+                             "AND file = 'proteinGroups.txt'")[0]
+    assert "H1 654/1375" in message
