@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 import warehouse
+from tests.warehouse.catalog_sql import sql as _sql
 from warehouse.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -29,14 +30,6 @@ def _landing(tmp: Path, *studies: str) -> Path:
     for study in studies:
         shutil.copytree(EXAMPLES / study, landing / study)
     return landing
-
-
-def _sql(wh: Path, query: str) -> list[tuple]:
-    con = warehouse.connect(wh)
-    try:
-        return con.sql(query).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import warehouse
+from tests.warehouse.catalog_sql import sql as _sql
 from warehouse.cli import main
 
 pytestmark = pytest.mark.slow
@@ -61,14 +61,6 @@ def built(tmp_path_factory, shared_data) -> Path:
     wh = tmp / "warehouse"
     assert main(["build", "--landing", str(tmp / "landing"), "--warehouse", str(wh)]) == 0
     return wh
-
-
-def _sql(wh: Path, query: str) -> list[tuple]:
-    con = warehouse.connect(wh)
-    try:
-        return con.sql(query).fetchall()
-    finally:
-        con.close()
 
 
 def test_maxquant_groups_kept_and_values(built):
