@@ -99,11 +99,18 @@ def test_parse_gistic_out_of_range_and_missing(tmp_path):
     assert by_cell["1956", "S2"]["call"] == 1
 
 
-def test_parse_gistic_missing_gene_columns(tmp_path):
-    path = _write(tmp_path, "cna.txt", "Gene\tS1\nTP53\t1\n")
-    with pytest.raises(InputError) as err:
-        parse_gistic(path, issues=IssueLog("t"))
-    assert err.value.issue.code == "missing_column"
+def test_parse_gistic_generic_first_column_is_the_gene(tmp_path):
+    # a plain genes x samples matrix (study.yaml format gistic) names its gene column freely
+    path = _write(tmp_path, "cna.txt", "Gene\tS1\tS2\nTP53\t1\t-2\n")
+    records = parse_gistic(path, issues=IssueLog("t")).records.collect()
+    assert records.select("column", "feature_id", "call").rows() == [("S1", "TP53", 1), ("S2", "TP53", -2)]
+
+
+def test_parse_gistic_cbioportal_columns_are_not_samples(tmp_path):
+    path = _write(tmp_path, "cna.txt", "Entrez_Gene_Id\tHugo_Symbol\tS1\n7157\tTP53\t1\n")
+    parsed = parse_gistic(path, issues=IssueLog("t"))
+    assert parsed.columns == ["S1"]
+    assert parsed.records.collect()["feature_id"].to_list() == ["TP53|7157"]
 
 
 def test_parse_gistic_long_bad_rows(tmp_path):

@@ -16,15 +16,14 @@ import polars as pl
 
 from transforms.issues import IssueLog
 from transforms.parse import ParsedAssay
-from transforms.parse.matrix import MISSING_VALUES, parse_matrix, require_columns
+from transforms.parse.matrix import CBIOPORTAL_GENE_COLUMNS, MISSING_VALUES, parse_matrix, require_columns
 from transforms.parse.text import find_ragged_rows, raise_for_ragged, read_table, sniff_table
 
 COPY_NUMBER_SCHEMA = {"column": pl.String, "feature_id": pl.String, "line": pl.Int64, "log2_ratio": pl.Float64,
                       "call": pl.Int8, "problem": pl.String, "raw": pl.String}
 """Columns of ``records`` for every copy-number parser (``raw``: the cell text of a problem record)."""
 
-GENE_COLUMNS = ("Hugo_Symbol", "Entrez_Gene_Id")
-"""cBioPortal gene identifier columns; together they give the composite ``feature_id`` ``SYMBOL|ENTREZ``."""
+GENE_COLUMNS = CBIOPORTAL_GENE_COLUMNS  # the long (DISCRETE_LONG) file names its gene columns the same way
 
 ANNOTATION_COLUMNS = ("Cytoband",)
 
@@ -34,11 +33,11 @@ _LONG_COLUMNS = ("Sample_Id", "Value")
 def parse_gistic(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Wide discrete GISTIC calls (genes x samples, cBioPortal ``DISCRETE``): one record per gene and sample.
 
-    ``Hugo_Symbol`` and/or ``Entrez_Gene_Id`` lead (``Cytoband`` goes to ``features``); ``call`` Int8 in -2..2,
+    The gene is ``Hugo_Symbol`` and/or ``Entrez_Gene_Id`` when they lead (cBioPortal), else the first column
+    (``Cytoband`` goes to ``features``); ``call`` Int8 in -2..2,
     ``log2_ratio`` null. Reading, duplicate genes and ragged rows are :func:`transforms.parse.matrix.parse_matrix`.
     """
-    matrix = parse_matrix(path, issues=issues, display_name=display_name, id_columns=GENE_COLUMNS,
-                          annotation_columns=ANNOTATION_COLUMNS)
+    matrix = parse_matrix(path, issues=issues, display_name=display_name, annotation_columns=ANNOTATION_COLUMNS)
     records = matrix.records.select(
         "column", "feature_id", "line", pl.lit(None, dtype=pl.Float64).alias("log2_ratio"),
         *_calls(pl.col("value"), problem=pl.col("problem"), raw=pl.col("raw")),
@@ -52,8 +51,7 @@ def parse_cn_log2(path: Path, *, issues: IssueLog, display_name: str | None = No
 
     Same layout as :func:`parse_gistic`; ``log2_ratio`` is the cell, ``call`` null.
     """
-    matrix = parse_matrix(path, issues=issues, display_name=display_name, id_columns=GENE_COLUMNS,
-                          annotation_columns=ANNOTATION_COLUMNS)
+    matrix = parse_matrix(path, issues=issues, display_name=display_name, annotation_columns=ANNOTATION_COLUMNS)
     records = matrix.records.select(
         "column", "feature_id", "line", pl.col("value").alias("log2_ratio"),
         pl.lit(None, dtype=pl.Int8).alias("call"), "problem", "raw",

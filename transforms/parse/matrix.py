@@ -26,6 +26,10 @@ from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.text import TableLayout, open_text, raise_for_ragged, sniff_table
 
+CBIOPORTAL_GENE_COLUMNS = ("Hugo_Symbol", "Entrez_Gene_Id")
+"""Leading gene columns of cBioPortal-style matrices: without ``id_columns``, both identify the row (composite
+``SYMBOL|ENTREZ``) instead of ``Entrez_Gene_Id`` being read as a sample."""
+
 MISSING_VALUES = ("", "NA", "NaN", "nan", "N/A", "NULL", "null")
 """Cell texts read as a missing value (null, no problem)."""
 
@@ -52,7 +56,8 @@ def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = Non
     display_name
         File name used in issues (path relative to the study folder); default ``path.name``.
     id_columns
-        One or two identifier columns; default the first column. Two give a composite ``feature_id``
+        One or two identifier columns; default the first column, or ``Hugo_Symbol`` / ``Entrez_Gene_Id`` when the
+        header starts with them (:data:`CBIOPORTAL_GENE_COLUMNS`). Two give a composite ``feature_id``
         ``"FIRST|SECOND"`` without empty parts (cBioPortal ``Hugo_Symbol``, ``Entrez_Gene_Id``: ``TP53|7157``,
         ``|7157`` -> ``7157``). Names absent from the header are skipped; none present is an error.
     annotation_columns
@@ -80,6 +85,8 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
     A layout with ``header_line == 0`` describes a header-less file whose column names the caller supplied.
     """
     name = layout.display_name
+    if id_columns is None and not transpose:
+        id_columns = [c for c in CBIOPORTAL_GENE_COLUMNS if c in layout.header[:2]] or None
     ids = [c for c in (id_columns or layout.header[:1]) if c in layout.header]
     if not ids:
         raise InputError(Issue(name, "missing_column", "error",
