@@ -262,7 +262,7 @@ def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> As
     empty_map = gene_map_rows(resolve_features(pl.Series([], dtype=pl.String), assay, context),
                               study_id=context.study_id, assay=assay.name)
     good = segments.filter(pl.col("problem").is_null())
-    genes = segments_to_genes(good.rename({"column": "label"}).rename({"label": "column"}),
+    genes = segments_to_genes(good,
                               context.reference.genes, segment_build=build)
     if genes is None:
         context.issues.warning("segment_build_mismatch", build_mismatch_message(build), file=parsed[0][0])

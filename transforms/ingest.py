@@ -129,7 +129,8 @@ def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = 
             result.add(table, frame, expected_rows=output.expected_rows.get(table))
         result.add("gene_id_map", output.gene_map)
         mapped_samples.append(output.samples)
-        result.metadata.setdefault(assay.kind, {})[assay.name] = output.metadata
+        for table in output.tables:  # keyed by table, as the assets report it (mutation_status -> its table)
+            result.metadata.setdefault(table, {})[assay.name] = output.metadata
     _add_study_tables(result, manifest, sheet, subjects, mapped_samples,
                       reference_tag=str(reference.release.get("source", "")))
     return result

@@ -100,7 +100,7 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
 
 def study_issues(ingest: StudyIngest) -> pl.DataFrame:
     """Every issue of a study without writing anything: the log plus each quarantined row (``omicsdw validate``)."""
-    quarantined = [quarantine_rows(_combined(table, frames)) for table, frames in ingest.tables.items()
-                   if frames and "file" in _combined(table, frames).collect_schema()]
+    combined = [_combined(table, frames) for table, frames in ingest.tables.items() if frames]
+    quarantined = [quarantine_rows(frame) for frame in combined if "file" in frame.collect_schema()]
     rows = pl.collect_all(quarantined) if quarantined else []
     return pl.concat([ingest.issues.to_frame(), *rows]).cast(ISSUE_SCHEMA)

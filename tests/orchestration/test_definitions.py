@@ -23,4 +23,5 @@ def test_ingest_assets_are_partitioned_by_study_and_checked():
 
 def test_definitions_have_the_landing_sensor_and_spawn_executor():
     assert defs.resolve_sensor_def("landing_sensor") is not None
-    assert defs.executor.config_schema is not None or defs.executor.name == "multiprocess"
+    config = defs.executor.apply_config_mapping({}).value["config"]
+    assert defs.executor.name == "multiprocess" and config["start_method"] == {"spawn": {}}
