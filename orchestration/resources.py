@@ -1,15 +1,26 @@
-"""The warehouse resource: where studies land, where the lake and the catalog live."""
+"""The warehouse resource: where studies land, where the lake and the catalog live, and what every asset shares.
+
+Assets ask it for the lake, a study's folder, a study's write session (its lock) and to publish a study; the
+catalog is refreshed here after anything readers can see changed, so no asset has to remember it.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
 from transforms.ingest import find_studies
 from warehouse.catalog import refresh_catalog
+from warehouse.commit import Commit
 from warehouse.lake import Lake
+from warehouse.publish import publish_study
+
+DEFAULT_WAREHOUSE = "warehouse_data"
+"""Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -21,16 +32,33 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
-        """Settings from OMICSDW_LANDING / OMICSDW_WAREHOUSE / OMICSDW_LAKE (defaults: examples, warehouse)."""
+        """Settings from OMICSDW_LANDING / OMICSDW_WAREHOUSE / OMICSDW_LAKE (defaults: examples, warehouse_data)."""
         return cls(landing_dir=os.environ.get("OMICSDW_LANDING", "examples"),
-                   warehouse_dir=os.environ.get("OMICSDW_WAREHOUSE", "warehouse"),
+                   warehouse_dir=os.environ.get("OMICSDW_WAREHOUSE", DEFAULT_WAREHOUSE),
                    lake_uri=os.environ.get("OMICSDW_LAKE"))
 
     def lake(self) -> Lake:
         return Lake(self.lake_uri or Path(self.warehouse_dir, "lake").resolve())
 
+    @contextmanager
+    def study_session(self, study_id: str | None) -> Iterator[Lake]:
+        """The lake under the study's write lock (a second run of the same study waits, then finds its work done)."""
+        with self.lake().study_session(study_id) as lake:
+            yield lake
+
     def refresh_catalog(self) -> Path:
         return refresh_catalog(self.lake(), Path(self.warehouse_dir))
+
+    def publish(self, lake: Lake, study_id: str) -> Commit:
+        """Publish the study's consistent set of table versions, then rebuild the catalog readers see."""
+        commit = publish_study(lake, study_id)
+        self.refresh_catalog()
+        return commit
+
+    def reports_dir(self, study_id: str) -> Path:
+        folder = Path(self.warehouse_dir, "reports", study_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def study_folder(self, study_id: str) -> Path:
         """Folder of a study in the landing folder (partition keys are study ids)."""

@@ -11,8 +11,9 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest import find_studies, study_fingerprint
 
-study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups("ingest", "normalise"),
-                               description="Ingest one study partition and recompute what depends on it.")
+STUDY_GROUPS = ("ingest", "normalise", "publish")
+study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
+                               description="Ingest one study partition, recompute what depends on it, publish it.")
 
 
 def _signature(folder: Path) -> str:

@@ -55,6 +55,8 @@ class Studies(_Table):
     content_hash: str = pa.Field(description="Hash of every file in the study folder when it was loaded.")
     gene_reference: str = pa.Field(description="Release of the gene reference used for mapping.")
     n_samples: int = pa.Field(ge=0, description="Number of samples in the study.")
+    manifest: str = pa.Field(description="The study manifest as loaded (JSON of schemas.manifest.StudyManifest): "
+                                         "what the derived stages read, so they follow the data, not the folder.")
     loaded_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="When this version of the study was loaded.")
 
 
@@ -312,7 +314,7 @@ class RnaVst(_Table):
 class DifferentialExpression(_Table):
     study_id: str = _study()
     contrast: str = pa.Field(description="Contrast name from study.yaml (test vs reference of a sample attribute).")
-    assay: str = pa.Field(description="Count assay the contrast was fitted on.")
+    assay: str = _assay()
     gene_id: int = _gene()
     feature_id: str = _feature()
     base_mean: float = pa.Field(nullable=True, ge=0, description="Mean of the size-factor normalised counts.")
@@ -325,6 +327,21 @@ class DifferentialExpression(_Table):
 
     class Config:
         unique = ["study_id", "contrast", "assay", "feature_id"]
+
+
+class StudyVersions(_Table):
+    study_id: str = _study()
+    table_name: str = pa.Field(description="Warehouse table.")
+    delta_version: int = pa.Field(ge=0, description="Delta version of the table when the study was published.")
+    fingerprint: str = pa.Field(nullable=True, description="Input fingerprint of the commit that wrote the study's "
+                                                           "rows of the table.")
+    rows: int = pa.Field(ge=0, description="Rows of the study in the table.")
+    files: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
+        description="Parquet files (relative to the table's folder) holding them.")
+    published_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="When the set was published.")
+
+    class Config:
+        unique = ["study_id", "table_name"]
 
 
 TABLES: dict[str, type[_Table]] = {
@@ -348,6 +365,7 @@ TABLES: dict[str, type[_Table]] = {
     "rna_normalized": RnaNormalized,
     "rna_vst": RnaVst,
     "differential_expression": DifferentialExpression,
+    "study_versions": StudyVersions,
 }
 
 TABLE_DOCS: dict[str, str] = {
@@ -374,15 +392,23 @@ TABLE_DOCS: dict[str, str] = {
     "rna_normalized": "One row per study, assay, sample and feature: CPM, log2 CPM, TMM CPM, median-of-ratios, "
                       "TPM and per-gene z-scores of counts, or log2 and z-scores of provided abundances.",
     "rna_vst": "One row per study, count assay, sample and feature: DESeq2 blind variance-stabilised counts.",
-    "differential_expression": "One row per study, contrast, count assay and feature: pydeseq2 Wald test results.",
+    "differential_expression": "One row per study, contrast, count assay and feature: DESeq2 Wald test results.",
+    "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
+                      "A study's tables are published together in one commit once every stage has run, so "
+                      "readers never see counts of one load beside normalised values of another.",
 }
 
-STUDY_TABLES = [t for t in TABLES if t not in {"genes", "gene_xrefs"}]
+GLOBAL_TABLES = ["genes", "gene_xrefs"]
+"""Tables not partitioned by study (the gene dimension); every other table is partitioned by ``study_id``."""
+STUDY_TABLES = [t for t in TABLES if t not in GLOBAL_TABLES]
+"""Tables partitioned by study_id, each study replaced as one commit."""
 NORMALISE_TABLES = ["rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression"]
 """Tables computed from harmonised ones by the normalise stage (not written by ingest)."""
-INGEST_TABLES = [t for t in STUDY_TABLES if t not in NORMALISE_TABLES]
+INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*NORMALISE_TABLES, "study_versions"}]
 """Tables one study's ingest replaces together."""
-"""Tables partitioned by study_id, each study replaced as one commit; ``genes`` and ``gene_xrefs`` are global."""
+PUBLISHED_TABLES = [t for t in STUDY_TABLES if t not in {"ingest_issues", "study_versions"}]
+"""Tables the catalog shows at each study's published version set (``study_versions``); ``ingest_issues`` is
+always shown at its newest version, so the problems of a failed run are visible at once."""
 
 
 def polars_schema(table: str) -> pl.Schema:
@@ -395,8 +421,3 @@ def column_descriptions(table: str) -> dict[str, str]:
     """Column name -> description (the DuckDB column comments)."""
     return {name: col.description or "" for name, col in TABLES[table].to_schema().columns.items()}
 
-
-def table_key(table: str) -> list[str]:
-    """Columns that together identify a row (the model's ``Config.unique``), empty if none declared."""
-    unique = TABLES[table].to_schema().unique
-    return list(unique) if unique else []

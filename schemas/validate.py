@@ -53,3 +53,49 @@ def _check(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> list[
         if bad.height:
             messages.append(f"{table}.{column}: {bad.height} infinite values (first {bad[column][0]})")
     return messages
+
+
+_CHECKS = {
+    "greater_than": (lambda c, s: c > s["min_value"], "must be > {min_value}"),
+    "greater_than_or_equal_to": (lambda c, s: c >= s["min_value"], "must be >= {min_value}"),
+    "less_than": (lambda c, s: c < s["max_value"], "must be < {max_value}"),
+    "less_than_or_equal_to": (lambda c, s: c <= s["max_value"], "must be <= {max_value}"),
+    "isin": (lambda c, s: c.is_in(s["allowed_values"]), "must be one of {allowed_values}"),
+    "in_range": (lambda c, s: c.is_between(s["min_value"], s["max_value"]), "must be in [{min_value}, {max_value}]"),
+}
+
+
+def contract_flags(table: str, records: pl.LazyFrame) -> pl.LazyFrame:
+    """Flag record-level contract violations before staging, so they are located like any other problem.
+
+    Every value check and non-null rule of the table's pandera columns becomes a ``problem`` on the records that
+    break it (only records without a problem yet), with ``problem_column`` naming the table column; such records
+    are quarantined with their file and line instead of failing the staged table's check without a location.
+    """
+    schema = records.collect_schema()
+    code: pl.Expr = pl.col("problem_code")
+    text: pl.Expr = pl.col("problem")
+    where: pl.Expr = pl.col("problem_column")
+    rules: list[tuple[pl.Expr, str, pl.Expr]] = []
+    for name, column in TABLES[table].to_schema().columns.items():
+        if name not in schema:
+            continue
+        value = pl.col(name)
+        if not column.nullable:
+            rules.append((value.is_null(), name, pl.lit(f"{name} is missing")))
+        for check in column.checks:
+            rule = _CHECKS.get(check.name)
+            if rule is None:
+                continue
+            test, template = rule
+            stats = check.statistics
+            rules.append((~test(value, stats).fill_null(True), name,
+                          pl.format("{} = {} " + template.format(**stats), pl.lit(name), value.cast(pl.String))))
+    for broken, column_name, message in reversed(rules):
+        hit = pl.col("problem").is_null() & broken
+        code = pl.when(hit).then(pl.lit("contract_violation")).otherwise(code)
+        text = pl.when(hit).then(message).otherwise(text)
+        where = pl.when(hit).then(pl.lit(column_name)).otherwise(where)
+    if "problem_column" not in schema:
+        records = records.with_columns(pl.lit(None, pl.String).alias("problem_column"))
+    return records.with_columns(code.alias("problem_code"), text.alias("problem"), where.alias("problem_column"))

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from schemas.manifest import Contrast, ZscoreReference
 from transforms import normalise as nm
-from transforms.differential import DEResult, differential_expression
+from transforms.differential import DEResult, DesignError, check_design, differential_expression
 
 DEFAULT_WIDTH = 2000
 """Sample columns per block of the fit and transform passes."""
@@ -415,3 +416,154 @@ def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, 
     parameters = {**result.parameters, "incomplete_features": int(missing.sum()),
                   "samples_without_counts": int(values.shape[1] - columns.size)}
     return DEResult(table, parameters)
+
+
+# ------------------------------------------------------------------------------------------------ study stages
+
+
+@dataclass
+class StageOutput:
+    """What a study stage produces: ``(table, frame)`` pairs for the commit path, consumed once, and the
+    metadata per table (filled while the frames are consumed). ``contrasts`` keeps each DE result for plots.
+    """
+
+    frames: Iterator[tuple[str, pl.DataFrame]]
+    metadata: dict[str, dict[str, object]]
+    contrasts: list[tuple[str, DEResult]]
+
+
+NORMALISED_TABLES = ("rna_sample_factors", "rna_normalized", "rna_vst")
+DE_TABLE = "differential_expression"
+PADJ = 0.05
+"""Significance shown in DE metadata and plots."""
+
+
+def _span(values: np.ndarray) -> str:
+    values = values[np.isfinite(values)]
+    return f"{values.min():.6g} .. {values.max():.6g}" if values.size else "none"
+
+
+def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
+    return sorted(frame.select(*columns).unique().collect().iter_rows())
+
+
+def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: pl.DataFrame, *,
+                    zscore_reference: ZscoreReference | None, workdir: str | Path) -> StageOutput:
+    """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
+    assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
+
+    Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
+    z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
+    """
+    metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
+    factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
+    normalised |= {
+        "zscore_method": "per gene (log2_cpm for counts, log2(x+1) for abundances - mean) / SD, ddof=1",
+        "zscore_reference": ("all samples of the assay" if zscore_reference is None
+                             else f"samples with {zscore_reference.attribute} in {zscore_reference.values}")}
+
+    def mask(block: DenseBlock) -> np.ndarray | None:
+        if zscore_reference is None:
+            return None
+        return reference_mask(block.sample_ids, attributes, attribute=zscore_reference.attribute,
+                              values=zscore_reference.values)
+
+    count_assays = [a for (a,) in _assays(counts, "assay")]
+    abundance_assays = _assays(abundance, "assay", "measure")
+    skipped = sorted({a for a, m in abundance_assays if m.lower() == "zscore"})
+
+    def frames() -> Iterator[tuple[str, pl.DataFrame]]:
+        for assay in count_assays:
+            label = pl.lit(assay).alias("assay")
+            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            in_reference = mask(block)
+            model = fit_counts(block, reference=in_reference)
+            yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)
+            for frame in normalised_count_rows(block, model):
+                yield "rna_normalized", frame.with_columns(label)
+            try:
+                trend, method = fit_vst(block, model)
+            except ValueError as exc:  # DESeq2 would fall back to a local trend, which is not implemented here
+                vst[f"{assay}.not_computed"] = str(exc)
+            else:
+                for frame in vst_rows(block, model, trend):
+                    yield "rna_vst", frame.with_columns(label)
+                vst.update({f"{assay}.method": method, f"{assay}.asympt_disp": trend.asympt_disp,
+                        f"{assay}.extra_pois": trend.extra_pois})
+            used = model.columns
+            factors.update({
+                f"{assay}.samples": int(used.size), f"{assay}.library_size": _span(model.library_size[used]),
+                f"{assay}.tmm_factor": _span(model.tmm_factor), f"{assay}.size_factor": _span(model.size_factor),
+                f"{assay}.samples_without_counts": int(block.sample_ids.len() - used.size),
+                f"{assay}.incomplete_features": model.incomplete_features,
+                f"{assay}.counts_rounded_for_deseq2": model.rounded})
+            if in_reference is not None:
+                normalised[f"{assay}.reference_samples"] = int(in_reference[used].sum())
+        for assay, measure in abundance_assays:
+            if assay in skipped:
+                continue
+            rows = abundance.filter(pl.col("assay") == assay, pl.col("measure") == measure)
+            block = dense_block(rows, value="value", workdir=workdir)
+            in_reference = mask(block)
+            for frame in normalised_abundance_rows(block, measure=measure, reference=in_reference):
+                yield "rna_normalized", frame.with_columns(pl.lit(assay).alias("assay"))
+            normalised[f"{assay}.measure"] = measure
+            normalised[f"{assay}.log2_value"] = ("value as given" if measure.lower() in LOG_SCALE_MEASURES
+                                                 else "log2(value + 1)")
+            if in_reference is not None:
+                normalised[f"{assay}.reference_samples"] = int(in_reference.sum())
+
+    normalised |= {"count_assays": ", ".join(count_assays) or "none",
+                   "abundance_assays": ", ".join(a for a, _ in abundance_assays if a not in skipped) or "none",
+                   "skipped_zscore_assays": ", ".join(skipped) or "none"}
+    if not count_assays:
+        factors["note"] = vst["note"] = "the study has no rna_counts rows: an empty partition is committed"
+        if not abundance_assays:
+            normalised["note"] = "the study has no rna_counts or rna_abundance rows: an empty partition is committed"
+    return StageOutput(frames(), metadata, [])
+
+
+def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contrasts: Sequence[Contrast],
+                       workdir: str | Path) -> StageOutput:
+    """DESeq2 Wald tests of every contrast on every count assay of one study.
+
+    Every design is checked (:func:`check_design`, milliseconds) before any block is built or model fitted, so a
+    bad contrast fails at once with a sentence; raises :class:`DesignError` (a ValueError) naming the contrast.
+    """
+    assays = [a for (a,) in _assays(counts, "assay")]
+    metadata: dict[str, object] = {"padj_threshold": PADJ}
+    output = StageOutput(iter(()), {DE_TABLE: metadata}, [])
+    if not assays or not contrasts:
+        why = "no contrasts in the manifest" if assays else "the study has no rna_counts rows"
+        metadata["note"] = f"{why}: an empty partition is committed"
+        return output
+    sample_ids = counts.select("assay", "sample_id").unique(maintain_order=True).collect()
+    for assay in assays:
+        ids = sample_ids.filter(pl.col("assay") == assay)["sample_id"]
+        for contrast in contrasts:
+            design = sample_table(ids, attributes, columns=[contrast.factor, *contrast.covariates])
+            try:
+                check_design(design, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
+                             covariates=contrast.covariates)
+            except DesignError as exc:
+                raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+
+    def frames() -> Iterator[tuple[str, pl.DataFrame]]:
+        for assay in assays:
+            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            for contrast in contrasts:
+                design = sample_table(block.sample_ids, attributes, columns=[contrast.factor, *contrast.covariates])
+                try:  # samples without counts are left out, which can still break a design checked above
+                    result = differential_rows(block, samples=design, factor=contrast.factor, test=contrast.test,
+                                               reference=contrast.reference, covariates=contrast.covariates)
+                except ValueError as exc:
+                    raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+                name = contrast.name if len(assays) == 1 else f"{contrast.name}_{assay}"
+                metadata[f"{name}.de_genes_padj_lt_{PADJ}"] = int(result.table.filter(pl.col("padj") < PADJ).height)
+                metadata[f"{name}.parameters"] = result.parameters
+                output.contrasts.append((name, result))
+                yield DE_TABLE, result.table.with_columns(pl.lit(contrast.name).alias("contrast"),
+                                                          pl.lit(assay).alias("assay"))
+
+    output.frames = frames()
+    return output

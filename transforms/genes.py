@@ -9,6 +9,7 @@ between several genes, and marks all but one identifier per gene as ``duplicate`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class GeneReference:
     genes: pl.DataFrame
     xrefs: pl.DataFrame
     release: dict
+    fingerprint: str = ""
+    """Hash of the snapshot's files: a file changed without a new release.json still reprocesses every study."""
 
     @classmethod
     def load(cls, path: Path | None = None) -> GeneReference:
@@ -96,10 +99,15 @@ class GeneReference:
 
 @cache
 def _load_reference(path: Path) -> GeneReference:
+    digest = hashlib.blake2b(digest_size=16)
+    for name in ("genes.parquet", "gene_xrefs.parquet", "release.json"):
+        digest.update((path / name).read_bytes())
+    release = json.loads((path / "release.json").read_text())
     return GeneReference(
         genes=pl.read_parquet(path / "genes.parquet"),
         xrefs=pl.read_parquet(path / "gene_xrefs.parquet"),
-        release=json.loads((path / "release.json").read_text()),
+        release=release,
+        fingerprint=f"{release.get('source', '')}:{digest.hexdigest()}",
     )
 
 

@@ -64,23 +64,24 @@ def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "cou
     return records.with_columns(code.alias("problem_code"), text.alias("problem"), raw.alias("raw"))
 
 
-def table_rows(records: pl.LazyFrame) -> pl.LazyFrame:
-    """The rows that go into the table: no problem."""
-    return records.filter(pl.col("problem").is_null())
-
-
 def quarantine_rows(records: pl.LazyFrame) -> pl.LazyFrame:
-    """Problem rows as ``ingest_issues`` rows (severity error: a study with bad rows does not commit)."""
+    """Problem rows as ``ingest_issues`` rows (severity error: a study with bad rows does not commit).
+
+    One issue per cause: rows repeating the same file, line, column, problem and value (a bad feature length on
+    every sample's row of a gene) are one issue. ``problem_column``, when set, names the column at fault.
+    """
+    column = (pl.coalesce("problem_column", "column") if "problem_column" in records.collect_schema()
+              else pl.col("column"))
     return records.filter(pl.col("problem").is_not_null()).select(
         pl.col("study_id").cast(pl.String),
         pl.col("file").cast(pl.String),
         pl.col("line").cast(pl.Int64),
-        pl.col("column").cast(pl.String),
+        column.cast(pl.String).alias("column"),
         pl.col("problem_code").fill_null("invalid_value").cast(pl.String).alias("code"),
         pl.lit("error").alias("severity"),
         pl.col("problem").cast(pl.String).alias("message"),
         pl.col("raw").cast(pl.String).alias("record"),
-    ).cast(ISSUE_SCHEMA)
+    ).unique(maintain_order=True).cast(ISSUE_SCHEMA)
 
 
 def gene_map_rows(resolved: pl.DataFrame, *, study_id: str, assay: str) -> pl.DataFrame:

@@ -100,7 +100,7 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
 def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
     issues = IssueLog(folder.name)
-    fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.release.get('source', '')}")
+    fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
     manifest = discover_study(folder, issues=issues)
     study_id = manifest.study_id if manifest else folder.name
     issues.study_id = study_id
@@ -194,7 +194,7 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: Sampl
         "organism": [manifest.organism], "reference_genome": [manifest.reference_genome],
         "source_layout": [manifest.source_layout], "content_hash": [result.fingerprint],
         "gene_reference": [reference_tag], "n_samples": [samples.height],
-        "loaded_at": [datetime.now(UTC)],
+        "manifest": [manifest.model_dump_json()], "loaded_at": [datetime.now(UTC)],
     }, schema=polars_schema("studies"))
     result.add("studies", study)
 

@@ -1,33 +1,62 @@
-"""The Python API: the same tables as the SQL catalog, as polars LazyFrames with Delta time travel."""
+"""The Python API: the same tables as the SQL catalog, as polars LazyFrames, with Delta time travel.
+
+Imports are inside the functions: ``import warehouse`` stays light (no pandera, no Dagster).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-import polars as pl
-
-from schemas.tables import TABLES
-from warehouse.catalog import connect as _connect_catalog
-from warehouse.lake import Lake
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
 
 
 def _warehouse_dir(path: str | Path | None) -> Path:
-    return Path(path or os.environ.get("OMICSDW_WAREHOUSE", "warehouse"))
+    return Path(path or os.environ.get("OMICSDW_WAREHOUSE", "warehouse_data"))
 
 
 def connect(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Read-only DuckDB connection to ``<warehouse>/warehouse.duckdb`` (default ``$OMICSDW_WAREHOUSE`` or
-    ``./warehouse``); it never blocks a running build and never sees a half-written table.
+    """Read-only DuckDB session on ``<warehouse>/warehouse.duckdb`` (default ``$OMICSDW_WAREHOUSE`` or
+    ``./warehouse_data``): it never blocks a running build, never sees a half-written study, and each call sees
+    the newest catalog. It may read the lake only (no file writes, no reads elsewhere).
     """
-    return _connect_catalog(_warehouse_dir(path))
+    from warehouse.catalog import connect as _connect
+
+    return _connect(_warehouse_dir(path))
 
 
 def table(name: str, version: int | None = None, *, warehouse: str | Path | None = None,
           lake_uri: str | None = None) -> pl.LazyFrame:
-    """A warehouse table as a LazyFrame; ``version`` reads an earlier Delta version (reproducible snapshots)."""
+    """A warehouse table as a LazyFrame: what the catalog shows (each study at its published version set), or
+    with ``version`` the whole table at that Delta version (reproducible snapshots).
+    """
+    import polars as pl
+
+    from schemas.tables import PUBLISHED_TABLES, TABLES, polars_schema
+    from warehouse.lake import Lake
+
     if name not in TABLES:
         raise KeyError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     lake = Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (_warehouse_dir(warehouse) / "lake").resolve())
-    return lake.scan(name, version=version)
+    if not lake.exists(name):
+        return pl.LazyFrame(schema=polars_schema(name))
+    if version is not None:
+        newest = lake.version(name)
+        if not 0 <= version <= (newest or 0):
+            raise ValueError(f"table {name!r} has versions 0 to {newest}; version {version} does not exist")
+        return lake.scan(name, version=version)
+    if name not in PUBLISHED_TABLES:
+        return lake.scan(name)
+    if not lake.exists("study_versions"):
+        return pl.LazyFrame(schema=polars_schema(name))
+    published = lake.scan("study_versions").filter(pl.col("table_name") == name).select("study_id", "files")
+    parts = [pl.scan_parquet([f"{lake.uri(name)}/{f}" for f in files], hive_partitioning=False,
+                             storage_options=lake.storage_options).with_columns(pl.lit(study).alias("study_id"))
+             for study, files in published.collect().iter_rows() if files]
+    if not parts:
+        return pl.LazyFrame(schema=polars_schema(name))
+    return pl.concat(parts, how="diagonal_relaxed").select(
+        [pl.col(c).cast(t) for c, t in polars_schema(name).items()])

@@ -1,10 +1,15 @@
-"""The SQL catalog: ``warehouse.duckdb`` holds one view per Delta table over its current files.
+"""The SQL catalog: ``warehouse.duckdb`` holds one view per table over the Parquet files readers may see.
+
+Which files: a study's rows of every published table come from its entry in ``study_versions`` (one commit
+publishes all of a study's tables together, so a view never pairs counts of one load with normalised values of
+another, whatever was killed half-way); ``ingest_issues`` is read at its newest version (a failed run's problems
+show at once); the gene dimension at its newest version.
 
 The catalog is rebuilt into a temporary file and moved over the old one with an atomic rename, so an analyst's
-open read-only connection keeps reading the previous catalog (its file stays alive until closed) and is never
-locked out or shown a half-written table. Views read the Parquet files of each table's current Delta version
-(no DuckDB extension is needed, none may be installed at run time); deletion vectors are never enabled by the
-writer, so the file list is the table. Every view and column carries the comment from ``schemas.tables``.
+open connection keeps reading the previous catalog and is never shown a half-written one. File paths inside the
+warehouse folder are stored relative to it and resolved when a session opens the catalog (:func:`connect`), so the
+folder can be moved or shared. Sessions are read-only and may read the lake only: no file writes, no reads
+elsewhere, no extensions, settings locked. No DuckDB extension is needed.
 """
 
 from __future__ import annotations
@@ -13,25 +18,34 @@ import fcntl
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
-from schemas.tables import TABLE_DOCS, TABLES, column_descriptions, polars_schema
-from warehouse.lake import Lake
+if TYPE_CHECKING:
+    import polars as pl
+
+    from warehouse.lake import Lake
 
 CATALOG_NAME = "warehouse.duckdb"
-
-_DUCKDB_TYPES = {
-    pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Int8: "TINYINT", pl.Float64: "DOUBLE",
-    pl.Boolean: "BOOLEAN",
-}
+ROOT_VARIABLE = "omicsdw_root"
+"""Session variable holding the warehouse folder; relative file paths of the views are resolved against it."""
 
 
-def _duckdb_type(dtype: pl.DataType) -> str:
+class CatalogMissing(FileNotFoundError):
+    """No catalog where one was asked for."""
+
+
+def _duckdb_type(dtype: Any) -> str:  # a polars DataType instance or class
+    import polars as pl
+
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-    return _DUCKDB_TYPES[dtype.base_type()]
+    if isinstance(dtype, pl.List):
+        return _duckdb_type(dtype.inner) + "[]"
+    names = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Int8: "TINYINT",
+             pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
+    return names[dtype.base_type()]
 
 
 def _literal(text: str) -> str:
@@ -42,14 +56,24 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def table_view_sql(table: str, files: list[str]) -> str:
-    """``CREATE VIEW`` over a table's current Parquet files, typed by its contract (an empty typed view if none)."""
+def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
+    """``CREATE VIEW`` over a table's Parquet files, typed by its contract (an empty typed view if none).
+
+    ``root``: the paths are relative to the warehouse folder, prefixed at query time by the session variable
+    :data:`ROOT_VARIABLE` (set by :func:`connect`), else by ``root`` (where the catalog was built, so a plain
+    ``duckdb`` session on the unmoved folder works too).
+    """
+    from schemas.tables import polars_schema
+
     schema = polars_schema(table)
     columns = ", ".join(f"CAST({_ident(c)} AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
     if not files:
         nulls = ", ".join(f"CAST(NULL AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
         return f"CREATE VIEW {_ident(table)} AS SELECT {nulls} WHERE false"
     file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
+    if root is not None:
+        prefix = f"coalesce(getvariable('{ROOT_VARIABLE}'), {_literal(root)})"
+        file_list = f"list_transform({file_list}, lambda f: {prefix} || '/' || f)"
     options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if "study_id" in schema else ""
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
@@ -77,34 +101,77 @@ def _view_comments(sql: str) -> tuple[str, dict[str, str]]:
     return " ".join(text), columns
 
 
+def visible_files(lake: Lake) -> dict[str, tuple[int | None, list[str]]]:
+    """Table -> (its newest Delta version, the files readers see, relative to the lake root).
+
+    Published tables: the files each study's ``study_versions`` entry names; other tables: the newest version.
+    """
+    import polars as pl
+
+    from schemas.tables import PUBLISHED_TABLES, TABLES
+
+    published = (lake.scan("study_versions").select("table_name", "files").collect() if lake.exists("study_versions")
+                 else pl.DataFrame(schema={"table_name": pl.String, "files": pl.List(pl.String)}))
+    by_table = {t: sorted(f for files in group["files"] for f in files)
+                for (t,), group in published.group_by("table_name")}
+    found: dict[str, tuple[int | None, list[str]]] = {}
+    for table in TABLES:
+        if not lake.exists(table):
+            found[table] = (None, [])
+        elif table in PUBLISHED_TABLES:
+            found[table] = (lake.version(table), [f"{table}/{f}" for f in by_table.get(table, [])])
+        else:
+            version, files = lake.study_files(table, None)
+            found[table] = (version, [f"{table}/{f}" for f in files])
+    return found
+
+
 def refresh_catalog(lake: Lake, warehouse_dir: Path) -> Path:
-    """Rebuild ``warehouse.duckdb`` from the lake's current table versions and swap it in atomically."""
+    """Rebuild ``warehouse.duckdb`` from what readers may see and swap it in atomically."""
     warehouse_dir.mkdir(parents=True, exist_ok=True)
     target = warehouse_dir / CATALOG_NAME
     with open(warehouse_dir / ".catalog.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in warehouse_dir.glob(f".{CATALOG_NAME}.*.tmp*"):  # left by killed builders (we hold the lock)
+            stale.unlink(missing_ok=True)
         temporary = warehouse_dir / f".{CATALOG_NAME}.{os.getpid()}.tmp"
-        temporary.unlink(missing_ok=True)
         try:
-            _build(lake, temporary)
+            _build(lake, temporary, warehouse_dir)
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
+            Path(f"{temporary}.wal").unlink(missing_ok=True)
     return target
 
 
-def _build(lake: Lake, path: Path) -> None:
+def _lake_prefix(lake: Lake, warehouse_dir: Path) -> tuple[str, bool]:
+    """How view paths start: relative to the warehouse folder when the lake is inside it, else the lake root."""
+    if lake.is_local:
+        root = Path(lake.root.removeprefix("file://")).resolve()
+        if root.is_relative_to(warehouse_dir.resolve()):
+            return str(root.relative_to(warehouse_dir.resolve())), True
+        return str(root), False
+    return lake.root, False
+
+
+def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
+    from schemas.tables import TABLE_DOCS, TABLES, column_descriptions
+
+    prefix, relative = _lake_prefix(lake, warehouse_dir)
     con = duckdb.connect(str(path))
     try:
+        root = str(warehouse_dir.resolve())
         versions = []
-        for table in TABLES:
-            files = lake.files(table) if lake.exists(table) else []
-            con.execute(table_view_sql(table, files))
+        for table, (version, files) in visible_files(lake).items():
+            con.execute(table_view_sql(table, [f"{prefix}/{f}" for f in files], root=root if relative else None))
             con.execute(f"COMMENT ON VIEW {_ident(table)} IS {_literal(TABLE_DOCS[table])}")
             for column, text in column_descriptions(table).items():
                 con.execute(f"COMMENT ON COLUMN {_ident(table)}.{_ident(column)} IS {_literal(text)}")
-            versions.append((table, lake.version(table), len(files)))
-        described = {c: d for t in TABLES for c, d in column_descriptions(t).items()}
+            versions.append((table, version, len(files)))
+        described: dict[str, str] = {}
+        for table in TABLES:  # a joined view's column takes the first table's description of that name
+            for column, text in column_descriptions(table).items():
+                described.setdefault(column, text)
         for name, sql in _sql_views():
             con.execute(sql)
             text, own = _view_comments(sql)
@@ -116,17 +183,37 @@ def _build(lake: Lake, path: Path) -> None:
                     con.execute(f"COMMENT ON COLUMN {_ident(name)}.{_ident(column)} IS {_literal(description)}")
         con.execute("CREATE TABLE catalog_versions (table_name VARCHAR, delta_version BIGINT, files BIGINT)")
         con.executemany("INSERT INTO catalog_versions VALUES (?, ?, ?)", versions)
-        con.execute("COMMENT ON TABLE catalog_versions IS 'Delta version of each table the views read.'")
+        con.execute("COMMENT ON TABLE catalog_versions IS 'Newest Delta version of each table and the number of "
+                    "files its view reads (published study versions, see study_versions).'")
+        con.execute("CREATE TABLE catalog_info (lake VARCHAR, relative BOOLEAN)")
+        con.execute("INSERT INTO catalog_info VALUES (?, ?)", [prefix, relative])
+        con.execute("COMMENT ON TABLE catalog_info IS 'Where the lake is: relative to the warehouse folder or not.'")
         con.execute("CHECKPOINT")
     finally:
         con.close()
 
 
 def connect(path: str | Path = "warehouse") -> duckdb.DuckDBPyConnection:
-    """Read-only connection to a warehouse's catalog (``path``: the warehouse folder or the .duckdb file)."""
+    """Read-only session on a warehouse's catalog (``path``: the warehouse folder or its .duckdb file).
+
+    Each call opens the catalog file anew (attached to a private in-memory database), so a new connection always
+    sees the newest catalog, even while this process holds older ones. The session may read the lake only.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CATALOG_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"no catalog at {path}: build the warehouse first (make run / omicsdw build)")
-    return duckdb.connect(str(path), read_only=True)
+    if not path.is_file():
+        raise CatalogMissing(f"no catalog at {path}: build the warehouse first (make run, or omicsdw build "
+                             "--landing DIR --warehouse DIR)")
+    folder = path.resolve().parent
+    con = duckdb.connect(":memory:")
+    con.execute(f"ATTACH {_literal(str(path.resolve()))} AS warehouse (READ_ONLY)")
+    con.execute("USE warehouse")
+    lake, relative = con.execute("SELECT lake, relative FROM catalog_info").fetchone() or ("lake", True)
+    readable = str(folder / lake) if relative else lake
+    con.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [str(folder)])
+    con.execute("SET allowed_directories = ?", [[readable.rstrip("/") + "/"]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+    return con

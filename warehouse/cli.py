@@ -1,7 +1,8 @@
-"""``omicsdw``: build the warehouse in-process, validate study folders, run read-only SQL.
+"""omicsdw: build a multi-omics warehouse from study folders, check folders, query it in SQL, remove a study.
 
-``build`` materialises the same Dagster assets as ``dagster dev`` (ephemeral instance, no daemon), study by
-study, so a failing study is reported and the others still land; the exit code is 1 if any study failed.
+build materialises the same Dagster assets as the Dagster UI, study by study (in this process, on the instance
+of $DAGSTER_HOME when set), so a failing study is reported and the others still land; the exit code is 1 if any
+study failed. Heavy libraries are imported by the command that needs them: --help and sql start fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,34 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
+DEFAULT_WAREHOUSE = os.environ.get("OMICSDW_WAREHOUSE", "warehouse_data")
+SQL_STATEMENTS = {"SELECT", "EXPLAIN"}
+"""Statement types analysts' SQL may run: reads only."""
+
+
+def _landing_problems(landing: Path) -> tuple[dict[str, Path], list[str]]:
+    """Valid study folders, and one line per folder that cannot be a study (with its location and reason)."""
+    from transforms import ingest
+
+    scan = getattr(ingest, "scan_landing", None)
+    if scan is None:
+        return ingest.find_studies(landing), []
+    studies, problems = scan(landing)
+    return studies, [str(p) for p in problems]
+
+
+def _instance():  # type: ignore[no-untyped-def]
+    """The Dagster instance of $DAGSTER_HOME (runs show in the UI), else a temporary one."""
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _outcome(result) -> str:  # type: ignore[no-untyped-def]
+    """'unchanged' when every table the run reported kept its version, else 'ok'."""
+    events = result.get_asset_materialization_events()
+    flags = [e.materialization.metadata.get("unchanged") for e in events]
+    return "unchanged" if flags and all(f is not None and f.value is True for f in flags) else "ok"
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -20,13 +48,18 @@ def _build(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from orchestration.definitions import STUDY_ASSETS, reference_tables
+    from orchestration.partitions import STUDIES
     from orchestration.resources import WarehouseResource
-    from transforms.ingest import find_studies
     from warehouse.catalog import connect
     from warehouse.summary import warehouse_summary
 
     landing = Path(args.landing)
-    studies = find_studies(landing)
+    if not landing.is_dir():
+        print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
+        return 2
+    studies, problems = _landing_problems(landing)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
     if args.study:
         missing = [s for s in args.study if s not in studies]
         if missing:
@@ -38,8 +71,10 @@ def _build(args: argparse.Namespace) -> int:
         return 2
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
                                  lake_uri=args.lake)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("studies", list(studies))
+    instance = _instance()
+    new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
+    if new:
+        instance.add_dynamic_partitions(STUDIES, new)
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     resources = {"warehouse": resource}
     print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
@@ -53,52 +88,92 @@ def _build(args: argparse.Namespace) -> int:
         result = dg.materialize(STUDY_ASSETS, partition_key=sid, resources=resources, instance=instance,
                                 run_config=quiet, raise_on_error=False, selection=None)
         if result.success:
-            print(f"ok ({time.monotonic() - t0:.1f} s)")
-        else:
-            failed.append(sid)
-            print("FAILED")
-            for event in result.get_step_failure_events():
-                error = event.step_failure_data.error
-                message = error.message.strip() if error is not None else "step failed without an error message"
-                print("    " + message.replace("\n", "\n    "))
-    print(f"\n{warehouse_summary(connect(args.warehouse))}")
+            print(f"{_outcome(result)} ({time.monotonic() - t0:.1f} s)")
+            continue
+        failed.append(sid)
+        print("FAILED")
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            message = error.message.strip() if error is not None else "step failed without an error message"
+            print("    " + message.replace("\n", "\n    "))
+    con = connect(args.warehouse)
+    try:
+        print(f"\n{warehouse_summary(con)}")
+    finally:
+        con.close()
+    failed_count = len(failed) + len(problems)
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
-          + (f"{len(failed)} failed: {', '.join(failed)}" if failed else "all studies loaded"))
-    return 1 if failed else 0
+          + (f"{failed_count} failed: {', '.join(failed + ['(landing folders above)'] * bool(problems))}"
+             if failed_count else "all studies loaded"))
+    return 1 if failed_count else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
+    import json
+
+    import polars as pl
+
     from transforms.genes import GeneReference
-    from transforms.ingest import find_studies, ingest_study
+    from transforms.ingest import ingest_study
     from warehouse.load import study_issues
     from warehouse.summary import format_issue
 
-    studies = find_studies(Path(args.path))
-    if not studies:
-        print(f"no study folders (study.yaml or meta_study.txt) in {args.path}", file=sys.stderr)
+    root = Path(args.path)
+    if not root.is_dir():
+        print(f"omicsdw validate: no folder {root}", file=sys.stderr)
+        return 2
+    studies, problems = _landing_problems(root)
+    if not studies and not problems:
+        print(f"no study folders (study.yaml or meta_study.txt) in {root}", file=sys.stderr)
         return 1
     reference = GeneReference.load()
-    n_errors = 0
+    report, n_errors = [], len(problems)
     for sid, folder in studies.items():
         issues = study_issues(ingest_study(folder, reference=reference))
+        if not args.all:
+            issues = issues.filter(pl.col("severity") != "info")
         errors = issues.filter(pl.col("severity") == "error").height
         n_errors += errors
-        shown = issues if args.all else issues.filter(pl.col("severity") != "info")
+        report.append((sid, folder, errors, issues))
+    if args.format == "json":
+        payload = {"studies": [{"study_id": sid, "folder": str(folder), "errors": errors,
+                                "issues": issues.to_dicts()} for sid, folder, errors, issues in report],
+                   "landing_problems": problems, "errors": n_errors}
+        print(json.dumps(payload, indent=2, default=str))
+        return 1 if n_errors else 0
+    for problem in problems:
+        print(f"ERROR {problem}")
+    for sid, folder, errors, issues in report:
         print(f"{sid} ({folder}): {errors} error(s), {issues.height - errors} other issue(s)")
-        for row in shown.iter_rows(named=True):
+        for row in issues.iter_rows(named=True):
             print("  " + format_issue(row))
     return 1 if n_errors else 0
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from warehouse.catalog import connect
+    import duckdb
+    import polars as pl
 
-    con = connect(args.warehouse)
+    from warehouse.catalog import CatalogMissing, connect
+
     try:
+        con = connect(args.warehouse)
+    except CatalogMissing as exc:
+        print(f"omicsdw sql: {exc}", file=sys.stderr)
+        return 1
+    try:
+        statements = con.extract_statements(args.query)
+        refused = sorted({s.type.name for s in statements if s.type.name not in SQL_STATEMENTS})
+        if refused:
+            print(f"omicsdw sql runs read-only queries (SELECT, EXPLAIN); refused: {', '.join(refused)}",
+                  file=sys.stderr)
+            return 1
         frame = pl.DataFrame(con.sql(args.query).to_arrow_table())
-    except Exception as exc:  # noqa: BLE001 - any DuckDB error is reported, not a traceback
+    except duckdb.Error as exc:
         print(f"SQL error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        con.close()
     if args.format == "table":
         with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200):
             print(frame)
@@ -115,29 +190,74 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``omicsdw`` command."""
-    parser = argparse.ArgumentParser(prog="omicsdw", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="load study folders into the warehouse (in-process Dagster run)")
+def _remove(args: argparse.Namespace) -> int:
+    from warehouse.catalog import refresh_catalog
+    from warehouse.lake import Lake
+    from warehouse.publish import remove_study
+
+    warehouse_dir = Path(args.warehouse)
+    lake = Lake(args.lake or (warehouse_dir / "lake").resolve())
+    if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) is None:
+        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
+        return 2
+    with lake.study_session(args.study):
+        commit = remove_study(lake, args.study)
+    refresh_catalog(lake, warehouse_dir)
+    print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
+          "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from warehouse import __version__
+
+    parser = argparse.ArgumentParser(prog="omicsdw", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"omicsdw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    warehouse_help = f"warehouse folder: catalog, lake, reports (default: $OMICSDW_WAREHOUSE or {DEFAULT_WAREHOUSE})"
+    lake_help = "lake root (path or URI) when it is not WAREHOUSE/lake"
+
+    build = sub.add_parser("build", help="load study folders into the warehouse (in-process Dagster runs)",
+                           description="Load every study folder of LANDING (or the --study ones) into WAREHOUSE.")
     build.add_argument("--landing", required=True, help="folder of study folders (or one study folder)")
-    build.add_argument("--warehouse", required=True, help="warehouse folder (catalog, lake, reports)")
-    build.add_argument("--study", action="append", help="only this study id (repeatable)")
-    build.add_argument("--lake", help="lake root URI if not <warehouse>/lake")
+    build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    build.add_argument("--study", action="append", metavar="ID", help="only this study id (repeatable)")
+    build.add_argument("--lake", help=lake_help)
     build.set_defaults(run=_build)
-    validate = sub.add_parser("validate", help="check study folders without loading anything")
+
+    validate = sub.add_parser("validate", help="check study folders without loading anything",
+                              description="Report every problem of the study folders, as build would find it.")
     validate.add_argument("path", help="a study folder or a folder of study folders")
     validate.add_argument("--all", action="store_true", help="also list info issues")
+    validate.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     validate.set_defaults(run=_validate)
-    sql = sub.add_parser("sql", help="run read-only SQL on the catalog")
-    sql.add_argument("query")
-    sql.add_argument("--warehouse", default=os.environ.get("OMICSDW_WAREHOUSE", "warehouse"))
-    sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+
+    sql = sub.add_parser("sql", help="run a read-only SQL query on the catalog",
+                         description="Run a SELECT on the warehouse catalog; the session reads the lake only.")
+    sql.add_argument("query", help="the SQL query (SELECT or EXPLAIN), e.g. \"SELECT * FROM studies\"")
+    sql.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format")
     sql.add_argument("--output", help="file to write (csv / parquet)")
     sql.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     sql.set_defaults(run=_sql)
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+    remove = sub.add_parser("remove", help="remove a study from every table",
+                            description="Unpublish a study, then empty its rows in every table (one commit each).")
+    remove.add_argument("study", help="study id")
+    remove.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    remove.add_argument("--lake", help=lake_help)
+    remove.set_defaults(run=_remove)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``omicsdw`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

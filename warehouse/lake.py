@@ -1,20 +1,31 @@
-"""The one table writer: each study of each table is replaced by one atomic Delta commit.
+"""Delta tables under one root: staging, the atomic per-study commit, history look-ups, locks and clean-up.
 
 Data are streamed by polars into Parquet files under ``<lake>/<table>/study_id=<id>/`` (bounded memory, no
 collect of a whole study), then committed in one transaction that removes the study's previous files
 (``mode="overwrite"`` with a partition filter) and adds the new ones with their statistics. Until that commit the
 new files are invisible to every reader, so a failed run leaves the last good version readable. A commit records
 the study's input fingerprint in its metadata; a re-run with the same fingerprint writes nothing.
+
+Only :mod:`warehouse.commit` calls :meth:`Lake.commit` (after the contract checks): it is the one commit path.
+
+A writer of a study holds :meth:`Lake.study_session`: a per-study lock (two builds of one study never run at
+once; the second waits, then finds its work done) and a staging journal, so the staged files of a run killed
+before its commit are deleted by the next session of that study. Locks and journals need a local lake; an
+object-store lake relies on Dagster's per-study concurrency pool and ``vacuum`` instead.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -23,11 +34,22 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from schemas.tables import STUDY_TABLES, polars_schema
+from schemas.tables import GLOBAL_TABLES, polars_schema
 
 FINGERPRINT_KEY = "omicsdw.fingerprint"
 STUDY_KEY = "omicsdw.study"
+INPUTS_KEY = "omicsdw.inputs"
+"""Commit metadata of a derived table: the fingerprint of the ingested load it was computed from."""
+GLOBAL = "*"
+"""The study key of commits to global (unpartitioned) tables."""
+SERVICE_DIR = "_omicsdw"
+"""Folder of the lake holding locks and staging journals (never a table)."""
+LOCK_TIMEOUT_S = float(os.environ.get("OMICSDW_LOCK_TIMEOUT", "1800"))
 _COMMIT_RETRIES = 5
+
+
+class StudyLocked(RuntimeError):
+    """Another process holds the study's lock for longer than the timeout."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,7 @@ class Lake:
         self.root = str(root).rstrip("/")
         self.storage_options = storage_options
         self.is_local = "://" not in self.root or self.root.startswith("file://")
+        self._journal: Path | None = None
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -77,17 +100,89 @@ class Lake:
             frame = frame.filter(pl.col("study_id") == study_id)
         return frame.select(list(polars_schema(table)))
 
-    def files(self, table: str) -> list[str]:
-        """Parquet file URIs of the current version (what the SQL catalog's views read)."""
-        return self.delta(table).file_uris()
+    def last_commit(self, table: str, study_id: str | None) -> dict[str, Any] | None:
+        """Metadata of the newest commit that replaced this study (or the whole global table); None if never."""
+        if not self.exists(table):
+            return None
+        key = study_id or GLOBAL
+        return next((c for c in self.delta(table).history() if c.get(STUDY_KEY) == key), None)
 
-    # -- writing ------------------------------------------------------------------------------------------
+    def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
+        """Fingerprint recorded by the newest commit that replaced this study (or the whole global table)."""
+        commit = self.last_commit(table, study_id)
+        return None if commit is None else commit.get(FINGERPRINT_KEY)
+
+    def study_version(self, table: str, study_id: str) -> int | None:
+        """Delta version of the newest commit that replaced this study in ``table`` (None: never loaded)."""
+        commit = self.last_commit(table, study_id)
+        return None if commit is None else int(commit["version"])
+
+    def scan_study(self, table: str, study_id: str) -> pl.LazyFrame:
+        """The study's rows of ``table`` at its newest commit; no rows when the study was never loaded into it."""
+        version = self.study_version(table, study_id)
+        if version is None:
+            return pl.LazyFrame(schema=polars_schema(table))
+        return self.scan(table, version=version, study_id=study_id)
+
+    def study_files(self, table: str, study_id: str | None) -> tuple[int, list[str]]:
+        """Current version of the table and the relative paths of the study's files (all files if global)."""
+        table_ = self.delta(table)
+        actions = pl.DataFrame(table_.get_add_actions(flatten=True))
+        if actions.is_empty():
+            return table_.version(), []
+        if study_id is not None:
+            actions = actions.filter(pl.col("partition.study_id") == study_id)
+        return table_.version(), sorted(actions["path"].to_list())
+
+    # -- sessions: lock, journal, clean-up ------------------------------------------------------------------
+    @contextmanager
+    def study_session(self, study_id: str | None, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Lake]:
+        """Hold the study's write lock (waiting up to ``timeout`` s) and journal what is staged meanwhile.
+
+        On entry, files staged by an earlier session of the study that never committed them (a killed run)
+        are deleted. Not re-entrant: take it once per asset body, not in functions it calls.
+        """
+        if not self.is_local or self._journal is not None:
+            yield self
+            return
+        folder = Path(self.root, SERVICE_DIR, "studies", study_id or "_global")
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "lock", "a+") as lock:
+            _acquire(lock, study_id or "the gene reference", timeout)
+            try:
+                self._sweep(folder)
+                self._journal = folder / f"staged-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt"
+                self._journal.touch()
+                yield self
+                self._journal.unlink(missing_ok=True)
+            finally:
+                self._journal = None
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _sweep(self, folder: Path) -> None:
+        """Delete staged files of dead sessions that no table's current version references, then their journals."""
+        for journal in folder.glob("staged-*.txt"):
+            entries = [line.split("\t", 1) for line in journal.read_text().splitlines() if "\t" in line]
+            current: dict[str, set[str]] = {}
+            for table, relative in entries:
+                if table not in current:
+                    current[table] = set(self.study_files(table, None)[1]) if self.exists(table) else set()
+                if relative not in current[table]:
+                    Path(self.uri(table), relative).unlink(missing_ok=True)
+            journal.unlink()
+
+    def _record(self, table: str, relative: str) -> None:
+        if self._journal is not None:
+            with open(self._journal, "a") as fh:
+                fh.write(f"{table}\t{relative}\n")
+
+    # -- staging ------------------------------------------------------------------------------------------
     def ensure_tables(self, tables: Iterable[str]) -> None:
         """Create missing tables empty, so parallel study runs never race to create the same table."""
         for table in tables:
             if self.exists(table):
                 continue
-            partition = ["study_id"] if table in STUDY_TABLES else None
+            partition = None if table in GLOBAL_TABLES else ["study_id"]
             empty = pl.DataFrame(schema=polars_schema(table)).to_arrow()
             try:
                 write_deltalake(self.uri(table), empty, partition_by=partition, mode="ignore",
@@ -97,26 +192,11 @@ class Lake:
                 if not self.exists(table):  # another run created it between our check and our commit: fine
                     raise
 
-    def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
-        """Fingerprint recorded by the newest commit that replaced this study (or the whole global table)."""
-        if not self.exists(table):
-            return None
-        for commit in self.delta(table).history():
-            if commit.get(STUDY_KEY) == (study_id or "*"):
-                return commit.get(FINGERPRINT_KEY)
-        return None
-
     def stage(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None) -> StagedFiles:
         """Stream ``data`` into new Parquet files of the table (invisible to readers until committed)."""
-        staged = self.stage_many({table: data}, study_id=study_id)
-        return staged[table]
-
-    def stage_many(self, frames: dict[str, pl.LazyFrame | pl.DataFrame], *, study_id: str | None
-                   ) -> dict[str, StagedFiles]:
-        """Stage several tables in one polars query plan, so a shared scan of the input file runs once."""
-        planned = {table: self.plan(table, data, study_id=study_id) for table, data in frames.items()}
-        pl.collect_all([sink for _, sink in planned.values()])
-        return {table: staged for table, (staged, _) in planned.items()}
+        staged, sink = self.plan(table, data, study_id=study_id)
+        sink.collect()
+        return staged
 
     def plan(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None
              ) -> tuple[StagedFiles, pl.LazyFrame]:
@@ -128,6 +208,7 @@ class Lake:
         target = f"{self.uri(table)}/{relative}"
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self._record(table, relative)
         lazy = data.lazy().select([pl.col(c).cast(types[c], strict=True) for c in columns])
         sink = lazy.sink_parquet(target, lazy=True, storage_options=self.storage_options,
                                  row_group_size=1_000_000)
@@ -136,7 +217,7 @@ class Lake:
     def stage_frames(self, table: str, frames: Iterable[pl.DataFrame], *, study_id: str | None) -> StagedFiles:
         """Write each frame as its own Parquet file of one staged set (a result too big for memory, block by block).
 
-        Commit the set once with :meth:`commit`; no frame at all stages nothing, which commits an empty study.
+        No frame at all stages nothing, which commits an empty study.
         """
         relative: list[str] = []
         try:
@@ -159,26 +240,30 @@ class Lake:
 
     def scan_staged(self, staged: StagedFiles) -> pl.LazyFrame:
         """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
+        if not staged.relative_paths:
+            return pl.LazyFrame(schema=polars_schema(staged.table))
         paths = [f"{self.uri(staged.table)}/{relative}" for relative in staged.relative_paths]
         frame = pl.scan_parquet(paths, storage_options=self.storage_options, hive_partitioning=False)
         if staged.study_id is not None:
             frame = frame.with_columns(pl.lit(staged.study_id).alias("study_id"))
         return frame.select(list(polars_schema(staged.table)))
 
-    def commit(self, staged: StagedFiles, *, fingerprint: str) -> WriteResult:
+    # -- committing (only through warehouse.commit) --------------------------------------------------------------
+    def commit(self, staged: StagedFiles, *, fingerprint: str, inputs: str | None = None) -> WriteResult:
         """Replace the study's rows (or the whole global table) by the staged files in one Delta commit."""
         added = [a for relative in staged.relative_paths if (a := self._add_action(staged, relative)) is not None]
         actions: list[AddAction | RemoveAction] = list(added)  # the transaction's type; only adds here
         rows = sum(json.loads(a.stats)["numRecords"] for a in added)
-        props = CommitProperties(custom_metadata={FINGERPRINT_KEY: fingerprint,
-                                                  STUDY_KEY: staged.study_id or "*"})
+        metadata = {FINGERPRINT_KEY: fingerprint, STUDY_KEY: staged.study_id or GLOBAL}
+        if inputs is not None:
+            metadata[INPUTS_KEY] = inputs
         filters = [("study_id", "=", staged.study_id)] if staged.study_id is not None else None
         schema = arrow_schema(staged.table)
         for attempt in range(_COMMIT_RETRIES):
             try:
                 table = self.delta(staged.table)
-                table.create_write_transaction(actions, mode="overwrite", schema=schema,
-                                               partition_filters=filters, commit_properties=props)
+                table.create_write_transaction(actions, mode="overwrite", schema=schema, partition_filters=filters,
+                                               commit_properties=CommitProperties(custom_metadata=metadata))
                 break
             except CommitFailedError:
                 if attempt == _COMMIT_RETRIES - 1:
@@ -186,13 +271,6 @@ class Lake:
                 time.sleep(0.2 * (attempt + 1))
         return WriteResult(staged.table, staged.study_id, self.delta(staged.table).version(), rows,
                            len(actions), skipped=False)
-
-    def write(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None,
-              fingerprint: str) -> WriteResult:
-        """Stage and commit one table for one study; unchanged fingerprint -> no new version."""
-        if self.last_fingerprint(table, study_id) == fingerprint:
-            return self.unchanged(table, study_id)
-        return self.commit(self.stage(table, data, study_id=study_id), fingerprint=fingerprint)
 
     def unchanged(self, table: str, study_id: str | None) -> WriteResult:
         """The result reported when a study's input did not change since its last commit."""
@@ -227,6 +305,29 @@ class StagedFiles:
     study_id: str | None
     relative_paths: list[str]
     lake: Lake
+
+    def __add__(self, other: StagedFiles) -> StagedFiles:
+        return StagedFiles(self.table, self.study_id, self.relative_paths + other.relative_paths, self.lake)
+
+
+def _acquire(lock: Any, what: str, timeout: float) -> None:
+    """Flock the open file, polling until ``timeout``; the holder's pid is written for the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise StudyLocked(f"{what} is being written by {holder} for more than {timeout:.0f} s; "
+                                  "wait for it to finish, or stop it") from None
+            time.sleep(0.2)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()}")
+    lock.flush()
 
 
 def _file_stats(metadata: pq.FileMetaData) -> dict[str, object]:

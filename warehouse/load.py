@@ -1,10 +1,12 @@
 """Validate and commit one ingested study: every table or none, issues always.
 
-The study's tables are staged together (one polars plan, so an input file is scanned once), the rows with a
-problem are split off into ``ingest_issues`` (the quarantine), every staged table is checked against its
-pandera contract, and only if no error was found is each table committed. A study with errors commits its
-``ingest_issues`` alone, so the problems are queryable while the previous good version of every other table
-stays what readers see.
+The study's tables are staged together (one polars plan, so an input file is scanned once); rows with a problem
+(a parser's, a value check's, or a record-level contract violation) are split off into ``ingest_issues`` (the
+quarantine) with their file and line; then :func:`warehouse.commit.commit_tables` checks every staged table
+against its pandera contract and commits all of them or none. A study with errors commits its ``ingest_issues``
+alone, so the problems are queryable while the previous good version of every other table stays what readers
+see. A load that would leave a study with data in no omics table is refused unless the study is removed
+explicitly (``omicsdw remove``): a typo in study.yaml never wipes a study.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 import polars as pl
 
 from schemas.tables import INGEST_TABLES, polars_schema
-from schemas.validate import validate_rows
+from schemas.validate import contract_flags
 from transforms.harmonise import quarantine_rows
 from transforms.ingest import StudyIngest
 from transforms.issues import ISSUE_SCHEMA
+from warehouse.commit import commit_tables
 from warehouse.lake import Lake, StagedFiles, WriteResult
+from warehouse.publish import DATA_LAYERS, published_rows
 
 DATA_TABLES = [t for t in INGEST_TABLES if t != "ingest_issues"]
 
@@ -40,14 +44,34 @@ class StudyLoad:
     def errors(self) -> pl.DataFrame:
         return self.issues.filter(pl.col("severity") == "error")
 
+    @property
+    def unchanged(self) -> bool:
+        return bool(self.writes) and all(w.skipped for w in self.writes.values())
+
+
+_ROUTING = {"problem": pl.String, "problem_code": pl.String, "problem_column": pl.String, "raw": pl.String,
+            "line": pl.Int64, "column": pl.String}
+
 
 def _combined(table: str, frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """One frame of a table's parts with the routing columns and the record-level contract flags."""
     if not frames:
-        return pl.LazyFrame(schema=polars_schema(table)).with_columns(pl.lit(None, pl.String).alias("problem"))
-    combined = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-    if "problem" not in combined.collect_schema():
-        combined = combined.with_columns(pl.lit(None, pl.String).alias("problem"))
-    return combined
+        combined = pl.LazyFrame(schema=polars_schema(table))
+    else:
+        combined = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    schema = combined.collect_schema()
+    combined = combined.with_columns(
+        *(pl.lit(None, dtype).alias(c) for c, dtype in _ROUTING.items() if c not in schema),
+        *([] if "file" in schema else [pl.lit(f"({table})").alias("file")]))
+    return contract_flags(table, combined)
+
+
+def _quarantine(combined: dict[str, pl.LazyFrame], tables: list[str]) -> list[pl.DataFrame]:
+    """Problem rows of ``tables`` as ingest_issues rows (spilled through Parquet: bounded memory)."""
+    with tempfile.TemporaryDirectory(prefix="omicsdw-quarantine-") as tmp:
+        targets = {t: Path(tmp, f"{t}.parquet") for t in tables}
+        pl.collect_all([quarantine_rows(combined[t]).sink_parquet(targets[t], lazy=True) for t in tables])
+        return [pl.read_parquet(f) for f in targets.values() if f.exists()]
 
 
 def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
@@ -65,42 +89,69 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
     for table, frame in combined.items():
         staged[table], sink = lake.plan(table, frame.filter(pl.col("problem").is_null()), study_id=sid)
         sinks.append(sink)
-    pl.collect_all(sinks)
-    # Problem rows need a second pass over the input, skipped when a table got every row its files hold.
-    suspect = [t for t, frame in combined.items() if "file" in frame.collect_schema()
-               and lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
-    with tempfile.TemporaryDirectory(prefix="omicsdw-quarantine-") as tmp:
-        targets = {t: Path(tmp, f"{t}.parquet") for t in suspect}
-        pl.collect_all([quarantine_rows(combined[t]).sink_parquet(targets[t], lazy=True) for t in suspect])
-        quarantined = [pl.read_parquet(f) for f in targets.values() if f.exists()]
+    try:
+        pl.collect_all(sinks)
+        # Problem rows need a second pass over the input, skipped when a table got every row its files hold.
+        suspect = [t for t in combined if lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
+        quarantined = _quarantine(combined, suspect)
+    except (pl.exceptions.PolarsError, OSError, EOFError, ValueError) as exc:  # input broken past the readers
+        for files in staged.values():
+            lake.discard(files)
+        ingest.issues.error("unreadable_input", f"the study's files could not be read to the end: {exc}",
+                            file=str(ingest.folder.name))
+        staged, quarantined = {}, []
     issues = pl.concat([ingest.issues.to_frame(), *quarantined]).cast(ISSUE_SCHEMA)
-    failures = {}
-    for table, files in staged.items():
-        found = validate_rows(table, lake.scan_staged(files))
-        if found:
-            failures[table] = found
-    if failures:
-        extra = [{"study_id": sid, "file": table, "line": None, "column": None, "code": "contract_violation",
-                  "severity": "error", "message": message, "record": None}
-                 for table, messages in failures.items() for message in messages]
-        issues = pl.concat([issues, pl.DataFrame(extra, schema=ISSUE_SCHEMA)])
-    ok = issues.filter(pl.col("severity") == "error").height == 0
+    if staged and not issues.filter(pl.col("severity") == "error").height:
+        issues = pl.concat([issues, _emptied(lake, sid, staged)]).cast(ISSUE_SCHEMA)
+    ok = bool(staged) and issues.filter(pl.col("severity") == "error").height == 0
+    failures: dict[str, list[str]] = {}
     writes = {}
     if ok:
-        for table, files in staged.items():
-            writes[table] = lake.commit(files, fingerprint=ingest.fingerprint)
+        commit = commit_tables(lake, staged, study_id=sid, fingerprint=ingest.fingerprint)
+        writes, failures = commit.writes, commit.failures
+        ok = commit.ok
+        issues = pl.concat([issues, _contract_issues(sid, failures)]).cast(ISSUE_SCHEMA)
     else:
         for files in staged.values():
             lake.discard(files)
     fingerprint = ingest.fingerprint if ok else f"{ingest.fingerprint}:failed"
-    writes["ingest_issues"] = lake.commit(lake.stage("ingest_issues", issues, study_id=sid),
-                                          fingerprint=fingerprint)
+    log = commit_tables(lake, {"ingest_issues": lake.stage("ingest_issues", issues, study_id=sid)}, study_id=sid,
+                        fingerprint=fingerprint)
+    writes |= log.writes
     return StudyLoad(sid, ok, writes, failures, issues, ingest.metadata)
 
 
+def _emptied(lake: Lake, study_id: str, staged: dict[str, StagedFiles]) -> pl.DataFrame:
+    """An error when the load would leave no omics rows for a study published with some."""
+    new = sum(lake.staged_rows(staged[t]) for t in DATA_LAYERS if t in staged)
+    old = published_rows(lake, study_id) if new == 0 else 0
+    if not old:
+        return pl.DataFrame(schema=ISSUE_SCHEMA)
+    return pl.DataFrame([{
+        "study_id": study_id, "file": "study.yaml", "line": None, "column": "assays", "code": "study_would_be_emptied",
+        "severity": "error", "record": None,
+        "message": f"this load has no rows for any omics table, where the warehouse holds {old:,} for the study; "
+                   "nothing was changed. Check the assays of study.yaml (a misspelt key?), or remove the study "
+                   f"on purpose with `omicsdw remove {study_id}`"}], schema=ISSUE_SCHEMA)
+
+
+def _contract_issues(study_id: str, failures: dict[str, list[str]]) -> pl.DataFrame:
+    """Table-level contract failures the record-level flags could not locate (keys, dtypes)."""
+    return pl.DataFrame([{"study_id": study_id, "file": f"({table})", "line": None, "column": None,
+                          "code": "contract_violation", "severity": "error", "message": message, "record": None}
+                         for table, messages in failures.items() for message in messages], schema=ISSUE_SCHEMA)
+
+
 def study_issues(ingest: StudyIngest) -> pl.DataFrame:
-    """Every issue of a study without writing anything: the log plus each quarantined row (``omicsdw validate``)."""
-    combined = [_combined(table, frames) for table, frames in ingest.tables.items() if frames]
-    quarantined = [quarantine_rows(frame) for frame in combined if "file" in frame.collect_schema()]
-    rows = pl.collect_all(quarantined) if quarantined else []
-    return pl.concat([ingest.issues.to_frame(), *rows]).cast(ISSUE_SCHEMA)
+    """Every issue of a study without writing anything: the log, each quarantined row and contract violation.
+
+    The same record checks as a build (``omicsdw validate``): what validate passes, build does not reject at a row.
+    """
+    combined = {table: _combined(table, frames) for table, frames in ingest.tables.items() if frames}
+    try:
+        quarantined = _quarantine(combined, list(combined))
+    except (pl.exceptions.PolarsError, OSError, EOFError, ValueError) as exc:
+        ingest.issues.error("unreadable_input", f"the study's files could not be read to the end: {exc}",
+                            file=str(ingest.folder.name))
+        quarantined = []
+    return pl.concat([ingest.issues.to_frame(), *quarantined]).cast(ISSUE_SCHEMA)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,8 @@ import pytest
 
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.resources import WarehouseResource
+from schemas.manifest import StudyManifest
+from warehouse.commit import commit_frames
 from warehouse.lake import Lake
 
 R_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "r_reference"
@@ -19,10 +22,21 @@ AIRWAY = "rnaseq_airway"
 NORMALISE = [normalised_expression]
 
 
-def _manifest(landing: Path, study_id: str, body: str) -> None:
-    folder = landing / study_id
-    folder.mkdir(parents=True)
-    (folder / "study.yaml").write_text(f"study_id: {study_id}\nname: {study_id}\n{body}")
+def _load(lake: Lake, study_id: str, manifest: dict, tables: dict[str, pl.DataFrame], *, load: str) -> None:
+    """Commit a study's ingested tables and its ``studies`` row (holding ``manifest``) as one load, no parsing."""
+    studies = pl.DataFrame({"study_id": [study_id], "name": [study_id], "description": [None], "organism": ["human"],
+                            "reference_genome": ["GRCh38"], "source_layout": ["study_yaml"], "content_hash": [load],
+                            "gene_reference": ["test"], "n_samples": [0],
+                            "manifest": [StudyManifest(study_id=study_id, name=study_id, **manifest).model_dump_json()],
+                            "loaded_at": [datetime.now(UTC)]})
+    frames = [("studies", studies),
+              *((t, f.with_columns(pl.lit(study_id).alias("study_id"))) for t, f in tables.items())]
+    commit = commit_frames(lake, frames, tables=["studies", *tables], study_id=study_id, fingerprint=load)
+    assert commit.ok, commit.failures
+
+
+AIRWAY_CONTRASTS = {"contrasts": [{"name": "dex", "factor": "dex", "test": "trt", "reference": "untrt",
+                                   "covariates": ["cell"]}]}
 
 
 def _airway_counts(shared_data: Path) -> pl.DataFrame:
@@ -52,12 +66,9 @@ def warehouse(tmp_path: Path) -> WarehouseResource:
 @pytest.fixture()
 def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
     """Study 'airway': featureCounts counts of 20 genes x 8 samples, cell and dex attributes, one contrast."""
-    _manifest(Path(warehouse.landing_dir), "airway", "contrasts:\n  - {name: dex, factor: dex, test: trt, "
-                                                     "reference: untrt, covariates: [cell]}\n")
     lake = warehouse.lake()
-    lake.ensure_tables(["rna_counts", "sample_attributes"])
-    lake.write("rna_counts", _airway_counts(shared_data), study_id="airway", fingerprint="v1")
-    lake.write("sample_attributes", _airway_attributes(shared_data), study_id="airway", fingerprint="v1")
+    _load(lake, "airway", AIRWAY_CONTRASTS, {"rna_counts": _airway_counts(shared_data),
+                                             "sample_attributes": _airway_attributes(shared_data)}, load="v1")
     return lake
 
 
@@ -75,7 +86,8 @@ def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, object
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: WarehouseResource) -> None:
+def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: WarehouseResource,
+                                                       shared_data: Path) -> None:
     result = _materialize(NORMALISE, warehouse, "airway")
     assert result.success
     factors = airway.scan("rna_sample_factors", study_id="airway").collect()
@@ -124,7 +136,8 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     assert _metadata(again, "rna_normalized")["unchanged"] is True
     assert _metadata(again, "rna_normalized")["delta_version"] == _metadata(result, "rna_normalized")["delta_version"]
 
-    airway.write("rna_counts", airway.scan("rna_counts").head(0), study_id="airway", fingerprint="v2")
+    _load(airway, "airway", AIRWAY_CONTRASTS, {"rna_counts": airway.scan("rna_counts").head(0).collect(),
+                                               "sample_attributes": _airway_attributes(shared_data)}, load="v2")
     emptied = _materialize(NORMALISE, warehouse, "airway")  # counts gone: stale rows vanish
     assert airway.scan("rna_normalized", study_id="airway").collect().height == 0
     assert "no rna_counts" in str(_metadata(emptied, "rna_sample_factors")["note"])
@@ -146,9 +159,11 @@ def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehous
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource) -> None:
-    body = "contrasts:\n  - {name: bad, factor: dex, test: trt, reference: placebo}\n"
-    (Path(warehouse.landing_dir) / "airway" / "study.yaml").write_text(f"study_id: airway\nname: airway\n{body}")
+def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource,
+                                                      shared_data: Path) -> None:
+    bad = {"contrasts": [{"name": "bad", "factor": "dex", "test": "trt", "reference": "placebo"}]}
+    _load(airway, "airway", bad, {"rna_counts": _airway_counts(shared_data),
+                                  "sample_attributes": _airway_attributes(shared_data)}, load="v2")
     start = time.perf_counter()
     result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
     assert not result.success and time.perf_counter() - start < 20
@@ -161,18 +176,16 @@ def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: 
 
 
 def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseResource) -> None:
-    _manifest(Path(warehouse.landing_dir), "tpm_only", "zscore_reference: {attribute: tissue, values: [normal]}\n")
     lake = warehouse.lake()
-    lake.ensure_tables(["rna_abundance", "sample_attributes"])
     samples = ["n1", "n2", "t1"]
     tpm = pl.DataFrame({"assay": "rsem", "sample_id": samples * 2, "gene_id": [7157] * 3 + [None] * 3,
                         "feature_id": ["TP53"] * 3 + ["X"] * 3, "measure": "tpm",
                         "value": [1.0, 3.0, 15.0, 0.0, 0.0, 0.0]})
     zscores = tpm.with_columns(pl.lit("rsem_z").alias("assay"), pl.lit("zscore").alias("measure"))
-    lake.write("rna_abundance", pl.concat([tpm, zscores]), study_id="tpm_only", fingerprint="v1")
     attributes = pl.DataFrame({"sample_id": samples, "attribute": "tissue", "value": ["normal", "normal", "tumour"],
                                "value_type": "string"})
-    lake.write("sample_attributes", attributes, study_id="tpm_only", fingerprint="v1")
+    _load(lake, "tpm_only", {"zscore_reference": {"attribute": "tissue", "values": ["normal"]}},
+          {"rna_abundance": pl.concat([tpm, zscores]), "sample_attributes": attributes}, load="v1")
     result = _materialize(NORMALISE, warehouse, "tpm_only")
     rows = lake.scan("rna_normalized", study_id="tpm_only").collect().sort("feature_id", "sample_id")
     assert set(rows["assay"]) == {"rsem"} and set(rows["source"]) == {"abundance"}  # zscore measure skipped

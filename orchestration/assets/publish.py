@@ -1,0 +1,29 @@
+"""Publish a study once every stage has run: readers then see all of its tables at one consistent load."""
+
+import dagster as dg
+
+from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.partitions import studies
+from orchestration.resources import WarehouseResource
+from schemas.tables import PUBLISHED_TABLES
+from warehouse.publish import LEDGER, InconsistentStudy
+
+
+@dg.asset(
+    name=LEDGER,
+    group_name="publish",
+    description=table_spec(LEDGER, group="publish").description,
+    kinds={"delta"},
+    deps=PUBLISHED_TABLES,
+    check_specs=[contract_check(LEDGER)],
+    partitions_def=studies,
+)
+def study_versions(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Record the study's table versions in one commit and rebuild the catalog."""
+    with warehouse.study_session(context.partition_key) as lake:
+        try:
+            commit = warehouse.publish(lake, context.partition_key)
+        except InconsistentStudy as exc:
+            raise dg.Failure(str(exc)) from exc
+    yield from results(commit)
+    raise_on_failures(commit, LEDGER)

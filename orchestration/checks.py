@@ -1,0 +1,59 @@
+"""What every asset reports, built once: contract check specs and results of a :class:`warehouse.commit.Commit`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+
+from schemas.tables import TABLE_DOCS
+from warehouse.commit import Commit
+
+CONTRACT = "contract"
+Metadata = Mapping[str, object]
+"""Materialisation metadata of one table: numbers, text, dicts (JSON) and Dagster values (Markdown, paths)."""
+
+
+def contract_check(table: str) -> dg.AssetCheckSpec:
+    """The blocking check every table asset carries: its rows satisfy the pandera contract."""
+    return dg.AssetCheckSpec(CONTRACT, asset=table, blocking=True,
+                             description="Rows satisfy the pandera contract in schemas/tables.py.")
+
+
+def table_spec(table: str, *, group: str, deps: list[str] | None = None, skippable: bool = False) -> dg.AssetSpec:
+    """An asset per warehouse table, described by its contract's grain."""
+    return dg.AssetSpec(table, group_name=group, description=TABLE_DOCS[table], deps=deps or [], kinds={"delta"},
+                        skippable=skippable)
+
+
+def _value(value: object) -> object:
+    if isinstance(value, dict | list):
+        return dg.MetadataValue.json(value)
+    return value
+
+
+def results(commit: Commit, metadata: Mapping[str, Metadata] | None = None
+            ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """One materialisation per written table (rows, Delta version, unchanged, the stage's metadata) with its
+    contract check, and a failed check for each table whose contract broke (nothing of the unit was written).
+    """
+    metadata = metadata or {}
+    for table in commit.tables:
+        failures = commit.failures.get(table, [])
+        check = dg.AssetCheckResult(check_name=CONTRACT, asset_key=table, passed=not failures,
+                                    metadata={"failures": "\n".join(failures) or "none"})
+        write = commit.writes.get(table)
+        if write is None:
+            yield check
+            continue
+        extra: dict[str, Any] = {k: _value(v) for k, v in metadata.get(table, {}).items() if v is not None}
+        yield dg.MaterializeResult(asset_key=table, check_results=[check], metadata={
+            "rows": write.rows, "delta_version": write.version, "unchanged": write.skipped, **extra})
+
+
+def raise_on_failures(commit: Commit, what: str) -> None:
+    """Fail the step when a contract broke (after its check results were reported)."""
+    if commit.failures:
+        raise dg.Failure(description=f"{what} breaks its contract; nothing was committed",
+                         metadata={t: "\n".join(m) for t, m in commit.failures.items()})

@@ -1,0 +1,88 @@
+"""Publish a study: record, in one commit, which files of every table readers see for it; or remove it.
+
+Each stage of a study (ingest, normalise, DE) commits its own tables; readers see none of it until
+:func:`publish_study` checks that the newest commits form one consistent set (every ingest table from the same
+load, every derived table computed from that load) and writes the study's ``study_versions`` rows in one Delta
+commit. A run killed anywhere before that commit leaves the previous set visible; a run killed after it has
+published everything. :func:`remove_study` unpublishes a study first, then empties it in every table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+
+from schemas.tables import NORMALISE_TABLES, PUBLISHED_TABLES, STUDY_TABLES, polars_schema
+from warehouse.commit import Commit, commit_frames
+from warehouse.lake import INPUTS_KEY, Lake
+
+LEDGER = "study_versions"
+REMOVED = "removed"
+
+
+class InconsistentStudy(RuntimeError):
+    """The study's newest commits do not form one load: a stage has not run since its input changed."""
+
+
+def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
+    """One row per published table: its version, the study's files and rows, and the commit's fingerprint.
+
+    Raises :class:`InconsistentStudy` naming the tables whose newest commit is not from the newest load.
+    """
+    load = lake.last_fingerprint("studies", study_id)
+    if load is None:
+        raise InconsistentStudy(f"study {study_id!r} has never been loaded")
+    stale = []
+    rows = []
+    for table in PUBLISHED_TABLES:
+        commit = lake.last_commit(table, study_id)
+        if commit is None:
+            stale.append(f"{table} (never written)")
+            continue
+        source = commit.get(INPUTS_KEY) if table in NORMALISE_TABLES else commit.get("omicsdw.fingerprint")
+        if source != load:
+            stale.append(table)
+        version, files = lake.study_files(table, study_id)
+        actions = pl.DataFrame(lake.delta(table).get_add_actions(flatten=True))
+        n = int(actions.filter(pl.col("path").is_in(files))["num_records"].sum()) if files else 0
+        rows.append({"study_id": study_id, "table_name": table, "delta_version": version,
+                     "fingerprint": commit.get("omicsdw.fingerprint"), "rows": n, "files": files})
+    if stale:
+        raise InconsistentStudy(f"study {study_id!r} cannot be published: {', '.join(stale)} not computed from "
+                                "its newest load; run every stage of the study (omicsdw build --study "
+                                f"{study_id}, or the study_job in Dagster)")
+    return pl.DataFrame(rows, schema={k: v for k, v in polars_schema(LEDGER).items() if k != "published_at"})
+
+
+def publish_study(lake: Lake, study_id: str) -> Commit:
+    """Make the study's newest consistent set of table versions the one the catalog shows (one commit)."""
+    state = study_state(lake, study_id)
+    fingerprint = hashlib.blake2b(json.dumps(state.drop("delta_version").rows()).encode(),
+                                  digest_size=16).hexdigest()
+    if lake.last_fingerprint(LEDGER, study_id) == fingerprint:
+        return Commit(study_id, {LEDGER: lake.unchanged(LEDGER, study_id)})
+    frame = state.with_columns(pl.lit(datetime.now(UTC)).alias("published_at"))
+    return commit_frames(lake, [(LEDGER, frame)], tables=[LEDGER], study_id=study_id, fingerprint=fingerprint)
+
+
+def remove_study(lake: Lake, study_id: str) -> Commit:
+    """Remove a study from every table: unpublish it (one commit), then commit an empty partition per table."""
+    commit_frames(lake, [], tables=[LEDGER], study_id=study_id, fingerprint=REMOVED)
+    tables = [t for t in STUDY_TABLES if t != LEDGER and lake.exists(t)]
+    return commit_frames(lake, [], tables=tables, study_id=study_id, fingerprint=REMOVED)
+
+
+def published_rows(lake: Lake, study_id: str) -> int:
+    """Rows the study has in the published omics tables (0 when never published or removed)."""
+    if not lake.exists(LEDGER):
+        return 0
+    ledger = lake.scan(LEDGER, study_id=study_id).filter(pl.col("table_name").is_in(list(DATA_LAYERS)))
+    return int(ledger.select(pl.col("rows").sum()).collect().item() or 0)
+
+
+DATA_LAYERS = ("rna_counts", "rna_abundance", "variants", "gene_mutation_status", "copy_number", "cn_segments",
+               "protein_abundance")
+"""The omics tables: a load that leaves all of them empty for a study that had rows there is refused."""
