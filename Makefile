@@ -1,10 +1,11 @@
-# omicsdw: `make run` builds the warehouse from examples/, `make test` runs the test suite.
+# omicsdw: `make run` builds the warehouse from examples/, `make test` runs lint and the test suite.
 # Both create .venv and install the locked dependencies first (Python 3.11+ and the package registries only).
 
-VENV    := .venv
-PY      := $(VENV)/bin/python
-UV      := $(VENV)/bin/uv
-STAMP   := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+VENV      := .venv
+PY        := $(VENV)/bin/python
+UV        := $(VENV)/bin/uv
+STAMP     := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+WAREHOUSE := warehouse_data
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DO_NOT_TRACK := 1
 
@@ -20,10 +21,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p $(DAGSTER_HOME)
 	@printf 'telemetry:\n  enabled: false\n' > $@
 
+# Runs land in $(DAGSTER_HOME): `make dev` shows their metadata and plots.
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/omicsdw build --landing examples --warehouse warehouse
+	$(VENV)/bin/omicsdw build --landing examples --warehouse $(WAREHOUSE)
 
-test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+test: lint $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
@@ -31,10 +33,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy transforms schemas warehouse orchestration
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	OMICSDW_LANDING=examples OMICSDW_WAREHOUSE=warehouse $(VENV)/bin/dagster dev -m orchestration.definitions
+	OMICSDW_LANDING=examples OMICSDW_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/dg dev
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf warehouse/lake warehouse/reports warehouse/warehouse.duckdb $(DAGSTER_HOME)
+	rm -rf $(WAREHOUSE) $(DAGSTER_HOME)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 if TYPE_CHECKING:
-    import polars as pl
 
     from warehouse.lake import Lake
 
