@@ -1,18 +1,19 @@
-"""Shared fixtures: the real public data in ``../shared/data`` (override with OMICSDW_SHARED_DATA)."""
+"""Shared fixtures: the small real public files vendored in ``tests/data`` (see tests/data/README.md).
+
+Each sub-folder keeps the name and layout of its source folder in the developers' ``../shared/data`` and a
+``SOURCE.md`` naming the origin, license and how the copy was cut, so a clone runs every test on its own.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("OMICSDW_SHARED_DATA", REPO.parent / "shared" / "data"))
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The folder of vendored real data files (``tests/data``); the name is kept for the tests that use it."""
+    return TEST_DATA

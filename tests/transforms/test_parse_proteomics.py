@@ -35,13 +35,14 @@ def _write(path: Path, rows: list[list[str]]) -> Path:
 # -- MaxQuant (real file) ---------------------------------------------------------------------------------------
 def test_parse_maxquant_drops_flagged_groups_with_counted_issues(maxquant):
     assay, issues = maxquant
-    # awk -F'\t' 'NR>1 && $143!="+" && $144!="+" && $145!="+"' proteinGroups.txt | wc -l  (of 1,459 groups)
-    assert assay.features.height == 1375
+    # tests/data keeps 266 of the 1,459 groups (proteomics_maxquant_lfqanalyst/SOURCE.md)
+    # awk -F'\t' 'NR>1 && $143!="+" && $144!="+" && $145!="+"' proteinGroups.txt | wc -l  (of 266 groups)
+    assert assay.features.height == 198
     counts = {i.code: i.message.split()[0] for i in issues.issues if i.severity == "info"}
-    # awk -F'\t' 'NR>1 && $144=="+"' | wc -l -> 17; $145 (contaminant) -> 49; $143 (only by site) -> 21
-    assert counts == {"reverse_dropped": "17", "contaminant_dropped": "49", "only_by_site_dropped": "21"}
+    # awk -F'\t' 'NR>1 && $144=="+"' | wc -l -> 17; $145 (contaminant) -> 46; $143 (only by site) -> 8
+    assert counts == {"reverse_dropped": "17", "contaminant_dropped": "46", "only_by_site_dropped": "8"}
     assert len(assay.metadata["dropped"]["reverse"]) == 17
-    assert assay.metadata["n_dropped"] == 1459 - 1375
+    assert assay.metadata["n_dropped"] == 266 - 198
     assert not assay.features["is_contaminant"].any()
     assert not assay.features["is_decoy"].any()
 
@@ -51,13 +52,13 @@ def test_parse_maxquant_lfq_labels_and_values(maxquant):
     # head -1 proteinGroups.txt | tr '\t' '\n' | grep '^LFQ intensity' -> H1..H5, L1..L5, N1..N5
     assert assay.columns == [f"{g}{i}" for g in "HLN" for i in range(1, 6)]
     records = assay.records.collect()
-    assert records.height == 1375 * 15
+    assert records.height == 198 * 15
     # awk -F'\t' '$1=="A0AVT1"{print $112}' proteinGroups.txt (LFQ intensity H1) -> 3331300; line 2
     row = records.filter(pl.col("feature_id") == "A0AVT1", pl.col("column") == "H1").row(0, named=True)
     assert row["abundance"] == 3331300.0
     assert row["line"] == 2
     # awk -F'\t' 'NR>1 && $143!="+" && $144!="+" && $145!="+" && $112==0' proteinGroups.txt | wc -l
-    assert records.filter(pl.col("column") == "H1")["abundance"].null_count() == 654
+    assert records.filter(pl.col("column") == "H1")["abundance"].null_count() == 96
     assert records["problem"].null_count() == records.height
 
 
@@ -65,7 +66,7 @@ def test_parse_maxquant_gene_names_of_kept_groups(maxquant):
     assay, _ = maxquant
     features = assay.features
     # awk -F'\t' 'NR>1 && $143!="+" && $144!="+" && $145!="+" && $7 ~ /;/' proteinGroups.txt | wc -l
-    assert features.filter(pl.col("gene_names").list.len() > 1).height == 63
+    assert features.filter(pl.col("gene_names").list.len() > 1).height == 12
     # ... && $7==""  -> 11 iRT peptides and P01621
     assert features.filter(pl.col("gene_names").list.len() == 0).height == 12
     group = features.filter(pl.col("feature_id") == "P62834;P61224;A6NIZ1").row(0, named=True)
@@ -77,10 +78,10 @@ def test_parse_maxquant_gene_names_of_kept_groups(maxquant):
 def test_parse_maxquant_keep_flagged_marks_instead_of_dropping(shared_data):
     assay = parse_maxquant(shared_data / MAXQUANT, issues=IssueLog("lfq"), keep_flagged=True)
     features = assay.features
-    assert features.height == 1459
+    assert features.height == 266
     # flag counts from awk as above; CON__ prefixes are removed from the accessions
     assert (features["is_decoy"].sum(), features["is_contaminant"].sum(), features["only_by_site"].sum()) == (
-        17, 49, 21)
+        17, 46, 8)
     con = features.filter(pl.col("feature_id") == "CON__Q3ZBS7;P04004").row(0, named=True)
     assert con["accessions"] == ["Q3ZBS7", "P04004"]
     assert con["gene_names"] == []
@@ -322,10 +323,11 @@ def test_parse_protein_matrix_cbioportal_mass_spec_na(shared_data):
 def test_parse_protein_matrix_mixomics_antibodies_as_columns(shared_data):
     assay = parse_protein_file(shared_data / "tcga_brca_mixomics/train_protein.tsv", issues=IssueLog("brca"),
                                format="rppa", transpose=True)
-    # SOURCE.md: 150 samples x 142 antibodies; first sample A0FJ (line 2)
-    assert (len(assay.columns), assay.features.height) == (150, 142)
+    # tests/data keeps the first 20 of the 150 samples (tcga_brca_mixomics/SOURCE.md):
+    # awk 'END{print NR-1}' -> 20 samples; head -1 | awk -F'\t' '{print NF-1}' -> 142 antibodies; A0FJ on line 2
+    assert (len(assay.columns), assay.features.height) == (20, 142)
     records = assay.records.collect()
-    assert records.height == 150 * 142
+    assert records.height == 20 * 142
     # awk -F'\t' '$1=="A0FJ"{print $2}' train_protein.tsv -> 14-3-3_epsilon 0.0491307780856859
     value = records.filter(pl.col("column") == "A0FJ", pl.col("feature_id") == "14-3-3_epsilon")
     assert value["abundance"].to_list() == [0.0491307780856859]

@@ -64,9 +64,10 @@ def built(tmp_path_factory, shared_data) -> Path:
 
 
 def test_maxquant_groups_kept_and_values(built):
-    # awk: 1,459 groups minus reverse / contaminant / only-by-site rows = 1,375 kept; 15 LFQ samples
+    # awk (see test_parse_proteomics): 266 groups in the tests/data subset minus reverse / contaminant /
+    # only-by-site rows = 198 kept; 15 LFQ samples
     assert _sql(built, "SELECT count(DISTINCT feature_id), count(DISTINCT sample_id) FROM protein_abundance "
-                       "WHERE assay = 'proteome'") == [(1375, 15)]
+                       "WHERE assay = 'proteome'") == [(198, 15)]
     # awk: A0AVT1 LFQ intensity H1 = 3331300 (line 2)
     assert _sql(built, "SELECT DISTINCT abundance FROM protein_abundance WHERE assay = 'proteome' "
                        "AND feature_id = 'A0AVT1' AND sample_id = 'H1'") == [(3331300.0,)]
@@ -109,7 +110,7 @@ def test_sample_omics_coverage_per_layer(built):
 
 
 def test_missing_protein_values_are_counted_per_sample(built):
-    # awk on proteinGroups.txt: 654 kept groups have LFQ intensity 0 (missing) in H1
+    # awk on proteinGroups.txt: 96 kept groups have LFQ intensity 0 (missing) in H1
     (message,) = _sql(built, "SELECT message FROM ingest_issues WHERE code = 'missing_values' "
                              "AND file = 'proteinGroups.txt'")[0]
-    assert "H1 654/1375" in message
+    assert "H1 96/198" in message

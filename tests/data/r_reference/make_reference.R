@@ -1,5 +1,5 @@
 # Reference figures from edgeR and DESeq2 for the numpy / pydeseq2 transforms.
-# Usage: Rscript make_reference.R /work/shared/data
+# Usage: Rscript tests/data/r_reference/make_reference.R tests/data
 # Writes tab-separated files next to this script; the long ones are gzipped.
 # R is needed only to regenerate these files, never by the product or the tests.
 suppressPackageStartupMessages({
@@ -8,7 +8,7 @@ suppressPackageStartupMessages({
 })
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 1) stop("usage: Rscript make_reference.R <shared data dir>")
+if (length(args) != 1) stop("usage: Rscript make_reference.R <test data dir>")
 data_dir <- args[[1]]
 script_arg <- grep("^--file=", commandArgs(FALSE), value = TRUE)
 out_dir <- dirname(normalizePath(sub("^--file=", "", script_arg)))
@@ -115,7 +115,7 @@ write_tsv(long(cpm(y, log = TRUE, prior.count = 2), "log2_cpm"), "airway_log2cpm
 dds <- DESeq(DESeqDataSetFromMatrix(airway, airway_coldata, design = ~ cell + dex), quiet = TRUE)
 write_tsv(de_table(dds, c("dex", "trt", "untrt")), "airway_de_dex.tsv")
 
-## Geuvadis RSEM: 58,288 genes x 6 samples, fractional expected counts.
+## Geuvadis RSEM: 1,000 genes (first of 58,288, see rnaseq_geuvadis_rsem/SOURCE.md) x 6 samples, fractional counts.
 files <- sort(list.files(file.path(data_dir, "rnaseq_geuvadis_rsem"), pattern = "\\.genes\\.results\\.gz$",
                          full.names = TRUE))
 rsem <- lapply(files, read.delim, check.names = FALSE)
