@@ -84,7 +84,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     partitions_def=studies,
 )
 def differential_expression_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """pydeseq2 results of every manifest contrast on every count assay of one study; designs checked first."""
+    """DESeq2 results of every manifest contrast on every count assay of one study; designs checked first."""
     lake, study_id = warehouse.lake(), context.partition_key
     manifest = _manifest(warehouse, study_id)
     contrasts = [c.model_dump() for c in manifest.contrasts]
