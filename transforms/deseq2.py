@@ -7,7 +7,12 @@ operations over the genes still iterating, on stacked p x p matrices.
 
 Determinism: nothing here calls BLAS or LAPACK. Matrix products are ``np.einsum`` without ``optimize`` (numpy's
 own loops) and the p x p systems are solved by a Cholesky factorisation written out below, so results do not
-depend on the BLAS library, its kernel or its thread count; no thread or process pools are used.
+depend on the BLAS library, its kernel or its thread count; no thread or process pools are used. Runs are
+identical bit for bit on one machine. numpy's exp and log are vectorised per CPU family (AVX-512 or not) and may
+differ in the last bit between machines, as glibc's do for R; the fits converge to DESeq2's values within ~1e-6
+relative either way, so such bits move results by far less than the test tolerances. A gene whose Armijo step
+improves the log posterior by less than the rounding of its sum (rare: one pasilla gene under ``~ condition``)
+can still be decided differently from R, in both directions.
 
 Function names in the docstrings are DESeq2's (``R/core.R``, ``R/fitNbinomGLMs.R``, ``R/methods.R``,
 ``R/results.R``, ``src/DESeq2.cpp`` at the 1.38.0 release commit 0e059f4 of github.com/thelovelab/DESeq2).
@@ -211,10 +216,9 @@ def _log_posterior(
     chol = _cholesky(_gram(design, w))
     cr = -np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     ll = (gammaln(y + inv) - gammaln(inv) - y * np.log(mu + inv) - inv * np.log(1.0 + mu * a)).sum(axis=1)
-    out = ll + cr
-    if prior_mean is not None:
-        out = out - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
-    return out
+    if prior_mean is not None:  # summed in the C++ order: (ll + prior) + cr
+        ll = ll + -0.5 * (log_alpha - prior_mean) ** 2 / prior_var
+    return ll + cr
 
 
 def _dlog_posterior(
@@ -796,8 +800,12 @@ class DESeqResult:
     lfc_se: np.ndarray
     stat: np.ndarray
     pvalue: np.ndarray
+    dispersion_gene_est: np.ndarray  # estimateDispersionsGeneEst, NaN for genes without counts
+    dispersion_fit: np.ndarray  # the trend at each gene's base mean
+    dispersion: np.ndarray  # final (MAP, or gene-wise for dispersion outliers)
     dispersion_trend: str
     trend: DispersionTrend | None
+    var_log_disp: float
     prior_variance: float
     prior_variance_rule: str
     n_optim: int
@@ -870,6 +878,8 @@ def deseq_wald(
     disp, _ = map_dispersions(
         y, gene.mu, design, gene_est=gene.dispersion, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
     )
+    dispersions = np.full((3, n), np.nan)
+    dispersions[:, nz] = gene.dispersion, fitted, disp
 
     # nbinomWaldTest
     glm = fit_glm(y, design, size_factors=sf, dispersion=disp)
@@ -916,6 +926,7 @@ def deseq_wald(
                     prior_var=prior_var, var_log_disp=var_log_disp,
                 )
                 refit_glm = fit_glm(sub, design, size_factors=sf, dispersion=refit_disp)
+                dispersions[:, rows] = refit_gene.dispersion, refit_fitted, refit_disp
                 lfc[rows] = refit_glm.beta[:, coefficient]
                 lfc_se[rows] = refit_glm.beta_se[:, coefficient]
                 n_optim += refit_glm.n_optim
@@ -958,8 +969,12 @@ def deseq_wald(
         lfc_se=lfc_se,
         stat=stat,
         pvalue=pvalue,
+        dispersion_gene_est=dispersions[0],
+        dispersion_fit=dispersions[1],
+        dispersion=dispersions[2],
         dispersion_trend=trend_name,
         trend=trend,
+        var_log_disp=var_log_disp,
         prior_variance=float(prior_var),
         prior_variance_rule=prior_rule,
         n_optim=n_optim,
