@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import digamma, gammaln, ndtr
+from scipy.special import digamma, gammaln, ndtr, polygamma
 from scipy.stats import chi2, f, norm
 
 MIN_DISP = 1e-8
@@ -678,8 +678,6 @@ def dispersion_prior_variance(
     """
     m, p = n_samples, n_coefficients
     df = m - p
-    from scipy.special import polygamma
-
     if df > 3:
         return max(var_log_disp - float(polygamma(1, df / 2)), 0.25), "mad"
     if df < 1:
