@@ -167,8 +167,9 @@ def differential_expression(
     would use locfit, as recorded in ``parameters``), Cook's outlier replacement and filtering, independent
     filtering at ``ALPHA``, no LFC shrinkage. Genes with all-zero counts get ``base_mean`` 0 and nulls
     elsewhere; ``padj`` is null for genes removed by independent filtering or Cook's distance, as in DESeq2's
-    ``results()``. The fit runs in this process on one thread (no worker pools), so its result does not depend
-    on the machine's cores; ``n_cpus`` is accepted for compatibility and ignored.
+    ``results()``. The fit runs in this process without worker processes or BLAS calls (the size factors' short-lived
+    threads each compute whole samples), so the table does not depend on the number of cores or BLAS threads;
+    ``n_cpus`` is accepted for compatibility and ignored.
     """
     check_design(samples, factor=factor, test=test, reference=reference, covariates=covariates)
     counts = np.asarray(counts, dtype=float)

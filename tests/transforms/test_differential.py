@@ -270,6 +270,23 @@ def test_differential_expression_lets_a_spawned_process_exit(shared_data):
     assert exited - returned < 5
 
 
+def test_differential_expression_imports_no_worker_pool_library():
+    # The DE path must not load joblib / loky (pydeseq2's pools) or pydeseq2 itself; Poisson counts also take
+    # the mean-trend fallback (the parametric trend does not converge on them).
+    code = """
+import sys, numpy as np, polars as pl
+from transforms.differential import differential_expression
+counts = np.random.default_rng(0).poisson(20, size=(50, 6)).astype(float)
+result = differential_expression(counts, genes=[f"g{i}" for i in range(50)], factor="g", test="b", reference="a",
+                                 samples=pl.DataFrame({"g": ["a", "a", "a", "b", "b", "b"]}))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("joblib", "loky", "pydeseq2", "threadpoolctl"))
+print(result.parameters["dispersion_trend"], loaded)
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2])
+    assert done.stdout.strip() == "mean []"
+
+
 def test_differential_expression_rounds_fractional_counts(shared_data):
     counts, genes, samples = _airway(shared_data)
     kwargs = dict(genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"])
