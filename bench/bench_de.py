@@ -1,8 +1,8 @@
 """Differential expression benchmark: 20,000 genes x 100 samples (50 vs 50), ours vs pydeseq2 alone.
 
-Each peer runs in its own process on the same synthetic negative-binomial counts (``make_counts``' model, seed
-1, 10 % of genes 2-fold up in the test group); wall and CPU time of the child process, the fit's own time and the
-child's peak RSS are reported.
+Each peer runs in its own process, one after the other in the same run, on the same synthetic negative-binomial
+counts (``make_counts``' model, seed 1, 10 % of genes 2-fold up in the test group); wall and CPU time of the child
+process, the fit's own time and the child's peak RSS are reported.
 
     python bench/bench_de.py [--genes 20000] [--samples 100] [--repeats 1]
 """

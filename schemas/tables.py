@@ -318,7 +318,7 @@ class DifferentialExpression(_Table):
     gene_id: int = _gene()
     feature_id: str = _feature()
     base_mean: float = pa.Field(nullable=True, ge=0, description="Mean of the size-factor normalised counts.")
-    log2_fold_change: float = _nullable_float("log2(test / reference), unshrunk (pydeseq2 Wald test).")
+    log2_fold_change: float = _nullable_float("log2(test / reference), unshrunk (DESeq2 1.38 Wald test, numpy port).")
     lfc_se: float = _nullable_float("Standard error of log2_fold_change.")
     stat: float = _nullable_float("Wald statistic.")
     pvalue: float = _nullable_float("Wald test p-value (NULL for all-zero genes and Cook's outliers).")
@@ -392,7 +392,8 @@ TABLE_DOCS: dict[str, str] = {
     "rna_normalized": "One row per study, assay, sample and feature: CPM, log2 CPM, TMM CPM, median-of-ratios, "
                       "TPM and per-gene z-scores of counts, or log2 and z-scores of provided abundances.",
     "rna_vst": "One row per study, count assay, sample and feature: DESeq2 blind variance-stabilised counts.",
-    "differential_expression": "One row per study, contrast, count assay and feature: DESeq2 Wald test results.",
+    "differential_expression": "One row per study, contrast, count assay and feature: DESeq2 1.38 Wald test "
+    "results (numpy port).",
     "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
                       "A study's tables are published together in one commit once every stage has run, so "
                       "readers never see counts of one load beside normalised values of another.",

@@ -1,4 +1,4 @@
-"""Differential expression of one study's counts with pydeseq2 (DESeq2's Wald test, in Python).
+"""Differential expression of one study's counts: DESeq2 1.38's Wald test, by the numpy port in ``deseq2.py``.
 
 The design is checked first (:func:`check_design`, milliseconds) so that a study with a missing level, a single
 replicate or a confounded covariate fails with a sentence a curator can act on, not a singular-matrix traceback
@@ -8,19 +8,15 @@ matrix ``~ covariates + factor`` with ``reference`` as the factor's baseline, as
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
-from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
-if TYPE_CHECKING:
-    from pydeseq2.dds import DeseqDataSet
+from transforms.deseq2 import deseq_wald
+from transforms.normalise import size_factors
 
 ALPHA = 0.1
 """FDR target of independent filtering: DESeq2's ``results()`` default (pydeseq2's own default is 0.05)."""
@@ -134,10 +130,10 @@ def canonical_sample_order(samples: pl.DataFrame, *, factor: str, test: str, ref
     """Row order in which samples are fitted: reference level, test level, other levels, each by sample_id
     (or, without that column, the first column of ``samples``).
 
-    pydeseq2's iterative fits are not exactly invariant to the order of samples (on pasilla, shuffling the
-    columns moves 4-14 of ~1,070 genes across padj 0.05), so a study is always fitted in one order that does not
-    depend on how its long table was scanned; reference-then-test is the order count matrices are usually
-    written in, and the one the R reference figures were made with.
+    Sums over samples round differently in another order (last-bit differences), so a study is always fitted in
+    one order that does not depend on how its long table was scanned, and its table is the same bit for bit;
+    reference-then-test is the order count matrices are usually written in, and the one the R reference figures
+    were made with.
     """
     level = samples[factor].cast(pl.String)
     rank = pl.when(level == reference).then(0).when(level == test).then(1).otherwise(2)
@@ -166,11 +162,14 @@ def differential_expression(
 
     ``counts`` columns follow the rows of ``samples``; ``genes`` labels its rows and becomes ``feature_id``.
     Fractional counts (RSEM, salmon) are rounded to the nearest integer first, as tximport users do for DESeq2.
-    pydeseq2 runs with DESeq2's defaults: median-of-ratios size factors, parametric dispersion trend (falling
-    back to the mean trend when it does not converge, as recorded in ``parameters``), Cook's outlier
-    replacement and filtering, independent filtering at ``ALPHA``, no LFC shrinkage. Genes with all-zero
-    counts get ``base_mean`` 0 and nulls elsewhere; ``padj`` is null for genes removed by independent
-    filtering or Cook's distance, as in DESeq2's ``results()``.
+    ``DESeq()`` then ``results()`` with DESeq2's defaults, by :func:`transforms.deseq2.deseq_wald`:
+    median-of-ratios size factors, parametric dispersion trend (falling back to the mean trend where DESeq2
+    would use locfit, as recorded in ``parameters``), Cook's outlier replacement and filtering, independent
+    filtering at ``ALPHA``, no LFC shrinkage. Genes with all-zero counts get ``base_mean`` 0 and nulls
+    elsewhere; ``padj`` is null for genes removed by independent filtering or Cook's distance, as in DESeq2's
+    ``results()``. The fit runs in this process without worker processes or BLAS calls (the size factors' short-lived
+    threads each compute whole samples), so the table does not depend on the number of cores or BLAS threads;
+    ``n_cpus`` is accepted for compatibility and ignored.
     """
     check_design(samples, factor=factor, test=test, reference=reference, covariates=covariates)
     counts = np.asarray(counts, dtype=float)
@@ -185,59 +184,46 @@ def differential_expression(
         raise ValueError("gene identifiers must be unique; aggregate or resolve duplicates first")
     rounded = bool((counts % 1 != 0).any())
     order = canonical_sample_order(samples, factor=factor, test=test, reference=reference)
-    samples, counts = samples[order], counts[:, order]
-
-    # Imported here: pydeseq2 (anndata, scikit-learn) takes ~6 s to import; check_design and the code
-    # location that imports this module should not pay for it.
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
-    from pydeseq2.ds import DeseqStats
-    from threadpoolctl import threadpool_limits
+    samples, counts = samples[order], np.rint(counts[:, order])
 
     design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
-    sample_names = [f"s{i}" for i in range(samples.height)]
-    # Gene-wise fits in parallel processes, one BLAS thread each (below): every core the run may use.
-    inference = DefaultInference(n_cpus=n_cpus or len(os.sched_getaffinity(0)))
-    contrast = np.zeros(len(names))
-    contrast[names.index(f"{factor}[T.{test}]")] = 1.0
-    # Per-gene fits on 7-sample matrices: multithreaded BLAS only adds contention (measured 80 s -> 7 s on
-    # pasilla's gene-wise dispersions with one BLAS thread).
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings(record=True) as caught:
+    levels = samples[factor].cast(pl.String)
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dds = DeseqDataSet(
-            counts=pd.DataFrame(np.rint(counts).T.astype(np.int64), index=sample_names, columns=list(genes)),
-            metadata=pd.DataFrame(index=sample_names),
-            design=pd.DataFrame(design, index=sample_names, columns=names),
-            inference=inference,
-            quiet=True,
+        fit = deseq_wald(
+            counts,
+            design,
+            size_factors=size_factors(counts),
+            coefficient=names.index(f"{factor}[T.{test}]"),
+            contrast_samples=levels.is_in([test, reference]).to_numpy(),
+            two_group=not covariates and levels.n_unique() == 2,
         )
-        _fit_like_deseq2(dds)
-        stats = DeseqStats(dds, contrast=contrast, independent_filter=False, inference=inference, quiet=True)
-        stats.summary()
-    result = stats.results_df
-    pvalue = result["pvalue"].to_numpy(dtype=float)
-    base_mean = result["baseMean"].to_numpy(dtype=float)
     table = pl.DataFrame(
         {
             "feature_id": list(genes),
-            "base_mean": base_mean,
-            "log2_fold_change": result["log2FoldChange"].to_numpy(dtype=float),
-            "lfc_se": result["lfcSE"].to_numpy(dtype=float),
-            "stat": result["stat"].to_numpy(dtype=float),
-            "pvalue": pvalue,
-            "padj": independent_filtering(pvalue, base_mean=base_mean, alpha=ALPHA),
+            "base_mean": fit.base_mean,
+            "log2_fold_change": fit.log2_fold_change,
+            "lfc_se": fit.lfc_se,
+            "stat": fit.stat,
+            "pvalue": fit.pvalue,
+            "padj": independent_filtering(fit.pvalue, base_mean=fit.base_mean, alpha=ALPHA),
         },
         schema=DE_SCHEMA,
     ).with_columns(pl.exclude("feature_id").fill_nan(None))
     parameters: dict[str, object] = {
-        "method": "pydeseq2 Wald test",
-        "pydeseq2_version": version("pydeseq2"),
+        "method": "DESeq2 1.38 Wald test (numpy port)",
         "design": design_formula(factor, covariates),
         "contrast": [factor, test, reference],
         "n_genes": len(genes),
         "n_samples": samples.height,
         "counts_rounded": rounded,
-        "dispersion_trend": dds.uns["disp_function_type"],
+        # "parametric", or "mean" where DESeq2 would substitute its locfit trend
+        "dispersion_trend": fit.dispersion_trend,
+        "dispersion_prior_variance": fit.prior_variance,
+        "dispersion_prior_rule": fit.prior_variance_rule,
+        "genes_refitted_by_optim": fit.n_optim,
+        "genes_not_converged": fit.n_not_converged,
+        "genes_with_replaced_outliers": fit.n_replaced,
         "alpha": ALPHA,
         "cooks_filter": True,
         "independent_filter": True,
@@ -253,8 +239,8 @@ def independent_filtering(pvalue: np.ndarray, *, base_mean: np.ndarray, alpha: f
     One value per gene; NaN where the p-value is NaN or the gene falls below the chosen ``base_mean`` cutoff.
     A line-for-line port of DESeq2 1.38 ``pvalueAdjustment``: 50 quantile cutoffs, rejections at ``alpha``
     smoothed by R's ``lowess(f = 1/5)``, and the first cutoff whose rejections exceed the smoothed maximum
-    minus the residual RMSE. pydeseq2 0.5.4 does this with its own lowess, which picks a different cutoff
-    (pasilla: 475 more genes without padj), hence statsmodels' lowess, which reproduces R's.
+    minus the residual RMSE. statsmodels' lowess reproduces R's ``lowess`` (pydeseq2 0.5.4's own lowess picks a
+    different cutoff: pasilla, 475 more genes without padj).
     """
     from scipy.stats import false_discovery_control
     from statsmodels.nonparametric.smoothers_lowess import lowess
@@ -275,36 +261,6 @@ def independent_filtering(pvalue: np.ndarray, *, base_mean: np.ndarray, alpha: f
     residual = rejections[rejections > 0] - fit[rejections > 0]
     above = np.flatnonzero(rejections > fit.max() - np.sqrt(np.mean(residual**2)))
     return padj[:, above[0] if above.size else 0]
-
-
-def _fit_like_deseq2(dds: DeseqDataSet) -> None:
-    """``DeseqDataSet.deseq2()`` with the dispersion trend fitted on DESeq2's genes.
-
-    DESeq2 fits the parametric trend only on genes whose gene-wise dispersion exceeds ``100 * minDisp``
-    (``estimateDispersionsFit``: ``useForFit``); pydeseq2 0.5.4 fits it on every non-zero gene, so genes stuck
-    at the lower bound pull it down (pasilla: a1 2.04 instead of R's 2.57, 1,134 genes at padj < 0.05 instead of 1,068).
-    The rest is pydeseq2's own pipeline, step by step as in ``deseq2()``.
-    """
-    dds.fit_size_factors(fit_type=dds.size_factors_fit_type)
-    dds.fit_genewise_dispersions()
-    non_zero = dds.non_zero_genes
-    for_fit = non_zero[dds.var.loc[non_zero, "genewise_dispersions"].to_numpy() > 100 * dds.min_disp]
-    if for_fit.empty:
-        raise ValueError(
-            "all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum: the counts "
-            "look like technical replicates or simulated Poisson data, and DESeq2 cannot fit a trend"
-        )
-    dds.non_zero_genes = for_fit
-    try:
-        dds.fit_dispersion_trend()
-    finally:
-        dds.non_zero_genes = non_zero
-    dds.fit_dispersion_prior()
-    dds.fit_MAP_dispersions()
-    dds.fit_LFC()
-    dds.calculate_cooks()
-    dds.refit()
-    dds.cooks_outlier()
 
 
 def _full_rank(samples: pl.DataFrame, *, factor: str, reference: str, covariates: Sequence[str]) -> bool:

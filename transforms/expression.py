@@ -396,7 +396,7 @@ def reference_mask(sample_ids: pl.Series, attributes: pl.DataFrame, *, attribute
 
 def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, test: str, reference: str,
                       covariates: Sequence[str] = ()) -> DEResult:
-    """pydeseq2 Wald test of ``test`` vs ``reference`` on the block's complete features and samples with counts.
+    """DESeq2 Wald test of ``test`` vs ``reference`` on the block's complete features and samples with counts.
 
     ``samples`` holds one row per column of the block (``sample_table``); ``differential_expression`` checks the
     design before any fitting. The result table has one row per feature with ``gene_id`` added.

@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import digamma, gammaln
+
+from transforms.deseq2 import MIN_DISP, DispersionTrend, gene_wise_dispersions, parametric_dispersion_fit
 
 # Elements per internal chunk of sample columns (~4 MB per float64 temporary): the dozen temporaries of TMM stay in
 # the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
@@ -514,14 +515,7 @@ def zscore_rows(
 # ------------------------------------------------------------------------------------------------------- DESeq2 VST
 
 
-class DispersionTrend(NamedTuple):
-    """DESeq2's parametric dispersion trend ``asympt_disp + extra_pois / mean``."""
-
-    asympt_disp: float
-    extra_pois: float
-
-
-_MIN_DISP = 1e-8
+_MIN_DISP = MIN_DISP
 
 
 def vst_genes(base_mean: np.ndarray, *, nsub: int = 1000) -> np.ndarray:
@@ -542,142 +536,12 @@ def vst_genes(base_mean: np.ndarray, *, nsub: int = 1000) -> np.ndarray:
     return order[np.round(positions).astype(np.intp) - 1]
 
 
-def _log_posterior(log_alpha: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """DESeq2's Cox-Reid adjusted NB log likelihood of each gene at ``log_alpha``, intercept-only design."""
-    alpha = np.exp(log_alpha)[:, None]
-    inv = 1 / alpha
-    cr = -0.5 * np.log((1 / (1 / mu + alpha)).sum(axis=1))
-    ll = (gammaln(y + inv) - gammaln(inv) - y * np.log(mu + inv) - inv * np.log(1.0 + mu * alpha)).sum(axis=1)
-    return ll + cr
-
-
-def _dlog_posterior(log_alpha: np.ndarray, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Derivative of :func:`_log_posterior` with respect to ``log_alpha``."""
-    alpha = np.exp(log_alpha)
-    a = alpha[:, None]
-    inv = 1 / a
-    w = 1 / (1 / mu + a)
-    cr = -0.5 * (-(w**2)).sum(axis=1) / w.sum(axis=1)
-    ll = (digamma(inv) + np.log(1 + mu * a) - mu * a / (1.0 + mu * a) - digamma(y + inv) + y / (mu + inv)).sum(
-        axis=1
-    ) / alpha**2
-    return (ll + cr) * alpha
-
-
-def _fit_log_dispersion(
-    y: np.ndarray, mu: np.ndarray, log_alpha: np.ndarray, *, tol: float = 1e-6, maxit: int = 100
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """DESeq2's ``fitDisp`` Armijo line search on log dispersion, run for all genes in lockstep.
-
-    Returns the log dispersions, iterations, and the initial and last log posteriors (DESeq2 uses them to reject
-    fits that did not improve).
-    """
-    kappa_0, epsilon, min_log_alpha = 1.0, 1.0e-4, np.log(_MIN_DISP / 10)
-    a = log_alpha.copy()
-    lp = _log_posterior(a, y, mu)
-    dlp = _dlog_posterior(a, y, mu)
-    initial_lp = lp.copy()
-    kappa = np.full(a.shape, kappa_0)
-    iters = np.zeros(a.shape, dtype=np.int64)
-    accepts = np.zeros(a.shape, dtype=np.int64)
-    active = np.ones(a.shape, dtype=bool)
-    for _ in range(maxit):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        iters[idx] += 1
-        ai, di, ki = a[idx], dlp[idx], kappa[idx]
-        proposal = ai + ki * di
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ki = np.where(proposal < -30.0, (-30.0 - ai) / di, ki)
-            ki = np.where(proposal > 10.0, (10.0 - ai) / di, ki)
-        step = ai + ki * di
-        lp_new = _log_posterior(step, y[idx], mu[idx])
-        accept = -lp_new <= -lp[idx] - ki * epsilon * di**2
-        kappa[idx] = np.where(accept, ki, ki / 2)
-        acc = idx[accept]
-        if acc.size == 0:
-            continue
-        accepts[acc] += 1
-        a[acc] = step[accept]
-        change = lp_new[accept] - lp[acc]
-        converged = change < tol
-        lp[acc[converged]] = lp_new[accept][converged]
-        escaped = ~converged & (a[acc] < min_log_alpha)
-        active[acc[converged | escaped]] = False
-        go = acc[~converged & ~escaped]
-        lp[go] = lp_new[accept][~converged & ~escaped]
-        dlp[go] = _dlog_posterior(a[go], y[go], mu[go])
-        kappa[go] = np.minimum(kappa[go] * 1.1, kappa_0)
-        kappa[go] = np.where(accepts[go] % 5 == 0, kappa[go] / 2, kappa[go])
-    return a, iters, initial_lp, lp
-
-
-def _grid_log_dispersion(y: np.ndarray, mu: np.ndarray, n_samples: int) -> np.ndarray:
-    """DESeq2's ``fitDispGrid``: coarse then fine 20-point grids of log dispersion, for genes the search missed."""
-    grid = np.linspace(np.log(1e-8), np.log(max(10, n_samples)), 20)
-    delta = grid[1] - grid[0]
-
-    def best(points: np.ndarray) -> np.ndarray:
-        lp = np.stack([_log_posterior(points[:, t], y, mu) for t in range(points.shape[1])], axis=1)
-        return points[np.arange(points.shape[0]), np.argmax(lp, axis=1)]
-
-    coarse = best(np.broadcast_to(grid, (y.shape[0], grid.size)))
-    fine = np.linspace(coarse - delta, coarse + delta, grid.size, axis=1)
-    return best(fine)
-
-
-def _gamma_identity_glm(y: np.ndarray, x: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, bool]:
-    """R's ``glm(y ~ x, family=Gamma(link="identity"), start=start)``: IRLS with R's convergence rule."""
-    design = np.column_stack([np.ones_like(x), x])
-
-    def deviance(mu: np.ndarray) -> float:
-        return float(np.sum(-2 * (np.log(np.where(y == 0, 1, y / mu)) - (y - mu) / mu)))
-
-    coef: np.ndarray = start.astype(np.float64)
-    mu = design @ coef
-    if not (np.isfinite(mu).all() and (mu > 0).all()):
-        raise ValueError("parametric dispersion fit failed: no valid starting values")
-    dev_old = deviance(mu)
-    coef_old: np.ndarray | None = None
-    for _ in range(25):
-        w = 1 / mu
-        coef = np.linalg.lstsq(design * w[:, None], y * w, rcond=None)[0]
-        mu = design @ coef
-        dev = deviance(mu) if (mu > 0).all() else np.inf
-        while not (np.isfinite(dev) and np.isfinite(mu).all() and (mu > 0).all()):
-            if coef_old is None:
-                raise ValueError("parametric dispersion fit failed: no valid set of coefficients")
-            coef = (coef + coef_old) / 2
-            mu = design @ coef
-            dev = deviance(mu) if (mu > 0).all() else np.inf
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-8:
-            return coef, True
-        dev_old, coef_old = dev, coef
-    return coef, False
-
-
-def _parametric_dispersion_fit(means: np.ndarray, disps: np.ndarray) -> DispersionTrend:
-    """DESeq2's ``parametricDispersionFit``: iteratively refit the Gamma GLM on genes near the curve."""
-    coefs = np.array([0.1, 1.0])
-    for _ in range(11):
-        residuals = disps / (coefs[0] + coefs[1] / means)
-        good = (residuals > 1e-4) & (residuals < 15)
-        old = coefs
-        coefs, converged = _gamma_identity_glm(disps[good], 1 / means[good], coefs)
-        if not (coefs > 0).all():
-            raise ValueError("parametric dispersion fit failed: a trend coefficient is not positive")
-        if np.sum(np.log(coefs / old) ** 2) < 1e-6 and converged:
-            return DispersionTrend(float(coefs[0]), float(coefs[1]))
-    raise ValueError("parametric dispersion fit did not converge")
-
-
 def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> DispersionTrend:
     """DESeq2's blind (design ``~1``) gene-wise dispersions and parametric trend, fitted on the rows of ``counts``.
 
     ``counts`` holds the genes to fit on (``vst_genes``) across *all* samples; ``size_factors`` are those of all
-    samples. Follows ``estimateDispersionsGeneEst`` (rough and moments start, Armijo line search, grid refit) and
-    ``estimateDispersionsFit(fitType="parametric")``.
+    samples. The DE code's ``estimateDispersionsGeneEst`` (:func:`transforms.deseq2.gene_wise_dispersions`) with
+    a one-column design, then ``estimateDispersionsFit(fitType="parametric")``.
     """
     counts = _as_counts(counts)
     sf = np.asarray(size_factors, dtype=np.float64)
@@ -685,27 +549,11 @@ def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> Dispersion
     if m < 2:
         raise ValueError("at least two samples are needed to estimate dispersions")
     counts = counts[counts.sum(axis=1) > 0]
-    normed = counts / sf
-    base_mean = normed.mean(axis=1)
-    base_var = normed.var(axis=1, ddof=1)
-    rough_mu = np.maximum(1.0, base_mean)[:, None]
-    rough = np.maximum((((normed - rough_mu) ** 2 - rough_mu) / rough_mu**2).sum(axis=1) / (m - 1), 0)
-    moments = (base_var - np.mean(1 / sf) * base_mean) / base_mean**2
-    max_disp = max(10.0, float(m))
-    alpha_init = np.minimum(np.maximum(_MIN_DISP, np.minimum(rough, moments)), max_disp)
-    mu = np.maximum(base_mean[:, None] * sf, 0.5)
-    log_alpha, iters, initial_lp, last_lp = _fit_log_dispersion(counts, mu, np.log(alpha_init))
-    disp = np.minimum(np.exp(log_alpha), max_disp)
-    no_increase = last_lp < initial_lp + np.abs(initial_lp) / 1e6
-    disp[no_increase] = alpha_init[no_increase]
-    refit = ~((iters < 100) & (iters != 1)) & (disp > _MIN_DISP * 10)
-    if refit.any():
-        disp[refit] = np.exp(_grid_log_dispersion(counts[refit], mu[refit], m))
-    disp = np.clip(disp, _MIN_DISP, max_disp)
-    use = disp > 100 * _MIN_DISP
+    gene = gene_wise_dispersions(counts, np.ones((m, 1)), size_factors=sf)
+    use = gene.dispersion > 100 * _MIN_DISP
     if not use.any():
         raise ValueError("all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum")
-    return _parametric_dispersion_fit(base_mean[use], disp[use])
+    return parametric_dispersion_fit(gene.base_mean[use], gene.dispersion[use])
 
 
 def vst_transform(counts: np.ndarray, *, size_factors: np.ndarray, trend: DispersionTrend) -> np.ndarray:

@@ -137,7 +137,7 @@ def _pasilla_attributes(shared_data: Path) -> pl.DataFrame:
             .unpivot(index="sample_id", variable_name="attribute", value_name="value"))
 
 
-@pytest.mark.slow  # pydeseq2 on 14,599 genes: ~30-40 s on 2 cores
+@pytest.mark.slow  # DE on 14,599 genes: a few seconds
 def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: ex.DenseBlock) -> None:
     samples = ex.sample_table(pasilla_block.sample_ids, _pasilla_attributes(shared_data),
                               columns=["condition", "type"])

@@ -95,6 +95,23 @@ dds_nocov <- DESeq(DESeqDataSetFromMatrix(pasilla, coldata, design = ~condition)
 write_tsv(de_table(dds_nocov, c("condition", "treated", "untreated")), "pasilla_de_condition_nocov.tsv",
           gzip = TRUE)
 
+# Intermediate figures of DESeq(): dispersions per gene, and the trend and prior per design.
+dispersion_table <- function(dds, design) {
+  mc <- mcols(dds)
+  data.frame(design = design, feature_id = rownames(dds), disp_gene_est = mc$dispGeneEst,
+             disp_fit = mc$dispFit, dispersion = mc$dispersion, stringsAsFactors = FALSE)
+}
+trend_table <- function(dds, design) {
+  fn <- dispersionFunction(dds)
+  coefs <- attr(fn, "coefficients")
+  data.frame(design = design, asympt_disp = unname(coefs[1]), extra_pois = unname(coefs[2]),
+             var_log_disp_ests = attr(fn, "varLogDispEsts"), disp_prior_var = attr(fn, "dispPriorVar"),
+             stringsAsFactors = FALSE)
+}
+write_tsv(rbind(dispersion_table(dds, "~ type + condition"), dispersion_table(dds_nocov, "~ condition")),
+          "pasilla_dispersions.tsv", gzip = TRUE)
+pasilla_trends <- rbind(trend_table(dds, "~ type + condition"), trend_table(dds_nocov, "~ condition"))
+
 ## Airway featureCounts subset: 20 genes x 8 samples, 16 genes with any count.
 fc <- read.delim(file.path(data_dir, "rnaseq_airway/featurecounts/airway_subset_featureCounts.txt"),
                  comment.char = "#", check.names = FALSE)
@@ -114,6 +131,21 @@ write_tsv(long(cpm(y, log = TRUE, prior.count = 2), "log2_cpm"), "airway_log2cpm
 # DESeq2 defaults: the parametric dispersion trend converges on these 16 non-zero genes (no fallback).
 dds <- DESeq(DESeqDataSetFromMatrix(airway, airway_coldata, design = ~ cell + dex), quiet = TRUE)
 write_tsv(de_table(dds, c("dex", "trt", "untrt")), "airway_de_dex.tsv")
+# Residual df 3: dispPriorVar comes from DESeq2's Monte Carlo (set.seed(2)) + loess, not from the MAD.
+write_tsv(rbind(pasilla_trends, trend_table(dds, "~ cell + dex")), "dispersion_trends.tsv")
+
+## Outlier replacement: 8 + 8 samples (>= minReplicatesForReplace = 7 per cell), simulated by DESeq2 itself,
+## with one count of each of the first 20 genes multiplied by 20 (sample 1 for genes 1-10, sample 9 for 11-20).
+set.seed(3)
+sim <- makeExampleDESeqDataSet(n = 500, m = 16, betaSD = 1)
+sim_counts <- counts(sim)
+sim_counts[1:10, 1] <- sim_counts[1:10, 1] * 20L
+sim_counts[11:20, 9] <- sim_counts[11:20, 9] * 20L
+write.table(data.frame(gene_id = rownames(sim_counts), sim_counts, check.names = FALSE),
+            file.path(out_dir, "simulated_outliers_counts.tsv"), sep = "\t", quote = FALSE, row.names = FALSE)
+sim_coldata <- data.frame(row.names = colnames(sim_counts), condition = sim$condition)
+dds <- DESeq(DESeqDataSetFromMatrix(sim_counts, sim_coldata, design = ~condition), quiet = TRUE)
+write_tsv(de_table(dds, c("condition", "B", "A")), "simulated_outliers_de.tsv")
 
 ## Geuvadis RSEM: 1,000 genes (first of 58,288, see rnaseq_geuvadis_rsem/SOURCE.md) x 6 samples, fractional counts.
 files <- sort(list.files(file.path(data_dir, "rnaseq_geuvadis_rsem"), pattern = "\\.genes\\.results\\.gz$",
