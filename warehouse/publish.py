@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from schemas.tables import NORMALISE_TABLES, PUBLISHED_TABLES, STUDY_TABLES, polars_schema
+from schemas.tables import INGEST_TABLES, PUBLISHED_TABLES, STUDY_TABLES, polars_schema
 from warehouse.commit import Commit, commit_frames
 from warehouse.lake import INPUTS_KEY, Lake
 
@@ -42,7 +42,8 @@ def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
         if commit is None:
             stale.append(f"{table} (never written)")
             continue
-        source = commit.get(INPUTS_KEY) if table in NORMALISE_TABLES else commit.get("omicsdw.fingerprint")
+        # ingest tables carry the load's fingerprint; every derived table the load it was computed from
+        source = commit.get("omicsdw.fingerprint") if table in INGEST_TABLES else commit.get(INPUTS_KEY)
         if source != load:
             stale.append(table)
         version, files = lake.study_files(table, study_id)

@@ -32,11 +32,13 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
                         "--partition", "airway"], check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
         with dg.DagsterInstance.get() as instance:
             (run,) = instance.get_runs()
-            events = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+            events = [r.event_log_entry for r in instance.get_records_for_run(run.run_id, limit=100_000).records]
     finally:
         del os.environ["DAGSTER_HOME"]
-    steps = [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"]
-    (end,) = [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "RUN_SUCCESS"]
+    def times(kind: dg.DagsterEventType) -> list[float]:
+        return [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type == kind]
+
+    steps, (end,) = times(dg.DagsterEventType.STEP_SUCCESS), times(dg.DagsterEventType.RUN_SUCCESS)
     assert len(steps) == 4  # ingest, normalise, DE, publish
     assert end - max(steps) < 10  # a lingering worker pool kept the DE step's process alive for 300 s
     assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # reference/release.json: 77,614 genes

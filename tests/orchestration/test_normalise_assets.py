@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -13,26 +12,12 @@ import pytest
 
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.resources import WarehouseResource
-from schemas.manifest import StudyManifest
-from warehouse.commit import commit_frames
+from tests.lake_rows import commit_load
 from warehouse.lake import Lake
 
 R_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "r_reference"
 AIRWAY = "rnaseq_airway"
 NORMALISE = [normalised_expression]
-
-
-def _load(lake: Lake, study_id: str, manifest: dict, tables: dict[str, pl.DataFrame], *, load: str) -> None:
-    """Commit a study's ingested tables and its ``studies`` row (holding ``manifest``) as one load, no parsing."""
-    studies = pl.DataFrame({"study_id": [study_id], "name": [study_id], "description": [None], "organism": ["human"],
-                            "reference_genome": ["GRCh38"], "source_layout": ["study_yaml"], "content_hash": [load],
-                            "gene_reference": ["test"], "n_samples": [0],
-                            "manifest": [StudyManifest(study_id=study_id, name=study_id, **manifest).model_dump_json()],
-                            "loaded_at": [datetime.now(UTC)]})
-    frames = [("studies", studies),
-              *((t, f.with_columns(pl.lit(study_id).alias("study_id"))) for t, f in tables.items())]
-    commit = commit_frames(lake, frames, tables=["studies", *tables], study_id=study_id, fingerprint=load)
-    assert commit.ok, commit.failures
 
 
 AIRWAY_CONTRASTS = {"contrasts": [{"name": "dex", "factor": "dex", "test": "trt", "reference": "untrt",
@@ -67,8 +52,9 @@ def warehouse(tmp_path: Path) -> WarehouseResource:
 def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
     """Study 'airway': featureCounts counts of 20 genes x 8 samples, cell and dex attributes, one contrast."""
     lake = warehouse.lake()
-    _load(lake, "airway", AIRWAY_CONTRASTS, {"rna_counts": _airway_counts(shared_data),
-                                             "sample_attributes": _airway_attributes(shared_data)}, load="v1")
+    commit_load(lake, "airway", {"rna_counts": _airway_counts(shared_data),
+                                 "sample_attributes": _airway_attributes(shared_data)}, load="v1",
+                manifest=AIRWAY_CONTRASTS)
     return lake
 
 
@@ -136,8 +122,9 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     assert _metadata(again, "rna_normalized")["unchanged"] is True
     assert _metadata(again, "rna_normalized")["delta_version"] == _metadata(result, "rna_normalized")["delta_version"]
 
-    _load(airway, "airway", AIRWAY_CONTRASTS, {"rna_counts": airway.scan("rna_counts").head(0).collect(),
-                                               "sample_attributes": _airway_attributes(shared_data)}, load="v2")
+    commit_load(airway, "airway", {"rna_counts": airway.scan("rna_counts").head(0).collect().drop("study_id"),
+                                   "sample_attributes": _airway_attributes(shared_data)}, load="v2",
+                manifest=AIRWAY_CONTRASTS)
     emptied = _materialize(NORMALISE, warehouse, "airway")  # counts gone: stale rows vanish
     assert airway.scan("rna_normalized", study_id="airway").collect().height == 0
     assert "no rna_counts" in str(_metadata(emptied, "rna_sample_factors")["note"])
@@ -162,8 +149,8 @@ def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehous
 def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource,
                                                       shared_data: Path) -> None:
     bad = {"contrasts": [{"name": "bad", "factor": "dex", "test": "trt", "reference": "placebo"}]}
-    _load(airway, "airway", bad, {"rna_counts": _airway_counts(shared_data),
-                                  "sample_attributes": _airway_attributes(shared_data)}, load="v2")
+    commit_load(airway, "airway", {"rna_counts": _airway_counts(shared_data),
+                                   "sample_attributes": _airway_attributes(shared_data)}, load="v2", manifest=bad)
     start = time.perf_counter()
     result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
     assert not result.success and time.perf_counter() - start < 20
@@ -184,8 +171,8 @@ def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseReso
     zscores = tpm.with_columns(pl.lit("rsem_z").alias("assay"), pl.lit("zscore").alias("measure"))
     attributes = pl.DataFrame({"sample_id": samples, "attribute": "tissue", "value": ["normal", "normal", "tumour"],
                                "value_type": "string"})
-    _load(lake, "tpm_only", {"zscore_reference": {"attribute": "tissue", "values": ["normal"]}},
-          {"rna_abundance": pl.concat([tpm, zscores]), "sample_attributes": attributes}, load="v1")
+    commit_load(lake, "tpm_only", {"rna_abundance": pl.concat([tpm, zscores]), "sample_attributes": attributes},
+                load="v1", manifest={"zscore_reference": {"attribute": "tissue", "values": ["normal"]}})
     result = _materialize(NORMALISE, warehouse, "tpm_only")
     rows = lake.scan("rna_normalized", study_id="tpm_only").collect().sort("feature_id", "sample_id")
     assert set(rows["assay"]) == {"rsem"} and set(rows["source"]) == {"abundance"}  # zscore measure skipped

@@ -1,0 +1,128 @@
+"""The catalog readers see: published study sets, fresh connections, read-only sessions, a movable folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import warehouse
+from tests.lake_rows import commit_load
+from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, refresh_catalog
+from warehouse.commit import commit_frames
+from warehouse.lake import Lake
+from warehouse.publish import InconsistentStudy, publish_study, remove_study
+
+COUNTS = pl.DataFrame({"assay": "counts", "sample_id": ["a", "b"], "gene_id": [7157, 7157],
+                       "feature_id": "TP53", "count": [10.0, 20.0], "length": [None, None]},
+                      schema_overrides={"length": pl.Float64})
+
+
+def _rows(wh: Path, sql: str) -> list[tuple]:
+    con = connect(wh)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _derived(lake: Lake, study_id: str, load: str) -> None:
+    """The normalise and DE tables of a load, empty (what a study without counts' stages commit)."""
+    from schemas.tables import NORMALISE_TABLES
+
+    commit = commit_frames(lake, [], tables=NORMALISE_TABLES, study_id=study_id, fingerprint=f"d-{load}",
+                           inputs=load)
+    assert commit.ok
+
+
+def _publish(lake: Lake, wh: Path, study_id: str, load: str, counts: pl.DataFrame) -> None:
+    commit_load(lake, study_id, {"rna_counts": counts}, load=load)
+    _derived(lake, study_id, load)
+    assert publish_study(lake, study_id).ok
+    refresh_catalog(lake, wh)
+
+
+@pytest.fixture()
+def wh(tmp_path: Path) -> Path:
+    return tmp_path / "wh"
+
+
+@pytest.fixture()
+def lake(wh: Path) -> Lake:
+    return Lake(wh / "lake")
+
+
+def test_catalog_shows_the_published_set_until_every_stage_of_a_new_load_ran(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")  # ingest only
+    with pytest.raises(InconsistentStudy, match="rna_sample_factors"):
+        publish_study(lake, "s1")
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # still load A
+    assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 30.0
+    _derived(lake, "s1", "B")
+    publish_study(lake, "s1")
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]
+    assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 60.0
+
+
+def test_connect_sees_the_newest_catalog_while_an_old_connection_is_open(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    old = connect(wh)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    assert old.sql("SELECT count(DISTINCT study_id) FROM rna_counts").fetchall() == [(1,)]  # its snapshot
+    assert _rows(wh, "SELECT count(DISTINCT study_id) FROM rna_counts") == [(2,)]
+    old.close()
+
+
+def test_connect_reads_the_lake_only(lake: Lake, wh: Path, tmp_path: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    con = connect(wh)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    for sql in (f"SELECT * FROM read_csv('{outside}')", f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'",
+                "SET enable_external_access = true", f"ATTACH '{tmp_path / 'x.db'}'"):
+        with pytest.raises(Exception, match="disabled by configuration|locked"):
+            con.sql(sql)
+    assert not (tmp_path / "x.csv").exists()
+    con.close()
+
+
+def test_moved_warehouse_folder_still_answers(lake: Lake, wh: Path, tmp_path: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    moved = tmp_path / "elsewhere" / "wh"
+    moved.parent.mkdir()
+    shutil.move(wh, moved)
+    assert _rows(moved, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+
+
+def test_refresh_catalog_removes_temporary_files_of_killed_builders(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    (wh / f".{CATALOG_NAME}.99999.tmp").write_bytes(b"half")
+    (wh / f".{CATALOG_NAME}.99999.tmp.wal").write_bytes(b"half")
+    refresh_catalog(lake, wh)
+    assert sorted(p.name for p in wh.iterdir() if p.name.startswith(f".{CATALOG_NAME}")) == []
+
+
+def test_connect_without_a_catalog_says_how_to_build_one(tmp_path: Path) -> None:
+    with pytest.raises(CatalogMissing, match="build the warehouse first"):
+        connect(tmp_path)
+
+
+def test_remove_study_unpublishes_then_empties_every_table(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    remove_study(lake, "s1")
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("s2",)]
+    assert lake.scan("rna_counts", study_id="s1").collect().height == 0
+    assert lake.scan("rna_counts", version=2, study_id="s1").collect().height == 2  # history kept
+
+
+def test_table_version_that_does_not_exist_names_the_versions(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    with pytest.raises(ValueError, match=r"table 'rna_counts' has versions 0 to 1; version 7 does not exist"):
+        warehouse.table("rna_counts", version=7, warehouse=wh)

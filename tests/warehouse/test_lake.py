@@ -1,0 +1,107 @@
+"""Lake and the one commit path on hand-written rows: stage, commit, discard, time travel, locks, orphans."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from warehouse.commit import commit_frames, unchanged
+from warehouse.lake import Lake, StudyLocked
+
+SAMPLES = pl.DataFrame({"study_id": ["s1", "s1"], "sample_id": ["a", "b"], "subject_id": ["p1", "p2"]})
+
+
+@pytest.fixture()
+def lake(tmp_path: Path) -> Lake:
+    return Lake(tmp_path / "lake")
+
+
+def _parquet_files(lake: Lake, table: str) -> set[str]:
+    root = Path(lake.uri(table))
+    return {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+
+
+def test_commit_frames_replaces_one_study_and_keeps_the_other(lake: Lake) -> None:
+    other = SAMPLES.with_columns(pl.lit("s2").alias("study_id"))
+    assert commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1").ok
+    assert commit_frames(lake, [("samples", other)], tables=["samples"], study_id="s2", fingerprint="g1").ok
+    newer = SAMPLES.head(1).with_columns(pl.lit("p9").alias("subject_id"))
+    commit = commit_frames(lake, [("samples", newer)], tables=["samples"], study_id="s1", fingerprint="f2")
+    rows = lake.scan("samples").collect().sort("study_id", "sample_id")
+    assert rows.rows() == [("s1", "a", "p9"), ("s2", "a", "p1"), ("s2", "b", "p2")]
+    assert commit.writes["samples"].rows == 1 and lake.last_fingerprint("samples", "s1") == "f2"
+    # time travel: version 1 (after the create at 0) is the first study alone
+    assert lake.scan("samples", version=1).collect().sort("sample_id").equals(SAMPLES)
+
+
+def test_commit_frames_commits_nothing_when_one_table_breaks_its_contract(lake: Lake) -> None:
+    attributes = pl.DataFrame({"study_id": ["s1"], "sample_id": ["a"], "attribute": ["x"], "value": ["1"],
+                               "value_type": ["not-a-type"]})  # value_type must be string / number / boolean
+    commit = commit_frames(lake, [("samples", SAMPLES), ("sample_attributes", attributes)],
+                           tables=["samples", "sample_attributes"], study_id="s1", fingerprint="f1")
+    assert not commit.ok and list(commit.failures) == ["sample_attributes"]
+    assert lake.scan("samples").collect().height == 0  # all or none
+    assert _parquet_files(lake, "samples") == set() and _parquet_files(lake, "sample_attributes") == set()
+
+
+def test_unchanged_skips_a_unit_whose_fingerprint_is_committed(lake: Lake) -> None:
+    assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f1") is None or not lake.exists("samples")
+    commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
+    again = unchanged(lake, ["samples"], study_id="s1", fingerprint="f1")
+    assert again is not None and again.writes["samples"].skipped and again.writes["samples"].rows == 2
+    assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f2") is None
+
+
+def test_ensure_tables_tolerates_a_concurrent_creator(lake: Lake) -> None:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_create, [lake.root] * 4)
+    assert lake.version("samples") == 0
+
+
+def _create(root: str) -> None:
+    Lake(root).ensure_tables(["samples"])
+
+
+def test_study_session_deletes_what_a_killed_session_staged(lake: Lake) -> None:
+    with lake.study_session("s1"):
+        commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
+    committed = _parquet_files(lake, "samples")
+    # a session that staged and died: its journal names the file, nothing committed it
+    session = lake.study_session("s1")
+    session.__enter__()
+    staged = lake.stage("samples", SAMPLES, study_id="s1")
+    session.gen.close()  # the process is gone: the lock is released, the journal stays
+    assert _parquet_files(lake, "samples") == committed | set(staged.relative_paths)
+    with lake.study_session("s1"):
+        pass
+    assert _parquet_files(lake, "samples") == committed
+    assert lake.scan("samples").collect().height == 2
+
+
+def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake) -> None:
+    ready = multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold, args=(lake.root, ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        start = time.monotonic()
+        with pytest.raises(StudyLocked, match="s1 is being written by process"), lake.study_session("s1", timeout=1):
+            pass
+        assert time.monotonic() - start >= 1
+        with lake.study_session("s2", timeout=1):  # another study is not blocked
+            pass
+    finally:
+        holder.terminate()
+        holder.join()
+    with lake.study_session("s1", timeout=5):  # a killed holder's lock is released by the kernel
+        pass
+
+
+def _hold(root: str, ready) -> None:  # type: ignore[no-untyped-def]
+    with Lake(root).study_session("s1"):
+        ready.set()
+        time.sleep(60)
