@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,20 @@ from transforms.issues import InputError, Issue, IssueLog
 
 _SNIFF_BYTES = 1 << 16
 _MAX_HEADER_BYTES = 1 << 26
+
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
+"""What reading a file can raise when the file is unreadable, truncated or corrupt (not a code defect)."""
+
+
+def unreadable(file: str, exc: BaseException, *, line: int | None = None) -> InputError:
+    """The located error for a file that cannot be read to its end: permission, directory, broken gzip."""
+    if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
+        reason = f"compressed file is truncated or corrupt ({exc or type(exc).__name__})"
+        code = "corrupt_file"
+    else:
+        reason = f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
+        code = "unreadable_file"
+    return InputError(Issue(file, code, "error", reason, line))
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,29 @@ def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, st
     with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             yield number, raw.decode(encoding, errors="replace").rstrip("\r\n")
+
+
+def read_lines(path: Path, *, file: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """:func:`iter_lines`, with an unreadable or corrupt file raised as a located :class:`InputError`."""
+    number = 0
+    try:
+        for number, text in iter_lines(path, encoding=encoding):
+            yield number, text
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc, line=number + 1 if number else None) from exc
+
+
+def check_readable(path: Path, *, file: str) -> None:
+    """Read the whole file once (decompressing gzip to its end), so a truncated or corrupt stream is a located
+    :class:`InputError` now, not an exception when a lazy scan of it is collected later.
+    """
+    lines = 0
+    try:
+        with open_text(path) as fh:
+            while chunk := fh.read(1 << 20):
+                lines += chunk.count(b"\n")
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc, line=lines + 1) from exc
 
 
 def _decode(sample: bytes, *, file: str) -> tuple[str, str]:
@@ -76,18 +114,20 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     name = display_name or path.name
     if not path.exists():
         raise InputError(Issue(name, "file_missing", "error", "file does not exist"))
-    with open_text(path) as fh:
-        try:
+    try:
+        with open_text(path) as fh:
             sample = fh.read(_SNIFF_BYTES)
             while not _has_whole_header(sample, comment_prefix) and len(sample) < _MAX_HEADER_BYTES:
                 more = fh.read(_SNIFF_BYTES)  # a wide matrix's header (20,000 sample labels) outgrows one window
                 if not more:
                     break
                 sample += more
-        except (OSError, EOFError) as exc:
-            raise InputError(Issue(name, "unreadable_file", "error", f"cannot read file: {exc}")) from exc
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+    except READ_ERRORS as exc:
+        raise unreadable(name, exc) from exc
+    if compressed:  # polars scans lazily: a cut gzip must fail here, located, not at collect time
+        check_readable(path, file=name)
     if not sample.strip():
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     text, encoding = _decode(sample, file=name)
