@@ -106,10 +106,20 @@ def test_parse_matrix_ragged_row_is_error_with_line(tmp_path: Path, short: bool,
     body = f"g1\t1\t2\n{row}\n" if short else f"g1\t1\t2\ng2\t1\t2\n{row}\n"
     path = _write(tmp_path, "r.tsv", "gene\tA\tB\n" + body)
     issues = IssueLog("t")
-    with pytest.raises(InputError) as caught:
-        parse_matrix(path, issues=issues)
-    assert caught.value.issue.code == "ragged_rows"
+    parsed = parse_matrix(path, issues=issues)
     assert [(i.code, i.line) for i in issues.errors] == [("ragged_row", bad_line)]
+    assert bad_line not in parsed.records.collect()["line"].to_list()
+
+
+def test_parse_matrix_ragged_row_reported_once_and_other_problems_too(tmp_path: Path):
+    # a ragged row used to be two errors (the row, then a file summary) and stop the file: its duplicate
+    # gene and non-numeric value went unreported until the row was fixed
+    path = _write(tmp_path, "r.tsv", "gene\tA\tB\ng1\t1\t2\ng2\t1\ng1\t3\t4\ng3\tx\t5\n")
+    issues = IssueLog("t")
+    records = parse_matrix(path, issues=issues).records.collect()
+    assert [(i.code, i.line) for i in issues.issues] == [("ragged_row", 3), ("duplicate_feature", 4)]
+    assert records.filter(pl.col("problem").is_not_null()).select("line", "problem").rows() == [
+        (5, "non-numeric value 'x'")]
 
 
 def test_parse_matrix_duplicate_sample_column_is_error(tmp_path: Path):

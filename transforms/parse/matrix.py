@@ -15,7 +15,6 @@ are not stripped: ``' 4 '`` is a problem, not 4.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
-from transforms.parse.text import TableLayout, open_text, raise_for_ragged, sniff_table
+from transforms.parse.text import TableLayout, field_count, open_text, report_ragged_rows, sniff_table
 
 CBIOPORTAL_GENE_COLUMNS = ("Hugo_Symbol", "Entrez_Gene_Id")
 """Leading gene columns of cBioPortal-style matrices: without ``id_columns``, both identify the row (composite
@@ -186,14 +185,15 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     """
     name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
-    if _count_fields(layout, skipped):
-        raise_for_ragged(layout, issues=issues)
+    ragged = _count_fields(layout, skipped)
+    report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
             issues.info(f"{what}_lines", f"{len(lines)} {what} line(s) after the header left out "
                         f"(first on line {lines[0]})", file=name, line=lines[0])
     offset = layout.header_line + 1
     excluded = [line - offset for lines in skipped.values() for line in lines]
+    excluded += [line - offset for line, _ in ragged]
     frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
     ident = pl.col(_ID)
     frame = frame.with_columns(
@@ -211,11 +211,11 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()))
 
 
-def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> bool:
-    """Whether any data line has a field count other than the header's; fills ``skipped`` line numbers."""
+def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> list[tuple[int, int]]:
+    """``(line, n_fields)`` of every data line whose field count is not the header's; fills ``skipped``."""
     sep = layout.separator.encode()
     width = len(layout.header)
-    ragged = False
+    ragged: list[tuple[int, int]] = []
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
@@ -224,11 +224,11 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> bool:
                 skipped["comment"].append(number)
             elif not line.strip():
                 skipped["blank"].append(number)
-            elif b'"' in line:
-                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                ragged |= len(next(csv.reader([text], delimiter=layout.separator))) != width
             else:
-                ragged |= line.count(sep) + 1 != width
+                n = (field_count(line.decode("utf-8", errors="replace").rstrip("\r\n"), layout.separator)
+                     if b'"' in line else line.count(sep) + 1)
+                if n != width:
+                    ragged.append((number, n))
     return ragged
 
 

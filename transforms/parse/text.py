@@ -7,6 +7,7 @@ column, reason) instead of surfacing as a raw polars exception.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import zlib
@@ -169,43 +170,69 @@ def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) 
         raise InputError(Issue(file, "empty_column_name", "error", "header has an empty column name", line))
 
 
-def find_ragged_rows(layout: TableLayout, *, limit: int = 20, comment_prefix: str | None = "#"
-                     ) -> list[tuple[int, int]]:
-    """Return up to ``limit`` ``(line, n_fields)`` pairs whose field count differs from the header's.
+MAX_RAGGED_REPORTED = 20
+"""Ragged rows reported one by one per file; any further ones are counted in one more issue."""
 
-    A full pass in Python: called only after a fast reader has failed, to say exactly where.
+
+def field_count(line: str, separator: str) -> int:
+    """Fields of one line; quote-aware only when the line has a quote (the common case stays a count)."""
+    if '"' in line:
+        return len(next(csv.reader([line], delimiter=separator)))
+    return line.count(separator) + 1
+
+
+def find_ragged_rows(layout: TableLayout, *, limit: int | None = None, comment_prefix: str | None = "#"
+                     ) -> list[tuple[int, int]]:
+    """Return ``(line, n_fields)`` of the data lines (up to ``limit``) whose field count differs from the
+    header's; blank and comment lines are not data.
     """
     expected = len(layout.header)
     bad: list[tuple[int, int]] = []
-    for number, line in iter_lines(layout.path, encoding="latin-1"):
-        if number <= layout.header_line or not line or (comment_prefix and line.startswith(comment_prefix)):
+    for number, line in read_lines(layout.path, file=layout.display_name, encoding="latin-1"):
+        if number <= layout.header_line or not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
             continue
-        n = line.count(layout.separator) + 1
+        n = field_count(line, layout.separator)
         if n != expected:
             bad.append((number, n))
-            if len(bad) >= limit:
+            if limit is not None and len(bad) >= limit:
                 break
     return bad
 
 
-def raise_for_ragged(layout: TableLayout, *, issues: IssueLog, cause: Exception | None = None) -> None:
-    """Record one issue per ragged row and raise :class:`InputError`; used when a reader rejects a file."""
-    bad = find_ragged_rows(layout)
-    for number, n in bad:
-        issues.error("ragged_row", f"row has {n} fields, the header has {len(layout.header)}",
+def report_ragged_rows(layout: TableLayout, bad: list[tuple[int, int]], *, issues: IssueLog) -> None:
+    """One error per ragged row (the row is left out, the rest of the file is still read), at most
+    :data:`MAX_RAGGED_REPORTED`; further ragged rows are counted in one more issue.
+    """
+    width = len(layout.header)
+    for number, n in bad[:MAX_RAGGED_REPORTED]:
+        issues.error("ragged_row", f"row has {n} fields, the header has {width}; row left out",
                      file=layout.display_name, line=number)
-    if bad:
-        raise InputError(Issue(layout.display_name, "ragged_rows", "error",
-                               f"{len(bad)}{'+' if len(bad) >= 20 else ''} rows do not have "
-                               f"{len(layout.header)} fields (first on line {bad[0][0]})", bad[0][0]))
-    raise InputError(Issue(layout.display_name, "unreadable_table", "error", f"cannot parse table: {cause}"))
+    if len(bad) > MAX_RAGGED_REPORTED:
+        rest = bad[MAX_RAGGED_REPORTED:]
+        issues.error("ragged_row", f"{len(rest)} more rows do not have {width} fields (from line {rest[0][0]}); "
+                     "left out", file=layout.display_name, line=rest[0][0])
+
+
+def drop_ragged_rows(layout: TableLayout, table: pl.DataFrame, *, issues: IssueLog,
+                     comment_prefix: str | None = "#") -> pl.DataFrame:
+    """``table`` (with its ``line`` column) without the file's ragged rows, each reported once.
+
+    polars pads a short row with nulls and, told to, truncates a long one: neither may pass silently.
+    """
+    bad = find_ragged_rows(layout, comment_prefix=comment_prefix)
+    if not bad:
+        return table
+    report_ragged_rows(layout, bad, issues=issues)
+    return table.filter(~pl.col("line").is_in([number for number, _ in bad]))
 
 
 def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = False,
                comment_prefix: str | None = "#") -> pl.DataFrame:
     """Read a small table eagerly (all columns as strings unless ``infer_schema``), with a ``line`` column.
 
-    For clinical files, sample sheets and search-engine outputs; large matrices use polars lazily instead.
+    Ragged rows are reported once each and left out; the other rows are read, so the file's other problems
+    are reported too. For clinical files, sample sheets and search-engine outputs; large matrices use polars
+    lazily instead.
     """
     try:
         frame = pl.read_csv(
@@ -218,17 +245,21 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
             comment_prefix=comment_prefix,
             encoding="utf8-lossy",
             quote_char='"',
+            truncate_ragged_lines=True,
         )
     except pl.exceptions.PolarsError as exc:
-        raise_for_ragged(layout, issues=issues, cause=exc)
-        raise  # unreachable: raise_for_ragged always raises
-    return frame.with_columns(_line_numbers(layout, frame.height, comment_prefix=comment_prefix))
+        raise InputError(Issue(layout.display_name, "unreadable_table", "error",
+                               f"cannot parse table: {exc}")) from exc
+    except READ_ERRORS as exc:
+        raise unreadable(layout.display_name, exc) from exc
+    frame = frame.with_columns(_line_numbers(layout, frame.height, comment_prefix=comment_prefix))
+    return drop_ragged_rows(layout, frame, issues=issues, comment_prefix=comment_prefix)
 
 
 def _line_numbers(layout: TableLayout, n_rows: int, *, comment_prefix: str | None) -> pl.Series:
     """1-based file line of each data row, accounting for comment and blank lines polars skipped."""
     numbers: list[int] = []
-    for number, line in iter_lines(layout.path, encoding="latin-1"):
+    for number, line in read_lines(layout.path, file=layout.display_name, encoding="latin-1"):
         if number <= layout.header_line:
             continue
         if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
