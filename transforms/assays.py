@@ -161,9 +161,33 @@ def _cells(parsed: list[tuple[str, ParsedAssay]]) -> int | None:
     return total
 
 
+INTEGER_COUNT_FORMATS = frozenset({"matrix", "featurecounts", "star"})
+"""rna_counts layouts that hold whole read counts; Salmon NumReads and RSEM expected_count are estimates,
+fractional by nature (differential expression rounds them), so only these are checked for fractions."""
+
+
+def _warn_fractional_counts(records: pl.LazyFrame, *, file: str, issues: IssueLog) -> None:
+    """One ``fractional_count`` warning per sample column holding counts that are not whole numbers.
+
+    The values are kept (differential expression rounds them); the warning says where the first one is and how
+    many there are, not one issue per cell.
+    """
+    value = pl.col("value")
+    fractional = (records.filter(value.is_finite() & (value != value.floor()))
+                  .group_by("column").agg(pl.len().alias("cells"), pl.col("line").min().alias("first"))
+                  .sort("first", "column").collect())
+    for column, cells, first in fractional.select("column", "cells", "first").iter_rows():
+        issues.warning("fractional_count", f"{cells} count(s) in column {column!r} are not whole numbers "
+                       f"(first on line {first}); kept as given, rounded by differential expression",
+                       file=file, line=first, column=column)
+
+
 def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
     parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
+    if assay.kind == "rna_counts" and assay.format in INTEGER_COUNT_FORMATS:
+        for file, p in parsed:
+            _warn_fractional_counts(p.records, file=file, issues=context.issues)
     if assay.kind == "rna_counts":
         parsed = [(file, _with_lengths(p)) for file, p in parsed]
     records, gene_map, mapping = _identified(parsed, assay, context)

@@ -254,3 +254,29 @@ def test_ingest_study_permission_denied_is_located_error(tmp_path, reference, mo
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"], error["message"]) == ("unreadable_file", "counts.tsv",
                                                                 "cannot read file: Permission denied")
+
+
+# -- values that may not load without a word -----------------------------------------------------------------
+def test_ingest_study_fractional_counts_warn_once_per_column(tmp_path, reference):
+    matrix = b"gene\tS1\tS2\nG1\t3.7\t4\nG2\t5\t6\nG3\t2.5\t7\nG4\t1.5\t8.25\n"
+    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    warnings = issues.filter(pl.col("code") == "fractional_count")
+    assert warnings.select("file", "line", "column", "severity").rows() == [
+        ("counts.tsv", 2, "S1", "warning"), ("counts.tsv", 5, "S2", "warning")]
+    assert "3 count(s)" in warnings["message"][0]
+
+
+def test_flag_values_implausible_value_is_quarantined(tmp_path, reference):
+    matrix = b"gene\tS1\nG1\t1e300\nG2\t5\n"
+    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
+    assert (row["code"], row["file"], row["line"], row["column"]) == ("implausible_value", "counts.tsv", 2, "S1")
+    assert "1e+15" in row["message"]
+
+
+def test_quarantine_rows_never_stores_megabytes(tmp_path, reference):
+    matrix = b"gene\tS1\nG1\t" + b"x" * 5_000_000 + b"\nG2\t5\n"
+    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
+    assert (row["code"], row["line"], row["column"]) == ("invalid_value", 2, "S1")
+    assert len(row["record"]) <= 2010 and len(row["message"]) <= 2010

@@ -218,3 +218,23 @@ def test_parse_matrix_header_wider_than_the_sniff_window(tmp_path):
     parsed = parse_matrix(path, issues=IssueLog("t"))
     assert parsed.columns == labels
     assert parsed.records.select(pl.col("value").sum()).collect().item() == 20000
+
+
+def test_parse_matrix_identifier_too_long_is_error_with_truncated_record(tmp_path: Path):
+    giant = "G" * 5_000_000
+    path = _write(tmp_path, "g.tsv", f"gene\tA\ng1\t1\n{giant}\t2\ng3\t3\n")
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    (error,) = issues.issues
+    assert (error.code, error.severity, error.line, error.column) == ("identifier_too_long", "error", 3, "gene")
+    assert error.record is not None and len(error.record) < 600
+    assert parsed.records.collect()["feature_id"].to_list() == ["g1", "g3"]
+
+
+def test_parse_matrix_header_name_too_long_is_error(tmp_path: Path):
+    path = _write(tmp_path, "h.tsv", f"gene\tA\t{'S' * 100_000}\ng1\t1\t2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("identifier_too_long", 1)
+    assert issue.column is not None and len(issue.column) < 100

@@ -21,9 +21,16 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.issues import InputError, Issue, IssueLog
+from transforms.issues import MAX_RECORD_CHARS, InputError, Issue, IssueLog, clip
 from transforms.parse import ParsedAssay
-from transforms.parse.text import TableLayout, field_count, open_text, report_ragged_rows, sniff_table
+from transforms.parse.text import (
+    MAX_IDENTIFIER_CHARS,
+    TableLayout,
+    field_count,
+    open_text,
+    report_ragged_rows,
+    sniff_table,
+)
 
 CBIOPORTAL_GENE_COLUMNS = ("Hugo_Symbol", "Entrez_Gene_Id")
 """Leading gene columns of cBioPortal-style matrices: without ``id_columns``, both identify the row (composite
@@ -36,7 +43,6 @@ RECORD_SCHEMA = {"feature_id": pl.String, "column": pl.String, "value": pl.Float
                  "problem": pl.String, "raw": pl.String}
 """Columns of ``records`` for every matrix-like parser."""
 
-_MAX_RECORD_CHARS = 2000
 _ROW = "_omicsdw_row"
 _ID = "_omicsdw_id"
 
@@ -199,7 +205,16 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     frame = frame.with_columns(
         line=pl.col(_ROW).cast(pl.Int64) + offset,
         empty=ident.is_null() | (ident == ""),
-    ).with_columns(duplicate=~pl.col("empty") & ~ident.is_first_distinct())
+        too_long=ident.str.len_chars().fill_null(0) > MAX_IDENTIFIER_CHARS,
+    )
+    too_long = frame.filter("too_long").select("line", ident.str.len_chars().alias("length"), ident)
+    for line, length, text in too_long.iter_rows():
+        issues.error("identifier_too_long", f"{'sample' if transpose else 'feature'} identifier has {length} "
+                     f"characters (at most {MAX_IDENTIFIER_CHARS}); row left out", file=name, line=line,
+                     column=id_column, record=clip(text, MAX_IDENTIFIER_CHARS))
+    excluded += frame.filter("too_long").get_column(_ROW).to_list()
+    frame = frame.filter(~pl.col("too_long")).drop("too_long").with_columns(
+        duplicate=~pl.col("empty") & ~ident.is_first_distinct())
     bad = frame.filter(pl.col("empty") | pl.col("duplicate"))
     if bad.height:
         _report_bad_rows(layout, bad, frame, issues=issues, column=id_column,
@@ -242,7 +257,7 @@ def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame
         for number, line in enumerate(fh, start=1):
             if number in wanted:
                 text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                records[number] = text if len(text) <= _MAX_RECORD_CHARS else text[:_MAX_RECORD_CHARS] + " ..."
+                records[number] = clip(text[:MAX_RECORD_CHARS + 1]) or ""
     for ident, line, empty in bad.select(_ID, "line", "empty").iter_rows():
         if empty:
             issues.warning(f"empty_{kind}_id", f"empty {kind} identifier; row left out", file=layout.display_name,

@@ -22,6 +22,10 @@ from transforms.issues import InputError, Issue, IssueLog
 _SNIFF_BYTES = 1 << 16
 _MAX_HEADER_BYTES = 1 << 26
 
+MAX_IDENTIFIER_CHARS = 512
+"""Longest identifier (feature id, sample label, header name) read; a longer one is an
+``identifier_too_long`` error (no gene or sample name comes near it; a megabyte "identifier" is a broken file)."""
+
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
 """What reading a file can raise when the file is unreadable, truncated or corrupt (not a code defect)."""
 
@@ -161,7 +165,11 @@ def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
     seen: set[str] = set()
-    for name in header:
+    for number, name in enumerate(header, start=1):
+        if len(name) > MAX_IDENTIFIER_CHARS:
+            raise InputError(Issue(file, "identifier_too_long", "error",
+                                   f"header field {number} has {len(name)} characters; names longer than "
+                                   f"{MAX_IDENTIFIER_CHARS} are not read", line, name[:80] + " ..."))
         if name in seen:
             raise InputError(Issue(file, "duplicate_column", "error",
                                    f"column {name!r} appears more than once in the header", line, name))
