@@ -339,6 +339,7 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         mappings.append(mapping)
         records = attach_identity(parsed.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
                                   assay=assay.name, file=file)
+        records = flag_values(records, value="abundance", kind="abundance", allow_missing=True)  # NaN, 1e300
         records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
                                how="left")
         records = records.join(features.lazy().select(

@@ -280,3 +280,23 @@ def test_quarantine_rows_never_stores_megabytes(tmp_path, reference):
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["line"], row["column"]) == ("invalid_value", 2, "S1")
     assert len(row["record"]) <= 2010 and len(row["message"]) <= 2010
+
+
+def test_read_proteins_implausible_abundance_is_quarantined(tmp_path, reference):
+    folder = _folder(tmp_path, "p", "study_id: p\nname: n\nassays:\n"
+                     "  - {name: prot, kind: protein_abundance, format: matrix, path: prot.tsv}\n")
+    (folder / "prot.tsv").write_text("protein\tS1\tS2\nP04637\t1e300\t5\nP38398\t6\t7\n")
+    issues = study_issues(ingest_study(folder, reference=reference))
+    (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
+    assert (row["code"], row["file"], row["line"], row["column"]) == ("implausible_value", "prot.tsv", 2, "S1")
+
+
+def test_ingest_study_rsem_expected_counts_are_not_fractional_warnings(tmp_path, reference, shared_data):
+    # RSEM expected_count is an estimate, fractional by nature (zcat | awk '$5 != int($5)' finds many)
+    folder = _folder(tmp_path, "r", "study_id: r\nname: n\nassays:\n"
+                     "  - {name: rsem, kind: rna_counts, format: rsem, path: '*.genes.results.gz'}\n")
+    source = shared_data / "rnaseq_geuvadis_rsem" / "ERR188021.genes.results.gz"
+    (folder / source.name).write_bytes(source.read_bytes())
+    issues = study_issues(ingest_study(folder, reference=reference))
+    assert issues.filter(pl.col("code") == "fractional_count").height == 0
+    assert issues.filter(pl.col("severity") == "error").height == 0
