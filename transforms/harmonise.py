@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.issues import ISSUE_SCHEMA, MAX_RECORD_CHARS
+from transforms.parse.text import MAX_IDENTIFIER_CHARS
 
 MAX_PLAUSIBLE_VALUE = 1e15
 """Largest count or abundance (in absolute value) a table takes; above it a value is an ``implausible_value``
@@ -36,6 +37,15 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
     )
     if "line" not in schema:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("line"))
+    if "feature_id" in schema:  # any parser: a feature id over the bound is quarantined, its text cut
+        length = pl.col("feature_id").str.len_chars()
+        long_id = pl.col("problem").is_null() & (length > MAX_IDENTIFIER_CHARS).fill_null(False)
+        frame = frame.with_columns(
+            problem_code=pl.when(long_id).then(pl.lit("identifier_too_long")).otherwise(pl.col("problem_code")),
+            problem=pl.when(long_id).then(pl.format(f"feature identifier has {{}} characters (at most "
+                                                    f"{MAX_IDENTIFIER_CHARS})", length)).otherwise(pl.col("problem")),
+            raw=pl.when(long_id).then(pl.col("feature_id").str.slice(0, 80) + pl.lit(" ...")).otherwise(pl.col("raw")),
+        )
     # A label without a sample already has its one error (unknown_sample / duplicate_sample) from the mapping,
     # which fails the study; its records are not repeated as one issue each.
     frame = frame.join(sample_map.lazy().select("column", "sample_id").drop_nulls("sample_id"), on="column",

@@ -300,3 +300,18 @@ def test_ingest_study_rsem_expected_counts_are_not_fractional_warnings(tmp_path,
     issues = study_issues(ingest_study(folder, reference=reference))
     assert issues.filter(pl.col("code") == "fractional_count").height == 0
     assert issues.filter(pl.col("severity") == "error").height == 0
+
+
+def test_attach_identity_long_feature_id_is_quarantined_with_cut_record(tmp_path, reference, shared_data):
+    # MAF Hugo_Symbol on file line 3 replaced by 600 characters: loaded without a word before
+    maf = (shared_data / "cbioportal_study_es_0" / "data_mutations_extended.maf").read_text()
+    lines = maf.splitlines()
+    lines[2] = lines[2].replace("OR11H1", "X" * 600, 1)
+    folder = _folder(tmp_path, "m", "study_id: m\nname: n\nassays:\n"
+                     "  - {name: mut, kind: variants, format: maf, path: mut.maf}\n")
+    (folder / "mut.maf").write_text("\n".join(lines) + "\n")
+    issues = study_issues(ingest_study(folder, reference=reference))
+    long_ids = issues.filter(pl.col("code") == "identifier_too_long")
+    assert long_ids.height >= 1
+    assert set(long_ids.select("file", "line", "severity").rows()) == {("mut.maf", 3, "error")}
+    assert all(len(r) < 100 for r in long_ids["record"])
