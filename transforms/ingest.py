@@ -297,25 +297,7 @@ def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:
     failure still has a partition, but only when that name is a valid id too. An invalid declared id is never
     replaced by the folder name: the author meant that id. The issue's ``file`` is relative to the folder.
     """
-    source, declared, line, column = MANIFEST_NAME, None, None, None
-    if (folder / MANIFEST_NAME).is_file():
-        column = "study_id"
-        try:
-            confine(folder, MANIFEST_NAME)
-            data, lines = read_manifest_data(folder / MANIFEST_NAME)
-            declared, line = data.get("study_id"), lines.get("study_id")
-        except (yaml.YAMLError, ValueError, OSError):
-            pass
-    elif is_cbioportal_study(folder):
-        source, column = META_STUDY, "cancer_study_identifier"
-        try:
-            confine(folder, META_STUDY)
-            for number, text in iter_lines(folder / META_STUDY):
-                key, _, value = text.partition(":")
-                if key.strip() == column and value.strip():
-                    declared, line = value.strip(), number
-        except (ValueError, OSError, EOFError, zlib.error):
-            pass
+    declared, source, line, column = _declared(folder)
     if declared is not None:
         problem = study_id_problem(declared)
         if problem is None:
@@ -328,6 +310,29 @@ def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:
     return None, Issue(source, "invalid_study_id", "error",
                        f"no valid {column or 'study_id'} is declared and the folder name cannot stand in: "
                        f"{problem}; declare one or rename the folder (it is not loaded)", None, column)
+
+
+def _declared(folder: Path) -> tuple[object | None, str, int | None, str]:
+    """(declared id as written or None, file it is in, its line, its key); unreadable manifests declare none."""
+    if (folder / MANIFEST_NAME).is_file():
+        try:
+            confine(folder, MANIFEST_NAME)
+            data, lines = read_manifest_data(folder / MANIFEST_NAME)
+            return data.get("study_id"), MANIFEST_NAME, lines.get("study_id"), "study_id"
+        except (yaml.YAMLError, ValueError, OSError):
+            return None, MANIFEST_NAME, None, "study_id"
+    if not is_cbioportal_study(folder):
+        return None, MANIFEST_NAME, None, "study_id"
+    declared, line, column = None, None, "cancer_study_identifier"
+    try:
+        confine(folder, META_STUDY)
+        for number, text in iter_lines(folder / META_STUDY):
+            key, _, value = text.partition(":")
+            if key.strip() == column and value.strip():
+                declared, line = value.strip(), number
+    except (ValueError, OSError, EOFError, zlib.error):
+        pass
+    return declared, META_STUDY, line, column
 
 
 def study_key(folder: Path) -> str | None:
@@ -373,10 +378,10 @@ def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
             continue
         names = ", ".join(repr(f.name) for f in same)
         for folder in same:
-            source = MANIFEST_NAME if (folder / MANIFEST_NAME).is_file() else META_STUDY
+            _, source, line, column = _declared(folder)
             issues.append(Issue(f"{folder.name}/{source}", "duplicate_study_id", "error",
                                 f"study id {sid!r} is declared by folders {names}: the id is ambiguous, so none "
-                                "of them is loaded; give each study its own id"))
+                                "of them is loaded; give each study its own id", line, column))
     return found, issues
 
 

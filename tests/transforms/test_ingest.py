@@ -99,8 +99,9 @@ def test_scan_landing_duplicate_study_id_loads_neither(tmp_path):
     _folder(tmp_path, "other", "study_id: s2\nname: n\n")
     found, issues = scan_landing(tmp_path)
     assert list(found) == ["s2"]
-    assert [(i.file, i.code) for i in issues] == [("first/study.yaml", "duplicate_study_id"),
-                                                  ("second/study.yaml", "duplicate_study_id")]
+    assert [(i.file, i.code, i.line, i.column) for i in issues] == [
+        ("first/study.yaml", "duplicate_study_id", 1, "study_id"),
+        ("second/study.yaml", "duplicate_study_id", 1, "study_id")]
     assert all("'first', 'second'" in i.message and "none of them is loaded" in i.message for i in issues)
 
 
