@@ -221,19 +221,6 @@ def report_ragged_rows(layout: TableLayout, bad: list[tuple[int, int]], *, issue
                      "left out", file=layout.display_name, line=rest[0][0])
 
 
-def drop_ragged_rows(layout: TableLayout, table: pl.DataFrame, *, issues: IssueLog,
-                     comment_prefix: str | None = "#") -> pl.DataFrame:
-    """``table`` (with its ``line`` column) without the file's ragged rows, each reported once.
-
-    polars pads a short row with nulls and, told to, truncates a long one: neither may pass silently.
-    """
-    bad = find_ragged_rows(layout, comment_prefix=comment_prefix)
-    if not bad:
-        return table
-    report_ragged_rows(layout, bad, issues=issues)
-    return table.filter(~pl.col("line").is_in([number for number, _ in bad]))
-
-
 def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = False,
                comment_prefix: str | None = "#") -> pl.DataFrame:
     """Read a small table eagerly (all columns as strings unless ``infer_schema``), with a ``line`` column.
@@ -260,19 +247,32 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
                                f"cannot parse table: {exc}")) from exc
     except READ_ERRORS as exc:
         raise unreadable(layout.display_name, exc) from exc
-    frame = frame.with_columns(_line_numbers(layout, frame.height, comment_prefix=comment_prefix))
-    return drop_ragged_rows(layout, frame, issues=issues, comment_prefix=comment_prefix)
+    numbers, ragged = _data_lines(layout, comment_prefix=comment_prefix)
+    if len(numbers) != frame.height:  # quoted multi-line fields: positional numbering, lines are not rows
+        numbers = list(range(layout.header_line + 1, layout.header_line + 1 + frame.height))
+        ragged = []
+    frame = frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
+    if not ragged:
+        return frame
+    # polars pads a short row with nulls and truncates a long one (as told): neither may pass silently
+    report_ragged_rows(layout, ragged, issues=issues)
+    return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
 
 
-def _line_numbers(layout: TableLayout, n_rows: int, *, comment_prefix: str | None) -> pl.Series:
-    """1-based file line of each data row, accounting for comment and blank lines polars skipped."""
+def _data_lines(layout: TableLayout, *, comment_prefix: str | None) -> tuple[list[int], list[tuple[int, int]]]:
+    """One pass: the 1-based line of each data row (comment and blank lines skipped, as polars does) and the
+    ``(line, n_fields)`` of rows whose field count is not the header's.
+    """
     numbers: list[int] = []
+    ragged: list[tuple[int, int]] = []
+    width = len(layout.header)
     for number, line in read_lines(layout.path, file=layout.display_name, encoding="latin-1"):
         if number <= layout.header_line:
             continue
         if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
             continue
         numbers.append(number)
-    if len(numbers) != n_rows:  # quoted multi-line fields: fall back to positional numbering
-        numbers = list(range(layout.header_line + 1, layout.header_line + 1 + n_rows))
-    return pl.Series("line", numbers, dtype=pl.Int64)
+        n = field_count(line, layout.separator)
+        if n != width:
+            ragged.append((number, n))
+    return numbers, ragged
