@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from schemas.manifest import (
     Assay,
+    PathOutsideStudy,
     StudyManifest,
     confine,
     read_manifest_data,
@@ -118,8 +119,8 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
             data, lines = read_manifest_data(manifest_path)
         except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable, a link out
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            issues.error("path_outside_study" if isinstance(exc, ValueError) and "study folder" in str(exc)
-                         else "invalid_manifest", str(exc), file=MANIFEST_NAME,
+            issues.error("path_outside_study" if isinstance(exc, PathOutsideStudy) else "invalid_manifest",
+                         str(exc), file=MANIFEST_NAME,
                          line=None if line is None else line + 1)
             return None
         typos = unknown_keys(data)
