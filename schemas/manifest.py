@@ -5,8 +5,10 @@ Both recognised layouts become one :class:`StudyManifest`, so everything after d
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,6 +26,35 @@ FORMATS: dict[str, set[str]] = {
     "protein_abundance": {"maxquant", "diann", "fragpipe", "matrix", "rppa"},
 }
 """Which file layouts feed which table; ``cbioportal`` is a gene x sample matrix with Hugo/Entrez columns."""
+
+STUDY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+STUDY_ID_MAX_LENGTH = 64
+"""A study id is a Hive partition value and a file name: letters, digits, ``_ . -``, not starting with a
+punctuation mark, at most 64 characters. :func:`check_study_id` is the one check, wherever the id comes from
+(``study.yaml``, a folder name, cBioPortal ``cancer_study_identifier``)."""
+
+_STUDY_ID = re.compile(STUDY_ID_PATTERN)
+
+
+def study_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid study id, or None when it is."""
+    if not isinstance(value, str):
+        return f"study id must be text, got {type(value).__name__}"
+    if len(value) > STUDY_ID_MAX_LENGTH:
+        return f"study id {value[:80]!r} is longer than {STUDY_ID_MAX_LENGTH} characters"
+    if not _STUDY_ID.fullmatch(value):
+        return (f"study id {value!r} may only hold letters, digits, '_', '.' and '-' and must start with a "
+                "letter or digit")
+    return None
+
+
+def check_study_id(value: str) -> str:
+    """Return ``value`` if it is a valid study id (:data:`STUDY_ID_PATTERN`); raise ValueError saying why not."""
+    problem = study_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
 
 FILE_MEASURES: dict[str, tuple[str, ...]] = {"salmon": ("counts", "tpm"), "rsem": ("counts", "tpm", "fpkm")}
 """rna_abundance from per-sample tool output: the measures its columns hold (``measure`` unset means tpm)."""
@@ -100,7 +131,7 @@ class ZscoreReference(_Strict):
 class StudyManifest(_Strict):
     """``study.yaml``: one study folder. Paths are relative to the folder and may not leave it."""
 
-    study_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    study_id: str = Field(description="Warehouse partition key; see STUDY_ID_PATTERN.")
     name: str
     description: str | None = None
     organism: str = Field("human", description="Only human features are mapped to the gene dimension; "
@@ -113,6 +144,11 @@ class StudyManifest(_Strict):
     contrasts: list[Contrast] = Field(default_factory=list)
     zscore_reference: ZscoreReference | None = None
     source_layout: Literal["study_yaml", "cbioportal"] = "study_yaml"
+
+    @field_validator("study_id")
+    @classmethod
+    def _valid_study_id(cls, value: str) -> str:
+        return check_study_id(value)
 
     @field_validator("assays")
     @classmethod
@@ -128,22 +164,108 @@ class StudyManifest(_Strict):
         return self.organism.strip().lower() in {"human", "homo sapiens", "hsapiens", "9606"}
 
 
-def load_manifest(path: Path) -> StudyManifest:
-    """Read and validate a ``study.yaml`` (pydantic errors name the field that is wrong)."""
+def unknown_keys(data: object) -> list[tuple[str, str | None]]:
+    """Keys of a raw ``study.yaml`` mapping that no model defines: (dotted location, likely intended key or None).
+
+    Works on the raw mapping, so a typo is named even when validation fails because of it (``fromat:`` makes
+    ``format`` missing). The location is ``assay`` or ``assays[0].fromat``, as :meth:`_Strict.unknown_fields`.
+    """
+    found: list[tuple[str, str | None]] = []
+
+    def walk(model: type[BaseModel], value: object, prefix: str) -> None:
+        if not isinstance(value, dict):
+            return
+        known = list(model.model_fields)
+        for key, item in value.items():
+            if key not in model.model_fields:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                found.append((f"{prefix}{key}", close[0] if close else None))
+                continue
+            nested = _NESTED.get((model, key))
+            if nested is None:
+                continue
+            if isinstance(item, list):
+                for i, element in enumerate(item):
+                    walk(nested, element, f"{prefix}{key}[{i}].")
+            else:
+                walk(nested, item, f"{prefix}{key}.")
+
+    walk(StudyManifest, data, "")
+    return found
+
+
+_NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+    (StudyManifest, "assays"): Assay, (StudyManifest, "contrasts"): Contrast,
+    (StudyManifest, "zscore_reference"): ZscoreReference,
+}
+
+
+def read_manifest_data(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The raw mapping of a ``study.yaml`` and the 1-based line of each key (dotted as :func:`unknown_keys`).
+
+    Raises ``yaml.YAMLError`` (syntax), ``ValueError`` (not a mapping) or ``OSError`` (unreadable).
+    """
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        text = fh.read()
+    data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a mapping of study fields, got {type(data).__name__}")
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = f"{prefix}.{key.value}" if prefix else str(key.value)
+                lines.setdefault(name, key.start_mark.line + 1)
+                walk(value, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines.setdefault(f"{prefix}[{i}]", item.start_mark.line + 1)
+                walk(item, f"{prefix}[{i}]")
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, "")
+    return data, lines
+
+
+def load_manifest(path: Path) -> StudyManifest:
+    """Read and validate a ``study.yaml`` (pydantic errors name the field that is wrong)."""
+    data, _ = read_manifest_data(path)
     return StudyManifest.model_validate(data)
 
 
-def resolve_study_path(study_dir: Path, relative: str) -> list[Path]:
-    """Resolve a manifest path (or glob) inside ``study_dir``; raise ValueError if it leaves the folder."""
+class PathOutsideStudy(ValueError):
+    """A path named by a study (manifest, meta file, glob match) leaves the study folder; nothing is read."""
+
+
+def confine(study_dir: Path, path: Path | str) -> Path:
+    """The one confinement check: ``path`` (relative to ``study_dir``, or a path found inside it) with every
+    symlink resolved must stay inside the resolved study folder; raise :class:`PathOutsideStudy` if not.
+
+    Returns the path under the resolved study folder (links not followed), so issue file names stay readable.
+    """
     root = study_dir.resolve()
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise ValueError(f"path {relative!r} must be relative to the study folder and stay inside it")
+    given = Path(path)
+    if not given.is_absolute():
+        if ".." in given.parts:
+            raise PathOutsideStudy(f"path {str(path)!r} must stay inside the study folder (no '..')")
+        given = root / given
+    elif not given.is_relative_to(root) and not given.is_relative_to(study_dir.absolute()):
+        raise PathOutsideStudy(f"path {str(path)!r} is absolute; name files relative to the study folder")
+    if not given.resolve().is_relative_to(root):
+        shown = str(path) if not Path(path).is_absolute() else Path(path).name
+        raise PathOutsideStudy(f"path {shown!r} leaves the study folder (through a symbolic link)")
+    return given if given.is_relative_to(root) else root / given.relative_to(study_dir.absolute())
+
+
+def resolve_study_path(study_dir: Path, relative: str) -> list[Path]:
+    """Resolve a manifest path (or glob) inside ``study_dir``; raise :class:`PathOutsideStudy` (a ValueError)
+    if it, or any file it matches, leaves the folder (absolute, ``..`` or a symbolic link).
+    """
+    root = study_dir.resolve()
+    if Path(relative).is_absolute():
+        raise PathOutsideStudy(f"path {relative!r} is absolute; name files relative to the study folder")
+    confine(study_dir, relative)
     matches = sorted(root.glob(relative)) if any(c in relative for c in "*?[") else [root / relative]
-    for match in matches:
-        if not match.resolve().is_relative_to(root):
-            raise ValueError(f"path {relative!r} leaves the study folder (through a link)")
-    return matches
+    return [confine(study_dir, match) for match in matches]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.manifest import Assay, StudyManifest
+from schemas.manifest import Assay, StudyManifest, confine, resolve_study_path
 from transforms.copy_number import build_mismatch_message, canonical_build, segments_to_genes
 from transforms.genes import GeneReference, resolve_gene_ids, transcript_gene_map
 from transforms.harmonise import attach_identity, flag_values, gene_map_rows
-from transforms.issues import InputError, IssueLog
+from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
 from transforms.parse.featurecounts import parse_featurecounts
@@ -161,9 +161,33 @@ def _cells(parsed: list[tuple[str, ParsedAssay]]) -> int | None:
     return total
 
 
+INTEGER_COUNT_FORMATS = frozenset({"matrix", "featurecounts", "star"})
+"""rna_counts layouts that hold whole read counts; Salmon NumReads and RSEM expected_count are estimates,
+fractional by nature (differential expression rounds them), so only these are checked for fractions."""
+
+
+def _warn_fractional_counts(records: pl.LazyFrame, *, file: str, issues: IssueLog) -> None:
+    """One ``fractional_count`` warning per sample column holding counts that are not whole numbers.
+
+    The values are kept (differential expression rounds them); the warning says where the first one is and how
+    many there are, not one issue per cell.
+    """
+    value = pl.col("value")
+    fractional = (records.filter(value.is_finite() & (value != value.floor()))
+                  .group_by("column").agg(pl.len().alias("cells"), pl.col("line").min().alias("first"))
+                  .sort("first", "column").collect())
+    for column, cells, first in fractional.select("column", "cells", "first").iter_rows():
+        issues.warning("fractional_count", f"{cells} count(s) in column {column!r} are not whole numbers "
+                       f"(first on line {first}); kept as given, rounded by differential expression",
+                       file=file, line=first, column=column)
+
+
 def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
     parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
+    if assay.kind == "rna_counts" and assay.format in INTEGER_COUNT_FORMATS:
+        for file, p in parsed:
+            _warn_fractional_counts(p.records, file=file, issues=context.issues)
     if assay.kind == "rna_counts":
         parsed = [(file, _with_lengths(p)) for file, p in parsed]
     records, gene_map, mapping = _identified(parsed, assay, context)
@@ -196,8 +220,7 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
     panel_genes = None
     panel_file = assay.options.get("gene_panel_matrix")
     if panel_file:
-        panels = [p for p in sorted(context.folder.glob("data_gene_panel_*.txt")) if p.name != Path(panel_file).name]
-        panel_genes = parse_gene_panels(context.folder / panel_file, panels, issues=context.issues)
+        panel_genes = _gene_panels(panel_file, context)
     good = variants.filter(pl.col("problem").is_null())
     calls = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
     status = attach_identity(calls.lazy(), sample_map=mapping, gene_map=gene_map.select(
@@ -207,6 +230,25 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                 "mapped_fraction": _mapped_fraction(gene_map),
                 "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", ""))}
     return AssayOutput({"variants": variants.lazy(), "gene_mutation_status": status}, gene_map, mapping, metadata)
+
+
+def _gene_panels(panel_file: str, context: AssayContext) -> dict[str, set[str]] | None:
+    """Gene panels of a variants assay; every file goes through the study's confinement check first."""
+    try:
+        (matrix,) = resolve_study_path(context.folder, panel_file)
+    except ValueError as exc:
+        raise InputError(Issue("study.yaml" if context.manifest.source_layout == "study_yaml" else panel_file,
+                               "path_outside_study", "error", f"options.gene_panel_matrix: {exc}; nothing read",
+                               column="options.gene_panel_matrix")) from exc
+    panels = []
+    for path in sorted(context.folder.glob("data_gene_panel_*.txt")):
+        if path.name == matrix.name:
+            continue
+        try:
+            panels.append(confine(context.folder, path))
+        except ValueError as exc:
+            context.issues.error("path_outside_study", f"{exc}; gene panel file not read", file=path.name)
+    return parse_gene_panels(matrix, panels, issues=context.issues, display_name=panel_file)
 
 
 def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> ParsedAssay:
@@ -297,6 +339,7 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         mappings.append(mapping)
         records = attach_identity(parsed.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
                                   assay=assay.name, file=file)
+        records = flag_values(records, value="abundance", kind="abundance", allow_missing=True)  # NaN, 1e300
         records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
                                how="left")
         records = records.join(features.lazy().select(

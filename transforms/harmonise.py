@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.issues import ISSUE_SCHEMA
+from transforms.issues import ISSUE_SCHEMA, MAX_RECORD_CHARS
+from transforms.parse.text import MAX_IDENTIFIER_CHARS
+
+MAX_PLAUSIBLE_VALUE = 1e15
+"""Largest count or abundance (in absolute value) a table takes; above it a value is an ``implausible_value``
+error and the row is quarantined (1e15 is far above any read count or MS intensity; 1e300 is a broken file)."""
 
 
 def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map: pl.DataFrame | None,
@@ -32,6 +37,15 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
     )
     if "line" not in schema:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("line"))
+    if "feature_id" in schema:  # any parser: a feature id over the bound is quarantined, its text cut
+        length = pl.col("feature_id").str.len_chars()
+        long_id = pl.col("problem").is_null() & (length > MAX_IDENTIFIER_CHARS).fill_null(False)
+        frame = frame.with_columns(
+            problem_code=pl.when(long_id).then(pl.lit("identifier_too_long")).otherwise(pl.col("problem_code")),
+            problem=pl.when(long_id).then(pl.format(f"feature identifier has {{}} characters (at most "
+                                                    f"{MAX_IDENTIFIER_CHARS})", length)).otherwise(pl.col("problem")),
+            raw=pl.when(long_id).then(pl.col("feature_id").str.slice(0, 80) + pl.lit(" ...")).otherwise(pl.col("raw")),
+        )
     # A label without a sample already has its one error (unknown_sample / duplicate_sample) from the mapping,
     # which fails the study; its records are not repeated as one issue each.
     frame = frame.join(sample_map.lazy().select("column", "sample_id").drop_nulls("sample_id"), on="column",
@@ -44,13 +58,16 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
 
 def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "count",
                 allow_missing: bool = False) -> pl.LazyFrame:
-    """Flag values a table may not hold: NaN, infinite, negative counts, missing (unless allowed).
+    """Flag values a table may not hold: NaN, infinite, above :data:`MAX_PLAUSIBLE_VALUE`, negative counts,
+    missing (unless allowed).
 
     The first failing check names the problem; a row that already has a parser problem keeps it.
     """
     v = pl.col(value)
     checks = [(v.is_nan(), "nan_value", pl.lit(f"{kind} is NaN")),
-              (v.is_infinite(), "infinite_value", pl.lit(f"{kind} is infinite"))]
+              (v.is_infinite(), "infinite_value", pl.lit(f"{kind} is infinite")),
+              (v.abs() > MAX_PLAUSIBLE_VALUE, "implausible_value",
+               pl.format(f"{kind} {{}} is above the plausible bound {MAX_PLAUSIBLE_VALUE:g}", v))]
     if kind == "count":
         checks.append((v < 0, "negative_count", pl.format("negative count {}", v)))
     if not allow_missing:
@@ -79,9 +96,15 @@ def quarantine_rows(records: pl.LazyFrame) -> pl.LazyFrame:
         column.cast(pl.String).alias("column"),
         pl.col("problem_code").fill_null("invalid_value").cast(pl.String).alias("code"),
         pl.lit("error").alias("severity"),
-        pl.col("problem").cast(pl.String).alias("message"),
-        pl.col("raw").cast(pl.String).alias("record"),
+        _clipped(pl.col("problem").cast(pl.String)).alias("message"),
+        _clipped(pl.col("raw").cast(pl.String)).alias("record"),
     ).unique(maintain_order=True).cast(ISSUE_SCHEMA)
+
+
+def _clipped(text: pl.Expr) -> pl.Expr:
+    """A quarantined cell cut to :data:`transforms.issues.MAX_RECORD_CHARS` (never megabytes in the log)."""
+    return pl.when(text.str.len_chars() > MAX_RECORD_CHARS).then(
+        text.str.slice(0, MAX_RECORD_CHARS) + pl.lit(" ...")).otherwise(text)
 
 
 def gene_map_rows(resolved: pl.DataFrame, *, study_id: str, assay: str) -> pl.DataFrame:

@@ -11,8 +11,9 @@ the other assays are still read, so one run reports every problem of a study.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,12 +21,22 @@ import polars as pl
 import yaml
 from pydantic import ValidationError
 
-from schemas.manifest import Assay, StudyManifest, load_manifest, resolve_study_path
+from schemas.manifest import (
+    Assay,
+    PathOutsideStudy,
+    StudyManifest,
+    confine,
+    read_manifest_data,
+    resolve_study_path,
+    study_id_problem,
+    unknown_keys,
+)
 from schemas.tables import polars_schema
 from transforms import assays
 from transforms.genes import GeneReference
-from transforms.issues import InputError, IssueLog
-from transforms.parse.cbioportal import is_cbioportal_study, read_cbioportal_study
+from transforms.issues import InputError, Issue, IssueLog
+from transforms.parse.cbioportal import META_STUDY, is_cbioportal_study, read_cbioportal_study
+from transforms.parse.text import READ_ERRORS, iter_lines, unreadable
 from transforms.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
 
 MANIFEST_NAME = "study.yaml"
@@ -38,9 +49,11 @@ class StudyIngest:
     ``tables``: table name -> lazy frames with the table's columns plus routing columns (``problem``,
     ``problem_code``, ``line``, ``column``, ``raw``, ``file``); rows with a problem go to ``ingest_issues``.
     ``metadata``: per table, facts for the run's metadata (mapped fraction, samples, rule used, ...).
+    ``valid_id``: the study id, or None when the folder declares none that is valid (an ``invalid_study_id``
+    error is in ``issues``, there are no tables, and :attr:`study_id` raises: nothing may be written under it).
     """
 
-    study_id: str
+    valid_id: str | None
     folder: Path
     manifest: StudyManifest | None
     issues: IssueLog
@@ -48,6 +61,13 @@ class StudyIngest:
     tables: dict[str, list[pl.LazyFrame]] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     expected_rows: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def study_id(self) -> str:
+        """The validated study id; ValueError for a folder without a valid one (check ``valid_id`` first)."""
+        if self.valid_id is None:
+            raise ValueError(f"{self.folder.name!r} has no valid study id; see its invalid_study_id issue")
+        return self.valid_id
 
     def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame, *, expected_rows: int | None = None) -> None:
         """Add rows to a table; ``expected_rows`` (when every part knows it) says how many a clean file gives."""
@@ -62,47 +82,108 @@ def is_study_folder(folder: Path) -> bool:
 
 
 def study_fingerprint(folder: Path, *, salt: str = "") -> str:
-    """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference)."""
+    """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
+
+    A link leading out of the folder is hashed by its target's name, never read; an unreadable file by its
+    error (ingest reports it), so fingerprinting never fails and never reads outside the study.
+    """
     digest = hashlib.blake2b(salt.encode(), digest_size=16)
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "blake2b").digest())
+        try:
+            confine(folder, path)
+        except ValueError:
+            digest.update(b"outside:" + str(path.readlink() if path.is_symlink() else "").encode())
+            continue
+        try:
+            with open(path, "rb") as fh:
+                digest.update(hashlib.file_digest(fh, "blake2b").digest())
+        except OSError as exc:
+            digest.update(f"unreadable:{exc.errno}".encode())
     return digest.hexdigest()
 
 
 def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
-    """Read a study's manifest from either layout; problems become issues and None is returned."""
+    """Read a study's manifest from either layout; problems become issues and None is returned.
+
+    Unknown keys are warnings naming the likely intended key (``assay`` -> ``assays``), also when the manifest
+    is invalid because of them; a manifest without assays is a ``no_assays`` warning.
+    """
     manifest_path = folder / MANIFEST_NAME
+    if manifest_path.exists() and not manifest_path.is_file():
+        issues.error("not_a_study", f"{MANIFEST_NAME} is not a file", file=MANIFEST_NAME)
+        return None
     if manifest_path.is_file():
         try:
-            manifest = load_manifest(manifest_path)
+            confine(folder, MANIFEST_NAME)
+            data, lines = read_manifest_data(manifest_path)
+        except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable, a link out
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            issues.error("path_outside_study" if isinstance(exc, PathOutsideStudy) else "invalid_manifest",
+                         str(exc), file=MANIFEST_NAME,
+                         line=None if line is None else line + 1)
+            return None
+        typos = unknown_keys(data)
+        for where, guess in typos:
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            issues.warning("unknown_manifest_field", f"unknown key {where.rsplit('.', 1)[-1]!r}{hint}; it was "
+                           "ignored", file=MANIFEST_NAME, line=lines.get(where), column=where)
+        try:
+            manifest = StudyManifest.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"])
-                issues.error("invalid_manifest", f"{where}: {error['msg']}", file=MANIFEST_NAME, column=where)
+                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}",
+                             file=MANIFEST_NAME, line=_error_line(error["loc"], lines), column=where)
             return None
-        except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable file
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            issues.error("invalid_manifest", str(exc), file=MANIFEST_NAME,
-                         line=None if line is None else line + 1)
-            return None
-        for name in manifest.unknown_fields():
-            issues.warning("unknown_manifest_field", f"{name} is not a study.yaml field; it was ignored",
-                           file=MANIFEST_NAME, column=name)
+        if not manifest.assays:
+            issues.warning("no_assays", "the study declares no assays: nothing will be loaded into the omics "
+                           "tables (only studies, samples and subjects)", file=MANIFEST_NAME,
+                           line=lines.get("assays"), column="assays")
         return manifest
     if is_cbioportal_study(folder):
-        return read_cbioportal_study(folder, issues=issues)
-    issues.error("not_a_study", f"{folder.name} has neither {MANIFEST_NAME} nor meta_study.txt", file=folder.name)
+        try:
+            return read_cbioportal_study(folder, issues=issues)
+        except InputError as exc:
+            issues.add(exc.issue)
+            return None
+    issues.error("not_a_study", f"{folder.name} has neither {MANIFEST_NAME} nor {META_STUDY}", file=folder.name)
     return None
+
+
+def _error_line(loc: tuple[int | str, ...], lines: dict[str, int]) -> int | None:
+    """Line of the deepest key of a pydantic error location that the YAML has (the assay for a missing field)."""
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc]
+    for n in range(len(parts), 0, -1):
+        key = "".join(parts[:n]).lstrip(".")
+        if key in lines:
+            return lines[key]
+    return None
+
+
+def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) -> str:
+    """For a missing field, the unknown key beside it that was probably meant for it."""
+    parent = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[:-1]).lstrip(".")
+    prefix = f"{parent}." if parent else ""
+    meant = [where for where, guess in typos if guess == loc[-1] and where.startswith(prefix)
+             and "." not in where[len(prefix):]]
+    return f" (unknown key {meant[0].rsplit('.', 1)[-1]!r} there: did you mean {loc[-1]!r}?)" if meant else ""
 
 
 def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
     issues = IssueLog(folder.name)
     fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
-    manifest = discover_study(folder, issues=issues)
-    study_id = manifest.study_id if manifest else folder.name
+    valid_id, id_problem = declared_study_id(folder)
+    found = IssueLog(folder.name)
+    manifest = discover_study(folder, issues=found)
+    if id_problem is not None:  # report the id once, the manifest's other problems too, and read nothing
+        issues.add(id_problem)
+        issues.issues += [i for i in found.issues if i.column not in ("study_id", "cancer_study_identifier")]
+        return StudyIngest(None, folder, None, issues, fingerprint)
+    issues.issues += found.issues
+    assert valid_id is not None  # declared_study_id gives an id or a problem
+    study_id = manifest.study_id if manifest else valid_id
     issues.study_id = study_id
     result = StudyIngest(study_id, folder, manifest, issues, fingerprint)
     if manifest is None:
@@ -115,7 +196,8 @@ def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = 
         try:
             files = resolve_study_path(folder, assay.path)
         except ValueError as exc:
-            issues.error("path_outside_study", str(exc), file=MANIFEST_NAME, column=f"assays.{assay.name}.path")
+            issues.error("path_outside_study", f"assay {assay.name!r}: {exc}; nothing read", file=MANIFEST_NAME,
+                         column=f"assays.{assay.name}.path")
             continue
         if not files or not all(f.is_file() for f in files):
             issues.error("file_missing", f"assay {assay.name!r}: no file matches {assay.path!r}", file=assay.path)
@@ -124,6 +206,12 @@ def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = 
             output = READERS[assay.kind](assay, files, context)
         except InputError as exc:
             issues.add(exc.issue)
+            continue
+        except READ_ERRORS as exc:  # a reader path without its own check
+            issues.add(unreadable(assay.path, exc).issue)
+            continue
+        except pl.exceptions.PolarsError as exc:
+            issues.error("unreadable_table", f"cannot parse file: {exc}", file=assay.path)
             continue
         for table, frame in output.tables.items():
             result.add(table, frame, expected_rows=output.expected_rows.get(table))
@@ -155,10 +243,12 @@ def _read_sample_tables(folder: Path, manifest: StudyManifest, *, issues: IssueL
         try:
             (path,) = resolve_study_path(folder, relative)
             return reader(path, issues=issues, display_name=relative)
-        except ValueError as exc:
-            issues.error("path_outside_study", str(exc), file=MANIFEST_NAME)
         except InputError as exc:
             issues.add(exc.issue)
+        except ValueError as exc:
+            issues.error("path_outside_study", f"{exc}; nothing read", file=MANIFEST_NAME)
+        except READ_ERRORS as exc:
+            issues.add(unreadable(relative, exc).issue)
         return None
 
     sheet = read(manifest.samples, read_samples)
@@ -200,30 +290,102 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: Sampl
 
 
 
-def study_key(folder: Path) -> str:
-    """The study id a folder declares (study.yaml ``study_id`` or cBioPortal ``cancer_study_identifier``).
+def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:
+    """The study id a folder declares (study.yaml ``study_id`` or cBioPortal ``cancer_study_identifier``),
+    validated by :func:`schemas.manifest.check_study_id`: ``(id, None)`` or ``(None, invalid_study_id issue)``.
 
-    A folder whose manifest cannot be read keeps its folder name, so its failure still has a partition.
+    A folder whose manifest declares no id (unreadable, invalid YAML, key absent) keeps its folder name, so its
+    failure still has a partition, but only when that name is a valid id too. An invalid declared id is never
+    replaced by the folder name: the author meant that id. The issue's ``file`` is relative to the folder.
     """
-    manifest = folder / MANIFEST_NAME
+    declared, source, line, column = _declared(folder)
+    if declared is not None:
+        problem = study_id_problem(declared)
+        if problem is None:
+            return str(declared), None
+        return None, Issue(source, "invalid_study_id", "error", f"{problem}; the folder is not loaded",
+                           line, column)
+    problem = study_id_problem(folder.name)
+    if problem is None:
+        return folder.name, None
+    return None, Issue(source, "invalid_study_id", "error",
+                       f"no valid {column or 'study_id'} is declared and the folder name cannot stand in: "
+                       f"{problem}; declare one or rename the folder (it is not loaded)", None, column)
+
+
+def _declared(folder: Path) -> tuple[object | None, str, int | None, str]:
+    """(declared id as written or None, file it is in, its line, its key); unreadable manifests declare none."""
+    if (folder / MANIFEST_NAME).is_file():
+        try:
+            confine(folder, MANIFEST_NAME)
+            data, lines = read_manifest_data(folder / MANIFEST_NAME)
+            return data.get("study_id"), MANIFEST_NAME, lines.get("study_id"), "study_id"
+        except (yaml.YAMLError, ValueError, OSError):
+            return None, MANIFEST_NAME, None, "study_id"
+    if not is_cbioportal_study(folder):
+        return None, MANIFEST_NAME, None, "study_id"
+    declared, line, column = None, None, "cancer_study_identifier"
     try:
-        if manifest.is_file():
-            return str(load_manifest(manifest).study_id)
-        for line in (folder / "meta_study.txt").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "cancer_study_identifier" and value.strip():
-                return value.strip()
-    except (ValidationError, yaml.YAMLError, ValueError, OSError):
+        confine(folder, META_STUDY)
+        for number, text in iter_lines(folder / META_STUDY):
+            key, _, value = text.partition(":")
+            if key.strip() == column and value.strip():
+                declared, line = value.strip(), number
+    except (ValueError, OSError, EOFError, zlib.error):
         pass
-    return folder.name
+    return declared, META_STUDY, line, column
+
+
+def study_key(folder: Path) -> str | None:
+    """The validated study id of a folder (see :func:`declared_study_id`); None when it has none."""
+    return declared_study_id(folder)[0]
+
+
+def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
+    """Study id -> folder for every study directly under ``landing`` (or ``landing`` itself), and one error
+    :class:`Issue` per folder that is not loaded.
+
+    ``file`` of an issue is relative to ``landing`` (``a=b/study.yaml``). Codes: ``not_a_study`` (no study.yaml
+    or meta_study.txt, or one that is not a file), ``invalid_study_id`` (see :func:`declared_study_id`),
+    ``duplicate_study_id`` (two folders declare one id: the id is ambiguous, so neither is loaded; one issue per
+    folder, naming all of them). Hidden folders (``.name``) are skipped by design.
+    """
+    itself = is_study_folder(landing) or (landing / MANIFEST_NAME).exists()
+    folders = [landing] if itself else sorted(
+        p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
+    issues: list[Issue] = []
+    by_id: dict[str, list[Path]] = {}
+    for folder in folders:
+        prefix = "" if folder == landing else f"{folder.name}/"
+        bad = [n for n in (MANIFEST_NAME, META_STUDY) if (folder / n).exists() and not (folder / n).is_file()]
+        if bad and not is_study_folder(folder):
+            issues.append(Issue(prefix + bad[0], "not_a_study", "error",
+                                f"{bad[0]} is a directory, not a file; the folder is not loaded"))
+            continue
+        if not is_study_folder(folder):
+            issues.append(Issue(prefix.rstrip("/") or ".", "not_a_study", "error",
+                                f"folder has neither {MANIFEST_NAME} nor {META_STUDY}; not loaded"))
+            continue
+        sid, problem = declared_study_id(folder)
+        if problem is not None:
+            issues.append(replace(problem, file=prefix + problem.file))
+            continue
+        assert sid is not None
+        by_id.setdefault(sid, []).append(folder)
+    found: dict[str, Path] = {}
+    for sid, same in by_id.items():
+        if len(same) == 1:
+            found[sid] = same[0]
+            continue
+        names = ", ".join(repr(f.name) for f in same)
+        for folder in same:
+            _, source, line, column = _declared(folder)
+            issues.append(Issue(f"{folder.name}/{source}", "duplicate_study_id", "error",
+                                f"study id {sid!r} is declared by folders {names}: the id is ambiguous, so none "
+                                "of them is loaded; give each study its own id", line, column))
+    return found, issues
 
 
 def find_studies(landing: Path) -> dict[str, Path]:
-    """Study id -> folder for every study folder directly under ``landing`` (or ``landing`` itself)."""
-    if is_study_folder(landing):
-        return {study_key(landing): landing}
-    found: dict[str, Path] = {}
-    for folder in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if is_study_folder(folder):
-            found.setdefault(study_key(folder), folder)
-    return found
+    """Study id -> folder of every valid, unambiguous study under ``landing``; problems: :func:`scan_landing`."""
+    return scan_landing(landing)[0]

@@ -27,6 +27,18 @@ ISSUE_SCHEMA = pl.Schema({
 })
 
 
+MAX_RECORD_CHARS = 2000
+"""``record`` (and ``column``, ``message``) of an issue are cut to this many characters (marked ``...``): an
+input line or cell of megabytes is reported, never stored whole in ``ingest_issues``."""
+
+
+def clip(text: str | None, limit: int = MAX_RECORD_CHARS) -> str | None:
+    """``text`` cut to ``limit`` characters, marked with `` ...`` when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + " ..."
+
+
 @dataclass(frozen=True)
 class Issue:
     """One problem in one place of one input file; ``record`` holds the offending raw row when there is one."""
@@ -38,6 +50,12 @@ class Issue:
     line: int | None = None
     column: str | None = None
     record: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("message", "column", "record"):
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > MAX_RECORD_CHARS:
+                object.__setattr__(self, name, clip(value))
 
     def __str__(self) -> str:
         where = self.file

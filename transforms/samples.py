@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
-from transforms.parse.text import TableLayout, iter_lines, read_table, sniff_table
+from transforms.parse.text import MAX_IDENTIFIER_CHARS, TableLayout, iter_lines, read_table, sniff_table
 
 _SAMPLE_ALIASES = ("sample_id", "sample", "tumor_sample_barcode")
 _SUBJECT_ALIASES = ("subject_id", "patient_id", "subject", "patient")
@@ -182,6 +182,12 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
     sample_id: str | None
     subject_id: str | None
     for label in dict.fromkeys(columns):
+        if len(label) > MAX_IDENTIFIER_CHARS:
+            issues.error("identifier_too_long", f"sample label has {len(label)} characters (at most "
+                         f"{MAX_IDENTIFIER_CHARS}); its records are left out", file=file, line=header_line,
+                         column=label[:80] + " ...")
+            rows.append((label, None, None, "too_long"))
+            continue
         if known is None:
             rule = "sample_map" if label in explicit else "new_sample"
             sample_id = explicit.get(label) or tcga_sample_barcode(label) or label

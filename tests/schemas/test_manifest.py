@@ -15,3 +15,29 @@ def test_assay_accepts_the_measures_rsem_writes():
         Assay(name="a", kind="rna_abundance", format="rsem", path="*.genes.results", measure=measure)
     # the measure of a count assay is not read
     Assay(name="c", kind="rna_counts", format="salmon", path="*/quant.sf", measure="fpkm")
+
+
+def test_check_study_id_is_the_manifest_rule(tmp_path):
+    from schemas.manifest import StudyManifest, check_study_id
+
+    assert check_study_id("TCGA-BRCA_2024.v1") == "TCGA-BRCA_2024.v1"
+    for bad in ("a=b", "x%2Fy", "a/b", "has space", "-lead", "", "a" * 65):
+        with pytest.raises(ValueError):
+            check_study_id(bad)
+        with pytest.raises(ValidationError):
+            StudyManifest(study_id=bad, name="n")
+
+
+def test_confine_rejects_absolute_dotdot_and_linked_paths(tmp_path):
+    from schemas.manifest import PathOutsideStudy, confine
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (tmp_path / "outside.tsv").write_text("secret\n")
+    (study / "inside.tsv").write_text("x\n")
+    (study / "link.tsv").symlink_to(tmp_path / "outside.tsv")
+    assert confine(study, "inside.tsv") == study.resolve() / "inside.tsv"
+    assert confine(study, study / "inside.tsv") == study.resolve() / "inside.tsv"
+    for path in ("../outside.tsv", str(tmp_path / "outside.tsv"), "link.tsv", study / "link.tsv"):
+        with pytest.raises(PathOutsideStudy):
+            confine(study, path)

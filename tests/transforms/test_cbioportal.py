@@ -111,7 +111,7 @@ def test_read_cbioportal_study_data_file_outside_folder_is_error(tmp_path: Path)
                                                               "../data_cna.txt")})
     issues = IssueLog("tiny")
     read_cbioportal_study(study, issues=issues)
-    assert [(i.code, i.line) for i in issues.errors] == [("bad_data_filename", 5)]
+    assert [(i.code, i.line) for i in issues.errors] == [("path_outside_study", 5)]
 
 
 def test_read_cbioportal_study_bad_meta_line_is_warning(tmp_path: Path):

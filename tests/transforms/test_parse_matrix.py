@@ -107,10 +107,20 @@ def test_parse_matrix_ragged_row_is_error_with_line(tmp_path: Path, short: bool,
     body = f"g1\t1\t2\n{row}\n" if short else f"g1\t1\t2\ng2\t1\t2\n{row}\n"
     path = _write(tmp_path, "r.tsv", "gene\tA\tB\n" + body)
     issues = IssueLog("t")
-    with pytest.raises(InputError) as caught:
-        parse_matrix(path, issues=issues)
-    assert caught.value.issue.code == "ragged_rows"
+    parsed = parse_matrix(path, issues=issues)
     assert [(i.code, i.line) for i in issues.errors] == [("ragged_row", bad_line)]
+    assert bad_line not in parsed.records.collect()["line"].to_list()
+
+
+def test_parse_matrix_ragged_row_reported_once_and_other_problems_too(tmp_path: Path):
+    # a ragged row used to be two errors (the row, then a file summary) and stop the file: its duplicate
+    # gene and non-numeric value went unreported until the row was fixed
+    path = _write(tmp_path, "r.tsv", "gene\tA\tB\ng1\t1\t2\ng2\t1\ng1\t3\t4\ng3\tx\t5\n")
+    issues = IssueLog("t")
+    records = parse_matrix(path, issues=issues).records.collect()
+    assert [(i.code, i.line) for i in issues.issues] == [("ragged_row", 3), ("duplicate_feature", 4)]
+    assert records.filter(pl.col("problem").is_not_null()).select("line", "problem").rows() == [
+        (5, "non-numeric value 'x'")]
 
 
 def test_parse_matrix_duplicate_sample_column_is_error(tmp_path: Path):
@@ -209,3 +219,23 @@ def test_parse_matrix_header_wider_than_the_sniff_window(tmp_path):
     parsed = parse_matrix(path, issues=IssueLog("t"))
     assert parsed.columns == labels
     assert parsed.records.select(pl.col("value").sum()).collect().item() == 20000
+
+
+def test_parse_matrix_identifier_too_long_is_error_with_truncated_record(tmp_path: Path):
+    giant = "G" * 5_000_000
+    path = _write(tmp_path, "g.tsv", f"gene\tA\ng1\t1\n{giant}\t2\ng3\t3\n")
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    (error,) = issues.issues
+    assert (error.code, error.severity, error.line, error.column) == ("identifier_too_long", "error", 3, "gene")
+    assert error.record is not None and len(error.record) < 600
+    assert parsed.records.collect()["feature_id"].to_list() == ["g1", "g3"]
+
+
+def test_parse_matrix_header_name_too_long_is_error(tmp_path: Path):
+    path = _write(tmp_path, "h.tsv", f"gene\tA\t{'S' * 100_000}\ng1\t1\t2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("identifier_too_long", 1)
+    assert issue.column is not None and len(issue.column) < 100

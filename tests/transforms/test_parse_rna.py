@@ -208,8 +208,7 @@ def test_parse_star_ragged_row_is_error(tmp_path: Path):
     path = tmp_path / "ReadsPerGene.out.tab"
     path.write_text(STAR_TEXT + "ENSG00000999999.1\t3\t1\n")
     issues = IssueLog("t")
-    with pytest.raises(InputError):
-        parse_star(path, issues=issues, sample="S1", strandedness="reverse")
+    parse_star(path, issues=issues, sample="S1", strandedness="reverse")
     assert [(i.code, i.line) for i in issues.errors] == [("ragged_row", 9)]
 
 
@@ -240,3 +239,17 @@ def test_sample_label_from_path_strips_fixed_names(path: str, format: str, label
 def test_sample_label_from_path_rejects_matrix_formats():
     with pytest.raises(ValueError, match="per-sample"):
         sample_label_from_path(Path("counts.tsv"), "featurecounts")
+
+
+def test_parse_featurecounts_non_positive_length_is_one_located_error(tmp_path: Path):
+    # a negative Length passed validate and then failed build on the table contract with unlocated messages
+    path = tmp_path / "counts.txt"
+    path.write_text("Geneid\tChr\tStart\tEnd\tStrand\tLength\tS1.bam\n"
+                    "G1\t1\t10\t20\t+\t11\t5\nG2\t1\t10\t20\t+\t-4\t6\nG3\t1\t10\t20\t+\t0\t7\n")
+    issues = IssueLog("t")
+    parsed = parse_featurecounts(path, issues=issues)
+    (error,) = issues.issues
+    assert (error.code, error.severity, error.line, error.column) == ("invalid_length", "error", 3, "Length")
+    assert "2 row(s)" in error.message
+    assert parsed.features is not None
+    assert parsed.features.get_column("length").to_list() == [11, None, None]

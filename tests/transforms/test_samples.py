@@ -261,3 +261,15 @@ def test_read_sample_map_missing_column_raises(tmp_path: Path):
     with pytest.raises(InputError) as caught:
         read_sample_map(_write(tmp_path / "sample_map.csv", "assay,label,sample\nrna,a,b\n"), issues=IssueLog("x"))
     assert caught.value.issue.code == "missing_column"
+
+
+def test_map_sample_columns_label_too_long_is_error_and_not_a_sample():
+    # a MAF Tumor_Sample_Barcode of megabytes used to become a sample id
+    issues = IssueLog("t")
+    giant = "S" * 600
+    mapping = map_sample_columns(["S1", giant], assay="mut", samples=None, sample_map=None, issues=issues,
+                                 file="mut.maf", header_line=2)
+    assert mapping.select("column", "sample_id").rows() == [("S1", "S1"), (giant, None)]
+    (error,) = issues.issues
+    assert (error.code, error.file, error.line) == ("identifier_too_long", "mut.maf", 2)
+    assert error.column is not None and len(error.column) < 100

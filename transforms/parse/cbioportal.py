@@ -25,9 +25,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.manifest import Assay, StudyManifest, resolve_study_path
+from schemas.manifest import Assay, StudyManifest, confine, resolve_study_path, study_id_problem
 from transforms.issues import InputError, Issue, IssueLog
-from transforms.parse.text import iter_lines
+from transforms.parse.text import read_lines
 
 _MRNA_MEASURES: tuple[tuple[str, str], ...] = (
     ("rna_seq_v2_mrna", "rsem_normalized"),  # TCGA RNASeqV2: RSEM normalized_results (upper-quartile scaled)
@@ -54,9 +54,12 @@ class _Meta:
         return self.values.get(key) or None
 
 
+META_STUDY = "meta_study.txt"
+
+
 def is_cbioportal_study(folder: Path) -> bool:
     """True when ``folder`` is laid out as a cBioPortal study (it has a ``meta_study.txt``)."""
-    return (folder / "meta_study.txt").is_file()
+    return (folder / META_STUDY).is_file()
 
 
 def read_cbioportal_study(folder: Path, *, issues: IssueLog) -> StudyManifest:
@@ -65,19 +68,27 @@ def read_cbioportal_study(folder: Path, *, issues: IssueLog) -> StudyManifest:
     Raises :class:`InputError` when ``meta_study.txt`` is missing or has no valid ``cancer_study_identifier``.
     Data files that are missing, meta lines that are not ``key: value`` and unsupported datatypes are issues.
     """
-    study = _read_meta(folder / "meta_study.txt", issues=issues)
+    study = _read_meta(folder / META_STUDY, issues=issues, folder=folder)
     study_id = study.get("cancer_study_identifier")
     if study_id is None:
         raise InputError(Issue(study.file, "missing_meta_field", "error",
                                "meta_study.txt has no `cancer_study_identifier`"))
+    problem = study_id_problem(study_id)
+    if problem is not None:
+        raise InputError(Issue(study.file, "invalid_study_id", "error", f"{problem}; the study is not loaded",
+                               study.lines.get("cancer_study_identifier"), "cancer_study_identifier"))
     reference_genome = study.get("reference_genome") or "hg19"  # cBioPortal's default
     fields: dict[str, str | None] = {"samples": None, "subjects": None}
     assays: list[Assay] = []
     panel_matrix: str | None = None
     for meta_path in sorted(folder.glob("meta_*.txt")):
-        if meta_path.name == "meta_study.txt":
+        if meta_path.name == META_STUDY:
             continue
-        meta = _read_meta(meta_path, issues=issues)
+        try:
+            meta = _read_meta(meta_path, issues=issues, folder=folder)
+        except InputError as exc:
+            issues.add(exc.issue)
+            continue
         _check_study_id(meta, study_id, issues=issues)
         alteration, datatype = meta.get("genetic_alteration_type"), meta.get("datatype")
         if alteration == "CLINICAL" and datatype in ("SAMPLE_ATTRIBUTES", "PATIENT_ATTRIBUTES"):
@@ -112,13 +123,20 @@ def read_cbioportal_study(folder: Path, *, issues: IssueLog) -> StudyManifest:
                                study.lines.get("cancer_study_identifier"))) from exc
 
 
-def _read_meta(path: Path, *, issues: IssueLog) -> _Meta:
-    """Parse ``key: value`` lines the way cBioPortal does (split at the first colon, blank lines ignored)."""
+def _read_meta(path: Path, *, issues: IssueLog, folder: Path) -> _Meta:
+    """Parse ``key: value`` lines the way cBioPortal does (split at the first colon, blank lines ignored).
+
+    A meta file linking out of the study folder is an InputError (``path_outside_study``) and is not read.
+    """
     if not path.is_file():
         raise InputError(Issue(path.name, "file_missing", "error", "meta file does not exist"))
+    try:
+        confine(folder, path)
+    except ValueError as exc:
+        raise InputError(Issue(path.name, "path_outside_study", "error", f"{exc}; not read")) from exc
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
-    for number, text in iter_lines(path):
+    for number, text in read_lines(path, file=path.name):
         if not text.strip():
             continue
         key, sep, value = text.partition(":")
@@ -152,7 +170,7 @@ def _data_file(folder: Path, meta: _Meta, *, issues: IssueLog) -> str | None:
     try:
         (path,) = resolve_study_path(folder, name)
     except ValueError as exc:
-        issues.error("bad_data_filename", str(exc), file=meta.file, line=line, column="data_filename")
+        issues.error("path_outside_study", str(exc), file=meta.file, line=line, column="data_filename")
         return None
     if not path.is_file():
         issues.error("file_missing", f"data file {name!r} does not exist", file=meta.file, line=line,

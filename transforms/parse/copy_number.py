@@ -17,7 +17,7 @@ import polars as pl
 from transforms.issues import IssueLog
 from transforms.parse import ParsedAssay
 from transforms.parse.matrix import CBIOPORTAL_GENE_COLUMNS, MISSING_VALUES, parse_matrix, require_columns
-from transforms.parse.text import find_ragged_rows, raise_for_ragged, read_table, sniff_table
+from transforms.parse.text import read_table, sniff_table
 
 COPY_NUMBER_SCHEMA = {"column": pl.String, "feature_id": pl.String, "line": pl.Int64, "log2_ratio": pl.Float64,
                       "call": pl.Int8, "problem": pl.String, "raw": pl.String}
@@ -75,8 +75,7 @@ def parse_gistic_long(path: Path, *, issues: IssueLog, display_name: str | None 
     if not ids:
         require_columns(layout, GENE_COLUMNS)  # raises, naming both
     table = read_table(layout, issues=issues)
-    if find_ragged_rows(layout, limit=1):  # polars pads short rows with nulls instead of failing
-        raise_for_ragged(layout, issues=issues)
+    # read_table reports each ragged row once and leaves it out (polars would pad a short row with nulls)
 
     ids_present = [pl.when(pl.col(c) != "").then(pl.col(c)) for c in ids]
     keyed = table.with_columns(

@@ -49,9 +49,23 @@ def parse_featurecounts(path: Path, *, issues: IssueLog, display_name: str | Non
     parsed = parse_wide_table(layout, issues=issues, id_columns=("Geneid",), annotation_columns=annotations)
     assert parsed.features is not None  # parse_wide_table always returns its feature frame
     features = cast_annotation(parsed.features, "Length", pl.Int64, issues=issues, file=name)
+    features = _non_positive_lengths(features, issues=issues, file=name)
     parsed.features = features.select("feature_id", "line", pl.col("Length").alias("length"))
     parsed.metadata |= {"program": _program(path), "bam_columns": {h: labels[h] for h in bams}}
     return parsed
+
+
+def _non_positive_lengths(features: pl.DataFrame, *, issues: IssueLog, file: str) -> pl.DataFrame:
+    """A gene's summed exon ``Length`` must be positive: one error for the file (how many rows, the first line)
+    and those lengths left empty, so the table contract never meets them unlocated.
+    """
+    bad = features.filter(pl.col("Length") <= 0)
+    if bad.height:
+        line, value = bad.select("line", "Length").row(0)
+        issues.error("invalid_length", f"{bad.height} row(s) have a Length of 0 or less (first on line {line}: "
+                     f"{value}); their lengths are left empty", file=file, line=line, column="Length",
+                     record=str(bad["feature_id"][0]))
+    return features.with_columns(pl.when(pl.col("Length") > 0).then(pl.col("Length")).alias("Length"))
 
 
 def _program(path: Path) -> str | None:

@@ -13,14 +13,14 @@ from pathlib import Path
 import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
-from transforms.parse.text import iter_lines, read_table, sniff_table
+from transforms.parse.text import read_lines, read_table, sniff_table
 
 #: panel IDs cBioPortal uses for genome-wide profiling: every gene counts as profiled
 GENOME_WIDE = frozenset({"WES", "WXS", "WGS"})
 
 
 def parse_gene_panels(matrix_path: Path, panel_paths: Sequence[Path], *, issues: IssueLog,
-                      profile: str = "mutations") -> dict[str, set[str]]:
+                      profile: str = "mutations", display_name: str | None = None) -> dict[str, set[str]]:
     """Sample label -> genes (symbols as written in the panel files) profiled by its panel in ``profile``.
 
     ``NA`` in the matrix means the sample was not profiled: it maps to an empty set (every gene unknown).
@@ -32,7 +32,7 @@ def parse_gene_panels(matrix_path: Path, panel_paths: Sequence[Path], *, issues:
     for path in panel_paths:
         panel_id, genes = _read_panel(path)
         panels[panel_id] = genes
-    layout = sniff_table(matrix_path, issues=issues, separators="\t")
+    layout = sniff_table(matrix_path, issues=issues, separators="\t", display_name=display_name)
     by_lower = {h.lower(): h for h in layout.header}
     for needed in ("sample_id", profile.lower()):
         if needed not in by_lower:
@@ -57,7 +57,7 @@ def parse_gene_panels(matrix_path: Path, panel_paths: Sequence[Path], *, issues:
 def _read_panel(path: Path) -> tuple[str, set[str]]:
     """``stable_id`` and gene set of one ``data_gene_panel_<id>.txt`` (``key: value`` lines)."""
     fields: dict[str, str] = {}
-    for _, line in iter_lines(path):
+    for _, line in read_lines(path, file=path.name):
         key, sep, value = line.partition(":")
         if sep:
             fields[key.strip()] = value.strip()

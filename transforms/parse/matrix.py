@@ -15,16 +15,22 @@ are not stripped: ``' 4 '`` is a problem, not 4.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from transforms.issues import InputError, Issue, IssueLog
+from transforms.issues import MAX_RECORD_CHARS, InputError, Issue, IssueLog, clip
 from transforms.parse import ParsedAssay
-from transforms.parse.text import TableLayout, open_text, raise_for_ragged, sniff_table
+from transforms.parse.text import (
+    MAX_IDENTIFIER_CHARS,
+    TableLayout,
+    field_count,
+    open_text,
+    report_ragged_rows,
+    sniff_table,
+)
 
 CBIOPORTAL_GENE_COLUMNS = ("Hugo_Symbol", "Entrez_Gene_Id")
 """Leading gene columns of cBioPortal-style matrices: without ``id_columns``, both identify the row (composite
@@ -37,7 +43,6 @@ RECORD_SCHEMA = {"feature_id": pl.String, "column": pl.String, "value": pl.Float
                  "problem": pl.String, "raw": pl.String}
 """Columns of ``records`` for every matrix-like parser."""
 
-_MAX_RECORD_CHARS = 2000
 _ROW = "_omicsdw_row"
 _ID = "_omicsdw_id"
 
@@ -186,20 +191,30 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     """
     name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
-    if _count_fields(layout, skipped):
-        raise_for_ragged(layout, issues=issues)
+    ragged = _count_fields(layout, skipped)
+    report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
             issues.info(f"{what}_lines", f"{len(lines)} {what} line(s) after the header left out "
                         f"(first on line {lines[0]})", file=name, line=lines[0])
     offset = layout.header_line + 1
     excluded = [line - offset for lines in skipped.values() for line in lines]
+    excluded += [line - offset for line, _ in ragged]
     frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
     ident = pl.col(_ID)
     frame = frame.with_columns(
         line=pl.col(_ROW).cast(pl.Int64) + offset,
         empty=ident.is_null() | (ident == ""),
-    ).with_columns(duplicate=~pl.col("empty") & ~ident.is_first_distinct())
+        too_long=ident.str.len_chars().fill_null(0) > MAX_IDENTIFIER_CHARS,
+    )
+    too_long = frame.filter("too_long").select("line", ident.str.len_chars().alias("length"), ident)
+    for line, length, text in too_long.iter_rows():
+        issues.error("identifier_too_long", f"{'sample' if transpose else 'feature'} identifier has {length} "
+                     f"characters (at most {MAX_IDENTIFIER_CHARS}); row left out", file=name, line=line,
+                     column=id_column, record=clip(text, MAX_IDENTIFIER_CHARS))
+    excluded += frame.filter("too_long").get_column(_ROW).to_list()
+    frame = frame.filter(~pl.col("too_long")).drop("too_long").with_columns(
+        duplicate=~pl.col("empty") & ~ident.is_first_distinct())
     bad = frame.filter(pl.col("empty") | pl.col("duplicate"))
     if bad.height:
         _report_bad_rows(layout, bad, frame, issues=issues, column=id_column,
@@ -211,11 +226,11 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()))
 
 
-def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> bool:
-    """Whether any data line has a field count other than the header's; fills ``skipped`` line numbers."""
+def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> list[tuple[int, int]]:
+    """``(line, n_fields)`` of every data line whose field count is not the header's; fills ``skipped``."""
     sep = layout.separator.encode()
     width = len(layout.header)
-    ragged = False
+    ragged: list[tuple[int, int]] = []
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
@@ -224,11 +239,11 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> bool:
                 skipped["comment"].append(number)
             elif not line.strip():
                 skipped["blank"].append(number)
-            elif b'"' in line:
-                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                ragged |= len(next(csv.reader([text], delimiter=layout.separator))) != width
             else:
-                ragged |= line.count(sep) + 1 != width
+                n = (field_count(line.decode("utf-8", errors="replace").rstrip("\r\n"), layout.separator)
+                     if b'"' in line else line.count(sep) + 1)
+                if n != width:
+                    ragged.append((number, n))
     return ragged
 
 
@@ -242,7 +257,7 @@ def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame
         for number, line in enumerate(fh, start=1):
             if number in wanted:
                 text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                records[number] = text if len(text) <= _MAX_RECORD_CHARS else text[:_MAX_RECORD_CHARS] + " ..."
+                records[number] = clip(text[:MAX_RECORD_CHARS + 1]) or ""
     for ident, line, empty in bad.select(_ID, "line", "empty").iter_rows():
         if empty:
             issues.warning(f"empty_{kind}_id", f"empty {kind} identifier; row left out", file=layout.display_name,

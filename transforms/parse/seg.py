@@ -14,7 +14,7 @@ import polars as pl
 
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.parse import ParsedAssay
-from transforms.parse.text import find_ragged_rows, raise_for_ragged, read_table, sniff_table
+from transforms.parse.text import read_table, sniff_table
 
 # Target column -> header names accepted for it (compared lower-case); only num_probes may be absent.
 SEG_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -58,8 +58,7 @@ def parse_seg(path: Path, *, issues: IssueLog, display_name: str | None = None) 
     layout = sniff_table(path, issues=issues, display_name=display_name)
     found = _match_columns(layout.header, file=layout.display_name, line=layout.header_line)
     table = read_table(layout, issues=issues)
-    if find_ragged_rows(layout, limit=1):  # polars pads short rows with nulls instead of failing
-        raise_for_ragged(layout, issues=issues)
+    # read_table reports each ragged row once and leaves it out (polars would pad a short row with nulls)
     if table.height == 0:
         raise InputError(Issue(layout.display_name, "no_records", "error",
                                "segment file has a header but no segments", layout.header_line))

@@ -7,8 +7,10 @@ column, reason) instead of surfacing as a raw polars exception.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,24 @@ from transforms.issues import InputError, Issue, IssueLog
 
 _SNIFF_BYTES = 1 << 16
 _MAX_HEADER_BYTES = 1 << 26
+
+MAX_IDENTIFIER_CHARS = 512
+"""Longest identifier (feature id, sample label, header name) read; a longer one is an
+``identifier_too_long`` error (no gene or sample name comes near it; a megabyte "identifier" is a broken file)."""
+
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
+"""What reading a file can raise when the file is unreadable, truncated or corrupt (not a code defect)."""
+
+
+def unreadable(file: str, exc: BaseException, *, line: int | None = None) -> InputError:
+    """The located error for a file that cannot be read to its end: permission, directory, broken gzip."""
+    if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
+        reason = f"compressed file is truncated or corrupt ({exc or type(exc).__name__})"
+        code = "corrupt_file"
+    else:
+        reason = f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
+        code = "unreadable_file"
+    return InputError(Issue(file, code, "error", reason, line))
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,29 @@ def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, st
     with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             yield number, raw.decode(encoding, errors="replace").rstrip("\r\n")
+
+
+def read_lines(path: Path, *, file: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """:func:`iter_lines`, with an unreadable or corrupt file raised as a located :class:`InputError`."""
+    number = 0
+    try:
+        for number, text in iter_lines(path, encoding=encoding):
+            yield number, text
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc, line=number + 1 if number else None) from exc
+
+
+def check_readable(path: Path, *, file: str) -> None:
+    """Read the whole file once (decompressing gzip to its end), so a truncated or corrupt stream is a located
+    :class:`InputError` now, not an exception when a lazy scan of it is collected later.
+    """
+    lines = 0
+    try:
+        with open_text(path) as fh:
+            while chunk := fh.read(1 << 20):
+                lines += chunk.count(b"\n")
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc, line=lines + 1) from exc
 
 
 def _decode(sample: bytes, *, file: str) -> tuple[str, str]:
@@ -76,18 +119,20 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     name = display_name or path.name
     if not path.exists():
         raise InputError(Issue(name, "file_missing", "error", "file does not exist"))
-    with open_text(path) as fh:
-        try:
+    try:
+        with open_text(path) as fh:
             sample = fh.read(_SNIFF_BYTES)
             while not _has_whole_header(sample, comment_prefix) and len(sample) < _MAX_HEADER_BYTES:
                 more = fh.read(_SNIFF_BYTES)  # a wide matrix's header (20,000 sample labels) outgrows one window
                 if not more:
                     break
                 sample += more
-        except (OSError, EOFError) as exc:
-            raise InputError(Issue(name, "unreadable_file", "error", f"cannot read file: {exc}")) from exc
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+    except READ_ERRORS as exc:
+        raise unreadable(name, exc) from exc
+    if compressed:  # polars scans lazily: a cut gzip must fail here, located, not at collect time
+        check_readable(path, file=name)
     if not sample.strip():
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     text, encoding = _decode(sample, file=name)
@@ -120,7 +165,11 @@ def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
     seen: set[str] = set()
-    for name in header:
+    for number, name in enumerate(header, start=1):
+        if len(name) > MAX_IDENTIFIER_CHARS:
+            raise InputError(Issue(file, "identifier_too_long", "error",
+                                   f"header field {number} has {len(name)} characters; names longer than "
+                                   f"{MAX_IDENTIFIER_CHARS} are not read", line, name[:80] + " ..."))
         if name in seen:
             raise InputError(Issue(file, "duplicate_column", "error",
                                    f"column {name!r} appears more than once in the header", line, name))
@@ -129,43 +178,56 @@ def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) 
         raise InputError(Issue(file, "empty_column_name", "error", "header has an empty column name", line))
 
 
-def find_ragged_rows(layout: TableLayout, *, limit: int = 20, comment_prefix: str | None = "#"
-                     ) -> list[tuple[int, int]]:
-    """Return up to ``limit`` ``(line, n_fields)`` pairs whose field count differs from the header's.
+MAX_RAGGED_REPORTED = 20
+"""Ragged rows reported one by one per file; any further ones are counted in one more issue."""
 
-    A full pass in Python: called only after a fast reader has failed, to say exactly where.
+
+def field_count(line: str, separator: str) -> int:
+    """Fields of one line; quote-aware only when the line has a quote (the common case stays a count)."""
+    if '"' in line:
+        return len(next(csv.reader([line], delimiter=separator)))
+    return line.count(separator) + 1
+
+
+def find_ragged_rows(layout: TableLayout, *, limit: int | None = None, comment_prefix: str | None = "#"
+                     ) -> list[tuple[int, int]]:
+    """Return ``(line, n_fields)`` of the data lines (up to ``limit``) whose field count differs from the
+    header's; blank and comment lines are not data.
     """
     expected = len(layout.header)
     bad: list[tuple[int, int]] = []
-    for number, line in iter_lines(layout.path, encoding="latin-1"):
-        if number <= layout.header_line or not line or (comment_prefix and line.startswith(comment_prefix)):
+    for number, line in read_lines(layout.path, file=layout.display_name, encoding="latin-1"):
+        if number <= layout.header_line or not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
             continue
-        n = line.count(layout.separator) + 1
+        n = field_count(line, layout.separator)
         if n != expected:
             bad.append((number, n))
-            if len(bad) >= limit:
+            if limit is not None and len(bad) >= limit:
                 break
     return bad
 
 
-def raise_for_ragged(layout: TableLayout, *, issues: IssueLog, cause: Exception | None = None) -> None:
-    """Record one issue per ragged row and raise :class:`InputError`; used when a reader rejects a file."""
-    bad = find_ragged_rows(layout)
-    for number, n in bad:
-        issues.error("ragged_row", f"row has {n} fields, the header has {len(layout.header)}",
+def report_ragged_rows(layout: TableLayout, bad: list[tuple[int, int]], *, issues: IssueLog) -> None:
+    """One error per ragged row (the row is left out, the rest of the file is still read), at most
+    :data:`MAX_RAGGED_REPORTED`; further ragged rows are counted in one more issue.
+    """
+    width = len(layout.header)
+    for number, n in bad[:MAX_RAGGED_REPORTED]:
+        issues.error("ragged_row", f"row has {n} fields, the header has {width}; row left out",
                      file=layout.display_name, line=number)
-    if bad:
-        raise InputError(Issue(layout.display_name, "ragged_rows", "error",
-                               f"{len(bad)}{'+' if len(bad) >= 20 else ''} rows do not have "
-                               f"{len(layout.header)} fields (first on line {bad[0][0]})", bad[0][0]))
-    raise InputError(Issue(layout.display_name, "unreadable_table", "error", f"cannot parse table: {cause}"))
+    if len(bad) > MAX_RAGGED_REPORTED:
+        rest = bad[MAX_RAGGED_REPORTED:]
+        issues.error("ragged_row", f"{len(rest)} more rows do not have {width} fields (from line {rest[0][0]}); "
+                     "left out", file=layout.display_name, line=rest[0][0])
 
 
 def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = False,
                comment_prefix: str | None = "#") -> pl.DataFrame:
     """Read a small table eagerly (all columns as strings unless ``infer_schema``), with a ``line`` column.
 
-    For clinical files, sample sheets and search-engine outputs; large matrices use polars lazily instead.
+    Ragged rows are reported once each and left out; the other rows are read, so the file's other problems
+    are reported too. For clinical files, sample sheets and search-engine outputs; large matrices use polars
+    lazily instead.
     """
     try:
         frame = pl.read_csv(
@@ -178,22 +240,39 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
             comment_prefix=comment_prefix,
             encoding="utf8-lossy",
             quote_char='"',
+            truncate_ragged_lines=True,
         )
     except pl.exceptions.PolarsError as exc:
-        raise_for_ragged(layout, issues=issues, cause=exc)
-        raise  # unreachable: raise_for_ragged always raises
-    return frame.with_columns(_line_numbers(layout, frame.height, comment_prefix=comment_prefix))
+        raise InputError(Issue(layout.display_name, "unreadable_table", "error",
+                               f"cannot parse table: {exc}")) from exc
+    except READ_ERRORS as exc:
+        raise unreadable(layout.display_name, exc) from exc
+    numbers, ragged = _data_lines(layout, comment_prefix=comment_prefix)
+    if len(numbers) != frame.height:  # quoted multi-line fields: positional numbering, lines are not rows
+        numbers = list(range(layout.header_line + 1, layout.header_line + 1 + frame.height))
+        ragged = []
+    frame = frame.with_columns(pl.Series("line", numbers, dtype=pl.Int64))
+    if not ragged:
+        return frame
+    # polars pads a short row with nulls and truncates a long one (as told): neither may pass silently
+    report_ragged_rows(layout, ragged, issues=issues)
+    return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
 
 
-def _line_numbers(layout: TableLayout, n_rows: int, *, comment_prefix: str | None) -> pl.Series:
-    """1-based file line of each data row, accounting for comment and blank lines polars skipped."""
+def _data_lines(layout: TableLayout, *, comment_prefix: str | None) -> tuple[list[int], list[tuple[int, int]]]:
+    """One pass: the 1-based line of each data row (comment and blank lines skipped, as polars does) and the
+    ``(line, n_fields)`` of rows whose field count is not the header's.
+    """
     numbers: list[int] = []
-    for number, line in iter_lines(layout.path, encoding="latin-1"):
+    ragged: list[tuple[int, int]] = []
+    width = len(layout.header)
+    for number, line in read_lines(layout.path, file=layout.display_name, encoding="latin-1"):
         if number <= layout.header_line:
             continue
         if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
             continue
         numbers.append(number)
-    if len(numbers) != n_rows:  # quoted multi-line fields: fall back to positional numbering
-        numbers = list(range(layout.header_line + 1, layout.header_line + 1 + n_rows))
-    return pl.Series("line", numbers, dtype=pl.Int64)
+        n = field_count(line, layout.separator)
+        if n != width:
+            ragged.append((number, n))
+    return numbers, ragged
