@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
-from transforms.ingest import find_studies, study_fingerprint
+from transforms.ingest import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "publish")
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
@@ -27,7 +27,9 @@ def _signature(folder: Path) -> str:
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Register study folders as partitions and request a run for each new or changed one."""
     seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
-    found = find_studies(Path(warehouse.landing_dir))
+    found, problems = scan_landing(Path(warehouse.landing_dir))
+    for problem in problems:  # folders that cannot be a study: no partition, so the sensor log says why
+        context.log.error(str(problem))
     new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(STUDIES, sid)]
     requests = []
     for sid, folder in found.items():

@@ -18,15 +18,14 @@ SQL_STATEMENTS = {"SELECT", "EXPLAIN"}
 """Statement types analysts' SQL may run: reads only."""
 
 
-def _landing_problems(landing: Path) -> tuple[dict[str, Path], list[str]]:
-    """Valid study folders, and one line per folder that cannot be a study (with its location and reason)."""
-    from transforms import ingest
+def _landing_problems(landing: Path) -> tuple[dict[str, Path], list[dict[str, object]]]:
+    """Valid study folders, and each folder that cannot be a study (file, line, column, code, message)."""
+    from dataclasses import asdict
 
-    scan = getattr(ingest, "scan_landing", None)
-    if scan is None:
-        return ingest.find_studies(landing), []
-    studies, problems = scan(landing)
-    return studies, [str(p) for p in problems]
+    from transforms.ingest import scan_landing
+
+    studies, problems = scan_landing(landing)
+    return studies, [asdict(p) for p in problems]
 
 
 def _instance():  # type: ignore[no-untyped-def]
@@ -57,9 +56,11 @@ def _build(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
+    from warehouse.summary import format_issue
+
     studies, problems = _landing_problems(landing)
     for problem in problems:
-        print(f"ERROR {problem}", file=sys.stderr)
+        print(format_issue(problem), file=sys.stderr)
     if args.study:
         missing = [s for s in args.study if s not in studies]
         if missing:
@@ -101,11 +102,11 @@ def _build(args: argparse.Namespace) -> int:
         print(f"\n{warehouse_summary(con)}")
     finally:
         con.close()
-    failed_count = len(failed) + len(problems)
+    if problems:
+        failed.append(f"{len(problems)} landing folder problem(s) above")
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
-          + (f"{failed_count} failed: {', '.join(failed + ['(landing folders above)'] * bool(problems))}"
-             if failed_count else "all studies loaded"))
-    return 1 if failed_count else 0
+          + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
+    return 1 if failed else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -142,7 +143,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2, default=str))
         return 1 if n_errors else 0
     for problem in problems:
-        print(f"ERROR {problem}")
+        print(format_issue(problem))
     for sid, folder, errors, issues in report:
         print(f"{sid} ({folder}): {errors} error(s), {issues.height - errors} other issue(s)")
         for row in issues.iter_rows(named=True):

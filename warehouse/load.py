@@ -75,7 +75,13 @@ def _quarantine(combined: dict[str, pl.LazyFrame], tables: list[str]) -> list[pl
 
 
 def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
-    """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input."""
+    """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input.
+
+    A folder whose study id is invalid writes nothing (there is no partition to write to): ``scan_landing``
+    never hands one to a build, and a direct call gets ValueError.
+    """
+    if ingest.valid_id is None:
+        raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
     sid = ingest.study_id
     lake.ensure_tables(INGEST_TABLES)
     unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))

@@ -33,3 +33,20 @@ def test_validate_rows_eager_reports_duplicate_keys():
     rows = _copy_number_rows(2)
     messages = validate.validate_rows("copy_number", pl.concat([rows, rows.head(1)]))
     assert messages and all(m.startswith("copy_number.") for m in messages)
+
+
+def test_contract_flags_locate_every_value_check_of_the_model():
+    records = pl.LazyFrame({
+        "study_id": ["s"] * 4, "assay": ["maf"] * 4, "sample_id": ["a"] * 4, "feature_id": ["TP53"] * 4,
+        "chromosome": ["17", "17", None, "17"], "position": [7675088, 0, 5, 9], "vaf": [0.5, 0.5, 0.5, 1.5],
+        "source_format": ["maf", "maf", "maf", "maf"], "file": "m.maf", "line": [2, 3, 4, 5],
+        "problem": [None, None, None, None], "problem_code": [None, None, None, None],
+    }, schema_overrides={"problem": pl.String, "problem_code": pl.String})
+    flagged = validate.contract_flags("variants", records).collect()
+    # variants contract: position >= 1, chromosome not null, 0 <= vaf <= 1 (schemas/tables.py)
+    assert flagged.select("line", "problem_code", "problem_column", "problem").rows() == [
+        (2, None, None, None),
+        (3, "contract_violation", "position", "position = 0 must be >= 1"),
+        (4, "contract_violation", "chromosome", "chromosome is missing"),
+        (5, "contract_violation", "vaf", "vaf = 1.5 must be <= 1"),
+    ]

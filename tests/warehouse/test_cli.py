@@ -1,0 +1,89 @@
+"""The omicsdw command as a user meets it: bad folders, typos that would wipe a study, removal, read-only SQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.warehouse.catalog_sql import sql
+from warehouse.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+OMICSDW = str(Path(sys.executable).with_name("omicsdw"))
+pytestmark = pytest.mark.slow
+
+
+def _airway(tmp_path: Path) -> tuple[Path, Path]:
+    landing = tmp_path / "landing"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    return landing, tmp_path / "wh"
+
+
+def test_build_reports_a_bad_folder_and_still_loads_and_rebuilds_the_others(tmp_path: Path, capsys) -> None:
+    landing, wh = _airway(tmp_path)
+    (landing / "a=b").mkdir()
+    (landing / "a=b" / "study.yaml").write_text("study_id: [x\n")  # broken YAML: the folder name would be the id
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    assert "a=b/study.yaml" in capsys.readouterr().err
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1  # the catalog still rebuilds
+    assert sql(wh, "SELECT DISTINCT study_id FROM studies") == [("airway",)]
+    assert sql(wh, "SELECT count(*) FROM ingest_issues WHERE study_id = 'a=b'") == [(0,)]
+
+
+def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys) -> None:
+    landing, wh = _airway(tmp_path)
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    (n,) = sql(wh, "SELECT count(*) FROM rna_counts")[0]
+    assert n == 160  # 20 genes x 8 samples (awk 'NR>2' featurecounts.txt | wc -l = 20)
+    manifest = landing / "airway" / "study.yaml"
+    manifest.write_text(manifest.read_text().replace("assays:", "assay:"))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    assert "did you mean 'assays'" in capsys.readouterr().out + str(sql(wh, "SELECT message FROM ingest_issues"))
+    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # previous data kept
+    assert sql(wh, "SELECT code FROM ingest_issues WHERE severity = 'error'") == [("study_would_be_emptied",)]
+    assert main(["remove", "airway", "--warehouse", str(wh)]) == 0
+    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(0,)]
+    assert sql(wh, "SELECT count(*) FROM studies") == [(0,)]
+
+
+def test_validate_reports_what_build_rejects_with_file_line_and_column(tmp_path: Path, capsys) -> None:
+    landing = tmp_path / "landing"
+    study = landing / "cn"
+    study.mkdir(parents=True)
+    (study / "study.yaml").write_text("study_id: cn\nname: cn\nassays:\n  - {name: gistic, kind: copy_number, "
+                                      "format: gistic, path: cn.tsv, gene_id_type: symbol}\n")
+    (study / "cn.tsv").write_text("Hugo_Symbol\ts1\ts2\nTP53\t-1\t0\nMYC\t2\t5\n")  # 5 is no GISTIC call
+    assert main(["validate", str(landing), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    (issue,) = [i for s in report["studies"] for i in s["issues"] if i["severity"] == "error"]
+    located = (issue["file"], issue["line"], issue["column"], issue["code"])
+    assert located == ("cn.tsv", 3, "s2", "invalid_value")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1
+    rows = sql(tmp_path / "wh", "SELECT file, line, \"column\", code FROM ingest_issues WHERE severity = 'error'")
+    assert rows == [located]
+
+
+def test_sql_runs_reads_only(tmp_path: Path, capsys) -> None:
+    landing, wh = _airway(tmp_path)
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    target = tmp_path / "out.csv"
+    assert main(["sql", f"COPY (SELECT 1) TO '{target}'", "--warehouse", str(wh)]) == 1
+    assert main(["sql", "SELECT * FROM read_csv('/etc/passwd')", "--warehouse", str(wh)]) == 1
+    assert not target.exists()
+    assert "refused: COPY" in capsys.readouterr().err
+    assert main(["sql", "SELECT 1", "--warehouse", str(tmp_path / "none")]) == 1
+    assert "build the warehouse first" in capsys.readouterr().err
+
+
+def test_cli_starts_fast_and_says_its_version() -> None:
+    start = time.monotonic()
+    out = subprocess.run([OMICSDW, "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("omicsdw ") and time.monotonic() - start < 1.5
+    help_text = subprocess.run([OMICSDW, "sql", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "`" not in help_text and "--warehouse" in help_text and "SELECT" in help_text
