@@ -42,7 +42,7 @@ n = counts.shape[1]
 condition = ["control"] * (n // 2) + ["treated"] * (n - n // 2)
 start = time.perf_counter()
 if {peer!r} == "omicsdw":
-    from transforms.differential import differential_expression
+    from transforms.expression.differential import differential_expression
     samples = pl.DataFrame({{"sample_id": [f"s{{i:03d}}" for i in range(n)], "condition": condition}})
     table = differential_expression(counts, genes=[f"g{{i}}" for i in range(counts.shape[0])], samples=samples,
                                     factor="condition", test="treated", reference="control").table

@@ -37,7 +37,7 @@ PEERS = ["ours", "numpy_mor", "pydeseq2", "conorm"]
 
 
 def _ours(counts: np.ndarray) -> dict[str, np.ndarray | float]:
-    from transforms import normalise as nm
+    from transforms.expression import normalise as nm
 
     t0 = time.perf_counter()
     lib = nm.library_sizes(counts)
@@ -116,7 +116,7 @@ def run_worker(name: str, npy: Path, out: Path) -> None:
 
 def run_blockwise(path: Path, block: int) -> None:
     """log2 CPM (TMM), z-scores and VST of a samples-major study, ``block`` samples at a time."""
-    from transforms import normalise as nm
+    from transforms.expression import normalise as nm
 
     with path.open("rb") as fh:
         np.lib.format.read_magic(fh)

@@ -117,8 +117,8 @@ def _pandas(tsv: Path, out: Path) -> dict[str, object]:
 
 
 def _omicsdw(study: Path, warehouse: Path) -> dict[str, object]:
-    from transforms.genes import GeneReference
-    from transforms.ingest import ingest_study
+    from transforms.ingest.genes import GeneReference
+    from transforms.ingest.study import ingest_study
     from warehouse.lake import Lake
     from warehouse.load import load_study
 

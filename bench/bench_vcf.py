@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BCFTOOLS = ["bcftools", "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%INFO/CSQ[\t%AD]\n"]
 OURS = (
     "import sys; from pathlib import Path; from transforms.issues import IssueLog; "
-    "from transforms.parse.vcf import parse_vcf; "
+    "from transforms.ingest.parse.vcf import parse_vcf; "
     "frame = parse_vcf(Path(sys.argv[1]), issues=IssueLog('bench')).records.collect(); "
     "print(frame.height, file=sys.stderr)"
 )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from transforms.differential import DEResult
-from transforms.expression import PADJ
-from transforms.plots import ma_plot, volcano_plot
+from transforms.expression.differential import DEResult
+from transforms.expression.study import PADJ
+from transforms.report.plots import ma_plot, volcano_plot
 
 
 def contrast_plots(contrasts: list[tuple[str, DEResult]], *, study_id: str, folder: Path) -> dict[str, object]:

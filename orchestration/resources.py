@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from transforms.ingest import find_studies
+from transforms.ingest.study import find_studies
 from warehouse.catalog import refresh_catalog
 from warehouse.commit import Commit
 from warehouse.lake import Lake

@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
-from transforms.ingest import scan_landing, study_fingerprint
+from transforms.ingest.study import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "publish")
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),

@@ -22,7 +22,7 @@ def _landing_problems(landing: Path) -> tuple[dict[str, Path], list[dict[str, ob
     """Valid study folders, and each folder that cannot be a study (file, line, column, code, message)."""
     from dataclasses import asdict
 
-    from transforms.ingest import scan_landing
+    from transforms.ingest.study import scan_landing
 
     studies, problems = scan_landing(landing)
     return studies, [asdict(p) for p in problems]
@@ -114,8 +114,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     import polars as pl
 
-    from transforms.genes import GeneReference
-    from transforms.ingest import ingest_study
+    from transforms.ingest.genes import GeneReference
+    from transforms.ingest.study import ingest_study
     from warehouse.load import study_issues
     from warehouse.summary import format_issue
 

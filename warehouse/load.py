@@ -19,8 +19,8 @@ import polars as pl
 
 from schemas.tables import INGEST_TABLES, polars_schema
 from schemas.validate import contract_flags
-from transforms.harmonise import quarantine_rows
-from transforms.ingest import StudyIngest
+from transforms.ingest.harmonise import quarantine_rows
+from transforms.ingest.study import StudyIngest
 from transforms.issues import ISSUE_SCHEMA
 from warehouse.commit import commit_tables
 from warehouse.lake import Lake, StagedFiles, WriteResult

@@ -6,7 +6,7 @@ empty ``genes`` table, whichever job or command builds it first.
 
 from __future__ import annotations
 
-from transforms.genes import GeneReference, gene_xrefs_table, genes_table
+from transforms.ingest.genes import GeneReference, gene_xrefs_table, genes_table
 from warehouse.commit import Commit, commit_frames, unchanged
 from warehouse.lake import Lake
 

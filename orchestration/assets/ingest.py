@@ -10,8 +10,8 @@ from orchestration.checks import contract_check, results, table_spec
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import INGEST_TABLES
-from transforms.genes import GeneReference
-from transforms.ingest import ingest_study
+from transforms.ingest.genes import GeneReference
+from transforms.ingest.study import ingest_study
 from warehouse.commit import Commit
 from warehouse.load import DATA_TABLES, load_study
 from warehouse.reference import ensure_gene_reference

@@ -1,7 +1,7 @@
 """Normalise one study partition: sample factors, normalised expression, VST and differential expression.
 
 Each asset reads the study's harmonised rows at its newest load, calls one study-stage function of
-:mod:`transforms.expression`, and commits the frames it yields through the one commit path. The fingerprint of a
+:mod:`transforms.expression.study`, and commits the frames it yields through the one commit path. The fingerprint of a
 commit is the ingested load (``studies`` fingerprint) plus the settings and code used: an unchanged study writes
 nothing. The manifest comes from the ``studies`` row of that load, not from the landing folder.
 """
@@ -14,7 +14,7 @@ from orchestration.checks import contract_check, raise_on_failures, results, tab
 from orchestration.partitions import studies
 from orchestration.report import contrast_plots
 from orchestration.resources import WarehouseResource
-from transforms.expression import DE_TABLE, NORMALISED_TABLES, differential_study, normalise_study
+from transforms.expression.study import DE_TABLE, NORMALISED_TABLES, differential_study, normalise_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
 

@@ -41,5 +41,5 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
     steps, (end,) = times(dg.DagsterEventType.STEP_SUCCESS), times(dg.DagsterEventType.RUN_SUCCESS)
     assert len(steps) == 4  # ingest, normalise, DE, publish
     assert end - max(steps) < 10  # a lingering worker pool kept the DE step's process alive for 300 s
-    assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # reference/release.json: 77,614 genes
+    assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # transforms/ingest/reference/release.json: 77,614 genes
     assert sql(wh, "SELECT count(*) FROM rna_expression WHERE symbol IS NOT NULL")[0][0] > 0

@@ -1,0 +1,400 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from transforms.expression.deseq2 import DESeqResult, deseq_wald
+from transforms.expression.differential import (
+    DEResult,
+    DesignError,
+    check_design,
+    design_matrix,
+    differential_expression,
+    independent_filtering,
+)
+from transforms.expression.normalise import size_factors
+from transforms.report.plots import ma_plot, volcano_plot
+
+R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
+
+
+def _r_table(name: str) -> pl.DataFrame:
+    """An R reference table (see tests/data/r_reference/README.md); R's NA becomes null."""
+    return pl.read_csv(R_REFERENCE / name, separator="\t", null_values="NA")
+
+
+def _pasilla(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
+    folder = shared_data / "rnaseq_pasilla"
+    counts = pl.read_csv(folder / "pasilla_gene_counts.tsv", separator="\t")
+    annotation = pl.read_csv(folder / "pasilla_sample_annotation.csv").with_columns(
+        sample_id=pl.col("file").str.strip_suffix("fb")
+    )
+    samples = pl.DataFrame({"sample_id": counts.columns[1:]}).join(annotation, on="sample_id", maintain_order="left")
+    return counts.drop("gene_id").to_numpy(), counts["gene_id"].to_list(), samples
+
+
+def _airway(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
+    folder = shared_data / "rnaseq_airway"
+    counts = pl.read_csv(folder / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t", skip_rows=1)
+    columns = counts.columns[6:]
+    runs = [c.removesuffix("_subset.bam") for c in columns]
+    table = pl.read_csv(folder / "sample_table.csv")
+    samples = pl.DataFrame({"Run": runs}).join(table, on="Run", maintain_order="left")
+    return counts.select(columns).to_numpy(), counts["Geneid"].to_list(), samples
+
+
+def _run_pasilla(shared_data: Path, covariates: list[str]) -> DEResult:
+    counts, genes, samples = _pasilla(shared_data)
+    return differential_expression(
+        counts, genes=genes, samples=samples, factor="condition", test="treated", reference="untreated",
+        covariates=covariates,
+    )
+
+
+@pytest.fixture(scope="module")
+def pasilla_de(shared_data):
+    start = time.perf_counter()
+    result = _run_pasilla(shared_data, ["type"])
+    print(f"pasilla DE: {time.perf_counter() - start:.1f} s")
+    joined = result.table.join(_r_table("pasilla_de_condition.tsv.gz"), on="feature_id", suffix="_r")
+    return result, joined
+
+
+@pytest.fixture(scope="module")
+def pasilla_de_nocov(shared_data):
+    result = _run_pasilla(shared_data, [])
+    return result, result.table.join(_r_table("pasilla_de_condition_nocov.tsv.gz"), on="feature_id", suffix="_r")
+
+
+def _relative_difference(joined: pl.DataFrame, column: str) -> np.ndarray:
+    """|ours - R| / |R| on genes with R's base mean > 1 and both values present."""
+    both = joined.filter(pl.col("base_mean_r") > 1).drop_nulls([column, f"{column}_r"])
+    ours, theirs = both[column].to_numpy(), both[f"{column}_r"].to_numpy()
+    return np.abs(ours - theirs) / np.abs(theirs)
+
+
+def _assert_same_calls(joined: pl.DataFrame) -> set[str]:
+    # Same genes without a p-value (all-zero, Cook's outliers) and without padj (independent filtering).
+    assert joined.filter(pl.col("pvalue").is_null() != pl.col("pvalue_r").is_null()).height == 0
+    assert joined.filter(pl.col("padj").is_null() != pl.col("padj_r").is_null()).height == 0
+    ours = set(joined.filter(pl.col("padj") < 0.05)["feature_id"])
+    theirs = set(joined.filter(pl.col("padj_r") < 0.05)["feature_id"])
+    assert ours == theirs
+    return ours
+
+
+@pytest.mark.slow
+def test_differential_expression_pasilla_matches_deseq2(pasilla_de):
+    result, joined = pasilla_de
+    # 14,599 genes x 7 samples: awk 'END {print NR-1, NF-1}' pasilla_gene_counts.tsv
+    assert joined.height == 14_599
+    assert result.parameters["n_samples"] == 7
+    assert result.parameters["design"] == "~ type + condition"
+    assert result.parameters["dispersion_trend"] == "parametric"
+    # baseMean depends only on size factors, which both compute the same way.
+    np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-12)
+    # Measured max relative differences: log2FC 1.9e-7, lfcSE 2.5e-6, stat 2.5e-6, pvalue 2.4e-5.
+    assert _relative_difference(joined, "log2_fold_change").max() < 1e-6
+    assert _relative_difference(joined, "lfc_se").max() < 1e-5
+    assert _relative_difference(joined, "stat").max() < 1e-5
+    assert _relative_difference(joined, "pvalue").max() < 1e-4
+    # R finds 1,068 genes at padj < 0.05: zcat pasilla_de_condition.tsv.gz | awk '$7!="NA" && $7<0.05' | wc -l
+    assert len(_assert_same_calls(joined)) == 1_068
+
+
+@pytest.mark.slow
+def test_differential_expression_pasilla_without_covariate_matches_deseq2(pasilla_de_nocov):
+    result, joined = pasilla_de_nocov
+    assert result.parameters["design"] == "~ condition"
+    # R: zcat pasilla_de_condition_nocov.tsv.gz | awk '$7!="NA" && $7<0.05' | wc -l
+    assert len(_assert_same_calls(joined)) == 845
+    # One gene (FBgn0011300) sits on a knife edge of fitDisp's Armijo test (its first step improves the log
+    # posterior by less than the rounding of a 9,000-sized sum): R rejects the step, we accept it and its
+    # gene-wise dispersion differs by 2.3 %. That moves the trend by 5e-6 relative and so every MAP dispersion a
+    # little. Measured (base mean > 1): log2FC 7.6e-5 absolute (one gene above 1e-6), lfcSE 7.7e-3 relative
+    # (4 genes above 1e-5), stat 5.6e-3, pvalue 9.8e-4 relative.
+    finite = joined.filter(pl.col("base_mean_r") > 1).drop_nulls(["log2_fold_change", "log2_fold_change_r"])
+    lfc_difference = (finite["log2_fold_change"] - finite["log2_fold_change_r"]).abs()
+    assert lfc_difference.max() < 1e-4
+    assert (lfc_difference > 1e-6).sum() <= 1
+    assert (_relative_difference(joined, "lfc_se") > 1e-5).sum() <= 4
+    for column in ("lfc_se", "stat", "pvalue"):
+        assert _relative_difference(joined, column).max() < 1e-2, column
+
+
+def _pasilla_fit(shared_data: Path, covariates: list[str]) -> DESeqResult:
+    counts, _, samples = _pasilla(shared_data)
+    design, names = design_matrix(samples, factor="condition", reference="untreated", covariates=covariates)
+    condition = samples["condition"].to_numpy()
+    return deseq_wald(counts, design, size_factors=size_factors(counts), coefficient=names.index(
+        "condition[T.treated]"), contrast_samples=np.isin(condition, ["treated", "untreated"]), two_group=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("covariates", "design"), [(["type"], "~ type + condition"), ([], "~ condition")])
+def test_deseq_wald_dispersions_match_deseq2(shared_data, covariates, design):
+    fit = _pasilla_fit(shared_data, covariates)
+    trend = _r_table("dispersion_trends.tsv").filter(pl.col("design") == design).row(0, named=True)
+    reference = _r_table("pasilla_dispersions.tsv.gz").filter(pl.col("design") == design)
+    assert fit.dispersion_trend == "parametric"
+    # Measured relative differences, ~ type + condition / ~ condition: trend 1.1e-11 / 5.2e-6, prior variance
+    # 1.8e-12 / 8.0e-6, gene-wise dispersions median 0 / 2.6e-15 with 2 / 1 genes above 1e-5 (two genes near
+    # 1e-8 that stop at maxit; one knife-edge gene, see the ~ condition test above), final dispersions max
+    # 5e-6 / 1.8e-2 with 0 / 4 genes above 1e-5 (the knife-edge gene moves the trend and so every MAP fit a little).
+    tight = covariates == ["type"]
+    rtol = 1e-9 if tight else 1e-5
+    np.testing.assert_allclose(fit.trend, [trend["asympt_disp"], trend["extra_pois"]], rtol=rtol)
+    assert fit.prior_variance == pytest.approx(trend["disp_prior_var"], rel=rtol)
+    assert fit.var_log_disp == pytest.approx(trend["var_log_disp_ests"], rel=rtol)
+    for ours, column, median, above in (
+        (fit.dispersion_gene_est, "disp_gene_est", 1e-12, 2),
+        (fit.dispersion_fit, "disp_fit", 1e-9 if tight else 1e-5, 0),
+        (fit.dispersion, "dispersion", 1e-9 if tight else 1e-5, 0 if tight else 4),
+    ):
+        theirs = reference[column].fill_null(np.nan).to_numpy()
+        assert (np.isnan(ours) == np.isnan(theirs)).all()
+        relative = np.abs(ours - theirs)[~np.isnan(theirs)] / theirs[~np.isnan(theirs)]
+        assert np.median(relative) < median, column
+        assert (relative > 1e-5).sum() <= above, column
+
+
+def test_deseq_wald_small_residual_df_prior_variance(shared_data):
+    # airway ~ cell + dex leaves 3 residual df: DESeq2 draws 1e4 log-chisq values per grid point (set.seed(2))
+    # and smooths the divergences with loess; we integrate the same law exactly. R's Monte Carlo gives 2.635,
+    # the exact version 2.434 on these 16 genes (measured).
+    counts, genes, samples = _airway(shared_data)
+    result = differential_expression(
+        counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"]
+    )
+    reference = _r_table("dispersion_trends.tsv").filter(pl.col("design") == "~ cell + dex").row(0, named=True)
+    assert result.parameters["dispersion_prior_rule"] == "exact histogram match (small residual df)"
+    assert abs(result.parameters["dispersion_prior_variance"] - reference["disp_prior_var"]) < 0.25
+
+
+def test_differential_expression_replaces_outliers_like_deseq2():
+    # 8 + 8 samples simulated by DESeq2 (make_reference.R) with 20 counts multiplied by 20: refitWithoutOutliers.
+    counts = pl.read_csv(R_REFERENCE / "simulated_outliers_counts.tsv", separator="\t")
+    samples = pl.DataFrame({"sample_id": counts.columns[1:], "condition": ["A"] * 8 + ["B"] * 8})
+    result = differential_expression(counts.drop("gene_id").to_numpy(), genes=counts["gene_id"].to_list(),
+                                     samples=samples, factor="condition", test="B", reference="A")
+    assert result.parameters["genes_with_replaced_outliers"] == 16
+    joined = result.table.join(_r_table("simulated_outliers_de.tsv"), on="feature_id", suffix="_r")
+    _assert_same_calls(joined)
+    # Measured: 5e-12 relative at most (log2FC, stat).
+    for column in ("base_mean", "log2_fold_change", "lfc_se", "stat", "pvalue", "padj"):
+        np.testing.assert_allclose(joined[column].fill_null(np.nan), joined[f"{column}_r"].fill_null(np.nan),
+                                   rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+def test_differential_expression_airway_matches_deseq2(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    result = differential_expression(
+        counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"]
+    )
+    joined = result.table.join(_r_table("airway_de_dex.tsv"), on="feature_id", suffix="_r")
+    # Genes with base_mean > 10 in R's airway_de_dex.tsv: awk -F'\t' 'NR>1 && $2>10' | wc -l
+    expressed = joined.filter(pl.col("base_mean_r") > 10)
+    assert expressed.height == 8
+    np.testing.assert_allclose(expressed["log2_fold_change"], expressed["log2_fold_change_r"], atol=0.005)
+    # The four genes R calls at padj < 0.05: awk -F'\t' '$7!="NA" && $7<0.05 {print $1}' airway_de_dex.tsv
+    assert set(joined.filter(pl.col("padj") < 0.05)["feature_id"]) == {
+        "ENSG00000120948", "ENSG00000009724", "ENSG00000116649", "ENSG00000171819",
+    }
+    # Four all-zero genes: base_mean 0 and nothing else, as DESeq2.
+    zero = joined.filter(pl.col("base_mean") == 0)
+    assert zero.height == 4
+    assert zero.select(pl.col("log2_fold_change", "pvalue", "padj").null_count().sum()).row(0) == (4, 4, 4)
+    assert result.parameters["counts_rounded"] is False
+
+
+def test_differential_expression_does_not_depend_on_sample_order(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    order = np.array([7, 2, 5, 0, 3, 6, 1, 4])
+    kwargs = {"genes": genes, "factor": "dex", "test": "trt", "reference": "untrt", "covariates": ["cell"]}
+    first = differential_expression(counts, samples=samples, **kwargs).table
+    shuffled = differential_expression(counts[:, order], samples=samples[order], **kwargs).table
+    assert first.equals(shuffled)
+
+
+_PASILLA_IN_CHILD = """
+import importlib.util
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("helpers", {test_file!r})
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+helpers._run_pasilla(Path({data!r}), ["type"]).table.write_parquet({out!r})
+"""
+
+
+@pytest.mark.slow
+def test_differential_expression_does_not_depend_on_thread_count(shared_data, tmp_path):
+    # The same pasilla DE in two fresh interpreters: BLAS / OpenMP limited to one thread, and the defaults.
+    tables = []
+    for name, limit in (("one", "1"), ("default", None)):
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+        if limit:
+            env |= {"OMP_NUM_THREADS": limit, "OPENBLAS_NUM_THREADS": limit, "MKL_NUM_THREADS": limit}
+        out = tmp_path / f"{name}.parquet"
+        code = _PASILLA_IN_CHILD.format(test_file=__file__, data=str(shared_data), out=str(out))
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).parents[3])
+        tables.append(pl.read_parquet(out))
+    assert tables[0].height == 14_599
+    assert tables[0].equals(tables[1])
+
+
+def _de_in_child(shared_data: Path, queue) -> None:
+    counts, genes, samples = _airway(shared_data)
+    differential_expression(counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt",
+                            covariates=["cell"])
+    queue.put(time.monotonic())
+
+
+def test_differential_expression_lets_a_spawned_process_exit(shared_data):
+    # pydeseq2's loky workers kept a spawned Dagster step alive ~300 s after the DE returned (idle timeout).
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_de_in_child, args=(shared_data, queue))
+    child.start()
+    returned = queue.get(timeout=120)
+    child.join(timeout=30)
+    exited = time.monotonic()
+    assert child.exitcode == 0
+    assert exited - returned < 5
+
+
+def test_differential_expression_imports_no_worker_pool_library():
+    # The DE path must not load joblib / loky (pydeseq2's pools) or pydeseq2 itself; Poisson counts also take
+    # the mean-trend fallback (the parametric trend does not converge on them).
+    code = """
+import sys, numpy as np, polars as pl
+from transforms.expression.differential import differential_expression
+counts = np.random.default_rng(0).poisson(20, size=(50, 6)).astype(float)
+result = differential_expression(counts, genes=[f"g{i}" for i in range(50)], factor="g", test="b", reference="a",
+                                 samples=pl.DataFrame({"g": ["a", "a", "a", "b", "b", "b"]}))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("joblib", "loky", "pydeseq2", "threadpoolctl"))
+print(result.parameters["dispersion_trend"], loaded)
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[3])
+    assert done.stdout.strip() == "mean []"
+
+
+def test_differential_expression_rounds_fractional_counts(shared_data):
+    counts, genes, samples = _airway(shared_data)
+    kwargs = dict(genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"])
+    whole = differential_expression(counts, **kwargs)
+    # +0.3 / -0.3 on every non-zero count rounds back to the same integers.
+    jitter = np.where(counts > 0, counts + np.where(np.arange(counts.size).reshape(counts.shape) % 2, 0.3, -0.3), 0)
+    fractional = differential_expression(jitter, **kwargs)
+    assert fractional.parameters["counts_rounded"] is True
+    assert fractional.table.equals(whole.table)
+
+
+def test_differential_expression_rejects_bad_counts():
+    samples = pl.DataFrame({"group": ["a", "a", "b", "b"]})
+    kwargs = dict(samples=samples, factor="group", test="b", reference="a")
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        differential_expression(np.array([[1.0, np.nan, 3, 4]]), genes=["g1"], **kwargs)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        differential_expression(np.array([[1.0, -2, 3, 4]]), genes=["g1"], **kwargs)
+    with pytest.raises(ValueError, match="1 x 4 but there are 2 genes"):
+        differential_expression(np.array([[1.0, 2, 3, 4]]), genes=["g1", "g2"], **kwargs)
+    with pytest.raises(ValueError, match="unique"):
+        differential_expression(np.ones((2, 4)), genes=["g1", "g1"], **kwargs)
+
+
+def test_independent_filtering_reproduces_deseq2_padj():
+    # R's own p-values and base means in, R's padj out (DESeq2 1.38 pvalueAdjustment, alpha 0.1).
+    reference = _r_table("pasilla_de_condition.tsv.gz")
+    padj = independent_filtering(
+        reference["pvalue"].fill_null(np.nan).to_numpy(), base_mean=reference["base_mean"].to_numpy()
+    )
+    np.testing.assert_allclose(padj, reference["padj"].fill_null(np.nan).to_numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_design_matrix_treatment_codes_reference_as_baseline():
+    samples = pl.DataFrame({"batch": ["x", "y", "x", "y"], "group": ["ctl", "ctl", "kd", "kd"]})
+    matrix, names = design_matrix(samples, factor="group", reference="ctl", covariates=["batch"])
+    assert names == ["Intercept", "batch[T.y]", "group[T.kd]"]
+    # By hand: intercept, batch == "y", group == "kd".
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]])
+
+
+def _design(**columns) -> pl.DataFrame:
+    return pl.DataFrame(columns)
+
+
+def test_check_design_accepts_pasilla_layout(shared_data):
+    _, _, samples = _pasilla(shared_data)
+    start = time.perf_counter()
+    check_design(samples, factor="condition", test="treated", reference="untreated", covariates=["type"])
+    assert time.perf_counter() - start < 0.1
+
+
+def test_check_design_missing_column():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match=r"\['batch'\] not in the sample table"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_missing_level():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match=r"test level 'c' not found in 'group'; its levels are \['a', 'b'\]"):
+        check_design(samples, factor="group", test="c", reference="a")
+
+
+def test_check_design_one_replicate():
+    samples = _design(group=["a", "a", "b"])
+    with pytest.raises(DesignError, match="'group' = 'b' has 1 sample; a Wald test needs at least two"):
+        check_design(samples, factor="group", test="b", reference="a")
+
+
+def test_check_design_confounded_covariate():
+    # batch 1 holds only group a, batch 2 only group b: batch and group are the same split.
+    samples = _design(group=["a", "a", "b", "b"], batch=["1", "1", "2", "2"])
+    with pytest.raises(DesignError, match=r"not full rank \(2 < 3\); drop covariate\(s\) \['batch'\]"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_missing_values():
+    samples = _design(group=["a", "a", "b", "b"], batch=["1", None, "2", "1"])
+    with pytest.raises(DesignError, match="'batch' has 1 missing value"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+
+
+def test_check_design_same_test_and_reference():
+    samples = _design(group=["a", "a", "b", "b"])
+    with pytest.raises(DesignError, match="test and reference are both 'a'"):
+        check_design(samples, factor="group", test="a", reference="a")
+
+
+def test_check_design_no_residual_degrees_of_freedom():
+    # Full rank, but 4 coefficients (intercept, pair[T.p2], lane[T.l2], group[T.b]) for 4 samples.
+    samples = _design(group=["a", "a", "b", "b"], pair=["p1", "p2", "p1", "p2"], lane=["l1", "l1", "l1", "l2"])
+    with pytest.raises(DesignError, match="4 coefficients for 4 samples"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["pair", "lane"])
+
+
+def test_volcano_and_ma_plot_return_small_pngs():
+    de = pl.DataFrame(
+        {
+            "feature_id": ["g1", "g2", "g3", "g4"],
+            "base_mean": [0.0, 10.0, 500.0, 3.0],
+            "log2_fold_change": [None, 1.5, -2.0, 0.1],
+            "pvalue": [None, 0.0, 1e-8, 0.7],
+            "padj": [None, 0.0, 1e-7, None],
+        },
+        schema_overrides={"log2_fold_change": pl.Float64, "pvalue": pl.Float64, "padj": pl.Float64},
+    )
+    for plot in (volcano_plot, ma_plot):
+        png = plot(de, title="toy")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(png) < 150_000

@@ -1,0 +1,233 @@
+"""The study-level driver against edgeR 3.40 / DESeq2 1.38 figures (tests/data/r_reference, see its README),
+numpy recomputations and hand-computed tiny blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from transforms.expression import study as ex
+
+R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
+PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
+
+
+def _r_table(name: str) -> pl.DataFrame:
+    path = R_REFERENCE / name
+    return pl.read_csv(path if path.exists() else path.with_name(path.name + ".gz"), separator="\t",
+                       null_values="NA")
+
+
+@pytest.fixture(scope="module")
+def pasilla_long(shared_data: Path) -> pl.DataFrame:
+    """pasilla_gene_counts.tsv as the long rna_counts rows (one row per sample and gene, no gene mapping)."""
+    wide = pl.read_csv(shared_data / "rnaseq_pasilla" / "pasilla_gene_counts.tsv", separator="\t")
+    return (wide.unpivot(index="gene_id", variable_name="sample_id", value_name="count")
+            .rename({"gene_id": "feature_id"})
+            .with_columns(pl.lit(None, pl.Int64).alias("gene_id"), pl.col("count").cast(pl.Float64)))
+
+
+@pytest.fixture(scope="module")
+def pasilla_block(pasilla_long: pl.DataFrame) -> ex.DenseBlock:
+    return ex.dense_block(pasilla_long.lazy(), value="count")
+
+
+@pytest.fixture(scope="module")
+def pasilla_model(pasilla_block: ex.DenseBlock) -> ex.CountModel:
+    return ex.fit_counts(pasilla_block)
+
+
+@pytest.fixture(scope="module")
+def pasilla_normalised(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel) -> pl.DataFrame:
+    return pl.concat(ex.normalised_count_rows(pasilla_block, pasilla_model))
+
+
+def test_dense_block_keeps_file_order_and_shape(pasilla_block: ex.DenseBlock) -> None:
+    # 14,599 genes x 7 samples (SOURCE.md); head -2 pasilla_gene_counts.tsv: FBgn0000003 0 0 0 0 0 0 1
+    assert pasilla_block.values.shape == (14599, 7)
+    assert pasilla_block.sample_ids.to_list() == PASILLA_SAMPLES
+    assert pasilla_block.feature_ids[0] == "FBgn0000003"
+    assert pasilla_block.values[0].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    assert pasilla_block.values.flags.f_contiguous
+
+
+def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: ex.DenseBlock,
+                                                    pasilla_model: ex.CountModel) -> None:
+    # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors
+    ref = _r_table("pasilla_sample_factors.tsv")
+    got = ex.sample_factor_rows(pasilla_block, pasilla_model)
+    got = ref.select("sample_id").join(got, on="sample_id", how="left", maintain_order="left")
+    np.testing.assert_array_equal(got["library_size"].to_numpy(), ref["library_size"].to_numpy())
+    for column in ("tmm_factor", "size_factor"):
+        np.testing.assert_allclose(got[column].to_numpy(), ref[column].to_numpy(), rtol=1e-6)
+
+
+def test_normalised_count_rows_log2_cpm_matches_edger(pasilla_normalised: pl.DataFrame) -> None:
+    # make_reference.R: cpm(calcNormFactors(DGEList(counts)), log=TRUE, prior.count=2)
+    ref = _r_table("pasilla_log2cpm.tsv")
+    joined = ref.join(pasilla_normalised, on=["feature_id", "sample_id"], how="left")
+    assert pasilla_normalised.height == ref.height == 14599 * 7
+    np.testing.assert_allclose(joined["log2_cpm_right"].to_numpy(), joined["log2_cpm"].to_numpy(), rtol=0, atol=1e-6)
+    assert (joined["log2_value"] == joined["log2_cpm_right"]).all()
+    assert set(joined["source"].unique()) == {"counts"} and joined["tpm"].null_count() == joined.height
+
+
+def test_normalised_count_rows_zscore_matches_numpy_from_r_log2_cpm(pasilla_normalised: pl.DataFrame) -> None:
+    ref = _r_table("pasilla_log2cpm.tsv").pivot(on="sample_id", index="feature_id", values="log2_cpm")
+    r = ref.select(PASILLA_SAMPLES).to_numpy()
+    sd = r.std(axis=1, ddof=1)
+    varying = sd > 1e-8
+    expected = (r - r.mean(axis=1, keepdims=True)) / sd[:, None]
+    got = (pasilla_normalised.pivot(on="sample_id", index="feature_id", values="zscore")
+           .join(ref.select("feature_id"), on="feature_id", how="right").select(PASILLA_SAMPLES).to_numpy())
+    np.testing.assert_allclose(got[varying], expected[varying], rtol=0, atol=1e-5)
+    # 2,240 all-zero rows (SOURCE.md) have a constant log2 CPM: NULL z-scores, not rounding noise
+    assert int((~varying).sum()) == 2240
+    assert np.isnan(got[~varying]).all()
+
+
+def test_normalised_count_rows_cpm_and_mor_by_hand(pasilla_normalised: pl.DataFrame) -> None:
+    row = pasilla_normalised.filter(pl.col("feature_id") == "FBgn0000008", pl.col("sample_id") == "untreated1")
+    # awk '$1=="FBgn0000008"' pasilla_gene_counts.tsv -> 92 in untreated1; R: library 13972512, TMM 0.99957312423,
+    # size factor 1.1382629765908434 (pasilla_sample_factors.tsv)
+    assert row["cpm"].item() == pytest.approx(92 / 13972512 * 1e6, rel=1e-12)
+    assert row["tmm_cpm"].item() == pytest.approx(92 / (13972512 * 0.99957312423014155) * 1e6, rel=1e-9)
+    assert row["mor"].item() == pytest.approx(92 / 1.1382629765908434, rel=1e-6)
+
+
+def test_fit_counts_blockwise_equals_whole(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel,
+                                           pasilla_normalised: pl.DataFrame) -> None:
+    model = ex.fit_counts(pasilla_block, width=3)
+    for name in ("library_size", "tmm_factor", "size_factor"):
+        np.testing.assert_allclose(getattr(model, name), getattr(pasilla_model, name), rtol=1e-12)
+    blockwise = pl.concat(ex.normalised_count_rows(pasilla_block, model, width=3, frame_rows=10_000))
+    key = ["sample_id", "feature_id"]
+    joined = pasilla_normalised.join(blockwise, on=key, how="full")
+    assert joined.height == pasilla_normalised.height == blockwise.height
+    for name in ("cpm", "log2_cpm", "tmm_cpm", "mor", "zscore"):
+        np.testing.assert_allclose(joined[f"{name}_right"].to_numpy(), joined[name].to_numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+def test_dense_block_memmap_equals_in_memory(pasilla_long: pl.DataFrame, pasilla_block: ex.DenseBlock,
+                                             tmp_path: Path) -> None:
+    mapped = ex.dense_block(pasilla_long.lazy(), value="count", workdir=tmp_path, in_memory_bytes=0)
+    assert isinstance(mapped.values, np.memmap)
+    np.testing.assert_array_equal(np.asarray(mapped.values), pasilla_block.values)
+    with pytest.raises(ValueError, match="workdir"):
+        ex.dense_block(pasilla_long.lazy(), value="count", in_memory_bytes=0)
+
+
+def test_vst_rows_match_deseq2(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel) -> None:
+    # make_reference.R: assay(vst(dds, blind=TRUE))
+    trend, method = ex.fit_vst(pasilla_block, pasilla_model)
+    assert method == "vst(blind=TRUE, nsub=1000)"
+    got = pl.concat(ex.vst_rows(pasilla_block, pasilla_model, trend, width=3))
+    ref = _r_table("pasilla_vst.tsv").join(got, on=["feature_id", "sample_id"], how="left")
+    np.testing.assert_allclose(ref["vst_right"].to_numpy(), ref["vst"].to_numpy(), rtol=0, atol=1e-6)
+
+
+def _pasilla_attributes(shared_data: Path) -> pl.DataFrame:
+    """sample_attributes rows from pasilla_sample_annotation.csv (file stripped of its 'fb' suffix)."""
+    annotation = pl.read_csv(shared_data / "rnaseq_pasilla" / "pasilla_sample_annotation.csv")
+    return (annotation.select(pl.col("file").str.strip_suffix("fb").alias("sample_id"), "condition", "type")
+            .unpivot(index="sample_id", variable_name="attribute", value_name="value"))
+
+
+@pytest.mark.slow  # DE on 14,599 genes: a few seconds
+def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: ex.DenseBlock) -> None:
+    samples = ex.sample_table(pasilla_block.sample_ids, _pasilla_attributes(shared_data),
+                              columns=["condition", "type"])
+    # pasilla_sample_annotation.csv: untreated1 is untreated, single-read
+    assert samples.row(0) == ("untreated1", "untreated", "single-read")
+    result = ex.differential_rows(pasilla_block, samples=samples, factor="condition", test="treated",
+                                  reference="untreated", covariates=["type"])
+    # make_reference.R: results(DESeq(~ type + condition), contrast=c("condition", "treated", "untreated"))
+    ref = _r_table("pasilla_de_condition.tsv").join(result.table, on="feature_id", how="left")
+    finite = ref.drop_nulls(["log2_fold_change", "log2_fold_change_right"])
+    r = np.corrcoef(finite["log2_fold_change"].to_numpy(), finite["log2_fold_change_right"].to_numpy())[0, 1]
+    assert r > 0.999
+    assert result.table.height == 14599 and result.parameters["design"] == "~ type + condition"
+
+
+def test_normalised_abundance_rows_by_hand() -> None:
+    long = pl.DataFrame({
+        "sample_id": ["a", "b", "c", "d"] * 2,
+        "feature_id": ["G1"] * 4 + ["G2"] * 4,
+        "gene_id": [1] * 4 + [None] * 4,
+        "value": [0.0, 1.0, 3.0, 7.0, 5.0, None, -2.0, 5.0],
+    })
+    block = ex.dense_block(long.lazy(), value="value")
+    rows = pl.concat(ex.normalised_abundance_rows(block, measure="tpm", width=2))
+    g1 = rows.filter(pl.col("feature_id") == "G1").sort("sample_id")
+    # log2(x + 1) of 0, 1, 3, 7 = 0, 1, 2, 3: mean 1.5, SD (ddof=1) sqrt(5/3)
+    assert g1["log2_value"].to_list() == [0.0, 1.0, 2.0, 3.0]
+    np.testing.assert_allclose(g1["zscore"].to_numpy(), (np.array([0, 1, 2, 3]) - 1.5) / np.sqrt(5 / 3))
+    assert g1["tpm"].to_list() == [0.0, 1.0, 3.0, 7.0]
+    assert all(g1[c].null_count() == 4 for c in ex.COUNT_ONLY) and set(g1["source"]) == {"abundance"}
+    g2 = rows.filter(pl.col("feature_id") == "G2").sort("sample_id")
+    # missing and negative values have no log2 value; the two left (log2 6, log2 6) are constant: NULL z-scores
+    assert g2["log2_value"].is_null().to_list() == [False, True, True, False]
+    assert g2["zscore"].null_count() == 4
+    # reference = samples a and b only: G1 mean 0.5, SD sqrt(0.5)
+    ref = pl.concat(ex.normalised_abundance_rows(block, measure="rsem", reference=np.array([1, 1, 0, 0], bool)))
+    g1 = ref.filter(pl.col("feature_id") == "G1").sort("sample_id")
+    np.testing.assert_allclose(g1["zscore"].to_numpy(), (np.array([0, 1, 2, 3]) - 0.5) / np.sqrt(0.5))
+    assert g1["tpm"].null_count() == 4
+    with pytest.raises(ValueError, match="reference population"):
+        next(ex.normalised_abundance_rows(block, measure="tpm", reference=np.zeros(4, bool)))
+    # array intensities are already log2: G2 keeps 5, -2, 5 (mean 8/3, SD sqrt(49/3)) and its missing value
+    array = pl.concat(ex.normalised_abundance_rows(block, measure="microarray"))
+    g2 = array.filter(pl.col("feature_id") == "G2").sort("sample_id")
+    assert g2["log2_value"].to_list() == [5.0, None, -2.0, 5.0]
+    np.testing.assert_allclose(g2["zscore"].to_numpy(), (np.array([5, np.nan, -2, 5]) - 8 / 3) / np.sqrt(49 / 3))
+
+
+def test_nan_row_moments_blockwise_equal_numpy() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(50, 9))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    got = ex.nan_row_moments([values[:, :2], values[:, 2:4], values[:, 4:]])
+    np.testing.assert_allclose(got.mean, np.nanmean(values, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(got.sd, np.nanstd(values, axis=1, ddof=1), rtol=1e-12)
+
+
+def test_fit_counts_leaves_out_incomplete_features_and_empty_samples() -> None:
+    long = pl.DataFrame({
+        "sample_id": ["s1", "s2", "s3", "s4"] * 3,
+        "feature_id": ["A"] * 4 + ["B"] * 4 + ["C"] * 4,
+        "gene_id": [1] * 4 + [2] * 4 + [3] * 4,
+        "count": [10.0, 20.0, 30.0, 0.0, 5.0, 5.0, 10.0, 0.0, 1.0, None, 2.0, 0.0],
+    }).filter(pl.col("count").is_not_null())  # C has no row for s2 (quarantined)
+    block = ex.dense_block(long.lazy(), value="count")
+    model = ex.fit_counts(block)
+    # library sizes over A and B only: 15, 25, 40, 0; s4 has no counts
+    assert model.library_size.tolist() == [15.0, 25.0, 40.0, 0.0]
+    assert model.incomplete_features == 1 and model.columns.tolist() == [0, 1, 2]
+    factors = ex.sample_factor_rows(block, model)
+    assert factors.filter(pl.col("sample_id") == "s4")[["tmm_factor", "size_factor"]].row(0) == (None, None)
+    rows = pl.concat(ex.normalised_count_rows(block, model))
+    assert sorted(set(rows["feature_id"])) == ["A", "B"] and sorted(set(rows["sample_id"])) == ["s1", "s2", "s3"]
+    # cpm of A in s1: 10 / 15 x 1e6
+    assert rows.filter(pl.col("feature_id") == "A", pl.col("sample_id") == "s1")["cpm"].item() == pytest.approx(
+        10 / 15 * 1e6)
+
+
+def test_fit_counts_all_empty_fails() -> None:
+    long = pl.DataFrame({"sample_id": ["s1", "s2"], "feature_id": ["A", "A"], "gene_id": [1, 1], "count": [0.0, 0.0]})
+    with pytest.raises(ValueError, match="no sample has counts"):
+        ex.fit_counts(ex.dense_block(long.lazy(), value="count"))
+
+
+def test_sample_table_and_reference_mask() -> None:
+    attributes = pl.DataFrame({"sample_id": ["a", "b", "c"], "attribute": ["tissue"] * 3,
+                               "value": ["normal", "tumour", None]})
+    table = ex.sample_table(pl.Series(["c", "a", "x"]), attributes, columns=["tissue", "batch"])
+    assert table.columns == ["sample_id", "tissue"] and table["tissue"].to_list() == [None, "normal", None]
+    mask = ex.reference_mask(pl.Series(["a", "b", "c"]), attributes, attribute="tissue", values=["normal"])
+    assert mask.tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="'batch' is not a sample attribute"):
+        ex.reference_mask(pl.Series(["a"]), attributes, attribute="batch", values=["1"])

@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.ingest.parse.matrix import RECORD_SCHEMA, parse_matrix
+from transforms.issues import InputError, IssueLog
+
+
+def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_parse_matrix_pasilla_shape_cell_and_column_sums(shared_data: Path):
+    issues = IssueLog("pasilla")
+    parsed = parse_matrix(shared_data / "rnaseq_pasilla" / "pasilla_gene_counts.tsv", issues=issues)
+    records = parsed.records.collect()
+    assert dict(records.schema) == RECORD_SCHEMA
+    # head -1 pasilla_gene_counts.tsv: gene_id + 7 samples
+    assert parsed.columns == ["untreated1", "untreated2", "untreated3", "untreated4",
+                              "treated1", "treated2", "treated3"]
+    # awk 'END{print NR-1}' pasilla_gene_counts.tsv -> 14599 genes
+    assert parsed.features.height == 14599
+    assert records.height == 14599 * 7
+    # awk -F'\t' '$1=="FBgn0000008"{print NR, $0}' -> line 3: 92 161 76 70 140 88 70
+    cell = records.filter(pl.col("feature_id") == "FBgn0000008", pl.col("column") == "treated1")
+    assert cell.select("value", "line").row(0) == (140.0, 3)
+    # awk -F'\t' 'NR>1{for(i=2;i<=NF;i++)s[i]+=$i} END{...}'
+    sums = records.group_by("column").agg(pl.col("value").sum()).sort("column")
+    assert dict(sums.iter_rows()) == {
+        "untreated1": 13972512, "untreated2": 21911438, "untreated3": 8358426, "untreated4": 9841335,
+        "treated1": 18670279, "treated2": 9571826, "treated3": 10343856}
+    assert records.get_column("problem").null_count() == records.height
+    assert issues.issues == []
+
+
+def test_parse_matrix_cbioportal_composite_id(shared_data: Path):
+    issues = IssueLog("es_0")
+    parsed = parse_matrix(shared_data / "cbioportal_study_es_0" / "data_expression_median.txt", issues=issues,
+                          id_columns=("Hugo_Symbol", "Entrez_Gene_Id"))
+    records = parsed.records.collect()
+    # cut -f1,2 data_expression_median.txt
+    assert parsed.features.get_column("feature_id").to_list() == [
+        "CREB3L1|90993", "RPS11|6205", "PNMA1|9240", "MMP2|4313", "ZHX3|23051", "ERCC5|2073"]
+    # head -1 | awk -F'\t' '{print NF-2}' -> 526 samples
+    assert len(parsed.columns) == 526
+    assert records.height == 6 * 526
+    # awk: column of TCGA-A2-A04P-01, row MMP2 -> line 5, -0.716333333333333
+    cell = records.filter(pl.col("feature_id") == "MMP2|4313", pl.col("column") == "TCGA-A2-A04P-01")
+    assert cell.select("value", "line").row(0) == (-0.716333333333333, 5)
+
+
+def test_parse_matrix_transposed_mixomics(shared_data: Path):
+    parsed = parse_matrix(shared_data / "tcga_brca_mixomics" / "train_mrna.tsv", issues=IssueLog("brca"),
+                          transpose=True)
+    records = parsed.records.collect()
+    # tests/data keeps the first 20 of the 150 samples (tcga_brca_mixomics/SOURCE.md)
+    # awk 'END{print NR}' -> 21 lines (20 samples); head -1 | awk '{print NF}' -> 201 (sample_id + 200 genes)
+    assert len(parsed.columns) == 20
+    assert parsed.columns[:3] == ["A0FJ", "A13E", "A0G0"]
+    assert parsed.features.height == 200
+    assert records.height == 20 * 200
+    # awk -F'\t' 'NR==1{...$i=="ZEB1"...} $1=="A0SX"{print NR, $c}' -> 5 5.22603463800141
+    cell = records.filter(pl.col("feature_id") == "ZEB1", pl.col("column") == "A0SX")
+    assert cell.select("value", "line").row(0) == (5.22603463800141, 5)
+
+
+def test_parse_matrix_composite_id_drops_empty_parts(tmp_path: Path):
+    path = _write(tmp_path, "cna.txt", "Hugo_Symbol\tEntrez_Gene_Id\tCytoband\tS1\n"
+                                       "TP53\t7157\t17p13.1\t-1\n\t672\t17q21\t0\nKRAS\t\t12p12.1\t2\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"), id_columns=("Hugo_Symbol", "Entrez_Gene_Id"),
+                          annotation_columns=("Cytoband", "Length"))
+    assert parsed.columns == ["S1"]
+    assert parsed.features.rows() == [("TP53|7157", 2, "17p13.1"), ("672", 3, "17q21"), ("KRAS", 4, "12p12.1")]
+    records = parsed.records.collect().sort("line")
+    assert records.get_column("feature_id").to_list() == ["TP53|7157", "672", "KRAS"]
+    assert records.get_column("value").to_list() == [-1.0, 0.0, 2.0]
+
+
+def test_parse_matrix_only_entrez_column_present(tmp_path: Path):
+    path = _write(tmp_path, "expr.txt", "Entrez_Gene_Id\tS1\tS2\n7157\t1.5\t2\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"), id_columns=("Hugo_Symbol", "Entrez_Gene_Id"))
+    assert parsed.columns == ["S1", "S2"]
+    assert parsed.records.collect().get_column("feature_id").unique().to_list() == ["7157"]
+
+
+def test_parse_matrix_missing_and_bad_cells(tmp_path: Path):
+    path = _write(tmp_path, "m.tsv", "gene\tA\tB\tC\ng1\t1\tNA\t\ng2\tabc\tNaN\t-Inf\n")
+    issues = IssueLog("t")
+    records = parse_matrix(path, issues=issues).records.collect().sort("line", "column")
+    # missing cells (empty, NA, NaN) are null without a problem; 'abc' and '-Inf' are problems on line 3
+    assert records.select("line", "column", "value", "problem", "raw").rows() == [
+        (2, "A", 1.0, None, None), (2, "B", None, None, None), (2, "C", None, None, None),
+        (3, "A", None, "non-numeric value 'abc'", "abc"), (3, "B", None, None, None),
+        (3, "C", None, "non-finite value '-Inf'", "-Inf")]
+    assert issues.issues == []
+
+
+@pytest.mark.parametrize(("short", "bad_line"), [(True, 3), (False, 4)])
+def test_parse_matrix_ragged_row_is_error_with_line(tmp_path: Path, short: bool, bad_line: int):
+    row = "g2\t1" if short else "g3\t1\t2\t3"
+    body = f"g1\t1\t2\n{row}\n" if short else f"g1\t1\t2\ng2\t1\t2\n{row}\n"
+    path = _write(tmp_path, "r.tsv", "gene\tA\tB\n" + body)
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    assert [(i.code, i.line) for i in issues.errors] == [("ragged_row", bad_line)]
+    assert bad_line not in parsed.records.collect()["line"].to_list()
+
+
+def test_parse_matrix_ragged_row_reported_once_and_other_problems_too(tmp_path: Path):
+    # a ragged row used to be two errors (the row, then a file summary) and stop the file: its duplicate
+    # gene and non-numeric value went unreported until the row was fixed
+    path = _write(tmp_path, "r.tsv", "gene\tA\tB\ng1\t1\t2\ng2\t1\ng1\t3\t4\ng3\tx\t5\n")
+    issues = IssueLog("t")
+    records = parse_matrix(path, issues=issues).records.collect()
+    assert [(i.code, i.line) for i in issues.issues] == [("ragged_row", 3), ("duplicate_feature", 4)]
+    assert records.filter(pl.col("problem").is_not_null()).select("line", "problem").rows() == [
+        (5, "non-numeric value 'x'")]
+
+
+def test_parse_matrix_duplicate_sample_column_is_error(tmp_path: Path):
+    path = _write(tmp_path, "d.tsv", "gene\tA\tB\tA\ng1\t1\t2\t3\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    assert (caught.value.issue.code, caught.value.issue.column, caught.value.issue.line) == (
+        "duplicate_column", "A", 1)
+
+
+def test_parse_matrix_duplicate_and_empty_gene_warn_and_keep_first(tmp_path: Path):
+    path = _write(tmp_path, "d.tsv", "gene\tA\ng1\t1\ng2\t2\ng1\t3\n\t4\n")
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    records = parsed.records.collect().sort("line")
+    assert records.select("feature_id", "value", "line").rows() == [("g1", 1.0, 2), ("g2", 2.0, 3)]
+    assert [(i.severity, i.code, i.line, i.record) for i in issues.issues] == [
+        ("warning", "duplicate_feature", 4, "g1\t3"), ("warning", "empty_feature_id", 5, "\t4")]
+    assert parsed.metadata["rows_excluded"] == 2
+
+
+def test_parse_matrix_blank_and_comment_lines_keep_line_numbers(tmp_path: Path):
+    path = _write(tmp_path, "c.tsv", "# made by hand\ngene\tA\ng1\t1\n# note\n\ng2\t2\n")
+    issues = IssueLog("t")
+    records = parse_matrix(path, issues=issues).records.collect().sort("line")
+    assert records.select("feature_id", "line").rows() == [("g1", 3), ("g2", 6)]
+    assert sorted((i.code, i.line) for i in issues.issues) == [("blank_lines", 5), ("comment_lines", 4)]
+
+
+def test_parse_matrix_header_only_is_error(tmp_path: Path):
+    path = _write(tmp_path, "h.tsv", "gene\tA\tB\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    assert caught.value.issue.code == "no_rows"
+
+
+def test_parse_matrix_empty_file_is_error(tmp_path: Path):
+    path = _write(tmp_path, "e.tsv", "")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    assert caught.value.issue.code == "empty_file"
+
+
+def test_parse_matrix_comma_file_read_as_csv(tmp_path: Path):
+    path = _write(tmp_path, "m.csv", 'gene,A,B\ng1,1,2\n"g,2",3,4\n')
+    parsed = parse_matrix(path, issues=IssueLog("t"))
+    assert parsed.metadata["separator"] == ","
+    records = parsed.records.collect().sort("line", "column")
+    assert records.select("feature_id", "column", "value").rows() == [
+        ("g1", "A", 1.0), ("g1", "B", 2.0), ("g,2", "A", 3.0), ("g,2", "B", 4.0)]
+
+
+def test_parse_matrix_single_field_header_is_wrong_delimiter(tmp_path: Path):
+    path = _write(tmp_path, "s.txt", "gene A B\ng1 1 2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    assert caught.value.issue.code == "wrong_delimiter"
+
+
+def test_parse_matrix_utf16_is_error(tmp_path: Path):
+    path = _write(tmp_path, "u.tsv", "\ufeffgene\tA\ng1\t1\n", encoding="utf-16")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    assert caught.value.issue.code == "bad_encoding"
+
+
+def test_parse_matrix_latin1_is_read_with_warning(tmp_path: Path):
+    path = _write(tmp_path, "l.tsv", "gene\tSéance\ng1\t1.5\n", encoding="latin-1")
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    assert parsed.columns == ["Séance"]
+    assert parsed.records.collect().select("column", "value").rows() == [("Séance", 1.5)]
+    assert [(i.severity, i.code) for i in issues.issues] == [("warning", "bad_encoding")]
+
+
+def test_parse_matrix_gzip_and_crlf(tmp_path: Path):
+    path = tmp_path / "m.tsv.gz"
+    path.write_bytes(gzip.compress(b"gene\tA\r\ng1\t7\r\ng2\t8\r\n"))
+    records = parse_matrix(path, issues=IssueLog("t")).records.collect().sort("line")
+    assert records.select("feature_id", "column", "value", "line").rows() == [
+        ("g1", "A", 7.0, 2), ("g2", "A", 8.0, 3)]
+
+
+def test_parse_matrix_missing_id_column_is_error(tmp_path: Path):
+    path = _write(tmp_path, "m.tsv", "gene\tA\ng1\t1\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"), id_columns=("Hugo_Symbol",))
+    assert caught.value.issue.code == "missing_column"
+
+
+def test_parse_matrix_header_wider_than_the_sniff_window(tmp_path):
+    # 20,000 sample labels of 7 characters: a 160 KB header line
+    labels = [f"S{i:06d}" for i in range(20000)]
+    path = tmp_path / "wide.tsv"
+    path.write_text("gene\t" + "\t".join(labels) + "\n" + "G1\t" + "\t".join("1" for _ in labels) + "\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"))
+    assert parsed.columns == labels
+    assert parsed.records.select(pl.col("value").sum()).collect().item() == 20000
+
+
+def test_parse_matrix_identifier_too_long_is_error_with_truncated_record(tmp_path: Path):
+    giant = "G" * 5_000_000
+    path = _write(tmp_path, "g.tsv", f"gene\tA\ng1\t1\n{giant}\t2\ng3\t3\n")
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    (error,) = issues.issues
+    assert (error.code, error.severity, error.line, error.column) == ("identifier_too_long", "error", 3, "gene")
+    assert error.record is not None and len(error.record) < 600
+    assert parsed.records.collect()["feature_id"].to_list() == ["g1", "g3"]
+
+
+def test_parse_matrix_header_name_too_long_is_error(tmp_path: Path):
+    path = _write(tmp_path, "h.tsv", f"gene\tA\t{'S' * 100_000}\ng1\t1\t2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("identifier_too_long", 1)
+    assert issue.column is not None and len(issue.column) < 100

@@ -1,0 +1,247 @@
+"""parse_vcf on the real annotated VCFs; expected values from grep/awk on the raw files and hand reasoning."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import Bio.bgzf
+import polars as pl
+import pytest
+
+from transforms.ingest.parse.vcf import parse_vcf
+from transforms.issues import InputError, IssueLog
+
+
+def _vcf(shared_data: Path, name: str) -> Path:
+    return shared_data / "variants_annotated_vcf" / name
+
+
+def test_parse_vcf_sites_only_multiallelic_split(shared_data: Path) -> None:
+    issues = IssueLog("t")
+    parsed = parse_vcf(_vcf(shared_data, "bcftools_split-vep_VEP_CSQ_sites.vcf"), issues=issues, sample="S1")
+    frame = parsed.records.collect()
+    # tests/data keeps the first 270 lines and every record with a '*' ALT (variants_annotated_vcf/SOURCE.md)
+    assert parsed.metadata["records"] == 285  # grep -vc '^#'
+    # awk -F'\t' '!/^#/{n=split($5,a,","); if(n>1){m++; ma+=n}; for(i=1;i<=n;i++){t++; if(a[i]=="*") s++}}
+    #   END{print m, ma, t, s}' -> 25 records with a comma in ALT holding 52 alts -> 312 alts, 20 of them '*'
+    assert frame.height == 292
+    assert parsed.metadata["alleles_skipped"] == 20
+    assert set(frame["column"]) == {"S1"}
+    assert [i.code for i in issues.issues] == ["skipped_allele"]
+
+
+def test_parse_vcf_vep_canonical_then_severity(shared_data: Path) -> None:
+    frame = parse_vcf(_vcf(shared_data, "bcftools_split-vep_VEP_CSQ_sites.vcf"), issues=IssueLog("t"),
+                      sample="S1").records.collect()
+    # grep -n $'\t14971\t': line 46, C>T with 6 CSQ entries (Consequence|SYMBOL|Feature|CANONICAL, IMPACT):
+    #   splice_region&nc_exon WASH7P ENST00000423562 -    LOW
+    #   splice_region&nc_exon WASH7P ENST00000438504 YES  LOW
+    #   downstream            DDX11L1 ENST00000456328 YES MODIFIER
+    #   intron&nc_transcript  WASH7P ENST00000488147 / ENST00000538476 -, splice_region&nc_exon ENST00000541675 -
+    # CANONICAL first leaves 438504 and 456328; splice_region_variant (LOW) outranks downstream -> ENST00000438504,
+    # although ENST00000423562 has the same consequence and is listed first.
+    row = frame.filter(pl.col("position") == 14971).row(0, named=True)
+    assert row["line"] == 46
+    assert row["transcript_id"] == "ENST00000438504"
+    assert row["consequence"] == "splice_region_variant"
+    assert row["impact"] == "LOW"
+    assert row["feature_id"] == "WASH7P" and row["ensembl_gene"] == "ENSG00000227232"
+
+
+def test_parse_vcf_vep_protein_change_short(shared_data: Path) -> None:
+    frame = parse_vcf(_vcf(shared_data, "bcftools_split-vep_VEP_CSQ_sites.vcf"), issues=IssueLog("t"),
+                      sample="S1").records.collect()
+    # awk '$2==69428': T>G, canonical OR4F5 missense, HGVSp ENSP00000334393.3:p.Phe113Cys
+    row = frame.filter(pl.col("position") == 69428).row(0, named=True)
+    assert (row["consequence"], row["protein_change"]) == ("missense_variant", "p.F113C")
+    # awk '$2==69469': ACAATT>A, VEP Allele '-', frameshift p.Thr127AsnfsTer38
+    row = frame.filter(pl.col("position") == 69469).row(0, named=True)
+    assert (row["variant_class"], row["protein_change"]) == ("deletion", "p.T127Nfs*38")
+
+
+def test_parse_vcf_multiallelic_annotations_by_allele(shared_data: Path) -> None:
+    frame = parse_vcf(_vcf(shared_data, "bcftools_split-vep_VEP_CSQ_sites.vcf"), issues=IssueLog("t"),
+                      sample="S1").records.collect()
+    # awk '$2==129148': GT>GTT,G; CSQ Allele TT (ALLELE_NUM 1) and '-' (ALLELE_NUM 2), both upstream of CICP27
+    rows = frame.filter(pl.col("position") == 129148).sort("alt")
+    assert rows["alt"].to_list() == ["G", "GTT"]
+    assert rows["variant_class"].to_list() == ["deletion", "insertion"]
+    assert rows["consequence"].to_list() == ["upstream_gene_variant"] * 2
+
+
+def test_parse_vcf_vep_allele_trimming_without_allele_num(tmp_path: Path) -> None:
+    # VEP trims the first base shared by REF and all alts of an indel record: GT>G,GTT -> '-' and 'TT'
+    path = tmp_path / "trim.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "1\t100\t.\tGT\tG,GTT\t50\tPASS\tCSQ=TT|intron_variant|MODIFIER|A|ENSGA|ENSTA|protein_coding|YES|,"
+        "-|frameshift_variant|HIGH|A|ENSGA|ENSTA|protein_coding|YES|,"
+        "-|stop_gained|HIGH|B|ENSGB|ENSTB|protein_coding||\n"
+    )
+    frame = parse_vcf(path, issues=IssueLog("t"), sample="S").records.collect().sort("alt")
+    # alt G ('-'): canonical frameshift beats the more severe but non-canonical stop_gained
+    assert frame["consequence"].to_list() == ["frameshift_variant", "intron_variant"]
+    assert frame["impact"].to_list() == ["HIGH", "MODIFIER"]
+    assert frame["line"].to_list() == [4, 4]
+
+
+def test_parse_vcf_haploid_three_samples(shared_data: Path) -> None:
+    parsed = parse_vcf(_vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf"), issues=IssueLog("t"))
+    frame = parsed.records.collect()
+    # tests/data keeps the first 300 lines: 51 header lines, 249 records (variants_annotated_vcf/SOURCE.md)
+    # per sample column: awk '!/^#/{split($c,g,":"); if (g[1] ~ /[1-9]/) n++}' -> 146, 179, 146
+    assert dict(frame.group_by("column").len().iter_rows()) == {"37150": 146, "37165": 179, "38008": 146}
+    # column 10 GTs: 146 '1', 14 '0', 89 '.' ; all three columns (else-if on g[1] ~ /\./, else hom-ref):
+    # 86 hom-ref, 190 no-call genotypes (the same awk on the whole file gives 274 and 618)
+    assert parsed.metadata["genotypes_hom_ref"] == 86
+    assert parsed.metadata["genotypes_no_call"] == 190
+    # line 53: chrX 2724760 T>C, sample 37165 '1:0,8,2:10' -> AD alt 8 / (0+8+2) = 0.8, DP 10
+    row = frame.filter((pl.col("position") == 2724760) & (pl.col("column") == "37165")).row(0, named=True)
+    assert row["line"] == 53
+    assert row["vaf"] == pytest.approx(0.8) and row["depth"] == 10
+    # its CSQ (no Allele / IMPACT subfields): missense only in ENST00000419513 (others intron) -> chosen
+    assert (row["consequence"], row["transcript_id"], row["impact"]) == (
+        "missense_variant", "ENST00000419513", "MODERATE")
+
+
+def test_parse_vcf_snpeff_eff(shared_data: Path) -> None:
+    frame = parse_vcf(_vcf(shared_data, "cyvcf2_test_snpeff3_EFF.vcf"), issues=IssueLog("t")).records.collect()
+    # line 125: chr1 30895 T>C, GTs 0/1 0/1 0/0 0/0 -> rows for 1094PC0005 and 1094PC0009 only
+    rows = frame.filter(pl.col("position") == 30895)
+    assert rows["column"].to_list() == ["1094PC0005", "1094PC0009"]
+    # EFF: 3 DOWNSTREAM, 2 INTRON (MIR1302-10 ENST00000469289 listed first, then ENST00000473358), 5 UPSTREAM.
+    # INTRON -> intron_variant outranks upstream/downstream; neither intron is protein_coding -> first listed.
+    row = rows.row(0, named=True)
+    assert row["line"] == 125
+    assert (row["consequence"], row["feature_id"], row["transcript_id"]) == (
+        "intron_variant", "MIR1302-10", "ENST00000469289")
+    assert row["vaf"] == pytest.approx(1 / 8)  # '0/1:7,1:8' -> 1 / (7 + 1)
+    # awk '$2==69511': NON_SYNONYMOUS_CODING(MODERATE|MISSENSE|Aca/Gca|T141A|...|OR4F5|...)
+    row = frame.filter(pl.col("position") == 69511).row(0, named=True)
+    assert (row["consequence"], row["protein_change"], row["impact"]) == ("missense_variant", "p.T141A", "MODERATE")
+
+
+def test_parse_vcf_tumour_normal_matches_vcf2maf(shared_data: Path) -> None:
+    frame = parse_vcf(_vcf(shared_data, "vcf2maf_test_b38_input.vcf"), issues=IssueLog("t"),
+                      sample="TUMOR").records.collect()
+    assert frame.height == 25
+    # '0/1:.,21:54' at 34792292: ref depth missing -> 21 / DP 54, the MAF's t_alt_count / t_depth
+    first = frame.row(0, named=True)
+    assert first["vaf"] == pytest.approx(21 / 54) and first["depth"] == 54
+    # awk -F'\t' 'NR>2{print $40, $42}' vcf2maf_test_b38_output.maf: t_depth and t_alt_count of the 25 variants
+    t_depth = [54, 901, 504, 883, 862, 611, 51, 1140, 352, 1199, 343, 287, 191, 331, 512, 1224, 380, 356, 366,
+               454, 667, 113, 101, 950, 944]
+    t_alt = [21, 123, 54, 225, 74, 162, 17, 130, 23, 307, 153, 138, 99, 96, 77, 373, 30, 96, 173, 29, 60, 45, 13,
+             123, 199]
+    expected = [a / d for a, d in zip(t_alt, t_depth, strict=True)]
+    # vcf2maf divides by DP; we divide by sum(AD) when AD is complete, which differs where sum(AD) != DP:
+    # 38575698 '0/1:223,96:331' -> 96/319, 41479219 '0/1:782,373:1224' -> 373/1155
+    expected[13], expected[15] = 96 / 319, 373 / 1155
+    assert frame["vaf"].to_list() == pytest.approx(expected)
+
+
+def test_parse_vcf_non_integer_position(shared_data: Path, tmp_path: Path) -> None:
+    lines = _vcf(shared_data, "vcf2maf_test_b38_input.vcf").read_text().splitlines()
+    fields = lines[11].split("\t")  # line 12: 21 34880595 C>T
+    fields[1] = "34x"
+    lines[11] = "\t".join(fields)
+    path = tmp_path / "badpos.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    issues = IssueLog("t")
+    frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
+    row = frame.filter(pl.col("line") == 12).row(0, named=True)
+    assert row["position"] is None and row["problem"] == "position is not an integer"
+    assert [(i.code, i.line) for i in issues.issues] == [("bad_value", 12)]
+
+
+def test_parse_vcf_truncated_line_is_reported_and_skipped(shared_data: Path, tmp_path: Path) -> None:
+    lines = _vcf(shared_data, "vcf2maf_test_b38_input.vcf").read_text().splitlines()
+    lines[12] = lines[12][:15]  # line 13: '21\t34880650\tT' cut mid-record
+    path = tmp_path / "trunc.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    issues = IssueLog("t")
+    frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
+    assert frame.height == 24
+    assert 13 not in frame["line"].to_list() and frame["line"].to_list()[6] == 14
+    assert [(i.code, i.line, i.severity) for i in issues.issues] == [("bad_record", 13, "error")]
+
+
+def test_parse_vcf_sites_only_needs_sample(shared_data: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_vcf(_vcf(shared_data, "bcftools_split-vep_VEP_CSQ_sites.vcf"), issues=IssueLog("t"))
+    assert caught.value.issue.code == "sites_only"
+
+
+def test_parse_vcf_not_a_vcf(tmp_path: Path) -> None:
+    path = tmp_path / "x.vcf"
+    path.write_text("chrom\tpos\n1\t2\n")
+    with pytest.raises(InputError) as caught:
+        parse_vcf(path, issues=IssueLog("t"), sample="S")
+    assert (caught.value.issue.code, caught.value.issue.line) == ("not_vcf", 1)
+
+
+def test_parse_vcf_snpeff_ann_per_allele(tmp_path: Path) -> None:
+    # no real SnpEff >= 4 ANN file is available (see SOURCE.md): a hand-written record, GT 1/2 carries both alts
+    path = tmp_path / "ann.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        "##INFO=<ID=ANN,Number=.,Type=String,Description=\"Functional annotations: 'Allele | Annotation | "
+        "Annotation_Impact | Gene_Name | Gene_ID | Feature_Type | Feature_ID | Transcript_BioType | Rank | HGVS.c | "
+        "HGVS.p | cDNA.pos / cDNA.length | CDS.pos / CDS.length | AA.pos / AA.length | Distance | ERRORS' \">\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "1\t200\t.\tC\tT,A\t50\tq10;LowDP\tANN="
+        "T|upstream_gene_variant|MODIFIER|G2|ENSG2|transcript|ENST2|protein_coding||||||||,"
+        "T|missense_variant|MODERATE|G1|ENSG1|transcript|ENST1|protein_coding|1/2|c.1C>T|p.Arg1Cys|||||,"
+        "A|stop_gained|HIGH|G1|ENSG1|transcript|ENST1|protein_coding|1/2|c.1C>A|p.Arg1*|||||\tGT\t1/2\n"
+    )
+    frame = parse_vcf(path, issues=IssueLog("t")).records.collect()
+    assert frame["alt"].to_list() == ["T", "A"]
+    assert frame["consequence"].to_list() == ["missense_variant", "stop_gained"]
+    assert frame["protein_change"].to_list() == ["p.R1C", "p.R1*"]
+    assert frame["feature_id"].to_list() == ["G1", "G1"]
+    assert frame["filter"].to_list() == ["q10;LowDP"] * 2
+
+
+def test_parse_vcf_plain_gzip_and_bgzf_read_alike(shared_data: Path, tmp_path: Path) -> None:
+    source = _vcf(shared_data, "vcf2maf_test_b38_input.vcf")
+    plain = tmp_path / "plain.vcf.gz"
+    plain.write_bytes(gzip.compress(source.read_bytes()))
+    bgzf = tmp_path / "bgzf.vcf.gz"
+    # Bio.bgzf writes the BGZF of htslib's bgzip; a block every 500 bytes splits lines across blocks
+    text = source.read_bytes()
+    with Bio.bgzf.BgzfWriter(bgzf, "wb") as out:
+        for start in range(0, len(text), 500):
+            out.write(text[start : start + 500])
+            out.flush()
+    with open(bgzf, "rb") as handle:
+        assert handle.read(16)[12:14] == b"BC"  # the BGZF extra field that parse_vcf sniffs
+        handle.seek(0)
+        # ceil(wc -c / 500) data blocks plus the empty end-of-file block
+        assert len(list(Bio.bgzf.BgzfBlocks(handle))) == -(-len(text) // 500) + 1 > 3
+    frames = [parse_vcf(p, issues=IssueLog("t"), sample="TUMOR").records.collect() for p in (plain, bgzf)]
+    # grep -vc '^#' vcf2maf_test_b38_input.vcf: 25 records, all single-alt and carried by TUMOR
+    assert frames[0].height == frames[1].height == 25
+    assert frames[0].equals(frames[1])
+    assert frames[0]["line"].to_list() == list(range(7, 32))  # 6 header lines (grep -c "^#"), 31 lines (wc -l)
+
+
+def test_parse_vcf_reads_without_pandas_and_oxbow_still_imports(shared_data: Path) -> None:
+    # a fresh interpreter: parse_vcf loads only oxbow's scanner; a later `import oxbow` must still work
+    code = (
+        "import sys; from pathlib import Path; from transforms.issues import IssueLog; "
+        "from transforms.ingest.parse.vcf import parse_vcf; "
+        f"n = parse_vcf(Path({str(_vcf(shared_data, 'vcf2maf_test_b38_input.vcf'))!r}), issues=IssueLog('t'), "
+        "sample='TUMOR').records.collect().height; "
+        "print(n, 'pandas' in sys.modules); import oxbow; "
+        "print(oxbow.from_vcf(sys.argv[1], info_fields=None, batch_size=100).to_polars().height)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(_vcf(shared_data, "vcf2maf_test_b38_input.vcf"))],
+                            capture_output=True, text=True, check=True, cwd=Path(__file__).parents[3])
+    assert result.stdout.split() == ["25", "False", "25"]  # grep -vc '^#': 25 records

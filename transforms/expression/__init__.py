@@ -1,0 +1,1 @@
+"""Expression statistics on dense study blocks: normalisation, VST, DESeq2 differential expression."""

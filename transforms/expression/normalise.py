@@ -1,0 +1,583 @@
+"""Count normalisation on a dense block of one study: one row per feature, one column per sample.
+
+Everything here is pure numpy on a float64 ``counts`` block (genes x samples, every feature of the study including
+unmapped ones) and returns arrays aligned to its rows or columns; the caller keeps the row and column labels and
+writes results back as long rows. The factors equal edgeR 3.40 (``calcNormFactors(method="TMM")``, ``cpm``) and
+DESeq2 1.38 (``estimateSizeFactors``, ``vst``) so that numbers agree with the R packages analysts check against.
+
+Studies too big for one block are processed in blocks of sample columns, PyDESeq2-style: a *fit* pass builds the
+per-gene reference from all blocks, then each block is transformed on its own.
+
+- Size factors: ``log_geomeans = fit_log_geomeans(blocks)``, then ``size_factors_from_reference(block,
+  log_geomeans)`` per block.
+- TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
+  ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
+  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``.
+  The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
+- log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
+- z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
+- VST: per-gene base means over all blocks, ``vst_genes`` picks the rows, ``fit_vst_trend`` on those rows of all
+  samples, then ``vst_transform`` per block.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+
+from transforms.expression.deseq2 import MIN_DISP, DispersionTrend, gene_wise_dispersions, parametric_dispersion_fit
+
+# Elements per internal chunk of sample columns (~4 MB per float64 temporary): the dozen temporaries of TMM stay in
+# the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
+_CHUNK_ELEMENTS = 1 << 19
+_THREADS = os.cpu_count() or 1
+_TILE = 256
+_LN_MILLION = np.log(1e6)
+_LN_TWO = np.log(2.0)
+
+
+def _as_counts(counts: np.ndarray) -> np.ndarray:
+    """Validate a counts block (2-D, finite, non-negative) and return it as float64 without copying if possible."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2:
+        raise ValueError(f"The count matrix must be 2-D (genes x samples), got {counts.ndim} dimension(s).")
+    sums = counts.sum(axis=0)
+    if np.isnan(sums).any():
+        raise ValueError("NaNs are not allowed in the count matrix.")
+    if np.isinf(sums).any():
+        raise ValueError("Infinite values are not allowed in the count matrix.")
+    if counts.size and counts.min() < 0:
+        raise ValueError("The count matrix should only contain non-negative values.")
+    return counts
+
+
+def _check_no_empty_samples(library_size: np.ndarray) -> None:
+    empty = np.flatnonzero(~(library_size > 0))
+    if empty.size:
+        raise ValueError(
+            f"Sample column(s) {empty.tolist()} have no counts (all-zero samples); remove them before normalising."
+        )
+
+
+def _column_chunks(n_rows: int, n_columns: int) -> Iterator[slice]:
+    width = max(1, _CHUNK_ELEMENTS // max(n_rows, 1))
+    for start in range(0, n_columns, width):
+        yield slice(start, min(start + width, n_columns))
+
+
+def _map_column_chunks(function: Callable[[slice], np.ndarray], n_rows: int, n_columns: int) -> np.ndarray:
+    """Apply ``function`` to chunks of columns, one thread per core (numpy releases the GIL), and join the results."""
+    chunks = list(_column_chunks(n_rows, n_columns))
+    out = np.empty(n_columns)
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        for cols, values in zip(chunks, pool.map(function, chunks), strict=True):
+            out[cols] = values
+    return out
+
+
+def _samples_major(counts: np.ndarray, cols: slice, rows: np.ndarray | None = None) -> np.ndarray:
+    """A samples x genes copy of columns ``cols`` (and ``rows``, an index array, if given) of a genes x samples block.
+
+    Per-sample sorts and sums then run along contiguous memory (numpy's SIMD sort), and the chunk's passes may
+    overwrite it. Copied in tiles of genes: four times faster than numpy's transposing copy of a narrow column chunk.
+    """
+    n_rows = counts.shape[0] if rows is None else rows.size
+    out = np.empty((cols.stop - cols.start, n_rows))
+    for start in range(0, n_rows, _TILE):
+        tile = slice(start, start + _TILE)
+        out[:, tile] = (counts[tile, cols] if rows is None else counts[rows[tile], cols]).T
+    return out
+
+
+def library_sizes(counts: np.ndarray) -> np.ndarray:
+    """Library size of each sample: the column sums of ``counts`` (one value per sample)."""
+    return _as_counts(counts).sum(axis=0)
+
+
+def geometric_mean_scaled(factors: np.ndarray) -> np.ndarray:
+    """Scale factors to geometric mean 1, as edgeR does after computing TMM factors of all samples."""
+    factors = np.asarray(factors, dtype=np.float64)
+    return factors / np.exp(np.mean(np.log(factors)))
+
+
+# ---------------------------------------------------------------------------------------------- DESeq2 size factors
+
+
+def _log_row_sums(block: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(block).sum(axis=1)
+
+
+def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """Per-gene mean of log counts over all samples of all blocks (the DESeq2 pseudo-reference sample).
+
+    Genes with a zero in any sample get ``-inf`` and are left out of the median of ratios, as in DESeq2.
+    """
+    total: np.ndarray | None = None
+    n_samples = 0
+    for block in blocks:
+        block = _as_counts(block)
+        part = _log_row_sums(block)
+        total = part if total is None else total + part
+        n_samples += block.shape[1]
+    if total is None or n_samples == 0:
+        raise ValueError("No sample columns were given to fit the log geometric means.")
+    return total / n_samples
+
+
+def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> np.ndarray:
+    """DESeq2 median-of-ratios size factors of the samples in ``block`` against fitted ``log_geomeans``.
+
+    One value per sample of the block: ``exp(median(log(count) - log_geomean))`` over the genes with a finite log
+    geometric mean (counted in every sample of the study).
+    """
+    block = _as_counts(block)
+    log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
+    if log_geomeans.shape != (block.shape[0],):
+        raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
+    _check_no_empty_samples(block.sum(axis=0))
+    usable = np.isfinite(log_geomeans)
+    if not usable.any():
+        raise ValueError(
+            "every gene contains at least one zero, cannot compute log geometric means "
+            "(median-of-ratios size factors need at least one gene counted in every sample)"
+        )
+    rows = np.flatnonzero(usable)
+    reference = log_geomeans[rows]
+    n = rows.size
+    half = n // 2
+
+    def chunk(cols: slice) -> np.ndarray:
+        ratios = _samples_major(block, cols, rows)
+        np.log(ratios, out=ratios)
+        ratios -= reference
+        ratios.sort(axis=1)
+        median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
+        return np.exp(median)
+
+    return _map_column_chunks(chunk, block.shape[0], block.shape[1])
+
+
+def size_factors(counts: np.ndarray) -> np.ndarray:
+    """DESeq2 ``estimateSizeFactors`` (median of ratios) of every sample in ``counts``."""
+    counts = _as_counts(counts)
+    chunks = [counts[:, cols] for cols in _column_chunks(counts.shape[0], counts.shape[1])]
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        log_geomeans = np.sum(list(pool.map(_log_row_sums, chunks)), axis=0) / counts.shape[1]
+    return size_factors_from_reference(counts, log_geomeans)
+
+
+# ---------------------------------------------------------------------------------------------------- edgeR TMM
+
+
+def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None) -> np.ndarray:
+    """Upper quartile of each sample's counts divided by its library size (edgeR's ``.calcFactorQuantile``).
+
+    ``expressed`` marks the rows with a positive count in any sample of the *study* (edgeR drops all-zero rows
+    first); by default it is computed from ``counts``, which is right when ``counts`` holds every sample.
+    """
+    counts = _as_counts(counts)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    expressed = np.asarray((counts > 0).any(axis=1) if expressed is None else expressed, dtype=bool)
+    n = int(np.count_nonzero(expressed))
+    if n == 0:
+        return np.zeros(counts.shape[1])
+    skipped = counts.shape[0] - n
+    if skipped and counts[~expressed].any():
+        raise ValueError("expressed must mark every row with a positive count")
+    # The rows left out are zeros, the smallest counts: in each sorted sample they fill the first `skipped` places.
+    # R quantile type 7, written as R computes it: (1 - h) * x[lo] + h * x[hi] only where x[hi] != x[lo].
+    index = 1 + (n - 1) * 0.75
+    lo, hi = int(np.floor(index)), int(np.ceil(index))
+    h = index - lo
+
+    def chunk(cols: slice) -> np.ndarray:
+        ordered = _samples_major(counts, cols)
+        ordered.sort(axis=1)
+        q, q_hi = ordered[:, skipped + lo - 1], ordered[:, skipped + hi - 1]
+        return np.where(q_hi != q, (1 - h) * q + h * q_hi, q) if index > lo else q
+
+    return _map_column_chunks(chunk, counts.shape[0], counts.shape[1]) / library_size
+
+
+def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray | Callable[[], np.ndarray]) -> int:
+    """Index of edgeR's TMM reference sample: upper-quartile factor closest to their mean.
+
+    When the median upper quartile is (near) zero, edgeR 3.40 takes instead the sample with the largest sum of
+    square-root counts (``sqrt_sums``, one value per sample, or a function computing them only in that case).
+    """
+    f75 = np.asarray(upper_quartiles, dtype=np.float64)
+    if np.median(f75) < 1e-20:
+        return int(np.argmax(sqrt_sums() if callable(sqrt_sums) else sqrt_sums))
+    return int(np.argmin(np.abs(f75 - np.mean(f75))))
+
+
+def _trim_range(ordered: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (a row of ``ordered``, values sorted with the left-out ones first), the closed range of values
+    kept by edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over its last ``n`` values.
+
+    ``rank`` is R's average rank. Ranks are monotone in the value, so the kept values are an interval whose ends are
+    the order statistics at the two bounds; a tied end value is kept when the average rank of its tie group lies
+    inside the bounds, else the range stops one float short of it. A sample with nothing kept gets an empty range.
+    """
+    first = ordered.shape[1] - n
+    lo = (np.floor(n * trim) + 1).astype(np.intp)
+    hi = n + 1 - lo
+    some = lo <= hi
+    low, high = np.full(n.size, np.inf), np.full(n.size, -np.inf)
+    ends = ordered[np.flatnonzero(some)[:, None], np.column_stack([lo, hi])[some] - 1 + first[some, None]]
+    # tie group of each end: places left+1 .. right (1-based) among the kept values, average rank (left+1+right)/2
+    rank = np.empty_like(ends)
+    for k, i in enumerate(np.flatnonzero(some)):
+        row = ordered[i, first[i] :]
+        rank[k] = row.searchsorted(ends[k], "left") + 1 + row.searchsorted(ends[k], "right")
+    rank /= 2
+    low[some] = np.where(rank[:, 0] >= lo[some], ends[:, 0], np.nextafter(ends[:, 0], np.inf))
+    high[some] = np.where(rank[:, 1] <= hi[some], ends[:, 1], np.nextafter(ends[:, 1], -np.inf))
+    return low, high
+
+
+class _TmmReference(NamedTuple):
+    """Per-gene terms of the reference sample in edgeR's M, A and variance; ``p`` is inf where the reference has
+    no count, so that M is -inf there as it is where the sample has no count.
+    """
+
+    p: np.ndarray
+    log_p: np.ndarray
+    variance: np.ndarray
+
+
+def _tmm_chunk(
+    obs: np.ndarray,
+    library_size: np.ndarray,
+    ref: _TmmReference,
+    *,
+    logratio_trim: float,
+    sum_trim: float,
+    do_weighting: bool,
+    a_cutoff: float,
+) -> np.ndarray:
+    """Unscaled TMM factors of the samples of ``obs`` (samples x genes, overwritten) against the reference."""
+    n_obs = library_size[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The exact expressions of edgeR, so that ties (and so ranks) fall as they do in R.
+        abs_expr = obs / n_obs
+        log_ratio = abs_expr / ref.p
+        np.log2(log_ratio, out=log_ratio)
+        np.log2(abs_expr, out=abs_expr)
+        abs_expr += ref.log_p
+        abs_expr /= 2
+    # Counts are finite, so the genes edgeR leaves out (not counted here or in the reference: M = A = -inf, or
+    # A <= a_cutoff) have the smallest A. Giving them M = -inf too puts them first in both sorted orders.
+    a_sorted = np.sort(abs_expr, axis=1)
+    uncounted = np.array([row.searchsorted(-np.inf, "right") for row in a_sorted])
+    n = obs.shape[1] - np.array([row.searchsorted(a_cutoff, "right") for row in a_sorted])
+    for i in np.flatnonzero(obs.shape[1] - n > uncounted):
+        log_ratio[i, abs_expr[i] <= a_cutoff] = -np.inf
+    m_sorted = np.sort(log_ratio, axis=1)
+    m_low, m_high = _trim_range(m_sorted, n, logratio_trim)
+    a_low, a_high = _trim_range(a_sorted, n, sum_trim)
+    keep = log_ratio >= m_low[:, None]
+    keep &= log_ratio <= m_high[:, None]
+    keep &= abs_expr >= a_low[:, None]
+    keep &= abs_expr <= a_high[:, None]
+    last = m_sorted[:, -1]
+    max_abs = np.where(n > 0, np.maximum(np.abs(m_sorted[np.arange(n.size), -np.maximum(n, 1)]), np.abs(last)), 0)
+    np.maximum(log_ratio, m_low[:, None], out=log_ratio)  # finite where the weight will be 0 (-inf * 0 is NaN)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if do_weighting:
+            # 1 / variance on the kept genes, 0 elsewhere (where obs or ref is 0 the variance is inf)
+            weight = np.subtract(n_obs, obs, out=abs_expr)  # A is no longer needed
+            weight /= n_obs
+            weight /= obs
+            weight += ref.variance
+            np.divide(keep, weight, out=weight)
+        else:
+            weight = keep.astype(np.float64)
+        f = np.einsum("ij,ij->i", log_ratio, weight) / weight.sum(axis=1)
+    f[np.isnan(f)] = 0.0
+    return np.where(max_abs < 1e-6, 1.0, 2.0**f)
+
+
+def tmm_factors_against(
+    counts: np.ndarray,
+    reference: np.ndarray,
+    *,
+    library_size: np.ndarray,
+    reference_library_size: float,
+    logratio_trim: float = 0.3,
+    sum_trim: float = 0.05,
+    do_weighting: bool = True,
+    a_cutoff: float = -1e10,
+) -> np.ndarray:
+    """Unscaled TMM factor of each sample in ``counts`` against the ``reference`` sample's counts (edgeR's
+    ``.calcFactorTMM``), vectorised across samples.
+
+    One value per sample; apply :func:`geometric_mean_scaled` to the factors of all samples of the study.
+    """
+    counts = _as_counts(counts)
+    reference = np.asarray(reference, dtype=np.float64)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    n_ref = float(reference_library_size)
+    with np.errstate(divide="ignore"):
+        p = reference / n_ref
+        ref = _TmmReference(np.where(p > 0, p, np.inf), np.log2(p), (n_ref - reference) / n_ref / reference)
+
+    def chunk(cols: slice) -> np.ndarray:
+        obs = _samples_major(counts, cols)
+        return _tmm_chunk(
+            obs,
+            library_size[cols],
+            ref,
+            logratio_trim=logratio_trim,
+            sum_trim=sum_trim,
+            do_weighting=do_weighting,
+            a_cutoff=a_cutoff,
+        )
+
+    return _map_column_chunks(chunk, counts.shape[0], counts.shape[1])
+
+
+def tmm_factors(
+    counts: np.ndarray,
+    *,
+    library_size: np.ndarray | None = None,
+    logratio_trim: float = 0.3,
+    sum_trim: float = 0.05,
+    do_weighting: bool = True,
+    a_cutoff: float = -1e10,
+    ref_column: int | None = None,
+) -> np.ndarray:
+    """TMM factors equal to edgeR 3.40 ``calcNormFactors(method="TMM")``, one per sample of ``counts``.
+
+    The reference sample is edgeR's choice unless ``ref_column`` (0-based) is given; factors are scaled to
+    geometric mean 1. An all-zero sample is an error (edgeR fails on it too).
+    """
+    counts = _as_counts(counts)
+    if library_size is None:
+        library_size = counts.sum(axis=0)
+    library_size = np.asarray(library_size, dtype=np.float64)
+    if library_size.shape != (counts.shape[1],):
+        raise ValueError(f"library_size has shape {library_size.shape}, expected ({counts.shape[1]},).")
+    _check_no_empty_samples(counts.sum(axis=0))
+    _check_no_empty_samples(library_size)
+    expressed = np.asarray((counts > 0).any(axis=1))
+    if counts.shape[1] == 1 or not expressed.any():
+        return np.ones(counts.shape[1])
+    if ref_column is None:
+        f75 = upper_quartiles(counts, library_size=library_size, expressed=expressed)
+        ref_column = tmm_reference(f75, sqrt_sums=lambda: np.sqrt(counts).sum(axis=0))
+    factors = tmm_factors_against(
+        counts,
+        counts[:, ref_column],
+        library_size=library_size,
+        reference_library_size=library_size[ref_column],
+        logratio_trim=logratio_trim,
+        sum_trim=sum_trim,
+        do_weighting=do_weighting,
+        a_cutoff=a_cutoff,
+    )
+    return geometric_mean_scaled(factors)
+
+
+# ------------------------------------------------------------------------------------- expression scales and z-scores
+
+
+def _check_library_size(library_size: np.ndarray, n_columns: int) -> np.ndarray:
+    library_size = np.asarray(library_size, dtype=np.float64)
+    if library_size.shape != (n_columns,):
+        raise ValueError(f"library_size has shape {library_size.shape}, expected ({n_columns},).")
+    if not (np.isfinite(library_size).all() and (library_size > 0).all()):
+        raise ValueError("library sizes should be finite and positive")
+    return library_size
+
+
+def cpm(counts: np.ndarray, *, library_size: np.ndarray) -> np.ndarray:
+    """Counts per million (edgeR ``cpm``): ``counts * 1e6 / library_size``, same shape as ``counts``."""
+    counts = _as_counts(counts)
+    library_size = _check_library_size(library_size, counts.shape[1])
+    return counts * (1e6 / library_size)
+
+
+def log2_cpm(
+    counts: np.ndarray,
+    *,
+    library_size: np.ndarray,
+    norm_factors: np.ndarray | None = None,
+    prior_count: float = 2.0,
+    mean_library_size: float | None = None,
+) -> np.ndarray:
+    """Log2 counts per million equal to edgeR ``cpm(y, log=TRUE, prior.count=prior_count)``, with effective
+    library size ``library_size * norm_factors``.
+
+    As edgeR's ``addPriorCount``, the prior is scaled by each library's size relative to the mean library size and
+    twice the prior is added to the library size. For a block of a larger study pass ``mean_library_size``, the
+    mean effective library size over all samples, so that every block gets the priors of the whole study.
+    """
+    counts = _as_counts(counts)
+    lib = _check_library_size(library_size, counts.shape[1])
+    if norm_factors is not None:
+        lib = lib * _check_library_size(norm_factors, counts.shape[1])
+    mean_lib = float(np.mean(lib)) if mean_library_size is None else float(mean_library_size)
+    prior = prior_count * lib / mean_lib
+    out = counts + prior
+    np.log(out, out=out)
+    out -= np.log(lib + 2 * prior)
+    out += _LN_MILLION
+    out /= _LN_TWO
+    return out
+
+
+def tpm(counts: np.ndarray, *, lengths: np.ndarray) -> np.ndarray:
+    """Transcripts per million from counts and feature lengths (bp), same shape as ``counts``.
+
+    ``lengths`` is one length per row, or one per cell (Salmon / RSEM effective lengths differ by sample). Cells
+    whose length is unknown (NaN) or not positive cannot be rated: they are NaN and left out of the per-sample
+    totals, so the known cells of each sample sum to one million.
+    """
+    counts = _as_counts(counts)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if lengths.shape == (counts.shape[0],):
+        lengths = lengths[:, None]
+    elif lengths.shape != counts.shape:
+        raise ValueError(f"lengths has shape {lengths.shape}, expected ({counts.shape[0]},) or {counts.shape}.")
+    known = np.isfinite(lengths) & (lengths > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(known, counts / lengths, np.nan)
+        return rate * (1e6 / np.nansum(rate, axis=0))
+
+
+class RowMoments(NamedTuple):
+    """Per-gene mean and standard deviation over the reference samples (one value per row each)."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+def row_moments(blocks: Iterable[np.ndarray], *, ddof: int = 1) -> RowMoments:
+    """Per-row mean and standard deviation over all columns of all ``blocks`` (Chan's pairwise update).
+
+    Feed only the reference columns (for example the normal samples) of each block to get a reference population.
+    """
+    n = 0
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        k = block.shape[1]
+        if k == 0:
+            continue
+        b_mean = block.mean(axis=1)
+        b_m2 = ((block - b_mean[:, None]) ** 2).sum(axis=1)
+        if mean is None or m2 is None:
+            mean, m2 = b_mean, b_m2
+        else:
+            delta = b_mean - mean
+            mean = mean + delta * (k / (n + k))
+            m2 = m2 + b_m2 + delta**2 * (n * k / (n + k))
+        n += k
+    if mean is None or m2 is None:
+        raise ValueError("No reference columns were given to compute row moments.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(m2 / (n - ddof)) if n > ddof else np.full_like(mean, np.nan)
+    return RowMoments(mean, sd)
+
+
+def zscore_rows(
+    values: np.ndarray,
+    *,
+    reference_mask: np.ndarray | None = None,
+    ddof: int = 1,
+    moments: RowMoments | None = None,
+) -> np.ndarray:
+    """z-score of each gene across samples: ``(value - mean) / sd`` per row, same shape as ``values``.
+
+    Mean and SD come from the columns chosen by ``reference_mask`` (for example the normal samples; all columns by
+    default), or from ``moments`` fitted over every block of a larger study. Genes with zero or undefined SD are NaN;
+    an SD below 1e-10 of the mean's magnitude counts as zero (a constant row, such as the log2 CPM of an all-zero
+    gene, has an SD of rounding noise).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be 2-D (genes x samples), got {values.ndim} dimension(s).")
+    if moments is None:
+        reference = values if reference_mask is None else values[:, np.asarray(reference_mask, dtype=bool)]
+        moments = row_moments([reference], ddof=ddof)
+    constant = ~(moments.sd > 1e-10 * np.maximum(np.abs(moments.mean), 1.0))
+    sd = np.where(constant, np.nan, moments.sd)
+    return (values - moments.mean[:, None]) / sd[:, None]
+
+
+# ------------------------------------------------------------------------------------------------------- DESeq2 VST
+
+
+_MIN_DISP = MIN_DISP
+
+
+def vst_genes(base_mean: np.ndarray, *, nsub: int = 1000) -> np.ndarray:
+    """Row indices DESeq2's ``vst`` fits the dispersion trend on: ``nsub`` genes evenly spread over the ranks of
+    the base mean (mean normalised count over all samples) among genes with base mean above 5.
+    """
+    base_mean = np.asarray(base_mean, dtype=np.float64)
+    candidates = np.flatnonzero(base_mean > 5)
+    if candidates.size < nsub:
+        raise ValueError(
+            f"less than 'nsub' ({nsub}) rows with mean normalized count > 5 ({candidates.size}); "
+            "fit the trend on all genes instead (nsub=None)"
+        )
+    order = candidates[np.argsort(base_mean[candidates], kind="stable")]
+    n1 = nsub - 1
+    # R: round(seq(from=1, to=length(o), length=nsub)); both round half to even.
+    positions = np.concatenate([[1.0], 1 + np.arange(1, n1) * ((order.size - 1) / n1), [float(order.size)]])
+    return order[np.round(positions).astype(np.intp) - 1]
+
+
+def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> DispersionTrend:
+    """DESeq2's blind (design ``~1``) gene-wise dispersions and parametric trend, fitted on the rows of ``counts``.
+
+    ``counts`` holds the genes to fit on (``vst_genes``) across *all* samples; ``size_factors`` are those of all
+    samples. The DE code's ``estimateDispersionsGeneEst``
+    (:func:`transforms.expression.deseq2.gene_wise_dispersions`) with a one-column design, then
+    ``estimateDispersionsFit(fitType="parametric")``.
+    """
+    counts = _as_counts(counts)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    m = counts.shape[1]
+    if m < 2:
+        raise ValueError("at least two samples are needed to estimate dispersions")
+    counts = counts[counts.sum(axis=1) > 0]
+    gene = gene_wise_dispersions(counts, np.ones((m, 1)), size_factors=sf)
+    use = gene.dispersion > 100 * _MIN_DISP
+    if not use.any():
+        raise ValueError("all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum")
+    return parametric_dispersion_fit(gene.base_mean[use], gene.dispersion[use])
+
+
+def vst_transform(counts: np.ndarray, *, size_factors: np.ndarray, trend: DispersionTrend) -> np.ndarray:
+    """DESeq2's closed-form parametric variance-stabilising transform of normalised counts (log2 scale)."""
+    counts = _as_counts(counts)
+    q = counts / np.asarray(size_factors, dtype=np.float64)
+    a0, a1 = trend.asympt_disp, trend.extra_pois
+    return np.log((1 + a1 + 2 * a0 * q + 2 * np.sqrt(a0 * q * (1 + a1 + a0 * q))) / (4 * a0)) / _LN_TWO
+
+
+def vst(counts: np.ndarray, *, size_factors: np.ndarray, nsub: int | None = 1000) -> np.ndarray:
+    """DESeq2 ``vst(dds, blind=TRUE)`` of a whole study block, same shape as ``counts``.
+
+    The trend is fitted on ``nsub`` genes as DESeq2 does; ``nsub=None`` fits it on every gene, as
+    ``varianceStabilizingTransformation(dds, blind=TRUE)`` does.
+    """
+    counts = _as_counts(counts)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    if nsub is None:
+        trend = fit_vst_trend(counts, size_factors=sf)
+    else:
+        if counts.shape[0] < nsub:
+            raise ValueError(f"less than 'nsub' ({nsub}) rows; fit the trend on all genes instead (nsub=None)")
+        rows = vst_genes((counts / sf).mean(axis=1), nsub=nsub)
+        trend = fit_vst_trend(counts[rows], size_factors=sf)
+    return vst_transform(counts, size_factors=sf, trend=trend)

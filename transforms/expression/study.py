@@ -1,0 +1,569 @@
+"""Study-level expression driver: one study's long table -> one dense block -> long result rows.
+
+The statistics of :mod:`transforms.expression.normalise` and :mod:`transforms.expression.differential` work on a
+dense block (one row per feature, one column per sample). :func:`dense_block` builds it once per study and assay
+from the harmonised long table, streaming the rows into a Fortran-order array, so a block of sample columns is
+contiguous; a study too big for memory goes into a ``np.memmap`` in a temporary folder. The fit passes then run over
+blocks of ``width`` sample columns (edgeR / DESeq2 reference statistics of the whole study), and the transform pass
+yields long frames of a few million rows each, for the writer to stage file by file. Nothing here is a group-by over
+the long table, and nothing writes.
+
+Counts: a feature with a missing cell (its row was quarantined at ingest) is left out of every statistic, and a
+sample without counts gets a factor row with NULL factors but no expression rows; both are reported by
+:class:`CountModel`. Fractional (estimated) counts are rounded for the DESeq2 figures (size factors, VST, DE), as
+tximport users do, and used as they are for edgeR's library sizes, TMM and CPM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from schemas.manifest import Contrast, ZscoreReference
+from transforms.expression import normalise as nm
+from transforms.expression.differential import DEResult, DesignError, check_design, differential_expression
+
+DEFAULT_WIDTH = 2000
+"""Sample columns per block of the fit and transform passes."""
+
+IN_MEMORY_BYTES = 2 << 30
+"""Dense blocks larger than this (2 GiB of float64) go into a memory map on disk."""
+
+FRAME_ROWS = 2_000_000
+"""Target rows of one long result frame (one staged Parquet file)."""
+
+VST_NSUB = 1000
+"""Genes DESeq2's ``vst`` fits its dispersion trend on."""
+
+LOG_SCALE_MEASURES = frozenset({"microarray", "log2"})
+"""Abundance measures already on a log2 scale (array intensities): their log2_value is the value as given, as
+cBioPortal computes its array z-scores without a log transform."""
+
+COUNT_ONLY = ("cpm", "log2_cpm", "tmm_cpm", "mor")
+"""rna_normalized columns defined only for counts (NULL for abundance rows)."""
+
+
+@dataclass(frozen=True)
+class DenseBlock:
+    """One study assay as a dense block: ``values[i, j]`` is feature ``i`` in sample ``j``, NaN where no row was.
+
+    ``feature_ids`` / ``gene_ids`` label the rows (every feature, mapped or not), ``sample_ids`` the columns.
+    """
+
+    values: np.ndarray
+    feature_ids: pl.Series
+    gene_ids: pl.Series
+    sample_ids: pl.Series
+    lengths: np.ndarray | None = None
+
+
+def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None = None,
+                in_memory_bytes: int = IN_MEMORY_BYTES) -> DenseBlock:
+    """Stream a long table (``sample_id``, ``feature_id``, ``gene_id``, ``value``) into one dense block.
+
+    Rows and columns follow the first appearance of each feature and sample. The block is a Fortran-order
+    float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A ``length``
+    column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same shape for TPM.
+    """
+    features = (records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True)
+                .collect())
+    samples = records.select("sample_id").unique(maintain_order=True).collect()["sample_id"]
+    shape = (features.height, samples.len())
+    has_length = ("length" in records.collect_schema()
+                  and records.select(pl.col("length").is_not_null().any()).collect().item())
+    values = _empty_block(shape, workdir, "dense_block.f64", in_memory_bytes)
+    lengths = _empty_block(shape, workdir, "lengths.f64", in_memory_bytes) if has_length else None
+    rows = features.lazy().select("feature_id", pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
+    cols = samples.to_frame().lazy().with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_col"))
+    indexed = (records.join(rows, on="feature_id").join(cols, on="sample_id")
+               .select("_row", "_col", pl.col(value).cast(pl.Float64),
+                       *([pl.col("length").cast(pl.Float64)] if has_length else [])))
+    for batch in indexed.collect_batches(chunk_size=4_000_000):
+        at = (batch["_row"].to_numpy(), batch["_col"].to_numpy())
+        values[at] = batch[value].to_numpy()
+        if lengths is not None:
+            lengths[at] = batch["length"].to_numpy()
+    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples, lengths)
+
+
+def _empty_block(shape: tuple[int, int], workdir: str | Path | None, name: str, in_memory_bytes: int) -> np.ndarray:
+    """A NaN-filled Fortran-order block, memory-mapped in ``workdir`` when larger than ``in_memory_bytes``."""
+    if 8 * shape[0] * shape[1] <= in_memory_bytes:
+        return np.full(shape, np.nan, order="F")
+    if workdir is None:
+        raise ValueError(f"a {shape[0]} x {shape[1]} block needs more than {in_memory_bytes} bytes: "
+                         "pass a workdir for its memory map")
+    block = np.memmap(Path(workdir, name), dtype=np.float64, mode="w+", shape=shape, order="F")
+    block[:] = np.nan
+    return block
+
+
+def _column_blocks(columns: np.ndarray, width: int) -> Iterator[np.ndarray]:
+    for start in range(0, columns.size, width):
+        yield columns[start:start + width]
+
+
+def _take(values: np.ndarray, rows: np.ndarray | None, columns: np.ndarray) -> np.ndarray:
+    """``values[rows][:, columns]`` as a float64 array, copying only the cells asked for.
+
+    A contiguous run of columns is a view of the (Fortran-order) block, so only the chosen rows are copied.
+    """
+    if columns.size and columns[-1] - columns[0] == columns.size - 1:
+        part = values[:, columns[0]:columns[-1] + 1]
+        return np.asarray(part if rows is None else part[rows], dtype=np.float64)
+    return np.asarray(values[:, columns] if rows is None else values[np.ix_(rows, columns)], dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------------------ counts
+
+
+@dataclass(frozen=True)
+class CountModel:
+    """What the fit passes learn from a study's counts; arrays over samples cover every column of the block.
+
+    ``rows``: features used (None = all; others have a missing cell). ``columns``: samples with counts.
+    ``tmm_factor`` / ``size_factor`` are NaN for samples without counts. ``moments``: per used feature, mean and
+    SD of log2 CPM over the z-score reference samples.
+    """
+
+    rows: np.ndarray | None
+    columns: np.ndarray
+    library_size: np.ndarray
+    tmm_factor: np.ndarray
+    size_factor: np.ndarray
+    mean_library_size: float
+    moments: nm.RowMoments
+    rounded: bool
+    n_features: int
+
+    @property
+    def incomplete_features(self) -> int:
+        """Features left out because a sample has no value for them."""
+        return 0 if self.rows is None else self.n_features - self.rows.size
+
+
+def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width: int = DEFAULT_WIDTH) -> CountModel:
+    """Fit library sizes, edgeR TMM factors, DESeq2 size factors and the log2 CPM z-score reference.
+
+    ``reference`` marks the samples (columns of the block) that define each gene's mean and SD (all by default).
+    Runs the block-wise passes described in :mod:`transforms.expression.normalise`, ``width`` sample columns at a time.
+    """
+    values = block.values
+    n_rows, n_cols = values.shape
+    everything = np.arange(n_cols)
+    missing = np.zeros(n_rows, dtype=bool)
+    library_size = np.zeros(n_cols)
+    rounded = False
+    for cols in _column_blocks(everything, width):
+        part = _take(values, None, cols)
+        missing |= np.isnan(part).any(axis=1)
+        library_size[cols] = np.nansum(part, axis=0)
+        rounded = rounded or bool((np.nan_to_num(part) % 1 != 0).any())
+    rows = np.flatnonzero(~missing) if missing.any() else None
+    if rows is not None:
+        library_size -= np.nansum(values[missing], axis=0)
+    columns = np.flatnonzero(library_size > 0)
+    if columns.size == 0:
+        raise ValueError("no sample has counts: every library size is zero")
+
+    def blocks(rint: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for cols in _column_blocks(columns, width):
+            part = _take(values, rows, cols)
+            yield cols, (np.rint(part) if rint else part)
+
+    used_rows = n_rows if rows is None else rows.size
+    expressed = np.zeros(used_rows, dtype=bool)
+    sqrt_sums = np.zeros(n_cols)
+    for cols, part in blocks():
+        expressed |= (part > 0).any(axis=1)
+        sqrt_sums[cols] = np.sqrt(part).sum(axis=0)
+    tmm = np.full(n_cols, np.nan)
+    if columns.size == 1 or not expressed.any():
+        tmm[columns] = 1.0
+    else:
+        f75 = np.zeros(n_cols)
+        for cols, part in blocks():
+            f75[cols] = nm.upper_quartiles(part, library_size=library_size[cols], expressed=expressed)
+        ref = columns[nm.tmm_reference(f75[columns], sqrt_sums=sqrt_sums[columns])]
+        ref_counts = _take(values, rows, np.array([ref]))[:, 0]
+        for cols, part in blocks():
+            tmm[cols] = nm.tmm_factors_against(part, ref_counts, library_size=library_size[cols],
+                                               reference_library_size=library_size[ref])
+        tmm[columns] = nm.geometric_mean_scaled(tmm[columns])
+    log_geomeans = nm.fit_log_geomeans(part for _, part in blocks(rint=True))
+    size_factor = np.full(n_cols, np.nan)
+    for cols, part in blocks(rint=True):
+        size_factor[cols] = nm.size_factors_from_reference(part, log_geomeans)
+    mean_library_size = float(np.mean(library_size[columns] * tmm[columns]))
+    in_reference = np.ones(n_cols, dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
+    if not in_reference[columns].any():
+        raise ValueError("no sample with counts is in the z-score reference population")
+
+    def log_blocks() -> Iterator[np.ndarray]:
+        for cols, part in blocks():
+            keep = in_reference[cols]
+            yield nm.log2_cpm(part[:, keep], library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
+                              mean_library_size=mean_library_size)
+
+    moments = nm.row_moments(log_blocks())
+    return CountModel(rows, columns, library_size, tmm, size_factor, mean_library_size, moments, rounded, n_rows)
+
+
+def sample_factor_rows(block: DenseBlock, model: CountModel) -> pl.DataFrame:
+    """One row per sample of the block: sample_id, library_size, tmm_factor, size_factor (NULL without counts)."""
+    return pl.DataFrame({
+        "sample_id": block.sample_ids,
+        "library_size": model.library_size,
+        "tmm_factor": model.tmm_factor,
+        "size_factor": model.size_factor,
+    }).with_columns(pl.col("tmm_factor", "size_factor").fill_nan(None))
+
+
+def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, columns: dict[str, np.ndarray],
+                 *, frame_rows: int) -> Iterator[pl.DataFrame]:
+    """Long rows (sample-major) of per-cell arrays shaped used-rows x ``cols``, split into ~``frame_rows`` frames."""
+    row_index = np.arange(block.values.shape[0]) if rows is None else rows
+    n = row_index.size
+    step = max(1, frame_rows // max(n, 1))
+    for start in range(0, cols.size, step):
+        sub = slice(start, start + step)
+        k = cols[sub].size
+        r = np.tile(row_index, k)
+        data: dict[str, pl.Series] = {
+            "sample_id": block.sample_ids.gather(np.repeat(cols[sub], n)),
+            "gene_id": block.gene_ids.gather(r),
+            "feature_id": block.feature_ids.gather(r),
+        }
+        for name, array in columns.items():
+            data[name] = pl.Series(name, array[:, sub].ravel(order="F"), dtype=pl.Float64).fill_nan(None)
+        yield pl.DataFrame(data)
+
+
+def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = DEFAULT_WIDTH,
+                          frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
+    """rna_normalized rows of counts: one row per used sample and feature, source 'counts'.
+
+    cpm = count / library_size x 1e6; tmm_cpm on library_size x tmm_factor; log2_cpm = edgeR ``cpm(log=TRUE,
+    prior.count=2)`` with TMM factors; mor = count / size_factor; log2_value = log2_cpm and zscore its per-gene
+    z-score over the reference samples; tpm from the block's lengths (featureCounts Length, Salmon / RSEM
+    effective lengths), NULL where no length is known.
+    """
+    lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
+    for cols in _column_blocks(model.columns, width):
+        part = _take(block.values, model.rows, cols)
+        log2 = nm.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
+                           mean_library_size=model.mean_library_size)
+        arrays = {
+            "cpm": nm.cpm(part, library_size=lib[cols]),
+            "log2_cpm": log2,
+            "tmm_cpm": nm.cpm(part, library_size=lib[cols] * tmm[cols]),
+            "mor": part / sf[cols],
+            "log2_value": log2,
+            "zscore": nm.zscore_rows(log2, moments=model.moments),
+            "tpm": (nm.tpm(part, lengths=_take(block.lengths, model.rows, cols)) if block.lengths is not None
+                    else np.full(part.shape, np.nan)),
+        }
+        for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows):
+            yield frame.with_columns(pl.lit("counts").alias("source"))
+
+
+def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH
+            ) -> tuple[nm.DispersionTrend, str]:
+    """DESeq2's blind VST dispersion trend, and how it was fitted.
+
+    As ``vst(dds, blind=TRUE)``: on ``nsub`` genes spread over the base-mean ranks; when fewer than ``nsub``
+    genes have a mean normalised count above 5, on every gene, as ``varianceStabilizingTransformation`` does.
+    Base means are summed block by block; only the ``nsub`` genes are read across all samples at once.
+    """
+    n_rows = block.values.shape[0] if model.rows is None else model.rows.size
+    normalised_sum = np.zeros(n_rows)
+    for cols in _column_blocks(model.columns, width):
+        normalised_sum += (np.rint(_take(block.values, model.rows, cols)) / model.size_factor[cols]).sum(axis=1)
+    base_mean = normalised_sum / model.columns.size
+    sf = model.size_factor[model.columns]
+    if np.count_nonzero(base_mean > 5) >= nsub:
+        genes = nm.vst_genes(base_mean, nsub=nsub)
+        rows = genes if model.rows is None else model.rows[genes]
+        counts = np.rint(_take(block.values, rows, model.columns))
+        return nm.fit_vst_trend(counts, size_factors=sf), f"vst(blind=TRUE, nsub={nsub})"
+    counts = np.rint(_take(block.values, model.rows, model.columns))
+    return nm.fit_vst_trend(counts, size_factors=sf), "varianceStabilizingTransformation(blind=TRUE)"
+
+
+def vst_rows(block: DenseBlock, model: CountModel, trend: nm.DispersionTrend, *, width: int = DEFAULT_WIDTH,
+             frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
+    """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts."""
+    for cols in _column_blocks(model.columns, width):
+        part = np.rint(_take(block.values, model.rows, cols))
+        arrays = {"vst": nm.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
+        yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows)
+
+
+# --------------------------------------------------------------------------------------------------- abundance
+
+
+def nan_row_moments(blocks: Iterator[np.ndarray] | Sequence[np.ndarray], *, ddof: int = 1) -> nm.RowMoments:
+    """Per-row mean and SD over the non-missing values of all ``blocks`` (Chan's update, counts per row).
+
+    Rows with at most ``ddof`` values have a NaN SD (and so NaN z-scores).
+    """
+    n: np.ndarray | None = None
+    mean = m2 = np.zeros(0)
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        present = ~np.isnan(block)
+        k = present.sum(axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b_mean = np.where(k > 0, np.nansum(block, axis=1) / k, 0.0)
+        b_m2 = np.nansum((block - b_mean[:, None]) ** 2, axis=1)
+        if n is None:
+            n, mean, m2 = k, b_mean, b_m2
+            continue
+        total = n + k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = b_mean - mean
+            mean = np.where(total > 0, mean + delta * np.where(total > 0, k / total, 0), 0.0)
+            m2 = m2 + b_m2 + np.where(total > 0, delta**2 * n * k / total, 0.0)
+        n = total
+    if n is None:
+        raise ValueError("No reference columns were given to compute row moments.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.where(n > ddof, np.sqrt(m2 / (n - ddof)), np.nan)
+    return nm.RowMoments(np.where(n > 0, mean, np.nan), sd)
+
+
+def _log2_plus_one(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(values >= 0, np.log2(np.maximum(values, 0) + 1), np.nan)
+
+
+def normalised_abundance_rows(block: DenseBlock, *, measure: str, reference: np.ndarray | None = None,
+                              width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
+    """rna_normalized rows of an abundance-only assay: one row per sample and feature, source 'abundance'.
+
+    log2_value = log2(x + 1) (NULL for missing or negative values), or the value itself for a measure in
+    ``LOG_SCALE_MEASURES``; zscore is its per-gene z-score over the ``reference`` samples (all by default),
+    ignoring missing values; tpm is the value itself when ``measure`` is 'tpm'; the count-only columns are NULL.
+    """
+    to_log2 = _log2_plus_one if measure.lower() not in LOG_SCALE_MEASURES else np.asarray
+    n_cols = block.values.shape[1]
+    columns = np.arange(n_cols)
+    in_reference = np.ones(n_cols, dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
+    if not in_reference.any():
+        raise ValueError("no sample of the assay is in the z-score reference population")
+    moments = nan_row_moments(to_log2(_take(block.values, None, cols))[:, in_reference[cols]]
+                              for cols in _column_blocks(columns, width))
+    for cols in _column_blocks(columns, width):
+        part = _take(block.values, None, cols)
+        log2 = to_log2(part)
+        arrays = {"log2_value": log2, "zscore": nm.zscore_rows(log2, moments=moments)}
+        if measure.lower() == "tpm":
+            arrays["tpm"] = part
+        for frame in _long_frames(block, None, cols, arrays, frame_rows=frame_rows):
+            nulls = [pl.lit(None, pl.Float64).alias(c) for c in (*COUNT_ONLY, "tpm") if c not in frame.columns]
+            yield frame.with_columns(pl.lit("abundance").alias("source"), *nulls)
+
+
+# ------------------------------------------------------------------------------------------- sample attributes
+
+
+def sample_table(sample_ids: pl.Series, attributes: pl.DataFrame, *, columns: Sequence[str]) -> pl.DataFrame:
+    """One row per sample (in ``sample_ids`` order) with the wanted ``columns`` of the long sample_attributes.
+
+    An attribute no sample has is absent from the result (so :func:`check_design` names it); a sample without a
+    value gets NULL.
+    """
+    wanted = attributes.filter(pl.col("attribute").is_in(list(columns)))
+    frame = pl.DataFrame({"sample_id": sample_ids})
+    if wanted.height == 0:
+        return frame
+    wide = wanted.pivot(on="attribute", index="sample_id", values="value", aggregate_function="first")
+    return frame.join(wide, on="sample_id", how="left", maintain_order="left")
+
+
+def reference_mask(sample_ids: pl.Series, attributes: pl.DataFrame, *, attribute: str,
+                   values: Sequence[str]) -> np.ndarray:
+    """Which samples form a z-score reference population: ``attribute`` is one of ``values``."""
+    table = sample_table(sample_ids, attributes, columns=[attribute])
+    if attribute not in table.columns:
+        raise ValueError(f"zscore_reference attribute {attribute!r} is not a sample attribute of the study")
+    return table[attribute].is_in(list(values)).fill_null(False).to_numpy()
+
+
+def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, test: str, reference: str,
+                      covariates: Sequence[str] = ()) -> DEResult:
+    """DESeq2 Wald test of ``test`` vs ``reference`` on the block's complete features and samples with counts.
+
+    ``samples`` holds one row per column of the block (``sample_table``); ``differential_expression`` checks the
+    design before any fitting. The result table has one row per feature with ``gene_id`` added.
+    """
+    values = block.values
+    missing = np.zeros(values.shape[0], dtype=bool)
+    for cols in _column_blocks(np.arange(values.shape[1]), DEFAULT_WIDTH):
+        missing |= np.isnan(_take(values, None, cols)).any(axis=1)
+    rows = np.flatnonzero(~missing)
+    counts = np.asarray(values[rows], dtype=np.float64)
+    columns = np.flatnonzero(counts.sum(axis=0) > 0)
+    used = samples[columns]
+    result = differential_expression(counts[:, columns], genes=block.feature_ids.gather(rows).to_list(),
+                                     samples=used, factor=factor, test=test, reference=reference,
+                                     covariates=covariates)
+    table = result.table.with_columns(block.gene_ids.gather(rows).alias("gene_id"))
+    parameters = {**result.parameters, "incomplete_features": int(missing.sum()),
+                  "samples_without_counts": int(values.shape[1] - columns.size)}
+    return DEResult(table, parameters)
+
+
+# ------------------------------------------------------------------------------------------------ study stages
+
+
+@dataclass
+class StageOutput:
+    """What a study stage produces: ``(table, frame)`` pairs for the commit path, consumed once, and the
+    metadata per table (filled while the frames are consumed). ``contrasts`` keeps each DE result for plots.
+    """
+
+    frames: Iterator[tuple[str, pl.DataFrame]]
+    metadata: dict[str, dict[str, object]]
+    contrasts: list[tuple[str, DEResult]]
+
+
+NORMALISED_TABLES = ("rna_sample_factors", "rna_normalized", "rna_vst")
+DE_TABLE = "differential_expression"
+PADJ = 0.05
+"""Significance shown in DE metadata and plots."""
+
+
+def _span(values: np.ndarray) -> str:
+    values = values[np.isfinite(values)]
+    return f"{values.min():.6g} .. {values.max():.6g}" if values.size else "none"
+
+
+def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
+    return sorted(frame.select(*columns).unique().collect().iter_rows())
+
+
+def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: pl.DataFrame, *,
+                    zscore_reference: ZscoreReference | None, workdir: str | Path) -> StageOutput:
+    """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
+    assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
+
+    Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
+    z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
+    """
+    metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
+    factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
+    normalised |= {
+        "zscore_method": "per gene (log2_cpm for counts, log2(x+1) for abundances - mean) / SD, ddof=1",
+        "zscore_reference": ("all samples of the assay" if zscore_reference is None
+                             else f"samples with {zscore_reference.attribute} in {zscore_reference.values}")}
+
+    def mask(block: DenseBlock) -> np.ndarray | None:
+        if zscore_reference is None:
+            return None
+        return reference_mask(block.sample_ids, attributes, attribute=zscore_reference.attribute,
+                              values=zscore_reference.values)
+
+    count_assays = [a for (a,) in _assays(counts, "assay")]
+    abundance_assays = _assays(abundance, "assay", "measure")
+    skipped = sorted({a for a, m in abundance_assays if m.lower() == "zscore"})
+
+    def frames() -> Iterator[tuple[str, pl.DataFrame]]:
+        for assay in count_assays:
+            label = pl.lit(assay).alias("assay")
+            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            in_reference = mask(block)
+            model = fit_counts(block, reference=in_reference)
+            yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)
+            for frame in normalised_count_rows(block, model):
+                yield "rna_normalized", frame.with_columns(label)
+            try:
+                trend, method = fit_vst(block, model)
+            except ValueError as exc:  # DESeq2 would fall back to a local trend, which is not implemented here
+                vst[f"{assay}.not_computed"] = str(exc)
+            else:
+                for frame in vst_rows(block, model, trend):
+                    yield "rna_vst", frame.with_columns(label)
+                vst.update({f"{assay}.method": method, f"{assay}.asympt_disp": trend.asympt_disp,
+                        f"{assay}.extra_pois": trend.extra_pois})
+            used = model.columns
+            factors.update({
+                f"{assay}.samples": int(used.size), f"{assay}.library_size": _span(model.library_size[used]),
+                f"{assay}.tmm_factor": _span(model.tmm_factor), f"{assay}.size_factor": _span(model.size_factor),
+                f"{assay}.samples_without_counts": int(block.sample_ids.len() - used.size),
+                f"{assay}.incomplete_features": model.incomplete_features,
+                f"{assay}.counts_rounded_for_deseq2": model.rounded})
+            if in_reference is not None:
+                normalised[f"{assay}.reference_samples"] = int(in_reference[used].sum())
+        for assay, measure in abundance_assays:
+            if assay in skipped:
+                continue
+            rows = abundance.filter(pl.col("assay") == assay, pl.col("measure") == measure)
+            block = dense_block(rows, value="value", workdir=workdir)
+            in_reference = mask(block)
+            for frame in normalised_abundance_rows(block, measure=measure, reference=in_reference):
+                yield "rna_normalized", frame.with_columns(pl.lit(assay).alias("assay"))
+            normalised[f"{assay}.measure"] = measure
+            normalised[f"{assay}.log2_value"] = ("value as given" if measure.lower() in LOG_SCALE_MEASURES
+                                                 else "log2(value + 1)")
+            if in_reference is not None:
+                normalised[f"{assay}.reference_samples"] = int(in_reference.sum())
+
+    normalised |= {"count_assays": ", ".join(count_assays) or "none",
+                   "abundance_assays": ", ".join(a for a, _ in abundance_assays if a not in skipped) or "none",
+                   "skipped_zscore_assays": ", ".join(skipped) or "none"}
+    if not count_assays:
+        factors["note"] = vst["note"] = "the study has no rna_counts rows: an empty partition is committed"
+        if not abundance_assays:
+            normalised["note"] = "the study has no rna_counts or rna_abundance rows: an empty partition is committed"
+    return StageOutput(frames(), metadata, [])
+
+
+def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contrasts: Sequence[Contrast],
+                       workdir: str | Path) -> StageOutput:
+    """DESeq2 Wald tests of every contrast on every count assay of one study.
+
+    Every design is checked (:func:`check_design`, milliseconds) before any block is built or model fitted, so a
+    bad contrast fails at once with a sentence; raises :class:`DesignError` (a ValueError) naming the contrast.
+    """
+    assays = [a for (a,) in _assays(counts, "assay")]
+    metadata: dict[str, object] = {"padj_threshold": PADJ}
+    output = StageOutput(iter(()), {DE_TABLE: metadata}, [])
+    if not assays or not contrasts:
+        why = "no contrasts in the manifest" if assays else "the study has no rna_counts rows"
+        metadata["note"] = f"{why}: an empty partition is committed"
+        return output
+    sample_ids = counts.select("assay", "sample_id").unique(maintain_order=True).collect()
+    for assay in assays:
+        ids = sample_ids.filter(pl.col("assay") == assay)["sample_id"]
+        for contrast in contrasts:
+            design = sample_table(ids, attributes, columns=[contrast.factor, *contrast.covariates])
+            try:
+                check_design(design, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
+                             covariates=contrast.covariates)
+            except DesignError as exc:
+                raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+
+    def frames() -> Iterator[tuple[str, pl.DataFrame]]:
+        for assay in assays:
+            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            for contrast in contrasts:
+                design = sample_table(block.sample_ids, attributes, columns=[contrast.factor, *contrast.covariates])
+                try:  # samples without counts are left out, which can still break a design checked above
+                    result = differential_rows(block, samples=design, factor=contrast.factor, test=contrast.test,
+                                               reference=contrast.reference, covariates=contrast.covariates)
+                except ValueError as exc:
+                    raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+                name = contrast.name if len(assays) == 1 else f"{contrast.name}_{assay}"
+                metadata[f"{name}.de_genes_padj_lt_{PADJ}"] = int(result.table.filter(pl.col("padj") < PADJ).height)
+                metadata[f"{name}.parameters"] = result.parameters
+                output.contrasts.append((name, result))
+                yield DE_TABLE, result.table.with_columns(pl.lit(contrast.name).alias("contrast"),
+                                                          pl.lit(assay).alias("assay"))
+
+    output.frames = frames()
+    return output

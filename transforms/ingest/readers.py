@@ -1,0 +1,360 @@
+"""One reader per assay kind: parse the assay's files, then put samples and genes on the records.
+
+Each reader returns an :class:`AssayOutput`: lazy frames per target table (table columns plus the routing
+columns of :mod:`transforms.ingest.harmonise`), the ``gene_id_map`` rows of the assay and the sample mapping of its
+column labels. Format differences end at the parser; identity is always decided by the same two functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from schemas.manifest import Assay, StudyManifest, confine, resolve_study_path
+from transforms.ingest.genes import GeneReference, resolve_gene_ids, transcript_gene_map
+from transforms.ingest.harmonise import attach_identity, flag_values, gene_map_rows
+from transforms.ingest.parse import ParsedAssay
+from transforms.ingest.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
+from transforms.ingest.parse.featurecounts import parse_featurecounts
+from transforms.ingest.parse.gene_panel import parse_gene_panels
+from transforms.ingest.parse.labels import sample_label_from_path
+from transforms.ingest.parse.maf import parse_maf
+from transforms.ingest.parse.matrix import parse_matrix
+from transforms.ingest.parse.proteomics import parse_protein_file
+from transforms.ingest.parse.rsem import parse_rsem
+from transforms.ingest.parse.salmon import parse_salmon
+from transforms.ingest.parse.seg import parse_seg
+from transforms.ingest.parse.star import parse_star
+from transforms.ingest.parse.vcf import parse_vcf
+from transforms.ingest.samples import map_sample_columns
+from transforms.issues import InputError, Issue, IssueLog
+from transforms.layers.copy_number import build_mismatch_message, canonical_build, segments_to_genes
+from transforms.layers.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
+from transforms.layers.variants import mutation_status_from_matrix, mutation_status_from_variants
+
+CBIOPORTAL_IDS = ("Hugo_Symbol", "Entrez_Gene_Id")
+CBIOPORTAL_ANNOTATIONS = ("Cytoband", "Entrez_Gene_Id")
+
+
+@dataclass(frozen=True)
+class AssayContext:
+    """What every reader needs besides the assay: the study's identity tables and the gene reference."""
+
+    study_id: str
+    folder: Path
+    manifest: StudyManifest
+    reference: GeneReference
+    samples: pl.DataFrame | None
+    sample_map: pl.DataFrame | None
+    issues: IssueLog
+
+    def relative(self, path: Path) -> str:
+        return str(path.resolve().relative_to(self.folder.resolve()))
+
+
+@dataclass
+class AssayOutput:
+    """A reader's result: table -> lazy frame, gene_id_map rows, sample mapping and run metadata."""
+
+    tables: dict[str, pl.LazyFrame]
+    gene_map: pl.DataFrame
+    samples: pl.DataFrame
+    metadata: dict[str, object] = field(default_factory=dict)
+    expected_rows: dict[str, int] = field(default_factory=dict)
+    """Rows a table gets when no record has a problem (known for matrices): lets the loader skip the
+    quarantine pass over a clean file."""
+
+
+def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
+    """Resolver output for an assay's identifiers; a non-human study keeps every feature unmapped."""
+    if context.manifest.is_human:
+        return resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
+    distinct = feature_ids.drop_nulls().unique(maintain_order=True)
+    return pl.DataFrame({"feature_id": distinct, "namespace": "unknown", "gene_id": None,
+                         "status": "unmapped", "rule": "organism_not_human"},
+                        schema={"feature_id": pl.String, "namespace": pl.String, "gene_id": pl.Int64,
+                                "status": pl.String, "rule": pl.String})
+
+
+def _map_samples(parsed: ParsedAssay, assay: Assay, context: AssayContext, file: str) -> pl.DataFrame:
+    header_line = parsed.metadata.get("header_line")
+    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples,
+                              sample_map=context.sample_map, issues=context.issues, file=file,
+                              header_line=header_line if isinstance(header_line, int) else 1)
+
+
+def _mapped_fraction(resolved: pl.DataFrame) -> float:
+    if not resolved.height:
+        return 0.0
+    fraction = resolved.select((pl.col("status") == "mapped").mean()).item()
+    return round(float(fraction or 0.0), 4)
+
+
+def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, context: AssayContext
+                ) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame]:
+    """Samples and genes on every file's records: (records, gene_id_map rows, sample mapping)."""
+    ids = [p.features["feature_id"] if p.features is not None and "feature_id" in p.features.columns
+           else p.records.select("feature_id").unique(maintain_order=True).collect()["feature_id"]
+           for _, p in parsed_files]
+    resolved = resolve_features(pl.concat(ids) if ids else pl.Series("feature_id", [], pl.String), assay, context)
+    frames, mappings = [], []
+    for file, parsed in parsed_files:
+        mapping = _map_samples(parsed, assay, context, file)
+        mappings.append(mapping)
+        frames.append(attach_identity(parsed.records, sample_map=mapping, gene_map=resolved,
+                                      study_id=context.study_id, assay=assay.name, file=file))
+    records = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return records, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), pl.concat(mappings)
+
+
+# -- RNA -------------------------------------------------------------------------------------------------------
+def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
+    name = context.relative(path)
+    quantity = "counts" if assay.kind == "rna_counts" else (assay.measure or "tpm")
+    if assay.format == "matrix":
+        return parse_matrix(path, issues=context.issues, display_name=name)
+    if assay.format == "cbioportal":
+        return parse_matrix(path, issues=context.issues, display_name=name, id_columns=CBIOPORTAL_IDS,
+                            annotation_columns=CBIOPORTAL_ANNOTATIONS)
+    if assay.format == "featurecounts":
+        return parse_featurecounts(path, issues=context.issues, display_name=name)
+    label = sample_label_from_path(path, assay.format)
+    if assay.format == "salmon":
+        tx2gene = transcript_gene_map(context.reference).select(
+            "transcript_id", pl.col("gene_id").cast(pl.String).alias("gene"))
+        # the manifest allows only counts / tpm for Salmon (FILE_MEASURES)
+        return parse_salmon(path, issues=context.issues, display_name=name, sample=label,
+                            quantity="counts" if quantity == "counts" else "tpm",
+                            tx2gene=tx2gene if context.manifest.is_human else None)
+    if assay.format == "rsem":
+        # the manifest allows only counts / tpm / fpkm for RSEM (FILE_MEASURES)
+        return parse_rsem(path, issues=context.issues, display_name=name, sample=label,
+                          quantity="counts" if quantity == "counts" else "fpkm" if quantity == "fpkm" else "tpm")
+    assert assay.strandedness is not None  # the manifest requires it for STAR
+    return parse_star(path, issues=context.issues, display_name=name, sample=label,
+                      strandedness=assay.strandedness)
+
+
+def _with_lengths(parsed: ParsedAssay) -> ParsedAssay:
+    """Attach each feature's length for TPM: the effective length where the tool reports one, else the length.
+
+    A format without lengths (a plain count matrix) gets a null ``length``: rna_counts always has the column.
+    """
+    features = parsed.features
+    names = [c for c in ("effective_length", "length") if features is not None and c in features.columns]
+    if features is None or not names:
+        return replace(parsed, records=parsed.records.with_columns(pl.lit(None, pl.Float64).alias("length")))
+    lengths = features.lazy().select("feature_id", pl.col(names[0]).cast(pl.Float64).alias("length"))
+    return replace(parsed, records=parsed.records.join(lengths, on="feature_id", how="left"))
+
+
+def _cells(parsed: list[tuple[str, ParsedAssay]]) -> int | None:
+    """Value cells of matrix-shaped files (features x sample columns), if every parser reported both."""
+    total = 0
+    for _, p in parsed:
+        rows, columns = p.metadata.get("rows"), p.metadata.get("value_columns")
+        if not (isinstance(rows, int) and isinstance(columns, int)):
+            return None
+        total += rows * columns
+    return total
+
+
+INTEGER_COUNT_FORMATS = frozenset({"matrix", "featurecounts", "star"})
+"""rna_counts layouts that hold whole read counts; Salmon NumReads and RSEM expected_count are estimates,
+fractional by nature (differential expression rounds them), so only these are checked for fractions."""
+
+
+def _warn_fractional_counts(records: pl.LazyFrame, *, file: str, issues: IssueLog) -> None:
+    """One ``fractional_count`` warning per sample column holding counts that are not whole numbers.
+
+    The values are kept (differential expression rounds them); the warning says where the first one is and how
+    many there are, not one issue per cell.
+    """
+    value = pl.col("value")
+    fractional = (records.filter(value.is_finite() & (value != value.floor()))
+                  .group_by("column").agg(pl.len().alias("cells"), pl.col("line").min().alias("first"))
+                  .sort("first", "column").collect())
+    for column, cells, first in fractional.select("column", "cells", "first").iter_rows():
+        issues.warning("fractional_count", f"{cells} count(s) in column {column!r} are not whole numbers "
+                       f"(first on line {first}); kept as given, rounded by differential expression",
+                       file=file, line=first, column=column)
+
+
+def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
+    parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
+    if assay.kind == "rna_counts" and assay.format in INTEGER_COUNT_FORMATS:
+        for file, p in parsed:
+            _warn_fractional_counts(p.records, file=file, issues=context.issues)
+    if assay.kind == "rna_counts":
+        parsed = [(file, _with_lengths(p)) for file, p in parsed]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    if assay.kind == "rna_counts":
+        table = flag_values(records, kind="count").rename({"value": "count"})
+    else:
+        measure = assay.measure or "value"
+        table = flag_values(records, kind=measure, allow_missing=True).with_columns(pl.lit(measure).alias("measure"))
+    metadata: dict[str, object] = {"files": len(files), "samples": int(mapping["sample_id"].drop_nulls().n_unique()),
+                "features": gene_map.height, "mapped_fraction": _mapped_fraction(gene_map)}
+    for _, p in parsed[:1]:
+        metadata.update({k: v for k, v in p.metadata.items() if isinstance(v, (int, float, str))})
+    cells = _cells(parsed)
+    expected: dict[str, int] = {} if cells is None else {assay.kind: cells}
+    return AssayOutput({assay.kind: table}, gene_map, mapping, metadata, expected)
+
+
+# -- variants and mutation status ----------------------------------------------------------------------------
+def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Variants from MAF / VCF, and gene mutation status derived from them (gene panels honoured)."""
+    parsed = []
+    for path in files:
+        name = context.relative(path)
+        if assay.format == "maf":
+            parsed.append((name, parse_maf(path, issues=context.issues, display_name=name)))
+        else:
+            parsed.append((name, _parse_vcf(path, assay, context, name)))
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    variants = records.collect()
+    panel_genes = None
+    panel_file = assay.options.get("gene_panel_matrix")
+    if panel_file:
+        panel_genes = _gene_panels(panel_file, context)
+    good = variants.filter(pl.col("problem").is_null())
+    calls = mutation_status_from_variants(good, samples=mapping["column"].to_list(), panel_genes=panel_genes)
+    status = attach_identity(calls.lazy(), sample_map=mapping, gene_map=gene_map.select(
+        "feature_id", "gene_id", "status"), study_id=context.study_id, assay=assay.name,
+        file=parsed[0][0])
+    metadata = {"variants": good.height, "samples": int(good["column"].n_unique()),
+                "mapped_fraction": _mapped_fraction(gene_map),
+                "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", ""))}
+    return AssayOutput({"variants": variants.lazy(), "gene_mutation_status": status}, gene_map, mapping, metadata)
+
+
+def _gene_panels(panel_file: str, context: AssayContext) -> dict[str, set[str]] | None:
+    """Gene panels of a variants assay; every file goes through the study's confinement check first."""
+    try:
+        (matrix,) = resolve_study_path(context.folder, panel_file)
+    except ValueError as exc:
+        raise InputError(Issue("study.yaml" if context.manifest.source_layout == "study_yaml" else panel_file,
+                               "path_outside_study", "error", f"options.gene_panel_matrix: {exc}; nothing read",
+                               column="options.gene_panel_matrix")) from exc
+    panels = []
+    for path in sorted(context.folder.glob("data_gene_panel_*.txt")):
+        if path.name == matrix.name:
+            continue
+        try:
+            panels.append(confine(context.folder, path))
+        except ValueError as exc:
+            context.issues.error("path_outside_study", f"{exc}; gene panel file not read", file=path.name)
+    return parse_gene_panels(matrix, panels, issues=context.issues, display_name=panel_file)
+
+
+def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> ParsedAssay:
+    """A VCF's own sample columns; a sites-only VCF is one sample, labelled by ``options.sample`` or the file name."""
+    try:
+        return parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
+    except InputError as exc:
+        if exc.issue.code != "sites_only":
+            raise
+        label = path.name.split(".")[0]
+        context.issues.info("sites_only_vcf", f"no sample columns: the file is sample {label!r} "
+                            "(set options.sample to name it)", file=name)
+        return parse_vcf(path, issues=context.issues, display_name=name, sample=label)
+
+
+def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Binary gene x sample mutation matrices (1 mutated, 0 wild type, empty / NA not profiled)."""
+    parsed = [(context.relative(f), mutation_status_from_matrix(
+        parse_matrix(f, issues=context.issues, display_name=context.relative(f)))) for f in files]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    return AssayOutput({"gene_mutation_status": records}, gene_map, mapping,
+                       {"mapped_fraction": _mapped_fraction(gene_map)})
+
+
+# -- copy number -----------------------------------------------------------------------------------------------
+def read_copy_number(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Gene-level calls / log2 ratios, or segments (placed on genes when their build matches the reference)."""
+    if assay.format == "seg":
+        return _read_segments(assay, files, context)
+    parser = {"gistic": parse_gistic, "log2": parse_cn_log2, "gistic_long": parse_gistic_long}[assay.format]
+    parsed = [(context.relative(f), parser(f, issues=context.issues, display_name=context.relative(f)))
+              for f in files]
+    records, gene_map, mapping = _identified(parsed, assay, context)
+    return AssayOutput({"copy_number": records}, gene_map, mapping,
+                       {"mapped_fraction": _mapped_fraction(gene_map),
+                        "samples": int(mapping["sample_id"].drop_nulls().n_unique())})
+
+
+def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    build = assay.reference_genome or context.manifest.reference_genome
+    parsed = [(context.relative(f), parse_seg(f, issues=context.issues, display_name=context.relative(f)))
+              for f in files]
+    frames, mappings = [], []
+    for file, p in parsed:
+        mapping = _map_samples(p, assay, context, file)
+        mappings.append(mapping)
+        frames.append(attach_identity(p.records.with_columns(pl.lit(None, pl.String).alias("feature_id")),
+                                      sample_map=mapping, gene_map=None, study_id=context.study_id,
+                                      assay=assay.name, file=file))
+    segments = pl.concat(frames, how="diagonal_relaxed").collect()
+    mapping = pl.concat(mappings)
+    tables: dict[str, pl.LazyFrame] = {"cn_segments": segments.lazy()}
+    empty_map = gene_map_rows(resolve_features(pl.Series([], dtype=pl.String), assay, context),
+                              study_id=context.study_id, assay=assay.name)
+    good = segments.filter(pl.col("problem").is_null())
+    genes = segments_to_genes(good,
+                              context.reference.genes, segment_build=build)
+    if genes is None:
+        context.issues.warning("segment_build_mismatch", build_mismatch_message(build), file=parsed[0][0])
+        return AssayOutput(tables, empty_map, mapping, {"segments": good.height, "gene_level": False,
+                                                        "build": canonical_build(build)})
+    gene_rows = genes.join(mapping.select("column", "sample_id"), on="column", how="inner").select(
+        pl.lit(context.study_id).alias("study_id"), pl.lit(assay.name).alias("assay"), "sample_id", "gene_id",
+        "feature_id", "log2_ratio", pl.lit(None, pl.Int8).alias("call"), pl.lit(None, pl.String).alias("problem"))
+    mapped = genes.select("feature_id", "gene_id").unique("feature_id").with_columns(
+        pl.lit("symbol").alias("namespace"), pl.lit("mapped").alias("status"), pl.lit("segment_overlap").alias("rule"))
+    gene_map = gene_map_rows(mapped, study_id=context.study_id, assay=assay.name)
+    tables["copy_number"] = gene_rows.lazy()
+    return AssayOutput(tables, gene_map, mapping, {"segments": good.height, "gene_level": True,
+                                                   "genes": gene_map.height})
+
+
+# -- proteins --------------------------------------------------------------------------------------------------
+def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """Protein groups or RPPA antibodies; groups map to genes many-to-many through gene names or accessions."""
+    frames, gene_maps, mappings = [], [], []
+    metadata: dict[str, object] = {}
+    for path in files:
+        file = context.relative(path)
+        parsed = parse_protein_file(path, issues=context.issues, display_name=file, format=assay.format,
+                                    platform=assay.platform, quantity=assay.quantity,
+                                    transpose=assay.options.get("orientation") == "samples_by_features")
+        features = parsed.features
+        assert features is not None  # every protein parser returns its protein groups (protein_assay)
+        groups = map_protein_groups(features, reference=context.reference,
+                                    organism_is_human=context.manifest.is_human)
+        mapping = _map_samples(parsed, assay, context, file)
+        mappings.append(mapping)
+        records = attach_identity(parsed.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
+                                  assay=assay.name, file=file)
+        records = flag_values(records, value="abundance", kind="abundance", allow_missing=True)  # NaN, 1e300
+        records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
+                               how="left")
+        records = records.join(features.lazy().select(
+            "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
+        missing = missing_per_sample(parsed.records)
+        if missing.height:
+            context.issues.info("missing_values", "missing abundances per sample: " + ", ".join(
+                f"{c} {m}/{t}" for c, m, t in missing.iter_rows()), file=file)
+            n_missing, n_total = missing.select(pl.col("n_missing", "n_total").sum()).row(0)
+            metadata["missing_fraction"] = round(n_missing / n_total, 4)
+        frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
+            pl.lit(assay.platform).alias("platform")))
+        gene_maps.append(gene_map_rows(groups, study_id=context.study_id, assay=assay.name))
+        metadata.update({k: v for k, v in parsed.metadata.items() if isinstance(v, (int, float, str))})
+    gene_map = pl.concat(gene_maps).unique(maintain_order=True)
+    metadata["mapped_fraction"] = _mapped_fraction(gene_map)
+    return AssayOutput({"protein_abundance": pl.concat(frames, how="diagonal_relaxed")}, gene_map,
+                       pl.concat(mappings), metadata)

@@ -1,0 +1,338 @@
+"""Sample identity: clinical tables, the sample map, TCGA barcodes, and file column labels -> ``sample_id``.
+
+The one sample-identity resolver: every assay's labels (matrix header cells, MAF ``Tumor_Sample_Barcode``
+values) become ``sample_id`` by the same rules, so the layers of a study join on ``sample_id``. Parsers keep
+labels exactly as written; only this module decides which sample a label is.
+
+Rules of :func:`map_sample_columns`, first match wins:
+
+1. ``sample_map``: a row for (assay, label), else a row for label with an empty assay (all assays);
+2. ``exact``: the label is a ``sample_id``;
+3. ``tcga_sample``: a TCGA aliquot barcode whose sample barcode (``TCGA-OR-A5J1-01``) is a ``sample_id``;
+4. ``tcga_patient``: a TCGA sample/aliquot barcode whose patient barcode (``TCGA-OR-A5J1``) is a ``sample_id``
+   (studies keyed by 12-character patient barcodes, such as maftools' TCGA LAML);
+5. ``case_insensitive``: the label equals exactly one ``sample_id`` ignoring case and surrounding blanks
+   (spreadsheets and R upper/lower-case labels); never used when two samples differ only by case.
+
+Suffix heuristics (``_subset.bam``, ``fb``) are deliberately absent: a wrong guess silently joins the wrong
+samples, so such labels are errors whose message suggests the sample and the ``sample_map`` fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import polars as pl
+
+from transforms.ingest.parse.text import MAX_IDENTIFIER_CHARS, TableLayout, iter_lines, read_table, sniff_table
+from transforms.issues import InputError, Issue, IssueLog
+
+_SAMPLE_ALIASES = ("sample_id", "sample", "tumor_sample_barcode")
+_SUBJECT_ALIASES = ("subject_id", "patient_id", "subject", "patient")
+_MISSING = ["", "na", "[not applicable]", "[not available]", "[pending]", "[discrepancy]", "[completed]",
+            "[null]"]
+"""Values cBioPortal's validator treats as missing (compared lower-case); they get no attribute row."""
+_CBIO_TYPES = {"STRING": "string", "NUMBER": "number", "BOOLEAN": "boolean"}
+_TCGA = re.compile(r"^TCGA[-.]([A-Z0-9]{2})[-.]([A-Z0-9]{4})(?:[-.](\d{2})[A-Z]?(?:[-.][A-Z0-9.-]*)?)?$",
+                   re.IGNORECASE)
+_ATTRIBUTE_SCHEMA = {"attribute": pl.String, "value": pl.String, "value_type": pl.String, "line": pl.Int64}
+_MAPPING_SCHEMA = {"column": pl.String, "sample_id": pl.String, "subject_id": pl.String, "rule": pl.String}
+
+
+@dataclass(frozen=True)
+class SampleSheet:
+    """A sample table in two frames.
+
+    ``samples``: one row per sample (``sample_id``, ``subject_id``, ``line``).
+    ``attributes``: one row per sample and non-missing attribute (``sample_id``, ``attribute``, ``value``
+    as written, ``value_type`` 'string' | 'number' | 'boolean', ``line``).
+    """
+
+    samples: pl.DataFrame
+    attributes: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class SubjectSheet:
+    """A subject (patient) table: ``subjects`` (``subject_id``, ``line``) and ``attributes`` as in SampleSheet."""
+
+    subjects: pl.DataFrame
+    attributes: pl.DataFrame
+
+
+def tcga_sample_barcode(label: str) -> str | None:
+    """``TCGA-OR-A5J1-01A-11R-A29S-07`` -> ``TCGA-OR-A5J1-01``; None unless the label has a sample type.
+
+    Dots (R-mangled names such as ``TCGA.OR.A5J1.01A``) are read as dashes; the result is upper-case.
+    """
+    match = _TCGA.match(label.strip())
+    if match is None or match.group(3) is None:
+        return None
+    return f"TCGA-{match.group(1)}-{match.group(2)}-{match.group(3)}".upper()
+
+
+def tcga_patient_barcode(label: str) -> str | None:
+    """``TCGA-OR-A5J1-01A-11R-A29S-07`` (or ``TCGA-OR-A5J1``) -> ``TCGA-OR-A5J1``; None if not a TCGA barcode."""
+    match = _TCGA.match(label.strip())
+    if match is None:
+        return None
+    return f"TCGA-{match.group(1)}-{match.group(2)}".upper()
+
+
+def read_samples(path: Path, *, issues: IssueLog, display_name: str | None = None,
+                 sample_column: str | None = None) -> SampleSheet:
+    """Read a sample table (TSV/CSV, cBioPortal ``data_clinical_sample.txt`` included) into a SampleSheet.
+
+    The sample column is ``sample_column`` or the first of sample_id / sample / Tumor_Sample_Barcode (any
+    case); the subject column is subject_id / patient_id / subject / patient. Without a subject column each
+    sample is its own subject. Rows with an empty or repeated sample_id are error issues and left out.
+    """
+    name = display_name or path.name
+    layout = sniff_table(path, issues=issues, display_name=name)
+    frame = _read_rows(layout, issues=issues)
+    id_column = _id_column(layout, _SAMPLE_ALIASES, chosen=sample_column, what="sample")
+    frame = _unique_ids(frame, id_column, file=name, issues=issues, what="sample")
+    subject_column = _find_column(layout.header, _SUBJECT_ALIASES, exclude=id_column)
+    if subject_column is None:
+        issues.info("subject_from_sample", "no subject/patient column: each sample is its own subject",
+                    file=name, line=layout.header_line)
+        subjects = pl.col(id_column)
+    else:
+        stripped = pl.col(subject_column).str.strip_chars()
+        empty = stripped.is_null() | (stripped == "")
+        for sample_id, line in frame.filter(empty).select(id_column, "line").iter_rows():
+            issues.warning("empty_subject_id", f"sample {sample_id!r} has no subject; it is its own subject",
+                           file=name, line=line, column=subject_column)
+        subjects = pl.when(empty).then(pl.col(id_column)).otherwise(stripped)
+    samples = frame.select(pl.col(id_column).alias("sample_id"), subjects.alias("subject_id"), "line")
+    id_columns = [id_column] + ([subject_column] if subject_column else [])
+    attributes = _attributes(frame, layout, id_column=id_column, exclude=id_columns, issues=issues)
+    return SampleSheet(samples, attributes.rename({id_column: "sample_id"}))
+
+
+def read_subjects(path: Path, *, issues: IssueLog, display_name: str | None = None,
+                  subject_column: str | None = None) -> SubjectSheet:
+    """Read a subject (patient) table, cBioPortal ``data_clinical_patient.txt`` included, into a SubjectSheet.
+
+    The subject column is ``subject_column`` or the first of subject_id / patient_id / subject / patient (any
+    case). Rows with an empty or repeated subject_id are error issues and left out.
+    """
+    name = display_name or path.name
+    layout = sniff_table(path, issues=issues, display_name=name)
+    frame = _read_rows(layout, issues=issues)
+    id_column = _id_column(layout, _SUBJECT_ALIASES, chosen=subject_column, what="subject")
+    frame = _unique_ids(frame, id_column, file=name, issues=issues, what="subject")
+    attributes = _attributes(frame, layout, id_column=id_column, exclude=[id_column], issues=issues)
+    return SubjectSheet(frame.select(pl.col(id_column).alias("subject_id"), "line"),
+                        attributes.rename({id_column: "subject_id"}))
+
+
+def read_sample_map(path: Path, *, issues: IssueLog, display_name: str | None = None) -> pl.DataFrame:
+    """Read the ``sample_map`` table: one row per (assay, column label) and the sample_id it is.
+
+    Columns ``column`` and ``sample_id`` are required; ``assay`` is optional and an empty assay means the row
+    applies to every assay. Returns ``assay`` (null = all), ``column``, ``sample_id``, ``line``. Rows with an
+    empty column/sample_id, and repeats of an (assay, column) pair, are error issues and left out.
+    """
+    name = display_name or path.name
+    layout = sniff_table(path, issues=issues, display_name=name)
+    lower = {h.lower(): h for h in reversed(layout.header)}
+    missing = [c for c in ("column", "sample_id") if c not in lower]
+    if missing:
+        raise InputError(Issue(name, "missing_column", "error", f"sample_map needs columns assay (optional), "
+                               f"column, sample_id; missing {missing}", layout.header_line))
+    frame = _read_rows(layout, issues=issues).select(
+        (pl.col(lower["assay"]) if "assay" in lower else pl.lit(None, pl.String)).alias("assay"),
+        pl.col(lower["column"]).alias("column"), pl.col(lower["sample_id"]).alias("sample_id"), "line",
+    ).with_columns(pl.col("assay", "column", "sample_id").str.strip_chars().replace("", None))
+    empty = frame.filter(pl.col("column").is_null() | pl.col("sample_id").is_null())
+    issues.extend_from_frame(empty, file=name, code="empty_id", severity="error",
+                             message="sample_map row without a column label or sample_id")
+    frame = frame.filter(pl.col("column").is_not_null() & pl.col("sample_id").is_not_null())
+    repeated = frame.filter(pl.struct("assay", "column").is_first_distinct().not_())
+    for row in repeated.iter_rows(named=True):
+        issues.error("duplicate_mapping", f"(assay {row['assay'] or '(all)'}, column {row['column']!r}) is "
+                     "mapped more than once; the first row is used", file=name, line=row["line"],
+                     column=row["column"])
+    return frame.filter(pl.struct("assay", "column").is_first_distinct())
+
+
+def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFrame | None,
+                       sample_map: pl.DataFrame | None, issues: IssueLog, file: str,
+                       header_line: int = 1) -> pl.DataFrame:
+    """Decide which sample each column label of one assay's file is (rules in the module docstring).
+
+    ``samples`` has ``sample_id`` and ``subject_id`` (SampleSheet.samples); when it is None there is no sample
+    table and every label is a new sample (TCGA aliquots collapse to their sample barcode, the subject is the
+    patient barcode, otherwise the sample itself). Returns one row per distinct label: ``column``,
+    ``sample_id``, ``subject_id``, ``rule``. A label matching no sample (``unknown_sample``) or a second label
+    for a sample already taken (``duplicate_sample``) is an error issue and gets a null sample_id.
+    """
+    explicit = _explicit_map(sample_map, assay=assay)
+    known = dict(samples.select("sample_id", "subject_id").iter_rows()) if samples is not None else None
+    folded: dict[str, list[str]] = {}
+    for known_id in known or ():
+        folded.setdefault(known_id.strip().casefold(), []).append(known_id)
+    rows: list[tuple[str, str | None, str | None, str]] = []
+    taken: dict[str, str] = {}
+    sample_id: str | None
+    subject_id: str | None
+    for label in dict.fromkeys(columns):
+        if len(label) > MAX_IDENTIFIER_CHARS:
+            issues.error("identifier_too_long", f"sample label has {len(label)} characters (at most "
+                         f"{MAX_IDENTIFIER_CHARS}); its records are left out", file=file, line=header_line,
+                         column=label[:80] + " ...")
+            rows.append((label, None, None, "too_long"))
+            continue
+        if known is None:
+            rule = "sample_map" if label in explicit else "new_sample"
+            sample_id = explicit.get(label) or tcga_sample_barcode(label) or label
+            subject_id = tcga_patient_barcode(sample_id) or sample_id
+        else:
+            sample_id, rule = _match(label, explicit, known, folded)
+            if sample_id is None:
+                _report_unknown(label, explicit, known, issues=issues, file=file, line=header_line)
+            subject_id = known.get(sample_id) if sample_id is not None else None
+        if sample_id is not None and sample_id in taken:
+            issues.error("duplicate_sample", f"column {label!r} and column {taken[sample_id]!r} are both sample "
+                         f"{sample_id!r}; only the first is kept (fix it in sample_map)", file=file,
+                         line=header_line, column=label)
+            sample_id, subject_id, rule = None, None, "duplicate"
+        if sample_id is not None:
+            taken[sample_id] = label
+        rows.append((label, sample_id, subject_id, rule))
+    return pl.DataFrame(rows, schema=_MAPPING_SCHEMA, orient="row")
+
+
+def _match(label: str, explicit: dict[str, str], known: dict[str, str], folded: dict[str, list[str]]
+           ) -> tuple[str | None, str]:
+    if label in explicit:
+        return (explicit[label], "sample_map") if explicit[label] in known else (None, "unknown")
+    if label in known:
+        return label, "exact"
+    sample = tcga_sample_barcode(label)
+    if sample is not None and sample in known:
+        return sample, "tcga_sample"
+    patient = tcga_patient_barcode(label)
+    if patient is not None and patient != label and patient in known:
+        return patient, "tcga_patient"
+    candidates = folded.get(label.strip().casefold(), [])
+    if len(candidates) == 1:
+        return candidates[0], "case_insensitive"
+    return None, "unknown"
+
+
+def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str], *, issues: IssueLog,
+                    file: str, line: int) -> None:
+    if label in explicit:
+        message = (f"sample_map maps {label!r} to {explicit[label]!r}, which is not in the samples table; "
+                   "add it to samples or correct sample_map")
+    else:
+        near = [s for s in known if s.startswith(label) or label.startswith(s)]
+        hint = f" (it looks like sample {near[0]!r})" if len(near) == 1 else ""
+        message = f"column {label!r} is not a known sample{hint}; add it to samples or sample_map"
+    issues.error("unknown_sample", message, file=file, line=line, column=label)
+
+
+def _explicit_map(sample_map: pl.DataFrame | None, *, assay: str) -> dict[str, str]:
+    """Label -> sample_id from sample_map rows for this assay, over rows for all assays (empty assay)."""
+    if sample_map is None:
+        return {}
+    general = sample_map.filter(pl.col("assay").is_null() | (pl.col("assay") == ""))
+    specific = sample_map.filter(pl.col("assay") == assay)
+    return {**dict(general.select("column", "sample_id").iter_rows()),
+            **dict(specific.select("column", "sample_id").iter_rows())}
+
+
+def _find_column(header: list[str], aliases: Sequence[str], *, exclude: str | None = None) -> str | None:
+    lower = [h.strip().lower() for h in header]
+    for alias in aliases:
+        for original, name in zip(header, lower, strict=True):
+            if name == alias and original != exclude:
+                return original
+    return None
+
+
+def _read_rows(layout: TableLayout, *, issues: IssueLog) -> pl.DataFrame:
+    """All rows after the header, with their file line numbers."""
+    return read_table(layout, issues=issues)
+
+
+def _id_column(layout: TableLayout, aliases: Sequence[str], *, chosen: str | None, what: str) -> str:
+    column = chosen if chosen in layout.header else _find_column(layout.header, aliases)
+    if column is None:
+        wanted = repr(chosen) if chosen else " / ".join(aliases)
+        raise InputError(Issue(layout.display_name, "missing_column", "error",
+                               f"no {what} identifier column ({wanted}) in the header", layout.header_line))
+    return column
+
+
+def _unique_ids(frame: pl.DataFrame, id_column: str, *, file: str, issues: IssueLog, what: str
+                ) -> pl.DataFrame:
+    """Strip identifiers; report and drop rows whose identifier is empty or repeats an earlier row's."""
+    frame = frame.with_columns(pl.col(id_column).str.strip_chars())
+    empty = frame.filter(pl.col(id_column).is_null() | (pl.col(id_column) == ""))
+    issues.extend_from_frame(empty.select("line", pl.lit(id_column).alias("column")), file=file,
+                             code="empty_id", severity="error", message=f"row has no {what} identifier")
+    frame = frame.filter(pl.col(id_column).is_not_null() & (pl.col(id_column) != ""))
+    first_line = dict(frame.group_by(id_column).agg(pl.col("line").min()).iter_rows())
+    repeated = frame.filter(pl.col(id_column).is_first_distinct().not_())
+    for value, line in repeated.select(id_column, "line").iter_rows():
+        issues.error(f"duplicate_{what}", f"{what} {value!r} already on line {first_line[value]}; this row is "
+                     "left out", file=file, line=line, column=id_column)
+    return frame.filter(pl.col(id_column).is_first_distinct())
+
+
+def _declared_types(layout: TableLayout) -> dict[str, str]:
+    """Attribute datatypes from line 3 of a cBioPortal 4-line ``#`` header ({} when there is none)."""
+    lines = islice(iter_lines(layout.path, encoding=layout.encoding), layout.header_line - 1)
+    comments = [text for _, text in lines if text.startswith("#")][:3]
+    if len(comments) < 3:
+        return {}
+    types = [t.strip().upper() for t in comments[2].lstrip("#").split(layout.separator)]
+    if len(types) != len(layout.header) or not set(types) <= _CBIO_TYPES.keys():
+        return {}
+    return {column: _CBIO_TYPES[t] for column, t in zip(layout.header, types, strict=True)}
+
+
+def _attributes(frame: pl.DataFrame, layout: TableLayout, *, id_column: str, exclude: list[str],
+                issues: IssueLog) -> pl.DataFrame:
+    """Long form of the non-identifier columns, missing values left out, with each attribute's value type.
+
+    A cBioPortal-declared type is kept unless a value contradicts it (a warning, then 'string'); otherwise the
+    type is inferred: 'number' when every value parses as a number, 'boolean' when all are true/false.
+    """
+    if "" in layout.header and "" not in exclude:
+        issues.info("unnamed_column", "a column without a name (R row names?) is not kept as an attribute",
+                    file=layout.display_name, line=layout.header_line, column="")
+    names = [c for c in layout.header if c not in exclude and c in frame.columns and c not in ("", "line")]
+    long = frame.unpivot(index=[id_column, "line"], on=names, variable_name="attribute", value_name="value")
+    long = long.with_columns(pl.col("value").cast(pl.String).str.strip_chars()).filter(
+        pl.col("value").is_not_null() & ~pl.col("value").str.to_lowercase().is_in(_MISSING))
+    is_number = pl.col("value").str.replace(r"^[<>]=?", "").cast(pl.Float64, strict=False).is_not_null()
+    is_boolean = pl.col("value").str.to_lowercase().is_in(["true", "false"])
+    checks = long.group_by("attribute", maintain_order=True).agg(
+        number=is_number.all(), boolean=is_boolean.all(),
+        bad_number=pl.col("line").filter(~is_number).first(),
+        bad_boolean=pl.col("line").filter(~is_boolean).first(),
+    )
+    declared = _declared_types(layout)
+    types: dict[str, str] = {}
+    for row in checks.iter_rows(named=True):
+        inferred = "number" if row["number"] else "boolean" if row["boolean"] else "string"
+        wanted = declared.get(row["attribute"], inferred)
+        if wanted != "string" and not row[wanted]:
+            issues.warning("bad_value", f"attribute {row['attribute']!r} is declared {wanted.upper()} but has "
+                           "other values; kept as string", file=layout.display_name,
+                           line=row[f"bad_{wanted}"], column=row["attribute"])
+            wanted = "string"
+        types[row["attribute"]] = wanted
+    return long.select(
+        id_column, "attribute", "value",
+        pl.col("attribute").replace_strict(types, default="string", return_dtype=pl.String).alias("value_type"),
+        "line",
+    ).cast({name: dtype for name, dtype in _ATTRIBUTE_SCHEMA.items()})

@@ -1,0 +1,391 @@
+"""Ingest one study folder: discover its layout, parse every assay and harmonise it into table frames.
+
+This is the path a reader follows from raw files to warehouse rows: ``discover_study`` turns either layout
+(``study.yaml`` or a cBioPortal folder) into one :class:`StudyManifest`; ``ingest_study`` reads the sample and
+subject tables, then hands each assay to the reader of its kind (a parser per format, then the shared identity
+step in :mod:`transforms.ingest.harmonise`). Nothing here writes: the result is lazy frames per table plus the issue
+log, and :mod:`warehouse.load` validates and commits them. A file that cannot be read becomes an error issue and
+the other assays are still read, so one run reports every problem of a study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import yaml
+from pydantic import ValidationError
+
+from schemas.manifest import (
+    Assay,
+    PathOutsideStudy,
+    StudyManifest,
+    confine,
+    read_manifest_data,
+    resolve_study_path,
+    study_id_problem,
+    unknown_keys,
+)
+from schemas.tables import polars_schema
+from transforms.ingest import readers
+from transforms.ingest.cbioportal import META_STUDY, is_cbioportal_study, read_cbioportal_study
+from transforms.ingest.genes import GeneReference
+from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
+from transforms.ingest.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
+from transforms.issues import InputError, Issue, IssueLog
+
+MANIFEST_NAME = "study.yaml"
+
+
+@dataclass
+class StudyIngest:
+    """Everything read from one study folder, ready for validation and commit.
+
+    ``tables``: table name -> lazy frames with the table's columns plus routing columns (``problem``,
+    ``problem_code``, ``line``, ``column``, ``raw``, ``file``); rows with a problem go to ``ingest_issues``.
+    ``metadata``: per table, facts for the run's metadata (mapped fraction, samples, rule used, ...).
+    ``valid_id``: the study id, or None when the folder declares none that is valid (an ``invalid_study_id``
+    error is in ``issues``, there are no tables, and :attr:`study_id` raises: nothing may be written under it).
+    """
+
+    valid_id: str | None
+    folder: Path
+    manifest: StudyManifest | None
+    issues: IssueLog
+    fingerprint: str
+    tables: dict[str, list[pl.LazyFrame]] = field(default_factory=dict)
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+    expected_rows: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def study_id(self) -> str:
+        """The validated study id; ValueError for a folder without a valid one (check ``valid_id`` first)."""
+        if self.valid_id is None:
+            raise ValueError(f"{self.folder.name!r} has no valid study id; see its invalid_study_id issue")
+        return self.valid_id
+
+    def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame, *, expected_rows: int | None = None) -> None:
+        """Add rows to a table; ``expected_rows`` (when every part knows it) says how many a clean file gives."""
+        known = self.expected_rows.get(table, 0) if table in self.tables else 0
+        self.expected_rows[table] = None if known is None or expected_rows is None else known + expected_rows
+        self.tables.setdefault(table, []).append(frame.lazy())
+
+
+def is_study_folder(folder: Path) -> bool:
+    """A landing sub-folder is a study when it has a study.yaml or a cBioPortal meta_study.txt."""
+    return (folder / MANIFEST_NAME).is_file() or is_cbioportal_study(folder)
+
+
+def study_fingerprint(folder: Path, *, salt: str = "") -> str:
+    """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
+
+    A link leading out of the folder is hashed by its target's name, never read; an unreadable file by its
+    error (ingest reports it), so fingerprinting never fails and never reads outside the study.
+    """
+    digest = hashlib.blake2b(salt.encode(), digest_size=16)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        try:
+            confine(folder, path)
+        except ValueError:
+            digest.update(b"outside:" + str(path.readlink() if path.is_symlink() else "").encode())
+            continue
+        try:
+            with open(path, "rb") as fh:
+                digest.update(hashlib.file_digest(fh, "blake2b").digest())
+        except OSError as exc:
+            digest.update(f"unreadable:{exc.errno}".encode())
+    return digest.hexdigest()
+
+
+def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
+    """Read a study's manifest from either layout; problems become issues and None is returned.
+
+    Unknown keys are warnings naming the likely intended key (``assay`` -> ``assays``), also when the manifest
+    is invalid because of them; a manifest without assays is a ``no_assays`` warning.
+    """
+    manifest_path = folder / MANIFEST_NAME
+    if manifest_path.exists() and not manifest_path.is_file():
+        issues.error("not_a_study", f"{MANIFEST_NAME} is not a file", file=MANIFEST_NAME)
+        return None
+    if manifest_path.is_file():
+        try:
+            confine(folder, MANIFEST_NAME)
+            data, lines = read_manifest_data(manifest_path)
+        except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable, a link out
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            issues.error("path_outside_study" if isinstance(exc, PathOutsideStudy) else "invalid_manifest",
+                         str(exc), file=MANIFEST_NAME,
+                         line=None if line is None else line + 1)
+            return None
+        typos = unknown_keys(data)
+        for where, guess in typos:
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            issues.warning("unknown_manifest_field", f"unknown key {where.rsplit('.', 1)[-1]!r}{hint}; it was "
+                           "ignored", file=MANIFEST_NAME, line=lines.get(where), column=where)
+        try:
+            manifest = StudyManifest.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"])
+                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}",
+                             file=MANIFEST_NAME, line=_error_line(error["loc"], lines), column=where)
+            return None
+        if not manifest.assays:
+            issues.warning("no_assays", "the study declares no assays: nothing will be loaded into the omics "
+                           "tables (only studies, samples and subjects)", file=MANIFEST_NAME,
+                           line=lines.get("assays"), column="assays")
+        return manifest
+    if is_cbioportal_study(folder):
+        try:
+            return read_cbioportal_study(folder, issues=issues)
+        except InputError as exc:
+            issues.add(exc.issue)
+            return None
+    issues.error("not_a_study", f"{folder.name} has neither {MANIFEST_NAME} nor {META_STUDY}", file=folder.name)
+    return None
+
+
+def _error_line(loc: tuple[int | str, ...], lines: dict[str, int]) -> int | None:
+    """Line of the deepest key of a pydantic error location that the YAML has (the assay for a missing field)."""
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc]
+    for n in range(len(parts), 0, -1):
+        key = "".join(parts[:n]).lstrip(".")
+        if key in lines:
+            return lines[key]
+    return None
+
+
+def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) -> str:
+    """For a missing field, the unknown key beside it that was probably meant for it."""
+    parent = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[:-1]).lstrip(".")
+    prefix = f"{parent}." if parent else ""
+    meant = [where for where, guess in typos if guess == loc[-1] and where.startswith(prefix)
+             and "." not in where[len(prefix):]]
+    return f" (unknown key {meant[0].rsplit('.', 1)[-1]!r} there: did you mean {loc[-1]!r}?)" if meant else ""
+
+
+def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
+    """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
+    issues = IssueLog(folder.name)
+    fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
+    valid_id, id_problem = declared_study_id(folder)
+    found = IssueLog(folder.name)
+    manifest = discover_study(folder, issues=found)
+    if id_problem is not None:  # report the id once, the manifest's other problems too, and read nothing
+        issues.add(id_problem)
+        issues.issues += [i for i in found.issues if i.column not in ("study_id", "cancer_study_identifier")]
+        return StudyIngest(None, folder, None, issues, fingerprint)
+    issues.issues += found.issues
+    assert valid_id is not None  # declared_study_id gives an id or a problem
+    study_id = manifest.study_id if manifest else valid_id
+    issues.study_id = study_id
+    result = StudyIngest(study_id, folder, manifest, issues, fingerprint)
+    if manifest is None:
+        return result
+    sheet, subjects, sample_map = _read_sample_tables(folder, manifest, issues=issues)
+    context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
+                                  samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
+    mapped_samples: list[pl.DataFrame] = []
+    for assay in manifest.assays:
+        try:
+            files = resolve_study_path(folder, assay.path)
+        except ValueError as exc:
+            issues.error("path_outside_study", f"assay {assay.name!r}: {exc}; nothing read", file=MANIFEST_NAME,
+                         column=f"assays.{assay.name}.path")
+            continue
+        if not files or not all(f.is_file() for f in files):
+            issues.error("file_missing", f"assay {assay.name!r}: no file matches {assay.path!r}", file=assay.path)
+            continue
+        try:
+            output = READERS[assay.kind](assay, files, context)
+        except InputError as exc:
+            issues.add(exc.issue)
+            continue
+        except READ_ERRORS as exc:  # a reader path without its own check
+            issues.add(unreadable(assay.path, exc).issue)
+            continue
+        except pl.exceptions.PolarsError as exc:
+            issues.error("unreadable_table", f"cannot parse file: {exc}", file=assay.path)
+            continue
+        for table, frame in output.tables.items():
+            result.add(table, frame, expected_rows=output.expected_rows.get(table))
+        result.add("gene_id_map", output.gene_map)
+        mapped_samples.append(output.samples)
+        for table in output.tables:  # keyed by table, as the assets report it (mutation_status -> its table)
+            result.metadata.setdefault(table, {})[assay.name] = output.metadata
+    _add_study_tables(result, manifest, sheet, subjects, mapped_samples,
+                      reference_tag=str(reference.release.get("source", "")))
+    return result
+
+
+READERS: dict[str, Callable[[Assay, list[Path], readers.AssayContext], readers.AssayOutput]] = {
+    "rna_counts": readers.read_rna,
+    "rna_abundance": readers.read_rna,
+    "variants": readers.read_variants,
+    "mutation_status": readers.read_mutation_matrix,
+    "copy_number": readers.read_copy_number,
+    "protein_abundance": readers.read_proteins,
+}
+"""Assay kind -> reader; a new format is a parser inside a reader, a new kind one entry here."""
+
+
+def _read_sample_tables(folder: Path, manifest: StudyManifest, *, issues: IssueLog
+                        ) -> tuple[SampleSheet | None, SubjectSheet | None, pl.DataFrame | None]:
+    def read(relative: str | None, reader: Callable[..., object]) -> object | None:
+        if relative is None:
+            return None
+        try:
+            (path,) = resolve_study_path(folder, relative)
+            return reader(path, issues=issues, display_name=relative)
+        except InputError as exc:
+            issues.add(exc.issue)
+        except ValueError as exc:
+            issues.error("path_outside_study", f"{exc}; nothing read", file=MANIFEST_NAME)
+        except READ_ERRORS as exc:
+            issues.add(unreadable(relative, exc).issue)
+        return None
+
+    sheet = read(manifest.samples, read_samples)
+    subjects = read(manifest.subjects, read_subjects)
+    sample_map = read(manifest.sample_map, read_sample_map)
+    return sheet, subjects, sample_map  # type: ignore[return-value]
+
+
+def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: SampleSheet | None,
+                      subjects: SubjectSheet | None, mapped: list[pl.DataFrame], *, reference_tag: str) -> None:
+    """studies, subjects, samples and their attributes: from the tables, or from the assays when there are none."""
+    sid = result.study_id
+    if sheet is not None:
+        samples = sheet.samples.select("sample_id", "subject_id")
+    else:
+        found = [m.select("sample_id", "subject_id") for m in mapped if m.height]
+        samples = (pl.concat(found).drop_nulls("sample_id").unique("sample_id", keep="first", maintain_order=True)
+                   if found else pl.DataFrame(schema={"sample_id": pl.String, "subject_id": pl.String}))
+    subject_ids = samples.select("subject_id")
+    if subjects is not None:
+        subject_ids = pl.concat([subjects.subjects.select("subject_id"), subject_ids])
+    lit = pl.lit(sid).alias("study_id")
+    result.add("samples", samples.select(lit, "sample_id", "subject_id"))
+    result.add("subjects", subject_ids.unique(maintain_order=True).select(lit, "subject_id"))
+    if sheet is not None:
+        result.add("sample_attributes", sheet.attributes.select(lit, "sample_id", "attribute", "value",
+                                                                "value_type"))
+    if subjects is not None:
+        result.add("subject_attributes", subjects.attributes.select(lit, "subject_id", "attribute", "value",
+                                                                    "value_type"))
+    study = pl.DataFrame({
+        "study_id": [sid], "name": [manifest.name], "description": [manifest.description],
+        "organism": [manifest.organism], "reference_genome": [manifest.reference_genome],
+        "source_layout": [manifest.source_layout], "content_hash": [result.fingerprint],
+        "gene_reference": [reference_tag], "n_samples": [samples.height],
+        "manifest": [manifest.model_dump_json()], "loaded_at": [datetime.now(UTC)],
+    }, schema=polars_schema("studies"))
+    result.add("studies", study)
+
+
+
+def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:
+    """The study id a folder declares (study.yaml ``study_id`` or cBioPortal ``cancer_study_identifier``),
+    validated by :func:`schemas.manifest.check_study_id`: ``(id, None)`` or ``(None, invalid_study_id issue)``.
+
+    A folder whose manifest declares no id (unreadable, invalid YAML, key absent) keeps its folder name, so its
+    failure still has a partition, but only when that name is a valid id too. An invalid declared id is never
+    replaced by the folder name: the author meant that id. The issue's ``file`` is relative to the folder.
+    """
+    declared, source, line, column = _declared(folder)
+    if declared is not None:
+        problem = study_id_problem(declared)
+        if problem is None:
+            return str(declared), None
+        return None, Issue(source, "invalid_study_id", "error", f"{problem}; the folder is not loaded",
+                           line, column)
+    problem = study_id_problem(folder.name)
+    if problem is None:
+        return folder.name, None
+    return None, Issue(source, "invalid_study_id", "error",
+                       f"no valid {column or 'study_id'} is declared and the folder name cannot stand in: "
+                       f"{problem}; declare one or rename the folder (it is not loaded)", None, column)
+
+
+def _declared(folder: Path) -> tuple[object | None, str, int | None, str]:
+    """(declared id as written or None, file it is in, its line, its key); unreadable manifests declare none."""
+    if (folder / MANIFEST_NAME).is_file():
+        try:
+            confine(folder, MANIFEST_NAME)
+            data, lines = read_manifest_data(folder / MANIFEST_NAME)
+            return data.get("study_id"), MANIFEST_NAME, lines.get("study_id"), "study_id"
+        except (yaml.YAMLError, ValueError, OSError):
+            return None, MANIFEST_NAME, None, "study_id"
+    if not is_cbioportal_study(folder):
+        return None, MANIFEST_NAME, None, "study_id"
+    declared, line, column = None, None, "cancer_study_identifier"
+    try:
+        confine(folder, META_STUDY)
+        for number, text in iter_lines(folder / META_STUDY):
+            key, _, value = text.partition(":")
+            if key.strip() == column and value.strip():
+                declared, line = value.strip(), number
+    except (ValueError, OSError, EOFError, zlib.error):
+        pass
+    return declared, META_STUDY, line, column
+
+
+def study_key(folder: Path) -> str | None:
+    """The validated study id of a folder (see :func:`declared_study_id`); None when it has none."""
+    return declared_study_id(folder)[0]
+
+
+def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
+    """Study id -> folder for every study directly under ``landing`` (or ``landing`` itself), and one error
+    :class:`Issue` per folder that is not loaded.
+
+    ``file`` of an issue is relative to ``landing`` (``a=b/study.yaml``). Codes: ``not_a_study`` (no study.yaml
+    or meta_study.txt, or one that is not a file), ``invalid_study_id`` (see :func:`declared_study_id`),
+    ``duplicate_study_id`` (two folders declare one id: the id is ambiguous, so neither is loaded; one issue per
+    folder, naming all of them). Hidden folders (``.name``) are skipped by design.
+    """
+    itself = is_study_folder(landing) or (landing / MANIFEST_NAME).exists()
+    folders = [landing] if itself else sorted(
+        p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
+    issues: list[Issue] = []
+    by_id: dict[str, list[Path]] = {}
+    for folder in folders:
+        prefix = "" if folder == landing else f"{folder.name}/"
+        bad = [n for n in (MANIFEST_NAME, META_STUDY) if (folder / n).exists() and not (folder / n).is_file()]
+        if bad and not is_study_folder(folder):
+            issues.append(Issue(prefix + bad[0], "not_a_study", "error",
+                                f"{bad[0]} is a directory, not a file; the folder is not loaded"))
+            continue
+        if not is_study_folder(folder):
+            issues.append(Issue(prefix.rstrip("/") or ".", "not_a_study", "error",
+                                f"folder has neither {MANIFEST_NAME} nor {META_STUDY}; not loaded"))
+            continue
+        sid, problem = declared_study_id(folder)
+        if problem is not None:
+            issues.append(replace(problem, file=prefix + problem.file))
+            continue
+        assert sid is not None
+        by_id.setdefault(sid, []).append(folder)
+    found: dict[str, Path] = {}
+    for sid, same in by_id.items():
+        if len(same) == 1:
+            found[sid] = same[0]
+            continue
+        names = ", ".join(repr(f.name) for f in same)
+        for folder in same:
+            _, source, line, column = _declared(folder)
+            issues.append(Issue(f"{folder.name}/{source}", "duplicate_study_id", "error",
+                                f"study id {sid!r} is declared by folders {names}: the id is ambiguous, so none "
+                                "of them is loaded; give each study its own id", line, column))
+    return found, issues
+
+
+def find_studies(landing: Path) -> dict[str, Path]:
+    """Study id -> folder of every valid, unambiguous study under ``landing``; problems: :func:`scan_landing`."""
+    return scan_landing(landing)[0]

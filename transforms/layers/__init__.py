@@ -1,0 +1,1 @@
+"""Omics layers beyond RNA: variants and mutation status, copy number, protein abundance."""

@@ -1,0 +1,1 @@
+"""What people look at: plots for Dagster metadata and study reports."""
