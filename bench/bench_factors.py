@@ -37,14 +37,14 @@ PEERS = ["ours", "numpy_mor", "pydeseq2", "conorm"]
 
 
 def _ours(counts: np.ndarray) -> dict[str, np.ndarray | float]:
-    from transforms.expression import normalise as nm
+    from transforms.expression import normalise
 
     t0 = time.perf_counter()
-    lib = nm.library_sizes(counts)
+    lib = normalise.library_sizes(counts)
     t1, c1 = time.perf_counter(), _cpu_seconds()
-    tmm = nm.tmm_factors(counts, library_size=lib)
+    tmm = normalise.tmm_factors(counts, library_size=lib)
     t2, c2 = time.perf_counter(), _cpu_seconds()
-    sf = nm.size_factors(counts)
+    sf = normalise.size_factors(counts)
     t3, c3 = time.perf_counter(), _cpu_seconds()
     return {
         "library_size": lib,
@@ -116,7 +116,7 @@ def run_worker(name: str, npy: Path, out: Path) -> None:
 
 def run_blockwise(path: Path, block: int) -> None:
     """log2 CPM (TMM), z-scores and VST of a samples-major study, ``block`` samples at a time."""
-    from transforms.expression import normalise as nm
+    from transforms.expression import normalise
 
     with path.open("rb") as fh:
         np.lib.format.read_magic(fh)
@@ -132,31 +132,31 @@ def run_blockwise(path: Path, block: int) -> None:
     # pass 1: library sizes, expressed rows, sqrt sums, log geometric means
     lib, sqrt_sums, expressed, log_sum = [], [], np.zeros(genes, dtype=bool), np.zeros(genes)
     for b in blocks():
-        lib.append(nm.library_sizes(b))
+        lib.append(normalise.library_sizes(b))
         sqrt_sums.append(np.sqrt(b).sum(axis=0))
         expressed |= (b > 0).any(axis=1)
-        log_sum += nm.fit_log_geomeans([b]) * b.shape[1]
+        log_sum += normalise.fit_log_geomeans([b]) * b.shape[1]
     lib_all, log_geomeans = np.concatenate(lib), log_sum / samples
     # pass 2: upper quartiles -> TMM reference
     f75 = np.concatenate(
-        [nm.upper_quartiles(b, library_size=s, expressed=expressed) for b, s in zip(blocks(), lib, strict=True)]
+        [normalise.upper_quartiles(b, library_size=s, expressed=expressed) for b, s in zip(blocks(), lib, strict=True)]
     )
-    ref = nm.tmm_reference(f75, sqrt_sums=np.concatenate(sqrt_sums))
+    ref = normalise.tmm_reference(f75, sqrt_sums=np.concatenate(sqrt_sums))
     ref_counts = read_sample_block(path, ref, ref + 1)[:, 0]
     times["fit_pass_1_2"] = time.perf_counter() - t
     t = time.perf_counter()
     # pass 3: TMM and size factors per block, base means for the VST gene choice
     tmm, sf, normed_sum = [], [], np.zeros(genes)
     for b, s in zip(blocks(), lib, strict=True):
-        tmm.append(nm.tmm_factors_against(b, ref_counts, library_size=s, reference_library_size=lib_all[ref]))
-        f = nm.size_factors_from_reference(b, log_geomeans)
+        tmm.append(normalise.tmm_factors_against(b, ref_counts, library_size=s, reference_library_size=lib_all[ref]))
+        f = normalise.size_factors_from_reference(b, log_geomeans)
         sf.append(f)
         normed_sum += (b / f).sum(axis=1)
-    tmm_all, sf_all = nm.geometric_mean_scaled(np.concatenate(tmm)), np.concatenate(sf)
+    tmm_all, sf_all = normalise.geometric_mean_scaled(np.concatenate(tmm)), np.concatenate(sf)
     times["factors_pass_3"] = time.perf_counter() - t
     t = time.perf_counter()
-    rows = nm.vst_genes(normed_sum / samples)
-    trend = nm.fit_vst_trend(np.hstack([b[rows] for b in blocks()]), size_factors=sf_all)
+    rows = normalise.vst_genes(normed_sum / samples)
+    trend = normalise.fit_vst_trend(np.hstack([b[rows] for b in blocks()]), size_factors=sf_all)
     times["vst_trend_fit"] = time.perf_counter() - t
     t = time.perf_counter()
     mean_lib = float(np.mean(lib_all * tmm_all))
@@ -164,18 +164,19 @@ def run_blockwise(path: Path, block: int) -> None:
 
     def log_cpm_blocks():
         for b, (s, e) in zip(blocks(), bounds, strict=True):
-            yield nm.log2_cpm(b, library_size=lib_all[s:e], norm_factors=tmm_all[s:e], mean_library_size=mean_lib)
+            yield normalise.log2_cpm(b, library_size=lib_all[s:e], norm_factors=tmm_all[s:e],
+                                     mean_library_size=mean_lib)
 
-    moments = nm.row_moments(log_cpm_blocks())
+    moments = normalise.row_moments(log_cpm_blocks())
     times["log2cpm_moments_pass_4"] = time.perf_counter() - t
     t = time.perf_counter()
     checksum = 0.0
     for b, (s, e) in zip(blocks(), bounds, strict=True):
-        z = nm.zscore_rows(
-            nm.log2_cpm(b, library_size=lib_all[s:e], norm_factors=tmm_all[s:e], mean_library_size=mean_lib),
+        z = normalise.zscore_rows(
+            normalise.log2_cpm(b, library_size=lib_all[s:e], norm_factors=tmm_all[s:e], mean_library_size=mean_lib),
             moments=moments,
         )
-        v = nm.vst_transform(b, size_factors=sf_all[s:e], trend=trend)
+        v = normalise.vst_transform(b, size_factors=sf_all[s:e], trend=trend)
         checksum += float(np.nansum(z[:10]) + v[:10].sum())
     times["log2cpm_zscore_vst_pass_5"] = time.perf_counter() - t
     times["maxrss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -8,7 +8,7 @@ less than wall time):
   (in-process Dagster run of every study asset: reference tables, parse, harmonise, quarantine, pandera checks,
   Delta commits, then the normalise assets (sample factors, normalised expression, VST) and the catalog);
   ``t_study`` is the study's own time as the CLI prints it; skipped above ``--cli-max-samples``;
-- ``omicsdw``: ``ingest_study`` + ``load_study`` called directly, i.e. the same work without Dagster start-up,
+- ``omicsdw``: ``read_study`` + ``load_study`` called directly, i.e. the same work without Dagster start-up,
   the reference tables and the catalog;
 - ``polars``: ``scan_csv -> unpivot -> sink_parquet``, the baseline of the goal in ``PERFORMANCE.md``;
 - ``pandas``: ``read_csv -> melt -> to_parquet``, skipped above ``--pandas-max-samples`` (its memory grows with
@@ -118,14 +118,14 @@ def _pandas(tsv: Path, out: Path) -> dict[str, object]:
 
 def _omicsdw(study: Path, warehouse: Path) -> dict[str, object]:
     from transforms.ingest.genes import GeneReference
-    from transforms.ingest.study import ingest_study
+    from transforms.ingest.study import read_study
     from warehouse.lake import Lake
     from warehouse.load import load_study
 
     t0 = time.perf_counter()
     reference = GeneReference.load()
     t1 = time.perf_counter()
-    ingest = ingest_study(study, reference=reference)
+    ingest = read_study(study, reference=reference)
     t2 = time.perf_counter()
     load = load_study(Lake(warehouse / "lake"), ingest)
     t3 = time.perf_counter()

@@ -13,18 +13,12 @@ from typing import Literal
 
 import polars as pl
 
+from schemas.tables import polars_schema
+
 Severity = Literal["error", "warning", "info"]
 
-ISSUE_SCHEMA = pl.Schema({
-    "study_id": pl.String,
-    "file": pl.String,
-    "line": pl.Int64,
-    "column": pl.String,
-    "code": pl.String,
-    "severity": pl.String,
-    "message": pl.String,
-    "record": pl.String,
-})
+ISSUE_SCHEMA = polars_schema("ingest_issues")
+"""Columns of ``ingest_issues``, from its one contract in :mod:`schemas.tables`."""
 
 
 MAX_RECORD_CHARS = 2000

@@ -115,7 +115,7 @@ def _validate(args: argparse.Namespace) -> int:
     import polars as pl
 
     from transforms.ingest.genes import GeneReference
-    from transforms.ingest.study import ingest_study
+    from transforms.ingest.study import read_study
     from warehouse.load import study_issues
     from warehouse.summary import format_issue
 
@@ -130,7 +130,7 @@ def _validate(args: argparse.Namespace) -> int:
     reference = GeneReference.load()
     report, n_errors = [], len(problems)
     for sid, folder in studies.items():
-        issues = study_issues(ingest_study(folder, reference=reference))
+        issues = study_issues(read_study(folder, reference=reference))
         if not args.all:
             issues = issues.filter(pl.col("severity") != "info")
         errors = issues.filter(pl.col("severity") == "error").height

@@ -11,7 +11,7 @@ from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import INGEST_TABLES
 from transforms.ingest.genes import GeneReference
-from transforms.ingest.study import ingest_study
+from transforms.ingest.study import read_study
 from warehouse.commit import Commit
 from warehouse.load import DATA_TABLES, load_study
 from warehouse.reference import ensure_gene_reference
@@ -30,7 +30,7 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     folder = warehouse.study_folder(context.partition_key)
     with warehouse.study_session(context.partition_key) as lake:
         reference_written = ensure_gene_reference(lake)
-        ingest = ingest_study(folder, reference=GeneReference.load(), code_version=code_fingerprint())
+        ingest = read_study(folder, reference=GeneReference.load(), code_version=code_fingerprint())
         load = load_study(lake, ingest)
     if not load.ok:
         warehouse.refresh_catalog()  # the failed run's ingest_issues are visible at once

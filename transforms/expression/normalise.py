@@ -459,32 +459,35 @@ class RowMoments(NamedTuple):
 
 
 def row_moments(blocks: Iterable[np.ndarray], *, ddof: int = 1) -> RowMoments:
-    """Per-row mean and standard deviation over all columns of all ``blocks`` (Chan's pairwise update).
+    """Per-row mean and standard deviation over the non-missing values of all ``blocks`` (Chan's pairwise update,
+    counted per row).
 
     Feed only the reference columns (for example the normal samples) of each block to get a reference population.
+    Rows with at most ``ddof`` values have a NaN SD (and so NaN z-scores).
     """
-    n = 0
-    mean: np.ndarray | None = None
-    m2: np.ndarray | None = None
+    n: np.ndarray | None = None
+    mean = m2 = np.zeros(0)
     for block in blocks:
         block = np.asarray(block, dtype=np.float64)
-        k = block.shape[1]
-        if k == 0:
+        present = ~np.isnan(block)
+        k = present.sum(axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b_mean = np.where(k > 0, np.nansum(block, axis=1) / k, 0.0)
+        b_m2 = np.nansum((block - b_mean[:, None]) ** 2, axis=1)
+        if n is None:
+            n, mean, m2 = k, b_mean, b_m2
             continue
-        b_mean = block.mean(axis=1)
-        b_m2 = ((block - b_mean[:, None]) ** 2).sum(axis=1)
-        if mean is None or m2 is None:
-            mean, m2 = b_mean, b_m2
-        else:
+        total = n + k
+        with np.errstate(invalid="ignore", divide="ignore"):
             delta = b_mean - mean
-            mean = mean + delta * (k / (n + k))
-            m2 = m2 + b_m2 + delta**2 * (n * k / (n + k))
-        n += k
-    if mean is None or m2 is None:
+            mean = np.where(total > 0, mean + delta * np.where(total > 0, k / total, 0), 0.0)
+            m2 = m2 + b_m2 + np.where(total > 0, delta**2 * n * k / total, 0.0)
+        n = total
+    if n is None:
         raise ValueError("No reference columns were given to compute row moments.")
     with np.errstate(invalid="ignore", divide="ignore"):
-        sd = np.sqrt(m2 / (n - ddof)) if n > ddof else np.full_like(mean, np.nan)
-    return RowMoments(mean, sd)
+        sd = np.where(n > ddof, np.sqrt(m2 / (n - ddof)), np.nan)
+    return RowMoments(np.where(n > 0, mean, np.nan), sd)
 
 
 def zscore_rows(

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from schemas.manifest import Contrast, ZscoreReference
-from transforms.expression import normalise as nm
+from transforms.expression import normalise
 from transforms.expression.differential import DEResult, DesignError, check_design, differential_expression
 
 DEFAULT_WIDTH = 2000
@@ -136,7 +136,7 @@ class CountModel:
     tmm_factor: np.ndarray
     size_factor: np.ndarray
     mean_library_size: float
-    moments: nm.RowMoments
+    moments: normalise.RowMoments
     rounded: bool
     n_features: int
 
@@ -187,17 +187,17 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     else:
         f75 = np.zeros(n_cols)
         for cols, part in blocks():
-            f75[cols] = nm.upper_quartiles(part, library_size=library_size[cols], expressed=expressed)
-        ref = columns[nm.tmm_reference(f75[columns], sqrt_sums=sqrt_sums[columns])]
+            f75[cols] = normalise.upper_quartiles(part, library_size=library_size[cols], expressed=expressed)
+        ref = columns[normalise.tmm_reference(f75[columns], sqrt_sums=sqrt_sums[columns])]
         ref_counts = _take(values, rows, np.array([ref]))[:, 0]
         for cols, part in blocks():
-            tmm[cols] = nm.tmm_factors_against(part, ref_counts, library_size=library_size[cols],
+            tmm[cols] = normalise.tmm_factors_against(part, ref_counts, library_size=library_size[cols],
                                                reference_library_size=library_size[ref])
-        tmm[columns] = nm.geometric_mean_scaled(tmm[columns])
-    log_geomeans = nm.fit_log_geomeans(part for _, part in blocks(rint=True))
+        tmm[columns] = normalise.geometric_mean_scaled(tmm[columns])
+    log_geomeans = normalise.fit_log_geomeans(part for _, part in blocks(rint=True))
     size_factor = np.full(n_cols, np.nan)
     for cols, part in blocks(rint=True):
-        size_factor[cols] = nm.size_factors_from_reference(part, log_geomeans)
+        size_factor[cols] = normalise.size_factors_from_reference(part, log_geomeans)
     mean_library_size = float(np.mean(library_size[columns] * tmm[columns]))
     in_reference = np.ones(n_cols, dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
     if not in_reference[columns].any():
@@ -206,10 +206,10 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     def log_blocks() -> Iterator[np.ndarray]:
         for cols, part in blocks():
             keep = in_reference[cols]
-            yield nm.log2_cpm(part[:, keep], library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
+            yield normalise.log2_cpm(part[:, keep], library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
                               mean_library_size=mean_library_size)
 
-    moments = nm.row_moments(log_blocks())
+    moments = normalise.row_moments(log_blocks())
     return CountModel(rows, columns, library_size, tmm, size_factor, mean_library_size, moments, rounded, n_rows)
 
 
@@ -255,16 +255,16 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
     lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
     for cols in _column_blocks(model.columns, width):
         part = _take(block.values, model.rows, cols)
-        log2 = nm.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
+        log2 = normalise.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
                            mean_library_size=model.mean_library_size)
         arrays = {
-            "cpm": nm.cpm(part, library_size=lib[cols]),
+            "cpm": normalise.cpm(part, library_size=lib[cols]),
             "log2_cpm": log2,
-            "tmm_cpm": nm.cpm(part, library_size=lib[cols] * tmm[cols]),
+            "tmm_cpm": normalise.cpm(part, library_size=lib[cols] * tmm[cols]),
             "mor": part / sf[cols],
             "log2_value": log2,
-            "zscore": nm.zscore_rows(log2, moments=model.moments),
-            "tpm": (nm.tpm(part, lengths=_take(block.lengths, model.rows, cols)) if block.lengths is not None
+            "zscore": normalise.zscore_rows(log2, moments=model.moments),
+            "tpm": (normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols)) if block.lengths is not None
                     else np.full(part.shape, np.nan)),
         }
         for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows):
@@ -272,7 +272,7 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
 
 
 def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH
-            ) -> tuple[nm.DispersionTrend, str]:
+            ) -> tuple[normalise.DispersionTrend, str]:
     """DESeq2's blind VST dispersion trend, and how it was fitted.
 
     As ``vst(dds, blind=TRUE)``: on ``nsub`` genes spread over the base-mean ranks; when fewer than ``nsub``
@@ -286,54 +286,24 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
     base_mean = normalised_sum / model.columns.size
     sf = model.size_factor[model.columns]
     if np.count_nonzero(base_mean > 5) >= nsub:
-        genes = nm.vst_genes(base_mean, nsub=nsub)
+        genes = normalise.vst_genes(base_mean, nsub=nsub)
         rows = genes if model.rows is None else model.rows[genes]
         counts = np.rint(_take(block.values, rows, model.columns))
-        return nm.fit_vst_trend(counts, size_factors=sf), f"vst(blind=TRUE, nsub={nsub})"
+        return normalise.fit_vst_trend(counts, size_factors=sf), f"vst(blind=TRUE, nsub={nsub})"
     counts = np.rint(_take(block.values, model.rows, model.columns))
-    return nm.fit_vst_trend(counts, size_factors=sf), "varianceStabilizingTransformation(blind=TRUE)"
+    return normalise.fit_vst_trend(counts, size_factors=sf), "varianceStabilizingTransformation(blind=TRUE)"
 
 
-def vst_rows(block: DenseBlock, model: CountModel, trend: nm.DispersionTrend, *, width: int = DEFAULT_WIDTH,
+def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
              frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts."""
     for cols in _column_blocks(model.columns, width):
         part = np.rint(_take(block.values, model.rows, cols))
-        arrays = {"vst": nm.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
+        arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
         yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows)
 
 
 # --------------------------------------------------------------------------------------------------- abundance
-
-
-def nan_row_moments(blocks: Iterator[np.ndarray] | Sequence[np.ndarray], *, ddof: int = 1) -> nm.RowMoments:
-    """Per-row mean and SD over the non-missing values of all ``blocks`` (Chan's update, counts per row).
-
-    Rows with at most ``ddof`` values have a NaN SD (and so NaN z-scores).
-    """
-    n: np.ndarray | None = None
-    mean = m2 = np.zeros(0)
-    for block in blocks:
-        block = np.asarray(block, dtype=np.float64)
-        present = ~np.isnan(block)
-        k = present.sum(axis=1).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b_mean = np.where(k > 0, np.nansum(block, axis=1) / k, 0.0)
-        b_m2 = np.nansum((block - b_mean[:, None]) ** 2, axis=1)
-        if n is None:
-            n, mean, m2 = k, b_mean, b_m2
-            continue
-        total = n + k
-        with np.errstate(invalid="ignore", divide="ignore"):
-            delta = b_mean - mean
-            mean = np.where(total > 0, mean + delta * np.where(total > 0, k / total, 0), 0.0)
-            m2 = m2 + b_m2 + np.where(total > 0, delta**2 * n * k / total, 0.0)
-        n = total
-    if n is None:
-        raise ValueError("No reference columns were given to compute row moments.")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sd = np.where(n > ddof, np.sqrt(m2 / (n - ddof)), np.nan)
-    return nm.RowMoments(np.where(n > 0, mean, np.nan), sd)
 
 
 def _log2_plus_one(values: np.ndarray) -> np.ndarray:
@@ -355,12 +325,12 @@ def normalised_abundance_rows(block: DenseBlock, *, measure: str, reference: np.
     in_reference = np.ones(n_cols, dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
     if not in_reference.any():
         raise ValueError("no sample of the assay is in the z-score reference population")
-    moments = nan_row_moments(to_log2(_take(block.values, None, cols))[:, in_reference[cols]]
+    moments = normalise.row_moments(to_log2(_take(block.values, None, cols))[:, in_reference[cols]]
                               for cols in _column_blocks(columns, width))
     for cols in _column_blocks(columns, width):
         part = _take(block.values, None, cols)
         log2 = to_log2(part)
-        arrays = {"log2_value": log2, "zscore": nm.zscore_rows(log2, moments=moments)}
+        arrays = {"log2_value": log2, "zscore": normalise.zscore_rows(log2, moments=moments)}
         if measure.lower() == "tpm":
             arrays["tpm"] = part
         for frame in _long_frames(block, None, cols, arrays, frame_rows=frame_rows):

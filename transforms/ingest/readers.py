@@ -32,7 +32,7 @@ from transforms.ingest.samples import map_sample_columns
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.copy_number import build_mismatch_message, canonical_build, segments_to_genes
 from transforms.layers.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
-from transforms.layers.variants import mutation_status_from_matrix, mutation_status_from_variants
+from transforms.layers.variants import NON_SILENT_RULE, mutation_status_from_matrix, mutation_status_from_variants
 
 CBIOPORTAL_IDS = ("Hugo_Symbol", "Entrez_Gene_Id")
 CBIOPORTAL_ANNOTATIONS = ("Cytoband", "Entrez_Gene_Id")
@@ -228,7 +228,8 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         file=parsed[0][0])
     metadata = {"variants": good.height, "samples": int(good["column"].n_unique()),
                 "mapped_fraction": _mapped_fraction(gene_map),
-                "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", ""))}
+                "consequence_rule": str(parsed[0][1].metadata.get("consequence_rule", "")),
+                "mutated_rule": NON_SILENT_RULE}
     return AssayOutput({"variants": variants.lazy(), "gene_mutation_status": status}, gene_map, mapping, metadata)
 
 

@@ -1,7 +1,7 @@
 """Ingest one study folder: discover its layout, parse every assay and harmonise it into table frames.
 
 This is the path a reader follows from raw files to warehouse rows: ``discover_study`` turns either layout
-(``study.yaml`` or a cBioPortal folder) into one :class:`StudyManifest`; ``ingest_study`` reads the sample and
+(``study.yaml`` or a cBioPortal folder) into one :class:`StudyManifest`; ``read_study`` reads the sample and
 subject tables, then hands each assay to the reader of its kind (a parser per format, then the shared identity
 step in :mod:`transforms.ingest.harmonise`). Nothing here writes: the result is lazy frames per table plus the issue
 log, and :mod:`warehouse.load` validates and commits them. A file that cannot be read becomes an error issue and
@@ -170,7 +170,7 @@ def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) 
     return f" (unknown key {meant[0].rsplit('.', 1)[-1]!r} there: did you mean {loc[-1]!r}?)" if meant else ""
 
 
-def ingest_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
+def read_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
     issues = IssueLog(folder.name)
     fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")

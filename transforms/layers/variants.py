@@ -110,8 +110,6 @@ CONSEQUENCE_RULE = (
     "first listed; consequence = the most severe term of the chosen annotation"
 )
 
-VARIANT_CLASSES = ("SNV", "insertion", "deletion", "MNV", "complex")
-
 
 def variant_class(ref: pl.Expr, alt: pl.Expr) -> pl.Expr:
     """SNV / insertion / deletion / MNV / complex from REF and ALT, the same for MAF and VCF alleles.

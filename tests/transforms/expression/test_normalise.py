@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from scipy.stats import rankdata
 
-from transforms.expression import normalise as nm
+from transforms.expression import normalise
 
 R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
 
@@ -62,55 +62,55 @@ def test_library_sizes_tmm_factors_size_factors_match_r(shared_data: Path, datas
     # made by make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors (round() for geuvadis)
     ref = pl.read_csv(R_REFERENCE / f"{dataset}_sample_factors.tsv", separator="\t")
     assert ref["sample_id"].to_list() == samples
-    np.testing.assert_allclose(nm.library_sizes(counts), ref["library_size"].to_numpy(), rtol=1e-12)
-    np.testing.assert_allclose(nm.tmm_factors(counts), ref["tmm_factor"].to_numpy(), rtol=1e-6)
-    np.testing.assert_allclose(nm.size_factors(np.round(counts)), ref["size_factor"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(normalise.library_sizes(counts), ref["library_size"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(normalise.tmm_factors(counts), ref["tmm_factor"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(normalise.size_factors(np.round(counts)), ref["size_factor"].to_numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dataset", ["pasilla", "airway"])
 def test_log2_cpm_matches_edger(shared_data: Path, dataset: str) -> None:
     genes, samples, counts = LOADERS[dataset](shared_data)
     expected = _r_wide(f"{dataset}_log2cpm.tsv", "log2_cpm", genes, samples)
-    lib = nm.library_sizes(counts)
-    got = nm.log2_cpm(counts, library_size=lib, norm_factors=nm.tmm_factors(counts))
+    lib = normalise.library_sizes(counts)
+    got = normalise.log2_cpm(counts, library_size=lib, norm_factors=normalise.tmm_factors(counts))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
 def test_vst_matches_deseq2(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     genes, samples, counts = pasilla
-    sf = nm.size_factors(counts)
+    sf = normalise.size_factors(counts)
     # measured: max |ours - R| = 4.4e-15 for vst (1000-gene trend), 2.2e-10 for the all-gene trend
     expected = _r_wide("pasilla_vst.tsv", "vst", genes, samples)
-    np.testing.assert_allclose(nm.vst(counts, size_factors=sf), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(normalise.vst(counts, size_factors=sf), expected, rtol=0, atol=1e-9)
     expected_full = _r_wide("pasilla_vst.tsv", "vst_full", genes, samples)
-    np.testing.assert_allclose(nm.vst(counts, size_factors=sf, nsub=None), expected_full, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(normalise.vst(counts, size_factors=sf, nsub=None), expected_full, rtol=0, atol=1e-8)
 
 
 def test_size_factors_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     _genes, _samples, counts = pasilla
-    log_geomeans = nm.fit_log_geomeans(_blocks(counts))
-    blockwise = np.concatenate([nm.size_factors_from_reference(b, log_geomeans) for b in _blocks(counts)])
-    np.testing.assert_allclose(blockwise, nm.size_factors(counts), rtol=1e-12)
+    log_geomeans = normalise.fit_log_geomeans(_blocks(counts))
+    blockwise = np.concatenate([normalise.size_factors_from_reference(b, log_geomeans) for b in _blocks(counts)])
+    np.testing.assert_allclose(blockwise, normalise.size_factors(counts), rtol=1e-12)
 
 
 def test_tmm_factors_against_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     _genes, _samples, counts = pasilla
     blocks = _blocks(counts)
-    lib = [nm.library_sizes(b) for b in blocks]
+    lib = [normalise.library_sizes(b) for b in blocks]
     expressed = np.logical_or.reduce([(b > 0).any(axis=1) for b in blocks])
     f75 = np.concatenate(
-        [nm.upper_quartiles(b, library_size=s, expressed=expressed) for b, s in zip(blocks, lib, strict=True)]
+        [normalise.upper_quartiles(b, library_size=s, expressed=expressed) for b, s in zip(blocks, lib, strict=True)]
     )
     sqrt_sums = np.concatenate([np.sqrt(b).sum(axis=0) for b in blocks])
-    ref = nm.tmm_reference(f75, sqrt_sums=sqrt_sums)
+    ref = normalise.tmm_reference(f75, sqrt_sums=sqrt_sums)
     all_lib = np.concatenate(lib)
     raw = np.concatenate(
         [
-            nm.tmm_factors_against(b, counts[:, ref], library_size=s, reference_library_size=all_lib[ref])
+            normalise.tmm_factors_against(b, counts[:, ref], library_size=s, reference_library_size=all_lib[ref])
             for b, s in zip(blocks, lib, strict=True)
         ]
     )
-    np.testing.assert_allclose(nm.geometric_mean_scaled(raw), nm.tmm_factors(counts), rtol=1e-12)
+    np.testing.assert_allclose(normalise.geometric_mean_scaled(raw), normalise.tmm_factors(counts), rtol=1e-12)
 
 
 def _tmm_pair(
@@ -139,7 +139,7 @@ def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float) 
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 12)).astype(np.float64)
     lib = counts.sum(axis=0)
     expected = [_tmm_pair(counts[:, j], counts[:, 3], lib[j], lib[3], trim, sum_trim) for j in range(12)]
-    got = nm.tmm_factors_against(
+    got = normalise.tmm_factors_against(
         counts, counts[:, 3], library_size=lib, reference_library_size=lib[3], logratio_trim=trim, sum_trim=sum_trim
     )
     np.testing.assert_allclose(got, expected, rtol=1e-12)
@@ -155,7 +155,8 @@ def test_tmm_factors_against_a_cutoff_equal_rank_loop() -> None:
     cutoff = -9.0
     assert ((a > -np.inf) & (a <= cutoff)).any() and (a > cutoff).any()
     expected = [_tmm_pair(counts[:, j], counts[:, 0], lib[j], lib[0], 0.3, 0.05, cutoff) for j in range(6)]
-    got = nm.tmm_factors_against(counts, counts[:, 0], library_size=lib, reference_library_size=lib[0], a_cutoff=cutoff)
+    got = normalise.tmm_factors_against(counts, counts[:, 0], library_size=lib, reference_library_size=lib[0],
+                                        a_cutoff=cutoff)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
@@ -178,7 +179,7 @@ def test_tmm_factors_against_unweighted_equal_rank_loop() -> None:
         lo_s = np.floor(n * 0.05) + 1
         keep = (ra >= lo) & (ra <= n + 1 - lo) & (rs >= lo_s) & (rs <= n + 1 - lo_s)
         expected.append(1.0 if j == 2 else 2 ** np.mean(log_r[keep]))
-    got = nm.tmm_factors_against(
+    got = normalise.tmm_factors_against(
         counts, counts[:, 2], library_size=lib, reference_library_size=lib[2], do_weighting=False
     )
     np.testing.assert_allclose(got, expected, rtol=1e-12)
@@ -187,18 +188,19 @@ def test_tmm_factors_against_unweighted_equal_rank_loop() -> None:
 def test_upper_quartiles_drop_all_zero_rows() -> None:
     counts = np.array([[0, 0], [1, 4], [2, 0], [3, 8], [4, 2], [0, 0]], dtype=np.float64)
     # R: quantile(c(1,2,3,4), 0.75) = 3.25 and quantile(c(4,0,8,2), 0.75) = 5, over library sizes 10 and 14
-    got = nm.upper_quartiles(counts, library_size=np.array([10.0, 14.0]))
+    got = normalise.upper_quartiles(counts, library_size=np.array([10.0, 14.0]))
     np.testing.assert_allclose(got, [3.25 / 10, 5 / 14], rtol=1e-15)
 
 
 def test_log2_cpm_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     _genes, _samples, counts = pasilla
-    lib, tmm = nm.library_sizes(counts), nm.tmm_factors(counts)
-    whole = nm.log2_cpm(counts, library_size=lib, norm_factors=tmm)
+    lib, tmm = normalise.library_sizes(counts), normalise.tmm_factors(counts)
+    whole = normalise.log2_cpm(counts, library_size=lib, norm_factors=tmm)
     cols = np.array_split(np.arange(counts.shape[1]), 3)
     mean_lib = float(np.mean(lib * tmm))
     blockwise = np.hstack(
-        [nm.log2_cpm(counts[:, c], library_size=lib[c], norm_factors=tmm[c], mean_library_size=mean_lib) for c in cols]
+        [normalise.log2_cpm(counts[:, c], library_size=lib[c], norm_factors=tmm[c], mean_library_size=mean_lib)
+         for c in cols]
     )
     np.testing.assert_allclose(blockwise, whole, rtol=0, atol=1e-12)
 
@@ -208,17 +210,17 @@ def test_log2_cpm_hand_calculation() -> None:
     # libs 30 and 100, mean 65: priors 2*30/65 and 2*100/65; log2((y + p) / (lib + 2p) * 1e6)
     p = np.array([60 / 65, 200 / 65])
     expected = np.log2((counts + p) / (np.array([30.0, 100.0]) + 2 * p) * 1e6)
-    np.testing.assert_allclose(nm.log2_cpm(counts, library_size=np.array([30.0, 100.0])), expected, rtol=1e-14)
+    np.testing.assert_allclose(normalise.log2_cpm(counts, library_size=np.array([30.0, 100.0])), expected, rtol=1e-14)
 
 
 def test_cpm_hand_calculation() -> None:
     counts = np.array([[1.0, 0.0], [3.0, 5.0]])
-    np.testing.assert_allclose(nm.cpm(counts, library_size=np.array([4.0, 5.0])), [[250000, 0], [750000, 1e6]])
+    np.testing.assert_allclose(normalise.cpm(counts, library_size=np.array([4.0, 5.0])), [[250000, 0], [750000, 1e6]])
 
 
 def test_tpm_unknown_length_rows_are_nan() -> None:
     counts = np.array([[10.0, 0.0], [20.0, 6.0], [5.0, 5.0]])
-    got = nm.tpm(counts, lengths=np.array([1000.0, 2000.0, np.nan]))
+    got = normalise.tpm(counts, lengths=np.array([1000.0, 2000.0, np.nan]))
     # rates per bp: sample 1: 0.01 and 0.01 -> 500,000 each; sample 2: 0 and 0.003 -> 0 and 1e6
     np.testing.assert_allclose(got[:2], [[5e5, 0.0], [5e5, 1e6]])
     assert np.isnan(got[2]).all()
@@ -226,7 +228,7 @@ def test_tpm_unknown_length_rows_are_nan() -> None:
 
 def test_zscore_rows_reference_mask_and_zero_sd() -> None:
     values = np.array([[1.0, 3.0, 5.0, 11.0], [2.0, 2.0, 2.0, 7.0]])
-    got = nm.zscore_rows(values, reference_mask=np.array([True, True, True, False]))
+    got = normalise.zscore_rows(values, reference_mask=np.array([True, True, True, False]))
     # row 1: reference mean 3, sd 2 (ddof=1) -> (-1, 0, 1, 4); row 2: reference sd 0 -> NaN
     np.testing.assert_allclose(got[0], [-1.0, 0.0, 1.0, 4.0])
     assert np.isnan(got[1]).all()
@@ -234,30 +236,30 @@ def test_zscore_rows_reference_mask_and_zero_sd() -> None:
 
 def test_zscore_rows_blockwise_moments_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     _genes, _samples, counts = pasilla
-    values = nm.log2_cpm(counts, library_size=nm.library_sizes(counts))
-    moments = nm.row_moments(_blocks(values))
-    blockwise = np.hstack([nm.zscore_rows(b, moments=moments) for b in _blocks(values)])
-    np.testing.assert_allclose(blockwise, nm.zscore_rows(values), rtol=1e-9, atol=1e-12)
+    values = normalise.log2_cpm(counts, library_size=normalise.library_sizes(counts))
+    moments = normalise.row_moments(_blocks(values))
+    blockwise = np.hstack([normalise.zscore_rows(b, moments=moments) for b in _blocks(values)])
+    np.testing.assert_allclose(blockwise, normalise.zscore_rows(values), rtol=1e-9, atol=1e-12)
 
 
 def test_vst_transform_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
     _genes, _samples, counts = pasilla
-    sf = nm.size_factors(counts)
+    sf = normalise.size_factors(counts)
     base_mean = np.sum(
         [(b / s).sum(axis=1) for b, s in zip(_blocks(counts), np.array_split(sf, 3), strict=True)], axis=0
     )
-    rows = nm.vst_genes(base_mean / counts.shape[1])
-    trend = nm.fit_vst_trend(np.hstack([b[rows] for b in _blocks(counts)]), size_factors=sf)
+    rows = normalise.vst_genes(base_mean / counts.shape[1])
+    trend = normalise.fit_vst_trend(np.hstack([b[rows] for b in _blocks(counts)]), size_factors=sf)
     blockwise = np.hstack(
         [
-            nm.vst_transform(b, size_factors=s, trend=trend)
+            normalise.vst_transform(b, size_factors=s, trend=trend)
             for b, s in zip(_blocks(counts), np.array_split(sf, 3), strict=True)
         ]
     )
-    np.testing.assert_allclose(blockwise, nm.vst(counts, size_factors=sf), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(blockwise, normalise.vst(counts, size_factors=sf), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("function", [nm.tmm_factors, nm.size_factors, nm.library_sizes])
+@pytest.mark.parametrize("function", [normalise.tmm_factors, normalise.size_factors, normalise.library_sizes])
 def test_factors_reject_nan_and_negative_counts(function) -> None:
     counts = np.array([[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(ValueError, match="NaNs are not allowed in the count matrix"):
@@ -266,7 +268,7 @@ def test_factors_reject_nan_and_negative_counts(function) -> None:
         function(-counts)
 
 
-@pytest.mark.parametrize("function", [nm.tmm_factors, nm.size_factors])
+@pytest.mark.parametrize("function", [normalise.tmm_factors, normalise.size_factors])
 def test_factors_reject_all_zero_sample(function) -> None:
     counts = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 4.0]])
     with pytest.raises(ValueError, match=r"Sample column\(s\) \[1\] have no counts"):
@@ -276,21 +278,21 @@ def test_factors_reject_all_zero_sample(function) -> None:
 def test_size_factors_reject_when_every_gene_has_a_zero() -> None:
     counts = np.array([[0.0, 2.0], [3.0, 0.0]])
     with pytest.raises(ValueError, match="every gene contains at least one zero"):
-        nm.size_factors(counts)
+        normalise.size_factors(counts)
 
 
 def test_log2_cpm_rejects_non_positive_library_size() -> None:
     with pytest.raises(ValueError, match="library sizes should be finite and positive"):
-        nm.log2_cpm(np.ones((2, 2)), library_size=np.array([2.0, 0.0]))
+        normalise.log2_cpm(np.ones((2, 2)), library_size=np.array([2.0, 0.0]))
 
 
 def test_vst_genes_rejects_too_few_expressed_genes() -> None:
     with pytest.raises(ValueError, match="less than 'nsub'"):
-        nm.vst_genes(np.array([10.0, 3.0, 7.0]), nsub=3)
+        normalise.vst_genes(np.array([10.0, 3.0, 7.0]), nsub=3)
 
 
 def test_tpm_per_sample_lengths() -> None:
     # hand calculation: rates 10/100, 30/300 (sample 1) and 20/100, 40/400 (sample 2)
     counts = np.array([[10.0, 20.0], [30.0, 40.0]])
     lengths = np.array([[100.0, 100.0], [300.0, 400.0]])
-    np.testing.assert_allclose(nm.tpm(counts, lengths=lengths), [[5e5, 2e6 / 3], [5e5, 1e6 / 3]])
+    np.testing.assert_allclose(normalise.tpm(counts, lengths=lengths), [[5e5, 2e6 / 3], [5e5, 1e6 / 3]])

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from transforms.expression import study as ex
+from transforms.expression import normalise, study
 
 R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
 PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
@@ -31,21 +31,21 @@ def pasilla_long(shared_data: Path) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def pasilla_block(pasilla_long: pl.DataFrame) -> ex.DenseBlock:
-    return ex.dense_block(pasilla_long.lazy(), value="count")
+def pasilla_block(pasilla_long: pl.DataFrame) -> study.DenseBlock:
+    return study.dense_block(pasilla_long.lazy(), value="count")
 
 
 @pytest.fixture(scope="module")
-def pasilla_model(pasilla_block: ex.DenseBlock) -> ex.CountModel:
-    return ex.fit_counts(pasilla_block)
+def pasilla_model(pasilla_block: study.DenseBlock) -> study.CountModel:
+    return study.fit_counts(pasilla_block)
 
 
 @pytest.fixture(scope="module")
-def pasilla_normalised(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel) -> pl.DataFrame:
-    return pl.concat(ex.normalised_count_rows(pasilla_block, pasilla_model))
+def pasilla_normalised(pasilla_block: study.DenseBlock, pasilla_model: study.CountModel) -> pl.DataFrame:
+    return pl.concat(study.normalised_count_rows(pasilla_block, pasilla_model))
 
 
-def test_dense_block_keeps_file_order_and_shape(pasilla_block: ex.DenseBlock) -> None:
+def test_dense_block_keeps_file_order_and_shape(pasilla_block: study.DenseBlock) -> None:
     # 14,599 genes x 7 samples (SOURCE.md); head -2 pasilla_gene_counts.tsv: FBgn0000003 0 0 0 0 0 0 1
     assert pasilla_block.values.shape == (14599, 7)
     assert pasilla_block.sample_ids.to_list() == PASILLA_SAMPLES
@@ -54,11 +54,11 @@ def test_dense_block_keeps_file_order_and_shape(pasilla_block: ex.DenseBlock) ->
     assert pasilla_block.values.flags.f_contiguous
 
 
-def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: ex.DenseBlock,
-                                                    pasilla_model: ex.CountModel) -> None:
+def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: study.DenseBlock,
+                                                    pasilla_model: study.CountModel) -> None:
     # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors
     ref = _r_table("pasilla_sample_factors.tsv")
-    got = ex.sample_factor_rows(pasilla_block, pasilla_model)
+    got = study.sample_factor_rows(pasilla_block, pasilla_model)
     got = ref.select("sample_id").join(got, on="sample_id", how="left", maintain_order="left")
     np.testing.assert_array_equal(got["library_size"].to_numpy(), ref["library_size"].to_numpy())
     for column in ("tmm_factor", "size_factor"):
@@ -98,12 +98,12 @@ def test_normalised_count_rows_cpm_and_mor_by_hand(pasilla_normalised: pl.DataFr
     assert row["mor"].item() == pytest.approx(92 / 1.1382629765908434, rel=1e-6)
 
 
-def test_fit_counts_blockwise_equals_whole(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel,
+def test_fit_counts_blockwise_equals_whole(pasilla_block: study.DenseBlock, pasilla_model: study.CountModel,
                                            pasilla_normalised: pl.DataFrame) -> None:
-    model = ex.fit_counts(pasilla_block, width=3)
+    model = study.fit_counts(pasilla_block, width=3)
     for name in ("library_size", "tmm_factor", "size_factor"):
         np.testing.assert_allclose(getattr(model, name), getattr(pasilla_model, name), rtol=1e-12)
-    blockwise = pl.concat(ex.normalised_count_rows(pasilla_block, model, width=3, frame_rows=10_000))
+    blockwise = pl.concat(study.normalised_count_rows(pasilla_block, model, width=3, frame_rows=10_000))
     key = ["sample_id", "feature_id"]
     joined = pasilla_normalised.join(blockwise, on=key, how="full")
     assert joined.height == pasilla_normalised.height == blockwise.height
@@ -112,20 +112,20 @@ def test_fit_counts_blockwise_equals_whole(pasilla_block: ex.DenseBlock, pasilla
                                    atol=1e-12)
 
 
-def test_dense_block_memmap_equals_in_memory(pasilla_long: pl.DataFrame, pasilla_block: ex.DenseBlock,
+def test_dense_block_memmap_equals_in_memory(pasilla_long: pl.DataFrame, pasilla_block: study.DenseBlock,
                                              tmp_path: Path) -> None:
-    mapped = ex.dense_block(pasilla_long.lazy(), value="count", workdir=tmp_path, in_memory_bytes=0)
+    mapped = study.dense_block(pasilla_long.lazy(), value="count", workdir=tmp_path, in_memory_bytes=0)
     assert isinstance(mapped.values, np.memmap)
     np.testing.assert_array_equal(np.asarray(mapped.values), pasilla_block.values)
     with pytest.raises(ValueError, match="workdir"):
-        ex.dense_block(pasilla_long.lazy(), value="count", in_memory_bytes=0)
+        study.dense_block(pasilla_long.lazy(), value="count", in_memory_bytes=0)
 
 
-def test_vst_rows_match_deseq2(pasilla_block: ex.DenseBlock, pasilla_model: ex.CountModel) -> None:
+def test_vst_rows_match_deseq2(pasilla_block: study.DenseBlock, pasilla_model: study.CountModel) -> None:
     # make_reference.R: assay(vst(dds, blind=TRUE))
-    trend, method = ex.fit_vst(pasilla_block, pasilla_model)
+    trend, method = study.fit_vst(pasilla_block, pasilla_model)
     assert method == "vst(blind=TRUE, nsub=1000)"
-    got = pl.concat(ex.vst_rows(pasilla_block, pasilla_model, trend, width=3))
+    got = pl.concat(study.vst_rows(pasilla_block, pasilla_model, trend, width=3))
     ref = _r_table("pasilla_vst.tsv").join(got, on=["feature_id", "sample_id"], how="left")
     np.testing.assert_allclose(ref["vst_right"].to_numpy(), ref["vst"].to_numpy(), rtol=0, atol=1e-6)
 
@@ -138,12 +138,12 @@ def _pasilla_attributes(shared_data: Path) -> pl.DataFrame:
 
 
 @pytest.mark.slow  # DE on 14,599 genes: a few seconds
-def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: ex.DenseBlock) -> None:
-    samples = ex.sample_table(pasilla_block.sample_ids, _pasilla_attributes(shared_data),
+def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: study.DenseBlock) -> None:
+    samples = study.sample_table(pasilla_block.sample_ids, _pasilla_attributes(shared_data),
                               columns=["condition", "type"])
     # pasilla_sample_annotation.csv: untreated1 is untreated, single-read
     assert samples.row(0) == ("untreated1", "untreated", "single-read")
-    result = ex.differential_rows(pasilla_block, samples=samples, factor="condition", test="treated",
+    result = study.differential_rows(pasilla_block, samples=samples, factor="condition", test="treated",
                                   reference="untreated", covariates=["type"])
     # make_reference.R: results(DESeq(~ type + condition), contrast=c("condition", "treated", "untreated"))
     ref = _r_table("pasilla_de_condition.tsv").join(result.table, on="feature_id", how="left")
@@ -160,37 +160,37 @@ def test_normalised_abundance_rows_by_hand() -> None:
         "gene_id": [1] * 4 + [None] * 4,
         "value": [0.0, 1.0, 3.0, 7.0, 5.0, None, -2.0, 5.0],
     })
-    block = ex.dense_block(long.lazy(), value="value")
-    rows = pl.concat(ex.normalised_abundance_rows(block, measure="tpm", width=2))
+    block = study.dense_block(long.lazy(), value="value")
+    rows = pl.concat(study.normalised_abundance_rows(block, measure="tpm", width=2))
     g1 = rows.filter(pl.col("feature_id") == "G1").sort("sample_id")
     # log2(x + 1) of 0, 1, 3, 7 = 0, 1, 2, 3: mean 1.5, SD (ddof=1) sqrt(5/3)
     assert g1["log2_value"].to_list() == [0.0, 1.0, 2.0, 3.0]
     np.testing.assert_allclose(g1["zscore"].to_numpy(), (np.array([0, 1, 2, 3]) - 1.5) / np.sqrt(5 / 3))
     assert g1["tpm"].to_list() == [0.0, 1.0, 3.0, 7.0]
-    assert all(g1[c].null_count() == 4 for c in ex.COUNT_ONLY) and set(g1["source"]) == {"abundance"}
+    assert all(g1[c].null_count() == 4 for c in study.COUNT_ONLY) and set(g1["source"]) == {"abundance"}
     g2 = rows.filter(pl.col("feature_id") == "G2").sort("sample_id")
     # missing and negative values have no log2 value; the two left (log2 6, log2 6) are constant: NULL z-scores
     assert g2["log2_value"].is_null().to_list() == [False, True, True, False]
     assert g2["zscore"].null_count() == 4
     # reference = samples a and b only: G1 mean 0.5, SD sqrt(0.5)
-    ref = pl.concat(ex.normalised_abundance_rows(block, measure="rsem", reference=np.array([1, 1, 0, 0], bool)))
+    ref = pl.concat(study.normalised_abundance_rows(block, measure="rsem", reference=np.array([1, 1, 0, 0], bool)))
     g1 = ref.filter(pl.col("feature_id") == "G1").sort("sample_id")
     np.testing.assert_allclose(g1["zscore"].to_numpy(), (np.array([0, 1, 2, 3]) - 0.5) / np.sqrt(0.5))
     assert g1["tpm"].null_count() == 4
     with pytest.raises(ValueError, match="reference population"):
-        next(ex.normalised_abundance_rows(block, measure="tpm", reference=np.zeros(4, bool)))
+        next(study.normalised_abundance_rows(block, measure="tpm", reference=np.zeros(4, bool)))
     # array intensities are already log2: G2 keeps 5, -2, 5 (mean 8/3, SD sqrt(49/3)) and its missing value
-    array = pl.concat(ex.normalised_abundance_rows(block, measure="microarray"))
+    array = pl.concat(study.normalised_abundance_rows(block, measure="microarray"))
     g2 = array.filter(pl.col("feature_id") == "G2").sort("sample_id")
     assert g2["log2_value"].to_list() == [5.0, None, -2.0, 5.0]
     np.testing.assert_allclose(g2["zscore"].to_numpy(), (np.array([5, np.nan, -2, 5]) - 8 / 3) / np.sqrt(49 / 3))
 
 
-def test_nan_row_moments_blockwise_equal_numpy() -> None:
+def test_row_moments_blockwise_ignore_missing_values_like_numpy() -> None:
     rng = np.random.default_rng(1)
     values = rng.normal(size=(50, 9))
     values[rng.random(values.shape) < 0.2] = np.nan
-    got = ex.nan_row_moments([values[:, :2], values[:, 2:4], values[:, 4:]])
+    got = normalise.row_moments([values[:, :2], values[:, 2:4], values[:, 4:]])
     np.testing.assert_allclose(got.mean, np.nanmean(values, axis=1), rtol=1e-12)
     np.testing.assert_allclose(got.sd, np.nanstd(values, axis=1, ddof=1), rtol=1e-12)
 
@@ -202,14 +202,14 @@ def test_fit_counts_leaves_out_incomplete_features_and_empty_samples() -> None:
         "gene_id": [1] * 4 + [2] * 4 + [3] * 4,
         "count": [10.0, 20.0, 30.0, 0.0, 5.0, 5.0, 10.0, 0.0, 1.0, None, 2.0, 0.0],
     }).filter(pl.col("count").is_not_null())  # C has no row for s2 (quarantined)
-    block = ex.dense_block(long.lazy(), value="count")
-    model = ex.fit_counts(block)
+    block = study.dense_block(long.lazy(), value="count")
+    model = study.fit_counts(block)
     # library sizes over A and B only: 15, 25, 40, 0; s4 has no counts
     assert model.library_size.tolist() == [15.0, 25.0, 40.0, 0.0]
     assert model.incomplete_features == 1 and model.columns.tolist() == [0, 1, 2]
-    factors = ex.sample_factor_rows(block, model)
+    factors = study.sample_factor_rows(block, model)
     assert factors.filter(pl.col("sample_id") == "s4")[["tmm_factor", "size_factor"]].row(0) == (None, None)
-    rows = pl.concat(ex.normalised_count_rows(block, model))
+    rows = pl.concat(study.normalised_count_rows(block, model))
     assert sorted(set(rows["feature_id"])) == ["A", "B"] and sorted(set(rows["sample_id"])) == ["s1", "s2", "s3"]
     # cpm of A in s1: 10 / 15 x 1e6
     assert rows.filter(pl.col("feature_id") == "A", pl.col("sample_id") == "s1")["cpm"].item() == pytest.approx(
@@ -219,15 +219,15 @@ def test_fit_counts_leaves_out_incomplete_features_and_empty_samples() -> None:
 def test_fit_counts_all_empty_fails() -> None:
     long = pl.DataFrame({"sample_id": ["s1", "s2"], "feature_id": ["A", "A"], "gene_id": [1, 1], "count": [0.0, 0.0]})
     with pytest.raises(ValueError, match="no sample has counts"):
-        ex.fit_counts(ex.dense_block(long.lazy(), value="count"))
+        study.fit_counts(study.dense_block(long.lazy(), value="count"))
 
 
 def test_sample_table_and_reference_mask() -> None:
     attributes = pl.DataFrame({"sample_id": ["a", "b", "c"], "attribute": ["tissue"] * 3,
                                "value": ["normal", "tumour", None]})
-    table = ex.sample_table(pl.Series(["c", "a", "x"]), attributes, columns=["tissue", "batch"])
+    table = study.sample_table(pl.Series(["c", "a", "x"]), attributes, columns=["tissue", "batch"])
     assert table.columns == ["sample_id", "tissue"] and table["tissue"].to_list() == [None, "normal", None]
-    mask = ex.reference_mask(pl.Series(["a", "b", "c"]), attributes, attribute="tissue", values=["normal"])
+    mask = study.reference_mask(pl.Series(["a", "b", "c"]), attributes, attribute="tissue", values=["normal"])
     assert mask.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="'batch' is not a sample attribute"):
-        ex.reference_mask(pl.Series(["a"]), attributes, attribute="batch", values=["1"])
+        study.reference_mask(pl.Series(["a"]), attributes, attribute="batch", values=["1"])

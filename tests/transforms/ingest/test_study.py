@@ -10,7 +10,7 @@ import pytest
 
 from transforms.ingest.cbioportal import read_cbioportal_study
 from transforms.ingest.genes import GeneReference
-from transforms.ingest.study import discover_study, find_studies, ingest_study, scan_landing
+from transforms.ingest.study import discover_study, find_studies, read_study, scan_landing
 from transforms.issues import IssueLog
 from warehouse.load import study_issues
 
@@ -117,7 +117,7 @@ def test_scan_landing_reports_study_yaml_directory_and_plain_folders(tmp_path):
 
 def test_ingest_study_invalid_study_id_gives_no_study(tmp_path, reference):
     folder = _folder(tmp_path, "a=b", "name: n\nassays: []\n")
-    ingest = ingest_study(folder, reference=reference)
+    ingest = read_study(folder, reference=reference)
     assert ingest.valid_id is None and ingest.manifest is None and ingest.tables == {}
     with pytest.raises(ValueError, match="no valid study id"):
         _ = ingest.study_id
@@ -128,7 +128,7 @@ def test_ingest_study_invalid_study_id_gives_no_study(tmp_path, reference):
 def test_ingest_study_invalid_cbioportal_study_id_is_issue_not_traceback(tmp_path, reference):
     folder = _folder(tmp_path, "cbio", None)
     (folder / "meta_study.txt").write_text("cancer_study_identifier: a=b\nname: n\n")
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["file"], row["line"]) == ("invalid_study_id", "meta_study.txt", 1)
 
@@ -197,7 +197,7 @@ def test_ingest_study_gene_panel_matrix_outside_folder_is_not_read(tmp_path, ref
     (folder / "study.yaml").write_text(
         "study_id: s\nname: n\nassays:\n  - {name: mut, kind: variants, format: maf, path: mutations.maf,\n"
         f"     options: {{gene_panel_matrix: '{panel}'}}}}\n")
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     assert _leaks(issues) == []
     outside_errors = issues.filter(pl.col("code") == "path_outside_study")
     assert outside_errors.height >= 1
@@ -225,7 +225,7 @@ def test_ingest_study_truncated_gzip_is_located_error(tmp_path, reference):
     packed = gzip.compress(_big_matrix())
     assert len(packed) > 3 * 65536
     folder = _matrix_study(tmp_path, "counts.tsv.gz", packed[:65536])
-    issues = study_issues(ingest_study(folder, reference=reference))  # collects the lazy frames: no exception
+    issues = study_issues(read_study(folder, reference=reference))  # collects the lazy frames: no exception
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"]) == ("corrupt_file", "counts.tsv.gz")
     assert "truncated or corrupt" in error["message"] and error["line"] is not None
@@ -235,7 +235,7 @@ def test_ingest_study_directory_in_place_of_a_file_is_located_error(tmp_path, re
     # tests run as root, which ignores chmod 000: a directory where the sample table should be is unreadable
     folder = _matrix_study(tmp_path, "counts.tsv", b"gene\tS1\nG1\t5\n", extra="samples: samples.tsv\n")
     (folder / "samples.tsv").mkdir()
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"]) == ("unreadable_file", "samples.tsv")
 
@@ -251,7 +251,7 @@ def test_ingest_study_permission_denied_is_located_error(tmp_path, reference, mo
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", denying_open)
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"], error["message"]) == ("unreadable_file", "counts.tsv",
                                                                 "cannot read file: Permission denied")
@@ -260,7 +260,7 @@ def test_ingest_study_permission_denied_is_located_error(tmp_path, reference, mo
 # -- values that may not load without a word -----------------------------------------------------------------
 def test_ingest_study_fractional_counts_warn_once_per_column(tmp_path, reference):
     matrix = b"gene\tS1\tS2\nG1\t3.7\t4\nG2\t5\t6\nG3\t2.5\t7\nG4\t1.5\t8.25\n"
-    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    issues = study_issues(read_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
     warnings = issues.filter(pl.col("code") == "fractional_count")
     assert warnings.select("file", "line", "column", "severity").rows() == [
         ("counts.tsv", 2, "S1", "warning"), ("counts.tsv", 5, "S2", "warning")]
@@ -269,7 +269,7 @@ def test_ingest_study_fractional_counts_warn_once_per_column(tmp_path, reference
 
 def test_flag_values_implausible_value_is_quarantined(tmp_path, reference):
     matrix = b"gene\tS1\nG1\t1e300\nG2\t5\n"
-    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    issues = study_issues(read_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["file"], row["line"], row["column"]) == ("implausible_value", "counts.tsv", 2, "S1")
     assert "1e+15" in row["message"]
@@ -277,7 +277,7 @@ def test_flag_values_implausible_value_is_quarantined(tmp_path, reference):
 
 def test_quarantine_rows_never_stores_megabytes(tmp_path, reference):
     matrix = b"gene\tS1\nG1\t" + b"x" * 5_000_000 + b"\nG2\t5\n"
-    issues = study_issues(ingest_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
+    issues = study_issues(read_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["line"], row["column"]) == ("invalid_value", 2, "S1")
     assert len(row["record"]) <= 2010 and len(row["message"]) <= 2010
@@ -287,7 +287,7 @@ def test_read_proteins_implausible_abundance_is_quarantined(tmp_path, reference)
     folder = _folder(tmp_path, "p", "study_id: p\nname: n\nassays:\n"
                      "  - {name: prot, kind: protein_abundance, format: matrix, path: prot.tsv}\n")
     (folder / "prot.tsv").write_text("protein\tS1\tS2\nP04637\t1e300\t5\nP38398\t6\t7\n")
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["file"], row["line"], row["column"]) == ("implausible_value", "prot.tsv", 2, "S1")
 
@@ -298,7 +298,7 @@ def test_ingest_study_rsem_expected_counts_are_not_fractional_warnings(tmp_path,
                      "  - {name: rsem, kind: rna_counts, format: rsem, path: '*.genes.results.gz'}\n")
     source = shared_data / "rnaseq_geuvadis_rsem" / "ERR188021.genes.results.gz"
     (folder / source.name).write_bytes(source.read_bytes())
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     assert issues.filter(pl.col("code") == "fractional_count").height == 0
     assert issues.filter(pl.col("severity") == "error").height == 0
 
@@ -311,7 +311,7 @@ def test_attach_identity_long_feature_id_is_quarantined_with_cut_record(tmp_path
     folder = _folder(tmp_path, "m", "study_id: m\nname: n\nassays:\n"
                      "  - {name: mut, kind: variants, format: maf, path: mut.maf}\n")
     (folder / "mut.maf").write_text("\n".join(lines) + "\n")
-    issues = study_issues(ingest_study(folder, reference=reference))
+    issues = study_issues(read_study(folder, reference=reference))
     long_ids = issues.filter(pl.col("code") == "identifier_too_long")
     assert long_ids.height >= 1
     assert set(long_ids.select("file", "line", "severity").rows()) == {("mut.maf", 3, "error")}
