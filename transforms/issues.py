@@ -13,12 +13,19 @@ from typing import Literal
 
 import polars as pl
 
-from schemas.tables import polars_schema
-
 Severity = Literal["error", "warning", "info"]
 
-ISSUE_SCHEMA = polars_schema("ingest_issues")
-"""Columns of ``ingest_issues``, from its one contract in :mod:`schemas.tables`."""
+
+
+def __getattr__(name: str) -> pl.Schema:
+    """``ISSUE_SCHEMA``: the columns of ``ingest_issues`` from its one contract in :mod:`schemas.tables`, imported
+    on first use so that parsers (which only record issues) do not load pandera and pandas.
+    """
+    if name == "ISSUE_SCHEMA":
+        from schemas.tables import polars_schema
+
+        return polars_schema("ingest_issues")
+    raise AttributeError(name)
 
 
 MAX_RECORD_CHARS = 2000
@@ -113,5 +120,5 @@ class IssueLog:
                  "code": i.code, "severity": i.severity, "message": i.message, "record": i.record}
                 for i in self.issues
             ],
-            schema=ISSUE_SCHEMA,
+            schema=__getattr__("ISSUE_SCHEMA"),
         )

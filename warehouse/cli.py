@@ -72,31 +72,31 @@ def _build(args: argparse.Namespace) -> int:
         return 2
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
                                  lake_uri=args.lake)
-    instance = _instance()
-    new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
-    if new:
-        instance.add_dynamic_partitions(STUDIES, new)
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    resources = {"warehouse": resource}
-    print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
-          f"into {args.warehouse}")
-    start = time.monotonic()
-    dg.materialize([reference_tables], resources=resources, instance=instance, run_config=quiet)
-    failed = []
-    for i, sid in enumerate(studies, start=1):
-        print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
-        t0 = time.monotonic()
-        result = dg.materialize(STUDY_ASSETS, partition_key=sid, resources=resources, instance=instance,
-                                run_config=quiet, raise_on_error=False, selection=None)
-        if result.success:
-            print(f"{_outcome(result)} ({time.monotonic() - t0:.1f} s)")
-            continue
-        failed.append(sid)
-        print("FAILED")
-        for event in result.get_step_failure_events():
-            error = event.step_failure_data.error
-            message = error.message.strip() if error is not None else "step failed without an error message"
-            print("    " + message.replace("\n", "\n    "))
+    with _instance() as instance:
+        new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
+        if new:
+            instance.add_dynamic_partitions(STUDIES, new)
+        quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        resources = {"warehouse": resource}
+        print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
+              f"into {args.warehouse}")
+        start = time.monotonic()
+        dg.materialize([reference_tables], resources=resources, instance=instance, run_config=quiet)
+        failed = []
+        for i, sid in enumerate(studies, start=1):
+            print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
+            t0 = time.monotonic()
+            result = dg.materialize(STUDY_ASSETS, partition_key=sid, resources=resources, instance=instance,
+                                    run_config=quiet, raise_on_error=False, selection=None)
+            if result.success:
+                print(f"{_outcome(result)} ({time.monotonic() - t0:.1f} s)")
+                continue
+            failed.append(sid)
+            print("FAILED")
+            for event in result.get_step_failure_events():
+                error = event.step_failure_data.error
+                message = error.message.strip() if error is not None else "step failed without an error message"
+                print("    " + message.replace("\n", "\n    "))
     con = connect(args.warehouse)
     try:
         print(f"\n{warehouse_summary(con)}")

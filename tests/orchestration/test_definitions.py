@@ -18,10 +18,12 @@ def test_ingest_assets_are_partitioned_by_study_and_checked():
     assert node.partitions_def.name == "studies"
     assert node.group_name == "ingest"
     checks = {c.to_user_string() for c in graph.asset_check_keys}
-    assert "rna_counts:contract" in checks and "genes:contract" in checks
+    assert "rna_counts:contract" in checks
+    assert "genes:contract" in checks
 
 
 def test_definitions_have_the_landing_sensor_and_spawn_executor():
     assert defs.resolve_sensor_def("landing_sensor") is not None
     config = defs.executor.apply_config_mapping({}).value["config"]
-    assert defs.executor.name == "multiprocess" and config["start_method"] == {"spawn": {}}
+    assert defs.executor.name == "multiprocess"
+    assert config["start_method"] == {"spawn": {}}

@@ -43,12 +43,12 @@ def _airway_attributes(shared_data: Path) -> pl.DataFrame:
             .with_columns(pl.lit("string").alias("value_type")))
 
 
-@pytest.fixture()
+@pytest.fixture
 def warehouse(tmp_path: Path) -> WarehouseResource:
     return WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "warehouse"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
     """Study 'airway': featureCounts counts of 20 genes x 8 samples, cell and dex attributes, one contrast."""
     lake = warehouse.lake()
@@ -60,10 +60,10 @@ def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
 
 def _materialize(assets: list, warehouse: WarehouseResource, study_id: str, *, raise_on_error: bool = True
                  ) -> dg.ExecuteInProcessResult:
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("studies", [study_id])
-    return dg.materialize(assets, partition_key=study_id, instance=instance, resources={"warehouse": warehouse},
-                          raise_on_error=raise_on_error)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("studies", [study_id])
+        return dg.materialize(assets, partition_key=study_id, instance=instance, resources={"warehouse": warehouse},
+                              raise_on_error=raise_on_error)
 
 
 def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, object]:
@@ -80,13 +80,15 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors on the same featureCounts file
     ref = pl.read_csv(R_REFERENCE / "airway_sample_factors.tsv", separator="\t").join(
         factors, on="sample_id", how="left")
-    assert factors.height == 8 and set(factors["assay"]) == {"featurecounts"}
+    assert factors.height == 8
+    assert set(factors["assay"]) == {"featurecounts"}
     np.testing.assert_array_equal(ref["library_size_right"].to_numpy(), ref["library_size"].to_numpy())
     np.testing.assert_allclose(ref["tmm_factor_right"].to_numpy(), ref["tmm_factor"].to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(ref["size_factor_right"].to_numpy(), ref["size_factor"].to_numpy(), rtol=1e-6)
 
     normalised = airway.scan("rna_normalized", study_id="airway").collect()
-    assert normalised.height == 20 * 8 and set(normalised["source"]) == {"counts"}
+    assert normalised.height == 20 * 8
+    assert set(normalised["source"]) == {"counts"}
     # make_reference.R: cpm(calcNormFactors(DGEList(counts)), log=TRUE, prior.count=2)
     log2 = pl.read_csv(R_REFERENCE / "airway_log2cpm.tsv", separator="\t").join(
         normalised, on=["feature_id", "sample_id"], how="left")
@@ -110,7 +112,8 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     assert cell["tpm"].item() == pytest.approx(372942.619593115116, rel=1e-9)
 
     vst = airway.scan("rna_vst", study_id="airway").collect()
-    assert vst.height == 160 and vst["vst"].is_finite().all()
+    assert vst.height == 160
+    assert vst["vst"].is_finite().all()
     meta = _metadata(result, "rna_sample_factors")
     # airway_sample_factors.tsv: library sizes 5415 (SRR1039520) .. 11148 (SRR1039517)
     assert meta["featurecounts.library_size"] == "5415 .. 11148"
@@ -133,7 +136,8 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
 def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehouse: WarehouseResource) -> None:
     result = _materialize([differential_expression_table], warehouse, "airway")
     de = airway.scan("differential_expression", study_id="airway").collect()
-    assert de.height == 20 and set(de["contrast"]) == {"dex"}
+    assert de.height == 20
+    assert set(de["contrast"]) == {"dex"}
     # make_reference.R: results(DESeq(~ cell + dex), contrast=c("dex", "trt", "untrt"))
     ref = pl.read_csv(R_REFERENCE / "airway_de_dex.tsv", separator="\t", null_values="NA").join(
         de, on="feature_id", how="left").drop_nulls(["log2_fold_change", "log2_fold_change_right"])
@@ -153,11 +157,13 @@ def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: 
                                    "sample_attributes": _airway_attributes(shared_data)}, load="v2", manifest=bad)
     start = time.perf_counter()
     result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
-    assert not result.success and time.perf_counter() - start < 20
+    assert not result.success
+    assert time.perf_counter() - start < 20
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
     # sample_table.csv: dex has levels trt and untrt only
-    assert "contrast 'bad'" in description and "reference level 'placebo' not found" in description
+    assert "contrast 'bad'" in description
+    assert "reference level 'placebo' not found" in description
     assert airway.version("differential_expression") is None or airway.scan(
         "differential_expression", study_id="airway").collect().height == 0
 
@@ -175,15 +181,18 @@ def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseReso
                 load="v1", manifest={"zscore_reference": {"attribute": "tissue", "values": ["normal"]}})
     result = _materialize(NORMALISE, warehouse, "tpm_only")
     rows = lake.scan("rna_normalized", study_id="tpm_only").collect().sort("feature_id", "sample_id")
-    assert set(rows["assay"]) == {"rsem"} and set(rows["source"]) == {"abundance"}  # zscore measure skipped
+    assert set(rows["assay"]) == {"rsem"}
+    assert set(rows["source"]) == {"abundance"}
     tp53 = rows.filter(pl.col("feature_id") == "TP53")
     # log2(x + 1) of 1, 3, 15 = 1, 2, 4; reference n1, n2: mean 1.5, SD sqrt(0.5)
     assert tp53["log2_value"].to_list() == [1.0, 2.0, 4.0]
     np.testing.assert_allclose(tp53["zscore"].to_numpy(), (np.array([1, 2, 4]) - 1.5) / np.sqrt(0.5))
-    assert tp53["tpm"].to_list() == [1.0, 3.0, 15.0] and tp53["log2_cpm"].null_count() == 3
+    assert tp53["tpm"].to_list() == [1.0, 3.0, 15.0]
+    assert tp53["log2_cpm"].null_count() == 3
     assert rows.filter(pl.col("feature_id") == "X")["zscore"].null_count() == 3  # constant gene
     meta = _metadata(result, "rna_normalized")
-    assert meta["zscore_reference"] == "samples with tissue in ['normal']" and meta["rsem.reference_samples"] == 2
+    assert meta["zscore_reference"] == "samples with tissue in ['normal']"
+    assert meta["rsem.reference_samples"] == 2
     assert meta["skipped_zscore_assays"] == "rsem_z"
     assert lake.scan("rna_sample_factors", study_id="tpm_only").collect().height == 0
     assert "no rna_counts" in str(_metadata(result, "rna_vst")["note"])

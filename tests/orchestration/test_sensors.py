@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import landing_sensor
@@ -17,11 +18,16 @@ def _evaluate(instance, landing: Path, cursor: str | None):
     return landing_sensor(context)
 
 
-def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path):
+@pytest.fixture
+def instance():
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path, instance):
     landing = tmp_path / "landing"
     landing.mkdir()
     shutil.copytree(EXAMPLES / "airway", landing / "airway")
-    instance = dg.DagsterInstance.ephemeral()
 
     first = _evaluate(instance, landing, None)
     assert [r.partition_key for r in first.run_requests] == ["airway"]

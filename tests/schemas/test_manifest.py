@@ -22,7 +22,7 @@ def test_check_study_id_is_the_manifest_rule(tmp_path):
 
     assert check_study_id("TCGA-BRCA_2024.v1") == "TCGA-BRCA_2024.v1"
     for bad in ("a=b", "x%2Fy", "a/b", "has space", "-lead", "", "a" * 65):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="study id"):
             check_study_id(bad)
         with pytest.raises(ValidationError):
             StudyManifest(study_id=bad, name="n")

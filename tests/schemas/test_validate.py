@@ -26,13 +26,16 @@ def test_validate_rows_batched_still_reports_value_failures(monkeypatch):
     bad = _copy_number_rows(3).with_columns(call=pl.Series([1, 5, 0], dtype=pl.Int8))
     messages = validate.validate_rows("copy_number", bad)
     # call must lie in -2..2: the second row (5) is the one failure
-    assert len(messages) == 1 and messages[0].startswith("copy_number.call:") and "5" in messages[0]
+    assert len(messages) == 1
+    assert messages[0].startswith("copy_number.call:")
+    assert "5" in messages[0]
 
 
 def test_validate_rows_eager_reports_duplicate_keys():
     rows = _copy_number_rows(2)
     messages = validate.validate_rows("copy_number", pl.concat([rows, rows.head(1)]))
-    assert messages and all(m.startswith("copy_number.") for m in messages)
+    assert messages
+    assert all(m.startswith("copy_number.") for m in messages)
 
 
 def test_contract_flags_locate_every_value_check_of_the_model():

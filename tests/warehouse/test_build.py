@@ -134,7 +134,8 @@ def test_validate_reports_file_line_and_exit_code(tmp_path, capsys):
     (landing / "pasilla" / "samples.tsv").write_text("sample_id\tcondition\nuntreated1\tuntreated\n")
     assert main(["validate", str(landing)]) == 1
     out = capsys.readouterr().out
-    assert "unknown_sample" in out and "counts.tsv:1 column 'treated1'" in out
+    assert "unknown_sample" in out
+    assert "counts.tsv:1 column 'treated1'" in out
 
 
 def test_sql_command_writes_csv(built, tmp_path):

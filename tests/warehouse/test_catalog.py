@@ -44,12 +44,12 @@ def _publish(lake: Lake, wh: Path, study_id: str, load: str, counts: pl.DataFram
     refresh_catalog(lake, wh)
 
 
-@pytest.fixture()
+@pytest.fixture
 def wh(tmp_path: Path) -> Path:
     return tmp_path / "wh"
 
 
-@pytest.fixture()
+@pytest.fixture
 def lake(wh: Path) -> Lake:
     return Lake(wh / "lake")
 
@@ -85,7 +85,7 @@ def test_connect_reads_the_lake_only(lake: Lake, wh: Path, tmp_path: Path) -> No
     outside.write_text("a\n1\n")
     for sql in (f"SELECT * FROM read_csv('{outside}')", f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'",
                 "SET enable_external_access = true", f"ATTACH '{tmp_path / 'x.db'}'"):
-        with pytest.raises(Exception, match="disabled by configuration|locked"):
+        with pytest.raises(Exception, match=r"disabled by configuration|locked"):
             con.sql(sql)
     assert not (tmp_path / "x.csv").exists()
     con.close()

@@ -12,4 +12,5 @@ def test_readme_table_reference_is_current():
 
 def test_readme_gives_the_two_setup_commands():
     text = README.read_text()
-    assert "make run" in text and "make test" in text
+    assert "make run" in text
+    assert "make test" in text

@@ -15,7 +15,7 @@ from warehouse.lake import Lake, StudyLocked
 SAMPLES = pl.DataFrame({"study_id": ["s1", "s1"], "sample_id": ["a", "b"], "subject_id": ["p1", "p2"]})
 
 
-@pytest.fixture()
+@pytest.fixture
 def lake(tmp_path: Path) -> Lake:
     return Lake(tmp_path / "lake")
 
@@ -33,7 +33,8 @@ def test_commit_frames_replaces_one_study_and_keeps_the_other(lake: Lake) -> Non
     commit = commit_frames(lake, [("samples", newer)], tables=["samples"], study_id="s1", fingerprint="f2")
     rows = lake.scan("samples").collect().sort("study_id", "sample_id")
     assert rows.rows() == [("s1", "a", "p9"), ("s2", "a", "p1"), ("s2", "b", "p2")]
-    assert commit.writes["samples"].rows == 1 and lake.last_fingerprint("samples", "s1") == "f2"
+    assert commit.writes["samples"].rows == 1
+    assert lake.last_fingerprint("samples", "s1") == "f2"
     # time travel: version 1 (after the create at 0) is the first study alone
     assert lake.scan("samples", version=1).collect().sort("sample_id").equals(SAMPLES)
 
@@ -43,16 +44,20 @@ def test_commit_frames_commits_nothing_when_one_table_breaks_its_contract(lake: 
                                "value_type": ["not-a-type"]})  # value_type must be string / number / boolean
     commit = commit_frames(lake, [("samples", SAMPLES), ("sample_attributes", attributes)],
                            tables=["samples", "sample_attributes"], study_id="s1", fingerprint="f1")
-    assert not commit.ok and list(commit.failures) == ["sample_attributes"]
+    assert not commit.ok
+    assert list(commit.failures) == ["sample_attributes"]
     assert lake.scan("samples").collect().height == 0  # all or none
-    assert _parquet_files(lake, "samples") == set() and _parquet_files(lake, "sample_attributes") == set()
+    assert _parquet_files(lake, "samples") == set()
+    assert _parquet_files(lake, "sample_attributes") == set()
 
 
 def test_unchanged_skips_a_unit_whose_fingerprint_is_committed(lake: Lake) -> None:
     assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f1") is None or not lake.exists("samples")
     commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
     again = unchanged(lake, ["samples"], study_id="s1", fingerprint="f1")
-    assert again is not None and again.writes["samples"].skipped and again.writes["samples"].rows == 2
+    assert again is not None
+    assert again.writes["samples"].skipped
+    assert again.writes["samples"].rows == 2
     assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f2") is None
 
 

@@ -366,7 +366,7 @@ def _fit_beta(
     absolute value or an undefined deviance stops the gene with ``iterations = maxit`` (not converged). Returns
     beta, its sandwich variance, the hat diagonals and the iterations.
     """
-    n, m = y.shape
+    n, _m = y.shape
     beta = np.array(beta0, dtype=np.float64, copy=True)
     mu = np.maximum(nf * np.exp(np.einsum("gi,mi->gm", beta, design)), minmu)
     dev_old = np.zeros(n)

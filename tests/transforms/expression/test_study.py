@@ -72,7 +72,8 @@ def test_normalised_count_rows_log2_cpm_matches_edger(pasilla_normalised: pl.Dat
     assert pasilla_normalised.height == ref.height == 14599 * 7
     np.testing.assert_allclose(joined["log2_cpm_right"].to_numpy(), joined["log2_cpm"].to_numpy(), rtol=0, atol=1e-6)
     assert (joined["log2_value"] == joined["log2_cpm_right"]).all()
-    assert set(joined["source"].unique()) == {"counts"} and joined["tpm"].null_count() == joined.height
+    assert set(joined["source"].unique()) == {"counts"}
+    assert joined["tpm"].null_count() == joined.height
 
 
 def test_normalised_count_rows_zscore_matches_numpy_from_r_log2_cpm(pasilla_normalised: pl.DataFrame) -> None:
@@ -150,7 +151,8 @@ def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: study.
     finite = ref.drop_nulls(["log2_fold_change", "log2_fold_change_right"])
     r = np.corrcoef(finite["log2_fold_change"].to_numpy(), finite["log2_fold_change_right"].to_numpy())[0, 1]
     assert r > 0.999
-    assert result.table.height == 14599 and result.parameters["design"] == "~ type + condition"
+    assert result.table.height == 14599
+    assert result.parameters["design"] == "~ type + condition"
 
 
 def test_normalised_abundance_rows_by_hand() -> None:
@@ -167,7 +169,8 @@ def test_normalised_abundance_rows_by_hand() -> None:
     assert g1["log2_value"].to_list() == [0.0, 1.0, 2.0, 3.0]
     np.testing.assert_allclose(g1["zscore"].to_numpy(), (np.array([0, 1, 2, 3]) - 1.5) / np.sqrt(5 / 3))
     assert g1["tpm"].to_list() == [0.0, 1.0, 3.0, 7.0]
-    assert all(g1[c].null_count() == 4 for c in study.COUNT_ONLY) and set(g1["source"]) == {"abundance"}
+    assert all(g1[c].null_count() == 4 for c in study.COUNT_ONLY)
+    assert set(g1["source"]) == {"abundance"}
     g2 = rows.filter(pl.col("feature_id") == "G2").sort("sample_id")
     # missing and negative values have no log2 value; the two left (log2 6, log2 6) are constant: NULL z-scores
     assert g2["log2_value"].is_null().to_list() == [False, True, True, False]
@@ -206,11 +209,13 @@ def test_fit_counts_leaves_out_incomplete_features_and_empty_samples() -> None:
     model = study.fit_counts(block)
     # library sizes over A and B only: 15, 25, 40, 0; s4 has no counts
     assert model.library_size.tolist() == [15.0, 25.0, 40.0, 0.0]
-    assert model.incomplete_features == 1 and model.columns.tolist() == [0, 1, 2]
+    assert model.incomplete_features == 1
+    assert model.columns.tolist() == [0, 1, 2]
     factors = study.sample_factor_rows(block, model)
     assert factors.filter(pl.col("sample_id") == "s4")[["tmm_factor", "size_factor"]].row(0) == (None, None)
     rows = pl.concat(study.normalised_count_rows(block, model))
-    assert sorted(set(rows["feature_id"])) == ["A", "B"] and sorted(set(rows["sample_id"])) == ["s1", "s2", "s3"]
+    assert sorted(set(rows["feature_id"])) == ["A", "B"]
+    assert sorted(set(rows["sample_id"])) == ["s1", "s2", "s3"]
     # cpm of A in s1: 10 / 15 x 1e6
     assert rows.filter(pl.col("feature_id") == "A", pl.col("sample_id") == "s1")["cpm"].item() == pytest.approx(
         10 / 15 * 1e6)
@@ -226,7 +231,8 @@ def test_sample_table_and_reference_mask() -> None:
     attributes = pl.DataFrame({"sample_id": ["a", "b", "c"], "attribute": ["tissue"] * 3,
                                "value": ["normal", "tumour", None]})
     table = study.sample_table(pl.Series(["c", "a", "x"]), attributes, columns=["tissue", "batch"])
-    assert table.columns == ["sample_id", "tissue"] and table["tissue"].to_list() == [None, "normal", None]
+    assert table.columns == ["sample_id", "tissue"]
+    assert table["tissue"].to_list() == [None, "normal", None]
     mask = study.reference_mask(pl.Series(["a", "b", "c"]), attributes, attribute="tissue", values=["normal"])
     assert mask.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="'batch' is not a sample attribute"):

@@ -90,7 +90,8 @@ def test_read_cbioportal_study_es0_reports_skipped_datatypes(es_0: Path):
     ]
     assert {i.severity for i in issues.issues} == {"info"}
     methylation = next(i for i in issues.issues if i.file == "meta_methylation_hm27.txt")
-    assert methylation.line == 3 and "METHYLATION CONTINUOUS" in methylation.message  # datatype on line 3
+    assert methylation.line == 3
+    assert "METHYLATION CONTINUOUS" in methylation.message
 
 
 def test_read_cbioportal_study_missing_data_file_is_error(tmp_path: Path):

@@ -208,11 +208,10 @@ def test_transcript_gene_map_drops_multi_gene_transcripts(shared_data, reference
 
 def test_gene_reference_load_release_and_cache(shared_data, reference):
     assert GeneReference.load() is reference
-    meta = dict(
-        line.rstrip("\n").split("\t")
-        for line in open(shared_data / "gene_annotation_human" / "org.Hs.eg.db_metadata.tsv")
-    )
-    assert meta["EGSOURCEDATE"] == "2022-Sep12" and meta["UPSOURCEDATE"].startswith("Fri Sep 23")
+    text = (shared_data / "gene_annotation_human" / "org.Hs.eg.db_metadata.tsv").read_text()
+    meta = dict(line.split("\t") for line in text.splitlines())
+    assert meta["EGSOURCEDATE"] == "2022-Sep12"
+    assert meta["UPSOURCEDATE"].startswith("Fri Sep 23")
     assert reference.release["source"] == "org.Hs.eg.db 3.16.0"
     assert reference.release["ncbi_gene_date"] == "2022-09-12"
     assert reference.release["ensembl_date"] == "2022-06-28"

@@ -59,7 +59,8 @@ def test_parse_gistic_long_es0_counts(shared_data):
     assert (cell["call"], cell["line"]) == (-2, 848)
     # awk -F'\t' 'NR>1 && ($5!=""||$6!=""||$7!=""||$9!=""||$10!=""||$11!="")' data_cna_discrete.txt | wc -l -> 7
     [info] = [i for i in issues.issues if i.code == "columns_not_loaded"]
-    assert info.severity == "info" and info.message.startswith("7 row(s)")
+    assert info.severity == "info"
+    assert info.message.startswith("7 row(s)")
 
 
 def test_parse_gistic_wide_matches_long(shared_data):
@@ -94,7 +95,8 @@ def test_parse_gistic_out_of_range_and_missing(tmp_path):
     assert by_cell["TP53|7157", "S1"]["line"] == 2
     assert by_cell["TP53|7157", "S2"]["call"] == -2
     assert by_cell["MYC", "S1"]["problem"] == "fractional call 0.5"
-    assert by_cell["MYC", "S2"]["call"] is None and by_cell["MYC", "S2"]["problem"] is None  # NA: not profiled
+    assert by_cell["MYC", "S2"]["call"] is None
+    assert by_cell["MYC", "S2"]["problem"] is None
     assert by_cell["1956", "S1"]["problem"] == "non-numeric value 'abc'"
     assert by_cell["1956", "S2"]["call"] == 1
 

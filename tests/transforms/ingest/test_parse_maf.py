@@ -41,7 +41,8 @@ def test_parse_maf_laml_classification_counts(laml: pl.DataFrame) -> None:
     # zcat ... | cut -f10 | sort | uniq -c: SNP 2002, INS 141 (DEL 64 not asserted: one DEL row has ref and alt
     # of different non-empty lengths, which the shared REF/ALT rule calls complex)
     classes = dict(laml.group_by("variant_class").len().iter_rows())
-    assert classes["SNV"] == 2002 and classes["insertion"] == 141
+    assert classes["SNV"] == 2002
+    assert classes["insertion"] == 141
 
 
 def test_parse_maf_laml_vaf_from_percent_column(laml: pl.DataFrame) -> None:
@@ -50,8 +51,10 @@ def test_parse_maf_laml_vaf_from_percent_column(laml: pl.DataFrame) -> None:
     assert row["line"] == 2
     assert row["vaf"] == pytest.approx(0.4566)
     assert (row["ref"], row["alt"], row["variant_class"]) == ("T", "C", "SNV")
-    assert row["consequence"] == "splice_site_variant" and row["impact"] == "HIGH"
-    assert row["protein_change"] == "p.K960R" and row["transcript_id"] == "NM_080282.3"
+    assert row["consequence"] == "splice_site_variant"
+    assert row["impact"] == "HIGH"
+    assert row["protein_change"] == "p.K960R"
+    assert row["transcript_id"] == "NM_080282.3"
 
 
 def test_parse_maf_vcf2maf_vaf_from_counts(shared_data: Path) -> None:
@@ -63,8 +66,10 @@ def test_parse_maf_vcf2maf_vaf_from_counts(shared_data: Path) -> None:
     assert row["line"] == 4
     assert row["vaf"] == pytest.approx(123 / 901)
     assert row["depth"] == 901
-    assert row["feature_id"] == "RUNX1" and row["ensembl_gene"] == "ENSG00000159216"
-    assert row["protein_change"] == "p.G367D" and row["impact"] == "MODERATE"
+    assert row["feature_id"] == "RUNX1"
+    assert row["ensembl_gene"] == "ENSG00000159216"
+    assert row["protein_change"] == "p.G367D"
+    assert row["impact"] == "MODERATE"
 
 
 def test_parse_maf_cbioportal_counts_and_fallback_vaf(shared_data: Path) -> None:
@@ -76,7 +81,8 @@ def test_parse_maf_cbioportal_counts_and_fallback_vaf(shared_data: Path) -> None
     # awk -F'\t' 'NR==3' data_mutations_extended.maf: OR11H1, t_depth 0, t_alt_count empty, tumor_vaf 13.64
     first = frame.row(0, named=True)
     assert first["line"] == 3
-    assert first["feature_id"] == "OR11H1" and first["vaf"] == pytest.approx(0.1364)
+    assert first["feature_id"] == "OR11H1"
+    assert first["vaf"] == pytest.approx(0.1364)
 
 
 def test_parse_maf_missing_required_column(tmp_path: Path) -> None:
@@ -101,8 +107,11 @@ def test_parse_maf_non_integer_position_is_a_problem(tmp_path: Path) -> None:
     frame = parse_maf(path, issues=issues).records.collect()
     assert frame.height == 2
     bad = frame.row(0, named=True)
-    assert bad["position"] is None and bad["problem"] == "position is not an integer" and bad["line"] == 2
+    assert bad["position"] is None
+    assert bad["problem"] == "position is not an integer"
+    assert bad["line"] == 2
     ok = frame.row(1, named=True)
     assert ok["feature_id"] == "1956"  # Hugo_Symbol 'Unknown' -> Entrez_Gene_Id
-    assert ok["vaf"] == pytest.approx(0.5) and ok["problem"] is None
+    assert ok["vaf"] == pytest.approx(0.5)
+    assert ok["problem"] is None
     assert [(i.code, i.line) for i in issues.issues] == [("bad_value", 2)]

@@ -228,7 +228,8 @@ def test_parse_matrix_identifier_too_long_is_error_with_truncated_record(tmp_pat
     parsed = parse_matrix(path, issues=issues)
     (error,) = issues.issues
     assert (error.code, error.severity, error.line, error.column) == ("identifier_too_long", "error", 3, "gene")
-    assert error.record is not None and len(error.record) < 600
+    assert error.record is not None
+    assert len(error.record) < 600
     assert parsed.records.collect()["feature_id"].to_list() == ["g1", "g3"]
 
 
@@ -238,4 +239,5 @@ def test_parse_matrix_header_name_too_long_is_error(tmp_path: Path):
         parse_matrix(path, issues=IssueLog("t"))
     issue = caught.value.issue
     assert (issue.code, issue.line) == ("identifier_too_long", 1)
-    assert issue.column is not None and len(issue.column) < 100
+    assert issue.column is not None
+    assert len(issue.column) < 100

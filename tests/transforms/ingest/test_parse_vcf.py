@@ -48,7 +48,8 @@ def test_parse_vcf_vep_canonical_then_severity(shared_data: Path) -> None:
     assert row["transcript_id"] == "ENST00000438504"
     assert row["consequence"] == "splice_region_variant"
     assert row["impact"] == "LOW"
-    assert row["feature_id"] == "WASH7P" and row["ensembl_gene"] == "ENSG00000227232"
+    assert row["feature_id"] == "WASH7P"
+    assert row["ensembl_gene"] == "ENSG00000227232"
 
 
 def test_parse_vcf_vep_protein_change_short(shared_data: Path) -> None:
@@ -104,7 +105,8 @@ def test_parse_vcf_haploid_three_samples(shared_data: Path) -> None:
     # line 53: chrX 2724760 T>C, sample 37165 '1:0,8,2:10' -> AD alt 8 / (0+8+2) = 0.8, DP 10
     row = frame.filter((pl.col("position") == 2724760) & (pl.col("column") == "37165")).row(0, named=True)
     assert row["line"] == 53
-    assert row["vaf"] == pytest.approx(0.8) and row["depth"] == 10
+    assert row["vaf"] == pytest.approx(0.8)
+    assert row["depth"] == 10
     # its CSQ (no Allele / IMPACT subfields): missense only in ENST00000419513 (others intron) -> chosen
     assert (row["consequence"], row["transcript_id"], row["impact"]) == (
         "missense_variant", "ENST00000419513", "MODERATE")
@@ -133,7 +135,8 @@ def test_parse_vcf_tumour_normal_matches_vcf2maf(shared_data: Path) -> None:
     assert frame.height == 25
     # '0/1:.,21:54' at 34792292: ref depth missing -> 21 / DP 54, the MAF's t_alt_count / t_depth
     first = frame.row(0, named=True)
-    assert first["vaf"] == pytest.approx(21 / 54) and first["depth"] == 54
+    assert first["vaf"] == pytest.approx(21 / 54)
+    assert first["depth"] == 54
     # awk -F'\t' 'NR>2{print $40, $42}' vcf2maf_test_b38_output.maf: t_depth and t_alt_count of the 25 variants
     t_depth = [54, 901, 504, 883, 862, 611, 51, 1140, 352, 1199, 343, 287, 191, 331, 512, 1224, 380, 356, 366,
                454, 667, 113, 101, 950, 944]
@@ -156,7 +159,8 @@ def test_parse_vcf_non_integer_position(shared_data: Path, tmp_path: Path) -> No
     issues = IssueLog("t")
     frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
     row = frame.filter(pl.col("line") == 12).row(0, named=True)
-    assert row["position"] is None and row["problem"] == "position is not an integer"
+    assert row["position"] is None
+    assert row["problem"] == "position is not an integer"
     assert [(i.code, i.line) for i in issues.issues] == [("bad_value", 12)]
 
 
@@ -168,7 +172,8 @@ def test_parse_vcf_truncated_line_is_reported_and_skipped(shared_data: Path, tmp
     issues = IssueLog("t")
     frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
     assert frame.height == 24
-    assert 13 not in frame["line"].to_list() and frame["line"].to_list()[6] == 14
+    assert 13 not in frame["line"].to_list()
+    assert frame["line"].to_list()[6] == 14
     assert [(i.code, i.line, i.severity) for i in issues.issues] == [("bad_record", 13, "error")]
 
 

@@ -158,7 +158,8 @@ def test_map_sample_columns_airway_featurecounts_with_sample_map(shared_data: Pa
     assert without["sample_id"].null_count() == 8
     first = issues.errors[0]
     assert (first.code, first.line, first.column) == ("unknown_sample", 2, "SRR1039508_subset.bam")
-    assert "SRR1039508" in first.message and "sample_map" in first.message
+    assert "SRR1039508" in first.message
+    assert "sample_map" in first.message
 
     lines = "".join(f"counts,{run}_subset.bam,{run}\n" for run in runs)
     sample_map = read_sample_map(_write(tmp_path / "sample_map.csv", "assay,column,sample_id\n" + lines),
@@ -272,4 +273,5 @@ def test_map_sample_columns_label_too_long_is_error_and_not_a_sample():
     assert mapping.select("column", "sample_id").rows() == [("S1", "S1"), (giant, None)]
     (error,) = issues.issues
     assert (error.code, error.file, error.line) == ("identifier_too_long", "mut.maf", 2)
-    assert error.column is not None and len(error.column) < 100
+    assert error.column is not None
+    assert len(error.column) < 100

@@ -32,14 +32,16 @@ def test_discover_study_reports_invalid_field(tmp_path):
     folder = _study(tmp_path, "study_id: s\nname: n\nassays:\n  - {name: a, kind: rna_counts, format: vcf, path: x}\n")
     assert discover_study(folder, issues=issues) is None
     (issue,) = issues.errors
-    assert issue.code == "invalid_manifest" and issue.column == "assays.0"
+    assert issue.code == "invalid_manifest"
+    assert issue.column == "assays.0"
     assert "not a rna_counts layout" in issue.message
 
 
 def test_discover_study_reports_yaml_syntax_with_line(tmp_path):
     issues = IssueLog("s")
     assert discover_study(_study(tmp_path, "study_id: s\nname: [unclosed\n"), issues=issues) is None
-    assert issues.errors[0].code == "invalid_manifest" and issues.errors[0].line is not None
+    assert issues.errors[0].code == "invalid_manifest"
+    assert issues.errors[0].line is not None
 
 
 def test_discover_study_warns_about_unknown_fields(tmp_path):
@@ -47,7 +49,8 @@ def test_discover_study_warns_about_unknown_fields(tmp_path):
     text = ("study_id: s\nname: n\nowner: me\n"
             "assays:\n  - {name: a, kind: rna_counts, format: matrix, path: x, unit: y}\n")
     manifest = discover_study(_study(tmp_path, text), issues=issues)
-    assert manifest is not None and not issues.has_errors
+    assert manifest is not None
+    assert not issues.has_errors
     assert sorted(i.column for i in issues.issues) == ["assays[0].unit", "owner"]
 
 
@@ -118,7 +121,9 @@ def test_scan_landing_reports_study_yaml_directory_and_plain_folders(tmp_path):
 def test_ingest_study_invalid_study_id_gives_no_study(tmp_path, reference):
     folder = _folder(tmp_path, "a=b", "name: n\nassays: []\n")
     ingest = read_study(folder, reference=reference)
-    assert ingest.valid_id is None and ingest.manifest is None and ingest.tables == {}
+    assert ingest.valid_id is None
+    assert ingest.manifest is None
+    assert ingest.tables == {}
     with pytest.raises(ValueError, match="no valid study id"):
         _ = ingest.study_id
     issues = study_issues(ingest)
@@ -138,7 +143,8 @@ def test_discover_study_names_the_likely_key_of_a_typo(tmp_path):
     issues = IssueLog("s")
     text = "study_id: s\nname: n\nassay:\n  - {name: a, kind: rna_counts, format: matrix, path: x}\n"
     manifest = discover_study(_study(tmp_path, text), issues=issues)
-    assert manifest is not None and manifest.assays == []
+    assert manifest is not None
+    assert manifest.assays == []
     typo, empty = issues.issues
     assert (typo.code, typo.line, typo.column) == ("unknown_manifest_field", 3, "assay")
     assert "unknown key 'assay' (did you mean 'assays'?)" in typo.message
@@ -154,8 +160,10 @@ def test_discover_study_reports_missing_field_and_the_typo_beside_it(tmp_path):
     assert (typo.column, typo.line) == ("assays[0].fromat", 6)
     assert "did you mean 'format'?" in typo.message
     (missing,) = issues.errors
-    assert missing.column == "assays.0.format" and missing.line == 4
-    assert "Field required" in missing.message and "'fromat'" in missing.message
+    assert missing.column == "assays.0.format"
+    assert missing.line == 4
+    assert "Field required" in missing.message
+    assert "'fromat'" in missing.message
 
 
 # -- reading outside the study folder ------------------------------------------------------------------------
@@ -228,7 +236,8 @@ def test_ingest_study_truncated_gzip_is_located_error(tmp_path, reference):
     issues = study_issues(read_study(folder, reference=reference))  # collects the lazy frames: no exception
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"]) == ("corrupt_file", "counts.tsv.gz")
-    assert "truncated or corrupt" in error["message"] and error["line"] is not None
+    assert "truncated or corrupt" in error["message"]
+    assert error["line"] is not None
 
 
 def test_ingest_study_directory_in_place_of_a_file_is_located_error(tmp_path, reference):
@@ -280,7 +289,8 @@ def test_quarantine_rows_never_stores_megabytes(tmp_path, reference):
     issues = study_issues(read_study(_matrix_study(tmp_path, "counts.tsv", matrix), reference=reference))
     (row,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (row["code"], row["line"], row["column"]) == ("invalid_value", 2, "S1")
-    assert len(row["record"]) <= 2010 and len(row["message"]) <= 2010
+    assert len(row["record"]) <= 2010
+    assert len(row["message"]) <= 2010
 
 
 def test_read_proteins_implausible_abundance_is_quarantined(tmp_path, reference):

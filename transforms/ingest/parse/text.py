@@ -58,7 +58,7 @@ def open_text(path: Path) -> io.BufferedReader | gzip.GzipFile:
     """Open a plain or gzip-compressed file for binary reading (gzip detected by magic bytes)."""
     with open(path, "rb") as raw:
         magic = raw.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
 def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -157,10 +157,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
 def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
     """Whether ``sample`` holds the first non-comment, non-blank line up to its line end."""
     prefix = comment_prefix.encode() if comment_prefix else None
-    for line in sample.split(b"\n")[:-1]:
-        if line.strip() and not (prefix and line.startswith(prefix)):
-            return True
-    return False
+    return any(line.strip() and not (prefix and line.startswith(prefix)) for line in sample.split(b"\n")[:-1])
 
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:

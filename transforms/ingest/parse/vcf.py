@@ -195,7 +195,7 @@ def _batches(path: Path, header: VcfHeader, *, samples: list[str], genotype_fiel
                     queue.put(pl.DataFrame(scanner.read_next_batch()))  # Arrow via the PyCapsule interface
         except StopIteration:  # the reader's end of file
             queue.put(None)
-        except Exception as exc:  # noqa: BLE001 - oxbow raises a bare Exception for malformed records
+        except Exception as exc:
             queue.put(_ReaderFailed(exc))
 
     reader = Thread(target=produce, daemon=True)
