@@ -21,11 +21,16 @@ _MAX_MESSAGES = 20
 _FINITE = {"rna_counts": "count"}
 """Columns that must also be finite (pandera's ge=0 lets +inf through)."""
 
+NOT_EMPTY = frozenset({"genes", "gene_xrefs"})
+"""Tables that may never be committed empty: a study mapped against an empty gene dimension maps nothing."""
+
 
 def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
     """Return failure messages (empty when the rows satisfy the contract of ``table``)."""
     lazy = frame.lazy()
     rows = lazy.select(pl.len()).collect().item()
+    if rows == 0 and table in NOT_EMPTY:
+        return [f"{table}: no rows; the gene dimension may not be empty"]
     schema = TABLES[table].to_schema()
     if rows <= EAGER_ROWS:
         return _check(schema, lazy.collect(), table)

@@ -53,3 +53,9 @@ def test_contract_flags_locate_every_value_check_of_the_model():
         (4, "contract_violation", "chromosome", "chromosome is missing"),
         (5, "contract_violation", "vaf", "vaf = 1.5 must be <= 1"),
     ]
+
+
+def test_validate_rows_refuses_an_empty_gene_dimension():
+    assert validate.validate_rows("genes", pl.DataFrame(schema=polars_schema("genes"))) == [
+        "genes: no rows; the gene dimension may not be empty"]
+    assert validate.validate_rows("samples", pl.DataFrame(schema=polars_schema("samples"))) == []

@@ -162,6 +162,39 @@ def test_build_normalises_counts_like_edger_and_deseq2(built):
     # DESeq2 1.38 on pasilla (~ type + condition) finds 1,068 genes at padj < 0.05 (tests/data/r_reference)
     (hits,) = _sql(wh, "SELECT count(*) FROM differential_expression WHERE study_id = 'pasilla' AND padj < 0.05")[0]
     assert hits == 1068
+    # the same genes, and the same genes without padj (independent filtering) as R's results()
+    r = pl.read_csv(Path(__file__).resolve().parents[1] / "data" / "r_reference" / "pasilla_de_condition.tsv.gz",
+                    separator="\t", null_values="NA")
+    ours = pl.from_arrow(warehouse.connect(wh).sql(
+        "SELECT feature_id, padj FROM differential_expression WHERE study_id = 'pasilla'").to_arrow_table())
+    assert set(ours.filter(pl.col("padj") < 0.05)["feature_id"]) == set(r.filter(pl.col("padj") < 0.05)["feature_id"])
+    assert set(ours.filter(pl.col("padj").is_null())["feature_id"]) == set(r.filter(pl.col("padj").is_null())[
+        "feature_id"])
+
+
+def test_build_again_reports_unchanged_studies_and_writes_nothing(built, capsys):
+    landing, wh = built
+    versions = _sql(wh, "SELECT table_name, delta_version FROM catalog_versions ORDER BY 1")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--study", "airway"]) == 0
+    assert "airway ... unchanged" in capsys.readouterr().out
+    assert _sql(wh, "SELECT table_name, delta_version FROM catalog_versions ORDER BY 1") == versions
+
+
+def test_build_documents_joined_view_columns_by_their_own_table(built):
+    _, wh = built
+    comments = dict(_sql(wh, "SELECT table_name, comment FROM duckdb_columns() WHERE column_name = 'assay' "
+                             "AND table_name IN ('rna_expression', 'gene_mapping_summary', 'rna_counts')"))
+    assert comments["rna_expression"] == comments["gene_mapping_summary"] == comments["rna_counts"]
+    assert "Count assay the contrast" not in comments["rna_expression"]
+
+
+def test_build_mapping_summary_counts_protein_rows_that_keep_their_gene(built):
+    _, wh = built
+    # study_es_0 RPPA: 16 antibodies, every protein_abundance row carries a gene (several per gene: phospho sites)
+    rows = _sql(wh, "SELECT identifiers, with_gene, mapped_fraction FROM gene_mapping_summary "
+                    "WHERE study_id = 'study_es_0' AND assay = 'rppa'")
+    assert rows == [(16, 16, 1.0)]
+    assert _sql(wh, "SELECT count(*) FROM protein_abundance WHERE assay = 'rppa' AND gene_id IS NULL") == [(0,)]
 
 
 def test_unknown_sample_issue_points_at_the_header_line(tmp_path):
