@@ -90,3 +90,18 @@ def test_cli_starts_fast_and_says_its_version() -> None:
     assert "`" not in help_text
     assert "--warehouse" in help_text
     assert "SELECT" in help_text
+
+
+def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path) -> None:
+    from warehouse.lake import STUDY_KEY, Lake
+
+    landing, wh = _airway(tmp_path)
+    command = [OMICSDW, "build", "--landing", str(landing), "--warehouse", str(wh)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    lake = Lake(wh / "lake")
+    for table in ("studies", "rna_counts", "rna_normalized", "differential_expression", "study_versions"):
+        history = lake.delta(table).history()  # the second run waited for the lock, then found the work done
+        assert [c.get(STUDY_KEY) for c in history].count("airway") == 1, table
+    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
