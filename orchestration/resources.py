@@ -1,7 +1,8 @@
 """The warehouse resource: where studies land, where the lake and the catalog live, and what every asset shares.
 
 Assets ask it for the lake, a study's folder, a study's write session (its lock) and to publish a study; the
-catalog is refreshed here after anything readers can see changed, so no asset has to remember it.
+catalog is refreshed here after anything readers see changed (:meth:`WarehouseResource.study_session`), so no
+asset has to remember it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from schemas.tables import PUBLISHED_TABLES
 from transforms.ingest.study import find_studies
 from warehouse.catalog import refresh_catalog
-from warehouse.commit import Commit
 from warehouse.lake import Lake
-from warehouse.publish import publish_study
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
@@ -42,18 +42,21 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def study_session(self, study_id: str | None) -> Iterator[Lake]:
-        """The lake under the study's write lock (a second run of the same study waits, then finds its work done)."""
-        with self.lake().study_session(study_id) as lake:
-            yield lake
+        """The lake under the study's write lock (a second run of the same study waits, then finds its work done).
+
+        On the way out, the catalog is rebuilt if a table readers see at once was committed (a publication, the
+        issues of a run, the gene dimension) — also when the asset body raised after committing them.
+        """
+        lake = self.lake()
+        try:
+            with lake.study_session(study_id):
+                yield lake
+        finally:
+            if lake.committed - set(PUBLISHED_TABLES):
+                self.refresh_catalog()
 
     def refresh_catalog(self) -> Path:
         return refresh_catalog(self.lake(), Path(self.warehouse_dir))
-
-    def publish(self, lake: Lake, study_id: str) -> Commit:
-        """Publish the study's consistent set of table versions, then rebuild the catalog readers see."""
-        commit = publish_study(lake, study_id)
-        self.refresh_catalog()
-        return commit
 
     def reports_dir(self, study_id: str) -> Path:
         folder = Path(self.warehouse_dir, "reports", study_id)

@@ -79,6 +79,8 @@ class Lake:
         self.storage_options = storage_options
         self.is_local = "://" not in self.root or self.root.startswith("file://")
         self._journal: Path | None = None
+        self.committed: set[str] = set()
+        """Tables this object has committed to (the resource refreshes the catalog when readers see one)."""
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -269,6 +271,7 @@ class Lake:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+        self.committed.add(staged.table)
         return WriteResult(staged.table, staged.study_id, self.delta(staged.table).version(), rows,
                            len(actions), skipped=False)
 

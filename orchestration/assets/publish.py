@@ -6,7 +6,7 @@ from orchestration.checks import contract_check, raise_on_failures, results, tab
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import PUBLISHED_TABLES
-from warehouse.publish import LEDGER, InconsistentStudy
+from warehouse.publish import LEDGER, InconsistentStudy, publish_study
 
 
 @dg.asset(
@@ -19,10 +19,10 @@ from warehouse.publish import LEDGER, InconsistentStudy
     partitions_def=studies,
 )
 def study_versions(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Record the study's table versions in one commit and rebuild the catalog."""
+    """Record the study's table versions in one commit (the resource then rebuilds the catalog)."""
     with warehouse.study_session(context.partition_key) as lake:
         try:
-            commit = warehouse.publish(lake, context.partition_key)
+            commit = publish_study(lake, context.partition_key)
         except InconsistentStudy as exc:
             raise dg.Failure(str(exc)) from exc
     yield from results(commit)

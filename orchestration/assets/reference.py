@@ -13,6 +13,5 @@ def reference_tables(warehouse: WarehouseResource):
     """Write ``genes`` and ``gene_xrefs`` from the snapshot (a commit only when its files changed)."""
     with warehouse.study_session(None) as lake:
         commit, metadata = write_gene_reference(lake)
-    warehouse.refresh_catalog()
     yield from results(commit, metadata)
     raise_on_failures(commit, "the gene reference")
