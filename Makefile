@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --locked --inexact --extra dev --python $(PY) --quiet
 	@rm -f $(VENV)/.synced-* && touch $@
 
-$(DAGSTER_HOME)/dagster.yaml:
+$(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	@cp $< $@
 
 # Runs land in $(DAGSTER_HOME): `make dev` shows their metadata and plots.
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

@@ -21,10 +21,16 @@ def contract_check(table: str) -> dg.AssetCheckSpec:
                              description="Rows satisfy the pandera contract in schemas/tables.py.")
 
 
-def table_spec(table: str, *, group: str, deps: list[str] | None = None, skippable: bool = False) -> dg.AssetSpec:
-    """An asset per warehouse table, described by its contract's grain."""
+FOLLOWS_INPUTS = dg.AutomationCondition.eager()
+"""Declarative automation of derived assets: recomputed when an input partition was updated (e.g. a study
+re-ingested from the UI alone), by the daemon's automation sensor."""
+
+
+def table_spec(table: str, *, group: str, deps: list[str] | None = None, skippable: bool = False,
+               derived: bool = False) -> dg.AssetSpec:
+    """An asset per warehouse table, described by its contract's grain; ``derived`` ones follow their inputs."""
     return dg.AssetSpec(table, group_name=group, description=TABLE_DOCS[table], deps=deps or [], kinds={"delta"},
-                        skippable=skippable)
+                        skippable=skippable, automation_condition=FOLLOWS_INPUTS if derived else None)
 
 
 def _value(value: object) -> object:
@@ -56,4 +62,4 @@ def raise_on_failures(commit: Commit, what: str) -> None:
     """Fail the step when a contract broke (after its check results were reported)."""
     if commit.failures:
         raise dg.Failure(description=f"{what} breaks its contract; nothing was committed",
-                         metadata={t: "\n".join(m) for t, m in commit.failures.items()})
+                         metadata={t: "\n".join(m) for t, m in commit.failures.items()}, allow_retries=False)

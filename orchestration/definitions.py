@@ -6,6 +6,7 @@ from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
 from orchestration.assets.reference import reference_tables
+from orchestration.operations import nightly_reharmonisation, run_failure_summary
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import landing_sensor, study_job
 
@@ -18,7 +19,8 @@ STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_express
 defs = dg.Definitions(
     assets=[reference_tables, *STUDY_ASSETS],
     jobs=[study_job],
-    sensors=[landing_sensor],
+    schedules=[nightly_reharmonisation],
+    sensors=[landing_sensor, run_failure_summary],
     resources={"warehouse": WarehouseResource.from_env()},
     executor=executor,
 )

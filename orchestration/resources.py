@@ -68,5 +68,5 @@ class WarehouseResource(dg.ConfigurableResource):
         studies = find_studies(Path(self.landing_dir))
         if study_id not in studies:
             raise dg.Failure(f"study {study_id!r} is not in the landing folder {self.landing_dir}; "
-                             f"found: {sorted(studies)}")
+                             f"found: {sorted(studies)}", allow_retries=False)
         return studies[study_id]

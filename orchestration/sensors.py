@@ -12,8 +12,13 @@ from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "publish")
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+"""Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
+``dg.Failure(allow_retries=False)`` and is never retried."""
+
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
-                               description="Ingest one study partition, recompute what depends on it, publish it.")
+                               description="Ingest one study partition, recompute what depends on it, publish it.",
+                               op_retry_policy=TRANSIENT_RETRY)
 
 
 def _signature(folder: Path) -> str:

@@ -41,4 +41,5 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
             yield dg.AssetCheckResult(check_name="contract", asset_key=table, passed=load.ok,
                                       metadata={"failures": "the study has errors; see ingest_issues"})
     if not load.ok:
-        raise dg.Failure(description=describe_errors(load), metadata={"errors": load.errors.height})
+        raise dg.Failure(description=describe_errors(load), metadata={"errors": load.errors.height},
+                         allow_retries=False)

@@ -10,7 +10,7 @@ import tempfile
 
 import dagster as dg
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec
 from orchestration.partitions import studies
 from orchestration.report import contrast_plots
 from orchestration.resources import WarehouseResource
@@ -23,7 +23,7 @@ NORMALISED = list(NORMALISED_TABLES)
 
 @dg.multi_asset(
     name="normalise_study",
-    specs=[table_spec(t, group="normalise", deps=["rna_counts", "rna_abundance", "sample_attributes"])
+    specs=[table_spec(t, group="normalise", deps=["rna_counts", "rna_abundance", "sample_attributes"], derived=True)
            for t in NORMALISED],
     check_specs=[contract_check(t) for t in NORMALISED],
     partitions_def=studies,
@@ -45,7 +45,8 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load)
                 except ValueError as exc:  # no sample with counts, an empty z-score reference population
-                    raise dg.Failure(f"study {inputs.study_id!r} cannot be normalised: {exc}") from exc
+                    raise dg.Failure(f"study {inputs.study_id!r} cannot be normalised: {exc}",
+                                     allow_retries=False) from exc
                 metadata = stage.metadata
     yield from results(commit, metadata)
     raise_on_failures(commit, "the normalised tables")
@@ -57,6 +58,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     description=table_spec(DE_TABLE, group="normalise").description,
     kinds={"delta"},
     deps=["rna_counts", "sample_attributes"],
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[contract_check(DE_TABLE)],
     partitions_def=studies,
 )
@@ -76,7 +78,7 @@ def differential_expression_table(context: dg.AssetExecutionContext, warehouse: 
                     commit = commit_frames(lake, stage.frames, tables=[DE_TABLE], study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load)
                 except ValueError as exc:  # a design the samples cannot support
-                    raise dg.Failure(f"study {inputs.study_id!r}: {exc}") from exc
+                    raise dg.Failure(f"study {inputs.study_id!r}: {exc}", allow_retries=False) from exc
             metadata = {DE_TABLE: {**stage.metadata[DE_TABLE],
                                    **contrast_plots(stage.contrasts, study_id=inputs.study_id,
                                                     folder=warehouse.reports_dir(inputs.study_id))}}

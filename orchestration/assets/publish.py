@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import PUBLISHED_TABLES
@@ -15,6 +15,7 @@ from warehouse.publish import LEDGER, InconsistentStudy, publish_study
     description=table_spec(LEDGER, group="publish").description,
     kinds={"delta"},
     deps=PUBLISHED_TABLES,
+    automation_condition=FOLLOWS_INPUTS,
     check_specs=[contract_check(LEDGER)],
     partitions_def=studies,
 )
@@ -24,6 +25,6 @@ def study_versions(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         try:
             commit = publish_study(lake, context.partition_key)
         except InconsistentStudy as exc:
-            raise dg.Failure(str(exc)) from exc
+            raise dg.Failure(str(exc), allow_retries=False) from exc
     yield from results(commit)
     raise_on_failures(commit, LEDGER)

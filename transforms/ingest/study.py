@@ -81,6 +81,11 @@ def is_study_folder(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file() or is_cbioportal_study(folder)
 
 
+def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: str) -> str:
+    """What a study's ingested tables depend on: its files, the gene reference's files and the code."""
+    return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
+
+
 def study_fingerprint(folder: Path, *, salt: str = "") -> str:
     """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
 
@@ -173,7 +178,7 @@ def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) 
 def read_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
     issues = IssueLog(folder.name)
-    fingerprint = study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
+    fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version)
     valid_id, id_problem = declared_study_id(folder)
     found = IssueLog(folder.name)
     manifest = discover_study(folder, issues=found)

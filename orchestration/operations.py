@@ -1,0 +1,85 @@
+"""Running it for years: the nightly re-harmonisation schedule, failure summaries, retries for transient errors.
+
+- ``nightly_reharmonisation``: at 02:00 requests a study run only for studies whose last ingest was made with
+  other files, another gene reference or other code (the same fingerprint the ingest writes), so a reference or
+  code upgrade reprocesses every study and an unchanged night costs nothing.
+- ``run_failure_summary``: every failed run is appended to ``<warehouse>/runs/failures.jsonl`` and
+  ``failures.log`` (job, study, failed steps and their messages); a team points ``OMICSDW_FAILURE_HOOK`` at a
+  ``module:function`` taking that dict (their chat, their pager).
+Retries of transient errors are the study job's (``orchestration.sensors.TRANSIENT_RETRY``); one run per study
+at a time is the instance's run queue (``orchestration/instance/dagster.yaml``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.partitions import STUDIES
+from orchestration.resources import WarehouseResource
+from orchestration.sensors import study_job
+
+HOOK_VARIABLE = "OMICSDW_FAILURE_HOOK"
+
+
+@dg.schedule(job=study_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED)
+def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
+    """A run for each registered study whose ingest fingerprint (files, gene reference, code) moved."""
+    from transforms.ingest.genes import GeneReference
+    from transforms.ingest.study import find_studies, load_fingerprint
+    from warehouse.versions import code_fingerprint
+
+    lake = warehouse.lake()
+    reference, code = GeneReference.load(), code_fingerprint()
+    registered = set(context.instance.get_dynamic_partitions(STUDIES))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")  # one run per study and night
+    requests = []
+    for study_id, folder in find_studies(Path(warehouse.landing_dir)).items():
+        if study_id not in registered:
+            continue  # the landing sensor registers and runs new studies
+        expected = load_fingerprint(folder, reference=reference, code_version=code)
+        if lake.exists("studies") and lake.last_fingerprint("studies", study_id) == expected:
+            continue
+        requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}"))
+    return requests or dg.SkipReason("every study was ingested with its current files, reference and code")
+
+
+def failure_summary(run: dg.DagsterRun, steps: list[tuple[str, str]]) -> dict[str, object]:
+    """A readable record of a failed run: what, which study, which steps failed and why."""
+    return {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "run_id": run.run_id,
+            "job": run.job_name, "study": run.tags.get("dagster/partition"),
+            "steps": [{"step": step, "error": error} for step, error in steps]}
+
+
+def record_failure(summary: dict[str, object], folder: Path) -> None:
+    """Append the summary to the warehouse's failure log (JSON lines and text), then call the team's hook."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "failures.jsonl", "a") as fh:
+        fh.write(json.dumps(summary) + "\n")
+    lines = [f"{summary['failed_at']} {summary['job']} study={summary['study']} run={summary['run_id']}"]
+    for step in summary["steps"]:  # type: ignore[attr-defined]
+        lines.append(f"  {step['step']}: {step['error'].splitlines()[0] if step['error'] else 'failed'}")
+    with open(folder / "failures.log", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    target = os.environ.get(HOOK_VARIABLE)
+    if target:
+        module, _, function = target.partition(":")
+        getattr(importlib.import_module(module), function)(summary)
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_summary(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
+    """Write a readable summary of every failed run (and call ``OMICSDW_FAILURE_HOOK`` if set)."""
+    steps = []
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error
+        steps.append((event.step_key or "?", error.message.strip() if error is not None else ""))
+    if not steps:
+        steps.append(("run", context.failure_event.message or "the run failed before any step"))
+    record_failure(failure_summary(context.dagster_run, steps), Path(warehouse.warehouse_dir, "runs"))
