@@ -38,10 +38,12 @@ def test_record_failure_writes_a_readable_summary_and_calls_the_hook(tmp_path: P
     monkeypatch.setenv("OMICSDW_FAILURE_HOOK", "tests.orchestration.test_operations:_hook")
     record_failure(summary, tmp_path)
     (line,) = (tmp_path / "failures.jsonl").read_text().splitlines()
-    assert json.loads(line)["study"] == "airway" and json.loads(line)["steps"][0]["step"] == "ingest_study"
+    assert json.loads(line)["study"] == "airway"
+    assert json.loads(line)["steps"][0]["step"] == "ingest_study"
     log = (tmp_path / "failures.log").read_text()
-    assert "study_job study=airway run=r1" in log and "ingest_study: study 'airway' failed with 1 error(s)" in log
-    assert HOOKED == [summary]
+    assert "study_job study=airway run=r1" in log
+    assert "ingest_study: study 'airway' failed with 1 error(s)" in log
+    assert [summary] == HOOKED
 
 
 HOOKED: list[dict] = []
