@@ -209,6 +209,37 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from warehouse.lake import Lake
+
+    return Lake(args.lake or (Path(args.warehouse) / "lake").resolve())
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    from warehouse.maintenance import vacuum
+
+    lake = _lake(args)
+    with lake.study_session(None):
+        done = vacuum(lake, retention_hours=args.retention_hours, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for item in done:
+        if item.files or item.kept_versions:
+            print(f"{item.table:<24} {verb} {len(item.files):>5} file(s); kept versions read by published "
+                  f"studies: {item.kept_versions or 'none'}")
+    print(f"{verb} {sum(len(i.files) for i in done)} file(s) older than {args.retention_hours} h")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from warehouse.maintenance import doctor
+
+    problems = doctor(_lake(args), Path(args.warehouse))
+    for problem in problems:
+        print(problem)
+    print("healthy" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from warehouse import __version__
 
@@ -248,6 +279,22 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
     remove.add_argument("--lake", help=lake_help)
     remove.set_defaults(run=_remove)
+
+    vacuum = sub.add_parser("vacuum", help="delete old files no published study or newest version needs",
+                            description="Delete Parquet files older than the retention period that neither the "
+                                        "newest table versions nor any published study set reads.")
+    vacuum.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    vacuum.add_argument("--lake", help=lake_help)
+    vacuum.add_argument("--retention-hours", type=int, default=168, help="keep files younger than this (default 168)")
+    vacuum.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    vacuum.set_defaults(run=_vacuum)
+
+    doctor = sub.add_parser("doctor", help="check a warehouse; exit 1 naming what is damaged",
+                            description="Check the catalog is current and opens, every table and published file is "
+                                        "readable, no orphan files, the gene reference is the shipped one.")
+    doctor.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    doctor.add_argument("--lake", help=lake_help)
+    doctor.set_defaults(run=_doctor)
     return parser
 
 

@@ -1,0 +1,101 @@
+"""Keeping a warehouse healthy for years: vacuum old files safely, and a doctor that says what is damaged.
+
+``vacuum`` deletes Parquet files no longer needed, older than a retention period, with delta-rs' own vacuum, but
+always keeps every table version a published study set still reads (``study_versions``) — a study whose newest
+load has not been published yet is still shown from older files, which must survive — and, with ``full``, also
+deletes files no version references (staged by killed runs) once they are older than the retention period.
+
+``doctor`` checks what readers depend on and returns one line per problem: the catalog opens and is current,
+every table's newest version and every published file is readable, no orphan files, the gene reference is the
+shipped one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from schemas.tables import TABLES
+from warehouse.lake import Lake
+
+DEFAULT_RETENTION_HOURS = 168
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """Files deleted (or that would be, in a dry run) per table, and the versions kept for published studies."""
+
+    table: str
+    files: list[str]
+    kept_versions: list[int]
+
+
+def protected_versions(lake: Lake) -> dict[str, list[int]]:
+    """Table -> Delta versions a published study set reads (they must outlive any retention period)."""
+    if not lake.exists("study_versions"):
+        return {}
+    rows = lake.scan("study_versions").select("table_name", "delta_version").unique().collect()
+    return {t: sorted(g["delta_version"].to_list()) for (t,), g in rows.group_by("table_name")}
+
+
+def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False,
+           full: bool = True) -> list[Vacuumed]:
+    """Delete files older than ``retention_hours`` that neither the newest version nor a published set needs."""
+    keep = protected_versions(lake)
+    done = []
+    for table in TABLES:
+        if not lake.exists(table):
+            continue
+        kept = keep.get(table, [])
+        files = lake.delta(table).vacuum(retention_hours=retention_hours, dry_run=dry_run, full=full,
+                                         enforce_retention_duration=False, keep_versions=kept or None)
+        done.append(Vacuumed(table, sorted(files), kept))
+    return done
+
+
+def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
+    """Problems found, one line each naming the table or file (empty: healthy)."""
+    from transforms.ingest.genes import GeneReference
+    from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, visible_files
+
+    problems: list[str] = []
+    visible = visible_files(lake)
+    try:
+        con = connect(warehouse_dir)
+    except CatalogMissing as exc:
+        problems.append(f"catalog: {exc}")
+    else:
+        try:
+            listed = dict(con.execute("SELECT table_name, files FROM catalog_versions").fetchall())
+            for table, (_, files) in visible.items():
+                if listed.get(table) != len(files):
+                    problems.append(f"{table}: the catalog lists {listed.get(table)} files, the lake {len(files)}; "
+                                    f"rebuild it (omicsdw build, or any study run) — {CATALOG_NAME} is stale")
+                try:
+                    con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
+                except Exception as exc:
+                    problems.append(f"{table}: its view cannot be read: {exc}")
+        finally:
+            con.close()
+    for table, (_, files) in visible.items():
+        missing = [f for f in files if lake.is_local and not Path(lake.root, f).is_file()]
+        if missing:
+            problems.append(f"{table}: {len(missing)} file(s) readers need are missing, e.g. {missing[0]}")
+        if lake.exists(table):
+            try:
+                lake.scan(table).select(pl.len()).collect()
+            except Exception as exc:
+                problems.append(f"{table}: its newest Delta version cannot be read: {exc}")
+    every = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=True) for f in v.files}
+    history = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=False) for f in v.files}
+    orphans = sorted(every - history)  # files no version ever referenced: staged by runs that never committed
+    if orphans:
+        problems.append(f"{orphans[0][0]}: {len(orphans)} file(s) in the lake no Delta version references (killed "
+                        f"runs?), e.g. {orphans[0][1]}; omicsdw vacuum removes them after the retention period")
+    shipped = GeneReference.load().fingerprint
+    if lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
+        problems.append("genes: the gene dimension is not the shipped reference; the next build rewrites it")
+    return problems
+
