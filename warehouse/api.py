@@ -28,10 +28,26 @@ def connect(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
     return _connect(_warehouse_dir(path))
 
 
+def _catalog_versions(folder: Path) -> dict[str, int]:
+    """Table -> the Delta version the catalog was built from (empty without a catalog)."""
+    from warehouse.catalog import CatalogMissing
+    from warehouse.catalog import connect as _connect
+
+    try:
+        con = _connect(folder)
+    except CatalogMissing:
+        return {}
+    try:
+        rows = con.execute("SELECT table_name, delta_version FROM catalog_versions").fetchall()
+    finally:
+        con.close()
+    return {t: v for t, v in rows if v is not None}
+
+
 def table(name: str, version: int | None = None, *, warehouse: str | Path | None = None,
           lake_uri: str | None = None) -> pl.LazyFrame:
-    """A warehouse table as a LazyFrame: what the catalog shows (each study at its published version set), or
-    with ``version`` the whole table at that Delta version (reproducible snapshots).
+    """A warehouse table as a LazyFrame: exactly what the SQL catalog shows (each study at its published version
+    set, as of the catalog's last rebuild), or with ``version`` the whole table at that Delta version.
     """
     import polars as pl
 
@@ -40,7 +56,8 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
 
     if name not in TABLES:
         raise KeyError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
-    lake = Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (_warehouse_dir(warehouse) / "lake").resolve())
+    folder = _warehouse_dir(warehouse)
+    lake = Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (folder / "lake").resolve())
     if not lake.exists(name):
         return pl.LazyFrame(schema=polars_schema(name))
     if version is not None:
@@ -48,11 +65,13 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         if not 0 <= version <= (newest or 0):
             raise ValueError(f"table {name!r} has versions 0 to {newest}; version {version} does not exist")
         return lake.scan(name, version=version)
+    shown = _catalog_versions(folder)  # the API and SQL agree even if a run died before rebuilding the catalog
     if name not in PUBLISHED_TABLES:
-        return lake.scan(name)
+        return lake.scan(name, version=shown.get(name))
     if not lake.exists("study_versions"):
         return pl.LazyFrame(schema=polars_schema(name))
-    published = lake.scan("study_versions").filter(pl.col("table_name") == name).select("study_id", "files")
+    ledger = lake.scan("study_versions", version=shown.get("study_versions"))
+    published = ledger.filter(pl.col("table_name") == name).select("study_id", "files")
     parts = [pl.scan_parquet([f"{lake.uri(name)}/{f}" for f in files], hive_partitioning=False,
                              storage_options=lake.storage_options).with_columns(pl.lit(study).alias("study_id"))
              for study, files in published.collect().iter_rows() if files]

@@ -126,3 +126,14 @@ def test_table_version_that_does_not_exist_names_the_versions(lake: Lake, wh: Pa
     _publish(lake, wh, "s1", "A", COUNTS)
     with pytest.raises(ValueError, match=r"table 'rna_counts' has versions 0 to 1; version 7 does not exist"):
         warehouse.table("rna_counts", version=7, warehouse=wh)
+
+
+def test_table_follows_the_catalog_when_a_run_died_before_rebuilding_it(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    publish_study(lake, "s1")  # killed here: published, catalog not rebuilt
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+    assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 30.0  # the same answer
+    refresh_catalog(lake, wh)  # the next run of any study
+    assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 60.0
