@@ -23,7 +23,7 @@ def test_ingest_assets_are_partitioned_by_study_and_checked():
 
 
 def test_definitions_have_the_landing_sensor_and_spawn_executor():
-    assert defs.resolve_sensor_def("landing_sensor") is not None
+    assert defs.resolve_sensor_def("landing_sensor").name == "landing_sensor"
     config = defs.executor.apply_config_mapping({}).value["config"]
     assert defs.executor.name == "multiprocess"
     assert config["start_method"] == {"spawn": {}}

@@ -251,5 +251,4 @@ def test_parse_featurecounts_non_positive_length_is_one_located_error(tmp_path: 
     (error,) = issues.issues
     assert (error.code, error.severity, error.line, error.column) == ("invalid_length", "error", 3, "Length")
     assert "2 row(s)" in error.message
-    assert parsed.features is not None
     assert parsed.features.get_column("length").to_list() == [11, None, None]

@@ -35,7 +35,7 @@ def test_discover_study_reports_yaml_syntax_with_line(tmp_path, study_folder):
     issues = IssueLog("s")
     assert discover_study(study_folder(tmp_path, "study_id: s\nname: [unclosed\n"), issues=issues) is None
     assert issues.errors[0].code == "invalid_manifest"
-    assert issues.errors[0].line is not None
+    assert issues.errors[0].line == 3  # PyYAML marks the end of the stream, where the ']' was still expected
 
 
 def test_discover_study_warns_about_unknown_fields(tmp_path, study_folder):
@@ -43,7 +43,7 @@ def test_discover_study_warns_about_unknown_fields(tmp_path, study_folder):
     text = ("study_id: s\nname: n\nowner: me\n"
             "assays:\n  - {name: a, kind: rna_counts, format: matrix, path: x, unit: y}\n")
     manifest = discover_study(study_folder(tmp_path, text), issues=issues)
-    assert manifest is not None
+    assert (manifest.study_id, [a.name for a in manifest.assays]) == ("s", ["a"])
     assert not issues.has_errors
     assert sorted(i.column for i in issues.issues) == ["assays[0].unit", "owner"]
 
@@ -132,8 +132,7 @@ def test_discover_study_names_the_likely_key_of_a_typo(tmp_path, study_folder):
     issues = IssueLog("s")
     text = "study_id: s\nname: n\nassay:\n  - {name: a, kind: rna_counts, format: matrix, path: x}\n"
     manifest = discover_study(study_folder(tmp_path, text), issues=issues)
-    assert manifest is not None
-    assert manifest.assays == []
+    assert (manifest.study_id, manifest.assays) == ("s", [])
     typo, empty = issues.issues
     assert (typo.code, typo.line, typo.column) == ("unknown_manifest_field", 3, "assay")
     assert "unknown key 'assay' (did you mean 'assays'?)" in typo.message
@@ -198,8 +197,8 @@ def test_ingest_study_gene_panel_matrix_outside_folder_is_not_read(tmp_path, ref
     issues = study_issues(read_study(folder, reference=reference))
     assert _leaks(issues) == []
     outside_errors = issues.filter(pl.col("code") == "path_outside_study")
-    assert outside_errors.height >= 1
-    assert outside_errors["column"].to_list()[0] == "options.gene_panel_matrix"
+    # one panel option, one error (the symlinked data_gene_panel_x.txt is not declared, so not read)
+    assert outside_errors.select("file", "column").rows() == [("study.yaml", "options.gene_panel_matrix")]
 
 
 # -- unreadable and corrupt files: located issues on the validate path, never a traceback ---------------------
@@ -230,7 +229,8 @@ def test_ingest_study_truncated_gzip_is_located_error(reference, matrix_study):
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
     assert (error["code"], error["file"]) == ("corrupt_file", "counts.tsv.gz")
     assert "truncated or corrupt" in error["message"]
-    assert error["line"] is not None
+    # the first 1 MiB read already fails (4,000 rows x 20 counts are ~0.5 MB), so no line was counted yet
+    assert error["line"] == 1
 
 
 def test_ingest_study_directory_in_place_of_a_file_is_located_error(reference, matrix_study):
@@ -316,6 +316,5 @@ def test_attach_identity_long_feature_id_is_quarantined_with_cut_record(tmp_path
     (folder / "mut.maf").write_text("\n".join(lines) + "\n")
     issues = study_issues(read_study(folder, reference=reference))
     long_ids = issues.filter(pl.col("code") == "identifier_too_long")
-    assert long_ids.height >= 1
-    assert set(long_ids.select("file", "line", "severity").rows()) == {("mut.maf", 3, "error")}
-    assert all(len(r) < 100 for r in long_ids["record"])
+    # one record, its identifier cut to 80 characters and marked
+    assert long_ids.select("file", "line", "severity", "record").rows() == [("mut.maf", 3, "error", "X" * 80 + " ...")]
