@@ -17,6 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from transforms.ingest.genes import GeneReference
+
 TEST_DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -25,6 +27,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def shared_data() -> Path:
     """The folder of vendored real data files (``tests/data``); the name is kept for the tests that use it."""
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def reference() -> GeneReference:
+    """The gene reference snapshot shipped with the code (frozen; loaded once)."""
+    return GeneReference.load()
 
 
 # -- R reference tables (tests/data/r_reference, made by make_reference.R; see its README) -----------------------

@@ -9,15 +9,9 @@ import polars as pl
 import pytest
 
 from transforms.ingest.cbioportal import read_cbioportal_study
-from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import discover_study, find_studies, read_study, scan_landing
 from transforms.issues import IssueLog
 from warehouse.load import study_issues
-
-
-@pytest.fixture(scope="module")
-def reference() -> GeneReference:
-    return GeneReference.load()
 
 
 def test_discover_study_reports_invalid_field(tmp_path, study_folder):
