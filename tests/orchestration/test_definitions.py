@@ -23,7 +23,79 @@ def test_ingest_assets_are_partitioned_by_study_and_checked():
 
 
 def test_definitions_have_the_landing_sensor_and_spawn_executor():
-    assert defs.resolve_sensor_def("landing_sensor") is not None
+    assert defs.resolve_sensor_def("landing_sensor").name == "landing_sensor"
     config = defs.executor.apply_config_mapping({}).value["config"]
     assert defs.executor.name == "multiprocess"
     assert config["start_method"] == {"spawn": {}}
+
+
+# -- snapshot of the asset graph: an asset or check appearing, disappearing or moving fails with a readable diff ---
+# (key, group, partitions name or None, sorted upstream keys); update deliberately when the graph changes.
+INGEST_DEPS = ("gene_xrefs", "genes")
+NORMALISE_DEPS = ("rna_abundance", "rna_counts", "sample_attributes")
+ASSET_GRAPH = [
+    ("cn_segments", "ingest", "studies", INGEST_DEPS),
+    ("copy_number", "ingest", "studies", INGEST_DEPS),
+    ("differential_expression", "normalise", "studies", ("rna_counts", "sample_attributes")),
+    ("gene_id_map", "ingest", "studies", INGEST_DEPS),
+    ("gene_mutation_status", "ingest", "studies", INGEST_DEPS),
+    ("gene_xrefs", "reference", None, ()),
+    ("genes", "reference", None, ()),
+    ("ingest_issues", "ingest", "studies", INGEST_DEPS),
+    ("protein_abundance", "ingest", "studies", INGEST_DEPS),
+    ("rna_abundance", "ingest", "studies", INGEST_DEPS),
+    ("rna_counts", "ingest", "studies", INGEST_DEPS),
+    ("rna_normalized", "normalise", "studies", NORMALISE_DEPS),
+    ("rna_sample_factors", "normalise", "studies", NORMALISE_DEPS),
+    ("rna_vst", "normalise", "studies", NORMALISE_DEPS),
+    ("sample_attributes", "ingest", "studies", INGEST_DEPS),
+    ("samples", "ingest", "studies", INGEST_DEPS),
+    ("studies", "ingest", "studies", INGEST_DEPS),
+    ("study_versions", "publish", "studies", (
+        "cn_segments", "copy_number", "differential_expression", "gene_id_map", "gene_mutation_status",
+        "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized", "rna_sample_factors", "rna_vst",
+        "sample_attributes", "samples", "studies", "subject_attributes", "subjects", "variants")),
+    ("subject_attributes", "ingest", "studies", INGEST_DEPS),
+    ("subjects", "ingest", "studies", INGEST_DEPS),
+    ("variants", "ingest", "studies", INGEST_DEPS),
+]
+# one contract check per asset
+ASSET_CHECKS = [
+    "cn_segments:contract",
+    "copy_number:contract",
+    "differential_expression:contract",
+    "gene_id_map:contract",
+    "gene_mutation_status:contract",
+    "gene_xrefs:contract",
+    "genes:contract",
+    "ingest_issues:contract",
+    "protein_abundance:contract",
+    "rna_abundance:contract",
+    "rna_counts:contract",
+    "rna_normalized:contract",
+    "rna_sample_factors:contract",
+    "rna_vst:contract",
+    "sample_attributes:contract",
+    "samples:contract",
+    "studies:contract",
+    "study_versions:contract",
+    "subject_attributes:contract",
+    "subjects:contract",
+    "variants:contract",
+]
+
+
+def test_asset_graph_matches_snapshot():
+    graph = defs.resolve_asset_graph()
+    got = []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        partitions = node.partitions_def.name if node.partitions_def is not None else None
+        deps = tuple(sorted(parent.to_user_string() for parent in node.parent_keys))
+        got.append((key.to_user_string(), node.group_name, partitions, deps))
+    assert sorted(got) == ASSET_GRAPH
+
+
+def test_asset_checks_match_snapshot():
+    graph = defs.resolve_asset_graph()
+    assert sorted(c.to_user_string() for c in graph.asset_check_keys) == ASSET_CHECKS

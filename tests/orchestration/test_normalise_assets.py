@@ -15,32 +15,11 @@ from orchestration.resources import WarehouseResource
 from tests.lake_rows import commit_load
 from warehouse.lake import Lake
 
-R_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "r_reference"
-AIRWAY = "rnaseq_airway"
 NORMALISE = [normalised_expression]
 
 
 AIRWAY_CONTRASTS = {"contrasts": [{"name": "dex", "factor": "dex", "test": "trt", "reference": "untrt",
                                    "covariates": ["cell"]}]}
-
-
-def _airway_counts(shared_data: Path) -> pl.DataFrame:
-    """airway featureCounts as rna_counts rows (columns stripped of _subset.bam, no gene mapping)."""
-    wide = pl.read_csv(shared_data / AIRWAY / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t",
-                       comment_prefix="#")
-    samples = [c for c in wide.columns if c.endswith("_subset.bam")]
-    return (wide.select("Geneid", "Length", *samples)
-            .unpivot(index=["Geneid", "Length"], variable_name="sample_id", value_name="count")
-            .select(pl.lit("featurecounts").alias("assay"), pl.col("sample_id").str.strip_suffix("_subset.bam"),
-                    pl.lit(None, pl.Int64).alias("gene_id"), pl.col("Geneid").alias("feature_id"),
-                    pl.col("count").cast(pl.Float64), pl.col("Length").cast(pl.Float64).alias("length")))
-
-
-def _airway_attributes(shared_data: Path) -> pl.DataFrame:
-    table = pl.read_csv(shared_data / AIRWAY / "sample_table.csv")
-    return (table.select(pl.col("Run").alias("sample_id"), "cell", "dex")
-            .unpivot(index="sample_id", variable_name="attribute", value_name="value")
-            .with_columns(pl.lit("string").alias("value_type")))
 
 
 @pytest.fixture
@@ -49,11 +28,11 @@ def warehouse(tmp_path: Path) -> WarehouseResource:
 
 
 @pytest.fixture
-def airway(shared_data: Path, warehouse: WarehouseResource) -> Lake:
+def airway(airway_long: pl.DataFrame, airway_attributes: pl.DataFrame, warehouse: WarehouseResource) -> Lake:
     """Study 'airway': featureCounts counts of 20 genes x 8 samples, cell and dex attributes, one contrast."""
     lake = warehouse.lake()
-    commit_load(lake, "airway", {"rna_counts": _airway_counts(shared_data),
-                                 "sample_attributes": _airway_attributes(shared_data)}, load="v1",
+    commit_load(lake, "airway", {"rna_counts": airway_long,
+                                 "sample_attributes": airway_attributes}, load="v1",
                 manifest=AIRWAY_CONTRASTS)
     return lake
 
@@ -73,12 +52,12 @@ def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, object
 
 
 def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: WarehouseResource,
-                                                       shared_data: Path) -> None:
+                                                       airway_attributes: pl.DataFrame, r_table) -> None:
     result = _materialize(NORMALISE, warehouse, "airway")
     assert result.success
     factors = airway.scan("rna_sample_factors", study_id="airway").collect()
     # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors on the same featureCounts file
-    ref = pl.read_csv(R_REFERENCE / "airway_sample_factors.tsv", separator="\t").join(
+    ref = r_table("airway_sample_factors.tsv").join(
         factors, on="sample_id", how="left")
     assert factors.height == 8
     assert set(factors["assay"]) == {"featurecounts"}
@@ -90,7 +69,7 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     assert normalised.height == 20 * 8
     assert set(normalised["source"]) == {"counts"}
     # make_reference.R: cpm(calcNormFactors(DGEList(counts)), log=TRUE, prior.count=2)
-    log2 = pl.read_csv(R_REFERENCE / "airway_log2cpm.tsv", separator="\t").join(
+    log2 = r_table("airway_log2cpm.tsv").join(
         normalised, on=["feature_id", "sample_id"], how="left")
     np.testing.assert_allclose(log2["log2_cpm_right"].to_numpy(), log2["log2_cpm"].to_numpy(), atol=1e-6)
     # z-scores: numpy from the R log2 CPM, per gene over the 8 samples, SD ddof=1
@@ -126,20 +105,21 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
     assert _metadata(again, "rna_normalized")["delta_version"] == _metadata(result, "rna_normalized")["delta_version"]
 
     commit_load(airway, "airway", {"rna_counts": airway.scan("rna_counts").head(0).collect().drop("study_id"),
-                                   "sample_attributes": _airway_attributes(shared_data)}, load="v2",
+                                   "sample_attributes": airway_attributes}, load="v2",
                 manifest=AIRWAY_CONTRASTS)
     emptied = _materialize(NORMALISE, warehouse, "airway")  # counts gone: stale rows vanish
     assert airway.scan("rna_normalized", study_id="airway").collect().height == 0
     assert "no rna_counts" in str(_metadata(emptied, "rna_sample_factors")["note"])
 
 
-def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehouse: WarehouseResource) -> None:
+def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehouse: WarehouseResource,
+                                                          r_table) -> None:
     result = _materialize([differential_expression_table], warehouse, "airway")
     de = airway.scan("differential_expression", study_id="airway").collect()
     assert de.height == 20
     assert set(de["contrast"]) == {"dex"}
     # make_reference.R: results(DESeq(~ cell + dex), contrast=c("dex", "trt", "untrt"))
-    ref = pl.read_csv(R_REFERENCE / "airway_de_dex.tsv", separator="\t", null_values="NA").join(
+    ref = r_table("airway_de_dex.tsv").join(
         de, on="feature_id", how="left").drop_nulls(["log2_fold_change", "log2_fold_change_right"])
     r = np.corrcoef(ref["log2_fold_change"].to_numpy(), ref["log2_fold_change_right"].to_numpy())[0, 1]
     assert r > 0.99  # 16 genes with counts; the numpy port vs DESeq2
@@ -151,10 +131,11 @@ def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehous
 
 
 def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource,
-                                                      shared_data: Path) -> None:
+                                                      airway_long: pl.DataFrame,
+                                                      airway_attributes: pl.DataFrame) -> None:
     bad = {"contrasts": [{"name": "bad", "factor": "dex", "test": "trt", "reference": "placebo"}]}
-    commit_load(airway, "airway", {"rna_counts": _airway_counts(shared_data),
-                                   "sample_attributes": _airway_attributes(shared_data)}, load="v2", manifest=bad)
+    commit_load(airway, "airway", {"rna_counts": airway_long,
+                                   "sample_attributes": airway_attributes}, load="v2", manifest=bad)
     start = time.perf_counter()
     result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
     assert not result.success

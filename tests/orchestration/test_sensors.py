@@ -1,6 +1,5 @@
 """The landing sensor registers study folders and requests a run only when a folder's content changes."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -8,8 +7,6 @@ import pytest
 
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import landing_sensor
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _evaluate(instance, landing: Path, cursor: str | None):
@@ -24,10 +21,8 @@ def instance():
         yield instance
 
 
-def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
-    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path, instance, example_landing):
+    landing = example_landing(tmp_path, "airway")
 
     first = _evaluate(instance, landing, None)
     assert [r.partition_key for r in first.run_requests] == ["airway"]

@@ -12,9 +12,10 @@ def test_assay_rejects_a_measure_the_tool_output_lacks():
 
 def test_assay_accepts_the_measures_rsem_writes():
     for measure in (None, "tpm", "fpkm", "counts"):
-        Assay(name="a", kind="rna_abundance", format="rsem", path="*.genes.results", measure=measure)
-    # the measure of a count assay is not read
-    Assay(name="c", kind="rna_counts", format="salmon", path="*/quant.sf", measure="fpkm")
+        assay = Assay(name="a", kind="rna_abundance", format="rsem", path="*.genes.results", measure=measure)
+        assert assay.measure == measure
+    # the measure of a count assay is not read, so not checked against the format
+    assert Assay(name="c", kind="rna_counts", format="salmon", path="*/quant.sf", measure="fpkm").measure == "fpkm"
 
 
 def test_check_study_id_is_the_manifest_rule(tmp_path):

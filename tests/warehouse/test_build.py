@@ -5,7 +5,6 @@ Expected figures come from the raw files (awk / wc, noted per assertion) or from
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -16,7 +15,6 @@ import warehouse
 from tests.warehouse.catalog_sql import sql as _sql
 from warehouse.cli import main
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = pytest.mark.slow
 
 # awk -F'\t' 'NR>1{for(i=2;i<=NF;i++)s[i]+=$i} END{...}' pasilla_gene_counts.tsv
@@ -24,18 +22,10 @@ PASILLA_LIBRARY_SIZES = {"untreated1": 13972512, "untreated2": 21911438, "untrea
                          "untreated4": 9841335, "treated1": 18670279, "treated2": 9571826, "treated3": 10343856}
 
 
-def _landing(tmp: Path, *studies: str) -> Path:
-    landing = tmp / "landing"
-    landing.mkdir(exist_ok=True)
-    for study in studies:
-        shutil.copytree(EXAMPLES / study, landing / study)
-    return landing
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, Path]:
+def built(tmp_path_factory, example_landing) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("build")
-    landing = _landing(tmp, "pasilla", "laml", "study_es_0", "airway")
+    landing = example_landing(tmp, "pasilla", "laml", "study_es_0", "airway")
     wh = tmp / "warehouse"
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     return landing, wh
@@ -97,8 +87,8 @@ def test_build_time_travel_reads_an_earlier_version(built):
     assert first.sort("sample_id").equals(current.sort("sample_id"))
 
 
-def test_corrupt_file_fails_study_keeps_previous_data_and_reports_where(tmp_path):
-    landing = _landing(tmp_path, "pasilla")
+def test_corrupt_file_fails_study_keeps_previous_data_and_reports_where(tmp_path, example_landing):
+    landing = example_landing(tmp_path, "pasilla")
     wh = tmp_path / "warehouse"
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     analyst = duckdb.connect(str(wh / "warehouse.duckdb"), read_only=True)  # stays open during the next run
@@ -128,8 +118,8 @@ def test_corrupt_file_fails_study_keeps_previous_data_and_reports_where(tmp_path
     assert quarantine == [("counts.tsv", 3, "untreated3", "negative_count", "-5.0")]
 
 
-def test_validate_reports_file_line_and_exit_code(tmp_path, capsys):
-    landing = _landing(tmp_path, "pasilla")
+def test_validate_reports_file_line_and_exit_code(tmp_path, capsys, example_landing):
+    landing = example_landing(tmp_path, "pasilla")
     assert main(["validate", str(landing)]) == 0
     (landing / "pasilla" / "samples.tsv").write_text("sample_id\tcondition\nuntreated1\tuntreated\n")
     assert main(["validate", str(landing)]) == 1
@@ -147,10 +137,9 @@ def test_sql_command_writes_csv(built, tmp_path):
     assert main(["sql", "DELETE FROM genes", "--warehouse", str(wh)]) == 1  # read-only
 
 
-def test_build_normalises_counts_like_edger_and_deseq2(built):
+def test_build_normalises_counts_like_edger_and_deseq2(built, r_table):
     _, wh = built
-    reference = pl.read_csv(Path(__file__).resolve().parents[1] / "data" / "r_reference" /
-                            "pasilla_sample_factors.tsv", separator="\t")
+    reference = r_table("pasilla_sample_factors.tsv")
     got = pl.from_arrow(warehouse.connect(wh).sql(
         "SELECT sample_id, library_size, tmm_factor, size_factor FROM rna_sample_factors "
         "WHERE study_id = 'pasilla'").to_arrow_table())
@@ -197,8 +186,8 @@ def test_build_mapping_summary_counts_protein_rows_that_keep_their_gene(built):
     assert _sql(wh, "SELECT count(*) FROM protein_abundance WHERE assay = 'rppa' AND gene_id IS NULL") == [(0,)]
 
 
-def test_unknown_sample_issue_points_at_the_header_line(tmp_path):
-    landing = _landing(tmp_path, "pasilla")
+def test_unknown_sample_issue_points_at_the_header_line(tmp_path, example_landing):
+    landing = example_landing(tmp_path, "pasilla")
     counts = landing / "pasilla" / "counts.tsv"
     counts.write_text("# exported by a pipeline\n" + counts.read_text().replace("treated3", "treated9", 1))
     assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1

@@ -37,18 +37,14 @@ MUTATIONS = "gene\tT1\tT2\nTP53\t1\t0\nKRAS\t0\t\nSEPT9\tNA\t1\n"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, shared_data) -> Path:
+def built(tmp_path_factory, shared_data, study_folder) -> Path:
     tmp = tmp_path_factory.mktemp("multi")
-    study = tmp / "landing" / "multi"
-    study.mkdir(parents=True)
+    study = study_folder(tmp / "landing", STUDY, {"cna.tsv": CNA, "mutations.tsv": MUTATIONS}, name="multi")
     shutil.copy(shared_data / "proteomics_maxquant_lfqanalyst" / "proteinGroups.txt", study)
     shutil.copy(shared_data / "proteomics_diann_pg_matrix" / "DIA-NN_example_domlfq_report.pg_matrix.tsv",
                 study / "report.pg_matrix.tsv")
     shutil.copy(shared_data / "variants_annotated_vcf" / "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf",
                 study / "calls.vcf")
-    (study / "study.yaml").write_text(STUDY)
-    (study / "cna.tsv").write_text(CNA)
-    (study / "mutations.tsv").write_text(MUTATIONS)
     header = (study / "report.pg_matrix.tsv").read_text().splitlines()[0].split("\t")
     runs = [h.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for h in header[4:]]
     samples = ["H1", "H2", "H3", "H4", "H5", "L1", "L2", "L3", "L4", "L5", "N1", "N2", "N3", "N4", "N5",

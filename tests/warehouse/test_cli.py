@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -14,21 +13,14 @@ import pytest
 from tests.warehouse.catalog_sql import sql
 from warehouse.cli import main
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OMICSDW = str(Path(sys.executable).with_name("omicsdw"))
 pytestmark = pytest.mark.slow
 
 
-def _airway(tmp_path: Path) -> tuple[Path, Path]:
-    landing = tmp_path / "landing"
-    shutil.copytree(EXAMPLES / "airway", landing / "airway")
-    return landing, tmp_path / "wh"
-
-
-def test_build_reports_a_bad_folder_and_still_loads_and_rebuilds_the_others(tmp_path: Path, capsys) -> None:
-    landing, wh = _airway(tmp_path)
-    (landing / "a=b").mkdir()
-    (landing / "a=b" / "study.yaml").write_text("study_id: [x\n")  # broken YAML: the folder name would be the id
+def test_build_reports_a_bad_folder_and_still_loads_and_rebuilds_the_others(tmp_path: Path, capsys,
+                                                                             example_landing, study_folder) -> None:
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    study_folder(landing, "study_id: [x\n", name="a=b")  # broken YAML: the folder name would be the id
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
     assert "a=b/study.yaml" in capsys.readouterr().err
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1  # the catalog still rebuilds
@@ -36,8 +28,9 @@ def test_build_reports_a_bad_folder_and_still_loads_and_rebuilds_the_others(tmp_
     assert sql(wh, "SELECT count(*) FROM ingest_issues WHERE study_id = 'a=b'") == [(0,)]
 
 
-def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys) -> None:
-    landing, wh = _airway(tmp_path)
+def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
+                                                                            example_landing) -> None:
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     (n,) = sql(wh, "SELECT count(*) FROM rna_counts")[0]
     assert n == 160  # 20 genes x 8 samples (awk 'NR>2' featurecounts.txt | wc -l = 20)
@@ -52,13 +45,12 @@ def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_p
     assert sql(wh, "SELECT count(*) FROM studies") == [(0,)]
 
 
-def test_validate_reports_what_build_rejects_with_file_line_and_column(tmp_path: Path, capsys) -> None:
+def test_validate_reports_what_build_rejects_with_file_line_and_column(tmp_path: Path, capsys,
+                                                                      study_folder) -> None:
     landing = tmp_path / "landing"
-    study = landing / "cn"
-    study.mkdir(parents=True)
-    (study / "study.yaml").write_text("study_id: cn\nname: cn\nassays:\n  - {name: gistic, kind: copy_number, "
-                                      "format: gistic, path: cn.tsv, gene_id_type: symbol}\n")
-    (study / "cn.tsv").write_text("Hugo_Symbol\ts1\ts2\nTP53\t-1\t0\nMYC\t2\t5\n")  # 5 is no GISTIC call
+    study_folder(landing, "study_id: cn\nname: cn\nassays:\n  - {name: gistic, kind: copy_number, "
+                 "format: gistic, path: cn.tsv, gene_id_type: symbol}\n",
+                 {"cn.tsv": "Hugo_Symbol\ts1\ts2\nTP53\t-1\t0\nMYC\t2\t5\n"}, name="cn")  # 5 is no GISTIC call
     assert main(["validate", str(landing), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     (issue,) = [i for s in report["studies"] for i in s["issues"] if i["severity"] == "error"]
@@ -69,8 +61,8 @@ def test_validate_reports_what_build_rejects_with_file_line_and_column(tmp_path:
     assert rows == [located]
 
 
-def test_sql_runs_reads_only(tmp_path: Path, capsys) -> None:
-    landing, wh = _airway(tmp_path)
+def test_sql_runs_reads_only(tmp_path: Path, capsys, example_landing) -> None:
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     target = tmp_path / "out.csv"
     assert main(["sql", f"COPY (SELECT 1) TO '{target}'", "--warehouse", str(wh)]) == 1

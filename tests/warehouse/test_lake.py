@@ -51,8 +51,26 @@ def test_commit_frames_commits_nothing_when_one_table_breaks_its_contract(lake: 
     assert _parquet_files(lake, "sample_attributes") == set()
 
 
+def test_stage_is_invisible_until_commit_and_discard_removes_the_files(lake: Lake) -> None:
+    lake.ensure_tables(["samples"])
+    staged = lake.stage("samples", SAMPLES.drop("study_id"), study_id="s1")
+    assert lake.staged_rows(staged) == 2
+    assert lake.scan_staged(staged).collect().equals(SAMPLES)  # study_id comes back from the partition
+    assert lake.scan("samples").collect().height == 0  # readers do not see staged files
+    assert _parquet_files(lake, "samples") == set(staged.relative_paths)
+    lake.discard(staged)
+    assert _parquet_files(lake, "samples") == set()
+    assert lake.version("samples") == 0  # the create only: nothing was committed
+
+    staged = lake.stage("samples", SAMPLES.drop("study_id"), study_id="s1")
+    result = lake.commit(staged, fingerprint="f1")
+    assert (result.version, result.rows, result.skipped) == (1, 2, False)
+    assert lake.scan("samples").collect().sort("sample_id").equals(SAMPLES)
+
+
 def test_unchanged_skips_a_unit_whose_fingerprint_is_committed(lake: Lake) -> None:
-    assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f1") is None or not lake.exists("samples")
+    assert not lake.exists("samples")
+    assert unchanged(lake, ["samples"], study_id="s1", fingerprint="f1") is None  # nothing committed yet
     commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
     again = unchanged(lake, ["samples"], study_id="s1", fingerprint="f1")
     assert again is not None

@@ -23,36 +23,26 @@ from transforms.expression.differential import (
 from transforms.expression.normalise import size_factors
 from transforms.report.plots import ma_plot, volcano_plot
 
-R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
+Block = tuple[np.ndarray, list[str], pl.DataFrame]  # counts (genes x samples), gene ids, sample table
 
 
-def _r_table(name: str) -> pl.DataFrame:
-    """An R reference table (see tests/data/r_reference/README.md); R's NA becomes null."""
-    return pl.read_csv(R_REFERENCE / name, separator="\t", null_values="NA")
+def _block(counts: pl.DataFrame, id_column: str, samples: pl.DataFrame) -> Block:
+    columns = [c for c in counts.columns if c not in (id_column, "Length")]
+    return counts.select(columns).to_numpy(), counts[id_column].to_list(), samples
 
 
-def _pasilla(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
-    folder = shared_data / "rnaseq_pasilla"
-    counts = pl.read_csv(folder / "pasilla_gene_counts.tsv", separator="\t")
-    annotation = pl.read_csv(folder / "pasilla_sample_annotation.csv").with_columns(
-        sample_id=pl.col("file").str.strip_suffix("fb")
-    )
-    samples = pl.DataFrame({"sample_id": counts.columns[1:]}).join(annotation, on="sample_id", maintain_order="left")
-    return counts.drop("gene_id").to_numpy(), counts["gene_id"].to_list(), samples
+@pytest.fixture(scope="module")
+def pasilla(pasilla_counts: pl.DataFrame, pasilla_samples: pl.DataFrame) -> Block:
+    return _block(pasilla_counts, "gene_id", pasilla_samples)
 
 
-def _airway(shared_data: Path) -> tuple[np.ndarray, list[str], pl.DataFrame]:
-    folder = shared_data / "rnaseq_airway"
-    counts = pl.read_csv(folder / "featurecounts" / "airway_subset_featureCounts.txt", separator="\t", skip_rows=1)
-    columns = counts.columns[6:]
-    runs = [c.removesuffix("_subset.bam") for c in columns]
-    table = pl.read_csv(folder / "sample_table.csv")
-    samples = pl.DataFrame({"Run": runs}).join(table, on="Run", maintain_order="left")
-    return counts.select(columns).to_numpy(), counts["Geneid"].to_list(), samples
+@pytest.fixture(scope="module")
+def airway(airway_counts: pl.DataFrame, airway_samples: pl.DataFrame) -> Block:
+    return _block(airway_counts, "Geneid", airway_samples)
 
 
-def _run_pasilla(shared_data: Path, covariates: list[str]) -> DEResult:
-    counts, genes, samples = _pasilla(shared_data)
+def _run_pasilla(pasilla: Block, covariates: list[str]) -> DEResult:
+    counts, genes, samples = pasilla
     return differential_expression(
         counts, genes=genes, samples=samples, factor="condition", test="treated", reference="untreated",
         covariates=covariates,
@@ -60,18 +50,18 @@ def _run_pasilla(shared_data: Path, covariates: list[str]) -> DEResult:
 
 
 @pytest.fixture(scope="module")
-def pasilla_de(shared_data):
+def pasilla_de(pasilla, r_table):
     start = time.perf_counter()
-    result = _run_pasilla(shared_data, ["type"])
+    result = _run_pasilla(pasilla, ["type"])
     print(f"pasilla DE: {time.perf_counter() - start:.1f} s")
-    joined = result.table.join(_r_table("pasilla_de_condition.tsv.gz"), on="feature_id", suffix="_r")
+    joined = result.table.join(r_table("pasilla_de_condition.tsv.gz"), on="feature_id", suffix="_r")
     return result, joined
 
 
 @pytest.fixture(scope="module")
-def pasilla_de_nocov(shared_data):
-    result = _run_pasilla(shared_data, [])
-    return result, result.table.join(_r_table("pasilla_de_condition_nocov.tsv.gz"), on="feature_id", suffix="_r")
+def pasilla_de_nocov(pasilla, r_table):
+    result = _run_pasilla(pasilla, [])
+    return result, result.table.join(r_table("pasilla_de_condition_nocov.tsv.gz"), on="feature_id", suffix="_r")
 
 
 def _relative_difference(joined: pl.DataFrame, column: str) -> np.ndarray:
@@ -130,8 +120,8 @@ def test_differential_expression_pasilla_without_covariate_matches_deseq2(pasill
         assert _relative_difference(joined, column).max() < 1e-2, column
 
 
-def _pasilla_fit(shared_data: Path, covariates: list[str]) -> DESeqResult:
-    counts, _, samples = _pasilla(shared_data)
+def _pasilla_fit(pasilla: Block, covariates: list[str]) -> DESeqResult:
+    counts, _, samples = pasilla
     design, names = design_matrix(samples, factor="condition", reference="untreated", covariates=covariates)
     condition = samples["condition"].to_numpy()
     return deseq_wald(counts, design, size_factors=size_factors(counts), coefficient=names.index(
@@ -140,10 +130,10 @@ def _pasilla_fit(shared_data: Path, covariates: list[str]) -> DESeqResult:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("covariates", "design"), [(["type"], "~ type + condition"), ([], "~ condition")])
-def test_deseq_wald_dispersions_match_deseq2(shared_data, covariates, design):
-    fit = _pasilla_fit(shared_data, covariates)
-    trend = _r_table("dispersion_trends.tsv").filter(pl.col("design") == design).row(0, named=True)
-    reference = _r_table("pasilla_dispersions.tsv.gz").filter(pl.col("design") == design)
+def test_deseq_wald_dispersions_match_deseq2(pasilla, r_table, covariates, design):
+    fit = _pasilla_fit(pasilla, covariates)
+    trend = r_table("dispersion_trends.tsv").filter(pl.col("design") == design).row(0, named=True)
+    reference = r_table("pasilla_dispersions.tsv.gz").filter(pl.col("design") == design)
     assert fit.dispersion_trend == "parametric"
     # Measured relative differences, ~ type + condition / ~ condition: trend 1.1e-11 / 5.2e-6, prior variance
     # 1.8e-12 / 8.0e-6, gene-wise dispersions median 0 / 2.6e-15 with 2 / 1 genes above 1e-5 (two genes near
@@ -166,27 +156,27 @@ def test_deseq_wald_dispersions_match_deseq2(shared_data, covariates, design):
         assert (relative > 1e-5).sum() <= above, column
 
 
-def test_deseq_wald_small_residual_df_prior_variance(shared_data):
+def test_deseq_wald_small_residual_df_prior_variance(airway, r_table):
     # airway ~ cell + dex leaves 3 residual df: DESeq2 draws 1e4 log-chisq values per grid point (set.seed(2))
     # and smooths the divergences with loess; we integrate the same law exactly. R's Monte Carlo gives 2.635,
     # the exact version 2.434 on these 16 genes (measured).
-    counts, genes, samples = _airway(shared_data)
+    counts, genes, samples = airway
     result = differential_expression(
         counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"]
     )
-    reference = _r_table("dispersion_trends.tsv").filter(pl.col("design") == "~ cell + dex").row(0, named=True)
+    reference = r_table("dispersion_trends.tsv").filter(pl.col("design") == "~ cell + dex").row(0, named=True)
     assert result.parameters["dispersion_prior_rule"] == "exact histogram match (small residual df)"
     assert abs(result.parameters["dispersion_prior_variance"] - reference["disp_prior_var"]) < 0.25
 
 
-def test_differential_expression_replaces_outliers_like_deseq2():
+def test_differential_expression_replaces_outliers_like_deseq2(r_table):
     # 8 + 8 samples simulated by DESeq2 (make_reference.R) with 20 counts multiplied by 20: refitWithoutOutliers.
-    counts = pl.read_csv(R_REFERENCE / "simulated_outliers_counts.tsv", separator="\t")
+    counts = r_table("simulated_outliers_counts.tsv")
     samples = pl.DataFrame({"sample_id": counts.columns[1:], "condition": ["A"] * 8 + ["B"] * 8})
     result = differential_expression(counts.drop("gene_id").to_numpy(), genes=counts["gene_id"].to_list(),
                                      samples=samples, factor="condition", test="B", reference="A")
     assert result.parameters["genes_with_replaced_outliers"] == 16
-    joined = result.table.join(_r_table("simulated_outliers_de.tsv"), on="feature_id", suffix="_r")
+    joined = result.table.join(r_table("simulated_outliers_de.tsv"), on="feature_id", suffix="_r")
     _assert_same_calls(joined)
     # Measured: 5e-12 relative at most (log2FC, stat).
     for column in ("base_mean", "log2_fold_change", "lfc_se", "stat", "pvalue", "padj"):
@@ -194,12 +184,12 @@ def test_differential_expression_replaces_outliers_like_deseq2():
                                    rtol=1e-9, atol=1e-12, err_msg=column)
 
 
-def test_differential_expression_airway_matches_deseq2(shared_data):
-    counts, genes, samples = _airway(shared_data)
+def test_differential_expression_airway_matches_deseq2(airway, r_table):
+    counts, genes, samples = airway
     result = differential_expression(
         counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"]
     )
-    joined = result.table.join(_r_table("airway_de_dex.tsv"), on="feature_id", suffix="_r")
+    joined = result.table.join(r_table("airway_de_dex.tsv"), on="feature_id", suffix="_r")
     # Genes with base_mean > 10 in R's airway_de_dex.tsv: awk -F'\t' 'NR>1 && $2>10' | wc -l
     expressed = joined.filter(pl.col("base_mean_r") > 10)
     assert expressed.height == 8
@@ -215,8 +205,8 @@ def test_differential_expression_airway_matches_deseq2(shared_data):
     assert result.parameters["counts_rounded"] is False
 
 
-def test_differential_expression_does_not_depend_on_sample_order(shared_data):
-    counts, genes, samples = _airway(shared_data)
+def test_differential_expression_does_not_depend_on_sample_order(airway):
+    counts, genes, samples = airway
     order = np.array([7, 2, 5, 0, 3, 6, 1, 4])
     kwargs = {"genes": genes, "factor": "dex", "test": "trt", "reference": "untrt", "covariates": ["cell"]}
     first = differential_expression(counts, samples=samples, **kwargs).table
@@ -226,42 +216,46 @@ def test_differential_expression_does_not_depend_on_sample_order(shared_data):
 
 _PASILLA_IN_CHILD = """
 import importlib.util
-from pathlib import Path
+import polars as pl
 spec = importlib.util.spec_from_file_location("helpers", {test_file!r})
 helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
-helpers._run_pasilla(Path({data!r}), ["type"]).table.write_parquet({out!r})
+pasilla = helpers._block(pl.read_parquet({counts!r}), "gene_id", pl.read_parquet({samples!r}))
+helpers._run_pasilla(pasilla, ["type"]).table.write_parquet({out!r})
 """
 
 
 @pytest.mark.slow
-def test_differential_expression_does_not_depend_on_thread_count(shared_data, tmp_path):
+def test_differential_expression_does_not_depend_on_thread_count(pasilla_counts, pasilla_samples, tmp_path):
     # The same pasilla DE in two fresh interpreters: BLAS / OpenMP limited to one thread, and the defaults.
+    pasilla_counts.write_parquet(tmp_path / "counts.parquet")
+    pasilla_samples.write_parquet(tmp_path / "samples.parquet")
     tables = []
     for name, limit in (("one", "1"), ("default", None)):
         env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
         if limit:
             env |= {"OMP_NUM_THREADS": limit, "OPENBLAS_NUM_THREADS": limit, "MKL_NUM_THREADS": limit}
         out = tmp_path / f"{name}.parquet"
-        code = _PASILLA_IN_CHILD.format(test_file=__file__, data=str(shared_data), out=str(out))
+        code = _PASILLA_IN_CHILD.format(test_file=__file__, counts=str(tmp_path / "counts.parquet"),
+                                        samples=str(tmp_path / "samples.parquet"), out=str(out))
         subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).parents[3])
         tables.append(pl.read_parquet(out))
     assert tables[0].height == 14_599
     assert tables[0].equals(tables[1])
 
 
-def _de_in_child(shared_data: Path, queue) -> None:
-    counts, genes, samples = _airway(shared_data)
+def _de_in_child(airway: Block, queue) -> None:
+    counts, genes, samples = airway
     differential_expression(counts, genes=genes, samples=samples, factor="dex", test="trt", reference="untrt",
                             covariates=["cell"])
     queue.put(time.monotonic())
 
 
-def test_differential_expression_lets_a_spawned_process_exit(shared_data):
+def test_differential_expression_lets_a_spawned_process_exit(airway):
     # pydeseq2's loky workers kept a spawned Dagster step alive ~300 s after the DE returned (idle timeout).
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_de_in_child, args=(shared_data, queue))
+    child = context.Process(target=_de_in_child, args=(airway, queue))
     child.start()
     returned = queue.get(timeout=120)
     child.join(timeout=30)
@@ -287,8 +281,8 @@ print(result.parameters["dispersion_trend"], loaded)
     assert done.stdout.strip() == "mean []"
 
 
-def test_differential_expression_rounds_fractional_counts(shared_data):
-    counts, genes, samples = _airway(shared_data)
+def test_differential_expression_rounds_fractional_counts(airway):
+    counts, genes, samples = airway
     kwargs = dict(genes=genes, samples=samples, factor="dex", test="trt", reference="untrt", covariates=["cell"])
     whole = differential_expression(counts, **kwargs)
     # +0.3 / -0.3 on every non-zero count rounds back to the same integers.
@@ -311,9 +305,9 @@ def test_differential_expression_rejects_bad_counts():
         differential_expression(np.ones((2, 4)), genes=["g1", "g1"], **kwargs)
 
 
-def test_independent_filtering_reproduces_deseq2_padj():
+def test_independent_filtering_reproduces_deseq2_padj(r_table):
     # R's own p-values and base means in, R's padj out (DESeq2 1.38 pvalueAdjustment, alpha 0.1).
-    reference = _r_table("pasilla_de_condition.tsv.gz")
+    reference = r_table("pasilla_de_condition.tsv.gz")
     padj = independent_filtering(
         reference["pvalue"].fill_null(np.nan).to_numpy(), base_mean=reference["base_mean"].to_numpy()
     )
@@ -332,8 +326,8 @@ def _design(**columns) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def test_check_design_accepts_pasilla_layout(shared_data):
-    _, _, samples = _pasilla(shared_data)
+def test_check_design_accepts_pasilla_layout(pasilla):
+    _, _, samples = pasilla
     start = time.perf_counter()
     check_design(samples, factor="condition", test="treated", reference="untreated", covariates=["type"])
     assert time.perf_counter() - start < 0.1

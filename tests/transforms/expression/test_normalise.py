@@ -11,36 +11,31 @@ from scipy.stats import rankdata
 
 from transforms.expression import normalise
 
-R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
+Dataset = tuple[list[str], list[str], np.ndarray]  # gene ids, sample ids, counts (genes x samples, float)
 
 
-def _pasilla(shared_data: Path) -> tuple[list[str], list[str], np.ndarray]:
-    df = pl.read_csv(shared_data / "rnaseq_pasilla" / "pasilla_gene_counts.tsv", separator="\t")
-    return df["gene_id"].to_list(), df.columns[1:], df.drop("gene_id").to_numpy().astype(np.float64)
+@pytest.fixture(scope="module")
+def pasilla(pasilla_counts: pl.DataFrame) -> Dataset:
+    samples = pasilla_counts.columns[1:]
+    return pasilla_counts["gene_id"].to_list(), samples, pasilla_counts.select(samples).to_numpy().astype(np.float64)
 
 
-def _airway(shared_data: Path) -> tuple[list[str], list[str], np.ndarray]:
-    path = shared_data / "rnaseq_airway" / "featurecounts" / "airway_subset_featureCounts.txt"
-    df = pl.read_csv(path, separator="\t", comment_prefix="#")
-    columns = df.columns[df.columns.index("Length") + 1 :]
-    samples = [Path(c).name.removesuffix("_subset.bam") for c in columns]
-    return df["Geneid"].to_list(), samples, df.select(columns).to_numpy().astype(np.float64)
+@pytest.fixture(scope="module")
+def airway(airway_counts: pl.DataFrame) -> Dataset:
+    samples = airway_counts.columns[2:]  # after Geneid, Length
+    return airway_counts["Geneid"].to_list(), samples, airway_counts.select(samples).to_numpy().astype(np.float64)
 
 
-def _geuvadis(shared_data: Path) -> tuple[list[str], list[str], np.ndarray]:
+@pytest.fixture(scope="module")
+def geuvadis(shared_data: Path) -> Dataset:
     files = sorted((shared_data / "rnaseq_geuvadis_rsem").glob("*.genes.results.gz"))
     frames = [pl.read_csv(f, separator="\t") for f in files]
     counts = np.column_stack([f["expected_count"].to_numpy() for f in frames]).astype(np.float64)
     return frames[0]["gene_id"].to_list(), [f.name.split(".")[0] for f in files], counts
 
 
-LOADERS = {"pasilla": _pasilla, "airway": _airway, "geuvadis": _geuvadis}
-
-
-def _r_wide(name: str, value: str, genes: list[str], samples: list[str]) -> np.ndarray:
+def _r_wide(long: pl.DataFrame, value: str, genes: list[str], samples: list[str]) -> np.ndarray:
     """An R long table (feature_id, sample_id, value) as a genes x samples block in our row order."""
-    path = R_REFERENCE / name
-    long = pl.read_csv(path if path.exists() else path.with_name(path.name + ".gz"), separator="\t")
     wide = long.pivot(on="sample_id", index="feature_id", values=value)
     assert wide.height == len(genes)
     order = pl.DataFrame({"feature_id": genes})
@@ -51,16 +46,11 @@ def _blocks(counts: np.ndarray) -> list[np.ndarray]:
     return np.array_split(counts, 3, axis=1)
 
 
-@pytest.fixture(scope="module")
-def pasilla(shared_data: Path) -> tuple[list[str], list[str], np.ndarray]:
-    return _pasilla(shared_data)
-
-
 @pytest.mark.parametrize("dataset", ["pasilla", "airway", "geuvadis"])
-def test_library_sizes_tmm_factors_size_factors_match_r(shared_data: Path, dataset: str) -> None:
-    _genes, samples, counts = LOADERS[dataset](shared_data)
+def test_library_sizes_tmm_factors_size_factors_match_r(request, r_table, dataset: str) -> None:
+    _genes, samples, counts = request.getfixturevalue(dataset)
     # made by make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors (round() for geuvadis)
-    ref = pl.read_csv(R_REFERENCE / f"{dataset}_sample_factors.tsv", separator="\t")
+    ref = r_table(f"{dataset}_sample_factors.tsv")
     assert ref["sample_id"].to_list() == samples
     np.testing.assert_allclose(normalise.library_sizes(counts), ref["library_size"].to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(normalise.tmm_factors(counts), ref["tmm_factor"].to_numpy(), rtol=1e-6)
@@ -68,32 +58,32 @@ def test_library_sizes_tmm_factors_size_factors_match_r(shared_data: Path, datas
 
 
 @pytest.mark.parametrize("dataset", ["pasilla", "airway"])
-def test_log2_cpm_matches_edger(shared_data: Path, dataset: str) -> None:
-    genes, samples, counts = LOADERS[dataset](shared_data)
-    expected = _r_wide(f"{dataset}_log2cpm.tsv", "log2_cpm", genes, samples)
+def test_log2_cpm_matches_edger(request, r_table, dataset: str) -> None:
+    genes, samples, counts = request.getfixturevalue(dataset)
+    expected = _r_wide(r_table(f"{dataset}_log2cpm.tsv"), "log2_cpm", genes, samples)
     lib = normalise.library_sizes(counts)
     got = normalise.log2_cpm(counts, library_size=lib, norm_factors=normalise.tmm_factors(counts))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
-def test_vst_matches_deseq2(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_vst_matches_deseq2(pasilla: Dataset, r_table) -> None:
     genes, samples, counts = pasilla
     sf = normalise.size_factors(counts)
     # measured: max |ours - R| = 4.4e-15 for vst (1000-gene trend), 2.2e-10 for the all-gene trend
-    expected = _r_wide("pasilla_vst.tsv", "vst", genes, samples)
+    expected = _r_wide(r_table("pasilla_vst.tsv"), "vst", genes, samples)
     np.testing.assert_allclose(normalise.vst(counts, size_factors=sf), expected, rtol=0, atol=1e-9)
-    expected_full = _r_wide("pasilla_vst.tsv", "vst_full", genes, samples)
+    expected_full = _r_wide(r_table("pasilla_vst.tsv"), "vst_full", genes, samples)
     np.testing.assert_allclose(normalise.vst(counts, size_factors=sf, nsub=None), expected_full, rtol=0, atol=1e-8)
 
 
-def test_size_factors_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_size_factors_blockwise_equal_whole(pasilla: Dataset) -> None:
     _genes, _samples, counts = pasilla
     log_geomeans = normalise.fit_log_geomeans(_blocks(counts))
     blockwise = np.concatenate([normalise.size_factors_from_reference(b, log_geomeans) for b in _blocks(counts)])
     np.testing.assert_allclose(blockwise, normalise.size_factors(counts), rtol=1e-12)
 
 
-def test_tmm_factors_against_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_tmm_factors_against_blockwise_equal_whole(pasilla: Dataset) -> None:
     _genes, _samples, counts = pasilla
     blocks = _blocks(counts)
     lib = [normalise.library_sizes(b) for b in blocks]
@@ -193,7 +183,7 @@ def test_upper_quartiles_drop_all_zero_rows() -> None:
     np.testing.assert_allclose(got, [3.25 / 10, 5 / 14], rtol=1e-15)
 
 
-def test_log2_cpm_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_log2_cpm_blockwise_equal_whole(pasilla: Dataset) -> None:
     _genes, _samples, counts = pasilla
     lib, tmm = normalise.library_sizes(counts), normalise.tmm_factors(counts)
     whole = normalise.log2_cpm(counts, library_size=lib, norm_factors=tmm)
@@ -235,7 +225,7 @@ def test_zscore_rows_reference_mask_and_zero_sd() -> None:
     assert np.isnan(got[1]).all()
 
 
-def test_zscore_rows_blockwise_moments_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_zscore_rows_blockwise_moments_equal_whole(pasilla: Dataset) -> None:
     _genes, _samples, counts = pasilla
     values = normalise.log2_cpm(counts, library_size=normalise.library_sizes(counts))
     moments = normalise.row_moments(_blocks(values))
@@ -243,7 +233,7 @@ def test_zscore_rows_blockwise_moments_equal_whole(pasilla: tuple[list[str], lis
     np.testing.assert_allclose(blockwise, normalise.zscore_rows(values), rtol=1e-9, atol=1e-12)
 
 
-def test_vst_transform_blockwise_equal_whole(pasilla: tuple[list[str], list[str], np.ndarray]) -> None:
+def test_vst_transform_blockwise_equal_whole(pasilla: Dataset) -> None:
     _genes, _samples, counts = pasilla
     sf = normalise.size_factors(counts)
     base_mean = np.sum(

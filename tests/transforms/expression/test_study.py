@@ -11,23 +11,7 @@ import pytest
 
 from transforms.expression import normalise, study
 
-R_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "r_reference"
 PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
-
-
-def _r_table(name: str) -> pl.DataFrame:
-    path = R_REFERENCE / name
-    return pl.read_csv(path if path.exists() else path.with_name(path.name + ".gz"), separator="\t",
-                       null_values="NA")
-
-
-@pytest.fixture(scope="module")
-def pasilla_long(shared_data: Path) -> pl.DataFrame:
-    """pasilla_gene_counts.tsv as the long rna_counts rows (one row per sample and gene, no gene mapping)."""
-    wide = pl.read_csv(shared_data / "rnaseq_pasilla" / "pasilla_gene_counts.tsv", separator="\t")
-    return (wide.unpivot(index="gene_id", variable_name="sample_id", value_name="count")
-            .rename({"gene_id": "feature_id"})
-            .with_columns(pl.lit(None, pl.Int64).alias("gene_id"), pl.col("count").cast(pl.Float64)))
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +39,9 @@ def test_dense_block_keeps_file_order_and_shape(pasilla_block: study.DenseBlock)
 
 
 def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: study.DenseBlock,
-                                                    pasilla_model: study.CountModel) -> None:
+                                                    pasilla_model: study.CountModel, r_table) -> None:
     # make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors
-    ref = _r_table("pasilla_sample_factors.tsv")
+    ref = r_table("pasilla_sample_factors.tsv")
     got = study.sample_factor_rows(pasilla_block, pasilla_model)
     got = ref.select("sample_id").join(got, on="sample_id", how="left", maintain_order="left")
     np.testing.assert_array_equal(got["library_size"].to_numpy(), ref["library_size"].to_numpy())
@@ -65,9 +49,9 @@ def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: study.DenseBlo
         np.testing.assert_allclose(got[column].to_numpy(), ref[column].to_numpy(), rtol=1e-6)
 
 
-def test_normalised_count_rows_log2_cpm_matches_edger(pasilla_normalised: pl.DataFrame) -> None:
+def test_normalised_count_rows_log2_cpm_matches_edger(pasilla_normalised: pl.DataFrame, r_table) -> None:
     # make_reference.R: cpm(calcNormFactors(DGEList(counts)), log=TRUE, prior.count=2)
-    ref = _r_table("pasilla_log2cpm.tsv")
+    ref = r_table("pasilla_log2cpm.tsv")
     joined = ref.join(pasilla_normalised, on=["feature_id", "sample_id"], how="left")
     assert pasilla_normalised.height == ref.height == 14599 * 7
     np.testing.assert_allclose(joined["log2_cpm_right"].to_numpy(), joined["log2_cpm"].to_numpy(), rtol=0, atol=1e-6)
@@ -76,8 +60,9 @@ def test_normalised_count_rows_log2_cpm_matches_edger(pasilla_normalised: pl.Dat
     assert joined["tpm"].null_count() == joined.height
 
 
-def test_normalised_count_rows_zscore_matches_numpy_from_r_log2_cpm(pasilla_normalised: pl.DataFrame) -> None:
-    ref = _r_table("pasilla_log2cpm.tsv").pivot(on="sample_id", index="feature_id", values="log2_cpm")
+def test_normalised_count_rows_zscore_matches_numpy_from_r_log2_cpm(pasilla_normalised: pl.DataFrame,
+                                                                   r_table) -> None:
+    ref = r_table("pasilla_log2cpm.tsv").pivot(on="sample_id", index="feature_id", values="log2_cpm")
     r = ref.select(PASILLA_SAMPLES).to_numpy()
     sd = r.std(axis=1, ddof=1)
     varying = sd > 1e-8
@@ -122,32 +107,27 @@ def test_dense_block_memmap_equals_in_memory(pasilla_long: pl.DataFrame, pasilla
         study.dense_block(pasilla_long.lazy(), value="count", in_memory_bytes=0)
 
 
-def test_vst_rows_match_deseq2(pasilla_block: study.DenseBlock, pasilla_model: study.CountModel) -> None:
+def test_vst_rows_match_deseq2(pasilla_block: study.DenseBlock, pasilla_model: study.CountModel,
+                               r_table) -> None:
     # make_reference.R: assay(vst(dds, blind=TRUE))
     trend, method = study.fit_vst(pasilla_block, pasilla_model)
     assert method == "vst(blind=TRUE, nsub=1000)"
     got = pl.concat(study.vst_rows(pasilla_block, pasilla_model, trend, width=3))
-    ref = _r_table("pasilla_vst.tsv").join(got, on=["feature_id", "sample_id"], how="left")
+    ref = r_table("pasilla_vst.tsv").join(got, on=["feature_id", "sample_id"], how="left")
     np.testing.assert_allclose(ref["vst_right"].to_numpy(), ref["vst"].to_numpy(), rtol=0, atol=1e-6)
 
 
-def _pasilla_attributes(shared_data: Path) -> pl.DataFrame:
-    """sample_attributes rows from pasilla_sample_annotation.csv (file stripped of its 'fb' suffix)."""
-    annotation = pl.read_csv(shared_data / "rnaseq_pasilla" / "pasilla_sample_annotation.csv")
-    return (annotation.select(pl.col("file").str.strip_suffix("fb").alias("sample_id"), "condition", "type")
-            .unpivot(index="sample_id", variable_name="attribute", value_name="value"))
-
-
 @pytest.mark.slow  # DE on 14,599 genes: a few seconds
-def test_differential_rows_match_deseq2(shared_data: Path, pasilla_block: study.DenseBlock) -> None:
-    samples = study.sample_table(pasilla_block.sample_ids, _pasilla_attributes(shared_data),
+def test_differential_rows_match_deseq2(pasilla_attributes: pl.DataFrame, pasilla_block: study.DenseBlock,
+                                        r_table) -> None:
+    samples = study.sample_table(pasilla_block.sample_ids, pasilla_attributes,
                               columns=["condition", "type"])
     # pasilla_sample_annotation.csv: untreated1 is untreated, single-read
     assert samples.row(0) == ("untreated1", "untreated", "single-read")
     result = study.differential_rows(pasilla_block, samples=samples, factor="condition", test="treated",
                                   reference="untreated", covariates=["type"])
     # make_reference.R: results(DESeq(~ type + condition), contrast=c("condition", "treated", "untreated"))
-    ref = _r_table("pasilla_de_condition.tsv").join(result.table, on="feature_id", how="left")
+    ref = r_table("pasilla_de_condition.tsv").join(result.table, on="feature_id", how="left")
     finite = ref.drop_nulls(["log2_fold_change", "log2_fold_change_right"])
     r = np.corrcoef(finite["log2_fold_change"].to_numpy(), finite["log2_fold_change_right"].to_numpy())[0, 1]
     assert r > 0.999

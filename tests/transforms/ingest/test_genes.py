@@ -16,11 +16,6 @@ from transforms.ingest.genes import (
 )
 
 
-@pytest.fixture(scope="module")
-def reference() -> GeneReference:
-    return GeneReference.load()
-
-
 def resolved(feature_ids, reference, **options) -> dict[str | None, tuple]:
     """feature_id -> (namespace, gene_id, status, rule)."""
     result = resolve_gene_ids(feature_ids, reference=reference, **options)

@@ -68,20 +68,18 @@ def test_parse_featurecounts_strips_directories_and_keeps_extra_attributes(tmp_p
     assert parsed.records.collect().sort("column").select("column", "value").rows() == [("S1", 5.0), ("S2", 7.0)]
 
 
-def test_parse_featurecounts_two_bams_same_label_is_error(tmp_path: Path):
+@pytest.mark.parametrize(("text", "code"), [
+    pytest.param("Geneid\tChr\tStart\tEnd\tStrand\tLength\ta/S1.bam\tb/S1.bam\nG1\t1\t10\t20\t+\t11\t5\t7\n",
+                 "duplicate_column", id="two_bams_same_label"),
+    pytest.param("Geneid\tChr\tStart\tEnd\tStrand\tS1.bam\nG1\t1\t10\t20\t+\t5\n", "missing_column",
+                 id="missing_length"),
+])
+def test_parse_featurecounts_bad_header_is_error(tmp_path: Path, text: str, code: str):
     path = tmp_path / "counts.txt"
-    path.write_text("Geneid\tChr\tStart\tEnd\tStrand\tLength\ta/S1.bam\tb/S1.bam\nG1\t1\t10\t20\t+\t11\t5\t7\n")
+    path.write_text(text)
     with pytest.raises(InputError) as caught:
         parse_featurecounts(path, issues=IssueLog("t"))
-    assert caught.value.issue.code == "duplicate_column"
-
-
-def test_parse_featurecounts_missing_length_is_error(tmp_path: Path):
-    path = tmp_path / "counts.txt"
-    path.write_text("Geneid\tChr\tStart\tEnd\tStrand\tS1.bam\nG1\t1\t10\t20\t+\t5\n")
-    with pytest.raises(InputError) as caught:
-        parse_featurecounts(path, issues=IssueLog("t"))
-    assert caught.value.issue.code == "missing_column"
+    assert caught.value.issue.code == code
 
 
 def test_parse_salmon_counts_and_tpm(shared_data: Path):
@@ -251,5 +249,4 @@ def test_parse_featurecounts_non_positive_length_is_one_located_error(tmp_path: 
     (error,) = issues.issues
     assert (error.code, error.severity, error.line, error.column) == ("invalid_length", "error", 3, "Length")
     assert "2 row(s)" in error.message
-    assert parsed.features is not None
     assert parsed.features.get_column("length").to_list() == [11, None, None]

@@ -60,7 +60,9 @@ def test_segments_to_genes_overlapping_segments_of_one_sample():
 def test_segments_to_genes_build_mismatch_returns_none():
     segments = _segments([("S1", "1", 1, 5000, 1.0, None)])
     assert segments_to_genes(segments, GENES, segment_build="hg19") is None
-    assert segments_to_genes(segments, GENES, segment_build="GRCh37", reference_build="hg19") is not None
+    # GRCh37 and hg19 are one build: chr1:1-5000 covers GENEA (chr1:1001-2000) whole; GENEB is on chr2
+    same = segments_to_genes(segments, GENES, segment_build="GRCh37", reference_build="hg19")
+    assert same.rows() == [("S1", "GENEA", 101, 1.0, 1.0)]
     assert build_mismatch_message("hg19") == (
         "segments are on hg19; the gene reference has GRCh38 coordinates only, so no gene-level values were derived")
 

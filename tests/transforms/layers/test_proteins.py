@@ -3,7 +3,6 @@ import math
 import polars as pl
 import pytest
 
-from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.diann import parse_diann
 from transforms.ingest.parse.maxquant import parse_maxquant
 from transforms.ingest.parse.protein_table import FEATURE_SCHEMA
@@ -13,11 +12,6 @@ from transforms.layers.proteins import map_protein_groups, missing_per_sample, n
 
 MAXQUANT = "proteomics_maxquant_lfqanalyst/proteinGroups.txt"
 DIANN = "proteomics_diann_pg_matrix/DIA-NN_example_domlfq_report.pg_matrix.tsv"
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return GeneReference.load()
 
 
 def _row(mapping: pl.DataFrame, feature_id: str) -> list[dict]:
