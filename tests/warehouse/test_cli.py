@@ -84,10 +84,10 @@ def test_cli_starts_fast_and_says_its_version() -> None:
     assert "SELECT" in help_text
 
 
-def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path) -> None:
+def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path, example_landing) -> None:
     from warehouse.lake import STUDY_KEY, Lake
 
-    landing, wh = _airway(tmp_path)
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
     command = [OMICSDW, "build", "--landing", str(landing), "--warehouse", str(wh)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
