@@ -11,9 +11,11 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest import find_studies, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "signatures", "publish")
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it.")
+cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
+                                      description="Bring signature_matches up to date (only new or changed pairs).")
 
 
 def _signature(folder: Path) -> str:

@@ -1,6 +1,6 @@
 """Publish a study: record, in one commit, which files of every table readers see for it; or remove it.
 
-Each stage of a study (ingest, normalise, DE) commits its own tables; readers see none of it until
+Each stage of a study (ingest, normalise, DE, signatures) commits its own tables; readers see none of it until
 :func:`publish_study` checks that the newest commits form one consistent set (every ingest table from the same
 load, every derived table computed from that load) and writes the study's ``study_versions`` rows in one Delta
 commit. A run killed anywhere before that commit leaves the previous set visible; a run killed after it has
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from schemas.tables import NORMALISE_TABLES, PUBLISHED_TABLES, STUDY_TABLES, polars_schema
+from schemas.tables import DERIVED_TABLES, PUBLISHED_TABLES, STUDY_TABLES, polars_schema
 from warehouse.commit import Commit, commit_frames
 from warehouse.lake import INPUTS_KEY, Lake
 
@@ -42,7 +42,7 @@ def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
         if commit is None:
             stale.append(f"{table} (never written)")
             continue
-        source = commit.get(INPUTS_KEY) if table in NORMALISE_TABLES else commit.get("omicsdw.fingerprint")
+        source = commit.get(INPUTS_KEY) if table in DERIVED_TABLES else commit.get("omicsdw.fingerprint")
         if source != load:
             stale.append(table)
         version, files = lake.study_files(table, study_id)
