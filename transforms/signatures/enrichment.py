@@ -46,7 +46,7 @@ def prerank(stat: pl.DataFrame, sets: dict[str, list[str]], *, permutations: int
     import gseapy
     import pandas as pd
 
-    ranked = stat.drop_nulls().sort("stat", descending=True)
+    ranked = stat.drop_nulls()  # gseapy sorts it; passing every set keeps its permutation draws as in its own run
     series = pd.Series(ranked["stat"].to_numpy(), index=ranked["gene_id"].cast(pl.String).to_list())
     universe = set(series.index)
     usable = {k: v for k, v in sets.items() if min_size <= len(universe.intersection(v)) <= max_size}
@@ -55,7 +55,7 @@ def prerank(stat: pl.DataFrame, sets: dict[str, list[str]], *, permutations: int
     if not usable or len(series) < 2:
         return empty
     logging.getLogger("gseapy").setLevel(logging.WARNING)
-    result = gseapy.prerank(rnk=series, gene_sets=usable, permutation_num=permutations, seed=seed, threads=1,
+    result = gseapy.prerank(rnk=series, gene_sets=sets, permutation_num=permutations, seed=seed, threads=1,
                             min_size=min_size, max_size=max_size, outdir=None, no_plot=True, verbose=False)
     table = result.res2d
     sizes = {k: len(universe.intersection(v)) for k, v in usable.items()}
