@@ -134,6 +134,8 @@ def match_signatures(queries: list[Query], targets: list[Target], existing: pl.D
     """The full ``signature_matches`` table: still-valid rows of ``existing`` plus the pending pairs computed;
     and how many pairs were computed.
     """
+    queries = [q for q in queries if q.up or q.down]  # a contrast without mapped genes has no signature
+    targets = [t for t in targets if len(t.gene_ids)]
     kept, todo = pending_pairs(queries, targets, existing)
     new = pl.DataFrame([connectivity(q, t) for q, t in todo], schema=existing.schema, orient="row")
     return pl.concat([kept.select(existing.columns), new]), len(todo)
