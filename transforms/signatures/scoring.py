@@ -180,7 +180,9 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame
                  ) -> list[tuple[str, np.ndarray, list[str], np.ndarray, np.ndarray]]:
     """Per assay: mapped gene ids, sample ids, log2_value and zscore blocks (genes x samples).
 
-    One feature per gene (gene_id_map status ``mapped``); genes missing log2_value in any sample are left out.
+    One feature per gene (gene_id_map status ``mapped``), rows sorted by gene_id so tied values are ordered the
+    same way in every run (as gseapy orders them given genes in that order); genes missing log2_value in any
+    sample are left out.
     """
     mapped = gene_map.filter(pl.col("status") == "mapped").select("assay", "feature_id")
     rows = (normalized.filter(pl.col("gene_id").is_not_null())
@@ -190,7 +192,7 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame
     for (assay,), part in rows.group_by("assay", maintain_order=True):
         samples = sorted(part["sample_id"].unique().to_list())
         wide = part.pivot(on="sample_id", index="gene_id", values="log2_value").select("gene_id", *samples)
-        wide = wide.drop_nulls()
+        wide = wide.drop_nulls().sort("gene_id")  # fixed row order: tied values are ordered by it
         z = (part.pivot(on="sample_id", index="gene_id", values="zscore").select("gene_id", *samples)
              .join(wide.select("gene_id"), on="gene_id", how="semi"))
         z = wide.select("gene_id").join(z, on="gene_id", how="left")
