@@ -13,7 +13,6 @@ from pathlib import Path
 
 import gseapy
 import numpy as np
-import pandas as pd
 import polars as pl
 import pytest
 
