@@ -33,19 +33,21 @@ def commands(*, quick: bool) -> dict[str, list[list[str]]]:
             "vcf": [*make_vcf, [py, str(BENCH / "bench_vcf.py"), str(vcf), "--records", str(records),
                                 "--runs", "1"]],
             "de": [[py, str(BENCH / "bench_de.py"), "--genes", "5000"]],
+            "ssgsea": [[py, str(BENCH / "bench_ssgsea.py"), "--samples", "200", "--runs", "1"]],
         }
     return {
         "ingest": [[py, str(BENCH / "bench_ingest.py")]],
         "factors": [[py, str(BENCH / "bench_factors.py")]],
         "vcf": [*make_vcf, [py, str(BENCH / "bench_vcf.py"), str(vcf)]],
         "de": [[py, str(BENCH / "bench_de.py")]],
+        "ssgsea": [[py, str(BENCH / "bench_ssgsea.py")]],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 samples, 100k VCF records")
-    parser.add_argument("--only", nargs="+", choices=["ingest", "factors", "vcf", "de"], help="run only these")
+    parser.add_argument("--only", nargs="+", choices=["ingest", "factors", "vcf", "de", "ssgsea"], help="run only these")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     print(f"omicsdw benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
