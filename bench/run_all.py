@@ -1,4 +1,4 @@
-"""``make bench``: the ingest, sample-factor, VCF, DE and ssGSEA benchmarks, one after the other, each in its own process.
+"""``make bench``: the ingest, sample-factor, VCF, DE and ssGSEA benchmarks, each in its own process.
 
 Every benchmark runs with its default arguments (the figures in ``bench/README.md``); ``--quick`` is a smoke run
 of a few minutes: 1,000 samples only and a 100,000-record VCF, one run each. A failing benchmark is reported and
