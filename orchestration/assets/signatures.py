@@ -14,8 +14,9 @@ import dagster as dg
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec
 from orchestration.partitions import studies
+from orchestration.report import enrichment_plots, score_plots
 from orchestration.resources import WarehouseResource
-from transforms.signatures.enrichment import PERMUTATIONS, SEED, enrich_study
+from transforms.signatures.enrichment import PERMUTATIONS, SEED, contrast_statistics, enrich_study, gene_set_dict
 from transforms.signatures.scoring import MIN_MEASURED, score_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.signatures import (
@@ -69,7 +70,9 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                 study_members(lake, inputs.study_id))
             commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load)
-            metadata = {SCORES: {"assays": stage.metadata}}
+            metadata = {SCORES: {"assays": stage.metadata,
+                                 **score_plots(stage.frame, study_id=inputs.study_id,
+                                               folder=warehouse.reports_dir(inputs.study_id))}}
     yield from results(commit, metadata)
     raise_on_failures(commit, SCORES)
 
@@ -89,11 +92,16 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
         if commit is None:
+            members = study_members(lake, inputs.study_id)
             frame, stage_metadata = enrich_study(inputs.scan("differential_expression"), inputs.scan("gene_id_map"),
-                                                 study_members(lake, inputs.study_id), **settings)  # type: ignore[arg-type]
+                                                 members, **settings)  # type: ignore[arg-type]
             commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load)
-            metadata = {ENRICHMENT: {"contrasts": stage_metadata}}
+            plots = enrichment_plots(frame, contrast_statistics(inputs.scan("differential_expression"),
+                                                                inputs.scan("gene_id_map")),
+                                     gene_set_dict(members), study_id=inputs.study_id,
+                                     folder=warehouse.reports_dir(inputs.study_id))
+            metadata = {ENRICHMENT: {"contrasts": stage_metadata, **plots}}
     yield from results(commit, metadata)
     raise_on_failures(commit, ENRICHMENT)
 

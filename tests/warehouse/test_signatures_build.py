@@ -145,6 +145,13 @@ def test_enrichment_and_matches_after_build(built):
     assert top == [(1,)]
 
 
+def test_plots_are_in_the_study_report_folder(built):
+    folder = built / "reports" / "geuv"
+    for name in ("b_vs_a_enrichment_dots.png", "b_vs_a_running_score_1.png", "tpm_ssgsea_heatmap.png",
+                 "counts_ssgsea_heatmap.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
 def test_a_bad_signature_file_is_a_located_error(tmp_path, shared_data):
     bad = "signatures:\n  - name: OK\n    up: [CFTR]\n  - name: BROKEN\n    up: [CD99]\n    weights: {FGR: 1}\n"
     landing = _study(tmp_path / "landing", shared_data, files={"signatures.yaml": bad})

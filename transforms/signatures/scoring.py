@@ -56,9 +56,9 @@ def _member_ranks(values: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, np
     right[rows, order] = found_right
     average = (left + right + 1) / 2
     positions = left + 1
-    for c in np.flatnonzero(((right - left) > 1).any(axis=1)):  # ties: count equal values in earlier rows
-        x = by_sample[c]
-        tied = np.flatnonzero(right[c] - left[c] > 1)
+    for sample in np.flatnonzero(((right - left) > 1).any(axis=1)):  # ties: equal values in earlier rows
+        x = by_sample[sample]
+        tied = np.flatnonzero(right[sample] - left[sample] > 1)
         candidates = np.flatnonzero(np.isin(x, x[genes[tied]]))
         key = x[candidates]
         sort = np.argsort(key, kind="stable")
@@ -68,7 +68,7 @@ def _member_ranks(values: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, np
         starts[1:] = sorted_key[1:] != sorted_key[:-1]
         before = np.zeros(len(x), dtype=np.int64)
         before[candidates[sort]] = index - np.maximum.accumulate(np.where(starts, index, 0))
-        positions[c, tied] += before[genes[tied]]
+        positions[sample, tied] += before[genes[tied]]
     return positions.astype(np.float64), average
 
 
