@@ -28,16 +28,18 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
         with dg.DagsterInstance.get() as instance:
             instance.add_dynamic_partitions("studies", ["airway"])
         subprocess.run([str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m",
-                        "orchestration.definitions", "--select", "group:ingest or group:normalise or group:publish",
+                        "orchestration.definitions", "--select", "group:ingest or group:normalise or group:signatures or group:publish",
                         "--partition", "airway"], check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
         with dg.DagsterInstance.get() as instance:
             (run,) = instance.get_runs()
             events = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
     finally:
         del os.environ["DAGSTER_HOME"]
-    steps = [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"]
-    (end,) = [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type_value == "RUN_SUCCESS"]
-    assert len(steps) == 4  # ingest, normalise, DE, publish
+    # compare the enum: dagster 1.13 stores the run's success under its legacy value "PIPELINE_SUCCESS"
+    kinds = [(e.timestamp, e.dagster_event.event_type) for e in events if e.dagster_event]
+    steps = [t for t, kind in kinds if kind == dg.DagsterEventType.STEP_SUCCESS]
+    (end,) = [t for t, kind in kinds if kind == dg.DagsterEventType.RUN_SUCCESS]
+    assert len(steps) == 6  # ingest, normalise, DE, signature scores, enrichment, publish
     assert end - max(steps) < 10  # a lingering worker pool kept the DE step's process alive for 300 s
     assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # reference/release.json: 77,614 genes
     assert sql(wh, "SELECT count(*) FROM rna_expression WHERE symbol IS NOT NULL")[0][0] > 0
