@@ -29,7 +29,8 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
             instance.add_dynamic_partitions("studies", ["airway"])
         groups = "group:ingest or group:normalise or group:signatures or group:publish"
         subprocess.run([str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m",
-                        "orchestration.definitions", "--select", groups, "--partition", "airway"], check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
+                        "orchestration.definitions", "--select", groups, "--partition", "airway"],
+                       check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
         with dg.DagsterInstance.get() as instance:
             (run,) = instance.get_runs()
             events = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
