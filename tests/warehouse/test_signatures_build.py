@@ -159,3 +159,23 @@ def test_a_bad_signature_file_is_a_located_error(tmp_path, shared_data):
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
     rows = _sql(wh, "SELECT file, line, code, severity FROM ingest_issues WHERE code = 'bad_signature'")
     assert rows == [("signatures.yaml", 4, "bad_signature", "error")]
+
+
+def test_a_second_build_recomputes_nothing_and_keeps_the_numbers(built):
+    from warehouse.lake import Lake
+
+    lake = Lake(built / "lake")
+    tables = ("gene_sets", "gene_set_members", "signature_scores", "gene_set_enrichment", "signature_matches")
+    before = {t: lake.version(t) for t in tables}
+    prerank = _sql(built, "SELECT gene_set, nes, pvalue FROM gene_set_enrichment WHERE method = 'prerank' "
+                          "ORDER BY gene_set, library")
+    landing = built.parent / "landing"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMICSDW_PRERANK_PERMUTATIONS", "100")
+    try:
+        assert main(["build", "--landing", str(landing), "--warehouse", str(built)]) == 0
+    finally:
+        mp.undo()
+    assert {t: lake.version(t) for t in tables} == before
+    assert _sql(built, "SELECT gene_set, nes, pvalue FROM gene_set_enrichment WHERE method = 'prerank' "
+                       "ORDER BY gene_set, library") == prerank
