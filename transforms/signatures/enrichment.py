@@ -120,19 +120,19 @@ def enrich_study(de: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame
     frames = []
     metadata: dict[str, object] = {}
     for contrast, stats in contrast_statistics(de, gene_map).items():
+        done = []
         for library, sets in libraries.items():
             parts = [("ora_up", ora(stats, sets, padj_threshold=padj_threshold, direction=1)),
                      ("ora_down", ora(stats, sets, padj_threshold=padj_threshold, direction=-1))]
             if prerank_libraries is None or library in prerank_libraries:
                 parts.insert(0, ("prerank", prerank(stats.select("gene_id", "stat"), sets,
                                                     permutations=permutations, seed=seed)))
-            for method, part in parts:
-                frames.append(part.with_columns(contrast=pl.lit(contrast), library=pl.lit(library),
-                                                method=pl.lit(method)).select(list(ENRICHMENT_SCHEMA)))
-        done = pl.concat([f for f in frames if f["contrast"][0:1].to_list() == [contrast]] or
-                         [pl.DataFrame(schema=ENRICHMENT_SCHEMA)])
-        top = done.filter(pl.col("method") == "prerank").sort("fdr", "pvalue").head(5)
-        metadata[contrast] = {"sets_tested": done.height,
+            done += [part.with_columns(contrast=pl.lit(contrast), library=pl.lit(library), method=pl.lit(method))
+                     .select(list(ENRICHMENT_SCHEMA)) for method, part in parts]
+        rows = pl.concat(done) if done else pl.DataFrame(schema=ENRICHMENT_SCHEMA)
+        frames.append(rows)
+        top = rows.filter(pl.col("method") == "prerank").sort("fdr", "pvalue").head(5)
+        metadata[contrast] = {"sets_tested": rows.height,
                               "top_prerank": [f"{r['library']}/{r['gene_set']} NES {r['nes']:.2f} FDR {r['fdr']:.3g}"
                                               for r in top.iter_rows(named=True)]}
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=ENRICHMENT_SCHEMA)
