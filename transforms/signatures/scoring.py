@@ -44,16 +44,18 @@ def _member_ranks(values: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, np
     wanted = by_sample[:, genes]
     order = np.argsort(wanted, axis=1)  # sorted needles make the binary searches cache-friendly
     needles = np.take_along_axis(wanted, order, axis=1)
-    left = np.empty(wanted.shape, dtype=np.int64)
-    right = np.empty(wanted.shape, dtype=np.int64)
-    rows = np.arange(wanted.shape[0])[:, None]
-    found_left = np.empty_like(left)
-    found_right = np.empty_like(right)
+    found_left = np.empty(wanted.shape, dtype=np.int64)
+    found_right = np.empty_like(found_left)
+    has_ties = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
     for c in range(wanted.shape[0]):
         found_left[c] = np.searchsorted(ordered[c], needles[c], side="left")
-        found_right[c] = np.searchsorted(ordered[c], needles[c], side="right")
-    left[rows, order] = found_left
-    right[rows, order] = found_right
+        # without tied values anywhere in the sample, each value occupies exactly one rank
+        found_right[c] = (np.searchsorted(ordered[c], needles[c], side="right") if has_ties[c]
+                          else found_left[c] + 1)
+    left = np.empty_like(found_left)
+    right = np.empty_like(found_right)
+    np.put_along_axis(left, order, found_left, axis=1)
+    np.put_along_axis(right, order, found_right, axis=1)
     average = (left + right + 1) / 2
     positions = left + 1
     for sample in np.flatnonzero(((right - left) > 1).any(axis=1)):  # ties: equal values in earlier rows
