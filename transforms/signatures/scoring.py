@@ -265,7 +265,10 @@ def score_study(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.Da
         scores = score_block(values, zscores, sets, alpha=alpha)
         frames.append(score_frame(scores, sets, samples, assay=assay))
         kept.append((assay, samples, sets, scores))
+        spread = np.var(scores["ssgsea"], axis=1) if len(sets.keys) else np.empty(0)
+        most_variable = [f"{sets.keys[i][0]}/{sets.keys[i][1]}" for i in np.argsort(-spread)[:5]]
         metadata[assay] = {"genes": len(gene_ids), "samples": len(samples), "sets_scored": len(sets.keys),
+                           "most_variable_ssgsea": most_variable,
                            "sets_skipped": len(sets.skipped),
                            "skipped_examples": [f"{s['library']}/{s['gene_set']}: {s['reason']}"
                                                 for s in sets.skipped[:10]]}
