@@ -6,19 +6,25 @@ from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
 from orchestration.assets.reference import reference_tables
+from orchestration.assets.signatures import gene_set_enrichment, gene_set_registry, signature_matches, signature_scores
 from orchestration.operations import nightly_reharmonisation, run_failure_summary
 from orchestration.resources import WarehouseResource
-from orchestration.sensors import landing_sensor, study_job
+from orchestration.sensors import cross_study_job, landing_sensor, study_job
 
 # Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
-STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, study_versions]
+STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, signature_scores,
+                gene_set_enrichment, study_versions]
 """Assets partitioned by study, in the order ``omicsdw build`` materialises them (publication last)."""
+REFERENCE_ASSETS = [reference_tables, gene_set_registry]
+"""Warehouse-wide inputs ``omicsdw build`` materialises before the studies."""
+CROSS_STUDY_ASSETS = [signature_matches]
+"""Warehouse-wide results ``omicsdw build`` materialises after the studies."""
 
 defs = dg.Definitions(
-    assets=[reference_tables, *STUDY_ASSETS],
-    jobs=[study_job],
+    assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches],
+    jobs=[study_job, cross_study_job],
     schedules=[nightly_reharmonisation],
     sensors=[landing_sensor, run_failure_summary],
     resources={"warehouse": WarehouseResource.from_env()},

@@ -6,10 +6,12 @@ import base64
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from transforms.expression.differential import DEResult
 from transforms.expression.study import PADJ
 from transforms.report.plots import ma_plot, volcano_plot
+from transforms.signatures.plots import enrichment_dot_plot, running_score_plot, score_heatmap
 
 
 def contrast_plots(contrasts: list[tuple[str, DEResult]], *, study_id: str, folder: Path) -> dict[str, object]:
@@ -24,4 +26,39 @@ def contrast_plots(contrasts: list[tuple[str, DEResult]], *, study_id: str, fold
             image = f"![{kind} plot of {name}](data:image/png;base64,{encoded})"
             metadata[f"{name}.{kind}"] = dg.MetadataValue.md(image)
             metadata[f"{name}.{kind}_png"] = dg.MetadataValue.path(str(path))
+    return metadata
+
+
+def _show(metadata: dict[str, object], key: str, png: bytes, path: Path, label: str) -> None:
+    path.write_bytes(png)
+    encoded = base64.b64encode(png).decode()
+    metadata[key] = dg.MetadataValue.md(f"![{label}](data:image/png;base64,{encoded})")
+    metadata[f"{key}_png"] = dg.MetadataValue.path(str(path))
+
+
+def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path) -> dict[str, object]:
+    """A heatmap of the most variable ssGSEA scores per assay (PNG in ``folder`` and inline)."""
+    metadata: dict[str, object] = {}
+    for (assay,), part in scores.filter(pl.col("method") == "ssgsea").group_by("assay", maintain_order=True):
+        png = score_heatmap(part, title=f"{study_id} {assay}: ssGSEA, most variable sets")
+        _show(metadata, f"{assay}.ssgsea_heatmap", png, folder / f"{assay}_ssgsea_heatmap.png", "score heatmap")
+    return metadata
+
+
+def enrichment_plots(enrichment: pl.DataFrame, statistics: dict[str, pl.DataFrame],
+                     members: dict[str, dict[str, list[str]]], *, study_id: str, folder: Path,
+                     running: int = 3) -> dict[str, object]:
+    """Per contrast: a dot plot of the top gene sets and running-score plots of the ``running`` top prerank sets."""
+    metadata: dict[str, object] = {}
+    for contrast, stats in statistics.items():
+        rows = enrichment.filter(pl.col("contrast") == contrast)
+        _show(metadata, f"{contrast}.enrichment_dots", enrichment_dot_plot(rows, title=f"{study_id}: {contrast}"),
+              folder / f"{contrast}_enrichment_dots.png", "enrichment dot plot")
+        top = rows.filter(pl.col("method") == "prerank").sort("fdr", "pvalue").head(running)
+        for i, row in enumerate(top.iter_rows(named=True), start=1):
+            genes = [int(g) for g in members.get(row["library"], {}).get(row["gene_set"], [])]
+            png = running_score_plot(stats, genes, title=f"{contrast}: {row['gene_set'][:60]} "
+                                                         f"(NES {row['nes']:.2f}, FDR {row['fdr']:.2g})")
+            _show(metadata, f"{contrast}.running_score_{i}", png, folder / f"{contrast}_running_score_{i}.png",
+                  "running score")
     return metadata

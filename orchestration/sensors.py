@@ -11,7 +11,7 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "signatures", "publish")
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 """Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
 ``dg.Failure(allow_retries=False)`` and is never retried."""
@@ -19,6 +19,9 @@ TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPO
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it.",
                                op_retry_policy=TRANSIENT_RETRY)
+cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
+                                      description="Bring signature_matches up to date (only new or changed pairs).",
+                                      op_retry_policy=TRANSIENT_RETRY)
 
 
 def _signature(folder: Path) -> str:

@@ -143,6 +143,9 @@ class StudyManifest(_Strict):
     assays: list[Assay] = Field(default_factory=list)
     contrasts: list[Contrast] = Field(default_factory=list)
     zscore_reference: ZscoreReference | None = None
+    gene_sets: list[str] = Field(default_factory=list, description="Gene-set libraries of the study: GMT files or "
+                                 "signature YAML files (signatures: name, up / down or weights), relative to the "
+                                 "study folder; the library name is the file name without its extension.")
     source_layout: Literal["study_yaml", "cbioportal"] = "study_yaml"
 
     @field_validator("study_id")

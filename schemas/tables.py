@@ -329,6 +329,131 @@ class DifferentialExpression(_Table):
         unique = ["study_id", "contrast", "assay", "feature_id"]
 
 
+SIGNATURE_METHODS = ["ssgsea", "singscore", "weighted"]
+ENRICHMENT_METHODS = ["prerank", "ora_up", "ora_down"]
+
+
+def _library() -> Any:
+    return pa.Field(description="Gene-set library: its file name without the extension (msigdb_hallmark, "
+                                "reactome_pathways, go_biological_process, or a user GMT / signature YAML).")
+
+
+def _gene_set() -> Any:
+    return pa.Field(description="Gene set (GMT line name or YAML signature name) within the library.")
+
+
+def _scope() -> Any:
+    return pa.Field(isin=["shipped", "warehouse", "study"],
+                    description="Where the library comes from: shipped with omicsdw, the warehouse-wide folder "
+                                "($OMICSDW_GENE_SETS), or a study's study.yaml gene_sets.")
+
+
+def _scope_study() -> Any:
+    return pa.Field(nullable=True, description="Study that declared the library (scope 'study'); NULL for "
+                                               "libraries every study uses.")
+
+
+class GeneSets(_Table):
+    scope: str = _scope()
+    study_id: str = _scope_study()
+    library: str = _library()
+    library_version: str = pa.Field(nullable=True, description="Release of the library (shipped ones); NULL for "
+                                                               "user files.")
+    gene_set: str = _gene_set()
+    kind: str = pa.Field(isin=["set", "up_down", "weighted"],
+                         description="set: plain member list (GMT); up_down: signature with up / down parts; "
+                                     "weighted: signature with gene weights.")
+    description: str = pa.Field(nullable=True, description="GMT description column or YAML description.")
+    source_url: str = pa.Field(nullable=True, description="Where the library was obtained (shipped ones).")
+    license: str = pa.Field(nullable=True, description="Licence of the library (shipped ones; CC BY 4.0).")
+    n_genes: int = pa.Field(ge=0, description="Distinct member identifiers as given.")
+    n_mapped: int = pa.Field(ge=0, description="Of those, identifiers the gene resolver mapped to a gene_id.")
+
+    class Config:
+        unique = ["scope", "study_id", "library", "gene_set"]
+
+
+class GeneSetMembers(_Table):
+    scope: str = _scope()
+    study_id: str = _scope_study()
+    library: str = _library()
+    gene_set: str = _gene_set()
+    identifier: str = pa.Field(description="Member gene identifier exactly as given in the library file.")
+    gene_id: int = pa.Field(nullable=True, description="NCBI Gene ID from the one gene resolver "
+                                                       "(transforms.genes.resolve_gene_ids); NULL when unmapped "
+                                                       "(kept and counted in gene_sets.n_mapped, never dropped).")
+    weight: float = _nullable_float("Weight given in a weighted signature (YAML weights); NULL otherwise.")
+    sign: pl.Int8 = pa.Field(nullable=True, isin=[-1, 1],  # type: ignore[valid-type]
+                             description="+1 for up, -1 for down members of an up / down signature; NULL otherwise.")
+
+    class Config:
+        unique = ["scope", "study_id", "library", "gene_set", "identifier"]
+
+
+class SignatureScores(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    library: str = _library()
+    gene_set: str = _gene_set()
+    method: str = pa.Field(isin=SIGNATURE_METHODS, description=(
+        "ssgsea: un-normalised ssGSEA ES (Barbie 2009; GSVA ssgsea.norm=FALSE, gseapy ES; alpha 0.25) of "
+        "rna_normalized.log2_value; singscore: centred singscore (Foroutan 2018) of log2_value ranks; weighted: "
+        "sum of weight x rna_normalized.zscore over measured members. Up / down signatures: ES(up) - ES(down) "
+        "and singscore's up + down form."))
+    score: float = pa.Field(nullable=True, description="The sample's score on the assay's log-scale normalised "
+                                                       "expression (rna_normalized.log2_value; zscore for "
+                                                       "weighted).")
+
+    class Config:
+        unique = ["study_id", "sample_id", "assay", "library", "gene_set", "method"]
+
+
+class GeneSetEnrichment(_Table):
+    study_id: str = _study()
+    contrast: str = pa.Field(description="Contrast name from study.yaml (differential_expression.contrast).")
+    library: str = _library()
+    gene_set: str = _gene_set()
+    method: str = pa.Field(isin=ENRICHMENT_METHODS, description=(
+        "prerank: gseapy 1.3.1 prerank on differential_expression.stat (fixed seed); ora_up / ora_down: "
+        "hypergeometric over-representation of genes with padj < 0.05 and positive / negative log2 fold change "
+        "among the genes tested (non-null pvalue)."))
+    size: int = pa.Field(ge=0, description="Members in the ranked list (prerank) or in the tested universe (ORA).")
+    es: float = _nullable_float("prerank: enrichment score; ORA: fold enrichment (observed / expected overlap).")
+    nes: float = _nullable_float("prerank: normalised enrichment score; NULL for ORA.")
+    pvalue: float = _nullable_float("prerank: permutation p-value; ORA: hypergeometric P(X >= overlap).")
+    fdr: float = _nullable_float("prerank: gseapy FDR q-value; ORA: Benjamini-Hochberg over the library's sets.")
+    leading_edge: str = pa.Field(nullable=True, description="Semicolon-separated gene_ids: the prerank leading edge, "
+                                                            "or the ORA overlap.")
+
+    class Config:
+        unique = ["study_id", "contrast", "library", "gene_set", "method"]
+
+
+class SignatureMatches(_Table):
+    query_kind: str = pa.Field(isin=["contrast", "signature"], description=(
+        "contrast: a stored contrast's own signature (top up / down genes by Wald statistic); signature: a user "
+        "signature with up / down parts."))
+    query_study_id: str = pa.Field(nullable=True, description="Study of the query contrast, or the study that "
+                                                              "declared the signature (NULL for shared libraries).")
+    query_name: str = pa.Field(description="Contrast name, or library/gene_set of the signature.")
+    target_study_id: str = pa.Field(description="Study of the target contrast.")
+    target_contrast: str = pa.Field(description="Target contrast whose ranked Wald statistics are scored.")
+    score: float = pa.Field(nullable=True, ge=-1, le=1, description=(
+        "Connectivity (Lamb 2006 / Subramanian 2017): (ES_up - ES_down) / 2 of weighted KS enrichment scores of "
+        "the query's up and down genes in the target's ranked statistic; 0 when they have the same sign. +1: same "
+        "direction, -1: reversed."))
+    n_up: int = pa.Field(ge=0, description="Query up genes found in the target's ranked list.")
+    n_down: int = pa.Field(ge=0, description="Query down genes found in the target's ranked list.")
+    method: str = pa.Field(isin=["cmap_wks"], description="cmap_wks: weighted (p = 1) KS connectivity score.")
+    query_version: str = pa.Field(description="Fingerprint of the query's gene lists: a row is recomputed only "
+                                              "when this or target_version changes.")
+    target_version: str = pa.Field(description="Fingerprint of the DE commit the target's statistic came from.")
+
+    class Config:
+        unique = ["query_kind", "query_study_id", "query_name", "target_study_id", "target_contrast", "method"]
+
+
 class StudyVersions(_Table):
     study_id: str = _study()
     table_name: str = pa.Field(description="Warehouse table.")
@@ -365,6 +490,11 @@ TABLES: dict[str, type[_Table]] = {
     "rna_normalized": RnaNormalized,
     "rna_vst": RnaVst,
     "differential_expression": DifferentialExpression,
+    "gene_sets": GeneSets,
+    "gene_set_members": GeneSetMembers,
+    "signature_scores": SignatureScores,
+    "gene_set_enrichment": GeneSetEnrichment,
+    "signature_matches": SignatureMatches,
     "study_versions": StudyVersions,
 }
 
@@ -394,18 +524,38 @@ TABLE_DOCS: dict[str, str] = {
     "rna_vst": "One row per study, count assay, sample and feature: DESeq2 blind variance-stabilised counts.",
     "differential_expression": "One row per study, contrast, count assay and feature: DESeq2 1.38 Wald test "
     "results (numpy port).",
+    "gene_sets": "One row per gene set of every library (shipped, warehouse-wide, study-declared): version, "
+                 "source, licence and how many members mapped to genes.",
+    "gene_set_members": "One row per gene set and member identifier as given, with the gene it resolved to "
+                        "(NULL when unmapped), its weight or up / down sign.",
+    "signature_scores": "One row per study, sample, assay, gene set and method: ssGSEA, singscore or weighted "
+                        "z-score of the sample on the assay's log-scale normalised expression "
+                        "(rna_normalized.log2_value).",
+    "gene_set_enrichment": "One row per study, contrast, gene set and method: gseapy prerank on the Wald "
+                           "statistic, or hypergeometric over-representation of up / down DE genes.",
+    "signature_matches": "One row per query (a contrast's top up / down genes, or a user up / down signature) "
+                         "and target contrast of any study: CMap connectivity score. Cross-study, updated "
+                         "incrementally.",
     "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
                       "A study's tables are published together in one commit once every stage has run, so "
                       "readers never see counts of one load beside normalised values of another.",
 }
 
-GLOBAL_TABLES = ["genes", "gene_xrefs"]
-"""Tables not partitioned by study (the gene dimension); every other table is partitioned by ``study_id``."""
+CROSS_STUDY_TABLES = ["gene_sets", "gene_set_members", "signature_matches"]
+"""Tables written for the whole warehouse at once (the gene-set registry, cross-study matches), not per study;
+the catalog shows them at their newest version."""
+GLOBAL_TABLES = ["genes", "gene_xrefs", *CROSS_STUDY_TABLES]
+"""Tables not partitioned by study (the gene dimension, cross-study tables); every other table is partitioned by
+``study_id``."""
 STUDY_TABLES = [t for t in TABLES if t not in GLOBAL_TABLES]
 """Tables partitioned by study_id, each study replaced as one commit."""
 NORMALISE_TABLES = ["rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression"]
 """Tables computed from harmonised ones by the normalise stage (not written by ingest)."""
-INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*NORMALISE_TABLES, "study_versions"}]
+SIGNATURE_TABLES = ["signature_scores", "gene_set_enrichment"]
+"""Per-study tables of the signatures stage (computed from the normalised tables)."""
+DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES]
+"""Per-study tables computed from a study's load by a stage after ingest: each commit records that load."""
+INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*DERIVED_TABLES, "study_versions"}]
 """Tables one study's ingest replaces together."""
 PUBLISHED_TABLES = [t for t in STUDY_TABLES if t not in {"ingest_issues", "study_versions"}]
 """Tables the catalog shows at each study's published version set (``study_versions``); ``ingest_issues`` is

@@ -62,7 +62,7 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
     :data:`ROOT_VARIABLE` (set by :func:`connect`), else by ``root`` (where the catalog was built, so a plain
     ``duckdb`` session on the unmoved folder works too).
     """
-    from schemas.tables import polars_schema
+    from schemas.tables import GLOBAL_TABLES, polars_schema
 
     schema = polars_schema(table)
     columns = ", ".join(f"CAST({_ident(c)} AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
@@ -73,7 +73,8 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
     if root is not None:
         prefix = f"coalesce(getvariable('{ROOT_VARIABLE}'), {_literal(root)})"
         file_list = f"list_transform({file_list}, lambda f: {prefix} || '/' || f)"
-    options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if "study_id" in schema else ""
+    partitioned = "study_id" in schema and table not in GLOBAL_TABLES  # global tables keep study_id in the files
+    options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if partitioned else ""
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 

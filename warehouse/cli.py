@@ -46,7 +46,7 @@ def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     import dagster as dg
 
-    from orchestration.definitions import STUDY_ASSETS, reference_tables
+    from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS, STUDY_ASSETS
     from orchestration.partitions import STUDIES
     from orchestration.resources import WarehouseResource
     from warehouse.catalog import connect
@@ -81,7 +81,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
               f"into {args.warehouse}")
         start = time.monotonic()
-        dg.materialize([reference_tables], resources=resources, instance=instance, run_config=quiet)
+        dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance, run_config=quiet)
         failed = []
         for i, sid in enumerate(studies, start=1):
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
@@ -97,6 +97,10 @@ def _build(args: argparse.Namespace) -> int:
                 error = event.step_failure_data.error
                 message = error.message.strip() if error is not None else "step failed without an error message"
                 print("    " + message.replace("\n", "\n    "))
+        matches = dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance, run_config=quiet,
+                                 raise_on_error=False)
+        if not matches.success:
+            failed.append("signature_matches")
     con = connect(args.warehouse)
     try:
         print(f"\n{warehouse_summary(con)}")

@@ -1,6 +1,6 @@
 """Publish a study: record, in one commit, which files of every table readers see for it; or remove it.
 
-Each stage of a study (ingest, normalise, DE) commits its own tables; readers see none of it until
+Each stage of a study (ingest, normalise, DE, signatures) commits its own tables; readers see none of it until
 :func:`publish_study` checks that the newest commits form one consistent set (every ingest table from the same
 load, every derived table computed from that load) and writes the study's ``study_versions`` rows in one Delta
 commit. A run killed anywhere before that commit leaves the previous set visible; a run killed after it has

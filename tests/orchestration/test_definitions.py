@@ -39,6 +39,9 @@ ASSET_GRAPH = [
     ("differential_expression", "normalise", "studies", ("rna_counts", "sample_attributes")),
     ("gene_id_map", "ingest", "studies", INGEST_DEPS),
     ("gene_mutation_status", "ingest", "studies", INGEST_DEPS),
+    ("gene_set_enrichment", "signatures", "studies", ("differential_expression", "gene_set_members", "gene_sets")),
+    ("gene_set_members", "reference", None, ()),
+    ("gene_sets", "reference", None, ()),
     ("gene_xrefs", "reference", None, ()),
     ("genes", "reference", None, ()),
     ("ingest_issues", "ingest", "studies", INGEST_DEPS),
@@ -50,11 +53,14 @@ ASSET_GRAPH = [
     ("rna_vst", "normalise", "studies", NORMALISE_DEPS),
     ("sample_attributes", "ingest", "studies", INGEST_DEPS),
     ("samples", "ingest", "studies", INGEST_DEPS),
+    ("signature_matches", "cross_study", None, ("gene_set_members",)),
+    ("signature_scores", "signatures", "studies", ("gene_set_members", "gene_sets", "rna_normalized")),
     ("studies", "ingest", "studies", INGEST_DEPS),
     ("study_versions", "publish", "studies", (
         "cn_segments", "copy_number", "differential_expression", "gene_id_map", "gene_mutation_status",
-        "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized", "rna_sample_factors", "rna_vst",
-        "sample_attributes", "samples", "studies", "subject_attributes", "subjects", "variants")),
+        "gene_set_enrichment", "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized",
+        "rna_sample_factors", "rna_vst", "sample_attributes", "samples", "signature_scores", "studies",
+        "subject_attributes", "subjects", "variants")),
     ("subject_attributes", "ingest", "studies", INGEST_DEPS),
     ("subjects", "ingest", "studies", INGEST_DEPS),
     ("variants", "ingest", "studies", INGEST_DEPS),
@@ -66,6 +72,9 @@ ASSET_CHECKS = [
     "differential_expression:contract",
     "gene_id_map:contract",
     "gene_mutation_status:contract",
+    "gene_set_enrichment:contract",
+    "gene_set_members:contract",
+    "gene_sets:contract",
     "gene_xrefs:contract",
     "genes:contract",
     "ingest_issues:contract",
@@ -77,6 +86,8 @@ ASSET_CHECKS = [
     "rna_vst:contract",
     "sample_attributes:contract",
     "samples:contract",
+    "signature_matches:contract",
+    "signature_scores:contract",
     "studies:contract",
     "study_versions:contract",
     "subject_attributes:contract",
@@ -99,3 +110,25 @@ def test_asset_graph_matches_snapshot():
 def test_asset_checks_match_snapshot():
     graph = defs.resolve_asset_graph()
     assert sorted(c.to_user_string() for c in graph.asset_check_keys) == ASSET_CHECKS
+
+
+def test_signature_assets_groups_partitions_and_checks():
+    from schemas.tables import TABLES
+
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert set(TABLES) <= keys
+    groups = {t: graph.get(dg.AssetKey(t)).group_name for t in
+              ("gene_sets", "gene_set_members", "signature_scores", "gene_set_enrichment", "signature_matches")}
+    assert groups == {"gene_sets": "reference", "gene_set_members": "reference", "signature_scores": "signatures",
+                      "gene_set_enrichment": "signatures", "signature_matches": "cross_study"}
+    assert graph.get(dg.AssetKey("signature_scores")).partitions_def.name == "studies"
+    assert graph.get(dg.AssetKey("signature_matches")).partitions_def is None
+    checks = {c.to_user_string() for c in graph.asset_check_keys}
+    assert {f"{t}:contract" for t in groups} <= checks
+    # the study job runs the per-study signature assets; publication waits for them
+    job = defs.resolve_job_def("study_job")
+    assert {"signature_scores", "gene_set_enrichment", "study_versions"} <= {
+        k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("study_versions")).parent_keys}
+    assert {"signature_scores", "gene_set_enrichment"} <= parents

@@ -38,6 +38,7 @@ from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
 from transforms.ingest.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
 from transforms.issues import InputError, Issue, IssueLog
+from transforms.signatures import registry
 
 MANIFEST_NAME = "study.yaml"
 
@@ -226,7 +227,49 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             result.metadata.setdefault(table, {})[assay.name] = output.metadata
     _add_study_tables(result, manifest, sheet, subjects, mapped_samples,
                       reference_tag=str(reference.release.get("source", "")))
+    check_study_gene_sets(folder, manifest, reference=reference, issues=issues)
     return result
+
+
+def study_gene_set_files(folder: Path, manifest: StudyManifest, *, issues: IssueLog | None = None) -> list[Path]:
+    """The study's declared gene-set library files (inside its folder); bad paths become issues when given."""
+    found = []
+    for index, relative in enumerate(manifest.gene_sets):
+        try:
+            files = resolve_study_path(folder, relative)
+        except ValueError as exc:
+            if issues is not None:
+                issues.error("path_outside_study", str(exc), file=MANIFEST_NAME, column=f"gene_sets[{index}]")
+            continue
+        if not files or not all(f.is_file() for f in files):
+            if issues is not None:
+                issues.error("file_missing", f"gene_sets: no file matches {relative!r}", file=relative)
+            continue
+        found += files
+    return found
+
+
+def check_study_gene_sets(folder: Path, manifest: StudyManifest, *, reference: GeneReference,
+                          issues: IssueLog) -> None:
+    """Read the study's gene-set libraries as the registry will: bad files are located errors, unmapped member
+    genes one warning per library (they are kept with a NULL gene_id).
+    """
+    root = folder.resolve()
+    libraries: list[tuple[str, str | None, registry.Library]] = []
+    for path in study_gene_set_files(folder, manifest, issues=issues):
+        relative = str(path.resolve().relative_to(root))
+        if not registry.is_library_file(path):
+            issues.error("bad_gene_set_file", f"gene_sets: {relative} is not a .gmt, .gmt.gz, .yaml or .yml file",
+                         file=relative)
+            continue
+        library = registry.read_library(path, file=relative)
+        for issue in library.issues:
+            issues.add(issue)
+        libraries.append(("study", manifest.study_id, library))
+    if libraries:
+        _, members = registry.registry_frames(libraries, reference=reference)
+        for issue in registry.unmapped_issues(members, files={lib.name: lib.file for _, _, lib in libraries}):
+            issues.add(issue)
 
 
 READERS: dict[str, Callable[[Assay, list[Path], readers.AssayContext], readers.AssayOutput]] = {

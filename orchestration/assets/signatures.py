@@ -1,0 +1,117 @@
+"""Signatures: the gene-set registry (reference group), per-study scores and enrichment, cross-study matches.
+
+Per-study assets read the study's normalised tables at its newest load and the registry, call one function of
+:mod:`transforms.signatures`, and commit through the one commit path with the load as ``inputs`` (so the study is
+published with them). Gene sets with fewer than ``MIN_MEASURED`` measured members are not scored; they are
+reported in the materialisation metadata (``sets_skipped``, ``skipped_examples``), not as ingest_issues (that
+table belongs to the ingest's commit).
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.partitions import studies
+from orchestration.report import enrichment_plots, score_plots
+from orchestration.resources import WarehouseResource
+from transforms.signatures.enrichment import PERMUTATIONS, SEED, contrast_statistics, enrich_study, gene_set_dict
+from transforms.signatures.scoring import MIN_MEASURED, score_study
+from warehouse.commit import commit_frames, unchanged
+from warehouse.signatures import (
+    MATCHES,
+    REGISTRY_TABLES,
+    ensure_gene_sets,
+    study_members,
+    warehouse_library_dir,
+    write_gene_sets,
+    write_signature_matches,
+)
+from warehouse.study import StudyInputs
+
+SCORES, ENRICHMENT = "signature_scores", "gene_set_enrichment"
+
+
+def _settings() -> dict[str, object]:
+    """Enrichment settings (environment): permutations, seed, prerank libraries (comma-separated; all if unset)."""
+    libraries = os.environ.get("OMICSDW_PRERANK_LIBRARIES")
+    return {"permutations": int(os.environ.get("OMICSDW_PRERANK_PERMUTATIONS", PERMUTATIONS)),
+            "seed": int(os.environ.get("OMICSDW_PRERANK_SEED", SEED)),
+            "prerank_libraries": libraries.split(",") if libraries else None}
+
+
+@dg.multi_asset(specs=[table_spec(t, group="reference") for t in REGISTRY_TABLES],
+                check_specs=[contract_check(t) for t in REGISTRY_TABLES])
+def gene_set_registry(warehouse: WarehouseResource):
+    """Read every gene-set library (shipped, warehouse folder, study folders) and map its members to genes."""
+    with warehouse.study_session(None) as lake:
+        commit, metadata = write_gene_sets(lake, landing=Path(warehouse.landing_dir),
+                                           library_dir=warehouse_library_dir())
+    warehouse.refresh_catalog()
+    yield from results(commit, metadata)
+    raise_on_failures(commit, "the gene-set registry")
+
+
+@dg.asset(name=SCORES, group_name="signatures", description=table_spec(SCORES, group="signatures").description,
+          kinds={"delta"}, deps=["rna_normalized", "gene_sets", "gene_set_members"],
+          check_specs=[contract_check(SCORES)], partitions_def=studies)
+def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """ssGSEA, singscore and weighted scores of every gene set on every normalised assay of one study."""
+    with warehouse.study_session(None) as lake:
+        registry = ensure_gene_sets(lake, landing=Path(warehouse.landing_dir), library_dir=warehouse_library_dir())
+    with warehouse.study_session(context.partition_key) as lake:
+        inputs = StudyInputs.of(lake, context.partition_key)
+        fingerprint = inputs.fingerprint("signature_scores", {"registry": registry, "min_measured": MIN_MEASURED})
+        commit = unchanged(lake, [SCORES], study_id=inputs.study_id, fingerprint=fingerprint)
+        metadata = {}
+        if commit is None:
+            stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
+                                study_members(lake, inputs.study_id))
+            commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
+                                   fingerprint=fingerprint, inputs=inputs.load)
+            metadata = {SCORES: {"assays": stage.metadata,
+                                 **score_plots(stage.frame, study_id=inputs.study_id,
+                                               folder=warehouse.reports_dir(inputs.study_id))}}
+    yield from results(commit, metadata)
+    raise_on_failures(commit, SCORES)
+
+
+@dg.asset(name=ENRICHMENT, group_name="signatures",
+          description=table_spec(ENRICHMENT, group="signatures").description, kinds={"delta"},
+          deps=["differential_expression", "gene_sets", "gene_set_members"],
+          check_specs=[contract_check(ENRICHMENT)], partitions_def=studies)
+def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Prerank and ORA of every contrast of one study against every library."""
+    settings = _settings()
+    with warehouse.study_session(None) as lake:
+        registry = ensure_gene_sets(lake, landing=Path(warehouse.landing_dir), library_dir=warehouse_library_dir())
+    with warehouse.study_session(context.partition_key) as lake:
+        inputs = StudyInputs.of(lake, context.partition_key)
+        fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
+        commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
+        metadata = {}
+        if commit is None:
+            members = study_members(lake, inputs.study_id)
+            frame, stage_metadata = enrich_study(inputs.scan("differential_expression"), inputs.scan("gene_id_map"),
+                                                 members, **settings)  # type: ignore[arg-type]
+            commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
+                                   fingerprint=fingerprint, inputs=inputs.load)
+            plots = enrichment_plots(frame, contrast_statistics(inputs.scan("differential_expression"),
+                                                                inputs.scan("gene_id_map")),
+                                     gene_set_dict(members), study_id=inputs.study_id,
+                                     folder=warehouse.reports_dir(inputs.study_id))
+            metadata = {ENRICHMENT: {"contrasts": stage_metadata, **plots}}
+    yield from results(commit, metadata)
+    raise_on_failures(commit, ENRICHMENT)
+
+
+@dg.asset(name=MATCHES, group_name="cross_study", description=table_spec(MATCHES, group="cross_study").description,
+          kinds={"delta"}, deps=["gene_set_members"], check_specs=[contract_check(MATCHES)])
+def signature_matches(warehouse: WarehouseResource):
+    """CMap connectivity of every contrast's and user signature's up / down genes against every stored contrast."""
+    with warehouse.study_session(None) as lake:
+        commit, metadata = write_signature_matches(lake)
+    warehouse.refresh_catalog()
+    yield from results(commit, {MATCHES: metadata})
+    raise_on_failures(commit, MATCHES)

@@ -1,0 +1,182 @@
+"""End to end: a study folder declaring a GMT and a signatures YAML, through `omicsdw build`, read back in SQL.
+
+The study is made in a temporary folder from repository files: the six GEUVADIS RSEM gene files
+(tests/data/rnaseq_geuvadis_rsem, 1,000 genes; counts and TPM assays), the MSigDB Hallmark v7.4 Entrez GMT
+(tests/data/genesets) and a YAML written here. The design (three samples against three) is made up for the test.
+Expected figures are recomputed here from the same inputs with independent code (gseapy, numpy).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gseapy
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.warehouse.catalog_sql import sql as _sql
+from warehouse.cli import main
+
+pytestmark = pytest.mark.slow
+SAMPLES = ["ERR188021", "ERR188088", "ERR188288", "ERR188297", "ERR188329", "ERR188356"]
+SIGNATURES = """signatures:
+  - name: GEUV_UP_DOWN
+    description: made-up signature of genes in the 1,000-gene subset
+    up: [CFTR, CD99, TNMD, SCYL3, FGR, CFH, FUCA2, GCLC]
+    down: [NFYA, STPG1, NIPAL3, LAS1L, ENPP4, SEMA3F, ANKIB1, KRIT1]
+  - name: GEUV_WEIGHTED
+    weights: {CFTR: 1.0, CD99: 0.5, SCYL3: 0.5, FGR: 2.0, CFH: -1.0, NOT_A_GENE_QQ: 1.0}
+"""
+
+
+def _study(root: Path, data: Path, *, extra: str = "", files: dict[str, str] | None = None) -> Path:
+    folder = root / "geuv"
+    (folder / "rsem").mkdir(parents=True)
+    for sample in SAMPLES:
+        shutil.copy(data / "rnaseq_geuvadis_rsem" / f"{sample}.genes.results.gz", folder / "rsem")
+    shutil.copy(data / "genesets" / "h.all.v7.4.entrez.gmt", folder / "hallmark_entrez.gmt")
+    (folder / "signatures.yaml").write_text(SIGNATURES)
+    groups = ["a", "a", "a", "b", "b", "b"]
+    (folder / "samples.tsv").write_text("sample_id\tsubject_id\tgroup\n" + "".join(
+        f"{s}\t{s}\t{g}\n" for s, g in zip(SAMPLES, groups, strict=True)))
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    (folder / "study.yaml").write_text(f"""study_id: geuv
+name: GEUVADIS subset with gene sets
+organism: human
+samples: samples.tsv
+assays:
+  - name: counts
+    kind: rna_counts
+    format: rsem
+    path: rsem/*.genes.results.gz
+  - name: tpm
+    kind: rna_abundance
+    format: rsem
+    path: rsem/*.genes.results.gz
+    measure: tpm
+contrasts:
+  - name: b_vs_a
+    factor: group
+    test: b
+    reference: a
+gene_sets:
+  - hallmark_entrez.gmt
+  - signatures.yaml
+{extra}""")
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared_data) -> Path:
+    tmp = tmp_path_factory.mktemp("sigbuild")
+    landing = _study(tmp / "landing", shared_data)
+    wh = tmp / "warehouse"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMICSDW_PRERANK_PERMUTATIONS", "100")
+    try:
+        assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    finally:
+        mp.undo()
+    return wh
+
+
+def test_study_libraries_are_in_the_registry_with_unmapped_members_kept(built):
+    rows = _sql(built, "SELECT library, kind, n_genes, n_mapped FROM gene_sets WHERE study_id = 'geuv' "
+                       "AND gene_set LIKE 'GEUV%' ORDER BY gene_set")
+    assert rows == [("signatures", "up_down", 16, 16), ("signatures", "weighted", 6, 5)]
+    (unmapped,) = _sql(built, "SELECT identifier, gene_id FROM gene_set_members WHERE gene_id IS NULL "
+                              "AND study_id = 'geuv'")
+    assert unmapped == ("NOT_A_GENE_QQ", None)
+    (issue,) = _sql(built, "SELECT file, code FROM ingest_issues WHERE code = 'unmapped_gene_set_member'")
+    assert issue == ("signatures.yaml", "unmapped_gene_set_member")
+    # the shared libraries are there once, not per study
+    assert _sql(built, "SELECT count(*) FROM gene_sets WHERE library = 'msigdb_hallmark'") == [(50,)]
+
+
+def test_ssgsea_scores_in_the_catalog_equal_gseapy_on_the_stored_log2_values(built):
+    values = pl.DataFrame(_sql(built, "SELECT sample_id, gene_id, log2_value FROM rna_normalized n "
+                                      "JOIN gene_id_map m USING (study_id, assay, feature_id, gene_id) "
+                                      "WHERE study_id = 'geuv' AND assay = 'tpm' AND status = 'mapped'"),
+                          schema=["sample_id", "gene_id", "log2_value"], orient="row")
+    # zero TPMs tie; the scorer orders genes by gene_id, so gseapy gets them in that order too
+    wide = values.pivot(on="sample_id", index="gene_id", values="log2_value").drop_nulls().sort("gene_id")
+    frame = wide.to_pandas().astype({"gene_id": str})
+    members = _sql(built, "SELECT gene_set, gene_id FROM gene_set_members WHERE library = 'hallmark_entrez' "
+                          "AND gene_id IS NOT NULL")
+    sets: dict[str, list[str]] = {}
+    for name, gene in members:
+        sets.setdefault(name, []).append(str(gene))
+    ref = gseapy.ssgsea(data=frame, gene_sets=sets, outdir=None, min_size=5, max_size=5000, permutation_num=0,
+                        no_plot=True, threads=1, verbose=False).res2d
+    stored = pl.DataFrame(_sql(built, "SELECT gene_set, sample_id, score FROM signature_scores WHERE "
+                                      "library = 'hallmark_entrez' AND method = 'ssgsea' AND assay = 'tpm'"),
+                          schema=["Term", "Name", "score"], orient="row").to_pandas()
+    joined = stored.merge(ref[["Term", "Name", "ES"]], on=["Term", "Name"])
+    assert len(joined) == len(ref) == len(stored) > 0
+    np.testing.assert_allclose(joined["score"], joined["ES"].astype(float), rtol=1e-9, atol=1e-9)
+
+
+def test_every_method_scores_both_assays_and_small_sets_are_skipped(built):
+    rows = dict(_sql(built, "SELECT method || ':' || assay, count(DISTINCT gene_set) FROM signature_scores "
+                            "WHERE study_id = 'geuv' GROUP BY ALL"))
+    assert set(rows) == {f"{m}:{a}" for m in ("ssgsea", "singscore", "weighted") for a in ("counts", "tpm")}
+    overlap = _sql(built, "SELECT members_measured, scored FROM gene_set_overlap WHERE study_id = 'geuv' "
+                          "AND library = 'hallmark_entrez' AND assay = 'tpm'")
+    assert all(scored == (measured >= 5) for measured, scored in overlap)
+
+
+def test_enrichment_and_matches_after_build(built):
+    methods = dict(_sql(built, "SELECT method, count(*) FROM gene_set_enrichment WHERE study_id = 'geuv' "
+                               "GROUP BY ALL"))
+    assert methods.get("prerank", 0) > 0
+    assert {"ora_up", "ora_down"} & set(methods)
+    matches = _sql(built, "SELECT query_kind, query_name, target_contrast, n_up, n_down FROM signature_matches "
+                          "WHERE query_name = 'signatures/GEUV_UP_DOWN'")
+    # n_up / n_down: the signature's genes with a Wald statistic in the contrast (all-zero genes have none)
+    ranked = dict(_sql(built, "SELECT m.sign, count(DISTINCT m.gene_id) FROM gene_set_members m JOIN "
+                              "differential_expression d ON d.gene_id = m.gene_id AND d.assay = 'counts' WHERE "
+                              "m.gene_set = 'GEUV_UP_DOWN' AND d.stat IS NOT NULL GROUP BY ALL"))
+    assert matches == [("signature", "signatures/GEUV_UP_DOWN", "b_vs_a", ranked[1], ranked[-1])]
+    assert ranked[1] + ranked[-1] >= 14
+    top = _sql(built, "SELECT rank FROM top_gene_sets WHERE contrast = 'b_vs_a' AND method = 'prerank' "
+                      "ORDER BY rank LIMIT 1")
+    assert top == [(1,)]
+
+
+def test_plots_are_in_the_study_report_folder(built):
+    folder = built / "reports" / "geuv"
+    for name in ("b_vs_a_enrichment_dots.png", "b_vs_a_running_score_1.png", "tpm_ssgsea_heatmap.png",
+                 "counts_ssgsea_heatmap.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_a_bad_signature_file_is_a_located_error(tmp_path, shared_data):
+    bad = "signatures:\n  - name: OK\n    up: [CFTR]\n  - name: BROKEN\n    up: [CD99]\n    weights: {FGR: 1}\n"
+    landing = _study(tmp_path / "landing", shared_data, files={"signatures.yaml": bad})
+    wh = tmp_path / "warehouse"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    rows = _sql(wh, "SELECT file, line, code, severity FROM ingest_issues WHERE code = 'bad_signature'")
+    assert rows == [("signatures.yaml", 4, "bad_signature", "error")]
+
+
+def test_a_second_build_recomputes_nothing_and_keeps_the_numbers(built):
+    from warehouse.lake import Lake
+
+    lake = Lake(built / "lake")
+    tables = ("gene_sets", "gene_set_members", "signature_scores", "gene_set_enrichment", "signature_matches")
+    before = {t: lake.version(t) for t in tables}
+    prerank = _sql(built, "SELECT gene_set, nes, pvalue FROM gene_set_enrichment WHERE method = 'prerank' "
+                          "ORDER BY gene_set, library")
+    landing = built.parent / "landing"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMICSDW_PRERANK_PERMUTATIONS", "100")
+    try:
+        assert main(["build", "--landing", str(landing), "--warehouse", str(built)]) == 0
+    finally:
+        mp.undo()
+    assert {t: lake.version(t) for t in tables} == before
+    assert _sql(built, "SELECT gene_set, nes, pvalue FROM gene_set_enrichment WHERE method = 'prerank' "
+                       "ORDER BY gene_set, library") == prerank

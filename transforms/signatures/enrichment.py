@@ -1,0 +1,139 @@
+"""Gene-set enrichment of one contrast: gseapy prerank on the Wald statistic and hypergeometric ORA of DE genes.
+
+Genes are keyed by NCBI gene_id (as text for gseapy); gseapy always gets a ranked Series and a dict of gene sets,
+never a library name, so nothing is fetched. prerank uses a fixed seed and one thread: a re-run gives the same
+numbers. ORA: genes with ``padj < padj_threshold`` and a positive (``ora_up``) or negative (``ora_down``) log2
+fold change, against the genes tested in the contrast (non-null pvalue); P(X >= overlap) from the hypergeometric
+distribution, Benjamini-Hochberg FDR over the library's tested sets.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+from scipy.stats import false_discovery_control, hypergeom
+
+PADJ = 0.05
+PERMUTATIONS = 1000
+SEED = 20091105
+MIN_SIZE, MAX_SIZE = 15, 500
+"""prerank tests sets with 15 to 500 members in the ranked list (gseapy's defaults); ORA needs 5 in the universe."""
+ORA_MIN = 5
+
+ENRICHMENT_SCHEMA = pl.Schema({
+    "contrast": pl.String, "library": pl.String, "gene_set": pl.String, "method": pl.String, "size": pl.Int64,
+    "es": pl.Float64, "nes": pl.Float64, "pvalue": pl.Float64, "fdr": pl.Float64, "leading_edge": pl.String,
+})
+
+
+def gene_set_dict(members: pl.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Library -> gene_set -> distinct mapped gene_ids (as text) of every set."""
+    mapped = members.filter(pl.col("gene_id").is_not_null()).unique(["library", "gene_set", "gene_id"],
+                                                                    maintain_order=True)
+    out: dict[str, dict[str, list[str]]] = {}
+    for (library, gene_set), part in mapped.group_by("library", "gene_set", maintain_order=True):
+        out.setdefault(str(library), {})[str(gene_set)] = part["gene_id"].cast(pl.String).to_list()
+    return out
+
+
+def prerank(stat: pl.DataFrame, sets: dict[str, list[str]], *, permutations: int = PERMUTATIONS, seed: int = SEED,
+            min_size: int = MIN_SIZE, max_size: int = MAX_SIZE) -> pl.DataFrame:
+    """Gseapy prerank of ``stat`` (gene_id, stat) against ``sets``: gene_set, size, es, nes, pvalue, fdr,
+    leading_edge (empty frame when no set has a usable size).
+    """
+    import gseapy
+    import pandas as pd
+
+    ranked = stat.drop_nulls()  # gseapy sorts it; passing every set keeps its permutation draws as in its own run
+    series = pd.Series(ranked["stat"].to_numpy(), index=ranked["gene_id"].cast(pl.String).to_list())
+    universe = set(series.index)
+    usable = {k: v for k, v in sets.items() if min_size <= len(universe.intersection(v)) <= max_size}
+    empty = pl.DataFrame(schema={k: v for k, v in ENRICHMENT_SCHEMA.items()
+                                 if k not in ("contrast", "library", "method")})
+    if not usable or len(series) < 2:
+        return empty
+    logging.getLogger("gseapy").setLevel(logging.WARNING)
+    result = gseapy.prerank(rnk=series, gene_sets=sets, permutation_num=permutations, seed=seed, threads=1,
+                            min_size=min_size, max_size=max_size, outdir=None, no_plot=True, verbose=False)
+    table = result.res2d
+    sizes = {k: len(universe.intersection(v)) for k, v in usable.items()}
+    return pl.DataFrame({
+        "gene_set": table["Term"].astype(str).tolist(),
+        "size": [sizes[t] for t in table["Term"].astype(str)],
+        "es": table["ES"].astype(float).to_numpy(),
+        "nes": table["NES"].astype(float).to_numpy(),
+        "pvalue": table["NOM p-val"].astype(float).to_numpy(),
+        "fdr": table["FDR q-val"].astype(float).to_numpy(),
+        "leading_edge": table["Lead_genes"].astype(str).tolist(),
+    }, schema=empty.schema)
+
+
+def ora(de: pl.DataFrame, sets: dict[str, list[str]], *, padj_threshold: float = PADJ, direction: int,
+        min_size: int = ORA_MIN) -> pl.DataFrame:
+    """Hypergeometric over-representation of up (``direction`` 1) or down (-1) DE genes in each set."""
+    tested = de.filter(pl.col("pvalue").is_not_null()).unique("gene_id")
+    universe = set(tested["gene_id"].to_list())
+    fold = pl.col("log2_fold_change")
+    chosen = tested.filter((pl.col("padj") < padj_threshold) & ((fold > 0) if direction > 0 else (fold < 0)))
+    selected = set(chosen["gene_id"].to_list())
+    n_universe, n_selected = len(universe), len(selected)
+    rows = []
+    for name, genes in sets.items():
+        members = universe.intersection(int(g) for g in genes)
+        if len(members) < min_size:
+            continue
+        overlap = sorted(members & selected)
+        expected = len(members) * n_selected / n_universe if n_universe else 0.0
+        pvalue = float(hypergeom.sf(len(overlap) - 1, n_universe, len(members), n_selected))
+        rows.append((name, len(members), len(overlap) / expected if expected > 0 else None, pvalue,
+                     ";".join(str(g) for g in overlap) or None))
+    frame = pl.DataFrame(rows, schema={"gene_set": pl.String, "size": pl.Int64, "es": pl.Float64,
+                                       "pvalue": pl.Float64, "leading_edge": pl.String}, orient="row")
+    fdr = false_discovery_control(frame["pvalue"].to_numpy(), method="bh") if frame.height else np.empty(0)
+    return frame.with_columns(nes=pl.lit(None, dtype=pl.Float64), fdr=pl.Series(fdr, dtype=pl.Float64)).select(
+        "gene_set", "size", "es", "nes", "pvalue", "fdr", "leading_edge")
+
+
+def contrast_statistics(de: pl.LazyFrame, gene_map: pl.LazyFrame) -> dict[str, pl.DataFrame]:
+    """Contrast -> one row per mapped gene (gene_id, stat, log2_fold_change, pvalue, padj), first count assay."""
+    mapped = gene_map.filter(pl.col("status") == "mapped").select("assay", "feature_id")
+    rows = (de.filter(pl.col("gene_id").is_not_null()).join(mapped, on=["assay", "feature_id"])
+            .select("contrast", "assay", "gene_id", "stat", "log2_fold_change", "pvalue", "padj").collect())
+    out = {}
+    for (contrast,), part in rows.group_by("contrast", maintain_order=True):
+        first = part["assay"].sort()[0]
+        out[str(contrast)] = part.filter(pl.col("assay") == first).drop("contrast", "assay").unique(
+            "gene_id", keep="first", maintain_order=True)
+    return out
+
+
+def enrich_study(de: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame, *,
+                 permutations: int = PERMUTATIONS, seed: int = SEED, padj_threshold: float = PADJ,
+                 prerank_libraries: list[str] | None = None) -> tuple[pl.DataFrame, dict[str, object]]:
+    """``gene_set_enrichment`` rows (without study_id) of every contrast, and per-contrast metadata.
+
+    ``prerank_libraries`` limits the (slow) permutation test to those libraries (None: every library).
+    """
+    libraries = gene_set_dict(members)
+    frames = []
+    metadata: dict[str, object] = {}
+    for contrast, stats in contrast_statistics(de, gene_map).items():
+        done = []
+        for library, sets in libraries.items():
+            parts = [("ora_up", ora(stats, sets, padj_threshold=padj_threshold, direction=1)),
+                     ("ora_down", ora(stats, sets, padj_threshold=padj_threshold, direction=-1))]
+            if prerank_libraries is None or library in prerank_libraries:
+                parts.insert(0, ("prerank", prerank(stats.select("gene_id", "stat"), sets,
+                                                    permutations=permutations, seed=seed)))
+            done += [part.with_columns(contrast=pl.lit(contrast), library=pl.lit(library), method=pl.lit(method))
+                     .select(list(ENRICHMENT_SCHEMA)) for method, part in parts]
+        rows = pl.concat(done) if done else pl.DataFrame(schema=ENRICHMENT_SCHEMA)
+        frames.append(rows)
+        top = rows.filter(pl.col("method") == "prerank").sort("fdr", "pvalue").head(5)
+        metadata[contrast] = {"sets_tested": rows.height,
+                              "top_prerank": [f"{r['library']}/{r['gene_set']} NES {r['nes']:.2f} FDR {r['fdr']:.3g}"
+                                              for r in top.iter_rows(named=True)]}
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=ENRICHMENT_SCHEMA)
+    return frame.filter(pl.col("gene_set").is_not_null()), metadata

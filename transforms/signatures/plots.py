@@ -1,0 +1,92 @@
+"""Plots of the signatures stage as PNG bytes: enrichment dot plot, GSEA running score, signature-score heatmap.
+
+Drawn like :mod:`transforms.report.plots` (matplotlib Agg on a private ``Figure``, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _png(figure: Figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20) -> bytes:
+    """The ``top`` gene sets of one contrast by FDR (any method): x = NES (prerank) or log2 fold enrichment (ORA),
+    dot size = set size, colour = -log10 FDR.
+    """
+    rows = (enrichment.filter(pl.col("fdr").is_not_null())
+            .with_columns(x=pl.when(pl.col("method") == "prerank").then(pl.col("nes"))
+                          .otherwise(pl.col("es").log(2) * pl.when(pl.col("method") == "ora_down").then(-1)
+                                     .otherwise(1)))
+            .filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
+            .sort("fdr", "pvalue").head(top).reverse())
+    figure = Figure(figsize=(7, 1.2 + 0.28 * max(rows.height, 1)), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    if rows.height:
+        colour = -np.log10(np.maximum(rows["fdr"].to_numpy(), 1e-300))
+        points = axes.scatter(rows["x"].to_numpy(), np.arange(rows.height), s=10 + 2 * np.sqrt(rows["size"]) ** 2 / 4,
+                              c=colour, cmap="viridis")
+        figure.colorbar(points, ax=axes, label="-log10 FDR")
+        labels = [f"{m}: {lib}/{g}"[:70] for m, lib, g in rows.select("method", "library", "gene_set").iter_rows()]
+        axes.set_yticks(np.arange(rows.height), labels, fontsize=7)
+        axes.axvline(0, color="black", linewidth=0.5)
+    else:
+        axes.text(0.5, 0.5, "no gene set tested", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("NES (prerank) / signed log2 fold enrichment (ORA)")
+    axes.set_title(title, fontsize=10)
+    return _png(figure)
+
+
+def running_score_plot(stats: pl.DataFrame, members: list[int], *, title: str) -> bytes:
+    """GSEA running enrichment score (weighted, p = 1) of ``members`` along the ranked statistic, with the hits."""
+    ranked = stats.select("gene_id", "stat").drop_nulls().sort("stat", descending=True)
+    hits = np.isin(ranked["gene_id"].to_numpy(), np.asarray(members, dtype=np.int64))
+    weights = np.abs(ranked["stat"].to_numpy()) * hits
+    n, k = len(hits), int(hits.sum())
+    step = np.where(hits, weights / weights.sum() if weights.sum() > 0 else 1 / max(k, 1), -1 / max(n - k, 1))
+    running = np.cumsum(step)
+    figure = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(np.arange(n), running, color="#2c7fb8", linewidth=1)
+    top.axhline(0, color="black", linewidth=0.5)
+    top.set_ylabel("running ES")
+    top.set_title(title, fontsize=9)
+    bottom.vlines(np.flatnonzero(hits), 0, 1, color="black", linewidth=0.5)
+    bottom.set_yticks([])
+    bottom.set_xlabel("genes ranked by Wald statistic")
+    return _png(figure)
+
+
+def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = 30) -> bytes:
+    """Heatmap of one assay and method's scores: the ``top`` most variable gene sets x samples (row-centred)."""
+    wide = scores.pivot(on="sample_id", index=["library", "gene_set"], values="score")
+    samples = [c for c in wide.columns if c not in ("library", "gene_set")]
+    matrix = wide.select(samples).to_numpy().astype(float)
+    order = np.argsort(-np.nanvar(matrix, axis=1))[:top] if matrix.size else np.array([], dtype=int)
+    matrix = matrix[order] - np.nanmean(matrix[order], axis=1, keepdims=True) if len(order) else matrix
+    names = [wide["gene_set"][int(i)][:45] for i in order]
+    figure = Figure(figsize=(2.5 + 0.3 * len(samples), 1.5 + 0.25 * max(len(names), 1)), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    if len(names):
+        limit = float(np.nanmax(np.abs(matrix))) or 1.0
+        image = axes.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+        figure.colorbar(image, ax=axes, label="score - set mean")
+        axes.set_yticks(np.arange(len(names)), names, fontsize=7)
+        axes.set_xticks(np.arange(len(samples)), samples, fontsize=7, rotation=90)
+    else:
+        axes.text(0.5, 0.5, "no gene set scored", ha="center", va="center", transform=axes.transAxes)
+    axes.set_title(title, fontsize=10)
+    return _png(figure)

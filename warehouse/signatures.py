@@ -1,0 +1,151 @@
+"""The gene-set registry and the cross-study signature matches in the lake (both written through the commit path).
+
+``gene_sets`` / ``gene_set_members`` hold every library once: the shipped ones, the warehouse-wide folder
+(``OMICSDW_GENE_SETS``) and each study's declared files in the landing folder. They are rewritten (one commit per
+table) when any library file, the gene reference or the code changes; study runs call :func:`ensure_gene_sets`
+first, as they call :func:`warehouse.reference.ensure_gene_reference`, so a study never scores against a stale
+registry. ``signature_matches`` is recomputed incrementally by :func:`write_signature_matches`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import polars as pl
+
+from schemas.manifest import load_manifest
+from schemas.tables import polars_schema
+from transforms.ingest.genes import GeneReference
+from transforms.ingest.study import MANIFEST_NAME, find_studies, study_gene_set_files
+from transforms.signatures import connectivity, registry
+from transforms.signatures.enrichment import contrast_statistics
+from warehouse.commit import Commit, commit_frames, unchanged
+from warehouse.lake import Lake
+from warehouse.versions import code_fingerprint
+
+REGISTRY_TABLES = ["gene_sets", "gene_set_members"]
+MATCHES = "signature_matches"
+GENE_SETS_ENV = "OMICSDW_GENE_SETS"
+"""Folder of GMT / signature YAML libraries every study uses (optional)."""
+
+
+def warehouse_library_dir() -> Path | None:
+    """The warehouse-wide library folder from ``OMICSDW_GENE_SETS`` (None when unset)."""
+    folder = os.environ.get(GENE_SETS_ENV)
+    return Path(folder) if folder else None
+
+
+def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[tuple[str, str | None, Path]]:
+    """(scope, study_id, file) of every non-shipped library: the warehouse folder's, then each study's."""
+    found: list[tuple[str, str | None, Path]] = []
+    if library_dir is not None and library_dir.is_dir():
+        found += [("warehouse", None, p) for p in sorted(library_dir.iterdir()) if registry.is_library_file(p)]
+    if landing is not None and landing.is_dir():
+        for study_id, folder in find_studies(landing).items():
+            if not (folder / MANIFEST_NAME).is_file():
+                continue
+            try:
+                manifest = load_manifest(folder / MANIFEST_NAME)
+            except (ValueError, OSError):
+                continue  # the study's ingest reports it
+            found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
+                      if registry.is_library_file(p)]
+    return found
+
+
+def registry_fingerprint(sources: list[tuple[str, str | None, Path]], reference: GeneReference) -> str:
+    """Hash of every library file, the gene reference and the code: the registry's commit fingerprint."""
+    shipped = sorted(registry.LIBRARY_DIR.iterdir())
+    digest = hashlib.blake2b(digest_size=16)
+    for scope, study_id, path in sources:
+        digest.update(f"{scope}|{study_id}|".encode())
+        digest.update(registry.library_files_digest([path]).encode())
+    digest.update(registry.library_files_digest(shipped).encode())
+    digest.update(f"{reference.fingerprint}|{code_fingerprint()}".encode())
+    return digest.hexdigest()
+
+
+def write_gene_sets(lake: Lake, *, landing: Path | None, library_dir: Path | None = None,
+                    reference: GeneReference | None = None) -> tuple[Commit, dict[str, dict[str, object]]]:
+    """Commit ``gene_sets`` and ``gene_set_members`` from every library unless they already hold these files.
+
+    Libraries with errors are left out (their study's ingest reports the errors as ingest_issues).
+    """
+    reference = reference or GeneReference.load()
+    sources = library_sources(landing=landing, library_dir=library_dir)
+    fingerprint = registry_fingerprint(sources, reference)
+    lake.ensure_tables(REGISTRY_TABLES)
+    done = unchanged(lake, REGISTRY_TABLES, study_id=None, fingerprint=fingerprint)
+    if done is not None:
+        return done, {}
+    libraries: list[tuple[str, str | None, registry.Library]] = [
+        ("shipped", None, lib) for lib in registry.shipped_libraries()]
+    broken = []
+    for scope, study_id, path in sources:
+        lib = registry.read_library(path)
+        if any(i.severity == "error" for i in lib.issues):
+            broken.append(f"{study_id or scope}:{path.name}")
+            continue
+        libraries.append((scope, study_id, lib))
+    sets, members = registry.registry_frames(libraries, reference=reference)
+    summary = (sets.group_by("scope", "library").agg(sets=pl.len(), genes=pl.col("n_genes").sum(),
+                                                     mapped=pl.col("n_mapped").sum()).sort("scope", "library"))
+    metadata: dict[str, dict[str, object]] = {
+        "gene_sets": {"libraries": {f"{r['scope']}:{r['library']}": f"{r['sets']} sets, {r['mapped']}/{r['genes']} "
+                                    "members mapped" for r in summary.iter_rows(named=True)},
+                      "left_out_with_errors": broken},
+        "gene_set_members": {"unmapped": members.filter(pl.col("gene_id").is_null()).height}}
+    commit = commit_frames(lake, [("gene_sets", sets), ("gene_set_members", members)], tables=REGISTRY_TABLES,
+                           study_id=None, fingerprint=fingerprint)
+    return commit, metadata
+
+
+def ensure_gene_sets(lake: Lake, *, landing: Path | None, library_dir: Path | None = None) -> str:
+    """Write the registry if it is missing or any library changed; its fingerprint (what a study's scores used)."""
+    commit, _ = write_gene_sets(lake, landing=landing, library_dir=library_dir)
+    if not commit.ok:
+        raise RuntimeError(f"the gene-set registry breaks its contract: {commit.failures}")
+    return str(lake.last_fingerprint("gene_sets", None))
+
+
+def study_members(lake: Lake, study_id: str) -> pl.DataFrame:
+    """Members of every library a study uses: shared ones (study_id NULL) and its own."""
+    return (lake.scan("gene_set_members")
+            .filter(pl.col("study_id").is_null() | (pl.col("study_id") == study_id)).collect())
+
+
+def write_signature_matches(lake: Lake, *, top: int = connectivity.TOP_GENES) -> tuple[Commit, dict[str, object]]:
+    """Bring ``signature_matches`` up to date: keep valid rows, compute only pairs with a new or changed side."""
+    lake.ensure_tables([MATCHES])
+    targets, queries = [], []
+    if lake.exists("differential_expression") and lake.exists("studies"):
+        studies = lake.scan("studies").select("study_id").unique().collect()["study_id"].to_list()
+        for study_id in sorted(studies):
+            version = lake.last_fingerprint("differential_expression", study_id)
+            if version is None:
+                continue
+            stats = contrast_statistics(lake.scan_study("differential_expression", study_id),
+                                        lake.scan_study("gene_id_map", study_id))
+            for contrast, frame in stats.items():
+                targets.append(connectivity.make_target(study_id, contrast, frame, version=version))
+                queries.append(connectivity.contrast_query(study_id, contrast, frame, top=top))
+    if lake.exists("gene_sets"):
+        queries += connectivity.signature_queries(lake.scan("gene_set_members").collect(),
+                                                  lake.scan("gene_sets").collect())
+    existing = lake.scan(MATCHES).collect().select(list(polars_schema(MATCHES)))
+    table, computed = connectivity.match_signatures(queries, targets, existing)
+    fingerprint = hashlib.blake2b(str(sorted((q.kind, q.study_id or "", q.name, q.version) for q in queries)
+                                      + sorted((t.study_id, t.contrast, t.version) for t in targets)).encode(),
+                                  digest_size=16).hexdigest()
+    done = unchanged(lake, [MATCHES], study_id=None, fingerprint=fingerprint)
+    top_rows = table.filter(pl.col("query_kind") == "contrast").sort("score", descending=True).head(5)
+    metadata: dict[str, object] = {
+        "queries": len(queries), "targets": len(targets), "pairs_computed": computed,
+        "pairs_kept": table.height - computed,
+        "top_matches": [f"{r['query_study_id']}:{r['query_name']} ~ {r['target_study_id']}:{r['target_contrast']} "
+                        f"{r['score']:.3f}" for r in top_rows.iter_rows(named=True) if r["score"] is not None]}
+    if done is not None:
+        return done, metadata
+    return commit_frames(lake, [(MATCHES, table)], tables=[MATCHES], study_id=None, fingerprint=fingerprint), metadata
