@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.assets.cross_omics import cross_omics_tables
 from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
@@ -12,7 +13,8 @@ from orchestration.sensors import landing_sensor, study_job
 # Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
-STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, study_versions]
+STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, cross_omics_tables,
+                study_versions]
 """Assets partitioned by study, in the order ``omicsdw build`` materialises them (publication last)."""
 
 defs = dg.Definitions(

@@ -11,7 +11,7 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "cross_omics", "publish")
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it.")
 
