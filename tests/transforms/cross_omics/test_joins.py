@@ -73,6 +73,8 @@ def test_gene_sample_omics_counts_before_abundance_and_ms_before_rppa(joined):
 def test_gene_sample_omics_copy_number_from_both_assays_and_flags_shared_groups(joined):
     myc = joined.filter(pl.col("gene_id") == 4609).row(0, named=True)
     assert (myc["cn_call"], myc["cn_log2"]) == (2, 1.2)
-    assert myc["protein_log2"] == 18.0 and myc["protein_ambiguous"] is True
+    assert myc["protein_log2"] == 18.0
+    assert myc["protein_ambiguous"] is True
     assert myc["protein_zscore"] is None  # one sample: SD undefined
-    assert myc["rna_log2"] is None and myc["mutated"] is None
+    assert myc["rna_log2"] is None
+    assert myc["mutated"] is None
