@@ -125,3 +125,19 @@ def test_mutation_effects_equal_welch_ttest_on_the_source_files(built):
         assert row["statistic"] == pytest.approx(test.statistic, rel=1e-10)
         assert row["pvalue"] == pytest.approx(test.pvalue, rel=1e-9)
     assert found.height == 2
+
+
+def test_gene_omics_profile_and_correlation_summary_views(built):
+    warehouse, mrna, protein = built
+    gata3 = _sql(warehouse, "SELECT * FROM gene_omics_profile WHERE symbol = 'GATA3'").row(0, named=True)
+    assert (gata3["n_samples"], gata3["n_protein"], gata3["n_rna"]) == (mrna.height, mrna.height, 0)
+    assert gata3["mean_protein_log2"] == pytest.approx(protein["GATA3"].mean())
+    assert gata3["n_profiled"] == mrna.height - 1
+    assert gata3["cn_protein_spearman"] == pytest.approx(
+        stats.spearmanr([_ramp(i, 3) for i in range(mrna.height)], protein["GATA3"]).statistic)
+    summary = _sql(warehouse, "SELECT * FROM omics_correlation_summary WHERE method = 'spearman' "
+                              "AND layer_y = 'protein'").row(0, named=True)
+    rhos = [stats.spearmanr([_ramp(i, CN_GENES[g]) for i in range(mrna.height)], protein[g]).statistic
+            for g in ("GATA3", "AR")]
+    assert summary["n_genes"] == 2
+    assert summary["median_r"] == pytest.approx(float(np.median(rhos)))
