@@ -73,7 +73,10 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
     if root is not None:
         prefix = f"coalesce(getvariable('{ROOT_VARIABLE}'), {_literal(root)})"
         file_list = f"list_transform({file_list}, lambda f: {prefix} || '/' || f)"
-    options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if "study_id" in schema else ""
+    from schemas.tables import GLOBAL_TABLES
+
+    partitioned = "study_id" in schema and table not in GLOBAL_TABLES  # feature tables keep study_id in the files
+    options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if partitioned else ""
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 
