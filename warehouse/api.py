@@ -75,7 +75,7 @@ def features(name: str, version: int | None = None, *, warehouse: str | Path | N
     ``<layer>__<symbol>``; ``version`` gives exactly that version (default the newest), whatever landed since.
     ``.to_pandas()`` / ``.to_numpy()`` export it; :func:`feature_batches` streams it by row batches.
     """
-    from warehouse.features import read_feature_set
+    from warehouse.feature_sets import read_feature_set
 
     return read_feature_set(_lake(warehouse, lake_uri), name, version)
 
@@ -83,7 +83,7 @@ def features(name: str, version: int | None = None, *, warehouse: str | Path | N
 def feature_batches(name: str, version: int | None = None, *, batch_rows: int = 1000,
                     warehouse: str | Path | None = None, lake_uri: str | None = None) -> Iterator[pl.DataFrame]:
     """The same frame as :func:`features`, ``batch_rows`` samples at a time (each batch read on its own)."""
-    from warehouse.features import iter_feature_batches
+    from warehouse.feature_sets import iter_feature_batches
 
     yield from iter_feature_batches(_lake(warehouse, lake_uri), name, version, batch_rows=batch_rows)
 
@@ -91,6 +91,6 @@ def feature_batches(name: str, version: int | None = None, *, batch_rows: int = 
 def feature_versions(name: str, *, warehouse: str | Path | None = None, lake_uri: str | None = None
                      ) -> pl.DataFrame:
     """One row per version of a feature set: version, created_at, rows, columns, content_hash, manifest (JSON)."""
-    from warehouse.features import version_table
+    from warehouse.feature_sets import version_table
 
     return version_table(_lake(warehouse, lake_uri), name)

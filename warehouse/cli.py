@@ -214,7 +214,7 @@ def _features(args: argparse.Namespace) -> int:
     import json
 
     from warehouse.catalog import refresh_catalog
-    from warehouse.features import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
+    from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
     from warehouse.lake import Lake
 
     warehouse_dir = Path(args.warehouse)

@@ -17,29 +17,10 @@ import pytest
 from scipy import stats
 
 import warehouse as api
+from tests.warehouse.brca_study import CN_GENES, ramp, write_brca_study
 from warehouse.cli import main
 
 pytestmark = pytest.mark.slow
-
-STUDY = """\
-study_id: brca
-name: BRCA mRNA + RPPA subset
-organism: human
-reference_genome: GRCh38
-assays:
-  - {name: mrna, kind: rna_abundance, format: matrix, path: mrna.tsv, measure: log2}
-  - {name: rppa, kind: protein_abundance, format: rppa, path: protein.tsv, platform: rppa,
-     options: {orientation: samples_by_features}}
-  - {name: mut, kind: mutation_status, format: matrix, path: mutations.tsv}
-  - {name: cna, kind: copy_number, format: log2, path: cna.tsv}
-"""
-
-
-CN_GENES = {"GATA3": 3, "AR": 5, "NDRG2": 2}
-
-
-def _ramp(i: int, k: int) -> float:
-    return round((i * k) % 7 / 4 - 0.75, 2)
 
 
 def _sql(wh: Path, query: str) -> pl.DataFrame:
@@ -53,24 +34,7 @@ def _sql(wh: Path, query: str) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, shared_data) -> tuple[Path, pl.DataFrame, pl.DataFrame]:
     tmp = tmp_path_factory.mktemp("brca")
-    study = tmp / "landing" / "brca"
-    study.mkdir(parents=True)
-    folder = shared_data / "tcga_brca_mixomics"
-    mrna = pl.read_csv(folder / "train_mrna.tsv", separator="\t")
-    protein = pl.read_csv(folder / "train_protein.tsv", separator="\t")
-    samples = mrna["sample_id"].to_list()
-    wide = mrna.drop("sample_id").transpose(include_header=True, header_name="gene", column_names=samples)
-    wide.write_csv(study / "mrna.tsv", separator="\t")
-    (study / "protein.tsv").write_text((folder / "train_protein.tsv").read_text())
-    # GATA3 (RPPA) and NDRG2 (mRNA): mutated in every third sample; the first sample not profiled (NA)
-    status = ["NA"] + ["1" if i % 3 == 1 else "0" for i in range(1, len(samples))]
-    (study / "mutations.tsv").write_text("gene\t" + "\t".join(samples) + "".join(
-        f"\n{g}\t" + "\t".join(status) for g in ("GATA3", "NDRG2")) + "\n")
-    # copy number: hand-made ramps, so CN-RNA and CN-protein correlations have a reference
-    cn = {g: [f"{_ramp(i, k):.2f}" for i in range(len(samples))] for g, k in CN_GENES.items()}
-    (study / "cna.tsv").write_text("gene\t" + "\t".join(samples) + "\n"
-                                   + "".join(f"{g}\t" + "\t".join(v) + "\n" for g, v in cn.items()))
-    (study / "study.yaml").write_text(STUDY)
+    mrna, protein = write_brca_study(tmp / "landing" / "brca", shared_data)
     warehouse = tmp / "wh"
     assert main(["build", "--landing", str(tmp / "landing"), "--warehouse", str(warehouse)]) == 0
     return warehouse, mrna, protein
@@ -86,7 +50,7 @@ def test_gene_sample_omics_cells_equal_the_source_files(built):
         source = mrna if row["symbol"] == "NDRG2" else protein
         value = row["rna_log2"] if row["symbol"] == "NDRG2" else row["protein_log2"]
         assert value == source[row["symbol"]][i]
-        assert row["cn_log2"] == _ramp(i, CN_GENES[row["symbol"]])
+        assert row["cn_log2"] == ramp(i, CN_GENES[row["symbol"]])
         expected = None if i == 0 or row["symbol"] == "AR" else i % 3 == 1
         assert row["mutated"] is expected
     assert rows.height == 3 * mrna.height
@@ -97,7 +61,7 @@ def test_omics_correlations_equal_scipy_on_the_source_files(built):
     found = _sql(warehouse, "SELECT g.symbol, c.* FROM omics_correlations c JOIN genes g USING (gene_id)")
     pairs = {("GATA3", "protein"): protein, ("AR", "protein"): protein, ("NDRG2", "rna"): mrna}
     for (symbol, layer), source in pairs.items():
-        cn = [_ramp(i, CN_GENES[symbol]) for i in range(mrna.height)]
+        cn = [ramp(i, CN_GENES[symbol]) for i in range(mrna.height)]
         y = source[symbol].to_numpy()
         rho, pearson = stats.spearmanr(cn, y), stats.pearsonr(cn, y)
         rows = found.filter((pl.col("symbol") == symbol) & (pl.col("layer_x") == "copy_number")
@@ -134,10 +98,10 @@ def test_gene_omics_profile_and_correlation_summary_views(built):
     assert gata3["mean_protein_log2"] == pytest.approx(protein["GATA3"].mean())
     assert gata3["n_profiled"] == mrna.height - 1
     assert gata3["cn_protein_spearman"] == pytest.approx(
-        stats.spearmanr([_ramp(i, 3) for i in range(mrna.height)], protein["GATA3"]).statistic)
+        stats.spearmanr([ramp(i, 3) for i in range(mrna.height)], protein["GATA3"]).statistic)
     summary = _sql(warehouse, "SELECT * FROM omics_correlation_summary WHERE method = 'spearman' "
                               "AND layer_y = 'protein'").row(0, named=True)
-    rhos = [stats.spearmanr([_ramp(i, CN_GENES[g]) for i in range(mrna.height)], protein[g]).statistic
+    rhos = [stats.spearmanr([ramp(i, CN_GENES[g]) for i in range(mrna.height)], protein[g]).statistic
             for g in ("GATA3", "AR")]
     assert summary["n_genes"] == 2
     assert summary["median_r"] == pytest.approx(float(np.median(rhos)))
