@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.assets.cross_omics import cross_omics_tables
+from orchestration.assets.features import feature_set_assets
 from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
@@ -18,7 +19,7 @@ STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_express
 """Assets partitioned by study, in the order ``omicsdw build`` materialises them (publication last)."""
 
 defs = dg.Definitions(
-    assets=[reference_tables, *STUDY_ASSETS],
+    assets=[reference_tables, *STUDY_ASSETS, *feature_set_assets()],
     jobs=[study_job],
     sensors=[landing_sensor],
     resources={"warehouse": WarehouseResource.from_env()},

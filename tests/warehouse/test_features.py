@@ -122,3 +122,19 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     assert main(["features", "build", str(bad), "--warehouse", wh]) == 2
     assert "signature_scores" in capsys.readouterr().err
     shutil.rmtree(versions["tmp"] / "landing" / "brca2")
+
+
+def test_feature_set_asset_materialises_a_version(versions, tmp_path):
+    import dagster as dg
+
+    from orchestration.assets.features import feature_set_assets
+    from orchestration.resources import WarehouseResource
+
+    (tmp_path / "panel.yaml").write_text("name: brca_asset\nstudies: [brca]\nlayers:\n"
+                                         "  - {layer: rna, genes: [NDRG2]}\n")
+    resource = WarehouseResource(landing_dir=str(versions["tmp"] / "landing"), warehouse_dir=str(versions["wh"]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(feature_set_assets(tmp_path), resources={"warehouse": resource}, instance=instance)
+    assert result.success
+    frame = warehouse.features("brca_asset", warehouse=versions["wh"])
+    assert frame.join(versions["mrna"], on="sample_id").select((pl.col("rna__NDRG2") == pl.col("NDRG2")).all()).item()
