@@ -29,13 +29,13 @@ REPO = BENCH.parent
 
 
 def make_inputs(genes: int, samples: int) -> dict[str, Path]:
-    import numpy as np
-    import polars as pl
-
     folder = OUT / f"{genes}x{samples}"
     paths = {"rna": folder / "rna.parquet", "protein": folder / "protein.parquet", "features": folder / "fv.parquet"}
     if all(p.exists() for p in paths.values()):
         return paths
+    import numpy as np
+    import polars as pl
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     sample_ids = [f"S{j:05d}" for j in range(samples)]
@@ -133,7 +133,14 @@ def main() -> int:
     parser.add_argument("--peers", nargs="+", default=["polars_join", "duckdb_join", "omicsdw_join",
                                                        "omicsdw_correlations", "pandas_pivot_read",
                                                        "omicsdw_features_read"])
+    parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_only:
+        make_inputs(args.genes, args.samples)
+        return 0
+    # generated in a child: Linux children inherit the parent's peak RSS (ru_maxrss survives fork and execve)
+    subprocess.run([sys.executable, __file__, "--make-only", "--genes", str(args.genes), "--samples",
+                    str(args.samples)], check=True)
     paths = make_inputs(args.genes, args.samples)
     folder = paths["rna"].parent
     paths["gso"] = folder / "gso_omicsdw_join.parquet"
