@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from orchestration.assets.cross_omics import cross_omics_tables
+from orchestration.assets.features import feature_set_assets
 from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
@@ -15,7 +17,7 @@ from orchestration.sensors import cross_study_job, landing_sensor, study_job
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
 STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, signature_scores,
-                gene_set_enrichment, study_versions]
+                gene_set_enrichment, cross_omics_tables, study_versions]
 """Assets partitioned by study, in the order ``omicsdw build`` materialises them (publication last)."""
 REFERENCE_ASSETS = [reference_tables, gene_set_registry]
 """Warehouse-wide inputs ``omicsdw build`` materialises before the studies."""
@@ -23,7 +25,7 @@ CROSS_STUDY_ASSETS = [signature_matches]
 """Warehouse-wide results ``omicsdw build`` materialises after the studies."""
 
 defs = dg.Definitions(
-    assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches],
+    assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches, *feature_set_assets()],
     jobs=[study_job, cross_study_job],
     schedules=[nightly_reharmonisation],
     sensors=[landing_sensor, run_failure_summary],

@@ -11,7 +11,7 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "signatures", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "publish")
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 """Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
 ``dg.Failure(allow_retries=False)`` and is never retried."""

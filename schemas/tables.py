@@ -469,6 +469,123 @@ class StudyVersions(_Table):
         unique = ["study_id", "table_name"]
 
 
+LAYERS = ["rna", "protein", "copy_number"]
+"""Layers of the cross-omics tables: rna (rna_normalized.log2_value), protein (protein_abundance.log2_abundance),
+copy_number (copy_number.log2_ratio, else the GISTIC call)."""
+
+
+class GeneSampleOmics(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    gene_id: int = pa.Field(description="NCBI Gene ID (only mapped features are joined across layers).")
+    symbol: str = pa.Field(nullable=True, description="Official symbol from the `genes` dimension.")
+    rna_log2: float = _nullable_float("rna_normalized.log2_value of the gene's RNA source (rna_assay).")
+    rna_zscore: float = _nullable_float("rna_normalized.zscore of the same row (per gene over the study).")
+    rna_assay: str = pa.Field(nullable=True, description="The RNA assay that won for this gene: count assays "
+                                                         "before abundance assays, then the assay with most "
+                                                         "samples for the gene, then by name.")
+    protein_log2: float = _nullable_float("protein_abundance.log2_abundance (RPPA: as given) of the gene's protein "
+                                          "source: total (non-phospho) before phospho, ms before rppa, groups of one "
+                                          "gene before shared groups, then most samples, then by name.")
+    protein_zscore: float = _nullable_float("(protein_log2 - mean) / SD (ddof=1) per gene over the study's samples "
+                                            "with a value; NULL when the SD is zero or undefined.")
+    protein_assay: str = pa.Field(nullable=True, description="Assay and feature of the protein source "
+                                                             "(`assay:feature_id`).")
+    protein_ambiguous: bool = pa.Field(nullable=True, description="The protein value comes from a group or "
+                                                                  "antibody mapped to several genes (each gene gets "
+                                                                  "the group's value, flagged here).")
+    cn_call: pl.Int8 = pa.Field(nullable=True, ge=-2, le=2, description="copy_number.call (GISTIC -2..2); first "
+                                                                        "assay by name with a call.")
+    cn_log2: float = _nullable_float("copy_number.log2_ratio; first assay by name with a ratio.")
+    mutated: bool = pa.Field(nullable=True, description="gene_mutation_status.mutated (non-silent): True if any "
+                                                        "assay says mutated, False if profiled and none, NULL "
+                                                        "when not profiled (panel) or no mutation data.")
+    mutation_classes: str = pa.Field(nullable=True, description="Distinct consequences of the non-silent "
+                                                                "variants ('; '-separated, sorted), else the "
+                                                                "status table's top_consequence.")
+
+    class Config:
+        unique = ["study_id", "sample_id", "gene_id"]
+
+
+class OmicsCorrelations(_Table):
+    study_id: str = _study()
+    gene_id: int = pa.Field(description="NCBI Gene ID.")
+    layer_x: str = pa.Field(isin=LAYERS, description="First layer: rna (for rna vs protein) or copy_number.")
+    layer_y: str = pa.Field(isin=LAYERS, description="Second layer: protein or rna.")
+    method: str = pa.Field(isin=["spearman", "pearson"], description="Correlation coefficient.")
+    r: float = _nullable_float("Correlation over the samples with both values (NULL if either is constant).")
+    pvalue: float = _nullable_float("Two-sided p-value of r = 0 (t distribution with n - 2 df, as "
+                                    "scipy.stats.pearsonr / spearmanr).")
+    fdr: float = _nullable_float("Benjamini-Hochberg adjusted p-value within the study, layer pair and method.")
+    n: int = pa.Field(ge=0, description="Samples with both values (at least MIN_SAMPLES = 5 for a row).")
+    protein_ambiguous: bool = pa.Field(nullable=True, description="The protein values come from a group mapped to "
+                                                                  "several genes (NULL without protein).")
+
+    class Config:
+        unique = ["study_id", "gene_id", "layer_x", "layer_y", "method"]
+
+
+class MutationEffects(_Table):
+    study_id: str = _study()
+    gene_id: int = pa.Field(description="NCBI Gene ID of the mutated gene (its own RNA / protein is tested).")
+    layer: str = pa.Field(isin=["rna", "protein"], description="rna: rna_log2; protein: protein_log2.")
+    n_mutated: int = pa.Field(ge=0, description="Samples with a non-silent mutation and a value.")
+    n_wildtype: int = pa.Field(ge=0, description="Samples profiled without one and with a value (samples whose "
+                                                 "panel does not cover the gene are neither).")
+    mean_difference: float = _nullable_float("mean(mutated) - mean(wild type) on the layer's log2 scale.")
+    statistic: float = _nullable_float("Welch t statistic (unequal variances, scipy.stats.ttest_ind(equal_var="
+                                       "False)); NULL unless at least 3 mutated and 3 wild type.")
+    pvalue: float = _nullable_float("Two-sided Welch t-test p-value; NULL when statistic is.")
+    fdr: float = _nullable_float("Benjamini-Hochberg adjusted p-value within the study and layer.")
+
+    class Config:
+        unique = ["study_id", "gene_id", "layer"]
+
+
+class BiomarkerCandidates(_Table):
+    study_id: str = _study()
+    contrast: str = pa.Field(description="Contrast name from study.yaml.")
+    gene_id: int = pa.Field(description="NCBI Gene ID.")
+    rna_log2fc: float = _nullable_float("DESeq2 log2 fold change (differential_expression, test vs reference).")
+    rna_padj: float = _nullable_float("DESeq2 adjusted p-value.")
+    protein_difference: float = _nullable_float("mean(test) - mean(reference) of protein_log2.")
+    protein_pvalue: float = _nullable_float("Welch t-test p-value of protein_log2 between the contrast's groups "
+                                            "(NULL unless 3 samples with a value in each).")
+    rna_protein_r: float = _nullable_float("Spearman r of RNA and protein over the study (omics_correlations).")
+    concordant: bool = pa.Field(nullable=True, description="RNA fold change and protein difference have the same "
+                                                           "non-zero sign (NULL when either is missing).")
+
+    class Config:
+        unique = ["study_id", "contrast", "gene_id"]
+
+
+class FeatureSets(_Table):
+    feature_set: str = pa.Field(description="Feature-set name (the spec's `name`).")
+    version: int = pa.Field(ge=1, description="Version of the feature set, 1, 2, ... in build order.")
+    created_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="When the version was built.")
+    rows: int = pa.Field(ge=0, description="Rows (study, sample) of the matrix.")
+    columns: int = pa.Field(ge=0, description="Feature columns of the matrix (`<layer>__<symbol>`).")
+    content_hash: str = pa.Field(description="Hash of the values (the same inputs and spec give the same hash).")
+    manifest: str = pa.Field(description="JSON: the spec, the Delta version of every input table, the ordered "
+                                         "feature columns, the sample keys and the learned scaling parameters.")
+
+    class Config:
+        unique = ["feature_set", "version"]
+
+
+class FeatureValues(_Table):
+    feature_set: str = pa.Field(description="Feature-set name.")
+    version: int = pa.Field(ge=1, description="Feature-set version.")
+    study_id: str = pa.Field(description="Study of the sample.")
+    sample_id: str = pa.Field(description="Sample identifier within the study.")
+    feature: str = pa.Field(description="Feature column, `<layer>__<symbol>` (e.g. rna__TP53).")
+    value: float = _nullable_float("The value after the declared scaling (absent row = NULL cell).")
+
+    class Config:
+        unique = ["feature_set", "version", "study_id", "sample_id", "feature"]
+
+
 TABLES: dict[str, type[_Table]] = {
     "studies": Studies,
     "subjects": Subjects,
@@ -495,6 +612,12 @@ TABLES: dict[str, type[_Table]] = {
     "signature_scores": SignatureScores,
     "gene_set_enrichment": GeneSetEnrichment,
     "signature_matches": SignatureMatches,
+    "gene_sample_omics": GeneSampleOmics,
+    "omics_correlations": OmicsCorrelations,
+    "mutation_effects": MutationEffects,
+    "biomarker_candidates": BiomarkerCandidates,
+    "feature_sets": FeatureSets,
+    "feature_values": FeatureValues,
     "study_versions": StudyVersions,
 }
 
@@ -536,6 +659,18 @@ TABLE_DOCS: dict[str, str] = {
     "signature_matches": "One row per query (a contrast's top up / down genes, or a user up / down signature) "
                          "and target contrast of any study: CMap connectivity score. Cross-study, updated "
                          "incrementally.",
+    "gene_sample_omics": "One row per study, sample and gene with a value in any layer: RNA, protein, copy number "
+                         "and mutation side by side (one source assay per gene and layer).",
+    "omics_correlations": "One row per study, gene, pair of layers (rna-protein, copy_number-rna, "
+                          "copy_number-protein) and method: correlation across samples with both values.",
+    "mutation_effects": "One row per study, mutated gene and layer (rna, protein): Welch t-test of the gene's own "
+                        "level in mutated vs wild-type samples.",
+    "biomarker_candidates": "One row per study, contrast and gene with RNA and protein: DESeq2 fold change beside "
+                            "the protein difference and the RNA-protein correlation.",
+    "feature_sets": "One row per feature set and version: its manifest (spec, input table versions, columns, "
+                    "scaling parameters), size and content hash.",
+    "feature_values": "One row per feature set, version, sample and non-null feature: the ML matrix in long "
+                      "form (pivoted on read by warehouse.features).",
     "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
                       "A study's tables are published together in one commit once every stage has run, so "
                       "readers never see counts of one load beside normalised values of another.",
@@ -544,16 +679,20 @@ TABLE_DOCS: dict[str, str] = {
 CROSS_STUDY_TABLES = ["gene_sets", "gene_set_members", "signature_matches"]
 """Tables written for the whole warehouse at once (the gene-set registry, cross-study matches), not per study;
 the catalog shows them at their newest version."""
-GLOBAL_TABLES = ["genes", "gene_xrefs", *CROSS_STUDY_TABLES]
-"""Tables not partitioned by study (the gene dimension, cross-study tables); every other table is partitioned by
-``study_id``."""
+APPEND_TABLES = ["feature_sets", "feature_values"]
+"""Global tables that only grow: each feature-set version is appended, earlier versions stay readable."""
+GLOBAL_TABLES = ["genes", "gene_xrefs", *CROSS_STUDY_TABLES, *APPEND_TABLES]
+"""Tables not partitioned by study (the gene dimension, cross-study tables, feature sets); every other table is
+partitioned by ``study_id``."""
 STUDY_TABLES = [t for t in TABLES if t not in GLOBAL_TABLES]
 """Tables partitioned by study_id, each study replaced as one commit."""
 NORMALISE_TABLES = ["rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression"]
 """Tables computed from harmonised ones by the normalise stage (not written by ingest)."""
 SIGNATURE_TABLES = ["signature_scores", "gene_set_enrichment"]
 """Per-study tables of the signatures stage (computed from the normalised tables)."""
-DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES]
+CROSS_OMICS_TABLES = ["gene_sample_omics", "omics_correlations", "mutation_effects", "biomarker_candidates"]
+"""Tables the cross_omics stage computes from the harmonised and normalised ones."""
+DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES, *CROSS_OMICS_TABLES]
 """Per-study tables computed from a study's load by a stage after ingest: each commit records that load."""
 INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*DERIVED_TABLES, "study_versions"}]
 """Tables one study's ingest replaces together."""

@@ -6,6 +6,7 @@ Imports are inside the functions: ``import warehouse`` stays light (no pandera, 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,3 +80,36 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         return pl.LazyFrame(schema=polars_schema(name))
     return pl.concat(parts, how="diagonal_relaxed").select(
         [pl.col(c).cast(t) for c, t in polars_schema(name).items()])
+
+
+def _lake(warehouse: str | Path | None, lake_uri: str | None):  # type: ignore[no-untyped-def]
+    from warehouse.lake import Lake
+
+    return Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (_warehouse_dir(warehouse) / "lake").resolve())
+
+
+def features(name: str, version: int | None = None, *, warehouse: str | Path | None = None,
+             lake_uri: str | None = None) -> pl.DataFrame:
+    """A feature set as a wide polars DataFrame: one row per (study_id, sample_id), one column per
+    ``<layer>__<symbol>``; ``version`` gives exactly that version (default the newest), whatever landed since.
+    ``.to_pandas()`` / ``.to_numpy()`` export it; :func:`feature_batches` streams it by row batches.
+    """
+    from warehouse.feature_sets import read_feature_set
+
+    return read_feature_set(_lake(warehouse, lake_uri), name, version)
+
+
+def feature_batches(name: str, version: int | None = None, *, batch_rows: int = 1000,
+                    warehouse: str | Path | None = None, lake_uri: str | None = None) -> Iterator[pl.DataFrame]:
+    """The same frame as :func:`features`, ``batch_rows`` samples at a time (each batch read on its own)."""
+    from warehouse.feature_sets import iter_feature_batches
+
+    yield from iter_feature_batches(_lake(warehouse, lake_uri), name, version, batch_rows=batch_rows)
+
+
+def feature_versions(name: str, *, warehouse: str | Path | None = None, lake_uri: str | None = None
+                     ) -> pl.DataFrame:
+    """One row per version of a feature set: version, created_at, rows, columns, content_hash, manifest (JSON)."""
+    from warehouse.feature_sets import version_table
+
+    return version_table(_lake(warehouse, lake_uri), name)

@@ -244,6 +244,71 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _features(args: argparse.Namespace) -> int:
+    """The features verbs (build / list / show / export): heavy imports here, so the other verbs start fast."""
+    import json
+
+    from warehouse.catalog import refresh_catalog
+    from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
+    from warehouse.lake import Lake
+
+    warehouse_dir = Path(args.warehouse)
+    lake = Lake(args.lake or (warehouse_dir / "lake").resolve())
+    try:
+        if args.action == "build":
+            from pydantic import ValidationError
+
+            from schemas.features import load_spec
+            from transforms.features.build import FeatureInputMissing
+
+            try:
+                spec = load_spec(args.spec)
+            except (ValidationError, ValueError, OSError) as exc:
+                print(f"omicsdw features build: {args.spec}: {exc}", file=sys.stderr)
+                return 2
+            try:
+                with lake.study_session(None):
+                    built = build_feature_set(lake, spec)
+            except (FeatureInputMissing, ValueError) as exc:
+                print(f"omicsdw features build: {exc}", file=sys.stderr)
+                return 2
+            if built.new:
+                refresh_catalog(lake, warehouse_dir)
+            print(f"{built.name} version {built.version}: {built.rows} rows x {built.columns} columns"
+                  + ("" if built.new else " (unchanged: same content as the newest version)"))
+            return 0
+        if args.action == "list":
+            rows = feature_set_rows(lake)
+            if rows.height == 0:
+                print("no feature sets")
+                return 0
+            import polars as pl
+
+            newest = [pl.col(c).last() for c in ("version", "created_at", "rows", "columns")]
+            print(rows.group_by("feature_set", maintain_order=True).agg(*newest, pl.len().alias("versions")))
+            return 0
+        if args.action == "show":
+            rows = feature_set_rows(lake, args.name)
+            if rows.height == 0:
+                raise FeatureSetMissing(f"no feature set {args.name!r}")
+            for row in rows.iter_rows(named=True):
+                manifest = json.loads(row["manifest"])
+                print(f"version {row['version']}  created {row['created_at']}  {row['rows']} rows x "
+                      f"{row['columns']} columns  hash {row['content_hash']}")
+                print(f"  inputs: {json.dumps(manifest['inputs'])}")
+                if manifest.get("missing"):
+                    print(f"  not found: {json.dumps(manifest['missing'])}")
+            print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
+            return 0
+        frame = read_feature_set(lake, args.name, args.version)
+        frame.write_parquet(args.output)
+        print(f"wrote {frame.height} rows x {frame.width - 2} features to {args.output}")
+        return 0
+    except FeatureSetMissing as exc:
+        print(f"omicsdw features {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _parser() -> argparse.ArgumentParser:
     from warehouse import __version__
 
@@ -299,6 +364,25 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
     doctor.add_argument("--lake", help=lake_help)
     doctor.set_defaults(run=_doctor)
+
+
+    features = sub.add_parser("features", help="ML feature sets: build from a YAML spec, list, show, export",
+                              description="Versioned ML feature sets (one row per sample, <layer>__<symbol> "
+                                          "columns) built from the published tables.")
+    verbs = features.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fbuild = verbs.add_parser("build", help="materialise SPEC.yaml as a new version (unchanged content: none)")
+    fbuild.add_argument("spec", help="feature-set spec (YAML, see schemas/features.py)")
+    flist = verbs.add_parser("list", help="feature sets with their newest version")
+    fshow = verbs.add_parser("show", help="versions, input table versions and spec of a feature set")
+    fshow.add_argument("name")
+    fexport = verbs.add_parser("export", help="write one version as a wide Parquet file")
+    fexport.add_argument("name")
+    fexport.add_argument("--version", type=int, help="version (default: the newest)")
+    fexport.add_argument("--output", required=True, help="Parquet file to write")
+    for verb in (fbuild, flist, fshow, fexport):
+        verb.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+        verb.add_argument("--lake", help=lake_help)
+    features.set_defaults(run=_features)
     return parser
 
 

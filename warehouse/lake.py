@@ -34,7 +34,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from schemas.tables import GLOBAL_TABLES, polars_schema
+from schemas.tables import APPEND_TABLES, GLOBAL_TABLES, polars_schema
 
 FINGERPRINT_KEY = "omicsdw.fingerprint"
 STUDY_KEY = "omicsdw.study"
@@ -252,7 +252,9 @@ class Lake:
 
     # -- committing (only through warehouse.commit) --------------------------------------------------------------
     def commit(self, staged: StagedFiles, *, fingerprint: str, inputs: str | None = None) -> WriteResult:
-        """Replace the study's rows (or the whole global table) by the staged files in one Delta commit."""
+        """Replace the study's rows (or the whole global table) by the staged files in one Delta commit; tables in
+        ``APPEND_TABLES`` keep their rows and gain the staged ones.
+        """
         added = [a for relative in staged.relative_paths if (a := self._add_action(staged, relative)) is not None]
         actions: list[AddAction | RemoveAction] = list(added)  # the transaction's type; only adds here
         rows = sum(json.loads(a.stats)["numRecords"] for a in added)
@@ -264,7 +266,9 @@ class Lake:
         for attempt in range(_COMMIT_RETRIES):
             try:
                 table = self.delta(staged.table)
-                table.create_write_transaction(actions, mode="overwrite", schema=schema, partition_filters=filters,
+                # append-only tables (feature-set versions) add files; every other commit replaces its partition
+                mode = "append" if staged.table in APPEND_TABLES else "overwrite"
+                table.create_write_transaction(actions, mode=mode, schema=schema, partition_filters=filters,
                                                commit_properties=CommitProperties(custom_metadata=metadata))
                 break
             except CommitFailedError:

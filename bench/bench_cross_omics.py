@@ -1,0 +1,157 @@
+"""Cross-omics and feature-set read benchmarks: omicsdw vs plain polars / DuckDB joins, and vs a pandas pivot.
+
+1. ``join``: two synthetic long layers (RNA ``rna_normalized`` rows and MS protein ``protein_abundance`` rows,
+   GENES x SAMPLES each, 5 % of protein cells missing) -> ``gene_sample_omics`` Parquet. Peers: omicsdw
+   (:func:`transforms.cross_omics.joins.gene_sample_omics`, streamed to Parquet), plain polars (one full join,
+   ``sink_parquet``), plain DuckDB (``FULL OUTER JOIN`` ``COPY TO``). ``correlations``: omicsdw's
+   ``omics_correlations`` on the joined file (Spearman + Pearson of every gene).
+2. ``features``: a long feature matrix (SAMPLES x GENES) in Parquet read back wide: omicsdw's positional fill
+   (``warehouse.feature_sets._wide``) vs ``pandas.read_parquet(...).pivot``.
+
+Each peer runs in its own process; wall time and peak RSS (``ru_maxrss`` the child reads itself) are printed.
+
+    python bench/bench_cross_omics.py [--genes 20000] [--samples 1000] [--peers ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+OUT = BENCH / "out" / "cross_omics"
+REPO = BENCH.parent
+
+
+def make_inputs(genes: int, samples: int) -> dict[str, Path]:
+    folder = OUT / f"{genes}x{samples}"
+    paths = {"rna": folder / "rna.parquet", "protein": folder / "protein.parquet", "features": folder / "fv.parquet"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    import numpy as np
+    import polars as pl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    sample_ids = [f"S{j:05d}" for j in range(samples)]
+    block = 2000 if samples > 2000 else samples
+    rna_parts, protein_parts, feature_parts = [], [], []
+    for start in range(0, samples, block):
+        ids = sample_ids[start:start + block]
+        n = len(ids) * genes
+        gene = np.tile(np.arange(1, genes + 1), len(ids))
+        sample = np.repeat(np.array(ids), genes)
+        rna = rng.normal(8, 2, n)
+        protein = 0.5 * rna + rng.normal(20, 1, n)
+        keep = rng.random(n) > 0.05
+        base = {"study_id": "bench", "sample_id": sample, "gene_id": gene}
+        rna_parts.append(pl.DataFrame({**base, "assay": "counts", "feature_id": gene.astype(str), "source": "counts",
+                                       "log2_value": rna, "zscore": (rna - 8) / 2}))
+        protein_parts.append(pl.DataFrame({**base, "assay": "ms", "feature_id": gene.astype(str), "platform": "ms",
+                                           "is_phospho": False, "is_ambiguous": False,
+                                           "log2_abundance": protein}).filter(pl.Series(keep)))
+        feature_parts.append(pl.DataFrame({"study_id": "bench", "sample_id": sample,
+                                           "feature": np.char.add("rna__G", gene.astype(str)), "value": rna}))
+    pl.concat(rna_parts).write_parquet(paths["rna"])
+    pl.concat(protein_parts).write_parquet(paths["protein"])
+    pl.concat(feature_parts).write_parquet(paths["features"])
+    return paths
+
+
+def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the child process
+    import polars as pl
+
+    if peer == "omicsdw_join":
+        from transforms.cross_omics.joins import gene_sample_omics
+
+        schema = {"study_id": pl.String, "assay": pl.String, "sample_id": pl.String, "gene_id": pl.Int64,
+                  "feature_id": pl.String}
+        empty_cn = pl.LazyFrame(schema={**schema, "log2_ratio": pl.Float64, "call": pl.Int8})
+        empty_status = pl.LazyFrame(schema={**schema, "mutated": pl.Boolean, "top_consequence": pl.String})
+        empty_variants = pl.LazyFrame(schema={**schema, "consequence": pl.String})
+        genes = pl.LazyFrame({"gene_id": list(range(1, 30001)), "symbol": [f"G{i}" for i in range(1, 30001)]})
+        gene_sample_omics(pl.scan_parquet(paths["rna"]), pl.scan_parquet(paths["protein"]), empty_cn, empty_status,
+                          empty_variants, genes, study_id="bench", non_silent=[]).sink_parquet(out)
+    elif peer == "polars_join":
+        rna = pl.scan_parquet(paths["rna"]).select("sample_id", "gene_id", "log2_value", "zscore")
+        protein = pl.scan_parquet(paths["protein"]).select("sample_id", "gene_id", "log2_abundance")
+        rna.join(protein, on=["sample_id", "gene_id"], how="full", coalesce=True).sink_parquet(out)
+    elif peer == "duckdb_join":
+        import duckdb
+
+        duckdb.sql(f"""COPY (SELECT coalesce(r.sample_id, p.sample_id) AS sample_id,
+                              coalesce(r.gene_id, p.gene_id) AS gene_id, r.log2_value, r.zscore, p.log2_abundance
+                       FROM read_parquet('{paths["rna"]}') r FULL OUTER JOIN read_parquet('{paths["protein"]}') p
+                       USING (sample_id, gene_id)) TO '{out}' (FORMAT parquet)""")
+    elif peer == "omicsdw_correlations":
+        from transforms.cross_omics.study import omics_correlations
+
+        omics_correlations(pl.scan_parquet(paths["gso"]), study_id="bench").write_parquet(out)
+    elif peer == "omicsdw_features_read":
+        from warehouse.feature_sets import _wide
+
+        long = pl.read_parquet(paths["features"])
+        keys = long.select("study_id", "sample_id").unique(maintain_order=True)
+        columns = long["feature"].unique(maintain_order=True).to_list()
+        print("shape", _wide(long, keys, columns).shape, file=sys.stderr)
+    elif peer == "pandas_pivot_read":
+        import pandas as pd
+
+        long = pd.read_parquet(paths["features"])
+        wide = long.pivot(index=["study_id", "sample_id"], columns="feature", values="value")
+        print("shape", wide.shape, file=sys.stderr)
+    else:
+        raise ValueError(peer)
+
+
+def measure(peer: str, paths: dict[str, Path], out: Path) -> dict[str, object]:
+    code = (f"import sys, json; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(BENCH)!r}); "
+            f"from bench_cross_omics import run_peer; run_peer({peer!r}, json.loads(sys.argv[1]), sys.argv[2]); "
+            "import resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps({k: str(v) for k, v in paths.items()}), str(out)],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        return {"peer": peer, "error": proc.stderr.strip().splitlines()[-1]}
+    return {"peer": peer, "wall_s": round(wall, 2),
+            "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            "peak_rss_gib": round(int(proc.stderr.split("RSS ")[-1].split()[0]) / 2**20, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--genes", type=int, default=20000)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--peers", nargs="+", default=["polars_join", "duckdb_join", "omicsdw_join",
+                                                       "omicsdw_correlations", "pandas_pivot_read",
+                                                       "omicsdw_features_read"])
+    parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.make_only:
+        make_inputs(args.genes, args.samples)
+        return 0
+    # generated in a child: Linux children inherit the parent's peak RSS (ru_maxrss survives fork and execve)
+    subprocess.run([sys.executable, __file__, "--make-only", "--genes", str(args.genes), "--samples",
+                    str(args.samples)], check=True)
+    paths = make_inputs(args.genes, args.samples)
+    folder = paths["rna"].parent
+    paths["gso"] = folder / "gso_omicsdw_join.parquet"
+    print(f"{args.genes} genes x {args.samples} samples")
+    print("| peer | wall s | CPU s | peak RSS GiB |\n|---|---|---|---|")
+    for peer in args.peers:
+        row = measure(peer, paths, folder / f"gso_{peer}.parquet")
+        print(f"| {row['peer']} | {row.get('wall_s', row.get('error'))} | {row.get('cpu_s', '')} | "
+              f"{row.get('peak_rss_gib', '')} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

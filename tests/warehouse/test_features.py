@@ -1,0 +1,140 @@
+"""Feature sets end to end: built by the CLI from a BRCA study, read back by version after a new study lands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+import warehouse
+from tests.warehouse.brca_study import write_brca_study
+from warehouse.cli import main
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+name: brca_panel
+studies: {studies}
+layers:
+  - layer: rna
+    genes: [NDRG2, RTN2]
+  - layer: protein
+    genes: [GATA3, AR]
+  - layer: copy_number
+    genes: [GATA3]
+  - layer: mutation
+    genes: [GATA3, NDRG2]
+scale:
+  method: zscore
+  train: [{train}]
+"""
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory, shared_data) -> dict:
+    tmp = tmp_path_factory.mktemp("features")
+    mrna, protein = write_brca_study(tmp / "landing" / "brca", shared_data)
+    wh = tmp / "wh"
+    assert main(["build", "--landing", str(tmp / "landing"), "--warehouse", str(wh)]) == 0
+    train = mrna["sample_id"].head(12).to_list()
+    raw, scaled, everything = tmp / "raw.yaml", tmp / "scaled.yaml", tmp / "all.yaml"
+    raw.write_text(SPEC.format(studies="[brca]", train="").replace("scale:\n  method: zscore\n  train: []\n", ""))
+    scaled.write_text(SPEC.format(studies="[brca]", train=", ".join(train)).replace("brca_panel", "brca_scaled"))
+    everything.write_text(SPEC.format(studies="all", train="").replace("scale:\n  method: zscore\n  train: []\n",
+                                                                          "").replace("brca_panel", "brca_all"))
+    for spec in (raw, scaled, everything):
+        assert main(["features", "build", str(spec), "--warehouse", str(wh)]) == 0
+    first = warehouse.features("brca_all", warehouse=wh)
+    # a second study lands; the same spec builds version 2, version 1 stays as it was
+    write_brca_study(tmp / "landing" / "brca2", shared_data, study_id="brca2")
+    assert main(["build", "--landing", str(tmp / "landing"), "--warehouse", str(wh), "--study", "brca2"]) == 0
+    assert main(["features", "build", str(everything), "--warehouse", str(wh)]) == 0
+    return {"wh": wh, "mrna": mrna, "protein": protein, "train": train, "first": first, "tmp": tmp}
+
+
+def test_features_cells_equal_the_source_files(versions):
+    frame = warehouse.features("brca_panel", warehouse=versions["wh"])
+    mrna, protein = versions["mrna"], versions["protein"]
+    assert frame.columns == ["study_id", "sample_id", "rna__NDRG2", "rna__RTN2", "protein__GATA3", "protein__AR",
+                             "copy_number__GATA3", "mutation__GATA3", "mutation__NDRG2"]
+    assert frame.height == mrna.height
+    joined = frame.join(mrna.select("sample_id", "NDRG2", "RTN2"), on="sample_id").join(
+        protein.select("sample_id", pl.col("GATA3").alias("p_GATA3"), pl.col("AR").alias("p_AR")), on="sample_id")
+    assert joined["rna__NDRG2"].to_list() == joined["NDRG2"].to_list()
+    assert joined["rna__RTN2"].to_list() == joined["RTN2"].to_list()
+    assert joined["protein__GATA3"].to_list() == joined["p_GATA3"].to_list()
+    assert joined["protein__AR"].to_list() == joined["p_AR"].to_list()
+    order = mrna["sample_id"].to_list()
+    expected = {s: (None if i == 0 else float(i % 3 == 1)) for i, s in enumerate(order)}
+    assert dict(zip(frame["sample_id"], frame["mutation__GATA3"], strict=True)) == expected
+    assert frame["copy_number__GATA3"].null_count() == mrna.height  # log2-only CN: the default (call) is NULL
+
+
+def test_features_scaling_parameters_come_from_training_samples(versions):
+    frame = warehouse.features("brca_scaled", warehouse=versions["wh"])
+    mrna = versions["mrna"]
+    train = mrna.filter(pl.col("sample_id").is_in(versions["train"]))["NDRG2"].to_numpy()
+    manifest = json.loads(warehouse.feature_versions("brca_scaled", warehouse=versions["wh"])["manifest"][0])
+    assert manifest["scaling"]["rna__NDRG2"]["mean"] == pytest.approx(train.mean())
+    assert manifest["scaling"]["rna__NDRG2"]["sd"] == pytest.approx(train.std(ddof=1))
+    expected = (mrna["NDRG2"].to_numpy() - train.mean()) / train.std(ddof=1)
+    got = frame.join(mrna.select("sample_id", "NDRG2"), on="sample_id")
+    order = {s: i for i, s in enumerate(mrna["sample_id"])}
+    for sample, value in zip(got["sample_id"], got["rna__NDRG2"], strict=True):
+        assert value == pytest.approx(expected[order[sample]])
+    assert sorted(manifest["train"]) == sorted([["brca", s] for s in versions["train"]])
+
+
+def test_feature_versions_and_version_read_after_a_new_study(versions):
+    wh = versions["wh"]
+    history = warehouse.feature_versions("brca_all", warehouse=wh)
+    assert history["version"].to_list() == [1, 2]
+    assert history["rows"].to_list() == [20, 40]
+    assert history.columns == ["version", "created_at", "rows", "columns", "content_hash", "manifest"]
+    v2 = json.loads(history["manifest"][1])
+    assert set(v2["inputs"]["tables"]["gene_sample_omics"]) == {"brca", "brca2"}
+    assert warehouse.features("brca_all", version=1, warehouse=wh).equals(versions["first"])
+    assert warehouse.features("brca_all", warehouse=wh).height == 40
+    batches = list(warehouse.feature_batches("brca_all", version=2, batch_rows=15, warehouse=wh))
+    assert [b.height for b in batches] == [15, 15, 10]
+    assert pl.concat(batches).equals(warehouse.features("brca_all", version=2, warehouse=wh))
+    assert warehouse.features("brca_all", version=1, warehouse=wh).to_pandas().shape == (20, 9)
+
+
+def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, tmp_path):
+    wh = str(versions["wh"])
+    assert main(["features", "list", "--warehouse", wh]) == 0
+    assert "brca_all" in capsys.readouterr().out
+    assert main(["features", "show", "brca_all", "--warehouse", wh]) == 0
+    assert "version 2" in capsys.readouterr().out
+    out = tmp_path / "v1.parquet"
+    assert main(["features", "export", "brca_all", "--version", "1", "--output", str(out), "--warehouse", wh]) == 0
+    assert pl.read_parquet(out).equals(versions["first"])
+    assert main(["features", "show", "nope", "--warehouse", wh]) == 2
+    spec = versions["tmp"] / "all.yaml"
+    assert main(["features", "build", str(spec), "--warehouse", wh]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert warehouse.feature_versions("brca_all", warehouse=wh).height == 2
+    bad = tmp_path / "sig.yaml"
+    bad.write_text("name: s\nstudies: all\nlayers:\n  - {layer: signature, genes: [HALLMARK_HYPOXIA]}\n")
+    assert main(["features", "build", str(bad), "--warehouse", wh]) == 2
+    assert "signature_scores" in capsys.readouterr().err
+    shutil.rmtree(versions["tmp"] / "landing" / "brca2")
+
+
+def test_feature_set_asset_materialises_a_version(versions, tmp_path):
+    import dagster as dg
+
+    from orchestration.assets.features import feature_set_assets
+    from orchestration.resources import WarehouseResource
+
+    (tmp_path / "panel.yaml").write_text("name: brca_asset\nstudies: [brca]\nlayers:\n"
+                                         "  - {layer: rna, genes: [NDRG2]}\n")
+    resource = WarehouseResource(landing_dir=str(versions["tmp"] / "landing"), warehouse_dir=str(versions["wh"]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(feature_set_assets(tmp_path), resources={"warehouse": resource}, instance=instance)
+    assert result.success
+    frame = warehouse.features("brca_asset", warehouse=versions["wh"])
+    assert frame.join(versions["mrna"], on="sample_id").select((pl.col("rna__NDRG2") == pl.col("NDRG2")).all()).item()

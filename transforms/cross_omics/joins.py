@@ -1,0 +1,97 @@
+"""``gene_sample_omics``: one row per sample and gene with a value in any layer, built by lazy joins.
+
+One source per gene and layer, so a gene's values across samples are comparable:
+
+- RNA: ``rna_normalized`` rows with a gene; count assays before abundance assays, then the assay (and feature) with
+  the most samples for the gene, then by name. ``rna_log2`` is its ``log2_value``, ``rna_zscore`` its ``zscore``.
+  Abundance assays measured as z-scores (cBioPortal ``*_Zscores``) have no log2 value and never win.
+- Protein: ``protein_abundance`` rows with a gene and a ``log2_abundance``; total protein before phospho-specific,
+  mass spectrometry before RPPA, groups of one gene before groups shared by several genes (each gene of a shared
+  group gets the group's value and ``protein_ambiguous``), then most samples, then by name. The z-score is taken per
+  gene over the study's samples with a value.
+- Copy number: per sample and gene the first assay (by name) with a call and the first with a log2 ratio.
+- Mutation: ``mutated`` is True when any assay says mutated, False when one profiled the gene without a non-silent
+  variant, NULL when none profiled it (panel). ``mutation_classes`` lists the distinct consequences of its
+  non-silent variants.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+KEY = ["sample_id", "gene_id"]
+
+
+def _winner(frame: pl.LazyFrame, *, value: str, order: list[pl.Expr], source: list[str]) -> pl.LazyFrame:
+    """The rows of one source per gene: ``order`` ranks sources (first wins), ties broken by sample count, name."""
+    sources = (frame.filter(pl.col(value).is_not_null())
+               .group_by(["gene_id", *source])
+               .agg(*[e.first().alias(f"_o{i}") for i, e in enumerate(order)], pl.len().alias("_n")))
+    ranks = [f"_o{i}" for i in range(len(order))]
+    best = (sources.sort([*ranks, "_n", *source], descending=[False] * len(ranks) + [True] + [False] * len(source))
+            .group_by("gene_id", maintain_order=True).first().select("gene_id", *source))
+    return frame.join(best, on=["gene_id", *source], how="semi")
+
+
+def rna_layer(rna_normalized: pl.LazyFrame) -> pl.LazyFrame:
+    """``sample_id, gene_id, rna_log2, rna_zscore, rna_assay`` from the winning RNA source of each gene."""
+    rows = rna_normalized.filter(pl.col("gene_id").is_not_null())
+    best = _winner(rows, value="log2_value", order=[(pl.col("source") != "counts")], source=["assay", "feature_id"])
+    return (best.filter(pl.col("log2_value").is_not_null() | pl.col("zscore").is_not_null())
+            .select(*KEY, pl.col("log2_value").alias("rna_log2"), pl.col("zscore").alias("rna_zscore"),
+                    pl.col("assay").alias("rna_assay")))
+
+
+def protein_layer(protein_abundance: pl.LazyFrame) -> pl.LazyFrame:
+    """``sample_id, gene_id, protein_log2, protein_zscore, protein_assay, protein_ambiguous`` per gene's source."""
+    rows = protein_abundance.filter(pl.col("gene_id").is_not_null())
+    order = [pl.col("is_phospho").fill_null(False), pl.col("platform") != "ms", pl.col("is_ambiguous").fill_null(False)]
+    best = _winner(rows, value="log2_abundance", order=order, source=["assay", "feature_id"])
+    value = pl.col("log2_abundance")
+    zscore = (value - value.mean().over("gene_id")) / value.std(ddof=1).over("gene_id")
+    return (best.filter(value.is_not_null())
+            .select(*KEY, value.alias("protein_log2"),
+                    pl.when(value.std(ddof=1).over("gene_id") > 0).then(zscore).alias("protein_zscore"),
+                    pl.concat_str("assay", "feature_id", separator=":").alias("protein_assay"),
+                    pl.col("is_ambiguous").fill_null(False).alias("protein_ambiguous")))
+
+
+def copy_number_layer(copy_number: pl.LazyFrame) -> pl.LazyFrame:
+    """``sample_id, gene_id, cn_call, cn_log2``: the first assay (by name) with each value."""
+    rows = copy_number.filter(pl.col("gene_id").is_not_null()).sort("assay", "feature_id")
+    return (rows.group_by(KEY)
+            .agg(pl.col("call").drop_nulls().first().alias("cn_call"),
+                 pl.col("log2_ratio").drop_nulls().first().alias("cn_log2"))
+            .filter(pl.col("cn_call").is_not_null() | pl.col("cn_log2").is_not_null()))
+
+
+def mutation_layer(mutation_status: pl.LazyFrame, variants: pl.LazyFrame, *, non_silent: list[str]) -> pl.LazyFrame:
+    """``sample_id, gene_id, mutated, mutation_classes`` from the status table, classes from the variants."""
+    status = (mutation_status.filter(pl.col("gene_id").is_not_null())
+              .group_by(KEY)
+              .agg(pl.col("mutated").any(ignore_nulls=True).alias("_any"),
+                   pl.col("mutated").is_not_null().any().alias("_profiled"),
+                   pl.col("top_consequence").drop_nulls().sort().first().alias("_top"))
+              .filter(pl.col("_profiled"))  # not profiled anywhere is no value: no row of its own
+              .select(*KEY, pl.col("_any").alias("mutated"), "_top"))
+    classes = (variants.filter(pl.col("gene_id").is_not_null() & pl.col("consequence").is_in(non_silent))
+               .group_by(KEY).agg(pl.col("consequence").unique().sort().str.join("; ").alias("_classes")))
+    return (status.join(classes, on=KEY, how="left")
+            .select(*KEY, "mutated",
+                    pl.when(pl.col("mutated")).then(pl.coalesce("_classes", "_top")).alias("mutation_classes")))
+
+
+def gene_sample_omics(rna_normalized: pl.LazyFrame, protein_abundance: pl.LazyFrame, copy_number: pl.LazyFrame,
+                      mutation_status: pl.LazyFrame, variants: pl.LazyFrame, genes: pl.LazyFrame, *,
+                      study_id: str, non_silent: list[str]) -> pl.LazyFrame:
+    """One row per sample and gene where any layer has a value (the ``gene_sample_omics`` contract), lazily."""
+    layers = [rna_layer(rna_normalized), protein_layer(protein_abundance), copy_number_layer(copy_number),
+              mutation_layer(mutation_status, variants, non_silent=non_silent)]
+    joined = layers[0]
+    for layer in layers[1:]:
+        joined = joined.join(layer, on=KEY, how="full", coalesce=True)
+    return (joined.join(genes.select("gene_id", "symbol"), on="gene_id", how="left")
+            .with_columns(pl.lit(study_id).alias("study_id"))
+            .select("study_id", "sample_id", "gene_id", "symbol", "rna_log2", "rna_zscore", "rna_assay",
+                    "protein_log2", "protein_zscore", "protein_assay", "protein_ambiguous", "cn_call", "cn_log2",
+                    "mutated", "mutation_classes"))

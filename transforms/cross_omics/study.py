@@ -1,0 +1,146 @@
+"""One study's cross-omics stage: ``gene_sample_omics`` streamed once to a work file, then the statistics on it.
+
+Copy number enters the statistics as ``cn_log2`` when the study has any log2 ratio, else as the GISTIC call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from schemas.manifest import Contrast
+from schemas.tables import CROSS_OMICS_TABLES, polars_schema
+from transforms.cross_omics.joins import gene_sample_omics
+from transforms.cross_omics.statistics import (
+    MIN_GROUP,
+    MIN_SAMPLES,
+    dense_pair,
+    layer_correlations,
+    mutation_effect_rows,
+    welch_rows,
+)
+
+PAIRS = (("rna", "protein"), ("copy_number", "rna"), ("copy_number", "protein"))
+"""Layer pairs correlated per gene (layer_x, layer_y)."""
+
+
+@dataclass
+class CrossOmicsOutput:
+    """Frames for the commit (``gene_sample_omics`` as a LazyFrame over the work file) and per-table metadata."""
+
+    frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]]
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _columns(gso: pl.LazyFrame) -> dict[str, str]:
+    has_log2 = gso.select(pl.col("cn_log2").is_not_null().any()).collect().item()
+    return {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_log2" if has_log2 else "cn_call"}
+
+
+def omics_correlations(gso: pl.LazyFrame, *, study_id: str, min_samples: int = MIN_SAMPLES) -> pl.DataFrame:
+    """Spearman and Pearson per gene for each of :data:`PAIRS` (the ``omics_correlations`` contract)."""
+    columns = _columns(gso)
+    ambiguous = (gso.filter(pl.col("protein_ambiguous").is_not_null())
+                 .group_by("gene_id").agg(pl.col("protein_ambiguous").any()))
+    parts = []
+    for layer_x, layer_y in PAIRS:
+        x, y = columns[layer_x], columns[layer_y]
+        pairs = gso.select("gene_id", "sample_id", x, y).filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
+        found = layer_correlations(pairs.collect(), x=x, y=y, min_samples=min_samples)
+        parts.append(found.with_columns(pl.lit(layer_x).alias("layer_x"), pl.lit(layer_y).alias("layer_y")))
+    frame = pl.concat(parts).join(ambiguous.collect(), on="gene_id", how="left")
+    protein = (pl.col("layer_x") == "protein") | (pl.col("layer_y") == "protein")
+    return (frame.with_columns(pl.lit(study_id).alias("study_id"),
+                               pl.when(protein).then(pl.col("protein_ambiguous").fill_null(False))
+                               .alias("protein_ambiguous"))
+            .select(list(polars_schema("omics_correlations"))))
+
+
+def mutation_effects(gso: pl.LazyFrame, *, study_id: str, min_group: int = MIN_GROUP) -> pl.DataFrame:
+    """Welch t-test of each mutated gene's own RNA and protein, mutated vs wild type (``mutation_effects``)."""
+    parts = []
+    for layer, column in (("rna", "rna_log2"), ("protein", "protein_log2")):
+        rows = gso.select("gene_id", "sample_id", column, "mutated").filter(
+            pl.col(column).is_not_null() & pl.col("mutated").is_not_null()).collect()
+        parts.append(mutation_effect_rows(rows, value=column, min_group=min_group)
+                     .with_columns(pl.lit(layer).alias("layer")))
+    return (pl.concat(parts).with_columns(pl.lit(study_id).alias("study_id"))
+            .select(list(polars_schema("mutation_effects"))))
+
+
+def _contrast_groups(attributes: pl.DataFrame, contrast: Contrast) -> pl.DataFrame:
+    """``sample_id, group`` (1 test, 0 reference) of a contrast's samples."""
+    rows = attributes.filter(pl.col("attribute") == contrast.factor)
+    return rows.filter(pl.col("value").is_in([contrast.test, contrast.reference])).select(
+        "sample_id", (pl.col("value") == contrast.test).cast(pl.Float64).alias("group"))
+
+
+def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attributes: pl.DataFrame,
+                         correlations: pl.DataFrame, *, contrasts: Sequence[Contrast], study_id: str,
+                         min_group: int = MIN_GROUP) -> pl.DataFrame:
+    """Per contrast and gene with both: DESeq2 RNA fold change beside a Welch test of protein_log2 between the
+    contrast's groups and the gene's RNA-protein Spearman r (the ``biomarker_candidates`` contract).
+    """
+    schema = polars_schema("biomarker_candidates")
+    protein = gso.select("gene_id", "sample_id", "protein_log2").filter(pl.col("protein_log2").is_not_null())
+    rho = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
+                              & (pl.col("method") == "spearman")).select("gene_id", pl.col("r").alias("rna_protein_r"))
+    parts = []
+    for contrast in contrasts:
+        groups = _contrast_groups(attributes, contrast)
+        rows = protein.join(groups.lazy(), on="sample_id").collect()
+        rna = (differential.filter((pl.col("contrast") == contrast.name) & pl.col("gene_id").is_not_null())
+               .sort("assay", "feature_id").group_by("gene_id", maintain_order=True).first()
+               .select("gene_id", pl.col("log2_fold_change").alias("rna_log2fc"), pl.col("padj").alias("rna_padj"))
+               .collect())
+        if rows.height == 0 or rna.height == 0:
+            continue
+        genes, values, group = dense_pair(rows, x="protein_log2", y="group")
+        test = welch_rows(values, group, min_group=min_group)
+        frame = pl.DataFrame({"gene_id": genes.astype(np.int64), "protein_difference": test["mean_difference"],
+                              "protein_pvalue": test["pvalue"]}, nan_to_null=True)
+        sign = pl.col("rna_log2fc").sign() * pl.col("protein_difference").sign()
+        parts.append(rna.join(frame, on="gene_id").join(rho, on="gene_id", how="left").with_columns(
+            pl.lit(study_id).alias("study_id"), pl.lit(contrast.name).alias("contrast"),
+            pl.when(sign.is_not_null()).then(sign > 0).alias("concordant")))
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts).select(list(schema))
+
+
+def cross_omics_study(tables: dict[str, pl.LazyFrame], attributes: pl.DataFrame, genes: pl.LazyFrame, *,
+                      study_id: str, contrasts: Sequence[Contrast], non_silent: list[str],
+                      workdir: str | Path) -> CrossOmicsOutput:
+    """Every cross-omics table of one study from its harmonised (``tables``: rna_normalized, protein_abundance,
+    copy_number, gene_mutation_status, variants, differential_expression) rows.
+    """
+    path = Path(workdir) / "gene_sample_omics.parquet"
+    gene_sample_omics(tables["rna_normalized"], tables["protein_abundance"], tables["copy_number"],
+                      tables["gene_mutation_status"], tables["variants"], genes, study_id=study_id,
+                      non_silent=non_silent).sink_parquet(path)
+    gso = pl.scan_parquet(path)
+    correlations = omics_correlations(gso, study_id=study_id)
+    effects = mutation_effects(gso, study_id=study_id)
+    candidates = biomarker_candidates(gso, tables["differential_expression"], attributes, correlations,
+                                      contrasts=contrasts, study_id=study_id)
+    rna_protein = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
+                                      & (pl.col("method") == "spearman"))["r"]
+    frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]] = [
+        ("gene_sample_omics", gso), ("omics_correlations", correlations), ("mutation_effects", effects),
+        ("biomarker_candidates", candidates)]
+    metadata: dict[str, dict[str, object]] = {
+        "gene_sample_omics": {"samples": gso.select(pl.col("sample_id").n_unique()).collect().item(),
+                              "genes": gso.select(pl.col("gene_id").n_unique()).collect().item()},
+        "omics_correlations": {"median_rna_protein_spearman": rna_protein.median() if rna_protein.len() else None,
+                               "rna_protein_genes": rna_protein.len(), "min_samples": MIN_SAMPLES},
+        "mutation_effects": {"tested": effects.filter(pl.col("pvalue").is_not_null()).height,
+                             "min_group": MIN_GROUP},
+    }
+    assert set(dict(frames)) == set(CROSS_OMICS_TABLES)
+    return CrossOmicsOutput(frames, metadata)
+
+

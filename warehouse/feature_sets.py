@@ -1,0 +1,187 @@
+"""Feature sets in the lake: build a spec into a new version, list versions, read one back as a wide frame.
+
+Storage: two global, append-only Delta tables (``APPEND_TABLES``). ``feature_values`` holds the matrix long, one
+row per (feature_set, version, study_id, sample_id, feature) with a non-NULL value, so 20,000 genes x 3 layers is
+60,000 row keys, never 60,000 Parquet columns; ``feature_sets`` one row per version with its manifest (the spec,
+the Delta version of every input table per study, the ordered columns and sample keys, the scaling parameters
+learned on the training samples). A version's rows are never rewritten: reading ``version=v`` gives the same
+frame after new studies land or inputs change. Reading pivots on the fly into a dense numpy block (one fill by
+integer row and column positions), which is much cheaper than a group-by pivot of the long rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from schemas.features import FeatureSetSpec
+from schemas.tables import TABLES
+from transforms.features.build import KEY, build_feature_matrix
+from warehouse.commit import Commit, commit_frames
+from warehouse.lake import Lake
+
+SETS, VALUES = "feature_sets", "feature_values"
+INPUT_TABLES = ("gene_sample_omics", "samples", "sample_attributes", "signature_scores", "gene_set_members")
+
+
+class FeatureSetMissing(LookupError):
+    """No such feature set (or version) in the warehouse."""
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """What a build did: the version readers get, and whether it is new (same content as the newest = not)."""
+
+    name: str
+    version: int
+    rows: int
+    columns: int
+    content_hash: str
+    new: bool
+    commit: Commit | None
+
+
+def _published(lake: Lake, table: str, studies: list[str] | None) -> pl.LazyFrame | None:
+    from warehouse.api import table as read_table
+
+    if table not in TABLES or not lake.exists(table):
+        return None
+    frame = read_table(table, lake_uri=lake.root)
+    if studies is not None and "study_id" in frame.collect_schema().names():
+        return frame.filter(pl.col("study_id").is_in(studies))
+    return frame
+
+
+def _input_versions(lake: Lake, studies: list[str]) -> dict[str, object]:
+    """The Delta version of every input table for each study (from the published set) and of the ledger."""
+    if not lake.exists("study_versions"):
+        return {}
+    ledger = (lake.scan("study_versions").filter(pl.col("study_id").is_in(studies)
+                                                 & pl.col("table_name").is_in(list(INPUT_TABLES)))
+              .select("study_id", "table_name", "delta_version").collect().sort("table_name", "study_id"))
+    tables: dict[str, dict[str, int]] = {}
+    for study, table, version in ledger.iter_rows():
+        tables.setdefault(table, {})[study] = version
+    return {"study_versions": lake.version("study_versions"), "tables": tables}
+
+
+def _content_hash(values: pl.DataFrame, columns: list[str], scaling: object) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([columns, scaling], sort_keys=True, default=str).encode())
+    for batch in values.iter_slices(1_000_000):
+        digest.update(batch.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def feature_set_rows(lake: Lake, name: str | None = None) -> pl.DataFrame:
+    """The ``feature_sets`` rows (of one set), newest version last."""
+    if not lake.exists(SETS):
+        return pl.DataFrame(schema=pl.Schema({c: t for c, t in _schema(SETS).items()}))
+    frame = lake.scan(SETS)
+    if name is not None:
+        frame = frame.filter(pl.col("feature_set") == name)
+    return frame.collect().sort("feature_set", "version")
+
+
+def _schema(table: str) -> pl.Schema:
+    from schemas.tables import polars_schema
+
+    return polars_schema(table)
+
+
+def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
+    """Build ``spec`` from the published tables into a new version (unless the newest has the same content).
+
+    Hold the lake's global session (``lake.study_session(None)``) around this call: versions are numbered in order.
+    """
+    if not lake.exists("study_versions"):
+        raise FeatureSetMissing("the warehouse has no published study: build studies first")
+    published = lake.scan("study_versions").select("study_id").unique().collect()["study_id"].sort().to_list()
+    studies = published if spec.studies == "all" else list(spec.studies)
+    unknown = [s for s in studies if s not in published]
+    if unknown:
+        raise FeatureSetMissing(f"feature set {spec.name!r}: studies not published: {', '.join(unknown)}")
+    gso, samples, attributes = (_published(lake, t, studies) for t in INPUT_TABLES[:3])
+    if gso is None or samples is None or attributes is None:
+        raise FeatureSetMissing("the warehouse has no gene_sample_omics: run the cross_omics stage first")
+    signatures = _published(lake, "signature_scores", studies)
+    members = _published(lake, "gene_set_members", None)
+    matrix = build_feature_matrix(spec, gso=gso, samples=samples.collect(), attributes=attributes.collect(),
+                                  signatures=signatures, members=members.collect() if members is not None else None)
+    content = _content_hash(matrix.values, matrix.columns, matrix.scaling)
+    history = feature_set_rows(lake, spec.name)
+    if history.height and history["content_hash"][-1] == content:
+        last = history.row(-1, named=True)
+        return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
+    version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
+    manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
+                "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
+                "train": matrix.train, "missing": matrix.missing}
+    row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
+                         "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
+                         "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
+    values = matrix.values.with_columns(pl.lit(spec.name).alias("feature_set"), pl.lit(version).alias("version"))
+    commit = commit_frames(lake, [(SETS, row), (VALUES, values)], tables=[SETS, VALUES], study_id=None,
+                           fingerprint=f"{spec.name}:{version}:{content}")
+    if not commit.ok:
+        raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
+    return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit)
+
+
+def _version_row(lake: Lake, name: str, version: int | None) -> dict[str, object]:
+    history = feature_set_rows(lake, name)
+    if history.height == 0:
+        raise FeatureSetMissing(f"no feature set {name!r}; built: "
+                                f"{', '.join(feature_set_rows(lake)['feature_set'].unique().sort()) or 'none'}")
+    if version is None:
+        return history.row(-1, named=True)
+    found = history.filter(pl.col("version") == version)
+    if found.height == 0:
+        raise FeatureSetMissing(f"feature set {name!r} has versions {history['version'].to_list()}, not {version}")
+    return found.row(0, named=True)
+
+
+def _wide(long: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Dense wide frame of ``keys`` rows x ``columns`` from long rows (one numpy fill by positions)."""
+    rows = keys.with_row_index("_r")
+    cols = pl.DataFrame({"feature": columns}).with_row_index("_c")
+    placed = long.join(rows, on=KEY).join(cols, on="feature")
+    block = np.full((keys.height, len(columns)), np.nan)
+    block[placed["_r"].to_numpy(), placed["_c"].to_numpy()] = placed["value"].to_numpy()
+    values = pl.from_numpy(block, schema=columns, orient="row") if columns else pl.DataFrame()
+    return pl.concat([keys, values.fill_nan(None)], how="horizontal")
+
+
+def read_feature_set(lake: Lake, name: str, version: int | None = None) -> pl.DataFrame:
+    """One version (default the newest) as a wide frame: ``study_id, sample_id, <layer>__<symbol>...``."""
+    return pl.concat(list(iter_feature_batches(lake, name, version, batch_rows=None)), how="vertical")
+
+
+def iter_feature_batches(lake: Lake, name: str, version: int | None = None, *, batch_rows: int | None = 1000
+                         ) -> Iterator[pl.DataFrame]:
+    """The wide frame in batches of ``batch_rows`` samples (None: all at once), each read on its own."""
+    row = _version_row(lake, name, version)
+    manifest = json.loads(str(row["manifest"]))
+    keys = pl.DataFrame(manifest["samples"], schema=KEY, orient="row")
+    scan = (lake.scan(VALUES).filter((pl.col("feature_set") == name) & (pl.col("version") == row["version"]))
+            .select(*KEY, "feature", "value"))
+    step = batch_rows or max(keys.height, 1)
+    for start in range(0, max(keys.height, 1), step):
+        part = keys.slice(start, step)
+        studies = part["study_id"].unique().to_list()
+        long = scan.filter(pl.col("study_id").is_in(studies)).join(part.lazy(), on=KEY, how="semi").collect()
+        yield _wide(long, part, manifest["columns"])
+
+
+def version_table(lake: Lake, name: str) -> pl.DataFrame:
+    """One row per version: version, created_at, rows, columns, content_hash and the manifest (a JSON string)."""
+    history = feature_set_rows(lake, name)
+    if history.height == 0:
+        raise FeatureSetMissing(f"no feature set {name!r}")
+    return history.select("version", "created_at", "rows", "columns", "content_hash", "manifest")
