@@ -344,6 +344,62 @@ class StudyVersions(_Table):
         unique = ["study_id", "table_name"]
 
 
+QC_FLAGS = ["low_library_size", "low_detected_genes", "high_pct_mito", "low_correlation", "pca_outlier"]
+
+
+class SampleQc(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    library_size: float = pa.Field(ge=0, description="Sum of the sample's counts over every complete feature of "
+                                                     "the assay.")
+    detected_genes: int = pa.Field(ge=0, description="Features with count > 0 in the sample.")
+    pct_top100: float = _nullable_float("Percent of the library in the sample's 100 most counted features (NULL "
+                                        "when the assay has 100 features or fewer).")
+    pct_mito: float = _nullable_float("Percent of the library on mitochondrial genes (chromosome MT in `genes`); "
+                                      "NULL when the assay maps no mitochondrial gene.")
+    median_correlation: float = _nullable_float("Median Pearson correlation with the study's other samples over "
+                                                "the top variable genes (VST, else log2 CPM).")
+    pca_distance: float = _nullable_float("Euclidean distance from the study's median in PCA space (the "
+                                          "components in sample_embeddings).")
+    qc_flags: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
+        description="Failed checks: low_library_size, low_detected_genes (log scale, below median - nmads MAD), "
+                    "high_pct_mito, pca_outlier (above median + nmads MAD), low_correlation (below); empty when "
+                    "none.")
+    qc_pass: bool = pa.Field(description="True when qc_flags is empty.")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id"]
+
+
+class SampleEmbeddings(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    method: str = pa.Field(isin=["pca"], description="Embedding method: pca (centred, unscaled, on the top "
+                                                    "variable genes of the VST, else log2 CPM, as DESeq2 plotPCA).")
+    component: int = pa.Field(ge=1, description="Component number, 1 = most variance explained.")
+    value: float = pa.Field(description="The sample's score on the component (sign as numpy SVD, made positive on "
+                                        "the largest-magnitude loading).")
+
+    class Config:
+        unique = ["study_id", "assay", "method", "sample_id", "component"]
+
+
+class SampleClusters(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    method: str = pa.Field(isin=["hierarchical", "consensus"],
+                           description="hierarchical: average linkage on 1 - Pearson correlation; consensus: "
+                                       "Monti 2003 consensus clustering over resamples of 80% of the samples.")
+    k: int = pa.Field(ge=2, description="Number of clusters the tree was cut into.")
+    cluster: int = pa.Field(ge=1, description="Cluster of the sample at this k (1..k, numbered by first sample).")
+
+    class Config:
+        unique = ["study_id", "assay", "method", "k", "sample_id"]
+
+
 TABLES: dict[str, type[_Table]] = {
     "studies": Studies,
     "subjects": Subjects,
@@ -365,6 +421,9 @@ TABLES: dict[str, type[_Table]] = {
     "rna_normalized": RnaNormalized,
     "rna_vst": RnaVst,
     "differential_expression": DifferentialExpression,
+    "sample_qc": SampleQc,
+    "sample_embeddings": SampleEmbeddings,
+    "sample_clusters": SampleClusters,
     "study_versions": StudyVersions,
 }
 
@@ -394,6 +453,12 @@ TABLE_DOCS: dict[str, str] = {
     "rna_vst": "One row per study, count assay, sample and feature: DESeq2 blind variance-stabilised counts.",
     "differential_expression": "One row per study, contrast, count assay and feature: DESeq2 1.38 Wald test "
     "results (numpy port).",
+    "sample_qc": "One row per study, count assay and sample: library size, detected genes, top-100 and "
+                 "mitochondrial fractions, correlation and PCA distance, the MAD-based QC flags and pass / fail.",
+    "sample_embeddings": "One row per study, count assay, method, sample and component: PCA scores of the "
+                         "samples on the top variable genes.",
+    "sample_clusters": "One row per study, count assay, method, k and sample: hierarchical and consensus "
+                       "clusters of the samples on the top variable genes.",
     "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
                       "A study's tables are published together in one commit once every stage has run, so "
                       "readers never see counts of one load beside normalised values of another.",
@@ -405,7 +470,9 @@ STUDY_TABLES = [t for t in TABLES if t not in GLOBAL_TABLES]
 """Tables partitioned by study_id, each study replaced as one commit."""
 NORMALISE_TABLES = ["rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression"]
 """Tables computed from harmonised ones by the normalise stage (not written by ingest)."""
-INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*NORMALISE_TABLES, "study_versions"}]
+QC_TABLES = ["sample_qc", "sample_embeddings", "sample_clusters"]
+"""Tables computed by the qc stage from counts and normalised values (not written by ingest)."""
+INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*NORMALISE_TABLES, *QC_TABLES, "study_versions"}]
 """Tables one study's ingest replaces together."""
 PUBLISHED_TABLES = [t for t in STUDY_TABLES if t not in {"ingest_issues", "study_versions"}]
 """Tables the catalog shows at each study's published version set (``study_versions``); ``ingest_issues`` is

@@ -29,10 +29,10 @@ def _rows(wh: Path, sql: str) -> list[tuple]:
 
 
 def _derived(lake: Lake, study_id: str, load: str) -> None:
-    """The normalise and DE tables of a load, empty (what a study without counts' stages commit)."""
-    from schemas.tables import NORMALISE_TABLES
+    """The normalise, DE and QC tables of a load, empty (what a study without counts' stages commit)."""
+    from schemas.tables import NORMALISE_TABLES, QC_TABLES
 
-    commit = commit_frames(lake, [], tables=NORMALISE_TABLES, study_id=study_id, fingerprint=f"d-{load}",
+    commit = commit_frames(lake, [], tables=[*NORMALISE_TABLES, *QC_TABLES], study_id=study_id, fingerprint=f"d-{load}",
                            inputs=load)
     assert commit.ok
 
