@@ -11,9 +11,10 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "qc", "publish", "report")
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
-                               description="Ingest one study partition, recompute what depends on it, publish it.")
+                               description="Ingest one study partition, recompute what depends on it, publish it, "
+                                           "write its report.")
 
 
 def _signature(folder: Path) -> str:

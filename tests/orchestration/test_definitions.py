@@ -27,3 +27,23 @@ def test_definitions_have_the_landing_sensor_and_spawn_executor():
     config = defs.executor.apply_config_mapping({}).value["config"]
     assert defs.executor.name == "multiprocess"
     assert config["start_method"] == {"spawn": {}}
+
+
+def test_qc_and_report_assets_follow_normalise_and_publication():
+    from orchestration.definitions import STUDY_ASSETS
+    from orchestration.sensors import STUDY_GROUPS
+    from schemas.tables import QC_TABLES
+
+    graph = defs.resolve_asset_graph()
+    for table in QC_TABLES:
+        node = graph.get(dg.AssetKey(table))
+        assert node.group_name == "qc"
+        assert node.partitions_def.name == "studies"
+        assert dg.AssetKey("rna_vst") in node.parent_keys
+        assert dg.AssetKey(table) in graph.get(dg.AssetKey("study_versions")).parent_keys  # published with the set
+    report = graph.get(dg.AssetKey("study_report"))
+    assert report.group_name == "report"
+    assert report.parent_keys == {dg.AssetKey("study_versions")}
+    assert {"qc", "report"} <= set(STUDY_GROUPS)
+    keys = [key.to_user_string() for asset in STUDY_ASSETS for key in asset.keys]
+    assert keys[-2:] == ["study_versions", "study_report"]  # publication writes the last table; the report reads it

@@ -155,7 +155,7 @@ def _pca_section(data: StudyReportData) -> str:
             wide = wide.with_columns(pl.lit(0.0).alias("pc2"))
         colour = _colour(data, wide["sample_id"])
         note = f"coloured by {data.colour_by}" if data.colour_by else "no sample attribute to colour by"
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of the top {data.top_genes} variable genes; "
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of the (at most) {data.top_genes} most variable genes; "
                      f"{html.escape(note)}.</p>"
                      + _img(pca_scatter(wide, colour=colour, explained=data.explained.get(assay),
                                         title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))
