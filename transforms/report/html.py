@@ -33,7 +33,7 @@ table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 th { background: #f3f3f3; } tr.fail td { background: #fdecea; }
 img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
-.note { color: #666; font-size: 0.9em; } nav a { margin-right: 1em; }
+.note { color: #666; font-size: 0.9em; } nav a { margin-right: 1em; } .wide { overflow-x: auto; }
 """
 
 
@@ -180,6 +180,17 @@ def _contrast_section(data: StudyReportData) -> str:
     return "".join(f"<h3>{html.escape(name)}</h3>" + _img(png, name) for name, png in data.contrast_plots)
 
 
+def _coverage_section(coverage: pl.DataFrame) -> str:
+    """Samples per layer first (a study may have hundreds of samples), then the per-sample table."""
+    if coverage.height == 0:
+        return _none("No samples.")
+    layers = [c for c in coverage.columns if c.startswith("has_")]
+    per_layer = pl.DataFrame({"layer": [c.removeprefix("has_") for c in layers],
+                              "samples": [int(coverage[c].sum()) for c in layers]})
+    return (f"<p>{coverage.height} samples; samples with each layer:</p>" + html_table(per_layer)
+            + '<div class="wide">' + html_table(coverage.drop("study_id", strict=False)) + "</div>")
+
+
 def _optional_section(name: str, rows: pl.DataFrame, image: bytes | None) -> str:
     body = (_img(image, name) if image is not None else "") + (html_table(rows, max_rows=50) if rows.height
                                                                else _none("No rows for this study."))
@@ -201,9 +212,7 @@ def study_report_html(data: StudyReportData) -> str:
         _section("pca", "PCA", _pca_section(data)),
         _section("clusters", "Clusters", _clusters_section(data)),
         _section("differential-expression", "Differential expression", _contrast_section(data)),
-        _section("omics-coverage", "Omics coverage",
-                 html_table(data.coverage.drop("study_id", strict=False)) if data.coverage.height
-                 else _none("No samples.")),
+        _section("omics-coverage", "Omics coverage", _coverage_section(data.coverage)),
     ]
     sections += [_optional_section(name, rows, data.images.get(name)) for name, rows in data.optional.items()]
     ids = [*SECTIONS, *(n.replace("_", "-") for n in data.optional)]
