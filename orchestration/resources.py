@@ -58,6 +58,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def refresh_catalog(self) -> Path:
         return refresh_catalog(self.lake(), Path(self.warehouse_dir))
 
+    @property
+    def warehouse_path(self) -> Path:
+        return Path(self.warehouse_dir)
+
     def reports_dir(self, study_id: str) -> Path:
         folder = Path(self.warehouse_dir, "reports", study_id)
         folder.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,14 @@ from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
-STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "publish")
+STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 """Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
 ``dg.Failure(allow_retries=False)`` and is never retried."""
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
-                               description="Ingest one study partition, recompute what depends on it, publish it.",
+                               description="Ingest one study partition, recompute what depends on it, publish it, "
+                                           "write its report.",
                                op_retry_policy=TRANSIENT_RETRY)
 cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
                                       description="Bring signature_matches up to date (only new or changed pairs).",

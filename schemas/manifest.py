@@ -128,6 +128,23 @@ class ZscoreReference(_Strict):
     values: list[str]
 
 
+class QcSettings(_Strict):
+    """``qc:`` in study.yaml: sample QC thresholds and what downstream stages do with failed samples.
+
+    Thresholds are scater / nf-core style median absolute deviations (MAD, scaled to the normal SD), per count
+    assay: log library size and log detected genes below median - nmads x MAD, pct_mito above median + nmads x MAD,
+    median correlation below median - nmads x MAD, PCA distance above median + nmads x MAD.
+    """
+
+    nmads: float = Field(3.0, gt=0, description="MADs from the median a sample may lie before it is flagged.")
+    exclude_failed: bool = Field(False, description="Declare that downstream stages should leave out samples "
+                                                    "failing QC (recorded in metadata, never silent).")
+    top_genes: int = Field(500, ge=2, description="Most variable genes PCA, correlation and clustering use "
+                                                  "(DESeq2 plotPCA ntop = 500).")
+    color_by: str | None = Field(None, description="Sample attribute colouring the report's PCA (default: the "
+                                                   "first contrast's factor).")
+
+
 class StudyManifest(_Strict):
     """``study.yaml``: one study folder. Paths are relative to the folder and may not leave it."""
 
@@ -146,6 +163,7 @@ class StudyManifest(_Strict):
     gene_sets: list[str] = Field(default_factory=list, description="Gene-set libraries of the study: GMT files or "
                                  "signature YAML files (signatures: name, up / down or weights), relative to the "
                                  "study folder; the library name is the file name without its extension.")
+    qc: QcSettings = Field(default_factory=QcSettings)
     source_layout: Literal["study_yaml", "cbioportal"] = "study_yaml"
 
     @field_validator("study_id")
@@ -199,7 +217,7 @@ def unknown_keys(data: object) -> list[tuple[str, str | None]]:
 
 _NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
     (StudyManifest, "assays"): Assay, (StudyManifest, "contrasts"): Contrast,
-    (StudyManifest, "zscore_reference"): ZscoreReference,
+    (StudyManifest, "zscore_reference"): ZscoreReference, (StudyManifest, "qc"): QcSettings,
 }
 
 

@@ -584,6 +584,60 @@ class FeatureValues(_Table):
 
     class Config:
         unique = ["feature_set", "version", "study_id", "sample_id", "feature"]
+QC_FLAGS = ["low_library_size", "low_detected_genes", "high_pct_mito", "low_correlation", "pca_outlier"]
+
+
+class SampleQc(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    library_size: float = pa.Field(ge=0, description="Sum of the sample's counts over every complete feature of "
+                                                     "the assay.")
+    detected_genes: int = pa.Field(ge=0, description="Features with count > 0 in the sample.")
+    pct_top100: float = _nullable_float("Percent of the library in the sample's 100 most counted features (NULL "
+                                        "when the assay has 100 features or fewer).")
+    pct_mito: float = _nullable_float("Percent of the library on mitochondrial genes (chromosome MT in `genes`); "
+                                      "NULL when the assay maps no mitochondrial gene.")
+    median_correlation: float = _nullable_float("Median Pearson correlation with the study's other samples over "
+                                                "the top variable genes (VST, else log2 CPM).")
+    pca_distance: float = _nullable_float("Euclidean distance from the study's median in PCA space (the "
+                                          "components in sample_embeddings).")
+    qc_flags: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
+        description="Failed checks: low_library_size, low_detected_genes (log scale, below median - nmads MAD), "
+                    "high_pct_mito, pca_outlier (above median + nmads MAD), low_correlation (below); empty when "
+                    "none.")
+    qc_pass: bool = pa.Field(description="True when qc_flags is empty.")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id"]
+
+
+class SampleEmbeddings(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    method: str = pa.Field(isin=["pca"], description="Embedding method: pca (centred, unscaled, on the top "
+                                                    "variable genes of the VST, else log2 CPM, as DESeq2 plotPCA).")
+    component: int = pa.Field(ge=1, description="Component number, 1 = most variance explained.")
+    value: float = pa.Field(description="The sample's score on the component (sign as numpy SVD, made positive on "
+                                        "the largest-magnitude loading).")
+
+    class Config:
+        unique = ["study_id", "assay", "method", "sample_id", "component"]
+
+
+class SampleClusters(_Table):
+    study_id: str = _study()
+    sample_id: str = _sample()
+    assay: str = _assay()
+    method: str = pa.Field(isin=["hierarchical", "consensus"],
+                           description="hierarchical: average linkage on 1 - Pearson correlation; consensus: "
+                                       "Monti 2003 consensus clustering over resamples of 80% of the samples.")
+    k: int = pa.Field(ge=2, description="Number of clusters the tree was cut into.")
+    cluster: int = pa.Field(ge=1, description="Cluster of the sample at this k (1..k, numbered by first sample).")
+
+    class Config:
+        unique = ["study_id", "assay", "method", "k", "sample_id"]
 
 
 TABLES: dict[str, type[_Table]] = {
@@ -618,6 +672,9 @@ TABLES: dict[str, type[_Table]] = {
     "biomarker_candidates": BiomarkerCandidates,
     "feature_sets": FeatureSets,
     "feature_values": FeatureValues,
+    "sample_qc": SampleQc,
+    "sample_embeddings": SampleEmbeddings,
+    "sample_clusters": SampleClusters,
     "study_versions": StudyVersions,
 }
 
@@ -671,6 +728,12 @@ TABLE_DOCS: dict[str, str] = {
                     "scaling parameters), size and content hash.",
     "feature_values": "One row per feature set, version, sample and non-null feature: the ML matrix in long "
                       "form (pivoted on read by warehouse.features).",
+    "sample_qc": "One row per study, count assay and sample: library size, detected genes, top-100 and "
+                 "mitochondrial fractions, correlation and PCA distance, the MAD-based QC flags and pass / fail.",
+    "sample_embeddings": "One row per study, count assay, method, sample and component: PCA scores of the "
+                         "samples on the top variable genes.",
+    "sample_clusters": "One row per study, count assay, method, k and sample: hierarchical and consensus "
+                       "clusters of the samples on the top variable genes.",
     "study_versions": "One row per study and table: the table version and files the catalog shows for the study. "
                       "A study's tables are published together in one commit once every stage has run, so "
                       "readers never see counts of one load beside normalised values of another.",
@@ -692,7 +755,9 @@ SIGNATURE_TABLES = ["signature_scores", "gene_set_enrichment"]
 """Per-study tables of the signatures stage (computed from the normalised tables)."""
 CROSS_OMICS_TABLES = ["gene_sample_omics", "omics_correlations", "mutation_effects", "biomarker_candidates"]
 """Tables the cross_omics stage computes from the harmonised and normalised ones."""
-DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES, *CROSS_OMICS_TABLES]
+QC_TABLES = ["sample_qc", "sample_embeddings", "sample_clusters"]
+"""Tables the qc stage computes from a study's counts and VST."""
+DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES, *CROSS_OMICS_TABLES, *QC_TABLES]
 """Per-study tables computed from a study's load by a stage after ingest: each commit records that load."""
 INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*DERIVED_TABLES, "study_versions"}]
 """Tables one study's ingest replaces together."""

@@ -27,7 +27,8 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
     try:
         with dg.DagsterInstance.get() as instance:
             instance.add_dynamic_partitions("studies", ["airway"])
-        groups = "group:ingest or group:normalise or group:signatures or group:cross_omics or group:publish"
+        groups = ("group:ingest or group:normalise or group:signatures or group:cross_omics or group:qc or "
+                  "group:publish or group:report")
         subprocess.run([str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m",
                         "orchestration.definitions", "--select", groups, "--partition", "airway"],
                        check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
@@ -40,7 +41,7 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
         return [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type == kind]
 
     steps, (end,) = times(dg.DagsterEventType.STEP_SUCCESS), times(dg.DagsterEventType.RUN_SUCCESS)
-    assert len(steps) == 7  # ingest, normalise, DE, signature scores, enrichment, cross-omics, publish
+    assert len(steps) == 9  # ingest, normalise, DE, signature scores, enrichment, cross-omics, qc, publish, report
     assert end - max(steps) < 10  # a lingering worker pool kept the DE step's process alive for 300 s
     assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # transforms/ingest/reference/release.json: 77,614 genes
     assert sql(wh, "SELECT count(*) FROM rna_expression WHERE symbol IS NOT NULL")[0][0] > 0

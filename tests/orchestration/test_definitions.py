@@ -35,6 +35,7 @@ INGEST_DEPS = ("gene_xrefs", "genes")
 NORMALISE_DEPS = ("rna_abundance", "rna_counts", "sample_attributes")
 CROSS_OMICS_DEPS = ("copy_number", "differential_expression", "gene_mutation_status", "genes", "protein_abundance",
                     "rna_normalized", "sample_attributes", "variants")
+QC_DEPS = ("genes", "rna_counts", "rna_normalized", "rna_vst")
 ASSET_GRAPH = [
     ("biomarker_candidates", "cross_omics", "studies", CROSS_OMICS_DEPS),
     ("cn_segments", "ingest", "studies", INGEST_DEPS),
@@ -58,15 +59,20 @@ ASSET_GRAPH = [
     ("rna_sample_factors", "normalise", "studies", NORMALISE_DEPS),
     ("rna_vst", "normalise", "studies", NORMALISE_DEPS),
     ("sample_attributes", "ingest", "studies", INGEST_DEPS),
+    ("sample_clusters", "qc", "studies", QC_DEPS),
+    ("sample_embeddings", "qc", "studies", QC_DEPS),
+    ("sample_qc", "qc", "studies", QC_DEPS),
     ("samples", "ingest", "studies", INGEST_DEPS),
     ("signature_matches", "cross_study", None, ("gene_set_members",)),
     ("signature_scores", "signatures", "studies", ("gene_set_members", "gene_sets", "rna_normalized")),
     ("studies", "ingest", "studies", INGEST_DEPS),
+    ("study_report", "report", "studies", ("study_versions",)),
     ("study_versions", "publish", "studies", (
         "biomarker_candidates", "cn_segments", "copy_number", "differential_expression", "gene_id_map",
         "gene_mutation_status", "gene_sample_omics", "gene_set_enrichment", "mutation_effects", "omics_correlations",
         "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized", "rna_sample_factors", "rna_vst",
-        "sample_attributes", "samples", "signature_scores", "studies", "subject_attributes", "subjects", "variants")),
+        "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc", "samples", "signature_scores",
+        "studies", "subject_attributes", "subjects", "variants")),
     ("subject_attributes", "ingest", "studies", INGEST_DEPS),
     ("subjects", "ingest", "studies", INGEST_DEPS),
     ("variants", "ingest", "studies", INGEST_DEPS),
@@ -95,6 +101,9 @@ ASSET_CHECKS = [
     "rna_sample_factors:contract",
     "rna_vst:contract",
     "sample_attributes:contract",
+    "sample_clusters:contract",
+    "sample_embeddings:contract",
+    "sample_qc:contract",
     "samples:contract",
     "signature_matches:contract",
     "signature_scores:contract",
@@ -143,3 +152,23 @@ def test_signature_assets_groups_partitions_and_checks():
         k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("study_versions")).parent_keys}
     assert {"signature_scores", "gene_set_enrichment"} <= parents
+
+
+def test_qc_and_report_assets_follow_normalise_and_publication():
+    from orchestration.definitions import STUDY_ASSETS
+    from orchestration.sensors import STUDY_GROUPS
+    from schemas.tables import QC_TABLES
+
+    graph = defs.resolve_asset_graph()
+    for table in QC_TABLES:
+        node = graph.get(dg.AssetKey(table))
+        assert node.group_name == "qc"
+        assert node.partitions_def.name == "studies"
+        assert dg.AssetKey("rna_vst") in node.parent_keys
+        assert dg.AssetKey(table) in graph.get(dg.AssetKey("study_versions")).parent_keys  # published with the set
+    report = graph.get(dg.AssetKey("study_report"))
+    assert report.group_name == "report"
+    assert report.parent_keys == {dg.AssetKey("study_versions")}
+    assert {"qc", "report"} <= set(STUDY_GROUPS)
+    keys = [key.to_user_string() for asset in STUDY_ASSETS for key in asset.keys]
+    assert keys[-2:] == ["study_versions", "study_report"]  # publication writes the last table; the report reads it

@@ -42,3 +42,16 @@ def test_confine_rejects_absolute_dotdot_and_linked_paths(tmp_path):
     for path in ("../outside.tsv", str(tmp_path / "outside.tsv"), "link.tsv", study / "link.tsv"):
         with pytest.raises(PathOutsideStudy):
             confine(study, path)
+
+
+def test_qc_key_has_documented_defaults_and_reports_typos():
+    from schemas.manifest import StudyManifest, unknown_keys
+
+    default = StudyManifest(study_id="s", name="s")
+    assert (default.qc.nmads, default.qc.exclude_failed, default.qc.top_genes) == (3.0, False, 500)
+    custom = StudyManifest.model_validate({"study_id": "s", "name": "s", "qc": {"nmads": 2.5, "exclude_failed": True}})
+    assert (custom.qc.nmads, custom.qc.exclude_failed) == (2.5, True)
+    assert StudyManifest.model_validate_json(custom.model_dump_json()).qc == custom.qc  # stored in studies.manifest
+    with pytest.raises(ValidationError, match="nmads"):
+        StudyManifest.model_validate({"study_id": "s", "name": "s", "qc": {"nmads": 0}})
+    assert unknown_keys({"study_id": "s", "name": "s", "qc": {"nmad": 3}}) == [("qc.nmad", "nmads")]

@@ -193,3 +193,46 @@ def test_unknown_sample_issue_points_at_the_header_line(tmp_path, example_landin
     assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1
     rows = _sql(tmp_path / "wh", "SELECT file, line, \"column\", code FROM ingest_issues WHERE severity = 'error'")
     assert rows == [("counts.tsv", 2, "untreated9", "unknown_sample")]  # "treated3" inside "untreated3"
+
+
+# awk -F'\t' 'NR>1{for(i=2;i<=NF;i++) if($i>0) d[i]++} END{...}' examples/pasilla/counts.tsv
+PASILLA_DETECTED_GENES = {"untreated1": 10529, "untreated2": 11154, "untreated3": 10202, "untreated4": 10281,
+                          "treated1": 11208, "treated2": 10323, "treated3": 10332}
+
+
+def test_build_sample_qc_counts_libraries_and_detected_genes_by_hand(built):
+    _, wh = built
+    rows = _sql(wh, "SELECT sample_id, library_size, detected_genes, qc_pass FROM sample_qc WHERE study_id = 'pasilla'")
+    assert {s: lib for s, lib, _, _ in rows} == PASILLA_LIBRARY_SIZES
+    assert {s: n for s, _, n, _ in rows} == PASILLA_DETECTED_GENES
+    assert all(ok for *_, ok in rows)  # the DESeq2 vignette's libraries are all fine
+
+
+def test_build_embeddings_and_clusters_for_every_count_study(built):
+    _, wh = built
+    qc = dict(_sql(wh, "SELECT study_id, count(*) FROM sample_qc GROUP BY ALL"))
+    assert qc == {"airway": 8, "pasilla": 7}  # tcga_laml and study_es_0 have no raw counts: no rows
+    pcs = dict(_sql(wh, "SELECT study_id, count(DISTINCT sample_id) FROM sample_embeddings WHERE component = 1 "
+                        "GROUP BY ALL"))
+    assert pcs == {"airway": 8, "pasilla": 7}
+    methods = _sql(wh, "SELECT DISTINCT study_id, method FROM sample_clusters WHERE k = 2 ORDER BY ALL")
+    assert methods == [("airway", "consensus"), ("airway", "hierarchical"), ("pasilla", "consensus"),
+                       ("pasilla", "hierarchical")]
+
+
+def test_build_writes_a_report_per_study_that_renders_in_chromium(built):
+    from tests.browser import render
+    from transforms.report.html import SECTIONS
+
+    _, wh = built
+    listed = dict(_sql(wh, "SELECT study_id, report_path FROM study_reports"))
+    assert listed == {s: f"reports/{s}/index.html" for s in ("airway", "pasilla", "tcga_laml", "study_es_0")}
+    assert all((wh / path).is_file() for path in listed.values())
+    index = (wh / "reports" / "index.html").read_text()
+    assert all(f'href="{s}/index.html"' in index for s in listed)
+    for study, images in (("pasilla", 5), ("tcga_laml", 0)):  # QC bars, heatmap, PCA, volcano, MA; none for LAML
+        rendered = render(wh / listed[study])
+        assert rendered.console == []
+        assert all(f'id="{section}"' in rendered.dom for section in SECTIONS)
+        assert rendered.dom.count("<img") == images
+    assert render(wh / "reports" / "index.html").console == []

@@ -29,11 +29,11 @@ def _rows(wh: Path, sql: str) -> list[tuple]:
 
 
 def _derived(lake: Lake, study_id: str, load: str) -> None:
-    """The normalise, DE and cross-omics tables of a load, empty (what a study without counts' stages commit)."""
-    from schemas.tables import CROSS_OMICS_TABLES, NORMALISE_TABLES
+    """The derived tables of a load (normalise, DE, signatures, cross-omics, QC), empty (what a study without
+    counts' stages commit)."""
+    from schemas.tables import DERIVED_TABLES
 
-    commit = commit_frames(lake, [], tables=[*NORMALISE_TABLES, *CROSS_OMICS_TABLES], study_id=study_id,
-                           fingerprint=f"d-{load}", inputs=load)
+    commit = commit_frames(lake, [], tables=DERIVED_TABLES, study_id=study_id, fingerprint=f"d-{load}", inputs=load)
     assert commit.ok
 
 

@@ -1,0 +1,25 @@
+"""The study report: an offline HTML page of what readers see of one study, written after it is published.
+
+It reads the catalog, not the lake, so it runs after ``study_versions`` (publication rebuilds the catalog) and
+writes no table: its output is ``<warehouse>/reports/<study>/index.html`` and the warehouse's report index.
+"""
+
+import dagster as dg
+
+from orchestration.partitions import studies
+from orchestration.resources import WarehouseResource
+from warehouse.publish import LEDGER
+from warehouse.report import write_study_report
+
+
+@dg.asset(name="study_report", group_name="report", deps=[LEDGER], kinds={"html"}, partitions_def=studies,
+          description="HTML report of a published study: sample QC, correlation heatmap, PCA, clusters, volcano "
+                      "and MA plots, omics coverage (reports/<study>/index.html).")
+def study_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Write the study's report and the report index from the catalog readers see."""
+    with warehouse.study_session(context.partition_key) as lake:  # the study's lock: one writer of its reports
+        written = write_study_report(warehouse.warehouse_path, context.partition_key, lake=lake)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(written.path)),
+        "url": dg.MetadataValue.url(written.path.resolve().as_uri()),
+        "sections": written.sections, "unchanged": written.unchanged})

@@ -1,0 +1,157 @@
+"""Sample QC on real counts (pasilla) and planted outliers; PCA against scikit-learn; consensus on planted groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.decomposition import PCA
+
+from schemas.manifest import QcSettings
+from transforms.qc import samples as qc
+from transforms.qc.study import qc_study
+
+PASILLA = Path(__file__).resolve().parents[3] / "examples" / "pasilla" / "counts.tsv"
+
+# awk -F'\t' 'NR==1{for(i=2;i<=NF;i++)h[i]=$i; next} {for(i=2;i<=NF;i++){s[i]+=$i; if($i>0)d[i]++}}
+#     END{for(i=2;i<=8;i++) print h[i], s[i], d[i]}' examples/pasilla/counts.tsv
+PASILLA_BY_HAND = {"untreated1": (13972512, 10529), "untreated2": (21911438, 11154), "untreated3": (8358426, 10202),
+                   "untreated4": (9841335, 10281), "treated1": (18670279, 11208), "treated2": (9571826, 10323),
+                   "treated3": (10343856, 10332)}
+
+
+def _pasilla() -> pl.DataFrame:
+    return pl.read_csv(PASILLA, separator="\t")
+
+
+def _long(wide: pl.DataFrame) -> pl.LazyFrame:
+    return (wide.unpivot(index="gene_id", variable_name="sample_id", value_name="count")
+            .rename({"gene_id": "feature_id"})
+            .with_columns(pl.lit("gene_counts").alias("assay"), pl.lit(None, pl.Int64).alias("gene_id"),
+                          pl.col("count").cast(pl.Float64)).lazy())
+
+
+def _log2_cpm(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """log2(CPM + 1): a plain log scale for the tests (the stage uses VST, else edgeR's log2 CPM)."""
+    return counts.with_columns(
+        (pl.col("count") / pl.col("count").sum().over("sample_id") * 1e6 + 1).log(2).alias("log2_cpm"),
+        pl.lit("counts").alias("source"))
+
+
+def _stage(counts: pl.LazyFrame, tmp_path: Path, **settings: object) -> dict[str, pl.DataFrame]:
+    empty_vst = pl.LazyFrame(schema={"assay": pl.String, "sample_id": pl.String, "feature_id": pl.String,
+                                     "gene_id": pl.Int64, "vst": pl.Float64})
+    stage = qc_study(counts, empty_vst, _log2_cpm(counts), pl.Series([], dtype=pl.Int64),
+                     settings=QcSettings.model_validate(settings), workdir=tmp_path)
+    found: dict[str, list[pl.DataFrame]] = {}
+    for table, frame in stage.frames:
+        found.setdefault(table, []).append(frame)
+    return {t: pl.concat(f) for t, f in found.items()}
+
+
+def test_count_metrics_library_size_and_detected_genes_by_hand():
+    wide = _pasilla()
+    samples = [c for c in wide.columns if c != "gene_id"]
+    metrics = qc.count_metrics(wide.select(samples).to_numpy().astype(float))
+    found = {s: (metrics.library_size[i], metrics.detected_genes[i]) for i, s in enumerate(samples)}
+    assert found == PASILLA_BY_HAND
+    assert np.isnan(metrics.pct_mito).all()  # no mitochondrial rows given
+
+
+def test_count_metrics_pct_top100_and_mito_on_a_small_block():
+    counts = np.zeros((150, 2))
+    counts[:100, 0] = 1  # sample 0: 100 features of 1 and 50 of 0 -> top 100 hold everything
+    counts[:, 1] = 2     # sample 1: 150 features of 2 -> top 100 hold 200 / 300
+    mito = np.zeros(150, dtype=bool)
+    mito[:3] = True      # sample 0: 3 / 100 on mito; sample 1: 6 / 300
+    metrics = qc.count_metrics(counts, mito=mito)
+    np.testing.assert_allclose(metrics.pct_top100, [100.0, 100 * 200 / 300])
+    np.testing.assert_allclose(metrics.pct_mito, [3.0, 2.0])
+
+
+def test_mad_outliers_follow_scater_is_outlier():
+    # scater::isOutlier(c(10, 11, 12, 13, 100), nmads = 3, type = "higher"): median 12, mad = 1.4826 * 1
+    values = np.array([10.0, 11, 12, 13, 100])
+    assert qc.mad_outliers(values, nmads=3, side="higher").tolist() == [False, False, False, False, True]
+    assert not qc.mad_outliers(values, nmads=3, side="lower").any()
+    # median 11.5, absolute deviations 4.5 4.4 .5 .5 .5 1.5 -> MAD 1.0 x 1.4826; 11.5 - 3 x 1.4826 = 7.052
+    values = np.array([7.0, 7.1, 11, 12, 12, 13])
+    assert qc.mad_outliers(values, nmads=3, side="lower").tolist() == [True, False, False, False, False, False]
+
+
+def test_pca_equals_scikit_learn_up_to_sign():
+    rng = np.random.default_rng(7)
+    block = rng.normal(size=(40, 9)) + np.linspace(0, 3, 9)  # genes x samples
+    fit = qc.pca(block)
+    reference = PCA(n_components=8, svd_solver="full").fit(block.T)
+    expected = reference.transform(block.T)
+    assert fit.scores.shape == (9, 8)
+    for component in range(8):
+        a, b = fit.scores[:, component], expected[:, component]
+        sign = np.sign(a @ b)
+        np.testing.assert_allclose(a, sign * b, atol=1e-10)
+    np.testing.assert_allclose(fit.explained, reference.explained_variance_ratio_, atol=1e-12)
+
+
+def test_pca_equals_numpy_svd_of_the_centred_transpose():
+    rng = np.random.default_rng(3)
+    block = rng.poisson(20, size=(30, 6)).astype(float)
+    x = block.T - block.T.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    fit = qc.pca(block)
+    np.testing.assert_allclose(np.abs(fit.scores), np.abs(u[:, :5] * s[:5]), atol=1e-10)
+
+
+def test_top_variable_keeps_the_most_variable_complete_rows():
+    block = np.array([[1.0, 1, 1], [0, 5, 10], [0, 1, 2], [np.nan, 0, 100]])
+    np.testing.assert_array_equal(qc.top_variable(block, top_genes=2), block[[1, 2]])
+
+
+def test_consensus_clusters_recover_planted_groups():
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(200, 1))
+    group_a = base + rng.normal(scale=0.3, size=(200, 5))
+    group_b = -base + rng.normal(scale=0.3, size=(200, 5))
+    found = qc.consensus_clusters(np.hstack([group_a, group_b]))
+    assert found is not None
+    assert found.chosen_k == 2
+    assert found.consensus[2].tolist() == [1] * 5 + [2] * 5
+    assert found.hierarchical[2].tolist() == [1] * 5 + [2] * 5
+    assert found.pac[2] == 0.0
+
+
+def test_qc_study_flags_planted_outliers(tmp_path):
+    wide = _pasilla()
+    rng = np.random.default_rng(5)
+    # treated3 thinned to 2% of its reads (a failed library); untreated4's counts shuffled across genes (a swap)
+    thinned = rng.binomial(wide["treated3"].to_numpy(), 0.02)
+    shuffled = rng.permutation(wide["untreated4"].to_numpy())
+    planted = wide.with_columns(pl.Series("treated3", thinned), pl.Series("untreated4", shuffled))
+    tables = _stage(_long(planted), tmp_path)
+    qc_rows = tables["sample_qc"].sort("sample_id")
+    flags = dict(zip(qc_rows["sample_id"], qc_rows["qc_flags"].to_list(), strict=True))
+    assert "low_library_size" in flags["treated3"]
+    assert "low_correlation" in flags["untreated4"]
+    assert {s for s, f in flags.items() if f} == {"treated3", "untreated4"}
+    assert dict(zip(qc_rows["sample_id"], qc_rows["qc_pass"], strict=True))["treated1"] is True
+    assert qc_rows.filter(pl.col("sample_id") == "treated3")["library_size"].item() == thinned.sum()
+
+
+def test_qc_study_writes_pca_and_clusters_of_every_sample(tmp_path):
+    tables = _stage(_long(_pasilla()), tmp_path)
+    embeddings = tables["sample_embeddings"]
+    assert embeddings.height == 7 * 6  # 7 samples x (7 - 1) components
+    assert set(embeddings["method"]) == {"pca"}
+    clusters = tables["sample_clusters"]
+    assert set(clusters["method"]) == {"hierarchical", "consensus"}
+    assert clusters.group_by("method", "k").len()["len"].to_list() == [7] * clusters.select("method", "k").n_unique()
+    assert tables["sample_qc"]["qc_pass"].all()
+
+
+@pytest.mark.parametrize("nmads", [0.5, 3.0])
+def test_qc_study_nmads_from_the_manifest_moves_the_threshold(tmp_path, nmads):
+    tables = _stage(_long(_pasilla()), tmp_path, nmads=nmads)
+    failed = (~tables["sample_qc"]["qc_pass"]).sum()
+    assert (failed > 0) == (nmads < 1)

@@ -1,0 +1,1 @@
+"""Sample QC, embeddings and clustering on dense study blocks."""

@@ -1,0 +1,86 @@
+"""Plots of a study's sample QC: library sizes and detected genes, correlation heatmap with dendrogram, PCA.
+
+Drawn like :mod:`transforms.report.plots`: matplotlib's Agg backend on a private ``Figure``, PNG bytes out.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import dendrogram, linkage
+from scipy.spatial.distance import squareform
+
+_PASS = "#2c7fb8"
+_FAIL = "#c0392b"
+_PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+
+
+def _png(figure: Figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
+    """Library size and detected genes per sample (one ``sample_qc`` assay), failed samples in red."""
+    figure = Figure(figsize=(8, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    labels = qc["sample_id"].to_list()
+    colours = [_PASS if ok else _FAIL for ok in qc["qc_pass"].to_list()]
+    for axes, column, label in ((left, "library_size", "library size (counts)"),
+                                (right, "detected_genes", "detected genes (count > 0)")):
+        axes.bar(range(len(labels)), qc[column].to_numpy(), color=colours)
+        axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axes.set_ylabel(label)
+    figure.suptitle(f"{title} (red: fails QC)", fontsize=10)
+    return _png(figure)
+
+
+def correlation_heatmap(corr: np.ndarray, labels: list[str], *, title: str) -> bytes:
+    """Sample correlation heatmap ordered by an average-linkage dendrogram (1 - correlation), drawn above it."""
+    figure = Figure(figsize=(6.5, 7), dpi=100)
+    FigureCanvasAgg(figure)
+    top = figure.add_axes((0.2, 0.78, 0.62, 0.15))
+    heat = figure.add_axes((0.2, 0.18, 0.62, 0.6))
+    bar = figure.add_axes((0.85, 0.18, 0.03, 0.6))
+    distance = np.clip(1 - corr, 0, None)
+    np.fill_diagonal(distance, 0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    order = dendrogram(tree, ax=top, no_labels=True, color_threshold=0, above_threshold_color="black")["leaves"]
+    top.set_axis_off()
+    image = heat.imshow(corr[np.ix_(order, order)], cmap="viridis", aspect="auto", interpolation="nearest")
+    names = [labels[i] for i in order]
+    heat.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    heat.set_yticks(range(len(names)), names, fontsize=7)
+    figure.colorbar(image, cax=bar, label="Pearson r")
+    top.set_title(title, fontsize=10)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def pca_scatter(scores: pl.DataFrame, *, colour: pl.Series | None, explained: list[float] | None,
+                title: str) -> bytes:
+    """PC1 against PC2 (``sample_id``, ``pc1``, ``pc2``), coloured by a sample attribute when given."""
+    figure = Figure(figsize=(6, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    x, y = scores["pc1"].to_numpy(), scores["pc2"].to_numpy()
+    groups = colour.fill_null("NA").to_list() if colour is not None else ["samples"] * scores.height
+    for i, level in enumerate(sorted(set(groups))):
+        mask = np.array([g == level for g in groups])
+        axes.scatter(x[mask], y[mask], s=30, color=_PALETTE[i % len(_PALETTE)], label=str(level))
+    for label, xi, yi in zip(scores["sample_id"].to_list(), x, y, strict=True):
+        axes.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    share = explained or []
+    axes.set_xlabel("PC1" + (f" ({100 * share[0]:.0f}% variance)" if len(share) > 0 else ""))
+    axes.set_ylabel("PC2" + (f" ({100 * share[1]:.0f}% variance)" if len(share) > 1 else ""))
+    axes.legend(fontsize=7, title=colour.name if colour is not None else None, title_fontsize=7)
+    axes.set_title(title, fontsize=10)
+    return _png(figure)
