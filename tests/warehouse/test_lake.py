@@ -81,8 +81,10 @@ def test_unchanged_skips_a_unit_whose_fingerprint_is_committed(lake: Lake) -> No
 
 def test_ensure_tables_tolerates_a_concurrent_creator(lake: Lake) -> None:
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pool.map(_create, [lake.root] * 4)
-    assert lake.version("samples") == 0
+        pool.map(_create, [lake.root] * 4)  # no creator fails
+    # a creator that checked before another committed may add one more empty commit (mode="ignore" checks first)
+    assert lake.version("samples") in (0, 1)
+    assert lake.scan("samples").collect().height == 0
 
 
 def _create(root: str) -> None:
