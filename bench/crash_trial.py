@@ -164,7 +164,7 @@ def column_digests(wh: Path, studies: list[str]) -> dict[str, dict[str, dict[str
                 out.setdefault(study, {})[table] = {
                     c: con.execute(f"SELECT md5(coalesce(string_agg(v, chr(10) ORDER BY v), '')) FROM "
                                    f"(SELECT coalesce(CAST({_value(c, t)} AS VARCHAR), '<null>') AS v "
-                                   f"FROM {_q(table)} WHERE study_id = ?)", [study]).fetchone()[0]
+                                   f"FROM {_q(table)} WHERE study_id = ?)", [study]).fetchall()[0][0]
                     for c, t in _columns(con, table)}
         return out
     finally:
@@ -197,7 +197,7 @@ def study_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], 
                 rows, digest = con.execute(
                     f"SELECT count(*), md5(coalesce(string_agg(r, chr(10) ORDER BY r), '')) FROM "
                     f"(SELECT CAST(t AS VARCHAR) AS r FROM (SELECT {cols} FROM {_q(table)} WHERE study_id = ?) t)",
-                    [study]).fetchone()
+                    [study]).fetchall()[0]
                 out[study][table] = [rows, digest]
         return out
     finally:
@@ -465,14 +465,16 @@ class Setup:
     notes: dict[str, Any]
 
 
-def prepare(work: Path, studies: dict[str, str] = STUDY_FOLDERS, *, log=print) -> Setup:  # type: ignore[no-untyped-def]
-    """Landing A and B, clean builds W_A, W_A2, W_B, and a measured un-killed B-over-A build."""
+def prepare(work: Path, studies: dict[str, str] = STUDY_FOLDERS, *, log=print, builder=build  # type: ignore[no-untyped-def]
+            ) -> Setup:
+    """Landing A and B, clean builds W_A, W_A2, W_B (with ``builder``), and a measured un-killed B-over-A build
+    (always a separate ``omicsdw build`` process, like the killed ones)."""
     landing_a, landing_b = make_landing(work, "A", studies), make_landing(work, "B", studies)
     ids = list(studies)
     times = {}
     for name, landing in (("W_A", landing_a), ("W_A2", landing_a), ("W_B", landing_b)):
         t0 = time.monotonic()
-        rc = build(landing, work / name, work / f"{name}.log")
+        rc = builder(landing, work / name, work / f"{name}.log")
         times[name] = round(time.monotonic() - t0, 2)
         if rc != 0:
             raise RuntimeError(f"clean build {name} failed (rc {rc}); see {work / f'{name}.log'}")
@@ -496,7 +498,9 @@ def prepare(work: Path, studies: dict[str, str] = STUDY_FOLDERS, *, log=print) -
     return Setup(work, landing_b, work / "W_A", ids, volatile, ref_a, ref_b, base_versions, measured, notes)
 
 
-def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = False) -> Trial:
+def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = False,  # type: ignore[no-untyped-def]
+              builder=build) -> Trial:
+    """One kill of a B build over a fresh copy of W_A, the checks, the re-run (with ``builder``) and its checks."""
     trial = Trial(n, target, round(param, 3))
     t0 = time.monotonic()
     wh = setup.work / f"trial_{n:03d}"
@@ -519,7 +523,7 @@ def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = F
             trial.api_agrees = api_agrees(wh, con, "rna_counts", setup.studies[0])
         finally:
             con.close()
-        trial.rerun_rc = build(setup.landing_b, wh, setup.work / f"trial_{n:03d}.rerun.log")
+        trial.rerun_rc = builder(setup.landing_b, wh, setup.work / f"trial_{n:03d}.rerun.log")
         after = study_digests(wh, setup.studies, setup.volatile)
         trial.after_rerun = {s: classify(after[s], setup.ref_a[s], setup.ref_b[s])[0] for s in setup.studies}
         trial.leftovers = lake_leftovers(wh)
