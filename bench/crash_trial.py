@@ -205,6 +205,25 @@ def study_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], 
             con.close()
 
 
+def api_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], tables: list[str]
+                ) -> dict[str, dict[str, list[Any]]]:
+    """The same digests over ``warehouse.table`` (the Python API's view of each study), via an in-memory DuckDB."""
+    import duckdb
+
+    import warehouse
+
+    mem = duckdb.connect(":memory:")
+    try:
+        for table in tables:
+            frame = warehouse.table(table, warehouse=wh).collect().to_arrow()
+            mem.register(f"{table}_arrow", frame)
+            mem.execute(f"CREATE VIEW {_q(table)} AS SELECT * FROM {_q(table + '_arrow')}")
+        mem.execute("CREATE TABLE catalog_versions AS SELECT unnest(?::VARCHAR[]) AS table_name", [tables])
+        return study_digests(wh, studies, volatile, mem)
+    finally:
+        mem.close()
+
+
 def classify(found: dict[str, list[Any]], ref_a: dict[str, list[Any]], ref_b: dict[str, list[Any]]
              ) -> tuple[str, dict[str, str]]:
     """'A', 'B' or 'MIX' for one study, and per table which reference it matches (A, B, AB if both, or NONE)."""
@@ -442,6 +461,8 @@ class Trial:
     opens: bool = False
     outcome: dict[str, str] = field(default_factory=dict)
     mixed_tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    api_outcome: dict[str, str] = field(default_factory=dict)
+    api_mixed_tables: dict[str, dict[str, str]] = field(default_factory=dict)
     api_agrees: bool | None = None
     rerun_rc: int | None = None
     converged: bool = False
@@ -484,6 +505,11 @@ def prepare(work: Path, studies: dict[str, str] = STUDY_FOLDERS, *, log=print, b
     ref_b = study_digests(work / "W_B", ids, volatile)
     same = {s: sorted(t for t in ref_a[s] if ref_a[s][t] == ref_b[s][t] and ref_a[s][t][0] > 0) for s in ids}
     empty = {s: sorted(t for t in ref_a[s] if ref_a[s][t][0] == 0 and ref_b[s][t][0] == 0) for s in ids}
+    con = _connect(work / "W_A")
+    tables = study_tables(con)
+    con.close()
+    api_matches = {name: api_digests(work / name, ids, volatile, tables) == ref
+                   for name, ref in (("W_A", ref_a), ("W_B", ref_b))}
     base_versions = table_versions(work / "W_A")
     over = work / "W_BoverA"
     shutil.copytree(work / "W_A", over)
@@ -492,7 +518,7 @@ def prepare(work: Path, studies: dict[str, str] = STUDY_FOLDERS, *, log=print, b
     converged = study_digests(over, ids, volatile) == ref_b
     notes = {"clean_build_s": times, "volatile_columns": volatile, "tables_same_in_A_and_B": same,
              "tables_empty_in_A_and_B": empty, "b_over_a_equals_clean_b": converged,
-             "b_over_a_leftovers": lake_leftovers(over),
+             "b_over_a_leftovers": lake_leftovers(over), "api_digests_equal_sql_on_references": api_matches,
              "rows_A": {s: {t: v[0] for t, v in ref_a[s].items()} for s in ids},
              "rows_B": {s: {t: v[0] for t, v in ref_b[s].items()} for s in ids}}
     return Setup(work, landing_b, work / "W_A", ids, volatile, ref_a, ref_b, base_versions, measured, notes)
@@ -520,9 +546,17 @@ def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = F
                 trial.outcome[study] = state
                 if state == "MIX":
                     trial.mixed_tables[study] = per
-            trial.api_agrees = api_agrees(wh, con, "rna_counts", setup.studies[0])
+            same_rows = api_agrees(wh, con, "rna_counts", setup.studies[0])
+            tables = study_tables(con)
         finally:
             con.close()
+        found = api_digests(wh, setup.studies, setup.volatile, tables)
+        for study in setup.studies:
+            state, per = classify(found[study], setup.ref_a[study], setup.ref_b[study])
+            trial.api_outcome[study] = state
+            if state == "MIX":
+                trial.api_mixed_tables[study] = per
+        trial.api_agrees = same_rows and trial.api_outcome == trial.outcome
         trial.rerun_rc = builder(setup.landing_b, wh, setup.work / f"trial_{n:03d}.rerun.log")
         after = study_digests(wh, setup.studies, setup.volatile)
         trial.after_rerun = {s: classify(after[s], setup.ref_a[s], setup.ref_b[s])[0] for s in setup.studies}
@@ -531,7 +565,8 @@ def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = F
     except Exception as exc:  # a catalog that does not open, a failed digest: recorded as the trial's error
         trial.error = f"{type(exc).__name__}: {exc}"[:500]
     trial.seconds = round(time.monotonic() - t0, 2)
-    ok = (trial.error is None and not trial.mixed_tables and trial.converged and trial.api_agrees
+    ok = (trial.error is None and not trial.mixed_tables and not trial.api_mixed_tables and trial.converged
+          and trial.api_agrees
           and not trial.leftovers.get("untracked") and not trial.leftovers.get("journals")
           and not trial.leftovers.get("catalog_tmp"))
     if ok and not keep:
@@ -571,7 +606,9 @@ def summary(trials: list[Trial], studies: list[str]) -> dict[str, Any]:
         "killed": sum(t.killed for t in trials),
         "finished_before_kill": sum(not t.killed for t in trials),
         "outcomes_per_study": by_study,
+        "api_outcomes_per_study": {s: dict(Counter(t.api_outcome.get(s, "ERROR") for t in trials)) for s in studies},
         "mixed_trials": [t.n for t in trials if t.mixed_tables],
+        "api_mixed_trials": [t.n for t in trials if t.api_mixed_tables],
         "catalog_did_not_open": [t.n for t in trials if not t.opens],
         "api_disagrees": [t.n for t in trials if t.api_agrees is False],
         "converge_failures": [t.n for t in trials if not t.converged],
@@ -586,11 +623,12 @@ def summary(trials: list[Trial], studies: list[str]) -> dict[str, Any]:
 
 
 def _table(trials: list[Trial], studies: list[str]) -> str:
-    lines = [f"{'n':>3} {'target':8} {'param':>7} {'delay':>6} kill {'outcome':14} conv untracked  progress"]
+    lines = [f"{'n':>3} {'target':8} {'param':>7} {'delay':>6} kill {'sql':8} {'api':8} conv untracked  progress"]
     for t in trials:
         outcome = "/".join(t.outcome.get(s, "?") for s in studies)
+        api = "/".join(t.api_outcome.get(s, "?") for s in studies)
         lines.append(f"{t.n:>3} {t.target:8} {t.param:>7} {t.delay_s:>6.2f} {'y' if t.killed else 'n':4} "
-                     f"{outcome:14} {'ok' if t.converged else 'FAIL':4} "
+                     f"{outcome:8} {api:8} {'ok' if t.converged else 'FAIL':4} "
                      f"{len(t.leftovers.get('untracked', [])):>9}  {t.phase.get('progress', '')[:40]}"
                      + (f"  ERROR {t.error}" if t.error else ""))
     return "\n".join(lines)
