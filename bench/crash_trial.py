@@ -348,6 +348,7 @@ class Watcher:
         self.counts: Counter[str] = Counter()
         self._base_logs = {log: set(os.listdir(log)) for log in self.logs}
         self._base_parquet = self._parquet()
+        self._catalog_present: set[str] = set()
 
     def _parquet(self) -> set[str]:
         found = set()
@@ -376,11 +377,11 @@ class Watcher:
             for name in self._parquet() - self._base_parquet - self.seen["stage"]:
                 self.seen["stage"].add(name)
                 events.append(("stage", name))
-        if "catalog" in targets:
-            for name in os.listdir(self.wh):
-                if name.startswith(CATALOG_TMP) and name not in self.seen["catalog"]:
-                    self.seen["catalog"].add(name)
-                    events.append(("catalog", name))
+        if "catalog" in targets:  # each appearance of the temp catalog (its name repeats within one process)
+            present = {n for n in os.listdir(self.wh) if n.startswith(CATALOG_TMP) and n.endswith(".tmp")}
+            for name in sorted(present - self._catalog_present):
+                events.append(("catalog", f"{name}#{self.counts['catalog'] + 1}"))
+            self._catalog_present = present
         for target, _ in events:
             self.counts[target] += 1
         return events
@@ -576,12 +577,14 @@ def run_trial(setup: Setup, n: int, target: str, param: float, *, keep: bool = F
     return trial
 
 
-def plan(n: int, measured: dict[str, Any], rng: random.Random) -> list[tuple[str, float]]:
+def plan(n: int, measured: dict[str, Any], rng: random.Random, targets: tuple[str, ...] = TARGETS
+         ) -> list[tuple[str, float]]:
     """(target, param) per trial: a delay uniform over the measured duration, or the k-th targeted event."""
     out = []
     events = measured["events"]
+    weights = [w for t, w in zip(TARGETS, TARGET_WEIGHTS, strict=True) if t in targets]
     for _ in range(n):
-        target = rng.choices(TARGETS, TARGET_WEIGHTS)[0]
+        target = rng.choices([t for t in TARGETS if t in targets], weights)[0]
         if target != "random" and not events.get(target):
             target = "random"
         if target == "random":
@@ -642,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="folder for warehouses and logs (default: a new temporary folder)")
     parser.add_argument("--deadline", type=float, default=0.0,
                         help="stop starting trials after this many seconds (0: no limit)")
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
+                        help=f"kinds of kill to draw from (default: all, weights {TARGET_WEIGHTS})")
     parser.add_argument("--keep", action="store_true", help="keep every trial's warehouse, not only failed ones")
     args = parser.parse_args(argv)
     t0 = time.monotonic()
@@ -653,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"volatile columns excluded: {setup.notes['volatile_columns']}", flush=True)
     rng = random.Random(args.seed)
     trials: list[Trial] = []
-    for n, (target, param) in enumerate(plan(args.trials, setup.measured, rng), start=1):
+    for n, (target, param) in enumerate(plan(args.trials, setup.measured, rng, tuple(args.targets)), start=1):
         if args.deadline and time.monotonic() - t0 > args.deadline:
             print(f"deadline reached after {len(trials)} trials", flush=True)
             break
