@@ -637,6 +637,34 @@ def _table(trials: list[Trial], studies: list[str]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """Tables for bench/README.md from a saved report: outcomes per kill kind, then the failures found."""
+    trials, studies = report["trials"], report["studies"]
+    head = ["kill kind", "trials", "killed"] + [f"{s} SQL A/B/MIX" for s in studies] + \
+        [f"{s} API A/B/MIX" for s in studies] + ["API != SQL", "converged", "untracked files", "journals left",
+                                                 "catalog tmp left", "catalog tmp right after kill"]
+    rows = []
+    for kind in [*TARGETS, "all"]:
+        group = [t for t in trials if kind in ("all", t["target"])]
+        if not group:
+            continue
+
+        def count(key: str, study: str, group: list[dict[str, Any]] = group) -> str:
+            c = Counter(t[key].get(study, "ERROR") for t in group)
+            return f"{c['A']}/{c['B']}/{c['MIX']}" + (f" (+{c['ERROR']} error)" if c["ERROR"] else "")
+
+        rows.append([kind, len(group), sum(t["killed"] for t in group),
+                     *[count("outcome", s) for s in studies], *[count("api_outcome", s) for s in studies],
+                     sum(t["api_agrees"] is False for t in group), sum(t["converged"] for t in group),
+                     sum(len(t["leftovers"].get("untracked", [])) for t in group),
+                     sum(bool(t["leftovers"].get("journals")) for t in group),
+                     sum(bool(t["leftovers"].get("catalog_tmp")) for t in group),
+                     sum(bool(t["phase"].get("catalog_tmp_after_kill")) for t in group)])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--trials", type=int, default=100)
@@ -648,7 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
                         help=f"kinds of kill to draw from (default: all, weights {TARGET_WEIGHTS})")
     parser.add_argument("--keep", action="store_true", help="keep every trial's warehouse, not only failed ones")
+    parser.add_argument("--markdown", metavar="REPORT", help="print README tables from a saved report and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     t0 = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicsdw-crash-"))
     work.mkdir(parents=True, exist_ok=True)
