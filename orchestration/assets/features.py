@@ -45,8 +45,6 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
                 built = build_feature_set(lake, current)
         except (LookupError, ValueError) as exc:
             raise dg.Failure(f"feature set {current.name!r}: {exc}") from exc
-        if built.new:
-            warehouse.refresh_catalog()
         return dg.MaterializeResult(metadata={"version": built.version, "rows": built.rows, "columns": built.columns,
                                               "content_hash": built.content_hash, "unchanged": not built.new})
 

@@ -48,7 +48,6 @@ def gene_set_registry(warehouse: WarehouseResource):
     with warehouse.study_session(None) as lake:
         commit, metadata = write_gene_sets(lake, landing=Path(warehouse.landing_dir),
                                            library_dir=warehouse_library_dir())
-    warehouse.refresh_catalog()
     yield from results(commit, metadata)
     raise_on_failures(commit, "the gene-set registry")
 
@@ -112,6 +111,5 @@ def signature_matches(warehouse: WarehouseResource):
     """CMap connectivity of every contrast's and user signature's up / down genes against every stored contrast."""
     with warehouse.study_session(None) as lake:
         commit, metadata = write_signature_matches(lake)
-    warehouse.refresh_catalog()
     yield from results(commit, {MATCHES: metadata})
     raise_on_failures(commit, MATCHES)
