@@ -177,6 +177,10 @@ class Consensus:
     chosen_k: int
 
 
+DISTANCE_DIGITS = 10
+"""Decimals kept of correlation distances before clustering (last-bit noise between builds is far below)."""
+
+
 def consensus_clusters(values: np.ndarray, *, max_k: int = MAX_K, resamples: int = RESAMPLES,
                        subsample: float = SUBSAMPLE, seed: int = 1) -> Consensus | None:
     """Hierarchical and consensus clusters of the samples (columns) for k = 2 .. min(max_k, samples - 1).
@@ -189,7 +193,9 @@ def consensus_clusters(values: np.ndarray, *, max_k: int = MAX_K, resamples: int
     ks = list(range(2, min(max_k, n - 1, size - 1) + 1))  # a subsample must be able to hold k + 1 samples
     if not ks:
         return None
-    full = correlation_distance(correlation(values))
+    # rounded: two builds of the same data differ in the last bits of normalised values, and a near-tie in the
+    # average linkage must not turn that into other clusters
+    full = np.round(correlation_distance(correlation(values)), DISTANCE_DIGITS)
     rng = np.random.default_rng(seed)
     together = {k: np.zeros((n, n)) for k in ks}
     sampled = np.zeros((n, n))
