@@ -82,12 +82,14 @@ def qc_study(counts: pl.LazyFrame, vst: pl.LazyFrame, normalised: pl.LazyFrame, 
                 embeddings[f"{assay}.explained_variance"] = [round(float(v), 4) for v in fit.explained]
                 embeddings[f"{assay}.genes"] = int(top.shape[0])
                 embeddings[f"{assay}.values"] = source
-                found = qc.consensus_clusters(top)
+                # samples in id order: the seeded resamples must not depend on the order the long table was scanned
+                order = np.argsort(ids.to_numpy(), kind="stable")
+                found = qc.consensus_clusters(top[:, order])
                 if found is not None:
                     for method, by_k in (("hierarchical", found.hierarchical), ("consensus", found.consensus)):
                         for k in found.ks:
                             yield "sample_clusters", pl.DataFrame({
-                                "sample_id": ids, "assay": assay, "method": method, "k": k,
+                                "sample_id": ids.gather(order), "assay": assay, "method": method, "k": k,
                                 "cluster": by_k[k]})
                     clusters.update({f"{assay}.chosen_k": found.chosen_k,
                                  f"{assay}.stability": round(1 - found.pac[found.chosen_k], 4),
