@@ -44,16 +44,6 @@ def _publish(lake: Lake, wh: Path, study_id: str, load: str, counts: pl.DataFram
     refresh_catalog(lake, wh)
 
 
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    return tmp_path / "wh"
-
-
-@pytest.fixture
-def lake(wh: Path) -> Lake:
-    return Lake(wh / "lake")
-
-
 def test_catalog_shows_the_published_set_until_every_stage_of_a_new_load_ran(lake: Lake, wh: Path) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")  # ingest only

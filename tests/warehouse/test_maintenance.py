@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from tests.lake_rows import commit_load
 from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
@@ -13,16 +12,6 @@ from warehouse.catalog import CATALOG_NAME, refresh_catalog
 from warehouse.cli import main
 from warehouse.lake import Lake
 from warehouse.maintenance import doctor, vacuum
-
-
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    return tmp_path / "wh"
-
-
-@pytest.fixture
-def lake(wh: Path) -> Lake:
-    return Lake(wh / "lake")
 
 
 def test_vacuum_keeps_the_files_a_published_study_still_reads(lake: Lake, wh: Path) -> None:
