@@ -66,7 +66,8 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         if not 0 <= version <= (newest or 0):
             raise ValueError(f"table {name!r} has versions 0 to {newest}; version {version} does not exist")
         return lake.scan(name, version=version)
-    shown = _catalog_versions(folder)  # the API and SQL agree even if a run died before rebuilding the catalog
+    # the API and SQL agree even if a run died before rebuilding the catalog; a lake given alone has no known catalog
+    shown = _catalog_versions(folder) if warehouse is not None or lake_uri is None else {}
     if name not in PUBLISHED_TABLES:
         return lake.scan(name, version=shown.get(name))
     if not lake.exists("study_versions"):
