@@ -12,6 +12,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from warehouse.lake import Lake
 
 DEFAULT_WAREHOUSE = os.environ.get("OMICSDW_WAREHOUSE", "warehouse_data")
 SQL_STATEMENTS = {"SELECT", "EXPLAIN"}
@@ -195,13 +199,19 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace) -> Lake:
+    """The lake a verb works on: --lake, else WAREHOUSE/lake."""
+    from warehouse.lake import Lake
+
+    return Lake(args.lake or (Path(args.warehouse) / "lake").resolve())
+
+
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
-    from warehouse.lake import Lake
     from warehouse.publish import remove_study
 
     warehouse_dir = Path(args.warehouse)
-    lake = Lake(args.lake or (warehouse_dir / "lake").resolve())
+    lake = _lake(args)
     if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) is None:
         print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
         return 2
@@ -211,12 +221,6 @@ def _remove(args: argparse.Namespace) -> int:
     print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
           "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
     return 0
-
-
-def _lake(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from warehouse.lake import Lake
-
-    return Lake(args.lake or (Path(args.warehouse) / "lake").resolve())
 
 
 def _vacuum(args: argparse.Namespace) -> int:
@@ -250,10 +254,9 @@ def _features(args: argparse.Namespace) -> int:
 
     from warehouse.catalog import refresh_catalog
     from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
-    from warehouse.lake import Lake
 
     warehouse_dir = Path(args.warehouse)
-    lake = Lake(args.lake or (warehouse_dir / "lake").resolve())
+    lake = _lake(args)
     try:
         if args.action == "build":
             from pydantic import ValidationError
@@ -309,21 +312,29 @@ def _features(args: argparse.Namespace) -> int:
         return 2
 
 
+WAREHOUSE_HELP = f"warehouse folder: catalog, lake, reports (default: $OMICSDW_WAREHOUSE or {DEFAULT_WAREHOUSE})"
+LAKE_HELP = "lake root (path or URI) when it is not WAREHOUSE/lake"
+
+
+def _warehouse_arguments(parser: argparse.ArgumentParser) -> None:
+    """--warehouse and --lake, as every verb working on a built warehouse takes them."""
+    parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
+    parser.add_argument("--lake", help=LAKE_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     from warehouse import __version__
 
     parser = argparse.ArgumentParser(prog="omicsdw", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--version", action="version", version=f"omicsdw {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    warehouse_help = f"warehouse folder: catalog, lake, reports (default: $OMICSDW_WAREHOUSE or {DEFAULT_WAREHOUSE})"
-    lake_help = "lake root (path or URI) when it is not WAREHOUSE/lake"
 
     build = sub.add_parser("build", help="load study folders into the warehouse (in-process Dagster runs)",
                            description="Load every study folder of LANDING (or the --study ones) into WAREHOUSE.")
     build.add_argument("--landing", required=True, help="folder of study folders (or one study folder)")
-    build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     build.add_argument("--study", action="append", metavar="ID", help="only this study id (repeatable)")
-    build.add_argument("--lake", help=lake_help)
+    build.add_argument("--lake", help=LAKE_HELP)
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",
@@ -336,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="run a read-only SQL query on the catalog",
                          description="Run a SELECT on the warehouse catalog; the session reads the lake only.")
     sql.add_argument("query", help="the SQL query (SELECT or EXPLAIN), e.g. \"SELECT * FROM studies\"")
-    sql.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
+    sql.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format")
     sql.add_argument("--output", help="file to write (csv / parquet)")
     sql.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
@@ -345,15 +356,13 @@ def _parser() -> argparse.ArgumentParser:
     remove = sub.add_parser("remove", help="remove a study from every table",
                             description="Unpublish a study, then empty its rows in every table (one commit each).")
     remove.add_argument("study", help="study id")
-    remove.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
-    remove.add_argument("--lake", help=lake_help)
+    _warehouse_arguments(remove)
     remove.set_defaults(run=_remove)
 
     vacuum = sub.add_parser("vacuum", help="delete old files no published study or newest version needs",
                             description="Delete Parquet files older than the retention period that neither the "
                                         "newest table versions nor any published study set reads.")
-    vacuum.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
-    vacuum.add_argument("--lake", help=lake_help)
+    _warehouse_arguments(vacuum)
     vacuum.add_argument("--retention-hours", type=int, default=168, help="keep files younger than this (default 168)")
     vacuum.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     vacuum.set_defaults(run=_vacuum)
@@ -361,10 +370,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check a warehouse; exit 1 naming what is damaged",
                             description="Check the catalog is current and opens, every table and published file is "
                                         "readable, no orphan files, the gene reference is the shipped one.")
-    doctor.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
-    doctor.add_argument("--lake", help=lake_help)
+    _warehouse_arguments(doctor)
     doctor.set_defaults(run=_doctor)
-
 
     features = sub.add_parser("features", help="ML feature sets: build from a YAML spec, list, show, export",
                               description="Versioned ML feature sets (one row per sample, <layer>__<symbol> "
@@ -380,8 +387,7 @@ def _parser() -> argparse.ArgumentParser:
     fexport.add_argument("--version", type=int, help="version (default: the newest)")
     fexport.add_argument("--output", required=True, help="Parquet file to write")
     for verb in (fbuild, flist, fshow, fexport):
-        verb.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=warehouse_help)
-        verb.add_argument("--lake", help=lake_help)
+        _warehouse_arguments(verb)
     features.set_defaults(run=_features)
     return parser
 
