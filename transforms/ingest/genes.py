@@ -74,6 +74,19 @@ class GeneReference:
     release: dict
     fingerprint: str = ""
     """Hash of the snapshot's files: a file changed without a new release.json still reprocesses every study."""
+    grch37: pl.DataFrame | None = None
+    """GRCh37 / hg19 loci (gene_id, chromosome, start, end, strand) lifted from the GRCh38 ones, when shipped."""
+
+    def genes_on(self, build: str) -> pl.DataFrame | None:
+        """``genes`` with coordinates on ``build`` (``GRCh38`` or ``GRCh37``, canonical names), or None when the
+        snapshot has no coordinates on that build; a gene without a locus there keeps null coordinates.
+        """
+        if build == "GRCh38":
+            return self.genes
+        if build == "GRCh37" and self.grch37 is not None:
+            return self.genes.drop("chromosome", "start", "end", "strand").join(self.grch37, on="gene_id",
+                                                                                how="left")
+        return None
 
     @classmethod
     def load(cls, path: Path | None = None) -> GeneReference:
@@ -101,14 +114,17 @@ class GeneReference:
 @cache
 def _load_reference(path: Path) -> GeneReference:
     digest = hashlib.blake2b(digest_size=16)
-    for name in ("genes.parquet", "gene_xrefs.parquet", "release.json"):
-        digest.update((path / name).read_bytes())
+    grch37 = path / "genes_grch37.parquet"
+    for file in (path / "genes.parquet", path / "gene_xrefs.parquet", path / "release.json", grch37):
+        if file.exists():
+            digest.update(file.read_bytes())
     release = json.loads((path / "release.json").read_text())
     return GeneReference(
         genes=pl.read_parquet(path / "genes.parquet"),
         xrefs=pl.read_parquet(path / "gene_xrefs.parquet"),
         release=release,
         fingerprint=f"{release.get('source', '')}:{digest.hexdigest()}",
+        grch37=pl.read_parquet(grch37) if grch37.exists() else None,
     )
 
 

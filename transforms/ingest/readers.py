@@ -305,8 +305,9 @@ def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> As
     empty_map = gene_map_rows(resolve_features(pl.Series([], dtype=pl.String), assay, context),
                               study_id=context.study_id, assay=assay.name)
     good = segments.filter(pl.col("problem").is_null())
-    genes = segments_to_genes(good,
-                              context.reference.genes, segment_build=build)
+    target = canonical_build(build)
+    loci = context.reference.genes_on(target)  # GRCh38, or GRCh37 loci lifted from them
+    genes = None if loci is None else segments_to_genes(good, loci, segment_build=build, reference_build=target)
     if genes is None:
         context.issues.warning("segment_build_mismatch", build_mismatch_message(build), file=parsed[0][0])
         return AssayOutput(tables, empty_map, mapping, {"segments": good.height, "gene_level": False,
@@ -319,7 +320,7 @@ def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> As
     gene_map = gene_map_rows(mapped, study_id=context.study_id, assay=assay.name)
     tables["copy_number"] = gene_rows.lazy()
     return AssayOutput(tables, gene_map, mapping, {"segments": good.height, "gene_level": True,
-                                                   "genes": gene_map.height})
+                                                   "genes": gene_map.height, "build": target})
 
 
 # -- proteins --------------------------------------------------------------------------------------------------

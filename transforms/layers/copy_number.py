@@ -1,8 +1,9 @@
 """Gene-level copy number from segments: the length-weighted mean log2 ratio of the segments over each gene.
 
-Segments are only placed on genes when they share the gene reference's genome build; coordinates on another
+Segments are only placed on genes whose coordinates are on the segments' genome build; coordinates on another
 build would put values on the wrong genes, so the function returns None and the caller records
-:func:`build_mismatch_message` as a warning instead of guessing (no liftover is available here).
+:func:`build_mismatch_message` as a warning instead of guessing. The gene reference ships GRCh38 loci and GRCh37
+loci lifted from them (``transforms/ingest/reference/build_grch37_loci.py``): segments on either are placed.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ def canonical_build(name: str) -> str:
         raise ValueError(f"unknown genome build {name!r}; expected one of {sorted(set(_BUILDS))}") from None
 
 
-def build_mismatch_message(segment_build: str, reference_build: str = "GRCh38") -> str:
+def build_mismatch_message(segment_build: str, reference_builds: tuple[str, ...] = ("GRCh38", "GRCh37")) -> str:
     """The warning text for segments that cannot be placed on the reference's genes."""
-    return (f"segments are on {segment_build}; the gene reference has {reference_build} coordinates only, "
-            "so no gene-level values were derived")
+    return (f"segments are on {segment_build}; the gene reference has {' and '.join(reference_builds)} "
+            "coordinates only, so no gene-level values were derived")
 
 
 def segments_to_genes(segments: pl.DataFrame, genes: pl.DataFrame, *, segment_build: str,

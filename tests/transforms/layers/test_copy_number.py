@@ -63,8 +63,8 @@ def test_segments_to_genes_build_mismatch_returns_none():
     # GRCh37 and hg19 are one build: chr1:1-5000 covers GENEA (chr1:1001-2000) whole; GENEB is on chr2
     same = segments_to_genes(segments, GENES, segment_build="GRCh37", reference_build="hg19")
     assert same.rows() == [("S1", "GENEA", 101, 1.0, 1.0)]
-    assert build_mismatch_message("hg19") == (
-        "segments are on hg19; the gene reference has GRCh38 coordinates only, so no gene-level values were derived")
+    assert build_mismatch_message("hg18") == ("segments are on hg18; the gene reference has GRCh38 and GRCh37 "
+                                              "coordinates only, so no gene-level values were derived")
 
 
 def test_canonical_build_rejects_unknown():
