@@ -22,8 +22,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.manifest import load_yaml
 
 Layer = Literal["rna", "protein", "copy_number", "mutation", "signature"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -96,7 +97,7 @@ class FeatureSetSpec(_Spec):
 
 def load_spec(path: str | Path) -> FeatureSetSpec:
     """Read and validate a feature-set YAML file."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml(Path(path))  # refuses alias bombs and overlong lines
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a feature-set spec is a YAML mapping")
     return FeatureSetSpec.model_validate(data)

@@ -221,19 +221,99 @@ _NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
 }
 
 
+MAX_YAML_LINE_CHARS = 1 << 18
+"""Longest line a YAML input may have (256 KiB: a signature's 5,000 genes in one flow list are ~40 KB). PyYAML
+scans in pure Python, about 2 s per MB: a 10 MB line is a broken file, refused before it is parsed."""
+
+MAX_YAML_VALUES = 1_000_000
+"""Most values a YAML document may hold once its aliases are expanded; more is an alias bomb ("billion laughs":
+nine anchors of nine aliases each expand to 9^9 values), which would hang any walk of the data."""
+
+
+class YamlRejected(ValueError):
+    """A YAML input refused before or instead of parsing; ``line`` (1-based) locates it when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+def read_yaml_text(path: Path) -> str:
+    """A YAML file's text (UTF-8, BOM allowed); undecodable bytes and overlong lines are :class:`YamlRejected`
+    with their line.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlRejected(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} (save the file as UTF-8)",
+                           line) from exc
+    check_yaml_lines(text)
+    return text
+
+
+def check_yaml_lines(text: str) -> None:
+    """Refuse (:class:`YamlRejected`) a text with a line longer than :data:`MAX_YAML_LINE_CHARS`."""
+    for number, line_text in enumerate(text.split("\n"), start=1):
+        if len(line_text) > MAX_YAML_LINE_CHARS:
+            raise YamlRejected(f"line {number} has {len(line_text):,} characters (more than "
+                               f"{MAX_YAML_LINE_CHARS:,}); not read", number)
+
+
+def compose_yaml(text: str) -> yaml.Node | None:
+    """The YAML node graph of ``text``, refused (:class:`YamlRejected`) when its aliases expand to more than
+    :data:`MAX_YAML_VALUES` values. Sizes are memoised per node, so the check is linear in the file's size.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, MAX_YAML_VALUES + 1)
+        return sizes[id(node)]
+
+    if root is not None and size(root) > MAX_YAML_VALUES:
+        raise YamlRejected(f"the YAML aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb); "
+                           "not read", root.start_mark.line + 1)
+    return root
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file safely: :func:`read_yaml_text` and :func:`compose_yaml` checks, then ``safe_load``."""
+    text = read_yaml_text(path)
+    compose_yaml(text)
+    return yaml.safe_load(text)
+
+
 def read_manifest_data(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """The raw mapping of a ``study.yaml`` and the 1-based line of each key (dotted as :func:`unknown_keys`).
 
-    Raises ``yaml.YAMLError`` (syntax), ``ValueError`` (not a mapping) or ``OSError`` (unreadable).
+    Raises ``yaml.YAMLError`` (syntax), ``ValueError`` (not a mapping; :class:`YamlRejected`: not UTF-8, an
+    overlong line, an alias bomb) or ``OSError`` (unreadable).
     """
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    text = read_yaml_text(path)
+    root = compose_yaml(text)
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a mapping of study fields, got {type(data).__name__}")
     lines: dict[str, int] = {}
 
+    seen: set[int] = set()
+
     def walk(node: yaml.Node, prefix: str) -> None:
+        if id(node) in seen:  # an alias: its keys are located where the anchor is
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = f"{prefix}.{key.value}" if prefix else str(key.value)
@@ -244,7 +324,6 @@ def read_manifest_data(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
                 lines.setdefault(f"{prefix}[{i}]", item.start_mark.line + 1)
                 walk(item, f"{prefix}[{i}]")
 
-    root = yaml.compose(text)
     if root is not None:
         walk(root, "")
     return data, lines
@@ -290,3 +369,15 @@ def resolve_study_path(study_dir: Path, relative: str) -> list[Path]:
     confine(study_dir, relative)
     matches = sorted(root.glob(relative)) if any(c in relative for c in "*?[") else [root / relative]
     return [confine(study_dir, match) for match in matches]
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why an existing ``path`` cannot be read as a file (a directory, a FIFO, a device), else None.
+
+    Checked before opening: a FIFO nobody writes to would block the read for ever.
+    """
+    if not path.exists() or path.is_file():
+        return None
+    kind = ("a directory" if path.is_dir() else "a FIFO (named pipe)" if path.is_fifo() else
+            "a socket or device")
+    return f"{path.name} is {kind}, not a regular file; not read"

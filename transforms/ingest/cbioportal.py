@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.manifest import Assay, StudyManifest, confine, resolve_study_path, study_id_problem
+from schemas.manifest import Assay, StudyManifest, confine, not_a_file, resolve_study_path, study_id_problem
 from transforms.ingest.parse.text import read_lines
 from transforms.issues import InputError, Issue, IssueLog
 
@@ -89,6 +89,10 @@ def read_cbioportal_study(folder: Path, *, issues: IssueLog) -> StudyManifest:
         except InputError as exc:
             issues.add(exc.issue)
             continue
+        if not meta.values:
+            issues.error("empty_file", "meta file holds no `key: value` lines; its data file is not read",
+                         file=meta.file)
+            continue
         _check_study_id(meta, study_id, issues=issues)
         alteration, datatype = meta.get("genetic_alteration_type"), meta.get("datatype")
         if alteration == "CLINICAL" and datatype in ("SAMPLE_ATTRIBUTES", "PATIENT_ATTRIBUTES"):
@@ -128,6 +132,8 @@ def _read_meta(path: Path, *, issues: IssueLog, folder: Path) -> _Meta:
 
     A meta file linking out of the study folder is an InputError (``path_outside_study``) and is not read.
     """
+    if (reason := not_a_file(path)) is not None:
+        raise InputError(Issue(path.name, "unreadable_file", "error", reason))
     if not path.is_file():
         raise InputError(Issue(path.name, "file_missing", "error", "meta file does not exist"))
     try:
@@ -171,6 +177,9 @@ def _data_file(folder: Path, meta: _Meta, *, issues: IssueLog) -> str | None:
         (path,) = resolve_study_path(folder, name)
     except ValueError as exc:
         issues.error("path_outside_study", str(exc), file=meta.file, line=line, column="data_filename")
+        return None
+    if (reason := not_a_file(path)) is not None:
+        issues.error("unreadable_file", reason, file=name)
         return None
     if not path.is_file():
         issues.error("file_missing", f"data file {name!r} does not exist", file=meta.file, line=line,

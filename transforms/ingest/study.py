@@ -26,6 +26,7 @@ from schemas.manifest import (
     PathOutsideStudy,
     StudyManifest,
     confine,
+    not_a_file,
     read_manifest_data,
     resolve_study_path,
     study_id_problem,
@@ -124,10 +125,10 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
             confine(folder, MANIFEST_NAME)
             data, lines = read_manifest_data(manifest_path)
         except (yaml.YAMLError, ValueError, OSError) as exc:  # YAML syntax, not a mapping, unreadable, a link out
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            mark = getattr(getattr(exc, "problem_mark", None), "line", None)
+            line = mark + 1 if mark is not None else getattr(exc, "line", None)
             issues.error("path_outside_study" if isinstance(exc, PathOutsideStudy) else "invalid_manifest",
-                         str(exc), file=MANIFEST_NAME,
-                         line=None if line is None else line + 1)
+                         str(exc), file=MANIFEST_NAME, line=line)
             return None
         typos = unknown_keys(data)
         for where, guess in typos:
@@ -195,6 +196,7 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     if manifest is None:
         return result
     sheet, subjects, sample_map = _read_sample_tables(folder, manifest, issues=issues)
+    _check_contrasts(folder, manifest, sheet, subjects, issues=issues)
     context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
                                   samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
     mapped_samples: list[pl.DataFrame] = []
@@ -204,6 +206,10 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
         except ValueError as exc:
             issues.error("path_outside_study", f"assay {assay.name!r}: {exc}; nothing read", file=MANIFEST_NAME,
                          column=f"assays.{assay.name}.path")
+            continue
+        odd = [(f, reason) for f in files if (reason := not_a_file(f))]
+        if odd:
+            issues.error("unreadable_file", odd[0][1], file=str(odd[0][0].relative_to(folder.resolve())))
             continue
         if not files or not all(f.is_file() for f in files):
             issues.error("file_missing", f"assay {assay.name!r}: no file matches {assay.path!r}", file=assay.path)
@@ -231,6 +237,43 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     return result
 
 
+def _check_contrasts(folder: Path, manifest: StudyManifest, sheet: SampleSheet | None,
+                     subjects: SubjectSheet | None, *, issues: IssueLog) -> None:
+    """Contrasts that name no sample attribute, a level the factor never takes, or a name twice: located errors
+    at ingest (study.yaml line and key), not a failure of the DE stage after the study was loaded.
+    """
+    if not manifest.contrasts:
+        return
+    try:
+        lines = read_manifest_data(folder / MANIFEST_NAME)[1] if manifest.source_layout == "study_yaml" else {}
+    except (yaml.YAMLError, ValueError, OSError):
+        lines = {}
+    attributes = sheet.attributes if sheet is not None else None
+    known = set() if attributes is None else set(attributes["attribute"])
+    known |= set() if subjects is None else set(subjects.attributes["attribute"])
+    seen: set[str] = set()
+    for index, contrast in enumerate(manifest.contrasts):
+        where = f"contrasts[{index}]"
+        line = lines.get(where)
+        if contrast.name in seen:
+            issues.error("invalid_contrast", f"contrast name {contrast.name!r} is used twice", file=MANIFEST_NAME,
+                         line=line, column=f"{where}.name")
+        seen.add(contrast.name)
+        if attributes is None:
+            continue  # samples come from the assays: the DE stage checks the design
+        for key, column in [("factor", contrast.factor), *(("covariates", c) for c in contrast.covariates)]:
+            if column not in known:
+                issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} {column!r} is no sample "
+                             f"attribute (known: {', '.join(sorted(known)) or 'none'})", file=MANIFEST_NAME,
+                             line=line, column=f"{where}.{key}")
+        levels = set(attributes.filter(pl.col("attribute") == contrast.factor)["value"])
+        for key, level in (("test", contrast.test), ("reference", contrast.reference)):
+            if levels and level not in levels:
+                issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} is not a "
+                             f"value of {contrast.factor!r} (values: {', '.join(sorted(levels))})",
+                             file=MANIFEST_NAME, line=line, column=f"{where}.{key}")
+
+
 def study_gene_set_files(folder: Path, manifest: StudyManifest, *, issues: IssueLog | None = None) -> list[Path]:
     """The study's declared gene-set library files (inside its folder); bad paths become issues when given."""
     found = []
@@ -240,6 +283,11 @@ def study_gene_set_files(folder: Path, manifest: StudyManifest, *, issues: Issue
         except ValueError as exc:
             if issues is not None:
                 issues.error("path_outside_study", str(exc), file=MANIFEST_NAME, column=f"gene_sets[{index}]")
+            continue
+        odd = [(f, reason) for f in files if (reason := not_a_file(f))]
+        if odd and issues is not None:
+            issues.error("unreadable_file", odd[0][1], file=str(odd[0][0].relative_to(folder.resolve())))
+        if odd:
             continue
         if not files or not all(f.is_file() for f in files):
             if issues is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from schemas.manifest import YamlRejected, check_yaml_lines, compose_yaml
 from transforms.ingest.genes import GeneReference, resolve_gene_ids
 from transforms.issues import Issue
 
@@ -62,7 +63,12 @@ def _text(path: Path) -> str:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
-    return data.decode("utf-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise YamlRejected(f"not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} (save the file as "
+                           "UTF-8)", line) from exc
 
 
 def read_gmt(path: Path, *, file: str | None = None) -> Library:
@@ -72,8 +78,12 @@ def read_gmt(path: Path, *, file: str | None = None) -> Library:
     seen: set[str] = set()
     try:
         text = _text(path)
-    except (OSError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
-        lib.issues.append(Issue(file, "unreadable_gene_set_file", "error", f"cannot read the library: {exc}"))
+    except (OSError, YamlRejected, EOFError, gzip.BadGzipFile) as exc:
+        lib.issues.append(Issue(file, "unreadable_gene_set_file", "error", f"cannot read the library: {exc}",
+                                line=getattr(exc, "line", None)))
+        return lib
+    if not text.strip():
+        lib.issues.append(Issue(file, "empty_file", "error", "the GMT file holds no gene sets"))
         return lib
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -111,7 +121,12 @@ def read_signature_yaml(path: Path, *, file: str | None = None) -> Library:
     lib = Library(library_name(path), file)
     try:
         text = _text(path)
+        check_yaml_lines(text)
+        compose_yaml(text)
         data = yaml.safe_load(text)
+    except YamlRejected as exc:
+        lib.issues.append(Issue(file, "bad_signature_yaml", "error", str(exc), line=exc.line))
+        return lib
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         lib.issues.append(Issue(file, "bad_signature_yaml", "error", f"not valid YAML: {exc}".splitlines()[0],
