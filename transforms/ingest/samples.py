@@ -94,6 +94,9 @@ def read_samples(path: Path, *, issues: IssueLog, display_name: str | None = Non
     name = display_name or path.name
     layout = sniff_table(path, issues=issues, display_name=name)
     frame = _read_rows(layout, issues=issues)
+    if frame.height == 0:  # a header alone: every data column would be reported as an unknown sample
+        raise InputError(Issue(name, "no_rows", "error", "the sample table has a header but no samples",
+                               layout.header_line))
     id_column = _id_column(layout, _SAMPLE_ALIASES, chosen=sample_column, what="sample")
     frame = _unique_ids(frame, id_column, file=name, issues=issues, what="sample")
     subject_column = _find_column(layout.header, _SUBJECT_ALIASES, exclude=id_column)

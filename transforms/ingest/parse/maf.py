@@ -61,6 +61,9 @@ def parse_maf(path: Path, *, issues: IssueLog, display_name: str | None = None) 
     # comment_prefix=None: read_table with a comment prefix drops the first data row after a "#version" line
     # (polars counts skip_rows after removing comments); MAF comments only precede the header.
     raw = read_table(layout, issues=issues, comment_prefix=None)
+    if raw.height == 0:  # every column would be null-typed: say so instead of failing later in a join
+        raise InputError(Issue(name, "no_rows", "error", "the MAF has a header but no variant rows",
+                               layout.header_line))
 
     def col(*names: str) -> pl.Expr:
         """The first of ``names`` present in the file, missing markers as null (null literal if none is)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from schemas.manifest import not_a_file
 from transforms.issues import InputError, Issue, IssueLog
 
 _SNIFF_BYTES = 1 << 16
@@ -91,7 +92,7 @@ def check_readable(path: Path, *, file: str) -> None:
         raise unreadable(file, exc, line=lines + 1) from exc
 
 
-def _decode(sample: bytes, *, file: str) -> tuple[str, str]:
+def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str]:
     if sample.startswith(b"\xef\xbb\xbf"):
         return sample[3:].decode("utf-8", errors="replace"), "utf-8-sig"
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -103,7 +104,7 @@ def _decode(sample: bytes, *, file: str) -> tuple[str, str]:
     try:
         return sample.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        if exc.start >= len(sample) - 4:  # a multi-byte character cut by the sniff window
+        if not whole and exc.start >= len(sample) - 4:  # a multi-byte character cut by the sniff window
             return sample[: exc.start].decode("utf-8"), "utf-8"
         line = sample[: exc.start].count(b"\n") + 1
         return sample.decode("latin-1"), f"latin-1 (invalid UTF-8 byte on line {line})"
@@ -119,6 +120,8 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     name = display_name or path.name
     if not path.exists():
         raise InputError(Issue(name, "file_missing", "error", "file does not exist"))
+    if (reason := not_a_file(path)) is not None:
+        raise InputError(Issue(name, "unreadable_file", "error", reason))
     try:
         with open_text(path) as fh:
             sample = fh.read(_SNIFF_BYTES)
@@ -127,6 +130,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
                 if not more:
                     break
                 sample += more
+            whole = not fh.read(1)  # the sample is the whole file: its last byte cuts no character
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
     except READ_ERRORS as exc:
@@ -135,7 +139,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         check_readable(path, file=name)
     if not sample.strip():
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
-    text, encoding = _decode(sample, file=name)
+    text, encoding = _decode(sample, file=name, whole=whole)
     if encoding.startswith("latin-1"):
         issues.warning("bad_encoding", f"file is not valid UTF-8; read as {encoding}", file=name)
     lines = text.splitlines()

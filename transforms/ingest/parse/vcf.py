@@ -120,6 +120,8 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
     frame = pl.concat([p.rows for p in parts]) if parts else pl.DataFrame(schema=VARIANT_SCHEMA)
     counts = {key: sum(p.counts.get(key, 0) for p in parts)
               for key in ("records", "alleles_skipped", "genotypes_hom_ref", "genotypes_no_call")}
+    if counts["records"] == 0:  # as a MAF or SEG file with a header only: an empty call set is not a result
+        raise InputError(Issue(name, "no_records", "error", "the VCF has a header but no records", header.n_lines))
     unknown = sorted({t for p in parts for t in p.unknown_terms})
     if unknown:
         issues.info("unknown_consequence", "consequence terms outside the SO severity order rank last: "
@@ -240,15 +242,22 @@ def _vcf_scanner() -> Any:
 
 def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues: IssueLog, name: str,
                       cause: Exception) -> np.ndarray:
-    """Copy the file to ``clean`` without records of the wrong field count, reporting each; their line numbers.
+    """Copy the file to ``clean`` without records of the wrong field count (and without a byte-order mark),
+    reporting each; their line numbers. Text that is not UTF-8 is a located ``bad_encoding`` error.
 
     One Python pass, only after oxbow has rejected the file, to say exactly where and keep the rest readable.
     """
     expected = 9 + len(header.samples) if header.samples else 8
     kept: list[int] = []
     n_bad = 0
+    not_utf8: int | None = None
+    bom = False
     with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
+            if not_utf8 is None and not _is_utf8(raw):
+                not_utf8 = number
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                bom, raw = True, raw[3:]
             if number <= header.n_lines:
                 clean.write(raw)
                 continue
@@ -265,9 +274,20 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
             clean.write(raw)
             kept.append(number)
     clean.flush()
-    if not kept or not n_bad:
+    if not_utf8 is not None:
+        raise InputError(Issue(name, "bad_encoding", "error", f"line {not_utf8} is not valid UTF-8 (VCF text is "
+                               "UTF-8); save the file as UTF-8", not_utf8)) from cause
+    if not kept or (not n_bad and not bom):
         raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {cause}")) from cause
     return np.asarray(kept, dtype=np.int64)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_header(path: Path, *, name: str) -> VcfHeader:
@@ -278,6 +298,8 @@ def _read_header(path: Path, *, name: str) -> VcfHeader:
     info: dict[str, str] = {}
     try:
         for number, line in iter_lines(path):
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark: the reader gets a copy without it
             if number == 1 and not line.startswith("##fileformat=VCF"):
                 raise InputError(Issue(name, "not_vcf", "error", "first line is not ##fileformat=VCF...", 1,
                                        record=line[:200]))
@@ -288,6 +310,11 @@ def _read_header(path: Path, *, name: str) -> VcfHeader:
                 info[key] = line
             elif line.startswith("#CHROM"):
                 columns = line.split("\t")
+                twice = sorted({c for c in columns[9:] if columns[9:].count(c) > 1})
+                if twice:
+                    raise InputError(Issue(name, "duplicate_column", "error",
+                                           f"sample {twice[0]!r} appears more than once in the #CHROM line",
+                                           number, twice[0]))
                 annotation, subfields = _annotation_layout(info)
                 return VcfHeader(number, columns[9:], format_ids, annotation, subfields)
             elif not line.startswith("##"):
