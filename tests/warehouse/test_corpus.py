@@ -1,0 +1,468 @@
+"""Malformed-input corpus: every input format the warehouse reads, broken in every way a landing folder breaks.
+
+One test id per case, ``<format>-<case>`` (``pytest -k corpus``). Each case writes a study folder from a small
+clean seed of the format (cut from the real files in ``tests/data`` or hand-written), damages one file, loads it
+in-process into a warehouse that already holds a good study (``examples/airway``, loaded once per module), and
+asserts: the load returns (no exception, under a time guard), the problem is an ``ingest_issues`` row naming the
+file (and the line where the format has lines) with a reason, and the good study's files are untouched.
+A few cases are benign by design (UTF-8 BOM, CRLF line ends, Latin-1 text): they must load the same values as the
+clean seed, which is asserted instead (with the warning a Latin-1 file gets).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from schemas.tables import INGEST_TABLES
+from tests.conftest import EXAMPLES, TEST_DATA
+from transforms.ingest.genes import GeneReference
+from transforms.ingest.study import read_study
+from warehouse.lake import Lake
+from warehouse.load import StudyLoad, load_study
+
+TIME_GUARD_S = 60.0
+"""A case that has not returned by then hangs (a FIFO read, a YAML bomb expanded): the test fails."""
+
+LONG_LINE_BYTES = 10 * 1024 * 1024
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# -- seeds: one small clean study per format -------------------------------------------------------------------
+def _head(path: Path, lines: int, *, keep: Callable[[str], bool] = lambda _: False) -> str:
+    """The first ``lines`` lines of a (gzip or plain) real file, plus every earlier line ``keep`` accepts."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    out, taken = [], 0
+    with opener(path, "rt") as fh:
+        for line in fh:
+            if keep(line):
+                out.append(line)
+                continue
+            out.append(line)
+            taken += 1
+            if taken >= lines:
+                break
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A clean study of one format: its manifest (``{sid}`` is the study id), files, and the file cases damage.
+
+    ``table`` / ``value``: the table and value column the format feeds (benign cases compare them with the clean
+    load). ``header``: the 1-based line of the header; ``path_key``: the manifest key naming the target file.
+    """
+
+    manifest: str
+    files: dict[str, str]
+    target: str
+    table: str
+    value: str
+    header: int = 1
+    path_key: str = "path"
+
+
+_MATRIX = "gene\tS1\tS2\tS3\nTP53\t10\t20\t30\nMYC\t5\t6\t7\nEGFR\t1\t2\t3\n"
+_SAMPLES = "sample_id\tsubject_id\tgroup\nS1\tP1\ta\nS2\tP2\tb\nS3\tP3\tb\n"
+_RNA = "  - {{name: rna, kind: rna_counts, format: {fmt}, path: '{path}'{opts}}}\n"
+
+
+def _manifest(assay: str = "", extra: str = "") -> str:
+    return "study_id: {sid}\nname: corpus case\n" + extra + ("assays:\n" + assay if assay else "")
+
+
+def _rna(fmt: str, path: str, opts: str = "") -> str:
+    return _manifest(_RNA.format(fmt=fmt, path=path, opts=opts))
+
+
+def _seeds() -> dict[str, Seed]:
+    salmon = _head(TEST_DATA / "rnaseq_airway/salmon/SRR1039508/quant.sf.gz", 4)
+    rsem = _head(TEST_DATA / "rnaseq_geuvadis_rsem/ERR188021.genes.results.gz", 4)
+    maf = _head(TEST_DATA / "variants_tcga_laml_maftools/tcga_laml.maf.gz", 4)
+    vcf = _head(TEST_DATA / "variants_annotated_vcf/cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf", 3,
+                keep=lambda line: line.startswith("#"))
+    seg = _head(TEST_DATA / "variants_tcga_laml_maftools/LAML_CBS_segments.tsv.gz", 4)
+    featurecounts = _head(TEST_DATA / "rnaseq_airway/featurecounts/airway_subset_featureCounts.txt", 4,
+                          keep=lambda line: line.startswith("#"))
+    maxquant = _head(TEST_DATA / "proteomics_maxquant_lfqanalyst/proteinGroups.txt", 4)
+    diann = _head(TEST_DATA / "proteomics_diann_pg_matrix/DIA-NN_example_domlfq_report.pg_matrix.tsv", 4)
+    gmt = "CORPUS_SET\tna\tTP53\tMYC\tEGFR\n"
+    signature = "signatures:\n  - name: CORPUS_SIG\n    up: [TP53, MYC]\n    down: [EGFR]\n"
+    cbio_meta = ("cancer_study_identifier: {sid}\ngenetic_alteration_type: MRNA_EXPRESSION\ndatatype: CONTINUOUS\n"
+                 "stable_id: mrna\nprofile_name: mRNA\nprofile_description: mRNA\n"
+                 "show_profile_in_analysis_tab: false\ndata_filename: data_expression.txt\n")
+    cbio = {"meta_study.txt": "type_of_cancer: brca\ncancer_study_identifier: {sid}\nname: corpus\n"
+                              "description: corpus\nreference_genome: hg19\n",
+            "meta_clinical_samples.txt": "cancer_study_identifier: {sid}\ngenetic_alteration_type: CLINICAL\n"
+                                         "datatype: SAMPLE_ATTRIBUTES\ndata_filename: data_clinical_samples.txt\n",
+            "data_clinical_samples.txt": "#Patient\t#Sample\n#p\t#s\n#STRING\t#STRING\n#1\t#1\nPATIENT_ID\tSAMPLE_ID\n"
+                                         "P1\tS1\nP2\tS2\nP3\tS3\n",
+            "meta_expression.txt": cbio_meta,
+            "data_expression.txt": "Hugo_Symbol\tEntrez_Gene_Id\tS1\tS2\tS3\nTP53\t7157\t1.5\t-0.2\t0.3\n"
+                                   "MYC\t4609\t0.1\t2.2\t-1\nEGFR\t1956\t0.5\t0.5\t0.5\n"}
+    samples_manifest = _manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
+                                 "samples: samples.tsv\n")
+    contrasts = samples_manifest + ("contrasts:\n  - {name: b_vs_a, factor: group, test: b, reference: a}\n")
+    return {
+        "matrix_tsv": Seed(_rna("matrix", "counts.tsv", ", gene_id_type: symbol"), {"counts.tsv": _MATRIX},
+                           "counts.tsv", "rna_counts", "count"),
+        "matrix_csv": Seed(_rna("matrix", "counts.csv", ", gene_id_type: symbol"),
+                           {"counts.csv": _MATRIX.replace("\t", ",")}, "counts.csv", "rna_counts", "count"),
+        "featurecounts": Seed(_rna("featurecounts", "fc.txt", ", gene_id_type: ensembl"), {"fc.txt": featurecounts},
+                              "fc.txt", "rna_counts", "count", header=2),
+        "salmon": Seed(_rna("salmon", "*/quant.sf"), {"S1/quant.sf": salmon, "S2/quant.sf": salmon},
+                       "S1/quant.sf", "rna_counts", "count"),
+        "rsem": Seed(_rna("rsem", "*.genes.results"), {"S1.genes.results": rsem, "S2.genes.results": rsem},
+                     "S1.genes.results", "rna_counts", "count"),
+        "samples": Seed(samples_manifest, {"counts.tsv": _MATRIX, "samples.tsv": _SAMPLES}, "samples.tsv",
+                        "samples", "sample_id", path_key="samples"),
+        "study_yaml": Seed(_rna("matrix", "counts.tsv", ", gene_id_type: symbol"), {"counts.tsv": _MATRIX},
+                           "study.yaml", "rna_counts", "count"),
+        "contrasts": Seed(contrasts, {"counts.tsv": _MATRIX, "samples.tsv": _SAMPLES}, "study.yaml", "rna_counts",
+                          "count"),
+        "maf": Seed(_manifest("  - {name: mut, kind: variants, format: maf, path: mut.maf}\n",
+                              "reference_genome: GRCh37\n"), {"mut.maf": maf}, "mut.maf", "variants", "position"),
+        "vcf": Seed(_manifest("  - {name: calls, kind: variants, format: vcf, path: calls.vcf}\n",
+                              "reference_genome: GRCh37\n"), {"calls.vcf": vcf}, "calls.vcf", "variants",
+                    "position", header=vcf.count("\n") - 3),
+        "vcf_gz": Seed(_manifest("  - {name: calls, kind: variants, format: vcf, path: calls.vcf.gz}\n",
+                                 "reference_genome: GRCh37\n"), {"calls.vcf.gz": vcf}, "calls.vcf.gz",
+                       "variants", "position", header=vcf.count("\n") - 3),
+        "seg": Seed(_manifest("  - {name: cn, kind: copy_number, format: seg, path: cn.seg}\n",
+                              "reference_genome: GRCh38\n"), {"cn.seg": seg}, "cn.seg", "cn_segments",
+                    "segment_mean"),
+        "cbioportal_data": Seed("", cbio, "data_expression.txt", "rna_abundance", "value",
+                                path_key="data_filename"),
+        "cbioportal_meta": Seed("", cbio, "meta_expression.txt", "rna_abundance", "value",
+                                path_key="data_filename"),
+        "maxquant": Seed(_manifest("  - {name: prot, kind: protein_abundance, format: maxquant, "
+                                   "path: proteinGroups.txt, quantity: lfq}\n"), {"proteinGroups.txt": maxquant},
+                         "proteinGroups.txt", "protein_abundance", "abundance"),
+        "diann": Seed(_manifest("  - {name: dia, kind: protein_abundance, format: diann, path: pg_matrix.tsv}\n"),
+                      {"pg_matrix.tsv": diann}, "pg_matrix.tsv", "protein_abundance", "abundance"),
+        "gmt": Seed(_manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
+                              "gene_sets: [sets.gmt]\n"), {"counts.tsv": _MATRIX, "sets.gmt": gmt}, "sets.gmt",
+                    "rna_counts", "count", path_key="gene_sets"),
+        "signature_yaml": Seed(_manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
+                                         "gene_sets: [sigs.yaml]\n"), {"counts.tsv": _MATRIX, "sigs.yaml": signature},
+                               "sigs.yaml", "rna_counts", "count", path_key="gene_sets"),
+    }
+
+
+SEEDS = _seeds()
+
+VALUE_CELL = {"matrix_tsv": (1, 1), "matrix_csv": (1, 1), "featurecounts": (2, 6), "salmon": (1, 4), "rsem": (1, 4)}
+"""(line index, field index), 0-based, of the count cell the value cases overwrite."""
+
+
+# -- writing and damaging a case's study folder ----------------------------------------------------------------
+def _write(folder: Path, seed: Seed, sid: str) -> None:
+    folder.mkdir(parents=True)
+    if seed.manifest:
+        (folder / "study.yaml").write_text(seed.manifest.replace("{sid}", sid))
+    for name, text in seed.files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.replace("{sid}", sid).encode()
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+
+
+def _edit(path: Path, change: Callable[[bytes], bytes]) -> None:
+    raw = path.read_bytes()
+    compressed = raw[:2] == b"\x1f\x8b"
+    data = change(gzip.decompress(raw) if compressed else raw)
+    path.write_bytes(gzip.compress(data) if compressed else data)
+
+
+def _lines_edit(change: Callable[[list[bytes]], list[bytes]]) -> Callable[[bytes], bytes]:
+    return lambda data: b"".join(change(data.splitlines(keepends=True)))
+
+
+def _set_field(lines: list[bytes], line: int, column: int, value: bytes, sep: bytes) -> list[bytes]:
+    fields = lines[line].rstrip(b"\n").split(sep)
+    fields[column] = value
+    return [*lines[:line], sep.join(fields) + b"\n", *lines[line + 1:]]
+
+
+def _sep(seed: Seed) -> bytes:
+    return b"," if seed.target.endswith(".csv") else b"\t"
+
+
+BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+                  + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+                            for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
+    target = folder / seed.target
+    header = seed.header - 1
+    if case == "bom":
+        _edit(target, lambda d: b"\xef\xbb\xbf" + d)
+    elif case == "crlf":
+        _edit(target, lambda d: d.replace(b"\n", b"\r\n"))
+    elif case == "latin1":  # a free-text byte in Latin-1 (e with acute accent) on the last line
+        _edit(target, lambda d: d.rstrip(b"\n") + (b"\xe9\n" if not d.rstrip().endswith(b"]") else b" #\xe9\n"))
+    elif case == "truncated_gzip":
+        raw = target.read_bytes()
+        data = raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw * 50)
+        target.write_bytes(data[: len(data) // 2])
+    elif case == "long_line":
+        _edit(target, _lines_edit(lambda lines: [*lines[: header + 2], b"X" * LONG_LINE_BYTES + b"\n",
+                                                 *lines[header + 2:]]))
+    elif case == "empty":
+        target.write_bytes(b"")
+    elif case == "header_only":
+        _edit(target, _lines_edit(lambda lines: lines[: header + 1]))
+    elif case == "duplicate_header":  # the last column's name repeats the one before it
+        def dup(lines: list[bytes]) -> list[bytes]:
+            names = lines[header].rstrip(b"\r\n").split(_sep(seed))
+            return _set_field(lines, header, len(names) - 1, names[-2], _sep(seed))
+        _edit(target, _lines_edit(dup))
+    elif case == "duplicate_sample":
+        if seed.target == "samples.tsv":
+            _edit(target, lambda d: d + b"S1\tP9\tb\n")
+        else:  # a label that is the first sample's once trimmed
+            _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 2, b"S1 ", _sep(seed))))
+    elif case in ("nan", "inf", "negative", "fractional"):
+        value = {"nan": b"NaN", "inf": b"Inf", "negative": b"-5", "fractional": b"2.5"}[case]
+        line, column = VALUE_CELL[seed_name(seed)]
+        _edit(target, _lines_edit(lambda lines: _set_field(lines, line, column, value, _sep(seed))))
+    elif case == "symlink_out":
+        moved = outside / target.name
+        target.rename(moved)
+        target.symlink_to(moved)
+    elif case == "dotdot_path":
+        moved = outside / target.name
+        target.rename(moved)
+        holder = next(folder.glob("meta_expression.txt")) if seed.path_key == "data_filename" else folder / "study.yaml"
+        text = holder.read_text()
+        pattern = {"path": r"path: '?[^,}']+'?", "samples": r"samples: \S+", "gene_sets": r"gene_sets: \[[^]]+\]",
+                   "data_filename": r"data_filename: \S+"}[seed.path_key]
+        new = {"path": f"path: '../{outside.name}/{target.name}'", "samples": f"samples: ../{outside.name}/samples.tsv",
+               "gene_sets": f"gene_sets: [../{outside.name}/{target.name}]",
+               "data_filename": f"data_filename: ../{outside.name}/{target.name}"}[seed.path_key]
+        holder.write_text(re.sub(pattern, new, text, count=1))
+    elif case == "unreadable":
+        if IS_ROOT:  # root reads a chmod 000 file: a FIFO nobody writes to is unreadable (and would hang a read)
+            target.unlink()
+            os.mkfifo(target)
+        else:
+            target.chmod(0)
+    elif case == "unknown_factor":
+        target.write_text(target.read_text().replace("factor: group", "factor: grup"))
+    elif case == "unknown_level":
+        target.write_text(target.read_text().replace("test: b,", "test: c,"))
+    elif case == "duplicate_name":
+        text = target.read_text()
+        target.write_text(text + text[text.index("  - {name: b_vs_a"):])
+    elif case == "yaml_bomb":
+        if seed.target == "study.yaml":
+            target.write_text(target.read_text() + BILLION_LAUGHS.replace("a:", "bomb_a:", 1))
+        else:
+            target.write_text(BILLION_LAUGHS + target.read_text())
+    else:
+        assert case == "clean", case
+
+
+def seed_name(seed: Seed) -> str:
+    return next(name for name, s in SEEDS.items() if s is seed)
+
+
+# -- the case matrix ---------------------------------------------------------------------------------------------
+TEXT_CASES = ("bom", "crlf", "latin1", "truncated_gzip", "long_line", "empty", "header_only", "symlink_out",
+              "dotdot_path", "unreadable")
+NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta"}
+TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "samples", "maf", "vcf", "vcf_gz", "seg",
+           "cbioportal_data", "maxquant", "diann"}
+
+
+def _cases() -> list[tuple[str, str]]:
+    cases = []
+    for name in SEEDS:
+        if name == "contrasts":
+            cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name")]
+            continue
+        cases.append((name, "clean"))
+        if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
+            cases += [(name, c) for c in ("bom", "crlf", "truncated_gzip", "long_line")]
+            continue
+        cases += [(name, c) for c in TEXT_CASES
+                  if not (c == "header_only" and name in NO_HEADER)
+                  and not (c == "dotdot_path" and name in ("study_yaml", "cbioportal_meta"))]
+        if name in TABULAR:
+            cases.append((name, "duplicate_header"))
+        if name in VALUE_CELL:
+            cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
+        if name in ("matrix_tsv", "matrix_csv", "samples"):
+            cases.append((name, "duplicate_sample"))
+        if name in ("study_yaml", "signature_yaml"):
+            cases.append((name, "yaml_bomb"))
+    return cases
+
+
+CASES = _cases()
+
+
+# -- running a case: in-process, under a time guard, beside a good study -----------------------------------------
+@dataclass
+class Base:
+    """The module's warehouse: a lake holding the good study, its files per table, and the gene reference."""
+
+    root: Path
+    lake: Lake
+    reference: GeneReference
+    good_files: dict[str, list[str]]
+    clean: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+def _good_files(lake: Lake) -> dict[str, list[str]]:
+    return {t: lake.study_files(t, "airway")[1] for t in INGEST_TABLES}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, reference: GeneReference) -> Base:
+    root = tmp_path_factory.mktemp("corpus")
+    lake = Lake(root / "lake")
+    assert load_study(lake, read_study(EXAMPLES / "airway", reference=reference)).ok
+    files = _good_files(lake)
+    assert files["rna_counts"]
+    assert files["samples"]
+    return Base(root, lake, reference, files)
+
+
+def _guarded(call: Callable[[], StudyLoad]) -> StudyLoad:
+    """Run ``call`` in a daemon thread; fail when it raises or has not returned within TIME_GUARD_S."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["load"] = call()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(TIME_GUARD_S)
+    assert not thread.is_alive(), f"the load did not return within {TIME_GUARD_S:.0f} s (hang)"
+    assert "error" not in box, f"the load raised instead of recording an issue: {box['error']!r}"
+    return box["load"]  # type: ignore[return-value]
+
+
+def _load_case(base: Base, name: str, case: str) -> tuple[str, StudyLoad]:
+    seed = SEEDS[name]
+    sid = f"{name}-{case}"
+    case_root = base.root / sid
+    folder, outside = case_root / sid, case_root / "outside"
+    outside.mkdir(parents=True)
+    _write(folder, seed, sid)
+    _damage(case, seed, folder, outside)
+    load = _guarded(lambda: load_study(base.lake, read_study(folder, reference=base.reference)))
+    return sid, load
+
+
+def _values(base: Base, seed: Seed, sid: str) -> pl.DataFrame:
+    frame = base.lake.scan(seed.table, study_id=sid).collect()
+    keys = [c for c in ("sample_id", "feature_id", "chromosome", "start", "position", "measure") if c in frame.columns]
+    return frame.select(*keys, *([seed.value] if seed.value not in keys else [])).sort(keys)
+
+
+def _clean(base: Base, name: str) -> pl.DataFrame:
+    """The values of the format's clean seed (loaded by its ``clean`` case, or here when that did not run)."""
+    if name not in base.clean:
+        sid = f"{name}-clean"
+        if not (base.root / sid).exists():
+            _, load = _load_case(base, name, "clean")
+            assert load.ok, load.errors.rows(named=True)
+        base.clean[name] = _values(base, SEEDS[name], sid)
+    return base.clean[name]
+
+
+BENIGN = {"bom", "crlf"}
+LINE_CASES = {"long_line", "duplicate_header", "duplicate_sample", "nan", "inf", "negative"}
+"""Cases whose problem sits on one line of a line-oriented file: the issue must give that line."""
+
+
+def _expected_file(name: str, case: str) -> str:
+    """The file an error of the case must name: the damaged file, or the file that points at it."""
+    seed = SEEDS[name]
+    if case in ("symlink_out", "dotdot_path") and seed.target != "study.yaml":
+        return "meta_expression.txt" if seed.path_key == "data_filename" else "study.yaml"
+    return seed.target
+
+
+@pytest.mark.parametrize(("name", "case"), CASES, ids=[f"{n}-{c}" for n, c in CASES])
+def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base: Base, name: str,
+                                                                           case: str) -> None:
+    seed = SEEDS[name]
+    expected = _clean(base, name) if case in BENIGN else None
+    sid, load = _load_case(base, name, case)
+    issues = base.lake.scan("ingest_issues", study_id=sid).collect()
+    assert issues.filter(pl.col("message").str.contains("Traceback")).is_empty()
+    errors = issues.filter(pl.col("severity") == "error")
+    if case == "clean":
+        assert load.ok
+        assert errors.is_empty(), errors.rows(named=True)
+    elif case in BENIGN:  # a byte-order mark or CRLF line ends are no error: the values are the clean file's
+        assert load.ok, errors.rows(named=True)
+        assert expected is not None
+        assert_frame_equal(_values(base, seed, sid), expected)
+    elif case == "latin1" and load.ok:  # Latin-1 in a text field: read as Latin-1, with a located warning
+        warned = issues.filter((pl.col("code") == "bad_encoding") & (pl.col("file") == seed.target))
+        assert warned.height == 1, issues.rows(named=True)
+    elif (name, case) == ("cbioportal_meta", "long_line"):  # cBioPortal reads meta files line by line: a line
+        # that is not `key: value` is skipped with a located warning, the study loads (as cBioPortal's importer)
+        assert load.ok, errors.rows(named=True)
+        skipped = issues.filter(pl.col("code") == "bad_meta_line")
+        assert skipped.select("file", "line").rows() == [(seed.target, 3)]
+    elif case == "fractional":  # kept as given (Salmon / RSEM estimate fractional counts; a matrix warns)
+        assert load.ok, errors.rows(named=True)
+        assert 2.5 in _values(base, seed, sid)[seed.value].to_list()
+        if name not in ("salmon", "rsem"):
+            (warning,) = issues.filter(pl.col("code") == "fractional_count").iter_rows(named=True)
+            assert (warning["file"], warning["line"]) == (seed.target, VALUE_CELL[name][0] + 1)
+    else:
+        assert not load.ok
+        located = errors.filter(pl.col("file") == _expected_file(name, case))
+        assert located.height, errors.rows(named=True)
+        assert located["message"].str.len_chars().min() > 10  # type: ignore[operator]
+        if (case in LINE_CASES and name in TABULAR) or name == "contrasts":
+            assert located["line"].is_not_null().any(), located.rows(named=True)
+    assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
+
+
+VALIDATE_CASES = [("study_yaml", "yaml_bomb"), ("matrix_tsv", "unreadable"), ("vcf_gz", "truncated_gzip"),
+                  ("samples", "duplicate_sample"), ("contrasts", "unknown_level")]
+
+
+def test_validate_json_corpus_reports_each_case_located(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``omicsdw validate --format json`` (no warehouse) names the same files as the load, for one landing."""
+    import json
+
+    from warehouse.cli import main
+
+    landing, outside = tmp_path / "landing", tmp_path / "outside"
+    outside.mkdir()
+    for name, case in VALIDATE_CASES:
+        folder = landing / f"{name}-{case}"
+        _write(folder, SEEDS[name], folder.name)
+        _damage(case, SEEDS[name], folder, outside)
+    code = _guarded(lambda: main(["validate", str(landing), "--format", "json"]))  # type: ignore[arg-type,return-value]
+    assert code == 1
+    report = json.loads(capsys.readouterr().out)
+    located = {s["study_id"]: {(i["file"], i["line"]) for i in s["issues"] if i["severity"] == "error"}
+               for s in report["studies"]}
+    assert report["landing_problems"] == []
+    assert located["study_yaml-yaml_bomb"] == {("study.yaml", 1)}  # its id falls back to the folder name
+    assert {f for f, _ in located["matrix_tsv-unreadable"]} == {"counts.tsv"}
+    assert {f for f, _ in located["vcf_gz-truncated_gzip"]} == {"calls.vcf.gz"}
+    assert ("samples.tsv", 5) in located["samples-duplicate_sample"]
+    assert {f for f, line in located["contrasts-unknown_level"] if line is not None} == {"study.yaml"}
