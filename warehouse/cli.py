@@ -63,6 +63,7 @@ def _build(args: argparse.Namespace) -> int:
     from warehouse.summary import format_issue
 
     studies, problems = _landing_problems(landing)
+    found = dict(studies)
     for problem in problems:
         print(format_issue(problem), file=sys.stderr)
     if args.study:
@@ -108,8 +109,12 @@ def _build(args: argparse.Namespace) -> int:
     con = connect(args.warehouse)
     try:
         print(f"\n{warehouse_summary(con)}")
+        stored = {sid for (sid,) in con.execute("SELECT study_id FROM studies").fetchall()}
     finally:
         con.close()
+    for sid in sorted(stored - set(found)):  # documented: a deleted landing folder never removes a study
+        print(f"kept: {sid} has no folder in {landing} any more; `omicsdw remove {sid} --warehouse "
+              f"{args.warehouse}` removes it")
     if problems:
         failed.append(f"{len(problems)} landing folder problem(s) above")
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
@@ -208,11 +213,11 @@ def _lake(args: argparse.Namespace) -> Lake:
 
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
-    from warehouse.publish import remove_study
+    from warehouse.publish import REMOVED, remove_study
 
     warehouse_dir = Path(args.warehouse)
     lake = _lake(args)
-    if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) is None:
+    if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) in (None, REMOVED):
         print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
         return 2
     with lake.study_session(args.study):
@@ -239,9 +244,16 @@ def _vacuum(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from transforms.ingest.genes import GeneReference
     from warehouse.maintenance import doctor
 
-    problems = doctor(_lake(args), Path(args.warehouse))
+    lake = _lake(args)
+    problems = doctor(lake, Path(args.warehouse))
+    release = GeneReference.load().release
+    print(f"gene reference: {release.get('source')} (NCBI Gene {release.get('ncbi_gene_date')}; "
+          f"{release.get('locations')}); in the lake: "
+          + ("the shipped one" if not any(p.startswith("genes:") for p in problems) and lake.exists("genes")
+             else "not the shipped one" if lake.exists("genes") else "none yet"))
     for problem in problems:
         print(problem)
     print("healthy" if not problems else f"{len(problems)} problem(s)")

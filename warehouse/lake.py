@@ -161,6 +161,25 @@ class Lake:
                 self._journal = None
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def sessions_in_progress(self) -> list[str]:
+        """Studies (``_global``: the gene reference) whose write lock another session holds now: runs in progress."""
+        root = Path(self.root, SERVICE_DIR, "studies")
+        if not self.is_local or not root.is_dir():
+            return []
+        own = self._journal.parent if self._journal is not None else None
+        busy = []
+        for lock_path in sorted(root.glob("*/lock")):
+            if lock_path.parent == own:
+                continue
+            with open(lock_path, "a+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    busy.append(lock_path.parent.name)
+                else:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        return busy
+
     def _sweep(self, folder: Path) -> None:
         """Delete staged files of dead sessions that no table's current version references, then their journals."""
         for journal in folder.glob("staged-*.txt"):

@@ -7,15 +7,20 @@ deletes files no version references (staged by killed runs) once they are older 
 
 ``doctor`` checks what readers depend on and returns one line per problem: the catalog opens and is current,
 every table's newest version and every published file is readable, no orphan files, the gene reference is the
-shipped one.
+shipped one. ``vacuum`` also keeps the versions a stored feature set records as its inputs, and the staged files of
+a run in progress.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from schemas.tables import TABLES
 from warehouse.lake import Lake
@@ -33,17 +38,32 @@ class Vacuumed:
 
 
 def protected_versions(lake: Lake) -> dict[str, list[int]]:
-    """Table -> Delta versions a published study set reads (they must outlive any retention period)."""
-    if not lake.exists("study_versions"):
-        return {}
-    rows = lake.scan("study_versions").select("table_name", "delta_version").unique().collect()
-    return {t: sorted(g["delta_version"].to_list()) for (t,), g in rows.group_by("table_name")}
+    """Table -> Delta versions a published study set or a stored feature set's manifest reads (they must outlive
+    any retention period: a feature set records the input versions it was built from, to be rebuilt from them).
+    """
+    keep: dict[str, set[int]] = {}
+    if lake.exists("study_versions"):
+        rows = lake.scan("study_versions").select("table_name", "delta_version").unique().collect()
+        for table, version in rows.iter_rows():
+            keep.setdefault(table, set()).add(version)
+    if lake.exists("feature_sets"):
+        for (text,) in lake.scan("feature_sets").select("manifest").collect().iter_rows():
+            inputs = json.loads(text).get("inputs") or {}
+            if inputs.get("study_versions") is not None:
+                keep.setdefault("study_versions", set()).add(int(inputs["study_versions"]))
+            for table, versions in (inputs.get("tables") or {}).items():
+                keep.setdefault(table, set()).update(int(v) for v in versions.values())
+    return {table: sorted(versions) for table, versions in keep.items()}
 
 
 def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False,
            full: bool = True) -> list[Vacuumed]:
-    """Delete files older than ``retention_hours`` that neither the newest version nor a published set needs."""
+    """Delete files older than ``retention_hours`` that neither the newest version, a published set nor a feature
+    set needs. While another process holds a study's write lock (a run in progress) its staged, not yet committed
+    files are unreferenced: then only files of superseded versions are deleted, never unreferenced ones.
+    """
     keep = protected_versions(lake)
+    full = full and not lake.sessions_in_progress()
     done = []
     for table in TABLES:
         if not lake.exists(table):
@@ -53,6 +73,21 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
                                          enforce_retention_duration=False, keep_versions=kept or None)
         done.append(Vacuumed(table, sorted(files), kept))
     return done
+
+
+def _failure(read: Callable[[], object]) -> str | None:
+    """Why ``read()`` failed, or None; a Rust panic of a reader (a torn file) is a failure too, not a crash."""
+    try:
+        read()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return None
+
+
+def _count_rows(lake: Lake, table: str) -> int:
+    return int(lake.scan(table).select(pl.len()).collect().item())
 
 
 def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
@@ -83,11 +118,13 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
         missing = [f for f in files if lake.is_local and not Path(lake.root, f).is_file()]
         if missing:
             problems.append(f"{table}: {len(missing)} file(s) readers need are missing, e.g. {missing[0]}")
-        if lake.exists(table):
-            try:
-                lake.scan(table).select(pl.len()).collect()
-            except Exception as exc:
-                problems.append(f"{table}: its newest Delta version cannot be read: {exc}")
+        torn = [(f, reason) for f in files if lake.is_local and f not in missing
+                and (reason := _failure(partial(pq.read_metadata, Path(lake.root, f)))) is not None]
+        if torn:
+            problems.append(f"{table}: {len(torn)} file(s) readers need are not readable Parquet, e.g. {torn[0][0]} "
+                            f"({torn[0][1]})")
+        if lake.exists(table) and not torn and (reason := _failure(partial(_count_rows, lake, table))) is not None:
+            problems.append(f"{table}: its newest Delta version cannot be read: {reason}")
     every = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=True) for f in v.files}
     history = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=False) for f in v.files}
     orphans = sorted(every - history)  # files no version ever referenced: staged by runs that never committed

@@ -1,0 +1,139 @@
+"""A warehouse over years: remove a study, vacuum what no reader needs, evolve a table's schema, doctor damage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+import pytest
+
+import schemas.tables as tables
+from schemas.tables import STUDY_TABLES
+from tests.lake_rows import commit_load
+from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
+from warehouse.catalog import refresh_catalog
+from warehouse.cli import main
+from warehouse.commit import commit_frames
+from warehouse.lake import STUDY_KEY, Lake
+from warehouse.maintenance import doctor, protected_versions, vacuum
+from warehouse.publish import publish_study
+
+
+def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: Path, capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    present = [t for t in STUDY_TABLES if lake.exists(t)]
+    before = {t: lake.version(t) for t in present}
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0
+    for table in present:
+        assert lake.scan(table, study_id="s1").select(pl.len()).collect().item() == 0, table
+        new = [c for c in lake.delta(table).history() if c["version"] > before[table]]
+        assert [c.get(STUDY_KEY) for c in new] == ["s1"], table  # exactly one commit per table
+    assert _rows(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("s2",)]
+    assert _rows(wh, "SELECT count(*) FROM studies WHERE study_id = 's1'") == [(0,)]
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 2  # gone: nothing left to remove
+    assert "is not in" in capsys.readouterr().err
+
+
+def _feature_set_row(lake: Lake, inputs: dict) -> None:
+    """A stored feature-set version whose manifest records its input versions (as warehouse.feature_sets does)."""
+    row = pl.DataFrame({"feature_set": ["panel"], "version": [1], "created_at": [datetime.now(UTC)], "rows": [2],
+                        "columns": [1], "content_hash": ["h"], "manifest": [json.dumps({"inputs": inputs})]})
+    schema = tables.polars_schema("feature_sets")
+    frame = pl.DataFrame({c: row[c] if c in row.columns else None for c in schema}).cast(schema)  # type: ignore[arg-type]
+    assert commit_frames(lake, [("feature_sets", frame)], tables=["feature_sets"], study_id=None,
+                         fingerprint="fs-1").ok
+
+
+def test_vacuum_keeps_the_versions_a_stored_feature_set_was_built_from(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    version_a = lake.study_version("rna_counts", "s1")
+    assert version_a is not None
+    _feature_set_row(lake, {"study_versions": lake.version("study_versions"),
+                            "tables": {"rna_counts": {"s1": version_a}}})
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    assert publish_study(lake, "s1").ok  # load A is neither published nor current any more
+    assert version_a in protected_versions(lake)["rna_counts"]
+    vacuum(lake, retention_hours=0)
+    kept = lake.scan("rna_counts", version=version_a, study_id="s1").select(pl.col("count").sum()).collect()
+    assert kept.item() == 30.0  # the feature set's input version is still readable
+
+
+def test_vacuum_leaves_the_staged_files_of_a_run_in_progress(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    running = Lake(lake.root)  # another session (as another process would): it holds study s2's lock
+    with running.study_session("s2"):
+        staged = running.stage("rna_counts", COUNTS.with_columns(pl.lit("s2").alias("study_id")), study_id="s2")
+        assert lake.sessions_in_progress() == ["s2"]
+        vacuum(lake, retention_hours=0)
+        assert all(Path(lake.uri("rna_counts"), f).is_file() for f in staged.relative_paths)
+    assert lake.sessions_in_progress() == []
+    deleted = {v.table: v.files for v in vacuum(lake, retention_hours=0)}  # the run ended without committing
+    assert sorted(deleted["rna_counts"]) == sorted(staged.relative_paths)
+
+
+def test_new_optional_column_appends_without_rewriting_old_studies(lake: Lake, wh: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    commit_load(lake, "old", {"rna_counts": COUNTS}, load="A")
+    old_files = lake.study_files("rna_counts", "old")[1]
+    stamps = {f: Path(lake.uri("rna_counts"), f).stat().st_mtime_ns for f in old_files}
+
+    current = tables.TABLES["rna_counts"]
+
+    class RnaCountsV2(current):  # type: ignore[valid-type,misc]
+        batch: str | None = pa.Field(nullable=True, description="Sequencing batch (added in a later release).")
+
+    monkeypatch.setitem(tables.TABLES, "rna_counts", RnaCountsV2)
+    commit_load(lake, "new", {"rna_counts": COUNTS.with_columns(pl.lit("b1").alias("batch"))}, load="B")
+    assert lake.study_files("rna_counts", "old")[1] == old_files  # the old study's files: the same, untouched
+    assert {f: Path(lake.uri("rna_counts"), f).stat().st_mtime_ns for f in old_files} == stamps
+    rows = lake.scan("rna_counts").select("study_id", "batch").unique().sort("study_id").collect().rows()
+    assert rows == [("new", "b1"), ("old", None)]
+
+
+def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,
+                                                                              capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    assert main(["doctor", "--warehouse", str(wh)]) == 0
+    out = capsys.readouterr().out
+    assert "gene reference: org.Hs.eg.db 3.16.0" in out
+    assert out.rstrip().endswith("healthy")
+    _publish(lake, wh, "s2", "A", COUNTS)
+    refresh_catalog(lake, wh)
+    commit_load(lake, "s3", {"rna_counts": COUNTS}, load="A")
+    _derived(lake, "s3", "A")
+    assert publish_study(lake, "s3").ok  # published, but the catalog was not rebuilt: stale
+    assert any("is stale" in p and p.startswith("rna_counts:") for p in doctor(lake, wh))
+    refresh_catalog(lake, wh)
+    (published, *_) = lake.study_files("rna_counts", "s2")[1]
+    target = Path(lake.uri("rna_counts"), published)
+    target.write_bytes(target.read_bytes()[:40])  # a torn write: no Parquet footer
+    problems = doctor(lake, wh)
+    assert any(p.startswith("rna_counts: ") for p in problems), problems
+    assert main(["doctor", "--warehouse", str(wh)]) == 1
+    assert "rna_counts" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_build_keeps_a_study_whose_landing_folder_was_deleted_until_remove(tmp_path: Path, capsys,
+                                                                         study_folder) -> None:
+    from tests.warehouse.catalog_sql import sql
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    for sid in ("keep", "gone"):
+        study_folder(landing, f"study_id: {sid}\nname: {sid}\nassays:\n  - {{name: rna, kind: rna_counts, "
+                     "format: matrix, path: counts.tsv, gene_id_type: symbol}\n",
+                     {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\nMYC\t5\t6\n"}, name=sid)
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    shutil.rmtree(landing / "gone")
+    capsys.readouterr()
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    assert f"kept: gone has no folder in {landing}" in capsys.readouterr().out
+    assert sql(wh, "SELECT study_id, count(*) FROM rna_counts GROUP BY ALL ORDER BY 1") == [("gone", 4), ("keep", 4)]
+    assert main(["remove", "gone", "--warehouse", str(wh)]) == 0
+    assert sql(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("keep",)]
