@@ -166,9 +166,14 @@ class WideMatrix:
         self.records = self.long()
 
     def joined(self, per_feature: pl.DataFrame) -> pl.LazyFrame:
-        """``frame`` with per-feature columns (``feature_id`` plus others) joined once per row, before the unpivot."""
-        return self.frame.join(per_feature.lazy().rename({"feature_id": _LABEL}), on=_LABEL, how="left",
-                               maintain_order="left")
+        """``frame`` with per-feature columns (``feature_id`` plus others, one row per feature) added to each row
+        before the unpivot, by a lookup on the identifier: a join would gather every value column too.
+        """
+        keys = per_feature.get_column("feature_id")
+        return self.frame.with_columns(
+            pl.col(_LABEL).replace_strict(keys, per_feature.get_column(c), default=None,
+                                          return_dtype=per_feature.schema[c]).alias(c)
+            for c in per_feature.columns if c != "feature_id")
 
     def long(self, frame: pl.LazyFrame | None = None, *, samples: dict[str, str] | None = None,
              index: Sequence[str] = ()) -> pl.LazyFrame:
