@@ -189,7 +189,8 @@ class WideMatrix:
             variable = self.variable
         else:
             on = [samples[c] for c in self.values if c in samples]
-            frame = frame.select(*keys, *(pl.col(c).alias(samples[c]) for c in self.values if c in samples))
+            if on != self.values:  # a select over every column costs memory at 20,000 columns: only when needed
+                frame = frame.select(*keys, *(pl.col(c).alias(samples[c]) for c in self.values if c in samples))
             variable = "sample_id"
         long = frame.unpivot(on=on, index=keys, variable_name=variable, value_name="raw").rename(
             {_LABEL: self.label, _LINE: "line"})
