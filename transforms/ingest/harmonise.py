@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.ingest.parse.matrix import WideMatrix
 from transforms.ingest.parse.text import MAX_IDENTIFIER_CHARS
 from transforms.issues import ISSUE_SCHEMA, MAX_RECORD_CHARS
 
@@ -55,33 +54,6 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
         return frame
     mapped = gene_map.lazy().filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")
     return frame.join(mapped, on="feature_id", how="left")
-
-
-def attach_identity_wide(matrix: WideMatrix, *, sample_map: pl.DataFrame, gene_map: pl.DataFrame | None,
-                         study_id: str, assay: str, file: str, features: pl.DataFrame | None = None
-                         ) -> pl.LazyFrame:
-    """:func:`attach_identity` on a matrix before its unpivot, with the same result.
-
-    Genes are joined once per feature row and the sample columns renamed to their sample ids (columns without a
-    sample left out), so no join runs over the long rows (400M of them at 20,000 x 20,000). ``features``
-    (``feature_id`` plus per-feature columns such as ``length``) is joined the same way. Identifiers over
-    :data:`MAX_IDENTIFIER_CHARS` never reach here: the matrix parser leaves those rows out with an error.
-    """
-    per_feature = pl.DataFrame(schema={"feature_id": pl.String})
-    if gene_map is not None:
-        per_feature = gene_map.filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")
-    if features is not None:
-        per_feature = per_feature.join(features.unique("feature_id"), on="feature_id", how="full", coalesce=True)
-    index = [c for c in per_feature.columns if c != "feature_id"]
-    frame = matrix.joined(per_feature) if index else matrix.frame
-    samples = dict(sample_map.drop_nulls("sample_id").select("column", "sample_id").iter_rows())
-    records = matrix.long(frame, samples=samples, index=index)
-    return records.with_columns(
-        pl.lit(None, dtype=pl.String).alias("problem_code"),
-        pl.lit(study_id).alias("study_id"),
-        pl.lit(assay).alias("assay"),
-        pl.lit(file).alias("file"),
-    )
 
 
 def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "count",

@@ -14,7 +14,7 @@ import polars as pl
 
 from schemas.manifest import Assay, StudyManifest, confine, resolve_study_path
 from transforms.ingest.genes import GeneReference, resolve_gene_ids, transcript_gene_map
-from transforms.ingest.harmonise import attach_identity, attach_identity_wide, flag_values, gene_map_rows
+from transforms.ingest.harmonise import attach_identity, flag_values, gene_map_rows
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
 from transforms.ingest.parse.featurecounts import parse_featurecounts
@@ -96,7 +96,7 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
                 lengths: bool = False) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame]:
     """Samples and genes on every file's records: (records, gene_id_map rows, sample mapping).
 
-    A matrix gets them before its unpivot (:func:`attach_identity_wide`); ``lengths`` adds each feature's length.
+    ``lengths`` adds each feature's length (rna_counts).
     """
     ids = [p.features["feature_id"] if p.features is not None and "feature_id" in p.features.columns
            else p.records.select("feature_id").unique(maintain_order=True).collect()["feature_id"]
@@ -106,12 +106,6 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
     for file, parsed in parsed_files:
         mapping = _map_samples(parsed, assay, context, file)
         mappings.append(mapping)
-        matrix = parsed.matrix()
-        if matrix is not None:
-            frames.append(attach_identity_wide(matrix, sample_map=mapping, gene_map=resolved,
-                                               study_id=context.study_id, assay=assay.name, file=file,
-                                               features=_lengths(parsed) if lengths else None))
-            continue
         records = parsed.records
         if lengths:
             per_feature = _lengths(parsed)

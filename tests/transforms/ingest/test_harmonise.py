@@ -9,7 +9,6 @@ from polars.testing import assert_frame_equal
 
 from transforms.ingest.harmonise import (
     attach_identity,
-    attach_identity_wide,
     flag_values,
     gene_map_rows,
     quarantine_rows,
@@ -110,34 +109,3 @@ def test_gene_map_rows_labels_resolver_output_with_study_and_assay():
                              "feature_id": ["TP53", "FOO"], "gene_id": pl.Series([7157, None], dtype=pl.Int64),
                              "status": ["mapped", "unmapped"], "rule": ["exact", "not_found"]})
     assert_frame_equal(got, expected)
-
-
-def test_attach_identity_wide_puts_genes_and_samples_on_rows_and_columns_before_the_unpivot(tmp_path):
-    from transforms.ingest.parse.matrix import parse_matrix
-    from transforms.issues import IssueLog
-
-    for cells, typed in (("5\t6\t7", True), ("5\tNA\t-1", False)):
-        path = tmp_path / "m.tsv"
-        path.write_text(f"gene\tL1\tL2\tL3\nTP53\t1\t2\t3\nXYZ\t{cells}\n")
-        parsed = parse_matrix(path, issues=IssueLog("t"))
-        matrix = parsed.matrix()
-        assert matrix is not None
-        assert matrix.typed is typed
-        # L1 is sample S1, L2 keeps its label, L3 has no sample (its records are left out)
-        samples = pl.DataFrame({"column": ["L1", "L2", "L3"], "sample_id": ["S1", "L2", None]})
-        genes = pl.DataFrame({"feature_id": ["TP53", "XYZ"], "gene_id": [7157, None], "status": ["mapped", "unmapped"]})
-        lengths = pl.DataFrame({"feature_id": ["TP53", "XYZ"], "length": [100.0, None]})
-        wide = attach_identity_wide(matrix, sample_map=samples, gene_map=genes, study_id="s", assay="a", file="m.tsv",
-                                    features=lengths).collect()
-        columns = ["feature_id", "column", "sample_id", "gene_id", "length", "line", "value", "problem", "raw"]
-        assert wide.select(columns).sort("line", "column").rows() == [
-            ("TP53", "L1", "S1", 7157, 100.0, 2, 1.0, None, None),
-            ("TP53", "L2", "L2", 7157, 100.0, 2, 2.0, None, None),
-            ("XYZ", "L1", "S1", None, None, 3, 5.0, None, None),
-            ("XYZ", "L2", "L2", None, None, 3, 6.0 if typed else None, None, None)]
-        assert wide.select(pl.col("study_id", "assay", "file").unique()).rows() == [("s", "a", "m.tsv")]
-        # the long path gives the same records
-        long = attach_identity(parsed.records.join(lengths.lazy(), on="feature_id", how="left"), sample_map=samples,
-                               gene_map=genes, study_id="s", assay="a", file="m.tsv").collect()
-        assert_frame_equal(wide.select(sorted(wide.columns)).sort("line", "column"),
-                           long.select(sorted(long.columns)).sort("line", "column"))

@@ -41,7 +41,7 @@ class ParsedAssay:
     def matrix(self) -> WideMatrix | None:
         """The wide matrix behind ``records`` while ``records`` is still its plain unpivot, else None.
 
-        Harmonisation uses it to put genes and samples on the (small) feature rows and sample columns before the
-        unpivot; a parser that reshapes ``records`` afterwards (one-sample formats relabel ``column``) loses it.
+        The RNA reader asks it whether the file was read typed (no value to flag); a parser that reshapes
+        ``records`` afterwards (one-sample formats relabel ``column``) loses it.
         """
         return self.wide if self.wide is not None and self.wide.records is self.records else None

@@ -165,46 +165,14 @@ class WideMatrix:
     def __post_init__(self) -> None:
         self.records = self.long()
 
-    def joined(self, per_feature: pl.DataFrame) -> pl.LazyFrame:
-        """``frame`` with per-feature columns (``feature_id`` plus others, one row per feature) added to each row
-        before the unpivot, by a lookup on the identifier: a join would gather every value column too.
-        """
-        keys = per_feature.get_column("feature_id")
-        return self.frame.with_columns(
-            pl.col(_LABEL).replace_strict(keys, per_feature.get_column(c), default=None,
-                                          return_dtype=per_feature.schema[c]).alias(c)
-            for c in per_feature.columns if c != "feature_id")
-
-    def long(self, frame: pl.LazyFrame | None = None, *, samples: dict[str, str] | None = None,
-             index: Sequence[str] = ()) -> pl.LazyFrame:
-        """Unpivot into :data:`RECORD_SCHEMA` records (plus ``index`` columns of ``frame``, carried to every record).
-
-        ``samples`` (column label -> sample id) renames the value columns before the unpivot and leaves out the
-        others, adding ``sample_id``: identity decided on the header, not on every long row.
-        """
-        frame = self.frame if frame is None else frame
-        keys = [_LABEL, _LINE, *index]
-        if samples is None:
-            on = list(self.values)
-            variable = self.variable
-        else:
-            on = [samples[c] for c in self.values if c in samples]
-            if on != self.values:  # a select over every column costs memory at 20,000 columns: only when needed
-                frame = frame.select(*keys, *(pl.col(c).alias(samples[c]) for c in self.values if c in samples))
-            variable = "sample_id"
-        long = frame.unpivot(on=on, index=keys, variable_name=variable, value_name="raw").rename(
-            {_LABEL: self.label, _LINE: "line"})
-        if samples is not None:
-            labels = {s: c for c, s in samples.items() if c in self.values}
-            same = all(s == c for s, c in labels.items())
-            sample = pl.col("sample_id")
-            column = sample if same else sample.replace_strict(labels, return_dtype=pl.String)
-            long = long.with_columns(column.alias("column"))
-        extra = [c for c in index if c not in RECORD_SCHEMA] + (["sample_id"] if samples is not None else [])
+    def long(self) -> pl.LazyFrame:
+        """Unpivot into :data:`RECORD_SCHEMA` records: one per feature row and value column."""
+        long = self.frame.unpivot(on=self.values, index=[_LABEL, _LINE], variable_name=self.variable,
+                                  value_name="raw").rename({_LABEL: self.label, _LINE: "line"})
         if self.typed:
             nothing = pl.lit(None, pl.String)
-            return long.select(self.label, "column", pl.col("raw").alias("value"), "line", nothing.alias("problem"),
-                               nothing.alias("raw"), *extra).select(*RECORD_SCHEMA, *extra)
+            return long.select(self.label, self.variable, pl.col("raw").alias("value"), "line",
+                               nothing.alias("problem"), nothing.alias("raw")).select(*RECORD_SCHEMA)
         raw = pl.col("raw")
         number = raw.cast(pl.Float64, strict=False)
         finite = number.is_finite().fill_null(False)
@@ -215,7 +183,7 @@ class WideMatrix:
             .otherwise(pl.format("non-finite value '{}'", raw)))
         return (long.with_columns(value=value, problem=problem)
                 .with_columns(raw=pl.when(pl.col("problem").is_not_null()).then(raw))
-                .select(*RECORD_SCHEMA, *extra))
+                .select(*RECORD_SCHEMA))
 
 
 def require_columns(layout: TableLayout, names: Sequence[str]) -> None:
