@@ -4,13 +4,16 @@ Each peer runs in its own process, one after the other in the same run, on the s
 counts (``make_counts``' model, seed 1, 10 % of genes 2-fold up in the test group); wall and CPU time of the child
 process, the fit's own time and the child's peak RSS are reported.
 
-    python bench/bench_de.py [--genes 20000] [--samples 100] [--repeats 1]
+    python bench/bench_de.py [--genes 20000] [--samples 100] [--peers pydeseq2 omicsdw]
+
+Cohort scale (issue 12): ``--samples 1000`` (500 vs 500). The load average is printed before and after each peer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -79,13 +82,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--genes", type=int, default=20000)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--peers", nargs="+", choices=["pydeseq2", "omicsdw"], default=["pydeseq2", "omicsdw"])
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     path = OUT / f"de_{args.genes}x{args.samples}.npy"
     if not path.exists():
         make_input(args.genes, args.samples, path)
-    for peer in ("pydeseq2", "omicsdw"):
-        print(peer, run_peer(peer, path), flush=True)
+    for peer in args.peers:
+        load = os.getloadavg()[0]
+        print(peer, time.strftime("%H:%M:%S"), f"load {load:.1f} -> ", run_peer(peer, path),
+              f"-> load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

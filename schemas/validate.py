@@ -9,6 +9,9 @@ two labels for one sample), and ``tests/schemas`` proves that on corrupt input.
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import pandera.polars as pa
 import polars as pl
@@ -17,6 +20,18 @@ from schemas.tables import TABLES
 
 EAGER_ROWS = 5_000_000
 _MAX_MESSAGES = 20
+_HEAD_ROWS = 100_000
+
+
+class Statistics(Protocol):
+    """Null count and min / max of one stored column (see :meth:`warehouse.lake.Lake.staged_statistics`)."""
+
+    @property
+    def nulls(self) -> int: ...
+    @property
+    def min(self) -> Any: ...
+    @property
+    def max(self) -> Any: ...
 
 _FINITE = {"rna_counts": "count"}
 """Columns that must also be finite (pandera's ge=0 lets +inf through)."""
@@ -25,8 +40,15 @@ NOT_EMPTY = frozenset({"genes", "gene_xrefs"})
 """Tables that may never be committed empty: a study mapped against an empty gene dimension maps nothing."""
 
 
-def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
-    """Return failure messages (empty when the rows satisfy the contract of ``table``)."""
+def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame, *,
+                  statistics: Mapping[str, Statistics | None] | None = None) -> list[str]:
+    """Return failure messages (empty when the rows satisfy the contract of ``table``).
+
+    ``statistics``: per column stored in the files behind ``frame`` (the other columns are constants, such as
+    the partition's ``study_id``), from their footers. A large table whose every value check is a bound or a
+    non-null rule is then checked from them, with pandera on its first rows for types and constants, instead
+    of reading every row back.
+    """
     lazy = frame.lazy()
     rows = lazy.select(pl.len()).collect().item()
     if rows == 0 and table in NOT_EMPTY:
@@ -36,12 +58,55 @@ def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
         return _check(schema, lazy.collect(), table)
     batch_schema = copy.deepcopy(schema)  # to_schema() returns the model's cached schema: never mutate it
     batch_schema.unique = None
+    if statistics is not None:
+        decided = _from_statistics(batch_schema, table, statistics)
+        if decided is not None:
+            return (_check(batch_schema, lazy.head(_HEAD_ROWS).collect(), table) + decided)[:_MAX_MESSAGES]
     messages: list[str] = []
     for batch in lazy.collect_batches(chunk_size=1_000_000):
         messages += _check(batch_schema, batch, table)
         if len(messages) >= _MAX_MESSAGES:
             break
     return messages[:_MAX_MESSAGES]
+
+
+_BOUNDS = {
+    "greater_than": lambda lo, hi, s: lo > s["min_value"],
+    "greater_than_or_equal_to": lambda lo, hi, s: lo >= s["min_value"],
+    "less_than": lambda lo, hi, s: hi < s["max_value"],
+    "less_than_or_equal_to": lambda lo, hi, s: hi <= s["max_value"],
+    "in_range": lambda lo, hi, s: lo >= s["min_value"] and hi <= s["max_value"],
+}
+
+
+def _from_statistics(schema: pa.DataFrameSchema, table: str, statistics: Mapping[str, Statistics | None]
+                     ) -> list[str] | None:
+    """Failure messages of the non-null and bound checks of the stored columns, decided from their min / max and
+    null counts; None when some check needs the values themselves (``isin``, a custom check, no statistics).
+    Columns not in ``statistics`` are constants, checked on the first rows.
+    """
+    messages: list[str] = []
+    for name, column in schema.columns.items():
+        if name not in statistics:
+            continue
+        stats = statistics[name]
+        if stats is None:
+            return None
+        if not column.nullable and stats.nulls:
+            messages.append(f"{table}.{name}: not_nullable failed for {stats.nulls} null value(s)")
+        for check in column.checks:
+            bound = _BOUNDS.get(check.name)
+            if bound is None:
+                return None
+            if stats.min is None:  # every value null: no bound to break
+                continue
+            if not bound(stats.min, stats.max, check.statistics):
+                messages.append(f"{table}.{name}: {check.name}({check.statistics}) failed for values in "
+                                f"[{stats.min!r}, {stats.max!r}]")
+        if _FINITE.get(table) == name and stats.min is not None and not (
+                math.isfinite(stats.min) and math.isfinite(stats.max)):
+            messages.append(f"{table}.{name}: infinite values (range [{stats.min!r}, {stats.max!r}])")
+    return messages
 
 
 def _check(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> list[str]:

@@ -44,7 +44,7 @@ def commit_tables(lake: Lake, staged: Mapping[str, StagedFiles], *, study_id: st
     """
     failures = {}
     for table, files in staged.items():
-        found = validate_rows(table, lake.scan_staged(files))
+        found = validate_rows(table, lake.scan_staged(files), statistics=lake.staged_statistics(files))
         if found:
             failures[table] = found
     if failures:

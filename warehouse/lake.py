@@ -259,6 +259,28 @@ class Lake:
         return sum(self._metadata(f"{self.uri(staged.table)}/{relative}").num_rows
                    for relative in staged.relative_paths)
 
+    def staged_statistics(self, staged: StagedFiles) -> dict[str, ColumnStatistics | None]:
+        """Per column stored in the staged files: null count and min / max over every row group, from the footers.
+
+        None for a column some row group has no statistics for (its checks then read the rows); the partition
+        column is not stored, so it is not a key.
+        """
+        found: dict[str, ColumnStatistics] = {}
+        missing: set[str] = set()
+        for relative in staged.relative_paths:
+            metadata = self._metadata(f"{self.uri(staged.table)}/{relative}")
+            for rg in range(metadata.num_row_groups):
+                group = metadata.row_group(rg)
+                for c in range(group.num_columns):
+                    column = group.column(c)
+                    name, stats = column.path_in_schema, column.statistics
+                    if stats is None or (not stats.has_min_max and stats.null_count != group.num_rows):
+                        missing.add(name)
+                        continue
+                    lo, hi = (stats.min, stats.max) if stats.has_min_max else (None, None)
+                    found[name] = found.get(name, ColumnStatistics()).merge(stats.null_count or 0, lo, hi)
+        return {name: None if name in missing else found.get(name) for name in found.keys() | missing}
+
     def scan_staged(self, staged: StagedFiles) -> pl.LazyFrame:
         """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
         if not staged.relative_paths:
@@ -321,6 +343,20 @@ class Lake:
         partition = {"study_id": staged.study_id} if staged.study_id is not None else {}
         return AddAction(relative, size, partition, int(time.time() * 1000), True,
                          json.dumps(_file_stats(metadata)))
+
+
+@dataclass(frozen=True)
+class ColumnStatistics:
+    """Null count and min / max (None while every value seen is null) of one column over staged files."""
+
+    nulls: int = 0
+    min: Any = None
+    max: Any = None
+
+    def merge(self, nulls: int, lo: Any, hi: Any) -> ColumnStatistics:
+        low = lo if self.min is None else self.min if lo is None else min(self.min, lo)
+        high = hi if self.max is None else self.max if hi is None else max(self.max, hi)
+        return ColumnStatistics(self.nulls + nulls, low, high)
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,36 @@ def test_validate_rows_refuses_an_empty_gene_dimension():
     assert validate.validate_rows("genes", pl.DataFrame(schema=polars_schema("genes"))) == [
         "genes: no rows; the gene dimension may not be empty"]
     assert validate.validate_rows("samples", pl.DataFrame(schema=polars_schema("samples"))) == []
+
+
+def _rna_rows(counts: list[float]) -> pl.DataFrame:
+    n = len(counts)
+    return pl.DataFrame({"study_id": ["s"] * n, "assay": ["rna"] * n, "sample_id": [f"S{i}" for i in range(n)],
+                         "gene_id": [7157] * n, "feature_id": ["TP53"] * n, "count": counts, "length": [None] * n},
+                        schema=polars_schema("rna_counts"))
+
+
+def test_validate_rows_large_table_decided_from_file_statistics(monkeypatch):
+    from warehouse.lake import ColumnStatistics
+
+    monkeypatch.setattr(validate, "EAGER_ROWS", 2)
+    monkeypatch.setattr(validate, "_HEAD_ROWS", 1)
+    rows = _rna_rows([1.0, 2.0, 3.0])
+    stored = {c: ColumnStatistics(0, rows[c].min(), rows[c].max()) for c in rows.columns if c not in ("study_id",
+                                                                                                       "length")}
+    stored["length"] = ColumnStatistics(3, None, None)
+    assert validate.validate_rows("rna_counts", rows, statistics=stored) == []
+    # the rows are not read past the first: a footer saying -4 and a null fail, whatever the rows hold
+    stored["count"] = ColumnStatistics(1, -4.0, 3.0)
+    messages = validate.validate_rows("rna_counts", rows, statistics=stored)
+    assert [m.split(":")[0] for m in messages] == ["rna_counts.count", "rna_counts.count"]
+    assert "1 null" in messages[0]
+    assert "-4.0" in messages[1]
+    # an infinite count (pandera's ge=0 lets it through) is caught from the maximum
+    stored["count"] = ColumnStatistics(0, 0.0, float("inf"))
+    assert validate.validate_rows("rna_counts", rows, statistics=stored)[0].startswith("rna_counts.count: infinite")
+    # a column without statistics makes every row be read: this negative count is then found in the rows
+    stored["count"] = None
+    messages = validate.validate_rows("rna_counts", _rna_rows([1.0, -2.0, 3.0]), statistics=stored)
+    assert len(messages) == 1
+    assert "-2.0" in messages[0]

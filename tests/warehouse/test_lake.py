@@ -130,3 +130,17 @@ def _hold(root: str, ready) -> None:  # type: ignore[no-untyped-def]
     with Lake(root).study_session("s1"):
         ready.set()
         time.sleep(60)
+
+
+def test_staged_statistics_are_the_min_max_and_nulls_of_every_staged_file(lake: Lake) -> None:
+    lake.ensure_tables(["rna_counts"])
+    frames = [pl.DataFrame({"assay": ["r", "r"], "sample_id": ["a", "b"], "gene_id": [1, None],
+                            "feature_id": ["g1", "g2"], "count": [c, 2.0], "length": [None, None]})
+              for c in (5.0, 0.5)]
+    staged = lake.stage_frames("rna_counts", frames, study_id="s1")
+    stats = lake.staged_statistics(staged)
+    assert "study_id" not in stats  # the partition lives in the path
+    assert (stats["count"].nulls, stats["count"].min, stats["count"].max) == (0, 0.5, 5.0)
+    assert (stats["gene_id"].nulls, stats["gene_id"].min, stats["gene_id"].max) == (2, 1, 1)
+    assert (stats["length"].nulls, stats["length"].min) == (4, None)
+    assert (stats["sample_id"].min, stats["sample_id"].max) == ("a", "b")

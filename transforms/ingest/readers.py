@@ -7,7 +7,7 @@ column labels. Format differences end at the parser; identity is always decided 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -92,9 +92,12 @@ def _mapped_fraction(resolved: pl.DataFrame) -> float:
     return round(float(fraction or 0.0), 4)
 
 
-def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, context: AssayContext
-                ) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame]:
-    """Samples and genes on every file's records: (records, gene_id_map rows, sample mapping)."""
+def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, context: AssayContext, *,
+                lengths: bool = False) -> tuple[pl.LazyFrame, pl.DataFrame, pl.DataFrame]:
+    """Samples and genes on every file's records: (records, gene_id_map rows, sample mapping).
+
+    ``lengths`` adds each feature's length (rna_counts).
+    """
     ids = [p.features["feature_id"] if p.features is not None and "feature_id" in p.features.columns
            else p.records.select("feature_id").unique(maintain_order=True).collect()["feature_id"]
            for _, p in parsed_files]
@@ -103,7 +106,11 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
     for file, parsed in parsed_files:
         mapping = _map_samples(parsed, assay, context, file)
         mappings.append(mapping)
-        frames.append(attach_identity(parsed.records, sample_map=mapping, gene_map=resolved,
+        records = parsed.records
+        if lengths:
+            per_feature = _lengths(parsed)
+            records = records.join(per_feature.lazy(), on="feature_id", how="left")
+        frames.append(attach_identity(records, sample_map=mapping, gene_map=resolved,
                                       study_id=context.study_id, assay=assay.name, file=file))
     records = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return records, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), pl.concat(mappings)
@@ -137,17 +144,17 @@ def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
                       strandedness=assay.strandedness)
 
 
-def _with_lengths(parsed: ParsedAssay) -> ParsedAssay:
-    """Attach each feature's length for TPM: the effective length where the tool reports one, else the length.
+def _lengths(parsed: ParsedAssay) -> pl.DataFrame:
+    """Each feature's length for TPM: the effective length where the tool reports one, else the length.
 
-    A format without lengths (a plain count matrix) gets a null ``length``: rna_counts always has the column.
+    A format without lengths (a plain count matrix) gives null lengths: rna_counts always has the column.
     """
     features = parsed.features
     names = [c for c in ("effective_length", "length") if features is not None and c in features.columns]
     if features is None or not names:
-        return replace(parsed, records=parsed.records.with_columns(pl.lit(None, pl.Float64).alias("length")))
-    lengths = features.lazy().select("feature_id", pl.col(names[0]).cast(pl.Float64).alias("length"))
-    return replace(parsed, records=parsed.records.join(lengths, on="feature_id", how="left"))
+        ids = features["feature_id"] if features is not None else pl.Series("feature_id", [], pl.String)
+        return pl.DataFrame({"feature_id": ids, "length": pl.Series([None] * len(ids), dtype=pl.Float64)})
+    return features.select("feature_id", pl.col(names[0]).cast(pl.Float64).alias("length"))
 
 
 def _cells(parsed: list[tuple[str, ParsedAssay]]) -> int | None:
@@ -185,14 +192,14 @@ def _warn_fractional_counts(records: pl.LazyFrame, *, file: str, issues: IssueLo
 def read_rna(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
     """RNA counts or abundances from any RNA format; one file per sample for Salmon / RSEM / STAR."""
     parsed = [(context.relative(f), _parse_rna(assay, f, context)) for f in files]
-    if assay.kind == "rna_counts" and assay.format in INTEGER_COUNT_FORMATS:
+    # a typed matrix was proven plain whole numbers below any bound: no cell to warn about or flag
+    typed = all((m := p.matrix()) is not None and m.typed for _, p in parsed)
+    if assay.kind == "rna_counts" and assay.format in INTEGER_COUNT_FORMATS and not typed:
         for file, p in parsed:
             _warn_fractional_counts(p.records, file=file, issues=context.issues)
+    records, gene_map, mapping = _identified(parsed, assay, context, lengths=assay.kind == "rna_counts")
     if assay.kind == "rna_counts":
-        parsed = [(file, _with_lengths(p)) for file, p in parsed]
-    records, gene_map, mapping = _identified(parsed, assay, context)
-    if assay.kind == "rna_counts":
-        table = flag_values(records, kind="count").rename({"value": "count"})
+        table = (records if typed else flag_values(records, kind="count")).rename({"value": "count"})
     else:
         measure = assay.measure or "value"
         table = flag_values(records, kind=measure, allow_missing=True).with_columns(pl.lit(measure).alias("measure"))

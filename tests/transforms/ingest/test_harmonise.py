@@ -7,7 +7,12 @@ in tests/warehouse exercise the same functions on real files.
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from transforms.ingest.harmonise import attach_identity, flag_values, gene_map_rows, quarantine_rows
+from transforms.ingest.harmonise import (
+    attach_identity,
+    flag_values,
+    gene_map_rows,
+    quarantine_rows,
+)
 from transforms.issues import MAX_RECORD_CHARS
 
 SAMPLE_MAP = pl.DataFrame({"column": ["S1", "S2", "S3"], "sample_id": ["s-1", "s-2", None]})

@@ -224,3 +224,35 @@ def test_parse_matrix_header_name_too_long_is_error(tmp_path: Path):
     issue = caught.value.issue
     assert (issue.code, issue.line) == ("identifier_too_long", 1)
     assert issue.column == "S" * 80 + " ..."  # the 100,000-character name cut to 80 and marked
+
+
+@pytest.mark.parametrize(("cells", "typed"), [
+    ("7\t0\t123456789012345", True),  # plain whole numbers of up to 15 digits: read typed
+    ("7\t0\t1000000000000000", False),  # 16 digits may pass the plausible bound: text, flagged there
+    ("7\tNA\t1", False), ("7\t\t1", False), ("7\t0\t", False), ("7\t-1\t1", False), ("7\t1.5\t1", False),
+    ("7\t1e3\t1", False), ("7\t 4\t1", False), ('7\t"4"\t1', False),
+])
+def test_parse_matrix_reads_plain_whole_numbers_typed_with_the_same_records(tmp_path: Path, cells: str,
+                                                                               typed: bool):
+    path = _write(tmp_path, "m.tsv", f"gene\tA\tB\tC\r\ng1\t1\t2\t3\r\ng2\t{cells}\r\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"))
+    assert parsed.wide is not None
+    assert parsed.wide.typed is typed
+    records = parsed.records.collect().sort("line", "column")
+    assert records.schema == pl.Schema(RECORD_SCHEMA)
+    if typed:
+        assert records.select("feature_id", "column", "value", "line", "problem", "raw").rows() == [
+            ("g1", "A", 1.0, 2, None, None), ("g1", "B", 2.0, 2, None, None), ("g1", "C", 3.0, 2, None, None),
+            ("g2", "A", 7.0, 3, None, None), ("g2", "B", 0.0, 3, None, None),
+            ("g2", "C", 123456789012345.0, 3, None, None)]
+
+
+def test_parse_matrix_typed_only_when_every_line_is_plain(tmp_path: Path):
+    # a comment line, a ragged row or a bad cell anywhere sends the whole file through the text parser
+    for text in ("gene\tA\ng1\t1\n# note\n", "gene\tA\ng1\t1\ng2\t1\t2\n", "gene\tA\ng1\t1\ng2\tx\n"):
+        assert parse_matrix(_write(tmp_path, "m.tsv", text), issues=IssueLog("t")).wide.typed is False
+    # leading annotation columns may hold anything: only the value columns are checked
+    path = _write(tmp_path, "m.tsv", "Hugo_Symbol\tEntrez_Gene_Id\tCytoband\tS1\nTP53\t7157\t17p13.1\t5\n")
+    parsed = parse_matrix(path, issues=IssueLog("t"), annotation_columns=["Cytoband"])
+    assert parsed.wide.typed is True
+    assert parsed.records.collect().select("feature_id", "column", "value").rows() == [("TP53|7157", "S1", 5.0)]

@@ -8,8 +8,12 @@ parser, not a new path through the system.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from transforms.ingest.parse.matrix import WideMatrix
 
 
 @dataclass
@@ -25,9 +29,19 @@ class ParsedAssay:
     ``columns``: the sample labels in file order (for sample mapping and duplicate checks).
     ``metadata``: facts to show in Dagster (e.g. the strandedness chosen, the CSQ rule, rows filtered);
     ``header_line`` (the line holding the sample labels) is where sample-mapping issues point.
+    ``wide``: for a features x samples matrix, the frame ``records`` is the unpivot of (see :meth:`matrix`).
     """
 
     records: pl.LazyFrame
     columns: list[str]
     features: pl.DataFrame | None = None
     metadata: dict[str, object] = field(default_factory=dict)
+    wide: WideMatrix | None = None
+
+    def matrix(self) -> WideMatrix | None:
+        """The wide matrix behind ``records`` while ``records`` is still its plain unpivot, else None.
+
+        The RNA reader asks it whether the file was read typed (no value to flag); a parser that reshapes
+        ``records`` afterwards (one-sample formats relabel ``column``) loses it.
+        """
+        return self.wide if self.wide is not None and self.wide.records is self.records else None

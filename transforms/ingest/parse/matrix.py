@@ -45,6 +45,8 @@ RECORD_SCHEMA = {"feature_id": pl.String, "column": pl.String, "value": pl.Float
 
 _ROW = "_omicsdw_row"
 _ID = "_omicsdw_id"
+_LABEL = "_omicsdw_label"
+_LINE = "_omicsdw_line"
 
 
 def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = None,
@@ -106,31 +108,19 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
                                "the header has no value columns besides identifiers and annotations",
                                layout.header_line or None))
     row = pl.col(_ROW)
-    wide = pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
-                       schema=dict.fromkeys(layout.header, pl.String), quote_char='"', encoding="utf8-lossy",
-                       truncate_ragged_lines=True, empty_string_is_null=False, row_index_name=_ROW)
-    rows = _check_rows(layout, wide.select(_ROW, _identifier(ids).alias(_ID), *annotations), issues=issues,
-                       id_column=ids[0], transpose=transpose)
+    lead = len(ids) + len(annotations)
+    trailing_values = not transpose and layout.header[lead:] == values
+    rows = _check_rows(layout, _scan(layout, None).select(
+        _ROW, _identifier(ids).alias(_ID), *annotations), issues=issues, id_column=ids[0], transpose=transpose,
+        plain_from=lead if trailing_values else None)
+    wide = _scan(layout, values if rows.plain else None)
     if rows.excluded_rows:
         wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
-
-    raw = pl.col("raw")
-    number = raw.cast(pl.Float64, strict=False)
-    finite = number.is_finite().fill_null(False)
-    missing = raw.is_null() | raw.is_in(MISSING_VALUES)
-    value = pl.when(finite).then(number)
-    problem = pl.when(~finite & ~missing).then(
-        pl.when(number.is_null()).then(pl.format("non-numeric value '{}'", raw))
-        .otherwise(pl.format("non-finite value '{}'", raw)))
     label, variable = ("column", "feature_id") if transpose else ("feature_id", "column")
-    records = (
-        wide.select(_identifier(ids).alias(label), (row.cast(pl.Int64) + layout.header_line + 1).alias("line"),
-                    *values)
-        .unpivot(on=values, index=[label, "line"], variable_name=variable, value_name="raw")
-        .with_columns(value=value, problem=problem)
-        .with_columns(raw=pl.when(pl.col("problem").is_not_null()).then(raw))
-        .select(list(RECORD_SCHEMA))
-    )
+    body = wide.select(_identifier(ids).alias(_LABEL), (row.cast(pl.Int64) + layout.header_line + 1).alias(_LINE),
+                       *values)
+    matrix = WideMatrix(body, values, typed=rows.plain, label=label, variable=variable)
+    records = matrix.records
     id_list = rows.kept.get_column(_ID).to_list()
     if transpose:
         columns = id_list
@@ -141,7 +131,59 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
         features = rows.kept.select(pl.col(_ID).alias("feature_id"), "line", *annotations)
     metadata = {"rows": rows.kept.height, "value_columns": len(values), "rows_excluded": len(rows.excluded_rows),
                 "separator": layout.separator, "encoding": layout.encoding, "header_line": layout.header_line}
-    return ParsedAssay(records=records, columns=columns, features=features, metadata=metadata)
+    return ParsedAssay(records=records, columns=columns, features=features, metadata=metadata,
+                       wide=None if transpose else matrix)
+
+
+def _scan(layout: TableLayout, typed: list[str] | None) -> pl.LazyFrame:
+    """The file as a lazy wide frame with a row index; every column text, or the ``typed`` ones Float64."""
+    schema: dict[str, type[pl.DataType]] = dict.fromkeys(layout.header, pl.String)
+    schema.update(dict.fromkeys(typed or (), pl.Float64))
+    return pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
+                       schema=schema, quote_char='"', encoding="utf8-lossy", truncate_ragged_lines=True,
+                       empty_string_is_null=False, row_index_name=_ROW)
+
+
+@dataclass
+class WideMatrix:
+    """A matrix before its unpivot: one row per kept file row (``_LABEL`` identifier, ``_LINE`` file line, the value
+    columns as in the header).
+
+    ``typed``: the value columns are Float64, read without text parsing, because the pre-pass proved every value
+    cell a plain whole number of at most 15 digits (:func:`_plain_values`): none can be missing, negative,
+    fractional, non-finite or above any plausible bound, so there is nothing to flag per cell. Otherwise they are
+    text and :meth:`long` parses each cell, keeping the problem and raw text of the bad ones.
+    """
+
+    frame: pl.LazyFrame
+    values: list[str]
+    typed: bool
+    label: str = "feature_id"
+    variable: str = "column"
+    records: pl.LazyFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.records = self.long()
+
+    def long(self) -> pl.LazyFrame:
+        """Unpivot into :data:`RECORD_SCHEMA` records: one per feature row and value column."""
+        long = self.frame.unpivot(on=self.values, index=[_LABEL, _LINE], variable_name=self.variable,
+                                  value_name="raw").rename({_LABEL: self.label, _LINE: "line"})
+        if self.typed:
+            nothing = pl.lit(None, pl.String)
+            return long.select(self.label, self.variable, pl.col("raw").alias("value"), "line",
+                               nothing.alias("problem"), nothing.alias("raw")).select(*RECORD_SCHEMA)
+        raw = pl.col("raw")
+        number = raw.cast(pl.Float64, strict=False)
+        finite = number.is_finite().fill_null(False)
+        missing = raw.is_null() | raw.is_in(MISSING_VALUES)
+        value = pl.when(finite).then(number)
+        problem = pl.when(~finite & ~missing).then(
+            pl.when(number.is_null()).then(pl.format("non-numeric value '{}'", raw))
+            .otherwise(pl.format("non-finite value '{}'", raw)))
+        return (long.with_columns(value=value, problem=problem)
+                .with_columns(raw=pl.when(pl.col("problem").is_not_null()).then(raw))
+                .select(*RECORD_SCHEMA))
 
 
 def require_columns(layout: TableLayout, names: Sequence[str]) -> None:
@@ -179,10 +221,12 @@ class _Rows:
 
     kept: pl.DataFrame
     excluded_rows: list[int] = field(default_factory=list)
+    plain: bool = False
+    """Every data line is kept-shape and its value cells are plain whole numbers (:func:`_plain_values`)."""
 
 
 def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: IssueLog, id_column: str,
-                transpose: bool) -> _Rows:
+                transpose: bool, plain_from: int | None = None) -> _Rows:
     """Ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded with an issue.
 
     A Python pass counts fields per line (polars would pad a short row silently); the identifiers come from
@@ -191,7 +235,7 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     """
     name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
-    ragged = _count_fields(layout, skipped)
+    ragged, plain = _count_fields(layout, skipped, plain_from=plain_from)
     report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
@@ -223,14 +267,21 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     if kept.height == 0:
         raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
                                layout.header_line or None))
-    return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()))
+    return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()),
+                 plain=plain and not ragged and not any(skipped.values()))
 
 
-def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> list[tuple[int, int]]:
-    """``(line, n_fields)`` of every data line whose field count is not the header's; fills ``skipped``."""
+def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_from: int | None = None
+                  ) -> tuple[list[tuple[int, int]], bool]:
+    """``(line, n_fields)`` of every data line whose field count is not the header's, and whether every data line's
+    fields from ``plain_from`` on are plain whole numbers (:func:`_plain_values`; False without ``plain_from``);
+    fills ``skipped``.
+    """
     sep = layout.separator.encode()
     width = len(layout.header)
     ragged: list[tuple[int, int]] = []
+    table = _plain_table(sep)
+    plain = plain_from is not None
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
@@ -244,7 +295,34 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]]) -> list[tu
                      if b'"' in line else line.count(sep) + 1)
                 if n != width:
                     ragged.append((number, n))
-    return ragged
+                elif plain and plain_from is not None:
+                    plain = _plain_values(line.split(sep, plain_from)[-1], table)
+    return ragged, plain
+
+
+_DIGIT, _SEP, _OTHER = ord("0"), ord("\t"), ord("x")
+_TOO_LONG = b"0" * 16
+
+
+def _plain_table(sep: bytes) -> bytes:
+    """Byte map for :func:`_plain_values`: digits -> ``0``, the separator -> tab, anything else -> ``x``."""
+    table = bytearray([_OTHER]) * 256
+    for digit in b"0123456789":
+        table[digit] = _DIGIT
+    table[sep[0]] = _SEP
+    return bytes(table)
+
+
+def _plain_values(cells: bytes, table: bytes) -> bool:
+    """Whether ``cells`` (a line's value fields with their line end) are all non-empty runs of at most 15 digits.
+
+    Such a cell is a whole number in [0, 1e15): Float64 reads it exactly, and no value check can fail on it, so
+    the file is read typed. A few C-level scans of the line (translate, substring search), no per-cell Python.
+    """
+    end = len(cells) - (2 if cells.endswith(b"\r\n") else 1 if cells.endswith(b"\n") else 0)
+    mapped = cells[:end].translate(table)
+    return (bool(mapped) and mapped[0] == _DIGIT and mapped[-1] == _DIGIT and b"x" not in mapped
+            and b"\t\t" not in mapped and _TOO_LONG not in mapped)
 
 
 def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame, *, issues: IssueLog,
