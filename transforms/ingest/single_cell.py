@@ -50,7 +50,9 @@ def open_cells(assay: Assay, path: Path, context: AssayContext) -> CellMatrix:
 
 def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.DataFrame, int]:
     """(file, barcode / sample / cell type frame, header line) of ``cell_annotations``; columns checked."""
-    assert assay.cell_annotations is not None and assay.sample_column and assay.cell_type_column
+    assert assay.cell_annotations is not None
+    assert assay.sample_column is not None
+    assert assay.cell_type_column is not None
     try:
         (path,) = resolve_study_path(context.folder, assay.cell_annotations)
     except ValueError as exc:
@@ -76,7 +78,8 @@ def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> t
 
     Returns (cells, file the labels come from, its header line) for sample-mapping issues.
     """
-    assert assay.sample_column and assay.cell_type_column
+    assert assay.sample_column is not None
+    assert assay.cell_type_column is not None
     if assay.cell_annotations is None:
         assert matrix.obs is not None  # the manifest requires cell_annotations for 10x layouts
         for key, wanted in (("sample_column", assay.sample_column), ("cell_type_column", assay.cell_type_column)):

@@ -33,11 +33,11 @@ from schemas.manifest import (
 )
 from schemas.tables import polars_schema
 from transforms.ingest import readers
-from transforms.ingest.single_cell import read_single_cell
 from transforms.ingest.cbioportal import META_STUDY, is_cbioportal_study, read_cbioportal_study
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
 from transforms.ingest.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
+from transforms.ingest.single_cell import read_single_cell
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.signatures import registry
 

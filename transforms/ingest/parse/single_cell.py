@@ -128,7 +128,7 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
             raise InputError(Issue(file, "unknown_layer", "error", f"layer {layer!r} is not in the file; its layers: "
                                    f"{layers or 'none'} (X is used when `layer` is not set)", column="layer"))
         barcodes, features = _dataframe_index(obs), _dataframe_index(var)
-        obs_columns = [c for c in obs.keys() if c not in (str(obs.attrs["_index"]), "__categories")]
+        obs_columns = [str(c) for c in obs.attrs.get("column-order", [])]
         node = handle[element]
         sparse_kind = str(node.attrs.get("encoding-type", "")) if isinstance(node, h5py.Group) else "dense"
     if sparse_kind not in ("csr_matrix", "csc_matrix", "dense"):
