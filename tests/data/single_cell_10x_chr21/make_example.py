@@ -22,8 +22,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import scanpy as sc
+import scipy.sparse as sp
 
 HERE = Path(__file__).parent
 EXAMPLE = Path("examples/pbmc_chr21")
