@@ -95,8 +95,8 @@ if peer == "omicsdw":
     output = read_single_cell(assay, [Path(path)], context)
     frames = {t: f.collect() for t, f in output.tables.items()}
     seconds = time.perf_counter() - start
-    wide = frames["sc_pseudobulk"].pivot(on="feature_id", index=["sample_id", "cell_type"], values="count")
-    sums = wide.sort("sample_id", "cell_type").drop("sample_id", "cell_type").to_numpy()
+    profiles = frames["cell_type_composition"].height  # rows: profile-major (sample, cell type), features in order
+    sums = frames["sc_pseudobulk"]["count"].to_numpy().reshape(profiles, -1)
     rows = {t: f.height for t, f in frames.items()}
 else:
     import anndata as ad

@@ -1,8 +1,8 @@
 """``make bench``: the ingest, sample-factor, VCF, DE, ssGSEA and single-cell benchmarks, each in its own process.
 
 Every benchmark runs with its default arguments (the figures in ``bench/README.md``); ``--quick`` is a smoke run
-of a few minutes: 1,000 samples only, a 100,000-record VCF and 100,000 cells, one run each. A failing benchmark is reported and
-the others still run; the exit code is 1 if any failed. Inputs and scratch output go to ``bench/out/``.
+of a few minutes: 1,000 samples only, a 100,000-record VCF and 100,000 cells, one run each. A failing benchmark is
+reported and the others still run; the exit code is 1 if any failed. Inputs and scratch output go to ``bench/out/``.
 
     python bench/run_all.py [--quick] [--only ingest factors vcf de ssgsea single_cell]
 """
