@@ -238,3 +238,19 @@ def test_discover_study_requires_cell_annotations_for_10x(tmp_path):
 def test_study_issues_of_a_clean_single_cell_study_has_no_errors(tmp_path, reference):
     issues = study_issues(read_study(sc_study(tmp_path, "h5ad", samples=False), reference=reference))
     assert issues.filter(pl.col("severity") == "error").height == 0
+
+
+def test_read_single_cell_legacy_h5ad_says_how_to_rewrite_it(tmp_path, reference):
+    import h5py
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    with h5py.File(folder / "old.h5ad", "w") as f:  # anndata 0.6 layout: obs as one compound dataset
+        f["X"] = np.ones((2, 2), dtype=np.float32)
+        f["obs"] = np.array([(b"c1", 0), (b"c2", 1)], dtype=[("index", "S2"), ("louvain", "i1")])
+    (folder / "study.yaml").write_text(
+        "study_id: s\nname: n\nassays:\n  - {name: sc, kind: sc_rna_counts, format: h5ad, path: old.h5ad, "
+        "sample_column: louvain, cell_type_column: louvain}\n")
+    (issue,) = read_study(folder, reference=reference).issues.errors
+    assert (issue.file, issue.code) == ("old.h5ad", "unsupported_h5ad")
+    assert "anndata.read_h5ad(path).write_h5ad(path)" in issue.message
