@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AssayKind = Literal["rna_counts", "rna_abundance", "variants", "mutation_status", "copy_number",
-                    "protein_abundance"]
+                    "protein_abundance", "sc_rna_counts"]
 GeneIdType = Literal["symbol", "entrez", "ensembl", "uniprot", "auto"]
 
 FORMATS: dict[str, set[str]] = {
@@ -24,6 +24,7 @@ FORMATS: dict[str, set[str]] = {
     "mutation_status": {"matrix"},
     "copy_number": {"gistic", "log2", "seg", "gistic_long"},
     "protein_abundance": {"maxquant", "diann", "fragpipe", "matrix", "rppa"},
+    "sc_rna_counts": {"h5ad", "10x_mtx", "10x_h5"},
 }
 """Which file layouts feed which table; ``cbioportal`` is a gene x sample matrix with Hugo/Entrez columns."""
 
@@ -96,12 +97,23 @@ class Assay(_Strict):
                                                            "differs from the study's.")
     options: dict[str, str] = Field(default_factory=dict, description="Format-specific extras "
                                     "(e.g. the cBioPortal datatype it came from).")
+    sample_column: str | None = Field(None, description="sc_rna_counts: obs (or cell_annotations) column naming "
+                                                        "the sample of each cell.")
+    cell_type_column: str | None = Field(None, description="sc_rna_counts: obs (or cell_annotations) column "
+                                                           "naming the cell type of each cell.")
+    layer: str | None = Field(None, description="sc_rna_counts h5ad: the AnnData layer holding raw counts "
+                                                "(default X).")
+    cell_annotations: str | None = Field(None, description="sc_rna_counts: table file (relative to the study "
+                                         "folder) with a barcode column and the sample / cell type columns; "
+                                         "required for 10x formats, optional for h5ad (replaces obs).")
 
     @model_validator(mode="after")
     def _format_fits_kind(self) -> Assay:
         if self.format not in FORMATS[self.kind]:
             raise ValueError(f"format {self.format!r} is not a {self.kind} layout; "
                              f"use one of {sorted(FORMATS[self.kind])}")
+        if self.kind == "sc_rna_counts":
+            self._check_single_cell()
         if self.format == "star" and self.strandedness is None:
             raise ValueError("STAR ReadsPerGene.out.tab needs `strandedness` (unstranded, forward, reverse)")
         measures = FILE_MEASURES.get(self.format, ())
@@ -109,6 +121,17 @@ class Assay(_Strict):
             raise ValueError(f"{self.format} output holds no {self.measure!r} column; "
                              f"set `measure` to one of {list(measures)}")
         return self
+
+    def _check_single_cell(self) -> None:
+        missing = [k for k in ("sample_column", "cell_type_column") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"sc_rna_counts needs {' and '.join(missing)}: the cell-level column(s) naming each "
+                             "cell's sample and cell type")
+        if self.format != "h5ad" and self.cell_annotations is None:
+            raise ValueError(f"{self.format} files hold no cell annotations: set `cell_annotations` to a table of "
+                             f"barcode, {self.sample_column}, {self.cell_type_column}")
+        if self.format != "h5ad" and self.layer is not None:
+            raise ValueError(f"`layer` names an AnnData layer; a {self.format} file has none (remove it)")
 
 
 class Contrast(_Strict):
@@ -119,6 +142,16 @@ class Contrast(_Strict):
     test: str = Field(description="Level compared.")
     reference: str = Field(description="Baseline level.")
     covariates: list[str] = Field(default_factory=list, description="Other sample attributes in the design.")
+    filter: dict[str, list[str]] = Field(default_factory=dict, description="Sample attribute -> value(s): the "
+                                         "contrast uses only samples holding one of them, e.g. {cell_type: B} for "
+                                         "DE within one cell type of single-cell pseudobulk samples.")
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _values_as_lists(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
 
 
 class ZscoreReference(_Strict):

@@ -254,6 +254,35 @@ class ProteinAbundance(_Table):
         unique = ['study_id', 'assay', 'sample_id', 'feature_id', 'gene_id']
 
 
+class ScPseudobulk(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = pa.Field(description="Sample the cells came from (the parent sample, after the sample-identity "
+                                          "rules); its profile is sample `<sample_id>__<cell_type>` of rna_counts.")
+    cell_type: str = pa.Field(description="Cell type as given by the cell_type_column of the cells.")
+    gene_id: int = _gene()
+    feature_id: str = pa.Field(description="Feature identifier as the file gives it (h5ad var name, 10x feature "
+                                           "id).")
+    count: float = pa.Field(ge=0, description="Sum of the raw counts of the sample's cells of this type.")
+    n_cells: int = pa.Field(ge=1, description="Cells summed into the profile.")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id", "cell_type", "feature_id"]
+
+
+class CellTypeComposition(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = pa.Field(description="Sample the cells came from.")
+    cell_type: str = pa.Field(description="Cell type as given by the cell_type_column of the cells.")
+    n_cells: int = pa.Field(ge=1, description="Cells of the sample with this cell type.")
+    fraction: float = pa.Field(gt=0, le=1, description="n_cells over the sample's cells with a cell type in the "
+                                                       "assay (cells without one are left out and reported).")
+
+    class Config:
+        unique = ["study_id", "assay", "sample_id", "cell_type"]
+
+
 def _nullable_float(description: str) -> Any:
     return pa.Field(nullable=True, description=description)
 
@@ -657,6 +686,8 @@ TABLES: dict[str, type[_Table]] = {
     "copy_number": CopyNumber,
     "cn_segments": CnSegments,
     "protein_abundance": ProteinAbundance,
+    "sc_pseudobulk": ScPseudobulk,
+    "cell_type_composition": CellTypeComposition,
     "rna_sample_factors": RnaSampleFactors,
     "rna_normalized": RnaNormalized,
     "rna_vst": RnaVst,
@@ -697,6 +728,11 @@ TABLE_DOCS: dict[str, str] = {
     "copy_number": "Gene-level copy number: one row per sample and gene (log2 ratio and/or GISTIC call).",
     "cn_segments": "Copy-number segments: one row per sample and segment.",
     "protein_abundance": "One row per sample, protein group (or antibody) and mapped gene.",
+    "sc_pseudobulk": "Single-cell counts summed per sample and cell type: one row per study, assay, sample, cell "
+                     "type and feature, with the cells summed (each profile is also an rna_counts sample "
+                     "`<sample_id>__<cell_type>`).",
+    "cell_type_composition": "One row per study, single-cell assay, sample and cell type: cells and their fraction "
+                             "of the sample's annotated cells.",
     "rna_sample_factors": "One row per study, count assay and sample: library size, edgeR TMM and DESeq2 size "
                           "factors.",
     "rna_normalized": "One row per study, assay, sample and feature: CPM, log2 CPM, TMM CPM, median-of-ratios, "

@@ -38,6 +38,7 @@ CROSS_OMICS_DEPS = ("copy_number", "differential_expression", "gene_mutation_sta
 QC_DEPS = ("genes", "rna_counts", "rna_normalized", "rna_vst")
 ASSET_GRAPH = [
     ("biomarker_candidates", "cross_omics", "studies", CROSS_OMICS_DEPS),
+    ("cell_type_composition", "ingest", "studies", INGEST_DEPS),
     ("cn_segments", "ingest", "studies", INGEST_DEPS),
     ("copy_number", "ingest", "studies", INGEST_DEPS),
     ("differential_expression", "normalise", "studies", ("rna_counts", "sample_attributes")),
@@ -63,16 +64,18 @@ ASSET_GRAPH = [
     ("sample_embeddings", "qc", "studies", QC_DEPS),
     ("sample_qc", "qc", "studies", QC_DEPS),
     ("samples", "ingest", "studies", INGEST_DEPS),
+    ("sc_pseudobulk", "ingest", "studies", INGEST_DEPS),
     ("signature_matches", "cross_study", None, ("gene_set_members",)),
     ("signature_scores", "signatures", "studies", ("gene_set_members", "gene_sets", "rna_normalized")),
     ("studies", "ingest", "studies", INGEST_DEPS),
     ("study_report", "report", "studies", ("study_versions",)),
     ("study_versions", "publish", "studies", (
-        "biomarker_candidates", "cn_segments", "copy_number", "differential_expression", "gene_id_map",
+        "biomarker_candidates", "cell_type_composition", "cn_segments", "copy_number", "differential_expression",
+        "gene_id_map",
         "gene_mutation_status", "gene_sample_omics", "gene_set_enrichment", "mutation_effects", "omics_correlations",
         "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized", "rna_sample_factors", "rna_vst",
-        "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc", "samples", "signature_scores",
-        "studies", "subject_attributes", "subjects", "variants")),
+        "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc", "samples", "sc_pseudobulk",
+        "signature_scores", "studies", "subject_attributes", "subjects", "variants")),
     ("subject_attributes", "ingest", "studies", INGEST_DEPS),
     ("subjects", "ingest", "studies", INGEST_DEPS),
     ("variants", "ingest", "studies", INGEST_DEPS),
@@ -80,6 +83,7 @@ ASSET_GRAPH = [
 # one contract check per asset
 ASSET_CHECKS = [
     "biomarker_candidates:contract",
+    "cell_type_composition:contract",
     "cn_segments:contract",
     "copy_number:contract",
     "differential_expression:contract",
@@ -105,6 +109,7 @@ ASSET_CHECKS = [
     "sample_embeddings:contract",
     "sample_qc:contract",
     "samples:contract",
+    "sc_pseudobulk:contract",
     "signature_matches:contract",
     "signature_scores:contract",
     "studies:contract",

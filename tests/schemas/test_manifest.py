@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from schemas.manifest import Assay
+from schemas.manifest import Assay, Contrast
 
 
 def test_assay_rejects_a_measure_the_tool_output_lacks():
@@ -55,3 +55,20 @@ def test_qc_key_has_documented_defaults_and_reports_typos():
     with pytest.raises(ValidationError, match="nmads"):
         StudyManifest.model_validate({"study_id": "s", "name": "s", "qc": {"nmads": 0}})
     assert unknown_keys({"study_id": "s", "name": "s", "qc": {"nmad": 3}}) == [("qc.nmad", "nmads")]
+
+
+def test_contrast_filter_takes_one_value_or_a_list():
+    contrast = Contrast(name="c", factor="f", test="t", reference="r", filter={"cell_type": "B", "tissue": ["x", "y"]})
+    assert contrast.filter == {"cell_type": ["B"], "tissue": ["x", "y"]}
+
+
+def test_single_cell_assay_needs_its_cell_columns_and_annotations_for_10x():
+    with pytest.raises(ValueError, match="needs sample_column and cell_type_column"):
+        Assay(name="sc", kind="sc_rna_counts", format="h5ad", path="c.h5ad")
+    with pytest.raises(ValueError, match="set `cell_annotations`"):
+        Assay(name="sc", kind="sc_rna_counts", format="10x_mtx", path="m", sample_column="s", cell_type_column="c")
+    with pytest.raises(ValueError, match="`layer` names an AnnData layer"):
+        Assay(name="sc", kind="sc_rna_counts", format="10x_h5", path="m.h5", sample_column="s",
+              cell_type_column="c", cell_annotations="cells.tsv", layer="counts")
+    with pytest.raises(ValueError, match="not a sc_rna_counts layout"):
+        Assay(name="sc", kind="sc_rna_counts", format="matrix", path="m", sample_column="s", cell_type_column="c")

@@ -73,8 +73,11 @@ def mutation_effects(gso: pl.LazyFrame, *, study_id: str, min_group: int = MIN_G
 
 
 def _contrast_groups(attributes: pl.DataFrame, contrast: Contrast) -> pl.DataFrame:
-    """``sample_id, group`` (1 test, 0 reference) of a contrast's samples."""
+    """``sample_id, group`` (1 test, 0 reference) of a contrast's samples (those its ``filter`` keeps)."""
     rows = attributes.filter(pl.col("attribute") == contrast.factor)
+    for attribute, values in contrast.filter.items():
+        chosen = attributes.filter((pl.col("attribute") == attribute) & pl.col("value").is_in(values))
+        rows = rows.filter(pl.col("sample_id").is_in(chosen["sample_id"].implode()))
     return rows.filter(pl.col("value").is_in([contrast.test, contrast.reference])).select(
         "sample_id", (pl.col("value") == contrast.test).cast(pl.Float64).alias("group"))
 

@@ -364,27 +364,45 @@ def reference_mask(sample_ids: pl.Series, attributes: pl.DataFrame, *, attribute
     return table[attribute].is_in(list(values)).fill_null(False).to_numpy()
 
 
+def contrast_samples(sample_ids: pl.Series, attributes: pl.DataFrame, *, where: dict[str, list[str]]) -> np.ndarray:
+    """Which samples a contrast uses: those holding one of the listed values of every ``filter`` attribute.
+
+    Raises :class:`DesignError` naming an attribute no sample has (a typo would otherwise select nothing).
+    """
+    keep = np.ones(sample_ids.len(), dtype=bool)
+    if not where:
+        return keep
+    table = sample_table(sample_ids, attributes, columns=list(where))
+    for attribute, values in where.items():
+        if attribute not in table.columns:
+            raise DesignError(f"filter attribute {attribute!r} is not a sample attribute of the study")
+        keep &= table[attribute].is_in(values).fill_null(False).to_numpy()
+    return keep
+
+
 def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, test: str, reference: str,
-                      covariates: Sequence[str] = ()) -> DEResult:
+                      covariates: Sequence[str] = (), keep: np.ndarray | None = None) -> DEResult:
     """DESeq2 Wald test of ``test`` vs ``reference`` on the block's complete features and samples with counts.
 
     ``samples`` holds one row per column of the block (``sample_table``); ``differential_expression`` checks the
-    design before any fitting. The result table has one row per feature with ``gene_id`` added.
+    design before any fitting. ``keep``: the columns the contrast uses (its ``filter``; all when None), as DESeq2
+    on the subset ``dds[, keep]``. The result table has one row per feature with ``gene_id`` added.
     """
     values = block.values
+    chosen = np.ones(values.shape[1], dtype=bool) if keep is None else keep
     missing = np.zeros(values.shape[0], dtype=bool)
-    for cols in _column_blocks(np.arange(values.shape[1]), DEFAULT_WIDTH):
+    for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
         missing |= np.isnan(_take(values, None, cols)).any(axis=1)
     rows = np.flatnonzero(~missing)
     counts = np.asarray(values[rows], dtype=np.float64)
-    columns = np.flatnonzero(counts.sum(axis=0) > 0)
+    columns = np.flatnonzero((counts.sum(axis=0) > 0) & chosen)
     used = samples[columns]
     result = differential_expression(counts[:, columns], genes=block.feature_ids.gather(rows).to_list(),
                                      samples=used, factor=factor, test=test, reference=reference,
                                      covariates=covariates)
     table = result.table.with_columns(block.gene_ids.gather(rows).alias("gene_id"))
     parameters = {**result.parameters, "incomplete_features": int(missing.sum()),
-                  "samples_without_counts": int(values.shape[1] - columns.size)}
+                  "samples_without_counts": int(chosen.sum() - columns.size)}
     return DEResult(table, parameters)
 
 
@@ -511,8 +529,9 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
     for assay in assays:
         ids = sample_ids.filter(pl.col("assay") == assay)["sample_id"]
         for contrast in contrasts:
-            design = sample_table(ids, attributes, columns=[contrast.factor, *contrast.covariates])
             try:
+                chosen = ids.filter(contrast_samples(ids, attributes, where=contrast.filter))
+                design = sample_table(chosen, attributes, columns=[contrast.factor, *contrast.covariates])
                 check_design(design, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
                              covariates=contrast.covariates)
             except DesignError as exc:
@@ -523,9 +542,11 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
             block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
             for contrast in contrasts:
                 design = sample_table(block.sample_ids, attributes, columns=[contrast.factor, *contrast.covariates])
+                keep = contrast_samples(block.sample_ids, attributes, where=contrast.filter)
                 try:  # samples without counts are left out, which can still break a design checked above
                     result = differential_rows(block, samples=design, factor=contrast.factor, test=contrast.test,
-                                               reference=contrast.reference, covariates=contrast.covariates)
+                                               reference=contrast.reference, covariates=contrast.covariates,
+                                               keep=keep if contrast.filter else None)
                 except ValueError as exc:
                     raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
                 name = contrast.name if len(assays) == 1 else f"{contrast.name}_{assay}"

@@ -65,6 +65,9 @@ class AssayOutput:
     expected_rows: dict[str, int] = field(default_factory=dict)
     """Rows a table gets when no record has a problem (known for matrices): lets the loader skip the
     quarantine pass over a clean file."""
+    derived_samples: pl.DataFrame | None = None
+    """Samples the assay makes from others (single-cell pseudobulk profiles): sample_id, subject_id,
+    parent_sample_id, cell_type; they join the samples tables with their parent's attributes."""
 
 
 def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:

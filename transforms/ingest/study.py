@@ -38,6 +38,7 @@ from transforms.ingest.cbioportal import META_STUDY, is_cbioportal_study, read_c
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
 from transforms.ingest.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
+from transforms.ingest.single_cell import read_single_cell
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.signatures import registry
 
@@ -200,6 +201,7 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
                                   samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
     mapped_samples: list[pl.DataFrame] = []
+    derived: list[pl.DataFrame] = []
     for assay in manifest.assays:
         try:
             files = resolve_study_path(folder, assay.path)
@@ -207,12 +209,14 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             issues.error("path_outside_study", f"assay {assay.name!r}: {exc}; nothing read", file=MANIFEST_NAME,
                          column=f"assays.{assay.name}.path")
             continue
-        odd = [(f, reason) for f in files if (reason := not_a_file(f))]
+        folder_input = assay.format == "10x_mtx"  # a Cell Ranger matrix folder
+        odd = [] if folder_input else [(f, reason) for f in files if (reason := not_a_file(f))]
         if odd:
             issues.error("unreadable_file", odd[0][1], file=str(odd[0][0].relative_to(folder.resolve())))
             continue
-        if not files or not all(f.is_file() for f in files):
-            issues.error("file_missing", f"assay {assay.name!r}: no file matches {assay.path!r}", file=assay.path)
+        if not files or not all(f.is_dir() if folder_input else f.is_file() for f in files):
+            what = "folder" if folder_input else "file"
+            issues.error("file_missing", f"assay {assay.name!r}: no {what} matches {assay.path!r}", file=assay.path)
             continue
         try:
             output = READERS[assay.kind](assay, files, context)
@@ -229,9 +233,11 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             result.add(table, frame, expected_rows=output.expected_rows.get(table))
         result.add("gene_id_map", output.gene_map)
         mapped_samples.append(output.samples)
+        if output.derived_samples is not None:
+            derived.append(output.derived_samples)
         for table in output.tables:  # keyed by table, as the assets report it (mutation_status -> its table)
             result.metadata.setdefault(table, {})[assay.name] = output.metadata
-    _add_study_tables(result, manifest, sheet, subjects, mapped_samples,
+    _add_study_tables(result, manifest, sheet, subjects, mapped_samples, derived,
                       reference_tag=str(reference.release.get("source", "")))
     check_study_gene_sets(folder, manifest, reference=reference, issues=issues)
     return result
@@ -327,6 +333,7 @@ READERS: dict[str, Callable[[Assay, list[Path], readers.AssayContext], readers.A
     "mutation_status": readers.read_mutation_matrix,
     "copy_number": readers.read_copy_number,
     "protein_abundance": readers.read_proteins,
+    "sc_rna_counts": read_single_cell,
 }
 """Assay kind -> reader; a new format is a parser inside a reader, a new kind one entry here."""
 
@@ -354,8 +361,13 @@ def _read_sample_tables(folder: Path, manifest: StudyManifest, *, issues: IssueL
 
 
 def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: SampleSheet | None,
-                      subjects: SubjectSheet | None, mapped: list[pl.DataFrame], *, reference_tag: str) -> None:
-    """studies, subjects, samples and their attributes: from the tables, or from the assays when there are none."""
+                      subjects: SubjectSheet | None, mapped: list[pl.DataFrame], derived: list[pl.DataFrame], *,
+                      reference_tag: str) -> None:
+    """studies, subjects, samples and their attributes: from the tables, or from the assays when there are none.
+
+    ``derived``: samples an assay made from others (pseudobulk profiles), added with their parent's attributes
+    plus ``cell_type`` and ``parent_sample_id``.
+    """
     sid = result.study_id
     if sheet is not None:
         samples = sheet.samples.select("sample_id", "subject_id")
@@ -363,6 +375,10 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: Sampl
         found = [m.select("sample_id", "subject_id") for m in mapped if m.height]
         samples = (pl.concat(found).drop_nulls("sample_id").unique("sample_id", keep="first", maintain_order=True)
                    if found else pl.DataFrame(schema={"sample_id": pl.String, "subject_id": pl.String}))
+    profiles = pl.concat(derived) if derived else None
+    if profiles is not None:
+        samples = pl.concat([samples, profiles.select("sample_id", "subject_id")]).unique(
+            "sample_id", keep="first", maintain_order=True)
     subject_ids = samples.select("subject_id")
     if subjects is not None:
         subject_ids = pl.concat([subjects.subjects.select("subject_id"), subject_ids])
@@ -372,6 +388,9 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: Sampl
     if sheet is not None:
         result.add("sample_attributes", sheet.attributes.select(lit, "sample_id", "attribute", "value",
                                                                 "value_type"))
+    if profiles is not None:
+        result.add("sample_attributes", _profile_attributes(profiles, sheet).select(
+            lit, "sample_id", "attribute", "value", "value_type"))
     if subjects is not None:
         result.add("subject_attributes", subjects.attributes.select(lit, "subject_id", "attribute", "value",
                                                                     "value_type"))
@@ -384,6 +403,19 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: Sampl
     }, schema=polars_schema("studies"))
     result.add("studies", study)
 
+
+def _profile_attributes(profiles: pl.DataFrame, sheet: SampleSheet | None) -> pl.DataFrame:
+    """Attributes of derived samples: their parent's (so a contrast on a sample attribute applies to them),
+    then ``cell_type`` and ``parent_sample_id``, which replace parent attributes of those names.
+    """
+    own = profiles.unpivot(index="sample_id", on=["cell_type", "parent_sample_id"], variable_name="attribute",
+                           value_name="value").with_columns(pl.lit("string").alias("value_type"))
+    if sheet is None:
+        return own
+    inherited = profiles.select("sample_id", "parent_sample_id").join(
+        sheet.attributes.select(pl.col("sample_id").alias("parent_sample_id"), "attribute", "value", "value_type"),
+        on="parent_sample_id").filter(~pl.col("attribute").is_in(["cell_type", "parent_sample_id"]))
+    return pl.concat([inherited.select(own.columns), own])
 
 
 def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:

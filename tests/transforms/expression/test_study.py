@@ -217,3 +217,14 @@ def test_sample_table_and_reference_mask() -> None:
     assert mask.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="'batch' is not a sample attribute"):
         study.reference_mask(pl.Series(["a"]), attributes, attribute="batch", values=["1"])
+
+
+def test_contrast_samples_keeps_samples_with_the_filter_values():
+    ids = pl.Series(["a__B", "a__T", "b__B", "c"])
+    attributes = pl.DataFrame({"sample_id": ["a__B", "a__T", "b__B"], "attribute": ["cell_type"] * 3,
+                               "value": ["B", "T", "B"]})
+    np.testing.assert_array_equal(study.contrast_samples(ids, attributes, where={"cell_type": ["B"]}),
+                                  [True, False, True, False])
+    np.testing.assert_array_equal(study.contrast_samples(ids, attributes, where={}), [True] * 4)
+    with pytest.raises(study.DesignError, match="filter attribute 'celltype' is not a sample attribute"):
+        study.contrast_samples(ids, attributes, where={"celltype": ["B"]})

@@ -1,0 +1,320 @@
+"""Single-cell count matrices (AnnData h5ad, 10x Matrix Market folder, 10x HDF5) summed to pseudobulk profiles.
+
+A file is opened as a :class:`CellMatrix`: its cell barcodes, its features and a generator of sparse blocks read
+a bounded number of non-zeros at a time (h5py slices of the CSR / CSC arrays, or lines of the Matrix Market text),
+so a million-cell file is never in memory at once. :func:`pseudobulk` multiplies each block by the cell-to-group
+indicator matrix (groups x cells, one 1 per annotated cell) and adds the product to a dense groups x features
+sum: the same arithmetic as ``scanpy.get.aggregate(func="sum")``, without loading the cells. Values are checked to
+be whole, non-negative counts block by block, so a log-normalised matrix fails at its first block with a message
+naming the file and the layers it holds.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from transforms.ingest.parse.text import open_text
+from transforms.issues import InputError, Issue
+
+BLOCK_NONZEROS = 1 << 24
+"""Non-zeros read per block (16 M: about 200 MB of values and indices with their product), whatever the file size."""
+MTX_BLOCK_BYTES = 1 << 26
+"""Bytes of Matrix Market text parsed per block."""
+GENE_EXPRESSION = "Gene Expression"
+"""10x feature type kept: antibody capture, CRISPR guide and custom features are not genes."""
+
+Block = tuple[slice, slice, sp.spmatrix | np.ndarray]
+"""(cells, features, values): a cells x features piece of the matrix at those positions."""
+
+
+@dataclass
+class CellMatrix:
+    """A cells x features count matrix on disk: barcodes, features, block reader and the file's cell table.
+
+    ``features``: ``feature_id`` (as the file gives it), ``feature_type`` (null when the file has none).
+    ``obs``: h5ad cell annotations by column name (read on demand), else None. ``element``: where the values are
+    (``X``, ``layers/counts``, ``matrix.mtx``) for messages; ``layers``: the h5ad file's layer names.
+    """
+
+    file: str
+    barcodes: np.ndarray
+    features: pl.DataFrame
+    blocks: Callable[[], Iterator[Block]]
+    element: str
+    obs: Callable[[str], np.ndarray] | None = None
+    obs_columns: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.barcodes.shape[0])
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """HDF5 byte strings (or numbers) as a numpy array of Python str."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
+
+
+def _compressed_blocks(group: h5py.Group, *, by_cells: bool, n_cells: int, n_features: int) -> Iterator[Block]:
+    """Blocks of a compressed sparse group (``data``, ``indices``, ``indptr``) of at most BLOCK_NONZEROS each.
+
+    ``by_cells``: indptr runs over cells (h5ad CSR, 10x HDF5), else over features (h5ad CSC).
+    """
+    indptr = group["indptr"][...].astype(np.int64)
+    outer = n_cells if by_cells else n_features
+    start = 0
+    while start < outer:
+        stop = int(np.searchsorted(indptr, indptr[start] + BLOCK_NONZEROS, side="right")) - 1
+        stop = min(max(stop, start + 1), outer)
+        lo, hi = int(indptr[start]), int(indptr[stop])
+        pointers = indptr[start:stop + 1] - lo
+        data, indices = group["data"][lo:hi], group["indices"][lo:hi]
+        if by_cells:
+            yield slice(start, stop), slice(0, n_features), sp.csr_matrix(
+                (data, indices, pointers), shape=(stop - start, n_features))
+        else:
+            yield slice(0, n_cells), slice(start, stop), sp.csc_matrix(
+                (data, indices, pointers), shape=(n_cells, stop - start))
+        start = stop
+
+
+def _dense_blocks(dataset: h5py.Dataset) -> Iterator[Block]:
+    n_cells, n_features = dataset.shape
+    step = max(1, BLOCK_NONZEROS // max(n_features, 1))
+    for start in range(0, n_cells, step):
+        stop = min(start + step, n_cells)
+        yield slice(start, stop), slice(0, n_features), dataset[start:stop]
+
+
+# ---------------------------------------------------------------------------------------------------- h5ad
+def _read_elem(node: h5py.Group | h5py.Dataset) -> np.ndarray:
+    """One obs / var column or index through anndata's element reader (categorical, string, nullable arrays)."""
+    from anndata.io import read_elem
+
+    value = read_elem(node)
+    if hasattr(value, "to_numpy"):  # pandas Categorical / nullable arrays
+        value = np.asarray(value.to_numpy(dtype=object, na_value=None) if hasattr(value, "categories")
+                           else value.to_numpy(dtype=object))
+    return np.asarray(value, dtype=object)
+
+
+def _dataframe_index(group: h5py.Group) -> np.ndarray:
+    return _read_elem(group[str(group.attrs["_index"])])
+
+
+def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
+    """An AnnData file's ``X`` (or ``layers/<layer>``), read in blocks; obs columns read on demand.
+
+    AnnData >= 0.7 encodings (``encoding-type`` attributes); an older file (obs as a compound dataset) is an error
+    saying how to rewrite it. Raises :class:`InputError` for a missing layer, naming the layers the file has.
+    """
+    with h5py.File(path, "r") as handle:
+        obs, var = handle.get("obs"), handle.get("var")
+        if not isinstance(obs, h5py.Group) or not isinstance(var, h5py.Group) or "_index" not in obs.attrs:
+            raise InputError(Issue(file, "unsupported_h5ad", "error", "not an AnnData >= 0.7 file (obs is not an "
+                                   "encoded data frame); rewrite it with a current anndata: "
+                                   "anndata.read_h5ad(path).write_h5ad(path)"))
+        layers = sorted(handle["layers"].keys()) if isinstance(handle.get("layers"), h5py.Group) else []
+        element = "X" if layer in (None, "X") else f"layers/{layer}"
+        if element not in handle:
+            raise InputError(Issue(file, "unknown_layer", "error", f"layer {layer!r} is not in the file; its layers: "
+                                   f"{layers or 'none'} (X is used when `layer` is not set)", column="layer"))
+        barcodes, features = _dataframe_index(obs), _dataframe_index(var)
+        obs_columns = [str(c) for c in obs.attrs.get("column-order", [])]
+        node = handle[element]
+        sparse_kind = str(node.attrs.get("encoding-type", "")) if isinstance(node, h5py.Group) else "dense"
+    if sparse_kind not in ("csr_matrix", "csc_matrix", "dense"):
+        raise InputError(Issue(file, "unsupported_h5ad", "error", f"{element} is stored as {sparse_kind!r}; "
+                               "expected a CSR / CSC sparse matrix or a dense array"))
+
+    def blocks() -> Iterator[Block]:
+        with h5py.File(path, "r") as h5:
+            item = h5[element]
+            if isinstance(item, h5py.Dataset):
+                yield from _dense_blocks(item)
+            else:
+                yield from _compressed_blocks(item, by_cells=sparse_kind == "csr_matrix", n_cells=len(barcodes),
+                                              n_features=len(features))
+
+    def column(name: str) -> np.ndarray:
+        with h5py.File(path, "r") as h5:
+            return _read_elem(h5["obs"][name])
+
+    frame = pl.DataFrame({"feature_id": pl.Series(features.tolist(), dtype=pl.String),
+                          "feature_type": pl.Series([None] * len(features), dtype=pl.String)})
+    return CellMatrix(file, barcodes, frame, blocks, element, column, obs_columns, layers)
+
+
+# ------------------------------------------------------------------------------------------------- 10x HDF5
+def open_10x_h5(path: Path, *, file: str) -> CellMatrix:
+    """Cell Ranger's HDF5 matrix: v3 (``matrix`` with ``features/``) or v2 (one genome group with ``genes``)."""
+    with h5py.File(path, "r") as handle:
+        groups = [k for k in handle if isinstance(handle[k], h5py.Group)]
+        if "matrix" in handle:
+            name = "matrix"
+        elif len(groups) == 1 and "genes" in handle[groups[0]]:
+            name = groups[0]
+        else:
+            raise InputError(Issue(file, "unsupported_10x_h5", "error", "expected a Cell Ranger matrix file: a "
+                                   f"'matrix' group (v3) or one genome group (v2); found {groups}"))
+        group = handle[name]
+        n_features, n_cells = (int(n) for n in group["shape"][...])
+        barcodes = _strings(group["barcodes"][...])
+        if "features" in group:
+            ids = _strings(group["features/id"][...])
+            types = _strings(group["features/feature_type"][...]) if "feature_type" in group["features"] else None
+        else:
+            ids, types = _strings(group["genes"][...]), None
+    features = pl.DataFrame({"feature_id": ids.tolist(),
+                             "feature_type": types.tolist() if types is not None else [None] * len(ids)},
+                            schema={"feature_id": pl.String, "feature_type": pl.String})
+
+    def blocks() -> Iterator[Block]:
+        with h5py.File(path, "r") as h5:
+            yield from _compressed_blocks(h5[name], by_cells=True, n_cells=n_cells, n_features=n_features)
+
+    return CellMatrix(file, barcodes, features, blocks, f"{name}/data")
+
+
+# ------------------------------------------------------------------------------------------ 10x Matrix Market
+MTX_FILES = {"matrix": ("matrix.mtx", "matrix.mtx.gz"), "features": ("features.tsv", "features.tsv.gz",
+                                                                     "genes.tsv", "genes.tsv.gz"),
+             "barcodes": ("barcodes.tsv", "barcodes.tsv.gz")}
+"""What a 10x ``filtered_feature_bc_matrix`` folder holds (Cell Ranger >= 3 gzips them; 1.x / 2.x: genes.tsv)."""
+
+
+def mtx_files(folder: Path, *, file: str) -> dict[str, Path]:
+    """The matrix, features and barcodes files of a 10x folder; InputError naming what is missing."""
+    found, missing = {}, []
+    for role, names in MTX_FILES.items():
+        present = [folder / n for n in names if (folder / n).is_file()]
+        if present:
+            found[role] = present[0]
+        else:
+            missing.append(" or ".join(names))
+    if missing:
+        raise InputError(Issue(file, "file_missing", "error", f"10x folder lacks {', '.join(missing)}"))
+    return found
+
+
+def _mtx_header(path: Path, *, file: str) -> tuple[int, int, int, int]:
+    """(features, cells, non-zeros, bytes before the first entry) of a coordinate Matrix Market file."""
+    offset = 0
+    with open_text(path) as fh:
+        banner = fh.readline()
+        offset += len(banner)
+        words = banner.decode(errors="replace").lower().split()
+        if len(words) < 4 or not words[0].startswith("%%matrixmarket") or words[2] != "coordinate" \
+                or words[3] == "pattern":
+            raise InputError(Issue(file, "unsupported_mtx", "error", "expected a Matrix Market coordinate file "
+                                   f"with values (banner {banner.decode(errors='replace').strip()!r})", 1))
+        line = 1
+        for raw in fh:
+            line += 1
+            offset += len(raw)
+            if raw.startswith(b"%") or not raw.strip():
+                continue
+            try:
+                rows, cols, nnz = (int(x) for x in raw.split())
+            except ValueError as exc:
+                raise InputError(Issue(file, "unsupported_mtx", "error", "size line must be 'features cells "
+                                       "entries'", line, record=raw.decode(errors="replace").strip())) from exc
+            return rows, cols, nnz, offset
+    raise InputError(Issue(file, "empty_file", "error", "Matrix Market file has no size line"))
+
+
+def _mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file: str) -> Iterator[Block]:
+    """Coordinate entries (feature, cell, value; 1-based) as cells x features blocks of MTX_BLOCK_BYTES of text."""
+    schema = {"feature": pl.Int64, "cell": pl.Int64, "value": pl.Float64}
+    with open_text(path) as fh:
+        fh.read(offset)
+        rest = b""
+        while True:
+            chunk = fh.read(MTX_BLOCK_BYTES)
+            text = rest + chunk
+            cut = text.rfind(b"\n") + 1 if chunk else len(text)
+            text, rest = text[:cut], text[cut:]
+            if text.strip():
+                entries = pl.read_csv(io.BytesIO(text), separator=" ", has_header=False, new_columns=list(schema),
+                                      schema_overrides=schema, comment_prefix="%")
+                feature, cell = entries["feature"].to_numpy() - 1, entries["cell"].to_numpy() - 1
+                if feature.size and (feature.min() < 0 or feature.max() >= n_features or cell.min() < 0
+                                     or cell.max() >= n_cells):
+                    raise InputError(Issue(file, "bad_entry", "error", "an entry lies outside the matrix size "
+                                           f"({n_features} features x {n_cells} cells)"))
+                yield slice(0, n_cells), slice(0, n_features), sp.csr_matrix(
+                    (entries["value"].to_numpy(), (cell, feature)), shape=(n_cells, n_features))
+            if not chunk:
+                return
+
+
+def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatrix:
+    """A 10x Matrix Market folder (features x cells); entries are read in blocks of text."""
+    n_features, n_cells, _, offset = _mtx_header(files["matrix"], file=f"{file}/{files['matrix'].name}")
+    barcodes = pl.read_csv(files["barcodes"], separator="\t", has_header=False, infer_schema=False)
+    features = pl.read_csv(files["features"], separator="\t", has_header=False, infer_schema=False,
+                           quote_char=None)
+    for what, frame, size in (("barcodes", barcodes, n_cells), ("features", features, n_features)):
+        if frame.height != size:
+            name = files[what].name
+            raise InputError(Issue(f"{file}/{name}", "size_mismatch", "error", f"{name} has {frame.height} rows; "
+                                   f"matrix.mtx declares {size} {'cells' if what == 'barcodes' else 'features'}"))
+    types = features[:, 2] if features.width >= 3 else pl.Series([None] * features.height, dtype=pl.String)
+    feature_frame = pl.DataFrame({"feature_id": features[:, 0], "feature_type": types})
+
+    def blocks() -> Iterator[Block]:
+        return _mtx_blocks(files["matrix"], offset=offset, n_features=n_features, n_cells=n_cells,
+                           file=f"{file}/{files['matrix'].name}")
+
+    return CellMatrix(file, np.asarray(barcodes[:, 0].to_list(), dtype=object), feature_frame, blocks,
+                      files["matrix"].name)
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+def _first_fraction(values: np.ndarray) -> float | None:
+    bad = values[(values != np.rint(values)) | (values < 0) | ~np.isfinite(values)]
+    return None if bad.size == 0 else float(bad[0])
+
+
+def not_counts_message(matrix: CellMatrix, value: float) -> str:
+    """Why a matrix is refused as counts, and which ``layer`` to declare instead."""
+    if matrix.layers:
+        advice = f"declare `layer:` naming the layer with raw counts; this file's layers: {matrix.layers}"
+    else:
+        advice = ("the file has no layers: write the raw counts into one (adata.layers['counts']) and declare "
+                  "`layer: counts`")
+    kind = "negative" if value < 0 else "non-integer"
+    return (f"{matrix.element} holds {kind} values (e.g. {value:g}): it is not raw counts (log-normalised?); "
+            f"pseudobulk sums counts, so {advice}")
+
+
+def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
+               features: np.ndarray | None = None) -> np.ndarray:
+    """Sum of each group's cells: a dense ``n_groups x features`` float64 array, block by block.
+
+    ``groups``: one code per cell (0 .. n_groups - 1; -1 leaves the cell out). Each block is multiplied by the
+    sparse indicator matrix of its cells (groups x cells), so memory is one block plus the result. ``features``:
+    the feature columns to keep (all when None). Raises :class:`InputError` (``not_counts``) at the first block with
+    a negative, non-integer or non-finite value.
+    """
+    n_features = matrix.features.height
+    kept = np.flatnonzero(groups >= 0)
+    indicator = sp.csc_matrix((np.ones(kept.size), (groups[kept], kept)), shape=(n_groups, matrix.n_cells))
+    total = np.zeros((n_groups, n_features))
+    for cells, columns, values in matrix.blocks():
+        data = values.data if sp.issparse(values) else np.asarray(values)
+        bad = _first_fraction(np.asarray(data))
+        if bad is not None:
+            raise InputError(Issue(matrix.file, "not_counts", "error", not_counts_message(matrix, bad),
+                                   column="layer"))
+        product = indicator[:, cells] @ values
+        total[:, columns] += product.toarray() if sp.issparse(product) else product
+    return total if features is None else total[:, features]
