@@ -1,13 +1,19 @@
 """The study report page: every section from small hand-made tables, optional sections only with their view, and
-the page opening offline in headless Chromium without console errors."""
+the page opening offline in headless Chromium without console errors, each section with its plots."""
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+
 import numpy as np
 import polars as pl
+from matplotlib.image import imread
 
 from tests.browser import render
 from transforms.report.html import SECTIONS, StudyReportData, study_report_html, warehouse_index_html
+from transforms.report.plots import ma_plot, volcano_plot
 
 SAMPLES = ["a1", "a2", "a3", "b1", "b2", "b3"]
 
@@ -60,12 +66,42 @@ def test_study_report_html_without_counts_says_why_in_each_section():
         assert f'<section id="{section}">' in page
 
 
-def test_optional_sections_appear_only_with_their_view():
-    enrichment = pl.DataFrame({"gene_set": ["HALLMARK_X"], "padj": [0.01]})
-    page = study_report_html(_data(optional={"gene_set_enrichment": enrichment}))
-    assert '<section id="gene-set-enrichment">' in page
+def _everything() -> StudyReportData:
+    """The small study with every optional section: DE plots, enrichment, signature scores, RNA-protein r."""
+    rng = np.random.default_rng(4)
+    de = pl.DataFrame({"log2_fold_change": rng.normal(size=300), "pvalue": rng.uniform(size=300),
+                       "padj": rng.uniform(size=300), "base_mean": rng.uniform(1, 1000, size=300)})
+    plots = [("treated_vs_control_ma", ma_plot(de, title="s")), ("treated_vs_control_volcano",
+                                                                 volcano_plot(de, title="s"))]
+    enrichment = pl.DataFrame({"study_id": "s", "contrast": "treated_vs_control", "gene_set": ["HALLMARK_X"],
+                               "fdr": [0.01]})
+    scores = pl.DataFrame({"assay": "counts", "library": "h", "gene_set": np.repeat(["SET_A", "SET_B"], 6),
+                           "sample_id": SAMPLES * 2, "score": rng.normal(size=12)})
+    rna_protein = pl.DataFrame({"gene_id": range(40), "r": rng.uniform(-0.5, 0.9, size=40), "n": 6})
+    return _data(contrast_plots=plots, enrichment=enrichment, signature_scores=scores, rna_protein=rna_protein)
+
+
+EXPECTED_IMAGES = {"summary": 0, "sample-qc": 1, "correlation": 1, "pca": 1, "clusters": 0,
+                   "differential-expression": 2, "omics-coverage": 0, "gene-set-enrichment": 0,
+                   "signature-scores": 1, "rna-protein-correlation": 1}
+"""Plots each section of :func:`_everything`'s page draws."""
+
+
+def test_optional_sections_appear_only_with_their_data():
+    page = study_report_html(_everything())
+    for section in ("gene-set-enrichment", "signature-scores", "rna-protein-correlation"):
+        assert f'<section id="{section}">' in page
     assert "HALLMARK_X" in page
-    assert "signature-scores" not in study_report_html(_data())
+    plain = study_report_html(_data())
+    assert not any(s in plain for s in ("gene-set-enrichment", "signature-scores", "rna-protein-correlation"))
+
+
+def test_contrast_plots_are_grouped_per_contrast_volcano_first():
+    page = study_report_html(_everything())
+    section = page.split('<section id="differential-expression">')[1].split("</section>")[0]
+    assert section.count("<h3>") == 1
+    assert section.index('alt="volcano plot of treated_vs_control"') < section.index('alt="MA plot of '
+                                                                                      'treated_vs_control"')
 
 
 def test_warehouse_index_links_each_report():
@@ -74,11 +110,18 @@ def test_warehouse_index_links_each_report():
     assert page.index('href="a/index.html"') < page.index('href="b/index.html"')
 
 
-def test_study_report_renders_in_chromium_without_console_errors(tmp_path):
+def test_study_report_renders_every_section_in_chromium(tmp_path):
     page = tmp_path / "index.html"
-    page.write_text(study_report_html(_data(optional={"omics_correlations": pl.DataFrame({"r": [0.5]})})))
-    rendered = render(page)
+    page.write_text(study_report_html(_everything()))
+    rendered = render(page, screenshot=tmp_path / "page.png")
     assert rendered.console == []
-    for section in [*SECTIONS, "omics-correlations"]:
-        assert f'id="{section}"' in rendered.dom
-    assert rendered.dom.count("<img") == 3
+    sections = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', rendered.dom, flags=re.S))
+    assert list(sections) == list(EXPECTED_IMAGES)
+    assert set(SECTIONS) <= set(sections)
+    for section, body in sections.items():
+        images = re.findall(r'src="data:image/png;base64,([^"]+)"', body)
+        assert len(images) == EXPECTED_IMAGES[section], section
+        for encoded in images:  # each embedded plot decodes to a picture of some size
+            height, width, _ = imread(io.BytesIO(base64.b64decode(encoded)), format="png").shape
+            assert height > 100 and width > 100, section
+    assert imread(tmp_path / "page.png").shape[:2] == (3000, 1200)
