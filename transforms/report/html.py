@@ -32,9 +32,9 @@ _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-top: 0.5em; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } tr.fail td { background: #fdecea; }
-img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; } .pair { display: flex; flex-wrap: wrap; gap: 8px; }
+img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; } .pair { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .pair img { max-width: 540px; }
 .note { color: #666; font-size: 0.9em; } nav a { margin-right: 1em; } .wide { overflow-x: auto; }
 """
@@ -173,7 +173,9 @@ def _pca_section(data: StudyReportData) -> str:
             wide = wide.with_columns(pl.lit(0.0).alias("pc2"))
         colour = _colour(data, wide["sample_id"])
         note = f"coloured by {data.colour_by}" if data.colour_by else "no sample attribute to colour by"
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of the (at most) {data.top_genes} most variable genes; "
+        genes = data.vst.filter(pl.col("assay") == assay)["feature_id"].n_unique() if data.vst.height else 0
+        used = f"the {genes}" if 0 < genes < data.top_genes else f"the (at most) {data.top_genes}"
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of {used} most variable genes (centred, unscaled); "
                      f"{html.escape(note)}.</p>"
                      + _img(pca_scatter(wide, colour=colour, explained=data.explained.get(assay),
                                         title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))
@@ -209,19 +211,27 @@ def _contrast_section(data: StudyReportData) -> str:
 
 
 def _coverage_section(coverage: pl.DataFrame) -> str:
-    """Samples per layer first (a study may have hundreds of samples), then the per-sample table."""
+    """Samples per layer and per combination of layers (which samples can be joined across layers), then the
+    per-sample table folded away (a study may have hundreds of samples)."""
     if coverage.height == 0:
         return _none("No samples.")
     layers = [c for c in coverage.columns if c.startswith("has_")]
     per_layer = pl.DataFrame({"layer": [c.removeprefix("has_") for c in layers],
                               "samples": [int(coverage[c].sum()) for c in layers]})
-    return (f"<p>{coverage.height} samples; samples with each layer:</p>" + html_table(per_layer)
-            + '<div class="wide">' + html_table(coverage.drop("study_id", strict=False)) + "</div>")
+    names = [c.removeprefix("has_") for c in layers]
+    combined = (coverage.select(pl.concat_list([pl.when(pl.col(c)).then(pl.lit(n)) for c, n in zip(layers, names,
+                                                                                                    strict=True)])
+                                .list.drop_nulls().list.join(" + ").replace("", "(no omics rows)").alias("layers"))
+                .group_by("layers").len("samples").sort("samples", "layers", descending=[True, False]))
+    return (f"<p>{coverage.height} samples; samples with each layer, and with each combination of layers:</p>"
+            f'<div class="pair">{html_table(per_layer)}{html_table(combined)}</div>'
+            f"<details><summary>Layers of each sample ({coverage.height})</summary>"
+            + '<div class="wide">' + html_table(coverage.drop("study_id", "layers", strict=False)) + "</div></details>")
 
 
 def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]]) -> str:
     if rows.height == 0:
-        return _none("No enrichment results for this study (no contrast, or no gene set reached the tests).")
+        return _none("No enrichment results for this study (no contrast, or no tested gene is in a gene set).")
     images = "".join(f"<h3>{html.escape(contrast)}</h3>" + _img(png, f"enrichment dot plot of {contrast}")
                      for contrast, png in plots)
     return (f"<p>The {min(rows.height, ENRICHMENT_ROWS)} results of lowest FDR (prerank on the Wald statistic, ORA "
@@ -257,8 +267,12 @@ def study_report_html(data: StudyReportData) -> str:
     """
     n_samples = data.coverage.height
     failed = data.sample_qc.filter(~pl.col("qc_pass")).height if data.sample_qc.height else 0
-    summary = (f"<p>{n_samples} samples; {len(_assays(data.sample_qc))} count assays; {failed} sample-assay "
-               "pairs failing QC.</p>")
+    excluded = data.sample_qc.filter(pl.col("excluded")).height if "excluded" in data.sample_qc.columns else 0
+    assays = len(_assays(data.sample_qc))
+    summary = (f"<p>{n_samples} samples; {assays} count assay{'' if assays == 1 else 's'}; {failed} sample-assay "
+               f"pair{'' if failed == 1 else 's'} failing QC"
+               + (f", {excluded} of them excluded from normalisation, DE and later stages (qc.exclude_failed)"
+                  if excluded else "") + ".</p>")
     sections = [
         _section("summary", "Summary", summary),
         _section("sample-qc", "Sample QC", _qc_section(data)),

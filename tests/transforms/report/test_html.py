@@ -28,7 +28,8 @@ def _data(**extra: object) -> StudyReportData:
                        "library_size": [1e6, 1.1e6, 0.9e6, 1e6, 2e4, 1.2e6], "detected_genes": [50, 49, 50, 48, 12, 50],
                        "pct_top100": [None] * 6, "pct_mito": [None] * 6, "median_correlation": [0.9] * 6,
                        "pca_distance": [1.0] * 6,
-                       "qc_flags": [[], [], [], [], ["low_library_size"], []], "qc_pass": [True] * 4 + [False, True]})
+                       "qc_flags": [[], [], [], [], ["low_library_size"], []], "qc_pass": [True] * 4 + [False, True],
+                       "excluded": [False] * 4 + [True, False]})
     embeddings = pl.DataFrame({"study_id": "s", "sample_id": np.repeat(SAMPLES, 2), "assay": "counts",
                                "method": "pca", "component": [1, 2] * 6, "value": rng.normal(size=12)})
     clusters = pl.DataFrame({"study_id": "s", "sample_id": SAMPLES, "assay": "counts", "method": "consensus",
@@ -54,6 +55,7 @@ def test_study_report_html_has_every_section_and_escapes_text():
     assert "a &lt;small&gt; study" in page
     assert page.count("data:image/png;base64,") == 3  # QC bars, heatmap, PCA (no DE plots given)
     assert '<tr class="fail"><td>b2</td>' in page
+    assert "1 sample-assay pair failing QC, 1 of them excluded from normalisation, DE and later stages" in page
     assert "http://" not in page
     assert "https://" not in page
 
@@ -125,3 +127,13 @@ def test_study_report_renders_every_section_in_chromium(tmp_path):
             height, width, _ = imread(io.BytesIO(base64.b64decode(encoded)), format="png").shape
             assert min(height, width) > 100, section
     assert imread(tmp_path / "page.png").shape[:2] == (3000, 1200)
+
+
+def test_omics_coverage_counts_samples_per_combination_of_layers():
+    coverage = pl.DataFrame({"study_id": "s", "sample_id": SAMPLES, "has_rna_counts": [True] * 4 + [False] * 2,
+                             "has_variants": [True, True, False, False, True, False], "n_layers": 0})
+    page = study_report_html(StudyReportData(**{**_data().__dict__, "coverage": coverage}))
+    section = page.split('<section id="omics-coverage">')[1].split("</section>")[0]
+    for layers, n in (("rna_counts", 2), ("rna_counts + variants", 2), ("variants", 1), ("(no omics rows)", 1)):
+        assert f"<tr><td>{layers}</td><td>{n}</td></tr>" in section
+    assert "<details><summary>Layers of each sample (6)</summary>" in section
