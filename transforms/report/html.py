@@ -212,7 +212,8 @@ def _contrast_section(data: StudyReportData) -> str:
 
 def _coverage_section(coverage: pl.DataFrame) -> str:
     """Samples per layer and per combination of layers (which samples can be joined across layers), then the
-    per-sample table folded away (a study may have hundreds of samples)."""
+    per-sample table folded away (a study may have hundreds of samples).
+    """
     if coverage.height == 0:
         return _none("No samples.")
     layers = [c for c in coverage.columns if c.startswith("has_")]
