@@ -34,7 +34,8 @@ h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-top: 0.5em;
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } tr.fail td { background: #fdecea; }
-img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; } .pair { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
+.pair { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
 .pair img { max-width: 540px; }
 .note { color: #666; font-size: 0.9em; } nav a { margin-right: 1em; } .wide { overflow-x: auto; }
 """
