@@ -140,7 +140,7 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
     enrichment = signatures = rna_protein = None
     if "gene_set_enrichment" in views:
         enrichment = _frame(con, "SELECT * FROM gene_set_enrichment WHERE study_id = ? ORDER BY fdr NULLS LAST, "
-                                 f"pvalue NULLS LAST, gene_set LIMIT {ENRICHMENT_ROWS}", p)
+                                 "pvalue NULLS LAST, gene_set LIMIT ?", [study_id, ENRICHMENT_ROWS])
     if "signature_scores" in views:
         signatures = top_variable_sets(con, study_id)
     has_rna = coverage.height > 0 and bool(coverage.select(pl.col("has_rna_counts") | pl.col("has_rna_abundance"))

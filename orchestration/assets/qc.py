@@ -12,7 +12,7 @@ import tempfile
 import dagster as dg
 import polars as pl
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
+from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from transforms.qc.study import QC_TABLE, STRUCTURE_TABLES, qc_study, structure_study
@@ -24,6 +24,7 @@ STRUCTURE = list(STRUCTURE_TABLES)
 
 @dg.asset(name=QC_TABLE, group_name="qc", description=table_spec(QC_TABLE, group="qc").description,
           kinds={"delta"}, deps=["rna_counts", "genes"], check_specs=[contract_check(QC_TABLE)],
+          automation_condition=FOLLOWS_INPUTS,  # re-ingested from the UI: QC is redone with normalisation
           partitions_def=studies)
 def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """QC metrics and flags (MAD thresholds of the manifest's ``qc:`` key) of every count assay of a study."""
