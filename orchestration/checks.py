@@ -9,6 +9,7 @@ import dagster as dg
 
 from schemas.tables import TABLE_DOCS
 from warehouse.commit import Commit
+from warehouse.study import StudyInputs
 
 CONTRACT = "contract"
 Metadata = Mapping[str, object]
@@ -39,12 +40,16 @@ def _value(value: object) -> object:
     return value
 
 
-def results(commit: Commit, metadata: Mapping[str, Metadata] | None = None
-            ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+def results(commit: Commit, metadata: Mapping[str, Metadata] | None = None, *,
+            inputs: StudyInputs | None = None) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One materialisation per written table (rows, Delta version, unchanged, the stage's metadata) with its
     contract check, and a failed check for each table whose contract broke (nothing of the unit was written).
+
+    ``inputs``: the study inputs of a derived stage; the samples it left out (``qc.exclude_failed``) are added to
+    every table's metadata as ``excluded_samples``.
     """
     metadata = metadata or {}
+    excluded = inputs.excluded_samples if inputs is not None else {}
     for table in commit.tables:
         failures = commit.failures.get(table, [])
         check = dg.AssetCheckResult(check_name=CONTRACT, asset_key=table, passed=not failures,
@@ -54,8 +59,16 @@ def results(commit: Commit, metadata: Mapping[str, Metadata] | None = None
             yield check
             continue
         extra: dict[str, Any] = {k: _value(v) for k, v in metadata.get(table, {}).items() if v is not None}
+        if excluded:
+            extra["excluded_samples"] = dg.MetadataValue.json(excluded)
         yield dg.MaterializeResult(asset_key=table, check_results=[check], metadata={
             "rows": write.rows, "delta_version": write.version, "unchanged": write.skipped, **extra})
+
+
+def warn_excluded(context: dg.AssetExecutionContext, inputs: StudyInputs) -> None:
+    """A warning in the run log naming each sample the stage leaves out, with the QC flags it failed."""
+    for note in inputs.exclusion_notes():
+        context.log.warning(note)
 
 
 def raise_on_failures(commit: Commit, what: str) -> None:

@@ -7,7 +7,7 @@ from orchestration.assets.features import feature_set_assets
 from orchestration.assets.ingest import ingest_study_tables
 from orchestration.assets.normalise import differential_expression_table, normalised_expression
 from orchestration.assets.publish import study_versions
-from orchestration.assets.qc import sample_qc_tables
+from orchestration.assets.qc import sample_qc, sample_structure_tables
 from orchestration.assets.reference import reference_tables
 from orchestration.assets.report import study_report
 from orchestration.assets.signatures import gene_set_enrichment, gene_set_registry, signature_matches, signature_scores
@@ -18,10 +18,12 @@ from orchestration.sensors import cross_study_job, landing_sensor, study_job
 # Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
-STUDY_ASSETS = [ingest_study_tables, normalised_expression, differential_expression_table, signature_scores,
-                gene_set_enrichment, cross_omics_tables, sample_qc_tables, study_versions, study_report]
-"""Assets partitioned by study, in the order ``omicsdw build`` materialises them: publication is the last asset
-that writes tables; the report follows it because it shows what readers see (the published catalog)."""
+STUDY_ASSETS = [ingest_study_tables, sample_qc, normalised_expression, differential_expression_table,
+                signature_scores, gene_set_enrichment, cross_omics_tables, sample_structure_tables, study_versions,
+                study_report]
+"""Assets partitioned by study, in the order ``omicsdw build`` materialises them: sample QC precedes normalisation
+(``qc.exclude_failed`` decides its input); publication is the last asset that writes tables; the report follows it
+because it shows what readers see (the published catalog)."""
 REFERENCE_ASSETS = [reference_tables, gene_set_registry]
 """Warehouse-wide inputs ``omicsdw build`` materialises before the studies."""
 CROSS_STUDY_ASSETS = [signature_matches]

@@ -628,14 +628,19 @@ class SampleQc(_Table):
     pct_mito: float = _nullable_float("Percent of the library on mitochondrial genes (chromosome MT in `genes`); "
                                       "NULL when the assay maps no mitochondrial gene.")
     median_correlation: float = _nullable_float("Median Pearson correlation with the study's other samples over "
-                                                "the top variable genes (VST, else log2 CPM).")
-    pca_distance: float = _nullable_float("Euclidean distance from the study's median in PCA space (the "
-                                          "components in sample_embeddings).")
+                                                "the top variable genes of log2 CPM of the raw counts (QC runs "
+                                                "before normalisation, so it can decide its input).")
+    pca_distance: float = _nullable_float("Euclidean distance from the study's median in PCA space of the same "
+                                          "log2 CPM values (sample_embeddings holds the PCA of the VST).")
     qc_flags: pl.List(pl.String) = pa.Field(  # type: ignore[valid-type]
         description="Failed checks: low_library_size, low_detected_genes (log scale, below median - nmads MAD), "
                     "high_pct_mito, pca_outlier (above median + nmads MAD), low_correlation (below); empty when "
                     "none.")
     qc_pass: bool = pa.Field(description="True when qc_flags is empty.")
+    excluded: bool = pa.Field(description="True when the sample failed QC and the study's study.yaml says `qc: "
+                                          "exclude_failed: true`: normalisation, DE, signatures, enrichment, "
+                                          "cross-omics and QC structure of this assay leave it out (the "
+                                          "excluded_samples view lists them).")
 
     class Config:
         unique = ["study_id", "assay", "sample_id"]
@@ -765,7 +770,8 @@ TABLE_DOCS: dict[str, str] = {
     "feature_values": "One row per feature set, version, sample and non-null feature: the ML matrix in long "
                       "form (pivoted on read by warehouse.features).",
     "sample_qc": "One row per study, count assay and sample: library size, detected genes, top-100 and "
-                 "mitochondrial fractions, correlation and PCA distance, the MAD-based QC flags and pass / fail.",
+                 "mitochondrial fractions, correlation and PCA distance, the MAD-based QC flags, pass / fail and "
+                 "whether the study's later stages leave the sample out (qc.exclude_failed).",
     "sample_embeddings": "One row per study, count assay, method, sample and component: PCA scores of the "
                          "samples on the top variable genes.",
     "sample_clusters": "One row per study, count assay, method, k and sample: hierarchical and consensus "
@@ -792,7 +798,7 @@ SIGNATURE_TABLES = ["signature_scores", "gene_set_enrichment"]
 CROSS_OMICS_TABLES = ["gene_sample_omics", "omics_correlations", "mutation_effects", "biomarker_candidates"]
 """Tables the cross_omics stage computes from the harmonised and normalised ones."""
 QC_TABLES = ["sample_qc", "sample_embeddings", "sample_clusters"]
-"""Tables the qc stage computes from a study's counts and VST."""
+"""Tables the qc stage computes: sample_qc from a study's counts before normalisation, the others from its VST."""
 DERIVED_TABLES = [*NORMALISE_TABLES, *SIGNATURE_TABLES, *CROSS_OMICS_TABLES, *QC_TABLES]
 """Per-study tables computed from a study's load by a stage after ingest: each commit records that load."""
 INGEST_TABLES = [t for t in STUDY_TABLES if t not in {*DERIVED_TABLES, "study_versions"}]

@@ -214,6 +214,7 @@ def _lake(args: argparse.Namespace) -> Lake:
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
     from warehouse.publish import REMOVED, remove_study
+    from warehouse.report import remove_study_report
 
     warehouse_dir = Path(args.warehouse)
     lake = _lake(args)
@@ -223,6 +224,7 @@ def _remove(args: argparse.Namespace) -> int:
     with lake.study_session(args.study):
         commit = remove_study(lake, args.study)
     refresh_catalog(lake, warehouse_dir)
+    remove_study_report(warehouse_dir, args.study)
     print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
           "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
     return 0

@@ -36,11 +36,12 @@ class Commit:
 
 
 def commit_tables(lake: Lake, staged: Mapping[str, StagedFiles], *, study_id: str | None, fingerprint: str,
-                  inputs: str | None = None) -> Commit:
+                  inputs: str | None = None, metadata: Mapping[str, str] | None = None) -> Commit:
     """Check every staged table against its contract; commit them all, or discard them all if any fails.
 
     ``fingerprint`` identifies what the unit was computed from (a re-run with the same one writes nothing);
-    ``inputs`` is, for a derived table, the fingerprint of the ingested load it was computed from.
+    ``inputs`` is, for a derived table, the fingerprint of the ingested load it was computed from; ``metadata``
+    is added to each Delta commit (e.g. the samples a stage left out).
     """
     failures = {}
     for table, files in staged.items():
@@ -51,12 +52,13 @@ def commit_tables(lake: Lake, staged: Mapping[str, StagedFiles], *, study_id: st
         for files in staged.values():
             lake.discard(files)
         return Commit(study_id, {}, failures)
-    return Commit(study_id, {table: lake.commit(files, fingerprint=fingerprint, inputs=inputs)
+    return Commit(study_id, {table: lake.commit(files, fingerprint=fingerprint, inputs=inputs, metadata=metadata)
                              for table, files in staged.items()})
 
 
 def commit_frames(lake: Lake, frames: Iterable[tuple[str, pl.DataFrame | pl.LazyFrame]], *, tables: Iterable[str],
-                  study_id: str | None, fingerprint: str, inputs: str | None = None) -> Commit:
+                  study_id: str | None, fingerprint: str, inputs: str | None = None,
+                  metadata: Mapping[str, str] | None = None) -> Commit:
     """Stage ``(table, frame)`` pairs file by file, then :func:`commit_tables`.
 
     Every table in ``tables`` is committed, those without a frame as an empty partition (stale rows vanish).
@@ -74,7 +76,7 @@ def commit_frames(lake: Lake, frames: Iterable[tuple[str, pl.DataFrame | pl.Lazy
         for files in staged.values():
             lake.discard(files)
         raise
-    return commit_tables(lake, staged, study_id=study_id, fingerprint=fingerprint, inputs=inputs)
+    return commit_tables(lake, staged, study_id=study_id, fingerprint=fingerprint, inputs=inputs, metadata=metadata)
 
 
 def unchanged(lake: Lake, tables: Iterable[str], *, study_id: str | None, fingerprint: str) -> Commit | None:

@@ -21,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,16 +292,17 @@ class Lake:
         return frame.select(list(polars_schema(staged.table)))
 
     # -- committing (only through warehouse.commit) --------------------------------------------------------------
-    def commit(self, staged: StagedFiles, *, fingerprint: str, inputs: str | None = None) -> WriteResult:
+    def commit(self, staged: StagedFiles, *, fingerprint: str, inputs: str | None = None,
+               metadata: Mapping[str, str] | None = None) -> WriteResult:
         """Replace the study's rows (or the whole global table) by the staged files in one Delta commit; tables in
-        ``APPEND_TABLES`` keep their rows and gain the staged ones.
+        ``APPEND_TABLES`` keep their rows and gain the staged ones. ``metadata`` joins the commit's metadata.
         """
         added = [a for relative in staged.relative_paths if (a := self._add_action(staged, relative)) is not None]
         actions: list[AddAction | RemoveAction] = list(added)  # the transaction's type; only adds here
         rows = sum(json.loads(a.stats)["numRecords"] for a in added)
-        metadata = {FINGERPRINT_KEY: fingerprint, STUDY_KEY: staged.study_id or GLOBAL}
+        custom = {**(metadata or {}), FINGERPRINT_KEY: fingerprint, STUDY_KEY: staged.study_id or GLOBAL}
         if inputs is not None:
-            metadata[INPUTS_KEY] = inputs
+            custom[INPUTS_KEY] = inputs
         filters = [("study_id", "=", staged.study_id)] if staged.study_id is not None else None
         schema = arrow_schema(staged.table)
         for attempt in range(_COMMIT_RETRIES):
@@ -310,7 +311,7 @@ class Lake:
                 # append-only tables (feature-set versions) add files; every other commit replaces its partition
                 mode = "append" if staged.table in APPEND_TABLES else "overwrite"
                 table.create_write_transaction(actions, mode=mode, schema=schema, partition_filters=filters,
-                                               commit_properties=CommitProperties(custom_metadata=metadata))
+                                               commit_properties=CommitProperties(custom_metadata=custom))
                 break
             except CommitFailedError:
                 if attempt == _COMMIT_RETRIES - 1:

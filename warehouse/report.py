@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,53 @@ import duckdb
 import polars as pl
 
 from schemas.manifest import StudyManifest
-from transforms.report.html import StudyReportData, signature_heatmap, study_report_html, warehouse_index_html
+from transforms.report.html import ENRICHMENT_ROWS, StudyReportData, study_report_html, warehouse_index_html
 from warehouse.catalog import connect, refresh_catalog
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
 
 REPORTS = "reports"
 INDEX = "index.html"
-OPTIONAL_VIEWS = ("gene_set_enrichment", "signature_scores", "omics_correlations")
-"""Views other stages add; a report shows their section only when the catalog has the view."""
-_ORDER_BY = ("padj", "fdr", "qvalue", "pvalue", "p_value")
 _STAMP = ".fingerprint"
+TOP_SETS = 30
+"""Most variable gene sets of the signature-score heatmap."""
+
+TOP_VARIABLE_VALUES = """
+WITH vals AS NOT MATERIALIZED (
+    SELECT assay, sample_id, feature_id, vst AS value FROM rna_vst WHERE study_id = $study
+    UNION ALL
+    SELECT assay, sample_id, feature_id, log2_cpm FROM rna_normalized
+    WHERE study_id = $study AND source = 'counts' AND log2_cpm IS NOT NULL
+      AND assay NOT IN (SELECT DISTINCT assay FROM rna_vst WHERE study_id = $study)
+), per_gene AS (
+    SELECT assay, feature_id, var_samp(value) AS variance, count(value) AS n FROM vals GROUP BY assay, feature_id
+), complete AS (
+    SELECT * FROM per_gene QUALIFY n = max(n) OVER (PARTITION BY assay)
+), top AS (
+    SELECT assay, feature_id FROM complete
+    QUALIFY row_number() OVER (PARTITION BY assay ORDER BY variance DESC, feature_id) <= $top
+)
+SELECT v.assay, v.sample_id, v.feature_id, v.value
+FROM vals v JOIN top t ON v.assay = t.assay AND v.feature_id = t.feature_id
+ORDER BY v.assay, v.feature_id, v.sample_id
+"""
+"""Log-scale values (VST, else log2 CPM) of each count assay's ``$top`` most variable complete genes (variance
+ddof = 1, as R's rowVars; ties by feature id): aggregated by DuckDB over the study's rows, so the report holds
+``top x samples`` values, never the study's matrix."""
+
+TOP_VARIABLE_SETS = """
+WITH ssgsea AS NOT MATERIALIZED (
+    SELECT assay, library, gene_set, sample_id, score FROM signature_scores
+    WHERE study_id = $study AND method = 'ssgsea' AND score IS NOT NULL
+), top AS (
+    SELECT assay, library, gene_set FROM ssgsea GROUP BY assay, library, gene_set
+    QUALIFY row_number() OVER (PARTITION BY assay ORDER BY var_samp(score) DESC NULLS LAST, library, gene_set) <= $top
+)
+SELECT s.assay, s.library, s.gene_set, s.sample_id, s.score
+FROM ssgsea s JOIN top t USING (assay, library, gene_set)
+ORDER BY s.assay, s.library, s.gene_set, s.sample_id
+"""
+"""ssGSEA scores of each assay's ``$top`` most variable gene sets."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +109,24 @@ def _explained(embeddings: pl.DataFrame) -> dict[str, list[float]]:
     return found
 
 
+def top_variable_values(con: duckdb.DuckDBPyConnection, study_id: str, *, top_genes: int) -> pl.DataFrame:
+    """``assay``, ``sample_id``, ``feature_id``, ``value`` of each count assay's ``top_genes`` most variable genes."""
+    return con.sql(TOP_VARIABLE_VALUES, params={"study": study_id, "top": top_genes}).pl()
+
+
+def top_variable_sets(con: duckdb.DuckDBPyConnection, study_id: str, *, top: int = TOP_SETS) -> pl.DataFrame:
+    """``assay``, ``library``, ``gene_set``, ``sample_id``, ``score`` (ssGSEA) of each assay's ``top`` most variable
+    gene sets.
+    """
+    return con.sql(TOP_VARIABLE_SETS, params={"study": study_id, "top": top}).pl()
+
+
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
-    """What the study's report shows, from the catalog session ``con`` and the DE plots in ``folder``."""
+    """What the study's report shows, from the catalog session ``con`` and the stages' plots in ``folder``.
+
+    Every read is bounded by design (top genes, top sets, one correlation per gene, the lowest FDRs), whatever the
+    study's size.
+    """
     p = [study_id]
     studies = _frame(con, "SELECT name, manifest FROM studies WHERE study_id = ?", p)
     if studies.height == 0:
@@ -82,35 +135,35 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
     attributes = _frame(con, "SELECT sample_id, attribute, value FROM sample_attributes WHERE study_id = ?", p)
     embeddings = _frame(con, "SELECT * FROM sample_embeddings WHERE study_id = ? ORDER BY assay, sample_id, "
                              "component", p)
+    coverage = _frame(con, "SELECT * FROM sample_omics_coverage WHERE study_id = ? ORDER BY sample_id", p)
     views = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    optional: dict[str, pl.DataFrame] = {}
-    images: dict[str, bytes] = {}
-    for view in OPTIONAL_VIEWS:
-        if view not in views:
-            continue
-        columns = [c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                             "table_name = ?", [view]).fetchall()]
-        where = "WHERE study_id = ?" if "study_id" in columns else ""
-        order = next((f"ORDER BY {c} NULLS LAST" for c in _ORDER_BY if c in columns), "")
-        rows = _frame(con, f'SELECT * FROM "{view}" {where} {order} LIMIT 5000', p if where else [])
-        optional[view] = rows
-        if view == "signature_scores":
-            image = signature_heatmap(rows, title=f"{study_id}: signature scores")
-            if image is not None:
-                images[view] = image
+    enrichment = signatures = rna_protein = None
+    if "gene_set_enrichment" in views:
+        enrichment = _frame(con, "SELECT * FROM gene_set_enrichment WHERE study_id = ? ORDER BY fdr NULLS LAST, "
+                                 "pvalue NULLS LAST, gene_set LIMIT ?", [study_id, ENRICHMENT_ROWS])
+    if "signature_scores" in views:
+        signatures = top_variable_sets(con, study_id)
+    has_rna = coverage.height > 0 and bool(coverage.select(pl.col("has_rna_counts") | pl.col("has_rna_abundance"))
+                                           .to_series().any())
+    has_protein = coverage.height > 0 and bool(coverage["has_protein_abundance"].any())
+    if "omics_correlations" in views and has_rna and has_protein:
+        rna_protein = _frame(con, "SELECT gene_id, r, n FROM omics_correlations WHERE study_id = ? AND layer_x = "
+                                  "'rna' AND layer_y = 'protein' AND method = 'spearman' AND r IS NOT NULL", p)
     plots = sorted(folder.glob("*_volcano.png")) + sorted(folder.glob("*_ma.png"))
     return StudyReportData(
         study_id=study_id, name=studies["name"][0],
         sample_qc=_frame(con, "SELECT * FROM sample_qc WHERE study_id = ? ORDER BY assay, sample_id", p),
-        vst=_frame(con, "SELECT assay, sample_id, feature_id, vst AS value FROM rna_vst WHERE study_id = ?", p),
+        vst=top_variable_values(con, study_id, top_genes=manifest.qc.top_genes),
         embeddings=embeddings,
         clusters=_frame(con, "SELECT * FROM sample_clusters WHERE study_id = ?", p),
-        attributes=attributes,
-        coverage=_frame(con, "SELECT * FROM sample_omics_coverage WHERE study_id = ? ORDER BY sample_id", p),
+        attributes=attributes, coverage=coverage,
         colour_by=_colour_by(manifest, attributes), top_genes=manifest.qc.top_genes,
         explained=_explained(embeddings),
-        contrast_plots=[(p.stem, p.read_bytes()) for p in sorted(plots, key=lambda f: f.name)],
-        optional=optional, images=images)
+        contrast_plots=[(f.stem, f.read_bytes()) for f in sorted(plots, key=lambda f: f.name)],
+        enrichment=enrichment,
+        enrichment_plots=[(f.name.removesuffix("_enrichment_dots.png"), f.read_bytes())
+                          for f in sorted(folder.glob("*_enrichment_dots.png"))] if enrichment is not None else [],
+        signature_scores=signatures, rna_protein=rna_protein)
 
 
 def _write(path: Path, text: str) -> None:
@@ -157,10 +210,30 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> Wri
             page, unchanged = study_report_html(read_study_report(con, study_id, folder=folder)), False
             _write(target, page)
             stamp.write_text(fingerprint)
-        _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(_frame(
-            con, "SELECT study_id, name, report_path FROM study_reports", []).with_columns(
-            pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))))
+        _write_index(con, warehouse_dir)
     finally:
         con.close()
     sections = [s.split('"')[0] for s in page.split('<section id="')[1:]]
     return WrittenReport(target, unchanged, sections)
+
+
+def _write_index(con: duckdb.DuckDBPyConnection, warehouse_dir: Path) -> None:
+    """``reports/index.html``: a link per study the catalog's ``study_reports`` view lists."""
+    (warehouse_dir / REPORTS).mkdir(parents=True, exist_ok=True)
+    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(_frame(
+        con, "SELECT study_id, name, report_path FROM study_reports", []).with_columns(
+        pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))))
+
+
+def remove_study_report(warehouse_dir: Path, study_id: str) -> None:
+    """Delete ``reports/<study>/`` and rewrite the index from the catalog (called after the study was removed from
+    it, so the index drops its link).
+    """
+    folder = warehouse_dir / REPORTS / study_id
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    con = connect(warehouse_dir)
+    try:
+        _write_index(con, warehouse_dir)
+    finally:
+        con.close()

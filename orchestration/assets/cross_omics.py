@@ -8,7 +8,7 @@ import tempfile
 
 import dagster as dg
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import CROSS_OMICS_TABLES
@@ -33,6 +33,7 @@ def cross_omics_tables(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     """gene_sample_omics, omics_correlations, mutation_effects and biomarker_candidates of one study."""
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
+        warn_excluded(context, inputs)
         contrasts = inputs.manifest.contrasts
         settings = {"min_samples": MIN_SAMPLES, "min_group": MIN_GROUP,
                     "contrasts": [c.model_dump() for c in contrasts]}
@@ -46,7 +47,8 @@ def cross_omics_tables(context: dg.AssetExecutionContext, warehouse: WarehouseRe
                                           study_id=inputs.study_id, contrasts=contrasts,
                                           non_silent=sorted(NON_SILENT), workdir=workdir)
                 commit = commit_frames(lake, stage.frames, tables=TABLES, study_id=inputs.study_id,
-                                       fingerprint=fingerprint, inputs=inputs.load)
+                                       fingerprint=fingerprint, inputs=inputs.load,
+                                       metadata=inputs.commit_metadata)
                 metadata = stage.metadata
-    yield from results(commit, metadata)
+    yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, "the cross-omics tables")

@@ -1,6 +1,7 @@
 """Normalise one study partition: sample factors, normalised expression, VST and differential expression.
 
-Each asset reads the study's harmonised rows at its newest load, calls one study-stage function of
+Each asset reads the study's harmonised rows at its newest load (without the samples ``sample_qc`` excludes when the
+study says ``qc: exclude_failed: true``), calls one study-stage function of
 :mod:`transforms.expression.study`, and commits the frames it yields through the one commit path. The fingerprint of a
 commit is the ingested load (``studies`` fingerprint) plus the settings and code used: an unchanged study writes
 nothing. The manifest comes from the ``studies`` row of that load, not from the landing folder.
@@ -10,7 +11,14 @@ import tempfile
 
 import dagster as dg
 
-from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import (
+    FOLLOWS_INPUTS,
+    contract_check,
+    raise_on_failures,
+    results,
+    table_spec,
+    warn_excluded,
+)
 from orchestration.partitions import studies
 from orchestration.report import contrast_plots
 from orchestration.resources import WarehouseResource
@@ -23,7 +31,8 @@ NORMALISED = list(NORMALISED_TABLES)
 
 @dg.multi_asset(
     name="normalise_study",
-    specs=[table_spec(t, group="normalise", deps=["rna_counts", "rna_abundance", "sample_attributes"], derived=True)
+    specs=[table_spec(t, group="normalise", deps=["rna_counts", "rna_abundance", "sample_attributes",
+                                                                 "sample_qc"], derived=True)
            for t in NORMALISED],
     check_specs=[contract_check(t) for t in NORMALISED],
     partitions_def=studies,
@@ -32,6 +41,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     """Sample factors, normalised expression and VST of every count / abundance assay of one study."""
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
+        warn_excluded(context, inputs)
         reference = inputs.manifest.zscore_reference
         fingerprint = inputs.fingerprint("normalise", reference.model_dump() if reference else None)
         commit = unchanged(lake, NORMALISED, study_id=inputs.study_id, fingerprint=fingerprint)
@@ -43,12 +53,13 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
                                             inputs.scan("sample_attributes").collect(),
                                             zscore_reference=reference, workdir=workdir)
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
-                                           fingerprint=fingerprint, inputs=inputs.load)
+                                           fingerprint=fingerprint, inputs=inputs.load,
+                                           metadata=inputs.commit_metadata)
                 except ValueError as exc:  # no sample with counts, an empty z-score reference population
                     raise dg.Failure(f"study {inputs.study_id!r} cannot be normalised: {exc}",
                                      allow_retries=False) from exc
                 metadata = stage.metadata
-    yield from results(commit, metadata)
+    yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, "the normalised tables")
 
 
@@ -57,7 +68,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     group_name="normalise",
     description=table_spec(DE_TABLE, group="normalise").description,
     kinds={"delta"},
-    deps=["rna_counts", "sample_attributes"],
+    deps=["rna_counts", "sample_attributes", "sample_qc"],
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[contract_check(DE_TABLE)],
     partitions_def=studies,
@@ -66,6 +77,7 @@ def differential_expression_table(context: dg.AssetExecutionContext, warehouse: 
     """DESeq2 results of every manifest contrast on every count assay of one study; designs checked first."""
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
+        warn_excluded(context, inputs)
         contrasts = inputs.manifest.contrasts
         fingerprint = inputs.fingerprint("differential", [c.model_dump() for c in contrasts])
         commit = unchanged(lake, [DE_TABLE], study_id=inputs.study_id, fingerprint=fingerprint)
@@ -76,11 +88,12 @@ def differential_expression_table(context: dg.AssetExecutionContext, warehouse: 
                     stage = differential_study(inputs.scan("rna_counts"), inputs.scan("sample_attributes").collect(),
                                                contrasts=contrasts, workdir=workdir)
                     commit = commit_frames(lake, stage.frames, tables=[DE_TABLE], study_id=inputs.study_id,
-                                           fingerprint=fingerprint, inputs=inputs.load)
+                                           fingerprint=fingerprint, inputs=inputs.load,
+                                           metadata=inputs.commit_metadata)
                 except ValueError as exc:  # a design the samples cannot support
                     raise dg.Failure(f"study {inputs.study_id!r}: {exc}", allow_retries=False) from exc
             metadata = {DE_TABLE: {**stage.metadata[DE_TABLE],
                                    **contrast_plots(stage.contrasts, study_id=inputs.study_id,
                                                     folder=warehouse.reports_dir(inputs.study_id))}}
-    yield from results(commit, metadata)
+    yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, DE_TABLE)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import studies
 from orchestration.report import enrichment_plots, score_plots
 from orchestration.resources import WarehouseResource
@@ -61,6 +61,7 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         registry = ensure_gene_sets(lake, landing=Path(warehouse.landing_dir), library_dir=warehouse_library_dir())
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
+        warn_excluded(context, inputs)
         fingerprint = inputs.fingerprint("signature_scores", {"registry": registry, "min_measured": MIN_MEASURED})
         commit = unchanged(lake, [SCORES], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
@@ -68,11 +69,12 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
                                 study_members(lake, inputs.study_id))
             commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
-                                   fingerprint=fingerprint, inputs=inputs.load)
+                                   fingerprint=fingerprint, inputs=inputs.load,
+                                   metadata=inputs.commit_metadata)
             metadata = {SCORES: {"assays": stage.metadata,
                                  **score_plots(stage.frame, study_id=inputs.study_id,
                                                folder=warehouse.reports_dir(inputs.study_id))}}
-    yield from results(commit, metadata)
+    yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, SCORES)
 
 
@@ -87,6 +89,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
         registry = ensure_gene_sets(lake, landing=Path(warehouse.landing_dir), library_dir=warehouse_library_dir())
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
+        warn_excluded(context, inputs)
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
@@ -95,13 +98,14 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
             frame, stage_metadata = enrich_study(inputs.scan("differential_expression"), inputs.scan("gene_id_map"),
                                                  members, **settings)  # type: ignore[arg-type]
             commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
-                                   fingerprint=fingerprint, inputs=inputs.load)
+                                   fingerprint=fingerprint, inputs=inputs.load,
+                                   metadata=inputs.commit_metadata)
             plots = enrichment_plots(frame, contrast_statistics(inputs.scan("differential_expression"),
                                                                 inputs.scan("gene_id_map")),
                                      gene_set_dict(members), study_id=inputs.study_id,
                                      folder=warehouse.reports_dir(inputs.study_id))
             metadata = {ENRICHMENT: {"contrasts": stage_metadata, **plots}}
-    yield from results(commit, metadata)
+    yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, ENRICHMENT)
 
 

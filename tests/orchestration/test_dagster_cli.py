@@ -41,7 +41,8 @@ def test_asset_materialize_ends_within_seconds_of_its_last_step_with_genes_fille
         return [e.timestamp for e in events if e.dagster_event and e.dagster_event.event_type == kind]
 
     steps, (end,) = times(dg.DagsterEventType.STEP_SUCCESS), times(dg.DagsterEventType.RUN_SUCCESS)
-    assert len(steps) == 9  # ingest, normalise, DE, signature scores, enrichment, cross-omics, qc, publish, report
+    assert len(steps) == 10  # ingest, sample QC, normalise, DE, signature scores, enrichment, cross-omics, QC
+    # structure (PCA, clusters), publish, report
     assert end - max(steps) < 10  # a lingering worker pool kept the DE step's process alive for 300 s
     assert sql(wh, "SELECT count(*) FROM genes") == [(77614,)]  # transforms/ingest/reference/release.json: 77,614 genes
     assert sql(wh, "SELECT count(*) FROM rna_expression WHERE symbol IS NOT NULL")[0][0] > 0

@@ -32,16 +32,17 @@ def test_definitions_have_the_landing_sensor_and_spawn_executor():
 # -- snapshot of the asset graph: an asset or check appearing, disappearing or moving fails with a readable diff ---
 # (key, group, partitions name or None, sorted upstream keys); update deliberately when the graph changes.
 INGEST_DEPS = ("gene_xrefs", "genes")
-NORMALISE_DEPS = ("rna_abundance", "rna_counts", "sample_attributes")
+NORMALISE_DEPS = ("rna_abundance", "rna_counts", "sample_attributes", "sample_qc")
 CROSS_OMICS_DEPS = ("copy_number", "differential_expression", "gene_mutation_status", "genes", "protein_abundance",
                     "rna_normalized", "sample_attributes", "variants")
-QC_DEPS = ("genes", "rna_counts", "rna_normalized", "rna_vst")
+QC_DEPS = ("genes", "rna_counts")
+STRUCTURE_DEPS = ("rna_normalized", "rna_vst")
 ASSET_GRAPH = [
     ("biomarker_candidates", "cross_omics", "studies", CROSS_OMICS_DEPS),
     ("cell_type_composition", "ingest", "studies", INGEST_DEPS),
     ("cn_segments", "ingest", "studies", INGEST_DEPS),
     ("copy_number", "ingest", "studies", INGEST_DEPS),
-    ("differential_expression", "normalise", "studies", ("rna_counts", "sample_attributes")),
+    ("differential_expression", "normalise", "studies", ("rna_counts", "sample_attributes", "sample_qc")),
     ("gene_id_map", "ingest", "studies", INGEST_DEPS),
     ("gene_mutation_status", "ingest", "studies", INGEST_DEPS),
     ("gene_sample_omics", "cross_omics", "studies", CROSS_OMICS_DEPS),
@@ -60,8 +61,8 @@ ASSET_GRAPH = [
     ("rna_sample_factors", "normalise", "studies", NORMALISE_DEPS),
     ("rna_vst", "normalise", "studies", NORMALISE_DEPS),
     ("sample_attributes", "ingest", "studies", INGEST_DEPS),
-    ("sample_clusters", "qc", "studies", QC_DEPS),
-    ("sample_embeddings", "qc", "studies", QC_DEPS),
+    ("sample_clusters", "qc", "studies", STRUCTURE_DEPS),
+    ("sample_embeddings", "qc", "studies", STRUCTURE_DEPS),
     ("sample_qc", "qc", "studies", QC_DEPS),
     ("samples", "ingest", "studies", INGEST_DEPS),
     ("sc_pseudobulk", "ingest", "studies", INGEST_DEPS),
@@ -159,7 +160,7 @@ def test_signature_assets_groups_partitions_and_checks():
     assert {"signature_scores", "gene_set_enrichment"} <= parents
 
 
-def test_qc_and_report_assets_follow_normalise_and_publication():
+def test_sample_qc_precedes_normalise_structure_follows_it_report_follows_publication():
     from orchestration.definitions import STUDY_ASSETS
     from orchestration.sensors import STUDY_GROUPS
     from schemas.tables import QC_TABLES
@@ -169,8 +170,11 @@ def test_qc_and_report_assets_follow_normalise_and_publication():
         node = graph.get(dg.AssetKey(table))
         assert node.group_name == "qc"
         assert node.partitions_def.name == "studies"
-        assert dg.AssetKey("rna_vst") in node.parent_keys
         assert dg.AssetKey(table) in graph.get(dg.AssetKey("study_versions")).parent_keys  # published with the set
+    # qc.exclude_failed: normalisation and DE read counts without the samples sample_qc failed
+    for table in ("rna_normalized", "differential_expression"):
+        assert dg.AssetKey("sample_qc") in graph.get(dg.AssetKey(table)).parent_keys
+    assert dg.AssetKey("rna_vst") in graph.get(dg.AssetKey("sample_embeddings")).parent_keys
     report = graph.get(dg.AssetKey("study_report"))
     assert report.group_name == "report"
     assert report.parent_keys == {dg.AssetKey("study_versions")}

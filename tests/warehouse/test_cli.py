@@ -40,9 +40,14 @@ def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_p
     assert "did you mean 'assays'" in capsys.readouterr().out + str(sql(wh, "SELECT message FROM ingest_issues"))
     assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # previous data kept
     assert sql(wh, "SELECT code FROM ingest_issues WHERE severity = 'error'") == [("study_would_be_emptied",)]
+    assert (wh / "reports" / "airway" / "index.html").is_file()
+    assert 'href="airway/index.html"' in (wh / "reports" / "index.html").read_text()
     assert main(["remove", "airway", "--warehouse", str(wh)]) == 0
     assert sql(wh, "SELECT count(*) FROM rna_counts") == [(0,)]
     assert sql(wh, "SELECT count(*) FROM studies") == [(0,)]
+    assert not (wh / "reports" / "airway").exists()  # the report goes with the study, and the index drops it
+    assert "airway" not in (wh / "reports" / "index.html").read_text()
+    assert sql(wh, "SELECT count(*) FROM study_reports") == [(0,)]
 
 
 def test_validate_reports_what_build_rejects_with_file_line_and_column(tmp_path: Path, capsys,

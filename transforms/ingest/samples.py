@@ -14,6 +14,10 @@ Rules of :func:`map_sample_columns`, first match wins:
 5. ``case_insensitive``: the label equals exactly one ``sample_id`` ignoring case and surrounding blanks
    (spreadsheets and R upper/lower-case labels); never used when two samples differ only by case.
 
+Tool QC tables keyed by sample name (MultiQC's ``multiqc_general_stats.txt``, :func:`read_tool_qc`) go through the
+same rules, one row at a time, with the study's samples as the known ones (``sample_map`` rows for assay
+``multiqc`` or for all assays turn run ids and file stems into samples).
+
 Suffix heuristics (``_subset.bam``, ``fb``) are deliberately absent: a wrong guess silently joins the wrong
 samples, so such labels are errors whose message suggests the sample and the ``sample_map`` fix.
 """
@@ -209,6 +213,51 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
             taken[sample_id] = label
         rows.append((label, sample_id, subject_id, rule))
     return pl.DataFrame(rows, schema=_MAPPING_SCHEMA, orient="row")
+
+
+TOOL_QC_ASSAY = "multiqc"
+"""The ``sample_map`` assay name of MultiQC's sample names (rows with an empty assay apply too)."""
+
+
+def read_tool_qc(path: Path, *, samples: pl.DataFrame, sample_map: pl.DataFrame | None, issues: IssueLog,
+                 display_name: str | None = None) -> pl.DataFrame:
+    """Sample attributes from a MultiQC ``multiqc_general_stats.txt`` (any columns, first column ``Sample``).
+
+    Each row's sample name is resolved by :func:`map_sample_columns` against ``samples`` (``sample_id``,
+    ``subject_id``: the study's samples; a tool's name never creates a sample). A row that resolves to no sample is
+    an ``unresolved_tool_qc_sample`` warning at its line, and its values are left out. Several rows may resolve to
+    one sample (a tool per row: trimmed, deduplicated, R1 files); a value given twice for the same sample and
+    column keeps the first, with a ``duplicate_attribute`` warning. Empty cells give no row. Returns
+    ``sample_id``, ``attribute`` (the column name as MultiQC wrote it), ``value``, ``value_type``, ``line``.
+    """
+    name = display_name or path.name
+    layout = sniff_table(path, issues=issues, display_name=name)
+    id_column = _id_column(layout, ("sample",), chosen=None, what="sample")
+    frame = _unique_ids(_read_rows(layout, issues=issues), id_column, file=name, issues=issues, what="sample")
+    attributes = _attributes(frame, layout, id_column=id_column, exclude=[id_column], issues=issues)
+    resolved: dict[str, str] = {}
+    for label, line in frame.select(id_column, "line").iter_rows():
+        found = IssueLog(issues.study_id)
+        mapping = map_sample_columns([label], assay=TOOL_QC_ASSAY, samples=samples, sample_map=sample_map,
+                                     issues=found, file=name, header_line=line)
+        sample_id = mapping["sample_id"].item()
+        if sample_id is None:
+            why = "; ".join(i.message for i in found.issues) or f"{label!r} is not a sample"
+            issues.warning("unresolved_tool_qc_sample", f"{why}; the row's QC values are not stored", file=name,
+                           line=line, column=id_column)
+        else:
+            resolved[label] = sample_id
+    rows = (attributes.join(pl.DataFrame({id_column: list(resolved), "sample_id": list(resolved.values())},
+                                         schema={id_column: pl.String, "sample_id": pl.String}),
+                            on=id_column)
+            .sort("line", maintain_order=True))
+    repeated = rows.filter(pl.struct("sample_id", "attribute").is_first_distinct().not_())
+    for row in repeated.iter_rows(named=True):
+        issues.warning("duplicate_attribute", f"sample {row['sample_id']!r} already has {row['attribute']!r} from "
+                       "an earlier row; this value is not stored", file=name, line=row["line"],
+                       column=row["attribute"])
+    return (rows.filter(pl.struct("sample_id", "attribute").is_first_distinct())
+            .select("sample_id", "attribute", "value", "value_type", "line"))
 
 
 def _match(label: str, explicit: dict[str, str], known: dict[str, str], folded: dict[str, list[str]]

@@ -37,12 +37,21 @@ from transforms.ingest import readers
 from transforms.ingest.cbioportal import META_STUDY, is_cbioportal_study, read_cbioportal_study
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
-from transforms.ingest.samples import SampleSheet, SubjectSheet, read_sample_map, read_samples, read_subjects
+from transforms.ingest.samples import (
+    SampleSheet,
+    SubjectSheet,
+    read_sample_map,
+    read_samples,
+    read_subjects,
+    read_tool_qc,
+)
 from transforms.ingest.single_cell import read_single_cell
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.signatures import registry
 
 MANIFEST_NAME = "study.yaml"
+MULTIQC_STATS = "multiqc_general_stats.txt"
+"""MultiQC's general statistics table: found anywhere in a study folder, its columns become sample attributes."""
 
 
 @dataclass
@@ -237,7 +246,13 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             derived.append(output.derived_samples)
         for table in output.tables:  # keyed by table, as the assets report it (mutation_status -> its table)
             result.metadata.setdefault(table, {})[assay.name] = output.metadata
-    _add_study_tables(result, manifest, sheet, subjects, mapped_samples, derived,
+    samples = _study_samples(sheet, mapped_samples)
+    profiles = pl.concat(derived) if derived else None
+    if profiles is not None:
+        samples = pl.concat([samples, profiles.select("sample_id", "subject_id")]).unique(
+            "sample_id", keep="first", maintain_order=True)
+    tool_qc = _read_tool_qc(folder, samples, sample_map, sheet.attributes if sheet else None, issues=issues)
+    _add_study_tables(result, manifest, samples, sheet, subjects, tool_qc, profiles,
                       reference_tag=str(reference.release.get("source", "")))
     check_study_gene_sets(folder, manifest, reference=reference, issues=issues)
     return result
@@ -360,37 +375,73 @@ def _read_sample_tables(folder: Path, manifest: StudyManifest, *, issues: IssueL
     return sheet, subjects, sample_map  # type: ignore[return-value]
 
 
-def _add_study_tables(result: StudyIngest, manifest: StudyManifest, sheet: SampleSheet | None,
-                      subjects: SubjectSheet | None, mapped: list[pl.DataFrame], derived: list[pl.DataFrame], *,
-                      reference_tag: str) -> None:
-    """studies, subjects, samples and their attributes: from the tables, or from the assays when there are none.
+def _study_samples(sheet: SampleSheet | None, mapped: list[pl.DataFrame]) -> pl.DataFrame:
+    """The study's samples (sample_id, subject_id): the sample table's, else those the assays' labels defined."""
+    if sheet is not None:
+        return sheet.samples.select("sample_id", "subject_id")
+    found = [m.select("sample_id", "subject_id") for m in mapped if m.height]
+    return (pl.concat(found).drop_nulls("sample_id").unique("sample_id", keep="first", maintain_order=True)
+            if found else pl.DataFrame(schema={"sample_id": pl.String, "subject_id": pl.String}))
 
-    ``derived``: samples an assay made from others (pseudobulk profiles), added with their parent's attributes
+
+def _read_tool_qc(folder: Path, samples: pl.DataFrame, sample_map: pl.DataFrame | None,
+                  known: pl.DataFrame | None, *, issues: IssueLog) -> pl.DataFrame | None:
+    """Sample attributes of every ``multiqc_general_stats.txt`` anywhere in the study folder (None: no file).
+
+    A value for a (sample, attribute) that ``known`` (the sample table's attributes) or an earlier file already has
+    is a ``duplicate_attribute`` warning and is not stored.
+    """
+    taken = known.select("sample_id", "attribute") if known is not None else None
+    frames = []
+    for path in sorted(folder.rglob(MULTIQC_STATS)):
+        relative = str(path.relative_to(folder))
+        try:
+            confine(folder, path)
+            rows = read_tool_qc(path, samples=samples, sample_map=sample_map, issues=issues, display_name=relative)
+        except ValueError as exc:
+            issues.error("path_outside_study", f"{exc}; nothing read", file=relative)
+            continue
+        except InputError as exc:
+            issues.add(exc.issue)
+            continue
+        except READ_ERRORS as exc:
+            issues.add(unreadable(relative, exc).issue)
+            continue
+        if taken is not None:
+            for sample_id, attribute, line in rows.join(taken, on=["sample_id", "attribute"]).select(
+                    "sample_id", "attribute", "line").iter_rows():
+                issues.warning("duplicate_attribute", f"sample {sample_id!r} already has {attribute!r} (sample table "
+                               "or an earlier MultiQC file); this value is not stored", file=relative, line=line,
+                               column=attribute)
+            rows = rows.join(taken, on=["sample_id", "attribute"], how="anti")
+        frames.append(rows)
+        taken = rows.select("sample_id", "attribute") if taken is None else pl.concat(
+            [taken, rows.select("sample_id", "attribute")])
+    return pl.concat(frames) if frames else None
+
+
+def _add_study_tables(result: StudyIngest, manifest: StudyManifest, samples: pl.DataFrame,
+                      sheet: SampleSheet | None, subjects: SubjectSheet | None, tool_qc: pl.DataFrame | None,
+                      profiles: pl.DataFrame | None, *, reference_tag: str) -> None:
+    """studies, subjects, samples and their attributes (the sample table's, then tool QC values it lacks).
+
+    ``profiles``: samples an assay made from others (pseudobulk profiles), given their parent's attributes
     plus ``cell_type`` and ``parent_sample_id``.
     """
     sid = result.study_id
-    if sheet is not None:
-        samples = sheet.samples.select("sample_id", "subject_id")
-    else:
-        found = [m.select("sample_id", "subject_id") for m in mapped if m.height]
-        samples = (pl.concat(found).drop_nulls("sample_id").unique("sample_id", keep="first", maintain_order=True)
-                   if found else pl.DataFrame(schema={"sample_id": pl.String, "subject_id": pl.String}))
-    profiles = pl.concat(derived) if derived else None
-    if profiles is not None:
-        samples = pl.concat([samples, profiles.select("sample_id", "subject_id")]).unique(
-            "sample_id", keep="first", maintain_order=True)
     subject_ids = samples.select("subject_id")
     if subjects is not None:
         subject_ids = pl.concat([subjects.subjects.select("subject_id"), subject_ids])
     lit = pl.lit(sid).alias("study_id")
     result.add("samples", samples.select(lit, "sample_id", "subject_id"))
     result.add("subjects", subject_ids.unique(maintain_order=True).select(lit, "subject_id"))
-    if sheet is not None:
-        result.add("sample_attributes", sheet.attributes.select(lit, "sample_id", "attribute", "value",
-                                                                "value_type"))
-    if profiles is not None:
-        result.add("sample_attributes", _profile_attributes(profiles, sheet).select(
-            lit, "sample_id", "attribute", "value", "value_type"))
+    attributes = [f.select("sample_id", "attribute", "value", "value_type")
+                  for f in (sheet.attributes if sheet else None, tool_qc,
+                            _profile_attributes(profiles, sheet) if profiles is not None else None)
+                  if f is not None]
+    if attributes:
+        result.add("sample_attributes", pl.concat(attributes).select(lit, "sample_id", "attribute", "value",
+                                                                     "value_type"))
     if subjects is not None:
         result.add("subject_attributes", subjects.attributes.select(lit, "subject_id", "attribute", "value",
                                                                     "value_type"))

@@ -1,27 +1,29 @@
 """A study's HTML report and the warehouse's index of reports: self-contained pages that open offline from a file.
 
 Plots are PNGs embedded as ``data:`` URIs, tables are plain HTML, the style sheet is inline: no script, no font,
-no network request. :func:`study_report_html` takes what the report shows (already read from the catalog) and
-returns the page; sections whose data the study lacks say so instead of disappearing, except the optional ones
-(enrichment, signatures, RNA-protein correlation), which appear only when the catalog has their view.
+no network request. :func:`study_report_html` takes what the report shows (already read from the catalog, bounded:
+the top variable genes, the top gene sets, one correlation per gene) and returns the page; sections whose data the
+study lacks say so instead of disappearing, except the optional ones (enrichment and signature scores when the
+catalog has their view, RNA-protein correlation when the study has both layers).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from transforms.qc import samples as qc
+from transforms.report.layer_plots import correlation_histogram, signature_heatmap
 from transforms.report.qc_plots import correlation_heatmap, pca_scatter, qc_bars
 
 MAX_TABLE_ROWS = 200
 """Rows shown of a table section (the rest are in the catalog)."""
+ENRICHMENT_ROWS = 30
+"""Enrichment results shown (lowest FDR first)."""
 
 SECTIONS = ("summary", "sample-qc", "correlation", "pca", "clusters", "differential-expression", "omics-coverage")
 """Ids of the sections every report has, in page order (the optional ones follow)."""
@@ -30,22 +32,25 @@ _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-top: 0.5em; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } tr.fail td { background: #fdecea; }
 img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
+.pair { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.pair img { max-width: 540px; }
 .note { color: #666; font-size: 0.9em; } nav a { margin-right: 1em; } .wide { overflow-x: auto; }
 """
 
 
 @dataclass(frozen=True)
 class StudyReportData:
-    """Everything a study report shows, as read from the catalog (one study's rows of each view)."""
+    """Everything a study report shows, as read from the catalog (one study's rows of each view, bounded)."""
 
     study_id: str
     name: str
     sample_qc: pl.DataFrame
     vst: pl.DataFrame
-    """``assay``, ``sample_id``, ``feature_id``, ``value``: log-scale values the correlation heatmap uses."""
+    """``assay``, ``sample_id``, ``feature_id``, ``value``: log-scale values (VST, else log2 CPM) of each count
+    assay's ``top_genes`` most variable complete genes, selected in SQL (never the whole study)."""
     embeddings: pl.DataFrame
     clusters: pl.DataFrame
     attributes: pl.DataFrame
@@ -54,11 +59,16 @@ class StudyReportData:
     top_genes: int = qc.TOP_GENES
     explained: dict[str, list[float]] = field(default_factory=dict)
     contrast_plots: list[tuple[str, bytes]] = field(default_factory=list)
-    """(file name, PNG bytes) of the DE stage's volcano and MA plots."""
-    optional: dict[str, pl.DataFrame] = field(default_factory=dict)
-    """View name -> rows of the optional sections whose view the catalog has."""
-    images: dict[str, bytes] = field(default_factory=dict)
-    """Extra plots (name -> PNG), e.g. a signature heatmap made by the caller."""
+    """(file stem ``<contrast>_volcano`` / ``<contrast>_ma``, PNG bytes) of the DE stage's plots."""
+    enrichment: pl.DataFrame | None = None
+    """Top ``gene_set_enrichment`` rows by FDR; None when the catalog has no such view."""
+    enrichment_plots: list[tuple[str, bytes]] = field(default_factory=list)
+    """(contrast, PNG) dot plots the signatures stage wrote."""
+    signature_scores: pl.DataFrame | None = None
+    """``assay``, ``library``, ``gene_set``, ``sample_id``, ``score`` (ssGSEA) of the most variable gene sets; None
+    when the catalog has no such view."""
+    rna_protein: pl.DataFrame | None = None
+    """``gene_id``, ``r``, ``n``: per-gene RNA-protein Spearman r; None unless the study has both layers."""
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -114,21 +124,30 @@ def _qc_section(data: StudyReportData) -> str:
     return "".join(parts)
 
 
+def _dense(rows: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Features x samples block of long (``sample_id``, ``feature_id``, ``value``) rows, filled by position."""
+    samples = rows["sample_id"].unique(maintain_order=True)
+    features = rows["feature_id"].unique(maintain_order=True)
+    block = np.full((features.len(), samples.len()), np.nan)
+    at = rows.select(pl.col("feature_id").replace_strict(features, range(features.len()), return_dtype=pl.Int64),
+                     pl.col("sample_id").replace_strict(samples, range(samples.len()), return_dtype=pl.Int64))
+    block[at["feature_id"].to_numpy(), at["sample_id"].to_numpy()] = rows["value"].to_numpy()
+    return block, samples.to_list()
+
+
 def _correlation_section(data: StudyReportData) -> str:
     if data.vst.height == 0:
         return _none("No normalised count values: nothing to correlate.")
     parts = []
     for assay in _assays(data.vst):
-        wide = (data.vst.filter(pl.col("assay") == assay)
-                .pivot(on="sample_id", index="feature_id", values="value", aggregate_function="first"))
-        labels = [c for c in wide.columns if c != "feature_id"]
+        block, labels = _dense(data.vst.filter(pl.col("assay") == assay))
         if len(labels) < 2:
             parts.append(_none(f"{assay}: fewer than two samples."))
             continue
-        top = qc.top_variable(wide.select(labels).to_numpy().astype(float), top_genes=data.top_genes)
+        top = qc.top_variable(block, top_genes=data.top_genes)
         corr = qc.correlation(top)
         parts.append(f"<h3>{html.escape(assay)}</h3><p>Pearson correlation over the {top.shape[0]} most variable "
-                     "genes; samples ordered by average-linkage clustering on 1 - r.</p>"
+                     "genes; samples ordered by average-linkage clustering on 1 - r (the tree above).</p>"
                      + _img(correlation_heatmap(corr, labels, title=f"{data.study_id} / {assay}"),
                             f"correlation heatmap of {assay}"))
     return "".join(parts)
@@ -155,7 +174,9 @@ def _pca_section(data: StudyReportData) -> str:
             wide = wide.with_columns(pl.lit(0.0).alias("pc2"))
         colour = _colour(data, wide["sample_id"])
         note = f"coloured by {data.colour_by}" if data.colour_by else "no sample attribute to colour by"
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of the (at most) {data.top_genes} most variable genes; "
+        genes = data.vst.filter(pl.col("assay") == assay)["feature_id"].n_unique() if data.vst.height else 0
+        used = f"the {genes}" if 0 < genes < data.top_genes else f"the (at most) {data.top_genes}"
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of {used} most variable genes (centred, unscaled); "
                      f"{html.escape(note)}.</p>"
                      + _img(pca_scatter(wide, colour=colour, explained=data.explained.get(assay),
                                         title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))
@@ -177,24 +198,69 @@ def _clusters_section(data: StudyReportData) -> str:
 def _contrast_section(data: StudyReportData) -> str:
     if not data.contrast_plots:
         return _none("No differential-expression plots (no contrast in study.yaml, or no count assay).")
-    return "".join(f"<h3>{html.escape(name)}</h3>" + _img(png, name) for name, png in data.contrast_plots)
+    by_contrast: dict[str, dict[str, bytes]] = {}
+    for stem, png in data.contrast_plots:
+        contrast, _, kind = stem.rpartition("_")
+        by_contrast.setdefault(contrast, {})[kind] = png
+    parts = []
+    for contrast, plots in sorted(by_contrast.items()):
+        images = "".join(_img(plots[kind], f"{label} plot of {contrast}")
+                         for kind, label in (("volcano", "volcano"), ("ma", "MA")) if kind in plots)
+        parts.append(f'<h3>{html.escape(contrast)}</h3><div class="pair">{images}</div>')
+    return ("<p>Volcano (log2 fold change against -log10 p) and MA (mean normalised count against log2 fold change) "
+            "plots of each contrast; red: padj &lt; 0.05.</p>" + "".join(parts))
 
 
 def _coverage_section(coverage: pl.DataFrame) -> str:
-    """Samples per layer first (a study may have hundreds of samples), then the per-sample table."""
+    """Samples per layer and per combination of layers (which samples can be joined across layers), then the
+    per-sample table folded away (a study may have hundreds of samples).
+    """
     if coverage.height == 0:
         return _none("No samples.")
     layers = [c for c in coverage.columns if c.startswith("has_")]
     per_layer = pl.DataFrame({"layer": [c.removeprefix("has_") for c in layers],
                               "samples": [int(coverage[c].sum()) for c in layers]})
-    return (f"<p>{coverage.height} samples; samples with each layer:</p>" + html_table(per_layer)
-            + '<div class="wide">' + html_table(coverage.drop("study_id", strict=False)) + "</div>")
+    names = [c.removeprefix("has_") for c in layers]
+    combined = (coverage.select(pl.concat_list([pl.when(pl.col(c)).then(pl.lit(n)) for c, n in zip(layers, names,
+                                                                                                    strict=True)])
+                                .list.drop_nulls().list.join(" + ").replace("", "(no omics rows)").alias("layers"))
+                .group_by("layers").len("samples").sort("samples", "layers", descending=[True, False]))
+    return (f"<p>{coverage.height} samples; samples with each layer, and with each combination of layers:</p>"
+            f'<div class="pair">{html_table(per_layer)}{html_table(combined)}</div>'
+            f"<details><summary>Layers of each sample ({coverage.height})</summary>"
+            + '<div class="wide">' + html_table(coverage.drop("study_id", "layers", strict=False)) + "</div></details>")
 
 
-def _optional_section(name: str, rows: pl.DataFrame, image: bytes | None) -> str:
-    body = (_img(image, name) if image is not None else "") + (html_table(rows, max_rows=50) if rows.height
-                                                               else _none("No rows for this study."))
-    return _section(name.replace("_", "-"), name.replace("_", " ").capitalize(), body)
+def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]]) -> str:
+    if rows.height == 0:
+        return _none("No enrichment results for this study (no contrast, or no tested gene is in a gene set).")
+    images = "".join(f"<h3>{html.escape(contrast)}</h3>" + _img(png, f"enrichment dot plot of {contrast}")
+                     for contrast, png in plots)
+    return (f"<p>The {min(rows.height, ENRICHMENT_ROWS)} results of lowest FDR (prerank on the Wald statistic, ORA "
+            "of up / down genes at padj &lt; 0.05); the rest are in the catalog (<code>top_gene_sets</code>).</p>"
+            + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_ROWS))
+
+
+def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
+    if scores.height == 0:
+        return _none("No signature scores for this study (no gene set with 5 measured members).")
+    parts = []
+    for assay in _assays(scores):
+        rows = scores.filter(pl.col("assay") == assay)
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>ssGSEA scores of the {rows['gene_set'].n_unique()} most "
+                     "variable gene sets, centred per set.</p>"
+                     + _img(signature_heatmap(rows, title=f"{data.study_id} / {assay}: ssGSEA"),
+                            f"signature score heatmap of {assay}"))
+    return "".join(parts)
+
+
+def _rna_protein_section(data: StudyReportData, correlations: pl.DataFrame) -> str:
+    if correlations.height == 0:
+        return _none("The study has RNA and protein, but no gene has both in 5 or more samples.")
+    r = correlations["r"].drop_nulls().to_numpy()
+    return (f"<p>Spearman correlation of RNA (log2 normalised) and protein per gene over the samples with both: "
+            f"{r.size} genes, median r = {np.median(r):.2f} (CPTAC reports about 0.4-0.5 in tumours).</p>"
+            + _img(correlation_histogram(r, title=f"{data.study_id}: RNA-protein"), "RNA-protein correlations"))
 
 
 def study_report_html(data: StudyReportData) -> str:
@@ -203,8 +269,12 @@ def study_report_html(data: StudyReportData) -> str:
     """
     n_samples = data.coverage.height
     failed = data.sample_qc.filter(~pl.col("qc_pass")).height if data.sample_qc.height else 0
-    summary = (f"<p>{n_samples} samples; {len(_assays(data.sample_qc))} count assays; {failed} sample-assay "
-               "pairs failing QC.</p>")
+    excluded = data.sample_qc.filter(pl.col("excluded")).height if "excluded" in data.sample_qc.columns else 0
+    assays = len(_assays(data.sample_qc))
+    summary = (f"<p>{n_samples} samples; {assays} count assay{'' if assays == 1 else 's'}; {failed} sample-assay "
+               f"pair{'' if failed == 1 else 's'} failing QC"
+               + (f", {excluded} of them excluded from normalisation, DE and later stages (qc.exclude_failed)"
+                  if excluded else "") + ".</p>")
     sections = [
         _section("summary", "Summary", summary),
         _section("sample-qc", "Sample QC", _qc_section(data)),
@@ -214,8 +284,17 @@ def study_report_html(data: StudyReportData) -> str:
         _section("differential-expression", "Differential expression", _contrast_section(data)),
         _section("omics-coverage", "Omics coverage", _coverage_section(data.coverage)),
     ]
-    sections += [_optional_section(name, rows, data.images.get(name)) for name, rows in data.optional.items()]
-    ids = [*SECTIONS, *(n.replace("_", "-") for n in data.optional)]
+    optional = []
+    if data.enrichment is not None:
+        optional.append(("gene-set-enrichment", "Gene set enrichment",
+                         _enrichment_section(data.enrichment, data.enrichment_plots)))
+    if data.signature_scores is not None:
+        optional.append(("signature-scores", "Signature scores", _signature_section(data, data.signature_scores)))
+    if data.rna_protein is not None:
+        optional.append(("rna-protein-correlation", "RNA-protein correlation",
+                         _rna_protein_section(data, data.rna_protein)))
+    sections += [_section(*part) for part in optional]
+    ids = [*SECTIONS, *(anchor for anchor, _, _ in optional)]
     nav = "<nav>" + "".join(f'<a href="#{i}">{html.escape(i)}</a>' for i in ids) + "</nav>"
     title = html.escape(f"{data.study_id}: {data.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
@@ -229,24 +308,3 @@ def warehouse_index_html(reports: pl.DataFrame) -> str:
                     f'{html.escape(row["name"] or "")}</li>' for row in reports.sort("study_id").iter_rows(named=True))
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>omicsdw study reports</title>'
             f"<style>{_STYLE}</style></head><body><h1>Study reports</h1><ul>{items}</ul></body></html>")
-
-
-def signature_heatmap(rows: pl.DataFrame, *, title: str) -> bytes | None:
-    """Heatmap of ``signature_scores`` when it has (signature, sample_id, score) columns, else None."""
-    needed = {"signature", "sample_id", "score"}
-    if not needed <= set(rows.columns) or rows.height == 0:
-        return None
-    wide = rows.pivot(on="sample_id", index="signature", values="score", aggregate_function="mean")
-    samples = [c for c in wide.columns if c != "signature"]
-    figure = Figure(figsize=(7, 0.3 * wide.height + 2), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    image = axes.imshow(wide.select(samples).to_numpy().astype(float), aspect="auto", cmap="RdBu_r")
-    axes.set_xticks(range(len(samples)), samples, rotation=90, fontsize=7)
-    axes.set_yticks(range(wide.height), wide["signature"].to_list(), fontsize=7)
-    figure.colorbar(image, ax=axes)
-    axes.set_title(title, fontsize=10)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()

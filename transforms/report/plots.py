@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 _SIGNIFICANT = "#c0392b"
 _OTHER = "#7f8c8d"
+_FEW_GENES = 2000
 
 
 def volcano_plot(de: pl.DataFrame, *, title: str, padj_threshold: float = 0.05) -> bytes:
@@ -75,8 +76,9 @@ def _scatter(
     figure = Figure(figsize=(6, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots()
-    axes.scatter(x[~highlight], y[~highlight], s=3, c=_OTHER, alpha=0.5, linewidths=0, rasterized=True)
-    axes.scatter(x[highlight], y[highlight], s=4, c=_SIGNIFICANT, alpha=0.8, linewidths=0, rasterized=True)
+    size = 3 if x.size > _FEW_GENES else 14  # a few hundred genes (a gene panel, a test window) stay visible
+    axes.scatter(x[~highlight], y[~highlight], s=size, c=_OTHER, alpha=0.5, linewidths=0, rasterized=True)
+    axes.scatter(x[highlight], y[highlight], s=size + 1, c=_SIGNIFICANT, alpha=0.8, linewidths=0, rasterized=True)
     if vline is not None:
         axes.axvline(vline, color="black", linewidth=0.5)
     if hline is not None:

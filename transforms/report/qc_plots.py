@@ -17,9 +17,14 @@ from scipy.spatial.distance import squareform
 _PASS = "#2c7fb8"
 _FAIL = "#c0392b"
 _PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+MAX_LABELS = 60
+"""Most samples whose names a plot still writes on its axis (beyond that they overlap into a black band)."""
+MAX_ANNOTATED = 40
+"""Most points of a PCA plot labelled with their sample name."""
 
 
-def _png(figure: Figure) -> bytes:
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (tight layout)."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -36,10 +41,14 @@ def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
     for axes, column, label in ((left, "library_size", "library size (counts)"),
                                 (right, "detected_genes", "detected genes (count > 0)")):
         axes.bar(range(len(labels)), qc[column].to_numpy(), color=colours)
-        axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        if len(labels) <= MAX_LABELS:
+            axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        else:
+            axes.set_xticks([])
+            axes.set_xlabel(f"{len(labels)} samples")
         axes.set_ylabel(label)
     figure.suptitle(f"{title} (red: fails QC)", fontsize=10)
-    return _png(figure)
+    return png(figure)
 
 
 def correlation_heatmap(corr: np.ndarray, labels: list[str], *, title: str) -> bytes:
@@ -56,8 +65,13 @@ def correlation_heatmap(corr: np.ndarray, labels: list[str], *, title: str) -> b
     top.set_axis_off()
     image = heat.imshow(corr[np.ix_(order, order)], cmap="viridis", aspect="auto", interpolation="nearest")
     names = [labels[i] for i in order]
-    heat.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    heat.set_yticks(range(len(names)), names, fontsize=7)
+    if len(names) <= MAX_LABELS:
+        heat.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        heat.set_yticks(range(len(names)), names, fontsize=7)
+    else:
+        heat.set_xticks([])
+        heat.set_yticks([])
+        heat.set_xlabel(f"{len(names)} samples")
     figure.colorbar(image, cax=bar, label="Pearson r")
     top.set_title(title, fontsize=10)
     buffer = io.BytesIO()
@@ -76,11 +90,12 @@ def pca_scatter(scores: pl.DataFrame, *, colour: pl.Series | None, explained: li
     for i, level in enumerate(sorted(set(groups))):
         mask = np.array([g == level for g in groups])
         axes.scatter(x[mask], y[mask], s=30, color=_PALETTE[i % len(_PALETTE)], label=str(level))
-    for label, xi, yi in zip(scores["sample_id"].to_list(), x, y, strict=True):
-        axes.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if scores.height <= MAX_ANNOTATED:
+        for label, xi, yi in zip(scores["sample_id"].to_list(), x, y, strict=True):
+            axes.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
     share = explained or []
     axes.set_xlabel("PC1" + (f" ({100 * share[0]:.0f}% variance)" if len(share) > 0 else ""))
     axes.set_ylabel("PC2" + (f" ({100 * share[1]:.0f}% variance)" if len(share) > 1 else ""))
     axes.legend(fontsize=7, title=colour.name if colour is not None else None, title_fontsize=7)
     axes.set_title(title, fontsize=10)
-    return _png(figure)
+    return png(figure)

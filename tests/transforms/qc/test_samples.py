@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 
 from schemas.manifest import QcSettings
 from transforms.qc import samples as qc
-from transforms.qc.study import qc_study
+from transforms.qc.study import qc_study, raw_log2_cpm, structure_study
 
 PASILLA = Path(__file__).resolve().parents[3] / "examples" / "pasilla" / "counts.tsv"
 
@@ -41,13 +41,15 @@ def _log2_cpm(counts: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _stage(counts: pl.LazyFrame, tmp_path: Path, **settings: object) -> dict[str, pl.DataFrame]:
+    """sample_qc from the counts, embeddings and clusters from a plain log2 CPM (no VST)."""
     empty_vst = pl.LazyFrame(schema={"assay": pl.String, "sample_id": pl.String, "feature_id": pl.String,
                                      "gene_id": pl.Int64, "vst": pl.Float64})
-    stage = qc_study(counts, empty_vst, _log2_cpm(counts), pl.Series([], dtype=pl.Int64),
-                     settings=QcSettings.model_validate(settings), workdir=tmp_path)
+    parsed = QcSettings.model_validate(settings)
     found: dict[str, list[pl.DataFrame]] = {}
-    for table, frame in stage.frames:
-        found.setdefault(table, []).append(frame)
+    for stage in (qc_study(counts, pl.Series([], dtype=pl.Int64), settings=parsed, workdir=tmp_path),
+                  structure_study(empty_vst, _log2_cpm(counts), settings=parsed, workdir=tmp_path)):
+        for table, frame in stage.frames:
+            found.setdefault(table, []).append(frame)
     return {t: pl.concat(f) for t, f in found.items()}
 
 
@@ -155,3 +157,20 @@ def test_qc_study_nmads_from_the_manifest_moves_the_threshold(tmp_path, nmads):
     tables = _stage(_long(_pasilla()), tmp_path, nmads=nmads)
     failed = (~tables["sample_qc"]["qc_pass"]).sum()
     assert (failed > 0) == (nmads < 1)
+
+
+def test_raw_log2_cpm_is_edger_log_cpm_of_complete_rows():
+    counts = np.array([[10.0, 0], [30, 50], [np.nan, 1], [60, 150]])
+    lib = np.array([100.0, 200])
+    prior = 2 * lib / lib.mean()  # edgeR addPriorCount: prior.count scaled by library size over the mean
+    expected = np.log2((counts[[0, 1, 3]] + prior) / (lib + 2 * prior) * 1e6)
+    np.testing.assert_allclose(raw_log2_cpm(counts), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_qc_study_marks_failed_samples_excluded_only_when_the_study_says_so(tmp_path, exclude):
+    wide = _pasilla()
+    thinned = np.random.default_rng(5).binomial(wide["treated3"].to_numpy(), 0.02)
+    tables = _stage(_long(wide.with_columns(pl.Series("treated3", thinned))), tmp_path, exclude_failed=exclude)
+    excluded = tables["sample_qc"].filter(pl.col("excluded"))["sample_id"].to_list()
+    assert excluded == (["treated3"] if exclude else [])

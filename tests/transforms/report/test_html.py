@@ -1,13 +1,19 @@
 """The study report page: every section from small hand-made tables, optional sections only with their view, and
-the page opening offline in headless Chromium without console errors."""
+the page opening offline in headless Chromium without console errors, each section with its plots."""
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+
 import numpy as np
 import polars as pl
+from matplotlib.image import imread
 
 from tests.browser import render
 from transforms.report.html import SECTIONS, StudyReportData, study_report_html, warehouse_index_html
+from transforms.report.plots import ma_plot, volcano_plot
 
 SAMPLES = ["a1", "a2", "a3", "b1", "b2", "b3"]
 
@@ -22,7 +28,8 @@ def _data(**extra: object) -> StudyReportData:
                        "library_size": [1e6, 1.1e6, 0.9e6, 1e6, 2e4, 1.2e6], "detected_genes": [50, 49, 50, 48, 12, 50],
                        "pct_top100": [None] * 6, "pct_mito": [None] * 6, "median_correlation": [0.9] * 6,
                        "pca_distance": [1.0] * 6,
-                       "qc_flags": [[], [], [], [], ["low_library_size"], []], "qc_pass": [True] * 4 + [False, True]})
+                       "qc_flags": [[], [], [], [], ["low_library_size"], []], "qc_pass": [True] * 4 + [False, True],
+                       "excluded": [False] * 4 + [True, False]})
     embeddings = pl.DataFrame({"study_id": "s", "sample_id": np.repeat(SAMPLES, 2), "assay": "counts",
                                "method": "pca", "component": [1, 2] * 6, "value": rng.normal(size=12)})
     clusters = pl.DataFrame({"study_id": "s", "sample_id": SAMPLES, "assay": "counts", "method": "consensus",
@@ -48,6 +55,7 @@ def test_study_report_html_has_every_section_and_escapes_text():
     assert "a &lt;small&gt; study" in page
     assert page.count("data:image/png;base64,") == 3  # QC bars, heatmap, PCA (no DE plots given)
     assert '<tr class="fail"><td>b2</td>' in page
+    assert "1 sample-assay pair failing QC, 1 of them excluded from normalisation, DE and later stages" in page
     assert "http://" not in page
     assert "https://" not in page
 
@@ -60,12 +68,42 @@ def test_study_report_html_without_counts_says_why_in_each_section():
         assert f'<section id="{section}">' in page
 
 
-def test_optional_sections_appear_only_with_their_view():
-    enrichment = pl.DataFrame({"gene_set": ["HALLMARK_X"], "padj": [0.01]})
-    page = study_report_html(_data(optional={"gene_set_enrichment": enrichment}))
-    assert '<section id="gene-set-enrichment">' in page
+def _everything() -> StudyReportData:
+    """The small study with every optional section: DE plots, enrichment, signature scores, RNA-protein r."""
+    rng = np.random.default_rng(4)
+    de = pl.DataFrame({"log2_fold_change": rng.normal(size=300), "pvalue": rng.uniform(size=300),
+                       "padj": rng.uniform(size=300), "base_mean": rng.uniform(1, 1000, size=300)})
+    plots = [("treated_vs_control_ma", ma_plot(de, title="s")), ("treated_vs_control_volcano",
+                                                                 volcano_plot(de, title="s"))]
+    enrichment = pl.DataFrame({"study_id": "s", "contrast": "treated_vs_control", "gene_set": ["HALLMARK_X"],
+                               "fdr": [0.01]})
+    scores = pl.DataFrame({"assay": "counts", "library": "h", "gene_set": np.repeat(["SET_A", "SET_B"], 6),
+                           "sample_id": SAMPLES * 2, "score": rng.normal(size=12)})
+    rna_protein = pl.DataFrame({"gene_id": range(40), "r": rng.uniform(-0.5, 0.9, size=40), "n": 6})
+    return _data(contrast_plots=plots, enrichment=enrichment, signature_scores=scores, rna_protein=rna_protein)
+
+
+EXPECTED_IMAGES = {"summary": 0, "sample-qc": 1, "correlation": 1, "pca": 1, "clusters": 0,
+                   "differential-expression": 2, "omics-coverage": 0, "gene-set-enrichment": 0,
+                   "signature-scores": 1, "rna-protein-correlation": 1}
+"""Plots each section of :func:`_everything`'s page draws."""
+
+
+def test_optional_sections_appear_only_with_their_data():
+    page = study_report_html(_everything())
+    for section in ("gene-set-enrichment", "signature-scores", "rna-protein-correlation"):
+        assert f'<section id="{section}">' in page
     assert "HALLMARK_X" in page
-    assert "signature-scores" not in study_report_html(_data())
+    plain = study_report_html(_data())
+    assert not any(s in plain for s in ("gene-set-enrichment", "signature-scores", "rna-protein-correlation"))
+
+
+def test_contrast_plots_are_grouped_per_contrast_volcano_first():
+    page = study_report_html(_everything())
+    section = page.split('<section id="differential-expression">')[1].split("</section>")[0]
+    assert section.count("<h3>") == 1
+    assert section.index('alt="volcano plot of treated_vs_control"') < section.index('alt="MA plot of '
+                                                                                      'treated_vs_control"')
 
 
 def test_warehouse_index_links_each_report():
@@ -74,11 +112,28 @@ def test_warehouse_index_links_each_report():
     assert page.index('href="a/index.html"') < page.index('href="b/index.html"')
 
 
-def test_study_report_renders_in_chromium_without_console_errors(tmp_path):
+def test_study_report_renders_every_section_in_chromium(tmp_path):
     page = tmp_path / "index.html"
-    page.write_text(study_report_html(_data(optional={"omics_correlations": pl.DataFrame({"r": [0.5]})})))
-    rendered = render(page)
+    page.write_text(study_report_html(_everything()))
+    rendered = render(page, screenshot=tmp_path / "page.png")
     assert rendered.console == []
-    for section in [*SECTIONS, "omics-correlations"]:
-        assert f'id="{section}"' in rendered.dom
-    assert rendered.dom.count("<img") == 3
+    sections = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', rendered.dom, flags=re.S))
+    assert list(sections) == list(EXPECTED_IMAGES)
+    assert set(SECTIONS) <= set(sections)
+    for section, body in sections.items():
+        images = re.findall(r'src="data:image/png;base64,([^"]+)"', body)
+        assert len(images) == EXPECTED_IMAGES[section], section
+        for encoded in images:  # each embedded plot decodes to a picture of some size
+            height, width, _ = imread(io.BytesIO(base64.b64decode(encoded)), format="png").shape
+            assert min(height, width) > 100, section
+    assert imread(tmp_path / "page.png").shape[:2] == (3000, 1200)
+
+
+def test_omics_coverage_counts_samples_per_combination_of_layers():
+    coverage = pl.DataFrame({"study_id": "s", "sample_id": SAMPLES, "has_rna_counts": [True] * 4 + [False] * 2,
+                             "has_variants": [True, True, False, False, True, False], "n_layers": 0})
+    page = study_report_html(StudyReportData(**{**_data().__dict__, "coverage": coverage}))
+    section = page.split('<section id="omics-coverage">')[1].split("</section>")[0]
+    for layers, n in (("rna_counts", 2), ("rna_counts + variants", 2), ("variants", 1), ("(no omics rows)", 1)):
+        assert f"<tr><td>{layers}</td><td>{n}</td></tr>" in section
+    assert "<details><summary>Layers of each sample (6)</summary>" in section

@@ -1,0 +1,61 @@
+"""The report reads bounded slices of the catalog: the top variable genes in SQL (never the study's matrix)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from warehouse.report import top_variable_sets, top_variable_values
+
+
+def _long(values: np.ndarray, *, study: str, assay: str, column: str) -> pl.DataFrame:
+    genes, samples = values.shape
+    return pl.DataFrame({"study_id": study, "assay": assay,
+                         "sample_id": np.tile([f"s{j}" for j in range(samples)], genes),
+                         "feature_id": np.repeat([f"g{i:02d}" for i in range(genes)], samples),
+                         column: values.ravel()})
+
+
+def test_top_variable_values_selects_the_most_variable_complete_genes_per_assay():
+    rng = np.random.default_rng(8)
+    vst = rng.normal(size=(50, 6)) * rng.uniform(0.1, 3, size=(50, 1))
+    logcpm = rng.normal(size=(30, 4)) * rng.uniform(0.1, 3, size=(30, 1))
+    vst_rows = _long(vst, study="s", assay="counts", column="vst")
+    most = int(np.argmax(vst.var(axis=1, ddof=1)))
+    vst_rows = vst_rows.filter((pl.col("feature_id") != f"g{most:02d}") | (pl.col("sample_id") != "s0"))
+    con = duckdb.connect()
+    con.register("rna_vst", pl.concat([vst_rows, _long(vst * 10, study="other", assay="counts", column="vst")])
+                 .to_arrow())
+    con.register("rna_normalized", pl.concat([  # 'tpm' has no VST: its log2 CPM stands in; 'counts' keeps its VST
+        _long(logcpm, study="s", assay="tpm", column="log2_cpm"),
+        _long(vst[:30, :4] * 100, study="s", assay="counts", column="log2_cpm")]).with_columns(
+        pl.lit("counts").alias("source")).to_arrow())
+    found = top_variable_values(con, "s", top_genes=5)
+    # numpy: variance ddof=1 per gene over the complete genes (the one missing a sample is left out)
+    variance = vst.var(axis=1, ddof=1)
+    variance[most] = -1
+    expected_vst = sorted(f"g{i:02d}" for i in np.argsort(-variance)[:5])
+    expected_cpm = sorted(f"g{i:02d}" for i in np.argsort(-logcpm.var(axis=1, ddof=1))[:5])
+    counts = found.filter(pl.col("assay") == "counts")
+    assert sorted(counts["feature_id"].unique()) == expected_vst
+    assert sorted(found.filter(pl.col("assay") == "tpm")["feature_id"].unique()) == expected_cpm
+    assert (counts.height, found.height) == (5 * 6, 5 * 6 + 5 * 4)  # top genes x samples, nothing more
+    row = counts.filter(pl.col("feature_id") == expected_vst[0], pl.col("sample_id") == "s3")
+    assert row["value"].item() == vst[int(expected_vst[0][1:]), 3]
+
+
+def test_top_variable_sets_keeps_the_most_variable_ssgsea_sets_per_assay():
+    rng = np.random.default_rng(9)
+    scores = rng.normal(size=(12, 5)) * np.arange(1, 13)[:, None]  # set i has spread ~ i + 1
+    rows = (_long(scores, study="s", assay="counts", column="score")
+            .rename({"feature_id": "gene_set"}).with_columns(pl.lit("h").alias("library"),
+                                                             pl.lit("ssgsea").alias("method")))
+    other = rows.with_columns(pl.lit("singscore").alias("method"), pl.col("score") * 100)  # not ssGSEA: ignored
+    con = duckdb.connect()
+    con.register("signature_scores", pl.concat([rows, other]).to_arrow())
+    found = top_variable_sets(con, "s", top=3)
+    expected = sorted(f"g{i:02d}" for i in np.argsort(-scores.var(axis=1, ddof=1))[:3])
+    assert sorted(found["gene_set"].unique()) == expected
+    assert found.height == 3 * 5
+    assert set(found["score"].to_list()) <= set(scores.ravel().tolist())
