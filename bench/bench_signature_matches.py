@@ -93,8 +93,9 @@ def main() -> None:
                             "--result", str(result)], check=True)
             r = json.loads(result.read_text())
             label = f"{n}" if step == "full" else f"{n} + 1"
+            per_pair = 1e6 * r["cpu_s"] / max(r["pairs_computed"], 1)
             print(f"| {step} | {label} | {r['pairs_computed']:,} | {r['rows']:,} | {r['wall_s']:.2f} | "
-                  f"{r['cpu_s']:.2f} | {1e6 * r['cpu_s'] / max(r['pairs_computed'], 1):.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
+                  f"{r['cpu_s']:.2f} | {per_pair:.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
