@@ -4,11 +4,14 @@
    GENES x SAMPLES each, 5 % of protein cells missing) -> ``gene_sample_omics`` Parquet. Peers: omicsdw
    (:func:`transforms.cross_omics.joins.gene_sample_omics`, streamed to Parquet), plain polars (one full join,
    ``sink_parquet``), plain DuckDB (``FULL OUTER JOIN`` ``COPY TO``). ``correlations``: omicsdw's
-   ``omics_correlations`` on the joined file (Spearman + Pearson of every gene).
+   ``omics_correlations`` on the joined file (Spearman + Pearson of every gene, p-values, FDR) against a polars
+   ``group_by(gene).agg(pl.corr(...))`` (r only).
 2. ``features``: a long feature matrix (SAMPLES x GENES) in Parquet read back wide: omicsdw's positional fill
-   (``warehouse.feature_sets._wide``) vs ``pandas.read_parquet(...).pivot``.
+   (``warehouse.feature_sets._wide``) vs ``pandas.read_parquet(...).pivot`` and polars ``pivot``.
 
-Each peer runs in its own process; wall time and peak RSS (``ru_maxrss`` the child reads itself) are printed.
+Each peer runs in its own process; wall time, CPU time and peak RSS (``ru_maxrss`` the child reads itself) are
+printed; a peer whose RSS passes ``--max-rss-gib`` is killed (the machine is shared). Inputs are written in blocks
+of 1,000 samples, so 5,000 samples never sit in memory at once.
 
     python bench/bench_cross_omics.py [--genes 20000] [--samples 1000] [--peers ...]
 """
@@ -29,18 +32,23 @@ REPO = BENCH.parent
 
 
 def make_inputs(genes: int, samples: int) -> dict[str, Path]:
+    """Write the synthetic layers in blocks of at most 1,000 samples (one Parquet file each: bounded memory at
+    5,000 samples); peers read them by glob.
+    """
     folder = OUT / f"{genes}x{samples}"
-    paths = {"rna": folder / "rna.parquet", "protein": folder / "protein.parquet", "features": folder / "fv.parquet"}
-    if all(p.exists() for p in paths.values()):
+    paths = {"rna": folder / "rna" / "*.parquet", "protein": folder / "protein" / "*.parquet",
+             "features": folder / "fv" / "*.parquet"}
+    done = folder / "complete"
+    if done.exists():
         return paths
     import numpy as np
     import polars as pl
 
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     sample_ids = [f"S{j:05d}" for j in range(samples)]
-    block = 2000 if samples > 2000 else samples
-    rna_parts, protein_parts, feature_parts = [], [], []
+    block = min(samples, 1000)
+    for part in paths.values():
+        part.parent.mkdir(parents=True, exist_ok=True)
     for start in range(0, samples, block):
         ids = sample_ids[start:start + block]
         n = len(ids) * genes
@@ -50,16 +58,15 @@ def make_inputs(genes: int, samples: int) -> dict[str, Path]:
         protein = 0.5 * rna + rng.normal(20, 1, n)
         keep = rng.random(n) > 0.05
         base = {"study_id": "bench", "sample_id": sample, "gene_id": gene}
-        rna_parts.append(pl.DataFrame({**base, "assay": "counts", "feature_id": gene.astype(str), "source": "counts",
-                                       "log2_value": rna, "zscore": (rna - 8) / 2}))
-        protein_parts.append(pl.DataFrame({**base, "assay": "ms", "feature_id": gene.astype(str), "platform": "ms",
-                                           "is_phospho": False, "is_ambiguous": False,
-                                           "log2_abundance": protein}).filter(pl.Series(keep)))
-        feature_parts.append(pl.DataFrame({"study_id": "bench", "sample_id": sample,
-                                           "feature": np.char.add("rna__G", gene.astype(str)), "value": rna}))
-    pl.concat(rna_parts).write_parquet(paths["rna"])
-    pl.concat(protein_parts).write_parquet(paths["protein"])
-    pl.concat(feature_parts).write_parquet(paths["features"])
+        name = f"part{start // block:03d}.parquet"
+        pl.DataFrame({**base, "assay": "counts", "feature_id": gene.astype(str), "source": "counts",
+                      "log2_value": rna, "zscore": (rna - 8) / 2}).write_parquet(paths["rna"].parent / name)
+        pl.DataFrame({**base, "assay": "ms", "feature_id": gene.astype(str), "platform": "ms", "is_phospho": False,
+                      "is_ambiguous": False, "log2_abundance": protein}).filter(pl.Series(keep)).write_parquet(
+            paths["protein"].parent / name)
+        pl.DataFrame({"study_id": "bench", "sample_id": sample, "feature": np.char.add("rna__G", gene.astype(str)),
+                      "value": rna}).write_parquet(paths["features"].parent / name)
+    done.touch()
     return paths
 
 
@@ -92,6 +99,16 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
         from transforms.cross_omics.study import omics_correlations
 
         omics_correlations(pl.scan_parquet(paths["gso"]), study_id="bench").write_parquet(out)
+    elif peer == "polars_correlations":  # r only (no p-values, FDR or layer pairs): a lower bound
+        both = pl.scan_parquet(paths["gso"]).filter(pl.col("rna_log2").is_not_null()
+                                                     & pl.col("protein_log2").is_not_null())
+        both.group_by("gene_id").agg(pl.corr("rna_log2", "protein_log2", method="spearman").alias("spearman"),
+                                     pl.corr("rna_log2", "protein_log2").alias("pearson"),
+                                     pl.len().alias("n")).sink_parquet(out)
+    elif peer == "polars_pivot_read":
+        long = pl.read_parquet(paths["features"])
+        print("shape", long.pivot(on="feature", index=["study_id", "sample_id"], values="value").shape,
+              file=sys.stderr)
     elif peer == "omicsdw_features_read":
         from warehouse.feature_sets import _wide
 
@@ -102,28 +119,46 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
     elif peer == "pandas_pivot_read":
         import pandas as pd
 
-        long = pd.read_parquet(paths["features"])
+        long = pd.read_parquet(str(Path(paths["features"]).parent))
         wide = long.pivot(index=["study_id", "sample_id"], columns="feature", values="value")
         print("shape", wide.shape, file=sys.stderr)
     else:
         raise ValueError(peer)
 
 
-def measure(peer: str, paths: dict[str, Path], out: Path) -> dict[str, object]:
+def _rss_gib(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(text.split("VmRSS:")[1].split()[0]) / 2**20 if "VmRSS:" in text else 0.0
+
+
+def measure(peer: str, paths: dict[str, Path], out: Path, *, max_rss_gib: float) -> dict[str, object]:
+    """Run one peer in a child; a child whose RSS passes ``max_rss_gib`` is killed (the machine is shared)."""
     code = (f"import sys, json; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(BENCH)!r}); "
             f"from bench_cross_omics import run_peer; run_peer({peer!r}, json.loads(sys.argv[1]), sys.argv[2]); "
             "import resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps({k: str(v) for k, v in paths.items()}), str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps({k: str(v) for k, v in paths.items()}),
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0.0
+    while proc.poll() is None:
+        seen = max(seen, _rss_gib(proc.pid))
+        if seen > max_rss_gib:
+            proc.kill()
+            proc.wait()
+            return {"peer": peer, "error": f"killed: RSS passed {max_rss_gib} GiB"}
+        time.sleep(0.2)
+    _, stderr = proc.communicate()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        return {"peer": peer, "error": proc.stderr.strip().splitlines()[-1]}
+        return {"peer": peer, "error": stderr.strip().splitlines()[-1]}
     return {"peer": peer, "wall_s": round(wall, 2),
             "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
-            "peak_rss_gib": round(int(proc.stderr.split("RSS ")[-1].split()[0]) / 2**20, 2)}
+            "peak_rss_gib": round(int(stderr.split("RSS ")[-1].split()[0]) / 2**20, 2)}
 
 
 def main() -> int:
@@ -131,8 +166,11 @@ def main() -> int:
     parser.add_argument("--genes", type=int, default=20000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--peers", nargs="+", default=["polars_join", "duckdb_join", "omicsdw_join",
-                                                       "omicsdw_correlations", "pandas_pivot_read",
+                                                       "polars_correlations", "omicsdw_correlations",
+                                                       "pandas_pivot_read", "polars_pivot_read",
                                                        "omicsdw_features_read"])
+    parser.add_argument("--max-rss-gib", type=float, default=12.0,
+                        help="kill a peer whose resident memory passes this (the machine is shared)")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make_only:
@@ -142,12 +180,12 @@ def main() -> int:
     subprocess.run([sys.executable, __file__, "--make-only", "--genes", str(args.genes), "--samples",
                     str(args.samples)], check=True)
     paths = make_inputs(args.genes, args.samples)
-    folder = paths["rna"].parent
+    folder = paths["rna"].parent.parent
     paths["gso"] = folder / "gso_omicsdw_join.parquet"
     print(f"{args.genes} genes x {args.samples} samples")
     print("| peer | wall s | CPU s | peak RSS GiB |\n|---|---|---|---|")
     for peer in args.peers:
-        row = measure(peer, paths, folder / f"gso_{peer}.parquet")
+        row = measure(peer, paths, folder / f"gso_{peer}.parquet", max_rss_gib=args.max_rss_gib)
         print(f"| {row['peer']} | {row.get('wall_s', row.get('error'))} | {row.get('cpu_s', '')} | "
               f"{row.get('peak_rss_gib', '')} |", flush=True)
     return 0

@@ -13,7 +13,7 @@ from orchestration.assets.report import study_report
 from orchestration.assets.signatures import gene_set_enrichment, gene_set_registry, signature_matches, signature_scores
 from orchestration.operations import nightly_reharmonisation, run_failure_summary
 from orchestration.resources import WarehouseResource
-from orchestration.sensors import cross_study_job, landing_sensor, study_job
+from orchestration.sensors import cross_study_job, landing_sensor, matches_sensor, study_job
 
 # Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
 executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
@@ -33,7 +33,7 @@ defs = dg.Definitions(
     assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches, *feature_set_assets()],
     jobs=[study_job, cross_study_job],
     schedules=[nightly_reharmonisation],
-    sensors=[landing_sensor, run_failure_summary],
+    sensors=[landing_sensor, matches_sensor, run_failure_summary],
     resources={"warehouse": WarehouseResource.from_env()},
     executor=executor,
 )

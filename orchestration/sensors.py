@@ -54,3 +54,41 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         dynamic_partitions_requests=[studies.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(seen),
     )
+
+
+MATCH_INPUTS = ("differential_expression", "gene_set_members")
+"""Tables whose new content changes ``signature_matches``: any study's contrasts, the user signatures."""
+
+
+def _changed(record: dg.EventLogRecord) -> bool:
+    """A materialisation that wrote rows (commits of unchanged inputs report ``unchanged: True``)."""
+    materialization = record.asset_materialization
+    if materialization is None:
+        return False
+    unchanged = materialization.metadata.get("unchanged")
+    return not (unchanged is not None and unchanged.value is True)
+
+
+@dg.sensor(job=cross_study_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def matches_sensor(context: dg.SensorEvaluationContext):
+    """Request ``cross_study_job`` when a differential_expression partition (any study) or the gene-set registry
+    was written with new content since the last evaluation; re-materialisations of unchanged inputs request
+    nothing. The cursor is the last storage id seen per input.
+    """
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    changed = []
+    for table in MATCH_INPUTS:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(table), after_storage_id=seen.get(table)),
+            limit=10_000, ascending=True).records
+        if records:
+            seen[table] = records[-1].storage_id
+            changed += [f"{table}:{r.partition_key or '-'}" for r in records if _changed(r)]
+    cursor = json.dumps(seen, sort_keys=True)
+    if not changed:
+        return dg.SensorResult(skip_reason="no new content in differential_expression or gene_set_members",
+                               cursor=cursor)
+    # the run key is unique per evaluation with changes, so a retried evaluation does not launch twice
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"matches:{cursor}",
+                                                       tags={"omicsdw/changed": ",".join(sorted(changed))[:200]})],
+                           cursor=cursor)

@@ -10,6 +10,9 @@ Example (every key below is validated; unknown keys are errors)::
         genes: [TP53, CTNNB1, MYC]      # or: gene_set: {library: ..., name: ...}, or: top_variable: 500
       - layer: mutation
         genes: [TP53, CTNNB1]
+      - layer: signature                # signature_scores of these gene sets
+        genes: [HALLMARK_HYPOXIA]
+        method: ssgsea                  # default; or singscore | weighted
     scale:
       method: zscore
       train: {attribute: split, values: [train]}   # or a list of sample ids
@@ -51,6 +54,8 @@ class LayerSpec(_Spec):
     top_variable: int | None = Field(None, ge=1, description="The N genes of highest variance over the "
                                                              "training samples (all selected samples without "
                                                              "a declared training set).")
+    method: Literal["ssgsea", "singscore", "weighted"] | None = Field(
+        None, description="Signature layer only: the signature_scores method (default ssgsea).")
 
     @model_validator(mode="after")
     def _one_selection(self) -> LayerSpec:
@@ -60,6 +65,8 @@ class LayerSpec(_Spec):
                              f"(got {', '.join(chosen) or 'none'})")
         if self.layer == "signature" and self.gene_set is not None:
             raise ValueError("layer 'signature' selects signatures by name (genes: [...]) or top_variable")
+        if self.layer != "signature" and self.method is not None:
+            raise ValueError(f"layer {self.layer!r}: method applies to layer 'signature' only")
         return self
 
 

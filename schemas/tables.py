@@ -576,8 +576,13 @@ class BiomarkerCandidates(_Table):
     study_id: str = _study()
     contrast: str = pa.Field(description="Contrast name from study.yaml.")
     gene_id: int = pa.Field(description="NCBI Gene ID.")
-    rna_log2fc: float = _nullable_float("DESeq2 log2 fold change (differential_expression, test vs reference).")
-    rna_padj: float = _nullable_float("DESeq2 adjusted p-value.")
+    rna_log2fc: float = _nullable_float("RNA log2 fold change, test vs reference: DESeq2's (differential_expression) "
+                                        "for count assays, else mean(test) - mean(reference) of rna_log2 "
+                                        "(see rna_method).")
+    rna_padj: float = _nullable_float("RNA adjusted p-value: DESeq2's padj, or BH FDR of the Welch t-test of "
+                                      "rna_log2 over the study's genes (see rna_method).")
+    rna_method: str = pa.Field(description="Source of the RNA side: deseq2 (count assays) or welch (log-scale "
+                                           "abundances only, e.g. microarray / TCGA-processed mRNA).")
     protein_difference: float = _nullable_float("mean(test) - mean(reference) of protein_log2.")
     protein_pvalue: float = _nullable_float("Welch t-test p-value of protein_log2 between the contrast's groups "
                                             "(NULL unless 3 samples with a value in each).")
@@ -763,8 +768,9 @@ TABLE_DOCS: dict[str, str] = {
                           "copy_number-protein) and method: correlation across samples with both values.",
     "mutation_effects": "One row per study, mutated gene and layer (rna, protein): Welch t-test of the gene's own "
                         "level in mutated vs wild-type samples.",
-    "biomarker_candidates": "One row per study, contrast and gene with RNA and protein: DESeq2 fold change beside "
-                            "the protein difference and the RNA-protein correlation.",
+    "biomarker_candidates": "One row per study, contrast and gene with RNA and protein: the RNA fold change (DESeq2, "
+                            "or a Welch test of log2 values without counts) beside the protein difference and the "
+                            "RNA-protein correlation.",
     "feature_sets": "One row per feature set and version: its manifest (spec, input table versions, columns, "
                     "scaling parameters), size and content hash.",
     "feature_values": "One row per feature set, version, sample and non-null feature: the ML matrix in long "

@@ -110,9 +110,15 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
 
 
 @dg.asset(name=MATCHES, group_name="cross_study", description=table_spec(MATCHES, group="cross_study").description,
-          kinds={"delta"}, deps=["gene_set_members"], check_specs=[contract_check(MATCHES)])
+          kinds={"delta"}, check_specs=[contract_check(MATCHES)],
+          deps=[dg.AssetDep("differential_expression", partition_mapping=dg.AllPartitionMapping()),
+                "gene_set_members"])
 def signature_matches(warehouse: WarehouseResource):
-    """CMap connectivity of every contrast's and user signature's up / down genes against every stored contrast."""
+    """CMap connectivity of every contrast's and user signature's up / down genes against every stored contrast.
+
+    Reads every study's differential_expression (all partitions) and the registry's user signatures;
+    ``matches_sensor`` requests it when either gets new content.
+    """
     with warehouse.study_session(None) as lake:
         commit, metadata = write_signature_matches(lake)
     yield from results(commit, {MATCHES: metadata})

@@ -66,7 +66,7 @@ ASSET_GRAPH = [
     ("sample_qc", "qc", "studies", QC_DEPS),
     ("samples", "ingest", "studies", INGEST_DEPS),
     ("sc_pseudobulk", "ingest", "studies", INGEST_DEPS),
-    ("signature_matches", "cross_study", None, ("gene_set_members",)),
+    ("signature_matches", "cross_study", None, ("differential_expression", "gene_set_members")),
     ("signature_scores", "signatures", "studies", ("gene_set_members", "gene_sets", "rna_normalized")),
     ("studies", "ingest", "studies", INGEST_DEPS),
     ("study_report", "report", "studies", ("study_versions",)),

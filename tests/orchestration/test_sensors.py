@@ -36,3 +36,46 @@ def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path, instance, ex
     changed = _evaluate(instance, landing, again.cursor)
     assert [r.partition_key for r in changed.run_requests] == ["airway"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def _materialise(instance, table: str, *, unchanged: bool, partition: str | None = "airway") -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=table, partition=partition, metadata={"rows": 10, "unchanged": unchanged}))
+
+
+def test_matches_sensor_runs_when_differential_expression_changed_and_not_otherwise(instance):
+    from orchestration.sensors import matches_sensor
+
+    def evaluate(cursor):
+        return matches_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+    empty = evaluate(None)
+    assert empty.run_requests == []
+
+    _materialise(instance, "differential_expression", unchanged=False)
+    first = evaluate(empty.cursor)
+    assert len(first.run_requests) == 1
+    assert first.run_requests[0].tags["omicsdw/changed"] == "differential_expression:airway"
+
+    assert evaluate(first.cursor).run_requests == []  # nothing new since
+    _materialise(instance, "differential_expression", unchanged=True)  # a re-run that wrote nothing new
+    _materialise(instance, "rna_normalized", unchanged=False)  # not an input of signature_matches
+    quiet = evaluate(first.cursor)
+    assert quiet.run_requests == []
+    assert quiet.cursor != first.cursor  # the unchanged event is consumed, not seen again
+
+    _materialise(instance, "differential_expression", unchanged=False, partition="pasilla")
+    _materialise(instance, "gene_set_members", unchanged=False, partition=None)
+    again = evaluate(quiet.cursor)
+    assert len(again.run_requests) == 1
+    assert again.run_requests[0].tags["omicsdw/changed"] == "differential_expression:pasilla,gene_set_members:-"
+    assert again.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_matches_sensor_targets_the_cross_study_job():
+    from orchestration.definitions import defs
+
+    sensor = defs.resolve_sensor_def("matches_sensor")
+    assert sensor.job_name == "cross_study_job"
+    job = defs.resolve_job_def("cross_study_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"signature_matches"}

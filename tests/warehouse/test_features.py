@@ -134,3 +134,26 @@ def test_feature_set_asset_materialises_a_version(versions, tmp_path):
     assert result.success
     frame = warehouse.features("brca_asset", warehouse=versions["wh"])
     assert frame.join(versions["mrna"], on="sample_id").select((pl.col("rna__NDRG2") == pl.col("NDRG2")).all()).item()
+
+
+def test_features_signature_layer_cells_equal_stored_signature_scores(versions):
+    wh, tmp = versions["wh"], versions["tmp"]
+    stored = (warehouse.table("signature_scores", warehouse=wh)
+              .filter((pl.col("study_id") == "brca") & (pl.col("library") == "msigdb_hallmark")).collect())
+    assert stored.filter(pl.col("gene_set") == "HALLMARK_HYPOXIA")["assay"].unique().to_list() == ["mrna"]
+    for name, method in (("brca_ssgsea", None), ("brca_singscore", "singscore")):
+        spec = tmp / f"{name}.yaml"
+        spec.write_text(f"name: {name}\nstudies: [brca]\nlayers:\n  - layer: signature\n"
+                        "    genes: [HALLMARK_HYPOXIA, HALLMARK_GLYCOLYSIS]\n"
+                        + (f"    method: {method}\n" if method else ""))
+        assert main(["features", "build", str(spec), "--warehouse", str(wh)]) == 0
+        frame = warehouse.features(name, warehouse=wh)
+        assert frame.columns == ["study_id", "sample_id", "signature__HALLMARK_HYPOXIA",
+                                 "signature__HALLMARK_GLYCOLYSIS"]
+        assert frame.height == 20
+        for gene_set in ("HALLMARK_HYPOXIA", "HALLMARK_GLYCOLYSIS"):
+            expected = stored.filter((pl.col("gene_set") == gene_set) & (pl.col("method") == (method or "ssgsea")))
+            cells = frame.select("sample_id", f"signature__{gene_set}").join(
+                expected.select("sample_id", "score"), on="sample_id", how="full")
+            assert cells.height == 20
+            assert cells[f"signature__{gene_set}"].to_list() == cells["score"].to_list()

@@ -23,14 +23,24 @@ KEY = ["sample_id", "gene_id"]
 
 
 def _winner(frame: pl.LazyFrame, *, value: str, order: list[pl.Expr], source: list[str]) -> pl.LazyFrame:
-    """The rows of one source per gene: ``order`` ranks sources (first wins), ties broken by sample count, name."""
-    sources = (frame.filter(pl.col(value).is_not_null())
-               .group_by(["gene_id", *source])
-               .agg(*[e.first().alias(f"_o{i}") for i, e in enumerate(order)], pl.len().alias("_n")))
+    """The rows of one source per gene: ``order`` ranks sources (first wins), ties broken by sample count, name;
+    sources without any ``value`` never win.
+
+    The (gene, source) summary is small and collected first (one pass); when every gene has exactly one source and
+    it has values, that is every row, so the long frame is returned as it is, without the semi join (the costly
+    part: a string-keyed join over every row).
+    """
+    sources = (frame.group_by(["gene_id", *source])
+               .agg(*[e.first().alias(f"_o{i}") for i, e in enumerate(order)],
+                    pl.col(value).is_not_null().sum().alias("_n"))
+               .collect())
+    if sources["_n"].min() and not sources["gene_id"].is_duplicated().any():  # type: ignore[operator]
+        return frame
     ranks = [f"_o{i}" for i in range(len(order))]
-    best = (sources.sort([*ranks, "_n", *source], descending=[False] * len(ranks) + [True] + [False] * len(source))
+    best = (sources.filter(pl.col("_n") > 0)
+            .sort([*ranks, "_n", *source], descending=[False] * len(ranks) + [True] + [False] * len(source))
             .group_by("gene_id", maintain_order=True).first().select("gene_id", *source))
-    return frame.join(best, on=["gene_id", *source], how="semi")
+    return frame.join(best.lazy(), on=["gene_id", *source], how="semi")
 
 
 def rna_layer(rna_normalized: pl.LazyFrame) -> pl.LazyFrame:
@@ -81,15 +91,31 @@ def mutation_layer(mutation_status: pl.LazyFrame, variants: pl.LazyFrame, *, non
                     pl.when(pl.col("mutated")).then(pl.coalesce("_classes", "_top")).alias("mutation_classes")))
 
 
+def _has_genes(table: pl.LazyFrame) -> bool:
+    """Whether a layer's input has any row mapped to a gene (stops at the first)."""
+    return table.filter(pl.col("gene_id").is_not_null()).select("gene_id").head(1).collect().height > 0
+
+
 def gene_sample_omics(rna_normalized: pl.LazyFrame, protein_abundance: pl.LazyFrame, copy_number: pl.LazyFrame,
                       mutation_status: pl.LazyFrame, variants: pl.LazyFrame, genes: pl.LazyFrame, *,
                       study_id: str, non_silent: list[str]) -> pl.LazyFrame:
     """One row per sample and gene where any layer has a value (the ``gene_sample_omics`` contract), lazily."""
-    layers = [rna_layer(rna_normalized), protein_layer(protein_abundance), copy_number_layer(copy_number),
-              mutation_layer(mutation_status, variants, non_silent=non_silent)]
-    joined = layers[0]
-    for layer in layers[1:]:
-        joined = joined.join(layer, on=KEY, how="full", coalesce=True)
+    layers = [(rna_layer(rna_normalized), rna_normalized), (protein_layer(protein_abundance), protein_abundance),
+              (copy_number_layer(copy_number), copy_number),
+              (mutation_layer(mutation_status, variants, non_silent=non_silent), mutation_status)]
+    # a layer without gene rows adds NULL columns instead of a full join (a pass over every joined row)
+    present = [(layer, _has_genes(table)) for layer, table in layers]
+    joined: pl.LazyFrame | None = None
+    missing: dict[str, pl.DataType] = {}
+    for layer, has_rows in present:
+        if not has_rows:
+            missing.update({c: t for c, t in layer.collect_schema().items() if c not in KEY})
+        else:
+            joined = layer if joined is None else joined.join(layer, on=KEY, how="full", coalesce=True)
+    if joined is None:
+        joined = present[0][0]
+    joined = joined.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in missing.items()
+                                 if c not in joined.collect_schema())
     return (joined.join(genes.select("gene_id", "symbol"), on="gene_id", how="left")
             .with_columns(pl.lit(study_id).alias("study_id"))
             .select("study_id", "sample_id", "gene_id", "symbol", "rna_log2", "rna_zscore", "rna_assay",

@@ -18,6 +18,7 @@ from transforms.cross_omics.joins import gene_sample_omics
 from transforms.cross_omics.statistics import (
     MIN_GROUP,
     MIN_SAMPLES,
+    bh_fdr,
     dense_pair,
     layer_correlations,
     mutation_effect_rows,
@@ -82,11 +83,30 @@ def _contrast_groups(attributes: pl.DataFrame, contrast: Contrast) -> pl.DataFra
         "sample_id", (pl.col("value") == contrast.test).cast(pl.Float64).alias("group"))
 
 
+def _rna_welch(gso: pl.LazyFrame, groups: pl.DataFrame, *, min_group: int) -> pl.DataFrame:
+    """``gene_id, rna_log2fc, rna_padj`` from a Welch t-test of rna_log2 between a contrast's groups: the RNA side
+    of studies without counts (log-scale abundances), where differential_expression has no rows.
+    """
+    rows = (gso.select("gene_id", "sample_id", "rna_log2").filter(pl.col("rna_log2").is_not_null())
+            .join(groups.lazy(), on="sample_id").collect())
+    if rows.height == 0:
+        return pl.DataFrame(schema={"gene_id": pl.Int64, "rna_log2fc": pl.Float64, "rna_padj": pl.Float64})
+    genes, values, group = dense_pair(rows, x="rna_log2", y="group")
+    test = welch_rows(values, group, min_group=min_group)
+    return pl.DataFrame({"gene_id": genes.astype(np.int64), "rna_log2fc": test["mean_difference"],
+                         "rna_padj": bh_fdr(test["pvalue"])}, nan_to_null=True)
+
+
 def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attributes: pl.DataFrame,
                          correlations: pl.DataFrame, *, contrasts: Sequence[Contrast], study_id: str,
                          min_group: int = MIN_GROUP) -> pl.DataFrame:
-    """Per contrast and gene with both: DESeq2 RNA fold change beside a Welch test of protein_log2 between the
+    """Per contrast and gene with both: the RNA fold change beside a Welch test of protein_log2 between the
     contrast's groups and the gene's RNA-protein Spearman r (the ``biomarker_candidates`` contract).
+
+    The RNA side is DESeq2's (``differential_expression``, ``rna_method`` deseq2) when the contrast has rows there
+    (count assays); otherwise a Welch t-test of ``rna_log2`` between the same groups (``rna_method`` welch:
+    mean difference of log2 values, BH FDR over the tested genes), so studies of log-scale abundances and protein
+    (e.g. TCGA mRNA + RPPA) get candidates too.
     """
     schema = polars_schema("biomarker_candidates")
     protein = gso.select("gene_id", "sample_id", "protein_log2").filter(pl.col("protein_log2").is_not_null())
@@ -99,7 +119,9 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
         rna = (differential.filter((pl.col("contrast") == contrast.name) & pl.col("gene_id").is_not_null())
                .sort("assay", "feature_id").group_by("gene_id", maintain_order=True).first()
                .select("gene_id", pl.col("log2_fold_change").alias("rna_log2fc"), pl.col("padj").alias("rna_padj"))
-               .collect())
+               .collect().with_columns(pl.lit("deseq2").alias("rna_method")))
+        if rna.height == 0:
+            rna = _rna_welch(gso, groups, min_group=min_group).with_columns(pl.lit("welch").alias("rna_method"))
         if rows.height == 0 or rna.height == 0:
             continue
         genes, values, group = dense_pair(rows, x="protein_log2", y="group")

@@ -18,6 +18,8 @@ from schemas.features import FeatureSetSpec, LayerSpec, SampleFilter
 SOURCE_COLUMNS = {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_call", "mutation": "mutated"}
 """gene_sample_omics column of each gene layer."""
 KEY = ["study_id", "sample_id"]
+SIGNATURE_METHOD = "ssgsea"
+"""signature_scores method of the signature layer when the spec names none."""
 
 
 class FeatureInputMissing(LookupError):
@@ -57,7 +59,9 @@ def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | 
         if signatures is None:
             raise FeatureInputMissing("layer 'signature' needs the signature_scores table, which this warehouse "
                                       "does not have (the signatures stage has not run)")
-        rows = (signatures.join(samples.lazy(), on=KEY, how="semi").sort("assay", "method")
+        # one score per sample and set: the layer's method; of several assays / libraries, the first by name
+        rows = (signatures.join(samples.lazy(), on=KEY, how="semi")
+                .filter(pl.col("method") == (layer.method or SIGNATURE_METHOD)).sort("assay", "library")
                 .group_by([*KEY, "gene_set"], maintain_order=True).agg(pl.col("score").first())
                 .select(*KEY, pl.col("gene_set").alias("name"), pl.col("score").cast(pl.Float64).alias("value")))
     else:

@@ -123,8 +123,9 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
 def _parse_rna(assay: Assay, path: Path, context: AssayContext) -> ParsedAssay:
     name = context.relative(path)
     quantity = "counts" if assay.kind == "rna_counts" else (assay.measure or "tpm")
-    if assay.format == "matrix":
-        return parse_matrix(path, issues=context.issues, display_name=name)
+    if assay.format == "matrix":  # options.orientation: samples_by_features for samples as rows (mixOmics)
+        return parse_matrix(path, issues=context.issues, display_name=name,
+                            transpose=assay.options.get("orientation") == "samples_by_features")
     if assay.format == "cbioportal":
         return parse_matrix(path, issues=context.issues, display_name=name, id_columns=CBIOPORTAL_IDS,
                             annotation_columns=CBIOPORTAL_ANNOTATIONS)

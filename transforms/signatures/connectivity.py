@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -32,8 +33,9 @@ class Query:
     up: tuple[int, ...]
     down: tuple[int, ...]
 
-    @property
+    @cached_property
     def version(self) -> str:
+        """Hash of the gene lists; cached: :func:`pending_pairs` asks it once per pair."""
         text = f"{sorted(self.up)}|{sorted(self.down)}"
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
