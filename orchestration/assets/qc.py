@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec
-from orchestration.partitions import studies
+from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import WarehouseResource
 from transforms.qc.study import QC_TABLES, qc_study
 from warehouse.commit import commit_frames, unchanged
@@ -24,7 +24,7 @@ QC = list(QC_TABLES)
     name="sample_qc_study",
     specs=[table_spec(t, group="qc", deps=["rna_counts", "rna_vst", "rna_normalized", "genes"]) for t in QC],
     check_specs=[contract_check(t) for t in QC],
-    partitions_def=studies,
+    partitions_def=studies, pool=STUDY_POOL,
 )
 def sample_qc_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """QC flags (MAD thresholds of the manifest's ``qc:`` key), PCA and clusters of every count assay of a study."""
