@@ -11,12 +11,10 @@ from orchestration.assets.qc import sample_qc, sample_structure_tables
 from orchestration.assets.reference import reference_tables
 from orchestration.assets.report import study_report
 from orchestration.assets.signatures import gene_set_enrichment, gene_set_registry, signature_matches, signature_scores
+from orchestration.executors import executor_from_env
 from orchestration.operations import nightly_reharmonisation, run_failure_summary
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import cross_study_job, landing_sensor, matches_sensor, study_job
-
-# Polars' thread pool deadlocks in forked children: every multiprocess step starts with spawn.
-executor = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
 
 STUDY_ASSETS = [ingest_study_tables, sample_qc, normalised_expression, differential_expression_table,
                 signature_scores, gene_set_enrichment, cross_omics_tables, sample_structure_tables, study_versions,
@@ -29,11 +27,18 @@ REFERENCE_ASSETS = [reference_tables, gene_set_registry]
 CROSS_STUDY_ASSETS = [signature_matches]
 """Warehouse-wide results ``omicsdw build`` materialises after the studies."""
 
-defs = dg.Definitions(
-    assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches, *feature_set_assets()],
-    jobs=[study_job, cross_study_job],
-    schedules=[nightly_reharmonisation],
-    sensors=[landing_sensor, matches_sensor, run_failure_summary],
-    resources={"warehouse": WarehouseResource.from_env()},
-    executor=executor,
-)
+
+def definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
+    """Every asset, job, sensor and schedule, with the steps of every job run by ``executor``."""
+    return dg.Definitions(
+        assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches, *feature_set_assets()],
+        jobs=[study_job, cross_study_job],
+        schedules=[nightly_reharmonisation],
+        sensors=[landing_sensor, matches_sensor, run_failure_summary],
+        resources={"warehouse": WarehouseResource.from_env()},
+        executor=executor,
+    )
+
+
+defs = definitions(executor_from_env())
+"""The code location: multiprocess with spawn on this machine unless ``OMICSDW_EXECUTOR`` names celery or k8s."""

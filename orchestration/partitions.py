@@ -4,3 +4,8 @@ import dagster as dg
 
 STUDIES = "studies"
 studies = dg.DynamicPartitionsDefinition(name=STUDIES)
+
+STUDY_POOL = "study"
+"""Concurrency pool of every study-partitioned asset: the instance (``orchestration/instance/dagster.yaml``,
+``concurrency.pools``) limits how many study runs are in progress at once; one run per study is its run queue's
+``dagster/partition`` limit, since a pool is named on the asset, not per partition."""

@@ -114,3 +114,47 @@ def feature_versions(name: str, *, warehouse: str | Path | None = None, lake_uri
     from warehouse.feature_sets import version_table
 
     return version_table(_lake(warehouse, lake_uri), name)
+
+
+def delta_snapshots(name: str, *, warehouse: str | Path | None = None, lake_uri: str | None = None
+                    ) -> dict[int, list[str] | None]:
+    """What the catalog shows of a table, as Delta reads any engine can make: version -> the study ids to keep from
+    that version (``None``: every row; the gene dimension, ``ingest_issues``, the global tables).
+
+    A study's rows are visible at the version it was published at (``study_versions``), so reading a table's
+    newest version can show a run's unpublished commits. A published study whose files are unchanged at the
+    catalog's version of the table is read from that version: a warehouse at rest is one read per table; a study
+    being rebuilt, or whose run failed, is read at its published version. With Daft::
+
+        parts = [daft.read_deltalake(uri, version=v).where(daft.col("study_id").is_in(ids))
+                 for v, ids in warehouse.delta_snapshots("rna_counts").items()]
+    """
+    import polars as pl
+
+    from schemas.tables import PUBLISHED_TABLES, TABLES
+
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+    folder = _warehouse_dir(warehouse)
+    lake = _lake(warehouse, lake_uri)
+    if not lake.exists(name):
+        return {}
+    shown = _catalog_versions(folder) if warehouse is not None or lake_uri is None else {}
+    version = shown.get(name, lake.version(name))
+    assert version is not None
+    if name not in PUBLISHED_TABLES:
+        return {version: None}
+    if not lake.exists("study_versions"):
+        return {}
+    ledger = (lake.scan("study_versions", version=shown.get("study_versions"))
+              .filter(pl.col("table_name") == name).select("study_id", "delta_version", "files").collect())
+    actions = pl.DataFrame(lake.delta(name, version=version).get_add_actions(flatten=True))
+    current = ({} if actions.is_empty() else
+               {study: sorted(group["path"]) for (study,), group in actions.group_by("partition.study_id")})
+    reads: dict[int, list[str]] = {}
+    for study, published, files in ledger.iter_rows():
+        if files:  # a study with no files of this table shows no rows
+            at = version if current.get(study) == sorted(files) else published
+            reads.setdefault(at, []).append(study)
+    snapshots: dict[int, list[str] | None] = {v: sorted(ids) for v, ids in sorted(reads.items())}
+    return snapshots

@@ -9,7 +9,7 @@ import tempfile
 import dagster as dg
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
-from orchestration.partitions import studies
+from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import CROSS_OMICS_TABLES
 from transforms.cross_omics.statistics import MIN_GROUP, MIN_SAMPLES
@@ -27,7 +27,7 @@ INPUTS = ["rna_normalized", "protein_abundance", "copy_number", "gene_mutation_s
     name="cross_omics_study",
     specs=[table_spec(t, group="cross_omics", deps=[*INPUTS, "sample_attributes", "genes"]) for t in TABLES],
     check_specs=[contract_check(t) for t in TABLES],
-    partitions_def=studies,
+    partitions_def=studies, pool=STUDY_POOL,
 )
 def cross_omics_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """gene_sample_omics, omics_correlations, mutation_effects and biomarker_candidates of one study."""

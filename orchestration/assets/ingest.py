@@ -7,7 +7,7 @@ the study has no error. Readers see the new load once every stage has run and th
 import dagster as dg
 
 from orchestration.checks import contract_check, results, table_spec
-from orchestration.partitions import studies
+from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import WarehouseResource
 from schemas.tables import INGEST_TABLES
 from transforms.ingest.genes import GeneReference
@@ -23,7 +23,7 @@ from warehouse.versions import code_fingerprint
     name="ingest_study",
     specs=[table_spec(t, group="ingest", deps=["genes", "gene_xrefs"], skippable=True) for t in INGEST_TABLES],
     check_specs=[contract_check(t) for t in INGEST_TABLES],
-    partitions_def=studies,
+    partitions_def=studies, pool=STUDY_POOL,
 )
 def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Parse, harmonise, validate and commit one study; errors fail the run after recording ingest_issues."""

@@ -1,0 +1,55 @@
+"""Where a run's steps execute: this machine (default), Celery workers, or Kubernetes Jobs (``OMICSDW_EXECUTOR``).
+
+The Definitions take their executor from :func:`executor_from_env`, so the sensor's ``study_job``, the nightly
+schedule and runs started from the UI all follow the code location's setting; the assets do not change. The
+distributed executors come from the ``distributed`` extra (dagster-celery, dagster-k8s) and are imported only
+when selected, so a single-machine install does not need them.
+
+- ``multiprocess`` (default): a process per step on this machine, started with ``spawn`` (Polars' thread pool
+  deadlocks in forked children).
+- ``celery``: each step is a Celery task on a Redis (or any Celery) broker, run by ``dagster-celery worker``
+  processes on any machine that imports this package and reaches the lake and the instance's storage;
+  ``OMICSDW_CELERY_BROKER`` and ``OMICSDW_CELERY_BACKEND`` are read when a run starts (the workers read the same
+  variables through ``orchestration/instance/celery.yaml``).
+- ``k8s``: each step is a Kubernetes Job (``dagster_k8s.k8s_job_executor``); image, namespace and environment
+  come from the ``K8sRunLauncher`` of the instance or the run config (see ``docs/distributed.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import dagster as dg
+
+EXECUTOR_VARIABLE = "OMICSDW_EXECUTOR"
+BROKER_VARIABLE = "OMICSDW_CELERY_BROKER"
+BACKEND_VARIABLE = "OMICSDW_CELERY_BACKEND"
+
+MULTIPROCESS = dg.multiprocess_executor.configured({"max_concurrent": 2, "start_method": {"spawn": {}}})
+
+
+def celery() -> dg.ExecutorDefinition:
+    """Dagster's Celery executor, broker and result backend from the environment of the run's process."""
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured({"broker": {"env": BROKER_VARIABLE}, "backend": {"env": BACKEND_VARIABLE}})
+
+
+def kubernetes() -> dg.ExecutorDefinition:
+    """Dagster's Kubernetes executor, configured by the instance's K8sRunLauncher and the run config."""
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor
+
+
+EXECUTORS: dict[str, Callable[[], dg.ExecutorDefinition]] = {
+    "multiprocess": lambda: MULTIPROCESS, "celery": celery, "k8s": kubernetes}
+
+
+def executor_from_env(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
+    """The executor ``OMICSDW_EXECUTOR`` names (``multiprocess`` when unset)."""
+    name = environ.get(EXECUTOR_VARIABLE) or "multiprocess"
+    if name not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_VARIABLE}={name!r}: choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]()
