@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from warehouse.lake import Lake
 
 AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_REGION", "AWS_ALLOW_HTTP", "AWS_S3_ALLOW_UNSAFE_RENAME")
+                 "AWS_REGION", "AWS_ALLOW_HTTP")
 """Environment variables passed on as storage options (delta-rs and polars read the same names)."""
 SERVICE_DIR = "_omicsdw"
 """Folder holding locks and staging journals (never a table): in a local lake, else in the warehouse folder."""

@@ -202,3 +202,18 @@ def test_s3_doctor_names_an_orphan_and_vacuum_removes_it(builds: tuple[Path, Pat
     assert not fs.exists(orphan)
     assert main(["doctor", "--warehouse", str(s3_wh)]) == 0
     assert sql(s3_wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # published files survive the vacuum
+
+
+def test_s3_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_server: str) -> None:
+    """Writers without a shared lock (two machines): the store's conditional put keeps every Delta commit whole."""
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    options = open_lake(Path("unused"), s3_server).storage_options
+    uri = f"s3://{BUCKET}/scratch/race"
+    write_deltalake(uri, pl.DataFrame({"x": [0]}).to_arrow(), storage_options=options)
+    machine_a, machine_b = (DeltaTable(uri, storage_options=options) for _ in range(2))
+    write_deltalake(machine_a, pl.DataFrame({"x": [1]}).to_arrow(), mode="overwrite")
+    with pytest.raises(CommitFailedError, match="concurrent transaction"):
+        write_deltalake(machine_b, pl.DataFrame({"x": [2]}).to_arrow(), mode="overwrite")
+    assert pl.read_delta(uri, storage_options=options)["x"].to_list() == [1]  # version 1 is A's, not overwritten
