@@ -108,13 +108,16 @@ def _file_count(landing: Path) -> float:
     return float(table.filter(pl.col("Geneid") == GENE)[COLUMN].item())
 
 
-def test_s3_lake_holds_every_table_and_sql_answers_like_a_local_lake(builds: tuple[Path, Path, Path]) -> None:
+def test_s3_lake_holds_every_table_and_sql_answers_like_a_local_lake(builds: tuple[Path, Path, Path],
+                                                                    capsys) -> None:
     landing, s3_wh, local_wh = builds
     assert not (s3_wh / "lake").exists()  # nothing written locally but the catalog, locks and journals
     assert (s3_wh / "_omicsdw" / "studies" / "airway" / "lock").is_file()
     fs = open_lake(s3_wh).fs  # the catalog remembers the lake: no --lake needed to find it again
     assert fs.isfile(f"{LAKE}/rna_counts/_delta_log/00000000000000000000.json")
     assert sql(s3_wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # 20 genes x 8 samples in the file
+    assert main(["sql", "SELECT count(*) AS n FROM samples", "--warehouse", str(s3_wh), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.endswith("n\n8\n")
     assert sql(s3_wh, f"SELECT count FROM rna_counts WHERE feature_id = '{GENE}' AND sample_id = "
                       f"'{COLUMN.removesuffix('_subset.bam')}'") == [(_file_count(landing),)]
     for table, keys in COMPARED.items():  # floats of two builds may differ in the last bit (summation order)
@@ -188,19 +191,18 @@ def test_s3_rebuild_publishes_the_new_version_and_time_travel_reads_the_old(buil
     travelled = warehouse.table("rna_counts", version=old, warehouse=s3_wh)
     assert travelled.filter(pl.col("feature_id") == GENE, pl.col("sample_id") == sample).collect()["count"].to_list(
         ) == [before]
-    assert main(["doctor", "--warehouse", str(s3_wh)]) == 0
 
 
 def test_s3_doctor_names_an_orphan_and_vacuum_removes_it(builds: tuple[Path, Path, Path], capsys) -> None:
     _, s3_wh, _ = builds
     fs = open_lake(s3_wh).fs
     orphan = f"{LAKE}/rna_counts/study_id=airway/part-orphan.zstd.parquet"
+    assert main(["doctor", "--warehouse", str(s3_wh)]) == 0
     fs.pipe_file(orphan, b"not a parquet file")
     assert main(["doctor", "--warehouse", str(s3_wh)]) == 1
     assert "rna_counts: 1 file(s) in the lake no Delta version references" in capsys.readouterr().out
     assert main(["vacuum", "--warehouse", str(s3_wh), "--retention-hours", "0"]) == 0
     assert not fs.exists(orphan)
-    assert main(["doctor", "--warehouse", str(s3_wh)]) == 0
     assert sql(s3_wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # published files survive the vacuum
 
 
