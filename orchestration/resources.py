@@ -18,6 +18,7 @@ from schemas.tables import PUBLISHED_TABLES
 from transforms.ingest.study import find_studies
 from warehouse.catalog import refresh_catalog
 from warehouse.lake import Lake
+from warehouse.storage import open_lake
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
@@ -38,7 +39,7 @@ class WarehouseResource(dg.ConfigurableResource):
                    lake_uri=os.environ.get("OMICSDW_LAKE"))
 
     def lake(self) -> Lake:
-        return Lake(self.lake_uri or Path(self.warehouse_dir, "lake").resolve())
+        return open_lake(self.warehouse_dir, self.lake_uri)
 
     @contextmanager
     def study_session(self, study_id: str | None) -> Iterator[Lake]:

@@ -53,12 +53,12 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
     import polars as pl
 
     from schemas.tables import PUBLISHED_TABLES, TABLES, polars_schema
-    from warehouse.lake import Lake
+    from warehouse.storage import open_lake
 
     if name not in TABLES:
         raise KeyError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     folder = _warehouse_dir(warehouse)
-    lake = Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (folder / "lake").resolve())
+    lake = open_lake(folder, lake_uri)
     if not lake.exists(name):
         return pl.LazyFrame(schema=polars_schema(name))
     if version is not None:
@@ -84,9 +84,9 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
 
 
 def _lake(warehouse: str | Path | None, lake_uri: str | None):  # type: ignore[no-untyped-def]
-    from warehouse.lake import Lake
+    from warehouse.storage import open_lake
 
-    return Lake(lake_uri or os.environ.get("OMICSDW_LAKE") or (_warehouse_dir(warehouse) / "lake").resolve())
+    return open_lake(_warehouse_dir(warehouse), lake_uri)
 
 
 def features(name: str, version: int | None = None, *, warehouse: str | Path | None = None,

@@ -9,7 +9,9 @@ The catalog is rebuilt into a temporary file and moved over the old one with an 
 open connection keeps reading the previous catalog and is never shown a half-written one. File paths inside the
 warehouse folder are stored relative to it and resolved when a session opens the catalog (:func:`connect`), so the
 folder can be moved or shared. Sessions are read-only and may read the lake only: no file writes, no reads
-elsewhere, no extensions, settings locked. No DuckDB extension is needed.
+elsewhere, no extensions, settings locked. No DuckDB extension is needed: an object-store lake is read through an
+fsspec filesystem (s3fs) registered on the session, configured from the reader's own AWS environment variables
+(:mod:`warehouse.storage`), and the lake prefix is the one location the session may read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+from warehouse.storage import filesystem, is_remote, storage_options_from_env
 
 if TYPE_CHECKING:
 
@@ -160,6 +164,8 @@ def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
     prefix, relative = _lake_prefix(lake, warehouse_dir)
     con = duckdb.connect(str(path))
     try:
+        if not lake.is_local:
+            con.register_filesystem(lake.fs)
         root = str(warehouse_dir.resolve())
         versions = []
         for table, (version, files) in visible_files(lake).items():
@@ -211,6 +217,8 @@ def connect(path: str | Path = "warehouse") -> duckdb.DuckDBPyConnection:
     con.execute("USE warehouse")
     lake, relative = con.execute("SELECT lake, relative FROM catalog_info").fetchone() or ("lake", True)
     readable = str(folder / lake) if relative else lake
+    if is_remote(readable):
+        con.register_filesystem(filesystem(storage_options_from_env()))
     con.execute(f"SET VARIABLE {ROOT_VARIABLE} = ?", [str(folder)])
     con.execute("SET allowed_directories = ?", [[readable.rstrip("/") + "/"]])
     con.execute("SET enable_external_access = false")

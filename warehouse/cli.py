@@ -205,10 +205,12 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _lake(args: argparse.Namespace) -> Lake:
-    """The lake a verb works on: --lake, else WAREHOUSE/lake."""
-    from warehouse.lake import Lake
+    """The lake a verb works on: --lake, else $OMICSDW_LAKE, else the one its catalog was built from, else
+    WAREHOUSE/lake.
+    """
+    from warehouse.storage import open_lake
 
-    return Lake(args.lake or (Path(args.warehouse) / "lake").resolve())
+    return open_lake(args.warehouse, args.lake)
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -327,7 +329,8 @@ def _features(args: argparse.Namespace) -> int:
 
 
 WAREHOUSE_HELP = f"warehouse folder: catalog, lake, reports (default: $OMICSDW_WAREHOUSE or {DEFAULT_WAREHOUSE})"
-LAKE_HELP = "lake root (path or URI) when it is not WAREHOUSE/lake"
+LAKE_HELP = ("lake root: a path, or s3://bucket/prefix configured by the AWS_* variables (default: $OMICSDW_LAKE, "
+             "else the lake the catalog was built from, else WAREHOUSE/lake)")
 
 
 def _warehouse_arguments(parser: argparse.ArgumentParser) -> None:

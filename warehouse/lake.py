@@ -10,8 +10,10 @@ Only :mod:`warehouse.commit` calls :meth:`Lake.commit` (after the contract check
 
 A writer of a study holds :meth:`Lake.study_session`: a per-study lock (two builds of one study never run at
 once; the second waits, then finds its work done) and a staging journal, so the staged files of a run killed
-before its commit are deleted by the next session of that study. Locks and journals need a local lake; an
-object-store lake relies on Dagster's per-study concurrency pool and ``vacuum`` instead.
+before its commit are deleted by the next session of that study. Locks and journals are local files: in
+``<lake>/_omicsdw`` for a local lake, in the warehouse folder for an object-store lake (``service_dir``, see
+:mod:`warehouse.storage`); an object-store lake opened without one writes without lock or journal (Dagster's
+per-study concurrency pool and ``vacuum`` then stand in).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
 from schemas.tables import APPEND_TABLES, GLOBAL_TABLES, polars_schema
+from warehouse.storage import SERVICE_DIR, filesystem, is_remote, storage_options_from_env
 
 FINGERPRINT_KEY = "omicsdw.fingerprint"
 STUDY_KEY = "omicsdw.study"
@@ -42,8 +45,6 @@ INPUTS_KEY = "omicsdw.inputs"
 """Commit metadata of a derived table: the fingerprint of the ingested load it was computed from."""
 GLOBAL = "*"
 """The study key of commits to global (unpartitioned) tables."""
-SERVICE_DIR = "_omicsdw"
-"""Folder of the lake holding locks and staging journals (never a table)."""
 LOCK_TIMEOUT_S = float(os.environ.get("OMICSDW_LOCK_TIMEOUT", "1800"))
 _COMMIT_RETRIES = 5
 
@@ -72,18 +73,43 @@ def arrow_schema(table: str, *, without: Iterable[str] = ()) -> pa.Schema:
 
 
 class Lake:
-    """Delta tables under one root (a local path or an object-store URI with ``storage_options``)."""
+    """Delta tables under one root: a local path, or an object-store URI with ``storage_options`` (default: from
+    the AWS environment variables). ``service_dir`` holds locks and journals (default ``<root>/_omicsdw`` for a
+    local lake, none for an object store).
+    """
 
-    def __init__(self, root: str | Path, *, storage_options: dict[str, str] | None = None):
+    def __init__(self, root: str | Path, *, storage_options: dict[str, str] | None = None,
+                 service_dir: Path | None = None):
         self.root = str(root).rstrip("/")
-        self.storage_options = storage_options
-        self.is_local = "://" not in self.root or self.root.startswith("file://")
+        self.is_local = not is_remote(self.root)
+        self.storage_options = storage_options if self.is_local or storage_options else storage_options_from_env()
+        self.service_dir = service_dir or (Path(self.root.removeprefix("file://"), SERVICE_DIR) if self.is_local
+                                           else None)
+        self._fs: Any = None
         self._journal: Path | None = None
         self.committed: set[str] = set()
         """Tables this object has committed to (the resource refreshes the catalog when readers see one)."""
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
+
+    @property
+    def fs(self) -> Any:
+        """The s3fs filesystem of an object-store lake (files outside Delta: footers, sizes, deletes)."""
+        if self._fs is None:
+            self._fs = filesystem(self.storage_options or {})
+        return self._fs
+
+    def file_exists(self, path: str) -> bool:
+        """Whether ``path`` (relative to the root) is a file of the lake."""
+        return Path(self.root, path).is_file() if self.is_local else bool(self.fs.isfile(f"{self.root}/{path}"))
+
+    def _delete(self, table: str, relative: str) -> None:
+        uri = f"{self.uri(table)}/{relative}"
+        if self.is_local:
+            Path(uri).unlink(missing_ok=True)
+        elif self.fs.exists(uri):
+            self.fs.rm_file(uri)
 
     # -- reading ------------------------------------------------------------------------------------------
     def exists(self, table: str) -> bool:
@@ -144,10 +170,10 @@ class Lake:
         On entry, files staged by an earlier session of the study that never committed them (a killed run)
         are deleted. Not re-entrant: take it once per asset body, not in functions it calls.
         """
-        if not self.is_local or self._journal is not None:
+        if self.service_dir is None or self._journal is not None:
             yield self
             return
-        folder = Path(self.root, SERVICE_DIR, "studies", study_id or "_global")
+        folder = self.service_dir / "studies" / (study_id or "_global")
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "lock", "a+") as lock:
             _acquire(lock, study_id or "the gene reference", timeout)
@@ -189,7 +215,7 @@ class Lake:
                 if table not in current:
                     current[table] = set(self.study_files(table, None)[1]) if self.exists(table) else set()
                 if relative not in current[table]:
-                    Path(self.uri(table), relative).unlink(missing_ok=True)
+                    self._delete(table, relative)
             journal.unlink()
 
     def _record(self, table: str, relative: str) -> None:
@@ -252,7 +278,10 @@ class Lake:
         return StagedFiles(table, study_id, relative, self)
 
     def _metadata(self, uri: str) -> pq.FileMetaData:
-        return pq.read_metadata(uri) if self.is_local else _remote_metadata(uri, self.storage_options)
+        if self.is_local:
+            return pq.read_metadata(uri)
+        with self.fs.open(uri, "rb") as fh:
+            return pq.ParquetFile(fh).metadata
 
     def staged_rows(self, staged: StagedFiles) -> int:
         """Rows in staged files, from their Parquet footers."""
@@ -328,11 +357,9 @@ class Lake:
         return WriteResult(table, study_id, self.delta(table).version(), rows, 0, skipped=True)
 
     def discard(self, staged: StagedFiles) -> None:
-        """Remove staged files of a run that will not be committed (local lakes; remote ones are vacuumed)."""
-        if not self.is_local:
-            return
+        """Remove staged files of a run that will not be committed."""
         for relative in staged.relative_paths:
-            Path(self.uri(staged.table), relative).unlink(missing_ok=True)
+            self._delete(staged.table, relative)
 
     def _add_action(self, staged: StagedFiles, relative: str) -> AddAction | None:
         uri = f"{self.uri(staged.table)}/{relative}"
@@ -340,7 +367,7 @@ class Lake:
         if metadata.num_rows == 0:
             self.discard(StagedFiles(staged.table, staged.study_id, [relative], self))
             return None
-        size = Path(uri).stat().st_size if self.is_local else metadata.serialized_size
+        size = Path(uri).stat().st_size if self.is_local else int(self.fs.size(uri))
         partition = {"study_id": staged.study_id} if staged.study_id is not None else {}
         return AddAction(relative, size, partition, int(time.time() * 1000), True,
                          json.dumps(_file_stats(metadata)))
@@ -416,10 +443,3 @@ def _file_stats(metadata: pq.FileMetaData) -> dict[str, object]:
             maxs[name] = hi if name not in maxs else max(maxs[name], hi)
     return {"numRecords": metadata.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
 
-
-def _remote_metadata(uri: str, storage_options: dict[str, str] | None) -> pq.FileMetaData:
-    import pyarrow.fs as pafs
-
-    filesystem, path = pafs.FileSystem.from_uri(uri)
-    with filesystem.open_input_file(path) as fh:
-        return pq.ParquetFile(fh).metadata

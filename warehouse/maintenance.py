@@ -115,7 +115,7 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
         finally:
             con.close()
     for table, (_, files) in visible.items():
-        missing = [f for f in files if lake.is_local and not Path(lake.root, f).is_file()]
+        missing = [f for f in files if not lake.file_exists(f)]
         if missing:
             problems.append(f"{table}: {len(missing)} file(s) readers need are missing, e.g. {missing[0]}")
         torn = [(f, reason) for f in files if lake.is_local and f not in missing

@@ -1,0 +1,88 @@
+"""Where a warehouse's lake lives and how to reach it: a local folder, or an S3-compatible object store.
+
+An object-store lake (``s3://bucket/prefix``) is configured by the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ALLOW_HTTP``), read
+here once and handed to every client as the same options: delta-rs and polars (``storage_options``) write and read
+the tables; s3fs (the ``s3`` extra) does the rest (Parquet footers, sizes, deleting staged files) and lets DuckDB
+read the catalog's files without its httpfs extension, which would be downloaded at run time. Credentials are
+never stored in the catalog: every reader brings its own from its environment.
+
+The warehouse folder stays local whatever the lake: it holds the catalog, and for an object-store lake also the
+study locks and staging journals (``<warehouse>/_omicsdw``), so writers of one lake must share that folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from warehouse.lake import Lake
+
+AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_REGION", "AWS_ALLOW_HTTP")
+"""Environment variables passed on as storage options (delta-rs and polars read the same names)."""
+SERVICE_DIR = "_omicsdw"
+"""Folder holding locks and staging journals (never a table): in a local lake, else in the warehouse folder."""
+
+
+def is_remote(root: str | Path) -> bool:
+    """True for an object-store URI (``s3://...``); local paths and ``file://`` URIs are not."""
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def storage_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The AWS variables that are set, as delta-rs / polars storage options (unset ones: the default chain)."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in AWS_VARIABLES if env.get(name)}
+
+
+def filesystem(storage_options: Mapping[str, str]) -> Any:
+    """An s3fs filesystem configured like delta-rs (same endpoint, keys, region); no listing cache, so files
+    written by other clients are seen at once.
+    """
+    try:
+        import s3fs
+    except ImportError as exc:  # the core install has no s3fs: say which extra brings it
+        raise ImportError("an object-store lake needs s3fs: install omicsdw with the 's3' extra "
+                          "(pip install 'omicsdw[s3]')") from exc
+    client = {"region_name": storage_options["AWS_REGION"]} if storage_options.get("AWS_REGION") else {}
+    return s3fs.S3FileSystem(key=storage_options.get("AWS_ACCESS_KEY_ID"),
+                             secret=storage_options.get("AWS_SECRET_ACCESS_KEY"),
+                             token=storage_options.get("AWS_SESSION_TOKEN"),
+                             endpoint_url=storage_options.get("AWS_ENDPOINT_URL"), client_kwargs=client,
+                             use_listings_cache=False, skip_instance_cache=True)
+
+
+def recorded_lake(warehouse_dir: Path) -> str | None:
+    """The lake the warehouse's catalog was built from (None: no catalog, or a lake inside the folder)."""
+    import duckdb
+
+    from warehouse.catalog import CATALOG_NAME
+
+    path = warehouse_dir / CATALOG_NAME
+    if not path.is_file():
+        return None
+    con = duckdb.connect(":memory:")  # attached read-only, as sessions do, so open sessions never conflict
+    try:
+        con.execute("ATTACH ? AS catalog (READ_ONLY)", [str(path.resolve())])
+        row = con.execute("SELECT lake, relative FROM catalog.catalog_info").fetchone()
+    finally:
+        con.close()
+    return None if row is None or row[1] else str(row[0])
+
+
+def open_lake(warehouse_dir: str | Path, lake_uri: str | None = None) -> Lake:
+    """The lake of a warehouse folder: ``lake_uri``, else ``$OMICSDW_LAKE``, else the lake its catalog was built
+    from, else ``<warehouse>/lake``. An object-store lake keeps its locks and journals in the warehouse folder.
+    """
+    from warehouse.lake import Lake
+
+    folder = Path(warehouse_dir)
+    root = lake_uri or os.environ.get("OMICSDW_LAKE") or recorded_lake(folder) or (folder / "lake").resolve()
+    if is_remote(root):
+        return Lake(root, service_dir=folder.resolve() / SERVICE_DIR)
+    return Lake(root)
