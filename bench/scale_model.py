@@ -218,15 +218,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=Path, required=True, help="probe JSON of small studies")
     parser.add_argument("--small-studies", type=int, required=True, help="studies in the --small build")
-    parser.add_argument("--big", type=Path, required=True, help="probe JSON of one 100 x 18,000 study")
+    parser.add_argument("--big", type=Path, help="probe JSON of one 100 x 18,000 study (without it: no per-asset "
+                                                 "extrapolation of the build)")
     parser.add_argument("--monitor", type=Path, required=True, help="CPU samples of the long build")
     parser.add_argument("--warehouse", type=Path, required=True, help="the long build's warehouse")
     parser.add_argument("--json", type=Path, help="write inputs and predictions here")
     args = parser.parse_args()
 
     small = json.loads(args.small.read_text())["parts"]
-    big = json.loads(args.big.read_text())["parts"]
-    model = per_study_model(small, big, args.small_studies)
+    model = (per_study_model(small, json.loads(args.big.read_text())["parts"], args.small_studies) if args.big
+             else {})
     per_study, start_cpu, total_cpu = monitor_curve(args.monitor)
     intercept, growth = fit_line(per_study)
     history = history_lookup(args.warehouse)
@@ -265,14 +266,15 @@ def main() -> None:
     print("| asset | CPU s per study (constant) | CPU s per unit | unit | CPU s per target study | share |")
     print("|---|---|---|---|---|---|")
     for asset, (c, s, unit) in sorted(model.items(), key=lambda kv: -costs[kv[0]]):
-        print(f"| {asset} | {c:.2f} | {s:.2e} | {unit} | {costs[asset]:.1f} | {costs[asset] / compute:.0%} |")
+        print(f"| {asset} | {c:.2f} | {s:.2e} | {unit} | {costs[asset]:.1f} | {costs[asset] / (compute or 1):.0%} |")
     print(f"| Dagster run overhead | {runs_overhead:.2f} | | | {runs_overhead:.2f} | |")
     print(f"| growth with the warehouse (k-th study: {growth * 1000:.1f} ms x k) | | | | "
           f"{grown / studies:.1f} (mean) | |")
-    print(f"\nBuild of all {studies:,} studies, one `omicsdw build` process: {total:,.0f} CPU s = "
-          f"{total / 3600:.1f} CPU hours (a full rebuild: every fingerprint changed).")
-    bottleneck = max(costs, key=costs.get)  # type: ignore[arg-type]
-    print(f"Bottleneck: `{bottleneck}` ({costs[bottleneck] * studies / 3600:.1f} CPU hours of the total).\n")
+    if costs:
+        print(f"\nBuild of all {studies:,} studies, one `omicsdw build` process: {total:,.0f} CPU s = "
+              f"{total / 3600:.1f} CPU hours (a full rebuild: every fingerprint changed).")
+        bottleneck = max(costs, key=costs.get)  # type: ignore[arg-type]
+        print(f"Bottleneck: `{bottleneck}` ({costs[bottleneck] * studies / 3600:.1f} CPU hours of the total).\n")
 
     bytes_total, rows_total = 0.0, 0.0
     print("| table | rows now | bytes / row | rows at target | GiB at target |\n|---|---|---|---|---|")
