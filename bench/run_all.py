@@ -1,10 +1,10 @@
-"""``make bench``: the ingest, sample-factor, VCF, DE and ssGSEA benchmarks, each in its own process.
+"""``make bench``: the ingest, sample-factor, VCF, DE, ssGSEA and fixed-cost benchmarks, each its own process.
 
 Every benchmark runs with its default arguments (the figures in ``bench/README.md``); ``--quick`` is a smoke run
 of a few minutes: 1,000 samples only and a 100,000-record VCF, one run each. A failing benchmark is reported and
 the others still run; the exit code is 1 if any failed. Inputs and scratch output go to ``bench/out/``.
 
-    python bench/run_all.py [--quick] [--only ingest factors vcf de ssgsea]
+    python bench/run_all.py [--quick] [--only ingest factors vcf de ssgsea fixed]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def commands(*, quick: bool) -> dict[str, list[list[str]]]:
                                 "--runs", "1"]],
             "de": [[py, str(BENCH / "bench_de.py"), "--genes", "5000"]],
             "ssgsea": [[py, str(BENCH / "bench_ssgsea.py"), "--samples", "200", "--runs", "1"]],
+            "fixed": [[py, str(BENCH / "bench_fixed_cost.py"), "--studies", "3"]],
         }
     return {
         "ingest": [[py, str(BENCH / "bench_ingest.py")]],
@@ -41,13 +42,14 @@ def commands(*, quick: bool) -> dict[str, list[list[str]]]:
         "vcf": [*make_vcf, [py, str(BENCH / "bench_vcf.py"), str(vcf)]],
         "de": [[py, str(BENCH / "bench_de.py")]],
         "ssgsea": [[py, str(BENCH / "bench_ssgsea.py")]],
+        "fixed": [[py, str(BENCH / "bench_fixed_cost.py"), "--studies", "8", "--profile", "3"]],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 samples, 100k VCF records")
-    parser.add_argument("--only", nargs="+", choices=["ingest", "factors", "vcf", "de", "ssgsea"],
+    parser.add_argument("--only", nargs="+", choices=["ingest", "factors", "vcf", "de", "ssgsea", "fixed"],
                         help="run only these")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
