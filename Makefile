@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install --quiet uv==0.13.8
-	$(UV) sync --locked --inexact --extra dev --python $(PY) --quiet
+	$(UV) sync --locked --inexact --extra dev --python $(PY) --quiet --compile-bytecode
 	@rm -f $(VENV)/.synced-* && touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml

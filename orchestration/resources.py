@@ -30,6 +30,9 @@ class WarehouseResource(dg.ConfigurableResource):
     landing_dir: str
     warehouse_dir: str
     lake_uri: str | None = None
+    refresh_catalog_on_commit: bool = True
+    """False: the caller rebuilds the catalog itself (``omicsdw build``: once at the end). Readers still see each
+    publication at once: the study report, which follows it, rebuilds the catalog when it lags the lake."""
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
@@ -53,7 +56,7 @@ class WarehouseResource(dg.ConfigurableResource):
             with lake.study_session(study_id):
                 yield lake
         finally:
-            if lake.committed - set(PUBLISHED_TABLES):
+            if self.refresh_catalog_on_commit and lake.committed - set(PUBLISHED_TABLES):
                 self.refresh_catalog()
 
     def refresh_catalog(self) -> Path:

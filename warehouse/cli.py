@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,15 @@ def _outcome(result) -> str:  # type: ignore[no-untyped-def]
     return "unchanged" if flags and all(f is not None and f.value is True for f in flags) else "ok"
 
 
+@contextmanager
+def _catalog_refreshed(resource):  # type: ignore[no-untyped-def]
+    """Rebuild the catalog on the way out, also after a failure (a failed study's ingest_issues show)."""
+    try:
+        yield
+    finally:
+        resource.refresh_catalog()
+
+
 def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     import dagster as dg
@@ -75,9 +85,11 @@ def _build(args: argparse.Namespace) -> int:
     if not studies:
         print(f"no study folders (study.yaml or meta_study.txt) in {landing}", file=sys.stderr)
         return 2
+    # One catalog rebuild per study (by its report, right after publication) and one at the end, instead of one
+    # after every commit readers see (2-3 per study, each longer as the warehouse grows).
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake)
-    with _instance() as instance:
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False)
+    with _instance() as instance, _catalog_refreshed(resource):
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
             instance.add_dynamic_partitions(STUDIES, new)

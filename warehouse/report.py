@@ -21,7 +21,7 @@ import polars as pl
 
 from schemas.manifest import StudyManifest
 from transforms.report.html import ENRICHMENT_ROWS, StudyReportData, study_report_html, warehouse_index_html
-from warehouse.catalog import connect, refresh_catalog
+from warehouse.catalog import CatalogMissing, connect, refresh_catalog
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
 
@@ -183,16 +183,21 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> Wri
     warehouse's report index.
 
     Called under the study's lock: the catalog is rebuilt first if it does not show the study's newest
-    publication yet (a concurrent build releases the lock before its catalog refresh).
+    publication yet (``omicsdw build`` leaves that rebuild to this step; a concurrent build releases the lock
+    before its catalog refresh).
     """
     folder = warehouse_dir / REPORTS / study_id
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / INDEX
     newest = (lake.scan("study_versions", study_id=study_id).select("table_name", "fingerprint")
               .sort("table_name").collect().rows())
-    con = connect(warehouse_dir)
+    try:
+        con = connect(warehouse_dir)
+    except CatalogMissing:  # a build that rebuilds the catalog only at its end: its first study
+        refresh_catalog(lake, warehouse_dir)
+        con = connect(warehouse_dir)
     published = _published(con, study_id)
-    if published != newest:  # another build published it and has not rebuilt the catalog yet: rebuild it here
+    if published != newest:  # published by this or another build, not yet in the catalog: rebuild it here
         con.close()
         refresh_catalog(lake, warehouse_dir)
         con = connect(warehouse_dir)

@@ -102,3 +102,24 @@ def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path, example_
         history = lake.delta(table).history()  # the second run waited for the lock, then found the work done
         assert [c.get(STUDY_KEY) for c in history].count("airway") == 1, table
     assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
+
+
+def test_build_rebuilds_the_catalog_once_per_published_study_and_once_at_the_end(tmp_path: Path, monkeypatch,
+                                                                                 example_landing) -> None:
+    """Not after every commit readers see (the gene dimension, ingest_issues, the publication): each rebuild reads
+    every table's files. The report's rebuild follows publication, so readers see the study as soon as before.
+    """
+    import orchestration.resources
+    import warehouse.report
+    from warehouse.catalog import refresh_catalog
+
+    calls: list[str] = []
+    for module in (orchestration.resources, warehouse.report):
+        def counted(lake, folder, _name=module.__name__):  # type: ignore[no-untyped-def]
+            calls.append(_name)
+            return refresh_catalog(lake, folder)
+        monkeypatch.setattr(module, "refresh_catalog", counted)
+    landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    assert calls == ["warehouse.report", "orchestration.resources"]
+    assert sql(wh, "SELECT study_id, count(*) FROM samples GROUP BY study_id") == [("pasilla", 7)]

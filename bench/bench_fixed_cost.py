@@ -1,0 +1,127 @@
+"""Per-study fixed cost: ``omicsdw build`` of many small studies against ``omicsdw validate`` of the same folders.
+
+Generates N small synthetic studies (``make_studies.py``: 80 samples x 700 genes with real Ensembl ids / symbols,
+samples.tsv, study.yaml with one contrast), then in the same run, each command its own process:
+``omicsdw validate LANDING`` and ``omicsdw build --landing LANDING --warehouse WH`` (fresh warehouse); wall time,
+CPU seconds (user + system of the child) and the build's ratio to validate. ``--profile K`` then builds the
+first K studies again with CPU-time probes (``fixed_cost_probe.py``) into another fresh warehouse and splits the
+time into parts (imports, Dagster runs, each asset's body, Delta commits, catalog rebuilds, publication, report,
+plots).
+
+    python bench/bench_fixed_cost.py --studies 8 [--profile 3] [--json bench/out/fixed_cost.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUT = BENCH / "out"
+OMICSDW = [sys.executable, "-m", "warehouse.cli"]
+
+def _child(command: list[str], *, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a command; wall and CPU seconds of the child (its own rusage, not this process')."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "stdout": done.stdout}  # type: ignore[dict-item]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DAGSTER_HOME", None)  # an ephemeral instance, as a first build on a new machine
+    env["DAGSTER_TELEMETRY_DISABLED"] = "1"
+    return env
+
+
+def landing(workdir: Path, studies: int, samples: int, genes: int) -> Path:
+    """The study folders (regenerated when the parameters changed)."""
+    folder = workdir / f"landing_{studies}x{samples}x{genes}"
+    if not (folder / ".done").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([sys.executable, str(BENCH / "make_studies.py"), "--studies", str(studies), "--samples",
+                        str(samples), "--genes", str(genes), "--out", str(folder)], check=True, cwd=ROOT)
+        (folder / ".done").touch()
+    return folder
+
+
+def compare(folder: Path, warehouse: Path) -> dict[str, object]:
+    """validate, then build into a fresh warehouse, of the same folders, each its own process."""
+    shutil.rmtree(warehouse, ignore_errors=True)
+    load = os.getloadavg()[0]
+    validate = _child([*OMICSDW, "validate", str(folder)], env=_env())
+    build = _child([*OMICSDW, "build", "--landing", str(folder), "--warehouse", str(warehouse)], env=_env())
+    per_study = [float(line.rsplit("(", 1)[1].split()[0]) for line in str(build["stdout"]).splitlines()
+                 if line.startswith("[") and line.endswith(" s)")]
+    return {"load_before": load, "load_after": os.getloadavg()[0],
+            "validate": {k: v for k, v in validate.items() if k != "stdout"},
+            "build": {k: v for k, v in build.items() if k != "stdout"}, "study_s": per_study}
+
+
+def profile(folder: Path, warehouse: Path, studies: list[str], out: Path) -> dict[str, dict[str, float]]:
+    """Build ``studies`` with CPU-time probes (``fixed_cost_probe.py``); CPU and wall seconds per part."""
+    shutil.rmtree(warehouse, ignore_errors=True)
+    selected = [a for s in studies for a in ("--study", s)]
+    _child([sys.executable, str(BENCH / "fixed_cost_probe.py"), "--out", str(out), "--", "build", "--landing",
+            str(folder), "--warehouse", str(warehouse), *selected], env=_env())
+    return json.loads(out.read_text())["parts"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=80)
+    parser.add_argument("--genes", type=int, default=700)
+    parser.add_argument("--profile", type=int, default=0, help="also profile a build of the first K studies")
+    parser.add_argument("--workdir", type=Path, default=OUT / "fixed_cost")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    folder = landing(args.workdir, args.studies, args.samples, args.genes)
+    print(f"{args.studies} studies of {args.samples} samples x {args.genes} genes; {time.strftime('%Y-%m-%d %H:%M')}"
+          f" UTC, load average {os.getloadavg()[0]:.2f}", flush=True)
+    result: dict[str, object] = {"studies": args.studies, "samples": args.samples, "genes": args.genes,
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    figures = compare(folder, args.workdir / "warehouse")
+    result.update(figures)
+    validate, build = figures["validate"], figures["build"]
+    assert isinstance(validate, dict)
+    assert isinstance(build, dict)
+    print("| command | wall s | CPU s | per study wall s | wall / validate | CPU / validate |")
+    print("|---|---|---|---|---|---|")
+    for name, peer in (("omicsdw validate", validate), ("omicsdw build", build)):
+        print(f"| {name} | {peer['wall_s']:.1f} | {peer['cpu_s']:.1f} | {peer['wall_s'] / args.studies:.2f} | "
+              f"{peer['wall_s'] / validate['wall_s']:.1f} | {peer['cpu_s'] / validate['cpu_s']:.1f} |")
+    print(f"studies per minute (build): {60 * args.studies / build['wall_s']:.1f} wall, "
+          f"{60 * args.studies / build['cpu_s']:.1f} per CPU-minute; load average {figures['load_before']:.2f} "
+          f"-> {figures['load_after']:.2f}", flush=True)
+    if args.profile:
+        ids = sorted(p.name for p in folder.iterdir() if p.is_dir())[:args.profile]
+        parts = profile(folder, args.workdir / "warehouse_profiled", ids, args.workdir / "probe.json")
+        result["profile"] = {"studies": len(ids), "parts": parts}
+        print(f"\nWhere a build of {len(ids)} studies spends its time (process CPU s inside each part; parts nest):")
+        print("| part | calls | CPU s | CPU s per study | wall s |\n|---|---|---|---|---|")
+        for name, spent in sorted(parts.items(), key=lambda kv: -kv[1]["cpu_s"]):
+            print(f"| {name} | {spent['calls']:.0f} | {spent['cpu_s']:.2f} | {spent['cpu_s'] / len(ids):.2f} | "
+                  f"{spent['wall_s']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Run ``omicsdw build`` in this process with CPU-time probes around the parts a build spends its time in.
+
+Each probe adds the process CPU seconds (and wall seconds) spent inside one function, cumulatively (a probe inside
+another counts in both), so the parts are measured without a profiler's per-call overhead. The asset bodies are
+timed per asset through Dagster's ``execute_core_compute`` (every step of every run). Writes JSON to ``--out``.
+
+    python bench/fixed_cost_probe.py --out probe.json -- build --landing DIR --warehouse DIR [--study ID ...]
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+START_CPU, START_WALL = time.process_time(), time.perf_counter()
+SPENT: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+
+PROBES = {
+    # part -> (module, attribute path)
+    "Dagster runs (dg.materialize, all)": ("dagster._core.definitions.materialize", "materialize"),
+    "Delta commits (Lake.commit)": ("warehouse.lake", "Lake.commit"),
+    "Delta table creation (Lake.ensure_tables)": ("warehouse.lake", "Lake.ensure_tables"),
+    "contract checks of staged files (validate_rows)": ("schemas.validate", "validate_rows"),
+    "Delta history look-ups (Lake.last_commit)": ("warehouse.lake", "Lake.last_commit"),
+    "catalog rebuilds (refresh_catalog)": ("warehouse.catalog", "refresh_catalog"),
+    "publication (publish_study)": ("warehouse.publish", "publish_study"),
+    "report page (write_study_report, incl. its catalog rebuild)": ("warehouse.report", "write_study_report"),
+    "PNG plots (Figure.savefig, any stage)": ("matplotlib.figure", "Figure.savefig"),
+    "landing scans (scan_landing)": ("transforms.ingest.study", "scan_landing"),
+    "gene-set registry check (write_gene_sets)": ("warehouse.signatures", "write_gene_sets"),
+}
+
+
+def _count(part: str, cpu: float, wall: float) -> None:
+    SPENT[part][0] += cpu
+    SPENT[part][1] += wall
+    SPENT[part][2] += 1
+
+
+def _timed(part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+    return wrapper
+
+
+def install() -> None:
+    """Wrap every probe, and every asset body per asset (Dagster's step compute generator)."""
+    for part, (module_name, attribute) in PROBES.items():
+        owner: Any = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for step in path:
+            owner = getattr(owner, step)
+        original = getattr(owner, name)
+        wrapped = _timed(part, original)
+        setattr(owner, name, wrapped)
+        if not path:  # also where ``from module import name`` bound it already
+            for module in list(sys.modules.values()):
+                if getattr(module, name, None) is original:
+                    setattr(module, name, wrapped)
+    import dagster._core.execution.plan.execute_step as execute_step
+
+    original = execute_step.execute_core_compute
+
+    def compute(step_context: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        part = f"asset body: {step_context.step.key}"
+        events = original(step_context, *args, **kwargs)
+        while True:
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                event = next(events)
+            except StopIteration:
+                _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                return
+            _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+            yield event
+
+    execute_step.execute_core_compute = compute  # type: ignore[assignment]
+
+
+def main() -> None:
+    out = Path(sys.argv[sys.argv.index("--out") + 1])
+    argv = sys.argv[sys.argv.index("--") + 1:]
+    import_cpu, import_wall = time.process_time(), time.perf_counter()
+    import orchestration.definitions  # noqa: F401  (what build imports first: Dagster, polars, every asset)
+    import warehouse.cli as cli
+
+    _count("imports (orchestration.definitions)", time.process_time() - import_cpu,
+           time.perf_counter() - import_wall)
+    install()
+    code = cli.main(argv)
+    _count("whole process", time.process_time() - START_CPU, time.perf_counter() - START_WALL)
+    out.write_text(json.dumps({"exit": code, "parts": {k: {"cpu_s": v[0], "wall_s": v[1], "calls": v[2]}
+                                                       for k, v in SPENT.items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
