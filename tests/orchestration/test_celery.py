@@ -115,6 +115,10 @@ def run_env(tmp_path: Path, redis_url: str, example_landing) -> dict[str, str]: 
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(INSTANCE / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's storage here, once: two workers starting on an empty sqlite home race to stamp its
+    # schema (alembic: "more than one head")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("studies", [STUDY])
     landing = example_landing(tmp_path, STUDY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMICSDW_", "DAGSTER_"))}
     return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "DAGSTER_HOME": str(home),
@@ -159,8 +163,6 @@ def _delta_tables(wh: Path) -> dict[str, pl.DataFrame]:
 
 def test_study_job_on_celery_with_two_workers_gives_the_in_process_tables(tmp_path, run_env, celery_workers):
     home = Path(run_env["DAGSTER_HOME"])
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions("studies", [STUDY])
     # the run's steps queue in Redis while the workers start; the reference runs meanwhile in this process
     log = tmp_path / "launch.log"
     with open(log, "wb") as out:

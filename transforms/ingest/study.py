@@ -206,7 +206,6 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     if manifest is None:
         return result
     sheet, subjects, sample_map = _read_sample_tables(folder, manifest, issues=issues)
-    _check_contrasts(folder, manifest, sheet, subjects, issues=issues)
     context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
                                   samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
     mapped_samples: list[pl.DataFrame] = []
@@ -251,6 +250,11 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     if profiles is not None:
         samples = pl.concat([samples, profiles.select("sample_id", "subject_id")]).unique(
             "sample_id", keep="first", maintain_order=True)
+    attributes = sheet.attributes.select("attribute", "value") if sheet else None
+    if profiles is not None:  # contrasts may name the profiles' cell_type / parent_sample_id
+        attributes = pl.concat([f for f in (attributes, _profile_attributes(profiles, sheet).select(
+            "attribute", "value")) if f is not None])
+    _check_contrasts(folder, manifest, attributes, subjects, issues=issues)
     tool_qc = _read_tool_qc(folder, samples, sample_map, sheet.attributes if sheet else None, issues=issues)
     _add_study_tables(result, manifest, samples, sheet, subjects, tool_qc, profiles,
                       reference_tag=str(reference.release.get("source", "")))
@@ -258,10 +262,12 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     return result
 
 
-def _check_contrasts(folder: Path, manifest: StudyManifest, sheet: SampleSheet | None,
+def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataFrame | None,
                      subjects: SubjectSheet | None, *, issues: IssueLog) -> None:
     """Contrasts that name no sample attribute, a level the factor never takes, or a name twice: located errors
     at ingest (study.yaml line and key), not a failure of the DE stage after the study was loaded.
+
+    ``attributes``: (attribute, value) of the sample table and of derived samples (pseudobulk profiles).
     """
     if not manifest.contrasts:
         return
@@ -269,7 +275,6 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, sheet: SampleSheet |
         lines = read_manifest_data(folder / MANIFEST_NAME)[1] if manifest.source_layout == "study_yaml" else {}
     except (yaml.YAMLError, ValueError, OSError):
         lines = {}
-    attributes = sheet.attributes if sheet is not None else None
     known = set() if attributes is None else set(attributes["attribute"])
     known |= set() if subjects is None else set(subjects.attributes["attribute"])
     seen: set[str] = set()
