@@ -214,6 +214,11 @@ class StudyManifest(_Strict):
         return assays
 
     @property
+    def segment_assays(self) -> list[str]:
+        """Copy-number assays whose gene values are placed from segments (SEG files), not measured per gene."""
+        return [a.name for a in self.assays if a.kind == "copy_number" and a.format == "seg"]
+
+    @property
     def is_human(self) -> bool:
         return self.organism.strip().lower() in {"human", "homo sapiens", "hsapiens", "9606"}
 

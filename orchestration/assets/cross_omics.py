@@ -45,7 +45,8 @@ def cross_omics_tables(context: dg.AssetExecutionContext, warehouse: WarehouseRe
                 stage = cross_omics_study({t: inputs.scan(t) for t in INPUTS},
                                           inputs.scan("sample_attributes").collect(), lake.scan("genes"),
                                           study_id=inputs.study_id, contrasts=contrasts,
-                                          non_silent=sorted(NON_SILENT), workdir=workdir)
+                                          non_silent=sorted(NON_SILENT), workdir=workdir,
+                                          segment_assays=inputs.manifest.segment_assays)
                 commit = commit_frames(lake, stage.frames, tables=TABLES, study_id=inputs.study_id,
                                        fingerprint=fingerprint, inputs=inputs.load,
                                        metadata=inputs.commit_metadata)

@@ -9,13 +9,16 @@ One source per gene and layer, so a gene's values across samples are comparable:
   mass spectrometry before RPPA, groups of one gene before groups shared by several genes (each gene of a shared
   group gets the group's value and ``protein_ambiguous``), then most samples, then by name. The z-score is taken per
   gene over the study's samples with a value.
-- Copy number: per sample and gene the first assay (by name) with a call and the first with a log2 ratio.
+- Copy number: per sample and gene the first assay (by name) with a call and the first with a log2 ratio; assays
+  measured per gene (GISTIC calls, log2 matrices) before values placed on genes from segments (``segment_assays``).
 - Mutation: ``mutated`` is True when any assay says mutated, False when one profiled the gene without a non-silent
   variant, NULL when none profiled it (panel). ``mutation_classes`` lists the distinct consequences of its
   non-silent variants.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -66,9 +69,12 @@ def protein_layer(protein_abundance: pl.LazyFrame) -> pl.LazyFrame:
                     pl.col("is_ambiguous").fill_null(False).alias("protein_ambiguous")))
 
 
-def copy_number_layer(copy_number: pl.LazyFrame) -> pl.LazyFrame:
-    """``sample_id, gene_id, cn_call, cn_log2``: the first assay (by name) with each value."""
-    rows = copy_number.filter(pl.col("gene_id").is_not_null()).sort("assay", "feature_id")
+def copy_number_layer(copy_number: pl.LazyFrame, *, segment_assays: Sequence[str] = ()) -> pl.LazyFrame:
+    """``sample_id, gene_id, cn_call, cn_log2``: the first assay (gene-level before ``segment_assays``, then by
+    name) with each value.
+    """
+    rows = (copy_number.filter(pl.col("gene_id").is_not_null())
+            .sort(pl.col("assay").is_in(list(segment_assays)), "assay", "feature_id"))
     return (rows.group_by(KEY)
             .agg(pl.col("call").drop_nulls().first().alias("cn_call"),
                  pl.col("log2_ratio").drop_nulls().first().alias("cn_log2"))
@@ -98,10 +104,10 @@ def _has_genes(table: pl.LazyFrame) -> bool:
 
 def gene_sample_omics(rna_normalized: pl.LazyFrame, protein_abundance: pl.LazyFrame, copy_number: pl.LazyFrame,
                       mutation_status: pl.LazyFrame, variants: pl.LazyFrame, genes: pl.LazyFrame, *,
-                      study_id: str, non_silent: list[str]) -> pl.LazyFrame:
+                      study_id: str, non_silent: list[str], segment_assays: Sequence[str] = ()) -> pl.LazyFrame:
     """One row per sample and gene where any layer has a value (the ``gene_sample_omics`` contract), lazily."""
     layers = [(rna_layer(rna_normalized), rna_normalized), (protein_layer(protein_abundance), protein_abundance),
-              (copy_number_layer(copy_number), copy_number),
+              (copy_number_layer(copy_number, segment_assays=segment_assays), copy_number),
               (mutation_layer(mutation_status, variants, non_silent=non_silent), mutation_status)]
     # a layer without gene rows adds NULL columns instead of a full join (a pass over every joined row)
     present = [(layer, _has_genes(table)) for layer, table in layers]

@@ -139,14 +139,15 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
 
 def cross_omics_study(tables: dict[str, pl.LazyFrame], attributes: pl.DataFrame, genes: pl.LazyFrame, *,
                       study_id: str, contrasts: Sequence[Contrast], non_silent: list[str],
-                      workdir: str | Path) -> CrossOmicsOutput:
+                      workdir: str | Path, segment_assays: Sequence[str] = ()) -> CrossOmicsOutput:
     """Every cross-omics table of one study from its harmonised (``tables``: rna_normalized, protein_abundance,
-    copy_number, gene_mutation_status, variants, differential_expression) rows.
+    copy_number, gene_mutation_status, variants, differential_expression) rows; ``segment_assays``: copy-number
+    assays placed on genes from segments (a gene-level assay of the same sample wins over them).
     """
     path = Path(workdir) / "gene_sample_omics.parquet"
     gene_sample_omics(tables["rna_normalized"], tables["protein_abundance"], tables["copy_number"],
                       tables["gene_mutation_status"], tables["variants"], genes, study_id=study_id,
-                      non_silent=non_silent).sink_parquet(path)
+                      non_silent=non_silent, segment_assays=segment_assays).sink_parquet(path)
     gso = pl.scan_parquet(path)
     correlations = omics_correlations(gso, study_id=study_id)
     effects = mutation_effects(gso, study_id=study_id)

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from schemas.tables import polars_schema
-from transforms.cross_omics.joins import gene_sample_omics
+from transforms.cross_omics.joins import copy_number_layer, gene_sample_omics
 
 
 def _frame(table: str, rows: list[dict]) -> pl.LazyFrame:
@@ -78,3 +78,14 @@ def test_gene_sample_omics_copy_number_from_both_assays_and_flags_shared_groups(
     assert myc["protein_zscore"] is None  # one sample: SD undefined
     assert myc["rna_log2"] is None
     assert myc["mutated"] is None
+
+
+def test_copy_number_layer_prefers_a_gene_level_assay_over_values_placed_from_segments():
+    # cBioPortal study_es_0 names its SEG assay cna_hg19_seg, which sorts before cna_log2: the measured gene-level
+    # log2 ratio must still win, and the segment value fills a gene the matrix lacks
+    rows = pl.LazyFrame({"assay": ["cna_hg19_seg", "cna_log2", "cna_hg19_seg"], "sample_id": ["s1", "s1", "s1"],
+                         "gene_id": [7157, 7157, 4609], "feature_id": ["TP53", "TP53", "MYC"],
+                         "log2_ratio": [-0.8, -0.3, 0.5], "call": pl.Series([None, None, None], dtype=pl.Int8)})
+    out = copy_number_layer(rows, segment_assays=["cna_hg19_seg"]).collect().sort("gene_id")
+    assert out["cn_log2"].to_list() == [0.5, -0.3]
+    assert copy_number_layer(rows).collect().sort("gene_id")["cn_log2"].to_list() == [0.5, -0.8]
