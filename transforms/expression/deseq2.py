@@ -379,9 +379,9 @@ def _fit_beta(
         if idx.size == 0:
             break
         iters[idx] += 1
-        mu_i, y_i, nf_i = mu[idx], y[idx], nf[idx]
+        mu_i, y_i = mu[idx], y[idx]
         w = mu_i / (1.0 + a2[idx] * mu_i)
-        z = np.log(mu_i / nf_i) + (y_i - mu_i) / mu_i
+        z = np.log(mu_i / nf) + (y_i - mu_i) / mu_i
         lhs = _gram(design, w) + ridge_mat
         new = _cho_solve(_cholesky(lhs), np.einsum("gm,mi->gi", w * z, design))
         beta[idx] = new
@@ -390,7 +390,7 @@ def _fit_beta(
         active[idx[large]] = False
         keep = ~large
         idx, new = idx[keep], new[keep]
-        mu_new = np.maximum(nf[idx] * np.exp(np.einsum("gi,mi->gm", new, design)), minmu)
+        mu_new = np.maximum(nf * np.exp(np.einsum("gi,mi->gm", new, design)), minmu)
         mu[idx] = mu_new
         dev = (-2.0 * nb_log_density(y[idx], mu_new, alpha[idx][:, None])).sum(axis=1)
         conv_test = np.abs(dev - dev_old[idx]) / (np.abs(dev) + 0.1)
@@ -429,10 +429,10 @@ def _optim_rows(
     mu_out = np.empty_like(y)
     converged = np.zeros(k, dtype=bool)
     for g in range(k):
-        yg, nfg, ag = y[g], nf[g], alpha[g]
+        yg, ag = y[g], alpha[g]
 
-        def objective(p: np.ndarray, yg: np.ndarray = yg, nfg: np.ndarray = nfg, ag: float = ag) -> float:
-            mu_row = nfg * 2.0 ** (design @ p)
+        def objective(p: np.ndarray, yg: np.ndarray = yg, ag: float = ag) -> float:
+            mu_row = nf * 2.0 ** (design @ p)
             ll = nb_log_density(yg, mu_row, np.full(yg.shape, ag)).sum()
             prior = norm.logpdf(p, 0, prior_sd).sum()
             value = -(ll + prior)
@@ -457,7 +457,7 @@ def _optim_rows(
         )
         converged[g] = bool(res.success)
         beta[g] = res.x
-        mu_row = nfg * 2.0 ** (design @ res.x)
+        mu_row = nf * 2.0 ** (design @ res.x)
         mu_out[g] = mu_row
         mu_b = np.maximum(mu_row, minmu)
         w = 1 / (1 / mu_b + ag)
@@ -484,9 +484,8 @@ def fit_glm(
     ``fitNbinomGLMsOptim`` the genes that did not converge or have a missing coefficient or a non-positive
     variance. ``counts`` holds only genes with some count.
     """
-    n, m = counts.shape
     p = design.shape[1]
-    nf = np.broadcast_to(size_factors, (n, m))
+    nf = np.asarray(size_factors, dtype=np.float64)
     lam = np.full(p, 1e-6)
     normed = counts / size_factors
     xtx_inv = _inverse(np.einsum("mi,mj->ij", design, design)[None])[0]
@@ -507,7 +506,7 @@ def fit_glm(
             (stable[rows] & (np.abs(beta[rows]) < _LARGE).all(axis=1))[:, None], beta[rows], beta0[rows]
         )
         b, s, mu_o, conv = _optim_rows(
-            counts[rows], design, nf[rows], dispersion[rows], start, lam, minmu=minmu
+            counts[rows], design, nf, dispersion[rows], start, lam, minmu=minmu
         )
         beta[rows], se[rows], mu[rows] = b, s, mu_o
         converged[rows] = converged[rows] | conv
@@ -788,6 +787,15 @@ def max_cooks(cooks: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- the whole run
 
+CHUNK_ELEMENTS = 1 << 20
+"""Genes x samples values in one block of genes (8 MB of float64). Every gene-wise step (dispersions, MAP, GLM,
+Cook's distances, refits) runs one block at a time, so its temporaries stay a few blocks large whatever the
+cohort; each gene's numbers do not depend on which other genes share its block."""
+
+
+def _blocks(n: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
 
 @dataclass
 class DESeqResult:
@@ -811,6 +819,52 @@ class DESeqResult:
     n_replaced: int
 
 
+@dataclass
+class _WaldBlock:
+    """A block of genes after ``estimateDispersionsMAP``, ``nbinomWaldTest`` and ``calculateCooksDistance``, with
+    the genes x samples distances reduced to what the outlier steps read.
+    """
+
+    dispersion: np.ndarray
+    glm: GLMFit
+    max_cooks: np.ndarray  # recordMaxCooks
+    max_cooks_kept: np.ndarray  # recordMaxCooks after replacement: replaceable samples count as 0
+    argmax_cooks: np.ndarray  # sample with the largest distance (NaN ignored), for results()' two-group rule
+    outlier_rows: np.ndarray  # genes of the block with a distance above the replacement cutoff
+    outlier: np.ndarray  # those genes' samples above the cutoff
+
+
+def _wald_block(
+    y: np.ndarray,
+    mu: np.ndarray,
+    design: np.ndarray,
+    *,
+    size_factors: np.ndarray,
+    gene_est: np.ndarray,
+    fitted: np.ndarray,
+    prior_var: float,
+    var_log_disp: float,
+    replaceable: np.ndarray,
+    cutoff: float,
+) -> _WaldBlock:
+    disp, _ = map_dispersions(
+        y, mu, design, gene_est=gene_est, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
+    )
+    glm = fit_glm(y, design, size_factors=size_factors, dispersion=disp)
+    cooks = cooks_distance(y, design, size_factors=size_factors, fit=glm)
+    outlier = cooks > cutoff
+    rows = np.flatnonzero(outlier.any(axis=1))
+    return _WaldBlock(
+        dispersion=disp,
+        glm=glm,
+        max_cooks=max_cooks(cooks, design),
+        max_cooks_kept=max_cooks(np.where(replaceable[None, :], 0.0, cooks), design),
+        argmax_cooks=np.where(np.isnan(cooks), -np.inf, cooks).argmax(axis=1),
+        outlier_rows=rows,
+        outlier=outlier[rows],
+    )
+
+
 def deseq_wald(
     counts: np.ndarray,
     design: np.ndarray,
@@ -820,6 +874,7 @@ def deseq_wald(
     contrast_samples: np.ndarray,
     two_group: bool,
     min_replicates_for_replace: int = 7,
+    block_genes: int | None = None,
 ) -> DESeqResult:
     """``DESeq(dds)`` then ``results(dds, contrast=...)`` for one coefficient of ``design`` (log2 fold change of
     a level against the baseline), on integer ``counts`` (genes x samples).
@@ -832,18 +887,27 @@ def deseq_wald(
     ``nbinomWaldTest``, ``refitWithoutOutliers`` when a cell has ``min_replicates_for_replace`` samples, then
     Cook's filtering at ``qf(.99, p, m - p)``. Genes without counts get base mean 0 and NaN elsewhere; the p-value
     is NaN for Cook's outliers. Independent filtering is left to the caller.
+
+    Genes are fitted ``block_genes`` at a time (default: ``CHUNK_ELEMENTS`` values a block); only the trend and
+    the prior variance see all genes. Beyond ``counts`` the run keeps one genes x samples array (the gene-wise
+    means the MAP step starts from) and per-gene vectors.
     """
     counts = np.asarray(counts, dtype=np.float64)
     sf = np.asarray(size_factors, dtype=np.float64)
     n, m = counts.shape
     p = design.shape[1]
-    original = counts
-    nz = np.flatnonzero(counts.sum(axis=1) > 0)
-    y = counts[nz]
+    size = block_genes or max(1, CHUNK_ELEMENTS // m)
+    total = counts.sum(axis=1)
+    nz = np.flatnonzero(total > 0)
 
-    # estimateDispersions: gene-wise, trend, prior variance, MAP
-    gene = gene_wise_dispersions(y, design, size_factors=sf)
-    use = gene.dispersion > 100 * MIN_DISP
+    # estimateDispersionsGeneEst, a block at a time
+    gene_est, gene_base, gene_mu = np.empty(nz.size), np.empty(nz.size), np.empty((nz.size, m))
+    for block in _blocks(nz.size, size):
+        gene = gene_wise_dispersions(counts[nz[block]], design, size_factors=sf)
+        gene_est[block], gene_base[block], gene_mu[block] = gene.dispersion, gene.base_mean, gene.mu
+
+    # estimateDispersionsFit and estimateDispersionsPriorVar: over all genes
+    use = gene_est > 100 * MIN_DISP
     if not use.any():
         raise ValueError(
             "all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum: the counts look "
@@ -851,7 +915,7 @@ def deseq_wald(
         )
     trend: DispersionTrend | None
     try:
-        trend = parametric_dispersion_fit(gene.base_mean[use], gene.dispersion[use])
+        trend = parametric_dispersion_fit(gene_base[use], gene_est[use])
         a0, a1 = trend
         trend_name = "parametric"
 
@@ -860,63 +924,70 @@ def deseq_wald(
     except ValueError:
         trend = None
         trend_name = "mean"
-        for_mean = gene.dispersion[gene.dispersion > 10 * MIN_DISP]
+        for_mean = gene_est[gene_est > 10 * MIN_DISP]
         mean_disp = float(_trimmed_mean(for_mean[None], 0.001)[0])
 
         def trend_fn(mean: np.ndarray) -> np.ndarray:
             return np.full(mean.shape, mean_disp)
 
-    fitted = trend_fn(gene.base_mean)
-    above = gene.dispersion >= 100 * MIN_DISP
-    residuals = np.log(gene.dispersion[above]) - np.log(fitted[above])
+    fitted = trend_fn(gene_base)
+    above = gene_est >= 100 * MIN_DISP
+    residuals = np.log(gene_est[above]) - np.log(fitted[above])
     var_log_disp = _mad(residuals) ** 2
     prior_var, prior_rule = dispersion_prior_variance(
         residuals, var_log_disp=var_log_disp, n_samples=m, n_coefficients=p
     )
-    disp, _ = map_dispersions(
-        y, gene.mu, design, gene_est=gene.dispersion, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
-    )
+
+    # estimateDispersionsMAP, nbinomWaldTest and Cook's distances, a block at a time
+    replaceable = n_or_more_in_cell(design, min_replicates_for_replace)
+    cutoff = float(f.ppf(0.99, p, m - p)) if m > p else np.nan
+    blocks = _blocks(nz.size, size)
+    fits = [
+        _wald_block(
+            counts[nz[block]], gene_mu[block], design, size_factors=sf, gene_est=gene_est[block],
+            fitted=fitted[block], prior_var=prior_var, var_log_disp=var_log_disp, replaceable=replaceable,
+            cutoff=cutoff,
+        )
+        for block in blocks
+    ]
+    del gene_mu
+
+    def gather(values: list[np.ndarray], fill: float = np.nan) -> np.ndarray:
+        out = np.full(n, fill)
+        out[nz] = np.concatenate(values)
+        return out
+
     dispersions = np.full((3, n), np.nan)
-    dispersions[:, nz] = gene.dispersion, fitted, disp
-
-    # nbinomWaldTest
-    glm = fit_glm(y, design, size_factors=sf, dispersion=disp)
-    cooks = cooks_distance(y, design, size_factors=sf, fit=glm)
-    max_cook = max_cooks(cooks, design)
-    beta, se, converged, n_optim = glm.beta[:, coefficient], glm.beta_se[:, coefficient], glm.converged, glm.n_optim
-
+    dispersions[:, nz] = gene_est, fitted, np.concatenate([fit.dispersion for fit in fits])
+    lfc = gather([fit.glm.beta[:, coefficient] for fit in fits])
+    lfc_se = gather([fit.glm.beta_se[:, coefficient] for fit in fits])
+    converged = np.concatenate([fit.glm.converged for fit in fits])
+    n_optim = sum(fit.glm.n_optim for fit in fits)
+    max_cooks_all = gather([fit.max_cooks for fit in fits])
+    argmax_cooks = gather([fit.argmax_cooks for fit in fits], 0).astype(np.int64)
     base_mean = np.zeros(n)
-    base_mean[nz] = gene.base_mean
-    lfc = np.full(n, np.nan)
-    lfc_se = np.full(n, np.nan)
-    lfc[nz], lfc_se[nz] = beta, se
-    cooks_all = np.full((n, m), np.nan)
-    cooks_all[nz] = cooks
-    max_cooks_all = np.full(n, np.nan)
-    max_cooks_all[nz] = max_cook
+    base_mean[nz] = gene_base
     n_replaced = 0
     now_zero = np.zeros(n, dtype=bool)
 
     # refitWithoutOutliers (replaceOutliers with trim 0.2) when some cell has enough replicates
-    replaceable = n_or_more_in_cell(design, min_replicates_for_replace)
     if replaceable.any() and m > p:
-        cutoff = f.ppf(0.99, p, m - p)
-        outlier = cooks_all > cutoff
-        replace = outlier.any(axis=1)
-        if replace.any():
-            trim_mean = _trimmed_mean(original / sf, 0.2)
-            replacement = np.trunc(trim_mean[:, None] * sf[None, :])
-            counts = original.copy()
-            swap = outlier & replaceable[None, :]
-            counts[swap] = replacement[swap]
-            new_base = (counts / sf).mean(axis=1)
-            all_zero_now = counts.sum(axis=1) == 0
-            base_mean = new_base
-            rows = np.flatnonzero(replace & ~all_zero_now)
-            n_replaced = int(replace.sum())
-            now_zero = replace & all_zero_now & (original.sum(axis=1) > 0)
-            if rows.size:
+        replace = np.concatenate([nz[block][fit.outlier_rows] for block, fit in zip(blocks, fits, strict=True)])
+        if replace.size:
+            outlier = np.concatenate([fit.outlier for fit in fits])
+            n_replaced = int(replace.size)
+            for block in _blocks(replace.size, size):
+                rows = replace[block]
                 sub = counts[rows]
+                replacement = np.trunc(_trimmed_mean(sub / sf, 0.2)[:, None] * sf[None, :])
+                swap = outlier[block] & replaceable[None, :]
+                sub[swap] = replacement[swap]
+                base_mean[rows] = (sub / sf).mean(axis=1)
+                zero_now = sub.sum(axis=1) == 0
+                now_zero[rows[zero_now]] = True
+                rows, sub = rows[~zero_now], sub[~zero_now]
+                if not rows.size:
+                    continue
                 refit_gene = gene_wise_dispersions(sub, design, size_factors=sf)
                 refit_fitted = trend_fn(refit_gene.base_mean)
                 refit_disp, _ = map_dispersions(
@@ -928,14 +999,8 @@ def deseq_wald(
                 lfc[rows] = refit_glm.beta[:, coefficient]
                 lfc_se[rows] = refit_glm.beta_se[:, coefficient]
                 n_optim += refit_glm.n_optim
-                where = np.searchsorted(nz, rows)
-                converged = converged.copy()
-                converged[where] = refit_glm.converged
-            if replaceable.all():
-                max_cooks_all = np.full(n, np.nan)
-            else:
-                masked = np.where(replaceable[None, :], 0.0, cooks_all)
-                max_cooks_all = max_cooks(masked, design)
+                converged[np.searchsorted(nz, rows)] = refit_glm.converged
+            max_cooks_all = np.full(n, np.nan) if replaceable.all() else gather([fit.max_cooks_kept for fit in fits])
             lfc[now_zero] = np.nan
             lfc_se[now_zero] = np.nan
 
@@ -944,7 +1009,9 @@ def deseq_wald(
     pvalue = 2 * ndtr(-np.abs(stat))
 
     # results(): both compared groups without counts
-    contrast_zero = ~(original[:, contrast_samples] != 0).any(axis=1) & (original.sum(axis=1) > 0)
+    contrast_zero = total > 0
+    for block in _blocks(n, size):
+        contrast_zero[block] &= ~(counts[block][:, contrast_samples] != 0).any(axis=1)
     lfc[contrast_zero], stat[contrast_zero], pvalue[contrast_zero] = 0.0, 0.0, 1.0
 
     # results(): Cook's cutoff, with the two-group heuristic
@@ -952,8 +1019,7 @@ def deseq_wald(
         cooks_outlier = max_cooks_all > f.ppf(0.99, p, m - p)
     if two_group and cooks_outlier.any():
         for i in np.flatnonzero(cooks_outlier):
-            out_count = original[i, int(np.nanargmax(cooks_all[i]))]
-            if (original[i] > out_count).sum() >= 3:
+            if (counts[i] > counts[i, argmax_cooks[i]]).sum() >= 3:
                 cooks_outlier[i] = False
     pvalue[cooks_outlier] = np.nan
 
