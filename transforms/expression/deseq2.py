@@ -2,17 +2,19 @@
 
 Pure functions on numpy arrays: ``counts`` is genes x samples, ``design`` is the samples x coefficients model
 matrix (intercept first), ``size_factors`` one value per sample. Every gene-wise fit of DESeq2's C++ code
-(``fitBeta``, ``fitDisp``, ``fitDispGrid``) runs for all genes in lockstep: each iteration is a handful of array
-operations over the genes still iterating, on stacked p x p matrices.
+(``fitBeta``, ``fitDisp``, ``fitDispGrid``) runs for a block of genes in lockstep: each iteration is a handful of
+array operations over the block's genes still iterating, on stacked p x p matrices. :func:`deseq_wald` fits
+blocks of about 8 MB (genes x samples), so memory stays bounded at cohort scale, optionally on several threads.
 
-Determinism: nothing here calls BLAS or LAPACK. Matrix products are ``np.einsum`` without ``optimize`` (numpy's
-own loops) and the p x p systems are solved by a Cholesky factorisation written out below, so results do not
-depend on the BLAS library, its kernel or its thread count; no thread or process pools are used. Runs are
-identical bit for bit on one machine. numpy's exp and log are vectorised per CPU family (AVX-512 or not) and may
-differ in the last bit between machines, as glibc's do for R; the fits converge to DESeq2's values within ~1e-6
-relative either way, so such bits move results by far less than the test tolerances. A gene whose Armijo step
-improves the log posterior by less than the rounding of its sum (rare: one pasilla gene under ``~ condition``)
-can still be decided differently from R, in both directions.
+Determinism: nothing here calls BLAS or LAPACK. Products with the design are numpy row sums (pairwise summation
+along each gene's row) and the p x p systems are solved by a Cholesky factorisation written out below, so results
+do not depend on the BLAS library, its kernel or its thread count. Every value of a gene is computed from that
+gene's row alone, so results are the same bit for bit whatever the block size and the number of threads
+(tested); runs are identical bit for bit on one machine. numpy's exp and log are vectorised per CPU family
+(AVX-512 or not) and may differ in the last bit between machines, as glibc's do for R; the fits converge to
+DESeq2's values within ~1e-6 relative either way, so such bits move results by far less than the test tolerances.
+A gene whose Armijo step improves the log posterior by less than the rounding of its sum (rare: one pasilla gene
+under ``~ condition``) can still be decided differently from R, in both directions.
 
 Function names in the docstrings are DESeq2's (``R/core.R``, ``R/fitNbinomGLMs.R``, ``R/methods.R``,
 ``R/results.R``, ``src/DESeq2.cpp`` at the 1.38.0 release commit 0e059f4 of github.com/thelovelab/DESeq2).
@@ -20,13 +22,18 @@ Function names in the docstrings are DESeq2's (``R/core.R``, ``R/fitNbinomGLMs.R
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, ndtr, polygamma
 from scipy.stats import chi2, f, norm
+
+_T = TypeVar("_T")
 
 MIN_DISP = 1e-8
 """DESeq2's ``minDisp``: lower bound of every dispersion estimate."""
@@ -46,9 +53,41 @@ class DispersionTrend(NamedTuple):
 # ------------------------------------------------------------------------------------- small batched linear algebra
 
 
+def _row_dot(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``sum_m w[g, m] v[m]`` for every gene g, as numpy's pairwise row sum (a plain sum where v is all ones)."""
+    return w.sum(axis=-1) if (v == 1).all() else (w * v).sum(axis=-1)
+
+
+def _cross(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``X' w_g`` for every gene g: (genes, p) from values (genes, m) and the design (m, p)."""
+    return np.stack([_row_dot(w, x[:, i]) for i in range(x.shape[1])], axis=-1)
+
+
+def _linear(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``X beta_g`` for every gene g: (genes, m) from coefficients (genes, p) and the design (m, p)."""
+    out = beta[:, :1] * x[:, 0]
+    for i in range(1, x.shape[1]):
+        out += beta[:, i : i + 1] * x[:, i]
+    return out
+
+
 def _gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``X' diag(w_g) X`` for every gene g: (genes, p, p) from the design (m, p) and weights (genes, m)."""
-    return np.einsum("gm,mi,mj->gij", w, x, x)
+    """``X' diag(w_g) X`` for every gene g: (genes, p, p) from the design (m, p) and weights (genes, m).
+
+    One row sum per distinct product of two design columns: for an intercept and indicator columns that is one
+    sum per column, the intercept's without a multiplication.
+    """
+    p = x.shape[1]
+    out = np.empty((w.shape[0], p, p))
+    sums: dict[bytes, np.ndarray] = {}
+    for i in range(p):
+        for j in range(i, p):
+            v = x[:, i] * x[:, j]
+            key = v.tobytes()
+            if key not in sums:
+                sums[key] = _row_dot(w, v)
+            out[:, i, j] = out[:, j, i] = sums[key]
+    return out
 
 
 def _cholesky(a: np.ndarray) -> np.ndarray:
@@ -105,14 +144,16 @@ def _stirlerr(n: np.ndarray) -> np.ndarray:
     small = n <= 15.0
     ns = n[small]
     out[small] = gammaln(ns + 1.0) - (ns + 0.5) * np.log(ns) + ns - _LN_SQRT_2PI
-    nl = n[~small]
-    nn = nl * nl
     s0, s1, s2, s3, s4 = 1 / 12, 1 / 360, 1 / 1260, 1 / 1680, 1 / 1188
-    out[~small] = np.select(
-        [nl > 500, nl > 80, nl > 35],
-        [(s0 - s1 / nn) / nl, (s0 - (s1 - s2 / nn) / nn) / nl, (s0 - (s1 - (s2 - s3 / nn) / nn) / nn) / nl],
-        (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / nl,
-    )
+    for lo, hi, series in (
+        (500.0, np.inf, lambda nl, nn: (s0 - s1 / nn) / nl),
+        (80.0, 500.0, lambda nl, nn: (s0 - (s1 - s2 / nn) / nn) / nl),
+        (35.0, 80.0, lambda nl, nn: (s0 - (s1 - (s2 - s3 / nn) / nn) / nn) / nl),
+        (15.0, 35.0, lambda nl, nn: (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / nl),
+    ):
+        band = (n > lo) & (n <= hi)
+        nl = n[band]
+        out[band] = series(nl, nl * nl)
     return out
 
 
@@ -127,15 +168,17 @@ def _bd0(x: np.ndarray, np_: np.ndarray) -> np.ndarray:
         s = (xc - nc) * v
         ej = 2 * xc * v
         v = v * v
-        done = np.abs(s) < np.finfo(float).tiny
+        start = s
+        # Every term has the sign of the first and shrinks by v < 0.01, so once a term no longer changes the sum
+        # none after it does: adding terms until every sum has stopped changing gives R's loop, which stops each
+        # sum at its own first unchanged term.
         for j in range(1, 1000):
-            if done.all():
-                break
             ej = ej * v
             s1 = s + ej / (2 * j + 1)
-            done |= s1 == s
-            s = np.where(done, s, s1)
-        out[close] = s
+            if (s1 == s).all():
+                break
+            s = s1
+        out[close] = np.where(np.abs(start) < np.finfo(float).tiny, start, s)
     return out
 
 
@@ -146,7 +189,8 @@ def nb_log_density(y: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarr
     large sizes (tiny dispersions) where a difference of log-gammas loses the digits the 1e-8 test needs.
     """
     y, mu = np.broadcast_arrays(np.asarray(y, dtype=np.float64), np.asarray(mu, dtype=np.float64))
-    size = np.broadcast_to(1.0 / np.asarray(alpha, dtype=np.float64), y.shape)
+    size_in = 1.0 / np.asarray(alpha, dtype=np.float64)
+    size = np.broadcast_to(size_in, y.shape)
     out = np.empty(y.shape)
     zero = y == 0
     sz, mz = size[zero], mu[zero]
@@ -160,7 +204,8 @@ def nb_log_density(y: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarr
     yr, sr, mr = y[rest], size[rest], mu[rest]
     n = yr + sr
     p, q = sr / (sr + mr), mr / (sr + mr)
-    lc = _stirlerr(n) - _stirlerr(sr) - _stirlerr(n - sr) - _bd0(sr, n * p) - _bd0(n - sr, n * q)
+    stirlerr_size = np.broadcast_to(_stirlerr(np.atleast_1d(size_in)).reshape(size_in.shape), y.shape)[rest]
+    lc = _stirlerr(n) - stirlerr_size - _stirlerr(n - sr) - _bd0(sr, n * p) - _bd0(n - sr, n * q)
     lf = _LN_2PI + np.log(sr) + np.log1p(-sr / n)
     out[rest] = np.log(sr / n) + lc - 0.5 * lf
     return out
@@ -176,7 +221,8 @@ def _row_keys(design: np.ndarray) -> list[bytes]:
 def n_or_more_in_cell(design: np.ndarray, n: int) -> np.ndarray:
     """``nOrMoreInCell``: for each sample, whether at least ``n`` samples share its row of the design."""
     keys = _row_keys(design)
-    return np.array([keys.count(k) >= n for k in keys])
+    size = Counter(keys)
+    return np.array([size[k] >= n for k in keys])
 
 
 def n_groups(design: np.ndarray) -> int:
@@ -184,15 +230,17 @@ def n_groups(design: np.ndarray) -> int:
     return len(set(_row_keys(design)))
 
 
-def _hat_matrix(design: np.ndarray) -> np.ndarray:
-    """``X (X'X)^-1 X'`` (m x m): ``linearModelMu`` projects each gene's counts with it."""
-    xtx_inv = _inverse(np.einsum("mi,mj->ij", design, design)[None])[0]
-    return np.einsum("ai,ij,bj->ab", design, xtx_inv, design)
+def _xtx_inverse(design: np.ndarray) -> np.ndarray:
+    return _inverse(_gram(design, np.ones((1, design.shape[0]))))[0]
 
 
 def _project(y: np.ndarray, design: np.ndarray) -> np.ndarray:
-    """``linearModelMu``: least-squares fitted values of every row of ``y`` on the design."""
-    return np.einsum("gm,am->ga", y, _hat_matrix(design))
+    """``linearModelMu``: least-squares fitted values ``X (X'X)^-1 X' y`` of every row of ``y`` on the design.
+
+    Computed as coefficients then fitted values (genes x p, then genes x samples), not through R's samples x
+    samples hat matrix: the same values to rounding, at p / m of the work.
+    """
+    return _linear(np.einsum("gi,ij->gj", _cross(y, design), _xtx_inverse(design)), design)
 
 
 # ----------------------------------------------------------------------- Cox-Reid adjusted dispersion likelihood
@@ -368,7 +416,7 @@ def _fit_beta(
     """
     n, _m = y.shape
     beta = np.array(beta0, dtype=np.float64, copy=True)
-    mu = np.maximum(nf * np.exp(np.einsum("gi,mi->gm", beta, design)), minmu)
+    mu = np.maximum(nf * np.exp(_linear(beta, design)), minmu)
     dev_old = np.zeros(n)
     iters = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
@@ -383,14 +431,14 @@ def _fit_beta(
         w = mu_i / (1.0 + a2[idx] * mu_i)
         z = np.log(mu_i / nf) + (y_i - mu_i) / mu_i
         lhs = _gram(design, w) + ridge_mat
-        new = _cho_solve(_cholesky(lhs), np.einsum("gm,mi->gi", w * z, design))
+        new = _cho_solve(_cholesky(lhs), _cross(w * z, design))
         beta[idx] = new
         large = (np.abs(new) > _LARGE).any(axis=1)
         iters[idx[large]] = maxit
         active[idx[large]] = False
         keep = ~large
         idx, new = idx[keep], new[keep]
-        mu_new = np.maximum(nf * np.exp(np.einsum("gi,mi->gm", new, design)), minmu)
+        mu_new = np.maximum(nf * np.exp(_linear(new, design)), minmu)
         mu[idx] = mu_new
         dev = (-2.0 * nb_log_density(y[idx], mu_new, alpha[idx][:, None])).sum(axis=1)
         conv_test = np.abs(dev - dev_old[idx]) / (np.abs(dev) + 0.1)
@@ -402,7 +450,11 @@ def _fit_beta(
     w = mu / (1.0 + a2 * mu)
     xtwx = _gram(design, w)
     inv = _inverse(xtwx + ridge_mat)
-    hat = w * np.einsum("mi,gij,mj->gm", design, inv, design)
+    hat = np.zeros_like(w)
+    for i in range(design.shape[1]):
+        for j in range(design.shape[1]):
+            hat += inv[:, i, j, None] * (design[:, i] * design[:, j])
+    hat *= w
     sigma = np.einsum("gij,gjk,gkl->gil", inv, xtwx, inv)
     return beta, np.diagonal(sigma, axis1=1, axis2=2).copy(), hat, iters
 
@@ -488,12 +540,11 @@ def fit_glm(
     nf = np.asarray(size_factors, dtype=np.float64)
     lam = np.full(p, 1e-6)
     normed = counts / size_factors
-    xtx_inv = _inverse(np.einsum("mi,mj->ij", design, design)[None])[0]
-    beta0 = np.einsum("gm,mi,ij->gj", np.log(normed + 0.1), design, xtx_inv)
+    beta0 = np.einsum("gi,ij->gj", _cross(np.log(normed + 0.1), design), _xtx_inverse(design))
     beta_nat, var, hat, iters = _fit_beta(
         counts, design, nf, dispersion, beta0, lam / np.log(2) ** 2, tol=beta_tol, maxit=maxit, minmu=minmu
     )
-    mu = nf * np.exp(np.einsum("gi,mi->gm", beta_nat, design))
+    mu = nf * np.exp(_linear(beta_nat, design))
     converged = iters < maxit
     beta = np.log2(np.e) * beta_nat
     with np.errstate(invalid="ignore"):
@@ -865,6 +916,42 @@ def _wald_block(
     )
 
 
+class _Refit(NamedTuple):
+    gene_est: np.ndarray
+    fitted: np.ndarray
+    dispersion: np.ndarray
+    glm: GLMFit
+
+
+def _refit(
+    y: np.ndarray,
+    design: np.ndarray,
+    sf: np.ndarray,
+    trend_fn: Callable[[np.ndarray], np.ndarray],
+    prior_var: float,
+    var_log_disp: float,
+) -> _Refit:
+    """``refitWithoutOutliers`` for a block of genes with replaced counts: gene-wise dispersions, the MAP step
+    against the trend and prior of the first fit, and the GLM.
+    """
+    gene = gene_wise_dispersions(y, design, size_factors=sf)
+    fitted = trend_fn(gene.base_mean)
+    disp, _ = map_dispersions(
+        y, gene.mu, design, gene_est=gene.dispersion, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
+    )
+    return _Refit(gene.dispersion, fitted, disp, fit_glm(y, design, size_factors=sf, dispersion=disp))
+
+
+def _map_blocks(function: Callable[[slice], _T], blocks: list[slice], threads: int) -> list[_T]:
+    """``function`` of every block, in order; on ``threads`` threads (numpy and scipy release the GIL in their
+    array loops). A block's result does not depend on the thread that computed it.
+    """
+    if threads <= 1 or len(blocks) <= 1:
+        return [function(block) for block in blocks]
+    with ThreadPoolExecutor(max_workers=min(threads, len(blocks))) as pool:
+        return list(pool.map(function, blocks))
+
+
 def deseq_wald(
     counts: np.ndarray,
     design: np.ndarray,
@@ -875,6 +962,7 @@ def deseq_wald(
     two_group: bool,
     min_replicates_for_replace: int = 7,
     block_genes: int | None = None,
+    threads: int = 1,
 ) -> DESeqResult:
     """``DESeq(dds)`` then ``results(dds, contrast=...)`` for one coefficient of ``design`` (log2 fold change of
     a level against the baseline), on integer ``counts`` (genes x samples).
@@ -888,9 +976,10 @@ def deseq_wald(
     Cook's filtering at ``qf(.99, p, m - p)``. Genes without counts get base mean 0 and NaN elsewhere; the p-value
     is NaN for Cook's outliers. Independent filtering is left to the caller.
 
-    Genes are fitted ``block_genes`` at a time (default: ``CHUNK_ELEMENTS`` values a block); only the trend and
-    the prior variance see all genes. Beyond ``counts`` the run keeps one genes x samples array (the gene-wise
-    means the MAP step starts from) and per-gene vectors.
+    Genes are fitted ``block_genes`` at a time (default: ``CHUNK_ELEMENTS`` values a block), ``threads`` blocks at
+    once; only the trend and the prior variance see all genes. Beyond ``counts`` the run keeps one genes x samples
+    array (the gene-wise means the MAP step starts from) and per-gene vectors. Neither the block size nor the
+    thread count changes a single bit of the result.
     """
     counts = np.asarray(counts, dtype=np.float64)
     sf = np.asarray(size_factors, dtype=np.float64)
@@ -901,10 +990,17 @@ def deseq_wald(
     nz = np.flatnonzero(total > 0)
 
     # estimateDispersionsGeneEst, a block at a time
-    gene_est, gene_base, gene_mu = np.empty(nz.size), np.empty(nz.size), np.empty((nz.size, m))
-    for block in _blocks(nz.size, size):
-        gene = gene_wise_dispersions(counts[nz[block]], design, size_factors=sf)
-        gene_est[block], gene_base[block], gene_mu[block] = gene.dispersion, gene.base_mean, gene.mu
+    gene_est, gene_base = np.empty(nz.size), np.empty(nz.size)
+    blocks = _blocks(nz.size, size)
+
+    def gene_wise(block: slice) -> GeneWiseDispersion:
+        return gene_wise_dispersions(counts[nz[block]], design, size_factors=sf)
+
+    genes = _map_blocks(gene_wise, blocks, threads)
+    for block, gene in zip(blocks, genes, strict=True):
+        gene_est[block], gene_base[block] = gene.dispersion, gene.base_mean
+    gene_mu = {block.start: gene.mu for block, gene in zip(blocks, genes, strict=True)}
+    del genes
 
     # estimateDispersionsFit and estimateDispersionsPriorVar: over all genes
     use = gene_est > 100 * MIN_DISP
@@ -941,16 +1037,15 @@ def deseq_wald(
     # estimateDispersionsMAP, nbinomWaldTest and Cook's distances, a block at a time
     replaceable = n_or_more_in_cell(design, min_replicates_for_replace)
     cutoff = float(f.ppf(0.99, p, m - p)) if m > p else np.nan
-    blocks = _blocks(nz.size, size)
-    fits = [
-        _wald_block(
-            counts[nz[block]], gene_mu[block], design, size_factors=sf, gene_est=gene_est[block],
+
+    def wald(block: slice) -> _WaldBlock:
+        return _wald_block(
+            counts[nz[block]], gene_mu.pop(block.start), design, size_factors=sf, gene_est=gene_est[block],
             fitted=fitted[block], prior_var=prior_var, var_log_disp=var_log_disp, replaceable=replaceable,
             cutoff=cutoff,
         )
-        for block in blocks
-    ]
-    del gene_mu
+
+    fits = _map_blocks(wald, blocks, threads)  # each block's means are dropped once used
 
     def gather(values: list[np.ndarray], fill: float = np.nan) -> np.ndarray:
         out = np.full(n, fill)
@@ -976,26 +1071,26 @@ def deseq_wald(
         if replace.size:
             outlier = np.concatenate([fit.outlier for fit in fits])
             n_replaced = int(replace.size)
-            for block in _blocks(replace.size, size):
+
+            def refit(block: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Refit | None]:
                 rows = replace[block]
                 sub = counts[rows]
                 replacement = np.trunc(_trimmed_mean(sub / sf, 0.2)[:, None] * sf[None, :])
                 swap = outlier[block] & replaceable[None, :]
                 sub[swap] = replacement[swap]
-                base_mean[rows] = (sub / sf).mean(axis=1)
                 zero_now = sub.sum(axis=1) == 0
+                kept = sub[~zero_now]
+                fit = _refit(kept, design, sf, trend_fn, prior_var, var_log_disp) if kept.shape[0] else None
+                return rows, (sub / sf).mean(axis=1), zero_now, fit
+
+            for rows, new_base, zero_now, refit_fit in _map_blocks(refit, _blocks(replace.size, size), threads):
+                base_mean[rows] = new_base
                 now_zero[rows[zero_now]] = True
-                rows, sub = rows[~zero_now], sub[~zero_now]
-                if not rows.size:
+                rows = rows[~zero_now]
+                if refit_fit is None:
                     continue
-                refit_gene = gene_wise_dispersions(sub, design, size_factors=sf)
-                refit_fitted = trend_fn(refit_gene.base_mean)
-                refit_disp, _ = map_dispersions(
-                    sub, refit_gene.mu, design, gene_est=refit_gene.dispersion, fitted=refit_fitted,
-                    prior_var=prior_var, var_log_disp=var_log_disp,
-                )
-                refit_glm = fit_glm(sub, design, size_factors=sf, dispersion=refit_disp)
-                dispersions[:, rows] = refit_gene.dispersion, refit_fitted, refit_disp
+                refit_glm = refit_fit.glm
+                dispersions[:, rows] = refit_fit.gene_est, refit_fit.fitted, refit_fit.dispersion
                 lfc[rows] = refit_glm.beta[:, coefficient]
                 lfc_se[rows] = refit_glm.beta_se[:, coefficient]
                 n_optim += refit_glm.n_optim

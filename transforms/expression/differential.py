@@ -8,6 +8,7 @@ matrix ``~ covariates + factor`` with ``reference`` as the factor's baseline, as
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from transforms.expression.normalise import size_factors
 
 ALPHA = 0.1
 """FDR target of independent filtering: DESeq2's ``results()`` default (pydeseq2's own default is 0.05)."""
+
+_CHECK_ROWS = 1024
+"""Genes checked at a time for negative, missing and fractional counts."""
 
 DE_SCHEMA = {
     "feature_id": pl.String,
@@ -167,9 +171,9 @@ def differential_expression(
     would use locfit, as recorded in ``parameters``), Cook's outlier replacement and filtering, independent
     filtering at ``ALPHA``, no LFC shrinkage. Genes with all-zero counts get ``base_mean`` 0 and nulls
     elsewhere; ``padj`` is null for genes removed by independent filtering or Cook's distance, as in DESeq2's
-    ``results()``. The fit runs in this process without worker processes or BLAS calls (the size factors' short-lived
-    threads each compute whole samples), so the table does not depend on the number of cores or BLAS threads;
-    ``n_cpus`` is accepted for compatibility and ignored.
+    ``results()``. The fit runs in this process without worker processes or BLAS calls, on ``n_cpus`` threads
+    (default: one per core) that each fit whole blocks of genes (the size factors' threads compute whole samples),
+    so the table does not depend on the number of cores, threads or BLAS threads.
     """
     check_design(samples, factor=factor, test=test, reference=reference, covariates=covariates)
     counts = np.asarray(counts, dtype=float)
@@ -178,13 +182,17 @@ def differential_expression(
             f"counts are {counts.shape[0]} x {counts.shape[1]} but there are {len(genes)} genes and "
             f"{samples.height} samples"
         )
-    if not np.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError("counts must be finite and non-negative; quarantine NaN or negative values upstream")
+    rounded = False
+    for start in range(0, counts.shape[0], _CHECK_ROWS):  # a block at a time: no genes x samples temporaries
+        part = counts[start : start + _CHECK_ROWS]
+        if not np.isfinite(part).all() or (part < 0).any():
+            raise ValueError("counts must be finite and non-negative; quarantine NaN or negative values upstream")
+        rounded = rounded or bool((part % 1 != 0).any())
     if len(set(genes)) != len(genes):
         raise ValueError("gene identifiers must be unique; aggregate or resolve duplicates first")
-    rounded = bool((counts % 1 != 0).any())
     order = canonical_sample_order(samples, factor=factor, test=test, reference=reference)
-    samples, counts = samples[order], np.rint(counts[:, order])
+    samples, counts = samples[order], counts[:, order]
+    np.rint(counts, out=counts)
 
     design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
     levels = samples[factor].cast(pl.String)
@@ -197,6 +205,7 @@ def differential_expression(
             coefficient=names.index(f"{factor}[T.{test}]"),
             contrast_samples=levels.is_in([test, reference]).to_numpy(),
             two_group=not covariates and levels.n_unique() == 2,
+            threads=n_cpus or os.cpu_count() or 1,
         )
     table = pl.DataFrame(
         {
