@@ -4,7 +4,7 @@ Pure functions on numpy arrays: ``counts`` is genes x samples, ``design`` is the
 matrix (intercept first), ``size_factors`` one value per sample. Every gene-wise fit of DESeq2's C++ code
 (``fitBeta``, ``fitDisp``, ``fitDispGrid``) runs for a block of genes in lockstep: each iteration is a handful of
 array operations over the block's genes still iterating, on stacked p x p matrices. :func:`deseq_wald` fits
-blocks of about 8 MB (genes x samples), so memory stays bounded at cohort scale, optionally on several threads.
+blocks of about 512 KB (genes x samples), so memory stays bounded at cohort scale, optionally on several threads.
 
 Determinism: nothing here calls BLAS or LAPACK. Products with the design are numpy row sums (pairwise summation
 along each gene's row) and the p x p systems are solved by a Cholesky factorisation written out below, so results
@@ -838,10 +838,15 @@ def max_cooks(cooks: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- the whole run
 
-CHUNK_ELEMENTS = 1 << 20
-"""Genes x samples values in one block of genes (8 MB of float64). Every gene-wise step (dispersions, MAP, GLM,
-Cook's distances, refits) runs one block at a time, so its temporaries stay a few blocks large whatever the
-cohort; each gene's numbers do not depend on which other genes share its block."""
+CHUNK_ELEMENTS = 1 << 16
+"""Genes x samples values in one block of genes (512 KB of float64, at least ``MIN_BLOCK_GENES`` genes). Every
+gene-wise step (dispersions, MAP, GLM, Cook's distances, refits) runs one block at a time, so its temporaries stay
+a few blocks large whatever the cohort; each gene's numbers do not depend on which other genes share its block.
+Measured at 4,000 genes x 1,000 samples (load 8-11): blocks of 8 MB took 1.4x the CPU time of blocks of 512 KB (the
+temporaries no longer fit the caches, and allocating them is page faults) and 1.5x the peak memory."""
+
+MIN_BLOCK_GENES = 32
+"""Fewest genes in a block: below it, Python's per-call overhead outweighs the array work."""
 
 
 def _blocks(n: int, size: int) -> list[slice]:
@@ -985,7 +990,7 @@ def deseq_wald(
     sf = np.asarray(size_factors, dtype=np.float64)
     n, m = counts.shape
     p = design.shape[1]
-    size = block_genes or max(1, CHUNK_ELEMENTS // m)
+    size = block_genes or max(MIN_BLOCK_GENES, CHUNK_ELEMENTS // m)
     total = counts.sum(axis=1)
     nz = np.flatnonzero(total > 0)
 
