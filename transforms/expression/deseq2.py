@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -71,22 +72,35 @@ def _linear(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
+def _gram_plan(design: bytes, m: int, p: int) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+    """The distinct products of two design columns, and for each (i <= j) the index of ``x_i * x_j`` among them."""
+    x = np.frombuffer(design).reshape(m, p)
+    products: list[np.ndarray] = []
+    keys: list[bytes] = []
+    pairs = []
+    for i in range(p):
+        for j in range(i, p):
+            v = x[:, i] * x[:, j]
+            if v.tobytes() not in keys:
+                keys.append(v.tobytes())
+                products.append(v)
+            pairs.append((i, j, keys.index(v.tobytes())))
+    return products, pairs
+
+
 def _gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``X' diag(w_g) X`` for every gene g: (genes, p, p) from the design (m, p) and weights (genes, m).
 
     One row sum per distinct product of two design columns: for an intercept and indicator columns that is one
     sum per column, the intercept's without a multiplication.
     """
-    p = x.shape[1]
+    m, p = x.shape
+    products, pairs = _gram_plan(np.ascontiguousarray(x, dtype=np.float64).tobytes(), m, p)
+    sums = [_row_dot(w, v) for v in products]
     out = np.empty((w.shape[0], p, p))
-    sums: dict[bytes, np.ndarray] = {}
-    for i in range(p):
-        for j in range(i, p):
-            v = x[:, i] * x[:, j]
-            key = v.tobytes()
-            if key not in sums:
-                sums[key] = _row_dot(w, v)
-            out[:, i, j] = out[:, j, i] = sums[key]
+    for i, j, k in pairs:
+        out[:, i, j] = out[:, j, i] = sums[k]
     return out
 
 
@@ -285,9 +299,9 @@ def _dlog_posterior(
     b_inv = _inverse(_gram(design, w))
     db = _gram(design, -(w**2))
     cr = -0.5 * np.einsum("gij,gji->g", b_inv, db)
-    ll = (digamma(inv) + np.log(1 + mu * a) - mu * a / (1.0 + mu * a) - digamma(y + inv) + y / (mu + inv)).sum(
-        axis=1
-    ) / alpha**2
+    mu_a = mu * a
+    one_mu_a = 1.0 + mu_a
+    ll = (digamma(inv) + np.log(one_mu_a) - mu_a / one_mu_a - digamma(y + inv) + y / (mu + inv)).sum(axis=1) / alpha**2
     out = (ll + cr) * alpha
     if prior_mean is not None:
         out = out - (log_alpha - prior_mean) / prior_var
@@ -811,7 +825,8 @@ def robust_moments_dispersion(normed: np.ndarray, design: np.ndarray) -> np.ndar
     three = n_or_more_in_cell(design, 3)
     if three.any():
         keys = _row_keys(design)
-        cells = np.array([keys.index(k) for k in keys])
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        cells = np.array([first[k] for k in keys])
         v = _trimmed_cell_variance(normed[:, three], cells[three])
     else:
         rm = _trimmed_mean(normed, 1 / 8)
