@@ -191,8 +191,12 @@ def differential_expression(
     if len(set(genes)) != len(genes):
         raise ValueError("gene identifiers must be unique; aggregate or resolve duplicates first")
     order = canonical_sample_order(samples, factor=factor, test=test, reference=reference)
-    samples, counts = samples[order], counts[:, order]
-    np.rint(counts, out=counts)
+    samples = samples[order]
+    if (order != np.arange(order.size)).any():
+        counts = counts[:, order]  # a copy, rounded in place
+        np.rint(counts, out=counts)
+    elif rounded:
+        counts = np.rint(counts)
 
     design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
     levels = samples[factor].cast(pl.String)
