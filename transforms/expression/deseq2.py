@@ -22,7 +22,6 @@ Function names in the docstrings are DESeq2's (``R/core.R``, ``R/fitNbinomGLMs.R
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -228,20 +227,28 @@ def nb_log_density(y: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarr
 # ------------------------------------------------------------------------------------ design helpers (core.R)
 
 
-def _row_keys(design: np.ndarray) -> list[bytes]:
-    return [row.tobytes() for row in np.ascontiguousarray(design)]
+def _cells(design: np.ndarray) -> np.ndarray:
+    """For each sample, the first sample with its row of the design (its cell), read-only."""
+    return _cells_of(np.ascontiguousarray(design, dtype=np.float64).tobytes(), *design.shape)
+
+
+@lru_cache(maxsize=16)
+def _cells_of(design: bytes, m: int, p: int) -> np.ndarray:
+    first: dict[bytes, int] = {}
+    cells = np.array([first.setdefault(row.tobytes(), i) for i, row in enumerate(np.frombuffer(design).reshape(m, p))])
+    cells.setflags(write=False)
+    return cells
 
 
 def n_or_more_in_cell(design: np.ndarray, n: int) -> np.ndarray:
     """``nOrMoreInCell``: for each sample, whether at least ``n`` samples share its row of the design."""
-    keys = _row_keys(design)
-    size = Counter(keys)
-    return np.array([size[k] >= n for k in keys])
+    cells = _cells(design)
+    return np.bincount(cells, minlength=cells.size)[cells] >= n
 
 
 def n_groups(design: np.ndarray) -> int:
     """Number of distinct rows of the design (``nlevels(modelMatrixGroups(x))``)."""
-    return len(set(_row_keys(design)))
+    return int(np.unique(_cells(design)).size)
 
 
 def _xtx_inverse(design: np.ndarray) -> np.ndarray:
@@ -824,10 +831,7 @@ def robust_moments_dispersion(normed: np.ndarray, design: np.ndarray) -> np.ndar
     """``robustMethodOfMomentsDisp``: trimmed method-of-moments dispersion (at least 0.04) for Cook's distance."""
     three = n_or_more_in_cell(design, 3)
     if three.any():
-        keys = _row_keys(design)
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
-        cells = np.array([first[k] for k in keys])
-        v = _trimmed_cell_variance(normed[:, three], cells[three])
+        v = _trimmed_cell_variance(normed[:, three], _cells(design)[three])
     else:
         rm = _trimmed_mean(normed, 1 / 8)
         v = 1.51 * _trimmed_mean((normed - rm[:, None]) ** 2, 1 / 8)
