@@ -38,6 +38,9 @@ _T = TypeVar("_T")
 MIN_DISP = 1e-8
 """DESeq2's ``minDisp``: lower bound of every dispersion estimate."""
 
+MIN_MU = 0.5
+"""DESeq2's ``minmu``: lower bound of the gene-wise means the dispersions are fitted at."""
+
 _LN_2PI = np.log(2 * np.pi)
 _LN_SQRT_2PI = 0.5 * _LN_2PI
 _LARGE = 30.0  # fitBeta / fitNbinomGLMsOptim: |beta| above this (natural log scale) means divergence
@@ -599,7 +602,7 @@ class GeneWiseDispersion:
 
 
 def gene_wise_dispersions(
-    counts: np.ndarray, design: np.ndarray, *, size_factors: np.ndarray, minmu: float = 0.5, maxit: int = 100
+    counts: np.ndarray, design: np.ndarray, *, size_factors: np.ndarray, minmu: float = MIN_MU, maxit: int = 100
 ) -> GeneWiseDispersion:
     """``estimateDispersionsGeneEst`` (niter 1, Cox-Reid, no weights) on genes that all have some count.
 
@@ -613,7 +616,8 @@ def gene_wise_dispersions(
     normed = counts / sf
     base_mean = normed.mean(axis=1)
     base_var = normed.var(axis=1, ddof=1)
-    rough_mu = np.maximum(1.0, _project(normed, design))
+    projected = _project(normed, design)
+    rough_mu = np.maximum(1.0, projected)
     rough = np.maximum((((normed - rough_mu) ** 2 - rough_mu) / rough_mu**2).sum(axis=1) / (m - p), 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         moments = (base_var - np.mean(1 / sf) * base_mean) / base_mean**2
@@ -621,7 +625,7 @@ def gene_wise_dispersions(
     alpha_init = np.minimum(np.maximum(MIN_DISP, np.minimum(rough, moments)), max_disp)
     linear_mu = n_groups(design) == p
     if linear_mu:
-        mu = _project(normed, design) * sf
+        mu = projected * sf
     else:
         mu = fit_glm(counts, design, size_factors=sf, dispersion=alpha_init, minmu=minmu).mu
     mu = np.maximum(mu, minmu)
@@ -1001,9 +1005,9 @@ def deseq_wald(
     is NaN for Cook's outliers. Independent filtering is left to the caller.
 
     Genes are fitted ``block_genes`` at a time (default: ``CHUNK_ELEMENTS`` values a block), ``threads`` blocks at
-    once; only the trend and the prior variance see all genes. Beyond ``counts`` the run keeps one genes x samples
-    array (the gene-wise means the MAP step starts from) and per-gene vectors. Neither the block size nor the
-    thread count changes a single bit of the result.
+    once; only the trend and the prior variance see all genes. Beyond ``counts`` the run keeps per-gene vectors,
+    and one genes x samples array only where the gene-wise means come from a GLM (more coefficients than groups).
+    Neither the block size nor the thread count changes a single bit of the result.
     """
     counts = np.asarray(counts, dtype=np.float64)
     sf = np.asarray(size_factors, dtype=np.float64)
@@ -1023,7 +1027,10 @@ def deseq_wald(
     genes = _map_blocks(gene_wise, blocks, threads)
     for block, gene in zip(blocks, genes, strict=True):
         gene_est[block], gene_base[block] = gene.dispersion, gene.base_mean
-    gene_mu = {block.start: gene.mu for block, gene in zip(blocks, genes, strict=True)}
+    # The means the MAP step starts from: recomputed per block where they are linearModelMu (cheap, same bits),
+    # kept from the gene-wise fit where they came from a GLM.
+    linear_mu = n_groups(design) == p
+    gene_mu = {} if linear_mu else {block.start: gene.mu for block, gene in zip(blocks, genes, strict=True)}
     del genes
 
     # estimateDispersionsFit and estimateDispersionsPriorVar: over all genes
@@ -1063,10 +1070,11 @@ def deseq_wald(
     cutoff = float(f.ppf(0.99, p, m - p)) if m > p else np.nan
 
     def wald(block: slice) -> _WaldBlock:
+        y = counts[nz[block]]
+        mu = np.maximum(_project(y / sf, design) * sf, MIN_MU) if linear_mu else gene_mu.pop(block.start)
         return _wald_block(
-            counts[nz[block]], gene_mu.pop(block.start), design, size_factors=sf, gene_est=gene_est[block],
-            fitted=fitted[block], prior_var=prior_var, var_log_disp=var_log_disp, replaceable=replaceable,
-            cutoff=cutoff,
+            y, mu, design, size_factors=sf, gene_est=gene_est[block], fitted=fitted[block], prior_var=prior_var,
+            var_log_disp=var_log_disp, replaceable=replaceable, cutoff=cutoff,
         )
 
     fits = _map_blocks(wald, blocks, threads)  # each block's means are dropped once used
