@@ -898,6 +898,19 @@ class DESeqResult:
     n_replaced: int
 
 
+class _Coefficient(NamedTuple):
+    """What ``results()`` reads of a block's GLM fit: the tested coefficient (log2) and convergence."""
+
+    lfc: np.ndarray
+    lfc_se: np.ndarray
+    converged: np.ndarray
+    n_optim: int
+
+    @classmethod
+    def of(cls, glm: GLMFit, coefficient: int) -> _Coefficient:
+        return cls(glm.beta[:, coefficient], glm.beta_se[:, coefficient], glm.converged, glm.n_optim)
+
+
 @dataclass
 class _WaldBlock:
     """A block of genes after ``estimateDispersionsMAP``, ``nbinomWaldTest`` and ``calculateCooksDistance``, with
@@ -905,7 +918,7 @@ class _WaldBlock:
     """
 
     dispersion: np.ndarray
-    glm: GLMFit
+    wald: _Coefficient
     max_cooks: np.ndarray  # recordMaxCooks
     max_cooks_kept: np.ndarray  # recordMaxCooks after replacement: replaceable samples count as 0
     argmax_cooks: np.ndarray  # sample with the largest distance (NaN ignored), for results()' two-group rule
@@ -925,6 +938,7 @@ def _wald_block(
     var_log_disp: float,
     replaceable: np.ndarray,
     cutoff: float,
+    coefficient: int,
 ) -> _WaldBlock:
     disp, _ = map_dispersions(
         y, mu, design, gene_est=gene_est, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
@@ -935,7 +949,7 @@ def _wald_block(
     rows = np.flatnonzero(outlier.any(axis=1))
     return _WaldBlock(
         dispersion=disp,
-        glm=glm,
+        wald=_Coefficient.of(glm, coefficient),
         max_cooks=max_cooks(cooks, design),
         max_cooks_kept=max_cooks(np.where(replaceable[None, :], 0.0, cooks), design),
         argmax_cooks=np.where(np.isnan(cooks), -np.inf, cooks).argmax(axis=1),
@@ -948,7 +962,7 @@ class _Refit(NamedTuple):
     gene_est: np.ndarray
     fitted: np.ndarray
     dispersion: np.ndarray
-    glm: GLMFit
+    wald: _Coefficient
 
 
 def _refit(
@@ -958,6 +972,7 @@ def _refit(
     trend_fn: Callable[[np.ndarray], np.ndarray],
     prior_var: float,
     var_log_disp: float,
+    coefficient: int,
 ) -> _Refit:
     """``refitWithoutOutliers`` for a block of genes with replaced counts: gene-wise dispersions, the MAP step
     against the trend and prior of the first fit, and the GLM.
@@ -967,7 +982,8 @@ def _refit(
     disp, _ = map_dispersions(
         y, gene.mu, design, gene_est=gene.dispersion, fitted=fitted, prior_var=prior_var, var_log_disp=var_log_disp
     )
-    return _Refit(gene.dispersion, fitted, disp, fit_glm(y, design, size_factors=sf, dispersion=disp))
+    glm = fit_glm(y, design, size_factors=sf, dispersion=disp)
+    return _Refit(gene.dispersion, fitted, disp, _Coefficient.of(glm, coefficient))
 
 
 def _map_blocks(function: Callable[[slice], _T], blocks: list[slice], threads: int) -> list[_T]:
@@ -1021,17 +1037,18 @@ def deseq_wald(
     gene_est, gene_base = np.empty(nz.size), np.empty(nz.size)
     blocks = _blocks(nz.size, size)
 
-    def gene_wise(block: slice) -> GeneWiseDispersion:
-        return gene_wise_dispersions(counts[nz[block]], design, size_factors=sf)
-
-    genes = _map_blocks(gene_wise, blocks, threads)
-    for block, gene in zip(blocks, genes, strict=True):
-        gene_est[block], gene_base[block] = gene.dispersion, gene.base_mean
     # The means the MAP step starts from: recomputed per block where they are linearModelMu (cheap, same bits),
     # kept from the gene-wise fit where they came from a GLM.
     linear_mu = n_groups(design) == p
-    gene_mu = {} if linear_mu else {block.start: gene.mu for block, gene in zip(blocks, genes, strict=True)}
-    del genes
+    gene_mu: dict[int, np.ndarray] = {}
+
+    def gene_wise(block: slice) -> None:  # stores what later steps read; each block writes its own slots
+        gene = gene_wise_dispersions(counts[nz[block]], design, size_factors=sf)
+        if not linear_mu:
+            gene_mu[block.start] = gene.mu
+        gene_est[block], gene_base[block] = gene.dispersion, gene.base_mean
+
+    _map_blocks(gene_wise, blocks, threads)
 
     # estimateDispersionsFit and estimateDispersionsPriorVar: over all genes
     use = gene_est > 100 * MIN_DISP
@@ -1074,7 +1091,7 @@ def deseq_wald(
         mu = np.maximum(_project(y / sf, design) * sf, MIN_MU) if linear_mu else gene_mu.pop(block.start)
         return _wald_block(
             y, mu, design, size_factors=sf, gene_est=gene_est[block], fitted=fitted[block], prior_var=prior_var,
-            var_log_disp=var_log_disp, replaceable=replaceable, cutoff=cutoff,
+            var_log_disp=var_log_disp, replaceable=replaceable, cutoff=cutoff, coefficient=coefficient,
         )
 
     fits = _map_blocks(wald, blocks, threads)  # each block's means are dropped once used
@@ -1086,10 +1103,10 @@ def deseq_wald(
 
     dispersions = np.full((3, n), np.nan)
     dispersions[:, nz] = gene_est, fitted, np.concatenate([fit.dispersion for fit in fits])
-    lfc = gather([fit.glm.beta[:, coefficient] for fit in fits])
-    lfc_se = gather([fit.glm.beta_se[:, coefficient] for fit in fits])
-    converged = np.concatenate([fit.glm.converged for fit in fits])
-    n_optim = sum(fit.glm.n_optim for fit in fits)
+    lfc = gather([fit.wald.lfc for fit in fits])
+    lfc_se = gather([fit.wald.lfc_se for fit in fits])
+    converged = np.concatenate([fit.wald.converged for fit in fits])
+    n_optim = sum(fit.wald.n_optim for fit in fits)
     max_cooks_all = gather([fit.max_cooks for fit in fits])
     argmax_cooks = gather([fit.argmax_cooks for fit in fits], 0).astype(np.int64)
     base_mean = np.zeros(n)
@@ -1112,7 +1129,9 @@ def deseq_wald(
                 sub[swap] = replacement[swap]
                 zero_now = sub.sum(axis=1) == 0
                 kept = sub[~zero_now]
-                fit = _refit(kept, design, sf, trend_fn, prior_var, var_log_disp) if kept.shape[0] else None
+                if not kept.shape[0]:
+                    return rows, (sub / sf).mean(axis=1), zero_now, None
+                fit = _refit(kept, design, sf, trend_fn, prior_var, var_log_disp, coefficient)
                 return rows, (sub / sf).mean(axis=1), zero_now, fit
 
             for rows, new_base, zero_now, refit_fit in _map_blocks(refit, _blocks(replace.size, size), threads):
@@ -1121,12 +1140,12 @@ def deseq_wald(
                 rows = rows[~zero_now]
                 if refit_fit is None:
                     continue
-                refit_glm = refit_fit.glm
+                refit_wald = refit_fit.wald
                 dispersions[:, rows] = refit_fit.gene_est, refit_fit.fitted, refit_fit.dispersion
-                lfc[rows] = refit_glm.beta[:, coefficient]
-                lfc_se[rows] = refit_glm.beta_se[:, coefficient]
-                n_optim += refit_glm.n_optim
-                converged[np.searchsorted(nz, rows)] = refit_glm.converged
+                lfc[rows] = refit_wald.lfc
+                lfc_se[rows] = refit_wald.lfc_se
+                n_optim += refit_wald.n_optim
+                converged[np.searchsorted(nz, rows)] = refit_wald.converged
             max_cooks_all = np.full(n, np.nan) if replaceable.all() else gather([fit.max_cooks_kept for fit in fits])
             lfc[now_zero] = np.nan
             lfc_se[now_zero] = np.nan
