@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -73,12 +75,22 @@ def _input_versions(lake: Lake, studies: list[str]) -> dict[str, object]:
     return {"study_versions": lake.version("study_versions"), "tables": tables}
 
 
-def _content_hash(values: pl.DataFrame, columns: list[str], scaling: object) -> str:
+def _content_hash(blocks: Iterable[pl.DataFrame], columns: list[str], scaling: object) -> str:
+    """Hash of the columns, the scaling and every row in order (the same digest however the rows are blocked)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([columns, scaling], sort_keys=True, default=str).encode())
-    for batch in values.iter_slices(1_000_000):
-        digest.update(batch.hash_rows(seed=0).to_numpy().tobytes())
+    for values in blocks:
+        for batch in values.iter_slices(1_000_000):
+            digest.update(batch.hash_rows(seed=0).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _written(blocks: Iterator[pl.DataFrame], folder: Path, files: list[Path]) -> Iterator[pl.DataFrame]:
+    """Pass the blocks on, each also written to a work file of ``folder`` (appended to ``files``)."""
+    for block in blocks:
+        files.append(folder / f"block-{len(files):05d}.parquet")
+        block.write_parquet(files[-1])
+        yield block
 
 
 def feature_set_rows(lake: Lake, name: str | None = None) -> pl.DataFrame:
@@ -116,21 +128,25 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
     members = _published(lake, "gene_set_members", None)
     matrix = build_feature_matrix(spec, gso=gso, samples=samples.collect(), attributes=attributes.collect(),
                                   signatures=signatures, members=members.collect() if members is not None else None)
-    content = _content_hash(matrix.values, matrix.columns, matrix.scaling)
-    history = feature_set_rows(lake, spec.name)
-    if history.height and history["content_hash"][-1] == content:
-        last = history.row(-1, named=True)
-        return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
-    version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
-    manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
-                "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
-                "train": matrix.train, "missing": matrix.missing}
-    row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
-                         "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
-                         "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
-    values = matrix.values.with_columns(pl.lit(spec.name).alias("feature_set"), pl.lit(version).alias("version"))
-    commit = commit_frames(lake, [(SETS, row), (VALUES, values)], tables=[SETS, VALUES], study_id=None,
-                           fingerprint=f"{spec.name}:{version}:{content}")
+    with tempfile.TemporaryDirectory(prefix="omicsdw-feature-set-") as workdir:
+        files: list[Path] = []  # the finished blocks, computed once: hashed, then staged if the content is new
+        content = _content_hash(_written(matrix.blocks(), Path(workdir), files), matrix.columns, matrix.scaling)
+        history = feature_set_rows(lake, spec.name)
+        if history.height and history["content_hash"][-1] == content:
+            last = history.row(-1, named=True)
+            return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
+        version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
+        manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
+                    "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
+                    "train": matrix.train, "missing": matrix.missing}
+        row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
+                             "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
+                             "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
+        tag = [pl.lit(spec.name).alias("feature_set"), pl.lit(version).alias("version")]
+        frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]] = [
+            (SETS, row), *[(VALUES, pl.scan_parquet(f).with_columns(tag)) for f in files]]
+        commit = commit_frames(lake, frames, tables=[SETS, VALUES], study_id=None,
+                               fingerprint=f"{spec.name}:{version}:{content}")
     if not commit.ok:
         raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
     return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit)
