@@ -84,7 +84,10 @@ def gene_sample_omics_blocks(tables: Mapping[str, pl.LazyFrame], genes: pl.LazyF
     out = folder / "gene_sample_omics"
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for b, block in enumerate(split_by_gene(tables, folder / "blocks", rows_per_block=rows_per_block)):
+    blocks = split_by_gene(tables, folder / "blocks", rows_per_block=rows_per_block)
+    if len(blocks) > 1:  # the gene dimension is read once, not once per block
+        genes = genes.select("gene_id", "symbol").collect().lazy()
+    for b, block in enumerate(blocks):
         path = out / f"block-{b:05d}.parquet"
         (gene_sample_omics(block["rna_normalized"], block["protein_abundance"], block["copy_number"],
                            block["gene_mutation_status"], block["variants"], genes, study_id=study_id,
