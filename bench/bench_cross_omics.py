@@ -2,12 +2,15 @@
 
 1. ``join``: two synthetic long layers (RNA ``rna_normalized`` rows and MS protein ``protein_abundance`` rows,
    GENES x SAMPLES each, 5 % of protein cells missing) -> ``gene_sample_omics`` Parquet. Peers: omicsdw
-   (:func:`transforms.cross_omics.joins.gene_sample_omics`, streamed to Parquet), plain polars (one full join,
-   ``sink_parquet``), plain DuckDB (``FULL OUTER JOIN`` ``COPY TO``). ``correlations``: omicsdw's
-   ``omics_correlations`` on the joined file (Spearman + Pearson of every gene, p-values, FDR) against a polars
-   ``group_by(gene).agg(pl.corr(...))`` (r only).
-2. ``features``: a long feature matrix (SAMPLES x GENES) in Parquet read back wide: omicsdw's positional fill
-   (``warehouse.feature_sets._wide``) vs ``pandas.read_parquet(...).pivot`` and polars ``pivot``.
+   (:func:`transforms.cross_omics.blocks.gene_sample_omics_blocks`: split by gene block, one join per block, one
+   file per block), plain polars (one full join, ``sink_parquet``), plain DuckDB (``FULL OUTER JOIN`` ``COPY
+   TO``). ``correlations``: omicsdw's ``omics_correlations`` on the block files (Spearman + Pearson of every gene,
+   p-values, FDR) against a polars ``group_by(gene).agg(pl.corr(...))`` (r only) on the same files.
+2. ``features``: omicsdw's feature-set build (:func:`transforms.features.build.build_feature_matrix`, rna layer
+   ``top_variable: GENES`` over the joined blocks: SAMPLES x GENES, finished block by block, hashed and written
+   as ``warehouse.feature_sets`` does before its commit); a long feature matrix (SAMPLES x GENES, stored sorted
+   by sample as feature_values is) read back wide: omicsdw's reader (:func:`warehouse.feature_sets.wide_frame`:
+   sample-range reads, positional fill) vs ``pandas.read_parquet(...).pivot`` and polars ``pivot``.
 
 Each peer runs in its own process; wall time, CPU time and peak RSS (``ru_maxrss`` the child reads itself) are
 printed; a peer whose RSS passes ``--max-rss-gib`` is killed (the machine is shared). Inputs are written in blocks
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -74,16 +78,20 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
     import polars as pl
 
     if peer == "omicsdw_join":
-        from transforms.cross_omics.joins import gene_sample_omics
+        from transforms.cross_omics.blocks import gene_sample_omics_blocks
 
         schema = {"study_id": pl.String, "assay": pl.String, "sample_id": pl.String, "gene_id": pl.Int64,
                   "feature_id": pl.String}
-        empty_cn = pl.LazyFrame(schema={**schema, "log2_ratio": pl.Float64, "call": pl.Int8})
-        empty_status = pl.LazyFrame(schema={**schema, "mutated": pl.Boolean, "top_consequence": pl.String})
-        empty_variants = pl.LazyFrame(schema={**schema, "consequence": pl.String})
+        tables = {"rna_normalized": pl.scan_parquet(paths["rna"]),
+                  "protein_abundance": pl.scan_parquet(paths["protein"]),
+                  "copy_number": pl.LazyFrame(schema={**schema, "log2_ratio": pl.Float64, "call": pl.Int8}),
+                  "gene_mutation_status": pl.LazyFrame(schema={**schema, "mutated": pl.Boolean,
+                                                               "top_consequence": pl.String}),
+                  "variants": pl.LazyFrame(schema={**schema, "consequence": pl.String})}
         genes = pl.LazyFrame({"gene_id": list(range(1, 30001)), "symbol": [f"G{i}" for i in range(1, 30001)]})
-        gene_sample_omics(pl.scan_parquet(paths["rna"]), pl.scan_parquet(paths["protein"]), empty_cn, empty_status,
-                          empty_variants, genes, study_id="bench", non_silent=[]).sink_parquet(out)
+        shutil.rmtree(out, ignore_errors=True)
+        blocks = gene_sample_omics_blocks(tables, genes, out, study_id="bench", non_silent=[])
+        print("blocks", len(blocks), file=sys.stderr)
     elif peer == "polars_join":
         rna = pl.scan_parquet(paths["rna"]).select("sample_id", "gene_id", "log2_value", "zscore")
         protein = pl.scan_parquet(paths["protein"]).select("sample_id", "gene_id", "log2_abundance")
@@ -98,24 +106,43 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
     elif peer == "omicsdw_correlations":
         from transforms.cross_omics.study import omics_correlations
 
-        omics_correlations(pl.scan_parquet(paths["gso"]), study_id="bench").write_parquet(out)
+        blocks = sorted(Path(paths["gso"]).glob("*.parquet"))
+        omics_correlations([pl.scan_parquet(b) for b in blocks], study_id="bench").write_parquet(out)
     elif peer == "polars_correlations":  # r only (no p-values, FDR or layer pairs): a lower bound
-        both = pl.scan_parquet(paths["gso"]).filter(pl.col("rna_log2").is_not_null()
+        both = pl.scan_parquet(Path(paths["gso"]) / "*.parquet").filter(pl.col("rna_log2").is_not_null()
                                                      & pl.col("protein_log2").is_not_null())
         both.group_by("gene_id").agg(pl.corr("rna_log2", "protein_log2", method="spearman").alias("spearman"),
                                      pl.corr("rna_log2", "protein_log2").alias("pearson"),
                                      pl.len().alias("n")).sink_parquet(out)
+    elif peer == "omicsdw_features_build":
+        import tempfile
+
+        from schemas.features import FeatureSetSpec
+        from transforms.features.build import build_feature_matrix
+        from warehouse.feature_sets import _content_hash, _written
+
+        gso = pl.scan_parquet(Path(paths["gso"]) / "*.parquet")
+        samples = pl.DataFrame({"study_id": "bench", "sample_id": [f"S{j:05d}" for j in range(int(paths["samples"]))]})
+        attributes = pl.DataFrame(schema={"study_id": pl.String, "sample_id": pl.String, "attribute": pl.String,
+                                          "value": pl.String})
+        spec = FeatureSetSpec.model_validate({"name": "bench", "studies": ["bench"], "layers": [
+            {"layer": "rna", "top_variable": int(paths["genes"])}]})
+        matrix = build_feature_matrix(spec, gso=gso, samples=samples, attributes=attributes)
+        with tempfile.TemporaryDirectory(dir=Path(out).parent) as workdir:
+            files: list[Path] = []
+            digest = _content_hash(_written(matrix.blocks(), Path(workdir), files), matrix.columns, matrix.scaling)
+            print("blocks", len(files), "columns", len(matrix.columns), digest, file=sys.stderr)
     elif peer == "polars_pivot_read":
         long = pl.read_parquet(paths["features"])
         print("shape", long.pivot(on="feature", index=["study_id", "sample_id"], values="value").shape,
               file=sys.stderr)
     elif peer == "omicsdw_features_read":
-        from warehouse.feature_sets import _wide
+        from warehouse.feature_sets import wide_frame
 
-        long = pl.read_parquet(paths["features"])
-        keys = long.select("study_id", "sample_id").unique(maintain_order=True)
-        columns = long["feature"].unique(maintain_order=True).to_list()
-        print("shape", _wide(long, keys, columns).shape, file=sys.stderr)
+        scan = pl.scan_parquet(paths["features"])  # keys and columns come from the manifest in omicsdw
+        keys = pl.DataFrame({"study_id": "bench", "sample_id": [f"S{j:05d}" for j in range(int(paths["samples"]))]})
+        columns = [f"rna__G{g}" for g in range(1, int(paths["genes"]) + 1)]
+        print("shape", wide_frame(scan, keys, columns).shape, file=sys.stderr)
     elif peer == "pandas_pivot_read":
         import pandas as pd
 
@@ -134,7 +161,7 @@ def _rss_gib(pid: int) -> float:
     return int(text.split("VmRSS:")[1].split()[0]) / 2**20 if "VmRSS:" in text else 0.0
 
 
-def measure(peer: str, paths: dict[str, Path], out: Path, *, max_rss_gib: float) -> dict[str, object]:
+def measure(peer: str, paths: dict[str, object], out: Path, *, max_rss_gib: float) -> dict[str, object]:
     """Run one peer in a child; a child whose RSS passes ``max_rss_gib`` is killed (the machine is shared)."""
     code = (f"import sys, json; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(BENCH)!r}); "
             f"from bench_cross_omics import run_peer; run_peer({peer!r}, json.loads(sys.argv[1]), sys.argv[2]); "
@@ -167,8 +194,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--peers", nargs="+", default=["polars_join", "duckdb_join", "omicsdw_join",
                                                        "polars_correlations", "omicsdw_correlations",
-                                                       "pandas_pivot_read", "polars_pivot_read",
-                                                       "omicsdw_features_read"])
+                                                       "omicsdw_features_build", "pandas_pivot_read",
+                                                       "polars_pivot_read", "omicsdw_features_read"])
     parser.add_argument("--max-rss-gib", type=float, default=12.0,
                         help="kill a peer whose resident memory passes this (the machine is shared)")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
@@ -181,7 +208,8 @@ def main() -> int:
                     str(args.samples)], check=True)
     paths = make_inputs(args.genes, args.samples)
     folder = paths["rna"].parent.parent
-    paths["gso"] = folder / "gso_omicsdw_join.parquet"
+    paths["gso"] = folder / "gso_omicsdw_join.parquet" / "gene_sample_omics"  # the folder omicsdw_join wrote
+    paths.update(genes=args.genes, samples=args.samples)
     print(f"{args.genes} genes x {args.samples} samples")
     print("| peer | wall s | CPU s | peak RSS GiB |\n|---|---|---|---|")
     for peer in args.peers:

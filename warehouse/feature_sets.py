@@ -5,17 +5,21 @@ row per (feature_set, version, study_id, sample_id, feature) with a non-NULL val
 60,000 row keys, never 60,000 Parquet columns; ``feature_sets`` one row per version with its manifest (the spec,
 the Delta version of every input table per study, the ordered columns and sample keys, the scaling parameters
 learned on the training samples). A version's rows are never rewritten: reading ``version=v`` gives the same
-frame after new studies land or inputs change. Reading pivots on the fly into a dense numpy block (one fill by
-integer row and column positions), which is much cheaper than a group-by pivot of the long rows.
+frame after new studies land or inputs change. The rows are stored sorted by (study_id, sample_id, feature), so
+reading pivots on the fly a few hundred samples at a time: each read is a sample-id range (row groups outside it
+are skipped) placed into one dense numpy block by integer positions (feature: its Enum index among the version's
+columns), never a group-by pivot or a join over the whole long table; memory is the wide result plus one read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -71,12 +75,22 @@ def _input_versions(lake: Lake, studies: list[str]) -> dict[str, object]:
     return {"study_versions": lake.version("study_versions"), "tables": tables}
 
 
-def _content_hash(values: pl.DataFrame, columns: list[str], scaling: object) -> str:
+def _content_hash(blocks: Iterable[pl.DataFrame], columns: list[str], scaling: object) -> str:
+    """Hash of the columns, the scaling and every row in order (the same digest however the rows are blocked)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([columns, scaling], sort_keys=True, default=str).encode())
-    for batch in values.iter_slices(1_000_000):
-        digest.update(batch.hash_rows(seed=0).to_numpy().tobytes())
+    for values in blocks:
+        for batch in values.iter_slices(1_000_000):
+            digest.update(batch.hash_rows(seed=0).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _written(blocks: Iterator[pl.DataFrame], folder: Path, files: list[Path]) -> Iterator[pl.DataFrame]:
+    """Pass the blocks on, each also written to a work file of ``folder`` (appended to ``files``)."""
+    for block in blocks:
+        files.append(folder / f"block-{len(files):05d}.parquet")
+        block.write_parquet(files[-1])
+        yield block
 
 
 def feature_set_rows(lake: Lake, name: str | None = None) -> pl.DataFrame:
@@ -114,21 +128,25 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
     members = _published(lake, "gene_set_members", None)
     matrix = build_feature_matrix(spec, gso=gso, samples=samples.collect(), attributes=attributes.collect(),
                                   signatures=signatures, members=members.collect() if members is not None else None)
-    content = _content_hash(matrix.values, matrix.columns, matrix.scaling)
-    history = feature_set_rows(lake, spec.name)
-    if history.height and history["content_hash"][-1] == content:
-        last = history.row(-1, named=True)
-        return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
-    version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
-    manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
-                "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
-                "train": matrix.train, "missing": matrix.missing}
-    row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
-                         "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
-                         "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
-    values = matrix.values.with_columns(pl.lit(spec.name).alias("feature_set"), pl.lit(version).alias("version"))
-    commit = commit_frames(lake, [(SETS, row), (VALUES, values)], tables=[SETS, VALUES], study_id=None,
-                           fingerprint=f"{spec.name}:{version}:{content}")
+    with tempfile.TemporaryDirectory(prefix="omicsdw-feature-set-") as workdir:
+        files: list[Path] = []  # the finished blocks, computed once: hashed, then staged if the content is new
+        content = _content_hash(_written(matrix.blocks(), Path(workdir), files), matrix.columns, matrix.scaling)
+        history = feature_set_rows(lake, spec.name)
+        if history.height and history["content_hash"][-1] == content:
+            last = history.row(-1, named=True)
+            return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
+        version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
+        manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
+                    "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
+                    "train": matrix.train, "missing": matrix.missing}
+        row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
+                             "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
+                             "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
+        tag = [pl.lit(spec.name).alias("feature_set"), pl.lit(version).alias("version")]
+        frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]] = [
+            (SETS, row), *[(VALUES, pl.scan_parquet(f).with_columns(tag)) for f in files]]
+        commit = commit_frames(lake, frames, tables=[SETS, VALUES], study_id=None,
+                               fingerprint=f"{spec.name}:{version}:{content}")
     if not commit.ok:
         raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
     return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit)
@@ -147,20 +165,46 @@ def _version_row(lake: Lake, name: str, version: int | None) -> dict[str, object
     return found.row(0, named=True)
 
 
-def _wide(long: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Dense wide frame of ``keys`` rows x ``columns`` from long rows (one numpy fill by positions)."""
-    rows = keys.with_row_index("_r")
-    cols = pl.DataFrame({"feature": columns}).with_row_index("_c")
-    placed = long.join(rows, on=KEY).join(cols, on="feature")
-    block = np.full((keys.height, len(columns)), np.nan)
-    block[placed["_r"].to_numpy(), placed["_c"].to_numpy()] = placed["value"].to_numpy()
-    values = pl.from_numpy(block, schema=columns, orient="row") if columns else pl.DataFrame()
-    return pl.concat([keys, values.fill_nan(None)], how="horizontal")
+READ_SAMPLES = 250
+"""Samples whose long rows are read at once when a version is read back (20,000 features: 5M rows)."""
+
+
+def fill_block(scan: pl.LazyFrame, keys: pl.DataFrame, columns: list[str], *, read_samples: int = READ_SAMPLES
+               ) -> np.ndarray:
+    """``keys`` rows x ``columns`` float64 array (NaN where no row) from long ``study_id, sample_id, feature, value``
+    rows, read ``read_samples`` keys at a time.
+
+    ``keys`` are sorted by (study_id, sample_id) as the rows are stored, so each read is a sample-id range of one
+    study, which skips the other row groups; a row's cell is found by position (feature: its index in an Enum of
+    ``columns``; sample: its index in the read), never by a join on the whole long table.
+    """
+    block = np.full((keys.height, len(columns)), np.nan, order="F")
+    feature = pl.Enum(columns)
+    indexed = keys.with_row_index("_r")
+    for start in range(0, keys.height, read_samples):
+        part = indexed.slice(start, read_samples)
+        for (study,), rows in part.group_by("study_id", maintain_order=True):
+            ids = rows["sample_id"]
+            long = (scan.filter((pl.col("study_id") == study)
+                                & pl.col("sample_id").is_between(pl.lit(ids.min()), pl.lit(ids.max())))
+                    .select(pl.col("sample_id").replace_strict(ids, rows["_r"], default=None).alias("_r"),
+                            pl.col("feature").cast(feature).to_physical().alias("_c"), "value")
+                    .drop_nulls("_r").collect())
+            block[long["_r"].to_numpy(), long["_c"].to_numpy()] = long["value"].to_numpy()
+    return block
+
+
+def wide_frame(scan: pl.LazyFrame, keys: pl.DataFrame, columns: list[str], *, read_samples: int = READ_SAMPLES
+               ) -> pl.DataFrame:
+    """``keys`` beside one column per feature (NULL where no row), filled by :func:`fill_block`."""
+    block = fill_block(scan, keys, columns, read_samples=read_samples)
+    values = pl.DataFrame([pl.Series(c, block[:, j]) for j, c in enumerate(columns)]).fill_nan(None)
+    return pl.concat([keys, values], how="horizontal")
 
 
 def read_feature_set(lake: Lake, name: str, version: int | None = None) -> pl.DataFrame:
     """One version (default the newest) as a wide frame: ``study_id, sample_id, <layer>__<symbol>...``."""
-    return pl.concat(list(iter_feature_batches(lake, name, version, batch_rows=None)), how="vertical")
+    return next(iter_feature_batches(lake, name, version, batch_rows=None))
 
 
 def iter_feature_batches(lake: Lake, name: str, version: int | None = None, *, batch_rows: int | None = 1000
@@ -173,10 +217,7 @@ def iter_feature_batches(lake: Lake, name: str, version: int | None = None, *, b
             .select(*KEY, "feature", "value"))
     step = batch_rows or max(keys.height, 1)
     for start in range(0, max(keys.height, 1), step):
-        part = keys.slice(start, step)
-        studies = part["study_id"].unique().to_list()
-        long = scan.filter(pl.col("study_id").is_in(studies)).join(part.lazy(), on=KEY, how="semi").collect()
-        yield _wide(long, part, manifest["columns"])
+        yield wide_frame(scan, keys.slice(start, step), manifest["columns"])
 
 
 def version_table(lake: Lake, name: str) -> pl.DataFrame:

@@ -8,6 +8,8 @@ n - 2 degrees of freedom, as ``scipy.stats.pearsonr`` (its exact beta distributi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -24,17 +26,23 @@ EFFECT_SCHEMA = pl.Schema({"gene_id": pl.Int64, "n_mutated": pl.Int64, "n_wildty
                            "fdr": pl.Float64})
 
 
-def dense_pair(frame: pl.DataFrame, *, x: str, y: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gene ids and two genes x samples blocks (NaN where a value is missing) from long ``gene_id, sample_id`` rows."""
+def dense_pair(frame: pl.DataFrame, *, x: str, y: str, samples: pl.Series | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gene ids and two genes x samples blocks (NaN where a value is missing) from long ``gene_id, sample_id`` rows.
+
+    ``samples`` (sorted, unique) fixes the column axis, so each gene's row is the same whichever genes share the
+    block (row sums in numpy depend on the row's length and order): a block-wise computation then gives exactly
+    the one-shot figures. Default: the samples of ``frame`` with both values.
+    """
     both = frame.filter(pl.col(x).is_not_null() & pl.col(y).is_not_null()
                         & pl.col(x).is_not_nan() & pl.col(y).is_not_nan())
     genes = both["gene_id"].unique().sort()
-    samples = both["sample_id"].unique().sort()
+    axis = (both["sample_id"].unique() if samples is None else samples).sort().to_numpy().astype(str)
     g = both["gene_id"].cast(pl.Int64).to_numpy()
     row = np.searchsorted(genes.to_numpy(), g)
-    col = np.searchsorted(samples.to_numpy().astype(str), both["sample_id"].to_numpy().astype(str))
-    xs = np.full((len(genes), len(samples)), np.nan)
-    ys = np.full((len(genes), len(samples)), np.nan)
+    col = np.searchsorted(axis, both["sample_id"].to_numpy().astype(str))
+    xs = np.full((len(genes), len(axis)), np.nan)
+    ys = np.full((len(genes), len(axis)), np.nan)
     xs[row, col] = both[x].cast(pl.Float64).to_numpy()
     ys[row, col] = both[y].cast(pl.Float64).to_numpy()
     return genes.to_numpy(), xs, ys
@@ -78,10 +86,22 @@ def bh_fdr(pvalues: np.ndarray) -> np.ndarray:
     return out
 
 
-def layer_correlations(frame: pl.DataFrame, *, x: str, y: str, methods: tuple[str, ...] = ("spearman", "pearson"),
-                       min_samples: int = MIN_SAMPLES) -> pl.DataFrame:
-    """``gene_id, method, r, pvalue, fdr, n`` for every gene with at least ``min_samples`` pairs of ``x`` and ``y``."""
-    genes, xs, ys = dense_pair(frame, x=x, y=y)
+def with_fdr(frame: pl.DataFrame, *, by: Sequence[str] = ()) -> pl.DataFrame:
+    """``fdr``: BH over the non-null ``pvalue`` of each ``by`` group (one family; no ``by``: all rows), rows kept
+    in their order.
+    """
+    indexed = frame.with_row_index("_i")
+    parts = indexed.partition_by(list(by), maintain_order=True) if by and frame.height else [indexed]
+    return pl.concat([part.with_columns(pl.Series("fdr", bh_fdr(part["pvalue"].cast(pl.Float64).to_numpy()),
+                                                  nan_to_null=True)) for part in parts]).sort("_i").drop("_i")
+
+
+def block_correlations(frame: pl.DataFrame, *, x: str, y: str, methods: tuple[str, ...] = ("spearman", "pearson"),
+                       min_samples: int = MIN_SAMPLES, samples: pl.Series | None = None) -> pl.DataFrame:
+    """``gene_id, method, r, pvalue, fdr, n`` of one block of genes with at least ``min_samples`` pairs; ``fdr``
+    is NULL here (a family spans every block: :func:`with_fdr`); ``samples`` as in :func:`dense_pair`.
+    """
+    genes, xs, ys = dense_pair(frame, x=x, y=y, samples=samples)
     if len(genes) == 0:
         return pl.DataFrame(schema=CORRELATION_SCHEMA)
     keep = np.sum(~np.isnan(xs), axis=1) >= min_samples
@@ -90,8 +110,15 @@ def layer_correlations(frame: pl.DataFrame, *, x: str, y: str, methods: tuple[st
     for method in methods:
         r, p, n = correlate_rows(xs, ys, method=method)
         parts.append(pl.DataFrame({"gene_id": genes.astype(np.int64), "method": method, "r": r, "pvalue": p,
-                                   "fdr": bh_fdr(p), "n": n.astype(np.int64)}, nan_to_null=True))
+                                   "fdr": None, "n": n.astype(np.int64)}, nan_to_null=True))
     return pl.concat(parts).cast(CORRELATION_SCHEMA)  # type: ignore[arg-type]
+
+
+def layer_correlations(frame: pl.DataFrame, *, x: str, y: str, methods: tuple[str, ...] = ("spearman", "pearson"),
+                       min_samples: int = MIN_SAMPLES) -> pl.DataFrame:
+    """``gene_id, method, r, pvalue, fdr, n`` for every gene with at least ``min_samples`` pairs of ``x`` and ``y``."""
+    found = block_correlations(frame, x=x, y=y, methods=methods, min_samples=min_samples)
+    return with_fdr(found, by=["method"])
 
 
 def welch_rows(values: np.ndarray, group: np.ndarray, *, min_group: int = MIN_GROUP) -> dict[str, np.ndarray]:
@@ -116,18 +143,23 @@ def welch_rows(values: np.ndarray, group: np.ndarray, *, min_group: int = MIN_GR
             "statistic": np.where(enough, t, np.nan), "pvalue": np.where(enough, p, np.nan)}
 
 
-def mutation_effect_rows(frame: pl.DataFrame, *, value: str, min_group: int = MIN_GROUP) -> pl.DataFrame:
-    """``gene_id, n_mutated, n_wildtype, mean_difference, statistic, pvalue, fdr`` for genes with at least one
-    mutated and one wild-type sample with a ``value`` (samples whose status is NULL are neither).
-    """
+def block_effect_rows(frame: pl.DataFrame, *, value: str, min_group: int = MIN_GROUP,
+                      samples: pl.Series | None = None) -> pl.DataFrame:
+    """:func:`mutation_effect_rows` of one block of genes, ``fdr`` NULL (:func:`with_fdr` over every block)."""
     rows = frame.filter(pl.col("mutated").is_not_null()).with_columns(pl.col("mutated").cast(pl.Float64))
-    genes, values, group = dense_pair(rows, x=value, y="mutated")
+    genes, values, group = dense_pair(rows, x=value, y="mutated", samples=samples)
     if len(genes) == 0:
         return pl.DataFrame(schema=EFFECT_SCHEMA)
     out = welch_rows(values, group, min_group=min_group)
     keep = (out["n_a"] > 0) & (out["n_b"] > 0)
-    pvalue = out["pvalue"][keep]
     return pl.DataFrame({"gene_id": genes[keep].astype(np.int64), "n_mutated": out["n_a"][keep].astype(np.int64),
                          "n_wildtype": out["n_b"][keep].astype(np.int64),
                          "mean_difference": out["mean_difference"][keep], "statistic": out["statistic"][keep],
-                         "pvalue": pvalue, "fdr": bh_fdr(pvalue)}, nan_to_null=True, schema=EFFECT_SCHEMA)
+                         "pvalue": out["pvalue"][keep], "fdr": None}, nan_to_null=True, schema=EFFECT_SCHEMA)
+
+
+def mutation_effect_rows(frame: pl.DataFrame, *, value: str, min_group: int = MIN_GROUP) -> pl.DataFrame:
+    """``gene_id, n_mutated, n_wildtype, mean_difference, statistic, pvalue, fdr`` for genes with at least one
+    mutated and one wild-type sample with a ``value`` (samples whose status is NULL are neither).
+    """
+    return with_fdr(block_effect_rows(frame, value=value, min_group=min_group))

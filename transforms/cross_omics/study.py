@@ -1,4 +1,6 @@
-"""One study's cross-omics stage: ``gene_sample_omics`` streamed once to a work file, then the statistics on it.
+"""One study's cross-omics stage: ``gene_sample_omics`` written block by block of genes to work files (bounded
+memory: :mod:`transforms.cross_omics.blocks`), then the per-gene statistics read those files one block at a time,
+on a dense genes x samples array per block; the BH FDR of each family is taken over every block at the end.
 
 Copy number enters the statistics as ``cn_log2`` when the study has any log2 ratio, else as the GISTIC call.
 """
@@ -14,15 +16,16 @@ import polars as pl
 
 from schemas.manifest import Contrast
 from schemas.tables import CROSS_OMICS_TABLES, polars_schema
-from transforms.cross_omics.joins import gene_sample_omics
+from transforms.cross_omics.blocks import ROWS_PER_BLOCK, gene_sample_omics_blocks
 from transforms.cross_omics.statistics import (
     MIN_GROUP,
     MIN_SAMPLES,
     bh_fdr,
+    block_correlations,
+    block_effect_rows,
     dense_pair,
-    layer_correlations,
-    mutation_effect_rows,
     welch_rows,
+    with_fdr,
 )
 
 PAIRS = (("rna", "protein"), ("copy_number", "rna"), ("copy_number", "protein"))
@@ -31,10 +34,16 @@ PAIRS = (("rna", "protein"), ("copy_number", "rna"), ("copy_number", "protein"))
 
 @dataclass
 class CrossOmicsOutput:
-    """Frames for the commit (``gene_sample_omics`` as a LazyFrame over the work file) and per-table metadata."""
+    """Frames for the commit (``gene_sample_omics`` as LazyFrames over the block work files) and metadata."""
 
     frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]]
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _blocks(gso: pl.LazyFrame | Sequence[pl.LazyFrame]) -> tuple[list[pl.LazyFrame], pl.LazyFrame]:
+    """The blocks of genes (one block: the frame itself) and all of them as one frame."""
+    blocks = [gso] if isinstance(gso, pl.LazyFrame) else list(gso)
+    return blocks, pl.concat(blocks) if blocks else pl.LazyFrame(schema=polars_schema("gene_sample_omics"))
 
 
 def _columns(gso: pl.LazyFrame) -> dict[str, str]:
@@ -42,17 +51,28 @@ def _columns(gso: pl.LazyFrame) -> dict[str, str]:
     return {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_log2" if has_log2 else "cn_call"}
 
 
-def omics_correlations(gso: pl.LazyFrame, *, study_id: str, min_samples: int = MIN_SAMPLES) -> pl.DataFrame:
-    """Spearman and Pearson per gene for each of :data:`PAIRS` (the ``omics_correlations`` contract)."""
-    columns = _columns(gso)
-    ambiguous = (gso.filter(pl.col("protein_ambiguous").is_not_null())
+def _sample_axis(gso: pl.LazyFrame) -> pl.Series:
+    """Every sample of the study, sorted: the column axis of every block's dense arrays."""
+    return gso.select(pl.col("sample_id").unique()).collect()["sample_id"].sort()
+
+
+def omics_correlations(gso: pl.LazyFrame | Sequence[pl.LazyFrame], *, study_id: str,
+                       min_samples: int = MIN_SAMPLES) -> pl.DataFrame:
+    """Spearman and Pearson per gene for each of :data:`PAIRS` (the ``omics_correlations`` contract); ``gso`` is
+    the study's ``gene_sample_omics`` rows, or a sequence of blocks of whole genes (read one at a time).
+    """
+    blocks, whole = _blocks(gso)
+    columns, samples = _columns(whole), _sample_axis(whole)
+    ambiguous = (whole.filter(pl.col("protein_ambiguous").is_not_null())
                  .group_by("gene_id").agg(pl.col("protein_ambiguous").any()))
     parts = []
     for layer_x, layer_y in PAIRS:
         x, y = columns[layer_x], columns[layer_y]
-        pairs = gso.select("gene_id", "sample_id", x, y).filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
-        found = layer_correlations(pairs.collect(), x=x, y=y, min_samples=min_samples)
-        parts.append(found.with_columns(pl.lit(layer_x).alias("layer_x"), pl.lit(layer_y).alias("layer_y")))
+        found = [block_correlations(block.select("gene_id", "sample_id", x, y)
+                                    .filter(pl.col(x).is_not_null() & pl.col(y).is_not_null()).collect(),
+                                    x=x, y=y, min_samples=min_samples, samples=samples) for block in blocks]
+        parts.append(with_fdr(pl.concat(found), by=["method"]).with_columns(pl.lit(layer_x).alias("layer_x"),
+                                                                              pl.lit(layer_y).alias("layer_y")))
     frame = pl.concat(parts).join(ambiguous.collect(), on="gene_id", how="left")
     protein = (pl.col("layer_x") == "protein") | (pl.col("layer_y") == "protein")
     return (frame.with_columns(pl.lit(study_id).alias("study_id"),
@@ -61,14 +81,19 @@ def omics_correlations(gso: pl.LazyFrame, *, study_id: str, min_samples: int = M
             .select(list(polars_schema("omics_correlations"))))
 
 
-def mutation_effects(gso: pl.LazyFrame, *, study_id: str, min_group: int = MIN_GROUP) -> pl.DataFrame:
-    """Welch t-test of each mutated gene's own RNA and protein, mutated vs wild type (``mutation_effects``)."""
+def mutation_effects(gso: pl.LazyFrame | Sequence[pl.LazyFrame], *, study_id: str,
+                     min_group: int = MIN_GROUP) -> pl.DataFrame:
+    """Welch t-test of each mutated gene's own RNA and protein, mutated vs wild type (``mutation_effects``);
+    ``gso`` as in :func:`omics_correlations`.
+    """
+    blocks, whole = _blocks(gso)
+    samples = _sample_axis(whole)
     parts = []
     for layer, column in (("rna", "rna_log2"), ("protein", "protein_log2")):
-        rows = gso.select("gene_id", "sample_id", column, "mutated").filter(
-            pl.col(column).is_not_null() & pl.col("mutated").is_not_null()).collect()
-        parts.append(mutation_effect_rows(rows, value=column, min_group=min_group)
-                     .with_columns(pl.lit(layer).alias("layer")))
+        found = [block_effect_rows(block.select("gene_id", "sample_id", column, "mutated").filter(
+            pl.col(column).is_not_null() & pl.col("mutated").is_not_null()).collect(), value=column,
+            min_group=min_group, samples=samples) for block in blocks]
+        parts.append(with_fdr(pl.concat(found)).with_columns(pl.lit(layer).alias("layer")))
     return (pl.concat(parts).with_columns(pl.lit(study_id).alias("study_id"))
             .select(list(polars_schema("mutation_effects"))))
 
@@ -139,25 +164,26 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
 
 def cross_omics_study(tables: dict[str, pl.LazyFrame], attributes: pl.DataFrame, genes: pl.LazyFrame, *,
                       study_id: str, contrasts: Sequence[Contrast], non_silent: list[str],
-                      workdir: str | Path, segment_assays: Sequence[str] = ()) -> CrossOmicsOutput:
+                      workdir: str | Path, segment_assays: Sequence[str] = (),
+                      rows_per_block: int = ROWS_PER_BLOCK) -> CrossOmicsOutput:
     """Every cross-omics table of one study from its harmonised (``tables``: rna_normalized, protein_abundance,
     copy_number, gene_mutation_status, variants, differential_expression) rows; ``segment_assays``: copy-number
-    assays placed on genes from segments (a gene-level assay of the same sample wins over them).
+    assays placed on genes from segments (a gene-level assay of the same sample wins over them);
+    ``rows_per_block``: input rows per block of genes (bounds memory; the figures do not depend on it).
     """
-    path = Path(workdir) / "gene_sample_omics.parquet"
-    gene_sample_omics(tables["rna_normalized"], tables["protein_abundance"], tables["copy_number"],
-                      tables["gene_mutation_status"], tables["variants"], genes, study_id=study_id,
-                      non_silent=non_silent, segment_assays=segment_assays).sink_parquet(path)
-    gso = pl.scan_parquet(path)
-    correlations = omics_correlations(gso, study_id=study_id)
-    effects = mutation_effects(gso, study_id=study_id)
+    paths = gene_sample_omics_blocks(tables, genes, workdir, study_id=study_id, non_silent=non_silent,
+                                     segment_assays=segment_assays, rows_per_block=rows_per_block)
+    blocks = [pl.scan_parquet(p) for p in paths]
+    gso = pl.scan_parquet(paths)
+    correlations = omics_correlations(blocks, study_id=study_id)
+    effects = mutation_effects(blocks, study_id=study_id)
     candidates = biomarker_candidates(gso, tables["differential_expression"], attributes, correlations,
                                       contrasts=contrasts, study_id=study_id)
     rna_protein = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
                                       & (pl.col("method") == "spearman"))["r"]
     frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]] = [
-        ("gene_sample_omics", gso), ("omics_correlations", correlations), ("mutation_effects", effects),
-        ("biomarker_candidates", candidates)]
+        *[("gene_sample_omics", block) for block in blocks],  # one file per block: gene ranges skip files
+        ("omics_correlations", correlations), ("mutation_effects", effects), ("biomarker_candidates", candidates)]
     metadata: dict[str, dict[str, object]] = {
         "gene_sample_omics": {"samples": gso.select(pl.col("sample_id").n_unique()).collect().item(),
                               "genes": gso.select(pl.col("gene_id").n_unique()).collect().item()},

@@ -5,11 +5,21 @@ copy_number = the GISTIC call, mutation = 1 / 0, NULL where the gene was not pro
 layer, from ``signature_scores``. Scaling is fitted on the declared training samples only and applied unchanged
 to every sample (:func:`fit_scaling` / :func:`apply_scaling`); missing cells stay NULL unless ``impute`` says
 otherwise. The matrix is returned long (absent row = NULL cell) so 60,000 columns never exist as a frame here.
+
+Bounded memory: the layers' rows stay lazy; what is learned from them (names, top variable genes, scaling
+parameters, imputation means) is a streaming aggregation, and :meth:`FeatureMatrix.blocks` yields the finished rows
+for consecutive blocks of about ``rows_per_block`` long rows (whole samples), each sorted, so their concatenation
+is the whole matrix in (study_id, sample_id, feature) order. Several blocks: the rows are first split by sample
+block into work files in one streaming pass, so the inputs are read once, not once per block.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -20,6 +30,10 @@ SOURCE_COLUMNS = {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "
 KEY = ["study_id", "sample_id"]
 SIGNATURE_METHOD = "ssgsea"
 """signature_scores method of the signature layer when the spec names none."""
+ROWS_PER_BLOCK = 5_000_000
+"""Long rows (samples x features) per block the matrix is finished in (20,000 features: 250 samples)."""
+LONG_SCHEMA = pl.Schema({"study_id": pl.String, "sample_id": pl.String, "feature": pl.String, "value": pl.Float64})
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 class FeatureInputMissing(LookupError):
@@ -28,16 +42,49 @@ class FeatureInputMissing(LookupError):
 
 @dataclass
 class FeatureMatrix:
-    """The built matrix: long ``values`` (study_id, sample_id, feature, value), ordered ``columns`` and ``samples``,
-    scaling parameters learned on ``train`` samples, and genes asked for but absent.
+    """The built matrix: the layers' long ``rows`` (lazy, before scaling), ordered ``columns`` and ``samples``,
+    scaling parameters learned on ``train`` samples, genes asked for but absent, and the training means that
+    fill missing cells when the spec imputes. The finished values come from :meth:`blocks` (or :attr:`values`).
     """
 
-    values: pl.DataFrame
+    rows: pl.LazyFrame
     columns: list[str]
     samples: pl.DataFrame
     scaling: dict[str, dict[str, float | None]] = field(default_factory=dict)
     train: list[list[str]] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
+    impute: pl.DataFrame | None = None
+    rows_per_block: int = ROWS_PER_BLOCK
+
+    def _finish(self, rows: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+        """Scaled (and imputed) long rows of ``samples``, NULL cells dropped, sorted."""
+        values = apply_scaling(rows, self.scaling)
+        if self.impute is not None:
+            grid = samples.join(pl.DataFrame({"feature": self.columns}), how="cross")
+            values = (grid.join(values, on=[*KEY, "feature"], how="left").join(self.impute, on="feature", how="left")
+                      .with_columns(pl.coalesce("value", "_m").alias("value")).drop("_m"))
+        return values.filter(pl.col("value").is_not_null()).sort([*KEY, "feature"])
+
+    def blocks(self) -> Iterator[pl.DataFrame]:
+        """The finished long rows ``study_id, sample_id, feature, value`` block by block of samples, in order."""
+        step = max(1, self.rows_per_block // max(len(self.columns), 1))
+        if self.samples.height <= step:
+            yield self._finish(self.rows.collect(), self.samples)
+            return
+        chosen = self.samples.with_columns((pl.int_range(pl.len()) // step).cast(pl.UInt32).alias("_block"))
+        with tempfile.TemporaryDirectory(prefix="omicsdw-features-") as workdir:
+            self.rows.join(chosen.lazy(), on=KEY).sink_parquet(
+                pl.PartitionBy(workdir, key="_block", include_key=False), compression="lz4", statistics=False)
+            for (block,), samples in chosen.group_by("_block", maintain_order=True):
+                folder = Path(workdir, f"_block={block}")
+                rows = (pl.read_parquet(folder / "*.parquet", hive_partitioning=False) if folder.is_dir()
+                        else pl.DataFrame(schema=LONG_SCHEMA))
+                yield self._finish(rows.select(list(LONG_SCHEMA)), samples.drop("_block"))
+
+    @property
+    def values(self) -> pl.DataFrame:
+        """Every block at once (small sets)."""
+        return pl.concat([pl.DataFrame(schema=LONG_SCHEMA), *self.blocks()])
 
 
 def select_samples(samples: pl.DataFrame, attributes: pl.DataFrame, chosen: SampleFilter | list[str] | None
@@ -53,8 +100,8 @@ def select_samples(samples: pl.DataFrame, attributes: pl.DataFrame, chosen: Samp
 
 def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | None,
                 members: pl.DataFrame | None, samples: pl.DataFrame, train: pl.DataFrame
-                ) -> tuple[pl.DataFrame, list[str], list[str]]:
-    """Long rows ``study_id, sample_id, feature, value`` of one layer, its ordered columns, names not found."""
+                ) -> tuple[pl.LazyFrame, list[str], list[str]]:
+    """Long rows ``study_id, sample_id, feature, value`` of one layer (lazy), its ordered columns, names not found."""
     if layer.layer == "signature":
         if signatures is None:
             raise FeatureInputMissing("layer 'signature' needs the signature_scores table, which this warehouse "
@@ -80,39 +127,40 @@ def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | 
             rows = rows.filter(pl.col("gene_id").is_in(ids.implode()))
         rows = rows.drop("gene_id")
     rows = rows.filter(pl.col("value").is_not_null())
-    found = rows.collect()
     if layer.top_variable is not None:
-        variance = (found.join(train, on=KEY, how="semi").group_by("name")
+        variance = (rows.join(train.lazy(), on=KEY, how="semi").group_by("name")
                     .agg(pl.col("value").var(ddof=1).alias("v")).drop_nulls("v")
-                    .sort(["v", "name"], descending=[True, False]).head(layer.top_variable))
+                    .sort(["v", "name"], descending=[True, False]).head(layer.top_variable).collect())
         names = sorted(variance["name"].to_list())
     elif layer.genes is not None:
         names = list(dict.fromkeys(layer.genes))
+        rows = rows.filter(pl.col("name").is_in(names))
     else:
-        names = sorted(found["name"].unique().to_list())
-    present = set(found["name"].unique().to_list())
+        names = sorted(rows.select(pl.col("name").unique()).collect()["name"].to_list())
+    present = set(rows.select(pl.col("name").unique()).collect()["name"].to_list())
     missing = [n for n in names if n not in present]
-    rows_out = found.filter(pl.col("name").is_in(names)).select(
+    rows_out = rows.filter(pl.col("name").is_in(names)).select(
         *KEY, (pl.lit(f"{layer.layer}__") + pl.col("name")).alias("feature"), "value")
     return rows_out, [f"{layer.layer}__{n}" for n in names], missing
 
 
-def fit_scaling(values: pl.DataFrame, train: pl.DataFrame, *, features: list[str]
+def fit_scaling(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str]
                 ) -> dict[str, dict[str, float | None]]:
-    """Per feature: mean and SD (ddof=1) over the training samples' non-NULL values only."""
-    fitted = (values.filter(pl.col("feature").is_in(features)).join(train, on=KEY, how="semi")
-              .group_by("feature").agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("sd")))
+    """Per feature: mean and SD (ddof=1) over the training samples' non-NULL values only (one streaming pass)."""
+    fitted = (values.lazy().filter(pl.col("feature").is_in(features)).join(train.lazy(), on=KEY, how="semi")
+              .group_by("feature").agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("sd"))
+              .collect())
     found = {r["feature"]: {"mean": r["mean"], "sd": r["sd"]} for r in fitted.iter_rows(named=True)}
     return {f: found.get(f, {"mean": None, "sd": None}) for f in features}
 
 
-def apply_scaling(values: pl.DataFrame, scaling: dict[str, dict[str, float | None]]) -> pl.DataFrame:
+def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) -> Frame:
     """(value - mean) / sd with the learned parameters; NULL where the SD is zero or unknown."""
     if not scaling:
         return values
     params = pl.DataFrame([{"feature": f, "_mean": p["mean"], "_sd": p["sd"]} for f, p in scaling.items()],
                           schema={"feature": pl.String, "_mean": pl.Float64, "_sd": pl.Float64})
-    joined = values.join(params, on="feature", how="left")
+    joined = values.join(params.lazy() if isinstance(values, pl.LazyFrame) else params, on="feature", how="left")
     scaled = pl.when(pl.col("_sd") > 0).then((pl.col("value") - pl.col("_mean")) / pl.col("_sd"))
     return joined.with_columns(pl.when(pl.col("feature").is_in(params["feature"].implode()))
                                .then(scaled).otherwise(pl.col("value")).alias("value")).drop("_mean", "_sd")
@@ -120,8 +168,10 @@ def apply_scaling(values: pl.DataFrame, scaling: dict[str, dict[str, float | Non
 
 def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl.DataFrame,
                          attributes: pl.DataFrame, signatures: pl.LazyFrame | None = None,
-                         members: pl.DataFrame | None = None) -> FeatureMatrix:
-    """The feature set of ``spec`` over ``samples`` (already limited to its studies)."""
+                         members: pl.DataFrame | None = None, rows_per_block: int = ROWS_PER_BLOCK) -> FeatureMatrix:
+    """The feature set of ``spec`` over ``samples`` (already limited to its studies); ``rows_per_block`` long rows
+    per finished block (bounds memory; the values do not depend on it).
+    """
     chosen = select_samples(samples, attributes, spec.samples).sort(KEY)
     if chosen.height == 0:
         raise ValueError(f"feature set {spec.name!r}: no sample matches the spec's studies and sample filter")
@@ -140,14 +190,11 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
             missing[layer.layer] = absent
         if spec.scale is not None and spec.scale.method == "zscore" and layer.layer in spec.scale.layers:
             scaled += names
-    values = pl.concat(parts) if parts else pl.DataFrame(schema={"study_id": pl.String, "sample_id": pl.String,
-                                                                 "feature": pl.String, "value": pl.Float64})
-    scaling = fit_scaling(values, train, features=scaled) if scaled else {}
-    values = apply_scaling(values, scaling)
+    rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
+    scaling = fit_scaling(rows, train, features=scaled) if scaled else {}
+    impute = None
     if spec.impute == "train_mean":
-        means = values.join(train, on=KEY, how="semi").group_by("feature").agg(pl.col("value").mean().alias("_m"))
-        grid = chosen.join(pl.DataFrame({"feature": columns}), how="cross")
-        values = (grid.join(values, on=[*KEY, "feature"], how="left").join(means, on="feature", how="left")
-                  .with_columns(pl.coalesce("value", "_m").alias("value")).drop("_m"))
-    values = values.filter(pl.col("value").is_not_null()).sort([*KEY, "feature"])
-    return FeatureMatrix(values, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing)
+        impute = (apply_scaling(rows, scaling).join(train.lazy(), on=KEY, how="semi").group_by("feature")
+                  .agg(pl.col("value").mean().alias("_m")).collect())
+    return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
+                         rows_per_block)

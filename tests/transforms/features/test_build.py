@@ -99,3 +99,17 @@ def test_build_feature_matrix_signature_layer_needs_the_signature_tables(mrna):
                                           "layers": [{"layer": "signature", "genes": ["HALLMARK_HYPOXIA"]}]})
     with pytest.raises(FeatureInputMissing, match="signature_scores"):
         build_feature_matrix(spec, **_inputs(mrna))
+
+
+def test_build_feature_matrix_in_small_sample_blocks_equals_one_block(mrna):
+    """Blocks of 2 samples (work files per block) give exactly the rows of one block, scaled and imputed alike."""
+    spec = FeatureSetSpec.model_validate({**SPEC, "impute": "train_mean", "scale": {
+        "method": "zscore", "train": {"attribute": "split", "values": ["train"]}}})
+    one = build_feature_matrix(spec, **_inputs(mrna))
+    small = build_feature_matrix(spec, **_inputs(mrna), rows_per_block=2 * len(one.columns))
+    blocks = list(small.blocks())
+    assert len(blocks) == mrna.height // 2
+    assert all(b["sample_id"].n_unique() == 2 for b in blocks)
+    assert pl.concat(blocks).equals(one.values)
+    assert one.values.height == mrna.height * len(one.columns) - mrna.height  # mutation__KRAS never has a value
+    assert small.scaling == one.scaling
