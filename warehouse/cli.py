@@ -118,6 +118,9 @@ def _build(args: argparse.Namespace) -> int:
                                  raise_on_error=False)
         if not matches.success:
             failed.append("signature_matches")
+        if args.features:
+            failed += _build_feature_sets(Path(args.features), resources=resources, instance=instance,
+                                          run_config=quiet)
     con = connect(args.warehouse)
     try:
         print(f"\n{warehouse_summary(con)}")
@@ -132,6 +135,49 @@ def _build(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
     return 1 if failed else 0
+
+
+def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: dict  # type: ignore[no-untyped-def]
+                        ) -> list[str]:
+    """Materialise the asset of every spec in ``folder`` (as ``dg dev`` with ``OMICSDW_FEATURES``); what failed."""
+    import dagster as dg
+    from pydantic import ValidationError
+
+    from orchestration.assets.features import feature_set_assets
+
+    try:
+        assets = feature_set_assets(folder)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"features: {_spec_error(exc)}", file=sys.stderr)
+        return [f"feature specs in {folder}"]
+    if not assets:
+        print(f"features: no *.yaml spec in {folder}")
+        return []
+    result = dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
+                            raise_on_error=False)
+    for event in result.get_asset_materialization_events():
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        print(f"{event.materialization.asset_key.to_user_string()}: version {meta['version']}, {meta['rows']} rows x "
+              f"{meta['columns']} columns" + (" (unchanged)" if meta.get("unchanged") else "")
+              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else ""))
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        print(f"{event.step_key}: FAILED {error.message.strip() if error is not None else ''}", file=sys.stderr)
+    return [] if result.success else ["feature sets"]
+
+
+def _missing(missing: dict[str, list[str]]) -> str:
+    return "; ".join(f"{layer}: {', '.join(names)}" for layer, names in missing.items())
+
+
+def _spec_error(exc: Exception) -> str:
+    """A spec error as one line per problem (pydantic's locations and messages, without its links)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return f"{exc.error_count()} problem(s): " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -284,6 +330,10 @@ def _features(args: argparse.Namespace) -> int:
     from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
 
     warehouse_dir = Path(args.warehouse)
+    if not warehouse_dir.is_dir() and not (args.lake or os.environ.get("OMICSDW_LAKE")):
+        print(f"omicsdw features {args.action}: no warehouse at {warehouse_dir} (build studies first, or give "
+              "--warehouse)", file=sys.stderr)
+        return 2
     lake = _lake(args)
     try:
         if args.action == "build":
@@ -295,7 +345,7 @@ def _features(args: argparse.Namespace) -> int:
             try:
                 spec = load_spec(args.spec)
             except (ValidationError, ValueError, OSError) as exc:
-                print(f"omicsdw features build: {args.spec}: {exc}", file=sys.stderr)
+                print(f"omicsdw features build: {args.spec}: {_spec_error(exc)}", file=sys.stderr)
                 return 2
             try:
                 with lake.study_session(None):
@@ -307,6 +357,8 @@ def _features(args: argparse.Namespace) -> int:
                 refresh_catalog(lake, warehouse_dir)
             print(f"{built.name} version {built.version}: {built.rows} rows x {built.columns} columns"
                   + ("" if built.new else " (unchanged: same content as the newest version)"))
+            if built.missing:
+                print(f"not found (their columns are NULL): {_missing(built.missing)}")
             return 0
         if args.action == "list":
             rows = feature_set_rows(lake)
@@ -364,6 +416,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     build.add_argument("--study", action="append", metavar="ID", help="only this study id (repeatable)")
     build.add_argument("--lake", help=LAKE_HELP)
+    build.add_argument("--features", default=os.environ.get("OMICSDW_FEATURES"), metavar="DIR",
+                       help="folder of feature-set specs (*.yaml) to build after the studies, each as its Dagster "
+                            "asset features/<name> (default: $OMICSDW_FEATURES; unset: none)")
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",

@@ -3,13 +3,15 @@
 It is the example that scores the shipped Hallmark library (its 200 genes reach 16 Hallmark sets with >= 5
 measured genes; airway's 20-gene window reaches none) and has RNA and protein of the same samples. Its RPPA columns
 are bare antibody names; the shipped MD Anderson / TCGA annotation (``GENE|antibody``) resolves them, and two genes
-are then measured by both layers: STAT5A (``STAT5A|STAT5-alpha``) and COL6A1 (``COL6A1|Collagen_VI``). Every
-figure below is computed from the example's files with scipy (spearmanr, pearsonr, Welch ttest_ind,
+are then measured by both layers: STAT5A (``STAT5A|STAT5-alpha``) and COL6A1 (``COL6A1|Collagen_VI``). The
+shipped spec ``features/brca_pam50.yaml`` is built as ``make run`` builds it. Every
+figure below is computed from the example's files with scipy / numpy (spearmanr, pearsonr, Welch ttest_ind,
 false_discovery_control), never read from the warehouse.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +19,22 @@ import polars as pl
 import pytest
 from scipy import stats
 
+import warehouse
 from tests.warehouse.catalog_sql import sql as _sql
 from warehouse.cli import main
 
 pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "brca"
+FEATURES = Path(__file__).resolve().parents[2] / "features"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, example_landing) -> Path:
+    """The warehouse of ``make run`` for this study: ``build --features features`` (the shipped spec folder)."""
     tmp = tmp_path_factory.mktemp("brca_example")
     landing = example_landing(tmp, "brca")
-    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp / "wh")]) == 0
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp / "wh"),
+                 "--features", str(FEATURES)]) == 0
     return tmp / "wh"
 
 
@@ -126,3 +132,43 @@ def test_example_gene_omics_profile_in_one_query(built, source):
     assert row[0][2] == pytest.approx(mrna["STAT5A"].mean(), abs=1e-12)
     assert row[0][4] == pytest.approx(protein["STAT5-alpha"].mean(), abs=1e-12)
     assert row[0][5] == pytest.approx(stats.spearmanr(mrna["STAT5A"], protein["STAT5-alpha"]).statistic, abs=1e-12)
+
+
+def test_example_feature_set_from_the_shipped_spec_equals_the_source_files(built, source):
+    mrna, protein, samples = source
+    frame = warehouse.features("brca_pam50", warehouse=built)
+    manifest = json.loads(warehouse.feature_versions("brca_pam50", warehouse=built)["manifest"][-1])
+    # spec: Basal and LumA tumours (45 + 75); training samples split == train (2 of every 3 in file order)
+    chosen = samples.filter(pl.col("subtype").is_in(["Basal", "LumA"]))
+    train = chosen.filter(pl.col("split") == "train")["sample_id"].to_list()
+    assert sorted(frame["sample_id"]) == sorted(chosen["sample_id"])
+    assert sorted(s for _, s in manifest["train"]) == sorted(train)
+    assert len(train) == 80
+    # rna: the 50 mapped genes of highest variance over the training samples only (numpy, ddof=1); the three
+    # columns that map to no gene (tests/data/tcga_brca_mixomics/SOURCE.md) are not candidates
+    rows = mrna.filter(pl.col("sample_id").is_in(train))
+    candidates = [g for g in mrna.columns[1:] if g not in ("FLJ23867", "C7orf55", "HN1")]
+    variance = {g: float(np.var(rows[g].to_numpy(), ddof=1)) for g in candidates}
+    top = sorted(candidates, key=lambda g: -variance[g])[:50]
+    symbols = dict(_sql(built, "SELECT m.feature_id, g.symbol FROM gene_id_map m JOIN genes g USING (gene_id) "
+                               "WHERE m.study_id = 'brca' AND m.assay = 'mrna'"))
+    rna = [c for c in frame.columns if c.startswith("rna__")]
+    assert sorted(rna) == sorted(f"rna__{symbols[g]}" for g in top)
+    # every cell: (value - training mean) / training SD, the parameters stored with the version
+    checks = [(f"rna__{symbols[g]}", mrna, g) for g in top] + [
+        (f"protein__{gene}", protein, antibody) for gene, antibody in
+        (("ESR1", "ER-alpha"), ("STAT5A", "STAT5-alpha"), ("COL6A1", "Collagen_VI"), ("GATA3", "GATA3"))]
+    for column, table, source_column in checks:
+        values = table.filter(pl.col("sample_id").is_in(train))[source_column].to_numpy()
+        mean, sd = values.mean(), values.std(ddof=1)
+        assert manifest["scaling"][column]["mean"] == pytest.approx(mean, rel=1e-12)
+        assert manifest["scaling"][column]["sd"] == pytest.approx(sd, rel=1e-12)
+        cells = frame.select("sample_id", column).join(table.select("sample_id", source_column), on="sample_id")
+        expected = (cells[source_column].to_numpy() - mean) / sd
+        assert cells[column].to_numpy() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # on the training samples each scaled column has mean 0 and SD 1; on the held-out ones it need not
+    held_out = frame.filter(~pl.col("sample_id").is_in(train))["protein__ESR1"].to_numpy()
+    assert abs(held_out.mean()) > 1e-6
+    assert [c for c in frame.columns if c.startswith("signature__")] == [
+        "signature__HALLMARK_ESTROGEN_RESPONSE_EARLY", "signature__HALLMARK_G2M_CHECKPOINT"]
+    assert frame.width == 2 + 50 + 7 + 2

@@ -38,6 +38,8 @@ class FeatureMatrix:
     scaling: dict[str, dict[str, float | None]] = field(default_factory=dict)
     train: list[list[str]] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
+    imputation: dict[str, float | None] = field(default_factory=dict)
+    """``impute: train_mean``: the value each feature's missing cells got (its training mean, after scaling)."""
 
 
 def select_samples(samples: pl.DataFrame, attributes: pl.DataFrame, chosen: SampleFilter | list[str] | None
@@ -129,7 +131,10 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     if spec.scale is not None and spec.scale.train is not None:
         train = select_samples(chosen, attributes, spec.scale.train)
         if train.height < 2:
-            raise ValueError(f"feature set {spec.name!r}: the training samples ({train.height}) are fewer than 2")
+            declared = (f"{len(spec.scale.train)} sample ids" if isinstance(spec.scale.train, list) else
+                        f"{spec.scale.train.attribute} in {spec.scale.train.values}")
+            raise ValueError(f"feature set {spec.name!r}: {train.height} of the {chosen.height} selected samples "
+                             f"are training samples (scale.train: {declared}); at least 2 are needed")
     parts, columns, scaled = [], [], []
     missing: dict[str, list[str]] = {}
     for layer in spec.layers:
@@ -144,10 +149,14 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
                                                                  "feature": pl.String, "value": pl.Float64})
     scaling = fit_scaling(values, train, features=scaled) if scaled else {}
     values = apply_scaling(values, scaling)
+    imputation: dict[str, float | None] = {}
     if spec.impute == "train_mean":
         means = values.join(train, on=KEY, how="semi").group_by("feature").agg(pl.col("value").mean().alias("_m"))
+        learned = dict(zip(means["feature"], means["_m"], strict=True))
+        imputation = {f: learned.get(f) for f in columns}
         grid = chosen.join(pl.DataFrame({"feature": columns}), how="cross")
         values = (grid.join(values, on=[*KEY, "feature"], how="left").join(means, on="feature", how="left")
                   .with_columns(pl.coalesce("value", "_m").alias("value")).drop("_m"))
     values = values.filter(pl.col("value").is_not_null()).sort([*KEY, "feature"])
-    return FeatureMatrix(values, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing)
+    return FeatureMatrix(values, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing,
+                         imputation)
