@@ -87,11 +87,14 @@ def test_example_rna_protein_correlations_equal_scipy(built, source):
             assert row[2] == pytest.approx(result.pvalue, rel=1e-9)
             assert row[3] == pytest.approx(q, rel=1e-9)
             assert row[4:] == (150, False)
-    summary = _sql(built, "SELECT n_genes, median_r FROM omics_correlation_summary WHERE study_id = 'brca' "
-                          "AND layer_x = 'rna' AND layer_y = 'protein' AND method = 'spearman'")
+    summary = _sql(built, "SELECT n_genes, median_r, r_histogram FROM omics_correlation_summary "
+                          "WHERE study_id = 'brca' AND layer_x = 'rna' AND layer_y = 'protein' AND method = 'spearman'")
     rhos = [stats.spearmanr(mrna[gene], protein[antibody]).statistic for gene, antibody, _ in BOTH]
     assert summary[0][0] == 2
     assert summary[0][1] == pytest.approx(float(np.median(rhos)), abs=1e-12)
+    bins = [round(float(np.floor(r * 10)) / 10, 1) for r in rhos]  # 0.24 -> 0.2, 0.47 -> 0.4
+    assert summary[0][2] == {b: bins.count(b) for b in bins}
+    assert sorted(bins) == [0.2, 0.4]
 
 
 def test_example_biomarker_candidates_equal_welch_between_pam50_groups(built, source):
