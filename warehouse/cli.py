@@ -379,12 +379,21 @@ def _features(args: argparse.Namespace) -> int:
                 print(f"version {row['version']}  created {row['created_at']}  {row['rows']} rows x "
                       f"{row['columns']} columns  hash {row['content_hash']}")
                 print(f"  inputs: {json.dumps(manifest['inputs'])}")
+                learned = [f"scaling of {len(manifest['scaling'])} columns"] if manifest.get("scaling") else []
+                learned += [f"fills of {len(manifest['imputation'])} columns"] if manifest.get("imputation") else []
+                if learned:
+                    print(f"  learned on {len(manifest['train'])} training samples: {', '.join(learned)} "
+                          "(in the manifest: feature_versions)")
                 if manifest.get("missing"):
                     print(f"  not found: {json.dumps(manifest['missing'])}")
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
             return 0
+        output = Path(args.output)
+        if not output.parent.is_dir():
+            print(f"omicsdw features export: no folder {output.parent} for {output.name}", file=sys.stderr)
+            return 2
         frame = read_feature_set(lake, args.name, args.version)
-        frame.write_parquet(args.output)
+        frame.write_parquet(output)
         print(f"wrote {frame.height} rows x {frame.width - 2} features to {args.output}")
         return 0
     except FeatureSetMissing as exc:

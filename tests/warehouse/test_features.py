@@ -113,6 +113,12 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     assert main(["features", "export", "brca_all", "--version", "1", "--output", str(out), "--warehouse", wh]) == 0
     assert pl.read_parquet(out).equals(versions["first"])
     assert main(["features", "show", "nope", "--warehouse", wh]) == 2
+    # scaled columns: rna 2 + protein 2 + copy_number 1 (mutation is not scaled), learned on the 12 given samples
+    assert main(["features", "show", "brca_scaled", "--warehouse", wh]) == 0
+    assert "  learned on 12 training samples: scaling of 5 columns" in capsys.readouterr().out
+    assert main(["features", "export", "brca_all", "--output", str(tmp_path / "no" / "x.parquet"),
+                 "--warehouse", wh]) == 2
+    assert "no folder" in capsys.readouterr().err
     spec = versions["tmp"] / "all.yaml"
     assert main(["features", "build", str(spec), "--warehouse", wh]) == 0
     assert "unchanged" in capsys.readouterr().out
