@@ -161,8 +161,10 @@ def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: 
               f"{meta['columns']} columns" + (" (unchanged)" if meta.get("unchanged") else "")
               + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else ""))
     for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        print(f"{event.step_key}: FAILED {error.message.strip() if error is not None else ''}", file=sys.stderr)
+        data = event.step_failure_data
+        text = (data.user_failure_data.description if data.user_failure_data is not None
+                else data.error.message if data.error is not None else "failed without a message")
+        print(f"features: FAILED {(text or '').strip()}", file=sys.stderr)
     return [] if result.success else ["feature sets"]
 
 

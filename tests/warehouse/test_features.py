@@ -186,3 +186,15 @@ def test_features_build_names_each_spec_problem_on_one_line(tmp_path, capsys):
     assert main(["features", "build", str(spec), "--warehouse", str(tmp_path / "wh")]) == 2
     assert capsys.readouterr().err == (f"omicsdw features build: {spec}: 2 problem(s): layers: Field required; "
                                        "layer: Extra inputs are not permitted\n")
+
+
+def test_build_features_folder_reports_a_failing_spec_and_exits_1(tmp_path, example_landing, capsys):
+    landing = example_landing(tmp_path, "pasilla")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "p.yaml").write_text("name: p\nstudies: [nope]\nlayers:\n  - {layer: rna, genes: [TP53]}\n")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"),
+                 "--features", str(specs)]) == 1
+    captured = capsys.readouterr()
+    assert "features: FAILED feature set 'p': studies not published: nope\n" in captured.err
+    assert "failed: feature sets" in captured.out
