@@ -127,6 +127,19 @@ def test_example_biomarker_candidates_equal_welch_between_pam50_groups(built, so
     assert (found[0][2] < 0, found[0][5] < 0, found[0][8]) == (True, True, True)
 
 
+def test_example_multi_gene_antibody_gives_each_gene_its_value_flagged(built, source):
+    _, protein, _ = source
+    # AKT1 AKT2 AKT3|Akt (annotation): each gene gets the total Akt antibody's value (before Akt_pS473 / _pT308)
+    rows = _sql(built, "SELECT symbol, sample_id, protein_log2, protein_assay, protein_ambiguous "
+                       "FROM gene_sample_omics WHERE symbol IN ('AKT1', 'AKT2', 'AKT3') ORDER BY symbol, sample_id")
+    akt = dict(zip(protein["sample_id"], protein["Akt"], strict=True))
+    assert len(rows) == 3 * 150
+    assert all(r[2:] == (akt[r[1]], "rppa:Akt", True) for r in rows)
+    profile = _sql(built, "SELECT symbol, protein_assay, protein_ambiguous FROM gene_omics_profile "
+                          "WHERE symbol IN ('AKT1', 'STAT5A') ORDER BY symbol")
+    assert profile == [("AKT1", "rppa:Akt", True), ("STAT5A", "rppa:STAT5-alpha", False)]
+
+
 def test_example_gene_omics_profile_in_one_query(built, source):
     mrna, protein, _ = source
     row = _sql(built, "SELECT n_samples, n_rna, mean_rna_log2, n_protein, mean_protein_log2, rna_protein_spearman "
