@@ -6,6 +6,7 @@ PY        := $(VENV)/bin/python
 UV        := $(VENV)/bin/uv
 STAMP     := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 WAREHOUSE := warehouse_data
+FEATURES  := features
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DO_NOT_TRACK := 1
 
@@ -21,9 +22,10 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	@cp $< $@
 
-# Runs land in $(DAGSTER_HOME): `make dev` shows their metadata and plots.
+# Runs land in $(DAGSTER_HOME): `make dev` shows their metadata and plots. Every spec in $(FEATURES)/ is built
+# after the studies (a feature set per spec: its Dagster asset features/<name>).
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/omicsdw build --landing examples --warehouse $(WAREHOUSE)
+	$(VENV)/bin/omicsdw build --landing examples --warehouse $(WAREHOUSE) --features $(FEATURES)
 
 test: lint $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/pytest -q
@@ -33,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy transforms schemas warehouse orchestration
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	OMICSDW_LANDING=examples OMICSDW_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/dg dev
+	OMICSDW_LANDING=examples OMICSDW_WAREHOUSE=$(WAREHOUSE) OMICSDW_FEATURES=$(FEATURES) $(VENV)/bin/dg dev
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

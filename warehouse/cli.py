@@ -118,6 +118,9 @@ def _build(args: argparse.Namespace) -> int:
                                  raise_on_error=False)
         if not matches.success:
             failed.append("signature_matches")
+        if args.features:
+            failed += _build_feature_sets(Path(args.features), resources=resources, instance=instance,
+                                          run_config=quiet)
     con = connect(args.warehouse)
     try:
         print(f"\n{warehouse_summary(con)}")
@@ -132,6 +135,51 @@ def _build(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
     return 1 if failed else 0
+
+
+def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: dict  # type: ignore[no-untyped-def]
+                        ) -> list[str]:
+    """Materialise the asset of every spec in ``folder`` (as ``dg dev`` with ``OMICSDW_FEATURES``); what failed."""
+    import dagster as dg
+    from pydantic import ValidationError
+
+    from orchestration.assets.features import feature_set_assets
+
+    try:
+        assets = feature_set_assets(folder)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"features: {_spec_error(exc)}", file=sys.stderr)
+        return [f"feature specs in {folder}"]
+    if not assets:
+        print(f"features: no *.yaml spec in {folder}")
+        return []
+    result = dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
+                            raise_on_error=False)
+    for event in result.get_asset_materialization_events():
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        print(f"{event.materialization.asset_key.to_user_string()}: version {meta['version']}, {meta['rows']} rows x "
+              f"{meta['columns']} columns" + (" (unchanged)" if meta.get("unchanged") else "")
+              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else ""))
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        text = (data.user_failure_data.description if data.user_failure_data is not None
+                else data.error.message if data.error is not None else "failed without a message")
+        print(f"features: FAILED {(text or '').strip()}", file=sys.stderr)
+    return [] if result.success else ["feature sets"]
+
+
+def _missing(missing: dict[str, list[str]]) -> str:
+    return "; ".join(f"{layer}: {', '.join(names)}" for layer, names in missing.items())
+
+
+def _spec_error(exc: Exception) -> str:
+    """A spec error as one line per problem (pydantic's locations and messages, without its links)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return f"{exc.error_count()} problem(s): " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -284,6 +332,10 @@ def _features(args: argparse.Namespace) -> int:
     from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
 
     warehouse_dir = Path(args.warehouse)
+    if not warehouse_dir.is_dir() and not (args.lake or os.environ.get("OMICSDW_LAKE")):
+        print(f"omicsdw features {args.action}: no warehouse at {warehouse_dir} (build studies first, or give "
+              "--warehouse)", file=sys.stderr)
+        return 2
     lake = _lake(args)
     try:
         if args.action == "build":
@@ -295,7 +347,7 @@ def _features(args: argparse.Namespace) -> int:
             try:
                 spec = load_spec(args.spec)
             except (ValidationError, ValueError, OSError) as exc:
-                print(f"omicsdw features build: {args.spec}: {exc}", file=sys.stderr)
+                print(f"omicsdw features build: {args.spec}: {_spec_error(exc)}", file=sys.stderr)
                 return 2
             try:
                 with lake.study_session(None):
@@ -307,6 +359,8 @@ def _features(args: argparse.Namespace) -> int:
                 refresh_catalog(lake, warehouse_dir)
             print(f"{built.name} version {built.version}: {built.rows} rows x {built.columns} columns"
                   + ("" if built.new else " (unchanged: same content as the newest version)"))
+            if built.missing:
+                print(f"not found (their columns are NULL): {_missing(built.missing)}")
             return 0
         if args.action == "list":
             rows = feature_set_rows(lake)
@@ -327,12 +381,21 @@ def _features(args: argparse.Namespace) -> int:
                 print(f"version {row['version']}  created {row['created_at']}  {row['rows']} rows x "
                       f"{row['columns']} columns  hash {row['content_hash']}")
                 print(f"  inputs: {json.dumps(manifest['inputs'])}")
+                learned = [f"scaling of {len(manifest['scaling'])} columns"] if manifest.get("scaling") else []
+                learned += [f"fills of {len(manifest['imputation'])} columns"] if manifest.get("imputation") else []
+                if learned:
+                    print(f"  learned on {len(manifest['train'])} training samples: {', '.join(learned)} "
+                          "(in the manifest: feature_versions)")
                 if manifest.get("missing"):
                     print(f"  not found: {json.dumps(manifest['missing'])}")
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
             return 0
+        output = Path(args.output)
+        if not output.parent.is_dir():
+            print(f"omicsdw features export: no folder {output.parent} for {output.name}", file=sys.stderr)
+            return 2
         frame = read_feature_set(lake, args.name, args.version)
-        frame.write_parquet(args.output)
+        frame.write_parquet(output)
         print(f"wrote {frame.height} rows x {frame.width - 2} features to {args.output}")
         return 0
     except FeatureSetMissing as exc:
@@ -364,6 +427,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     build.add_argument("--study", action="append", metavar="ID", help="only this study id (repeatable)")
     build.add_argument("--lake", help=LAKE_HELP)
+    build.add_argument("--features", default=os.environ.get("OMICSDW_FEATURES"), metavar="DIR",
+                       help="folder of feature-set specs (*.yaml) to build after the studies, each as its Dagster "
+                            "asset features/<name> (default: $OMICSDW_FEATURES; unset: none)")
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",

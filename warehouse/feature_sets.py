@@ -17,7 +17,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from schemas.features import FeatureSetSpec
-from schemas.tables import TABLES
+from schemas.tables import GLOBAL_TABLES, TABLES
 from transforms.features.build import KEY, build_feature_matrix
 from warehouse.commit import Commit, commit_frames
 from warehouse.lake import Lake
@@ -49,6 +49,8 @@ class BuiltVersion:
     content_hash: str
     new: bool
     commit: Commit | None
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    """Per layer, the genes / signatures the spec names that no selected sample has (their columns are NULL)."""
 
 
 def _published(lake: Lake, table: str, studies: list[str] | None) -> pl.LazyFrame | None:
@@ -72,7 +74,9 @@ def _input_versions(lake: Lake, studies: list[str]) -> dict[str, object]:
     tables: dict[str, dict[str, int]] = {}
     for study, table, version in ledger.iter_rows():
         tables.setdefault(table, {})[study] = version
-    return {"study_versions": lake.version("study_versions"), "tables": tables}
+    # global inputs (gene-set selection) are not in the per-study ledger: their own newest Delta version
+    shared = {t: lake.version(t) for t in INPUT_TABLES if t in GLOBAL_TABLES and lake.exists(t)}
+    return {"study_versions": lake.version("study_versions"), "tables": tables, "global": shared}
 
 
 def _content_hash(blocks: Iterable[pl.DataFrame], columns: list[str], scaling: object) -> str:
@@ -134,11 +138,12 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
         history = feature_set_rows(lake, spec.name)
         if history.height and history["content_hash"][-1] == content:
             last = history.row(-1, named=True)
-            return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None)
+            return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None,
+                                matrix.missing)
         version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
         manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
                     "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
-                    "train": matrix.train, "missing": matrix.missing}
+                    "train": matrix.train, "imputation": matrix.imputation, "missing": matrix.missing}
         row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
                              "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
                              "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
@@ -149,7 +154,8 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
                                fingerprint=f"{spec.name}:{version}:{content}")
     if not commit.ok:
         raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
-    return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit)
+    return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit,
+                        matrix.missing)
 
 
 def _version_row(lake: Lake, name: str, version: int | None) -> dict[str, object]:

@@ -44,9 +44,14 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
             with warehouse.study_session(None) as lake:
                 built = build_feature_set(lake, current)
         except (LookupError, ValueError) as exc:
-            raise dg.Failure(f"feature set {current.name!r}: {exc}") from exc
+            named = f"feature set {current.name!r}"
+            raise dg.Failure(str(exc) if named in str(exc) else f"{named}: {exc}") from exc
+        not_found = "; ".join(f"{layer}: {', '.join(names)}" for layer, names in built.missing.items())
+        if not_found:
+            context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}")
         return dg.MaterializeResult(metadata={"version": built.version, "rows": built.rows, "columns": built.columns,
-                                              "content_hash": built.content_hash, "unchanged": not built.new})
+                                              "content_hash": built.content_hash, "unchanged": not built.new,
+                                              "not_found": not_found})
 
     return _feature_set
 

@@ -236,3 +236,30 @@ def test_build_writes_a_report_per_study_that_renders_in_chromium(built):
         assert all(f'id="{section}"' in rendered.dom for section in SECTIONS)
         assert rendered.dom.count("<img") == images
     assert render(wh / "reports" / "index.html").console == []
+
+
+def test_build_cbioportal_copy_number_rna_correlation_equals_scipy(built, shared_data):
+    from scipy import stats
+
+    _, wh = built
+    # study_es_0: ERCC5 is the gene with both a log2 CNA row (data_cna_log2.txt, 'ERCC5|aaa') and an expression
+    # row (data_expression_median.txt); correlate them over the samples where both files have a number
+    folder = shared_data / "cbioportal_study_es_0"
+
+    def row(file: str, label: str) -> dict[str, float]:
+        table = pl.read_csv(folder / file, separator="\t", infer_schema=False)
+        values = table.filter(pl.col("Hugo_Symbol") == label).drop("Hugo_Symbol", "Entrez_Gene_Id").row(0, named=True)
+        return {s: float(v) for s, v in values.items() if v not in (None, "", "NA")}
+
+    cn, rna = row("data_cna_log2.txt", "ERCC5|aaa"), row("data_expression_median.txt", "ERCC5")
+    both = sorted(set(cn) & set(rna))
+    x, y = [cn[s] for s in both], [rna[s] for s in both]
+    found = {m: (r, p, n) for m, r, p, n in _sql(
+        wh, "SELECT c.method, c.r, c.pvalue, c.n FROM omics_correlations c JOIN genes g USING (gene_id) "
+            "WHERE c.study_id = 'study_es_0' AND g.symbol = 'ERCC5' AND c.layer_x = 'copy_number' "
+            "AND c.layer_y = 'rna'")}
+    for method, test in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        result = test(x, y)
+        assert found[method][0] == pytest.approx(result.statistic, abs=1e-12)
+        assert found[method][1] == pytest.approx(result.pvalue, rel=1e-9)
+        assert found[method][2] == len(both)

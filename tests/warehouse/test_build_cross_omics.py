@@ -3,8 +3,9 @@
 A study.yaml over the 20-sample TCGA BRCA subset (mixOmics mRNA, log2 as given, and RPPA; the mRNA file is
 transposed here into genes x samples), with small copy-number and mutation matrices written here (hand-counted).
 References are computed from the source files with scipy, never from the warehouse. The mixOmics mRNA genes and
-RPPA antibodies share no gene, so RNA-protein pairs are checked against scipy in
-tests/transforms/cross_omics/test_statistics.py; here copy number vs RNA and vs protein.
+RPPA antibodies share two genes once the antibodies resolve through the shipped MD Anderson / TCGA annotation
+(STAT5A|STAT5-alpha, COL6A1|Collagen_VI): RNA vs protein on those, copy number vs RNA and vs protein on the
+hand-written ramps.
 """
 
 from __future__ import annotations
@@ -79,7 +80,25 @@ def test_omics_correlations_equal_scipy_on_the_source_files(built):
         assert row["pearson"]["r"] == pytest.approx(pearson.statistic, abs=1e-12)
         assert row["pearson"]["pvalue"] == pytest.approx(pearson.pvalue, rel=1e-9)
         assert row["pearson"]["protein_ambiguous"] is (False if layer == "protein" else None)
-    assert found.filter(pl.col("layer_x") == "rna").height == 0  # no gene has both RNA and protein here
+
+
+def test_rna_protein_correlations_equal_scipy_on_the_antibodies_the_annotation_resolves(built):
+    warehouse, mrna, protein = built
+    found = _sql(warehouse, "SELECT g.symbol, c.* FROM omics_correlations c JOIN genes g USING (gene_id) "
+                            "WHERE layer_x = 'rna' AND layer_y = 'protein'")
+    # annotation: STAT5A|STAT5-alpha, COL6A1|Collagen_VI; no other mRNA gene is an antibody target here
+    assert sorted(set(found["symbol"])) == ["COL6A1", "STAT5A"]
+    for method, test in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+        rows = found.filter(pl.col("method") == method).sort("symbol")
+        results = [test(mrna[gene], protein[antibody]) for gene, antibody in
+                   (("COL6A1", "Collagen_VI"), ("STAT5A", "STAT5-alpha"))]
+        assert rows["r"].to_list() == pytest.approx([r.statistic for r in results], abs=1e-12)
+        assert rows["pvalue"].to_list() == pytest.approx([r.pvalue for r in results], rel=1e-9)
+        # BH within the study, pair of layers and method: over these two p-values
+        bh = stats.false_discovery_control([r.pvalue for r in results], method="bh")
+        assert rows["fdr"].to_list() == pytest.approx(list(bh), rel=1e-9)
+        assert rows["n"].to_list() == [mrna.height] * 2
+        assert rows["protein_ambiguous"].to_list() == [False, False]
 
 
 def test_mutation_effects_equal_welch_ttest_on_the_source_files(built):
@@ -106,7 +125,7 @@ def test_gene_omics_profile_and_correlation_summary_views(built):
     assert gata3["cn_protein_spearman"] == pytest.approx(
         stats.spearmanr([ramp(i, 3) for i in range(mrna.height)], protein["GATA3"]).statistic)
     summary = _sql(warehouse, "SELECT * FROM omics_correlation_summary WHERE method = 'spearman' "
-                              "AND layer_y = 'protein'").row(0, named=True)
+                              "AND layer_x = 'copy_number' AND layer_y = 'protein'").row(0, named=True)
     rhos = [stats.spearmanr([ramp(i, CN_GENES[g]) for i in range(mrna.height)], protein[g]).statistic
             for g in ("GATA3", "AR")]
     assert summary["n_genes"] == 2

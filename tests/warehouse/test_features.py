@@ -113,10 +113,22 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     assert main(["features", "export", "brca_all", "--version", "1", "--output", str(out), "--warehouse", wh]) == 0
     assert pl.read_parquet(out).equals(versions["first"])
     assert main(["features", "show", "nope", "--warehouse", wh]) == 2
+    # scaled columns: rna 2 + protein 2 + copy_number 1 (mutation is not scaled), learned on the 12 given samples
+    assert main(["features", "show", "brca_scaled", "--warehouse", wh]) == 0
+    assert "  learned on 12 training samples: scaling of 5 columns" in capsys.readouterr().out
+    assert main(["features", "export", "brca_all", "--output", str(tmp_path / "no" / "x.parquet"),
+                 "--warehouse", wh]) == 2
+    assert "no folder" in capsys.readouterr().err
     spec = versions["tmp"] / "all.yaml"
     assert main(["features", "build", str(spec), "--warehouse", wh]) == 0
     assert "unchanged" in capsys.readouterr().out
     assert warehouse.feature_versions("brca_all", warehouse=wh).height == 2
+    absent = tmp_path / "absent.yaml"
+    absent.write_text("name: brca_absent\nstudies: [brca]\nlayers:\n  - {layer: protein, genes: [GATA3, NOPE]}\n")
+    assert main(["features", "build", str(absent), "--warehouse", wh]) == 0
+    assert capsys.readouterr().out.splitlines() == ["brca_absent version 1: 20 rows x 2 columns",
+                                                    "not found (their columns are NULL): protein: NOPE"]
+    assert warehouse.features("brca_absent", warehouse=wh)["protein__NOPE"].null_count() == 20
     shutil.rmtree(versions["tmp"] / "landing" / "brca2")
 
 
@@ -157,3 +169,32 @@ def test_features_signature_layer_cells_equal_stored_signature_scores(versions):
                 expected.select("sample_id", "score"), on="sample_id", how="full")
             assert cells.height == 20
             assert cells[f"signature__{gene_set}"].to_list() == cells["score"].to_list()
+
+
+def test_features_verbs_refuse_a_missing_warehouse_without_creating_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    for verb in (["list"], ["show", "x"], ["export", "x", "--output", str(tmp_path / "x.parquet")]):
+        assert main(["features", *verb, "--warehouse", str(missing)]) == 2
+        assert f"no warehouse at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_features_build_names_each_spec_problem_on_one_line(tmp_path, capsys):
+    (tmp_path / "wh").mkdir()
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\nstudies: [brca]\nlayer:\n  - {layer: rna, genes: [TP53]}\n")
+    assert main(["features", "build", str(spec), "--warehouse", str(tmp_path / "wh")]) == 2
+    assert capsys.readouterr().err == (f"omicsdw features build: {spec}: 2 problem(s): layers: Field required; "
+                                       "layer: Extra inputs are not permitted\n")
+
+
+def test_build_features_folder_reports_a_failing_spec_and_exits_1(tmp_path, example_landing, capsys):
+    landing = example_landing(tmp_path, "pasilla")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "p.yaml").write_text("name: p\nstudies: [nope]\nlayers:\n  - {layer: rna, genes: [TP53]}\n")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"),
+                 "--features", str(specs)]) == 1
+    captured = capsys.readouterr()
+    assert "features: FAILED feature set 'p': studies not published: nope\n" in captured.err
+    assert "failed: feature sets" in captured.out

@@ -55,6 +55,8 @@ class FeatureMatrix:
     missing: dict[str, list[str]] = field(default_factory=dict)
     impute: pl.DataFrame | None = None
     rows_per_block: int = ROWS_PER_BLOCK
+    imputation: dict[str, float | None] = field(default_factory=dict)
+    """``impute: train_mean``: the value each feature's missing cells got (its training mean, after scaling)."""
 
     def _finish(self, rows: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """Scaled (and imputed) long rows of ``samples``, NULL cells dropped, sorted."""
@@ -179,7 +181,10 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     if spec.scale is not None and spec.scale.train is not None:
         train = select_samples(chosen, attributes, spec.scale.train)
         if train.height < 2:
-            raise ValueError(f"feature set {spec.name!r}: the training samples ({train.height}) are fewer than 2")
+            declared = (f"{len(spec.scale.train)} sample ids" if isinstance(spec.scale.train, list) else
+                        f"{spec.scale.train.attribute} in {spec.scale.train.values}")
+            raise ValueError(f"feature set {spec.name!r}: {train.height} of the {chosen.height} selected samples "
+                             f"are training samples (scale.train: {declared}); at least 2 are needed")
     parts, columns, scaled = [], [], []
     missing: dict[str, list[str]] = {}
     for layer in spec.layers:
@@ -196,5 +201,7 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     if spec.impute == "train_mean":
         impute = (apply_scaling(rows, scaling).join(train.lazy(), on=KEY, how="semi").group_by("feature")
                   .agg(pl.col("value").mean().alias("_m")).collect())
+    learned = dict(zip(impute["feature"], impute["_m"], strict=True)) if impute is not None else {}
+    imputation = {f: learned.get(f) for f in columns} if impute is not None else {}
     return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
-                         rows_per_block)
+                         rows_per_block, imputation)

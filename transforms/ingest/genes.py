@@ -76,6 +76,9 @@ class GeneReference:
     """Hash of the snapshot's files: a file changed without a new release.json still reprocesses every study."""
     grch37: pl.DataFrame | None = None
     """GRCh37 / hg19 loci (gene_id, chromosome, start, end, strand) lifted from the GRCh38 ones, when shipped."""
+    antibodies: pl.DataFrame | None = None
+    """RPPA antibody annotation (``antibody``, ``genes``: the symbols it targets), from ``rppa_antibodies.json``:
+    what bare antibody names (``ER-alpha``) mean, as cBioPortal writes them (``ESR1|ER-alpha``)."""
 
     def genes_on(self, build: str) -> pl.DataFrame | None:
         """``genes`` with coordinates on ``build`` (``GRCh38`` or ``GRCh37``, canonical names), or None when the
@@ -115,7 +118,8 @@ class GeneReference:
 def _load_reference(path: Path) -> GeneReference:
     digest = hashlib.blake2b(digest_size=16)
     grch37 = path / "genes_grch37.parquet"
-    for file in (path / "genes.parquet", path / "gene_xrefs.parquet", path / "release.json", grch37):
+    antibodies = path / "rppa_antibodies.json"
+    for file in (path / "genes.parquet", path / "gene_xrefs.parquet", path / "release.json", grch37, antibodies):
         if file.exists():
             digest.update(file.read_bytes())
     release = json.loads((path / "release.json").read_text())
@@ -125,7 +129,16 @@ def _load_reference(path: Path) -> GeneReference:
         release=release,
         fingerprint=f"{release.get('source', '')}:{digest.hexdigest()}",
         grch37=pl.read_parquet(grch37) if grch37.exists() else None,
+        antibodies=_antibody_annotation(antibodies) if antibodies.exists() else None,
     )
+
+
+def _antibody_annotation(path: Path) -> pl.DataFrame:
+    """``GENE1 GENE2|antibody`` entries -> one row per antibody with its list of gene symbols."""
+    entries = json.loads(path.read_text())["antibodies"]
+    return pl.DataFrame({"entry": entries}).select(
+        antibody=pl.col("entry").str.split("|").list.last(),
+        genes=pl.col("entry").str.split("|").list.first().str.split(" "))
 
 
 def genes_table(reference: GeneReference) -> pl.DataFrame:

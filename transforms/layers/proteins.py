@@ -27,7 +27,7 @@ MAPPING_SCHEMA = pl.Schema({
 
 # Sources of identifiers, in the order they are trusted: a group's gene names decide when any resolves, its
 # UniProt accessions only when none does.
-_TIER = {"gene_name": 0, "antibody_name": 0, "uniprot_accession": 1}
+_TIER = {"gene_name": 0, "antibody_annotation": 0, "antibody_name": 0, "uniprot_accession": 1}
 # RPPA antibody name -> the protein it targets: drop the MD Anderson validation suffix (``-R-V``), the phospho
 # site (``_pS473``, ``-pT308``) and the cleavage site (``_cleavedD198``).
 _ANTIBODY_SUFFIX = r"(?:-[RMG]-[A-Z]+)$"
@@ -53,8 +53,10 @@ def map_protein_groups(features: pl.DataFrame, *, reference: GeneReference,
         ``namespace``, ``gene_id`` (null unless mapped or duplicate), ``status``, ``rule``, ``is_ambiguous`` and
         ``resolver_rule`` (the resolver's own rule, e.g. ``symbol`` / ``alias``).
 
-    Rules: gene names decide when any resolves (``gene_name``; for RPPA antibodies without a gene, the antibody's
-    target name read as a symbol, ``antibody_name``); otherwise the UniProt accessions (``uniprot_accession``,
+    Rules: gene names decide when any resolves (``gene_name``; for RPPA antibodies written without genes, the
+    genes the shipped MD Anderson / TCGA annotation gives the antibody, ``antibody_annotation``, see
+    :func:`annotated_genes`; for antibodies it does not list, the antibody's target name read as a symbol,
+    ``antibody_name``); otherwise the UniProt accessions (``uniprot_accession``,
     FASTA-header accessions included). Groups whose entry names are all of other species (``TRYP_PIG``), or that
     resolve nowhere and have an other-species entry name, stay unmapped (``other_species``), and so do decoys
     (``is_decoy``: reversed sequences, rule ``decoy``). Unresolved groups keep one row with
@@ -65,7 +67,7 @@ def map_protein_groups(features: pl.DataFrame, *, reference: GeneReference,
     gene_id kept, so ``status == 'mapped'`` gives one group per gene.
     """
     groups = _with_optional_columns(features).with_row_index("group_order")
-    candidates = _candidates(groups)
+    candidates = _candidates(groups, annotation=reference.antibodies)
     resolved = pl.concat([
         _resolve(candidates.filter(pl.col("source") != "uniprot_accession"), reference=reference, id_type="symbol"),
         _resolve(candidates.filter(pl.col("source") == "uniprot_accession"), reference=reference,
@@ -105,18 +107,21 @@ def _with_optional_columns(features: pl.DataFrame) -> pl.DataFrame:
         pl.col("is_decoy", "is_phospho").fill_null(False))
 
 
-def _candidates(groups: pl.DataFrame) -> pl.DataFrame:
-    """One row per (group, identifier to try): gene names, antibody target names and accessions."""
-    target = (pl.col("antibody").str.strip_chars().str.replace(_ANTIBODY_SUFFIX, "")
-              .str.replace(_ANTIBODY_SITE, ""))
+def _candidates(groups: pl.DataFrame, *, annotation: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per (group, identifier to try): gene names, annotated or read antibody targets, accessions."""
+    target = _target(pl.col("antibody"))
     # Antibody names are written in protein case (Akt, K-Ras); their gene symbols are upper case without the
     # hyphen. Weight names (p27, p38) are left as written: upper-cased they are other genes' aliases (P27 = IFI27).
     upper = pl.when(target.str.contains(r"^p[0-9]")).then(target).otherwise(target.str.to_uppercase())
     antibody_names = pl.concat_list(target, upper, upper.str.replace_all("-", "", literal=True))
-    listed = groups.select(
+    no_genes = pl.col("gene_names").list.len() == 0
+    annotated = annotated_genes(groups["antibody"], annotation=annotation)
+    listed = groups.with_columns(annotated=annotated).select(
         "group_order",
         gene_name=pl.col("gene_names"),
-        antibody_name=pl.when(pl.col("gene_names").list.len() == 0).then(antibody_names).otherwise([]),
+        antibody_annotation=pl.when(no_genes).then("annotated").otherwise([]),
+        antibody_name=pl.when(no_genes & (pl.col("annotated").list.len() == 0)).then(antibody_names)
+        .otherwise([]),
         uniprot_accession=pl.col("accessions"),
     )
     frames = [
@@ -128,6 +133,36 @@ def _candidates(groups: pl.DataFrame) -> pl.DataFrame:
         for source, tier in _TIER.items()
     ]
     return pl.concat(frames).filter(pl.col("identifier").str.strip_chars() != "")
+
+
+def annotated_genes(antibodies: pl.Series, *, annotation: pl.DataFrame | None) -> pl.Series:
+    """The gene symbols the RPPA annotation gives each antibody name (an empty list when it lists none).
+
+    Names are compared without the validation suffix (``-R-V``), case and punctuation (``Pea-15`` = ``PEA15``);
+    a name still not listed is compared by its target, the site removed (``4E-BP1_pT37`` -> ``4E-BP1``, listed as
+    ``4E-BP1_pT37_T46``), when every listed antibody of that target names the same genes. Several genes
+    (``AKT1 AKT2 AKT3|Akt``) are all returned; the mapping keeps one row per gene, flagged ``is_ambiguous``.
+    """
+    names = pl.DataFrame({"antibody": antibodies}, schema={"antibody": pl.String}).with_row_index("order")
+    if annotation is None or annotation.is_empty():
+        return pl.Series("annotated", [[]] * names.height, dtype=pl.List(pl.String))
+    keys = {"name_key": _key(pl.col("antibody").str.strip_chars().str.replace(_ANTIBODY_SUFFIX, "")),
+            "target_key": _key(_target(pl.col("antibody")))}
+    found = names.with_columns(**keys)
+    for key, genes in (("name_key", "by_name"), ("target_key", "by_target")):
+        unique = (annotation.with_columns(**keys).group_by(key).agg(pl.col("genes").unique())
+                  .filter(pl.col("genes").list.len() == 1).select(key, pl.col("genes").list.first().alias(genes)))
+        found = found.join(unique, on=key, how="left")
+    return found.sort("order").select(annotated=pl.coalesce("by_name", "by_target").fill_null([]))["annotated"]
+
+
+def _target(name: pl.Expr) -> pl.Expr:
+    """The protein an antibody targets: name without validation suffix, phospho or cleavage site."""
+    return name.str.strip_chars().str.replace(_ANTIBODY_SUFFIX, "").str.replace(_ANTIBODY_SITE, "")
+
+
+def _key(name: pl.Expr) -> pl.Expr:
+    return name.str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
 
 
 def _resolve(candidates: pl.DataFrame, *, reference: GeneReference, id_type: str) -> pl.DataFrame:

@@ -6,6 +6,8 @@
 -- @mean_rna_log2 Mean rna_log2 over those samples.
 -- @n_protein Samples with a protein value.
 -- @mean_protein_log2 Mean protein_log2 over those samples.
+-- @protein_assay Source of the protein values (assay:protein group or antibody), as gene_sample_omics chose it.
+-- @protein_ambiguous The protein values come from a group or antibody mapped to several genes.
 -- @n_profiled Samples whose mutation status is known (mutated or wild type).
 -- @n_mutated Samples with a non-silent mutation.
 -- @n_gain Samples with a copy-number call above 0 (gain or amplification).
@@ -23,6 +25,7 @@ WITH layers AS (
     SELECT study_id, gene_id, any_value(symbol) AS symbol, count(*) AS n_samples,
            count(rna_log2) AS n_rna, avg(rna_log2) AS mean_rna_log2,
            count(protein_log2) AS n_protein, avg(protein_log2) AS mean_protein_log2,
+           min(protein_assay) AS protein_assay, bool_or(protein_ambiguous) AS protein_ambiguous,
            count(mutated) AS n_profiled, count(*) FILTER (WHERE mutated) AS n_mutated,
            count(*) FILTER (WHERE cn_call > 0) AS n_gain, count(*) FILTER (WHERE cn_call < 0) AS n_loss,
            avg(cn_log2) AS mean_cn_log2
@@ -46,6 +49,7 @@ WITH layers AS (
     GROUP BY study_id, gene_id
 )
 SELECT l.study_id, l.gene_id, l.symbol, l.n_samples, l.n_rna, l.mean_rna_log2, l.n_protein, l.mean_protein_log2,
+       l.protein_assay, l.protein_ambiguous,
        l.n_profiled, l.n_mutated, l.n_gain, l.n_loss, l.mean_cn_log2,
        r.rna_protein_spearman, r.cn_rna_spearman, r.cn_protein_spearman,
        e.mutation_rna_difference, e.mutation_rna_pvalue, e.mutation_protein_difference, e.mutation_protein_pvalue

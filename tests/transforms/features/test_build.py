@@ -92,6 +92,11 @@ def test_build_feature_matrix_top_variable_on_training_samples_and_imputation(mr
     filled = _wide(build_feature_matrix(imputed, **_inputs(mrna)))
     first = filled.filter(pl.col("sample_id") == mrna["sample_id"][0])["mutation__TP53"].item()
     assert first == pytest.approx(np.mean([float(i % 4 == 0) for i in range(1, mrna.height)]))
+    # the filled values are stored with the version (learned parameters); KRAS has no value to learn from
+    stored = build_feature_matrix(imputed, **_inputs(mrna)).imputation
+    assert stored["mutation__TP53"] == pytest.approx(first)
+    assert stored["rna__NDRG2"] == pytest.approx(mrna["NDRG2"].mean())
+    assert stored["mutation__KRAS"] is None
 
 
 def test_build_feature_matrix_signature_layer_needs_the_signature_tables(mrna):

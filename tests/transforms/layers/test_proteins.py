@@ -8,7 +8,12 @@ from transforms.ingest.parse.maxquant import parse_maxquant
 from transforms.ingest.parse.protein_table import FEATURE_SCHEMA
 from transforms.ingest.parse.proteomics import parse_protein_file
 from transforms.issues import IssueLog
-from transforms.layers.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
+from transforms.layers.proteins import (
+    annotated_genes,
+    map_protein_groups,
+    missing_per_sample,
+    normalise_protein_abundance,
+)
 
 MAXQUANT = "proteomics_maxquant_lfqanalyst/proteinGroups.txt"
 DIANN = "proteomics_diann_pg_matrix/DIA-NN_example_domlfq_report.pg_matrix.tsv"
@@ -96,17 +101,45 @@ def test_map_protein_groups_antibody_names_without_genes(shared_data, reference)
     mapping = map_protein_groups(assay.features, reference=reference)
     assert mapping["feature_id"].n_unique() == 142
     by_id = {r["feature_id"]: r for r in mapping.to_dicts()}
-    # EGFR is an official symbol (1956); the phospho antibody of the same gene becomes the duplicate
+    genes = {f: [(r["identifier"], r["gene_id"], r["status"], r["is_ambiguous"]) for r in _row(mapping, f)]
+             for f in ("ER-alpha", "PR", "STAT5-alpha", "Collagen_VI", "Akt", "Akt_pS473", "p27")}
+    # MD Anderson / TCGA annotation (TCGA-Assembler-2 Module_A.R): ESR1|ER-alpha, PGR|PR, STAT5A|STAT5-alpha,
+    # COL6A1|Collagen_VI, CDKN1B|p27, AKT1 AKT2 AKT3|Akt(_pS473); Entrez IDs from human_genes_orgHsEgDb.tsv
+    # (ESR1 2099, PGR 5241, STAT5A 6776, COL6A1 1291, CDKN1B 1027, AKT1 207, AKT2 208, AKT3 10000)
+    assert genes == {
+        "ER-alpha": [("ESR1", 2099, "mapped", False)],
+        "PR": [("PGR", 5241, "mapped", False)],
+        "STAT5-alpha": [("STAT5A", 6776, "mapped", False)],
+        "Collagen_VI": [("COL6A1", 1291, "mapped", False)],
+        "Akt": [("AKT1", 207, "mapped", True), ("AKT2", 208, "mapped", True), ("AKT3", 10000, "mapped", True)],
+        # the total antibody keeps the genes, the phospho-specific one is the duplicate
+        "Akt_pS473": [("AKT1", 207, "duplicate", True), ("AKT2", 208, "duplicate", True),
+                      ("AKT3", 10000, "duplicate", True)],
+        "p27": [("CDKN1B", 1027, "mapped", False)],
+    }
+    assert {by_id[f]["rule"] for f in genes} == {"antibody_annotation"}
+    # names written differently from the annotation: 'Pea-15' is listed as PEA15 (8682); 'JNK_pT183_pT185' and
+    # '4E-BP1_pT37' by their targets, listed as JNK_pT183_pY185 (MAPK8 5599) and 4E-BP1_pT37_T46 (EIF4EBP1 1978)
+    assert [(by_id[f]["gene_id"], by_id[f]["rule"]) for f in ("Pea-15", "JNK_pT183_pT185", "4E-BP1_pT37")] == [
+        (8682, "antibody_annotation"), (5599, "antibody_annotation"), (1978, "antibody_annotation")]
+    # EGFR|EGFR and EGFR|EGFR_pY1068 in the annotation (1956); the phospho antibody becomes the duplicate
     assert (by_id["EGFR"]["gene_id"], by_id["EGFR"]["status"]) == (1956, "mapped")
     assert (by_id["EGFR_pY1068"]["gene_id"], by_id["EGFR_pY1068"]["status"]) == (1956, "duplicate")
-    # K-Ras -> KRAS 3845 (upper case, hyphen removed)
-    assert by_id["K-Ras"]["gene_id"] == 3845
-    # 'ER-alpha' is no symbol or alias (awk on human_gene_aliases_orgHsEgDb.tsv): kept, unmapped, said why
-    assert (by_id["ER-alpha"]["gene_id"], by_id["ER-alpha"]["rule"]) == (None, "antibody_name_not_found")
-    # 'PR' is an alias of 10 genes (awk '$1=="PR"' human_gene_aliases_orgHsEgDb.tsv | wc -l): never guessed
-    assert (by_id["PR"]["gene_id"], by_id["PR"]["status"]) == (None, "ambiguous")
-    # 'P27' is an alias of IFI27 (3429); the p27 antibody targets CDKN1B, so weight names are not upper-cased
-    assert by_id["p27"]["gene_id"] != 3429
+    # not in the annotation: the target name read as a symbol. K-Ras -> KRAS 3845 (upper case, hyphen removed);
+    # 'Annexin_I' and 'LBK1' (a typo of LKB1) are no symbol or alias: kept, unmapped, said why
+    assert (by_id["K-Ras"]["gene_id"], by_id["K-Ras"]["rule"]) == (3845, "antibody_name")
+    assert [by_id[f]["rule"] for f in ("Annexin_I", "LBK1")] == ["antibody_name_not_found"] * 2
+    assert mapping.filter(pl.col("rule") == "antibody_name")["feature_id"].sort().to_list() == [
+        "ANLN", "K-Ras", "RBM3", "SCD1"]
+
+
+def test_annotated_genes_never_guesses_between_targets():
+    annotation = pl.DataFrame({"antibody": ["X_pS1", "X_pT2", "Y_pS1", "Y-total"],
+                               "genes": [["GA"], ["GB"], ["GC"], ["GC"]]})
+    names = pl.Series(["x_ps1", "X_pS9", "Y_pT5-R-V", "Z", None])
+    # exact after case folding; X's target names two gene sets (no answer); Y's one; Z and null unlisted
+    assert annotated_genes(names, annotation=annotation).to_list() == [["GA"], [], ["GC"], [], []]
+    assert annotated_genes(names, annotation=None).to_list() == [[]] * 5
 
 
 # -- hand-made groups ---------------------------------------------------------------------------------------------

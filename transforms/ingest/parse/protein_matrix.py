@@ -6,7 +6,8 @@ non-numeric cells are reported the same way as for any matrix):
 - cBioPortal ``data_rppa.txt`` / ``data_protein_quantification.txt``: first column ``Composite.Element.REF`` =
   ``GENE1 GENE2|antibody`` (``BRAF|BRAF_pS399`` for mass-spec sites), samples as columns;
 - antibody matrices without genes, e.g. mixOmics' ``breast.TCGA`` protein table (``transpose=True``: samples
-  are rows, antibody names such as ``Akt_pS473`` or ``ER-alpha`` are the columns);
+  are rows, antibody names such as ``Akt_pS473`` or ``ER-alpha`` are the columns); their genes come from the
+  shipped RPPA annotation when the protein groups are mapped (:func:`transforms.layers.proteins.annotated_genes`);
 - protein groups (UniProt accessions, FASTA-style ``sp|P04637|P53_HUMAN``) or gene symbols x samples.
 
 Values are taken as given (RPPA log2 ratios: zeros and negatives are data).
