@@ -23,6 +23,7 @@ from warehouse.storage import open_lake
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
 PRERANK_LIBRARIES_ENV = "OMICSDW_PRERANK_LIBRARIES"
+PLOTS_ENV = "OMICSDW_PLOTS"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -37,6 +38,9 @@ class WarehouseResource(dg.ConfigurableResource):
     prerank_libraries: str | None = None
     """Gene-set libraries ``gene_set_enrichment`` runs prerank on, comma-separated (``all``: every library); None:
     ``$OMICSDW_PRERANK_LIBRARIES``, else MSigDB Hallmark and every warehouse or study library (ORA tests all)."""
+    plots: bool | None = None
+    """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
+    and report text only, about a third of a small study's build. None: ``$OMICSDW_PLOTS``, else True."""
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
@@ -44,6 +48,12 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(landing_dir=os.environ.get("OMICSDW_LANDING", "examples"),
                    warehouse_dir=os.environ.get("OMICSDW_WAREHOUSE", DEFAULT_WAREHOUSE),
                    lake_uri=os.environ.get("OMICSDW_LAKE"))
+
+    def draws_plots(self) -> bool:
+        """``plots``, else ``$OMICSDW_PLOTS`` (``0`` / ``false`` / ``no``: no plots), else True."""
+        if self.plots is not None:
+            return self.plots
+        return os.environ.get(PLOTS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
     def prerank_library_setting(self) -> str | None:
         """``prerank_libraries``, else ``$OMICSDW_PRERANK_LIBRARIES`` (None: the default selection)."""

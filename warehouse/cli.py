@@ -96,7 +96,8 @@ def _build(args: argparse.Namespace) -> int:
     # One catalog rebuild per study (by its report, right after publication) and one at the end, instead of one
     # after every commit readers see (2-3 per study, each longer as the warehouse grows).
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False)
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False,
+                                 plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
     with _instance() as instance, _catalog_refreshed(resource):
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
@@ -372,6 +373,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     build.add_argument("--study", action="append", metavar="ID", help="only this study id (repeatable)")
     build.add_argument("--lake", help=LAKE_HELP)
+    build.add_argument("--no-plots", action="store_true",
+                       help="draw no PNG plots (tables and report text only; default: $OMICSDW_PLOTS, else plots)")
+    build.add_argument("--prerank-libraries", metavar="NAMES",
+                       help="gene-set libraries prerank tests, comma-separated, 'all' for every one (default: "
+                            "$OMICSDW_PRERANK_LIBRARIES, else msigdb_hallmark and the warehouse's and study's own "
+                            "libraries; ORA tests every library)")
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",

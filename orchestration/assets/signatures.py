@@ -82,7 +82,8 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                    metadata=inputs.commit_metadata)
             metadata = {SCORES: {"assays": stage.metadata,
                                  **score_plots(stage.frame, study_id=inputs.study_id,
-                                               folder=warehouse.reports_dir(inputs.study_id))}}
+                                               folder=warehouse.reports_dir(inputs.study_id),
+                                               draw=warehouse.draws_plots())}}
     yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, SCORES)
 
@@ -113,7 +114,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)
             plots = enrichment_plots(frame, statistics, libraries, study_id=inputs.study_id,
-                                     folder=warehouse.reports_dir(inputs.study_id))
+                                     folder=warehouse.reports_dir(inputs.study_id), draw=warehouse.draws_plots())
             metadata = {ENRICHMENT: {"contrasts": stage_metadata, "prerank_libraries": settings["prerank_libraries"],
                                      **plots}}
     yield from results(commit, metadata, inputs=inputs)
