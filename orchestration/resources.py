@@ -40,7 +40,7 @@ class WarehouseResource(dg.ConfigurableResource):
     ``$OMICSDW_PRERANK_LIBRARIES``, else MSigDB Hallmark and every warehouse or study library (ORA tests all)."""
     plots: bool | None = None
     """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
-    and report text only, about a third of a small study's build. None: ``$OMICSDW_PLOTS``, else True."""
+    and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
