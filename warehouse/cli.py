@@ -59,8 +59,8 @@ def _catalog_refreshed(resource):  # type: ignore[no-untyped-def]
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 """Threads of the BLAS numpy bundles: ``omicsdw build`` sets it to 1 unless the user did (before numpy loads).
 A build's BLAS calls are small blocks (QC's PCA and sample correlations, scoring), where OpenBLAS's idle worker
-threads spin: on a busy machine that was ~0.4 CPU s of a small study's ~6 (``bench/README.md``); the tables do
-not depend on the thread count."""
+threads spin: on a busy machine that was ~0.6 CPU s of a small study's ~6.5 (``bench/README.md``); DE is tested
+not to depend on the thread count."""
 
 
 def _build(args: argparse.Namespace) -> int:
