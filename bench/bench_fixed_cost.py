@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -60,12 +61,13 @@ def landing(workdir: Path, studies: int, samples: int, genes: int) -> Path:
     return folder
 
 
-def compare(folder: Path, warehouse: Path) -> dict[str, object]:
+def compare(folder: Path, warehouse: Path, build_args: list[str] | None = None) -> dict[str, object]:
     """validate, then build into a fresh warehouse, of the same folders, each its own process."""
     shutil.rmtree(warehouse, ignore_errors=True)
     load = os.getloadavg()[0]
     validate = _child([*OMICSDW, "validate", str(folder)], env=_env())
-    build = _child([*OMICSDW, "build", "--landing", str(folder), "--warehouse", str(warehouse)], env=_env())
+    build = _child([*OMICSDW, "build", "--landing", str(folder), "--warehouse", str(warehouse),
+                    *(build_args or [])], env=_env())
     per_study = [float(line.rsplit("(", 1)[1].split()[0]) for line in str(build["stdout"]).splitlines()
                  if line.startswith("[") and line.endswith(" s)")]
     return {"load_before": load, "load_after": os.getloadavg()[0],
@@ -90,6 +92,9 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="also profile a build of the first K studies")
     parser.add_argument("--workdir", type=Path, default=OUT / "fixed_cost")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--repeats", type=int, default=1, help="validate + build pairs (median ratio reported)")
+    parser.add_argument("--build-arg", action="append", default=[], dest="build_args",
+                        help="extra argument of omicsdw build (repeatable), e.g. --build-arg=--no-plots")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     folder = landing(args.workdir, args.studies, args.samples, args.genes)
@@ -97,19 +102,29 @@ def main() -> None:
           f" UTC, load average {os.getloadavg()[0]:.2f}", flush=True)
     result: dict[str, object] = {"studies": args.studies, "samples": args.samples, "genes": args.genes,
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    figures = compare(folder, args.workdir / "warehouse")
-    result.update(figures)
-    validate, build = figures["validate"], figures["build"]
-    assert isinstance(validate, dict)
-    assert isinstance(build, dict)
-    print("| command | wall s | CPU s | per study wall s | wall / validate | CPU / validate |")
-    print("|---|---|---|---|---|---|")
-    for name, peer in (("omicsdw validate", validate), ("omicsdw build", build)):
-        print(f"| {name} | {peer['wall_s']:.1f} | {peer['cpu_s']:.1f} | {peer['wall_s'] / args.studies:.2f} | "
-              f"{peer['wall_s'] / validate['wall_s']:.1f} | {peer['cpu_s'] / validate['cpu_s']:.1f} |")
-    print(f"studies per minute (build): {60 * args.studies / build['wall_s']:.1f} wall, "
-          f"{60 * args.studies / build['cpu_s']:.1f} per CPU-minute; load average {figures['load_before']:.2f} "
-          f"-> {figures['load_after']:.2f}", flush=True)
+    print(f"omicsdw build {' '.join(args.build_args)}".rstrip())
+    print("| run | load | command | wall s | CPU s | per study wall s | wall / validate | CPU / validate |")
+    print("|---|---|---|---|---|---|---|---|")
+    runs = []
+    for run in range(1, args.repeats + 1):
+        figures = compare(folder, args.workdir / "warehouse", args.build_args)
+        runs.append(figures)
+        validate, build = figures["validate"], figures["build"]
+        assert isinstance(validate, dict)
+        assert isinstance(build, dict)
+        for name, peer in (("omicsdw validate", validate), ("omicsdw build", build)):
+            print(f"| {run} | {figures['load_before']:.1f} -> {figures['load_after']:.1f} | {name} | "
+                  f"{peer['wall_s']:.1f} | {peer['cpu_s']:.1f} | {peer['wall_s'] / args.studies:.2f} | "
+                  f"{peer['wall_s'] / validate['wall_s']:.1f} | {peer['cpu_s'] / validate['cpu_s']:.1f} |", flush=True)
+    cpu = statistics.median(r["build"]["cpu_s"] / r["validate"]["cpu_s"] for r in runs)  # type: ignore[index]
+    wall = statistics.median(r["build"]["wall_s"] / r["validate"]["wall_s"] for r in runs)  # type: ignore[index]
+    build_cpu = statistics.median(r["build"]["cpu_s"] for r in runs)  # type: ignore[index]
+    build_wall = statistics.median(r["build"]["wall_s"] for r in runs)  # type: ignore[index]
+    print(f"median of {len(runs)}: build / validate {cpu:.1f}x CPU, {wall:.1f}x wall; build "
+          f"{build_cpu / args.studies:.2f} CPU s and {build_wall / args.studies:.2f} s wall a study; studies a minute "
+          f"{60 * args.studies / build_wall:.1f} wall, {60 * args.studies / build_cpu:.1f} per CPU-minute", flush=True)
+    result.update(runs[-1])
+    result["runs"] = runs
     if args.profile:
         ids = sorted(p.name for p in folder.iterdir() if p.is_dir())[:args.profile]
         parts = profile(folder, args.workdir / "warehouse_profiled", ids, args.workdir / "probe.json")

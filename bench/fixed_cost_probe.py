@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as ``omicsdw build`` sets it before numpy loads
 START_CPU, START_WALL = time.process_time(), time.perf_counter()
 SPENT: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
 

@@ -1,4 +1,8 @@
-"""Plots a stage shows in the Dagster UI and writes to the study's report folder."""
+"""Plots a stage shows in the Dagster UI and writes to the study's report folder.
+
+``draw=False`` (a build without plots: ``WarehouseResource.plots``) draws nothing and deletes the stage's earlier
+PNGs of the study, so the report never shows plots of older results.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,23 @@ from transforms.expression.study import PADJ
 from transforms.report.plots import ma_plot, volcano_plot
 from transforms.signatures.plots import enrichment_dot_plot, running_score_plot, score_heatmap
 
+CONTRAST_PNGS = ("*_volcano.png", "*_ma.png")
+SCORE_PNGS = ("*_ssgsea_heatmap.png",)
+ENRICHMENT_PNGS = ("*_enrichment_dots.png", "*_running_score_*.png")
 
-def contrast_plots(contrasts: list[tuple[str, DEResult]], *, study_id: str, folder: Path) -> dict[str, object]:
+
+def _undrawn(folder: Path, patterns: tuple[str, ...]) -> dict[str, object]:
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+    return {}
+
+
+def contrast_plots(contrasts: list[tuple[str, DEResult]], *, study_id: str, folder: Path,
+                   draw: bool = True) -> dict[str, object]:
     """Volcano and MA plots of each contrast: PNG files in ``folder`` and inline images for the UI."""
+    if not draw:
+        return _undrawn(folder, CONTRAST_PNGS)
     metadata: dict[str, object] = {}
     for name, result in contrasts:
         for kind, plot in (("volcano", volcano_plot), ("ma", ma_plot)):
@@ -36,8 +54,10 @@ def _show(metadata: dict[str, object], key: str, png: bytes, path: Path, label: 
     metadata[f"{key}_png"] = dg.MetadataValue.path(str(path))
 
 
-def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path) -> dict[str, object]:
+def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path, draw: bool = True) -> dict[str, object]:
     """A heatmap of the most variable ssGSEA scores per assay (PNG in ``folder`` and inline)."""
+    if not draw:
+        return _undrawn(folder, SCORE_PNGS)
     metadata: dict[str, object] = {}
     for (assay,), part in scores.filter(pl.col("method") == "ssgsea").group_by("assay", maintain_order=True):
         png = score_heatmap(part, title=f"{study_id} {assay}: ssGSEA, most variable sets")
@@ -47,8 +67,10 @@ def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path) -> dict[st
 
 def enrichment_plots(enrichment: pl.DataFrame, statistics: dict[str, pl.DataFrame],
                      members: dict[str, dict[str, list[str]]], *, study_id: str, folder: Path,
-                     running: int = 3) -> dict[str, object]:
+                     running: int = 3, draw: bool = True) -> dict[str, object]:
     """Per contrast: a dot plot of the top gene sets and running-score plots of the ``running`` top prerank sets."""
+    if not draw:
+        return _undrawn(folder, ENRICHMENT_PNGS)
     metadata: dict[str, object] = {}
     for contrast, stats in statistics.items():
         rows = enrichment.filter(pl.col("contrast") == contrast)

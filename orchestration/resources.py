@@ -22,6 +22,8 @@ from warehouse.storage import open_lake
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
+PRERANK_LIBRARIES_ENV = "OMICSDW_PRERANK_LIBRARIES"
+PLOTS_ENV = "OMICSDW_PLOTS"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -33,6 +35,12 @@ class WarehouseResource(dg.ConfigurableResource):
     refresh_catalog_on_commit: bool = True
     """False: the caller rebuilds the catalog itself (``omicsdw build``: once at the end). Readers still see each
     publication at once: the study report, which follows it, rebuilds the catalog when it lags the lake."""
+    prerank_libraries: str | None = None
+    """Gene-set libraries ``gene_set_enrichment`` runs prerank on, comma-separated (``all``: every library); None:
+    ``$OMICSDW_PRERANK_LIBRARIES``, else MSigDB Hallmark and every warehouse or study library (ORA tests all)."""
+    plots: bool | None = None
+    """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
+    and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
@@ -40,6 +48,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(landing_dir=os.environ.get("OMICSDW_LANDING", "examples"),
                    warehouse_dir=os.environ.get("OMICSDW_WAREHOUSE", DEFAULT_WAREHOUSE),
                    lake_uri=os.environ.get("OMICSDW_LAKE"))
+
+    def draws_plots(self) -> bool:
+        """``plots``, else ``$OMICSDW_PLOTS`` (``0`` / ``false`` / ``no``: no plots), else True."""
+        if self.plots is not None:
+            return self.plots
+        return os.environ.get(PLOTS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+    def prerank_library_setting(self) -> str | None:
+        """``prerank_libraries``, else ``$OMICSDW_PRERANK_LIBRARIES`` (None: the default selection)."""
+        return self.prerank_libraries or os.environ.get(PRERANK_LIBRARIES_ENV) or None
 
     def lake(self) -> Lake:
         return open_lake(self.warehouse_dir, self.lake_uri)

@@ -5,7 +5,9 @@ Both recognised layouts become one :class:`StudyManifest`, so everything after d
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -339,12 +341,23 @@ def read_manifest_data(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     Raises ``yaml.YAMLError`` (syntax), ``ValueError`` (not a mapping; :class:`YamlRejected`: not UTF-8, an
     overlong line, an alias bomb) or ``OSError`` (unreadable).
     """
-    text = read_yaml_text(path)
-    root = compose_yaml(text)
-    data = yaml.safe_load(text)
+    data, lines = _parsed_manifest(read_yaml_text(path))
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a mapping of study fields, got {type(data).__name__}")
+    return copy.deepcopy(data), dict(lines)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_manifest(text: str) -> tuple[Any, dict[str, int]]:
+    """The parsed YAML of a manifest text and each key's line, memoised by the text itself: a build reads every
+    study's manifest again for each study (landing scans, the gene-set registry check), and parsing (twice: the
+    alias check composes, then loads) costs milliseconds where reading the file costs microseconds.
+    """
+    root = compose_yaml(text)
+    data = yaml.safe_load(text)
     lines: dict[str, int] = {}
+    if not isinstance(data, dict):
+        return data, lines
 
     seen: set[int] = set()
 

@@ -56,8 +56,16 @@ def _catalog_refreshed(resource):  # type: ignore[no-untyped-def]
         resource.refresh_catalog()
 
 
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+"""Threads of the BLAS numpy bundles: ``omicsdw build`` sets it to 1 unless the user did (before numpy loads).
+A build's BLAS calls are small blocks (QC's PCA and sample correlations, scoring), where OpenBLAS's idle worker
+threads spin: on a busy machine that was ~0.6 CPU s of a small study's ~6.5 (``bench/README.md``); DE is tested
+not to depend on the thread count."""
+
+
 def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
+    os.environ.setdefault(BLAS_THREADS, "1")
     import dagster as dg
 
     from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS, STUDY_ASSETS
@@ -88,7 +96,8 @@ def _build(args: argparse.Namespace) -> int:
     # One catalog rebuild per study (by its report, right after publication) and one at the end, instead of one
     # after every commit readers see (2-3 per study, each longer as the warehouse grows).
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False)
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False,
+                                 plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
     with _instance() as instance, _catalog_refreshed(resource):
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
@@ -430,6 +439,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--features", default=os.environ.get("OMICSDW_FEATURES"), metavar="DIR",
                        help="folder of feature-set specs (*.yaml) to build after the studies, each as its Dagster "
                             "asset features/<name> (default: $OMICSDW_FEATURES; unset: none)")
+    build.add_argument("--no-plots", action="store_true",
+                       help="draw no PNG plots (tables and report text only; default: $OMICSDW_PLOTS, else plots)")
+    build.add_argument("--prerank-libraries", metavar="NAMES",
+                       help="gene-set libraries prerank tests, comma-separated, 'all' for every one (default: "
+                            "$OMICSDW_PRERANK_LIBRARIES, else msigdb_hallmark and the warehouse's and study's own "
+                            "libraries; ORA tests every library)")
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",

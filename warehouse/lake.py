@@ -47,6 +47,8 @@ GLOBAL = "*"
 """The study key of commits to global (unpartitioned) tables."""
 LOCK_TIMEOUT_S = float(os.environ.get("OMICSDW_LOCK_TIMEOUT", "1800"))
 _COMMIT_RETRIES = 5
+_HISTORY: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+"""Commit infos read so far, newest first, by (table URI, Delta table id): see :meth:`Lake.history`."""
 
 
 class StudyLocked(RuntimeError):
@@ -133,7 +135,29 @@ class Lake:
         if not self.exists(table):
             return None
         key = study_id or GLOBAL
-        return next((c for c in self.delta(table).history() if c.get(STUDY_KEY) == key), None)
+        return next((c for c in self.history(table) if c.get(STUDY_KEY) == key), None)
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        """Commit infos of ``table``, newest first, read incrementally: commits never change, so a process keeps
+        those it read (per table and Delta table id) and reads only the ones added since. A build looks a table's
+        history up ~3 times per study; reading it whole costs time linear in its commits (18 ms at 300).
+        """
+        delta = self.delta(table)
+        version = delta.version()
+        key = (self.uri(table), str(delta.metadata().id))
+        known, commits = _HISTORY.get(key, (-1, []))
+        if known == version:
+            return commits
+        if -1 < known < version:
+            newer = delta.history(version - known)
+            if [c.get("version") for c in newer] == list(range(version, known, -1)):
+                commits = newer + commits
+            else:  # a log file missing (log clean-up) or an unexpected order: read it whole
+                commits = delta.history()
+        else:
+            commits = delta.history()
+        _HISTORY[key] = (version, commits)
+        return commits
 
     def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
         """Fingerprint recorded by the newest commit that replaced this study (or the whole global table)."""

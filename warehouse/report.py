@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -178,9 +178,9 @@ def _published(con: duckdb.DuckDBPyConnection, study_id: str) -> list[tuple[obje
                        [study_id]).fetchall()
 
 
-def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> WrittenReport:
-    """Write the study's report from the catalog (unless its published set and the code are unchanged) and the
-    warehouse's report index.
+def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots: bool = True) -> WrittenReport:
+    """Write the study's report from the catalog (unless its published set, ``plots`` and the code are unchanged)
+    and the warehouse's report index; ``plots=False``: tables and text only (no plot drawn or embedded).
 
     Called under the study's lock: the catalog is rebuilt first if it does not show the study's newest
     publication yet (``omicsdw build`` leaves that rebuild to this step; a concurrent build releases the lock
@@ -203,8 +203,8 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> Wri
         con = connect(warehouse_dir)
         published = _published(con, study_id)
     try:
-        plots = sorted(f.name for f in folder.glob("*.png"))
-        state = json.dumps({"published": published, "plots": plots, "code": code_fingerprint(),
+        pngs = sorted(f.name for f in folder.glob("*.png"))
+        state = json.dumps({"published": published, "plots": pngs, "draw": plots, "code": code_fingerprint(),
                             "views": sorted(v for (v,) in con.execute(
                                 "SELECT table_name FROM information_schema.tables").fetchall())})
         fingerprint = hashlib.blake2b(state.encode(), digest_size=16).hexdigest()
@@ -212,7 +212,10 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> Wri
         if target.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
             page, unchanged = target.read_text(encoding="utf-8"), True
         else:
-            page, unchanged = study_report_html(read_study_report(con, study_id, folder=folder)), False
+            data = read_study_report(con, study_id, folder=folder)
+            if not plots:  # stage PNGs may be of older results: none is shown
+                data = replace(data, plots=False, contrast_plots=[], enrichment_plots=[])
+            page, unchanged = study_report_html(data), False
             _write(target, page)
             stamp.write_text(fingerprint)
         _write_index(con, warehouse_dir)

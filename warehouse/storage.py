@@ -13,6 +13,7 @@ study locks and staging journals (``<warehouse>/_omicsdw``), so writers of one l
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,16 +60,28 @@ def filesystem(storage_options: Mapping[str, str]) -> Any:
 
 def recorded_lake(warehouse_dir: Path) -> str | None:
     """The lake the warehouse's catalog was built from (None: no catalog, or a lake inside the folder)."""
-    import duckdb
-
     from warehouse.catalog import CATALOG_NAME
 
-    path = warehouse_dir / CATALOG_NAME
+    path = (warehouse_dir / CATALOG_NAME).resolve()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
     if not path.is_file():
         return None
+    return _catalog_lake(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _catalog_lake(path: str, inode: int, mtime_ns: int, size: int) -> str | None:
+    """:func:`recorded_lake` of one catalog file version (a build opens the lake ~15 times per study; attaching
+    the catalog costs ~10 ms each; a rebuilt catalog is a new file, so its key changes).
+    """
+    import duckdb
+
     con = duckdb.connect(":memory:")  # attached read-only, as sessions do, so open sessions never conflict
     try:
-        con.execute("ATTACH ? AS catalog (READ_ONLY)", [str(path.resolve())])
+        con.execute("ATTACH ? AS catalog (READ_ONLY)", [path])
         row = con.execute("SELECT lake, relative FROM catalog.catalog_info").fetchone()
     finally:
         con.close()

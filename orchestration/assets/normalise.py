@@ -94,6 +94,7 @@ def differential_expression_table(context: dg.AssetExecutionContext, warehouse: 
                     raise dg.Failure(f"study {inputs.study_id!r}: {exc}", allow_retries=False) from exc
             metadata = {DE_TABLE: {**stage.metadata[DE_TABLE],
                                    **contrast_plots(stage.contrasts, study_id=inputs.study_id,
-                                                    folder=warehouse.reports_dir(inputs.study_id))}}
+                                                    folder=warehouse.reports_dir(inputs.study_id),
+                                                    draw=warehouse.draws_plots())}}
     yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, DE_TABLE)

@@ -20,7 +20,8 @@ from warehouse.report import write_study_report
 def study_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Write the study's report and the report index from the catalog readers see."""
     with warehouse.study_session(context.partition_key) as lake:  # the study's lock: one writer of its reports
-        written = write_study_report(warehouse.warehouse_path, context.partition_key, lake=lake)
+        written = write_study_report(warehouse.warehouse_path, context.partition_key, lake=lake,
+                                     plots=warehouse.draws_plots())
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(written.path)),
         "url": dg.MetadataValue.url(written.path.resolve().as_uri()),

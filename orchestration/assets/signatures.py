@@ -11,12 +11,20 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import enrichment_plots, score_plots
 from orchestration.resources import WarehouseResource
-from transforms.signatures.enrichment import PERMUTATIONS, SEED, contrast_statistics, enrich_study, gene_set_dict
+from transforms.signatures.enrichment import (
+    PERMUTATIONS,
+    SEED,
+    contrast_statistics,
+    enrich_study,
+    gene_set_dict,
+    prerank_selection,
+)
 from transforms.signatures.scoring import MIN_MEASURED, score_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.signatures import (
@@ -33,12 +41,13 @@ from warehouse.study import StudyInputs
 SCORES, ENRICHMENT = "signature_scores", "gene_set_enrichment"
 
 
-def _settings() -> dict[str, object]:
-    """Enrichment settings (environment): permutations, seed, prerank libraries (comma-separated; all if unset)."""
-    libraries = os.environ.get("OMICSDW_PRERANK_LIBRARIES")
+def _settings(warehouse: WarehouseResource, members: pl.DataFrame) -> dict[str, object]:
+    """Enrichment settings: permutations and seed (environment), the libraries prerank tests (the resource's
+    ``prerank_libraries``, resolved against the study's libraries).
+    """
     return {"permutations": int(os.environ.get("OMICSDW_PRERANK_PERMUTATIONS", PERMUTATIONS)),
             "seed": int(os.environ.get("OMICSDW_PRERANK_SEED", SEED)),
-            "prerank_libraries": libraries.split(",") if libraries else None}
+            "prerank_libraries": prerank_selection(members, warehouse.prerank_library_setting())}
 
 
 @dg.multi_asset(specs=[table_spec(t, group="reference") for t in REGISTRY_TABLES],
@@ -73,7 +82,8 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                    metadata=inputs.commit_metadata)
             metadata = {SCORES: {"assays": stage.metadata,
                                  **score_plots(stage.frame, study_id=inputs.study_id,
-                                               folder=warehouse.reports_dir(inputs.study_id))}}
+                                               folder=warehouse.reports_dir(inputs.study_id),
+                                               draw=warehouse.draws_plots())}}
     yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, SCORES)
 
@@ -83,28 +93,30 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
           deps=["differential_expression", "gene_sets", "gene_set_members"],
           check_specs=[contract_check(ENRICHMENT)], partitions_def=studies, pool=STUDY_POOL)
 def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Prerank and ORA of every contrast of one study against every library."""
-    settings = _settings()
+    """Prerank (on the libraries the resource's ``prerank_libraries`` selects) and ORA (on every library) of every
+    contrast of one study.
+    """
     with warehouse.study_session(None) as lake:
         registry = ensure_gene_sets(lake, landing=Path(warehouse.landing_dir), library_dir=warehouse_library_dir())
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
         warn_excluded(context, inputs)
+        members = study_members(lake, inputs.study_id)
+        settings = _settings(warehouse, members)
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
         if commit is None:
-            members = study_members(lake, inputs.study_id)
-            frame, stage_metadata = enrich_study(inputs.scan("differential_expression"), inputs.scan("gene_id_map"),
-                                                 members, **settings)  # type: ignore[arg-type]
+            statistics = contrast_statistics(inputs.scan("differential_expression"), inputs.scan("gene_id_map"))
+            libraries = gene_set_dict(members)
+            frame, stage_metadata = enrich_study(statistics, libraries, **settings)  # type: ignore[arg-type]
             commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)
-            plots = enrichment_plots(frame, contrast_statistics(inputs.scan("differential_expression"),
-                                                                inputs.scan("gene_id_map")),
-                                     gene_set_dict(members), study_id=inputs.study_id,
-                                     folder=warehouse.reports_dir(inputs.study_id))
-            metadata = {ENRICHMENT: {"contrasts": stage_metadata, **plots}}
+            plots = enrichment_plots(frame, statistics, libraries, study_id=inputs.study_id,
+                                     folder=warehouse.reports_dir(inputs.study_id), draw=warehouse.draws_plots())
+            metadata = {ENRICHMENT: {"contrasts": stage_metadata, "prerank_libraries": settings["prerank_libraries"],
+                                     **plots}}
     yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, ENRICHMENT)
 

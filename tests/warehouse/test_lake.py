@@ -144,3 +144,26 @@ def test_staged_statistics_are_the_min_max_and_nulls_of_every_staged_file(lake: 
     assert (stats["gene_id"].nulls, stats["gene_id"].min, stats["gene_id"].max) == (2, 1, 1)
     assert (stats["length"].nulls, stats["length"].min) == (4, None)
     assert (stats["sample_id"].min, stats["sample_id"].max) == ("a", "b")
+
+
+def test_history_read_incrementally_equals_a_full_read_also_after_the_table_is_recreated(lake: Lake) -> None:
+    from deltalake import DeltaTable
+
+    def full() -> list[dict]:
+        return DeltaTable(lake.uri("samples")).history()
+
+    for i in range(3):
+        commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id=f"s{i}", fingerprint=f"f{i}")
+        assert lake.history("samples") == full()
+    assert [c["version"] for c in lake.history("samples")] == [3, 2, 1, 0]
+    assert lake.last_fingerprint("samples", "s0") == "f0"
+    # the same path, a new table with as many commits: its own history, not the cached one
+    import shutil
+
+    shutil.rmtree(lake.uri("samples"))
+    lake.ensure_tables(["samples"])
+    for i in range(3):
+        commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id=f"t{i}", fingerprint=f"g{i}")
+    assert lake.history("samples") == full()
+    assert lake.last_fingerprint("samples", "s0") is None
+    assert lake.last_fingerprint("samples", "t2") == "g2"

@@ -180,3 +180,37 @@ def test_a_second_build_recomputes_nothing_and_keeps_the_numbers(built):
     assert {t: lake.version(t) for t in tables} == before
     assert _sql(built, "SELECT gene_set, nes, pvalue FROM gene_set_enrichment WHERE method = 'prerank' "
                        "ORDER BY gene_set, library") == prerank
+
+
+def test_prerank_tests_hallmark_and_the_studys_own_libraries_by_default(built):
+    # shipped Reactome / GO get ORA only unless named (--prerank-libraries, OMICSDW_PRERANK_LIBRARIES)
+    libraries = {lib for (lib,) in _sql(built, "SELECT DISTINCT library FROM gene_set_enrichment WHERE "
+                                               "method = 'prerank'")}
+    assert "hallmark_entrez" in libraries
+    assert libraries <= {"hallmark_entrez", "signatures", "msigdb_hallmark"}
+    ora = {lib for (lib,) in _sql(built, "SELECT DISTINCT library FROM gene_set_enrichment WHERE method = 'ora_up'")}
+    assert {"reactome_pathways", "go_biological_process"} <= ora
+
+
+def test_a_build_without_plots_writes_the_same_tables_and_no_png(built, tmp_path):
+    landing = built.parent / "landing"
+    wh = tmp_path / "warehouse"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMICSDW_PRERANK_PERMUTATIONS", "100")
+    try:
+        assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 0
+    finally:
+        mp.undo()
+    assert not list((wh / "reports" / "geuv").glob("*.png"))
+    page = (wh / "reports" / "geuv" / "index.html").read_text()
+    assert "<img" not in page
+    assert "Built without plots" in page
+    # plots change no table; DE (and so prerank's permutation p-values) differs between two runs in one process
+    # in the 7th digit (also before this change), so rows are compared by key and values to a tolerance
+    keys = "SELECT library, gene_set, method FROM gene_set_enrichment ORDER BY ALL"
+    assert _sql(wh, keys) == _sql(built, keys)
+    for query, rtol in (("SELECT score FROM signature_scores ORDER BY assay, library, gene_set, method, sample_id",
+                         1e-9),
+                        ("SELECT stat FROM differential_expression ORDER BY assay, feature_id, contrast", 1e-5)):
+        np.testing.assert_allclose(np.array(_sql(wh, query), dtype=float), np.array(_sql(built, query), dtype=float),
+                                   rtol=rtol, atol=1e-12)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -69,6 +71,8 @@ class StudyReportData:
     when the catalog has no such view."""
     rna_protein: pl.DataFrame | None = None
     """``gene_id``, ``r``, ``n``: per-gene RNA-protein Spearman r; None unless the study has both layers."""
+    plots: bool = True
+    """Draw the report's own plots (False: the page has the tables and text only, and says so)."""
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -107,6 +111,11 @@ def _none(what: str) -> str:
     return f'<p class="note">{html.escape(what)}</p>'
 
 
+def _plot(data: StudyReportData, draw: Callable[[], bytes], alt: str) -> str:
+    """The image ``draw`` returns, or nothing when the report is written without plots."""
+    return _img(draw(), alt) if data.plots else ""
+
+
 def _assays(frame: pl.DataFrame) -> list[str]:
     return sorted(frame["assay"].unique().to_list()) if frame.height else []
 
@@ -119,7 +128,8 @@ def _qc_section(data: StudyReportData) -> str:
         rows = data.sample_qc.filter(pl.col("assay") == assay).sort("sample_id")
         failed = rows.filter(~pl.col("qc_pass")).height
         parts.append(f"<h3>{html.escape(assay)}</h3><p>{rows.height} samples, {failed} failing QC.</p>"
-                     + _img(qc_bars(rows, title=f"{data.study_id} / {assay}"), f"library sizes of {assay}")
+                     + _plot(data, partial(qc_bars, rows, title=f"{data.study_id} / {assay}"),
+                             f"library sizes of {assay}")
                      + html_table(rows.drop("study_id", "assay", strict=False), row_class="qc_pass"))
     return "".join(parts)
 
@@ -148,8 +158,8 @@ def _correlation_section(data: StudyReportData) -> str:
         corr = qc.correlation(top)
         parts.append(f"<h3>{html.escape(assay)}</h3><p>Pearson correlation over the {top.shape[0]} most variable "
                      "genes; samples ordered by average-linkage clustering on 1 - r (the tree above).</p>"
-                     + _img(correlation_heatmap(corr, labels, title=f"{data.study_id} / {assay}"),
-                            f"correlation heatmap of {assay}"))
+                     + _plot(data, partial(correlation_heatmap, corr, labels, title=f"{data.study_id} / {assay}"),
+                             f"correlation heatmap of {assay}"))
     return "".join(parts)
 
 
@@ -178,8 +188,8 @@ def _pca_section(data: StudyReportData) -> str:
         used = f"the {genes}" if 0 < genes < data.top_genes else f"the (at most) {data.top_genes}"
         parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of {used} most variable genes (centred, unscaled); "
                      f"{html.escape(note)}.</p>"
-                     + _img(pca_scatter(wide, colour=colour, explained=data.explained.get(assay),
-                                        title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))
+                     + _plot(data, partial(pca_scatter, wide, colour=colour, explained=data.explained.get(assay),
+                                         title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))
     return "".join(parts)
 
 
@@ -197,7 +207,9 @@ def _clusters_section(data: StudyReportData) -> str:
 
 def _contrast_section(data: StudyReportData) -> str:
     if not data.contrast_plots:
-        return _none("No differential-expression plots (no contrast in study.yaml, or no count assay).")
+        return _none("No differential-expression plots (no contrast in study.yaml, or no count assay)."
+                     if data.plots else "Plots were not drawn (built without plots); the results are in the catalog "
+                     "(differential_expression).")
     by_contrast: dict[str, dict[str, bytes]] = {}
     for stem, png in data.contrast_plots:
         contrast, _, kind = stem.rpartition("_")
@@ -249,8 +261,8 @@ def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
         rows = scores.filter(pl.col("assay") == assay)
         parts.append(f"<h3>{html.escape(assay)}</h3><p>ssGSEA scores of the {rows['gene_set'].n_unique()} most "
                      "variable gene sets, centred per set.</p>"
-                     + _img(signature_heatmap(rows, title=f"{data.study_id} / {assay}: ssGSEA"),
-                            f"signature score heatmap of {assay}"))
+                     + _plot(data, partial(signature_heatmap, rows, title=f"{data.study_id} / {assay}: ssGSEA"),
+                             f"signature score heatmap of {assay}"))
     return "".join(parts)
 
 
@@ -260,7 +272,8 @@ def _rna_protein_section(data: StudyReportData, correlations: pl.DataFrame) -> s
     r = correlations["r"].drop_nulls().to_numpy()
     return (f"<p>Spearman correlation of RNA (log2 normalised) and protein per gene over the samples with both: "
             f"{r.size} genes, median r = {np.median(r):.2f} (CPTAC reports about 0.4-0.5 in tumours).</p>"
-            + _img(correlation_histogram(r, title=f"{data.study_id}: RNA-protein"), "RNA-protein correlations"))
+            + _plot(data, lambda: correlation_histogram(r, title=f"{data.study_id}: RNA-protein"),
+                    "RNA-protein correlations"))
 
 
 def study_report_html(data: StudyReportData) -> str:
@@ -274,7 +287,9 @@ def study_report_html(data: StudyReportData) -> str:
     summary = (f"<p>{n_samples} samples; {assays} count assay{'' if assays == 1 else 's'}; {failed} sample-assay "
                f"pair{'' if failed == 1 else 's'} failing QC"
                + (f", {excluded} of them excluded from normalisation, DE and later stages (qc.exclude_failed)"
-                  if excluded else "") + ".</p>")
+                  if excluded else "") + ".</p>"
+               + ("" if data.plots else '<p class="note">Built without plots (<code>omicsdw build --no-plots</code> '
+                                        "or <code>OMICSDW_PLOTS=0</code>): tables and text only.</p>"))
     sections = [
         _section("summary", "Summary", summary),
         _section("sample-qc", "Sample QC", _qc_section(data)),

@@ -21,6 +21,11 @@ SEED = 20091105
 MIN_SIZE, MAX_SIZE = 15, 500
 """prerank tests sets with 15 to 500 members in the ranked list (gseapy's defaults); ORA needs 5 in the universe."""
 ORA_MIN = 5
+DEFAULT_PRERANK_LIBRARIES = ("msigdb_hallmark",)
+"""Shipped libraries prerank tests unless told otherwise (warehouse and study libraries always are): Hallmark's 50
+sets are GSEA's usual first pass; Reactome and GO biological process (8,548 sets) get ORA, prerank when named."""
+ALL_LIBRARIES = "all"
+"""The prerank library setting naming every library (the behaviour before the default above)."""
 
 ENRICHMENT_SCHEMA = pl.Schema({
     "contrast": pl.String, "library": pl.String, "gene_set": pl.String, "method": pl.String, "size": pl.Int64,
@@ -73,25 +78,36 @@ def prerank(stat: pl.DataFrame, sets: dict[str, list[str]], *, permutations: int
 
 def ora(de: pl.DataFrame, sets: dict[str, list[str]], *, padj_threshold: float = PADJ, direction: int,
         min_size: int = ORA_MIN) -> pl.DataFrame:
-    """Hypergeometric over-representation of up (``direction`` 1) or down (-1) DE genes in each set."""
+    """Hypergeometric over-representation of up (``direction`` 1) or down (-1) DE genes in each set.
+
+    Members are matched as text (``sets`` holds gene ids as text, as gseapy gets them) and the p-values of all
+    sets come from one vectorised ``hypergeom.sf`` call (the same values as one call per set).
+    """
     tested = de.filter(pl.col("pvalue").is_not_null()).unique("gene_id")
-    universe = set(tested["gene_id"].to_list())
+    universe = set(tested["gene_id"].cast(pl.String).to_list())
     fold = pl.col("log2_fold_change")
     chosen = tested.filter((pl.col("padj") < padj_threshold) & ((fold > 0) if direction > 0 else (fold < 0)))
-    selected = set(chosen["gene_id"].to_list())
+    selected = set(chosen["gene_id"].cast(pl.String).to_list())
     n_universe, n_selected = len(universe), len(selected)
-    rows = []
+    names, sizes, overlaps = [], [], []
     for name, genes in sets.items():
-        members = universe.intersection(int(g) for g in genes)
+        members = universe.intersection(genes)
         if len(members) < min_size:
             continue
-        overlap = sorted(members & selected)
-        expected = len(members) * n_selected / n_universe if n_universe else 0.0
-        pvalue = float(hypergeom.sf(len(overlap) - 1, n_universe, len(members), n_selected))
-        rows.append((name, len(members), len(overlap) / expected if expected > 0 else None, pvalue,
-                     ";".join(str(g) for g in overlap) or None))
-    frame = pl.DataFrame(rows, schema={"gene_set": pl.String, "size": pl.Int64, "es": pl.Float64,
-                                       "pvalue": pl.Float64, "leading_edge": pl.String}, orient="row")
+        names.append(name)
+        sizes.append(len(members))
+        overlaps.append(sorted(int(g) for g in members & selected))
+    size = np.asarray(sizes, dtype=np.int64)
+    hits = np.asarray([len(o) for o in overlaps], dtype=np.int64)
+    pvalue = (hypergeom.sf(hits - 1, n_universe, size, n_selected).astype(float) if len(names)
+              else np.empty(0))
+    expected = size * n_selected / n_universe if n_universe else np.zeros(len(names))
+    frame = pl.DataFrame({
+        "gene_set": pl.Series(names, dtype=pl.String), "size": pl.Series(size, dtype=pl.Int64),
+        "es": pl.Series([h / e if e > 0 else None for h, e in zip(hits.tolist(), expected.tolist(), strict=True)],
+                        dtype=pl.Float64),
+        "pvalue": pl.Series(pvalue, dtype=pl.Float64),
+        "leading_edge": pl.Series([";".join(str(g) for g in o) or None for o in overlaps], dtype=pl.String)})
     fdr = false_discovery_control(frame["pvalue"].to_numpy(), method="bh") if frame.height else np.empty(0)
     return frame.with_columns(nes=pl.lit(None, dtype=pl.Float64), fdr=pl.Series(fdr, dtype=pl.Float64)).select(
         "gene_set", "size", "es", "nes", "pvalue", "fdr", "leading_edge")
@@ -110,17 +126,34 @@ def contrast_statistics(de: pl.LazyFrame, gene_map: pl.LazyFrame) -> dict[str, p
     return out
 
 
-def enrich_study(de: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame, *,
+def prerank_selection(members: pl.DataFrame, setting: str | None) -> list[str]:
+    """The libraries prerank tests, sorted: those ``setting`` names (comma-separated; ``all``: every library in
+    ``members``), else (None or empty) :data:`DEFAULT_PRERANK_LIBRARIES` and every warehouse or study library.
+
+    ORA tests every library either way; prerank with 1,000 permutations over all 8,598 shipped sets costs ~270
+    CPU s for one contrast of 18,000 genes (``bench/README.md``), so Reactome and GO get it only when named.
+    """
+    present = members.select("scope", "library").unique()
+    names = [n.strip() for n in (setting or "").split(",") if n.strip()]
+    if ALL_LIBRARIES in names:
+        return sorted(present["library"].unique().to_list())
+    if names:
+        return sorted(set(names) & set(present["library"].to_list()))
+    chosen = present.filter((pl.col("scope") != "shipped") | pl.col("library").is_in(DEFAULT_PRERANK_LIBRARIES))
+    return sorted(chosen["library"].unique().to_list())
+
+
+def enrich_study(statistics: dict[str, pl.DataFrame], libraries: dict[str, dict[str, list[str]]], *,
                  permutations: int = PERMUTATIONS, seed: int = SEED, padj_threshold: float = PADJ,
                  prerank_libraries: list[str] | None = None) -> tuple[pl.DataFrame, dict[str, object]]:
     """``gene_set_enrichment`` rows (without study_id) of every contrast, and per-contrast metadata.
 
+    ``statistics`` from :func:`contrast_statistics`, ``libraries`` from :func:`gene_set_dict`;
     ``prerank_libraries`` limits the (slow) permutation test to those libraries (None: every library).
     """
-    libraries = gene_set_dict(members)
     frames = []
     metadata: dict[str, object] = {}
-    for contrast, stats in contrast_statistics(de, gene_map).items():
+    for contrast, stats in statistics.items():
         done = []
         for library, sets in libraries.items():
             parts = [("ora_up", ora(stats, sets, padj_threshold=padj_threshold, direction=1)),

@@ -12,6 +12,8 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from transforms.report.layer_plots import signature_heatmap
+
 
 def _png(figure: Figure) -> bytes:
     figure.tight_layout()
@@ -70,23 +72,21 @@ def running_score_plot(stats: pl.DataFrame, members: list[int], *, title: str) -
 
 
 def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = 30) -> bytes:
-    """Heatmap of one assay and method's scores: the ``top`` most variable gene sets x samples (row-centred)."""
-    wide = scores.pivot(on="sample_id", index=["library", "gene_set"], values="score")
-    samples = [c for c in wide.columns if c not in ("library", "gene_set")]
-    matrix = wide.select(samples).to_numpy().astype(float)
-    order = np.argsort(-np.nanvar(matrix, axis=1))[:top] if matrix.size else np.array([], dtype=int)
-    matrix = matrix[order] - np.nanmean(matrix[order], axis=1, keepdims=True) if len(order) else matrix
-    names = [wide["gene_set"][int(i)][:45] for i in order]
-    figure = Figure(figsize=(2.5 + 0.3 * len(samples), 1.5 + 0.25 * max(len(names), 1)), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    if len(names):
-        limit = float(np.nanmax(np.abs(matrix))) or 1.0
-        image = axes.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
-        figure.colorbar(image, ax=axes, label="score - set mean")
-        axes.set_yticks(np.arange(len(names)), names, fontsize=7)
-        axes.set_xticks(np.arange(len(samples)), samples, fontsize=7, rotation=90)
-    else:
+    """Heatmap of one assay and method's scores: the ``top`` most variable gene sets x samples (row-centred), drawn
+    as the study report draws it (:func:`transforms.report.layer_plots.signature_heatmap`: capped size, sample
+    names while legible), not as a figure 0.3 inch per sample wide (0.86 CPU s a small study, most of its scores).
+    """
+    scored = scores.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
+    ranked = (scored.group_by("library", "gene_set").agg(pl.col("score").var(ddof=0).alias("variance"))
+              .sort(["variance", "library", "gene_set"], descending=[True, False, False], nulls_last=True)
+              .head(top).with_row_index("rank"))
+    if ranked.height == 0:
+        figure = Figure(figsize=(5, 2), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.subplots()
         axes.text(0.5, 0.5, "no gene set scored", ha="center", va="center", transform=axes.transAxes)
-    axes.set_title(title, fontsize=10)
-    return _png(figure)
+        axes.set_axis_off()
+        axes.set_title(title, fontsize=10)
+        return _png(figure)
+    rows = scored.join(ranked, on=["library", "gene_set"]).sort("rank", "sample_id")
+    return signature_heatmap(rows.with_columns(pl.col("gene_set").str.slice(0, 45)), title=title)

@@ -218,6 +218,29 @@ def test_ora_pvalues_equal_scipy_hypergeom(geuvadis, hallmark_entrez):
     np.testing.assert_allclose(result["fdr"].to_numpy()[order], np.minimum(bh, 1), rtol=1e-12)
 
 
+def test_ora_leading_edge_and_fold_enrichment_by_hand():
+    # universe 1..10 (tested), up at padj < 0.05: 1, 2, 3; set A holds 1, 2, 4, 5, 6: overlap 1, 2
+    de = pl.DataFrame({"gene_id": list(range(1, 11)), "stat": [1.0] * 10,
+                       "log2_fold_change": [1.0, 1.0, 1.0] + [-1.0] * 7,
+                       "pvalue": [0.001] * 3 + [0.5] * 7, "padj": [0.01] * 3 + [0.9] * 7})
+    rows = enrichment.ora(de, {"A": ["1", "2", "4", "5", "6"], "small": ["1", "2"]}, direction=1)
+    assert rows["gene_set"].to_list() == ["A"]  # "small" has fewer than 5 members in the universe
+    assert rows["leading_edge"].to_list() == ["1;2"]
+    assert rows["es"][0] == pytest.approx(2 / (5 * 3 / 10))
+    assert rows["pvalue"][0] == pytest.approx(hypergeom(M=10, n=5, N=3).sf(1), rel=1e-12)
+
+
+def test_prerank_selection_defaults_to_hallmark_and_the_libraries_a_team_added():
+    members = pl.DataFrame({"scope": ["shipped", "shipped", "shipped", "warehouse", "study"],
+                            "library": ["msigdb_hallmark", "reactome_pathways", "go_biological_process", "team",
+                                        "mine"]})
+    assert enrichment.prerank_selection(members, None) == ["mine", "msigdb_hallmark", "team"]
+    assert enrichment.prerank_selection(members, "") == ["mine", "msigdb_hallmark", "team"]
+    assert enrichment.prerank_selection(members, "all") == ["go_biological_process", "mine", "msigdb_hallmark",
+                                                            "reactome_pathways", "team"]
+    assert enrichment.prerank_selection(members, "reactome_pathways, nowhere") == ["reactome_pathways"]
+
+
 def test_prerank_equals_gseapys_own_run_with_the_same_seed(geuvadis, hallmark_entrez):
     values, gene_ids = geuvadis
     de = _de_frame(values, gene_ids)
