@@ -69,25 +69,28 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A ``length``
     column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same shape for TPM.
     """
-    features = (records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True)
-                .collect())
-    samples = records.select("sample_id").unique(maintain_order=True).collect()["sample_id"]
-    shape = (features.height, samples.len())
-    has_length = ("length" in records.collect_schema()
-                  and records.select(pl.col("length").is_not_null().any()).collect().item())
+    records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
+    with_length = "length" in records.collect_schema()
+    features, samples, any_length = pl.collect_all([
+        records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True),
+        records.select("sample_id").unique(maintain_order=True),
+        records.select((pl.col("length").is_not_null().any() if with_length else pl.lit(False)).alias("any"))])
+    has_length = bool(any_length.item())
+    shape = (features.height, samples.height)
     values = _empty_block(shape, workdir, "dense_block.f64", in_memory_bytes)
     lengths = _empty_block(shape, workdir, "lengths.f64", in_memory_bytes) if has_length else None
-    rows = features.lazy().select("feature_id", pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
-    cols = samples.to_frame().lazy().with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_col"))
-    indexed = (records.join(rows, on="feature_id").join(cols, on="sample_id")
-               .select("_row", "_col", pl.col(value).cast(pl.Float64),
-                       *([pl.col("length").cast(pl.Float64)] if has_length else [])))
+    # Row and column of each record: its identifier's position in an Enum of the identifiers (a lookup, no join).
+    indexed = records.select(
+        pl.col("feature_id").cast(pl.Enum(features["feature_id"])).to_physical().alias("_row"),
+        pl.col("sample_id").cast(pl.Enum(samples["sample_id"])).to_physical().alias("_col"),
+        pl.col(value).cast(pl.Float64), *([pl.col("length").cast(pl.Float64)] if has_length else []))
     for batch in indexed.collect_batches(chunk_size=4_000_000):
         at = (batch["_row"].to_numpy(), batch["_col"].to_numpy())
         values[at] = batch[value].to_numpy()
         if lengths is not None:
             lengths[at] = batch["length"].to_numpy()
-    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples, lengths)
+    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples["sample_id"],
+                      lengths)
 
 
 def _empty_block(shape: tuple[int, int], workdir: str | Path | None, name: str, in_memory_bytes: int) -> np.ndarray:
@@ -160,9 +163,10 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     rounded = False
     for cols in _column_blocks(everything, width):
         part = _take(values, None, cols)
-        missing |= np.isnan(part).any(axis=1)
-        library_size[cols] = np.nansum(part, axis=0)
-        rounded = rounded or bool((np.nan_to_num(part) % 1 != 0).any())
+        nan = np.isnan(part)
+        missing |= nan.any(axis=1)
+        library_size[cols] = np.nansum(part, axis=0) if nan.any() else part.sum(axis=0)  # nansum copies
+        rounded = rounded or bool((np.abs(part - np.rint(part)) > 0).any())  # NaN and inf compare False
     rows = np.flatnonzero(~missing) if missing.any() else None
     if rows is not None:
         library_size -= np.nansum(values[missing], axis=0)
