@@ -113,9 +113,11 @@ def test_validate_rows_decides_a_set_check_from_statistics_only_for_one_stored_v
     stored["source"] = ColumnStatistics(0, "bogus", "bogus")
     messages = validate.validate_rows("rna_normalized", rows, statistics=stored)
     assert len(messages) == 1
-    assert messages[0].startswith("rna_normalized.source: isin(") and "'bogus'" in messages[0]
+    assert messages[0].startswith("rna_normalized.source: isin(")
+    assert "'bogus'" in messages[0]
     # two different stored values cannot be decided from min / max: every row is read, and 'bogus' is found
     stored["source"] = ColumnStatistics(0, "bogus", "counts")
     messages = validate.validate_rows("rna_normalized", rows, statistics=stored)
     assert len(messages) == 1
-    assert messages[0].startswith("rna_normalized.source: isin") and "bogus" in messages[0]
+    assert messages[0].startswith("rna_normalized.source: isin")
+    assert "bogus" in messages[0]
