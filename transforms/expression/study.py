@@ -247,6 +247,15 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
         yield pl.DataFrame(data)
 
 
+def _frame_width(block: DenseBlock, rows: np.ndarray | None, width: int, frame_rows: int) -> int:
+    """Sample columns per transform block: at most ``width``, and about one output frame's worth, so the per-cell
+    arrays of a block (seven for rna_normalized) stay a few frames in size whatever the study's width. Every
+    transform is per cell or per column with factors fitted beforehand, so the block size changes no value.
+    """
+    n_rows = block.values.shape[0] if rows is None else rows.size
+    return max(1, min(width, frame_rows // max(n_rows, 1)))
+
+
 def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = DEFAULT_WIDTH,
                           frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_normalized rows of counts: one row per used sample and feature, source 'counts'.
@@ -257,7 +266,7 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
     effective lengths), NULL where no length is known.
     """
     lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
-    for cols in _column_blocks(model.columns, width):
+    for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = _take(block.values, model.rows, cols)
         log2 = normalise.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
                            mean_library_size=model.mean_library_size)
@@ -301,7 +310,7 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
 def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
              frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts."""
-    for cols in _column_blocks(model.columns, width):
+    for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = np.rint(_take(block.values, model.rows, cols))
         arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
         yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows)
