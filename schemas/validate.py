@@ -81,8 +81,9 @@ _BOUNDS = {
 
 def _from_statistics(schema: pa.DataFrameSchema, table: str, statistics: Mapping[str, Statistics | None]
                      ) -> list[str] | None:
-    """Failure messages of the non-null and bound checks of the stored columns, decided from their min / max and
-    null counts; None when some check needs the values themselves (``isin``, a custom check, no statistics).
+    """Failure messages of the non-null, bound and set checks of the stored columns, decided from their min / max
+    and null counts; None when some check needs the values themselves (``isin`` over more than one stored value,
+    a custom check, no statistics).
     Columns not in ``statistics`` are constants, checked on the first rows.
     """
     messages: list[str] = []
@@ -95,11 +96,18 @@ def _from_statistics(schema: pa.DataFrameSchema, table: str, statistics: Mapping
         if not column.nullable and stats.nulls:
             messages.append(f"{table}.{name}: not_nullable failed for {stats.nulls} null value(s)")
         for check in column.checks:
+            if stats.min is None:  # every value null: no bound or set to break
+                continue
+            if check.name == "isin":  # decided only when every stored value is the same one (min == max)
+                if stats.min != stats.max:
+                    return None
+                if stats.min not in check.statistics["allowed_values"]:
+                    messages.append(f"{table}.{name}: isin({check.statistics['allowed_values']}) failed for "
+                                    f"{stats.min!r}")
+                continue
             bound = _BOUNDS.get(check.name)
             if bound is None:
                 return None
-            if stats.min is None:  # every value null: no bound to break
-                continue
             if not bound(stats.min, stats.max, check.statistics):
                 messages.append(f"{table}.{name}: {check.name}({check.statistics}) failed for values in "
                                 f"[{stats.min!r}, {stats.max!r}]")

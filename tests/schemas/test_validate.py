@@ -94,3 +94,30 @@ def test_validate_rows_large_table_decided_from_file_statistics(monkeypatch):
     messages = validate.validate_rows("rna_counts", _rna_rows([1.0, -2.0, 3.0]), statistics=stored)
     assert len(messages) == 1
     assert "-2.0" in messages[0]
+
+
+def test_validate_rows_decides_a_set_check_from_statistics_only_for_one_stored_value(monkeypatch):
+    from warehouse.lake import ColumnStatistics
+
+    monkeypatch.setattr(validate, "EAGER_ROWS", 2)
+    monkeypatch.setattr(validate, "_HEAD_ROWS", 1)
+    schema = polars_schema("rna_normalized")
+    rows = pl.DataFrame({"study_id": "s", "assay": "rna", "sample_id": ["S0", "S1", "S2"], "gene_id": 7157,
+                         "feature_id": "TP53", "source": ["counts", "counts", "bogus"]}).with_columns(
+        *(pl.lit(1.0).alias(c) for c in schema if schema[c] == pl.Float64)).select(schema.names()).cast(schema)
+    stored = {c: ColumnStatistics(0, rows[c].min(), rows[c].max()) for c in rows.columns if c != "study_id"}
+    # source isin {counts, abundance}: a footer saying every value is 'counts' passes without reading the rows
+    # (the third row's 'bogus' is not looked at: the footer is the evidence), one saying 'bogus' fails
+    stored["source"] = ColumnStatistics(0, "counts", "counts")
+    assert validate.validate_rows("rna_normalized", rows, statistics=stored) == []
+    stored["source"] = ColumnStatistics(0, "bogus", "bogus")
+    messages = validate.validate_rows("rna_normalized", rows, statistics=stored)
+    assert len(messages) == 1
+    assert messages[0].startswith("rna_normalized.source: isin(")
+    assert "'bogus'" in messages[0]
+    # two different stored values cannot be decided from min / max: every row is read, and 'bogus' is found
+    stored["source"] = ColumnStatistics(0, "bogus", "counts")
+    messages = validate.validate_rows("rna_normalized", rows, statistics=stored)
+    assert len(messages) == 1
+    assert messages[0].startswith("rna_normalized.source: isin")
+    assert "bogus" in messages[0]

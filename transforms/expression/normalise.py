@@ -561,11 +561,27 @@ def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> Dispersion
 
 
 def vst_transform(counts: np.ndarray, *, size_factors: np.ndarray, trend: DispersionTrend) -> np.ndarray:
-    """DESeq2's closed-form parametric variance-stabilising transform of normalised counts (log2 scale)."""
+    """DESeq2's closed-form parametric variance-stabilising transform of normalised counts (log2 scale):
+    ``log2((1 + a1 + 2 a0 q + 2 sqrt(a0 q (1 + a1 + a0 q))) / (4 a0))`` with ``q`` the normalised count.
+
+    Computed in place on two scratch arrays (the same operations on the same operands as the formula, so the same
+    bits), not the dozen temporaries of the expression written out.
+    """
     counts = _as_counts(counts)
     q = counts / np.asarray(size_factors, dtype=np.float64)
     a0, a1 = trend.asympt_disp, trend.extra_pois
-    return np.log((1 + a1 + 2 * a0 * q + 2 * np.sqrt(a0 * q * (1 + a1 + a0 * q))) / (4 * a0)) / _LN_TWO
+    root = a0 * q
+    root += 1 + a1
+    root *= a0 * q
+    np.sqrt(root, out=root)
+    root *= 2
+    q *= 2 * a0
+    q += 1 + a1
+    q += root
+    q /= 4 * a0
+    np.log(q, out=q)
+    q /= _LN_TWO
+    return q
 
 
 def vst(counts: np.ndarray, *, size_factors: np.ndarray, nsub: int | None = 1000) -> np.ndarray:

@@ -69,25 +69,28 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A ``length``
     column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same shape for TPM.
     """
-    features = (records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True)
-                .collect())
-    samples = records.select("sample_id").unique(maintain_order=True).collect()["sample_id"]
-    shape = (features.height, samples.len())
-    has_length = ("length" in records.collect_schema()
-                  and records.select(pl.col("length").is_not_null().any()).collect().item())
+    records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
+    with_length = "length" in records.collect_schema()
+    features, samples, any_length = pl.collect_all([
+        records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True),
+        records.select("sample_id").unique(maintain_order=True),
+        records.select((pl.col("length").is_not_null().any() if with_length else pl.lit(False)).alias("any"))])
+    has_length = bool(any_length.item())
+    shape = (features.height, samples.height)
     values = _empty_block(shape, workdir, "dense_block.f64", in_memory_bytes)
     lengths = _empty_block(shape, workdir, "lengths.f64", in_memory_bytes) if has_length else None
-    rows = features.lazy().select("feature_id", pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
-    cols = samples.to_frame().lazy().with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_col"))
-    indexed = (records.join(rows, on="feature_id").join(cols, on="sample_id")
-               .select("_row", "_col", pl.col(value).cast(pl.Float64),
-                       *([pl.col("length").cast(pl.Float64)] if has_length else [])))
+    # Row and column of each record: its identifier's position in an Enum of the identifiers (a lookup, no join).
+    indexed = records.select(
+        pl.col("feature_id").cast(pl.Enum(features["feature_id"])).to_physical().alias("_row"),
+        pl.col("sample_id").cast(pl.Enum(samples["sample_id"])).to_physical().alias("_col"),
+        pl.col(value).cast(pl.Float64), *([pl.col("length").cast(pl.Float64)] if has_length else []))
     for batch in indexed.collect_batches(chunk_size=4_000_000):
         at = (batch["_row"].to_numpy(), batch["_col"].to_numpy())
         values[at] = batch[value].to_numpy()
         if lengths is not None:
             lengths[at] = batch["length"].to_numpy()
-    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples, lengths)
+    return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples["sample_id"],
+                      lengths)
 
 
 def _empty_block(shape: tuple[int, int], workdir: str | Path | None, name: str, in_memory_bytes: int) -> np.ndarray:
@@ -160,9 +163,10 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     rounded = False
     for cols in _column_blocks(everything, width):
         part = _take(values, None, cols)
-        missing |= np.isnan(part).any(axis=1)
-        library_size[cols] = np.nansum(part, axis=0)
-        rounded = rounded or bool((np.nan_to_num(part) % 1 != 0).any())
+        nan = np.isnan(part)
+        missing |= nan.any(axis=1)
+        library_size[cols] = np.nansum(part, axis=0) if nan.any() else part.sum(axis=0)  # nansum copies
+        rounded = rounded or bool((np.abs(part - np.rint(part)) > 0).any())  # NaN and inf compare False
     rows = np.flatnonzero(~missing) if missing.any() else None
     if rows is not None:
         library_size -= np.nansum(values[missing], axis=0)
@@ -243,6 +247,15 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
         yield pl.DataFrame(data)
 
 
+def _frame_width(block: DenseBlock, rows: np.ndarray | None, width: int, frame_rows: int) -> int:
+    """Sample columns per transform block: at most ``width``, and about one output frame's worth, so the per-cell
+    arrays of a block (seven for rna_normalized) stay a few frames in size whatever the study's width. Every
+    transform is per cell or per column with factors fitted beforehand, so the block size changes no value.
+    """
+    n_rows = block.values.shape[0] if rows is None else rows.size
+    return max(1, min(width, frame_rows // max(n_rows, 1)))
+
+
 def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = DEFAULT_WIDTH,
                           frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_normalized rows of counts: one row per used sample and feature, source 'counts'.
@@ -253,7 +266,7 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
     effective lengths), NULL where no length is known.
     """
     lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
-    for cols in _column_blocks(model.columns, width):
+    for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = _take(block.values, model.rows, cols)
         log2 = normalise.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
                            mean_library_size=model.mean_library_size)
@@ -297,7 +310,7 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
 def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
              frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
     """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts."""
-    for cols in _column_blocks(model.columns, width):
+    for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = np.rint(_take(block.values, model.rows, cols))
         arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
         yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows)

@@ -112,9 +112,14 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
         records = parsed.records
         if lengths:
             per_feature = _lengths(parsed)
-            records = records.join(per_feature.lazy(), on="feature_id", how="left")
-        frames.append(attach_identity(records, sample_map=mapping, gene_map=resolved,
-                                      study_id=context.study_id, assay=assay.name, file=file))
+            records = (records.join(per_feature.lazy(), on="feature_id", how="left")
+                       if per_feature.get_column("length").is_not_null().any()
+                       else records.with_columns(pl.lit(None, pl.Float64).alias("length")))  # no per-row join
+        matrix = parsed.matrix()
+        features = parsed.features.get_column("feature_id") if matrix is not None and parsed.features is not None \
+            else None
+        frames.append(attach_identity(records, sample_map=mapping, gene_map=resolved, study_id=context.study_id,
+                                      assay=assay.name, file=file, features=features))
     records = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return records, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), pl.concat(mappings)
 

@@ -39,6 +39,31 @@ def test_attach_identity_maps_samples_and_only_mapped_genes():
     assert_frame_equal(got, expected, check_column_order=False)
 
 
+def test_attach_identity_of_a_parsed_matrix_skips_only_lookups_that_change_nothing():
+    records = _records(feature_id=["G1", "G2", "G1"], column=["A", "A", "B"], line=[2, 3, 2], value=[1.0, 2.0, 3.0])
+    features = pl.Series(["G1", "G2"])
+    no_genes = pl.DataFrame({"feature_id": ["G1", "G2"], "gene_id": [None, None], "status": ["unmapped"] * 2},
+                            schema_overrides={"gene_id": pl.Int64})
+    # every label is its own sample, no feature maps: sample_id = the label, gene_id null, every row kept
+    own = pl.DataFrame({"column": ["A", "B"], "sample_id": ["A", "B"]})
+    got = attach_identity(records, sample_map=own, gene_map=no_genes, study_id="st", assay="rna", file="m.tsv",
+                          features=features).collect().sort("line", "column")
+    assert got.select("feature_id", "column", "sample_id", "gene_id").rows() == [
+        ("G1", "A", "A", None), ("G1", "B", "B", None), ("G2", "A", "A", None)]
+    assert got.schema["gene_id"] == pl.Int64
+    # label B without a sample (its error is logged by the mapping): its row still leaves, as without `features`
+    dropped = pl.DataFrame({"column": ["A", "B"], "sample_id": ["A", None]})
+    got = attach_identity(records, sample_map=dropped, gene_map=no_genes, study_id="st", assay="rna", file="m.tsv",
+                          features=features).collect().sort("line")
+    assert got.select("feature_id", "sample_id").rows() == [("G1", "A"), ("G2", "A")]
+    # a label mapped to another id, and one mapped feature: both looked up
+    renamed = pl.DataFrame({"column": ["A", "B"], "sample_id": ["s-a", "s-b"]})
+    genes = pl.DataFrame({"feature_id": ["G1", "G2"], "gene_id": [7157, None], "status": ["mapped", "unmapped"]})
+    got = attach_identity(records, sample_map=renamed, gene_map=genes, study_id="st", assay="rna", file="m.tsv",
+                          features=features).collect().sort("line", "column")
+    assert got.select("sample_id", "gene_id").rows() == [("s-a", 7157), ("s-b", 7157), ("s-a", None)]
+
+
 def test_attach_identity_without_gene_map_adds_a_null_line_and_no_gene_id():
     got = attach_identity(_records(column=["S2"], value=[4.0]), sample_map=SAMPLE_MAP, gene_map=None,
                           study_id="st", assay="seg", file="s.seg").collect()

@@ -256,3 +256,17 @@ def test_parse_matrix_typed_only_when_every_line_is_plain(tmp_path: Path):
     parsed = parse_matrix(path, issues=IssueLog("t"), annotation_columns=["Cytoband"])
     assert parsed.wide.typed is True
     assert parsed.records.collect().select("feature_id", "column", "value").rows() == [("TP53|7157", "S1", 5.0)]
+
+
+@pytest.mark.parametrize(("rows", "ids"), [
+    ("g1\t1\ng2\t2\n", ["g1", "g2"]),  # read by the pre-pass
+    ('"g1"\t1\ng2\t2\n', ["g1", "g2"]),  # a quoted identifier: the polars scan unquotes it
+    ("g1\t1\ng\u00e8ne\t2\n", ["g1", "g\u00e8ne"]),  # a non-ASCII identifier: read by the polars scan
+])
+def test_parse_matrix_typed_identifiers_as_written(tmp_path: Path, rows: str, ids: list[str]):
+    parsed = parse_matrix(_write(tmp_path, "m.tsv", "gene\tA\n" + rows), issues=IssueLog("t"))
+    assert parsed.wide.typed is True
+    assert parsed.features.get_column("feature_id").to_list() == ids
+    assert parsed.features.get_column("line").to_list() == [2, 3]
+    assert parsed.records.collect().sort("line").select("feature_id", "value").rows() == [(ids[0], 1.0),
+                                                                                           (ids[1], 2.0)]

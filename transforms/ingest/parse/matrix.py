@@ -235,7 +235,7 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     """
     name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
-    ragged, plain = _count_fields(layout, skipped, plain_from=plain_from)
+    ragged, plain, first = _count_fields(layout, skipped, plain_from=plain_from)
     report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
@@ -244,7 +244,11 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
     offset = layout.header_line + 1
     excluded = [line - offset for lines in skipped.values() for line in lines]
     excluded += [line - offset for line, _ in ragged]
-    frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
+    if first is not None and not ragged and not any(skipped.values()):  # the pre-pass read them: no second scan
+        frame = pl.DataFrame({_ROW: pl.int_range(len(first), dtype=pl.UInt32, eager=True),
+                              _ID: pl.Series(first, dtype=pl.String)})
+    else:
+        frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
     ident = pl.col(_ID)
     frame = frame.with_columns(
         line=pl.col(_ROW).cast(pl.Int64) + offset,
@@ -272,16 +276,18 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
 
 
 def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_from: int | None = None
-                  ) -> tuple[list[tuple[int, int]], bool]:
-    """``(line, n_fields)`` of every data line whose field count is not the header's, and whether every data line's
+                  ) -> tuple[list[tuple[int, int]], bool, list[str] | None]:
+    """``(line, n_fields)`` of every data line whose field count is not the header's; whether every data line's
     fields from ``plain_from`` on are plain whole numbers (:func:`_plain_values`; False without ``plain_from``);
-    fills ``skipped``.
+    and, when ``plain_from`` is 1 and every line is plain, unquoted and has an ASCII first field, the first fields
+    (the identifiers, exactly as the polars scan reads them), else None. Fills ``skipped``.
     """
     sep = layout.separator.encode()
     width = len(layout.header)
     ragged: list[tuple[int, int]] = []
     table = _plain_table(sep)
     plain = plain_from is not None
+    first: list[str] | None = [] if plain_from == 1 else None
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
@@ -291,13 +297,29 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
             elif not line.strip():
                 skipped["blank"].append(number)
             else:
+                quoted = b'"' in line
                 n = (field_count(line.decode("utf-8", errors="replace").rstrip("\r\n"), layout.separator)
-                     if b'"' in line else line.count(sep) + 1)
+                     if quoted else line.count(sep) + 1)
                 if n != width:
                     ragged.append((number, n))
                 elif plain and plain_from is not None:
-                    plain = _plain_values(line.split(sep, plain_from)[-1], table)
-    return ragged, plain
+                    start = _field_start(line, sep, plain_from)
+                    plain = _plain_values(line, table, start)
+                    if first is not None:
+                        ident = line[:start - 1]
+                        if quoted or not ident.isascii():
+                            first = None
+                        else:
+                            first.append(ident.decode("ascii"))
+    return ragged, plain, first if plain else None
+
+
+def _field_start(line: bytes, sep: bytes, field: int) -> int:
+    """Byte offset where field ``field`` (0-based) of an unquoted ``line`` begins."""
+    start = 0
+    for _ in range(field):
+        start = line.index(sep, start) + 1
+    return start
 
 
 _DIGIT, _SEP, _OTHER = ord("0"), ord("\t"), ord("x")
@@ -313,16 +335,20 @@ def _plain_table(sep: bytes) -> bytes:
     return bytes(table)
 
 
-def _plain_values(cells: bytes, table: bytes) -> bool:
-    """Whether ``cells`` (a line's value fields with their line end) are all non-empty runs of at most 15 digits.
+def _plain_values(line: bytes, table: bytes, start: int) -> bool:
+    """Whether the fields of ``line`` from byte ``start`` on (up to the line end) are all non-empty runs of at most
+    15 digits.
 
     Such a cell is a whole number in [0, 1e15): Float64 reads it exactly, and no value check can fail on it, so
-    the file is read typed. A few C-level scans of the line (translate, substring search), no per-cell Python.
+    the file is read typed. One translate of the line and a few bounded substring searches (no copy of the value
+    part, no per-cell Python).
     """
-    end = len(cells) - (2 if cells.endswith(b"\r\n") else 1 if cells.endswith(b"\n") else 0)
-    mapped = cells[:end].translate(table)
-    return (bool(mapped) and mapped[0] == _DIGIT and mapped[-1] == _DIGIT and b"x" not in mapped
-            and b"\t\t" not in mapped and _TOO_LONG not in mapped)
+    end = len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
+    if end <= start:
+        return False
+    mapped = line.translate(table)
+    return (mapped[start] == _DIGIT and mapped[end - 1] == _DIGIT and mapped.find(b"x", start, end) < 0
+            and mapped.find(b"\t\t", start, end) < 0 and mapped.find(_TOO_LONG, start, end) < 0)
 
 
 def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame, *, issues: IssueLog,
