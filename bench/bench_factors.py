@@ -5,7 +5,7 @@ Each peer runs in its own process under ``/usr/bin/time -v`` (whole-process wall
 same .npy included); the worker also reports its own load and compute times. Results go to stdout as a markdown
 table and to ``--json``.
 
-    python bench/bench_factors.py --workdir /tmp/omicsdw_bench --samples 1000 5000 --repeats 3 --big 20000
+    python bench/bench_factors.py --workdir bench/out/factors --samples 1000 5000 --repeats 3 --big 20000
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--blockwise", type=Path, help="samples-major .npy to run block-wise (worker mode)")
     parser.add_argument("--block", type=int, default=2000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/omicsdw_bench"))
+    parser.add_argument("--workdir", type=Path, default=Path("bench/out/factors"))
     parser.add_argument("--samples", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--big", type=int, default=0, help="samples of the block-wise run (0: skip)")
