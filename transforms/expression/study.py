@@ -2,11 +2,12 @@
 
 The statistics of :mod:`transforms.expression.normalise` and :mod:`transforms.expression.differential` work on a
 dense block (one row per feature, one column per sample). :func:`dense_block` builds it once per study and assay
-from the harmonised long table, streaming the rows into a Fortran-order array, so a block of sample columns is
-contiguous; a study too big for memory goes into a ``np.memmap`` in a temporary folder. The fit passes then run over
-blocks of ``width`` sample columns (edgeR / DESeq2 reference statistics of the whole study), and the transform pass
-yields long frames of a few million rows each, for the writer to stage file by file. Nothing here is a group-by over
-the long table, and nothing writes.
+from the harmonised long table in a canonical order (features and samples sorted by id), streaming the rows into a
+Fortran-order array, so a block of sample columns is contiguous; a study too big for memory goes into a ``np.memmap``
+in a temporary folder. The fit passes then run over blocks of ``width`` sample columns (edgeR / DESeq2 reference
+statistics of the whole study), and the transform pass yields long frames of a few million rows each, for the writer
+to stage file by file. Apart from the distinct feature and sample ids, nothing here is a group-by over the long
+table, and nothing writes.
 
 Counts: a feature with a missing cell (its row was quarantined at ingest) is left out of every statistic, and a
 sample without counts gets a factor row with NULL factors but no expression rows; both are reported by
@@ -65,15 +66,18 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
                 in_memory_bytes: int = IN_MEMORY_BYTES) -> DenseBlock:
     """Stream a long table (``sample_id``, ``feature_id``, ``gene_id``, ``value``) into one dense block.
 
-    Rows and columns follow the first appearance of each feature and sample. The block is a Fortran-order
-    float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A ``length``
-    column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same shape for TPM.
+    Rows are sorted by feature_id and columns by sample_id, whatever order the rows come in: every statistic
+    of the block (sums over genes or samples, ties broken by position) is then the same bit for bit however the
+    table was written or scanned (an unordered join or a parallel scan reorders rows between runs). The block is a
+    Fortran-order float64 array, or a memory map in ``workdir`` when it needs more than ``in_memory_bytes``. A
+    ``length`` column with any value (counts of featureCounts, Salmon, RSEM) fills a second block of the same
+    shape for TPM.
     """
     records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
     with_length = "length" in records.collect_schema()
     features, samples, any_length = pl.collect_all([
-        records.select("feature_id", "gene_id").unique("feature_id", keep="first", maintain_order=True),
-        records.select("sample_id").unique(maintain_order=True),
+        records.group_by("feature_id").agg(pl.col("gene_id").min()).sort("feature_id"),  # one gene per feature
+        records.select("sample_id").unique().sort("sample_id"),
         records.select((pl.col("length").is_not_null().any() if with_length else pl.lit(False)).alias("any"))])
     has_length = bool(any_length.item())
     shape = (features.height, samples.height)

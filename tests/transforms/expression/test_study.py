@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from schemas.manifest import Contrast, QcSettings
 from transforms.expression import normalise, study
+from transforms.qc.study import qc_study, structure_study
 
 PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
 
@@ -29,13 +32,62 @@ def pasilla_normalised(pasilla_block: study.DenseBlock, pasilla_model: study.Cou
     return pl.concat(study.normalised_count_rows(pasilla_block, pasilla_model))
 
 
-def test_dense_block_keeps_file_order_and_shape(pasilla_block: study.DenseBlock) -> None:
-    # 14,599 genes x 7 samples (SOURCE.md); head -2 pasilla_gene_counts.tsv: FBgn0000003 0 0 0 0 0 0 1
+def test_dense_block_sorts_features_and_samples_by_id(pasilla_block: study.DenseBlock) -> None:
+    # 14,599 genes x 7 samples (SOURCE.md); head -2 pasilla_gene_counts.tsv: FBgn0000003 0 0 0 0 0 0 1 (untreated1-4,
+    # treated1-3), so in sample-id order (treated1-3, untreated1-4) its one read is in the third column
     assert pasilla_block.values.shape == (14599, 7)
-    assert pasilla_block.sample_ids.to_list() == PASILLA_SAMPLES
+    assert pasilla_block.sample_ids.to_list() == sorted(PASILLA_SAMPLES)
+    assert pasilla_block.feature_ids.to_list() == sorted(pasilla_block.feature_ids.to_list())
     assert pasilla_block.feature_ids[0] == "FBgn0000003"
-    assert pasilla_block.values[0].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    assert pasilla_block.values[0].tolist() == [0, 0, 1, 0, 0, 0, 0]
     assert pasilla_block.values.flags.f_contiguous
+
+
+def _stage_tables(output: study.StageOutput) -> dict[str, pl.DataFrame]:
+    """A stage's frames per table, rows sorted by every key column (the order rows are written in is free)."""
+    frames: dict[str, list[pl.DataFrame]] = {}
+    for table, frame in output.frames:
+        frames.setdefault(table, []).append(frame)
+    keys = ["assay", "contrast", "sample_id", "feature_id", "method", "k", "component"]
+    tables = {table: pl.concat(parts) for table, parts in frames.items()}
+    return {table: frame.sort([k for k in keys if k in frame.columns]) for table, frame in tables.items()}
+
+
+@pytest.mark.slow  # DE, VST and clustering of pasilla twice: ~10 s
+def test_study_stages_do_not_depend_on_the_row_order_of_the_long_table(
+        pasilla_long: pl.DataFrame, pasilla_attributes: pl.DataFrame, tmp_path: Path) -> None:
+    # The stored long rows come back in any order (an unordered join at ingest, a parallel scan): the dense blocks
+    # and every figure computed from them must be the same bit for bit.
+    counts = pasilla_long.with_columns(pl.lit("counts").alias("assay"))
+    shuffled = counts.sample(fraction=1.0, shuffle=True, seed=12)
+    assert not shuffled["feature_id"].equals(counts["feature_id"])
+    abundance = pl.LazyFrame(schema={"assay": pl.String, "measure": pl.String, "sample_id": pl.String,
+                                     "feature_id": pl.String, "gene_id": pl.Int64, "value": pl.Float64})
+    contrast = Contrast(name="treated_vs_untreated", factor="condition", test="treated", reference="untreated",
+                        covariates=["type"])
+    settings = QcSettings()
+
+    def stages(rows: pl.DataFrame) -> tuple[study.DenseBlock, dict[str, pl.DataFrame]]:
+        tables = _stage_tables(study.normalise_study(rows.lazy(), abundance, pasilla_attributes,
+                                                      zscore_reference=None, workdir=tmp_path))
+        tables |= _stage_tables(study.differential_study(rows.lazy(), pasilla_attributes, contrasts=[contrast],
+                                                         workdir=tmp_path))
+        tables |= _stage_tables(qc_study(rows.lazy(), pl.Series([], dtype=pl.Int64), settings=settings,
+                                         workdir=tmp_path))
+        vst = tables["rna_vst"].sample(fraction=1.0, shuffle=True, seed=len(rows))  # the stored order is free too
+        tables |= _stage_tables(structure_study(vst.lazy(), tables["rna_normalized"].lazy(), settings=settings,
+                                                workdir=tmp_path))
+        return study.dense_block(rows.lazy(), value="count"), tables
+
+    (block, first), (shuffled_block, second) = stages(counts), stages(shuffled)
+    np.testing.assert_array_equal(shuffled_block.values, block.values)
+    assert shuffled_block.feature_ids.equals(block.feature_ids)
+    assert shuffled_block.sample_ids.equals(block.sample_ids)
+    assert set(first) == {*study.NORMALISED_TABLES, study.DE_TABLE, "sample_qc", "sample_embeddings",
+                          "sample_clusters"}
+    for table, frame in first.items():
+        assert frame.height > 0, table
+        assert_frame_equal(second[table], frame, check_exact=True)
 
 
 def test_sample_factor_rows_match_edger_and_deseq2(pasilla_block: study.DenseBlock,
@@ -122,8 +174,8 @@ def test_differential_rows_match_deseq2(pasilla_attributes: pl.DataFrame, pasill
                                         r_table) -> None:
     samples = study.sample_table(pasilla_block.sample_ids, pasilla_attributes,
                               columns=["condition", "type"])
-    # pasilla_sample_annotation.csv: untreated1 is untreated, single-read
-    assert samples.row(0) == ("untreated1", "untreated", "single-read")
+    # pasilla_sample_annotation.csv: untreated1 is untreated, single-read (samples in id order: treated1-3 first)
+    assert samples.row(3) == ("untreated1", "untreated", "single-read")
     result = study.differential_rows(pasilla_block, samples=samples, factor="condition", test="treated",
                                   reference="untreated", covariates=["type"])
     # make_reference.R: results(DESeq(~ type + condition), contrast=c("condition", "treated", "untreated"))
