@@ -59,13 +59,15 @@ def attach_identity(records: pl.LazyFrame, *, sample_map: pl.DataFrame, gene_map
         frame = frame.with_columns(pl.col("column").alias("sample_id"))
     else:
         frame = frame.join(sample_map.lazy().select("column", "sample_id").drop_nulls("sample_id"), on="column",
-                           how="inner")
+                           how="inner", maintain_order="left")
     if gene_map is None:
         return frame
     mapped = gene_map.filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")
     if features is not None and not features.is_in(mapped.get_column("feature_id").implode()).any():
         return frame.with_columns(pl.lit(None, pl.Int64).alias("gene_id"))
-    return frame.join(mapped.lazy(), on="feature_id", how="left")
+    # rows keep the file's order: a polars join keeps none unless asked, and stored rows in a new order on every
+    # build made the same study's files differ (and, before dense blocks were sorted, its statistics)
+    return frame.join(mapped.lazy(), on="feature_id", how="left", maintain_order="left")
 
 
 def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "count",

@@ -112,7 +112,7 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
         records = parsed.records
         if lengths:
             per_feature = _lengths(parsed)
-            records = (records.join(per_feature.lazy(), on="feature_id", how="left")
+            records = (records.join(per_feature.lazy(), on="feature_id", how="left", maintain_order="left")
                        if per_feature.get_column("length").is_not_null().any()
                        else records.with_columns(pl.lit(None, pl.Float64).alias("length")))  # no per-row join
         matrix = parsed.matrix()
@@ -359,9 +359,10 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                                   assay=assay.name, file=file)
         records = flag_values(records, value="abundance", kind="abundance", allow_missing=True)  # NaN, 1e300
         records = records.join(groups.lazy().select("feature_id", "gene_id", "is_ambiguous"), on="feature_id",
-                               how="left")
+                               how="left", maintain_order="left")
         records = records.join(features.lazy().select(
-            "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left")
+            "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left",
+            maintain_order="left")
         missing = missing_per_sample(parsed.records)
         if missing.height:
             context.issues.info("missing_values", "missing abundances per sample: " + ", ".join(

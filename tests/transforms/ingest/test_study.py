@@ -312,3 +312,20 @@ def test_attach_identity_long_feature_id_is_quarantined_with_cut_record(tmp_path
     long_ids = issues.filter(pl.col("code") == "identifier_too_long")
     # one record, its identifier cut to 80 characters and marked
     assert long_ids.select("file", "line", "severity", "record").rows() == [("mut.maf", 3, "error", "X" * 80 + " ...")]
+
+
+def test_ingest_study_keeps_the_matrix_row_order_for_mapped_genes(reference, matrix_study):
+    # 2,000 reference gene symbols (file lines) x 20 samples: each sample's rows come out in line order, whatever
+    # the thread timing (an unordered gene-id join reordered them, differently on every build)
+    symbols = (reference.genes.filter(pl.col("biotype") == "protein-coding").filter(pl.len().over("symbol") == 1)
+               ["symbol"].head(2000).to_list())
+    rng = random.Random(2)
+    lines = ["gene\t" + "\t".join(f"S{j:02d}" for j in range(20))]
+    lines += [f"{s}\t" + "\t".join(str(rng.randrange(1000)) for _ in range(20)) for s in symbols]
+    ingest = read_study(matrix_study("counts.tsv", ("\n".join(lines) + "\n").encode()), reference=reference)
+    rows = pl.concat([frame.collect() for frame in ingest.tables["rna_counts"]])
+    assert rows.height == 40_000
+    assert rows["gene_id"].null_count() == 0
+    for sample, part in rows.group_by("sample_id"):
+        assert part["feature_id"].to_list() == symbols, sample
+        assert part["line"].to_list() == list(range(2, 2002)), sample
