@@ -34,9 +34,13 @@ ENRICHMENT_SCHEMA = pl.Schema({
 
 
 def gene_set_dict(members: pl.DataFrame) -> dict[str, dict[str, list[str]]]:
-    """Library -> gene_set -> distinct mapped gene_ids (as text) of every set."""
-    mapped = members.filter(pl.col("gene_id").is_not_null()).unique(["library", "gene_set", "gene_id"],
-                                                                    maintain_order=True)
+    """Library -> gene_set -> distinct mapped gene_ids (as text) of every set, sets and members in id order.
+
+    gseapy's permutation draws follow the order of the sets and their members, so that order is fixed here,
+    not left to the order the stored member rows come back in.
+    """
+    mapped = (members.filter(pl.col("gene_id").is_not_null()).select("library", "gene_set", "gene_id").unique()
+              .sort("library", "gene_set", "gene_id"))
     grouped = mapped.group_by("library", "gene_set", maintain_order=True).agg(pl.col("gene_id").cast(pl.String))
     out: dict[str, dict[str, list[str]]] = {}
     for library, gene_set, genes in grouped.iter_rows():  # one aggregation, not a frame per set: half the time
@@ -114,15 +118,21 @@ def ora(de: pl.DataFrame, sets: dict[str, list[str]], *, padj_threshold: float =
 
 
 def contrast_statistics(de: pl.LazyFrame, gene_map: pl.LazyFrame) -> dict[str, pl.DataFrame]:
-    """Contrast -> one row per mapped gene (gene_id, stat, log2_fold_change, pvalue, padj), first count assay."""
+    """Contrast -> one row per mapped gene (gene_id, stat, log2_fold_change, pvalue, padj), first count assay.
+
+    Contrasts in name order, genes in gene_id order, a gene measured by several features taking the first
+    feature_id: the same rows in the same order however the stored DE rows come back (prerank breaks tied
+    statistics by input order).
+    """
     mapped = gene_map.filter(pl.col("status") == "mapped").select("assay", "feature_id")
     rows = (de.filter(pl.col("gene_id").is_not_null()).join(mapped, on=["assay", "feature_id"])
-            .select("contrast", "assay", "gene_id", "stat", "log2_fold_change", "pvalue", "padj").collect())
+            .select("contrast", "assay", "gene_id", "feature_id", "stat", "log2_fold_change", "pvalue", "padj")
+            .sort("contrast", "assay", "gene_id", "feature_id").collect())
     out = {}
     for (contrast,), part in rows.group_by("contrast", maintain_order=True):
-        first = part["assay"].sort()[0]
+        first = part["assay"][0]
         out[str(contrast)] = part.filter(pl.col("assay") == first).drop("contrast", "assay").unique(
-            "gene_id", keep="first", maintain_order=True)
+            "gene_id", keep="first", maintain_order=True).drop("feature_id")
     return out
 
 

@@ -156,13 +156,14 @@ def index_sets(members: pl.DataFrame, gene_ids: np.ndarray, *, min_measured: int
     row_of = pl.DataFrame({"gene_id": gene_ids, "row": np.arange(len(gene_ids))}, schema={"gene_id": pl.Int64,
                                                                                           "row": pl.Int64})
     measured = (members.filter(pl.col("gene_id").is_not_null())
+                .sort("library", "gene_set", "gene_id", "identifier")  # the stored row order is free
                 .unique(["library", "gene_set", "gene_id"], keep="first", maintain_order=True)
                 .join(row_of, on="gene_id")
                 .with_columns(w=pl.coalesce(pl.col("weight"), pl.col("sign").cast(pl.Float64), pl.lit(1.0)))
                 .with_columns(direction=pl.when(pl.col("w") < 0).then(-1).otherwise(1)))
     counts = measured.group_by("library", "gene_set").agg(n=pl.len(), n_up=(pl.col("direction") == 1).sum())
-    every = members.select("library", "gene_set").unique(maintain_order=True)
-    report = every.join(counts, on=["library", "gene_set"], how="left").with_columns(
+    every = members.select("library", "gene_set").unique().sort("library", "gene_set")
+    report = every.join(counts, on=["library", "gene_set"], how="left", maintain_order="left").with_columns(
         pl.col("n", "n_up").fill_null(0))
     small = report.filter((pl.col("n") < min_measured) | (pl.col("n_up") == 0) | (pl.col("n") >= len(gene_ids)))
     skipped = [{"library": r["library"], "gene_set": r["gene_set"], "measured": r["n"],
@@ -171,7 +172,9 @@ def index_sets(members: pl.DataFrame, gene_ids: np.ndarray, *, min_measured: int
                            else "every measured gene is a member")} for r in small.iter_rows(named=True)]
     keep = report.join(small.select("library", "gene_set"), on=["library", "gene_set"], how="anti").with_row_index(
         "set_row")
-    rows = measured.join(keep.select("library", "gene_set", "set_row"), on=["library", "gene_set"])
+    # sorted coordinates: the sparse rows hold their genes in one order, so the products sum in one order
+    rows = measured.join(keep.select("library", "gene_set", "set_row"), on=["library", "gene_set"]).sort(
+        "set_row", "row")
     shape = (keep.height, len(gene_ids))
     set_row, gene_row = rows["set_row"].to_numpy(), rows["row"].to_numpy()
     is_up = rows["direction"].to_numpy() == 1
@@ -248,7 +251,7 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame
         wide = wide.drop_nulls().sort("gene_id")  # fixed row order: tied values are ordered by it
         z = (part.pivot(on="sample_id", index="gene_id", values="zscore").select("gene_id", *samples)
              .join(wide.select("gene_id"), on="gene_id", how="semi"))
-        z = wide.select("gene_id").join(z, on="gene_id", how="left")
+        z = wide.select("gene_id").join(z, on="gene_id", how="left", maintain_order="left")  # rows as in wide
         blocks.append((str(assay), wide["gene_id"].to_numpy(), samples,
                        wide.select(samples).to_numpy().astype(np.float64),
                        z.select(samples).to_numpy().astype(np.float64)))

@@ -15,6 +15,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import scipy.sparse as sp
+from polars.testing import assert_frame_equal
 from scipy.stats import hypergeom
 
 from transforms.ingest.genes import GeneReference, resolve_gene_ids
@@ -103,8 +104,8 @@ def test_singscore_matches_hand_calculation_up_and_up_down():
 
 
 def test_score_block_weighted_is_sum_of_weight_times_zscore():
-    members = pl.DataFrame({"library": ["l"] * 5, "gene_set": ["AKT"] * 5, "gene_id": [1, 2, 3, 4, 99],
-                            "weight": [1.0, 0.6, -1.0, 0.5, 2.0], "sign": [None] * 5},
+    members = pl.DataFrame({"library": ["l"] * 5, "gene_set": ["AKT"] * 5, "identifier": list("abcde"),
+                            "gene_id": [1, 2, 3, 4, 99], "weight": [1.0, 0.6, -1.0, 0.5, 2.0], "sign": [None] * 5},
                            schema_overrides={"sign": pl.Int8})
     sets = scoring.index_sets(members, np.array([1, 2, 3, 4, 5, 6]), min_measured=4)
     z = np.array([[1.0, -1.0], [2.0, 0.0], [0.5, np.nan], [0.0, 4.0], [9.0, 9.0], [7.0, 7.0]])
@@ -120,7 +121,8 @@ def test_score_block_weighted_is_sum_of_weight_times_zscore():
 
 def test_index_sets_skips_sets_with_fewer_than_five_measured_members():
     members = pl.DataFrame({"library": ["l"] * 7, "gene_set": ["BIG"] * 5 + ["SMALL"] * 2,
-                            "gene_id": [1, 2, 3, 4, 5, 1, None], "weight": [None] * 7, "sign": [None] * 7},
+                            "identifier": list("abcdefg"), "gene_id": [1, 2, 3, 4, 5, 1, None],
+                            "weight": [None] * 7, "sign": [None] * 7},
                            schema_overrides={"weight": pl.Float64, "sign": pl.Int8, "gene_id": pl.Int64})
     sets = scoring.index_sets(members, np.arange(1, 20))
     assert sets.keys == [("l", "BIG")]
@@ -343,3 +345,42 @@ def test_ssgsea_equals_gsva_on_tcga_brca_where_no_member_is_tied(shared_data):
     assert tied.sum() == 46
     np.testing.assert_allclose(mine[~tied], expected[~tied], rtol=1e-12, atol=1e-10)
     assert not np.allclose(mine[tied], expected[tied], rtol=1e-6)  # the convention differs there, as documented
+
+
+def test_scores_and_enrichment_do_not_depend_on_the_row_order_of_their_inputs(geuvadis, hallmark_entrez):
+    # Stored rows (normalised values, DE rows, gene-set members) come back in any order: scores, prerank and ORA
+    # rows must be the same bit for bit. Ties in the statistic and a gene measured by two features make the
+    # order matter unless the stage fixes it.
+    values, gene_ids = geuvadis
+    n = len(gene_ids)
+    features = [f"F{i:04d}" for i in range(n)]
+    normalized = pl.DataFrame({
+        "assay": "tpm", "sample_id": np.repeat(SAMPLES, n), "feature_id": features * len(SAMPLES),
+        "gene_id": gene_ids * len(SAMPLES), "log2_value": values.T.ravel(),
+        "zscore": ((values - values.mean(axis=1, keepdims=True)) / (values.std(axis=1, keepdims=True) + 1)).T.ravel()})
+    de = _de_frame(values, gene_ids).with_columns(pl.lit("b_vs_a").alias("contrast"), pl.lit("counts").alias("assay"),
+                                                  pl.Series("feature_id", features))
+    de = de.with_columns(stat=pl.when(pl.int_range(pl.len()) < 40).then(0.5).otherwise(pl.col("stat")))
+    member = int(next(g for g in hallmark_entrez["HALLMARK_APOPTOSIS"] if int(g) in set(gene_ids)))
+    de = pl.concat([de, de.filter(pl.col("gene_id") == member).with_columns(  # a second feature of one gene
+        pl.lit("F9999").alias("feature_id"), -pl.col("stat"))])
+    gene_map = pl.DataFrame({"assay": ["tpm"] * n + ["counts"] * (n + 1), "feature_id": [*features, *features, "F9999"],
+                             "status": "mapped"})
+    members = pl.DataFrame([{"library": "h", "gene_set": name, "identifier": g, "gene_id": int(g), "weight": None,
+                             "sign": None} for name, genes in hallmark_entrez.items() for g in genes],
+                           schema_overrides={"weight": pl.Float64, "sign": pl.Int8})
+
+    def stages(normalized: pl.DataFrame, de: pl.DataFrame, members: pl.DataFrame) -> list[pl.DataFrame]:
+        scores = scoring.score_study(normalized.lazy(), gene_map.lazy(), members).frame
+        statistics = enrichment.contrast_statistics(de.lazy(), gene_map.lazy())
+        rows, _ = enrichment.enrich_study(statistics, {"h": enrichment.gene_set_dict(members)["h"]},
+                                          permutations=50, seed=5)
+        return [scores.sort("assay", "library", "gene_set", "method", "sample_id"),
+                rows.sort("contrast", "library", "gene_set", "method")]
+
+    first = stages(normalized, de, members)
+    shuffled = stages(*(frame.sample(fraction=1.0, shuffle=True, seed=i) for i, frame in
+                        enumerate((normalized, de, members))))
+    assert first[1].filter(pl.col("method") == "prerank").height > 0
+    for got, expected in zip(shuffled, first, strict=True):
+        assert_frame_equal(got, expected, check_exact=True)
