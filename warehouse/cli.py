@@ -63,6 +63,26 @@ threads spin: on a busy machine that was ~0.6 CPU s of a small study's ~6.5 (``b
 not to depend on the thread count."""
 
 
+def _prerank_problem(setting: str | None, *, option: str | None, landing: Path) -> str | None:
+    """A sentence naming the libraries the prerank setting lists that no library file defines (None: all known).
+
+    Checked before any work: a misspelt name would otherwise be skipped silently after a long build.
+    """
+    from orchestration.resources import PRERANK_LIBRARIES_ENV
+    from transforms.signatures.enrichment import unknown_prerank_libraries
+    from warehouse.signatures import known_libraries, warehouse_library_dir
+
+    if not setting:
+        return None
+    known = known_libraries(landing=landing, library_dir=warehouse_library_dir())
+    unknown = unknown_prerank_libraries(setting, known)
+    if not unknown:
+        return None
+    return (f"omicsdw build: {'--prerank-libraries' if option else PRERANK_LIBRARIES_ENV} names unknown gene-set "
+            f"librar{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: {', '.join(known)} "
+            "(or 'all' for every one)")
+
+
 def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     os.environ.setdefault(BLAS_THREADS, "1")
@@ -98,6 +118,10 @@ def _build(args: argparse.Namespace) -> int:
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
                                  lake_uri=args.lake, refresh_catalog_on_commit=False,
                                  plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
+    refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     with _instance() as instance, _catalog_refreshed(resource):
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:

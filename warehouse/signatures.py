@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from schemas.manifest import load_manifest
 from schemas.tables import polars_schema
@@ -53,6 +54,16 @@ def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[t
             found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
                       if registry.is_library_file(p)]
     return found
+
+
+def known_libraries(*, landing: Path | None, library_dir: Path | None) -> list[str]:
+    """Names of every library the registry would hold (shipped, warehouse folder, study folders), sorted; read from
+    the file names and manifests, without parsing a library (a setting is checked before any work starts).
+    """
+    shipped = yaml.safe_load((registry.LIBRARY_DIR / "libraries.yaml").read_text())
+    names = {registry.library_name(Path(info["file"])) for info in shipped.values()}
+    names |= {registry.library_name(path) for _, _, path in library_sources(landing=landing, library_dir=library_dir)}
+    return sorted(names)
 
 
 def registry_fingerprint(sources: list[tuple[str, str | None, Path]], reference: GeneReference) -> str:

@@ -24,9 +24,11 @@ from transforms.signatures.enrichment import (
     enrich_study,
     gene_set_dict,
     prerank_selection,
+    unknown_prerank_libraries,
 )
 from transforms.signatures.scoring import MIN_MEASURED, score_study
 from warehouse.commit import commit_frames, unchanged
+from warehouse.lake import Lake
 from warehouse.signatures import (
     MATCHES,
     REGISTRY_TABLES,
@@ -48,6 +50,20 @@ def _settings(warehouse: WarehouseResource, members: pl.DataFrame) -> dict[str, 
     return {"permutations": int(os.environ.get("OMICSDW_PRERANK_PERMUTATIONS", PERMUTATIONS)),
             "seed": int(os.environ.get("OMICSDW_PRERANK_SEED", SEED)),
             "prerank_libraries": prerank_selection(members, warehouse.prerank_library_setting())}
+
+
+def _unknown_libraries(context: dg.AssetExecutionContext, lake: Lake, setting: str | None) -> list[str]:
+    """Libraries the prerank setting names that the registry does not hold, warned about in the run log.
+
+    A warning, not a failure: the other libraries are still tested, and a deployment's setting should not stop
+    every study's enrichment (``omicsdw build`` refuses such a setting before it starts).
+    """
+    known = lake.scan("gene_sets").select("library").unique().collect()["library"].sort().to_list()
+    unknown = unknown_prerank_libraries(setting, known)
+    if unknown:
+        context.log.warning(f"prerank_libraries names {', '.join(map(repr, unknown))}: no such gene-set library, "
+                            f"so prerank skips it; known libraries: {', '.join(known)}")
+    return unknown
 
 
 @dg.multi_asset(specs=[table_spec(t, group="reference") for t in REGISTRY_TABLES],
@@ -103,6 +119,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
         warn_excluded(context, inputs)
         members = study_members(lake, inputs.study_id)
         settings = _settings(warehouse, members)
+        unknown = _unknown_libraries(context, lake, warehouse.prerank_library_setting())
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
@@ -117,6 +134,8 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
                                      folder=warehouse.reports_dir(inputs.study_id), draw=warehouse.draws_plots())
             metadata = {ENRICHMENT: {"contrasts": stage_metadata, "prerank_libraries": settings["prerank_libraries"],
                                      **plots}}
+            if unknown:
+                metadata[ENRICHMENT]["prerank_unknown_libraries"] = unknown
     yield from results(commit, metadata, inputs=inputs)
     raise_on_failures(commit, ENRICHMENT)
 

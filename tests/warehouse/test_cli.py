@@ -123,3 +123,23 @@ def test_build_rebuilds_the_catalog_once_per_published_study_and_once_at_the_end
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     assert calls == ["warehouse.report", "orchestration.resources"]
     assert sql(wh, "SELECT study_id, count(*) FROM samples GROUP BY study_id") == [("pasilla", 7)]
+
+
+def test_build_refuses_a_prerank_library_no_library_file_defines(tmp_path: Path, capsys, example_landing,
+                                                                monkeypatch) -> None:
+    # known: the three shipped files, airway's chr1_window.gmt and signatures.yaml, the team folder's team.gmt
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    team = tmp_path / "team_sets"
+    team.mkdir()
+    (team / "team.gmt").write_text("MY_SET\tna\tTP53\tMYC\n")
+    monkeypatch.setenv("OMICSDW_GENE_SETS", str(team))
+    known = "chr1_window, go_biological_process, msigdb_hallmark, reactome_pathways, signatures, team"
+    args = ["build", "--landing", str(landing), "--warehouse", str(wh)]
+    assert main([*args, "--prerank-libraries", "chr1_window, team,msigdb_hallmrk"]) == 2
+    err = capsys.readouterr().err
+    assert "--prerank-libraries names unknown gene-set library msigdb_hallmrk; known: " + known in err
+    assert not wh.exists()  # refused before any work
+    monkeypatch.setenv("OMICSDW_PRERANK_LIBRARIES", "reactome,go")
+    assert main(args) == 2
+    assert "OMICSDW_PRERANK_LIBRARIES names unknown gene-set libraries reactome, go; known: " in capsys.readouterr().err
+    assert not wh.exists()

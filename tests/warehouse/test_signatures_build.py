@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import gseapy
 import numpy as np
 import polars as pl
@@ -18,6 +19,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import warehouse
+from orchestration.assets.signatures import gene_set_enrichment
+from orchestration.resources import WarehouseResource
 from tests.warehouse.catalog_sql import sql as _sql
 from warehouse.cli import main
 
@@ -228,3 +231,30 @@ def test_two_builds_in_one_process_give_bit_identical_tables(built, rebuilt, tab
     keys = [c for c, dtype in first.schema.items() if not dtype.is_float()]
     assert first.height > 0
     assert_frame_equal(second.sort(keys), first.sort(keys), check_exact=True)
+
+
+def test_enrichment_asset_warns_about_a_prerank_library_the_registry_lacks(built, tmp_path):
+    # Dagster runs (UI, sensors) keep going on the libraries that exist; the run log and metadata name the typo
+    wh = tmp_path / "warehouse"
+    shutil.copytree(built, wh)  # a changed setting rewrites the study's enrichment: not in the shared warehouse
+    resource = WarehouseResource(landing_dir=str(built.parent / "landing"), warehouse_dir=str(wh),
+                                 prerank_libraries="hallmark_entrez,halmark")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMICSDW_PRERANK_PERMUTATIONS", "100")
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions("studies", ["geuv"])
+            result = dg.materialize([gene_set_enrichment], partition_key="geuv", instance=instance,
+                                    resources={"warehouse": resource})
+            messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    finally:
+        mp.undo()
+    (warning,) = [m for m in messages if "no such gene-set library" in m]
+    assert warning.startswith("prerank_libraries names 'halmark': no such gene-set library, so prerank skips it; "
+                              "known libraries: go_biological_process, hallmark_entrez, msigdb_hallmark, ")
+    (event,) = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["prerank_unknown_libraries"] == ["halmark"]
+    assert metadata["prerank_libraries"] == ["hallmark_entrez"]
+    stored = resource.lake().scan("gene_set_enrichment").filter(pl.col("method") == "prerank").collect()
+    assert set(stored["library"]) == {"hallmark_entrez"}

@@ -10,6 +10,7 @@ distribution, Benjamini-Hochberg FDR over the library's tested sets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 import polars as pl
@@ -136,6 +137,20 @@ def contrast_statistics(de: pl.LazyFrame, gene_map: pl.LazyFrame) -> dict[str, p
     return out
 
 
+def prerank_names(setting: str | None) -> list[str]:
+    """The library names a prerank setting lists (comma-separated, blanks dropped)."""
+    return [n.strip() for n in (setting or "").split(",") if n.strip()]
+
+
+def unknown_prerank_libraries(setting: str | None, known: Iterable[str]) -> list[str]:
+    """Names ``setting`` lists that are no library in ``known`` (``all`` is always known), in the order given.
+
+    A misspelt name would otherwise select nothing and prerank would silently skip the library.
+    """
+    libraries = {*known, ALL_LIBRARIES}
+    return [n for n in prerank_names(setting) if n not in libraries]
+
+
 def prerank_selection(members: pl.DataFrame, setting: str | None) -> list[str]:
     """The libraries prerank tests, sorted: those ``setting`` names (comma-separated; ``all``: every library in
     ``members``), else (None or empty) :data:`DEFAULT_PRERANK_LIBRARIES` and every warehouse or study library.
@@ -144,7 +159,7 @@ def prerank_selection(members: pl.DataFrame, setting: str | None) -> list[str]:
     CPU s for one contrast of 18,000 genes (``bench/README.md``), so Reactome and GO get it only when named.
     """
     present = members.select("scope", "library").unique()
-    names = [n.strip() for n in (setting or "").split(",") if n.strip()]
+    names = prerank_names(setting)
     if ALL_LIBRARIES in names:
         return sorted(present["library"].unique().to_list())
     if names:

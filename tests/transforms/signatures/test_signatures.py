@@ -241,6 +241,10 @@ def test_prerank_selection_defaults_to_hallmark_and_the_libraries_a_team_added()
     assert enrichment.prerank_selection(members, "all") == ["go_biological_process", "mine", "msigdb_hallmark",
                                                             "reactome_pathways", "team"]
     assert enrichment.prerank_selection(members, "reactome_pathways, nowhere") == ["reactome_pathways"]
+    known = members["library"].to_list()
+    assert enrichment.unknown_prerank_libraries("reactome_pathways, nowhere,team, Team", known) == ["nowhere", "Team"]
+    assert enrichment.unknown_prerank_libraries("all", known) == []
+    assert enrichment.unknown_prerank_libraries(None, known) == []
 
 
 def test_prerank_equals_gseapys_own_run_with_the_same_seed(geuvadis, hallmark_entrez):
