@@ -92,6 +92,9 @@ def test_normalised_expression_matches_edger_on_airway(airway: Lake, warehouse: 
 
     vst = airway.scan("rna_vst", study_id="airway").collect()
     assert vst.height == 160
+    for stored in (normalised, vst):  # one file each, in gene order (unmapped here: by feature_id), then sample
+        keys = stored.select("feature_id", "sample_id")
+        assert keys.equals(keys.sort("feature_id", "sample_id"))
     assert vst["vst"].is_finite().all()
     meta = _metadata(result, "rna_sample_factors")
     # airway_sample_factors.tsv: library sizes 5415 (SRR1039520) .. 11148 (SRR1039517)

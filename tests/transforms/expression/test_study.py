@@ -43,6 +43,31 @@ def test_dense_block_sorts_features_and_samples_by_id(pasilla_block: study.Dense
     assert pasilla_block.values.flags.f_contiguous
 
 
+def test_long_rows_are_written_in_gene_order_within_each_frame() -> None:
+    # Each frame becomes one stored Parquet file: rows by gene_id (unmapped features last), feature_id, then sample,
+    # so a one-gene query reads one run of each file. F2 and F5 are one gene; F4 is unmapped.
+    long = pl.DataFrame({
+        "sample_id": [s for s in ["s5", "s3", "s1", "s4", "s2"] for _ in range(5)],
+        "feature_id": ["F1", "F2", "F3", "F4", "F5"] * 5,
+        "gene_id": [30, 10, 20, None, 10] * 5,
+        "count": [float(10 + i % 7) for i in range(25)],
+    })
+    block = study.dense_block(long.lazy(), value="count")
+    assert block.feature_ids.to_list() == ["F2", "F5", "F3", "F1", "F4"]
+    assert block.sample_ids.to_list() == ["s1", "s2", "s3", "s4", "s5"]
+    model = study.fit_counts(block)
+    frames = list(study.normalised_count_rows(block, model, frame_rows=10))  # 5 features: 2 samples a frame
+    frames += list(study.normalised_abundance_rows(block, measure="tpm", frame_rows=10))
+    for frame in frames:
+        assert frame.height in (5, 10)
+        ordered = frame.with_columns(pl.col("feature_id").replace_strict(
+            {"F2": 0, "F5": 1, "F3": 2, "F1": 3, "F4": 4}).alias("rank")).sort("rank", "sample_id")
+        assert frame.select("feature_id", "sample_id").equals(ordered.select("feature_id", "sample_id"))
+    cells = pl.concat([f.select("sample_id", "feature_id") for f in frames[:3]])
+    assert cells.sort("sample_id", "feature_id").equals(long.select("sample_id", "feature_id").sort(
+        "sample_id", "feature_id"))
+
+
 def _stage_tables(output: study.StageOutput) -> dict[str, pl.DataFrame]:
     """A stage's frames per table, rows sorted by every key column (the order rows are written in is free)."""
     frames: dict[str, list[pl.DataFrame]] = {}
