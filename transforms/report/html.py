@@ -158,7 +158,7 @@ def _correlation_section(data: StudyReportData) -> str:
             parts.append(_none(f"{assay}: fewer than two samples."))
             continue
         top = qc.top_variable(block, top_genes=data.top_genes)
-        shown = heatmap_samples(len(labels))
+        shown = heatmap_samples(len(labels), max_samples=HEATMAP_MAX_SAMPLES)
         corr = qc.correlation(top[:, shown])
         labels = [labels[i] for i in shown]
         sampled = (f" {shown.size} of the {block.shape[1]} samples, drawn with a fixed seed." if shown.size
