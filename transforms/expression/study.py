@@ -25,7 +25,13 @@ import polars as pl
 
 from schemas.manifest import Contrast, ZscoreReference
 from transforms.expression import normalise
-from transforms.expression.differential import DEResult, DesignError, check_design, differential_expression
+from transforms.expression.differential import (
+    DEResult,
+    DesignError,
+    canonical_sample_order,
+    check_design,
+    differential_expression,
+)
 
 DEFAULT_WIDTH = 2000
 """Sample columns per block of the fit and transform passes."""
@@ -407,10 +413,16 @@ def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, 
     for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
         missing |= np.isnan(_take(values, None, cols)).any(axis=1)
     rows = np.flatnonzero(~missing)
-    counts = np.asarray(values[rows], dtype=np.float64)
-    columns = np.flatnonzero((counts.sum(axis=0) > 0) & chosen)
+    has_counts = np.zeros(values.shape[1], dtype=bool)
+    for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
+        has_counts[cols] = _take(values, rows, cols).sum(axis=0) > 0
+    columns = np.flatnonzero(has_counts & chosen)
+    check_design(samples[columns], factor=factor, test=test, reference=reference, covariates=covariates)
+    # taken once, already in the order the fit uses (reordering inside would copy the genes x samples block again)
+    columns = columns[canonical_sample_order(samples[columns], factor=factor, test=test, reference=reference)]
     used = samples[columns]
-    result = differential_expression(counts[:, columns], genes=block.feature_ids.gather(rows).to_list(),
+    counts = np.asarray(_take(values, rows, columns), order="C")
+    result = differential_expression(counts, genes=block.feature_ids.gather(rows).to_list(),
                                      samples=used, factor=factor, test=test, reference=reference,
                                      covariates=covariates)
     table = result.table.with_columns(block.gene_ids.gather(rows).alias("gene_id"))

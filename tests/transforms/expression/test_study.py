@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from transforms.expression import normalise, study
+from transforms.expression.differential import differential_expression
 
 PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
 
@@ -133,6 +134,31 @@ def test_differential_rows_match_deseq2(pasilla_attributes: pl.DataFrame, pasill
     assert r > 0.999
     assert result.table.height == 14599
     assert result.parameters["design"] == "~ type + condition"
+
+
+def test_differential_rows_take_the_block_once_and_equal_de_on_the_hand_built_subset() -> None:
+    rng = np.random.default_rng(9)
+    genes, names = 300, [f"s{j:02d}" for j in range(12)]
+    counts = rng.negative_binomial(5, 0.05, size=(genes, 12)).astype(float)
+    counts[:, 4] = 0  # a sample without counts
+    counts[7, 0] = np.nan  # a quarantined cell: gene 7 is left out
+    order = rng.permutation(12)  # columns scanned in no canonical order
+    block = study.DenseBlock(np.asfortranarray(counts[:, order]), pl.Series([f"g{i}" for i in range(genes)]),
+                             pl.Series(np.arange(genes)), pl.Series([names[j] for j in order]))
+    condition = ["a", "b", "c"] * 4
+    samples = pl.DataFrame({"sample_id": block.sample_ids, "condition": [condition[j] for j in order]})
+    keep = samples["condition"].is_in(["a", "b"]).to_numpy()
+    result = study.differential_rows(block, samples=samples, factor="condition", test="b", reference="a", keep=keep)
+    # by hand: genes without a missing cell, samples of a and b with counts, in id order
+    used = [j for j in range(12) if condition[j] in ("a", "b") and j != 4]
+    rows = [i for i in range(genes) if i != 7]
+    expected = differential_expression(counts[np.ix_(rows, used)], genes=[f"g{i}" for i in rows],
+                                       samples=pl.DataFrame({"sample_id": [names[j] for j in used],
+                                                             "condition": [condition[j] for j in used]}),
+                                       factor="condition", test="b", reference="a")
+    assert result.table.drop("gene_id").equals(expected.table)  # same bits
+    assert result.parameters["samples_without_counts"] == 1
+    assert result.parameters["incomplete_features"] == 1
 
 
 def test_normalised_abundance_rows_by_hand() -> None:
