@@ -254,3 +254,14 @@ def test_contrast_samples_keeps_samples_with_the_filter_values():
     np.testing.assert_array_equal(study.contrast_samples(ids, attributes, where={}), [True] * 4)
     with pytest.raises(study.DesignError, match="filter attribute 'celltype' is not a sample attribute"):
         study.contrast_samples(ids, attributes, where={"celltype": ["B"]})
+
+
+@pytest.mark.parametrize(("cell", "expected"), [((3, 150), True), ((0, 0), True), (None, False)])
+def test_fit_counts_finds_a_fractional_count_in_any_column(cell, expected) -> None:
+    counts = np.random.default_rng(1).poisson(20, size=(40, 230)).astype(float)
+    if cell is not None:
+        counts[cell] += 0.5
+    counts[5, 7] = np.nan  # missing cells are not fractions
+    block = study.DenseBlock(np.asfortranarray(counts), pl.Series([f"g{i}" for i in range(40)]),
+                             pl.Series(np.arange(40)), pl.Series([f"s{j}" for j in range(230)]))
+    assert study.fit_counts(block).rounded is expected
