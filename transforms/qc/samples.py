@@ -20,10 +20,11 @@ the same way, and k is chosen by the lowest proportion of ambiguous clustering (
 Bounded memory at any width (a 20,000 x 20,000 block is 3.2 GB): per-sample metrics are computed over blocks of
 sample columns and gene variances over blocks of gene rows (``block_cells`` cells at a time), each block laid out as
 the whole-block computation would lay it out, so the results are bit-identical whatever the block size; median
-correlations take ``CORRELATION_BLOCK`` samples' rows of the correlation matrix at a time (the whole matrix, as
-before, up to that many samples). Sample x sample structures do not scale, so above ``CONSENSUS_MAX_SAMPLES``
-samples :func:`consensus_clusters` clusters a fixed-seed subsample of that many and assigns every other sample to
-the cluster whose centroid it correlates with most (below it, nothing changes).
+correlations come from the whole n x n matrix up to ``CORRELATION_BLOCK`` samples (as before), above from blocks of
+its rows (``block_cells`` cells). PCA is unchanged: it is an SVD of samples x ``top_genes``, linear in samples.
+Sample x sample structures do not scale, so above ``CONSENSUS_MAX_SAMPLES`` samples :func:`consensus_clusters`
+clusters a fixed-seed subsample of that many and assigns every other sample to the cluster whose centroid it
+correlates with most (below it, nothing changes).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ PAC_RANGE = (0.1, 0.9)
 BLOCK_CELLS = 10_000_000
 """Cells (80 MB of float64) per block of the per-sample metric and per-gene variance passes."""
 CORRELATION_BLOCK = 2000
-"""Samples whose correlation rows are held at once (the whole n x n matrix up to this many samples)."""
+"""Up to this many samples median correlations come from the whole n x n matrix; above, from blocks of rows."""
 CONSENSUS_MAX_SAMPLES = 2000
 """Above this many samples consensus clustering runs on a fixed-seed subsample of this many (n x n matrices per k
 would need ~22 GB at 20,000 samples); the other samples join the nearest cluster centroid."""
@@ -196,21 +197,22 @@ def median_correlation(corr: np.ndarray) -> np.ndarray:
     return np.array([np.median(corr[i, off[i]]) for i in range(n)])
 
 
-def median_correlations(values: np.ndarray, *, block: int = CORRELATION_BLOCK) -> np.ndarray:
+def median_correlations(values: np.ndarray, *, whole_up_to: int = CORRELATION_BLOCK,
+                        block_cells: int = BLOCK_CELLS) -> np.ndarray:
     """Each sample's median Pearson correlation with the other samples (columns) of a genes x samples block.
 
-    Up to ``block`` samples this is :func:`median_correlation` of :func:`correlation` (the whole n x n matrix);
-    above, the correlation rows of ``block`` samples at a time (n x ``block`` cells), equal to the whole matrix's
-    rows up to floating-point rounding of the matrix product.
+    Up to ``whole_up_to`` samples this is :func:`median_correlation` of :func:`correlation` (the whole n x n
+    matrix); above, the correlation rows of as many samples as fit ``block_cells`` cells at a time, equal to the
+    whole matrix's rows up to floating-point rounding of the matrix product.
     """
     n = values.shape[1]
-    if n <= block:
+    if n <= whole_up_to:
         return median_correlation(correlation(values))
     x = np.asarray(values, dtype=float).T
     x = x - x.mean(axis=1, keepdims=True)
     scale = 1 / np.sqrt(np.einsum("ij,ij->i", x, x))
     out = np.empty(n)
-    for rows in index_blocks(n, block):
+    for rows in index_blocks(n, block_cells // n):
         corr = (x[rows] @ x.T) * scale[rows, None] * scale[None, :]
         np.clip(corr, -1, 1, out=corr)
         off = np.ones(corr.shape, dtype=bool)

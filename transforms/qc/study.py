@@ -64,7 +64,8 @@ def qc_frame(block: DenseBlock, *, assay: str, mito: set[int], settings: QcSetti
     """``sample_qc`` rows of one count assay (one per sample of ``block``); fills ``summary`` with its counts.
 
     The block is read ``block_cells`` cells at a time and correlations ``correlation_block`` samples at a time
-    (bounded memory at any study width; the values do not depend on either).
+    (above it, rows of the correlation matrix by blocks of ``block_cells``): bounded memory at any study width;
+    the values do not depend on either but for the last bits of correlations.
     """
     samples = block.sample_ids
     is_mito = block.gene_ids.is_in(list(mito)).fill_null(False).to_numpy() if mito else None
@@ -77,7 +78,8 @@ def qc_frame(block: DenseBlock, *, assay: str, mito: set[int], settings: QcSetti
         top = top_raw_log2_cpm(block.values, np.flatnonzero(has_counts), top_genes=settings.top_genes,
                                block_cells=block_cells)
         if top.shape[0] >= 2:
-            corr_median[has_counts] = qc.median_correlations(top, block=correlation_block)
+            corr_median[has_counts] = qc.median_correlations(top, whole_up_to=correlation_block,
+                                                              block_cells=block_cells)
             distance[has_counts] = qc.pca_distance(qc.pca(top).scores)
     flags = {
         "low_library_size": qc.mad_outliers(metrics.library_size, nmads=settings.nmads, side="lower", log=True),

@@ -212,16 +212,17 @@ def test_top_variable_in_small_row_blocks_equals_one_block_and_row_variances(cel
     np.testing.assert_array_equal(whole, block[chosen])
 
 
-@pytest.mark.parametrize("block", [1, 4, 29])
-def test_median_correlations_in_sample_blocks_equal_the_whole_matrix_by_hand(block):
+@pytest.mark.parametrize("cells", [1, 4 * 30, 29 * 30])
+def test_median_correlations_in_sample_blocks_equal_the_whole_matrix_by_hand(cells):
     rng = np.random.default_rng(4)
     values = rng.normal(size=(80, 30)) + rng.normal(size=(80, 1))
     by_hand = []
     for i in range(30):
         others = [np.corrcoef(values[:, i], values[:, j])[0, 1] for j in range(30) if j != i]
         by_hand.append(np.median(others))
-    np.testing.assert_allclose(qc.median_correlations(values, block=block), by_hand, rtol=1e-12)
-    np.testing.assert_allclose(qc.median_correlations(values, block=30), by_hand, rtol=1e-12)
+    np.testing.assert_allclose(qc.median_correlations(values, whole_up_to=1, block_cells=cells), by_hand,
+                               rtol=1e-12)
+    np.testing.assert_allclose(qc.median_correlations(values, whole_up_to=30), by_hand, rtol=1e-12)
 
 
 def test_sample_qc_in_tiny_blocks_equals_one_block(tmp_path):
