@@ -32,6 +32,7 @@ SPENT: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
 RSS_EVERY_S = 0.25
 PEAK_RSS: dict[str, dict[str, float]] = defaultdict(lambda: {"rss_gib": 0.0, "anon_gib": 0.0, "file_gib": 0.0})
 CURRENT = ["outside asset bodies"]
+OUT: list[Path] = []
 
 PROBES = {
     # part -> (module, attribute path)
@@ -108,6 +109,7 @@ def install() -> None:
                 event = next(events)
             except StopIteration:
                 _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                _write(None)
                 return
             finally:
                 CURRENT[0] = "outside asset bodies"
@@ -127,6 +129,7 @@ def main() -> None:
     _count("imports (orchestration.definitions)", time.process_time() - import_cpu,
            time.perf_counter() - import_wall)
     install()
+    OUT.append(out)
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_rss, args=(stop,), daemon=True)
     sampler.start()
@@ -134,9 +137,14 @@ def main() -> None:
     stop.set()
     sampler.join()
     _count("whole process", time.process_time() - START_CPU, time.perf_counter() - START_WALL)
+    _write(code)
+
+
+def _write(code: int | None) -> None:
+    """The figures so far (``exit`` None while the build runs: a run stopped early still leaves its finished assets)."""
     parts = {k: {"cpu_s": v[0], "wall_s": v[1], "calls": v[2], **PEAK_RSS.get(k, {})} for k, v in SPENT.items()}
-    out.write_text(json.dumps({"exit": code, "parts": parts, "peak_rss_outside_assets": PEAK_RSS[
-        "outside asset bodies"]}, indent=2))
+    OUT[0].write_text(json.dumps({"exit": code, "parts": parts, "peak_rss_outside_assets": PEAK_RSS[
+        "outside asset bodies"], "at_wall_s": time.perf_counter() - START_WALL}, indent=2))
 
 
 if __name__ == "__main__":
