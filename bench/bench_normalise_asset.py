@@ -1,8 +1,8 @@
 """One count study through the Dagster assets of ingest + normalise only, one process, per asset CPU and wall.
 
-``omicsdw build`` runs every study asset; at 20,000 samples its analysis stages (sample structure: consensus
-clustering over all sample pairs; signatures; the report) are not what the issue's "20,000 x 20,000 through the
-asset at bounded memory" asks about. This materialises the reference tables, then ``ingest_study`` and
+``omicsdw build`` runs every study asset (for the whole build at 20,000 samples use ``fixed_cost_probe.py --
+build``, which also gives each asset's CPU and peak RSS); this isolates ingest + normalise + VST, the part the
+issue's "whole study build" ratio is about. It materialises the reference tables, then ``ingest_study`` and
 ``normalise_study`` (sample factors, ``rna_normalized``, ``rna_vst``) of the study, in-process with Dagster as the
 CLI does, and prints each asset's CPU and wall seconds; ``--qc`` adds ``sample_qc`` before normalisation (as the
 build runs it; normalisation reads it only for ``qc.exclude_failed``). Run it under ``/usr/bin/time -v`` for the

@@ -2,7 +2,10 @@
 
 Each probe adds the process CPU seconds (and wall seconds) spent inside one function, cumulatively (a probe inside
 another counts in both), so the parts are measured without a profiler's per-call overhead. The asset bodies are
-timed per asset through Dagster's ``execute_core_compute`` (every step of every run). Writes JSON to ``--out``.
+timed per asset through Dagster's ``execute_core_compute`` (every step of every run). A sampler thread reads
+``/proc/self/status`` every ``RSS_EVERY_S`` seconds and keeps, per asset body (and for the whole process), the
+largest resident set seen and its anonymous / file-backed parts (a memory-mapped dense block counts as file-backed
+while its pages are resident). Writes JSON to ``--out``.
 
     python bench/fixed_cost_probe.py --out probe.json -- build --landing DIR --warehouse DIR [--study ID ...]
 """
@@ -14,6 +17,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -25,6 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as ``omicsdw build`` sets it before numpy loads
 START_CPU, START_WALL = time.process_time(), time.perf_counter()
 SPENT: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+RSS_EVERY_S = 0.25
+PEAK_RSS: dict[str, dict[str, float]] = defaultdict(lambda: {"rss_gib": 0.0, "anon_gib": 0.0, "file_gib": 0.0})
+CURRENT = ["outside asset bodies"]
+OUT: list[Path] = []
 
 PROBES = {
     # part -> (module, attribute path)
@@ -59,6 +67,20 @@ def _timed(part: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _sample_rss(stop: threading.Event) -> None:
+    """Largest VmRSS (with RssAnon / RssFile at that moment) per asset body and for the whole process."""
+    while not stop.wait(RSS_EVERY_S):
+        fields = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) / 1024**2
+        sample = {"rss_gib": fields["VmRSS"], "anon_gib": fields["RssAnon"], "file_gib": fields["RssFile"]}
+        for part in (CURRENT[0], "whole process"):
+            if sample["rss_gib"] > PEAK_RSS[part]["rss_gib"]:
+                PEAK_RSS[part] = sample
+
+
 def install() -> None:
     """Wrap every probe, and every asset body per asset (Dagster's step compute generator)."""
     for part, (module_name, attribute) in PROBES.items():
@@ -82,11 +104,15 @@ def install() -> None:
         events = original(step_context, *args, **kwargs)
         while True:
             cpu, wall = time.process_time(), time.perf_counter()
+            CURRENT[0] = part
             try:
                 event = next(events)
             except StopIteration:
                 _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                _write(None)
                 return
+            finally:
+                CURRENT[0] = "outside asset bodies"
             _count(part, time.process_time() - cpu, time.perf_counter() - wall)
             yield event
 
@@ -103,10 +129,22 @@ def main() -> None:
     _count("imports (orchestration.definitions)", time.process_time() - import_cpu,
            time.perf_counter() - import_wall)
     install()
+    OUT.append(out)
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(stop,), daemon=True)
+    sampler.start()
     code = cli.main(argv)
+    stop.set()
+    sampler.join()
     _count("whole process", time.process_time() - START_CPU, time.perf_counter() - START_WALL)
-    out.write_text(json.dumps({"exit": code, "parts": {k: {"cpu_s": v[0], "wall_s": v[1], "calls": v[2]}
-                                                       for k, v in SPENT.items()}}, indent=2))
+    _write(code)
+
+
+def _write(code: int | None) -> None:
+    """The figures so far (``exit`` None while the build runs: a run stopped early still leaves its finished assets)."""
+    parts = {k: {"cpu_s": v[0], "wall_s": v[1], "calls": v[2], **PEAK_RSS.get(k, {})} for k, v in SPENT.items()}
+    OUT[0].write_text(json.dumps({"exit": code, "parts": parts, "peak_rss_outside_assets": PEAK_RSS[
+        "outside asset bodies"], "at_wall_s": time.perf_counter() - START_WALL}, indent=2))
 
 
 if __name__ == "__main__":

@@ -671,7 +671,11 @@ class SampleClusters(_Table):
     assay: str = _assay()
     method: str = pa.Field(isin=["hierarchical", "consensus"],
                            description="hierarchical: average linkage on 1 - Pearson correlation; consensus: "
-                                       "Monti 2003 consensus clustering over resamples of 80% of the samples.")
+                                       "Monti 2003 consensus clustering over resamples of 80% of the samples. "
+                                       "A study with more than 2,000 samples (CONSENSUS_MAX_SAMPLES) is clustered "
+                                       "on a fixed-seed subsample of 2,000 (seed 1, over the samples in id order) "
+                                       "and every other sample joins the cluster whose centroid it correlates "
+                                       "with most (Pearson r on the same genes).")
     k: int = pa.Field(ge=2, description="Number of clusters the tree was cut into.")
     cluster: int = pa.Field(ge=1, description="Cluster of the sample at this k (1..k, numbered by first sample).")
 

@@ -8,6 +8,7 @@ table belongs to the ingest's commit).
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -91,8 +92,9 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         commit = unchanged(lake, [SCORES], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
         if commit is None:
-            stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
-                                study_members(lake, inputs.study_id))
+            with tempfile.TemporaryDirectory(prefix="omicsdw-scores-") as workdir:
+                stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
+                                    study_members(lake, inputs.study_id), workdir=workdir)
             commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)

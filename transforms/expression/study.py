@@ -26,13 +26,22 @@ import polars as pl
 
 from schemas.manifest import Contrast, ZscoreReference
 from transforms.expression import normalise
-from transforms.expression.differential import DEResult, DesignError, check_design, differential_expression
+from transforms.expression.differential import (
+    DEResult,
+    DesignError,
+    canonical_sample_order,
+    check_design,
+    differential_expression,
+)
 
 DEFAULT_WIDTH = 2000
 """Sample columns per block of the fit and transform passes."""
 
 IN_MEMORY_BYTES = 2 << 30
 """Dense blocks larger than this (2 GiB of float64) go into a memory map on disk."""
+
+BATCH_ROWS = 4_000_000
+"""Long rows read at a time when a dense block is built."""
 
 FRAME_ROWS = 2_000_000
 """Target rows of one long result frame (one staged Parquet file)."""
@@ -76,13 +85,7 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     shape for TPM.
     """
     records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
-    with_length = "length" in records.collect_schema()
-    features, samples, any_length = pl.collect_all([
-        records.group_by("feature_id").agg(pl.col("gene_id").min())  # one gene per feature
-        .sort("gene_id", "feature_id", nulls_last=True),
-        records.select("sample_id").unique().sort("sample_id"),
-        records.select((pl.col("length").is_not_null().any() if with_length else pl.lit(False)).alias("any"))])
-    has_length = bool(any_length.item())
+    features, samples, has_length = _identifiers(records)
     shape = (features.height, samples.height)
     values = _empty_block(shape, workdir, "dense_block.f64", in_memory_bytes)
     lengths = _empty_block(shape, workdir, "lengths.f64", in_memory_bytes) if has_length else None
@@ -91,13 +94,30 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
         pl.col("feature_id").cast(pl.Enum(features["feature_id"])).to_physical().alias("_row"),
         pl.col("sample_id").cast(pl.Enum(samples["sample_id"])).to_physical().alias("_col"),
         pl.col(value).cast(pl.Float64), *([pl.col("length").cast(pl.Float64)] if has_length else []))
-    for batch in indexed.collect_batches(chunk_size=4_000_000):
+    for batch in indexed.collect_batches(chunk_size=BATCH_ROWS):
         at = (batch["_row"].to_numpy(), batch["_col"].to_numpy())
         values[at] = batch[value].to_numpy()
         if lengths is not None:
             lengths[at] = batch["length"].to_numpy()
     return DenseBlock(values, features["feature_id"], features["gene_id"].cast(pl.Int64), samples["sample_id"],
                       lengths)
+
+
+def _identifiers(records: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+    """Features (``feature_id`` and its smallest ``gene_id``) sorted by gene (unmapped last) then feature, samples
+    sorted by id, and whether any row has a length: streaming aggregations, one query each.
+
+    The canonical order makes every statistic of the block independent of the stored row order. Each group-by
+    holds only the study's distinct identifiers (a polars ordered ``unique`` over the whole table held every
+    batch's distinct rows: 1.1 GB per 50 M rows); the queries run one by one, since collected together the scan
+    would be a shared subplan, held whole.
+    """
+    features = (records.group_by("feature_id").agg(pl.col("gene_id").min()).collect(engine="streaming")
+                .sort("gene_id", "feature_id", nulls_last=True))
+    samples = records.group_by("sample_id").agg().collect(engine="streaming").sort("sample_id")
+    has_length = "length" in records.collect_schema() and bool(
+        records.select(pl.col("length").is_not_null().any()).collect(engine="streaming").item())
+    return features.select("feature_id", "gene_id"), samples, has_length
 
 
 def _empty_block(shape: tuple[int, int], workdir: str | Path | None, name: str, in_memory_bytes: int) -> np.ndarray:
@@ -156,6 +176,17 @@ class CountModel:
         return 0 if self.rows is None else self.n_features - self.rows.size
 
 
+def _has_fractions(part: np.ndarray, *, columns: int = 100) -> bool:
+    """Whether a count block holds a non-integer value (NaN and inf do not count), ``columns`` at a time: the
+    three temporaries of the test stay ~100 columns large instead of a fit block's 2,000.
+    """
+    for start in range(0, part.shape[1], columns):
+        sub = part[:, start:start + columns]
+        if (np.abs(sub - np.rint(sub)) > 0).any():  # NaN and inf compare False
+            return True
+    return False
+
+
 def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width: int = DEFAULT_WIDTH) -> CountModel:
     """Fit library sizes, edgeR TMM factors, DESeq2 size factors and the log2 CPM z-score reference.
 
@@ -173,7 +204,7 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
         nan = np.isnan(part)
         missing |= nan.any(axis=1)
         library_size[cols] = np.nansum(part, axis=0) if nan.any() else part.sum(axis=0)  # nansum copies
-        rounded = rounded or bool((np.abs(part - np.rint(part)) > 0).any())  # NaN and inf compare False
+        rounded = rounded or _has_fractions(part)
     rows = np.flatnonzero(~missing) if missing.any() else None
     if rows is not None:
         library_size -= np.nansum(values[missing], axis=0)
@@ -419,10 +450,16 @@ def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, 
     for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
         missing |= np.isnan(_take(values, None, cols)).any(axis=1)
     rows = np.flatnonzero(~missing)
-    counts = np.asarray(values[rows], dtype=np.float64)
-    columns = np.flatnonzero((counts.sum(axis=0) > 0) & chosen)
+    has_counts = np.zeros(values.shape[1], dtype=bool)
+    for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
+        has_counts[cols] = _take(values, rows, cols).sum(axis=0) > 0
+    columns = np.flatnonzero(has_counts & chosen)
+    check_design(samples[columns], factor=factor, test=test, reference=reference, covariates=covariates)
+    # taken once, already in the order the fit uses (reordering inside would copy the genes x samples block again)
+    columns = columns[canonical_sample_order(samples[columns], factor=factor, test=test, reference=reference)]
     used = samples[columns]
-    result = differential_expression(counts[:, columns], genes=block.feature_ids.gather(rows).to_list(),
+    counts = np.asarray(values[np.ix_(rows, columns)], dtype=np.float64, order="F")  # as the fit had it before
+    result = differential_expression(counts, genes=block.feature_ids.gather(rows).to_list(),
                                      samples=used, factor=factor, test=test, reference=reference,
                                      covariates=covariates)
     table = result.table.with_columns(block.gene_ids.gather(rows).alias("gene_id"))

@@ -16,10 +16,20 @@ the ``top_genes`` (500) most variable rows of a log-scale block (VST, else log2 
 Clustering (:func:`consensus_clusters`) is ConsensusClusterPlus-like (Monti et al. 2003): average-linkage
 hierarchical clustering on 1 - Pearson correlation, repeated on 80% subsamples; the consensus matrix is clustered
 the same way, and k is chosen by the lowest proportion of ambiguous clustering (PAC, Senbabaoglu et al. 2014).
+
+Bounded memory at any width (a 20,000 x 20,000 block is 3.2 GB): per-sample metrics are computed over blocks of
+sample columns and gene variances over blocks of gene rows (``block_cells`` cells at a time), each block laid out as
+the whole-block computation would lay it out, so the results are bit-identical whatever the block size; median
+correlations come from the whole n x n matrix up to ``CORRELATION_BLOCK`` samples (as before), above from blocks of
+its rows (``block_cells`` cells). PCA is unchanged: it is an SVD of samples x ``top_genes``, linear in samples.
+Sample x sample structures do not scale, so above ``CONSENSUS_MAX_SAMPLES`` samples :func:`consensus_clusters`
+clusters a fixed-seed subsample of that many and assigns every other sample to the cluster whose centroid it
+correlates with most (below it, nothing changes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +46,13 @@ MAX_K = 6
 RESAMPLES = 100
 SUBSAMPLE = 0.8
 PAC_RANGE = (0.1, 0.9)
+BLOCK_CELLS = 10_000_000
+"""Cells (80 MB of float64) per block of the per-sample metric and per-gene variance passes."""
+CORRELATION_BLOCK = 2000
+"""Up to this many samples median correlations come from the whole n x n matrix; above, from blocks of rows."""
+CONSENSUS_MAX_SAMPLES = 2000
+"""Above this many samples consensus clustering runs on a fixed-seed subsample of this many (n x n matrices per k
+would need ~22 GB at 20,000 samples); the other samples join the nearest cluster centroid."""
 
 
 def mad_outliers(values: np.ndarray, *, nmads: float, side: str, log: bool = False) -> np.ndarray:
@@ -65,38 +82,79 @@ class CountMetrics:
     pct_mito: np.ndarray
 
 
-def count_metrics(counts: np.ndarray, *, mito: np.ndarray | None = None) -> CountMetrics:
+def take_part(values: np.ndarray, rows: np.ndarray | None, cols: np.ndarray) -> np.ndarray:
+    """``values[rows][:, cols]`` as a C-order float64 copy: the layout ``values[rows]`` has, so column sums and row
+    variances of a part are bit-identical to those of the whole block.
+    """
+    if rows is None:
+        return np.ascontiguousarray(values[:, cols], dtype=np.float64)
+    return np.asarray(values[np.ix_(rows, cols)], dtype=np.float64, order="C")
+
+
+def index_blocks(n: int, size: int) -> list[np.ndarray]:
+    """Consecutive index ranges of at most ``size`` (at least 1) covering 0 .. n - 1."""
+    size = max(1, size)
+    return [np.arange(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def complete_rows(values: np.ndarray, *, columns: np.ndarray | None = None,
+                  block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """Indices of the rows without a missing cell in ``columns`` (all by default), read a block of columns at a time."""
+    cols = np.arange(values.shape[1]) if columns is None else np.asarray(columns)
+    missing = np.zeros(values.shape[0], dtype=bool)
+    for part in index_blocks(cols.size, block_cells // max(values.shape[0], 1)):
+        missing |= np.isnan(values[:, cols[part]]).any(axis=1)
+    return np.flatnonzero(~missing)
+
+
+def _top_sum(used: np.ndarray, top: int) -> np.ndarray:
+    """Per column, the sum of its ``top`` largest values, largest first (as ``-sort(-x)[:top].sum()``, same bits)."""
+    largest = -np.partition(-used, top - 1, axis=0)[:top]
+    return -np.sort(-largest, axis=0).sum(axis=0)
+
+
+def count_metrics(counts: np.ndarray, *, mito: np.ndarray | None = None,
+                  block_cells: int = BLOCK_CELLS) -> CountMetrics:
     """Library size, detected genes, pct_top100 and pct_mito of each column of a features x samples count block.
 
-    Rows with a missing cell are left out (as the normalise stage does); ``mito`` marks mitochondrial rows.
+    Rows with a missing cell are left out (as the normalise stage does); ``mito`` marks mitochondrial rows. Reads
+    ``block_cells`` cells of sample columns at a time (a memory-mapped block is never copied whole).
     """
-    counts = np.asarray(counts, dtype=float)
-    complete = ~np.isnan(counts).any(axis=1)
-    used = counts[complete]
-    library = used.sum(axis=0)
-    detected = (used > 0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if used.shape[0] > TOP_COUNTED:
-            top = -np.sort(-used, axis=0)[:TOP_COUNTED].sum(axis=0)
-            pct_top = 100 * top / library
-        else:
-            pct_top = np.full(used.shape[1], np.nan)
-        if mito is not None and mito[complete].any():
-            pct_mito = 100 * used[mito[complete]].sum(axis=0) / library
-        else:
-            pct_mito = np.full(used.shape[1], np.nan)
+    n_cols = counts.shape[1]
+    rows = complete_rows(counts, block_cells=block_cells)
+    is_mito = None if mito is None or not mito[rows].any() else mito[rows]
+    library, detected = np.zeros(n_cols), np.zeros(n_cols, dtype=np.int64)
+    pct_top, pct_mito = np.full(n_cols, np.nan), np.full(n_cols, np.nan)
+    for cols in index_blocks(n_cols, block_cells // max(rows.size, 1)):
+        used = take_part(counts, rows, cols)
+        library[cols] = used.sum(axis=0)
+        detected[cols] = (used > 0).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if rows.size > TOP_COUNTED:
+                pct_top[cols] = 100 * _top_sum(used, TOP_COUNTED) / library[cols]
+            if is_mito is not None:
+                pct_mito[cols] = 100 * used[is_mito].sum(axis=0) / library[cols]
     return CountMetrics(library, detected, pct_top, pct_mito)
 
 
-def top_variable(values: np.ndarray, *, top_genes: int = TOP_GENES) -> np.ndarray:
-    """The ``top_genes`` rows of highest variance (ddof=1, as R's rowVars), complete rows only, most variable first."""
-    values = np.asarray(values, dtype=float)
-    rows = np.flatnonzero(~np.isnan(values).any(axis=1))
-    if values.shape[1] < 2:
-        return values[rows[:0]]
-    variance = values[rows].var(axis=1, ddof=1)
+def top_variable(values: np.ndarray, *, top_genes: int = TOP_GENES, columns: np.ndarray | None = None,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """The ``top_genes`` rows of highest variance (ddof=1, as R's rowVars), complete rows only, most variable first.
+
+    ``columns`` (all by default) are the samples; ``transform`` maps a block of rows over those columns cell by cell
+    (e.g. counts to log2 CPM) before the variance. Variances are taken over ``block_cells`` cells of whole rows at a
+    time, laid out as ``values[rows]`` is, so the choice is the same as one pass over the whole block.
+    """
+    cols = np.arange(values.shape[1]) if columns is None else np.asarray(columns)
+    rows = complete_rows(values, columns=cols, block_cells=block_cells)
+    if cols.size < 2:
+        return np.empty((0, cols.size))
+    apply = transform or (lambda part: part)
+    variance = np.concatenate([apply(take_part(values, rows[part], cols)).var(axis=1, ddof=1)
+                               for part in index_blocks(rows.size, block_cells // cols.size)] or [np.empty(0)])
     order = np.argsort(-variance, kind="stable")[:top_genes]
-    return values[rows[order]]
+    return apply(take_part(values, rows[order], cols))
 
 
 @dataclass(frozen=True)
@@ -137,6 +195,30 @@ def median_correlation(corr: np.ndarray) -> np.ndarray:
         return np.full(n, np.nan)
     off = ~np.eye(n, dtype=bool)
     return np.array([np.median(corr[i, off[i]]) for i in range(n)])
+
+
+def median_correlations(values: np.ndarray, *, whole_up_to: int = CORRELATION_BLOCK,
+                        block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """Each sample's median Pearson correlation with the other samples (columns) of a genes x samples block.
+
+    Up to ``whole_up_to`` samples this is :func:`median_correlation` of :func:`correlation` (the whole n x n
+    matrix); above, the correlation rows of as many samples as fit ``block_cells`` cells at a time, equal to the
+    whole matrix's rows up to floating-point rounding of the matrix product.
+    """
+    n = values.shape[1]
+    if n <= whole_up_to:
+        return median_correlation(correlation(values))
+    x = np.asarray(values, dtype=float).T
+    x = x - x.mean(axis=1, keepdims=True)
+    scale = 1 / np.sqrt(np.einsum("ij,ij->i", x, x))
+    out = np.empty(n)
+    for rows in index_blocks(n, block_cells // n):
+        corr = (x[rows] @ x.T) * scale[rows, None] * scale[None, :]
+        np.clip(corr, -1, 1, out=corr)
+        off = np.ones(corr.shape, dtype=bool)
+        off[np.arange(rows.size), rows] = False
+        out[rows] = np.median(corr[off].reshape(rows.size, n - 1), axis=1)
+    return out
 
 
 def pca_distance(scores: np.ndarray) -> np.ndarray:
@@ -182,12 +264,49 @@ DISTANCE_DIGITS = 10
 
 
 def consensus_clusters(values: np.ndarray, *, max_k: int = MAX_K, resamples: int = RESAMPLES,
-                       subsample: float = SUBSAMPLE, seed: int = 1) -> Consensus | None:
+                       subsample: float = SUBSAMPLE, seed: int = 1,
+                       max_samples: int = CONSENSUS_MAX_SAMPLES) -> Consensus | None:
     """Hierarchical and consensus clusters of the samples (columns) for k = 2 .. min(max_k, samples - 1).
 
     None when no k fits (fewer than 4 samples with the default subsample). The resampling is seeded, so a
-    rebuild gives the same table.
+    rebuild gives the same table. Above ``max_samples`` samples, both clusterings, the PAC and the within-cluster
+    consensus are those of a fixed-seed subsample of ``max_samples`` samples (:func:`assign_to_centroids` places
+    the others); at or below it every sample is clustered.
     """
+    n = values.shape[1]
+    if n <= max_samples:
+        return _consensus_clusters(values, max_k=max_k, resamples=resamples, subsample=subsample, seed=seed)
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    found = _consensus_clusters(values[:, chosen], max_k=max_k, resamples=resamples, subsample=subsample,
+                                seed=seed)
+    if found is None:
+        return None
+    hierarchical = {k: assign_to_centroids(values, chosen, labels) for k, labels in found.hierarchical.items()}
+    consensus = {k: assign_to_centroids(values, chosen, labels) for k, labels in found.consensus.items()}
+    return Consensus(found.ks, hierarchical, consensus, found.pac, found.within, found.chosen_k)
+
+
+def assign_to_centroids(values: np.ndarray, chosen: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Clusters of every sample (column) of ``values``: the ``chosen`` columns keep their ``labels``; every other
+    sample joins the cluster whose centroid (mean of its members' values) it has the highest Pearson correlation
+    with (1 - r is the clustering's distance; ties go to the lower label). Renumbered 1..k by first sample.
+    """
+    values = np.asarray(values, dtype=float)
+    ks = np.unique(labels)
+    centroids = np.stack([values[:, chosen[labels == k]].mean(axis=1) for k in ks], axis=1)
+    others = np.setdiff1d(np.arange(values.shape[1]), chosen)
+    x = values[:, others] - values[:, others].mean(axis=0)
+    c = centroids - centroids.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (x.T @ c) / np.outer(np.sqrt((x ** 2).sum(axis=0)), np.sqrt((c ** 2).sum(axis=0)))
+    full = np.zeros(values.shape[1], dtype=np.int64)
+    full[chosen] = labels
+    full[others] = ks[np.argmax(np.nan_to_num(r, nan=-np.inf), axis=1)]
+    return _renumber(full)
+
+
+def _consensus_clusters(values: np.ndarray, *, max_k: int, resamples: int, subsample: float,
+                        seed: int) -> Consensus | None:
     n = values.shape[1]
     size = max(2, int(np.ceil(subsample * n)))
     ks = list(range(2, min(max_k, n - 1, size - 1) + 1))  # a subsample must be able to hold k + 1 samples

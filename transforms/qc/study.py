@@ -37,26 +37,49 @@ def _assays(frame: pl.LazyFrame) -> list[str]:
     return sorted(a for (a,) in frame.select("assay").unique().collect().iter_rows())
 
 
-def raw_log2_cpm(counts: np.ndarray) -> np.ndarray:
-    """Log2 CPM as edgeR ``cpm(counts, log=TRUE, prior.count=2)`` of the complete rows of a count block (no TMM)."""
-    complete = counts[~np.isnan(counts).any(axis=1)]
-    return normalise.log2_cpm(complete, library_size=complete.sum(axis=0))
+def top_raw_log2_cpm(counts: np.ndarray, columns: np.ndarray, *, top_genes: int,
+                     block_cells: int = qc.BLOCK_CELLS) -> np.ndarray:
+    """The ``top_genes`` most variable rows of edgeR's ``cpm(counts[, columns], log=TRUE, prior.count=2)`` (no TMM)
+    over the rows complete in ``columns``, most variable first.
+
+    Read by blocks (library sizes over sample columns, variances over gene rows, as
+    :func:`transforms.qc.samples.top_variable`), so the whole log2 CPM block is never held; same bits as the
+    one-block computation.
+    """
+    rows = qc.complete_rows(counts, columns=columns, block_cells=block_cells)
+    library = np.zeros(columns.size)
+    for cols in qc.index_blocks(columns.size, block_cells // max(rows.size, 1)):
+        library[cols] = qc.take_part(counts, rows, columns[cols]).sum(axis=0)
+    mean_library = float(np.mean(library))
+
+    def log2(part: np.ndarray) -> np.ndarray:
+        return normalise.log2_cpm(part, library_size=library, mean_library_size=mean_library)
+
+    return qc.top_variable(counts, top_genes=top_genes, columns=columns, transform=log2, block_cells=block_cells)
 
 
 def qc_frame(block: DenseBlock, *, assay: str, mito: set[int], settings: QcSettings,
-             summary: dict[str, object]) -> pl.DataFrame:
-    """``sample_qc`` rows of one count assay (one per sample of ``block``); fills ``summary`` with its counts."""
+             summary: dict[str, object], block_cells: int = qc.BLOCK_CELLS,
+             correlation_block: int = qc.CORRELATION_BLOCK) -> pl.DataFrame:
+    """``sample_qc`` rows of one count assay (one per sample of ``block``); fills ``summary`` with its counts.
+
+    The block is read ``block_cells`` cells at a time and correlations ``correlation_block`` samples at a time
+    (above it, rows of the correlation matrix by blocks of ``block_cells``): bounded memory at any study width;
+    the values do not depend on either but for the last bits of correlations.
+    """
     samples = block.sample_ids
     is_mito = block.gene_ids.is_in(list(mito)).fill_null(False).to_numpy() if mito else None
-    metrics = qc.count_metrics(block.values, mito=is_mito)
+    metrics = qc.count_metrics(block.values, mito=is_mito, block_cells=block_cells)
     n = samples.len()
     corr_median = np.full(n, np.nan)
     distance = np.full(n, np.nan)
     has_counts = metrics.library_size > 0
     if has_counts.sum() >= 2:
-        top = qc.top_variable(raw_log2_cpm(block.values[:, has_counts]), top_genes=settings.top_genes)
+        top = top_raw_log2_cpm(block.values, np.flatnonzero(has_counts), top_genes=settings.top_genes,
+                               block_cells=block_cells)
         if top.shape[0] >= 2:
-            corr_median[has_counts] = qc.median_correlation(qc.correlation(top))
+            corr_median[has_counts] = qc.median_correlations(top, whole_up_to=correlation_block,
+                                                              block_cells=block_cells)
             distance[has_counts] = qc.pca_distance(qc.pca(top).scores)
     flags = {
         "low_library_size": qc.mad_outliers(metrics.library_size, nmads=settings.nmads, side="lower", log=True),
@@ -122,7 +145,7 @@ def structure_study(vst: pl.LazyFrame, normalised: pl.LazyFrame, *, settings: Qc
             else:
                 source = "rna_normalized.log2_cpm"
                 block = dense_block(count_rows.filter(pl.col("assay") == assay), value="log2_cpm", workdir=workdir)
-            top = qc.top_variable(block.values, top_genes=settings.top_genes)
+            top = qc.top_variable(block.values, top_genes=settings.top_genes)  # by blocks of gene rows
             ids = block.sample_ids
             if ids.len() < 2 or top.shape[0] < 2:
                 continue
@@ -149,6 +172,9 @@ def structure_study(vst: pl.LazyFrame, normalised: pl.LazyFrame, *, settings: Qc
                              f"{assay}.pac": {str(k): round(v, 4) for k, v in found.pac.items()},
                              f"{assay}.within_cluster_consensus": {str(k): round(v, 4)
                                                                    for k, v in found.within.items()},
-                             f"{assay}.resamples": qc.RESAMPLES})
+                             f"{assay}.resamples": qc.RESAMPLES,
+                             f"{assay}.clustered_samples": min(ids.len(), qc.CONSENSUS_MAX_SAMPLES),
+                             f"{assay}.others": ("none" if ids.len() <= qc.CONSENSUS_MAX_SAMPLES else
+                                                 "assigned to the nearest cluster centroid (Pearson r)")})
 
     return StageOutput(frames(), metadata, [])

@@ -23,6 +23,9 @@ from transforms.report.layer_plots import correlation_histogram, signature_heatm
 from transforms.report.qc_plots import correlation_heatmap, pca_scatter, qc_bars
 
 MAX_TABLE_ROWS = 200
+HEATMAP_MAX_SAMPLES = 2000
+"""Above this many samples the correlation heatmap shows a fixed-seed subsample of this many (its n x n matrix and
+dendrogram would not fit in memory at 20,000 samples, nor be readable)."""
 """Rows shown of a table section (the rest are in the catalog)."""
 ENRICHMENT_ROWS = 30
 """Enrichment results shown (lowest FDR first)."""
@@ -155,12 +158,23 @@ def _correlation_section(data: StudyReportData) -> str:
             parts.append(_none(f"{assay}: fewer than two samples."))
             continue
         top = qc.top_variable(block, top_genes=data.top_genes)
-        corr = qc.correlation(top)
+        shown = heatmap_samples(len(labels), max_samples=HEATMAP_MAX_SAMPLES)
+        corr = qc.correlation(top[:, shown])
+        labels = [labels[i] for i in shown]
+        sampled = (f" {shown.size} of the {block.shape[1]} samples, drawn with a fixed seed." if shown.size
+                   < block.shape[1] else "")
         parts.append(f"<h3>{html.escape(assay)}</h3><p>Pearson correlation over the {top.shape[0]} most variable "
-                     "genes; samples ordered by average-linkage clustering on 1 - r (the tree above).</p>"
+                     f"genes; samples ordered by average-linkage clustering on 1 - r (the tree above).{sampled}</p>"
                      + _plot(data, partial(correlation_heatmap, corr, labels, title=f"{data.study_id} / {assay}"),
                              f"correlation heatmap of {assay}"))
     return "".join(parts)
+
+
+def heatmap_samples(n: int, *, max_samples: int = HEATMAP_MAX_SAMPLES, seed: int = 1) -> np.ndarray:
+    """Columns the correlation heatmap shows: all up to ``max_samples``, else a fixed-seed sorted subsample."""
+    if n <= max_samples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
 def _colour(data: StudyReportData, samples: pl.Series) -> pl.Series | None:

@@ -21,12 +21,17 @@ up / down signatures their sign.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
+
+from transforms.expression.study import DenseBlock, dense_block
+from transforms.qc.samples import complete_rows, index_blocks
 
 ALPHA = 0.25
 MIN_MEASURED = 5
@@ -232,40 +237,82 @@ class ScoreStage:
     blocks: list[tuple[str, list[str], SetIndex, dict[str, np.ndarray]]] = field(default_factory=list)
 
 
-def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame
-                 ) -> list[tuple[str, np.ndarray, list[str], np.ndarray, np.ndarray]]:
-    """Per assay: mapped gene ids, sample ids, log2_value and zscore blocks (genes x samples).
+SCORE_SAMPLES = 500
+"""Samples scored at a time: every score is per sample, so the block size changes no value."""
+
+
+@dataclass(frozen=True)
+class AssayBlock:
+    """One assay's log2_value and zscore blocks as the scores read them: ``rows`` (complete genes, by gene_id) and
+    ``columns`` (samples, by id) index ``values``; ``z_rows`` / ``z_columns`` the same cells of ``zscores``.
+    """
+
+    assay: str
+    gene_ids: np.ndarray
+    samples: list[str]
+    values: DenseBlock
+    zscores: DenseBlock
+    rows: np.ndarray
+    columns: np.ndarray
+    z_rows: np.ndarray
+    z_columns: np.ndarray
+
+    def part(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log2_value and zscore (genes x samples) of the samples ``cols`` (positions in ``samples``)."""
+        return (np.asarray(self.values.values[np.ix_(self.rows, self.columns[cols])], dtype=np.float64),
+                np.asarray(self.zscores.values[np.ix_(self.z_rows, self.z_columns[cols])], dtype=np.float64))
+
+
+def _positions(ids: pl.Series, of: pl.Series) -> np.ndarray:
+    """Position in ``of`` of each of ``ids`` (all present)."""
+    return ids.cast(pl.Enum(of.unique(maintain_order=True))).to_physical().to_numpy().astype(np.int64)
+
+
+def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: str | Path | None = None
+                 ) -> Iterator[AssayBlock]:
+    """Per assay: its log2_value and zscore values as dense genes x samples blocks (memory-mapped in ``workdir``
+    when large), read one block of samples at a time by :meth:`AssayBlock.part`.
 
     One feature per gene (gene_id_map status ``mapped``), rows sorted by gene_id so tied values are ordered the
-    same way in every run (as gseapy orders them given genes in that order); genes missing log2_value in any
-    sample are left out.
+    same way in every run (as gseapy orders them given genes in that order), samples by id; genes missing
+    log2_value in any sample are left out. Nothing is pivoted or collected whole.
     """
     mapped = gene_map.filter(pl.col("status") == "mapped").select("assay", "feature_id")
     rows = (normalized.filter(pl.col("gene_id").is_not_null())
             .join(mapped, on=["assay", "feature_id"])
-            .select("assay", "sample_id", "gene_id", "log2_value", "zscore").collect())
-    blocks = []
-    for (assay,), part in rows.group_by("assay", maintain_order=True):
-        samples = sorted(part["sample_id"].unique().to_list())
-        wide = part.pivot(on="sample_id", index="gene_id", values="log2_value").select("gene_id", *samples)
-        wide = wide.drop_nulls().sort("gene_id")  # fixed row order: tied values are ordered by it
-        z = (part.pivot(on="sample_id", index="gene_id", values="zscore").select("gene_id", *samples)
-             .join(wide.select("gene_id"), on="gene_id", how="semi"))
-        z = wide.select("gene_id").join(z, on="gene_id", how="left", maintain_order="left")  # rows as in wide
-        blocks.append((str(assay), wide["gene_id"].to_numpy(), samples,
-                       wide.select(samples).to_numpy().astype(np.float64),
-                       z.select(samples).to_numpy().astype(np.float64)))
-    return blocks
+            .select("assay", "sample_id", pl.col("gene_id").cast(pl.String).alias("feature_id"), "gene_id",
+                    "log2_value", "zscore"))
+    for (assay,) in rows.select("assay").unique().collect(engine="streaming").sort("assay").iter_rows():
+        part = rows.filter(pl.col("assay") == assay)
+        values = dense_block(part, value="log2_value", workdir=workdir)
+        zscores = dense_block(part, value="zscore", workdir=workdir)
+        complete = complete_rows(values.values)
+        genes = values.gene_ids.to_numpy()[complete]
+        by_gene = np.argsort(genes, kind="stable")
+        kept, order = complete[by_gene], np.argsort(values.sample_ids.to_numpy(), kind="stable")
+        samples = values.sample_ids.gather(order)
+        yield AssayBlock(str(assay), genes[by_gene], samples.to_list(), values, zscores, kept, order,
+                         _positions(values.feature_ids.gather(kept), zscores.feature_ids),
+                         _positions(samples, zscores.sample_ids))
 
 
 def score_study(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame, *,
-                min_measured: int = MIN_MEASURED, alpha: float = ALPHA) -> ScoreStage:
-    """``signature_scores`` rows (without study_id) for every assay of a study with normalised expression."""
+                min_measured: int = MIN_MEASURED, alpha: float = ALPHA, workdir: str | Path | None = None,
+                samples_at_once: int = SCORE_SAMPLES) -> ScoreStage:
+    """``signature_scores`` rows (without study_id) for every assay of a study with normalised expression.
+
+    Scores ``samples_at_once`` samples at a time from the assay's dense blocks (memory-mapped in ``workdir`` when
+    large); the scores (sets x samples, the table's own size) are then put together.
+    """
     frames, kept = [], []
     metadata: dict[str, object] = {}
-    for assay, gene_ids, samples, values, zscores in assay_blocks(normalized, gene_map):
+    for block in assay_blocks(normalized, gene_map, workdir=workdir):
+        assay, gene_ids, samples = block.assay, block.gene_ids, block.samples
         sets = index_sets(members, gene_ids, min_measured=min_measured)
-        scores = score_block(values, zscores, sets, alpha=alpha)
+        parts = [score_block(*block.part(cols), sets, alpha=alpha)
+                 for cols in index_blocks(len(samples), samples_at_once)]
+        scores = {m: np.concatenate([p[m] for p in parts], axis=1) if parts else np.empty((len(sets.keys), 0))
+                  for m in METHODS}
         frames.append(score_frame(scores, sets, samples, assay=assay))
         kept.append((assay, samples, sets, scores))
         spread = np.var(scores["ssgsea"], axis=1) if len(sets.keys) else np.empty(0)

@@ -12,6 +12,7 @@ from polars.testing import assert_frame_equal
 
 from schemas.manifest import Contrast, QcSettings
 from transforms.expression import normalise, study
+from transforms.expression.differential import differential_expression
 from transforms.qc.study import qc_study, structure_study
 
 PASILLA_SAMPLES = ["untreated1", "untreated2", "untreated3", "untreated4", "treated1", "treated2", "treated3"]
@@ -212,6 +213,32 @@ def test_differential_rows_match_deseq2(pasilla_attributes: pl.DataFrame, pasill
     assert result.parameters["design"] == "~ type + condition"
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_differential_rows_take_the_block_once_and_equal_de_on_the_hand_built_subset(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    genes, names = 300, [f"s{j:02d}" for j in range(12)]
+    counts = rng.negative_binomial(5, 0.05, size=(genes, 12)).astype(float)
+    counts[:, 4] = 0  # a sample without counts
+    counts[7, 0] = np.nan  # a quarantined cell: gene 7 is left out
+    order = rng.permutation(12)  # columns scanned in no canonical order
+    block = study.DenseBlock(np.asfortranarray(counts[:, order]), pl.Series([f"g{i}" for i in range(genes)]),
+                             pl.Series(np.arange(genes)), pl.Series([names[j] for j in order]))
+    condition = ["a", "b", "c"] * 4
+    samples = pl.DataFrame({"sample_id": block.sample_ids, "condition": [condition[j] for j in order]})
+    keep = samples["condition"].is_in(["a", "b"]).to_numpy()
+    result = study.differential_rows(block, samples=samples, factor="condition", test="b", reference="a", keep=keep)
+    # by hand: genes without a missing cell, samples of a and b with counts, in id order
+    used = [j for j in range(12) if condition[j] in ("a", "b") and j != 4]
+    rows = [i for i in range(genes) if i != 7]
+    expected = differential_expression(counts[np.ix_(rows, used)], genes=[f"g{i}" for i in rows],
+                                       samples=pl.DataFrame({"sample_id": [names[j] for j in used],
+                                                             "condition": [condition[j] for j in used]}),
+                                       factor="condition", test="b", reference="a")
+    assert result.table.drop("gene_id").equals(expected.table)  # same bits
+    assert result.parameters["samples_without_counts"] == 1
+    assert result.parameters["incomplete_features"] == 1
+
+
 def test_normalised_abundance_rows_by_hand() -> None:
     long = pl.DataFrame({
         "sample_id": ["a", "b", "c", "d"] * 2,
@@ -305,3 +332,51 @@ def test_contrast_samples_keeps_samples_with_the_filter_values():
     np.testing.assert_array_equal(study.contrast_samples(ids, attributes, where={}), [True] * 4)
     with pytest.raises(study.DesignError, match="filter attribute 'celltype' is not a sample attribute"):
         study.contrast_samples(ids, attributes, where={"celltype": ["B"]})
+
+
+@pytest.mark.parametrize(("cell", "expected"), [((3, 150), True), ((0, 0), True), (None, False)])
+def test_fit_counts_finds_a_fractional_count_in_any_column(cell, expected) -> None:
+    counts = np.random.default_rng(1).poisson(20, size=(40, 230)).astype(float)
+    if cell is not None:
+        counts[cell] += 0.5
+    counts[5, 7] = np.nan  # missing cells are not fractions
+    block = study.DenseBlock(np.asfortranarray(counts), pl.Series([f"g{i}" for i in range(40)]),
+                             pl.Series(np.arange(40)), pl.Series([f"s{j}" for j in range(230)]))
+    assert study.fit_counts(block).rounded is expected
+
+
+def test_dense_block_orders_features_by_gene_and_samples_by_id_from_batches() -> None:
+    # rows arrive in two batches, in random order: genes sorted (unmapped last, then by feature id), samples by id
+    rng = np.random.default_rng(3)
+    n = 5000
+    long = pl.DataFrame({"sample_id": [f"s{i}" for i in rng.integers(0, 40, n)],
+                         "feature_id": [f"f{i}" for i in rng.integers(0, 300, n)],
+                         "count": rng.poisson(5, n).astype(float)})
+    long = long.unique(["sample_id", "feature_id"], keep="first", maintain_order=True)
+    gene = {f: (None if int(f[1:]) % 7 == 0 else 1000 - int(f[1:])) for f in long["feature_id"]}
+    long = long.with_columns(pl.Series("gene_id", [gene[f] for f in long["feature_id"]], dtype=pl.Int64))
+    block = study.dense_block(pl.concat([long.slice(0, 2000), long.slice(2000)]).lazy(), value="count")
+    mapped = sorted((g, f) for f, g in gene.items() if g is not None)
+    features = [f for _, f in mapped] + sorted(f for f, g in gene.items() if g is None)
+    samples = sorted(set(long["sample_id"]))
+    assert block.feature_ids.to_list() == features
+    assert block.sample_ids.to_list() == samples
+    assert block.gene_ids.to_list() == [gene[f] for f in features]
+    first = long.row(0, named=True)
+    assert block.values[features.index(first["feature_id"]), samples.index(first["sample_id"])] == first["count"]
+    assert np.isnan(block.values).sum() == len(features) * len(samples) - long.height
+
+
+def test_differential_rows_fit_interleaved_groups_in_canonical_order() -> None:
+    # columns a1 b1 a2 b2 ...: the fit's order (a's, then b's) is a permutation spanning the whole block
+    counts = np.random.default_rng(4).negative_binomial(5, 0.05, size=(200, 8)).astype(float)
+    counts[:20, 1::2] *= 4  # b up in 20 genes
+    names = [f"{g}{i}" for i in range(4) for g in "ab"]
+    block = study.DenseBlock(np.asfortranarray(counts), pl.Series([f"g{i}" for i in range(200)]),
+                             pl.Series(np.arange(200)), pl.Series(names))
+    samples = pl.DataFrame({"sample_id": names, "condition": [n[0] for n in names]})
+    result = study.differential_rows(block, samples=samples, factor="condition", test="b", reference="a")
+    order = [0, 2, 4, 6, 1, 3, 5, 7]
+    expected = differential_expression(counts[:, order], genes=[f"g{i}" for i in range(200)],
+                                       samples=samples[order], factor="condition", test="b", reference="a")
+    assert result.table.drop("gene_id").equals(expected.table)

@@ -10,8 +10,9 @@ import pytest
 from sklearn.decomposition import PCA
 
 from schemas.manifest import QcSettings
+from transforms.expression.study import DenseBlock
 from transforms.qc import samples as qc
-from transforms.qc.study import qc_study, raw_log2_cpm, structure_study
+from transforms.qc.study import qc_frame, qc_study, structure_study, top_raw_log2_cpm
 
 PASILLA = Path(__file__).resolve().parents[3] / "examples" / "pasilla" / "counts.tsv"
 
@@ -159,12 +160,131 @@ def test_qc_study_nmads_from_the_manifest_moves_the_threshold(tmp_path, nmads):
     assert (failed > 0) == (nmads < 1)
 
 
-def test_raw_log2_cpm_is_edger_log_cpm_of_complete_rows():
+def test_top_raw_log2_cpm_is_edger_log_cpm_of_the_most_variable_complete_rows():
     counts = np.array([[10.0, 0], [30, 50], [np.nan, 1], [60, 150]])
     lib = np.array([100.0, 200])
     prior = 2 * lib / lib.mean()  # edgeR addPriorCount: prior.count scaled by library size over the mean
     expected = np.log2((counts[[0, 1, 3]] + prior) / (lib + 2 * prior) * 1e6)
-    np.testing.assert_allclose(raw_log2_cpm(counts), expected, rtol=1e-12)
+    by_variance = np.argsort([-np.var(row, ddof=1) for row in expected], kind="stable")
+    for cells in (1, 2, 10**6):
+        found = top_raw_log2_cpm(counts, np.arange(2), top_genes=3, block_cells=cells)
+        np.testing.assert_allclose(found, expected[by_variance], rtol=1e-12)
+
+
+def _pasilla_block() -> tuple[np.ndarray, np.ndarray]:
+    """Pasilla counts (Fortran order, as dense_block builds them) with one missing cell and 13 'mito' rows."""
+    wide = _pasilla()
+    counts = np.asfortranarray(wide.drop("gene_id").to_numpy().astype(float))
+    counts[5, 2] = np.nan
+    mito = np.zeros(counts.shape[0], dtype=bool)
+    mito[100:113] = True
+    return counts, mito
+
+
+@pytest.mark.parametrize("cells", [1, 3 * 14_000, 10_000])
+def test_count_metrics_in_small_sample_blocks_equal_one_block_and_numpy_by_hand(cells):
+    counts, mito = _pasilla_block()
+    whole = qc.count_metrics(counts, mito=mito, block_cells=10**12)
+    blocks = qc.count_metrics(counts, mito=mito, block_cells=cells)
+    for name in ("library_size", "detected_genes", "pct_top100", "pct_mito"):
+        np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name))  # same bits
+    complete = counts[~np.isnan(counts).any(axis=1)]
+    keep_mito = mito[~np.isnan(counts).any(axis=1)]
+    for j in range(counts.shape[1]):
+        column = [float(v) for v in complete[:, j]]
+        library = sum(column)
+        assert whole.library_size[j] == library
+        assert whole.detected_genes[j] == sum(v > 0 for v in column)
+        assert whole.pct_top100[j] == pytest.approx(100 * sum(sorted(column, reverse=True)[:100]) / library,
+                                                    rel=1e-12)
+        assert whole.pct_mito[j] == pytest.approx(100 * complete[keep_mito, j].sum() / library, rel=1e-12)
+
+
+@pytest.mark.parametrize("cells", [1, 7, 50])
+def test_top_variable_in_small_row_blocks_equals_one_block_and_row_variances(cells):
+    rng = np.random.default_rng(2)
+    block = np.asfortranarray(rng.normal(size=(60, 7)) * rng.uniform(0.1, 3, size=(60, 1)))
+    block[4, 1] = np.nan
+    whole = qc.top_variable(block, top_genes=20, block_cells=10**9)
+    np.testing.assert_array_equal(qc.top_variable(block, top_genes=20, block_cells=cells), whole)
+    variances = {i: sum((v - row.mean()) ** 2 for v in row) / 6 for i, row in enumerate(block) if i != 4}
+    chosen = sorted(variances, key=lambda i: -variances[i])[:20]
+    np.testing.assert_array_equal(whole, block[chosen])
+
+
+@pytest.mark.parametrize("cells", [1, 4 * 30, 29 * 30])
+def test_median_correlations_in_sample_blocks_equal_the_whole_matrix_by_hand(cells):
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(80, 30)) + rng.normal(size=(80, 1))
+    by_hand = []
+    for i in range(30):
+        others = [np.corrcoef(values[:, i], values[:, j])[0, 1] for j in range(30) if j != i]
+        by_hand.append(np.median(others))
+    np.testing.assert_allclose(qc.median_correlations(values, whole_up_to=1, block_cells=cells), by_hand,
+                               rtol=1e-12)
+    np.testing.assert_allclose(qc.median_correlations(values, whole_up_to=30), by_hand, rtol=1e-12)
+
+
+def test_sample_qc_in_tiny_blocks_equals_one_block(tmp_path):
+    wide = _pasilla()
+    rng = np.random.default_rng(5)
+    wide = wide.with_columns(pl.Series("treated3", rng.binomial(wide["treated3"].to_numpy(), 0.02)))
+    counts, mito = _pasilla_block()
+    counts[:, 6] = wide["treated3"].to_numpy()
+    block = DenseBlock(counts, wide["gene_id"], pl.Series(np.arange(counts.shape[0])),
+                       pl.Series(wide.columns[1:]))
+    settings = QcSettings.model_validate({"nmads": 1.0})
+    mito_ids = set(np.flatnonzero(mito).tolist())
+    whole = qc_frame(block, assay="a", mito=mito_ids, settings=settings, summary={})
+    tiny = qc_frame(block, assay="a", mito=mito_ids, settings=settings, summary={}, block_cells=5_000,
+                    correlation_block=2)
+    assert whole["qc_flags"].to_list() == tiny["qc_flags"].to_list()
+    assert whole["qc_flags"].list.len().sum() > 0  # something to agree on
+    exact = whole.drop("median_correlation")
+    assert exact.equals(tiny.drop("median_correlation"))  # same bits
+    np.testing.assert_allclose(tiny["median_correlation"], whole["median_correlation"], rtol=1e-12)
+
+
+def _planted(groups: int, per_group: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(200, groups)) * 2
+    truth = np.repeat(np.arange(groups), per_group)
+    rng.shuffle(truth)
+    return centres[:, truth] + rng.normal(scale=0.5, size=(200, truth.size)), truth
+
+
+def test_consensus_above_max_samples_clusters_a_seeded_subsample_and_assigns_the_rest():
+    values, truth = _planted(3, 30, seed=8)
+    found = qc.consensus_clusters(values, resamples=20, max_samples=40)
+    assert found is not None
+    assert found.pac[3] == 0.0
+    chosen = np.sort(np.random.default_rng(1).choice(90, size=40, replace=False))
+    alone = qc.consensus_clusters(values[:, chosen], resamples=20)
+    assert alone is not None
+    assert found.pac == alone.pac
+    assert found.within == alone.within
+    for labels in (found.consensus[3], found.hierarchical[3]):
+        pairs = truth[:, None] == truth[None, :]
+        assert ((labels[:, None] == labels[None, :]) == pairs).all()  # every sample in its planted group
+        assert labels.tolist() == qc._renumber(labels).tolist()  # numbered 1..k by first sample
+    # at or below max_samples nothing changes
+    every = qc.consensus_clusters(values, resamples=20)
+    same = qc.consensus_clusters(values, resamples=20, max_samples=90)
+    assert every is not None
+    assert same is not None
+    assert all((every.consensus[k] == same.consensus[k]).all() for k in every.ks)
+    assert every.pac == same.pac
+
+
+def test_assign_to_centroids_by_hand():
+    values = np.array([[1.0, 2, 0, 0, 1.9, 0.1], [2, 4, 1, 1.2, 4.1, 1], [0, 0, 3, 3.1, 0.2, 2.8]])
+    chosen = np.array([0, 1, 2, 3])
+    labels = np.array([1, 1, 2, 2])
+    first, second = values[:, :2].mean(axis=1), values[:, 2:4].mean(axis=1)
+    expected = [1, 1, 2, 2] + [1 + int(np.corrcoef(values[:, j], second)[0, 1] > np.corrcoef(values[:, j], first)[0, 1])
+                                for j in (4, 5)]
+    assert qc.assign_to_centroids(values, chosen, labels).tolist() == expected
+    assert expected == [1, 1, 2, 2, 1, 2]
 
 
 @pytest.mark.parametrize("exclude", [True, False])

@@ -137,3 +137,15 @@ def test_omics_coverage_counts_samples_per_combination_of_layers():
     for layers, n in (("rna_counts", 2), ("rna_counts + variants", 2), ("variants", 1), ("(no omics rows)", 1)):
         assert f"<tr><td>{layers}</td><td>{n}</td></tr>" in section
     assert "<details><summary>Layers of each sample (6)</summary>" in section
+
+
+def test_correlation_heatmap_of_a_wide_study_shows_a_seeded_subsample_and_says_so(monkeypatch):
+    import transforms.report.html as page
+
+    monkeypatch.setattr(page, "HEATMAP_MAX_SAMPLES", 4)
+    html = study_report_html(_data())
+    assert "4 of the 6 samples, drawn with a fixed seed." in html
+    shown = page.heatmap_samples(6, max_samples=4)
+    assert shown.tolist() == sorted(set(shown.tolist()))
+    assert shown.size == 4
+    assert page.heatmap_samples(6, max_samples=6).tolist() == list(range(6))
