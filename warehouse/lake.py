@@ -127,9 +127,10 @@ class Lake:
         """The table at ``version``, else at its newest version.
 
         The newest version of a local table comes from a DeltaTable this thread opened before, brought up to date
-        (only the commits added since are read): opening a table replays its log, ~1-2 ms, and a small study's
-        build asks ~300 times. The object is reused only while the commit file of the version it holds is the
-        one it read (same inode, size and mtime), so a table deleted and created again is opened anew.
+        when the commit file after its version exists (only the commits added since are read): opening a table
+        replays its log, ~1-2 ms, and a small study's build asks ~300 times. The object is reused only while the
+        commit file of the version it holds is the one it read (same inode, size and mtime), so a table deleted
+        and created again is opened anew.
         """
         uri = self.uri(table)
         if version is not None or not self.is_local:
@@ -138,11 +139,14 @@ class Lake:
             "tables", OrderedDict())
         cached = cache.pop(uri, None)
         if cached is not None and cached[1] is not None and _commit_stamp(uri, cached[0].version()) == cached[1]:
-            delta = cached[0]
-            delta.update_incremental()
+            delta, stamp = cached
+            if _commit_stamp(uri, delta.version() + 1) is not None:  # versions are contiguous: none, no update
+                delta.update_incremental()
+                stamp = _commit_stamp(uri, delta.version())
         else:
             delta = DeltaTable(uri, storage_options=self.storage_options)
-        cache[uri] = (delta, _commit_stamp(uri, delta.version()))
+            stamp = _commit_stamp(uri, delta.version())
+        cache[uri] = (delta, stamp)
         while len(cache) > _OPEN_MAX:
             cache.popitem(last=False)
         return delta
