@@ -52,8 +52,8 @@ _COMMIT_RETRIES = 5
 _HISTORY: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
 """Commit infos read so far, newest first, by (table URI, Delta table id): see :meth:`Lake.history`."""
 _OPEN = threading.local()
-"""This thread's open tables of local lakes (see :meth:`Lake.delta`): URI -> (DeltaTable, stamp of the commit file
-of its version), least recently used first."""
+"""This thread's open tables of local lakes (see :meth:`Lake.delta`): ``tables``, URI -> (DeltaTable, stamp of the
+commit file of its version), least recently used first; ``pid``, the process that opened them."""
 _OPEN_MAX = 256
 
 
@@ -135,8 +135,9 @@ class Lake:
         uri = self.uri(table)
         if version is not None or not self.is_local:
             return DeltaTable(uri, version=version, storage_options=self.storage_options)
-        cache: OrderedDict[str, tuple[DeltaTable, tuple[int, int, int] | None]] = _OPEN.__dict__.setdefault(
-            "tables", OrderedDict())
+        if _OPEN.__dict__.get("pid") != os.getpid():  # none inherited through a fork
+            _OPEN.tables, _OPEN.pid = OrderedDict(), os.getpid()
+        cache: OrderedDict[str, tuple[DeltaTable, tuple[int, int, int] | None]] = _OPEN.tables
         cached = cache.pop(uri, None)
         if cached is not None and cached[1] is not None and _commit_stamp(uri, cached[0].version()) == cached[1]:
             delta, stamp = cached
