@@ -10,7 +10,11 @@ larger magnitude; default 0: bit for bit). Two builds of the same code in two pr
 bits of some statistics (summation order), so a change is judged against that floor: compare two builds of the old
 code, then the old against the new, with the same ``--rtol``; the largest relative difference per table is printed.
 
-    python bench/compare_warehouses.py WAREHOUSE_A WAREHOUSE_B [--rtol 1e-6]
+Builds by two code versions also differ in the hashes that include the code's fingerprint (a code change
+reprocesses every study): leave them out with ``--ignore`` (``studies.content_hash``, ``study_versions.fingerprint``,
+``signature_matches.target_version``).
+
+    python bench/compare_warehouses.py WAREHOUSE_A WAREHOUSE_B [--rtol 1e-6] [--ignore TABLE.COLUMN ...]
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from warehouse.catalog import connect
 from warehouse.lake import Lake
 
+IGNORED: set[tuple[str, str]] = set()
+"""(table or view, column) pairs left out of the comparison (``--ignore``)."""
 
-def _comparable(frame: pl.DataFrame) -> pl.DataFrame:
-    drop = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) or c == "files"]
+
+def _comparable(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    drop = [c for c, t in frame.schema.items()
+            if isinstance(t, pl.Datetime) or c == "files" or (name, c) in IGNORED]
     frame = frame.drop(drop)
     return frame.sort([c for c, t in frame.schema.items() if not isinstance(t, pl.List | pl.Array | pl.Struct)],
                       nulls_last=True)
@@ -37,7 +45,7 @@ def _comparable(frame: pl.DataFrame) -> pl.DataFrame:
 def delta_tables(warehouse: Path) -> dict[str, pl.DataFrame]:
     """Every Delta table of the lake at its newest version."""
     lake = Lake(warehouse / "lake")
-    return {folder.name: _comparable(lake.scan(folder.name).collect())
+    return {folder.name: _comparable(lake.scan(folder.name).collect(), folder.name)
             for folder in sorted((warehouse / "lake").iterdir()) if (folder / "_delta_log").is_dir()}
 
 
@@ -46,7 +54,7 @@ def catalog_views(warehouse: Path) -> dict[str, pl.DataFrame]:
     con = connect(warehouse)
     try:
         names = [n for (n,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
-        return {n: _comparable(pl.from_arrow(con.sql(f'SELECT * FROM "{n}"').to_arrow_table()))  # type: ignore[arg-type]
+        return {n: _comparable(pl.from_arrow(con.sql(f'SELECT * FROM "{n}"').to_arrow_table()), n)  # type: ignore[arg-type]
                 for n in names}
     finally:
         con.close()
@@ -77,7 +85,10 @@ def main() -> int:
     parser.add_argument("first", type=Path)
     parser.add_argument("second", type=Path)
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance of float columns")
+    parser.add_argument("--ignore", action="append", default=[], metavar="TABLE.COLUMN",
+                        help="a column left out, in the table and the view of that name (repeatable)")
     args = parser.parse_args()
+    IGNORED.update(tuple(i.split(".", 1)) for i in args.ignore)  # type: ignore[misc]
     differ = 0
     for kind, read in (("table", delta_tables), ("view", catalog_views)):
         a, b = read(args.first), read(args.second)
