@@ -47,6 +47,18 @@ PROBES = {
     "PNG plots (Figure.savefig, any stage)": ("matplotlib.figure", "Figure.savefig"),
     "landing scans (scan_landing)": ("transforms.ingest.study", "scan_landing"),
     "gene-set registry check (write_gene_sets)": ("warehouse.signatures", "write_gene_sets"),
+    "Delta table opens (DeltaTable.__init__)": ("deltalake.table", "DeltaTable.__init__"),
+    "Dagster instance creation": ("warehouse.cli", "_instance"),
+    "Dagster run creation (create_run_for_job)": ("dagster._core.instance.instance",
+                                                  "DagsterInstance.create_run_for_job"),
+    "Dagster event-log writes (store_event)": ("dagster._core.storage.event_log.in_memory",
+                                               "InMemoryEventLogStorage.store_event"),
+    "Dagster input data versions (event-log reads)": ("dagster._core.execution.context.data_version_cache",
+                                                      "DataVersionCache._fetch_input_asset_version_info"),
+    "Dagster check results' target look-ups": ("dagster._core.definitions.asset_checks.asset_check_result",
+                                               "AssetCheckResult._get_target_materialization_data"),
+    "Dagster partition-key checks (has_dynamic_partition)": ("dagster._core.instance.instance",
+                                                             "DagsterInstance.has_dynamic_partition"),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pandera.polars as pa
 import polars as pl
 
-from schemas.tables import TABLES
+from schemas.tables import TABLES, polars_schema
 
 EAGER_ROWS = 5_000_000
 _MAX_MESSAGES = 20
@@ -53,6 +53,8 @@ def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame, *,
     rows = lazy.select(pl.len()).collect().item()
     if rows == 0 and table in NOT_EMPTY:
         return [f"{table}: no rows; the gene dimension may not be empty"]
+    if rows == 0 and lazy.collect_schema() == polars_schema(table):
+        return []  # no row can break a check, the columns are the contract's: pandera's verdict, without its ~7 ms
     schema = TABLES[table].to_schema()
     if rows <= EAGER_ROWS:
         return _check(schema, lazy.collect(), table)

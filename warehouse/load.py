@@ -97,8 +97,10 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
         sinks.append(sink)
     try:
         pl.collect_all(sinks)
-        # Problem rows need a second pass over the input, skipped when a table got every row its files hold.
-        suspect = [t for t in combined if lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
+        # Problem rows need a second pass over the input, skipped when a table got every row its files hold or
+        # has no input at all (most tables of a one-assay study)
+        suspect = [t for t in combined
+                   if ingest.tables.get(t) and lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
         quarantined = _quarantine(combined, suspect)
     except (pl.exceptions.PolarsError, OSError, EOFError, ValueError) as exc:  # input broken past the readers
         for files in staged.values():

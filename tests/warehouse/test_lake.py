@@ -167,3 +167,37 @@ def test_history_read_incrementally_equals_a_full_read_also_after_the_table_is_r
     assert lake.history("samples") == full()
     assert lake.last_fingerprint("samples", "s0") is None
     assert lake.last_fingerprint("samples", "t2") == "g2"
+
+
+def test_an_open_table_follows_other_writers_and_is_opened_anew_when_recreated(lake: Lake) -> None:
+    import shutil
+    import threading
+
+    from deltalake import DeltaTable
+
+    def fresh() -> tuple[int, list[str]]:
+        table = DeltaTable(lake.uri("samples"))
+        return table.version(), sorted(table.file_uris())
+
+    def seen() -> tuple[int, list[str]]:
+        table = lake.delta("samples")
+        return table.version(), sorted(table.file_uris())
+
+    def other_writer(study: str) -> None:  # another thread keeps its own open tables, as another process would
+        commit_frames(Lake(lake.root), [("samples", SAMPLES)], tables=["samples"], study_id=study, fingerprint="x")
+
+    commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s0", fingerprint="f0")
+    assert seen() == fresh()
+    writer = threading.Thread(target=other_writer, args=("s1",))
+    writer.start()
+    writer.join()
+    assert seen() == fresh()
+    assert seen()[0] == 2
+    # the same path, a new table with more commits than the open one had: read anew, not its commits replayed
+    # on top of the old table's files
+    shutil.rmtree(lake.uri("samples"))
+    lake.ensure_tables(["samples"])
+    for i in range(4):
+        commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id=f"t{i}", fingerprint=f"g{i}")
+    assert seen() == fresh()
+    assert lake.scan("samples").collect()["study_id"].unique().sort().to_list() == ["t0", "t1", "t2", "t3"]
