@@ -39,6 +39,27 @@ PROBES = {
     "PNG plots (Figure.savefig, any stage)": ("matplotlib.figure", "Figure.savefig"),
     "landing scans (scan_landing)": ("transforms.ingest.study", "scan_landing"),
     "gene-set registry check (write_gene_sets)": ("warehouse.signatures", "write_gene_sets"),
+    # inside the asset bodies (session 5)
+    "study gene sets (study_gene_sets)": ("warehouse.signatures", "study_gene_sets"),
+    "gene-set dict (gene_set_dict)": ("transforms.signatures.enrichment", "gene_set_dict"),
+    "prerank (prerank)": ("transforms.signatures.enrichment", "prerank"),
+    "ORA (ora)": ("transforms.signatures.enrichment", "ora"),
+    "scores: set index (index_sets)": ("transforms.signatures.scoring", "index_sets"),
+    "scores: ssGSEA (ssgsea)": ("transforms.signatures.scoring", "ssgsea"),
+    "scores: singscore (singscore)": ("transforms.signatures.scoring", "singscore"),
+    "scores: long frame (score_frame)": ("transforms.signatures.scoring", "score_frame"),
+    "scores: dense blocks (assay_blocks)": ("transforms.signatures.scoring", "assay_blocks"),
+    "plots: tight_layout": ("matplotlib.figure", "Figure.tight_layout"),
+    "plots: score heatmap (score_plots)": ("orchestration.report", "score_plots"),
+    "plots: enrichment (enrichment_plots)": ("orchestration.report", "enrichment_plots"),
+    "plots: volcano / MA (contrast_plots)": ("orchestration.report", "contrast_plots"),
+    "report: queries (read_study_report)": ("warehouse.report", "read_study_report"),
+    "report: HTML and its plots (study_report_html)": ("transforms.report.html", "study_report_html"),
+    "DE transform (differential_study)": ("transforms.expression.study", "differential_study"),
+    "QC: consensus clusters": ("transforms.qc.samples", "consensus_clusters"),
+    "QC: structure (structure_study)": ("transforms.qc.study", "structure_study"),
+    "QC: qc_study": ("transforms.qc.study", "qc_study"),
+    "normalise transform (normalise_study)": ("transforms.expression.study", "normalise_study"),
 }
 
 

@@ -22,7 +22,6 @@ from transforms.signatures.enrichment import (
     SEED,
     contrast_statistics,
     enrich_study,
-    gene_set_dict,
     prerank_selection,
 )
 from transforms.signatures.scoring import MIN_MEASURED, score_study
@@ -31,7 +30,7 @@ from warehouse.signatures import (
     MATCHES,
     REGISTRY_TABLES,
     ensure_gene_sets,
-    study_members,
+    study_gene_sets,
     warehouse_library_dir,
     write_gene_sets,
     write_signature_matches,
@@ -76,7 +75,7 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         metadata = {}
         if commit is None:
             stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
-                                study_members(lake, inputs.study_id))
+                                study_gene_sets(lake, inputs.study_id).index)
             commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)
@@ -101,14 +100,14 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
         warn_excluded(context, inputs)
-        members = study_members(lake, inputs.study_id)
-        settings = _settings(warehouse, members)
+        gene_sets = study_gene_sets(lake, inputs.study_id)
+        settings = _settings(warehouse, gene_sets.members)
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
         if commit is None:
             statistics = contrast_statistics(inputs.scan("differential_expression"), inputs.scan("gene_id_map"))
-            libraries = gene_set_dict(members)
+            libraries = gene_sets.libraries
             frame, stage_metadata = enrich_study(statistics, libraries, **settings)  # type: ignore[arg-type]
             commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,

@@ -137,3 +137,19 @@ def test_omics_coverage_counts_samples_per_combination_of_layers():
     for layers, n in (("rna_counts", 2), ("rna_counts + variants", 2), ("variants", 1), ("(no omics rows)", 1)):
         assert f"<tr><td>{layers}</td><td>{n}</td></tr>" in section
     assert "<details><summary>Layers of each sample (6)</summary>" in section
+
+
+def test_signature_section_embeds_the_stage_heatmap_and_draws_only_assays_without_one():
+    scores = pl.DataFrame({"assay": np.repeat(["counts", "tpm"], 12), "library": "h",
+                           "gene_set": np.tile(np.repeat(["SET_A", "SET_B"], 6), 2), "sample_id": SAMPLES * 4,
+                           "score": np.random.default_rng(5).normal(size=24)})
+    stage_png = b"\x89PNG stage heatmap of counts"
+    page = study_report_html(_data(signature_scores=scores, signature_plots=[("counts", stage_png)]))
+    section = page.split('<section id="signature-scores">')[1].split("</section>")[0]
+    images = dict(re.findall(r'<img alt="signature score heatmap of ([^"]+)" src="data:image/png;base64,([^"]+)"',
+                             section))
+    assert base64.b64decode(images["counts"]) == stage_png  # embedded as the stage wrote it, not redrawn
+    height, width, _ = imread(io.BytesIO(base64.b64decode(images["tpm"])), format="png").shape
+    assert min(height, width) > 100  # no stage PNG for tpm: drawn here
+    plain = study_report_html(_data(signature_scores=scores, signature_plots=[("counts", stage_png)], plots=False))
+    assert "data:image/png" not in plain
