@@ -263,14 +263,21 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame
     blocks = []
     for (assay,), part in rows.group_by("assay", maintain_order=True):
         samples = sorted(part["sample_id"].unique().to_list())
-        wide = part.pivot(on="sample_id", index="gene_id", values="log2_value").select("gene_id", *samples)
-        wide = wide.drop_nulls().sort("gene_id")  # fixed row order: tied values are ordered by it
-        z = (part.pivot(on="sample_id", index="gene_id", values="zscore").select("gene_id", *samples)
-             .join(wide.select("gene_id"), on="gene_id", how="semi"))
-        z = wide.select("gene_id").join(z, on="gene_id", how="left")
-        blocks.append((str(assay), wide["gene_id"].to_numpy(), samples,
-                       wide.select(samples).to_numpy().astype(np.float64),
-                       z.select(samples).to_numpy().astype(np.float64)))
+        genes = np.sort(part["gene_id"].unique().to_numpy())
+        # placed by position instead of two pivots (~0.05 CPU s a small study)
+        row = np.searchsorted(genes, part["gene_id"].to_numpy())
+        column = part.select(pl.col("sample_id").cast(pl.Enum(samples)).to_physical()).to_series().to_numpy()
+        flat = row * len(samples) + column
+        if np.unique(flat).size != flat.size:
+            raise ValueError(f"assay {assay}: a gene has more than one mapped feature in a sample")
+        shape = (genes.size, len(samples))
+        values, zscores, present = np.zeros(shape), np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+        log2 = part["log2_value"]
+        present[row, column] = log2.is_not_null().to_numpy()
+        values[row, column] = log2.fill_null(0).to_numpy()
+        zscores[row, column] = part["zscore"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        complete = present.all(axis=1)  # genes missing a log2_value in any sample are left out
+        blocks.append((str(assay), genes[complete], samples, values[complete], zscores[complete]))
     return blocks
 
 

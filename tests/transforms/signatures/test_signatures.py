@@ -343,3 +343,22 @@ def test_ssgsea_equals_gsva_on_tcga_brca_where_no_member_is_tied(shared_data):
     assert tied.sum() == 46
     np.testing.assert_allclose(mine[~tied], expected[~tied], rtol=1e-12, atol=1e-10)
     assert not np.allclose(mine[tied], expected[tied], rtol=1e-6)  # the convention differs there, as documented
+
+
+def test_assay_blocks_place_values_by_sorted_gene_and_sample_and_drop_incomplete_genes():
+    # gene 30 lacks sample b, gene 20 has a NULL log2_value: both left out; a NULL zscore is NaN in the block
+    rows = [("x", "b", 10, 1.0, 0.1), ("x", "a", 10, 2.0, None), ("x", "a", 40, 3.0, 0.3), ("x", "b", 40, 4.0, 0.4),
+            ("x", "a", 30, 5.0, 0.5), ("x", "a", 20, None, 0.6), ("x", "b", 20, 7.0, 0.7)]
+    normalized = pl.LazyFrame(rows, schema={"assay": pl.String, "sample_id": pl.String, "gene_id": pl.Int64,
+                                            "log2_value": pl.Float64, "zscore": pl.Float64}, orient="row"
+                              ).with_columns(feature_id=pl.col("gene_id").cast(pl.String))
+    gene_map = pl.LazyFrame({"assay": "x", "feature_id": ["10", "20", "30", "40"], "status": "mapped"})
+    ((assay, genes, samples, values, zscores),) = scoring.assay_blocks(normalized, gene_map)
+    assert (assay, genes.tolist(), samples) == ("x", [10, 40], ["a", "b"])
+    assert values.tolist() == [[2.0, 1.0], [3.0, 4.0]]
+    assert np.isnan(zscores[0, 0])
+    assert zscores[0, 1] == 0.1
+    assert zscores[1].tolist() == [0.3, 0.4]
+    twice = normalized.with_columns(gene_id=pl.when(pl.col("gene_id") == 40).then(10).otherwise(pl.col("gene_id")))
+    with pytest.raises(ValueError, match="more than one mapped feature"):
+        scoring.assay_blocks(twice, gene_map)
