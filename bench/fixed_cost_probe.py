@@ -87,7 +87,9 @@ def install() -> None:
         *path, name = attribute.split(".")
         for step in path:
             owner = getattr(owner, step)
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # not in this version of the code (the probe also runs on older checkouts)
+            continue
         wrapped = _timed(part, original)
         setattr(owner, name, wrapped)
         if not path:  # also where ``from module import name`` bound it already
