@@ -55,12 +55,14 @@ def _show(metadata: dict[str, object], key: str, png: bytes, path: Path, label: 
 
 
 def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path, draw: bool = True) -> dict[str, object]:
-    """A heatmap of the most variable ssGSEA scores per assay (PNG in ``folder`` and inline)."""
+    """A heatmap of the most variable ssGSEA scores per assay (PNG in ``folder`` and inline): the study report's
+    picture, which the report embeds.
+    """
     if not draw:
         return _undrawn(folder, SCORE_PNGS)
     metadata: dict[str, object] = {}
     for (assay,), part in scores.filter(pl.col("method") == "ssgsea").group_by("assay", maintain_order=True):
-        png = score_heatmap(part, title=f"{study_id} {assay}: ssGSEA, most variable sets")
+        png = score_heatmap(part, title=f"{study_id} / {assay}: ssGSEA")
         _show(metadata, f"{assay}.ssgsea_heatmap", png, folder / f"{assay}_ssgsea_heatmap.png", "score heatmap")
     return metadata
 

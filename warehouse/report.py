@@ -21,6 +21,7 @@ import polars as pl
 
 from schemas.manifest import StudyManifest
 from transforms.report.html import ENRICHMENT_ROWS, StudyReportData, study_report_html, warehouse_index_html
+from transforms.signatures.plots import TOP_SETS
 from warehouse.catalog import CatalogMissing, connect, refresh_catalog
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
@@ -28,8 +29,6 @@ from warehouse.versions import code_fingerprint
 REPORTS = "reports"
 INDEX = "index.html"
 _STAMP = ".fingerprint"
-TOP_SETS = 30
-"""Most variable gene sets of the signature-score heatmap."""
 
 TOP_VARIABLE_VALUES = """
 WITH vals AS NOT MATERIALIZED (
@@ -66,7 +65,8 @@ SELECT s.assay, s.library, s.gene_set, s.sample_id, s.score
 FROM ssgsea s JOIN top t USING (assay, library, gene_set)
 ORDER BY s.assay, s.library, s.gene_set, s.sample_id
 """
-"""ssGSEA scores of each assay's ``$top`` most variable gene sets."""
+"""ssGSEA scores of each assay's ``$top`` most variable gene sets (the selection the signatures stage draws as
+its heatmap, :func:`transforms.signatures.plots.top_variable_scores`; the report shows that PNG)."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,10 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
         enrichment=enrichment,
         enrichment_plots=[(f.name.removesuffix("_enrichment_dots.png"), f.read_bytes())
                           for f in sorted(folder.glob("*_enrichment_dots.png"))] if enrichment is not None else [],
-        signature_scores=signatures, rna_protein=rna_protein)
+        signature_scores=signatures,
+        signature_plots=[(f.name.removesuffix("_ssgsea_heatmap.png"), f.read_bytes())
+                         for f in sorted(folder.glob("*_ssgsea_heatmap.png"))] if signatures is not None else [],
+        rna_protein=rna_protein)
 
 
 def _write(path: Path, text: str) -> None:
@@ -214,7 +217,7 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots:
         else:
             data = read_study_report(con, study_id, folder=folder)
             if not plots:  # stage PNGs may be of older results: none is shown
-                data = replace(data, plots=False, contrast_plots=[], enrichment_plots=[])
+                data = replace(data, plots=False, contrast_plots=[], enrichment_plots=[], signature_plots=[])
             page, unchanged = study_report_html(data), False
             _write(target, page)
             stamp.write_text(fingerprint)

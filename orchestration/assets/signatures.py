@@ -23,7 +23,6 @@ from transforms.signatures.enrichment import (
     SEED,
     contrast_statistics,
     enrich_study,
-    gene_set_dict,
     prerank_selection,
     unknown_prerank_libraries,
 )
@@ -34,7 +33,7 @@ from warehouse.signatures import (
     MATCHES,
     REGISTRY_TABLES,
     ensure_gene_sets,
-    study_members,
+    study_gene_sets,
     warehouse_library_dir,
     write_gene_sets,
     write_signature_matches,
@@ -94,7 +93,7 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         if commit is None:
             with tempfile.TemporaryDirectory(prefix="omicsdw-scores-") as workdir:
                 stage = score_study(inputs.scan("rna_normalized"), inputs.scan("gene_id_map"),
-                                    study_members(lake, inputs.study_id), workdir=workdir)
+                                    study_gene_sets(lake, inputs.study_id).index, workdir=workdir)
             commit = commit_frames(lake, [(SCORES, stage.frame)], tables=[SCORES], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)
@@ -119,15 +118,15 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
         warn_excluded(context, inputs)
-        members = study_members(lake, inputs.study_id)
-        settings = _settings(warehouse, members)
+        gene_sets = study_gene_sets(lake, inputs.study_id)
+        settings = _settings(warehouse, gene_sets.members)
         unknown = _unknown_libraries(context, lake, warehouse.prerank_library_setting())
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
         if commit is None:
             statistics = contrast_statistics(inputs.scan("differential_expression"), inputs.scan("gene_id_map"))
-            libraries = gene_set_dict(members)
+            libraries = gene_sets.libraries
             frame, stage_metadata = enrich_study(statistics, libraries, **settings)  # type: ignore[arg-type]
             commit = commit_frames(lake, [(ENRICHMENT, frame)], tables=[ENRICHMENT], study_id=inputs.study_id,
                                    fingerprint=fingerprint, inputs=inputs.load,

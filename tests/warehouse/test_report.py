@@ -6,6 +6,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from transforms.signatures.plots import top_variable_scores
 from warehouse.report import top_variable_sets, top_variable_values
 
 
@@ -59,3 +60,30 @@ def test_top_variable_sets_keeps_the_most_variable_ssgsea_sets_per_assay():
     assert sorted(found["gene_set"].unique()) == expected
     assert found.height == 3 * 5
     assert set(found["score"].to_list()) <= set(scores.ravel().tolist())
+
+
+def test_the_stage_heatmap_shows_the_sets_of_the_report_query_in_its_order():
+    rng = np.random.default_rng(10)
+    scores = rng.normal(size=(12, 5)) * np.arange(1, 13)[:, None]
+    scores[11] *= 3
+    scores[4] = scores[11]  # g04 (library h) ties with g11 (library a): the tie goes by library, then gene set
+    rows = (_long(scores, study="s", assay="counts", column="score").rename({"feature_id": "gene_set"})
+            .with_columns(library=pl.when(pl.col("gene_set") == "g11").then(pl.lit("a")).otherwise(pl.lit("h")),
+                          method=pl.lit("ssgsea")))
+    rows = rows.with_columns(score=pl.when((pl.col("gene_set") == "g10") & (pl.col("sample_id") == "s1"))
+                             .then(None).otherwise(pl.col("score")))  # a NULL score is left out of g10's variance
+    con = duckdb.connect()
+    con.register("signature_scores", rows.to_arrow())
+    report = top_variable_sets(con, "s", top=3)
+    stage = top_variable_scores(rows.drop("study_id", "assay", "method"), top=3)
+    # numpy: ddof=1 variance over the scores present; the tie of g11 and g04 first, then the next largest
+    present = [np.delete(scores[i], 1) if i == 10 else scores[i] for i in range(12)]
+    variance = [float(v.var(ddof=1)) for v in present]
+    library = ["a" if i == 11 else "h" for i in range(12)]
+    top = sorted(range(12), key=lambda i: (-variance[i], library[i], f"g{i:02d}"))[:3]
+    assert top[:2] == [11, 4]
+    expected = sorted((library[i], f"g{i:02d}") for i in top)  # by library, gene set, as the page draws them
+    assert stage.select("library", "gene_set").unique(maintain_order=True).rows() == expected
+    assert stage.select("library", "gene_set", "sample_id", "score").equals(
+        report.select("library", "gene_set", "sample_id", "score"))
+    assert stage.height == 5 * 3 - (10 in top)

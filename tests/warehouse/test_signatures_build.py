@@ -258,3 +258,53 @@ def test_enrichment_asset_warns_about_a_prerank_library_the_registry_lacks(built
     assert metadata["prerank_libraries"] == ["hallmark_entrez"]
     stored = resource.lake().scan("gene_set_enrichment").filter(pl.col("method") == "prerank").collect()
     assert set(stored["library"]) == {"hallmark_entrez"}
+
+
+def test_the_report_shows_the_ssgsea_heatmap_the_stage_drew(built):
+    import base64
+    import re
+
+    folder = built / "reports" / "geuv"
+    page = (folder / "index.html").read_text()
+    shown = dict(re.findall(r'alt="signature score heatmap of ([^"]+)" src="data:image/png;base64,([^"]+)"', page))
+    assert set(shown) == {"counts", "tpm"}
+    for assay, encoded in shown.items():
+        assert base64.b64decode(encoded) == (folder / f"{assay}_ssgsea_heatmap.png").read_bytes()
+
+
+def test_study_gene_sets_are_the_registry_rows_and_follow_a_new_registry_version(built, tmp_path):
+    from warehouse.commit import commit_frames
+    from warehouse.lake import Lake
+    from warehouse.signatures import REGISTRY_TABLES, study_gene_sets
+
+    shutil.copytree(built / "lake", tmp_path / "lake")
+    lake = Lake(tmp_path / "lake")
+
+    def by_hand(where: str) -> dict[str, dict[str, list[str]]]:  # distinct mapped ids per set, first seen first
+        sets: dict[str, dict[str, list[str]]] = {}
+        for library, gene_set, gene_id in _sql(built, "SELECT library, gene_set, gene_id FROM gene_set_members "
+                                                      f"WHERE {where}"):
+            genes = sets.setdefault(library, {}).setdefault(gene_set, [])
+            if gene_id is not None and str(gene_id) not in genes:
+                genes.append(str(gene_id))
+        return {lib: {k: sorted(v) for k, v in s.items() if v} for lib, s in sets.items()}
+
+    def seen(libraries: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+        return {lib: {k: sorted(v) for k, v in s.items()} for lib, s in libraries.items()}
+
+    other = study_gene_sets(lake, "no_libraries_of_its_own")
+    assert seen(other.libraries) == by_hand("study_id IS NULL")
+    assert study_gene_sets(lake, "another_one") is other  # shared libraries built once per registry version
+    own = study_gene_sets(lake, "geuv")
+    assert seen(own.libraries) == by_hand("study_id IS NULL OR study_id = 'geuv'")
+    assert own.members.height == _sql(built, "SELECT count(*) FROM gene_set_members WHERE study_id IS NULL "
+                                             "OR study_id = 'geuv'")[0][0]
+    # a new registry version (one Hallmark set dropped) is seen by the next study
+    members = lake.scan("gene_set_members").collect().filter(pl.col("gene_set") != "HALLMARK_APOPTOSIS")
+    sets = lake.scan("gene_sets").collect().filter(pl.col("gene_set") != "HALLMARK_APOPTOSIS")
+    assert commit_frames(lake, [("gene_sets", sets), ("gene_set_members", members)], tables=REGISTRY_TABLES,
+                         study_id=None, fingerprint="edited").ok
+    after = study_gene_sets(lake, "no_libraries_of_its_own")
+    assert "HALLMARK_APOPTOSIS" in other.libraries["msigdb_hallmark"]
+    assert "HALLMARK_APOPTOSIS" not in after.libraries["msigdb_hallmark"]
+    assert len(after.libraries["msigdb_hallmark"]) == len(other.libraries["msigdb_hallmark"]) - 1

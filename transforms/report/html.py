@@ -72,6 +72,9 @@ class StudyReportData:
     signature_scores: pl.DataFrame | None = None
     """``assay``, ``library``, ``gene_set``, ``sample_id``, ``score`` (ssGSEA) of the most variable gene sets; None
     when the catalog has no such view."""
+    signature_plots: list[tuple[str, bytes]] = field(default_factory=list)
+    """(assay, PNG) heatmaps of those scores the signatures stage wrote (the same picture, drawn once); an assay
+    without one is drawn here."""
     rna_protein: pl.DataFrame | None = None
     """``gene_id``, ``r``, ``n``: per-gene RNA-protein Spearman r; None unless the study has both layers."""
     plots: bool = True
@@ -271,12 +274,14 @@ def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
     if scores.height == 0:
         return _none("No signature scores for this study (no gene set with 5 measured members).")
     parts = []
+    drawn = dict(data.signature_plots)
     for assay in _assays(scores):
         rows = scores.filter(pl.col("assay") == assay)
+        draw = (partial(drawn.__getitem__, assay) if assay in drawn
+                else partial(signature_heatmap, rows, title=f"{data.study_id} / {assay}: ssGSEA"))
         parts.append(f"<h3>{html.escape(assay)}</h3><p>ssGSEA scores of the {rows['gene_set'].n_unique()} most "
                      "variable gene sets, centred per set.</p>"
-                     + _plot(data, partial(signature_heatmap, rows, title=f"{data.study_id} / {assay}: ssGSEA"),
-                             f"signature score heatmap of {assay}"))
+                     + _plot(data, draw, f"signature score heatmap of {assay}"))
     return "".join(parts)
 
 

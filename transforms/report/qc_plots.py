@@ -9,7 +9,9 @@ import io
 
 import numpy as np
 import polars as pl
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import squareform
@@ -31,6 +33,21 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _bars(axes: Axes, heights: np.ndarray, colours: list[str], *, width: float = 0.8) -> None:
+    """Bars at 0..n-1 as one collection: the pixels of ``axes.bar`` (same rectangles, colours, no edge, the y axis
+    stuck at 0) without an artist per bar (80 samples: ~0.1 CPU s less a figure).
+    """
+    x = np.arange(len(heights), dtype=float)
+    low, high = x - width / 2, x + width / 2
+    zero = np.zeros_like(x)
+    heights = np.asarray(heights, dtype=float)
+    corners = np.stack([np.c_[low, zero], np.c_[low, heights], np.c_[high, heights], np.c_[high, zero]], axis=1)
+    bars = PolyCollection(list(corners), facecolors=colours, edgecolors="none", linewidths=0)
+    bars.sticky_edges.y.append(0)
+    axes.add_collection(bars)
+    axes.autoscale_view()
+
+
 def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
     """Library size and detected genes per sample (one ``sample_qc`` assay), failed samples in red."""
     figure = Figure(figsize=(8, 3.6), dpi=100)
@@ -40,7 +57,7 @@ def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
     colours = [_PASS if ok else _FAIL for ok in qc["qc_pass"].to_list()]
     for axes, column, label in ((left, "library_size", "library size (counts)"),
                                 (right, "detected_genes", "detected genes (count > 0)")):
-        axes.bar(range(len(labels)), qc[column].to_numpy(), color=colours)
+        _bars(axes, qc[column].to_numpy(), colours)
         if len(labels) <= MAX_LABELS:
             axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
         else:

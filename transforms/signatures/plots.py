@@ -14,6 +14,9 @@ from matplotlib.figure import Figure
 
 from transforms.report.layer_plots import signature_heatmap
 
+TOP_SETS = 30
+"""Gene sets of the ssGSEA heatmap (the study report's, which shows this PNG)."""
+
 
 def _png(figure: Figure) -> bytes:
     figure.tight_layout()
@@ -71,16 +74,27 @@ def running_score_plot(stats: pl.DataFrame, members: list[int], *, title: str) -
     return _png(figure)
 
 
-def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = 30) -> bytes:
-    """Heatmap of one assay and method's scores: the ``top`` most variable gene sets x samples (row-centred), drawn
-    as the study report draws it (:func:`transforms.report.layer_plots.signature_heatmap`: capped size, sample
-    names while legible), not as a figure 0.3 inch per sample wide (0.86 CPU s a small study, most of its scores).
+def top_variable_scores(scores: pl.DataFrame, *, top: int = TOP_SETS) -> pl.DataFrame:
+    """Rows of the ``top`` gene sets of largest score variance over samples (ddof 1; NULL scores left out; ties
+    by library and gene set), ordered by library, gene set and sample: the selection of the report's
+    ``TOP_VARIABLE_SETS`` query (``warehouse/report.py``), on one assay and method's rows.
     """
-    scored = scores.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
-    ranked = (scored.group_by("library", "gene_set").agg(pl.col("score").var(ddof=0).alias("variance"))
+    scored = scores.filter(pl.col("score").is_not_null())
+    ranked = (scored.group_by("library", "gene_set").agg(pl.col("score").var(ddof=1).alias("variance"))
               .sort(["variance", "library", "gene_set"], descending=[True, False, False], nulls_last=True)
-              .head(top).with_row_index("rank"))
-    if ranked.height == 0:
+              .head(top).select("library", "gene_set"))
+    return scored.join(ranked, on=["library", "gene_set"]).sort("library", "gene_set", "sample_id")
+
+
+def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = TOP_SETS) -> bytes:
+    """Heatmap of one assay and method's scores: the ``top`` most variable gene sets x samples (row-centred).
+
+    The picture the study report shows (:func:`top_variable_scores`, drawn by
+    :func:`transforms.report.layer_plots.signature_heatmap`): the report embeds this PNG instead of drawing it
+    again (~0.28 CPU s a small study, the costliest figure of a build).
+    """
+    rows = top_variable_scores(scores, top=top)
+    if rows.height == 0:
         figure = Figure(figsize=(5, 2), dpi=100)
         FigureCanvasAgg(figure)
         axes = figure.subplots()
@@ -88,5 +102,4 @@ def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = 30) -> bytes:
         axes.set_axis_off()
         axes.set_title(title, fontsize=10)
         return _png(figure)
-    rows = scored.join(ranked, on=["library", "gene_set"]).sort("rank", "sample_id")
-    return signature_heatmap(rows.with_columns(pl.col("gene_set").str.slice(0, 45)), title=title)
+    return signature_heatmap(rows, title=title)

@@ -154,21 +154,40 @@ class SetIndex:
     skipped: list[dict[str, object]] = field(default_factory=list)
 
 
-def index_sets(members: pl.DataFrame, gene_ids: np.ndarray, *, min_measured: int = MIN_MEASURED) -> SetIndex:
-    """Sparse membership of every gene set over ``gene_ids`` (the block's rows); sets with fewer than
-    ``min_measured`` measured members (or an empty up part) are skipped with the reason.
+@dataclass(frozen=True)
+class MemberIndex:
+    """Gene-set members prepared for any study's gene axis: the mapped members (one row per set and gene, first
+    kept) with their weight ``w`` and ``direction``, and every set's (library, gene_set) in registry order.
+
+    Independent of the study, so a build prepares the shared libraries once instead of once per study (~0.1 CPU s
+    a study over the ~325,000 shipped members).
     """
-    row_of = pl.DataFrame({"gene_id": gene_ids, "row": np.arange(len(gene_ids))}, schema={"gene_id": pl.Int64,
-                                                                                          "row": pl.Int64})
+
+    measured: pl.DataFrame
+    every: pl.DataFrame
+
+
+def member_index(members: pl.DataFrame) -> MemberIndex:
+    """:class:`MemberIndex` of ``gene_set_members`` rows."""
     measured = (members.filter(pl.col("gene_id").is_not_null())
                 .sort("library", "gene_set", "gene_id", "identifier")  # the stored row order is free
                 .unique(["library", "gene_set", "gene_id"], keep="first", maintain_order=True)
-                .join(row_of, on="gene_id")
                 .with_columns(w=pl.coalesce(pl.col("weight"), pl.col("sign").cast(pl.Float64), pl.lit(1.0)))
                 .with_columns(direction=pl.when(pl.col("w") < 0).then(-1).otherwise(1)))
+    return MemberIndex(measured, members.select("library", "gene_set").unique().sort("library", "gene_set"))
+
+
+def index_sets(members: pl.DataFrame | MemberIndex, gene_ids: np.ndarray, *, min_measured: int = MIN_MEASURED
+               ) -> SetIndex:
+    """Sparse membership of every gene set over ``gene_ids`` (the block's rows); sets with fewer than
+    ``min_measured`` measured members (or an empty up part) are skipped with the reason.
+    """
+    prepared = members if isinstance(members, MemberIndex) else member_index(members)
+    row_of = pl.DataFrame({"gene_id": gene_ids, "row": np.arange(len(gene_ids))}, schema={"gene_id": pl.Int64,
+                                                                                          "row": pl.Int64})
+    measured = prepared.measured.join(row_of, on="gene_id", maintain_order="left")
     counts = measured.group_by("library", "gene_set").agg(n=pl.len(), n_up=(pl.col("direction") == 1).sum())
-    every = members.select("library", "gene_set").unique().sort("library", "gene_set")
-    report = every.join(counts, on=["library", "gene_set"], how="left", maintain_order="left").with_columns(
+    report = prepared.every.join(counts, on=["library", "gene_set"], how="left", maintain_order="left").with_columns(
         pl.col("n", "n_up").fill_null(0))
     small = report.filter((pl.col("n") < min_measured) | (pl.col("n_up") == 0) | (pl.col("n") >= len(gene_ids)))
     skipped = [{"library": r["library"], "gene_set": r["gene_set"], "measured": r["n"],
@@ -296,7 +315,7 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: s
                          _positions(samples, zscores.sample_ids))
 
 
-def score_study(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame, *,
+def score_study(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame | MemberIndex, *,
                 min_measured: int = MIN_MEASURED, alpha: float = ALPHA, workdir: str | Path | None = None,
                 samples_at_once: int = SCORE_SAMPLES) -> ScoreStage:
     """``signature_scores`` rows (without study_id) for every assay of a study with normalised expression.

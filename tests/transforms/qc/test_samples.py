@@ -125,6 +125,18 @@ def test_consensus_clusters_recover_planted_groups():
     assert found.pac[2] == 0.0
 
 
+def test_maxclust_cuts_like_scipy_fcluster_also_with_tied_heights():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(12)
+    for n in (4, 17, 64):
+        points = np.round(rng.normal(size=(n, 3)), 1)  # coarse coordinates: many equal distances and merge heights
+        tree = linkage(np.round(pdist(points), 2), method="average")
+        for k in range(1, n + 1):
+            assert np.array_equal(qc._maxclust(tree, k), fcluster(tree, t=k, criterion="maxclust")), (n, k)
+
+
 def test_qc_study_flags_planted_outliers(tmp_path):
     wide = _pasilla()
     rng = np.random.default_rng(5)

@@ -149,3 +149,19 @@ def test_correlation_heatmap_of_a_wide_study_shows_a_seeded_subsample_and_says_s
     assert shown.tolist() == sorted(set(shown.tolist()))
     assert shown.size == 4
     assert page.heatmap_samples(6, max_samples=6).tolist() == list(range(6))
+
+
+def test_signature_section_embeds_the_stage_heatmap_and_draws_only_assays_without_one():
+    scores = pl.DataFrame({"assay": np.repeat(["counts", "tpm"], 12), "library": "h",
+                           "gene_set": np.tile(np.repeat(["SET_A", "SET_B"], 6), 2), "sample_id": SAMPLES * 4,
+                           "score": np.random.default_rng(5).normal(size=24)})
+    stage_png = b"\x89PNG stage heatmap of counts"
+    page = study_report_html(_data(signature_scores=scores, signature_plots=[("counts", stage_png)]))
+    section = page.split('<section id="signature-scores">')[1].split("</section>")[0]
+    images = dict(re.findall(r'<img alt="signature score heatmap of ([^"]+)" src="data:image/png;base64,([^"]+)"',
+                             section))
+    assert base64.b64decode(images["counts"]) == stage_png  # embedded as the stage wrote it, not redrawn
+    height, width, _ = imread(io.BytesIO(base64.b64decode(images["tpm"])), format="png").shape
+    assert min(height, width) > 100  # no stage PNG for tpm: drawn here
+    plain = study_report_html(_data(signature_scores=scores, signature_plots=[("counts", stage_png)], plots=False))
+    assert "data:image/png" not in plain
