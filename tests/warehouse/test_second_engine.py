@@ -5,12 +5,15 @@ is not published (a run killed between its ingest and its publication), which a 
 
 from __future__ import annotations
 
+import csv
 import functools
 from pathlib import Path
 
 import daft
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
 import warehouse
@@ -98,3 +101,50 @@ def test_second_engine_reads_published_versions_not_the_newest_commit(wh):
     assert shown.filter(pl.col("study_id") == "airway").height == 8  # examples/airway/samples.tsv: 8 runs
     # tables not published per study are read whole at the catalog's version
     assert warehouse.delta_snapshots("genes", warehouse=wh) == {lake.version("genes"): None}
+
+
+def _airway_source() -> pl.DataFrame:
+    """examples/airway's featureCounts file read with the csv module: one row per (sample, gene) with the count,
+    its column's sum (the library size) and the gene length; BAM columns renamed by the study's sample map.
+    """
+    folder = Path(__file__).resolve().parents[2] / "examples" / "airway"
+    with open(folder / "sample_map.tsv") as fh:
+        runs = {r["column"]: r["sample_id"] for r in csv.DictReader(fh, delimiter="\t")}
+    with open(folder / "featurecounts.txt") as fh:
+        rows = list(csv.reader(line for line in fh if not line.startswith("#")))
+    header = rows[0][0].split("\t")
+    cells = [line[0].split("\t") for line in rows[1:]]
+    records = [(runs[header[j].removesuffix(".bam")], cell[0], float(cell[j]), float(cell[5]))
+               for cell in cells for j in range(6, len(header))]
+    frame = pl.DataFrame(records, schema=["sample_id", "feature_id", "count", "length"], orient="row")
+    return frame.with_columns(library=pl.col("count").sum().over("sample_id"))
+
+
+def test_second_engine_duckdb_deltalake_polars_and_daft_read_the_lz4_and_zstd_tables_as_the_source(wh):
+    # rna_normalized / rna_vst are written with lz4, every other table with zstd level 1 (warehouse.lake): each
+    # engine decodes both to the values of the source file
+    lake_dir = wh / "lake"
+    codecs = {t: {pq.read_metadata(p).row_group(0).column(0).compression
+                  for p in (lake_dir / t / "study_id=airway").glob("*.parquet")} for t in ("rna_counts",
+                                                                                            "rna_normalized")}
+    assert codecs == {"rna_counts": {"ZSTD"}, "rna_normalized": {"LZ4"}}  # polars writes LZ4_RAW; pyarrow names it LZ4
+    source = _airway_source()
+    key = ["sample_id", "feature_id"]
+    want_counts = source.select(*key, "count").sort(key)
+    # edgeR cpm: count / library size x 1e6, by hand from the file's columns
+    want_cpm = source.select(*key, cpm=pl.col("count") / pl.col("library") * 1e6).sort(key)
+    airway = pl.col("study_id") == "airway"
+    for table, columns, want in (("rna_counts", ["count"], want_counts), ("rna_normalized", ["cpm"], want_cpm)):
+        uri = str(lake_dir / table)
+        reads = {
+            "duckdb": _duckdb(wh, table),
+            "deltalake": pl.from_arrow(DeltaTable(uri).to_pyarrow_table()),
+            "polars": pl.scan_delta(uri).collect(),
+            "daft": pl.from_arrow(daft.read_deltalake(uri).to_arrow()),
+        }
+        for engine, frame in reads.items():
+            got = frame.filter(airway).select(*key, *columns).sort(key)  # type: ignore[union-attr]
+            try:
+                assert_frame_equal(got, want, check_exact=False, rel_tol=1e-12, abs_tol=0.0)
+            except AssertionError as exc:
+                raise AssertionError(f"{engine} {table}: {exc}") from None

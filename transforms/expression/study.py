@@ -285,8 +285,11 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
             "gene_id": block.gene_ids.gather(r),
             "feature_id": block.feature_ids.gather(r),
         }
+        made: dict[int, pl.Series] = {}  # a column that is another's array (log2_value = log2_cpm) is made once
         for name, array in columns.items():
-            data[name] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64).fill_nan(None)
+            if id(array) not in made:
+                made[id(array)] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64).fill_nan(None)
+            data[name] = made[id(array)].alias(name)
         yield pl.DataFrame(data)
 
 
@@ -320,11 +323,12 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
             "mor": part / sf[cols],
             "log2_value": log2,
             "zscore": normalise.zscore_rows(log2, moments=model.moments),
-            "tpm": (normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols)) if block.lengths is not None
-                    else np.full(part.shape, np.nan)),
         }
+        if block.lengths is not None:
+            arrays["tpm"] = normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols))
+        missing = [] if "tpm" in arrays else [pl.lit(None, pl.Float64).alias("tpm")]  # no lengths: no array of NaN
         for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows):
-            yield frame.with_columns(pl.lit("counts").alias("source"))
+            yield frame.with_columns(pl.lit("counts").alias("source"), *missing)
 
 
 def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH

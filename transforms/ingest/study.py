@@ -45,7 +45,6 @@ from transforms.ingest.samples import (
     read_subjects,
     read_tool_qc,
 )
-from transforms.ingest.single_cell import read_single_cell
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.signatures import registry
 
@@ -346,6 +345,15 @@ def check_study_gene_sets(folder: Path, manifest: StudyManifest, *, reference: G
             issues.add(issue)
 
 
+def _read_single_cell(assay: Assay, files: list[Path], context: readers.AssayContext) -> readers.AssayOutput:
+    """:func:`transforms.ingest.single_cell.read_single_cell`, imported on first use: its h5py and scipy.sparse
+    cost ~0.35 s of start-up that a study without single-cell data never needs.
+    """
+    from transforms.ingest.single_cell import read_single_cell
+
+    return read_single_cell(assay, files, context)
+
+
 READERS: dict[str, Callable[[Assay, list[Path], readers.AssayContext], readers.AssayOutput]] = {
     "rna_counts": readers.read_rna,
     "rna_abundance": readers.read_rna,
@@ -353,7 +361,7 @@ READERS: dict[str, Callable[[Assay, list[Path], readers.AssayContext], readers.A
     "mutation_status": readers.read_mutation_matrix,
     "copy_number": readers.read_copy_number,
     "protein_abundance": readers.read_proteins,
-    "sc_rna_counts": read_single_cell,
+    "sc_rna_counts": _read_single_cell,
 }
 """Assay kind -> reader; a new format is a parser inside a reader, a new kind one entry here."""
 

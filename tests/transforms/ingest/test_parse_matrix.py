@@ -270,3 +270,42 @@ def test_parse_matrix_typed_identifiers_as_written(tmp_path: Path, rows: str, id
     assert parsed.features.get_column("line").to_list() == [2, 3]
     assert parsed.records.collect().sort("line").select("feature_id", "value").rows() == [(ids[0], 1.0),
                                                                                            (ids[1], 2.0)]
+
+
+def _wide_file(tmp_path: Path, rows: list[list[str]]) -> Path:
+    header = "gene\t" + "\t".join(f"S{j}" for j in range(len(rows[0]))) + "\n"
+    return _write(tmp_path, "w.tsv", header + "".join(f"g{i}\t" + "\t".join(r) + "\n" for i, r in enumerate(rows)))
+
+
+@pytest.mark.parametrize("position", [0, 1, 1234, 2998, 2999])
+@pytest.mark.parametrize(("cell", "typed"), [
+    ("123456789012345", True),  # 15 digits: plain
+    ("1234567890123456", False),  # 16 digits
+    ("99999999999999999999", False),  # 20 digits
+    ("", False), ("1.5", False), ("-3", False), ("NA", False),
+])
+def test_parse_matrix_typed_check_finds_a_bad_cell_anywhere_on_a_long_line(tmp_path: Path, position: int,
+                                                                           cell: str, typed: bool):
+    # 3,000 cells a line (the check works on whole lines of a wide file at once): the one cell is found at the
+    # line's first, second, an inner, the second-last and the last value column
+    rows = [[str((i * 7 + j) % 1000) for j in range(3000)] for i in range(3)]
+    rows[1][position] = cell
+    parsed = parse_matrix(_wide_file(tmp_path, rows), issues=IssueLog("t"))
+    assert parsed.wide is not None
+    assert parsed.wide.typed is typed
+    if typed:
+        got = parsed.records.filter((pl.col("line") == 3) & (pl.col("column") == f"S{position}")).collect()
+        assert got.get_column("value").to_list() == [123456789012345.0]
+
+
+@pytest.mark.parametrize(("fields", "line"), [(2999, 3), (3001, 4), (1, 3), (2999, 4)])
+def test_parse_matrix_ragged_long_line_is_located(tmp_path: Path, fields: int, line: int):
+    rows = [["5"] * 3000 for _ in range(3)]
+    rows[line - 2] = ["5"] * fields
+    path = _wide_file(tmp_path, rows)
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    assert [(i.code, i.file, i.line) for i in issues.errors] == [("ragged_row", "w.tsv", line)]
+    assert f"row has {fields + 1} fields, the header has 3001" in issues.errors[0].message
+    kept = parsed.records.select("line").unique().collect().get_column("line").sort().to_list()
+    assert kept == [n for n in (2, 3, 4) if n != line]

