@@ -137,12 +137,16 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
 
 
 def _scan(layout: TableLayout, typed: list[str] | None) -> pl.LazyFrame:
-    """The file as a lazy wide frame with a row index; every column text, or the ``typed`` ones Float64."""
+    """The file as a lazy wide frame with a row index; every column text, or the ``typed`` ones Float64.
+
+    Without a header row polars takes the file's width from its first line: a short first data line (reported and
+    left out as a ragged row) would fail the whole file, so the columns it lacks are inserted as nulls instead.
+    """
     schema: dict[str, type[pl.DataType]] = dict.fromkeys(layout.header, pl.String)
     schema.update(dict.fromkeys(typed or (), pl.Float64))
     return pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
                        schema=schema, quote_char='"', encoding="utf8-lossy", truncate_ragged_lines=True,
-                       empty_string_is_null=False, row_index_name=_ROW)
+                       missing_columns="insert", empty_string_is_null=False, row_index_name=_ROW)
 
 
 @dataclass
