@@ -23,10 +23,10 @@ from transforms.report.layer_plots import correlation_histogram, signature_heatm
 from transforms.report.qc_plots import correlation_heatmap, pca_scatter, qc_bars
 
 MAX_TABLE_ROWS = 200
+"""Rows shown of a table section (the rest are in the catalog)."""
 HEATMAP_MAX_SAMPLES = 2000
 """Above this many samples the correlation heatmap shows a fixed-seed subsample of this many (its n x n matrix and
 dendrogram would not fit in memory at 20,000 samples, nor be readable)."""
-"""Rows shown of a table section (the rest are in the catalog)."""
 ENRICHMENT_ROWS = 30
 """Enrichment results shown (lowest FDR first)."""
 

@@ -30,7 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from transforms.expression.study import DenseBlock, dense_block
+from transforms.expression.study import dense_block
 from transforms.qc.samples import complete_rows, index_blocks
 
 ALPHA = 0.25
@@ -262,29 +262,22 @@ SCORE_SAMPLES = 500
 
 @dataclass(frozen=True)
 class AssayBlock:
-    """One assay's log2_value and zscore blocks as the scores read them: ``rows`` (complete genes, by gene_id) and
-    ``columns`` (samples, by id) index ``values``; ``z_rows`` / ``z_columns`` the same cells of ``zscores``.
+    """One assay's log2_value and zscore blocks (the same genes x samples axes, as :func:`dense_block` orders
+    them: genes by gene_id, samples by id); ``rows`` are the complete genes, ``gene_ids`` theirs.
     """
 
     assay: str
     gene_ids: np.ndarray
     samples: list[str]
-    values: DenseBlock
-    zscores: DenseBlock
+    values: np.ndarray
+    zscores: np.ndarray
     rows: np.ndarray
-    columns: np.ndarray
-    z_rows: np.ndarray
-    z_columns: np.ndarray
 
     def part(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """log2_value and zscore (genes x samples) of the samples ``cols`` (positions in ``samples``)."""
-        return (np.asarray(self.values.values[np.ix_(self.rows, self.columns[cols])], dtype=np.float64),
-                np.asarray(self.zscores.values[np.ix_(self.z_rows, self.z_columns[cols])], dtype=np.float64))
-
-
-def _positions(ids: pl.Series, of: pl.Series) -> np.ndarray:
-    """Position in ``of`` of each of ``ids`` (all present)."""
-    return ids.cast(pl.Enum(of.unique(maintain_order=True))).to_physical().to_numpy().astype(np.int64)
+        """log2_value and zscore (complete genes x samples) of the samples ``cols`` (positions in ``samples``)."""
+        cells = np.ix_(self.rows, cols)
+        return (np.asarray(self.values[cells], dtype=np.float64),
+                np.asarray(self.zscores[cells], dtype=np.float64))
 
 
 def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: str | Path | None = None
@@ -292,9 +285,9 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: s
     """Per assay: its log2_value and zscore values as dense genes x samples blocks (memory-mapped in ``workdir``
     when large), read one block of samples at a time by :meth:`AssayBlock.part`.
 
-    One feature per gene (gene_id_map status ``mapped``), rows sorted by gene_id so tied values are ordered the
-    same way in every run (as gseapy orders them given genes in that order), samples by id; genes missing
-    log2_value in any sample are left out. Nothing is pivoted or collected whole.
+    One feature per gene (gene_id_map status ``mapped``); :func:`dense_block` sorts rows by gene_id, so tied values
+    are ordered the same way in every run (as gseapy orders them given genes in that order), and samples by id;
+    genes missing log2_value in any sample are left out. Nothing is pivoted or collected whole.
     """
     mapped = gene_map.filter(pl.col("status") == "mapped").select("assay", "feature_id")
     rows = (normalized.filter(pl.col("gene_id").is_not_null())
@@ -304,15 +297,10 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: s
     for (assay,) in rows.select("assay").unique().collect(engine="streaming").sort("assay").iter_rows():
         part = rows.filter(pl.col("assay") == assay)
         values = dense_block(part, value="log2_value", workdir=workdir)
-        zscores = dense_block(part, value="zscore", workdir=workdir)
+        zscores = dense_block(part, value="zscore", workdir=workdir)  # the same rows and columns: from `part`
         complete = complete_rows(values.values)
-        genes = values.gene_ids.to_numpy()[complete]
-        by_gene = np.argsort(genes, kind="stable")
-        kept, order = complete[by_gene], np.argsort(values.sample_ids.to_numpy(), kind="stable")
-        samples = values.sample_ids.gather(order)
-        yield AssayBlock(str(assay), genes[by_gene], samples.to_list(), values, zscores, kept, order,
-                         _positions(values.feature_ids.gather(kept), zscores.feature_ids),
-                         _positions(samples, zscores.sample_ids))
+        yield AssayBlock(str(assay), values.gene_ids.to_numpy()[complete], values.sample_ids.to_list(),
+                         values.values, zscores.values, complete)
 
 
 def score_study(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, members: pl.DataFrame | MemberIndex, *,
