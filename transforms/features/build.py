@@ -149,8 +149,11 @@ def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | 
 def fit_scaling(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str]
                 ) -> dict[str, dict[str, float | None]]:
     """Per feature: mean and SD (ddof=1) over the training samples' non-NULL values only (one streaming pass)."""
+    # sorted first: the joined rows come in an order that varies from run to run, and the float sums of a feature
+    # then differed in the last bit between two builds of the same inputs (about one build in three)
     fitted = (values.lazy().filter(pl.col("feature").is_in(features)).join(train.lazy(), on=KEY, how="semi")
-              .group_by("feature").agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("sd"))
+              .sort("feature", "value").group_by("feature", maintain_order=True)
+              .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("sd"))
               .collect())
     found = {r["feature"]: {"mean": r["mean"], "sd": r["sd"]} for r in fitted.iter_rows(named=True)}
     return {f: found.get(f, {"mean": None, "sd": None}) for f in features}
@@ -199,8 +202,8 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     scaling = fit_scaling(rows, train, features=scaled) if scaled else {}
     impute = None
     if spec.impute == "train_mean":
-        impute = (apply_scaling(rows, scaling).join(train.lazy(), on=KEY, how="semi").group_by("feature")
-                  .agg(pl.col("value").mean().alias("_m")).collect())
+        impute = (apply_scaling(rows, scaling).join(train.lazy(), on=KEY, how="semi").sort("feature", "value")
+                  .group_by("feature", maintain_order=True).agg(pl.col("value").mean().alias("_m")).collect())
     learned = dict(zip(impute["feature"], impute["_m"], strict=True)) if impute is not None else {}
     imputation = {f: learned.get(f) for f in columns} if impute is not None else {}
     return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
