@@ -74,9 +74,7 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         return pl.LazyFrame(schema=polars_schema(name))
     ledger = lake.scan("study_versions", version=shown.get("study_versions"))
     published = ledger.filter(pl.col("table_name") == name).select("study_id", "files")
-    parts = [pl.scan_parquet([f"{lake.uri(name)}/{f}" for f in files], hive_partitioning=False,
-                             storage_options=lake.storage_options).with_columns(pl.lit(study).alias("study_id"))
-             for study, files in published.collect().iter_rows() if files]
+    parts = [lake.scan_files(name, files) for _, files in published.collect().iter_rows() if files]
     if not parts:
         return pl.LazyFrame(schema=polars_schema(name))
     return pl.concat(parts, how="diagonal_relaxed").select(
@@ -148,7 +146,7 @@ def delta_snapshots(name: str, *, warehouse: str | Path | None = None, lake_uri:
         return {}
     ledger = (lake.scan("study_versions", version=shown.get("study_versions"))
               .filter(pl.col("table_name") == name).select("study_id", "delta_version", "files").collect())
-    actions = pl.DataFrame(lake.delta(name, version=version).get_add_actions(flatten=True))
+    actions = lake.add_actions(name, version)
     current = ({} if actions.is_empty() else
                {study: sorted(group["path"]) for (study,), group in actions.group_by("partition.study_id")})
     reads: dict[int, list[str]] = {}

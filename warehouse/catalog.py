@@ -78,7 +78,11 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
         prefix = f"coalesce(getvariable('{ROOT_VARIABLE}'), {_literal(root)})"
         file_list = f"list_transform({file_list}, lambda f: {prefix} || '/' || f)"
     partitioned = "study_id" in schema and table not in GLOBAL_TABLES  # global tables keep study_id in the files
-    options = ", hive_partitioning = true, hive_types = {'study_id': VARCHAR}" if partitioned else ""
+    # the long RNA tables of a new warehouse also take assay from the path (warehouse.lake.PARTITIONS); a table
+    # has one layout, and DuckDB refuses a hive type for a key its paths lack
+    keys = ["study_id", *(["assay"] if "/assay=" in files[0] else [])]
+    types = ", ".join(f"{_literal(k)}: VARCHAR" for k in keys)
+    options = f", hive_partitioning = true, hive_types = {{{types}}}" if partitioned else ""
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 

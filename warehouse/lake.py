@@ -1,7 +1,8 @@
 """Delta tables under one root: staging, the atomic per-study commit, history look-ups, locks and clean-up.
 
 Data are streamed by polars into Parquet files under ``<lake>/<table>/study_id=<id>/`` (bounded memory, no
-collect of a whole study), then committed in one transaction that removes the study's previous files
+collect of a whole study; the long RNA tables one folder deeper, ``study_id=<id>/assay=<name>/``: see
+:data:`PARTITIONS`), then committed in one transaction that removes the study's previous files
 (``mode="overwrite"`` with a partition filter) and adds the new ones with their statistics. Until that commit the
 new files are invisible to every reader, so a failed run leaves the last good version readable. A commit records
 the study's input fingerprint in its metadata; a re-run with the same fingerprint writes nothing.
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import polars as pl
 import pyarrow as pa
@@ -69,6 +71,18 @@ polars scans ~2x faster; bench/README.md, "Whole study build").
 DEFAULT_CODEC: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 """zstd level 1: against polars' default level 3, ~8 % less write CPU and no bigger for integral counts (the ingest's
 Float64 count column: 34 vs 39 MB per 20M rows), ~7 % bigger for normalised floats."""
+
+
+PARTITIONS: dict[str, list[str]] = {table: ["study_id", "assay"]
+                                     for table in ("rna_counts", "rna_abundance", "rna_normalized", "rna_vst")}
+"""Partition columns of a new study table, where not ``study_id`` alone (physical layout only: every reader sees
+the same columns, types and rows). The long RNA tables hold one ``assay`` value per assay over millions of rows;
+as a partition column it is a folder name instead of a Parquet column encoded once per row (+0.4-0.55 CPU s per
+20 M rows, ~20 % of bare polars' whole read-unpivot-write; bench/README.md, "Ingest"). A table keeps the layout
+it was created with (:meth:`Lake.partition_columns`): a warehouse built before keeps ``study_id`` alone.
+"""
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+"""Folder name of a null partition value (Hive's, which DuckDB reads as NULL): such rows fail the contract."""
 
 
 class StudyLocked(RuntimeError):
@@ -166,6 +180,18 @@ class Lake:
             cache.popitem(last=False)
         return delta
 
+    def partition_columns(self, table: str) -> list[str]:
+        """The table's partition columns: those it was created with, else those a new table gets."""
+        if self.exists(table):
+            return list(self.delta(table).metadata().partition_columns)
+        return [] if table in GLOBAL_TABLES else PARTITIONS.get(table, ["study_id"])
+
+    def add_actions(self, table: str, version: int | None = None) -> pl.DataFrame:
+        """The table's files at ``version`` (default newest), one row each: ``path`` relative to the table as it
+        is on disk (the Delta log stores it percent-encoded), ``partition.<column>``, ``num_records`` and so on.
+        """
+        return _actions(self.delta(table, version))
+
     def version(self, table: str) -> int | None:
         return self.delta(table).version() if self.exists(table) else None
 
@@ -224,13 +250,13 @@ class Lake:
 
     def study_files(self, table: str, study_id: str | None) -> tuple[int, list[str]]:
         """Current version of the table and the relative paths of the study's files (all files if global)."""
-        table_ = self.delta(table)
-        actions = pl.DataFrame(table_.get_add_actions(flatten=True))
+        delta = self.delta(table)
+        version, actions = delta.version(), _actions(delta)
         if actions.is_empty():
-            return table_.version(), []
+            return version, []
         if study_id is not None:
             actions = actions.filter(pl.col("partition.study_id") == study_id)
-        return table_.version(), sorted(actions["path"].to_list())
+        return version, sorted(actions["path"].to_list())
 
     # -- sessions: lock, journal, clean-up ------------------------------------------------------------------
     @contextmanager
@@ -299,7 +325,7 @@ class Lake:
         for table in tables:
             if self.exists(table):
                 continue
-            partition = None if table in GLOBAL_TABLES else ["study_id"]
+            partition = self.partition_columns(table) or None
             empty = pl.DataFrame(schema=polars_schema(table)).to_arrow()
             try:
                 write_deltalake(self.uri(table), empty, partition_by=partition, mode="ignore",
@@ -309,20 +335,39 @@ class Lake:
                 if not self.exists(table):  # another run created it between our check and our commit: fine
                     raise
 
-    def stage(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None) -> StagedFiles:
-        """Stream ``data`` into new Parquet files of the table (invisible to readers until committed)."""
-        staged, sink = self.plan(table, data, study_id=study_id)
+    def stage(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None,
+              assay: str | None = None) -> StagedFiles:
+        """Stream ``data`` into new Parquet files of the table (invisible to readers until committed).
+
+        For a table partitioned by assay, ``assay`` is the assay of every row; without it the rows are collected
+        and written a file per assay (:meth:`stage_frames`).
+        """
+        if assay is None and "assay" in self._folders(table, study_id, None):
+            return self.stage_frames(table, [data if isinstance(data, pl.DataFrame) else data.collect()],
+                                     study_id=study_id)
+        staged, sink = self.plan(table, data, study_id=study_id, assay=assay)
         sink.collect()
         return staged
 
-    def plan(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None
-             ) -> tuple[StagedFiles, pl.LazyFrame]:
-        """A lazy sink of ``data`` into one new Parquet file of the table; run it with ``pl.collect_all``."""
+    def _folders(self, table: str, study_id: str | None, assay: str | None) -> dict[str, str | None]:
+        """Partition column -> value of a new file of the study (no folders for a global table)."""
+        if study_id is None:
+            return {}
+        return {"study_id": study_id, **({"assay": assay} if "assay" in self.partition_columns(table) else {})}
+
+    def plan(self, table: str, data: pl.LazyFrame | pl.DataFrame, *, study_id: str | None,
+             assay: str | None = None) -> tuple[StagedFiles, pl.LazyFrame]:
+        """A lazy sink of ``data`` into one new Parquet file of the table; run it with ``pl.collect_all``.
+
+        In a table partitioned by assay every row of ``data`` must be of assay ``assay`` (None: a null assay):
+        the value goes into the path, not the file.
+        """
         types = polars_schema(table)
-        columns = [c for c in types if not (study_id is not None and c == "study_id")]
+        folders = self._folders(table, study_id, assay)
+        columns = [c for c in types if c not in folders]
         codec = PARQUET_CODECS.get(table, DEFAULT_CODEC)
         name = f"part-{uuid.uuid4().hex}.{codec['compression']}.parquet"
-        relative = f"study_id={study_id}/{name}" if study_id is not None else name
+        relative = "/".join([*(f"{k}={_encode(v)}" for k, v in folders.items()), name])
         target = f"{self.uri(table)}/{relative}"
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -335,18 +380,31 @@ class Lake:
     def stage_frames(self, table: str, frames: Iterable[pl.DataFrame], *, study_id: str | None) -> StagedFiles:
         """Write each frame as its own Parquet file of one staged set (a result too big for memory, block by block).
 
-        No frame at all stages nothing, which commits an empty study.
+        No frame at all stages nothing, which commits an empty study. In a table partitioned by assay each frame
+        is written as a file per assay it holds (one, for the frames of a study's stages).
         """
         relative: list[str] = []
         try:
             for frame in frames:
-                staged, sink = self.plan(table, frame, study_id=study_id)
-                relative += staged.relative_paths
-                sink.collect()
+                for assay, part in self._assay_parts(table, frame, study_id):
+                    staged, sink = self.plan(table, part, study_id=study_id, assay=assay)
+                    relative += staged.relative_paths
+                    sink.collect()
         except BaseException:
             self.discard(StagedFiles(table, study_id, relative, self))
             raise
         return StagedFiles(table, study_id, relative, self)
+
+    def _assay_parts(self, table: str, frame: pl.DataFrame, study_id: str | None
+                     ) -> list[tuple[str | None, pl.DataFrame]]:
+        """``frame`` split by assay where the table is partitioned by it (no copy when it holds one assay)."""
+        if "assay" not in self._folders(table, study_id, None):
+            return [(None, frame)]
+        column = frame.get_column("assay")
+        if frame.height and not column.null_count() and column.min() == column.max():
+            return [(column[0], frame)]
+        parts = frame.partition_by("assay", maintain_order=True, as_dict=True)
+        return [(key[0], part) for key, part in parts.items()]  # type: ignore[misc]
 
     def _metadata(self, uri: str) -> pq.FileMetaData:
         if self.is_local:
@@ -362,13 +420,17 @@ class Lake:
     def staged_statistics(self, staged: StagedFiles) -> dict[str, ColumnStatistics | None]:
         """Per column stored in the staged files: null count and min / max over every row group, from the footers.
 
-        None for a column some row group has no statistics for (its checks then read the rows); the partition
-        column is not stored, so it is not a key.
+        None for a column some row group has no statistics for (its checks then read the rows). ``study_id`` is
+        not stored, so it is not a key (a constant); another partition column (``assay``) is, from the paths.
         """
         found: dict[str, ColumnStatistics] = {}
         missing: set[str] = set()
         for relative in staged.relative_paths:
             metadata = self._metadata(f"{self.uri(staged.table)}/{relative}")
+            for name, value in _partition_values(relative).items():
+                if name != "study_id":
+                    nulls = metadata.num_rows if value is None else 0
+                    found[name] = found.get(name, ColumnStatistics()).merge(nulls, value, value)
             for rg in range(metadata.num_row_groups):
                 group = metadata.row_group(rg)
                 for c in range(group.num_columns):
@@ -385,11 +447,20 @@ class Lake:
         """Read staged (uncommitted) files as the table's rows, for validation before the commit."""
         if not staged.relative_paths:
             return pl.LazyFrame(schema=polars_schema(staged.table))
-        paths = [f"{self.uri(staged.table)}/{relative}" for relative in staged.relative_paths]
-        frame = pl.scan_parquet(paths, storage_options=self.storage_options, hive_partitioning=False)
-        if staged.study_id is not None:
-            frame = frame.with_columns(pl.lit(staged.study_id).alias("study_id"))
-        return frame.select(list(polars_schema(staged.table)))
+        return self.scan_files(staged.table, staged.relative_paths)
+
+    def scan_files(self, table: str, relative_paths: list[str]) -> pl.LazyFrame:
+        """Rows of files of the table (paths relative to it), partition columns from the paths, in contract order."""
+        types = polars_schema(table)
+        groups: dict[tuple[tuple[str, str | None], ...], list[str]] = {}
+        for relative in relative_paths:
+            key = tuple(_partition_values(relative).items())
+            groups.setdefault(key, []).append(f"{self.uri(table)}/{relative}")
+        parts = [pl.scan_parquet(paths, storage_options=self.storage_options, hive_partitioning=False)
+                 .with_columns(*(pl.lit(value, types[name]).alias(name) for name, value in key))
+                 for key, paths in groups.items()]
+        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+        return frame.select(list(types))
 
     # -- committing (only through warehouse.commit) --------------------------------------------------------------
     def commit(self, staged: StagedFiles, *, fingerprint: str, inputs: str | None = None,
@@ -439,8 +510,7 @@ class Lake:
             self.discard(StagedFiles(staged.table, staged.study_id, [relative], self))
             return None
         size = Path(uri).stat().st_size if self.is_local else int(self.fs.size(uri))
-        partition = {"study_id": staged.study_id} if staged.study_id is not None else {}
-        return AddAction(relative, size, partition, int(time.time() * 1000), True,
+        return AddAction(relative, size, _partition_values(relative), int(time.time() * 1000), True,
                          json.dumps(_file_stats(metadata)))
 
 
@@ -469,6 +539,29 @@ class StagedFiles:
 
     def __add__(self, other: StagedFiles) -> StagedFiles:
         return StagedFiles(self.table, self.study_id, self.relative_paths + other.relative_paths, self.lake)
+
+
+def _encode(value: str | None) -> str:
+    """A partition value as a folder name: percent-encoded (DuckDB's hive reader decodes it), Hive's for null."""
+    return NULL_PARTITION if value is None else quote(value, safe="")
+
+
+def _partition_values(relative: str) -> dict[str, str | None]:
+    """Partition column -> value of a file, from the ``column=value`` folders of its path (relative to the table)."""
+    values: dict[str, str | None] = {}
+    for folder in relative.split("/")[:-1]:
+        name, equals, value = folder.partition("=")
+        if equals:
+            values[name] = None if value == NULL_PARTITION else unquote(value)
+    return values
+
+
+def _actions(delta: DeltaTable) -> pl.DataFrame:
+    """Add actions of a table version, paths decoded (the log percent-encodes them; most need no decoding)."""
+    actions = pl.DataFrame(delta.get_add_actions(flatten=True))
+    if actions.is_empty() or not actions["path"].str.contains("%", literal=True).any():
+        return actions
+    return actions.with_columns(pl.Series("path", [unquote(p) for p in actions["path"]], dtype=pl.String))
 
 
 def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:

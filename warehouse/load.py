@@ -66,6 +66,18 @@ def _combined(table: str, frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     return contract_flags(table, combined)
 
 
+def _parts(lake: Lake, table: str, ingest: StudyIngest, combined: pl.LazyFrame
+           ) -> list[tuple[str | None, pl.LazyFrame]]:
+    """What to write of a table: its combined frame, or one per assay where the table is partitioned by assay
+    (the assay then goes into the path; every frame of a reader is of one assay)."""
+    if "assay" not in lake.partition_columns(table):
+        return [(None, combined)]
+    by_assay: dict[str | None, list[pl.LazyFrame]] = {}
+    for assay, frame in zip(ingest.assays.get(table, []), ingest.tables.get(table, []), strict=True):
+        by_assay.setdefault(assay, []).append(frame)
+    return [(assay, _combined(table, frames)) for assay, frames in by_assay.items()]
+
+
 def _quarantine(combined: dict[str, pl.LazyFrame], tables: list[str]) -> list[pl.DataFrame]:
     """Problem rows of ``tables`` as ingest_issues rows (spilled through Parquet: bounded memory)."""
     with tempfile.TemporaryDirectory(prefix="omicsdw-quarantine-") as tmp:
@@ -92,9 +104,12 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
     staged: dict[str, StagedFiles] = {}
     combined = {table: _combined(table, ingest.tables.get(table, [])) for table in DATA_TABLES}
     sinks = []
-    for table, frame in combined.items():
-        staged[table], sink = lake.plan(table, frame.filter(pl.col("problem").is_null()), study_id=sid)
-        sinks.append(sink)
+    for table in DATA_TABLES:
+        staged[table] = StagedFiles(table, sid, [], lake)
+        for assay, frame in _parts(lake, table, ingest, combined[table]):
+            files, sink = lake.plan(table, frame.filter(pl.col("problem").is_null()), study_id=sid, assay=assay)
+            staged[table] += files
+            sinks.append(sink)
     try:
         pl.collect_all(sinks)
         # Problem rows need a second pass over the input, skipped when a table got every row its files hold or

@@ -47,7 +47,7 @@ def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
         if source != load:
             stale.append(table)
         version, files = lake.study_files(table, study_id)
-        actions = pl.DataFrame(lake.delta(table).get_add_actions(flatten=True))
+        actions = lake.add_actions(table)
         n = int(actions.filter(pl.col("path").is_in(files))["num_records"].sum()) if files else 0
         rows.append({"study_id": study_id, "table_name": table, "delta_version": version,
                      "fingerprint": commit.get("omicsdw.fingerprint"), "rows": n, "files": files})

@@ -125,8 +125,8 @@ def test_second_engine_duckdb_deltalake_polars_and_daft_read_the_lz4_and_zstd_ta
     # engine decodes both to the values of the source file
     lake_dir = wh / "lake"
     codecs = {t: {pq.read_metadata(p).row_group(0).column(0).compression
-                  for p in (lake_dir / t / "study_id=airway").glob("*.parquet")} for t in ("rna_counts",
-                                                                                            "rna_normalized")}
+                  for p in (lake_dir / t / "study_id=airway").rglob("*.parquet")} for t in ("rna_counts",
+                                                                                             "rna_normalized")}
     assert codecs == {"rna_counts": {"ZSTD"}, "rna_normalized": {"LZ4"}}  # polars writes LZ4_RAW; pyarrow names it LZ4
     source = _airway_source()
     key = ["sample_id", "feature_id"]

@@ -59,6 +59,7 @@ class StudyIngest:
 
     ``tables``: table name -> lazy frames with the table's columns plus routing columns (``problem``,
     ``problem_code``, ``line``, ``column``, ``raw``, ``file``); rows with a problem go to ``ingest_issues``.
+    ``assays``: per table, the assay of each of its frames (None: a table without an assay column, or several).
     ``metadata``: per table, facts for the run's metadata (mapped fraction, samples, rule used, ...).
     ``valid_id``: the study id, or None when the folder declares none that is valid (an ``invalid_study_id``
     error is in ``issues``, there are no tables, and :attr:`study_id` raises: nothing may be written under it).
@@ -70,6 +71,7 @@ class StudyIngest:
     issues: IssueLog
     fingerprint: str
     tables: dict[str, list[pl.LazyFrame]] = field(default_factory=dict)
+    assays: dict[str, list[str | None]] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     expected_rows: dict[str, int | None] = field(default_factory=dict)
 
@@ -80,11 +82,15 @@ class StudyIngest:
             raise ValueError(f"{self.folder.name!r} has no valid study id; see its invalid_study_id issue")
         return self.valid_id
 
-    def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame, *, expected_rows: int | None = None) -> None:
-        """Add rows to a table; ``expected_rows`` (when every part knows it) says how many a clean file gives."""
+    def add(self, table: str, frame: pl.LazyFrame | pl.DataFrame, *, expected_rows: int | None = None,
+            assay: str | None = None) -> None:
+        """Add rows to a table; ``expected_rows`` (when every part knows it) says how many a clean file gives;
+        ``assay``: the assay of every row (the writer puts it in the path of tables partitioned by assay).
+        """
         known = self.expected_rows.get(table, 0) if table in self.tables else 0
         self.expected_rows[table] = None if known is None or expected_rows is None else known + expected_rows
         self.tables.setdefault(table, []).append(frame.lazy())
+        self.assays.setdefault(table, []).append(assay)
 
 
 def is_study_folder(folder: Path) -> bool:
@@ -237,7 +243,7 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             issues.error("unreadable_table", f"cannot parse file: {exc}", file=assay.path)
             continue
         for table, frame in output.tables.items():
-            result.add(table, frame, expected_rows=output.expected_rows.get(table))
+            result.add(table, frame, expected_rows=output.expected_rows.get(table), assay=assay.name)
         result.add("gene_id_map", output.gene_map)
         mapped_samples.append(output.samples)
         if output.derived_samples is not None:
