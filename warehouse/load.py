@@ -69,7 +69,8 @@ def _combined(table: str, frames: list[pl.LazyFrame]) -> pl.LazyFrame:
 def _parts(lake: Lake, table: str, ingest: StudyIngest, combined: pl.LazyFrame
            ) -> list[tuple[str | None, pl.LazyFrame]]:
     """What to write of a table: its combined frame, or one per assay where the table is partitioned by assay
-    (the assay then goes into the path; every frame of a reader is of one assay)."""
+    (the assay then goes into the path; every frame of a reader is of one assay).
+    """
     if "assay" not in lake.partition_columns(table):
         return [(None, combined)]
     by_assay: dict[str | None, list[pl.LazyFrame]] = {}
