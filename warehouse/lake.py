@@ -123,6 +123,7 @@ class Lake:
                                            else None)
         self._fs: Any = None
         self._journal: Path | None = None
+        self._partitions: dict[str, list[str]] = {}
         self.committed: set[str] = set()
         """Tables this object has committed to (the resource refreshes the catalog when readers see one)."""
 
@@ -181,10 +182,15 @@ class Lake:
         return delta
 
     def partition_columns(self, table: str) -> list[str]:
-        """The table's partition columns: those it was created with, else those a new table gets."""
-        if self.exists(table):
-            return list(self.delta(table).metadata().partition_columns)
-        return [] if table in GLOBAL_TABLES else PARTITIONS.get(table, ["study_id"])
+        """The table's partition columns: those it was created with (kept by this object: a table's partitioning
+        never changes), else those a new table gets.
+        """
+        if table in self._partitions:
+            return self._partitions[table]
+        if not self.exists(table):
+            return [] if table in GLOBAL_TABLES else PARTITIONS.get(table, ["study_id"])
+        self._partitions[table] = list(self.delta(table).metadata().partition_columns)
+        return self._partitions[table]
 
     def add_actions(self, table: str, version: int | None = None) -> pl.DataFrame:
         """The table's files at ``version`` (default newest), one row each: ``path`` relative to the table as it
