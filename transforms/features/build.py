@@ -19,14 +19,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 import polars as pl
 
 from schemas.features import FeatureSetSpec, LayerSpec, SampleFilter
+from transforms.moments import group_moments
 
 SOURCE_COLUMNS = {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_call", "mutation": "mutated"}
 """gene_sample_omics column of each gene layer."""
@@ -155,35 +154,13 @@ STATISTICS_SCHEMA = pl.Schema({"feature": pl.String, "n": pl.Int64, "mean": pl.F
                                "sd": pl.Float64})
 
 
-def _statistics(rows: pl.DataFrame) -> pl.DataFrame:
-    """Statistics of ``feature, value`` rows holding every value of their features, each feature's values summed by
-    numpy in ascending order: the same operations as ``np.mean`` / ``np.var(ddof=1)`` on the sorted values.
-    """
-    rows = rows.sort("feature", "value")
-    values = np.ascontiguousarray(rows["value"].to_numpy(), dtype=np.float64)
-    starts = np.flatnonzero(rows["feature"].ne_missing(rows["feature"].shift(1)).to_numpy())
-    bounds = np.append(starts, len(values))
-    mean, var = np.empty(len(starts)), np.full(len(starts), np.nan)
-    for i, (start, end) in enumerate(pairwise(bounds)):
-        part = values[start:end]
-        mean[i] = np.add.reduce(part) / len(part)
-        if len(part) > 1:
-            deviation = part - mean[i]
-            var[i] = np.add.reduce(deviation * deviation) / (len(part) - 1)
-    frame = pl.DataFrame({"feature": rows["feature"].gather(starts), "n": np.diff(bounds), "mean": mean,
-                          "var": var})
-    # NaN var = fewer than 2 values (NULL); a NaN input value keeps its NaN mean and var
-    return frame.with_columns(pl.when(pl.col("n") > 1).then(pl.col("var")).alias("var")).with_columns(
-        pl.col("var").sqrt().alias("sd"))
-
-
 def feature_statistics(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str],
                        rows_per_block: int = ROWS_PER_BLOCK) -> pl.DataFrame:
     """One row per feature of ``features`` with a training value: ``n``, ``mean``, ``var`` and ``sd`` (ddof=1) of
     the training samples' non-NULL values.
 
-    Bit-reproducible: each feature's values are summed in ascending order by numpy (a polars group-by summed
-    them in an order that varied between runs and thread counts, so two builds learned an SD 1 ulp apart).
+    Bit-reproducible: each feature's values are summed in ascending order (:func:`transforms.moments.group_moments`;
+    a polars group-by summed them in an order that varied between runs, so two builds learned an SD 1 ulp apart).
     Bounded: features are hashed into blocks of about ``rows_per_block`` training rows, the rows split into one
     work file per block in one streaming pass, and one block is held at a time. The block size changes nothing:
     every feature's values are in one block.
@@ -192,13 +169,13 @@ def feature_statistics(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame,
               .join(train.lazy().select(KEY), on=KEY, how="semi").select("feature", "value"))
     count = -(-len(features) * train.height // max(rows_per_block, 1))
     if count <= 1:
-        return _statistics(chosen.collect()).sort("feature")
+        return group_moments(chosen.collect(), key="feature")
     parts = [pl.DataFrame(schema=STATISTICS_SCHEMA)]
     with tempfile.TemporaryDirectory(prefix="omicsdw-feature-statistics-") as workdir:
         chosen.with_columns((pl.col("feature").hash(seed=0) % count).alias("_block")).sink_parquet(
             pl.PartitionBy(workdir, key="_block", include_key=False), compression="lz4", statistics=False)
         for folder in sorted(Path(workdir).iterdir()):
-            parts.append(_statistics(pl.read_parquet(folder / "*.parquet", hive_partitioning=False)))
+            parts.append(group_moments(pl.read_parquet(folder / "*.parquet", hive_partitioning=False), key="feature"))
     return pl.concat(parts).sort("feature")
 
 

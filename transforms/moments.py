@@ -1,0 +1,34 @@
+"""Per-group count, mean and variance that two runs compute bit for bit, whatever order the rows arrive in.
+
+polars' group-by and window aggregations sum a group's floats in the order its rows arrive, and that order varies
+between runs (multithreaded scans and sinks, joins that keep no row order): two builds of the same inputs then
+stored values 1 ulp apart. Here every group's values are put in ascending order and summed by numpy, with the
+operations of ``np.mean`` and ``np.var(ddof=1)`` on the sorted values.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import polars as pl
+
+
+def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value") -> pl.DataFrame:
+    """One row per ``key`` with a non-NULL ``value``: ``n``, ``mean``, ``var`` and ``sd`` (ddof=1; NULL below 2
+    values), sorted by ``key``. A NaN value makes its group's statistics NaN, as in numpy and polars.
+    """
+    rows = rows.select(key, value).drop_nulls(value).sort(key, value)
+    values = np.ascontiguousarray(rows[value].to_numpy(), dtype=np.float64)
+    starts = np.flatnonzero(rows[key].ne_missing(rows[key].shift(1)).to_numpy())
+    bounds = np.append(starts, len(values))
+    mean, var = np.empty(len(starts)), np.full(len(starts), np.nan)
+    for i, (start, end) in enumerate(pairwise(bounds)):
+        part = values[start:end]
+        mean[i] = np.add.reduce(part) / len(part)
+        if len(part) > 1:
+            deviation = part - mean[i]
+            var[i] = np.add.reduce(deviation * deviation) / (len(part) - 1)
+    frame = pl.DataFrame({key: rows[key].gather(starts), "n": np.diff(bounds), "mean": mean, "var": var})
+    return frame.with_columns(pl.when(pl.col("n") > 1).then(pl.col("var")).alias("var")).with_columns(
+        pl.col("var").sqrt().alias("sd"))
