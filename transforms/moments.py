@@ -14,21 +14,31 @@ import numpy as np
 import polars as pl
 
 
-def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value") -> pl.DataFrame:
+def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standardised: bool = False
+                  ) -> pl.DataFrame:
     """One row per ``key`` with a non-NULL ``value``: ``n``, ``mean``, ``var`` and ``sd`` (ddof=1; NULL below 2
-    values), sorted by ``key``. A NaN value makes its group's statistics NaN, as in numpy and polars.
+    values), sorted by ``key``; with ``standardised`` also ``z_mean``, the mean of the group's values z-scored with
+    that mean and SD (NULL unless the SD is positive), summed in the same ascending order. A NaN value makes its
+    group's statistics NaN, as in numpy and polars.
     """
     rows = rows.select(key, value).drop_nulls(value).sort(key, value)
     values = np.ascontiguousarray(rows[value].to_numpy(), dtype=np.float64)
     starts = np.flatnonzero(rows[key].ne_missing(rows[key].shift(1)).to_numpy())
     bounds = np.append(starts, len(values))
-    mean, var = np.empty(len(starts)), np.full(len(starts), np.nan)
+    mean = np.empty(len(starts))
+    var, sd, z_mean = (np.full(len(starts), np.nan) for _ in range(3))
     for i, (start, end) in enumerate(pairwise(bounds)):
         part = values[start:end]
         mean[i] = np.add.reduce(part) / len(part)
         if len(part) > 1:
             deviation = part - mean[i]
             var[i] = np.add.reduce(deviation * deviation) / (len(part) - 1)
-    frame = pl.DataFrame({key: rows[key].gather(starts), "n": np.diff(bounds), "mean": mean, "var": var})
-    return frame.with_columns(pl.when(pl.col("n") > 1).then(pl.col("var")).alias("var")).with_columns(
-        pl.col("var").sqrt().alias("sd"))
+            sd[i] = np.sqrt(var[i])
+            if standardised and sd[i] > 0:
+                z_mean[i] = np.add.reduce(deviation / sd[i]) / len(part)
+    frame = pl.DataFrame({key: rows[key].gather(starts), "n": np.diff(bounds), "mean": mean, "var": var, "sd": sd,
+                          **({"z_mean": z_mean} if standardised else {})})
+    two = pl.col("n") > 1  # NaN below 2 values is NULL (NaN from NaN values stays)
+    return frame.with_columns(pl.when(two).then(pl.col("var", "sd")).name.keep(),
+                              *([pl.when(two & (pl.col("sd") > 0)).then("z_mean").alias("z_mean")]
+                                if standardised else []))

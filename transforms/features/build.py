@@ -3,8 +3,8 @@
 Values come from ``gene_sample_omics`` (rna = ``rna_normalized.log2_value``, protein = ``log2_abundance``,
 copy_number = the GISTIC call, mutation = 1 / 0, NULL where the gene was not profiled) and, for the signature
 layer, from ``signature_scores``. Scaling is fitted on the declared training samples only and applied unchanged
-to every sample (:func:`fit_scaling` / :func:`apply_scaling`); missing cells stay NULL unless ``impute`` says
-otherwise. The matrix is returned long (absent row = NULL cell) so 60,000 columns never exist as a frame here.
+to every sample (:func:`feature_statistics` / :func:`apply_scaling`); missing cells stay NULL unless ``impute``
+says otherwise. The matrix is returned long (absent row = NULL cell) so 60,000 columns never exist as a frame here.
 
 Bounded memory: the layers' rows stay lazy; names are a streaming aggregation, and what is learned from values
 (top variable genes, scaling parameters, imputation means) comes from :func:`feature_statistics`, block by block of
@@ -150,14 +150,11 @@ def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | 
     return rows_out, [f"{layer.layer}__{n}" for n in names], missing
 
 
-STATISTICS_SCHEMA = pl.Schema({"feature": pl.String, "n": pl.Int64, "mean": pl.Float64, "var": pl.Float64,
-                               "sd": pl.Float64})
-
-
 def feature_statistics(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str],
-                       rows_per_block: int = ROWS_PER_BLOCK) -> pl.DataFrame:
+                       rows_per_block: int = ROWS_PER_BLOCK, standardised: bool = False) -> pl.DataFrame:
     """One row per feature of ``features`` with a training value: ``n``, ``mean``, ``var`` and ``sd`` (ddof=1) of
-    the training samples' non-NULL values.
+    the training samples' non-NULL values; with ``standardised`` also ``z_mean``, the training mean after z-scoring
+    with them (the imputation value of a scaled feature), from the same pass.
 
     Bit-reproducible: each feature's values are summed in ascending order (:func:`transforms.moments.group_moments`;
     a polars group-by summed them in an order that varied between runs, so two builds learned an SD 1 ulp apart).
@@ -169,22 +166,15 @@ def feature_statistics(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame,
               .join(train.lazy().select(KEY), on=KEY, how="semi").select("feature", "value"))
     count = -(-len(features) * train.height // max(rows_per_block, 1))
     if count <= 1:
-        return group_moments(chosen.collect(), key="feature")
-    parts = [pl.DataFrame(schema=STATISTICS_SCHEMA)]
+        return group_moments(chosen.collect(), key="feature", standardised=standardised)
+    parts = [group_moments(pl.DataFrame(schema=LONG_SCHEMA), key="feature", standardised=standardised)]
     with tempfile.TemporaryDirectory(prefix="omicsdw-feature-statistics-") as workdir:
         chosen.with_columns((pl.col("feature").hash(seed=0) % count).alias("_block")).sink_parquet(
             pl.PartitionBy(workdir, key="_block", include_key=False), compression="lz4", statistics=False)
         for folder in sorted(Path(workdir).iterdir()):
-            parts.append(group_moments(pl.read_parquet(folder / "*.parquet", hive_partitioning=False), key="feature"))
+            block = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
+            parts.append(group_moments(block, key="feature", standardised=standardised))
     return pl.concat(parts).sort("feature")
-
-
-def fit_scaling(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str],
-                rows_per_block: int = ROWS_PER_BLOCK) -> dict[str, dict[str, float | None]]:
-    """Per feature: mean and SD (ddof=1) over the training samples' non-NULL values (:func:`feature_statistics`)."""
-    fitted = feature_statistics(values, train, features=features, rows_per_block=rows_per_block)
-    found = {r["feature"]: {"mean": r["mean"], "sd": r["sd"]} for r in fitted.iter_rows(named=True)}
-    return {f: found.get(f, {"mean": None, "sd": None}) for f in features}
 
 
 def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) -> Frame:
@@ -227,12 +217,15 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
         if spec.scale is not None and spec.scale.method == "zscore" and layer.layer in spec.scale.layers:
             scaled += names
     rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
-    scaling = fit_scaling(rows, train, features=scaled, rows_per_block=rows_per_block) if scaled else {}
-    impute = None
-    if spec.impute == "train_mean":
-        impute = feature_statistics(apply_scaling(rows, scaling), train, features=columns,
-                                    rows_per_block=rows_per_block).select("feature", pl.col("mean").alias("_m"))
-    learned = dict(zip(impute["feature"], impute["_m"], strict=True)) if impute is not None else {}
-    imputation = {f: learned.get(f) for f in columns} if impute is not None else {}
+    # one pass learns the scaling and the imputation means (a scaled feature's mean after scaling: z_mean)
+    imputing = spec.impute == "train_mean"
+    stats = (feature_statistics(rows, train, features=columns if imputing else scaled, rows_per_block=rows_per_block,
+                                standardised=imputing) if scaled or imputing else None)
+    learned = {r["feature"]: r for r in stats.iter_rows(named=True)} if stats is not None else {}
+    none = {"mean": None, "sd": None, "z_mean": None}
+    scaling = {f: {k: learned.get(f, none)[k] for k in ("mean", "sd")} for f in scaled}
+    imputation = {f: learned.get(f, none)["z_mean" if f in scaling else "mean"] for f in columns} if imputing else {}
+    impute = (pl.DataFrame({"feature": list(imputation), "_m": list(imputation.values())},
+                           schema={"feature": pl.String, "_m": pl.Float64}).drop_nulls("_m") if imputing else None)
     return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
                          rows_per_block, imputation)

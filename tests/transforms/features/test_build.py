@@ -127,6 +127,19 @@ def test_build_feature_matrix_in_small_sample_blocks_equals_one_block(mrna):
     assert small.scaling == one.scaling
 
 
+def test_build_feature_matrix_scaling_and_imputation_equal_numpy_on_the_sorted_training_values(mrna):
+    spec = FeatureSetSpec.model_validate({**SPEC, "impute": "train_mean", "scale": {
+        "method": "zscore", "train": {"attribute": "split", "values": ["train"]}}})
+    matrix = build_feature_matrix(spec, **_inputs(mrna))
+    for gene in GENES:
+        values = np.sort(mrna.head(12)[gene].to_numpy())
+        mean, sd = np.mean(values), np.std(values, ddof=1)
+        assert matrix.scaling[f"rna__{gene}"] == {"mean": mean, "sd": sd}
+        assert matrix.imputation[f"rna__{gene}"] == np.mean((values - mean) / sd)  # the mean after scaling
+    mutated = np.sort([float(i % 4 == 0) for i in range(1, 12)])  # unscaled; sample 0 not profiled
+    assert matrix.imputation["mutation__TP53"] == np.mean(mutated)
+
+
 def _random_rows(samples: int, features: int, seed: int) -> pl.DataFrame:
     """Long ``study_id, sample_id, feature, value`` rows of random values; about 10 % of cells absent or NULL."""
     rng = np.random.default_rng(seed)
@@ -146,7 +159,7 @@ def test_feature_statistics_equal_numpy_on_sorted_values_in_any_block_size_and_r
                                           "value": [2.5, 7.0, 7.0]})])
     train = pl.DataFrame({"study_id": "s", "sample_id": [f"S{j:03d}" for j in range(0, 60, 2)] + ["S001"]})
     features = [*sorted(rows["feature"].unique().to_list()), "rna__never"]
-    one = feature_statistics(rows, train, features=features)
+    one = feature_statistics(rows, train, features=features, standardised=True)
     assert one["feature"].to_list() == features[:-1]  # a feature without a training value has no row
     trained = rows.join(train, on=["study_id", "sample_id"]).drop_nulls("value")
     for row in one.iter_rows(named=True):
@@ -159,13 +172,17 @@ def test_feature_statistics_equal_numpy_on_sorted_values_in_any_block_size_and_r
             assert row["sd"] == np.std(values, ddof=1)
             exact = math.fsum((values - math.fsum(values) / len(values)) ** 2) / (len(values) - 1)
             assert row["var"] == pytest.approx(exact, rel=1e-12, abs=0)
-    assert one.filter(pl.col("feature") == "rna__one").row(0)[1:] == (1, 2.5, None, None)
-    assert one.filter(pl.col("feature") == "rna__flat").row(0)[1:] == (2, 7.0, 0.0, 0.0)
+            if row["sd"] > 0:  # the imputation value after scaling
+                assert row["z_mean"] == np.mean((values - row["mean"]) / row["sd"])
+                assert row["z_mean"] == pytest.approx(0, abs=1e-12)
+    assert one.filter(pl.col("feature") == "rna__one").row(0)[1:] == (1, 2.5, None, None, None)
+    assert one.filter(pl.col("feature") == "rna__flat").row(0)[1:] == (2, 7.0, 0.0, 0.0, None)  # SD 0: no z
     # many work files (blocks of whole features), shuffled rows: the same bits
     for seed in range(5):
         shuffled = rows.sample(fraction=1.0, shuffle=True, seed=seed)
-        assert feature_statistics(shuffled.lazy(), train, features=features).equals(one)
-        assert feature_statistics(shuffled.lazy(), train, features=features, rows_per_block=40).equals(one)
+        assert feature_statistics(shuffled.lazy(), train, features=features, standardised=True).equals(one)
+        assert feature_statistics(shuffled.lazy(), train, features=features, standardised=True,
+                                  rows_per_block=40).equals(one)
 
 
 _BUILD = """
