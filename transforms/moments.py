@@ -21,9 +21,13 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
     that mean and SD (NULL unless the SD is positive), summed in the same ascending order. A NaN value makes its
     group's statistics NaN, as in numpy and polars.
     """
-    rows = rows.select(key, value).drop_nulls(value).sort(key, value)
+    rows = rows.select(key, value).drop_nulls(value)
+    # text keys grouped by a categorical code (half the CPU of sorting the strings); any code order will do,
+    # since only each group's values need their ascending order
+    group = rows[key].cast(pl.Categorical).to_physical() if rows[key].dtype == pl.String else rows[key]
+    rows = rows.with_columns(group.alias("_group")).sort("_group", value)
     values = np.ascontiguousarray(rows[value].to_numpy(), dtype=np.float64)
-    starts = np.flatnonzero(rows[key].ne_missing(rows[key].shift(1)).to_numpy())
+    starts = np.flatnonzero(rows["_group"].ne_missing(rows["_group"].shift(1)).to_numpy())
     bounds = np.append(starts, len(values))
     mean = np.empty(len(starts))
     var, sd, z_mean = (np.full(len(starts), np.nan) for _ in range(3))
@@ -41,4 +45,4 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
     two = pl.col("n") > 1  # NaN below 2 values is NULL (NaN from NaN values stays)
     return frame.with_columns(pl.when(two).then(pl.col("var", "sd")).name.keep(),
                               *([pl.when(two & (pl.col("sd") > 0)).then("z_mean").alias("z_mean")]
-                                if standardised else []))
+                                if standardised else [])).sort(key)
