@@ -8,9 +8,11 @@
    p-values, FDR) against a polars ``group_by(gene).agg(pl.corr(...))`` (r only) on the same files.
 2. ``features``: omicsdw's feature-set build (:func:`transforms.features.build.build_feature_matrix`, rna layer
    ``top_variable: GENES`` over the joined blocks: SAMPLES x GENES, finished block by block, hashed and written
-   as ``warehouse.feature_sets`` does before its commit); a long feature matrix (SAMPLES x GENES, stored sorted
-   by sample as feature_values is) read back wide: omicsdw's reader (:func:`warehouse.feature_sets.wide_frame`:
-   sample-range reads, positional fill) vs ``pandas.read_parquet(...).pivot`` and polars ``pivot``.
+   as ``warehouse.feature_sets`` does before its commit; ``omicsdw_features_build_zscore``: the same with
+   ``scale: zscore`` and ``impute: train_mean``, so scaling and imputation means are learned too); a long feature
+   matrix (SAMPLES x GENES, stored sorted by sample as feature_values is) read back wide: omicsdw's reader
+   (:func:`warehouse.feature_sets.wide_frame`: sample-range reads, positional fill) vs
+   ``pandas.read_parquet(...).pivot`` and polars ``pivot``.
 
 Each peer runs in its own process; wall time, CPU time and peak RSS (``ru_maxrss`` the child reads itself) are
 printed; a peer whose RSS passes ``--max-rss-gib`` is killed (the machine is shared). Inputs are written in blocks
@@ -114,7 +116,7 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
         both.group_by("gene_id").agg(pl.corr("rna_log2", "protein_log2", method="spearman").alias("spearman"),
                                      pl.corr("rna_log2", "protein_log2").alias("pearson"),
                                      pl.len().alias("n")).sink_parquet(out)
-    elif peer == "omicsdw_features_build":
+    elif peer in ("omicsdw_features_build", "omicsdw_features_build_zscore"):
         import tempfile
 
         from schemas.features import FeatureSetSpec
@@ -125,8 +127,9 @@ def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the
         samples = pl.DataFrame({"study_id": "bench", "sample_id": [f"S{j:05d}" for j in range(int(paths["samples"]))]})
         attributes = pl.DataFrame(schema={"study_id": pl.String, "sample_id": pl.String, "attribute": pl.String,
                                           "value": pl.String})
+        learned = {"scale": {"method": "zscore"}, "impute": "train_mean"} if peer.endswith("_zscore") else {}
         spec = FeatureSetSpec.model_validate({"name": "bench", "studies": ["bench"], "layers": [
-            {"layer": "rna", "top_variable": int(paths["genes"])}]})
+            {"layer": "rna", "top_variable": int(paths["genes"])}], **learned})
         matrix = build_feature_matrix(spec, gso=gso, samples=samples, attributes=attributes)
         with tempfile.TemporaryDirectory(dir=Path(out).parent) as workdir:
             files: list[Path] = []
@@ -194,7 +197,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--peers", nargs="+", default=["polars_join", "duckdb_join", "omicsdw_join",
                                                        "polars_correlations", "omicsdw_correlations",
-                                                       "omicsdw_features_build", "pandas_pivot_read",
+                                                       "omicsdw_features_build", "omicsdw_features_build_zscore",
+                                                       "pandas_pivot_read",
                                                        "polars_pivot_read", "omicsdw_features_read"])
     parser.add_argument("--max-rss-gib", type=float, default=12.0,
                         help="kill a peer whose resident memory passes this (the machine is shared)")

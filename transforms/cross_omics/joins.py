@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from transforms.moments import group_moments
+
 KEY = ["sample_id", "gene_id"]
 
 
@@ -61,10 +63,13 @@ def protein_layer(protein_abundance: pl.LazyFrame) -> pl.LazyFrame:
     order = [pl.col("is_phospho").fill_null(False), pl.col("platform") != "ms", pl.col("is_ambiguous").fill_null(False)]
     best = _winner(rows, value="log2_abundance", order=order, source=["assay", "feature_id"])
     value = pl.col("log2_abundance")
-    zscore = (value - value.mean().over("gene_id")) / value.std(ddof=1).over("gene_id")
-    return (best.filter(value.is_not_null())
+    # per-gene mean and SD from the values in ascending order (collected: one column pair of the block), since a
+    # window mean summed them in arrival order, which the split's sink and the source join do not fix
+    moments = group_moments(best.select("gene_id", value).collect(), key="gene_id", value="log2_abundance")
+    best = best.filter(value.is_not_null()).join(moments.lazy().select("gene_id", "mean", "sd"), on="gene_id")
+    return (best
             .select(*KEY, value.alias("protein_log2"),
-                    pl.when(value.std(ddof=1).over("gene_id") > 0).then(zscore).alias("protein_zscore"),
+                    pl.when(pl.col("sd") > 0).then((value - pl.col("mean")) / pl.col("sd")).alias("protein_zscore"),
                     pl.concat_str("assay", "feature_id", separator=":").alias("protein_assay"),
                     pl.col("is_ambiguous").fill_null(False).alias("protein_ambiguous")))
 

@@ -3,11 +3,12 @@
 Values come from ``gene_sample_omics`` (rna = ``rna_normalized.log2_value``, protein = ``log2_abundance``,
 copy_number = the GISTIC call, mutation = 1 / 0, NULL where the gene was not profiled) and, for the signature
 layer, from ``signature_scores``. Scaling is fitted on the declared training samples only and applied unchanged
-to every sample (:func:`fit_scaling` / :func:`apply_scaling`); missing cells stay NULL unless ``impute`` says
-otherwise. The matrix is returned long (absent row = NULL cell) so 60,000 columns never exist as a frame here.
+to every sample (:func:`feature_statistics` / :func:`apply_scaling`); missing cells stay NULL unless ``impute``
+says otherwise. The matrix is returned long (absent row = NULL cell) so 60,000 columns never exist as a frame here.
 
-Bounded memory: the layers' rows stay lazy; what is learned from them (names, top variable genes, scaling
-parameters, imputation means) is a streaming aggregation, and :meth:`FeatureMatrix.blocks` yields the finished rows
+Bounded memory: the layers' rows stay lazy; names are a streaming aggregation, and what is learned from values
+(top variable genes, scaling parameters, imputation means) comes from :func:`feature_statistics`, block by block of
+whole features and bit-reproducible; :meth:`FeatureMatrix.blocks` yields the finished rows
 for consecutive blocks of about ``rows_per_block`` long rows (whole samples), each sorted, so their concatenation
 is the whole matrix in (study_id, sample_id, feature) order. Several blocks: the rows are first split by sample
 block into work files in one streaming pass, so the inputs are read once, not once per block.
@@ -24,6 +25,7 @@ from typing import TypeVar
 import polars as pl
 
 from schemas.features import FeatureSetSpec, LayerSpec, SampleFilter
+from transforms.moments import group_moments
 
 SOURCE_COLUMNS = {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_call", "mutation": "mutated"}
 """gene_sample_omics column of each gene layer."""
@@ -101,7 +103,7 @@ def select_samples(samples: pl.DataFrame, attributes: pl.DataFrame, chosen: Samp
 
 
 def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | None,
-                members: pl.DataFrame | None, samples: pl.DataFrame, train: pl.DataFrame
+                members: pl.DataFrame | None, samples: pl.DataFrame, train: pl.DataFrame, rows_per_block: int
                 ) -> tuple[pl.LazyFrame, list[str], list[str]]:
     """Long rows ``study_id, sample_id, feature, value`` of one layer (lazy), its ordered columns, names not found."""
     if layer.layer == "signature":
@@ -129,34 +131,50 @@ def _layer_rows(layer: LayerSpec, gso: pl.LazyFrame, signatures: pl.LazyFrame | 
             rows = rows.filter(pl.col("gene_id").is_in(ids.implode()))
         rows = rows.drop("gene_id")
     rows = rows.filter(pl.col("value").is_not_null())
+    if layer.genes is not None:
+        rows = rows.filter(pl.col("name").is_in(list(dict.fromkeys(layer.genes))))
+    present = sorted(rows.select(pl.col("name").unique()).collect()["name"].to_list())
     if layer.top_variable is not None:
-        variance = (rows.join(train.lazy(), on=KEY, how="semi").group_by("name")
-                    .agg(pl.col("value").var(ddof=1).alias("v")).drop_nulls("v")
-                    .sort(["v", "name"], descending=[True, False]).head(layer.top_variable).collect())
-        names = sorted(variance["name"].to_list())
+        variance = (feature_statistics(rows.rename({"name": "feature"}), train, features=present,
+                                       rows_per_block=rows_per_block).drop_nulls("var")
+                    .sort(["var", "feature"], descending=[True, False]).head(layer.top_variable))
+        names = sorted(variance["feature"].to_list())
     elif layer.genes is not None:
         names = list(dict.fromkeys(layer.genes))
-        rows = rows.filter(pl.col("name").is_in(names))
     else:
-        names = sorted(rows.select(pl.col("name").unique()).collect()["name"].to_list())
-    present = set(rows.select(pl.col("name").unique()).collect()["name"].to_list())
-    missing = [n for n in names if n not in present]
+        names = present
+    found = set(present)
+    missing = [n for n in names if n not in found]
     rows_out = rows.filter(pl.col("name").is_in(names)).select(
         *KEY, (pl.lit(f"{layer.layer}__") + pl.col("name")).alias("feature"), "value")
     return rows_out, [f"{layer.layer}__{n}" for n in names], missing
 
 
-def fit_scaling(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str]
-                ) -> dict[str, dict[str, float | None]]:
-    """Per feature: mean and SD (ddof=1) over the training samples' non-NULL values only (one streaming pass)."""
-    # sorted first: the joined rows come in an order that varies from run to run, and the float sums of a feature
-    # then differed in the last bit between two builds of the same inputs (about one build in three)
-    fitted = (values.lazy().filter(pl.col("feature").is_in(features)).join(train.lazy(), on=KEY, how="semi")
-              .sort("feature", "value").group_by("feature", maintain_order=True)
-              .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("sd"))
-              .collect())
-    found = {r["feature"]: {"mean": r["mean"], "sd": r["sd"]} for r in fitted.iter_rows(named=True)}
-    return {f: found.get(f, {"mean": None, "sd": None}) for f in features}
+def feature_statistics(values: pl.DataFrame | pl.LazyFrame, train: pl.DataFrame, *, features: list[str],
+                       rows_per_block: int = ROWS_PER_BLOCK, standardised: bool = False) -> pl.DataFrame:
+    """One row per feature of ``features`` with a training value: ``n``, ``mean``, ``var`` and ``sd`` (ddof=1) of
+    the training samples' non-NULL values; with ``standardised`` also ``z_mean``, the training mean after z-scoring
+    with them (the imputation value of a scaled feature), from the same pass.
+
+    Bit-reproducible: each feature's values are summed in ascending order (:func:`transforms.moments.group_moments`;
+    a polars group-by summed them in an order that varied between runs, so two builds learned an SD 1 ulp apart).
+    Bounded: features are hashed into blocks of about ``rows_per_block`` training rows, the rows split into one
+    work file per block in one streaming pass, and one block is held at a time. The block size changes nothing:
+    every feature's values are in one block.
+    """
+    chosen = (values.lazy().filter(pl.col("feature").is_in(features) & pl.col("value").is_not_null())
+              .join(train.lazy().select(KEY), on=KEY, how="semi").select("feature", "value"))
+    count = -(-len(features) * train.height // max(rows_per_block, 1))
+    if count <= 1:
+        return group_moments(chosen.collect(), key="feature", standardised=standardised)
+    parts = [group_moments(pl.DataFrame(schema=LONG_SCHEMA), key="feature", standardised=standardised)]
+    with tempfile.TemporaryDirectory(prefix="omicsdw-feature-statistics-") as workdir:
+        chosen.with_columns((pl.col("feature").hash(seed=0) % count).alias("_block")).sink_parquet(
+            pl.PartitionBy(workdir, key="_block", include_key=False), compression="lz4", statistics=False)
+        for folder in sorted(Path(workdir).iterdir()):
+            block = pl.read_parquet(folder / "*.parquet", hive_partitioning=False)
+            parts.append(group_moments(block, key="feature", standardised=standardised))
+    return pl.concat(parts).sort("feature")
 
 
 def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) -> Frame:
@@ -191,7 +209,7 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     parts, columns, scaled = [], [], []
     missing: dict[str, list[str]] = {}
     for layer in spec.layers:
-        rows, names, absent = _layer_rows(layer, gso, signatures, members, chosen, train)
+        rows, names, absent = _layer_rows(layer, gso, signatures, members, chosen, train, rows_per_block)
         parts.append(rows)
         columns += names
         if absent:
@@ -199,12 +217,15 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
         if spec.scale is not None and spec.scale.method == "zscore" and layer.layer in spec.scale.layers:
             scaled += names
     rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
-    scaling = fit_scaling(rows, train, features=scaled) if scaled else {}
-    impute = None
-    if spec.impute == "train_mean":
-        impute = (apply_scaling(rows, scaling).join(train.lazy(), on=KEY, how="semi").sort("feature", "value")
-                  .group_by("feature", maintain_order=True).agg(pl.col("value").mean().alias("_m")).collect())
-    learned = dict(zip(impute["feature"], impute["_m"], strict=True)) if impute is not None else {}
-    imputation = {f: learned.get(f) for f in columns} if impute is not None else {}
+    # one pass learns the scaling and the imputation means (a scaled feature's mean after scaling: z_mean)
+    imputing = spec.impute == "train_mean"
+    stats = (feature_statistics(rows, train, features=columns if imputing else scaled, rows_per_block=rows_per_block,
+                                standardised=imputing) if scaled or imputing else None)
+    learned = {r["feature"]: r for r in stats.iter_rows(named=True)} if stats is not None else {}
+    none = {"mean": None, "sd": None, "z_mean": None}
+    scaling = {f: {k: learned.get(f, none)[k] for k in ("mean", "sd")} for f in scaled}
+    imputation = {f: learned.get(f, none)["z_mean" if f in scaling else "mean"] for f in columns} if imputing else {}
+    impute = (pl.DataFrame({"feature": list(imputation), "_m": list(imputation.values())},
+                           schema={"feature": pl.String, "_m": pl.Float64}).drop_nulls("_m") if imputing else None)
     return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
                          rows_per_block, imputation)

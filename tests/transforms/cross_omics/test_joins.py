@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
 from schemas.tables import polars_schema
-from transforms.cross_omics.joins import copy_number_layer, gene_sample_omics
+from transforms.cross_omics.joins import copy_number_layer, gene_sample_omics, protein_layer
 
 
 def _frame(table: str, rows: list[dict]) -> pl.LazyFrame:
@@ -89,3 +90,32 @@ def test_copy_number_layer_prefers_a_gene_level_assay_over_values_placed_from_se
     out = copy_number_layer(rows, segment_assays=["cna_hg19_seg"]).collect().sort("gene_id")
     assert out["cn_log2"].to_list() == [0.5, -0.3]
     assert copy_number_layer(rows).collect().sort("gene_id")["cn_log2"].to_list() == [0.5, -0.8]
+
+
+def test_protein_layer_z_scores_do_not_depend_on_the_row_order_and_equal_numpy_by_hand():
+    """The per-gene mean and SD summed the values in arrival order, which the block split's sink and the source
+    join do not fix: shuffled rows gave z-scores 1 ulp apart. Two sources of one gene (the join path) included.
+    """
+    rng = np.random.default_rng(5)
+    genes, samples = 40, 150
+    frame = pl.DataFrame({
+        "sample_id": np.repeat([f"S{j:03d}" for j in range(samples)], genes), "gene_id": np.tile(np.arange(genes),
+                                                                                                  samples),
+        "assay": "ms", "feature_id": np.tile([f"P{k}" for k in range(genes)], samples), "platform": "ms",
+        "is_phospho": False, "is_ambiguous": False,
+        "log2_abundance": rng.normal(20, 3, genes * samples) * 10.0 ** rng.integers(-2, 3, genes * samples)})
+    rppa = frame.filter(pl.col("gene_id") < 5).with_columns(assay=pl.lit("rppa"), platform=pl.lit("rppa"),
+                                                             log2_abundance=pl.lit(1.0))
+    rows = pl.concat([frame, rppa]).with_columns(
+        pl.when(pl.int_range(pl.len()) % 17 == 0).then(None).otherwise("log2_abundance").alias("log2_abundance"))
+    results = set()
+    for seed in range(5):
+        out = protein_layer(rows.sample(fraction=1.0, shuffle=True, seed=seed).lazy()).collect()
+        results.add(out.sort("gene_id", "sample_id")["protein_zscore"].to_numpy().tobytes())
+    assert len(results) == 1
+    assert out["protein_assay"].str.starts_with("ms:").all()  # MS wins over RPPA for the two-source genes
+    for gene in (0, 7, 39):
+        mine = out.filter(pl.col("gene_id") == gene).sort("sample_id")
+        values = np.sort(mine["protein_log2"].to_numpy())
+        assert mine["protein_zscore"].to_list() == list(
+            (mine["protein_log2"].to_numpy() - np.mean(values)) / np.std(values, ddof=1))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 from schemas.features import FeatureSetSpec
-from transforms.features.build import FeatureInputMissing, build_feature_matrix
+from transforms.features.build import FeatureInputMissing, build_feature_matrix, feature_statistics
 
 GENES = ["NDRG2", "CCDC113", "RTN2"]
 
@@ -118,3 +125,107 @@ def test_build_feature_matrix_in_small_sample_blocks_equals_one_block(mrna):
     assert pl.concat(blocks).equals(one.values)
     assert one.values.height == mrna.height * len(one.columns) - mrna.height  # mutation__KRAS never has a value
     assert small.scaling == one.scaling
+
+
+def test_build_feature_matrix_scaling_and_imputation_equal_numpy_on_the_sorted_training_values(mrna):
+    spec = FeatureSetSpec.model_validate({**SPEC, "impute": "train_mean", "scale": {
+        "method": "zscore", "train": {"attribute": "split", "values": ["train"]}}})
+    matrix = build_feature_matrix(spec, **_inputs(mrna))
+    for gene in GENES:
+        values = np.sort(mrna.head(12)[gene].to_numpy())
+        mean, sd = np.mean(values), np.std(values, ddof=1)
+        assert matrix.scaling[f"rna__{gene}"] == {"mean": mean, "sd": sd}
+        assert matrix.imputation[f"rna__{gene}"] == np.mean((values - mean) / sd)  # the mean after scaling
+    mutated = np.sort([float(i % 4 == 0) for i in range(1, 12)])  # unscaled; sample 0 not profiled
+    assert matrix.imputation["mutation__TP53"] == np.mean(mutated)
+
+
+def _random_rows(samples: int, features: int, seed: int) -> pl.DataFrame:
+    """Long ``study_id, sample_id, feature, value`` rows of random values; about 10 % of cells absent or NULL."""
+    rng = np.random.default_rng(seed)
+    frame = pl.DataFrame({"study_id": "s", "sample_id": np.repeat([f"S{j:03d}" for j in range(samples)], features),
+                          "feature": np.tile([f"rna__G{k:03d}" for k in range(features)], samples),
+                          "value": rng.normal(8, 3, samples * features) * 10.0 ** rng.integers(-3, 4, samples
+                                                                                                * features)})
+    keep = rng.random(frame.height)
+    return frame.filter(pl.Series(keep > 0.05)).with_columns(
+        pl.when(pl.Series(keep[keep > 0.05] > 0.1)).then(pl.col("value")).alias("value"))
+
+
+def test_feature_statistics_equal_numpy_on_sorted_values_in_any_block_size_and_row_order():
+    rows = _random_rows(60, 25, seed=3)
+    rows = pl.concat([rows, pl.DataFrame({"study_id": "s", "sample_id": ["S000", "S001", "S002"],
+                                          "feature": ["rna__one", "rna__flat", "rna__flat"],
+                                          "value": [2.5, 7.0, 7.0]})])
+    train = pl.DataFrame({"study_id": "s", "sample_id": [f"S{j:03d}" for j in range(0, 60, 2)] + ["S001"]})
+    features = [*sorted(rows["feature"].unique().to_list()), "rna__never"]
+    one = feature_statistics(rows, train, features=features, standardised=True)
+    assert one["feature"].to_list() == features[:-1]  # a feature without a training value has no row
+    trained = rows.join(train, on=["study_id", "sample_id"]).drop_nulls("value")
+    for row in one.iter_rows(named=True):
+        values = np.sort(trained.filter(pl.col("feature") == row["feature"])["value"].to_numpy())
+        assert row["n"] == len(values)
+        assert row["mean"] == np.mean(values)  # numpy's operations on the ascending values, bit for bit
+        assert row["mean"] == pytest.approx(math.fsum(values) / len(values), rel=1e-12, abs=0)
+        if len(values) > 1:
+            assert row["var"] == np.var(values, ddof=1)
+            assert row["sd"] == np.std(values, ddof=1)
+            exact = math.fsum((values - math.fsum(values) / len(values)) ** 2) / (len(values) - 1)
+            assert row["var"] == pytest.approx(exact, rel=1e-12, abs=0)
+            if row["sd"] > 0:  # the imputation value after scaling
+                assert row["z_mean"] == np.mean((values - row["mean"]) / row["sd"])
+                assert row["z_mean"] == pytest.approx(0, abs=1e-12)
+    assert one.filter(pl.col("feature") == "rna__one").row(0)[1:] == (1, 2.5, None, None, None)
+    assert one.filter(pl.col("feature") == "rna__flat").row(0)[1:] == (2, 7.0, 0.0, 0.0, None)  # SD 0: no z
+    # many work files (blocks of whole features), shuffled rows: the same bits
+    for seed in range(5):
+        shuffled = rows.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert feature_statistics(shuffled.lazy(), train, features=features, standardised=True).equals(one)
+        assert feature_statistics(shuffled.lazy(), train, features=features, standardised=True,
+                                  rows_per_block=40).equals(one)
+
+
+_BUILD = """
+import hashlib, json, sys
+import numpy as np, polars as pl
+sys.path.insert(0, sys.argv[1])
+from schemas.features import FeatureSetSpec
+from transforms.features.build import build_feature_matrix
+rng = np.random.default_rng(7)
+samples, genes = 400, 60
+ids = [f"S{j:03d}" for j in range(samples)]
+gso = pl.DataFrame({"study_id": "s", "sample_id": np.repeat(ids, genes), "gene_id": np.tile(np.arange(genes), samples),
+                    "symbol": np.tile([f"G{k}" for k in range(genes)], samples),
+                    "rna_log2": rng.normal(8, 2, samples * genes) * np.tile(rng.uniform(0.1, 3, genes), samples),
+                    "protein_log2": None, "cn_call": None, "mutated": None}).sample(fraction=1.0, shuffle=True,
+                                                                                   seed=int(sys.argv[2]))
+spec = FeatureSetSpec.model_validate({"name": "t", "studies": ["s"], "impute": "train_mean",
+    "layers": [{"layer": "rna", "top_variable": 30}], "scale": {"method": "zscore", "train": ids[:300]}})
+matrix = build_feature_matrix(spec, gso=gso.lazy(), samples=pl.DataFrame({"study_id": "s", "sample_id": ids}),
+                              attributes=pl.DataFrame(schema={"study_id": pl.String, "sample_id": pl.String,
+                                                              "attribute": pl.String, "value": pl.String}),
+                              rows_per_block=int(sys.argv[3]))
+learned = json.dumps([matrix.columns, {f: {k: v.hex() for k, v in p.items()} for f, p in matrix.scaling.items()},
+                      {f: v.hex() for f, v in matrix.imputation.items()}])
+values = matrix.values
+digest = hashlib.sha256(values["value"].to_numpy().tobytes() + values["feature"].str.join("").item().encode())
+print(json.dumps([learned, digest.hexdigest()]))
+"""
+
+
+def test_build_feature_matrix_learns_the_same_bits_from_shuffled_rows_on_any_thread_count():
+    """Scaling, imputation means, top variable genes and values: one result for shuffled inputs, one or all
+    threads, one or many statistics blocks (two builds once learned an SD 1 ulp apart).
+    """
+    repo = str(Path(__file__).resolve().parents[3])
+    results = set()
+    for threads, seed, block in [("1", 0, 5_000_000), (None, 1, 5_000_000), (None, 2, 2_000), ("1", 3, 2_000)]:
+        env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+        env.update({"POLARS_MAX_THREADS": threads} if threads else {})
+        out = subprocess.run([sys.executable, "-c", _BUILD, repo, str(seed), str(block)], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        results.add(out)
+    assert len(results) == 1
+    learned = json.loads(json.loads(results.pop())[0])
+    assert len(learned[0]) == 30
+    assert len(learned[1]) == 30
