@@ -18,6 +18,7 @@ from orchestration.operations import (
     run_failure_summary,
 )
 from orchestration.resources import WarehouseResource
+from tests.orchestration.test_definitions import AUTOMATED as DERIVED
 from warehouse.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -129,3 +130,40 @@ def test_error_text_shows_the_users_exception_behind_dagsters_wrappers() -> None
     # Dagster reports these as "Exceeded max_retries of 1" and "Error occurred while executing op ..." alone
     assert errors == {"_flaky_store": "Exceeded max_retries of 1: OSError: connection reset by the object store",
                       "_bug": "KeyError: 'sample_id'"}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")  # Dagster's own evaluator selects with a beta parameter
+def test_declarative_automation_recomputes_publishes_and_reports_a_study_reingested_alone(tmp_path: Path) -> None:
+    from orchestration.assets.ingest import ingest_study_tables
+    from orchestration.definitions import STUDY_ASSETS
+    from tests.warehouse.catalog_sql import sql
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    resource = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))}
+    with dg.instance_for_test() as instance:  # as the landing sensor's runs leave it: no reference asset events
+        instance.add_dynamic_partitions("studies", ["airway"])
+        assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource).success
+        quiet = dg.evaluate_automation_conditions(defs, instance)
+        assert quiet.total_requested == 0
+        path = landing / "airway" / "featurecounts.txt"  # ENSG00000207213 in SRR1039509: 0 -> 5 reads
+        lines = path.read_text().splitlines(keepends=True)
+        cells = lines[5].split("\t")
+        cells[7] = "5"
+        lines[5] = "\t".join(cells)
+        path.write_text("".join(lines))
+        assert dg.materialize([ingest_study_tables], partition_key="airway", instance=instance,
+                              resources=resource).success  # re-ingested alone, as from the UI
+        tick = dg.evaluate_automation_conditions(defs, instance, cursor=quiet.cursor)
+        requested = {r.key.to_user_string(): r.true_subset.size for r in tick.results if r.true_subset.size}
+        assert requested == dict.fromkeys(DERIVED, 1)  # the study's partition of each, in one tick
+        assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource,
+                              selection=[dg.AssetKey(key) for key in requested]).success
+        assert dg.evaluate_automation_conditions(defs, instance, cursor=tick.cursor).total_requested == 0
+    # readers see the new load: the count and its CPM (5 / the column's sum in the file x 1e6, by hand)
+    library = sum(int(line.split("\t")[7]) for line in lines[2:])
+    where = "feature_id = 'ENSG00000207213' AND sample_id = 'SRR1039509'"
+    assert sql(wh, f"SELECT count FROM rna_counts WHERE {where}") == [(5.0,)]
+    (cpm,) = sql(wh, f"SELECT cpm FROM rna_normalized WHERE {where}")[0]
+    assert cpm == pytest.approx(5 / library * 1e6, rel=1e-12)

@@ -1,5 +1,7 @@
 """The landing sensor registers study folders and requests a run only when a folder's content changes."""
 
+import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -79,3 +81,19 @@ def test_matches_sensor_targets_the_cross_study_job():
     assert sensor.job_name == "cross_study_job"
     job = defs.resolve_job_def("cross_study_job")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"signature_matches"}
+
+
+def test_landing_sensor_cursor_holds_two_digests_per_study_found_now(tmp_path, instance, example_landing):
+    landing = example_landing(tmp_path, "airway", "study_es_0")  # study_es_0: 59 cBioPortal files
+    first = _evaluate(instance, landing, None)
+    assert sorted(r.partition_key for r in first.run_requests) == ["airway", "study_es_0"]
+    cursor = json.loads(first.cursor)
+    assert sorted(cursor) == ["airway", "study_es_0"]
+    # stored with every tick: two 32-hex digests a study, not its file listing (3.7 kB for study_es_0)
+    assert all(len(value) == 2 and all(len(d) == 32 for d in value) for value in cursor.values())
+    assert len(first.cursor) < 200
+
+    shutil.rmtree(landing / "study_es_0")  # the folder goes: the cursor forgets it
+    gone = _evaluate(instance, landing, first.cursor)
+    assert gone.run_requests == []
+    assert sorted(json.loads(gone.cursor)) == ["airway"]
