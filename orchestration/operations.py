@@ -62,7 +62,8 @@ SUMMARY_LINES = 20
 
 def error_text(error: SerializableErrorInfo | None) -> str:
     """What went wrong in a step, as a person reads it: the user's exception behind Dagster's wrappers (an op
-    error, ``Exceeded max_retries``), a ``dg.Failure`` by its description alone (the located input errors).
+    error, ``Exceeded max_retries``), by its class name without the module, a ``dg.Failure`` by its description
+    alone (the located input errors).
     """
     if error is None:
         return "the step failed without an error"
@@ -72,8 +73,9 @@ def error_text(error: SerializableErrorInfo | None) -> str:
             prefix += error.message.strip() + ": "  # "Exceeded max_retries of 3: OSError: ..."
         error = error.cause
     message = error.message.strip()
-    if error.cls_name == "Failure":
-        message = message.split(": ", 1)[-1]  # "dagster._core.definitions.events.Failure: <description>"
+    head, colon, rest = message.partition(": ")  # "dagster._core.definitions.events.Failure: <description>"
+    if colon and head.rsplit(".", 1)[-1] == error.cls_name:
+        message = rest if error.cls_name == "Failure" else f"{error.cls_name}: {rest}"
     return prefix + message
 
 

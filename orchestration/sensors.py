@@ -14,8 +14,9 @@ from transforms.ingest.study import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
-"""Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
-``dg.Failure(allow_retries=False)`` and is never retried."""
+"""Transient storage errors (``orchestration.resources.TRANSIENT_ERRORS``: I/O and network errors, a Delta commit
+conflict, a held study lock) are retried after 5, 15 and 35 s; anything else fails at once: bad input raises
+``dg.Failure(allow_retries=False)`` and the warehouse resource's session turns every other error into one."""
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it, "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from deltalake.exceptions import CommitFailedError
 
 from orchestration.definitions import defs
 from orchestration.operations import (
@@ -20,6 +21,7 @@ from orchestration.operations import (
 from orchestration.resources import WarehouseResource
 from tests.orchestration.test_definitions import AUTOMATED as DERIVED
 from warehouse.cli import main
+from warehouse.lake import StudyLocked
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -167,3 +169,48 @@ def test_declarative_automation_recomputes_publishes_and_reports_a_study_reinges
     assert sql(wh, f"SELECT count FROM rna_counts WHERE {where}") == [(5.0,)]
     (cpm,) = sql(wh, f"SELECT cpm FROM rna_normalized WHERE {where}")[0]
     assert cpm == pytest.approx(5 / library * 1e6, rel=1e-12)
+
+
+RETRIED = "Exceeded max_retries of 2: "
+
+
+@pytest.mark.parametrize(("error", "attempts", "shown"), [
+    (OSError("Generic S3 error: connection reset"), 3, RETRIED + "OSError: Generic S3 error: connection reset"),
+    (TimeoutError("read timed out"), 3, RETRIED + "TimeoutError: read timed out"),
+    (CommitFailedError("a concurrent transaction deleted the same data"), 3,
+     RETRIED + "CommitFailedError: a concurrent transaction deleted the same data"),
+    (StudyLocked("study 'airway' is being written by process 7"), 3,
+     RETRIED + "StudyLocked: study 'airway' is being written by process 7"),
+    # a bug or a data problem: the same input fails the same way, at once
+    (KeyError("sample_id"), 1, "KeyError: 'sample_id'"),
+    (ValueError("could not convert string to float: 'x12'"), 1,
+     "ValueError: could not convert string to float: 'x12'"),
+    (dg.Failure("study 'airway' failed with 1 error(s)", allow_retries=False), 1,
+     "study 'airway' failed with 1 error(s)"),
+])
+def test_only_transient_storage_errors_are_retried(tmp_path: Path, error: Exception, attempts: int,
+                                                   shown: str) -> None:
+    calls = []
+
+    @dg.asset
+    def stage(warehouse: WarehouseResource) -> None:
+        calls.append(1)
+        with warehouse.study_session("airway"):
+            raise error
+
+    # the study job's retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
+    job = dg.define_asset_job("job", op_retry_policy=dg.RetryPolicy(max_retries=2))
+    resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"))
+    run = dg.Definitions(assets=[stage], jobs=[job], resources={"warehouse": resource}).resolve_job_def("job")
+    with dg.instance_for_test() as instance:
+        result = run.execute_in_process(instance=instance, raise_on_error=False)
+    assert len(calls) == attempts
+    (failure,) = result.get_step_failure_events()
+    assert error_text(failure.step_failure_data.error) == shown
+
+
+def test_study_job_retries_with_exponential_backoff() -> None:
+    policy = defs.resolve_job_def("study_job").op_retry_policy
+    assert policy == defs.resolve_job_def("cross_study_job").op_retry_policy
+    assert policy is not None
+    assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
