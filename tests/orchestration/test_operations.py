@@ -214,3 +214,50 @@ def test_study_job_retries_with_exponential_backoff() -> None:
     assert policy == defs.resolve_job_def("cross_study_job").op_retry_policy
     assert policy is not None
     assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+
+
+@pytest.mark.slow
+def test_nightly_reharmonisation_rebuilds_after_a_new_gene_reference_or_code_and_then_rests(
+        tmp_path: Path, monkeypatch) -> None:
+    import orchestration.assets.ingest
+    import transforms.ingest.genes
+    import warehouse.versions
+    from warehouse.lake import Lake
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
+    study_job = defs.resolve_job_def("study_job")
+    lake = Lake(wh / "lake")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("studies", ["airway"])
+        context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
+
+        def night() -> list[dg.RunRequest]:
+            requests = nightly_reharmonisation(context)
+            if isinstance(requests, dg.SkipReason):
+                return []
+            for request in requests:  # the runs the schedule asks for, as the daemon would launch them
+                assert study_job.execute_in_process(partition_key=request.partition_key, instance=instance,
+                                                    resources={"warehouse": resource}).success
+            return requests
+
+        assert [r.partition_key for r in night()] == ["airway"]  # never ingested
+        built = lake.version("studies")
+        assert night() == []  # unchanged files, reference and code: nothing to do
+
+        reference = tmp_path / "reference"  # a new release of the gene reference (same genes, new release file)
+        shutil.copytree(transforms.ingest.genes.REFERENCE_DIR, reference)
+        release = reference / "release.json"
+        release.write_text(release.read_text().replace("{", '{"note": "next release", ', 1))
+        monkeypatch.setattr(transforms.ingest.genes, "REFERENCE_DIR", reference)
+        assert [r.partition_key for r in night()] == ["airway"]
+        assert lake.version("studies") > built  # re-ingested with the new reference
+        assert night() == []
+
+        rebuilt = lake.version("studies")
+        monkeypatch.setattr(warehouse.versions, "code_fingerprint", lambda: "next code version")
+        monkeypatch.setattr(orchestration.assets.ingest, "code_fingerprint", lambda: "next code version")
+        assert [r.partition_key for r in night()] == ["airway"]
+        assert lake.version("studies") > rebuilt
+        assert night() == []
