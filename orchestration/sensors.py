@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -45,6 +46,12 @@ def _signature(folder: Path) -> str:
     return hashlib.blake2b(json.dumps(files).encode(), digest_size=16).hexdigest()
 
 
+HASH_BUDGET_S = 20.0
+"""Seconds of content hashing per evaluation of the landing sensor (at least one study is hashed). Dagster stops a
+sensor evaluation after 60 s and keeps no cursor from it, so a first evaluation over a landing of many large studies
+would start over for ever; with a budget, the studies left over are hashed by the next evaluations."""
+
+
 @dg.sensor(job=study_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Register study folders as partitions and request a run for each new or changed one.
@@ -57,17 +64,26 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     found, problems = scan_landing(Path(warehouse.landing_dir))
     for problem in problems:  # folders that cannot be a study: no partition, so the sensor log says why
         context.log.error(str(problem))
-    new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(STUDIES, sid)]
-    requests = []
+    registered = set(context.instance.get_dynamic_partitions(STUDIES))
+    new_keys = [sid for sid in found if sid not in registered]
+    requests, hashed, left, started = [], 0, 0, time.monotonic()
     for sid, folder in found.items():
         signature = _signature(folder)
         if sid in seen and seen[sid][0] == signature:
             current[sid] = seen[sid]
             continue
+        if hashed and time.monotonic() - started > HASH_BUDGET_S:
+            left += 1  # the next evaluation finds its signature still moved
+            if sid in seen:
+                current[sid] = seen[sid]
+            continue
+        hashed += 1
         digest = study_fingerprint(folder)
         if sid not in seen or seen[sid][1] != digest:
             requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}"))
         current[sid] = [signature, digest]
+    if left:
+        context.log.info(f"{hashed} new or changed study folder(s) hashed; {left} left for the next evaluation")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[studies.build_add_request(new_keys)] if new_keys else [],

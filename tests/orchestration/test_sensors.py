@@ -97,3 +97,20 @@ def test_landing_sensor_cursor_holds_two_digests_per_study_found_now(tmp_path, i
     gone = _evaluate(instance, landing, first.cursor)
     assert gone.run_requests == []
     assert sorted(json.loads(gone.cursor)) == ["airway"]
+
+
+def test_landing_sensor_hashes_within_a_budget_and_finishes_over_later_evaluations(tmp_path, instance,
+                                                                                    example_landing, monkeypatch):
+    import orchestration.sensors
+
+    # a landing whose first evaluation would outlast Dagster's 60 s: here every study is over the budget
+    monkeypatch.setattr(orchestration.sensors, "HASH_BUDGET_S", 0.0)
+    landing = example_landing(tmp_path, "airway", "laml", "pasilla")
+    cursor, requested = None, []
+    for _ in range(3):
+        result = _evaluate(instance, landing, cursor)
+        assert len(result.run_requests) == 1  # one study hashed per evaluation
+        requested += [r.partition_key for r in result.run_requests]
+        cursor = result.cursor
+    assert sorted(requested) == ["airway", "pasilla", "tcga_laml"]
+    assert _evaluate(instance, landing, cursor).run_requests == []
