@@ -22,9 +22,17 @@ def contract_check(table: str) -> dg.AssetCheckSpec:
                              description="Rows satisfy the pandera contract in schemas/tables.py.")
 
 
-FOLLOWS_INPUTS = dg.AutomationCondition.eager()
-"""Declarative automation of derived assets: recomputed when an input partition was updated (e.g. a study
-re-ingested from the UI alone), by the daemon's automation sensor."""
+REFERENCE_INPUTS = dg.AssetSelection.assets("genes", "gene_xrefs", "gene_sets", "gene_set_members")
+"""Warehouse-wide inputs a derived study asset does not follow: one materialisation of them would queue every
+study's stages at once (a run per study), and in a deployment run by the sensors they are never materialised
+(ingest and the signature stages write them when they changed), which ``eager`` reads as a missing input that
+blocks forever. A new gene reference reaches the studies through ``nightly_reharmonisation`` (a re-ingest, which
+its derived assets then follow); a changed gene-set library at each study's next run (the signature stages
+check the registry)."""
+FOLLOWS_INPUTS = dg.AutomationCondition.eager().ignore(REFERENCE_INPUTS)
+"""Declarative automation of every derived study asset (all but ingest): recomputed when an input partition of
+the study was updated (e.g. a study re-ingested from the UI alone), by the daemon's automation sensor, up to its
+publication and report."""
 
 
 def table_spec(table: str, *, group: str, deps: list[str] | None = None, skippable: bool = False,

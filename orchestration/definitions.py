@@ -14,7 +14,7 @@ from orchestration.assets.signatures import gene_set_enrichment, gene_set_regist
 from orchestration.executors import executor_from_env
 from orchestration.operations import nightly_reharmonisation, run_failure_summary
 from orchestration.resources import WarehouseResource
-from orchestration.sensors import cross_study_job, landing_sensor, matches_sensor, study_job
+from orchestration.sensors import cross_study_job, landing_sensor, matches_sensor, study_automation, study_job
 
 STUDY_ASSETS = [ingest_study_tables, sample_qc, normalised_expression, differential_expression_table,
                 signature_scores, gene_set_enrichment, cross_omics_tables, sample_structure_tables, study_versions,
@@ -34,7 +34,7 @@ def definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
         assets=[reference_tables, gene_set_registry, *STUDY_ASSETS, signature_matches, *feature_set_assets()],
         jobs=[study_job, cross_study_job],
         schedules=[nightly_reharmonisation],
-        sensors=[landing_sensor, matches_sensor, run_failure_summary],
+        sensors=[landing_sensor, matches_sensor, run_failure_summary, study_automation],
         resources={"warehouse": WarehouseResource.from_env()},
         executor=executor,
     )

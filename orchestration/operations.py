@@ -17,12 +17,16 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from orchestration.partitions import STUDIES
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import study_job
+
+if TYPE_CHECKING:
+    from dagster_shared.error import SerializableErrorInfo
 
 HOOK_VARIABLE = "OMICSDW_FAILURE_HOOK"
 
@@ -50,6 +54,31 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
     return requests or dg.SkipReason("every study was ingested with its current files, reference and code")
 
 
+DAGSTER_WRAPPERS = ("DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy", "RetryRequested")
+"""Errors Dagster puts around the user's exception: a plain exception in an op body, retries given up."""
+SUMMARY_LINES = 20
+"""Lines of a step's error in ``failures.log`` (a study with many located errors: the first ones and a count)."""
+
+
+def error_text(error: SerializableErrorInfo | None) -> str:
+    """What went wrong in a step, as a person reads it: the user's exception behind Dagster's wrappers (an op
+    error, ``Exceeded max_retries``), by its class name without the module, a ``dg.Failure`` by its description
+    alone (the located input errors).
+    """
+    if error is None:
+        return "the step failed without an error"
+    prefix = ""
+    while error.cls_name in DAGSTER_WRAPPERS and error.cause is not None:
+        if error.cls_name != "DagsterExecutionStepExecutionError":
+            prefix += error.message.strip() + ": "  # "Exceeded max_retries of 3: OSError: ..."
+        error = error.cause
+    message = error.message.strip()
+    head, colon, rest = message.partition(": ")  # "dagster._core.definitions.events.Failure: <description>"
+    if colon and head.rsplit(".", 1)[-1] == error.cls_name:
+        message = rest if error.cls_name == "Failure" else f"{error.cls_name}: {rest}"
+    return prefix + message
+
+
 def failure_summary(run: dg.DagsterRun, steps: list[tuple[str, str]]) -> dict[str, object]:
     """A readable record of a failed run: what, which study, which steps failed and why."""
     return {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "run_id": run.run_id,
@@ -64,7 +93,9 @@ def record_failure(summary: dict[str, object], folder: Path) -> None:
         fh.write(json.dumps(summary) + "\n")
     lines = [f"{summary['failed_at']} {summary['job']} study={summary['study']} run={summary['run_id']}"]
     for step in summary["steps"]:  # type: ignore[attr-defined]
-        lines.append(f"  {step['step']}: {step['error'].splitlines()[0] if step['error'] else 'failed'}")
+        text = (step["error"] or "failed").splitlines()
+        more = [f"    ... {len(text) - SUMMARY_LINES} more line(s) in failures.jsonl"] * (len(text) > SUMMARY_LINES)
+        lines += [f"  {step['step']}: {text[0]}", *(f"    {line.strip()}" for line in text[1:SUMMARY_LINES]), *more]
     with open(folder / "failures.log", "a") as fh:
         fh.write("\n".join(lines) + "\n")
     target = os.environ.get(HOOK_VARIABLE)
@@ -78,8 +109,7 @@ def run_failure_summary(context: dg.RunFailureSensorContext, warehouse: Warehous
     """Write a readable summary of every failed run (and call ``OMICSDW_FAILURE_HOOK`` if set)."""
     steps = []
     for event in context.get_step_failure_events():
-        error = event.step_failure_data.error
-        steps.append((event.step_key or "?", error.message.strip() if error is not None else ""))
+        steps.append((event.step_key or "?", error_text(event.step_failure_data.error)))
     if not steps:
         steps.append(("run", context.failure_event.message or "the run failed before any step"))
     record_failure(failure_summary(context.dagster_run, steps), Path(warehouse.warehouse_dir, "runs"))

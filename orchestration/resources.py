@@ -13,13 +13,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+from deltalake.exceptions import CommitFailedError
 
 from schemas.tables import PUBLISHED_TABLES
 from transforms.ingest.study import find_studies
 from warehouse.catalog import refresh_catalog
-from warehouse.lake import Lake
+from warehouse.lake import Lake, StudyLocked
 from warehouse.storage import open_lake
 
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OSError, CommitFailedError, StudyLocked, duckdb.IOException)
+"""Storage errors a later attempt may not meet: I/O and network errors of the file system or object store (delta-rs
+and s3fs raise ``OSError``), a Delta commit that lost a race, the study's lock held by another run, the catalog
+file locked. The jobs' retry policy (``orchestration.sensors.TRANSIENT_RETRY``) retries only these."""
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
 PRERANK_LIBRARIES_ENV = "OMICSDW_PRERANK_LIBRARIES"
@@ -66,6 +72,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def study_session(self, study_id: str | None) -> Iterator[Lake]:
         """The lake under the study's write lock (a second run of the same study waits, then finds its work done).
 
+        Every asset body works inside it, so its errors are sorted here: a :data:`TRANSIENT_ERRORS` one is raised
+        as it is (the retry policy tries again, with backoff); any other is a ``dg.Failure`` that is not retried
+        (the same input and code fail the same way), naming the error and keeping it as the cause.
         On the way out, the catalog is rebuilt if a table readers see at once was committed (a publication, the
         issues of a run, the gene dimension) — also when the asset body raised after committing them.
         """
@@ -73,6 +82,10 @@ class WarehouseResource(dg.ConfigurableResource):
         try:
             with lake.study_session(study_id):
                 yield lake
+        except Exception as exc:
+            if isinstance(exc, (*TRANSIENT_ERRORS, dg.Failure, dg.RetryRequested, dg.DagsterError)):
+                raise
+            raise dg.Failure(f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
         finally:
             if self.refresh_catalog_on_commit and lake.committed - set(PUBLISHED_TABLES):
                 self.refresh_catalog()

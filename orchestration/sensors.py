@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +15,9 @@ from transforms.ingest.study import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
-"""Storage hiccups (a Delta commit conflict, a network error) are retried; bad input raises
-``dg.Failure(allow_retries=False)`` and is never retried."""
+"""Transient storage errors (``orchestration.resources.TRANSIENT_ERRORS``: I/O and network errors, a Delta commit
+conflict, a held study lock) are retried after 5, 15 and 35 s; anything else fails at once: bad input raises
+``dg.Failure(allow_retries=False)`` and the warehouse resource's session turns every other error into one."""
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it, "
@@ -24,35 +27,67 @@ cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelec
                                       description="Bring signature_matches up to date (only new or changed pairs).",
                                       op_retry_policy=TRANSIENT_RETRY)
 
+study_automation = dg.AutomationConditionSensorDefinition(
+    "study_automation", target=dg.AssetSelection.groups(*STUDY_GROUPS), minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Declarative automation of the derived study assets (orchestration.checks.FOLLOWS_INPUTS): a study "
+                "partition updated outside a whole study run (e.g. re-ingested alone) is recomputed, published and "
+                "reported. On by default, like the landing sensor; Dagster's own automation sensor is off by default.")
+
 
 def _signature(folder: Path) -> str:
-    """Cheap change detector (names, sizes, mtimes); the content hash is only computed when it moves."""
+    """Cheap change detector (names, sizes, mtimes); the content hash is only computed when it moves.
+
+    A digest, not the listing: the cursor is stored with every tick (every 30 s, skipped ticks kept 7 days), so
+    each study costs the cursor two digests, whatever its number of files.
+    """
     files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
                    for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return json.dumps(files)
+    return hashlib.blake2b(json.dumps(files).encode(), digest_size=16).hexdigest()
+
+
+HASH_BUDGET_S = 20.0
+"""Seconds of content hashing per evaluation of the landing sensor (at least one study is hashed). Dagster stops a
+sensor evaluation after 60 s and keeps no cursor from it, so a first evaluation over a landing of many large studies
+would start over for ever; with a budget, the studies left over are hashed by the next evaluations."""
 
 
 @dg.sensor(job=study_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    """Register study folders as partitions and request a run for each new or changed one."""
+    """Register study folders as partitions and request a run for each new or changed one.
+
+    The cursor holds the studies found now (a folder that disappeared leaves it: it does not grow with every study
+    the landing ever held); a registered partition stays (its study stays in the warehouse until ``omicsdw remove``).
+    """
     seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
+    current: dict[str, list[str]] = {}
     found, problems = scan_landing(Path(warehouse.landing_dir))
     for problem in problems:  # folders that cannot be a study: no partition, so the sensor log says why
         context.log.error(str(problem))
-    new_keys = [sid for sid in found if not context.instance.has_dynamic_partition(STUDIES, sid)]
-    requests = []
+    registered = set(context.instance.get_dynamic_partitions(STUDIES))
+    new_keys = [sid for sid in found if sid not in registered]
+    requests, hashed, left, started = [], 0, 0, time.monotonic()
     for sid, folder in found.items():
         signature = _signature(folder)
         if sid in seen and seen[sid][0] == signature:
+            current[sid] = seen[sid]
             continue
+        if hashed and time.monotonic() - started > HASH_BUDGET_S:
+            left += 1  # the next evaluation finds its signature still moved
+            if sid in seen:
+                current[sid] = seen[sid]
+            continue
+        hashed += 1
         digest = study_fingerprint(folder)
         if sid not in seen or seen[sid][1] != digest:
             requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}"))
-        seen[sid] = [signature, digest]
+        current[sid] = [signature, digest]
+    if left:
+        context.log.info(f"{hashed} new or changed study folder(s) hashed; {left} left for the next evaluation")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[studies.build_add_request(new_keys)] if new_keys else [],
-        cursor=json.dumps(seen),
+        cursor=json.dumps(current),
     )
 
 

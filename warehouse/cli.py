@@ -89,6 +89,7 @@ def _build(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS, STUDY_ASSETS
+    from orchestration.operations import error_text
     from orchestration.partitions import STUDIES
     from orchestration.resources import WarehouseResource
     from warehouse.catalog import connect
@@ -143,10 +144,8 @@ def _build(args: argparse.Namespace) -> int:
                 continue
             failed.append(sid)
             print("FAILED")
-            for event in result.get_step_failure_events():
-                error = event.step_failure_data.error
-                message = error.message.strip() if error is not None else "step failed without an error message"
-                print("    " + message.replace("\n", "\n    "))
+            for event in result.get_step_failure_events():  # the error itself, not Dagster's wrapper of it
+                print("    " + error_text(event.step_failure_data.error).replace("\n", "\n    "))
         matches = dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance, run_config=quiet,
                                  raise_on_error=False)
         if not matches.success:

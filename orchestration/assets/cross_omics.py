@@ -25,7 +25,8 @@ INPUTS = ["rna_normalized", "protein_abundance", "copy_number", "gene_mutation_s
 
 @dg.multi_asset(
     name="cross_omics_study",
-    specs=[table_spec(t, group="cross_omics", deps=[*INPUTS, "sample_attributes", "genes"]) for t in TABLES],
+    specs=[table_spec(t, group="cross_omics", deps=[*INPUTS, "sample_attributes", "genes"], derived=True)
+           for t in TABLES],
     check_specs=[contract_check(t) for t in TABLES],
     partitions_def=studies, pool=STUDY_POOL,
 )

@@ -40,12 +40,12 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
                           "columns, stored long in feature_values with its manifest in feature_sets.")
     def _feature_set(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         current = load_spec(path)
-        try:
-            with warehouse.study_session(None) as lake:
+        with warehouse.study_session(None) as lake:  # inside it: the session fails anything else without retries
+            try:
                 built = build_feature_set(lake, current)
-        except (LookupError, ValueError) as exc:
-            named = f"feature set {current.name!r}"
-            raise dg.Failure(str(exc) if named in str(exc) else f"{named}: {exc}") from exc
+            except (LookupError, ValueError) as exc:
+                named = f"feature set {current.name!r}"
+                raise dg.Failure(str(exc) if named in str(exc) else f"{named}: {exc}", allow_retries=False) from exc
         not_found = "; ".join(f"{layer}: {', '.join(names)}" for layer, names in built.missing.items())
         if not_found:
             context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}")

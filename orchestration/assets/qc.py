@@ -47,7 +47,7 @@ def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
 
 @dg.multi_asset(
     name="sample_structure_study",
-    specs=[table_spec(t, group="qc", deps=["rna_vst", "rna_normalized"]) for t in STRUCTURE],
+    specs=[table_spec(t, group="qc", deps=["rna_vst", "rna_normalized"], derived=True) for t in STRUCTURE],
     check_specs=[contract_check(t) for t in STRUCTURE],
     partitions_def=studies, pool=STUDY_POOL,
 )

@@ -6,6 +6,7 @@ writes no table: its output is ``<warehouse>/reports/<study>/index.html`` and th
 
 import dagster as dg
 
+from orchestration.checks import FOLLOWS_INPUTS
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import WarehouseResource
 from warehouse.publish import LEDGER
@@ -13,7 +14,7 @@ from warehouse.report import write_study_report
 
 
 @dg.asset(name="study_report", group_name="report", deps=[LEDGER], kinds={"html"}, partitions_def=studies,
-          pool=STUDY_POOL,
+          pool=STUDY_POOL, automation_condition=FOLLOWS_INPUTS,
           description="HTML report of a published study: sample QC, correlation heatmap, PCA, clusters, volcano "
                       "and MA plots, omics coverage, enrichment, signature scores, RNA-protein correlation "
                       "(reports/<study>/index.html).")

@@ -14,7 +14,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
+from orchestration.checks import (
+    FOLLOWS_INPUTS,
+    contract_check,
+    raise_on_failures,
+    results,
+    table_spec,
+    warn_excluded,
+)
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import enrichment_plots, score_plots
 from orchestration.resources import WarehouseResource
@@ -79,7 +86,8 @@ def gene_set_registry(warehouse: WarehouseResource):
 
 @dg.asset(name=SCORES, group_name="signatures", description=table_spec(SCORES, group="signatures").description,
           kinds={"delta"}, deps=["rna_normalized", "gene_sets", "gene_set_members"],
-          check_specs=[contract_check(SCORES)], partitions_def=studies, pool=STUDY_POOL)
+          check_specs=[contract_check(SCORES)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
+          pool=STUDY_POOL)
 def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """ssGSEA, singscore and weighted scores of every gene set on every normalised assay of one study."""
     with warehouse.study_session(None) as lake:
@@ -108,7 +116,8 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 @dg.asset(name=ENRICHMENT, group_name="signatures",
           description=table_spec(ENRICHMENT, group="signatures").description, kinds={"delta"},
           deps=["differential_expression", "gene_sets", "gene_set_members"],
-          check_specs=[contract_check(ENRICHMENT)], partitions_def=studies, pool=STUDY_POOL)
+          check_specs=[contract_check(ENRICHMENT)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
+          pool=STUDY_POOL)
 def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Prerank (on the libraries the resource's ``prerank_libraries`` selects) and ORA (on every library) of every
     contrast of one study.

@@ -181,3 +181,19 @@ def test_sample_qc_precedes_normalise_structure_follows_it_report_follows_public
     assert {"qc", "report"} <= set(STUDY_GROUPS)
     keys = [key.to_user_string() for asset in STUDY_ASSETS for key in asset.keys]
     assert keys[-2:] == ["study_versions", "study_report"]  # publication writes the last table; the report reads it
+
+
+AUTOMATED = {"sample_qc", "rna_sample_factors", "rna_normalized", "rna_vst", "differential_expression",
+             "signature_scores", "gene_set_enrichment", "gene_sample_omics", "omics_correlations", "mutation_effects",
+             "biomarker_candidates", "sample_embeddings", "sample_clusters", "study_versions", "study_report"}
+"""Every study asset after ingest: what a study re-ingested alone gets recomputed, published and reported."""
+
+
+def test_every_derived_study_asset_follows_its_inputs_by_a_sensor_on_by_default():
+    graph = defs.resolve_asset_graph()
+    automated = {key.to_user_string() for key in graph.get_all_asset_keys()
+                 if graph.get(key).automation_condition is not None}
+    assert automated == AUTOMATED
+    sensor = defs.resolve_sensor_def("study_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # Dagster's own automation sensor starts off
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} >= AUTOMATED

@@ -8,10 +8,20 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from deltalake.exceptions import CommitFailedError
 
-from orchestration.operations import failure_summary, nightly_reharmonisation, record_failure
+from orchestration.definitions import defs
+from orchestration.operations import (
+    error_text,
+    failure_summary,
+    nightly_reharmonisation,
+    record_failure,
+    run_failure_summary,
+)
 from orchestration.resources import WarehouseResource
+from tests.orchestration.test_definitions import AUTOMATED as DERIVED
 from warehouse.cli import main
+from warehouse.lake import StudyLocked
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -51,3 +61,203 @@ HOOKED: list[dict] = []
 
 def _hook(summary: dict) -> None:
     HOOKED.append(summary)
+
+
+def _bad_count(landing: Path) -> None:
+    """examples/airway with the count of its fourth gene in the second sample replaced by text."""
+    path = landing / "airway" / "featurecounts.txt"
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[5].split("\t")
+    cells[7] = "x12"
+    lines[5] = "\t".join(cells)
+    path.write_text("".join(lines))
+
+
+@pytest.mark.slow
+def test_run_failure_sensor_summarises_a_failed_study_run_with_its_located_error_and_calls_the_hook(
+        tmp_path: Path, monkeypatch) -> None:
+    landing = tmp_path / "landing"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    _bad_count(landing)
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(tmp_path / "wh"))
+    monkeypatch.setenv("OMICSDW_FAILURE_HOOK", "tests.orchestration.test_operations:_hook")
+    HOOKED.clear()
+    repository = defs.get_repository_def()
+
+    def tick(instance: dg.DagsterInstance, cursor: str | None) -> str | None:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository,
+                                          resources={"warehouse": resource})
+        return run_failure_summary.evaluate_tick(context).cursor
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("studies", ["airway"])
+        cursor = tick(instance, None)  # a new sensor starts after the runs already in the instance
+        result = defs.resolve_job_def("study_job").execute_in_process(
+            partition_key="airway", instance=instance, resources={"warehouse": resource}, raise_on_error=False)
+        assert not result.success
+        cursor = tick(instance, cursor)
+        tick(instance, cursor)  # the same failure is summarised once
+    log = (tmp_path / "wh" / "runs" / "failures.log").read_text().splitlines()
+    assert log[0].endswith(f"study_job study=airway run={result.run_id}")
+    # the step, the study-level message and the located error (file:line, column, reason) in the text log
+    assert log[1:] == ["  ingest_study: study 'airway' failed with 1 error(s); previous data kept:",
+                       "    ERROR featurecounts.txt:6 column 'SRR1039509_subset' [invalid_value] non-numeric value "
+                       "'x12'"]
+    (summary,) = HOOKED
+    assert (summary["job"], summary["study"], summary["run_id"]) == ("study_job", "airway", result.run_id)
+    assert [step["step"] for step in summary["steps"]] == ["ingest_study"]
+    assert json.loads((tmp_path / "wh" / "runs" / "failures.jsonl").read_text()) == summary
+
+
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
+def _flaky_store() -> None:
+    raise OSError("connection reset by the object store")
+
+
+@dg.op
+def _bug() -> None:
+    raise KeyError("sample_id")
+
+
+@dg.job
+def _failing() -> None:
+    _flaky_store()
+    _bug()
+
+
+def test_error_text_shows_the_users_exception_behind_dagsters_wrappers() -> None:
+    with dg.instance_for_test() as instance:
+        result = _failing.execute_in_process(instance=instance, raise_on_error=False)
+    errors = {event.step_key: error_text(event.step_failure_data.error) for event in result.get_step_failure_events()}
+    # Dagster reports these as "Exceeded max_retries of 1" and "Error occurred while executing op ..." alone
+    assert errors == {"_flaky_store": "Exceeded max_retries of 1: OSError: connection reset by the object store",
+                      "_bug": "KeyError: 'sample_id'"}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")  # Dagster's own evaluator selects with a beta parameter
+def test_declarative_automation_recomputes_publishes_and_reports_a_study_reingested_alone(tmp_path: Path) -> None:
+    from orchestration.assets.ingest import ingest_study_tables
+    from orchestration.definitions import STUDY_ASSETS
+    from tests.warehouse.catalog_sql import sql
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    resource = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))}
+    with dg.instance_for_test() as instance:  # as the landing sensor's runs leave it: no reference asset events
+        instance.add_dynamic_partitions("studies", ["airway"])
+        assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource).success
+        quiet = dg.evaluate_automation_conditions(defs, instance)
+        assert quiet.total_requested == 0
+        path = landing / "airway" / "featurecounts.txt"  # ENSG00000207213 in SRR1039509: 0 -> 5 reads
+        lines = path.read_text().splitlines(keepends=True)
+        cells = lines[5].split("\t")
+        cells[7] = "5"
+        lines[5] = "\t".join(cells)
+        path.write_text("".join(lines))
+        assert dg.materialize([ingest_study_tables], partition_key="airway", instance=instance,
+                              resources=resource).success  # re-ingested alone, as from the UI
+        tick = dg.evaluate_automation_conditions(defs, instance, cursor=quiet.cursor)
+        requested = {r.key.to_user_string(): r.true_subset.size for r in tick.results if r.true_subset.size}
+        assert requested == dict.fromkeys(DERIVED, 1)  # the study's partition of each, in one tick
+        assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource,
+                              selection=[dg.AssetKey(key) for key in requested]).success
+        assert dg.evaluate_automation_conditions(defs, instance, cursor=tick.cursor).total_requested == 0
+    # readers see the new load: the count and its CPM (5 / the column's sum in the file x 1e6, by hand)
+    library = sum(int(line.split("\t")[7]) for line in lines[2:])
+    where = "feature_id = 'ENSG00000207213' AND sample_id = 'SRR1039509'"
+    assert sql(wh, f"SELECT count FROM rna_counts WHERE {where}") == [(5.0,)]
+    (cpm,) = sql(wh, f"SELECT cpm FROM rna_normalized WHERE {where}")[0]
+    assert cpm == pytest.approx(5 / library * 1e6, rel=1e-12)
+
+
+RETRIED = "Exceeded max_retries of 2: "
+
+
+@pytest.mark.parametrize(("error", "attempts", "shown"), [
+    (OSError("Generic S3 error: connection reset"), 3, RETRIED + "OSError: Generic S3 error: connection reset"),
+    (TimeoutError("read timed out"), 3, RETRIED + "TimeoutError: read timed out"),
+    (CommitFailedError("a concurrent transaction deleted the same data"), 3,
+     RETRIED + "CommitFailedError: a concurrent transaction deleted the same data"),
+    (StudyLocked("study 'airway' is being written by process 7"), 3,
+     RETRIED + "StudyLocked: study 'airway' is being written by process 7"),
+    # a bug or a data problem: the same input fails the same way, at once
+    (KeyError("sample_id"), 1, "KeyError: 'sample_id'"),
+    (ValueError("could not convert string to float: 'x12'"), 1,
+     "ValueError: could not convert string to float: 'x12'"),
+    (dg.Failure("study 'airway' failed with 1 error(s)", allow_retries=False), 1,
+     "study 'airway' failed with 1 error(s)"),
+])
+def test_only_transient_storage_errors_are_retried(tmp_path: Path, error: Exception, attempts: int,
+                                                   shown: str) -> None:
+    calls = []
+
+    @dg.asset
+    def stage(warehouse: WarehouseResource) -> None:
+        calls.append(1)
+        with warehouse.study_session("airway"):
+            raise error
+
+    # the study job's retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
+    job = dg.define_asset_job("job", op_retry_policy=dg.RetryPolicy(max_retries=2))
+    resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"))
+    run = dg.Definitions(assets=[stage], jobs=[job], resources={"warehouse": resource}).resolve_job_def("job")
+    with dg.instance_for_test() as instance:
+        result = run.execute_in_process(instance=instance, raise_on_error=False)
+    assert len(calls) == attempts
+    (failure,) = result.get_step_failure_events()
+    assert error_text(failure.step_failure_data.error) == shown
+
+
+def test_study_job_retries_with_exponential_backoff() -> None:
+    policy = defs.resolve_job_def("study_job").op_retry_policy
+    assert policy == defs.resolve_job_def("cross_study_job").op_retry_policy
+    assert policy is not None
+    assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+
+
+@pytest.mark.slow
+def test_nightly_reharmonisation_rebuilds_after_a_new_gene_reference_or_code_and_then_rests(
+        tmp_path: Path, monkeypatch) -> None:
+    import orchestration.assets.ingest
+    import transforms.ingest.genes
+    import warehouse.versions
+    from warehouse.lake import Lake
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
+    study_job = defs.resolve_job_def("study_job")
+    lake = Lake(wh / "lake")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("studies", ["airway"])
+        context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
+
+        def night() -> list[dg.RunRequest]:
+            requests = nightly_reharmonisation(context)
+            if isinstance(requests, dg.SkipReason):
+                return []
+            for request in requests:  # the runs the schedule asks for, as the daemon would launch them
+                assert study_job.execute_in_process(partition_key=request.partition_key, instance=instance,
+                                                    resources={"warehouse": resource}).success
+            return requests
+
+        assert [r.partition_key for r in night()] == ["airway"]  # never ingested
+        built = lake.version("studies")
+        assert night() == []  # unchanged files, reference and code: nothing to do
+
+        reference = tmp_path / "reference"  # a new release of the gene reference (same genes, new release file)
+        shutil.copytree(transforms.ingest.genes.REFERENCE_DIR, reference)
+        release = reference / "release.json"
+        release.write_text(release.read_text().replace("{", '{"note": "next release", ', 1))
+        monkeypatch.setattr(transforms.ingest.genes, "REFERENCE_DIR", reference)
+        assert [r.partition_key for r in night()] == ["airway"]
+        assert lake.version("studies") > built  # re-ingested with the new reference
+        assert night() == []
+
+        rebuilt = lake.version("studies")
+        monkeypatch.setattr(warehouse.versions, "code_fingerprint", lambda: "next code version")
+        monkeypatch.setattr(orchestration.assets.ingest, "code_fingerprint", lambda: "next code version")
+        assert [r.partition_key for r in night()] == ["airway"]
+        assert lake.version("studies") > rebuilt
+        assert night() == []

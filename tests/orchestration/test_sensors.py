@@ -1,5 +1,7 @@
 """The landing sensor registers study folders and requests a run only when a folder's content changes."""
 
+import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -79,3 +81,36 @@ def test_matches_sensor_targets_the_cross_study_job():
     assert sensor.job_name == "cross_study_job"
     job = defs.resolve_job_def("cross_study_job")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"signature_matches"}
+
+
+def test_landing_sensor_cursor_holds_two_digests_per_study_found_now(tmp_path, instance, example_landing):
+    landing = example_landing(tmp_path, "airway", "study_es_0")  # study_es_0: 59 cBioPortal files
+    first = _evaluate(instance, landing, None)
+    assert sorted(r.partition_key for r in first.run_requests) == ["airway", "study_es_0"]
+    cursor = json.loads(first.cursor)
+    assert sorted(cursor) == ["airway", "study_es_0"]
+    # stored with every tick: two 32-hex digests a study, not its file listing (3.7 kB for study_es_0)
+    assert all(len(value) == 2 and all(len(d) == 32 for d in value) for value in cursor.values())
+    assert len(first.cursor) < 200
+
+    shutil.rmtree(landing / "study_es_0")  # the folder goes: the cursor forgets it
+    gone = _evaluate(instance, landing, first.cursor)
+    assert gone.run_requests == []
+    assert sorted(json.loads(gone.cursor)) == ["airway"]
+
+
+def test_landing_sensor_hashes_within_a_budget_and_finishes_over_later_evaluations(tmp_path, instance,
+                                                                                    example_landing, monkeypatch):
+    import orchestration.sensors
+
+    # a landing whose first evaluation would outlast Dagster's 60 s: here every study is over the budget
+    monkeypatch.setattr(orchestration.sensors, "HASH_BUDGET_S", 0.0)
+    landing = example_landing(tmp_path, "airway", "laml", "pasilla")
+    cursor, requested = None, []
+    for _ in range(3):
+        result = _evaluate(instance, landing, cursor)
+        assert len(result.run_requests) == 1  # one study hashed per evaluation
+        requested += [r.partition_key for r in result.run_requests]
+        cursor = result.cursor
+    assert sorted(requested) == ["airway", "pasilla", "tcga_laml"]
+    assert _evaluate(instance, landing, cursor).run_requests == []

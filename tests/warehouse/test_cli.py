@@ -143,3 +143,18 @@ def test_build_refuses_a_prerank_library_no_library_file_defines(tmp_path: Path,
     assert main(args) == 2
     assert "OMICSDW_PRERANK_LIBRARIES names unknown gene-set libraries reactome, go; known: " in capsys.readouterr().err
     assert not wh.exists()
+
+
+def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: Path, capsys, monkeypatch,
+                                                                      example_landing) -> None:
+    import orchestration.assets.ingest
+
+    def unreachable(*args, **kwargs):  # the object store dropped the connection in the middle of the load
+        raise OSError("Generic S3 error: connection reset by peer")
+
+    monkeypatch.setattr(orchestration.assets.ingest, "load_study", unreachable)
+    landing = example_landing(tmp_path, "airway")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1
+    # Dagster's own message was 'Error occurred while executing op "ingest_study":' and nothing else
+    shown = "[1/1] airway ... FAILED\n    OSError: Generic S3 error: connection reset by peer\n"
+    assert shown in capsys.readouterr().out
