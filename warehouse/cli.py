@@ -326,9 +326,15 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    from warehouse.maintenance import vacuum
+    from warehouse.maintenance import unreadable_tables, vacuum
 
     lake = _lake(args)
+    broken = unreadable_tables(lake)
+    if broken:  # which files readers need is unknown there: deleting anything could lose a published version
+        for table, reason in broken.items():
+            print(f"{table}: {reason}", file=sys.stderr)
+        print("omicsdw vacuum: nothing deleted; `omicsdw doctor` says how to repair", file=sys.stderr)
+        return 1
     with lake.study_session(None):
         done = vacuum(lake, retention_hours=args.retention_hours, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from schemas.tables import TABLES
 from warehouse.lake import Lake
@@ -90,20 +91,49 @@ def _count_rows(lake: Lake, table: str) -> int:
     return int(lake.scan(table).select(pl.len()).collect().item())
 
 
+def unreadable_tables(lake: Lake) -> dict[str, str]:
+    """Table -> why its Delta log cannot be read (corrupt or missing commit files, a table folder without a log)."""
+    broken = {}
+    for table in TABLES:
+        if lake.exists(table):  # opened afresh (not this process's open table): the whole log is replayed
+            reason = _failure(partial(DeltaTable, lake.uri(table), storage_options=lake.storage_options))
+            if reason is not None:
+                broken[table] = f"its Delta log cannot be read ({reason})"
+        elif lake.is_local and any(Path(lake.uri(table)).rglob("*.parquet")):
+            broken[table] = "it has Parquet files but no Delta log (_delta_log missing)"
+    return broken
+
+
 def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     """Problems found, one line each naming the table or file (empty: healthy)."""
+    import duckdb
+
+    from schemas.tables import PUBLISHED_TABLES
     from transforms.ingest.genes import GeneReference
     from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, visible_files
 
-    problems: list[str] = []
-    visible = visible_files(lake)
+    broken = unreadable_tables(lake)
+    problems = [f"{table}: {reason}; restore its folder from a backup, or move {lake.uri(table)} aside and run "
+                "omicsdw build (the studies are written again)" for table, reason in broken.items()]
+    # without a readable study_versions nobody knows which files readers of the published tables see
+    skip = set(broken) | (set(PUBLISHED_TABLES) if "study_versions" in broken else set())
+    readable = [t for t in TABLES if t not in skip]
+    visible = visible_files(lake, readable)
     try:
         con = connect(warehouse_dir)
     except CatalogMissing as exc:
         problems.append(f"catalog: {exc}")
+    except duckdb.Error as exc:
+        problems.append(f"catalog: {warehouse_dir / CATALOG_NAME} cannot be opened ({str(exc).splitlines()[0]}); "
+                        "delete it and rebuild it (omicsdw build)")
     else:
         try:
             listed = dict(con.execute("SELECT table_name, files FROM catalog_versions").fetchall())
+        except duckdb.Error as exc:
+            listed = {}
+            problems.append(f"catalog: {CATALOG_NAME} is not an omicsdw catalog ({str(exc).splitlines()[0]}); "
+                            "delete it and rebuild it (omicsdw build)")
+        try:
             for table, (_, files) in visible.items():
                 if listed.get(table) != len(files):
                     problems.append(f"{table}: the catalog lists {listed.get(table)} files, the lake {len(files)}; "
@@ -125,14 +155,19 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
                             f"({torn[0][1]})")
         if lake.exists(table) and not torn and (reason := _failure(partial(_count_rows, lake, table))) is not None:
             problems.append(f"{table}: its newest Delta version cannot be read: {reason}")
-    every = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=True) for f in v.files}
-    history = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=False) for f in v.files}
-    orphans = sorted(every - history)  # files no version ever referenced: staged by runs that never committed
-    if orphans:
-        problems.append(f"{orphans[0][0]}: {len(orphans)} file(s) in the lake no Delta version references (killed "
-                        f"runs?), e.g. {orphans[0][1]}; omicsdw vacuum removes them after the retention period")
+    if not lake.sessions_in_progress():  # a running build's staged files are not orphans yet
+        for table in readable:
+            if not lake.exists(table):
+                continue
+            delta = lake.delta(table)
+            every, history = ({*delta.vacuum(retention_hours=0, dry_run=True, full=full,
+                                             enforce_retention_duration=False)} for full in (True, False))
+            orphans = sorted(every - history)  # files no version ever referenced: staged by killed runs
+            if orphans:
+                problems.append(f"{table}: {len(orphans)} file(s) in the lake no Delta version references (killed "
+                                f"runs?), e.g. {orphans[0]}; omicsdw vacuum removes them after the retention period")
     shipped = GeneReference.load().fingerprint
-    if lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
+    if "genes" not in broken and lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
         problems.append("genes: the gene dimension is not the shipped reference; the next build rewrites it")
     return problems
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.lake_rows import commit_load
 from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
@@ -43,3 +45,47 @@ def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh:
     assert any(p.startswith("rna_counts: 1 file(s) in the lake no Delta version references") for p in problems)
     assert main(["doctor", "--warehouse", str(wh)]) == 1
     assert "problem(s)" in capsys.readouterr().out
+
+
+def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
+    """``omicsdw doctor`` as a user runs it: exit code and everything printed (a traceback fails the test)."""
+    capsys.readouterr()
+    code = main(["doctor", "--warehouse", str(wh)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return code, captured.out
+
+
+@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions"])
+def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, capsys, damage: str) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    table = "study_versions" if damage == "study_versions" else "rna_counts"
+    log = Path(lake.uri(table), "_delta_log")
+    commits = sorted(log.glob("*.json"))
+    if damage == "no_log":
+        shutil.rmtree(log)
+    elif damage == "missing_first_commit":
+        commits[0].unlink()
+    else:
+        commits[-1].write_text('{"add": {"path": "part-')  # a torn commit file
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    named = [line for line in out.splitlines() if line.startswith(f"{table}: ")]
+    assert ["Delta log" in line for line in named] == [True], out
+    assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses: nothing deleted
+    assert f"{table}:" in capsys.readouterr().err
+
+
+def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
+                                                                                capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    for table in ("rna_counts", "samples"):
+        lake.stage(table, lake.scan(table).collect(), study_id="s1")  # staged by a run killed before its commit
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "no Delta version references" in line] == \
+        ["samples", "rna_counts"]  # each table named (in table order), not only the first
+    (wh / CATALOG_NAME).write_bytes(b"not a duckdb file" * 300)
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert any(line.startswith("catalog: ") and "cannot be opened" in line for line in out.splitlines()), out
