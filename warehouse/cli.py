@@ -341,7 +341,7 @@ def _vacuum(args: argparse.Namespace) -> int:
     for item in done:
         if item.files or item.kept_versions:
             print(f"{item.table:<24} {verb} {len(item.files):>5} file(s); kept versions read by published "
-                  f"studies: {item.kept_versions or 'none'}")
+                  f"studies or stored feature sets: {item.kept_versions or 'none'}")
     print(f"{verb} {sum(len(i.files) for i in done)} file(s) older than {args.retention_hours} h")
     return 0
 

@@ -54,6 +54,9 @@ def protected_versions(lake: Lake) -> dict[str, list[int]]:
                 keep.setdefault("study_versions", set()).add(int(inputs["study_versions"]))
             for table, versions in (inputs.get("tables") or {}).items():
                 keep.setdefault(table, set()).update(int(v) for v in versions.values())
+            for table, version in (inputs.get("global") or {}).items():  # gene_set_members: whole-table versions
+                if version is not None:
+                    keep.setdefault(table, set()).add(int(version))
     return {table: sorted(versions) for table, versions in keep.items()}
 
 
@@ -70,9 +73,14 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
         if not lake.exists(table):
             continue
         kept = keep.get(table, [])
-        files = lake.delta(table).vacuum(retention_hours=retention_hours, dry_run=dry_run, full=full,
-                                         enforce_retention_duration=False, keep_versions=kept or None)
-        done.append(Vacuumed(table, sorted(files), kept))
+        options = {"retention_hours": retention_hours, "full": full, "enforce_retention_duration": False,
+                   "keep_versions": kept or None}
+        delta = lake.delta(table)
+        # delta-rs lists a removed file again on every vacuum until its tombstone expires: report only real files
+        present = [f for f in delta.vacuum(dry_run=True, **options) if lake.file_exists(f"{table}/{f}")]
+        if present and not dry_run:
+            delta.vacuum(dry_run=False, **options)
+        done.append(Vacuumed(table, sorted(present), kept))
     return done
 
 

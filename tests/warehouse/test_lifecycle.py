@@ -64,6 +64,32 @@ def test_vacuum_keeps_the_versions_a_stored_feature_set_was_built_from(lake: Lak
     assert kept.item() == 30.0  # the feature set's input version is still readable
 
 
+def _registry(lake: Lake, genes: list[int]) -> None:
+    """The gene-set registry rewritten whole (as a new library in any study folder does)."""
+    schema = tables.polars_schema("gene_set_members")
+    members = pl.DataFrame({"scope": "shipped", "library": "lib", "gene_set": "SET", "gene_id": genes,
+                            "identifier": [str(g) for g in genes]}).with_columns(
+        **{c: pl.lit(None) for c in schema if c not in ("scope", "library", "gene_set", "gene_id", "identifier")}
+    ).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    assert commit_frames(lake, [("gene_set_members", members)], tables=["gene_set_members"], study_id=None,
+                         fingerprint=f"registry-{genes}").ok
+
+
+def test_vacuum_keeps_the_gene_set_registry_version_a_feature_set_was_built_from(lake: Lake, wh: Path) -> None:
+    from warehouse.feature_sets import _input_versions
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _registry(lake, [7157, 4609])
+    inputs = _input_versions(lake, ["s1"])  # what a feature-set build records in its manifest
+    built_on = lake.version("gene_set_members")
+    _feature_set_row(lake, inputs)
+    _registry(lake, [7157])  # a new library: the registry is a new version, the old file is removed from it
+    assert built_on in protected_versions(lake)["gene_set_members"]
+    vacuum(lake, retention_hours=0)
+    members = lake.scan("gene_set_members", version=built_on).select("gene_id").collect()
+    assert sorted(members["gene_id"]) == [4609, 7157]
+
+
 def test_vacuum_leaves_the_staged_files_of_a_run_in_progress(lake: Lake, wh: Path) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     running = Lake(lake.root)  # another session (as another process would): it holds study s2's lock

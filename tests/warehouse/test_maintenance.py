@@ -29,6 +29,7 @@ def test_vacuum_keeps_the_files_a_published_study_still_reads(lake: Lake, wh: Pa
     deleted = {v.table: v.files for v in vacuum(lake, retention_hours=0)}
     assert len(deleted["rna_counts"]) == 1  # load A's file, no longer published or current
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]
+    assert [v.table for v in vacuum(lake, retention_hours=0) if v.files] == []  # nothing is deleted twice
 
 
 def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh: Path, capsys) -> None:
