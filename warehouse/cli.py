@@ -145,8 +145,10 @@ def _build(args: argparse.Namespace) -> int:
             print("FAILED")
             for event in result.get_step_failure_events():
                 error = event.step_failure_data.error
+                while error is not None and error.cause is not None:  # Dagster's wrapper says only which step
+                    error = error.cause
                 message = error.message.strip() if error is not None else "step failed without an error message"
-                print("    " + message.replace("\n", "\n    "))
+                print(f"    {event.step_key}: " + message.replace("\n", "\n    "))
         matches = dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance, run_config=quiet,
                                  raise_on_error=False)
         if not matches.success:

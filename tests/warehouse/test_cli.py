@@ -143,3 +143,20 @@ def test_build_refuses_a_prerank_library_no_library_file_defines(tmp_path: Path,
     assert main(args) == 2
     assert "OMICSDW_PRERANK_LIBRARIES names unknown gene-set libraries reactome, go; known: " in capsys.readouterr().err
     assert not wh.exists()
+
+
+def test_build_prints_the_reason_a_step_failed_not_only_dagsters_wrapper(tmp_path: Path, capsys, study_folder,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestration.assets.report as report_asset
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", "reports/s/index.html")
+
+    monkeypatch.setattr(report_asset, "write_study_report", full_disk)
+    landing = tmp_path / "landing"
+    study_folder(landing, "study_id: s\nname: s\nassays:\n  - {name: rna, kind: rna_counts, format: matrix, "
+                 "path: counts.tsv, gene_id_type: symbol}\n", {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\n"})
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"), "--no-plots"]) == 1
+    out = capsys.readouterr().out
+    assert "study_report: " in out
+    assert "No space left on device: 'reports/s/index.html'" in out
