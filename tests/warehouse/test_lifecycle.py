@@ -120,6 +120,11 @@ def test_new_optional_column_appends_without_rewriting_old_studies(lake: Lake, w
     assert {f: Path(lake.uri("rna_counts"), f).stat().st_mtime_ns for f in old_files} == stamps
     rows = lake.scan("rna_counts").select("study_id", "batch").unique().sort("study_id").collect().rows()
     assert rows == [("new", "b1"), ("old", None)]
+    for study in ("old", "new"):
+        _derived(lake, study, "A" if study == "old" else "B")
+        assert publish_study(lake, study).ok
+    refresh_catalog(lake, wh)  # analysts' SQL: the old files have no such column, the view gives NULL
+    assert _rows(wh, "SELECT DISTINCT study_id, batch FROM rna_counts ORDER BY 1") == [("new", "b1"), ("old", None)]
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,
