@@ -204,6 +204,7 @@ BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
 
 def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     target = folder / seed.target
+    name = seed_name(seed)
     header = seed.header - 1
     if case == "bom":
         _edit(target, lambda d: b"\xef\xbb\xbf" + d)
@@ -227,6 +228,12 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             names = lines[header].rstrip(b"\r\n").split(_sep(seed))
             return _set_field(lines, header, len(names) - 1, names[-2], _sep(seed))
         _edit(target, _lines_edit(dup))
+    elif case == "empty_column_name":  # a header field without a name (the first sample's, for a VCF)
+        _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 9 if name.startswith("vcf") else 2, b"",
+                                                           _sep(seed))))
+    elif case == "directory":  # a folder where the file should be
+        target.unlink()
+        target.mkdir()
     elif case == "duplicate_sample":
         if seed.target == "samples.tsv":
             _edit(target, lambda d: d + b"S1\tP9\tb\n")
@@ -234,7 +241,7 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 2, b"S1 ", _sep(seed))))
     elif case in ("nan", "inf", "negative", "fractional"):
         value = {"nan": b"NaN", "inf": b"Inf", "negative": b"-5", "fractional": b"2.5"}[case]
-        line, column = VALUE_CELL[seed_name(seed)]
+        line, column = VALUE_CELL[name]
         _edit(target, _lines_edit(lambda lines: _set_field(lines, line, column, value, _sep(seed))))
     elif case == "symlink_out":
         moved = outside / target.name
@@ -279,7 +286,7 @@ def seed_name(seed: Seed) -> str:
 
 # -- the case matrix ---------------------------------------------------------------------------------------------
 TEXT_CASES = ("bom", "crlf", "latin1", "truncated_gzip", "long_line", "empty", "header_only", "symlink_out",
-              "dotdot_path", "unreadable")
+              "dotdot_path", "unreadable", "directory")
 NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta"}
 TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "samples", "maf", "vcf", "vcf_gz", "seg",
            "cbioportal_data", "maxquant", "diann"}
@@ -299,7 +306,7 @@ def _cases() -> list[tuple[str, str]]:
                   if not (c == "header_only" and name in NO_HEADER)
                   and not (c == "dotdot_path" and name in ("study_yaml", "cbioportal_meta"))]
         if name in TABULAR:
-            cases.append((name, "duplicate_header"))
+            cases += [(name, "duplicate_header"), (name, "empty_column_name")]
         if name in VALUE_CELL:
             cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
         if name in ("matrix_tsv", "matrix_csv", "samples"):
@@ -387,7 +394,7 @@ def _clean(base: Base, name: str) -> pl.DataFrame:
 
 
 BENIGN = {"bom", "crlf"}
-LINE_CASES = {"long_line", "duplicate_header", "duplicate_sample", "nan", "inf", "negative"}
+LINE_CASES = {"long_line", "duplicate_header", "empty_column_name", "duplicate_sample", "nan", "inf", "negative"}
 """Cases whose problem sits on one line of a line-oriented file: the issue must give that line."""
 
 

@@ -310,7 +310,12 @@ def _read_header(path: Path, *, name: str) -> VcfHeader:
                 info[key] = line
             elif line.startswith("#CHROM"):
                 columns = line.split("\t")
-                twice = sorted({c for c in columns[9:] if columns[9:].count(c) > 1})
+                empty = [i for i, c in enumerate(columns[9:], start=10) if not c.strip()]
+                if empty:  # a sample without a name would load as sample ''
+                    raise InputError(Issue(name, "empty_column_name", "error", f"sample column {empty[0]} of the "
+                                           "#CHROM line has no name", number))
+                labels = [c.strip() for c in columns[9:]]  # sample labels are matched trimmed
+                twice = sorted({c for c in labels if labels.count(c) > 1})
                 if twice:
                     raise InputError(Issue(name, "duplicate_column", "error",
                                            f"sample {twice[0]!r} appears more than once in the #CHROM line",
