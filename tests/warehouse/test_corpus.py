@@ -268,6 +268,10 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         target.write_text(target.read_text().replace("factor: group", "factor: grup"))
     elif case == "unknown_level":
         target.write_text(target.read_text().replace("test: b,", "test: c,"))
+    elif case == "same_level":  # b_vs_b: nothing to compare
+        target.write_text(target.read_text().replace("reference: a}", "reference: b}"))
+    elif case == "factor_as_covariate":
+        target.write_text(target.read_text().replace("reference: a}", "reference: a, covariates: [group]}"))
     elif case == "duplicate_name":
         text = target.read_text()
         target.write_text(text + text[text.index("  - {name: b_vs_a"):])
@@ -296,7 +300,8 @@ def _cases() -> list[tuple[str, str]]:
     cases = []
     for name in SEEDS:
         if name == "contrasts":
-            cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name")]
+            cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name",
+                                                  "same_level", "factor_as_covariate")]
             continue
         cases.append((name, "clean"))
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
