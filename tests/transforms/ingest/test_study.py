@@ -3,11 +3,13 @@
 import builtins
 import gzip
 import random
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.conftest import EXAMPLES
 from transforms.ingest.cbioportal import read_cbioportal_study
 from transforms.ingest.study import discover_study, find_studies, read_study, scan_landing
 from transforms.issues import IssueLog
@@ -329,3 +331,20 @@ def test_ingest_study_keeps_the_matrix_row_order_for_mapped_genes(reference, mat
     for sample, part in rows.group_by("sample_id"):
         assert part["feature_id"].to_list() == symbols, sample
         assert part["line"].to_list() == list(range(2, 2002)), sample
+
+
+def test_read_study_from_a_relative_path_confines_found_files_as_from_an_absolute_one(
+        tmp_path, reference, monkeypatch):
+    monkeypatch.chdir(EXAMPLES)  # `omicsdw validate study_es_0`: the gene panel files were looked up under
+    relative = study_issues(read_study(Path("study_es_0"), reference=reference))  # study_es_0/study_es_0/
+    assert relative.filter(pl.col("severity") == "error").is_empty(), relative.rows(named=True)
+    landing, outside = tmp_path / "landing", tmp_path / "outside"
+    landing.mkdir()
+    outside.mkdir()
+    shutil.copytree(EXAMPLES / "study_es_0", landing / "cb")
+    (landing / "cb" / "meta_cna_log2.txt").rename(outside / "meta_cna_log2.txt")
+    (landing / "cb" / "meta_cna_log2.txt").symlink_to(outside / "meta_cna_log2.txt")
+    monkeypatch.chdir(tmp_path)
+    issues = study_issues(read_study(Path("landing/cb"), reference=reference))
+    outside_rows = issues.filter(pl.col("code") == "path_outside_study")  # the link out is never followed
+    assert outside_rows.select("file", "severity").rows() == [("meta_cna_log2.txt", "error")]
