@@ -73,13 +73,12 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
         if not lake.exists(table):
             continue
         kept = keep.get(table, [])
-        options = {"retention_hours": retention_hours, "full": full, "enforce_retention_duration": False,
-                   "keep_versions": kept or None}
-        delta = lake.delta(table)
+        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, full=full,
+                      enforce_retention_duration=False, keep_versions=kept or None)
         # delta-rs lists a removed file again on every vacuum until its tombstone expires: report only real files
-        present = [f for f in delta.vacuum(dry_run=True, **options) if lake.file_exists(f"{table}/{f}")]
+        present = [f for f in run(dry_run=True) if lake.file_exists(f"{table}/{f}")]
         if present and not dry_run:
-            delta.vacuum(dry_run=False, **options)
+            run(dry_run=False)
         done.append(Vacuumed(table, sorted(present), kept))
     return done
 
