@@ -351,3 +351,34 @@ def test_read_study_from_a_relative_path_confines_found_files_as_from_an_absolut
     issues = study_issues(read_study(Path("landing/cb"), reference=reference))
     outside_rows = issues.filter(pl.col("code") == "path_outside_study")  # the link out is never followed
     assert outside_rows.select("file", "severity").rows() == [("meta_cna_log2.txt", "error")]
+
+
+def test_ingest_study_file_without_read_permission_is_located_error(reference, study_folder):
+    """chmod 000 on the counts: as root (who reads any file) the read runs with the effective uid of nobody, so
+    the permission check is the kernel's, not a stand-in; the folder sits in a directory nobody may enter."""
+    import os
+    import tempfile
+
+    parent = Path(tempfile.mkdtemp(prefix="omicsdw-perm-"))
+    try:
+        parent.chmod(0o755)
+        folder = study_folder(parent, "study_id: s\nname: n\nassays:\n  - {name: rna, kind: rna_counts, "
+                              "format: matrix, path: counts.tsv, gene_id_type: symbol}\n",
+                              {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\n"})
+        folder.chmod(0o755)
+        assert study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error").is_empty()
+        (folder / "counts.tsv").chmod(0)
+        root = os.geteuid() == 0
+        if root:
+            os.seteuid(65534)  # what was imported by the clean read above is all the read needs
+        try:
+            ingest = read_study(folder, reference=reference)
+        finally:
+            if root:
+                os.seteuid(0)
+        (error,) = study_issues(ingest).filter(pl.col("severity") == "error").iter_rows(named=True)
+        assert (error["code"], error["file"]) == ("unreadable_file", "counts.tsv")
+        assert "Permission denied" in error["message"]
+    finally:
+        (parent / "s" / "counts.tsv").chmod(0o644)
+        shutil.rmtree(parent)
