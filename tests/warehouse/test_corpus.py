@@ -235,6 +235,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "directory":  # a folder where the file should be
         target.unlink()
         target.mkdir()
+    elif case == "case_duplicate_sample":  # s1 beside S1: legal (ids are case-sensitive), but likely a typo
+        _edit(target, lambda d: d + b"s1\tP9\tb\n")
     elif case == "duplicate_sample":
         if seed.target == "samples.tsv":
             _edit(target, lambda d: d + b"S1\tP9\tb\n")
@@ -317,6 +319,8 @@ def _cases() -> list[tuple[str, str]]:
             cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
         if name in ("matrix_tsv", "matrix_csv", "samples"):
             cases.append((name, "duplicate_sample"))
+        if name == "samples":
+            cases.append((name, "case_duplicate_sample"))
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
     return cases
@@ -436,6 +440,11 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert load.ok, errors.rows(named=True)
         skipped = issues.filter(pl.col("code") == "bad_meta_line")
         assert skipped.select("file", "line").rows() == [(seed.target, 3)]
+    elif case == "case_duplicate_sample":  # loaded as two samples, with a located warning naming both
+        assert load.ok, errors.rows(named=True)
+        (warning,) = issues.filter(pl.col("code") == "sample_case").iter_rows(named=True)
+        assert (warning["file"], warning["line"], warning["column"]) == ("samples.tsv", 5, "sample_id")
+        assert "'s1' and 'S1' (line 2)" in warning["message"]
     elif case == "fractional":  # kept as given (Salmon / RSEM estimate fractional counts; a matrix warns)
         assert load.ok, errors.rows(named=True)
         assert 2.5 in _values(base, seed, sid)[seed.value].to_list()
