@@ -331,6 +331,9 @@ def _vacuum(args: argparse.Namespace) -> int:
     from warehouse.maintenance import unreadable_tables, vacuum
 
     lake = _lake(args)
+    if lake.is_local and not Path(lake.root).is_dir():  # a mistyped --warehouse: say so, create nothing
+        print(f"omicsdw vacuum: no lake at {lake.root} (is --warehouse {args.warehouse} right?)", file=sys.stderr)
+        return 2
     broken = unreadable_tables(lake)
     if broken:  # which files readers need is unknown there: deleting anything could lose a published version
         for table, reason in broken.items():
@@ -449,6 +452,17 @@ LAKE_HELP = ("lake root: a path, or s3://bucket/prefix configured by the AWS_* v
              "else the lake the catalog was built from, else WAREHOUSE/lake)")
 
 
+def _hours(text: str) -> int:
+    """A retention period: a whole number of hours, 0 or more (delta-rs refuses a negative one with a traceback)."""
+    try:
+        hours = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
+    if hours < 0:
+        raise argparse.ArgumentTypeError(f"{hours} is negative; give 0 or more hours")
+    return hours
+
+
 def _warehouse_arguments(parser: argparse.ArgumentParser) -> None:
     """--warehouse and --lake, as every verb working on a built warehouse takes them."""
     parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
@@ -505,7 +519,8 @@ def _parser() -> argparse.ArgumentParser:
                             description="Delete Parquet files older than the retention period that neither the "
                                         "newest table versions nor any published study set reads.")
     _warehouse_arguments(vacuum)
-    vacuum.add_argument("--retention-hours", type=int, default=168, help="keep files younger than this (default 168)")
+    vacuum.add_argument("--retention-hours", type=_hours, default=168,
+                        help="keep files younger than this many hours, 0 or more (default 168)")
     vacuum.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     vacuum.set_defaults(run=_vacuum)
 

@@ -90,3 +90,18 @@ def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table
     code, out = _doctor_output(wh, capsys)
     assert code == 1
     assert any(line.startswith("catalog: ") and "cannot be opened" in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize(("hours", "said"), [("-5", "-5 is negative"), ("1.5", "'1.5' is not a whole number")])
+def test_vacuum_refuses_a_retention_that_is_not_zero_or_more_whole_hours(wh: Path, capsys, hours: str,
+                                                                          said: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["vacuum", "--warehouse", str(wh), "--retention-hours", hours])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_vacuum_of_a_mistyped_warehouse_says_so_and_creates_nothing(tmp_path: Path, capsys) -> None:
+    assert main(["vacuum", "--warehouse", str(tmp_path / "typo")]) == 2
+    assert "no lake at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
