@@ -39,6 +39,39 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
+def _rows_of(table: str, **columns: list) -> pl.DataFrame:
+    """Rows of ``table`` with the given columns, the contract's other columns NULL."""
+    schema = tables.polars_schema(table)
+    height = len(next(iter(columns.values())))
+    return pl.DataFrame({c: columns.get(c, [None] * height) for c in schema}, schema=schema)
+
+
+def test_remove_study_drops_its_rows_from_the_cross_study_tables(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    libraries = {"scope": ["shipped", "study"], "study_id": [None, "s1"], "library": ["hallmark", "own"],
+                 "gene_set": ["SET", "OWN_SET"]}
+    registry = [("gene_sets", _rows_of("gene_sets", **libraries, kind=["set"] * 2, n_genes=[1, 1],
+                                       n_mapped=[1, 1])),
+                ("gene_set_members", _rows_of("gene_set_members", **libraries, gene_id=[7157, 7157],
+                                              identifier=["TP53", "TP53"]))]
+    assert commit_frames(lake, registry, tables=["gene_sets", "gene_set_members"], study_id=None,
+                         fingerprint="registry").ok
+    matches = _rows_of("signature_matches", query_kind=["contrast"] * 3, query_study_id=["s1", "s2", "s2"],
+                       query_name=["c"] * 3, target_study_id=["s2", "s1", "s2"], target_contrast=["c"] * 3,
+                       n_up=[1] * 3, n_down=[0] * 3, method=["cmap_wks"] * 3, query_version=["v"] * 3,
+                       target_version=["v"] * 3)
+    assert commit_frames(lake, [("signature_matches", matches)], tables=["signature_matches"], study_id=None,
+                         fingerprint="matches").ok
+    before = {t: lake.version(t) for t in ("gene_sets", "gene_set_members", "signature_matches")}
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0
+    for table, version in before.items():
+        assert lake.version(table) == version + 1, table  # one commit each
+    assert lake.scan("gene_sets").select("study_id").collect()["study_id"].to_list() == [None]
+    assert lake.scan("gene_set_members").select("study_id").collect()["study_id"].to_list() == [None]
+    assert _rows(wh, "SELECT query_study_id, target_study_id FROM signature_matches") == [("s2", "s2")]
+
+
 def _feature_set_row(lake: Lake, inputs: dict) -> None:
     """A stored feature-set version whose manifest records its input versions (as warehouse.feature_sets does)."""
     row = pl.DataFrame({"feature_set": ["panel"], "version": [1], "created_at": [datetime.now(UTC)], "rows": [2],
