@@ -98,6 +98,22 @@ def _count_rows(lake: Lake, table: str) -> int:
     return int(lake.scan(table).select(pl.len()).collect().item())
 
 
+def _written_since(lake: Lake, table: str, version: int | None) -> int | None:
+    """The newest version of ``table`` written after ``version`` (vacuum's commits aside), else None.
+
+    Published tables are shown through ``study_versions``: their own newer versions may be loads not yet
+    published, so only the ledger and the tables readers see at their newest version are compared.
+    """
+    from schemas.tables import PUBLISHED_TABLES
+
+    if table in PUBLISHED_TABLES or not lake.exists(table):
+        return None
+    written = [c["version"] for c in lake.delta(table).history()
+               if c["version"] > (-1 if version is None else version)
+               and not str(c.get("operation", "")).startswith("VACUUM")]
+    return max(written) if written else None
+
+
 def unreadable_tables(lake: Lake) -> dict[str, str]:
     """Table -> why its Delta log cannot be read (corrupt or missing commit files, a table folder without a log)."""
     broken = {}
@@ -135,9 +151,10 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
                         "delete it and rebuild it (omicsdw build)")
     else:
         try:
-            listed = dict(con.execute("SELECT table_name, files FROM catalog_versions").fetchall())
+            rows = con.execute("SELECT table_name, delta_version, files FROM catalog_versions").fetchall()
+            listed, built_on = {t: n for t, _, n in rows}, {t: v for t, v, _ in rows}
         except duckdb.Error as exc:
-            listed = {}
+            listed, built_on = {}, {}
             problems.append(f"catalog: {CATALOG_NAME} is not an omicsdw catalog ({str(exc).splitlines()[0]}); "
                             "delete it and rebuild it (omicsdw build)")
         try:
@@ -145,6 +162,10 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
                 if listed.get(table) != len(files):
                     problems.append(f"{table}: the catalog lists {listed.get(table)} files, the lake {len(files)}; "
                                     f"rebuild it (omicsdw build, or any study run) — {CATALOG_NAME} is stale")
+                elif (newer := _written_since(lake, table, built_on.get(table))) is not None:
+                    problems.append(f"{table}: the catalog was built on Delta version {built_on.get(table)}, the "
+                                    f"lake was written since (version {newer}); rebuild it (omicsdw build, or any "
+                                    f"study run) — {CATALOG_NAME} is stale")
                 try:
                     con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
                 except Exception as exc:

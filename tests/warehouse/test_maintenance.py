@@ -105,3 +105,20 @@ def test_vacuum_of_a_mistyped_warehouse_says_so_and_creates_nothing(tmp_path: Pa
     assert main(["vacuum", "--warehouse", str(tmp_path / "typo")]) == 2
     assert "no lake at" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def test_doctor_names_a_catalog_one_rebuild_behind_with_the_same_file_counts(lake: Lake, wh: Path) -> None:
+    from warehouse.publish import publish_study
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    old = (wh / CATALOG_NAME).read_bytes()
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    assert publish_study(lake, "s1").ok
+    refresh_catalog(lake, wh)
+    vacuum(lake, retention_hours=24)  # vacuum's own commits do not make a catalog stale
+    assert doctor(lake, wh) == []
+    (wh / CATALOG_NAME).write_bytes(old)  # restored from before the rebuild: analysts see load A
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+    stale = [p for p in doctor(lake, wh) if "is stale" in p]
+    assert [p.split(":")[0] for p in stale] == ["study_versions"], stale
