@@ -318,7 +318,8 @@ def _remove(args: argparse.Namespace) -> int:
     if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) in (None, REMOVED):
         print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
         return 2
-    with lake.study_session(args.study):
+    # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
+    with lake.study_session(args.study), _lake(args).study_session(None):
         commit = remove_study(lake, args.study)
     refresh_catalog(lake, warehouse_dir)
     remove_study_report(warehouse_dir, args.study)
