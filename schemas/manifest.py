@@ -155,6 +155,15 @@ class Contrast(_Strict):
             return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
         return value
 
+    @model_validator(mode="after")
+    def _two_groups(self) -> Contrast:
+        """A level compared with itself, or the factor also a covariate, gives no testable design."""
+        if self.test == self.reference:
+            raise ValueError(f"contrast {self.name!r}: test and reference are both {self.test!r}; name two levels")
+        if self.factor in self.covariates:
+            raise ValueError(f"contrast {self.name!r}: the factor {self.factor!r} is also listed as a covariate")
+        return self
+
 
 class ZscoreReference(_Strict):
     """Which samples define the per-gene mean and SD of abundance z-scores (all samples when not set)."""

@@ -27,6 +27,7 @@ import duckdb
 from warehouse.storage import filesystem, is_remote, storage_options_from_env
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
 
     from warehouse.lake import Lake
 
@@ -109,8 +110,9 @@ def _view_comments(sql: str) -> tuple[str, dict[str, str]]:
     return " ".join(text), columns
 
 
-def visible_files(lake: Lake) -> dict[str, tuple[int | None, list[str]]]:
-    """Table -> (its newest Delta version, the files readers see, relative to the lake root).
+def visible_files(lake: Lake, tables: Iterable[str] | None = None) -> dict[str, tuple[int | None, list[str]]]:
+    """Table -> (its newest Delta version, the files readers see, relative to the lake root), for ``tables``
+    (default: every table).
 
     Published tables: the files each study's ``study_versions`` entry names; other tables: the newest version.
     """
@@ -118,12 +120,14 @@ def visible_files(lake: Lake) -> dict[str, tuple[int | None, list[str]]]:
 
     from schemas.tables import PUBLISHED_TABLES, TABLES
 
-    published = (lake.scan("study_versions").select("table_name", "files").collect() if lake.exists("study_versions")
+    tables = list(TABLES if tables is None else tables)
+    published = (lake.scan("study_versions").select("table_name", "files").collect()
+                 if lake.exists("study_versions") and set(tables) & set(PUBLISHED_TABLES)
                  else pl.DataFrame(schema={"table_name": pl.String, "files": pl.List(pl.String)}))
     by_table = {t: sorted(f for files in group["files"] for f in files)
                 for (t,), group in published.group_by("table_name")}
     found: dict[str, tuple[int | None, list[str]]] = {}
-    for table in TABLES:
+    for table in tables:
         if not lake.exists(table):
             found[table] = (None, [])
         elif table in PUBLISHED_TABLES:

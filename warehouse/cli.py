@@ -145,7 +145,8 @@ def _build(args: argparse.Namespace) -> int:
             failed.append(sid)
             print("FAILED")
             for event in result.get_step_failure_events():  # the error itself, not Dagster's wrapper of it
-                print("    " + error_text(event.step_failure_data.error).replace("\n", "\n    "))
+                text = error_text(event.step_failure_data.error)
+                print(f"    {event.step_key}: " + text.replace("\n", "\n    "))
         matches = dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance, run_config=quiet,
                                  raise_on_error=False)
         if not matches.success:
@@ -315,7 +316,8 @@ def _remove(args: argparse.Namespace) -> int:
     if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) in (None, REMOVED):
         print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
         return 2
-    with lake.study_session(args.study):
+    # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
+    with lake.study_session(args.study), _lake(args).study_session(None):
         commit = remove_study(lake, args.study)
     refresh_catalog(lake, warehouse_dir)
     remove_study_report(warehouse_dir, args.study)
@@ -325,16 +327,25 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    from warehouse.maintenance import vacuum
+    from warehouse.maintenance import unreadable_tables, vacuum
 
     lake = _lake(args)
+    if lake.is_local and not Path(lake.root).is_dir():  # a mistyped --warehouse: say so, create nothing
+        print(f"omicsdw vacuum: no lake at {lake.root} (is --warehouse {args.warehouse} right?)", file=sys.stderr)
+        return 2
+    broken = unreadable_tables(lake)
+    if broken:  # which files readers need is unknown there: deleting anything could lose a published version
+        for table, reason in broken.items():
+            print(f"{table}: {reason}", file=sys.stderr)
+        print("omicsdw vacuum: nothing deleted; `omicsdw doctor` says how to repair", file=sys.stderr)
+        return 1
     with lake.study_session(None):
         done = vacuum(lake, retention_hours=args.retention_hours, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for item in done:
         if item.files or item.kept_versions:
             print(f"{item.table:<24} {verb} {len(item.files):>5} file(s); kept versions read by published "
-                  f"studies: {item.kept_versions or 'none'}")
+                  f"studies or stored feature sets: {item.kept_versions or 'none'}")
     print(f"{verb} {sum(len(i.files) for i in done)} file(s) older than {args.retention_hours} h")
     return 0
 
@@ -440,6 +451,17 @@ LAKE_HELP = ("lake root: a path, or s3://bucket/prefix configured by the AWS_* v
              "else the lake the catalog was built from, else WAREHOUSE/lake)")
 
 
+def _hours(text: str) -> int:
+    """A retention period: a whole number of hours, 0 or more (delta-rs refuses a negative one with a traceback)."""
+    try:
+        hours = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
+    if hours < 0:
+        raise argparse.ArgumentTypeError(f"{hours} is negative; give 0 or more hours")
+    return hours
+
+
 def _warehouse_arguments(parser: argparse.ArgumentParser) -> None:
     """--warehouse and --lake, as every verb working on a built warehouse takes them."""
     parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
@@ -496,7 +518,8 @@ def _parser() -> argparse.ArgumentParser:
                             description="Delete Parquet files older than the retention period that neither the "
                                         "newest table versions nor any published study set reads.")
     _warehouse_arguments(vacuum)
-    vacuum.add_argument("--retention-hours", type=int, default=168, help="keep files younger than this (default 168)")
+    vacuum.add_argument("--retention-hours", type=_hours, default=168,
+                        help="keep files younger than this many hours, 0 or more (default 168)")
     vacuum.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     vacuum.set_defaults(run=_vacuum)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -579,6 +580,10 @@ def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+_WAITED: set[str] = set()
+"""Locks this process has said it waits for (each study's steps take the lock one by one)."""
+
+
 def _acquire(lock: Any, what: str, timeout: float) -> None:
     """Flock the open file, polling until ``timeout``; the holder's pid is written for the message."""
     deadline = time.monotonic() + timeout
@@ -587,9 +592,14 @@ def _acquire(lock: Any, what: str, timeout: float) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            if what not in _WAITED:  # said once per study and process: a waiting build is not a hung one
+                _WAITED.add(what)
+                logging.getLogger(__name__).warning(
+                    "waiting for %s: it is being written by %s (up to %.0f s, OMICSDW_LOCK_TIMEOUT)", what, holder,
+                    timeout)
             if time.monotonic() > deadline:
-                lock.seek(0)
-                holder = lock.read().strip() or "another process"
                 raise StudyLocked(f"{what} is being written by {holder} for more than {timeout:.0f} s; "
                                   "wait for it to finish, or stop it") from None
             time.sleep(0.2)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from schemas.tables import TABLES
 from warehouse.lake import Lake
@@ -53,6 +54,9 @@ def protected_versions(lake: Lake) -> dict[str, list[int]]:
                 keep.setdefault("study_versions", set()).add(int(inputs["study_versions"]))
             for table, versions in (inputs.get("tables") or {}).items():
                 keep.setdefault(table, set()).update(int(v) for v in versions.values())
+            for table, version in (inputs.get("global") or {}).items():  # gene_set_members: whole-table versions
+                if version is not None:
+                    keep.setdefault(table, set()).add(int(version))
     return {table: sorted(versions) for table, versions in keep.items()}
 
 
@@ -69,9 +73,13 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
         if not lake.exists(table):
             continue
         kept = keep.get(table, [])
-        files = lake.delta(table).vacuum(retention_hours=retention_hours, dry_run=dry_run, full=full,
-                                         enforce_retention_duration=False, keep_versions=kept or None)
-        done.append(Vacuumed(table, sorted(files), kept))
+        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, full=full,
+                      enforce_retention_duration=False, keep_versions=kept or None)
+        # delta-rs lists a removed file again on every vacuum until its tombstone expires: report only real files
+        present = [f for f in run(dry_run=True) if lake.file_exists(f"{table}/{f}")]
+        if present and not dry_run:
+            run(dry_run=False)
+        done.append(Vacuumed(table, sorted(present), kept))
     return done
 
 
@@ -90,24 +98,74 @@ def _count_rows(lake: Lake, table: str) -> int:
     return int(lake.scan(table).select(pl.len()).collect().item())
 
 
+def _written_since(lake: Lake, table: str, version: int | None) -> int | None:
+    """The newest version of ``table`` written after ``version`` (vacuum's commits aside), else None.
+
+    Published tables are shown through ``study_versions``: their own newer versions may be loads not yet
+    published, so only the ledger and the tables readers see at their newest version are compared.
+    """
+    from schemas.tables import PUBLISHED_TABLES
+
+    if table in PUBLISHED_TABLES or not lake.exists(table):
+        return None
+    written = [c["version"] for c in lake.delta(table).history()
+               if c["version"] > (-1 if version is None else version)
+               and not str(c.get("operation", "")).startswith("VACUUM")]
+    return max(written) if written else None
+
+
+def unreadable_tables(lake: Lake) -> dict[str, str]:
+    """Table -> why its Delta log cannot be read (corrupt or missing commit files, a table folder without a log)."""
+    broken = {}
+    for table in TABLES:
+        if lake.exists(table):  # opened afresh (not this process's open table): the whole log is replayed
+            reason = _failure(partial(DeltaTable, lake.uri(table), storage_options=lake.storage_options))
+            if reason is not None:
+                broken[table] = f"its Delta log cannot be read ({reason})"
+        elif lake.is_local and any(Path(lake.uri(table)).rglob("*.parquet")):
+            broken[table] = "it has Parquet files but no Delta log (_delta_log missing)"
+    return broken
+
+
 def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     """Problems found, one line each naming the table or file (empty: healthy)."""
+    import duckdb
+
+    from schemas.tables import PUBLISHED_TABLES
     from transforms.ingest.genes import GeneReference
     from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, visible_files
 
-    problems: list[str] = []
-    visible = visible_files(lake)
+    broken = unreadable_tables(lake)
+    problems = [f"{table}: {reason}; restore its folder from a backup, or move {lake.uri(table)} aside and run "
+                "omicsdw build (the studies are written again)" for table, reason in broken.items()]
+    # without a readable study_versions nobody knows which files readers of the published tables see
+    skip = set(broken) | (set(PUBLISHED_TABLES) if "study_versions" in broken else set())
+    readable = [t for t in TABLES if t not in skip]
+    visible = visible_files(lake, readable)
     try:
         con = connect(warehouse_dir)
     except CatalogMissing as exc:
         problems.append(f"catalog: {exc}")
+    except duckdb.Error as exc:
+        problems.append(f"catalog: {warehouse_dir / CATALOG_NAME} cannot be opened ({str(exc).splitlines()[0]}); "
+                        "delete it and rebuild it (omicsdw build)")
     else:
         try:
-            listed = dict(con.execute("SELECT table_name, files FROM catalog_versions").fetchall())
+            rows = con.execute("SELECT table_name, delta_version, files FROM catalog_versions").fetchall()
+            listed, built_on = {t: n for t, _, n in rows}, {t: v for t, v, _ in rows}
+        except duckdb.Error as exc:
+            listed, built_on = {}, {}
+            problems.append(f"catalog: {CATALOG_NAME} is not an omicsdw catalog ({str(exc).splitlines()[0]}); "
+                            "delete it and rebuild it (omicsdw build)")
+        try:
             for table, (_, files) in visible.items():
                 if listed.get(table) != len(files):
                     problems.append(f"{table}: the catalog lists {listed.get(table)} files, the lake {len(files)}; "
                                     f"rebuild it (omicsdw build, or any study run) — {CATALOG_NAME} is stale")
+                elif (newer := _written_since(lake, table, built_on.get(table))) is not None:
+                    problems.append(f"{table}: the catalog was built on Delta version {built_on.get(table)}, the "
+                                    f"lake was written since (version {newer}); rebuild it (omicsdw build, or any "
+                                    f"study run) — {CATALOG_NAME} is stale")
                 try:
                     con.execute(f'SELECT count(*) FROM "{table}"').fetchall()
                 except Exception as exc:
@@ -125,14 +183,19 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
                             f"({torn[0][1]})")
         if lake.exists(table) and not torn and (reason := _failure(partial(_count_rows, lake, table))) is not None:
             problems.append(f"{table}: its newest Delta version cannot be read: {reason}")
-    every = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=True) for f in v.files}
-    history = {(v.table, f) for v in vacuum(lake, retention_hours=0, dry_run=True, full=False) for f in v.files}
-    orphans = sorted(every - history)  # files no version ever referenced: staged by runs that never committed
-    if orphans:
-        problems.append(f"{orphans[0][0]}: {len(orphans)} file(s) in the lake no Delta version references (killed "
-                        f"runs?), e.g. {orphans[0][1]}; omicsdw vacuum removes them after the retention period")
+    if not lake.sessions_in_progress():  # a running build's staged files are not orphans yet
+        for table in readable:
+            if not lake.exists(table):
+                continue
+            delta = lake.delta(table)
+            every, history = ({*delta.vacuum(retention_hours=0, dry_run=True, full=full,
+                                             enforce_retention_duration=False)} for full in (True, False))
+            orphans = sorted(every - history)  # files no version ever referenced: staged by killed runs
+            if orphans:
+                problems.append(f"{table}: {len(orphans)} file(s) in the lake no Delta version references (killed "
+                                f"runs?), e.g. {orphans[0]}; omicsdw vacuum removes them after the retention period")
     shipped = GeneReference.load().fingerprint
-    if lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
+    if "genes" not in broken and lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
         problems.append("genes: the gene dimension is not the shipped reference; the next build rewrites it")
     return problems
 

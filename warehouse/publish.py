@@ -70,10 +70,29 @@ def publish_study(lake: Lake, study_id: str) -> Commit:
 
 
 def remove_study(lake: Lake, study_id: str) -> Commit:
-    """Remove a study from every table: unpublish it (one commit), then commit an empty partition per table."""
+    """Remove a study from every table: unpublish it (one commit), then commit an empty partition per table, then
+    drop its rows from the cross-study tables (its own gene-set libraries, signature matches naming it).
+    """
     commit_frames(lake, [], tables=[LEDGER], study_id=study_id, fingerprint=REMOVED)
     tables = [t for t in STUDY_TABLES if t != LEDGER and lake.exists(t)]
-    return commit_frames(lake, [], tables=tables, study_id=study_id, fingerprint=REMOVED)
+    commit = commit_frames(lake, [], tables=tables, study_id=study_id, fingerprint=REMOVED)
+    for group in CROSS_STUDY_COLUMNS:
+        kept = []
+        for table, columns in group.items():
+            if lake.exists(table):
+                frame = lake.scan(table).collect()
+                naming = pl.any_horizontal([pl.col(c) == study_id for c in columns]).fill_null(False)
+                kept.append((table, frame.filter(~naming), frame.filter(naming).height))
+        if any(dropped for *_, dropped in kept):  # one commit per table; the next build's fingerprint differs
+            done = commit_frames(lake, [(t, f) for t, f, _ in kept], tables=[t for t, *_ in kept], study_id=None,
+                                 fingerprint=f"{REMOVED}:{study_id}")
+            commit = Commit(study_id, {**commit.writes, **done.writes}, {**commit.failures, **done.failures})
+    return commit
+
+
+CROSS_STUDY_COLUMNS = ({"gene_sets": ("study_id",), "gene_set_members": ("study_id",)},
+                       {"signature_matches": ("query_study_id", "target_study_id")})
+"""Cross-study tables and the columns naming a study, by commit group (the registry's two tables go together)."""
 
 
 def published_rows(lake: Lake, study_id: str) -> int:

@@ -69,7 +69,12 @@ def recorded_lake(warehouse_dir: Path) -> str | None:
         return None
     if not path.is_file():
         return None
-    return _catalog_lake(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    import duckdb
+
+    try:
+        return _catalog_lake(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    except duckdb.Error:  # a damaged catalog: the default lake; `omicsdw doctor` names the damage
+        return None
 
 
 @functools.lru_cache(maxsize=64)

@@ -156,5 +156,67 @@ def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: P
     landing = example_landing(tmp_path, "airway")
     assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1
     # Dagster's own message was 'Error occurred while executing op "ingest_study":' and nothing else
-    shown = "[1/1] airway ... FAILED\n    OSError: Generic S3 error: connection reset by peer\n"
+    shown = "[1/1] airway ... FAILED\n    ingest_study: OSError: Generic S3 error: connection reset by peer\n"
     assert shown in capsys.readouterr().out
+
+
+def test_build_prints_the_reason_a_step_failed_not_only_dagsters_wrapper(tmp_path: Path, capsys, study_folder,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestration.assets.report as report_asset
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", "reports/s/index.html")
+
+    monkeypatch.setattr(report_asset, "write_study_report", full_disk)
+    landing = tmp_path / "landing"
+    study_folder(landing, "study_id: s\nname: s\nassays:\n  - {name: rna, kind: rna_counts, format: matrix, "
+                 "path: counts.tsv, gene_id_type: symbol}\n", {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\n"})
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"), "--no-plots"]) == 1
+    out = capsys.readouterr().out
+    assert "study_report: " in out
+    assert "No space left on device: 'reports/s/index.html'" in out
+
+
+def test_readers_loop_without_an_error_while_a_study_is_rebuilt_and_never_see_a_mix(tmp_path: Path,
+                                                                                  example_landing) -> None:
+    """New read-only sessions, a session opened before the rebuild and ``warehouse.table`` readers loop while
+    ``omicsdw build`` (another process) rebuilds airway with one sample's counts doubled: no read fails, and every
+    read shows all of the old load or all of the new one (counts and VST sums read together in one statement)."""
+    import polars as pl
+
+    import warehouse
+
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 0
+    both = "SELECT (SELECT sum(count) FROM rna_counts), (SELECT round(sum(vst), 6) FROM rna_vst)"
+    (old_state,) = sql(wh, both)
+    counts = landing / "airway" / "featurecounts.txt"
+    lines = counts.read_text().splitlines(keepends=True)
+    doubled = [line if line.startswith(("#", "Geneid")) else
+               "\t".join([*line.rstrip("\n").split("\t")[:6], str(2 * int(line.split("\t")[6])),
+                          *line.rstrip("\n").split("\t")[7:]]) + "\n" for line in lines]
+    counts.write_text("".join(doubled))  # SRR1039508's counts doubled
+    before = warehouse.connect(wh)  # an analyst's session opened before the rebuild keeps its snapshot
+    build = subprocess.Popen([OMICSDW, "build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    errors: list[str] = []
+    seen: list[tuple] = []
+    reads = 0
+    while build.poll() is None or reads < 5:
+        try:
+            con = warehouse.connect(wh)
+            seen.append(con.sql(both).fetchall()[0])
+            con.close()
+            assert before.sql(both).fetchall()[0] == old_state
+            frame = warehouse.table("rna_counts", warehouse=str(wh)).select(pl.col("count").sum()).collect()
+            seen.append((frame.item(), None))
+            reads += 1
+        except Exception as exc:  # any failure of a reader is what this test is about
+            errors.append(repr(exc))
+    output = build.communicate(timeout=60)[0]
+    assert build.returncode == 0, output
+    assert errors == []
+    (new_state,) = sql(wh, both)
+    assert new_state[0] > old_state[0]  # the rebuild happened and is now what readers see
+    states = {old_state, new_state, (old_state[0], None), (new_state[0], None)}
+    assert [s for s in seen if s not in states] == []  # never a mix of the two loads

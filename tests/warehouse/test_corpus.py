@@ -15,6 +15,7 @@ import gzip
 import os
 import re
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,7 @@ BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
 
 def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     target = folder / seed.target
+    name = seed_name(seed)
     header = seed.header - 1
     if case == "bom":
         _edit(target, lambda d: b"\xef\xbb\xbf" + d)
@@ -227,6 +229,14 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             names = lines[header].rstrip(b"\r\n").split(_sep(seed))
             return _set_field(lines, header, len(names) - 1, names[-2], _sep(seed))
         _edit(target, _lines_edit(dup))
+    elif case == "empty_column_name":  # a header field without a name (the first sample's, for a VCF)
+        _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 9 if name.startswith("vcf") else 2, b"",
+                                                           _sep(seed))))
+    elif case == "directory":  # a folder where the file should be
+        target.unlink()
+        target.mkdir()
+    elif case == "case_duplicate_sample":  # s1 beside S1: legal (ids are case-sensitive), but likely a typo
+        _edit(target, lambda d: d + b"s1\tP9\tb\n")
     elif case == "duplicate_sample":
         if seed.target == "samples.tsv":
             _edit(target, lambda d: d + b"S1\tP9\tb\n")
@@ -234,7 +244,7 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 2, b"S1 ", _sep(seed))))
     elif case in ("nan", "inf", "negative", "fractional"):
         value = {"nan": b"NaN", "inf": b"Inf", "negative": b"-5", "fractional": b"2.5"}[case]
-        line, column = VALUE_CELL[seed_name(seed)]
+        line, column = VALUE_CELL[name]
         _edit(target, _lines_edit(lambda lines: _set_field(lines, line, column, value, _sep(seed))))
     elif case == "symlink_out":
         moved = outside / target.name
@@ -261,6 +271,10 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         target.write_text(target.read_text().replace("factor: group", "factor: grup"))
     elif case == "unknown_level":
         target.write_text(target.read_text().replace("test: b,", "test: c,"))
+    elif case == "same_level":  # b_vs_b: nothing to compare
+        target.write_text(target.read_text().replace("reference: a}", "reference: b}"))
+    elif case == "factor_as_covariate":
+        target.write_text(target.read_text().replace("reference: a}", "reference: a, covariates: [group]}"))
     elif case == "duplicate_name":
         text = target.read_text()
         target.write_text(text + text[text.index("  - {name: b_vs_a"):])
@@ -279,7 +293,7 @@ def seed_name(seed: Seed) -> str:
 
 # -- the case matrix ---------------------------------------------------------------------------------------------
 TEXT_CASES = ("bom", "crlf", "latin1", "truncated_gzip", "long_line", "empty", "header_only", "symlink_out",
-              "dotdot_path", "unreadable")
+              "dotdot_path", "unreadable", "directory")
 NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta"}
 TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "samples", "maf", "vcf", "vcf_gz", "seg",
            "cbioportal_data", "maxquant", "diann"}
@@ -289,7 +303,8 @@ def _cases() -> list[tuple[str, str]]:
     cases = []
     for name in SEEDS:
         if name == "contrasts":
-            cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name")]
+            cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name",
+                                                  "same_level", "factor_as_covariate")]
             continue
         cases.append((name, "clean"))
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
@@ -299,11 +314,13 @@ def _cases() -> list[tuple[str, str]]:
                   if not (c == "header_only" and name in NO_HEADER)
                   and not (c == "dotdot_path" and name in ("study_yaml", "cbioportal_meta"))]
         if name in TABULAR:
-            cases.append((name, "duplicate_header"))
+            cases += [(name, "duplicate_header"), (name, "empty_column_name")]
         if name in VALUE_CELL:
             cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
         if name in ("matrix_tsv", "matrix_csv", "samples"):
             cases.append((name, "duplicate_sample"))
+        if name == "samples":
+            cases.append((name, "case_duplicate_sample"))
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
     return cases
@@ -387,7 +404,7 @@ def _clean(base: Base, name: str) -> pl.DataFrame:
 
 
 BENIGN = {"bom", "crlf"}
-LINE_CASES = {"long_line", "duplicate_header", "duplicate_sample", "nan", "inf", "negative"}
+LINE_CASES = {"long_line", "duplicate_header", "empty_column_name", "duplicate_sample", "nan", "inf", "negative"}
 """Cases whose problem sits on one line of a line-oriented file: the issue must give that line."""
 
 
@@ -423,6 +440,11 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert load.ok, errors.rows(named=True)
         skipped = issues.filter(pl.col("code") == "bad_meta_line")
         assert skipped.select("file", "line").rows() == [(seed.target, 3)]
+    elif case == "case_duplicate_sample":  # loaded as two samples, with a located warning naming both
+        assert load.ok, errors.rows(named=True)
+        (warning,) = issues.filter(pl.col("code") == "sample_case").iter_rows(named=True)
+        assert (warning["file"], warning["line"], warning["column"]) == ("samples.tsv", 5, "sample_id")
+        assert "'s1' and 'S1' (line 2)" in warning["message"]
     elif case == "fractional":  # kept as given (Salmon / RSEM estimate fractional counts; a matrix warns)
         assert load.ok, errors.rows(named=True)
         assert 2.5 in _values(base, seed, sid)[seed.value].to_list()
@@ -436,7 +458,15 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert located["message"].str.len_chars().min() > 10  # type: ignore[operator]
         if (case in LINE_CASES and name in TABULAR) or name == "contrasts":
             assert located["line"].is_not_null().any(), located.rows(named=True)
+        if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
+            assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
+
+
+def _whole_lines(path: Path) -> int:
+    """Complete lines zlib decompresses from a cut gzip file (independent of the reader under test)."""
+    data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(path.read_bytes())
+    return data.count(b"\n")
 
 
 VALIDATE_CASES = [("study_yaml", "yaml_bomb"), ("matrix_tsv", "unreadable"), ("vcf_gz", "truncated_gzip"),

@@ -107,7 +107,10 @@ def test_study_session_deletes_what_a_killed_session_staged(lake: Lake) -> None:
     assert lake.scan("samples").collect().height == 2
 
 
-def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake) -> None:
+def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake, caplog) -> None:
+    import warehouse.lake
+
+    warehouse.lake._WAITED.discard("s1")
     ready = multiprocessing.get_context("spawn").Event()
     holder = multiprocessing.get_context("spawn").Process(target=_hold, args=(lake.root, ready))
     holder.start()
@@ -117,6 +120,9 @@ def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake) -> No
         with pytest.raises(StudyLocked, match="s1 is being written by process"), lake.study_session("s1", timeout=1):
             pass
         assert time.monotonic() - start >= 1
+        waited = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for s1")]
+        assert len(waited) == 1  # said once, at once: a waiting build does not look hung
+        assert "being written by process" in waited[0]
         with lake.study_session("s2", timeout=1):  # another study is not blocked
             pass
     finally:

@@ -39,6 +39,39 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
+def _rows_of(table: str, **columns: list) -> pl.DataFrame:
+    """Rows of ``table`` with the given columns, the contract's other columns NULL."""
+    schema = tables.polars_schema(table)
+    height = len(next(iter(columns.values())))
+    return pl.DataFrame({c: columns.get(c, [None] * height) for c in schema}, schema=schema)
+
+
+def test_remove_study_drops_its_rows_from_the_cross_study_tables(lake: Lake, wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    libraries = {"scope": ["shipped", "study"], "study_id": [None, "s1"], "library": ["hallmark", "own"],
+                 "gene_set": ["SET", "OWN_SET"]}
+    registry = [("gene_sets", _rows_of("gene_sets", **libraries, kind=["set"] * 2, n_genes=[1, 1],
+                                       n_mapped=[1, 1])),
+                ("gene_set_members", _rows_of("gene_set_members", **libraries, gene_id=[7157, 7157],
+                                              identifier=["TP53", "TP53"]))]
+    assert commit_frames(lake, registry, tables=["gene_sets", "gene_set_members"], study_id=None,
+                         fingerprint="registry").ok
+    matches = _rows_of("signature_matches", query_kind=["contrast"] * 3, query_study_id=["s1", "s2", "s2"],
+                       query_name=["c"] * 3, target_study_id=["s2", "s1", "s2"], target_contrast=["c"] * 3,
+                       n_up=[1] * 3, n_down=[0] * 3, method=["cmap_wks"] * 3, query_version=["v"] * 3,
+                       target_version=["v"] * 3)
+    assert commit_frames(lake, [("signature_matches", matches)], tables=["signature_matches"], study_id=None,
+                         fingerprint="matches").ok
+    before = {t: lake.version(t) for t in ("gene_sets", "gene_set_members", "signature_matches")}
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0
+    for table, version in before.items():
+        assert lake.version(table) == version + 1, table  # one commit each
+    assert lake.scan("gene_sets").select("study_id").collect()["study_id"].to_list() == [None]
+    assert lake.scan("gene_set_members").select("study_id").collect()["study_id"].to_list() == [None]
+    assert _rows(wh, "SELECT query_study_id, target_study_id FROM signature_matches") == [("s2", "s2")]
+
+
 def _feature_set_row(lake: Lake, inputs: dict) -> None:
     """A stored feature-set version whose manifest records its input versions (as warehouse.feature_sets does)."""
     row = pl.DataFrame({"feature_set": ["panel"], "version": [1], "created_at": [datetime.now(UTC)], "rows": [2],
@@ -62,6 +95,32 @@ def test_vacuum_keeps_the_versions_a_stored_feature_set_was_built_from(lake: Lak
     vacuum(lake, retention_hours=0)
     kept = lake.scan("rna_counts", version=version_a, study_id="s1").select(pl.col("count").sum()).collect()
     assert kept.item() == 30.0  # the feature set's input version is still readable
+
+
+def _registry(lake: Lake, genes: list[int]) -> None:
+    """The gene-set registry rewritten whole (as a new library in any study folder does)."""
+    schema = tables.polars_schema("gene_set_members")
+    members = pl.DataFrame({"scope": "shipped", "library": "lib", "gene_set": "SET", "gene_id": genes,
+                            "identifier": [str(g) for g in genes]}).with_columns(
+        **{c: pl.lit(None) for c in schema if c not in ("scope", "library", "gene_set", "gene_id", "identifier")}
+    ).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    assert commit_frames(lake, [("gene_set_members", members)], tables=["gene_set_members"], study_id=None,
+                         fingerprint=f"registry-{genes}").ok
+
+
+def test_vacuum_keeps_the_gene_set_registry_version_a_feature_set_was_built_from(lake: Lake, wh: Path) -> None:
+    from warehouse.feature_sets import _input_versions
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _registry(lake, [7157, 4609])
+    inputs = _input_versions(lake, ["s1"])  # what a feature-set build records in its manifest
+    built_on = lake.version("gene_set_members")
+    _feature_set_row(lake, inputs)
+    _registry(lake, [7157])  # a new library: the registry is a new version, the old file is removed from it
+    assert built_on in protected_versions(lake)["gene_set_members"]
+    vacuum(lake, retention_hours=0)
+    members = lake.scan("gene_set_members", version=built_on).select("gene_id").collect()
+    assert sorted(members["gene_id"]) == [4609, 7157]
 
 
 def test_vacuum_leaves_the_staged_files_of_a_run_in_progress(lake: Lake, wh: Path) -> None:
@@ -94,6 +153,11 @@ def test_new_optional_column_appends_without_rewriting_old_studies(lake: Lake, w
     assert {f: Path(lake.uri("rna_counts"), f).stat().st_mtime_ns for f in old_files} == stamps
     rows = lake.scan("rna_counts").select("study_id", "batch").unique().sort("study_id").collect().rows()
     assert rows == [("new", "b1"), ("old", None)]
+    for study in ("old", "new"):
+        _derived(lake, study, "A" if study == "old" else "B")
+        assert publish_study(lake, study).ok
+    refresh_catalog(lake, wh)  # analysts' SQL: the old files have no such column, the view gives NULL
+    assert _rows(wh, "SELECT DISTINCT study_id, batch FROM rna_counts ORDER BY 1") == [("new", "b1"), ("old", None)]
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.lake_rows import commit_load
 from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
@@ -27,6 +29,7 @@ def test_vacuum_keeps_the_files_a_published_study_still_reads(lake: Lake, wh: Pa
     deleted = {v.table: v.files for v in vacuum(lake, retention_hours=0)}
     assert len(deleted["rna_counts"]) == 1  # load A's file, no longer published or current
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]
+    assert [v.table for v in vacuum(lake, retention_hours=0) if v.files] == []  # nothing is deleted twice
 
 
 def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh: Path, capsys) -> None:
@@ -43,3 +46,79 @@ def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh:
     assert any(p.startswith("rna_counts: 1 file(s) in the lake no Delta version references") for p in problems)
     assert main(["doctor", "--warehouse", str(wh)]) == 1
     assert "problem(s)" in capsys.readouterr().out
+
+
+def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
+    """``omicsdw doctor`` as a user runs it: exit code and everything printed (a traceback fails the test)."""
+    capsys.readouterr()
+    code = main(["doctor", "--warehouse", str(wh)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return code, captured.out
+
+
+@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions"])
+def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, capsys, damage: str) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    table = "study_versions" if damage == "study_versions" else "rna_counts"
+    log = Path(lake.uri(table), "_delta_log")
+    commits = sorted(log.glob("*.json"))
+    if damage == "no_log":
+        shutil.rmtree(log)
+    elif damage == "missing_first_commit":
+        commits[0].unlink()
+    else:
+        commits[-1].write_text('{"add": {"path": "part-')  # a torn commit file
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    named = [line for line in out.splitlines() if line.startswith(f"{table}: ")]
+    assert ["Delta log" in line for line in named] == [True], out
+    assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses: nothing deleted
+    assert f"{table}:" in capsys.readouterr().err
+
+
+def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
+                                                                                capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    for table in ("rna_counts", "samples"):
+        lake.stage(table, lake.scan(table).collect(), study_id="s1")  # staged by a run killed before its commit
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "no Delta version references" in line] == \
+        ["samples", "rna_counts"]  # each table named (in table order), not only the first
+    (wh / CATALOG_NAME).write_bytes(b"not a duckdb file" * 300)
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert any(line.startswith("catalog: ") and "cannot be opened" in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize(("hours", "said"), [("-5", "-5 is negative"), ("1.5", "'1.5' is not a whole number")])
+def test_vacuum_refuses_a_retention_that_is_not_zero_or_more_whole_hours(wh: Path, capsys, hours: str,
+                                                                          said: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["vacuum", "--warehouse", str(wh), "--retention-hours", hours])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_vacuum_of_a_mistyped_warehouse_says_so_and_creates_nothing(tmp_path: Path, capsys) -> None:
+    assert main(["vacuum", "--warehouse", str(tmp_path / "typo")]) == 2
+    assert "no lake at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_doctor_names_a_catalog_one_rebuild_behind_with_the_same_file_counts(lake: Lake, wh: Path) -> None:
+    from warehouse.publish import publish_study
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    old = (wh / CATALOG_NAME).read_bytes()
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    assert publish_study(lake, "s1").ok
+    refresh_catalog(lake, wh)
+    vacuum(lake, retention_hours=24)  # vacuum's own commits do not make a catalog stale
+    assert doctor(lake, wh) == []
+    (wh / CATALOG_NAME).write_bytes(old)  # restored from before the rebuild: analysts see load A
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+    stale = [p for p in doctor(lake, wh) if "is stale" in p]
+    assert [p.split(":")[0] for p in stale] == ["study_versions"], stale

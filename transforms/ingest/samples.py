@@ -336,7 +336,14 @@ def _unique_ids(frame: pl.DataFrame, id_column: str, *, file: str, issues: Issue
     for value, line in repeated.select(id_column, "line").iter_rows():
         issues.error(f"duplicate_{what}", f"{what} {value!r} already on line {first_line[value]}; this row is "
                      "left out", file=file, line=line, column=id_column)
-    return frame.filter(pl.col(id_column).is_first_distinct())
+    frame = frame.filter(pl.col(id_column).is_first_distinct())
+    folded = frame.with_columns(pl.col(id_column).str.to_lowercase().alias("_folded"))
+    clashes = folded.filter(pl.col("_folded").is_first_distinct().not_())
+    for value, line, key in clashes.select(id_column, "line", "_folded").iter_rows():  # A54N / a54n: a typo?
+        other, other_line = folded.filter(pl.col("_folded") == key).select(id_column, "line").row(0)
+        issues.warning(f"{what}_case", f"{what} {value!r} and {other!r} (line {other_line}) differ only by case; "
+                       "kept as two, as identifiers are case-sensitive", file=file, line=line, column=id_column)
+    return frame
 
 
 def _declared_types(layout: TableLayout) -> dict[str, str]:

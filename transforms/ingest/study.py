@@ -194,6 +194,9 @@ def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) 
 
 def read_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows."""
+    # absolute (links kept): files found by globbing are then absolute too, never read as relative to the study
+    # folder by the confinement check (which a relative landing path like `omicsdw validate landing` defeated)
+    folder = folder.absolute()
     issues = IssueLog(folder.name)
     fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version)
     valid_id, id_problem = declared_study_id(folder)

@@ -166,6 +166,33 @@ def test_parse_rsem_geuvadis_counts_and_tpm(shared_data: Path):
     assert issues.issues == []
 
 
+def test_parse_rsem_zero_effective_length_is_an_unknown_length_not_an_error(shared_data: Path, tmp_path: Path,
+                                                                          reference, study_folder):
+    folder = shared_data / "rnaseq_geuvadis_rsem" / "zero_effective_length"
+    issues = IssueLog("geuvadis")
+    parsed = parse_rsem(folder / "ERR188356.genes.results", issues=issues, sample="ERR188356")
+    lengths = dict(parsed.features.select("line", "effective_length").iter_rows())
+    # awk -F'\t' 'NR>1{print NR, $4}': lines 2-6 have effective lengths (1999.94 ...), lines 7-21 have 0.00
+    assert (lengths[2], lengths[6]) == (1999.94, 2360.11)
+    assert [line for line, value in lengths.items() if value is None] == list(range(7, 22))
+    (issue,) = issues.issues
+    assert (issue.code, issue.severity, issue.line, issue.column) == ("zero_effective_length", "info", 7,
+                                                                      "effective_length")
+    assert issue.message.startswith("15 feature(s)")
+    # through ingest and the table contract: the rows load (counts kept, e.g. line 14: 1.40), lengths empty
+    study = study_folder(tmp_path, "study_id: g\nname: g\nassays:\n  - {name: rsem, kind: rna_counts, format: rsem,"
+                         " path: '*.genes.results', gene_id_type: ensembl}\n",
+                         {"ERR188356.genes.results": (folder / "ERR188356.genes.results").read_bytes()})
+    from transforms.ingest.study import read_study
+    from warehouse.load import study_issues
+
+    ingest = read_study(study, reference=reference)
+    assert study_issues(ingest).filter(pl.col("severity") != "info").height == 0
+    counts = pl.concat(ingest.tables["rna_counts"]).collect()
+    assert counts.height == 20
+    assert counts.filter(pl.col("feature_id") == "ENSG00000207165.1").select("count", "length").row(0) == (1.4, None)
+
+
 def test_parse_rsem_bad_cell_and_wrong_file(tmp_path: Path):
     path = tmp_path / "S.genes.results"
     path.write_text("gene_id\ttranscript_id(s)\tlength\teffective_length\texpected_count\tTPM\tFPKM\n"

@@ -47,6 +47,7 @@ def parse_rsem(path: Path, *, issues: IssueLog, display_name: str | None = None,
     assert features is not None  # parse_wide_table always returns its feature frame
     for column in ("length", "effective_length"):
         features = cast_annotation(features, column, pl.Float64, issues=issues, file=name)
+    features = _unknown_effective_lengths(features, issues=issues, file=name)
     links = [c for c in ("transcript_id(s)", "gene_id") if c in features.columns]
     parsed.features = features.select("feature_id", "line", "length", "effective_length",
                                       *[pl.col(c).alias(c.replace("(s)", "s")) for c in links])
@@ -54,3 +55,18 @@ def parse_rsem(path: Path, *, issues: IssueLog, display_name: str | None = None,
     parsed.columns = [sample]
     parsed.metadata |= {"quantity": value_column}
     return parsed
+
+
+def _unknown_effective_lengths(features: pl.DataFrame, *, issues: IssueLog, file: str) -> pl.DataFrame:
+    """RSEM writes an ``effective_length`` of 0 for a feature shorter than the mean fragment (its TPM is 0):
+    the length for TPM is unknown, not invalid, so it is left empty with one ``info`` issue per file.
+    """
+    zero = features.filter(pl.col("effective_length") <= 0)
+    if zero.height:
+        line = zero["line"][0]
+        issues.info("zero_effective_length", f"{zero.height} feature(s) have an effective_length of 0 or less "
+                    f"(first on line {line}; RSEM's mark of a feature shorter than the fragments); their "
+                    "lengths are left empty and their TPM unknown", file=file, line=line, column="effective_length",
+                    record=str(zero["feature_id"][0]))
+    return features.with_columns(pl.when(pl.col("effective_length") > 0).then(pl.col("effective_length"))
+                                 .alias("effective_length"))

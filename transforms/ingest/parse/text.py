@@ -85,8 +85,8 @@ def check_readable(path: Path, *, file: str) -> None:
     """
     lines = 0
     try:
-        with open_text(path) as fh:
-            while chunk := fh.read(1 << 20):
+        with open_text(path) as fh:  # read1: what was decompressed before a broken end is counted
+            while chunk := fh.read1(1 << 16):
                 lines += chunk.count(b"\n")
     except READ_ERRORS as exc:
         raise unreadable(file, exc, line=lines + 1) from exc
@@ -134,6 +134,8 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
     except READ_ERRORS as exc:
+        if not isinstance(exc, OSError) or isinstance(exc, gzip.BadGzipFile):  # a broken stream, not a permission
+            check_readable(path, file=name)  # raises again, with the first line not read whole
         raise unreadable(name, exc) from exc
     if compressed:  # polars scans lazily: a cut gzip must fail here, located, not at collect time
         check_readable(path, file=name)

@@ -28,7 +28,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.maf import VARIANT_SCHEMA
-from transforms.ingest.parse.text import iter_lines, open_text
+from transforms.ingest.parse.text import check_readable, open_text, read_lines
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import CONSEQUENCE_RULE, SO_IMPACT, UNKNOWN_RANK, consequence_terms, variant_class
 
@@ -91,6 +91,9 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
     """
     name = display_name or path.name
     header = _read_header(path, name=name)
+    with open(path, "rb") as fh:
+        if fh.read(2) == b"\x1f\x8b":  # a cut or corrupt stream: located at its first broken line, before the reader
+            check_readable(path, file=name)
     if sample is not None and header.samples and sample not in header.samples:
         raise InputError(Issue(name, "unknown_sample", "error",
                                f"sample {sample!r} is not in the VCF (samples: {', '.join(header.samples)})",
@@ -297,7 +300,7 @@ def _read_header(path: Path, *, name: str) -> VcfHeader:
     format_ids: set[str] = set()
     info: dict[str, str] = {}
     try:
-        for number, line in iter_lines(path):
+        for number, line in read_lines(path, file=name):  # a broken stream: located at its first cut line
             if number == 1:
                 line = line.removeprefix("\ufeff")  # a byte-order mark: the reader gets a copy without it
             if number == 1 and not line.startswith("##fileformat=VCF"):
@@ -310,7 +313,12 @@ def _read_header(path: Path, *, name: str) -> VcfHeader:
                 info[key] = line
             elif line.startswith("#CHROM"):
                 columns = line.split("\t")
-                twice = sorted({c for c in columns[9:] if columns[9:].count(c) > 1})
+                empty = [i for i, c in enumerate(columns[9:], start=10) if not c.strip()]
+                if empty:  # a sample without a name would load as sample ''
+                    raise InputError(Issue(name, "empty_column_name", "error", f"sample column {empty[0]} of the "
+                                           "#CHROM line has no name", number))
+                labels = [c.strip() for c in columns[9:]]  # sample labels are matched trimmed
+                twice = sorted({c for c in labels if labels.count(c) > 1})
                 if twice:
                     raise InputError(Issue(name, "duplicate_column", "error",
                                            f"sample {twice[0]!r} appears more than once in the #CHROM line",
