@@ -38,7 +38,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
 from schemas.tables import APPEND_TABLES, GLOBAL_TABLES, polars_schema
@@ -58,6 +58,14 @@ _OPEN = threading.local()
 """This thread's open tables of local lakes (see :meth:`Lake.delta`): ``tables``, URI -> (DeltaTable, stamp of the
 commit file of its version), least recently used first; ``pid``, the process that opened them."""
 _OPEN_MAX = 256
+CHECKPOINT_EVERY = 10
+"""Versions between two Delta checkpoints written after our commits (delta-rs writes one every 100 by default).
+
+Opening a table reads its newest checkpoint and replays the commit files after it, ~0.4 ms CPU each, and so does
+each commit; a build opens every table tens of times a study, so with the default a warehouse of N studies paid
+O(N) per open until version 100, the main part of a study's cost growing with the warehouse (bench/README.md,
+"Per-study cost against warehouse size"). A checkpoint costs a few ms (it lists the table's live files once).
+"""
 
 
 PARQUET_CODECS: dict[str, dict[str, Any]] = {
@@ -496,8 +504,9 @@ class Lake:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         self.committed.add(staged.table)
-        return WriteResult(staged.table, staged.study_id, self.delta(staged.table).version(), rows,
-                           len(actions), skipped=False)
+        delta = self.delta(staged.table)
+        checkpoint_if_due(delta)
+        return WriteResult(staged.table, staged.study_id, delta.version(), rows, len(actions), skipped=False)
 
     def unchanged(self, table: str, study_id: str | None) -> WriteResult:
         """The result reported when a study's input did not change since its last commit."""
@@ -569,6 +578,26 @@ def _actions(delta: DeltaTable) -> pl.DataFrame:
     if actions.is_empty() or not actions["path"].str.contains("%", literal=True).any():
         return actions
     return actions.with_columns(pl.Series("path", [unquote(p) for p in actions["path"]], dtype=pl.String))
+
+
+def checkpoint_if_due(delta: DeltaTable) -> bool:
+    """Write a checkpoint of the table's version when it is a multiple of :data:`CHECKPOINT_EVERY`; whether done.
+
+    Runs after the commit, which stands whatever happens here: delta-rs writes the checkpoint, then
+    ``_last_checkpoint``, each to a temporary file renamed into place, so a kill leaves at worst an older
+    ``_last_checkpoint`` or a temporary file readers ignore (tests/warehouse/test_checkpoints.py). A failure is logged
+    and the table stays as readable as without it.
+    """
+    version = delta.version()
+    if version <= 0 or version % CHECKPOINT_EVERY:
+        return False
+    try:
+        delta.create_checkpoint()
+    except (DeltaError, OSError) as exc:
+        logging.getLogger(__name__).warning("no Delta checkpoint of %s at version %d: %s", delta.table_uri, version,
+                                            exc)
+        return False
+    return True
 
 
 def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
