@@ -55,7 +55,7 @@ def test_a_table_with_many_commits_has_checkpoints_and_opens_with_the_same_rows_
     assert json.loads((_log(lake) / "_last_checkpoint").read_text())["version"] == 20
     fresh = DeltaTable(lake.uri("samples"))  # opened anew: from the checkpoint at 20 and commits 21..25
     assert fresh.version() == COMMITS
-    assert sorted(pl.from_arrow(fresh.to_pyarrow_table()).select("study_id", "sample_id", "subject_id")
+    assert sorted(pl.DataFrame(fresh.to_pyarrow_table()).select("study_id", "sample_id", "subject_id")
                   .rows()) == _rows(expected[COMMITS])
     for version in (5, 10, 15, 20, 25):  # time travel before, at and after each checkpoint
         assert sorted(lake.scan("samples", version=version).collect().rows()) == _rows(expected[version])
