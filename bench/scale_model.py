@@ -123,7 +123,8 @@ def storage(warehouse: Path) -> dict[str, dict[str, float]]:
     for table, info in found.items():
         if table == "_studies":
             continue
-        info["bytes"] = sum(p.stat().st_size for p in (lake / table).rglob("*.parquet"))
+        info["bytes"] = sum(p.stat().st_size for p in (lake / table).rglob("*.parquet")
+                            if "_delta_log" not in p.parts)  # data files, not Delta checkpoints
     return found
 
 
