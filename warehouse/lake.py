@@ -64,7 +64,7 @@ CHECKPOINT_EVERY = 10
 Opening a table reads its newest checkpoint and replays the commit files after it, ~0.4 ms CPU each, and so does
 each commit; a build opens every table tens of times a study, so with the default a warehouse of N studies paid
 O(N) per open until version 100, the main part of a study's cost growing with the warehouse (bench/README.md,
-"Per-study cost against warehouse size"). A checkpoint costs a few ms (it lists the table's live files once).
+"Per-study cost against warehouse size"). A checkpoint costs ~10 ms (it lists the table's live files once).
 """
 
 
