@@ -222,7 +222,8 @@ def api_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], ta
 
     import warehouse
 
-    mem = duckdb.connect(":memory:", config={"enable_progress_bar": False})
+    mem = duckdb.connect(":memory:")
+    mem.execute("SET enable_progress_bar = false")
     try:
         for table in tables:
             frame = warehouse.table(table, warehouse=wh).collect().to_arrow()
