@@ -688,10 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
                         help=f"kinds of kill to draw from (default: all, weights {TARGET_WEIGHTS})")
     parser.add_argument("--keep", action="store_true", help="keep every trial's warehouse, not only failed ones")
-    parser.add_argument("--markdown", metavar="REPORT", help="print README tables from a saved report and exit")
+    parser.add_argument("--markdown", metavar="REPORT", nargs="+",
+                        help="print README tables from saved reports (several: runs side by side, e.g. two seeds, "
+                             "counted together) and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
+        reports = [json.loads(Path(r).read_text()) for r in args.markdown]
+        if any(r["studies"] != reports[0]["studies"] for r in reports):
+            parser.error("reports of different studies")
+        print(markdown({"studies": reports[0]["studies"], "trials": [t for r in reports for t in r["trials"]]}))
         return 0
     t0 = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicsdw-crash-"))
