@@ -47,6 +47,10 @@ CATALOG_TMP = ".warehouse.duckdb."
 TARGETS = ("random", "stage", "commit", "publish", "catalog")
 TARGET_WEIGHTS = (0.5, 0.1, 0.2, 0.1, 0.1)
 POLL_S = 0.002
+BUILD_ARGS = ("--no-plots",)
+"""Every build of the trial (references, killed runs, re-runs): plots are PNG files of the HTML report, not tables
+that readers query, so a build without them (less CPU per build) exercises every table commit, the publication and
+the catalog swap the same way."""
 
 
 # -- landing versions -------------------------------------------------------------------------------------------
@@ -154,18 +158,27 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _study_hashes(con: Any, table: str, exprs: list[str], studies: list[str]) -> dict[str, list[Any]]:
+    """study -> [rows, then per expression the sum of its 64-bit hash over the study's rows] in one scan of the
+    table. A sum of row hashes is a digest of the rows as a multiset (order-free, duplicates counted, unlike a
+    XOR), computed by DuckDB without sorting or concatenating millions of rows as text."""
+    sums = ", ".join(f"CAST(sum(CAST(hash({e}) AS HUGEINT)) AS VARCHAR)" for e in exprs)
+    found = {s: list(rest) for s, *rest in con.execute(
+        f"SELECT study_id, count(*), {sums} FROM {_q(table)} t WHERE study_id IN (SELECT unnest(?::VARCHAR[])) "
+        "GROUP BY study_id", [studies]).fetchall()}
+    return {s: found.get(s, [0, *[None] * len(exprs)]) for s in studies}
+
+
 def column_digests(wh: Path, studies: list[str]) -> dict[str, dict[str, dict[str, str]]]:
-    """study -> table -> column -> digest of the column's sorted values (to find volatile columns)."""
+    """study -> table -> column -> digest of the column's values as a multiset (to find volatile columns)."""
     con = _connect(wh)
     try:
-        out: dict[str, dict[str, dict[str, str]]] = {}
+        out: dict[str, dict[str, dict[str, str]]] = {s: {} for s in studies}
         for table in study_tables(con):
+            cols = _columns(con, table)
+            found = _study_hashes(con, table, [_value(c, t) for c, t in cols], studies)
             for study in studies:
-                out.setdefault(study, {})[table] = {
-                    c: con.execute(f"SELECT md5(coalesce(string_agg(v, chr(10) ORDER BY v), '')) FROM "
-                                   f"(SELECT coalesce(CAST({_value(c, t)} AS VARCHAR), '<null>') AS v "
-                                   f"FROM {_q(table)} WHERE study_id = ?)", [study]).fetchall()[0][0]
-                    for c, t in _columns(con, table)}
+                out[study][table] = {c: str(h) for (c, _), h in zip(cols, found[study][1:], strict=True)}
         return out
     finally:
         con.close()
@@ -185,19 +198,16 @@ def volatile_columns(first: Path, second: Path, studies: list[str]) -> dict[str,
 
 def study_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], con: Any = None
                   ) -> dict[str, dict[str, list[Any]]]:
-    """study -> table -> [rows, md5 of the sorted rows (volatile columns left out)], through catalog SQL."""
+    """study -> table -> [rows, digest of the rows as a multiset (volatile columns left out)], through catalog SQL:
+    the sum of a 64-bit hash of each row's values (floats rounded by :func:`_value`), one scan per table."""
     own = con is None
     con = con or _connect(wh)
     try:
         out: dict[str, dict[str, list[Any]]] = {s: {} for s in studies}
         for table in study_tables(con):
-            cols = ", ".join(f"{_value(c, t)} AS {_q(c)}" for c, t in _columns(con, table)
-                             if c not in volatile.get(table, []))
-            for study in studies:
-                rows, digest = con.execute(
-                    f"SELECT count(*), md5(coalesce(string_agg(r, chr(10) ORDER BY r), '')) FROM "
-                    f"(SELECT CAST(t AS VARCHAR) AS r FROM (SELECT {cols} FROM {_q(table)} WHERE study_id = ?) t)",
-                    [study]).fetchall()[0]
+            row = "struct_pack(" + ", ".join(f"{_q(c)} := {_value(c, t)}" for c, t in _columns(con, table)
+                                            if c not in volatile.get(table, [])) + ")"
+            for study, (rows, digest) in _study_hashes(con, table, [row], studies).items():
                 out[study][table] = [rows, digest]
         return out
     finally:
@@ -213,6 +223,7 @@ def api_digests(wh: Path, studies: list[str], volatile: dict[str, list[str]], ta
     import warehouse
 
     mem = duckdb.connect(":memory:")
+    mem.execute("SET enable_progress_bar = false")
     try:
         for table in tables:
             frame = warehouse.table(table, warehouse=wh).collect().to_arrow()
@@ -321,7 +332,8 @@ def _omicsdw() -> list[str]:
 
 def start_build(landing: Path, wh: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
-        return subprocess.Popen([*_omicsdw(), "build", "--landing", str(landing), "--warehouse", str(wh)],
+        return subprocess.Popen([*_omicsdw(), "build", "--landing", str(landing), "--warehouse", str(wh),
+                                 *BUILD_ARGS],
                                 stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
 
 
@@ -676,10 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
                         help=f"kinds of kill to draw from (default: all, weights {TARGET_WEIGHTS})")
     parser.add_argument("--keep", action="store_true", help="keep every trial's warehouse, not only failed ones")
-    parser.add_argument("--markdown", metavar="REPORT", help="print README tables from a saved report and exit")
+    parser.add_argument("--markdown", metavar="REPORT", nargs="+",
+                        help="print README tables from saved reports (several: runs side by side, e.g. two seeds, "
+                             "counted together) and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
+        reports = [json.loads(Path(r).read_text()) for r in args.markdown]
+        if any(r["studies"] != reports[0]["studies"] for r in reports):
+            parser.error("reports of different studies")
+        print(markdown({"studies": reports[0]["studies"], "trials": [t for r in reports for t in r["trials"]]}))
         return 0
     t0 = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicsdw-crash-"))

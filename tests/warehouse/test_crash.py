@@ -36,7 +36,7 @@ crash = _harness()
 
 def _in_process(landing: Path, wh: Path, log: Path) -> int:
     """A build in this process (warm imports: the reference builds and re-runs stay fast)."""
-    return main(["build", "--landing", str(landing), "--warehouse", str(wh)])
+    return main(["build", "--landing", str(landing), "--warehouse", str(wh), *crash.BUILD_ARGS])
 
 
 @pytest.fixture(scope="module")
