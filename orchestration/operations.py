@@ -6,7 +6,7 @@
 - ``run_failure_summary``: every failed run is appended to ``<warehouse>/runs/failures.jsonl`` and
   ``failures.log`` (job, study, failed steps and their messages); a team points ``OMICSDW_FAILURE_HOOK`` at a
   ``module:function`` taking that dict (their chat, their pager).
-Retries of transient errors are the study job's (``orchestration.sensors.TRANSIENT_RETRY``); one run per study
+Retries of transient errors are every asset's (``orchestration.resources.TRANSIENT_RETRY``); one run per study
 at a time is the instance's run queue (``orchestration/instance/dagster.yaml``).
 """
 

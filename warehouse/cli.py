@@ -117,7 +117,7 @@ def _build(args: argparse.Namespace) -> int:
     # One catalog rebuild per study (by its report, right after publication) and one at the end, instead of one
     # after every commit readers see (2-3 per study, each longer as the warehouse grows).
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False,
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False, retry_transient_errors=False,
                                  plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
     refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
     if refused:

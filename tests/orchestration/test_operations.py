@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from deltalake.exceptions import CommitFailedError
 
-from orchestration.definitions import defs
+from orchestration.definitions import definitions, defs
 from orchestration.operations import (
     error_text,
     failure_summary,
@@ -192,28 +192,93 @@ def test_only_transient_storage_errors_are_retried(tmp_path: Path, error: Except
                                                    shown: str) -> None:
     calls = []
 
-    @dg.asset
+    # the assets' retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
     def stage(warehouse: WarehouseResource) -> None:
         calls.append(1)
         with warehouse.study_session("airway"):
             raise error
 
-    # the study job's retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
-    job = dg.define_asset_job("job", op_retry_policy=dg.RetryPolicy(max_retries=2))
     resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"))
-    run = dg.Definitions(assets=[stage], jobs=[job], resources={"warehouse": resource}).resolve_job_def("job")
     with dg.instance_for_test() as instance:
-        result = run.execute_in_process(instance=instance, raise_on_error=False)
-    assert len(calls) == attempts
+        result = dg.materialize([stage], instance=instance, resources={"warehouse": resource}, raise_on_error=False)
+        assert len(calls) == attempts
+        (failure,) = result.get_step_failure_events()
+        assert error_text(failure.step_failure_data.error) == shown
+
+        calls.clear()  # omicsdw build's resource: a person waits, so even a transient error fails at once
+        resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"),
+                                     retry_transient_errors=False)
+        result = dg.materialize([stage], instance=instance, resources={"warehouse": resource}, raise_on_error=False)
+    assert len(calls) == 1
     (failure,) = result.get_step_failure_events()
-    assert error_text(failure.step_failure_data.error) == shown
+    assert error_text(failure.step_failure_data.error) == shown.removeprefix(RETRIED)
 
 
-def test_study_job_retries_with_exponential_backoff() -> None:
-    policy = defs.resolve_job_def("study_job").op_retry_policy
-    assert policy == defs.resolve_job_def("cross_study_job").op_retry_policy
-    assert policy is not None
-    assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+def test_every_asset_retries_with_exponential_backoff_in_every_job_also_the_ui_and_automation_one() -> None:
+    from dagster._core.definitions.dependency import NodeHandle
+
+    from orchestration.assets.features import feature_set_assets
+
+    implicit = defs.resolve_implicit_global_asset_job_def()  # the UI's Materialize and study_automation launch it
+    assert implicit.op_retry_policy is None  # so the policy must sit on the assets
+    for job in (implicit, defs.resolve_job_def("study_job"), defs.resolve_job_def("cross_study_job")):
+        for node in job.nodes_in_topological_order:
+            policy = job.get_retry_policy_for_handle(NodeHandle(node.name, None))
+            assert policy is not None, f"{job.name}: {node.name}"
+            assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+    assert len(implicit.nodes_in_topological_order) == len(defs.assets)  # every asset op of the code location
+    (feature_set,) = feature_set_assets(Path(__file__).resolve().parents[2] / "features")
+    assert feature_set.op.retry_policy == implicit.get_retry_policy_for_handle(NodeHandle("ingest_study", None))
+
+
+def _failing_once(monkeypatch, error: Exception) -> list[int]:
+    """Make the ingest step's load raise ``error`` on its first call and load normally after; the calls made."""
+    import orchestration.assets.ingest
+
+    load, calls = orchestration.assets.ingest.load_study, []
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(orchestration.assets.ingest, "load_study", flaky)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("error", "attempts"), [
+    (OSError("Generic S3 error: connection reset by peer"), 2),  # retried after 5 s, then loads
+    (KeyError("sample_id"), 1),  # a bug: the same input fails the same way, so at once
+])
+def test_a_study_run_the_ui_or_automation_launches_retries_a_transient_storage_error_alone(
+        tmp_path: Path, monkeypatch, error: Exception, attempts: int) -> None:
+    from orchestration.assets.ingest import ingest_study_tables
+    from warehouse.lake import Lake
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    monkeypatch.setenv("OMICSDW_LANDING", str(landing))  # the code location's settings, as `dg dev` reads them
+    monkeypatch.setenv("OMICSDW_WAREHOUSE", str(wh))
+    calls = _failing_once(monkeypatch, error)
+    job = definitions(dg.in_process_executor).resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("studies", ["airway"])
+        result = job.execute_in_process(partition_key="airway", instance=instance,
+                                        asset_selection=list(ingest_study_tables.keys), raise_on_error=False)
+    assert len(calls) == attempts
+    retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retried) == attempts - 1
+    if attempts == 1:
+        (failure,) = result.get_step_failure_events()
+        assert error_text(failure.step_failure_data.error) == "KeyError: 'sample_id'"
+        return
+    assert result.success
+    samples = (landing / "airway" / "samples.tsv").read_text().splitlines()[1:]  # the file's rows, by hand
+    assert sorted(Lake(wh / "lake").scan_study("samples", "airway").collect()["sample_id"]) == sorted(
+        line.split("\t")[0] for line in samples)
 
 
 @pytest.mark.slow
