@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from deltalake.exceptions import CommitFailedError
 
@@ -26,20 +31,77 @@ from warehouse.lake import StudyLocked
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+_WATCHED: list[tuple[Path, list[str]]] = []
+"""(folder, opened paths) while :func:`_opened_under` watches; an audit hook cannot be removed, so it stays idle."""
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _WATCHED and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        for folder, opened in _WATCHED:
+            if path.startswith(str(folder) + os.sep):
+                opened.append(os.path.relpath(path, folder))
+
+
+sys.addaudithook(_audit)
+
+
+@contextmanager
+def _opened_under(folder: Path) -> Iterator[list[str]]:
+    """Every file opened under ``folder`` meanwhile, by Python's own audit events (open, io.open, os.open)."""
+    opened: list[str] = []
+    _WATCHED.append((folder.resolve(), opened))
+    try:
+        yield opened
+    finally:
+        _WATCHED.pop()
+
+
 @pytest.mark.slow
-def test_nightly_reharmonisation_requests_only_studies_whose_fingerprint_moved(tmp_path: Path) -> None:
+def test_nightly_reharmonisation_reads_no_landing_data_file_and_leaves_changed_files_to_the_landing_sensor(
+        tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    from orchestration.sensors import landing_sensor
+
     landing, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(EXAMPLES / "airway", landing / "airway")
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
     with dg.instance_for_test() as instance:  # the schedule's context re-opens the instance by reference
         instance.add_dynamic_partitions("studies", ["airway"])
+        sensor = landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource}))
         context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
-        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # built with today's files and code
+
+        def unread(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("the schedule hashed a file")
+
+        with monkeypatch.context() as patched, _opened_under(landing) as opened:
+            patched.setattr(hashlib, "file_digest", unread)
+            assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # built with today's reference, code
+        assert set(opened) <= {"airway/study.yaml"}, opened  # which studies exist: their manifests, no data file
+
         samples = landing / "airway" / "samples.tsv"
         samples.write_text(samples.read_text() + "\n")
-        (request,) = nightly_reharmonisation(context)
-        assert request.partition_key == "airway"
+        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)
+        changed = landing_sensor(dg.build_sensor_context(instance=instance, cursor=sensor.cursor,
+                                                         resources={"warehouse": resource}))
+        assert [r.partition_key for r in changed.run_requests] == ["airway"]  # the sensor's job, every 30 s
+
+
+def test_nightly_reharmonisation_reloads_once_the_studies_of_a_warehouse_that_did_not_record_their_reference(
+        tmp_path: Path) -> None:
+    """A warehouse loaded before ``studies`` recorded reference and code: every study is due, none fails."""
+    from deltalake import write_deltalake
+
+    from orchestration.operations import _loaded_with
+    from warehouse.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    old = pa.table({"study_id": ["airway"], "content_hash": ["c0ffee"], "gene_reference": ["NCBI"]})
+    write_deltalake(lake.uri("studies"), old, partition_by=["study_id"])
+    assert _loaded_with(lake) == {}
+    assert _loaded_with(Lake(tmp_path / "empty")) == {}
 
 
 def test_record_failure_writes_a_readable_summary_and_calls_the_hook(tmp_path: Path, monkeypatch) -> None:
