@@ -325,8 +325,8 @@ def test_a_study_run_the_ui_or_automation_launches_retries_a_transient_storage_e
     monkeypatch.setenv("OMICSDW_LANDING", str(landing))  # the code location's settings, as `dg dev` reads them
     monkeypatch.setenv("OMICSDW_WAREHOUSE", str(wh))
     calls = _failing_once(monkeypatch, error)
-    job = definitions(dg.in_process_executor).resolve_implicit_global_asset_job_def()
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance:  # loaded inside: Dagster reads the instance's state when it loads
+        job = definitions(dg.in_process_executor).resolve_implicit_global_asset_job_def()
         instance.add_dynamic_partitions("studies", ["airway"])
         result = job.execute_in_process(partition_key="airway", instance=instance,
                                         asset_selection=list(ingest_study_tables.keys), raise_on_error=False)
