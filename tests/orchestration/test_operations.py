@@ -147,9 +147,10 @@ def test_run_failure_sensor_summarises_a_failed_study_run_with_its_located_error
     repository = defs.get_repository_def()
 
     def tick(instance: dg.DagsterInstance, cursor: str | None) -> str | None:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository,
-                                          resources={"warehouse": resource})
-        return run_failure_summary.evaluate_tick(context).cursor
+        # closed on the way out: the context re-opens the instance, which would stay Dagster's current one
+        with dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository,
+                                     resources={"warehouse": resource}) as context:
+            return run_failure_summary.evaluate_tick(context).cursor
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("studies", ["airway"])
