@@ -25,7 +25,12 @@ from warehouse.storage import open_lake
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OSError, CommitFailedError, StudyLocked, duckdb.IOException)
 """Storage errors a later attempt may not meet: I/O and network errors of the file system or object store (delta-rs
 and s3fs raise ``OSError``), a Delta commit that lost a race, the study's lock held by another run, the catalog
-file locked. The jobs' retry policy (``orchestration.sensors.TRANSIENT_RETRY``) retries only these."""
+file locked. :data:`TRANSIENT_RETRY` retries only these."""
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+"""The retry policy of every asset, so of every run that materialises it (``study_job``, the schedule, the UI's
+*Materialize*, ``study_automation``: Dagster's implicit asset job has no job-level policy): transient storage errors
+(:data:`TRANSIENT_ERRORS`) are retried after 5, 15 and 35 s; anything else fails at once, since the warehouse
+resource's session turns it into a ``dg.Failure(allow_retries=False)`` (bad input raises one itself)."""
 DEFAULT_WAREHOUSE = "warehouse_data"
 """Where ``make run`` and ``make dev`` build the warehouse (git-ignored, not a Python package)."""
 PRERANK_LIBRARIES_ENV = "OMICSDW_PRERANK_LIBRARIES"
@@ -44,6 +49,9 @@ class WarehouseResource(dg.ConfigurableResource):
     prerank_libraries: str | None = None
     """Gene-set libraries ``gene_set_enrichment`` runs prerank on, comma-separated (``all``: every library); None:
     ``$OMICSDW_PRERANK_LIBRARIES``, else MSigDB Hallmark and every warehouse or study library (ORA tests all)."""
+    retry_transient_errors: bool = True
+    """False: a transient storage error fails the step at once too (``omicsdw build``: a person waits for it, and a
+    study lock held by another run was already waited for ``LOCK_TIMEOUT_S``; each retry would wait that again)."""
     plots: bool | None = None
     """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
     and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""
@@ -73,8 +81,9 @@ class WarehouseResource(dg.ConfigurableResource):
         """The lake under the study's write lock (a second run of the same study waits, then finds its work done).
 
         Every asset body works inside it, so its errors are sorted here: a :data:`TRANSIENT_ERRORS` one is raised
-        as it is (the retry policy tries again, with backoff); any other is a ``dg.Failure`` that is not retried
-        (the same input and code fail the same way), naming the error and keeping it as the cause.
+        as it is (:data:`TRANSIENT_RETRY` tries again, with backoff; unless ``retry_transient_errors`` is off); any
+        other is a ``dg.Failure`` that is not retried (the same input and code fail the same way), naming the error
+        and keeping it as the cause.
         On the way out, the catalog is rebuilt if a table readers see at once was committed (a publication, the
         issues of a run, the gene dimension) — also when the asset body raised after committing them.
         """
@@ -83,7 +92,9 @@ class WarehouseResource(dg.ConfigurableResource):
             with lake.study_session(study_id):
                 yield lake
         except Exception as exc:
-            if isinstance(exc, (*TRANSIENT_ERRORS, dg.Failure, dg.RetryRequested, dg.DagsterError)):
+            if isinstance(exc, (dg.Failure, dg.RetryRequested, dg.DagsterError)):
+                raise
+            if isinstance(exc, TRANSIENT_ERRORS) and self.retry_transient_errors:
                 raise
             raise dg.Failure(f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
         finally:

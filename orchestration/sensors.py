@@ -14,18 +14,12 @@ from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
-"""Transient storage errors (``orchestration.resources.TRANSIENT_ERRORS``: I/O and network errors, a Delta commit
-conflict, a held study lock) are retried after 5, 15 and 35 s; anything else fails at once: bad input raises
-``dg.Failure(allow_retries=False)`` and the warehouse resource's session turns every other error into one."""
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
                                description="Ingest one study partition, recompute what depends on it, publish it, "
-                                           "write its report.",
-                               op_retry_policy=TRANSIENT_RETRY)
+                                           "write its report.")
 cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
-                                      description="Bring signature_matches up to date (only new or changed pairs).",
-                                      op_retry_policy=TRANSIENT_RETRY)
+                                      description="Bring signature_matches up to date (only new or changed pairs).")
 
 study_automation = dg.AutomationConditionSensorDefinition(
     "study_automation", target=dg.AssetSelection.groups(*STUDY_GROUPS), minimum_interval_seconds=30,

@@ -58,6 +58,14 @@ class Studies(_Table):
     manifest: str = pa.Field(description="The study manifest as loaded (JSON of schemas.manifest.StudyManifest): "
                                          "what the derived stages read, so they follow the data, not the folder.")
     loaded_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(description="When this version of the study was loaded.")
+    gene_reference_fingerprint: str = pa.Field(
+        nullable=True, description="Gene reference the study was mapped with: its release and a hash of its files "
+                                   "(the nightly schedule re-ingests the study when the shipped one differs; NULL: "
+                                   "loaded before this was recorded).")
+    code_fingerprint: str = pa.Field(
+        nullable=True, description="Hash of the source of transforms/ and schemas/ that loaded the study (the "
+                                   "nightly schedule re-ingests the study when the code differs; NULL: loaded "
+                                   "before this was recorded).")
 
 
 class Subjects(_Table):

@@ -21,7 +21,8 @@ def commit_load(lake: Lake, study_id: str, tables: dict[str, pl.DataFrame], *, l
                             "gene_reference": ["test"], "n_samples": [0],
                             "manifest": [StudyManifest(study_id=study_id, name=study_id,
                                                        **(manifest or {})).model_dump_json()],
-                            "loaded_at": [datetime.now(UTC)]})
+                            "loaded_at": [datetime.now(UTC)], "gene_reference_fingerprint": ["test"],
+                            "code_fingerprint": ["test"]})
     frames = [("studies", studies),
               *((t, f.with_columns(pl.lit(study_id).alias("study_id"))) for t, f in tables.items())]
     every = [t for t in INGEST_TABLES if t != "ingest_issues"]  # a load replaces each ingest table, as load_study

@@ -117,7 +117,7 @@ def _build(args: argparse.Namespace) -> int:
     # One catalog rebuild per study (by its report, right after publication) and one at the end, instead of one
     # after every commit readers see (2-3 per study, each longer as the warehouse grows).
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False,
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False, retry_transient_errors=False,
                                  plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
     refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
     if refused:
@@ -323,6 +323,31 @@ def _remove(args: argparse.Namespace) -> int:
     remove_study_report(warehouse_dir, args.study)
     print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
           "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
+    return _remove_partition(args.study)
+
+
+def _remove_partition(study_id: str) -> int:
+    """Delete the study's partition from the Dagster instance of $DAGSTER_HOME, if any, so the UI stops listing it.
+
+    Without $DAGSTER_HOME there is no instance to clean (``build`` then uses a temporary one). The landing sensor
+    adds the partition again only if the study's folder is still in the landing.
+    """
+    if not os.environ.get("DAGSTER_HOME"):
+        return 0
+    import dagster as dg
+
+    from orchestration.partitions import STUDIES
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            if not instance.has_dynamic_partition(STUDIES, study_id):
+                return 0
+            instance.delete_dynamic_partition(STUDIES, study_id)
+    except dg.DagsterError as exc:
+        print(f"omicsdw remove: the warehouse no longer has {study_id!r}, but its Dagster partition in "
+              f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} could not be deleted: {exc}", file=sys.stderr)
+        return 1
+    print(f"deleted its Dagster partition {study_id!r} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     return 0
 
 
@@ -509,7 +534,8 @@ def _parser() -> argparse.ArgumentParser:
     sql.set_defaults(run=_sql)
 
     remove = sub.add_parser("remove", help="remove a study from every table",
-                            description="Unpublish a study, then empty its rows in every table (one commit each).")
+                            description="Unpublish a study, then empty its rows in every table (one commit each); "
+                                        "with DAGSTER_HOME set, delete its Dagster partition too.")
     remove.add_argument("study", help="study id")
     _warehouse_arguments(remove)
     remove.set_defaults(run=_remove)

@@ -10,7 +10,7 @@ import dagster as dg
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import STUDY_POOL, studies
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import CROSS_OMICS_TABLES
 from transforms.cross_omics.statistics import MIN_GROUP, MIN_SAMPLES
 from transforms.cross_omics.study import cross_omics_study
@@ -28,7 +28,7 @@ INPUTS = ["rna_normalized", "protein_abundance", "copy_number", "gene_mutation_s
     specs=[table_spec(t, group="cross_omics", deps=[*INPUTS, "sample_attributes", "genes"], derived=True)
            for t in TABLES],
     check_specs=[contract_check(t) for t in TABLES],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def cross_omics_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """gene_sample_omics, omics_correlations, mutation_effects and biomarker_candidates of one study."""

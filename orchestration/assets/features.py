@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.features import load_spec
 from warehouse.feature_sets import build_feature_set
 
@@ -36,6 +36,7 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
     key = re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
 
     @dg.asset(key=["features", key], group_name="features", deps=["study_versions"], kinds={"delta"},
+              retry_policy=TRANSIENT_RETRY,
               description=f"Feature set {spec.name!r} from {path.name}: one row per sample, <layer>__<symbol> "
                           "columns, stored long in feature_values with its manifest in feature_sets.")
     def _feature_set(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -8,7 +8,7 @@ import dagster as dg
 
 from orchestration.checks import contract_check, results, table_spec
 from orchestration.partitions import STUDY_POOL, studies
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import INGEST_TABLES
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import read_study
@@ -23,7 +23,7 @@ from warehouse.versions import code_fingerprint
     name="ingest_study",
     specs=[table_spec(t, group="ingest", deps=["genes", "gene_xrefs"], skippable=True) for t in INGEST_TABLES],
     check_specs=[contract_check(t) for t in INGEST_TABLES],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Parse, harmonise, validate and commit one study; errors fail the run after recording ingest_issues."""

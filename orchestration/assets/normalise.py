@@ -21,7 +21,7 @@ from orchestration.checks import (
 )
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import contrast_plots
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from transforms.expression.study import DE_TABLE, NORMALISED_TABLES, differential_study, normalise_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
@@ -35,7 +35,7 @@ NORMALISED = list(NORMALISED_TABLES)
                                                                  "sample_qc"], derived=True)
            for t in NORMALISED],
     check_specs=[contract_check(t) for t in NORMALISED],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def normalised_expression(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Sample factors, normalised expression and VST of every count / abundance assay of one study."""
@@ -71,7 +71,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     deps=["rna_counts", "sample_attributes", "sample_qc"],
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[contract_check(DE_TABLE)],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def differential_expression_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """DESeq2 results of every manifest contrast on every count assay of one study; designs checked first."""

@@ -4,7 +4,7 @@ import dagster as dg
 
 from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec
 from orchestration.partitions import STUDY_POOL, studies
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import PUBLISHED_TABLES
 from warehouse.publish import LEDGER, InconsistentStudy, publish_study
 
@@ -17,7 +17,7 @@ from warehouse.publish import LEDGER, InconsistentStudy, publish_study
     deps=PUBLISHED_TABLES,
     automation_condition=FOLLOWS_INPUTS,
     check_specs=[contract_check(LEDGER)],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def study_versions(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Record the study's table versions in one commit (the resource then rebuilds the catalog)."""

@@ -14,7 +14,7 @@ import polars as pl
 
 from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import STUDY_POOL, studies
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from transforms.qc.study import QC_TABLE, STRUCTURE_TABLES, qc_study, structure_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
@@ -25,7 +25,7 @@ STRUCTURE = list(STRUCTURE_TABLES)
 @dg.asset(name=QC_TABLE, group_name="qc", description=table_spec(QC_TABLE, group="qc").description,
           kinds={"delta"}, deps=["rna_counts", "genes"], check_specs=[contract_check(QC_TABLE)],
           automation_condition=FOLLOWS_INPUTS,  # re-ingested from the UI: QC is redone with normalisation
-          partitions_def=studies, pool=STUDY_POOL)
+          partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
 def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """QC metrics and flags (MAD thresholds of the manifest's ``qc:`` key) of every count assay of a study."""
     with warehouse.study_session(context.partition_key) as lake:
@@ -49,7 +49,7 @@ def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     name="sample_structure_study",
     specs=[table_spec(t, group="qc", deps=["rna_vst", "rna_normalized"], derived=True) for t in STRUCTURE],
     check_specs=[contract_check(t) for t in STRUCTURE],
-    partitions_def=studies, pool=STUDY_POOL,
+    partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def sample_structure_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """PCA embeddings and hierarchical / consensus clusters of every count assay of a study (on its VST)."""

@@ -3,12 +3,12 @@
 import dagster as dg
 
 from orchestration.checks import contract_check, raise_on_failures, results, table_spec
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from warehouse.reference import GENE_TABLES, write_gene_reference
 
 
 @dg.multi_asset(specs=[table_spec(t, group="reference") for t in GENE_TABLES],
-                check_specs=[contract_check(t) for t in GENE_TABLES])
+                check_specs=[contract_check(t) for t in GENE_TABLES], retry_policy=TRANSIENT_RETRY)
 def reference_tables(warehouse: WarehouseResource):
     """Write ``genes`` and ``gene_xrefs`` from the snapshot (a commit only when its files changed)."""
     with warehouse.study_session(None) as lake:

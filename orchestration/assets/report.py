@@ -8,13 +8,13 @@ import dagster as dg
 
 from orchestration.checks import FOLLOWS_INPUTS
 from orchestration.partitions import STUDY_POOL, studies
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from warehouse.publish import LEDGER
 from warehouse.report import write_study_report
 
 
 @dg.asset(name="study_report", group_name="report", deps=[LEDGER], kinds={"html"}, partitions_def=studies,
-          pool=STUDY_POOL, automation_condition=FOLLOWS_INPUTS,
+          pool=STUDY_POOL, automation_condition=FOLLOWS_INPUTS, retry_policy=TRANSIENT_RETRY,
           description="HTML report of a published study: sample QC, correlation heatmap, PCA, clusters, volcano "
                       "and MA plots, omics coverage, enrichment, signature scores, RNA-protein correlation "
                       "(reports/<study>/index.html).")

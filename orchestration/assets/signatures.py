@@ -24,7 +24,7 @@ from orchestration.checks import (
 )
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import enrichment_plots, score_plots
-from orchestration.resources import WarehouseResource
+from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from transforms.signatures.enrichment import (
     PERMUTATIONS,
     SEED,
@@ -74,7 +74,7 @@ def _unknown_libraries(context: dg.AssetExecutionContext, lake: Lake, setting: s
 
 
 @dg.multi_asset(specs=[table_spec(t, group="reference") for t in REGISTRY_TABLES],
-                check_specs=[contract_check(t) for t in REGISTRY_TABLES])
+                check_specs=[contract_check(t) for t in REGISTRY_TABLES], retry_policy=TRANSIENT_RETRY)
 def gene_set_registry(warehouse: WarehouseResource):
     """Read every gene-set library (shipped, warehouse folder, study folders) and map its members to genes."""
     with warehouse.study_session(None) as lake:
@@ -87,7 +87,7 @@ def gene_set_registry(warehouse: WarehouseResource):
 @dg.asset(name=SCORES, group_name="signatures", description=table_spec(SCORES, group="signatures").description,
           kinds={"delta"}, deps=["rna_normalized", "gene_sets", "gene_set_members"],
           check_specs=[contract_check(SCORES)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
-          pool=STUDY_POOL)
+          pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
 def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """ssGSEA, singscore and weighted scores of every gene set on every normalised assay of one study."""
     with warehouse.study_session(None) as lake:
@@ -117,7 +117,7 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
           description=table_spec(ENRICHMENT, group="signatures").description, kinds={"delta"},
           deps=["differential_expression", "gene_sets", "gene_set_members"],
           check_specs=[contract_check(ENRICHMENT)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
-          pool=STUDY_POOL)
+          pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
 def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Prerank (on the libraries the resource's ``prerank_libraries`` selects) and ORA (on every library) of every
     contrast of one study.
@@ -153,7 +153,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
 @dg.asset(name=MATCHES, group_name="cross_study", description=table_spec(MATCHES, group="cross_study").description,
           kinds={"delta"}, check_specs=[contract_check(MATCHES)],
           deps=[dg.AssetDep("differential_expression", partition_mapping=dg.AllPartitionMapping()),
-                "gene_set_members"])
+                "gene_set_members"], retry_policy=TRANSIENT_RETRY)
 def signature_matches(warehouse: WarehouseResource):
     """CMap connectivity of every contrast's and user signature's up / down genes against every stored contrast.
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from deltalake.exceptions import CommitFailedError
 
-from orchestration.definitions import defs
+from orchestration.definitions import definitions, defs
 from orchestration.operations import (
     error_text,
     failure_summary,
@@ -26,20 +31,77 @@ from warehouse.lake import StudyLocked
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+_WATCHED: list[tuple[Path, list[str]]] = []
+"""(folder, opened paths) while :func:`_opened_under` watches; an audit hook cannot be removed, so it stays idle."""
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _WATCHED and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        for folder, opened in _WATCHED:
+            if path.startswith(str(folder) + os.sep):
+                opened.append(os.path.relpath(path, folder))
+
+
+sys.addaudithook(_audit)
+
+
+@contextmanager
+def _opened_under(folder: Path) -> Iterator[list[str]]:
+    """Every file opened under ``folder`` meanwhile, by Python's own audit events (open, io.open, os.open)."""
+    opened: list[str] = []
+    _WATCHED.append((folder.resolve(), opened))
+    try:
+        yield opened
+    finally:
+        _WATCHED.pop()
+
+
 @pytest.mark.slow
-def test_nightly_reharmonisation_requests_only_studies_whose_fingerprint_moved(tmp_path: Path) -> None:
+def test_nightly_reharmonisation_reads_no_landing_data_file_and_leaves_changed_files_to_the_landing_sensor(
+        tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    from orchestration.sensors import landing_sensor
+
     landing, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(EXAMPLES / "airway", landing / "airway")
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
     with dg.instance_for_test() as instance:  # the schedule's context re-opens the instance by reference
         instance.add_dynamic_partitions("studies", ["airway"])
+        sensor = landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource}))
         context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
-        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # built with today's files and code
+
+        def unread(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("the schedule hashed a file")
+
+        with monkeypatch.context() as patched, _opened_under(landing) as opened:
+            patched.setattr(hashlib, "file_digest", unread)
+            assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # built with today's reference, code
+        assert set(opened) <= {"airway/study.yaml"}, opened  # which studies exist: their manifests, no data file
+
         samples = landing / "airway" / "samples.tsv"
         samples.write_text(samples.read_text() + "\n")
-        (request,) = nightly_reharmonisation(context)
-        assert request.partition_key == "airway"
+        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)
+        changed = landing_sensor(dg.build_sensor_context(instance=instance, cursor=sensor.cursor,
+                                                         resources={"warehouse": resource}))
+        assert [r.partition_key for r in changed.run_requests] == ["airway"]  # the sensor's job, every 30 s
+
+
+def test_nightly_reharmonisation_reloads_once_the_studies_of_a_warehouse_that_did_not_record_their_reference(
+        tmp_path: Path) -> None:
+    """A warehouse loaded before ``studies`` recorded reference and code: every study is due, none fails."""
+    from deltalake import write_deltalake
+
+    from orchestration.operations import _loaded_with
+    from warehouse.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    old = pa.table({"study_id": ["airway"], "content_hash": ["c0ffee"], "gene_reference": ["NCBI"]})
+    write_deltalake(lake.uri("studies"), old, partition_by=["study_id"])
+    assert _loaded_with(lake) == {}
+    assert _loaded_with(Lake(tmp_path / "empty")) == {}
 
 
 def test_record_failure_writes_a_readable_summary_and_calls_the_hook(tmp_path: Path, monkeypatch) -> None:
@@ -85,9 +147,10 @@ def test_run_failure_sensor_summarises_a_failed_study_run_with_its_located_error
     repository = defs.get_repository_def()
 
     def tick(instance: dg.DagsterInstance, cursor: str | None) -> str | None:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository,
-                                          resources={"warehouse": resource})
-        return run_failure_summary.evaluate_tick(context).cursor
+        # closed on the way out: the context re-opens the instance, which would stay Dagster's current one
+        with dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository,
+                                     resources={"warehouse": resource}) as context:
+            return run_failure_summary.evaluate_tick(context).cursor
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("studies", ["airway"])
@@ -192,28 +255,93 @@ def test_only_transient_storage_errors_are_retried(tmp_path: Path, error: Except
                                                    shown: str) -> None:
     calls = []
 
-    @dg.asset
+    # the assets' retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
     def stage(warehouse: WarehouseResource) -> None:
         calls.append(1)
         with warehouse.study_session("airway"):
             raise error
 
-    # the study job's retry policy without its waits (TRANSIENT_RETRY: 3 retries after 5, 15 and 35 s)
-    job = dg.define_asset_job("job", op_retry_policy=dg.RetryPolicy(max_retries=2))
     resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"))
-    run = dg.Definitions(assets=[stage], jobs=[job], resources={"warehouse": resource}).resolve_job_def("job")
     with dg.instance_for_test() as instance:
-        result = run.execute_in_process(instance=instance, raise_on_error=False)
-    assert len(calls) == attempts
+        result = dg.materialize([stage], instance=instance, resources={"warehouse": resource}, raise_on_error=False)
+        assert len(calls) == attempts
+        (failure,) = result.get_step_failure_events()
+        assert error_text(failure.step_failure_data.error) == shown
+
+        calls.clear()  # omicsdw build's resource: a person waits, so even a transient error fails at once
+        resource = WarehouseResource(landing_dir=str(tmp_path), warehouse_dir=str(tmp_path / "wh"),
+                                     retry_transient_errors=False)
+        result = dg.materialize([stage], instance=instance, resources={"warehouse": resource}, raise_on_error=False)
+    assert len(calls) == 1
     (failure,) = result.get_step_failure_events()
-    assert error_text(failure.step_failure_data.error) == shown
+    assert error_text(failure.step_failure_data.error) == shown.removeprefix(RETRIED)
 
 
-def test_study_job_retries_with_exponential_backoff() -> None:
-    policy = defs.resolve_job_def("study_job").op_retry_policy
-    assert policy == defs.resolve_job_def("cross_study_job").op_retry_policy
-    assert policy is not None
-    assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+def test_every_asset_retries_with_exponential_backoff_in_every_job_also_the_ui_and_automation_one() -> None:
+    from dagster._core.definitions.dependency import NodeHandle
+
+    from orchestration.assets.features import feature_set_assets
+
+    implicit = defs.resolve_implicit_global_asset_job_def()  # the UI's Materialize and study_automation launch it
+    assert implicit.op_retry_policy is None  # so the policy must sit on the assets
+    for job in (implicit, defs.resolve_job_def("study_job"), defs.resolve_job_def("cross_study_job")):
+        for node in job.nodes_in_topological_order:
+            policy = job.get_retry_policy_for_handle(NodeHandle(node.name, None))
+            assert policy is not None, f"{job.name}: {node.name}"
+            assert (policy.max_retries, [policy.calculate_delay(n) for n in (1, 2, 3)]) == (3, [5, 15, 35])
+    assert len(implicit.nodes_in_topological_order) == len(defs.assets)  # every asset op of the code location
+    (feature_set,) = feature_set_assets(Path(__file__).resolve().parents[2] / "features")
+    assert feature_set.op.retry_policy == implicit.get_retry_policy_for_handle(NodeHandle("ingest_study", None))
+
+
+def _failing_once(monkeypatch, error: Exception) -> list[int]:
+    """Make the ingest step's load raise ``error`` on its first call and load normally after; the calls made."""
+    import orchestration.assets.ingest
+
+    load, calls = orchestration.assets.ingest.load_study, []
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(orchestration.assets.ingest, "load_study", flaky)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("error", "attempts"), [
+    (OSError("Generic S3 error: connection reset by peer"), 2),  # retried after 5 s, then loads
+    (KeyError("sample_id"), 1),  # a bug: the same input fails the same way, so at once
+])
+def test_a_study_run_the_ui_or_automation_launches_retries_a_transient_storage_error_alone(
+        tmp_path: Path, monkeypatch, error: Exception, attempts: int) -> None:
+    from orchestration.assets.ingest import ingest_study_tables
+    from warehouse.lake import Lake
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    monkeypatch.setenv("OMICSDW_LANDING", str(landing))  # the code location's settings, as `dg dev` reads them
+    monkeypatch.setenv("OMICSDW_WAREHOUSE", str(wh))
+    calls = _failing_once(monkeypatch, error)
+    with dg.instance_for_test() as instance:  # loaded inside: Dagster reads the instance's state when it loads
+        job = definitions(dg.in_process_executor).resolve_implicit_global_asset_job_def()
+        instance.add_dynamic_partitions("studies", ["airway"])
+        result = job.execute_in_process(partition_key="airway", instance=instance,
+                                        asset_selection=list(ingest_study_tables.keys), raise_on_error=False)
+    assert len(calls) == attempts
+    retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retried) == attempts - 1
+    if attempts == 1:
+        (failure,) = result.get_step_failure_events()
+        assert error_text(failure.step_failure_data.error) == "KeyError: 'sample_id'"
+        return
+    assert result.success
+    samples = (landing / "airway" / "samples.tsv").read_text().splitlines()[1:]  # the file's rows, by hand
+    assert sorted(Lake(wh / "lake").scan_study("samples", "airway").collect()["sample_id"]) == sorted(
+        line.split("\t")[0] for line in samples)
 
 
 @pytest.mark.slow

@@ -149,7 +149,10 @@ def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: P
                                                                       example_landing) -> None:
     import orchestration.assets.ingest
 
+    calls = []
+
     def unreachable(*args, **kwargs):  # the object store dropped the connection in the middle of the load
+        calls.append(1)
         raise OSError("Generic S3 error: connection reset by peer")
 
     monkeypatch.setattr(orchestration.assets.ingest, "load_study", unreachable)
@@ -158,6 +161,7 @@ def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: P
     # Dagster's own message was 'Error occurred while executing op "ingest_study":' and nothing else
     shown = "[1/1] airway ... FAILED\n    ingest_study: OSError: Generic S3 error: connection reset by peer\n"
     assert shown in capsys.readouterr().out
+    assert len(calls) == 1  # the assets retry transient errors; a person running build is told at once instead
 
 
 def test_build_prints_the_reason_a_step_failed_not_only_dagsters_wrapper(tmp_path: Path, capsys, study_folder,

@@ -39,6 +39,41 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
+def test_remove_study_deletes_its_dagster_partition_and_the_landing_sensor_does_not_add_it_back(
+        lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import dagster as dg
+
+    from orchestration.resources import WarehouseResource
+    from orchestration.sensors import landing_sensor
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    with dg.DagsterInstance.get() as instance:  # as the landing sensor or `omicsdw build` left it
+        instance.add_dynamic_partitions("studies", ["s1", "s2"])
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0
+    assert "deleted its Dagster partition 's1'" in capsys.readouterr().out
+    landing = tmp_path / "landing"  # the study's folder was deleted too
+    landing.mkdir()
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
+    with dg.DagsterInstance.get() as instance:  # a fresh handle on the same DAGSTER_HOME: what the UI lists
+        assert instance.get_dynamic_partitions("studies") == ["s2"]
+        tick = landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource},
+                                                      cursor='{"s1": ["x", "y"], "s2": ["x", "y"]}'))
+        assert (tick.run_requests, tick.dynamic_partitions_requests) == ([], [])
+    assert main(["remove", "s2", "--warehouse", str(wh)]) == 0
+    capsys.readouterr()
+    monkeypatch.delenv("DAGSTER_HOME")  # no instance: the warehouse alone, as before
+    _publish(lake, wh, "s3", "A", COUNTS)
+    assert main(["remove", "s3", "--warehouse", str(wh)]) == 0
+    assert "Dagster partition" not in capsys.readouterr().out
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions("studies") == []
+
+
 def _rows_of(table: str, **columns: list) -> pl.DataFrame:
     """Rows of ``table`` with the given columns, the contract's other columns NULL."""
     schema = tables.polars_schema(table)

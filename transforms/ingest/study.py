@@ -264,8 +264,8 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
             "attribute", "value")) if f is not None])
     _check_contrasts(folder, manifest, attributes, subjects, issues=issues)
     tool_qc = _read_tool_qc(folder, samples, sample_map, sheet.attributes if sheet else None, issues=issues)
-    _add_study_tables(result, manifest, samples, sheet, subjects, tool_qc, profiles,
-                      reference_tag=str(reference.release.get("source", "")))
+    _add_study_tables(result, manifest, samples, sheet, subjects, tool_qc, profiles, reference=reference,
+                      code_version=code_version)
     check_study_gene_sets(folder, manifest, reference=reference, issues=issues)
     return result
 
@@ -444,8 +444,11 @@ def _read_tool_qc(folder: Path, samples: pl.DataFrame, sample_map: pl.DataFrame 
 
 def _add_study_tables(result: StudyIngest, manifest: StudyManifest, samples: pl.DataFrame,
                       sheet: SampleSheet | None, subjects: SubjectSheet | None, tool_qc: pl.DataFrame | None,
-                      profiles: pl.DataFrame | None, *, reference_tag: str) -> None:
+                      profiles: pl.DataFrame | None, *, reference: GeneReference, code_version: str) -> None:
     """studies, subjects, samples and their attributes (the sample table's, then tool QC values it lacks).
+
+    The studies row records the gene reference and the code the study was loaded with, so the nightly schedule
+    compares them with today's without hashing the study's files again.
 
     ``profiles``: samples an assay made from others (pseudobulk profiles), given their parent's attributes
     plus ``cell_type`` and ``parent_sample_id``.
@@ -471,8 +474,9 @@ def _add_study_tables(result: StudyIngest, manifest: StudyManifest, samples: pl.
         "study_id": [sid], "name": [manifest.name], "description": [manifest.description],
         "organism": [manifest.organism], "reference_genome": [manifest.reference_genome],
         "source_layout": [manifest.source_layout], "content_hash": [result.fingerprint],
-        "gene_reference": [reference_tag], "n_samples": [samples.height],
+        "gene_reference": [str(reference.release.get("source", ""))], "n_samples": [samples.height],
         "manifest": [manifest.model_dump_json()], "loaded_at": [datetime.now(UTC)],
+        "gene_reference_fingerprint": [reference.fingerprint], "code_fingerprint": [code_version],
     }, schema=polars_schema("studies"))
     result.add("studies", study)
 
