@@ -75,12 +75,14 @@ def compare(folder: Path, warehouse: Path, build_args: list[str] | None = None) 
             "build": {k: v for k, v in build.items() if k != "stdout"}, "study_s": per_study}
 
 
-def profile(folder: Path, warehouse: Path, studies: list[str], out: Path) -> dict[str, dict[str, float]]:
-    """Build ``studies`` with CPU-time probes (``fixed_cost_probe.py``); CPU and wall seconds per part."""
+def profile(folder: Path, warehouse: Path, studies: list[str], out: Path, build_args: list[str] | None = None
+            ) -> dict[str, dict[str, float]]:
+    """Build ``studies`` with CPU-time probes (``fixed_cost_probe.py``), with the same ``build_args`` as the timed
+    builds (e.g. ``--no-plots``); CPU and wall seconds per part."""
     shutil.rmtree(warehouse, ignore_errors=True)
     selected = [a for s in studies for a in ("--study", s)]
     _child([sys.executable, str(BENCH / "fixed_cost_probe.py"), "--out", str(out), "--", "build", "--landing",
-            str(folder), "--warehouse", str(warehouse), *selected], env=_env())
+            str(folder), "--warehouse", str(warehouse), *selected, *(build_args or [])], env=_env())
     return json.loads(out.read_text())["parts"]
 
 
@@ -127,7 +129,8 @@ def main() -> None:
     result["runs"] = runs
     if args.profile:
         ids = sorted(p.name for p in folder.iterdir() if p.is_dir())[:args.profile]
-        parts = profile(folder, args.workdir / "warehouse_profiled", ids, args.workdir / "probe.json")
+        parts = profile(folder, args.workdir / "warehouse_profiled", ids, args.workdir / "probe.json",
+                        args.build_args)
         result["profile"] = {"studies": len(ids), "parts": parts}
         print(f"\nWhere a build of {len(ids)} studies spends its time (process CPU s inside each part; parts nest):")
         print("| part | calls | CPU s | CPU s per study | wall s |\n|---|---|---|---|---|")

@@ -48,6 +48,8 @@ PROBES = {
     "landing scans (scan_landing)": ("transforms.ingest.study", "scan_landing"),
     "gene-set registry check (write_gene_sets)": ("warehouse.signatures", "write_gene_sets"),
     "Delta table opens (DeltaTable.__init__)": ("deltalake.table", "DeltaTable.__init__"),
+    "polars Delta scans resolved (DeltaDataset.to_dataset_scan)": ("polars.io.delta._dataset",
+                                                                   "DeltaDataset.to_dataset_scan"),
     "Dagster instance creation": ("warehouse.cli", "_instance"),
     "Dagster run creation (create_run_for_job)": ("dagster._core.instance.instance",
                                                   "DagsterInstance.create_run_for_job"),

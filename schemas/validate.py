@@ -57,7 +57,10 @@ def validate_rows(table: str, frame: pl.LazyFrame | pl.DataFrame, *,
         return []  # no row can break a check, the columns are the contract's: pandera's verdict, without its ~7 ms
     schema = TABLES[table].to_schema()
     if rows <= EAGER_ROWS:
-        return _check(schema, lazy.collect(), table)
+        collected = lazy.collect()
+        if _plainly_valid(schema, collected, table):
+            return []  # pandera's verdict, from one query instead of ~15 ms of its checks
+        return _check(schema, collected, table)
     batch_schema = copy.deepcopy(schema)  # to_schema() returns the model's cached schema: never mutate it
     batch_schema.unique = None
     if statistics is not None:
@@ -117,6 +120,55 @@ def _from_statistics(schema: pa.DataFrameSchema, table: str, statistics: Mapping
                 math.isfinite(stats.min) and math.isfinite(stats.max)):
             messages.append(f"{table}.{name}: infinite values (range [{stats.min!r}, {stats.max!r}])")
     return messages
+
+
+_PLAIN_CHECKS = {
+    "greater_than": lambda c, s: c.gt(s["min_value"]),
+    "greater_than_or_equal_to": lambda c, s: c.ge(s["min_value"]),
+    "less_than": lambda c, s: c.lt(s["max_value"]),
+    "less_than_or_equal_to": lambda c, s: c.le(s["max_value"]),
+    "in_range": lambda c, s: (c.ge(s["min_value"]) if s["include_min"] else c.gt(s["min_value"])).and_(
+        c.le(s["max_value"]) if s["include_max"] else c.lt(s["max_value"])),
+    "isin": lambda c, s: c.is_in(s["allowed_values"]),
+}
+"""pandera's polars built-in checks of these names, as the expressions it evaluates (``pandera.backends.polars.
+builtin_checks``)."""
+
+
+def _plainly_valid(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> bool:
+    """True only when pandera would pass ``frame``: the contract's exact columns and types, then every non-null
+    rule (nulls, and NaN in a float column, as pandera counts them), every value check (the expression pandera
+    evaluates, a null result passing where the check ignores nulls) and every key's uniqueness, in one query.
+
+    False means "ask pandera" (which then finds and words the failures): a rule this does not know (a custom or
+    table-wide check), a type or column that differs, any failing value. Why: pandera took ~15 ms for a small
+    table that passes, ~30 non-empty tables a small study.
+    """
+    if frame.schema != polars_schema(table) or schema.checks:
+        return False
+    tests: list[pl.Expr] = []
+    for name, column in schema.columns.items():
+        value = pl.col(name)
+        if column.regex:
+            return False
+        if not column.nullable:
+            tests.append(value.is_not_null().all())
+            if frame.schema[name].is_float():
+                tests.append(value.is_not_nan().all())
+        for check in column.checks:
+            rule = _PLAIN_CHECKS.get(check.name)
+            if rule is None:
+                return False
+            tests.append(rule(value, check.statistics).fill_null(bool(check.ignore_na)).all())
+        if column.unique:
+            tests.append(value.is_duplicated().any().not_())
+    if table in _FINITE:  # as :func:`_check` adds after pandera
+        tests.append(pl.col(_FINITE[table]).is_infinite().not_().all())
+    if tests and not all(frame.select(t.alias(f"t{i}") for i, t in enumerate(tests)).row(0)):
+        return False
+    keys = schema.unique or []
+    return not any(frame.select(subset).is_duplicated().any()  # as pandera tests a key
+                   for subset in ([keys] if all(isinstance(k, str) for k in keys) else keys) if subset)
 
 
 def _check(schema: pa.DataFrameSchema, frame: pl.DataFrame, table: str) -> list[str]:
