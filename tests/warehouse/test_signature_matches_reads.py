@@ -29,7 +29,8 @@ def _study(lake: Lake, study_id: str, seed: int, fingerprint: str) -> None:
     studies = pl.DataFrame({"study_id": [study_id], "name": [study_id], "description": [None], "organism": ["human"],
                             "reference_genome": ["GRCh38"], "source_layout": ["study_yaml"], "content_hash": ["h"],
                             "gene_reference": ["r"], "n_samples": [4], "manifest": ["{}"],
-                            "loaded_at": [datetime(2026, 1, 1, tzinfo=UTC)]})
+                            "loaded_at": [datetime(2026, 1, 1, tzinfo=UTC)], "gene_reference_fingerprint": ["g"],
+                            "code_fingerprint": ["c"]})
     ids = pl.DataFrame({"study_id": study_id, "assay": "counts", "namespace": "symbol", "feature_id": features,
                         "gene_id": list(range(1, GENES + 1)), "status": "mapped", "rule": "official_symbol"})
     de = pl.DataFrame({"study_id": study_id, "contrast": "b_vs_a", "assay": "counts",
@@ -72,9 +73,9 @@ def test_signature_matches_open_each_table_once_and_equal_a_read_at_each_studys_
     monkeypatch.undo()
     assert commit.ok
     assert metadata["targets"] == studies
-    # opens of the DE and gene map tables: one each, not one per study
-    assert sum("differential_expression" in str(u) for u in opened) == 1
-    assert sum("gene_id_map" in str(u) for u in opened) == 1
+    # opens of the DE and gene map tables: at most one each (none when this thread holds them open), not one per study
+    assert sum("differential_expression" in str(u) for u in opened) <= 1
+    assert sum("gene_id_map" in str(u) for u in opened) <= 1
     columns = ["query_study_id", "query_name", "target_study_id", "target_contrast", "score"]
     got = lake.scan(MATCHES).collect().select(columns).sort(columns[:4])
     expected = _by_version(lake).select(columns).sort(columns[:4])
