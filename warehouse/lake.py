@@ -642,8 +642,8 @@ def _actions(delta: DeltaTable) -> pl.DataFrame:
     return actions.with_columns(pl.Series("path", [unquote(p) for p in actions["path"]], dtype=pl.String))
 
 
-def checkpoint_if_due(delta: DeltaTable) -> bool:
-    """Write a checkpoint of the table's version when it is a multiple of :data:`CHECKPOINT_EVERY`; whether done.
+def checkpoint_if_due(delta: DeltaTable) -> None:
+    """Write a checkpoint of the table's version when it is a multiple of :data:`CHECKPOINT_EVERY`.
 
     Runs after the commit, which stands whatever happens here: delta-rs writes the checkpoint, then
     ``_last_checkpoint``, each to a temporary file renamed into place, so a kill leaves at worst an older
@@ -652,14 +652,12 @@ def checkpoint_if_due(delta: DeltaTable) -> bool:
     """
     version = delta.version()
     if version <= 0 or version % CHECKPOINT_EVERY:
-        return False
+        return
     try:
         delta.create_checkpoint()
     except (DeltaError, OSError) as exc:
         logging.getLogger(__name__).warning("no Delta checkpoint of %s at version %d: %s", delta.table_uri, version,
                                             exc)
-        return False
-    return True
 
 
 def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
