@@ -167,15 +167,15 @@ def write_signature_matches(lake: Lake, *, top: int = connectivity.TOP_GENES) ->
     targets, queries = [], []
     if lake.exists("differential_expression") and lake.exists("studies"):
         studies = lake.scan("studies").select("study_id").unique().collect()["study_id"].to_list()
-        # each table opened once, at its newest version: a study's partition changes only by commits of that study,
-        # so its rows there are those of its newest commit (two opens per study grew the build with the warehouse)
-        de, gene_map = lake.scan("differential_expression"), lake.scan("gene_id_map")
+        # each study's partition at the tables' newest version (one open each: a study's partition changes only by
+        # commits of that study, so its rows there are those of its newest commit); scanned by study, as a filter
+        # on a whole-table scan read every study's files for each study (n x n reads: 8.6 CPU s at 100 studies)
         for study_id in sorted(studies):
             version = lake.last_fingerprint("differential_expression", study_id)
             if version is None:
                 continue
-            stats = contrast_statistics(de.filter(pl.col("study_id") == study_id),
-                                        gene_map.filter(pl.col("study_id") == study_id))
+            stats = contrast_statistics(lake.scan("differential_expression", study_id=study_id),
+                                        lake.scan("gene_id_map", study_id=study_id))
             for contrast, frame in stats.items():
                 targets.append(connectivity.make_target(study_id, contrast, frame, version=version))
                 queries.append(connectivity.contrast_query(study_id, contrast, frame, top=top))

@@ -1,5 +1,6 @@
-"""``write_signature_matches`` reads every study's contrasts through one open of each table, whatever the number of
-studies, and finds the rows of each study's newest commit (those a per-version read finds).
+"""``write_signature_matches`` reads every study's contrasts through one open of each table, from that study's
+files only, whatever the number of studies, and finds the rows of each study's newest commit (those a per-version
+read finds).
 """
 
 from __future__ import annotations
@@ -83,3 +84,31 @@ def test_signature_matches_open_each_table_once_and_equal_a_read_at_each_studys_
     expected = _by_version(lake).select(columns).sort(columns[:4])
     assert got.height == studies * (studies - 1)  # every contrast against every other study's
     assert got.equals(expected)
+
+
+def test_signature_matches_read_each_studys_contrasts_from_its_own_files_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter on a whole-table scan is not pruned to the study's files (its partition value is a literal column
+    of a union of per-partition scans), so each study would read every study's files: n x n reads a build."""
+    import warehouse.signatures as signatures
+
+    lake = Lake(tmp_path / "lake")
+    for i in range(3):
+        _study(lake, f"s{i}", seed=i, fingerprint="load1")
+    plans: list[tuple[str, str]] = []
+
+    def recording(de: pl.LazyFrame, gene_map: pl.LazyFrame) -> dict[str, pl.DataFrame]:
+        stats = contrast_statistics(de, gene_map)
+        (study,) = de.select("study_id").unique().collect()["study_id"]
+        plans.append((study, de.explain(optimized=True) + gene_map.explain(optimized=True)))
+        return stats
+
+    monkeypatch.setattr(signatures, "contrast_statistics", recording)
+    commit, metadata = write_signature_matches(lake, top=10)
+    assert commit.ok
+    assert metadata["targets"] == 3
+    assert sorted(s for s, _ in plans) == ["s0", "s1", "s2"]
+    for study, plan in plans:
+        assert f"study_id={study}" in plan
+        others = [s for s in ("s0", "s1", "s2") if s != study]
+        assert not any(f"study_id={o}/" in plan for o in others), (study, plan)
