@@ -74,7 +74,7 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         return pl.LazyFrame(schema=polars_schema(name))
     ledger = lake.scan("study_versions", version=shown.get("study_versions"))
     published = ledger.filter(pl.col("table_name") == name).select("study_id", "files")
-    parts = [lake.scan_files(name, files) for _, files in published.collect().iter_rows() if files]
+    parts = [lake.scan_files(name, files, typed=True) for _, files in published.collect().iter_rows() if files]
     if not parts:
         return pl.LazyFrame(schema=polars_schema(name))
     return pl.concat(parts, how="diagonal_relaxed").select(

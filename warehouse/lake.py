@@ -258,11 +258,11 @@ class Lake:
         stored = pl.Schema({c: t for c, t in types.items() if c not in partitions})
         groups: dict[tuple[Any, ...], list[str]] = {}
         for row in actions.select("path", *(f"partition.{c}" for c in partitions)).iter_rows():
-            groups.setdefault(row[1:], []).append(f"{self.uri(table)}/{row[0]}")
-        parts = [pl.scan_parquet(paths, schema=stored, missing_columns="insert", extra_columns="ignore",
-                                 cast_options=_DELTA_CASTS, hive_partitioning=False, glob=False)
-                 .with_columns(*(pl.lit(value, types[c]).alias(c) for c, value in zip(partitions, key, strict=True)))
-                 for key, paths in groups.items()]
+            groups.setdefault(row[1:], []).append(row[0])
+        parts = [_partition_scan(self.uri(table), relatives, dict(zip(partitions, key, strict=True)), types,
+                                 schema=stored, missing_columns="insert", extra_columns="ignore",
+                                 cast_options=_DELTA_CASTS, glob=False)
+                 for key, relatives in groups.items()]
         frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
         if study_id is not None and not by_study:
             frame = frame.filter(pl.col("study_id") == study_id)
@@ -526,16 +526,25 @@ class Lake:
             return pl.LazyFrame(schema=polars_schema(staged.table))
         return self.scan_files(staged.table, staged.relative_paths)
 
-    def scan_files(self, table: str, relative_paths: list[str]) -> pl.LazyFrame:
-        """Rows of files of the table (paths relative to it), partition columns from the paths, in contract order."""
+    def scan_files(self, table: str, relative_paths: list[str], *, typed: bool = False) -> pl.LazyFrame:
+        """Rows of files of the table (paths relative to it), partition columns from the paths, in contract order.
+
+        ``typed``: read the files as the contract's columns (missing ones as nulls, the Delta reader's casts), as
+        committed files are read, so no file is opened before a filter on a partition column has chosen it;
+        otherwise each file's own types, as a contract check of staged files must see them.
+        """
         types = polars_schema(table)
         groups: dict[tuple[tuple[str, str | None], ...], list[str]] = {}
         for relative in relative_paths:
-            key = tuple(_partition_values(relative).items())
-            groups.setdefault(key, []).append(f"{self.uri(table)}/{relative}")
-        parts = [pl.scan_parquet(paths, storage_options=self.storage_options, hive_partitioning=False)
-                 .with_columns(*(pl.lit(value, types[name]).alias(name) for name, value in key))
-                 for key, paths in groups.items()]
+            groups.setdefault(tuple(_partition_values(relative).items()), []).append(relative)
+        options: dict[str, Any] = {"storage_options": self.storage_options}
+        if typed:
+            partitioned = {name for key in groups for name, _ in key}
+            stored = pl.Schema({c: t for c, t in types.items() if c not in partitioned})
+            options |= {"schema": stored, "missing_columns": "insert", "extra_columns": "ignore",
+                        "cast_options": _DELTA_CASTS}
+        parts = [_partition_scan(self.uri(table), relatives, dict(key), types, **options)
+                 for key, relatives in groups.items()]
         frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
         return frame.select(list(types))
 
@@ -622,6 +631,24 @@ class StagedFiles:
 def _encode(value: str | None) -> str:
     """A partition value as a folder name: percent-encoded (DuckDB's hive reader decodes it), Hive's for null."""
     return NULL_PARTITION if value is None else quote(value, safe="")
+
+
+def _partition_scan(root: str, relatives: list[str], values: Mapping[str, str | None], types: Mapping[str, Any],
+                    **options: Any) -> pl.LazyFrame:
+    """The files of one partition (paths relative to the table ``root``) with its partition columns.
+
+    The columns come from the ``column=value`` folders (polars' hive reading) when the paths say exactly
+    ``values``, so a filter on them skips the partition's files unread: with the values as literal columns, as
+    otherwise, polars reads every partition of a whole-table scan before filtering (a reader of one study of a
+    1,000-study table would read all 1,000). Literals for anything else: a null value, a path that does not spell
+    the values, an ``=`` in the root (polars would take that folder for a partition too).
+    """
+    paths = [f"{root}/{relative}" for relative in relatives]
+    if (values and "=" not in root and None not in values.values()
+            and all(_partition_values(relative) == values for relative in relatives)):
+        return pl.scan_parquet(paths, hive_partitioning=True, hive_schema={c: types[c] for c in values}, **options)
+    return (pl.scan_parquet(paths, hive_partitioning=False, **options)
+            .with_columns(*(pl.lit(value, types[c]).alias(c) for c, value in values.items())))
 
 
 def _partition_values(relative: str) -> dict[str, str | None]:

@@ -254,3 +254,35 @@ def test_scan_reads_the_rows_polars_delta_reader_reads_at_every_version_and_stud
     # s3's newest commit predates the append: read at that version, not from the newest files
     assert lake.scan_study("samples", "s3").collect()["sample_id"].sort().to_list() == ["a", "b"]
     assert lake.scan("rna_counts", study_id="s1").collect()["assay"].to_list() == ["rna"]
+
+
+def test_a_study_filter_on_a_whole_table_read_reads_no_other_studys_files(lake: Lake) -> None:
+    """``warehouse.table(t).filter(study_id == x)`` and a stage's read of one study must not read every study's
+    files: the partition columns come from the folders, so polars skips the other partitions' files unread."""
+    from datetime import UTC, datetime
+
+    import warehouse
+
+    for study in ("s1", "s2", "s3"):
+        frame = SAMPLES.with_columns(pl.lit(study).alias("study_id"))
+        assert commit_frames(lake, [("samples", frame)], tables=["samples"], study_id=study, fingerprint="f").ok
+    files = sorted(_parquet_files(lake, "samples"))
+    ledger = pl.DataFrame({"study_id": [f.split("/")[0].removeprefix("study_id=") for f in files],
+                           "table_name": "samples", "delta_version": 2, "fingerprint": "f", "rows": 2,
+                           "files": [[f] for f in files],
+                           "published_at": datetime(2026, 1, 1, tzinfo=UTC)})
+    for study, part in ledger.group_by("study_id"):
+        assert commit_frames(lake, [("study_versions", part)], tables=["study_versions"], study_id=str(study[0]),
+                             fingerprint="p").ok
+    for relative in files:  # s2's file is damaged: any read of it fails
+        if relative.startswith("study_id=s2/"):
+            (Path(lake.uri("samples")) / relative).write_bytes(b"not parquet")
+    with pytest.raises(pl.exceptions.ComputeError):
+        lake.scan("samples").collect()
+    api = warehouse.table("samples", lake_uri=lake.root)
+    with pytest.raises(pl.exceptions.ComputeError):
+        api.collect()
+    for scan in (lake.scan("samples"), api, lake.scan_files("samples", files, typed=True)):
+        got = scan.filter(pl.col("study_id") == "s1").collect()
+        assert got.sort("sample_id").equals(SAMPLES.select(got.columns))
+        assert scan.filter(pl.col("study_id").is_in(["s1", "s3"])).collect().height == 4
