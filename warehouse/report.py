@@ -123,7 +123,8 @@ def top_variable_sets(con: duckdb.DuckDBPyConnection, study_id: str, *, top: int
 
 
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
-    """What the study's report shows, from the catalog session ``con`` and the stages' plots in ``folder``.
+    """What the study's report shows, from a session with the catalog's views ``con`` (:func:`study_session`, or
+    the catalog itself) and the stages' plots in ``folder``.
 
     Every read is bounded by design (top genes, top sets, one correlation per gene, the lowest FDRs), whatever the
     study's size.
