@@ -44,8 +44,8 @@ class WarehouseResource(dg.ConfigurableResource):
     warehouse_dir: str
     lake_uri: str | None = None
     refresh_catalog_on_commit: bool = True
-    """False: the caller rebuilds the catalog itself (``omicsdw build``: once at the end). Readers still see each
-    publication at once: the study report, which follows it, rebuilds the catalog when it lags the lake."""
+    """False: the caller rebuilds the catalog itself (``omicsdw build``: at a pace, and at the end; see
+    ``warehouse.cli.CATALOG_PACE``). The study report needs no rebuild: it reads the study's published files."""
     prerank_libraries: str | None = None
     """Gene-set libraries ``gene_set_enrichment`` runs prerank on, comma-separated (``all``: every library); None:
     ``$OMICSDW_PRERANK_LIBRARIES``, else MSigDB Hallmark and every warehouse or study library (ORA tests all)."""

@@ -29,6 +29,8 @@ from warehouse.storage import filesystem, is_remote, storage_options_from_env
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    import polars as pl
+
     from warehouse.lake import Lake
 
 CATALOG_NAME = "warehouse.duckdb"
@@ -136,6 +138,63 @@ def visible_files(lake: Lake, tables: Iterable[str] | None = None) -> dict[str, 
             version, files = lake.study_files(table, None)
             found[table] = (version, [f"{table}/{f}" for f in files])
     return found
+
+
+def study_visible_files(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = None) -> dict[str, list[str]]:
+    """Table -> the files readers see of one study (relative to the lake root), for every table: what the catalog's
+    views read of it.
+
+    Published tables: the files of the study's ``study_versions`` entry (``ledger``: its rows with ``table_name``
+    and ``files``, when the caller read them already); ``ingest_issues`` and ``study_versions``: the study's files
+    at their newest version; global tables: their newest files, as in the catalog.
+    """
+    import polars as pl
+
+    from schemas.tables import GLOBAL_TABLES, PUBLISHED_TABLES, TABLES
+
+    if ledger is None:
+        ledger = (lake.scan("study_versions", study_id=study_id).select("table_name", "files").collect()
+                  if lake.exists("study_versions") else pl.DataFrame(schema={"table_name": pl.String,
+                                                                             "files": pl.List(pl.String)}))
+    published = dict(zip(ledger["table_name"], ledger["files"].to_list(), strict=True))
+    found: dict[str, list[str]] = {}
+    for table in TABLES:
+        if table in PUBLISHED_TABLES:
+            files = sorted(published.get(table) or [])
+        elif lake.exists(table):
+            files = lake.study_files(table, None if table in GLOBAL_TABLES else study_id)[1]
+        else:
+            files = []
+        found[table] = [f"{table}/{f}" for f in files]
+    return found
+
+
+def view_session(lake: Lake, files: dict[str, list[str]], *, views: Iterable[str] | None = None
+                 ) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session with the catalog's view of each table in ``files`` over just those files
+    (relative to the lake root; :func:`table_view_sql`, so typed and read as the catalog reads them) and the joined
+    views of ``warehouse/sql`` named in ``views`` (default: all; they need the tables they read).
+
+    Why: a view binds every file it lists, on creation and on each query (~50 us a footer); the catalog lists every
+    study's files, so a reader of one study (its report) would pay for the whole warehouse on every query.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        if lake.is_local:
+            root = str(Path(lake.root.removeprefix("file://")).resolve())
+        else:
+            con.register_filesystem(lake.fs)
+            root = lake.root
+        for table, names in files.items():
+            con.execute(table_view_sql(table, [f"{root}/{f}" for f in names], root=None))
+        wanted = None if views is None else set(views)
+        for name, sql in _sql_views():
+            if wanted is None or name in wanted:
+                con.execute(sql)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def refresh_catalog(lake: Lake, warehouse_dir: Path) -> Path:

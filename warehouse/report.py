@@ -1,7 +1,8 @@
 """Study reports on disk: ``<warehouse>/reports/<study>/index.html`` and the index ``<warehouse>/reports/index.html``.
 
-A report shows what readers see: it is read from the catalog (``warehouse.duckdb``) after the study was published,
-never from a stage's unpublished commits. The page itself is built by :mod:`transforms.report.html`. A report is
+A report shows what readers see: it is read after the study was published, through the catalog's views over the
+study's published files (the files its ``study_versions`` entry names, as in ``warehouse.duckdb``), never from a
+stage's unpublished commits. The page itself is built by :mod:`transforms.report.html`. A report is
 rewritten only when the study's published set (its ``study_versions`` fingerprints) or the code changed, so an
 unchanged rebuild writes nothing.
 """
@@ -22,7 +23,7 @@ import polars as pl
 from schemas.manifest import StudyManifest
 from transforms.report.html import ENRICHMENT_ROWS, StudyReportData, study_report_html, warehouse_index_html
 from transforms.signatures.plots import TOP_SETS
-from warehouse.catalog import CatalogMissing, connect, refresh_catalog
+from warehouse.catalog import study_visible_files, view_session, visible_files
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
 
@@ -122,7 +123,8 @@ def top_variable_sets(con: duckdb.DuckDBPyConnection, study_id: str, *, top: int
 
 
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
-    """What the study's report shows, from the catalog session ``con`` and the stages' plots in ``folder``.
+    """What the study's report shows, from a session with the catalog's views ``con`` (:func:`study_session`, or
+    the catalog itself) and the stages' plots in ``folder``.
 
     Every read is bounded by design (top genes, top sets, one correlation per gene, the lowest FDRs), whatever the
     study's size.
@@ -176,35 +178,21 @@ def _write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def _published(con: duckdb.DuckDBPyConnection, study_id: str) -> list[tuple[object, ...]]:
-    return con.execute("SELECT table_name, fingerprint FROM study_versions WHERE study_id = ? ORDER BY table_name",
-                       [study_id]).fetchall()
-
-
 def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots: bool = True) -> WrittenReport:
-    """Write the study's report from the catalog (unless its published set, ``plots`` and the code are unchanged)
-    and the warehouse's report index; ``plots=False``: tables and text only (no plot drawn or embedded).
+    """Write the study's report (unless its published set, ``plots`` and the code are unchanged) and the
+    warehouse's report index; ``plots=False``: tables and text only (no plot drawn or embedded).
 
-    Called under the study's lock: the catalog is rebuilt first if it does not show the study's newest
-    publication yet (``omicsdw build`` leaves that rebuild to this step; a concurrent build releases the lock
-    before its catalog refresh).
+    The report reads the catalog's views over this study's published files only (:func:`study_session`), so it
+    shows what readers see of the study without binding every study's files, and needs no catalog rebuild first
+    (``omicsdw build`` rebuilds the catalog on its own schedule). Called under the study's lock.
     """
     folder = warehouse_dir / REPORTS / study_id
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / INDEX
-    newest = (lake.scan("study_versions", study_id=study_id).select("table_name", "fingerprint")
-              .sort("table_name").collect().rows())
-    try:
-        con = connect(warehouse_dir)
-    except CatalogMissing:  # a build that rebuilds the catalog only at its end: its first study
-        refresh_catalog(lake, warehouse_dir)
-        con = connect(warehouse_dir)
-    published = _published(con, study_id)
-    if published != newest:  # published by this or another build, not yet in the catalog: rebuild it here
-        con.close()
-        refresh_catalog(lake, warehouse_dir)
-        con = connect(warehouse_dir)
-        published = _published(con, study_id)
+    ledger = (lake.scan("study_versions", study_id=study_id).select("table_name", "fingerprint", "files")
+              .sort("table_name").collect())
+    published = ledger.select("table_name", "fingerprint").rows()
+    con = study_session(lake, study_id, ledger=ledger)
     try:
         pngs = sorted(f.name for f in folder.glob("*.png"))
         state = json.dumps({"published": published, "plots": pngs, "draw": plots, "code": code_fingerprint(),
@@ -221,30 +209,42 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots:
             page, unchanged = study_report_html(data), False
             _write(target, page)
             stamp.write_text(fingerprint)
-        _write_index(con, warehouse_dir)
     finally:
         con.close()
+    write_report_index(lake, warehouse_dir)
     sections = [s.split('"')[0] for s in page.split('<section id="')[1:]]
     return WrittenReport(target, unchanged, sections)
 
 
-def _write_index(con: duckdb.DuckDBPyConnection, warehouse_dir: Path) -> None:
-    """``reports/index.html``: a link per study the catalog's ``study_reports`` view lists."""
+def study_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = None) -> duckdb.DuckDBPyConnection:
+    """In-memory session with every view of the catalog (tables and joined views) over one study's published
+    files: the rows a catalog session shows of the study, for a cost that does not grow with the warehouse.
+
+    ``ledger``: the study's ``study_versions`` rows (``table_name``, ``files``), when the caller read them already.
+    """
+    return view_session(lake, study_visible_files(lake, study_id, ledger=ledger))
+
+
+def write_report_index(lake: Lake, warehouse_dir: Path) -> None:
+    """``reports/index.html``: a link per study the catalog's ``study_reports`` view lists (every published study),
+    read from the published ``studies`` files alone.
+    """
     (warehouse_dir / REPORTS).mkdir(parents=True, exist_ok=True)
-    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(_frame(
-        con, "SELECT study_id, name, report_path FROM study_reports", []).with_columns(
+    _, files = visible_files(lake, ["studies"])["studies"]
+    con = view_session(lake, {"studies": files}, views=["study_reports"])
+    try:
+        listed = _frame(con, "SELECT study_id, name, report_path FROM study_reports", [])
+    finally:
+        con.close()
+    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(listed.with_columns(
         pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))))
 
 
-def remove_study_report(warehouse_dir: Path, study_id: str) -> None:
-    """Delete ``reports/<study>/`` and rewrite the index from the catalog (called after the study was removed from
-    it, so the index drops its link).
+def remove_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> None:
+    """Delete ``reports/<study>/`` and rewrite the index (called after the study was unpublished, so the index
+    drops its link).
     """
     folder = warehouse_dir / REPORTS / study_id
     if folder.is_dir():
         shutil.rmtree(folder)
-    con = connect(warehouse_dir)
-    try:
-        _write_index(con, warehouse_dir)
-    finally:
-        con.close()
+    write_report_index(lake, warehouse_dir)

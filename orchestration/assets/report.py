@@ -1,7 +1,8 @@
 """The study report: an offline HTML page of what readers see of one study, written after it is published.
 
-It reads the catalog, not the lake, so it runs after ``study_versions`` (publication rebuilds the catalog) and
-writes no table: its output is ``<warehouse>/reports/<study>/index.html`` and the warehouse's report index.
+It reads the study's published files through the catalog's views (not the stages' newest commits), so it runs after
+``study_versions`` and writes no table: its output is ``<warehouse>/reports/<study>/index.html`` and the
+warehouse's report index.
 """
 
 import dagster as dg
@@ -19,7 +20,7 @@ from warehouse.report import write_study_report
                       "and MA plots, omics coverage, enrichment, signature scores, RNA-protein correlation "
                       "(reports/<study>/index.html).")
 def study_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Write the study's report and the report index from the catalog readers see."""
+    """Write the study's report and the report index from what readers see."""
     with warehouse.study_session(context.partition_key) as lake:  # the study's lock: one writer of its reports
         written = write_study_report(warehouse.warehouse_path, context.partition_key, lake=lake,
                                      plots=warehouse.draws_plots())

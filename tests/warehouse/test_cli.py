@@ -104,25 +104,63 @@ def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path, example_
     assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
 
 
-def test_build_rebuilds_the_catalog_once_per_published_study_and_once_at_the_end(tmp_path: Path, monkeypatch,
-                                                                                 example_landing) -> None:
-    """Not after every commit readers see (the gene dimension, ingest_issues, the publication): each rebuild reads
-    every table's files. The report's rebuild follows publication, so readers see the study as soon as before.
+def test_build_rebuilds_the_catalog_after_a_changed_study_and_at_the_end_and_the_report_needs_none(
+        tmp_path: Path, monkeypatch, example_landing) -> None:
+    """Not after every commit readers see (the gene dimension, ingest_issues, the publication), nor for the report:
+    each rebuild binds every table's files. The first changed study is shown as soon as it is done; a build that
+    changed nothing rebuilds once, at the end.
     """
     import orchestration.resources
-    import warehouse.report
     from warehouse.catalog import refresh_catalog
 
-    calls: list[str] = []
-    for module in (orchestration.resources, warehouse.report):
-        def counted(lake, folder, _name=module.__name__):  # type: ignore[no-untyped-def]
-            calls.append(_name)
-            return refresh_catalog(lake, folder)
-        monkeypatch.setattr(module, "refresh_catalog", counted)
+    shown: list[list[tuple]] = []
+
+    def counted(lake, folder):  # type: ignore[no-untyped-def]
+        refresh_catalog(lake, folder)
+        shown.append(sql(folder, "SELECT study_id FROM studies"))
+    monkeypatch.setattr(orchestration.resources, "refresh_catalog", counted)
     landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
-    assert calls == ["warehouse.report", "orchestration.resources"]
+    assert shown == [[("pasilla",)], [("pasilla",)]]  # after the study, and at the end
+    assert (wh / "reports" / "pasilla" / "index.html").is_file()
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0  # unchanged
+    assert len(shown) == 3
     assert sql(wh, "SELECT study_id, count(*) FROM samples GROUP BY study_id") == [("pasilla", 7)]
+
+
+def test_catalog_pacer_rebuilds_when_twenty_times_the_last_rebuild_has_passed_and_only_after_changes(
+        monkeypatch) -> None:
+    import warehouse.cli as cli
+
+    clock = [100.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+
+    class Resource:
+        def __init__(self) -> None:
+            self.rebuilds: list[float] = []
+
+        def refresh_catalog(self) -> None:
+            self.rebuilds.append(clock[0])
+            clock[0] += 2.0  # each rebuild takes 2 s: the next one may come 40 s after it ends
+
+    resource = Resource()
+    pacer = cli._CatalogPacer(resource)
+    pacer.after_study(changed=False)  # nothing readers see changed
+    assert resource.rebuilds == []
+    pacer.after_study(changed=True)  # the first change: at once
+    assert resource.rebuilds == [100.0]
+    for _ in range(39):  # studies of 1 s each, up to 141
+        clock[0] += 1.0
+        pacer.after_study(changed=True)
+    assert resource.rebuilds == [100.0]
+    clock[0] += 1.0  # 142 - 102 = 40 s = 20 x the last rebuild
+    pacer.after_study(changed=True)
+    assert resource.rebuilds == [100.0, 142.0]
+    clock[0] += 100.0
+    pacer.after_study(changed=False)
+    assert resource.rebuilds == [100.0, 142.0]
+    pacer.refresh()  # the build's end: always
+    assert resource.rebuilds == [100.0, 142.0, 244.0]
 
 
 def test_build_refuses_a_prerank_library_no_library_file_defines(tmp_path: Path, capsys, example_landing,

@@ -123,8 +123,7 @@ def test_api_and_catalog_agree_when_killed_between_publication_and_catalog_swap(
     """Deterministic stand-in for the kill: the build publishes B but every catalog refresh is skipped."""
     wh = tmp_path / "W"
     shutil.copytree(setup.wh_a, wh)
-    for where in ("orchestration.resources.refresh_catalog", "warehouse.report.refresh_catalog"):
-        monkeypatch.setattr(where, lambda lake, folder: folder / "warehouse.duckdb")
+    monkeypatch.setattr("orchestration.resources.refresh_catalog", lambda lake, folder: folder / "warehouse.duckdb")
     assert main(["build", "--landing", str(setup.landing_b), "--warehouse", str(wh)]) == 0
     found = crash.study_digests(wh, ["airway"], setup.volatile)["airway"]
     assert crash.classify(found, setup.ref_a["airway"], setup.ref_b["airway"])[0] == "A"  # the catalog: old set
