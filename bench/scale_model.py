@@ -44,6 +44,10 @@ ONCE_PER_BUILD = {"reference_tables", "gene_set_registry", "signature_matches"}
 PAIR_CPU_S = 2.0e-4
 """CPU seconds of one (query, target) contrast pair of ``signature_matches`` (bench/README "signature_matches":
 ~0.2 ms a pair at 50-200 contrasts x 20,000 genes); a full rebuild computes every ordered pair, n (n - 1)."""
+MATCH_READ_CPU_S = 8.57 / 100**2
+"""CPU seconds per study per study in the warehouse of ``signature_matches``' reads: each study's DE and gene map are
+a filter over a scan of every study's files, so one run reads n x n files (8.57 CPU s at 100 studies, measured
+2026-12-03 on the 100-study warehouse: bench/README "Scale model", session 8)."""
 QUERIES = {
     # name -> (SQL, grain of the table it scans: "cell" = sample x gene rows, "gene" = gene rows per study)
     "one gene in every study (VST by study)": (
@@ -307,6 +311,8 @@ def main() -> None:
     grown = growth * studies * (studies + 1) / 2
     once = {a: bodies.get(a, 0.0) for a in ONCE_PER_BUILD - {"signature_matches"}}
     once["signature_matches (every contrast pair)"] = PAIR_CPU_S * studies * (studies - 1)
+    once["signature_matches (reads: every study's DE filtered from all studies' files)"] = (
+        MATCH_READ_CPU_S * studies**2)
     total = studies * (compute + runs_overhead) + grown + sum(once.values())
     print(f"Target: {studies:,} studies x {per:.0f} samples x {genes:,} genes ({samples:,} samples).\n")
     print("| asset | CPU s per study (constant) | CPU s per unit | unit | CPU s per target study | share |")
@@ -317,7 +323,7 @@ def main() -> None:
     print(f"| growth with the warehouse (k-th study: {growth * 1000:.1f} ms x k) | | | | "
           f"{grown / studies:.1f} (mean) | |")
     for asset, cpu in once.items():
-        print(f"| {asset}, once per build | | | | {cpu / studies:.2f} ({cpu:,.0f} once) | |")
+        print(f"| {asset}, once per build | | | | {cpu / studies:.2f} ({cpu:,.1f} once) | |")
     if costs:
         print(f"\nBuild of all {studies:,} studies, one `omicsdw build` process: {total:,.0f} CPU s = "
               f"{total / 3600:.1f} CPU hours (a full rebuild: every fingerprint changed); at the long build's "
@@ -325,6 +331,11 @@ def main() -> None:
         parts = {**{f"asset `{a}`": c * studies for a, c in costs.items()},
                  "Dagster outside the asset bodies": runs_overhead * studies, "growth with the warehouse": grown,
                  **once}
+        small_total = studies * intercept + grown
+        print(f"{studies:,} small studies (80 x 700) in one build, from the long build's fit alone: "
+              f"{small_total:,.0f} CPU s = {small_total / 3600:.1f} CPU hours, "
+              f"of which growth {grown / small_total:.0%}; "
+              f"the {studies:,}th study {intercept + growth * studies:.1f} CPU s.")
         ranked = sorted(parts.items(), key=lambda kv: -kv[1])
         print("Bottleneck: " + "; ".join(f"{name} {cpu / 3600:.1f} CPU hours ({cpu / total:.0%})"
                                           for name, cpu in ranked[:3]) + ".\n")
