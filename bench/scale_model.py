@@ -39,6 +39,15 @@ BIG = (100, 18_000)
 TARGET = {"studies": 1_000, "samples": 200_000, "genes": 20_000}
 PER_GENE = {"gene_set_enrichment"}
 """Assets whose work grows with the genes of a contrast, not with samples (prerank / ORA of one statistic)."""
+ONCE_PER_BUILD = {"reference_tables", "gene_set_registry", "signature_matches"}
+"""Assets that run once per build, not once per study: counted once, not fitted per study."""
+PAIR_CPU_S = 2.0e-4
+"""CPU seconds of one (query, target) contrast pair of ``signature_matches`` (bench/README "signature_matches":
+~0.2 ms a pair at 50-200 contrasts x 20,000 genes); a full rebuild computes every ordered pair, n (n - 1)."""
+MATCH_READ_CPU_S = 8.57 / 100**2
+"""CPU seconds per study per study in the warehouse of ``signature_matches``' reads: each study's DE and gene map are
+a filter over a scan of every study's files, so one run reads n x n files (8.57 CPU s at 100 studies, measured
+2026-12-03 on the 100-study warehouse: bench/README "Scale model", session 8)."""
 QUERIES = {
     # name -> (SQL, grain of the table it scans: "cell" = sample x gene rows, "gene" = gene rows per study)
     "one gene in every study (VST by study)": (
@@ -68,6 +77,8 @@ def per_study_model(small: dict, big: dict, n_small: int) -> dict[str, tuple[flo
     low, high = asset_costs(small, n_small), asset_costs(big, 1)
     model = {}
     for asset, cost in high.items():
+        if asset in ONCE_PER_BUILD:
+            continue
         unit = "gene" if asset in PER_GENE else "cell"
         size_low = SMALL[1] if unit == "gene" else SMALL[0] * SMALL[1]
         size_high = BIG[1] if unit == "gene" else BIG[0] * BIG[1]
@@ -83,7 +94,9 @@ def study_cpu(model: dict[str, tuple[float, float, str]], samples: float, genes:
 
 
 def monitor_curve(path: Path) -> tuple[list[float], float, float]:
-    """CPU seconds of each finished study (interpolated at the sample where its count rose), start CPU, total."""
+    """CPU seconds of each finished study (interpolated at the sample where its count rose), start CPU, total.
+
+    The first study's share includes the process start (imports, reference tables, gene-set registry)."""
     rows = [tuple(map(float, line.split("\t")[:3])) for line in path.read_text().splitlines() if line.strip()]
     done_at: dict[int, float] = {}
     for _, cpu, done in rows:
@@ -94,11 +107,23 @@ def monitor_curve(path: Path) -> tuple[list[float], float, float]:
     return per_study, done_at[counts[0]], rows[-1][1]
 
 
-def fit_line(y: list[float]) -> tuple[float, float]:
-    """Least-squares intercept and slope of y against 1..n."""
-    x = list(range(1, len(y) + 1))
+def fit_line(y: list[float], first: int = 2) -> tuple[float, float]:
+    """Least-squares intercept and slope of y[k - 1] against k = first..n (the first study carries the process
+    start, so it is left out by default)."""
+    x = list(range(first, len(y) + 1))
+    y = y[first - 1:]
     slope = statistics.linear_regression(x, y).slope
     return statistics.fmean(y) - slope * statistics.fmean(x), slope
+
+
+def monitor_totals(path: Path) -> dict[str, float]:
+    """Wall and CPU seconds of the long build from its first to its last sample, its peak RSS (GiB, the fifth
+    column when recorded) and the load average's range."""
+    rows = [[float(x) for x in line.split("\t")] for line in path.read_text().splitlines() if line.strip()]
+    return {"wall_s": rows[-1][0] - rows[0][0], "cpu_s": rows[-1][1] - rows[0][1],
+            "peak_rss_gib": max((r[4] for r in rows if len(r) > 4), default=float("nan")),
+            "load_min": min(r[3] for r in rows), "load_max": max(r[3] for r in rows),
+            "load_mean": statistics.fmean(r[3] for r in rows)}
 
 
 def storage(warehouse: Path) -> dict[str, dict[str, float]]:
@@ -192,23 +217,28 @@ def catalog_rebuild(warehouse: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_many(landing: Path, warehouse: Path, monitor: Path) -> None:
-    """``omicsdw build`` of the landing, sampling its CPU seconds and finished studies every 5 s into ``monitor``."""
+def run_many(landing: Path, warehouse: Path, monitor: Path, build_args: list[str] | None = None) -> None:
+    """``omicsdw build`` of the landing (plus ``build_args``, e.g. ``--no-plots``), sampling every 5 s into
+    ``monitor``: time, CPU seconds, finished studies, load average and the build's peak RSS so far (GiB)."""
     log = monitor.with_suffix(".log")
     with open(log, "w") as out:
         build = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "build", "--landing", str(landing),
-                                  "--warehouse", str(warehouse)], stdout=out, stderr=subprocess.STDOUT)
+                                  "--warehouse", str(warehouse), *(build_args or [])], stdout=out,
+                                 stderr=subprocess.STDOUT)
     tick = os.sysconf("SC_CLK_TCK")
     with open(monitor, "w") as samples:
         while build.poll() is None:
             try:
                 fields = Path(f"/proc/{build.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                status = Path(f"/proc/{build.pid}/status").read_text()
             except FileNotFoundError:
                 break
             cpu = (int(fields[11]) + int(fields[12])) / tick
+            peak_kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
             done = sum(1 for line in log.read_text().splitlines()
                        if line.startswith("[") and (" ok (" in line or "FAILED" in line or "unchanged (" in line))
-            samples.write(f"{time.time():.1f}\t{cpu:.2f}\t{done}\t{os.getloadavg()[0]:.2f}\n")
+            samples.write(f"{time.time():.1f}\t{cpu:.2f}\t{done}\t{os.getloadavg()[0]:.2f}\t"
+                          f"{peak_kib / 2**20:.3f}\n")
             samples.flush()
             time.sleep(5)
 
@@ -220,8 +250,10 @@ def main() -> None:
         parser.add_argument("--landing", type=Path, required=True)
         parser.add_argument("--warehouse", type=Path, required=True)
         parser.add_argument("--monitor", type=Path, required=True)
+        parser.add_argument("--build-arg", action="append", default=[], dest="build_args",
+                            help="extra argument of omicsdw build (repeatable), e.g. --build-arg=--no-plots")
         args = parser.parse_args()
-        run_many(args.landing, args.warehouse, args.monitor)
+        run_many(args.landing, args.warehouse, args.monitor, args.build_args)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=Path, required=True, help="probe JSON of small studies")
@@ -238,6 +270,7 @@ def main() -> None:
              else {})
     per_study, start_cpu, total_cpu = monitor_curve(args.monitor)
     intercept, growth = fit_line(per_study)
+    long_build = monitor_totals(args.monitor)
     history = history_lookup(args.warehouse)
     rebuild = catalog_rebuild(args.warehouse)
     stored = storage(args.warehouse)
@@ -246,20 +279,26 @@ def main() -> None:
 
     # -- check: the long build predicted from the small probe alone (no growth), against the measurement ----
     n = len(per_study)
-    fixed_small = sum(v["cpu_s"] for k, v in small.items() if k.startswith("asset body: ")
-                      and k.removeprefix("asset body: ") not in ("reference_tables", "gene_set_registry",
-                                                                 "signature_matches")) / args.small_studies
-    runs_overhead = (small["Dagster runs (dg.materialize, all)"]["cpu_s"]
-                     - sum(v["cpu_s"] for k, v in small.items() if k.startswith("asset body: "))) / args.small_studies
+    bodies = {k.removeprefix("asset body: "): v["cpu_s"] for k, v in small.items() if k.startswith("asset body: ")}
+    fixed_small = sum(v for k, v in bodies.items() if k not in ONCE_PER_BUILD) / args.small_studies
+    runs_overhead = (small["Dagster runs (dg.materialize, all)"]["cpu_s"] - sum(bodies.values())) / args.small_studies
     predicted_flat = fixed_small + runs_overhead
+    utilisation = long_build["cpu_s"] / long_build["wall_s"]
     print(f"## Scale model ({time.strftime('%Y-%m-%d %H:%M')} UTC, load average {load:.2f})\n")
-    print(f"Long build: {n} studies finished, {total_cpu - start_cpu:.0f} CPU s after the first; per study "
-          f"{statistics.fmean(per_study):.2f} CPU s (first 10: {statistics.fmean(per_study[:10]):.2f}, last 10: "
-          f"{statistics.fmean(per_study[-10:]):.2f}); fitted {intercept:.2f} + {growth * 1000:.1f} ms x k for the "
-          f"k-th study.")
+    print(f"Long build: {n} studies finished, {total_cpu - start_cpu:.0f} CPU s after the first sample, "
+          f"{long_build['wall_s']:.0f} s wall ({60 * n / long_build['wall_s']:.1f} studies a minute, "
+          f"{60 * n / long_build['cpu_s']:.1f} per CPU-minute, {utilisation:.2f} CPU s per wall s), peak RSS "
+          f"{long_build['peak_rss_gib']:.2f} GiB, load average {long_build['load_min']:.1f}-"
+          f"{long_build['load_max']:.1f} (mean {long_build['load_mean']:.1f}); per study "
+          f"{statistics.fmean(per_study):.2f} CPU s (first: {per_study[0]:.2f} with the process start; 2-11: "
+          f"{statistics.fmean(per_study[1:11]):.2f}, last 10: {statistics.fmean(per_study[-10:]):.2f}); fitted over "
+          f"studies 2-{n}: {intercept:.2f} + {growth * 1000:.1f} ms x k for the k-th study.")
     print(f"Check: the small-study probe predicts {predicted_flat:.2f} CPU s per study ({args.small_studies} studies, "
-          f"no growth term); measured mean {statistics.fmean(per_study):.2f} "
-          f"(ratio measured / predicted {statistics.fmean(per_study) / predicted_flat:.2f}).")
+          f"no growth term); measured {statistics.fmean(per_study[1:11]):.2f} for studies 2-11 (ratio "
+          f"{statistics.fmean(per_study[1:11]) / predicted_flat:.2f}), mean {statistics.fmean(per_study):.2f} "
+          f"(ratio {statistics.fmean(per_study) / predicted_flat:.2f}); the fit's intercept + growth predicts "
+          f"{n * intercept + growth * n * (n + 1) / 2:.0f} CPU s for all {n} against "
+          f"{sum(per_study):.0f} measured.")
     print(f"Delta history look-up at {history['commits']} commits: {1000 * history['seconds']:.1f} ms reading the "
           f"whole log, {1000 * history['incremental_seconds']:.1f} ms incrementally (Lake.history); catalog rebuild "
           f"at {n} studies: {rebuild:.2f} s.\n")
@@ -270,7 +309,11 @@ def main() -> None:
     costs = study_cpu(model, per, genes)
     compute = sum(costs.values())
     grown = growth * studies * (studies + 1) / 2
-    total = studies * (compute + runs_overhead) + grown
+    once = {a: bodies.get(a, 0.0) for a in ONCE_PER_BUILD - {"signature_matches"}}
+    once["signature_matches (every contrast pair)"] = PAIR_CPU_S * studies * (studies - 1)
+    once["signature_matches (reads: every study's DE filtered from all studies' files)"] = (
+        MATCH_READ_CPU_S * studies**2)
+    total = studies * (compute + runs_overhead) + grown + sum(once.values())
     print(f"Target: {studies:,} studies x {per:.0f} samples x {genes:,} genes ({samples:,} samples).\n")
     print("| asset | CPU s per study (constant) | CPU s per unit | unit | CPU s per target study | share |")
     print("|---|---|---|---|---|---|")
@@ -279,11 +322,23 @@ def main() -> None:
     print(f"| Dagster run overhead | {runs_overhead:.2f} | | | {runs_overhead:.2f} | |")
     print(f"| growth with the warehouse (k-th study: {growth * 1000:.1f} ms x k) | | | | "
           f"{grown / studies:.1f} (mean) | |")
+    for asset, cpu in once.items():
+        print(f"| {asset}, once per build | | | | {cpu / studies:.2f} ({cpu:,.1f} once) | |")
     if costs:
         print(f"\nBuild of all {studies:,} studies, one `omicsdw build` process: {total:,.0f} CPU s = "
-              f"{total / 3600:.1f} CPU hours (a full rebuild: every fingerprint changed).")
-        bottleneck = max(costs, key=costs.get)  # type: ignore[arg-type]
-        print(f"Bottleneck: `{bottleneck}` ({costs[bottleneck] * studies / 3600:.1f} CPU hours of the total).\n")
+              f"{total / 3600:.1f} CPU hours (a full rebuild: every fingerprint changed); at the long build's "
+              f"{utilisation:.2f} CPU s per wall s, {total / utilisation / 3600:.1f} h wall.")
+        parts = {**{f"asset `{a}`": c * studies for a, c in costs.items()},
+                 "Dagster outside the asset bodies": runs_overhead * studies, "growth with the warehouse": grown,
+                 **once}
+        small_total = studies * intercept + grown
+        print(f"{studies:,} small studies (80 x 700) in one build, from the long build's fit alone: "
+              f"{small_total:,.0f} CPU s = {small_total / 3600:.1f} CPU hours, "
+              f"of which growth {grown / small_total:.0%}; "
+              f"the {studies:,}th study {intercept + growth * studies:.1f} CPU s.")
+        ranked = sorted(parts.items(), key=lambda kv: -kv[1])
+        print("Bottleneck: " + "; ".join(f"{name} {cpu / 3600:.1f} CPU hours ({cpu / total:.0%})"
+                                          for name, cpu in ranked[:3]) + ".\n")
 
     bytes_total, rows_total = 0.0, 0.0
     print("| table | rows now | bytes / row | rows at target | GiB at target |\n|---|---|---|---|---|")
@@ -316,6 +371,7 @@ def main() -> None:
         print(f"| {name} | {found['rows']} | {found['connect_s']:.3f} | {found['cli_s']:.2f} | {target:.1f} |")
     if args.json:
         args.json.write_text(json.dumps({"model": model, "per_study": per_study, "growth": growth,
+                                         "long_build": long_build, "once_per_build": once,
                                          "history": history, "catalog_rebuild_s": rebuild, "storage": stored,
                                          "queries": queries, "total_cpu_s": total, "load": load}, indent=2))
 
