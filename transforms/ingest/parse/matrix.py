@@ -299,7 +299,7 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
                 continue
             if line.startswith(b"#"):
                 skipped["comment"].append(number)
-            elif not line.strip():
+            elif line.isspace():  # as `not line.strip()` on a non-empty line, without copying it
                 skipped["blank"].append(number)
             else:
                 quoted = b'"' in line
