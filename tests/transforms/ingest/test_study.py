@@ -4,6 +4,7 @@ import builtins
 import gzip
 import random
 import shutil
+import threading
 import zlib
 from pathlib import Path
 
@@ -382,3 +383,34 @@ def test_ingest_study_file_without_read_permission_is_located_error(reference, s
     finally:
         (parent / "s" / "counts.tsv").chmod(0o644)
         shutil.rmtree(parent)
+
+
+# -- the content hash runs beside the parsers -------------------------------------------------------------------
+def test_read_study_hashes_the_folder_while_the_matrix_pre_pass_runs(tmp_path, reference, monkeypatch):
+    """Each side waits (bounded) until the other has started: done one after the other, the first times out."""
+    import transforms.ingest.parse.matrix as matrix
+    import transforms.ingest.study as study
+
+    folder = tmp_path / "pasilla"
+    shutil.copytree(EXAMPLES / "pasilla", folder)
+    expected = study.load_fingerprint(folder, reference=reference, code_version="v1")  # serial, before patching
+    started = {"hash": threading.Event(), "pre_pass": threading.Event()}
+    real_hash, real_count = study.load_fingerprint, matrix._count_fields
+
+    def hash_beside(*args, **kwargs):
+        started["hash"].set()
+        assert started["pre_pass"].wait(20), "the pre-pass did not start while the folder was being hashed"
+        return real_hash(*args, **kwargs)
+
+    def count_beside(*args, **kwargs):
+        started["pre_pass"].set()
+        assert started["hash"].wait(20), "the hash did not start while the pre-pass ran"
+        return real_count(*args, **kwargs)
+
+    monkeypatch.setattr(study, "load_fingerprint", hash_beside)
+    monkeypatch.setattr(matrix, "_count_fields", count_beside)
+    ingest = read_study(folder, reference=reference, code_version="v1")
+    assert ingest.fingerprint == expected
+    (studies,) = ingest.tables["studies"]
+    assert studies.collect()["content_hash"].to_list() == [expected]
+    assert not ingest.issues.has_errors
