@@ -36,7 +36,8 @@ OUT: list[Path] = []
 
 PROBES = {
     # part -> (module, attribute path)
-    "Dagster runs (dg.materialize, all)": ("dagster._core.definitions.materialize", "materialize"),
+    "Dagster runs (execute_in_process, all)": ("dagster._core.definitions.job_definition",
+                                               "JobDefinition.execute_in_process"),
     "Delta commits (Lake.commit)": ("warehouse.lake", "Lake.commit"),
     "Delta table creation (Lake.ensure_tables)": ("warehouse.lake", "Lake.ensure_tables"),
     "contract checks of staged files (validate_rows)": ("schemas.validate", "validate_rows"),

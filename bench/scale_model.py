@@ -249,7 +249,7 @@ def main() -> None:
     fixed_small = sum(v["cpu_s"] for k, v in small.items() if k.startswith("asset body: ")
                       and k.removeprefix("asset body: ") not in ("reference_tables", "gene_set_registry",
                                                                  "signature_matches")) / args.small_studies
-    runs_overhead = (small["Dagster runs (dg.materialize, all)"]["cpu_s"]
+    runs_overhead = (small["Dagster runs (execute_in_process, all)"]["cpu_s"]
                      - sum(v["cpu_s"] for k, v in small.items() if k.startswith("asset body: "))) / args.small_studies
     predicted_flat = fixed_small + runs_overhead
     print(f"## Scale model ({time.strftime('%Y-%m-%d %H:%M')} UTC, load average {load:.2f})\n")
