@@ -36,7 +36,8 @@ OUT: list[Path] = []
 
 PROBES = {
     # part -> (module, attribute path)
-    "Dagster runs (dg.materialize, all)": ("dagster._core.definitions.materialize", "materialize"),
+    "Dagster runs (execute_in_process, all)": ("dagster._core.definitions.job_definition",
+                                               "JobDefinition.execute_in_process"),
     "Delta commits (Lake.commit)": ("warehouse.lake", "Lake.commit"),
     "Delta table creation (Lake.ensure_tables)": ("warehouse.lake", "Lake.ensure_tables"),
     "contract checks of staged files (validate_rows)": ("schemas.validate", "validate_rows"),
@@ -61,6 +62,20 @@ PROBES = {
                                                "AssetCheckResult._get_target_materialization_data"),
     "Dagster partition-key checks (has_dynamic_partition)": ("dagster._core.instance.instance",
                                                              "DagsterInstance.has_dynamic_partition"),
+    "Dagster planned events at run creation (_log_asset_planned_events)": (
+        "dagster._core.instance.runs.run_domain", "RunDomain._log_asset_planned_events"),
+    "Dagster step input versions: partition subsets (asset_partitions_subset_for_input)": (
+        "dagster._core.execution.context.system", "StepExecutionContext.asset_partitions_subset_for_input"),
+    "Dagster step input versions: per-partition tags (get_latest_tags_by_partition)": (
+        "dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage.get_latest_tags_by_partition"),
+    "Dagster step input versions: asset records (get_asset_records)": (
+        "dagster._core.instance.instance", "DagsterInstance.get_asset_records"),
+    "Dagster output contexts (get_output_context)": ("dagster._core.execution.context.output",
+                                                     "get_output_context"),
+    "Dagster step starts (step_start_event)": ("dagster._core.events", "DagsterEvent.step_start_event"),
+    "Dagster step successes (step_success_event)": ("dagster._core.events", "DagsterEvent.step_success_event"),
+    "Dagster job resolution (Definitions.resolve_all_job_defs)": (
+        "dagster._core.definitions.definitions_class", "Definitions.resolve_all_job_defs"),
     # inside the asset bodies (session 5)
     "study gene sets (study_gene_sets)": ("warehouse.signatures", "study_gene_sets"),
     "gene-set dict (gene_set_dict)": ("transforms.signatures.enrichment", "gene_set_dict"),
@@ -134,6 +149,16 @@ def install() -> None:
             for module in list(sys.modules.values()):
                 if getattr(module, name, None) is original:
                     setattr(module, name, wrapped)
+    from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
+
+    store = InMemoryEventLogStorage.store_event
+
+    def store_event(self: Any, event: Any) -> None:
+        """Event-log writes also split by Dagster event type (what each kind of event costs)."""
+        kind = event.dagster_event.event_type_value if event.dagster_event else "user log message"
+        _timed(f"Dagster event-log writes: {kind}", store)(self, event)
+
+    InMemoryEventLogStorage.store_event = store_event  # type: ignore[method-assign]
     import dagster._core.execution.plan.execute_step as execute_step
 
     original = execute_step.execute_core_compute

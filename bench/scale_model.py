@@ -281,7 +281,8 @@ def main() -> None:
     n = len(per_study)
     bodies = {k.removeprefix("asset body: "): v["cpu_s"] for k, v in small.items() if k.startswith("asset body: ")}
     fixed_small = sum(v for k, v in bodies.items() if k not in ONCE_PER_BUILD) / args.small_studies
-    runs_overhead = (small["Dagster runs (dg.materialize, all)"]["cpu_s"] - sum(bodies.values())) / args.small_studies
+    runs = small.get("Dagster runs (execute_in_process, all)") or small["Dagster runs (dg.materialize, all)"]
+    runs_overhead = (runs["cpu_s"] - sum(bodies.values())) / args.small_studies
     predicted_flat = fixed_small + runs_overhead
     utilisation = long_build["cpu_s"] / long_build["wall_s"]
     print(f"## Scale model ({time.strftime('%Y-%m-%d %H:%M')} UTC, load average {load:.2f})\n")

@@ -122,6 +122,7 @@ def _build(args: argparse.Namespace) -> int:
     from orchestration.operations import error_text
     from orchestration.partitions import STUDIES
     from orchestration.resources import WarehouseResource
+    from orchestration.sensors import study_job
     from warehouse.catalog import connect
     from warehouse.summary import warehouse_summary
 
@@ -163,12 +164,16 @@ def _build(args: argparse.Namespace) -> int:
               f"into {args.warehouse}")
         start = time.monotonic()
         dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance, run_config=quiet)
+        # The landing sensor's study_job (the UI lists a build's runs under it), resolved and snapshotted once for
+        # every study: dg.materialize did both per study.
+        job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(
+            study_job.name)
         failed = []
         for i, sid in enumerate(studies, start=1):
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
             t0 = time.monotonic()
-            result = dg.materialize(STUDY_ASSETS, partition_key=sid, resources=resources, instance=instance,
-                                    run_config=quiet, raise_on_error=False, selection=None)
+            result = job.execute_in_process(partition_key=sid, instance=instance, run_config=quiet,
+                                            raise_on_error=False)
             took, outcome = time.monotonic() - t0, _outcome(result) if result.success else "FAILED"
             catalog.after_study(changed=outcome != "unchanged")  # a failure may have committed ingest_issues
             if result.success:

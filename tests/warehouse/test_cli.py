@@ -262,3 +262,29 @@ def test_readers_loop_without_an_error_while_a_study_is_rebuilt_and_never_see_a_
     assert new_state[0] > old_state[0]  # the rebuild happened and is now what readers see
     states = {old_state, new_state, (old_state[0], None), (new_state[0], None)}
     assert [s for s in seen if s not in states] == []  # never a mix of the two loads
+
+
+def test_build_runs_each_study_as_the_landing_sensors_study_job_planning_every_study_asset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_landing) -> None:
+    """With $DAGSTER_HOME the UI lists a build's study runs under ``study_job`` (the job the landing sensor runs),
+    each planning every study asset and check for its partition, as ``dg.materialize`` of the study assets did."""
+    import dagster as dg
+
+    from orchestration.definitions import STUDY_ASSETS
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 0
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "airway"}))
+        planned = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+        checks = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    assert (run.job_name, run.status) == ("study_job", dg.DagsterRunStatus.SUCCESS)
+    assert {r.asset_key for r in planned} == {key for asset in STUDY_ASSETS for key in asset.keys}
+    assert {r.event_log_entry.get_dagster_event().asset_check_evaluation_data.asset_check_key for r in checks} == {
+        key for asset in STUDY_ASSETS for key in asset.check_keys}
