@@ -73,12 +73,11 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
     if not lake.exists("study_versions"):
         return pl.LazyFrame(schema=polars_schema(name))
     ledger = lake.scan("study_versions", version=shown.get("study_versions"))
-    published = ledger.filter(pl.col("table_name") == name).select("study_id", "files")
-    parts = [lake.scan_files(name, files, typed=True) for _, files in published.collect().iter_rows() if files]
-    if not parts:
+    published = ledger.filter(pl.col("table_name") == name).select("files").collect()
+    files = published["files"].explode().drop_nulls().to_list()
+    if not files:
         return pl.LazyFrame(schema=polars_schema(name))
-    return pl.concat(parts, how="diagonal_relaxed").select(
-        [pl.col(c).cast(t) for c, t in polars_schema(name).items()])
+    return lake.scan_files(name, files, typed=True)  # the contract's columns and types; one scan per study
 
 
 def _lake(warehouse: str | Path | None, lake_uri: str | None):  # type: ignore[no-untyped-def]

@@ -255,13 +255,12 @@ class Lake:
             actions = actions.filter(pl.col("partition.study_id") == study_id)
         if actions.is_empty():
             return pl.LazyFrame(schema=types)
-        stored = pl.Schema({c: t for c, t in types.items() if c not in partitions})
         groups: dict[tuple[Any, ...], list[str]] = {}
         for row in actions.select("path", *(f"partition.{c}" for c in partitions)).iter_rows():
             groups.setdefault(row[1:], []).append(row[0])
+        options = _as_committed(types, partitions)
         parts = [_partition_scan(self.uri(table), relatives, dict(zip(partitions, key, strict=True)), types,
-                                 schema=stored, missing_columns="insert", extra_columns="ignore",
-                                 cast_options=_DELTA_CASTS, glob=False)
+                                 glob=False, **options)
                  for key, relatives in groups.items()]
         frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
         if study_id is not None and not by_study:
@@ -539,10 +538,7 @@ class Lake:
             groups.setdefault(tuple(_partition_values(relative).items()), []).append(relative)
         options: dict[str, Any] = {"storage_options": self.storage_options}
         if typed:
-            partitioned = {name for key in groups for name, _ in key}
-            stored = pl.Schema({c: t for c, t in types.items() if c not in partitioned})
-            options |= {"schema": stored, "missing_columns": "insert", "extra_columns": "ignore",
-                        "cast_options": _DELTA_CASTS}
+            options |= _as_committed(types, {name for key in groups for name, _ in key})
         parts = [_partition_scan(self.uri(table), relatives, dict(key), types, **options)
                  for key, relatives in groups.items()]
         frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
@@ -631,6 +627,15 @@ class StagedFiles:
 def _encode(value: str | None) -> str:
     """A partition value as a folder name: percent-encoded (DuckDB's hive reader decodes it), Hive's for null."""
     return NULL_PARTITION if value is None else quote(value, safe="")
+
+
+def _as_committed(types: Mapping[str, Any], partitions: Iterable[str]) -> dict[str, Any]:
+    """``scan_parquet`` options reading committed files as polars' Delta reader reads them: the contract's columns
+    but the partition columns (those are in the paths), missing ones as nulls, extra ones ignored, its casts.
+    """
+    in_paths = set(partitions)
+    stored = pl.Schema({c: t for c, t in types.items() if c not in in_paths})
+    return {"schema": stored, "missing_columns": "insert", "extra_columns": "ignore", "cast_options": _DELTA_CASTS}
 
 
 def _partition_scan(root: str, relatives: list[str], values: Mapping[str, str | None], types: Mapping[str, Any],
