@@ -91,8 +91,12 @@ def test_differential_expression_pasilla_matches_deseq2(pasilla_de):
     assert result.parameters["dispersion_trend"] == "parametric"
     # baseMean depends only on size factors, which both compute the same way.
     np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-12)
-    # Measured max relative differences: log2FC 1.1e-7, lfcSE 1.1e-6, stat 1.2e-6, pvalue 1.1e-5.
-    assert _relative_difference(joined, "log2_fold_change").max() < 1e-6
+    # Measured max relative differences: log2FC 1.1e-7, lfcSE 1.1e-6, stat 1.2e-6, pvalue 1.1e-5. A fold change
+    # near zero is fixed by IRLS's convergence only in absolute terms: FBgn0032124 (log2FC -1.4e-5) differs from R
+    # by 1.5e-11, 1.1e-6 relative on an AMD EPYC and 1e-7 on the machine first measured, so the relative bound
+    # holds where |log2FC| > 1e-3 and an absolute 1e-9 below.
+    both = joined.filter(pl.col("base_mean_r") > 1).drop_nulls(["log2_fold_change", "log2_fold_change_r"])
+    np.testing.assert_allclose(both["log2_fold_change"], both["log2_fold_change_r"], rtol=1e-6, atol=1e-9)
     assert _relative_difference(joined, "lfc_se").max() < 1e-5
     assert _relative_difference(joined, "stat").max() < 1e-5
     assert _relative_difference(joined, "pvalue").max() < 1e-4
