@@ -20,7 +20,6 @@ per-study concurrency pool and ``vacuum`` then stand in).
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import logging
 import os
@@ -287,8 +286,7 @@ class Lake:
         partition only). Any other commit (of this study, a global one, one not made by :meth:`commit`, a gap in
         the history) says no, and the table is opened at ``version``.
         """
-        # newest first: the commits after ``version`` lead the history (not a pass over all of them, one per study)
-        later = list(itertools.takewhile(lambda c: c.get("version", -1) > version, self.history(table)))
+        later = [c for c in self.history(table) if c.get("version", -1) > version]
         return (len(later) == self.delta(table).version() - version
                 and all(c.get(FINGERPRINT_KEY) is not None and c.get(STUDY_KEY) not in (None, GLOBAL, study_id)
                         for c in later))
