@@ -164,7 +164,20 @@ class Lake:
 
     # -- reading ------------------------------------------------------------------------------------------
     def exists(self, table: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options)
+        """Whether the table exists: a local table this thread holds open (:meth:`delta`) does while the commit
+        file of the version it holds is the one it read; otherwise delta-rs looks.
+
+        Why: delta-rs's look lists the table's ``_delta_log`` folder, ~10 us a file there (one commit file per
+        study and table, a checkpoint every :data:`CHECKPOINT_EVERY`), and a build asks hundreds of times a
+        study, so it grew with every study in the warehouse (bench/README.md, "Session 9: growth with the
+        warehouse"). The check here is one ``stat``.
+        """
+        uri = self.uri(table)
+        if self.is_local and _OPEN.__dict__.get("pid") == os.getpid():
+            cached = _OPEN.tables.get(uri)
+            if cached is not None and cached[1] is not None and _commit_stamp(uri, cached[0].version()) == cached[1]:
+                return True
+        return DeltaTable.is_deltatable(uri, storage_options=self.storage_options)
 
     def delta(self, table: str, version: int | None = None) -> DeltaTable:
         """The table at ``version``, else at its newest version.

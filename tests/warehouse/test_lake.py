@@ -209,6 +209,36 @@ def test_an_open_table_follows_other_writers_and_is_opened_anew_when_recreated(l
     assert lake.scan("samples").collect()["study_id"].unique().sort().to_list() == ["t0", "t1", "t2", "t3"]
 
 
+def test_exists_of_a_table_this_thread_holds_open_does_not_list_its_log(lake: Lake, monkeypatch) -> None:
+    """delta-rs's existence check lists ``_delta_log`` (one file per commit): asked hundreds of times a study, it
+    grew with the warehouse. An open table whose commit file is unchanged exists without it; a deleted or
+    recreated table is still seen as it is."""
+    import shutil
+
+    from deltalake import DeltaTable
+
+    listed: list[str] = []
+    is_deltatable = DeltaTable.is_deltatable
+
+    def counted(uri: str, storage_options: dict[str, str] | None = None) -> bool:
+        listed.append(uri)
+        return is_deltatable(uri, storage_options=storage_options)
+
+    monkeypatch.setattr(DeltaTable, "is_deltatable", staticmethod(counted))
+    commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
+    lake.delta("samples")
+    listed.clear()
+    assert all(lake.exists("samples") for _ in range(5))
+    assert listed == []
+    assert not lake.exists("subjects")  # never created: delta-rs says so
+    assert listed == [lake.uri("subjects")]
+    shutil.rmtree(lake.uri("samples"))
+    assert not lake.exists("samples")
+    lake.ensure_tables(["samples"])
+    assert lake.exists("samples")
+    assert lake.delta("samples").version() == 0
+
+
 def _delta_reader(lake: Lake, table: str, version: int | None, study_id: str | None) -> pl.DataFrame:
     """What polars' own Delta reader returns (the reference :meth:`Lake.scan` must equal)."""
     from schemas.tables import polars_schema
