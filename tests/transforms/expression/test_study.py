@@ -75,7 +75,8 @@ def _stage_tables(output: study.StageOutput) -> dict[str, pl.DataFrame]:
     for table, frame in output.frames:
         frames.setdefault(table, []).append(frame)
     keys = ["assay", "contrast", "sample_id", "feature_id", "method", "k", "component"]
-    tables = {table: pl.concat(parts) for table, parts in frames.items()}
+    tables = {table: pl.concat(parts).with_columns(pl.col(pl.Enum).cast(pl.String))  # the writer's coded ids as text
+              for table, parts in frames.items()}
     return {table: frame.sort([k for k in keys if k in frame.columns]) for table, frame in tables.items()}
 
 
