@@ -80,6 +80,13 @@ polars scans ~2x faster; bench/README.md, "Whole study build").
 DEFAULT_CODEC: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 """zstd level 1: against polars' default level 3, ~8 % less write CPU and no bigger for integral counts (the ingest's
 Float64 count column: 34 vs 39 MB per 20M rows), ~7 % bigger for normalised floats."""
+UNCOMPRESSED_FLOATS = frozenset({"rna_normalized"})
+"""Tables whose float columns are stored uncompressed in the files the dictionary-frame writer makes (identifiers
+keep the table's codec). rna_normalized's floats shrink only ~11 % under lz4 (per-sample scalings of counts and
+z-scores), while compressing them was ~35 % of that writer's CPU (bench/README.md, "Session 9: normalise")."""
+
+ROW_GROUP_ROWS = 1_000_000
+"""Rows per row group of a staged file."""
 
 
 PARTITIONS: dict[str, list[str]] = {table: ["study_id", "assay"]
@@ -452,8 +459,17 @@ class Lake:
         the value goes into the path, not the file.
         """
         types = polars_schema(table)
+        columns, codec, relative, target = self._new_file(table, study_id, assay)
+        lazy = data.lazy().select([pl.col(c).cast(types[c], strict=True) for c in columns])
+        sink = lazy.sink_parquet(target, lazy=True, storage_options=self.storage_options,
+                                 row_group_size=ROW_GROUP_ROWS, **codec)
+        return StagedFiles(table, study_id, [relative], self), sink
+
+    def _new_file(self, table: str, study_id: str | None, assay: str | None
+                  ) -> tuple[list[str], dict[str, Any], str, str]:
+        """The stored columns, codec, path relative to the table and full path of a new staged file (journaled)."""
         folders = self._folders(table, study_id, assay)
-        columns = [c for c in types if c not in folders]
+        columns = [c for c in polars_schema(table) if c not in folders]
         codec = PARQUET_CODECS.get(table, DEFAULT_CODEC)
         name = f"part-{uuid.uuid4().hex}.{codec['compression']}.parquet"
         relative = "/".join([*(f"{k}={_encode(v)}" for k, v in folders.items()), name])
@@ -461,10 +477,35 @@ class Lake:
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         self._record(table, relative)
-        lazy = data.lazy().select([pl.col(c).cast(types[c], strict=True) for c in columns])
-        sink = lazy.sink_parquet(target, lazy=True, storage_options=self.storage_options,
-                                 row_group_size=1_000_000, **codec)
-        return StagedFiles(table, study_id, [relative], self), sink
+        return columns, codec, relative, target
+
+    def _write_dictionary_frame(self, table: str, frame: pl.DataFrame, *, columns: list[str], codec: dict[str, Any],
+                                target: str) -> None:
+        """Write the ``columns`` of a frame whose string columns are dictionary-coded (``pl.Enum``) to ``target`` (a
+        new staged file), keeping the codes.
+
+        Why: the long tables of normalisation repeat a few thousand identifiers over millions of rows. As strings,
+        each row's identifier is copied into the frame, then hashed again by the writer's dictionary encoder; as
+        an Enum it is a small integer, and pyarrow writes an Arrow dictionary as the Parquet dictionary page and
+        its indices directly (bench/README.md, "Session 9: normalise"). Without the Arrow schema in the footer the
+        columns are plain Parquet strings: every reader sees the contract's ``String`` columns, as from polars.
+        """
+        types = polars_schema(table)
+        coded = [c for c in columns if isinstance(frame.schema[c], pl.Enum) and types[c] == pl.String]
+        arrow = frame.select([pl.col(c) if c in coded else pl.col(c).cast(types[c], strict=True)
+                              for c in columns]).to_arrow()
+        compression: str | dict[str, str] = codec["compression"]
+        if table in UNCOMPRESSED_FLOATS:
+            compression = {c: "none" if types[c].is_float() else codec["compression"] for c in columns}
+        options: dict[str, Any] = {
+            "compression": compression, "compression_level": codec.get("compression_level"),
+            "use_dictionary": [c for c in columns if not types[c].is_float()],  # as polars: no float dictionaries
+            "row_group_size": ROW_GROUP_ROWS, "store_schema": False, "write_statistics": True}
+        if self.is_local:
+            pq.write_table(arrow, target, **options)
+        else:
+            with self.fs.open(target, "wb") as fh:
+                pq.write_table(arrow, fh, **options)
 
     def stage_frames(self, table: str, frames: Iterable[pl.DataFrame], *, study_id: str | None) -> StagedFiles:
         """Write each frame as its own Parquet file of one staged set (a result too big for memory, block by block).
@@ -476,6 +517,11 @@ class Lake:
         try:
             for frame in frames:
                 for assay, part in self._assay_parts(table, frame, study_id):
+                    if any(isinstance(t, pl.Enum) for t in part.schema.values()):
+                        columns, codec, path, target = self._new_file(table, study_id, assay)
+                        relative.append(path)
+                        self._write_dictionary_frame(table, part, columns=columns, codec=codec, target=target)
+                        continue
                     staged, sink = self.plan(table, part, study_id=study_id, assay=assay)
                     relative += staged.relative_paths
                     sink.collect()

@@ -316,3 +316,42 @@ def test_a_study_filter_on_a_whole_table_read_reads_no_other_studys_files(lake: 
         got = scan.filter(pl.col("study_id") == "s1").collect()
         assert got.sort("sample_id").equals(SAMPLES.select(got.columns))
         assert scan.filter(pl.col("study_id").is_in(["s1", "s3"])).collect().height == 4
+
+
+def test_a_frame_with_enum_ids_is_stored_as_plain_parquet_strings_with_the_rows_of_its_text_frame(lake: Lake) -> None:
+    # The normalise stage hands the writer its identifiers as Enum codes (transforms.expression.study._long_frames);
+    # the stored rows must be those of the same frame written as text: the contract's String columns for every
+    # reader, the Parquet footer without an Arrow schema (which would bring the Enum back to polars).
+    import pyarrow.parquet as pq
+
+    from schemas.tables import polars_schema
+    from schemas.validate import validate_rows
+
+    ids = pl.Series(["g2", "g1", "g3"])
+    text = pl.DataFrame({
+        "assay": ["counts"] * 6, "sample_id": ["b", "a", "b", "a", "b", "a"], "gene_id": [7, 7, None, None, 5, 5],
+        "feature_id": ["g2", "g2", "g1", "g1", "g3", "g3"], "source": ["counts"] * 6,
+        "cpm": [1.5, None, 3.25, 0.0, 1e6, 2.0], "log2_cpm": [0.5, 1.0, None, -2.0, 3.0, 4.0],
+        "tmm_cpm": [1.0] * 6, "mor": [2.0] * 6, "tpm": [None] * 6, "log2_value": [0.5, 1.0, None, -2.0, 3.0, 4.0],
+        "zscore": [None, 0.1, -0.1, 0.2, 0.3, -0.3]}, schema_overrides={"tpm": pl.Float64})
+    coded = text.with_columns(pl.col("sample_id").cast(pl.Enum(["b", "a"])), pl.col("feature_id").cast(pl.Enum(ids)),
+                              pl.col("source").cast(pl.Enum(["counts", "abundance"])))
+    lake.ensure_tables(["rna_normalized"])
+    from_text = lake.stage_frames("rna_normalized", [text], study_id="s1")
+    from_codes = lake.stage_frames("rna_normalized", [coded], study_id="s1")
+    rows = lake.scan_staged(from_codes).collect()
+    assert rows.schema == polars_schema("rna_normalized")
+    assert rows.equals(lake.scan_staged(from_text).collect())
+    assert rows.select("sample_id", "feature_id").rows() == list(zip(text["sample_id"], text["feature_id"],
+                                                                       strict=True))
+    assert validate_rows("rna_normalized", lake.scan_staged(from_codes),
+                         statistics=lake.staged_statistics(from_codes)) == []
+    (relative,) = from_codes.relative_paths
+    footer = pq.read_metadata(f"{lake.uri('rna_normalized')}/{relative}")
+    assert b"ARROW:schema" not in (footer.metadata or {})
+    columns = {footer.row_group(0).column(i).path_in_schema: footer.row_group(0).column(i)
+               for i in range(footer.num_columns)}
+    assert "RLE_DICTIONARY" in columns["feature_id"].encodings
+    assert columns["feature_id"].compression == "LZ4"
+    assert {columns[c].compression for c in ("cpm", "zscore")} == {"UNCOMPRESSED"}
+    assert all(columns[c].statistics is not None for c in columns)

@@ -469,11 +469,17 @@ def row_moments(blocks: Iterable[np.ndarray], *, ddof: int = 1) -> RowMoments:
     mean = m2 = np.zeros(0)
     for block in blocks:
         block = np.asarray(block, dtype=np.float64)
-        present = ~np.isnan(block)
-        k = present.sum(axis=1).astype(np.float64)
+        missing = np.isnan(block)
+        # np.nansum sums a copy of the block (same layout) with NaN set to 0: a block without NaN (log2 CPM of
+        # counts) is summed as it is, the same additions in the same order without the copies.
+        whole = not missing.any() and (block.flags.c_contiguous or block.flags.f_contiguous)
+        k = np.full(block.shape[0], float(block.shape[1])) if whole else (~missing).sum(axis=1).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            b_mean = np.where(k > 0, np.nansum(block, axis=1) / k, 0.0)
-        b_m2 = np.nansum((block - b_mean[:, None]) ** 2, axis=1)
+            b_mean = np.where(k > 0, (block.sum(axis=1) if whole else np.nansum(block, axis=1)) / k, 0.0)
+        deviation = block - b_mean[:, None]
+        np.square(deviation, out=deviation)
+        b_m2 = deviation.sum(axis=1) if whole else np.nansum(deviation, axis=1)
+        del missing, deviation
         if n is None:
             n, mean, m2 = k, b_mean, b_m2
             continue

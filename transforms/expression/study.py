@@ -17,6 +17,7 @@ tximport users do, and used as they are for edgeR's library sizes, TMM and CPM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,9 @@ cBioPortal computes its array z-scores without a log transform."""
 COUNT_ONLY = ("cpm", "log2_cpm", "tmm_cpm", "mor")
 """rna_normalized columns defined only for counts (NULL for abundance rows)."""
 
+SOURCE = pl.Enum(["counts", "abundance"])
+"""rna_normalized.source of the long frames, dictionary-coded as their identifiers are (:func:`_long_frames`)."""
+
 
 @dataclass(frozen=True)
 class DenseBlock:
@@ -69,6 +73,16 @@ class DenseBlock:
     gene_ids: pl.Series
     sample_ids: pl.Series
     lengths: np.ndarray | None = None
+
+    @functools.cached_property
+    def coded_feature_ids(self) -> pl.Series:
+        """``feature_ids`` as an Enum of themselves: a row's id is its row number (gathered without copying text)."""
+        return self.feature_ids.cast(pl.Enum(self.feature_ids))
+
+    @functools.cached_property
+    def coded_sample_ids(self) -> pl.Series:
+        """``sample_ids`` as an Enum of themselves (see ``coded_feature_ids``)."""
+        return self.sample_ids.cast(pl.Enum(self.sample_ids))
 
 
 def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None = None,
@@ -105,18 +119,18 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
 
 def _identifiers(records: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
     """Features (``feature_id`` and its smallest ``gene_id``) sorted by gene (unmapped last) then feature, samples
-    sorted by id, and whether any row has a length: streaming aggregations, one query each.
+    sorted by id, and whether any row has a length (asked with the features): streaming aggregations, one query each.
 
     The canonical order makes every statistic of the block independent of the stored row order. Each group-by
     holds only the study's distinct identifiers (a polars ordered ``unique`` over the whole table held every
     batch's distinct rows: 1.1 GB per 50 M rows); the queries run one by one, since collected together the scan
     would be a shared subplan, held whole.
     """
-    features = (records.group_by("feature_id").agg(pl.col("gene_id").min()).collect(engine="streaming")
+    lengths = [pl.col("length").is_not_null().any().alias("_length")] if "length" in records.collect_schema() else []
+    features = (records.group_by("feature_id").agg(pl.col("gene_id").min(), *lengths).collect(engine="streaming")
                 .sort("gene_id", "feature_id", nulls_last=True))
     samples = records.group_by("sample_id").agg().collect(engine="streaming").sort("sample_id")
-    has_length = "length" in records.collect_schema() and bool(
-        records.select(pl.col("length").is_not_null().any()).collect(engine="streaming").item())
+    has_length = bool(lengths) and bool(features["_length"].any())
     return features.select("feature_id", "gene_id"), samples, has_length
 
 
@@ -266,13 +280,21 @@ def sample_factor_rows(block: DenseBlock, model: CountModel) -> pl.DataFrame:
 
 
 def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, columns: dict[str, np.ndarray],
-                 *, frame_rows: int) -> Iterator[pl.DataFrame]:
+                 *, frame_rows: int, coded: bool) -> Iterator[pl.DataFrame]:
     """Long rows of per-cell arrays shaped used-rows x ``cols``, split into ~``frame_rows`` frames of whole samples.
 
     Gene-major within a frame (the block's gene order, then sample): each frame is one staged Parquet file, so
     every stored file is sorted by gene_id and a one-gene query reads one short run of it (DuckDB skips row groups
     and vectors by their gene_id bounds; about 10x faster than files in sample order, ``bench/README.md``).
+
+    ``coded``: ``sample_id`` and ``feature_id`` are Enums of the block's ids (row and column numbers, no text
+    copied per row; the writer stores them as Parquet dictionaries of plain strings, see
+    :meth:`warehouse.lake.Lake.stage_frames`), else strings. NaN cells are NULL. A C-ordered array whose columns
+    are all in the frame becomes its float column without a copy.
     """
+    samples, features = block.coded_sample_ids, block.coded_feature_ids
+    if not coded:
+        samples, features = block.sample_ids, block.feature_ids
     row_index = np.arange(block.values.shape[0]) if rows is None else rows
     n = row_index.size
     step = max(1, frame_rows // max(n, 1))
@@ -281,14 +303,14 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
         k = cols[sub].size
         r = np.repeat(row_index, k)
         data: dict[str, pl.Series] = {
-            "sample_id": block.sample_ids.gather(np.tile(cols[sub], n)),
+            "sample_id": samples.gather(np.tile(cols[sub], n)),
             "gene_id": block.gene_ids.gather(r),
-            "feature_id": block.feature_ids.gather(r),
+            "feature_id": features.gather(r),
         }
         made: dict[int, pl.Series] = {}  # a column that is another's array (log2_value = log2_cpm) is made once
         for name, array in columns.items():
             if id(array) not in made:
-                made[id(array)] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64).fill_nan(None)
+                made[id(array)] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64, nan_to_null=True)
             data[name] = made[id(array)].alias(name)
         yield pl.DataFrame(data)
 
@@ -303,32 +325,35 @@ def _frame_width(block: DenseBlock, rows: np.ndarray | None, width: int, frame_r
 
 
 def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = DEFAULT_WIDTH,
-                          frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
+                          frame_rows: int = FRAME_ROWS, coded: bool = False) -> Iterator[pl.DataFrame]:
     """rna_normalized rows of counts: one row per used sample and feature, source 'counts'.
 
     cpm = count / library_size x 1e6; tmm_cpm on library_size x tmm_factor; log2_cpm = edgeR ``cpm(log=TRUE,
     prior.count=2)`` with TMM factors; mor = count / size_factor; log2_value = log2_cpm and zscore its per-gene
     z-score over the reference samples; tpm from the block's lengths (featureCounts Length, Salmon / RSEM
-    effective lengths), NULL where no length is known.
+    effective lengths), NULL where no length is known. ``coded``: identifiers and ``source`` as Enums, for the
+    writer (:func:`_long_frames`).
     """
     lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = _take(block.values, model.rows, cols)
-        log2 = normalise.log2_cpm(part, library_size=lib[cols], norm_factors=tmm[cols],
-                           mean_library_size=model.mean_library_size)
+        # per-cell arithmetic in the frames' (gene-major) layout: the same values, no copy per column for the frame
+        cells = np.ascontiguousarray(part)
+        log2 = normalise.log2_cpm(cells, library_size=lib[cols], norm_factors=tmm[cols],
+                                  mean_library_size=model.mean_library_size)
         arrays = {
-            "cpm": normalise.cpm(part, library_size=lib[cols]),
+            "cpm": normalise.cpm(cells, library_size=lib[cols]),
             "log2_cpm": log2,
-            "tmm_cpm": normalise.cpm(part, library_size=lib[cols] * tmm[cols]),
-            "mor": part / sf[cols],
+            "tmm_cpm": normalise.cpm(cells, library_size=lib[cols] * tmm[cols]),
+            "mor": cells / sf[cols],
             "log2_value": log2,
             "zscore": normalise.zscore_rows(log2, moments=model.moments),
         }
-        if block.lengths is not None:
+        if block.lengths is not None:  # per-sample sums: on the block's layout, as before
             arrays["tpm"] = normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols))
         missing = [] if "tpm" in arrays else [pl.lit(None, pl.Float64).alias("tpm")]  # no lengths: no array of NaN
-        for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows):
-            yield frame.with_columns(pl.lit("counts").alias("source"), *missing)
+        for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows, coded=coded):
+            yield frame.with_columns(pl.lit("counts", SOURCE if coded else pl.String).alias("source"), *missing)
 
 
 def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH
@@ -355,12 +380,15 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
 
 
 def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
-             frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
-    """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts."""
+             frame_rows: int = FRAME_ROWS, coded: bool = False) -> Iterator[pl.DataFrame]:
+    """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts.
+
+    ``coded``: identifiers as Enums, for the writer (:func:`_long_frames`).
+    """
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = np.rint(_take(block.values, model.rows, cols))
         arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
-        yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows)
+        yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows, coded=coded)
 
 
 # --------------------------------------------------------------------------------------------------- abundance
@@ -372,12 +400,14 @@ def _log2_plus_one(values: np.ndarray) -> np.ndarray:
 
 
 def normalised_abundance_rows(block: DenseBlock, *, measure: str, reference: np.ndarray | None = None,
-                              width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS) -> Iterator[pl.DataFrame]:
+                              width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS, coded: bool = False
+                              ) -> Iterator[pl.DataFrame]:
     """rna_normalized rows of an abundance-only assay: one row per sample and feature, source 'abundance'.
 
     log2_value = log2(x + 1) (NULL for missing or negative values), or the value itself for a measure in
     ``LOG_SCALE_MEASURES``; zscore is its per-gene z-score over the ``reference`` samples (all by default),
     ignoring missing values; tpm is the value itself when ``measure`` is 'tpm'; the count-only columns are NULL.
+    ``coded``: identifiers and ``source`` as Enums, for the writer (:func:`_long_frames`).
     """
     to_log2 = _log2_plus_one if measure.lower() not in LOG_SCALE_MEASURES else np.asarray
     n_cols = block.values.shape[1]
@@ -393,9 +423,9 @@ def normalised_abundance_rows(block: DenseBlock, *, measure: str, reference: np.
         arrays = {"log2_value": log2, "zscore": normalise.zscore_rows(log2, moments=moments)}
         if measure.lower() == "tpm":
             arrays["tpm"] = part
-        for frame in _long_frames(block, None, cols, arrays, frame_rows=frame_rows):
+        for frame in _long_frames(block, None, cols, arrays, frame_rows=frame_rows, coded=coded):
             nulls = [pl.lit(None, pl.Float64).alias(c) for c in (*COUNT_ONLY, "tpm") if c not in frame.columns]
-            yield frame.with_columns(pl.lit("abundance").alias("source"), *nulls)
+            yield frame.with_columns(pl.lit("abundance", SOURCE if coded else pl.String).alias("source"), *nulls)
 
 
 # ------------------------------------------------------------------------------------------- sample attributes
@@ -508,6 +538,7 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
 
     Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
     z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
+    The long frames are for the writer: their identifiers and ``source`` are Enums (``coded``, :func:`_long_frames`).
     """
     metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
     factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
@@ -533,14 +564,14 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
             in_reference = mask(block)
             model = fit_counts(block, reference=in_reference)
             yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)
-            for frame in normalised_count_rows(block, model):
+            for frame in normalised_count_rows(block, model, coded=True):
                 yield "rna_normalized", frame.with_columns(label)
             try:
                 trend, method = fit_vst(block, model)
             except ValueError as exc:  # DESeq2 would fall back to a local trend, which is not implemented here
                 vst[f"{assay}.not_computed"] = str(exc)
             else:
-                for frame in vst_rows(block, model, trend):
+                for frame in vst_rows(block, model, trend, coded=True):
                     yield "rna_vst", frame.with_columns(label)
                 vst.update({f"{assay}.method": method, f"{assay}.asympt_disp": trend.asympt_disp,
                         f"{assay}.extra_pois": trend.extra_pois})
@@ -559,7 +590,7 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
             rows = abundance.filter(pl.col("assay") == assay, pl.col("measure") == measure)
             block = dense_block(rows, value="value", workdir=workdir)
             in_reference = mask(block)
-            for frame in normalised_abundance_rows(block, measure=measure, reference=in_reference):
+            for frame in normalised_abundance_rows(block, measure=measure, reference=in_reference, coded=True):
                 yield "rna_normalized", frame.with_columns(pl.lit(assay).alias("assay"))
             normalised[f"{assay}.measure"] = measure
             normalised[f"{assay}.log2_value"] = ("value as given" if measure.lower() in LOG_SCALE_MEASURES

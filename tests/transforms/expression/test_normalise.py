@@ -287,3 +287,35 @@ def test_tpm_per_sample_lengths() -> None:
     counts = np.array([[10.0, 20.0], [30.0, 40.0]])
     lengths = np.array([[100.0, 100.0], [300.0, 400.0]])
     np.testing.assert_allclose(normalise.tpm(counts, lengths=lengths), [[5e5, 2e6 / 3], [5e5, 1e6 / 3]])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_row_moments_of_complete_blocks_are_the_nansum_moments_bit_for_bit(order: str) -> None:
+    # A block without NaN is summed without np.nansum's NaN-zeroed copy: the same sums, so the same bits as the
+    # per-row count, nansum mean and nansum of squared deviations written out (the formula before the shortcut),
+    # block by block with Chan's update; one block with a NaN takes the nansum path.
+    rng = np.random.default_rng(5)
+    values = np.asarray(rng.lognormal(3.0, 2.0, size=(50, 700)), order=order)
+    with_nan = values.copy(order=order)
+    with_nan[3, 10] = np.nan
+
+    def reference(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        n, mean, m2 = None, np.zeros(0), np.zeros(0)
+        for block in blocks:
+            k = (~np.isnan(block)).sum(axis=1).astype(np.float64)
+            b_mean = np.nansum(block, axis=1) / k
+            b_m2 = np.nansum((block - b_mean[:, None]) ** 2, axis=1)
+            if n is None:
+                n, mean, m2 = k, b_mean, b_m2
+                continue
+            total = n + k
+            delta = b_mean - mean
+            mean, m2, n = mean + delta * (k / total), m2 + b_m2 + delta**2 * n * k / total, total
+        return mean, np.sqrt(m2 / (n - 1))
+
+    for data in (values, with_nan):
+        blocks = [np.asarray(data[:, :300], order=order), np.asarray(data[:, 300:], order=order)]
+        got = normalise.row_moments(blocks)
+        mean, sd = reference(blocks)
+        np.testing.assert_array_equal(got.mean, mean)
+        np.testing.assert_array_equal(got.sd, sd)

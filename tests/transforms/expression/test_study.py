@@ -75,7 +75,8 @@ def _stage_tables(output: study.StageOutput) -> dict[str, pl.DataFrame]:
     for table, frame in output.frames:
         frames.setdefault(table, []).append(frame)
     keys = ["assay", "contrast", "sample_id", "feature_id", "method", "k", "component"]
-    tables = {table: pl.concat(parts) for table, parts in frames.items()}
+    tables = {table: pl.concat(parts).with_columns(pl.col(pl.Enum).cast(pl.String))  # the writer's coded ids as text
+              for table, parts in frames.items()}
     return {table: frame.sort([k for k in keys if k in frame.columns]) for table, frame in tables.items()}
 
 
@@ -380,3 +381,20 @@ def test_differential_rows_fit_interleaved_groups_in_canonical_order() -> None:
     expected = differential_expression(counts[:, order], genes=[f"g{i}" for i in range(200)],
                                        samples=samples[order], factor="condition", test="b", reference="a")
     assert result.table.drop("gene_id").equals(expected.table)
+
+
+def test_coded_long_frames_are_the_text_frames_with_enum_ids() -> None:
+    # normalise_study hands the writer its long frames with sample_id, feature_id and source as Enums (no text per
+    # row); as text they are the frames the functions give by default, value for value.
+    long = pl.DataFrame({"sample_id": [s for s in ["s2", "s1", "s3"] for _ in range(4)],
+                         "feature_id": ["F1", "F2", "F3", "F4"] * 3, "gene_id": [3, 1, None, 2] * 3,
+                         "count": [float(5 + i % 5) for i in range(12)]})
+    block = study.dense_block(long.lazy(), value="count")
+    model = study.fit_counts(block)
+    pairs = [(list(study.normalised_count_rows(block, model, frame_rows=4, coded=coded)),
+              list(study.normalised_abundance_rows(block, measure="tpm", frame_rows=4, coded=coded)))
+             for coded in (True, False)]
+    for coded, text in zip(pairs[0][0] + pairs[0][1], pairs[1][0] + pairs[1][1], strict=True):
+        assert all(isinstance(coded.schema[c], pl.Enum) for c in ("sample_id", "feature_id", "source"))
+        assert_frame_equal(coded.with_columns(pl.col(pl.Enum).cast(pl.String)), text, check_exact=True)
+    assert pl.concat(pairs[1][0])["sample_id"].unique().sort().to_list() == ["s1", "s2", "s3"]
