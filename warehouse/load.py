@@ -97,9 +97,7 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
         raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
     sid = ingest.study_id
     lake.ensure_tables(INGEST_TABLES)
-    # every table, not only the ledger pair: a table folder moved aside (a corrupt Delta log, `omicsdw doctor`'s
-    # repair) holds no commit of the study and must be written again, or the study is published without it
-    unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in INGEST_TABLES)
+    unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))
     if unchanged and not ingest.issues.has_errors:
         writes: dict[str, WriteResult] = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
         issues = lake.scan("ingest_issues", study_id=sid).collect()

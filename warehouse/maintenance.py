@@ -159,7 +159,8 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     published = set(protected_versions(lake)) if "study_versions" not in broken else set()
     gone = [t for t in TABLES if t not in skip and t in published and not lake.exists(t)]
     problems += [f"{table}: its folder {lake.uri(table)} is missing (published studies read it); restore it from a "
-                 "backup, or run omicsdw build (the studies are written into it again)" for table in gone]
+                 "backup (a build skips studies whose input is unchanged: omicsdw remove them, then build)"
+                 for table in gone]
     skip |= set(gone)
     readable = [t for t in TABLES if t not in skip]
     visible = visible_files(lake, readable)
