@@ -151,8 +151,8 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, visible_files
 
     broken = unreadable_tables(lake)
-    problems = [f"{table}: {reason}; restore its folder from a backup, or move {lake.uri(table)} aside and run "
-                "omicsdw build (the studies are written again)" for table, reason in broken.items()]
+    problems = [f"{table}: {reason}; restore {lake.uri(table)} from a backup (a build alone does not write it "
+                "again: it skips studies whose input is unchanged)" for table, reason in broken.items()]
     # without a readable study_versions nobody knows which files readers of the published tables see
     skip = set(broken) | (set(PUBLISHED_TABLES) if "study_versions" in broken else set())
     # a table folder deleted whole: its study rows are gone, not merely a stale catalog (said once, here)
