@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,13 +65,31 @@ class _CatalogPacer:
     def after_study(self, *, changed: bool) -> None:
         """Rebuild if the study changed what readers see and the last rebuild is long enough ago."""
         if changed and (self.done_at is None or time.monotonic() - self.done_at >= self.pace * self.took):
-            self.refresh()
+            # a failure waits: a study still to come may repair it (a table moved aside is written again study
+            # by study), and the rebuild at the end says it if not
+            with suppress(CatalogNotRebuilt):
+                self.refresh()
 
     def refresh(self) -> None:
         start = time.monotonic()
-        self.resource.refresh_catalog()
-        self.done_at = time.monotonic()
-        self.took = self.done_at - start
+        try:
+            self.resource.refresh_catalog()
+        except Exception as exc:
+            raise _not_rebuilt(exc, self.resource.warehouse_dir) from exc
+        finally:
+            self.done_at = time.monotonic()
+            self.took = self.done_at - start
+
+
+class CatalogNotRebuilt(Exception):
+    """The catalog could not be rebuilt from the lake (a file it lists is missing or torn, a log unreadable)."""
+
+
+def _not_rebuilt(exc: Exception, warehouse: object) -> CatalogNotRebuilt:
+    """A catalog rebuild's failure as a sentence saying what to run (printed instead of a traceback)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return CatalogNotRebuilt(f"the catalog could not be rebuilt ({reason}); the previous one is kept. "
+                             f"`omicsdw doctor --warehouse {warehouse}` names the damaged table and how to repair it")
 
 
 @contextmanager
@@ -356,7 +374,10 @@ def _remove(args: argparse.Namespace) -> int:
     # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
     with lake.study_session(args.study), _lake(args).study_session(None):
         commit = remove_study(lake, args.study)
-    refresh_catalog(lake, warehouse_dir)
+    try:
+        refresh_catalog(lake, warehouse_dir)
+    except Exception as exc:
+        raise _not_rebuilt(exc, warehouse_dir) from exc
     remove_study_report(warehouse_dir, args.study, lake=lake)
     print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
           "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
@@ -414,15 +435,17 @@ def _vacuum(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from transforms.ingest.genes import GeneReference
-    from warehouse.maintenance import doctor
+    from warehouse.maintenance import GENES_NOT_SHIPPED, doctor
 
     lake = _lake(args)
     problems = doctor(lake, Path(args.warehouse))
     release = GeneReference.load().release
     print(f"gene reference: {release.get('source')} (NCBI Gene {release.get('ncbi_gene_date')}; "
           f"{release.get('locations')}); in the lake: "
-          + ("the shipped one" if not any(p.startswith("genes:") for p in problems) and lake.exists("genes")
-             else "not the shipped one" if lake.exists("genes") else "none yet"))
+          + ("none yet" if not lake.exists("genes") and not any(p.startswith("genes:") for p in problems)
+             else "not the shipped one" if any(p.startswith(f"genes: {GENES_NOT_SHIPPED}") for p in problems)
+             else "unknown (its table is damaged, below)" if any(p.startswith("genes:") for p in problems)
+             else "the shipped one"))
     for problem in problems:
         print(problem)
     print("healthy" if not problems else f"{len(problems)} problem(s)")
@@ -619,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except CatalogNotRebuilt as exc:
+        print(f"omicsdw: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from schemas.tables import TABLES
 from warehouse.lake import Lake
 
 DEFAULT_RETENTION_HOURS = 168
+GENES_NOT_SHIPPED = "the gene dimension is not the shipped reference"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,20 @@ def unreadable_tables(lake: Lake) -> dict[str, str]:
     return broken
 
 
+def _file_repair(lake: Lake, table: str, files: list[str]) -> str:
+    """How to get damaged published files written again: a build skips a study whose input is unchanged, so the
+    study is removed first (its next load writes every table anew); files of no study come back with their table.
+    """
+    studies = sorted({part.removeprefix("study_id=") for f in files for part in f.split("/")
+                      if part.startswith("study_id=")})
+    if studies:
+        return (f"remove the stud{'y' if len(studies) == 1 else 'ies'} and load again: "
+                + "; ".join(f"omicsdw remove {s}" for s in studies)
+                + "; omicsdw build --landing DIR " + " ".join(f"--study {s}" for s in studies))
+    return (f"restore them from a backup, or move {lake.uri(table)} aside and run omicsdw build (the table is "
+            "written again)")
+
+
 def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     """Problems found, one line each naming the table or file (empty: healthy)."""
     import duckdb
@@ -136,10 +151,17 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     from warehouse.catalog import CATALOG_NAME, CatalogMissing, connect, visible_files
 
     broken = unreadable_tables(lake)
-    problems = [f"{table}: {reason}; restore its folder from a backup, or move {lake.uri(table)} aside and run "
-                "omicsdw build (the studies are written again)" for table, reason in broken.items()]
+    problems = [f"{table}: {reason}; restore {lake.uri(table)} from a backup (a build alone does not write it "
+                "again: it skips studies whose input is unchanged)" for table, reason in broken.items()]
     # without a readable study_versions nobody knows which files readers of the published tables see
     skip = set(broken) | (set(PUBLISHED_TABLES) if "study_versions" in broken else set())
+    # a table folder deleted whole: its study rows are gone, not merely a stale catalog (said once, here)
+    published = set(protected_versions(lake)) if "study_versions" not in broken else set()
+    gone = [t for t in TABLES if t not in skip and t in published and not lake.exists(t)]
+    problems += [f"{table}: its folder {lake.uri(table)} is missing (published studies read it); restore it from a "
+                 "backup (a build skips studies whose input is unchanged: omicsdw remove them, then build)"
+                 for table in gone]
+    skip |= set(gone)
     readable = [t for t in TABLES if t not in skip]
     visible = visible_files(lake, readable)
     try:
@@ -175,12 +197,13 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     for table, (_, files) in visible.items():
         missing = [f for f in files if not lake.file_exists(f)]
         if missing:
-            problems.append(f"{table}: {len(missing)} file(s) readers need are missing, e.g. {missing[0]}")
+            problems.append(f"{table}: {len(missing)} file(s) readers need are missing, e.g. {missing[0]}; "
+                            + _file_repair(lake, table, missing))
         torn = [(f, reason) for f in files if lake.is_local and f not in missing
                 and (reason := _failure(partial(pq.read_metadata, Path(lake.root, f)))) is not None]
         if torn:
             problems.append(f"{table}: {len(torn)} file(s) readers need are not readable Parquet, e.g. {torn[0][0]} "
-                            f"({torn[0][1]})")
+                            f"({torn[0][1]}); " + _file_repair(lake, table, [f for f, _ in torn]))
         if lake.exists(table) and not torn and (reason := _failure(partial(_count_rows, lake, table))) is not None:
             problems.append(f"{table}: its newest Delta version cannot be read: {reason}")
     if not lake.sessions_in_progress():  # a running build's staged files are not orphans yet
@@ -196,6 +219,6 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
                                 f"runs?), e.g. {orphans[0]}; omicsdw vacuum removes them after the retention period")
     shipped = GeneReference.load().fingerprint
     if "genes" not in broken and lake.exists("genes") and lake.last_fingerprint("genes", None) != shipped:
-        problems.append("genes: the gene dimension is not the shipped reference; the next build rewrites it")
+        problems.append(f"genes: {GENES_NOT_SHIPPED}; the next build rewrites it")
     return problems
 

@@ -26,6 +26,7 @@ from polars.testing import assert_frame_equal
 
 from schemas.tables import INGEST_TABLES
 from tests.conftest import EXAMPLES, TEST_DATA
+from tests.transforms.ingest.test_parse_proteomics import FRAGPIPE_HEADER, _fragpipe_row
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import read_study
 from warehouse.lake import Lake
@@ -64,7 +65,7 @@ class Seed:
     """
 
     manifest: str
-    files: dict[str, str]
+    files: dict[str, str | bytes]
     target: str
     table: str
     value: str
@@ -113,7 +114,62 @@ def _seeds() -> dict[str, Seed]:
     samples_manifest = _manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
                                  "samples: samples.tsv\n")
     contrasts = samples_manifest + ("contrasts:\n  - {name: b_vs_a, factor: group, test: b, reference: a}\n")
+    star = ("N_unmapped\t3\t3\t3\nN_multimapping\t2\t2\t2\nN_noFeature\t9\t40\t2\nN_ambiguous\t1\t0\t0\n"
+            "ENSG00000141510\t12\t1\t11\nENSG00000136997\t5\t0\t5\nENSG00000146648\t7\t2\t5\n")
+    fragpipe = "\n".join("\t".join(row) for row in (
+        FRAGPIPE_HEADER,
+        _fragpipe_row("sp|P04637|P53_HUMAN", "P04637", "P53_HUMAN", "TP53", ("1500.5", "1400"), ("900", "800")),
+        _fragpipe_row("sp|P01106|MYC_HUMAN", "P01106", "MYC_HUMAN", "MYC", ("200", "190"), ("300", "310")),
+        _fragpipe_row("sp|P00533|EGFR_HUMAN", "P00533", "EGFR_HUMAN", "EGFR", ("50", "40"), ("60", "70")))) + "\n"
+    sc_samples = "sample_id\tgroup\nS1\ta\nS2\tb\n"
+    tenx = {"matrix/matrix.mtx": "%%MatrixMarket matrix coordinate integer general\n%metadata_json: {}\n3 4 6\n"
+                                 "1 1 5\n2 1 3\n1 2 2\n3 3 7\n2 4 1\n3 4 4\n",
+            "matrix/features.tsv": "ENSG00000141510\tTP53\tGene Expression\nENSG00000136997\tMYC\tGene Expression\n"
+                                   "ENSG00000146648\tEGFR\tGene Expression\n",
+            "matrix/barcodes.tsv": "AAAC-1\nAAAG-1\nAAAT-1\nAACC-1\n",
+            "cells.tsv": "barcode\tsample\tcell_type\nAAAC-1\tS1\tB\nAAAG-1\tS1\tT\nAAAT-1\tS2\tB\nAACC-1\tS2\tT\n",
+            "samples.tsv": sc_samples}
+    tenx_manifest = _manifest("  - {name: sc, kind: sc_rna_counts, format: 10x_mtx, path: matrix, "
+                              "gene_id_type: ensembl, sample_column: sample, cell_type_column: cell_type, "
+                              "cell_annotations: cells.tsv}\n", "samples: samples.tsv\n")
+    h5ad_manifest = _manifest("  - {name: sc, kind: sc_rna_counts, format: h5ad, path: cells.h5ad, "
+                              "gene_id_type: symbol, sample_column: sample, cell_type_column: cell_type, "
+                              "layer: counts}\n", "samples: samples.tsv\n")
+    h5ad = {"cells.h5ad": (EXAMPLES / "pbmc_chr21" / "cells.h5ad").read_bytes(),
+            "samples.tsv": (EXAMPLES / "pbmc_chr21" / "samples.tsv").read_text()}
+    cn = "Hugo_Symbol\tS1\tS2\tS3\nTP53\t0\t1\t-1\nMYC\t2\t0\t0\nEGFR\t-2\t1\t0\n"
+    log2 = "Hugo_Symbol\tS1\tS2\tS3\nTP53\t0.1\t0.8\t-1.2\nMYC\t1.9\t0\t0.05\nEGFR\t-2.1\t0.7\t0\n"
+    status = "gene\tS1\tS2\tS3\nTP53\t1\t0\t1\nMYC\t0\t0\tNA\nEGFR\t1\t1\t0\n"
+    mapped = _manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
+                       "samples: samples.tsv\nsample_map: sample_map.tsv\n")
+    with_subjects = _manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
+                              "subjects: subjects.tsv\nsamples: samples.tsv\n")
     return {
+        "star": Seed(_rna("star", "star/*.ReadsPerGene.out.tab", ", gene_id_type: ensembl, strandedness: reverse"),
+                     {"star/S1.ReadsPerGene.out.tab": star, "star/S2.ReadsPerGene.out.tab": star},
+                     "star/S1.ReadsPerGene.out.tab", "rna_counts", "count"),
+        "fragpipe": Seed(_manifest("  - {name: fp, kind: protein_abundance, format: fragpipe, "
+                                   "path: combined_protein.tsv}\n"), {"combined_protein.tsv": fragpipe},
+                         "combined_protein.tsv", "protein_abundance", "abundance"),
+        "gistic": Seed(_manifest("  - {name: cn, kind: copy_number, format: gistic, path: cna.tsv, "
+                                 "gene_id_type: symbol}\n"), {"cna.tsv": cn}, "cna.tsv", "copy_number", "call"),
+        "cn_log2": Seed(_manifest("  - {name: cn, kind: copy_number, format: log2, path: log2.tsv, "
+                                  "gene_id_type: symbol}\n"), {"log2.tsv": log2}, "log2.tsv", "copy_number",
+                        "log2_ratio"),
+        "mutation_status": Seed(_manifest("  - {name: mut, kind: mutation_status, format: matrix, path: status.tsv, "
+                                          "gene_id_type: symbol}\n"), {"status.tsv": status}, "status.tsv",
+                                "gene_mutation_status", "mutated"),
+        "sample_map": Seed(mapped, {"counts.tsv": _MATRIX.replace("S1\tS2\tS3", "C1\tC2\tC3"),
+                                    "samples.tsv": _SAMPLES,
+                                    "sample_map.tsv": "assay\tcolumn\tsample_id\nrna\tC1\tS1\nrna\tC2\tS2\n"
+                                                      "rna\tC3\tS3\n"},
+                           "sample_map.tsv", "rna_counts", "count", path_key="sample_map"),
+        "subjects": Seed(with_subjects, {"counts.tsv": _MATRIX, "samples.tsv": _SAMPLES,
+                                         "subjects.tsv": "subject_id\tsex\nP1\tF\nP2\tM\nP3\tF\n"},
+                         "subjects.tsv", "subjects", "subject_id", path_key="subjects"),
+        "10x_mtx": Seed(tenx_manifest, tenx, "matrix/matrix.mtx", "sc_pseudobulk", "count", header=3),
+        "10x_cells": Seed(tenx_manifest, tenx, "cells.tsv", "sc_pseudobulk", "count", path_key="cell_annotations"),
+        "h5ad": Seed(h5ad_manifest, h5ad, "cells.h5ad", "sc_pseudobulk", "count"),
         "matrix_tsv": Seed(_rna("matrix", "counts.tsv", ", gene_id_type: symbol"), {"counts.tsv": _MATRIX},
                            "counts.tsv", "rna_counts", "count"),
         "matrix_csv": Seed(_rna("matrix", "counts.csv", ", gene_id_type: symbol"),
@@ -161,7 +217,8 @@ def _seeds() -> dict[str, Seed]:
 
 SEEDS = _seeds()
 
-VALUE_CELL = {"matrix_tsv": (1, 1), "matrix_csv": (1, 1), "featurecounts": (2, 6), "salmon": (1, 4), "rsem": (1, 4)}
+VALUE_CELL = {"matrix_tsv": (1, 1), "matrix_csv": (1, 1), "featurecounts": (2, 6), "salmon": (1, 4), "rsem": (1, 4),
+              "star": (4, 3), "10x_mtx": (3, 2)}
 """(line index, field index), 0-based, of the count cell the value cases overwrite."""
 
 
@@ -173,7 +230,7 @@ def _write(folder: Path, seed: Seed, sid: str) -> None:
     for name, text in seed.files.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = text.replace("{sid}", sid).encode()
+        data = text if isinstance(text, bytes) else text.replace("{sid}", sid).encode()
         path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
 
 
@@ -195,7 +252,7 @@ def _set_field(lines: list[bytes], line: int, column: int, value: bytes, sep: by
 
 
 def _sep(seed: Seed) -> bytes:
-    return b"," if seed.target.endswith(".csv") else b"\t"
+    return b"," if seed.target.endswith(".csv") else b" " if seed.target.endswith(".mtx") else b"\t"
 
 
 BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
@@ -213,6 +270,9 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         _edit(target, lambda d: d.replace(b"\n", b"\r\n"))
     elif case == "latin1":  # a free-text byte in Latin-1 (e with acute accent) on the last line
         _edit(target, lambda d: d.rstrip(b"\n") + (b"\xe9\n" if not d.rstrip().endswith(b"]") else b" #\xe9\n"))
+    elif case == "truncated":  # a binary file cut short (a copy that stopped)
+        raw = target.read_bytes()
+        target.write_bytes(raw[: len(raw) // 2])
     elif case == "truncated_gzip":
         raw = target.read_bytes()
         data = raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw * 50)
@@ -230,8 +290,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             return _set_field(lines, header, len(names) - 1, names[-2], _sep(seed))
         _edit(target, _lines_edit(dup))
     elif case == "empty_column_name":  # a header field without a name (the first sample's, for a VCF)
-        _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 9 if name.startswith("vcf") else 2, b"",
-                                                           _sep(seed))))
+        column = 9 if name.startswith("vcf") else 1 if name == "subjects" else 2
+        _edit(target, _lines_edit(lambda lines: _set_field(lines, header, column, b"", _sep(seed))))
     elif case == "directory":  # a folder where the file should be
         target.unlink()
         target.mkdir()
@@ -240,6 +300,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "duplicate_sample":
         if seed.target == "samples.tsv":
             _edit(target, lambda d: d + b"S1\tP9\tb\n")
+        elif seed.target == "subjects.tsv":
+            _edit(target, lambda d: d + b"P1\tM\n")
         else:  # a label that is the first sample's once trimmed
             _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 2, b"S1 ", _sep(seed))))
     elif case in ("nan", "inf", "negative", "fractional"):
@@ -255,11 +317,11 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         target.rename(moved)
         holder = next(folder.glob("meta_expression.txt")) if seed.path_key == "data_filename" else folder / "study.yaml"
         text = holder.read_text()
-        pattern = {"path": r"path: '?[^,}']+'?", "samples": r"samples: \S+", "gene_sets": r"gene_sets: \[[^]]+\]",
-                   "data_filename": r"data_filename: \S+"}[seed.path_key]
-        new = {"path": f"path: '../{outside.name}/{target.name}'", "samples": f"samples: ../{outside.name}/samples.tsv",
-               "gene_sets": f"gene_sets: [../{outside.name}/{target.name}]",
-               "data_filename": f"data_filename: ../{outside.name}/{target.name}"}[seed.path_key]
+        pattern = {"path": r"path: '?[^,}']+'?", "gene_sets": r"gene_sets: \[[^]]+\]",
+                   "cell_annotations": r"cell_annotations: [^,}]+"}.get(seed.path_key, rf"{seed.path_key}: \S+")
+        new = {"path": f"path: '../{outside.name}/{target.name}'",
+               "gene_sets": f"gene_sets: [../{outside.name}/{target.name}]"}.get(
+                   seed.path_key, f"{seed.path_key}: ../{outside.name}/{target.name}")
         holder.write_text(re.sub(pattern, new, text, count=1))
     elif case == "unreadable":
         if IS_ROOT:  # root reads a chmod 000 file: a FIFO nobody writes to is unreadable (and would hang a read)
@@ -294,9 +356,13 @@ def seed_name(seed: Seed) -> str:
 # -- the case matrix ---------------------------------------------------------------------------------------------
 TEXT_CASES = ("bom", "crlf", "latin1", "truncated_gzip", "long_line", "empty", "header_only", "symlink_out",
               "dotdot_path", "unreadable", "directory")
-NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta"}
+NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta", "star", "10x_mtx"}
 TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "samples", "maf", "vcf", "vcf_gz", "seg",
-           "cbioportal_data", "maxquant", "diann"}
+           "cbioportal_data", "maxquant", "diann", "fragpipe", "gistic", "cn_log2", "mutation_status", "sample_map",
+           "subjects", "10x_cells"}
+BINARY = {"h5ad"}
+SPARSE_COUNTS = {"10x_mtx"}
+"""Single-cell counts: a value that is not a whole count (a log-normalised matrix) is an error, not a warning."""
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -310,14 +376,18 @@ def _cases() -> list[tuple[str, str]]:
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
             cases += [(name, c) for c in ("bom", "crlf", "truncated_gzip", "long_line")]
             continue
+        if name in BINARY:  # HDF5: no lines or encodings; cut short, and the file-system cases
+            cases += [(name, c) for c in ("truncated", "empty", "symlink_out", "dotdot_path", "unreadable",
+                                          "directory")]
+            continue
         cases += [(name, c) for c in TEXT_CASES
                   if not (c == "header_only" and name in NO_HEADER)
-                  and not (c == "dotdot_path" and name in ("study_yaml", "cbioportal_meta"))]
+                  and not (c == "dotdot_path" and name in ("study_yaml", "cbioportal_meta", "10x_mtx"))]
         if name in TABULAR:
             cases += [(name, "duplicate_header"), (name, "empty_column_name")]
         if name in VALUE_CELL:
             cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
-        if name in ("matrix_tsv", "matrix_csv", "samples"):
+        if name in ("matrix_tsv", "matrix_csv", "samples", "subjects"):
             cases.append((name, "duplicate_sample"))
         if name == "samples":
             cases.append((name, "case_duplicate_sample"))
@@ -388,7 +458,8 @@ def _load_case(base: Base, name: str, case: str) -> tuple[str, StudyLoad]:
 
 def _values(base: Base, seed: Seed, sid: str) -> pl.DataFrame:
     frame = base.lake.scan(seed.table, study_id=sid).collect()
-    keys = [c for c in ("sample_id", "feature_id", "chromosome", "start", "position", "measure") if c in frame.columns]
+    keys = [c for c in ("sample_id", "cell_type", "feature_id", "chromosome", "start", "position", "measure")
+            if c in frame.columns]
     return frame.select(*keys, *([seed.value] if seed.value not in keys else [])).sort(keys)
 
 
@@ -411,8 +482,12 @@ LINE_CASES = {"long_line", "duplicate_header", "empty_column_name", "duplicate_s
 def _expected_file(name: str, case: str) -> str:
     """The file an error of the case must name: the damaged file, or the file that points at it."""
     seed = SEEDS[name]
+    if name == "10x_mtx" and case == "symlink_out":  # a link inside the assay's folder: the file is named
+        return seed.target
     if case in ("symlink_out", "dotdot_path") and seed.target != "study.yaml":
         return "meta_expression.txt" if seed.path_key == "data_filename" else "study.yaml"
+    if name == "sample_map" and case in ("latin1", "header_only"):  # a label no longer mapped: the assay's header
+        return "counts.tsv"
     return seed.target
 
 
@@ -445,7 +520,12 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         (warning,) = issues.filter(pl.col("code") == "sample_case").iter_rows(named=True)
         assert (warning["file"], warning["line"], warning["column"]) == ("samples.tsv", 5, "sample_id")
         assert "'s1' and 'S1' (line 2)" in warning["message"]
-    elif case == "fractional":  # kept as given (Salmon / RSEM estimate fractional counts; a matrix warns)
+    elif (name, case) == ("subjects", "header_only"):  # the samples still name their subjects: a warning
+        assert load.ok, errors.rows(named=True)
+        warned = issues.filter(pl.col("code") == "no_rows")
+        assert warned.select("file", "line").rows() == [(seed.target, 1)]
+    elif case == "fractional" and name not in SPARSE_COUNTS:  # kept as given (Salmon / RSEM estimate fractional
+        # counts; a matrix warns)
         assert load.ok, errors.rows(named=True)
         assert 2.5 in _values(base, seed, sid)[seed.value].to_list()
         if name not in ("salmon", "rsem"):

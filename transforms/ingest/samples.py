@@ -131,6 +131,9 @@ def read_subjects(path: Path, *, issues: IssueLog, display_name: str | None = No
     name = display_name or path.name
     layout = sniff_table(path, issues=issues, display_name=name)
     frame = _read_rows(layout, issues=issues)
+    if frame.height == 0:  # harmless (the samples name their subjects) but not what the file was meant to say
+        issues.warning("no_rows", "the subject table has a header but no subjects", file=name,
+                       line=layout.header_line)
     id_column = _id_column(layout, _SUBJECT_ALIASES, chosen=subject_column, what="subject")
     frame = _unique_ids(frame, id_column, file=name, issues=issues, what="subject")
     attributes = _attributes(frame, layout, id_column=id_column, exclude=[id_column], issues=issues)
@@ -156,6 +159,8 @@ def read_sample_map(path: Path, *, issues: IssueLog, display_name: str | None = 
         (pl.col(lower["assay"]) if "assay" in lower else pl.lit(None, pl.String)).alias("assay"),
         pl.col(lower["column"]).alias("column"), pl.col(lower["sample_id"]).alias("sample_id"), "line",
     ).with_columns(pl.col("assay", "column", "sample_id").str.strip_chars().replace("", None))
+    if frame.height == 0:  # the assays' labels are then read as sample ids (errors there name the labels)
+        issues.warning("no_rows", "sample_map has a header but no rows", file=name, line=layout.header_line)
     empty = frame.filter(pl.col("column").is_null() | pl.col("sample_id").is_null())
     issues.extend_from_frame(empty, file=name, code="empty_id", severity="error",
                              message="sample_map row without a column label or sample_id")

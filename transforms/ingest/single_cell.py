@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from schemas.manifest import Assay, confine, resolve_study_path
+from schemas.manifest import Assay, PathOutsideStudy, confine, resolve_study_path
 from transforms.ingest.harmonise import gene_map_rows
 from transforms.ingest.parse.single_cell import (
     GENE_EXPRESSION,
@@ -45,7 +45,14 @@ def open_cells(assay: Assay, path: Path, context: AssayContext) -> CellMatrix:
     if assay.format == "10x_h5":
         return open_10x_h5(path, file=file)
     found = mtx_files(path, file=file)
-    return open_10x_mtx(path, {role: confine(context.folder, f) for role, f in found.items()}, file=file)
+    confined = {}
+    for role, member in found.items():
+        try:
+            confined[role] = confine(context.folder, member)
+        except PathOutsideStudy as exc:  # a link in the folder pointing out of the study: nothing read from it
+            raise InputError(Issue(f"{file}/{member.name}", "path_outside_study", "error",
+                                   f"assay {assay.name!r}: {exc}; nothing read")) from exc
+    return open_10x_mtx(path, confined, file=file)
 
 
 def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.DataFrame, int]:
@@ -130,6 +137,10 @@ def read_single_cell(assay: Assay, files: list[Path], context: AssayContext) -> 
         if missing:
             context.issues.warning("unannotated_cell", f"{missing} of {cells.height} cells have no {key} "
                                    f"({column}); they are left out of the pseudobulk", file=label_file, column=key)
+    if not (cells["sample"].is_not_null() & cells["cell_type"].is_not_null()).any():  # nothing to sum: the assay
+        raise InputError(Issue(label_file, "no_annotated_cells", "error",  # would load as an empty study
+                               f"none of the {cells.height} cells has both a {assay.sample_column} and a "
+                               f"{assay.cell_type_column}; nothing to sum into pseudobulk profiles", header_line))
     labels = cells["sample"].drop_nulls().unique(maintain_order=True).to_list()
     mapping = map_sample_columns(labels, assay=assay.name, samples=context.samples, sample_map=context.sample_map,
                                  issues=context.issues, file=label_file, header_line=header_line)

@@ -21,7 +21,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from transforms.ingest.parse.text import open_text
+from schemas.manifest import not_a_file
+from transforms.ingest.parse.text import READ_ERRORS, open_text, unreadable
 from transforms.issues import InputError, Issue
 
 BLOCK_NONZEROS = 1 << 24
@@ -195,6 +196,9 @@ def mtx_files(folder: Path, *, file: str) -> dict[str, Path]:
     """The matrix, features and barcodes files of a 10x folder; InputError naming what is missing."""
     found, missing = {}, []
     for role, names in MTX_FILES.items():
+        odd = [(n, reason) for n in names if (reason := not_a_file(folder / n))]
+        if odd:  # a directory or a FIFO in its place: said as what it is (a FIFO would block a read for ever)
+            raise InputError(Issue(f"{file}/{odd[0][0]}", "unreadable_file", "error", odd[0][1]))
         present = [folder / n for n in names if (folder / n).is_file()]
         if present:
             found[role] = present[0]
@@ -205,13 +209,22 @@ def mtx_files(folder: Path, *, file: str) -> dict[str, Path]:
     return found
 
 
-def _mtx_header(path: Path, *, file: str) -> tuple[int, int, int, int]:
-    """(features, cells, non-zeros, bytes before the first entry) of a coordinate Matrix Market file."""
+def _mtx_header(path: Path, *, file: str) -> tuple[int, int, int, int, int]:
+    """(features, cells, non-zeros, bytes before the first entry, line of the size line) of a coordinate Matrix
+    Market file; a file that cannot be read to there is a located error.
+    """
+    try:
+        return _read_mtx_header(path, file=file)
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc) from exc
+
+
+def _read_mtx_header(path: Path, *, file: str) -> tuple[int, int, int, int, int]:
     offset = 0
     with open_text(path) as fh:
         banner = fh.readline()
         offset += len(banner)
-        words = banner.decode(errors="replace").lower().split()
+        words = banner.removeprefix(b"\xef\xbb\xbf").decode(errors="replace").lower().split()  # a BOM: ignored
         if len(words) < 4 or not words[0].startswith("%%matrixmarket") or words[2] != "coordinate" \
                 or words[3] == "pattern":
             raise InputError(Issue(file, "unsupported_mtx", "error", "expected a Matrix Market coordinate file "
@@ -227,13 +240,44 @@ def _mtx_header(path: Path, *, file: str) -> tuple[int, int, int, int]:
             except ValueError as exc:
                 raise InputError(Issue(file, "unsupported_mtx", "error", "size line must be 'features cells "
                                        "entries'", line, record=raw.decode(errors="replace").strip())) from exc
-            return rows, cols, nnz, offset
+            return rows, cols, nnz, offset, line
     raise InputError(Issue(file, "empty_file", "error", "Matrix Market file has no size line"))
 
 
-def _mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file: str) -> Iterator[Block]:
-    """Coordinate entries (feature, cell, value; 1-based) as cells x features blocks of MTX_BLOCK_BYTES of text."""
+def _bad_entry_line(text: bytes, first_line: int) -> tuple[int, str]:
+    """(line, text) of the first line of ``text`` that is not a comment nor 'feature cell value' numbers."""
+    for i, raw in enumerate(text.split(b"\n")):
+        words = raw.split()
+        if not words or raw.startswith(b"%"):
+            continue
+        try:
+            if len(words) == 3:
+                _ = (int(words[0]), int(words[1]), float(words[2]))
+                continue
+        except ValueError:
+            pass
+        return first_line + i, raw.decode(errors="replace")
+    return first_line, ""
+
+
+def _mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file: str,
+                first_line: int = 1) -> Iterator[Block]:
+    """Coordinate entries (feature, cell, value; 1-based) as cells x features blocks of MTX_BLOCK_BYTES of text.
+
+    ``first_line``: the line number of the first entry, for the location of a malformed one; a file that cannot
+    be read to its end (truncated gzip, I/O error) is a located error too.
+    """
+    try:
+        yield from _read_mtx_blocks(path, offset=offset, n_features=n_features, n_cells=n_cells, file=file,
+                                    first_line=first_line)
+    except READ_ERRORS as exc:
+        raise unreadable(file, exc) from exc
+
+
+def _read_mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file: str,
+                     first_line: int) -> Iterator[Block]:
     schema = {"feature": pl.Int64, "cell": pl.Int64, "value": pl.Float64}
+    line = first_line
     with open_text(path) as fh:
         fh.read(offset)
         rest = b""
@@ -243,8 +287,14 @@ def _mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file:
             cut = text.rfind(b"\n") + 1 if chunk else len(text)
             text, rest = text[:cut], text[cut:]
             if text.strip():
-                entries = pl.read_csv(io.BytesIO(text), separator=" ", has_header=False, new_columns=list(schema),
-                                      schema_overrides=schema, comment_prefix="%")
+                try:
+                    entries = pl.read_csv(io.BytesIO(text), separator=" ", has_header=False,
+                                          new_columns=list(schema), schema_overrides=schema, comment_prefix="%")
+                except pl.exceptions.PolarsError as exc:
+                    bad, record = _bad_entry_line(text, line)
+                    raise InputError(Issue(file, "bad_entry", "error", "an entry is not 'feature cell value' "
+                                           "(two whole numbers and a number, separated by spaces)", bad,
+                                           record=record)) from exc
                 feature, cell = entries["feature"].to_numpy() - 1, entries["cell"].to_numpy() - 1
                 if feature.size and (feature.min() < 0 or feature.max() >= n_features or cell.min() < 0
                                      or cell.max() >= n_cells):
@@ -252,13 +302,14 @@ def _mtx_blocks(path: Path, *, offset: int, n_features: int, n_cells: int, file:
                                            f"({n_features} features x {n_cells} cells)"))
                 yield slice(0, n_cells), slice(0, n_features), sp.csr_matrix(
                     (entries["value"].to_numpy(), (cell, feature)), shape=(n_cells, n_features))
+            line += text.count(b"\n")
             if not chunk:
                 return
 
 
 def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatrix:
     """A 10x Matrix Market folder (features x cells); entries are read in blocks of text."""
-    n_features, n_cells, _, offset = _mtx_header(files["matrix"], file=f"{file}/{files['matrix'].name}")
+    n_features, n_cells, _, offset, size_line = _mtx_header(files["matrix"], file=f"{file}/{files['matrix'].name}")
     barcodes = pl.read_csv(files["barcodes"], separator="\t", has_header=False, infer_schema=False)
     features = pl.read_csv(files["features"], separator="\t", has_header=False, infer_schema=False,
                            quote_char=None)
@@ -272,7 +323,7 @@ def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatr
 
     def blocks() -> Iterator[Block]:
         return _mtx_blocks(files["matrix"], offset=offset, n_features=n_features, n_cells=n_cells,
-                           file=f"{file}/{files['matrix'].name}")
+                           file=f"{file}/{files['matrix'].name}", first_line=size_line + 1)
 
     return CellMatrix(file, np.asarray(barcodes[:, 0].to_list(), dtype=object), feature_frame, blocks,
                       files["matrix"].name)
@@ -286,7 +337,9 @@ def _first_fraction(values: np.ndarray) -> float | None:
 
 def not_counts_message(matrix: CellMatrix, value: float) -> str:
     """Why a matrix is refused as counts, and which ``layer`` to declare instead."""
-    if matrix.layers:
+    if matrix.element.endswith((".mtx", ".mtx.gz")):
+        advice = "give the folder as Cell Ranger wrote it (raw UMI counts), not a normalised export"
+    elif matrix.layers:
         advice = f"declare `layer:` naming the layer with raw counts; this file's layers: {matrix.layers}"
     else:
         advice = ("the file has no layers: write the raw counts into one (adata.layers['counts']) and declare "
@@ -313,8 +366,9 @@ def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
         data = values.data if sp.issparse(values) else np.asarray(values)
         bad = _first_fraction(np.asarray(data))
         if bad is not None:
-            raise InputError(Issue(matrix.file, "not_counts", "error", not_counts_message(matrix, bad),
-                                   column="layer"))
+            mtx = matrix.element.endswith((".mtx", ".mtx.gz"))  # a 10x folder: name its matrix file
+            raise InputError(Issue(f"{matrix.file}/{matrix.element}" if mtx else matrix.file, "not_counts",
+                                   "error", not_counts_message(matrix, bad), column=None if mtx else "layer"))
         product = indicator[:, cells] @ values
         total[:, columns] += product.toarray() if sp.issparse(product) else product
     return total if features is None else total[:, features]
