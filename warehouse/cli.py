@@ -645,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogNotRebuilt as exc:
         print(f"omicsdw: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `omicsdw doctor | head`: the reader left; say nothing more, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        return 141
 
 
 if __name__ == "__main__":

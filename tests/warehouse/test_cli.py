@@ -288,3 +288,22 @@ def test_build_runs_each_study_as_the_landing_sensors_study_job_planning_every_s
     assert {r.asset_key for r in planned} == {key for asset in STUDY_ASSETS for key in asset.keys}
     assert {r.event_log_entry.get_dagster_event().asset_check_evaluation_data.asset_check_key for r in checks} == {
         key for asset in STUDY_ASSETS for key in asset.check_keys}
+
+
+def test_output_piped_into_a_reader_that_leaves_early_ends_quietly(tmp_path: Path, study_folder) -> None:
+    # `omicsdw validate ... | head`: 5,000 located issues are ~1.3 MB of JSON, far more than a pipe holds.
+    landing = tmp_path / "landing"
+    rows = "".join(f"G{i}\t7\n" for i in range(5000))  # 7 is no GISTIC call
+    study_folder(landing, "study_id: cn\nname: cn\nassays:\n  - {name: gistic, kind: copy_number, "
+                 "format: gistic, path: cn.tsv, gene_id_type: symbol}\n",
+                 {"cn.tsv": "Hugo_Symbol\ts1\n" + rows}, name="cn")
+    proc = subprocess.Popen([OMICSDW, "validate", str(landing), "--format", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout.read(20).startswith(b"{")
+    proc.stdout.close()
+    error = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports a reader that left
+    assert error == ""
