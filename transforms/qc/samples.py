@@ -327,22 +327,29 @@ def _consensus_clusters(values: np.ndarray, *, max_k: int, resamples: int, subsa
     # average linkage must not turn that into other clusters
     full = np.round(correlation_distance(correlation(values)), DISTANCE_DIGITS)
     rng = np.random.default_rng(seed)
-    together = {k: np.zeros((n, n)) for k in ks}
-    sampled = np.zeros((n, n))
-    for _ in range(resamples):
+    # Who was drawn in each resample, and (per k) a one-hot column per resample and cluster: the pair counts are
+    # then one matrix product each (``picked @ picked.T``: times drawn together; ``members @ members.T``: times
+    # clustered together) instead of 100 n x n fancy-indexed additions per k. 0/1 products summed up to
+    # ``resamples`` times are exact in float32 (integers below 2**24), so the counts are the loop's, bit for bit.
+    picked = np.zeros((n, resamples), dtype=np.float32)
+    members = {k: np.zeros((n, resamples * k), dtype=np.float32) for k in ks}
+    for r in range(resamples):
         pick = np.sort(rng.choice(n, size=size, replace=False))
         sub = full[np.ix_(pick, pick)]
         tree = linkage(squareform(sub, checks=False), method="average")
-        sampled[np.ix_(pick, pick)] += 1
+        picked[pick, r] = 1
         for k in ks:
-            labels = _maxclust(tree, min(k, size))
-            together[k][np.ix_(pick, pick)] += labels[:, None] == labels[None, :]
+            labels = _maxclust(tree, min(k, size))  # 1 .. at most k
+            members[k][pick, r * k + labels - 1] = 1
+    sampled = (picked @ picked.T).astype(np.float64)
+    together = {k: (members[k] @ members[k].T).astype(np.float64) for k in ks}
+    whole_tree = linkage(squareform(full, checks=False), method="average")
     upper = np.triu_indices(n, 1)
     hierarchical, consensus, pac, within = {}, {}, {}, {}
     for k in ks:
         matrix = np.divide(together[k], sampled, out=np.zeros((n, n)), where=sampled > 0)
         np.fill_diagonal(matrix, 1)
-        hierarchical[k] = hierarchical_clusters(full, k=k)
+        hierarchical[k] = _renumber(_maxclust(whole_tree, k))  # = hierarchical_clusters(full, k=k), one tree
         consensus[k] = hierarchical_clusters(1 - matrix, k=k)
         pairs = matrix[upper]
         pac[k] = float(((pairs > PAC_RANGE[0]) & (pairs < PAC_RANGE[1])).mean())

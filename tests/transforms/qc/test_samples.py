@@ -125,6 +125,51 @@ def test_consensus_clusters_recover_planted_groups():
     assert found.pac[2] == 0.0
 
 
+def _consensus_by_resample_loop(values: np.ndarray, *, resamples: int, seed: int = 1) -> dict[str, dict]:
+    """Monti et al.'s consensus written out: per resample, add 1 to every drawn pair and, per k, to every pair the
+    subsample's average-linkage tree (scipy ``fcluster``) puts together; the n x n matrices one by one."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = values.shape[1]
+    size = int(np.ceil(qc.SUBSAMPLE * n))
+    ks = list(range(2, min(qc.MAX_K, n - 1, size - 1) + 1))
+    full = np.round(qc.correlation_distance(np.corrcoef(values, rowvar=False)), qc.DISTANCE_DIGITS)
+    rng = np.random.default_rng(seed)
+    sampled = np.zeros((n, n))
+    together = {k: np.zeros((n, n)) for k in ks}
+    for _ in range(resamples):
+        pick = np.sort(rng.choice(n, size=size, replace=False))
+        tree = linkage(squareform(full[np.ix_(pick, pick)], checks=False), method="average")
+        for i, a in enumerate(pick):
+            sampled[a, pick] += 1
+            for k in ks:
+                labels = fcluster(tree, t=k, criterion="maxclust")
+                together[k][a, pick] += labels == labels[i]
+    upper = np.triu_indices(n, 1)
+    pac, consensus, hierarchical = {}, {}, {}
+    for k in ks:
+        matrix = together[k] / sampled
+        np.fill_diagonal(matrix, 1)
+        pac[k] = float(((matrix[upper] > 0.1) & (matrix[upper] < 0.9)).mean())
+        consensus[k] = qc.hierarchical_clusters(1 - matrix, k=k)
+        hierarchical[k] = qc.hierarchical_clusters(full, k=k)
+    return {"pac": pac, "consensus": consensus, "hierarchical": hierarchical}
+
+
+def test_consensus_pair_counts_by_matrix_product_equal_the_resample_loop():
+    values, _ = _planted(3, 12, seed=21)  # noisy: PAC between 0 and 1 for several k, so the counts matter
+    values = values + np.random.default_rng(3).normal(scale=2.0, size=values.shape)
+    found = qc.consensus_clusters(values, resamples=15)
+    expected = _consensus_by_resample_loop(values, resamples=15)
+    assert found is not None
+    assert found.pac == expected["pac"]  # exact: the same integer counts over the same draws
+    assert len(set(found.pac.values()) - {0.0, 1.0}) >= 3
+    for k in found.ks:
+        assert found.consensus[k].tolist() == expected["consensus"][k].tolist()
+        assert found.hierarchical[k].tolist() == expected["hierarchical"][k].tolist()
+
+
 def test_maxclust_cuts_like_scipy_fcluster_also_with_tied_heights():
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import pdist
