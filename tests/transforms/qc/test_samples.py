@@ -257,6 +257,17 @@ def test_count_metrics_in_small_sample_blocks_equal_one_block_and_numpy_by_hand(
         assert whole.pct_mito[j] == pytest.approx(100 * complete[keep_mito, j].sum() / library, rel=1e-12)
 
 
+@pytest.mark.parametrize("cells", [14_000 * 3, 10**12])
+def test_count_metrics_of_a_complete_fortran_block_sum_each_columns_top_100_in_order(cells):
+    counts, mito = _pasilla_block()
+    complete = np.asfortranarray(counts[~np.isnan(counts).any(axis=1)])  # as dense_block lays a study out
+    found = qc.count_metrics(complete, mito=mito[~np.isnan(counts).any(axis=1)], block_cells=cells)
+    for j in range(complete.shape[1]):
+        column = [float(v) for v in complete[:, j]]
+        assert found.library_size[j] == sum(column)
+        assert found.pct_top100[j] == 100 * sum(sorted(column, reverse=True)[:100]) / sum(column)  # same bits
+
+
 @pytest.mark.parametrize("cells", [1, 7, 50])
 def test_top_variable_in_small_row_blocks_equals_one_block_and_row_variances(cells):
     rng = np.random.default_rng(2)
