@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from transforms.signatures.plots import top_variable_scores
-from warehouse.report import top_variable_sets, top_variable_values
+from warehouse.report import TOP_VARIABLE_VALUES, top_variable_sets, top_variable_values
 
 
 def _long(values: np.ndarray, *, study: str, assay: str, column: str) -> pl.DataFrame:
@@ -44,6 +44,27 @@ def test_top_variable_values_selects_the_most_variable_complete_genes_per_assay(
     assert (counts.height, found.height) == (5 * 6, 5 * 6 + 5 * 4)  # top genes x samples, nothing more
     row = counts.filter(pl.col("feature_id") == expected_vst[0], pl.col("sample_id") == "s3")
     assert row["value"].item() == vst[int(expected_vst[0][1:]), 3]
+
+
+def test_top_variable_values_of_a_study_with_a_vst_for_every_count_assay_read_rna_vst_alone():
+    rng = np.random.default_rng(9)
+    vst = rng.normal(size=(40, 5)) * rng.uniform(0.1, 3, size=(40, 1))
+    con = duckdb.connect()
+    con.register("rna_vst", pl.concat([_long(vst, study="s", assay="counts", column="vst"),
+                                       _long(vst[::-1] * 10, study="other", assay="counts", column="vst")]).to_arrow())
+    con.register("rna_normalized", pl.concat([
+        _long(vst * 100, study="s", assay="counts", column="log2_cpm").with_columns(pl.lit("counts").alias("source")),
+        _long(vst * 1000, study="other", assay="tpm", column="log2_cpm").with_columns(
+            pl.lit("counts").alias("source"))]).to_arrow())
+    found = top_variable_values(con, "s", top_genes=4)
+    top = np.argsort(-vst.var(axis=1, ddof=1))[:4]  # numpy, ddof=1 as R's rowVars
+    expected = pl.DataFrame({
+        "assay": "counts", "sample_id": [f"s{j}" for i in sorted(top) for j in range(5)],
+        "feature_id": [f"g{i:02d}" for i in sorted(top) for _ in range(5)],
+        "value": [vst[i, j] for i in sorted(top) for j in range(5)]})
+    assert found.equals(expected)
+    general = con.sql(TOP_VARIABLE_VALUES, params={"study": "s", "top": 4}).pl()
+    assert found.equals(general)
 
 
 def test_top_variable_sets_keeps_the_most_variable_ssgsea_sets_per_assay():

@@ -125,6 +125,51 @@ def test_consensus_clusters_recover_planted_groups():
     assert found.pac[2] == 0.0
 
 
+def _consensus_by_resample_loop(values: np.ndarray, *, resamples: int, seed: int = 1) -> dict[str, dict]:
+    """Monti et al.'s consensus written out: per resample, add 1 to every drawn pair and, per k, to every pair the
+    subsample's average-linkage tree (scipy ``fcluster``) puts together; the n x n matrices one by one."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = values.shape[1]
+    size = int(np.ceil(qc.SUBSAMPLE * n))
+    ks = list(range(2, min(qc.MAX_K, n - 1, size - 1) + 1))
+    full = np.round(qc.correlation_distance(np.corrcoef(values, rowvar=False)), qc.DISTANCE_DIGITS)
+    rng = np.random.default_rng(seed)
+    sampled = np.zeros((n, n))
+    together = {k: np.zeros((n, n)) for k in ks}
+    for _ in range(resamples):
+        pick = np.sort(rng.choice(n, size=size, replace=False))
+        tree = linkage(squareform(full[np.ix_(pick, pick)], checks=False), method="average")
+        for i, a in enumerate(pick):
+            sampled[a, pick] += 1
+            for k in ks:
+                labels = fcluster(tree, t=k, criterion="maxclust")
+                together[k][a, pick] += labels == labels[i]
+    upper = np.triu_indices(n, 1)
+    pac, consensus, hierarchical = {}, {}, {}
+    for k in ks:
+        matrix = together[k] / sampled
+        np.fill_diagonal(matrix, 1)
+        pac[k] = float(((matrix[upper] > 0.1) & (matrix[upper] < 0.9)).mean())
+        consensus[k] = qc.hierarchical_clusters(1 - matrix, k=k)
+        hierarchical[k] = qc.hierarchical_clusters(full, k=k)
+    return {"pac": pac, "consensus": consensus, "hierarchical": hierarchical}
+
+
+def test_consensus_pair_counts_by_matrix_product_equal_the_resample_loop():
+    values, _ = _planted(3, 12, seed=21)  # noisy: PAC between 0 and 1 for several k, so the counts matter
+    values = values + np.random.default_rng(3).normal(scale=2.0, size=values.shape)
+    found = qc.consensus_clusters(values, resamples=15)
+    expected = _consensus_by_resample_loop(values, resamples=15)
+    assert found is not None
+    assert found.pac == expected["pac"]  # exact: the same integer counts over the same draws
+    assert len(set(found.pac.values()) - {0.0, 1.0}) >= 3
+    for k in found.ks:
+        assert found.consensus[k].tolist() == expected["consensus"][k].tolist()
+        assert found.hierarchical[k].tolist() == expected["hierarchical"][k].tolist()
+
+
 def test_maxclust_cuts_like_scipy_fcluster_also_with_tied_heights():
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import pdist
@@ -210,6 +255,17 @@ def test_count_metrics_in_small_sample_blocks_equal_one_block_and_numpy_by_hand(
         assert whole.pct_top100[j] == pytest.approx(100 * sum(sorted(column, reverse=True)[:100]) / library,
                                                     rel=1e-12)
         assert whole.pct_mito[j] == pytest.approx(100 * complete[keep_mito, j].sum() / library, rel=1e-12)
+
+
+@pytest.mark.parametrize("cells", [14_000 * 3, 10**12])
+def test_count_metrics_of_a_complete_fortran_block_sum_each_columns_top_100_in_order(cells):
+    counts, mito = _pasilla_block()
+    complete = np.asfortranarray(counts[~np.isnan(counts).any(axis=1)])  # as dense_block lays a study out
+    found = qc.count_metrics(complete, mito=mito[~np.isnan(counts).any(axis=1)], block_cells=cells)
+    for j in range(complete.shape[1]):
+        column = [float(v) for v in complete[:, j]]
+        assert found.library_size[j] == sum(column)
+        assert found.pct_top100[j] == 100 * sum(sorted(column, reverse=True)[:100]) / sum(column)  # same bits
 
 
 @pytest.mark.parametrize("cells", [1, 7, 50])
