@@ -31,13 +31,7 @@ REPORTS = "reports"
 INDEX = "index.html"
 _STAMP = ".fingerprint"
 
-TOP_VARIABLE_VALUES = """
-WITH vals AS NOT MATERIALIZED (
-    SELECT assay, sample_id, feature_id, vst AS value FROM rna_vst WHERE study_id = $study
-    UNION ALL
-    SELECT assay, sample_id, feature_id, log2_cpm FROM rna_normalized
-    WHERE study_id = $study AND source = 'counts' AND log2_cpm IS NOT NULL
-      AND assay NOT IN (SELECT DISTINCT assay FROM rna_vst WHERE study_id = $study)
+_TOP_OF_VALS = """
 ), per_gene AS (
     SELECT assay, feature_id, var_samp(value) AS variance, count(value) AS n FROM vals GROUP BY assay, feature_id
 ), complete AS (
@@ -50,25 +44,22 @@ SELECT v.assay, v.sample_id, v.feature_id, v.value
 FROM vals v JOIN top t ON v.assay = t.assay AND v.feature_id = t.feature_id
 ORDER BY v.assay, v.feature_id, v.sample_id
 """
+"""The ranking shared by the two queries below, over their ``vals`` (assay, sample_id, feature_id, value)."""
+
+TOP_VARIABLE_VALUES = """
+WITH vals AS NOT MATERIALIZED (
+    SELECT assay, sample_id, feature_id, vst AS value FROM rna_vst WHERE study_id = $study
+    UNION ALL
+    SELECT assay, sample_id, feature_id, log2_cpm FROM rna_normalized
+    WHERE study_id = $study AND source = 'counts' AND log2_cpm IS NOT NULL
+      AND assay NOT IN (SELECT DISTINCT assay FROM rna_vst WHERE study_id = $study)""" + _TOP_OF_VALS
 """Log-scale values (VST, else log2 CPM) of each count assay's ``$top`` most variable complete genes (variance
 ddof = 1, as R's rowVars; ties by feature id): aggregated by DuckDB over the study's rows, so the report holds
 ``top x samples`` values, never the study's matrix."""
 
 TOP_VARIABLE_VST = """
-WITH per_gene AS (
-    SELECT assay, feature_id, var_samp(vst) AS variance, count(vst) AS n FROM rna_vst WHERE study_id = $study
-    GROUP BY assay, feature_id
-), complete AS (
-    SELECT * FROM per_gene QUALIFY n = max(n) OVER (PARTITION BY assay)
-), top AS (
-    SELECT assay, feature_id FROM complete
-    QUALIFY row_number() OVER (PARTITION BY assay ORDER BY variance DESC, feature_id) <= $top
-)
-SELECT v.assay, v.sample_id, v.feature_id, v.vst AS value
-FROM rna_vst v JOIN top t ON v.assay = t.assay AND v.feature_id = t.feature_id
-WHERE v.study_id = $study
-ORDER BY v.assay, v.feature_id, v.sample_id
-"""
+WITH vals AS NOT MATERIALIZED (
+    SELECT assay, sample_id, feature_id, vst AS value FROM rna_vst WHERE study_id = $study""" + _TOP_OF_VALS
 """:data:`TOP_VARIABLE_VALUES` of a study whose every count assay has a VST (the usual case): the same rows, read
 from ``rna_vst`` alone (the general query also scans ``rna_normalized`` twice for the log2 CPM of assays without
 one: ~30 % of the report's CPU at 20,000 x 1,000)."""

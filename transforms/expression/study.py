@@ -292,9 +292,8 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
     :meth:`warehouse.lake.Lake.stage_frames`), else strings. NaN cells are NULL. A C-ordered array whose columns
     are all in the frame becomes its float column without a copy.
     """
-    samples, features = block.coded_sample_ids, block.coded_feature_ids
-    if not coded:
-        samples, features = block.sample_ids, block.feature_ids
+    samples, features = ((block.coded_sample_ids, block.coded_feature_ids) if coded
+                         else (block.sample_ids, block.feature_ids))
     row_index = np.arange(block.values.shape[0]) if rows is None else rows
     n = row_index.size
     step = max(1, frame_rows // max(n, 1))
