@@ -374,14 +374,21 @@ def _remove(args: argparse.Namespace) -> int:
     # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
     with lake.study_session(args.study), _lake(args).study_session(None):
         commit = remove_study(lake, args.study)
+    # The study is gone from the lake: its report and Dagster partition go too, even when another table's damage
+    # keeps the catalog from being rebuilt (that is said last, with what to run).
+    not_rebuilt = None
     try:
         refresh_catalog(lake, warehouse_dir)
     except Exception as exc:
-        raise _not_rebuilt(exc, warehouse_dir) from exc
+        not_rebuilt = _not_rebuilt(exc, warehouse_dir)
+        not_rebuilt.__cause__ = exc
     remove_study_report(warehouse_dir, args.study, lake=lake)
     print(f"removed {args.study!r} from {len(commit.writes)} tables (one commit each); earlier versions stay "
           "readable by Delta version until vacuumed. Delete its landing folder too, or the next build loads it again.")
-    return _remove_partition(args.study)
+    status = _remove_partition(args.study)
+    if not_rebuilt is not None:
+        raise not_rebuilt
+    return status
 
 
 def _remove_partition(study_id: str) -> int:

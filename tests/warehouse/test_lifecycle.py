@@ -74,6 +74,36 @@ def test_remove_study_deletes_its_dagster_partition_and_the_landing_sensor_does_
         assert instance.get_dynamic_partitions("studies") == []
 
 
+def test_remove_study_with_another_table_damaged_still_removes_its_report_and_partition_then_names_doctor(
+        lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import dagster as dg
+
+    from warehouse.report import REPORTS
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("studies", ["s1", "s2"])
+    report = wh / REPORTS / "s1" / "index.html"  # as the study_report asset leaves it
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>s1</html>")
+    for part in lake.study_files("rna_counts", "s2")[1]:  # s2's published file lost: no catalog can be built
+        Path(lake.uri("rna_counts"), part).unlink()
+    capsys.readouterr()
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    assert f"omicsdw doctor --warehouse {wh}" in out.err
+    assert not report.parent.exists()
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions("studies") == ["s2"]
+    assert lake.scan("rna_counts", study_id="s1").select(pl.len()).collect().item() == 0
+
+
 def _rows_of(table: str, **columns: list) -> pl.DataFrame:
     """Rows of ``table`` with the given columns, the contract's other columns NULL."""
     schema = tables.polars_schema(table)
