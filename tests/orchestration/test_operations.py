@@ -207,7 +207,7 @@ def test_declarative_automation_recomputes_publishes_and_reports_a_study_reinges
     landing, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(EXAMPLES / "airway", landing / "airway")
     resource = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))}
-    with dg.instance_for_test() as instance:  # as the landing sensor's runs leave it: no reference asset events
+    with dg.DagsterInstance.ephemeral() as instance:  # as the landing sensor's runs leave it: no reference asset events
         instance.add_dynamic_partitions("studies", ["airway"])
         assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource).success
         quiet = dg.evaluate_automation_conditions(defs, instance)
