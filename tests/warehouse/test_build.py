@@ -23,12 +23,9 @@ PASILLA_LIBRARY_SIZES = {"untreated1": 13972512, "untreated2": 21911438, "untrea
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, example_landing) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("build")
-    landing = example_landing(tmp, "pasilla", "laml", "study_es_0", "airway")
-    wh = tmp / "warehouse"
-    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
-    return landing, wh
+def built(examples_built) -> tuple[Path, Path]:
+    """pasilla, laml, study_es_0 and airway built by the CLI (tests here only read it or re-run it unchanged)."""
+    return examples_built
 
 
 def test_build_loads_every_example_study(built):

@@ -13,7 +13,6 @@ import pytest
 
 from schemas.tables import GLOBAL_TABLES, PUBLISHED_TABLES, polars_schema
 from warehouse.catalog import connect
-from warehouse.cli import main
 from warehouse.lake import Lake
 from warehouse.report import INDEX, REPORTS, read_study_report, study_session, write_study_report
 
@@ -22,12 +21,9 @@ STUDIES = ("airway", "pasilla")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, example_landing) -> Path:
-    """Two studies built by the CLI (with plots: the report embeds the stages' PNGs)."""
-    tmp = tmp_path_factory.mktemp("report_reads")
-    wh = tmp / "warehouse"
-    assert main(["build", "--landing", str(example_landing(tmp, *STUDIES)), "--warehouse", str(wh)]) == 0
-    return wh
+def built(examples_built) -> Path:
+    """The examples built by the CLI, STUDIES among them (with plots: the report embeds the stages' PNGs); read only."""
+    return examples_built[1]
 
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
