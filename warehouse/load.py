@@ -104,8 +104,11 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
         return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
     staged: dict[str, StagedFiles] = {}
     combined = {table: _combined(table, ingest.tables.get(table, [])) for table in DATA_TABLES}
+    # A study the readers already failed commits no data: nothing is staged (it would be discarded), and every
+    # table with input is searched for problem rows, so the log still lists each of them.
+    failed = ingest.issues.has_errors
     sinks = []
-    for table in DATA_TABLES:
+    for table in [] if failed else DATA_TABLES:
         staged[table] = StagedFiles(table, sid, [], lake)
         for assay, frame in _parts(lake, table, ingest, combined[table]):
             files, sink = lake.plan(table, frame.filter(pl.col("problem").is_null()), study_id=sid, assay=assay)
@@ -115,8 +118,8 @@ def load_study(lake: Lake, ingest: StudyIngest) -> StudyLoad:
         pl.collect_all(sinks)
         # Problem rows need a second pass over the input, skipped when a table got every row its files hold or
         # has no input at all (most tables of a one-assay study)
-        suspect = [t for t in combined
-                   if ingest.tables.get(t) and lake.staged_rows(staged[t]) != ingest.expected_rows.get(t)]
+        suspect = [t for t in combined if ingest.tables.get(t)
+                   and (failed or lake.staged_rows(staged[t]) != ingest.expected_rows.get(t))]
         quarantined = _quarantine(combined, suspect)
     except (pl.exceptions.PolarsError, OSError, EOFError, ValueError) as exc:  # input broken past the readers
         for files in staged.values():

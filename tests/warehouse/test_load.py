@@ -1,0 +1,41 @@
+"""load_study of a study the readers already failed: nothing staged, every problem still listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from transforms.ingest.genes import GeneReference
+from transforms.ingest.study import read_study
+from warehouse.lake import Lake
+from warehouse.load import load_study
+
+MANIFEST = ("study_id: s\nname: two problems\nsamples: samples.tsv\nassays:\n"
+            "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n")
+COUNTS = "gene\tS1\tS2\tS3\nTP53\t10\t-5\t30\nMYC\t5\t6\t7\n"  # file line 2, column S2: a negative count
+SAMPLES = "sample_id\tgroup\nS1\ta\nS2\tb\n"  # S3 of the counts is not a sample: a reader error
+
+
+def test_a_study_the_readers_failed_stages_no_file_and_still_lists_its_quarantined_rows(
+        tmp_path: Path, study_folder, reference: GeneReference, monkeypatch) -> None:
+    planned: list[str] = []
+    plan = Lake.plan
+
+    def spy(self, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        planned.append(table)
+        return plan(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "plan", spy)
+    folder = study_folder(tmp_path / "landing", MANIFEST, {"counts.tsv": COUNTS, "samples.tsv": SAMPLES})
+    lake = Lake(tmp_path / "wh" / "lake")
+    ingest = read_study(folder, reference=reference)
+    assert ingest.issues.has_errors  # failed before the load
+    load = load_study(lake, ingest)
+    assert not load.ok
+    problems = set(load.issues.select("file", "line", "column", "code").rows())
+    assert ("counts.tsv", 2, "S2", "negative_count") in problems
+    assert "unknown_sample" in {code for *_, code in problems}
+    assert planned == ["ingest_issues"]  # the log alone: no data file staged (it would only be discarded)
+    logged = lake.scan("ingest_issues", study_id="s").collect()
+    assert logged.filter(pl.col("code") == "negative_count").height == 1
