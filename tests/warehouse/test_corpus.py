@@ -61,7 +61,8 @@ class Seed:
     """A clean study of one format: its manifest (``{sid}`` is the study id), files, and the file cases damage.
 
     ``table`` / ``value``: the table and value column the format feeds (benign cases compare them with the clean
-    load). ``header``: the 1-based line of the header; ``path_key``: the manifest key naming the target file.
+    load). ``header``: the 1-based line of the header; ``path_key``: the manifest key naming the target file, in
+    ``holder``.
     """
 
     manifest: str
@@ -71,6 +72,8 @@ class Seed:
     value: str
     header: int = 1
     path_key: str = "path"
+    holder: str = "study.yaml"
+    """The file whose ``path_key`` names the target (a cBioPortal data file's meta file)."""
 
 
 _MATRIX = "gene\tS1\tS2\tS3\nTP53\t10\t20\t30\nMYC\t5\t6\t7\nEGFR\t1\t2\t3\n"
@@ -84,6 +87,66 @@ def _manifest(assay: str = "", extra: str = "") -> str:
 
 def _rna(fmt: str, path: str, opts: str = "") -> str:
     return _manifest(_RNA.format(fmt=fmt, path=path, opts=opts))
+
+
+CBIO = TEST_DATA / "cbioportal_study_es_0"
+CBIO_SAMPLES = ("TCGA-A1-A0SB-01", "TCGA-A1-A0SD-01", "TCGA-A1-A0SE-01", "TCGA-A2-A04P-01", "TCGA-A2-A0D2-01",
+                "TCGA-C8-A12T-01")
+"""The real cBioPortal samples the cBioPortal seeds' data files name (their clinical rows are cut from the study)."""
+
+
+def _pick(path: Path, header: int, ids: tuple[str, ...]) -> str:
+    """The first ``header`` lines of a real table, then its rows whose first or second field is one of ``ids``."""
+    lines = path.read_text().splitlines(keepends=True)
+    return "".join(lines[:header] + [line for line in lines[header:] if set(line.split("\t")[:2]) & set(ids)])
+
+
+def _columns(text: str, keep: int) -> str:
+    """The first ``keep`` tab-separated fields of every line (a wide real matrix cut to a few samples)."""
+    return "".join("\t".join(line.rstrip("\n").split("\t")[:keep]) + "\n" for line in text.splitlines())
+
+
+def _tenx_h5(data: tuple[float, ...] = (5, 3, 2, 7, 1, 4)) -> bytes:
+    """A Cell Ranger v3 HDF5 feature-barcode matrix of the ``10x_mtx`` seed's counts (3 genes x 4 cells, CSC by
+    cell: cell 1 has genes 1, 2; cell 2 gene 1; cell 3 gene 3; cell 4 genes 2, 3)."""
+    import io
+
+    import h5py
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        matrix = h5.create_group("matrix")
+        matrix["barcodes"] = np.array([b"AAAC-1", b"AAAG-1", b"AAAT-1", b"AACC-1"])
+        matrix["data"] = np.array(data, dtype=np.int32 if all(float(v).is_integer() for v in data) else np.float32)
+        matrix["indices"] = np.array([0, 1, 0, 2, 1, 2], dtype=np.int64)
+        matrix["indptr"] = np.array([0, 2, 3, 4, 6], dtype=np.int64)
+        matrix["shape"] = np.array([3, 4], dtype=np.int32)
+        features = matrix.create_group("features")
+        features["id"] = np.array([b"ENSG00000141510", b"ENSG00000136997", b"ENSG00000146648"])
+        features["name"] = np.array([b"TP53", b"MYC", b"EGFR"])
+        features["feature_type"] = np.array([b"Gene Expression"] * 3)
+        features["genome"] = np.array([b"GRCh38"] * 3)
+    return buffer.getvalue()
+
+
+def _cbio_study(meta: str, data: str, text: str, *, alteration: str, datatype: str, extra: str = ""
+                ) -> dict[str, str]:
+    """A cBioPortal study folder: meta_study, clinical samples and patients (the real rows of CBIO_SAMPLES), and one
+    profile, ``meta`` describing the data file ``data`` (``text``) with ``extra`` meta lines."""
+    clinical = {name: ("cancer_study_identifier: {sid}\ngenetic_alteration_type: CLINICAL\n"
+                       f"datatype: {kind}_ATTRIBUTES\ndata_filename: data_clinical_{name}.txt\n")
+                for name, kind in (("samples", "SAMPLE"), ("patients", "PATIENT"))}
+    patients = tuple(s.removesuffix("-01") for s in CBIO_SAMPLES)
+    return {"meta_study.txt": "type_of_cancer: brca\ncancer_study_identifier: {sid}\nname: corpus\n"
+                              "description: corpus\nreference_genome: hg19\n",
+            "meta_clinical_samples.txt": clinical["samples"],
+            "data_clinical_samples.txt": _pick(CBIO / "data_clinical_samples.txt", 5, CBIO_SAMPLES),
+            "meta_clinical_patients.txt": clinical["patients"],
+            "data_clinical_patients.txt": _pick(CBIO / "data_clinical_patients.txt", 5, patients),
+            meta: (f"cancer_study_identifier: {{sid}}\ngenetic_alteration_type: {alteration}\n"
+                   f"datatype: {datatype}\n{extra}data_filename: {data}\n"),
+            data: text}
 
 
 def _seeds() -> dict[str, Seed]:
@@ -144,6 +207,28 @@ def _seeds() -> dict[str, Seed]:
                        "samples: samples.tsv\nsample_map: sample_map.tsv\n")
     with_subjects = _manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
                               "subjects: subjects.tsv\nsamples: samples.tsv\n")
+    rppa = _head(CBIO / "data_rppa.txt", 4)
+    ms_proteins = _pick(CBIO / "data_protein_quantification.txt", 1, ("BRAF|BRAF_pS365", "BRAF|BRAF", "TP53|TP53"))
+    rppa_profile = {"alteration": "PROTEIN_LEVEL", "datatype": "LOG2-VALUE", "extra": "stable_id: rppa\n"}
+    cbio_rppa = _cbio_study("meta_rppa.txt", "data_rppa.txt", rppa, **rppa_profile)
+    maf_profile = {"alteration": "MUTATION_EXTENDED", "datatype": "MAF", "extra": "stable_id: mutations\n"}
+    cbio_maf = _head(CBIO / "data_mutations_extended.maf", 4, keep=lambda line: line.startswith("#"))
+    panels = {"meta_gene_panel_matrix.txt": "cancer_study_identifier: {sid}\ngenetic_alteration_type: "
+                                            "GENE_PANEL_MATRIX\ndatatype: GENE_PANEL_MATRIX\n"
+                                            "data_filename: data_gene_panel_matrix.txt\n",
+              "data_gene_panel_matrix.txt": _columns(_pick(CBIO / "data_gene_panel_matrix.txt", 1, CBIO_SAMPLES), 2),
+              "data_gene_panel_testpanel1.txt": (CBIO / "data_gene_panel_testpanel1.txt").read_text()}
+    wide_cna = _columns(_head(CBIO / "extras/legacy_wide_cna_discrete/data_cna_discrete.txt", 4), 5)
+
+    def profile(target: str, meta: str, text: str, table: str, value: str, *, header: int = 1,
+                **kinds: str) -> Seed:
+        return Seed("", _cbio_study(meta, target, text, **kinds), target, table, value, header=header,
+                    path_key="data_filename", holder=meta)
+
+    def clinical(kind: str, table: str, value: str) -> Seed:
+        return Seed("", cbio_rppa, f"data_clinical_{kind}.txt", table, value, header=5, path_key="data_filename",
+                    holder=f"meta_clinical_{kind}.txt")
+
     return {
         "star": Seed(_rna("star", "star/*.ReadsPerGene.out.tab", ", gene_id_type: ensembl, strandedness: reverse"),
                      {"star/S1.ReadsPerGene.out.tab": star, "star/S2.ReadsPerGene.out.tab": star},
@@ -198,9 +283,9 @@ def _seeds() -> dict[str, Seed]:
                               "reference_genome: GRCh38\n"), {"cn.seg": seg}, "cn.seg", "cn_segments",
                     "segment_mean"),
         "cbioportal_data": Seed("", cbio, "data_expression.txt", "rna_abundance", "value",
-                                path_key="data_filename"),
+                                path_key="data_filename", holder="meta_expression.txt"),
         "cbioportal_meta": Seed("", cbio, "meta_expression.txt", "rna_abundance", "value",
-                                path_key="data_filename"),
+                                path_key="data_filename", holder="meta_expression.txt"),
         "maxquant": Seed(_manifest("  - {name: prot, kind: protein_abundance, format: maxquant, "
                                    "path: proteinGroups.txt, quantity: lfq}\n"), {"proteinGroups.txt": maxquant},
                          "proteinGroups.txt", "protein_abundance", "abundance"),
@@ -212,6 +297,45 @@ def _seeds() -> dict[str, Seed]:
         "signature_yaml": Seed(_manifest(_RNA.format(fmt="matrix", path="counts.tsv", opts=", gene_id_type: symbol"),
                                          "gene_sets: [sigs.yaml]\n"), {"counts.tsv": _MATRIX, "sigs.yaml": signature},
                                "sigs.yaml", "rna_counts", "count", path_key="gene_sets"),
+        "protein_matrix": Seed(_manifest("  - {name: prot, kind: protein_abundance, format: matrix, "
+                                         "path: proteins.tsv}\n"), {"proteins.tsv": ms_proteins}, "proteins.tsv",
+                               "protein_abundance", "abundance"),
+        "rppa": Seed(_manifest("  - {name: rppa, kind: protein_abundance, format: rppa, platform: rppa, "
+                               "path: rppa.tsv}\n"), {"rppa.tsv": rppa}, "rppa.tsv", "protein_abundance",
+                     "abundance"),
+        "gistic_long": Seed(_manifest("  - {name: cn, kind: copy_number, format: gistic_long, path: cna_long.tsv, "
+                                      "gene_id_type: symbol}\n"),
+                            {"cna_long.tsv": _head(CBIO / "data_cna_discrete.txt", 4)}, "cna_long.tsv", "copy_number",
+                            "call"),
+        "10x_h5": Seed(_manifest("  - {name: sc, kind: sc_rna_counts, format: 10x_h5, path: matrix.h5, "
+                                 "gene_id_type: ensembl, sample_column: sample, cell_type_column: cell_type, "
+                                 "cell_annotations: cells.tsv}\n", "samples: samples.tsv\n"),
+                       {"matrix.h5": _tenx_h5(), "cells.tsv": tenx["cells.tsv"], "samples.tsv": sc_samples},
+                       "matrix.h5", "sc_pseudobulk", "count"),
+        "cbioportal_samples": clinical("samples", "samples", "sample_id"),
+        "cbioportal_patients": clinical("patients", "subjects", "subject_id"),
+        "cbioportal_rppa": profile("data_rppa.txt", "meta_rppa.txt", rppa, "protein_abundance", "abundance",
+                                   **rppa_profile),
+        "cbioportal_maf": profile("data_mutations_extended.maf", "meta_mutations_extended.txt", cbio_maf, "variants",
+                                  "position", header=2, **maf_profile),
+        "cbioportal_gene_panel": Seed("", {**_cbio_study("meta_mutations_extended.txt", "data_mutations_extended.maf",
+                                                         cbio_maf, **maf_profile), **panels},
+                                      "data_gene_panel_matrix.txt", "variants", "position",
+                                      path_key="data_filename", holder="meta_gene_panel_matrix.txt"),
+        "cbioportal_cna": profile("data_cna_discrete.txt", "meta_cna_discrete.txt",
+                                  _head(CBIO / "data_cna_discrete.txt", 4), "copy_number", "call",
+                                  alteration="COPY_NUMBER_ALTERATION", datatype="DISCRETE_LONG",
+                                  extra="stable_id: gistic\n"),
+        "cbioportal_cna_wide": profile("data_cna_discrete.txt", "meta_cna_discrete.txt", wide_cna, "copy_number",
+                                       "call", alteration="COPY_NUMBER_ALTERATION", datatype="DISCRETE",
+                                       extra="stable_id: gistic\n"),
+        "cbioportal_log2": profile("data_cna_log2.txt", "meta_cna_log2.txt",
+                                   _columns(_head(CBIO / "data_cna_log2.txt", 4), 5), "copy_number", "log2_ratio",
+                                   alteration="COPY_NUMBER_ALTERATION", datatype="LOG2-VALUE",
+                                   extra="stable_id: log2CNA\n"),
+        "cbioportal_seg": profile("data_cna_hg19.seg", "meta_cna_hg19_seg.txt", _head(CBIO / "data_cna_hg19.seg", 4),
+                                  "cn_segments", "segment_mean", alteration="COPY_NUMBER_ALTERATION", datatype="SEG",
+                                  extra="reference_genome_id: hg19\n"),
     }
 
 
@@ -270,6 +394,17 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         _edit(target, lambda d: d.replace(b"\n", b"\r\n"))
     elif case == "latin1":  # a free-text byte in Latin-1 (e with acute accent) on the last line
         _edit(target, lambda d: d.rstrip(b"\n") + (b"\xe9\n" if not d.rstrip().endswith(b"]") else b" #\xe9\n"))
+    elif case in ("missing_dataset", "bad_index", "shape_mismatch"):  # an HDF5 matrix whose parts disagree
+        import h5py
+
+        sparse = "matrix" if name == "10x_h5" else "layers/counts"
+        with h5py.File(target, "r+") as h5:
+            if case == "missing_dataset":
+                del h5[f"{sparse}/indptr"]
+            elif case == "bad_index":  # a stored value's feature past the last one: scipy would read out of bounds
+                h5[f"{sparse}/indices"][0] = 1_000_000
+            else:  # the size says 2 features, the file lists 3
+                h5[f"{sparse}/shape"][0] = 2
     elif case == "truncated":  # a binary file cut short (a copy that stopped)
         raw = target.read_bytes()
         target.write_bytes(raw[: len(raw) // 2])
@@ -290,7 +425,7 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
             return _set_field(lines, header, len(names) - 1, names[-2], _sep(seed))
         _edit(target, _lines_edit(dup))
     elif case == "empty_column_name":  # a header field without a name (the first sample's, for a VCF)
-        column = 9 if name.startswith("vcf") else 1 if name == "subjects" else 2
+        column = 9 if name.startswith("vcf") else 1 if name in ("subjects", "cbioportal_gene_panel") else 2
         _edit(target, _lines_edit(lambda lines: _set_field(lines, header, column, b"", _sep(seed))))
     elif case == "directory":  # a folder where the file should be
         target.unlink()
@@ -300,10 +435,15 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "duplicate_sample":
         if seed.target == "samples.tsv":
             _edit(target, lambda d: d + b"S1\tP9\tb\n")
+        elif seed.target.startswith("data_clinical_"):  # the last row again: its patient (and sample) id repeats
+            _edit(target, lambda d: d + d.splitlines(keepends=True)[-1])
         elif seed.target == "subjects.tsv":
             _edit(target, lambda d: d + b"P1\tM\n")
         else:  # a label that is the first sample's once trimmed
             _edit(target, _lines_edit(lambda lines: _set_field(lines, header, 2, b"S1 ", _sep(seed))))
+    elif case in ("nan", "inf", "negative", "fractional") and name == "10x_h5":  # the first cell's second count
+        target.write_bytes(_tenx_h5((5, {"nan": float("nan"), "inf": float("inf"), "negative": -5,
+                                         "fractional": 2.5}[case], 2, 7, 1, 4)))
     elif case in ("nan", "inf", "negative", "fractional"):
         value = {"nan": b"NaN", "inf": b"Inf", "negative": b"-5", "fractional": b"2.5"}[case]
         line, column = VALUE_CELL[name]
@@ -315,7 +455,7 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "dotdot_path":
         moved = outside / target.name
         target.rename(moved)
-        holder = next(folder.glob("meta_expression.txt")) if seed.path_key == "data_filename" else folder / "study.yaml"
+        holder = folder / seed.holder
         text = holder.read_text()
         pattern = {"path": r"path: '?[^,}']+'?", "gene_sets": r"gene_sets: \[[^]]+\]",
                    "cell_annotations": r"cell_annotations: [^,}]+"}.get(seed.path_key, rf"{seed.path_key}: \S+")
@@ -359,9 +499,11 @@ TEXT_CASES = ("bom", "crlf", "latin1", "truncated_gzip", "long_line", "empty", "
 NO_HEADER = {"study_yaml", "gmt", "signature_yaml", "cbioportal_meta", "star", "10x_mtx"}
 TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "samples", "maf", "vcf", "vcf_gz", "seg",
            "cbioportal_data", "maxquant", "diann", "fragpipe", "gistic", "cn_log2", "mutation_status", "sample_map",
-           "subjects", "10x_cells"}
-BINARY = {"h5ad"}
-SPARSE_COUNTS = {"10x_mtx"}
+           "subjects", "10x_cells", "protein_matrix", "rppa", "gistic_long", "cbioportal_samples",
+           "cbioportal_patients", "cbioportal_rppa", "cbioportal_maf", "cbioportal_gene_panel", "cbioportal_cna",
+           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg"}
+BINARY = {"h5ad", "10x_h5"}
+SPARSE_COUNTS = {"10x_mtx", "10x_h5"}
 """Single-cell counts: a value that is not a whole count (a log-normalised matrix) is an error, not a warning."""
 
 
@@ -376,9 +518,13 @@ def _cases() -> list[tuple[str, str]]:
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
             cases += [(name, c) for c in ("bom", "crlf", "truncated_gzip", "long_line")]
             continue
-        if name in BINARY:  # HDF5: no lines or encodings; cut short, and the file-system cases
+        if name in BINARY:  # HDF5: no lines or encodings; cut short, parts that disagree, the file-system cases
             cases += [(name, c) for c in ("truncated", "empty", "symlink_out", "dotdot_path", "unreadable",
-                                          "directory")]
+                                          "directory", "missing_dataset", "bad_index")]
+            if name == "10x_h5":
+                cases.append((name, "shape_mismatch"))
+            if name in SPARSE_COUNTS:
+                cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
             continue
         cases += [(name, c) for c in TEXT_CASES
                   if not (c == "header_only" and name in NO_HEADER)
@@ -387,7 +533,7 @@ def _cases() -> list[tuple[str, str]]:
             cases += [(name, "duplicate_header"), (name, "empty_column_name")]
         if name in VALUE_CELL:
             cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
-        if name in ("matrix_tsv", "matrix_csv", "samples", "subjects"):
+        if name in ("matrix_tsv", "matrix_csv", "samples", "subjects", "cbioportal_samples", "cbioportal_patients"):
             cases.append((name, "duplicate_sample"))
         if name == "samples":
             cases.append((name, "case_duplicate_sample"))
@@ -485,7 +631,7 @@ def _expected_file(name: str, case: str) -> str:
     if name == "10x_mtx" and case == "symlink_out":  # a link inside the assay's folder: the file is named
         return seed.target
     if case in ("symlink_out", "dotdot_path") and seed.target != "study.yaml":
-        return "meta_expression.txt" if seed.path_key == "data_filename" else "study.yaml"
+        return seed.holder
     if name == "sample_map" and case in ("latin1", "header_only"):  # a label no longer mapped: the assay's header
         return "counts.tsv"
     return seed.target
@@ -520,10 +666,10 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         (warning,) = issues.filter(pl.col("code") == "sample_case").iter_rows(named=True)
         assert (warning["file"], warning["line"], warning["column"]) == ("samples.tsv", 5, "sample_id")
         assert "'s1' and 'S1' (line 2)" in warning["message"]
-    elif (name, case) == ("subjects", "header_only"):  # the samples still name their subjects: a warning
+    elif case == "header_only" and seed.table == "subjects":  # the samples still name their subjects: a warning
         assert load.ok, errors.rows(named=True)
         warned = issues.filter(pl.col("code") == "no_rows")
-        assert warned.select("file", "line").rows() == [(seed.target, 1)]
+        assert warned.select("file", "line").rows() == [(seed.target, seed.header)]
     elif case == "fractional" and name not in SPARSE_COUNTS:  # kept as given (Salmon / RSEM estimate fractional
         # counts; a matrix warns)
         assert load.ok, errors.rows(named=True)
@@ -541,6 +687,12 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
+
+
+def test_corpus_10x_h5_seed_sums_as_its_matrix_market_twin(base: Base) -> None:
+    """The hand-built HDF5 seed holds the 10x_mtx seed's counts: both give the same pseudobulk profiles."""
+    assert_frame_equal(_clean(base, "10x_h5"), _clean(base, "10x_mtx"))
+    assert _clean(base, "10x_h5")["count"].sum() == 5 + 3 + 2 + 7 + 1 + 4
 
 
 def _whole_lines(path: Path) -> int:

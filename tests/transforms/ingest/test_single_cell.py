@@ -172,6 +172,23 @@ def test_read_single_cell_log_normalised_h5ad_names_file_and_layers(tmp_path, re
     assert "layer: counts" in issue.message
 
 
+def test_read_single_cell_fractional_10x_h5_advises_the_cell_ranger_output_not_a_layer(tmp_path, reference):
+    """A Cell Ranger matrix has no layers: the refusal names the file and no `layer` key (which 10x_h5 lacks)."""
+    import h5py
+
+    folder = sc_study(tmp_path, "10x_h5")
+    with h5py.File(folder / "matrix.h5", "r+") as h5:
+        data = h5["matrix/data"][...].astype(np.float32)
+        data[3] = 0.5
+        del h5["matrix/data"]
+        h5["matrix/data"] = data
+    (issue,) = read_study(folder, reference=reference).issues.errors
+    assert (issue.file, issue.code, issue.column) == ("matrix.h5", "not_counts", None)
+    assert "matrix/data holds non-integer values (e.g. 0.5)" in issue.message
+    assert "as Cell Ranger wrote it" in issue.message
+    assert "layer" not in issue.message
+
+
 def test_read_single_cell_log_normalised_x_without_layer_lists_the_layers(tmp_path, reference):
     folder = sc_study(tmp_path, "h5ad")
     text = (folder / "study.yaml").read_text().replace("    layer: counts\n", "")

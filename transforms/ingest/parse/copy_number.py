@@ -17,7 +17,7 @@ import polars as pl
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import CBIOPORTAL_GENE_COLUMNS, MISSING_VALUES, parse_matrix, require_columns
 from transforms.ingest.parse.text import read_table, sniff_table
-from transforms.issues import IssueLog
+from transforms.issues import InputError, Issue, IssueLog
 
 COPY_NUMBER_SCHEMA = {"column": pl.String, "feature_id": pl.String, "line": pl.Int64, "log2_ratio": pl.Float64,
                       "call": pl.Int8, "problem": pl.String, "raw": pl.String}
@@ -77,6 +77,9 @@ def parse_gistic_long(path: Path, *, issues: IssueLog, display_name: str | None 
         require_columns(layout, GENE_COLUMNS)  # raises, naming both
     table = read_table(layout, issues=issues)
     # read_table reports each ragged row once and leaves it out (polars would pad a short row with nulls)
+    if table.height == 0:  # a cut or emptied export: no calls at all is an error, not an empty profile
+        raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
+                               layout.header_line))
 
     ids_present = [pl.when(pl.col(c) != "").then(pl.col(c)) for c in ids]
     keyed = table.with_columns(

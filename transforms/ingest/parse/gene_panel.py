@@ -40,6 +40,9 @@ def parse_gene_panels(matrix_path: Path, panel_paths: Sequence[Path], *, issues:
                                    f"gene panel matrix has no {needed!r} column", layout.header_line, needed))
     matrix = read_table(layout, issues=issues).select(
         pl.col(by_lower["sample_id"]).alias("sample"), pl.col(by_lower[profile.lower()]).alias("panel"), "line")
+    if matrix.height == 0:  # no sample would read as genome-wide: panel samples' untested genes as "not mutated"
+        raise InputError(Issue(layout.display_name, "no_rows", "error", "gene panel matrix has a header but no "
+                               "samples; which genes were sequenced is unknown", layout.header_line))
     result: dict[str, set[str]] = {}
     for sample, panel, line in matrix.iter_rows():
         if panel is None or panel.strip() in ("", "NA"):

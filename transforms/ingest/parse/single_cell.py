@@ -64,13 +64,54 @@ def _strings(values: np.ndarray) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
 
 
-def _compressed_blocks(group: h5py.Group, *, by_cells: bool, n_cells: int, n_features: int) -> Iterator[Block]:
+def _malformed(file: str, element: str, reason: str) -> InputError:
+    return InputError(Issue(file, "malformed_matrix", "error", f"{element}: {reason}; the matrix is not read"))
+
+
+def _sparse_pointers(group: h5py.Group, *, outer: int, file: str, element: str, unit: str = "cells") -> np.ndarray:
+    """``indptr`` of a compressed sparse group, checked against its ``outer`` size (``unit``: cells or features)
+    before any value is read.
+
+    A pointer array of the wrong length, not starting at 0, decreasing or not ending at the number of stored values
+    would make scipy read (or write) outside the arrays: a crash or silently wrong sums. Raises
+    :class:`InputError` (``malformed_matrix``) naming the element.
+    """
+    for member in ("data", "indices", "indptr"):
+        if not isinstance(group.get(member), h5py.Dataset):
+            raise _malformed(file, element, f"no {member!r} array (a compressed sparse matrix has data, indices "
+                                            "and indptr)")
+    data, indices = group["data"], group["indices"]
+    if not np.issubdtype(data.dtype, np.number) or not np.issubdtype(indices.dtype, np.integer):
+        raise _malformed(file, element, f"data is {data.dtype} and indices {indices.dtype}; expected numbers and "
+                                        "integers")
+    indptr = group["indptr"][...]
+    if indptr.ndim != 1 or not np.issubdtype(indptr.dtype, np.integer):
+        raise _malformed(file, element, f"indptr is a {indptr.dtype} array of shape {indptr.shape}; expected "
+                                        f"one integer per {unit[:-1]} plus one")
+    indptr = indptr.astype(np.int64)
+    if indptr.shape[0] != outer + 1:
+        raise _malformed(file, element, f"indptr has {indptr.shape[0]} entries for {outer} {unit} (expected "
+                                        f"{outer + 1}); the matrix size and its pointers disagree")
+    if indptr[0] != 0 or (indptr.size > 1 and bool((np.diff(indptr) < 0).any())):
+        raise _malformed(file, element, "indptr does not start at 0 and never decrease")
+    if not int(indptr[-1]) == data.shape[0] == indices.shape[0]:
+        raise _malformed(file, element, f"indptr ends at {int(indptr[-1])} but data has {data.shape[0]} and "
+                                        f"indices {indices.shape[0]} values")
+    return indptr
+
+
+def _compressed_blocks(group: h5py.Group, *, by_cells: bool, n_cells: int, n_features: int, file: str,
+                       element: str) -> Iterator[Block]:
     """Blocks of a compressed sparse group (``data``, ``indices``, ``indptr``) of at most BLOCK_NONZEROS each.
 
-    ``by_cells``: indptr runs over cells (h5ad CSR, 10x HDF5), else over features (h5ad CSC).
+    ``by_cells``: indptr runs over cells (h5ad CSR, 10x HDF5), else over features (h5ad CSC). The pointers are
+    checked first and each block's indices against the inner size (:func:`_sparse_pointers`): ``file`` and
+    ``element`` name the matrix in that error.
     """
-    indptr = group["indptr"][...].astype(np.int64)
     outer = n_cells if by_cells else n_features
+    inner = n_features if by_cells else n_cells
+    indptr = _sparse_pointers(group, outer=outer, file=file, element=element,
+                              unit="cells" if by_cells else "features")
     start = 0
     while start < outer:
         stop = int(np.searchsorted(indptr, indptr[start] + BLOCK_NONZEROS, side="right")) - 1
@@ -78,6 +119,10 @@ def _compressed_blocks(group: h5py.Group, *, by_cells: bool, n_cells: int, n_fea
         lo, hi = int(indptr[start]), int(indptr[stop])
         pointers = indptr[start:stop + 1] - lo
         data, indices = group["data"][lo:hi], group["indices"][lo:hi]
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= inner):
+            bad = int(indices.min()) if int(indices.min()) < 0 else int(indices.max())
+            raise _malformed(file, element, f"index {bad} lies outside the {inner} "
+                                            f"{'features' if by_cells else 'cells'} of the matrix")
         if by_cells:
             yield slice(start, stop), slice(0, n_features), sp.csr_matrix(
                 (data, indices, pointers), shape=(stop - start, n_features))
@@ -143,7 +188,7 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
                 yield from _dense_blocks(item)
             else:
                 yield from _compressed_blocks(item, by_cells=sparse_kind == "csr_matrix", n_cells=len(barcodes),
-                                              n_features=len(features))
+                                              n_features=len(features), file=file, element=element)
 
     def column(name: str) -> np.ndarray:
         with h5py.File(path, "r") as h5:
@@ -159,7 +204,7 @@ def open_10x_h5(path: Path, *, file: str) -> CellMatrix:
     """Cell Ranger's HDF5 matrix: v3 (``matrix`` with ``features/``) or v2 (one genome group with ``genes``)."""
     with h5py.File(path, "r") as handle:
         groups = [k for k in handle if isinstance(handle[k], h5py.Group)]
-        if "matrix" in handle:
+        if isinstance(handle.get("matrix"), h5py.Group):
             name = "matrix"
         elif len(groups) == 1 and "genes" in handle[groups[0]]:
             name = groups[0]
@@ -167,20 +212,34 @@ def open_10x_h5(path: Path, *, file: str) -> CellMatrix:
             raise InputError(Issue(file, "unsupported_10x_h5", "error", "expected a Cell Ranger matrix file: a "
                                    f"'matrix' group (v3) or one genome group (v2); found {groups}"))
         group = handle[name]
-        n_features, n_cells = (int(n) for n in group["shape"][...])
+        id_path = "genes" if "genes" in group and "features" not in group else "features/id"  # v2, v3
+        for member in ("shape", "barcodes", id_path):
+            if not isinstance(group.get(member), h5py.Dataset):
+                raise _malformed(file, name, f"no {member!r} dataset (a Cell Ranger matrix has shape, barcodes "
+                                             "and features)")
+        shape = group["shape"][...]
+        if shape.shape != (2,) or not np.issubdtype(shape.dtype, np.integer) or bool((shape < 0).any()):
+            raise _malformed(file, f"{name}/shape", f"{shape.tolist()!r} is not (features, cells)")
+        n_features, n_cells = (int(n) for n in shape)
         barcodes = _strings(group["barcodes"][...])
-        if "features" in group:
-            ids = _strings(group["features/id"][...])
-            types = _strings(group["features/feature_type"][...]) if "feature_type" in group["features"] else None
-        else:
-            ids, types = _strings(group["genes"][...]), None
+        ids = _strings(group[id_path][...])
+        types = (_strings(group["features/feature_type"][...])
+                 if id_path == "features/id" and "feature_type" in group["features"] else None)
+        for what, found, expected in (("barcodes", len(barcodes), n_cells), (id_path, len(ids), n_features),
+                                      ("feature types", 0 if types is None else len(types),
+                                       0 if types is None else n_features)):
+            if found != expected:
+                raise _malformed(file, f"{name}/shape", f"says {n_features} features x {n_cells} cells, but "
+                                                        f"{what} has {found} entries")
+        _sparse_pointers(group, outer=n_cells, file=file, element=name)  # now: a broken file fails before annotation
     features = pl.DataFrame({"feature_id": ids.tolist(),
                              "feature_type": types.tolist() if types is not None else [None] * len(ids)},
                             schema={"feature_id": pl.String, "feature_type": pl.String})
 
     def blocks() -> Iterator[Block]:
         with h5py.File(path, "r") as h5:
-            yield from _compressed_blocks(h5[name], by_cells=True, n_cells=n_cells, n_features=n_features)
+            yield from _compressed_blocks(h5[name], by_cells=True, n_cells=n_cells, n_features=n_features,
+                                          file=file, element=name)
 
     return CellMatrix(file, barcodes, features, blocks, f"{name}/data")
 
@@ -336,9 +395,12 @@ def _first_fraction(values: np.ndarray) -> float | None:
 
 
 def not_counts_message(matrix: CellMatrix, value: float) -> str:
-    """Why a matrix is refused as counts, and which ``layer`` to declare instead."""
-    if matrix.element.endswith((".mtx", ".mtx.gz")):
-        advice = "give the folder as Cell Ranger wrote it (raw UMI counts), not a normalised export"
+    """Why a matrix is refused as counts, and which ``layer`` to declare instead (h5ad; a Cell Ranger matrix has
+    no layers: the advice is its raw output).
+    """
+    if matrix.obs is None:  # 10x: a matrix.mtx folder or a Cell Ranger .h5
+        what = "folder" if matrix.element.endswith((".mtx", ".mtx.gz")) else "file"
+        advice = f"give the {what} as Cell Ranger wrote it (raw UMI counts), not a normalised export"
     elif matrix.layers:
         advice = f"declare `layer:` naming the layer with raw counts; this file's layers: {matrix.layers}"
     else:
@@ -368,7 +430,8 @@ def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
         if bad is not None:
             mtx = matrix.element.endswith((".mtx", ".mtx.gz"))  # a 10x folder: name its matrix file
             raise InputError(Issue(f"{matrix.file}/{matrix.element}" if mtx else matrix.file, "not_counts",
-                                   "error", not_counts_message(matrix, bad), column=None if mtx else "layer"))
+                                   "error", not_counts_message(matrix, bad),
+                                   column=None if matrix.obs is None else "layer"))
         product = indicator[:, cells] @ values
         total[:, columns] += product.toarray() if sp.issparse(product) else product
     return total if features is None else total[:, features]
