@@ -106,3 +106,26 @@ def test_two_mapped_blocks_in_one_workdir_keep_their_own_values(tmp_path: Path) 
     expected = _reference(long)[3]
     np.testing.assert_array_equal(np.asarray(first.values), expected)
     np.testing.assert_array_equal(np.asarray(second.values), -expected)
+
+
+def test_distinct_rows_are_the_unique_rows_of_partitioned_files(tmp_path: Path) -> None:
+    # assay is a partition column (in the paths, not the files); "empty" has a file without rows, and the rows of
+    # "only_abundance" are all left out by a filter on a column in the files: neither is listed
+    rows = pl.DataFrame({
+        "assay": ["b", "a", "b", "c", "only_abundance", "a", "d"],
+        "source": ["counts", "counts", "abundance", "counts", "abundance", "counts", "counts"],
+        "measure": ["tpm", None, "tpm", "fpkm", "tpm", None, "tpm"],
+        "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    for (assay,), part in rows.group_by("assay"):
+        folder = tmp_path / f"assay={assay}"
+        folder.mkdir()
+        part.drop("assay").write_parquet(folder / "part-0.parquet")
+    (tmp_path / "assay=empty").mkdir()
+    rows.drop("assay").head(0).write_parquet(tmp_path / "assay=empty" / "part-0.parquet")
+    frame = pl.scan_parquet(tmp_path / "**" / "*.parquet", hive_partitioning=True)
+    for query, columns in [(frame, ("assay",)), (frame.filter(pl.col("source") == "counts"), ("assay",)),
+                           (frame, ("assay", "measure")), (frame.filter(pl.col("value") > 2), ("measure", "assay"))]:
+        expected = sorted(query.select(*columns).unique().collect().iter_rows(), key=str)
+        assert sorted(study.distinct_rows(query, *columns), key=str) == expected
+    assert study.distinct_rows(frame.filter(pl.col("source") == "counts"), "assay") == [("a",), ("b",), ("c",), ("d",)]
+    assert study.distinct_rows(frame.filter(pl.col("value") > 99), "assay") == []
