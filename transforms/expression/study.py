@@ -107,35 +107,32 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     """
     rows_at_most = records.select(pl.len()).collect().item()  # from the files' footers for a plain scan
     records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
-    with_length = "length" in records.collect_schema()
+    # gene_id and length ride along only when some row has one (each costs its batches' memory: ~0.1 GB in flight)
+    given = records.select(pl.col(c).is_not_null().any() for c in ("gene_id", "length")
+                           if c in records.collect_schema()).collect()
+    with_gene, with_length = (c in given.columns and bool(given[c].item()) for c in ("gene_id", "length"))
     features, samples = pl.Categories.random(), pl.Categories.random()
     alive = [pl.Series(dtype=pl.Categorical(c)) for c in (features, samples)]  # a mapping lives while its type does
     coded = records.select(
         pl.col("feature_id").cast(pl.Categorical(features)).to_physical().alias("_row"),
         pl.col("sample_id").cast(pl.Categorical(samples)).to_physical().alias("_col"),
-        pl.col("gene_id").cast(pl.Int64).alias("_gene"), pl.col(value).cast(pl.Float64).alias("_value"),
+        pl.col(value).cast(pl.Float64).alias("_value"),
+        *([pl.col("gene_id").cast(pl.Int64).alias("_gene")] if with_gene else []),
         *([pl.col("length").cast(pl.Float64).alias("_length")] if with_length else []))
     block = _GrowingBlock(workdir, in_memory_bytes, cells=rows_at_most)
     try:
-        return _fill(block, coded, with_length=with_length, features=features, samples=samples)
+        return _fill(block, coded, with_gene=with_gene, with_length=with_length, features=features,
+                     samples=samples)
     finally:
         block.close()
         del alive
 
 
-_Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
-
-
-def _fill(block: _GrowingBlock, coded: pl.LazyFrame, *, with_length: bool, features: pl.Categories,
-          samples: pl.Categories) -> DenseBlock:
-    """:func:`dense_block`'s pass: codes and values of each batch into ``block``, then the canonical order.
-
-    The first batch waits for the second, which tells the block's layout whether the table comes feature by feature
-    (new rows) or sample by sample (new columns).
-    """
+def _fill(block: _GrowingBlock, coded: pl.LazyFrame, *, with_gene: bool, with_length: bool,
+          features: pl.Categories, samples: pl.Categories) -> DenseBlock:
+    """:func:`dense_block`'s pass: codes and values of each batch into ``block``, then the canonical order."""
     gene = np.full(0, _NO_GENE)
     mapped = np.zeros(0, dtype=bool)
-    first: _Batch | None = None
     for batch in coded.collect_batches(chunk_size=BATCH_ROWS):
         if batch.height == 0:
             continue
@@ -144,24 +141,13 @@ def _fill(block: _GrowingBlock, coded: pl.LazyFrame, *, with_length: bool, featu
         if gene.size < n_rows:
             gene = np.concatenate([gene, np.full(n_rows - gene.size, _NO_GENE)])
             mapped = np.concatenate([mapped, np.zeros(n_rows - mapped.size, dtype=bool)])
-        genes = batch["_gene"]
-        if genes.null_count() < genes.len():  # a feature's gene_id is its smallest one, as min() of a group-by
+        genes = batch["_gene"] if with_gene else None
+        if genes is not None and genes.null_count() < genes.len():  # a feature's gene: its rows' smallest (min())
             np.minimum.at(gene, rows, genes.fill_null(_NO_GENE).to_numpy())
             mapped[rows[genes.is_not_null().to_numpy()] if genes.null_count() else rows] = True
         lengths = batch["_length"] if with_length else None
-        part: _Batch = (rows, cols, batch["_value"].to_numpy(),
-                        None if lengths is None or lengths.null_count() == lengths.len() else lengths.to_numpy())
-        if block.stride == 0 and first is None:
-            first = part
-            continue
-        if first is not None:
-            block.lay_out(first, part)
-            block.put(*first)
-            first = None
-        block.put(*part)
-    if first is not None:
-        block.lay_out(first, None)
-        block.put(*first)
+        block.put(rows, cols, batch["_value"].to_numpy(),
+                  None if lengths is None or lengths.null_count() == lengths.len() else lengths.to_numpy())
     n_features, n_samples = gene.size, block.cols
     feature_ids, sample_ids = _code_names(features, n_features), _code_names(samples, n_samples)
     order = (pl.DataFrame({"feature_id": feature_ids, "gene_id": pl.Series(gene).set(pl.Series(~mapped), None),
@@ -201,30 +187,31 @@ class _GrowingBlock:
 
     Kept as the memory of a Fortran-order block: one line of ``stride`` cells per column code, in one flat buffer
     reserved once (address space only: a page is touched when a cell of it is), so new columns take the next lines.
-    The stride is chosen from the first two batches and ``cells`` (the table's rows: an upper bound of the cells
-    written): the rows seen when the second batch brought no new feature (a table stored sample by sample), else
-    room for ``cells`` over the samples seen (stored gene by gene). More rows than that move the lines to a wider
-    stride in place. No cell is copied into fresh memory (touching a page costs as much here as filling it). A
-    block of more than ``in_memory_bytes`` is a memory map of an unnamed file in ``workdir``, extended as it grows.
+    The first batch gets room for ``cells`` (the table's rows: an upper bound of the cells written) over its
+    samples, as a table stored gene by gene needs; when the second batch brings no new feature (stored sample by
+    sample), the first batch's lines move to a stride of the rows seen. More rows than the stride move the lines to
+    a wider one in place. No cell is copied into fresh memory (touching a page costs as much here as filling it),
+    and no batch is held. A block of more than ``in_memory_bytes`` is a memory map of an unnamed file in
+    ``workdir``, extended as it grows.
     """
 
     def __init__(self, workdir: str | Path | None, in_memory_bytes: int, *, cells: int) -> None:
         self.workdir, self.limit, self.cells = workdir, in_memory_bytes, cells
-        self.rows = self.cols = self.stride = 0
+        self.rows = self.cols = self.stride = self.batches = 0
         self.buffers: dict[str, np.ndarray] = {}
         self.files: dict[str, IO[bytes]] = {}
 
-    def lay_out(self, first: _Batch, second: _Batch | None) -> None:
-        """Choose the stride from the first batch and the second (None: the only one)."""
-        rows, cols = int(first[0].max()) + 1, int(first[1].max()) + 1
-        if second is not None and int(second[0].max()) + 1 > rows:  # new features: the table comes gene by gene
-            cols = max(cols, int(second[1].max()) + 1)
-            rows = max(rows, -(-self.cells // cols))
-        self.stride = rows
-
     def put(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, lengths: np.ndarray | None) -> None:
         """Write one batch (its codes, values and lengths) into its cells."""
-        self._reserve(int(rows.max()) + 1, int(cols.max()) + 1)
+        n_rows, n_cols = int(rows.max()) + 1, int(cols.max()) + 1
+        self.batches += 1
+        if self.batches == 1:
+            self.stride = max(n_rows, -(-self.cells // n_cols))
+        elif self.batches == 2 and n_rows <= self.rows < self.stride:  # no new feature: stored sample by sample
+            for name in list(self.buffers):
+                self.buffers[name] = self._grown(name, self.rows, self.cols, self.rows)
+            self.stride = self.rows
+        self._reserve(n_rows, n_cols)
         if "values" not in self.buffers:
             self.buffers["values"] = self._grown("values", self.rows, self.cols, self.stride, new=True)
         self._lines("values")[cols, rows] = values
@@ -249,8 +236,8 @@ class _GrowingBlock:
         """The buffer ``name`` laid out for ``rows`` x ``cols`` at ``stride``, cells not used before NaN."""
         old_rows, old_cols, old_stride = (0, 0, stride) if new else (self.rows, self.cols, self.stride)
         buffer = self._room(name, cols * stride, old_cols * old_stride)
-        if stride != old_stride:  # wider lines: move each, last first (a line only moves forward)
-            for j in range(old_cols - 1, 0, -1):
+        if stride != old_stride:  # wider lines move last first, narrower ones first first: none overwrites another
+            for j in (range(old_cols - 1, 0, -1) if stride > old_stride else range(1, old_cols)):
                 buffer[j * stride:j * stride + old_rows] = buffer[j * old_stride:j * old_stride + old_rows]
         if rows > old_rows and old_cols:
             buffer[:old_cols * stride].reshape(old_cols, stride)[:, old_rows:rows] = np.nan

@@ -129,3 +129,22 @@ def test_distinct_rows_are_the_unique_rows_of_partitioned_files(tmp_path: Path) 
         assert sorted(study.distinct_rows(query, *columns), key=str) == expected
     assert study.distinct_rows(frame.filter(pl.col("source") == "counts"), "assay") == [("a",), ("b",), ("c",), ("d",)]
     assert study.distinct_rows(frame.filter(pl.col("value") > 99), "assay") == []
+
+
+@pytest.mark.parametrize("memory", ["in_memory", "mapped"])
+def test_dense_block_of_a_table_stored_sample_by_sample(memory: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # every feature in the first batch, none new in the second: the first batch's lines move to the narrower stride
+    rng = np.random.default_rng(11)
+    long = pl.DataFrame({"sample_id": [f"S{j:02d}" for j in rng.permutation(25) for _ in range(60)],
+                         "feature_id": [f"F{i:03d}" for _ in range(25) for i in rng.permutation(60)],
+                         "gene_id": pl.Series([None] * 1500, dtype=pl.Int64),
+                         "count": rng.poisson(30, 1500).astype(float), "length": [None] * 1500},
+                        schema_overrides={"length": pl.Float64})
+    features, _, samples, values, _ = _reference(long)
+    monkeypatch.setattr(study, "BATCH_ROWS", 130)
+    block = study.dense_block(long.lazy(), value="count", workdir=tmp_path,
+                              in_memory_bytes=0 if memory == "mapped" else study.IN_MEMORY_BYTES)
+    assert block.feature_ids.to_list() == features
+    assert block.sample_ids.to_list() == samples
+    np.testing.assert_array_equal(np.asarray(block.values), values)
