@@ -22,7 +22,7 @@ import polars as pl
 
 from schemas.manifest import QcSettings
 from transforms.expression import normalise
-from transforms.expression.study import DenseBlock, StageOutput, dense_block
+from transforms.expression.study import DenseBlock, StageOutput, dense_block, distinct_rows
 from transforms.qc import samples as qc
 
 QC_TABLE = "sample_qc"
@@ -34,7 +34,7 @@ THRESHOLDS = ("log library size / log detected genes / median correlation below 
 
 
 def _assays(frame: pl.LazyFrame) -> list[str]:
-    return sorted(a for (a,) in frame.select("assay").unique().collect().iter_rows())
+    return [a for (a,) in distinct_rows(frame, "assay")]
 
 
 def top_raw_log2_cpm(counts: np.ndarray, columns: np.ndarray, *, top_genes: int,

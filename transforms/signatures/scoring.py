@@ -30,7 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from transforms.expression.study import dense_block
+from transforms.expression.study import dense_block, distinct_rows
 from transforms.qc.samples import complete_rows, index_blocks
 
 ALPHA = 0.25
@@ -294,7 +294,7 @@ def assay_blocks(normalized: pl.LazyFrame, gene_map: pl.LazyFrame, *, workdir: s
             .join(mapped, on=["assay", "feature_id"])
             .select("assay", "sample_id", pl.col("gene_id").cast(pl.String).alias("feature_id"), "gene_id",
                     "log2_value", "zscore"))
-    for (assay,) in rows.select("assay").unique().collect(engine="streaming").sort("assay").iter_rows():
+    for (assay,) in distinct_rows(rows, "assay"):
         part = rows.filter(pl.col("assay") == assay)
         values = dense_block(part, value="log2_value", workdir=workdir)
         zscores = dense_block(part, value="zscore", workdir=workdir)  # the same rows and columns: from `part`
