@@ -11,7 +11,7 @@ study folders (a ``study.yaml`` and its files) or copy the bundled examples into
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +21,21 @@ from transforms.ingest.genes import GeneReference
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_instance_left_current() -> Iterator[None]:
+    """Fail the test that leaves a Dagster instance current (entered, never closed).
+
+    Dagster keeps the entered instance's state storage in a context variable; a later test's ``materialize`` reads
+    it and fails on a deleted temporary folder far from the cause (CI once failed that way). Private API: Dagster
+    has no public accessor for it.
+    """
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    before = DefsStateStorage.get()
+    yield
+    assert DefsStateStorage.get() is before, "a Dagster instance was entered and not closed (use `with`)"
 
 
 @pytest.fixture(scope="session")

@@ -68,10 +68,11 @@ def test_nightly_reharmonisation_reads_no_landing_data_file_and_leaves_changed_f
     shutil.copytree(EXAMPLES / "airway", landing / "airway")
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
     resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
-    with dg.instance_for_test() as instance:  # the schedule's context re-opens the instance by reference
+    # the schedule's context re-opens the instance by reference: closed with it, or that copy stays Dagster's current
+    with (dg.instance_for_test() as instance,
+          dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
         instance.add_dynamic_partitions("studies", ["airway"])
         sensor = landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource}))
-        context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
 
         def unread(*args, **kwargs):  # type: ignore[no-untyped-def]
             raise AssertionError("the schedule hashed a file")
@@ -357,9 +358,9 @@ def test_nightly_reharmonisation_rebuilds_after_a_new_gene_reference_or_code_and
     resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
     study_job = defs.resolve_job_def("study_job")
     lake = Lake(wh / "lake")
-    with dg.instance_for_test() as instance:
+    with (dg.instance_for_test() as instance,
+          dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
         instance.add_dynamic_partitions("studies", ["airway"])
-        context = dg.build_schedule_context(instance=instance, resources={"warehouse": resource})
 
         def night() -> list[dg.RunRequest]:
             requests = nightly_reharmonisation(context)
