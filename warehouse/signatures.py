@@ -17,10 +17,10 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from schemas.manifest import load_manifest
+from schemas.manifest import StudyManifest, load_manifest
 from schemas.tables import polars_schema
 from transforms.ingest.genes import GeneReference
-from transforms.ingest.study import MANIFEST_NAME, find_studies, study_gene_set_files
+from transforms.ingest.study import MANIFEST_NAME, find_studies, manifest_stamp, study_gene_set_files
 from transforms.signatures import connectivity, registry
 from transforms.signatures.enrichment import contrast_statistics, gene_set_dict
 from transforms.signatures.scoring import MemberIndex, member_index
@@ -40,6 +40,12 @@ def warehouse_library_dir() -> Path | None:
     return Path(folder) if folder else None
 
 
+_MANIFESTS: dict[str, tuple[tuple[int, int, int, int], StudyManifest]] = {}
+"""Study folder -> (stamp of its study.yaml, the validated manifest): the registry check below looks for every
+study's libraries once or twice per study a build handles, so each study's manifest is validated once while it is
+unchanged (:func:`transforms.ingest.study.manifest_stamp`), not once per study in the landing each time."""
+
+
 def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[tuple[str, str | None, Path]]:
     """(scope, study_id, file) of every non-shipped library: the warehouse folder's, then each study's."""
     found: list[tuple[str, str | None, Path]] = []
@@ -49,10 +55,16 @@ def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[t
         for study_id, folder in find_studies(landing).items():
             if not (folder / MANIFEST_NAME).is_file():
                 continue
-            try:
-                manifest = load_manifest(folder / MANIFEST_NAME)
-            except (ValueError, OSError):
-                continue  # the study's ingest reports it
+            stamp, seen = manifest_stamp(folder), _MANIFESTS.get(str(folder))
+            if stamp is not None and seen is not None and seen[0] == stamp:
+                manifest = seen[1]
+            else:
+                try:
+                    manifest = load_manifest(folder / MANIFEST_NAME)
+                except (ValueError, OSError):
+                    continue  # the study's ingest reports it
+                if stamp is not None and manifest_stamp(folder) == stamp:  # unchanged while read
+                    _MANIFESTS[str(folder)] = (stamp, manifest)
             found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
                       if registry.is_library_file(p)]
     return found

@@ -308,3 +308,24 @@ def test_study_gene_sets_are_the_registry_rows_and_follow_a_new_registry_version
     assert "HALLMARK_APOPTOSIS" in other.libraries["msigdb_hallmark"]
     assert "HALLMARK_APOPTOSIS" not in after.libraries["msigdb_hallmark"]
     assert len(after.libraries["msigdb_hallmark"]) == len(other.libraries["msigdb_hallmark"]) - 1
+
+
+def test_library_sources_validates_an_unchanged_manifest_once_and_follows_edits(tmp_path, study_folder, monkeypatch):
+    import warehouse.signatures as signatures
+    from schemas.manifest import load_manifest
+    from transforms.ingest import study
+
+    monkeypatch.setattr(study, "SETTLED_NS", 0)  # the files here were written just now
+    loaded: list[str] = []
+    monkeypatch.setattr(signatures, "load_manifest",
+                        lambda path: loaded.append(path.parent.name) or load_manifest(path))
+    gmt = "SET_A\tna\tTP53\tEGFR\n"
+    for i in range(3):
+        study_folder(tmp_path, f"study_id: s{i}\nname: n\n", name=f"s{i}")
+    with_sets = study_folder(tmp_path, "study_id: own\nname: n\ngene_sets: [own.gmt]\n", {"own.gmt": gmt}, name="own")
+    own = [("study", "own", with_sets / "own.gmt")]
+    for _ in range(3):
+        assert signatures.library_sources(landing=tmp_path, library_dir=None) == own
+    assert sorted(loaded) == ["own", "s0", "s1", "s2"]  # once each, not once per call
+    (with_sets / "study.yaml").write_text("study_id: own\nname: n\ngene_sets: []\n")  # the library taken out
+    assert signatures.library_sources(landing=tmp_path, library_dir=None) == []

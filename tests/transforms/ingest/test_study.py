@@ -105,6 +105,57 @@ def test_scan_landing_reports_study_yaml_directory_and_plain_folders(tmp_path, s
                                                   ("notes", "not_a_study")]
 
 
+def _count_manifest_reads(monkeypatch) -> list[str]:
+    """The folders whose study.yaml the landing scan parses, in order (a spy on its reader)."""
+    import transforms.ingest.study as study
+    from schemas.manifest import read_manifest_data
+
+    read: list[str] = []
+
+    def counted(path: Path):  # type: ignore[no-untyped-def]
+        read.append(path.parent.name)
+        return read_manifest_data(path)
+
+    monkeypatch.setattr(study, "read_manifest_data", counted)
+    return read
+
+
+def test_scan_landing_reads_an_unchanged_manifest_once_and_sees_every_change(tmp_path, study_folder, monkeypatch):
+    import os
+
+    import transforms.ingest.study as study
+
+    monkeypatch.setattr(study, "SETTLED_NS", 0)  # the files here were written just now
+    read = _count_manifest_reads(monkeypatch)
+    folders = {f"s{i}": study_folder(tmp_path, f"study_id: s{i}\nname: n\n", name=f"f{i}") for i in range(4)}
+    for _ in range(3):
+        assert find_studies(tmp_path) == folders
+    assert sorted(read) == ["f0", "f1", "f2", "f3"]  # once each, not once per scan
+    read.clear()
+    (folders["s0"] / "study.yaml").write_text("study_id: s10\nname: n\n")  # edited (one byte longer)
+    replacement = folders["s1"] / "new.yaml"  # replaced by another file of the same size and times (new inode)
+    replacement.write_text("study_id: s7\nname: n\n")
+    old = (folders["s1"] / "study.yaml").stat()
+    os.utime(replacement, ns=(old.st_atime_ns, old.st_mtime_ns))
+    replacement.replace(folders["s1"] / "study.yaml")
+    (folders["s2"] / "study.yaml").unlink()  # gone: no longer a study
+    assert find_studies(tmp_path) == {"s10": folders["s0"], "s7": folders["s1"], "s3": folders["s3"]}
+    assert sorted(read) == ["f0", "f1"]
+
+
+def test_scan_landing_reads_a_manifest_changed_just_now_and_one_in_a_symlinked_folder_every_time(
+        tmp_path, study_folder, monkeypatch):
+    read = _count_manifest_reads(monkeypatch)
+    fresh = study_folder(tmp_path, "study_id: fresh\nname: n\n", name="fresh")  # written within SETTLED_NS
+    elsewhere = study_folder(tmp_path / "elsewhere", "study_id: linked\nname: n\n", name="real")
+    (tmp_path / "landing").mkdir()
+    fresh.rename(tmp_path / "landing" / "fresh")
+    (tmp_path / "landing" / "link").symlink_to(elsewhere, target_is_directory=True)
+    for _ in range(2):
+        assert set(find_studies(tmp_path / "landing")) == {"fresh", "linked"}
+    assert sorted(read) == ["fresh", "fresh", "link", "link"]
+
+
 def test_ingest_study_invalid_study_id_gives_no_study(tmp_path, reference, study_folder):
     folder = study_folder(tmp_path, name="a=b", manifest="name: n\nassays: []\n")
     ingest = read_study(folder, reference=reference)
