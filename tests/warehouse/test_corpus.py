@@ -106,6 +106,13 @@ def _columns(text: str, keep: int) -> str:
     return "".join("\t".join(line.rstrip("\n").split("\t")[:keep]) + "\n" for line in text.splitlines())
 
 
+def _named_columns(text: str, keep: int, names: tuple[str, ...]) -> str:
+    """The first ``keep`` fields of every line and the columns whose header is one of ``names``."""
+    rows = [line.split("\t") for line in text.splitlines()]
+    picked = list(range(keep)) + [i for i, name in enumerate(rows[0]) if i >= keep and name in names]
+    return "".join("\t".join(row[i] for i in picked) + "\n" for row in rows)
+
+
 def _tenx_h5(data: tuple[float, ...] = (5, 3, 2, 7, 1, 4)) -> bytes:
     """A Cell Ranger v3 HDF5 feature-barcode matrix of the ``10x_mtx`` seed's counts (3 genes x 4 cells, CSC by
     cell: cell 1 has genes 1, 2; cell 2 gene 1; cell 3 gene 3; cell 4 genes 2, 3)."""
@@ -333,6 +340,11 @@ def _seeds() -> dict[str, Seed]:
                                    _columns(_head(CBIO / "data_cna_log2.txt", 4), 5), "copy_number", "log2_ratio",
                                    alteration="COPY_NUMBER_ALTERATION", datatype="LOG2-VALUE",
                                    extra="stable_id: log2CNA\n"),
+        "cbioportal_zscore": profile(  # real z-scores (es_0's microarray ones) under TCGA PanCan's file name
+            "data_mrna_seq_v2_rsem_zscores_ref_all_samples.txt", "meta_mrna_seq_v2_rsem_zscores_ref_all_samples.txt",
+            _named_columns(_head(CBIO / "data_expression_median_Zscores.txt", 4), 2, CBIO_SAMPLES), "rna_abundance",
+            "value", alteration="MRNA_EXPRESSION", datatype="Z-SCORE",
+            extra="stable_id: rna_seq_v2_mrna_median_all_sample_ref_normal_Zscores\n"),
         "cbioportal_seg": profile("data_cna_hg19.seg", "meta_cna_hg19_seg.txt", _head(CBIO / "data_cna_hg19.seg", 4),
                                   "cn_segments", "segment_mean", alteration="COPY_NUMBER_ALTERATION", datatype="SEG",
                                   extra="reference_genome_id: hg19\n"),
@@ -583,7 +595,7 @@ TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "sampl
            "cbioportal_data", "maxquant", "diann", "fragpipe", "gistic", "cn_log2", "mutation_status", "sample_map",
            "subjects", "10x_cells", "protein_matrix", "rppa", "gistic_long", "cbioportal_samples",
            "cbioportal_patients", "cbioportal_rppa", "cbioportal_maf", "cbioportal_gene_panel", "cbioportal_cna",
-           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg"}
+           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg", "cbioportal_zscore"}
 BINARY = {"h5ad", "10x_h5"}
 SPARSE_COUNTS = {"10x_mtx", "10x_h5"}
 """Single-cell counts: a value that is not a whole count (a log-normalised matrix) is an error, not a warning."""
@@ -733,6 +745,13 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
     if case == "clean":
         assert load.ok
         assert errors.is_empty(), errors.rows(named=True)
+        if name == "cbioportal_zscore":  # kept as given, as z-scores: the file's numbers split by hand
+            text = seed.files[seed.target]
+            assert isinstance(text, str)
+            rows = [line.split("\t") for line in text.splitlines()]
+            expected_z = sorted((sample, f"{row[0]}|{row[1]}", "zscore", float(value)) for row in rows[1:]
+                                for sample, value in zip(rows[0][2:], row[2:], strict=True))
+            assert sorted(_values(base, seed, sid).rows()) == expected_z
     elif case in BENIGN:  # a byte-order mark or CRLF line ends are no error: the values are the clean file's
         assert load.ok, errors.rows(named=True)
         assert expected is not None
