@@ -106,6 +106,13 @@ def _columns(text: str, keep: int) -> str:
     return "".join("\t".join(line.rstrip("\n").split("\t")[:keep]) + "\n" for line in text.splitlines())
 
 
+def _named_columns(text: str, keep: int, names: tuple[str, ...]) -> str:
+    """The first ``keep`` fields of every line and the columns whose header is one of ``names``."""
+    rows = [line.split("\t") for line in text.splitlines()]
+    picked = list(range(keep)) + [i for i, name in enumerate(rows[0]) if i >= keep and name in names]
+    return "".join("\t".join(row[i] for i in picked) + "\n" for row in rows)
+
+
 def _tenx_h5(data: tuple[float, ...] = (5, 3, 2, 7, 1, 4)) -> bytes:
     """A Cell Ranger v3 HDF5 feature-barcode matrix of the ``10x_mtx`` seed's counts (3 genes x 4 cells, CSC by
     cell: cell 1 has genes 1, 2; cell 2 gene 1; cell 3 gene 3; cell 4 genes 2, 3)."""
@@ -333,6 +340,11 @@ def _seeds() -> dict[str, Seed]:
                                    _columns(_head(CBIO / "data_cna_log2.txt", 4), 5), "copy_number", "log2_ratio",
                                    alteration="COPY_NUMBER_ALTERATION", datatype="LOG2-VALUE",
                                    extra="stable_id: log2CNA\n"),
+        "cbioportal_zscore": profile(  # real z-scores (es_0's microarray ones) under TCGA PanCan's file name
+            "data_mrna_seq_v2_rsem_zscores_ref_all_samples.txt", "meta_mrna_seq_v2_rsem_zscores_ref_all_samples.txt",
+            _named_columns(_head(CBIO / "data_expression_median_Zscores.txt", 4), 2, CBIO_SAMPLES), "rna_abundance",
+            "value", alteration="MRNA_EXPRESSION", datatype="Z-SCORE",
+            extra="stable_id: rna_seq_v2_mrna_median_all_sample_ref_normal_Zscores\n"),
         "cbioportal_seg": profile("data_cna_hg19.seg", "meta_cna_hg19_seg.txt", _head(CBIO / "data_cna_hg19.seg", 4),
                                   "cn_segments", "segment_mean", alteration="COPY_NUMBER_ALTERATION", datatype="SEG",
                                   extra="reference_genome_id: hg19\n"),
@@ -405,6 +417,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
                 h5[f"{sparse}/indices"][0] = 1_000_000
             else:  # the size says 2 features, the file lists 3
                 h5[f"{sparse}/shape"][0] = 2
+    elif case in H5AD_CASES:
+        _damage_h5ad(case, target, folder)
     elif case == "truncated":  # a binary file cut short (a copy that stopped)
         raw = target.read_bytes()
         target.write_bytes(raw[: len(raw) // 2])
@@ -489,6 +503,86 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
         assert case == "clean", case
 
 
+H5AD_CASES = {  # case: the HDF5 path (or words) the error message must name
+    "no_obs": "obs: missing", "no_sample_column": "obs/sample", "no_cell_type_column": "obs/cell_type",
+    "no_obs_index": "obs/_index", "duplicate_cell_ids": "obs/_index", "no_var": "var: missing",
+    "no_var_index": "var/_index", "no_layer": "layers/counts", "no_x": "'X'", "fractional_layer": "layers/counts",
+    "nan_data": "layers/counts", "negative_data": "layers/counts", "indptr_decreasing": "layers/counts",
+    "indptr_short": "layers/counts", "category_code_out_of_range": "obs/sample", "obs_wrong_length": "obs/sample",
+    "string_data": "layers/counts", "dense_wrong_shape": "layers/counts", "dense_counts": ""}
+"""h5ad structural damage (anndata's on-disk layout, edited with h5py); ``dense_counts`` is a valid variant."""
+
+
+def _damage_h5ad(case: str, target: Path, folder: Path) -> None:
+    import h5py
+    import numpy as np
+
+    with h5py.File(target, "r+") as h5:
+        counts = h5["layers/counts"]
+        if case == "no_obs":
+            del h5["obs"]
+        elif case == "no_sample_column":  # the group gone, still listed in column-order (a half-written file)
+            del h5["obs/sample"]
+        elif case == "no_cell_type_column":  # gone and unlisted: a valid AnnData without the manifest's column
+            del h5["obs/cell_type"]
+            h5["obs"].attrs["column-order"] = np.array(["sample"], dtype=object)
+        elif case == "no_obs_index":
+            del h5["obs/_index"]
+        elif case == "duplicate_cell_ids":
+            index = h5["obs/_index"]
+            index[1] = index[0]
+        elif case == "no_var":
+            del h5["var"]
+        elif case == "no_var_index":
+            del h5["var/_index"]
+        elif case == "no_layer":
+            del h5["layers/counts"]
+        elif case == "no_x":  # no X (legal in anndata >= 0.8) and no `layer:` in the manifest: nothing to read
+            del h5["X"]
+            manifest = folder / "study.yaml"
+            manifest.write_text(manifest.read_text().replace(", layer: counts", ""))
+        elif case == "fractional_layer":  # a float layer of normalised values
+            counts["data"][...] = counts["data"][...] * np.float32(0.37)
+        elif case in ("nan_data", "negative_data"):
+            counts["data"][0] = np.nan if case == "nan_data" else -3
+        elif case == "indptr_decreasing":  # still from 0 to nnz, but the tenth cell's start moves back
+            counts["indptr"][10] = counts["indptr"][9] - 1
+        elif case == "indptr_short":  # ends one value before the end of data
+            counts["indptr"][-1] = counts["indptr"][-1] - 1
+        elif case == "category_code_out_of_range":  # 6 categories, a code of 100
+            h5["obs/sample/codes"][0] = 100
+        elif case == "obs_wrong_length":  # one code fewer than cells
+            codes = h5["obs/sample/codes"]
+            short, attrs = codes[:-1], dict(codes.attrs)
+            del h5["obs/sample/codes"]
+            h5["obs/sample/codes"] = short
+            h5["obs/sample/codes"].attrs.update(attrs)
+        elif case == "string_data":
+            strings = np.array([str(v).encode() for v in counts["data"][...]])
+            del counts["data"]
+            counts["data"] = strings
+        elif case in ("dense_counts", "dense_wrong_shape"):  # valid: the layer as a dense cells x features array
+            dense = _h5ad_dense_counts(h5)[: None if case == "dense_counts" else -1]  # (or one cell short)
+            del h5["layers/counts"]
+            h5["layers/counts"] = dense
+            h5["layers/counts"].attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        else:
+            raise AssertionError(case)
+
+
+def _h5ad_dense_counts(h5: object) -> object:
+    """The seed's CSR counts layer as a dense cells x features numpy array, by hand from data / indices / indptr."""
+    import numpy as np
+
+    group = h5["layers/counts"]  # type: ignore[index]
+    n_cells, n_features = (int(n) for n in group.attrs["shape"])
+    data, indices, indptr = group["data"][...], group["indices"][...], group["indptr"][...]
+    dense = np.zeros((n_cells, n_features), dtype=data.dtype)
+    for cell in range(n_cells):
+        dense[cell, indices[indptr[cell]:indptr[cell + 1]]] = data[indptr[cell]:indptr[cell + 1]]
+    return dense
+
+
 def seed_name(seed: Seed) -> str:
     return next(name for name, s in SEEDS.items() if s is seed)
 
@@ -501,7 +595,7 @@ TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "sampl
            "cbioportal_data", "maxquant", "diann", "fragpipe", "gistic", "cn_log2", "mutation_status", "sample_map",
            "subjects", "10x_cells", "protein_matrix", "rppa", "gistic_long", "cbioportal_samples",
            "cbioportal_patients", "cbioportal_rppa", "cbioportal_maf", "cbioportal_gene_panel", "cbioportal_cna",
-           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg"}
+           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg", "cbioportal_zscore"}
 BINARY = {"h5ad", "10x_h5"}
 SPARSE_COUNTS = {"10x_mtx", "10x_h5"}
 """Single-cell counts: a value that is not a whole count (a log-normalised matrix) is an error, not a warning."""
@@ -523,6 +617,8 @@ def _cases() -> list[tuple[str, str]]:
                                           "directory", "missing_dataset", "bad_index")]
             if name == "10x_h5":
                 cases.append((name, "shape_mismatch"))
+            if name == "h5ad":
+                cases += [(name, c) for c in H5AD_CASES]
             if name in SPARSE_COUNTS:
                 cases += [(name, c) for c in ("nan", "inf", "negative", "fractional")]
             continue
@@ -649,6 +745,13 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
     if case == "clean":
         assert load.ok
         assert errors.is_empty(), errors.rows(named=True)
+        if name == "cbioportal_zscore":  # kept as given, as z-scores: the file's numbers split by hand
+            text = seed.files[seed.target]
+            assert isinstance(text, str)
+            rows = [line.split("\t") for line in text.splitlines()]
+            expected_z = sorted((sample, f"{row[0]}|{row[1]}", "zscore", float(value)) for row in rows[1:]
+                                for sample, value in zip(rows[0][2:], row[2:], strict=True))
+            assert sorted(_values(base, seed, sid).rows()) == expected_z
     elif case in BENIGN:  # a byte-order mark or CRLF line ends are no error: the values are the clean file's
         assert load.ok, errors.rows(named=True)
         assert expected is not None
@@ -666,6 +769,16 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         (warning,) = issues.filter(pl.col("code") == "sample_case").iter_rows(named=True)
         assert (warning["file"], warning["line"], warning["column"]) == ("samples.tsv", 5, "sample_id")
         assert "'s1' and 'S1' (line 2)" in warning["message"]
+    elif case == "dense_counts":  # a dense counts layer is valid AnnData: the sums of the sparse seed, by hand
+        assert load.ok, errors.rows(named=True)
+        assert_frame_equal(_values(base, seed, sid), _h5ad_hand_sums(EXAMPLES / "pbmc_chr21" / "cells.h5ad"),
+                           check_dtypes=False)
+    elif case == "duplicate_cell_ids":  # legal AnnData (anndata warns): each row is a cell with its own labels
+        assert load.ok, errors.rows(named=True)
+        (warning,) = issues.filter(pl.col("code") == "duplicate_cell_id").iter_rows(named=True)
+        assert warning["file"] == seed.target
+        assert H5AD_CASES[case] in warning["message"]
+        assert_frame_equal(_values(base, seed, sid), _clean(base, name))
     elif case == "header_only" and seed.table == "subjects":  # the samples still name their subjects: a warning
         assert load.ok, errors.rows(named=True)
         warned = issues.filter(pl.col("code") == "no_rows")
@@ -684,6 +797,8 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert located["message"].str.len_chars().min() > 10  # type: ignore[operator]
         if (case in LINE_CASES and name in TABULAR) or name == "contrasts":
             assert located["line"].is_not_null().any(), located.rows(named=True)
+        if name == "h5ad" and case in H5AD_CASES:  # the HDF5 path of the damaged part, in the message
+            assert located["message"].str.contains(H5AD_CASES[case], literal=True).any(), located.rows(named=True)
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
@@ -693,6 +808,32 @@ def test_corpus_10x_h5_seed_sums_as_its_matrix_market_twin(base: Base) -> None:
     """The hand-built HDF5 seed holds the 10x_mtx seed's counts: both give the same pseudobulk profiles."""
     assert_frame_equal(_clean(base, "10x_h5"), _clean(base, "10x_mtx"))
     assert _clean(base, "10x_h5")["count"].sum() == 5 + 3 + 2 + 7 + 1 + 4
+
+
+def _h5ad_hand_sums(path: Path) -> pl.DataFrame:
+    """Counts of an h5ad file's CSR ``layers/counts`` summed per (sample, cell type, feature) with h5py and numpy
+    only (categorical obs decoded by hand): the reference for the reader's pseudobulk, zeros included."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as h5:
+        def labels(column: str) -> np.ndarray:
+            categories = np.array([c.decode() if isinstance(c, bytes) else c for c in h5[f"obs/{column}/categories"]])
+            return categories[h5[f"obs/{column}/codes"][...]]
+        samples, types = labels("sample"), labels("cell_type")
+        features = [f.decode() if isinstance(f, bytes) else f for f in h5["var/_index"][...]]
+        group = h5["layers/counts"]
+        data, indices, indptr = group["data"][...], group["indices"][...], group["indptr"][...]
+    cell_of_value = np.repeat(np.arange(len(samples)), np.diff(indptr))
+    keys = sorted(set(zip(samples.tolist(), types.tolist(), strict=True)))
+    code = {key: i for i, key in enumerate(keys)}
+    cell_group = np.array([code[key] for key in zip(samples.tolist(), types.tolist(), strict=True)])
+    sums = np.zeros((len(keys), len(features)))
+    np.add.at(sums, (cell_group[cell_of_value], indices), data.astype(np.float64))
+    return pl.DataFrame({"sample_id": [k[0] for k in keys for _ in features],
+                         "cell_type": [k[1] for k in keys for _ in features],
+                         "feature_id": features * len(keys), "count": sums.reshape(-1)}
+                        ).sort("sample_id", "cell_type", "feature_id")
 
 
 def _whole_lines(path: Path) -> int:

@@ -80,6 +80,15 @@ def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.Data
     return file, frame, layout.header_line
 
 
+def _repeated_barcodes(matrix: CellMatrix) -> str:
+    """'' when the matrix's cell ids are unique, else how many repeat (and the first), for a message."""
+    ids = pl.Series(matrix.barcodes.tolist(), dtype=pl.String)
+    repeated = ids.filter(ids.is_duplicated())
+    if repeated.is_empty():
+        return ""
+    return f"{repeated.n_unique()} cell id(s) of {matrix.file} repeat (first {repeated[0]!r})"
+
+
 def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> tuple[pl.DataFrame, str, int]:
     """One row per cell of the matrix, in its order: ``sample`` label and ``cell_type`` (null when missing).
 
@@ -92,11 +101,20 @@ def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> t
         for key, wanted in (("sample_column", assay.sample_column), ("cell_type_column", assay.cell_type_column)):
             if wanted not in matrix.obs_columns:
                 raise InputError(Issue(matrix.file, "missing_column", "error", f"{key} {wanted!r} is not an obs "
-                                       f"column of the file; its obs columns: {matrix.obs_columns}", column=wanted))
+                                       f"column of the file (no obs/{wanted}); its obs columns: "
+                                       f"{matrix.obs_columns}", column=wanted))
+        repeated_ids = _repeated_barcodes(matrix)
+        if repeated_ids:  # anndata reads it (with a warning): each row is still one cell with its own obs labels
+            context.issues.warning("duplicate_cell_id", f"obs/_index: {repeated_ids}; each row is summed as its own "
+                                   "cell with its obs labels", file=matrix.file)
         cells = pl.DataFrame({"sample": matrix.obs(assay.sample_column).tolist(),
                               "cell_type": matrix.obs(assay.cell_type_column).tolist()},
                              schema={"sample": pl.String, "cell_type": pl.String}, strict=False)
         return cells, matrix.file, 1
+    repeated_ids = _repeated_barcodes(matrix)
+    if repeated_ids:  # the annotations are joined by barcode: a repeated one would give two cells the same labels
+        raise InputError(Issue(matrix.file, "duplicate_cell_id", "error", f"{repeated_ids}; the cell annotations are "
+                               "matched by barcode, so each cell needs its own"))
     file, table, header_line = _annotation_table(assay, context)
     repeated = table.filter(pl.col("barcode").is_duplicated())
     if repeated.height:

@@ -271,3 +271,15 @@ def test_read_single_cell_legacy_h5ad_says_how_to_rewrite_it(tmp_path, reference
     (issue,) = read_study(folder, reference=reference).issues.errors
     assert (issue.file, issue.code) == ("old.h5ad", "unsupported_h5ad")
     assert "anndata.read_h5ad(path).write_h5ad(path)" in issue.message
+
+
+def test_read_single_cell_repeated_barcode_with_cell_annotations_is_an_error(tmp_path, reference):
+    """Annotations are joined by barcode: a barcode the matrix lists twice would give two cells one row's labels
+    (a silent load before); an h5ad with repeated obs names keeps its per-row obs labels and only warns."""
+    folder = sc_study(tmp_path, "10x_mtx")
+    barcodes = folder / "matrix" / "barcodes.tsv.gz"
+    lines = gzip.decompress(barcodes.read_bytes()).splitlines(keepends=True)
+    barcodes.write_bytes(gzip.compress(b"".join([lines[0], lines[0], *lines[2:]])))
+    (issue,) = read_study(folder, reference=reference).issues.errors
+    assert (issue.file, issue.code) == ("matrix", "duplicate_cell_id")
+    assert lines[0].decode().strip() in issue.message

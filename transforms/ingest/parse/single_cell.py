@@ -141,19 +141,58 @@ def _dense_blocks(dataset: h5py.Dataset) -> Iterator[Block]:
 
 
 # ---------------------------------------------------------------------------------------------------- h5ad
-def _read_elem(node: h5py.Group | h5py.Dataset) -> np.ndarray:
-    """One obs / var column or index through anndata's element reader (categorical, string, nullable arrays)."""
+def _read_elem(node: h5py.Group | h5py.Dataset, *, file: str, length: int | None = None) -> np.ndarray:
+    """One obs / var column or index through anndata's element reader (categorical, string, nullable arrays).
+
+    ``length``: the number of values it must hold (cells for an obs column). A column anndata cannot decode
+    (a categorical code past its categories, a missing part) or of another length is a ``malformed_matrix``
+    error naming the file and the column's HDF5 path.
+    """
     from anndata.io import read_elem
 
-    value = read_elem(node)
-    if hasattr(value, "to_numpy"):  # pandas Categorical / nullable arrays
-        value = np.asarray(value.to_numpy(dtype=object, na_value=None) if hasattr(value, "categories")
-                           else value.to_numpy(dtype=object))
-    return np.asarray(value, dtype=object)
+    element = node.name.lstrip("/")
+    try:
+        value = read_elem(node)
+        if hasattr(value, "to_numpy"):  # pandas Categorical / nullable arrays
+            value = np.asarray(value.to_numpy(dtype=object, na_value=None) if hasattr(value, "categories")
+                               else value.to_numpy(dtype=object))
+        value = np.asarray(value, dtype=object)
+    except (ValueError, KeyError, TypeError, IndexError, OSError, NotImplementedError) as exc:
+        raise _malformed(file, element, f"anndata cannot read it ({exc})") from exc
+    if value.ndim != 1:
+        raise _malformed(file, element, f"an array of shape {value.shape}; expected one value per row")
+    if length is not None and value.shape[0] != length:
+        raise _malformed(file, element, f"has {value.shape[0]} values for {length} cells")
+    return value
 
 
-def _dataframe_index(group: h5py.Group) -> np.ndarray:
-    return _read_elem(group[str(group.attrs["_index"])])
+def _dataframe_index(group: h5py.Group, *, file: str) -> np.ndarray:
+    """The row names (``_index`` attribute) of an encoded data frame group (obs or var)."""
+    name = str(group.attrs["_index"])
+    node = group.get(name)
+    if not isinstance(node, h5py.Group | h5py.Dataset):
+        raise _malformed(file, f"{group.name.lstrip('/')}/{name}", "missing: the data frame's index (its cell "
+                                                                   "or feature names) is not in the file")
+    return _read_elem(node, file=file)
+
+
+def _h5ad_frames(handle: h5py.File, *, file: str) -> tuple[h5py.Group, h5py.Group]:
+    """The ``obs`` and ``var`` groups of an AnnData file, checked to be encoded data frames."""
+    frames = []
+    for name in ("obs", "var"):
+        group = handle.get(name)
+        if isinstance(group, h5py.Dataset):  # anndata < 0.7 wrote obs / var as compound datasets
+            raise InputError(Issue(file, "unsupported_h5ad", "error", f"not an AnnData >= 0.7 file ({name} is not "
+                                   "an encoded data frame); rewrite it with a current anndata: "
+                                   "anndata.read_h5ad(path).write_h5ad(path)"))
+        if not isinstance(group, h5py.Group):
+            raise _malformed(file, name, "missing: an AnnData file has obs (cells) and var (features) data frames")
+        if "_index" not in group.attrs:
+            raise _malformed(file, name, "not an encoded data frame (no _index attribute naming its row names); "
+                                         "rewrite it with a current anndata: anndata.read_h5ad(path)"
+                                         ".write_h5ad(path)")
+        frames.append(group)
+    return frames[0], frames[1]
 
 
 def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
@@ -163,20 +202,23 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
     saying how to rewrite it. Raises :class:`InputError` for a missing layer, naming the layers the file has.
     """
     with h5py.File(path, "r") as handle:
-        obs, var = handle.get("obs"), handle.get("var")
-        if not isinstance(obs, h5py.Group) or not isinstance(var, h5py.Group) or "_index" not in obs.attrs:
-            raise InputError(Issue(file, "unsupported_h5ad", "error", "not an AnnData >= 0.7 file (obs is not an "
-                                   "encoded data frame); rewrite it with a current anndata: "
-                                   "anndata.read_h5ad(path).write_h5ad(path)"))
+        obs, var = _h5ad_frames(handle, file=file)
         layers = sorted(handle["layers"].keys()) if isinstance(handle.get("layers"), h5py.Group) else []
         element = "X" if layer in (None, "X") else f"layers/{layer}"
         if element not in handle:
-            raise InputError(Issue(file, "unknown_layer", "error", f"layer {layer!r} is not in the file; its layers: "
-                                   f"{layers or 'none'} (X is used when `layer` is not set)", column="layer"))
-        barcodes, features = _dataframe_index(obs), _dataframe_index(var)
-        obs_columns = [str(c) for c in obs.attrs.get("column-order", [])]
+            what = "'X' is not in the file" if element == "X" else f"layer {layer!r} ({element}) is not in the file"
+            raise InputError(Issue(file, "unknown_layer", "error", f"{what}; its layers: {layers or 'none'} (X is "
+                                   "used when `layer` is not set)", column="layer"))
+        barcodes, features = _dataframe_index(obs, file=file), _dataframe_index(var, file=file)
+        # column-order lists the columns; one listed but absent (a half-written file) is not a column
+        obs_columns = [str(c) for c in obs.attrs.get("column-order", []) if str(c) in obs]
         node = handle[element]
         sparse_kind = str(node.attrs.get("encoding-type", "")) if isinstance(node, h5py.Group) else "dense"
+        if isinstance(node, h5py.Dataset):
+            shape, dtype = node.shape, node.dtype
+            if shape != (len(barcodes), len(features)) or not np.issubdtype(dtype, np.number):
+                raise _malformed(file, element, f"a dense {dtype} array of shape {shape}; expected numbers, "
+                                                f"{len(barcodes)} cells (obs) x {len(features)} features (var)")
     if sparse_kind not in ("csr_matrix", "csc_matrix", "dense"):
         raise InputError(Issue(file, "unsupported_h5ad", "error", f"{element} is stored as {sparse_kind!r}; "
                                "expected a CSR / CSC sparse matrix or a dense array"))
@@ -192,7 +234,7 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
 
     def column(name: str) -> np.ndarray:
         with h5py.File(path, "r") as h5:
-            return _read_elem(h5["obs"][name])
+            return _read_elem(h5["obs"][name], file=file, length=len(barcodes))
 
     frame = pl.DataFrame({"feature_id": pl.Series(features.tolist(), dtype=pl.String),
                           "feature_type": pl.Series([None] * len(features), dtype=pl.String)})
@@ -406,7 +448,7 @@ def not_counts_message(matrix: CellMatrix, value: float) -> str:
     else:
         advice = ("the file has no layers: write the raw counts into one (adata.layers['counts']) and declare "
                   "`layer: counts`")
-    kind = "negative" if value < 0 else "non-integer"
+    kind = "non-finite" if not np.isfinite(value) else "negative" if value < 0 else "non-integer"
     return (f"{matrix.element} holds {kind} values (e.g. {value:g}): it is not raw counts (log-normalised?); "
             f"pseudobulk sums counts, so {advice}")
 
