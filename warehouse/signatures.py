@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +21,7 @@ import yaml
 from schemas.manifest import StudyManifest, load_manifest
 from schemas.tables import polars_schema
 from transforms.ingest.genes import GeneReference
-from transforms.ingest.study import MANIFEST_NAME, find_studies, manifest_stamp, study_gene_set_files
+from transforms.ingest.study import MANIFEST_NAME, find_studies, per_manifest, study_gene_set_files
 from transforms.signatures import connectivity, registry
 from transforms.signatures.enrichment import contrast_statistics, gene_set_dict
 from transforms.signatures.scoring import MemberIndex, member_index
@@ -43,7 +44,7 @@ def warehouse_library_dir() -> Path | None:
 _MANIFESTS: dict[str, tuple[tuple[int, int, int, int], StudyManifest]] = {}
 """Study folder -> (stamp of its study.yaml, the validated manifest): the registry check below looks for every
 study's libraries once or twice per study a build handles, so each study's manifest is validated once while it is
-unchanged (:func:`transforms.ingest.study.manifest_stamp`), not once per study in the landing each time."""
+unchanged (:func:`transforms.ingest.study.per_manifest`), not once per study in the landing each time."""
 
 
 def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[tuple[str, str | None, Path]]:
@@ -55,16 +56,10 @@ def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[t
         for study_id, folder in find_studies(landing).items():
             if not (folder / MANIFEST_NAME).is_file():
                 continue
-            stamp, seen = manifest_stamp(folder), _MANIFESTS.get(str(folder))
-            if stamp is not None and seen is not None and seen[0] == stamp:
-                manifest = seen[1]
-            else:
-                try:
-                    manifest = load_manifest(folder / MANIFEST_NAME)
-                except (ValueError, OSError):
-                    continue  # the study's ingest reports it
-                if stamp is not None and manifest_stamp(folder) == stamp:  # unchanged while read
-                    _MANIFESTS[str(folder)] = (stamp, manifest)
+            try:
+                manifest = per_manifest(_MANIFESTS, folder, partial(load_manifest, folder / MANIFEST_NAME))
+            except (ValueError, OSError):
+                continue  # the study's ingest reports it
             found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
                       if registry.is_library_file(p)]
     return found

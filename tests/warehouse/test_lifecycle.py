@@ -39,12 +39,10 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
-def test_remove_study_deletes_its_dagster_partition_and_the_landing_sensor_does_not_add_it_back(
-        lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def _two_studies_in_dagster(lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """s1 and s2 published, with their Dagster partitions in a fresh DAGSTER_HOME (as the landing sensor or
+    `omicsdw build` leaves them); returns that home."""
     import dagster as dg
-
-    from orchestration.resources import WarehouseResource
-    from orchestration.sensors import landing_sensor
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -52,8 +50,19 @@ def test_remove_study_deletes_its_dagster_partition_and_the_landing_sensor_does_
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     _publish(lake, wh, "s1", "A", COUNTS)
     _publish(lake, wh, "s2", "A", COUNTS)
-    with dg.DagsterInstance.get() as instance:  # as the landing sensor or `omicsdw build` left it
+    with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("studies", ["s1", "s2"])
+    return home
+
+
+def test_remove_study_deletes_its_dagster_partition_and_the_landing_sensor_does_not_add_it_back(
+        lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import dagster as dg
+
+    from orchestration.resources import WarehouseResource
+    from orchestration.sensors import landing_sensor
+
+    home = _two_studies_in_dagster(lake, wh, tmp_path, monkeypatch)
     assert main(["remove", "s1", "--warehouse", str(wh)]) == 0
     assert "deleted its Dagster partition 's1'" in capsys.readouterr().out
     landing = tmp_path / "landing"  # the study's folder was deleted too
@@ -80,14 +89,7 @@ def test_remove_study_with_another_table_damaged_still_removes_its_report_and_pa
 
     from warehouse.report import REPORTS
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    _publish(lake, wh, "s1", "A", COUNTS)
-    _publish(lake, wh, "s2", "A", COUNTS)
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("studies", ["s1", "s2"])
+    _two_studies_in_dagster(lake, wh, tmp_path, monkeypatch)
     report = wh / REPORTS / "s1" / "index.html"  # as the study_report asset leaves it
     report.parent.mkdir(parents=True)
     report.write_text("<html>s1</html>")

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 import yaml
@@ -534,6 +535,7 @@ def declared_study_id(folder: Path) -> tuple[str | None, Issue | None]:
                        f"{problem}; declare one or rename the folder (it is not loaded)", None, column)
 
 
+_T = TypeVar("_T")
 _Declared = tuple[object | None, str, int | None, str]
 _DECLARED: dict[str, tuple[tuple[int, int, int, int], _Declared]] = {}
 """Folder -> (stamp of its study.yaml, what it declares). A build or a sensor run scans the landing ~3 times for each
@@ -562,22 +564,31 @@ def manifest_stamp(folder: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def per_manifest(cache: dict[str, tuple[tuple[int, int, int, int], _T]], folder: Path, read: Callable[[], _T]) -> _T:
+    """``read()`` of what the folder's study.yaml says, kept in ``cache`` while its :func:`manifest_stamp` holds
+    (an exception of ``read`` propagates and nothing is kept).
+    """
+    stamp, seen = manifest_stamp(folder), cache.get(str(folder))
+    if stamp is not None and seen is not None and seen[0] == stamp:
+        return seen[1]
+    value = read()
+    if stamp is not None and manifest_stamp(folder) == stamp:  # unchanged while read
+        cache[str(folder)] = (stamp, value)
+    return value
+
+
 def _declared(folder: Path) -> _Declared:
     """(declared id as written or None, file it is in, its line, its key); unreadable manifests declare none."""
     if (folder / MANIFEST_NAME).is_file():
-        stamp = manifest_stamp(folder)
-        seen = _DECLARED.get(str(folder))
-        if stamp is not None and seen is not None and seen[0] == stamp:
-            return seen[1]
-        try:
-            confine(folder, MANIFEST_NAME)
-            data, lines = read_manifest_data(folder / MANIFEST_NAME)
-            found: _Declared = (data.get("study_id"), MANIFEST_NAME, lines.get("study_id"), "study_id")
-        except (yaml.YAMLError, ValueError, OSError):
-            found = (None, MANIFEST_NAME, None, "study_id")
-        if stamp is not None and manifest_stamp(folder) == stamp:  # unchanged while read
-            _DECLARED[str(folder)] = (stamp, found)
-        return found
+        def read() -> _Declared:
+            try:
+                confine(folder, MANIFEST_NAME)
+                data, lines = read_manifest_data(folder / MANIFEST_NAME)
+                return data.get("study_id"), MANIFEST_NAME, lines.get("study_id"), "study_id"
+            except (yaml.YAMLError, ValueError, OSError):
+                return None, MANIFEST_NAME, None, "study_id"
+
+        return per_manifest(_DECLARED, folder, read)
     if not is_cbioportal_study(folder):
         return None, MANIFEST_NAME, None, "study_id"
     declared, line, column = None, None, "cancer_study_identifier"
