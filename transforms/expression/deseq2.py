@@ -715,26 +715,54 @@ def _hist_density(values: np.ndarray, breaks: np.ndarray) -> np.ndarray:
     return counts / (values.size * np.diff(breaks))
 
 
+_NOISE_STEP = 0.002
+"""Grid step of the integral in :func:`_log_chisq_noise_bins` (over v in [-40, 6])."""
+
+
 def _log_chisq_noise_bins(df: int, variance: np.ndarray, breaks: np.ndarray) -> np.ndarray:
     """Bin densities of ``log(chisq_df / df) + N(0, variance)`` restricted to (min(breaks), max(breaks)).
 
     The exact law R's Monte Carlo in ``estimateDispersionsPriorVar`` samples from (1e4 draws): the CDF at every
     break is the integral over v of the density of log(chisq/df) times the normal CDF, by the trapezoid rule on
-    a 0.002 grid over [-40, 6] (the density is below 1e-25 outside).
+    a 0.002 grid over [-40, 6] (the density is below 1e-25 outside). The breaks lie on that grid, so each
+    break minus a grid point is a multiple of the step: the normal CDF is evaluated once per multiple (33,001)
+    instead of once per break and grid point (943,041), and each break's integral is a dot product with a
+    window of them.
     """
-    v = np.arange(-40.0, 6.0 + 1e-12, 0.002)
+    v = np.arange(-40.0, 6.0 + 1e-12, _NOISE_STEP)
     dens = chi2.pdf(df * np.exp(v), df) * df * np.exp(v)
-    weight = np.full(v.size, 0.002)
-    weight[[0, -1]] = 0.001
+    weight = np.full(v.size, _NOISE_STEP)
+    weight[[0, -1]] = _NOISE_STEP / 2
+    reversed_mass = (dens * weight)[::-1]
+    # break i sits at grid index at[i]: break_i - v_j = step * (at[i] - j), j = 0 .. n-1
+    at = np.rint((breaks - v[0]) / _NOISE_STEP).astype(np.int64)
+    if not np.allclose(v[0] + at * _NOISE_STEP, breaks, rtol=0, atol=1e-9):
+        raise ValueError("the breaks must lie on the integration grid")
+    multiples = np.arange(at.min() - (v.size - 1), at.max() + 1) * _NOISE_STEP
+    start = at - at.min()  # the window of break i: multiples[start[i] : start[i] + n], in reverse grid order
     cdf = np.empty((variance.size, breaks.size))
-    for i, var in enumerate(variance):
-        if var == 0:
-            cdf[i] = chi2.cdf(df * np.exp(breaks), df)
-        else:
-            z = (breaks[:, None] - v[None, :]) / np.sqrt(var)
-            cdf[i] = (ndtr(z) * (dens * weight)[None, :]).sum(axis=1)
+    positive = variance != 0
+    cdf[~positive] = chi2.cdf(df * np.exp(breaks), df)
+    if positive.any():
+        normal = ndtr(multiples[:, None] / np.sqrt(variance[positive])[None, :])  # multiples x variances
+        for i, s in enumerate(start):
+            cdf[positive, i] = reversed_mass @ normal[s : s + v.size]
     prob = np.diff(cdf, axis=1)
     return prob / (cdf[:, -1:] - cdf[:, :1]) / np.diff(breaks)[None, :]
+
+
+_PRIOR_BREAKS = np.arange(-20, 21) / 2
+"""Histogram breaks of ``estimateDispersionsPriorVar`` for small residual df."""
+_PRIOR_GRID = np.linspace(0, 8, 200)
+"""R's coarse grid of prior variances for small residual df (a 1000-point grid refines around its best)."""
+
+
+@lru_cache(maxsize=3)
+def _coarse_noise_bins(df: int) -> np.ndarray:
+    """:func:`_log_chisq_noise_bins` on R's 200-point grid of variances: the same for every study of ``df``."""
+    bins = _log_chisq_noise_bins(df, _PRIOR_GRID, _PRIOR_BREAKS)
+    bins.flags.writeable = False
+    return bins
 
 
 def dispersion_prior_variance(
@@ -757,20 +785,18 @@ def dispersion_prior_variance(
         return max(var_log_disp - float(polygamma(1, df / 2)), 0.25), "mad"
     if df < 1:
         return var_log_disp, "mad (no residual df)"
-    breaks = np.arange(-20, 21) / 2
+    breaks = _PRIOR_BREAKS
     obs = residuals[(residuals > breaks[0]) & (residuals < breaks[-1])]
     obs_density = _hist_density(obs, breaks)
     small = min(float(obs_density[obs_density > 0].min()), 1 / (1e4 * 0.5))
 
-    def kl(grid: np.ndarray) -> np.ndarray:
-        rand = _log_chisq_noise_bins(df, grid, breaks)
+    def kl(rand: np.ndarray) -> np.ndarray:
         return (obs_density[None] * (np.log(obs_density + small)[None] - np.log(rand + small))).sum(axis=1)
 
-    coarse = np.linspace(0, 8, 200)
-    best = coarse[int(np.argmin(kl(coarse)))]
+    best = _PRIOR_GRID[int(np.argmin(kl(_coarse_noise_bins(df))))]
     fine = np.linspace(0, 8, 1000)
-    near = fine[np.abs(fine - best) <= coarse[1]]
-    arg = float(near[int(np.argmin(kl(near)))])
+    near = fine[np.abs(fine - best) <= _PRIOR_GRID[1]]
+    arg = float(near[int(np.argmin(kl(_log_chisq_noise_bins(df, near, breaks))))])
     return max(arg, 0.25), "exact histogram match (small residual df)"
 
 
