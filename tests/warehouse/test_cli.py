@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+import warehouse
 from tests.warehouse.catalog_sql import sql
 from warehouse.cli import main
 
@@ -89,19 +92,47 @@ def test_cli_starts_fast_and_says_its_version() -> None:
     assert "SELECT" in help_text
 
 
-def test_two_builds_of_one_study_at_once_commit_it_once(tmp_path: Path, example_landing) -> None:
+PER_STUDY = ("samples", "rna_counts", "rna_normalized", "rna_vst", "rna_sample_factors", "differential_expression",
+             "sample_qc")
+"""Tables whose rows of a study depend on that study's folder alone (not on the other studies of the landing)."""
+
+
+def _study_rows(wh: Path, table: str, studies: tuple[str, ...]) -> pl.DataFrame:
+    """The studies' rows of a table in one order, without load times (they differ between builds)."""
+    con = warehouse.connect(wh)
+    try:
+        frame = con.sql(f"SELECT * FROM {table} WHERE study_id IN {tuple(studies)}").pl()
+    finally:
+        con.close()
+    frame = frame.drop([c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
+    return frame.sort([c for c, t in frame.schema.items() if not t.is_float()], nulls_last=True)
+
+
+def test_two_builds_of_two_studies_at_once_commit_each_once_and_equal_one_build(tmp_path: Path, example_landing,
+                                                                                  examples_built) -> None:
+    # One build takes airway then pasilla, the other pasilla then airway: each first builds its own study while
+    # the other commits to the same tables (as two Dagster study runs of the pool do), then waits for the lock
+    # of the study the other holds and finds its work done.
     from warehouse.lake import STUDY_KEY, Lake
 
-    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
-    command = [OMICSDW, "build", "--landing", str(landing), "--warehouse", str(wh)]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    studies = ("airway", "pasilla")
+    landing, wh = example_landing(tmp_path, *studies), tmp_path / "wh"
+    command = [OMICSDW, "build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]
+    runs = [subprocess.Popen([*command, "--study", first, "--study", second], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for first, second in (studies, studies[::-1])]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     lake = Lake(wh / "lake")
     for table in ("studies", "rna_counts", "rna_normalized", "differential_expression", "study_versions"):
-        history = lake.delta(table).history()  # the second run waited for the lock, then found the work done
-        assert [c.get(STUDY_KEY) for c in history].count("airway") == 1, table
-    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
+        history = [c.get(STUDY_KEY) for c in lake.delta(table).history()]
+        assert [history.count(s) for s in studies] == [1, 1], table
+    pasilla = pl.read_csv(landing / "pasilla" / "counts.tsv", separator="\t")  # genes x 7 samples, every cell
+    cells = [("airway", 160), ("pasilla", pasilla.height * (pasilla.width - 1))]  # airway: 20 genes x 8 samples
+    assert sql(wh, "SELECT study_id, count(*) FROM rna_counts GROUP BY 1 ORDER BY 1") == cells
+    for table in PER_STUDY:  # as the serial build of the examples, to the last bits of float summation order
+        both, serial = _study_rows(wh, table, studies), _study_rows(examples_built[1], table, studies)
+        assert both.height > 0, table
+        assert_frame_equal(both, serial, rel_tol=1e-12)
 
 
 def test_build_rebuilds_the_catalog_after_a_changed_study_and_at_the_end_and_the_report_needs_none(
