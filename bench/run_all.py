@@ -1,11 +1,11 @@
-"""``make bench``: the ingest, sample-factor, VCF, DE, ssGSEA, single-cell and fixed-cost benchmarks, each in its
-own process.
+"""``make bench``: the ingest, sample-factor, VCF, DE, ssGSEA, single-cell, fixed-cost and Dagster-executor
+benchmarks, each in its own process.
 
 Every benchmark runs with its default arguments (the figures in ``bench/README.md``); ``--quick`` is a smoke run
 of a few minutes: 1,000 samples only, a 100,000-record VCF and 100,000 cells, one run each. A failing benchmark is
 reported and the others still run; the exit code is 1 if any failed. Inputs and scratch output go to ``bench/out/``.
 
-    python bench/run_all.py [--quick] [--only ingest factors vcf de ssgsea single_cell fixed]
+    python bench/run_all.py [--quick] [--only ingest factors vcf de ssgsea single_cell fixed dagster]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def commands(*, quick: bool) -> dict[str, list[list[str]]]:
             "ssgsea": [[py, str(BENCH / "bench_ssgsea.py"), "--samples", "200", "--runs", "1"]],
             "single_cell": [[py, str(BENCH / "bench_single_cell.py"), "--cells", "100000"]],
             "fixed": [[py, str(BENCH / "bench_fixed_cost.py"), "--studies", "3"]],
+            "dagster": [[py, str(BENCH / "bench_dagster_executor.py"), "--pairs", "1"]],
         }
     return {
         "ingest": [[py, str(BENCH / "bench_ingest.py")]],
@@ -46,6 +47,7 @@ def commands(*, quick: bool) -> dict[str, list[list[str]]]:
         "ssgsea": [[py, str(BENCH / "bench_ssgsea.py")]],
         "single_cell": [[py, str(BENCH / "bench_single_cell.py")]],
         "fixed": [[py, str(BENCH / "bench_fixed_cost.py"), "--studies", "8", "--profile", "3"]],
+        "dagster": [[py, str(BENCH / "bench_dagster_executor.py")]],
     }
 
 
@@ -53,7 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 samples, 100k VCF records")
     parser.add_argument("--only", nargs="+",
-                        choices=["ingest", "factors", "vcf", "de", "ssgsea", "single_cell", "fixed"],
+                        choices=["ingest", "factors", "vcf", "de", "ssgsea", "single_cell", "fixed", "dagster"],
                         help="run only these")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)

@@ -41,4 +41,5 @@ def definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
 
 
 defs = definitions(executor_from_env())
-"""The code location: multiprocess with spawn on this machine unless ``OMICSDW_EXECUTOR`` names celery or k8s."""
+"""The code location: each run's steps in its own process unless ``OMICSDW_EXECUTOR`` names multiprocess, celery or
+k8s."""

@@ -1,12 +1,17 @@
-"""Where a run's steps execute: this machine (default), Celery workers, or Kubernetes Jobs (``OMICSDW_EXECUTOR``).
+"""Where a run's steps execute: the run's process (default), a process per step, Celery workers, or Kubernetes Jobs
+(``OMICSDW_EXECUTOR``).
 
 The Definitions take their executor from :func:`executor_from_env`, so the sensor's ``study_job``, the nightly
 schedule and runs started from the UI all follow the code location's setting; the assets do not change. The
 distributed executors come from the ``distributed`` extra (dagster-celery, dagster-k8s) and are imported only
 when selected, so a single-machine install does not need them.
 
-- ``multiprocess`` (default): a process per step on this machine, started with ``spawn`` (Polars' thread pool
-  deadlocks in forked children).
+- ``in_process`` (default): every step of a run in the run's own process, one after the other. A step process
+  imports the whole code location (~4 CPU s) before its first row: a small study run of 10 steps cost ~4x the CPU
+  of in-process (``bench/README.md``, "Session 12: study runs in Dagster"), so on one machine the runs, not the
+  steps, are what run side by side (the ``study`` pool: two at a time), and a big study's peak memory is one step's.
+- ``multiprocess``: a process per step on this machine (at most 2 at once), started with ``spawn`` (Polars' thread
+  pool deadlocks in forked children): for a single large study whose independent stages should overlap.
 - ``celery``: each step is a Celery task on a Redis (or any Celery) broker, run by ``dagster-celery worker``
   processes on any machine that imports this package and reaches the lake and the instance's storage;
   ``OMICSDW_CELERY_BROKER`` and ``OMICSDW_CELERY_BACKEND`` are read when a run starts (the workers read the same
@@ -44,12 +49,13 @@ def kubernetes() -> dg.ExecutorDefinition:
 
 
 EXECUTORS: dict[str, Callable[[], dg.ExecutorDefinition]] = {
-    "multiprocess": lambda: MULTIPROCESS, "celery": celery, "k8s": kubernetes}
+    "in_process": lambda: dg.in_process_executor, "multiprocess": lambda: MULTIPROCESS, "celery": celery,
+    "k8s": kubernetes}
 
 
 def executor_from_env(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
-    """The executor ``OMICSDW_EXECUTOR`` names (``multiprocess`` when unset)."""
-    name = environ.get(EXECUTOR_VARIABLE) or "multiprocess"
+    """The executor ``OMICSDW_EXECUTOR`` names (``in_process`` when unset)."""
+    name = environ.get(EXECUTOR_VARIABLE) or "in_process"
     if name not in EXECUTORS:
         raise ValueError(f"{EXECUTOR_VARIABLE}={name!r}: choose one of {', '.join(EXECUTORS)}")
     return EXECUTORS[name]()

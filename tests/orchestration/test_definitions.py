@@ -22,11 +22,9 @@ def test_ingest_assets_are_partitioned_by_study_and_checked():
     assert "genes:contract" in checks
 
 
-def test_definitions_have_the_landing_sensor_and_spawn_executor():
+def test_definitions_have_the_landing_sensor_and_run_steps_in_the_runs_process():
     assert defs.resolve_sensor_def("landing_sensor").name == "landing_sensor"
-    config = defs.executor.apply_config_mapping({}).value["config"]
-    assert defs.executor.name == "multiprocess"
-    assert config["start_method"] == {"spawn": {}}
+    assert defs.executor.name == "in_process"
 
 
 # -- snapshot of the asset graph: an asset or check appearing, disappearing or moving fails with a readable diff ---

@@ -26,11 +26,14 @@ def _yaml(path: Path) -> dict:
         return yaml.safe_load(fh)
 
 
-def test_executor_from_env_is_multiprocess_unless_celery_or_k8s_is_named():
-    assert executor_from_env({}).name == "multiprocess"
+def test_executor_from_env_is_in_process_unless_multiprocess_celery_or_k8s_is_named():
+    assert executor_from_env({}).name == "in_process"
+    multiprocess = executor_from_env({"OMICSDW_EXECUTOR": "multiprocess"})
+    assert multiprocess.name == "multiprocess"
+    assert multiprocess.apply_config_mapping({}).value["config"]["start_method"] == {"spawn": {}}
     assert executor_from_env({"OMICSDW_EXECUTOR": "celery"}).name == "celery"
     assert executor_from_env({"OMICSDW_EXECUTOR": "k8s"}).name == "k8s"
-    with pytest.raises(ValueError, match="choose one of multiprocess, celery, k8s"):
+    with pytest.raises(ValueError, match="choose one of in_process, multiprocess, celery, k8s"):
         executor_from_env({"OMICSDW_EXECUTOR": "dask"})
 
 
