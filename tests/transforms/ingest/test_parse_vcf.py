@@ -250,3 +250,25 @@ def test_parse_vcf_reads_without_pandas_and_oxbow_still_imports(shared_data: Pat
     result = subprocess.run([sys.executable, "-c", code, str(_vcf(shared_data, "vcf2maf_test_b38_input.vcf"))],
                             capture_output=True, text=True, check=True, cwd=Path(__file__).parents[3])
     assert result.stdout.split() == ["25", "False", "25"]  # grep -vc '^#': 25 records
+
+
+def test_parse_vcf_multiallelic_without_allele_subfields(tmp_path: Path) -> None:
+    # a CSQ without Allele or ALLELE_NUM (as VEP 81's in the cyvcf2 file): each annotation describes every alt;
+    # an ALT '.' record (no alt allele) is counted as skipped. Both used to end in a polars ShapeError.
+    path = tmp_path / "noallele.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Consequence|SYMBOL|Feature|BIOTYPE">\n'
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "1\t100\t.\tC\tT,A\t50\tPASS\tCSQ=intron_variant|G2|ENST2|protein_coding,"
+        "missense_variant|G1|ENST1|protein_coding\tGT\t1/2\n"
+        "1\t200\t.\tG\t.\t50\tPASS\tCSQ=intron_variant|G2|ENST2|protein_coding\tGT\t0/0\n"
+    )
+    parsed = parse_vcf(path, issues=IssueLog("t"))
+    frame = parsed.records.collect()
+    # missense (SO rank above intron) is chosen for both alts of line 5; line 6 has no alt to report
+    assert frame.select("line", "alt", "consequence", "feature_id", "transcript_id").rows() == [
+        (5, "T", "missense_variant", "G1", "ENST1"), (5, "A", "missense_variant", "G1", "ENST1")]
+    assert (parsed.metadata["records"], parsed.metadata["genotypes_hom_ref"]) == (2, 1)

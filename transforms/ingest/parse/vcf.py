@@ -484,7 +484,7 @@ def _subfields(annotations: pl.Series, index: dict[str, int], keys: list[str]) -
     split = annotations.str.split_exact("|", max((index[key] for key in present), default=0)).struct.unnest()
     return split.select(
         pl.when(pl.col(f"field_{index[key]}") != "").then(pl.col(f"field_{index[key]}")).alias(key)
-        if key in index else pl.lit(None, dtype=pl.String).alias(key)
+        if key in index else pl.repeat(None, pl.len(), dtype=pl.String).alias(key)  # a bare literal: one row
         for key in keys
     )
 
