@@ -1,9 +1,11 @@
 """VCF (VEP ``CSQ``, SnpEff ``ANN`` or SnpEff 3 ``EFF`` annotated) -> native ``variants`` rows.
 
-The VCF grammar is read by oxbow (noodles, Rust) into Arrow; everything after that is vectorised polars: the
-transcript annotations of all records are exploded, split by the subfield order the header declares, matched to
-their alt allele and ranked, so choosing one consequence per variant costs a few column operations, not a Python
-loop per transcript. The choice rule is :data:`transforms.layers.variants.CONSEQUENCE_RULE`.
+The data lines are read by polars' CSV reader as text and the fields the variants need cut out with string
+expressions; a file with anything that reader would not read exactly alike (a short or blank line, a value that is
+not a plain integer, ...) is read by oxbow (noodles, Rust) instead, which also locates bad records. Everything
+after that is vectorised polars: the transcript annotations of all records are exploded, split by the subfield
+order the header declares, matched to their alt allele and ranked, so choosing one consequence per variant costs a
+few column operations, not a Python loop per transcript. The choice rule is :data:`transforms.layers.variants.CONSEQUENCE_RULE`.
 """
 
 from __future__ import annotations
@@ -247,8 +249,9 @@ def _text_batches(path: Path, header: VcfHeader, *, samples: list[str], genotype
     The data lines are read as tab-separated text columns (no quoting, the header skipped; plain or bgzipped
     gzip decoded by polars, streamed in batches so memory stays bounded) and only the fields the variants need
     are cut out with string expressions: ALT and FILTER split, the annotation INFO key extracted, GT/AD/DP
-    taken from each sample by the position its record's FORMAT gives. About twice as fast as oxbow on a VEP
-    file, which decodes every INFO key and FORMAT value. Whatever it would not read exactly as oxbow does raises
+    taken from each sample by the position its record's FORMAT gives. On the 1M-record VEP bench file this costs
+    6.1-6.8 s of CPU against oxbow's 7.8-9.6 s (oxbow decodes every INFO key and FORMAT value; see bench/README.md,
+    Session 12: VCF). Whatever it would not read exactly as oxbow does raises
     :class:`_NotPlain` (before or after some batches), and the caller reads the file with oxbow.
     """
     names = [*FIXED_COLUMNS, *(["format"] if header.samples else []),
