@@ -5,7 +5,8 @@ expressions; a file with anything that reader would not read exactly alike (a sh
 not a plain integer, ...) is read by oxbow (noodles, Rust) instead, which also locates bad records. Everything
 after that is vectorised polars: the transcript annotations of all records are exploded, split by the subfield
 order the header declares, matched to their alt allele and ranked, so choosing one consequence per variant costs a
-few column operations, not a Python loop per transcript. The choice rule is :data:`transforms.layers.variants.CONSEQUENCE_RULE`.
+few column operations, not a Python loop per transcript. The choice rule is
+:data:`transforms.layers.variants.CONSEQUENCE_RULE`.
 """
 
 from __future__ import annotations
