@@ -10,6 +10,7 @@ from pathlib import Path
 import Bio.bgzf
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from transforms.ingest.parse.vcf import parse_vcf
 from transforms.issues import InputError, IssueLog
@@ -250,3 +251,108 @@ def test_parse_vcf_reads_without_pandas_and_oxbow_still_imports(shared_data: Pat
     result = subprocess.run([sys.executable, "-c", code, str(_vcf(shared_data, "vcf2maf_test_b38_input.vcf"))],
                             capture_output=True, text=True, check=True, cwd=Path(__file__).parents[3])
     assert result.stdout.split() == ["25", "False", "25"]  # grep -vc '^#': 25 records
+
+
+def test_parse_vcf_multiallelic_without_allele_subfields(tmp_path: Path) -> None:
+    # a CSQ without Allele or ALLELE_NUM (as VEP 81's in the cyvcf2 file): each annotation describes every alt;
+    # an ALT '.' record (no alt allele) is counted as skipped. Both used to end in a polars ShapeError.
+    path = tmp_path / "noallele.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Consequence|SYMBOL|Feature|BIOTYPE">\n'
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "1\t100\t.\tC\tT,A\t50\tPASS\tCSQ=intron_variant|G2|ENST2|protein_coding,"
+        "missense_variant|G1|ENST1|protein_coding\tGT\t1/2\n"
+        "1\t200\t.\tG\t.\t50\tPASS\tCSQ=intron_variant|G2|ENST2|protein_coding\tGT\t0/0\n"
+    )
+    parsed = parse_vcf(path, issues=IssueLog("t"))
+    frame = parsed.records.collect()
+    # missense (SO rank above intron) is chosen for both alts of line 5; line 6 has no alt to report
+    assert frame.select("line", "alt", "consequence", "feature_id", "transcript_id").rows() == [
+        (5, "T", "missense_variant", "G1", "ENST1"), (5, "A", "missense_variant", "G1", "ENST1")]
+    assert (parsed.metadata["records"], parsed.metadata["genotypes_hom_ref"]) == (2, 1)
+
+
+def _edge_case_vcf(shared_data: Path, path: Path) -> Path:
+    """The haploid-X file with the edges of the text fast path written into its records (one edit per line)."""
+    lines = _vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+
+    def edit(offset: int, column: int, value: str) -> None:
+        fields = lines[first + offset].split("\t")
+        fields[column] = value
+        lines[first + offset] = "\t".join(fields)
+
+    for offset in range(1, 60, 3):  # FORMAT order varying per record: DP:PL:GT:AD, the values moved alike
+        fields = lines[first + offset].split("\t")
+        if fields[8] == "GT:AD:DP:GQ:PL":
+            fields[8] = "DP:PL:GT:AD"
+            for j in range(9, len(fields)):
+                v = fields[j].split(":") + ["."] * 5
+                fields[j] = ":".join([v[2], v[4], v[0], v[1]])
+            lines[first + offset] = "\t".join(fields)
+    edit(2, 9, "1")  # a sample with fewer fields than FORMAT
+    edit(3, 4, ".")  # no alt allele
+    edit(5, 4, "A,*,C")  # multi-allelic with a spanning deletion
+    edit(6, 6, "q10;LowQual")
+    edit(8, 6, ".")
+    edit(9, 7, "DB;" + lines[first + 9].split("\t")[7] + ";SOMATIC")  # INFO flags around the CSQ
+    edit(11, 7, "AC=1;CSQ=.")
+    edit(12, 7, "AC=1")  # no CSQ
+    edit(14, 9, "0|1:1,3:4:99:1,0")
+    edit(15, 10, "./.:.:.:.:.")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("sample", [None, "37165"])
+def test_parse_vcf_text_reader_matches_oxbow(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             sample: str | None) -> None:
+    # polars' CSV reader (the fast path) and oxbow (the reference, the reader before it) on the same records:
+    # the same rows, metadata and issues, plain and gzipped
+    from transforms.ingest.parse import vcf
+
+    plain = _edge_case_vcf(shared_data, tmp_path / "edges.vcf")
+    zipped = tmp_path / "edges.vcf.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    oxbow_calls = []
+    batches = vcf._batches
+    monkeypatch.setattr(vcf, "_batches", lambda *a, **k: oxbow_calls.append(1) or batches(*a, **k))
+
+    def parse(path: Path) -> tuple[pl.DataFrame, dict[str, object], list[str]]:
+        issues = IssueLog("t")
+        parsed = parse_vcf(path, issues=issues, sample=sample)
+        return parsed.records.collect(), parsed.metadata, [str(i) for i in issues.issues]
+
+    fast = [parse(plain), parse(zipped)]
+    assert oxbow_calls == []  # the fast path read both: nothing in them sent it to oxbow
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise vcf._NotPlain("the test reads with oxbow")
+
+    monkeypatch.setattr(vcf, "_text_batches", refuse)
+    for got, path in zip(fast, (plain, zipped), strict=True):
+        expected = parse(path)
+        assert oxbow_calls
+        assert got[0].height > 100
+        assert_frame_equal(got[0], expected[0])
+        assert got[1:] == expected[1:]
+
+
+def test_parse_vcf_irregular_record_is_read_by_oxbow(shared_data: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # a line the fast path cannot read as oxbow would (a short line, a non-integer AD) goes to oxbow, which
+    # locates it; the fast path's batches before it are not kept twice
+    from transforms.ingest.parse import vcf
+
+    lines = _vcf(shared_data, "vcf2maf_test_b38_input.vcf").read_text().splitlines()
+    lines[12] = lines[12][:15]  # line 13 cut mid-record
+    path = tmp_path / "trunc.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(vcf, "BATCH_SIZE", 4)  # the fast path has given 3 batches before line 13
+    issues = IssueLog("t")
+    frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
+    assert frame["line"].to_list() == [*range(7, 13), *range(14, 32)]  # 25 records, 6 header lines
+    assert [(i.code, i.line) for i in issues.issues] == [("bad_record", 13)]

@@ -1,9 +1,12 @@
 """VCF (VEP ``CSQ``, SnpEff ``ANN`` or SnpEff 3 ``EFF`` annotated) -> native ``variants`` rows.
 
-The VCF grammar is read by oxbow (noodles, Rust) into Arrow; everything after that is vectorised polars: the
-transcript annotations of all records are exploded, split by the subfield order the header declares, matched to
-their alt allele and ranked, so choosing one consequence per variant costs a few column operations, not a Python
-loop per transcript. The choice rule is :data:`transforms.layers.variants.CONSEQUENCE_RULE`.
+The data lines are read by polars' CSV reader as text and the fields the variants need cut out with string
+expressions; a file with anything that reader would not read exactly alike (a short or blank line, a value that is
+not a plain integer, ...) is read by oxbow (noodles, Rust) instead, which also locates bad records. Everything
+after that is vectorised polars: the transcript annotations of all records are exploded, split by the subfield
+order the header declares, matched to their alt allele and ranked, so choosing one consequence per variant costs a
+few column operations, not a Python loop per transcript. The choice rule is
+:data:`transforms.layers.variants.CONSEQUENCE_RULE`.
 """
 
 from __future__ import annotations
@@ -111,7 +114,11 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
                                       lines=lines)]
 
     try:
-        parts = read(path)
+        try:
+            parts = [_variants(batch, header, samples=read_samples, genotype_fields=genotype_fields, label=sample)
+                     for batch in _text_batches(path, header, samples=read_samples, genotype_fields=genotype_fields)]
+        except _NotPlain:  # anything the fast path does not read exactly as oxbow would: oxbow decides
+            parts = read(path)
     except _ReaderFailed as failed:
         with tempfile.NamedTemporaryFile("wb", suffix=".vcf") as clean:
             kept = _drop_bad_records(path, header, clean=clean, issues=issues, name=name, cause=failed.cause)
@@ -150,6 +157,13 @@ class _BatchResult:
     rows: pl.DataFrame
     counts: dict[str, int]
     unknown_terms: list[str]
+
+
+class _NotPlain(Exception):
+    """The polars text reader met a record it does not read exactly as oxbow; the file goes to oxbow instead.
+
+    A wrong field count, a blank line, a value that is not a plain integer, text that is not UTF-8, ...
+    """
 
 
 class _ReaderFailed(Exception):
@@ -216,6 +230,124 @@ def _batches(path: Path, header: VcfHeader, *, samples: list[str], genotype_fiel
         yield item.with_columns(pl.Series("line", numbers, dtype=pl.Int64),
                                 pl.int_range(pl.len(), dtype=pl.Int64).alias("record"))
     reader.join()
+
+
+FIXED_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "qual", "filter", "info")
+#: a FORMAT value the fast path converts exactly as oxbow does (anything else goes to oxbow): digits or '.'
+PLAIN_VALUE = {
+    "GT": r"^(?:\.|\d{1,9})(?:[/|](?:\.|\d{1,9}))*$",
+    "AD": r"^(?:\.|\d{1,9})(?:,(?:\.|\d{1,9}))*$",
+    "DP": r"^(?:\.|\d{1,9})$",
+}
+#: more distinct FORMAT strings than this in one batch: not worth the per-format expressions, oxbow reads it
+MAX_FORMATS = 32
+
+
+def _text_batches(path: Path, header: VcfHeader, *, samples: list[str], genotype_fields: list[str]
+                  ) -> Iterator[pl.DataFrame]:
+    """Batches of records read by polars' CSV reader, in the shape :func:`_batches` gives (oxbow's).
+
+    The data lines are read as tab-separated text columns (no quoting, the header skipped; plain or bgzipped
+    gzip decoded by polars, streamed in batches so memory stays bounded) and only the fields the variants need
+    are cut out with string expressions: ALT and FILTER split, the annotation INFO key extracted, GT/AD/DP
+    taken from each sample by the position its record's FORMAT gives. On the 1M-record VEP bench file this costs
+    6.1-6.8 s of CPU against oxbow's 7.8-9.6 s (oxbow decodes every INFO key and FORMAT value; see bench/README.md,
+    Session 12: VCF). Whatever it would not read exactly as oxbow does raises
+    :class:`_NotPlain` (before or after some batches), and the caller reads the file with oxbow.
+    """
+    names = [*FIXED_COLUMNS, *(["format"] if header.samples else []),
+             *(f"sample_{i}" for i in range(len(header.samples)))]
+    wanted = ["chrom", "pos", "ref", "alt", "filter"]
+    if header.annotation:
+        wanted.append("info")
+    sample_columns = {s: f"sample_{header.samples.index(s)}" for s in samples} if genotype_fields else {}
+    if sample_columns:
+        wanted += ["format", *sample_columns.values()]
+    if names[-1] not in wanted:  # the last field: null when a line is short
+        wanted.append(names[-1])
+    frame = pl.scan_csv(path, has_header=False, separator="\t", quote_char=None, skip_lines=header.n_lines,
+                        new_columns=names, schema={n: pl.String for n in names}, infer_schema=False, glob=False,
+                        raise_if_empty=False).select(wanted)
+    offset = 0
+    try:
+        batches = iter(frame.collect_batches(chunk_size=BATCH_SIZE))
+        while True:
+            try:
+                raw = next(batches)
+            except StopIteration:
+                return
+            if not raw.height:
+                continue
+            if raw.width != len(wanted) or raw.null_count().sum_horizontal().item():
+                raise _NotPlain("a blank line, an empty field or a line with too few fields")  # oxbow reports it
+            records = _text_records(raw, header, sample_columns, genotype_fields)
+            line = pl.int_range(header.n_lines + 1 + offset, header.n_lines + 1 + offset + raw.height,
+                                dtype=pl.Int64)
+            offset += raw.height
+            yield records.with_columns(line.alias("line"), pl.int_range(pl.len(), dtype=pl.Int64).alias("record"))
+    except pl.exceptions.PolarsError as exc:  # too many fields, not UTF-8, ...
+        raise _NotPlain(str(exc)) from exc
+
+
+def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str, str],
+                  genotype_fields: list[str]) -> pl.DataFrame:
+    """One batch of text columns as oxbow's columns.
+
+    ``pos`` an integer, ``alt`` / ``filter`` lists, ``info`` a struct of the annotation list, each read sample a
+    struct of GT (``allele`` list), AD (list) and DP.
+    """
+    pos = pl.col("pos").cast(pl.Int32, strict=False)
+    columns: list[pl.Expr] = [
+        pl.col("chrom"), pos.alias("pos"), pl.col("ref"),
+        pl.when(pl.col("alt") == ".").then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(pl.col("alt").str.split(",")).alias("alt"),
+        pl.when(pl.col("filter") == "PASS").then(pl.lit([], dtype=pl.List(pl.String)))  # oxbow: PASS = [], "." = null
+        .when(pl.col("filter") != ".").then(pl.col("filter").str.split(";")).alias("filter"),
+    ]
+    if header.annotation:
+        key = f"{header.annotation}="  # a regex with a capture group costs 30x more on ~1 kB of INFO a record
+        value = (pl.col("info").str.split(";").list.eval(pl.element().filter(pl.element().str.starts_with(key)))
+                 .list.first().str.slice(len(key)))
+        columns.append(pl.struct(pl.when(value != ".").then(value.str.split(",")).alias(header.annotation)
+                                 ).alias("info"))
+    checks = [pos.is_null().any()]
+    if sample_columns:
+        formats = raw["format"].unique(maintain_order=True)
+        if formats.len() > MAX_FORMATS:
+            raise _NotPlain(f"more than {MAX_FORMATS} FORMAT strings in a batch")
+        keys = [f.split(":") for f in formats.to_list()]
+        deepest = max((k.index(f) for k in keys for f in genotype_fields if f in k), default=0)
+        for sample, column in sample_columns.items():
+            parts = pl.col(column).str.split_exact(":", deepest)
+            values = {}
+            for field in genotype_fields:
+                cases = [(formats[i], k.index(field)) for i, k in enumerate(keys) if field in k]
+                if not cases:
+                    values[field] = pl.lit(None, dtype=pl.String)
+                    continue
+                text = parts.struct.field(f"field_{cases[0][1]}")
+                if len(cases) > 1 or len(cases) < len(keys):  # FORMAT varies: the key's position per record
+                    text = pl.coalesce([pl.when(pl.col("format") == f).then(parts.struct.field(f"field_{i}"))
+                                        for f, i in cases])
+                values[field] = text
+                checks.append((text.is_not_null() & ~text.str.contains(PLAIN_VALUE[field])).any())
+            fields = []
+            if "GT" in values:
+                gt = values["GT"]
+                fields.append(pl.when(gt != ".").then(pl.struct(
+                    gt.str.replace_all("|", "/", literal=True).str.split("/").cast(pl.List(pl.Int32), strict=False)
+                    .alias("allele"))).alias("GT"))
+            if "AD" in values:
+                ad = values["AD"]
+                fields.append(pl.when(ad != ".").then(ad.str.split(",").cast(pl.List(pl.Int32), strict=False))
+                              .alias("AD"))
+            if "DP" in values:
+                fields.append(values["DP"].cast(pl.Int32, strict=False).alias("DP"))
+            columns.append(pl.struct(fields).alias(sample))
+    out = raw.select(*columns, *(c.alias(f"check_{i}") for i, c in enumerate(checks)))  # eager: 0.15 s, lazy 0.2
+    if any(out.select(pl.col("^check_.*$")).row(0)):
+        raise _NotPlain("a POS or FORMAT value that is not a plain integer")
+    return out.select(pl.exclude("^check_.*$"))
 
 
 @cache
@@ -484,7 +616,7 @@ def _subfields(annotations: pl.Series, index: dict[str, int], keys: list[str]) -
     split = annotations.str.split_exact("|", max((index[key] for key in present), default=0)).struct.unnest()
     return split.select(
         pl.when(pl.col(f"field_{index[key]}") != "").then(pl.col(f"field_{index[key]}")).alias(key)
-        if key in index else pl.lit(None, dtype=pl.String).alias(key)
+        if key in index else pl.repeat(None, pl.len(), dtype=pl.String).alias(key)  # a bare literal: one row
         for key in keys
     )
 
