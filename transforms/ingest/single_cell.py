@@ -25,6 +25,7 @@ from transforms.ingest.parse.single_cell import (
     open_10x_mtx,
     open_h5ad,
     pseudobulk,
+    repeated_ids,
 )
 from transforms.ingest.parse.text import read_table, sniff_table
 from transforms.ingest.readers import AssayContext, AssayOutput, _mapped_fraction, resolve_features
@@ -80,15 +81,6 @@ def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.Data
     return file, frame, layout.header_line
 
 
-def _repeated_barcodes(matrix: CellMatrix) -> str:
-    """'' when the matrix's cell ids are unique, else how many repeat (and the first), for a message."""
-    ids = pl.Series(matrix.barcodes.tolist(), dtype=pl.String)
-    repeated = ids.filter(ids.is_duplicated())
-    if repeated.is_empty():
-        return ""
-    return f"{repeated.n_unique()} cell id(s) of {matrix.file} repeat (first {repeated[0]!r})"
-
-
 def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> tuple[pl.DataFrame, str, int]:
     """One row per cell of the matrix, in its order: ``sample`` label and ``cell_type`` (null when missing).
 
@@ -103,18 +95,21 @@ def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> t
                 raise InputError(Issue(matrix.file, "missing_column", "error", f"{key} {wanted!r} is not an obs "
                                        f"column of the file (no obs/{wanted}); its obs columns: "
                                        f"{matrix.obs_columns}", column=wanted))
-        repeated_ids = _repeated_barcodes(matrix)
-        if repeated_ids:  # anndata reads it (with a warning): each row is still one cell with its own obs labels
-            context.issues.warning("duplicate_cell_id", f"obs/_index: {repeated_ids}; each row is summed as its own "
-                                   "cell with its obs labels", file=matrix.file)
+        repeated_obs = repeated_ids(matrix.barcodes)
+        if repeated_obs:  # anndata reads it (with a warning): each row is still one cell with its own obs labels
+            file, _, where = repeated_obs.location(matrix, "barcodes")
+            context.issues.warning("duplicate_cell_id", f"{where}; each row is summed as its own cell with its obs "
+                                   "labels", file=file)
         cells = pl.DataFrame({"sample": matrix.obs(assay.sample_column).tolist(),
                               "cell_type": matrix.obs(assay.cell_type_column).tolist()},
                              schema={"sample": pl.String, "cell_type": pl.String}, strict=False)
         return cells, matrix.file, 1
-    repeated_ids = _repeated_barcodes(matrix)
-    if repeated_ids:  # the annotations are joined by barcode: a repeated one would give two cells the same labels
-        raise InputError(Issue(matrix.file, "duplicate_cell_id", "error", f"{repeated_ids}; the cell annotations are "
-                               "matched by barcode, so each cell needs its own"))
+    repeated_cells = repeated_ids(matrix.barcodes)
+    if repeated_cells:  # the annotations are joined by barcode: a repeated one would give two cells the same labels
+        # (and one left unannotated is still two cells nobody can tell apart: a damaged or naively merged matrix)
+        file, line, where = repeated_cells.location(matrix, "barcodes")
+        raise InputError(Issue(file, "duplicate_cell_id", "error", f"{where}; the cell annotations are matched by "
+                               "barcode, so each cell needs its own; the matrix is not read", line))
     file, table, header_line = _annotation_table(assay, context)
     repeated = table.filter(pl.col("barcode").is_duplicated())
     if repeated.height:
@@ -172,6 +167,17 @@ def read_single_cell(assay: Assay, files: list[Path], context: AssayContext) -> 
     kept = np.flatnonzero(is_gene.to_numpy())
     sums = pseudobulk(matrix, codes, n_groups=groups.height, features=kept)
     feature_ids = matrix.features["feature_id"].gather(kept)
+    repeated = repeated_ids(feature_ids)
+    if repeated:  # one row per (profile, feature): the first column of an id is kept, as a bulk matrix keeps the
+        # first row of a repeated id; what the others held is said, never merged or dropped silently
+        file, line, where = repeated.location(matrix, "features", rows=kept)
+        left_out = float(sums[:, repeated.later_rows].sum())
+        context.issues.warning("duplicate_feature", f"{where}; the first column of each is summed, the "
+                               f"{repeated.later_rows.size} repeated column(s) are left out ({left_out:g} counts)",
+                               file=file, line=line)
+        unique = np.ones(kept.size, dtype=bool)
+        unique[repeated.later_rows] = False
+        kept, sums, feature_ids = kept[unique], sums[:, unique], feature_ids.filter(pl.Series(unique))
     resolved = resolve_features(feature_ids, assay, context)
     gene_ids = (pl.DataFrame({"feature_id": feature_ids})
                 .join(resolved.filter(pl.col("status") == "mapped").select("feature_id", "gene_id")

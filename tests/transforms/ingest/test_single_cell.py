@@ -281,5 +281,5 @@ def test_read_single_cell_repeated_barcode_with_cell_annotations_is_an_error(tmp
     lines = gzip.decompress(barcodes.read_bytes()).splitlines(keepends=True)
     barcodes.write_bytes(gzip.compress(b"".join([lines[0], lines[0], *lines[2:]])))
     (issue,) = read_study(folder, reference=reference).issues.errors
-    assert (issue.file, issue.code) == ("matrix", "duplicate_cell_id")
-    assert lines[0].decode().strip() in issue.message
+    assert (issue.file, issue.line, issue.code) == ("matrix/barcodes.tsv.gz", 2, "duplicate_cell_id")
+    assert repr(lines[0].decode().strip()) in issue.message

@@ -53,10 +53,55 @@ class CellMatrix:
     obs: Callable[[str], np.ndarray] | None = None
     obs_columns: list[str] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)
+    ids_at: dict[str, str] = field(default_factory=dict)
+    """Where the ``barcodes`` and ``features`` ids are: an HDF5 path in ``file`` (``obs/_index``,
+    ``matrix/barcodes``) or, for a 10x folder, the study-relative path of the text file (row i on line i + 1)."""
+    text_ids: bool = False
+    """True for a 10x folder: ``ids_at`` names text files, and a repeated id is located by line."""
 
     @property
     def n_cells(self) -> int:
         return int(self.barcodes.shape[0])
+
+
+@dataclass(frozen=True)
+class RepeatedIds:
+    """Ids of a matrix's cells or features given more than once: the rows (0-based) of every repeat after the
+    first, and the first repeated id with its first row and its repeat's row, for a message.
+    """
+
+    later_rows: np.ndarray
+    distinct: int
+    first_id: str
+    first_row: int
+    repeat_row: int
+
+    def location(self, matrix: CellMatrix, kind: str, rows: np.ndarray | None = None) -> tuple[str, int | None, str]:
+        """(issue file, issue line, message start) of the first repeat of ``kind`` (barcodes / features).
+
+        ``rows``: the file row of each id checked, when they were a subset of the file's (the gene features).
+        """
+        noun = "barcode" if kind == "barcodes" else "feature id"
+        first, repeat = ((self.first_row, self.repeat_row) if rows is None
+                         else (int(rows[self.first_row]), int(rows[self.repeat_row])))
+        what = f"{self.distinct} {noun}(s) repeat"
+        if matrix.text_ids:
+            return (matrix.ids_at[kind], repeat + 1,
+                    f"{noun} {self.first_id!r} of line {first + 1} repeats on line {repeat + 1} ({what})")
+        return (matrix.file, None, f"{matrix.ids_at[kind]}: {noun} {self.first_id!r} of row {first + 1} "
+                                   f"repeats on row {repeat + 1} ({what})")
+
+
+def repeated_ids(ids: np.ndarray | pl.Series) -> RepeatedIds | None:
+    """The repeats among ``ids`` (None when every id is unique); the first occurrence is not a repeat."""
+    series = ids if isinstance(ids, pl.Series) else pl.Series(ids.tolist(), dtype=pl.String)
+    later = series.is_duplicated() & ~series.is_first_distinct()
+    if not later.any():
+        return None
+    rows = np.flatnonzero(later.to_numpy())
+    first_id = series[int(rows[0])]
+    first_row = int(np.flatnonzero((series == first_id).fill_null(False).to_numpy())[0])
+    return RepeatedIds(rows, int(series.filter(later).n_unique()), str(first_id), first_row, int(rows[0]))
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
@@ -195,6 +240,18 @@ def _h5ad_frames(handle: h5py.File, *, file: str) -> tuple[h5py.Group, h5py.Grou
     return frames[0], frames[1]
 
 
+def _check_sparse_shape(shape: object, *, cells: int, features: int, file: str, element: str) -> None:
+    """A sparse matrix's ``shape`` attribute must be (obs length, var length): one of the three is wrong, and
+    anndata refuses such a file, so it is a ``malformed_matrix`` error naming both sizes.
+    """
+    said = np.asarray(shape)
+    if said.shape != (2,) or not np.issubdtype(said.dtype, np.integer):
+        raise _malformed(file, element, f"its shape attribute {said.tolist()!r} is not (cells, features)")
+    if (int(said[0]), int(said[1])) != (cells, features):
+        raise _malformed(file, element, f"its shape attribute says {int(said[0])} cells x {int(said[1])} features, "
+                                        f"but the file has {cells} cells (obs) x {features} features (var)")
+
+
 def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
     """An AnnData file's ``X`` (or ``layers/<layer>``), read in blocks; obs columns read on demand.
 
@@ -214,6 +271,9 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
         obs_columns = [str(c) for c in obs.attrs.get("column-order", []) if str(c) in obs]
         node = handle[element]
         sparse_kind = str(node.attrs.get("encoding-type", "")) if isinstance(node, h5py.Group) else "dense"
+        if isinstance(node, h5py.Group) and "shape" in node.attrs:  # anndata builds the matrix at this size
+            _check_sparse_shape(node.attrs["shape"], cells=len(barcodes), features=len(features), file=file,
+                                element=element)
         if isinstance(node, h5py.Dataset):
             shape, dtype = node.shape, node.dtype
             if shape != (len(barcodes), len(features)) or not np.issubdtype(dtype, np.number):
@@ -238,7 +298,8 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
 
     frame = pl.DataFrame({"feature_id": pl.Series(features.tolist(), dtype=pl.String),
                           "feature_type": pl.Series([None] * len(features), dtype=pl.String)})
-    return CellMatrix(file, barcodes, frame, blocks, element, column, obs_columns, layers)
+    return CellMatrix(file, barcodes, frame, blocks, element, column, obs_columns, layers,
+                      ids_at={"barcodes": "obs/_index", "features": "var/_index"})
 
 
 # ------------------------------------------------------------------------------------------------- 10x HDF5
@@ -283,7 +344,8 @@ def open_10x_h5(path: Path, *, file: str) -> CellMatrix:
             yield from _compressed_blocks(h5[name], by_cells=True, n_cells=n_cells, n_features=n_features,
                                           file=file, element=name)
 
-    return CellMatrix(file, barcodes, features, blocks, f"{name}/data")
+    return CellMatrix(file, barcodes, features, blocks, f"{name}/data",
+                      ids_at={"barcodes": f"{name}/barcodes", "features": f"{name}/{id_path}"})
 
 
 # ------------------------------------------------------------------------------------------ 10x Matrix Market
@@ -427,7 +489,8 @@ def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatr
                            file=f"{file}/{files['matrix'].name}", first_line=size_line + 1)
 
     return CellMatrix(file, np.asarray(barcodes[:, 0].to_list(), dtype=object), feature_frame, blocks,
-                      files["matrix"].name)
+                      files["matrix"].name, ids_at={"barcodes": f"{file}/{files['barcodes'].name}",
+                                                    "features": f"{file}/{files['features'].name}"}, text_ids=True)
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
