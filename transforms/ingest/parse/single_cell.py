@@ -495,8 +495,24 @@ def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatr
 
 # ------------------------------------------------------------------------------------------------ aggregation
 def _first_fraction(values: np.ndarray) -> float | None:
+    """The first value that is not a whole, finite, non-negative number; None when all are counts.
+
+    One cheap test decides (integers: the minimum; floats: ``floor(v) - v`` is 0 for a whole number and non-zero
+    or NaN for a fraction, NaN or an infinity); the bad value is looked for only when there is one.
+    """
+    if values.size == 0:
+        return None
+    if values.dtype.kind in "iub":
+        whole = True
+    else:
+        distance = np.floor(values)
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as wanted
+            distance -= values
+        whole = not distance.any()
+    if whole and values.min() >= 0:
+        return None
     bad = values[(values != np.rint(values)) | (values < 0) | ~np.isfinite(values)]
-    return None if bad.size == 0 else float(bad[0])
+    return float(bad[0])
 
 
 def not_counts_message(matrix: CellMatrix, value: float) -> str:
@@ -516,19 +532,42 @@ def not_counts_message(matrix: CellMatrix, value: float) -> str:
             f"pseudobulk sums counts, so {advice}")
 
 
+def _block_sums(values: sp.spmatrix | np.ndarray, codes: np.ndarray, n_rows: int) -> np.ndarray:
+    """``n_rows x block columns`` float64 sums of one block's cells, ``codes``: the row of each of its cells.
+
+    A compressed sparse block is summed as coordinates (row of each stored value's cell, its column, the value as
+    float64) through scipy's COO to dense conversion, which adds repeated coordinates: one pass over the values,
+    where the sparse indicator product (groups x cells @ block) took two passes and, with a CSC indicator, a
+    conversion of the block to CSC (``bench/README.md``, session 12). A dense block is multiplied by the indicator.
+    """
+    n_cells, n_columns = values.shape
+    if isinstance(values, np.ndarray):
+        indicator = sp.csr_matrix((np.ones(n_cells), (codes, np.arange(n_cells))), shape=(n_rows, n_cells))
+        return np.asarray(indicator @ values.astype(np.float64, copy=False))
+    indices, indptr = np.asarray(values.indices), np.asarray(values.indptr)
+    if isinstance(values, sp.csr_matrix | sp.csr_array):
+        rows, columns = np.repeat(codes.astype(indices.dtype), np.diff(indptr)), indices
+    elif isinstance(values, sp.csc_matrix | sp.csc_array):
+        rows = codes.astype(indices.dtype)[indices]
+        columns = np.repeat(np.arange(n_columns, dtype=indices.dtype), np.diff(indptr))
+    else:
+        raise TypeError(f"unexpected sparse block {type(values).__name__}")
+    data = np.asarray(values.data, dtype=np.float64)  # counts summed exactly (float32 sums round past 2 ** 24)
+    return sp.coo_matrix((data, (rows, columns)), shape=(n_rows, n_columns)).toarray()
+
+
 def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
                features: np.ndarray | None = None) -> np.ndarray:
     """Sum of each group's cells: a dense ``n_groups x features`` float64 array, block by block.
 
-    ``groups``: one code per cell (0 .. n_groups - 1; -1 leaves the cell out). Each block is multiplied by the
-    sparse indicator matrix of its cells (groups x cells), so memory is one block plus the result. ``features``:
-    the feature columns to keep (all when None). Raises :class:`InputError` (``not_counts``) at the first block with
-    a negative, non-integer or non-finite value.
+    ``groups``: one code per cell (0 .. n_groups - 1; -1 leaves the cell out). Each block's values are added to
+    their cell's group row (:func:`_block_sums`; the cells left out go to one extra row, dropped at the end), so
+    memory is one block plus the result. ``features``: the feature columns to keep (all when None). Raises
+    :class:`InputError` (``not_counts``) at the first block with a negative, non-integer or non-finite value.
     """
     n_features = matrix.features.height
-    kept = np.flatnonzero(groups >= 0)
-    indicator = sp.csc_matrix((np.ones(kept.size), (groups[kept], kept)), shape=(n_groups, matrix.n_cells))
-    total = np.zeros((n_groups, n_features))
+    codes = np.where(groups >= 0, groups, n_groups)  # left out: the extra row n_groups
+    total = np.zeros((n_groups + 1, n_features))
     for cells, columns, values in matrix.blocks():
         data = values.data if sp.issparse(values) else np.asarray(values)
         bad = _first_fraction(np.asarray(data))
@@ -537,6 +576,6 @@ def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
             raise InputError(Issue(f"{matrix.file}/{matrix.element}" if mtx else matrix.file, "not_counts",
                                    "error", not_counts_message(matrix, bad),
                                    column=None if matrix.obs is None else "layer"))
-        product = indicator[:, cells] @ values
-        total[:, columns] += product.toarray() if sp.issparse(product) else product
+        total[:, columns] += _block_sums(values, codes[cells], n_groups + 1)
+    total = total[:n_groups]
     return total if features is None else total[:, features]
