@@ -207,16 +207,18 @@ def profile_tables(groups: pl.DataFrame, sums: np.ndarray, *, feature_ids: pl.Se
     features); every feature of every profile is a row (zeros included, as a bulk count matrix has them).
     """
     n_groups, n_features = sums.shape
-    repeat = np.repeat(np.arange(n_groups), n_features)
-    long = pl.DataFrame({
+    profile_of_row = np.repeat(np.arange(n_groups), n_features)  # rows: profile-major, features in order
+    feature_of_row = np.tile(np.arange(n_features), n_groups)
+    profile_ids = groups.select(pl.concat_str("sample_id", pl.lit(PROFILE_SEPARATOR), "cell_type")).to_series()
+    long = pl.DataFrame({  # every column gathered from its few distinct values (one contiguous chunk each)
         "study_id": study_id, "assay": assay,
-        "sample_id": groups["sample_id"].gather(repeat), "cell_type": groups["cell_type"].gather(repeat),
-        "gene_id": pl.concat([gene_ids] * n_groups) if n_groups else gene_ids.clear(),
-        "feature_id": pl.concat([feature_ids] * n_groups) if n_groups else feature_ids.clear(),
-        "count": sums.reshape(-1), "n_cells": groups["n_cells"].gather(repeat), "file": file})
+        "sample_id": groups["sample_id"].gather(profile_of_row),
+        "cell_type": groups["cell_type"].gather(profile_of_row),
+        "gene_id": gene_ids.gather(feature_of_row), "feature_id": feature_ids.gather(feature_of_row),
+        "count": sums.reshape(-1), "n_cells": groups["n_cells"].gather(profile_of_row), "file": file})
     counts = long.select(
-        "study_id", "assay", pl.concat_str("sample_id", pl.lit(PROFILE_SEPARATOR), "cell_type").alias("sample_id"),
-        "gene_id", "feature_id", "count", pl.lit(None, pl.Float64).alias("length"), "file")
+        "study_id", "assay", profile_ids.gather(profile_of_row).alias("sample_id"), "gene_id", "feature_id",
+        "count", pl.lit(None, pl.Float64).alias("length"), "file")
     total = pl.col("n_cells").sum().over("sample_id")
     composition = groups.select(pl.lit(study_id).alias("study_id"), pl.lit(assay).alias("assay"), "sample_id",
                                 "cell_type", "n_cells", (pl.col("n_cells") / total).alias("fraction"),
