@@ -135,6 +135,7 @@ def run_peer(peer: str, path: Path, root: Path = ROOT) -> dict[str, object]:
         return {"peer": peer, "failed": lines[-1] if lines else f"exit status {status}"}
     figures = json.loads(log.read_text().strip().splitlines()[-1])
     return {"peer": peer, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
             "in_process_s": round(figures["seconds"], 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
             "rows": figures["rows"]}
 
