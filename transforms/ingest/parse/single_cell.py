@@ -2,9 +2,9 @@
 
 A file is opened as a :class:`CellMatrix`: its cell barcodes, its features and a generator of sparse blocks read
 a bounded number of non-zeros at a time (h5py slices of the CSR / CSC arrays, or lines of the Matrix Market text),
-so a million-cell file is never in memory at once. :func:`pseudobulk` multiplies each block by the cell-to-group
-indicator matrix (groups x cells, one 1 per annotated cell) and adds the product to a dense groups x features
-sum: the same arithmetic as ``scanpy.get.aggregate(func="sum")``, without loading the cells. Values are checked to
+so a million-cell file is never in memory at once. :func:`pseudobulk` adds each stored value of a block to its
+cell's group row of a dense groups x features sum (one pass, as coordinates): the sums of
+``scanpy.get.aggregate(func="sum")`` (an indicator matrix product), without loading the cells. Values are checked to
 be whole, non-negative counts block by block, so a log-normalised matrix fails at its first block with a message
 naming the file and the layers it holds.
 """
