@@ -523,7 +523,8 @@ H5AD_CASES = {  # case: the HDF5 path (or words) the error message must name
     "nan_data": "layers/counts", "negative_data": "layers/counts", "indptr_decreasing": "layers/counts",
     "indptr_short": "layers/counts", "category_code_out_of_range": "obs/sample", "obs_wrong_length": "obs/sample",
     "string_data": "layers/counts", "dense_wrong_shape": "layers/counts", "dense_counts": "",
-    "shape_more_cells": "layers/counts", "shape_fewer_features": "layers/counts", "duplicate_feature_ids": "var/_index"}
+    "shape_more_cells": "layers/counts", "shape_fewer_features": "layers/counts", "duplicate_feature_ids": "var/_index",
+    "complex_data": "layers/counts"}
 """h5ad structural damage (anndata's on-disk layout, edited with h5py); ``dense_counts`` is a valid variant, and
 ``duplicate_feature_ids`` loads with a warning (the first of the repeated columns kept, as a bulk matrix keeps the
 first of repeated rows)."""
@@ -582,6 +583,10 @@ def _damage_h5ad(case: str, target: Path, folder: Path) -> None:
             del h5["obs/sample/codes"]
             h5["obs/sample/codes"] = short
             h5["obs/sample/codes"].attrs.update(attrs)
+        elif case == "complex_data":  # numbers, but not counts (h5py stores complex as a compound type)
+            values = counts["data"][...].astype(np.complex64)
+            del counts["data"]
+            counts["data"] = values
         elif case == "string_data":
             strings = np.array([str(v).encode() for v in counts["data"][...]])
             del counts["data"]

@@ -126,8 +126,8 @@ def _sparse_pointers(group: h5py.Group, *, outer: int, file: str, element: str, 
             raise _malformed(file, element, f"no {member!r} array (a compressed sparse matrix has data, indices "
                                             "and indptr)")
     data, indices = group["data"], group["indices"]
-    if not np.issubdtype(data.dtype, np.number) or not np.issubdtype(indices.dtype, np.integer):
-        raise _malformed(file, element, f"data is {data.dtype} and indices {indices.dtype}; expected numbers and "
+    if data.dtype.kind not in "iuf" or not np.issubdtype(indices.dtype, np.integer):
+        raise _malformed(file, element, f"data is {data.dtype} and indices {indices.dtype}; expected real numbers and "
                                         "integers")
     indptr = group["indptr"][...]
     if indptr.ndim != 1 or not np.issubdtype(indptr.dtype, np.integer):
@@ -276,8 +276,8 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
                                 element=element)
         if isinstance(node, h5py.Dataset):
             shape, dtype = node.shape, node.dtype
-            if shape != (len(barcodes), len(features)) or not np.issubdtype(dtype, np.number):
-                raise _malformed(file, element, f"a dense {dtype} array of shape {shape}; expected numbers, "
+            if shape != (len(barcodes), len(features)) or dtype.kind not in "iuf":
+                raise _malformed(file, element, f"a dense {dtype} array of shape {shape}; expected real numbers, "
                                                 f"{len(barcodes)} cells (obs) x {len(features)} features (var)")
     if sparse_kind not in ("csr_matrix", "csc_matrix", "dense"):
         raise InputError(Issue(file, "unsupported_h5ad", "error", f"{element} is stored as {sparse_kind!r}; "
