@@ -15,6 +15,11 @@ Wall time, CPU time (user + system) and the child's peak RSS (``os.wait4`` rusag
 peers' sums are compared. The input stays in ``bench/out/`` for the next run.
 
     python bench/bench_single_cell.py [--cells 1000000] [--genes 20000] [--density 0.05] [--peers ...]
+                                      [--runs 1] [--baseline DIR]
+
+``--runs N`` repeats the peers N times, interleaved (A B A B ...: the machine's drift hits each alike);
+``--baseline DIR`` adds a third peer, ``baseline``: the omicsdw reader of another source tree (a frozen copy of
+older code, ``git archive <commit> | tar -x -C DIR``), run the same way.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ import json, sys, time
 import numpy as np
 path, peer, result = sys.argv[1], sys.argv[2], sys.argv[3]
 start = time.perf_counter()
-if peer == "omicsdw":
+if peer in ("omicsdw", "baseline"):
     import polars as pl
     from schemas.manifest import Assay, StudyManifest
     from transforms.ingest.genes import GeneReference
@@ -113,15 +118,16 @@ print(json.dumps({"seconds": seconds, "rows": rows}))
 """
 
 
-def run_peer(peer: str, path: Path) -> dict[str, object]:
-    """Run one peer in a child process; its wall time, in-process time and peak RSS (``os.wait4`` rusage)."""
+def run_peer(peer: str, path: Path, root: Path = ROOT) -> dict[str, object]:
+    """Run one peer in a child process (the omicsdw code of ``root``); its wall time, in-process time and peak RSS
+    (``os.wait4`` rusage)."""
     result = OUT / f"sc_sums_{peer}.npy"
     result.unlink(missing_ok=True)
     log, err = OUT / f"sc_{peer}.out", OUT / f"sc_{peer}.err"
     start = time.perf_counter()
     with open(log, "w") as stdout, open(err, "w") as stderr:
-        child = subprocess.Popen([sys.executable, "-c", PEER, str(path), peer, str(result)], cwd=ROOT,
-                                 stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        child = subprocess.Popen([sys.executable, "-c", PEER, str(path), peer, str(result)], cwd=root,
+                                 stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONPATH": str(root)})
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage (not the max over all children)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -129,6 +135,7 @@ def run_peer(peer: str, path: Path) -> dict[str, object]:
         return {"peer": peer, "failed": lines[-1] if lines else f"exit status {status}"}
     figures = json.loads(log.read_text().strip().splitlines()[-1])
     return {"peer": peer, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
             "in_process_s": round(figures["seconds"], 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
             "rows": figures["rows"]}
 
@@ -142,6 +149,8 @@ def main() -> int:
     parser.add_argument("--cell-types", type=int, default=10)
     parser.add_argument("--peers", nargs="+", default=["omicsdw", "anndata_scanpy"],
                         choices=["omicsdw", "anndata_scanpy"])
+    parser.add_argument("--runs", type=int, default=1, help="repeat the peers, interleaved")
+    parser.add_argument("--baseline", type=Path, help="a source tree whose omicsdw reader runs as a third peer")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     path = OUT / f"sc_{args.cells}x{args.genes}_{args.density:g}.h5ad"
@@ -152,12 +161,18 @@ def main() -> int:
         print(f"input written in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"{path.name}: {path.stat().st_size / 2**30:.2f} GiB on disk; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    for peer in args.peers:
-        print(json.dumps(run_peer(peer, path)), f"load {os.getloadavg()[0]:.2f}", flush=True)
-    done = [p for p in args.peers if (OUT / f"sc_sums_{p}.npy").exists()]
-    if len(done) == 2:
-        a, b = (np.load(OUT / f"sc_sums_{p}.npy") for p in done)
-        print(f"sums equal: {a.shape == b.shape and bool(np.array_equal(a, b))} {a.shape}")
+    roots = {peer: ROOT for peer in args.peers}
+    if args.baseline:
+        roots["baseline"] = args.baseline.resolve()
+    for run in range(args.runs):
+        for peer, root in roots.items():
+            print(json.dumps({"run": run + 1, **run_peer(peer, path, root)}), f"load {os.getloadavg()[0]:.2f}",
+                  flush=True)
+        done = [p for p in roots if (OUT / f"sc_sums_{p}.npy").exists()]
+        if len(done) >= 2:
+            first, *others = (np.load(OUT / f"sc_sums_{p}.npy") for p in done)
+            equal = all(first.shape == o.shape and bool(np.array_equal(first, o)) for o in others)
+            print(f"sums equal ({', '.join(done)}): {equal} {first.shape}", flush=True)
     return 0
 
 

@@ -417,8 +417,21 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
                 h5[f"{sparse}/indices"][0] = 1_000_000
             else:  # the size says 2 features, the file lists 3
                 h5[f"{sparse}/shape"][0] = 2
+    elif case == "duplicate_feature_ids" and name == "10x_mtx":  # EGFR's line (3) takes TP53's id
+        _edit(folder / "matrix/features.tsv", lambda d: d.replace(b"ENSG00000146648", b"ENSG00000141510"))
     elif case in H5AD_CASES:
         _damage_h5ad(case, target, folder)
+    elif case in REPEATED_BARCODE_CASES:  # the second cell takes the first one's barcode (AAAC-1)
+        if name == "10x_h5":
+            import h5py
+
+            with h5py.File(target, "r+") as h5:
+                h5["matrix/barcodes"][1] = h5["matrix/barcodes"][0]
+        else:
+            _edit(folder / "matrix/barcodes.tsv", _lines_edit(lambda lines: [lines[0], lines[0], *lines[2:]]))
+        if case == "repeated_barcode_unannotated":  # and the annotations leave AAAC-1 out
+            _edit(folder / "cells.tsv", _lines_edit(lambda lines: [line for line in lines
+                                                                   if not line.startswith(b"AAAC-1")]))
     elif case == "truncated":  # a binary file cut short (a copy that stopped)
         raw = target.read_bytes()
         target.write_bytes(raw[: len(raw) // 2])
@@ -509,8 +522,14 @@ H5AD_CASES = {  # case: the HDF5 path (or words) the error message must name
     "no_var_index": "var/_index", "no_layer": "layers/counts", "no_x": "'X'", "fractional_layer": "layers/counts",
     "nan_data": "layers/counts", "negative_data": "layers/counts", "indptr_decreasing": "layers/counts",
     "indptr_short": "layers/counts", "category_code_out_of_range": "obs/sample", "obs_wrong_length": "obs/sample",
-    "string_data": "layers/counts", "dense_wrong_shape": "layers/counts", "dense_counts": ""}
-"""h5ad structural damage (anndata's on-disk layout, edited with h5py); ``dense_counts`` is a valid variant."""
+    "string_data": "layers/counts", "dense_wrong_shape": "layers/counts", "dense_counts": "",
+    "shape_more_cells": "layers/counts", "shape_fewer_features": "layers/counts", "duplicate_feature_ids": "var/_index",
+    "complex_data": "layers/counts"}
+"""h5ad structural damage (anndata's on-disk layout, edited with h5py); ``dense_counts`` is a valid variant, and
+``duplicate_feature_ids`` loads with a warning (the first of the repeated columns kept, as a bulk matrix keeps the
+first of repeated rows)."""
+DUPLICATED_FEATURE = (3, 5)
+"""``duplicate_feature_ids`` gives var row 5 the name of row 3 (0-based; both genes have counts in the seed)."""
 
 
 def _damage_h5ad(case: str, target: Path, folder: Path) -> None:
@@ -531,6 +550,13 @@ def _damage_h5ad(case: str, target: Path, folder: Path) -> None:
         elif case == "duplicate_cell_ids":
             index = h5["obs/_index"]
             index[1] = index[0]
+        elif case == "duplicate_feature_ids":
+            index = h5["var/_index"]
+            index[DUPLICATED_FEATURE[1]] = index[DUPLICATED_FEATURE[0]]
+        elif case in ("shape_more_cells", "shape_fewer_features"):  # the sparse matrix's size attribute is off by
+            n_cells, n_features = (int(n) for n in counts.attrs["shape"])  # one; obs, var and indptr agree
+            counts.attrs["shape"] = np.array([n_cells + 1, n_features] if case == "shape_more_cells"
+                                             else [n_cells, n_features - 1])
         elif case == "no_var":
             del h5["var"]
         elif case == "no_var_index":
@@ -557,6 +583,10 @@ def _damage_h5ad(case: str, target: Path, folder: Path) -> None:
             del h5["obs/sample/codes"]
             h5["obs/sample/codes"] = short
             h5["obs/sample/codes"].attrs.update(attrs)
+        elif case == "complex_data":  # numbers, but not counts (h5py stores complex as a compound type)
+            values = counts["data"][...].astype(np.complex64)
+            del counts["data"]
+            counts["data"] = values
         elif case == "string_data":
             strings = np.array([str(v).encode() for v in counts["data"][...]])
             del counts["data"]
@@ -598,6 +628,9 @@ TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "sampl
            "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg", "cbioportal_zscore"}
 BINARY = {"h5ad", "10x_h5"}
 SPARSE_COUNTS = {"10x_mtx", "10x_h5"}
+REPEATED_BARCODE_CASES = ("repeated_barcode_annotated", "repeated_barcode_unannotated")
+"""A 10x matrix listing its first cell's barcode twice; the annotations name that barcode, or do not (a 10x layout
+always has a cell_annotations table: the manifest requires one). Either way the cells cannot be told apart."""
 """Single-cell counts: a value that is not a whole count (a log-normalised matrix) is an error, not a warning."""
 
 
@@ -617,6 +650,7 @@ def _cases() -> list[tuple[str, str]]:
                                           "directory", "missing_dataset", "bad_index")]
             if name == "10x_h5":
                 cases.append((name, "shape_mismatch"))
+                cases += [(name, c) for c in REPEATED_BARCODE_CASES]
             if name == "h5ad":
                 cases += [(name, c) for c in H5AD_CASES]
             if name in SPARSE_COUNTS:
@@ -635,6 +669,8 @@ def _cases() -> list[tuple[str, str]]:
             cases.append((name, "case_duplicate_sample"))
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
+        if name == "10x_mtx":
+            cases += [(name, c) for c in (*REPEATED_BARCODE_CASES, "duplicate_feature_ids")]
     return cases
 
 
@@ -728,6 +764,8 @@ def _expected_file(name: str, case: str) -> str:
         return seed.target
     if case in ("symlink_out", "dotdot_path") and seed.target != "study.yaml":
         return seed.holder
+    if name == "10x_mtx" and case in REPEATED_BARCODE_CASES:
+        return "matrix/barcodes.tsv"
     if name == "sample_map" and case in ("latin1", "header_only"):  # a label no longer mapped: the assay's header
         return "counts.tsv"
     return seed.target
@@ -779,6 +817,30 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert warning["file"] == seed.target
         assert H5AD_CASES[case] in warning["message"]
         assert_frame_equal(_values(base, seed, sid), _clean(base, name))
+    elif (name, case) == ("10x_mtx", "duplicate_feature_ids"):  # as in h5ad: EGFR's counts (7 + 4) left out
+        assert load.ok, errors.rows(named=True)
+        (warning,) = issues.filter(pl.col("code") == "duplicate_feature").iter_rows(named=True)
+        assert (warning["file"], warning["line"]) == ("matrix/features.tsv", 3)
+        assert "'ENSG00000141510' of line 1" in warning["message"]
+        assert "(11 counts)" in warning["message"]
+        assert sorted(_values(base, seed, sid).rows()) == [  # the seed's counts by hand (see _tenx_h5), TP53, MYC
+            ("S1", "B", "ENSG00000136997", 3.0), ("S1", "B", "ENSG00000141510", 5.0),
+            ("S1", "T", "ENSG00000136997", 0.0), ("S1", "T", "ENSG00000141510", 2.0),
+            ("S2", "B", "ENSG00000136997", 0.0), ("S2", "B", "ENSG00000141510", 0.0),
+            ("S2", "T", "ENSG00000136997", 1.0), ("S2", "T", "ENSG00000141510", 0.0)]
+    elif case == "duplicate_feature_ids":  # the repeated column is left out with a warning saying what it held
+        assert load.ok, errors.rows(named=True)
+        clean = _h5ad_hand_sums(EXAMPLES / "pbmc_chr21" / "cells.h5ad")
+        names = _h5ad_feature_names(EXAMPLES / "pbmc_chr21" / "cells.h5ad")
+        first, repeat = (names[i] for i in DUPLICATED_FEATURE)
+        assert_frame_equal(_values(base, seed, sid), clean.filter(pl.col("feature_id") != repeat),
+                           check_dtypes=False)
+        (warning,) = issues.filter(pl.col("code") == "duplicate_feature").iter_rows(named=True)
+        assert (warning["file"], warning["severity"]) == (seed.target, "warning")
+        left_out = clean.filter(pl.col("feature_id") == repeat)["count"].sum()
+        assert left_out > 0
+        for part in (H5AD_CASES[case], repr(first), "row 4 repeats on row 6", f"{left_out:g} counts"):
+            assert part in warning["message"], warning["message"]
     elif case == "header_only" and seed.table == "subjects":  # the samples still name their subjects: a warning
         assert load.ok, errors.rows(named=True)
         warned = issues.filter(pl.col("code") == "no_rows")
@@ -799,6 +861,20 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
             assert located["line"].is_not_null().any(), located.rows(named=True)
         if name == "h5ad" and case in H5AD_CASES:  # the HDF5 path of the damaged part, in the message
             assert located["message"].str.contains(H5AD_CASES[case], literal=True).any(), located.rows(named=True)
+        if case in REPEATED_BARCODE_CASES:  # where the repeat is (barcodes.tsv line 2, or the HDF5 dataset), and it
+            assert (located["code"] == "duplicate_cell_id").all(), located.rows(named=True)
+            assert located["message"].str.contains("'AAAC-1'", literal=True).all(), located.rows(named=True)
+            if name == "10x_mtx":
+                assert located["line"].to_list() == [2], located.rows(named=True)
+            else:
+                assert located["message"].str.contains("matrix/barcodes", literal=True).all(), located.rows(named=True)
+        if case in ("shape_more_cells", "shape_fewer_features"):  # both sizes said: the attribute's, obs / var's
+            n_cells, n_features = 1107, 507  # the seed file's obs and var lengths
+            said = (n_cells + 1, n_features) if case == "shape_more_cells" else (n_cells, n_features - 1)
+            message = located["message"][0]
+            for part in (f"{said[0]} cells x {said[1]} features", f"{n_cells} cells (obs)",
+                         f"{n_features} features (var)"):
+                assert part in message, message
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
@@ -834,6 +910,13 @@ def _h5ad_hand_sums(path: Path) -> pl.DataFrame:
                          "cell_type": [k[1] for k in keys for _ in features],
                          "feature_id": features * len(keys), "count": sums.reshape(-1)}
                         ).sort("sample_id", "cell_type", "feature_id")
+
+
+def _h5ad_feature_names(path: Path) -> list[str]:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return [f.decode() if isinstance(f, bytes) else f for f in h5["var/_index"][...]]
 
 
 def _whole_lines(path: Path) -> int:

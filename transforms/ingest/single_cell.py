@@ -25,6 +25,7 @@ from transforms.ingest.parse.single_cell import (
     open_10x_mtx,
     open_h5ad,
     pseudobulk,
+    repeated_ids,
 )
 from transforms.ingest.parse.text import read_table, sniff_table
 from transforms.ingest.readers import AssayContext, AssayOutput, _mapped_fraction, resolve_features
@@ -80,15 +81,6 @@ def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.Data
     return file, frame, layout.header_line
 
 
-def _repeated_barcodes(matrix: CellMatrix) -> str:
-    """'' when the matrix's cell ids are unique, else how many repeat (and the first), for a message."""
-    ids = pl.Series(matrix.barcodes.tolist(), dtype=pl.String)
-    repeated = ids.filter(ids.is_duplicated())
-    if repeated.is_empty():
-        return ""
-    return f"{repeated.n_unique()} cell id(s) of {matrix.file} repeat (first {repeated[0]!r})"
-
-
 def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> tuple[pl.DataFrame, str, int]:
     """One row per cell of the matrix, in its order: ``sample`` label and ``cell_type`` (null when missing).
 
@@ -103,18 +95,21 @@ def annotate_cells(matrix: CellMatrix, assay: Assay, context: AssayContext) -> t
                 raise InputError(Issue(matrix.file, "missing_column", "error", f"{key} {wanted!r} is not an obs "
                                        f"column of the file (no obs/{wanted}); its obs columns: "
                                        f"{matrix.obs_columns}", column=wanted))
-        repeated_ids = _repeated_barcodes(matrix)
-        if repeated_ids:  # anndata reads it (with a warning): each row is still one cell with its own obs labels
-            context.issues.warning("duplicate_cell_id", f"obs/_index: {repeated_ids}; each row is summed as its own "
-                                   "cell with its obs labels", file=matrix.file)
+        repeated_obs = repeated_ids(matrix.barcodes)
+        if repeated_obs:  # anndata reads it (with a warning): each row is still one cell with its own obs labels
+            file, _, where = repeated_obs.location(matrix, "barcodes")
+            context.issues.warning("duplicate_cell_id", f"{where}; each row is summed as its own cell with its obs "
+                                   "labels", file=file)
         cells = pl.DataFrame({"sample": matrix.obs(assay.sample_column).tolist(),
                               "cell_type": matrix.obs(assay.cell_type_column).tolist()},
                              schema={"sample": pl.String, "cell_type": pl.String}, strict=False)
         return cells, matrix.file, 1
-    repeated_ids = _repeated_barcodes(matrix)
-    if repeated_ids:  # the annotations are joined by barcode: a repeated one would give two cells the same labels
-        raise InputError(Issue(matrix.file, "duplicate_cell_id", "error", f"{repeated_ids}; the cell annotations are "
-                               "matched by barcode, so each cell needs its own"))
+    repeated_cells = repeated_ids(matrix.barcodes)
+    if repeated_cells:  # the annotations are joined by barcode: a repeated one would give two cells the same labels
+        # (and one left unannotated is still two cells nobody can tell apart: a damaged or naively merged matrix)
+        file, line, where = repeated_cells.location(matrix, "barcodes")
+        raise InputError(Issue(file, "duplicate_cell_id", "error", f"{where}; the cell annotations are matched by "
+                               "barcode, so each cell needs its own; the matrix is not read", line))
     file, table, header_line = _annotation_table(assay, context)
     repeated = table.filter(pl.col("barcode").is_duplicated())
     if repeated.height:
@@ -172,6 +167,17 @@ def read_single_cell(assay: Assay, files: list[Path], context: AssayContext) -> 
     kept = np.flatnonzero(is_gene.to_numpy())
     sums = pseudobulk(matrix, codes, n_groups=groups.height, features=kept)
     feature_ids = matrix.features["feature_id"].gather(kept)
+    repeated = repeated_ids(feature_ids)
+    if repeated:  # one row per (profile, feature): the first column of an id is kept, as a bulk matrix keeps the
+        # first row of a repeated id; what the others held is said, never merged or dropped silently
+        file, line, where = repeated.location(matrix, "features", rows=kept)
+        left_out = float(sums[:, repeated.later_rows].sum())
+        context.issues.warning("duplicate_feature", f"{where}; the first column of each is summed, the "
+                               f"{repeated.later_rows.size} repeated column(s) are left out ({left_out:g} counts)",
+                               file=file, line=line)
+        unique = np.ones(kept.size, dtype=bool)
+        unique[repeated.later_rows] = False
+        kept, sums, feature_ids = kept[unique], sums[:, unique], feature_ids.filter(pl.Series(unique))
     resolved = resolve_features(feature_ids, assay, context)
     gene_ids = (pl.DataFrame({"feature_id": feature_ids})
                 .join(resolved.filter(pl.col("status") == "mapped").select("feature_id", "gene_id")
@@ -201,16 +207,18 @@ def profile_tables(groups: pl.DataFrame, sums: np.ndarray, *, feature_ids: pl.Se
     features); every feature of every profile is a row (zeros included, as a bulk count matrix has them).
     """
     n_groups, n_features = sums.shape
-    repeat = np.repeat(np.arange(n_groups), n_features)
-    long = pl.DataFrame({
+    profile_of_row = np.repeat(np.arange(n_groups), n_features)  # rows: profile-major, features in order
+    feature_of_row = np.tile(np.arange(n_features), n_groups)
+    profile_ids = groups.select(pl.concat_str("sample_id", pl.lit(PROFILE_SEPARATOR), "cell_type")).to_series()
+    long = pl.DataFrame({  # every column gathered from its few distinct values (one contiguous chunk each)
         "study_id": study_id, "assay": assay,
-        "sample_id": groups["sample_id"].gather(repeat), "cell_type": groups["cell_type"].gather(repeat),
-        "gene_id": pl.concat([gene_ids] * n_groups) if n_groups else gene_ids.clear(),
-        "feature_id": pl.concat([feature_ids] * n_groups) if n_groups else feature_ids.clear(),
-        "count": sums.reshape(-1), "n_cells": groups["n_cells"].gather(repeat), "file": file})
+        "sample_id": groups["sample_id"].gather(profile_of_row),
+        "cell_type": groups["cell_type"].gather(profile_of_row),
+        "gene_id": gene_ids.gather(feature_of_row), "feature_id": feature_ids.gather(feature_of_row),
+        "count": sums.reshape(-1), "n_cells": groups["n_cells"].gather(profile_of_row), "file": file})
     counts = long.select(
-        "study_id", "assay", pl.concat_str("sample_id", pl.lit(PROFILE_SEPARATOR), "cell_type").alias("sample_id"),
-        "gene_id", "feature_id", "count", pl.lit(None, pl.Float64).alias("length"), "file")
+        "study_id", "assay", profile_ids.gather(profile_of_row).alias("sample_id"), "gene_id", "feature_id",
+        "count", pl.lit(None, pl.Float64).alias("length"), "file")
     total = pl.col("n_cells").sum().over("sample_id")
     composition = groups.select(pl.lit(study_id).alias("study_id"), pl.lit(assay).alias("assay"), "sample_id",
                                 "cell_type", "n_cells", (pl.col("n_cells") / total).alias("fraction"),

@@ -122,6 +122,48 @@ def test_read_single_cell_in_small_blocks_sums_the_same(tmp_path, reference, cel
             np.testing.assert_array_equal(got[group], expected)
 
 
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense", "mtx"])
+def test_pseudobulk_each_block_layout_sums_cell_by_cell(tmp_path, monkeypatch, layout):
+    """The summation alone, on every block layout the readers yield (h5ad CSR / CSC / dense X in blocks of about
+    40 values, Matrix Market text in blocks of 64 bytes), with cells left out (-1) and a feature subset: equal to
+    a plain Python loop adding each cell's row of the dense matrix to its group."""
+    import anndata
+
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 4, size=(60, 9)) * (rng.random((60, 9)) < 0.3)
+    dense[:, 4] = 0  # an empty feature
+    dense[7] = 0  # an empty cell
+    groups = rng.integers(-1, 4, size=60)
+    groups[groups == 2] = 1  # group 2 has no cells: a zero row
+    keep = np.array([0, 2, 3, 4, 8])
+    expected = np.zeros((4, 9))
+    for cell in range(60):
+        if groups[cell] >= 0:
+            expected[groups[cell]] += dense[cell]
+    monkeypatch.setattr(single_cell, "BLOCK_NONZEROS", 40)
+    monkeypatch.setattr(single_cell, "MTX_BLOCK_BYTES", 64)
+    if layout == "mtx":
+        folder = tmp_path / "m"
+        folder.mkdir()
+        cell, feature = np.nonzero(dense)
+        (folder / "matrix.mtx").write_text("%%MatrixMarket matrix coordinate integer general\n"
+                                           f"9 60 {cell.size}\n" + "".join(
+                                               f"{f + 1} {c + 1} {dense[c, f]}\n" for c, f in zip(cell, feature,
+                                                                                                strict=True)))
+        (folder / "features.tsv").write_text("".join(f"G{i}\tG{i}\tGene Expression\n" for i in range(9)))
+        (folder / "barcodes.tsv").write_text("".join(f"C{i}\n" for i in range(60)))
+        matrix = single_cell.open_10x_mtx(folder, single_cell.mtx_files(folder, file="m"), file="m")
+    else:
+        x = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "dense": np.asarray}[layout](dense.astype(np.float32))
+        anndata.AnnData(X=x, obs=pl.DataFrame({"i": [f"C{i}" for i in range(60)]}).to_pandas().set_index("i"),
+                        var=pl.DataFrame({"i": [f"G{i}" for i in range(9)]}).to_pandas().set_index("i"),
+                        ).write_h5ad(tmp_path / "x.h5ad")
+        matrix = single_cell.open_h5ad(tmp_path / "x.h5ad", file="x.h5ad", layer=None)
+    assert len(list(matrix.blocks())) > 3  # several blocks were read
+    got = single_cell.pseudobulk(matrix, groups, n_groups=4, features=keep)
+    np.testing.assert_array_equal(got, expected[:, keep])
+
+
 def test_read_single_cell_composition_counts_cells_by_hand(tmp_path, reference, cells):
     ingest = read_study(sc_study(tmp_path, "10x_h5"), reference=reference)
     composition = table(ingest, "cell_type_composition")
@@ -281,5 +323,5 @@ def test_read_single_cell_repeated_barcode_with_cell_annotations_is_an_error(tmp
     lines = gzip.decompress(barcodes.read_bytes()).splitlines(keepends=True)
     barcodes.write_bytes(gzip.compress(b"".join([lines[0], lines[0], *lines[2:]])))
     (issue,) = read_study(folder, reference=reference).issues.errors
-    assert (issue.file, issue.code) == ("matrix", "duplicate_cell_id")
-    assert lines[0].decode().strip() in issue.message
+    assert (issue.file, issue.line, issue.code) == ("matrix/barcodes.tsv.gz", 2, "duplicate_cell_id")
+    assert repr(lines[0].decode().strip()) in issue.message

@@ -2,9 +2,9 @@
 
 A file is opened as a :class:`CellMatrix`: its cell barcodes, its features and a generator of sparse blocks read
 a bounded number of non-zeros at a time (h5py slices of the CSR / CSC arrays, or lines of the Matrix Market text),
-so a million-cell file is never in memory at once. :func:`pseudobulk` multiplies each block by the cell-to-group
-indicator matrix (groups x cells, one 1 per annotated cell) and adds the product to a dense groups x features
-sum: the same arithmetic as ``scanpy.get.aggregate(func="sum")``, without loading the cells. Values are checked to
+so a million-cell file is never in memory at once. :func:`pseudobulk` adds each stored value of a block to its
+cell's group row of a dense groups x features sum (one pass, as coordinates): the sums of
+``scanpy.get.aggregate(func="sum")`` (an indicator matrix product), without loading the cells. Values are checked to
 be whole, non-negative counts block by block, so a log-normalised matrix fails at its first block with a message
 naming the file and the layers it holds.
 """
@@ -53,10 +53,55 @@ class CellMatrix:
     obs: Callable[[str], np.ndarray] | None = None
     obs_columns: list[str] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)
+    ids_at: dict[str, str] = field(default_factory=dict)
+    """Where the ``barcodes`` and ``features`` ids are: an HDF5 path in ``file`` (``obs/_index``,
+    ``matrix/barcodes``) or, for a 10x folder, the study-relative path of the text file (row i on line i + 1)."""
+    text_ids: bool = False
+    """True for a 10x folder: ``ids_at`` names text files, and a repeated id is located by line."""
 
     @property
     def n_cells(self) -> int:
         return int(self.barcodes.shape[0])
+
+
+@dataclass(frozen=True)
+class RepeatedIds:
+    """Ids of a matrix's cells or features given more than once: the rows (0-based) of every repeat after the
+    first, and the first repeated id with its first row and its repeat's row, for a message.
+    """
+
+    later_rows: np.ndarray
+    distinct: int
+    first_id: str
+    first_row: int
+    repeat_row: int
+
+    def location(self, matrix: CellMatrix, kind: str, rows: np.ndarray | None = None) -> tuple[str, int | None, str]:
+        """(issue file, issue line, message start) of the first repeat of ``kind`` (barcodes / features).
+
+        ``rows``: the file row of each id checked, when they were a subset of the file's (the gene features).
+        """
+        noun = "barcode" if kind == "barcodes" else "feature id"
+        first, repeat = ((self.first_row, self.repeat_row) if rows is None
+                         else (int(rows[self.first_row]), int(rows[self.repeat_row])))
+        what = f"{self.distinct} {noun}(s) repeat"
+        if matrix.text_ids:
+            return (matrix.ids_at[kind], repeat + 1,
+                    f"{noun} {self.first_id!r} of line {first + 1} repeats on line {repeat + 1} ({what})")
+        return (matrix.file, None, f"{matrix.ids_at[kind]}: {noun} {self.first_id!r} of row {first + 1} "
+                                   f"repeats on row {repeat + 1} ({what})")
+
+
+def repeated_ids(ids: np.ndarray | pl.Series) -> RepeatedIds | None:
+    """The repeats among ``ids`` (None when every id is unique); the first occurrence is not a repeat."""
+    series = ids if isinstance(ids, pl.Series) else pl.Series(ids.tolist(), dtype=pl.String)
+    later = series.is_duplicated() & ~series.is_first_distinct()
+    if not later.any():
+        return None
+    rows = np.flatnonzero(later.to_numpy())
+    first_id = series[int(rows[0])]
+    first_row = int(np.flatnonzero((series == first_id).fill_null(False).to_numpy())[0])
+    return RepeatedIds(rows, int(series.filter(later).n_unique()), str(first_id), first_row, int(rows[0]))
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
@@ -81,8 +126,8 @@ def _sparse_pointers(group: h5py.Group, *, outer: int, file: str, element: str, 
             raise _malformed(file, element, f"no {member!r} array (a compressed sparse matrix has data, indices "
                                             "and indptr)")
     data, indices = group["data"], group["indices"]
-    if not np.issubdtype(data.dtype, np.number) or not np.issubdtype(indices.dtype, np.integer):
-        raise _malformed(file, element, f"data is {data.dtype} and indices {indices.dtype}; expected numbers and "
+    if data.dtype.kind not in "iuf" or not np.issubdtype(indices.dtype, np.integer):
+        raise _malformed(file, element, f"data is {data.dtype} and indices {indices.dtype}; expected real numbers and "
                                         "integers")
     indptr = group["indptr"][...]
     if indptr.ndim != 1 or not np.issubdtype(indptr.dtype, np.integer):
@@ -195,6 +240,18 @@ def _h5ad_frames(handle: h5py.File, *, file: str) -> tuple[h5py.Group, h5py.Grou
     return frames[0], frames[1]
 
 
+def _check_sparse_shape(shape: object, *, cells: int, features: int, file: str, element: str) -> None:
+    """A sparse matrix's ``shape`` attribute must be (obs length, var length): one of the three is wrong, and
+    anndata refuses such a file, so it is a ``malformed_matrix`` error naming both sizes.
+    """
+    said = np.asarray(shape)
+    if said.shape != (2,) or not np.issubdtype(said.dtype, np.integer):
+        raise _malformed(file, element, f"its shape attribute {said.tolist()!r} is not (cells, features)")
+    if (int(said[0]), int(said[1])) != (cells, features):
+        raise _malformed(file, element, f"its shape attribute says {int(said[0])} cells x {int(said[1])} features, "
+                                        f"but the file has {cells} cells (obs) x {features} features (var)")
+
+
 def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
     """An AnnData file's ``X`` (or ``layers/<layer>``), read in blocks; obs columns read on demand.
 
@@ -214,10 +271,13 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
         obs_columns = [str(c) for c in obs.attrs.get("column-order", []) if str(c) in obs]
         node = handle[element]
         sparse_kind = str(node.attrs.get("encoding-type", "")) if isinstance(node, h5py.Group) else "dense"
+        if isinstance(node, h5py.Group) and "shape" in node.attrs:  # anndata builds the matrix at this size
+            _check_sparse_shape(node.attrs["shape"], cells=len(barcodes), features=len(features), file=file,
+                                element=element)
         if isinstance(node, h5py.Dataset):
             shape, dtype = node.shape, node.dtype
-            if shape != (len(barcodes), len(features)) or not np.issubdtype(dtype, np.number):
-                raise _malformed(file, element, f"a dense {dtype} array of shape {shape}; expected numbers, "
+            if shape != (len(barcodes), len(features)) or dtype.kind not in "iuf":
+                raise _malformed(file, element, f"a dense {dtype} array of shape {shape}; expected real numbers, "
                                                 f"{len(barcodes)} cells (obs) x {len(features)} features (var)")
     if sparse_kind not in ("csr_matrix", "csc_matrix", "dense"):
         raise InputError(Issue(file, "unsupported_h5ad", "error", f"{element} is stored as {sparse_kind!r}; "
@@ -238,7 +298,8 @@ def open_h5ad(path: Path, *, file: str, layer: str | None) -> CellMatrix:
 
     frame = pl.DataFrame({"feature_id": pl.Series(features.tolist(), dtype=pl.String),
                           "feature_type": pl.Series([None] * len(features), dtype=pl.String)})
-    return CellMatrix(file, barcodes, frame, blocks, element, column, obs_columns, layers)
+    return CellMatrix(file, barcodes, frame, blocks, element, column, obs_columns, layers,
+                      ids_at={"barcodes": "obs/_index", "features": "var/_index"})
 
 
 # ------------------------------------------------------------------------------------------------- 10x HDF5
@@ -283,7 +344,8 @@ def open_10x_h5(path: Path, *, file: str) -> CellMatrix:
             yield from _compressed_blocks(h5[name], by_cells=True, n_cells=n_cells, n_features=n_features,
                                           file=file, element=name)
 
-    return CellMatrix(file, barcodes, features, blocks, f"{name}/data")
+    return CellMatrix(file, barcodes, features, blocks, f"{name}/data",
+                      ids_at={"barcodes": f"{name}/barcodes", "features": f"{name}/{id_path}"})
 
 
 # ------------------------------------------------------------------------------------------ 10x Matrix Market
@@ -427,13 +489,30 @@ def open_10x_mtx(folder: Path, files: dict[str, Path], *, file: str) -> CellMatr
                            file=f"{file}/{files['matrix'].name}", first_line=size_line + 1)
 
     return CellMatrix(file, np.asarray(barcodes[:, 0].to_list(), dtype=object), feature_frame, blocks,
-                      files["matrix"].name)
+                      files["matrix"].name, ids_at={"barcodes": f"{file}/{files['barcodes'].name}",
+                                                    "features": f"{file}/{files['features'].name}"}, text_ids=True)
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
 def _first_fraction(values: np.ndarray) -> float | None:
+    """The first value that is not a whole, finite, non-negative number; None when all are counts.
+
+    One cheap test decides (integers: the minimum; floats: ``floor(v) - v`` is 0 for a whole number and non-zero
+    or NaN for a fraction, NaN or an infinity); the bad value is looked for only when there is one.
+    """
+    if values.size == 0:
+        return None
+    if values.dtype.kind in "iub":
+        whole = True
+    else:
+        distance = np.floor(values)
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as wanted
+            distance -= values
+        whole = not distance.any()
+    if whole and values.min() >= 0:
+        return None
     bad = values[(values != np.rint(values)) | (values < 0) | ~np.isfinite(values)]
-    return None if bad.size == 0 else float(bad[0])
+    return float(bad[0])
 
 
 def not_counts_message(matrix: CellMatrix, value: float) -> str:
@@ -453,19 +532,42 @@ def not_counts_message(matrix: CellMatrix, value: float) -> str:
             f"pseudobulk sums counts, so {advice}")
 
 
+def _block_sums(values: sp.spmatrix | np.ndarray, codes: np.ndarray, n_rows: int) -> np.ndarray:
+    """``n_rows x block columns`` float64 sums of one block's cells, ``codes``: the row of each of its cells.
+
+    A compressed sparse block is summed as coordinates (row of each stored value's cell, its column, the value as
+    float64) through scipy's COO to dense conversion, which adds repeated coordinates: one pass over the values,
+    where the sparse indicator product (groups x cells @ block) took two passes and, with a CSC indicator, a
+    conversion of the block to CSC (``bench/README.md``, session 12). A dense block is multiplied by the indicator.
+    """
+    n_cells, n_columns = values.shape
+    if isinstance(values, np.ndarray):
+        indicator = sp.csr_matrix((np.ones(n_cells), (codes, np.arange(n_cells))), shape=(n_rows, n_cells))
+        return np.asarray(indicator @ values.astype(np.float64, copy=False))
+    indices, indptr = np.asarray(values.indices), np.asarray(values.indptr)
+    if isinstance(values, sp.csr_matrix | sp.csr_array):
+        rows, columns = np.repeat(codes.astype(indices.dtype), np.diff(indptr)), indices
+    elif isinstance(values, sp.csc_matrix | sp.csc_array):
+        rows = codes.astype(indices.dtype)[indices]
+        columns = np.repeat(np.arange(n_columns, dtype=indices.dtype), np.diff(indptr))
+    else:
+        raise TypeError(f"unexpected sparse block {type(values).__name__}")
+    data = np.asarray(values.data, dtype=np.float64)  # counts summed exactly (float32 sums round past 2 ** 24)
+    return sp.coo_matrix((data, (rows, columns)), shape=(n_rows, n_columns)).toarray()
+
+
 def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
                features: np.ndarray | None = None) -> np.ndarray:
     """Sum of each group's cells: a dense ``n_groups x features`` float64 array, block by block.
 
-    ``groups``: one code per cell (0 .. n_groups - 1; -1 leaves the cell out). Each block is multiplied by the
-    sparse indicator matrix of its cells (groups x cells), so memory is one block plus the result. ``features``:
-    the feature columns to keep (all when None). Raises :class:`InputError` (``not_counts``) at the first block with
-    a negative, non-integer or non-finite value.
+    ``groups``: one code per cell (0 .. n_groups - 1; -1 leaves the cell out). Each block's values are added to
+    their cell's group row (:func:`_block_sums`; the cells left out go to one extra row, dropped at the end), so
+    memory is one block plus the result. ``features``: the feature columns to keep (all when None). Raises
+    :class:`InputError` (``not_counts``) at the first block with a negative, non-integer or non-finite value.
     """
     n_features = matrix.features.height
-    kept = np.flatnonzero(groups >= 0)
-    indicator = sp.csc_matrix((np.ones(kept.size), (groups[kept], kept)), shape=(n_groups, matrix.n_cells))
-    total = np.zeros((n_groups, n_features))
+    codes = np.where(groups >= 0, groups, n_groups)  # left out: the extra row n_groups
+    total = np.zeros((n_groups + 1, n_features))
     for cells, columns, values in matrix.blocks():
         data = values.data if sp.issparse(values) else np.asarray(values)
         bad = _first_fraction(np.asarray(data))
@@ -474,6 +576,6 @@ def pseudobulk(matrix: CellMatrix, groups: np.ndarray, *, n_groups: int,
             raise InputError(Issue(f"{matrix.file}/{matrix.element}" if mtx else matrix.file, "not_counts",
                                    "error", not_counts_message(matrix, bad),
                                    column=None if matrix.obs is None else "layer"))
-        product = indicator[:, cells] @ values
-        total[:, columns] += product.toarray() if sp.issparse(product) else product
+        total[:, columns] += _block_sums(values, codes[cells], n_groups + 1)
+    total = total[:n_groups]
     return total if features is None else total[:, features]
