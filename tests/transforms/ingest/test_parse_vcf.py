@@ -356,3 +356,27 @@ def test_parse_vcf_irregular_record_is_read_by_oxbow(shared_data: Path, tmp_path
     frame = parse_vcf(path, issues=issues, sample="TUMOR").records.collect()
     assert frame["line"].to_list() == [*range(7, 13), *range(14, 32)]  # 25 records, 6 header lines
     assert [(i.code, i.line) for i in issues.issues] == [("bad_record", 13)]
+
+
+def test_parse_vcf_non_integer_format_value_is_a_located_error_without_a_backtrace(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # oxbow rejects the file with "Error processing field 'AD'" and no line (plus a Rust backtrace when
+    # RUST_BACKTRACE is set); the fast path has found the value and says where
+    from transforms.ingest.parse import vcf
+
+    lines = _vcf(shared_data, "vcf2maf_test_b38_input.vcf").read_text().splitlines()
+    fields = lines[19].split("\t")  # line 20, the 14th record: its TUMOR sample's AD
+    keys, values = fields[8].split(":"), fields[9].split(":")
+    values[keys.index("AD")] = "12,x"
+    fields[9] = ":".join(values)
+    lines[19] = "\t".join(fields)
+    path = tmp_path / "bad_ad.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(vcf, "BATCH_SIZE", 4)  # in the fast path's fourth batch
+    monkeypatch.setenv("RUST_BACKTRACE", "1")
+    with pytest.raises(InputError) as raised:
+        parse_vcf(path, issues=IssueLog("t"), sample="TUMOR")
+    issue = raised.value.issue
+    assert (issue.file, issue.code, issue.line, issue.column) == ("bad_ad.vcf", "bad_value", 20, "TUMOR")
+    assert "'12,x'" in issue.message
+    assert "backtrace" not in str(raised.value).lower()

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from queue import Queue
@@ -117,16 +117,21 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
         try:
             parts = [_variants(batch, header, samples=read_samples, genotype_fields=genotype_fields, label=sample)
                      for batch in _text_batches(path, header, samples=read_samples, genotype_fields=genotype_fields)]
-        except _NotPlain:  # anything the fast path does not read exactly as oxbow would: oxbow decides
-            parts = read(path)
+        except _NotPlain as odd:  # anything the fast path does not read exactly as oxbow would: oxbow decides
+            try:
+                parts = read(path)
+            except _ReaderFailed as failed:  # oxbow names no line for a bad value: the fast path found one
+                if odd.issue is None:
+                    raise
+                raise InputError(replace(odd.issue, file=name)) from failed.cause
     except _ReaderFailed as failed:
         with tempfile.NamedTemporaryFile("wb", suffix=".vcf") as clean:
             kept = _drop_bad_records(path, header, clean=clean, issues=issues, name=name, cause=failed.cause)
             try:
                 parts = read(Path(clean.name), kept)
             except _ReaderFailed as again:
-                raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {again.cause}")
-                                 ) from again.cause
+                raise InputError(Issue(name, "unreadable_vcf", "error",
+                                       f"VCF reader failed: {_reason(again.cause)}")) from again.cause
     frame = pl.concat([p.rows for p in parts]) if parts else pl.DataFrame(schema=VARIANT_SCHEMA)
     counts = {key: sum(p.counts.get(key, 0) for p in parts)
               for key in ("records", "alleles_skipped", "genotypes_hom_ref", "genotypes_no_call")}
@@ -163,7 +168,12 @@ class _NotPlain(Exception):
     """The polars text reader met a record it does not read exactly as oxbow; the file goes to oxbow instead.
 
     A wrong field count, a blank line, a value that is not a plain integer, text that is not UTF-8, ...
+    ``issue``: where the first FORMAT value that is not a plain integer is, reported if oxbow rejects the file.
     """
+
+    def __init__(self, message: str, issue: Issue | None = None) -> None:
+        super().__init__(message)
+        self.issue = issue
 
 
 class _ReaderFailed(Exception):
@@ -280,7 +290,8 @@ def _text_batches(path: Path, header: VcfHeader, *, samples: list[str], genotype
                 continue
             if raw.width != len(wanted) or raw.null_count().sum_horizontal().item():
                 raise _NotPlain("a blank line, an empty field or a line with too few fields")  # oxbow reports it
-            records = _text_records(raw, header, sample_columns, genotype_fields)
+            records = _text_records(raw, header, sample_columns, genotype_fields,
+                                    first_line=header.n_lines + 1 + offset)
             line = pl.int_range(header.n_lines + 1 + offset, header.n_lines + 1 + offset + raw.height,
                                 dtype=pl.Int64)
             offset += raw.height
@@ -290,7 +301,7 @@ def _text_batches(path: Path, header: VcfHeader, *, samples: list[str], genotype
 
 
 def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str, str],
-                  genotype_fields: list[str]) -> pl.DataFrame:
+                  genotype_fields: list[str], *, first_line: int) -> pl.DataFrame:
     """One batch of text columns as oxbow's columns.
 
     ``pos`` an integer, ``alt`` / ``filter`` lists, ``info`` a struct of the annotation list, each read sample a
@@ -310,7 +321,8 @@ def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str
                  .list.first().str.slice(len(key)))
         columns.append(pl.struct(pl.when(value != ".").then(value.str.split(",")).alias(header.annotation)
                                  ).alias("info"))
-    checks = [pos.is_null().any()]
+    # (sample, field, its text, where it is not plain)
+    checks: list[tuple[str | None, str, pl.Expr, pl.Expr]] = [(None, "POS", pl.col("pos"), pos.is_null())]
     if sample_columns:
         formats = raw["format"].unique(maintain_order=True)
         if formats.len() > MAX_FORMATS:
@@ -330,7 +342,7 @@ def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str
                     text = pl.coalesce([pl.when(pl.col("format") == f).then(parts.struct.field(f"field_{i}"))
                                         for f, i in cases])
                 values[field] = text
-                checks.append((text.is_not_null() & ~text.str.contains(PLAIN_VALUE[field])).any())
+                checks.append((sample, field, text, text.is_not_null() & ~text.str.contains(PLAIN_VALUE[field])))
             fields = []
             if "GT" in values:
                 gt = values["GT"]
@@ -344,10 +356,27 @@ def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str
             if "DP" in values:
                 fields.append(values["DP"].cast(pl.Int32, strict=False).alias("DP"))
             columns.append(pl.struct(fields).alias(sample))
-    out = raw.select(*columns, *(c.alias(f"check_{i}") for i, c in enumerate(checks)))  # eager: 0.15 s, lazy 0.2
-    if any(out.select(pl.col("^check_.*$")).row(0)):
-        raise _NotPlain("a POS or FORMAT value that is not a plain integer")
+    out = raw.select(*columns, *(c.any().alias(f"check_{i}") for i, (*_, c) in enumerate(checks)))  # eager
+    failed = [check for check, bad in zip(checks, out.select(pl.col("^check_.*$")).row(0), strict=True) if bad]
+    if failed:
+        located = [issue for check in failed if (issue := _first_odd_value(raw, check, first_line)) is not None]
+        raise _NotPlain("a POS or FORMAT value that is not a plain integer",
+                        min(located, key=lambda issue: issue.line or 0) if located else None)
     return out.select(pl.exclude("^check_.*$"))
+
+
+def _first_odd_value(raw: pl.DataFrame, check: tuple[str | None, str, pl.Expr, pl.Expr], first_line: int
+                     ) -> Issue | None:
+    """A located error for the first FORMAT value a check found not to be a plain integer; None for POS (oxbow
+    reads a non-integer POS as missing and the caller warns). ``file`` is left empty for the caller to fill.
+    """
+    sample, field, text, odd = check
+    if sample is None:
+        return None
+    row, value = raw.with_row_index("row").filter(odd).select("row", text).row(0)
+    kind = "an integer" if field == "DP" else "integers separated by ','" if field == "AD" else "allele numbers"
+    return Issue("", "bad_value", "error", f"FORMAT {field} of sample {sample} is {value!r}, not {kind}",
+                 first_line + row, column=sample)
 
 
 @cache
@@ -413,8 +442,13 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
         raise InputError(Issue(name, "bad_encoding", "error", f"line {not_utf8} is not valid UTF-8 (VCF text is "
                                "UTF-8); save the file as UTF-8", not_utf8)) from cause
     if not kept or (not n_bad and not bom):
-        raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {cause}")) from cause
+        raise InputError(Issue(name, "unreadable_vcf", "error", f"VCF reader failed: {_reason(cause)}")) from cause
     return np.asarray(kept, dtype=np.int64)
+
+
+def _reason(cause: BaseException) -> str:
+    """The message of oxbow's error without the Rust backtrace it carries when ``RUST_BACKTRACE`` is set."""
+    return str(cause).split("Rust backtrace:", 1)[0].strip()
 
 
 def _is_utf8(raw: bytes) -> bool:
