@@ -90,17 +90,22 @@ def _map_column_chunks(function: Callable[[slice], np.ndarray], n_rows: int, n_c
 
 
 def _samples_major(counts: np.ndarray, cols: slice, rows: np.ndarray | None = None) -> np.ndarray:
-    """A samples x genes copy of columns ``cols`` (and ``rows``, an index array, if given) of a genes x samples block.
+    """A samples x genes copy of columns ``cols`` (and ``rows``, sorted indices, if given) of a genes x samples block.
 
     Per-sample sorts and sums then run along contiguous memory (numpy's SIMD sort), and the chunk's passes may
-    overwrite it. Copied in tiles of genes: four times faster than numpy's transposing copy of a narrow column chunk.
+    overwrite it. Copied in tiles of genes: four times faster than numpy's transposing copy of a narrow column chunk;
+    ``rows`` are picked from the copy of all rows afterwards (that and the copy take ~70 % of the time of a tiled
+    copy of the rows picked by fancy indexing).
     """
-    n_rows = counts.shape[0] if rows is None else rows.size
-    out = np.empty((cols.stop - cols.start, n_rows))
-    for start in range(0, n_rows, _TILE):
+    out = np.empty((cols.stop - cols.start, counts.shape[0]))
+    for start in range(0, counts.shape[0], _TILE):
         tile = slice(start, start + _TILE)
-        out[:, tile] = (counts[tile, cols] if rows is None else counts[rows[tile], cols]).T
-    return out
+        out[:, tile] = counts[tile, cols].T
+    if rows is None:
+        return out
+    picked = np.zeros(counts.shape[0], dtype=bool)
+    picked[rows] = True
+    return np.compress(picked, out, axis=1)
 
 
 def library_sizes(counts: np.ndarray) -> np.ndarray:
