@@ -22,6 +22,7 @@ per-gene reference from all blocks, then each block is transformed on its own.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,9 @@ _TILE = 256
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
 _LEAST_LOG2 = -1075.0  # below log2 of the smallest positive float64
+# Order statistics of each sample by numpy's sort where it has its AVX-512 sort (as fast as one partition there,
+# bench/README_factors.md), else by partitions (one partition takes ~45 % of the time of the AVX2 / scalar sort).
+_SORT_SELECTS = bool(importlib.import_module("numpy._core._multiarray_umath").__cpu_features__.get("AVX512_SKX"))
 
 
 def _as_counts(counts: np.ndarray) -> np.ndarray:
@@ -195,8 +199,12 @@ def _median_of_ratios(block: np.ndarray, log_geomeans: np.ndarray, table: np.nda
         # The middle order statistic(s) by selection: a partition at one place is ~2x faster than numpy's sort of
         # these rows (and than a partition at two places); the lower middle of an even count is the largest value
         # left of it.
-        ratios.partition(half, axis=1)
-        median = ratios[:, half] if n % 2 else (ratios[:, :half].max(axis=1) + ratios[:, half]) / 2
+        if _SORT_SELECTS:
+            ratios.sort(axis=1)
+            median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
+        else:
+            ratios.partition(half, axis=1)
+            median = ratios[:, half] if n % 2 else (ratios[:, :half].max(axis=1) + ratios[:, half]) / 2
         return np.exp(median)
 
     return _map_column_chunks(chunk, block.shape[0], block.shape[1])
@@ -258,11 +266,14 @@ def _upper_quartiles(counts: np.ndarray, library_size: np.ndarray, expressed: np
     def chunk(cols: slice) -> np.ndarray:
         # Selection, not a sort: a partition at one place, then the smallest value right of it.
         ordered = _samples_major(counts, cols)
-        ordered.partition(place, axis=1)
+        if _SORT_SELECTS:
+            ordered.sort(axis=1)
+        else:
+            ordered.partition(place, axis=1)
         q = ordered[:, place]
         if index == lo:
             return q
-        q_hi = ordered[:, place + 1:].min(axis=1)
+        q_hi = ordered[:, place + 1] if _SORT_SELECTS else ordered[:, place + 1:].min(axis=1)
         return np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
 
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1]) / library_size
@@ -278,6 +289,31 @@ def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray | Callab
     if np.median(f75) < 1e-20:
         return int(np.argmax(sqrt_sums() if callable(sqrt_sums) else sqrt_sums))
     return int(np.argmin(np.abs(f75 - np.mean(f75))))
+
+
+def _trim_range(ordered: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (a row of ``ordered``, values sorted with the left-out ones first), the closed range of values
+    kept by edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over its last ``n`` values.
+
+    ``rank`` is R's average rank. Ranks are monotone in the value, so the kept values are an interval whose ends are
+    the order statistics at the two bounds; a tied end value is kept when the average rank of its tie group lies
+    inside the bounds, else the range stops one float short of it. A sample with nothing kept gets an empty range.
+    """
+    first = ordered.shape[1] - n
+    lo = (np.floor(n * trim) + 1).astype(np.intp)
+    hi = n + 1 - lo
+    some = lo <= hi
+    low, high = np.full(n.size, np.inf), np.full(n.size, -np.inf)
+    ends = ordered[np.flatnonzero(some)[:, None], np.column_stack([lo, hi])[some] - 1 + first[some, None]]
+    # tie group of each end: places left+1 .. right (1-based) among the kept values, average rank (left+1+right)/2
+    rank = np.empty_like(ends)
+    for k, i in enumerate(np.flatnonzero(some)):
+        row = ordered[i, first[i] :]
+        rank[k] = row.searchsorted(ends[k], "left") + 1 + row.searchsorted(ends[k], "right")
+    rank /= 2
+    low[some] = np.where(rank[:, 0] >= lo[some], ends[:, 0], np.nextafter(ends[:, 0], np.inf))
+    high[some] = np.where(rank[:, 1] <= hi[some], ends[:, 1], np.nextafter(ends[:, 1], -np.inf))
+    return low, high
 
 
 def _trim_bounds(values: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
@@ -355,8 +391,12 @@ def _tmm_chunk(
         n = np.count_nonzero(abs_expr > a_cutoff, axis=1)
         for i in np.flatnonzero(obs.shape[1] - n > uncounted):
             log_ratio[i, abs_expr[i] <= a_cutoff] = -np.inf
-    m_low, m_high = _trim_bounds(log_ratio, n, logratio_trim)
-    a_low, a_high = _trim_bounds(abs_expr, n, sum_trim)
+    if _SORT_SELECTS:
+        m_low, m_high = _trim_range(np.sort(log_ratio, axis=1), n, logratio_trim)
+        a_low, a_high = _trim_range(np.sort(abs_expr, axis=1), n, sum_trim)
+    else:
+        m_low, m_high = _trim_bounds(log_ratio, n, logratio_trim)
+        a_low, a_high = _trim_bounds(abs_expr, n, sum_trim)
     keep = log_ratio >= m_low[:, None]
     keep &= log_ratio <= m_high[:, None]
     keep &= abs_expr >= a_low[:, None]
