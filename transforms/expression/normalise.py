@@ -196,9 +196,9 @@ def _median_of_ratios(block: np.ndarray, log_geomeans: np.ndarray, table: np.nda
     def chunk(cols: slice) -> np.ndarray:
         ratios = _log_counts(_samples_major(block, cols, rows), table)
         ratios -= reference
-        # The middle order statistic(s) by selection: a partition at one place is ~2x faster than numpy's sort of
-        # these rows (and than a partition at two places); the lower middle of an even count is the largest value
-        # left of it.
+        # The middle order statistic(s): without numpy's AVX-512 sort, a partition at one place is ~2x faster than
+        # the sort of these rows (and than a partition at two places); the lower middle of an even count is then the
+        # largest value left of it.
         if _SORT_SELECTS:
             ratios.sort(axis=1)
             median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
@@ -264,7 +264,7 @@ def _upper_quartiles(counts: np.ndarray, library_size: np.ndarray, expressed: np
     place = skipped + lo - 1  # 0-based place of x[lo] in each sample's sorted counts; x[hi] is the next one
 
     def chunk(cols: slice) -> np.ndarray:
-        # Selection, not a sort: a partition at one place, then the smallest value right of it.
+        # Without numpy's AVX-512 sort: a partition at one place, then the smallest value right of it (x[hi]).
         ordered = _samples_major(counts, cols)
         if _SORT_SELECTS:
             ordered.sort(axis=1)
