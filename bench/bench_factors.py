@@ -6,6 +6,9 @@ same .npy included); the worker also reports its own load and compute times. Res
 table and to ``--json``.
 
     python bench/bench_factors.py --workdir bench/out/factors --samples 1000 5000 --repeats 3 --big 20000
+
+``--base DIR`` adds the peer ``ours_base``: our factors computed by the code in DIR (a frozen copy of an earlier
+commit, ``git archive <commit> | tar -x -C DIR``), run alternately with ``ours`` in each repeat.
 """
 
 from __future__ import annotations
@@ -203,7 +206,7 @@ def max_rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a / b - 1)))
 
 
-def bench_factors(workdir: Path, samples: int, repeats: int) -> dict:
+def bench_factors(workdir: Path, samples: int, repeats: int, base: Path | None = None) -> dict:
     npy = workdir / f"counts_{GENES}x{samples}.npy"
     tsv = workdir / f"counts_{GENES}x{samples}.tsv"
     if not npy.exists():
@@ -211,16 +214,24 @@ def bench_factors(workdir: Path, samples: int, repeats: int) -> dict:
         np.save(npy, counts)
         write_tsv(counts, tsv)
         del counts
-    runs: dict[str, list[dict]] = {p: [] for p in PEERS}
-    for _ in range(repeats):
-        for peer in PEERS:
+    peers = ["ours_base", *PEERS] if base else PEERS
+    runs: dict[str, list[dict]] = {p: [] for p in peers}
+    for repeat in range(repeats):
+        # with a base, its run and ours alternate which goes first
+        order = peers if repeat % 2 == 0 or not base else ["ours", "ours_base", *PEERS[1:]]
+        for peer in order:
             out = workdir / f"factors_{peer}_{samples}.npz"
-            cmd = [sys.executable, __file__, "--worker", peer, "--npy", str(npy), "--out", str(out)]
+            script = str(base / "bench" / "bench_factors.py") if peer == "ours_base" and base else __file__
+            worker = "ours" if peer == "ours_base" else peer
+            cmd = [sys.executable, script, "--worker", worker, "--npy", str(npy), "--out", str(out)]
             runs[peer].append(timed(cmd))
             print(peer, samples, runs[peer][-1], file=sys.stderr, flush=True)
-    summary = {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in runs.items()}
-    got = {p: np.load(workdir / f"factors_{p}_{samples}.npz") for p in PEERS}
+    summary: dict = {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in runs.items()}
+    summary["runs"] = runs
+    got = {p: np.load(workdir / f"factors_{p}_{samples}.npz") for p in peers}
     summary["diff"] = {
+        **({"tmm_vs_base": max_rel(got["ours"]["tmm"], got["ours_base"]["tmm"]),
+            "sf_vs_base": max_rel(got["ours"]["sf"], got["ours_base"]["sf"])} if base else {}),
         "sf_vs_pydeseq2": max_rel(got["ours"]["sf"], got["pydeseq2"]["sf"]),
         "sf_vs_numpy_mor": max_rel(got["ours"]["sf"], got["numpy_mor"]["sf"]),
         "tmm_vs_conorm": max_rel(got["ours"]["tmm"], got["conorm"]["tmm"]),
@@ -239,6 +250,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--big", type=int, default=0, help="samples of the block-wise run (0: skip)")
+    parser.add_argument("--base", type=Path, help="also run our factors from the code in this directory (alternating)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: WORKDIR/results_factors.json)")
     args = parser.parse_args()
     if args.worker:
@@ -248,9 +260,10 @@ def main() -> None:
         run_blockwise(args.blockwise, args.block)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "factors": {}, "load_average": [os.getloadavg()]}
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "factors": {},
+                     "load_average": [os.getloadavg()]}
     for n in args.samples:
-        results["factors"][n] = bench_factors(args.workdir, n, args.repeats)
+        results["factors"][n] = bench_factors(args.workdir, n, args.repeats, args.base)
         results["load_average"].append(os.getloadavg())
     if args.big:
         big = args.workdir / f"counts_samples_major_{GENES}x{args.big}.npy"

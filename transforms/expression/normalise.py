@@ -22,14 +22,19 @@ per-gene reference from all blocks, then each block is transformed on its own.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from transforms.expression.deseq2 import MIN_DISP, DispersionTrend, gene_wise_dispersions, parametric_dispersion_fit
+if TYPE_CHECKING:
+    # The VST functions import the DESeq2 module when called: it imports scipy's optimize, special and stats (about
+    # a second of every process), which the sample factors do not need.
+    from transforms.expression.deseq2 import DispersionTrend
 
 # Elements per internal chunk of sample columns (~4 MB per float64 temporary): the dozen temporaries of TMM stay in
 # the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
@@ -38,10 +43,19 @@ _THREADS = os.cpu_count() or 1
 _TILE = 256
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
+_LEAST_LOG2 = -1075.0  # below log2 of the smallest positive float64
+# Order statistics of each sample by numpy's sort where it has its AVX-512 sort (as fast as one partition there,
+# bench/README_factors.md), else by partitions (one partition takes ~45 % of the time of the AVX2 / scalar sort).
+_SORT_SELECTS = bool(importlib.import_module("numpy._core._multiarray_umath").__cpu_features__.get("AVX512_SKX"))
 
 
 def _as_counts(counts: np.ndarray) -> np.ndarray:
     """Validate a counts block (2-D, finite, non-negative) and return it as float64 without copying if possible."""
+    return _validated(counts)[0]
+
+
+def _validated(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_as_counts` and the column sums it checks (the library sizes)."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2:
         raise ValueError(f"The count matrix must be 2-D (genes x samples), got {counts.ndim} dimension(s).")
@@ -52,7 +66,7 @@ def _as_counts(counts: np.ndarray) -> np.ndarray:
         raise ValueError("Infinite values are not allowed in the count matrix.")
     if counts.size and counts.min() < 0:
         raise ValueError("The count matrix should only contain non-negative values.")
-    return counts
+    return counts, sums
 
 
 def _check_no_empty_samples(library_size: np.ndarray) -> None:
@@ -80,22 +94,27 @@ def _map_column_chunks(function: Callable[[slice], np.ndarray], n_rows: int, n_c
 
 
 def _samples_major(counts: np.ndarray, cols: slice, rows: np.ndarray | None = None) -> np.ndarray:
-    """A samples x genes copy of columns ``cols`` (and ``rows``, an index array, if given) of a genes x samples block.
+    """A samples x genes copy of columns ``cols`` (and ``rows``, sorted indices, if given) of a genes x samples block.
 
     Per-sample sorts and sums then run along contiguous memory (numpy's SIMD sort), and the chunk's passes may
-    overwrite it. Copied in tiles of genes: four times faster than numpy's transposing copy of a narrow column chunk.
+    overwrite it. Copied in tiles of genes: four times faster than numpy's transposing copy of a narrow column chunk;
+    ``rows`` are picked from the copy of all rows afterwards (that and the copy take ~70 % of the time of a tiled
+    copy of the rows picked by fancy indexing).
     """
-    n_rows = counts.shape[0] if rows is None else rows.size
-    out = np.empty((cols.stop - cols.start, n_rows))
-    for start in range(0, n_rows, _TILE):
+    out = np.empty((cols.stop - cols.start, counts.shape[0]))
+    for start in range(0, counts.shape[0], _TILE):
         tile = slice(start, start + _TILE)
-        out[:, tile] = (counts[tile, cols] if rows is None else counts[rows[tile], cols]).T
-    return out
+        out[:, tile] = counts[tile, cols].T
+    if rows is None:
+        return out
+    picked = np.zeros(counts.shape[0], dtype=bool)
+    picked[rows] = True
+    return np.compress(picked, out, axis=1)
 
 
 def library_sizes(counts: np.ndarray) -> np.ndarray:
     """Library size of each sample: the column sums of ``counts`` (one value per sample)."""
-    return _as_counts(counts).sum(axis=0)
+    return _validated(counts)[1]
 
 
 def geometric_mean_scaled(factors: np.ndarray) -> np.ndarray:
@@ -107,9 +126,40 @@ def geometric_mean_scaled(factors: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- DESeq2 size factors
 
 
-def _log_row_sums(block: np.ndarray) -> np.ndarray:
+_LOG_TABLE_LIMIT = 1 << 22  # counts up to 4 M take their log from a table (32 MB at most)
+
+
+@lru_cache(maxsize=2)
+def _log_table(size: int) -> np.ndarray:
+    """``np.log(0 .. size - 1)``, read-only."""
     with np.errstate(divide="ignore"):
-        return np.log(block).sum(axis=1)
+        table = np.log(np.arange(size, dtype=np.float64))
+    table.flags.writeable = False
+    return table
+
+
+def _log_table_for(counts: np.ndarray) -> np.ndarray | None:
+    """The table of logs covering every count of ``counts`` (validated), or None when the counts are too large."""
+    top = float(counts.max()) if counts.size else 0.0
+    if top >= _LOG_TABLE_LIMIT:
+        return None
+    return _log_table(1 << max(int(top).bit_length(), 10))
+
+
+def _log_counts(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """``np.log(values)`` into ``values``: whole counts look their log up in ``table`` (a gather instead of a
+    logarithm per value: the same numbers, about twice as fast), others (fractional estimates) are computed.
+    """
+    if table is not None:
+        whole = values.astype(np.intp)
+        if np.array_equal(whole, values):
+            return np.take(table, whole, out=values)
+    with np.errstate(divide="ignore"):
+        return np.log(values, out=values)
+
+
+def _log_row_sums(block: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    return _log_counts(np.array(block, dtype=np.float64), table).sum(axis=1)
 
 
 def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
@@ -121,7 +171,7 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     n_samples = 0
     for block in blocks:
         block = _as_counts(block)
-        part = _log_row_sums(block)
+        part = _log_row_sums(block, _log_table_for(block))
         total = part if total is None else total + part
         n_samples += block.shape[1]
     if total is None or n_samples == 0:
@@ -129,16 +179,8 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     return total / n_samples
 
 
-def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> np.ndarray:
-    """DESeq2 median-of-ratios size factors of the samples in ``block`` against fitted ``log_geomeans``.
-
-    One value per sample of the block: ``exp(median(log(count) - log_geomean))`` over the genes with a finite log
-    geometric mean (counted in every sample of the study).
-    """
-    block = _as_counts(block)
-    log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
-    if log_geomeans.shape != (block.shape[0],):
-        raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
+def _median_of_ratios(block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """Size factors of a validated block against ``log_geomeans`` (its shape checked)."""
     _check_no_empty_samples(block.sum(axis=0))
     usable = np.isfinite(log_geomeans)
     if not usable.any():
@@ -152,23 +194,43 @@ def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> 
     half = n // 2
 
     def chunk(cols: slice) -> np.ndarray:
-        ratios = _samples_major(block, cols, rows)
-        np.log(ratios, out=ratios)
+        ratios = _log_counts(_samples_major(block, cols, rows), table)
         ratios -= reference
-        ratios.sort(axis=1)
-        median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
+        # The middle order statistic(s): without numpy's AVX-512 sort, a partition at one place is ~2x faster than
+        # the sort of these rows (and than a partition at two places); the lower middle of an even count is then the
+        # largest value left of it.
+        if _SORT_SELECTS:
+            ratios.sort(axis=1)
+            median = ratios[:, half] if n % 2 else (ratios[:, half - 1] + ratios[:, half]) / 2
+        else:
+            ratios.partition(half, axis=1)
+            median = ratios[:, half] if n % 2 else (ratios[:, :half].max(axis=1) + ratios[:, half]) / 2
         return np.exp(median)
 
     return _map_column_chunks(chunk, block.shape[0], block.shape[1])
 
 
+def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> np.ndarray:
+    """DESeq2 median-of-ratios size factors of the samples in ``block`` against fitted ``log_geomeans``.
+
+    One value per sample of the block: ``exp(median(log(count) - log_geomean))`` over the genes with a finite log
+    geometric mean (counted in every sample of the study).
+    """
+    block = _as_counts(block)
+    log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
+    if log_geomeans.shape != (block.shape[0],):
+        raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
+    return _median_of_ratios(block, log_geomeans, _log_table_for(block))
+
+
 def size_factors(counts: np.ndarray) -> np.ndarray:
     """DESeq2 ``estimateSizeFactors`` (median of ratios) of every sample in ``counts``."""
     counts = _as_counts(counts)
+    table = _log_table_for(counts)
     chunks = [counts[:, cols] for cols in _column_chunks(counts.shape[0], counts.shape[1])]
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        log_geomeans = np.sum(list(pool.map(_log_row_sums, chunks)), axis=0) / counts.shape[1]
-    return size_factors_from_reference(counts, log_geomeans)
+        parts = list(pool.map(lambda chunk: _log_row_sums(chunk, table), chunks))
+    return _median_of_ratios(counts, np.sum(parts, axis=0) / counts.shape[1], table)
 
 
 # ---------------------------------------------------------------------------------------------------- edgeR TMM
@@ -181,25 +243,38 @@ def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: 
     first); by default it is computed from ``counts``, which is right when ``counts`` holds every sample.
     """
     counts = _as_counts(counts)
-    library_size = np.asarray(library_size, dtype=np.float64)
     expressed = np.asarray((counts > 0).any(axis=1) if expressed is None else expressed, dtype=bool)
+    if expressed.any() and not expressed.all() and counts[~expressed].any():
+        raise ValueError("expressed must mark every row with a positive count")
+    return _upper_quartiles(counts, np.asarray(library_size, dtype=np.float64), expressed)
+
+
+def _upper_quartiles(counts: np.ndarray, library_size: np.ndarray, expressed: np.ndarray) -> np.ndarray:
+    """:func:`upper_quartiles` of a validated block, ``expressed`` checked."""
     n = int(np.count_nonzero(expressed))
     if n == 0:
         return np.zeros(counts.shape[1])
     skipped = counts.shape[0] - n
-    if skipped and counts[~expressed].any():
-        raise ValueError("expressed must mark every row with a positive count")
     # The rows left out are zeros, the smallest counts: in each sorted sample they fill the first `skipped` places.
     # R quantile type 7, written as R computes it: (1 - h) * x[lo] + h * x[hi] only where x[hi] != x[lo].
     index = 1 + (n - 1) * 0.75
-    lo, hi = int(np.floor(index)), int(np.ceil(index))
+    lo = int(np.floor(index))  # x[hi] with hi = ceil(index) is x[lo] or the next value
     h = index - lo
 
+    place = skipped + lo - 1  # 0-based place of x[lo] in each sample's sorted counts; x[hi] is the next one
+
     def chunk(cols: slice) -> np.ndarray:
+        # Without numpy's AVX-512 sort: a partition at one place, then the smallest value right of it (x[hi]).
         ordered = _samples_major(counts, cols)
-        ordered.sort(axis=1)
-        q, q_hi = ordered[:, skipped + lo - 1], ordered[:, skipped + hi - 1]
-        return np.where(q_hi != q, (1 - h) * q + h * q_hi, q) if index > lo else q
+        if _SORT_SELECTS:
+            ordered.sort(axis=1)
+        else:
+            ordered.partition(place, axis=1)
+        q = ordered[:, place]
+        if index == lo:
+            return q
+        q_hi = ordered[:, place + 1] if _SORT_SELECTS else ordered[:, place + 1:].min(axis=1)
+        return np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
 
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1]) / library_size
 
@@ -241,10 +316,46 @@ def _trim_range(ordered: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.nda
     return low, high
 
 
-class _TmmReference(NamedTuple):
-    """Per-gene terms of the reference sample in edgeR's M, A and variance; ``p`` is inf where the reference has
-    no count, so that M is -inf there as it is where the sample has no count.
+def _trim_bounds(values: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (a row of ``values``; its left-out values are below every kept one), the closed range of values
+    kept by edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over its last ``n`` values in order.
+
+    ``rank`` is R's average rank. Ranks are monotone in the value, so the kept values are an interval whose ends are
+    the order statistics at the two bounds; a tied end value is kept when the average rank of its tie group lies
+    inside the bounds, else the range stops one float short of it. A sample with nothing kept gets an empty range.
+    The ends come from selection, not a sort: a partition of a copy of the row at the upper bound, then of the part
+    left of it at the lower bound (two partitions at one place each take ~60 % of numpy's sort of these rows; one
+    partition at both places takes ~150 %); a tie group is counted on the sides of its end.
     """
+    first = values.shape[1] - n
+    lo = (np.floor(n * trim) + 1).astype(np.intp)
+    hi = n + 1 - lo
+    low, high = np.full(n.size, np.inf), np.full(n.size, -np.inf)
+    work = np.empty(values.shape[1])
+    for i in np.flatnonzero(lo <= hi):
+        k1, k2 = first[i] + lo[i] - 1, first[i] + hi[i] - 1  # 0-based places of the two ends in the sorted row
+        np.copyto(work, values[i])
+        work.partition(k2)
+        if k1 < k2:
+            work[:k2].partition(k1)
+        v1, v2 = work[k1], work[k2]
+        # now work[:k1] <= v1 <= work[k1 + 1:k2] <= v2 <= work[k2 + 1:]; below / upto: values < / <= an end
+        below1 = np.count_nonzero(work[:k1] < v1)
+        upto2 = k2 + 1 + np.count_nonzero(work[k2 + 1:] == v2)
+        if v1 < v2:
+            middle = work[k1 + 1:k2]
+            upto1 = k1 + 1 + np.count_nonzero(middle == v1)
+            below2 = k2 - np.count_nonzero(middle == v2)
+        else:  # one tie group holds both ends
+            upto1, below2 = upto2, below1
+        # the tie group's average rank among the kept values is (below + 1 + upto) / 2 - first
+        low[i] = v1 if below1 + 1 + upto1 >= 2 * (lo[i] + first[i]) else np.nextafter(v1, np.inf)
+        high[i] = v2 if below2 + 1 + upto2 <= 2 * (hi[i] + first[i]) else np.nextafter(v2, -np.inf)
+    return low, high
+
+
+class _TmmReference(NamedTuple):
+    """Per-gene terms of the reference sample in edgeR's M, A and variance, over the genes it counts."""
 
     p: np.ndarray
     log_p: np.ndarray
@@ -271,22 +382,29 @@ def _tmm_chunk(
         np.log2(abs_expr, out=abs_expr)
         abs_expr += ref.log_p
         abs_expr /= 2
-    # Counts are finite, so the genes edgeR leaves out (not counted here or in the reference: M = A = -inf, or
-    # A <= a_cutoff) have the smallest A. Giving them M = -inf too puts them first in both sorted orders.
-    a_sorted = np.sort(abs_expr, axis=1)
-    uncounted = np.array([row.searchsorted(-np.inf, "right") for row in a_sorted])
-    n = obs.shape[1] - np.array([row.searchsorted(a_cutoff, "right") for row in a_sorted])
-    for i in np.flatnonzero(obs.shape[1] - n > uncounted):
-        log_ratio[i, abs_expr[i] <= a_cutoff] = -np.inf
-    m_sorted = np.sort(log_ratio, axis=1)
-    m_low, m_high = _trim_range(m_sorted, n, logratio_trim)
-    a_low, a_high = _trim_range(a_sorted, n, sum_trim)
+    # Counts are finite, so the genes edgeR leaves out (not counted here: M = A = -inf, or A <= a_cutoff) have the
+    # smallest A. Giving them M = -inf too puts them below every kept value in both orders.
+    uncounted = np.count_nonzero(abs_expr == -np.inf, axis=1)
+    if a_cutoff < _LEAST_LOG2:  # every finite A is above it (edgeR's default -1e10)
+        n = obs.shape[1] - uncounted
+    else:
+        n = np.count_nonzero(abs_expr > a_cutoff, axis=1)
+        for i in np.flatnonzero(obs.shape[1] - n > uncounted):
+            log_ratio[i, abs_expr[i] <= a_cutoff] = -np.inf
+    if _SORT_SELECTS:
+        m_low, m_high = _trim_range(np.sort(log_ratio, axis=1), n, logratio_trim)
+        a_low, a_high = _trim_range(np.sort(abs_expr, axis=1), n, sum_trim)
+    else:
+        m_low, m_high = _trim_bounds(log_ratio, n, logratio_trim)
+        a_low, a_high = _trim_bounds(abs_expr, n, sum_trim)
     keep = log_ratio >= m_low[:, None]
     keep &= log_ratio <= m_high[:, None]
     keep &= abs_expr >= a_low[:, None]
     keep &= abs_expr <= a_high[:, None]
-    last = m_sorted[:, -1]
-    max_abs = np.where(n > 0, np.maximum(np.abs(m_sorted[np.arange(n.size), -np.maximum(n, 1)]), np.abs(last)), 0)
+    # edgeR returns 1 when every kept |M| < 1e-6 (the reference itself): the largest M, then the smallest kept one
+    max_abs = np.where(n > 0, np.abs(log_ratio.max(axis=1)), 0.0)
+    for i in np.flatnonzero((n > 0) & (max_abs < 1e-6)):
+        max_abs[i] = max(max_abs[i], abs(log_ratio[i][log_ratio[i] > -np.inf].min()))
     np.maximum(log_ratio, m_low[:, None], out=log_ratio)  # finite where the weight will be 0 (-inf * 0 is NaN)
     with np.errstate(divide="ignore", invalid="ignore"):
         if do_weighting:
@@ -319,16 +437,41 @@ def tmm_factors_against(
 
     One value per sample; apply :func:`geometric_mean_scaled` to the factors of all samples of the study.
     """
-    counts = _as_counts(counts)
-    reference = np.asarray(reference, dtype=np.float64)
-    library_size = np.asarray(library_size, dtype=np.float64)
-    n_ref = float(reference_library_size)
-    with np.errstate(divide="ignore"):
-        p = reference / n_ref
-        ref = _TmmReference(np.where(p > 0, p, np.inf), np.log2(p), (n_ref - reference) / n_ref / reference)
+    return _tmm_factors_against(
+        _as_counts(counts),
+        np.asarray(reference, dtype=np.float64),
+        np.asarray(library_size, dtype=np.float64),
+        float(reference_library_size),
+        logratio_trim=logratio_trim,
+        sum_trim=sum_trim,
+        do_weighting=do_weighting,
+        a_cutoff=a_cutoff,
+    )
+
+
+def _tmm_factors_against(
+    counts: np.ndarray,
+    reference: np.ndarray,
+    library_size: np.ndarray,
+    n_ref: float,
+    *,
+    logratio_trim: float,
+    sum_trim: float,
+    do_weighting: bool,
+    a_cutoff: float,
+) -> np.ndarray:
+    """:func:`tmm_factors_against` of a validated block."""
+    # Genes the reference does not count have M = A = -inf in every sample: edgeR leaves them out, and so do we
+    # before gathering the samples.
+    rows = np.flatnonzero(reference > 0)
+    if rows.size == 0:
+        return np.ones(counts.shape[1])
+    counted = reference[rows]
+    p = counted / n_ref
+    ref = _TmmReference(p, np.log2(p), (n_ref - counted) / n_ref / counted)
 
     def chunk(cols: slice) -> np.ndarray:
-        obs = _samples_major(counts, cols)
+        obs = _samples_major(counts, cols, None if rows.size == counts.shape[0] else rows)
         return _tmm_chunk(
             obs,
             library_size[cols],
@@ -357,25 +500,23 @@ def tmm_factors(
     The reference sample is edgeR's choice unless ``ref_column`` (0-based) is given; factors are scaled to
     geometric mean 1. An all-zero sample is an error (edgeR fails on it too).
     """
-    counts = _as_counts(counts)
-    if library_size is None:
-        library_size = counts.sum(axis=0)
-    library_size = np.asarray(library_size, dtype=np.float64)
+    counts, sums = _validated(counts)
+    library_size = np.asarray(sums if library_size is None else library_size, dtype=np.float64)
     if library_size.shape != (counts.shape[1],):
         raise ValueError(f"library_size has shape {library_size.shape}, expected ({counts.shape[1]},).")
-    _check_no_empty_samples(counts.sum(axis=0))
+    _check_no_empty_samples(sums)
     _check_no_empty_samples(library_size)
     expressed = np.asarray((counts > 0).any(axis=1))
     if counts.shape[1] == 1 or not expressed.any():
         return np.ones(counts.shape[1])
     if ref_column is None:
-        f75 = upper_quartiles(counts, library_size=library_size, expressed=expressed)
+        f75 = _upper_quartiles(counts, library_size, expressed)
         ref_column = tmm_reference(f75, sqrt_sums=lambda: np.sqrt(counts).sum(axis=0))
-    factors = tmm_factors_against(
+    factors = _tmm_factors_against(
         counts,
         counts[:, ref_column],
-        library_size=library_size,
-        reference_library_size=library_size[ref_column],
+        library_size,
+        float(library_size[ref_column]),
         logratio_trim=logratio_trim,
         sum_trim=sum_trim,
         do_weighting=do_weighting,
@@ -524,9 +665,6 @@ def zscore_rows(
 # ------------------------------------------------------------------------------------------------------- DESeq2 VST
 
 
-_MIN_DISP = MIN_DISP
-
-
 def vst_genes(base_mean: np.ndarray, *, nsub: int = 1000) -> np.ndarray:
     """Row indices DESeq2's ``vst`` fits the dispersion trend on: ``nsub`` genes evenly spread over the ranks of
     the base mean (mean normalised count over all samples) among genes with base mean above 5.
@@ -553,17 +691,19 @@ def fit_vst_trend(counts: np.ndarray, *, size_factors: np.ndarray) -> Dispersion
     (:func:`transforms.expression.deseq2.gene_wise_dispersions`) with a one-column design, then
     ``estimateDispersionsFit(fitType="parametric")``.
     """
+    from transforms.expression import deseq2
+
     counts = _as_counts(counts)
     sf = np.asarray(size_factors, dtype=np.float64)
     m = counts.shape[1]
     if m < 2:
         raise ValueError("at least two samples are needed to estimate dispersions")
     counts = counts[counts.sum(axis=1) > 0]
-    gene = gene_wise_dispersions(counts, np.ones((m, 1)), size_factors=sf)
-    use = gene.dispersion > 100 * _MIN_DISP
+    gene = deseq2.gene_wise_dispersions(counts, np.ones((m, 1)), size_factors=sf)
+    use = gene.dispersion > 100 * deseq2.MIN_DISP
     if not use.any():
         raise ValueError("all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum")
-    return parametric_dispersion_fit(gene.base_mean[use], gene.dispersion[use])
+    return deseq2.parametric_dispersion_fit(gene.base_mean[use], gene.dispersion[use])
 
 
 def vst_transform(counts: np.ndarray, *, size_factors: np.ndarray, trend: DispersionTrend) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,14 @@ from scipy.stats import rankdata
 from transforms.expression import normalise
 
 Dataset = tuple[list[str], list[str], np.ndarray]  # gene ids, sample ids, counts (genes x samples, float)
+
+
+@pytest.fixture(params=["sort", "partition"])
+def selection(request, monkeypatch) -> str:
+    """Both ways of finding order statistics (numpy's sort where it is AVX-512's, partitions elsewhere) must give
+    the same factors, whatever this machine picks."""
+    monkeypatch.setattr(normalise, "_SORT_SELECTS", request.param == "sort")
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +57,7 @@ def _blocks(counts: np.ndarray) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("dataset", ["pasilla", "airway", "geuvadis"])
-def test_library_sizes_tmm_factors_size_factors_match_r(request, r_table, dataset: str) -> None:
+def test_library_sizes_tmm_factors_size_factors_match_r(request, r_table, dataset: str, selection: str) -> None:
     _genes, samples, counts = request.getfixturevalue(dataset)
     # made by make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors (round() for geuvadis)
     ref = r_table(f"{dataset}_sample_factors.tsv")
@@ -113,17 +123,19 @@ def _tmm_pair(
         v = (n_obs - obs) / n_obs / obs + (n_ref - ref) / n_ref / ref
     fin = np.isfinite(log_r) & np.isfinite(abs_e) & (abs_e > a_cutoff)
     log_r, abs_e, v = log_r[fin], abs_e[fin], v[fin]
-    if np.max(np.abs(log_r)) < 1e-6:
+    if log_r.size == 0 or np.max(np.abs(log_r)) < 1e-6:  # R: max() of nothing is -Inf
         return 1.0
     n = len(log_r)
     lo_l, lo_s = np.floor(n * trim) + 1, np.floor(n * sum_trim) + 1
     rl, ra = rankdata(log_r), rankdata(abs_e)
     keep = (rl >= lo_l) & (rl <= n + 1 - lo_l) & (ra >= lo_s) & (ra <= n + 1 - lo_s)
+    if not keep.any():  # R: f is NaN, then 0
+        return 1.0
     return float(2 ** (np.sum(log_r[keep] / v[keep]) / np.sum(1 / v[keep])))
 
 
 @pytest.mark.parametrize(("trim", "sum_trim"), [(0.3, 0.05), (0.25, 0.1), (0.4, 0.0)])
-def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float) -> None:
+def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float, selection: str) -> None:
     # Small counts give many tied M and A values: the trim bounds fall inside tie groups.
     rng = np.random.default_rng(7)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 12)).astype(np.float64)
@@ -135,7 +147,7 @@ def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float) 
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_tmm_factors_against_a_cutoff_equal_rank_loop() -> None:
+def test_tmm_factors_against_a_cutoff_equal_rank_loop(selection: str) -> None:
     # A cutoff inside the range of A drops the least expressed genes of each sample before both trims.
     rng = np.random.default_rng(11)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 6)).astype(np.float64)
@@ -151,7 +163,7 @@ def test_tmm_factors_against_a_cutoff_equal_rank_loop() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_tmm_factors_against_unweighted_equal_rank_loop() -> None:
+def test_tmm_factors_against_unweighted_equal_rank_loop(selection: str) -> None:
     # do_weighting=False: the plain mean of the kept M values (edgeR doWeighting=FALSE)
     rng = np.random.default_rng(5)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(300, 1)), size=(300, 5)).astype(np.float64)
@@ -176,7 +188,50 @@ def test_tmm_factors_against_unweighted_equal_rank_loop() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_upper_quartiles_drop_all_zero_rows() -> None:
+@pytest.mark.parametrize("genes", [7, 30, 101])
+def test_tmm_factors_against_tiny_tied_samples_equal_rank_loop(genes: int, selection: str) -> None:
+    # Counts 0-3: a few tie groups per sample, so both trim bounds often fall in one tie group, or exactly at its
+    # average rank; many trims and samples.
+    rng = np.random.default_rng(genes)
+    counts = rng.integers(0, 4, size=(genes, 60)).astype(np.float64)
+    counts[:, 0] = rng.integers(1, 4, size=genes)
+    lib = counts.sum(axis=0)
+    for trim, sum_trim in [(0.3, 0.05), (0.4, 0.0), (0.25, 0.1), (0.45, 0.45), (0.1, 0.3)]:
+        expected = [_tmm_pair(counts[:, j], counts[:, 0], lib[j], lib[0], trim, sum_trim) for j in range(60)]
+        got = normalise.tmm_factors_against(counts, counts[:, 0], library_size=lib, reference_library_size=lib[0],
+                                            logratio_trim=trim, sum_trim=sum_trim)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"trims {trim}, {sum_trim}")
+
+
+def test_tmm_factors_against_study_sized_samples_equal_rank_loop(selection: str) -> None:
+    # 20,000 genes of negative-binomial counts (means spread over five orders, a tenth of them below 1, so M and A
+    # have large tie groups at both trims) against a reference that misses some genes.
+    rng = np.random.default_rng(3)
+    mean = np.exp(rng.uniform(-3.0, 9.0, size=(20_000, 1)))
+    counts = rng.negative_binomial(5, 5 / (5 + mean), size=(20_000, 8)).astype(np.float64)
+    lib = counts.sum(axis=0)
+    assert (counts[:, 5] == 0).mean() > 0.05
+    expected = [_tmm_pair(counts[:, j], counts[:, 5], lib[j], lib[5], 0.3, 0.05) for j in range(8)]
+    got = normalise.tmm_factors_against(counts, counts[:, 5], library_size=lib, reference_library_size=lib[5])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_tmm_factors_against_sample_at_or_below_reference_everywhere(selection: str) -> None:
+    # Every M <= 0 (the largest is 0): edgeR's "all |M| < 1e-6, factor 1" test must look at the smallest kept M
+    # too. A third of the genes at M = 0, -1 and -2 (counts moved onto genes the reference lacks, so both libraries
+    # are 3,000): the 30 % trim keeps the middle third, M = -1, factor 1/2.
+    ref = np.concatenate([np.full(300, 10.0), np.zeros(10)])
+    sample = np.concatenate([np.full(100, 10.0), np.full(100, 5.0), np.full(100, 2.5), np.full(10, 125.0)])
+    counts = np.column_stack([sample, ref])
+    lib = counts.sum(axis=0)
+    assert lib[0] == lib[1]
+    expected = _tmm_pair(sample, ref, lib[0], lib[1], 0.3, 0.05)
+    assert expected == 0.5
+    got = normalise.tmm_factors_against(counts, ref, library_size=lib, reference_library_size=lib[1])
+    np.testing.assert_allclose(got, [expected, 1.0], rtol=1e-12)
+
+
+def test_upper_quartiles_drop_all_zero_rows(selection: str) -> None:
     counts = np.array([[0, 0], [1, 4], [2, 0], [3, 8], [4, 2], [0, 0]], dtype=np.float64)
     # R: quantile(c(1,2,3,4), 0.75) = 3.25 and quantile(c(4,0,8,2), 0.75) = 5, over library sizes 10 and 14
     got = normalise.upper_quartiles(counts, library_size=np.array([10.0, 14.0]))
@@ -270,6 +325,31 @@ def test_size_factors_reject_when_every_gene_has_a_zero() -> None:
     counts = np.array([[0.0, 2.0], [3.0, 0.0]])
     with pytest.raises(ValueError, match="every gene contains at least one zero"):
         normalise.size_factors(counts)
+
+
+@pytest.mark.parametrize("genes", [501, 502])
+@pytest.mark.parametrize("scale", [1.0, 0.5, 1e4])
+def test_size_factors_equal_numpy_median_of_ratios(genes: int, scale: float, selection: str) -> None:
+    # Whole counts take their logs from a table, halves (fractional estimates) and counts beyond the table's 4 M
+    # are computed; an odd and an even number of genes give the middle value and the mean of the middle two.
+    rng = np.random.default_rng(genes)
+    counts = rng.poisson(rng.gamma(2.0, 200.0, size=(genes, 1)), size=(genes, 7)).astype(np.float64) * scale
+    counts[0, 0] = 0.0  # one gene left out
+    assert (counts.max() >= 1 << 22) == (scale == 1e4)
+    with np.errstate(divide="ignore"):
+        logs = np.log(counts)
+    log_geomeans = logs.mean(axis=1)
+    use = np.isfinite(log_geomeans)
+    expected = np.exp(np.median(logs[use] - log_geomeans[use, None], axis=0))
+    np.testing.assert_allclose(normalise.size_factors(counts), expected, rtol=1e-14)
+
+
+def test_normalise_imports_without_scipy() -> None:
+    # Sample factors alone must not pay for scipy's optimize / stats imports (about a second of every process).
+    code = "import sys, transforms.expression.normalise; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "[]"
 
 
 def test_log2_cpm_rejects_non_positive_library_size() -> None:
