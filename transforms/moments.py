@@ -25,14 +25,17 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
     # text keys grouped by a categorical code (half the CPU of sorting the strings); any code order will do,
     # since only each group's values need their ascending order
     group = rows[key].cast(pl.Categorical).to_physical() if rows[key].dtype == pl.String else rows[key]
-    rows = rows.with_columns(group.alias("_group")).sort("_group", value)
-    values = np.ascontiguousarray(rows[value].to_numpy(), dtype=np.float64)
-    starts = np.flatnonzero(rows["_group"].ne_missing(rows["_group"].shift(1)).to_numpy())
+    # rows grouped by one integer sort, then each group's values sorted by numpy (a sort by group and value in
+    # polars took 5x the time of the integer arg-sort)
+    order = group.arg_sort()
+    groups = group.gather(order)
+    values = np.ascontiguousarray(rows[value].gather(order).to_numpy(), dtype=np.float64)
+    starts = np.flatnonzero(groups.ne_missing(groups.shift(1)).to_numpy())
     bounds = np.append(starts, len(values))
     mean = np.empty(len(starts))
     var, sd, z_mean = (np.full(len(starts), np.nan) for _ in range(3))
     for i, (start, end) in enumerate(pairwise(bounds)):
-        part = values[start:end]
+        part = np.sort(values[start:end])
         mean[i] = np.add.reduce(part) / len(part)
         if len(part) > 1:
             deviation = part - mean[i]
@@ -40,8 +43,8 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
             sd[i] = np.sqrt(var[i])
             if standardised and sd[i] > 0:
                 z_mean[i] = np.add.reduce(deviation / sd[i]) / len(part)
-    frame = pl.DataFrame({key: rows[key].gather(starts), "n": np.diff(bounds), "mean": mean, "var": var, "sd": sd,
-                          **({"z_mean": z_mean} if standardised else {})})
+    frame = pl.DataFrame({key: rows[key].gather(order.gather(starts)), "n": np.diff(bounds), "mean": mean,
+                          "var": var, "sd": sd, **({"z_mean": z_mean} if standardised else {})})
     two = pl.col("n") > 1  # NaN below 2 values is NULL (NaN from NaN values stays)
     return frame.with_columns(pl.when(two).then(pl.col("var", "sd")).name.keep(),
                               *([pl.when(two & (pl.col("sd") > 0)).then("z_mean").alias("z_mean")]
