@@ -27,7 +27,8 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
     group = rows[key].cast(pl.Categorical).to_physical() if rows[key].dtype == pl.String else rows[key]
     # rows grouped by one integer sort, then each group's values sorted by numpy (a sort by group and value in
     # polars took 5x the time of the integer arg-sort)
-    order = group.arg_sort()
+    order = (group.arg_sort() if group.has_nulls() else
+             pl.Series(np.argsort(group.to_numpy(), kind="stable"), dtype=pl.UInt32))  # numpy's: half the CPU
     groups = group.gather(order)
     values = np.ascontiguousarray(rows[value].gather(order).to_numpy(), dtype=np.float64)
     starts = np.flatnonzero(groups.ne_missing(groups.shift(1)).to_numpy())

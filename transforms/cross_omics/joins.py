@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from transforms.moments import group_moments
@@ -113,13 +114,19 @@ def protein_values(protein_abundance: pl.LazyFrame, chosen: Winners) -> pl.LazyF
 def with_protein_zscores(values: pl.DataFrame) -> pl.DataFrame:
     """:func:`protein_values` rows with ``protein_zscore``: per gene over the samples with a value, from the mean
     and SD of the values in ascending order (:func:`~transforms.moments.group_moments`: the same bits in any row
-    order, which the block split's sink and the source join do not keep).
+    order, which the block split's sink and the source join do not keep); NULL unless the SD is positive.
     """
-    moments = group_moments(values, key="gene_id", value="protein_log2").select("gene_id", "mean", "sd")
-    value = pl.col("protein_log2")
-    return (values.join(moments, on="gene_id")
-            .select(*KEY, value, pl.when(pl.col("sd") > 0).then((value - pl.col("mean")) / pl.col("sd"))
-                    .alias("protein_zscore"), "protein_ambiguous"))
+    moments = group_moments(values, key="gene_id", value="protein_log2")
+    # each row's gene statistics by position in the sorted genes (a join took 2x the CPU); numpy's
+    # (value - mean) / sd is the same IEEE operation as polars'
+    at = np.searchsorted(moments["gene_id"].to_numpy(), values["gene_id"].to_numpy())
+    mean = moments["mean"].to_numpy()[at]
+    sd = moments["sd"].fill_null(np.nan).to_numpy()[at]
+    value = values["protein_log2"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zscore, positive = (value - mean) / sd, sd > 0
+    return values.select(*KEY, "protein_log2", pl.when(pl.Series(positive)).then(pl.Series(zscore))
+                         .alias("protein_zscore"), "protein_ambiguous")
 
 
 def rna_layer(rna_normalized: pl.LazyFrame) -> pl.LazyFrame:
