@@ -204,8 +204,9 @@ def join_layers(layers: Sequence[tuple[pl.LazyFrame, bool]], names: pl.DataFrame
     return (joined.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in missing.items()
                                 if c not in joined.collect_schema())
             .join(names.lazy(), on="gene_id", how="left")
-            .select(pl.lit(study_id).alias("study_id"), "sample_id", "gene_id", "symbol", "rna_log2", "rna_zscore",
-                    pl.when(rna).then("_rna_assay").alias("rna_assay"), "protein_log2", "protein_zscore",
+            .select(pl.lit(study_id).alias("study_id"), pl.col("sample_id").cast(pl.String), "gene_id", "symbol",
+                    "rna_log2", "rna_zscore", pl.when(rna).then("_rna_assay").alias("rna_assay"), "protein_log2",
+                    "protein_zscore",
                     pl.when(pl.col("protein_log2").is_not_null()).then("_protein_assay").alias("protein_assay"),
                     "protein_ambiguous", "cn_call", "cn_log2", "mutated", "mutation_classes"))
 
