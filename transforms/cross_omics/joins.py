@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
-from transforms.moments import group_moments
+from transforms.moments import group_zscores
 
 KEY = ["sample_id", "gene_id"]
 SOURCE = ["assay", "feature_id"]
@@ -113,20 +112,11 @@ def protein_values(protein_abundance: pl.LazyFrame, chosen: Winners) -> pl.LazyF
 
 def with_protein_zscores(values: pl.DataFrame) -> pl.DataFrame:
     """:func:`protein_values` rows with ``protein_zscore``: per gene over the samples with a value, from the mean
-    and SD of the values in ascending order (:func:`~transforms.moments.group_moments`: the same bits in any row
+    and SD of the values in ascending order (:func:`~transforms.moments.group_zscores`: the same bits in any row
     order, which the block split's sink and the source join do not keep); NULL unless the SD is positive.
     """
-    moments = group_moments(values, key="gene_id", value="protein_log2")
-    # each row's gene statistics by position in the sorted genes (a join took 2x the CPU); numpy's
-    # (value - mean) / sd is the same IEEE operation as polars'
-    at = np.searchsorted(moments["gene_id"].to_numpy(), values["gene_id"].to_numpy())
-    mean = moments["mean"].to_numpy()[at]
-    sd = moments["sd"].fill_null(np.nan).to_numpy()[at]
-    value = values["protein_log2"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        zscore, positive = (value - mean) / sd, sd > 0
-    return values.select(*KEY, "protein_log2", pl.when(pl.Series(positive)).then(pl.Series(zscore))
-                         .alias("protein_zscore"), "protein_ambiguous")
+    zscore = group_zscores(values, key="gene_id", value="protein_log2").alias("protein_zscore")
+    return values.select(*KEY, "protein_log2", zscore, "protein_ambiguous")
 
 
 def rna_layer(rna_normalized: pl.LazyFrame) -> pl.LazyFrame:
