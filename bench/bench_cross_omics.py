@@ -217,6 +217,8 @@ def main() -> int:
         same_blocks(Path(sys.argv[2]), Path(sys.argv[3]))
         return 0
     args = parser.parse_args()
+    if "omicsdw_join_baseline" in args.peers and args.baseline is None:
+        parser.error("the peer omicsdw_join_baseline needs --baseline DIR")
     if args.make_only:
         make_inputs(args.genes, args.samples)
         return 0
