@@ -40,7 +40,7 @@ from transforms.cross_omics.joins import (
 )
 
 ROWS_PER_BLOCK = 8_000_000
-"""Input rows (all layers) per gene block: about 1.2 GiB peak for one block of two layers (bench/README.md)."""
+"""Input rows (all layers) per gene block: 1.0-1.4 GiB peak with two layers at 1,000-5,000 samples (bench/README.md)."""
 
 INPUT_COLUMNS = {
     "copy_number": ["sample_id", "gene_id", "assay", "feature_id", "call", "log2_ratio"],
