@@ -16,9 +16,12 @@
 
 Each peer runs in its own process; wall time, CPU time and peak RSS (``ru_maxrss`` the child reads itself) are
 printed; a peer whose RSS passes ``--max-rss-gib`` is killed (the machine is shared). Inputs are written in blocks
-of 1,000 samples, so 5,000 samples never sit in memory at once.
+of 1,000 samples, so 5,000 samples never sit in memory at once. ``--baseline DIR`` (a frozen copy of older code,
+``git archive <commit> | tar -x -C DIR``) adds the peer ``omicsdw_join_baseline``: ``omicsdw_join`` imported from
+``DIR``; ``--repeats N`` runs the peer list N times in turn (alternating pairs); ``--check`` then compares the two
+joins' block files, block by block, sorted (``assert_frame_equal``).
 
-    python bench/bench_cross_omics.py [--genes 20000] [--samples 1000] [--peers ...]
+    python bench/bench_cross_omics.py [--genes 20000] [--samples 1000] [--peers ...] [--baseline DIR --repeats 3]
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def make_inputs(genes: int, samples: int) -> dict[str, Path]:
 def run_peer(peer: str, paths: dict[str, str], out: str) -> None:  # runs in the child process
     import polars as pl
 
-    if peer == "omicsdw_join":
+    if peer in ("omicsdw_join", "omicsdw_join_baseline"):
         from transforms.cross_omics.blocks import gene_sample_omics_blocks
 
         schema = {"study_id": pl.String, "assay": pl.String, "sample_id": pl.String, "gene_id": pl.Int64,
@@ -164,9 +167,12 @@ def _rss_gib(pid: int) -> float:
     return int(text.split("VmRSS:")[1].split()[0]) / 2**20 if "VmRSS:" in text else 0.0
 
 
-def measure(peer: str, paths: dict[str, object], out: Path, *, max_rss_gib: float) -> dict[str, object]:
-    """Run one peer in a child; a child whose RSS passes ``max_rss_gib`` is killed (the machine is shared)."""
-    code = (f"import sys, json; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(BENCH)!r}); "
+def measure(peer: str, paths: dict[str, object], out: Path, *, max_rss_gib: float, code_root: Path = REPO
+            ) -> dict[str, object]:
+    """Run one peer in a child (importing omicsdw from ``code_root``); a child whose RSS passes ``max_rss_gib``
+    is killed (the machine is shared).
+    """
+    code = (f"import sys, json; sys.path.insert(0, {str(code_root)!r}); sys.path.insert(0, {str(BENCH)!r}); "
             f"from bench_cross_omics import run_peer; run_peer({peer!r}, json.loads(sys.argv[1]), sys.argv[2]); "
             "import resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     start = time.perf_counter()
@@ -202,8 +208,17 @@ def main() -> int:
                                                        "polars_pivot_read", "omicsdw_features_read"])
     parser.add_argument("--max-rss-gib", type=float, default=12.0,
                         help="kill a peer whose resident memory passes this (the machine is shared)")
+    parser.add_argument("--baseline", type=Path, help="a frozen copy of older code: adds omicsdw_join_baseline")
+    parser.add_argument("--repeats", type=int, default=1, help="run the peer list this many times in turn")
+    parser.add_argument("--check", action="store_true",
+                        help="compare omicsdw_join's block files with omicsdw_join_baseline's (sorted, exact)")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
+    if sys.argv[1:2] == ["--check-only"]:
+        same_blocks(Path(sys.argv[2]), Path(sys.argv[3]))
+        return 0
     args = parser.parse_args()
+    if "omicsdw_join_baseline" in args.peers and args.baseline is None:
+        parser.error("the peer omicsdw_join_baseline needs --baseline DIR")
     if args.make_only:
         make_inputs(args.genes, args.samples)
         return 0
@@ -216,11 +231,34 @@ def main() -> int:
     paths.update(genes=args.genes, samples=args.samples)
     print(f"{args.genes} genes x {args.samples} samples")
     print("| peer | wall s | CPU s | peak RSS GiB |\n|---|---|---|---|")
-    for peer in args.peers:
-        row = measure(peer, paths, folder / f"gso_{peer}.parquet", max_rss_gib=args.max_rss_gib)
-        print(f"| {row['peer']} | {row.get('wall_s', row.get('error'))} | {row.get('cpu_s', '')} | "
-              f"{row.get('peak_rss_gib', '')} |", flush=True)
+    peers = [*args.peers, *(["omicsdw_join_baseline"] if args.baseline and "omicsdw_join_baseline" not in args.peers
+                             else [])]
+    for _ in range(args.repeats):
+        for peer in peers:
+            root = args.baseline.resolve() if peer == "omicsdw_join_baseline" else REPO
+            row = measure(peer, paths, folder / f"gso_{peer}.parquet", max_rss_gib=args.max_rss_gib,
+                          code_root=root)
+            print(f"| {row['peer']} | {row.get('wall_s', row.get('error'))} | {row.get('cpu_s', '')} | "
+                  f"{row.get('peak_rss_gib', '')} |", flush=True)
+    if args.check:
+        subprocess.run([sys.executable, __file__, "--check-only", str(folder / "gso_omicsdw_join.parquet"),
+                        str(folder / "gso_omicsdw_join_baseline.parquet")], check=True)
     return 0
+
+
+def same_blocks(new: Path, old: Path) -> None:
+    """The two joins wrote the same rows, block file by block file (sorted by gene and sample, exact floats)."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    files = sorted((new / "gene_sample_omics").glob("*.parquet"))
+    assert [f.name for f in files] == sorted(f.name for f in (old / "gene_sample_omics").glob("*.parquet"))
+    rows = 0
+    for file in files:
+        mine = pl.read_parquet(file).sort("gene_id", "sample_id")
+        assert_frame_equal(mine, pl.read_parquet(old / "gene_sample_omics" / file.name).sort("gene_id", "sample_id"))
+        rows += mine.height
+    print(f"same rows in {len(files)} block files ({rows} rows)")
 
 
 if __name__ == "__main__":
