@@ -33,8 +33,8 @@ def group_moments(rows: pl.DataFrame, *, key: str, value: str = "value", standar
 
 def group_zscores(rows: pl.DataFrame, *, key: str, value: str = "value") -> pl.Series:
     """Each row's ``(value - mean) / sd`` with its group's :func:`group_moments` mean and SD (the same bits), NULL
-    unless the SD is positive; ``rows`` without NULL values. No join back to the groups: each row's statistics are
-    put in place through the grouping's own order.
+    unless the SD is positive (also for a group of one value or holding a NaN); ``rows`` without NULL values. No
+    join back to the groups: each row's statistics are put in place through the grouping's own order.
     """
     if rows[value].has_nulls():
         raise ValueError(f"group_zscores needs {value!r} without NULL values")

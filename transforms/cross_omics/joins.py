@@ -119,13 +119,6 @@ def with_protein_zscores(values: pl.DataFrame) -> pl.DataFrame:
     return values.select(*KEY, "protein_log2", zscore, "protein_ambiguous")
 
 
-def rna_layer(rna_normalized: pl.LazyFrame) -> pl.LazyFrame:
-    """``sample_id, gene_id, rna_log2, rna_zscore, rna_assay`` from the winning RNA source of each gene."""
-    chosen = rna_winners(rna_normalized)
-    return (rna_values(rna_normalized, chosen)
-            .join(chosen.best.lazy().select("gene_id", pl.col("assay").alias("rna_assay")), on="gene_id"))
-
-
 def protein_layer(protein_abundance: pl.LazyFrame) -> pl.LazyFrame:
     """``sample_id, gene_id, protein_log2, protein_zscore, protein_assay, protein_ambiguous`` per gene's source."""
     chosen = protein_winners(protein_abundance)

@@ -303,6 +303,11 @@ def _edge_case_vcf(shared_data: Path, path: Path) -> Path:
     edit(12, 7, "AC=1")  # no CSQ
     edit(14, 9, "0|1:1,3:4:99:1,0")
     edit(15, 10, "./.:.:.:.:.")
+    info = lines[first + 17].split("\t")[7]
+    assert "|ARSD|" in info
+    edit(17, 7, info.replace("|ARSD|", "|AR%3BSD%3D%3A%253D|"))  # percent-encodings oxbow decodes: AR;SD=:%3D
+    edit(20, 7, lines[first + 20].split("\t")[7]  # the key twice: oxbow keeps the last
+         + ";CSQ=missense_variant|||ENSG00000000003|TSPAN6|ENST00000373020|||||protein_coding")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -380,3 +385,37 @@ def test_parse_vcf_non_integer_format_value_is_a_located_error_without_a_backtra
     assert (issue.file, issue.code, issue.line, issue.column) == ("bad_ad.vcf", "bad_value", 20, "TUMOR")
     assert "'12,x'" in issue.message
     assert "backtrace" not in str(raised.value).lower()
+
+
+def test_parse_vcf_percent_encoded_comma_and_a_plus_signed_value_are_read_as_oxbow_reads_them(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # %2C inside an annotation is decoded by oxbow after it splits the list: the fast path hands the file over;
+    # a DP of '+7' (oxbow reads 7) beside a truncated record: the record is dropped and located, the file loads
+    from transforms.ingest.parse import vcf
+
+    lines = _vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    fields = lines[first + 17].split("\t")
+    fields[7] = fields[7].replace("|ARSD|", "|AR%2CSD|")
+    lines[first + 17] = "\t".join(fields)
+    fields = lines[first + 4].split("\t")
+    keys, values = fields[8].split(":"), fields[9].split(":")
+    values[keys.index("DP")] = "+7"
+    fields[9] = ":".join(values)
+    lines[first + 4] = "\t".join(fields)
+    lines[first + 30] = lines[first + 30][:20]  # a truncated record
+    path = tmp_path / "odd.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(vcf, "BATCH_SIZE", 8)
+    issues = IssueLog("t")
+    got = parse_vcf(path, issues=issues).records.collect()
+    assert [(i.code, i.line) for i in issues.issues if i.severity == "error"] == [("bad_record", first + 31)]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise vcf._NotPlain("the test reads with oxbow")
+
+    monkeypatch.setattr(vcf, "_text_batches", refuse)
+    expected_issues = IssueLog("t")
+    assert_frame_equal(got, parse_vcf(path, issues=expected_issues).records.collect())
+    assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
+    assert set(got.filter(pl.col("line") == first + 18)["feature_id"]) == {"AR,SD"}  # decoded

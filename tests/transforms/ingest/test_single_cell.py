@@ -325,3 +325,13 @@ def test_read_single_cell_repeated_barcode_with_cell_annotations_is_an_error(tmp
     (issue,) = read_study(folder, reference=reference).issues.errors
     assert (issue.file, issue.line, issue.code) == ("matrix/barcodes.tsv.gz", 2, "duplicate_cell_id")
     assert repr(lines[0].decode().strip()) in issue.message
+
+
+def test_read_single_cell_blank_barcodes_are_a_located_error(tmp_path, reference):
+    # polars reads a blank line of barcodes.tsv as a missing id: two of them are a repeated (blank) barcode
+    folder = sc_study(tmp_path, "10x_mtx")
+    barcodes = folder / "matrix" / "barcodes.tsv.gz"
+    lines = gzip.decompress(barcodes.read_bytes()).splitlines(keepends=True)
+    barcodes.write_bytes(gzip.compress(b"".join([lines[0], b"\n", b"\n", *lines[3:]])))
+    (issue,) = read_study(folder, reference=reference).issues.errors
+    assert (issue.file, issue.line, issue.code) == ("matrix/barcodes.tsv.gz", 3, "duplicate_cell_id")

@@ -99,9 +99,10 @@ def repeated_ids(ids: np.ndarray | pl.Series) -> RepeatedIds | None:
     if not later.any():
         return None
     rows = np.flatnonzero(later.to_numpy())
-    first_id = series[int(rows[0])]
-    first_row = int(np.flatnonzero((series == first_id).fill_null(False).to_numpy())[0])
-    return RepeatedIds(rows, int(series.filter(later).n_unique()), str(first_id), first_row, int(rows[0]))
+    first_id = series[int(rows[0])]  # None for blank ids (a blank line of barcodes.tsv)
+    first_row = int(np.flatnonzero(series.eq_missing(first_id).to_numpy())[0])
+    return RepeatedIds(rows, int(series.filter(later).n_unique()), "" if first_id is None else str(first_id),
+                       first_row, int(rows[0]))
 
 
 def _strings(values: np.ndarray) -> np.ndarray:

@@ -121,8 +121,8 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
             try:
                 parts = read(path)
             except _ReaderFailed as failed:  # oxbow names no line for a bad value: the fast path found one
-                if odd.issue is None:
-                    raise
+                if odd.issue is None or f"field '{odd.field}'" not in str(failed.cause):
+                    raise  # another problem (a short record, ...): located and dropped below
                 raise InputError(replace(odd.issue, file=name)) from failed.cause
     except _ReaderFailed as failed:
         with tempfile.NamedTemporaryFile("wb", suffix=".vcf") as clean:
@@ -168,12 +168,13 @@ class _NotPlain(Exception):
     """The polars text reader met a record it does not read exactly as oxbow; the file goes to oxbow instead.
 
     A wrong field count, a blank line, a value that is not a plain integer, text that is not UTF-8, ...
-    ``issue``: where the first FORMAT value that is not a plain integer is, reported if oxbow rejects the file.
+    ``issue``: where the first FORMAT ``field`` value that is not a plain integer is, reported if oxbow rejects
+    the file for that field.
     """
 
-    def __init__(self, message: str, issue: Issue | None = None) -> None:
+    def __init__(self, message: str, issue: Issue | None = None, field: str | None = None) -> None:
         super().__init__(message)
-        self.issue = issue
+        self.issue, self.field = issue, field
 
 
 class _ReaderFailed(Exception):
@@ -316,9 +317,8 @@ def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str
         .when(pl.col("filter") != ".").then(pl.col("filter").str.split(";")).alias("filter"),
     ]
     if header.annotation:
-        key = f"{header.annotation}="  # a regex with a capture group costs 30x more on ~1 kB of INFO a record
-        value = (pl.col("info").str.split(";").list.eval(pl.element().filter(pl.element().str.starts_with(key)))
-                 .list.first().str.slice(len(key)))
+        raw = raw.with_columns(_annotation_text(raw, header.annotation))
+        value = pl.col("info")
         columns.append(pl.struct(pl.when(value != ".").then(value.str.split(",")).alias(header.annotation)
                                  ).alias("info"))
     # (sample, field, its text, where it is not plain)
@@ -359,10 +359,33 @@ def _text_records(raw: pl.DataFrame, header: VcfHeader, sample_columns: dict[str
     out = raw.select(*columns, *(c.any().alias(f"check_{i}") for i, (*_, c) in enumerate(checks)))  # eager
     failed = [check for check, bad in zip(checks, out.select(pl.col("^check_.*$")).row(0), strict=True) if bad]
     if failed:
-        located = [issue for check in failed if (issue := _first_odd_value(raw, check, first_line)) is not None]
-        raise _NotPlain("a POS or FORMAT value that is not a plain integer",
-                        min(located, key=lambda issue: issue.line or 0) if located else None)
+        located = [(issue, check[1]) for check in failed
+                   if (issue := _first_odd_value(raw, check, first_line)) is not None]
+        first = min(located, key=lambda found: found[0].line or 0) if located else (None, None)
+        raise _NotPlain("a POS, FORMAT or escaped annotation value", *first)
     return out.select(pl.exclude("^check_.*$"))
+
+
+PERCENT_ESCAPES = {"%3A": ":", "%3B": ";", "%3D": "="}
+"""The VCF percent-encodings the fast path decodes in an annotation (``%25``, '%', last); any other one (``%2C``
+inside a value, control characters) sends the file to oxbow, which decodes every INFO value after splitting it."""
+
+
+def _annotation_text(raw: pl.DataFrame, key: str) -> pl.Series:
+    """Each record's ``key`` INFO value as oxbow reads it: the last one when the key repeats, percent-decoded."""
+    prefix = f"{key}="  # a regex with a capture group costs 30x more on ~1 kB of INFO a record
+    value = raw.select(pl.col("info").str.split(";").list.eval(pl.element().filter(pl.element().str.starts_with(
+        prefix))).list.last().str.slice(len(prefix))).to_series()
+    if not value.str.contains("%", literal=True).any():  # most batches: nothing to decode
+        return value
+    known = value
+    for escape in (*PERCENT_ESCAPES, "%25"):
+        known = known.str.replace_all(escape, "", literal=True)
+    if known.str.contains("%", literal=True).any():
+        raise _NotPlain(f"a percent-encoding in {key} other than {', '.join(PERCENT_ESCAPES)} or %25")
+    for escape, text in (*PERCENT_ESCAPES.items(), ("%25", "%")):  # %25 last: %253D is the text %3D
+        value = value.str.replace_all(escape, text, literal=True)
+    return value
 
 
 def _first_odd_value(raw: pl.DataFrame, check: tuple[str | None, str, pl.Expr, pl.Expr], first_line: int
