@@ -125,7 +125,7 @@ def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake, caplo
         assert "being written by process" in waited[0]
         with lake.study_session("s2", timeout=1):  # another study is not blocked
             pass
-    finally:  # SIGKILL: a SIGTERM was once ignored (a disposition inherited from the test process), 60 s lost
+    finally:  # SIGKILL: in one full-suite run the holder outlived its SIGTERM and slept its 60 s
         holder.kill()
         holder.join()
     with lake.study_session("s1", timeout=5):  # a killed holder's lock is released by the kernel
