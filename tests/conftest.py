@@ -11,6 +11,8 @@ study folders (a ``study.yaml`` and its files) or copy the bundled examples into
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,28 @@ from transforms.ingest.genes import GeneReference
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _sigterm_ignored() -> bool:
+    """Whether this process ignores SIGTERM at the OS level (``SigIgn`` of /proc/self/status; False elsewhere)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return False
+    mask = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_not_left_ignored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Restore SIGTERM's default after a test whose code left it ignored, and say which test did.
+
+    An ignored disposition survives exec: spawned children of later tests (a lock holder, a process pool) then
+    outlive ``terminate()``. One full-suite run lost 60 s to that and another hung in a pool's join.
+    """
+    yield
+    if _sigterm_ignored():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print(f"\n{request.node.nodeid} left SIGTERM ignored; restored", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)
