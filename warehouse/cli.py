@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager, suppress
@@ -38,6 +39,46 @@ def _instance():  # type: ignore[no-untyped-def]
     import dagster as dg
 
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # main() says "interrupted" and exits 130
+
+
+@contextmanager
+def _stopped_by_sigterm():  # type: ignore[no-untyped-def]
+    """SIGTERM stops the build as Ctrl-C does; the previous handler comes back on the way out."""
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+def _finished(result):  # type: ignore[no-untyped-def]
+    """A Dagster run's result once SIGTERM is the build's again; KeyboardInterrupt if a signal stopped the run.
+
+    Dagster turns SIGINT or SIGTERM inside a run into a failed run, and after the run gives SIGTERM SIGINT's
+    handler. So a foreground build went on to the next study after ``kill``, and a build started in the background
+    (SIGINT ignored) ignored ``kill`` from its first run on, as did every process it started later.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
+    if result.success:
+        return result
+    failures = [e.step_failure_data.error for e in result.get_step_failure_events()]
+    failures.append(result.get_run_failure_event().job_failure_data.error)
+    if any(error is not None and error.cls_name == "DagsterExecutionInterruptedError" for error in failures):
+        raise KeyboardInterrupt
+    return result
+
+
+def _failure_text(result) -> str:  # type: ignore[no-untyped-def]
+    """Each failed step of a run and its error itself, not Dagster's wrapper of it, indented."""
+    from orchestration.operations import error_text
+
+    return "\n".join(f"    {event.step_key}: " + error_text(event.step_failure_data.error).replace("\n", "\n    ")
+                     for event in result.get_step_failure_events())
 
 
 def _outcome(result) -> str:  # type: ignore[no-untyped-def]
@@ -137,7 +178,6 @@ def _build(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS, STUDY_ASSETS
-    from orchestration.operations import error_text
     from orchestration.partitions import STUDIES
     from orchestration.resources import WarehouseResource
     from orchestration.sensors import study_job
@@ -172,7 +212,7 @@ def _build(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 2
-    with _instance() as instance, _catalog_refreshed(resource) as catalog:
+    with _stopped_by_sigterm(), _instance() as instance, _catalog_refreshed(resource) as catalog:
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
             instance.add_dynamic_partitions(STUDIES, new)
@@ -181,7 +221,12 @@ def _build(args: argparse.Namespace) -> int:
         print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
               f"into {args.warehouse}")
         start = time.monotonic()
-        dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance, run_config=quiet)
+        reference = _finished(dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance,
+                                             run_config=quiet, raise_on_error=False))
+        if not reference.success:
+            print(f"omicsdw build: the gene reference did not load; no study was built\n"
+                  f"{_failure_text(reference)}", file=sys.stderr)
+            return 1
         # The landing sensor's study_job (the UI lists a build's runs under it), resolved and snapshotted once for
         # every study: dg.materialize did both per study.
         job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(
@@ -190,8 +235,14 @@ def _build(args: argparse.Namespace) -> int:
         for i, sid in enumerate(studies, start=1):
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
             t0 = time.monotonic()
-            result = job.execute_in_process(partition_key=sid, instance=instance, run_config=quiet,
-                                            raise_on_error=False)
+            try:
+                result = _finished(job.execute_in_process(partition_key=sid, instance=instance, run_config=quiet,
+                                                          raise_on_error=False))
+            except KeyboardInterrupt:
+                print("INTERRUPTED", flush=True)
+                print(f"{sid}: readers keep seeing its previous load until a build completes it; the studies "
+                      "before it are loaded; build again to finish", file=sys.stderr)
+                raise
             took, outcome = time.monotonic() - t0, _outcome(result) if result.success else "FAILED"
             catalog.after_study(changed=outcome != "unchanged")  # a failure may have committed ingest_issues
             if result.success:
@@ -199,11 +250,9 @@ def _build(args: argparse.Namespace) -> int:
                 continue
             failed.append(sid)
             print("FAILED")
-            for event in result.get_step_failure_events():  # the error itself, not Dagster's wrapper of it
-                text = error_text(event.step_failure_data.error)
-                print(f"    {event.step_key}: " + text.replace("\n", "\n    "))
-        matches = dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance, run_config=quiet,
-                                 raise_on_error=False)
+            print(_failure_text(result))
+        matches = _finished(dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance,
+                                           run_config=quiet, raise_on_error=False))
         if not matches.success:
             failed.append("signature_matches")
         if args.features:
@@ -241,8 +290,8 @@ def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: 
     if not assets:
         print(f"features: no *.yaml spec in {folder}")
         return []
-    result = dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
-                            raise_on_error=False)
+    result = _finished(dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
+                                      raise_on_error=False))
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         print(f"{event.materialization.asset_key.to_user_string()}: version {meta['version']}, {meta['rows']} rows x "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -338,3 +339,53 @@ def test_output_piped_into_a_reader_that_leaves_early_ends_quietly(tmp_path: Pat
     proc.stderr.close()
     assert proc.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports a reader that left
     assert error == ""
+
+
+TINY_STUDY = ("study_id: {sid}\nname: {sid}\nassays:\n  - {{name: rna, kind: rna_counts, format: matrix, "
+              "path: counts.tsv, gene_id_type: symbol}}\n")
+TINY_COUNTS = {"counts.tsv": "gene\tS1\tS2\tS3\nTP53\t10\t20\t30\nEGFR\t5\t0\t7\n"}
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a job it starts in the background
+
+
+def test_sigterm_stops_a_background_build_inside_a_study_run(tmp_path: Path, study_folder) -> None:
+    """``kill`` of a build started with ``&`` stops it at once, saying which study it left. Dagster turns a signal
+    inside a run into a failed run and then gives SIGTERM SIGINT's disposition (ignored in the background): the
+    build went on to the next study, then ignored every later ``kill``. A second build finishes the job."""
+    landing = tmp_path / "landing"
+    for sid in ("s1", "s2"):
+        study_folder(landing, TINY_STUDY.format(sid=sid), TINY_COUNTS, name=sid)
+    command = [OMICSDW, "build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"), "--no-plots"]
+    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_ignore_sigint)
+    assert build.stdout is not None
+    seen = ""
+    while "[1/2] s1 ..." not in seen:  # printed as the study's run starts
+        char = build.stdout.read(1)
+        assert char, seen
+        seen += char
+    time.sleep(0.5)
+    build.send_signal(signal.SIGTERM)
+    out, err = build.communicate(timeout=60)
+    assert build.returncode == 130, seen + out + err
+    assert out.strip() == "INTERRUPTED"  # the rest of "[1/2] s1 ... INTERRUPTED"; s2 never started
+    assert "s1: readers keep seeing its previous load" in err
+    assert err.endswith("interrupted\n")
+    assert main(command[1:]) == 0
+    assert sql(tmp_path / "wh", "SELECT study_id FROM studies ORDER BY 1") == [("s1",), ("s2",)]
+
+
+def test_a_build_in_a_process_ignoring_sigint_leaves_sigterm_as_it_found_it(tmp_path: Path, study_folder) -> None:
+    """After a build in a process whose SIGINT is ignored (a background job, a test runner started with ``&``),
+    SIGTERM still terminates it and the processes it starts: Dagster had left SIGTERM ignored, and a later
+    ``terminate()`` of a child process did nothing."""
+    study_folder(tmp_path / "landing", TINY_STUDY.format(sid="s1"), TINY_COUNTS, name="s1")
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["build", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh"),
+                     "--no-plots"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)
