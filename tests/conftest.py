@@ -38,8 +38,11 @@ def _sigterm_ignored() -> bool:
 def _sigterm_not_left_ignored(request: pytest.FixtureRequest) -> Iterator[None]:
     """Restore SIGTERM's default after a test whose code left it ignored, and say which test did.
 
-    An ignored disposition survives exec: spawned children of later tests (a lock holder, a process pool) then
-    outlive ``terminate()``. One full-suite run lost 60 s to that and another hung in a pool's join.
+    Dagster gives SIGTERM SIGINT's disposition after every in-process run, and a test runner started in the
+    background has SIGINT ignored: every test that materialises assets directly leaves SIGTERM ignored then
+    (``omicsdw build`` restores it itself). An ignored disposition survives exec: spawned children of later tests
+    (a lock holder, a process pool) then outlive ``terminate()``; one full-suite run lost 60 s to that and another
+    hung in a pool's join.
     """
     yield
     if _sigterm_ignored():
