@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -47,7 +48,12 @@ def _terminated(signum: int, frame: object) -> None:
 
 @contextmanager
 def _stopped_by_sigterm():  # type: ignore[no-untyped-def]
-    """SIGTERM stops the build as Ctrl-C does; the previous handler comes back on the way out."""
+    """SIGTERM stops the build as Ctrl-C does; the previous handler comes back on the way out. Only the main
+    thread may set handlers (as for Dagster, a build called from another thread leaves them alone).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     before = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _terminated)
     try:
@@ -63,7 +69,8 @@ def _finished(result):  # type: ignore[no-untyped-def]
     handler. So a foreground build went on to the next study after ``kill``, and a build started in the background
     (SIGINT ignored) ignored ``kill`` from its first run on, as did every process it started later.
     """
-    signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     if result.success:
         return result
     failures = [e.step_failure_data.error for e in result.get_step_failure_events()]
