@@ -36,10 +36,14 @@ def _landing_problems(landing: Path) -> tuple[dict[str, Path], list[dict[str, ob
 
 
 def _instance():  # type: ignore[no-untyped-def]
-    """The Dagster instance of $DAGSTER_HOME (runs show in the UI), else a temporary one."""
+    """The Dagster instance of $DAGSTER_HOME (runs show in the UI), else a temporary one (Dagster's ephemeral
+    instance with storages that keep their connections: :mod:`orchestration.ephemeral`).
+    """
     import dagster as dg
 
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    from orchestration.ephemeral import ephemeral_instance
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else ephemeral_instance()
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from transforms.report.plots import new_figure
 from transforms.report.qc_plots import MAX_LABELS, png
 
 
@@ -24,8 +23,7 @@ def signature_heatmap(scores: pl.DataFrame, *, title: str) -> bytes:
                        pl.col("sample_id").replace_strict(samples, range(samples.len()), return_dtype=pl.Int64))
     matrix[at["gene_set"].to_numpy(), at["sample_id"].to_numpy()] = scores["score"].to_numpy()
     matrix -= np.nanmean(matrix, axis=1, keepdims=True)
-    figure = Figure(figsize=(min(14.0, 5 + 0.18 * samples.len()), 1.8 + 0.22 * sets.len()), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((min(14.0, 5 + 0.18 * samples.len()), 1.8 + 0.22 * sets.len()))
     axes = figure.subplots()
     limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
     image = axes.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-(limit or 1.0), vmax=limit or 1.0,
@@ -43,8 +41,7 @@ def signature_heatmap(scores: pl.DataFrame, *, title: str) -> bytes:
 
 def correlation_histogram(r: np.ndarray, *, title: str) -> bytes:
     """Histogram of per-gene correlations in [-1, 1] with the median marked."""
-    figure = Figure(figsize=(6, 3.6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((6, 3.6))
     axes = figure.subplots()
     axes.hist(r, bins=np.linspace(-1, 1, 41).tolist(), color="#2c7fb8", edgecolor="white")
     median = float(np.median(r))

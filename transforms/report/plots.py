@@ -7,15 +7,30 @@ from worker processes and tests alike.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _SIGNIFICANT = "#c0392b"
 _OTHER = "#7f8c8d"
 _FEW_GENES = 2000
+
+
+def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
+    """A private ``Figure`` on matplotlib's Agg canvas. matplotlib is imported here, on the first plot: importing
+    it costs ~0.6 CPU s a process (fonts among it), which ``omicsdw build --no-plots`` and every process that draws
+    nothing would pay for nothing.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def volcano_plot(de: pl.DataFrame, *, title: str, padj_threshold: float = 0.05) -> bytes:
@@ -73,8 +88,7 @@ def _scatter(
     vline: float | None = None,
     hline: float | None = None,
 ) -> bytes:
-    figure = Figure(figsize=(6, 4.5), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((6, 4.5))
     axes = figure.subplots()
     size = 3 if x.size > _FEW_GENES else 14  # a few hundred genes (a gene panel, a test window) stay visible
     axes.scatter(x[~highlight], y[~highlight], s=size, c=_OTHER, alpha=0.5, linewidths=0, rasterized=True)

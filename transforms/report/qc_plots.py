@@ -6,15 +6,18 @@ Drawn like :mod:`transforms.report.plots`: matplotlib's Agg backend on a private
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import squareform
+
+from transforms.report.plots import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _PASS = "#2c7fb8"
 _FAIL = "#c0392b"
@@ -42,6 +45,8 @@ def _bars(axes: Axes, heights: np.ndarray, colours: list[str], *, width: float =
     zero = np.zeros_like(x)
     heights = np.asarray(heights, dtype=float)
     corners = np.stack([np.c_[low, zero], np.c_[low, heights], np.c_[high, heights], np.c_[high, zero]], axis=1)
+    from matplotlib.collections import PolyCollection
+
     bars = PolyCollection(list(corners), facecolors=colours, edgecolors="none", linewidths=0)
     bars.sticky_edges.y.append(0)
     axes.add_collection(bars)
@@ -50,8 +55,7 @@ def _bars(axes: Axes, heights: np.ndarray, colours: list[str], *, width: float =
 
 def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
     """Library size and detected genes per sample (one ``sample_qc`` assay), failed samples in red."""
-    figure = Figure(figsize=(8, 3.6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((8, 3.6))
     left, right = figure.subplots(1, 2)
     labels = qc["sample_id"].to_list()
     colours = [_PASS if ok else _FAIL for ok in qc["qc_pass"].to_list()]
@@ -70,8 +74,7 @@ def qc_bars(qc: pl.DataFrame, *, title: str) -> bytes:
 
 def correlation_heatmap(corr: np.ndarray, labels: list[str], *, title: str) -> bytes:
     """Sample correlation heatmap ordered by an average-linkage dendrogram (1 - correlation), drawn above it."""
-    figure = Figure(figsize=(6.5, 7), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((6.5, 7))
     top = figure.add_axes((0.2, 0.78, 0.62, 0.15))
     heat = figure.add_axes((0.2, 0.18, 0.62, 0.6))
     bar = figure.add_axes((0.85, 0.18, 0.03, 0.6))
@@ -99,8 +102,7 @@ def correlation_heatmap(corr: np.ndarray, labels: list[str], *, title: str) -> b
 def pca_scatter(scores: pl.DataFrame, *, colour: pl.Series | None, explained: list[float] | None,
                 title: str) -> bytes:
     """PC1 against PC2 (``sample_id``, ``pc1``, ``pc2``), coloured by a sample attribute when given."""
-    figure = Figure(figsize=(6, 4.5), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((6, 4.5))
     axes = figure.subplots()
     x, y = scores["pc1"].to_numpy(), scores["pc2"].to_numpy()
     groups = colour.fill_null("NA").to_list() if colour is not None else ["samples"] * scores.height

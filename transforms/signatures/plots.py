@@ -6,13 +6,16 @@ Drawn like :mod:`transforms.report.plots` (matplotlib Agg on a private ``Figure`
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from transforms.report.layer_plots import signature_heatmap
+from transforms.report.plots import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TOP_SETS = 30
 """Gene sets of the ssGSEA heatmap (the study report's, which shows this PNG)."""
@@ -35,8 +38,7 @@ def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20) 
                                      .otherwise(1)))
             .filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
             .sort("fdr", "pvalue").head(top).reverse())
-    figure = Figure(figsize=(7, 1.2 + 0.28 * max(rows.height, 1)), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((7, 1.2 + 0.28 * max(rows.height, 1)))
     axes = figure.subplots()
     if rows.height:
         colour = -np.log10(np.maximum(rows["fdr"].to_numpy(), 1e-300))
@@ -61,8 +63,7 @@ def running_score_plot(stats: pl.DataFrame, members: list[int], *, title: str) -
     n, k = len(hits), int(hits.sum())
     step = np.where(hits, weights / weights.sum() if weights.sum() > 0 else 1 / max(k, 1), -1 / max(n - k, 1))
     running = np.cumsum(step)
-    figure = Figure(figsize=(6, 4), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure((6, 4))
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(np.arange(n), running, color="#2c7fb8", linewidth=1)
     top.axhline(0, color="black", linewidth=0.5)
@@ -95,8 +96,7 @@ def score_heatmap(scores: pl.DataFrame, *, title: str, top: int = TOP_SETS) -> b
     """
     rows = top_variable_scores(scores, top=top)
     if rows.height == 0:
-        figure = Figure(figsize=(5, 2), dpi=100)
-        FigureCanvasAgg(figure)
+        figure = new_figure((5, 2))
         axes = figure.subplots()
         axes.text(0.5, 0.5, "no gene set scored", ha="center", va="center", transform=axes.transAxes)
         axes.set_axis_off()

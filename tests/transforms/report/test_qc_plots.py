@@ -26,3 +26,14 @@ def test_qc_bars_draw_the_pixels_of_matplotlib_bar_charts(monkeypatch, samples):
     assert np.array_equal(drawn, reference)
     red = np.all(np.isclose(drawn[..., :3], [0xC0 / 255, 0x39 / 255, 0x2B / 255], atol=1e-6), axis=-1)
     assert red.any()  # the failing samples are there, in red
+
+
+def test_plot_modules_import_matplotlib_only_when_they_draw() -> None:
+    """matplotlib costs ~0.6 CPU s a process: ``omicsdw build --no-plots`` imports these modules and draws nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import transforms.report.plots, transforms.report.qc_plots, transforms.report.layer_plots, "
+            "transforms.signatures.plots; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
