@@ -51,7 +51,8 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
                 try:
                     stage = normalise_study(inputs.scan("rna_counts"), inputs.scan("rna_abundance"),
                                             inputs.scan("sample_attributes").collect(),
-                                            zscore_reference=reference, workdir=workdir)
+                                            zscore_reference=reference, workdir=workdir,
+                                            counts_key=inputs.rows_key("rna_counts"))
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load,
                                            metadata=inputs.commit_metadata)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -180,6 +181,50 @@ CHUNK_CELLS = 1 << 19
 
 RESERVE_BYTES = 1 << 34
 """Most address space reserved for a block held in memory (only the cells used are ever touched)."""
+
+SHARED_BLOCK_BYTES = 512 << 20
+"""Largest dense block (values and lengths) :func:`shared_dense_block` keeps for a later stage of the same process
+(20,000 features x ~3,300 samples of float64)."""
+
+_shared: dict[tuple[Hashable, ...], DenseBlock] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_dense_block(records: pl.LazyFrame, *, value: str, key: tuple[Hashable, ...] | None, keep: bool,
+                       workdir: str | Path | None = None) -> DenseBlock:
+    """:func:`dense_block` of ``records``, or the block an earlier call with the same ``key`` kept.
+
+    Lets two stages of one build process (sample QC, then normalisation: the same rna_counts rows) share one read
+    of the table. ``key`` must name the rows exactly and never be reused for other rows: the table, its Delta
+    version, the study, the assay, the samples left out (None: no sharing). ``keep=True`` keeps the block built
+    for a later call (one block per process, only an in-memory one of at most ``SHARED_BLOCK_BYTES``); a call with
+    ``keep=False`` takes the block out, so it is held only from the stage that read it to the one that reuses it.
+    Any call with another key drops the kept block. A kept block is read-only (its arrays cannot be written), for
+    the stage that made it and the one that takes it.
+    """
+    if key is None:
+        return dense_block(records, value=value, workdir=workdir)
+    with _shared_lock:
+        block = _shared.pop(key, None)
+        _shared.clear()
+    if block is not None:
+        return block
+    block = dense_block(records, value=value, workdir=workdir)
+    arrays = [a for a in (block.values, block.lengths) if a is not None]
+    if keep and sum(a.nbytes for a in arrays) <= SHARED_BLOCK_BYTES and not any(
+            isinstance(a, np.memmap) for a in arrays):
+        for array in arrays:
+            array.flags.writeable = False
+        with _shared_lock:
+            _shared.clear()
+            _shared[key] = block
+    return block
+
+
+def drop_shared_blocks() -> None:
+    """Forget the block :func:`shared_dense_block` kept, if any (its memory goes when no one else holds it)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 class _GrowingBlock:
@@ -726,13 +771,16 @@ def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
 
 
 def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: pl.DataFrame, *,
-                    zscore_reference: ZscoreReference | None, workdir: str | Path) -> StageOutput:
+                    zscore_reference: ZscoreReference | None, workdir: str | Path,
+                    counts_key: tuple[Hashable, ...] | None = None) -> StageOutput:
     """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
     assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
 
     Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
     z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
     The long frames are for the writer: their identifiers and ``source`` are Enums (``coded``, :func:`_long_frames`).
+    ``counts_key`` names the ``counts`` rows (:func:`shared_dense_block`; the assay is added): a count block kept
+    under it by sample QC in this process is taken instead of read again.
     """
     metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
     factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
@@ -754,7 +802,8 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
     def frames() -> Iterator[tuple[str, pl.DataFrame]]:
         for assay in count_assays:
             label = pl.lit(assay).alias("assay")
-            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            block = shared_dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir,
+                                       key=None if counts_key is None else (*counts_key, assay), keep=False)
             in_reference = mask(block)
             model = fit_counts(block, reference=in_reference)
             yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)
