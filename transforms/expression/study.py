@@ -448,7 +448,7 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     def blocks(rint: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for cols in _column_blocks(columns, width):
             part = _take(values, rows, cols)
-            yield cols, (np.rint(part) if rint else part)
+            yield cols, (np.rint(part) if rint and rounded else part)  # whole counts: rint would copy the same
 
     used_rows = n_rows if rows is None else rows.size
     expressed = np.zeros(used_rows, dtype=bool)
