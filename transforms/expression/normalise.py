@@ -164,19 +164,26 @@ _ROW_CHUNK_CELLS = 1 << 20
 
 
 def _log_row_sums(block: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
-    """Per-row sums of ``log(block)``, logged in copies of ~``_ROW_CHUNK_CELLS`` cells of whole rows at a time.
+    """Per-row sums of ``log(block)`` (:func:`row_sums_by_chunks`: no copy of the whole block and its integer twin;
+    at 20,000 x 1,000 those were two fresh 160 MB arrays, whose first touch cost more than the logs).
+    """
+    return row_sums_by_chunks(block, lambda rows: _log_counts(np.array(rows, dtype=np.float64), table))
 
-    The same bits as summing the logs of a copy of the whole block (a row's cells are added in the same order, in
-    the same layout, whatever rows are beside it; chunks are of even size, so never one row alone, which numpy would
-    add pairwise), without a copy of the whole block and its integer twin: at 20,000 x 1,000 those were two fresh
-    160 MB arrays, whose first touch cost more than the logs.
+
+def row_sums_by_chunks(block: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``transform(block).sum(axis=1)`` for a cell-by-cell ``transform`` that keeps the layout of its input (numpy
+    arithmetic does), computed on ~``_ROW_CHUNK_CELLS`` cells of whole rows at a time.
+
+    The same bits as on the whole block: a row's cells are added in the same order, in the same layout, whatever
+    rows are beside it; chunks are of even size with two rows or more, never one row alone, which numpy would add
+    pairwise. ``transform`` may overwrite a copy it made, never ``block``.
     """
     n_rows, n_cols = block.shape
     out = np.empty(n_rows)
-    chunks = max(1, min(-(-n_rows * n_cols // _ROW_CHUNK_CELLS), n_rows // 2))  # 2 rows or more each
+    chunks = max(1, min(-(-n_rows * n_cols // _ROW_CHUNK_CELLS), n_rows // 2))
     bounds = np.linspace(0, n_rows, chunks + 1).round().astype(np.intp)
     for start, stop in itertools.pairwise(bounds):
-        out[start:stop] = _log_counts(np.array(block[start:stop], dtype=np.float64), table).sum(axis=1)
+        out[start:stop] = transform(block[start:stop]).sum(axis=1)
     return out
 
 

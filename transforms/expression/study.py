@@ -585,7 +585,10 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
     n_rows = block.values.shape[0] if model.rows is None else model.rows.size
     normalised_sum = np.zeros(n_rows)
     for cols in _column_blocks(model.columns, width):
-        normalised_sum += (np.rint(_take(block.values, model.rows, cols)) / model.size_factor[cols]).sum(axis=1)
+        def normalised(part: np.ndarray, factors: np.ndarray = model.size_factor[cols]) -> np.ndarray:
+            return (np.rint(part) if model.rounded else part) / factors  # whole counts: rint would copy the same
+
+        normalised_sum += normalise.row_sums_by_chunks(_take(block.values, model.rows, cols), normalised)
     base_mean = normalised_sum / model.columns.size
     sf = model.size_factor[model.columns]
     if np.count_nonzero(base_mean > 5) >= nsub:
