@@ -18,6 +18,7 @@ tximport users do, and used as they are for edgeR's library sizes, TMM and CPM.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import tempfile
 import threading
@@ -409,6 +410,21 @@ class CountModel:
         return 0 if self.rows is None else self.n_features - self.rows.size
 
 
+def _column_sums(part: np.ndarray, transform: Any, *, cells: int = 1 << 20) -> np.ndarray:
+    """``transform(part).sum(axis=0)`` of a cell-by-cell numpy ``transform``, ~``cells`` cells of whole columns at
+    a time (no block-sized temporary). The same bits: a column's cells are added in the same order and layout
+    whatever columns are beside it; chunks are of even size with two columns or more (a one-column array is
+    contiguous either way, and numpy could add it pairwise where the block's columns were added one by one).
+    """
+    n_rows, n_cols = part.shape
+    out = np.empty(n_cols)
+    chunks = max(1, min(-(-n_rows * n_cols // cells), n_cols // 2))
+    bounds = np.linspace(0, n_cols, chunks + 1).round().astype(np.intp)
+    for start, stop in itertools.pairwise(bounds):
+        out[start:stop] = transform(part[:, start:stop]).sum(axis=0)
+    return out
+
+
 def _has_fractions(part: np.ndarray, *, columns: int = 100) -> bool:
     """Whether a count block holds a non-integer value (NaN and inf do not count), ``columns`` at a time: the
     three temporaries of the test stay ~100 columns large instead of a fit block's 2,000.
@@ -455,7 +471,7 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     sqrt_sums = np.zeros(n_cols)
     for cols, part in blocks():
         expressed |= (part > 0).any(axis=1)
-        sqrt_sums[cols] = np.sqrt(part).sum(axis=0)
+        sqrt_sums[cols] = _column_sums(part, np.sqrt)
     tmm = np.full(n_cols, np.nan)
     if columns.size == 1 or not expressed.any():
         tmm[columns] = 1.0
@@ -481,8 +497,11 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     def log_blocks() -> Iterator[np.ndarray]:
         for cols, part in blocks():
             keep = in_reference[cols]
-            yield normalise.log2_cpm(part[:, keep], library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
-                              mean_library_size=mean_library_size)
+            # a Fortran-order part is what part[:, keep] of all its columns would copy (a C-order one is not)
+            whole = keep.all() and part.flags.f_contiguous
+            yield normalise.log2_cpm(part if whole else part[:, keep],
+                                     library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
+                                     mean_library_size=mean_library_size)
 
     moments = normalise.row_moments(log_blocks())
     return CountModel(rows, columns, library_size, tmm, size_factor, mean_library_size, moments, rounded, n_rows)
@@ -585,7 +604,7 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
     n_rows = block.values.shape[0] if model.rows is None else model.rows.size
     normalised_sum = np.zeros(n_rows)
     for cols in _column_blocks(model.columns, width):
-        def normalised(part: np.ndarray, factors: np.ndarray = model.size_factor[cols]) -> np.ndarray:
+        def normalised(part: np.ndarray, _: slice, factors: np.ndarray = model.size_factor[cols]) -> np.ndarray:
             return (np.rint(part) if model.rounded else part) / factors  # whole counts: rint would copy the same
 
         normalised_sum += normalise.row_sums_by_chunks(_take(block.values, model.rows, cols), normalised)
