@@ -66,6 +66,21 @@ class StudyInputs:
                              how="anti")
         return rows
 
+    def rows_key(self, table: str) -> tuple[str, ...] | None:
+        """What names :meth:`scan`'s rows of ``table`` exactly, for sharing a dense block read from them between
+        stages of one process (:func:`transforms.expression.study.shared_dense_block`): the table's location, the
+        version of the study's newest commit, the names of the study's files (never reused: a rewritten study gets
+        new files) and the samples left out. None when the study has no rows there.
+        """
+        version = self.lake.study_version(table, self.study_id)
+        if version is None:
+            return None
+        _, files = self.lake.study_files(table, self.study_id)
+        excluded = (self.excluded.select("assay", "sample_id").sort("assay", "sample_id").rows()
+                    if table == "rna_counts" else [])
+        return (self.lake.uri(table), str(version), self.study_id, *files, "excluded:",
+                *(f"{assay}\t{sample}" for assay, sample in excluded))
+
     @property
     def excluded_samples(self) -> dict[str, list[str]]:
         """Excluded sample ids per assay (empty when nothing is left out)."""

@@ -22,7 +22,13 @@ from orchestration.checks import (
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import contrast_plots
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
-from transforms.expression.study import DE_TABLE, NORMALISED_TABLES, differential_study, normalise_study
+from transforms.expression.study import (
+    DE_TABLE,
+    NORMALISED_TABLES,
+    differential_study,
+    drop_shared_blocks,
+    normalise_study,
+)
 from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
 
@@ -46,12 +52,15 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
         fingerprint = inputs.fingerprint("normalise", reference.model_dump() if reference else None)
         commit = unchanged(lake, NORMALISED, study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
-        if commit is None:
+        if commit is not None:
+            drop_shared_blocks()  # a count block sample QC kept for this stage is not needed: free it now
+        else:
             with tempfile.TemporaryDirectory(prefix="omicsdw-normalise-") as workdir:
                 try:
                     stage = normalise_study(inputs.scan("rna_counts"), inputs.scan("rna_abundance"),
                                             inputs.scan("sample_attributes").collect(),
-                                            zscore_reference=reference, workdir=workdir)
+                                            zscore_reference=reference, workdir=workdir,
+                                            counts_key=inputs.rows_key("rna_counts"))
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load,
                                            metadata=inputs.commit_metadata)

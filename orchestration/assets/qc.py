@@ -37,7 +37,8 @@ def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         if commit is None:
             mito = lake.scan("genes").filter(pl.col("chromosome") == "MT").select("gene_id").collect()["gene_id"]
             with tempfile.TemporaryDirectory(prefix="omicsdw-qc-") as workdir:
-                stage = qc_study(inputs.scan("rna_counts"), mito, settings=settings, workdir=workdir)
+                stage = qc_study(inputs.scan("rna_counts"), mito, settings=settings, workdir=workdir,
+                                 counts_key=inputs.rows_key("rna_counts"))
                 commit = commit_frames(lake, stage.frames, tables=[QC_TABLE], study_id=inputs.study_id,
                                        fingerprint=fingerprint, inputs=inputs.load)
                 metadata = stage.metadata

@@ -18,8 +18,9 @@ from orchestration.assets.normalise import differential_expression_table, normal
 from orchestration.assets.qc import sample_qc, sample_structure_tables
 from orchestration.resources import WarehouseResource
 from tests.lake_rows import commit_load
+from transforms.expression import study
 from warehouse.lake import Lake
-from warehouse.study import EXCLUDED_KEY
+from warehouse.study import EXCLUDED_KEY, StudyInputs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pasilla"
 ASSETS = [sample_qc, normalised_expression, differential_expression_table, sample_structure_tables]
@@ -43,7 +44,7 @@ def pasilla() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _build(tmp_path: Path, study_id: str, counts: pl.DataFrame, attributes: pl.DataFrame, *,
-           exclude_failed: bool) -> tuple[Lake, dg.ExecuteInProcessResult, list[str]]:
+           exclude_failed: bool, assets: list | None = None) -> tuple[Lake, dg.ExecuteInProcessResult, list[str]]:
     """Load the study, materialise QC, normalise, DE and structure; the lake, the result and the run's warnings."""
     warehouse = WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "warehouse"))
     lake = warehouse.lake()
@@ -52,7 +53,8 @@ def _build(tmp_path: Path, study_id: str, counts: pl.DataFrame, attributes: pl.D
                 manifest={"contrasts": [CONTRAST], "qc": {"exclude_failed": exclude_failed}})
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("studies", [study_id])
-        result = dg.materialize(ASSETS, partition_key=study_id, instance=instance, resources={"warehouse": warehouse})
+        result = dg.materialize(assets or ASSETS, partition_key=study_id, instance=instance,
+                                resources={"warehouse": warehouse})
         warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
     return lake, result, warnings
 
@@ -111,3 +113,33 @@ def test_without_exclude_failed_the_failed_sample_stays_everywhere(tmp_path, pas
         assert "excluded_samples" not in _metadata(result, table)
         assert EXCLUDED_KEY not in lake.last_commit(table, "kept")
     assert not any("excluded" in w for w in warnings)
+
+
+@pytest.mark.parametrize("exclude_failed", [False, True])
+def test_normalise_takes_the_count_block_sample_qc_read_and_writes_the_same_tables(tmp_path, pasilla, monkeypatch,
+                                                                                   exclude_failed):
+    # one read of rna_counts for QC and normalise in one process; with exclude_failed normalise's rows differ from
+    # QC's (treated3 left out), so it must read its own; either way the same tables as with no sharing at all
+    counts, attributes = pasilla
+    reads: list[str] = []
+    read = study.dense_block
+
+    def counted(records, *, value, **kwargs):
+        reads.append(value)
+        return read(records, value=value, **kwargs)
+
+    monkeypatch.setattr(study, "dense_block", counted)
+    stages = [sample_qc, normalised_expression]
+    shared, _, _ = _build(tmp_path / "shared", "s", counts, attributes, exclude_failed=exclude_failed, assets=stages)
+    assert reads == ["count"] * (2 if exclude_failed else 1)
+    assert not study._shared  # taken by normalise, or dropped by its other key
+    reads.clear()
+    monkeypatch.setattr(StudyInputs, "rows_key", lambda self, table: None)
+    alone, _, _ = _build(tmp_path / "alone", "s", counts, attributes, exclude_failed=exclude_failed, assets=stages)
+    assert reads == ["count", "count"]
+    for table in ("sample_qc", "rna_sample_factors", "rna_normalized", "rna_vst"):
+        found, expected = (lake.scan(table, study_id="s").collect() for lake in (shared, alone))
+        assert found.height > 0
+        assert found.equals(expected), table  # row order included: the same block gives the same frames
+    vst = shared.scan("rna_vst", study_id="s").collect()["sample_id"]
+    assert ("treated3" in vst.to_list()) == (not exclude_failed)

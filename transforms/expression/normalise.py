@@ -23,6 +23,7 @@ per-gene reference from all blocks, then each block is transformed on its own.
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -158,8 +159,33 @@ def _log_counts(values: np.ndarray, table: np.ndarray | None) -> np.ndarray:
         return np.log(values, out=values)
 
 
+_ROW_CHUNK_CELLS = 1 << 20
+"""Cells (8 MiB of float64) of the rows whose logs :func:`_log_row_sums` holds at a time."""
+
+
 def _log_row_sums(block: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
-    return _log_counts(np.array(block, dtype=np.float64), table).sum(axis=1)
+    """Per-row sums of ``log(block)`` (:func:`row_sums_by_chunks`: no copy of the whole block and its integer twin;
+    at 20,000 x 1,000 those were two fresh 160 MB arrays, whose first touch cost more than the logs).
+    """
+    return row_sums_by_chunks(block, lambda rows, _: _log_counts(np.array(rows, dtype=np.float64), table))
+
+
+def row_sums_by_chunks(block: np.ndarray, transform: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
+    """``transform(block, slice(None)).sum(axis=1)`` for a cell-by-cell ``transform`` that keeps the layout of its
+    input (numpy arithmetic does), computed on ~``_ROW_CHUNK_CELLS`` cells of whole rows at a time: ``transform``
+    gets the rows and their slice of the block (for per-row operands).
+
+    The same bits as on the whole block: a row's cells are added in the same order, in the same layout, whatever
+    rows are beside it; chunks are of even size with two rows or more, never one row alone, which numpy would add
+    pairwise. ``transform`` may overwrite a copy it made, never ``block``.
+    """
+    n_rows, n_cols = block.shape
+    out = np.empty(n_rows)
+    chunks = max(1, min(-(-n_rows * n_cols // _ROW_CHUNK_CELLS), n_rows // 2))
+    bounds = np.linspace(0, n_rows, chunks + 1).round().astype(np.intp)
+    for start, stop in itertools.pairwise(bounds):
+        out[start:stop] = transform(block[start:stop], slice(start, stop)).sum(axis=1)
+    return out
 
 
 def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
@@ -617,10 +643,17 @@ def row_moments(blocks: Iterable[np.ndarray], *, ddof: int = 1) -> RowMoments:
         k = np.full(block.shape[0], float(block.shape[1])) if whole else (~missing).sum(axis=1).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             b_mean = np.where(k > 0, (block.sum(axis=1) if whole else np.nansum(block, axis=1)) / k, 0.0)
-        deviation = block - b_mean[:, None]
-        np.square(deviation, out=deviation)
-        b_m2 = deviation.sum(axis=1) if whole else np.nansum(deviation, axis=1)
-        del missing, deviation
+        if whole:  # by chunks of rows: no block-sized temporary, the same sums (row_sums_by_chunks)
+            def squared(rows: np.ndarray, at: slice, means: np.ndarray = b_mean) -> np.ndarray:
+                return np.square(rows - means[at, None])
+
+            b_m2 = row_sums_by_chunks(block, squared)
+        else:
+            deviation = block - b_mean[:, None]
+            np.square(deviation, out=deviation)
+            b_m2 = np.nansum(deviation, axis=1)
+            del deviation
+        del missing
         if n is None:
             n, mean, m2 = k, b_mean, b_m2
             continue

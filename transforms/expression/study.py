@@ -18,9 +18,11 @@ tximport users do, and used as they are for edgeR's library sizes, TMM and CPM.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -180,6 +182,50 @@ CHUNK_CELLS = 1 << 19
 
 RESERVE_BYTES = 1 << 34
 """Most address space reserved for a block held in memory (only the cells used are ever touched)."""
+
+SHARED_BLOCK_BYTES = 512 << 20
+"""Largest dense block (values and lengths) :func:`shared_dense_block` keeps for a later stage of the same process
+(20,000 features x ~3,300 samples of float64)."""
+
+_shared: dict[tuple[Hashable, ...], DenseBlock] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_dense_block(records: pl.LazyFrame, *, value: str, key: tuple[Hashable, ...] | None, keep: bool,
+                       workdir: str | Path | None = None) -> DenseBlock:
+    """:func:`dense_block` of ``records``, or the block an earlier call with the same ``key`` kept.
+
+    Lets two stages of one build process (sample QC, then normalisation: the same rna_counts rows) share one read
+    of the table. ``key`` must name the rows exactly and never be reused for other rows: the table, its Delta
+    version, the study, the assay, the samples left out (None: no sharing). ``keep=True`` keeps the block built
+    for a later call (one block per process, only an in-memory one of at most ``SHARED_BLOCK_BYTES``); a call with
+    ``keep=False`` takes the block out, so it is held only from the stage that read it to the one that reuses it.
+    Any call with another key drops the kept block. A kept block is read-only (its arrays cannot be written), for
+    the stage that made it and the one that takes it.
+    """
+    if key is None:
+        return dense_block(records, value=value, workdir=workdir)
+    with _shared_lock:
+        block = _shared.pop(key, None)
+        _shared.clear()
+    if block is not None:
+        return block
+    block = dense_block(records, value=value, workdir=workdir)
+    arrays = [a for a in (block.values, block.lengths) if a is not None]
+    if keep and sum(a.nbytes for a in arrays) <= SHARED_BLOCK_BYTES and not any(
+            isinstance(a, np.memmap) for a in arrays):
+        for array in arrays:
+            array.flags.writeable = False
+        with _shared_lock:
+            _shared.clear()
+            _shared[key] = block
+    return block
+
+
+def drop_shared_blocks() -> None:
+    """Forget the block :func:`shared_dense_block` kept, if any (its memory goes when no one else holds it)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 class _GrowingBlock:
@@ -364,6 +410,21 @@ class CountModel:
         return 0 if self.rows is None else self.n_features - self.rows.size
 
 
+def _column_sums(part: np.ndarray, transform: Any, *, cells: int = 1 << 20) -> np.ndarray:
+    """``transform(part).sum(axis=0)`` of a cell-by-cell numpy ``transform``, ~``cells`` cells of whole columns at
+    a time (no block-sized temporary). The same bits: a column's cells are added in the same order and layout
+    whatever columns are beside it; chunks are of even size with two columns or more (a one-column array is
+    contiguous either way, and numpy could add it pairwise where the block's columns were added one by one).
+    """
+    n_rows, n_cols = part.shape
+    out = np.empty(n_cols)
+    chunks = max(1, min(-(-n_rows * n_cols // cells), n_cols // 2))
+    bounds = np.linspace(0, n_cols, chunks + 1).round().astype(np.intp)
+    for start, stop in itertools.pairwise(bounds):
+        out[start:stop] = transform(part[:, start:stop]).sum(axis=0)
+    return out
+
+
 def _has_fractions(part: np.ndarray, *, columns: int = 100) -> bool:
     """Whether a count block holds a non-integer value (NaN and inf do not count), ``columns`` at a time: the
     three temporaries of the test stay ~100 columns large instead of a fit block's 2,000.
@@ -403,14 +464,14 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     def blocks(rint: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for cols in _column_blocks(columns, width):
             part = _take(values, rows, cols)
-            yield cols, (np.rint(part) if rint else part)
+            yield cols, (np.rint(part) if rint and rounded else part)  # whole counts: rint would copy the same
 
     used_rows = n_rows if rows is None else rows.size
     expressed = np.zeros(used_rows, dtype=bool)
     sqrt_sums = np.zeros(n_cols)
     for cols, part in blocks():
         expressed |= (part > 0).any(axis=1)
-        sqrt_sums[cols] = np.sqrt(part).sum(axis=0)
+        sqrt_sums[cols] = _column_sums(part, np.sqrt)
     tmm = np.full(n_cols, np.nan)
     if columns.size == 1 or not expressed.any():
         tmm[columns] = 1.0
@@ -436,8 +497,11 @@ def fit_counts(block: DenseBlock, *, reference: np.ndarray | None = None, width:
     def log_blocks() -> Iterator[np.ndarray]:
         for cols, part in blocks():
             keep = in_reference[cols]
-            yield normalise.log2_cpm(part[:, keep], library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
-                              mean_library_size=mean_library_size)
+            # a Fortran-order part is what part[:, keep] of all its columns would copy (a C-order one is not)
+            whole = keep.all() and part.flags.f_contiguous
+            yield normalise.log2_cpm(part if whole else part[:, keep],
+                                     library_size=library_size[cols][keep], norm_factors=tmm[cols][keep],
+                                     mean_library_size=mean_library_size)
 
     moments = normalise.row_moments(log_blocks())
     return CountModel(rows, columns, library_size, tmm, size_factor, mean_library_size, moments, rounded, n_rows)
@@ -540,7 +604,10 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
     n_rows = block.values.shape[0] if model.rows is None else model.rows.size
     normalised_sum = np.zeros(n_rows)
     for cols in _column_blocks(model.columns, width):
-        normalised_sum += (np.rint(_take(block.values, model.rows, cols)) / model.size_factor[cols]).sum(axis=1)
+        def normalised(part: np.ndarray, _: slice, factors: np.ndarray = model.size_factor[cols]) -> np.ndarray:
+            return (np.rint(part) if model.rounded else part) / factors  # whole counts: rint would copy the same
+
+        normalised_sum += normalise.row_sums_by_chunks(_take(block.values, model.rows, cols), normalised)
     base_mean = normalised_sum / model.columns.size
     sf = model.size_factor[model.columns]
     if np.count_nonzero(base_mean > 5) >= nsub:
@@ -726,13 +793,16 @@ def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
 
 
 def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: pl.DataFrame, *,
-                    zscore_reference: ZscoreReference | None, workdir: str | Path) -> StageOutput:
+                    zscore_reference: ZscoreReference | None, workdir: str | Path,
+                    counts_key: tuple[Hashable, ...] | None = None) -> StageOutput:
     """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
     assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
 
     Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
     z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
     The long frames are for the writer: their identifiers and ``source`` are Enums (``coded``, :func:`_long_frames`).
+    ``counts_key`` names the ``counts`` rows (:func:`shared_dense_block`; the assay is added): a count block kept
+    under it by sample QC in this process is taken instead of read again.
     """
     metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
     factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
@@ -754,7 +824,8 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
     def frames() -> Iterator[tuple[str, pl.DataFrame]]:
         for assay in count_assays:
             label = pl.lit(assay).alias("assay")
-            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            block = shared_dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir,
+                                       key=None if counts_key is None else (*counts_key, assay), keep=False)
             in_reference = mask(block)
             model = fit_counts(block, reference=in_reference)
             yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)

@@ -14,7 +14,7 @@ no rows (its tables are committed empty).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import polars as pl
 
 from schemas.manifest import QcSettings
 from transforms.expression import normalise
-from transforms.expression.study import DenseBlock, StageOutput, dense_block, distinct_rows
+from transforms.expression.study import DenseBlock, StageOutput, dense_block, distinct_rows, shared_dense_block
 from transforms.qc import samples as qc
 
 QC_TABLE = "sample_qc"
@@ -107,11 +107,13 @@ def qc_frame(block: DenseBlock, *, assay: str, mito: set[int], settings: QcSetti
 
 
 def qc_study(counts: pl.LazyFrame, mito_genes: pl.Series, *, settings: QcSettings,
-             workdir: str | Path) -> StageOutput:
+             workdir: str | Path, counts_key: tuple[Hashable, ...] | None = None) -> StageOutput:
     """``sample_qc`` of every count assay of one study (the study's ``rna_counts`` rows), before normalisation.
 
     ``mito_genes``: gene ids on the mitochondrial chromosome. ``settings`` is the manifest's ``qc:`` key; with
     ``exclude_failed`` the failed samples get ``excluded = true`` and the stages after this one leave them out.
+    ``counts_key`` names the ``counts`` rows (:func:`~transforms.expression.study.shared_dense_block`; the assay is
+    added): each count block is kept under it for the normalise stage of this process.
     """
     summary: dict[str, object] = {"nmads": settings.nmads, "top_genes": settings.top_genes, "thresholds": THRESHOLDS,
                                   "exclude_failed": settings.exclude_failed}
@@ -119,7 +121,8 @@ def qc_study(counts: pl.LazyFrame, mito_genes: pl.Series, *, settings: QcSetting
 
     def frames() -> Iterator[tuple[str, pl.DataFrame]]:
         for assay in _assays(counts):
-            block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
+            block = shared_dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir,
+                                       key=None if counts_key is None else (*counts_key, assay), keep=True)
             yield QC_TABLE, qc_frame(block, assay=assay, mito=mito, settings=settings, summary=summary)
 
     return StageOutput(frames(), {QC_TABLE: summary}, [])
