@@ -357,7 +357,7 @@ def _trim_bounds(values: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.nda
 class _TrimEnds(NamedTuple):
     """Per sample: the two order statistics at a rank trim's ends (0-based places ``k1``, ``k2`` of the row in
     order), and how many values lie more than a tolerance below ``v1`` and above ``v2``; rows with nothing kept
-    (``some`` false) have ``v1 = inf`` and ``v2 = -inf``.
+    (``k1 > k2``) have ``v1 = inf`` and ``v2 = -inf``.
     """
 
     v1: np.ndarray
