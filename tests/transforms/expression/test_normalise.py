@@ -399,3 +399,27 @@ def test_row_moments_of_complete_blocks_are_the_nansum_moments_bit_for_bit(order
         mean, sd = reference(blocks)
         np.testing.assert_array_equal(got.mean, mean)
         np.testing.assert_array_equal(got.sd, sd)
+
+
+def test_tmm_a_trim_ends_in_ties_across_count_pairs_equal_rank_loop(selection: str) -> None:
+    # TMM takes one log2 per value and A from M (A' = M / 2 + log2 p, a few ulps from edgeR's A), and edgeR's A only
+    # for the values near the A trim's ends. Count pairs with equal products (1, 6), (2, 3), (3, 2), (6, 1), ...
+    # have the same A but for rounding, in edgeR and in A' differently: the A trim ends fall among them.
+    rng = np.random.default_rng(13)
+    pairs = np.array([(a, b) for a in range(1, 13) for b in range(1, 13) if (a * b) in (6, 12, 24, 36)], dtype=float)
+    genes = 600
+    ref = np.empty(genes)
+    counts = np.empty((genes, 24))
+    low = rng.integers(0, len(pairs), size=genes)
+    ref[:] = pairs[low, 1]
+    for j in range(24):
+        counts[:, j] = pairs[low, 0]
+        high = rng.random(genes) < 0.6  # the rest spread above, so the lower A end lands in the tied pairs
+        counts[high, j] = rng.integers(20, 400, size=high.sum())
+    counts[:, 0] = ref
+    lib = counts.sum(axis=0) * rng.uniform(0.5, 2.0, size=24)  # library sizes unrelated to the counts
+    for sum_trim in (0.05, 0.1, 0.15, 0.2, 0.3):
+        expected = [_tmm_pair(counts[:, j], ref, lib[j], lib[0], 0.3, sum_trim) for j in range(24)]
+        got = normalise.tmm_factors_against(counts, ref, library_size=lib, reference_library_size=lib[0],
+                                            sum_trim=sum_trim)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"sum_trim={sum_trim}")
