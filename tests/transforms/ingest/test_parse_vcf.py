@@ -419,3 +419,37 @@ def test_parse_vcf_percent_encoded_comma_and_a_plus_signed_value_are_read_as_oxb
     assert_frame_equal(got, parse_vcf(path, issues=expected_issues).records.collect())
     assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
     assert set(got.filter(pl.col("line") == first + 18)["feature_id"]) == {"AR,SD"}  # decoded
+
+
+def _refuse_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transforms.ingest.parse import vcf
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise vcf._NotPlain("the test reads with oxbow")
+
+    monkeypatch.setattr(vcf, "_text_batches", refuse)
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_annotation_declared_number_1_reads_as_a_list(shared_data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    # '##INFO=<ID=CSQ,Number=1,...>' instead of 'Number=.': oxbow gives the whole comma-separated list as one
+    # string (it failed with "`explode` operation not supported for dtype `str`"); both readers must give the
+    # rows of the file as published
+    source = _vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf")
+    text = source.read_text()
+    assert text.count("##INFO=<ID=CSQ,Number=.,") == 1
+    edited = tmp_path / "number1.vcf"
+    edited.write_text(text.replace("##INFO=<ID=CSQ,Number=.,", "##INFO=<ID=CSQ,Number=1,"))
+    expected_issues = IssueLog("t")
+    expected = parse_vcf(source, issues=expected_issues)
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    issues = IssueLog("t")
+    got = parse_vcf(edited, issues=issues)
+    frame = got.records.collect()
+    assert frame.height > 400
+    assert frame["transcript_id"].null_count() < frame.height
+    assert_frame_equal(frame, expected.records.collect())
+    assert got.metadata == expected.metadata
+    assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]

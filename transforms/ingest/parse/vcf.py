@@ -603,8 +603,11 @@ def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.Da
         return pl.DataFrame(schema={"record": pl.Int64, "k": pl.Int64, **dict.fromkeys(CHOSEN_FIELDS, pl.String)}), []
     index = {key: header.subfields.index(field) for key, field in ANNOTATION_NAMES[header.annotation].items()
              if field in header.subfields}
+    value = pl.col("info").struct.field(header.annotation)
+    if records.select(value).dtypes[0] == pl.String:  # oxbow, when the header says Number=1: the list as one string
+        value = value.str.split(",")
     annotations = records.select(
-        "record", pl.col("alt").list.len().alias("n_alts"), pl.col("info").struct.field(header.annotation).alias("a"),
+        "record", pl.col("alt").list.len().alias("n_alts"), value.alias("a"),
     ).explode("a").filter(pl.col("a").is_not_null() & (pl.col("a") != ""))
     if header.annotation == "EFF":  # Effect(IMPACT|...|Transcript|Exon) -> Effect|IMPACT|...|Transcript|Exon
         annotations = annotations.with_columns(
