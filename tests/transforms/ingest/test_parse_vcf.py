@@ -453,3 +453,23 @@ def test_parse_vcf_annotation_declared_number_1_reads_as_a_list(shared_data: Pat
     assert_frame_equal(frame, expected.records.collect())
     assert got.metadata == expected.metadata
     assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_percent_encoded_equals_sign_in_hgvsp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        reader: str) -> None:
+    # VEP writes a synonymous HGVSp 'p.Ser60=' as 'p.Ser60%3D' (VCF percent-encoding); both readers decode it.
+    # '%253D' is the encoded text '%3D' itself (%25 = '%'): kept as written, not turned into '=' afterwards
+    path = tmp_path / "pct.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "1\t100\t.\tC\tT\t50\tPASS\tCSQ=T|synonymous_variant|LOW|A|ENSGA|ENSTA|protein_coding|YES|ENSPA:p.Ser60%3D\n"
+        "1\t200\t.\tC\tT\t50\tPASS\tCSQ=T|synonymous_variant|LOW|A|ENSGA|ENSTA|protein_coding|YES|ENSPA:p.Ser61%253D\n"
+    )
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    frame = parse_vcf(path, issues=IssueLog("t"), sample="S").records.collect()
+    assert frame["protein_change"].to_list() == ["p.S60=", "p.S61%3D"]
