@@ -473,3 +473,43 @@ def test_parse_vcf_percent_encoded_equals_sign_in_hgvsp(tmp_path: Path, monkeypa
         _refuse_fast_path(monkeypatch)
     frame = parse_vcf(path, issues=IssueLog("t"), sample="S").records.collect()
     assert frame["protein_change"].to_list() == ["p.S60=", "p.S61%3D"]
+
+
+def test_parse_vcf_one_canonical_annotation_and_rankings_in_one_batch(tmp_path: Path) -> None:
+    # an allele with one CANONICAL annotation takes it without ranking; with none or several, severity then
+    # protein_coding then the first listed decide; unknown terms are reported from every annotation, chosen or not.
+    # Expected transcripts by hand from the rule (transforms.layers.variants.CONSEQUENCE_RULE).
+    def csq(*annotations: str) -> str:
+        return "CSQ=" + ",".join(annotations)
+
+    records = [
+        ("T", csq("T|stop_gained|HIGH|A|GA|T1|protein_coding||",
+                  "T|intron_variant|MODIFIER|A|GA|T2|protein_coding|YES|",
+                  "T|brand_new_term|MODIFIER|A|GA|T3|protein_coding||")),  # one CANONICAL: T2
+        ("T", csq("T|intron_variant|MODIFIER|B|GB|T4|protein_coding|YES|",
+                  "T|missense_variant|MODERATE|B|GB|T5|lncRNA|YES|")),  # two: the more severe, T5
+        ("T", csq("T|downstream_gene_variant|MODIFIER|C|GC|T6|protein_coding||",
+                  "T|missense_variant|MODERATE|C|GC|T7|lncRNA||",
+                  "T|missense_variant|MODERATE|C|GC|T8|protein_coding||")),  # none: missense, protein_coding: T8
+        ("T,G", csq("T|intron_variant|MODIFIER|D|GD|T9|protein_coding|YES|",
+                    "T|stop_gained|HIGH|D|GD|T10|protein_coding||",
+                    "G|synonymous_variant|LOW|D|GD|T11|protein_coding||",
+                    "G|missense_variant|MODERATE|D|GD|T12|protein_coding||")),  # T: T9; G: T12
+        ("T", csq("T|upstream_gene_variant|MODIFIER|E|GE|T13|protein_coding||")),  # one annotation: T13
+    ]
+    path = tmp_path / "rank.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + "".join(f"1\t{100 * (i + 1)}\t.\tC\t{alt}\t50\tPASS\t{info}\n" for i, (alt, info) in enumerate(records))
+    )
+    issues = IssueLog("t")
+    frame = parse_vcf(path, issues=issues, sample="S").records.collect()
+    assert frame.select("position", "alt", "transcript_id").rows() == [
+        (100, "T", "T2"), (200, "T", "T5"), (300, "T", "T8"), (400, "T", "T9"), (400, "G", "T12"), (500, "T", "T13")]
+    assert frame["consequence"].to_list() == ["intron_variant", "missense_variant", "missense_variant",
+                                              "intron_variant", "missense_variant", "upstream_gene_variant"]
+    assert [(i.code, i.message.rsplit(": ", 1)[-1]) for i in issues.issues] == [
+        ("unknown_consequence", "brand_new_term")]
