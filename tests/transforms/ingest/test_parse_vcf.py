@@ -419,3 +419,97 @@ def test_parse_vcf_percent_encoded_comma_and_a_plus_signed_value_are_read_as_oxb
     assert_frame_equal(got, parse_vcf(path, issues=expected_issues).records.collect())
     assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
     assert set(got.filter(pl.col("line") == first + 18)["feature_id"]) == {"AR,SD"}  # decoded
+
+
+def _refuse_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transforms.ingest.parse import vcf
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise vcf._NotPlain("the test reads with oxbow")
+
+    monkeypatch.setattr(vcf, "_text_batches", refuse)
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_annotation_declared_number_1_reads_as_a_list(shared_data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    # '##INFO=<ID=CSQ,Number=1,...>' instead of 'Number=.': oxbow gives the whole comma-separated list as one
+    # string (it failed with "`explode` operation not supported for dtype `str`"); both readers must give the
+    # rows of the file as published
+    source = _vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf")
+    text = source.read_text()
+    assert text.count("##INFO=<ID=CSQ,Number=.,") == 1
+    edited = tmp_path / "number1.vcf"
+    edited.write_text(text.replace("##INFO=<ID=CSQ,Number=.,", "##INFO=<ID=CSQ,Number=1,"))
+    expected_issues = IssueLog("t")
+    expected = parse_vcf(source, issues=expected_issues)
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    issues = IssueLog("t")
+    got = parse_vcf(edited, issues=issues)
+    frame = got.records.collect()
+    assert frame.height > 400
+    assert frame["transcript_id"].null_count() < frame.height
+    assert_frame_equal(frame, expected.records.collect())
+    assert got.metadata == expected.metadata
+    assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_percent_encoded_equals_sign_in_hgvsp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        reader: str) -> None:
+    # VEP writes a synonymous HGVSp 'p.Ser60=' as 'p.Ser60%3D' (VCF percent-encoding); both readers decode it.
+    # '%253D' is the encoded text '%3D' itself (%25 = '%'): kept as written, not turned into '=' afterwards
+    path = tmp_path / "pct.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "1\t100\t.\tC\tT\t50\tPASS\tCSQ=T|synonymous_variant|LOW|A|ENSGA|ENSTA|protein_coding|YES|ENSPA:p.Ser60%3D\n"
+        "1\t200\t.\tC\tT\t50\tPASS\tCSQ=T|synonymous_variant|LOW|A|ENSGA|ENSTA|protein_coding|YES|ENSPA:p.Ser61%253D\n"
+    )
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    frame = parse_vcf(path, issues=IssueLog("t"), sample="S").records.collect()
+    assert frame["protein_change"].to_list() == ["p.S60=", "p.S61%3D"]
+
+
+def test_parse_vcf_one_canonical_annotation_and_rankings_in_one_batch(tmp_path: Path) -> None:
+    # an allele with one CANONICAL annotation takes it without ranking; with none or several, severity then
+    # protein_coding then the first listed decide; unknown terms are reported from every annotation, chosen or not.
+    # Expected transcripts by hand from the rule (transforms.layers.variants.CONSEQUENCE_RULE).
+    def csq(*annotations: str) -> str:
+        return "CSQ=" + ",".join(annotations)
+
+    records = [
+        ("T", csq("T|stop_gained|HIGH|A|GA|T1|protein_coding||",
+                  "T|intron_variant|MODIFIER|A|GA|T2|protein_coding|YES|",
+                  "T|brand_new_term|MODIFIER|A|GA|T3|protein_coding||")),  # one CANONICAL: T2
+        ("T", csq("T|intron_variant|MODIFIER|B|GB|T4|protein_coding|YES|",
+                  "T|missense_variant|MODERATE|B|GB|T5|lncRNA|YES|")),  # two: the more severe, T5
+        ("T", csq("T|downstream_gene_variant|MODIFIER|C|GC|T6|protein_coding||",
+                  "T|missense_variant|MODERATE|C|GC|T7|lncRNA||",
+                  "T|missense_variant|MODERATE|C|GC|T8|protein_coding||")),  # none: missense, protein_coding: T8
+        ("T,G", csq("T|intron_variant|MODIFIER|D|GD|T9|protein_coding|YES|",
+                    "T|stop_gained|HIGH|D|GD|T10|protein_coding||",
+                    "G|synonymous_variant|LOW|D|GD|T11|protein_coding||",
+                    "G|missense_variant|MODERATE|D|GD|T12|protein_coding||")),  # T: T9; G: T12
+        ("T", csq("T|upstream_gene_variant|MODIFIER|E|GE|T13|protein_coding||")),  # one annotation: T13
+    ]
+    path = tmp_path / "rank.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + "".join(f"1\t{100 * (i + 1)}\t.\tC\t{alt}\t50\tPASS\t{info}\n" for i, (alt, info) in enumerate(records))
+    )
+    issues = IssueLog("t")
+    frame = parse_vcf(path, issues=issues, sample="S").records.collect()
+    assert frame.select("position", "alt", "transcript_id").rows() == [
+        (100, "T", "T2"), (200, "T", "T5"), (300, "T", "T8"), (400, "T", "T9"), (400, "G", "T12"), (500, "T", "T13")]
+    assert frame["consequence"].to_list() == ["intron_variant", "missense_variant", "missense_variant",
+                                              "intron_variant", "missense_variant", "upstream_gene_variant"]
+    assert [(i.code, i.message.rsplit(": ", 1)[-1]) for i in issues.issues] == [
+        ("unknown_consequence", "brand_new_term")]

@@ -59,7 +59,7 @@ ORDINAL_SPAN = 1 << 41
 AMINO_ACIDS = {
     "Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E", "Gly": "G", "His": "H",
     "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F", "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W",
-    "Tyr": "Y", "Val": "V", "Ter": "*", "Sec": "U", "Pyl": "O", "Xaa": "X", "%3D": "=",
+    "Tyr": "Y", "Val": "V", "Ter": "*", "Sec": "U", "Pyl": "O", "Xaa": "X",
 }
 
 
@@ -594,39 +594,65 @@ def _vep_forms(records: pl.DataFrame) -> pl.DataFrame:
 def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.DataFrame, list[str]]:
     """The chosen annotation per (record, alt index ``k``): consequence, impact, gene, transcript, HGVSp.
 
-    Only the subfields the rule needs are cut out of the annotation strings, and only where needed: the ranking
-    ones (consequence, biotype, CANONICAL) for every annotation, the allele ones for multi-allelic records, the
-    reported ones for the chosen annotation. Also returns the consequence terms outside the severity order
-    (ranked last), for one info issue.
+    Only the subfields the rule needs are cut out of the annotation strings, and only where needed: consequence
+    and CANONICAL for every annotation; BIOTYPE only for alleles not decided by their one CANONICAL annotation
+    (an allele's only CANONICAL annotation wins whatever its terms; VEP marks one transcript a gene, so most
+    alleles have one); the allele ones for multi-allelic records; the reported ones for the chosen annotation.
+    Also returns the consequence terms outside the severity order (ranked last; every annotation's, chosen or
+    not), for one info issue.
     """
     if header.annotation is None:
         return pl.DataFrame(schema={"record": pl.Int64, "k": pl.Int64, **dict.fromkeys(CHOSEN_FIELDS, pl.String)}), []
     index = {key: header.subfields.index(field) for key, field in ANNOTATION_NAMES[header.annotation].items()
              if field in header.subfields}
+    value = pl.col("info").struct.field(header.annotation)
+    if records.select(value).dtypes[0] == pl.String:  # oxbow, when the header says Number=1: the list as one string
+        value = value.str.split(",")
     annotations = records.select(
-        "record", pl.col("alt").list.len().alias("n_alts"), pl.col("info").struct.field(header.annotation).alias("a"),
+        "record", pl.col("alt").list.len().alias("n_alts"), value.alias("a"),
     ).explode("a").filter(pl.col("a").is_not_null() & (pl.col("a") != ""))
     if header.annotation == "EFF":  # Effect(IMPACT|...|Transcript|Exon) -> Effect|IMPACT|...|Transcript|Exon
         annotations = annotations.with_columns(
             pl.col("a").str.replace(r"\)$", "").str.replace("(", "|", literal=True))
     text = annotations["a"]
-    ranking = _subfields(text, index, ["consequence", "biotype"])
-    terms = consequence_terms(ranking["consequence"])
+    consequence = _subfields(text, index, ["consequence"])["consequence"]  # every annotation's: unknown terms
+    terms = consequence_terms(consequence)
     unknown = terms.filter(pl.col("severity") == UNKNOWN_RANK)["consequence"].to_list()
-    severity = pl.col("consequence").replace_strict(terms["raw"], terms["severity"], default=None)
-    canonical = _is_yes(text, index["canonical"]) if "canonical" in index else pl.lit(False)
-    coding = pl.col("biotype") == "protein_coding"
-    score = ((~canonical).cast(pl.Int64) * (1 << 50) + severity.fill_null(99).cast(pl.Int64) * (1 << 42)
-             + (~coding.fill_null(False)).cast(pl.Int64) * (1 << 41) + pl.int_range(pl.len(), dtype=pl.Int64))
-    annotations = pl.concat([annotations.select("record", "n_alts"), ranking], how="horizontal").select(
-        "record", "n_alts", score.alias("score"))
-    multi = pl.col("n_alts") != 1
-    best = _best_per_record(annotations.filter(~multi))
-    several = annotations.filter(multi)
-    if several.height:
-        alleles = _subfields(_compact(text.gather(several["score"] % ORDINAL_SPAN)), index, ["allele", "allele_num"])
-        several = _match_alleles(pl.concat([several, alleles], how="horizontal"), records, index)
-        best = pl.concat([best, several.group_by("record", "k").agg(
+    canonical = (_is_yes(text, index["canonical"]).to_numpy() if "canonical" in index
+                 else np.zeros(text.len(), dtype=bool))
+    record, n_alts = annotations["record"].to_numpy(), annotations["n_alts"].to_numpy()
+
+    def rank(rows: np.ndarray) -> pl.DataFrame:  # record and score of the annotations at rows; BIOTYPE cut here
+        whole = rows.size == text.len()
+        at = pl.Series("row", rows, dtype=pl.Int64)
+        frame = pl.DataFrame({
+            "record": record[rows], "row": at, "canonical": canonical[rows],
+            "consequence": consequence if whole else consequence.gather(at),
+            "biotype": _subfields(text if whole else _compact(text.gather(at)), index, ["biotype"])["biotype"],
+        })
+        severity = pl.col("consequence").replace_strict(terms["raw"], terms["severity"], default=None)
+        return frame.select("record", ((~pl.col("canonical")).cast(pl.Int64) * (1 << 50)
+                                       + severity.fill_null(99).cast(pl.Int64) * (1 << 42)
+                                       + (pl.col("biotype") != "protein_coding").fill_null(True).cast(pl.Int64)
+                                       * (1 << 41) + pl.col("row")).alias("score"))
+
+    single = np.flatnonzero(n_alts == 1)
+    lone, undecided = np.empty(0, dtype=np.int64), single
+    if single.size and canonical.any():  # an allele's one CANONICAL annotation wins whatever its terms: no ranking
+        group = np.cumsum(np.r_[True, record[single][1:] != record[single][:-1]]) - 1
+        decided = (np.bincount(group[canonical[single]], minlength=group[-1] + 1) == 1)[group]
+        lone, undecided = single[decided & canonical[single]], single[~decided]
+    best = pl.concat([
+        pl.DataFrame({"record": record[lone], "k": np.ones(lone.size, dtype=np.int64), "ordinal": lone},
+                     schema={"record": pl.Int64, "k": pl.Int64, "ordinal": pl.Int64}),
+        _best_per_record(rank(undecided)),
+    ])
+    several = np.flatnonzero(n_alts != 1)
+    if several.size:
+        scored = rank(several)
+        alleles = _subfields(_compact(text.gather(several)), index, ["allele", "allele_num"])
+        matched = _match_alleles(pl.concat([scored, alleles], how="horizontal"), records, index)
+        best = pl.concat([best, matched.group_by("record", "k").agg(
             (pl.col("score").min() % ORDINAL_SPAN).alias("ordinal"))])
     chosen = _subfields(_compact(text.gather(best["ordinal"])), index, ["consequence", *CHOSEN_FIELDS[1:]])
     term = pl.col("consequence").replace_strict(terms["raw"], terms["consequence"], default=None)
