@@ -455,6 +455,30 @@ def test_parse_vcf_annotation_declared_number_1_reads_as_a_list(shared_data: Pat
     assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
 
 
+def test_parse_vcf_annotation_declared_number_1_keeps_an_encoded_comma_inside_a_field(shared_data: Path,
+                                                                                      tmp_path: Path) -> None:
+    # oxbow percent-decodes a Number=1 annotation string before it is cut into annotations, so a gene symbol
+    # written 'AR%2CSD' looked like two annotations: 'AR' ended one (its transcript lost) and 'SD' was reported as
+    # an unknown consequence. The file as published ('Number=.') is the reference.
+    lines = _vcf(shared_data, "cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    fields = lines[first + 17].split("\t")
+    assert "|ARSD|" in fields[7]
+    fields[7] = fields[7].replace("|ARSD|", "|AR%2CSD|")
+    lines[first + 17] = "\t".join(fields)
+    published, declared_1 = tmp_path / "published.vcf", tmp_path / "number1.vcf"
+    published.write_text("\n".join(lines) + "\n")
+    declared_1.write_text(published.read_text().replace("##INFO=<ID=CSQ,Number=.,", "##INFO=<ID=CSQ,Number=1,"))
+    expected_issues, issues = IssueLog("t"), IssueLog("t")
+    expected = parse_vcf(published, issues=expected_issues).records.collect()
+    got = parse_vcf(declared_1, issues=issues).records.collect()
+    row = got.filter(pl.col("line") == first + 18)
+    assert set(row["feature_id"]) == {"AR,SD"}
+    assert set(row["transcript_id"]) == {"ENST00000381154"}
+    assert_frame_equal(got, expected)
+    assert [str(i) for i in issues.issues] == [str(i) for i in expected_issues.issues]
+
+
 @pytest.mark.parametrize("reader", ["fast", "oxbow"])
 def test_parse_vcf_percent_encoded_equals_sign_in_hgvsp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         reader: str) -> None:

@@ -591,6 +591,34 @@ def _vep_forms(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _annotation_list(text: pl.Series, *, pipes: int) -> pl.Series:
+    """The one string oxbow gives for an annotation key declared ``Number=1``, cut into its annotations.
+
+    oxbow percent-decodes the string before handing it over, so an encoded comma (``%2C``) inside a field looks
+    like a separator: a piece with fewer than ``pipes`` '|' is joined, with its comma, to the pieces after it until
+    it has them (each annotation has one '|' fewer than the header's subfields).
+    """
+    pieces = text.str.split(",")
+    short = pieces.list.eval(pl.element().str.count_matches("|", literal=True) < pipes).list.any()
+    if not short.any():
+        return pieces
+
+    def joined(items: list[str] | None) -> list[str] | None:
+        if items is None:
+            return None
+        out: list[str] = []
+        for item in items:
+            if out and out[-1].count("|") < pipes:
+                out[-1] += "," + item
+            else:
+                out.append(item)
+        return out
+
+    return pl.Series(text.name, [joined(items) if cut else items for items, cut in
+                                 zip(pieces.to_list(), short.fill_null(False).to_list(), strict=True)],
+                     dtype=pl.List(pl.String))
+
+
 def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.DataFrame, list[str]]:
     """The chosen annotation per (record, alt index ``k``): consequence, impact, gene, transcript, HGVSp.
 
@@ -607,7 +635,9 @@ def _choose_annotations(records: pl.DataFrame, header: VcfHeader) -> tuple[pl.Da
              if field in header.subfields}
     value = pl.col("info").struct.field(header.annotation)
     if records.select(value).dtypes[0] == pl.String:  # oxbow, when the header says Number=1: the list as one string
-        value = value.str.split(",")
+        records = records.with_columns(_annotation_list(records.select(value).to_series(),
+                                                        pipes=len(header.subfields) - 1).alias("_annotations"))
+        value = pl.col("_annotations")
     annotations = records.select(
         "record", pl.col("alt").list.len().alias("n_alts"), value.alias("a"),
     ).explode("a").filter(pl.col("a").is_not_null() & (pl.col("a") != ""))
