@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,38 +51,85 @@ def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # main() says "interrupted" and exits 130
 
 
+def _ignored(signum: int, frame: object) -> None:
+    """SIGINT of a build started ignoring it (in the background): still ignored, but by Python, so the signal
+    number reaches the wakeup pipe and SIGTERM, which Dagster gives SIGINT's handler after each run, is never
+    ignored by the OS.
+    """
+
+
+class Stopped(KeyboardInterrupt):
+    """A signal stopped the build; ``completed``: the run it came in finished anyway (Dagster lost the interrupt)."""
+
+    def __init__(self, result, *, completed: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.result, self.completed = result, completed
+
+
+class _Signals:
+    """The stopping signals a build received, read after each Dagster run from the wakeup pipe.
+
+    Dagster turns SIGINT or SIGTERM inside a run into a failed run, but loses one that lands outside a step (its
+    nested interrupt contexts clear what they caught), and after the run gives SIGTERM SIGINT's handler. So a
+    foreground build went on to the next study after ``kill``, and one started in the background (SIGINT ignored)
+    ignored ``kill`` from its first run on, as did every process it started later. Python writes every signal it
+    handles to the wakeup pipe, whatever the handler: nothing is lost.
+    """
+
+    def __init__(self, pipe: int | None, stops: set[int]) -> None:
+        self.pipe, self.stops = pipe, stops
+
+    def finished(self, result):  # type: ignore[no-untyped-def]
+        """``result`` once SIGTERM is the build's again; :class:`Stopped` if a stopping signal came meanwhile."""
+        if self.pipe is None:
+            return result
+        signal.signal(signal.SIGTERM, _terminated)
+        received = b""
+        with suppress(BlockingIOError):
+            while chunk := os.read(self.pipe, 512):
+                received += chunk
+        if any(number in self.stops for number in received):
+            raise Stopped(result, completed=result.success)
+        if not result.success and any(
+                error is not None and error.cls_name == "DagsterExecutionInterruptedError"
+                for error in [e.step_failure_data.error for e in result.get_step_failure_events()]
+                + [e.job_failure_data.error for e in result.all_events if e.is_run_failure]):
+            raise Stopped(result, completed=False)  # interrupted by a signal of another kind Dagster handles
+        return result
+
+
 @contextmanager
-def _stopped_by_sigterm():  # type: ignore[no-untyped-def]
-    """SIGTERM stops the build as Ctrl-C does; the previous handler comes back on the way out. Only the main
-    thread may set handlers (as for Dagster, a build called from another thread leaves them alone).
+def _stopped_by_signals() -> Iterator[_Signals]:
+    """SIGTERM, and SIGINT unless it was ignored, stop the build (:class:`_Signals`); the previous handlers and
+    wakeup pipe come back on the way out. Only the main thread may set them (as for Dagster, a build called from
+    another thread leaves them alone and is not stopped by signals).
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield _Signals(None, set())
         return
-    before = signal.getsignal(signal.SIGTERM)
+    sigint, sigterm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    if sigint is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _ignored)
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        yield
+        yield _Signals(read, {signal.SIGTERM} | (set() if sigint is signal.SIG_IGN else {signal.SIGINT}))
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+        signal.set_wakeup_fd(wakeup)
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm is None else sigterm)
+        os.close(read)
+        os.close(write)
 
 
-def _finished(result):  # type: ignore[no-untyped-def]
-    """A Dagster run's result once SIGTERM is the build's again; KeyboardInterrupt if a signal stopped the run.
-
-    Dagster turns SIGINT or SIGTERM inside a run into a failed run, and after the run gives SIGTERM SIGINT's
-    handler. So a foreground build went on to the next study after ``kill``, and a build started in the background
-    (SIGINT ignored) ignored ``kill`` from its first run on, as did every process it started later.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
-    if result.success:
-        return result
-    failures = [e.step_failure_data.error for e in result.get_step_failure_events()]
-    failures.append(result.get_run_failure_event().job_failure_data.error)
-    if any(error is not None and error.cls_name == "DagsterExecutionInterruptedError" for error in failures):
-        raise KeyboardInterrupt
-    return result
+def _interrupted_at(sid: str) -> None:
+    print("INTERRUPTED", flush=True)
+    print(f"{sid}: readers keep seeing its previous load until a build completes it; the studies before it are "
+          "loaded; build again to finish", file=sys.stderr)
 
 
 def _failure_text(result) -> str:  # type: ignore[no-untyped-def]
@@ -223,7 +271,7 @@ def _build(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 2
-    with _stopped_by_sigterm(), _instance() as instance, _catalog_refreshed(resource) as catalog:
+    with _stopped_by_signals() as signals, _instance() as instance, _catalog_refreshed(resource) as catalog:
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
             instance.add_dynamic_partitions(STUDIES, new)
@@ -232,7 +280,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
               f"into {args.warehouse}")
         start = time.monotonic()
-        reference = _finished(dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance,
+        reference = signals.finished(dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance,
                                              run_config=quiet, raise_on_error=False))
         if not reference.success:
             print(f"omicsdw build: the gene reference did not load; no study was built\n"
@@ -247,12 +295,18 @@ def _build(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
             t0 = time.monotonic()
             try:
-                result = _finished(job.execute_in_process(partition_key=sid, instance=instance, run_config=quiet,
-                                                          raise_on_error=False))
-            except KeyboardInterrupt:
-                print("INTERRUPTED", flush=True)
-                print(f"{sid}: readers keep seeing its previous load until a build completes it; the studies "
-                      "before it are loaded; build again to finish", file=sys.stderr)
+                result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
+                                                                 run_config=quiet, raise_on_error=False))
+            except Stopped as stop:
+                if stop.completed:
+                    print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
+                    print(f"stopped by a signal after {sid}: the studies after it were not built; build again to "
+                          "finish", file=sys.stderr)
+                else:
+                    _interrupted_at(sid)
+                raise
+            except KeyboardInterrupt:  # between Dagster's interrupt contexts: SIGTERM's own handler, or Ctrl-C
+                _interrupted_at(sid)
                 raise
             took, outcome = time.monotonic() - t0, _outcome(result) if result.success else "FAILED"
             catalog.after_study(changed=outcome != "unchanged")  # a failure may have committed ingest_issues
@@ -262,12 +316,12 @@ def _build(args: argparse.Namespace) -> int:
             failed.append(sid)
             print("FAILED")
             print(_failure_text(result))
-        matches = _finished(dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance,
+        matches = signals.finished(dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance,
                                            run_config=quiet, raise_on_error=False))
         if not matches.success:
             failed.append("signature_matches")
         if args.features:
-            failed += _build_feature_sets(Path(args.features), resources=resources, instance=instance,
+            failed += _build_feature_sets(Path(args.features), signals, resources=resources, instance=instance,
                                           run_config=quiet)
     con = connect(args.warehouse)
     try:
@@ -285,8 +339,8 @@ def _build(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: dict  # type: ignore[no-untyped-def]
-                        ) -> list[str]:
+def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, instance,  # type: ignore[no-untyped-def]
+                        run_config: dict) -> list[str]:
     """Materialise the asset of every spec in ``folder`` (as ``dg dev`` with ``OMICSDW_FEATURES``); what failed."""
     import dagster as dg
     from pydantic import ValidationError
@@ -301,7 +355,7 @@ def _build_feature_sets(folder: Path, *, resources: dict, instance, run_config: 
     if not assets:
         print(f"features: no *.yaml spec in {folder}")
         return []
-    result = _finished(dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
+    result = signals.finished(dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
                                       raise_on_error=False))
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}

@@ -68,18 +68,17 @@ class StudyInputs:
 
     def rows_key(self, table: str) -> tuple[str, ...] | None:
         """What names :meth:`scan`'s rows of ``table`` exactly, for sharing a dense block read from them between
-        stages of one process (:func:`transforms.expression.study.shared_dense_block`): the table's location, the
-        version of the study's newest commit, the names of the study's files (never reused: a rewritten study gets
-        new files) and the samples left out. None when the study has no rows there.
+        stages of one process (:func:`transforms.expression.study.shared_dense_block`): the table's location and
+        Delta id (a table created again gets a new one), the version of the study's newest commit and the samples
+        left out. None when the study has no rows there. Costs no file listing: it does not grow with the warehouse.
         """
         version = self.lake.study_version(table, self.study_id)
         if version is None:
             return None
-        _, files = self.lake.study_files(table, self.study_id)
         excluded = (self.excluded.select("assay", "sample_id").sort("assay", "sample_id").rows()
                     if table == "rna_counts" else [])
-        return (self.lake.uri(table), str(version), self.study_id, *files, "excluded:",
-                *(f"{assay}\t{sample}" for assay, sample in excluded))
+        return (self.lake.uri(table), str(self.lake.delta(table).metadata().id), str(version), self.study_id,
+                "excluded:", *(f"{assay}\t{sample}" for assay, sample in excluded))
 
     @property
     def excluded_samples(self) -> dict[str, list[str]]:

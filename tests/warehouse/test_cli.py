@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -234,6 +235,23 @@ def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: P
     assert len(calls) == 1  # the assets retry transient errors; a person running build is told at once instead
 
 
+def test_build_says_the_gene_reference_did_not_load_and_builds_no_study(tmp_path: Path, capsys, study_folder,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestration.assets.reference as reference_asset
+
+    def unreadable(*args, **kwargs):
+        raise OSError(13, "Permission denied", "genes/_delta_log")
+
+    monkeypatch.setattr(reference_asset, "write_gene_reference", unreadable)
+    study_folder(tmp_path / "landing", TINY_STUDY.format(sid="s1"), TINY_COUNTS, name="s1")
+    assert main(["build", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh"),
+                 "--no-plots"]) == 1  # was a Dagster traceback
+    captured = capsys.readouterr()
+    assert "the gene reference did not load; no study was built" in captured.err
+    assert "reference_tables: PermissionError: [Errno 13] Permission denied: 'genes/_delta_log'" in captured.err
+    assert "[1/1]" not in captured.out
+
+
 def test_build_prints_the_reason_a_step_failed_not_only_dagsters_wrapper(tmp_path: Path, capsys, study_folder,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import orchestration.assets.report as report_asset
@@ -351,9 +369,10 @@ def _ignore_sigint() -> None:
 
 
 def test_sigterm_stops_a_background_build_inside_a_study_run(tmp_path: Path, study_folder) -> None:
-    """``kill`` of a build started with ``&`` stops it at once, saying which study it left. Dagster turns a signal
-    inside a run into a failed run and then gives SIGTERM SIGINT's disposition (ignored in the background): the
-    build went on to the next study, then ignored every later ``kill``. A second build finishes the job."""
+    """``kill`` of a build started with ``&`` stops it at the study in progress, saying what it left. Dagster turns
+    a signal inside a run into a failed run but loses one that lands between its steps, and after each run gives
+    SIGTERM SIGINT's disposition (ignored in the background): the build went on to the next study, then ignored
+    every later ``kill``. A second build finishes the job."""
     landing = tmp_path / "landing"
     for sid in ("s1", "s2"):
         study_folder(landing, TINY_STUDY.format(sid=sid), TINY_COUNTS, name=sid)
@@ -370,11 +389,43 @@ def test_sigterm_stops_a_background_build_inside_a_study_run(tmp_path: Path, stu
     build.send_signal(signal.SIGTERM)
     out, err = build.communicate(timeout=60)
     assert build.returncode == 130, seen + out + err
-    assert out.strip() == "INTERRUPTED"  # the rest of "[1/2] s1 ... INTERRUPTED"; s2 never started
-    assert "s1: readers keep seeing its previous load" in err
+    assert "[2/2]" not in out
+    # interrupted inside a step, or the run of s1 had passed its last step: then s1 is loaded
+    assert (out.strip() == "INTERRUPTED" and "s1: readers keep seeing its previous load" in err) or (
+        out.strip().startswith("ok (") and "stopped by a signal after s1: the studies after it were not built" in err)
     assert err.endswith("interrupted\n")
     assert main(command[1:]) == 0
     assert sql(tmp_path / "wh", "SELECT study_id FROM studies ORDER BY 1") == [("s1",), ("s2",)]
+
+
+def test_sigterm_after_a_runs_last_step_stops_the_build_after_that_study(tmp_path: Path, study_folder, capsys,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM that lands after a run's last step, as Dagster stores the run's success, is one Dagster catches
+    and then forgets: the build went on to the next study. Now that study is loaded and the build stops."""
+    from orchestration.ephemeral import HeldConnectionEventLog
+
+    store = HeldConnectionEventLog.store_event
+    sent = []
+
+    def store_then_kill(self, event):  # type: ignore[no-untyped-def]
+        store(self, event)
+        if event.dagster_event is not None and event.dagster_event.event_type_value == "PIPELINE_SUCCESS" \
+                and event.job_name == "study_job" and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(HeldConnectionEventLog, "store_event", store_then_kill)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the temporary instance, whose event log this is
+    for sid in ("s1", "s2"):
+        study_folder(tmp_path / "landing", TINY_STUDY.format(sid=sid), TINY_COUNTS, name=sid)
+    assert main(["build", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh"),
+                 "--no-plots"]) == 130
+    captured = capsys.readouterr()
+    assert sent == [1]
+    assert "[1/2] s1 ... ok (" in captured.out
+    assert "[2/2]" not in captured.out
+    assert "stopped by a signal after s1: the studies after it were not built" in captured.err
+    assert sql(tmp_path / "wh", "SELECT study_id FROM studies") == [("s1",)]
 
 
 def test_a_build_in_a_process_ignoring_sigint_leaves_sigterm_as_it_found_it(tmp_path: Path, study_folder) -> None:
@@ -383,9 +434,11 @@ def test_a_build_in_a_process_ignoring_sigint_leaves_sigterm_as_it_found_it(tmp_
     ``terminate()`` of a child process did nothing."""
     study_folder(tmp_path / "landing", TINY_STUDY.format(sid="s1"), TINY_COUNTS, name="s1")
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    term = signal.getsignal(signal.SIGTERM)
     try:
         assert main(["build", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh"),
                      "--no-plots"]) == 0
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is term
+        assert term is not signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)

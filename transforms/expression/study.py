@@ -798,8 +798,9 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
     """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
     assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
 
-    Each assay is read once into a dense block in ``workdir``; abundance z-score assays are skipped (already
-    z-scores). Raises ValueError when a count assay has no sample with counts or the z-score reference is empty.
+    Each assay is read once into a dense block in ``workdir`` (a count assay's taken instead from sample QC when it
+    kept it, below); abundance z-score assays are skipped (already z-scores). Raises ValueError when a count assay
+    has no sample with counts or the z-score reference is empty.
     The long frames are for the writer: their identifiers and ``source`` are Enums (``coded``, :func:`_long_frames`).
     ``counts_key`` names the ``counts`` rows (:func:`shared_dense_block`; the assay is added): a count block kept
     under it by sample QC in this process is taken instead of read again.
