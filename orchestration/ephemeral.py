@@ -55,10 +55,24 @@ class _HeldConnections:
             self.opened += 1
         return self._conn
 
-    def _release(self) -> None:
+    @contextmanager
+    def _transaction(self, lock: Any) -> Iterator[Any]:
+        """The held connection under ``lock``, in a transaction of its own (a use inside another use of the same
+        thread, which only a reentrant lock lets through, joins the outer one).
+        """
+        with lock:
+            conn = self._held_connection()
+            if conn.in_transaction():
+                yield conn
+                return
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        super().dispose()  # type: ignore[misc]
 
 
 class HeldConnectionEventLog(_HeldConnections, InMemoryEventLogStorage):
@@ -70,10 +84,8 @@ class HeldConnectionEventLog(_HeldConnections, InMemoryEventLogStorage):
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
-        with self._db_lock:
-            conn = self._held_connection()
-            with conn.begin():
-                yield conn
+        with self._transaction(self._db_lock) as conn:
+            yield conn
 
     def has_table(self, table_name: str) -> bool:
         """Asked before every dynamic-partition query and inside event writes, a new connection each time: a table
@@ -82,10 +94,6 @@ class HeldConnectionEventLog(_HeldConnections, InMemoryEventLogStorage):
         if table_name not in self._tables and super().has_table(table_name):
             self._tables.add(table_name)
         return table_name in self._tables
-
-    def dispose(self) -> None:
-        self._release()
-        super().dispose()
 
 
 class HeldConnectionRunStorage(_HeldConnections, InMemoryRunStorage):
@@ -100,17 +108,8 @@ class HeldConnectionRunStorage(_HeldConnections, InMemoryRunStorage):
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        with self._lock:
-            conn = self._held_connection()
-            if conn.in_transaction():
-                yield conn
-                return
-            with conn.begin():
-                yield conn
-
-    def dispose(self) -> None:
-        self._release()
-        super().dispose()
+        with self._transaction(self._lock) as conn:
+            yield conn
 
 
 def ephemeral_instance() -> dg.DagsterInstance:
