@@ -195,13 +195,19 @@ def _not_rebuilt(exc: Exception, warehouse: object) -> CatalogNotRebuilt:
 @contextmanager
 def _catalog_refreshed(resource):  # type: ignore[no-untyped-def]
     """A :class:`_CatalogPacer`; the catalog is rebuilt on the way out, also after a failure (a failed study's
-    ingest_issues show).
+    ingest_issues show). When the build is already ending on an exception (a signal, a crash), a rebuild that fails
+    too is only printed: the first error, and its exit status, is what the user sees.
     """
     pacer = _CatalogPacer(resource)
     try:
         yield pacer
-    finally:
-        pacer.refresh()
+    except BaseException:
+        try:
+            pacer.refresh()
+        except CatalogNotRebuilt as exc:
+            print(f"omicsdw: {exc}", file=sys.stderr)
+        raise
+    pacer.refresh()
 
 
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"

@@ -196,6 +196,22 @@ def test_catalog_pacer_rebuilds_when_twenty_times_the_last_rebuild_has_passed_an
     assert resource.rebuilds == [100.0, 142.0, 244.0]
 
 
+def test_a_failing_final_catalog_rebuild_is_printed_and_does_not_replace_the_interrupt(capsys) -> None:
+    import warehouse.cli as cli
+
+    class Broken:
+        warehouse_dir = "wh"
+
+        def refresh_catalog(self) -> None:
+            raise OSError("rna_counts/part-0.parquet: torn file")
+
+    with pytest.raises(KeyboardInterrupt), cli._catalog_refreshed(Broken()):
+        raise KeyboardInterrupt  # SIGTERM during a study: main() turns it into exit 130
+    assert "could not be rebuilt (rna_counts/part-0.parquet: torn file)" in capsys.readouterr().err
+    with pytest.raises(cli.CatalogNotRebuilt), cli._catalog_refreshed(Broken()):
+        pass  # a build that ended normally: the rebuild's failure is the error (exit 1)
+
+
 def test_build_refuses_a_prerank_library_no_library_file_defines(tmp_path: Path, capsys, example_landing,
                                                                 monkeypatch) -> None:
     # known: the three shipped files, airway's chr1_window.gmt and signatures.yaml, the team folder's team.gmt
