@@ -12,10 +12,12 @@ process, one after the other in the same run:
 
 Wall time, CPU time (user + system) and the child's peak RSS (``os.wait4`` rusage of that child) are reported
 (``in_process_s``: from the start of the child to the result, before it is shaped for the comparison), and both
-peers' sums are compared. The input stays in ``bench/out/`` for the next run.
+peers' sums are compared. A child whose resident memory passes ``--max-rss-gib`` (default 8) is killed and
+reported with the wall and CPU time it had used (the machine is shared: the full-read peer needs about 3x the file
+in memory). The input stays in ``bench/out/`` for the next run.
 
     python bench/bench_single_cell.py [--cells 1000000] [--genes 20000] [--density 0.05] [--peers ...]
-                                      [--runs 1] [--baseline DIR]
+                                      [--runs 1] [--baseline DIR] [--max-rss-gib 8]
 
 ``--runs N`` repeats the peers N times, interleaved (A B A B ...: the machine's drift hits each alike);
 ``--baseline DIR`` adds a third peer, ``baseline``: the omicsdw reader of another source tree (a frozen copy of
@@ -27,8 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,18 +122,48 @@ print(json.dumps({"seconds": seconds, "rows": rows}))
 """
 
 
-def run_peer(peer: str, path: Path, root: Path = ROOT) -> dict[str, object]:
+def _rss_gib(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(text.split("VmRSS:")[1].split()[0]) / 2**20 if "VmRSS:" in text else 0.0
+
+
+def _watch(child: subprocess.Popen, max_rss_gib: float, killed: list[float], done: threading.Event) -> None:
+    """Kill ``child`` when its resident memory passes ``max_rss_gib`` (polled every 0.1 s); note the RSS seen."""
+    while not done.wait(0.1):
+        rss = _rss_gib(child.pid)
+        if rss > max_rss_gib:
+            killed.append(rss)
+            os.kill(child.pid, signal.SIGKILL)  # not Popen.kill: its poll() could reap the child before os.wait4
+            return
+
+
+def run_peer(peer: str, path: Path, root: Path = ROOT, max_rss_gib: float = 8.0) -> dict[str, object]:
     """Run one peer in a child process (the omicsdw code of ``root``); its wall time, in-process time and peak RSS
-    (``os.wait4`` rusage)."""
+    (``os.wait4`` rusage). A child whose RSS passes ``max_rss_gib`` is killed (the machine is shared)."""
     result = OUT / f"sc_sums_{peer}.npy"
     result.unlink(missing_ok=True)
     log, err = OUT / f"sc_{peer}.out", OUT / f"sc_{peer}.err"
+    killed: list[float] = []
+    done = threading.Event()
     start = time.perf_counter()
     with open(log, "w") as stdout, open(err, "w") as stderr:
         child = subprocess.Popen([sys.executable, "-c", PEER, str(path), peer, str(result)], cwd=root,
                                  stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONPATH": str(root)})
+        watcher = threading.Thread(target=_watch, args=(child, max_rss_gib, killed, done), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage (not the max over all children)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        done.set()
+        watcher.join()
     wall = time.perf_counter() - start
+    if killed:
+        return {"peer": peer, "failed": f"killed: resident memory passed {max_rss_gib} GiB ({killed[0]:.2f} seen)",
+                "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                "user_s": round(usage.ru_utime, 1), "sys_s": round(usage.ru_stime, 1),
+                "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
     if os.waitstatus_to_exitcode(status) != 0:
         lines = err.read_text().strip().splitlines()
         return {"peer": peer, "failed": lines[-1] if lines else f"exit status {status}"}
@@ -151,13 +185,21 @@ def main() -> int:
                         choices=["omicsdw", "anndata_scanpy"])
     parser.add_argument("--runs", type=int, default=1, help="repeat the peers, interleaved")
     parser.add_argument("--baseline", type=Path, help="a source tree whose omicsdw reader runs as a third peer")
+    parser.add_argument("--max-rss-gib", type=float, default=8.0,
+                        help="kill a peer whose resident memory passes this (the machine is shared)")
+    parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     path = OUT / f"sc_{args.cells}x{args.genes}_{args.density:g}.h5ad"
-    if not path.exists():
-        t0 = time.perf_counter()
+    if args.make_only:
         make_input(path, cells=args.cells, genes=args.genes, density=args.density, samples=args.samples,
                    cell_types=args.cell_types)
+        return 0
+    if not path.exists():
+        # written in a child: a child's peak RSS starts from its parent's (ru_maxrss survives fork and execve), so
+        # writing the input here would raise every peer's figure to the writer's peak
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--make-only", *sys.argv[1:]], check=True)
         print(f"input written in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"{path.name}: {path.stat().st_size / 2**30:.2f} GiB on disk; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
@@ -166,8 +208,8 @@ def main() -> int:
         roots["baseline"] = args.baseline.resolve()
     for run in range(args.runs):
         for peer, root in roots.items():
-            print(json.dumps({"run": run + 1, **run_peer(peer, path, root)}), f"load {os.getloadavg()[0]:.2f}",
-                  flush=True)
+            row = run_peer(peer, path, root, args.max_rss_gib)
+            print(json.dumps({"run": run + 1, **row}), f"load {os.getloadavg()[0]:.2f}", flush=True)
         done = [p for p in roots if (OUT / f"sc_sums_{p}.npy").exists()]
         if len(done) >= 2:
             first, *others = (np.load(OUT / f"sc_sums_{p}.npy") for p in done)
