@@ -188,7 +188,7 @@ class _ReaderFailed(Exception):
 def _variants(records: pl.DataFrame, header: VcfHeader, *, samples: list[str], genotype_fields: list[str],
               label: str | None) -> _BatchResult:
     """The ``variants`` rows of one batch of records (``record`` numbers the batch's rows, ``line`` is global)."""
-    alleles = records.select("record", "ref", "alt").explode("alt")  # an empty or null ALT list: one null row
+    alleles = records.select("record", "ref", "alt").explode("alt")  # ALT [] gives no row, null a null one
     skipped = (pl.col("alt").is_in(["*", "."]) | pl.col("alt").is_null()).alias("skipped")
     alleles = alleles.with_columns(skipped)
     n_skipped = int(alleles["skipped"].sum())
