@@ -791,7 +791,7 @@ def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame,
     n_alts = records["alt"].list.len().fill_null(0).to_numpy().astype(np.int64)
     first = np.searchsorted(alleles["record"].to_numpy(), np.arange(records.height))
     calls = calls.sort("record", "column", "k")
-    record, k = calls["record"].to_numpy(), calls["k"].to_numpy()
+    record, k = calls["record"].to_numpy(), calls["k"].fill_null(0).to_numpy()  # k null: a null ALT list
     allele = first[record] + k - 1
     kept = (k >= 1) & (k <= n_alts[record])
     kept[kept] = ~alleles["skipped"].to_numpy()[allele[kept]]
@@ -803,7 +803,7 @@ def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame,
         pl.when(pl.col("filter").list.len() == 0).then(pl.lit("PASS"))  # oxbow: PASS = [], "." = null
         .otherwise(pl.col("filter").list.join(";")).alias("filter"),
     )
-    chosen_k, chosen_record = chosen["k"].to_numpy(), chosen["record"].to_numpy()
+    chosen_k, chosen_record = chosen["k"].fill_null(0).to_numpy(), chosen["record"].to_numpy()
     named = (chosen_k >= 1) & (chosen_k <= n_alts[chosen_record])
     row_of = np.full(alleles.height, -1, dtype=np.int64)  # each allele's chosen annotation (-1: none)
     row_of[first[chosen_record[named]] + chosen_k[named] - 1] = np.flatnonzero(named)
