@@ -537,3 +537,41 @@ def test_parse_vcf_one_canonical_annotation_and_rankings_in_one_batch(tmp_path: 
                                               "intron_variant", "missense_variant", "upstream_gene_variant"]
     assert [(i.code, i.message.rsplit(": ", 1)[-1]) for i in issues.issues] == [
         ("unknown_consequence", "brand_new_term")]
+
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_calls_alleles_and_chosen_annotation_put_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    reader: str) -> None:
+    # each call finds its allele, site and chosen annotation by position in the batch: a genotype naming an alt the
+    # record does not have (3 of 2 alts), a carried '*' or an ALT '.' gives no row; an annotation whose ALLELE_NUM
+    # is past the alts (5) is not used; rows come by record, then sample label as sorted text (B before a), then
+    # alt (a GT '2/1' lists alt 2 first). Expected rows by hand from the lines below (header: lines 1-5).
+    path = tmp_path / "put.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|ALLELE_NUM">\n'
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tB\n"
+        "1\t100\t.\tC\tT,G\t50\tPASS\tCSQ=T|missense_variant|MODERATE|X|GX|TX1|protein_coding|YES|1,"
+        "G|stop_gained|HIGH|X|GX|TX2|protein_coding|YES|2,G|intron_variant|MODIFIER|X|GX|TX3|protein_coding||5"
+        "\tGT:AD\t2/1:2,3,5\t0/3:4,1,1\n"
+        "1\t200\t.\tA\t.\t50\tPASS\tCSQ=A|intron_variant|MODIFIER|Y|GY|TY1|protein_coding|YES|\tGT:AD\t0/1:1,1\t1:2\n"
+        "1\t300\t.\tG\tA,*\t50\tq10\tCSQ=A|synonymous_variant|LOW|Z|GZ|TZ1|protein_coding|YES|1\tGT:AD"
+        "\t1/2:3,4,3\t2/2:0,0,6\n"
+        "1\t400\t.\tT\tC\t50\tPASS\t.\tGT:AD\t0/1:6,4\t1/1:0,5\n"
+    )
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    parsed = parse_vcf(path, issues=IssueLog("t"))
+    frame = parsed.records.collect()
+    assert frame.select("line", "column", "alt", "filter", "transcript_id", "consequence", "vaf").rows() == [
+        (6, "a", "T", "PASS", "TX1", "missense_variant", 0.3),  # AD 2,3,5: 3 / 10
+        (6, "a", "G", "PASS", "TX2", "stop_gained", 0.5),
+        (8, "a", "A", "q10", "TZ1", "synonymous_variant", 0.4),  # alt 2 is '*'
+        (9, "B", "C", "PASS", None, None, 1.0),  # INFO '.': no annotation
+        (9, "a", "C", "PASS", None, None, 0.4),
+    ]
+    assert (parsed.metadata["records"], parsed.metadata["alleles_skipped"]) == (4, 1)  # the '*' (ALT '.': no alt)

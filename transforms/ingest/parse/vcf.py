@@ -188,11 +188,10 @@ class _ReaderFailed(Exception):
 def _variants(records: pl.DataFrame, header: VcfHeader, *, samples: list[str], genotype_fields: list[str],
               label: str | None) -> _BatchResult:
     """The ``variants`` rows of one batch of records (``record`` numbers the batch's rows, ``line`` is global)."""
-    alleles = records.select("record", "alt", "ref").with_columns(
-        pl.int_ranges(1, pl.col("alt").list.len() + 1).alias("k")).explode("alt", "k")
-    skipped = pl.col("alt").is_in(["*", "."]) | pl.col("alt").is_null()
-    n_skipped = alleles.filter(skipped).height
-    alleles = alleles.filter(~skipped)
+    alleles = records.select("record", "ref", "alt").explode("alt")  # ALT [] gives no row, null a null one
+    skipped = (pl.col("alt").is_in(["*", "."]) | pl.col("alt").is_null()).alias("skipped")
+    alleles = alleles.with_columns(skipped)
+    n_skipped = int(alleles["skipped"].sum())
     calls, counts = _calls(records, samples=samples, genotype_fields=genotype_fields, label=label)
     chosen, unknown = _choose_annotations(records, header)
     rows = _assemble(records, alleles, calls, chosen)
@@ -782,20 +781,48 @@ def _short_hgvsp(hgvsp: pl.Expr) -> pl.Expr:
 
 def _assemble(records: pl.DataFrame, alleles: pl.DataFrame, calls: pl.DataFrame, chosen: pl.DataFrame
               ) -> pl.DataFrame:
-    """Join calls, alleles, record fields and the chosen annotation into the ``variants`` columns."""
+    """Put calls, alleles, record fields and the chosen annotation together into the ``variants`` columns.
+
+    ``alleles`` has a row per alt of each record in record order (``record``, ``ref``, ``alt``, ``skipped``), so
+    the allele a call or a chosen annotation names is found by position (the record's first allele row + ``k`` -
+    1), not by a join: a call whose ``k`` the record has no alt for, or whose alt is skipped, gets no row; an
+    annotation chosen for no such allele is not used.
+    """
+    n_alts = records["alt"].list.len().fill_null(0).to_numpy().astype(np.int64)
+    first = np.searchsorted(alleles["record"].to_numpy(), np.arange(records.height))
+    calls = calls.sort("record", "column", "k")
+    record, k = calls["record"].to_numpy(), calls["k"].fill_null(0).to_numpy()  # k null: a null ALT list
+    allele = first[record] + k - 1
+    kept = (k >= 1) & (k <= n_alts[record])
+    kept[kept] = ~alleles["skipped"].to_numpy()[allele[kept]]
+    calls, record, allele = calls.filter(pl.Series(kept)), record[kept], allele[kept]
+    at_record = pl.Series(record, dtype=pl.Int64)
     site = records.select(
-        "record", "line", pl.col("chrom").cast(pl.String).alias("chromosome"),
+        "line", pl.col("chrom").cast(pl.String).alias("chromosome"),
         pl.col("pos").cast(pl.Int64).alias("position"),
         pl.when(pl.col("filter").list.len() == 0).then(pl.lit("PASS"))  # oxbow: PASS = [], "." = null
         .otherwise(pl.col("filter").list.join(";")).alias("filter"),
     )
-    frame = (calls.join(alleles, on=["record", "k"], how="inner")
-             .join(site, on="record", how="left")
-             .join(chosen, on=["record", "k"], how="left"))
+    chosen_k, chosen_record = chosen["k"].fill_null(0).to_numpy(), chosen["record"].to_numpy()
+    named = (chosen_k >= 1) & (chosen_k <= n_alts[chosen_record])
+    row_of = np.full(alleles.height, -1, dtype=np.int64)  # each allele's chosen annotation (-1: none)
+    row_of[first[chosen_record[named]] + chosen_k[named] - 1] = np.flatnonzero(named)
+    rows = row_of[allele]
+    at_chosen = pl.Series(np.where(rows >= 0, rows, 0), dtype=pl.Int64)
+    picked = chosen.drop("record", "k")
+    picked = (picked[at_chosen].with_columns(  # gathered, then nulled where an allele has no chosen annotation
+        pl.when(pl.Series(rows >= 0)).then(pl.col(c)).alias(c) for c in picked.columns) if picked.height
+        else picked.clear(rows.size))
+    frame = pl.concat([
+        calls.select("record", "column", "k", "AD", "DP"),
+        alleles.select("ref", "alt")[pl.Series(allele, dtype=pl.Int64)],
+        site[at_record],
+        picked,
+    ], how="horizontal")
     ad_alt = pl.col("AD").list.get(pl.col("k"), null_on_oob=True)
     ad_sum = pl.col("AD").list.sum()
     ad_complete = pl.col("AD").list.count_matches(None) == 0
-    return frame.lazy().sort("record", "column", "k").select(  # lazy: repeated subexpressions computed once
+    return frame.lazy().select(  # lazy: repeated subexpressions computed once
         "column",
         pl.coalesce(pl.col("symbol"), pl.col("gene")).alias("feature_id"),
         "line", "chromosome", "position", "ref", "alt",
