@@ -87,6 +87,12 @@ z-scores), while compressing them was ~35 % of that writer's CPU (bench/README.m
 
 ROW_GROUP_ROWS = 1_000_000
 """Rows per row group of a staged file."""
+WRITE_BATCH_ROWS = 1 << 14
+"""Values pyarrow's Parquet writer takes at a time in the dictionary-frame writer (its default: 1,024). Each batch
+of a dictionary column pays a fixed cost for its statistics (the distinct indices, then their values): ~30 % of
+writing a 2 M-row rna_vst frame, ~20 % of rna_normalized's. The file is the same, byte for byte (test). Not more:
+pyarrow 25 counts the definition-level histogram of a batch of over 16,384 values wrongly (apache/arrow#50778,
+fixed after 25.0.1), which 32,768 showed here (bench/README.md, "Session 14: whole study build")."""
 
 
 PARTITIONS: dict[str, list[str]] = {table: ["study_id", "assay"]
@@ -500,7 +506,8 @@ class Lake:
         options: dict[str, Any] = {
             "compression": compression, "compression_level": codec.get("compression_level"),
             "use_dictionary": [c for c in columns if not types[c].is_float()],  # as polars: no float dictionaries
-            "row_group_size": ROW_GROUP_ROWS, "store_schema": False, "write_statistics": True}
+            "row_group_size": ROW_GROUP_ROWS, "store_schema": False, "write_statistics": True,
+            "write_batch_size": WRITE_BATCH_ROWS}
         if self.is_local:
             pq.write_table(arrow, target, **options)
         else:

@@ -27,6 +27,7 @@ from transforms.expression.study import (
     NORMALISED_TABLES,
     differential_study,
     drop_shared_blocks,
+    keep_shared_block,
     normalise_study,
 )
 from warehouse.commit import commit_frames, unchanged
@@ -60,10 +61,15 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
                     stage = normalise_study(inputs.scan("rna_counts"), inputs.scan("rna_abundance"),
                                             inputs.scan("sample_attributes").collect(),
                                             zscore_reference=reference, workdir=workdir,
-                                            counts_key=inputs.rows_key("rna_counts"))
+                                            counts_key=inputs.rows_key("rna_counts"), keep_vst=True)
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load,
                                            metadata=inputs.commit_metadata)
+                    if commit.ok:  # the VST block for sample_structure_study, under the rna_vst rows just committed
+                        vst_key = inputs.rows_key("rna_vst")
+                        for assay, block in stage.blocks.items():
+                            if vst_key is not None:
+                                keep_shared_block((*vst_key, assay), block)
                 except ValueError as exc:  # no sample with counts, an empty z-score reference population
                     raise dg.Failure(f"study {inputs.study_id!r} cannot be normalised: {exc}",
                                      allow_retries=False) from exc

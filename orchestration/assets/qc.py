@@ -15,6 +15,7 @@ import polars as pl
 from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec, warn_excluded
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
+from transforms.expression.study import drop_shared_blocks
 from transforms.qc.study import QC_TABLE, STRUCTURE_TABLES, qc_study, structure_study
 from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
@@ -61,10 +62,12 @@ def sample_structure_tables(context: dg.AssetExecutionContext, warehouse: Wareho
         fingerprint = inputs.fingerprint("qc_structure", settings.model_dump())
         commit = unchanged(lake, STRUCTURE, study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
-        if commit is None:
+        if commit is not None:
+            drop_shared_blocks()  # a VST block normalise kept for this stage is not needed: free it now
+        else:
             with tempfile.TemporaryDirectory(prefix="omicsdw-qc-") as workdir:
                 stage = structure_study(inputs.scan("rna_vst"), inputs.scan("rna_normalized"), settings=settings,
-                                        workdir=workdir)
+                                        workdir=workdir, vst_key=inputs.rows_key("rna_vst"))
                 commit = commit_frames(lake, stage.frames, tables=STRUCTURE, study_id=inputs.study_id,
                                        fingerprint=fingerprint, inputs=inputs.load,
                                        metadata=inputs.commit_metadata)

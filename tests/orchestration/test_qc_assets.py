@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,12 +20,21 @@ from orchestration.assets.qc import sample_qc, sample_structure_tables
 from orchestration.resources import WarehouseResource
 from tests.lake_rows import commit_load
 from transforms.expression import study
+from warehouse.commit import commit_frames
 from warehouse.lake import Lake
 from warehouse.study import EXCLUDED_KEY, StudyInputs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pasilla"
 ASSETS = [sample_qc, normalised_expression, differential_expression_table, sample_structure_tables]
 CONTRAST = {"name": "treated_vs_untreated", "factor": "condition", "test": "treated", "reference": "untreated"}
+
+
+@pytest.fixture(autouse=True)
+def _no_block_kept() -> Iterator[None]:
+    """Each test starts and ends without a dense block kept between stages (normalise keeps its VST block)."""
+    study.drop_shared_blocks()
+    yield
+    study.drop_shared_blocks()
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +126,12 @@ def test_without_exclude_failed_the_failed_sample_stays_everywhere(tmp_path, pas
 
 
 @pytest.mark.parametrize("exclude_failed", [False, True])
-def test_normalise_takes_the_count_block_sample_qc_read_and_writes_the_same_tables(tmp_path, pasilla, monkeypatch,
-                                                                                   exclude_failed):
+def test_normalise_and_structure_take_the_blocks_the_stage_before_made_and_write_the_same_tables(
+        tmp_path, pasilla, monkeypatch, exclude_failed):
     # one read of rna_counts for QC and normalise in one process; with exclude_failed normalise's rows differ from
-    # QC's (treated3 left out), so it must read its own; either way the same tables as with no sharing at all
+    # QC's (treated3 left out), so it must read its own. Normalise keeps the VST values it wrote, under the key of
+    # the rna_vst rows its commit made, and structure takes them instead of reading rna_vst back. Either way the
+    # same tables as with no sharing at all
     counts, attributes = pasilla
     reads: list[str] = []
     read = study.dense_block
@@ -129,17 +141,46 @@ def test_normalise_takes_the_count_block_sample_qc_read_and_writes_the_same_tabl
         return read(records, value=value, **kwargs)
 
     monkeypatch.setattr(study, "dense_block", counted)
-    stages = [sample_qc, normalised_expression]
+    stages = [sample_qc, normalised_expression, sample_structure_tables]
     shared, _, _ = _build(tmp_path / "shared", "s", counts, attributes, exclude_failed=exclude_failed, assets=stages)
-    assert reads == ["count"] * (2 if exclude_failed else 1)
-    assert not study._shared  # taken by normalise, or dropped by its other key
+    assert reads == ["count"] * (2 if exclude_failed else 1)  # no "vst": structure read nothing
+    assert not study._shared  # each block taken by the next stage, or dropped by its other key
     reads.clear()
     monkeypatch.setattr(StudyInputs, "rows_key", lambda self, table: None)
     alone, _, _ = _build(tmp_path / "alone", "s", counts, attributes, exclude_failed=exclude_failed, assets=stages)
-    assert reads == ["count", "count"]
-    for table in ("sample_qc", "rna_sample_factors", "rna_normalized", "rna_vst"):
+    assert reads == ["count", "count", "vst"]
+    for table in ("sample_qc", "rna_sample_factors", "rna_normalized", "rna_vst", "sample_embeddings",
+                  "sample_clusters"):
         found, expected = (lake.scan(table, study_id="s").collect() for lake in (shared, alone))
         assert found.height > 0
         assert found.equals(expected), table  # row order included: the same block gives the same frames
     vst = shared.scan("rna_vst", study_id="s").collect()["sample_id"]
     assert ("treated3" in vst.to_list()) == (not exclude_failed)
+
+
+def test_a_kept_vst_block_is_not_served_once_rna_vst_has_a_newer_commit(tmp_path, pasilla, monkeypatch):
+    counts, attributes = pasilla
+    lake, _, _ = _build(tmp_path, "s", counts, attributes, exclude_failed=False,
+                        assets=[sample_qc, normalised_expression])
+    key = StudyInputs.of(lake, "s").rows_key("rna_vst")
+    assert key is not None
+    assert list(study._shared) == [(*key, "gene_counts")]
+    # the study's rna_vst replaced (same rows, other values) after normalise kept its block
+    vst = lake.scan("rna_vst", study_id="s").collect().with_columns(pl.col("vst") + 1.0)
+    assert commit_frames(lake, [("rna_vst", vst.drop("study_id"))], tables=["rna_vst"], study_id="s",
+                         fingerprint="edited", inputs="v1").ok
+    reads: list[str] = []
+    read = study.dense_block
+
+    def counted(records, *, value, **kwargs):
+        reads.append(value)
+        return read(records, value=value, **kwargs)
+
+    monkeypatch.setattr(study, "dense_block", counted)
+    warehouse = WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "warehouse"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("studies", ["s"])
+        dg.materialize([sample_structure_tables], partition_key="s", instance=instance,
+                       resources={"warehouse": warehouse})
+    assert reads == ["vst"]  # read back from the newer commit, not the kept block
+    assert not study._shared

@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -211,15 +211,28 @@ def shared_dense_block(records: pl.LazyFrame, *, value: str, key: tuple[Hashable
     if block is not None:
         return block
     block = dense_block(records, value=value, workdir=workdir)
-    arrays = [a for a in (block.values, block.lengths) if a is not None]
-    if keep and sum(a.nbytes for a in arrays) <= SHARED_BLOCK_BYTES and not any(
-            isinstance(a, np.memmap) for a in arrays):
-        for array in arrays:
-            array.flags.writeable = False
-        with _shared_lock:
-            _shared.clear()
-            _shared[key] = block
+    if keep:
+        keep_shared_block(key, block)
     return block
+
+
+def keep_shared_block(key: tuple[Hashable, ...], block: DenseBlock) -> bool:
+    """Keep ``block`` for the next :func:`shared_dense_block` call with ``key`` in this process (dropping any other),
+    when it is in memory and at most ``SHARED_BLOCK_BYTES``; whether it was kept. Its arrays become read-only.
+
+    ``key`` must name exactly the rows the block holds (what :func:`dense_block` of them would return, bit for bit):
+    sample QC keeps the count block it read; normalisation keeps the VST block it computed and wrote, under the key
+    of the rna_vst rows its commit made (known only once committed), for the structure stage.
+    """
+    arrays = [a for a in (block.values, block.lengths) if a is not None]
+    if sum(a.nbytes for a in arrays) > SHARED_BLOCK_BYTES or any(isinstance(a, np.memmap) for a in arrays):
+        return False
+    for array in arrays:
+        array.flags.writeable = False
+    with _shared_lock:
+        _shared.clear()
+        _shared[key] = block
+    return True
 
 
 def drop_shared_blocks() -> None:
@@ -620,15 +633,34 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
 
 
 def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
-             frame_rows: int = FRAME_ROWS, coded: bool = False) -> Iterator[pl.DataFrame]:
+             frame_rows: int = FRAME_ROWS, coded: bool = False, into: np.ndarray | None = None
+             ) -> Iterator[pl.DataFrame]:
     """rna_vst rows: one row per used sample and feature with DESeq2's blind VST of the (rounded) counts.
 
-    ``coded``: identifiers as Enums, for the writer (:func:`_long_frames`).
+    ``coded``: identifiers as Enums, for the writer (:func:`_long_frames`). ``into``: an array of used features x
+    used samples (``model.rows`` x ``model.columns``) that receives the values as they are computed (see
+    :func:`vst_block`).
     """
+    done = 0
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
         part = np.rint(_take(block.values, model.rows, cols))
         arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
+        if into is not None:
+            into[:, done:done + cols.size] = arrays["vst"]
+            done += cols.size
         yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows, coded=coded)
+
+
+def vst_block(block: DenseBlock, model: CountModel, values: np.ndarray) -> DenseBlock:
+    """The dense block of the rna_vst rows :func:`vst_rows` wrote from ``block``, its values filled by ``into``:
+    what :func:`dense_block` of those rows returns (the used features and samples, in the count block's order,
+    which is the canonical one; no lengths), without reading them back.
+    """
+    rows = model.rows
+    return DenseBlock(values,
+                      block.feature_ids if rows is None else block.feature_ids.gather(rows),
+                      block.gene_ids if rows is None else block.gene_ids.gather(rows),
+                      block.sample_ids.gather(model.columns))
 
 
 # --------------------------------------------------------------------------------------------------- abundance
@@ -754,6 +786,9 @@ class StageOutput:
     frames: Iterator[tuple[str, pl.DataFrame]]
     metadata: dict[str, dict[str, object]]
     contrasts: list[tuple[str, DEResult]]
+    blocks: dict[str, DenseBlock] = field(default_factory=dict)
+    """Dense blocks of what the frames hold, by assay, filled once an assay's frames are all consumed (the VST block
+    of :func:`normalise_study` with ``keep_vst``), for :func:`keep_shared_block` after the commit."""
 
 
 NORMALISED_TABLES = ("rna_sample_factors", "rna_normalized", "rna_vst")
@@ -794,7 +829,7 @@ def _assays(frame: pl.LazyFrame, *columns: str) -> list[tuple[str, ...]]:
 
 def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: pl.DataFrame, *,
                     zscore_reference: ZscoreReference | None, workdir: str | Path,
-                    counts_key: tuple[Hashable, ...] | None = None) -> StageOutput:
+                    counts_key: tuple[Hashable, ...] | None = None, keep_vst: bool = False) -> StageOutput:
     """Sample factors, normalised expression and VST of every count assay, and log2 / z-scores of every abundance
     assay of one study (``rna_counts`` / ``rna_abundance`` / ``sample_attributes`` rows of the study).
 
@@ -804,8 +839,12 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
     The long frames are for the writer: their identifiers and ``source`` are Enums (``coded``, :func:`_long_frames`).
     ``counts_key`` names the ``counts`` rows (:func:`shared_dense_block`; the assay is added): a count block kept
     under it by sample QC in this process is taken instead of read again.
+    ``keep_vst``: the VST values of the first count assay whose block fits ``SHARED_BLOCK_BYTES`` are also kept as
+    a dense block (``StageOutput.blocks``, :func:`vst_block`), for the structure stage of this process once the
+    rows are committed (its rna_vst version names them); a larger study's structure stage reads its rows back.
     """
     metadata: dict[str, dict[str, object]] = {t: {} for t in NORMALISED_TABLES}
+    blocks: dict[str, DenseBlock] = {}
     factors, normalised, vst = (metadata[t] for t in NORMALISED_TABLES)
     normalised |= {
         "zscore_method": "per gene (log2_cpm for counts, log2(x+1) for abundances - mean) / SD, ddof=1",
@@ -837,8 +876,13 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
             except ValueError as exc:  # DESeq2 would fall back to a local trend, which is not implemented here
                 vst[f"{assay}.not_computed"] = str(exc)
             else:
-                for frame in vst_rows(block, model, trend, coded=True):
+                shape = (block.values.shape[0] if model.rows is None else model.rows.size, model.columns.size)
+                into = (np.empty(shape, order="F") if keep_vst and not blocks
+                        and 8 * shape[0] * shape[1] <= SHARED_BLOCK_BYTES else None)
+                for frame in vst_rows(block, model, trend, coded=True, into=into):
                     yield "rna_vst", frame.with_columns(label)
+                if into is not None:
+                    blocks[assay] = vst_block(block, model, into)
                 vst.update({f"{assay}.method": method, f"{assay}.asympt_disp": trend.asympt_disp,
                         f"{assay}.extra_pois": trend.extra_pois})
             used = model.columns
@@ -871,7 +915,7 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
         factors["note"] = vst["note"] = "the study has no rna_counts rows: an empty partition is committed"
         if not abundance_assays:
             normalised["note"] = "the study has no rna_counts or rna_abundance rows: an empty partition is committed"
-    return StageOutput(frames(), metadata, [])
+    return StageOutput(frames(), metadata, [], blocks)
 
 
 def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contrasts: Sequence[Contrast],

@@ -130,11 +130,13 @@ def qc_study(counts: pl.LazyFrame, mito_genes: pl.Series, *, settings: QcSetting
 
 
 def structure_study(vst: pl.LazyFrame, normalised: pl.LazyFrame, *, settings: QcSettings,
-                    workdir: str | Path) -> StageOutput:
+                    workdir: str | Path, vst_key: tuple[Hashable, ...] | None = None) -> StageOutput:
     """PCA embeddings and clusters of every count assay of one study, from its VST (else log2 CPM) values.
 
     ``normalised`` rows with ``source = 'counts'`` name the count assays; samples the normalise stage left out
-    (``qc.exclude_failed``) are absent from both inputs and so from the output.
+    (``qc.exclude_failed``) are absent from both inputs and so from the output. ``vst_key`` names the ``vst`` rows
+    (:func:`~transforms.expression.study.shared_dense_block`; the assay is added): a VST block the normalise stage
+    of this process kept under it is taken instead of read back.
     """
     metadata: dict[str, dict[str, object]] = {t: {} for t in STRUCTURE_TABLES}
     embeddings, clusters = (metadata[t] for t in STRUCTURE_TABLES)
@@ -145,7 +147,8 @@ def structure_study(vst: pl.LazyFrame, normalised: pl.LazyFrame, *, settings: Qc
         for assay in _assays(count_rows):
             if assay in vst_assays:
                 source = "rna_vst.vst"
-                block = dense_block(vst.filter(pl.col("assay") == assay), value="vst", workdir=workdir)
+                block = shared_dense_block(vst.filter(pl.col("assay") == assay), value="vst", workdir=workdir,
+                                           key=None if vst_key is None else (*vst_key, assay), keep=False)
             else:
                 source = "rna_normalized.log2_cpm"
                 block = dense_block(count_rows.filter(pl.col("assay") == assay), value="log2_cpm", workdir=workdir)

@@ -93,3 +93,43 @@ def test_large_or_mapped_blocks_are_not_kept(monkeypatch: pytest.MonkeyPatch, tm
     assert isinstance(mapped.values, np.memmap)
     assert not study._shared
     assert reads.calls == 3
+
+
+def _study_counts() -> pl.DataFrame:
+    """Two count assays of 300 features x 8 samples: mapped and unmapped features (one gene for two features), a
+    feature with a missing cell, a sample without counts; rows shuffled."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for assay in ("a", "b"):
+        mean = rng.lognormal(4, 1.5, 300)
+        counts = rng.negative_binomial(5, 5 / (5 + mean[:, None] * np.ones(8))).astype(float)
+        counts[:, 5] = 0  # a sample without counts
+        frame = pl.DataFrame({"assay": assay,
+                              "sample_id": [f"S{j}" for _ in range(300) for j in (3, 0, 7, 1, 6, 2, 5, 4)],
+                              "feature_id": [f"F{i:03d}" for i in range(300) for _ in range(8)],
+                              "gene_id": pl.Series([None if i % 3 == 0 else 1000 - i // 2 for i in range(300)
+                                                    for _ in range(8)], dtype=pl.Int64),
+                              "count": counts[:, [3, 0, 7, 1, 6, 2, 5, 4]].ravel()})
+        parts.append(frame.filter((pl.col("feature_id") != "F010") | (pl.col("sample_id") != "S2")))  # missing cell
+    return pl.concat(parts).sample(fraction=1.0, shuffle=True, seed=3)
+
+
+def test_normalise_keeps_the_vst_block_its_rows_read_back_would_give(tmp_path: Path) -> None:
+    counts = _study_counts()
+    output = study.normalise_study(counts.lazy(), pl.LazyFrame(schema={"assay": pl.String, "measure": pl.String}),
+                                   pl.DataFrame(), zscore_reference=None, workdir=tmp_path, keep_vst=True)
+    vst = pl.concat([frame.with_columns(pl.col("sample_id", "feature_id").cast(pl.String))
+                     for table, frame in output.frames if table == "rna_vst"])
+    assert list(output.blocks) == ["a"]  # one block per process: the first count assay's
+    kept = output.blocks["a"]
+    expected = study.dense_block(vst.filter(pl.col("assay") == "a").lazy(), value="vst")
+    assert kept.values.shape == (299, 7)  # F010 (missing cell) and S5 (no counts) are not in rna_vst
+    assert kept.values.flags.f_contiguous == expected.values.flags.f_contiguous
+    np.testing.assert_array_equal(kept.values.view(np.int64), expected.values.view(np.int64))  # bit for bit
+    for ids in ("feature_ids", "gene_ids", "sample_ids"):
+        assert getattr(kept, ids).equals(getattr(expected, ids), check_names=True), ids
+    assert kept.lengths is None
+    assert expected.lengths is None
+    assert study.keep_shared_block(("rna_vst", "7", "s", "a"), kept)
+    assert study.shared_dense_block(vst.lazy(), value="vst", key=("rna_vst", "7", "s", "a"), keep=False) is kept
+    assert not kept.values.flags.writeable
