@@ -92,6 +92,7 @@ PROBES = {
     "plots: volcano / MA (contrast_plots)": ("orchestration.report", "contrast_plots"),
     "report: queries (read_study_report)": ("warehouse.report", "read_study_report"),
     "report: its study's views (study_session)": ("warehouse.report", "study_session"),
+    "report: the views it reads (report_session)": ("warehouse.report", "report_session"),
     "report: the index (write_report_index)": ("warehouse.report", "write_report_index"),
     "report: HTML and its plots (study_report_html)": ("transforms.report.html", "study_report_html"),
     "DE transform (differential_study)": ("transforms.expression.study", "differential_study"),

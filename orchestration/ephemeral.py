@@ -7,11 +7,15 @@ databases and opens a new connection, with two PRAGMAs, for every use (``InMemor
 partition-key and input-version questions, ~1,300 connections at ~0.3 ms each (bench/README.md, "Session 13: fixed
 cost"). The storages here are the same ones on one connection each, opened (PRAGMAs included) once: each use
 is still its own transaction (the event log's under its lock), on the same in-memory databases, so the runs, the
-events, their order and what is read back are the same.
+events, their order and what is read back are the same. The event log also remembers what cannot change behind
+its back, since every write of its private database goes through it: the tables and the ``asset_keys`` columns
+it has seen (both asked before every asset event is stored), and the dynamic partitions it has found (asked ~160
+times a study), forgotten when a partition is deleted or the storage wiped (bench/README.md, "Session 14: fixed
+cost").
 
 It relies on Dagster internals (1.13): the in-memory storages' ``_connect`` / ``connect`` / ``_engine`` /
-``_db_lock`` and the parts ``create_ephemeral_instance`` assembles; ``tests/orchestration/test_ephemeral.py`` fails
-when they change.
+``_db_lock`` / ``_has_asset_key_col_on_connection`` and the parts ``create_ephemeral_instance`` assembles;
+``tests/orchestration/test_ephemeral.py`` fails when they change.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as db
 from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log.schema import AssetKeyTable
 from dagster._core.storage.runs import InMemoryRunStorage
 from sqlalchemy.pool import NullPool
 
@@ -81,11 +86,61 @@ class HeldConnectionEventLog(_HeldConnections, InMemoryEventLogStorage):
     def __init__(self) -> None:
         super().__init__()
         self._hold()
+        self._asset_key_columns: set[str] = set()
+        self._partitions: dict[str, set[str]] = {}
+        self._partitions_lock = threading.Lock()
+        self._partitions_generation = 0
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
         with self._transaction(self._db_lock) as conn:
             yield conn
+
+    def _has_asset_key_col_on_connection(self, conn: Any, column_name: str) -> bool:
+        """Asked (a schema reflection, ``PRAGMA table_xinfo``) before every asset event is stored and inside
+        asset reads: a column of the in-memory ``asset_keys`` table, once seen, stays (nothing migrates it).
+        """
+        if column_name in self._asset_key_columns:
+            return True
+        found = column_name in {c.get("name") for c in db.inspect(conn).get_columns(AssetKeyTable.name)}
+        if found:
+            self._asset_key_columns.add(column_name)
+        return found
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        """Asked at every output context and every partitioned input (~160 times a study): a key, once found,
+        is answered from memory until a partition is deleted or the storage wiped (every write of the
+        in-memory database goes through this object). Keys not found are asked every time.
+        """
+        if partition_key in self._partitions.get(partitions_def_name, ()):
+            return True
+        with self._partitions_lock:
+            generation = self._partitions_generation
+        found = super().has_dynamic_partition(partitions_def_name, partition_key)
+        if found:
+            with self._partitions_lock:
+                if generation == self._partitions_generation:  # no deletion began since the query was made
+                    self._partitions.setdefault(partitions_def_name, set()).add(partition_key)
+        return found
+
+    def _forget_partitions(self) -> None:
+        with self._partitions_lock:
+            self._partitions_generation += 1
+            self._partitions = {}
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self._forget_partitions()  # before: no answer read before the deletion is kept; after: none read during
+        try:
+            super().delete_dynamic_partition(partitions_def_name, partition_key)
+        finally:
+            self._forget_partitions()
+
+    def wipe(self) -> None:
+        self._forget_partitions()
+        try:
+            super().wipe()
+        finally:
+            self._forget_partitions()
 
     def has_table(self, table_name: str) -> bool:
         """Asked before every dynamic-partition query and inside event writes, a new connection each time: a table

@@ -90,6 +90,13 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 
 
+def view_names() -> list[str]:
+    """Every view a catalog session (and a :func:`view_session` of every table and joined view) has, sorted."""
+    from schemas.tables import TABLES
+
+    return sorted({*TABLES, *(name for name, _ in _sql_views())})
+
+
 def _sql_views() -> list[tuple[str, str]]:
     """The joined views users see, one ``.sql`` file each, in dependency-free alphabetical order."""
     folder = resources.files("warehouse") / "sql"
@@ -140,9 +147,10 @@ def visible_files(lake: Lake, tables: Iterable[str] | None = None) -> dict[str, 
     return found
 
 
-def study_visible_files(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = None) -> dict[str, list[str]]:
-    """Table -> the files readers see of one study (relative to the lake root), for every table: what the catalog's
-    views read of it.
+def study_visible_files(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = None,
+                        tables: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Table -> the files readers see of one study (relative to the lake root), for every table (or ``tables``):
+    what the catalog's views read of it.
 
     Published tables: the files of the study's ``study_versions`` entry (``ledger``: its rows with ``table_name``
     and ``files``, when the caller read them already); ``ingest_issues`` and ``study_versions``: the study's files
@@ -158,7 +166,7 @@ def study_visible_files(lake: Lake, study_id: str, *, ledger: pl.DataFrame | Non
                                                                              "files": pl.List(pl.String)}))
     published = dict(zip(ledger["table_name"], ledger["files"].to_list(), strict=True))
     found: dict[str, list[str]] = {}
-    for table in TABLES:
+    for table in TABLES if tables is None else tables:
         if table in PUBLISHED_TABLES:
             files = sorted(published.get(table) or [])
         elif lake.exists(table):

@@ -50,6 +50,15 @@ def _run_all(instance: dg.DagsterInstance) -> list[tuple]:
     check = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("downstream"), "positive"), limit=10)
     seen.append(("checks", tuple(sorted(str(c.status) for c in check))))
+    for step in ("delete b", "add b", "wipe"):  # partitions known to the storage come and go
+        if step == "delete b":
+            instance.delete_dynamic_partition("parts", "b")
+        elif step == "add b":
+            instance.add_dynamic_partitions("parts", ["b"])
+        else:
+            instance.wipe()
+        seen.append((step, tuple(instance.get_dynamic_partitions("parts")),
+                     tuple(instance.has_dynamic_partition("parts", k) for k in "abc")))
     return seen
 
 
@@ -124,3 +133,33 @@ def test_omicsdw_build_without_dagster_home_uses_the_held_connection_instance(mo
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with _instance() as instance:
         assert isinstance(instance.event_log_storage, HeldConnectionEventLog)
+
+
+def _statements(instance: dg.DagsterInstance, pattern: str) -> list[str]:
+    """The SQL statements the event log runs from now on that contain ``pattern``."""
+    seen: list[str] = []
+    def executed(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if pattern in statement:
+            seen.append(statement)
+    db.event.listen(instance.event_log_storage._engine, "before_cursor_execute", executed)  # type: ignore[attr-defined]
+    return seen
+
+
+def test_build_instance_asks_its_database_once_for_a_found_partition_and_the_asset_key_columns() -> None:
+    instance = ephemeral_instance()
+    try:
+        instance.add_dynamic_partitions("parts", ["a", "b", "c"])
+        partitions, columns = _statements(instance, "dynamic_partitions"), _statements(instance, "table_xinfo")
+        job = dg.Definitions(assets=[upstream, downstream], jobs=[JOB]).resolve_job_def("job")
+        for key in ["a", "b", "c", "a"]:
+            assert job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        asked = [s for s in partitions if s.lstrip().startswith("SELECT")]
+        assert len(asked) == 3  # a, b, c: once each (Dagster's own storage: 32 queries in this job)
+        # the asset_keys columns Dagster asks about (last_materialization_timestamp, cached_status_data): once each
+        # (Dagster's own storage: before each asset event, 28 times here)
+        assert len(columns) == 2
+        assert not instance.has_dynamic_partition("parts", "d")
+        assert not instance.has_dynamic_partition("parts", "d")  # a key not found is asked again
+        assert len([s for s in partitions if s.lstrip().startswith("SELECT")]) == 5
+    finally:
+        instance.dispose()

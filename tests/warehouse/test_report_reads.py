@@ -12,9 +12,17 @@ import polars as pl
 import pytest
 
 from schemas.tables import GLOBAL_TABLES, PUBLISHED_TABLES, polars_schema
-from warehouse.catalog import connect
+from warehouse.catalog import connect, view_names
 from warehouse.lake import Lake
-from warehouse.report import INDEX, REPORTS, read_study_report, study_session, write_study_report
+from warehouse.report import (
+    INDEX,
+    REPORT_TABLES,
+    REPORTS,
+    read_study_report,
+    report_session,
+    study_session,
+    write_study_report,
+)
 
 pytestmark = pytest.mark.slow
 STUDIES = ("airway", "pasilla")
@@ -65,6 +73,31 @@ def test_study_session_shows_the_rows_and_report_data_the_full_catalog_shows_of_
         assert a.equals(b) if isinstance(b, pl.DataFrame) else a == b, field.name
     assert expected_report.contrast_plots
     assert expected_report.vst.height > 0
+
+
+@pytest.mark.parametrize("study_id", ["airway", "pasilla", "study_es_0"])
+def test_report_session_gives_the_report_data_a_session_with_every_view_gives(built: Path, study_id: str) -> None:
+    """The report's session holds only the views it reads (study_es_0: RNA and protein, so the rna-protein
+    correlations are queried), and the views named in the report's fingerprint are every view."""
+    lake = Lake(built / "lake")
+    whole, own = study_session(lake, study_id), report_session(lake, study_id)
+    try:
+        every = sorted(v for (v,) in whole.execute("SELECT table_name FROM information_schema.tables").fetchall())
+        kept = {v for (v,) in own.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert view_names() == every
+        assert len(kept) < len(every) / 2
+        folder = built / REPORTS / study_id
+        expected, found = (read_study_report(whole, study_id, folder=folder),
+                           read_study_report(own, study_id, folder=folder))
+    finally:
+        whole.close()
+        own.close()
+    for field in fields(expected):
+        a, b = getattr(found, field.name), getattr(expected, field.name)
+        assert a.equals(b) if isinstance(b, pl.DataFrame) else a == b, field.name
+    if study_id == "study_es_0":
+        assert expected.rna_protein is not None  # the rna-protein query ran
+    assert set(REPORT_TABLES) < set(every)
 
 
 def test_write_study_report_reads_no_file_of_another_study_and_writes_the_same_page(built: Path,
