@@ -134,7 +134,7 @@ def _watch(child: subprocess.Popen, max_rss_gib: float, killed: list[float], don
     """Kill ``child`` when its resident memory passes ``max_rss_gib`` (polled every 0.1 s); note the RSS seen."""
     while not done.wait(0.1):
         rss = _rss_gib(child.pid)
-        if rss > max_rss_gib:
+        if rss > max_rss_gib and not done.is_set():  # set once the child is reaped: its pid may be reused
             killed.append(rss)
             os.kill(child.pid, signal.SIGKILL)  # not Popen.kill: its poll() could reap the child before os.wait4
             return

@@ -53,6 +53,19 @@ EXECUTORS: dict[str, Callable[[], dg.ExecutorDefinition]] = {
     "k8s": kubernetes}
 
 
+IN_PROCESS_EXECUTORS = frozenset({"in_process", "execute_in_process_executor"})
+"""Executors running every step of a run in the run's own process (the second: ``execute_in_process``, which
+``omicsdw build`` uses)."""
+
+
+def steps_share_process(executor: dg.ExecutorDefinition) -> bool:
+    """Whether a run on ``executor`` runs its steps in one process, so a step can leave a block in memory for a
+    later one (``transforms.expression.study.keep_shared_block``); a step process of the multiprocess, Celery or
+    Kubernetes executor would only hold it until it exits.
+    """
+    return executor.name in IN_PROCESS_EXECUTORS
+
+
 def executor_from_env(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
     """The executor ``OMICSDW_EXECUTOR`` names (``in_process`` when unset)."""
     name = environ.get(EXECUTOR_VARIABLE) or "in_process"

@@ -68,9 +68,10 @@ class StudyInputs:
 
     def rows_key(self, table: str) -> tuple[str, ...] | None:
         """What names :meth:`scan`'s rows of ``table`` exactly, for sharing a dense block read from them between
-        stages of one process (:func:`transforms.expression.study.shared_dense_block`): the table's location and
-        Delta id (a table created again gets a new one), the version of the study's newest commit and the samples
-        left out. None when the study has no rows there. Costs no file listing: it does not grow with the warehouse.
+        stages of one process (:func:`transforms.expression.study.shared_dense_block`; sample QC -> normalisation
+        for rna_counts, normalisation -> structure for rna_vst): the table's location and Delta id (a table created
+        again gets a new one), the version of the study's newest commit and the samples left out. None when the
+        study has no rows there. Costs no file listing: it does not grow with the warehouse.
         """
         version = self.lake.study_version(table, self.study_id)
         if version is None:

@@ -19,6 +19,7 @@ from orchestration.checks import (
     table_spec,
     warn_excluded,
 )
+from orchestration.executors import steps_share_process
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.report import contrast_plots
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
@@ -61,15 +62,15 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
                     stage = normalise_study(inputs.scan("rna_counts"), inputs.scan("rna_abundance"),
                                             inputs.scan("sample_attributes").collect(),
                                             zscore_reference=reference, workdir=workdir,
-                                            counts_key=inputs.rows_key("rna_counts"), keep_vst=True)
+                                            counts_key=inputs.rows_key("rna_counts"),
+                                            keep_vst=steps_share_process(context.job_def.executor_def))
                     commit = commit_frames(lake, stage.frames, tables=NORMALISED, study_id=inputs.study_id,
                                            fingerprint=fingerprint, inputs=inputs.load,
                                            metadata=inputs.commit_metadata)
-                    if commit.ok:  # the VST block for sample_structure_study, under the rna_vst rows just committed
-                        vst_key = inputs.rows_key("rna_vst")
+                    vst_key = inputs.rows_key("rna_vst") if commit.ok and stage.blocks else None
+                    if vst_key is not None:  # for sample_structure_study: the rna_vst rows just committed
                         for assay, block in stage.blocks.items():
-                            if vst_key is not None:
-                                keep_shared_block((*vst_key, assay), block)
+                            keep_shared_block((*vst_key, assay), block)
                 except ValueError as exc:  # no sample with counts, an empty z-score reference population
                     raise dg.Failure(f"study {inputs.study_id!r} cannot be normalised: {exc}",
                                      allow_retries=False) from exc

@@ -15,7 +15,7 @@ from dagster_celery import celery_executor
 from dagster_k8s import K8sRunLauncher, k8s_job_executor
 
 from orchestration.definitions import STUDY_ASSETS, definitions, defs
-from orchestration.executors import executor_from_env, kubernetes
+from orchestration.executors import executor_from_env, kubernetes, steps_share_process
 from orchestration.partitions import STUDY_POOL
 
 INSTANCE = Path(__file__).resolve().parents[2] / "orchestration" / "instance"
@@ -35,6 +35,14 @@ def test_executor_from_env_is_in_process_unless_multiprocess_celery_or_k8s_is_na
     assert executor_from_env({"OMICSDW_EXECUTOR": "k8s"}).name == "k8s"
     with pytest.raises(ValueError, match="choose one of in_process, multiprocess, celery, k8s"):
         executor_from_env({"OMICSDW_EXECUTOR": "dask"})
+
+
+def test_only_runs_in_one_process_keep_a_stage_block_for_a_later_step():
+    # normalise keeps its VST block for the structure step only when that step runs in the same process
+    # (execute_in_process, what `omicsdw build` and dg.materialize use, is covered by test_qc_assets)
+    assert steps_share_process(executor_from_env({}))
+    for name in ("multiprocess", "celery", "k8s"):
+        assert not steps_share_process(executor_from_env({"OMICSDW_EXECUTOR": name}))
 
 
 def test_celery_executor_reads_broker_and_backend_when_a_run_starts(monkeypatch):

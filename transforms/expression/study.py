@@ -184,8 +184,8 @@ RESERVE_BYTES = 1 << 34
 """Most address space reserved for a block held in memory (only the cells used are ever touched)."""
 
 SHARED_BLOCK_BYTES = 512 << 20
-"""Largest dense block (values and lengths) :func:`shared_dense_block` keeps for a later stage of the same process
-(20,000 features x ~3,300 samples of float64)."""
+"""Largest dense block (values and lengths) :func:`shared_dense_block` / :func:`keep_shared_block` keep for a later
+stage of the same process (20,000 features x ~3,300 samples of float64)."""
 
 _shared: dict[tuple[Hashable, ...], DenseBlock] = {}
 _shared_lock = threading.Lock()
@@ -195,13 +195,14 @@ def shared_dense_block(records: pl.LazyFrame, *, value: str, key: tuple[Hashable
                        workdir: str | Path | None = None) -> DenseBlock:
     """:func:`dense_block` of ``records``, or the block an earlier call with the same ``key`` kept.
 
-    Lets two stages of one build process (sample QC, then normalisation: the same rna_counts rows) share one read
-    of the table. ``key`` must name the rows exactly and never be reused for other rows: the table, its Delta
-    version, the study, the assay, the samples left out (None: no sharing). ``keep=True`` keeps the block built
-    for a later call (one block per process, only an in-memory one of at most ``SHARED_BLOCK_BYTES``); a call with
-    ``keep=False`` takes the block out, so it is held only from the stage that read it to the one that reuses it.
-    Any call with another key drops the kept block. A kept block is read-only (its arrays cannot be written), for
-    the stage that made it and the one that takes it.
+    Lets two stages of one build process share one read of a table: sample QC, then normalisation (the same
+    rna_counts rows); normalisation's VST block (:func:`keep_shared_block`), then the structure stage. ``key`` must
+    name the rows exactly and never be reused for other rows: the table, its Delta version, the study, the assay,
+    the samples left out (None: no sharing). ``keep=True`` keeps the block built for a later call (one block per
+    process, only an in-memory one of at most ``SHARED_BLOCK_BYTES``); a call with ``keep=False`` takes the block
+    out, so it is held only from the stage that read it to the one that reuses it. Any call with another key drops
+    the kept block. A kept block is read-only (its arrays cannot be written), for the stage that made it and the one
+    that takes it.
     """
     if key is None:
         return dense_block(records, value=value, workdir=workdir)
@@ -236,7 +237,9 @@ def keep_shared_block(key: tuple[Hashable, ...], block: DenseBlock) -> bool:
 
 
 def drop_shared_blocks() -> None:
-    """Forget the block :func:`shared_dense_block` kept, if any (its memory goes when no one else holds it)."""
+    """Forget the block :func:`shared_dense_block` or :func:`keep_shared_block` kept, if any (its memory goes when
+    no one else holds it): a stage that would have taken it but has nothing to do frees it at once.
+    """
     with _shared_lock:
         _shared.clear()
 
