@@ -319,21 +319,23 @@ def lake_leftovers(wh: Path) -> dict[str, Any]:
 
 
 # -- running and killing ----------------------------------------------------------------------------------------------
+CODE_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout this harness belongs to: its builds run this tree's code, whatever checkout the environment's
+``omicsdw`` command was installed from (a second worktree on the same virtualenv ran another tree's code in the
+separate-process builds, and ``studies.code_fingerprint`` then differed from the in-process references)."""
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # an ephemeral Dagster instance per run
     env.update(DO_NOT_TRACK="1", DAGSTER_TELEMETRY_DISABLED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
     return env
-
-
-def _omicsdw() -> list[str]:
-    exe = Path(sys.executable).with_name("omicsdw")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "warehouse.cli"]
 
 
 def start_build(landing: Path, wh: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
-        return subprocess.Popen([*_omicsdw(), "build", "--landing", str(landing), "--warehouse", str(wh),
-                                 *BUILD_ARGS],
+        return subprocess.Popen([sys.executable, "-m", "warehouse.cli", "build", "--landing", str(landing),
+                                 "--warehouse", str(wh), *BUILD_ARGS],
                                 stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
 
 
