@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_cross_omics import _rss_gib  # the same /proc reading the cross-omics bench caps its peers by
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -120,14 +121,6 @@ else:
 np.save(result, sums)
 print(json.dumps({"seconds": seconds, "rows": rows}))
 """
-
-
-def _rss_gib(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    return int(text.split("VmRSS:")[1].split()[0]) / 2**20 if "VmRSS:" in text else 0.0
 
 
 def _watch(child: subprocess.Popen, max_rss_gib: float, killed: list[float], done: threading.Event) -> None:

@@ -125,14 +125,8 @@ def test_without_exclude_failed_the_failed_sample_stays_everywhere(tmp_path, pas
     assert not any("excluded" in w for w in warnings)
 
 
-@pytest.mark.parametrize("exclude_failed", [False, True])
-def test_normalise_and_structure_take_the_blocks_the_stage_before_made_and_write_the_same_tables(
-        tmp_path, pasilla, monkeypatch, exclude_failed):
-    # one read of rna_counts for QC and normalise in one process; with exclude_failed normalise's rows differ from
-    # QC's (treated3 left out), so it must read its own. Normalise keeps the VST values it wrote, under the key of
-    # the rna_vst rows its commit made, and structure takes them instead of reading rna_vst back. Either way the
-    # same tables as with no sharing at all
-    counts, attributes = pasilla
+def _count_dense_block_reads(monkeypatch) -> list[str]:
+    """The value column of every ``dense_block`` read from now on (a block taken from a stage before reads none)."""
     reads: list[str] = []
     read = study.dense_block
 
@@ -141,6 +135,18 @@ def test_normalise_and_structure_take_the_blocks_the_stage_before_made_and_write
         return read(records, value=value, **kwargs)
 
     monkeypatch.setattr(study, "dense_block", counted)
+    return reads
+
+
+@pytest.mark.parametrize("exclude_failed", [False, True])
+def test_normalise_and_structure_take_the_blocks_the_stage_before_made_and_write_the_same_tables(
+        tmp_path, pasilla, monkeypatch, exclude_failed):
+    # one read of rna_counts for QC and normalise in one process; with exclude_failed normalise's rows differ from
+    # QC's (treated3 left out), so it must read its own. Normalise keeps the VST values it wrote, under the key of
+    # the rna_vst rows its commit made, and structure takes them instead of reading rna_vst back. Either way the
+    # same tables as with no sharing at all
+    counts, attributes = pasilla
+    reads = _count_dense_block_reads(monkeypatch)
     stages = [sample_qc, normalised_expression, sample_structure_tables]
     shared, _, _ = _build(tmp_path / "shared", "s", counts, attributes, exclude_failed=exclude_failed, assets=stages)
     assert reads == ["count"] * (2 if exclude_failed else 1)  # no "vst": structure read nothing
@@ -169,14 +175,7 @@ def test_a_kept_vst_block_is_not_served_once_rna_vst_has_a_newer_commit(tmp_path
     vst = lake.scan("rna_vst", study_id="s").collect().with_columns(pl.col("vst") + 1.0)
     assert commit_frames(lake, [("rna_vst", vst.drop("study_id"))], tables=["rna_vst"], study_id="s",
                          fingerprint="edited", inputs="v1").ok
-    reads: list[str] = []
-    read = study.dense_block
-
-    def counted(records, *, value, **kwargs):
-        reads.append(value)
-        return read(records, value=value, **kwargs)
-
-    monkeypatch.setattr(study, "dense_block", counted)
+    reads = _count_dense_block_reads(monkeypatch)
     warehouse = WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "warehouse"))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("studies", ["s"])
