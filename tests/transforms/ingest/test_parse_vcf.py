@@ -575,3 +575,44 @@ def test_parse_vcf_calls_alleles_and_chosen_annotation_put_together(tmp_path: Pa
         (9, "a", "C", "PASS", None, None, 0.4),
     ]
     assert (parsed.metadata["records"], parsed.metadata["alleles_skipped"]) == (4, 1)  # the '*' (ALT '.': no alt)
+
+
+@pytest.mark.parametrize("reader", ["fast", "oxbow"])
+def test_parse_vcf_chosen_annotation_reported_from_the_right_string_when_yes_is_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    # the chosen annotations' subfields are cut from the CANONICAL candidates (annotations containing 'YES') where
+    # the chosen one is among them, else from the whole text: candidates that are not CANONICAL ('YES' as SYMBOL
+    # or in HGVSp), chosen ones that are not candidates, and both in one batch, in an order that is not the
+    # annotations' (alleles decided by their one CANONICAL annotation come first in the choice). Expected
+    # (transcript, symbol, protein change) by hand from CONSEQUENCE_RULE.
+    def csq(*annotations: str) -> str:
+        return "CSQ=" + ",".join(annotations)
+
+    records = [
+        ("T", csq("T|intron_variant|MODIFIER|A|GA|T1|protein_coding||",
+                  "T|missense_variant|MODERATE|YES|GB|T2|protein_coding||p.Arg2His")),  # no CANONICAL: T2
+        ("T", csq("T|stop_gained|HIGH|C|GC|T3|protein_coding||p.Gln3Ter",
+                  "T|intron_variant|MODIFIER|D|GD|T4|protein_coding|YES|")),  # one CANONICAL: T4
+        ("T", csq("T|synonymous_variant|LOW|E|GE|T5|protein_coding||p.YES5=",
+                  "T|upstream_gene_variant|MODIFIER|F|GF|T6|protein_coding||")),  # no CANONICAL: T5
+        ("T,G", csq("T|intron_variant|MODIFIER|G|GG|T7|protein_coding||",
+                    "G|missense_variant|MODERATE|H|GH|T8|protein_coding|YES|p.Gly8Ala",
+                    "G|stop_gained|HIGH|YES|GI|T9|protein_coding||")),  # T: T7; G: T8 (CANONICAL first)
+        ("T", csq("T|missense_variant|MODERATE|J|GJ|T10|protein_coding|YES|p.Ala10Val")),  # one CANONICAL: T10
+        ("T", csq("T|downstream_gene_variant|MODIFIER|K|GK|T11|lncRNA||")),  # one annotation, no YES: T11
+    ]
+    path = tmp_path / "chosen.vcf"
+    path.write_text(
+        "##fileformat=VCFv4.2\n"
+        '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+        'Format: Allele|Consequence|IMPACT|SYMBOL|Gene|Feature|BIOTYPE|CANONICAL|HGVSp">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + "".join(f"1\t{100 * (i + 1)}\t.\tC\t{alt}\t50\tPASS\t{info}\n" for i, (alt, info) in enumerate(records))
+    )
+    if reader == "oxbow":
+        _refuse_fast_path(monkeypatch)
+    frame = parse_vcf(path, issues=IssueLog("t"), sample="S").records.collect()
+    assert frame.select("position", "alt", "transcript_id", "feature_id", "protein_change").rows() == [
+        (100, "T", "T2", "YES", "p.R2H"), (200, "T", "T4", "D", None), (300, "T", "T5", "E", "p.YES5="),
+        (400, "T", "T7", "G", None), (400, "G", "T8", "H", "p.G8A"), (500, "T", "T10", "J", "p.A10V"),
+        (600, "T", "T11", "K", None)]
