@@ -22,8 +22,8 @@ _BUCKETS = 1024
 # Whole counts below this take log2(count / library size) from a per-sample table filled on first use: edgeR's A
 # needs that logarithm besides M's, and most counts are small and repeat within a sample.
 _TABLE = 1024
-# Units in the last place around the bucket of a trim end on ratios: ratios with one log2 (M) are at most ~1,500
-# units apart (|M| <= 1,100 and log2 rounds to within an ulp), far fewer than this.
+# Units in the last place around the bucket of a trim end on ratios (_log_trim_range): ratios with one log2 (M) are
+# a few thousand units apart at most, far fewer than this.
 _MARGIN = 1 << 16
 
 # numpy's error model: x / 0 is inf or NaN, as in R (the default raises)
@@ -106,20 +106,22 @@ def _end(group: np.ndarray, below: int, k: int, rank: int, lower: bool) -> float
 def _log_trim_range(
     x: np.ndarray, n: int, trim: float, least: float, largest: float, hist: np.ndarray, buf1: np.ndarray,
     buf2: np.ndarray,
-) -> tuple[float, float, bool]:  # fmt: skip
+) -> tuple[float, float]:  # fmt: skip
     """Closed range of the ratios ``x[:n]`` (positive, finite, in ``[least, largest]``) whose ``log2`` (edgeR's M)
-    edgeR's rank trim keeps, and whether it was found (else trim the ``log2`` values themselves).
+    edgeR's rank trim keeps.
 
     ``log2`` is non-decreasing, so M's order statistics are those of the ratios, but ratios a few units in the last
     place apart can share one M: a tie group of M is a run of ratios around an end whose ``log2`` are equal. The ends
     are found in a histogram of the ratios' bits (an int64 increasing with the value and nearly linear in its
     logarithm: buckets of about equal width in M), then among the ratios within ``_MARGIN`` units in the last place
-    of the end's bucket, sorted. Only the ratios next to an end get a logarithm.
+    of the end's bucket, sorted. Only the ratios next to an end get a logarithm. Ratios with one ``log2`` are at
+    most a few thousand units in the last place apart (``log2`` is faithful, M's ulp is at most ~1.4 |M| <= 1,500 of
+    the ratio's), so an end's tie group lies inside its window.
     """
     lo_rank = math.floor(n * trim) + 1
     hi_rank = n + 1 - lo_rank
     if lo_rank > hi_rank:
-        return math.inf, -math.inf, True
+        return math.inf, -math.inf
     bits = x[:n].view(np.int64)
     ends = np.array([least, largest]).view(np.int64)
     base, shift = ends[0], 0
@@ -155,32 +157,26 @@ def _log_trim_range(
     group1, group2 = buf1[:c1], buf2[:c2]
     group1.sort()
     group2.sort()
-    low, ok1 = _log_end(group1, below1, n - below1 - c1, k1, lo_rank, True)
-    high, ok2 = _log_end(group2, below2, n - below2 - c2, k2, hi_rank, False)
-    return low, high, ok1 and ok2
+    return _log_end(group1, below1, k1, lo_rank, True), _log_end(group2, below2, k2, hi_rank, False)
 
 
 @_jit
-def _log_end(group: np.ndarray, below: int, above: int, k: int, rank: int, lower: bool) -> tuple[float, bool]:
+def _log_end(group: np.ndarray, below: int, k: int, rank: int, lower: bool) -> float:
     """One end of :func:`_log_trim_range` from the sorted ratios of a window around the order statistic at place
-    ``k`` (``below`` and ``above`` ratios are outside it): the least (greatest) ratio of its M tie group if the
-    group's average rank is inside the bound ``rank``, else the next float above (below) the group; and whether the
-    group is known to end inside the window.
+    ``k`` (``below`` ratios are below the window): the least (greatest) ratio of its M tie group if the group's
+    average rank is inside the bound ``rank``, else the next float above (below) the group.
     """
     q = k - below
-    if q < 0 or q >= group.size:
-        return 0.0, False
     m = math.log2(group[q])
     left, right = q, q
     while left > 0 and (group[left - 1] == group[left] or math.log2(group[left - 1]) == m):
         left -= 1
     while right < group.size - 1 and (group[right + 1] == group[right] or math.log2(group[right + 1]) == m):
         right += 1
-    ok = (left > 0 or below == 0) and (right < group.size - 1 or above == 0)
     twice_rank = 2 * below + left + right + 2  # less + 1 + upto, less = below + left, upto = below + right + 1
     if lower:
-        return (group[left] if twice_rank >= 2 * rank else np.nextafter(group[right], math.inf)), ok
-    return (group[right] if twice_rank <= 2 * rank else np.nextafter(group[left], -math.inf)), ok
+        return group[left] if twice_rank >= 2 * rank else np.nextafter(group[right], math.inf)
+    return group[right] if twice_rank <= 2 * rank else np.nextafter(group[left], -math.inf)
 
 
 @_jit
@@ -228,11 +224,7 @@ def _tmm_sample(
     # edgeR returns 1 when every |M| < 1e-6 (R's max() of nothing is -Inf); the largest |M| is at an end
     if n == 0 or max(abs(math.log2(x_least)), abs(math.log2(x_largest))) < 1e-6:
         return 1.0
-    x_low, x_high, found = _log_trim_range(x, n, logratio_trim, x_least, x_largest, hist, buf1, buf2)
-    if not found:  # an M tie group may reach outside its window: trim M itself
-        for i in range(n):
-            x[i] = math.log2(x[i])
-        x_low, x_high = _trim_range(x, n, logratio_trim, math.log2(x_least), math.log2(x_largest), hist, buf1)
+    x_low, x_high = _log_trim_range(x, n, logratio_trim, x_least, x_largest, hist, buf1, buf2)
     a_low, a_high = _trim_range(a, n, sum_trim, a_least, a_largest, hist, buf1)
     # the kept genes and ratios to the front of genes and x (place i is read before kept <= i is written)
     kept = 0
@@ -242,7 +234,7 @@ def _tmm_sample(
         kept += (x_low <= xi) & (xi <= x_high) & (a_low <= ai) & (ai <= a_high)
     total, weights = 0.0, 0.0
     for i in range(kept):
-        m = math.log2(x[i]) if found else x[i]
+        m = math.log2(x[i])
         if do_weighting:  # sum(logR / v, na.rm = TRUE) / sum(1 / v, na.rm = TRUE)
             g = genes[i]
             o = obs[g]
