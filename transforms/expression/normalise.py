@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 # the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
 _CHUNK_ELEMENTS = 1 << 19
 _THREADS = os.cpu_count() or 1
+# Blocks of fewer values take TMM in numpy (_tmm_samples): the compiled kernel's first call in a process costs ~1 CPU
+# s (numba's import ~0.4 s, loading the kernel from its cache ~0.7 s), what numpy takes for ~15 M values
+# (bench/README.md, "Session 15: TMM").
+_TMM_KERNEL_MIN_VALUES = 1 << 24
 _TILE = 256
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
@@ -364,7 +368,15 @@ def _tmm_factors_against(
     counted = reference[rows]
     p = counted / n_ref
     log_p, ref_variance = np.log2(p), (n_ref - counted) / n_ref / counted
-    # numba's import and the kernel's load from its cache cost ~0.4 s that processes without TMM do not pay.
+    if counts.size < _TMM_KERNEL_MIN_VALUES:
+
+        def numpy_chunk(cols: slice) -> np.ndarray:
+            obs = _samples_major(counts, cols, None if rows.size == counts.shape[0] else rows)
+            return _tmm_samples(obs, library_size[cols], p, log_p, ref_variance, logratio_trim=logratio_trim,
+                                sum_trim=sum_trim, do_weighting=do_weighting, a_cutoff=a_cutoff)
+
+        return _map_column_chunks(numpy_chunk, counts.shape[0], counts.shape[1])
+    # imported here: numba's import costs ~0.4 CPU s that processes without TMM do not pay
     from transforms.expression._tmm_kernel import tmm_columns
 
     def chunk(cols: slice) -> np.ndarray:
@@ -376,6 +388,56 @@ def _tmm_factors_against(
         return out
 
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1])
+
+
+def _tmm_samples(
+    obs: np.ndarray,
+    library_size: np.ndarray,
+    p: np.ndarray,
+    log_p: np.ndarray,
+    ref_variance: np.ndarray,
+    *,
+    logratio_trim: float,
+    sum_trim: float,
+    do_weighting: bool,
+    a_cutoff: float,
+) -> np.ndarray:
+    """Unscaled TMM factors of the samples of ``obs`` (samples x the genes the reference counts) in numpy, one
+    sample at a time: edgeR's ``.calcFactorTMM`` with its expressions, R's average ranks by a sort and two searches.
+
+    The same factors as the compiled kernel (to rounding) for blocks too small to repay its first call.
+    """
+    out = np.empty(obs.shape[0])
+    for j, (o, n_obs) in enumerate(zip(obs, library_size, strict=True)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = o / n_obs
+            m = np.log2(e / p)
+            a = (np.log2(e) + log_p) / 2
+        counted = np.isfinite(m) & np.isfinite(a) & (a > a_cutoff)
+        m, a = m[counted], a[counted]
+        if m.size == 0 or np.abs(m).max() < 1e-6:  # edgeR returns 1 (R's max() of nothing is -Inf)
+            out[j] = 1.0
+            continue
+        keep = _rank_trimmed(m, logratio_trim) & _rank_trimmed(a, sum_trim)
+        m = m[keep]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if do_weighting:  # sum(logR / v, na.rm = TRUE) / sum(1 / v, na.rm = TRUE)
+                kept = o[counted][keep]
+                v = (n_obs - kept) / n_obs / kept + ref_variance[counted][keep]
+                f = np.nansum(m / v) / np.nansum(1 / v)
+            else:
+                f = m.sum() / m.size
+        out[j] = 1.0 if np.isnan(f) else 2.0**f  # edgeR: a NaN f (nothing kept) is 0
+    return out
+
+
+def _rank_trimmed(values: np.ndarray, trim: float) -> np.ndarray:
+    """Which ``values`` edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` keeps (R's average rank)."""
+    n = values.size
+    lo = np.floor(n * trim) + 1
+    ordered = np.sort(values)
+    twice_rank = ordered.searchsorted(values, "left") + 1 + ordered.searchsorted(values, "right")
+    return (twice_rank >= 2 * lo) & (twice_rank <= 2 * (n + 1 - lo))
 
 
 def tmm_factors(
