@@ -13,22 +13,32 @@ ends, instead of partitions of whole rows; then the weighted mean of the kept M 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 # Buckets of the histogram locating a trim's ends (8 KB of counts: stays in the L1 cache).
 _BUCKETS = 1024
-# Whole counts below this take log2(count / library size) from a per-sample table filled on first use: edgeR's A
-# needs that logarithm besides M's, and most counts are small and repeat within a sample.
+# Whole counts below this take log2(count / library size) from a table filled once per sample: edgeR's A needs that
+# logarithm besides M's ratio, and most counts are small and repeat within a sample.
 _TABLE = 1024
 _TILE = 64  # genes per tile of the samples-major copy of a genes-major block
 # Units in the last place around the bucket of a trim end on ratios (_log_trim_range): ratios with one log2 (M) are
 # a few thousand units apart at most, far fewer than this.
 _MARGIN = 1 << 16
 
-# numpy's error model: x / 0 is inf or NaN, as in R (the default raises)
-_jit = njit(cache=True, nogil=True, error_model="numpy")
+
+def _jit(function: Callable[..., Any]) -> Any:
+    """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN, as in R; the
+    default raises). With no writable cache directory (a read-only install, numba's fallback to a user cache
+    directory not writable either) numba refuses to cache: then each process compiles (~15 CPU s).
+    """
+    try:
+        return njit(cache=True, nogil=True, error_model="numpy")(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
+        return njit(nogil=True, error_model="numpy")(function)
 
 
 @_jit
