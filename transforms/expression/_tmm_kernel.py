@@ -31,9 +31,9 @@ _MARGIN = 1 << 16
 
 
 def _jit(function: Callable[..., Any]) -> Any:
-    """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN, as in R; the
-    default raises). With no writable cache directory (a read-only install, numba's fallback to a user cache
-    directory not writable either) numba refuses to cache: then each process compiles (~15 CPU s).
+    """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN,
+    as in R; the default raises). With no writable cache directory (a read-only install, numba's fallback to a user
+    cache directory not writable either) numba refuses to cache: then each process compiles (~15 CPU s).
     """
     try:
         return njit(cache=True, nogil=True, error_model="numpy")(function)
