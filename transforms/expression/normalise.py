@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -432,12 +433,23 @@ def _tmm_samples(
 
 
 def _rank_trimmed(values: np.ndarray, trim: float) -> np.ndarray:
-    """Which ``values`` edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` keeps (R's average rank)."""
+    """Which ``values`` edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` keeps (R's average rank).
+
+    Ranks are monotone in the value: the kept values lie between the order statistics at the two bounds, and the tie
+    group of each is kept when its average rank ``(less + 1 + upto) / 2`` is inside the bounds.
+    """
     n = values.size
-    lo = np.floor(n * trim) + 1
+    lo = math.floor(n * trim) + 1
+    hi = n + 1 - lo
+    if lo > hi:
+        return np.zeros(n, dtype=bool)
     ordered = np.sort(values)
-    twice_rank = ordered.searchsorted(values, "left") + 1 + ordered.searchsorted(values, "right")
-    return (twice_rank >= 2 * lo) & (twice_rank <= 2 * (n + 1 - lo))
+    v1, v2 = ordered[lo - 1], ordered[hi - 1]
+    twice1 = ordered.searchsorted(v1, "left") + 1 + ordered.searchsorted(v1, "right")
+    twice2 = ordered.searchsorted(v2, "left") + 1 + ordered.searchsorted(v2, "right")
+    keep = values >= v1 if twice1 >= 2 * lo else values > v1
+    keep &= values <= v2 if twice2 <= 2 * hi else values < v2
+    return keep
 
 
 def tmm_factors(
