@@ -12,7 +12,8 @@ per-gene reference from all blocks, then each block is transformed on its own.
   log_geomeans)`` per block.
 - TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
   ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
-  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``.
+  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``
+  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below).
   The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
 - log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
 - z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
     # a second of every process), which the sample factors do not need.
     from transforms.expression.deseq2 import DispersionTrend
 
-# Elements per internal chunk of sample columns (~4 MB per float64 temporary): the dozen temporaries of TMM stay in
-# the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
+# Elements per internal chunk of sample columns (~4 MB per float64 temporary): a chunk's samples-major copy (and the
+# numpy passes' temporaries) stay in the processor cache: numpy's passes ran about twice as fast as with 32 MB chunks.
 _CHUNK_ELEMENTS = 1 << 19
 _THREADS = os.cpu_count() or 1
 # Blocks of fewer values take TMM in numpy (_tmm_samples): the compiled kernel's first call in a process costs ~1 CPU
