@@ -12,7 +12,8 @@ per-gene reference from all blocks, then each block is transformed on its own.
   log_geomeans)`` per block.
 - TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
   ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
-  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``.
+  ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``
+  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below).
   The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
 - log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
 - z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,14 +39,17 @@ if TYPE_CHECKING:
     # a second of every process), which the sample factors do not need.
     from transforms.expression.deseq2 import DispersionTrend
 
-# Elements per internal chunk of sample columns (~4 MB per float64 temporary): the dozen temporaries of TMM stay in
-# the processor cache, which makes the chunk's passes about twice as fast as with 32 MB chunks.
+# Elements per internal chunk of sample columns (~4 MB per float64 temporary): a chunk's samples-major copy (and the
+# numpy passes' temporaries) stay in the processor cache: numpy's passes ran about twice as fast as with 32 MB chunks.
 _CHUNK_ELEMENTS = 1 << 19
 _THREADS = os.cpu_count() or 1
+# Blocks of fewer values take TMM in numpy (_tmm_samples): the compiled kernel's first call in a process costs ~1 CPU
+# s (numba's import ~0.4 s, loading the kernel from its cache ~0.7 s), what numpy takes for ~15 M values
+# (bench/README.md, "Session 15: TMM").
+_TMM_KERNEL_MIN_VALUES = 1 << 24
 _TILE = 256
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
-_LEAST_LOG2 = -1075.0  # below log2 of the smallest positive float64
 # Order statistics of each sample by numpy's sort where it has its AVX-512 sort (as fast as one partition there,
 # bench/README_factors.md), else by partitions (one partition takes ~45 % of the time of the AVX2 / scalar sort).
 _SORT_SELECTS = bool(importlib.import_module("numpy._core._multiarray_umath").__cpu_features__.get("AVX512_SKX"))
@@ -317,257 +322,6 @@ def tmm_reference(upper_quartiles: np.ndarray, *, sqrt_sums: np.ndarray | Callab
     return int(np.argmin(np.abs(f75 - np.mean(f75))))
 
 
-def _trim_range(ordered: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample (a row of ``ordered``, values sorted with the left-out ones first), the closed range of values
-    kept by edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over its last ``n`` values.
-
-    ``rank`` is R's average rank. Ranks are monotone in the value, so the kept values are an interval whose ends are
-    the order statistics at the two bounds; a tied end value is kept when the average rank of its tie group lies
-    inside the bounds, else the range stops one float short of it. A sample with nothing kept gets an empty range.
-    """
-    first = ordered.shape[1] - n
-    lo = (np.floor(n * trim) + 1).astype(np.intp)
-    hi = n + 1 - lo
-    some = lo <= hi
-    low, high = np.full(n.size, np.inf), np.full(n.size, -np.inf)
-    ends = ordered[np.flatnonzero(some)[:, None], np.column_stack([lo, hi])[some] - 1 + first[some, None]]
-    # tie group of each end: places left+1 .. right (1-based) among the kept values, average rank (left+1+right)/2
-    rank = np.empty_like(ends)
-    for k, i in enumerate(np.flatnonzero(some)):
-        row = ordered[i, first[i] :]
-        rank[k] = row.searchsorted(ends[k], "left") + 1 + row.searchsorted(ends[k], "right")
-    rank /= 2
-    low[some] = np.where(rank[:, 0] >= lo[some], ends[:, 0], np.nextafter(ends[:, 0], np.inf))
-    high[some] = np.where(rank[:, 1] <= hi[some], ends[:, 1], np.nextafter(ends[:, 1], -np.inf))
-    return low, high
-
-
-def _trim_bounds(values: np.ndarray, n: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample (a row of ``values``; its left-out values are below every kept one), the closed range of values
-    kept by edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over its last ``n`` values in order.
-
-    ``rank`` is R's average rank. Ranks are monotone in the value, so the kept values are an interval whose ends are
-    the order statistics at the two bounds; a tied end value is kept when the average rank of its tie group lies
-    inside the bounds, else the range stops one float short of it. A sample with nothing kept gets an empty range.
-    The ends come from selection, not a sort: a partition of a copy of the row at the upper bound, then of the part
-    left of it at the lower bound (two partitions at one place each take ~60 % of numpy's sort of these rows; one
-    partition at both places takes ~150 %); a tie group is counted on the sides of its end.
-    """
-    first = values.shape[1] - n
-    lo = (np.floor(n * trim) + 1).astype(np.intp)
-    hi = n + 1 - lo
-    low, high = np.full(n.size, np.inf), np.full(n.size, -np.inf)
-    work = np.empty(values.shape[1])
-    for i in np.flatnonzero(lo <= hi):
-        k1, k2 = first[i] + lo[i] - 1, first[i] + hi[i] - 1  # 0-based places of the two ends in the sorted row
-        np.copyto(work, values[i])
-        work.partition(k2)
-        if k1 < k2:
-            work[:k2].partition(k1)
-        v1, v2 = work[k1], work[k2]
-        # now work[:k1] <= v1 <= work[k1 + 1:k2] <= v2 <= work[k2 + 1:]; below / upto: values < / <= an end
-        below1 = np.count_nonzero(work[:k1] < v1)
-        upto2 = k2 + 1 + np.count_nonzero(work[k2 + 1:] == v2)
-        if v1 < v2:
-            middle = work[k1 + 1:k2]
-            upto1 = k1 + 1 + np.count_nonzero(middle == v1)
-            below2 = k2 - np.count_nonzero(middle == v2)
-        else:  # one tie group holds both ends
-            upto1, below2 = upto2, below1
-        # the tie group's average rank among the kept values is (below + 1 + upto) / 2 - first
-        low[i] = v1 if below1 + 1 + upto1 >= 2 * (lo[i] + first[i]) else np.nextafter(v1, np.inf)
-        high[i] = v2 if below2 + 1 + upto2 <= 2 * (hi[i] + first[i]) else np.nextafter(v2, -np.inf)
-    return low, high
-
-
-class _TrimEnds(NamedTuple):
-    """Per sample: the two order statistics at a rank trim's ends (0-based places ``k1``, ``k2`` of the row in
-    order), and how many values lie more than a tolerance below ``v1`` and above ``v2``; rows with nothing kept
-    (``k1 > k2``) have ``v1 = inf`` and ``v2 = -inf``.
-    """
-
-    v1: np.ndarray
-    v2: np.ndarray
-    k1: np.ndarray
-    k2: np.ndarray
-    below: np.ndarray
-    above: np.ndarray
-
-
-def _trim_ends(values: np.ndarray, n: np.ndarray, trim: float, tol: float) -> _TrimEnds:
-    """:class:`_TrimEnds` of edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` over the last ``n``
-    values of each row of ``values`` in order (its left-out values are below every kept one), by the selection of
-    :func:`_trim_bounds` (or numpy's sort where it is the faster one).
-    """
-    first = values.shape[1] - n
-    lo = (np.floor(n * trim) + 1).astype(np.intp)
-    k1, k2 = first + lo - 1, first + n - lo
-    v1, v2 = np.full(n.size, np.inf), np.full(n.size, -np.inf)
-    below, above = np.zeros(n.size, dtype=np.intp), np.zeros(n.size, dtype=np.intp)
-    work = np.empty(values.shape[1])
-    for i in np.flatnonzero(k1 <= k2):
-        np.copyto(work, values[i])
-        if _SORT_SELECTS:
-            work.sort()
-        else:
-            work.partition(k2[i])
-            if k1[i] < k2[i]:
-                work[: k2[i]].partition(k1[i])
-        v1[i], v2[i] = work[k1[i]], work[k2[i]]
-        # every value below v1 is left of k1, every value above v2 right of k2
-        below[i] = np.count_nonzero(work[: k1[i]] < v1[i] - tol)
-        above[i] = np.count_nonzero(work[k2[i] + 1 :] > v2[i] + tol)
-    return _TrimEnds(v1, v2, k1, k2, below, above)
-
-
-# A' = M / 2 + log2(p), from edgeR's M, differs from edgeR's A = (log2(obs / n_obs) + log2(p)) / 2 by a few units in
-# the last place of values at most ~1,100 in magnitude (< 1e-12 absolute): far less than this.
-_A_TOL = 1e-10
-
-
-def _keep_exact_a_trim(
-    keep: np.ndarray,
-    approx: np.ndarray,
-    ends: _TrimEnds,
-    in_m_trim: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    exact_a: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> None:
-    """Apply edgeR's A trim to ``keep`` (samples x genes, the M trim applied) from ``approx`` (A within ``_A_TOL``
-    of edgeR's) and its :class:`_TrimEnds` (``tol = 3 * _A_TOL``), as exactly as a trim of edgeR's A.
-
-    Values more than ``3 * _A_TOL`` inside (outside) the ends of ``approx`` are inside (outside) edgeR's: the order
-    statistics of two arrays differing by at most ``_A_TOL`` per element differ by at most ``_A_TOL``. The values
-    near an end get edgeR's A (``exact_a(rows, cols)``), which gives the end's order statistic, its tie group and
-    edgeR's average rank; ``in_m_trim(rows, cols)`` says which of them the M trim keeps.
-    """
-    t = 3 * _A_TOL
-    lo1, hi1 = (ends.v1 - t)[:, None], (ends.v1 + t)[:, None]
-    lo2, hi2 = (ends.v2 - t)[:, None], (ends.v2 + t)[:, None]
-    near = approx >= lo1
-    near &= approx <= hi2
-    sure = approx > hi1
-    sure &= approx < lo2
-    near ^= sure  # within t of an end (or of both)
-    keep &= sure
-    rows, cols = np.divmod(np.flatnonzero(near), near.shape[1])  # ten times faster than np.nonzero of 2-D
-    if rows.size == 0:
-        return
-    exact = exact_a(rows, cols)
-    a = approx[rows, cols]
-    in_m = in_m_trim(rows, cols)
-    starts = np.searchsorted(rows, np.arange(keep.shape[0] + 1))
-    n_genes = keep.shape[1]
-    for i in np.flatnonzero(starts[1:] > starts[:-1]):
-        part = slice(starts[i], starts[i + 1])
-        x = exact[part]
-        at1, at2 = a[part] <= hi1[i, 0], a[part] >= lo2[i, 0]
-        # Near the lower end: every value with approx below lo1 is below all of them in edgeR's A, so its order
-        # statistic at k1 is x1[k1 - below]; edgeR keeps its tie group when the group's average rank is inside.
-        x1 = np.sort(x[at1])
-        y1 = x1[ends.k1[i] - ends.below[i]]
-        ties = ends.below[i] + x1.searchsorted(y1, "left") + 1 + ends.below[i] + x1.searchsorted(y1, "right")
-        low = y1 if ties >= 2 * (ends.k1[i] + 1) else np.nextafter(y1, np.inf)
-        x2 = np.sort(x[at2])
-        below2 = n_genes - ends.above[i] - x2.size
-        y2 = x2[ends.k2[i] - below2]
-        ties = below2 + x2.searchsorted(y2, "left") + 1 + below2 + x2.searchsorted(y2, "right")
-        high = y2 if ties <= 2 * (ends.k2[i] + 1) else np.nextafter(y2, -np.inf)
-        keep[i, cols[part]] = in_m[part] & (~at1 | (x >= low)) & (~at2 | (x <= high))
-
-
-class _TmmReference(NamedTuple):
-    """Per-gene terms of the reference sample in edgeR's M, A and variance, over the genes it counts."""
-
-    p: np.ndarray
-    log_p: np.ndarray
-    variance: np.ndarray
-
-
-def _tmm_chunk(
-    obs: np.ndarray,
-    library_size: np.ndarray,
-    ref: _TmmReference,
-    *,
-    logratio_trim: float,
-    sum_trim: float,
-    do_weighting: bool,
-    a_cutoff: float,
-) -> np.ndarray:
-    """Unscaled TMM factors of the samples of ``obs`` (samples x genes, overwritten) against the reference."""
-    n_obs = library_size[:, None]
-    exact_a = a_cutoff >= _LEAST_LOG2  # a cutoff some finite A may be below: edgeR's A of every value
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # The exact expressions of edgeR, so that ties (and so ranks) fall as they do in R.
-        abs_expr = obs / n_obs
-        log_ratio = np.divide(abs_expr, ref.p, out=None if exact_a else abs_expr)
-        np.log2(log_ratio, out=log_ratio)
-        if exact_a:
-            np.log2(abs_expr, out=abs_expr)
-            abs_expr += ref.log_p
-            abs_expr /= 2
-        else:
-            # One logarithm per value (the other took ~30 % of the time): A from M, within _A_TOL of edgeR's A;
-            # the A trim takes edgeR's A of the values near its ends (_keep_exact_a_trim).
-            abs_expr = np.multiply(log_ratio, 0.5)
-            abs_expr += ref.log_p
-    # Counts are finite, so the genes edgeR leaves out (not counted here: M = A = -inf, or A <= a_cutoff) have the
-    # smallest A. Giving them M = -inf too puts them below every kept value in both orders.
-    uncounted = np.count_nonzero(abs_expr == -np.inf, axis=1)
-    if not exact_a:  # every finite A is above the cutoff (edgeR's default -1e10)
-        n = obs.shape[1] - uncounted
-    else:
-        n = np.count_nonzero(abs_expr > a_cutoff, axis=1)
-        for i in np.flatnonzero(obs.shape[1] - n > uncounted):
-            log_ratio[i, abs_expr[i] <= a_cutoff] = -np.inf
-    if _SORT_SELECTS:
-        m_low, m_high = _trim_range(np.sort(log_ratio, axis=1), n, logratio_trim)
-    else:
-        m_low, m_high = _trim_bounds(log_ratio, n, logratio_trim)
-    keep = log_ratio >= m_low[:, None]
-    keep &= log_ratio <= m_high[:, None]
-    if exact_a:
-        if _SORT_SELECTS:
-            a_low, a_high = _trim_range(np.sort(abs_expr, axis=1), n, sum_trim)
-        else:
-            a_low, a_high = _trim_bounds(abs_expr, n, sum_trim)
-        keep &= abs_expr >= a_low[:, None]
-        keep &= abs_expr <= a_high[:, None]
-    else:
-
-        def edger_a(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            with np.errstate(divide="ignore"):
-                a = np.log2(obs[rows, cols] / library_size[rows])
-            a += ref.log_p[cols]
-            a /= 2
-            return a
-
-        _keep_exact_a_trim(
-            keep,
-            abs_expr,
-            _trim_ends(abs_expr, n, sum_trim, 3 * _A_TOL),
-            lambda rows, cols: (log_ratio[rows, cols] >= m_low[rows]) & (log_ratio[rows, cols] <= m_high[rows]),
-            edger_a,
-        )
-    # edgeR returns 1 when every kept |M| < 1e-6 (the reference itself): the largest M, then the smallest kept one
-    max_abs = np.where(n > 0, np.abs(log_ratio.max(axis=1)), 0.0)
-    for i in np.flatnonzero((n > 0) & (max_abs < 1e-6)):
-        max_abs[i] = max(max_abs[i], abs(log_ratio[i][log_ratio[i] > -np.inf].min()))
-    np.maximum(log_ratio, m_low[:, None], out=log_ratio)  # finite where the weight will be 0 (-inf * 0 is NaN)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if do_weighting:
-            # 1 / variance on the kept genes, 0 elsewhere (where obs or ref is 0 the variance is inf)
-            weight = np.subtract(n_obs, obs, out=abs_expr)  # A is no longer needed
-            weight /= n_obs
-            weight /= obs
-            weight += ref.variance
-            np.divide(keep, weight, out=weight)
-        else:
-            weight = keep.astype(np.float64)
-        f = np.einsum("ij,ij->i", log_ratio, weight) / weight.sum(axis=1)
-    f[np.isnan(f)] = 0.0
-    return np.where(max_abs < 1e-6, 1.0, 2.0**f)
-
-
 def tmm_factors_against(
     counts: np.ndarray,
     reference: np.ndarray,
@@ -615,21 +369,88 @@ def _tmm_factors_against(
         return np.ones(counts.shape[1])
     counted = reference[rows]
     p = counted / n_ref
-    ref = _TmmReference(p, np.log2(p), (n_ref - counted) / n_ref / counted)
+    log_p, ref_variance = np.log2(p), (n_ref - counted) / n_ref / counted
+    if counts.size < _TMM_KERNEL_MIN_VALUES:
+
+        def numpy_chunk(cols: slice) -> np.ndarray:
+            obs = _samples_major(counts, cols, None if rows.size == counts.shape[0] else rows)
+            return _tmm_samples(obs, library_size[cols], p, log_p, ref_variance, logratio_trim=logratio_trim,
+                                sum_trim=sum_trim, do_weighting=do_weighting, a_cutoff=a_cutoff)
+
+        return _map_column_chunks(numpy_chunk, counts.shape[0], counts.shape[1])
+    # imported here: numba's import costs ~0.4 CPU s that processes without TMM do not pay
+    from transforms.expression._tmm_kernel import tmm_columns
 
     def chunk(cols: slice) -> np.ndarray:
-        obs = _samples_major(counts, cols, None if rows.size == counts.shape[0] else rows)
-        return _tmm_chunk(
-            obs,
-            library_size[cols],
-            ref,
-            logratio_trim=logratio_trim,
-            sum_trim=sum_trim,
-            do_weighting=do_weighting,
-            a_cutoff=a_cutoff,
-        )
+        out = np.empty(cols.stop - cols.start)
+        tmm_columns(
+            counts, rows, cols.start, cols.stop, library_size, p, log_p, ref_variance,
+            float(logratio_trim), float(sum_trim), bool(do_weighting), float(a_cutoff), out,
+        )  # fmt: skip
+        return out
 
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1])
+
+
+def _tmm_samples(
+    obs: np.ndarray,
+    library_size: np.ndarray,
+    p: np.ndarray,
+    log_p: np.ndarray,
+    ref_variance: np.ndarray,
+    *,
+    logratio_trim: float,
+    sum_trim: float,
+    do_weighting: bool,
+    a_cutoff: float,
+) -> np.ndarray:
+    """Unscaled TMM factors of the samples of ``obs`` (samples x the genes the reference counts) in numpy, one
+    sample at a time: edgeR's ``.calcFactorTMM`` with its expressions, R's average ranks by a sort and two searches.
+
+    The same factors as the compiled kernel (to rounding) for blocks too small to repay its first call.
+    """
+    out = np.empty(obs.shape[0])
+    for j, (o, n_obs) in enumerate(zip(obs, library_size, strict=True)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = o / n_obs
+            m = np.log2(e / p)
+            a = (np.log2(e) + log_p) / 2
+        counted = np.isfinite(m) & np.isfinite(a) & (a > a_cutoff)
+        m, a = m[counted], a[counted]
+        if m.size == 0 or np.abs(m).max() < 1e-6:  # edgeR returns 1 (R's max() of nothing is -Inf)
+            out[j] = 1.0
+            continue
+        keep = _rank_trimmed(m, logratio_trim) & _rank_trimmed(a, sum_trim)
+        m = m[keep]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if do_weighting:  # sum(logR / v, na.rm = TRUE) / sum(1 / v, na.rm = TRUE)
+                kept = o[counted][keep]
+                v = (n_obs - kept) / n_obs / kept + ref_variance[counted][keep]
+                f = np.nansum(m / v) / np.nansum(1 / v)
+            else:
+                f = m.sum() / m.size
+        out[j] = 1.0 if np.isnan(f) else 2.0**f  # edgeR: a NaN f (nothing kept) is 0
+    return out
+
+
+def _rank_trimmed(values: np.ndarray, trim: float) -> np.ndarray:
+    """Which ``values`` edgeR's rank trim ``floor(n*trim)+1 <= rank <= n-floor(n*trim)`` keeps (R's average rank).
+
+    Ranks are monotone in the value: the kept values lie between the order statistics at the two bounds, and the tie
+    group of each is kept when its average rank ``(less + 1 + upto) / 2`` is inside the bounds.
+    """
+    n = values.size
+    lo = math.floor(n * trim) + 1
+    hi = n + 1 - lo
+    if lo > hi:
+        return np.zeros(n, dtype=bool)
+    ordered = np.sort(values)
+    v1, v2 = ordered[lo - 1], ordered[hi - 1]
+    twice1 = ordered.searchsorted(v1, "left") + 1 + ordered.searchsorted(v1, "right")
+    twice2 = ordered.searchsorted(v2, "left") + 1 + ordered.searchsorted(v2, "right")
+    keep = values >= v1 if twice1 >= 2 * lo else values > v1
+    keep &= values <= v2 if twice2 <= 2 * hi else values < v2
+    return keep
 
 
 def tmm_factors(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,14 @@ def selection(request, monkeypatch) -> str:
     """Both ways of finding order statistics (numpy's sort where it is AVX-512's, partitions elsewhere) must give
     the same factors, whatever this machine picks."""
     monkeypatch.setattr(normalise, "_SORT_SELECTS", request.param == "sort")
+    return request.param
+
+
+@pytest.fixture(params=["kernel", "numpy"])
+def tmm_path(request, monkeypatch) -> str:
+    """TMM's compiled kernel (blocks of at least _TMM_KERNEL_MIN_VALUES counts) and its numpy path for smaller blocks
+    must both give edgeR's factors."""
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0 if request.param == "kernel" else 1 << 62)
     return request.param
 
 
@@ -57,7 +66,9 @@ def _blocks(counts: np.ndarray) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("dataset", ["pasilla", "airway", "geuvadis"])
-def test_library_sizes_tmm_factors_size_factors_match_r(request, r_table, dataset: str, selection: str) -> None:
+def test_library_sizes_tmm_factors_size_factors_match_r(
+    request, r_table, dataset: str, selection: str, tmm_path: str
+) -> None:
     _genes, samples, counts = request.getfixturevalue(dataset)
     # made by make_reference.R: colSums, calcNormFactors(method="TMM"), estimateSizeFactors (round() for geuvadis)
     ref = r_table(f"{dataset}_sample_factors.tsv")
@@ -135,7 +146,7 @@ def _tmm_pair(
 
 
 @pytest.mark.parametrize(("trim", "sum_trim"), [(0.3, 0.05), (0.25, 0.1), (0.4, 0.0)])
-def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float, selection: str) -> None:
+def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float, tmm_path: str) -> None:
     # Small counts give many tied M and A values: the trim bounds fall inside tie groups.
     rng = np.random.default_rng(7)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 12)).astype(np.float64)
@@ -147,7 +158,7 @@ def test_tmm_factors_against_ties_equal_rank_loop(trim: float, sum_trim: float, 
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_tmm_factors_against_a_cutoff_equal_rank_loop(selection: str) -> None:
+def test_tmm_factors_against_a_cutoff_equal_rank_loop(tmm_path: str) -> None:
     # A cutoff inside the range of A drops the least expressed genes of each sample before both trims.
     rng = np.random.default_rng(11)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(400, 1)), size=(400, 6)).astype(np.float64)
@@ -163,7 +174,7 @@ def test_tmm_factors_against_a_cutoff_equal_rank_loop(selection: str) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_tmm_factors_against_unweighted_equal_rank_loop(selection: str) -> None:
+def test_tmm_factors_against_unweighted_equal_rank_loop(tmm_path: str) -> None:
     # do_weighting=False: the plain mean of the kept M values (edgeR doWeighting=FALSE)
     rng = np.random.default_rng(5)
     counts = rng.poisson(rng.gamma(0.8, 3.0, size=(300, 1)), size=(300, 5)).astype(np.float64)
@@ -189,7 +200,7 @@ def test_tmm_factors_against_unweighted_equal_rank_loop(selection: str) -> None:
 
 
 @pytest.mark.parametrize("genes", [7, 30, 101])
-def test_tmm_factors_against_tiny_tied_samples_equal_rank_loop(genes: int, selection: str) -> None:
+def test_tmm_factors_against_tiny_tied_samples_equal_rank_loop(genes: int, tmm_path: str) -> None:
     # Counts 0-3: a few tie groups per sample, so both trim bounds often fall in one tie group, or exactly at its
     # average rank; many trims and samples.
     rng = np.random.default_rng(genes)
@@ -203,7 +214,7 @@ def test_tmm_factors_against_tiny_tied_samples_equal_rank_loop(genes: int, selec
         np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"trims {trim}, {sum_trim}")
 
 
-def test_tmm_factors_against_study_sized_samples_equal_rank_loop(selection: str) -> None:
+def test_tmm_factors_against_study_sized_samples_equal_rank_loop(tmm_path: str) -> None:
     # 20,000 genes of negative-binomial counts (means spread over five orders, a tenth of them below 1, so M and A
     # have large tie groups at both trims) against a reference that misses some genes.
     rng = np.random.default_rng(3)
@@ -216,7 +227,7 @@ def test_tmm_factors_against_study_sized_samples_equal_rank_loop(selection: str)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_tmm_factors_against_sample_at_or_below_reference_everywhere(selection: str) -> None:
+def test_tmm_factors_against_sample_at_or_below_reference_everywhere(tmm_path: str) -> None:
     # Every M <= 0 (the largest is 0): edgeR's "all |M| < 1e-6, factor 1" test must look at the smallest kept M
     # too. A third of the genes at M = 0, -1 and -2 (counts moved onto genes the reference lacks, so both libraries
     # are 3,000): the 30 % trim keeps the middle third, M = -1, factor 1/2.
@@ -344,9 +355,13 @@ def test_size_factors_equal_numpy_median_of_ratios(genes: int, scale: float, sel
     np.testing.assert_allclose(normalise.size_factors(counts), expected, rtol=1e-14)
 
 
-def test_normalise_imports_without_scipy() -> None:
-    # Sample factors alone must not pay for scipy's optimize / stats imports (about a second of every process).
-    code = "import sys, transforms.expression.normalise; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+def test_normalise_imports_without_scipy_or_numba() -> None:
+    # Sample factors alone must not pay for scipy's optimize / stats imports (about a second of every process), and
+    # importing normalise must not import numba (a few tenths of a second; only TMM needs it).
+    code = (
+        "import sys, transforms.expression.normalise; "
+        "print(sorted(m for m in sys.modules if m.startswith(('scipy', 'numba'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "[]"
@@ -401,10 +416,9 @@ def test_row_moments_of_complete_blocks_are_the_nansum_moments_bit_for_bit(order
         np.testing.assert_array_equal(got.sd, sd)
 
 
-def test_tmm_a_trim_ends_in_ties_across_count_pairs_equal_rank_loop(selection: str) -> None:
-    # TMM takes one log2 per value and A from M (A' = M / 2 + log2 p, a few ulps from edgeR's A), and edgeR's A only
-    # for the values near the A trim's ends. Count pairs with equal products (1, 6), (2, 3), (3, 2), (6, 1), ...
-    # have the same A but for rounding, in edgeR and in A' differently: the A trim ends fall among them.
+def test_tmm_a_trim_ends_in_ties_across_count_pairs_equal_rank_loop(tmm_path: str) -> None:
+    # Count pairs with equal products (1, 6), (2, 3), (3, 2), (6, 1), ... have the same A but for rounding (edgeR's
+    # A, and any A computed otherwise, e.g. from M, round differently): the A trim ends fall among them.
     rng = np.random.default_rng(13)
     pairs = np.array([(a, b) for a in range(1, 13) for b in range(1, 13) if (a * b) in (6, 12, 24, 36)], dtype=float)
     genes = 600
@@ -423,3 +437,57 @@ def test_tmm_a_trim_ends_in_ties_across_count_pairs_equal_rank_loop(selection: s
         got = normalise.tmm_factors_against(counts, ref, library_size=lib, reference_library_size=lib[0],
                                             sum_trim=sum_trim)
         np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"sum_trim={sum_trim}")
+
+
+def _kept_by_rank(values: list[float], trim: float) -> np.ndarray:
+    """edgeR's rank trim of one sample's values with scipy's average ranks: which values it keeps."""
+    n = len(values)
+    lo = np.floor(n * trim) + 1
+    rank = rankdata(values)
+    return (rank >= lo) & (rank <= n + 1 - lo)
+
+
+def _tied_values(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n values in a few large tie groups and a spread: a trim's ends often fall inside a tie group."""
+    groups = rng.normal(size=int(rng.integers(1, 6)))
+    values = np.where(rng.random(n) < rng.random(), groups[rng.integers(0, groups.size, size=n)], rng.normal(size=n))
+    return values
+
+
+def test_tmm_kernel_trim_range_equal_rank_trim() -> None:
+    # The kernel's trim (a histogram, then a sort of the values of the two buckets holding the ends) against scipy's
+    # average ranks, on values with large tie groups, all-equal values and tiny samples.
+    from transforms.expression import _tmm_kernel
+
+    rng = np.random.default_rng(17)
+    hist, buf = np.empty(_tmm_kernel._BUCKETS, dtype=np.int64), np.empty(3000)
+    for case in range(400):
+        n = int(rng.integers(1, 3000))
+        values = np.full(n, 0.25) if case % 50 == 0 else _tied_values(rng, n)
+        trim = float(rng.choice([0.0, 0.05, 0.1, 0.3, 0.45, 0.5]))
+        low, high = _tmm_kernel._trim_range(values.copy(), n, trim, values.min(), values.max(), hist, buf)
+        got = (values >= low) & (values <= high)
+        np.testing.assert_array_equal(got, _kept_by_rank(values.tolist(), trim), err_msg=f"case {case}, trim {trim}")
+
+
+def test_tmm_kernel_log_trim_range_ties_of_log2_across_ratios() -> None:
+    # The M trim works on the ratios (obs / n_obs) / p and takes log2 only near its ends: ratios a few units in the
+    # last place apart can share one log2 (M), and R ranks M. Ratios 2^20 (1 + k eps) for k = 0..40 fall in about
+    # four M values (M's ulp at 20 is 16 eps); with a spread around them, the trim ends land in those M ties.
+    from transforms.expression import _tmm_kernel
+
+    rng = np.random.default_rng(19)
+    eps = np.finfo(np.float64).eps
+    near = 2.0**20 * (1 + np.arange(41) * eps)
+    assert len({math.log2(v) for v in near}) < 10  # they do share M values
+    hist, buf1, buf2 = np.empty(_tmm_kernel._BUCKETS, dtype=np.int64), np.empty(4000), np.empty(4000)
+    for case in range(300):
+        spread = 2.0 ** rng.normal(20, 2 * rng.random(), size=int(rng.integers(0, 400)))
+        ratios = np.concatenate([rng.choice(near, size=int(rng.integers(1, 400))), spread])
+        rng.shuffle(ratios)
+        n, trim = ratios.size, float(rng.choice([0.05, 0.1, 0.3, 0.45]))
+        low, high = _tmm_kernel._log_trim_range(ratios.copy(), n, trim, ratios.min(), ratios.max(), hist, buf1, buf2)
+        got = (ratios >= low) & (ratios <= high)
+        # math.log2 is the C library's log2, as in R and in the kernel
+        expected = _kept_by_rank([math.log2(v) for v in ratios], trim)
+        np.testing.assert_array_equal(got, expected, err_msg=f"case {case}, trim {trim}")
