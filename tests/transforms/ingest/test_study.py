@@ -465,3 +465,15 @@ def test_read_study_hashes_the_folder_while_the_matrix_pre_pass_runs(tmp_path, r
     (studies,) = ingest.tables["studies"]
     assert studies.collect()["content_hash"].to_list() == [expected]
     assert not ingest.issues.has_errors
+
+
+def test_ingest_study_sample_map_naming_an_undeclared_assay_is_a_located_warning(reference, matrix_study):
+    # The manifest's assay is 'rna'; the map's 'rnna' row applied to nothing, without a word.
+    folder = matrix_study("counts.tsv", b"gene\tbam_1\nG1\t3\n", "sample_map: map.tsv\n")
+    (folder / "map.tsv").write_text("assay\tcolumn\tsample_id\nrna\tbam_1\tS1\nrnna\tbam_2\tS2\nmultiqc\tr1\tS1\n"
+                                    "\tbam_3\tS3\n")
+    issues = study_issues(read_study(folder, reference=reference))
+    (row,) = issues.filter(pl.col("code") == "unknown_assay").iter_rows(named=True)
+    assert (row["file"], row["line"], row["column"], row["severity"]) == ("map.tsv", 3, "assay", "warning")
+    assert "'rnna'" in row["message"]
+    assert "did you mean 'rna'?" in row["message"]
