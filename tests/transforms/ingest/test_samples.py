@@ -64,6 +64,20 @@ def test_read_samples_without_subject_column(tmp_path: Path):
     assert [(i.code, i.severity) for i in issues.issues] == [("subject_from_sample", "info")]
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_samples_latin1_sheet_keeps_its_accented_values(tmp_path: Path, compress: bool):
+    # An Excel "CSV (Windows)" export: cp1252 / Latin-1 bytes. The warning says "read as latin-1"; the values were
+    # read as UTF-8 with replacement, so 'Zürich' was stored as 'Z\ufffdrich'.
+    raw = "sample_id,site,note\r\nA,Zürich,café\r\nB,Nîmes,µg/ml\r\n".encode("latin-1")
+    path = tmp_path / ("s.csv.gz" if compress else "s.csv")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    values = sheet.attributes.sort("line", "attribute").select("sample_id", "attribute", "value").rows()
+    assert values == [("A", "note", "café"), ("A", "site", "Zürich"), ("B", "note", "µg/ml"), ("B", "site", "Nîmes")]
+    assert ("bad_encoding", "warning") in [(i.code, i.severity) for i in issues.issues]
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")

@@ -233,8 +233,12 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     lazily instead.
     """
     try:
+        source: Path | io.BytesIO = layout.path
+        if layout.encoding == "latin-1":  # as the warning says: polars' utf8-lossy made every accented byte U+FFFD
+            with open_text(layout.path) as fh:
+                source = io.BytesIO(fh.read().decode("latin-1").encode("utf-8"))
         frame = pl.read_csv(
-            layout.path,
+            source,
             separator=layout.separator,
             skip_lines=layout.header_line - 1,
             has_header=True,
