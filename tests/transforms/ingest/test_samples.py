@@ -78,6 +78,19 @@ def test_read_samples_latin1_sheet_keeps_its_accented_values(tmp_path: Path, com
     assert ("bad_encoding", "warning") in [(i.code, i.severity) for i in issues.issues]
 
 
+def test_read_samples_latin1_byte_past_the_sniffed_start_is_read_as_latin1_with_a_warning(tmp_path: Path):
+    # The encoding is sniffed on the first 64 KiB; a long clinical sheet's first accented row came later and was
+    # stored as U+FFFD without any issue.
+    rows = "".join(f"S{i},site_{i:05d}_{'x' * 40}\n" for i in range(2000))  # ~110 KB of ASCII
+    path = tmp_path / "s.csv"
+    path.write_bytes(("sample_id,site\n" + rows + "Z1,Zürich\n").encode("latin-1"))
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    assert sheet.attributes.filter(pl.col("sample_id") == "Z1")["value"].to_list() == ["Zürich"]
+    warnings = [(i.code, i.message) for i in issues.issues if i.severity == "warning"]
+    assert warnings == [("bad_encoding", "file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte on line 2002)")]
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")
