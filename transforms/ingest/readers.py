@@ -49,6 +49,8 @@ class AssayContext:
     samples: pl.DataFrame | None
     sample_map: pl.DataFrame | None
     issues: IssueLog
+    attributes: pl.DataFrame | None = None
+    """The sample table's attributes (long: sample_id, attribute, value): hints of unknown_sample errors."""
 
     def relative(self, path: Path) -> str:
         return str(path.resolve().relative_to(self.folder.resolve()))
@@ -108,7 +110,7 @@ def _check_declared_id_type(resolved: pl.DataFrame, assay: Assay, context: Assay
 
 def _map_samples(parsed: ParsedAssay, assay: Assay, context: AssayContext, file: str) -> pl.DataFrame:
     header_line = parsed.metadata.get("header_line")
-    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples,
+    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples, attributes=context.attributes,
                               sample_map=context.sample_map, issues=context.issues, file=file,
                               header_line=header_line if isinstance(header_line, int) else 1)
 

@@ -233,7 +233,8 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
     result = StudyIngest(study_id, folder, manifest, issues, "")  # the hash is still running: set below
     sheet, subjects, sample_map = _read_sample_tables(folder, manifest, issues=issues)
     context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
-                                  samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
+                                  samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues,
+                                  attributes=sheet.attributes if sheet else None)
     mapped_samples: list[pl.DataFrame] = []
     derived: list[pl.DataFrame] = []
     for assay in manifest.assays:

@@ -263,6 +263,21 @@ def test_map_sample_columns_sample_map_to_unknown_sample_is_error():
     assert "'nope'" in error.message
 
 
+def test_map_sample_columns_label_that_is_another_column_of_one_sample_names_it(shared_data: Path):
+    # airway's sample_table.csv: the id column read is 'Sample' (SRS...), the Salmon folders are named by 'Run'
+    # (SRR1039508 is the Run of SRS508568 in the file); the error gave no hint that the sheet held the answer.
+    issues = IssueLog("x")
+    sheet = read_samples(shared_data / "rnaseq_airway" / "sample_table.csv", issues=issues)
+    mapping = map_sample_columns(["SRR1039508", "NOT_THERE"], assay="salmon", samples=sheet.samples,
+                                 sample_map=None, issues=issues, file="salmon/SRR1039508/quant.sf.gz",
+                                 attributes=sheet.attributes)
+    assert mapping["sample_id"].to_list() == [None, None]
+    first, second = issues.errors
+    assert first.message == ("column 'SRR1039508' is not a known sample (it is the 'Run' of sample 'SRS508568' in "
+                             "the samples table); make that column sample_id, or map the label in sample_map")
+    assert second.message == "column 'NOT_THERE' is not a known sample; add it to samples or sample_map"
+
+
 def test_map_sample_columns_without_sample_table():
     issues = IssueLog("x")
     mapping = map_sample_columns(["TCGA-AB-2803-03A-01D-0756-21", "TCGA-AB-2803-03B-01D-0756-21", "cells_1"],
