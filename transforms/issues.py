@@ -113,12 +113,15 @@ class IssueLog:
         return any(i.severity == "error" for i in self.issues)
 
     def to_frame(self) -> pl.DataFrame:
-        """One row per issue: the grain of the ``ingest_issues`` table."""
+        """One row per issue: the grain of the ``ingest_issues`` table.
+
+        An issue found twice (two assays reading one file, as RSEM counts and TPM do) is one row, not two.
+        """
         return pl.DataFrame(
             [
                 {"study_id": self.study_id, "file": i.file, "line": i.line, "column": i.column,
                  "code": i.code, "severity": i.severity, "message": i.message, "record": i.record}
-                for i in self.issues
+                for i in dict.fromkeys(self.issues)
             ],
             schema=__getattr__("ISSUE_SCHEMA"),
         )

@@ -58,8 +58,8 @@ def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[t
                 continue
             try:
                 manifest = per_manifest(_MANIFESTS, folder, partial(load_manifest, folder / MANIFEST_NAME))
-            except (ValueError, OSError):
-                continue  # the study's ingest reports it
+            except (yaml.YAMLError, ValueError, OSError):
+                continue  # the study's ingest reports it (a YAML syntax error too: one study's typo stops no build)
             found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
                       if registry.is_library_file(p)]
     return found

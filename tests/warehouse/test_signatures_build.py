@@ -329,3 +329,16 @@ def test_library_sources_validates_an_unchanged_manifest_once_and_follows_edits(
     assert sorted(loaded) == ["own", "s0", "s1", "s2"]  # once each, not once per call
     (with_sets / "study.yaml").write_text("study_id: own\nname: n\ngene_sets: []\n")  # the library taken out
     assert signatures.library_sources(landing=tmp_path, library_dir=None) == []
+
+
+@pytest.mark.parametrize("broken", ["study_id: bad\nassays:\n\t- name: x\n",  # a tab where YAML wants spaces
+                                    "study_id: bad\nassays: [\n  - name: x\n"])  # an unclosed flow sequence
+def test_library_sources_skips_a_study_whose_yaml_does_not_parse(tmp_path, study_folder, broken):
+    # One study's YAML syntax error is that study's ingest issue; it stopped every study's build
+    # ("the gene reference did not load") when the registry's scan let yaml.YAMLError through.
+    import warehouse.signatures as signatures
+
+    own = study_folder(tmp_path, "study_id: own\nname: n\ngene_sets: [own.gmt]\n", {"own.gmt": "SET_A\tna\tTP53\n"},
+                       name="own")
+    study_folder(tmp_path, broken, name="bad")
+    assert signatures.library_sources(landing=tmp_path, library_dir=None) == [("study", "own", own / "own.gmt")]

@@ -49,6 +49,8 @@ class AssayContext:
     samples: pl.DataFrame | None
     sample_map: pl.DataFrame | None
     issues: IssueLog
+    attributes: pl.DataFrame | None = None
+    """The sample table's attributes (long: sample_id, attribute, value): hints of unknown_sample errors."""
 
     def relative(self, path: Path) -> str:
         return str(path.resolve().relative_to(self.folder.resolve()))
@@ -73,7 +75,9 @@ class AssayOutput:
 def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
     """Resolver output for an assay's identifiers; a non-human study keeps every feature unmapped."""
     if context.manifest.is_human:
-        return resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
+        resolved = resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
+        _check_declared_id_type(resolved, assay, context)
+        return resolved
     distinct = feature_ids.drop_nulls().unique(maintain_order=True)
     return pl.DataFrame({"feature_id": distinct, "namespace": "unknown", "gene_id": None,
                          "status": "unmapped", "rule": "organism_not_human"},
@@ -81,9 +85,32 @@ def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext
                                 "status": pl.String, "rule": pl.String})
 
 
+def _check_declared_id_type(resolved: pl.DataFrame, assay: Assay, context: AssayContext) -> None:
+    """A ``gene_id_type_mismatch`` warning when identifiers left unmapped under the declared ``gene_id_type`` map
+    when read as another type (Ensembl ids in a column declared ``symbol``): they stay unmapped, as declared, but
+    the likely cause is named, where gene_id_map only said ``not_found``.
+    """
+    if assay.gene_id_type == "auto":
+        return
+    unmapped = resolved.filter((pl.col("status") == "unmapped") & pl.col("feature_id").is_not_null())["feature_id"]
+    if unmapped.is_empty():
+        return
+    other = resolve_gene_ids(unmapped, reference=context.reference, id_type="auto").filter(
+        pl.col("status") != "unmapped")
+    if other.is_empty():
+        return
+    readings = ", ".join(f"{n} {ns}" for ns, n in other.group_by("namespace").len().sort(
+        "len", "namespace", descending=[True, False]).iter_rows())
+    context.issues.warning(
+        "gene_id_type_mismatch", f"assay {assay.name!r}: {other.height} of {resolved.height} identifiers are not "
+        f"{assay.gene_id_type} ids but read as another type ({readings}; e.g. {other['feature_id'][0]!r}); they are "
+        "kept unmapped: set gene_id_type to auto (or fix the column) to map them", file="study.yaml",
+        column=f"assays.{assay.name}.gene_id_type")
+
+
 def _map_samples(parsed: ParsedAssay, assay: Assay, context: AssayContext, file: str) -> pl.DataFrame:
     header_line = parsed.metadata.get("header_line")
-    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples,
+    return map_sample_columns(parsed.columns, assay=assay.name, samples=context.samples, attributes=context.attributes,
                               sample_map=context.sample_map, issues=context.issues, file=file,
                               header_line=header_line if isinstance(header_line, int) else 1)
 

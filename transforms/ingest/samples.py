@@ -175,7 +175,7 @@ def read_sample_map(path: Path, *, issues: IssueLog, display_name: str | None = 
 
 def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFrame | None,
                        sample_map: pl.DataFrame | None, issues: IssueLog, file: str,
-                       header_line: int = 1) -> pl.DataFrame:
+                       header_line: int = 1, attributes: pl.DataFrame | None = None) -> pl.DataFrame:
     """Decide which sample each column label of one assay's file is (rules in the module docstring).
 
     ``samples`` has ``sample_id`` and ``subject_id`` (SampleSheet.samples); when it is None there is no sample
@@ -183,6 +183,8 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
     patient barcode, otherwise the sample itself). Returns one row per distinct label: ``column``,
     ``sample_id``, ``subject_id``, ``rule``. A label matching no sample (``unknown_sample``) or a second label
     for a sample already taken (``duplicate_sample``) is an error issue and gets a null sample_id.
+    ``attributes`` (the sample table's long attributes) only improve that error's hint: a label that is another
+    column's value of one sample (a sheet keyed by BioSample whose files are named by Run) names both.
     """
     explicit = _explicit_map(sample_map, assay=assay)
     known = dict(samples.select("sample_id", "subject_id").iter_rows()) if samples is not None else None
@@ -207,7 +209,8 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
         else:
             sample_id, rule = _match(label, explicit, known, folded)
             if sample_id is None:
-                _report_unknown(label, explicit, known, issues=issues, file=file, line=header_line)
+                _report_unknown(label, explicit, known, issues=issues, file=file, line=header_line,
+                                attributes=attributes)
             subject_id = known.get(sample_id) if sample_id is not None else None
         if sample_id is not None and sample_id in taken:
             issues.error("duplicate_sample", f"column {label!r} and column {taken[sample_id]!r} are both sample "
@@ -284,14 +287,22 @@ def _match(label: str, explicit: dict[str, str], known: dict[str, str], folded: 
 
 
 def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str], *, issues: IssueLog,
-                    file: str, line: int) -> None:
+                    file: str, line: int, attributes: pl.DataFrame | None = None) -> None:
     if label in explicit:
         message = (f"sample_map maps {label!r} to {explicit[label]!r}, which is not in the samples table; "
                    "add it to samples or correct sample_map")
     else:
         near = [s for s in known if s.startswith(label) or label.startswith(s)]
         hint = f" (it looks like sample {near[0]!r})" if len(near) == 1 else ""
-        message = f"column {label!r} is not a known sample{hint}; add it to samples or sample_map"
+        holders = (attributes.filter(pl.col("value") == label).select("sample_id", "attribute").unique()
+                   if attributes is not None else None)
+        if holders is not None and holders["sample_id"].n_unique() == 1:
+            sample_id, attribute = holders.sort("attribute").row(0)
+            hint = (f" (it is the {attribute!r} of sample {sample_id!r} in the samples table); make that column "
+                    "sample_id, or map the label in sample_map")
+        message = f"column {label!r} is not a known sample{hint}"
+        if not hint.endswith("sample_map"):
+            message += "; add it to samples or sample_map"
     issues.error("unknown_sample", message, file=file, line=line, column=label)
 
 

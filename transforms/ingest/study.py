@@ -10,6 +10,7 @@ the other assays are still read, so one run reports every problem of a study.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import stat
@@ -43,6 +44,7 @@ from transforms.ingest.cbioportal import META_STUDY, is_cbioportal_study, read_c
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.parse.text import READ_ERRORS, iter_lines, unreadable
 from transforms.ingest.samples import (
+    TOOL_QC_ASSAY,
     SampleSheet,
     SubjectSheet,
     read_sample_map,
@@ -231,7 +233,8 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
     result = StudyIngest(study_id, folder, manifest, issues, "")  # the hash is still running: set below
     sheet, subjects, sample_map = _read_sample_tables(folder, manifest, issues=issues)
     context = readers.AssayContext(study_id=study_id, folder=folder, manifest=manifest, reference=reference,
-                                  samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues)
+                                  samples=sheet.samples if sheet else None, sample_map=sample_map, issues=issues,
+                                  attributes=sheet.attributes if sheet else None)
     mapped_samples: list[pl.DataFrame] = []
     derived: list[pl.DataFrame] = []
     for assay in manifest.assays:
@@ -411,7 +414,24 @@ def _read_sample_tables(folder: Path, manifest: StudyManifest, *, issues: IssueL
     sheet = read(manifest.samples, read_samples)
     subjects = read(manifest.subjects, read_subjects)
     sample_map = read(manifest.sample_map, read_sample_map)
+    if isinstance(sample_map, pl.DataFrame) and manifest.sample_map is not None:
+        _check_sample_map_assays(sample_map, manifest, file=manifest.sample_map, issues=issues)
     return sheet, subjects, sample_map  # type: ignore[return-value]
+
+
+def _check_sample_map_assays(sample_map: pl.DataFrame, manifest: StudyManifest, *, file: str,
+                             issues: IssueLog) -> None:
+    """One ``unknown_assay`` warning per ``sample_map`` assay name that no assay of the manifest has (a typo there
+    made the rows apply to nothing, silently: the labels were then read as sample ids, or failed without a hint).
+    """
+    known = [a.name for a in manifest.assays] + [TOOL_QC_ASSAY]
+    rows = sample_map.filter(pl.col("assay").is_not_null() & ~pl.col("assay").is_in(known))
+    for assay, line, count in rows.group_by("assay", maintain_order=True).agg(
+            pl.col("line").first(), pl.len()).iter_rows():
+        close = difflib.get_close_matches(assay, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (assays: {', '.join(known[:-1]) or 'none'})"
+        issues.warning("unknown_assay", f"sample_map names assay {assay!r}, which the study does not declare{hint}; "
+                       f"its {count} row(s) apply to no assay", file=file, line=line, column="assay")
 
 
 def _study_samples(sheet: SampleSheet | None, mapped: list[pl.DataFrame]) -> pl.DataFrame:

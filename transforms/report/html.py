@@ -223,10 +223,11 @@ def _clusters_section(data: StudyReportData) -> str:
 
 
 def _contrast_section(data: StudyReportData) -> str:
-    if not data.contrast_plots:
+    if not data.contrast_plots:  # without counts there is no DE, plots or not (a proteomics-only study)
         return _none("No differential-expression plots (no contrast in study.yaml, or no count assay)."
-                     if data.plots else "Plots were not drawn (built without plots); the results are in the catalog "
-                     "(differential_expression).")
+                     if data.plots else "No differential expression: it needs a count assay."
+                     if data.sample_qc.height == 0 else "Plots were not drawn (built without plots); the results "
+                     "are in the catalog (differential_expression).")
     by_contrast: dict[str, dict[str, bytes]] = {}
     for stem, png in data.contrast_plots:
         contrast, _, kind = stem.rpartition("_")
@@ -272,7 +273,8 @@ def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]]) -> s
 
 def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
     if scores.height == 0:
-        return _none("No signature scores for this study (no gene set with 5 measured members).")
+        return _none("No signature scores for this study (scores are of RNA values: no RNA assay, or no gene set "
+                     "with 5 measured members).")
     parts = []
     drawn = dict(data.signature_plots)
     for assay in _assays(scores):

@@ -48,8 +48,9 @@ def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20) 
         labels = [f"{m}: {lib}/{g}"[:70] for m, lib, g in rows.select("method", "library", "gene_set").iter_rows()]
         axes.set_yticks(np.arange(rows.height), labels, fontsize=7)
         axes.axvline(0, color="black", linewidth=0.5)
-    else:
-        axes.text(0.5, 0.5, "no gene set tested", ha="center", va="center", transform=axes.transAxes)
+    else:  # ORA with no gene at padj < 0.05 tests every set with enrichment 0: tested, but nothing to place
+        axes.text(0.5, 0.5, "no gene set enriched (no gene at padj < 0.05, no prerank result)" if enrichment.height
+                  else "no gene set tested", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel("NES (prerank) / signed log2 fold enrichment (ORA)")
     axes.set_title(title, fontsize=10)
     return _png(figure)

@@ -64,6 +64,33 @@ def test_read_samples_without_subject_column(tmp_path: Path):
     assert [(i.code, i.severity) for i in issues.issues] == [("subject_from_sample", "info")]
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_samples_latin1_sheet_keeps_its_accented_values(tmp_path: Path, compress: bool):
+    # An Excel "CSV (Windows)" export: cp1252 / Latin-1 bytes. The warning says "read as latin-1"; the values were
+    # read as UTF-8 with replacement, so 'Zürich' was stored as 'Z\ufffdrich'.
+    raw = "sample_id,site,note\r\nA,Zürich,café\r\nB,Nîmes,µg/ml\r\n".encode("latin-1")
+    path = tmp_path / ("s.csv.gz" if compress else "s.csv")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    values = sheet.attributes.sort("line", "attribute").select("sample_id", "attribute", "value").rows()
+    assert values == [("A", "note", "café"), ("A", "site", "Zürich"), ("B", "note", "µg/ml"), ("B", "site", "Nîmes")]
+    assert ("bad_encoding", "warning") in [(i.code, i.severity) for i in issues.issues]
+
+
+def test_read_samples_latin1_byte_past_the_sniffed_start_is_read_as_latin1_with_a_warning(tmp_path: Path):
+    # The encoding is sniffed on the first 64 KiB; a long clinical sheet's first accented row came later and was
+    # stored as U+FFFD without any issue.
+    rows = "".join(f"S{i},site_{i:05d}_{'x' * 40}\n" for i in range(2000))  # ~110 KB of ASCII
+    path = tmp_path / "s.csv"
+    path.write_bytes(("sample_id,site\n" + rows + "Z1,Zürich\n").encode("latin-1"))
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    assert sheet.attributes.filter(pl.col("sample_id") == "Z1")["value"].to_list() == ["Zürich"]
+    warnings = [(i.code, i.message) for i in issues.issues if i.severity == "warning"]
+    assert warnings == [("bad_encoding", "file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte on line 2002)")]
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")
@@ -234,6 +261,21 @@ def test_map_sample_columns_sample_map_to_unknown_sample_is_error():
     (error,) = issues.errors
     assert (error.code, error.line, error.column) == ("unknown_sample", 3, "c1")
     assert "'nope'" in error.message
+
+
+def test_map_sample_columns_label_that_is_another_column_of_one_sample_names_it(shared_data: Path):
+    # airway's sample_table.csv: the id column read is 'Sample' (SRS...), the Salmon folders are named by 'Run'
+    # (SRR1039508 is the Run of SRS508568 in the file); the error gave no hint that the sheet held the answer.
+    issues = IssueLog("x")
+    sheet = read_samples(shared_data / "rnaseq_airway" / "sample_table.csv", issues=issues)
+    mapping = map_sample_columns(["SRR1039508", "NOT_THERE"], assay="salmon", samples=sheet.samples,
+                                 sample_map=None, issues=issues, file="salmon/SRR1039508/quant.sf.gz",
+                                 attributes=sheet.attributes)
+    assert mapping["sample_id"].to_list() == [None, None]
+    first, second = issues.errors
+    assert first.message == ("column 'SRR1039508' is not a known sample (it is the 'Run' of sample 'SRS508568' in "
+                             "the samples table); make that column sample_id, or map the label in sample_map")
+    assert second.message == "column 'NOT_THERE' is not a known sample; add it to samples or sample_map"
 
 
 def test_map_sample_columns_without_sample_table():

@@ -465,3 +465,54 @@ def test_read_study_hashes_the_folder_while_the_matrix_pre_pass_runs(tmp_path, r
     (studies,) = ingest.tables["studies"]
     assert studies.collect()["content_hash"].to_list() == [expected]
     assert not ingest.issues.has_errors
+
+
+def test_ingest_study_sample_map_naming_an_undeclared_assay_is_a_located_warning(reference, matrix_study):
+    # The manifest's assay is 'rna'; the map's 'rnna' row applied to nothing, without a word.
+    folder = matrix_study("counts.tsv", b"gene\tbam_1\nG1\t3\n", "sample_map: map.tsv\n")
+    (folder / "map.tsv").write_text("assay\tcolumn\tsample_id\nrna\tbam_1\tS1\nrnna\tbam_2\tS2\nmultiqc\tr1\tS1\n"
+                                    "\tbam_3\tS3\n")
+    issues = study_issues(read_study(folder, reference=reference))
+    (row,) = issues.filter(pl.col("code") == "unknown_assay").iter_rows(named=True)
+    assert (row["file"], row["line"], row["column"], row["severity"]) == ("map.tsv", 3, "assay", "warning")
+    assert "'rnna'" in row["message"]
+    assert "did you mean 'rna'?" in row["message"]
+
+
+def test_ingest_study_one_file_read_by_two_assays_reports_each_issue_once(reference, study_folder, tmp_path):
+    # RSEM counts and TPM, or counts and abundance of one matrix, read the same file: its issues were stored twice.
+    folder = study_folder(tmp_path, "study_id: s\nname: n\nassays:\n"
+                                    "  - {name: counts, kind: rna_counts, format: matrix, path: m.tsv}\n"
+                                    "  - {name: values, kind: rna_abundance, format: matrix, path: m.tsv}\n",
+                          {"m.tsv": "gene\tS1\nG1\t3\nG1\t4\nG2\t5\n"})
+    issues = study_issues(read_study(folder, reference=reference))
+    assert issues.filter(pl.col("code") == "duplicate_feature").select("file", "line").rows() == [("m.tsv", 3)]
+
+
+@pytest.mark.parametrize(("declared", "expected"), [
+    ("symbol", "1 of 3 identifiers are not symbol ids but read as another type (1 ensembl_gene; e.g. "
+               "'ENSG00000146648.18')"),
+    ("ensembl", "2 of 3 identifiers are not ensembl ids but read as another type (2 symbol; e.g. 'TP53')"),
+])
+def test_ingest_study_identifiers_of_another_type_than_declared_are_a_warning(reference, study_folder, tmp_path,
+                                                                              declared, expected):
+    # ENSG00000146648 is EGFR (org.Hs.eg.db); under the declared type the other ids were unmapped 'not_found'
+    # without a word, a user's wrong gene_id_type looking like genes missing from the reference.
+    folder = study_folder(tmp_path, f"study_id: s\nname: n\nassays:\n  - {{name: rna, kind: rna_counts, "
+                                    f"format: matrix, path: m.tsv, gene_id_type: {declared}}}\n",
+                          {"m.tsv": "gene\tS1\nTP53\t3\nENSG00000146648.18\t4\nGAPDH\t5\n"})
+    ingest = read_study(folder, reference=reference)
+    issues = study_issues(ingest)
+    (row,) = issues.filter(pl.col("code") == "gene_id_type_mismatch").iter_rows(named=True)
+    assert (row["file"], row["column"], row["severity"]) == ("study.yaml", "assays.rna.gene_id_type", "warning")
+    assert expected in row["message"]
+    gene_map = pl.concat(ingest.tables["gene_id_map"]).collect()
+    assert gene_map.filter(pl.col("status") == "mapped").height == 3 - int(expected.split(" ")[0])
+
+
+def test_ingest_study_auto_or_fitting_gene_id_type_gives_no_mismatch_warning(reference, study_folder, tmp_path):
+    folder = study_folder(tmp_path, "study_id: s\nname: n\nassays:\n  - {name: rna, kind: rna_counts, "
+                                    "format: matrix, path: m.tsv, gene_id_type: symbol}\n",
+                          {"m.tsv": "gene\tS1\nTP53\t3\nNOT_A_GENE_XYZ\t4\n"})
+    assert study_issues(read_study(folder, reference=reference)).filter(
+        pl.col("code") == "gene_id_type_mismatch").is_empty()

@@ -232,19 +232,26 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     are reported too. For clinical files, sample sheets and search-engine outputs; large matrices use polars
     lazily instead.
     """
+    def read(source: Path | io.BytesIO) -> pl.DataFrame:
+        return pl.read_csv(source, separator=layout.separator, skip_lines=layout.header_line - 1, has_header=True,
+                           new_columns=layout.header, infer_schema=infer_schema, comment_prefix=comment_prefix,
+                           encoding="utf8-lossy", quote_char='"', truncate_ragged_lines=True)
+
     try:
-        frame = pl.read_csv(
-            layout.path,
-            separator=layout.separator,
-            skip_lines=layout.header_line - 1,
-            has_header=True,
-            new_columns=layout.header,
-            infer_schema=infer_schema,
-            comment_prefix=comment_prefix,
-            encoding="utf8-lossy",
-            quote_char='"',
-            truncate_ragged_lines=True,
-        )
+        if layout.encoding == "latin-1":  # as the warning says: polars' utf8-lossy made every accented byte U+FFFD
+            frame = read(_latin1_as_utf8(layout.path))
+        else:
+            frame = read(layout.path)
+            if _has_replacement_char(frame):  # a Latin-1 byte past the sniffed start of the file
+                with open_text(layout.path) as fh:
+                    raw = fh.read()
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    line = raw[: exc.start].count(b"\n") + 1
+                    issues.warning("bad_encoding", f"file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte "
+                                   f"on line {line})", file=layout.display_name)
+                    frame = read(io.BytesIO(raw.decode("latin-1").encode("utf-8")))
     except pl.exceptions.PolarsError as exc:
         raise InputError(Issue(layout.display_name, "unreadable_table", "error",
                                f"cannot parse table: {exc}")) from exc
@@ -260,6 +267,18 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     # polars pads a short row with nulls and truncates a long one (as told): neither may pass silently
     report_ragged_rows(layout, ragged, issues=issues)
     return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
+
+
+def _latin1_as_utf8(path: Path) -> io.BytesIO:
+    with open_text(path) as fh:
+        return io.BytesIO(fh.read().decode("latin-1").encode("utf-8"))
+
+
+def _has_replacement_char(frame: pl.DataFrame) -> bool:
+    """Whether any text cell holds U+FFFD, which polars' utf8-lossy puts in place of each invalid UTF-8 byte."""
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    return bool(text) and bool(frame.select(pl.any_horizontal(
+        pl.col(c).str.contains("\ufffd", literal=True).any() for c in text)).item())
 
 
 def _data_lines(layout: TableLayout, *, comment_prefix: str | None) -> tuple[list[int], list[tuple[int, int]]]:
