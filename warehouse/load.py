@@ -94,10 +94,12 @@ class _CountTee:
     """The dense block (:func:`transforms.expression.study.dense_block`) of the rna_counts rows of one assay, built
     from the batches the ingest writes, in the same polars plan as their Parquet sink (the file is parsed once).
 
-    In memory only, at most ``SHARED_BLOCK_BYTES``: a larger block (or anything going wrong here) abandons it and
-    the load goes on; the QC stage then reads the rows back, as without it. The batches come as polars makes them
+    In memory only, at most ``SHARED_BLOCK_BYTES``: a study whose file says it has more cells gets none (no cell is
+    touched: a 20,000 x 20,000 ingest keeps its memory bound); one found larger while the rows stream by (files that
+    do not say how many rows they hold), or anything going wrong here, abandons it and the load goes on. The QC stage
+    then reads the rows back, as without it. The batches come as polars makes them
     (its morsels, in no order: the block does not depend on the rows' order), so none waits for another; on the
-    20,000 x 1,000 study this costs the ingest ~1.5-2 CPU s where QC's read of the rows cost ~2.5-3.5
+    20,000 x 1,000 study this costs the ingest's body +0.8-1.6 CPU s and saves sample QC's 3.8-4.6
     (bench/README.md, "Session 15: whole study build").
     """
 
@@ -162,8 +164,9 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
     failed = ingest.issues.has_errors
     sinks = []
     count_assays = sorted(a for a in ingest.assays.get("rna_counts", []) if a is not None)
-    tee = (_CountTee(count_assays[0], cells=ingest.expected_rows.get("rna_counts") or 0)
-           if keep_counts and count_assays and not failed else None)
+    cells = ingest.expected_rows.get("rna_counts")  # known for a plain matrix: too many cells, no block at all
+    tee = (_CountTee(count_assays[0], cells=cells or 0)
+           if keep_counts and count_assays and not failed and (cells or 0) <= SHARED_BLOCK_BYTES // 8 else None)
     for table in [] if failed else DATA_TABLES:
         staged[table] = StagedFiles(table, sid, [], lake)
         for assay, frame in _parts(lake, table, ingest, combined[table]):

@@ -147,7 +147,24 @@ def test_a_count_block_too_large_to_keep_is_abandoned_and_the_study_still_loads(
     monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 2 * 8 * 20 * 8)
     lake, load = _load(EXAMPLES / "airway", tmp_path / "fits", reference)
     _assert_block_of_the_written_rows(lake, load)
-    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 8 * 20 * 8 - 1)  # not even the values: given up
-    _, load = _load(EXAMPLES / "airway", tmp_path / "tiny", reference)     # while the rows stream by
+    # not even the values, and the file says so (160 cells): no block is started, no cell touched
+    built: list[int] = []
+    builder = warehouse.load.DenseBlockBuilder.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(kwargs["cells"])
+        builder(self, *args, **kwargs)
+
+    monkeypatch.setattr(warehouse.load.DenseBlockBuilder, "__init__", spy)
+    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 8 * 20 * 8 - 1)
+    _, load = _load(EXAMPLES / "airway", tmp_path / "tiny", reference)
     assert load.ok
     assert load.counts_block is None
+    assert built == []
+    # a file that does not say how many cells it has: given up while the rows stream by
+    ingest = read_study(EXAMPLES / "airway", reference=reference)
+    ingest.expected_rows["rna_counts"] = None
+    load = load_study(Lake(tmp_path / "unknown" / "lake"), ingest, keep_counts=True)
+    assert load.ok
+    assert load.counts_block is None
+    assert built == [0]
