@@ -97,10 +97,9 @@ class _CountTee:
     In memory only, at most ``SHARED_BLOCK_BYTES``: a study whose file says it has more cells gets none (no cell is
     touched: a 20,000 x 20,000 ingest keeps its memory bound); one found larger while the rows stream by (files that
     do not say how many rows they hold), or anything going wrong here, abandons it and the load goes on. The QC stage
-    then reads the rows back, as without it. The batches come as polars makes them
-    (its morsels, in no order: the block does not depend on the rows' order), so none waits for another; on the
-    20,000 x 1,000 study this costs the ingest's body +0.8-1.6 CPU s and saves sample QC's 3.8-4.6
-    (bench/README.md, "Session 15: whole study build").
+    then reads the rows back, as without it. The batches come as polars makes them (its morsels, in no order: the
+    block does not depend on the rows' order), so none waits for another; on the 20,000 x 1,000 study this costs the
+    ingest's body +0.8-1.6 CPU s and saves sample QC's 3.8-4.6 (bench/README.md, "Session 15: whole study build").
     """
 
     COLUMNS = ("feature_id", "sample_id", "count", "gene_id", "length")
