@@ -7,14 +7,18 @@ the study has no error. Readers see the new load once every stage has run and th
 import dagster as dg
 
 from orchestration.checks import contract_check, results, table_spec
+from orchestration.executors import steps_share_process
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import INGEST_TABLES
+from transforms.expression.study import keep_shared_block
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import read_study
+from transforms.qc.study import QC_TABLE
 from warehouse.commit import Commit
 from warehouse.load import DATA_TABLES, load_study
 from warehouse.reference import ensure_gene_reference
+from warehouse.study import StudyInputs
 from warehouse.summary import describe_errors
 from warehouse.versions import code_fingerprint
 
@@ -31,7 +35,12 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     with warehouse.study_session(context.partition_key) as lake:
         reference_written = ensure_gene_reference(lake)
         ingest = read_study(folder, reference=GeneReference.load(), code_version=code_fingerprint())
-        load = load_study(lake, ingest)
+        load = load_study(lake, ingest, keep_counts=_qc_follows(context))
+        if load.ok and load.counts_block is not None:  # for sample_qc, then normalise_study: the rna_counts rows
+            assay, block = load.counts_block            # this commit made (keyed inside the lock), not read back
+            key = StudyInputs.of(lake, load.study_id, after_qc=False).rows_key("rna_counts")
+            if key is not None:
+                keep_shared_block((*key, assay), block)
     commit = Commit(load.study_id, load.writes, load.check_failures)
     metadata: dict[str, dict[str, object]] = {t: {"assays": load.metadata.get(t, {})} for t in INGEST_TABLES}
     metadata["ingest_issues"] = {"errors": load.errors.height, "gene_reference_written": reference_written}
@@ -43,3 +52,11 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     if not load.ok:
         raise dg.Failure(description=describe_errors(load), metadata={"errors": load.errors.height},
                          allow_retries=False)
+
+
+def _qc_follows(context: dg.AssetExecutionContext) -> bool:
+    """Whether sample_qc runs later in this run and in this process: only then is the ingest's count block worth
+    building and keeping (a run of the ingest alone, or step processes, would hold it for nothing).
+    """
+    return (steps_share_process(context.job_def.executor_def)
+            and dg.AssetKey(QC_TABLE) in context.job_def.asset_layer.selected_asset_keys)

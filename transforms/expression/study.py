@@ -108,57 +108,86 @@ def dense_block(records: pl.LazyFrame, *, value: str, workdir: str | Path | None
     counted and sorted first (two group-bys over the long table: ~30 % of the time before).
     """
     rows_at_most = records.select(pl.len()).collect().item()  # from the files' footers for a plain scan
-    records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
     # gene_id and length ride along only when some row has one (each costs its batches' memory: ~0.1 GB in flight)
     given = records.select(pl.col(c).is_not_null().any() for c in ("gene_id", "length")
                            if c in records.collect_schema()).collect()
     with_gene, with_length = (c in given.columns and bool(given[c].item()) for c in ("gene_id", "length"))
-    features, samples = pl.Categories.random(), pl.Categories.random()
-    alive = [pl.Series(dtype=pl.Categorical(c)) for c in (features, samples)]  # a mapping lives while its type does
-    coded = records.select(
-        pl.col("feature_id").cast(pl.Categorical(features)).to_physical().alias("_row"),
-        pl.col("sample_id").cast(pl.Categorical(samples)).to_physical().alias("_col"),
-        pl.col(value).cast(pl.Float64).alias("_value"),
-        *([pl.col("gene_id").cast(pl.Int64).alias("_gene")] if with_gene else []),
-        *([pl.col("length").cast(pl.Float64).alias("_length")] if with_length else []))
-    block = _GrowingBlock(workdir, in_memory_bytes, cells=rows_at_most)
+    builder = DenseBlockBuilder(workdir=workdir, in_memory_bytes=in_memory_bytes, cells=rows_at_most)
     try:
-        return _fill(block, coded, with_gene=with_gene, with_length=with_length, features=features,
-                     samples=samples)
+        for batch in builder.coded(records, value=value, with_gene=with_gene, with_length=with_length
+                                   ).collect_batches(chunk_size=BATCH_ROWS):
+            builder.add(batch)
+        return builder.finish()
     finally:
-        block.close()
-        del alive
+        builder.close()
 
 
-def _fill(block: _GrowingBlock, coded: pl.LazyFrame, *, with_gene: bool, with_length: bool,
-          features: pl.Categories, samples: pl.Categories) -> DenseBlock:
-    """:func:`dense_block`'s pass: codes and values of each batch into ``block``, then the canonical order."""
-    gene = np.full(0, _NO_GENE)
-    mapped = np.zeros(0, dtype=bool)
-    for batch in coded.collect_batches(chunk_size=BATCH_ROWS):
+class DenseBlockBuilder:
+    """:func:`dense_block`'s one pass, a batch at a time, for a caller that holds the rows as they stream by.
+
+    :meth:`coded` turns long rows into codes of this builder's fresh polars ``Categories`` (numbered as first
+    seen); :meth:`add` writes a batch of them into a :class:`_GrowingBlock`; :meth:`finish` puts the block in the
+    canonical order. The ingest hands the rna_counts rows it writes to one (``warehouse.load``), so the QC and
+    normalise stages of the same process need not read them back: whatever the batches and their order, the block
+    is the one :func:`dense_block` of the written rows returns. A batch without any gene id or length adds none,
+    so asking for ``gene_id`` / ``length`` that no row has gives the block of a frame without them.
+    """
+
+    def __init__(self, *, workdir: str | Path | None = None, in_memory_bytes: int = IN_MEMORY_BYTES,
+                 cells: int = 0) -> None:
+        self.features, self.samples = pl.Categories.random(), pl.Categories.random()
+        # a mapping lives while its type does
+        self._alive = [pl.Series(dtype=pl.Categorical(c)) for c in (self.features, self.samples)]
+        self.block = _GrowingBlock(workdir, in_memory_bytes, cells=cells)
+        self.gene = np.full(0, _NO_GENE)
+        self.mapped = np.zeros(0, dtype=bool)
+
+    def coded(self, records: pl.LazyFrame, *, value: str, with_gene: bool = True,
+              with_length: bool = True) -> pl.LazyFrame:
+        """``records`` (``feature_id``, ``sample_id``, ``value``, ``gene_id``, ``length``) as the batches
+        :meth:`add` takes: rows without an id left out, ids as codes of this builder's categories.
+        """
+        records = records.filter(pl.col("feature_id").is_not_null(), pl.col("sample_id").is_not_null())
+        return records.select(
+            pl.col("feature_id").cast(pl.Categorical(self.features)).to_physical().alias("_row"),
+            pl.col("sample_id").cast(pl.Categorical(self.samples)).to_physical().alias("_col"),
+            pl.col(value).cast(pl.Float64).alias("_value"),
+            *([pl.col("gene_id").cast(pl.Int64).alias("_gene")] if with_gene else []),
+            *([pl.col("length").cast(pl.Float64).alias("_length")] if with_length else []))
+
+    def add(self, batch: pl.DataFrame) -> None:
+        """Write one batch of :meth:`coded` rows into the block."""
         if batch.height == 0:
-            continue
+            return
         rows, cols = batch["_row"].to_numpy(), batch["_col"].to_numpy()
         n_rows = int(rows.max()) + 1
-        if gene.size < n_rows:
-            gene = np.concatenate([gene, np.full(n_rows - gene.size, _NO_GENE)])
-            mapped = np.concatenate([mapped, np.zeros(n_rows - mapped.size, dtype=bool)])
-        genes = batch["_gene"] if with_gene else None
+        if self.gene.size < n_rows:
+            self.gene = np.concatenate([self.gene, np.full(n_rows - self.gene.size, _NO_GENE)])
+            self.mapped = np.concatenate([self.mapped, np.zeros(n_rows - self.mapped.size, dtype=bool)])
+        genes = batch["_gene"] if "_gene" in batch.columns else None
         if genes is not None and genes.null_count() < genes.len():  # a feature's gene: its rows' smallest (min())
-            np.minimum.at(gene, rows, genes.fill_null(_NO_GENE).to_numpy())
-            mapped[rows[genes.is_not_null().to_numpy()] if genes.null_count() else rows] = True
-        lengths = batch["_length"] if with_length else None
-        block.put(rows, cols, batch["_value"].to_numpy(),
-                  None if lengths is None or lengths.null_count() == lengths.len() else lengths.to_numpy())
-    n_features, n_samples = gene.size, block.cols
-    feature_ids, sample_ids = _code_names(features, n_features), _code_names(samples, n_samples)
-    order = (pl.DataFrame({"feature_id": feature_ids, "gene_id": pl.Series(gene).set(pl.Series(~mapped), None),
-                           "_code": np.arange(n_features)})
-             .drop_nulls("feature_id").sort("gene_id", "feature_id", nulls_last=True))
-    columns = (pl.DataFrame({"sample_id": sample_ids, "_code": np.arange(n_samples)})
-               .drop_nulls("sample_id").sort("sample_id"))
-    values, length_block = block.finish(order["_code"].to_numpy(), columns["_code"].to_numpy())
-    return DenseBlock(values, order["feature_id"], order["gene_id"], columns["sample_id"], length_block)
+            np.minimum.at(self.gene, rows, genes.fill_null(_NO_GENE).to_numpy())
+            self.mapped[rows[genes.is_not_null().to_numpy()] if genes.null_count() else rows] = True
+        lengths = batch["_length"] if "_length" in batch.columns else None
+        self.block.put(rows, cols, batch["_value"].to_numpy(),
+                       None if lengths is None or lengths.null_count() == lengths.len() else lengths.to_numpy())
+
+    def finish(self) -> DenseBlock:
+        """The block of every batch added, rows and columns in the canonical order (see :func:`dense_block`)."""
+        gene, mapped, block = self.gene, self.mapped, self.block
+        n_features, n_samples = gene.size, block.cols
+        feature_ids, sample_ids = _code_names(self.features, n_features), _code_names(self.samples, n_samples)
+        order = (pl.DataFrame({"feature_id": feature_ids, "gene_id": pl.Series(gene).set(pl.Series(~mapped), None),
+                               "_code": np.arange(n_features)})
+                 .drop_nulls("feature_id").sort("gene_id", "feature_id", nulls_last=True))
+        columns = (pl.DataFrame({"sample_id": sample_ids, "_code": np.arange(n_samples)})
+                   .drop_nulls("sample_id").sort("sample_id"))
+        values, length_block = block.finish(order["_code"].to_numpy(), columns["_code"].to_numpy())
+        return DenseBlock(values, order["feature_id"], order["gene_id"], columns["sample_id"], length_block)
+
+    def close(self) -> None:
+        """Close the files of the block's memory maps, if any (see :meth:`_GrowingBlock.close`)."""
+        self.block.close()
 
 
 _NO_GENE = np.iinfo(np.int64).max
@@ -195,20 +224,23 @@ def shared_dense_block(records: pl.LazyFrame, *, value: str, key: tuple[Hashable
                        workdir: str | Path | None = None) -> DenseBlock:
     """:func:`dense_block` of ``records``, or the block an earlier call with the same ``key`` kept.
 
-    Lets two stages of one build process share one read of a table: sample QC, then normalisation (the same
-    rna_counts rows); normalisation's VST block (:func:`keep_shared_block`), then the structure stage. ``key`` must
+    Lets stages of one build process share one read of a table: the ingest's count block, built from the rows it
+    wrote (:class:`DenseBlockBuilder`, :func:`keep_shared_block`), then sample QC and normalisation (the same
+    rna_counts rows); normalisation's VST block, then the structure stage. ``key`` must
     name the rows exactly and never be reused for other rows: the table, its Delta version, the study, the assay,
     the samples left out (None: no sharing). ``keep=True`` keeps the block built for a later call (one block per
     process, only an in-memory one of at most ``SHARED_BLOCK_BYTES``); a call with ``keep=False`` takes the block
-    out, so it is held only from the stage that read it to the one that reuses it. Any call with another key drops
-    the kept block. A kept block is read-only (its arrays cannot be written), for the stage that made it and the one
-    that takes it.
+    out, so it is held only from the stage that read it to the one that reuses it (a block found with ``keep=True``
+    stays kept: ingest -> QC -> normalisation). Any call with another key drops the kept block. A kept block is
+    read-only (its arrays cannot be written), for the stage that made it and the ones that take it.
     """
     if key is None:
         return dense_block(records, value=value, workdir=workdir)
     with _shared_lock:
         block = _shared.pop(key, None)
         _shared.clear()
+        if block is not None and keep:  # the ingest's count block, kept on for normalisation
+            _shared[key] = block
     if block is not None:
         return block
     block = dense_block(records, value=value, workdir=workdir)
