@@ -20,8 +20,9 @@ import polars as pl
 from schemas.tables import INGEST_TABLES, polars_schema
 from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
+from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
-from transforms.ingest.study import StudyIngest
+from transforms.ingest.study import StudyIngest, declared_study_id, load_fingerprint, read_study
 from transforms.issues import ISSUE_SCHEMA
 from warehouse.commit import commit_tables
 from warehouse.lake import Lake, StagedFiles, WriteResult
@@ -137,6 +138,33 @@ class _CountTee:
         return block if sum(a.nbytes for a in kept) <= SHARED_BLOCK_BYTES else None
 
 
+def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_version: str,
+                keep_counts: bool = False) -> StudyLoad:
+    """Read and load one study folder (:func:`read_study`, then :func:`load_study`), without reading it when its
+    files, the gene reference and the code are those of the study's last good load: the read would give the same
+    tables, so an unchanged study costs its content hash and a look at two Delta logs, not a parse of every file.
+    """
+    folder = folder.absolute()
+    study_id, _ = declared_study_id(folder)
+    fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version)
+    if study_id is not None and (unchanged := unchanged_load(lake, study_id, fingerprint)) is not None:
+        return unchanged
+    ingest = read_study(folder, reference=reference, code_version=code_version, fingerprint=fingerprint)
+    return load_study(lake, ingest, keep_counts=keep_counts)
+
+
+def unchanged_load(lake: Lake, study_id: str, fingerprint: str) -> StudyLoad | None:
+    """The load of a study whose last load was good and had ``fingerprint`` (a failed load stores
+    ``<fingerprint>:failed``): nothing written, its issues as stored; None when the study must be loaded.
+    """
+    lake.ensure_tables(INGEST_TABLES)
+    if not all(lake.last_fingerprint(t, study_id) == fingerprint for t in ("studies", "ingest_issues")):
+        return None
+    writes: dict[str, WriteResult] = {t: lake.unchanged(t, study_id) for t in INGEST_TABLES}
+    issues = lake.scan("ingest_issues", study_id=study_id).collect()
+    return StudyLoad(study_id, True, writes, {}, issues)
+
+
 def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) -> StudyLoad:
     """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input.
 
@@ -151,11 +179,9 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
         raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
     sid = ingest.study_id
     lake.ensure_tables(INGEST_TABLES)
-    unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))
-    if unchanged and not ingest.issues.has_errors:
-        writes: dict[str, WriteResult] = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
-        issues = lake.scan("ingest_issues", study_id=sid).collect()
-        return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
+    if not ingest.issues.has_errors and (unchanged := unchanged_load(lake, sid, ingest.fingerprint)) is not None:
+        unchanged.metadata = ingest.metadata
+        return unchanged
     staged: dict[str, StagedFiles] = {}
     combined = {table: _combined(table, ingest.tables.get(table, [])) for table in DATA_TABLES}
     # A study the readers already failed commits no data: nothing is staged (it would be discarded), and every
