@@ -91,11 +91,17 @@ def _quarantine(combined: dict[str, pl.LazyFrame], tables: list[str]) -> list[pl
         return [pl.read_parquet(f) for f in targets.values() if f.exists()]
 
 
+def _max_cells() -> int:
+    """Cells of the largest count block the ingest builds: values and lengths, 8 bytes each, in SHARED_BLOCK_BYTES."""
+    return SHARED_BLOCK_BYTES // 16
+
+
 class _CountTee:
     """The dense block (:func:`transforms.expression.study.dense_block`) of the rna_counts rows of one assay, built
     from the batches the ingest writes, in the same polars plan as their Parquet sink (the file is parsed once).
 
-    In memory only, at most ``SHARED_BLOCK_BYTES``: a study whose file says it has more cells gets none (no cell is
+    In memory only, values and lengths together at most ``SHARED_BLOCK_BYTES`` (20,000 genes x 1,677
+    samples): a study whose file says it has more cells gets none (no cell is
     touched: a 20,000 x 20,000 ingest keeps its memory bound); one found larger while the rows stream by (files that
     do not say how many rows they hold), or anything going wrong here, abandons it and the load goes on. The QC stage
     then reads the rows back, as without it. The batches come as polars makes them (its morsels, in no order: the
@@ -107,8 +113,9 @@ class _CountTee:
 
     def __init__(self, assay: str, *, cells: int) -> None:
         self.assay = assay
-        self.builder: DenseBlockBuilder | None = DenseBlockBuilder(in_memory_bytes=SHARED_BLOCK_BYTES,
-                                                                   cells=min(cells, SHARED_BLOCK_BYTES // 8))
+        # values and lengths (featureCounts, Salmon, RSEM) are two buffers: each gets half, so both stay within it
+        self.builder: DenseBlockBuilder | None = DenseBlockBuilder(in_memory_bytes=SHARED_BLOCK_BYTES // 2,
+                                                                   cells=min(cells, _max_cells()))
 
     def sink(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """A lazy sink of ``rows`` (what the table's file gets) into the block, cast as the writer casts them."""
@@ -131,6 +138,8 @@ class _CountTee:
             return None
         try:
             block = self.builder.finish()
+        except Exception:  # the study is committed: the block is only a saving, QC reads the rows back
+            return None
         finally:
             self.builder.close()
             self.builder = None
@@ -191,7 +200,7 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
     count_assays = sorted(a for a in ingest.assays.get("rna_counts", []) if a is not None)
     cells = ingest.expected_rows.get("rna_counts")  # known for a plain matrix: too many cells, no block at all
     tee = (_CountTee(count_assays[0], cells=cells or 0)
-           if keep_counts and count_assays and not failed and (cells or 0) <= SHARED_BLOCK_BYTES // 8 else None)
+           if keep_counts and count_assays and not failed and (cells or 0) <= _max_cells() else None)
     for table in [] if failed else DATA_TABLES:
         staged[table] = StagedFiles(table, sid, [], lake)
         for assay, frame in _parts(lake, table, ingest, combined[table]):

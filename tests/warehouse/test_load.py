@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
+import warehouse.load
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import read_study
 from warehouse.lake import Lake
-import warehouse.load
 from warehouse.load import load_folder, load_study
 
 MANIFEST = ("study_id: s\nname: two problems\nsamples: samples.tsv\nassays:\n"
@@ -63,18 +63,24 @@ def test_load_folder_reads_a_study_only_when_its_files_or_last_load_differ(
     def load():  # type: ignore[no-untyped-def]
         return load_folder(lake, folder, reference=reference, code_version="v1")
 
-    assert not load().ok and not load().ok
+    assert not load().ok
+    assert not load().ok
     assert len(reads) == 2  # a failed load is read again each time: its stored fingerprint says it failed
     (folder / "counts.tsv").write_text(GOOD_COUNTS)
     (folder / "samples.tsv").write_text(GOOD_SAMPLES)
     first = load()
-    assert first.ok and not first.unchanged and len(reads) == 3
+    assert first.ok
+    assert not first.unchanged
+    assert len(reads) == 3
     again = load()
-    assert again.ok and again.unchanged and len(reads) == 3  # same files, reference and code: not read
+    assert again.ok
+    assert again.unchanged
+    assert len(reads) == 3  # same files, reference and code: not read
     assert again.issues.equals(lake.scan("ingest_issues", study_id="s").collect())
     assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 63
     assert load_folder(lake, folder, reference=reference, code_version="v2").ok  # new code: read and loaded
     assert len(reads) == 4
     (folder / "counts.tsv").write_text(GOOD_COUNTS.replace("30", "31"))
-    assert not load().unchanged and len(reads) == 5
+    assert not load().unchanged
+    assert len(reads) == 5
     assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 64
