@@ -20,8 +20,9 @@ import polars as pl
 from schemas.tables import INGEST_TABLES, polars_schema
 from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
+from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
-from transforms.ingest.study import StudyIngest
+from transforms.ingest.study import StudyIngest, declared_study_id, load_fingerprint, read_study
 from transforms.issues import ISSUE_SCHEMA
 from warehouse.commit import commit_tables
 from warehouse.lake import Lake, StagedFiles, WriteResult
@@ -90,11 +91,17 @@ def _quarantine(combined: dict[str, pl.LazyFrame], tables: list[str]) -> list[pl
         return [pl.read_parquet(f) for f in targets.values() if f.exists()]
 
 
+def _max_cells() -> int:
+    """Cells of the largest count block the ingest builds: values and lengths, 8 bytes each, in SHARED_BLOCK_BYTES."""
+    return SHARED_BLOCK_BYTES // 16
+
+
 class _CountTee:
     """The dense block (:func:`transforms.expression.study.dense_block`) of the rna_counts rows of one assay, built
     from the batches the ingest writes, in the same polars plan as their Parquet sink (the file is parsed once).
 
-    In memory only, at most ``SHARED_BLOCK_BYTES``: a study whose file says it has more cells gets none (no cell is
+    In memory only, values and lengths together at most ``SHARED_BLOCK_BYTES`` (20,000 genes x 1,677
+    samples): a study whose file says it has more cells gets none (no cell is
     touched: a 20,000 x 20,000 ingest keeps its memory bound); one found larger while the rows stream by (files that
     do not say how many rows they hold), or anything going wrong here, abandons it and the load goes on. The QC stage
     then reads the rows back, as without it. The batches come as polars makes them (its morsels, in no order: the
@@ -106,8 +113,9 @@ class _CountTee:
 
     def __init__(self, assay: str, *, cells: int) -> None:
         self.assay = assay
-        self.builder: DenseBlockBuilder | None = DenseBlockBuilder(in_memory_bytes=SHARED_BLOCK_BYTES,
-                                                                   cells=min(cells, SHARED_BLOCK_BYTES // 8))
+        # values and lengths (featureCounts, Salmon, RSEM) are two buffers: each gets half, so both stay within it
+        self.builder: DenseBlockBuilder | None = DenseBlockBuilder(in_memory_bytes=SHARED_BLOCK_BYTES // 2,
+                                                                   cells=min(cells, _max_cells()))
 
     def sink(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """A lazy sink of ``rows`` (what the table's file gets) into the block, cast as the writer casts them."""
@@ -130,11 +138,40 @@ class _CountTee:
             return None
         try:
             block = self.builder.finish()
+        except Exception:  # the study is committed: the block is only a saving, QC reads the rows back
+            return None
         finally:
             self.builder.close()
             self.builder = None
         kept = [a for a in (block.values, block.lengths) if a is not None]
         return block if sum(a.nbytes for a in kept) <= SHARED_BLOCK_BYTES else None
+
+
+def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_version: str,
+                keep_counts: bool = False) -> StudyLoad:
+    """Read and load one study folder (:func:`read_study`, then :func:`load_study`), without reading it when its
+    files, the gene reference and the code are those of the study's last good load: the read would give the same
+    tables, so an unchanged study costs its content hash and a look at two Delta logs, not a parse of every file.
+    """
+    folder = folder.absolute()
+    study_id, _ = declared_study_id(folder)
+    fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version)
+    if study_id is not None and (unchanged := unchanged_load(lake, study_id, fingerprint)) is not None:
+        return unchanged
+    ingest = read_study(folder, reference=reference, code_version=code_version, fingerprint=fingerprint)
+    return load_study(lake, ingest, keep_counts=keep_counts)
+
+
+def unchanged_load(lake: Lake, study_id: str, fingerprint: str) -> StudyLoad | None:
+    """The load of a study whose last load was good and had ``fingerprint`` (a failed load stores
+    ``<fingerprint>:failed``): nothing written, its issues as stored; None when the study must be loaded.
+    """
+    lake.ensure_tables(INGEST_TABLES)
+    if not all(lake.last_fingerprint(t, study_id) == fingerprint for t in ("studies", "ingest_issues")):
+        return None
+    writes: dict[str, WriteResult] = {t: lake.unchanged(t, study_id) for t in INGEST_TABLES}
+    issues = lake.scan("ingest_issues", study_id=study_id).collect()
+    return StudyLoad(study_id, True, writes, {}, issues)
 
 
 def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) -> StudyLoad:
@@ -151,11 +188,9 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
         raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
     sid = ingest.study_id
     lake.ensure_tables(INGEST_TABLES)
-    unchanged = all(lake.last_fingerprint(t, sid) == ingest.fingerprint for t in ("studies", "ingest_issues"))
-    if unchanged and not ingest.issues.has_errors:
-        writes: dict[str, WriteResult] = {t: lake.unchanged(t, sid) for t in INGEST_TABLES}
-        issues = lake.scan("ingest_issues", study_id=sid).collect()
-        return StudyLoad(sid, True, writes, {}, issues, ingest.metadata)
+    if not ingest.issues.has_errors and (unchanged := unchanged_load(lake, sid, ingest.fingerprint)) is not None:
+        unchanged.metadata = ingest.metadata
+        return unchanged
     staged: dict[str, StagedFiles] = {}
     combined = {table: _combined(table, ingest.tables.get(table, [])) for table in DATA_TABLES}
     # A study the readers already failed commits no data: nothing is staged (it would be discarded), and every
@@ -165,7 +200,7 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
     count_assays = sorted(a for a in ingest.assays.get("rna_counts", []) if a is not None)
     cells = ingest.expected_rows.get("rna_counts")  # known for a plain matrix: too many cells, no block at all
     tee = (_CountTee(count_assays[0], cells=cells or 0)
-           if keep_counts and count_assays and not failed and (cells or 0) <= SHARED_BLOCK_BYTES // 8 else None)
+           if keep_counts and count_assays and not failed and (cells or 0) <= _max_cells() else None)
     for table in [] if failed else DATA_TABLES:
         staged[table] = StagedFiles(table, sid, [], lake)
         for assay, frame in _parts(lake, table, ingest, combined[table]):

@@ -13,10 +13,9 @@ from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import INGEST_TABLES
 from transforms.expression.study import keep_shared_block
 from transforms.ingest.genes import GeneReference
-from transforms.ingest.study import read_study
 from transforms.qc.study import QC_TABLE
 from warehouse.commit import Commit
-from warehouse.load import DATA_TABLES, load_study
+from warehouse.load import DATA_TABLES, load_folder
 from warehouse.reference import ensure_gene_reference
 from warehouse.study import StudyInputs
 from warehouse.summary import describe_errors
@@ -34,8 +33,8 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     folder = warehouse.study_folder(context.partition_key)
     with warehouse.study_session(context.partition_key) as lake:
         reference_written = ensure_gene_reference(lake)
-        ingest = read_study(folder, reference=GeneReference.load(), code_version=code_fingerprint())
-        load = load_study(lake, ingest, keep_counts=_qc_follows(context))
+        load = load_folder(lake, folder, reference=GeneReference.load(), code_version=code_fingerprint(),
+                           keep_counts=_qc_follows(context))
         if load.ok and load.counts_block is not None:  # for sample_qc, then normalise_study: the rna_counts rows
             assay, block = load.counts_block            # this commit made (keyed inside the lock), not read back
             key = StudyInputs.of(lake, load.study_id, after_qc=False).rows_key("rna_counts")

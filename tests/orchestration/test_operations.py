@@ -315,7 +315,7 @@ def _failing_once(monkeypatch, error: Exception) -> list[int]:
     """Make the ingest step's load raise ``error`` on its first call and load normally after; the calls made."""
     import orchestration.assets.ingest
 
-    load, calls = orchestration.assets.ingest.load_study, []
+    load, calls = orchestration.assets.ingest.load_folder, []
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
@@ -323,7 +323,7 @@ def _failing_once(monkeypatch, error: Exception) -> list[int]:
             raise error
         return load(*args, **kwargs)
 
-    monkeypatch.setattr(orchestration.assets.ingest, "load_study", flaky)
+    monkeypatch.setattr(orchestration.assets.ingest, "load_folder", flaky)
     return calls
 
 

@@ -242,7 +242,7 @@ def test_build_names_the_error_of_a_failed_step_not_dagsters_wrapper(tmp_path: P
         calls.append(1)
         raise OSError("Generic S3 error: connection reset by peer")
 
-    monkeypatch.setattr(orchestration.assets.ingest, "load_study", unreachable)
+    monkeypatch.setattr(orchestration.assets.ingest, "load_folder", unreachable)
     landing = example_landing(tmp_path, "airway")
     assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 1
     # Dagster's own message was 'Error occurred while executing op "ingest_study":' and nothing else

@@ -138,16 +138,6 @@ def test_no_count_block_without_a_committed_count_assay_or_when_not_asked(tmp_pa
 
 
 def test_a_count_block_too_large_to_keep_is_abandoned_and_the_study_still_loads(tmp_path, reference, monkeypatch):
-    # airway: 20 x 8 counts and as many lengths; one byte short of both (the values alone would fit)
-    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 2 * 8 * 20 * 8 - 1)
-    lake, load = _load(EXAMPLES / "airway", tmp_path / "small", reference)
-    assert load.ok
-    assert load.counts_block is None
-    assert lake.scan("rna_counts", study_id="airway").collect().height == 160
-    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 2 * 8 * 20 * 8)
-    lake, load = _load(EXAMPLES / "airway", tmp_path / "fits", reference)
-    _assert_block_of_the_written_rows(lake, load)
-    # not even the values, and the file says so (160 cells): no block is started, no cell touched
     built: list[int] = []
     builder = warehouse.load.DenseBlockBuilder.__init__
 
@@ -156,6 +146,19 @@ def test_a_count_block_too_large_to_keep_is_abandoned_and_the_study_still_loads(
         builder(self, *args, **kwargs)
 
     monkeypatch.setattr(warehouse.load.DenseBlockBuilder, "__init__", spy)
+    # airway: 20 x 8 counts and as many lengths; one byte short of both (the values alone would fit): the file says
+    # how many cells it has, so no block is started (one was built whole, at twice the bound, then dropped)
+    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 2 * 8 * 20 * 8 - 1)
+    lake, load = _load(EXAMPLES / "airway", tmp_path / "small", reference)
+    assert load.ok
+    assert load.counts_block is None
+    assert built == []
+    assert lake.scan("rna_counts", study_id="airway").collect().height == 160
+    monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 2 * 8 * 20 * 8)
+    lake, load = _load(EXAMPLES / "airway", tmp_path / "fits", reference)
+    _assert_block_of_the_written_rows(lake, load)
+    # not even the values, and the file says so (160 cells): no block is started, no cell touched
+    built.clear()
     monkeypatch.setattr(warehouse.load, "SHARED_BLOCK_BYTES", 8 * 20 * 8 - 1)
     _, load = _load(EXAMPLES / "airway", tmp_path / "tiny", reference)
     assert load.ok

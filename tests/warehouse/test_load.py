@@ -1,4 +1,5 @@
-"""load_study of a study the readers already failed: nothing staged, every problem still listed."""
+"""load_study of a study the readers already failed: nothing staged, every problem still listed; load_folder of an
+unchanged study: not read at all."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 
 import polars as pl
 
+import warehouse.load
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.study import read_study
 from warehouse.lake import Lake
-from warehouse.load import load_study
+from warehouse.load import load_folder, load_study
 
 MANIFEST = ("study_id: s\nname: two problems\nsamples: samples.tsv\nassays:\n"
             "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n")
@@ -39,3 +41,46 @@ def test_a_study_the_readers_failed_stages_no_file_and_still_lists_its_quarantin
     assert planned == ["ingest_issues"]  # the log alone: no data file staged (it would only be discarded)
     logged = lake.scan("ingest_issues", study_id="s").collect()
     assert logged.filter(pl.col("code") == "negative_count").height == 1
+
+
+GOOD_SAMPLES = "sample_id\tgroup\nS1\ta\nS2\tb\nS3\tb\n"
+GOOD_COUNTS = "gene\tS1\tS2\tS3\nTP53\t10\t5\t30\nMYC\t5\t6\t7\n"
+
+
+def test_load_folder_reads_a_study_only_when_its_files_or_last_load_differ(
+        tmp_path: Path, study_folder, reference: GeneReference, monkeypatch) -> None:
+    reads: list[Path] = []
+    read = warehouse.load.read_study
+
+    def counted(folder, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(folder)
+        return read(folder, **kwargs)
+
+    monkeypatch.setattr(warehouse.load, "read_study", counted)
+    folder = study_folder(tmp_path / "landing", MANIFEST, {"counts.tsv": COUNTS, "samples.tsv": SAMPLES})
+    lake = Lake(tmp_path / "wh" / "lake")
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_folder(lake, folder, reference=reference, code_version="v1")
+
+    assert not load().ok
+    assert not load().ok
+    assert len(reads) == 2  # a failed load is read again each time: its stored fingerprint says it failed
+    (folder / "counts.tsv").write_text(GOOD_COUNTS)
+    (folder / "samples.tsv").write_text(GOOD_SAMPLES)
+    first = load()
+    assert first.ok
+    assert not first.unchanged
+    assert len(reads) == 3
+    again = load()
+    assert again.ok
+    assert again.unchanged
+    assert len(reads) == 3  # same files, reference and code: not read
+    assert again.issues.equals(lake.scan("ingest_issues", study_id="s").collect())
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 63
+    assert load_folder(lake, folder, reference=reference, code_version="v2").ok  # new code: read and loaded
+    assert len(reads) == 4
+    (folder / "counts.tsv").write_text(GOOD_COUNTS.replace("30", "31"))
+    assert not load().unchanged
+    assert len(reads) == 5
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 64

@@ -30,14 +30,21 @@ _TILE = 64  # genes per tile of the samples-major copy of a genes-major block
 _MARGIN = 1 << 16
 
 
+CACHED = True
+"""Whether the kernel is cached on disk; False when numba found no writable cache directory (a read-only install,
+its fallback user cache directory not writable either): each process would compile it (~15 CPU s), so ``normalise``
+then takes its numpy path (set ``NUMBA_CACHE_DIR`` to a writable directory on such deployments)."""
+
+
 def _jit(function: Callable[..., Any]) -> Any:
     """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN,
-    as in R; the default raises). With no writable cache directory (a read-only install, numba's fallback to a user
-    cache directory not writable either) numba refuses to cache: then each process compiles (~15 CPU s).
+    as in R; the default raises); without a cache when numba has nowhere to write one (:data:`CACHED`).
     """
+    global CACHED
     try:
         return njit(cache=True, nogil=True, error_model="numpy")(function)
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
+        CACHED = False
         return njit(nogil=True, error_model="numpy")(function)
 
 

@@ -370,7 +370,7 @@ def _tmm_factors_against(
     counted = reference[rows]
     p = counted / n_ref
     log_p, ref_variance = np.log2(p), (n_ref - counted) / n_ref / counted
-    if counts.size < _TMM_KERNEL_MIN_VALUES:
+    if counts.size < _TMM_KERNEL_MIN_VALUES or not _tmm_kernel_cached():
 
         def numpy_chunk(cols: slice) -> np.ndarray:
             obs = _samples_major(counts, cols, None if rows.size == counts.shape[0] else rows)
@@ -378,7 +378,6 @@ def _tmm_factors_against(
                                 sum_trim=sum_trim, do_weighting=do_weighting, a_cutoff=a_cutoff)
 
         return _map_column_chunks(numpy_chunk, counts.shape[0], counts.shape[1])
-    # imported here: numba's import costs ~0.4 CPU s that processes without TMM do not pay
     from transforms.expression._tmm_kernel import tmm_columns
 
     def chunk(cols: slice) -> np.ndarray:
@@ -390,6 +389,16 @@ def _tmm_factors_against(
         return out
 
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1])
+
+
+def _tmm_kernel_cached() -> bool:
+    """Whether the compiled kernel loads from numba's disk cache (else each process would compile it, ~15 CPU s).
+
+    Imported here, not with the module: numba's import costs ~0.4 CPU s that processes without TMM do not pay.
+    """
+    from transforms.expression import _tmm_kernel
+
+    return _tmm_kernel.CACHED
 
 
 def _tmm_samples(

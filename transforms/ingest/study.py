@@ -199,15 +199,19 @@ def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) 
     return f" (unknown key {meant[0].rsplit('.', 1)[-1]!r} there: did you mean {loc[-1]!r}?)" if meant else ""
 
 
-def read_study(folder: Path, *, reference: GeneReference, code_version: str = "") -> StudyIngest:
+def read_study(folder: Path, *, reference: GeneReference, code_version: str = "",
+               fingerprint: str | None = None) -> StudyIngest:
     """Read and harmonise one study folder (no writes); see the module docstring for the path it follows.
 
     The folder's content hash runs in a thread beside the parsing: hashlib releases the GIL on large buffers, so
     on a 1.3 GB matrix its ~1.5 CPU s overlap the parsers' single-threaded line pre-pass instead of preceding it.
+    ``fingerprint``: the :func:`load_fingerprint` already computed by the caller (then nothing is hashed again).
     """
     # absolute (links kept): files found by globbing are then absolute too, never read as relative to the study
     # folder by the confinement check (which a relative landing path like `omicsdw validate landing` defeated)
     folder = folder.absolute()
+    if fingerprint is not None:
+        return _read_study(folder, lambda: fingerprint, reference=reference, code_version=code_version)
     with ThreadPoolExecutor(1, thread_name_prefix="omicsdw-fingerprint") as pool:
         hashing = pool.submit(load_fingerprint, folder, reference=reference, code_version=code_version)
         return _read_study(folder, hashing.result, reference=reference, code_version=code_version)

@@ -242,6 +242,24 @@ def test_tmm_factors_against_sample_at_or_below_reference_everywhere(tmm_path: s
     np.testing.assert_allclose(got, [expected, 1.0], rtol=1e-12)
 
 
+def test_tmm_without_a_kernel_cache_takes_the_numpy_path(monkeypatch) -> None:
+    # A read-only install where numba has nowhere to cache: each process would compile the kernel (~15 CPU s)
+    from transforms.expression import _tmm_kernel
+
+    def compiled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the kernel was called without a cache")
+
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0)
+    monkeypatch.setattr(_tmm_kernel, "CACHED", False)
+    monkeypatch.setattr(_tmm_kernel, "tmm_columns", compiled)
+    ref = np.concatenate([np.full(300, 10.0), np.zeros(10)])
+    sample = np.concatenate([np.full(100, 10.0), np.full(100, 5.0), np.full(100, 2.5), np.full(10, 125.0)])
+    counts = np.column_stack([sample, ref])
+    lib = counts.sum(axis=0)
+    got = normalise.tmm_factors_against(counts, ref, library_size=lib, reference_library_size=lib[1])
+    np.testing.assert_allclose(got, [0.5, 1.0], rtol=1e-12)  # as in the test above, by hand
+
+
 def test_upper_quartiles_drop_all_zero_rows(selection: str) -> None:
     counts = np.array([[0, 0], [1, 4], [2, 0], [3, 8], [4, 2], [0, 0]], dtype=np.float64)
     # R: quantile(c(1,2,3,4), 0.75) = 3.25 and quantile(c(4,0,8,2), 0.75) = 5, over library sizes 10 and 14

@@ -91,6 +91,20 @@ def test_read_samples_latin1_byte_past_the_sniffed_start_is_read_as_latin1_with_
     assert warnings == [("bad_encoding", "file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte on line 2002)")]
 
 
+@pytest.mark.parametrize("late", [False, True])
+def test_read_samples_mixed_utf8_and_windows_1252_lines_each_keep_their_characters(tmp_path: Path, late: bool):
+    # A UTF-8 sheet with one row pasted from an Excel (Windows-1252) export, early or past the sniffed 64 KiB: the
+    # UTF-8 rows must not become mojibake ('ZÃ¼rich'), and 1252's curly quotes and euro sign are not C1 controls.
+    filler = "".join(f"S{i},site_{i:05d}_{'x' * 40}\n" for i in range(2000)) if late else ""
+    path = tmp_path / "s.csv"
+    path.write_bytes(("sample_id,site\nU1,Zürich\n" + filler).encode() + b"W1,\x93caf\xe9\x94 \x805\n")
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    site = dict(sheet.attributes.select("sample_id", "value").iter_rows())
+    assert (site["U1"], site["W1"]) == ("Zürich", "\u201ccafé\u201d \u20ac5")
+    assert "bad_encoding" in [i.code for i in issues.issues]
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")

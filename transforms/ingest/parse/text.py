@@ -7,6 +7,7 @@ column, reason) instead of surfacing as a raw polars exception.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -239,7 +240,8 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
 
     try:
         if layout.encoding == "latin-1":  # as the warning says: polars' utf8-lossy made every accented byte U+FFFD
-            frame = read(_latin1_as_utf8(layout.path))
+            with open_text(layout.path) as fh:
+                frame = read(io.BytesIO(_lines_as_utf8(fh.read())))
         else:
             frame = read(layout.path)
             if _has_replacement_char(frame):  # a Latin-1 byte past the sniffed start of the file
@@ -251,7 +253,7 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
                     line = raw[: exc.start].count(b"\n") + 1
                     issues.warning("bad_encoding", f"file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte "
                                    f"on line {line})", file=layout.display_name)
-                    frame = read(io.BytesIO(raw.decode("latin-1").encode("utf-8")))
+                    frame = read(io.BytesIO(_lines_as_utf8(raw)))
     except pl.exceptions.PolarsError as exc:
         raise InputError(Issue(layout.display_name, "unreadable_table", "error",
                                f"cannot parse table: {exc}")) from exc
@@ -269,9 +271,28 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
 
 
-def _latin1_as_utf8(path: Path) -> io.BytesIO:
-    with open_text(path) as fh:
-        return io.BytesIO(fh.read().decode("latin-1").encode("utf-8"))
+def _lines_as_utf8(raw: bytes) -> bytes:
+    """``raw`` in UTF-8, each line that is not valid UTF-8 read as Windows-1252 (what Excel's "CSV" writes; a
+    superset of Latin-1's printable characters, its five undefined bytes read as Latin-1): a UTF-8 file with one
+    stray byte keeps its other accented characters, and Excel's curly quotes and euro sign are not control bytes.
+    """
+    out = []
+    for line in raw.splitlines(keepends=True):
+        try:
+            line.decode("utf-8")
+            out.append(line)
+        except UnicodeDecodeError:
+            out.append(line.decode("cp1252", errors=_LATIN1_FALLBACK).encode("utf-8"))
+    return b"".join(out)
+
+
+def _latin1_for_undefined(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start:error.end].decode("latin-1"), error.end
+
+
+_LATIN1_FALLBACK = "omicsdw-latin-1"
+codecs.register_error(_LATIN1_FALLBACK, _latin1_for_undefined)
 
 
 def _has_replacement_char(frame: pl.DataFrame) -> bool:
