@@ -112,7 +112,7 @@ class _CountTee:
     COLUMNS = ("feature_id", "sample_id", "count", "gene_id", "length")
 
     def __init__(self, assay: str, *, cells: int) -> None:
-        self.assay = assay
+        self.assay, self.fed = assay, False
         # values and lengths (featureCounts, Salmon, RSEM) are two buffers: each gets half, so both stay within it
         self.builder: DenseBlockBuilder | None = DenseBlockBuilder(in_memory_bytes=SHARED_BLOCK_BYTES // 2,
                                                                    cells=min(cells, _max_cells()))
@@ -120,6 +120,7 @@ class _CountTee:
     def sink(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """A lazy sink of ``rows`` (what the table's file gets) into the block, cast as the writer casts them."""
         assert self.builder is not None
+        self.fed = True
         types = polars_schema("rna_counts")
         written = rows.select(pl.col(c).cast(types[c], strict=True) for c in self.COLUMNS)
         return self.builder.coded(written, value="count").sink_batches(self._add, maintain_order=False, lazy=True)
@@ -133,8 +134,8 @@ class _CountTee:
             self.builder = None
 
     def block(self) -> DenseBlock | None:
-        """The finished block, or None when it was abandoned."""
-        if self.builder is None:
+        """The finished block, or None when it was abandoned or never given the rows."""
+        if self.builder is None or not self.fed:
             return None
         try:
             block = self.builder.finish()
@@ -208,8 +209,9 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
             files, sink = lake.plan(table, rows, study_id=sid, assay=assay)
             staged[table] += files
             sinks.append(sink)
-            if tee is not None and table == "rna_counts" and assay == tee.assay:
-                sinks.append(tee.sink(rows))
+            if tee is not None and table == "rna_counts" and assay in (tee.assay, None):
+                # a table created before assay partitions holds every assay in one part: the block is of one
+                sinks.append(tee.sink(rows if assay is not None else rows.filter(pl.col("assay") == tee.assay)))
     try:
         pl.collect_all(sinks)
         # Problem rows need a second pass over the input, skipped when a table got every row its files hold or

@@ -350,8 +350,9 @@ def _unique_ids(frame: pl.DataFrame, id_column: str, *, file: str, issues: Issue
     first_line = dict(frame.group_by(id_column).agg(pl.col("line").min()).iter_rows())
     repeated = frame.filter(pl.col(id_column).is_first_distinct().not_())
     for value, line in repeated.select(id_column, "line").iter_rows():
-        issues.error(f"duplicate_{what}", f"{what} {value!r} already on line {first_line[value]}; this row is "
-                     "left out", file=file, line=line, column=id_column)
+        issues.error(f"duplicate_{what}", f"{what} {value!r} already on line {first_line[value]}: one row per "
+                     f"{what} (an error: the study is not loaded until the file is fixed)", file=file, line=line,
+                     column=id_column)
     frame = frame.filter(pl.col(id_column).is_first_distinct())
     folded = frame.with_columns(pl.col(id_column).str.to_lowercase().alias("_folded"))
     clashes = folded.filter(pl.col("_folded").is_first_distinct().not_())

@@ -114,7 +114,8 @@ def qc_study(counts: pl.LazyFrame, mito_genes: pl.Series, *, settings: QcSetting
     ``exclude_failed`` the failed samples get ``excluded = true`` and the stages after this one leave them out.
     ``counts_key`` names the ``counts`` rows (:func:`~transforms.expression.study.shared_dense_block`; the assay is
     added): the last count block read is kept under it for the normalise stage of this process (one block per
-    process: of a study with several count assays, normalise reads the others again).
+    process, so only a study with one count assay gains: normalise asks for its first assay first, and a call with
+    another key drops the kept block).
     """
     summary: dict[str, object] = {"nmads": settings.nmads, "top_genes": settings.top_genes, "thresholds": THRESHOLDS,
                                   "exclude_failed": settings.exclude_failed}

@@ -96,7 +96,10 @@ def _cell(value: object) -> str:
 
 
 def html_table(frame: pl.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, row_class: str | None = None) -> str:
-    """An HTML table of ``frame`` (first ``max_rows`` rows); ``row_class`` names a boolean column marking failures."""
+    """An HTML table of ``frame`` (first ``max_rows`` rows); ``row_class`` names a boolean column marking failures.
+
+    In a box that scrolls sideways: a wide table (the enrichment results) cut its last columns off a 1,280 px page.
+    """
     shown = frame.head(max_rows)
     columns = [c for c in shown.columns if c != row_class]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -106,7 +109,7 @@ def html_table(frame: pl.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, row_class
         body.append(f"<tr{marker}>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>")
     more = (f'<p class="note">{frame.height - max_rows} more rows in the catalog.</p>'
             if frame.height > max_rows else "")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -258,7 +261,7 @@ def _coverage_section(coverage: pl.DataFrame) -> str:
     return (f"<p>{coverage.height} samples; samples with each layer, and with each combination of layers:</p>"
             f'<div class="pair">{html_table(per_layer)}{html_table(combined)}</div>'
             f"<details><summary>Layers of each sample ({coverage.height})</summary>"
-            + '<div class="wide">' + html_table(coverage.drop("study_id", "layers", strict=False)) + "</div></details>")
+            + html_table(coverage.drop("study_id", "layers", strict=False)) + "</details>")
 
 
 def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]]) -> str:

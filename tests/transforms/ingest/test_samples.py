@@ -112,6 +112,9 @@ def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     assert sheet.samples.rows() == [("A", "P1", 2), ("B", "P3", 4)]
     assert [(i.code, i.line, i.column) for i in issues.errors] == [
         ("empty_id", 3, "sample_id"), ("duplicate_sample", 5, "sample_id")]
+    # an error fails the study: the message must not say the row is merely left out
+    assert issues.errors[1].message == ("sample 'A' already on line 2: one row per sample (an error: the study is not "
+                                        "loaded until the file is fixed)")
 
 
 def test_read_samples_declared_number_with_text_is_warning(tmp_path: Path):

@@ -176,3 +176,11 @@ def test_signature_section_embeds_the_stage_heatmap_and_draws_only_assays_withou
     assert min(height, width) > 100  # no stage PNG for tpm: drawn here
     plain = study_report_html(_data(signature_scores=scores, signature_plots=[("counts", stage_png)], plots=False))
     assert "data:image/png" not in plain
+
+
+def test_every_report_table_scrolls_sideways_rather_than_leaving_the_page():
+    # the enrichment table of a contrast is wider than a 1,280 px window: its last columns were cut off
+    page = study_report_html(_everything())
+    assert page.count("<table>") > 3
+    assert page.count("<table>") == page.count('<div class="wide"><table>')
+    assert page.count('<div class="wide"><div class="wide">') == 0
