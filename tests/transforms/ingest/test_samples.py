@@ -105,6 +105,18 @@ def test_read_samples_mixed_utf8_and_windows_1252_lines_each_keep_their_characte
     assert "bad_encoding" in [i.code for i in issues.issues]
 
 
+def test_read_samples_utf8_header_of_a_sheet_with_a_windows_1252_row_is_not_mojibake(tmp_path: Path):
+    # The sniffer decoded its whole 64 KiB window as Latin-1 when one row was not UTF-8: the UTF-8 header's
+    # 'Höhe' became the attribute 'HÃ¶he' although every value was decoded line by line.
+    path = tmp_path / "s.csv"
+    path.write_bytes("sample_id,Höhe\nU1,Zürich\n".encode() + b"W1,caf\xe9\n")
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    assert sheet.attributes.select("sample_id", "attribute", "value").rows() == [
+        ("U1", "Höhe", "Zürich"), ("W1", "Höhe", "café")]
+    assert [(i.code, i.line) for i in issues.issues if i.severity == "warning"] == [("bad_encoding", 3)]
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")
