@@ -117,6 +117,24 @@ def test_read_samples_utf8_header_of_a_sheet_with_a_windows_1252_row_is_not_moji
     assert [(i.code, i.line) for i in issues.issues if i.severity == "warning"] == [("bad_encoding", 3)]
 
 
+@pytest.mark.parametrize(("header", "message"), [
+    ("sample_id,condition,,", "the last 2 header field(s) have no name (separators at the end of the header, as a "
+     "spreadsheet export writes for formatted empty columns): delete those columns"),
+    ("sample_id,condition,", "the last 1 header field(s) have no name (separators at the end of the header, as a "
+     "spreadsheet export writes for formatted empty columns): delete those columns"),
+    ("sample_id,,condition,", "header field(s) 2, 4 have no name"),
+])
+def test_read_samples_unnamed_columns_are_named_as_such(tmp_path: Path, header: str, message: str):
+    # An Excel export with empty formatted columns ends every line with ",,": the error said "column '' appears
+    # more than once in the header", which sent the user looking for a repeated column.
+    width = header.count(",")
+    path = _write(tmp_path / "s.csv", header + "\n" + "".join(f"S{i},a{',' * (width - 1)}\n" for i in range(2)))
+    with pytest.raises(InputError) as caught:
+        read_samples(path, issues=IssueLog("x"))
+    issue = caught.value.issue
+    assert (issue.file, issue.code, issue.line, issue.message) == ("s.csv", "empty_column_name", 1, message)
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")

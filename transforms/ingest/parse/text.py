@@ -171,6 +171,14 @@ def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
 
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
+    """Names too long, empty (past the first, which R's row-name column leaves empty) or repeated are errors."""
+    unnamed = [number for number, name in enumerate(header[1:], start=2) if name == ""]
+    if unnamed:  # before repeats: two empty names are unnamed columns, not a column '' given twice
+        trailing = unnamed == list(range(len(header) - len(unnamed) + 1, len(header) + 1))
+        where = (f"the last {len(unnamed)} header field(s) have no name (separators at the end of the header, as a "
+                 "spreadsheet export writes for formatted empty columns): delete those columns" if trailing
+                 else f"header field(s) {', '.join(map(str, unnamed))} have no name")
+        raise InputError(Issue(file, "empty_column_name", "error", where, line))
     seen: set[str] = set()
     for number, name in enumerate(header, start=1):
         if len(name) > MAX_IDENTIFIER_CHARS:
@@ -181,8 +189,6 @@ def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) 
             raise InputError(Issue(file, "duplicate_column", "error",
                                    f"column {name!r} appears more than once in the header", line, name))
         seen.add(name)
-    if any(h == "" for h in header[1:]):
-        raise InputError(Issue(file, "empty_column_name", "error", "header has an empty column name", line))
 
 
 MAX_RAGGED_REPORTED = 20
