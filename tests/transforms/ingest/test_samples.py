@@ -363,3 +363,20 @@ def test_map_sample_columns_label_too_long_is_error_and_not_a_sample():
     (error,) = issues.issues
     assert (error.code, error.file, error.line) == ("identifier_too_long", "mut.maf", 2)
     assert error.column == "S" * 80 + " ..."  # the 600-character label cut to 80 and marked
+
+
+@pytest.mark.parametrize(("magic", "what"), [
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"),
+])
+def test_read_samples_spreadsheet_workbook_says_to_export_it(tmp_path: Path, magic: bytes, what: str):
+    # The workbook itself named as the sample sheet: "file contains NUL bytes: it is binary" told a new user what
+    # the file is not, not what to do. Magic numbers: PKZIP's local file header; the OLE2 compound file header.
+    path = tmp_path / "samples.xlsx"
+    path.write_bytes(magic + b"\x14\x00\x06\x00" + bytes(range(256)) * 4)
+    with pytest.raises(InputError) as caught:
+        read_samples(path, issues=IssueLog("x"))
+    issue = caught.value.issue
+    assert (issue.file, issue.code, issue.line) == ("samples.xlsx", "binary_file", 1)
+    assert issue.message == (f"file is {what}, not delimited text: export the sheet as tab- or comma-separated text "
+                             "(Save As > CSV or Text)")

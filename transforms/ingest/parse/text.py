@@ -93,6 +93,11 @@ def check_readable(path: Path, *, file: str) -> None:
         raise unreadable(file, exc, line=lines + 1) from exc
 
 
+_WORKBOOKS = ((b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
+              (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"))
+"""Magic bytes of the spreadsheet files most often named as a table, and what to call them."""
+
+
 def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str, int | None]:
     """The sniffed start of a file as text, its encoding and the first line that is not UTF-8 (or None)."""
     if sample.startswith(b"\xef\xbb\xbf"):
@@ -100,6 +105,10 @@ def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str,
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(Issue(file, "bad_encoding", "error",
                                "file is UTF-16 encoded; save it as UTF-8 (or Latin-1) text", 1))
+    workbook = next((what for magic, what in _WORKBOOKS if sample.startswith(magic)), None)
+    if workbook is not None:
+        raise InputError(Issue(file, "binary_file", "error", f"file is {workbook}, not delimited text: export "
+                               "the sheet as tab- or comma-separated text (Save As > CSV or Text)", 1))
     if b"\x00" in sample:
         raise InputError(Issue(file, "binary_file", "error",
                                "file contains NUL bytes: it is binary, not delimited text", 1))
