@@ -362,3 +362,20 @@ def test_parse_matrix_typed_plan_scans_integers_and_evaluates_no_value_column_be
     assert records.schema == pl.Schema(RECORD_SCHEMA)
     got = {(r["line"], r["column"]): r["value"] for r in records.iter_rows(named=True)}
     assert got == {(i + 2, f"S{j}"): float(i * 10**13 + j * 7) for i in range(4) for j in range(50)}
+
+
+@pytest.mark.parametrize(("header", "found"), [
+    ("gene;A;B", "; it holds 2 ';' instead: save it tab- or comma-separated"),
+    ("gene|A|B|C", "; it holds 3 '|' instead: save it tab- or comma-separated"),
+    ("gene A B", "; it holds 2 spaces instead: save it tab- or comma-separated"),
+    ("geneAB", ""),
+])
+def test_parse_matrix_wrong_delimiter_names_the_one_found(tmp_path: Path, header: str, found: str):
+    # A semicolon-separated export (a spreadsheet in a decimal-comma locale) said only that the header had a single
+    # field, expected tabs or commas.
+    path = _write(tmp_path, "m.tsv", header + "\ng1;1;2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("wrong_delimiter", 1)
+    assert issue.message == "header has a single field; expected fields separated by '\\t' or ','" + found

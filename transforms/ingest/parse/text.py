@@ -164,13 +164,20 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         counts = {sep: line.count(sep) for sep in separators}
         separator = max(separators, key=lambda s: (counts[s], s == "\t"))
         if counts[separator] == 0:
+            other = max(_OTHER_SEPARATORS, key=line.count)
+            found = (f"; it holds {line.count(other)} {_OTHER_SEPARATORS[other]} instead: save it tab- or "
+                     "comma-separated" if line.count(other) else "")
             raise InputError(Issue(name, "wrong_delimiter", "error",
                                    f"header has a single field; expected fields separated by "
-                                   f"{' or '.join(repr(s) for s in separators)}", number))
+                                   f"{' or '.join(repr(s) for s in separators)}{found}", number))
         header = [h.strip().strip('"') for h in line.split(separator)]
         _check_header(header, issues=issues, file=name, line=number)
         return TableLayout(path, name, separator, header, number, encoding.split(" ")[0], compressed)
     raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
+
+
+_OTHER_SEPARATORS = {";": "';'", "|": "'|'", " ": "spaces"}
+"""Separators a header may hold instead of a tab or comma, named in the ``wrong_delimiter`` error."""
 
 
 def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
