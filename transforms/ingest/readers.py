@@ -317,14 +317,19 @@ def _gene_panels(panel_file: str, context: AssayContext) -> dict[str, set[str]] 
 def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> ParsedAssay:
     """A VCF's own sample columns; a sites-only VCF is one sample, labelled by ``options.sample`` or the file name."""
     try:
-        return parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
+        parsed = parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
     except InputError as exc:
         if exc.issue.code != "sites_only":
             raise
         label = path.name.split(".")[0]
         context.issues.info("sites_only_vcf", f"no sample columns: the file is sample {label!r} "
                             "(set options.sample to name it)", file=name)
-        return parse_vcf(path, issues=context.issues, display_name=name, sample=label)
+        parsed = parse_vcf(path, issues=context.issues, display_name=name, sample=label)
+    if parsed.metadata.get("annotation") is None:  # loaded silently before: rows with no gene to count
+        context.issues.warning("unannotated_vcf", "the header declares no CSQ (VEP), ANN or EFF (SnpEff) "
+                               "annotation: variants are stored without gene, consequence or impact, so they add "
+                               "nothing to gene_mutation_status; annotate the file with VEP or SnpEff", file=name)
+    return parsed
 
 
 def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:

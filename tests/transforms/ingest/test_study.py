@@ -544,3 +544,17 @@ def test_ingest_study_salmon_genes_map_under_a_declared_ensembl_type(tmp_path, r
     mapped = gene_map.collect().filter(pl.col("status") == "mapped")
     assert set(mapped["gene_id"].to_list()) == genes
     assert set(mapped["feature_id"].to_list()) == {str(g) for g in genes}
+
+
+@pytest.mark.parametrize(("vcf", "warned"), [("vcf2maf_test_b38_input.vcf", True),
+                                             ("cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf", False)])
+def test_ingest_study_unannotated_vcf_is_a_warning(tmp_path, reference, shared_data, study_folder, vcf, warned):
+    # vcf2maf's input VCF (no INFO annotation) loaded 25 variants without gene or consequence and no issue at all:
+    # a user expecting mutation status per gene found none and no reason why.
+    folder = study_folder(tmp_path, "study_id: v\nname: n\norganism: human\nreference_genome: GRCh38\nassays:\n"
+                          "  - {name: calls, kind: variants, format: vcf, path: calls.vcf}\n", name="v")
+    (folder / "calls.vcf").write_bytes((shared_data / "variants_annotated_vcf" / vcf).read_bytes())
+    issues = study_issues(read_study(folder, reference=reference))
+    assert issues.filter(pl.col("severity") == "error").is_empty(), issues.rows()
+    found = issues.filter(pl.col("code") == "unannotated_vcf").select("file", "severity").rows()
+    assert found == ([("calls.vcf", "warning")] if warned else [])
