@@ -380,3 +380,21 @@ def test_read_samples_spreadsheet_workbook_says_to_export_it(tmp_path: Path, mag
     assert (issue.file, issue.code, issue.line) == ("samples.xlsx", "binary_file", 1)
     assert issue.message == (f"file is {what}, not delimited text: export the sheet as tab- or comma-separated text "
                              "(Save As > CSV or Text)")
+
+
+def test_map_sample_columns_names_the_sample_r_make_names_renamed():
+    # A counts table written from an R data.frame: make.names(c("S-1", "1A", "S 3")) is c("S.1", "X1A", "S.3")
+    # (R documentation of make.names: invalid characters become '.', 'X' is prepended before a digit). The error
+    # said only that 'S.1' is not a known sample; 'A.4' is no rename of 'A_4' (R keeps '_').
+    samples = pl.DataFrame({"sample_id": ["S-1", "1A", "S 3", "A_4"], "subject_id": ["P1", "P2", "P3", "P4"]})
+    issues = IssueLog("x")
+    mapping = map_sample_columns(["S.1", "X1A", "S.3", "A.4"], assay="counts", samples=samples, sample_map=None,
+                                 issues=issues, file="counts.tsv")
+    assert mapping["sample_id"].to_list() == [None, None, None, None]
+    renamed = (" renamed by R's make.names, which writes '.' for '-', spaces and other signs and puts 'X' before a "
+               "leading digit: write.table(..., check.names = FALSE) keeps the names); add it to samples or sample_map")
+    assert [(i.code, i.column, i.message) for i in issues.issues] == [
+        ("unknown_sample", "S.1", f"column 'S.1' is not a known sample (it looks like sample 'S-1'{renamed}"),
+        ("unknown_sample", "X1A", f"column 'X1A' is not a known sample (it looks like sample '1A'{renamed}"),
+        ("unknown_sample", "S.3", f"column 'S.3' is not a known sample (it looks like sample 'S 3'{renamed}"),
+        ("unknown_sample", "A.4", "column 'A.4' is not a known sample; add it to samples or sample_map")]
