@@ -294,6 +294,11 @@ def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str],
     else:
         near = [s for s in known if s.startswith(label) or label.startswith(s)]
         hint = f" (it looks like sample {near[0]!r})" if len(near) == 1 else ""
+        renamed = [s for s in known if _as_r_name(s) == label]
+        if not hint and len(renamed) == 1:
+            hint = (f" (it looks like sample {renamed[0]!r} renamed by R's make.names, which writes '.' for '-', "
+                    "spaces and other signs and puts 'X' before a leading digit: write.table(..., "
+                    "check.names = FALSE) keeps the names)")
         holders = (attributes.filter(pl.col("value") == label).select("sample_id", "attribute").unique()
                    if attributes is not None else None)
         if holders is not None and holders["sample_id"].n_unique() == 1:
@@ -304,6 +309,17 @@ def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str],
         if not hint.endswith("sample_map"):
             message += "; add it to samples or sample_map"
     issues.error("unknown_sample", message, file=file, line=line, column=label)
+
+
+def _as_r_name(name: str) -> str:
+    """``name`` as R's ``make.names`` writes it (``read.table`` / ``data.frame`` headers with ``check.names``):
+    every character that is not a letter, digit, ``.`` or ``_`` becomes ``.``; a name not starting with a letter or
+    a ``.`` not followed by a digit gets an ``X`` in front.
+    """
+    valid = re.sub(r"[^A-Za-z0-9._]", ".", name)
+    if not re.match(r"[A-Za-z]|\.(?![0-9])", valid):
+        valid = "X" + valid
+    return valid
 
 
 def _explicit_map(sample_map: pl.DataFrame | None, *, assay: str) -> dict[str, str]:
