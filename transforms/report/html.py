@@ -289,7 +289,8 @@ def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]],
         if tests is not None and tests.height:
             return _none("No gene set enriched: no ORA set holds a gene at padj < 0.05 (no DE gene in a tested "
                          "set) and no set was preranked (prerank tests sets of 15-500 ranked genes).") + tested
-        return _none("No enrichment results for this study (no contrast, or no tested gene is in a gene set).")
+        return _none("No enrichment results for this study: enrichment tests the DESeq2 results of a contrast, so it "
+                     "needs a contrast and a count assay, and tested genes in a gene set.")
     images = "".join(f"<h3>{html.escape(contrast)}</h3>" + _img(png, f"enrichment dot plot of {contrast}")
                      for contrast, png in plots)
     found = rows.filter(pl.col("fdr") < ENRICHMENT_FDR).height
