@@ -166,6 +166,17 @@ def test_bad_library_files_are_located_errors(tmp_path):
     assert issue.line is not None
 
 
+def test_signature_weights_that_are_not_finite_are_located_errors(tmp_path):
+    # YAML's .nan and .inf are floats: they passed, and every weighted score of the signature was NaN or inf
+    yml = tmp_path / "weights.yaml"
+    yml.write_text("signatures:\n  - name: OK\n    weights: {TP53: 1.5, MYC: -2}\n"
+                   "  - name: NOT_A_NUMBER\n    weights: {TP53: .nan}\n  - name: INFINITE\n    weights: {MYC: -.inf}\n")
+    found = registry.read_signature_yaml(yml).issues
+    assert [(i.code, i.line) for i in found] == [("bad_signature", 4), ("bad_signature", 6)]
+    assert "weight of 'TP53' is not a finite number: nan" in found[0].message
+    assert "weight of 'MYC' is not a finite number: -inf" in found[1].message
+
+
 def test_unmapped_members_are_kept_and_counted(tmp_path):
     gmt = tmp_path / "mixed.gmt"
     gmt.write_text("S\td\tTP53\tNOT_A_GENE_XYZ\tCG1234\n")
