@@ -189,12 +189,35 @@ def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) ->
                                .then(scaled).otherwise(pl.col("value")).alias("value")).drop("_mean", "_sd")
 
 
+def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.DataFrame,
+                     chosen: SampleFilter | list[str] | None) -> None:
+    """Raise ValueError naming the sample ids, or the values of the filter's attribute, that no sample of the
+    spec's studies has: a typo (``LumAA``, a wrong id) silently shrank the selection or the training set, and with
+    it the learned scaling.
+    """
+    if chosen is None:
+        return
+    if isinstance(chosen, list):
+        unknown = sorted(set(chosen) - set(samples["sample_id"]))
+        what = "sample ids that are no sample of the spec's studies"
+    else:
+        held = set(attributes.filter(pl.col("attribute") == chosen.attribute)["value"])
+        unknown = sorted(set(chosen.values) - held)
+        what = f"values of {chosen.attribute!r} that no sample of the spec's studies has"
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
+
+
 def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl.DataFrame,
                          attributes: pl.DataFrame, signatures: pl.LazyFrame | None = None,
                          members: pl.DataFrame | None = None, rows_per_block: int = ROWS_PER_BLOCK) -> FeatureMatrix:
     """The feature set of ``spec`` over ``samples`` (already limited to its studies); ``rows_per_block`` long rows
     per finished block (bounds memory; the values do not depend on it).
     """
+    _check_selection(spec.name, "samples", samples, attributes, spec.samples)
+    if spec.scale is not None:
+        _check_selection(spec.name, "scale.train", samples, attributes, spec.scale.train)
     chosen = select_samples(samples, attributes, spec.samples).sort(KEY)
     if chosen.height == 0:
         raise ValueError(f"feature set {spec.name!r}: no sample matches the spec's studies and sample filter")

@@ -88,6 +88,20 @@ def test_build_feature_matrix_scaling_learned_on_training_samples_only(mrna):
     assert test_value == pytest.approx((1e6 - ndrg2.mean()) / ndrg2.std(ddof=1))
 
 
+@pytest.mark.parametrize(("key", "selection", "named"), [
+    ("scale.train", {"train": ["A0FJ", "A13E", "NOPE"]}, "sample ids that are no sample of the spec's studies: 'NOPE'"),
+    ("scale.train", {"train": {"attribute": "split", "values": ["train", "Train"]}},
+     "values of 'split' that no sample of the spec's studies has: 'Train'"),
+    ("samples", {}, "values of 'split' that no sample of the spec's studies has: 'tset'")])
+def test_build_feature_matrix_refuses_a_selection_naming_what_no_sample_has(mrna, key, selection, named):
+    # a typo in a training id or value was ignored: the training set shrank silently, and the scaling with it
+    spec = {**SPEC, "scale": {"method": "zscore", **selection}}
+    if key == "samples":
+        spec["samples"] = {"attribute": "split", "values": ["test", "tset"]}
+    with pytest.raises(ValueError, match=f"feature set 't': {key} names {named}"):
+        build_feature_matrix(FeatureSetSpec.model_validate(spec), **_inputs(mrna))
+
+
 def test_build_feature_matrix_top_variable_on_training_samples_and_imputation(mrna):
     spec = FeatureSetSpec.model_validate({"name": "t", "studies": ["brca"],
                                           "layers": [{"layer": "rna", "top_variable": 2}],

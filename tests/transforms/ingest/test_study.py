@@ -558,3 +558,31 @@ def test_ingest_study_unannotated_vcf_is_a_warning(tmp_path, reference, shared_d
     assert issues.filter(pl.col("severity") == "error").is_empty(), issues.rows()
     found = issues.filter(pl.col("code") == "unannotated_vcf").select("file", "severity").rows()
     assert found == ([("calls.vcf", "warning")] if warned else [])
+
+
+def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(tmp_path, reference, study_folder):
+    # 'C' has one sample and, within monocytes, 'b' has one: the DE stage refused both after the study loaded,
+    # failing a study `omicsdw validate` had passed. A level of one sample outside a contrast, a subject attribute
+    # factor and two samples per level (a_vs_b) are no error.
+    manifest = ("study_id: s\nname: s\nsamples: samples.tsv\nsubjects: subjects.tsv\nassays:\n"
+                "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n"
+                "contrasts:\n"
+                "  - {name: a_vs_b, factor: group, test: Group A, reference: b}\n"
+                "  - {name: c_vs_a, factor: group, test: C, reference: Group A}\n"
+                "  - {name: b_mono, factor: group, test: b, reference: Group A, filter: {cell: mono}}\n"
+                "  - {name: by_sex, factor: sex, test: F, reference: M}\n")
+    samples = ("sample_id\tsubject_id\tgroup\tcell\nS1\tP1\tGroup A\tmono\nS2\tP2\tGroup A\tmono\nS3\tP3\tb\tmono\n"
+               "S4\tP4\tb\tlymph\nS5\tP5\tC\tlymph\nS6\tP6\tD\tlymph\n")
+    subjects = "subject_id\tsex\nP1\tF\nP2\tM\nP3\tF\nP4\tM\nP5\tF\nP6\tM\n"
+    counts = "gene\tS1\tS2\tS3\tS4\tS5\tS6\nTP53\t10\t20\t30\t25\t5\t6\nMYC\t5\t6\t7\t9\t1\t2\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "subjects.tsv": subjects,
+                                               "counts.tsv": counts})
+    errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
+    assert errors.select("file", "line", "column", "code").rows() == [
+        ("study.yaml", 9, "contrasts[1].test", "invalid_contrast"),
+        ("study.yaml", 10, "contrasts[2].test", "invalid_contrast")]
+    assert errors["message"].to_list() == [
+        "contrast 'c_vs_a': test level 'C' of 'group' has 1 sample; differential expression needs at least two in "
+        "each compared level",
+        "contrast 'b_mono': test level 'b' of 'group' has 1 sample with {'cell': ['mono']}; differential expression "
+        "needs at least two in each compared level"]
