@@ -7,6 +7,7 @@ Real data: GEUVADIS RSEM TPMs (1,000 genes x 6 samples, tests/data/rnaseq_geuvad
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gseapy
@@ -274,6 +275,18 @@ def test_prerank_equals_gseapys_own_run_with_the_same_seed(geuvadis, hallmark_en
         assert row["pvalue"] == pytest.approx(float(ref.loc[row["gene_set"], "NOM p-val"]), abs=1e-12)
         assert row["fdr"] == pytest.approx(float(ref.loc[row["gene_set"], "FDR q-val"]), abs=1e-12)
         assert row["leading_edge"] == ref.loc[row["gene_set"], "Lead_genes"]
+
+
+def test_prerank_warning_of_tied_statistics_goes_to_the_log_not_the_terminal(geuvadis, hallmark_entrez, capfd,
+                                                                              caplog):
+    # gseapy's per-run logger printed "Duplicated values found in preranked stats" on stderr, through the build's
+    # progress line (geuvadis, a study with many genes at one statistic).
+    values, gene_ids = geuvadis
+    stats = _de_frame(values, gene_ids).select("gene_id", pl.col("stat").round(0))
+    with caplog.at_level(logging.INFO, logger="transforms.signatures.enrichment"):
+        assert enrichment.prerank(stats, hallmark_entrez, permutations=20, seed=11, min_size=5).height > 0
+    assert capfd.readouterr().err == ""
+    assert any("Duplicated values found in preranked stats" in r.getMessage() for r in caplog.records)
 
 
 def test_contrast_connects_to_itself_and_reverses_its_reverse(geuvadis):
