@@ -195,6 +195,7 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
     taken: dict[str, str] = {}
     sample_id: str | None
     subject_id: str | None
+    r_names: dict[str, list[str]] | None = None  # known sample ids by their make.names form, for the hint
     for label in dict.fromkeys(columns):
         if len(label) > MAX_IDENTIFIER_CHARS:
             issues.error("identifier_too_long", f"sample label has {len(label)} characters (at most "
@@ -209,8 +210,12 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
         else:
             sample_id, rule = _match(label, explicit, known, folded)
             if sample_id is None:
+                if r_names is None:  # built once, at the first unknown label: one look-up per label after it
+                    r_names = {}
+                    for known_id in known:
+                        r_names.setdefault(_as_r_name(known_id), []).append(known_id)
                 _report_unknown(label, explicit, known, issues=issues, file=file, line=header_line,
-                                attributes=attributes)
+                                attributes=attributes, r_names=r_names)
             subject_id = known.get(sample_id) if sample_id is not None else None
         if sample_id is not None and sample_id in taken:
             issues.error("duplicate_sample", f"column {label!r} and column {taken[sample_id]!r} are both sample "
@@ -287,14 +292,15 @@ def _match(label: str, explicit: dict[str, str], known: dict[str, str], folded: 
 
 
 def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str], *, issues: IssueLog,
-                    file: str, line: int, attributes: pl.DataFrame | None = None) -> None:
+                    file: str, line: int, r_names: dict[str, list[str]], attributes: pl.DataFrame | None = None
+                    ) -> None:
     if label in explicit:
         message = (f"sample_map maps {label!r} to {explicit[label]!r}, which is not in the samples table; "
                    "add it to samples or correct sample_map")
     else:
         near = [s for s in known if s.startswith(label) or label.startswith(s)]
         hint = f" (it looks like sample {near[0]!r})" if len(near) == 1 else ""
-        renamed = [s for s in known if _as_r_name(s) == label]
+        renamed = r_names.get(label, [])
         if not hint and len(renamed) == 1:
             hint = (f" (it looks like sample {renamed[0]!r} renamed by R's make.names, which writes '.' for '-', "
                     "spaces and other signs and puts 'X' before a leading digit: write.table(..., "
