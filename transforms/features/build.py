@@ -16,6 +16,7 @@ block into work files in one streaming pass, so the inputs are read once, not on
 
 from __future__ import annotations
 
+import difflib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -191,9 +192,11 @@ def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) ->
 
 def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.DataFrame,
                      chosen: SampleFilter | list[str] | None) -> None:
-    """Raise ValueError naming the sample ids, or the values of the filter's attribute, that no sample of the
-    spec's studies has: a typo (``LumAA``, a wrong id) silently shrank the selection or the training set, and with
-    it the learned scaling.
+    """Raise ValueError naming the sample ids that are no sample of the spec's studies, or the values of the
+    filter's attribute that look like a typo of a value samples hold (``Train`` for ``train``, ``tset`` for
+    ``test``) or that select nothing at all: a typo silently shrank the selection or the training set, and with it
+    the learned scaling. A value no sample holds and nothing resembles (``Normal`` in a spec written for a cohort
+    with normal samples) is fine: the spec may span studies that lack it.
     """
     if chosen is None:
         return
@@ -201,12 +204,29 @@ def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.
         unknown = sorted(set(chosen) - set(samples["sample_id"]))
         what = "sample ids that are no sample of the spec's studies"
     else:
-        held = set(attributes.filter(pl.col("attribute") == chosen.attribute)["value"])
-        unknown = sorted(set(chosen.values) - held)
-        what = f"values of {chosen.attribute!r} that no sample of the spec's studies has"
+        held = sorted(set(attributes.filter(pl.col("attribute") == chosen.attribute)["value"].drop_nulls()))
+        absent = sorted(set(chosen.values) - set(held))
+        if len(absent) == len(set(chosen.values)):
+            unknown, what = absent, f"values of {chosen.attribute!r} that no sample of the spec's studies has"
+        else:
+            unknown = [f"{v!r} (held: {near[0]!r})" for v in absent
+                       if (near := _resembling(v, held))]
+            what = f"values of {chosen.attribute!r} that no sample has and that look like a typo"
+            if unknown:
+                shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
+            return
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
+
+
+def _resembling(value: str, held: list[str]) -> list[str]:
+    """Held values ``value`` may be a typo of: equal but for case, or close (difflib ratio >= 0.75: one swap or
+    one wrong letter in a short word).
+    """
+    same_case = [h for h in held if h.casefold() == value.casefold()]
+    return same_case or difflib.get_close_matches(value, held, n=1, cutoff=0.75)
 
 
 def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl.DataFrame,
