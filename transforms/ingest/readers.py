@@ -277,6 +277,7 @@ def read_variants(assay: Assay, files: list[Path], context: AssayContext) -> Ass
             parsed.append((name, parse_maf(path, issues=context.issues, display_name=name)))
         else:
             parsed.append((name, _parse_vcf(path, assay, context, name)))
+    _warn_unannotated([(name, p) for name, p in parsed if assay.format != "maf"], context)
     records, gene_map, mapping = _identified(parsed, assay, context)
     variants = records.collect()
     panel_genes = None
@@ -325,11 +326,20 @@ def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> Pa
         context.issues.info("sites_only_vcf", f"no sample columns: the file is sample {label!r} "
                             "(set options.sample to name it)", file=name)
         parsed = parse_vcf(path, issues=context.issues, display_name=name, sample=label)
-    if parsed.metadata.get("annotation") is None:  # loaded silently before: rows with no gene to count
-        context.issues.warning("unannotated_vcf", "the header declares no CSQ (VEP), ANN or EFF (SnpEff) "
-                               "annotation: variants are stored without gene, consequence or impact, so they add "
-                               "nothing to gene_mutation_status; annotate the file with VEP or SnpEff", file=name)
     return parsed
+
+
+def _warn_unannotated(parsed: list[tuple[str, ParsedAssay]], context: AssayContext) -> None:
+    """One ``unannotated_vcf`` warning per assay, at its first such file, counting the others: VCFs without
+    annotation loaded silently before (rows with no gene to count), and a glob of per-sample files would repeat it.
+    """
+    bare = [name for name, p in parsed if p.metadata.get("annotation") is None]
+    if not bare:
+        return
+    others = f" ({len(bare) - 1} more file(s) of this assay alike)" if len(bare) > 1 else ""
+    context.issues.warning("unannotated_vcf", "the header declares no CSQ (VEP), ANN or EFF (SnpEff) annotation: "
+                           "variants are stored without gene, consequence or impact, so they add nothing to "
+                           f"gene_mutation_status; annotate the file with VEP or SnpEff{others}", file=bare[0])
 
 
 def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:

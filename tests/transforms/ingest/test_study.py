@@ -560,6 +560,18 @@ def test_ingest_study_unannotated_vcf_is_a_warning(tmp_path, reference, shared_d
     assert found == ([("calls.vcf", "warning")] if warned else [])
 
 
+def test_ingest_study_unannotated_vcfs_of_one_assay_are_one_warning(tmp_path, reference, shared_data, study_folder):
+    # a glob of per-sample VCFs without annotation gave one identical warning per file
+    folder = study_folder(tmp_path, "study_id: v\nname: n\norganism: human\nreference_genome: GRCh38\nassays:\n"
+                          "  - {name: calls, kind: variants, format: vcf, path: 'calls_*.vcf'}\n", name="v")
+    raw = (shared_data / "variants_annotated_vcf" / "vcf2maf_test_b38_input.vcf").read_bytes()
+    for sample in ("a", "b", "c"):
+        (folder / f"calls_{sample}.vcf").write_bytes(raw)
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("code") == "unannotated_vcf")
+    assert issues.select("file", "severity").rows() == [("calls_a.vcf", "warning")]
+    assert issues["message"].item().endswith("(2 more file(s) of this assay alike)")
+
+
 def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(tmp_path, reference, study_folder):
     # 'C' has one sample and, within monocytes, 'b' has one: the DE stage refused both after the study loaded,
     # failing a study `omicsdw validate` had passed. A level of one sample outside a contrast, a subject attribute
