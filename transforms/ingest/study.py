@@ -338,7 +338,9 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
             elif levels and set(contrast.filter) <= sample_attributes:  # not a subject attribute's filter
                 n = _samples_at_level(attributes, contrast.factor, level, where=contrast.filter)
                 if n < 2:
-                    chosen = f" with {contrast.filter}" if contrast.filter else ""
+                    chosen = (" with " + " and ".join(f"{k} = {' or '.join(map(str, v))}"
+                                                      for k, v in contrast.filter.items())
+                              if contrast.filter else "")
                     issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} of "
                                  f"{contrast.factor!r} has {n} sample{'' if n == 1 else 's'}{chosen}; differential "
                                  "expression needs at least two in each compared level", file=MANIFEST_NAME,

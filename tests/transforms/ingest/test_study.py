@@ -596,5 +596,5 @@ def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(
     assert errors["message"].to_list() == [
         "contrast 'c_vs_a': test level 'C' of 'group' has 1 sample; differential expression needs at least two in "
         "each compared level",
-        "contrast 'b_mono': test level 'b' of 'group' has 1 sample with {'cell': ['mono']}; differential expression "
+        "contrast 'b_mono': test level 'b' of 'group' has 1 sample with cell = mono; differential expression "
         "needs at least two in each compared level"]
