@@ -282,13 +282,15 @@ def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]],
     """
     tested = ("" if tests is None or tests.height == 0 else
               "<p>Gene sets tested per contrast and method (ORA: sets holding a gene at padj &lt; 0.05 of the "
-              "method's direction; prerank: every set of 15-500 ranked genes):</p>"
+              "method's direction; prerank: every set of 15-500 ranked genes in the libraries "
+              "<code>prerank_libraries</code> selects, Hallmark by default):</p>"
               + html_table(tests.rename({"sets_with_result": "sets_with_a_result",
                                          "sets_at_fdr": f"sets_at_fdr_lt_{ENRICHMENT_FDR}"}, strict=False)))
     if rows.height == 0:
         if tests is not None and tests.height:
             return _none("No gene set enriched: no ORA set holds a gene at padj < 0.05 (no DE gene in a tested "
-                         "set) and no set was preranked (prerank tests sets of 15-500 ranked genes).") + tested
+                         "set) and no set was preranked (prerank tests sets of 15-500 ranked genes in the libraries "
+                         "prerank_libraries selects, Hallmark by default).") + tested
         return _none("No enrichment results for this study: enrichment tests the DESeq2 results of a contrast, so it "
                      "needs a contrast and a count assay, and tested genes in a gene set.")
     images = "".join(f"<h3>{html.escape(contrast)}</h3>" + _img(png, f"enrichment dot plot of {contrast}")
