@@ -26,6 +26,7 @@ from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.text import (
     MAX_IDENTIFIER_CHARS,
     TableLayout,
+    checks_stream,
     field_count,
     open_text,
     report_ragged_rows,
@@ -49,6 +50,7 @@ _ID = "_omicsdw_id"
 _LABEL = "_omicsdw_label"
 
 
+@checks_stream
 def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = None,
                  id_columns: Sequence[str] | None = None, annotation_columns: Sequence[str] = (),
                  transpose: bool = False) -> ParsedAssay:
