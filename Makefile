@@ -27,8 +27,12 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/instance/dagster.yaml
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/omicsdw build --landing examples --warehouse $(WAREHOUSE) --features $(FEATURES)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each taking whole test files so that a module's
+# fixtures (a built warehouse, an S3 server) are made once.
+TEST_WORKERS ?= 2
+
 test: lint $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

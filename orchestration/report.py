@@ -15,6 +15,7 @@ import polars as pl
 from transforms.expression.differential import DEResult
 from transforms.expression.study import PADJ
 from transforms.report.plots import ma_plot, volcano_plot
+from transforms.signatures.enrichment import PERMUTATIONS
 from transforms.signatures.plots import enrichment_dot_plot, running_score_plot, score_heatmap
 
 CONTRAST_PNGS = ("*_volcano.png", "*_ma.png")
@@ -69,14 +70,17 @@ def score_plots(scores: pl.DataFrame, *, study_id: str, folder: Path, draw: bool
 
 def enrichment_plots(enrichment: pl.DataFrame, statistics: dict[str, pl.DataFrame],
                      members: dict[str, dict[str, list[str]]], *, study_id: str, folder: Path,
-                     running: int = 3, draw: bool = True) -> dict[str, object]:
-    """Per contrast: a dot plot of the top gene sets and running-score plots of the ``running`` top prerank sets."""
+                     running: int = 3, draw: bool = True, permutations: int = PERMUTATIONS) -> dict[str, object]:
+    """Per contrast: a dot plot of the top gene sets and running-score plots of the ``running`` top prerank sets
+    (``permutations``: prerank's, the resolution of its p-values and FDRs).
+    """
     if not draw:
         return _undrawn(folder, ENRICHMENT_PNGS)
     metadata: dict[str, object] = {}
     for contrast, stats in statistics.items():
         rows = enrichment.filter(pl.col("contrast") == contrast)
-        _show(metadata, f"{contrast}.enrichment_dots", enrichment_dot_plot(rows, title=f"{study_id}: {contrast}"),
+        _show(metadata, f"{contrast}.enrichment_dots", enrichment_dot_plot(rows, title=f"{study_id}: {contrast}",
+                                                                              permutations=permutations),
               folder / f"{contrast}_enrichment_dots.png", "enrichment dot plot")
         top = rows.filter(pl.col("method") == "prerank").sort("fdr", "pvalue").head(running)
         for i, row in enumerate(top.iter_rows(named=True), start=1):

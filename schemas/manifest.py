@@ -10,10 +10,10 @@ import difflib
 import functools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AssayKind = Literal["rna_counts", "rna_abundance", "variants", "mutation_status", "copy_number",
                     "protein_abundance", "sc_rna_counts"]
@@ -59,6 +59,19 @@ def check_study_id(value: str) -> str:
     return value
 
 
+def check_file_name_part(value: str) -> str:
+    """Return ``value`` if it can name a file in one folder (an assay or contrast name becomes part of a plot's file
+    name, ``<contrast>_volcano.png``); raise ValueError saying why not. A ``/`` or a leading ``.`` let a name such as
+    ``../../x`` write the plots outside the study's report folder.
+    """
+    if not value.strip():
+        raise ValueError("an assay or contrast name may not be empty")
+    if "/" in value or "\\" in value or value.startswith(".") or any(ord(c) < 32 for c in value):
+        raise ValueError(f"{value!r}: an assay or contrast name names files in the study's report folder, so it may "
+                         "not contain '/' or '\\' or control characters, nor start with '.'")
+    return value
+
+
 FILE_MEASURES: dict[str, tuple[str, ...]] = {"salmon": ("counts", "tpm"), "rsem": ("counts", "tpm", "fpkm")}
 """rna_abundance from per-sample tool output: the measures its columns hold (``measure`` unset means tpm)."""
 
@@ -83,7 +96,8 @@ class _Strict(BaseModel):
 class Assay(_Strict):
     """One data file (or glob of per-sample files) and the table it feeds."""
 
-    name: str = Field(description="Unique name of the assay within the study; `sample_map.assay` refers to it.")
+    name: Annotated[str, AfterValidator(check_file_name_part)] = Field(
+        description="Unique name of the assay within the study; `sample_map.assay` refers to it.")
     kind: AssayKind = Field(description="Warehouse table the assay feeds.")
     format: str = Field(description="File layout; see FORMATS for the layouts allowed per kind.")
     path: str = Field(description="Path relative to the study folder; a glob for per-sample files "
@@ -139,7 +153,7 @@ class Assay(_Strict):
 class Contrast(_Strict):
     """A differential-expression comparison: ``test`` against ``reference`` levels of ``factor``."""
 
-    name: str
+    name: Annotated[str, AfterValidator(check_file_name_part)]
     factor: str = Field(description="Sample attribute holding the condition.")
     test: str = Field(description="Level compared.")
     reference: str = Field(description="Baseline level.")

@@ -34,6 +34,19 @@ def _sigterm_ignored() -> bool:
     return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_dagster_home() -> Iterator[None]:
+    """Builds in the tests use ``omicsdw build``'s temporary Dagster instance, whatever the shell exports.
+
+    ``make test`` exports $DAGSTER_HOME (for ``make run`` / ``make dev``); with it every test's build would record
+    its runs in one SQLite instance, which the two test workers (``-n 2``) would share and lock. The tests of
+    $DAGSTER_HOME itself give it a fresh folder of their own.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DAGSTER_HOME", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _sigterm_not_left_ignored(request: pytest.FixtureRequest) -> Iterator[None]:
     """Restore SIGTERM's default after a test whose code left it ignored, and say which test did.

@@ -233,6 +233,16 @@ def _lake_prefix(lake: Lake, warehouse_dir: Path) -> tuple[str, bool]:
     return lake.root, False
 
 
+CATALOG_TABLE_COLUMNS = (
+    ("catalog_versions", "table_name", "Warehouse table (its view of the same name)."),
+    ("catalog_versions", "delta_version", "Newest Delta version of the table when the catalog was built."),
+    ("catalog_versions", "files", "Parquet files the table's view reads."),
+    ("catalog_info", "lake", "The lake's location: a folder relative to the warehouse folder, a path or a URI."),
+    ("catalog_info", "relative", "True when lake is relative to the warehouse folder (the folder can be moved)."),
+)
+"""Comments of the catalog's own two tables (the views take theirs from the table contracts and SQL files)."""
+
+
 def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
     from schemas.tables import TABLE_DOCS, TABLES, column_descriptions
 
@@ -270,6 +280,8 @@ def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
         con.execute("CREATE TABLE catalog_info (lake VARCHAR, relative BOOLEAN)")
         con.execute("INSERT INTO catalog_info VALUES (?, ?)", [prefix, relative])
         con.execute("COMMENT ON TABLE catalog_info IS 'Where the lake is: relative to the warehouse folder or not.'")
+        for table, column, text in CATALOG_TABLE_COLUMNS:  # every column of the catalog has its comment
+            con.execute(f"COMMENT ON COLUMN {table}.{column} IS {_literal(text)}")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:

@@ -136,8 +136,14 @@ def _failure_text(result) -> str:  # type: ignore[no-untyped-def]
     """Each failed step of a run and its error itself, not Dagster's wrapper of it, indented."""
     from orchestration.operations import error_text
 
-    return "\n".join(f"    {event.step_key}: " + error_text(event.step_failure_data.error).replace("\n", "\n    ")
-                     for event in result.get_step_failure_events())
+    lines = []
+    for event in result.get_step_failure_events():
+        text = error_text(event.step_failure_data.error)
+        user = event.step_failure_data.user_failure_data  # a dg.Failure's metadata: which rows broke which check
+        for key, value in (user.metadata if user is not None else {}).items():
+            text += f"\n  {key}: " + str(getattr(value, "value", value)).replace("\n", "\n  " + " " * len(key) + "  ")
+        lines.append(f"    {event.step_key}: " + text.replace("\n", "\n    "))
+    return "\n".join(lines)
 
 
 def _outcome(result) -> str:  # type: ignore[no-untyped-def]
@@ -324,8 +330,10 @@ def _build(args: argparse.Namespace) -> int:
             print(_failure_text(result))
         matches = signals.finished(dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance,
                                            run_config=quiet, raise_on_error=False))
-        if not matches.success:
+        if not matches.success:  # its error is printed as a study's is: 'failed: signature_matches' alone said nothing
             failed.append("signature_matches")
+            print("signature_matches: FAILED")
+            print(_failure_text(matches))
         if args.features:
             failed += _build_feature_sets(Path(args.features), signals, resources=resources, instance=instance,
                                           run_config=quiet)

@@ -770,30 +770,54 @@ def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
 _WAITED: set[str] = set()
 """Locks this process has said it waits for (each study's steps take the lock one by one)."""
 
+WAIT_NOTICE_S = 1.0
+"""A wait for a study's lock is said once it has lasted this long. Two builds of one study take turns step by step:
+the first one's next step waits a moment for the second to find the study unchanged, and saying so at once made each
+build print that it waits for the other."""
+
 
 def _acquire(lock: Any, what: str, timeout: float) -> None:
     """Flock the open file, polling until ``timeout``; the holder's pid is written for the message."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            if what not in _WAITED:  # said once per study and process: a waiting build is not a hung one
+            waited = time.monotonic() - start
+            if waited >= WAIT_NOTICE_S and what not in _WAITED:  # once per study and process: not a hung build
                 _WAITED.add(what)
                 logging.getLogger(__name__).warning(
-                    "waiting for %s: it is being written by %s (up to %.0f s, OMICSDW_LOCK_TIMEOUT)", what, holder,
-                    timeout)
-            if time.monotonic() > deadline:
-                raise StudyLocked(f"{what} is being written by {holder} for more than {timeout:.0f} s; "
+                    "waiting for %s: it is being written by %s, another run (runs of one study take turns step "
+                    "by step; up to %.0f s, OMICSDW_LOCK_TIMEOUT)", what, _holder(lock), timeout)
+            if waited > timeout:
+                raise StudyLocked(f"{what} is being written by {_holder(lock)} for more than {timeout:.0f} s; "
                                   "wait for it to finish, or stop it") from None
             time.sleep(0.2)
     lock.seek(0)
     lock.truncate()
     lock.write(f"process {os.getpid()}")
     lock.flush()
+
+
+def _holder(lock: Any) -> str:
+    """``process N`` holding the flock of the open file: from the kernel's lock table where there is one (Linux),
+    else the pid the holder wrote. That text is the previous holder's until the new one has written it, which can
+    be this very process, so it is not trusted when the kernel can say.
+    """
+    info = os.fstat(lock.fileno())
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks") as table:
+            for entry in table:  # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2828140 0 EOF"; waiters' lines hold "->"
+                fields = entry.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode and fields[4] != "0":
+                    return f"process {fields[4]}"
+    except OSError:
+        pass
+    lock.seek(0)
+    written = lock.read().strip()
+    return written if written and written != f"process {os.getpid()}" else "another process"
 
 
 def _file_stats(metadata: pq.FileMetaData) -> dict[str, object]:

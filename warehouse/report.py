@@ -21,7 +21,13 @@ import duckdb
 import polars as pl
 
 from schemas.manifest import StudyManifest
-from transforms.report.html import ENRICHMENT_ROWS, StudyReportData, study_report_html, warehouse_index_html
+from transforms.report.html import (
+    ENRICHMENT_FDR,
+    ENRICHMENT_ROWS,
+    StudyReportData,
+    study_report_html,
+    warehouse_index_html,
+)
 from transforms.signatures.plots import TOP_SETS
 from warehouse.catalog import study_visible_files, view_names, view_session, visible_files
 from warehouse.lake import Lake
@@ -140,6 +146,36 @@ def top_variable_sets(con: duckdb.DuckDBPyConnection, study_id: str, *, top: int
     return con.sql(TOP_VARIABLE_SETS, params={"study": study_id, "top": top}).pl()
 
 
+TOP_ENRICHMENT = """
+SELECT * FROM gene_set_enrichment
+WHERE study_id = $study AND (method NOT IN ('ora_up', 'ora_down') OR leading_edge IS NOT NULL)
+ORDER BY fdr NULLS LAST, pvalue NULLS LAST, gene_set, contrast, method, library
+LIMIT $rows
+"""
+"""The study's enrichment rows of lowest FDR, leaving out ORA sets holding no DE gene: their p = 1 is no result
+(with no gene at padj < 0.05 every set is one, and 30 of them at p = 1 filled the report's table)."""
+
+ENRICHMENT_TESTS = """
+SELECT contrast, method, count(*) AS sets_tested,
+       count(*) FILTER (WHERE method = 'prerank' OR leading_edge IS NOT NULL) AS sets_with_result,
+       count(*) FILTER (WHERE fdr < $fdr) AS sets_at_fdr
+FROM gene_set_enrichment WHERE study_id = $study
+GROUP BY contrast, method ORDER BY contrast, method
+"""
+"""Per contrast and method: sets tested, sets with a result (ORA: holding a DE gene; prerank: every set), sets
+below the FDR threshold."""
+
+
+def top_enrichment(con: duckdb.DuckDBPyConnection, study_id: str, *,
+                   rows: int = ENRICHMENT_ROWS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The ``rows`` enrichment results of lowest FDR (no ORA set without a DE gene) and the tests per contrast
+    and method (``ENRICHMENT_TESTS``), so the report can say what was tested when nothing was found.
+    """
+    top = con.sql(TOP_ENRICHMENT, params={"study": study_id, "rows": rows}).pl()
+    tests = con.sql(ENRICHMENT_TESTS, params={"study": study_id, "fdr": ENRICHMENT_FDR}).pl()
+    return top, tests
+
+
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
     """What the study's report shows, from a session with the catalog's views ``con`` (:func:`study_session`, or
     the catalog itself) and the stages' plots in ``folder``.
@@ -158,9 +194,9 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
     coverage = _frame(con, "SELECT * FROM sample_omics_coverage WHERE study_id = ? ORDER BY sample_id", p)
     views = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     enrichment = signatures = rna_protein = None
+    enrichment_tests = None
     if "gene_set_enrichment" in views:
-        enrichment = _frame(con, "SELECT * FROM gene_set_enrichment WHERE study_id = ? ORDER BY fdr NULLS LAST, "
-                                 "pvalue NULLS LAST, gene_set LIMIT ?", [study_id, ENRICHMENT_ROWS])
+        enrichment, enrichment_tests = top_enrichment(con, study_id)
     if "signature_scores" in views:
         signatures = top_variable_sets(con, study_id)
     has_rna = coverage.height > 0 and bool(coverage.select(pl.col("has_rna_counts") | pl.col("has_rna_abundance"))
@@ -180,7 +216,7 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
         colour_by=_colour_by(manifest, attributes), top_genes=manifest.qc.top_genes,
         explained=_explained(embeddings),
         contrast_plots=[(f.stem, f.read_bytes()) for f in sorted(plots, key=lambda f: f.name)],
-        enrichment=enrichment,
+        enrichment=enrichment, enrichment_tests=enrichment_tests,
         enrichment_plots=[(f.name.removesuffix("_enrichment_dots.png"), f.read_bytes())
                           for f in sorted(folder.glob("*_enrichment_dots.png"))] if enrichment is not None else [],
         signature_scores=signatures,

@@ -141,7 +141,8 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
                                    fingerprint=fingerprint, inputs=inputs.load,
                                    metadata=inputs.commit_metadata)
             plots = enrichment_plots(frame, statistics, libraries, study_id=inputs.study_id,
-                                     folder=warehouse.reports_dir(inputs.study_id), draw=warehouse.draws_plots())
+                                     folder=warehouse.reports_dir(inputs.study_id), draw=warehouse.draws_plots(),
+                                     permutations=int(settings["permutations"]))  # type: ignore[call-overload]
             metadata = {ENRICHMENT: {"contrasts": stage_metadata, "prerank_libraries": settings["prerank_libraries"],
                                      **plots}}
             if unknown:

@@ -30,6 +30,7 @@ def _materialize(tmp_path: Path, groups: str, *, executor: str | None = None) ->
     env.pop("OMICSDW_EXECUTOR", None)
     if executor is not None:
         env["OMICSDW_EXECUTOR"] = executor
+    saved = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with dg.DagsterInstance.get() as instance:
@@ -41,7 +42,10 @@ def _materialize(tmp_path: Path, groups: str, *, executor: str | None = None) ->
             (run,) = instance.get_runs()
             events = [r.event_log_entry for r in instance.get_records_for_run(run.run_id, limit=100_000).records]
     finally:
-        del os.environ["DAGSTER_HOME"]
+        if saved is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = saved
     return wh, events
 
 

@@ -72,3 +72,18 @@ def test_single_cell_assay_needs_its_cell_columns_and_annotations_for_10x():
               cell_type_column="c", cell_annotations="cells.tsv", layer="counts")
     with pytest.raises(ValueError, match="not a sc_rna_counts layout"):
         Assay(name="sc", kind="sc_rna_counts", format="matrix", path="m", sample_column="s", cell_type_column="c")
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "a/b", "a\\b", ".hidden", "", "tab\there"])
+def test_contrast_and_assay_names_that_would_leave_the_report_folder_are_refused(name):
+    # '../../../escaped' wrote escaped_volcano.png, escaped_ma.png and escaped_enrichment_dots.png three folders
+    # above the study's report folder (outside the warehouse); an assay name does the same with its ssGSEA heatmap
+    with pytest.raises(ValidationError, match="name"):
+        Contrast(name=name, factor="group", test="b", reference="a")
+    with pytest.raises(ValidationError, match="name"):
+        Assay(name=name, kind="rna_counts", format="matrix", path="counts.tsv")
+
+
+def test_contrast_and_assay_names_with_spaces_capitals_and_dots_inside_are_kept():
+    assert Contrast(name="Treated vs Control 2.0", factor="g", test="b", reference="a").name == "Treated vs Control 2.0"
+    assert Assay(name="RNA seq", kind="rna_counts", format="matrix", path="c.tsv").name == "RNA seq"

@@ -59,6 +59,15 @@ def test_catalog_shows_the_published_set_until_every_stage_of_a_new_load_ran(lak
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 60.0
 
 
+def test_every_column_of_the_catalog_has_a_comment_its_own_tables_too(lake: Lake, wh: Path) -> None:
+    # catalog_versions and catalog_info, which the README lists beside the views, had no column comments
+    _publish(lake, wh, "s1", "A", COUNTS)
+    assert _rows(wh, "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal AND "
+                     "(comment IS NULL OR comment = '')") == []
+    assert _rows(wh, "SELECT comment FROM duckdb_columns() WHERE table_name = 'catalog_versions' AND "
+                     "column_name = 'files'") == [("Parquet files the table's view reads.",)]
+
+
 def test_connect_sees_the_newest_catalog_while_an_old_connection_is_open(lake: Lake, wh: Path) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     old = connect(wh)

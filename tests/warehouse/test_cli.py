@@ -458,3 +458,28 @@ def test_a_build_in_a_process_ignoring_sigint_leaves_sigterm_as_it_found_it(tmp_
         assert term is not signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_failure_text_shows_a_failed_steps_contract_failures_not_only_its_description() -> None:
+    # 'failed: signature_matches' was all a build printed when the cross-study step broke its contract; then only
+    # "signature_matches breaks its contract; nothing was committed", without the rows and check that broke it
+    from types import SimpleNamespace
+
+    import dagster as dg
+    from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    from warehouse.cli import _failure_text
+
+    error = SerializableErrorInfo("dagster._core.definitions.events.Failure: signature_matches breaks its contract; "
+                                  "nothing was committed\n", [], "Failure")
+    broken = "signature_matches.score: less_than_or_equal_to(1) failed for '1.0000000000000004'"
+    data = StepFailureData(error=error, user_failure_data=UserFailureData(
+        label="intentional-failure", description=None,
+        metadata={"signature_matches": dg.MetadataValue.text(f"{broken}\n{broken}")}))
+    result = SimpleNamespace(get_step_failure_events=lambda: [SimpleNamespace(step_key="signature_matches",
+                                                                              step_failure_data=data)])
+    assert _failure_text(result) == (
+        "    signature_matches: signature_matches breaks its contract; nothing was committed\n"
+        f"      signature_matches: {broken}\n"
+        f"                         {broken}")

@@ -78,6 +78,9 @@ class Seed:
 
 _MATRIX = "gene\tS1\tS2\tS3\nTP53\t10\t20\t30\nMYC\t5\t6\t7\nEGFR\t1\t2\t3\n"
 _SAMPLES = "sample_id\tsubject_id\tgroup\nS1\tP1\ta\nS2\tP2\tb\nS3\tP3\tb\n"
+_MATRIX4 = "gene\tS1\tS2\tS3\tS4\nTP53\t10\t20\t30\t25\nMYC\t5\t6\t7\t9\nEGFR\t1\t2\t3\t4\n"
+_SAMPLES4 = "sample_id\tsubject_id\tgroup\nS1\tP1\ta\nS2\tP2\ta\nS3\tP3\tb\nS4\tP4\tb\n"
+"""The contrasts seed: two samples in each compared level (one is refused at ingest, as the DE stage refuses it)."""
 _RNA = "  - {{name: rna, kind: rna_counts, format: {fmt}, path: '{path}'{opts}}}\n"
 
 
@@ -276,7 +279,7 @@ def _seeds() -> dict[str, Seed]:
                         "samples", "sample_id", path_key="samples"),
         "study_yaml": Seed(_rna("matrix", "counts.tsv", ", gene_id_type: symbol"), {"counts.tsv": _MATRIX},
                            "study.yaml", "rna_counts", "count"),
-        "contrasts": Seed(contrasts, {"counts.tsv": _MATRIX, "samples.tsv": _SAMPLES}, "study.yaml", "rna_counts",
+        "contrasts": Seed(contrasts, {"counts.tsv": _MATRIX4, "samples.tsv": _SAMPLES4}, "study.yaml", "rna_counts",
                           "count"),
         "maf": Seed(_manifest("  - {name: mut, kind: variants, format: maf, path: mut.maf}\n",
                               "reference_genome: GRCh37\n"), {"mut.maf": maf}, "mut.maf", "variants", "position"),

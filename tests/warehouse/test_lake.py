@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from warehouse.commit import commit_frames, unchanged
-from warehouse.lake import Lake, StudyLocked
+from warehouse.lake import _WAITED, WAIT_NOTICE_S, Lake, StudyLocked, _acquire
 
 SAMPLES = pl.DataFrame({"study_id": ["s1", "s1"], "sample_id": ["a", "b"], "subject_id": ["p1", "p2"]})
 
@@ -130,6 +135,49 @@ def test_study_session_lets_one_writer_in_and_names_the_holder(lake: Lake, caplo
         holder.join()
     with lake.study_session("s1", timeout=5):  # a killed holder's lock is released by the kernel
         pass
+
+
+_FLOCK_FOR = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+              "print('held', flush=True); time.sleep(float(sys.argv[2]))")
+"""A bare holder of a lock file's flock that writes no pid into it (a Python child without omicsdw's imports)."""
+
+
+@contextmanager
+def _flock_child(path: Path, seconds: float) -> Iterator[int]:
+    """A child process holding ``path``'s flock for ``seconds`` (killed on exit); yields its pid."""
+    with subprocess.Popen([sys.executable, "-c", _FLOCK_FOR, str(path), str(seconds)], stdout=subprocess.PIPE,
+                          text=True) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "held\n"
+            yield child.pid
+        finally:
+            child.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
+def test_acquire_names_the_process_holding_the_lock_not_the_pid_written_in_it(tmp_path: Path, caplog) -> None:
+    # The lock file says "process N" of its last holder: a new holder has not written its own pid yet, or that
+    # was this very process in its previous step. Two builds of one study each said they waited for the other.
+    path = tmp_path / "lock"
+    path.write_text(f"process {os.getpid()}")
+    _WAITED.discard("s1")
+    with _flock_child(path, 30) as pid, open(path, "a+") as lock, pytest.raises(StudyLocked) as caught:
+        _acquire(lock, "s1", 1.0)
+    waited = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for s1")]
+    assert waited == [f"waiting for s1: it is being written by process {pid}, another run (runs of one study take "
+                      "turns step by step; up to 1 s, OMICSDW_LOCK_TIMEOUT)"]
+    assert str(caught.value).startswith(f"s1 is being written by process {pid} for more than 1 s")
+
+
+def test_acquire_says_nothing_of_a_wait_shorter_than_the_notice(tmp_path: Path, caplog) -> None:
+    # Two builds of one study take turns step by step: the first one's next step waits a moment while the second
+    # finds the study unchanged. Said at once, each build printed that it waited for the other.
+    path = tmp_path / "lock"
+    _WAITED.discard("s1")
+    with _flock_child(path, WAIT_NOTICE_S / 3), open(path, "a+") as lock:
+        _acquire(lock, "s1", 10.0)
+    assert not [r for r in caplog.records if r.getMessage().startswith("waiting for")]
 
 
 def _hold(root: str, ready) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from transforms.signatures.plots import top_variable_scores
-from warehouse.report import TOP_VARIABLE_VALUES, top_variable_sets, top_variable_values
+from warehouse.report import TOP_VARIABLE_VALUES, top_enrichment, top_variable_sets, top_variable_values
 
 
 def _long(values: np.ndarray, *, study: str, assay: str, column: str) -> pl.DataFrame:
@@ -108,3 +108,60 @@ def test_the_stage_heatmap_shows_the_sets_of_the_report_query_in_its_order():
     assert stage.select("library", "gene_set", "sample_id", "score").equals(
         report.select("library", "gene_set", "sample_id", "score"))
     assert stage.height == 5 * 3 - (10 in top)
+
+
+def _enrichment_rows() -> pl.DataFrame:
+    """One contrast without a gene at padj < 0.05 up (ora_up: every set holds no DE gene, p = 1 by construction),
+    two down genes (ora_down: two sets hold one, hypergeometric p from scipy), and another study's rows."""
+    from scipy.stats import false_discovery_control, hypergeom
+
+    sets = [f"SET_{i:02d}" for i in range(40)]
+    # universe 1,000 tested genes, 2 down genes; SET_00 (size 100) holds both (p 0.0099, FDR 0.4), SET_01 (50) one
+    p_down = [hypergeom.sf(1, 1000, 100, 2), hypergeom.sf(0, 1000, 50, 2)] + [1.0] * 38
+    fdr_down = false_discovery_control(p_down, method="bh")
+    base = {"study_id": "s", "contrast": "a_vs_b", "library": "lib", "gene_set": sets, "size": [100, 50] + [20] * 38,
+            "nes": None}
+    up = pl.DataFrame({**base, "method": "ora_up", "es": 0.0, "pvalue": 1.0, "fdr": 1.0, "leading_edge": None})
+    down = pl.DataFrame({**base, "method": "ora_down", "es": 1.0, "pvalue": p_down, "fdr": fdr_down,
+                         "leading_edge": ["1;2", "3"] + [None] * 38})
+    other = up.with_columns(pl.lit("other").alias("study_id"), pl.lit(1e-9).alias("fdr"), pl.lit("9").alias(
+        "leading_edge"))
+    return pl.concat([up, down, other], how="vertical_relaxed")
+
+
+def test_top_enrichment_leaves_out_ora_sets_holding_no_de_gene_and_counts_the_tests():
+    con = duckdb.connect()
+    rows = _enrichment_rows()
+    con.register("gene_set_enrichment", rows.to_arrow())
+    top, tests = top_enrichment(con, "s")
+    assert top["gene_set"].to_list() == ["SET_00", "SET_01"]  # the only sets holding a DE gene
+    assert top["method"].to_list() == ["ora_down", "ora_down"]
+    assert top["pvalue"].to_list() == rows.filter(pl.col("study_id") == "s", pl.col("method") == "ora_down")[
+        "pvalue"][:2].to_list()
+    assert tests.to_dicts() == [
+        {"contrast": "a_vs_b", "method": "ora_down", "sets_tested": 40, "sets_with_result": 2, "sets_at_fdr": 0},
+        {"contrast": "a_vs_b", "method": "ora_up", "sets_tested": 40, "sets_with_result": 0, "sets_at_fdr": 0}]
+
+
+def test_study_report_says_no_gene_set_is_enriched_instead_of_listing_sets_at_p_1():
+    # the known defect: with no significant gene, the report listed 30 ORA sets, every one at p = 1
+    from tests.transforms.report.test_html import _data
+    from transforms.report.html import study_report_html
+
+    con = duckdb.connect()
+    con.register("gene_set_enrichment", _enrichment_rows().to_arrow())
+    top, tests = top_enrichment(con, "s")
+    page = study_report_html(_data(enrichment=top, enrichment_tests=tests))
+    section = page[page.index('<section id="gene-set-enrichment">'):]
+    section = section[:section.index("</section>")]
+    assert "No gene set is enriched at FDR &lt; 0.05" in section
+    assert "SET_00" in section
+    assert "SET_01" in section
+    assert not any(f"SET_{i:02d}<" in section for i in range(2, 40))  # no set at p = 1
+    assert "ora_up" in section  # ... but the tests table says ora_up tested 40 sets, none holding an up gene
+
+    con.register("gene_set_enrichment", _enrichment_rows().filter(pl.col("method") == "ora_up").to_arrow())
+    top, tests = top_enrichment(con, "s")
+    page = study_report_html(_data(enrichment=top, enrichment_tests=tests))
+    assert "No gene set enriched: no ORA set holds a gene at padj &lt; 0.05" in page
+    assert "SET_00<" not in page

@@ -16,6 +16,7 @@ block into work files in one streaming pass, so the inputs are read once, not on
 
 from __future__ import annotations
 
+import difflib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -189,12 +190,54 @@ def apply_scaling(values: Frame, scaling: dict[str, dict[str, float | None]]) ->
                                .then(scaled).otherwise(pl.col("value")).alias("value")).drop("_mean", "_sd")
 
 
+def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.DataFrame,
+                     chosen: SampleFilter | list[str] | None) -> None:
+    """Raise ValueError naming the sample ids that are no sample of the spec's studies, or the values of the
+    filter's attribute that look like a typo of a value samples hold (``Train`` for ``train``, ``tset`` for
+    ``test``) or that select nothing at all: a typo silently shrank the selection or the training set, and with it
+    the learned scaling. A value no sample holds and nothing resembles (``Normal`` in a spec written for a cohort
+    with normal samples) is fine: the spec may span studies that lack it.
+    """
+    if chosen is None:
+        return
+    if isinstance(chosen, list):
+        unknown = sorted(set(chosen) - set(samples["sample_id"]))
+        what = "sample ids that are no sample of the spec's studies"
+    else:
+        held = sorted(set(attributes.filter(pl.col("attribute") == chosen.attribute)["value"].drop_nulls()))
+        absent = sorted(set(chosen.values) - set(held))
+        if len(absent) == len(set(chosen.values)):
+            unknown, what = absent, f"values of {chosen.attribute!r} that no sample of the spec's studies has"
+        else:
+            unknown = [f"{v!r} (held: {near[0]!r})" for v in absent
+                       if (near := _resembling(v, held))]
+            what = f"values of {chosen.attribute!r} that no sample has and that look like a typo"
+            if unknown:
+                shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
+            return
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
+
+
+def _resembling(value: str, held: list[str]) -> list[str]:
+    """Held values ``value`` may be a typo of: equal but for case, or close (difflib ratio >= 0.75: one swap or
+    one wrong letter in a short word).
+    """
+    same_case = [h for h in held if h.casefold() == value.casefold()]
+    return same_case or difflib.get_close_matches(value, held, n=1, cutoff=0.75)
+
+
 def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl.DataFrame,
                          attributes: pl.DataFrame, signatures: pl.LazyFrame | None = None,
                          members: pl.DataFrame | None = None, rows_per_block: int = ROWS_PER_BLOCK) -> FeatureMatrix:
     """The feature set of ``spec`` over ``samples`` (already limited to its studies); ``rows_per_block`` long rows
     per finished block (bounds memory; the values do not depend on it).
     """
+    _check_selection(spec.name, "samples", samples, attributes, spec.samples)
+    if spec.scale is not None:
+        _check_selection(spec.name, "scale.train", samples, attributes, spec.scale.train)
     chosen = select_samples(samples, attributes, spec.samples).sort(KEY)
     if chosen.height == 0:
         raise ValueError(f"feature set {spec.name!r}: no sample matches the spec's studies and sample filter")

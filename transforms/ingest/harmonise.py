@@ -95,14 +95,26 @@ def flag_values(records: pl.LazyFrame, *, value: str = "value", kind: str = "cou
     return records.with_columns(code.alias("problem_code"), text.alias("problem"), raw.alias("raw"))
 
 
+_THOUSANDS = r"^[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
+_DECIMAL_COMMA = r"^[-+]?([0-9]{1,3}(\.[0-9]{3})+|[0-9]*),[0-9]+$"
+
+
 def quarantine_rows(records: pl.LazyFrame) -> pl.LazyFrame:
     """Problem rows as ``ingest_issues`` rows (severity error: a study with bad rows does not commit).
+
+    A value written with a thousands separator or a decimal comma (a spreadsheet in a European locale) says so in
+    its message: "non-numeric value '1,5'" alone left the reader to find out why.
 
     One issue per cause: rows repeating the same file, line, column, problem and value (a bad feature length on
     every sample's row of a gene) are one issue. ``problem_column``, when set, names the column at fault.
     """
     column = (pl.coalesce("problem_column", "column") if "problem_column" in records.collect_schema()
               else pl.col("column"))
+    raw = pl.col("raw").cast(pl.String)
+    hint = (pl.when(raw.str.contains(_THOUSANDS))
+            .then(pl.lit(" (a thousands separator or a decimal comma? write plain numbers with '.' for decimals)"))
+            .when(raw.str.contains(_DECIMAL_COMMA)).then(pl.lit(" (a decimal comma? write '.' for decimals)"))
+            .otherwise(pl.lit("")))
     return records.filter(pl.col("problem").is_not_null()).select(
         pl.col("study_id").cast(pl.String),
         pl.col("file").cast(pl.String),
@@ -110,7 +122,7 @@ def quarantine_rows(records: pl.LazyFrame) -> pl.LazyFrame:
         column.cast(pl.String).alias("column"),
         pl.col("problem_code").fill_null("invalid_value").cast(pl.String).alias("code"),
         pl.lit("error").alias("severity"),
-        _clipped(pl.col("problem").cast(pl.String)).alias("message"),
+        _clipped(pl.col("problem").cast(pl.String) + hint.fill_null("")).alias("message"),
         _clipped(pl.col("raw").cast(pl.String)).alias("record"),
     ).unique(maintain_order=True).cast(ISSUE_SCHEMA)
 

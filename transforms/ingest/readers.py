@@ -75,7 +75,10 @@ class AssayOutput:
 def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
     """Resolver output for an assay's identifiers; a non-human study keeps every feature unmapped."""
     if context.manifest.is_human:
-        resolved = resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
+        if assay.format == "salmon" and assay.gene_id_type not in ("auto", "entrez"):
+            resolved = _resolve_salmon_features(feature_ids, assay, context)
+        else:
+            resolved = resolve_gene_ids(feature_ids, reference=context.reference, id_type=assay.gene_id_type)
         _check_declared_id_type(resolved, assay, context)
         return resolved
     distinct = feature_ids.drop_nulls().unique(maintain_order=True)
@@ -83,6 +86,22 @@ def resolve_features(feature_ids: pl.Series, assay: Assay, context: AssayContext
                          "status": "unmapped", "rule": "organism_not_human"},
                         schema={"feature_id": pl.String, "namespace": pl.String, "gene_id": pl.Int64,
                                 "status": pl.String, "rule": pl.String})
+
+
+def _resolve_salmon_features(feature_ids: pl.Series, assay: Assay, context: AssayContext) -> pl.DataFrame:
+    """A human Salmon assay's identifiers: the transcripts summed to genes are keyed by the gene's Entrez id
+    (:func:`transcript_gene_map`) and resolved as such; the others, transcripts of no gene, under the declared
+    ``gene_id_type``. Resolved all under the declared type (``ensembl``, as the file's ids are), every summed gene
+    was unmapped, with a ``gene_id_type_mismatch`` warning naming an Entrez id the file does not hold.
+    """
+    genes = transcript_gene_map(context.reference).get_column("gene_id").cast(pl.String).unique()
+    ids = feature_ids.cast(pl.String).unique(maintain_order=True)
+    summed = ids.is_in(genes.implode()).fill_null(False)
+    parts = [resolve_gene_ids(ids.filter(summed), reference=context.reference, id_type="entrez"),
+             resolve_gene_ids(ids.filter(~summed), reference=context.reference, id_type=assay.gene_id_type)]
+    order = ids.to_frame("feature_id").with_row_index("_order")
+    return (pl.concat(parts).join(order, on="feature_id", how="left", nulls_equal=True).sort("_order")
+            .drop("_order"))
 
 
 def _check_declared_id_type(resolved: pl.DataFrame, assay: Assay, context: AssayContext) -> None:
@@ -298,14 +317,19 @@ def _gene_panels(panel_file: str, context: AssayContext) -> dict[str, set[str]] 
 def _parse_vcf(path: Path, assay: Assay, context: AssayContext, name: str) -> ParsedAssay:
     """A VCF's own sample columns; a sites-only VCF is one sample, labelled by ``options.sample`` or the file name."""
     try:
-        return parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
+        parsed = parse_vcf(path, issues=context.issues, display_name=name, sample=assay.options.get("sample"))
     except InputError as exc:
         if exc.issue.code != "sites_only":
             raise
         label = path.name.split(".")[0]
         context.issues.info("sites_only_vcf", f"no sample columns: the file is sample {label!r} "
                             "(set options.sample to name it)", file=name)
-        return parse_vcf(path, issues=context.issues, display_name=name, sample=label)
+        parsed = parse_vcf(path, issues=context.issues, display_name=name, sample=label)
+    if parsed.metadata.get("annotation") is None:  # loaded silently before: rows with no gene to count
+        context.issues.warning("unannotated_vcf", "the header declares no CSQ (VEP), ANN or EFF (SnpEff) "
+                               "annotation: variants are stored without gene, consequence or impact, so they add "
+                               "nothing to gene_mutation_status; annotate the file with VEP or SnpEff", file=name)
+    return parsed
 
 
 def read_mutation_matrix(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:

@@ -205,6 +205,7 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
     taken: dict[str, str] = {}
     sample_id: str | None
     subject_id: str | None
+    r_names: dict[str, list[str]] | None = None  # known sample ids by their make.names form, for the hint
     for label in dict.fromkeys(columns):
         if len(label) > MAX_IDENTIFIER_CHARS:
             issues.error("identifier_too_long", f"sample label has {len(label)} characters (at most "
@@ -219,8 +220,12 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
         else:
             sample_id, rule = _match(label, explicit, known, folded)
             if sample_id is None:
+                if r_names is None:  # built once, at the first unknown label: one look-up per label after it
+                    r_names = {}
+                    for known_id in known:
+                        r_names.setdefault(_as_r_name(known_id), []).append(known_id)
                 _report_unknown(label, explicit, known, issues=issues, file=file, line=header_line,
-                                attributes=attributes)
+                                attributes=attributes, r_names=r_names)
             subject_id = known.get(sample_id) if sample_id is not None else None
         if sample_id is not None and sample_id in taken:
             issues.error("duplicate_sample", f"column {label!r} and column {taken[sample_id]!r} are both sample "
@@ -298,13 +303,19 @@ def _match(label: str, explicit: dict[str, str], known: dict[str, str], folded: 
 
 
 def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str], *, issues: IssueLog,
-                    file: str, line: int, attributes: pl.DataFrame | None = None) -> None:
+                    file: str, line: int, r_names: dict[str, list[str]], attributes: pl.DataFrame | None = None
+                    ) -> None:
     if label in explicit:
         message = (f"sample_map maps {label!r} to {explicit[label]!r}, which is not in the samples table; "
                    "add it to samples or correct sample_map")
     else:
         near = [s for s in known if s.startswith(label) or label.startswith(s)]
         hint = f" (it looks like sample {near[0]!r})" if len(near) == 1 else ""
+        renamed = r_names.get(label, [])
+        if not hint and len(renamed) == 1:
+            hint = (f" (it looks like sample {renamed[0]!r} renamed by R's make.names, which writes '.' for '-', "
+                    "spaces and other signs and puts 'X' before a leading digit: write.table(..., "
+                    "check.names = FALSE) keeps the names)")
         holders = (attributes.filter(pl.col("value") == label).select("sample_id", "attribute").unique()
                    if attributes is not None else None)
         if holders is not None and holders["sample_id"].n_unique() == 1:
@@ -315,6 +326,17 @@ def _report_unknown(label: str, explicit: dict[str, str], known: dict[str, str],
         if not hint.endswith("sample_map"):
             message += "; add it to samples or sample_map"
     issues.error("unknown_sample", message, file=file, line=line, column=label)
+
+
+def _as_r_name(name: str) -> str:
+    """``name`` as R's ``make.names`` writes it (``read.table`` / ``data.frame`` headers with ``check.names``):
+    every character that is not a letter, digit, ``.`` or ``_`` becomes ``.``; a name not starting with a letter or
+    a ``.`` not followed by a digit gets an ``X`` in front.
+    """
+    valid = re.sub(r"[^A-Za-z0-9._]", ".", name)
+    if not re.match(r"[A-Za-z]|\.(?![0-9])", valid):
+        valid = "X" + valid
+    return valid
 
 
 def _explicit_map(sample_map: pl.DataFrame | None, *, assay: str) -> dict[str, str]:

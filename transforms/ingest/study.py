@@ -281,10 +281,10 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
     if profiles is not None:
         samples = pl.concat([samples, profiles.select("sample_id", "subject_id")]).unique(
             "sample_id", keep="first", maintain_order=True)
-    attributes = sheet.attributes.select("attribute", "value") if sheet else None
+    attributes = sheet.attributes.select("sample_id", "attribute", "value") if sheet else None
     if profiles is not None:  # contrasts may name the profiles' cell_type / parent_sample_id
         attributes = pl.concat([f for f in (attributes, _profile_attributes(profiles, sheet).select(
-            "attribute", "value")) if f is not None])
+            "sample_id", "attribute", "value")) if f is not None])
     _check_contrasts(folder, manifest, attributes, subjects, issues=issues)
     tool_qc = _read_tool_qc(folder, samples, sample_map, sheet.attributes if sheet else None, issues=issues)
     result.fingerprint = fingerprinted()
@@ -299,7 +299,11 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
     """Contrasts that name no sample attribute, a level the factor never takes, or a name twice: located errors
     at ingest (study.yaml line and key), not a failure of the DE stage after the study was loaded.
 
-    ``attributes``: (attribute, value) of the sample table and of derived samples (pseudobulk profiles).
+    ``attributes``: (sample_id, attribute, value) of the sample table and of derived samples (pseudobulk profiles).
+    A compared level with fewer than two samples (after the contrast's ``filter``) is an error here too: the DE
+    stage refuses it (``check_design``) and, found only there, it failed a study ``omicsdw validate`` had passed.
+    Samples are counted in the sample table, a superset of those with counts, so this never refuses a design the
+    DE stage would fit.
     """
     if not manifest.contrasts:
         return
@@ -325,11 +329,29 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
                              f"attribute (known: {', '.join(sorted(known)) or 'none'})", file=MANIFEST_NAME,
                              line=line, column=f"{where}.{key}")
         levels = set(attributes.filter(pl.col("attribute") == contrast.factor)["value"])
+        sample_attributes = set(attributes["attribute"])
         for key, level in (("test", contrast.test), ("reference", contrast.reference)):
             if levels and level not in levels:
                 issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} is not a "
                              f"value of {contrast.factor!r} (values: {', '.join(sorted(levels))})",
                              file=MANIFEST_NAME, line=line, column=f"{where}.{key}")
+            elif levels and set(contrast.filter) <= sample_attributes:  # not a subject attribute's filter
+                n = _samples_at_level(attributes, contrast.factor, level, where=contrast.filter)
+                if n < 2:
+                    chosen = f" with {contrast.filter}" if contrast.filter else ""
+                    issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} of "
+                                 f"{contrast.factor!r} has {n} sample{'' if n == 1 else 's'}{chosen}; differential "
+                                 "expression needs at least two in each compared level", file=MANIFEST_NAME,
+                                 line=line, column=f"{where}.{key}")
+
+
+def _samples_at_level(attributes: pl.DataFrame, factor: str, level: str, *, where: dict[str, list[str]]) -> int:
+    """Samples whose ``factor`` is ``level`` and that hold one of the listed values of every ``where`` attribute."""
+    chosen = attributes.filter(pl.col("attribute") == factor, pl.col("value") == level).select("sample_id")
+    for attribute, values in where.items():
+        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(values))
+                             .select("sample_id"), on="sample_id", how="semi")
+    return chosen["sample_id"].n_unique()
 
 
 def study_gene_set_files(folder: Path, manifest: StudyManifest, *, issues: IssueLog | None = None) -> list[Path]:

@@ -29,6 +29,10 @@ HEATMAP_MAX_SAMPLES = 2000
 dendrogram would not fit in memory at 20,000 samples, nor be readable)."""
 ENRICHMENT_ROWS = 30
 """Enrichment results shown (lowest FDR first)."""
+ENRICHMENT_FDR = 0.05
+"""FDR below which the report calls a gene set enriched."""
+ENRICHMENT_FEW = 10
+"""Results shown, with their p and FDR, when no gene set is enriched (the best of nothing, said as such)."""
 
 SECTIONS = ("summary", "sample-qc", "correlation", "pca", "clusters", "differential-expression", "omics-coverage")
 """Ids of the sections every report has, in page order (the optional ones follow)."""
@@ -66,7 +70,11 @@ class StudyReportData:
     contrast_plots: list[tuple[str, bytes]] = field(default_factory=list)
     """(file stem ``<contrast>_volcano`` / ``<contrast>_ma``, PNG bytes) of the DE stage's plots."""
     enrichment: pl.DataFrame | None = None
-    """Top ``gene_set_enrichment`` rows by FDR; None when the catalog has no such view."""
+    """Top ``gene_set_enrichment`` rows by FDR, without ORA sets holding no DE gene; None when the catalog has no
+    such view."""
+    enrichment_tests: pl.DataFrame | None = None
+    """``contrast``, ``method``, ``sets_tested``, ``sets_with_result``, ``sets_at_fdr`` (below ``ENRICHMENT_FDR``):
+    what was tested, so a study where nothing is enriched says so; None: not read (only the rows are shown)."""
     enrichment_plots: list[tuple[str, bytes]] = field(default_factory=list)
     """(contrast, PNG) dot plots the signatures stage wrote."""
     signature_scores: pl.DataFrame | None = None
@@ -264,14 +272,40 @@ def _coverage_section(coverage: pl.DataFrame) -> str:
             + html_table(coverage.drop("study_id", "layers", strict=False)) + "</details>")
 
 
-def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]]) -> str:
+def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]],
+                        tests: pl.DataFrame | None = None) -> str:
+    """The enrichment results of lowest FDR, or, when no set is below ``ENRICHMENT_FDR``, a sentence saying so with
+    the few best shown for what they are.
+
+    ORA sets holding no DE gene are not results (p = 1 by construction: with no gene at padj < 0.05, every set),
+    so they are never listed; ``tests`` counts them per contrast and method.
+    """
+    tested = ("" if tests is None or tests.height == 0 else
+              "<p>Gene sets tested per contrast and method (ORA: sets holding a gene at padj &lt; 0.05 of the "
+              "method's direction; prerank: every set of 15-500 ranked genes):</p>"
+              + html_table(tests.rename({"sets_with_result": "sets_with_a_result",
+                                         "sets_at_fdr": f"sets_at_fdr_lt_{ENRICHMENT_FDR}"}, strict=False)))
     if rows.height == 0:
-        return _none("No enrichment results for this study (no contrast, or no tested gene is in a gene set).")
+        if tests is not None and tests.height:
+            return _none("No gene set enriched: no ORA set holds a gene at padj < 0.05 (no DE gene in a tested "
+                         "set) and no set was preranked (prerank tests sets of 15-500 ranked genes).") + tested
+        return _none("No enrichment results for this study: enrichment tests the DESeq2 results of a contrast, so it "
+                     "needs a contrast and a count assay, and tested genes in a gene set.")
     images = "".join(f"<h3>{html.escape(contrast)}</h3>" + _img(png, f"enrichment dot plot of {contrast}")
                      for contrast, png in plots)
+    found = rows.filter(pl.col("fdr") < ENRICHMENT_FDR).height
+    if found == 0:
+        shown = min(rows.height, ENRICHMENT_FEW)
+        one = shown == 1
+        text = (f"<p><strong>No gene set is enriched at FDR &lt; {ENRICHMENT_FDR} in any contrast.</strong> The "
+                f"{shown} result{'' if one else 's'} of lowest FDR {'is' if one else 'are'} listed with "
+                f"{'its' if one else 'their'} real p-value and FDR, for orientation: not findings. ORA sets holding "
+                "no gene at padj &lt; 0.05 are left out (their p is 1).</p>")
+        return text + tested + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_FEW)
     return (f"<p>The {min(rows.height, ENRICHMENT_ROWS)} results of lowest FDR (prerank on the Wald statistic, ORA "
-            "of up / down genes at padj &lt; 0.05); the rest are in the catalog (<code>top_gene_sets</code>).</p>"
-            + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_ROWS))
+            "of up / down genes at padj &lt; 0.05; ORA sets holding no such gene are left out); the rest are in the "
+            "catalog (<code>top_gene_sets</code>).</p>"
+            + tested + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_ROWS))
 
 
 def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
@@ -326,7 +360,7 @@ def study_report_html(data: StudyReportData) -> str:
     optional = []
     if data.enrichment is not None:
         optional.append(("gene-set-enrichment", "Gene set enrichment",
-                         _enrichment_section(data.enrichment, data.enrichment_plots)))
+                         _enrichment_section(data.enrichment, data.enrichment_plots, data.enrichment_tests)))
     if data.signature_scores is not None:
         optional.append(("signature-scores", "Signature scores", _signature_section(data, data.signature_scores)))
     if data.rna_protein is not None:

@@ -77,7 +77,9 @@ def weighted_ks(target: Target, genes: tuple[int, ...]) -> tuple[float, int]:
     tops = np.cumsum(norm) - (hits - np.arange(k)) / (n - k)
     bottoms = tops - norm
     high, low = tops.max(), bottoms.min()
-    return (float(high) if high > -low else float(low)), k
+    # a KS score lies in [-1, 1]; the sum of the normalised weights can round past 1 (1.0000000000000002 when the
+    # genes are the target's top ones), which broke the table's contract and failed every study's matches
+    return float(np.clip(high if high > -low else low, -1.0, 1.0)), k
 
 
 def connectivity(query: Query, target: Target) -> dict[str, object]:

@@ -9,12 +9,16 @@ distribution, Benjamini-Hochberg FDR over the library's tested sets.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Iterable
 
 import numpy as np
 import polars as pl
 from scipy.stats import false_discovery_control, hypergeom
+
+_LOG = logging.getLogger(__name__)
 
 PADJ = 0.05
 PERMUTATIONS = 1000
@@ -65,9 +69,13 @@ def prerank(stat: pl.DataFrame, sets: dict[str, list[str]], *, permutations: int
                                  if k not in ("contrast", "library", "method")})
     if not usable or len(series) < 2:
         return empty
-    logging.getLogger("gseapy").setLevel(logging.WARNING)
-    result = gseapy.prerank(rnk=series, gene_sets=sets, permutation_num=permutations, seed=seed, threads=1,
-                            min_size=min_size, max_size=max_size, outdir=None, no_plot=True, verbose=False)
+    # gseapy gives each run a logger of its own ('prerank<id>') with a handler on the stderr of that moment: its
+    # warnings (ties in the ranking) went to the terminal through the build's progress line. They go to our log.
+    with contextlib.redirect_stderr(io.StringIO()) as said:
+        result = gseapy.prerank(rnk=series, gene_sets=sets, permutation_num=permutations, seed=seed, threads=1,
+                                min_size=min_size, max_size=max_size, outdir=None, no_plot=True, verbose=False)
+    for line in said.getvalue().splitlines():
+        _LOG.info("gseapy prerank: %s", line)
     table = result.res2d
     sizes = {k: len(universe.intersection(v)) for k, v in usable.items()}
     return pl.DataFrame({

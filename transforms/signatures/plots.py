@@ -13,6 +13,7 @@ import polars as pl
 
 from transforms.report.layer_plots import signature_heatmap
 from transforms.report.plots import new_figure
+from transforms.signatures.enrichment import PERMUTATIONS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,9 +29,13 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20) -> bytes:
+def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20,
+                        permutations: int = PERMUTATIONS) -> bytes:
     """The ``top`` gene sets of one contrast by FDR (any method): x = NES (prerank) or log2 fold enrichment (ORA),
     dot size = set size, colour = -log10 FDR.
+
+    A prerank FDR of 0 means no permutation of ``permutations`` did as well: it is below 1 / permutations, not 0,
+    and is drawn there (at 1e-300 a colour bar of 270-330 made 'FDR 0' read as a result of 1e-300).
     """
     rows = (enrichment.filter(pl.col("fdr").is_not_null())
             .with_columns(x=pl.when(pl.col("method") == "prerank").then(pl.col("nes"))
@@ -41,10 +46,13 @@ def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20) 
     figure = new_figure((7, 1.2 + 0.28 * max(rows.height, 1)))
     axes = figure.subplots()
     if rows.height:
-        colour = -np.log10(np.maximum(rows["fdr"].to_numpy(), 1e-300))
+        fdr = rows["fdr"].to_numpy()
+        resolved = (rows["method"] == "prerank").to_numpy() & (fdr == 0)
+        colour = -np.log10(np.maximum(np.where(resolved, 1 / permutations, fdr), 1e-300))
         points = axes.scatter(rows["x"].to_numpy(), np.arange(rows.height), s=10 + 2 * np.sqrt(rows["size"]) ** 2 / 4,
                               c=colour, cmap="viridis")
-        figure.colorbar(points, ax=axes, label="-log10 FDR")
+        figure.colorbar(points, ax=axes, label="-log10 FDR" + (f" (prerank FDR 0 at 1/{permutations})"
+                                                              if resolved.any() else ""))
         labels = [f"{m}: {lib}/{g}"[:70] for m, lib, g in rows.select("method", "library", "gene_set").iter_rows()]
         axes.set_yticks(np.arange(rows.height), labels, fontsize=7)
         axes.axvline(0, color="black", linewidth=0.5)

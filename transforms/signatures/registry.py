@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,9 @@ def read_signature_yaml(path: Path, *, file: str | None = None) -> Library:
                 for gene, weight in weights.items():
                     if isinstance(weight, bool) or not isinstance(weight, int | float):
                         problem = f"weight of {gene!r} is not a number: {weight!r}"
+                        break
+                    if not math.isfinite(weight):  # YAML's .nan / .inf: every weighted score would be NaN or inf
+                        problem = f"weight of {gene!r} is not a finite number: {weight!r}"
                         break
                     members.append({"gene_set": name, "identifier": str(gene).strip(), "weight": float(weight),
                                     "sign": None})

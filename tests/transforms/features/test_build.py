@@ -88,6 +88,31 @@ def test_build_feature_matrix_scaling_learned_on_training_samples_only(mrna):
     assert test_value == pytest.approx((1e6 - ndrg2.mean()) / ndrg2.std(ddof=1))
 
 
+@pytest.mark.parametrize(("key", "selection", "named"), [
+    ("scale.train", {"train": ["A0FJ", "A13E", "NOPE"]}, "sample ids that are no sample of the spec's studies: 'NOPE'"),
+    ("scale.train", {"train": {"attribute": "split", "values": ["train", "Train"]}},
+     "values of 'split' that no sample has and that look like a typo: 'Train' \\(held: 'train'\\)"),
+    ("samples", {}, "values of 'split' that no sample has and that look like a typo: 'tset' \\(held: 'test'\\)"),
+    ("scale.train", {"train": {"attribute": "split", "values": ["Normal", "validation"]}},
+     "values of 'split' that no sample of the spec's studies has: 'Normal', 'validation'")])
+def test_build_feature_matrix_refuses_a_selection_naming_what_no_sample_has(mrna, key, selection, named):
+    # a typo in a training id or value was ignored: the training set shrank silently, and the scaling with it
+    spec = {**SPEC, "scale": {"method": "zscore", **selection}}
+    if key == "samples":
+        spec["samples"] = {"attribute": "split", "values": ["test", "tset"]}
+    with pytest.raises(ValueError, match=f"feature set 't': {key} names {named}"):
+        build_feature_matrix(FeatureSetSpec.model_validate(spec), **_inputs(mrna))
+
+
+def test_build_feature_matrix_takes_a_value_no_sample_holds_beside_held_ones(mrna):
+    # a spec written for cohorts with normal samples, run over one without: 'Normal' selects nothing here and is no
+    # typo of 'train' / 'test' (refusing it broke specs that had worked)
+    chosen = {"attribute": "split", "values": ["train", "test", "Normal"]}
+    train = {"attribute": "split", "values": ["train", "Normal"]}
+    spec = FeatureSetSpec.model_validate({**SPEC, "samples": chosen, "scale": {"method": "zscore", "train": train}})
+    assert build_feature_matrix(spec, **_inputs(mrna)).scaling
+
+
 def test_build_feature_matrix_top_variable_on_training_samples_and_imputation(mrna):
     spec = FeatureSetSpec.model_validate({"name": "t", "studies": ["brca"],
                                           "layers": [{"layer": "rna", "top_variable": 2}],

@@ -134,3 +134,17 @@ def test_gene_map_rows_labels_resolver_output_with_study_and_assay():
                              "feature_id": ["TP53", "FOO"], "gene_id": pl.Series([7157, None], dtype=pl.Int64),
                              "status": ["mapped", "unmapped"], "rule": ["exact", "not_found"]})
     assert_frame_equal(got, expected)
+
+
+def test_quarantine_rows_names_a_thousands_separator_or_a_decimal_comma():
+    # A spreadsheet in a European locale writes 1.234,5 as '1.234,5' and 0.5 as '0,5': each cell said only
+    # "non-numeric value '0,5'" (one error per cell), leaving the reader to find out why.
+    raws = ["1,234", "-12,345,678", "1,234.5", "278,43", ",5", "1.234,5", "abc", "1,2,3"]
+    records = _records(study_id=["st"] * len(raws), file=["c.tsv"] * len(raws), line=list(range(2, 2 + len(raws))),
+                       column=["S1"] * len(raws), problem=[f"non-numeric value '{r}'" for r in raws],
+                       problem_code=[None] * len(raws), raw=raws)
+    thousands = " (a thousands separator or a decimal comma? write plain numbers with '.' for decimals)"
+    comma = " (a decimal comma? write '.' for decimals)"
+    hints = [thousands, thousands, thousands, comma, comma, comma, "", ""]
+    got = quarantine_rows(records).collect()
+    assert got["message"].to_list() == [f"non-numeric value '{r}'{h}" for r, h in zip(raws, hints, strict=True)]

@@ -178,7 +178,39 @@ def test_parse_matrix_latin1_is_read_with_warning(tmp_path: Path):
     parsed = parse_matrix(path, issues=issues)
     assert parsed.columns == ["Séance"]
     assert parsed.records.collect().select("column", "value").rows() == [("Séance", 1.5)]
-    assert [(i.severity, i.code) for i in issues.issues] == [("warning", "bad_encoding")]
+    assert [(i.severity, i.code, i.line) for i in issues.issues] == [("warning", "bad_encoding", 1)]
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_parse_matrix_windows_1252_feature_ids_keep_their_characters(tmp_path: Path, late: bool):
+    # Feature ids were scanned utf8-lossy: 'Café' (a Latin-1 byte) became 'Caf\ufffd' silently, with no issue at
+    # all past the sniffed 64 KiB. Lines that are UTF-8 stay UTF-8 (the header's 'Zürich'), the others are
+    # Windows-1252 (curly quotes, euro sign), as for sample sheets; the warning names the first such line.
+    filler = "".join(f"g{i}\t{i}\t1\n" for i in range(8000)) if late else ""  # ~90 KB of ASCII
+    raw = "gene\tZürich\tB\n".encode() + filler.encode() + b"Caf\xe9\t1\t2\n\x93q\x94\x80\t3\t4\nUm\xc3\xa4\t5\t6\n"
+    path = tmp_path / "m.tsv"
+    path.write_bytes(raw)
+    issues = IssueLog("t")
+    parsed = parse_matrix(path, issues=issues)
+    first = 8002 if late else 2
+    assert parsed.columns == ["Zürich", "B"]
+    records = parsed.records.collect().filter(pl.col("line") >= first).sort("line", "column")
+    assert records.select("feature_id", "column", "value").rows() == [
+        ("Café", "B", 2.0), ("Café", "Zürich", 1.0), ("\u201cq\u201d\u20ac", "B", 4.0),
+        ("\u201cq\u201d\u20ac", "Zürich", 3.0), ("Umä", "B", 6.0), ("Umä", "Zürich", 5.0)]
+    assert parsed.features is not None
+    features = parsed.features.filter(pl.col("line") >= first)["feature_id"].to_list()
+    assert features == ["Café", "\u201cq\u201d\u20ac", "Umä"]
+    assert [(i.severity, i.code, i.line) for i in issues.issues] == [("warning", "bad_encoding", first)]
+
+
+def test_parse_matrix_windows_1252_duplicate_row_record_is_decoded(tmp_path: Path):
+    path = tmp_path / "m.tsv"
+    path.write_bytes(b"gene\tA\nCaf\xe9\t1\nCaf\xe9\t2\n")
+    issues = IssueLog("t")
+    parse_matrix(path, issues=issues)
+    assert [(i.code, i.line, i.record) for i in issues.issues] == [
+        ("bad_encoding", 2, None), ("duplicate_feature", 3, "Café\t2")]
 
 
 def test_parse_matrix_gzip_and_crlf(tmp_path: Path):
@@ -330,3 +362,20 @@ def test_parse_matrix_typed_plan_scans_integers_and_evaluates_no_value_column_be
     assert records.schema == pl.Schema(RECORD_SCHEMA)
     got = {(r["line"], r["column"]): r["value"] for r in records.iter_rows(named=True)}
     assert got == {(i + 2, f"S{j}"): float(i * 10**13 + j * 7) for i in range(4) for j in range(50)}
+
+
+@pytest.mark.parametrize(("header", "found"), [
+    ("gene;A;B", "; it holds 2 ';' instead: save it tab- or comma-separated"),
+    ("gene|A|B|C", "; it holds 3 '|' instead: save it tab- or comma-separated"),
+    ("gene A B", "; it holds 2 spaces instead: save it tab- or comma-separated"),
+    ("geneAB", ""),
+])
+def test_parse_matrix_wrong_delimiter_names_the_one_found(tmp_path: Path, header: str, found: str):
+    # A semicolon-separated export (a spreadsheet in a decimal-comma locale) said only that the header had a single
+    # field, expected tabs or commas.
+    path = _write(tmp_path, "m.tsv", header + "\ng1;1;2\n")
+    with pytest.raises(InputError) as caught:
+        parse_matrix(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("wrong_delimiter", 1)
+    assert issue.message == "header has a single field; expected fields separated by '\\t' or ','" + found

@@ -105,6 +105,36 @@ def test_read_samples_mixed_utf8_and_windows_1252_lines_each_keep_their_characte
     assert "bad_encoding" in [i.code for i in issues.issues]
 
 
+def test_read_samples_utf8_header_of_a_sheet_with_a_windows_1252_row_is_not_mojibake(tmp_path: Path):
+    # The sniffer decoded its whole 64 KiB window as Latin-1 when one row was not UTF-8: the UTF-8 header's
+    # 'Höhe' became the attribute 'HÃ¶he' although every value was decoded line by line.
+    path = tmp_path / "s.csv"
+    path.write_bytes("sample_id,Höhe\nU1,Zürich\n".encode() + b"W1,caf\xe9\n")
+    issues = IssueLog("x")
+    sheet = read_samples(path, issues=issues)
+    assert sheet.attributes.select("sample_id", "attribute", "value").rows() == [
+        ("U1", "Höhe", "Zürich"), ("W1", "Höhe", "café")]
+    assert [(i.code, i.line) for i in issues.issues if i.severity == "warning"] == [("bad_encoding", 3)]
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    ("sample_id,condition,,", "the last 2 header field(s) have no name (separators at the end of the header, as a "
+     "spreadsheet export writes for formatted empty columns): delete those columns"),
+    ("sample_id,condition,", "the last 1 header field(s) have no name (separators at the end of the header, as a "
+     "spreadsheet export writes for formatted empty columns): delete those columns"),
+    ("sample_id,,condition,", "header field(s) 2, 4 have no name"),
+])
+def test_read_samples_unnamed_columns_are_named_as_such(tmp_path: Path, header: str, message: str):
+    # An Excel export with empty formatted columns ends every line with ",,": the error said "column '' appears
+    # more than once in the header", which sent the user looking for a repeated column.
+    width = header.count(",")
+    path = _write(tmp_path / "s.csv", header + "\n" + "".join(f"S{i},a{',' * (width - 1)}\n" for i in range(2)))
+    with pytest.raises(InputError) as caught:
+        read_samples(path, issues=IssueLog("x"))
+    issue = caught.value.issue
+    assert (issue.file, issue.code, issue.line, issue.message) == ("s.csv", "empty_column_name", 1, message)
+
+
 def test_read_samples_duplicate_and_empty_ids_are_errors(tmp_path: Path):
     path = _write(tmp_path / "s.tsv", "sample_id\tsubject_id\nA\tP1\n\tP2\nB\tP3\nA\tP4\n")
     issues = IssueLog("x")
@@ -333,3 +363,38 @@ def test_map_sample_columns_label_too_long_is_error_and_not_a_sample():
     (error,) = issues.issues
     assert (error.code, error.file, error.line) == ("identifier_too_long", "mut.maf", 2)
     assert error.column == "S" * 80 + " ..."  # the 600-character label cut to 80 and marked
+
+
+@pytest.mark.parametrize(("magic", "what"), [
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"),
+])
+def test_read_samples_spreadsheet_workbook_says_to_export_it(tmp_path: Path, magic: bytes, what: str):
+    # The workbook itself named as the sample sheet: "file contains NUL bytes: it is binary" told a new user what
+    # the file is not, not what to do. Magic numbers: PKZIP's local file header; the OLE2 compound file header.
+    path = tmp_path / "samples.xlsx"
+    path.write_bytes(magic + b"\x14\x00\x06\x00" + bytes(range(256)) * 4)
+    with pytest.raises(InputError) as caught:
+        read_samples(path, issues=IssueLog("x"))
+    issue = caught.value.issue
+    assert (issue.file, issue.code, issue.line) == ("samples.xlsx", "binary_file", 1)
+    assert issue.message == (f"file is {what}, not delimited text: export the sheet as tab- or comma-separated text "
+                             "(Save As > CSV or Text)")
+
+
+def test_map_sample_columns_names_the_sample_r_make_names_renamed():
+    # A counts table written from an R data.frame: make.names(c("S-1", "1A", "S 3")) is c("S.1", "X1A", "S.3")
+    # (R documentation of make.names: invalid characters become '.', 'X' is prepended before a digit). The error
+    # said only that 'S.1' is not a known sample; 'A.4' is no rename of 'A_4' (R keeps '_').
+    samples = pl.DataFrame({"sample_id": ["S-1", "1A", "S 3", "A_4"], "subject_id": ["P1", "P2", "P3", "P4"]})
+    issues = IssueLog("x")
+    mapping = map_sample_columns(["S.1", "X1A", "S.3", "A.4"], assay="counts", samples=samples, sample_map=None,
+                                 issues=issues, file="counts.tsv")
+    assert mapping["sample_id"].to_list() == [None, None, None, None]
+    renamed = (" renamed by R's make.names, which writes '.' for '-', spaces and other signs and puts 'X' before a "
+               "leading digit: write.table(..., check.names = FALSE) keeps the names); add it to samples or sample_map")
+    assert [(i.code, i.column, i.message) for i in issues.issues] == [
+        ("unknown_sample", "S.1", f"column 'S.1' is not a known sample (it looks like sample 'S-1'{renamed}"),
+        ("unknown_sample", "X1A", f"column 'X1A' is not a known sample (it looks like sample '1A'{renamed}"),
+        ("unknown_sample", "S.3", f"column 'S.3' is not a known sample (it looks like sample 'S 3'{renamed}"),
+        ("unknown_sample", "A.4", "column 'A.4' is not a known sample; add it to samples or sample_map")]

@@ -516,3 +516,73 @@ def test_ingest_study_auto_or_fitting_gene_id_type_gives_no_mismatch_warning(ref
                           {"m.tsv": "gene\tS1\nTP53\t3\nNOT_A_GENE_XYZ\t4\n"})
     assert study_issues(read_study(folder, reference=reference)).filter(
         pl.col("code") == "gene_id_type_mismatch").is_empty()
+
+
+@pytest.mark.parametrize("declared", ["ensembl", "auto"])
+def test_ingest_study_salmon_genes_map_under_a_declared_ensembl_type(tmp_path, reference, shared_data, study_folder,
+                                                                     declared):
+    # quant.sf holds Ensembl transcripts, so a user declares gene_id_type: ensembl. Transcripts are summed to genes
+    # keyed by their Entrez id, which were then resolved as Ensembl ids: every gene unmapped, and a
+    # gene_id_type_mismatch warning naming an Entrez id ('79504') the file does not hold.
+    folder = study_folder(tmp_path, "study_id: s\nname: n\norganism: human\nassays:\n"
+                          f"  - {{name: sal, kind: rna_counts, format: salmon, path: '*/quant.sf.gz', "
+                          f"gene_id_type: {declared}}}\n", name="s")
+    (folder / "SRR1039508").mkdir()
+    source = shared_data / "rnaseq_airway" / "salmon" / "SRR1039508" / "quant.sf.gz"
+    (folder / "SRR1039508" / "quant.sf.gz").write_bytes(source.read_bytes())
+    ingest = read_study(folder, reference=reference)
+    issues = study_issues(ingest)
+    assert issues.filter(pl.col("severity") != "info").is_empty(), issues.rows()
+    # the genes by hand: the file's transcripts (versions cut) in the org.Hs.eg.db transcript table, those of one gene
+    names = pl.read_csv(source, separator="\t").select(pl.col("Name").str.replace(r"\.\d+$", ""))
+    table = pl.read_csv(shared_data / "gene_annotation_human" / "ensembl_transcript_to_gene_orgHsEgDb.tsv.gz",
+                        separator="\t").unique(["ensembl_transcript_id", "entrez_id"])
+    one_gene = table.filter(pl.len().over("ensembl_transcript_id") == 1)
+    genes = set(names.join(one_gene, left_on="Name", right_on="ensembl_transcript_id")["entrez_id"].to_list())
+    assert len(genes) > 30
+    (gene_map,) = ingest.tables["gene_id_map"]
+    mapped = gene_map.collect().filter(pl.col("status") == "mapped")
+    assert set(mapped["gene_id"].to_list()) == genes
+    assert set(mapped["feature_id"].to_list()) == {str(g) for g in genes}
+
+
+@pytest.mark.parametrize(("vcf", "warned"), [("vcf2maf_test_b38_input.vcf", True),
+                                             ("cyvcf2_test-haploidX_VEP81_CSQ_3samples.vcf", False)])
+def test_ingest_study_unannotated_vcf_is_a_warning(tmp_path, reference, shared_data, study_folder, vcf, warned):
+    # vcf2maf's input VCF (no INFO annotation) loaded 25 variants without gene or consequence and no issue at all:
+    # a user expecting mutation status per gene found none and no reason why.
+    folder = study_folder(tmp_path, "study_id: v\nname: n\norganism: human\nreference_genome: GRCh38\nassays:\n"
+                          "  - {name: calls, kind: variants, format: vcf, path: calls.vcf}\n", name="v")
+    (folder / "calls.vcf").write_bytes((shared_data / "variants_annotated_vcf" / vcf).read_bytes())
+    issues = study_issues(read_study(folder, reference=reference))
+    assert issues.filter(pl.col("severity") == "error").is_empty(), issues.rows()
+    found = issues.filter(pl.col("code") == "unannotated_vcf").select("file", "severity").rows()
+    assert found == ([("calls.vcf", "warning")] if warned else [])
+
+
+def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(tmp_path, reference, study_folder):
+    # 'C' has one sample and, within monocytes, 'b' has one: the DE stage refused both after the study loaded,
+    # failing a study `omicsdw validate` had passed. A level of one sample outside a contrast, a subject attribute
+    # factor and two samples per level (a_vs_b) are no error.
+    manifest = ("study_id: s\nname: s\nsamples: samples.tsv\nsubjects: subjects.tsv\nassays:\n"
+                "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n"
+                "contrasts:\n"
+                "  - {name: a_vs_b, factor: group, test: Group A, reference: b}\n"
+                "  - {name: c_vs_a, factor: group, test: C, reference: Group A}\n"
+                "  - {name: b_mono, factor: group, test: b, reference: Group A, filter: {cell: mono}}\n"
+                "  - {name: by_sex, factor: sex, test: F, reference: M}\n")
+    samples = ("sample_id\tsubject_id\tgroup\tcell\nS1\tP1\tGroup A\tmono\nS2\tP2\tGroup A\tmono\nS3\tP3\tb\tmono\n"
+               "S4\tP4\tb\tlymph\nS5\tP5\tC\tlymph\nS6\tP6\tD\tlymph\n")
+    subjects = "subject_id\tsex\nP1\tF\nP2\tM\nP3\tF\nP4\tM\nP5\tF\nP6\tM\n"
+    counts = "gene\tS1\tS2\tS3\tS4\tS5\tS6\nTP53\t10\t20\t30\t25\t5\t6\nMYC\t5\t6\t7\t9\t1\t2\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "subjects.tsv": subjects,
+                                               "counts.tsv": counts})
+    errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
+    assert errors.select("file", "line", "column", "code").rows() == [
+        ("study.yaml", 9, "contrasts[1].test", "invalid_contrast"),
+        ("study.yaml", 10, "contrasts[2].test", "invalid_contrast")]
+    assert errors["message"].to_list() == [
+        "contrast 'c_vs_a': test level 'C' of 'group' has 1 sample; differential expression needs at least two in "
+        "each compared level",
+        "contrast 'b_mono': test level 'b' of 'group' has 1 sample with {'cell': ['mono']}; differential expression "
+        "needs at least two in each compared level"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from matplotlib.axes import Axes
@@ -40,3 +41,22 @@ def test_enrichment_dot_plot_tested_sets_without_enrichment_are_not_called_untes
 def test_enrichment_dot_plot_without_rows_says_none_was_tested(texts):
     enrichment_dot_plot(_rows([]), title="t")
     assert texts == ["no gene set tested"]
+
+
+def test_enrichment_dot_plot_draws_a_prerank_fdr_of_0_at_one_over_the_permutations(monkeypatch):
+    # gseapy's FDR 0 means no permutation did as well (below 1 / permutations): it was drawn at -log10(1e-300),
+    # a colour bar of 270-330 for a 1,000-permutation run
+    colours: list[np.ndarray] = []
+    original = Axes.scatter
+
+    def record(self, x, y, *args, **kwargs):
+        colours.append(np.asarray(kwargs["c"]))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", record)
+    rows = pl.DataFrame({"method": ["prerank", "prerank", "ora_up"], "library": "lib", "gene_set": ["A", "B", "C"],
+                         "es": [0.5, 0.4, 4.0], "nes": [2.5, 2.0, None], "size": [20, 30, 10],
+                         "pvalue": [0.0, 0.0, 1e-12], "fdr": [0.0, 0.01, 1e-10]})
+    enrichment_dot_plot(rows, title="t", permutations=500)
+    # rows drawn from the largest FDR down: B (0.01), C (ORA 1e-10: exact, kept), A (0: drawn at 1/500)
+    assert np.allclose(colours[0], [2.0, 10.0, np.log10(500)])

@@ -7,6 +7,7 @@ Real data: GEUVADIS RSEM TPMs (1,000 genes x 6 samples, tests/data/rnaseq_geuvad
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gseapy
@@ -166,6 +167,17 @@ def test_bad_library_files_are_located_errors(tmp_path):
     assert issue.line is not None
 
 
+def test_signature_weights_that_are_not_finite_are_located_errors(tmp_path):
+    # YAML's .nan and .inf are floats: they passed, and every weighted score of the signature was NaN or inf
+    yml = tmp_path / "weights.yaml"
+    yml.write_text("signatures:\n  - name: OK\n    weights: {TP53: 1.5, MYC: -2}\n"
+                   "  - name: NOT_A_NUMBER\n    weights: {TP53: .nan}\n  - name: INFINITE\n    weights: {MYC: -.inf}\n")
+    found = registry.read_signature_yaml(yml).issues
+    assert [(i.code, i.line) for i in found] == [("bad_signature", 4), ("bad_signature", 6)]
+    assert "weight of 'TP53' is not a finite number: nan" in found[0].message
+    assert "weight of 'MYC' is not a finite number: -inf" in found[1].message
+
+
 def test_unmapped_members_are_kept_and_counted(tmp_path):
     gmt = tmp_path / "mixed.gmt"
     gmt.write_text("S\td\tTP53\tNOT_A_GENE_XYZ\tCG1234\n")
@@ -265,6 +277,18 @@ def test_prerank_equals_gseapys_own_run_with_the_same_seed(geuvadis, hallmark_en
         assert row["leading_edge"] == ref.loc[row["gene_set"], "Lead_genes"]
 
 
+def test_prerank_warning_of_tied_statistics_goes_to_the_log_not_the_terminal(geuvadis, hallmark_entrez, capfd,
+                                                                              caplog):
+    # gseapy's per-run logger printed "Duplicated values found in preranked stats" on stderr, through the build's
+    # progress line (geuvadis, a study with many genes at one statistic).
+    values, gene_ids = geuvadis
+    stats = _de_frame(values, gene_ids).select("gene_id", pl.col("stat").round(0))
+    with caplog.at_level(logging.INFO, logger="transforms.signatures.enrichment"):
+        assert enrichment.prerank(stats, hallmark_entrez, permutations=20, seed=11, min_size=5).height > 0
+    assert capfd.readouterr().err == ""
+    assert any("Duplicated values found in preranked stats" in r.getMessage() for r in caplog.records)
+
+
 def test_contrast_connects_to_itself_and_reverses_its_reverse(geuvadis):
     values, gene_ids = geuvadis
     stats = _de_frame(values, gene_ids).select("gene_id", "stat")
@@ -281,6 +305,21 @@ def test_weighted_ks_equals_hand_running_sum():
     # hits 10 and 30 (weights 2, 1 of 3); miss step 1/2: running sum 2/3, 1/6, 1/2, 0 -> max 2/3
     es, k = connectivity.weighted_ks(target, (10, 30))
     assert (es, k) == (pytest.approx(2 / 3), 2)
+
+
+def test_weighted_ks_of_the_targets_top_genes_is_1_not_past_it():
+    # two studies holding the same contrast (one data set loaded twice): the query's genes are the target's top
+    # ones, ES is exactly 1 by hand, but the rounded sum of the weights gave 1.0000000000000002 and the whole
+    # signature_matches commit broke its contract (score <= 1)
+    stat = [-3.621, 0.394, -0.693, -1.573, 0.874, 2.785, -0.032, -3.542, 1.228, -1.382, 2.988, -1.008, 2.115, -3.487,
+            5.134, -2.414, -1.723, 1.06, 7.022, -0.196, 0.648, -6.724, 2.75, -0.928, 2.061, 5.219, -4.987, -1.011,
+            3.649, 4.204]
+    stats = pl.DataFrame({"gene_id": range(1, 31), "stat": stat})
+    target = connectivity.make_target("t", "same", stats, version="v")
+    top = tuple(int(g) for g in target.gene_ids[:3])  # genes 19, 26, 15 (statistics 7.02, 5.22, 5.13)
+    assert connectivity.weighted_ks(target, top) == (1.0, 3)
+    up_only = connectivity.Query("signature", None, "lib/UP_ONLY", top, ())
+    assert connectivity.connectivity(up_only, target)["score"] == 1.0
 
 
 def test_signature_matches_are_incremental():

@@ -25,12 +25,15 @@ import polars as pl
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.text import (
     MAX_IDENTIFIER_CHARS,
+    READ_ERRORS,
     TableLayout,
     checks_stream,
     field_count,
+    lines_as_utf8,
     open_text,
     report_ragged_rows,
     sniff_table,
+    unreadable,
 )
 from transforms.issues import MAX_RECORD_CHARS, InputError, Issue, IssueLog, clip
 
@@ -112,10 +115,9 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
     row = pl.col(_ROW)
     lead = len(ids) + len(annotations)
     trailing_values = not transpose and layout.header[lead:] == values
-    rows = _check_rows(layout, _scan(layout, None).select(
-        _ROW, _identifier(ids).alias(_ID), *annotations), issues=issues, id_column=ids[0], transpose=transpose,
-        plain_from=lead if trailing_values else None)
-    wide = _scan(layout, values if rows.plain else None)
+    rows = _check_rows(layout, [_identifier(ids).alias(_ID), *annotations], issues=issues, id_column=ids[0],
+                       transpose=transpose, plain_from=lead if trailing_values else None)
+    wide = _scan(layout, values if rows.plain else None, source=rows.source)
     if rows.excluded_rows:
         wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
     label, variable = ("column", "feature_id") if transpose else ("feature_id", "column")
@@ -138,18 +140,20 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
                        wide=None if transpose else matrix)
 
 
-def _scan(layout: TableLayout, typed: list[str] | None) -> pl.LazyFrame:
+def _scan(layout: TableLayout, typed: list[str] | None, *, source: Path | bytes | None = None) -> pl.LazyFrame:
     """The file as a lazy wide frame with a row index; every column text, or the ``typed`` ones Int64 (the caller
     proved them whole numbers below 1e15: polars parses those ~10 % cheaper as integers than as floats).
+    ``source``: the file's text in UTF-8 when some of its lines are not (:func:`_check_rows`), else the file.
 
     Without a header row polars takes the file's width from its first line: a short first data line (reported and
     left out as a ragged row) would fail the whole file, so the columns it lacks are inserted as nulls instead.
     """
     schema: dict[str, type[pl.DataType]] = dict.fromkeys(layout.header, pl.String)
     schema.update(dict.fromkeys(typed or (), pl.Int64))
-    return pl.scan_csv(layout.path, separator=layout.separator, has_header=False, skip_lines=layout.header_line,
-                       schema=schema, quote_char='"', encoding="utf8-lossy", truncate_ragged_lines=True,
-                       missing_columns="insert", empty_string_is_null=False, row_index_name=_ROW)
+    return pl.scan_csv(layout.path if source is None else source, separator=layout.separator, has_header=False,
+                       skip_lines=layout.header_line, schema=schema, quote_char='"', encoding="utf8-lossy",
+                       truncate_ragged_lines=True, missing_columns="insert", empty_string_is_null=False,
+                       row_index_name=_ROW)
 
 
 @dataclass
@@ -236,19 +240,25 @@ class _Rows:
     excluded_rows: list[int] = field(default_factory=list)
     plain: bool = False
     """Every data line is kept-shape and its value cells are plain whole numbers (:func:`_plain_values`)."""
+    source: Path | bytes | None = None
+    """What to scan: None for the file itself, or its text with each line that is not UTF-8 decoded as
+    Windows-1252 (polars' ``utf8-lossy`` would make each such byte U+FFFD, silently)."""
 
 
-def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: IssueLog, id_column: str,
+def _check_rows(layout: TableLayout, identifiers: list[pl.Expr | str], *, issues: IssueLog, id_column: str,
                 transpose: bool, plain_from: int | None = None) -> _Rows:
-    """Ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded with an issue.
+    """Ragged rows (error); blank, comment, duplicate and empty-identifier rows excluded with an issue; lines that
+    are not UTF-8 read as Windows-1252 with a located ``bad_encoding`` warning.
 
-    A Python pass counts fields per line (polars would pad a short row silently); the identifiers come from
-    the same polars scan as the records, so both agree. Row ``k`` of that scan is line
+    A Python pass counts fields per line (polars would pad a short row silently); the ``identifiers`` columns
+    come from the same polars scan as the records, so both agree. Row ``k`` of that scan is line
     ``k + header_line + 1``: it has no comment handling, so ``#`` and blank lines are rows too.
     """
     name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
-    ragged, plain, first = _count_fields(layout, skipped, plain_from=plain_from)
+    not_utf8: list[int] = []
+    ragged, plain, first = _count_fields(layout, skipped, not_utf8, plain_from=plain_from)
+    source = _as_utf8(layout, not_utf8, issues=issues) if not_utf8 else None
     report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
@@ -261,7 +271,8 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
         frame = pl.DataFrame({_ROW: pl.int_range(len(first), dtype=pl.UInt32, eager=True),
                               _ID: pl.Series(first, dtype=pl.String)})
     else:
-        frame = identifiers.filter(~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
+        frame = _scan(layout, None, source=source).select(_ROW, *identifiers).filter(
+            ~pl.col(_ROW).is_in(pl.Series(excluded, dtype=pl.UInt32).implode())).collect()
     ident = pl.col(_ID)
     frame = frame.with_columns(
         line=pl.col(_ROW).cast(pl.Int64) + offset,
@@ -285,15 +296,32 @@ def _check_rows(layout: TableLayout, identifiers: pl.LazyFrame, *, issues: Issue
         raise InputError(Issue(name, "no_rows", "error", "the table has a header but no data rows",
                                layout.header_line or None))
     return _Rows(kept=kept, excluded_rows=sorted(excluded + bad.get_column(_ROW).to_list()),
-                 plain=plain and not ragged and not any(skipped.values()))
+                 plain=plain and not ragged and not any(skipped.values()), source=source)
 
 
-def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_from: int | None = None
-                  ) -> tuple[list[tuple[int, int]], bool, list[str] | None]:
+def _as_utf8(layout: TableLayout, not_utf8: list[int], *, issues: IssueLog) -> bytes:
+    """The file's text with each line in ``not_utf8`` read as Windows-1252 (:func:`lines_as_utf8`), held in memory
+    for the scans: only such a file pays for it. The warning names the first such line unless the sniffer already
+    warned about the file's start.
+    """
+    if layout.encoding != "latin-1":
+        more = f" ({len(not_utf8) - 1} more after it)" if len(not_utf8) > 1 else ""
+        issues.warning("bad_encoding", f"line is not valid UTF-8{more}; read as Windows-1252",
+                       file=layout.display_name, line=not_utf8[0])
+    try:
+        with open_text(layout.path) as fh:
+            return lines_as_utf8(fh.read())
+    except READ_ERRORS as exc:
+        raise unreadable(layout.display_name, exc) from exc
+
+
+def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], not_utf8: list[int], *,
+                  plain_from: int | None = None) -> tuple[list[tuple[int, int]], bool, list[str] | None]:
     """``(line, n_fields)`` of every data line whose field count is not the header's; whether every data line's
     fields from ``plain_from`` on are plain whole numbers (:func:`_plain_values`; False without ``plain_from``);
     and, when ``plain_from`` is 1 and every line is plain, unquoted and has an ASCII first field, the first fields
-    (the identifiers, exactly as the polars scan reads them), else None. Fills ``skipped``.
+    (the identifiers, exactly as the polars scan reads them), else None. Fills ``skipped`` and ``not_utf8`` (the
+    lines that are not valid UTF-8; an ASCII line, the common case, is not decoded).
     """
     sep = layout.separator.encode()
     width = len(layout.header)
@@ -305,6 +333,8 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
                 continue
+            if not line.isascii() and not _is_utf8(line):
+                not_utf8.append(number)
             if line.startswith(b"#"):
                 skipped["comment"].append(number)
             elif line.isspace():  # as `not line.strip()` on a non-empty line, without copying it
@@ -328,6 +358,14 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], *, plain_f
                         else:
                             first.append(ident.decode("ascii"))
     return ragged, plain, first if plain else None
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _occurrences(data: bytes, byte: int) -> int:
@@ -385,7 +423,7 @@ def _report_bad_rows(layout: TableLayout, bad: pl.DataFrame, frame: pl.DataFrame
     with open_text(layout.path) as fh:
         for number, line in enumerate(fh, start=1):
             if number in wanted:
-                text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                text = lines_as_utf8(line).decode("utf-8").rstrip("\r\n")
                 records[number] = clip(text[:MAX_RECORD_CHARS + 1]) or ""
     for ident, line, empty in bad.select(_ID, "line", "empty").iter_rows():
         if empty:

@@ -149,22 +149,34 @@ def checks_stream(parse: Callable[_P, _R]) -> Callable[_P, _R]:
     return checked
 
 
-def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str]:
+_WORKBOOKS = ((b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
+              (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"))
+"""Magic bytes of the spreadsheet files most often named as a table, and what to call them."""
+
+
+def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str, int | None]:
+    """The sniffed start of a file as text, its encoding and the first line that is not UTF-8 (or None)."""
     if sample.startswith(b"\xef\xbb\xbf"):
-        return sample[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+        return sample[3:].decode("utf-8", errors="replace"), "utf-8-sig", None
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(Issue(file, "bad_encoding", "error",
                                "file is UTF-16 encoded; save it as UTF-8 (or Latin-1) text", 1))
+    workbook = next((what for magic, what in _WORKBOOKS if sample.startswith(magic)), None)
+    if workbook is not None:
+        raise InputError(Issue(file, "binary_file", "error", f"file is {workbook}, not delimited text: export "
+                               "the sheet as tab- or comma-separated text (Save As > CSV or Text)", 1))
     if b"\x00" in sample:
         raise InputError(Issue(file, "binary_file", "error",
                                "file contains NUL bytes: it is binary, not delimited text", 1))
     try:
-        return sample.decode("utf-8"), "utf-8"
+        return sample.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError as exc:
         if not whole and exc.start >= len(sample) - 4:  # a multi-byte character cut by the sniff window
-            return sample[: exc.start].decode("utf-8"), "utf-8"
+            return sample[: exc.start].decode("utf-8"), "utf-8", None
         line = sample[: exc.start].count(b"\n") + 1
-        return sample.decode("latin-1"), f"latin-1 (invalid UTF-8 byte on line {line})"
+        # line by line, as the body is read (lines_as_utf8): a UTF-8 header stays UTF-8 in a file with one
+        # Windows-1252 row, instead of its sample labels becoming mojibake ('ZÃ¼rich')
+        return lines_as_utf8(sample).decode("utf-8"), f"latin-1 (invalid UTF-8 byte on line {line})", line
 
 
 def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None,
@@ -199,9 +211,9 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         raise unreadable(name, exc) from exc
     if not sample.strip():
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
-    text, encoding = _decode(sample, file=name, whole=whole)
-    if encoding.startswith("latin-1"):
-        issues.warning("bad_encoding", f"file is not valid UTF-8; read as {encoding}", file=name)
+    text, encoding, not_utf8 = _decode(sample, file=name, whole=whole)
+    if not_utf8 is not None:
+        issues.warning("bad_encoding", f"file is not valid UTF-8; read as {encoding}", file=name, line=not_utf8)
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
@@ -209,13 +221,20 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         counts = {sep: line.count(sep) for sep in separators}
         separator = max(separators, key=lambda s: (counts[s], s == "\t"))
         if counts[separator] == 0:
+            other = max(_OTHER_SEPARATORS, key=line.count)
+            found = (f"; it holds {line.count(other)} {_OTHER_SEPARATORS[other]} instead: save it tab- or "
+                     "comma-separated" if line.count(other) else "")
             raise InputError(Issue(name, "wrong_delimiter", "error",
                                    f"header has a single field; expected fields separated by "
-                                   f"{' or '.join(repr(s) for s in separators)}", number))
+                                   f"{' or '.join(repr(s) for s in separators)}{found}", number))
         header = [h.strip().strip('"') for h in line.split(separator)]
         _check_header(header, issues=issues, file=name, line=number)
         return TableLayout(path, name, separator, header, number, encoding.split(" ")[0], compressed)
     raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
+
+
+_OTHER_SEPARATORS = {";": "';'", "|": "'|'", " ": "spaces"}
+"""Separators a header may hold instead of a tab or comma, named in the ``wrong_delimiter`` error."""
 
 
 def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
@@ -225,6 +244,14 @@ def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
 
 
 def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) -> None:
+    """Names too long, empty (past the first, which R's row-name column leaves empty) or repeated are errors."""
+    unnamed = [number for number, name in enumerate(header[1:], start=2) if name == ""]
+    if unnamed:  # before repeats: two empty names are unnamed columns, not a column '' given twice
+        trailing = unnamed == list(range(len(header) - len(unnamed) + 1, len(header) + 1))
+        where = (f"the last {len(unnamed)} header field(s) have no name (separators at the end of the header, as a "
+                 "spreadsheet export writes for formatted empty columns): delete those columns" if trailing
+                 else f"header field(s) {', '.join(map(str, unnamed))} have no name")
+        raise InputError(Issue(file, "empty_column_name", "error", where, line))
     seen: set[str] = set()
     for number, name in enumerate(header, start=1):
         if len(name) > MAX_IDENTIFIER_CHARS:
@@ -235,8 +262,6 @@ def _check_header(header: list[str], *, issues: IssueLog, file: str, line: int) 
             raise InputError(Issue(file, "duplicate_column", "error",
                                    f"column {name!r} appears more than once in the header", line, name))
         seen.add(name)
-    if any(h == "" for h in header[1:]):
-        raise InputError(Issue(file, "empty_column_name", "error", "header has an empty column name", line))
 
 
 MAX_RAGGED_REPORTED = 20
@@ -298,7 +323,7 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     try:
         if layout.encoding == "latin-1":  # as the warning says: polars' utf8-lossy made every accented byte U+FFFD
             with open_text(layout.path) as fh:
-                frame = read(io.BytesIO(_lines_as_utf8(fh.read())))
+                frame = read(io.BytesIO(lines_as_utf8(fh.read())))
         else:
             frame = read(layout.path)
             if _has_replacement_char(frame):  # a Latin-1 byte past the sniffed start of the file
@@ -309,8 +334,8 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
                 except UnicodeDecodeError as exc:
                     line = raw[: exc.start].count(b"\n") + 1
                     issues.warning("bad_encoding", f"file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte "
-                                   f"on line {line})", file=layout.display_name)
-                    frame = read(io.BytesIO(_lines_as_utf8(raw)))
+                                   f"on line {line})", file=layout.display_name, line=line)
+                    frame = read(io.BytesIO(lines_as_utf8(raw)))
     except pl.exceptions.PolarsError as exc:
         raise InputError(Issue(layout.display_name, "unreadable_table", "error",
                                f"cannot parse table: {exc}")) from exc
@@ -328,7 +353,7 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
 
 
-def _lines_as_utf8(raw: bytes) -> bytes:
+def lines_as_utf8(raw: bytes) -> bytes:
     """``raw`` in UTF-8, each line that is not valid UTF-8 read as Windows-1252 (what Excel's "CSV" writes; a
     superset of Latin-1's printable characters, its five undefined bytes read as Latin-1): a UTF-8 file with one
     stray byte keeps its other accented characters, and Excel's curly quotes and euro sign are not control bytes.
