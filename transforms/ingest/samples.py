@@ -32,7 +32,14 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.ingest.parse.text import MAX_IDENTIFIER_CHARS, TableLayout, iter_lines, read_table, sniff_table
+from transforms.ingest.parse.text import (
+    MAX_IDENTIFIER_CHARS,
+    TableLayout,
+    checks_stream,
+    iter_lines,
+    read_table,
+    sniff_table,
+)
 from transforms.issues import InputError, Issue, IssueLog
 
 _SAMPLE_ALIASES = ("sample_id", "sample", "tumor_sample_barcode")
@@ -87,6 +94,7 @@ def tcga_patient_barcode(label: str) -> str | None:
     return f"TCGA-{match.group(1)}-{match.group(2)}".upper()
 
 
+@checks_stream
 def read_samples(path: Path, *, issues: IssueLog, display_name: str | None = None,
                  sample_column: str | None = None) -> SampleSheet:
     """Read a sample table (TSV/CSV, cBioPortal ``data_clinical_sample.txt`` included) into a SampleSheet.
@@ -121,6 +129,7 @@ def read_samples(path: Path, *, issues: IssueLog, display_name: str | None = Non
     return SampleSheet(samples, attributes.rename({id_column: "sample_id"}))
 
 
+@checks_stream
 def read_subjects(path: Path, *, issues: IssueLog, display_name: str | None = None,
                   subject_column: str | None = None) -> SubjectSheet:
     """Read a subject (patient) table, cBioPortal ``data_clinical_patient.txt`` included, into a SubjectSheet.
@@ -141,6 +150,7 @@ def read_subjects(path: Path, *, issues: IssueLog, display_name: str | None = No
                         attributes.rename({id_column: "subject_id"}))
 
 
+@checks_stream
 def read_sample_map(path: Path, *, issues: IssueLog, display_name: str | None = None) -> pl.DataFrame:
     """Read the ``sample_map`` table: one row per (assay, column label) and the sample_id it is.
 
@@ -232,6 +242,7 @@ TOOL_QC_ASSAY = "multiqc"
 """The ``sample_map`` assay name of MultiQC's sample names (rows with an empty assay apply too)."""
 
 
+@checks_stream
 def read_tool_qc(path: Path, *, samples: pl.DataFrame, sample_map: pl.DataFrame | None, issues: IssueLog,
                  display_name: str | None = None) -> pl.DataFrame:
     """Sample attributes from a MultiQC ``multiqc_general_stats.txt`` (any columns, first column ``Sample``).

@@ -27,7 +27,7 @@ from transforms.ingest.parse.single_cell import (
     pseudobulk,
     repeated_ids,
 )
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import read_table, sniff_table, stream_checked
 from transforms.ingest.readers import AssayContext, AssayOutput, _mapped_fraction, resolve_features
 from transforms.ingest.samples import map_sample_columns
 from transforms.issues import InputError, Issue
@@ -67,17 +67,19 @@ def _annotation_table(assay: Assay, context: AssayContext) -> tuple[str, pl.Data
         raise InputError(Issue("study.yaml", "path_outside_study", "error", f"assay {assay.name!r}: {exc}; "
                                "nothing read", column=f"assays.{assay.name}.cell_annotations")) from exc
     file = assay.cell_annotations
-    layout = sniff_table(path, issues=context.issues, display_name=file)
-    lower = {h.lower(): h for h in reversed(layout.header)}
-    barcode = next((lower[n] for n in BARCODE_COLUMNS if n in lower), layout.header[0])
-    for wanted in (assay.sample_column, assay.cell_type_column):
-        if wanted not in layout.header:
-            key = "sample_column" if wanted == assay.sample_column else "cell_type_column"
-            raise InputError(Issue(file, "missing_column", "error", f"{key} {wanted!r} is not a column of the "
-                                   f"cell annotations; its columns: {layout.header}", layout.header_line, wanted))
-    frame = read_table(layout, issues=context.issues).select(
-        pl.col(barcode).alias("barcode"), pl.col(assay.sample_column).alias("sample"),
-        pl.col(assay.cell_type_column).alias("cell_type"))
+    with stream_checked(path, file=file, issues=context.issues):
+        layout = sniff_table(path, issues=context.issues, display_name=file)
+        lower = {h.lower(): h for h in reversed(layout.header)}
+        barcode = next((lower[n] for n in BARCODE_COLUMNS if n in lower), layout.header[0])
+        for wanted in (assay.sample_column, assay.cell_type_column):
+            if wanted not in layout.header:
+                key = "sample_column" if wanted == assay.sample_column else "cell_type_column"
+                raise InputError(Issue(file, "missing_column", "error", f"{key} {wanted!r} is not a column of "
+                                       f"the cell annotations; its columns: {layout.header}", layout.header_line,
+                                       wanted))
+        frame = read_table(layout, issues=context.issues).select(
+            pl.col(barcode).alias("barcode"), pl.col(assay.sample_column).alias("sample"),
+            pl.col(assay.cell_type_column).alias("cell_type"))
     return file, frame, layout.header_line
 
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import CBIOPORTAL_GENE_COLUMNS, MISSING_VALUES, parse_matrix, require_columns
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 COPY_NUMBER_SCHEMA = {"column": pl.String, "feature_id": pl.String, "line": pl.Int64, "log2_ratio": pl.Float64,
@@ -61,6 +61,7 @@ def parse_cn_log2(path: Path, *, issues: IssueLog, display_name: str | None = No
                        metadata=matrix.metadata)
 
 
+@checks_stream
 def parse_gistic_long(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Read cBioPortal ``DISCRETE_LONG`` (``Hugo_Symbol``, ``Entrez_Gene_Id``, ``Sample_Id``, ``Value``, ...).
 

@@ -23,7 +23,7 @@ from transforms.ingest.parse.protein_table import (
     run_label,
     split_names,
 )
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 ANNOTATION_COLUMNS = frozenset({
@@ -33,6 +33,7 @@ ANNOTATION_COLUMNS = frozenset({
 })
 
 
+@checks_stream
 def parse_diann(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Read a DIA-NN ``pg_matrix`` into protein records (one per run and protein group).
 

@@ -10,13 +10,14 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import cast_annotation, parse_wide_table, require_columns
-from transforms.ingest.parse.text import open_text, sniff_table
+from transforms.ingest.parse.text import checks_stream, open_text, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 FEATURECOUNTS_COLUMNS = ("Geneid", "Chr", "Start", "End", "Strand", "Length")
 _ALIGNMENT = re.compile(r"\.(bam|sam|cram)$", re.IGNORECASE)
 
 
+@checks_stream
 def parse_featurecounts(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Read a featureCounts table into ``records``: one row per gene and BAM column, counts in ``value``.
 

@@ -21,7 +21,7 @@ from transforms.ingest.parse.protein_table import (
     quantity_columns,
     split_names,
 )
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 _SEP = r"[ ._]"
@@ -36,6 +36,7 @@ QUANTITIES = {
 }
 
 
+@checks_stream
 def parse_fragpipe(path: Path, *, issues: IssueLog, display_name: str | None = None,
                    quantity: str = "lfq") -> ParsedAssay:
     """Read a FragPipe ``combined_protein.tsv`` into protein records (one per sample and protein).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.ingest.parse.text import read_lines, read_table, sniff_table
+from transforms.ingest.parse.text import read_lines, read_table, sniff_table, stream_checked
 from transforms.issues import InputError, Issue, IssueLog
 
 #: panel IDs cBioPortal uses for genome-wide profiling: every gene counts as profiled
@@ -32,17 +32,18 @@ def parse_gene_panels(matrix_path: Path, panel_paths: Sequence[Path], *, issues:
     for path in panel_paths:
         panel_id, genes = _read_panel(path)
         panels[panel_id] = genes
-    layout = sniff_table(matrix_path, issues=issues, separators="\t", display_name=display_name)
-    by_lower = {h.lower(): h for h in layout.header}
-    for needed in ("sample_id", profile.lower()):
-        if needed not in by_lower:
-            raise InputError(Issue(layout.display_name, "missing_column", "error",
-                                   f"gene panel matrix has no {needed!r} column", layout.header_line, needed))
-    matrix = read_table(layout, issues=issues).select(
-        pl.col(by_lower["sample_id"]).alias("sample"), pl.col(by_lower[profile.lower()]).alias("panel"), "line")
-    if matrix.height == 0:  # no sample would read as genome-wide: panel samples' untested genes as "not mutated"
-        raise InputError(Issue(layout.display_name, "no_rows", "error", "gene panel matrix has a header but no "
-                               "samples; which genes were sequenced is unknown", layout.header_line))
+    with stream_checked(matrix_path, file=display_name or matrix_path.name, issues=issues):
+        layout = sniff_table(matrix_path, issues=issues, separators="\t", display_name=display_name)
+        by_lower = {h.lower(): h for h in layout.header}
+        for needed in ("sample_id", profile.lower()):
+            if needed not in by_lower:
+                raise InputError(Issue(layout.display_name, "missing_column", "error",
+                                       f"gene panel matrix has no {needed!r} column", layout.header_line, needed))
+        matrix = read_table(layout, issues=issues).select(
+            pl.col(by_lower["sample_id"]).alias("sample"), pl.col(by_lower[profile.lower()]).alias("panel"), "line")
+        if matrix.height == 0:  # no sample would read as genome-wide: panel samples' untested genes as "not mutated"
+            raise InputError(Issue(layout.display_name, "no_rows", "error", "gene panel matrix has a header but "
+                                   "no samples; which genes were sequenced is unknown", layout.header_line))
     result: dict[str, set[str]] = {}
     for sample, panel, line in matrix.iter_rows():
         if panel is None or panel.strip() in ("", "NA"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import MAF_TO_SO, SO_IMPACT, variant_class
 
@@ -39,6 +39,7 @@ VARIANT_SCHEMA = pl.Schema({
 })
 
 
+@checks_stream
 def parse_maf(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Read a MAF into ``variants`` rows (see :data:`VARIANT_SCHEMA`), one per MAF row.
 

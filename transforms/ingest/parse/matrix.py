@@ -27,6 +27,7 @@ from transforms.ingest.parse.text import (
     MAX_IDENTIFIER_CHARS,
     READ_ERRORS,
     TableLayout,
+    checks_stream,
     field_count,
     lines_as_utf8,
     open_text,
@@ -52,6 +53,7 @@ _ID = "_omicsdw_id"
 _LABEL = "_omicsdw_label"
 
 
+@checks_stream
 def parse_matrix(path: Path, *, issues: IssueLog, display_name: str | None = None,
                  id_columns: Sequence[str] | None = None, annotation_columns: Sequence[str] = (),
                  transpose: bool = False) -> ParsedAssay:

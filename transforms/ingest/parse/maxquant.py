@@ -25,7 +25,7 @@ from transforms.ingest.parse.protein_table import (
     quantity_columns,
     split_names,
 )
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 QUANTITIES = {
@@ -44,6 +44,7 @@ _LABELS = {"reverse": "reverse (decoy)", "contaminant": "potential contaminant",
            "only_by_site": "only-identified-by-site"}
 
 
+@checks_stream
 def parse_maxquant(path: Path, *, issues: IssueLog, display_name: str | None = None, quantity: str = "lfq",
                    keep_flagged: bool = False) -> ParsedAssay:
     """Read a MaxQuant ``proteinGroups.txt`` into protein records (one per sample and kept group).

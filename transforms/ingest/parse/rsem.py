@@ -9,13 +9,14 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import cast_annotation, parse_wide_table, require_columns
-from transforms.ingest.parse.text import sniff_table
+from transforms.ingest.parse.text import checks_stream, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 RSEM_COLUMNS = ("length", "effective_length", "expected_count", "TPM", "FPKM")
 _QUANTITY = {"counts": "expected_count", "tpm": "TPM", "fpkm": "FPKM"}
 
 
+@checks_stream
 def parse_rsem(path: Path, *, issues: IssueLog, display_name: str | None = None, sample: str,
                quantity: Literal["counts", "tpm", "fpkm"] = "counts") -> ParsedAssay:
     """Read one sample's RSEM results into ``records``: one row per gene (or isoform), streamed.

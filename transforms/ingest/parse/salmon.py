@@ -9,13 +9,14 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import RECORD_SCHEMA, cast_annotation, parse_wide_table, require_columns
-from transforms.ingest.parse.text import sniff_table
+from transforms.ingest.parse.text import checks_stream, sniff_table
 from transforms.issues import IssueLog
 
 SALMON_COLUMNS = ("Name", "Length", "EffectiveLength", "TPM", "NumReads")
 _QUANTITY = {"counts": "NumReads", "tpm": "TPM"}
 
 
+@checks_stream
 def parse_salmon(path: Path, *, issues: IssueLog, display_name: str | None = None, sample: str,
                  quantity: Literal["counts", "tpm"] = "counts", tx2gene: pl.DataFrame | None = None
                  ) -> ParsedAssay:

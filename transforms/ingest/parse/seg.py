@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
-from transforms.ingest.parse.text import read_table, sniff_table
+from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 # Target column -> header names accepted for it (compared lower-case); only num_probes may be absent.
@@ -46,6 +46,7 @@ def normalise_chromosome(expr: pl.Expr) -> pl.Expr:
     )
 
 
+@checks_stream
 def parse_seg(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Read a segment file; ``records`` has one row per segment (grain: sample x segment).
 

@@ -9,7 +9,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.matrix import cast_annotation, parse_wide_table
-from transforms.ingest.parse.text import TableLayout, sniff_table
+from transforms.ingest.parse.text import TableLayout, checks_stream, sniff_table
 from transforms.issues import InputError, IssueLog
 
 STRAND_COLUMNS = ("unstranded", "forward", "reverse")
@@ -20,6 +20,7 @@ SUMMARY_ROWS = ("N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous")
 _STRANDED_RATIO = 2.0
 
 
+@checks_stream
 def parse_star(path: Path, *, issues: IssueLog, display_name: str | None = None, sample: str,
                strandedness: Literal["unstranded", "forward", "reverse"]) -> ParsedAssay:
     """Read one sample's gene counts from the strand column chosen by ``strandedness``.
