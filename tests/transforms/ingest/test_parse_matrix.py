@@ -6,6 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from transforms.ingest.parse.maf import parse_maf
 from transforms.ingest.parse.matrix import RECORD_SCHEMA, parse_matrix
 from transforms.issues import InputError, IssueLog
 
@@ -379,3 +380,19 @@ def test_parse_matrix_wrong_delimiter_names_the_one_found(tmp_path: Path, header
     issue = caught.value.issue
     assert (issue.code, issue.line) == ("wrong_delimiter", 1)
     assert issue.message == "header has a single field; expected fields separated by '\\t' or ','" + found
+
+
+@pytest.mark.parametrize(("header", "found"), [
+    ("Hugo_Symbol,Entrez_Gene_Id,Tumor_Sample_Barcode", "; it holds 2 commas instead: save it tab-separated"),
+    ("Hugo_Symbol;Tumor_Sample_Barcode", "; it holds 1 ';' instead: save it tab-separated"),
+    ("Hugo_Symbol Tumor_Sample_Barcode", "; it holds 1 space instead: save it tab-separated"),
+])
+def test_tab_only_reader_wrong_delimiter_advises_tabs(tmp_path: Path, header: str, found: str):
+    # A MAF (tab only) saved with commas got no hint, and one with ';' was told to save it "tab- or comma-separated",
+    # which would fail again.
+    path = _write(tmp_path, "m.maf", header + "\nTP53,7157,S1\n")
+    with pytest.raises(InputError) as caught:
+        parse_maf(path, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.code, issue.line) == ("wrong_delimiter", 1)
+    assert issue.message == "header has a single field; expected fields separated by '\\t'" + found

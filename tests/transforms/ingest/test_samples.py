@@ -1,4 +1,5 @@
 import gzip
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -66,7 +67,7 @@ def test_read_samples_without_subject_column(tmp_path: Path):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_read_samples_latin1_sheet_keeps_its_accented_values(tmp_path: Path, compress: bool):
-    # An Excel "CSV (Windows)" export: cp1252 / Latin-1 bytes. The warning says "read as latin-1"; the values were
+    # An Excel "CSV (Windows)" export: cp1252 / Latin-1 bytes. The warning said "read as latin-1"; the values were
     # read as UTF-8 with replacement, so 'Zürich' was stored as 'Z\ufffdrich'.
     raw = "sample_id,site,note\r\nA,Zürich,café\r\nB,Nîmes,µg/ml\r\n".encode("latin-1")
     path = tmp_path / ("s.csv.gz" if compress else "s.csv")
@@ -87,8 +88,9 @@ def test_read_samples_latin1_byte_past_the_sniffed_start_is_read_as_latin1_with_
     issues = IssueLog("x")
     sheet = read_samples(path, issues=issues)
     assert sheet.attributes.filter(pl.col("sample_id") == "Z1")["value"].to_list() == ["Zürich"]
-    warnings = [(i.code, i.message) for i in issues.issues if i.severity == "warning"]
-    assert warnings == [("bad_encoding", "file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte on line 2002)")]
+    warnings = [(i.code, i.line, i.message) for i in issues.issues if i.severity == "warning"]
+    assert warnings == [("bad_encoding", 2002, "line is not valid UTF-8; it and every other such line of the file "
+                                               "are read as Windows-1252")]
 
 
 @pytest.mark.parametrize("late", [False, True])
@@ -365,21 +367,34 @@ def test_map_sample_columns_label_too_long_is_error_and_not_a_sample():
     assert error.column == "S" * 80 + " ..."  # the 600-character label cut to 80 and marked
 
 
-@pytest.mark.parametrize(("magic", "what"), [
-    (b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"),
+def _zip(path: Path, member: str) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, "sample_id,x\nA,1\n")
+
+
+@pytest.mark.parametrize(("first_member", "what", "advice"), [
+    ("[Content_Types].xml", "an Excel .xlsx workbook",
+     "export the sheet as tab- or comma-separated text (Save As > CSV or Text)"),
+    ("mimetype", "an OpenDocument .ods workbook", "export the sheet as tab- or comma-separated text (Save As > CSV)"),
+    ("samples.csv", "a zip archive (its first member: 'samples.csv')",
+     "unzip it and name the table inside (or gzip it)"),
+    (None, "an Excel 97-2003 (.xls) workbook", "export the sheet as tab- or comma-separated text (Save As > CSV)"),
 ])
-def test_read_samples_spreadsheet_workbook_says_to_export_it(tmp_path: Path, magic: bytes, what: str):
+def test_read_samples_spreadsheet_workbook_says_to_export_it(tmp_path: Path, first_member: str | None, what: str,
+                                                             advice: str):
     # The workbook itself named as the sample sheet: "file contains NUL bytes: it is binary" told a new user what
-    # the file is not, not what to do. Magic numbers: PKZIP's local file header; the OLE2 compound file header.
+    # the file is not, not what to do; a portal's zipped CSV is no workbook. The xlsx / ods members are those each
+    # format writes first (OOXML's content types, ODF's mimetype); .xls: the OLE2 compound file header.
     path = tmp_path / "samples.xlsx"
-    path.write_bytes(magic + b"\x14\x00\x06\x00" + bytes(range(256)) * 4)
+    if first_member is None:
+        path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x14\x00\x06\x00" + bytes(range(256)) * 4)
+    else:
+        _zip(path, first_member)
     with pytest.raises(InputError) as caught:
         read_samples(path, issues=IssueLog("x"))
     issue = caught.value.issue
     assert (issue.file, issue.code, issue.line) == ("samples.xlsx", "binary_file", 1)
-    assert issue.message == (f"file is {what}, not delimited text: export the sheet as tab- or comma-separated text "
-                             "(Save As > CSV or Text)")
+    assert issue.message == f"file is {what}, not delimited text: {advice}"
 
 
 def test_map_sample_columns_names_the_sample_r_make_names_renamed():

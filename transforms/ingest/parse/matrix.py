@@ -29,6 +29,7 @@ from transforms.ingest.parse.text import (
     TableLayout,
     checks_stream,
     field_count,
+    is_utf8,
     lines_as_utf8,
     open_text,
     report_ragged_rows,
@@ -333,7 +334,7 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], not_utf8: 
         for number, line in enumerate(fh, start=1):
             if number <= layout.header_line:
                 continue
-            if not line.isascii() and not _is_utf8(line):
+            if not line.isascii() and not is_utf8(line):
                 not_utf8.append(number)
             if line.startswith(b"#"):
                 skipped["comment"].append(number)
@@ -359,13 +360,6 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], not_utf8: 
                             first.append(ident.decode("ascii"))
     return ragged, plain, first if plain else None
 
-
-def _is_utf8(line: bytes) -> bool:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _occurrences(data: bytes, byte: int) -> int:

@@ -149,9 +149,21 @@ def checks_stream(parse: Callable[_P, _R]) -> Callable[_P, _R]:
     return checked
 
 
-_WORKBOOKS = ((b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
-              (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 (.xls) workbook"))
-"""Magic bytes of the spreadsheet files most often named as a table, and what to call them."""
+_XLS = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""The magic bytes of an Excel 97-2003 (.xls) workbook."""
+
+
+def _zip_content(sample: bytes) -> tuple[str, str]:
+    """What a zip file that starts ``sample`` is, from its first member's name (in the local header at byte 30),
+    and what to do: a workbook (``[Content_Types].xml`` or ``xl/...``: .xlsx; ``mimetype``: .ods) or an archive.
+    """
+    length = int.from_bytes(sample[26:28], "little")
+    first = sample[30:30 + length].decode("utf-8", errors="replace")
+    if first == "[Content_Types].xml" or first.startswith(("xl/", "_rels/", "docProps/")):
+        return "an Excel .xlsx workbook", "export the sheet as tab- or comma-separated text (Save As > CSV or Text)"
+    if first == "mimetype":
+        return "an OpenDocument .ods workbook", "export the sheet as tab- or comma-separated text (Save As > CSV)"
+    return f"a zip archive (its first member: {first!r})", "unzip it and name the table inside (or gzip it)"
 
 
 def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str, int | None]:
@@ -161,10 +173,12 @@ def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str,
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(Issue(file, "bad_encoding", "error",
                                "file is UTF-16 encoded; save it as UTF-8 (or Latin-1) text", 1))
-    workbook = next((what for magic, what in _WORKBOOKS if sample.startswith(magic)), None)
-    if workbook is not None:
-        raise InputError(Issue(file, "binary_file", "error", f"file is {workbook}, not delimited text: export "
-                               "the sheet as tab- or comma-separated text (Save As > CSV or Text)", 1))
+    if sample.startswith(_XLS):
+        raise InputError(Issue(file, "binary_file", "error", "file is an Excel 97-2003 (.xls) workbook, not "
+                               "delimited text: export the sheet as tab- or comma-separated text (Save As > CSV)", 1))
+    if sample.startswith(b"PK\x03\x04"):
+        what, advice = _zip_content(sample)
+        raise InputError(Issue(file, "binary_file", "error", f"file is {what}, not delimited text: {advice}", 1))
     if b"\x00" in sample:
         raise InputError(Issue(file, "binary_file", "error",
                                "file contains NUL bytes: it is binary, not delimited text", 1))
@@ -213,7 +227,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     text, encoding, not_utf8 = _decode(sample, file=name, whole=whole)
     if not_utf8 is not None:
-        issues.warning("bad_encoding", f"file is not valid UTF-8; read as {encoding}", file=name, line=not_utf8)
+        issues.warning("bad_encoding", NOT_UTF8, file=name, line=not_utf8)
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
@@ -221,9 +235,10 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         counts = {sep: line.count(sep) for sep in separators}
         separator = max(separators, key=lambda s: (counts[s], s == "\t"))
         if counts[separator] == 0:
-            other = max(_OTHER_SEPARATORS, key=line.count)
-            found = (f"; it holds {line.count(other)} {_OTHER_SEPARATORS[other]} instead: save it tab- or "
-                     "comma-separated" if line.count(other) else "")
+            other = max((s for s in _SEPARATOR_NAMES if s not in separators), key=line.count)
+            n = line.count(other)
+            wanted = " or ".join(_SEPARATOR_NAMES[s][0] for s in separators).replace(" or ", "- or ", 1)
+            found = f"; it holds {n} {_SEPARATOR_NAMES[other][n > 1]} instead: save it {wanted}-separated" if n else ""
             raise InputError(Issue(name, "wrong_delimiter", "error",
                                    f"header has a single field; expected fields separated by "
                                    f"{' or '.join(repr(s) for s in separators)}{found}", number))
@@ -233,8 +248,10 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
 
 
-_OTHER_SEPARATORS = {";": "';'", "|": "'|'", " ": "spaces"}
-"""Separators a header may hold instead of a tab or comma, named in the ``wrong_delimiter`` error."""
+_SEPARATOR_NAMES = {"\t": ("tab", "tabs"), ",": ("comma", "commas"), ";": ("';'", "';'"), "|": ("'|'", "'|'"),
+                    " ": ("space", "spaces")}
+"""Separators a header may hold instead of a reader's own (tab, or tab and comma), as the ``wrong_delimiter`` error
+names them (one, several)."""
 
 
 def _has_whole_header(sample: bytes, comment_prefix: str | None) -> bool:
@@ -333,8 +350,7 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
                     raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     line = raw[: exc.start].count(b"\n") + 1
-                    issues.warning("bad_encoding", f"file is not valid UTF-8; read as latin-1 (invalid UTF-8 byte "
-                                   f"on line {line})", file=layout.display_name, line=line)
+                    issues.warning("bad_encoding", NOT_UTF8, file=layout.display_name, line=line)
                     frame = read(io.BytesIO(lines_as_utf8(raw)))
     except pl.exceptions.PolarsError as exc:
         raise InputError(Issue(layout.display_name, "unreadable_table", "error",
@@ -353,6 +369,19 @@ def read_table(layout: TableLayout, *, issues: IssueLog, infer_schema: bool = Fa
     return frame.filter(~pl.col("line").is_in([number for number, _ in ragged]))
 
 
+NOT_UTF8 = "line is not valid UTF-8; it and every other such line of the file are read as Windows-1252"
+"""The ``bad_encoding`` warning of a text file with lines that are not UTF-8 (at the first such line)."""
+
+
+def is_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` decodes as UTF-8."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def lines_as_utf8(raw: bytes) -> bytes:
     """``raw`` in UTF-8, each line that is not valid UTF-8 read as Windows-1252 (what Excel's "CSV" writes; a
     superset of Latin-1's printable characters, its five undefined bytes read as Latin-1): a UTF-8 file with one
@@ -360,11 +389,7 @@ def lines_as_utf8(raw: bytes) -> bytes:
     """
     out = []
     for line in raw.splitlines(keepends=True):
-        try:
-            line.decode("utf-8")
-            out.append(line)
-        except UnicodeDecodeError:
-            out.append(line.decode("cp1252", errors=_LATIN1_FALLBACK).encode("utf-8"))
+        out.append(line if is_utf8(line) else line.decode("cp1252", errors=_LATIN1_FALLBACK).encode("utf-8"))
     return b"".join(out)
 
 

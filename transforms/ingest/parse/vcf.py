@@ -31,7 +31,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.maf import VARIANT_SCHEMA
-from transforms.ingest.parse.text import check_readable, open_text, read_lines
+from transforms.ingest.parse.text import check_readable, is_utf8, open_text, read_lines
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import CONSEQUENCE_RULE, SO_IMPACT, UNKNOWN_RANK, consequence_terms, variant_class
 
@@ -459,7 +459,7 @@ def _drop_bad_records(path: Path, header: VcfHeader, *, clean: IO[bytes], issues
     bom = False
     with open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
-            if not_utf8 is None and not _is_utf8(raw):
+            if not_utf8 is None and not is_utf8(raw):
                 not_utf8 = number
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 bom, raw = True, raw[3:]
@@ -491,13 +491,6 @@ def _reason(cause: BaseException) -> str:
     """The message of oxbow's error without the Rust backtrace it carries when ``RUST_BACKTRACE`` is set."""
     return str(cause).split("Rust backtrace:", 1)[0].strip()
 
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _read_header(path: Path, *, name: str) -> VcfHeader:
