@@ -106,6 +106,32 @@ def _gzipped(path: Path) -> bool:
         return False
 
 
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+"""The empty block that ends every BGZF file (SAM/BAM specification, section 4.1.2)."""
+
+
+def warn_if_bgzf_cut(path: Path, *, file: str, issues: IssueLog) -> None:
+    """A ``truncated_bgzf`` warning when ``path`` is BGZF (block gzip, as bgzip / htslib / Bio.bgzf write it: a
+    ``BC`` extra field) without its end-of-file block: a copy or download cut at a block boundary decompresses
+    cleanly, only short, so no reader fails on it. htslib warns the same ("EOF marker is absent"); very old
+    writers left the block out, so the file still loads. One seek to the end: free beside the read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if head[:4] != b"\x1f\x8b\x08\x04" or head[12:14] != b"BC":
+                return
+            fh.seek(0, 2)
+            fh.seek(max(fh.tell() - len(_BGZF_EOF), 0))
+            if fh.read() == _BGZF_EOF:
+                return
+    except OSError:  # missing, a folder, no permission: the reader says so
+        return
+    issues.warning("truncated_bgzf", "BGZF file without its end-of-file block: it was probably cut short (a copy "
+                   "or download that stopped), so its last records may be missing; compare it with its source "
+                   "(htslib warns the same)", file=file)
+
+
 @contextmanager
 def stream_checked(path: Path, *, file: str, issues: IssueLog | None = None) -> Iterator[None]:
     """Any failure inside the block, on a gzip file with a cut or corrupt stream, is that stream's located error
@@ -226,6 +252,8 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
     if not sample.strip():
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     text, encoding, not_utf8 = _decode(sample, file=name, whole=whole)
+    if compressed:
+        warn_if_bgzf_cut(path, file=name, issues=issues)
     if not_utf8 is not None:
         issues.warning("bad_encoding", NOT_UTF8, file=name, line=not_utf8)
     lines = text.splitlines()

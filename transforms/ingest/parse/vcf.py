@@ -31,7 +31,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.maf import VARIANT_SCHEMA
-from transforms.ingest.parse.text import check_readable, is_utf8, open_text, read_lines
+from transforms.ingest.parse.text import check_readable, is_utf8, open_text, read_lines, warn_if_bgzf_cut
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import CONSEQUENCE_RULE, SO_IMPACT, UNKNOWN_RANK, consequence_terms, variant_class
 
@@ -96,6 +96,8 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
     header = _read_header(path, name=name)
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
+    if gzipped:
+        warn_if_bgzf_cut(path, file=name, issues=issues)
 
     def check_stream() -> None:
         """A cut or corrupt gzip stream is a located error (its first line not held whole) before any other.
