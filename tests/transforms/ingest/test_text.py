@@ -141,3 +141,24 @@ def test_bgzf_cut_at_a_block_boundary_is_a_located_warning(tmp_path: Path, share
     height, found = read(cut)
     assert 0 < height < rows
     assert ("cut.gz", "truncated_bgzf", "warning") in found  # beside the cut last line's own error, if any
+
+
+def test_gzip_table_padded_with_zeros_is_a_located_corrupt_file(tmp_path: Path) -> None:
+    # 512 zero bytes after the last member (a tape / dd copy): Python's gzip skips them, polars stops there, and the
+    # study failed as "unreadable_input: invalid gzip header" naming no file (a VCF goes to oxbow, which reads it:
+    # test_parse_vcf). An empty last member (9 zero bytes at the end: its deflate block's last byte, a zero CRC and
+    # size) is no padding.
+    text = b"gene\tA\tB\nTP53\t1\t2\nMYC\t3\t4\n"
+    padded, empty_member = tmp_path / "padded.gz", tmp_path / "two.gz"
+    padded.write_bytes(gzip.compress(text) + bytes(512))
+    empty_member.write_bytes(gzip.compress(text) + gzip.compress(b""))
+    ends = empty_member.read_bytes()[-10:]
+    assert ends[0] != 0
+    assert ends[1:] == bytes(9)
+    assert parse_matrix(empty_member, issues=IssueLog("t")).records.collect().height == 4  # 2 genes x 2 samples
+    with pytest.raises(InputError) as caught:
+        parse_matrix(padded, issues=IssueLog("t"))
+    issue = caught.value.issue
+    assert (issue.file, issue.code) == ("padded.gz", "corrupt_file")
+    trailer_zeros = len(gzip.compress(text)) - len(gzip.compress(text).rstrip(b"\0"))  # ISIZE's high bytes
+    assert f"the file's last {512 + trailer_zeros} bytes are zeros" in issue.message

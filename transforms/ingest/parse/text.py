@@ -110,26 +110,43 @@ _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000
 """The empty block that ends every BGZF file (SAM/BAM specification, section 4.1.2)."""
 
 
-def warn_if_bgzf_cut(path: Path, *, file: str, issues: IssueLog) -> None:
-    """A ``truncated_bgzf`` warning when ``path`` is BGZF (block gzip, as bgzip / htslib / Bio.bgzf write it: a
-    ``BC`` extra field) without its end-of-file block: a copy or download cut at a block boundary decompresses
-    cleanly, only short, so no reader fails on it. htslib warns the same ("EOF marker is absent"); very old
-    writers left the block out, so the file still loads. One seek to the end: free beside the read.
+_PADDING_MIN = 16
+"""Zero bytes at the end of a gzip file beyond what its last member may end with (an empty member: 9, its deflate
+block's last byte and an all-zero CRC and size): padding after the last member, as a tape or ``dd`` copy writes."""
+
+
+def check_gzip_end(path: Path, *, file: str, issues: IssueLog, padding_read: bool = False) -> None:
+    """Look at the end of a gzip file for what no reader would report by itself (one seek, free beside the read).
+
+    A BGZF file (block gzip, as bgzip / htslib / Bio.bgzf write it: a ``BC`` extra field) without its end-of-file
+    block is a ``truncated_bgzf`` warning: a copy or download cut at a block boundary decompresses cleanly, only
+    short. htslib warns the same ("EOF marker is absent"); very old writers left the block out, so it still loads.
+    Zero padding after the last member (``_PADDING_MIN`` zero bytes or more) is a ``corrupt_file`` error naming
+    it: Python's gzip skips it, polars stops at it, and the study failed as an unreadable input of no file
+    (``padding_read``: the caller has a reader that skips it, as ``parse_vcf`` has oxbow).
     """
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
-            if head[:4] != b"\x1f\x8b\x08\x04" or head[12:14] != b"BC":
-                return
             fh.seek(0, 2)
-            fh.seek(max(fh.tell() - len(_BGZF_EOF), 0))
-            if fh.read() == _BGZF_EOF:
-                return
+            size = fh.tell()
+            fh.seek(max(size - 4096, 0))
+            tail = fh.read()
     except OSError:  # missing, a folder, no permission: the reader says so
         return
-    issues.warning("truncated_bgzf", "BGZF file without its end-of-file block: it was probably cut short (a copy "
-                   "or download that stopped), so its last records may be missing; compare it with its source "
-                   "(htslib warns the same)", file=file)
+    bgzf = head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+    if bgzf and tail.endswith(_BGZF_EOF):
+        return
+    padding = len(tail) - len(tail.rstrip(b"\x00"))
+    if padding >= _PADDING_MIN and not padding_read:
+        count = str(padding) if padding < len(tail) else f"at least {padding}"
+        raise InputError(Issue(file, "corrupt_file", "error", f"zero bytes follow the gzip stream (the file's last "
+                               f"{count} bytes are zeros: padding, as a tape or dd copy writes), which the table "
+                               "reader cannot read: recompress the file (gunzip -c FILE | gzip > NEW)"))
+    if bgzf:
+        issues.warning("truncated_bgzf", "BGZF file without its end-of-file block: it was probably cut short (a "
+                       "copy or download that stopped), so its last records may be missing; compare it with its "
+                       "source (htslib warns the same)", file=file)
 
 
 @contextmanager
@@ -253,7 +270,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     text, encoding, not_utf8 = _decode(sample, file=name, whole=whole)
     if compressed:
-        warn_if_bgzf_cut(path, file=name, issues=issues)
+        check_gzip_end(path, file=name, issues=issues)
     if not_utf8 is not None:
         issues.warning("bad_encoding", NOT_UTF8, file=name, line=not_utf8)
     lines = text.splitlines()

@@ -31,7 +31,7 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.maf import VARIANT_SCHEMA
-from transforms.ingest.parse.text import check_readable, is_utf8, open_text, read_lines, warn_if_bgzf_cut
+from transforms.ingest.parse.text import check_gzip_end, check_readable, is_utf8, open_text, read_lines
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import CONSEQUENCE_RULE, SO_IMPACT, UNKNOWN_RANK, consequence_terms, variant_class
 
@@ -97,7 +97,7 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
     if gzipped:
-        warn_if_bgzf_cut(path, file=name, issues=issues)
+        check_gzip_end(path, file=name, issues=issues, padding_read=True)  # oxbow reads a padded file
 
     def check_stream() -> None:
         """A cut or corrupt gzip stream is a located error (its first line not held whole) before any other.
