@@ -430,7 +430,8 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
                 f"{c} {m}/{t}" for c, m, t in missing.iter_rows()), file=file)
             n_missing, n_total = missing.select(pl.col("n_missing", "n_total").sum()).row(0)
             metadata["missing_fraction"] = round(n_missing / n_total, 4)
-        frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
+        frames.append(normalise_protein_abundance(records, platform=assay.platform,
+                                                  log2_given=assay.measure == "log2").lazy().with_columns(
             pl.lit(assay.platform).alias("platform")))
         gene_maps.append(gene_map_rows(groups, study_id=context.study_id, assay=assay.name))
         metadata.update({k: v for k, v in parsed.metadata.items() if isinstance(v, (int, float, str))})
