@@ -424,6 +424,13 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         records = records.join(features.lazy().select(
             "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left",
             maintain_order="left")
+        if assay.platform == "ms" and assay.measure != "log2":
+            n_negative = parsed.records.lazy().select((pl.col("abundance") < 0).sum()).collect().item()
+            if n_negative:
+                context.issues.warning(
+                    "negative_abundance", f"{n_negative} negative abundance(s) left without log2 value: "
+                    "intensities are never negative; if the file holds log2 values (log ratios), set "
+                    "`measure: log2` on the assay", file=file)
         missing = missing_per_sample(parsed.records)
         if missing.height:
             context.issues.info("missing_values", "missing abundances per sample: " + ", ".join(
