@@ -103,7 +103,8 @@ class Assay(_Strict):
     path: str = Field(description="Path relative to the study folder; a glob for per-sample files "
                                   "(Salmon, RSEM, STAR), one sample per matched file.")
     gene_id_type: GeneIdType = Field("auto", description="Namespace of the feature identifiers.")
-    measure: str | None = Field(None, description="rna_abundance: tpm, fpkm, rsem_normalized, zscore, ...")
+    measure: str | None = Field(None, description="rna_abundance: tpm, fpkm, rsem_normalized, zscore, ...; "
+                                 "protein_abundance: log2 when the values are log2 already (not logged again).")
     strandedness: Literal["unstranded", "forward", "reverse"] | None = Field(
         None, description="STAR ReadsPerGene.out.tab: which count column (2, 3 or 4) to take.")
     platform: Literal["ms", "rppa"] = Field("ms", description="protein_abundance: mass spectrometry or RPPA.")

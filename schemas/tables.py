@@ -255,7 +255,8 @@ class ProteinAbundance(_Table):
     is_phospho: bool = pa.Field(nullable=True, description="Phospho-specific antibody / site.")
     is_ambiguous: bool = pa.Field(nullable=True, description="The group maps to more than one gene.")
     abundance: float = pa.Field(nullable=True, description="Quantity as given (NULL = missing; MaxQuant 0).")
-    log2_abundance: float = pa.Field(nullable=True, description="log2 of abundance (RPPA: as given).")
+    log2_abundance: float = pa.Field(nullable=True, description=(
+        "log2 of abundance (RPPA and `measure: log2` assays, e.g. cBioPortal protein profiles: as given)."))
     normalized: float = pa.Field(nullable=True, description="MS: log2 median-centred per sample; RPPA: as given.")
 
     class Config:

@@ -15,6 +15,8 @@ Choices made where cBioPortal leaves room:
   z-score suffix), so it can be matched against ``options["stable_id"]`` of the other assays.
 - ``COPY_NUMBER_ALTERATION CONTINUOUS`` is linear copy number, ``LOG2-VALUE`` log2 ratios: both are format
   ``log2`` (gene x sample matrices) but ``measure`` says which (``linear`` / ``log2``).
+- ``PROTEIN_LEVEL LOG2-VALUE`` / ``CONTINUOUS`` profiles (RPPA, CPTAC mass spectrometry) are log2 values
+  already (CPTAC's are ratios, negative for half the proteins): ``measure="log2"``, never logged again.
 - ``PROTEIN_LEVEL Z-SCORE`` is skipped: z-scores of protein levels are derived from the abundance matrix.
 - The gene panel matrix is recorded in ``options["gene_panel_matrix"]`` of the variants assay(s).
 """
@@ -221,7 +223,7 @@ def _translate(meta: _Meta, *, issues: IssueLog) -> Assay | None:
     elif key == ("COPY_NUMBER_ALTERATION", "SEG"):
         spec = {"kind": "copy_number", "format": "seg", "reference_genome": meta.get("reference_genome_id")}
     elif key in (("PROTEIN_LEVEL", "LOG2-VALUE"), ("PROTEIN_LEVEL", "CONTINUOUS")):
-        spec = {"kind": "protein_abundance", "format": "matrix",
+        spec = {"kind": "protein_abundance", "format": "matrix", "measure": "log2",
                 "platform": "rppa" if "rppa" in stable_id.lower() else "ms"}
     elif key == ("PROTEIN_LEVEL", "Z-SCORE"):
         _skip(meta, "PROTEIN_LEVEL Z-SCORE: protein z-scores are derived from the abundance profile",

@@ -424,13 +424,21 @@ def read_proteins(assay: Assay, files: list[Path], context: AssayContext) -> Ass
         records = records.join(features.lazy().select(
             "feature_id", "protein_group", "antibody", "is_phospho"), on="feature_id", how="left",
             maintain_order="left")
+        if assay.platform == "ms" and assay.measure != "log2":
+            n_negative = parsed.records.lazy().select((pl.col("abundance") < 0).sum()).collect().item()
+            if n_negative:
+                context.issues.warning(
+                    "negative_abundance", f"{n_negative} negative abundance(s) left without log2 value: "
+                    "intensities are never negative; if the file holds log2 values (log ratios), set "
+                    "`measure: log2` on the assay", file=file)
         missing = missing_per_sample(parsed.records)
         if missing.height:
             context.issues.info("missing_values", "missing abundances per sample: " + ", ".join(
                 f"{c} {m}/{t}" for c, m, t in missing.iter_rows()), file=file)
             n_missing, n_total = missing.select(pl.col("n_missing", "n_total").sum()).row(0)
             metadata["missing_fraction"] = round(n_missing / n_total, 4)
-        frames.append(normalise_protein_abundance(records, platform=assay.platform).lazy().with_columns(
+        frames.append(normalise_protein_abundance(records, platform=assay.platform,
+                                                  log2_given=assay.measure == "log2").lazy().with_columns(
             pl.lit(assay.platform).alias("platform")))
         gene_maps.append(gene_map_rows(groups, study_id=context.study_id, assay=assay.name))
         metadata.update({k: v for k, v in parsed.metadata.items() if isinstance(v, (int, float, str))})

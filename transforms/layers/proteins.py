@@ -222,21 +222,23 @@ def _unmapped(groups: pl.DataFrame, resolved: pl.DataFrame, species: pl.DataFram
     )
 
 
-def normalise_protein_abundance(records: pl.LazyFrame | pl.DataFrame, *, platform: str
+def normalise_protein_abundance(records: pl.LazyFrame | pl.DataFrame, *, platform: str, log2_given: bool = False
                                 ) -> pl.LazyFrame | pl.DataFrame:
     """Add ``log2_abundance`` and ``normalized`` to protein records (one row per sample and protein group).
 
     MS (``platform='ms'``): ``log2_abundance`` is log2 of the intensity; ``normalized`` subtracts each sample's
     median log2 over its non-missing groups (each ``feature_id`` once, also when records were already joined to
     several genes), so the median of every sample is 0 and loading differences between runs cancel. RPPA: values
-    are already median-centred log2 ratios, both columns copy ``abundance``. Missing values stay missing (never
-    imputed). Returns the same kind of frame it was given.
+    are already median-centred log2 ratios, both columns copy ``abundance``. ``log2_given`` (an MS assay with
+    ``measure: log2``, e.g. cBioPortal's CPTAC ``PROTEIN_LEVEL`` ratios, negative for half the proteins): the
+    values are log2 already, ``log2_abundance`` copies them and ``normalized`` median-centres them as above.
+    Missing values stay missing (never imputed). Returns the same kind of frame it was given.
     """
     if platform == "rppa":
         return records.with_columns(log2_abundance=pl.col("abundance"), normalized=pl.col("abundance"))
     if platform != "ms":
         raise ValueError(f"platform must be 'ms' or 'rppa'; got {platform!r}")
-    log2 = pl.when(pl.col("abundance") > 0).then(pl.col("abundance").log(2))
+    log2 = pl.col("abundance") if log2_given else pl.when(pl.col("abundance") > 0).then(pl.col("abundance").log(2))
     # A group mapped to several genes has one row per gene after the gene join: count it once in the median.
     once = pl.struct("column", "feature_id").is_first_distinct()
     return records.with_columns(log2_abundance=log2).with_columns(

@@ -60,8 +60,8 @@ def test_read_cbioportal_study_es0_assays(es_0: Path):
         "expression_median_Zscores": ("rna_abundance", "cbioportal", "data_expression_median_Zscores.txt",
                                       "zscore"),
         "mutations_extended": ("variants", "maf", "data_mutations_extended.maf", None),
-        "protein_quantification": ("protein_abundance", "matrix", "data_protein_quantification.txt", None),
-        "rppa": ("protein_abundance", "matrix", "data_rppa.txt", None),
+        "protein_quantification": ("protein_abundance", "matrix", "data_protein_quantification.txt", "log2"),
+        "rppa": ("protein_abundance", "matrix", "data_rppa.txt", "log2"),
     }
     assays = {a.name: a for a in manifest.assays}
     assert assays["cna_hg19_seg"].reference_genome == "hg19"  # meta_cna_hg19_seg.txt: reference_genome_id

@@ -346,6 +346,23 @@ def test_read_proteins_implausible_abundance_is_quarantined(tmp_path, reference,
     assert (row["code"], row["file"], row["line"], row["column"]) == ("implausible_value", "prot.tsv", 2, "S1")
 
 
+def test_read_proteins_negative_ms_abundance_warns_unless_measure_log2(tmp_path, reference, study_folder):
+    # CPTAC log2 ratios (cBioPortal study_es_0 data_protein_quantification.txt: TP53 -1.286652 in TCGA-C8-A12T-01)
+    # read as intensities lose every negative value: located warning naming `measure: log2`
+    table = "protein\tS1\tS2\nTP53\t-1.286652\t-1.268997\nBRAF\t0.082298\t0.251706\n"
+    for measure, expected in (("", 2), (", measure: log2", 0)):
+        folder = study_folder(tmp_path / str(expected), "study_id: p\nname: n\nassays:\n  - {name: prot, "
+                              f"kind: protein_abundance, format: matrix, path: prot.tsv{measure}}}\n", name="p")
+        (folder / "prot.tsv").write_text(table)
+        loaded = read_study(folder, reference=reference)
+        warnings = study_issues(loaded).filter(pl.col("code") == "negative_abundance")
+        assert warnings.height == (1 if expected else 0)
+        if expected:
+            assert warnings["file"][0] == "prot.tsv"
+            assert warnings["message"][0].startswith("2 negative")
+            assert "measure: log2" in warnings["message"][0]
+
+
 def test_ingest_study_rsem_expected_counts_are_not_fractional_warnings(tmp_path, reference, shared_data, study_folder):
     # RSEM expected_count is an estimate, fractional by nature (zcat | awk '$5 != int($5)' finds many)
     folder = study_folder(tmp_path, "study_id: r\nname: n\nassays:\n"

@@ -207,3 +207,14 @@ def test_normalise_protein_abundance_rppa_as_given_and_bad_platform():
 
 def test_missing_per_sample_counts_null_abundance():
     assert missing_per_sample(_records().lazy()).rows() == [("A", 0, 3), ("B", 1, 3), ("C", 0, 3)]
+
+
+def test_normalise_protein_abundance_ms_log2_given_is_not_logged_again():
+    # cBioPortal's CPTAC profile (study_es_0 data_protein_quantification.txt) holds log2 ratios: TP53 is
+    # -1.286652 in TCGA-C8-A12T-01; logging again made every negative ratio NULL and the rest wrong
+    records = pl.DataFrame({"column": ["A", "A", "A", "B", "B"], "feature_id": ["TP53", "BRAF", "g3", "TP53", "g3"],
+                            "abundance": [-1.286652, 0.082298, 0.5, -1.268997, None]})
+    out = normalise_protein_abundance(records, platform="ms", log2_given=True)
+    assert out["log2_abundance"].to_list() == [-1.286652, 0.082298, 0.5, -1.268997, None]
+    # by hand: median of A = 0.082298, of B = -1.268997 (its only value)
+    assert out["normalized"].to_list() == pytest.approx([-1.36895, 0.0, 0.417702, 0.0, None], abs=1e-9)
