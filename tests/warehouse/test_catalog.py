@@ -136,3 +136,15 @@ def test_table_follows_the_catalog_when_a_run_died_before_rebuilding_it(lake: La
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 30.0  # the same answer
     refresh_catalog(lake, wh)  # the next run of any study
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 60.0
+
+
+def test_table_of_a_missing_warehouse_is_an_error_not_an_empty_table(lake: Lake, wh: Path, tmp_path: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    assert warehouse.table("rna_counts", warehouse=wh).collect().height == 2
+    for reader in (lambda w: warehouse.table("rna_counts", warehouse=w),
+                   lambda w: warehouse.table("rna_counts", version=1, warehouse=w),
+                   lambda w: warehouse.delta_snapshots("rna_counts", warehouse=w),
+                   lambda w: warehouse.feature_versions("x", warehouse=w)):
+        with pytest.raises(CatalogMissing, match=r"no lake at .*typo"):
+            reader(tmp_path / "typo")  # a mistyped folder read as 0 rows before
+
