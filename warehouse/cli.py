@@ -446,6 +446,9 @@ def _sql(args: argparse.Namespace) -> int:
 
     from warehouse.catalog import CatalogMissing, connect
 
+    if args.output and not Path(args.output).parent.is_dir():  # checked before the query runs, not after
+        print(f"omicsdw sql: no folder {Path(args.output).parent} for {Path(args.output).name}", file=sys.stderr)
+        return 2
     try:
         con = connect(args.warehouse)
     except CatalogMissing as exc:
@@ -474,7 +477,7 @@ def _sql(args: argparse.Namespace) -> int:
             sys.stdout.write(frame.write_csv())
     else:
         if not args.output:
-            print("--format parquet needs --output FILE", file=sys.stderr)
+            print("omicsdw sql: --format parquet needs --output FILE", file=sys.stderr)
             return 2
         frame.write_parquet(args.output)
     return 0

@@ -148,3 +148,15 @@ def test_table_of_a_missing_warehouse_is_an_error_not_an_empty_table(lake: Lake,
         with pytest.raises(CatalogMissing, match=r"no lake at .*typo"):
             reader(tmp_path / "typo")  # a mistyped folder read as 0 rows before
 
+
+def test_sql_output_into_a_missing_folder_is_refused_before_the_query_without_a_traceback(
+        lake: Lake, wh: Path, tmp_path: Path, capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    out = tmp_path / "no_such_dir" / "counts.csv"
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "csv",
+                 "--output", str(out)]) == 2
+    assert f"omicsdw sql: no folder {out.parent} for counts.csv" in capsys.readouterr().err
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "parquet"]) == 2
+    assert "omicsdw sql: --format parquet needs --output FILE" in capsys.readouterr().err
