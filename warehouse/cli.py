@@ -446,6 +446,9 @@ def _sql(args: argparse.Namespace) -> int:
 
     from warehouse.catalog import CatalogMissing, connect
 
+    if args.output and args.format == "table":  # the table went to the terminal and no file was written
+        print("omicsdw sql: --output writes csv or parquet: add --format csv or --format parquet", file=sys.stderr)
+        return 2
     if args.output and not Path(args.output).parent.is_dir():  # checked before the query runs, not after
         print(f"omicsdw sql: no folder {Path(args.output).parent} for {Path(args.output).name}", file=sys.stderr)
         return 2
@@ -727,7 +730,7 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help="the SQL query (SELECT or EXPLAIN), e.g. \"SELECT * FROM studies\"")
     sql.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format")
-    sql.add_argument("--output", help="file to write (csv / parquet)")
+    sql.add_argument("--output", help="file to write (with --format csv or parquet)")
     sql.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     sql.set_defaults(run=_sql)
 

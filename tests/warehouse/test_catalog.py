@@ -160,3 +160,17 @@ def test_sql_output_into_a_missing_folder_is_refused_before_the_query_without_a_
     assert f"omicsdw sql: no folder {out.parent} for counts.csv" in capsys.readouterr().err
     assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "parquet"]) == 2
     assert "omicsdw sql: --format parquet needs --output FILE" in capsys.readouterr().err
+
+
+def test_sql_output_without_a_file_format_is_refused_not_ignored(lake: Lake, wh: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    out = tmp_path / "counts.csv"
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--output", str(out)]) == 2
+    assert "add --format csv or --format parquet" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "csv",
+                 "--output", str(out)]) == 0
+    assert out.read_text().splitlines()[1:] == ["s1,counts,a,7157,TP53,10.0,", "s1,counts,b,7157,TP53,20.0,"]
