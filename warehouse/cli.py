@@ -459,6 +459,10 @@ def _sql(args: argparse.Namespace) -> int:
         return 1
     try:
         statements = con.extract_statements(args.query)
+        if not statements:  # "" or a comment: DuckDB returns no result, not an error
+            print("omicsdw sql: the query has no statement; give a SELECT, e.g. \"SELECT * FROM studies\"",
+                  file=sys.stderr)
+            return 2
         refused = sorted({s.type.name for s in statements if s.type.name not in SQL_STATEMENTS})
         if refused:
             print(f"omicsdw sql runs read-only queries (SELECT, EXPLAIN); refused: {', '.join(refused)}",

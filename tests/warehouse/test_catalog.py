@@ -174,3 +174,12 @@ def test_sql_output_without_a_file_format_is_refused_not_ignored(lake: Lake, wh:
     assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "csv",
                  "--output", str(out)]) == 0
     assert out.read_text().splitlines()[1:] == ["s1,counts,a,7157,TP53,10.0,", "s1,counts,b,7157,TP53,20.0,"]
+
+
+def test_sql_without_a_statement_is_refused_without_a_traceback(lake: Lake, wh: Path, capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    for query in ("", "  ", "-- a comment only"):
+        assert main(["sql", query, "--warehouse", str(wh)]) == 2  # was an AttributeError on None
+        assert "omicsdw sql: the query has no statement" in capsys.readouterr().err
