@@ -52,7 +52,7 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
     registered = set(context.instance.get_dynamic_partitions(STUDIES))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")  # one run per study and night
     requests = []
-    for study_id in find_studies(Path(warehouse.landing_dir)):
+    for study_id in find_studies(warehouse.landing()):
         if study_id not in registered:
             continue  # the landing sensor registers and runs new studies
         if loaded.get(study_id) == today:

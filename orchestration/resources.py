@@ -76,6 +76,17 @@ class WarehouseResource(dg.ConfigurableResource):
     def lake(self) -> Lake:
         return open_lake(self.warehouse_dir, self.lake_uri)
 
+    def landing(self) -> Path:
+        """The landing folder; a missing one is an error saying which setting names it (the landing sensor, on by
+        default, evaluates every 30 s: "No such file or directory: 'examples'" did not say where that came from).
+        """
+        folder = Path(self.landing_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no landing folder {self.landing_dir} ({folder.absolute()}): set "
+                                    "OMICSDW_LANDING (default: examples, relative to the working directory) or the "
+                                    "warehouse resource's landing_dir")
+        return folder
+
     @contextmanager
     def study_session(self, study_id: str | None) -> Iterator[Lake]:
         """The lake under the study's write lock (a second run of the same study waits, then finds its work done).
@@ -115,7 +126,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def study_folder(self, study_id: str) -> Path:
         """Folder of a study in the landing folder (partition keys are study ids)."""
-        studies = find_studies(Path(self.landing_dir))
+        studies = find_studies(self.landing())
         if study_id not in studies:
             raise dg.Failure(f"study {study_id!r} is not in the landing folder {self.landing_dir}; "
                              f"found: {sorted(studies)}", allow_retries=False)

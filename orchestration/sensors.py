@@ -55,7 +55,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     """
     seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
     current: dict[str, list[str]] = {}
-    found, problems = scan_landing(Path(warehouse.landing_dir))
+    found, problems = scan_landing(warehouse.landing())
     for problem in problems:  # folders that cannot be a study: no partition, so the sensor log says why
         context.log.error(str(problem))
     registered = set(context.instance.get_dynamic_partitions(STUDIES))

@@ -53,12 +53,11 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
     import polars as pl
 
     from schemas.tables import PUBLISHED_TABLES, TABLES, polars_schema
-    from warehouse.storage import open_lake
 
     if name not in TABLES:
         raise KeyError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     folder = _warehouse_dir(warehouse)
-    lake = open_lake(folder, lake_uri)
+    lake = _lake(warehouse, lake_uri)
     if not lake.exists(name):
         return pl.LazyFrame(schema=polars_schema(name))
     if version is not None:
@@ -81,9 +80,19 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
 
 
 def _lake(warehouse: str | Path | None, lake_uri: str | None):  # type: ignore[no-untyped-def]
+    """The warehouse's lake; a local lake that does not exist is an error, not an empty warehouse: a mistyped
+    ``warehouse=`` read every table as 0 rows (``connect`` and ``omicsdw sql`` already refuse it).
+    """
+    from warehouse.catalog import CatalogMissing
     from warehouse.storage import open_lake
 
-    return open_lake(_warehouse_dir(warehouse), lake_uri)
+    folder = _warehouse_dir(warehouse)
+    lake = open_lake(folder, lake_uri)
+    if lake.is_local and not Path(lake.root.removeprefix("file://")).is_dir():
+        raise CatalogMissing(f"no lake at {lake.root} (warehouse {folder}): build the warehouse first (make run, "
+                             "or omicsdw build --landing DIR --warehouse DIR), or give warehouse= / "
+                             "$OMICSDW_WAREHOUSE")
+    return lake
 
 
 def features(name: str, version: int | None = None, *, warehouse: str | Path | None = None,

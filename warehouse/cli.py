@@ -446,6 +446,12 @@ def _sql(args: argparse.Namespace) -> int:
 
     from warehouse.catalog import CatalogMissing, connect
 
+    if args.output and args.format == "table":  # the table went to the terminal and no file was written
+        print("omicsdw sql: --output writes csv or parquet: add --format csv or --format parquet", file=sys.stderr)
+        return 2
+    if args.output and not Path(args.output).parent.is_dir():  # checked before the query runs, not after
+        print(f"omicsdw sql: no folder {Path(args.output).parent} for {Path(args.output).name}", file=sys.stderr)
+        return 2
     try:
         con = connect(args.warehouse)
     except CatalogMissing as exc:
@@ -453,6 +459,10 @@ def _sql(args: argparse.Namespace) -> int:
         return 1
     try:
         statements = con.extract_statements(args.query)
+        if not statements:  # "" or a comment: DuckDB returns no result, not an error
+            print("omicsdw sql: the query has no statement; give a SELECT, e.g. \"SELECT * FROM studies\"",
+                  file=sys.stderr)
+            return 2
         refused = sorted({s.type.name for s in statements if s.type.name not in SQL_STATEMENTS})
         if refused:
             print(f"omicsdw sql runs read-only queries (SELECT, EXPLAIN); refused: {', '.join(refused)}",
@@ -474,7 +484,7 @@ def _sql(args: argparse.Namespace) -> int:
             sys.stdout.write(frame.write_csv())
     else:
         if not args.output:
-            print("--format parquet needs --output FILE", file=sys.stderr)
+            print("omicsdw sql: --format parquet needs --output FILE", file=sys.stderr)
             return 2
         frame.write_parquet(args.output)
     return 0
@@ -724,7 +734,7 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help="the SQL query (SELECT or EXPLAIN), e.g. \"SELECT * FROM studies\"")
     sql.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
     sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table", help="output format")
-    sql.add_argument("--output", help="file to write (csv / parquet)")
+    sql.add_argument("--output", help="file to write (with --format csv or parquet)")
     sql.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     sql.set_defaults(run=_sql)
 

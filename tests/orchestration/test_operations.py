@@ -405,3 +405,17 @@ def test_nightly_reharmonisation_rebuilds_after_a_new_gene_reference_or_code_and
         assert [r.partition_key for r in night()] == ["airway"]
         assert lake.version("studies") > rebuilt
         assert night() == []
+
+
+def test_landing_sensor_and_nightly_schedule_name_a_missing_landing_folder_and_its_setting(tmp_path: Path) -> None:
+    from orchestration.sensors import landing_sensor
+
+    resource = WarehouseResource(landing_dir=str(tmp_path / "no_landing"), warehouse_dir=str(tmp_path / "wh"))
+    with (dg.instance_for_test() as instance,
+          dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
+        instance.add_dynamic_partitions("studies", ["airway"])
+        expected = rf"no landing folder {tmp_path / 'no_landing'} .*OMICSDW_LANDING"
+        with pytest.raises(FileNotFoundError, match=expected):  # was "[Errno 2] No such file or directory"
+            landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource}))
+        with pytest.raises(FileNotFoundError, match=expected):
+            nightly_reharmonisation(context)

@@ -136,3 +136,50 @@ def test_table_follows_the_catalog_when_a_run_died_before_rebuilding_it(lake: La
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 30.0  # the same answer
     refresh_catalog(lake, wh)  # the next run of any study
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 60.0
+
+
+def test_table_of_a_missing_warehouse_is_an_error_not_an_empty_table(lake: Lake, wh: Path, tmp_path: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    assert warehouse.table("rna_counts", warehouse=wh).collect().height == 2
+    for reader in (lambda w: warehouse.table("rna_counts", warehouse=w),
+                   lambda w: warehouse.table("rna_counts", version=1, warehouse=w),
+                   lambda w: warehouse.delta_snapshots("rna_counts", warehouse=w),
+                   lambda w: warehouse.feature_versions("x", warehouse=w)):
+        with pytest.raises(CatalogMissing, match=r"no lake at .*typo"):
+            reader(tmp_path / "typo")  # a mistyped folder read as 0 rows before
+
+
+def test_sql_output_into_a_missing_folder_is_refused_before_the_query_without_a_traceback(
+        lake: Lake, wh: Path, tmp_path: Path, capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    out = tmp_path / "no_such_dir" / "counts.csv"
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "csv",
+                 "--output", str(out)]) == 2
+    assert f"omicsdw sql: no folder {out.parent} for counts.csv" in capsys.readouterr().err
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "parquet"]) == 2
+    assert "omicsdw sql: --format parquet needs --output FILE" in capsys.readouterr().err
+
+
+def test_sql_output_without_a_file_format_is_refused_not_ignored(lake: Lake, wh: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    out = tmp_path / "counts.csv"
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--output", str(out)]) == 2
+    assert "add --format csv or --format parquet" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["sql", "SELECT * FROM rna_counts", "--warehouse", str(wh), "--format", "csv",
+                 "--output", str(out)]) == 0
+    assert out.read_text().splitlines()[1:] == ["s1,counts,a,7157,TP53,10.0,", "s1,counts,b,7157,TP53,20.0,"]
+
+
+def test_sql_without_a_statement_is_refused_without_a_traceback(lake: Lake, wh: Path, capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    for query in ("", "  ", "-- a comment only"):
+        assert main(["sql", query, "--warehouse", str(wh)]) == 2  # was an AttributeError on None
+        assert "omicsdw sql: the query has no statement" in capsys.readouterr().err
