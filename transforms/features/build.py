@@ -259,6 +259,11 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
             missing[layer.layer] = absent
         if spec.scale is not None and spec.scale.method == "zscore" and layer.layer in spec.scale.layers:
             scaled += names
+    if not columns:  # a set of 0 columns was built and versioned as if it held something
+        layers = ", ".join(layer.layer for layer in spec.layers)
+        raise ValueError(f"feature set {spec.name!r}: no column: its layers ({layers}) hold no value for the "
+                         "selected samples of its studies (a layer a study lacks, or a non-human study, which has "
+                         "no gene-level values)")
     rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
     # one pass learns the scaling and the imputation means (a scaled feature's mean after scaling: z_mean)
     imputing = spec.impute == "train_mean"

@@ -104,6 +104,15 @@ def test_build_feature_matrix_refuses_a_selection_naming_what_no_sample_has(mrna
         build_feature_matrix(FeatureSetSpec.model_validate(spec), **_inputs(mrna))
 
 
+def test_build_feature_matrix_refuses_a_set_of_no_column(mrna):
+    # the top 5 proteins of studies with no protein values (a fly study's rna, here brca's protein) was built and
+    # versioned as "7 rows x 0 columns", exit 0 (trialC)
+    spec = FeatureSetSpec.model_validate({"name": "x", "studies": ["brca"],
+                                          "layers": [{"layer": "protein", "top_variable": 5}]})
+    with pytest.raises(ValueError, match="feature set 'x': no column: its layers \\(protein\\) hold no value"):
+        build_feature_matrix(spec, **_inputs(mrna))
+
+
 def test_build_feature_matrix_takes_a_value_no_sample_holds_beside_held_ones(mrna):
     # a spec written for cohorts with normal samples, run over one without: 'Normal' selects nothing here and is no
     # typo of 'train' / 'test' (refusing it broke specs that had worked)
