@@ -365,34 +365,24 @@ def test_parse_matrix_typed_plan_scans_integers_and_evaluates_no_value_column_be
     assert got == {(i + 2, f"S{j}"): float(i * 10**13 + j * 7) for i in range(4) for j in range(50)}
 
 
-@pytest.mark.parametrize(("header", "found"), [
-    ("gene;A;B", "; it holds 2 ';' instead: save it tab- or comma-separated"),
-    ("gene|A|B|C", "; it holds 3 '|' instead: save it tab- or comma-separated"),
-    ("gene A B", "; it holds 2 spaces instead: save it tab- or comma-separated"),
-    ("geneAB", ""),
+@pytest.mark.parametrize(("reader", "header", "found"), [
+    (parse_matrix, "gene;A;B", "; it holds 2 ';' instead: save it tab- or comma-separated"),
+    (parse_matrix, "gene|A|B|C", "; it holds 3 '|' instead: save it tab- or comma-separated"),
+    (parse_matrix, "gene A B", "; it holds 2 spaces instead: save it tab- or comma-separated"),
+    (parse_matrix, "geneAB", ""),
+    (parse_maf, "Hugo_Symbol,Entrez_Gene_Id,Tumor_Sample_Barcode",
+     "; it holds 2 commas instead: save it tab-separated"),
+    (parse_maf, "Hugo_Symbol;Tumor_Sample_Barcode", "; it holds 1 ';' instead: save it tab-separated"),
+    (parse_maf, "Hugo_Symbol Tumor_Sample_Barcode", "; it holds 1 space instead: save it tab-separated"),
 ])
-def test_parse_matrix_wrong_delimiter_names_the_one_found(tmp_path: Path, header: str, found: str):
+def test_wrong_delimiter_names_the_one_found_and_the_readers_own(tmp_path: Path, reader, header: str, found: str):
     # A semicolon-separated export (a spreadsheet in a decimal-comma locale) said only that the header had a single
-    # field, expected tabs or commas.
-    path = _write(tmp_path, "m.tsv", header + "\ng1;1;2\n")
+    # field, expected tabs or commas. A MAF (tab only) saved with commas got no hint, and one with ';' was told to
+    # save it "tab- or comma-separated", which would fail again.
+    path = _write(tmp_path, "m.maf" if reader is parse_maf else "m.tsv", header + "\ng1;1;2\n")
     with pytest.raises(InputError) as caught:
-        parse_matrix(path, issues=IssueLog("t"))
+        reader(path, issues=IssueLog("t"))
     issue = caught.value.issue
     assert (issue.code, issue.line) == ("wrong_delimiter", 1)
-    assert issue.message == "header has a single field; expected fields separated by '\\t' or ','" + found
-
-
-@pytest.mark.parametrize(("header", "found"), [
-    ("Hugo_Symbol,Entrez_Gene_Id,Tumor_Sample_Barcode", "; it holds 2 commas instead: save it tab-separated"),
-    ("Hugo_Symbol;Tumor_Sample_Barcode", "; it holds 1 ';' instead: save it tab-separated"),
-    ("Hugo_Symbol Tumor_Sample_Barcode", "; it holds 1 space instead: save it tab-separated"),
-])
-def test_tab_only_reader_wrong_delimiter_advises_tabs(tmp_path: Path, header: str, found: str):
-    # A MAF (tab only) saved with commas got no hint, and one with ';' was told to save it "tab- or comma-separated",
-    # which would fail again.
-    path = _write(tmp_path, "m.maf", header + "\nTP53,7157,S1\n")
-    with pytest.raises(InputError) as caught:
-        parse_maf(path, issues=IssueLog("t"))
-    issue = caught.value.issue
-    assert (issue.code, issue.line) == ("wrong_delimiter", 1)
-    assert issue.message == "header has a single field; expected fields separated by '\\t'" + found
+    expected = "'\\t'" if reader is parse_maf else "'\\t' or ','"
+    assert issue.message == f"header has a single field; expected fields separated by {expected}{found}"

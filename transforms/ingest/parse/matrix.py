@@ -361,7 +361,6 @@ def _count_fields(layout: TableLayout, skipped: dict[str, list[int]], not_utf8: 
     return ragged, plain, first if plain else None
 
 
-
 def _occurrences(data: bytes, byte: int) -> int:
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) == byte))
 

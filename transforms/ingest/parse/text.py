@@ -96,7 +96,8 @@ def check_readable(path: Path, *, file: str) -> None:
         raise unreadable(file, exc, line=lines + 1) from exc
 
 
-def _gzipped(path: Path) -> bool:
+def is_gzipped(path: Path) -> bool:
+    """Whether ``path`` starts with gzip's magic bytes (False for what cannot be opened: its reader says why)."""
     if not_a_file(path) is not None:  # a FIFO would block the open: the reader has said what it is
         return False
     try:
@@ -164,7 +165,7 @@ def stream_checked(path: Path, *, file: str, issues: IssueLog | None = None) -> 
     try:
         yield
     except Exception:
-        if _gzipped(path):
+        if is_gzipped(path):
             try:
                 check_readable(path, file=file)
             except InputError:
@@ -233,7 +234,7 @@ def _decode(sample: bytes, *, file: str, whole: bool = False) -> tuple[str, str,
         line = sample[: exc.start].count(b"\n") + 1
         # line by line, as the body is read (lines_as_utf8): a UTF-8 header stays UTF-8 in a file with one
         # Windows-1252 row, instead of its sample labels becoming mojibake ('ZÃ¼rich')
-        return lines_as_utf8(sample).decode("utf-8"), f"latin-1 (invalid UTF-8 byte on line {line})", line
+        return lines_as_utf8(sample).decode("utf-8"), "latin-1", line
 
 
 def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None,
@@ -289,7 +290,7 @@ def sniff_table(path: Path, *, issues: IssueLog, display_name: str | None = None
                                    f"{' or '.join(repr(s) for s in separators)}{found}", number))
         header = [h.strip().strip('"') for h in line.split(separator)]
         _check_header(header, issues=issues, file=name, line=number)
-        return TableLayout(path, name, separator, header, number, encoding.split(" ")[0], compressed)
+        return TableLayout(path, name, separator, header, number, encoding, compressed)
     raise InputError(Issue(name, "empty_file", "error", "file has no header line (only comments or blanks)"))
 
 

@@ -31,7 +31,14 @@ import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.maf import VARIANT_SCHEMA
-from transforms.ingest.parse.text import check_gzip_end, check_readable, is_utf8, open_text, read_lines
+from transforms.ingest.parse.text import (
+    check_gzip_end,
+    check_readable,
+    is_gzipped,
+    is_utf8,
+    open_text,
+    read_lines,
+)
 from transforms.issues import InputError, Issue, IssueLog
 from transforms.layers.variants import CONSEQUENCE_RULE, SO_IMPACT, UNKNOWN_RANK, consequence_terms, variant_class
 
@@ -94,8 +101,7 @@ def parse_vcf(path: Path, *, issues: IssueLog, display_name: str | None = None,
     """
     name = display_name or path.name
     header = _read_header(path, name=name)
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
+    gzipped = is_gzipped(path)
     if gzipped:
         check_gzip_end(path, file=name, issues=issues, padding_read=True)  # oxbow reads a padded file
 
