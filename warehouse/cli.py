@@ -18,6 +18,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from warehouse.storage import LakeUnreachable, check_reachable
+
 if TYPE_CHECKING:
     from warehouse.lake import Lake
 
@@ -283,6 +285,7 @@ def _build(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 2
+    check_reachable(resource.lake())
     with _stopped_by_signals() as signals, _instance() as instance, _catalog_refreshed(resource) as catalog:
         new = [s for s in studies if not instance.has_dynamic_partition(STUDIES, s)]
         if new:
@@ -496,7 +499,9 @@ def _lake(args: argparse.Namespace) -> Lake:
     """
     from warehouse.storage import open_lake
 
-    return open_lake(args.warehouse, args.lake)
+    lake = open_lake(args.warehouse, args.lake)
+    check_reachable(lake)
+    return lake
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -787,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except CatalogNotRebuilt as exc:
+    except (CatalogNotRebuilt, LakeUnreachable) as exc:
         print(f"omicsdw: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `omicsdw doctor | head`: the reader left; say nothing more, as `cat` does

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,33 @@ def _catalog_lake(path: str, inode: int, mtime_ns: int, size: int) -> str | None
     finally:
         con.close()
     return None if row is None or row[1] else str(row[0])
+
+
+class LakeUnreachable(OSError):
+    """An object-store lake that does not answer (endpoint, credentials, bucket): said in one sentence."""
+
+
+def _first_causes(exc: BaseException, depth: int = 2) -> str:
+    """The first lines of delta-rs's error chain, without its terminal colours and arrows."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m|\u21b3", "", line).strip() for line in str(exc).splitlines()]
+    return ": ".join([line for line in lines if line][:depth]) or type(exc).__name__
+
+
+def check_reachable(lake: Lake) -> None:
+    """Raise :class:`LakeUnreachable` unless an object-store lake answers (a local lake always passes).
+
+    Why: every verb's first Delta call on an unreachable store failed with delta-rs's bare ``OSError``
+    ("Operation not supported") and a traceback, naming neither the lake nor the settings behind it.
+    """
+    if lake.is_local:
+        return
+    from deltalake import DeltaTable
+
+    try:
+        DeltaTable.is_deltatable(lake.uri("studies"), storage_options=lake.storage_options)
+    except OSError as exc:
+        raise LakeUnreachable(f"cannot reach the lake {lake.root} ({_first_causes(exc)}); check AWS_ENDPOINT_URL, "
+                              f"the bucket and the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY") from exc
 
 
 def open_lake(warehouse_dir: str | Path, lake_uri: str | None = None) -> Lake:

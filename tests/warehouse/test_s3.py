@@ -240,3 +240,18 @@ def test_s3_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_server: 
     with pytest.raises(CommitFailedError, match="concurrent transaction"):
         write_deltalake(machine_b, pl.DataFrame({"x": [2]}).to_arrow(), mode="overwrite")
     assert pl.read_delta(uri, storage_options=options)["x"].to_list() == [1]  # version 1 is A's, not overwritten
+
+
+@pytest.mark.parametrize("verb", [["build", "--landing", str(EXAMPLES), "--no-plots"], ["doctor"], ["vacuum"],
+                                  ["remove", "airway"]])
+def test_s3_lake_that_does_not_answer_is_named_in_one_sentence(s3_server: str, tmp_path: Path, verb: list[str],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A bucket the store does not have: each verb names the lake and the settings to check, exit 1, no
+    traceback (delta-rs's bare "OSError: Operation not supported" before).
+    """
+    lake = "s3://no-such-bucket/lake"
+    assert main([*verb, "--warehouse", str(tmp_path / "wh"), "--lake", lake]) == 1
+    err = capsys.readouterr().err
+    assert f"omicsdw: cannot reach the lake {lake} (" in err
+    assert "AWS_ENDPOINT_URL" in err
+    assert "Traceback" not in err
