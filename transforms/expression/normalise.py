@@ -316,6 +316,13 @@ def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width
 # ---------------------------------------------------------------------------------------------------- edgeR TMM
 
 
+def _expressed_rows(counts: np.ndarray) -> np.ndarray:
+    """Rows of a validated block (non-negative) with a positive count: ``(counts > 0).any(axis=1)`` without its
+    block-sized boolean temporary (whose first touch cost 0.18 CPU s at 20,000 x 5,000, the row maxima 0.05).
+    """
+    return np.max(counts, axis=1, initial=0.0) > 0
+
+
 def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None) -> np.ndarray:
     """Upper quartile of each sample's counts divided by its library size (edgeR's ``.calcFactorQuantile``).
 
@@ -323,7 +330,7 @@ def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: 
     first); by default it is computed from ``counts``, which is right when ``counts`` holds every sample.
     """
     counts = _as_counts(counts)
-    expressed = np.asarray((counts > 0).any(axis=1) if expressed is None else expressed, dtype=bool)
+    expressed = np.asarray(_expressed_rows(counts) if expressed is None else expressed, dtype=bool)
     if expressed.any() and not expressed.all() and counts[~expressed].any():
         raise ValueError("expressed must mark every row with a positive count")
     return _upper_quartiles(counts, np.asarray(library_size, dtype=np.float64), expressed)
@@ -532,7 +539,7 @@ def tmm_factors(
         raise ValueError(f"library_size has shape {library_size.shape}, expected ({counts.shape[1]},).")
     _check_no_empty_samples(sums)
     _check_no_empty_samples(library_size)
-    expressed = np.asarray((counts > 0).any(axis=1))
+    expressed = _expressed_rows(counts)
     if counts.shape[1] == 1 or not expressed.any():
         return np.ones(counts.shape[1])
     if ref_column is None:
