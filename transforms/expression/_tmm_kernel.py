@@ -463,33 +463,36 @@ def _middle(x: np.ndarray, n: int, least: float, largest: float, hist: np.ndarra
 @_jit
 def median_log_ratios(
     counts: np.ndarray, rows: np.ndarray, start: int, stop: int, log_geomeans: np.ndarray, table: np.ndarray,
-    out: np.ndarray,
+    whole_known: bool, out: np.ndarray,
 ) -> bool:  # fmt: skip
     """Median over the genes ``rows`` of ``log(count) - log_geomeans`` for each column ``start:stop`` of ``counts``
     (genes x samples) into ``out``: the logarithm of DESeq2's size factor (``log_geomeans`` already restricted to
-    ``rows``). The logs come from ``table``; False (``out`` unfinished) when a count is not whole or beyond it.
+    ``rows``). The logs come from ``table``; False (``out`` unfinished) when a count is not whole or beyond it (not
+    checked when ``whole_known``: :func:`log_row_sums` found every count whole and inside the table).
 
-    The ratios are written samples-major in tiles of genes (as :func:`tmm_columns` copies counts), then each
-    sample's middle is selected by :func:`_middle`.
+    The ratios are written samples-major in tiles of genes (as :func:`tmm_columns` copies counts), each sample's
+    least and largest noted on the way, then each sample's middle is selected by :func:`_middle`.
     """
     width, size = stop - start, rows.size
     ratios = np.empty((width, size))
+    least, largest = np.full(width, math.inf), np.full(width, -math.inf)
     top = table.size
     whole = True
     for tile in range(0, size, _TILE):
         for j in range(width):
+            low, high = least[j], largest[j]
             for g in range(tile, min(tile + _TILE, size)):
                 v = counts[rows[g], start + j]
-                whole &= (v == math.floor(v)) & (v < top)
-                ratios[j, g] = table[min(int(v), top - 1)] - log_geomeans[g]
+                if not whole_known:
+                    whole &= (v == math.floor(v)) & (v < top)
+                r = table[min(int(v), top - 1)] - log_geomeans[g]
+                ratios[j, g] = r
+                low, high = min(low, r), max(high, r)
+            least[j], largest[j] = low, high
     if not whole:
         return False
     hist = np.empty(_BUCKETS, dtype=np.int64)
     buf = np.empty(size)
     for j in range(width):
-        x = ratios[j]
-        least, largest = math.inf, -math.inf
-        for g in range(size):
-            least, largest = min(least, x[g]), max(largest, x[g])
-        out[j] = _middle(x, size, least, largest, hist, buf)
+        out[j] = _middle(ratios[j], size, least[j], largest[j], hist, buf)
     return True

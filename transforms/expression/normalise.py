@@ -206,7 +206,7 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     n_samples = 0
     for block in blocks:
         block = _as_counts(block)
-        part = _log_row_sums_by_columns(block, _log_table_for(block), block.shape[1])
+        part = _log_row_sums_by_columns(block, _log_table_for(block), block.shape[1])[0]
         total = part if total is None else total + part
         n_samples += block.shape[1]
     if total is None or n_samples == 0:
@@ -215,9 +215,12 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def _median_of_ratios(
-    block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None, library_size: np.ndarray
-) -> np.ndarray:
-    """Size factors of a validated block (column sums ``library_size``) against ``log_geomeans`` (shape checked)."""
+    block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None, library_size: np.ndarray,
+    *, whole_known: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """Size factors of a validated block (column sums ``library_size``) against ``log_geomeans`` (shape checked);
+    ``whole_known``: the kernel found every count whole and inside ``table`` already (:func:`_log_row_sums_by_columns`).
+    """
     _check_no_empty_samples(library_size)
     usable = np.isfinite(log_geomeans)
     if not usable.any():
@@ -250,7 +253,7 @@ def _median_of_ratios(
 
     def compiled_chunk(cols: slice) -> np.ndarray:
         median = np.empty(cols.stop - cols.start)
-        if median_log_ratios(block, rows, cols.start, cols.stop, reference, table, median):
+        if median_log_ratios(block, rows, cols.start, cols.stop, reference, table, whole_known, median):
             return np.exp(median)
         return chunk(cols)  # a count that is not whole (np.log, not the table)
 
@@ -287,13 +290,14 @@ def size_factors(counts: np.ndarray) -> np.ndarray:
     counts, sums = _validated(counts)
     table = _log_table_for(counts)
     width = max(1, _CHUNK_ELEMENTS // max(counts.shape[0], 1))  # the columns of a _column_chunks chunk
-    log_sums = _log_row_sums_by_columns(counts, table, width)
-    return _median_of_ratios(counts, log_sums / counts.shape[1], table, sums)
+    log_sums, whole = _log_row_sums_by_columns(counts, table, width)
+    return _median_of_ratios(counts, log_sums / counts.shape[1], table, sums, whole_known=whole)
 
 
-def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width: int) -> np.ndarray:
+def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width: int) -> tuple[np.ndarray, bool]:
     """Per-row sums of ``log(counts)`` (validated): :func:`_log_row_sums` of each chunk of ``width`` columns, one
-    thread per core, then the chunks' sums added in order; by the compiled kernel (the same bits) when it pays.
+    thread per core, then the chunks' sums added in order; by the compiled kernel (the same bits) when it pays. And
+    whether the kernel did (so every count is whole and inside ``table``).
     """
     n_rows, n_cols = counts.shape
     if table is not None and _size_factor_kernel_pays(counts):
@@ -304,13 +308,13 @@ def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width
         row_parts = [slice(int(start), int(stop)) for start, stop in itertools.pairwise(bounds)]
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             if all(pool.map(lambda rows: log_row_sums(counts[rows], width, table, out[rows]), row_parts)):
-                return out
+                return out, True
     if width >= n_cols:
-        return _log_row_sums(counts, table)
+        return _log_row_sums(counts, table), False
     chunks = [counts[:, start:start + width] for start in range(0, n_cols, width)]
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         parts = list(pool.map(lambda chunk: _log_row_sums(chunk, table), chunks))
-    return np.sum(parts, axis=0)
+    return np.sum(parts, axis=0), False
 
 
 # ---------------------------------------------------------------------------------------------------- edgeR TMM
