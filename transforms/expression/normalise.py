@@ -49,7 +49,7 @@ _THREADS = os.cpu_count() or 1
 # (bench/README.md, "Session 15: TMM").
 _TMM_KERNEL_MIN_VALUES = 1 << 24
 # Size factors take the same kernels' module when TMM has loaded it, or alone from this many values (their numpy path
-# costs ~18 ns a value, the compiled one ~6: the ~0.75 CPU s of numba's import and first call pay from ~60 M).
+# costs ~18 ns a value, the compiled one ~7: the ~0.7 CPU s of numba's import and first call pay from ~60 M).
 _SIZE_FACTOR_KERNEL_MIN_VALUES = 1 << 26
 _TILE = 256
 _LN_MILLION = np.log(1e6)
@@ -262,7 +262,7 @@ def _median_of_ratios(
 
 def _size_factor_kernel_pays(block: np.ndarray) -> bool:
     """Whether the size factors of ``block`` take the compiled kernels (:mod:`._tmm_kernel`): the same bits as the
-    numpy path, at about a third of its CPU for whole counts, but numba's import and first call cost ~0.75 CPU s a
+    numpy path, at about half of its CPU for whole counts, but numba's import and first call cost ~0.7 CPU s a
     process. So blocks of ``_TMM_KERNEL_MIN_VALUES`` or more when the process has loaded the kernels already (TMM
     took them), or of ``_SIZE_FACTOR_KERNEL_MIN_VALUES`` or more alone.
     """
