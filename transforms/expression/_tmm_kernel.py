@@ -12,7 +12,8 @@ ends, instead of partitions of whole rows; then the weighted mean of the kept M 
 
 DESeq2's size factors (median of ratios) use the same module when it is loaded, for whole counts: per-gene sums of
 the logs with numpy's bits (:func:`log_row_sums`), and each sample's median by the same histogram selection
-(:func:`median_log_ratios`), the same bits as ``normalise``'s numpy path at a third (sums) to a half (medians) of its CPU.
+(:func:`median_log_ratios`): the same bits as ``normalise``'s numpy path, at a third (sums) to a half (medians) of
+its CPU.
 """
 
 from __future__ import annotations
