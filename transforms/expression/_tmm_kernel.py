@@ -7,7 +7,13 @@ and cached next to this file (``__pycache__``; numba falls back to a user cache 
 Per sample: M, A and the variance of the genes edgeR counts (finite M and A, A above the cutoff) with edgeR's exact
 expressions, so that ties (and so R's average ranks) fall as in R; each trim's two order statistics by a histogram of
 the values (1,024 buckets between their least and largest) and a sort of the values in the two buckets holding the
-ends, instead of partitions of whole rows; then the weighted mean of the kept M in one loop.
+ends, instead of partitions of whole rows; then the weighted mean of the kept M in one loop (M of a kept gene as
+``2 * A - 2 * log2(p)``: within ~1e-14 of edgeR's ``log2`` of the ratio, the trims themselves being exact).
+
+DESeq2's size factors (median of ratios) use the same module when it is loaded, for whole counts: per-gene sums of
+the logs with numpy's bits (:func:`log_row_sums`), and each sample's median by the same histogram selection
+(:func:`median_log_ratios`): the same bits as ``normalise``'s numpy path, at a third (sums) to a half (medians) of
+its CPU.
 """
 
 from __future__ import annotations
@@ -211,9 +217,9 @@ def _tmm_sample(
     for k in range(size):
         table[k] = math.log2(k / n_obs)
     # edgeR's ratio (obs / n_obs) / p, whose log2 is M, and A of every gene, kept in x, a and genes when edgeR counts
-    # the gene (finite M and A, A above the cutoff). M is taken only of the ratios kept by both trims and of those
-    # next to the M trim's ends (a logarithm per value was half of the kernel's time). No branch on the values: a
-    # mispredicted branch per value cost more than the work saved by skipping a zero count.
+    # the gene (finite M and A, A above the cutoff). M's logarithm is taken only of the ratios next to the M trim's
+    # ends (a logarithm per value was half of the kernel's time); the kept genes' M comes from A. No branch on the
+    # values: a mispredicted branch per value cost more than the work saved by skipping a zero count.
     n = 0
     x_least, x_largest, a_least, a_largest = math.inf, 0.0, math.inf, -math.inf
     for g in range(obs.size):
@@ -238,13 +244,15 @@ def _tmm_sample(
     kept = 0
     for i in range(n):
         xi, ai = x[i], a[i]
-        genes[kept], x[kept] = genes[i], xi
+        genes[kept], a[kept] = genes[i], ai
         kept += (x_low <= xi) & (xi <= x_high) & (a_low <= ai) & (ai <= a_high)
     total, weights = 0.0, 0.0
     for i in range(kept):
-        m = math.log2(x[i])
+        g = genes[i]
+        # M = log2(obs / n_obs) - log2(p) from 2 A = log2(obs / n_obs) + log2(p): within ~1e-14 of edgeR's
+        # log2((obs / n_obs) / p) (the rounding of the sum in A), without a logarithm per kept gene (half of this loop)
+        m = 2.0 * (a[i] - log_p[g])
         if do_weighting:  # sum(logR / v, na.rm = TRUE) / sum(1 / v, na.rm = TRUE)
-            g = genes[i]
             o = obs[g]
             v = (n_obs - o) / n_obs / o + ref_variance[g]
             term = m / v
@@ -302,3 +310,190 @@ def tmm_columns(
             obs[j], library_size[start + j], p, log_p, ref_variance, logratio_trim, sum_trim, do_weighting,
             a_cutoff, x, a, genes, hist, buf1, buf2, table,
         )
+
+
+# ------------------------------------------------------------------------- DESeq2's median of ratios (size factors)
+
+
+@_jit
+def _pairwise_block(a: np.ndarray, start: int, n: int) -> float:
+    """A contiguous run of at most 128 values summed as numpy sums it: in order below 8, else in eight sums."""
+    if n < 8:
+        res = 0.0
+        for i in range(start, start + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    whole = n - n % 8
+    for i in range(start + 8, start + whole, 8):
+        r0, r1, r2, r3 = r0 + a[i], r1 + a[i + 1], r2 + a[i + 2], r3 + a[i + 3]
+        r4, r5, r6, r7 = r4 + a[i + 4], r5 + a[i + 5], r6 + a[i + 6], r7 + a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(start + whole, start + n):
+        res += a[i]
+    return res
+
+
+@_jit
+def _pairwise_sum(a: np.ndarray, start: int, n: int) -> float:
+    """``a[start:start + n].sum()`` as numpy adds a contiguous run (its pairwise summation: blocks of up to 128
+    values by :func:`_pairwise_block`, longer runs as the sum of their halves split at a multiple of 8), so the same
+    bits as numpy's row sums. Without recursion (a recursive function loaded from numba's cache crashed): a stack of
+    runs to sum (``n > 0``) or to add up (``n == 0``: the two last sums).
+    """
+    if n <= 128:
+        return _pairwise_block(a, start, n)
+    run_start, run_n = np.empty(128, dtype=np.int64), np.empty(128, dtype=np.int64)
+    sums = np.empty(128)
+    top, done = 1, 0
+    run_start[0], run_n[0] = start, n
+    while top > 0:
+        top -= 1
+        s, m = run_start[top], run_n[top]
+        if m == 0:
+            done -= 1
+            sums[done - 1] = sums[done - 1] + sums[done]
+        elif m <= 128:
+            sums[done] = _pairwise_block(a, s, m)
+            done += 1
+        else:
+            half = m // 2
+            half -= half % 8
+            # popped in turn: the first half, the second, then their sum
+            run_start[top], run_n[top] = 0, 0
+            run_start[top + 1], run_n[top + 1] = s + half, m - half
+            run_start[top + 2], run_n[top + 2] = s, half
+            top += 3
+    return sums[0]
+
+
+@_jit
+def log_row_sums(counts: np.ndarray, width: int, table: np.ndarray, out: np.ndarray) -> bool:
+    """Per-row sums of ``log(counts)`` into ``out``, the logs looked up in ``table`` (``np.log(0 .. size - 1)``),
+    with numpy's bits for ``_log_row_sums`` of each chunk of ``width`` columns, the chunks' sums added in order.
+
+    numpy adds a row of a C-order copy pairwise and a row of a Fortran-order copy column after column; each chunk is
+    summed here the way numpy sums it in the layout of ``counts``. False (``out`` unfinished) when a count is not
+    whole or beyond the table: the caller then takes numpy's logarithms.
+    """
+    n_rows, n_cols = counts.shape
+    top = table.size
+    if counts.strides[0] >= counts.strides[1]:  # rows contiguous: pairwise, as numpy adds a C-order row
+        buf = np.empty(min(width, n_cols))
+        for i in range(n_rows):
+            total = 0.0
+            for start in range(0, n_cols, width):
+                w = min(width, n_cols - start)
+                whole = True
+                for k in range(w):
+                    v = counts[i, start + k]
+                    whole &= (v == math.floor(v)) & (v < top)
+                    buf[k] = table[min(int(v), top - 1)]
+                if not whole:
+                    return False
+                part = _pairwise_sum(buf, 0, w)
+                total = part if start == 0 else total + part
+            out[i] = total
+        return True
+    part = np.empty(n_rows)  # columns contiguous: numpy adds column after column
+    for start in range(0, n_cols, width):
+        stop = min(start + width, n_cols)
+        whole = True
+        for j in range(start, stop):
+            for i in range(n_rows):
+                v = counts[i, j]
+                whole &= (v == math.floor(v)) & (v < top)
+                lv = table[min(int(v), top - 1)]
+                part[i] = lv if j == start else part[i] + lv
+        if not whole:
+            return False
+        for i in range(n_rows):
+            out[i] = part[i] if start == 0 else out[i] + part[i]
+    return True
+
+
+@_jit
+def _middle(x: np.ndarray, n: int, least: float, largest: float, hist: np.ndarray, buf: np.ndarray) -> float:
+    """The median of ``x[:n]`` (in ``[least, largest]``) as numpy's order statistics give it: the middle value, or
+    the mean of the two middle ones for an even ``n`` (DESeq2's, R's ``median``).
+
+    The two places are found in a histogram of the values (1,024 buckets between the least and largest), then among
+    the sorted values of their buckets, as for TMM's trims.
+    """
+    k2 = n // 2
+    k1 = k2 if n % 2 else k2 - 1
+    span = largest - least
+    scale = _BUCKETS / span if span > 0 else 0.0
+    if not (math.isfinite(least) and math.isfinite(largest) and math.isfinite(scale)):  # a zero count: sort them
+        ordered = np.sort(x[:n])
+        return ordered[k2] if k1 == k2 else (ordered[k1] + ordered[k2]) / 2
+    hist[:] = 0
+    for i in range(n):
+        hist[min(int((x[i] - least) * scale), _BUCKETS - 1)] += 1
+    b1, b2, below1, below2, cum = -1, -1, 0, 0, 0
+    for b in range(_BUCKETS):
+        if b1 < 0 and cum + hist[b] > k1:
+            b1, below1 = b, cum
+        if cum + hist[b] > k2:
+            b2, below2 = b, cum
+            break
+        cum += hist[b]
+    size1 = hist[b1]
+    c1, c2 = 0, size1
+    for i in range(n):
+        b = min(int((x[i] - least) * scale), _BUCKETS - 1)
+        if b == b1:
+            buf[c1] = x[i]
+            c1 += 1
+        elif b == b2:
+            buf[c2] = x[i]
+            c2 += 1
+    group1 = buf[:size1]
+    group1.sort()
+    low = group1[k1 - below1]
+    if b2 == b1:
+        high = group1[k2 - below1]
+    else:
+        group2 = buf[size1:c2]
+        group2.sort()
+        high = group2[k2 - below2]
+    return high if k1 == k2 else (low + high) / 2
+
+
+@_jit
+def median_log_ratios(
+    counts: np.ndarray, rows: np.ndarray, start: int, stop: int, log_geomeans: np.ndarray, table: np.ndarray,
+    whole_known: bool, out: np.ndarray,
+) -> bool:  # fmt: skip
+    """Median over the genes ``rows`` of ``log(count) - log_geomeans`` for each column ``start:stop`` of ``counts``
+    (genes x samples) into ``out``: the logarithm of DESeq2's size factor (``log_geomeans`` already restricted to
+    ``rows``). The logs come from ``table``; False (``out`` unfinished) when a count is not whole or beyond it (not
+    checked when ``whole_known``: :func:`log_row_sums` found every count whole and inside the table).
+
+    The ratios are written samples-major in tiles of genes (as :func:`tmm_columns` copies counts), each sample's
+    least and largest noted on the way, then each sample's middle is selected by :func:`_middle`.
+    """
+    width, size = stop - start, rows.size
+    ratios = np.empty((width, size))
+    least, largest = np.full(width, math.inf), np.full(width, -math.inf)
+    top = table.size
+    whole = True
+    for tile in range(0, size, _TILE):
+        for j in range(width):
+            low, high = least[j], largest[j]
+            for g in range(tile, min(tile + _TILE, size)):
+                v = counts[rows[g], start + j]
+                if not whole_known:
+                    whole &= (v == math.floor(v)) & (v < top)
+                r = table[min(int(v), top - 1)] - log_geomeans[g]
+                ratios[j, g] = r
+                low, high = min(low, r), max(high, r)
+            least[j], largest[j] = low, high
+    if not whole:
+        return False
+    hist = np.empty(_BUCKETS, dtype=np.int64)
+    buf = np.empty(size)
+    for j in range(width):
+        out[j] = _middle(ratios[j], size, least[j], largest[j], hist, buf)
+    return True

@@ -9,7 +9,7 @@ Studies too big for one block are processed in blocks of sample columns, PyDESeq
 per-gene reference from all blocks, then each block is transformed on its own.
 
 - Size factors: ``log_geomeans = fit_log_geomeans(blocks)``, then ``size_factors_from_reference(block,
-  log_geomeans)`` per block.
+  log_geomeans)`` per block (by the same compiled module as TMM for large blocks of whole counts: the same bits).
 - TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
   ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
   ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``
@@ -27,6 +27,7 @@ import importlib
 import itertools
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -47,6 +48,9 @@ _THREADS = os.cpu_count() or 1
 # s (numba's import ~0.4 s, loading the kernel from its cache ~0.7 s), what numpy takes for ~15 M values
 # (bench/README.md, "Session 15: TMM").
 _TMM_KERNEL_MIN_VALUES = 1 << 24
+# Size factors take the same kernels' module when TMM has loaded it, or alone from this many values (their numpy path
+# costs ~18 ns a value, the compiled one ~7: the ~0.7 CPU s of numba's import and first call pay from ~60 M).
+_SIZE_FACTOR_KERNEL_MIN_VALUES = 1 << 26
 _TILE = 256
 _LN_MILLION = np.log(1e6)
 _LN_TWO = np.log(2.0)
@@ -202,7 +206,7 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     n_samples = 0
     for block in blocks:
         block = _as_counts(block)
-        part = _log_row_sums(block, _log_table_for(block))
+        part = _log_row_sums_by_columns(block, _log_table_for(block), block.shape[1])[0]
         total = part if total is None else total + part
         n_samples += block.shape[1]
     if total is None or n_samples == 0:
@@ -210,9 +214,14 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
     return total / n_samples
 
 
-def _median_of_ratios(block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-    """Size factors of a validated block against ``log_geomeans`` (its shape checked)."""
-    _check_no_empty_samples(block.sum(axis=0))
+def _median_of_ratios(
+    block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None, library_size: np.ndarray,
+    *, whole_known: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """Size factors of a validated block (column sums ``library_size``) against ``log_geomeans`` (shape checked);
+    ``whole_known``: the kernel found every count whole and inside ``table`` already (:func:`_log_row_sums_by_columns`).
+    """
+    _check_no_empty_samples(library_size)
     usable = np.isfinite(log_geomeans)
     if not usable.any():
         raise ValueError(
@@ -238,7 +247,29 @@ def _median_of_ratios(block: np.ndarray, log_geomeans: np.ndarray, table: np.nda
             median = ratios[:, half] if n % 2 else (ratios[:, :half].max(axis=1) + ratios[:, half]) / 2
         return np.exp(median)
 
-    return _map_column_chunks(chunk, block.shape[0], block.shape[1])
+    if table is None or not _size_factor_kernel_pays(block):
+        return _map_column_chunks(chunk, block.shape[0], block.shape[1])
+    from transforms.expression._tmm_kernel import median_log_ratios
+
+    def compiled_chunk(cols: slice) -> np.ndarray:
+        median = np.empty(cols.stop - cols.start)
+        if median_log_ratios(block, rows, cols.start, cols.stop, reference, table, whole_known, median):
+            return np.exp(median)
+        return chunk(cols)  # a count that is not whole (np.log, not the table)
+
+    return _map_column_chunks(compiled_chunk, block.shape[0], block.shape[1])
+
+
+def _size_factor_kernel_pays(block: np.ndarray) -> bool:
+    """Whether the size factors of ``block`` take the compiled kernels (:mod:`._tmm_kernel`): the same bits as the
+    numpy path, at about half of its CPU for whole counts, but numba's import and first call cost ~0.7 CPU s a
+    process. So blocks of ``_TMM_KERNEL_MIN_VALUES`` or more when the process has loaded the kernels already (TMM
+    took them), or of ``_SIZE_FACTOR_KERNEL_MIN_VALUES`` or more alone.
+    """
+    if block.size < _TMM_KERNEL_MIN_VALUES or block.shape[0] < 2:
+        return False
+    loaded = "transforms.expression._tmm_kernel" in sys.modules
+    return (loaded or block.size >= _SIZE_FACTOR_KERNEL_MIN_VALUES) and _tmm_kernel_cached()
 
 
 def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> np.ndarray:
@@ -247,24 +278,53 @@ def size_factors_from_reference(block: np.ndarray, log_geomeans: np.ndarray) -> 
     One value per sample of the block: ``exp(median(log(count) - log_geomean))`` over the genes with a finite log
     geometric mean (counted in every sample of the study).
     """
-    block = _as_counts(block)
+    block, sums = _validated(block)
     log_geomeans = np.asarray(log_geomeans, dtype=np.float64)
     if log_geomeans.shape != (block.shape[0],):
         raise ValueError(f"log_geomeans has shape {log_geomeans.shape}, expected ({block.shape[0]},).")
-    return _median_of_ratios(block, log_geomeans, _log_table_for(block))
+    return _median_of_ratios(block, log_geomeans, _log_table_for(block), sums)
 
 
 def size_factors(counts: np.ndarray) -> np.ndarray:
     """DESeq2 ``estimateSizeFactors`` (median of ratios) of every sample in ``counts``."""
-    counts = _as_counts(counts)
+    counts, sums = _validated(counts)
     table = _log_table_for(counts)
-    chunks = [counts[:, cols] for cols in _column_chunks(counts.shape[0], counts.shape[1])]
+    width = max(1, _CHUNK_ELEMENTS // max(counts.shape[0], 1))  # the columns of a _column_chunks chunk
+    log_sums, whole = _log_row_sums_by_columns(counts, table, width)
+    return _median_of_ratios(counts, log_sums / counts.shape[1], table, sums, whole_known=whole)
+
+
+def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width: int) -> tuple[np.ndarray, bool]:
+    """Per-row sums of ``log(counts)`` (validated): :func:`_log_row_sums` of each chunk of ``width`` columns, one
+    thread per core, then the chunks' sums added in order; by the compiled kernel (the same bits) when it pays. And
+    whether the kernel did (so every count is whole and inside ``table``).
+    """
+    n_rows, n_cols = counts.shape
+    if table is not None and _size_factor_kernel_pays(counts):
+        from transforms.expression._tmm_kernel import log_row_sums
+
+        out = np.empty(n_rows)
+        bounds = np.linspace(0, n_rows, _THREADS + 1).round().astype(np.intp)
+        row_parts = [slice(int(start), int(stop)) for start, stop in itertools.pairwise(bounds)]
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            if all(pool.map(lambda rows: log_row_sums(counts[rows], width, table, out[rows]), row_parts)):
+                return out, True
+    if width >= n_cols:
+        return _log_row_sums(counts, table), False
+    chunks = [counts[:, start:start + width] for start in range(0, n_cols, width)]
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         parts = list(pool.map(lambda chunk: _log_row_sums(chunk, table), chunks))
-    return _median_of_ratios(counts, np.sum(parts, axis=0) / counts.shape[1], table)
+    return np.sum(parts, axis=0), False
 
 
 # ---------------------------------------------------------------------------------------------------- edgeR TMM
+
+
+def _expressed_rows(counts: np.ndarray) -> np.ndarray:
+    """Rows of a validated block (non-negative) with a positive count: ``(counts > 0).any(axis=1)`` without its
+    block-sized boolean temporary (whose first touch cost 0.18 CPU s at 20,000 x 5,000, the row maxima 0.05).
+    """
+    return np.max(counts, axis=1, initial=0.0) > 0
 
 
 def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: np.ndarray | None = None) -> np.ndarray:
@@ -274,7 +334,7 @@ def upper_quartiles(counts: np.ndarray, *, library_size: np.ndarray, expressed: 
     first); by default it is computed from ``counts``, which is right when ``counts`` holds every sample.
     """
     counts = _as_counts(counts)
-    expressed = np.asarray((counts > 0).any(axis=1) if expressed is None else expressed, dtype=bool)
+    expressed = np.asarray(_expressed_rows(counts) if expressed is None else expressed, dtype=bool)
     if expressed.any() and not expressed.all() and counts[~expressed].any():
         raise ValueError("expressed must mark every row with a positive count")
     return _upper_quartiles(counts, np.asarray(library_size, dtype=np.float64), expressed)
@@ -483,7 +543,7 @@ def tmm_factors(
         raise ValueError(f"library_size has shape {library_size.shape}, expected ({counts.shape[1]},).")
     _check_no_empty_samples(sums)
     _check_no_empty_samples(library_size)
-    expressed = np.asarray((counts > 0).any(axis=1))
+    expressed = _expressed_rows(counts)
     if counts.shape[1] == 1 or not expressed.any():
         return np.ones(counts.shape[1])
     if ref_column is None:

@@ -27,9 +27,12 @@ def selection(request, monkeypatch) -> str:
 
 @pytest.fixture(params=["kernel", "numpy"])
 def tmm_path(request, monkeypatch) -> str:
-    """TMM's compiled kernel (blocks of at least _TMM_KERNEL_MIN_VALUES counts) and its numpy path for smaller blocks
-    must both give edgeR's factors."""
-    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0 if request.param == "kernel" else 1 << 62)
+    """The compiled kernels of TMM and of the size factors (blocks of at least _TMM_KERNEL_MIN_VALUES counts; size
+    factors alone from _SIZE_FACTOR_KERNEL_MIN_VALUES) and the numpy path for smaller blocks must both give edgeR's
+    and DESeq2's factors."""
+    limit = 0 if request.param == "kernel" else 1 << 62
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", limit)
+    monkeypatch.setattr(normalise, "_SIZE_FACTOR_KERNEL_MIN_VALUES", limit)
     return request.param
 
 
@@ -97,7 +100,7 @@ def test_vst_matches_deseq2(pasilla: Dataset, r_table) -> None:
     np.testing.assert_allclose(normalise.vst(counts, size_factors=sf, nsub=None), expected_full, rtol=0, atol=1e-8)
 
 
-def test_size_factors_blockwise_equal_whole(pasilla: Dataset) -> None:
+def test_size_factors_blockwise_equal_whole(pasilla: Dataset, tmm_path: str) -> None:
     _genes, _samples, counts = pasilla
     log_geomeans = normalise.fit_log_geomeans(_blocks(counts))
     blockwise = np.concatenate([normalise.size_factors_from_reference(b, log_geomeans) for b in _blocks(counts)])
@@ -358,12 +361,14 @@ def test_size_factors_reject_when_every_gene_has_a_zero() -> None:
 
 @pytest.mark.parametrize("genes", [501, 502])
 @pytest.mark.parametrize("scale", [1.0, 0.5, 1e4])
-def test_size_factors_equal_numpy_median_of_ratios(genes: int, scale: float, selection: str) -> None:
+def test_size_factors_equal_numpy_median_of_ratios(genes: int, scale: float, selection: str, tmm_path: str) -> None:
     # Whole counts take their logs from a table, halves (fractional estimates) and counts beyond the table's 4 M
-    # are computed; an odd and an even number of genes give the middle value and the mean of the middle two.
+    # are computed; an odd and an even number of genes give the middle value and the mean of the middle two. The
+    # kernels give numpy's bits for whole counts and hand the others back to numpy.
     rng = np.random.default_rng(genes)
     counts = rng.poisson(rng.gamma(2.0, 200.0, size=(genes, 1)), size=(genes, 7)).astype(np.float64) * scale
     counts[0, 0] = 0.0  # one gene left out
+    counts[1:4] = counts[1]  # tied ratios around the middle
     assert (counts.max() >= 1 << 22) == (scale == 1e4)
     with np.errstate(divide="ignore"):
         logs = np.log(counts)
@@ -371,6 +376,31 @@ def test_size_factors_equal_numpy_median_of_ratios(genes: int, scale: float, sel
     use = np.isfinite(log_geomeans)
     expected = np.exp(np.median(logs[use] - log_geomeans[use, None], axis=0))
     np.testing.assert_allclose(normalise.size_factors(counts), expected, rtol=1e-14)
+    found = normalise.size_factors_from_reference(counts, log_geomeans)
+    np.testing.assert_allclose(found, expected, rtol=1e-14)
+    if scale == 1.0:  # same logs (the table is numpy's), same sums in the same order: numpy's median, bit for bit
+        assert found.tobytes() == np.exp(np.median(logs[use] - log_geomeans[use, None], axis=0)).tobytes()
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_size_factor_kernel_log_row_sums_are_numpy_row_sums_bit_for_bit(layout: str) -> None:
+    # numpy adds a contiguous row pairwise (eight running sums in blocks of up to 128, longer runs halved at a
+    # multiple of 8) and a Fortran-order block column after column; the kernel must give its bits for each chunk of
+    # columns, the chunks' sums added in order (what size_factors did with numpy).
+    from transforms.expression import _tmm_kernel
+
+    rng = np.random.default_rng(11)
+    block = np.asarray(rng.negative_binomial(2, 0.01, (40, 700)).astype(np.float64) + 1, order=layout)
+    table = normalise._log_table(1 << 20)
+    logs = np.log(block)
+    for width in (700, 300, 129, 128, 26, 7, 1):  # runs of 2-4 blocks of 128; one block; fewer than 8
+        chunks = [np.array(logs[:, s:s + width]).sum(axis=1) for s in range(0, 700, width)]
+        expected = np.sum(chunks, axis=0)
+        found = np.empty(40)
+        assert _tmm_kernel.log_row_sums(block, width, table, found)
+        assert found.tobytes() == expected.tobytes(), width
+    block[3, 5] = 2.5  # not a whole count: no table logarithm
+    assert not _tmm_kernel.log_row_sums(block, 700, table, found)
 
 
 def test_normalise_imports_without_scipy_or_numba() -> None:
