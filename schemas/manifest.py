@@ -151,6 +151,20 @@ class Assay(_Strict):
             raise ValueError(f"`layer` names an AnnData layer; a {self.format} file has none (remove it)")
 
 
+def _level_text(value: object) -> object:
+    """A sample attribute value written as a YAML number (``test: 10``, ``filter: {batch: 2}``) as its text.
+
+    Sample attributes are text (``10`` in samples.tsv is the level '10'), but YAML reads an unquoted 10 as a number,
+    and the study failed with 'Input should be a valid string' until the level was quoted. A boolean (YAML's
+    ``yes`` / ``no``) is not a number here: it stays refused, as its text could be several spellings.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list):
+        return [_level_text(v) for v in value]
+    return value
+
+
 class Contrast(_Strict):
     """A differential-expression comparison: ``test`` against ``reference`` levels of ``factor``."""
 
@@ -163,11 +177,16 @@ class Contrast(_Strict):
                                          "contrast uses only samples holding one of them, e.g. {cell_type: B} for "
                                          "DE within one cell type of single-cell pseudobulk samples.")
 
+    @field_validator("test", "reference", mode="before")
+    @classmethod
+    def _levels_as_text(cls, value: object) -> object:
+        return _level_text(value)
+
     @field_validator("filter", mode="before")
     @classmethod
     def _values_as_lists(cls, value: object) -> object:
         if isinstance(value, dict):
-            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+            return {k: _level_text(v if isinstance(v, list) else [v]) for k, v in value.items()}
         return value
 
     @model_validator(mode="after")
@@ -185,6 +204,11 @@ class ZscoreReference(_Strict):
 
     attribute: str
     values: list[str]
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: object) -> object:
+        return _level_text(value)
 
 
 class QcSettings(_Strict):

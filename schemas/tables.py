@@ -324,8 +324,10 @@ class RnaNormalized(_Table):
     log2_cpm: float = _nullable_float("edgeR cpm(y, log=TRUE, prior.count=2) with TMM factors.")
     tmm_cpm: float = _nullable_float("Counts per million of the TMM-effective library (library_size x tmm_factor).")
     mor: float = _nullable_float("DESeq2 normalised count: count / size_factor (median of ratios).")
-    tpm: float = _nullable_float("Transcripts per million where feature lengths are known (abundance assays "
-                                 "measured as TPM); NULL for counts, whose long table keeps no lengths.")
+    tpm: float = _nullable_float("Transcripts per million: count / rna_counts.length (featureCounts Length, "
+                                 "Salmon / RSEM effective length), scaled so that the sample's features with a "
+                                 "length sum to 1e6; NULL where the length is unknown or not positive; the value "
+                                 "itself for abundance assays measured as TPM.")
     log2_value: float = _nullable_float("The log2 scale z-scores are taken on: log2_cpm for counts, "
                                         "log2(value + 1) for abundances (NULL for missing or negative values), "
                                         "the value as given for array intensities (already log2).")

@@ -358,20 +358,34 @@ def _build(args: argparse.Namespace) -> int:
 
 def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, instance,  # type: ignore[no-untyped-def]
                         run_config: dict) -> list[str]:
-    """Materialise the asset of every spec in ``folder`` (as ``dg dev`` with ``OMICSDW_FEATURES``); what failed."""
+    """Materialise the asset of every spec in ``folder`` (as ``dg dev`` with ``OMICSDW_FEATURES``); what failed.
+
+    A spec that does not validate is named by its file and left out; the others are still built, as one failed
+    study leaves the others loaded (one broken spec of a folder failed them all with an error naming no file).
+    """
     import dagster as dg
     from pydantic import ValidationError
 
-    from orchestration.assets.features import feature_set_assets
+    from orchestration.assets.features import feature_set_asset, spec_files
 
     try:
-        assets = feature_set_assets(folder)
-    except (OSError, ValueError, ValidationError) as exc:
-        print(f"features: {_spec_error(exc)}", file=sys.stderr)
+        paths = spec_files(folder)
+    except OSError as exc:
+        print(f"features: {exc}", file=sys.stderr)
         return [f"feature specs in {folder}"]
-    if not assets:
+    assets, failed = [], []
+    for path in paths:
+        try:
+            assets.append(feature_set_asset(path))
+        except (OSError, ValueError, ValidationError) as exc:
+            text = _spec_error(exc)
+            print(f"features: {text if str(path) in text else f'{path.name}: {text}'}", file=sys.stderr)
+            failed.append(f"feature spec {path.name}")
+    if not paths:
         print(f"features: no *.yaml spec in {folder}")
         return []
+    if not assets:
+        return failed
     result = signals.finished(dg.materialize(assets, resources=resources, instance=instance, run_config=run_config,
                                       raise_on_error=False))
     for event in result.get_asset_materialization_events():
@@ -384,7 +398,7 @@ def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, ins
         text = (data.user_failure_data.description if data.user_failure_data is not None
                 else data.error.message if data.error is not None else "failed without a message")
         print(f"features: FAILED {(text or '').strip()}", file=sys.stderr)
-    return [] if result.success else ["feature sets"]
+    return failed + ([] if result.success else ["feature sets"])
 
 
 def _missing(missing: dict[str, list[str]]) -> str:

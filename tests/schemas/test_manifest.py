@@ -1,7 +1,8 @@
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from schemas.manifest import Assay, Contrast
+from schemas.manifest import Assay, Contrast, StudyManifest
 
 
 def test_assay_rejects_a_measure_the_tool_output_lacks():
@@ -60,6 +61,22 @@ def test_qc_key_has_documented_defaults_and_reports_typos():
 def test_contrast_filter_takes_one_value_or_a_list():
     contrast = Contrast(name="c", factor="f", test="t", reference="r", filter={"cell_type": "B", "tissue": ["x", "y"]})
     assert contrast.filter == {"cell_type": ["B"], "tissue": ["x", "y"]}
+
+
+def test_contrast_levels_and_filter_values_written_as_yaml_numbers_are_their_text():
+    # trialE: `test: 10` / `reference: 2` for a dose column of samples.tsv failed the study with 'Input should be a
+    # valid string' until quoted; sample attributes are text, so the number is the level as written.
+    manifest = StudyManifest.model_validate(yaml.safe_load(
+        "study_id: s\nname: s\ncontrasts:\n  - {name: d, factor: dose, test: 10, reference: 2, filter: {batch: 1}}\n"
+        "  - {name: h, factor: time, test: 0.5, reference: 0, filter: {batch: [1, b2]}}\n"
+        "zscore_reference: {attribute: batch, values: [1, 2]}\n"))
+    assert [(c.test, c.reference, c.filter) for c in manifest.contrasts] == [
+        ("10", "2", {"batch": ["1"]}), ("0.5", "0", {"batch": ["1", "b2"]})]
+    assert manifest.zscore_reference is not None
+    assert manifest.zscore_reference.values == ["1", "2"]
+    # YAML's yes / no are booleans, not numbers: still refused (their text could be yes, true, on, ...)
+    with pytest.raises(ValidationError, match="valid string"):
+        Contrast(name="c", factor="f", test=True, reference="r")  # type: ignore[arg-type]
 
 
 def test_single_cell_assay_needs_its_cell_columns_and_annotations_for_10x():

@@ -193,8 +193,13 @@ def test_build_features_folder_reports_a_failing_spec_and_exits_1(tmp_path, exam
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "p.yaml").write_text("name: p\nstudies: [nope]\nlayers:\n  - {layer: rna, genes: [TP53]}\n")
+    # A spec that does not validate is named by its file and does not stop the others (trialE: it printed
+    # 'features: 1 problem(s): spec: ...' naming no file, and no spec of the folder was built).
+    (specs / "a_dup.yaml").write_text("name: d\nstudies: [pasilla]\nlayers:\n  - {layer: rna, top_variable: 5}\n"
+                                      "  - {layer: rna, genes: [TP53]}\n")
     assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"),
                  "--features", str(specs)]) == 1
     captured = capsys.readouterr()
+    assert "features: a_dup.yaml: 1 problem(s): spec: Value error, layer(s) listed twice: rna\n" in captured.err
     assert "features: FAILED feature set 'p': studies not published: nope\n" in captured.err
-    assert "failed: feature sets" in captured.out
+    assert "failed: feature spec a_dup.yaml, feature sets" in captured.out

@@ -102,12 +102,33 @@ def check_design(
             else "some level combinations are confounded; check the covariates against each other"
         )
         raise DesignError(f"design {design_formula(factor, covariates)} is not full rank ({rank} < {len(names)}); "
-                          f"{hint}")
+                          f"{hint}{_numeric_hint(samples, covariates)}")
     if design.shape[0] <= design.shape[1]:
         raise DesignError(
             f"design {design_formula(factor, covariates)} has {design.shape[1]} coefficients for "
             f"{design.shape[0]} samples: no residual degrees of freedom to estimate dispersion; drop a covariate"
+            f"{_numeric_hint(samples, covariates)}"
         )
+
+
+def _numeric_hint(samples: pl.DataFrame, covariates: Sequence[str]) -> str:
+    """A sentence naming the covariates that hold numbers with more than two distinct values, or ''.
+
+    Every design column is categorical here, so a numeric covariate (RIN, age) costs one coefficient per distinct
+    value, where R's DESeq2 fits a numeric colData column as one slope: the design then looks confounded, or
+    without residual degrees of freedom, for a reason the user cannot see in the generic message.
+    """
+    numeric = []
+    for column in covariates:
+        values = samples[column].cast(pl.String).cast(pl.Float64, strict=False)
+        distinct = samples[column].cast(pl.String).n_unique()
+        if values.null_count() == 0 and values.is_finite().all() and distinct > 2:
+            numeric.append(f"{column!r} ({distinct} distinct values)")
+    if not numeric:
+        return ""
+    return (f"; {', '.join(numeric)} holds numbers, and covariates are categorical here (one coefficient per "
+            "distinct value, not a slope as R's DESeq2 fits a numeric column): group it into a few levels "
+            "(e.g. low / high) in the sample table to adjust for it")
 
 
 def design_matrix(

@@ -137,6 +137,15 @@ def _assays(frame: pl.DataFrame) -> list[str]:
     return sorted(frame["assay"].unique().to_list()) if frame.height else []
 
 
+QC_VALUES = ("median_correlation and pca_distance are computed on log2 CPM of the raw counts (QC runs before "
+             "normalisation), so they differ from the correlations and PCA below, which are of the normalised "
+             "(variance-stabilised) counts.")
+"""Said under each QC table: a shallow library's median_correlation of -0.30 sat above a heatmap whose lowest
+cell was 0.22 (trialE), with nothing saying the two are of different values."""
+STRUCTURE_VALUES = "the variance-stabilised counts (rna_vst; log2 CPM for an assay without them)"
+"""What the report's heatmap and PCA are of (``warehouse.report.top_variable_values``)."""
+
+
 def _qc_section(data: StudyReportData) -> str:
     if data.sample_qc.height == 0:
         return _none("No count assay: sample QC needs raw RNA counts.")
@@ -144,7 +153,8 @@ def _qc_section(data: StudyReportData) -> str:
     for assay in _assays(data.sample_qc):
         rows = data.sample_qc.filter(pl.col("assay") == assay).sort("sample_id")
         failed = rows.filter(~pl.col("qc_pass")).height
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>{rows.height} samples, {failed} failing QC.</p>"
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>{rows.height} samples, {failed} failing QC. "
+                     f"{QC_VALUES}</p>"
                      + _plot(data, partial(qc_bars, rows, title=f"{data.study_id} / {assay}"),
                              f"library sizes of {assay}")
                      + html_table(rows.drop("study_id", "assay", strict=False), row_class="qc_pass"))
@@ -177,8 +187,9 @@ def _correlation_section(data: StudyReportData) -> str:
         labels = [labels[i] for i in shown]
         sampled = (f" {shown.size} of the {block.shape[1]} samples, drawn with a fixed seed." if shown.size
                    < block.shape[1] else "")
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>Pearson correlation over the {top.shape[0]} most variable "
-                     f"genes; samples ordered by average-linkage clustering on 1 - r (the tree above).{sampled}</p>"
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>Pearson correlation of {STRUCTURE_VALUES} over the "
+                     f"{top.shape[0]} most variable genes; samples ordered by average-linkage clustering on "
+                     f"1 - r (the tree above).{sampled}</p>"
                      + _plot(data, partial(correlation_heatmap, corr, labels, title=f"{data.study_id} / {assay}"),
                              f"correlation heatmap of {assay}"))
     return "".join(parts)
@@ -214,7 +225,8 @@ def _pca_section(data: StudyReportData) -> str:
         note = f"coloured by {data.colour_by}" if data.colour_by else "no sample attribute to colour by"
         genes = data.vst.filter(pl.col("assay") == assay)["feature_id"].n_unique() if data.vst.height else 0
         used = f"the {genes}" if 0 < genes < data.top_genes else f"the (at most) {data.top_genes}"
-        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of {used} most variable genes (centred, unscaled); "
+        parts.append(f"<h3>{html.escape(assay)}</h3><p>PCA of {STRUCTURE_VALUES}, {used} most variable genes "
+                     "(centred, unscaled); "
                      f"{html.escape(note)}.</p>"
                      + _plot(data, partial(pca_scatter, wide, colour=colour, explained=data.explained.get(assay),
                                          title=f"{data.study_id} / {assay}"), f"PCA of {assay}"))

@@ -397,6 +397,25 @@ def test_check_design_confounded_covariate():
         check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
 
 
+def test_check_design_numeric_covariate_says_it_is_categorical():
+    # A RIN per sample (6 distinct numbers): one coefficient per value, 1 + 5 + 1 = 7 for 6 samples, so the design
+    # is not full rank. The generic 'confounded' hint alone sent a user to look for a confounding that R's DESeq2
+    # (one slope for a numeric column) would not have: the message names the numeric covariate (trialE).
+    samples = _design(group=["a", "b", "a", "b", "a", "b"], rin=["9.1", "8.7", "9.5", "7.9", "8.8", "9.0"])
+    with pytest.raises(DesignError, match=r"not full rank \(6 < 7\); drop covariate\(s\) \['rin'\].*; 'rin' "
+                                          r"\(6 distinct values\) holds numbers, and covariates are categorical"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["rin"])
+    # Full rank but no residual df: 3 distinct numbers in 4 samples (1 + 2 + 1 = 4 coefficients).
+    samples = _design(group=["a", "a", "b", "b"], rin=["9.1", "8.7", "9.5", "9.1"])
+    with pytest.raises(DesignError, match=r"4 coefficients for 4 samples.*'rin' \(3 distinct values\) holds numbers"):
+        check_design(samples, factor="group", test="b", reference="a", covariates=["rin"])
+    # Two numeric values (a batch coded 1 / 2) are one indicator either way: no hint.
+    samples = _design(group=["a", "a", "b", "b"], batch=["1", "1", "2", "2"])
+    with pytest.raises(DesignError) as caught:
+        check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
+    assert "holds numbers" not in str(caught.value)
+
+
 def test_check_design_missing_values():
     samples = _design(group=["a", "a", "b", "b"], batch=["1", None, "2", "1"])
     with pytest.raises(DesignError, match="'batch' has 1 missing value"):

@@ -150,6 +150,19 @@ def test_omics_coverage_counts_samples_per_combination_of_layers():
     assert "<details><summary>Layers of each sample (6)</summary>" in section
 
 
+def test_qc_table_heatmap_and_pca_say_which_values_they_are_of():
+    # trialE: a 16,014-read library had median_correlation -0.30 in the QC table (log2 CPM of the raw counts, by
+    # hand) above a heatmap whose lowest cell was 0.22 (its VST): the page said neither.
+    page = study_report_html(_data())
+    qc_part = page.split('<section id="sample-qc">')[1].split("</section>")[0]
+    assert "median_correlation and pca_distance are computed on log2 CPM of the raw counts" in qc_part
+    correlation = page.split('<section id="correlation">')[1].split("</section>")[0]
+    assert "Pearson correlation of the variance-stabilised counts (rna_vst; log2 CPM for an assay without them)" \
+        in correlation
+    pca = page.split('<section id="pca">')[1].split("</section>")[0]
+    assert "PCA of the variance-stabilised counts (rna_vst; log2 CPM for an assay without them), the" in pca
+
+
 def test_correlation_heatmap_of_a_wide_study_shows_a_seeded_subsample_and_says_so(monkeypatch):
     import transforms.report.html as page
 
