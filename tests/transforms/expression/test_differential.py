@@ -403,7 +403,8 @@ def test_check_design_numeric_covariate_says_it_is_categorical():
     # (one slope for a numeric column) would not have: the message names the numeric covariate (trialE).
     samples = _design(group=["a", "b", "a", "b", "a", "b"], rin=["9.1", "8.7", "9.5", "7.9", "8.8", "9.0"])
     with pytest.raises(DesignError, match=r"not full rank \(6 < 7\); drop covariate\(s\) \['rin'\].*; 'rin' "
-                                          r"\(6 distinct values\) holds numbers, and covariates are categorical"):
+                                          r"\(6 distinct values\) holds numbers, fitted as categorical levels.*"
+                                          r"list it under numeric_covariates"):
         check_design(samples, factor="group", test="b", reference="a", covariates=["rin"])
     # Full rank but no residual df: 3 distinct numbers in 4 samples (1 + 2 + 1 = 4 coefficients).
     samples = _design(group=["a", "a", "b", "b"], rin=["9.1", "8.7", "9.5", "9.1"])
@@ -414,6 +415,32 @@ def test_check_design_numeric_covariate_says_it_is_categorical():
     with pytest.raises(DesignError) as caught:
         check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
     assert "holds numbers" not in str(caught.value)
+
+
+def test_check_design_numeric_covariate_is_one_slope():
+    # The same RIN listed as numeric: 1 + 1 + 1 = 3 coefficients for 6 samples, full rank.
+    samples = _design(sample_id=[f"s{i}" for i in range(6)], group=["a", "b", "a", "b", "a", "b"],
+                      rin=["9.1", "8.7", "9.5", "7.9", "8.8", "9.0"])
+    check_design(samples, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    # A value that is no number, or not finite, is refused naming the sample and the value.
+    bad = samples.with_columns(pl.Series("rin", ["9.1", "8.7", "9.5", "high", "8.8", "inf"]))
+    with pytest.raises(DesignError, match=r"numeric covariate 'rin' of sample 's3' is 'high', not a finite number "
+                                          r"\(2 such value"):
+        check_design(bad, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    # A constant numeric column is collinear with the intercept (DESeq2 refuses it as not full rank).
+    constant = samples.with_columns(pl.lit("8.0").alias("rin"))
+    with pytest.raises(DesignError, match=r"not full rank \(2 < 3\).*\['rin'\] hold one value"):
+        check_design(constant, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    with pytest.raises(DesignError, match=r"numeric covariate\(s\) \['rin'\] are not among the covariates"):
+        check_design(samples, factor="group", test="b", reference="a", numeric=["rin"])
+
+
+def test_design_matrix_numeric_covariate_is_its_value_uncentred():
+    samples = pl.DataFrame({"rin": ["7.5", "8", "6.25", "9"], "group": ["ctl", "ctl", "kd", "kd"]})
+    matrix, names = design_matrix(samples, factor="group", reference="ctl", covariates=["rin"], numeric=["rin"])
+    # R: model.matrix(~ rin + group) names the slope column 'rin' and holds the values as given.
+    assert names == ["Intercept", "rin", "group[T.kd]"]
+    np.testing.assert_array_equal(matrix, [[1, 7.5, 0], [1, 8, 0], [1, 6.25, 1], [1, 9, 1]])
 
 
 def test_check_design_missing_values():
