@@ -657,5 +657,5 @@ def test_read_study_refuses_a_numeric_covariate_not_among_the_covariates(tmp_pat
                 "     numeric_covariates: [rin]}\n")
     folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": _NUMERIC_COUNTS})
     errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
-    assert errors.select("file", "code").rows() == [("study.yaml", "invalid_manifest")]
+    assert errors.select("file", "line", "code").rows() == [("study.yaml", 7, "invalid_manifest")]
     assert "numeric_covariates ['rin'] must also be listed in covariates (['batch'])" in errors["message"].item()
