@@ -883,6 +883,67 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
 
 
+FOLDER_DEPTH = 1_500
+"""Folders nested in ``deep_tree``: deeper than Python's recursion limit (1,000), within the system's path length."""
+
+
+def _folder_oddity(case: str, folder: Path) -> None:
+    """Something beside the study's files that no manifest names (a user's notes, a tool's leftovers)."""
+    if case == "latin1_file_name":  # a name that is not UTF-8: a Latin-1 'é' from an old share or a zip
+        (folder / os.fsdecode(b"notes-caf\xe9.txt")).write_text("x")
+    elif case == "deep_tree":
+        deep = folder
+        for _ in range(FOLDER_DEPTH):  # one level at a time: Path.mkdir(parents=True) recurses too
+            deep = deep / "d"
+            deep.mkdir()
+        (deep / "leaf.txt").write_text("x")
+    elif case == "fifo_socket_device":  # nothing may open them: a FIFO nobody writes to hangs a read
+        import socket
+        import tempfile
+
+        os.mkfifo(folder / "pipe")
+        with tempfile.TemporaryDirectory() as short, socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(Path(short, "s")))  # bound where its path fits AF_UNIX's 108 bytes, then moved
+            os.replace(Path(short, "s"), folder / "app.sock")
+        if IS_ROOT:
+            os.mknod(folder / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    elif case == "symlink_loops":
+        (folder / "self").symlink_to("self")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "up").symlink_to("..")
+    else:
+        raise AssertionError(case)
+
+
+FOLDER_CASES = ("latin1_file_name", "deep_tree", "fifo_socket_device", "symlink_loops")
+
+
+@pytest.mark.parametrize("case", FOLDER_CASES, ids=[f"folder-{c}" for c in FOLDER_CASES])
+def test_corpus_folder_oddity_beside_the_files_loads_the_clean_values(base: Base, case: str) -> None:
+    """A file or folder no manifest names is not read, but the study's content hash lists every file: a name
+    that is not UTF-8 or a tree deeper than Python's recursion limit made hashing raise, failing the study with
+    no ingest_issues row (and the landing sensor with it)."""
+    from warehouse.load import load_folder
+
+    seed, sid = SEEDS["matrix_tsv"], f"matrix_tsv-folder-{case}"
+    folder = base.root / sid / sid
+    _write(folder, seed, sid)
+    _folder_oddity(case, folder)
+    try:
+        load = _guarded(lambda: load_folder(base.lake, folder, reference=base.reference, code_version="corpus"))
+        assert load.ok, load.errors.rows(named=True)
+        assert base.lake.scan("ingest_issues", study_id=sid).collect().is_empty()
+        assert_frame_equal(_values(base, seed, sid), _clean(base, "matrix_tsv"))
+        assert _good_files(base.lake) == base.good_files
+    finally:
+        if case == "deep_tree":  # bottom up: shutil.rmtree (pytest's clean-up) would recurse past the limit
+            deep = folder.joinpath(*["d"] * FOLDER_DEPTH)
+            (deep / "leaf.txt").unlink()
+            while deep != folder:
+                deep.rmdir()
+                deep = deep.parent
+
+
 def test_corpus_10x_h5_seed_sums_as_its_matrix_market_twin(base: Base) -> None:
     """The hand-built HDF5 seed holds the 10x_mtx seed's counts: both give the same pseudobulk profiles."""
     assert_frame_equal(_clean(base, "10x_h5"), _clean(base, "10x_mtx"))

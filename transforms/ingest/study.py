@@ -16,7 +16,7 @@ import os
 import stat
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -110,19 +110,63 @@ def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: st
     return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
 
 
+def walk_study(folder: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:
+    """Every entry under ``folder`` at any depth, as ``Path.rglob("*")`` lists them (folders entered, links to
+    folders not), without recursion: a tree a few thousand folders deep overflowed Python's stack in
+    ``rglob`` (RecursionError), which failed the study's ingest and the landing sensor with no issue. A folder
+    that cannot be listed (permissions, a path longer than the system takes) is not entered.
+    """
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            path = current / entry.name
+            yield path, entry
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+            except OSError:
+                continue
+
+
+def study_files(folder: Path) -> list[Path]:
+    """The regular files under ``folder`` (links to files included), hidden names left out, in path order: what
+    the study's fingerprint and the landing sensor hash. FIFOs, sockets and devices are not files: never opened.
+    """
+    found = []
+    for path, entry in walk_study(folder):
+        try:
+            regular = entry.is_file()  # follows a link, as Path.is_file
+        except OSError:
+            continue
+        if regular and not entry.name.startswith("."):
+            found.append(path)
+    return sorted(found)
+
+
 def study_fingerprint(folder: Path, *, salt: str = "") -> str:
     """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
 
     A link leading out of the folder is hashed by its target's name, never read; an unreadable file by its
-    error (ingest reports it), so fingerprinting never fails and never reads outside the study.
+    error (ingest reports it), so fingerprinting never fails and never reads outside the study. A name is hashed
+    as its bytes on disk (``os.fsencode``): one that is not UTF-8 (a Latin-1 name from an old share or zip) is a
+    Python str with surrogates, which ``str.encode()`` refused, failing the study with no issue.
     """
     digest = hashlib.blake2b(salt.encode(), digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+    for path in study_files(folder):
+        digest.update(os.fsencode(path.relative_to(folder)) + b"\0")
         try:
             confine(folder, path)
         except ValueError:
-            digest.update(b"outside:" + str(path.readlink() if path.is_symlink() else "").encode())
+            digest.update(b"outside:" + os.fsencode(path.readlink() if path.is_symlink() else ""))
+            continue
+        except OSError as exc:  # resolving the path failed (too long, a link loop): what it holds is unknown
+            digest.update(f"unresolved:{exc.errno}".encode())
             continue
         try:
             with open(path, "rb") as fh:
@@ -480,7 +524,7 @@ def _read_tool_qc(folder: Path, samples: pl.DataFrame, sample_map: pl.DataFrame 
     """
     taken = known.select("sample_id", "attribute") if known is not None else None
     frames = []
-    for path in sorted(folder.rglob(MULTIQC_STATS)):
+    for path in sorted(path for path, entry in walk_study(folder) if entry.name == MULTIQC_STATS):
         relative = str(path.relative_to(folder))
         try:
             confine(folder, path)
