@@ -394,6 +394,12 @@ def _sep(seed: Seed) -> bytes:
     return b"," if seed.target.endswith(".csv") else b" " if seed.target.endswith(".mtx") else b"\t"
 
 
+DUPLICATE_KEYS = {"study_yaml": "name: the same key again\n",
+                  "contrasts": "contrasts:\n  - {name: b_vs_a_again, factor: group, test: b, reference: a}\n",
+                  "signature_yaml": "signatures:\n  - name: AGAIN\n    up: [TP53, MYC]\n"}
+"""``duplicate_key``: a key the seed's YAML already has, appended (a second contrasts block dropped the first's
+contrasts without a word); the error must be at the appended line."""
+
 BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
                   + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
                             for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
@@ -510,6 +516,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "duplicate_name":
         text = target.read_text()
         target.write_text(text + text[text.index("  - {name: b_vs_a"):])
+    elif case == "duplicate_key":  # a top-level key given again at the end (PyYAML keeps the last, silently)
+        target.write_text(target.read_text() + DUPLICATE_KEYS[name])
     elif case == "yaml_bomb":
         if seed.target == "study.yaml":
             target.write_text(target.read_text() + BILLION_LAUGHS.replace("a:", "bomb_a:", 1))
@@ -642,7 +650,7 @@ def _cases() -> list[tuple[str, str]]:
     for name in SEEDS:
         if name == "contrasts":
             cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name",
-                                                  "same_level", "factor_as_covariate")]
+                                                  "same_level", "factor_as_covariate", "duplicate_key")]
             continue
         cases.append((name, "clean"))
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
@@ -672,6 +680,8 @@ def _cases() -> list[tuple[str, str]]:
             cases.append((name, "case_duplicate_sample"))
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
+        if name in DUPLICATE_KEYS:
+            cases.append((name, "duplicate_key"))
         if name == "10x_mtx":
             cases += [(name, c) for c in (*REPEATED_BARCODE_CASES, "duplicate_feature_ids")]
     return cases
@@ -878,6 +888,11 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
             for part in (f"{said[0]} cells x {said[1]} features", f"{n_cells} cells (obs)",
                          f"{n_features} features (var)"):
                 assert part in message, message
+        if case == "duplicate_key":  # the repeat's line: the seed's lines plus one
+            text = seed.files.get(seed.target, seed.manifest)
+            assert isinstance(text, str)
+            assert located["line"].to_list() == [text.count("\n") + 1], located.rows(named=True)
+            assert "given twice" in located["message"][0]
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
