@@ -8,6 +8,7 @@ study failed. Heavy libraries are imported by the command that needs them: --hel
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -779,6 +780,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+"""Errors of a warehouse that cannot be written: said in one line, not a traceback (vacuum, remove, features build
+on a read-only mount printed one from the lock file's open)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omicsdw`` command."""
     args = _parser().parse_args(argv)
@@ -793,6 +799,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `omicsdw doctor | head`: the reader left; say nothing more, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
         return 141
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
+        print(f"omicsdw {verb}: the warehouse cannot be written ({exc}); a warehouse on a read-only mount or a "
+              "snapshot can be read (omicsdw sql, doctor), not changed", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -122,3 +122,38 @@ def test_doctor_names_a_catalog_one_rebuild_behind_with_the_same_file_counts(lak
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
     stale = [p for p in doctor(lake, wh) if "is stale" in p]
     assert [p.split(":")[0] for p in stale] == ["study_versions"], stale
+
+
+def test_doctor_checks_a_read_only_warehouse_and_vacuum_says_it_cannot_write_it(lake: Lake, wh: Path, capsys,
+                                                                                 monkeypatch) -> None:
+    """A warehouse on a read-only mount (a snapshot, an analysts' mount): doctor opened each study's lock file for
+    appending to see whether a run holds it, and crashed with EROFS; vacuum and remove printed a traceback."""
+    import builtins
+    import errno
+    import os
+
+    import warehouse.lake
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def read_only(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    def os_read_only(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return opener(path, flags, *args, **kwargs)
+
+    opener = os.open
+    monkeypatch.setattr(warehouse.lake, "open", read_only, raising=False)
+    monkeypatch.setattr(warehouse.lake.os, "open", os_read_only)
+    code, out = _doctor_output(wh, capsys)
+    assert (code, out.splitlines()[-1]) == (0, "healthy"), out
+    for verb in (["vacuum"], ["remove", "s1"]):
+        assert main([*verb, "--warehouse", str(wh)]) == 1
+        err = capsys.readouterr().err
+        assert f"omicsdw {verb[0]}: the warehouse cannot be written" in err, err
+        assert "Read-only file system" in err, err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
