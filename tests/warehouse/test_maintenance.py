@@ -57,7 +57,8 @@ def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
     return code, captured.out
 
 
-@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions"])
+@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions",
+                                    "empty_commit"])
 def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, capsys, damage: str) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     table = "study_versions" if damage == "study_versions" else "rna_counts"
@@ -67,6 +68,8 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
         shutil.rmtree(log)
     elif damage == "missing_first_commit":
         commits[0].unlink()
+    elif damage == "empty_commit":  # cut to 0 bytes (a crash before the data reached the disk, a full disk)
+        commits[-1].write_bytes(b"")
     else:
         commits[-1].write_text('{"add": {"path": "part-')  # a torn commit file
     code, out = _doctor_output(wh, capsys)
@@ -75,6 +78,7 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
     assert ["Delta log" in line for line in named] == [True], out
     assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses: nothing deleted
     assert f"{table}:" in capsys.readouterr().err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # analysts still read the published set
 
 
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
