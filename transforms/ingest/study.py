@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import polars as pl
 import yaml
@@ -206,8 +206,9 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"])
-                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}",
-                             file=MANIFEST_NAME, line=_error_line(error["loc"], lines), column=where)
+                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}"
+                             f"{_quote_hint(error)}", file=MANIFEST_NAME, line=_error_line(error["loc"], lines),
+                             column=where)
             return None
         if not manifest.assays:
             issues.warning("no_assays", "the study declares no assays: nothing will be loaded into the omics "
@@ -232,6 +233,18 @@ def _error_line(loc: tuple[int | str, ...], lines: dict[str, int]) -> int | None
         if key in lines:
             return lines[key]
     return None
+
+
+def _quote_hint(error: Any) -> str:
+    """For text the YAML made a boolean or a number (a level ``yes`` or ``1``), how to keep it text."""
+    if error.get("type") != "string_type":
+        return ""
+    value = error.get("input")
+    if isinstance(value, bool):
+        return " (YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote the value, e.g. 'yes')"
+    if isinstance(value, int | float):
+        return f" (YAML read {value!r} as a number: quote it, e.g. '{value}', to give the text)"
+    return ""
 
 
 def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) -> str:
