@@ -272,8 +272,9 @@ def _build(args: argparse.Namespace) -> int:
             print(f"not in {landing}: {', '.join(missing)} (found: {', '.join(studies) or 'none'})", file=sys.stderr)
             return 2
         studies = {s: studies[s] for s in args.study}
-    if not studies:
-        print(f"no study folders (study.yaml or meta_study.txt) in {landing}", file=sys.stderr)
+    if not studies:  # with problems above: folders that are studies, none of which can be built
+        print(f"no study folders (study.yaml or meta_study.txt) in {landing}" if not problems else
+              f"no study of {landing} can be built: every study folder has a problem above", file=sys.stderr)
         return 2
     # Catalog rebuilds at a pace (_CatalogPacer) and at the end, instead of one after every commit readers see
     # (2-3 per study, each longer as the warehouse grows); the study report reads the study's files alone.
