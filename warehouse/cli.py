@@ -260,6 +260,13 @@ def _build(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
+    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"))
+                       if f.is_dir() and not os.access(f, os.W_OK)), None)
+    if unwritable is not None:  # a read-only mount: every step failed, and the build blamed the gene reference
+        print(f"omicsdw build: the warehouse cannot be written ({unwritable} is read-only to this user); a "
+              "warehouse on a read-only mount or a snapshot can be read (omicsdw sql, doctor), not built",
+              file=sys.stderr)
+        return 1
     from warehouse.summary import format_issue
 
     studies, problems = _landing_problems(landing)
