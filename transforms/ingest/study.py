@@ -105,9 +105,10 @@ def is_study_folder(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file() or is_cbioportal_study(folder)
 
 
-def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: str) -> str:
+def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: str,
+                     stamps: dict[str, tuple[int, int]] | None = None) -> str:
     """What a study's ingested tables depend on: its files, the gene reference's files and the code."""
-    return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
+    return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}", stamps=stamps)
 
 
 def walk_study(folder: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:
@@ -149,13 +150,16 @@ def study_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def study_fingerprint(folder: Path, *, salt: str = "") -> str:
+def study_fingerprint(folder: Path, *, salt: str = "", stamps: dict[str, tuple[int, int]] | None = None) -> str:
     """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
 
     A link leading out of the folder is hashed by its target's name, never read; an unreadable file by its
     error (ingest reports it), so fingerprinting never fails and never reads outside the study. A name is hashed
     as its bytes on disk (``os.fsencode``): one that is not UTF-8 (a Latin-1 name from an old share or zip) is a
     Python str with surrogates, which ``str.encode()`` refused, failing the study with no issue.
+
+    ``stamps``: filled with :func:`file_stamp` of each file hashed (taken before its bytes are read), by path
+    relative to ``folder``, to be compared with the files after the study's read.
     """
     digest = hashlib.blake2b(salt.encode(), digest_size=16)
     for path in study_files(folder):
@@ -168,12 +172,38 @@ def study_fingerprint(folder: Path, *, salt: str = "") -> str:
         except OSError as exc:  # resolving the path failed (too long, a link loop): what it holds is unknown
             digest.update(f"unresolved:{exc.errno}".encode())
             continue
+        if stamps is not None and (stamp := file_stamp(path)) is not None:
+            stamps[str(path.relative_to(folder))] = stamp
         try:
             with open(path, "rb") as fh:
                 digest.update(hashlib.file_digest(fh, "blake2b").digest())
         except OSError as exc:
             digest.update(f"unreadable:{exc.errno}".encode())
     return digest.hexdigest()
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of a file (None when it cannot be looked at)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """:func:`file_stamp` of every file the study's hash reads (links out of the folder are not), by path
+    relative to ``folder``: the same keys :func:`study_fingerprint` fills for files that did not change.
+    """
+    stamps = {}
+    for path in study_files(folder):
+        try:
+            confine(folder, path)
+        except (ValueError, OSError):
+            continue
+        if (stamp := file_stamp(path)) is not None:
+            stamps[str(path.relative_to(folder))] = stamp
+    return stamps
 
 
 def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
