@@ -395,13 +395,18 @@ class Lake:
         for lock_path in sorted(root.glob("*/lock")):
             if lock_path.parent == own:
                 continue
-            with open(lock_path, "a+") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    busy.append(lock_path.parent.name)
-                else:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            try:
+                descriptor = os.open(lock_path, os.O_RDWR)
+            except OSError:  # a read-only warehouse (a mount, a snapshot): flock takes a file open for reading
+                descriptor = os.open(lock_path, os.O_RDONLY)  # on a local file system; doctor crashed with EROFS
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(lock_path.parent.name)
+            else:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+            finally:
+                os.close(descriptor)
         return busy
 
     def _sweep(self, folder: Path) -> None:
