@@ -618,17 +618,20 @@ def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(
 
 
 def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number(tmp_path, study_folder):
-    """A factor level 'yes' (smoker: yes / no) or '1' (batch 1 / 2) written unquoted is a YAML boolean or number;
-    'Input should be a valid string' alone did not say why a word the samples table holds was refused."""
+    """A factor level 'yes' (smoker: yes / no) written unquoted is a YAML boolean, a contrast name 2024 a number;
+    'Input should be a valid string' alone did not say why a word the samples table holds was refused. (A level
+    written as a number is its text: test_contrast_levels_and_filter_values_written_as_yaml_numbers_are_their_text.)
+    """
     manifest = ("study_id: s\nname: s\nassays: []\ncontrasts:\n"
                 "  - {name: smokers, factor: smoker, test: yes, reference: no}\n"
-                "  - {name: batches, factor: batch, test: 2, reference: '1'}\n")
+                "  - {name: 2024, factor: batch, test: 2, reference: '1'}\n")
     issues = IssueLog("s")
     assert discover_study(study_folder(tmp_path, manifest), issues=issues) is None
     messages = {i.column: i.message for i in issues.errors}
     assert "quote the value" in messages["contrasts.0.test"]
     assert "quote the value" in messages["contrasts.0.reference"]
-    assert "YAML read 2 as a number: quote it, e.g. '2'" in messages["contrasts.1.test"]
+    assert "YAML read 2024 as a number: quote it, e.g. '2024'" in messages["contrasts.1.name"]
+    assert "contrasts.1.test" not in messages
     assert {i.line for i in issues.errors} == {5, 6}
 
 
