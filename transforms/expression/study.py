@@ -484,8 +484,10 @@ def _has_fractions(part: np.ndarray, *, columns: int = 100) -> bool:
     for start in range(0, part.shape[1], columns):
         sub = part[:, start:start + columns]
         whole = np.rint(sub, out=rounded[:, :sub.shape[1]])
-        if (whole != sub).any() and (np.abs(sub - whole) > 0).any():  # NaN and inf compare False
-            return True
+        if (whole != sub).any():
+            with np.errstate(invalid="ignore"):  # inf - inf: NaN, and NaN and inf compare False
+                if (np.abs(sub - whole) > 0).any():
+                    return True
     return False
 
 
