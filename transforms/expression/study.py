@@ -726,24 +726,28 @@ def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTr
 def count_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend | None, *,
                width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS, coded: bool = False,
                into: np.ndarray | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
-    """``("rna_normalized", frame)`` and ``("rna_vst", frame)`` pairs of a count block, one frame of each per
-    block of samples: table by table, the frames :func:`normalised_count_rows` and :func:`vst_rows` (``into``
-    included) yield, in their order; without a ``trend``, rna_normalized's alone.
+    """``("rna_vst", frame)`` and ``("rna_normalized", frame)`` pairs of a count block, one frame of each per block
+    of samples: table by table, the frames :func:`vst_rows` (``into`` included) and :func:`normalised_count_rows`
+    yield, in their order; without a ``trend``, rna_normalized's alone.
 
     The two tables' frames of a block of samples hold the same cells, so their identifier columns (two gathers of
-    20 M codes and one of gene ids per 1,000 samples x 20,000 features) are made once for both.
+    20 M codes and one of gene ids per 1,000 samples x 20,000 features) are made once for both. A block's VST
+    frame comes first and rna_normalized's arrays are made after it and let go before the next block, so no more
+    per-cell arrays are held at once than when the tables were made one after the other.
     """
     done = 0
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
-        normalised = _normalised_count_arrays(block, model, cols)
         vst = None if trend is None else _vst_arrays(block, model, trend, cols)
         if into is not None and vst is not None:
             into[:, done:done + cols.size] = vst["vst"]
             done += cols.size
+        normalised = None
         for sub, ids in _frame_ids(block, model.rows, cols, frame_rows=frame_rows, coded=coded):
-            yield "rna_normalized", _with_source(_long_frame(ids, normalised, sub), "counts", coded=coded)
             if vst is not None:
                 yield "rna_vst", _long_frame(ids, vst, sub)
+            normalised = normalised or _normalised_count_arrays(block, model, cols)
+            yield "rna_normalized", _with_source(_long_frame(ids, normalised, sub), "counts", coded=coded)
+        vst = normalised = None  # before the next block's arrays are made
 
 
 def vst_block(block: DenseBlock, model: CountModel, values: np.ndarray) -> DenseBlock:
@@ -972,7 +976,7 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
             shape = (block.values.shape[0] if model.rows is None else model.rows.size, model.columns.size)
             into = (np.empty(shape, order="F") if trend is not None and keep_vst and not blocks
                     and 8 * shape[0] * shape[1] <= SHARED_BLOCK_BYTES else None)
-            # rna_normalized and rna_vst frames of each block of samples together: their identifiers made once
+            # rna_vst and rna_normalized frames of each block of samples together: their identifiers made once
             for table, frame in count_rows(block, model, trend, coded=True, into=into):
                 yield table, frame.with_columns(label)
             if into is not None:

@@ -403,14 +403,14 @@ def test_coded_long_frames_are_the_text_frames_with_enum_ids() -> None:
 def test_count_rows_pair_each_block_of_samples_rna_normalized_and_rna_vst_rows_with_the_same_ids(
         pasilla_block: study.DenseBlock, pasilla_model: study.CountModel, pasilla_normalised: pl.DataFrame,
         r_table) -> None:
-    # frames of 2 samples (30,000 rows // 14,599 genes): each block of samples gives its rna_normalized frame, then
-    # its rna_vst frame of the same cells; table by table, the rows of normalised_count_rows and DESeq2's vst
+    # frames of 2 samples (30,000 rows // 14,599 genes): each block of samples gives its rna_vst frame, then its
+    # rna_normalized frame of the same cells; table by table, the rows of normalised_count_rows and DESeq2's vst
     trend, _ = study.fit_vst(pasilla_block, pasilla_model)
     shape = (pasilla_block.values.shape[0], pasilla_model.columns.size)
     into = np.full(shape, np.nan, order="F")
     pairs = list(study.count_rows(pasilla_block, pasilla_model, trend, frame_rows=30_000, into=into))
-    assert [t for t, _ in pairs] == ["rna_normalized", "rna_vst"] * 4
-    for (_, normalised), (_, vst) in zip(pairs[::2], pairs[1::2], strict=True):
+    assert [t for t, _ in pairs] == ["rna_vst", "rna_normalized"] * 4
+    for (_, vst), (_, normalised) in zip(pairs[::2], pairs[1::2], strict=True):
         assert vst.height == normalised.height == shape[0] * normalised["sample_id"].n_unique()
         assert_frame_equal(vst.select("sample_id", "gene_id", "feature_id"),
                            normalised.select("sample_id", "gene_id", "feature_id"))
