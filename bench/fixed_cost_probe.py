@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -110,6 +111,17 @@ PROBES = {
     "QC: structure (structure_study)": ("transforms.qc.study", "structure_study"),
     "QC: qc_study": ("transforms.qc.study", "qc_study"),
     "normalise transform (normalise_study)": ("transforms.expression.study", "normalise_study"),
+    # inside normalise_study's body (session 17; generators: the time spent making their items)
+    "normalise: fit_counts": ("transforms.expression.study", "fit_counts"),
+    "normalise: fit_vst": ("transforms.expression.study", "fit_vst"),
+    "normalise: rna_normalized frames (normalised_count_rows)": ("transforms.expression.study",
+                                                                "normalised_count_rows"),
+    "normalise: rna_vst frames (vst_rows)": ("transforms.expression.study", "vst_rows"),
+    "normalise: identifier columns and float series (_long_frames)": ("transforms.expression.study",
+                                                                      "_long_frames"),
+    "normalise: Parquet files of dictionary frames (Lake._write_dictionary_frame)": (
+        "warehouse.lake", "Lake._write_dictionary_frame"),
+    "staged tables' checks and commits (commit_tables, every stage)": ("warehouse.commit", "commit_tables"),
 }
 
 
@@ -120,6 +132,21 @@ def _count(part: str, cpu: float, wall: float) -> None:
 
 
 def _timed(part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            inner = function(*args, **kwargs)
+            while True:
+                cpu, wall = time.process_time(), time.perf_counter()
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                    return
+                _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                yield item
+        return generator
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         cpu, wall = time.process_time(), time.perf_counter()
