@@ -7,13 +7,20 @@ timed per asset through Dagster's ``execute_core_compute`` (every step of every 
 largest resident set seen and its anonymous / file-backed parts (a memory-mapped dense block counts as file-backed
 while its pages are resident). Writes JSON to ``--out``.
 
-    python bench/fixed_cost_probe.py --out probe.json -- build --landing DIR --warehouse DIR [--study ID ...]
+    python bench/fixed_cost_probe.py --out probe.json [--queries] -- build --landing DIR --warehouse DIR [--study ID]
+
+``--queries`` also counts every polars query (``LazyFrame.collect``, ``collect_all``, ``collect_batches``, the
+sinks, and each eager DataFrame operation, which polars runs as a query of its own; the outermost call only) and
+every ``Lake.scan`` (by table) per asset body, with the code line of this repository that issued it and the CPU
+seconds inside, under ``queries`` in the JSON (a frame walk per call: the other parts' figures are then a little
+higher).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -33,6 +40,10 @@ RSS_EVERY_S = 0.25
 PEAK_RSS: dict[str, dict[str, float]] = defaultdict(lambda: {"rss_gib": 0.0, "anon_gib": 0.0, "file_gib": 0.0})
 CURRENT = ["outside asset bodies"]
 OUT: list[Path] = []
+ROOT = str(Path(__file__).resolve().parent.parent)
+QUERIES: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+"""(asset body, kind, calling line of this repository) -> [calls, CPU s] (``--queries``)."""
+_IN_QUERY = threading.local()
 
 PROBES = {
     # part -> (module, attribute path)
@@ -100,6 +111,17 @@ PROBES = {
     "QC: structure (structure_study)": ("transforms.qc.study", "structure_study"),
     "QC: qc_study": ("transforms.qc.study", "qc_study"),
     "normalise transform (normalise_study)": ("transforms.expression.study", "normalise_study"),
+    # inside normalise_study's body (session 17; generators: the time spent making their items)
+    "normalise: fit_counts": ("transforms.expression.study", "fit_counts"),
+    "normalise: fit_vst": ("transforms.expression.study", "fit_vst"),
+    "normalise: rna_normalized frames (normalised_count_rows)": ("transforms.expression.study",
+                                                                "normalised_count_rows"),
+    "normalise: rna_vst frames (vst_rows)": ("transforms.expression.study", "vst_rows"),
+    "normalise: identifier columns and float series (_long_frames)": ("transforms.expression.study",
+                                                                      "_long_frames"),
+    "normalise: Parquet files of dictionary frames (Lake._write_dictionary_frame)": (
+        "warehouse.lake", "Lake._write_dictionary_frame"),
+    "staged tables' checks and commits (commit_tables, every stage)": ("warehouse.commit", "commit_tables"),
 }
 
 
@@ -110,6 +132,21 @@ def _count(part: str, cpu: float, wall: float) -> None:
 
 
 def _timed(part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            inner = function(*args, **kwargs)
+            while True:
+                cpu, wall = time.process_time(), time.perf_counter()
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                    return
+                _count(part, time.process_time() - cpu, time.perf_counter() - wall)
+                yield item
+        return generator
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         cpu, wall = time.process_time(), time.perf_counter()
@@ -132,6 +169,62 @@ def _sample_rss(stop: threading.Event) -> None:
         for part in (CURRENT[0], "whole process"):
             if sample["rss_gib"] > PEAK_RSS[part]["rss_gib"]:
                 PEAK_RSS[part] = sample
+
+
+def _caller() -> str:
+    """The innermost frame of this repository's code (not bench/, not a package) that led to the call: its
+    ``path:line function``, and the repository frame that called it."""
+    frame = sys._getframe(2)
+    found: list[str] = []
+    while frame is not None and len(found) < 2:
+        name = frame.f_code.co_filename
+        if name.startswith(ROOT) and "/.venv/" not in name and "/bench/" not in name:
+            found.append(f"{name[len(ROOT) + 1:]}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back  # type: ignore[assignment]
+    return " <- ".join(found) or "(outside the repository)"
+
+
+def _counted(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Count ``function``'s outermost calls by asset body and calling line, with their CPU seconds."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_IN_QUERY, "depth", 0):
+            return function(*args, **kwargs)
+        key = (CURRENT[0], kind, _caller())
+        _IN_QUERY.depth = 1
+        cpu = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _IN_QUERY.depth = 0
+            QUERIES[key][0] += 1
+            QUERIES[key][1] += time.process_time() - cpu
+    return wrapper
+
+
+def install_query_counts() -> None:
+    """Count polars queries and lake scans (``--queries``)."""
+    import polars as pl
+
+    from warehouse.lake import Lake
+
+    for name in ("collect", "collect_batches", "sink_parquet", "sink_ipc", "sink_csv", "_collect_eager"):
+        if hasattr(pl.LazyFrame, name):  # _collect_eager: an eager DataFrame operation (filter, join, ...)
+            kind = "polars eager operation" if name == "_collect_eager" else f"polars {name}"
+            setattr(pl.LazyFrame, name, _counted(kind, getattr(pl.LazyFrame, name)))
+    original = pl.collect_all
+    wrapped = _counted("polars collect_all", original)
+    for module in list(sys.modules.values()):
+        if getattr(module, "collect_all", None) is original:
+            module.collect_all = wrapped  # type: ignore[attr-defined]
+    scan = Lake.scan
+
+    def lake_scan(self: Any, table: str, **kwargs: Any) -> Any:
+        key = (CURRENT[0], f"Lake.scan {table}", _caller())
+        QUERIES[key][0] += 1
+        return scan(self, table, **kwargs)
+
+    Lake.scan = lake_scan  # type: ignore[method-assign]
 
 
 def install() -> None:
@@ -194,6 +287,8 @@ def main() -> None:
     _count("imports (orchestration.definitions)", time.process_time() - import_cpu,
            time.perf_counter() - import_wall)
     install()
+    if "--queries" in sys.argv[:sys.argv.index("--")]:
+        install_query_counts()
     OUT.append(out)
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_rss, args=(stop,), daemon=True)
@@ -208,8 +303,10 @@ def main() -> None:
 def _write(code: int | None) -> None:
     """The figures so far (``exit`` None while the build runs: a run stopped early still leaves its finished assets)."""
     parts = {k: {"cpu_s": v[0], "wall_s": v[1], "calls": v[2], **PEAK_RSS.get(k, {})} for k, v in SPENT.items()}
+    queries = [{"body": body, "kind": kind, "caller": caller, "calls": int(v[0]), "cpu_s": v[1]}
+               for (body, kind, caller), v in sorted(QUERIES.items(), key=lambda kv: -kv[1][0])]
     OUT[0].write_text(json.dumps({"exit": code, "parts": parts, "peak_rss_outside_assets": PEAK_RSS[
-        "outside asset bodies"], "at_wall_s": time.perf_counter() - START_WALL}, indent=2))
+        "outside asset bodies"], "at_wall_s": time.perf_counter() - START_WALL, "queries": queries}, indent=2))
 
 
 if __name__ == "__main__":

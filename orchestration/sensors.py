@@ -11,7 +11,7 @@ import dagster as dg
 
 from orchestration.partitions import STUDIES, studies
 from orchestration.resources import WarehouseResource
-from transforms.ingest.study import scan_landing, study_fingerprint
+from transforms.ingest.study import scan_landing, study_files, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 
@@ -35,8 +35,13 @@ def _signature(folder: Path) -> str:
     A digest, not the listing: the cursor is stored with every tick (every 30 s, skipped ticks kept 7 days), so
     each study costs the cursor two digests, whatever its number of files.
     """
-    files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = []
+    for path in study_files(folder):
+        try:
+            info = path.stat()
+        except OSError:  # gone since it was listed, or a path too long to stat: the next evaluation looks again
+            continue
+        files.append((str(path.relative_to(folder)), info.st_size, info.st_mtime_ns))
     return hashlib.blake2b(json.dumps(files).encode(), digest_size=16).hexdigest()
 
 

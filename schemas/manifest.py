@@ -358,7 +358,12 @@ def check_yaml_lines(text: str) -> None:
 
 def compose_yaml(text: str) -> yaml.Node | None:
     """The YAML node graph of ``text``, refused (:class:`YamlRejected`) when its aliases expand to more than
-    :data:`MAX_YAML_VALUES` values. Sizes are memoised per node, so the check is linear in the file's size.
+    :data:`MAX_YAML_VALUES` values, or when a mapping gives one key twice. Sizes are memoised per node, so the
+    check is linear in the file's size.
+
+    A repeated key is an error of the YAML spec that PyYAML lets through, keeping the last value: a second
+    ``contrasts:`` block appended to a study.yaml silently dropped every contrast of the first. Keys merged in
+    with ``<<: *anchor`` are not repeats (they sit in the anchor's mapping, and the explicit key overrides them).
     """
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     sizes: dict[int, int] = {}
@@ -369,6 +374,7 @@ def compose_yaml(text: str) -> yaml.Node | None:
             return known
         sizes[id(node)] = 1  # a recursive alias counts once
         if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node)
             total = 1 + sum(size(k) + size(v) for k, v in node.value)
         elif isinstance(node, yaml.SequenceNode):
             total = 1 + sum(size(item) for item in node.value)
@@ -381,6 +387,21 @@ def compose_yaml(text: str) -> yaml.Node | None:
         raise YamlRejected(f"the YAML aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb); "
                            "not read", root.start_mark.line + 1)
     return root
+
+
+def _check_unique_keys(node: yaml.MappingNode) -> None:
+    """Refuse (:class:`YamlRejected`, at the repeat's line) a mapping that gives a scalar key twice."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or (key.value == "<<" and key.tag.endswith(":merge")):
+            continue
+        line = key.start_mark.line + 1
+        seen = first.get((key.tag, key.value))
+        if seen is not None:
+            where = f"line {line}" if seen == line else f"lines {seen} and {line}"
+            raise YamlRejected(f"key {key.value!r} is given twice ({where}): YAML keeps only the last one and "
+                               "drops the first without a word; merge them into one", line)
+        first[(key.tag, key.value)] = line
 
 
 def load_yaml(path: Path) -> Any:

@@ -8,6 +8,7 @@ study failed. Heavy libraries are imported by the command that needs them: --hel
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -261,6 +262,13 @@ def _build(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
+    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"))
+                       if f.is_dir() and not os.access(f, os.W_OK)), None)
+    if unwritable is not None:  # a read-only mount: every step failed, and the build blamed the gene reference
+        print(f"omicsdw build: the warehouse cannot be written ({unwritable} is read-only to this user); a "
+              "warehouse on a read-only mount or a snapshot can be read (omicsdw sql, doctor), not built",
+              file=sys.stderr)
+        return 1
     from warehouse.summary import format_issue
 
     studies, problems = _landing_problems(landing)
@@ -273,8 +281,9 @@ def _build(args: argparse.Namespace) -> int:
             print(f"not in {landing}: {', '.join(missing)} (found: {', '.join(studies) or 'none'})", file=sys.stderr)
             return 2
         studies = {s: studies[s] for s in args.study}
-    if not studies:
-        print(f"no study folders (study.yaml or meta_study.txt) in {landing}", file=sys.stderr)
+    if not studies:  # with problems above: folders that are studies, none of which can be built
+        print(f"no study folders (study.yaml or meta_study.txt) in {landing}" if not problems else
+              f"no study of {landing} can be built: every study folder has a problem above", file=sys.stderr)
         return 2
     # Catalog rebuilds at a pace (_CatalogPacer) and at the end, instead of one after every commit readers see
     # (2-3 per study, each longer as the warehouse grows); the study report reads the study's files alone.
@@ -798,6 +807,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+"""Errors of a warehouse that cannot be written: said in one line, not a traceback (vacuum, remove, features build
+on a read-only mount printed one from the lock file's open)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omicsdw`` command."""
     args = _parser().parse_args(argv)
@@ -812,6 +826,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `omicsdw doctor | head`: the reader left; say nothing more, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
         return 141
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
+        print(f"omicsdw {verb}: the warehouse cannot be written ({exc}); a warehouse on a read-only mount or a "
+              "snapshot can be read (omicsdw sql, doctor), not changed", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

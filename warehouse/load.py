@@ -22,7 +22,7 @@ from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
-from transforms.ingest.study import StudyIngest, declared_study_id, load_fingerprint, read_study
+from transforms.ingest.study import StudyIngest, declared_study_id, file_stamps, load_fingerprint, read_study
 from transforms.issues import ISSUE_SCHEMA
 from warehouse.commit import commit_tables
 from warehouse.lake import Lake, StagedFiles, WriteResult
@@ -156,10 +156,18 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
     """
     folder = folder.absolute()
     study_id, _ = declared_study_id(folder)
-    fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version)
+    before: dict[str, tuple[int, int]] = {}
+    fingerprint = load_fingerprint(folder, reference=reference, code_version=code_version, stamps=before)
     if study_id is not None and (unchanged := unchanged_load(lake, study_id, fingerprint)) is not None:
         return unchanged
     ingest = read_study(folder, reference=reference, code_version=code_version, fingerprint=fingerprint)
+    after = file_stamps(folder)  # a file copied into the landing while read: the first part loaded with no issue
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        ingest.issues.error("file_changed", f"{changed[0]}{more} changed while the study was read: still being "
+                            "copied or written? Nothing of this read is loaded; build again once the files are "
+                            "complete", file=changed[0])
     return load_study(lake, ingest, keep_counts=keep_counts)
 
 

@@ -14,6 +14,7 @@ a run in progress.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -121,11 +122,29 @@ def unreadable_tables(lake: Lake) -> dict[str, str]:
     for table in TABLES:
         if lake.exists(table):  # opened afresh (not this process's open table): the whole log is replayed
             reason = _failure(partial(DeltaTable, lake.uri(table), storage_options=lake.storage_options))
+            empty = _empty_commits(lake, table) if reason is None else []
             if reason is not None:
                 broken[table] = f"its Delta log cannot be read ({reason})"
+            elif empty:
+                broken[table] = (f"its Delta log has an empty commit file, _delta_log/{empty[0]} (0 bytes: a write "
+                                 "cut short by a crash or a full disk); delta-rs reads it as a commit of nothing, so "
+                                 "the files that commit added are orphans to it and vacuum would delete them")
         elif lake.is_local and any(Path(lake.uri(table)).rglob("*.parquet")):
             broken[table] = "it has Parquet files but no Delta log (_delta_log missing)"
     return broken
+
+
+def _empty_commits(lake: Lake, table: str) -> list[str]:
+    """Commit files of a local table's log that are empty (an object store writes a commit whole or not at all).
+
+    delta-rs takes a 0-byte ``N.json`` for a version without actions: commit N's files vanish from the table while
+    the published set still lists them, doctor called them orphans of a killed run and vacuum deleted them.
+    """
+    if not lake.is_local:
+        return []
+    log = Path(lake.uri(table).removeprefix("file://"), "_delta_log")
+    with os.scandir(log) as entries:
+        return sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file() and e.stat().st_size == 0)
 
 
 def _file_repair(lake: Lake, table: str, files: list[str]) -> str:

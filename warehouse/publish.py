@@ -46,9 +46,7 @@ def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
         source = commit.get("omicsdw.fingerprint") if table in INGEST_TABLES else commit.get(INPUTS_KEY)
         if source != load:
             stale.append(table)
-        version, files = lake.study_files(table, study_id)
-        actions = lake.add_actions(table)
-        n = int(actions.filter(pl.col("path").is_in(files))["num_records"].sum()) if files else 0
+        version, files, n = lake.study_files_and_rows(table, study_id)
         rows.append({"study_id": study_id, "table_name": table, "delta_version": version,
                      "fingerprint": commit.get("omicsdw.fingerprint"), "rows": n, "files": files})
     if stale:

@@ -148,6 +148,13 @@ class StudyGeneSets:
     def index(self) -> MemberIndex:
         return member_index(self.members)
 
+    @cached_property
+    def library_scopes(self) -> pl.DataFrame:
+        """The distinct (scope, library) pairs of the members: what the prerank selection reads of them, found once
+        per registry version for the shared libraries instead of once per study (~12 ms each over ~325,000 rows).
+        """
+        return self.members.select("scope", "library").unique()
+
 
 _SHARED: dict[tuple[str, str, int], StudyGeneSets] = {}
 

@@ -52,7 +52,7 @@ SCORES, ENRICHMENT = "signature_scores", "gene_set_enrichment"
 
 def _settings(warehouse: WarehouseResource, members: pl.DataFrame) -> dict[str, object]:
     """Enrichment settings: permutations and seed (environment), the libraries prerank tests (the resource's
-    ``prerank_libraries``, resolved against the study's libraries).
+    ``prerank_libraries``, resolved against the study's libraries: ``members`` needs only their scope and library).
     """
     return {"permutations": int(os.environ.get("OMICSDW_PRERANK_PERMUTATIONS", PERMUTATIONS)),
             "seed": int(os.environ.get("OMICSDW_PRERANK_SEED", SEED)),
@@ -128,7 +128,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
         inputs = StudyInputs.of(lake, context.partition_key)
         warn_excluded(context, inputs)
         gene_sets = study_gene_sets(lake, inputs.study_id)
-        settings = _settings(warehouse, gene_sets.members)
+        settings = _settings(warehouse, gene_sets.library_scopes)
         unknown = _unknown_libraries(context, lake, warehouse.prerank_library_setting())
         fingerprint = inputs.fingerprint("gene_set_enrichment", {"registry": registry, **settings})
         commit = unchanged(lake, [ENRICHMENT], study_id=inputs.study_id, fingerprint=fingerprint)

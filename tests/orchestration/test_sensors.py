@@ -114,3 +114,31 @@ def test_landing_sensor_hashes_within_a_budget_and_finishes_over_later_evaluatio
         cursor = result.cursor
     assert sorted(requested) == ["airway", "pasilla", "tcga_laml"]
     assert _evaluate(instance, landing, cursor).run_requests == []
+
+
+def test_landing_sensor_hashes_a_study_holding_a_latin1_file_name_and_a_tree_deeper_than_the_recursion_limit(
+        tmp_path, instance, example_landing):
+    """Neither file is read by ingest, but both are hashed: a name that is not UTF-8 and ``Path.rglob`` recursing
+    1,500 folders deep raised, so every evaluation failed and no study of the landing got a run."""
+    import os
+
+    landing = example_landing(tmp_path, "airway", "pasilla")
+    airway = landing / "airway"
+    (airway / os.fsdecode(b"notes-caf\xe9.txt")).write_text("x")
+    deep = airway
+    for _ in range(1_500):
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "leaf.txt").write_text("x")
+    try:
+        first = _evaluate(instance, landing, None)
+        assert sorted(r.partition_key for r in first.run_requests) == ["airway", "pasilla"]
+        (deep / "leaf.txt").write_text("changed")
+        changed = _evaluate(instance, landing, first.cursor)
+        assert [r.partition_key for r in changed.run_requests] == ["airway"]
+    finally:
+        while deep != airway:  # bottom up: shutil.rmtree (pytest's clean-up) recurses past the limit
+            for leaf in deep.iterdir():
+                leaf.unlink()
+            deep.rmdir()
+            deep = deep.parent

@@ -104,3 +104,28 @@ def test_contrast_and_assay_names_that_would_leave_the_report_folder_are_refused
 def test_contrast_and_assay_names_with_spaces_capitals_and_dots_inside_are_kept():
     assert Contrast(name="Treated vs Control 2.0", factor="g", test="b", reference="a").name == "Treated vs Control 2.0"
     assert Assay(name="RNA seq", kind="rna_counts", format="matrix", path="c.tsv").name == "RNA seq"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("a: 1\nb: {c: 1, c: 2}\n", 2),                      # a flow mapping: both on one line
+    ("a: 1\nb:\n  - x: 1\n    y: 2\n    x: 3\n", 5),      # inside a list item
+    ("a: 1\n'a': 2\n", 2),                               # quoting does not make another key
+])
+def test_compose_yaml_refuses_a_key_given_twice_at_the_repeat(text: str, line: int) -> None:
+    from schemas.manifest import YamlRejected, compose_yaml
+
+    with pytest.raises(YamlRejected, match="given twice") as refused:
+        compose_yaml(text)
+    assert refused.value.line == line
+
+
+def test_compose_yaml_takes_merge_keys_and_keys_that_only_look_alike() -> None:
+    """``<<: *anchor`` then an explicit key overrides the merged one (YAML's merge rule), and 1 (an int) is
+    another key than '1' (a string): neither is a repeat."""
+    import yaml
+
+    from schemas.manifest import compose_yaml
+
+    text = "base: &b {p: 1, q: 2}\nover:\n  <<: *b\n  p: 5\n1: int\n'1': str\n"
+    compose_yaml(text)
+    assert yaml.safe_load(text)["over"] == {"p": 5, "q": 2}

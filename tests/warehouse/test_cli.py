@@ -33,6 +33,35 @@ def test_build_reports_a_bad_folder_and_still_loads_and_rebuilds_the_others(tmp_
     assert sql(wh, "SELECT count(*) FROM ingest_issues WHERE study_id = 'a=b'") == [(0,)]
 
 
+def test_build_of_a_landing_whose_every_study_has_a_problem_does_not_say_it_holds_no_study(
+        tmp_path: Path, capsys, example_landing) -> None:
+    """Two folders declaring one id: neither loads, and 'no study folders (study.yaml or meta_study.txt)' sent the
+    user looking for missing manifests in a landing that has two."""
+    landing = example_landing(tmp_path, "airway", "pasilla")
+    manifest = landing / "pasilla" / "study.yaml"
+    manifest.write_text(manifest.read_text().replace("study_id: pasilla", "study_id: airway"))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("[duplicate_study_id]") == 2
+    assert "no study folders" not in err
+    assert err.splitlines()[-1] == f"no study of {landing} can be built: every study folder has a problem above"
+
+
+def test_build_into_a_read_only_warehouse_says_so_before_any_step(tmp_path: Path, capsys, example_landing,
+                                                                  monkeypatch) -> None:
+    """On a read-only mount every step failed on its lock file, and the build said 'the gene reference did not
+    load' and sent the user to doctor for damage there is none of."""
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    (wh / "lake").mkdir(parents=True)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: mode != os.W_OK and access(path, mode, **kw))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"omicsdw build: the warehouse cannot be written ({wh} is read-only"), err
+    assert "gene reference" not in err
+    assert list((wh / "lake").iterdir()) == []
+
+
 def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
                                                                             example_landing) -> None:
     landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"

@@ -394,6 +394,12 @@ def _sep(seed: Seed) -> bytes:
     return b"," if seed.target.endswith(".csv") else b" " if seed.target.endswith(".mtx") else b"\t"
 
 
+DUPLICATE_KEYS = {"study_yaml": "name: the same key again\n",
+                  "contrasts": "contrasts:\n  - {name: b_vs_a_again, factor: group, test: b, reference: a}\n",
+                  "signature_yaml": "signatures:\n  - name: AGAIN\n    up: [TP53, MYC]\n"}
+"""``duplicate_key``: a key the seed's YAML already has, appended (a second contrasts block dropped the first's
+contrasts without a word); the error must be at the appended line."""
+
 BILLION_LAUGHS = ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
                   + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
                             for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
@@ -510,6 +516,8 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
     elif case == "duplicate_name":
         text = target.read_text()
         target.write_text(text + text[text.index("  - {name: b_vs_a"):])
+    elif case == "duplicate_key":  # a top-level key given again at the end (PyYAML keeps the last, silently)
+        target.write_text(target.read_text() + DUPLICATE_KEYS[name])
     elif case == "yaml_bomb":
         if seed.target == "study.yaml":
             target.write_text(target.read_text() + BILLION_LAUGHS.replace("a:", "bomb_a:", 1))
@@ -642,7 +650,7 @@ def _cases() -> list[tuple[str, str]]:
     for name in SEEDS:
         if name == "contrasts":
             cases += [(name, c) for c in ("clean", "unknown_factor", "unknown_level", "duplicate_name",
-                                                  "same_level", "factor_as_covariate")]
+                                                  "same_level", "factor_as_covariate", "duplicate_key")]
             continue
         cases.append((name, "clean"))
         if name == "vcf_gz":  # the gzip twin of vcf: what the compression changes
@@ -672,6 +680,8 @@ def _cases() -> list[tuple[str, str]]:
             cases.append((name, "case_duplicate_sample"))
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
+        if name in DUPLICATE_KEYS:
+            cases.append((name, "duplicate_key"))
         if name == "10x_mtx":
             cases += [(name, c) for c in (*REPEATED_BARCODE_CASES, "duplicate_feature_ids")]
     return cases
@@ -878,9 +888,75 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
             for part in (f"{said[0]} cells x {said[1]} features", f"{n_cells} cells (obs)",
                          f"{n_features} features (var)"):
                 assert part in message, message
+        if case == "duplicate_key":  # the repeat's line: the seed's lines plus one
+            text = seed.files.get(seed.target, seed.manifest)
+            assert isinstance(text, str)
+            assert located["line"].to_list() == [text.count("\n") + 1], located.rows(named=True)
+            assert "given twice" in located["message"][0]
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed
+
+
+FOLDER_DEPTH = 1_500
+"""Folders nested in ``deep_tree``: deeper than Python's recursion limit (1,000), within the system's path length."""
+
+
+def _folder_oddity(case: str, folder: Path) -> None:
+    """Something beside the study's files that no manifest names (a user's notes, a tool's leftovers)."""
+    if case == "latin1_file_name":  # a name that is not UTF-8: a Latin-1 'é' from an old share or a zip
+        (folder / os.fsdecode(b"notes-caf\xe9.txt")).write_text("x")
+    elif case == "deep_tree":
+        deep = folder
+        for _ in range(FOLDER_DEPTH):  # one level at a time: Path.mkdir(parents=True) recurses too
+            deep = deep / "d"
+            deep.mkdir()
+        (deep / "leaf.txt").write_text("x")
+    elif case == "fifo_socket_device":  # nothing may open them: a FIFO nobody writes to hangs a read
+        import socket
+        import tempfile
+
+        os.mkfifo(folder / "pipe")
+        with tempfile.TemporaryDirectory() as short, socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(Path(short, "s")))  # bound where its path fits AF_UNIX's 108 bytes, then moved
+            os.replace(Path(short, "s"), folder / "app.sock")
+        if IS_ROOT:
+            os.mknod(folder / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    elif case == "symlink_loops":
+        (folder / "self").symlink_to("self")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "up").symlink_to("..")
+    else:
+        raise AssertionError(case)
+
+
+FOLDER_CASES = ("latin1_file_name", "deep_tree", "fifo_socket_device", "symlink_loops")
+
+
+@pytest.mark.parametrize("case", FOLDER_CASES, ids=[f"folder-{c}" for c in FOLDER_CASES])
+def test_corpus_folder_oddity_beside_the_files_loads_the_clean_values(base: Base, case: str) -> None:
+    """A file or folder no manifest names is not read, but the study's content hash lists every file: a name
+    that is not UTF-8 or a tree deeper than Python's recursion limit made hashing raise, failing the study with
+    no ingest_issues row (and the landing sensor with it)."""
+    from warehouse.load import load_folder
+
+    seed, sid = SEEDS["matrix_tsv"], f"matrix_tsv-folder-{case}"
+    folder = base.root / sid / sid
+    _write(folder, seed, sid)
+    _folder_oddity(case, folder)
+    try:
+        load = _guarded(lambda: load_folder(base.lake, folder, reference=base.reference, code_version="corpus"))
+        assert load.ok, load.errors.rows(named=True)
+        assert base.lake.scan("ingest_issues", study_id=sid).collect().is_empty()
+        assert_frame_equal(_values(base, seed, sid), _clean(base, "matrix_tsv"))
+        assert _good_files(base.lake) == base.good_files
+    finally:
+        if case == "deep_tree":  # bottom up: shutil.rmtree (pytest's clean-up) would recurse past the limit
+            deep = folder.joinpath(*["d"] * FOLDER_DEPTH)
+            (deep / "leaf.txt").unlink()
+            while deep != folder:
+                deep.rmdir()
+                deep = deep.parent
 
 
 def test_corpus_10x_h5_seed_sums_as_its_matrix_market_twin(base: Base) -> None:

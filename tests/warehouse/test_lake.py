@@ -257,6 +257,46 @@ def test_an_open_table_follows_other_writers_and_is_opened_anew_when_recreated(l
     assert lake.scan("samples").collect()["study_id"].unique().sort().to_list() == ["t0", "t1", "t2", "t3"]
 
 
+def test_a_table_versions_files_are_read_once_and_anew_after_a_commit_or_a_recreation(lake: Lake,
+                                                                                        monkeypatch) -> None:
+    """Scans, a study's files and its publication read a version's add actions (the whole table's files); a
+    version's files never change, so they are read from the log once per version and table id."""
+    import shutil
+
+    from deltalake import DeltaTable
+
+    reads: list[int] = []
+    get_add_actions = DeltaTable.get_add_actions
+
+    def counted(self: DeltaTable, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(self.version())
+        return get_add_actions(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "get_add_actions", counted)
+    commit_frames(lake, [("samples", SAMPLES)], tables=["samples"], study_id="s1", fingerprint="f1")
+    reads.clear()
+    for _ in range(3):
+        assert sorted(lake.add_actions("samples")["path"].to_list()) == sorted(_parquet_files(lake, "samples"))
+        assert lake.scan("samples", study_id="s1").collect().sort("sample_id").equals(SAMPLES)
+        assert lake.study_files_and_rows("samples", "s1") == (1, sorted(_parquet_files(lake, "samples")), 2)
+    assert reads == [1]
+    commit_frames(lake, [("samples", SAMPLES.with_columns(pl.lit("s2").alias("study_id")))], tables=["samples"],
+                  study_id="s2", fingerprint="f2")
+    assert sorted(lake.add_actions("samples")["path"].to_list()) == sorted(_parquet_files(lake, "samples"))
+    assert lake.study_files_and_rows("samples", "s2")[1:] == (
+        sorted(f for f in _parquet_files(lake, "samples") if f.startswith("study_id=s2/")), 2)
+    assert reads == [1, 2]
+    # the same path and version number, another table: its own files
+    shutil.rmtree(lake.uri("samples"))
+    lake.ensure_tables(["samples"])
+    commit_frames(lake, [("samples", SAMPLES.with_columns(pl.lit("t0").alias("study_id")))], tables=["samples"],
+                  study_id="t0", fingerprint="g0")
+    assert lake.delta("samples").version() == 1
+    assert sorted(lake.add_actions("samples")["path"].to_list()) == sorted(_parquet_files(lake, "samples"))
+    assert lake.scan("samples").collect()["study_id"].unique().to_list() == ["t0"]
+    assert reads == [1, 2, 1]
+
+
 def test_exists_of_a_table_this_thread_holds_open_does_not_list_its_log(lake: Lake, monkeypatch) -> None:
     """delta-rs's existence check lists ``_delta_log`` (one file per commit): asked hundreds of times a study, it
     grew with the warehouse. An open table whose commit file is unchanged exists without it; a deleted or

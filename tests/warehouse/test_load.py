@@ -84,3 +84,33 @@ def test_load_folder_reads_a_study_only_when_its_files_or_last_load_differ(
     assert not load().unchanged
     assert len(reads) == 5
     assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 64
+
+
+def test_load_folder_refuses_a_read_during_which_a_file_of_the_study_changed(
+        tmp_path: Path, study_folder, reference: GeneReference, monkeypatch) -> None:
+    """A matrix still being copied into the landing (its writer appends whole lines): the read took the first
+    part, loaded with no issue, and those rows were published until the next build. Now the read is an error and
+    the previous load stays; the next build, once the file is whole, loads it."""
+    folder = study_folder(tmp_path / "landing", MANIFEST, {"counts.tsv": GOOD_COUNTS, "samples.tsv": GOOD_SAMPLES})
+    lake = Lake(tmp_path / "wh" / "lake")
+    assert load_folder(lake, folder, reference=reference, code_version="v1").ok  # the previous good load: 63
+    counts = folder / "counts.tsv"
+    counts.write_text(GOOD_COUNTS.replace("MYC\t5\t6\t7\n", "MYC\t50\t60\t70\n"))
+    read = warehouse.load.read_study
+
+    def read_while_written(path, **kwargs):  # type: ignore[no-untyped-def]
+        ingest = read(path, **kwargs)
+        with open(counts, "a") as fh:  # the writer goes on after the reader took the file
+            fh.write("EGFR\t1\t2\t3\n")
+        return ingest
+
+    monkeypatch.setattr(warehouse.load, "read_study", read_while_written)
+    load = load_folder(lake, folder, reference=reference, code_version="v1")
+    assert not load.ok
+    (error,) = load.errors.iter_rows(named=True)
+    assert (error["code"], error["file"]) == ("file_changed", "counts.tsv")
+    assert "changed while the study was read" in error["message"]
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 63
+    monkeypatch.setattr(warehouse.load, "read_study", read)
+    assert load_folder(lake, folder, reference=reference, code_version="v1").ok  # the whole file: 10+5+30 + 180 + 6
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 231

@@ -57,7 +57,8 @@ def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
     return code, captured.out
 
 
-@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions"])
+@pytest.mark.parametrize("damage", ["corrupt_json", "missing_first_commit", "no_log", "study_versions",
+                                    "empty_commit"])
 def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, capsys, damage: str) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     table = "study_versions" if damage == "study_versions" else "rna_counts"
@@ -67,6 +68,8 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
         shutil.rmtree(log)
     elif damage == "missing_first_commit":
         commits[0].unlink()
+    elif damage == "empty_commit":  # cut to 0 bytes (a crash before the data reached the disk, a full disk)
+        commits[-1].write_bytes(b"")
     else:
         commits[-1].write_text('{"add": {"path": "part-')  # a torn commit file
     code, out = _doctor_output(wh, capsys)
@@ -75,6 +78,7 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
     assert ["Delta log" in line for line in named] == [True], out
     assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses: nothing deleted
     assert f"{table}:" in capsys.readouterr().err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # analysts still read the published set
 
 
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
@@ -122,3 +126,38 @@ def test_doctor_names_a_catalog_one_rebuild_behind_with_the_same_file_counts(lak
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
     stale = [p for p in doctor(lake, wh) if "is stale" in p]
     assert [p.split(":")[0] for p in stale] == ["study_versions"], stale
+
+
+def test_doctor_checks_a_read_only_warehouse_and_vacuum_says_it_cannot_write_it(lake: Lake, wh: Path, capsys,
+                                                                                 monkeypatch) -> None:
+    """A warehouse on a read-only mount (a snapshot, an analysts' mount): doctor opened each study's lock file for
+    appending to see whether a run holds it, and crashed with EROFS; vacuum and remove printed a traceback."""
+    import builtins
+    import errno
+    import os
+
+    import warehouse.lake
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def read_only(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    def os_read_only(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return opener(path, flags, *args, **kwargs)
+
+    opener = os.open
+    monkeypatch.setattr(warehouse.lake, "open", read_only, raising=False)
+    monkeypatch.setattr(warehouse.lake.os, "open", os_read_only)
+    code, out = _doctor_output(wh, capsys)
+    assert (code, out.splitlines()[-1]) == (0, "healthy"), out
+    for verb in (["vacuum"], ["remove", "s1"]):
+        assert main([*verb, "--warehouse", str(wh)]) == 1
+        err = capsys.readouterr().err
+        assert f"omicsdw {verb[0]}: the warehouse cannot be written" in err, err
+        assert "Read-only file system" in err, err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]

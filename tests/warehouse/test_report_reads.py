@@ -115,7 +115,7 @@ def test_write_study_report_reads_no_file_of_another_study_and_writes_the_same_p
         for file in files if table != "studies" else []:
             (wh / "lake" / table / file).write_bytes(b"PAR1")
             damaged += 1
-    assert damaged >= 20
+    assert damaged >= 12  # airway's published files but its studies row (sample_clusters: one file an assay)
     page = wh / REPORTS / "pasilla" / INDEX
     before = page.read_text()
     (page.parent / ".fingerprint").unlink()  # written anew, not kept as unchanged

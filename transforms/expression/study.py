@@ -474,13 +474,20 @@ def _column_sums(part: np.ndarray, transform: Any, *, cells: int = 1 << 20) -> n
 
 
 def _has_fractions(part: np.ndarray, *, columns: int = 100) -> bool:
-    """Whether a count block holds a non-integer value (NaN and inf do not count), ``columns`` at a time: the
-    three temporaries of the test stay ~100 columns large instead of a fit block's 2,000.
+    """Whether a count block holds a non-integer value (NaN and inf do not count), ``columns`` at a time.
+
+    Each chunk is rounded into one buffer reused for the whole block (fresh block-sized temporaries cost more in
+    page faults than the test itself); only a chunk where a value differs from its rounding (a fraction, or NaN:
+    NaN != NaN) is tested exactly, so a block with missing cells still says False for whole counts.
     """
+    rounded = np.empty((part.shape[0], min(columns, part.shape[1])), order="F")
     for start in range(0, part.shape[1], columns):
         sub = part[:, start:start + columns]
-        if (np.abs(sub - np.rint(sub)) > 0).any():  # NaN and inf compare False
-            return True
+        whole = np.rint(sub, out=rounded[:, :sub.shape[1]])
+        if (whole != sub).any():
+            with np.errstate(invalid="ignore"):  # inf - inf: NaN, and NaN and inf compare False
+                if (np.abs(sub - whole) > 0).any():
+                    return True
     return False
 
 
@@ -578,6 +585,15 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
     :meth:`warehouse.lake.Lake.stage_frames`), else strings. NaN cells are NULL. A C-ordered array whose columns
     are all in the frame becomes its float column without a copy.
     """
+    for sub, ids in _frame_ids(block, rows, cols, frame_rows=frame_rows, coded=coded):
+        yield _long_frame(ids, columns, sub)
+
+
+def _frame_ids(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, *, frame_rows: int, coded: bool
+               ) -> Iterator[tuple[slice, dict[str, pl.Series]]]:
+    """The frames :func:`_long_frames` splits used-rows x ``cols`` into: each one's slice of ``cols`` and its
+    identifier columns (``sample_id``, ``gene_id``, ``feature_id``), which any arrays of that shape share.
+    """
     samples, features = ((block.coded_sample_ids, block.coded_feature_ids) if coded
                          else (block.sample_ids, block.feature_ids))
     row_index = np.arange(block.values.shape[0]) if rows is None else rows
@@ -585,19 +601,21 @@ def _long_frames(block: DenseBlock, rows: np.ndarray | None, cols: np.ndarray, c
     step = max(1, frame_rows // max(n, 1))
     for start in range(0, cols.size, step):
         sub = slice(start, start + step)
-        k = cols[sub].size
-        r = np.repeat(row_index, k)
-        data: dict[str, pl.Series] = {
-            "sample_id": samples.gather(np.tile(cols[sub], n)),
-            "gene_id": block.gene_ids.gather(r),
-            "feature_id": features.gather(r),
-        }
-        made: dict[int, pl.Series] = {}  # a column that is another's array (log2_value = log2_cpm) is made once
-        for name, array in columns.items():
-            if id(array) not in made:
-                made[id(array)] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64, nan_to_null=True)
-            data[name] = made[id(array)].alias(name)
-        yield pl.DataFrame(data)
+        r = np.repeat(row_index, cols[sub].size)
+        yield sub, {"sample_id": samples.gather(np.tile(cols[sub], n)),
+                    "gene_id": block.gene_ids.gather(r),
+                    "feature_id": features.gather(r)}
+
+
+def _long_frame(ids: dict[str, pl.Series], columns: dict[str, np.ndarray], sub: slice) -> pl.DataFrame:
+    """One frame of :func:`_long_frames`: its identifier columns, then the ``sub`` columns of each array."""
+    data = dict(ids)
+    made: dict[int, pl.Series] = {}  # a column that is another's array (log2_value = log2_cpm) is made once
+    for name, array in columns.items():
+        if id(array) not in made:
+            made[id(array)] = pl.Series(name, array[:, sub].ravel(order="C"), dtype=pl.Float64, nan_to_null=True)
+        data[name] = made[id(array)].alias(name)
+    return pl.DataFrame(data)
 
 
 def _frame_width(block: DenseBlock, rows: np.ndarray | None, width: int, frame_rows: int) -> int:
@@ -607,6 +625,35 @@ def _frame_width(block: DenseBlock, rows: np.ndarray | None, width: int, frame_r
     """
     n_rows = block.values.shape[0] if rows is None else rows.size
     return max(1, min(width, frame_rows // max(n_rows, 1)))
+
+
+def _normalised_count_arrays(block: DenseBlock, model: CountModel, cols: np.ndarray) -> dict[str, np.ndarray]:
+    """rna_normalized's per-cell arrays of the used features x samples ``cols`` (see :func:`normalised_count_rows`);
+    ``tpm`` only when the block has lengths.
+    """
+    lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
+    part = _take(block.values, model.rows, cols)
+    # per-cell arithmetic in the frames' (gene-major) layout: the same values, no copy per column for the frame
+    cells = np.ascontiguousarray(part)
+    log2 = normalise.log2_cpm(cells, library_size=lib[cols], norm_factors=tmm[cols],
+                              mean_library_size=model.mean_library_size)
+    arrays = {
+        "cpm": normalise.cpm(cells, library_size=lib[cols]),
+        "log2_cpm": log2,
+        "tmm_cpm": normalise.cpm(cells, library_size=lib[cols] * tmm[cols]),
+        "mor": cells / sf[cols],
+        "log2_value": log2,
+        "zscore": normalise.zscore_rows(log2, moments=model.moments),
+    }
+    if block.lengths is not None:  # per-sample sums: on the block's layout, as before
+        arrays["tpm"] = normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols))
+    return arrays
+
+
+def _with_source(frame: pl.DataFrame, source: str, *, coded: bool) -> pl.DataFrame:
+    """An rna_normalized frame of counts with its ``source`` and, without lengths, a NULL ``tpm`` (no array of NaN)."""
+    missing = [] if "tpm" in frame.columns else [pl.lit(None, pl.Float64).alias("tpm")]
+    return frame.with_columns(pl.lit(source, SOURCE if coded else pl.String).alias("source"), *missing)
 
 
 def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = DEFAULT_WIDTH,
@@ -619,26 +666,10 @@ def normalised_count_rows(block: DenseBlock, model: CountModel, *, width: int = 
     effective lengths), NULL where no length is known. ``coded``: identifiers and ``source`` as Enums, for the
     writer (:func:`_long_frames`).
     """
-    lib, tmm, sf = model.library_size, model.tmm_factor, model.size_factor
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
-        part = _take(block.values, model.rows, cols)
-        # per-cell arithmetic in the frames' (gene-major) layout: the same values, no copy per column for the frame
-        cells = np.ascontiguousarray(part)
-        log2 = normalise.log2_cpm(cells, library_size=lib[cols], norm_factors=tmm[cols],
-                                  mean_library_size=model.mean_library_size)
-        arrays = {
-            "cpm": normalise.cpm(cells, library_size=lib[cols]),
-            "log2_cpm": log2,
-            "tmm_cpm": normalise.cpm(cells, library_size=lib[cols] * tmm[cols]),
-            "mor": cells / sf[cols],
-            "log2_value": log2,
-            "zscore": normalise.zscore_rows(log2, moments=model.moments),
-        }
-        if block.lengths is not None:  # per-sample sums: on the block's layout, as before
-            arrays["tpm"] = normalise.tpm(part, lengths=_take(block.lengths, model.rows, cols))
-        missing = [] if "tpm" in arrays else [pl.lit(None, pl.Float64).alias("tpm")]  # no lengths: no array of NaN
+        arrays = _normalised_count_arrays(block, model, cols)
         for frame in _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows, coded=coded):
-            yield frame.with_columns(pl.lit("counts", SOURCE if coded else pl.String).alias("source"), *missing)
+            yield _with_source(frame, "counts", coded=coded)
 
 
 def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width: int = DEFAULT_WIDTH
@@ -667,6 +698,13 @@ def fit_vst(block: DenseBlock, model: CountModel, *, nsub: int = VST_NSUB, width
     return normalise.fit_vst_trend(counts, size_factors=sf), "varianceStabilizingTransformation(blind=TRUE)"
 
 
+def _vst_arrays(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend,
+                cols: np.ndarray) -> dict[str, np.ndarray]:
+    """rna_vst's per-cell array of the used features x samples ``cols`` (see :func:`vst_rows`)."""
+    part = np.rint(_take(block.values, model.rows, cols))
+    return {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
+
+
 def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend, *, width: int = DEFAULT_WIDTH,
              frame_rows: int = FRAME_ROWS, coded: bool = False, into: np.ndarray | None = None
              ) -> Iterator[pl.DataFrame]:
@@ -678,12 +716,38 @@ def vst_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTr
     """
     done = 0
     for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
-        part = np.rint(_take(block.values, model.rows, cols))
-        arrays = {"vst": normalise.vst_transform(part, size_factors=model.size_factor[cols], trend=trend)}
+        arrays = _vst_arrays(block, model, trend, cols)
         if into is not None:
             into[:, done:done + cols.size] = arrays["vst"]
             done += cols.size
         yield from _long_frames(block, model.rows, cols, arrays, frame_rows=frame_rows, coded=coded)
+
+
+def count_rows(block: DenseBlock, model: CountModel, trend: normalise.DispersionTrend | None, *,
+               width: int = DEFAULT_WIDTH, frame_rows: int = FRAME_ROWS, coded: bool = False,
+               into: np.ndarray | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
+    """``("rna_vst", frame)`` and ``("rna_normalized", frame)`` pairs of a count block, one frame of each per block
+    of samples: table by table, the frames :func:`vst_rows` (``into`` included) and :func:`normalised_count_rows`
+    yield, in their order; without a ``trend``, rna_normalized's alone.
+
+    The two tables' frames of a block of samples hold the same cells, so their identifier columns (two gathers of
+    20 M codes and one of gene ids per 1,000 samples x 20,000 features) are made once for both. A block's VST
+    frame comes first and rna_normalized's arrays are made after it and let go before the next block, so no more
+    per-cell arrays are held at once than when the tables were made one after the other.
+    """
+    done = 0
+    for cols in _column_blocks(model.columns, _frame_width(block, model.rows, width, frame_rows)):
+        vst = None if trend is None else _vst_arrays(block, model, trend, cols)
+        if into is not None and vst is not None:
+            into[:, done:done + cols.size] = vst["vst"]
+            done += cols.size
+        normalised = None
+        for sub, ids in _frame_ids(block, model.rows, cols, frame_rows=frame_rows, coded=coded):
+            if vst is not None:
+                yield "rna_vst", _long_frame(ids, vst, sub)
+            normalised = normalised or _normalised_count_arrays(block, model, cols)
+            yield "rna_normalized", _with_source(_long_frame(ids, normalised, sub), "counts", coded=coded)
+        vst = normalised = None  # before the next block's arrays are made
 
 
 def vst_block(block: DenseBlock, model: CountModel, values: np.ndarray) -> DenseBlock:
@@ -906,22 +970,22 @@ def normalise_study(counts: pl.LazyFrame, abundance: pl.LazyFrame, attributes: p
             in_reference = mask(block)
             model = fit_counts(block, reference=in_reference)
             yield "rna_sample_factors", sample_factor_rows(block, model).with_columns(label)
-            for frame in normalised_count_rows(block, model, coded=True):
-                yield "rna_normalized", frame.with_columns(label)
+            trend: normalise.DispersionTrend | None = None
             try:
                 trend, method = fit_vst(block, model)
             except ValueError as exc:  # DESeq2 would fall back to a local trend, which is not implemented here
                 vst[f"{assay}.not_computed"] = str(exc)
-            else:
-                shape = (block.values.shape[0] if model.rows is None else model.rows.size, model.columns.size)
-                into = (np.empty(shape, order="F") if keep_vst and not blocks
-                        and 8 * shape[0] * shape[1] <= SHARED_BLOCK_BYTES else None)
-                for frame in vst_rows(block, model, trend, coded=True, into=into):
-                    yield "rna_vst", frame.with_columns(label)
-                if into is not None:
-                    blocks[assay] = vst_block(block, model, into)
+            shape = (block.values.shape[0] if model.rows is None else model.rows.size, model.columns.size)
+            into = (np.empty(shape, order="F") if trend is not None and keep_vst and not blocks
+                    and 8 * shape[0] * shape[1] <= SHARED_BLOCK_BYTES else None)
+            # rna_vst and rna_normalized frames of each block of samples together: their identifiers made once
+            for table, frame in count_rows(block, model, trend, coded=True, into=into):
+                yield table, frame.with_columns(label)
+            if into is not None:
+                blocks[assay] = vst_block(block, model, into)
+            if trend is not None:
                 vst.update({f"{assay}.method": method, f"{assay}.asympt_disp": trend.asympt_disp,
-                        f"{assay}.extra_pois": trend.extra_pois})
+                            f"{assay}.extra_pois": trend.extra_pois})
             used = model.columns
             factors.update({
                 f"{assay}.samples": int(used.size), f"{assay}.library_size": _span(model.library_size[used]),

@@ -213,6 +213,12 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
                          column=label[:80] + " ...")
             rows.append((label, None, None, "too_long"))
             continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in label):  # from a file name: a newline, a tab
+            issues.error("invalid_sample_label", f"sample label {label!r} holds a control character (a newline or "
+                         "tab in a file or folder name?); its records are left out: rename it", file=file,
+                         line=header_line, column=repr(label)[1:-1])
+            rows.append((label, None, None, "invalid"))
+            continue
         if known is None:
             rule = "sample_map" if label in explicit else "new_sample"
             sample_id = explicit.get(label) or tcga_sample_barcode(label) or label

@@ -16,12 +16,12 @@ import os
 import stat
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import polars as pl
 import yaml
@@ -106,31 +106,105 @@ def is_study_folder(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file() or is_cbioportal_study(folder)
 
 
-def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: str) -> str:
+def load_fingerprint(folder: Path, *, reference: GeneReference, code_version: str,
+                     stamps: dict[str, tuple[int, int]] | None = None) -> str:
     """What a study's ingested tables depend on: its files, the gene reference's files and the code."""
-    return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}")
+    return study_fingerprint(folder, salt=f"{code_version}|{reference.fingerprint}", stamps=stamps)
 
 
-def study_fingerprint(folder: Path, *, salt: str = "") -> str:
+def walk_study(folder: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:
+    """Every entry under ``folder`` at any depth, as ``Path.rglob("*")`` lists them (folders entered, links to
+    folders not), without recursion: a tree a few thousand folders deep overflowed Python's stack in
+    ``rglob`` (RecursionError), which failed the study's ingest and the landing sensor with no issue. A folder
+    that cannot be listed (permissions, a path longer than the system takes) is not entered.
+    """
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            path = current / entry.name
+            yield path, entry
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+            except OSError:
+                continue
+
+
+def study_files(folder: Path) -> list[Path]:
+    """The regular files under ``folder`` (links to files included), hidden names left out, in path order: what
+    the study's fingerprint and the landing sensor hash. FIFOs, sockets and devices are not files: never opened.
+    """
+    found = []
+    for path, entry in walk_study(folder):
+        try:
+            regular = entry.is_file()  # follows a link, as Path.is_file
+        except OSError:
+            continue
+        if regular and not entry.name.startswith("."):
+            found.append(path)
+    return sorted(found)
+
+
+def study_fingerprint(folder: Path, *, salt: str = "", stamps: dict[str, tuple[int, int]] | None = None) -> str:
     """Content hash of every file in the study folder (names and bytes), plus ``salt`` (code / reference).
 
     A link leading out of the folder is hashed by its target's name, never read; an unreadable file by its
-    error (ingest reports it), so fingerprinting never fails and never reads outside the study.
+    error (ingest reports it), so fingerprinting never fails and never reads outside the study. A name is hashed
+    as its bytes on disk (``os.fsencode``): one that is not UTF-8 (a Latin-1 name from an old share or zip) is a
+    Python str with surrogates, which ``str.encode()`` refused, failing the study with no issue.
+
+    ``stamps``: filled with :func:`file_stamp` of each file hashed (taken before its bytes are read), by path
+    relative to ``folder``, to be compared with the files after the study's read.
     """
     digest = hashlib.blake2b(salt.encode(), digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+    for path in study_files(folder):
+        digest.update(os.fsencode(path.relative_to(folder)) + b"\0")
         try:
             confine(folder, path)
         except ValueError:
-            digest.update(b"outside:" + str(path.readlink() if path.is_symlink() else "").encode())
+            digest.update(b"outside:" + os.fsencode(path.readlink() if path.is_symlink() else ""))
             continue
+        except OSError as exc:  # resolving the path failed (too long, a link loop): what it holds is unknown
+            digest.update(f"unresolved:{exc.errno}".encode())
+            continue
+        if stamps is not None and (stamp := file_stamp(path)) is not None:
+            stamps[str(path.relative_to(folder))] = stamp
         try:
             with open(path, "rb") as fh:
                 digest.update(hashlib.file_digest(fh, "blake2b").digest())
         except OSError as exc:
             digest.update(f"unreadable:{exc.errno}".encode())
     return digest.hexdigest()
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of a file (None when it cannot be looked at)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """:func:`file_stamp` of every file the study's hash reads (links out of the folder are not), by path
+    relative to ``folder``: the same keys :func:`study_fingerprint` fills for files that did not change.
+    """
+    stamps = {}
+    for path in study_files(folder):
+        try:
+            confine(folder, path)
+        except (ValueError, OSError):
+            continue
+        if (stamp := file_stamp(path)) is not None:
+            stamps[str(path.relative_to(folder))] = stamp
+    return stamps
 
 
 def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
@@ -163,8 +237,9 @@ def discover_study(folder: Path, *, issues: IssueLog) -> StudyManifest | None:
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"])
-                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}",
-                             file=MANIFEST_NAME, line=_error_line(error["loc"], lines), column=where)
+                issues.error("invalid_manifest", f"{where}: {error['msg']}{_typo_hint(error['loc'], typos)}"
+                             f"{_quote_hint(error)}", file=MANIFEST_NAME, line=_error_line(error["loc"], lines),
+                             column=where)
             return None
         if not manifest.assays:
             issues.warning("no_assays", "the study declares no assays: nothing will be loaded into the omics "
@@ -189,6 +264,18 @@ def _error_line(loc: tuple[int | str, ...], lines: dict[str, int]) -> int | None
         if key in lines:
             return lines[key]
     return None
+
+
+def _quote_hint(error: Any) -> str:
+    """For text the YAML made a boolean or a number (a level ``yes`` or ``1``), how to keep it text."""
+    if error.get("type") != "string_type":
+        return ""
+    value = error.get("input")
+    if isinstance(value, bool):
+        return " (YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote the value, e.g. 'yes')"
+    if isinstance(value, int | float):
+        return f" (YAML read {value!r} as a number: quote it, e.g. '{value}', to give the text)"
+    return ""
 
 
 def _typo_hint(loc: tuple[int | str, ...], typos: list[tuple[str, str | None]]) -> str:
@@ -521,7 +608,7 @@ def _read_tool_qc(folder: Path, samples: pl.DataFrame, sample_map: pl.DataFrame 
     """
     taken = known.select("sample_id", "attribute") if known is not None else None
     frames = []
-    for path in sorted(folder.rglob(MULTIQC_STATS)):
+    for path in sorted(path for path, entry in walk_study(folder) if entry.name == MULTIQC_STATS):
         relative = str(path.relative_to(folder))
         try:
             confine(folder, path)

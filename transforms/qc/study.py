@@ -170,11 +170,15 @@ def structure_study(vst: pl.LazyFrame, normalised: pl.LazyFrame, *, settings: Qc
             found = qc.consensus_clusters(top[:, order])
             if found is None:
                 continue
-            for method, by_k in (("hierarchical", found.hierarchical), ("consensus", found.consensus)):
-                for k in found.ks:
-                    yield "sample_clusters", pl.DataFrame({
-                        "sample_id": ids.gather(order), "assay": assay, "method": method, "k": k,
-                        "cluster": by_k[k]})
+            # one frame (one staged file) per assay, not one per method and k: each file costs a sink, a footer
+            # read at the commit and in every catalog rebuild, ~10 a small study for ~80 rows each
+            sorted_ids = ids.gather(order)
+            if found.ks:
+                yield "sample_clusters", pl.concat([
+                    pl.DataFrame({"sample_id": sorted_ids, "assay": assay, "method": method, "k": k,
+                                  "cluster": by_k[k]})
+                    for method, by_k in (("hierarchical", found.hierarchical), ("consensus", found.consensus))
+                    for k in found.ks])
             clusters.update({f"{assay}.chosen_k": found.chosen_k,
                              f"{assay}.stability": round(1 - found.pac[found.chosen_k], 4),
                              f"{assay}.pac": {str(k): round(v, 4) for k, v in found.pac.items()},

@@ -229,22 +229,23 @@ def score_block(values: np.ndarray, zscores: np.ndarray, sets: SetIndex, *, alph
 
 def score_frame(scores: dict[str, np.ndarray], sets: SetIndex, sample_ids: list[str], *, assay: str
                 ) -> pl.DataFrame:
-    """Long rows (assay, sample_id, library, gene_set, method, score) of :func:`score_block`'s output."""
-    n_sets, n_samples = len(sets.keys), len(sample_ids)
-    libraries = [k[0] for k in sets.keys]
-    names = [k[1] for k in sets.keys]
-    frames = []
-    for method, matrix in scores.items():
-        frames.append(pl.DataFrame({
-            "assay": [assay] * (n_sets * n_samples),
-            "sample_id": np.tile(np.asarray(sample_ids, dtype=object), n_sets).tolist(),
-            "library": np.repeat(np.asarray(libraries, dtype=object), n_samples).tolist(),
-            "gene_set": np.repeat(np.asarray(names, dtype=object), n_samples).tolist(),
-            "method": [method] * (n_sets * n_samples),
-            "score": matrix.reshape(-1).astype(np.float64),
-        }, schema={"assay": pl.String, "sample_id": pl.String, "library": pl.String, "gene_set": pl.String,
-                   "method": pl.String, "score": pl.Float64}))
-    return pl.concat(frames)
+    """Long rows (assay, sample_id, library, gene_set, method, score) of :func:`score_block`'s output: per method,
+    sets in :attr:`SetIndex.keys` order, each with every sample in ``sample_ids`` order (the matrices' row-major
+    order).
+
+    The identifier columns come from a cross join of the sets with the samples, not from Python lists of one
+    string per row (~35 ms a small study's 130,000 rows, most of its scoring outside the scores).
+    """
+    schema = {"assay": pl.String, "sample_id": pl.String, "library": pl.String, "gene_set": pl.String,
+              "method": pl.String, "score": pl.Float64}
+    keys = pl.DataFrame({"library": [k[0] for k in sets.keys], "gene_set": [k[1] for k in sets.keys]},
+                        schema={"library": pl.String, "gene_set": pl.String})
+    cells = keys.join(pl.DataFrame({"sample_id": sample_ids}, schema={"sample_id": pl.String}), how="cross",
+                      maintain_order="left_right")
+    frames = [cells.with_columns(pl.lit(assay, pl.String).alias("assay"), pl.lit(method, pl.String).alias("method"),
+                                 pl.Series("score", matrix.reshape(-1).astype(np.float64), dtype=pl.Float64))
+              .select(list(schema)) for method, matrix in scores.items()]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
 @dataclass

@@ -429,3 +429,66 @@ def test_differential_study_fits_numeric_covariates_as_deseq2_also_in_a_filtered
     with pytest.raises(study.DesignError, match="rin"):  # as levels: refused, naming rin as numeric
         study.differential_study(counts, attributes, contrasts=[contrasts[0].model_copy(
             update={"numeric_covariates": []})], workdir=tmp_path)
+
+
+def test_count_rows_pair_each_block_of_samples_rna_normalized_and_rna_vst_rows_with_the_same_ids(
+        pasilla_block: study.DenseBlock, pasilla_model: study.CountModel, pasilla_normalised: pl.DataFrame,
+        r_table) -> None:
+    # frames of 2 samples (30,000 rows // 14,599 genes): each block of samples gives its rna_vst frame, then its
+    # rna_normalized frame of the same cells; table by table, the rows of normalised_count_rows and DESeq2's vst
+    trend, _ = study.fit_vst(pasilla_block, pasilla_model)
+    shape = (pasilla_block.values.shape[0], pasilla_model.columns.size)
+    into = np.full(shape, np.nan, order="F")
+    pairs = list(study.count_rows(pasilla_block, pasilla_model, trend, frame_rows=30_000, into=into))
+    assert [t for t, _ in pairs] == ["rna_vst", "rna_normalized"] * 4
+    for (_, vst), (_, normalised) in zip(pairs[::2], pairs[1::2], strict=True):
+        assert vst.height == normalised.height == shape[0] * normalised["sample_id"].n_unique()
+        assert_frame_equal(vst.select("sample_id", "gene_id", "feature_id"),
+                           normalised.select("sample_id", "gene_id", "feature_id"))
+    normalised = pl.concat(f for t, f in pairs if t == "rna_normalized")
+    assert_frame_equal(normalised, pl.concat(study.normalised_count_rows(pasilla_block, pasilla_model,
+                                                                        frame_rows=30_000)), check_exact=True)
+    assert_frame_equal(normalised.sort("feature_id", "sample_id"), pasilla_normalised.sort("feature_id", "sample_id"),
+                       check_exact=True)
+    vst = pl.concat(f for t, f in pairs if t == "rna_vst")
+    ref = r_table("pasilla_vst.tsv").join(vst, on=["feature_id", "sample_id"], how="left")  # make_reference.R
+    np.testing.assert_allclose(ref["vst_right"].to_numpy(), ref["vst"].to_numpy(), rtol=0, atol=1e-6)
+    # the VST block: sample j's column holds its rows' values in the block's (gene) order
+    for j, sample in enumerate(pasilla_block.sample_ids.gather(pasilla_model.columns)):
+        np.testing.assert_array_equal(into[:, j], vst.filter(pl.col("sample_id") == sample)["vst"].to_numpy())
+
+
+def test_count_rows_without_a_trend_and_with_a_missing_cell_and_lengths() -> None:
+    # feature F2 lacks a count in s1 (left out of every table); no VST trend: rna_normalized rows alone; tpm by hand
+    long = pl.DataFrame({"sample_id": [s for s in ["s1", "s2", "s3"] for _ in range(3)],
+                         "feature_id": ["F1", "F2", "F3"] * 3, "gene_id": [1, 2, None] * 3,
+                         "count": [10.0, None, 30.0, 20.0, 5.0, 20.0, 15.0, 6.0, 45.0],
+                         "length": [1000.0, 500.0, 2000.0] * 3})
+    block = study.dense_block(long.drop_nulls("count").lazy(), value="count")
+    model = study.fit_counts(block)
+    pairs = list(study.count_rows(block, model, None, frame_rows=2))  # one sample per frame (2 features used)
+    assert [t for t, _ in pairs] == ["rna_normalized"] * 3
+    rows = pl.concat(f for _, f in pairs)
+    assert rows.select("sample_id", "feature_id").rows() == [("s1", "F1"), ("s1", "F3"), ("s2", "F1"),
+                                                           ("s2", "F3"), ("s3", "F1"), ("s3", "F3")]
+    rpk = np.array([[10 / 1, 30 / 2], [20 / 1, 20 / 2], [15 / 1, 45 / 2]])  # counts per kilobase, per sample
+    np.testing.assert_allclose(rows["tpm"].to_numpy(), (rpk / rpk.sum(axis=1, keepdims=True) * 1e6).ravel(),
+                               rtol=1e-12)
+    assert rows["source"].unique().to_list() == ["counts"]
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    ([], False),                                     # whole counts with a missing cell
+    ([((3, 249), 0.5)], True),                       # the last column of a last, narrower chunk
+    ([((0, 100), -1.25)], True),                     # the first column of the second chunk, negative
+    ([((7, 3), np.inf), ((8, 3), -np.inf)], False),  # infinities are not fractions
+    ([((9, 120), np.nan), ((2, 120), 1e-9)], True),  # a fraction beside a missing cell in the same chunk
+])
+def test_has_fractions_by_hand(cells, expected) -> None:
+    counts = np.asfortranarray(np.random.default_rng(2).poisson(8, size=(12, 250)).astype(float))
+    counts[5, 7] = np.nan
+    for cell, value in cells:
+        counts[cell] = value if np.isnan(value) or np.isinf(value) else counts[cell] + value
+    assert study._has_fractions(counts) is expected
+    assert study._has_fractions(np.ascontiguousarray(counts)) is expected
+    assert study._has_fractions(counts, columns=7) is expected

@@ -659,3 +659,38 @@ def test_read_study_refuses_a_numeric_covariate_not_among_the_covariates(tmp_pat
     errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
     assert errors.select("file", "line", "code").rows() == [("study.yaml", 7, "invalid_manifest")]
     assert "numeric_covariates ['rin'] must also be listed in covariates (['batch'])" in errors["message"].item()
+
+
+def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number(tmp_path, study_folder):
+    """A factor level 'yes' (smoker: yes / no) written unquoted is a YAML boolean, a contrast name 2024 a number;
+    'Input should be a valid string' alone did not say why a word the samples table holds was refused. (A level
+    written as a number is its text: test_contrast_levels_and_filter_values_written_as_yaml_numbers_are_their_text.)
+    """
+    manifest = ("study_id: s\nname: s\nassays: []\ncontrasts:\n"
+                "  - {name: smokers, factor: smoker, test: yes, reference: no}\n"
+                "  - {name: 2024, factor: batch, test: 2, reference: '1'}\n")
+    issues = IssueLog("s")
+    assert discover_study(study_folder(tmp_path, manifest), issues=issues) is None
+    messages = {i.column: i.message for i in issues.errors}
+    assert "quote the value" in messages["contrasts.0.test"]
+    assert "quote the value" in messages["contrasts.0.reference"]
+    assert "YAML read 2024 as a number: quote it, e.g. '2024'" in messages["contrasts.1.name"]
+    assert "contrasts.1.test" not in messages
+    assert {i.line for i in issues.errors} == {5, 6}
+
+
+def test_ingest_study_sample_label_with_a_newline_from_a_file_name_is_a_located_error(tmp_path, reference,
+                                                                                       shared_data, study_folder):
+    """Per-sample files take their sample from the file name: a name holding a newline (a script's
+    'ERR\\n188021' join) loaded a sample 'ERR\\n188021' with no issue, which breaks every line-based export."""
+    folder = study_folder(tmp_path, "study_id: r\nname: n\nassays:\n"
+                          "  - {name: rsem, kind: rna_counts, format: rsem, path: '*.genes.results.gz'}\n", name="r")
+    source = (shared_data / "rnaseq_geuvadis_rsem" / "ERR188021.genes.results.gz").read_bytes()
+    (folder / "ERR188021.genes.results.gz").write_bytes(source)
+    (folder / "ERR\n188088.genes.results.gz").write_bytes(source)
+    ingest = read_study(folder, reference=reference)
+    issues = study_issues(ingest)
+    (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
+    assert (error["code"], error["file"], error["column"]) == (
+        "invalid_sample_label", "ERR\n188088.genes.results.gz", "ERR\\n188088")
+    assert "'ERR\\n188088'" in error["message"]

@@ -210,6 +210,21 @@ def test_qc_study_writes_pca_and_clusters_of_every_sample(tmp_path):
     assert tables["sample_qc"]["qc_pass"].all()
 
 
+def test_structure_study_stages_the_clusters_of_an_assay_as_one_frame(tmp_path):
+    """Every method and k of an assay in one frame (one staged file), not a file per method and k: ~10 files of
+    ~80 rows a small study, each a sink, a footer read at its commit and in every catalog rebuild."""
+    empty_vst = pl.LazyFrame(schema={"assay": pl.String, "sample_id": pl.String, "feature_id": pl.String,
+                                     "gene_id": pl.Int64, "vst": pl.Float64})
+    stage = structure_study(empty_vst, _log2_cpm(_long(_pasilla())), settings=QcSettings(), workdir=tmp_path)
+    frames = [frame for table, frame in stage.frames if table == "sample_clusters"]
+    assert len(frames) == 1
+    ks = sorted(int(k) for k in stage.metadata["sample_clusters"]["gene_counts.pac"])
+    assert len(ks) > 1
+    per_k = frames[0].group_by("method", "k").agg(pl.col("sample_id").sort()).sort("method", "k")
+    assert per_k.select("method", "k").rows() == [(m, k) for m in ("consensus", "hierarchical") for k in ks]
+    assert per_k["sample_id"].to_list() == [sorted(PASILLA_BY_HAND)] * (2 * len(ks))
+
+
 @pytest.mark.parametrize("nmads", [0.5, 3.0])
 def test_qc_study_nmads_from_the_manifest_moves_the_threshold(tmp_path, nmads):
     tables = _stage(_long(_pasilla()), tmp_path, nmads=nmads)

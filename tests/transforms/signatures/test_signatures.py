@@ -474,3 +474,34 @@ def test_score_study_in_sample_blocks_equals_one_block_and_weighted_sums_by_hand
                                    pl.col("gene_set") == "set4", pl.col("method") == "weighted")["score"].item()
         assert found == pytest.approx(by_hand, rel=1e-12)
     assert whole.frame["sample_id"].n_unique() == 23
+
+
+def test_score_frame_rows_are_each_method_by_set_then_sample_in_the_matrices_order():
+    sets = scoring.SetIndex(keys=[("lib_b", "set_1"), ("lib_a", "set_2")], up=sp.csr_array((2, 1)),
+                            down=sp.csr_array((2, 1)), weights=sp.csr_array((2, 1)), skipped=[])
+    scores = {"ssgsea": np.array([[1.0, 2.0], [3.0, np.nan]]), "weighted": np.array([[5.0, 6.0], [7.0, 8.0]])}
+    frame = scoring.score_frame(scores, sets, ["s2", "s1"], assay="rna")
+    expected = pl.DataFrame({
+        "assay": ["rna"] * 8,
+        "sample_id": ["s2", "s1"] * 4,
+        "library": ["lib_b", "lib_b", "lib_a", "lib_a"] * 2,
+        "gene_set": ["set_1", "set_1", "set_2", "set_2"] * 2,
+        "method": ["ssgsea"] * 4 + ["weighted"] * 4,
+        "score": [1.0, 2.0, 3.0, float("nan"), 5.0, 6.0, 7.0, 8.0]})
+    assert_frame_equal(frame, expected)
+    empty = scoring.score_frame({"ssgsea": np.empty((0, 2))}, scoring.SetIndex([], sp.csr_array((0, 1)),
+                                sp.csr_array((0, 1)), sp.csr_array((0, 1)), []), ["s2", "s1"], assay="rna")
+    assert_frame_equal(empty, expected.clear())
+
+
+def test_prerank_selection_of_a_studys_library_scopes_is_that_of_its_members():
+    from warehouse.signatures import StudyGeneSets
+
+    members = pl.DataFrame({"scope": ["shipped"] * 3 + ["shipped", "study", "study"],
+                            "library": ["msigdb_hallmark"] * 3 + ["reactome_pathways", "mine", "mine"],
+                            "gene_set": ["a", "b", "c", "r", "m1", "m2"]})
+    scopes = StudyGeneSets(members).library_scopes
+    assert scopes.sort("library").rows() == [("study", "mine"), ("shipped", "msigdb_hallmark"),
+                                             ("shipped", "reactome_pathways")]
+    for setting in (None, "all", "reactome_pathways"):
+        assert enrichment.prerank_selection(scopes, setting) == enrichment.prerank_selection(members, setting)
