@@ -173,6 +173,9 @@ class Contrast(_Strict):
     test: str = Field(description="Level compared.")
     reference: str = Field(description="Baseline level.")
     covariates: list[str] = Field(default_factory=list, description="Other sample attributes in the design.")
+    numeric_covariates: list[str] = Field(default_factory=list, description="Covariates (each also in "
+                                          "`covariates`) fitted as one numeric slope, as R's DESeq2 fits a numeric "
+                                          "colData column; the others are categorical (one coefficient per level).")
     filter: dict[str, list[str]] = Field(default_factory=dict, description="Sample attribute -> value(s): the "
                                          "contrast uses only samples holding one of them, e.g. {cell_type: B} for "
                                          "DE within one cell type of single-cell pseudobulk samples.")
@@ -196,6 +199,10 @@ class Contrast(_Strict):
             raise ValueError(f"contrast {self.name!r}: test and reference are both {self.test!r}; name two levels")
         if self.factor in self.covariates:
             raise ValueError(f"contrast {self.name!r}: the factor {self.factor!r} is also listed as a covariate")
+        stray = [c for c in self.numeric_covariates if c not in self.covariates]
+        if stray:
+            raise ValueError(f"contrast {self.name!r}: numeric_covariates {stray} must also be listed in "
+                             f"covariates ({self.covariates})")
         return self
 
 

@@ -2,8 +2,10 @@
 
 The design is checked first (:func:`check_design`, milliseconds) so that a study with a missing level, a single
 replicate or a confounded covariate fails with a sentence a curator can act on, not a singular-matrix traceback
-minutes into a fit. Every design column is categorical; the design matrix is the one-hot (treatment-coded)
-matrix ``~ covariates + factor`` with ``reference`` as the factor's baseline, as R's ``model.matrix`` builds it.
+minutes into a fit. The design matrix is R's ``model.matrix`` of ``~ covariates + factor``: treatment-coded
+indicators with ``reference`` as the factor's baseline, and for each covariate listed in ``numeric`` (study.yaml
+``numeric_covariates``) one column holding its value as a number, the one slope R's DESeq2 fits for a numeric
+colData column. Sample attributes are text, so a covariate is categorical unless listed as numeric.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ def check_design(
     test: str,
     reference: str,
     covariates: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> None:
     """Raise :class:`DesignError` unless ``test`` vs ``reference`` of ``factor`` can be fitted on ``samples``.
 
     ``samples`` has one row per sample. Checks, in order: the design columns exist, have no missing values,
     ``test`` and ``reference`` are distinct levels present with at least two samples each, the design matrix
     ``~ covariates + factor`` has full column rank and leaves at least one residual degree of freedom.
+    ``numeric``: the covariates fitted as one slope each; every value of theirs must parse as a finite number
+    (a constant one fails the rank check, as DESeq2 refuses it).
     """
     columns = [*covariates, factor]
     missing = [c for c in columns if c not in samples.columns]
@@ -70,6 +75,9 @@ def check_design(
         )
     if factor in covariates:
         raise DesignError(f"{factor!r} is both the factor and a covariate; list it once, as the factor")
+    stray = [c for c in numeric if c not in covariates]
+    if stray:
+        raise DesignError(f"numeric covariate(s) {stray} are not among the covariates {list(covariates)}")
     for column in columns:
         values = samples[column]
         n_missing = values.null_count() + (values.is_nan().sum() if values.dtype.is_float() else 0)
@@ -77,6 +85,8 @@ def check_design(
             raise DesignError(
                 f"{column!r} has {n_missing} missing value(s); fill them in or drop those samples before testing"
             )
+    for column in numeric:
+        _numeric_values(samples, column)
     if test == reference:
         raise DesignError(f"test and reference are both {test!r}; choose two different levels of {factor!r}")
     counts = dict(samples[factor].cast(pl.String).value_counts().iter_rows())
@@ -88,60 +98,86 @@ def check_design(
                 f"{factor!r} = {level!r} has {counts[level]} sample; a Wald test needs at least two replicates "
                 "per compared level to estimate dispersion"
             )
-    design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
+    design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates,
+                                  numeric=numeric)
     rank = np.linalg.matrix_rank(design)
     if rank < design.shape[1]:
         confounded = [
             c
             for c in covariates
-            if _full_rank(samples, factor=factor, reference=reference, covariates=[k for k in covariates if k != c])
+            if _full_rank(samples, factor=factor, reference=reference, covariates=[k for k in covariates if k != c],
+                          numeric=numeric)
         ]
         hint = (
             f"drop covariate(s) {confounded}: each is confounded with the others or with {factor!r}"
             if confounded
             else "some level combinations are confounded; check the covariates against each other"
         )
-        raise DesignError(f"design {design_formula(factor, covariates)} is not full rank ({rank} < {len(names)}); "
-                          f"{hint}{_numeric_hint(samples, covariates)}")
+        constant = [c for c in numeric if samples[c].cast(pl.String).n_unique() == 1]
+        if constant:
+            hint = f"numeric covariate(s) {constant} hold one value: a slope needs at least two; drop them"
+        raise DesignError(f"design {design_formula(factor, covariates, numeric)} is not full rank "
+                          f"({rank} < {len(names)}); {hint}{_numeric_hint(samples, covariates, numeric)}")
     if design.shape[0] <= design.shape[1]:
         raise DesignError(
-            f"design {design_formula(factor, covariates)} has {design.shape[1]} coefficients for "
+            f"design {design_formula(factor, covariates, numeric)} has {design.shape[1]} coefficients for "
             f"{design.shape[0]} samples: no residual degrees of freedom to estimate dispersion; drop a covariate"
-            f"{_numeric_hint(samples, covariates)}"
+            f"{_numeric_hint(samples, covariates, numeric)}"
         )
 
 
-def _numeric_hint(samples: pl.DataFrame, covariates: Sequence[str]) -> str:
-    """A sentence naming the covariates that hold numbers with more than two distinct values, or ''.
+def _numeric_values(samples: pl.DataFrame, column: str) -> np.ndarray:
+    """``column`` parsed as float64; :class:`DesignError` naming the first sample whose value is no finite number."""
+    text = samples[column].cast(pl.String)
+    parsed = text.str.strip_chars().cast(pl.Float64, strict=False)
+    bad = parsed.is_null() | ~parsed.is_finite().fill_null(False)
+    if bad.any():
+        identifier = "sample_id" if "sample_id" in samples.columns else samples.columns[0]
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DesignError(f"numeric covariate {column!r} of sample {samples[identifier][row]!r} is "
+                          f"{text[row]!r}, not a finite number ({int(bad.sum())} such value(s)); correct it or "
+                          "drop the sample")
+    return parsed.to_numpy().astype(float)
 
-    Every design column is categorical here, so a numeric covariate (RIN, age) costs one coefficient per distinct
-    value, where R's DESeq2 fits a numeric colData column as one slope: the design then looks confounded, or
-    without residual degrees of freedom, for a reason the user cannot see in the generic message.
+
+def _numeric_hint(samples: pl.DataFrame, covariates: Sequence[str], listed: Sequence[str] = ()) -> str:
+    """A sentence naming the categorical covariates that hold numbers with more than two distinct values, or ''.
+
+    A covariate not listed as numeric is categorical, so a numeric one (RIN, age) costs one coefficient per
+    distinct value, where R's DESeq2 fits a numeric colData column as one slope: the design then looks
+    confounded, or without residual degrees of freedom, for a reason the user cannot see in the generic message.
     """
     numeric = []
-    for column in covariates:
+    for column in (c for c in covariates if c not in listed):
         values = samples[column].cast(pl.String).cast(pl.Float64, strict=False)
         distinct = samples[column].cast(pl.String).n_unique()
         if values.null_count() == 0 and values.is_finite().all() and distinct > 2:
             numeric.append(f"{column!r} ({distinct} distinct values)")
     if not numeric:
         return ""
-    return (f"; {', '.join(numeric)} holds numbers, and covariates are categorical here (one coefficient per "
-            "distinct value, not a slope as R's DESeq2 fits a numeric column): group it into a few levels "
-            "(e.g. low / high) in the sample table to adjust for it")
+    return (f"; {', '.join(numeric)} holds numbers, fitted as categorical levels (one coefficient per distinct "
+            "value): list it under numeric_covariates in study.yaml to fit one slope, as R's DESeq2 fits a "
+            "numeric column")
 
 
 def design_matrix(
-    samples: pl.DataFrame, *, factor: str, reference: str, covariates: Sequence[str] = ()
+    samples: pl.DataFrame, *, factor: str, reference: str, covariates: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> tuple[np.ndarray, list[str]]:
-    """One-hot design ``~ covariates + factor`` (one row per sample) and its column names.
+    """Design ``~ covariates + factor`` (one row per sample) and its column names, as R's ``model.matrix``.
 
-    Intercept first, then one indicator per non-baseline level: the factor's baseline is ``reference``, a
-    covariate's baseline is its first level in sorted order (R's default factor levels).
+    Intercept first, then per column in formula order: a covariate in ``numeric`` is one column, its values as
+    numbers (not centred; named as R names it, e.g. ``rin``); any other column is one indicator per non-baseline
+    level: the factor's baseline is ``reference``, a covariate's baseline is its first level in sorted order (R's
+    default factor levels).
     """
     blocks = [np.ones((samples.height, 1))]
     names = ["Intercept"]
     for column in [*covariates, factor]:
+        if column in numeric and column != factor:
+            blocks.append(_numeric_values(samples, column)[:, None])
+            names.append(column)
+            continue
         values = samples[column].cast(pl.String).to_numpy()
         levels = sorted(set(values))
         baseline = reference if column == factor else levels[0]
@@ -167,9 +203,12 @@ def canonical_sample_order(samples: pl.DataFrame, *, factor: str, test: str, ref
     return np.lexsort((key["id"].to_numpy(), key["rank"].to_numpy()))
 
 
-def design_formula(factor: str, covariates: Sequence[str] = ()) -> str:
-    """The design as an R-style formula string, for metadata and messages."""
-    return "~ " + " + ".join([*covariates, factor])
+def design_formula(factor: str, covariates: Sequence[str] = (), numeric: Sequence[str] = ()) -> str:
+    """The design as an R-style formula string, for metadata and messages, e.g. ``~ type + condition``; numeric
+    covariates (one slope each) are named after it: ``~ rin + condition (numeric: rin)``.
+    """
+    slopes = [c for c in covariates if c in numeric]
+    return "~ " + " + ".join([*covariates, factor]) + (f" (numeric: {', '.join(slopes)})" if slopes else "")
 
 
 def differential_expression(
@@ -181,6 +220,7 @@ def differential_expression(
     test: str,
     reference: str,
     covariates: Sequence[str] = (),
+    numeric: Sequence[str] = (),
     n_cpus: int | None = None,
 ) -> DEResult:
     """Wald test of ``test`` vs ``reference`` on a genes x samples count block; one result row per gene.
@@ -196,7 +236,7 @@ def differential_expression(
     (default: one per core) that each fit whole blocks of genes (the size factors' threads compute whole samples),
     so the table does not depend on the number of cores, threads or BLAS threads.
     """
-    check_design(samples, factor=factor, test=test, reference=reference, covariates=covariates)
+    check_design(samples, factor=factor, test=test, reference=reference, covariates=covariates, numeric=numeric)
     counts = np.asarray(counts, dtype=float)
     if counts.shape != (len(genes), samples.height):
         raise ValueError(
@@ -219,7 +259,8 @@ def differential_expression(
     elif rounded:
         counts = np.rint(counts)
 
-    design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
+    design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates,
+                                  numeric=numeric)
     levels = samples[factor].cast(pl.String)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -246,7 +287,7 @@ def differential_expression(
     ).with_columns(pl.exclude("feature_id").fill_nan(None))
     parameters: dict[str, object] = {
         "method": "DESeq2 1.38 Wald test (numpy port)",
-        "design": design_formula(factor, covariates),
+        "design": design_formula(factor, covariates, numeric),
         "contrast": [factor, test, reference],
         "n_genes": len(genes),
         "n_samples": samples.height,
@@ -297,6 +338,8 @@ def independent_filtering(pvalue: np.ndarray, *, base_mean: np.ndarray, alpha: f
     return padj[:, above[0] if above.size else 0]
 
 
-def _full_rank(samples: pl.DataFrame, *, factor: str, reference: str, covariates: Sequence[str]) -> bool:
-    design, _ = design_matrix(samples, factor=factor, reference=reference, covariates=covariates)
+def _full_rank(samples: pl.DataFrame, *, factor: str, reference: str, covariates: Sequence[str],
+               numeric: Sequence[str] = ()) -> bool:
+    design, _ = design_matrix(samples, factor=factor, reference=reference, covariates=covariates,
+                              numeric=[c for c in numeric if c in covariates])
     return bool(np.linalg.matrix_rank(design) == design.shape[1])

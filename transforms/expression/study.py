@@ -842,7 +842,8 @@ def contrast_samples(sample_ids: pl.Series, attributes: pl.DataFrame, *, where: 
 
 
 def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, test: str, reference: str,
-                      covariates: Sequence[str] = (), keep: np.ndarray | None = None) -> DEResult:
+                      covariates: Sequence[str] = (), numeric: Sequence[str] = (),
+                      keep: np.ndarray | None = None) -> DEResult:
     """DESeq2 Wald test of ``test`` vs ``reference`` on the block's complete features and samples with counts.
 
     ``samples`` holds one row per column of the block (``sample_table``); ``differential_expression`` checks the
@@ -859,14 +860,15 @@ def differential_rows(block: DenseBlock, *, samples: pl.DataFrame, factor: str, 
     for cols in _column_blocks(np.flatnonzero(chosen), DEFAULT_WIDTH):
         has_counts[cols] = _take(values, rows, cols).sum(axis=0) > 0
     columns = np.flatnonzero(has_counts & chosen)
-    check_design(samples[columns], factor=factor, test=test, reference=reference, covariates=covariates)
+    check_design(samples[columns], factor=factor, test=test, reference=reference, covariates=covariates,
+                 numeric=numeric)
     # taken once, already in the order the fit uses (reordering inside would copy the genes x samples block again)
     columns = columns[canonical_sample_order(samples[columns], factor=factor, test=test, reference=reference)]
     used = samples[columns]
     counts = np.asarray(values[np.ix_(rows, columns)], dtype=np.float64, order="F")  # as the fit had it before
     result = differential_expression(counts, genes=block.feature_ids.gather(rows).to_list(),
                                      samples=used, factor=factor, test=test, reference=reference,
-                                     covariates=covariates)
+                                     covariates=covariates, numeric=numeric)
     table = result.table.with_columns(block.gene_ids.gather(rows).alias("gene_id"))
     parameters = {**result.parameters, "incomplete_features": int(missing.sum()),
                   "samples_without_counts": int(chosen.sum() - columns.size)}
@@ -1039,7 +1041,7 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
                 chosen = ids.filter(contrast_samples(ids, attributes, where=contrast.filter))
                 design = sample_table(chosen, attributes, columns=[contrast.factor, *contrast.covariates])
                 check_design(design, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
-                             covariates=contrast.covariates)
+                             covariates=contrast.covariates, numeric=contrast.numeric_covariates)
             except DesignError as exc:
                 raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
 
@@ -1052,6 +1054,7 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
                 try:  # samples without counts are left out, which can still break a design checked above
                     result = differential_rows(block, samples=design, factor=contrast.factor, test=contrast.test,
                                                reference=contrast.reference, covariates=contrast.covariates,
+                                               numeric=contrast.numeric_covariates,
                                                keep=keep if contrast.filter else None)
                 except ValueError as exc:
                     raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from schemas.manifest import (
     Assay,
+    Contrast,
     PathOutsideStudy,
     StudyManifest,
     confine,
@@ -432,6 +433,46 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
                                  f"{contrast.factor!r} has {n} sample{'' if n == 1 else 's'}{chosen}; differential "
                                  "expression needs at least two in each compared level", file=MANIFEST_NAME,
                                  line=line, column=f"{where}.{key}")
+        if set(contrast.filter) <= sample_attributes:
+            _check_covariate_values(contrast, attributes, where=where, line=line, issues=issues)
+
+
+def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, where: str, line: int | None,
+                            issues: IssueLog) -> None:
+    """Covariate values of the samples the contrast uses (those with a factor value, after its ``filter``).
+
+    A ``numeric_covariates`` value that is missing or no finite number is an error naming sample and value (the DE
+    stage refuses it). A categorical covariate whose every value is a number, with more than two distinct values,
+    is a ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit the
+    numeric column as one slope (a batch coded 1 / 2 is two levels either way, so it is not warned).
+    """
+    chosen = attributes.filter(pl.col("attribute") == contrast.factor).select("sample_id").unique()
+    for attribute, kept in contrast.filter.items():
+        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(kept))
+                             .select("sample_id"), on="sample_id", how="semi")
+    for column in contrast.covariates:
+        held = attributes.filter(pl.col("attribute") == column)
+        if held.is_empty():
+            continue  # a subject attribute (or none): the DE stage checks it
+        table = chosen.join(held.select("sample_id", "value"), on="sample_id", how="left").sort("sample_id")
+        text = table["value"].str.strip_chars()
+        parsed = text.cast(pl.Float64, strict=False)
+        numbers = parsed.is_not_null() & parsed.is_finite().fill_null(False)
+        if column in contrast.numeric_covariates:
+            bad = table.filter(~numbers)
+            if not bad.is_empty():
+                sample, value = bad.row(0)
+                shown = "missing" if value is None or not value.strip() else repr(value)
+                issues.error("invalid_contrast", f"contrast {contrast.name!r}: numeric covariate {column!r} of "
+                             f"sample {sample!r} is {shown}, not a finite number ({bad.height} such sample(s))",
+                             file=MANIFEST_NAME, line=line, column=f"{where}.numeric_covariates")
+            continue
+        distinct = text.drop_nulls().n_unique()
+        if table.height and bool(numbers.all()) and distinct > 2:
+            issues.warning("numeric_covariate_as_levels", f"contrast {contrast.name!r}: covariate {column!r} "
+                           f"holds numbers and is fitted as {distinct} levels (one coefficient each); R's DESeq2 "
+                           "would fit a numeric column as one slope: list it under numeric_covariates to do the "
+                           "same", file=MANIFEST_NAME, line=line, column=f"{where}.covariates")
 
 
 def _samples_at_level(attributes: pl.DataFrame, factor: str, level: str, *, where: dict[str, list[str]]) -> int:

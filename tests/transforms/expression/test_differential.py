@@ -125,6 +125,42 @@ def test_differential_expression_pasilla_without_covariate_matches_deseq2(pasill
         assert _relative_difference(joined, column).max() < 1e-2, column
 
 
+# The made-up RIN of make_numeric_covariate_reference.R, as text (sample attributes are text here).
+_PASILLA_RIN = {"untreated1": "7.9", "untreated2": "8.6", "untreated3": "6.8", "untreated4": "9.1",
+                "treated1": "7.2", "treated2": "8.3", "treated3": "6.5"}
+
+
+@pytest.mark.slow
+def test_differential_expression_pasilla_numeric_covariate_matches_deseq2(pasilla, r_table):
+    # DESeq2 ~ rin + condition with rin a numeric colData column: one slope (3 coefficients, 4 residual df); as a
+    # 7-level factor rin would leave no residual df at all.
+    counts, genes, samples = pasilla
+    samples = samples.with_columns(pl.col("sample_id").replace_strict(_PASILLA_RIN).alias("rin"))
+    result = differential_expression(counts, genes=genes, samples=samples, factor="condition", test="treated",
+                                     reference="untreated", covariates=["rin"], numeric=["rin"])
+    joined = result.table.join(r_table("pasilla_de_numeric_covariate.tsv.gz"), on="feature_id", suffix="_r")
+    assert joined.height == 14_599
+    assert result.parameters["design"] == "~ rin + condition (numeric: rin)"
+    assert result.parameters["dispersion_trend"] == "parametric"
+    np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-12)
+    # The tolerances of the ~ type + condition test above, except for two of the 8 genes whose IRLS fit did not
+    # converge (the uncentred slope makes that commoner) and which both refit by L-BFGS-B: scipy's and R's optim
+    # stop a little apart. Measured: FBgn0030880 (counts 103, 1, 0, ...: log2FC -29.97 vs -29.99, 7.6e-4
+    # relative; pvalue 1.27e-13 vs 1.22e-13) and FBgn0053909 (log2FC 0.05919 vs 0.05920, 2.2e-4). Every other
+    # gene: log2FC 1.1e-7, lfcSE 7.2e-7, stat 7.2e-7, pvalue 1.5e-5 relative (max).
+    optim = ["FBgn0030880", "FBgn0053909"]
+    rest = joined.filter(~pl.col("feature_id").is_in(optim))
+    assert _relative_difference(rest, "log2_fold_change", floor=1e-3).max() < 1e-6
+    assert _relative_difference(joined, "lfc_se").max() < 1e-5
+    assert _relative_difference(rest, "stat").max() < 1e-5
+    assert _relative_difference(rest, "pvalue").max() < 1e-4
+    for column, bound in (("log2_fold_change", 1e-3), ("stat", 1e-3), ("pvalue", 0.05)):
+        floor = 1e-3 if column == "log2_fold_change" else 0.0
+        assert _relative_difference(joined, column, floor=floor).max() < bound, column
+    # R: zcat pasilla_de_numeric_covariate.tsv.gz | awk '$7!="NA" && $7<0.05' | wc -l
+    assert len(_assert_same_calls(joined)) == 497
+
+
 def _pasilla_fit(pasilla: Block, covariates: list[str]) -> DESeqResult:
     counts, _, samples = pasilla
     design, names = design_matrix(samples, factor="condition", reference="untreated", covariates=covariates)
@@ -403,7 +439,8 @@ def test_check_design_numeric_covariate_says_it_is_categorical():
     # (one slope for a numeric column) would not have: the message names the numeric covariate (trialE).
     samples = _design(group=["a", "b", "a", "b", "a", "b"], rin=["9.1", "8.7", "9.5", "7.9", "8.8", "9.0"])
     with pytest.raises(DesignError, match=r"not full rank \(6 < 7\); drop covariate\(s\) \['rin'\].*; 'rin' "
-                                          r"\(6 distinct values\) holds numbers, and covariates are categorical"):
+                                          r"\(6 distinct values\) holds numbers, fitted as categorical levels.*"
+                                          r"list it under numeric_covariates"):
         check_design(samples, factor="group", test="b", reference="a", covariates=["rin"])
     # Full rank but no residual df: 3 distinct numbers in 4 samples (1 + 2 + 1 = 4 coefficients).
     samples = _design(group=["a", "a", "b", "b"], rin=["9.1", "8.7", "9.5", "9.1"])
@@ -414,6 +451,32 @@ def test_check_design_numeric_covariate_says_it_is_categorical():
     with pytest.raises(DesignError) as caught:
         check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
     assert "holds numbers" not in str(caught.value)
+
+
+def test_check_design_numeric_covariate_is_one_slope():
+    # The same RIN listed as numeric: 1 + 1 + 1 = 3 coefficients for 6 samples, full rank.
+    samples = _design(sample_id=[f"s{i}" for i in range(6)], group=["a", "b", "a", "b", "a", "b"],
+                      rin=["9.1", "8.7", "9.5", "7.9", "8.8", "9.0"])
+    check_design(samples, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    # A value that is no number, or not finite, is refused naming the sample and the value.
+    bad = samples.with_columns(pl.Series("rin", ["9.1", "8.7", "9.5", "high", "8.8", "inf"]))
+    with pytest.raises(DesignError, match=r"numeric covariate 'rin' of sample 's3' is 'high', not a finite number "
+                                          r"\(2 such value"):
+        check_design(bad, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    # A constant numeric column is collinear with the intercept (DESeq2 refuses it as not full rank).
+    constant = samples.with_columns(pl.lit("8.0").alias("rin"))
+    with pytest.raises(DesignError, match=r"not full rank \(2 < 3\).*\['rin'\] hold one value"):
+        check_design(constant, factor="group", test="b", reference="a", covariates=["rin"], numeric=["rin"])
+    with pytest.raises(DesignError, match=r"numeric covariate\(s\) \['rin'\] are not among the covariates"):
+        check_design(samples, factor="group", test="b", reference="a", numeric=["rin"])
+
+
+def test_design_matrix_numeric_covariate_is_its_value_uncentred():
+    samples = pl.DataFrame({"rin": ["7.5", "8", "6.25", "9"], "group": ["ctl", "ctl", "kd", "kd"]})
+    matrix, names = design_matrix(samples, factor="group", reference="ctl", covariates=["rin"], numeric=["rin"])
+    # R: model.matrix(~ rin + group) names the slope column 'rin' and holds the values as given.
+    assert names == ["Intercept", "rin", "group[T.kd]"]
+    np.testing.assert_array_equal(matrix, [[1, 7.5, 0], [1, 8, 0], [1, 6.25, 1], [1, 9, 1]])
 
 
 def test_check_design_missing_values():

@@ -400,6 +400,37 @@ def test_coded_long_frames_are_the_text_frames_with_enum_ids() -> None:
     assert pl.concat(pairs[1][0])["sample_id"].unique().sort().to_list() == ["s1", "s2", "s3"]
 
 
+@pytest.mark.slow  # DE on 14,599 genes twice: ~10 s
+def test_differential_study_fits_numeric_covariates_as_deseq2_also_in_a_filtered_contrast(
+        pasilla_long: pl.DataFrame, pasilla_attributes: pl.DataFrame, r_table, tmp_path: Path) -> None:
+    # make_numeric_covariate_reference.R: DESeq2 ~ rin + condition with rin a numeric column. A contrast with
+    # numeric_covariates, and the same filtered to both conditions (all 7 samples, through the filter path), give
+    # R's figures; rin as levels would leave no residual df (1 + 6 + 1 coefficients for 7 samples).
+    rin = {"untreated1": "7.9", "untreated2": "8.6", "untreated3": "6.8", "untreated4": "9.1", "treated1": "7.2",
+           "treated2": "8.3", "treated3": "6.5"}
+    attributes = pl.concat([pasilla_attributes, pl.DataFrame({"sample_id": list(rin), "attribute": "rin",
+                                                              "value": list(rin.values())})])
+    counts = pasilla_long.with_columns(pl.lit("counts").alias("assay")).lazy()
+    contrasts = [Contrast(name=name, factor="condition", test="treated", reference="untreated", covariates=["rin"],
+                          numeric_covariates=["rin"], filter=where)
+                 for name, where in (("all", {}), ("filtered", {"condition": ["treated", "untreated"]}))]
+    output = study.differential_study(counts, attributes, contrasts=contrasts, workdir=tmp_path)
+    table = _stage_tables(output)["differential_expression"]
+    assert output.metadata["differential_expression"]["filtered.parameters"]["design"] == (  # type: ignore[index]
+        "~ rin + condition (numeric: rin)")
+    reference = r_table("pasilla_de_numeric_covariate.tsv.gz")
+    for name in ("all", "filtered"):
+        joined = table.filter(pl.col("contrast") == name).join(reference, on="feature_id", suffix="_r")
+        assert joined.height == 14_599
+        # bulk of genes to the R test's tolerance (the two L-BFGS-B genes of that test aside, see there)
+        both = joined.filter(pl.col("base_mean_r") > 1, ~pl.col("feature_id").is_in(["FBgn0030880", "FBgn0053909"]))
+        np.testing.assert_allclose(both["log2_fold_change"], both["log2_fold_change_r"], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(both["pvalue"], both["pvalue_r"], rtol=1e-4)
+    with pytest.raises(study.DesignError, match="rin"):  # as levels: refused, naming rin as numeric
+        study.differential_study(counts, attributes, contrasts=[contrasts[0].model_copy(
+            update={"numeric_covariates": []})], workdir=tmp_path)
+
+
 def test_count_rows_pair_each_block_of_samples_rna_normalized_and_rna_vst_rows_with_the_same_ids(
         pasilla_block: study.DenseBlock, pasilla_model: study.CountModel, pasilla_normalised: pl.DataFrame,
         r_table) -> None:

@@ -617,6 +617,50 @@ def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(
         "needs at least two in each compared level"]
 
 
+_NUMERIC_SAMPLES = ("sample_id\tgroup\trin\tbatch\nS1\ta\t7.1\t1\nS2\ta\t8.2\t2\nS3\ta\t6.5\t1\nS4\tb\t9.0\t2\n"
+                    "S5\tb\t7.7\t1\nS6\tb\t8.8\t2\n")
+_NUMERIC_COUNTS = "gene\tS1\tS2\tS3\tS4\tS5\tS6\nTP53\t10\t20\t30\t25\t5\t6\nMYC\t5\t6\t7\t9\t1\t2\n"
+_NUMERIC_HEAD = ("study_id: s\nname: s\nsamples: samples.tsv\nassays:\n"
+                 "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n"
+                 "contrasts:\n")
+
+
+def test_read_study_warns_of_a_numeric_covariate_fitted_as_levels(tmp_path, reference, study_folder):
+    # trial: covariates: [rin] (numbers, 15 distinct values) was fitted as a 15-level factor without a word, where
+    # R's DESeq2 fits a numeric column as one slope. rin (6 distinct numbers) is warned at its contrast's line; a
+    # batch coded 1 / 2 (two levels either way) and rin listed under numeric_covariates are not.
+    manifest = (_NUMERIC_HEAD + "  - {name: levels, factor: group, test: b, reference: a, covariates: [batch, rin]}\n"
+                "  - {name: slope, factor: group, test: b, reference: a, covariates: [batch, rin],\n"
+                "     numeric_covariates: [rin]}\n")
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": _NUMERIC_COUNTS})
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") != "info")
+    assert issues.select("file", "line", "column", "code", "severity").rows() == [
+        ("study.yaml", 7, "contrasts[0].covariates", "numeric_covariate_as_levels", "warning")]
+    assert issues["message"].item() == (
+        "contrast 'levels': covariate 'rin' holds numbers and is fitted as 6 levels (one coefficient each); R's "
+        "DESeq2 would fit a numeric column as one slope: list it under numeric_covariates to do the same")
+
+
+def test_read_study_refuses_a_numeric_covariate_value_that_is_no_number(tmp_path, reference, study_folder):
+    manifest = (_NUMERIC_HEAD + "  - {name: slope, factor: group, test: b, reference: a, covariates: [rin],\n"
+                "     numeric_covariates: [rin]}\n")
+    samples = _NUMERIC_SAMPLES.replace("S5\tb\t7.7", "S5\tb\tlow")
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "counts.tsv": _NUMERIC_COUNTS})
+    errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
+    assert errors.select("file", "line", "column", "code", "message").rows() == [
+        ("study.yaml", 7, "contrasts[0].numeric_covariates", "invalid_contrast",
+         "contrast 'slope': numeric covariate 'rin' of sample 'S5' is 'low', not a finite number (1 such sample(s))")]
+
+
+def test_read_study_refuses_a_numeric_covariate_not_among_the_covariates(tmp_path, reference, study_folder):
+    manifest = (_NUMERIC_HEAD + "  - {name: slope, factor: group, test: b, reference: a, covariates: [batch],\n"
+                "     numeric_covariates: [rin]}\n")
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": _NUMERIC_COUNTS})
+    errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
+    assert errors.select("file", "line", "code").rows() == [("study.yaml", 7, "invalid_manifest")]
+    assert "numeric_covariates ['rin'] must also be listed in covariates (['batch'])" in errors["message"].item()
+
+
 def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number(tmp_path, study_folder):
     """A factor level 'yes' (smoker: yes / no) written unquoted is a YAML boolean, a contrast name 2024 a number;
     'Input should be a valid string' alone did not say why a word the samples table holds was refused. (A level
