@@ -754,8 +754,9 @@ def _partition_values(relative: str) -> dict[str, str | None]:
     return values
 
 
-_ACTIONS: OrderedDict[tuple[str, str, int], pl.DataFrame] = OrderedDict()
-"""Add actions read so far, by (table URI, Delta table id, version), least recently used first: see :func:`_actions`."""
+_ACTIONS: OrderedDict[tuple[str, str, int, tuple[int, int, int]], pl.DataFrame] = OrderedDict()
+"""Add actions read so far, by (table URI, Delta table id, version, commit file stamp), least recently used first:
+see :func:`_actions`."""
 _ACTIONS_MAX = 64
 _ACTIONS_LOCK = threading.Lock()
 
@@ -763,18 +764,26 @@ _ACTIONS_LOCK = threading.Lock()
 def _actions(delta: DeltaTable) -> pl.DataFrame:
     """Add actions of a table version, paths decoded (the log percent-encodes them; most need no decoding).
 
-    Kept per table version (a version's files never change; a table created again has a new id): every scan, a
-    study's file list and its publication read them, ~0.5-0.8 ms each (the whole table's files, so growing with
-    the warehouse), ~100 times a small study, mostly of versions already read by an earlier stage of the study.
+    Kept per local table version: every scan, a study's file list and its publication read them, ~0.5-0.8 ms each
+    (the whole table's files, so growing with the warehouse), ~100 times a small study, mostly of versions already
+    read by an earlier stage of the study. The key holds the version's commit file stamp (one ``stat``, as
+    :meth:`Lake.delta` checks), not only the table id: a lake restored from a backup under a running process (a
+    Dagster code server) keeps its table ids, and its next commit is a new file under an old version number.
+    Object-store tables are not kept (no cheap stamp).
     """
-    key = (delta.table_uri, str(delta.metadata().id), delta.version())
-    with _ACTIONS_LOCK:
-        if key in _ACTIONS:
-            _ACTIONS.move_to_end(key)
-            return _ACTIONS[key]
+    version = delta.version()
+    stamp = None if is_remote(delta.table_uri) else _commit_stamp(delta.table_uri, version)
+    key = (delta.table_uri, str(delta.metadata().id), version, stamp) if stamp is not None else None
+    if key is not None:
+        with _ACTIONS_LOCK:
+            if key in _ACTIONS:
+                _ACTIONS.move_to_end(key)
+                return _ACTIONS[key]
     actions = pl.DataFrame(delta.get_add_actions(flatten=True))
     if not actions.is_empty() and actions["path"].str.contains("%", literal=True).any():
         actions = actions.with_columns(pl.Series("path", [unquote(p) for p in actions["path"]], dtype=pl.String))
+    if key is None:
+        return actions
     with _ACTIONS_LOCK:
         _ACTIONS[key] = actions
         while len(_ACTIONS) > _ACTIONS_MAX:
