@@ -812,6 +812,22 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 on a read-only mount printed one from the lock file's open)."""
 
 
+def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
+    """Whether a permission error is about the warehouse folder or its local lake (not an --output file, a
+    landing file or a spec): only then is it said to be a read-only warehouse.
+    """
+    from warehouse.storage import is_remote, recorded_lake
+
+    if not exc.filename or not getattr(args, "warehouse", None):
+        return False
+    folder = Path(args.warehouse)
+    roots = [folder, *(Path(str(root).removeprefix("file://"))
+                       for root in (args.__dict__.get("lake"), os.environ.get("OMICSDW_LAKE"), recorded_lake(folder))
+                       if root and not is_remote(root))]
+    path = Path(os.fsdecode(exc.filename)).resolve()
+    return any(path.is_relative_to(root.resolve()) for root in roots)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omicsdw`` command."""
     args = _parser().parse_args(argv)
@@ -827,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
         return 141
     except OSError as exc:
-        if exc.errno not in UNWRITABLE:
+        if exc.errno not in UNWRITABLE or not _under_warehouse(exc, args):
             raise
         verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
         print(f"omicsdw {verb}: the warehouse cannot be written ({exc}); a warehouse on a read-only mount or a "

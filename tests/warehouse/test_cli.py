@@ -512,3 +512,21 @@ def test_failure_text_shows_a_failed_steps_contract_failures_not_only_its_descri
         "    signature_matches: signature_matches breaks its contract; nothing was committed\n"
         f"      signature_matches: {broken}\n"
         f"                         {broken}")
+
+
+def test_a_permission_error_is_blamed_on_a_read_only_warehouse_only_when_it_is_about_its_files(tmp_path: Path,
+                                                                                              monkeypatch) -> None:
+    """Review: every EACCES / EPERM / EROFS of a verb was reported as 'the warehouse cannot be written', an
+    --output file or a landing file's too, sending the user to a warehouse that was fine."""
+    import argparse
+    import errno
+
+    from warehouse.cli import _under_warehouse
+
+    monkeypatch.delenv("OMICSDW_LAKE", raising=False)
+    wh, lake = tmp_path / "wh", tmp_path / "elsewhere" / "lake"
+    args = argparse.Namespace(warehouse=str(wh), lake=str(lake))
+    assert _under_warehouse(OSError(errno.EROFS, "Read-only file system", str(wh / "_omicsdw" / "lock")), args)
+    assert _under_warehouse(OSError(errno.EACCES, "Permission denied", str(lake / "rna_counts" / "x.parquet")), args)
+    assert not _under_warehouse(OSError(errno.EACCES, "Permission denied", str(tmp_path / "out.csv")), args)
+    assert not _under_warehouse(OSError(errno.EACCES, "Permission denied"), args)
