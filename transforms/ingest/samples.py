@@ -25,6 +25,7 @@ samples, so such labels are errors whose message suggests the sample and the ``s
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -41,6 +42,10 @@ from transforms.ingest.parse.text import (
     sniff_table,
 )
 from transforms.issues import InputError, Issue, IssueLog
+
+LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+"""Unicode categories refused in a sample label: control characters (C0, DEL, C1 with NEL) and the line and
+paragraph separators, each a line break to ``str.splitlines`` and to line-based exports."""
 
 _SAMPLE_ALIASES = ("sample_id", "sample", "tumor_sample_barcode")
 _SUBJECT_ALIASES = ("subject_id", "patient_id", "subject", "patient")
@@ -213,7 +218,7 @@ def map_sample_columns(columns: Sequence[str], *, assay: str, samples: pl.DataFr
                          column=label[:80] + " ...")
             rows.append((label, None, None, "too_long"))
             continue
-        if any(ord(c) < 32 or ord(c) == 127 for c in label):  # from a file name: a newline, a tab
+        if any(unicodedata.category(c) in LINE_BREAKING for c in label):  # from a file name: a newline, a tab
             issues.error("invalid_sample_label", f"sample label {label!r} holds a control character (a newline or "
                          "tab in a file or folder name?); its records are left out: rename it", file=file,
                          line=header_line, column=repr(label)[1:-1])

@@ -679,18 +679,22 @@ def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number
     assert {i.line for i in issues.errors} == {5, 6}
 
 
+@pytest.mark.parametrize("separator", ["\n", "\u2028", "\x85"], ids=["newline", "line_separator", "nel"])
 def test_ingest_study_sample_label_with_a_newline_from_a_file_name_is_a_located_error(tmp_path, reference,
-                                                                                       shared_data, study_folder):
+                                                                                       shared_data, study_folder,
+                                                                                       separator):
     """Per-sample files take their sample from the file name: a name holding a newline (a script's
-    'ERR\\n188021' join) loaded a sample 'ERR\\n188021' with no issue, which breaks every line-based export."""
+    'ERR\\n188021' join) loaded a sample 'ERR\\n188021' with no issue, which breaks every line-based export; so do
+    U+2028 and NEL, line breaks to str.splitlines (review)."""
     folder = study_folder(tmp_path, "study_id: r\nname: n\nassays:\n"
                           "  - {name: rsem, kind: rna_counts, format: rsem, path: '*.genes.results.gz'}\n", name="r")
     source = (shared_data / "rnaseq_geuvadis_rsem" / "ERR188021.genes.results.gz").read_bytes()
     (folder / "ERR188021.genes.results.gz").write_bytes(source)
-    (folder / "ERR\n188088.genes.results.gz").write_bytes(source)
+    (folder / f"ERR{separator}188088.genes.results.gz").write_bytes(source)
     ingest = read_study(folder, reference=reference)
     issues = study_issues(ingest)
     (error,) = issues.filter(pl.col("severity") == "error").iter_rows(named=True)
+    label = f"ERR{separator}188088"
     assert (error["code"], error["file"], error["column"]) == (
-        "invalid_sample_label", "ERR\n188088.genes.results.gz", "ERR\\n188088")
-    assert "'ERR\\n188088'" in error["message"]
+        "invalid_sample_label", f"{label}.genes.results.gz", repr(label)[1:-1])
+    assert repr(label) in error["message"]
