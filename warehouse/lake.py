@@ -358,24 +358,25 @@ class Lake:
 
     def study_files(self, table: str, study_id: str | None) -> tuple[int, list[str]]:
         """Current version of the table and the relative paths of the study's files (all files if global)."""
-        delta = self.delta(table)
-        version, actions = delta.version(), _actions(delta)
-        if actions.is_empty():
-            return version, []
-        if study_id is not None:
-            actions = actions.filter(pl.col("partition.study_id") == study_id)
-        return version, sorted(actions["path"].to_list())
+        version, actions = self._study_actions(table, study_id)
+        return version, sorted(actions["path"].to_list()) if actions.height else []
 
     def study_files_and_rows(self, table: str, study_id: str) -> tuple[int, list[str], int]:
         """:meth:`study_files` of a study and the rows in those files (the log's ``num_records``), from one read
         of the version's files (publication asks for every table of a study).
         """
+        version, actions = self._study_actions(table, study_id)
+        if not actions.height:
+            return version, [], 0
+        return version, sorted(actions["path"].to_list()), int(actions["num_records"].sum())
+
+    def _study_actions(self, table: str, study_id: str | None) -> tuple[int, pl.DataFrame]:
+        """Current version of the table and the add actions of the study's files (all files if global)."""
         delta = self.delta(table)
         version, actions = delta.version(), _actions(delta)
-        if actions.is_empty():
-            return version, [], 0
-        actions = actions.filter(pl.col("partition.study_id") == study_id)
-        return version, sorted(actions["path"].to_list()), int(actions["num_records"].sum())
+        if study_id is not None and not actions.is_empty():
+            actions = actions.filter(pl.col("partition.study_id") == study_id)
+        return version, actions
 
     # -- sessions: lock, journal, clean-up ------------------------------------------------------------------
     @contextmanager
