@@ -762,6 +762,16 @@ _ACTIONS_MAX = 64
 _ACTIONS_LOCK = threading.Lock()
 
 
+def _forget_actions_in_child() -> None:
+    """A forked child starts with its own lock (the parent's may have been held by another thread at the fork)."""
+    global _ACTIONS_LOCK
+    _ACTIONS_LOCK = threading.Lock()
+    _ACTIONS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_actions_in_child)
+
+
 def _actions(delta: DeltaTable) -> pl.DataFrame:
     """Add actions of a table version, paths decoded (the log percent-encodes them; most need no decoding).
 

@@ -495,3 +495,16 @@ def test_the_dictionary_frame_writer_makes_the_file_pyarrow_makes_with_its_defau
     (ours,), (theirs,) = ([Path(lake.uri("rna_vst")) / r for r in s.relative_paths] for s in (staged, default))
     assert ours.read_bytes() == theirs.read_bytes()
     assert lake.scan_staged(staged).collect().height == genes * samples
+
+
+def test_a_forked_child_does_not_inherit_a_held_add_actions_lock() -> None:
+    """Review: the memo's lock held by another thread at a fork (a Celery or multiprocess worker) stayed held for
+    ever in the child, whose first scan then hung."""
+    import warehouse.lake
+
+    with warehouse.lake._ACTIONS_LOCK:
+        pid = os.fork()
+        if pid == 0:  # the child: its lock is free
+            os._exit(0 if warehouse.lake._ACTIONS_LOCK.acquire(timeout=5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
