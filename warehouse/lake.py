@@ -759,6 +759,8 @@ _ACTIONS: OrderedDict[tuple[str, str, int, tuple[int, int, int]], pl.DataFrame] 
 """Add actions read so far, by (table URI, Delta table id, version, commit file stamp), least recently used first:
 see :func:`_actions`."""
 _ACTIONS_MAX = 64
+_ACTIONS_MAX_FILES = 200_000
+"""At most this many files' add actions kept (~0.4 KB each: ~80 MB in a long-running code server)."""
 _ACTIONS_LOCK = threading.Lock()
 
 
@@ -797,7 +799,8 @@ def _actions(delta: DeltaTable) -> pl.DataFrame:
         return actions
     with _ACTIONS_LOCK:
         _ACTIONS[key] = actions
-        while len(_ACTIONS) > _ACTIONS_MAX:
+        while len(_ACTIONS) > 1 and (len(_ACTIONS) > _ACTIONS_MAX
+                                     or sum(kept.height for kept in _ACTIONS.values()) > _ACTIONS_MAX_FILES):
             _ACTIONS.popitem(last=False)
     return actions
 

@@ -508,3 +508,17 @@ def test_a_forked_child_does_not_inherit_a_held_add_actions_lock() -> None:
             os._exit(0 if warehouse.lake._ACTIONS_LOCK.acquire(timeout=5) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_add_actions_memo_is_bounded_by_files_kept(lake: Lake, monkeypatch) -> None:
+    """A long-running code server over a warehouse of many files keeps at most _ACTIONS_MAX_FILES files' actions
+    (the newest version read always)."""
+    import warehouse.lake
+
+    monkeypatch.setattr(warehouse.lake, "_ACTIONS_MAX_FILES", 1)
+    monkeypatch.setattr(warehouse.lake, "_ACTIONS", warehouse.lake.OrderedDict())
+    for study_id in ("s1", "s2"):
+        commit_frames(lake, [("samples", SAMPLES.with_columns(pl.lit(study_id).alias("study_id")))],
+                      tables=["samples"], study_id=study_id, fingerprint=study_id)
+        lake.add_actions("samples")
+    assert [frame.height for frame in warehouse.lake._ACTIONS.values()] == [2]
