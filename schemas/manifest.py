@@ -391,17 +391,24 @@ def compose_yaml(text: str) -> yaml.Node | None:
 
 def _check_unique_keys(node: yaml.MappingNode) -> None:
     """Refuse (:class:`YamlRejected`, at the repeat's line) a mapping that gives a scalar key twice."""
-    first: dict[tuple[str, str], int] = {}
+    first: dict[object, tuple[int, str]] = {}
+    loader = yaml.SafeLoader("")
     for key, _ in node.value:
         if not isinstance(key, yaml.ScalarNode) or (key.value == "<<" and key.tag.endswith(":merge")):
             continue
         line = key.start_mark.line + 1
-        seen = first.get((key.tag, key.value))
+        try:  # the key as loaded, compared as the loaded dict compares it: `yes` / `true`, `1` / `0x1` / `1.0`
+            loaded = loader.construct_object(key)
+            same: object = loaded if loaded.__hash__ is not None else (key.tag, key.value)
+        except yaml.YAMLError:
+            same = (key.tag, key.value)
+        seen = first.get(same)
         if seen is not None:
-            where = f"line {line}" if seen == line else f"lines {seen} and {line}"
-            raise YamlRejected(f"key {key.value!r} is given twice ({where}): YAML keeps only the last one and "
+            where = f"line {line}" if seen[0] == line else f"lines {seen[0]} and {line}"
+            spelt = repr(key.value) if seen[1] == key.value else f"{seen[1]!r} / {key.value!r} (one key to YAML)"
+            raise YamlRejected(f"key {spelt} is given twice ({where}): YAML keeps only the last one and "
                                "drops the first without a word; merge them into one", line)
-        first[(key.tag, key.value)] = line
+        first[same] = (line, key.value)
 
 
 def load_yaml(path: Path) -> Any:

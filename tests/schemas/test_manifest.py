@@ -110,6 +110,10 @@ def test_contrast_and_assay_names_with_spaces_capitals_and_dots_inside_are_kept(
     ("a: 1\nb: {c: 1, c: 2}\n", 2),                      # a flow mapping: both on one line
     ("a: 1\nb:\n  - x: 1\n    y: 2\n    x: 3\n", 5),      # inside a list item
     ("a: 1\n'a': 2\n", 2),                               # quoting does not make another key
+    ("yes: 1\ntrue: 2\n", 2),                            # one boolean key to YAML 1.1 (review)
+    ("1: a\n0x1: b\n", 2),                               # one integer
+    ("1.0: a\n1: b\n", 2),                               # one key of the loaded dict (1.0 == 1)
+    ("~: 1\nnull: 2\n", 2),                              # one null
 ])
 def test_compose_yaml_refuses_a_key_given_twice_at_the_repeat(text: str, line: int) -> None:
     from schemas.manifest import YamlRejected, compose_yaml
