@@ -468,8 +468,9 @@ def median_log_ratios(
 ) -> bool:  # fmt: skip
     """Median over the genes ``rows`` of ``log(count) - log_geomeans`` for each column ``start:stop`` of ``counts``
     (genes x samples) into ``out``: the logarithm of DESeq2's size factor (``log_geomeans`` already restricted to
-    ``rows``). The logs come from ``table``; False (``out`` unfinished) when a count is not whole or beyond it (not
-    checked when ``whole_known``: :func:`log_row_sums` found every count whole and inside the table).
+    ``rows``). The logs come from ``table``; False (``out`` unfinished) at the first tile of genes with a count not
+    whole or beyond it (not checked when ``whole_known``: :func:`log_row_sums` found every count whole and inside the
+    table).
 
     The ratios are written samples-major in tiles of genes (as :func:`tmm_columns` copies counts), each sample's
     least and largest noted on the way, then each sample's middle is selected by :func:`_middle`.
@@ -490,8 +491,8 @@ def median_log_ratios(
                 ratios[j, g] = r
                 low, high = min(low, r), max(high, r)
             least[j], largest[j] = low, high
-    if not whole:
-        return False
+        if not whole:
+            return False
     hist = np.empty(_BUCKETS, dtype=np.int64)
     buf = np.empty(size)
     for j in range(width):

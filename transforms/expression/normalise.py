@@ -216,10 +216,11 @@ def fit_log_geomeans(blocks: Iterable[np.ndarray]) -> np.ndarray:
 
 def _median_of_ratios(
     block: np.ndarray, log_geomeans: np.ndarray, table: np.ndarray | None, library_size: np.ndarray,
-    *, whole_known: bool = False,
+    *, whole: bool | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Size factors of a validated block (column sums ``library_size``) against ``log_geomeans`` (shape checked);
-    ``whole_known``: the kernel found every count whole and inside ``table`` already (:func:`_log_row_sums_by_columns`).
+    ``whole``: what the kernel's log sums found (:func:`_log_row_sums_by_columns`): every count whole and inside
+    ``table`` (True), a count that is not (False: the kernel would not take the medians either), or nothing (None).
     """
     _check_no_empty_samples(library_size)
     usable = np.isfinite(log_geomeans)
@@ -247,13 +248,13 @@ def _median_of_ratios(
             median = ratios[:, half] if n % 2 else (ratios[:, :half].max(axis=1) + ratios[:, half]) / 2
         return np.exp(median)
 
-    if table is None or not _size_factor_kernel_pays(block):
+    if table is None or whole is False or not _size_factor_kernel_pays(block):
         return _map_column_chunks(chunk, block.shape[0], block.shape[1])
     from transforms.expression._tmm_kernel import median_log_ratios
 
     def compiled_chunk(cols: slice) -> np.ndarray:
         median = np.empty(cols.stop - cols.start)
-        if median_log_ratios(block, rows, cols.start, cols.stop, reference, table, whole_known, median):
+        if median_log_ratios(block, rows, cols.start, cols.stop, reference, table, bool(whole), median):
             return np.exp(median)
         return chunk(cols)  # a count that is not whole (np.log, not the table)
 
@@ -264,9 +265,14 @@ def _size_factor_kernel_pays(block: np.ndarray) -> bool:
     """Whether the size factors of ``block`` take the compiled kernels (:mod:`._tmm_kernel`): the same bits as the
     numpy path, at about half of its CPU for whole counts, but numba's import and first call cost ~0.7 CPU s a
     process. So blocks of ``_TMM_KERNEL_MIN_VALUES`` or more when the process has loaded the kernels already (TMM
-    took them), or of ``_SIZE_FACTOR_KERNEL_MIN_VALUES`` or more alone.
+    took them), or of ``_SIZE_FACTOR_KERNEL_MIN_VALUES`` or more alone; not when a sample of its counts (~64 x 64,
+    microseconds) has one that is not whole (RSEM / Salmon expected counts): the kernels would find it and leave the
+    block to numpy after a pass of their own, and numba need not be loaded for it.
     """
     if block.size < _TMM_KERNEL_MIN_VALUES or block.shape[0] < 2:
+        return False
+    sample = block[:: max(1, block.shape[0] // 64), :: max(1, block.shape[1] // 64)]
+    if not np.array_equal(np.floor(sample), sample):
         return False
     loaded = "transforms.expression._tmm_kernel" in sys.modules
     return (loaded or block.size >= _SIZE_FACTOR_KERNEL_MIN_VALUES) and _tmm_kernel_cached()
@@ -291,13 +297,16 @@ def size_factors(counts: np.ndarray) -> np.ndarray:
     table = _log_table_for(counts)
     width = max(1, _CHUNK_ELEMENTS // max(counts.shape[0], 1))  # the columns of a _column_chunks chunk
     log_sums, whole = _log_row_sums_by_columns(counts, table, width)
-    return _median_of_ratios(counts, log_sums / counts.shape[1], table, sums, whole_known=whole)
+    return _median_of_ratios(counts, log_sums / counts.shape[1], table, sums, whole=whole)
 
 
-def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width: int) -> tuple[np.ndarray, bool]:
+def _log_row_sums_by_columns(
+    counts: np.ndarray, table: np.ndarray | None, width: int
+) -> tuple[np.ndarray, bool | None]:
     """Per-row sums of ``log(counts)`` (validated): :func:`_log_row_sums` of each chunk of ``width`` columns, one
     thread per core, then the chunks' sums added in order; by the compiled kernel (the same bits) when it pays. And
-    whether the kernel did (so every count is whole and inside ``table``).
+    what the kernel found: every count whole and inside ``table`` (True: it computed the sums), a count that is not
+    (False), or None when it did not run.
     """
     n_rows, n_cols = counts.shape
     if table is not None and _size_factor_kernel_pays(counts):
@@ -309,12 +318,15 @@ def _log_row_sums_by_columns(counts: np.ndarray, table: np.ndarray | None, width
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             if all(pool.map(lambda rows: log_row_sums(counts[rows], width, table, out[rows]), row_parts)):
                 return out, True
+        whole: bool | None = False
+    else:
+        whole = None
     if width >= n_cols:
-        return _log_row_sums(counts, table), False
+        return _log_row_sums(counts, table), whole
     chunks = [counts[:, start:start + width] for start in range(0, n_cols, width)]
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         parts = list(pool.map(lambda chunk: _log_row_sums(chunk, table), chunks))
-    return np.sum(parts, axis=0), False
+    return np.sum(parts, axis=0), whole
 
 
 # ---------------------------------------------------------------------------------------------------- edgeR TMM

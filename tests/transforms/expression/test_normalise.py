@@ -403,6 +403,55 @@ def test_size_factor_kernel_log_row_sums_are_numpy_row_sums_bit_for_bit(layout: 
     assert not _tmm_kernel.log_row_sums(block, 700, table, found)
 
 
+@pytest.mark.parametrize("where", ["everywhere", "unsampled_row"])
+def test_size_factors_of_fractional_counts_skip_the_kernel_medians(where: str, monkeypatch) -> None:
+    # RSEM / Salmon expected counts: the kernels take whole counts only. With them forced, a block whose counts are
+    # not all whole gives the numpy path's bits without running the kernel's medians (they wrote the ratios of a whole
+    # chunk before handing it back): by the sample of counts checked first, or by what the kernel's log sums found
+    # (a fraction in a row the sample skips).
+    from transforms.expression import _tmm_kernel
+
+    rng = np.random.default_rng(17)
+    counts = rng.poisson(rng.gamma(2.0, 200.0, size=(600, 1)), size=(600, 9)).astype(np.float64) + 1
+    if where == "everywhere":
+        counts /= 2
+    else:
+        counts[1, 4] += 0.25  # the sample takes every 9th row (600 // 64): not row 1
+    with np.errstate(divide="ignore"):
+        logs = np.log(counts)
+    log_geomeans = logs.mean(axis=1)
+    expected = np.exp(np.median(logs - log_geomeans[:, None], axis=0))
+
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 1 << 62)
+    monkeypatch.setattr(normalise, "_SIZE_FACTOR_KERNEL_MIN_VALUES", 1 << 62)
+    numpy_sf = normalise.size_factors(counts)
+    numpy_found = normalise.size_factors_from_reference(counts, log_geomeans)
+
+    def no_medians(*args: object) -> bool:
+        raise AssertionError("the kernel's medians ran on counts that are not whole")
+
+    sums_calls: list[bool] = []
+    median_log_ratios, kernel_log_row_sums = _tmm_kernel.median_log_ratios, _tmm_kernel.log_row_sums
+
+    def log_row_sums(*args: object) -> bool:
+        sums_calls.append(kernel_log_row_sums(*args))
+        return sums_calls[-1]
+
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0)
+    monkeypatch.setattr(normalise, "_SIZE_FACTOR_KERNEL_MIN_VALUES", 0)
+    monkeypatch.setattr(_tmm_kernel, "median_log_ratios", no_medians)
+    monkeypatch.setattr(_tmm_kernel, "log_row_sums", log_row_sums)
+    kernel_sf = normalise.size_factors(counts)
+    assert (sums_calls == []) == (where == "everywhere")  # the sample found it first, numba need not run
+    assert not all(sums_calls or [False])  # the part of the rows with the fraction
+    if where == "unsampled_row":  # nothing told the reference's size factors: the medians run and find it
+        monkeypatch.setattr(_tmm_kernel, "median_log_ratios", median_log_ratios)
+    kernel_found = normalise.size_factors_from_reference(counts, log_geomeans)
+    np.testing.assert_allclose(kernel_sf, expected, rtol=1e-14)
+    assert kernel_sf.tobytes() == numpy_sf.tobytes()
+    assert kernel_found.tobytes() == numpy_found.tobytes() == expected.tobytes()
+
+
 def test_normalise_imports_without_scipy_or_numba() -> None:
     # Sample factors alone must not pay for scipy's optimize / stats imports (about a second of every process), and
     # importing normalise must not import numba (a few tenths of a second; only TMM needs it).
