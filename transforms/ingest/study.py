@@ -274,7 +274,9 @@ def _quote_hint(error: Any) -> str:
     if isinstance(value, bool):
         return " (YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote the value, e.g. 'yes')"
     if isinstance(value, int | float):
-        return f" (YAML read {value!r} as a number: quote it, e.g. '{value}', to give the text)"
+        text = getattr(value, "text", str(value))  # as written (YamlInt / YamlFloat): 010 is the number 8
+        number = "a number" if text == str(value) else f"the number {value!r}"
+        return f" (YAML read {text} as {number}: quote it, e.g. '{text}', to give the text)"
     return ""
 
 

@@ -679,6 +679,14 @@ def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number
     assert {i.line for i in issues.errors} == {5, 6}
 
 
+def test_the_quote_hint_gives_a_yaml_number_as_written(tmp_path, study_folder):
+    # a contrast name 010 is the number 8 to YAML 1.1: the hint quotes what was written, not '8'
+    manifest = "study_id: s\nname: s\nassays: []\ncontrasts:\n  - {name: 010, factor: batch, test: 2, reference: 1}\n"
+    issues = IssueLog("s")
+    assert discover_study(study_folder(tmp_path, manifest), issues=issues) is None
+    assert "YAML read 010 as the number 8: quote it, e.g. '010'" in issues.errors[0].message
+
+
 def test_ingest_study_sample_label_with_a_newline_from_a_file_name_is_a_located_error(tmp_path, reference,
                                                                                        shared_data, study_folder):
     """Per-sample files take their sample from the file name: a name holding a newline (a script's
