@@ -155,9 +155,15 @@ def _level_text(value: object) -> object:
     """A sample attribute value written as a YAML number (``test: 10``, ``filter: {batch: 2}``) as its text.
 
     Sample attributes are text (``10`` in samples.tsv is the level '10'), but YAML reads an unquoted 10 as a number,
-    and the study failed with 'Input should be a valid string' until the level was quoted. A boolean (YAML's
-    ``yes`` / ``no``) is not a number here: it stays refused, as its text could be several spellings.
+    and the study failed with 'Input should be a valid string' until the level was quoted. The text is the one
+    written (:class:`YamlInt` / :class:`YamlFloat` from :func:`load_yaml_text`): YAML 1.1 reads ``01`` as 1,
+    ``010`` as 8 (octal), ``0.50`` as 0.5, ``1_000`` as 1000 and ``1:30`` as 90, so ``str`` of the number named a
+    level the user never wrote, and a filter ``{batch: 01}`` silently selected '1'. A number given in Python (not
+    read from YAML) is ``str(value)``. A boolean (YAML's ``yes`` / ``no``) is not a number here: it stays refused,
+    as its text could be several spellings.
     """
+    if isinstance(value, YamlInt | YamlFloat):
+        return value.text
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, list):
@@ -348,6 +354,45 @@ def read_yaml_text(path: Path) -> str:
     return text
 
 
+class YamlInt(int):
+    """An int read from YAML that keeps the scalar's text as written (``010`` is 8 with ``text`` '010')."""
+
+    text: str
+
+
+class YamlFloat(float):
+    """A float read from YAML that keeps the scalar's text as written (``0.50`` is 0.5 with ``text`` '0.50')."""
+
+    text: str
+
+
+class _TextKeepingLoader(yaml.SafeLoader):
+    """``SafeLoader`` whose ints and floats carry their written text (see :func:`_level_text`)."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlInt:
+    number = YamlInt(loader.construct_yaml_int(node))
+    number.text = node.value
+    return number
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlFloat:
+    number = YamlFloat(loader.construct_yaml_float(node))
+    number.text = node.value
+    return number
+
+
+_TextKeepingLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_TextKeepingLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``, but each int / float is a :class:`YamlInt` / :class:`YamlFloat` (an int /
+    float that also holds its written text). Call :func:`compose_yaml` on ``text`` first (alias bombs).
+    """
+    return yaml.load(text, Loader=_TextKeepingLoader)  # a SafeLoader subclass: no Python object tags
+
+
 def check_yaml_lines(text: str) -> None:
     """Refuse (:class:`YamlRejected`) a text with a line longer than :data:`MAX_YAML_LINE_CHARS`."""
     for number, line_text in enumerate(text.split("\n"), start=1):
@@ -437,7 +482,7 @@ def _parsed_manifest(text: str) -> tuple[Any, dict[str, int]]:
     alias check composes, then loads) costs milliseconds where reading the file costs microseconds.
     """
     root = compose_yaml(text)
-    data = yaml.safe_load(text)
+    data = load_yaml_text(text)
     lines: dict[str, int] = {}
     if not isinstance(data, dict):
         return data, lines

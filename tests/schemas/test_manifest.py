@@ -2,7 +2,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from schemas.manifest import Assay, Contrast, StudyManifest
+from schemas.manifest import Assay, Contrast, StudyManifest, load_manifest
 
 
 def test_assay_rejects_a_measure_the_tool_output_lacks():
@@ -133,3 +133,25 @@ def test_compose_yaml_takes_merge_keys_and_keys_that_only_look_alike() -> None:
     text = "base: &b {p: 1, q: 2}\nover:\n  <<: *b\n  p: 5\n1: int\n'1': str\n"
     compose_yaml(text)
     assert yaml.safe_load(text)["over"] == {"p": 5, "q": 2}
+
+
+@pytest.mark.parametrize(("written", "text"), [
+    ("010", "010"), ("01", "01"), ("0.50", "0.50"), ("1_000", "1_000"), ("1:30", "1:30"), ("0x1F", "0x1F"),
+    ("1.0e+3", "1.0e+3"), ("10", "10"), ("2.5", "2.5")])
+def test_a_level_written_as_a_yaml_number_is_the_text_as_written(tmp_path, written, text):
+    # Review (Session 17): str() of the number YAML 1.1 made lost the spelling: 010 became '8' (octal), 01 '1',
+    # 0.50 '0.5', 1_000 '1000', 1:30 '90' (sexagesimal), 0x1F '31', 1.0e+3 '1000.0'; the study then named a level
+    # nobody wrote, or a filter {batch: 01} silently selected the samples of batch '1'.
+    path = tmp_path / "study.yaml"
+    path.write_text(f"study_id: s\nname: s\nqc: {{nmads: 2.5, top_genes: 1_000}}\ncontrasts:\n"
+                    f"  - {{name: d, factor: dose, test: {written}, reference: x, filter: {{batch: {written}}}}}\n"
+                    f"zscore_reference: {{attribute: batch, values: [{written}]}}\n")
+    manifest = load_manifest(path)
+    contrast = manifest.contrasts[0]
+    assert (contrast.test, contrast.filter) == (text, {"batch": [text]})
+    assert manifest.zscore_reference is not None
+    assert manifest.zscore_reference.values == [text]
+    # numeric fields still read as numbers (plain int / float)
+    assert (manifest.qc.nmads, manifest.qc.top_genes) == (2.5, 1000)
+    assert type(manifest.qc.nmads) is float
+    assert type(manifest.qc.top_genes) is int

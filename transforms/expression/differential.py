@@ -20,6 +20,7 @@ import polars as pl
 
 from transforms.expression.deseq2 import deseq_wald
 from transforms.expression.normalise import size_factors
+from transforms.ingest.samples import looks_like_measurement
 
 ALPHA = 0.1
 """FDR target of independent filtering: DESeq2's ``results()`` default (pydeseq2's own default is 0.05)."""
@@ -141,23 +142,22 @@ def _numeric_values(samples: pl.DataFrame, column: str) -> np.ndarray:
 
 
 def _numeric_hint(samples: pl.DataFrame, covariates: Sequence[str], listed: Sequence[str] = ()) -> str:
-    """A sentence naming the categorical covariates that hold numbers with more than two distinct values, or ''.
+    """A sentence naming the categorical covariates that look like a measurement, or ''.
 
     A covariate not listed as numeric is categorical, so a numeric one (RIN, age) costs one coefficient per
     distinct value, where R's DESeq2 fits a numeric colData column as one slope: the design then looks
     confounded, or without residual degrees of freedom, for a reason the user cannot see in the generic message.
+    Numbers that look like labels (a batch coded 1, 2, 3, 4) are not named (:func:`looks_like_measurement`), and
+    the sentence is conditional: only the user knows whether the numbers measure something.
     """
-    numeric = []
-    for column in (c for c in covariates if c not in listed):
-        values = samples[column].cast(pl.String).cast(pl.Float64, strict=False)
-        distinct = samples[column].cast(pl.String).n_unique()
-        if values.null_count() == 0 and values.is_finite().all() and distinct > 2:
-            numeric.append(f"{column!r} ({distinct} distinct values)")
+    numeric = [c for c in covariates if c not in listed and looks_like_measurement(samples[c])]
     if not numeric:
         return ""
-    return (f"; {', '.join(numeric)} holds numbers, fitted as categorical levels (one coefficient per distinct "
-            "value): list it under numeric_covariates in study.yaml to fit one slope, as R's DESeq2 fits a "
-            "numeric column")
+    named = ", ".join(f"{c!r} ({samples[c].cast(pl.String).n_unique()} distinct values)" for c in numeric)
+    shown = ", ".join(repr(c) for c in numeric)
+    return (f"; {named} holds numbers, fitted as categorical levels (one coefficient per distinct value): if "
+            f"{shown} is a measurement (RIN, age) rather than labels, list it under numeric_covariates in "
+            "study.yaml to fit one slope, as R's DESeq2 fits a numeric column")
 
 
 def design_matrix(

@@ -59,6 +59,25 @@ _ATTRIBUTE_SCHEMA = {"attribute": pl.String, "value": pl.String, "value_type": p
 _MAPPING_SCHEMA = {"column": pl.String, "sample_id": pl.String, "subject_id": pl.String, "rule": pl.String}
 
 
+def looks_like_measurement(values: pl.Series) -> bool:
+    """Whether a sample attribute's values (those of the samples a design uses) look like a measurement (RIN, age)
+    that R's DESeq2 would fit as one slope, rather than labels coded as numbers (a batch, lane or plate 1, 2, 3).
+
+    Every value must be a finite number, with more than two distinct values (two are one indicator either way),
+    and either some value is not an integer (RIN 7.9), or more than half the samples hold a value no other sample
+    holds (ages in years mostly differ; a batch 1, 1, 2, 3, 3, 4 groups samples, and its 4 distinct values over 6
+    samples would pass a 'distinct values > half the samples' rule).
+    """
+    text = values.cast(pl.String).str.strip_chars()
+    parsed = text.cast(pl.Float64, strict=False)
+    if text.is_empty() or parsed.null_count() or not parsed.is_finite().all() or text.n_unique() <= 2:
+        return False
+    if bool((parsed != parsed.round(0)).any()):
+        return True
+    once = int((text.value_counts()["count"] == 1).sum())
+    return 2 * once > text.len()
+
+
 @dataclass(frozen=True)
 class SampleSheet:
     """A sample table in two frames.

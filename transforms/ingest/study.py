@@ -48,6 +48,7 @@ from transforms.ingest.samples import (
     TOOL_QC_ASSAY,
     SampleSheet,
     SubjectSheet,
+    looks_like_measurement,
     read_sample_map,
     read_samples,
     read_subjects,
@@ -274,7 +275,9 @@ def _quote_hint(error: Any) -> str:
     if isinstance(value, bool):
         return " (YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote the value, e.g. 'yes')"
     if isinstance(value, int | float):
-        return f" (YAML read {value!r} as a number: quote it, e.g. '{value}', to give the text)"
+        text = getattr(value, "text", str(value))  # as written (YamlInt / YamlFloat): 010 is the number 8
+        number = "a number" if text == str(value) else f"the number {value!r}"
+        return f" (YAML read {text} as {number}: quote it, e.g. '{text}', to give the text)"
     return ""
 
 
@@ -442,9 +445,10 @@ def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, whe
     """Covariate values of the samples the contrast uses (those with a factor value, after its ``filter``).
 
     A ``numeric_covariates`` value that is missing or no finite number is an error naming sample and value (the DE
-    stage refuses it). A categorical covariate whose every value is a number, with more than two distinct values,
-    is a ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit the
-    numeric column as one slope (a batch coded 1 / 2 is two levels either way, so it is not warned).
+    stage refuses it). A categorical covariate whose values look like a measurement (:func:`looks_like_measurement`:
+    numbers, more than two distinct, some not an integer or most held by one sample only) is a
+    ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit a numeric
+    column as one slope. A batch coded 1 / 2, or 1, 1, 2, 3, 3, 4, is labels: not warned.
     """
     chosen = attributes.filter(pl.col("attribute") == contrast.factor).select("sample_id").unique()
     for attribute, kept in contrast.filter.items():
@@ -467,12 +471,12 @@ def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, whe
                              f"sample {sample!r} is {shown}, not a finite number ({bad.height} such sample(s))",
                              file=MANIFEST_NAME, line=line, column=f"{where}.numeric_covariates")
             continue
-        distinct = text.drop_nulls().n_unique()
-        if table.height and bool(numbers.all()) and distinct > 2:
+        if looks_like_measurement(table["value"]):
             issues.warning("numeric_covariate_as_levels", f"contrast {contrast.name!r}: covariate {column!r} "
-                           f"holds numbers and is fitted as {distinct} levels (one coefficient each); R's DESeq2 "
-                           "would fit a numeric column as one slope: list it under numeric_covariates to do the "
-                           "same", file=MANIFEST_NAME, line=line, column=f"{where}.covariates")
+                           f"holds numbers and is fitted as {text.n_unique()} levels (one coefficient each); if "
+                           f"{column!r} is a measurement (RIN, age) rather than labels, list it under "
+                           "numeric_covariates to fit one slope, as R's DESeq2 fits a numeric column",
+                           file=MANIFEST_NAME, line=line, column=f"{where}.covariates")
 
 
 def _samples_at_level(attributes: pl.DataFrame, factor: str, level: str, *, where: dict[str, list[str]]) -> int:

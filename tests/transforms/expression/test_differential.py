@@ -15,6 +15,7 @@ from transforms.expression.deseq2 import DESeqResult, deseq_wald
 from transforms.expression.differential import (
     DEResult,
     DesignError,
+    _numeric_hint,
     check_design,
     design_matrix,
     differential_expression,
@@ -451,6 +452,15 @@ def test_check_design_numeric_covariate_says_it_is_categorical():
     with pytest.raises(DesignError) as caught:
         check_design(samples, factor="group", test="b", reference="a", covariates=["batch"])
     assert "holds numbers" not in str(caught.value)
+    # A batch coded 1, 1, 2, 3, 3, 4 (labels: integers, most shared) is not named either (review, Session 17);
+    # ages 31, 45, 52, 60, 38, 41 (integers, each its own) are, with the conditional advice.
+    samples = _design(group=["a", "b", "a", "b", "a", "b"], batch=["1", "1", "2", "3", "3", "4"],
+                      age=["31", "45", "52", "60", "38", "41"])
+    assert _numeric_hint(samples, ["batch"]) == ""
+    assert _numeric_hint(samples, ["batch", "age"]) == (
+        "; 'age' (6 distinct values) holds numbers, fitted as categorical levels (one coefficient per distinct "
+        "value): if 'age' is a measurement (RIN, age) rather than labels, list it under numeric_covariates in "
+        "study.yaml to fit one slope, as R's DESeq2 fits a numeric column")
 
 
 def test_check_design_numeric_covariate_is_one_slope():

@@ -637,8 +637,26 @@ def test_read_study_warns_of_a_numeric_covariate_fitted_as_levels(tmp_path, refe
     assert issues.select("file", "line", "column", "code", "severity").rows() == [
         ("study.yaml", 7, "contrasts[0].covariates", "numeric_covariate_as_levels", "warning")]
     assert issues["message"].item() == (
-        "contrast 'levels': covariate 'rin' holds numbers and is fitted as 6 levels (one coefficient each); R's "
-        "DESeq2 would fit a numeric column as one slope: list it under numeric_covariates to do the same")
+        "contrast 'levels': covariate 'rin' holds numbers and is fitted as 6 levels (one coefficient each); if "
+        "'rin' is a measurement (RIN, age) rather than labels, list it under numeric_covariates to fit one slope, "
+        "as R's DESeq2 fits a numeric column")
+
+
+@pytest.mark.parametrize(("values", "warned"), [
+    ("1 1 2 3 3 4", False),  # a batch / lane / plate coded as numbers: labels, 4 levels
+    ("7.9 8.1 6.5 7.9 9.0 8.1", True),  # RIN: not integers (3 repeats: the rule is not 'all distinct')
+    ("31 45 52 60 38 41", True),  # ages in years: each sample its own value
+])
+def test_read_study_warns_of_numbers_fitted_as_levels_only_when_they_look_like_a_measurement(
+        tmp_path, reference, study_folder, values, warned):
+    # Review (Session 17): every covariate of numbers with > 2 distinct values was warned and told to become one
+    # slope, a batch coded 1, 2, 3, 4 too.
+    rows = "".join(f"S{i}\t{'ab'[i % 2]}\t{v}\n" for i, v in enumerate(values.split(), start=1))
+    manifest = _NUMERIC_HEAD + "  - {name: c, factor: group, test: b, reference: a, covariates: [x]}\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": "sample_id\tgroup\tx\n" + rows,
+                                               "counts.tsv": _NUMERIC_COUNTS})
+    issues = study_issues(read_study(folder, reference=reference))
+    assert (issues["code"] == "numeric_covariate_as_levels").any() == warned
 
 
 def test_read_study_refuses_a_numeric_covariate_value_that_is_no_number(tmp_path, reference, study_folder):
@@ -677,6 +695,14 @@ def test_discover_study_says_to_quote_a_level_yaml_read_as_a_boolean_or_a_number
     assert "YAML read 2024 as a number: quote it, e.g. '2024'" in messages["contrasts.1.name"]
     assert "contrasts.1.test" not in messages
     assert {i.line for i in issues.errors} == {5, 6}
+
+
+def test_the_quote_hint_gives_a_yaml_number_as_written(tmp_path, study_folder):
+    # a contrast name 010 is the number 8 to YAML 1.1: the hint quotes what was written, not '8'
+    manifest = "study_id: s\nname: s\nassays: []\ncontrasts:\n  - {name: 010, factor: batch, test: 2, reference: 1}\n"
+    issues = IssueLog("s")
+    assert discover_study(study_folder(tmp_path, manifest), issues=issues) is None
+    assert "YAML read 010 as the number 8: quote it, e.g. '010'" in issues.errors[0].message
 
 
 @pytest.mark.parametrize("separator", ["\n", "\u2028", "\x85"], ids=["newline", "line_separator", "nel"])
