@@ -52,7 +52,9 @@ def study_state(lake: Lake, study_id: str) -> pl.DataFrame:
     if stale:
         raise InconsistentStudy(f"study {study_id!r} cannot be published: {', '.join(stale)} not computed from "
                                 "its newest load; run every stage of the study (omicsdw build --study "
-                                f"{study_id}, or the study_job in Dagster)")
+                                f"{study_id}, or the study_job in Dagster). If the build finds the study unchanged "
+                                "and this stays, a table of it is damaged (omicsdw doctor names it): omicsdw remove "
+                                f"{study_id}, then build it again")
     return pl.DataFrame(rows, schema={k: v for k, v in polars_schema(LEDGER).items() if k != "published_at"})
 
 

@@ -47,8 +47,10 @@ def _publish(lake: Lake, wh: Path, study_id: str, load: str, counts: pl.DataFram
 def test_catalog_shows_the_published_set_until_every_stage_of_a_new_load_ran(lake: Lake, wh: Path) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")  # ingest only
-    with pytest.raises(InconsistentStudy, match="rna_sample_factors"):
+    with pytest.raises(InconsistentStudy, match="rna_sample_factors") as refused:
         publish_study(lake, "s1")
+    # a study whose ingest finds it unchanged is not rebuilt by `build --study`: the hint names the way out too
+    assert "omicsdw remove s1, then build it again" in str(refused.value)
     refresh_catalog(lake, wh)
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # still load A
     assert warehouse.table("rna_counts", warehouse=wh).collect()["count"].sum() == 30.0
