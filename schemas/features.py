@@ -25,9 +25,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.manifest import load_yaml
+from schemas.manifest import level_text, load_yaml
 
 Layer = Literal["rna", "protein", "copy_number", "mutation", "signature"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -40,6 +40,12 @@ class _Spec(BaseModel):
 class SampleFilter(_Spec):
     attribute: str = Field(description="A sample attribute (sample_attributes.attribute).")
     values: list[str] = Field(min_length=1, description="Values (as text) a sample must have.")
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: object) -> object:
+        """A value written as a YAML number (``batch: [1, 2]``) is its text as written, as in study.yaml."""
+        return level_text(value)
 
 
 class GeneSet(_Spec):

@@ -151,7 +151,7 @@ class Assay(_Strict):
             raise ValueError(f"`layer` names an AnnData layer; a {self.format} file has none (remove it)")
 
 
-def _level_text(value: object) -> object:
+def level_text(value: object) -> object:
     """A sample attribute value written as a YAML number (``test: 10``, ``filter: {batch: 2}``) as its text.
 
     Sample attributes are text (``10`` in samples.tsv is the level '10'), but YAML reads an unquoted 10 as a number,
@@ -167,7 +167,7 @@ def _level_text(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, list):
-        return [_level_text(v) for v in value]
+        return [level_text(v) for v in value]
     return value
 
 
@@ -189,13 +189,13 @@ class Contrast(_Strict):
     @field_validator("test", "reference", mode="before")
     @classmethod
     def _levels_as_text(cls, value: object) -> object:
-        return _level_text(value)
+        return level_text(value)
 
     @field_validator("filter", mode="before")
     @classmethod
     def _values_as_lists(cls, value: object) -> object:
         if isinstance(value, dict):
-            return {k: _level_text(v if isinstance(v, list) else [v]) for k, v in value.items()}
+            return {k: level_text(v if isinstance(v, list) else [v]) for k, v in value.items()}
         return value
 
     @model_validator(mode="after")
@@ -221,7 +221,7 @@ class ZscoreReference(_Strict):
     @field_validator("values", mode="before")
     @classmethod
     def _values_as_text(cls, value: object) -> object:
-        return _level_text(value)
+        return level_text(value)
 
 
 class QcSettings(_Strict):
@@ -367,7 +367,7 @@ class YamlFloat(float):
 
 
 class _TextKeepingLoader(yaml.SafeLoader):
-    """``SafeLoader`` whose ints and floats carry their written text (see :func:`_level_text`)."""
+    """``SafeLoader`` whose ints and floats carry their written text (see :func:`level_text`)."""
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlInt:
@@ -457,10 +457,12 @@ def _check_unique_keys(node: yaml.MappingNode) -> None:
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML file safely: :func:`read_yaml_text` and :func:`compose_yaml` checks, then ``safe_load``."""
+    """Parse a YAML file safely: :func:`read_yaml_text` and :func:`compose_yaml` checks, then
+    :func:`load_yaml_text` (numbers keep their written text for values that are sample attributes).
+    """
     text = read_yaml_text(path)
     compose_yaml(text)
-    return yaml.safe_load(text)
+    return load_yaml_text(text)
 
 
 def read_manifest_data(path: Path) -> tuple[dict[str, Any], dict[str, int]]:

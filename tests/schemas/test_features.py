@@ -40,6 +40,18 @@ def test_load_spec_reads_the_documented_example(tmp_path):
     assert spec.impute == "none"
 
 
+def test_load_spec_reads_filter_values_written_as_yaml_numbers_as_written(tmp_path):
+    """Sample attributes are text: `values: [01, 2]` selected nothing but a refusal ('Input should be a valid
+    string'), while study.yaml takes the same values as the text written; numeric keys stay numbers."""
+    path = tmp_path / "batches.yaml"
+    path.write_text(EXAMPLE.replace("values: [primary_tumor]", "values: [01, 2, 0.50]").replace("500", "1_000"))
+    spec = load_spec(path)
+    assert spec.samples is not None
+    assert spec.samples.values == ["01", "2", "0.50"]
+    assert type(spec.layers[3].top_variable) is int
+    assert spec.layers[3].top_variable == 1000
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"layers": [{"layer": "rna", "genes": ["TP53"], "top_variable": 5}]}, "exactly one of"),
     ({"layers": [{"layer": "rna"}]}, "exactly one of"),
