@@ -74,10 +74,24 @@ def _trim_range(
     scale = _BUCKETS / span if span > 0 else 0.0
     if not math.isfinite(scale):
         scale = 0.0
+    k1, k2 = lo_rank - 1, hi_rank - 1  # 0-based places of the ends in order
+    group1, below1, group2, below2 = _order_groups(x, n, least, scale, k1, k2, hist, buf)
+    return _end(group1, below1, k1, lo_rank, True), _end(group2, below2, k2, hi_rank, False)
+
+
+@_jit
+def _order_groups(
+    x: np.ndarray, n: int, least: float, scale: float, k1: int, k2: int, hist: np.ndarray, buf: np.ndarray
+) -> tuple[np.ndarray, int, np.ndarray, int]:
+    """The sorted values of the histogram buckets holding the order statistics at 0-based places ``k1 <= k2`` of
+    ``x[:n]``, each with the count of values in lower buckets (one group twice when both are in one bucket).
+
+    The bucket ``int((x - least) * scale)`` is non-decreasing in ``x``, so a lower bucket holds only smaller values:
+    the statistic at place ``k`` is ``group[k - below]``. TMM's trims and the size factors' medians share it.
+    """
     hist[:] = 0
     for i in range(n):
         hist[min(int((x[i] - least) * scale), _BUCKETS - 1)] += 1
-    k1, k2 = lo_rank - 1, hi_rank - 1  # 0-based places of the ends in order
     b1, b2, below1, below2, cum = -1, -1, 0, 0, 0
     for b in range(_BUCKETS):
         if b1 < 0 and cum + hist[b] > k1:
@@ -99,12 +113,11 @@ def _trim_range(
             c2 += 1
     group1 = buf[:size1]
     group1.sort()
-    low = _end(group1, below1, k1, lo_rank, True)
     if b2 == b1:
-        return low, _end(group1, below1, k2, hi_rank, False)
+        return group1, below1, group1, below1
     group2 = buf[size1:c2]
     group2.sort()
-    return low, _end(group2, below2, k2, hi_rank, False)
+    return group1, below1, group2, below2
 
 
 @_jit
@@ -428,36 +441,8 @@ def _middle(x: np.ndarray, n: int, least: float, largest: float, hist: np.ndarra
     if not (math.isfinite(least) and math.isfinite(largest) and math.isfinite(scale)):  # a zero count: sort them
         ordered = np.sort(x[:n])
         return ordered[k2] if k1 == k2 else (ordered[k1] + ordered[k2]) / 2
-    hist[:] = 0
-    for i in range(n):
-        hist[min(int((x[i] - least) * scale), _BUCKETS - 1)] += 1
-    b1, b2, below1, below2, cum = -1, -1, 0, 0, 0
-    for b in range(_BUCKETS):
-        if b1 < 0 and cum + hist[b] > k1:
-            b1, below1 = b, cum
-        if cum + hist[b] > k2:
-            b2, below2 = b, cum
-            break
-        cum += hist[b]
-    size1 = hist[b1]
-    c1, c2 = 0, size1
-    for i in range(n):
-        b = min(int((x[i] - least) * scale), _BUCKETS - 1)
-        if b == b1:
-            buf[c1] = x[i]
-            c1 += 1
-        elif b == b2:
-            buf[c2] = x[i]
-            c2 += 1
-    group1 = buf[:size1]
-    group1.sort()
-    low = group1[k1 - below1]
-    if b2 == b1:
-        high = group1[k2 - below1]
-    else:
-        group2 = buf[size1:c2]
-        group2.sort()
-        high = group2[k2 - below2]
+    group1, below1, group2, below2 = _order_groups(x, n, least, scale, k1, k2, hist, buf)
+    low, high = group1[k1 - below1], group2[k2 - below2]
     return high if k1 == k2 else (low + high) / 2
 
 
