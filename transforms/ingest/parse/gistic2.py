@@ -87,7 +87,7 @@ def _header(path: Path, name: str) -> tuple[int, list[str], list[tuple[int, str]
     if not lines:
         raise InputError(Issue(name, "empty_file", "error", "file is empty"))
     number, text = lines[0]
-    header = [h.strip() for h in _fields(text, 1)]
+    header = [h.strip() for h in _fields(text.removeprefix("\ufeff"), 1)]  # a byte-order mark is no name
     return number, header, lines[1:]
 
 
