@@ -48,6 +48,7 @@ GENE_LEVEL_FILE = re.compile(r"(^|\.)(all_thresholded\.by_genes|all_data_by_gene
 _PEAK = re.compile(r"^(Amplification|Deletion) Peak\s+(\d+)(\s*-\s*CN values)?$")
 _LIMITS = re.compile(r"^chr([0-9A-Za-z_]+):(\d+)-(\d+)(\(probes \d+:\d+\))?$")
 _CALLS = {"0": 0, "1": 1, "2": 2}
+"""The thresholded calls as written (GISTIC writes integers; anything else is a problem record)."""
 
 PEAK_SCHEMA = {"peak_name": pl.String, "direction": pl.String, "peak_number": pl.Int64, "cytoband": pl.String,
                "chromosome": pl.String, "wide_peak_start": pl.Int64, "wide_peak_end": pl.Int64,
@@ -235,30 +236,37 @@ def _peak_row(fields: list[str], col: dict[str, int], *, key: str, direction: st
 
 def _call_records(calls: dict[str, tuple[int, list[str]]], values: dict[str, tuple[int, list[str]]],
                   samples: list[str]) -> pl.DataFrame:
-    """:data:`CALL_SCHEMA` records: each peak's thresholded cell beside its CN-values cell, per sample."""
-    rows = []
+    """:data:`CALL_SCHEMA` records: each peak's thresholded cell beside its CN-values cell, per sample (polars
+    expressions over the cells' text: 100 peaks x 10,000 samples is a million cells, bench/README.md).
+    """
+    if not calls:
+        return pl.DataFrame(schema=CALL_SCHEMA)
+    frames = []
     for key, (line, cells) in calls.items():
-        cn_line, cn_cells = values.get(key, (line, None))
-        for position, sample in enumerate(samples):
-            text = cells[position].strip()
-            call = _CALLS.get(text)
-            problem = code = raw = None
-            where = line
-            if call is None:
-                number = _number(text)
-                code = "invalid_call"
-                problem = ("missing call" if text == "" else f"non-numeric call '{text}'" if number is None
-                           else f"call {text} is not 0, 1 or 2")
-                raw = text
-            change = None
-            if cn_cells is not None:
-                cn_text = cn_cells[position].strip()
-                change = _number(cn_text)
-                if change is None and problem is None:
-                    code, where, raw = "invalid_copy_change", cn_line, cn_text
-                    problem = "missing copy change" if cn_text == "" else f"non-numeric copy change '{cn_text}'"
-            rows.append((sample, key, where, call, change, problem, code, raw))
-    return pl.DataFrame(rows, schema=CALL_SCHEMA, orient="row")
+        cn_line, cn_cells = values.get(key, (None, None))
+        frames.append(pl.DataFrame({"column": samples, "text": cells, "cn_text": cn_cells},
+                                   schema={"column": pl.String, "text": pl.String, "cn_text": pl.String})
+                      .with_columns(peak_name=pl.lit(key), line=pl.lit(line, pl.Int64),
+                                    cn_line=pl.lit(cn_line, pl.Int64)))
+    text, cn_text = pl.col("text").str.strip_chars(), pl.col("cn_text").str.strip_chars()
+    call = text.replace_strict(_CALLS, default=None, return_dtype=pl.Int8)
+    number, change = (t.cast(pl.Float64, strict=False) for t in (text, cn_text))
+    bad_call = (pl.when(text == "").then(pl.lit("missing call"))
+                .when(number.is_null() | ~number.is_finite()).then(pl.format("non-numeric call '{}'", text))
+                .otherwise(pl.format("call {} is not 0, 1 or 2", text)))
+    bad_change = (pl.when(cn_text == "").then(pl.lit("missing copy change"))
+                  .otherwise(pl.format("non-numeric copy change '{}'", cn_text)))
+    change_broken = pl.col("cn_text").is_not_null() & (change.is_null() | ~change.is_finite().fill_null(False))
+    return pl.concat(frames).select(
+        "column", "peak_name",
+        pl.when(call.is_null() | ~change_broken).then("line").otherwise("cn_line").alias("line"),
+        call.alias("call"),
+        pl.when(change.is_finite()).then(change).alias("copy_change"),
+        pl.when(call.is_null()).then(bad_call).when(change_broken).then(bad_change).alias("problem"),
+        pl.when(call.is_null()).then(pl.lit("invalid_call"))
+        .when(change_broken).then(pl.lit("invalid_copy_change")).alias("problem_code"),
+        pl.when(call.is_null()).then(text).when(change_broken).then(cn_text).alias("raw"),
+    ).cast(pl.Schema(CALL_SCHEMA))
 
 
 def parse_gistic_peak_genes(path: Path, *, issues: IssueLog, display_name: str | None = None) -> pl.DataFrame:
