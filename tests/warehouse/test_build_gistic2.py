@@ -95,3 +95,37 @@ def test_build_gistic2_gene_tables_into_copy_number(loaded):
     # hsa-mir-200a with GISTIC's negative Locus ID: kept, its symbol decides (not an official one: unmapped)
     mir = calls.filter(pl.col("feature_id") == "hsa-mir-200a|-3")
     assert mir.height == 3
+
+
+def _peaks_folder(root: Path, files: dict[str, Path]) -> Path:
+    folder = root / "peaks_only"
+    (folder / "gistic").mkdir(parents=True)
+    (folder / "study.yaml").write_text("study_id: peaks_only\nname: peaks\nassays:\n  - {name: gistic_peaks, kind: "
+                                       "copy_number, format: gistic2_peaks, path: 'gistic/*'}\n")
+    for name, source in files.items():
+        shutil.copy(source, folder / "gistic" / name)
+    return folder
+
+
+def test_read_gistic2_peaks_two_confidence_levels_is_a_located_error(tmp_path, reference):
+    lesions = LAML / "all_lesions.conf_99.txt"
+    folder = _peaks_folder(tmp_path, {"all_lesions.conf_99.txt": lesions, "all_lesions.conf_90.txt": lesions})
+    issues = read_study(folder, reference=reference).issues
+    (error,) = issues.errors
+    assert (error.code, error.file, error.column) == ("gistic_peak_files", "study.yaml", "assays.gistic_peaks.path")
+    assert "all_lesions.conf_90.txt" in error.message
+    assert "all_lesions.conf_99.txt" in error.message
+
+
+def test_read_gistic2_peaks_gene_table_in_the_glob_names_its_format(tmp_path, reference):
+    folder = _peaks_folder(tmp_path, {"all_lesions.conf_99.txt": LAML / "all_lesions.conf_99.txt",
+                                      "all_thresholded.by_genes.txt":
+                                          TEST_DATA / "copy_number_gistic2" / "all_thresholded.by_genes.txt"})
+    ingest = read_study(folder, reference=reference)
+    assert not ingest.issues.has_errors
+    (warning,) = [i for i in ingest.issues.issues if i.code == "gistic_gene_table"]
+    assert warning.file == "gistic/all_thresholded.by_genes.txt"
+    assert "format gistic" in warning.message
+    assert "copy_number_peak_genes" not in ingest.tables  # no amp_genes / del_genes: no membership rows
+    peaks = pl.concat(ingest.tables["copy_number_peaks"]).collect()
+    assert peaks["n_genes"].null_count() == peaks.height  # unknown, not zero: no genes file was given
