@@ -171,3 +171,13 @@ def test_parse_cn_log2_reads_gistic2_data_by_genes(shared_data):
                           pl.col("column") == "TCGA-AB-2822-03A-01D-0756-21").row(0, named=True)
     assert tp53["log2_ratio"] == pytest.approx(-0.512)
     assert records["problem"].null_count() == records.height
+
+
+def test_parse_gistic_lesions_cut_peak_row_is_one_error_not_two(tmp_path):
+    """A thresholded row cut short is a ragged_row error; its CN-values row is not reported again as an orphan."""
+    lines = _LESIONS.splitlines(keepends=True)
+    text = lines[0] + lines[1][: lines[1].rindex("\t0\t2")] + "\n" + lines[2]
+    issues = IssueLog("t")
+    parsed = parse_gistic_lesions(_write(tmp_path, "all_lesions.conf_99.txt", text), issues=issues)
+    assert [(i.code, i.line) for i in issues.issues] == [("ragged_row", 2)]
+    assert parsed.peaks.is_empty()

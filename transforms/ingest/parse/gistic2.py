@@ -164,6 +164,9 @@ def parse_gistic_lesions(path: Path, *, issues: IssueLog, display_name: str | No
         fields = _fields(text, width)
         if len(fields) != width:
             ragged.append((number, len(fields)))
+            if (cut := _PEAK.match(fields[0].strip())) and not cut.group(3):  # its CN row is no orphan on top
+                rejected.add(peak_name("amplification" if cut.group(1) == "Amplification" else "deletion",
+                                       int(cut.group(2))))
             continue
         label = fields[col[NAME]].strip()
         match = _PEAK.match(label)
