@@ -37,7 +37,12 @@ from transforms.ingest.parse.star import parse_star
 from transforms.ingest.parse.vcf import parse_vcf
 from transforms.ingest.samples import map_sample_columns
 from transforms.issues import InputError, Issue, IssueLog
-from transforms.layers.copy_number import build_mismatch_message, canonical_build, segments_to_genes
+from transforms.layers.copy_number import (
+    build_mismatch_message,
+    canonical_build,
+    match_peak_genes,
+    segments_to_genes,
+)
 from transforms.layers.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
 from transforms.layers.variants import NON_SILENT_RULE, mutation_status_from_matrix, mutation_status_from_variants
 
@@ -446,28 +451,21 @@ def _read_gistic_peaks(assay: Assay, files: list[Path], context: AssayContext) -
     calls = attach_identity(parsed.calls.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
                             assay=assay.name, file=file)
     peaks = parsed.peaks
-    keys = ["direction", "chromosome", "wide_peak_start", "wide_peak_end"]
     members = []
     for direction, found in sorted(genes.items()):
         genes_file, genes_path = found[0]
         listed = parse_gistic_peak_genes(genes_path, issues=context.issues, display_name=genes_file)
-        matched = listed.join(peaks.select(*keys, "peak_name"), on=keys, how="left")
-        for column, cytoband, line, n in matched.filter(pl.col("peak_name").is_null()).group_by(
-                "peak_column", maintain_order=True).agg(pl.col("cytoband").first(), pl.col("line").min(),
-                                                         pl.len()).iter_rows():
+        matched = match_peak_genes(listed, peaks)
+        for column, cytoband, line, n in matched.unknown.iter_rows():
             context.issues.warning("unknown_peak", f"the peak of column {column} ({cytoband}) has wide peak "
                                    f"boundaries that no {direction} peak of {file} has: another run or confidence "
                                    f"level? Its {n} gene(s) are left out", file=genes_file, line=line,
                                    column=cytoband)
-        matched = matched.filter(pl.col("peak_name").is_not_null())
-        repeated = matched.filter(pl.struct("peak_name", "feature_id").is_duplicated()
-                                  & ~pl.struct("peak_name", "feature_id").is_first_distinct())
-        if repeated.height:  # GISTIC's gene table has loci sharing a symbol (two MIR4461 rows): one gene per peak
+        if (repeated := matched.repeated).height:
             context.issues.info("repeated_peak_gene", f"{repeated.height} gene(s) listed again in the same peak "
                                 f"(first: {repeated['feature_id'][0]!r}, line {repeated['line'][0]}); kept once",
                                 file=genes_file, line=int(repeated["line"][0]))
-        members.append(matched.unique(["peak_name", "feature_id"], keep="first", maintain_order=True)
-                       .with_columns(pl.lit(genes_file).alias("file")))
+        members.append(matched.kept.with_columns(pl.lit(genes_file).alias("file")))
     listed_directions = ["amplification" if d == "amp" else "deletion" for d in genes]
     member_rows = pl.concat(members) if members else None
     counts = (member_rows.group_by("peak_name").agg(pl.len().cast(pl.Int64).alias("n_genes"))
