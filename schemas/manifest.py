@@ -24,7 +24,7 @@ FORMATS: dict[str, set[str]] = {
     "rna_abundance": {"matrix", "salmon", "rsem", "cbioportal"},
     "variants": {"maf", "vcf"},
     "mutation_status": {"matrix"},
-    "copy_number": {"gistic", "log2", "seg", "gistic_long"},
+    "copy_number": {"gistic", "log2", "seg", "gistic_long", "gistic2_peaks"},
     "protein_abundance": {"maxquant", "diann", "fragpipe", "matrix", "rppa"},
     "sc_rna_counts": {"h5ad", "10x_mtx", "10x_h5"},
 }

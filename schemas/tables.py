@@ -243,6 +243,60 @@ class CnSegments(_Table):
     segment_mean: float = pa.Field(nullable=True, description="Segment mean log2 ratio.")
 
 
+class CopyNumberPeaks(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    peak_name: str = pa.Field(description="GISTIC peak ('Amplification Peak 3', 'Deletion Peak 12'), without the "
+                                          "file's padding; the key of copy_number_peak_calls and _genes.")
+    direction: str = pa.Field(isin=["amplification", "deletion"], description="amplification or deletion.")
+    peak_number: int = pa.Field(ge=1, description="GISTIC's number of the peak within its direction.")
+    cytoband: str = pa.Field(nullable=True, description="Cytoband of the peak (all_lesions Descriptor).")
+    chromosome: str = pa.Field(description="Chromosome without 'chr' prefix.")
+    wide_peak_start: int = pa.Field(ge=0, description="Wide peak start (leave-one-out boundaries: where the "
+                                                      "target gene most likely is).")
+    wide_peak_end: int = pa.Field(ge=0, description="Wide peak end (inclusive).")
+    peak_start: int = pa.Field(ge=0, description="Peak start (the region's greatest amplitude and frequency).")
+    peak_end: int = pa.Field(ge=0, description="Peak end (inclusive).")
+    region_start: int = pa.Field(ge=0, description="Start of the significant region holding the peak.")
+    region_end: int = pa.Field(ge=0, description="End of the significant region (inclusive).")
+    q_value: float = pa.Field(ge=0, le=1, description="GISTIC q-value of the peak.")
+    residual_q_value: float = pa.Field(nullable=True, ge=0, le=1,
+                                       description="q-value after removing segments shared with higher peaks.")
+    broad_or_focal: str = pa.Field(nullable=True, description="GISTIC's Broad or Focal column, as given.")
+    n_genes: int = pa.Field(nullable=True, ge=0, description="Genes listed for the wide peak in amp_genes / "
+                                                             "del_genes (NULL: the assay has no such file).")
+
+    class Config:
+        unique = ['study_id', 'assay', 'peak_name']
+
+
+class CopyNumberPeakCalls(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    sample_id: str = _sample()
+    peak_name: str = pa.Field(description="Peak (copy_number_peaks.peak_name).")
+    call: pl.Int8 = pa.Field(ge=0, le=2, description="GISTIC's thresholded call: 0 below the low-level threshold, 1 "
+                                                     "above it, 2 above the sample's high-level threshold.")
+    copy_change: float = pa.Field(nullable=True, description="The peak's actual copy change in the sample (the "
+                                                             "'- CN values' row: log2 ratio, negative for "
+                                                             "deletions).")
+
+    class Config:
+        unique = ['study_id', 'assay', 'sample_id', 'peak_name']
+
+
+class CopyNumberPeakGenes(_Table):
+    study_id: str = _study()
+    assay: str = _assay()
+    peak_name: str = pa.Field(description="Peak (copy_number_peaks.peak_name).")
+    gene_id: int = _gene()
+    feature_id: str = pa.Field(description="Gene as listed in amp_genes / del_genes (brackets removed).")
+    in_wide_peak: bool = pa.Field(description="False for GISTIC's bracketed nearest gene of a peak with none.")
+
+    class Config:
+        unique = ['study_id', 'assay', 'peak_name', 'feature_id']
+
+
 class ProteinAbundance(_Table):
     study_id: str = _study()
     assay: str = _assay()
@@ -710,6 +764,9 @@ TABLES: dict[str, type[_Table]] = {
     "gene_mutation_status": GeneMutationStatus,
     "copy_number": CopyNumber,
     "cn_segments": CnSegments,
+    "copy_number_peaks": CopyNumberPeaks,
+    "copy_number_peak_calls": CopyNumberPeakCalls,
+    "copy_number_peak_genes": CopyNumberPeakGenes,
     "protein_abundance": ProteinAbundance,
     "sc_pseudobulk": ScPseudobulk,
     "cell_type_composition": CellTypeComposition,
@@ -752,6 +809,12 @@ TABLE_DOCS: dict[str, str] = {
     "gene_mutation_status": "One row per sample and gene mutated in the study: mutated / wild type / not profiled.",
     "copy_number": "Gene-level copy number: one row per sample and gene (log2 ratio and/or GISTIC call).",
     "cn_segments": "Copy-number segments: one row per sample and segment.",
+    "copy_number_peaks": "GISTIC 2.0 significant peaks: one row per study, assay and peak (all_lesions.conf_XX.txt): "
+                         "direction, cytoband, wide peak / peak / region boundaries, q-values.",
+    "copy_number_peak_calls": "GISTIC 2.0 per-sample peak calls: one row per study, assay, sample and peak: the "
+                              "thresholded call (0/1/2) and the actual copy change.",
+    "copy_number_peak_genes": "GISTIC 2.0 peak membership: one row per study, assay, peak and gene listed in its wide "
+                              "peak (amp_genes / del_genes.conf_XX.txt), mapped through the gene resolver.",
     "protein_abundance": "One row per sample, protein group (or antibody) and mapped gene.",
     "sc_pseudobulk": "Single-cell counts summed per sample and cell type: one row per study, assay, sample, cell "
                      "type and feature, with the cells summed (each profile is also an rna_counts sample "

@@ -104,5 +104,5 @@ def published_rows(lake: Lake, study_id: str) -> int:
 
 
 DATA_LAYERS = ("rna_counts", "rna_abundance", "variants", "gene_mutation_status", "copy_number", "cn_segments",
-               "protein_abundance")
+               "protein_abundance", "copy_number_peaks", "copy_number_peak_calls")
 """The omics tables: a load that leaves all of them empty for a study that had rows there is refused."""

@@ -279,10 +279,10 @@ def study_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = No
     return view_session(lake, study_visible_files(lake, study_id, ledger=ledger))
 
 
-REPORT_TABLES = ("cn_segments", "copy_number", "gene_mutation_status", "gene_set_enrichment", "omics_correlations",
-                 "protein_abundance", "rna_abundance", "rna_counts", "rna_normalized", "rna_vst", "sample_attributes",
-                 "sample_clusters", "sample_embeddings", "sample_qc", "samples", "signature_scores", "studies",
-                 "variants")
+REPORT_TABLES = ("cn_segments", "copy_number", "copy_number_peak_calls", "gene_mutation_status",
+                 "gene_set_enrichment", "omics_correlations", "protein_abundance", "rna_abundance", "rna_counts",
+                 "rna_normalized", "rna_vst", "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc",
+                 "samples", "signature_scores", "studies", "variants")
 """The tables :func:`read_study_report` reads, itself or through :data:`REPORT_VIEWS`."""
 REPORT_VIEWS = ("sample_omics_coverage",)
 """The joined views :func:`read_study_report` reads."""

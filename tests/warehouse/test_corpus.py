@@ -98,6 +98,16 @@ CBIO_SAMPLES = ("TCGA-A1-A0SB-01", "TCGA-A1-A0SD-01", "TCGA-A1-A0SE-01", "TCGA-A
 """The real cBioPortal samples the cBioPortal seeds' data files name (their clinical rows are cut from the study)."""
 
 
+GISTIC2 = TEST_DATA / "copy_number_gistic2"
+
+
+def _lesions_seed() -> str:
+    """The real LAML all_lesions cut to its first amplification and deletion peaks (and their CN-values rows) and
+    three samples, GISTIC's trailing tab kept."""
+    lines = (TEST_DATA / "variants_tcga_laml_maftools/all_lesions.conf_99.txt").read_text().splitlines()
+    return "".join("\t".join(lines[i].split("\t")[:12]) + "\t\n" for i in (0, 1, 5, 17, 21))
+
+
 def _pick(path: Path, header: int, ids: tuple[str, ...]) -> str:
     """The first ``header`` lines of a real table, then its rows whose first or second field is one of ``ids``."""
     lines = path.read_text().splitlines(keepends=True)
@@ -313,6 +323,14 @@ def _seeds() -> dict[str, Seed]:
         "rppa": Seed(_manifest("  - {name: rppa, kind: protein_abundance, format: rppa, platform: rppa, "
                                "path: rppa.tsv}\n"), {"rppa.tsv": rppa}, "rppa.tsv", "protein_abundance",
                      "abundance"),
+        "gistic2_genes": Seed(_manifest("  - {name: cn, kind: copy_number, format: gistic, "
+                                        "path: all_thresholded.by_genes.txt}\n"),
+                              {"all_thresholded.by_genes.txt": _head(GISTIC2 / "all_thresholded.by_genes.txt", 4)},
+                              "all_thresholded.by_genes.txt", "copy_number", "call"),
+        "gistic2_peaks": Seed(_manifest("  - {name: peaks, kind: copy_number, format: gistic2_peaks, "
+                                        "path: all_lesions.conf_99.txt}\n"),
+                              {"all_lesions.conf_99.txt": _lesions_seed()}, "all_lesions.conf_99.txt",
+                              "copy_number_peak_calls", "call"),
         "gistic_long": Seed(_manifest("  - {name: cn, kind: copy_number, format: gistic_long, path: cna_long.tsv, "
                                       "gene_id_type: symbol}\n"),
                             {"cna_long.tsv": _head(CBIO / "data_cna_discrete.txt", 4)}, "cna_long.tsv", "copy_number",
@@ -394,6 +412,9 @@ def _sep(seed: Seed) -> bytes:
     return b"," if seed.target.endswith(".csv") else b" " if seed.target.endswith(".mtx") else b"\t"
 
 
+CALL_CELL = {"gistic2_genes": 3, "gistic2_peaks": 9}
+"""Field index (0-based) of the first sample's call in the GISTIC seeds, which ``non_numeric_call`` overwrites."""
+
 DUPLICATE_KEYS = {"study_yaml": "name: the same key again\n",
                   "contrasts": "contrasts:\n  - {name: b_vs_a_again, factor: group, test: b, reference: a}\n",
                   "signature_yaml": "signatures:\n  - name: AGAIN\n    up: [TP53, MYC]\n"}
@@ -453,6 +474,11 @@ def _damage(case: str, seed: Seed, folder: Path, outside: Path) -> None:
                                                  *lines[header + 2:]]))
     elif case == "empty":
         target.write_bytes(b"")
+    elif case == "non_numeric_call":  # the first sample's cell of the first data row
+        column = CALL_CELL[name]
+        _edit(target, _lines_edit(lambda lines: _set_field(lines, header + 1, column, b"amp", _sep(seed))))
+    elif case == "cut_row":  # a copy that stopped inside the last row (two fields short, no line end)
+        _edit(target, lambda d: b"\t".join(d.rstrip(b"\t\n").split(b"\t")[:-2]))
     elif case == "header_only":
         _edit(target, _lines_edit(lambda lines: lines[: header + 1]))
     elif case == "duplicate_header":  # the last column's name repeats the one before it
@@ -636,7 +662,8 @@ TABULAR = {"matrix_tsv", "matrix_csv", "featurecounts", "salmon", "rsem", "sampl
            "cbioportal_data", "maxquant", "diann", "fragpipe", "gistic", "cn_log2", "mutation_status", "sample_map",
            "subjects", "10x_cells", "protein_matrix", "rppa", "gistic_long", "cbioportal_samples",
            "cbioportal_patients", "cbioportal_rppa", "cbioportal_maf", "cbioportal_gene_panel", "cbioportal_cna",
-           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg", "cbioportal_zscore"}
+           "cbioportal_cna_wide", "cbioportal_log2", "cbioportal_seg", "cbioportal_zscore", "gistic2_genes",
+           "gistic2_peaks"}
 BINARY = {"h5ad", "10x_h5"}
 SPARSE_COUNTS = {"10x_mtx", "10x_h5"}
 REPEATED_BARCODE_CASES = ("repeated_barcode_annotated", "repeated_barcode_unannotated")
@@ -678,6 +705,8 @@ def _cases() -> list[tuple[str, str]]:
             cases.append((name, "duplicate_sample"))
         if name == "samples":
             cases.append((name, "case_duplicate_sample"))
+        if name in CALL_CELL:
+            cases += [(name, "non_numeric_call"), (name, "cut_row")]
         if name in ("study_yaml", "signature_yaml"):
             cases.append((name, "yaml_bomb"))
         if name in DUPLICATE_KEYS:
@@ -749,7 +778,8 @@ def _load_case(base: Base, name: str, case: str) -> tuple[str, StudyLoad]:
 
 def _values(base: Base, seed: Seed, sid: str) -> pl.DataFrame:
     frame = base.lake.scan(seed.table, study_id=sid).collect()
-    keys = [c for c in ("sample_id", "cell_type", "feature_id", "chromosome", "start", "position", "measure")
+    keys = [c for c in ("sample_id", "cell_type", "feature_id", "peak_name", "chromosome", "start", "position",
+                        "measure")
             if c in frame.columns]
     return frame.select(*keys, *([seed.value] if seed.value not in keys else [])).sort(keys)
 
@@ -766,7 +796,8 @@ def _clean(base: Base, name: str) -> pl.DataFrame:
 
 
 BENIGN = {"bom", "crlf"}
-LINE_CASES = {"long_line", "duplicate_header", "empty_column_name", "duplicate_sample", "nan", "inf", "negative"}
+LINE_CASES = {"long_line", "duplicate_header", "empty_column_name", "duplicate_sample", "nan", "inf", "negative",
+              "non_numeric_call", "cut_row"}
 """Cases whose problem sits on one line of a line-oriented file: the issue must give that line."""
 
 
@@ -893,6 +924,11 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
             assert isinstance(text, str)
             assert located["line"].to_list() == [text.count("\n") + 1], located.rows(named=True)
             assert "given twice" in located["message"][0]
+        if case in ("non_numeric_call", "cut_row"):  # the damaged row: the first data row, or the cut last one
+            text = seed.files[seed.target]
+            assert isinstance(text, str)
+            line = seed.header + 1 if case == "non_numeric_call" else text.count("\n")
+            assert line in located["line"].to_list(), located.rows(named=True)
         if case == "truncated_gzip" and name in TABULAR:  # the first line the cut stream does not hold whole
             assert located["line"].to_list() == [_whole_lines(base.root / sid / sid / seed.target) + 1]
     assert _good_files(base.lake) == base.good_files  # the good study's files: not one added or removed

@@ -19,6 +19,13 @@ from transforms.ingest.parse import ParsedAssay
 from transforms.ingest.parse.copy_number import parse_cn_log2, parse_gistic, parse_gistic_long
 from transforms.ingest.parse.featurecounts import parse_featurecounts
 from transforms.ingest.parse.gene_panel import parse_gene_panels
+from transforms.ingest.parse.gistic2 import (
+    GENE_LEVEL_FILE,
+    GENES_FILE,
+    LESIONS_FILE,
+    parse_gistic_lesions,
+    parse_gistic_peak_genes,
+)
 from transforms.ingest.parse.labels import sample_label_from_path
 from transforms.ingest.parse.maf import parse_maf
 from transforms.ingest.parse.matrix import parse_matrix
@@ -30,7 +37,12 @@ from transforms.ingest.parse.star import parse_star
 from transforms.ingest.parse.vcf import parse_vcf
 from transforms.ingest.samples import map_sample_columns
 from transforms.issues import InputError, Issue, IssueLog
-from transforms.layers.copy_number import build_mismatch_message, canonical_build, segments_to_genes
+from transforms.layers.copy_number import (
+    build_mismatch_message,
+    canonical_build,
+    match_peak_genes,
+    segments_to_genes,
+)
 from transforms.layers.proteins import map_protein_groups, missing_per_sample, normalise_protein_abundance
 from transforms.layers.variants import NON_SILENT_RULE, mutation_status_from_matrix, mutation_status_from_variants
 
@@ -356,6 +368,8 @@ def read_copy_number(assay: Assay, files: list[Path], context: AssayContext) -> 
     """Gene-level calls / log2 ratios, or segments (placed on genes when their build matches the reference)."""
     if assay.format == "seg":
         return _read_segments(assay, files, context)
+    if assay.format == "gistic2_peaks":
+        return _read_gistic_peaks(assay, files, context)
     parser = {"gistic": parse_gistic, "log2": parse_cn_log2, "gistic_long": parse_gistic_long}[assay.format]
     parsed = [(context.relative(f), parser(f, issues=context.issues, display_name=context.relative(f)))
               for f in files]
@@ -398,6 +412,81 @@ def _read_segments(assay: Assay, files: list[Path], context: AssayContext) -> As
     tables["copy_number"] = gene_rows.lazy()
     return AssayOutput(tables, gene_map, mapping, {"segments": good.height, "gene_level": True,
                                                    "genes": gene_map.height, "build": target})
+
+
+def _read_gistic_peaks(assay: Assay, files: list[Path], context: AssayContext) -> AssayOutput:
+    """GISTIC 2.0 peaks of one confidence level: the files of ``path`` are told apart by GISTIC's names.
+
+    One ``all_lesions.conf_XX.txt`` (peaks and per-sample calls) is required; ``amp_genes`` / ``del_genes`` of the
+    same run add each peak's genes (at most one file per direction). A gene-level table matched by the glob is a
+    warning naming the format to declare it with; any other file an info issue; neither is read.
+    """
+    lesions: list[tuple[str, Path]] = []
+    genes: dict[str, list[tuple[str, Path]]] = {}
+    for path in files:
+        name = context.relative(path)
+        if LESIONS_FILE.search(path.name):
+            lesions.append((name, path))
+        elif match := GENES_FILE.search(path.name):
+            genes.setdefault(match.group(2), []).append((name, path))
+        elif GENE_LEVEL_FILE.search(path.name):
+            context.issues.warning("gistic_gene_table", "a GISTIC 2.0 gene-level table, not read by a gistic2_peaks "
+                                   "assay: declare it as a copy_number assay of its own (format gistic for "
+                                   "all_thresholded.by_genes, log2 for *_data_by_genes)", file=name)
+        else:
+            context.issues.info("not_gistic_peaks", "not an all_lesions, amp_genes or del_genes file of GISTIC 2.0; "
+                                "not read", file=name)
+    where = "study.yaml" if context.manifest.source_layout == "study_yaml" else assay.path
+    if len(lesions) != 1 or any(len(found) > 1 for found in genes.values()):
+        several = [n for n, _ in lesions] if len(lesions) > 1 else next(
+            ([n for n, _ in found] for found in genes.values() if len(found) > 1), [])
+        problem = (f"the path matches {len(several)} files of one kind ({', '.join(several)}): one GISTIC run "
+                   "and confidence level per assay" if several else "no all_lesions.conf_XX.txt file matches the "
+                   "path: the peaks and their calls are in it")
+        raise InputError(Issue(where, "gistic_peak_files", "error", f"assay {assay.name!r}: {problem}",
+                               column=f"assays.{assay.name}.path"))
+    file, path = lesions[0]
+    parsed = parse_gistic_lesions(path, issues=context.issues, display_name=file)
+    mapping = _map_samples(parsed.calls, assay, context, file)
+    calls = attach_identity(parsed.calls.records, sample_map=mapping, gene_map=None, study_id=context.study_id,
+                            assay=assay.name, file=file)
+    peaks = parsed.peaks
+    members = []
+    for direction, found in sorted(genes.items()):
+        genes_file, genes_path = found[0]
+        listed = parse_gistic_peak_genes(genes_path, issues=context.issues, display_name=genes_file)
+        matched = match_peak_genes(listed, peaks)
+        for column, cytoband, line, n in matched.unknown.iter_rows():
+            context.issues.warning("unknown_peak", f"the peak of column {column} ({cytoband}) has wide peak "
+                                   f"boundaries that no {direction} peak of {file} has: another run or confidence "
+                                   f"level? Its {n} gene(s) are left out", file=genes_file, line=line,
+                                   column=cytoband)
+        if (repeated := matched.repeated).height:
+            context.issues.info("repeated_peak_gene", f"{repeated.height} gene(s) listed again in the same peak "
+                                f"(first: {repeated['feature_id'][0]!r}, line {repeated['line'][0]}); kept once",
+                                file=genes_file, line=int(repeated["line"][0]))
+        members.append(matched.kept.with_columns(pl.lit(genes_file).alias("file")))
+    listed_directions = ["amplification" if d == "amp" else "deletion" for d in genes]
+    member_rows = pl.concat(members) if members else None
+    counts = (member_rows.group_by("peak_name").agg(pl.len().cast(pl.Int64).alias("n_genes"))
+              if member_rows is not None else pl.DataFrame(schema={"peak_name": pl.String, "n_genes": pl.Int64}))
+    peak_rows = peaks.join(counts, on="peak_name", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("direction").is_in(listed_directions)).then(pl.col("n_genes").fill_null(0)).alias("n_genes"),
+        pl.lit(context.study_id).alias("study_id"), pl.lit(assay.name).alias("assay"), pl.lit(file).alias("file"))
+    resolved = resolve_features(member_rows["feature_id"] if member_rows is not None
+                                else pl.Series("feature_id", [], pl.String), assay, context)
+    tables: dict[str, pl.LazyFrame] = {"copy_number_peaks": peak_rows.lazy(), "copy_number_peak_calls": calls}
+    if member_rows is not None:
+        mapped = resolved.filter(pl.col("status") == "mapped").select("feature_id", "gene_id").unique("feature_id")
+        tables["copy_number_peak_genes"] = member_rows.join(mapped, on="feature_id", how="left",
+                                                            maintain_order="left").with_columns(
+            pl.lit(context.study_id).alias("study_id"), pl.lit(assay.name).alias("assay")).lazy()
+    metadata: dict[str, object] = {k: v for k, v in parsed.calls.metadata.items() if k != "header_line"}
+    metadata.update({"samples": int(mapping["sample_id"].drop_nulls().n_unique()),
+                     "genes": 0 if member_rows is None else member_rows.height,
+                     "mapped_fraction": _mapped_fraction(resolved)})
+    return AssayOutput(tables, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), mapping,
+                       metadata)
 
 
 # -- proteins --------------------------------------------------------------------------------------------------

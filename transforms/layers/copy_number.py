@@ -8,6 +8,8 @@ loci lifted from them (``transforms/ingest/reference/build_grch37_loci.py``): se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -109,3 +111,34 @@ def _expand(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     owner = np.repeat(np.arange(begin.size), counts)
     within = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
     return owner, np.repeat(begin, counts) + within
+
+
+PEAK_KEYS = ["direction", "chromosome", "wide_peak_start", "wide_peak_end"]
+"""What identifies a GISTIC peak across its files: ``amp_genes`` / ``del_genes`` list a peak by its wide peak
+boundaries (ordered by q-value), ``all_lesions`` by its name."""
+
+
+@dataclass
+class PeakMembers:
+    """Genes of GISTIC peaks matched to the peaks of ``all_lesions``.
+
+    ``kept``: the listed rows with their ``peak_name``, one per peak and gene (the first listing). ``unknown``: per
+    peak column of a genes file whose boundaries match no peak, ``peak_column``, ``cytoband``, first ``line`` and
+    ``genes``. ``repeated``: the later listings of a gene already listed in its peak (GISTIC lists each locus of a
+    symbol), in file order.
+    """
+
+    kept: pl.DataFrame
+    unknown: pl.DataFrame
+    repeated: pl.DataFrame
+
+
+def match_peak_genes(listed: pl.DataFrame, peaks: pl.DataFrame) -> PeakMembers:
+    """Match ``parse_gistic_peak_genes`` rows to ``parse_gistic_lesions`` peaks by :data:`PEAK_KEYS`."""
+    matched = listed.join(peaks.select(*PEAK_KEYS, "peak_name"), on=PEAK_KEYS, how="left", maintain_order="left")
+    unknown = (matched.filter(pl.col("peak_name").is_null())
+               .group_by("peak_column", maintain_order=True)
+               .agg(pl.col("cytoband").first(), pl.col("line").min(), pl.len().alias("genes")))
+    found = matched.filter(pl.col("peak_name").is_not_null())
+    key = pl.struct("peak_name", "feature_id")
+    return PeakMembers(found.filter(key.is_first_distinct()), unknown, found.filter(~key.is_first_distinct()))

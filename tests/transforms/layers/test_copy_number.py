@@ -1,9 +1,15 @@
 import polars as pl
 import pytest
 
+from transforms.ingest.parse.gistic2 import GENE_SCHEMA, PEAK_SCHEMA
 from transforms.ingest.parse.seg import parse_seg
 from transforms.issues import IssueLog
-from transforms.layers.copy_number import build_mismatch_message, canonical_build, segments_to_genes
+from transforms.layers.copy_number import (
+    build_mismatch_message,
+    canonical_build,
+    match_peak_genes,
+    segments_to_genes,
+)
 
 # One gene of 1,000 bp (1-based inclusive 1001..2000) and one on another chromosome that no segment reaches.
 GENES = pl.DataFrame({"gene_id": [101, 202], "symbol": ["GENEA", "GENEB"], "chromosome": ["1", "2"],
@@ -84,3 +90,23 @@ def test_segments_to_genes_real_laml_segments(shared_data):
     # awk 'BEGIN{a=86341-80001+1; b=100000-98588+1; print (a*-0.683+b*0.3069)/(a+b), (a+b)/20000}'
     # -> 6341 and 1413 bp: -0.5026119809, coverage 0.3877
     assert out.rows() == [("TCGA-AB-3009", "MADEUP", 1, pytest.approx(-0.5026119809), pytest.approx(0.3877))]
+
+
+def test_match_peak_genes_by_direction_and_wide_peak():
+    """Hand-made rows: a deletion and an amplification peak share boundaries; a third genes column matches none."""
+    peak = {c: None for c in PEAK_SCHEMA} | {"chromosome": "9", "wide_peak_start": 100, "wide_peak_end": 200}
+    peaks = pl.DataFrame([peak | {"peak_name": "Deletion Peak 1", "direction": "deletion"},
+                          peak | {"peak_name": "Amplification Peak 1", "direction": "amplification"}],
+                         schema=PEAK_SCHEMA)
+    listed = pl.DataFrame([
+        ("deletion", "9", 100, 200, "9p21.3", "CDKN2A", True, 5, 2),
+        ("deletion", "9", 100, 200, "9p21.3", "CDKN2B", True, 6, 2),
+        ("deletion", "9", 100, 200, "9p21.3", "CDKN2A", True, 7, 2),   # a second locus of CDKN2A
+        ("deletion", "9", 100, 999, "9p21.2", "MTAP", True, 5, 3),     # boundaries of no peak
+        ("deletion", "9", 100, 999, "9p21.2", "DMRTA1", True, 6, 3),
+    ], schema=GENE_SCHEMA, orient="row")
+    members = match_peak_genes(listed, peaks)
+    assert members.kept.select("peak_name", "feature_id", "line").rows() == [
+        ("Deletion Peak 1", "CDKN2A", 5), ("Deletion Peak 1", "CDKN2B", 6)]
+    assert members.repeated.select("feature_id", "line").rows() == [("CDKN2A", 7)]
+    assert members.unknown.rows() == [(3, "9p21.2", 5, 2)]

@@ -4,8 +4,10 @@ All three give one record per sample and gene-level feature in the columns of :d
 ``copy_number`` table takes calls and ratios from any of them. GISTIC calls are the five levels -2..2 (deep
 deletion, shallow deletion, neutral, gain, amplification); anything else (3, 0.5, cBioPortal's legacy -1.5) is kept
 as a ``problem`` record instead of being rounded into a level it does not mean. ``NA`` (not profiled in
-cBioPortal) is a null call without a problem. GISTIC's own ``all_lesions.conf_99.txt`` (peaks x samples) is not
-gene-level and is not read here.
+cBioPortal) is a null call without a problem. GISTIC 2.0's own gene tables (``all_thresholded.by_genes.txt``: calls,
+``all_data_by_genes.txt``: values) are recognised by their header (``Gene Symbol``, ``Locus ID`` or ``Gene ID``,
+``Cytoband``): symbol and id make one ``SYMBOL|ID`` feature, as cBioPortal's ``Hugo_Symbol`` / ``Entrez_Gene_Id``
+do. Its peak files (``all_lesions.conf_XX.txt``, ``amp_genes`` / ``del_genes``) are :mod:`.gistic2`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 import polars as pl
 
 from transforms.ingest.parse import ParsedAssay
-from transforms.ingest.parse.matrix import CBIOPORTAL_GENE_COLUMNS, MISSING_VALUES, parse_matrix, require_columns
-from transforms.ingest.parse.text import checks_stream, read_table, sniff_table
+from transforms.ingest.parse.matrix import (
+    CBIOPORTAL_GENE_COLUMNS,
+    MISSING_VALUES,
+    parse_wide_table,
+    require_columns,
+)
+from transforms.ingest.parse.text import TableLayout, checks_stream, read_table, sniff_table
 from transforms.issues import InputError, Issue, IssueLog
 
 COPY_NUMBER_SCHEMA = {"column": pl.String, "feature_id": pl.String, "line": pl.Int64, "log2_ratio": pl.Float64,
@@ -29,16 +36,40 @@ ANNOTATION_COLUMNS = ("Cytoband",)
 
 _LONG_COLUMNS = ("Sample_Id", "Value")
 
+GISTIC2_SYMBOL = "Gene Symbol"
+GISTIC2_IDS = ("Locus ID", "Gene ID")
+"""Leading columns of GISTIC 2.0's ``*_by_genes.txt`` tables: ``Gene Symbol``, then the gene's ``Locus ID`` (Entrez,
+negative for GISTIC's own non-Entrez entries; the symbol then decides) or ``Gene ID`` (GDC: Ensembl), then
+``Cytoband``."""
+
+
+def gene_id_columns(layout: TableLayout) -> list[str] | None:
+    """The identifier columns of a gene-level copy-number table: GISTIC 2.0's ``Gene Symbol`` and its id column when
+    the header starts with them, else None (cBioPortal's ``Hugo_Symbol`` / ``Entrez_Gene_Id`` or the first column,
+    as :func:`transforms.ingest.parse.matrix.parse_wide_table` decides). Without it ``Locus ID`` was read as a sample.
+    """
+    if layout.header[:1] != [GISTIC2_SYMBOL]:
+        return None
+    return [GISTIC2_SYMBOL, *(c for c in GISTIC2_IDS if layout.header[1:2] == [c])]
+
+
+@checks_stream
+def _parse_gene_table(path: Path, *, issues: IssueLog, display_name: str | None) -> ParsedAssay:
+    layout = sniff_table(path, issues=issues, display_name=display_name)
+    return parse_wide_table(layout, issues=issues, id_columns=gene_id_columns(layout),
+                            annotation_columns=ANNOTATION_COLUMNS)
+
 
 def parse_gistic(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Wide discrete GISTIC calls (genes x samples, cBioPortal ``DISCRETE``): one record per gene and sample.
 
-    The gene is ``Hugo_Symbol`` and/or ``Entrez_Gene_Id`` when they lead (cBioPortal), else the first column
-    (``Cytoband`` goes to ``features``); ``call`` Int8 in -2..2,
+    The gene is ``Hugo_Symbol`` and/or ``Entrez_Gene_Id`` when they lead (cBioPortal), ``Gene Symbol`` and
+    ``Locus ID`` / ``Gene ID`` (GISTIC 2.0's ``all_thresholded.by_genes.txt``, :func:`gene_id_columns`), else the
+    first column (``Cytoband`` goes to ``features``); ``call`` Int8 in -2..2,
     ``log2_ratio`` null. Reading, duplicate genes and ragged rows are
     :func:`transforms.ingest.parse.matrix.parse_matrix`.
     """
-    matrix = parse_matrix(path, issues=issues, display_name=display_name, annotation_columns=ANNOTATION_COLUMNS)
+    matrix = _parse_gene_table(path, issues=issues, display_name=display_name)
     records = matrix.records.select(
         "column", "feature_id", "line", pl.lit(None, dtype=pl.Float64).alias("log2_ratio"),
         *_calls(pl.col("value"), problem=pl.col("problem"), raw=pl.col("raw")),
@@ -50,9 +81,10 @@ def parse_gistic(path: Path, *, issues: IssueLog, display_name: str | None = Non
 def parse_cn_log2(path: Path, *, issues: IssueLog, display_name: str | None = None) -> ParsedAssay:
     """Continuous gene-level log2 copy-number ratios (genes x samples, cBioPortal ``LOG2-VALUE``/``CONTINUOUS``).
 
-    Same layout as :func:`parse_gistic`; ``log2_ratio`` is the cell, ``call`` null.
+    Same layout as :func:`parse_gistic` (GISTIC 2.0's ``all_data_by_genes.txt`` too); ``log2_ratio`` is the cell,
+    ``call`` null.
     """
-    matrix = parse_matrix(path, issues=issues, display_name=display_name, annotation_columns=ANNOTATION_COLUMNS)
+    matrix = _parse_gene_table(path, issues=issues, display_name=display_name)
     records = matrix.records.select(
         "column", "feature_id", "line", pl.col("value").alias("log2_ratio"),
         pl.lit(None, dtype=pl.Int8).alias("call"), "problem", "raw",
