@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from schemas.tables import TABLE_DOCS
+from schemas.tables import TABLE_DOCS, TABLES
 from warehouse.commit import Commit
 from warehouse.study import StudyInputs
 
@@ -35,11 +35,29 @@ the study was updated (e.g. a study re-ingested from the UI alone), by the daemo
 publication and report."""
 
 
+def column_schema(table: str) -> dg.TableSchema:
+    """The table's columns as its pandera contract gives them (name, type, description, nullability): the same
+    descriptions as the catalog's column comments, shown by the UI on the asset's page (``dagster/column_schema``).
+    """
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, str(column.dtype), description=column.description,
+                       constraints=dg.TableColumnConstraints(nullable=bool(column.nullable)))
+        for name, column in TABLES[table].to_schema().columns.items()])
+
+
+def table_metadata(table: str) -> dict[str, object]:
+    """Definition metadata of a table's asset: its column schema (the UI's *Columns*)."""
+    return {"dagster/column_schema": column_schema(table)}
+
+
 def table_spec(table: str, *, group: str, deps: list[str] | None = None, skippable: bool = False,
                derived: bool = False) -> dg.AssetSpec:
-    """An asset per warehouse table, described by its contract's grain; ``derived`` ones follow their inputs."""
+    """An asset per warehouse table, described by its contract's grain and columns; ``derived`` ones follow their
+    inputs.
+    """
     return dg.AssetSpec(table, group_name=group, description=TABLE_DOCS[table], deps=deps or [], kinds={"delta"},
-                        skippable=skippable, automation_condition=FOLLOWS_INPUTS if derived else None)
+                        skippable=skippable, automation_condition=FOLLOWS_INPUTS if derived else None,
+                        metadata=table_metadata(table))
 
 
 def _value(value: object) -> object:

@@ -79,7 +79,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         hashed += 1
         digest = study_fingerprint(folder)
         if sid not in seen or seen[sid][1] != digest:
-            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}"))
+            # Dagster drops a request whose run key any earlier run of the sensor had, so the key is the content
+            # and the listing's signature: a retried evaluation (cursor not stored) asks again under the same key,
+            # while a study reverted to an earlier content, or landed again after removal, is a new request
+            # (keyed on the content alone, it never ran again)
+            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}:{signature}"))
         current[sid] = [signature, digest]
     if left:
         context.log.info(f"{hashed} new or changed study folder(s) hashed; {left} left for the next evaluation")

@@ -44,13 +44,13 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     metadata: dict[str, dict[str, object]] = {t: {"assays": load.metadata.get(t, {})} for t in INGEST_TABLES}
     metadata["ingest_issues"] = {"errors": load.errors.height, "gene_reference_written": reference_written}
     yield from results(commit, metadata)
+    errors = "none" if load.ok else describe_errors(load)  # located: file, line, column, code, reason
     for table in DATA_TABLES:
         if table not in commit.tables:  # not committed: its check did not run
             yield dg.AssetCheckResult(check_name="contract", asset_key=table, passed=load.ok,
-                                      metadata={"failures": "the study has errors; see ingest_issues"})
+                                      metadata={"failures": errors})
     if not load.ok:
-        raise dg.Failure(description=describe_errors(load), metadata={"errors": load.errors.height},
-                         allow_retries=False)
+        raise dg.Failure(description=errors, metadata={"errors": load.errors.height}, allow_retries=False)
 
 
 def _qc_follows(context: dg.AssetExecutionContext) -> bool:

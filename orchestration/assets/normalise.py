@@ -16,6 +16,7 @@ from orchestration.checks import (
     contract_check,
     raise_on_failures,
     results,
+    table_metadata,
     table_spec,
     warn_excluded,
 )
@@ -83,6 +84,7 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     name=DE_TABLE,
     group_name="normalise",
     description=table_spec(DE_TABLE, group="normalise").description,
+    metadata=table_metadata(DE_TABLE),
     kinds={"delta"},
     deps=["rna_counts", "sample_attributes", "sample_qc"],
     automation_condition=FOLLOWS_INPUTS,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec
+from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_metadata, table_spec
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import PUBLISHED_TABLES
@@ -13,6 +13,7 @@ from warehouse.publish import LEDGER, InconsistentStudy, publish_study
     name=LEDGER,
     group_name="publish",
     description=table_spec(LEDGER, group="publish").description,
+    metadata=table_metadata(LEDGER),
     kinds={"delta"},
     deps=PUBLISHED_TABLES,
     automation_condition=FOLLOWS_INPUTS,

@@ -12,7 +12,15 @@ import tempfile
 import dagster as dg
 import polars as pl
 
-from orchestration.checks import FOLLOWS_INPUTS, contract_check, raise_on_failures, results, table_spec, warn_excluded
+from orchestration.checks import (
+    FOLLOWS_INPUTS,
+    contract_check,
+    raise_on_failures,
+    results,
+    table_metadata,
+    table_spec,
+    warn_excluded,
+)
 from orchestration.partitions import STUDY_POOL, studies
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from transforms.expression.study import drop_shared_blocks
@@ -24,7 +32,8 @@ STRUCTURE = list(STRUCTURE_TABLES)
 
 
 @dg.asset(name=QC_TABLE, group_name="qc", description=table_spec(QC_TABLE, group="qc").description,
-          kinds={"delta"}, deps=["rna_counts", "genes"], check_specs=[contract_check(QC_TABLE)],
+          metadata=table_metadata(QC_TABLE), kinds={"delta"}, deps=["rna_counts", "genes"],
+          check_specs=[contract_check(QC_TABLE)],
           automation_condition=FOLLOWS_INPUTS,  # re-ingested from the UI: QC is redone with normalisation
           partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
 def sample_qc(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

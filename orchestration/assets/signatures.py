@@ -19,6 +19,7 @@ from orchestration.checks import (
     contract_check,
     raise_on_failures,
     results,
+    table_metadata,
     table_spec,
     warn_excluded,
 )
@@ -85,7 +86,7 @@ def gene_set_registry(warehouse: WarehouseResource):
 
 
 @dg.asset(name=SCORES, group_name="signatures", description=table_spec(SCORES, group="signatures").description,
-          kinds={"delta"}, deps=["rna_normalized", "gene_sets", "gene_set_members"],
+          metadata=table_metadata(SCORES), kinds={"delta"}, deps=["rna_normalized", "gene_sets", "gene_set_members"],
           check_specs=[contract_check(SCORES)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
           pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
 def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -114,7 +115,8 @@ def signature_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 
 @dg.asset(name=ENRICHMENT, group_name="signatures",
-          description=table_spec(ENRICHMENT, group="signatures").description, kinds={"delta"},
+          description=table_spec(ENRICHMENT, group="signatures").description,
+          metadata=table_metadata(ENRICHMENT), kinds={"delta"},
           deps=["differential_expression", "gene_sets", "gene_set_members"],
           check_specs=[contract_check(ENRICHMENT)], automation_condition=FOLLOWS_INPUTS, partitions_def=studies,
           pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY)
@@ -152,7 +154,7 @@ def gene_set_enrichment(context: dg.AssetExecutionContext, warehouse: WarehouseR
 
 
 @dg.asset(name=MATCHES, group_name="cross_study", description=table_spec(MATCHES, group="cross_study").description,
-          kinds={"delta"}, check_specs=[contract_check(MATCHES)],
+          metadata=table_metadata(MATCHES), kinds={"delta"}, check_specs=[contract_check(MATCHES)],
           deps=[dg.AssetDep("differential_expression", partition_mapping=dg.AllPartitionMapping()),
                 "gene_set_members"], retry_policy=TRANSIENT_RETRY)
 def signature_matches(warehouse: WarehouseResource):

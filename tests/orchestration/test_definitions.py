@@ -201,3 +201,24 @@ def test_every_derived_study_asset_follows_its_inputs_by_a_sensor_on_by_default(
     sensor = defs.resolve_sensor_def("study_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # Dagster's own automation sensor starts off
     assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} >= AUTOMATED
+
+
+def test_every_table_asset_shows_its_columns_with_their_descriptions():
+    """The UI's *Columns* of each table asset (``dagster/column_schema``): the contract's columns in order, each
+    described, as the catalog's column comments are; no column was listed before (trialG).
+    """
+    from schemas.tables import TABLES, polars_schema
+
+    graph = defs.resolve_asset_graph()
+    tables = [key.to_user_string() for key in graph.get_all_asset_keys() if key.to_user_string() in TABLES]
+    assert {"genes", "rna_counts", "sample_qc", "differential_expression", "signature_scores", "study_versions",
+            "signature_matches", "gene_set_enrichment"} <= set(tables)
+    for table in tables:
+        schema = graph.get(dg.AssetKey(table)).metadata.get("dagster/column_schema")
+        assert isinstance(schema, dg.TableSchema), table
+        assert [column.name for column in schema.columns] == list(polars_schema(table)), table
+        assert all(column.description for column in schema.columns), table
+    columns = {c.name: c for c in graph.get(dg.AssetKey("rna_counts")).metadata["dagster/column_schema"].columns}
+    assert columns["gene_id"].description.startswith("NCBI Gene ID in the `genes` dimension")
+    assert (columns["gene_id"].type, columns["gene_id"].constraints.nullable) == ("Int64", True)
+    assert (columns["count"].type, columns["count"].constraints.nullable) == ("Float64", False)

@@ -9,6 +9,7 @@ import pytest
 
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import landing_sensor
+from tests.conftest import EXAMPLES
 
 
 def _evaluate(instance, landing: Path, cursor: str | None):
@@ -142,3 +143,33 @@ def test_landing_sensor_hashes_a_study_holding_a_latin1_file_name_and_a_tree_dee
                 leaf.unlink()
             deep.rmdir()
             deep = deep.parent
+
+
+def test_landing_sensor_runs_a_study_reverted_to_an_earlier_content_again(tmp_path, instance, example_landing):
+    """Dagster skips a request whose run key an earlier run of the sensor had: keyed on the content alone, a study
+    whose bad change was reverted (A, B, A) or that was landed again after it left the landing never ran again.
+    """
+    import os
+
+    landing = example_landing(tmp_path, "airway")
+    samples = landing / "airway" / "samples.tsv"
+    original = samples.read_text()
+    first = _evaluate(instance, landing, None)
+    samples.write_text(original.replace("GSM1275862", "GSM0000000"))
+    changed = _evaluate(instance, landing, first.cursor)
+    samples.write_text(original)  # the change reverted, as a later file time says
+    stat = samples.stat()
+    os.utime(samples, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    reverted = _evaluate(instance, landing, changed.cursor)
+    keys = [result.run_requests[0].run_key for result in (first, changed, reverted)]
+    assert len(set(keys)) == 3
+    assert _evaluate(instance, landing, reverted.cursor).run_requests == []  # nothing moved since: no request
+
+    shutil.rmtree(landing / "airway")  # the folder leaves the landing, then lands again (copied: new file times)
+    gone = _evaluate(instance, landing, reverted.cursor)
+    shutil.copytree(EXAMPLES / "airway", landing / "airway", copy_function=shutil.copy)  # as cp -r
+    back = _evaluate(instance, landing, gone.cursor)
+    assert [r.partition_key for r in back.run_requests] == ["airway"]
+    assert back.run_requests[0].run_key not in keys
+    # a retried evaluation (its cursor was not stored) asks under the same key: Dagster runs it once
+    assert _evaluate(instance, landing, gone.cursor).run_requests[0].run_key == back.run_requests[0].run_key
