@@ -1,7 +1,7 @@
 """Differential expression of one study's counts: DESeq2 1.38's Wald test, by the numpy port in ``deseq2.py``.
 
-The design is checked first (:func:`check_design`, milliseconds) so that a study with a missing level, a single
-replicate or a confounded covariate fails with a sentence a curator can act on, not a singular-matrix traceback
+The design is checked first (:func:`check_design`, milliseconds) so that a study with a missing level, no residual
+degrees of freedom or a confounded covariate fails with a sentence a curator can act on, not a singular-matrix traceback
 minutes into a fit. The design matrix is R's ``model.matrix`` of ``~ covariates + factor``: treatment-coded
 indicators with ``reference`` as the factor's baseline, and for each covariate listed in ``numeric`` (study.yaml
 ``numeric_covariates``) one column holding its value as a number, the one slope R's DESeq2 fits for a numeric
@@ -63,8 +63,10 @@ def check_design(
     """Raise :class:`DesignError` unless ``test`` vs ``reference`` of ``factor`` can be fitted on ``samples``.
 
     ``samples`` has one row per sample. Checks, in order: the design columns exist, have no missing values,
-    ``test`` and ``reference`` are distinct levels present with at least two samples each, the design matrix
-    ``~ covariates + factor`` has full column rank and leaves at least one residual degree of freedom.
+    ``test`` and ``reference`` are distinct levels present, the design matrix ``~ covariates + factor`` has full
+    column rank and leaves at least one residual degree of freedom. A level of one sample is fitted, as DESeq2
+    1.38 fits it: its coefficient fits that sample, and the dispersions come from the residual degrees of freedom
+    the replicated levels leave (DESeq2 refuses only a design with as many coefficients as samples).
     ``numeric``: the covariates fitted as one slope each; every value of theirs must parse as a finite number
     (a constant one fails the rank check, as DESeq2 refuses it).
     """
@@ -94,11 +96,6 @@ def check_design(
     for role, level in (("test", test), ("reference", reference)):
         if level not in counts:
             raise DesignError(f"{role} level {level!r} not found in {factor!r}; its levels are {sorted(counts)}")
-        if counts[level] < 2:
-            raise DesignError(
-                f"{factor!r} = {level!r} has {counts[level]} sample; a Wald test needs at least two replicates "
-                "per compared level to estimate dispersion"
-            )
     design, names = design_matrix(samples, factor=factor, reference=reference, covariates=covariates,
                                   numeric=numeric)
     rank = np.linalg.matrix_rank(design)
@@ -120,9 +117,12 @@ def check_design(
         raise DesignError(f"design {design_formula(factor, covariates, numeric)} is not full rank "
                           f"({rank} < {len(names)}); {hint}{_numeric_hint(samples, covariates, numeric)}")
     if design.shape[0] <= design.shape[1]:
+        single = sorted(str(level) for level, n in counts.items() if n == 1)
+        remedy = (f"{factor!r} level(s) {single} have one sample each: add replicates of a level, or drop a "
+                  "covariate" if single else "drop a covariate")
         raise DesignError(
             f"design {design_formula(factor, covariates, numeric)} has {design.shape[1]} coefficients for "
-            f"{design.shape[0]} samples: no residual degrees of freedom to estimate dispersion; drop a covariate"
+            f"{design.shape[0]} samples: no residual degrees of freedom to estimate dispersion; {remedy}"
             f"{_numeric_hint(samples, covariates, numeric)}"
         )
 
