@@ -458,7 +458,7 @@ def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None
     by :func:`check_design`; None when it can, or when a column is not a sample attribute (a subject's: the DE
     stage checks it). A sample without a covariate's value is left out here: the DE stage names it if it has counts.
     """
-    from transforms.expression.differential import DesignError, check_design  # the DE modules load numba, scipy
+    from transforms.expression.design import DesignError, check_design
 
     columns = [contrast.factor, *contrast.covariates]
     if not set([*columns, *contrast.filter]) <= set(attributes["attribute"]):
