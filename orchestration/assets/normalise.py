@@ -7,9 +7,12 @@ commit is the ingested load (``studies`` fingerprint) plus the settings and code
 nothing. The manifest comes from the ``studies`` row of that load, not from the landing folder.
 """
 
+import json
 import tempfile
+from collections.abc import Iterator
 
 import dagster as dg
+import polars as pl
 
 from orchestration.checks import (
     FOLLOWS_INPUTS,
@@ -36,6 +39,9 @@ from warehouse.commit import commit_frames, unchanged
 from warehouse.study import StudyInputs
 
 NORMALISED = list(NORMALISED_TABLES)
+CONTRASTS_FITTED = "contrasts_fitted"
+SKIPPED_KEY = "omicsdw.skipped_contrasts"
+"""Delta commit metadata of a study's differential_expression: the contrasts skipped, as JSON (name -> why)."""
 
 
 @dg.multi_asset(
@@ -88,11 +94,19 @@ def normalised_expression(context: dg.AssetExecutionContext, warehouse: Warehous
     kinds={"delta"},
     deps=["rna_counts", "sample_attributes", "sample_qc"],
     automation_condition=FOLLOWS_INPUTS,
-    check_specs=[contract_check(DE_TABLE)],
+    check_specs=[contract_check(DE_TABLE),
+                 dg.AssetCheckSpec(CONTRASTS_FITTED, asset=DE_TABLE, blocking=False,
+                                   description="Every study.yaml contrast was fitted; a contrast whose design the "
+                                               "samples cannot support is skipped and named here (WARN).")],
     partitions_def=studies, pool=STUDY_POOL, retry_policy=TRANSIENT_RETRY,
 )
 def differential_expression_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """DESeq2 results of every manifest contrast on every count assay of one study; designs checked first."""
+    """DESeq2 results of every manifest contrast on every count assay of one study; designs checked first.
+
+    A contrast the samples cannot support is skipped (the ``contrasts_fitted`` check warns, naming it and why); the
+    others are committed, so the study is still published. The skipped ones are kept in the Delta commit's
+    metadata, for the check of a later run that finds the study unchanged.
+    """
     with warehouse.study_session(context.partition_key) as lake:
         inputs = StudyInputs.of(lake, context.partition_key)
         warn_excluded(context, inputs)
@@ -100,19 +114,35 @@ def differential_expression_table(context: dg.AssetExecutionContext, warehouse: 
         fingerprint = inputs.fingerprint("differential", [c.model_dump() for c in contrasts])
         commit = unchanged(lake, [DE_TABLE], study_id=inputs.study_id, fingerprint=fingerprint)
         metadata = {}
-        if commit is None:
+        if commit is not None:
+            skipped = json.loads((lake.last_commit(DE_TABLE, inputs.study_id) or {}).get(SKIPPED_KEY) or "{}")
+        else:
             with tempfile.TemporaryDirectory(prefix="omicsdw-de-") as workdir:
                 try:
                     stage = differential_study(inputs.scan("rna_counts"), inputs.scan("sample_attributes").collect(),
                                                contrasts=contrasts, workdir=workdir)
-                    commit = commit_frames(lake, stage.frames, tables=[DE_TABLE], study_id=inputs.study_id,
-                                           fingerprint=fingerprint, inputs=inputs.load,
-                                           metadata=inputs.commit_metadata)
-                except ValueError as exc:  # a design the samples cannot support
+                    commit_metadata = dict(inputs.commit_metadata)
+
+                    def frames() -> Iterator[tuple[str, pl.DataFrame]]:  # skips are known once all are consumed
+                        yield from stage.frames
+                        if stage.skipped:
+                            commit_metadata[SKIPPED_KEY] = json.dumps(stage.skipped)
+
+                    commit = commit_frames(lake, frames(), tables=[DE_TABLE], study_id=inputs.study_id,
+                                           fingerprint=fingerprint, inputs=inputs.load, metadata=commit_metadata)
+                except ValueError as exc:  # counts that are no counts: the data, not a contrast
                     raise dg.Failure(f"study {inputs.study_id!r}: {exc}", allow_retries=False) from exc
+            skipped = stage.skipped
+            for reason in skipped.values():
+                context.log.warning(f"study {inputs.study_id!r}: {reason}")
             metadata = {DE_TABLE: {**stage.metadata[DE_TABLE],
                                    **contrast_plots(stage.contrasts, study_id=inputs.study_id,
                                                     folder=warehouse.reports_dir(inputs.study_id),
                                                     draw=warehouse.draws_plots())}}
     yield from results(commit, metadata, inputs=inputs)
+    if DE_TABLE in commit.writes:
+        yield dg.AssetCheckResult(check_name=CONTRASTS_FITTED, asset_key=DE_TABLE, passed=not skipped,
+                                  severity=dg.AssetCheckSeverity.WARN,
+                                  metadata={"skipped": "\n".join(skipped.values()) or "none",
+                                            "contrasts": len(contrasts), "skipped_contrasts": len(skipped)})
     raise_on_failures(commit, DE_TABLE)

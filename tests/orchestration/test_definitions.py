@@ -82,7 +82,7 @@ ASSET_GRAPH = [
     ("subjects", "ingest", "studies", INGEST_DEPS),
     ("variants", "ingest", "studies", INGEST_DEPS),
 ]
-# one contract check per asset
+# one contract check per asset; differential_expression also warns when a contrast was skipped
 ASSET_CHECKS = [
     "biomarker_candidates:contract",
     "cell_type_composition:contract",
@@ -92,6 +92,7 @@ ASSET_CHECKS = [
     "copy_number_peak_genes:contract",
     "copy_number_peaks:contract",
     "differential_expression:contract",
+    "differential_expression:contrasts_fitted",
     "gene_id_map:contract",
     "gene_mutation_status:contract",
     "gene_sample_omics:contract",

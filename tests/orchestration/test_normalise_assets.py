@@ -133,23 +133,52 @@ def test_differential_expression_matches_deseq2_on_airway(airway: Lake, warehous
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_differential_expression_bad_design_fails_fast(airway: Lake, warehouse: WarehouseResource,
-                                                      airway_long: pl.DataFrame,
-                                                      airway_attributes: pl.DataFrame) -> None:
-    bad = {"contrasts": [{"name": "bad", "factor": "dex", "test": "trt", "reference": "placebo"}]}
+def _contrasts_check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e.event_specific_data for e in result.all_events
+                     if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                     and e.event_specific_data.check_name == "contrasts_fitted"]
+    return evaluation
+
+
+def test_differential_expression_bad_contrast_skipped_others_committed(airway: Lake, warehouse: WarehouseResource,
+                                                                       airway_long: pl.DataFrame,
+                                                                       airway_attributes: pl.DataFrame) -> None:
+    # Three contrasts, two of which the samples cannot support: a reference level no sample has and a covariate
+    # no sample has. The step failed and withheld the valid contrast too; now the valid one is committed and the
+    # contrasts_fitted check warns naming both bad ones and why.
+    contrasts = {"contrasts": [
+        {"name": "bad", "factor": "dex", "test": "trt", "reference": "placebo"},
+        *AIRWAY_CONTRASTS["contrasts"],
+        {"name": "no_batch", "factor": "dex", "test": "trt", "reference": "untrt", "covariates": ["batch"]}]}
     commit_load(airway, "airway", {"rna_counts": airway_long,
-                                   "sample_attributes": airway_attributes}, load="v2", manifest=bad)
+                                   "sample_attributes": airway_attributes}, load="v2", manifest=contrasts)
     start = time.perf_counter()
-    result = _materialize([differential_expression_table], warehouse, "airway", raise_on_error=False)
-    assert not result.success
+    result = _materialize([differential_expression_table], warehouse, "airway")
+    assert result.success
     assert time.perf_counter() - start < 20
-    (failure,) = [e for e in result.all_events if e.is_step_failure]
-    description = failure.step_failure_data.user_failure_data.description
-    # sample_table.csv: dex has levels trt and untrt only
-    assert "contrast 'bad'" in description
-    assert "reference level 'placebo' not found" in description
-    assert airway.version("differential_expression") is None or airway.scan(
-        "differential_expression", study_id="airway").collect().height == 0
+    de = airway.scan("differential_expression", study_id="airway").collect()
+    assert set(de["contrast"]) == {"dex"}
+    assert de.height == 20  # featureCounts subset: 20 genes
+    meta = _metadata(result, "differential_expression")
+    # sample_table.csv: dex has levels trt and untrt only, and no attribute is called batch
+    assert meta["skipped_contrasts"] == {
+        "bad": "contrast 'bad' on assay 'featurecounts' skipped: reference level 'placebo' not found in 'dex'; its "
+               "levels are ['trt', 'untrt']",
+        "no_batch": "contrast 'no_batch' on assay 'featurecounts' skipped: design column(s) ['batch'] not in the "
+                    "sample table; available columns: ['sample_id', 'dex']"}
+    check = _contrasts_check(result)
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["skipped_contrasts"].value == 2
+    assert "reference level 'placebo' not found" in check.metadata["skipped"].value
+    # A run that finds the study unchanged writes nothing and still says which contrasts were skipped.
+    again = _materialize([differential_expression_table], warehouse, "airway")
+    assert _metadata(again, "differential_expression")["unchanged"] is True
+    assert _contrasts_check(again).metadata["skipped"].value == check.metadata["skipped"].value
+    # Every contrast fitted: the check passes.
+    commit_load(airway, "airway", {"rna_counts": airway_long,
+                                   "sample_attributes": airway_attributes}, load="v3", manifest=AIRWAY_CONTRASTS)
+    assert _contrasts_check(_materialize([differential_expression_table], warehouse, "airway")).passed
 
 
 def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseResource) -> None:

@@ -260,3 +260,28 @@ def test_build_cbioportal_copy_number_rna_correlation_equals_scipy(built, shared
         assert found[method][0] == pytest.approx(result.statistic, abs=1e-12)
         assert found[method][1] == pytest.approx(result.pvalue, rel=1e-9)
         assert found[method][2] == len(both)
+
+
+def test_build_publishes_a_study_whose_one_contrast_cannot_be_fitted(tmp_path, capsys, example_landing):
+    # airway with two more contrasts: one by cell line (2 samples each, dex as covariate) that can be fitted, and
+    # one naming a covariate no sample has. The bad one failed the study's load at ingest (an error) and, past
+    # that, its DE stage: nothing of airway was published. Now it is a located warning and DE skips it alone.
+    landing = example_landing(tmp_path, "airway")
+    manifest = landing / "airway" / "study.yaml"
+    text = manifest.read_text().replace(
+        "    covariates: [cell]\n",
+        "    covariates: [cell]\n"
+        "  - {name: n61311_vs_n052611, factor: cell, test: N61311, reference: N052611, covariates: [dex]}\n"
+        "  - {name: by_lab, factor: dex, test: trt, reference: untrt, covariates: [lab]}\n", 1)
+    manifest.write_text(text)
+    line = text.splitlines().index(
+        "  - {name: by_lab, factor: dex, test: trt, reference: untrt, covariates: [lab]}") + 1
+    wh = tmp_path / "warehouse"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    assert _sql(wh, "SELECT file, line, \"column\", code, severity FROM ingest_issues WHERE code = "
+                    "'invalid_contrast'") == [("study.yaml", line, "contrasts[2].covariates", "invalid_contrast",
+                                               "warning")]
+    # the published study: both fitted contrasts, 20 genes each (featurecounts.txt: 20 genes)
+    assert _sql(wh, "SELECT contrast, count(*) FROM differential_expression GROUP BY ALL ORDER BY 1") == [
+        ("dex_vs_untreated", 20), ("n61311_vs_n052611", 20)]
+    assert _sql(wh, "SELECT count(*) FROM rna_vst") == [(20 * 8,)]

@@ -80,7 +80,7 @@ _MATRIX = "gene\tS1\tS2\tS3\nTP53\t10\t20\t30\nMYC\t5\t6\t7\nEGFR\t1\t2\t3\n"
 _SAMPLES = "sample_id\tsubject_id\tgroup\nS1\tP1\ta\nS2\tP2\tb\nS3\tP3\tb\n"
 _MATRIX4 = "gene\tS1\tS2\tS3\tS4\nTP53\t10\t20\t30\t25\nMYC\t5\t6\t7\t9\nEGFR\t1\t2\t3\t4\n"
 _SAMPLES4 = "sample_id\tsubject_id\tgroup\nS1\tP1\ta\nS2\tP2\ta\nS3\tP3\tb\nS4\tP4\tb\n"
-"""The contrasts seed: two samples in each compared level (one is refused at ingest, as the DE stage refuses it)."""
+"""The contrasts seed: two samples in each compared level."""
 _RNA = "  - {{name: rna, kind: rna_counts, format: {fmt}, path: '{path}'{opts}}}\n"
 
 
@@ -838,6 +838,13 @@ def test_load_study_corpus_case_is_located_and_leaves_other_studies_intact(base:
         assert load.ok, errors.rows(named=True)
         assert expected is not None
         assert_frame_equal(_values(base, seed, sid), expected)
+    elif name == "contrasts" and case in ("unknown_factor", "unknown_level"):  # a contrast the samples cannot
+        # support: the study loads and DE skips that contrast alone; a located invalid_contrast warning says so
+        assert load.ok, errors.rows(named=True)
+        warned = issues.filter(pl.col("code") == "invalid_contrast")
+        assert warned.select("file", "severity").rows() == [("study.yaml", "warning")], issues.rows(named=True)
+        assert warned["line"].is_not_null().all()
+        assert "differential expression skips this contrast" in warned["message"][0]
     elif case == "latin1" and load.ok:  # Latin-1 in a text field: read as Latin-1, with a located warning
         warned = issues.filter((pl.col("code") == "bad_encoding") & (pl.col("file") == seed.target))
         assert warned.height == 1, issues.rows(named=True)
@@ -1041,7 +1048,7 @@ def _whole_lines(path: Path) -> int:
 
 
 VALIDATE_CASES = [("study_yaml", "yaml_bomb"), ("matrix_tsv", "unreadable"), ("vcf_gz", "truncated_gzip"),
-                  ("samples", "duplicate_sample"), ("contrasts", "unknown_level")]
+                  ("samples", "duplicate_sample"), ("contrasts", "duplicate_name")]
 
 
 def test_validate_json_corpus_reports_each_case_located(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -1066,4 +1073,4 @@ def test_validate_json_corpus_reports_each_case_located(tmp_path: Path, capsys: 
     assert {f for f, _ in located["matrix_tsv-unreadable"]} == {"counts.tsv"}
     assert {f for f, _ in located["vcf_gz-truncated_gzip"]} == {"calls.vcf.gz"}
     assert ("samples.tsv", 5) in located["samples-duplicate_sample"]
-    assert {f for f, line in located["contrasts-unknown_level"] if line is not None} == {"study.yaml"}
+    assert {f for f, line in located["contrasts-duplicate_name"] if line is not None} == {"study.yaml"}

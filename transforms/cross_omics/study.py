@@ -131,13 +131,15 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
     The RNA side is DESeq2's (``differential_expression``, ``rna_method`` deseq2) when the contrast has rows there
     (count assays); otherwise a Welch t-test of ``rna_log2`` between the same groups (``rna_method`` welch:
     mean difference of log2 values, BH FDR over the tested genes), so studies of log-scale abundances and protein
-    (e.g. TCGA mRNA + RPPA) get candidates too.
+    (e.g. TCGA mRNA + RPPA) get candidates too. A contrast without rows in a study whose other contrasts have
+    them was skipped by DE (a design the samples cannot support): it gets no candidates, not a Welch stand-in.
     """
     schema = polars_schema("biomarker_candidates")
     protein = gso.select("gene_id", "sample_id", "protein_log2").filter(pl.col("protein_log2").is_not_null())
     rho = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
                               & (pl.col("method") == "spearman")).select("gene_id", pl.col("r").alias("rna_protein_r"))
     parts = []
+    counted = differential.select(pl.len()).collect().item() > 0
     for contrast in contrasts:
         groups = _contrast_groups(attributes, contrast)
         rows = protein.join(groups.lazy(), on="sample_id").collect()
@@ -145,7 +147,7 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
                .sort("assay", "feature_id").group_by("gene_id", maintain_order=True).first()
                .select("gene_id", pl.col("log2_fold_change").alias("rna_log2fc"), pl.col("padj").alias("rna_padj"))
                .collect().with_columns(pl.lit("deseq2").alias("rna_method")))
-        if rna.height == 0:
+        if rna.height == 0 and not counted:  # a contrast DE skipped in a study with counts gets no stand-in
             rna = _rna_welch(gso, groups, min_group=min_group).with_columns(pl.lit("welch").alias("rna_method"))
         if rows.height == 0 or rna.height == 0:
             continue

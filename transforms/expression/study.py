@@ -890,6 +890,9 @@ class StageOutput:
     blocks: dict[str, DenseBlock] = field(default_factory=dict)
     """Dense blocks of what the frames hold, by assay, filled once an assay's frames are all consumed (the VST block
     of :func:`normalise_study` with ``keep_vst``), for :func:`keep_shared_block` after the commit."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Contrasts of :func:`differential_study` not fitted (name as in ``contrasts``, the sentence saying why), filled
+    by the design checks and, for a design broken by samples without counts, while the frames are consumed."""
 
 
 NORMALISED_TABLES = ("rna_sample_factors", "rna_normalized", "rna_vst")
@@ -1023,8 +1026,12 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
                        workdir: str | Path) -> StageOutput:
     """DESeq2 Wald tests of every contrast on every count assay of one study.
 
-    Every design is checked (:func:`check_design`, milliseconds) before any block is built or model fitted, so a
-    bad contrast fails at once with a sentence; raises :class:`DesignError` (a ValueError) naming the contrast.
+    Every design is checked (:func:`check_design`, milliseconds) before any block is built or model fitted. A
+    contrast whose design the samples cannot support (a level without samples, no residual degrees of freedom, a
+    confounded or missing covariate) is skipped, not fitted: ``StageOutput.skipped`` and the metadata's
+    ``skipped_contrasts`` name it and say why, and the other contrasts are computed and committed (one bad contrast
+    does not withhold the study). Counts that are no counts (negative, non-finite) still raise ValueError: that is
+    the data, not the contrast.
     """
     assays = [a for (a,) in _assays(counts, "assay")]
     metadata: dict[str, object] = {"padj_threshold": PADJ}
@@ -1033,7 +1040,14 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
         why = "no contrasts in the manifest" if assays else "the study has no rna_counts rows"
         metadata["note"] = f"{why}: an empty partition is committed"
         return output
+
+    def skip(contrast: Contrast, assay: str, exc: DesignError) -> None:
+        name = contrast.name if len(assays) == 1 else f"{contrast.name}_{assay}"
+        output.skipped[name] = f"contrast {contrast.name!r} on assay {assay!r} skipped: {exc}"
+        metadata["skipped_contrasts"] = dict(output.skipped)
+
     sample_ids = counts.select("assay", "sample_id").unique(maintain_order=True).collect()
+    fitted: list[tuple[str, Contrast]] = []
     for assay in assays:
         ids = sample_ids.filter(pl.col("assay") == assay)["sample_id"]
         for contrast in contrasts:
@@ -1043,12 +1057,14 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
                 check_design(design, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
                              covariates=contrast.covariates, numeric=contrast.numeric_covariates)
             except DesignError as exc:
-                raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+                skip(contrast, assay, exc)
+                continue
+            fitted.append((assay, contrast))
 
     def frames() -> Iterator[tuple[str, pl.DataFrame]]:
-        for assay in assays:
+        for assay in dict.fromkeys(a for a, _ in fitted):
             block = dense_block(counts.filter(pl.col("assay") == assay), value="count", workdir=workdir)
-            for contrast in contrasts:
+            for contrast in (c for a, c in fitted if a == assay):
                 design = sample_table(block.sample_ids, attributes, columns=[contrast.factor, *contrast.covariates])
                 keep = contrast_samples(block.sample_ids, attributes, where=contrast.filter)
                 try:  # samples without counts are left out, which can still break a design checked above
@@ -1056,8 +1072,11 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
                                                reference=contrast.reference, covariates=contrast.covariates,
                                                numeric=contrast.numeric_covariates,
                                                keep=keep if contrast.filter else None)
+                except DesignError as exc:
+                    skip(contrast, assay, exc)
+                    continue
                 except ValueError as exc:
-                    raise DesignError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
+                    raise ValueError(f"contrast {contrast.name!r} on assay {assay!r}: {exc}") from exc
                 name = contrast.name if len(assays) == 1 else f"{contrast.name}_{assay}"
                 metadata[f"{name}.de_genes_padj_lt_{PADJ}"] = int(result.table.filter(pl.col("padj") < PADJ).height)
                 metadata[f"{name}.parameters"] = result.parameters

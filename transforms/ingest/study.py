@@ -11,6 +11,7 @@ the other assays are still read, so one run reports every problem of a study.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 import stat
@@ -385,16 +386,25 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
     return result
 
 
+SKIPPED_CONTRAST = ("; differential expression skips this contrast (the study's other contrasts and tables are "
+                    "computed and published)")
+"""End of an ``invalid_contrast`` warning: what happens to the contrast and to the rest of the study."""
+
+
 def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataFrame | None,
                      subjects: SubjectSheet | None, *, issues: IssueLog) -> None:
-    """Contrasts that name no sample attribute, a level the factor never takes, or a name twice: located errors
-    at ingest (study.yaml line and key), not a failure of the DE stage after the study was loaded.
+    """Contrasts the samples cannot support: located ``invalid_contrast`` warnings at ingest (study.yaml line and
+    key), so ``omicsdw validate`` names them before the DE stage skips them.
 
-    ``attributes``: (sample_id, attribute, value) of the sample table and of derived samples (pseudobulk profiles).
-    A compared level with fewer than two samples (after the contrast's ``filter``) is an error here too: the DE
-    stage refuses it (``check_design``) and, found only there, it failed a study ``omicsdw validate`` had passed.
-    Samples are counted in the sample table, a superset of those with counts, so this never refuses a design the
-    DE stage would fit.
+    A contrast that names no sample attribute or a level the factor never takes, a compared level without samples
+    (after the contrast's ``filter``), a ``numeric_covariates`` value that is no number, or a design that is not
+    full rank or leaves no residual degrees of freedom (:func:`check_design` on the samples holding the factor) is
+    a warning, not an error: the DE stage skips that contrast and computes the others, and the study is published
+    (one bad contrast does not withhold the study). A level of one sample is fitted (as DESeq2 fits it) when the
+    design leaves residual degrees of freedom. A contrast name used twice stays an error: the table's rows of the
+    two could not be told apart. ``attributes``: (sample_id, attribute, value) of the sample table and of derived
+    samples (pseudobulk profiles). The design is checked on the sample table's samples, those with counts being
+    among them; the DE stage checks it again on the samples with counts, and names what it skipped.
     """
     if not manifest.contrasts:
         return
@@ -414,41 +424,70 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
         seen.add(contrast.name)
         if attributes is None:
             continue  # samples come from the assays: the DE stage checks the design
+        found = len(issues.issues)
+        skipped = functools.partial(_skipped_contrast, issues, contrast.name, where=where, line=line)
         for key, column in [("factor", contrast.factor), *(("covariates", c) for c in contrast.covariates)]:
             if column not in known:
-                issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} {column!r} is no sample "
-                             f"attribute (known: {', '.join(sorted(known)) or 'none'})", file=MANIFEST_NAME,
-                             line=line, column=f"{where}.{key}")
+                skipped(key, f"{key} {column!r} is no sample attribute (known: {', '.join(sorted(known)) or 'none'})")
         levels = set(attributes.filter(pl.col("attribute") == contrast.factor)["value"])
         sample_attributes = set(attributes["attribute"])
         for key, level in (("test", contrast.test), ("reference", contrast.reference)):
             if levels and level not in levels:
-                issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} is not a "
-                             f"value of {contrast.factor!r} (values: {', '.join(sorted(levels))})",
-                             file=MANIFEST_NAME, line=line, column=f"{where}.{key}")
-            elif levels and set(contrast.filter) <= sample_attributes:  # not a subject attribute's filter
-                n = _samples_at_level(attributes, contrast.factor, level, where=contrast.filter)
-                if n < 2:
-                    chosen = (" with " + " and ".join(f"{k} = {' or '.join(map(str, v))}"
-                                                      for k, v in contrast.filter.items())
-                              if contrast.filter else "")
-                    issues.error("invalid_contrast", f"contrast {contrast.name!r}: {key} level {level!r} of "
-                                 f"{contrast.factor!r} has {n} sample{'' if n == 1 else 's'}{chosen}; differential "
-                                 "expression needs at least two in each compared level", file=MANIFEST_NAME,
-                                 line=line, column=f"{where}.{key}")
+                skipped(key, f"{key} level {level!r} is not a value of {contrast.factor!r} (values: "
+                             f"{', '.join(sorted(levels))})")
+            elif (levels and set(contrast.filter) <= sample_attributes  # not a subject attribute's filter
+                  and _samples_at_level(attributes, contrast.factor, level, where=contrast.filter) == 0):
+                chosen = " and ".join(f"{k} = {' or '.join(map(str, v))}" for k, v in contrast.filter.items())
+                skipped(key, f"{key} level {level!r} of {contrast.factor!r} has no sample with {chosen}")
         if set(contrast.filter) <= sample_attributes:
             _check_covariate_values(contrast, attributes, where=where, line=line, issues=issues)
+        if not any(i.code == "invalid_contrast" for i in issues.issues[found:]):
+            design = _contrast_design(contrast, attributes)
+            if design is not None:
+                skipped("factor", design)
+
+
+def _skipped_contrast(issues: IssueLog, name: str, key: str, message: str, *, where: str, line: int | None) -> None:
+    """An ``invalid_contrast`` warning at the contrast's line and ``key``, saying the contrast is skipped."""
+    issues.warning("invalid_contrast", f"contrast {name!r}: {message}{SKIPPED_CONTRAST}", file=MANIFEST_NAME,
+                   line=line, column=f"{where}.{key}")
+
+
+def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None:
+    """Why the design of ``contrast`` cannot be fitted on the samples holding its factor (after its ``filter``),
+    by :func:`check_design`; None when it can, or when a column is not a sample attribute (a subject's: the DE
+    stage checks it). A sample without a covariate's value is left out here: the DE stage names it if it has counts.
+    """
+    from transforms.expression.design import DesignError, check_design
+
+    columns = [contrast.factor, *contrast.covariates]
+    if not set([*columns, *contrast.filter]) <= set(attributes["attribute"]):
+        return None
+    chosen = attributes.filter(pl.col("attribute") == contrast.factor, pl.col("value").is_not_null()).select(
+        "sample_id").unique()
+    for attribute, kept in contrast.filter.items():
+        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(kept))
+                             .select("sample_id"), on="sample_id", how="semi")
+    wide = (attributes.filter(pl.col("attribute").is_in(columns))
+            .pivot(on="attribute", index="sample_id", values="value", aggregate_function="first"))
+    table = chosen.join(wide, on="sample_id", how="left").drop_nulls(columns).sort("sample_id")
+    try:
+        check_design(table, factor=contrast.factor, test=contrast.test, reference=contrast.reference,
+                     covariates=contrast.covariates, numeric=contrast.numeric_covariates)
+    except DesignError as exc:
+        return str(exc)
+    return None
 
 
 def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, where: str, line: int | None,
                             issues: IssueLog) -> None:
     """Covariate values of the samples the contrast uses (those with a factor value, after its ``filter``).
 
-    A ``numeric_covariates`` value that is missing or no finite number is an error naming sample and value (the DE
-    stage refuses it). A categorical covariate whose values look like a measurement (:func:`looks_like_measurement`:
-    numbers, more than two distinct, some not an integer or most held by one sample only) is a
-    ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit a numeric
-    column as one slope. A batch coded 1 / 2, or 1, 1, 2, 3, 3, 4, is labels: not warned.
+    A ``numeric_covariates`` value that is missing or no finite number is an ``invalid_contrast`` warning naming
+    sample and value (the DE stage skips the contrast). A categorical covariate whose values look like a measurement
+    (:func:`looks_like_measurement`: numbers, more than two distinct, some not an integer or most held by one sample
+    only) is a ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit
+    a numeric column as one slope. A batch coded 1 / 2, or 1, 1, 2, 3, 3, 4, is labels: not warned.
     """
     chosen = attributes.filter(pl.col("attribute") == contrast.factor).select("sample_id").unique()
     for attribute, kept in contrast.filter.items():
@@ -467,9 +506,10 @@ def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, whe
             if not bad.is_empty():
                 sample, value = bad.row(0)
                 shown = "missing" if value is None or not value.strip() else repr(value)
-                issues.error("invalid_contrast", f"contrast {contrast.name!r}: numeric covariate {column!r} of "
-                             f"sample {sample!r} is {shown}, not a finite number ({bad.height} such sample(s))",
-                             file=MANIFEST_NAME, line=line, column=f"{where}.numeric_covariates")
+                issues.warning("invalid_contrast", f"contrast {contrast.name!r}: numeric covariate {column!r} of "
+                               f"sample {sample!r} is {shown}, not a finite number ({bad.height} such sample(s))"
+                               f"{SKIPPED_CONTRAST}", file=MANIFEST_NAME, line=line,
+                               column=f"{where}.numeric_covariates")
             continue
         if looks_like_measurement(table["value"]):
             issues.warning("numeric_covariate_as_levels", f"contrast {contrast.name!r}: covariate {column!r} "

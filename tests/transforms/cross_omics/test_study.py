@@ -72,3 +72,23 @@ def test_biomarker_candidates_rna_side_is_welch_on_log2_without_deseq2_rows(shar
         values = mrna[genes[row["gene_id"]]].to_numpy()
         assert row["rna_log2fc"] == pytest.approx(values[12:].mean() - values[:12].mean(), rel=1e-12)
         assert row["rna_padj"] == pytest.approx(padj[list(genes).index(row["gene_id"])], rel=1e-9)
+
+
+def test_biomarker_candidates_no_welch_stand_in_for_a_contrast_de_skipped(shared_data):
+    """In a study with counts, a contrast without differential_expression rows was skipped by DE (its design could
+    not be fitted): it gets no candidates. A Welch test of rna_log2 stood in for DESeq2 there, ignoring the
+    covariates that made DE skip it; the contrast DE fitted keeps its DESeq2 rows."""
+    protein = pl.read_csv(shared_data / "tcga_brca_mixomics" / "train_protein.tsv", separator="\t")
+    samples = protein["sample_id"].to_list()
+    gso = pl.DataFrame([{"gene_id": 2625, "sample_id": s, "protein_log2": protein["GATA3"][i],
+                         "rna_log2": protein["AR"][i]} for i, s in enumerate(samples)]).lazy()
+    attributes = pl.DataFrame({"study_id": "s", "sample_id": samples, "attribute": "tissue",
+                               "value": ["tumour" if i % 2 == 0 else "normal" for i in range(len(samples))]})
+    differential = pl.LazyFrame({"contrast": ["fitted"], "assay": ["counts"], "gene_id": [2625],
+                                 "feature_id": ["GATA3"], "log2_fold_change": [1.5], "padj": [0.01]})
+    contrasts = [Contrast(name=name, factor="tissue", test="tumour", reference="normal")
+                 for name in ("fitted", "skipped")]
+    found = biomarker_candidates(gso, differential, attributes, pl.DataFrame(
+        schema={"gene_id": pl.Int64, "layer_x": pl.String, "layer_y": pl.String, "method": pl.String,
+                "r": pl.Float64}), contrasts=contrasts, study_id="s")
+    assert found.select("contrast", "rna_method", "rna_log2fc").rows() == [("fitted", "deseq2", 1.5)]

@@ -162,6 +162,64 @@ def test_differential_expression_pasilla_numeric_covariate_matches_deseq2(pasill
     assert len(_assert_same_calls(joined)) == 497
 
 
+# make_singleton_level_reference.R: pasilla's 7 samples with treated3 alone in a third level of 'group'.
+_PASILLA_GROUP = {"untreated1": "untreated", "untreated2": "untreated", "untreated3": "untreated",
+                  "untreated4": "untreated", "treated1": "treated", "treated2": "treated", "treated3": "treated_b"}
+
+
+@pytest.mark.parametrize(("design", "test", "calls"), [("third_level", "treated", 484),
+                                                       ("singleton_test", "treated_b", 245)])
+def test_differential_expression_pasilla_singleton_level_matches_deseq2(pasilla, r_table, design, test, calls):
+    # ~ group with levels of 4, 2 and 1 samples: 3 coefficients, 4 residual df, as DESeq2 fits it (the singleton's
+    # coefficient fits its one sample; dispersions come from the replicated levels). Tested as a third level
+    # (treated vs untreated) and as the test level itself (treated_b vs untreated). check_design refused both.
+    counts, genes, samples = pasilla
+    samples = samples.with_columns(pl.col("sample_id").replace_strict(_PASILLA_GROUP).alias("group"))
+    result = differential_expression(counts, genes=genes, samples=samples, factor="group", test=test,
+                                     reference="untreated")
+    reference = r_table("pasilla_de_singleton.tsv.gz").filter(pl.col("design") == design)
+    joined = result.table.join(reference, on="feature_id", suffix="_r")
+    assert joined.height == 14_599
+    assert result.parameters["design"] == "~ group"
+    assert result.parameters["genes_with_replaced_outliers"] == 0  # no level has minReplicatesForReplace = 7
+    assert result.parameters["dispersion_prior_rule"] == "mad"
+    assert result.parameters["dispersion_prior_variance"] == pytest.approx(reference["disp_prior_var"][0], rel=1e-6)
+    np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-12)
+    # The tolerances of the pasilla ~ type + condition test. Measured max relative differences: log2FC 1.2e-8,
+    # lfcSE 1.5e-7, stat 3.0e-7, pvalue 1.2e-7.
+    assert _relative_difference(joined, "log2_fold_change", floor=1e-3).max() < 1e-6
+    assert _relative_difference(joined, "lfc_se").max() < 1e-5
+    assert _relative_difference(joined, "stat").max() < 1e-5
+    assert _relative_difference(joined, "pvalue").max() < 1e-4
+    # R: zcat pasilla_de_singleton.tsv.gz | awk -F'\t' '$1=="<design>" && $8!="NA" && $8<0.05' | wc -l
+    assert len(_assert_same_calls(joined)) == calls
+
+
+def test_differential_expression_one_treated_sample_as_deseq2(pasilla, r_table):
+    # untreated1-4 against treated1 alone, ~ condition: 3 residual df, where DESeq2 draws its dispersion prior
+    # variance by Monte Carlo (0.4965) and we integrate the same law exactly (0.3924, measured; the airway test's
+    # known difference). Every MAP dispersion moves with it, so the figures are compared as the airway ones are:
+    # measured, log2FC at most 0.0080 apart on the 8,064 genes with base mean > 10 and a p-value, 347 of R's 357
+    # genes at padj < 0.05 found (360 in all).
+    counts, genes, samples = pasilla
+    one = samples["sample_id"].is_in(["untreated1", "untreated2", "untreated3", "untreated4", "treated1"])
+    result = differential_expression(counts[:, one.to_numpy()], genes=genes, samples=samples.filter(one),
+                                     factor="condition", test="treated", reference="untreated")
+    reference = r_table("pasilla_de_singleton.tsv.gz").filter(pl.col("design") == "one_treated")
+    assert result.parameters["n_samples"] == 5
+    assert result.parameters["dispersion_prior_rule"] == "exact histogram match (small residual df)"
+    assert abs(result.parameters["dispersion_prior_variance"] - reference["disp_prior_var"][0]) < 0.25
+    joined = result.table.join(reference, on="feature_id", suffix="_r")
+    np.testing.assert_allclose(joined["base_mean"], joined["base_mean_r"], rtol=1e-12)
+    expressed = joined.filter(pl.col("base_mean_r") > 10).drop_nulls(["pvalue", "pvalue_r"])
+    assert expressed.height == 8_064
+    np.testing.assert_allclose(expressed["log2_fold_change"], expressed["log2_fold_change_r"], atol=0.01)
+    ours = set(joined.filter(pl.col("padj") < 0.05)["feature_id"])
+    theirs = set(joined.filter(pl.col("padj_r") < 0.05)["feature_id"])
+    assert len(theirs) == 357
+    assert len(ours & theirs) >= 340
+
+
 def _pasilla_fit(pasilla: Block, covariates: list[str]) -> DESeqResult:
     counts, _, samples = pasilla
     design, names = design_matrix(samples, factor="condition", reference="untreated", covariates=covariates)
@@ -422,9 +480,17 @@ def test_check_design_missing_level():
 
 
 def test_check_design_one_replicate():
-    samples = _design(group=["a", "a", "b"])
-    with pytest.raises(DesignError, match="'group' = 'b' has 1 sample; a Wald test needs at least two"):
-        check_design(samples, factor="group", test="b", reference="a")
+    # DESeq2 1.38 fits a level of one sample while residual df remain (3 samples, 2 coefficients): accepted.
+    check_design(_design(group=["a", "a", "b"]), factor="group", test="b", reference="a")
+    check_design(_design(group=["a", "a", "a", "b", "c"]), factor="group", test="b", reference="c")
+    # One sample per level: as many coefficients as samples, which DESeq() refuses too; the message names them.
+    with pytest.raises(DesignError, match=r"2 coefficients for 2 samples: no residual degrees of freedom to "
+                                          r"estimate dispersion; 'group' level\(s\) \['a', 'b'\] have one sample "
+                                          "each: add replicates"):
+        check_design(_design(group=["a", "b"]), factor="group", test="b", reference="a")
+    with pytest.raises(DesignError, match=r"4 coefficients for 4 samples.*\['b', 'c'\] have one sample each"):
+        check_design(_design(group=["a", "a", "b", "c"], batch=["1", "2", "1", "1"]), factor="group", test="b",
+                     reference="a", covariates=["batch"])
 
 
 def test_check_design_confounded_covariate():

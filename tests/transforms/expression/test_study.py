@@ -426,9 +426,49 @@ def test_differential_study_fits_numeric_covariates_as_deseq2_also_in_a_filtered
         both = joined.filter(pl.col("base_mean_r") > 1, ~pl.col("feature_id").is_in(["FBgn0030880", "FBgn0053909"]))
         np.testing.assert_allclose(both["log2_fold_change"], both["log2_fold_change_r"], rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(both["pvalue"], both["pvalue_r"], rtol=1e-4)
-    with pytest.raises(study.DesignError, match="rin"):  # as levels: refused, naming rin as numeric
-        study.differential_study(counts, attributes, contrasts=[contrasts[0].model_copy(
-            update={"numeric_covariates": []})], workdir=tmp_path)
+    # as levels: skipped, naming rin as numeric
+    levels = study.differential_study(counts, attributes, contrasts=[contrasts[0].model_copy(
+        update={"numeric_covariates": []})], workdir=tmp_path)
+    assert list(levels.frames) == []
+    assert "'rin' (7 distinct values) holds numbers" in levels.skipped["all"]
+
+
+def test_differential_study_skips_a_contrast_it_cannot_fit_and_fits_the_others(
+        pasilla_long: pl.DataFrame, pasilla_attributes: pl.DataFrame, r_table, tmp_path: Path) -> None:
+    # Three contrasts; treated2 and treated3 hold no count (their rows are 0), so DE leaves them out:
+    # - one_treated: untreated1-4 against treated1 alone, fitted as DESeq2 fits it (make_singleton_level_reference.R)
+    # - confounded: a covariate 'lab' that is the condition under another name: not full rank (the design check)
+    # - paired: paired-end samples only, whose treated ones are the two without counts (found at the fit)
+    # One bad contrast raised and withheld the study's whole table; now the two are skipped, each with its reason.
+    counts = pasilla_long.with_columns(
+        pl.when(pl.col("sample_id").is_in(["treated2", "treated3"])).then(0.0).otherwise(pl.col("count"))
+        .alias("count"), pl.lit("counts").alias("assay")).lazy()
+    lab = (pasilla_attributes.filter(pl.col("attribute") == "condition")
+           .with_columns(pl.lit("lab").alias("attribute"), pl.col("value").replace({"treated": "A", "untreated": "B"})))
+    attributes = pl.concat([pasilla_attributes, lab])
+    contrasts = [Contrast(name="one_treated", factor="condition", test="treated", reference="untreated"),
+                 Contrast(name="confounded", factor="condition", test="treated", reference="untreated",
+                          covariates=["lab"]),
+                 Contrast(name="paired", factor="condition", test="treated", reference="untreated",
+                          filter={"type": ["paired-end"]})]
+    output = study.differential_study(counts, attributes, contrasts=contrasts, workdir=tmp_path)
+    table = _stage_tables(output)["differential_expression"]
+    assert set(table["contrast"]) == {"one_treated"}
+    assert [name for name, _ in output.contrasts] == ["one_treated"]
+    assert output.skipped == {
+        "confounded": "contrast 'confounded' on assay 'counts' skipped: design ~ lab + condition is not full rank "
+                      "(2 < 3); drop covariate(s) ['lab']: each is confounded with the others or with 'condition'",
+        "paired": "contrast 'paired' on assay 'counts' skipped: test level 'treated' not found in 'condition'; its "
+                  "levels are ['untreated']"}
+    metadata = output.metadata["differential_expression"]
+    assert metadata["skipped_contrasts"] == output.skipped
+    assert metadata["one_treated.parameters"]["n_samples"] == 5  # type: ignore[index]
+    # R's one_treated figures, to the tolerance of test_differential_expression_one_treated_sample_as_deseq2
+    reference = r_table("pasilla_de_singleton.tsv.gz").filter(pl.col("design") == "one_treated")
+    joined = table.join(reference, on="feature_id", suffix="_r").filter(pl.col("base_mean_r") > 10).drop_nulls(
+        ["pvalue", "pvalue_r"])
+    assert joined.height == 8_064
+    np.testing.assert_allclose(joined["log2_fold_change"], joined["log2_fold_change_r"], atol=0.01)
 
 
 def test_count_rows_pair_each_block_of_samples_rna_normalized_and_rna_vst_rows_with_the_same_ids(

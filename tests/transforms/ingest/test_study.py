@@ -589,32 +589,52 @@ def test_ingest_study_unannotated_vcfs_of_one_assay_are_one_warning(tmp_path, re
     assert issues["message"].item().endswith("(2 more file(s) of this assay alike)")
 
 
-def test_read_study_refuses_a_compared_level_of_one_sample_at_its_contrast_line(tmp_path, reference, study_folder):
-    # 'C' has one sample and, within monocytes, 'b' has one: the DE stage refused both after the study loaded,
-    # failing a study `omicsdw validate` had passed. A level of one sample outside a contrast, a subject attribute
-    # factor and two samples per level (a_vs_b) are no error.
+def test_read_study_fits_a_level_of_one_sample_and_warns_of_a_contrast_it_cannot_fit(tmp_path, reference,
+                                                                                      study_folder):
+    # 'C' has one sample and, within monocytes, 'b' has one: both were errors (the DE stage refused them), though
+    # DESeq2 fits them (residual df remain: 6 samples and 4 coefficients, 3 samples and 2). A contrast the samples
+    # cannot support is an invalid_contrast warning at its line, not an error: its study loads and DE skips it.
+    # Among lymphocytes 'Group A' has no sample; b, C and D have one each (3 coefficients for 3 samples).
     manifest = ("study_id: s\nname: s\nsamples: samples.tsv\nsubjects: subjects.tsv\nassays:\n"
                 "  - {name: rna, kind: rna_counts, format: matrix, path: counts.tsv, gene_id_type: symbol}\n"
                 "contrasts:\n"
                 "  - {name: a_vs_b, factor: group, test: Group A, reference: b}\n"
                 "  - {name: c_vs_a, factor: group, test: C, reference: Group A}\n"
                 "  - {name: b_mono, factor: group, test: b, reference: Group A, filter: {cell: mono}}\n"
-                "  - {name: by_sex, factor: sex, test: F, reference: M}\n")
+                "  - {name: by_sex, factor: sex, test: F, reference: M}\n"
+                "  - {name: b_lymph, factor: group, test: b, reference: Group A, filter: {cell: lymph}}\n"
+                "  - {name: c_lymph, factor: group, test: C, reference: b, filter: {cell: lymph}}\n"
+                "  - {name: typo, factor: group, test: c, reference: b}\n")
     samples = ("sample_id\tsubject_id\tgroup\tcell\nS1\tP1\tGroup A\tmono\nS2\tP2\tGroup A\tmono\nS3\tP3\tb\tmono\n"
                "S4\tP4\tb\tlymph\nS5\tP5\tC\tlymph\nS6\tP6\tD\tlymph\n")
     subjects = "subject_id\tsex\nP1\tF\nP2\tM\nP3\tF\nP4\tM\nP5\tF\nP6\tM\n"
     counts = "gene\tS1\tS2\tS3\tS4\tS5\tS6\nTP53\t10\t20\t30\t25\t5\t6\nMYC\t5\t6\t7\t9\t1\t2\n"
     folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "subjects.tsv": subjects,
                                                "counts.tsv": counts})
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("code") == "invalid_contrast")
+    assert issues.select("file", "line", "column", "severity").rows() == [
+        ("study.yaml", 12, "contrasts[4].reference", "warning"),
+        ("study.yaml", 13, "contrasts[5].factor", "warning"),
+        ("study.yaml", 14, "contrasts[6].test", "warning")]
+    skipped = "; differential expression skips this contrast (the study's other contrasts and tables are computed "
+    assert issues["message"].to_list() == [
+        f"contrast 'b_lymph': reference level 'Group A' of 'group' has no sample with cell = lymph{skipped}"
+        "and published)",
+        "contrast 'c_lymph': design ~ group has 3 coefficients for 3 samples: no residual degrees of freedom to "
+        "estimate dispersion; 'group' level(s) ['C', 'D', 'b'] have one sample each: add replicates of a level, or "
+        f"drop a covariate{skipped}and published)",
+        f"contrast 'typo': test level 'c' is not a value of 'group' (values: C, D, Group A, b){skipped}"
+        "and published)"]
+
+
+def test_read_study_refuses_a_contrast_name_used_twice(tmp_path, reference, study_folder):
+    # Two contrasts of one name cannot be told apart in the table: an error, as before (the study is not loaded).
+    manifest = (_NUMERIC_HEAD + "  - {name: c, factor: group, test: b, reference: a}\n"
+                "  - {name: c, factor: group, test: a, reference: b}\n")
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": _NUMERIC_COUNTS})
     errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
-    assert errors.select("file", "line", "column", "code").rows() == [
-        ("study.yaml", 9, "contrasts[1].test", "invalid_contrast"),
-        ("study.yaml", 10, "contrasts[2].test", "invalid_contrast")]
-    assert errors["message"].to_list() == [
-        "contrast 'c_vs_a': test level 'C' of 'group' has 1 sample; differential expression needs at least two in "
-        "each compared level",
-        "contrast 'b_mono': test level 'b' of 'group' has 1 sample with cell = mono; differential expression "
-        "needs at least two in each compared level"]
+    assert errors.select("line", "column", "code", "message").rows() == [
+        (8, "contrasts[1].name", "invalid_contrast", "contrast name 'c' is used twice")]
 
 
 _NUMERIC_SAMPLES = ("sample_id\tgroup\trin\tbatch\nS1\ta\t7.1\t1\nS2\ta\t8.2\t2\nS3\ta\t6.5\t1\nS4\tb\t9.0\t2\n"
@@ -634,9 +654,12 @@ def test_read_study_warns_of_a_numeric_covariate_fitted_as_levels(tmp_path, refe
                 "     numeric_covariates: [rin]}\n")
     folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": _NUMERIC_COUNTS})
     issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") != "info")
+    # as 6 levels rin leaves no residual df (1 + 1 + 5 + 1 coefficients for 6 samples): the DE stage skips it
     assert issues.select("file", "line", "column", "code", "severity").rows() == [
-        ("study.yaml", 7, "contrasts[0].covariates", "numeric_covariate_as_levels", "warning")]
-    assert issues["message"].item() == (
+        ("study.yaml", 7, "contrasts[0].covariates", "numeric_covariate_as_levels", "warning"),
+        ("study.yaml", 7, "contrasts[0].factor", "invalid_contrast", "warning")]
+    assert issues["message"][1].startswith("contrast 'levels': design ~ batch + rin + group is not full rank")
+    assert issues["message"][0] == (
         "contrast 'levels': covariate 'rin' holds numbers and is fitted as 6 levels (one coefficient each); if "
         "'rin' is a measurement (RIN, age) rather than labels, list it under numeric_covariates to fit one slope, "
         "as R's DESeq2 fits a numeric column")
@@ -664,10 +687,13 @@ def test_read_study_refuses_a_numeric_covariate_value_that_is_no_number(tmp_path
                 "     numeric_covariates: [rin]}\n")
     samples = _NUMERIC_SAMPLES.replace("S5\tb\t7.7", "S5\tb\tlow")
     folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "counts.tsv": _NUMERIC_COUNTS})
-    errors = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") == "error")
-    assert errors.select("file", "line", "column", "code", "message").rows() == [
-        ("study.yaml", 7, "contrasts[0].numeric_covariates", "invalid_contrast",
-         "contrast 'slope': numeric covariate 'rin' of sample 'S5' is 'low', not a finite number (1 such sample(s))")]
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") != "info")
+    # a warning: the DE stage skips this contrast, the study loads
+    assert issues.select("file", "line", "column", "code", "severity", "message").rows() == [
+        ("study.yaml", 7, "contrasts[0].numeric_covariates", "invalid_contrast", "warning",
+         "contrast 'slope': numeric covariate 'rin' of sample 'S5' is 'low', not a finite number (1 such sample(s))"
+         "; differential expression skips this contrast (the study's other contrasts and tables are computed and "
+         "published)")]
 
 
 def test_read_study_refuses_a_numeric_covariate_not_among_the_covariates(tmp_path, reference, study_folder):
