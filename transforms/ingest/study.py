@@ -35,6 +35,7 @@ from schemas.manifest import (
     confine,
     not_a_file,
     read_manifest_data,
+    recording_inputs,
     resolve_study_path,
     study_id_problem,
     unknown_keys,
@@ -83,6 +84,9 @@ class StudyIngest:
     assays: dict[str, list[str | None]] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     expected_rows: dict[str, int | None] = field(default_factory=dict)
+    inputs: frozenset[str] | None = None
+    """The files and folders the readers opened, relative to the folder (study.yaml included; a folder stands for
+    the files under it); None: unknown (a cBioPortal folder, whose meta files name its data), take every file."""
 
     @property
     def study_id(self) -> str:
@@ -301,11 +305,16 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     # absolute (links kept): files found by globbing are then absolute too, never read as relative to the study
     # folder by the confinement check (which a relative landing path like `omicsdw validate landing` defeated)
     folder = folder.absolute()
-    if fingerprint is not None:
-        return _read_study(folder, lambda: fingerprint, reference=reference, code_version=code_version)
-    with ThreadPoolExecutor(1, thread_name_prefix="omicsdw-fingerprint") as pool:
-        hashing = pool.submit(load_fingerprint, folder, reference=reference, code_version=code_version)
-        return _read_study(folder, hashing.result, reference=reference, code_version=code_version)
+    with recording_inputs() as opened:
+        if fingerprint is not None:
+            ingest = _read_study(folder, lambda: fingerprint, reference=reference, code_version=code_version)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="omicsdw-fingerprint") as pool:
+                hashing = pool.submit(load_fingerprint, folder, reference=reference, code_version=code_version)
+                ingest = _read_study(folder, hashing.result, reference=reference, code_version=code_version)
+    if ingest.manifest is not None and ingest.manifest.source_layout == "study_yaml":
+        ingest.inputs = frozenset(opened | {MANIFEST_NAME})
+    return ingest
 
 
 def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: GeneReference,
