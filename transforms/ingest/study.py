@@ -803,14 +803,15 @@ def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
 
     ``file`` of an issue is relative to ``landing`` (``a=b/study.yaml``). Codes: ``not_a_study`` (no study.yaml
     or meta_study.txt, or one that is not a file), ``invalid_study_id`` (see :func:`declared_study_id`),
-    ``duplicate_study_id`` (two folders declare one id: the id is ambiguous, so neither is loaded; one issue per
-    folder, naming all of them). Hidden folders (``.name``) are skipped by design.
+    ``duplicate_study_id`` (two folders declare one id, or ids that differ only in case, which name one folder on a
+    case-insensitive file system: neither is loaded; one issue per folder, naming all of them). Hidden folders
+    (``.name``) are skipped by design.
     """
     itself = is_study_folder(landing) or (landing / MANIFEST_NAME).exists()
     folders = [landing] if itself else sorted(
         p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
     issues: list[Issue] = []
-    by_id: dict[str, list[Path]] = {}
+    by_id: dict[str, list[tuple[str, Path]]] = {}
     for folder in folders:
         prefix = "" if folder == landing else f"{folder.name}/"
         bad = [n for n in (MANIFEST_NAME, META_STUDY) if (folder / n).exists() and not (folder / n).is_file()]
@@ -827,18 +828,22 @@ def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
             issues.append(replace(problem, file=prefix + problem.file))
             continue
         assert sid is not None
-        by_id.setdefault(sid, []).append(folder)
+        by_id.setdefault(sid.lower(), []).append((sid, folder))  # ids are ASCII: lower() is their case fold
     found: dict[str, Path] = {}
-    for sid, same in by_id.items():
+    for same in by_id.values():
         if len(same) == 1:
-            found[sid] = same[0]
+            found[same[0][0]] = same[0][1]
             continue
-        names = ", ".join(repr(f.name) for f in same)
-        for folder in same:
+        names = ", ".join(repr(f.name) for _, f in same)
+        ids = sorted({sid for sid, _ in same})
+        why = (f"study id {ids[0]!r} is declared by folders {names}: the id is ambiguous" if len(ids) == 1 else
+               f"study ids {', '.join(map(repr, ids))} (folders {names}) differ only in case: on a case-insensitive "
+               "file system (macOS, Windows, most network shares) their lake partitions and report folders are one "
+               "folder")
+        for _, folder in same:
             _, source, line, column = _declared(folder)
             issues.append(Issue(f"{folder.name}/{source}", "duplicate_study_id", "error",
-                                f"study id {sid!r} is declared by folders {names}: the id is ambiguous, so none "
-                                "of them is loaded; give each study its own id", line, column))
+                                f"{why}, so none of them is loaded; give each study its own id", line, column))
     return found, issues
 
 
