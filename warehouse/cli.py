@@ -262,7 +262,7 @@ def _build(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
-    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"))
+    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"), *_local_lakes(args))
                        if f.is_dir() and not os.access(f, os.W_OK)), None)
     if unwritable is not None:  # a read-only mount: every step failed, and the build blamed the gene reference
         print(f"omicsdw build: the warehouse cannot be written ({unwritable} is read-only to this user); a "
@@ -812,18 +812,24 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 on a read-only mount printed one from the lock file's open)."""
 
 
+def _local_lakes(args: argparse.Namespace) -> list[Path]:
+    """The local lake folders a verb may write outside ``WAREHOUSE/lake``: ``--lake``, ``$OMICSDW_LAKE`` and the
+    lake the warehouse's catalog was built from (object-store lakes are not folders here).
+    """
+    from warehouse.storage import is_remote, recorded_lake
+
+    return [Path(str(root).removeprefix("file://"))
+            for root in (args.__dict__.get("lake"), os.environ.get("OMICSDW_LAKE"), recorded_lake(Path(args.warehouse)))
+            if root and not is_remote(root)]
+
+
 def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
     """Whether a permission error is about the warehouse folder or its local lake (not an --output file, a
     landing file or a spec): only then is it said to be a read-only warehouse.
     """
-    from warehouse.storage import is_remote, recorded_lake
-
     if not exc.filename or not getattr(args, "warehouse", None):
         return False
-    folder = Path(args.warehouse)
-    roots = [folder, *(Path(str(root).removeprefix("file://"))
-                       for root in (args.__dict__.get("lake"), os.environ.get("OMICSDW_LAKE"), recorded_lake(folder))
-                       if root and not is_remote(root))]
+    roots = [Path(args.warehouse), *_local_lakes(args)]
     path = Path(os.fsdecode(exc.filename)).resolve()
     return any(path.is_relative_to(root.resolve()) for root in roots)
 

@@ -62,6 +62,23 @@ def test_build_into_a_read_only_warehouse_says_so_before_any_step(tmp_path: Path
     assert list((wh / "lake").iterdir()) == []
 
 
+def test_build_into_a_read_only_lake_given_by_lake_says_so_before_any_step(tmp_path: Path, capsys, example_landing,
+                                                                           monkeypatch) -> None:
+    """A local --lake outside the warehouse folder on a read-only mount: only the warehouse and WAREHOUSE/lake
+    were looked at, so every step failed on the lake and the build blamed the gene reference."""
+    landing, wh, lake = example_landing(tmp_path, "airway"), tmp_path / "wh", tmp_path / "mnt" / "lake"
+    lake.mkdir(parents=True)
+    monkeypatch.delenv("OMICSDW_LAKE", raising=False)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw) and not (
+        mode == os.W_OK and Path(path).resolve().is_relative_to(lake.resolve())))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--lake", str(lake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"omicsdw build: the warehouse cannot be written ({lake} is read-only"), err
+    assert "gene reference" not in err
+    assert list(lake.iterdir()) == []
+
+
 def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
                                                                             example_landing) -> None:
     landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
