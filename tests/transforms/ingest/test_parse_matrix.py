@@ -212,7 +212,7 @@ def test_parse_matrix_windows_1252_line_is_transcoded_without_holding_the_file(t
 
     import transforms.ingest.parse.text as text
 
-    monkeypatch.setattr(text, "TRANSCODE_CHUNK_BYTES", 256 * 1024)
+    monkeypatch.setattr(text, "TRANSCODE_CHUNK_BYTES", 256 * 1024, raising=False)  # raising: main has none
     row = "\t".join(str(100 + j % 7) for j in range(1000))  # column S3 holds 103 on every line
     path = tmp_path / "m.tsv"
     with open(path, "wb") as fh:
