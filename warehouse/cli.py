@@ -315,12 +315,14 @@ def _build(args: argparse.Namespace) -> int:
         job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(
             study_job.name)
         failed = []
+        study_build = resource.lake().study_build
         for i, sid in enumerate(studies, start=1):
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
             t0 = time.monotonic()
             try:
-                result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
-                                                                 run_config=quiet, raise_on_error=False))
+                with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
+                    result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
+                                                                     run_config=quiet, raise_on_error=False))
             except Stopped as stop:
                 if stop.completed:
                     print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
@@ -363,6 +365,11 @@ def _build(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
     return 1 if failed else 0
+
+
+def _waiting(holder: str) -> None:
+    """Said on the study's progress line when another build of it holds the study."""
+    print(f"waiting for another build of it ({holder}) to finish ...", end=" ", flush=True)
 
 
 def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, instance,  # type: ignore[no-untyped-def]
