@@ -9,6 +9,9 @@ import copy
 import difflib
 import functools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -520,6 +523,23 @@ class PathOutsideStudy(ValueError):
     """A path named by a study (manifest, meta file, glob match) leaves the study folder; nothing is read."""
 
 
+_CONFINED: ContextVar[set[str] | None] = ContextVar("omicsdw_confined", default=None)
+
+
+@contextmanager
+def recording_inputs() -> Iterator[set[str]]:
+    """The paths :func:`confine` lets through while the block runs, relative to their study folder: every file a
+    reader opens passes the confinement check first, so these are the study's inputs (a folder stands for the
+    files under it). Only the calling thread's checks are recorded (a context variable).
+    """
+    seen: set[str] = set()
+    token = _CONFINED.set(seen)
+    try:
+        yield seen
+    finally:
+        _CONFINED.reset(token)
+
+
 def confine(study_dir: Path, path: Path | str) -> Path:
     """The one confinement check: ``path`` (relative to ``study_dir``, or a path found inside it) with every
     symlink resolved must stay inside the resolved study folder; raise :class:`PathOutsideStudy` if not.
@@ -537,7 +557,10 @@ def confine(study_dir: Path, path: Path | str) -> Path:
     if not given.resolve().is_relative_to(root):
         shown = str(path) if not Path(path).is_absolute() else Path(path).name
         raise PathOutsideStudy(f"path {shown!r} leaves the study folder (through a symbolic link)")
-    return given if given.is_relative_to(root) else root / given.relative_to(study_dir.absolute())
+    inside = given if given.is_relative_to(root) else root / given.relative_to(study_dir.absolute())
+    if (seen := _CONFINED.get()) is not None:
+        seen.add(str(inside.relative_to(root)))
+    return inside
 
 
 def resolve_study_path(study_dir: Path, relative: str) -> list[Path]:

@@ -262,7 +262,7 @@ def _build(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
-    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"))
+    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"), *_local_lakes(args))
                        if f.is_dir() and not os.access(f, os.W_OK)), None)
     if unwritable is not None:  # a read-only mount: every step failed, and the build blamed the gene reference
         print(f"omicsdw build: the warehouse cannot be written ({unwritable} is read-only to this user); a "
@@ -315,12 +315,14 @@ def _build(args: argparse.Namespace) -> int:
         job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(
             study_job.name)
         failed = []
+        study_build = resource.lake().study_build
         for i, sid in enumerate(studies, start=1):
             print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
             t0 = time.monotonic()
             try:
-                result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
-                                                                 run_config=quiet, raise_on_error=False))
+                with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
+                    result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
+                                                                     run_config=quiet, raise_on_error=False))
             except Stopped as stop:
                 if stop.completed:
                     print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
@@ -363,6 +365,11 @@ def _build(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
     return 1 if failed else 0
+
+
+def _waiting(holder: str) -> None:
+    """Said on the study's progress line when another build of it holds the study."""
+    print(f"waiting for another build of it ({holder}) to finish ...", end=" ", flush=True)
 
 
 def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, instance,  # type: ignore[no-untyped-def]
@@ -812,18 +819,24 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 on a read-only mount printed one from the lock file's open)."""
 
 
+def _local_lakes(args: argparse.Namespace) -> list[Path]:
+    """The local lake folders a verb may write outside ``WAREHOUSE/lake``: ``--lake``, ``$OMICSDW_LAKE`` and the
+    lake the warehouse's catalog was built from (object-store lakes are not folders here).
+    """
+    from warehouse.storage import is_remote, recorded_lake
+
+    return [Path(str(root).removeprefix("file://"))
+            for root in (args.__dict__.get("lake"), os.environ.get("OMICSDW_LAKE"), recorded_lake(Path(args.warehouse)))
+            if root and not is_remote(root)]
+
+
 def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
     """Whether a permission error is about the warehouse folder or its local lake (not an --output file, a
     landing file or a spec): only then is it said to be a read-only warehouse.
     """
-    from warehouse.storage import is_remote, recorded_lake
-
     if not exc.filename or not getattr(args, "warehouse", None):
         return False
-    folder = Path(args.warehouse)
-    roots = [folder, *(Path(str(root).removeprefix("file://"))
-                       for root in (args.__dict__.get("lake"), os.environ.get("OMICSDW_LAKE"), recorded_lake(folder))
-                       if root and not is_remote(root))]
+    roots = [Path(args.warehouse), *_local_lakes(args)]
     path = Path(os.fsdecode(exc.filename)).resolve()
     return any(path.is_relative_to(root.resolve()) for root in roots)
 

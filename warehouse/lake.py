@@ -24,11 +24,12 @@ import functools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,6 +402,44 @@ class Lake:
                 self._journal.unlink(missing_ok=True)
             finally:
                 self._journal = None
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def study_build(self, study_id: str, *, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the lock of a whole build of the study (``omicsdw build``), waiting for as long as another holds it.
+
+        The study's write lock (:meth:`study_session`) is taken per step, so two CLI builds of one study took turns
+        step by step, each running every step; with this one the second waits for the first to finish, then finds
+        the study unchanged. A lock file of its own (``build.lock`` beside the study's ``lock``): the steps inside
+        still take theirs, and runs Dagster launches (sensor, UI) take only those, as before. ``on_wait`` is told
+        the holder (``process N on HOST``) once, when the lock is found taken.
+        """
+        if self.service_dir is None:
+            yield
+            return
+        folder = self.service_dir / "studies" / study_id
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "build.lock", "a+") as lock:
+            told = False
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not told and on_wait is not None:
+                        told = True
+                        holder = _holder(lock)
+                        lock.seek(0)
+                        written = lock.read().strip()  # the holder's host too, when the text is its own
+                        on_wait(written if written.startswith(f"{holder} on ") else holder)
+                    time.sleep(0.2)
+            try:
+                lock.seek(0)
+                lock.truncate()
+                lock.write(f"process {os.getpid()} on {socket.gethostname()}")
+                lock.flush()
+                yield
+            finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def sessions_in_progress(self) -> list[str]:
@@ -881,7 +920,7 @@ def _holder(lock: Any) -> str:
     except OSError:
         pass
     lock.seek(0)
-    written = lock.read().strip()
+    written = lock.read().strip().split(" on ", 1)[0]  # a build lock's text names the host too
     return written if written and written != f"process {os.getpid()}" else "another process"
 
 

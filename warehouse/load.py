@@ -162,13 +162,25 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
         return unchanged
     ingest = read_study(folder, reference=reference, code_version=code_version, fingerprint=fingerprint)
     after = file_stamps(folder)  # a file copied into the landing while read: the first part loaded with no issue
-    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    changed = sorted(name for name in before.keys() | after.keys()
+                     if before.get(name) != after.get(name) and _is_input(name, ingest.inputs))
     if changed:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         ingest.issues.error("file_changed", f"{changed[0]}{more} changed while the study was read: still being "
                             "copied or written? Nothing of this read is loaded; build again once the files are "
                             "complete", file=changed[0])
     return load_study(lake, ingest, keep_counts=keep_counts)
+
+
+def _is_input(name: str, inputs: frozenset[str] | None) -> bool:
+    """Whether the read depended on the file ``name`` (relative to the study folder): one of ``inputs`` or under
+    one of them (a 10x folder); every file when the inputs are unknown. A log the lab keeps appending to, a README
+    or a results folder beside the inputs is never opened: its changing does not void the read.
+    """
+    if inputs is None:
+        return True
+    path = Path(name)
+    return name in inputs or any(str(parent) in inputs for parent in path.parents)
 
 
 def unchanged_load(lake: Lake, study_id: str, fingerprint: str) -> StudyLoad | None:

@@ -62,6 +62,56 @@ def test_build_into_a_read_only_warehouse_says_so_before_any_step(tmp_path: Path
     assert list((wh / "lake").iterdir()) == []
 
 
+def test_build_into_a_read_only_lake_given_by_lake_says_so_before_any_step(tmp_path: Path, capsys, example_landing,
+                                                                           monkeypatch) -> None:
+    """A local --lake outside the warehouse folder on a read-only mount: only the warehouse and WAREHOUSE/lake
+    were looked at, so every step failed on the lake and the build blamed the gene reference."""
+    landing, wh, lake = example_landing(tmp_path, "airway"), tmp_path / "wh", tmp_path / "mnt" / "lake"
+    lake.mkdir(parents=True)
+    monkeypatch.delenv("OMICSDW_LAKE", raising=False)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw) and not (
+        mode == os.W_OK and Path(path).resolve().is_relative_to(lake.resolve())))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--lake", str(lake)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"omicsdw build: the warehouse cannot be written ({lake} is read-only"), err
+    assert "gene reference" not in err
+    assert list(lake.iterdir()) == []
+
+
+def test_a_second_build_of_a_study_waits_for_the_first_then_finds_it_unchanged(tmp_path: Path, capsys,
+                                                                              example_landing) -> None:
+    """Two builds of one study ran in lockstep (the study's lock is per step): each ran every step. Now a build
+    holds the study for its whole run; the other says whom it waits for, then finds the study unchanged."""
+    import socket
+    import threading
+
+    from warehouse.storage import open_lake
+
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 0
+    capsys.readouterr()
+    held, release = threading.Event(), threading.Event()
+
+    def first_build() -> None:  # stands for another `omicsdw build` of airway, in its run
+        with open_lake(wh).study_build("airway"):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=first_build)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(2.0, release.set).start()
+    start = time.monotonic()
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 0
+    holder.join(10)
+    out = capsys.readouterr().out
+    assert time.monotonic() - start >= 2.0
+    line = next(t for t in out.splitlines() if t.startswith("[1/1] airway"))
+    assert line.startswith(f"[1/1] airway ... waiting for another build of it (process {os.getpid()} on "
+                           f"{socket.gethostname()}) to finish ... unchanged ("), line
+
+
 def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
                                                                             example_landing) -> None:
     landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"

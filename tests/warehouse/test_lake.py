@@ -180,6 +180,34 @@ def test_acquire_says_nothing_of_a_wait_shorter_than_the_notice(tmp_path: Path, 
     assert not [r for r in caplog.records if r.getMessage().startswith("waiting for")]
 
 
+def test_study_build_makes_a_second_build_wait_for_the_whole_first_and_leaves_the_step_locks_free(lake: Lake) -> None:
+    """Two CLI builds of one study took turns step by step (the study's lock is per step): the whole-build lock makes
+    the second wait for the first to end, and is told who holds it; the steps' own lock is another file."""
+    import socket
+    import threading
+
+    told: list[str] = []
+    events: list[str] = []
+
+    def second() -> None:
+        with lake.study_build("s1", on_wait=told.append):
+            events.append("second starts")
+
+    with lake.study_build("s1"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(1.0)
+        with lake.study_session("s1", timeout=1):  # a step of the first build still takes the study's write lock
+            events.append("first's step")
+        events.append("first ends")
+    thread.join(10)
+    assert events == ["first's step", "first ends", "second starts"]
+    assert told == [f"process {os.getpid()} on {socket.gethostname()}"]
+    with lake.study_build("s2", on_wait=told.append):  # another study: not waited for
+        pass
+    assert len(told) == 1
+
+
 def _hold(root: str, ready) -> None:  # type: ignore[no-untyped-def]
     with Lake(root).study_session("s1"):
         ready.set()

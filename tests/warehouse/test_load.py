@@ -114,3 +114,32 @@ def test_load_folder_refuses_a_read_during_which_a_file_of_the_study_changed(
     monkeypatch.setattr(warehouse.load, "read_study", read)
     assert load_folder(lake, folder, reference=reference, code_version="v1").ok  # the whole file: 10+5+30 + 180 + 6
     assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 231
+
+
+def test_load_folder_ignores_a_file_the_readers_never_open_changing_during_the_read(
+        tmp_path: Path, study_folder, reference: GeneReference, monkeypatch) -> None:
+    """A lab's notes/run.log appended to during every read, a README edited: no reader opens them, so the read
+    stands (it failed the study with "still being copied" at every build); an input changing still voids it."""
+    folder = study_folder(tmp_path / "landing", MANIFEST, {"counts.tsv": GOOD_COUNTS, "samples.tsv": GOOD_SAMPLES,
+                                                           "README.md": "# s\n"})
+    (folder / "notes").mkdir()
+    (folder / "notes" / "run.log").write_text("started\n")
+    lake = Lake(tmp_path / "wh" / "lake")
+    read = warehouse.load.read_study
+    touched = [folder / "notes" / "run.log", folder / "README.md"]
+
+    def read_while_logging(path, **kwargs):  # type: ignore[no-untyped-def]
+        ingest = read(path, **kwargs)
+        for file in touched:
+            with open(file, "a") as fh:
+                fh.write("still running\n")
+        return ingest
+
+    monkeypatch.setattr(warehouse.load, "read_study", read_while_logging)
+    load = load_folder(lake, folder, reference=reference, code_version="v1")
+    assert load.ok, load.errors
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 63
+    touched = [folder / "samples.tsv"]  # an input: its change voids the read, named as before
+    load = load_folder(lake, folder, reference=reference, code_version="v1")
+    assert not load.ok
+    assert load.errors.select("code", "file").rows() == [("file_changed", "samples.tsv")]

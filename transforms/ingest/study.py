@@ -36,6 +36,7 @@ from schemas.manifest import (
     confine,
     not_a_file,
     read_manifest_data,
+    recording_inputs,
     resolve_study_path,
     study_id_problem,
     unknown_keys,
@@ -84,6 +85,9 @@ class StudyIngest:
     assays: dict[str, list[str | None]] = field(default_factory=dict)
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     expected_rows: dict[str, int | None] = field(default_factory=dict)
+    inputs: frozenset[str] | None = None
+    """The files and folders the readers opened, relative to the folder (study.yaml included; a folder stands for
+    the files under it); None: unknown (a cBioPortal folder, whose meta files name its data), take every file."""
 
     @property
     def study_id(self) -> str:
@@ -302,11 +306,16 @@ def read_study(folder: Path, *, reference: GeneReference, code_version: str = ""
     # absolute (links kept): files found by globbing are then absolute too, never read as relative to the study
     # folder by the confinement check (which a relative landing path like `omicsdw validate landing` defeated)
     folder = folder.absolute()
-    if fingerprint is not None:
-        return _read_study(folder, lambda: fingerprint, reference=reference, code_version=code_version)
-    with ThreadPoolExecutor(1, thread_name_prefix="omicsdw-fingerprint") as pool:
-        hashing = pool.submit(load_fingerprint, folder, reference=reference, code_version=code_version)
-        return _read_study(folder, hashing.result, reference=reference, code_version=code_version)
+    with recording_inputs() as opened:
+        if fingerprint is not None:
+            ingest = _read_study(folder, lambda: fingerprint, reference=reference, code_version=code_version)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="omicsdw-fingerprint") as pool:
+                hashing = pool.submit(load_fingerprint, folder, reference=reference, code_version=code_version)
+                ingest = _read_study(folder, hashing.result, reference=reference, code_version=code_version)
+    if ingest.manifest is not None and ingest.manifest.source_layout == "study_yaml":
+        ingest.inputs = frozenset(opened | {MANIFEST_NAME})
+    return ingest
 
 
 def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: GeneReference,
@@ -834,14 +843,15 @@ def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
 
     ``file`` of an issue is relative to ``landing`` (``a=b/study.yaml``). Codes: ``not_a_study`` (no study.yaml
     or meta_study.txt, or one that is not a file), ``invalid_study_id`` (see :func:`declared_study_id`),
-    ``duplicate_study_id`` (two folders declare one id: the id is ambiguous, so neither is loaded; one issue per
-    folder, naming all of them). Hidden folders (``.name``) are skipped by design.
+    ``duplicate_study_id`` (two folders declare one id, or ids that differ only in case, which name one folder on a
+    case-insensitive file system: neither is loaded; one issue per folder, naming all of them). Hidden folders
+    (``.name``) are skipped by design.
     """
     itself = is_study_folder(landing) or (landing / MANIFEST_NAME).exists()
     folders = [landing] if itself else sorted(
         p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
     issues: list[Issue] = []
-    by_id: dict[str, list[Path]] = {}
+    by_id: dict[str, list[tuple[str, Path]]] = {}
     for folder in folders:
         prefix = "" if folder == landing else f"{folder.name}/"
         bad = [n for n in (MANIFEST_NAME, META_STUDY) if (folder / n).exists() and not (folder / n).is_file()]
@@ -858,18 +868,22 @@ def scan_landing(landing: Path) -> tuple[dict[str, Path], list[Issue]]:
             issues.append(replace(problem, file=prefix + problem.file))
             continue
         assert sid is not None
-        by_id.setdefault(sid, []).append(folder)
+        by_id.setdefault(sid.lower(), []).append((sid, folder))  # ids are ASCII: lower() is their case fold
     found: dict[str, Path] = {}
-    for sid, same in by_id.items():
+    for same in by_id.values():
         if len(same) == 1:
-            found[sid] = same[0]
+            found[same[0][0]] = same[0][1]
             continue
-        names = ", ".join(repr(f.name) for f in same)
-        for folder in same:
+        names = ", ".join(repr(f.name) for _, f in same)
+        ids = sorted({sid for sid, _ in same})
+        why = (f"study id {ids[0]!r} is declared by folders {names}: the id is ambiguous" if len(ids) == 1 else
+               f"study ids {', '.join(map(repr, ids))} (folders {names}) differ only in case: on a case-insensitive "
+               "file system (macOS, Windows, most network shares) their lake partitions and report folders are one "
+               "folder")
+        for _, folder in same:
             _, source, line, column = _declared(folder)
             issues.append(Issue(f"{folder.name}/{source}", "duplicate_study_id", "error",
-                                f"study id {sid!r} is declared by folders {names}: the id is ambiguous, so none "
-                                "of them is loaded; give each study its own id", line, column))
+                                f"{why}, so none of them is loaded; give each study its own id", line, column))
     return found, issues
 
 

@@ -95,6 +95,21 @@ def test_scan_landing_duplicate_study_id_loads_neither(tmp_path, study_folder):
     assert all("'first', 'second'" in i.message and "none of them is loaded" in i.message for i in issues)
 
 
+def test_scan_landing_study_ids_differing_only_in_case_load_neither(tmp_path, study_folder):
+    """'Pasilla' and 'pasilla' loaded as two studies, whose study_id=... partitions and report folders are one
+    folder on a case-insensitive file system: refused as one id declared twice, located, the other study loaded."""
+    study_folder(tmp_path, "name: n\nstudy_id: Pasilla\n", name="a")
+    study_folder(tmp_path, "study_id: pasilla\nname: n\n", name="b")
+    study_folder(tmp_path, name="other", manifest="study_id: s2\nname: n\n")
+    found, issues = scan_landing(tmp_path)
+    assert list(found) == ["s2"]
+    assert [(i.file, i.code, i.line, i.column) for i in issues] == [
+        ("a/study.yaml", "duplicate_study_id", 2, "study_id"),
+        ("b/study.yaml", "duplicate_study_id", 1, "study_id")]
+    assert all("'Pasilla', 'pasilla' (folders 'a', 'b') differ only in case" in i.message
+               and "none of them is loaded" in i.message for i in issues)
+
+
 def test_scan_landing_reports_study_yaml_directory_and_plain_folders(tmp_path, study_folder):
     (study_folder(tmp_path, None, name="dir_manifest") / "study.yaml").mkdir()
     study_folder(tmp_path, None, name="notes")

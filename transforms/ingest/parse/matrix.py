@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import polars as pl
@@ -34,6 +35,7 @@ from transforms.ingest.parse.text import (
     open_text,
     report_ragged_rows,
     sniff_table,
+    staged_as_utf8,
     unreadable,
 )
 from transforms.issues import MAX_RECORD_CHARS, InputError, Issue, IssueLog, clip
@@ -118,7 +120,11 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
     trailing_values = not transpose and layout.header[lead:] == values
     rows = _check_rows(layout, [_identifier(ids).alias(_ID), *annotations], issues=issues, id_column=ids[0],
                        transpose=transpose, plain_from=lead if trailing_values else None)
-    wide = _scan(layout, values if rows.plain else None, source=rows.source)
+    try:
+        wide = _scan(layout, values if rows.plain else None, source=rows.source)
+    finally:  # the scans hold their own handles of the staged text: ours is not needed any more
+        if rows.source is not None:
+            rows.source.close()
     if rows.excluded_rows:
         wide = wide.filter(~row.is_in(pl.Series(rows.excluded_rows, dtype=pl.UInt32).implode()))
     label, variable = ("column", "feature_id") if transpose else ("feature_id", "column")
@@ -141,10 +147,11 @@ def parse_wide_table(layout: TableLayout, *, issues: IssueLog, id_columns: Seque
                        wide=None if transpose else matrix)
 
 
-def _scan(layout: TableLayout, typed: list[str] | None, *, source: Path | bytes | None = None) -> pl.LazyFrame:
+def _scan(layout: TableLayout, typed: list[str] | None, *, source: IO[bytes] | None = None) -> pl.LazyFrame:
     """The file as a lazy wide frame with a row index; every column text, or the ``typed`` ones Int64 (the caller
     proved them whole numbers below 1e15: polars parses those ~10 % cheaper as integers than as floats).
-    ``source``: the file's text in UTF-8 when some of its lines are not (:func:`_check_rows`), else the file.
+    ``source``: the file's text in UTF-8, staged, when some of its lines are not (:func:`_check_rows`), else the
+    file (each scan takes its own handle of ``source``: polars maps it, nothing is read here).
 
     Without a header row polars takes the file's width from its first line: a short first data line (reported and
     left out as a ragged row) would fail the whole file, so the columns it lacks are inserted as nulls instead.
@@ -241,9 +248,9 @@ class _Rows:
     excluded_rows: list[int] = field(default_factory=list)
     plain: bool = False
     """Every data line is kept-shape and its value cells are plain whole numbers (:func:`_plain_values`)."""
-    source: Path | bytes | None = None
+    source: IO[bytes] | None = None
     """What to scan: None for the file itself, or its text with each line that is not UTF-8 decoded as
-    Windows-1252 (polars' ``utf8-lossy`` would make each such byte U+FFFD, silently)."""
+    Windows-1252 (polars' ``utf8-lossy`` would make each such byte U+FFFD, silently), staged in a temporary file."""
 
 
 def _check_rows(layout: TableLayout, identifiers: list[pl.Expr | str], *, issues: IssueLog, id_column: str,
@@ -255,11 +262,24 @@ def _check_rows(layout: TableLayout, identifiers: list[pl.Expr | str], *, issues
     come from the same polars scan as the records, so both agree. Row ``k`` of that scan is line
     ``k + header_line + 1``: it has no comment handling, so ``#`` and blank lines are rows too.
     """
-    name = layout.display_name
     skipped: dict[str, list[int]] = {"blank": [], "comment": []}
     not_utf8: list[int] = []
     ragged, plain, first = _count_fields(layout, skipped, not_utf8, plain_from=plain_from)
     source = _as_utf8(layout, not_utf8, issues=issues) if not_utf8 else None
+    try:
+        return _checked_rows(layout, identifiers, ragged, skipped, first, source=source, plain=plain, issues=issues,
+                             id_column=id_column, transpose=transpose)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
+
+
+def _checked_rows(layout: TableLayout, identifiers: list[pl.Expr | str], ragged: list[tuple[int, int]],
+                  skipped: dict[str, list[int]], first: list[str] | None, *, source: IO[bytes] | None, plain: bool,
+                  issues: IssueLog, id_column: str, transpose: bool) -> _Rows:
+    """:func:`_check_rows` once the pre-pass counted the fields (``source``: the staged UTF-8 text, if any)."""
+    name = layout.display_name
     report_ragged_rows(layout, ragged, issues=issues)  # once each; the rest of the file is still checked
     for what, lines in skipped.items():
         if lines:
@@ -300,18 +320,18 @@ def _check_rows(layout: TableLayout, identifiers: list[pl.Expr | str], *, issues
                  plain=plain and not ragged and not any(skipped.values()), source=source)
 
 
-def _as_utf8(layout: TableLayout, not_utf8: list[int], *, issues: IssueLog) -> bytes:
-    """The file's text with each line in ``not_utf8`` read as Windows-1252 (:func:`lines_as_utf8`), held in memory
-    for the scans: only such a file pays for it. The warning names the first such line unless the sniffer already
-    warned about the file's start.
+def _as_utf8(layout: TableLayout, not_utf8: list[int], *, issues: IssueLog) -> IO[bytes]:
+    """The file's text with each line in ``not_utf8`` read as Windows-1252 (:func:`lines_as_utf8`), staged in a
+    temporary file for the scans (:func:`staged_as_utf8`: memory stays bounded by a chunk, where the text held in
+    memory cost ~3x the file); only such a file pays for it. The warning names the first such line unless the
+    sniffer already warned about the file's start.
     """
     if layout.encoding != "latin-1":
         more = f" ({len(not_utf8) - 1} more after it)" if len(not_utf8) > 1 else ""
         issues.warning("bad_encoding", f"line is not valid UTF-8{more}; read as Windows-1252",
                        file=layout.display_name, line=not_utf8[0])
     try:
-        with open_text(layout.path) as fh:
-            return lines_as_utf8(fh.read())
+        return staged_as_utf8(layout.path)
     except READ_ERRORS as exc:
         raise unreadable(layout.display_name, exc) from exc
 

@@ -12,12 +12,13 @@ import csv
 import functools
 import gzip
 import io
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import IO, ParamSpec, TypeVar
 
 import polars as pl
 
@@ -437,6 +438,35 @@ def lines_as_utf8(raw: bytes) -> bytes:
     for line in raw.splitlines(keepends=True):
         out.append(line if is_utf8(line) else line.decode("cp1252", errors=_LATIN1_FALLBACK).encode("utf-8"))
     return b"".join(out)
+
+
+TRANSCODE_CHUNK_BYTES = 8 * 1024 * 1024
+"""Bytes of a file :func:`staged_as_utf8` holds at a time (whole lines: a chunk ends after its last newline)."""
+
+
+def staged_as_utf8(path: Path, *, chunk_bytes: int | None = None) -> IO[bytes]:
+    """The (plain or gzip) file at ``path`` in UTF-8 (:func:`lines_as_utf8`), transcoded ``chunk_bytes`` of whole
+    lines at a time (default :data:`TRANSCODE_CHUNK_BYTES`) into an anonymous temporary file (no name: the system
+    frees its space once the last handle is closed), returned open at its start. polars' scan of it takes its own
+    handle, so the scans' plans keep the text for as long as they live and no longer; the file held in memory cost
+    ~3x its size (bytes read, lines, joined result). A file whose lines end in a bare CR is held whole.
+    """
+    staged = tempfile.TemporaryFile(prefix="omicsdw-utf8-")  # noqa: SIM115 (returned open: the caller's to close)
+    try:
+        with open_text(path) as fh:
+            pending = b""
+            while chunk := fh.read(chunk_bytes or TRANSCODE_CHUNK_BYTES):
+                pending += chunk
+                end = pending.rfind(b"\n") + 1
+                if end:
+                    staged.write(lines_as_utf8(pending[:end]))
+                    pending = pending[end:]
+            staged.write(lines_as_utf8(pending))
+        staged.seek(0)
+    except BaseException:
+        staged.close()
+        raise
+    return staged
 
 
 def _latin1_for_undefined(error: UnicodeError) -> tuple[str, int]:
