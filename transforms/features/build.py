@@ -221,6 +221,13 @@ def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.
         raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
 
 
+def _not_found(missing: dict[str, list[str]], *, shown: int = 10) -> str:
+    """``layer: A, B; layer: C`` with at most ``shown`` names per layer."""
+    return "; ".join(f"{layer}: {', '.join(names[:shown])}"
+                     + (f" and {len(names) - shown} more" if len(names) > shown else "")
+                     for layer, names in missing.items())
+
+
 def _resembling(value: str, held: list[str]) -> list[str]:
     """Held values ``value`` may be a typo of: equal but for case, or close (difflib ratio >= 0.75: one swap or
     one wrong letter in a short word).
@@ -264,6 +271,10 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
         raise ValueError(f"feature set {spec.name!r}: no column: its layers ({layers}) hold no value for the "
                          "selected samples of its studies (a layer a study lacks, or a non-human study, which has "
                          "no gene-level values)")
+    if sum(map(len, missing.values())) == len(columns):  # every named gene absent: an all-NULL matrix, versioned
+        raise ValueError(f"feature set {spec.name!r}: no column has a value for the selected samples of its "
+                         f"studies; not found: {_not_found(missing)} (genes are official symbols of the genes "
+                         "table, as gene_sample_omics.symbol; signatures are gene_set names)")
     rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
     # one pass learns the scaling and the imputation means (a scaled feature's mean after scaling: z_mean)
     imputing = spec.impute == "train_mean"
