@@ -662,6 +662,9 @@ def _features(args: argparse.Namespace) -> int:
                   + ("" if built.new else " (unchanged: same content as the newest version)"))
             if built.missing:
                 print(f"not found (their columns are NULL): {_missing(built.missing)}")
+            if built.hints:
+                print("official symbols of genes written otherwise (ask for these): "
+                      + ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items()))
             return 0
         if args.action == "list":
             rows = feature_set_rows(lake)
