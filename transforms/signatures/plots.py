@@ -25,7 +25,9 @@ TOP_SETS = 30
 def _png(figure: Figure) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # tight_layout does not make room for a colour bar's label beside long y labels: the dot plot's '-log10 FDR'
+    # was cut at the right edge; the picture is saved around everything drawn
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.05)
     return buffer.getvalue()
 
 
