@@ -126,8 +126,11 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     absent = tmp_path / "absent.yaml"
     absent.write_text("name: brca_absent\nstudies: [brca]\nlayers:\n  - {layer: protein, genes: [GATA3, NOPE]}\n")
     assert main(["features", "build", str(absent), "--warehouse", wh]) == 0
+    # NOPE is an NCBI alias of IGDCC4 (shipped gene_xrefs), so the build names that symbol (trialH)
     assert capsys.readouterr().out.splitlines() == ["brca_absent version 1: 20 rows x 2 columns",
-                                                    "not found (their columns are NULL): protein: NOPE"]
+                                                    "not found (their columns are NULL): protein: NOPE",
+                                                    "official symbols of genes written otherwise (ask for these): "
+                                                    "NOPE is IGDCC4"]
     assert warehouse.features("brca_absent", warehouse=wh)["protein__NOPE"].null_count() == 20
     shutil.rmtree(versions["tmp"] / "landing" / "brca2")
 
