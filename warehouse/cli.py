@@ -636,6 +636,8 @@ def _features(args: argparse.Namespace) -> int:
     """The features verbs (build / list / show / export): heavy imports here, so the other verbs start fast."""
     import json
 
+    import polars as pl
+
     from warehouse.catalog import refresh_catalog
     from warehouse.feature_sets import FeatureSetMissing, build_feature_set, feature_set_rows, read_feature_set
 
@@ -669,14 +671,15 @@ def _features(args: argparse.Namespace) -> int:
                   + ("" if built.new else " (unchanged: same content as the newest version)"))
             if built.missing:
                 print(f"not found (their columns are NULL): {_missing(built.missing)}")
+            if built.hints:
+                print("official symbols of genes written otherwise (ask for these): "
+                      + ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items()))
             return 0
         if args.action == "list":
             rows = feature_set_rows(lake)
             if rows.height == 0:
                 print("no feature sets")
                 return 0
-            import polars as pl
-
             newest = [pl.col(c).last() for c in ("version", "created_at", "rows", "columns")]
             print(rows.group_by("feature_set", maintain_order=True).agg(*newest, pl.len().alias("versions")))
             return 0
@@ -699,11 +702,20 @@ def _features(args: argparse.Namespace) -> int:
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
             return 0
         output = Path(args.output)
+        if output.suffix.lower() not in PARQUET_SUFFIXES:  # x.csv was written as Parquet, silently
+            print(f"omicsdw features export: {output.name}: export writes Parquet; name the file .parquet "
+                  "(for CSV: polars.read_parquet(FILE).write_csv)", file=sys.stderr)
+            return 2
         if not output.parent.is_dir():
             print(f"omicsdw features export: no folder {output.parent} for {output.name}", file=sys.stderr)
             return 2
         frame = read_feature_set(lake, args.name, args.version)
-        frame.write_parquet(output)
+        history = feature_set_rows(lake, args.name)
+        chosen = history.filter(pl.col("version") == (args.version or pl.col("version").max()))
+        # which version of which set the file holds travels with it (Parquet key-value metadata)
+        frame.write_parquet(output, metadata={"omicsdw.feature_set": args.name,
+                                              "omicsdw.version": str(chosen["version"].item()),
+                                              "omicsdw.content_hash": str(chosen["content_hash"].item())})
         print(f"wrote {frame.height} rows x {frame.width - 2} features to {args.output}")
         return 0
     except FeatureSetMissing as exc:
@@ -711,6 +723,8 @@ def _features(args: argparse.Namespace) -> int:
         return 2
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+"""File name endings ``features export`` writes (it writes Parquet only)."""
 WAREHOUSE_HELP = f"warehouse folder: catalog, lake, reports (default: $OMICSDW_WAREHOUSE or {DEFAULT_WAREHOUSE})"
 LAKE_HELP = ("lake root: a path, or s3://bucket/prefix configured by the AWS_* variables (default: $OMICSDW_LAKE, "
              "else the lake the catalog was built from, else WAREHOUSE/lake)")

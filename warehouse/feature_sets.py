@@ -27,6 +27,7 @@ import polars as pl
 from schemas.features import FeatureSetSpec
 from schemas.tables import GLOBAL_TABLES, TABLES
 from transforms.features.build import KEY, build_feature_matrix
+from transforms.ingest.genes import GeneReference
 from warehouse.commit import Commit, commit_frames
 from warehouse.lake import Lake
 
@@ -51,6 +52,8 @@ class BuiltVersion:
     commit: Commit | None
     missing: dict[str, list[str]] = field(default_factory=dict)
     """Per layer, the genes / signatures the spec names that no selected sample has (their columns are NULL)."""
+    hints: dict[str, str] = field(default_factory=dict)
+    """Genes of ``missing`` given as an alias or in another case -> their official symbol (the column name to ask)."""
 
 
 def _published(lake: Lake, table: str, studies: list[str] | None) -> pl.LazyFrame | None:
@@ -131,7 +134,8 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
     signatures = _published(lake, "signature_scores", studies)
     members = _published(lake, "gene_set_members", None)
     matrix = build_feature_matrix(spec, gso=gso, samples=samples.collect(), attributes=attributes.collect(),
-                                  signatures=signatures, members=members.collect() if members is not None else None)
+                                  signatures=signatures, members=members.collect() if members is not None else None,
+                                  reference=GeneReference.load())  # as the genes table (doctor)
     with tempfile.TemporaryDirectory(prefix="omicsdw-feature-set-") as workdir:
         files: list[Path] = []  # the finished blocks, computed once: hashed, then staged if the content is new
         content = _content_hash(_written(matrix.blocks(), Path(workdir), files), matrix.columns, matrix.scaling)
@@ -139,7 +143,7 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
         if history.height and history["content_hash"][-1] == content:
             last = history.row(-1, named=True)
             return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None,
-                                matrix.missing)
+                                matrix.missing, matrix.hints)
         version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
         manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
                     "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
@@ -155,7 +159,7 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
     if not commit.ok:
         raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
     return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit,
-                        matrix.missing)
+                        matrix.missing, matrix.hints)
 
 
 def _version_row(lake: Lake, name: str, version: int | None) -> dict[str, object]:

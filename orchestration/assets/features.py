@@ -49,7 +49,9 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
                 raise dg.Failure(str(exc) if named in str(exc) else f"{named}: {exc}", allow_retries=False) from exc
         not_found = "; ".join(f"{layer}: {', '.join(names)}" for layer, names in built.missing.items())
         if not_found:
-            context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}")
+            hints = ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items())
+            context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}"
+                                + (f"; official symbols of genes written otherwise: {hints}" if hints else ""))
         return dg.MaterializeResult(metadata={"version": built.version, "rows": built.rows, "columns": built.columns,
                                               "content_hash": built.content_hash, "unchanged": not built.new,
                                               "not_found": not_found})

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 import warehouse
@@ -112,6 +113,15 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     out = tmp_path / "v1.parquet"
     assert main(["features", "export", "brca_all", "--version", "1", "--output", str(out), "--warehouse", wh]) == 0
     assert pl.read_parquet(out).equals(versions["first"])
+    # the file says which set and version it holds (trialH: an exported matrix had no trace of its version)
+    stored = {k.decode(): v.decode() for k, v in pq.read_metadata(out).metadata.items() if k.startswith(b"omicsdw.")}
+    first = warehouse.feature_versions("brca_all", warehouse=wh).row(0, named=True)
+    assert stored == {"omicsdw.feature_set": "brca_all", "omicsdw.version": "1",
+                      "omicsdw.content_hash": first["content_hash"]}
+    # a .csv name was written as Parquet, silently (trialH)
+    assert main(["features", "export", "brca_all", "--output", str(tmp_path / "v1.csv"), "--warehouse", wh]) == 2
+    assert "export writes Parquet; name the file .parquet" in capsys.readouterr().err
+    assert not (tmp_path / "v1.csv").exists()
     assert main(["features", "show", "nope", "--warehouse", wh]) == 2
     # scaled columns: rna 2 + protein 2 + copy_number 1 (mutation is not scaled), learned on the 12 given samples
     assert main(["features", "show", "brca_scaled", "--warehouse", wh]) == 0
@@ -126,8 +136,11 @@ def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, t
     absent = tmp_path / "absent.yaml"
     absent.write_text("name: brca_absent\nstudies: [brca]\nlayers:\n  - {layer: protein, genes: [GATA3, NOPE]}\n")
     assert main(["features", "build", str(absent), "--warehouse", wh]) == 0
+    # NOPE is an NCBI alias of IGDCC4 (shipped gene_xrefs), so the build names that symbol (trialH)
     assert capsys.readouterr().out.splitlines() == ["brca_absent version 1: 20 rows x 2 columns",
-                                                    "not found (their columns are NULL): protein: NOPE"]
+                                                    "not found (their columns are NULL): protein: NOPE",
+                                                    "official symbols of genes written otherwise (ask for these): "
+                                                    "NOPE is IGDCC4"]
     assert warehouse.features("brca_absent", warehouse=wh)["protein__NOPE"].null_count() == 20
     shutil.rmtree(versions["tmp"] / "landing" / "brca2")
 

@@ -21,12 +21,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
 from schemas.features import FeatureSetSpec, LayerSpec, SampleFilter
 from transforms.moments import group_moments
+
+if TYPE_CHECKING:
+    from transforms.ingest.genes import GeneReference
 
 SOURCE_COLUMNS = {"rna": "rna_log2", "protein": "protein_log2", "copy_number": "cn_call", "mutation": "mutated"}
 """gene_sample_omics column of each gene layer."""
@@ -60,6 +63,8 @@ class FeatureMatrix:
     rows_per_block: int = ROWS_PER_BLOCK
     imputation: dict[str, float | None] = field(default_factory=dict)
     """``impute: train_mean``: the value each feature's missing cells got (its training mean, after scaling)."""
+    hints: dict[str, str] = field(default_factory=dict)
+    """Genes of ``missing`` written other than as their official symbol (an alias, another case) -> that symbol."""
 
     def _finish(self, rows: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """Scaled (and imputed) long rows of ``samples``, NULL cells dropped, sorted."""
@@ -221,6 +226,42 @@ def _check_selection(name: str, key: str, samples: pl.DataFrame, attributes: pl.
         raise ValueError(f"feature set {name!r}: {key} names {what}: {shown}")
 
 
+def _not_found(missing: dict[str, list[str]], *, shown: int = 10) -> str:
+    """``layer: A, B; layer: C`` with at most ``shown`` names per layer."""
+    return "; ".join(f"{layer}: {', '.join(names[:shown])}"
+                     + (f" and {len(names) - shown} more" if len(names) > shown else "")
+                     for layer, names in missing.items())
+
+
+def symbol_hints(names: list[str], reference: GeneReference) -> dict[str, str]:
+    """The official symbol of each name that is not one itself but an alias or a previous symbol (through the one
+    gene resolver) or a symbol in another case (``esr1``): the columns of gene layers are official symbols
+    (``gene_sample_omics.symbol``), so a spec naming a gene as its study file wrote it (``HIST1H2BK``, now
+    ``H2BC12``) found nothing.
+    """
+    from transforms.ingest.genes import resolve_gene_ids
+
+    if not names:
+        return {}
+    symbols = reference.genes.select("gene_id", "symbol")
+    resolved = (resolve_gene_ids(names, reference=reference, id_type="symbol").filter(pl.col("status") == "mapped")
+                .join(symbols, on="gene_id").select(pl.col("feature_id").alias("name"), "symbol"))
+    cased = (pl.DataFrame({"name": names}).with_columns(pl.col("name").str.to_uppercase().alias("_u"))
+             .join(symbols.with_columns(pl.col("symbol").str.to_uppercase().alias("_u")), on="_u")
+             .group_by("name").agg(pl.col("symbol").unique().sort()).filter(pl.col("symbol").list.len() == 1)
+             .select("name", pl.col("symbol").list.first()))
+    hints: dict[str, str] = {}
+    for name, symbol in pl.concat([resolved, cased]).iter_rows():
+        if symbol != name:
+            hints.setdefault(name, symbol)
+    return hints
+
+
+def _hint_text(hints: dict[str, str]) -> str:
+    return "" if not hints else "; written otherwise than the official symbol: " + ", ".join(
+        f"{name} is {symbol}" for name, symbol in hints.items())
+
+
 def _resembling(value: str, held: list[str]) -> list[str]:
     """Held values ``value`` may be a typo of: equal but for case, or close (difflib ratio >= 0.75: one swap or
     one wrong letter in a short word).
@@ -231,9 +272,11 @@ def _resembling(value: str, held: list[str]) -> list[str]:
 
 def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl.DataFrame,
                          attributes: pl.DataFrame, signatures: pl.LazyFrame | None = None,
-                         members: pl.DataFrame | None = None, rows_per_block: int = ROWS_PER_BLOCK) -> FeatureMatrix:
+                         members: pl.DataFrame | None = None, rows_per_block: int = ROWS_PER_BLOCK,
+                         reference: GeneReference | None = None) -> FeatureMatrix:
     """The feature set of ``spec`` over ``samples`` (already limited to its studies); ``rows_per_block`` long rows
-    per finished block (bounds memory; the values do not depend on it).
+    per finished block (bounds memory; the values do not depend on it). With the gene ``reference``, genes not
+    found that are an alias or another case of an official symbol are named with it (:attr:`FeatureMatrix.hints`).
     """
     _check_selection(spec.name, "samples", samples, attributes, spec.samples)
     if spec.scale is not None:
@@ -264,6 +307,12 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
         raise ValueError(f"feature set {spec.name!r}: no column: its layers ({layers}) hold no value for the "
                          "selected samples of its studies (a layer a study lacks, or a non-human study, which has "
                          "no gene-level values)")
+    absent_genes = [n for layer, names in missing.items() if layer != "signature" for n in names]
+    hints = symbol_hints(absent_genes, reference) if reference is not None else {}
+    if sum(map(len, missing.values())) == len(columns):  # every named gene absent: an all-NULL matrix, versioned
+        raise ValueError(f"feature set {spec.name!r}: no column has a value for the selected samples of its "
+                         f"studies; not found: {_not_found(missing)} (genes are official symbols of the genes "
+                         f"table, as gene_sample_omics.symbol; signatures are gene_set names){_hint_text(hints)}")
     rows = pl.concat(parts) if parts else pl.LazyFrame(schema=LONG_SCHEMA)
     # one pass learns the scaling and the imputation means (a scaled feature's mean after scaling: z_mean)
     imputing = spec.impute == "train_mean"
@@ -276,4 +325,4 @@ def build_feature_matrix(spec: FeatureSetSpec, *, gso: pl.LazyFrame, samples: pl
     impute = (pl.DataFrame({"feature": list(imputation), "_m": list(imputation.values())},
                            schema={"feature": pl.String, "_m": pl.Float64}).drop_nulls("_m") if imputing else None)
     return FeatureMatrix(rows, columns, chosen, scaling, [list(r) for r in train.sort(KEY).rows()], missing, impute,
-                         rows_per_block, imputation)
+                         rows_per_block, imputation, hints)

@@ -247,10 +247,10 @@ def _clusters_section(data: StudyReportData) -> str:
 
 def _contrast_section(data: StudyReportData) -> str:
     if not data.contrast_plots:  # without counts there is no DE, plots or not (a proteomics-only study)
-        return _none("No differential-expression plots (no contrast in study.yaml, or no count assay)."
-                     if data.plots else "No differential expression: it needs a count assay."
-                     if data.sample_qc.height == 0 else "Plots were not drawn (built without plots); the results "
-                     "are in the catalog (differential_expression).")
+        return _none("No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)."
+                     if data.sample_qc.height == 0 else "No differential-expression plots: no contrast in study.yaml."
+                     if data.plots else "Plots were not drawn (built without plots); the results are in the catalog "
+                     "(differential_expression).")
     by_contrast: dict[str, dict[str, bytes]] = {}
     for stem, png in data.contrast_plots:
         contrast, _, kind = stem.rpartition("_")

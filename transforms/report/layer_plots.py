@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from transforms.report.plots import new_figure
+from transforms.report.plots import new_figure, short_label
 from transforms.report.qc_plots import MAX_LABELS, png
 
 
@@ -29,7 +29,7 @@ def signature_heatmap(scores: pl.DataFrame, *, title: str) -> bytes:
     image = axes.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-(limit or 1.0), vmax=limit or 1.0,
                         interpolation="nearest")
     figure.colorbar(image, ax=axes, label="score - set mean", fraction=0.04)
-    axes.set_yticks(range(sets.len()), [name[:50] for name in sets.to_list()], fontsize=7)
+    axes.set_yticks(range(sets.len()), [short_label(name, 50) for name in sets.to_list()], fontsize=7)
     if samples.len() <= MAX_LABELS:
         axes.set_xticks(range(samples.len()), samples.to_list(), rotation=90, fontsize=7)
     else:

@@ -20,6 +20,20 @@ _OTHER = "#7f8c8d"
 _FEW_GENES = 2000
 
 
+def short_label(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters for an axis label: cut with an ellipsis, keeping a trailing
+    identifier in parentheses (``... (GO:0001936)``), which tells apart sets whose names begin alike (GO biological
+    process names run to 100 characters; a bare cut left ``regulation of endothelial cell proliferation (GO:0``).
+    """
+    if len(text) <= width:
+        return text
+    head, open_, tail = text.rpartition(" (")
+    if open_ and tail.endswith(")") and len(tail) + 5 <= width // 2:
+        keep = width - len(tail) - 3  # the ellipsis, " (" and the identifier with its ")"
+        return f"{head[:keep].rstrip()}\u2026 ({tail}"
+    return text[:width - 1].rstrip() + "\u2026"
+
+
 def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
     """A private ``Figure`` on matplotlib's Agg canvas. matplotlib is imported here, on the first plot: importing
     it costs ~0.6 CPU s a process (fonts among it), which ``omicsdw build --no-plots`` and every process that draws

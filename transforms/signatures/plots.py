@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from transforms.report.layer_plots import signature_heatmap
-from transforms.report.plots import new_figure
+from transforms.report.plots import new_figure, short_label
 from transforms.signatures.enrichment import PERMUTATIONS
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ TOP_SETS = 30
 def _png(figure: Figure) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # tight_layout does not make room for a colour bar's label beside long y labels: the dot plot's '-log10 FDR'
+    # was cut at the right edge; the picture is saved around everything drawn
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.05)
     return buffer.getvalue()
 
 
@@ -53,7 +55,8 @@ def enrichment_dot_plot(enrichment: pl.DataFrame, *, title: str, top: int = 20,
                               c=colour, cmap="viridis")
         figure.colorbar(points, ax=axes, label="-log10 FDR" + (f" (prerank FDR 0 at 1/{permutations})"
                                                               if resolved.any() else ""))
-        labels = [f"{m}: {lib}/{g}"[:70] for m, lib, g in rows.select("method", "library", "gene_set").iter_rows()]
+        labels = [short_label(f"{m}: {lib}/{g}", 70)
+                  for m, lib, g in rows.select("method", "library", "gene_set").iter_rows()]
         axes.set_yticks(np.arange(rows.height), labels, fontsize=7)
         axes.axvline(0, color="black", linewidth=0.5)
     else:  # ORA with no gene at padj < 0.05 tests every set with enrichment 0: tested, but nothing to place

@@ -263,3 +263,36 @@ def test_build_feature_matrix_learns_the_same_bits_from_shuffled_rows_on_any_thr
     learned = json.loads(json.loads(results.pop())[0])
     assert len(learned[0]) == 30
     assert len(learned[1]) == 30
+
+
+def test_build_feature_matrix_refuses_a_set_whose_every_named_gene_is_absent(mrna):
+    # genes named as the file wrote them (an alias, HIST1H2BK for H2BC12) or absent from the studies (ESR1 in
+    # mixOmics' 200 genes) gave a version of 158 rows x 5 all-NULL columns and exit 0 (trialH)
+    spec = FeatureSetSpec.model_validate({"name": "x", "studies": ["brca"], "layers": [
+        {"layer": "rna", "genes": ["HIST1H2BK", "ESR1"]}, {"layer": "mutation", "genes": ["KRAS"]}]})
+    with pytest.raises(ValueError, match="feature set 'x': no column has a value for the selected samples of its "
+                                         "studies; not found: rna: HIST1H2BK, ESR1; mutation: KRAS \\(genes are "
+                                         "official symbols"):
+        build_feature_matrix(spec, **_inputs(mrna))
+    # one named gene with values is enough: the others stay NULL columns, listed as missing
+    spec = FeatureSetSpec.model_validate({"name": "x", "studies": ["brca"], "layers": [
+        {"layer": "rna", "genes": ["HIST1H2BK", "NDRG2"]}]})
+    matrix = build_feature_matrix(spec, **_inputs(mrna))
+    assert matrix.columns == ["rna__HIST1H2BK", "rna__NDRG2"]
+    assert matrix.missing == {"rna": ["HIST1H2BK"]}
+
+
+def test_build_feature_matrix_names_the_official_symbol_of_a_gene_written_otherwise(mrna):
+    # mixOmics' mrna.tsv writes HIST1H2BK; the warehouse maps it to H2BC12 (NCBI's symbol since 2020; HIST1H2BK is
+    # its alias in the shipped reference), so `genes: [HIST1H2BK]` found nothing and said only "not found" (trialH)
+    from transforms.ingest.genes import GeneReference
+
+    spec = FeatureSetSpec.model_validate({"name": "x", "studies": ["brca"], "layers": [
+        {"layer": "rna", "genes": ["NDRG2", "HIST1H2BK", "rtn2", "NOTAGENE1"]}]})
+    matrix = build_feature_matrix(spec, **_inputs(mrna), reference=GeneReference.load())
+    assert matrix.missing == {"rna": ["HIST1H2BK", "rtn2", "NOTAGENE1"]}
+    assert matrix.hints == {"HIST1H2BK": "H2BC12", "rtn2": "RTN2"}
+    spec = FeatureSetSpec.model_validate({"name": "x", "studies": ["brca"], "layers": [
+        {"layer": "rna", "genes": ["HIST1H2BK"]}]})
+    with pytest.raises(ValueError, match=r"written otherwise than the official symbol: HIST1H2BK is H2BC12$"):
+        build_feature_matrix(spec, **_inputs(mrna), reference=GeneReference.load())

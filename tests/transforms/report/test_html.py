@@ -64,7 +64,7 @@ def test_study_report_html_without_counts_and_plots_claims_no_de_results():
     # A proteomics-only study built with --no-plots: the page said DE "results are in the catalog"; there are none.
     no_plots = StudyReportData(**{**_empty(_data()).__dict__, "plots": False, "signature_scores": pl.DataFrame()})
     page = study_report_html(no_plots)
-    assert "No differential expression: it needs a count assay." in page
+    assert "No differential expression: it needs a count assay" in page
     assert "results are in the catalog" not in page
     assert "scores are of RNA values: no RNA assay" in page
     assert "results are in the catalog (differential_expression)" in study_report_html(
@@ -74,6 +74,10 @@ def test_study_report_html_without_counts_and_plots_claims_no_de_results():
 def test_study_report_html_without_counts_says_why_in_each_section():
     page = study_report_html(_empty(_data()))
     assert "No count assay: sample QC needs raw RNA counts." in page
+    # with plots on, brca and a proteomics-only study with a contrast read "no contrast in study.yaml, or no count
+    # assay" (either); the page knows which (trialH)
+    assert "No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)." in page
+    assert "no contrast in study.yaml" not in page
     assert "data:image/png" not in page
     for section in SECTIONS:
         assert f'<section id="{section}">' in page

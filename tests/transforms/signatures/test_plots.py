@@ -60,3 +60,33 @@ def test_enrichment_dot_plot_draws_a_prerank_fdr_of_0_at_one_over_the_permutatio
     enrichment_dot_plot(rows, title="t", permutations=500)
     # rows drawn from the largest FDR down: B (0.01), C (ORA 1e-10: exact, kept), A (0: drawn at 1/500)
     assert np.allclose(colours[0], [2.0, 10.0, np.log10(500)])
+
+
+def test_enrichment_dot_plot_keeps_the_colour_bar_label_inside_the_picture(monkeypatch):
+    # airway's dot plot (FDR 0.15-0.29) cut its colour bar's label '-log10 FDR' at the right edge (trialH)
+    import io
+
+    from PIL import Image
+
+    from transforms.signatures import plots
+
+    figures = []
+    original = plots.new_figure
+    monkeypatch.setattr(plots, "new_figure", lambda *a, **k: figures.append(original(*a, **k)) or figures[-1])
+    sets = ["CHR1_WINDOW_PROTEIN_CODING", "DEX_RESPONSE_CHR1_WINDOW", "MTOR_EXOSOME_WEIGHTED"]  # airway's 6 rows
+    rows = pl.DataFrame({"method": ["ora_up", "ora_down"] * 3, "library": ["chr1_window"] * 2 + ["signatures"] * 4,
+                         "gene_set": [s for s in sets for _ in range(2)], "es": [1.375] * 4 + [1.1] * 2,
+                         "nes": [None] * 6, "size": [8] * 4 + [5] * 2, "pvalue": [0.5091] * 2 + [0.7273] * 4,
+                         "fdr": [0.5091] * 2 + [0.7273] * 4}, schema_overrides={"nes": pl.Float64})
+    picture = Image.open(io.BytesIO(enrichment_dot_plot(rows, title="airway: dex_vs_untreated")))
+    figure = figures[0]
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # every artist, in inches from the figure's corner
+    saved = figure.get_size_inches() if picture.size == tuple(figure.get_size_inches() * figure.dpi) else None
+    if saved is not None:  # saved at the figure's size: every artist must lie inside it
+        assert drawn.x0 >= 0
+        assert drawn.y0 >= 0
+        assert drawn.x1 <= saved[0]
+        assert drawn.y1 <= saved[1]
+    else:  # saved around the drawn artists (bbox_inches="tight"): the picture holds them all
+        assert picture.width >= drawn.width * figure.dpi - 1
+        assert picture.height >= drawn.height * figure.dpi - 1
