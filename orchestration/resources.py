@@ -18,6 +18,7 @@ from deltalake.exceptions import CommitFailedError
 
 from schemas.tables import PUBLISHED_TABLES
 from transforms.ingest.study import find_studies
+from warehouse import report
 from warehouse.catalog import refresh_catalog
 from warehouse.lake import Lake, StudyLocked
 from warehouse.storage import open_lake
@@ -52,6 +53,11 @@ class WarehouseResource(dg.ConfigurableResource):
     retry_transient_errors: bool = True
     """False: a transient storage error fails the step at once too (``omicsdw build``: a person waits for it, and a
     study lock held by another run was already waited for ``LOCK_TIMEOUT_S``; each retry would wait that again)."""
+    report_index_with_catalog: bool = False
+    """True: the study report leaves the warehouse's report index (``reports/index.html``) to :meth:`refresh_catalog`,
+    which then writes it after the catalog (``omicsdw build``: at its pace and at the end, see
+    ``warehouse.cli.CATALOG_PACE``); the index lists every study, and written after each study it was ~40-80 ms of a
+    small study's report (bench/README.md, "Per-study fixed cost, Session 18"). False: every report writes it."""
     plots: bool | None = None
     """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
     and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""
@@ -113,7 +119,14 @@ class WarehouseResource(dg.ConfigurableResource):
                 self.refresh_catalog()
 
     def refresh_catalog(self) -> Path:
-        return refresh_catalog(self.lake(), Path(self.warehouse_dir))
+        """Rebuild the catalog; then the report index too when the reports leave it to these rebuilds
+        (``report_index_with_catalog``). A failed rebuild keeps the previous catalog and index.
+        """
+        lake = self.lake()
+        path = refresh_catalog(lake, Path(self.warehouse_dir))
+        if self.report_index_with_catalog:
+            report.write_report_index(lake, self.warehouse_path)
+        return path
 
     @property
     def warehouse_path(self) -> Path:

@@ -286,9 +286,11 @@ def _build(args: argparse.Namespace) -> int:
               f"no study of {landing} can be built: every study folder has a problem above", file=sys.stderr)
         return 2
     # Catalog rebuilds at a pace (_CatalogPacer) and at the end, instead of one after every commit readers see
-    # (2-3 per study, each longer as the warehouse grows); the study report reads the study's files alone.
+    # (2-3 per study, each longer as the warehouse grows); the study report reads the study's files alone, and the
+    # report index (every study's link) is written with each rebuild, not after every study's report.
     resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False, retry_transient_errors=False,
+                                 lake_uri=args.lake, refresh_catalog_on_commit=False, report_index_with_catalog=True,
+                                 retry_transient_errors=False,
                                  plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
     refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
     if refused:

@@ -232,9 +232,11 @@ def _write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots: bool = True) -> WrittenReport:
+def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots: bool = True,
+                       index: bool = True) -> WrittenReport:
     """Write the study's report (unless its published set, ``plots`` and the code are unchanged) and the
-    warehouse's report index; ``plots=False``: tables and text only (no plot drawn or embedded).
+    warehouse's report index; ``plots=False``: tables and text only (no plot drawn or embedded); ``index=False``:
+    not the index (the caller writes it, as ``omicsdw build`` does with its catalog rebuilds).
 
     The report reads the catalog's views over this study's published files only (:func:`report_session`), so it
     shows what readers see of the study without binding every study's files, and needs no catalog rebuild first
@@ -265,7 +267,8 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots:
         page, unchanged = study_report_html(data), False
         _write(target, page)
         stamp.write_text(fingerprint)
-    write_report_index(lake, warehouse_dir)
+    if index:
+        write_report_index(lake, warehouse_dir)
     sections = [s.split('"')[0] for s in page.split('<section id="')[1:]]
     return WrittenReport(target, unchanged, sections)
 

@@ -23,7 +23,7 @@ def study_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     """Write the study's report and the report index from what readers see."""
     with warehouse.study_session(context.partition_key) as lake:  # the study's lock: one writer of its reports
         written = write_study_report(warehouse.warehouse_path, context.partition_key, lake=lake,
-                                     plots=warehouse.draws_plots())
+                                     plots=warehouse.draws_plots(), index=not warehouse.report_index_with_catalog)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(written.path)),
         "url": dg.MetadataValue.url(written.path.resolve().as_uri()),
