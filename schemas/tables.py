@@ -515,8 +515,11 @@ class GeneSetEnrichment(_Table):
     size: int = pa.Field(ge=0, description="Members in the ranked list (prerank) or in the tested universe (ORA).")
     es: float = _nullable_float("prerank: enrichment score; ORA: fold enrichment (observed / expected overlap).")
     nes: float = _nullable_float("prerank: normalised enrichment score; NULL for ORA.")
-    pvalue: float = _nullable_float("prerank: permutation p-value; ORA: hypergeometric P(X >= overlap).")
-    fdr: float = _nullable_float("prerank: gseapy FDR q-value; ORA: Benjamini-Hochberg over the library's sets.")
+    pvalue: float = _nullable_float("prerank: permutation p-value, 0 when no permutation did as well: read it as "
+                                    "p < 1 / permutations (1,000 unless OMICSDW_PRERANK_PERMUTATIONS is set); ORA: "
+                                    "hypergeometric P(X >= overlap).")
+    fdr: float = _nullable_float("prerank: gseapy FDR q-value (0 likewise means below 1 / permutations); ORA: "
+                                 "Benjamini-Hochberg over the library's sets.")
     leading_edge: str = pa.Field(nullable=True, description="Semicolon-separated gene_ids: the prerank leading edge, "
                                                             "or the ORA overlap.")
 
