@@ -124,22 +124,22 @@ def _rna_welch(gso: pl.LazyFrame, groups: pl.DataFrame, *, min_group: int) -> pl
 
 def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attributes: pl.DataFrame,
                          correlations: pl.DataFrame, *, contrasts: Sequence[Contrast], study_id: str,
-                         min_group: int = MIN_GROUP) -> pl.DataFrame:
+                         has_counts: bool, min_group: int = MIN_GROUP) -> pl.DataFrame:
     """Per contrast and gene with both: the RNA fold change beside a Welch test of protein_log2 between the
     contrast's groups and the gene's RNA-protein Spearman r (the ``biomarker_candidates`` contract).
 
     The RNA side is DESeq2's (``differential_expression``, ``rna_method`` deseq2) when the contrast has rows there
     (count assays); otherwise a Welch t-test of ``rna_log2`` between the same groups (``rna_method`` welch:
     mean difference of log2 values, BH FDR over the tested genes), so studies of log-scale abundances and protein
-    (e.g. TCGA mRNA + RPPA) get candidates too. A contrast without rows in a study whose other contrasts have
-    them was skipped by DE (a design the samples cannot support): it gets no candidates, not a Welch stand-in.
+    (e.g. TCGA mRNA + RPPA) get candidates too. In a study with counts (``has_counts``) a contrast without rows
+    was skipped by DE (a design the samples cannot support): it gets no candidates, not a Welch stand-in, also
+    when DE skipped every contrast.
     """
     schema = polars_schema("biomarker_candidates")
     protein = gso.select("gene_id", "sample_id", "protein_log2").filter(pl.col("protein_log2").is_not_null())
     rho = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
                               & (pl.col("method") == "spearman")).select("gene_id", pl.col("r").alias("rna_protein_r"))
     parts = []
-    counted = differential.select(pl.len()).collect().item() > 0
     for contrast in contrasts:
         groups = _contrast_groups(attributes, contrast)
         rows = protein.join(groups.lazy(), on="sample_id").collect()
@@ -147,7 +147,7 @@ def biomarker_candidates(gso: pl.LazyFrame, differential: pl.LazyFrame, attribut
                .sort("assay", "feature_id").group_by("gene_id", maintain_order=True).first()
                .select("gene_id", pl.col("log2_fold_change").alias("rna_log2fc"), pl.col("padj").alias("rna_padj"))
                .collect().with_columns(pl.lit("deseq2").alias("rna_method")))
-        if rna.height == 0 and not counted:  # a contrast DE skipped in a study with counts gets no stand-in
+        if rna.height == 0 and not has_counts:  # a contrast DE skipped in a study with counts gets no stand-in
             rna = _rna_welch(gso, groups, min_group=min_group).with_columns(pl.lit("welch").alias("rna_method"))
         if rows.height == 0 or rna.height == 0:
             continue
@@ -179,8 +179,9 @@ def cross_omics_study(tables: dict[str, pl.LazyFrame], attributes: pl.DataFrame,
     gso = pl.scan_parquet(paths)
     correlations = omics_correlations(blocks, study_id=study_id)
     effects = mutation_effects(blocks, study_id=study_id)
+    has_counts = tables["rna_normalized"].filter(pl.col("source") == "counts").head(1).collect().height > 0
     candidates = biomarker_candidates(gso, tables["differential_expression"], attributes, correlations,
-                                      contrasts=contrasts, study_id=study_id)
+                                      contrasts=contrasts, study_id=study_id, has_counts=has_counts)
     rna_protein = correlations.filter((pl.col("layer_x") == "rna") & (pl.col("layer_y") == "protein")
                                       & (pl.col("method") == "spearman"))["r"]
     frames: list[tuple[str, pl.DataFrame | pl.LazyFrame]] = [

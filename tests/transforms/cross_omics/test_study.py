@@ -23,7 +23,8 @@ def test_biomarker_candidates_protein_welch_test_and_concordance(shared_data):
     correlations = pl.DataFrame({"gene_id": [2625], "layer_x": ["rna"], "layer_y": ["protein"],
                                  "method": ["spearman"], "r": [0.42]})
     contrast = Contrast(name="t_vs_n", factor="tissue", test="tumour", reference="normal")
-    found = biomarker_candidates(gso, differential, attributes, correlations, contrasts=[contrast], study_id="s")
+    found = biomarker_candidates(gso, differential, attributes, correlations, contrasts=[contrast], study_id="s",
+                                 has_counts=True)
     assert sorted(found["gene_id"].to_list()) == [367, 2625]  # gene 1 has no protein
     assert set(found["rna_method"]) == {"deseq2"}
     for gene, name in ((2625, "GATA3"), (367, "AR")):
@@ -62,7 +63,7 @@ def test_biomarker_candidates_rna_side_is_welch_on_log2_without_deseq2_rows(shar
     contrast = Contrast(name="b_vs_a", factor="arm", test="b", reference="a")
     found = biomarker_candidates(gso, differential, pl.DataFrame(attributes), pl.DataFrame(
         schema={"gene_id": pl.Int64, "layer_x": pl.String, "layer_y": pl.String, "method": pl.String,
-                "r": pl.Float64}), contrasts=[contrast], study_id="s")
+                "r": pl.Float64}), contrasts=[contrast], study_id="s", has_counts=False)
     assert sorted(found["gene_id"].to_list()) == [1001, 1002]  # ZEB1 has no protein
     assert set(found["rna_method"]) == {"welch"}
     tests = {g: stats.ttest_ind(mrna[name].to_numpy()[12:], mrna[name].to_numpy()[:12], equal_var=False)
@@ -88,7 +89,11 @@ def test_biomarker_candidates_no_welch_stand_in_for_a_contrast_de_skipped(shared
                                  "feature_id": ["GATA3"], "log2_fold_change": [1.5], "padj": [0.01]})
     contrasts = [Contrast(name=name, factor="tissue", test="tumour", reference="normal")
                  for name in ("fitted", "skipped")]
-    found = biomarker_candidates(gso, differential, attributes, pl.DataFrame(
-        schema={"gene_id": pl.Int64, "layer_x": pl.String, "layer_y": pl.String, "method": pl.String,
-                "r": pl.Float64}), contrasts=contrasts, study_id="s")
+    no_correlations = pl.DataFrame(schema={"gene_id": pl.Int64, "layer_x": pl.String, "layer_y": pl.String,
+                                           "method": pl.String, "r": pl.Float64})
+    found = biomarker_candidates(gso, differential, attributes, no_correlations, contrasts=contrasts, study_id="s",
+                                 has_counts=True)
     assert found.select("contrast", "rna_method", "rna_log2fc").rows() == [("fitted", "deseq2", 1.5)]
+    every_skipped = biomarker_candidates(gso, differential.clear(), attributes, no_correlations,
+                                         contrasts=contrasts, study_id="s", has_counts=True)
+    assert every_skipped.height == 0  # DE skipped every contrast: still no Welch stand-in (review18)
