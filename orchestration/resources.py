@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import dagster as dg
@@ -120,10 +120,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def refresh_catalog(self) -> Path:
         """Rebuild the catalog; then the report index too when the reports leave it to these rebuilds
-        (``report_index_with_catalog``). A failed rebuild keeps the previous catalog and index.
+        (``report_index_with_catalog``). A failed rebuild keeps the previous catalog, and the index (read from the
+        lake, not the catalog) is still written, so the reports this run made are listed.
         """
         lake = self.lake()
-        path = refresh_catalog(lake, Path(self.warehouse_dir))
+        try:
+            path = refresh_catalog(lake, Path(self.warehouse_dir))
+        except Exception:
+            if self.report_index_with_catalog:
+                with suppress(Exception):  # the catalog's error is the one to report
+                    report.write_report_index(lake, self.warehouse_path)
+            raise
         if self.report_index_with_catalog:
             report.write_report_index(lake, self.warehouse_path)
         return path

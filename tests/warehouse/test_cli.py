@@ -276,6 +276,36 @@ def test_build_writes_the_report_index_with_each_catalog_rebuild_not_after_every
     assert not WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh)).report_index_with_catalog
 
 
+def test_a_failed_catalog_rebuild_still_writes_the_report_index_and_raises_its_own_error(
+        tmp_path: Path, monkeypatch) -> None:
+    """The index is read from the lake, not the catalog: when a rebuild fails (a damaged table elsewhere), the
+    reports this build made are still listed, and the error reported is the catalog's (review18)."""
+    import orchestration.resources
+    import warehouse.report
+    from orchestration.resources import WarehouseResource
+
+    written: list[Path] = []
+
+    def broken_catalog(lake, folder):  # type: ignore[no-untyped-def]
+        raise OSError("catalog rebuild failed")
+
+    def failing_index(lake, folder):  # type: ignore[no-untyped-def]
+        written.append(folder)
+        raise RuntimeError("index failed too")
+    monkeypatch.setattr(orchestration.resources, "refresh_catalog", broken_catalog)
+    monkeypatch.setattr(warehouse.report, "write_report_index", failing_index)
+    (tmp_path / "landing").mkdir()
+    resource = WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "wh"),
+                                 report_index_with_catalog=True)
+    with pytest.raises(OSError, match="catalog rebuild failed"):
+        resource.refresh_catalog()
+    assert written == [tmp_path / "wh"]
+    written.clear()
+    with pytest.raises(OSError, match="catalog rebuild failed"):
+        WarehouseResource(landing_dir=str(tmp_path / "landing"), warehouse_dir=str(tmp_path / "wh")).refresh_catalog()
+    assert written == []  # Dagster's runs write the index after each report instead
+
+
 def test_catalog_pacer_rebuilds_when_twenty_times_the_last_rebuild_has_passed_and_only_after_changes(
         monkeypatch) -> None:
     import warehouse.cli as cli
