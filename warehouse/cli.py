@@ -711,9 +711,11 @@ def _features(args: argparse.Namespace) -> int:
         if not output.parent.is_dir():
             print(f"omicsdw features export: no folder {output.parent} for {output.name}", file=sys.stderr)
             return 2
-        frame = read_feature_set(lake, args.name, args.version)
         history = feature_set_rows(lake, args.name)
-        chosen = history.filter(pl.col("version") == (args.version or pl.col("version").max()))
+        # the version is resolved once: a build between the read and the label must not relabel the file
+        version = args.version or (int(history["version"][-1]) if history.height else None)
+        frame = read_feature_set(lake, args.name, version)
+        chosen = history.filter(pl.col("version") == version)
         # which version of which set the file holds travels with it (Parquet key-value metadata)
         frame.write_parquet(output, metadata={"omicsdw.feature_set": args.name,
                                               "omicsdw.version": str(chosen["version"].item()),
