@@ -51,14 +51,27 @@ sensor evaluation after 60 s and keeps no cursor from it, so a first evaluation 
 would start over for ever; with a budget, the studies left over are hashed by the next evaluations."""
 
 
+def _read_cursor(cursor: str | None) -> tuple[int, dict[str, list[str]]]:
+    """The landing sensor's cursor: its generation and ``[signature, digest]`` per study found at the last evaluation.
+
+    The cursor of sessions 14-18 was the studies alone (``{study: [signature, digest]}``, never a ``studies`` dict):
+    read as generation 0, so a running deployment neither fails nor runs its studies again after the upgrade.
+    """
+    stored = json.loads(cursor) if cursor else {}
+    if isinstance(stored.get("studies"), dict):
+        return int(stored["generation"]), stored["studies"]
+    return 0, stored
+
+
 @dg.sensor(job=study_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Register study folders as partitions and request a run for each new or changed one.
 
     The cursor holds the studies found now (a folder that disappeared leaves it: it does not grow with every study
-    the landing ever held); a registered partition stays (its study stays in the warehouse until ``omicsdw remove``).
+    the landing ever held) and a generation, raised by each evaluation that requests runs; a registered partition
+    stays (its study stays in the warehouse until ``omicsdw remove``).
     """
-    seen: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
+    generation, seen = _read_cursor(context.cursor)
     current: dict[str, list[str]] = {}
     found, problems = scan_landing(warehouse.landing())
     for problem in problems:  # folders that cannot be a study: no partition, so the sensor log says why
@@ -79,18 +92,19 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         hashed += 1
         digest = study_fingerprint(folder)
         if sid not in seen or seen[sid][1] != digest:
-            # Dagster drops a request whose run key any earlier run of the sensor had, so the key is the content
-            # and the listing's signature: a retried evaluation (cursor not stored) asks again under the same key,
-            # while a study reverted to an earlier content, or landed again after removal, is a new request
-            # (keyed on the content alone, it never ran again)
-            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}:{signature}"))
+            # Dagster drops a request whose run key any earlier run of the sensor had. Keyed on the content (and
+            # file times) alone, a study reverted A -> B -> A, restored with its file times (cp -p, rsync -a) or
+            # moved away and back never ran again. The generation is the stored one plus one: unique to this
+            # evaluation, and the same again for a retried evaluation (Dagster keeps no cursor from a failed one),
+            # which then asks under the same key for the same content, so Dagster runs it once
+            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}:{generation + 1}"))
         current[sid] = [signature, digest]
     if left:
         context.log.info(f"{hashed} new or changed study folder(s) hashed; {left} left for the next evaluation")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[studies.build_add_request(new_keys)] if new_keys else [],
-        cursor=json.dumps(current),
+        cursor=json.dumps({"generation": generation + 1 if requests else generation, "studies": current}),
     )
 
 

@@ -88,16 +88,16 @@ def test_landing_sensor_cursor_holds_two_digests_per_study_found_now(tmp_path, i
     landing = example_landing(tmp_path, "airway", "study_es_0")  # study_es_0: 59 cBioPortal files
     first = _evaluate(instance, landing, None)
     assert sorted(r.partition_key for r in first.run_requests) == ["airway", "study_es_0"]
-    cursor = json.loads(first.cursor)
+    cursor = json.loads(first.cursor)["studies"]
     assert sorted(cursor) == ["airway", "study_es_0"]
     # stored with every tick: two 32-hex digests a study, not its file listing (3.7 kB for study_es_0)
     assert all(len(value) == 2 and all(len(d) == 32 for d in value) for value in cursor.values())
-    assert len(first.cursor) < 200
+    assert len(first.cursor) < 250
 
     shutil.rmtree(landing / "study_es_0")  # the folder goes: the cursor forgets it
     gone = _evaluate(instance, landing, first.cursor)
     assert gone.run_requests == []
-    assert sorted(json.loads(gone.cursor)) == ["airway"]
+    assert sorted(json.loads(gone.cursor)["studies"]) == ["airway"]
 
 
 def test_landing_sensor_hashes_within_a_budget_and_finishes_over_later_evaluations(tmp_path, instance,
@@ -173,3 +173,73 @@ def test_landing_sensor_runs_a_study_reverted_to_an_earlier_content_again(tmp_pa
     assert back.run_requests[0].run_key not in keys
     # a retried evaluation (its cursor was not stored) asks under the same key: Dagster runs it once
     assert _evaluate(instance, landing, gone.cursor).run_requests[0].run_key == back.run_requests[0].run_key
+
+
+def test_landing_sensor_runs_a_study_restored_with_its_original_file_times_again(tmp_path, instance,
+                                                                                example_landing):
+    """A restore keeping the file times (``cp -p``, ``rsync -a``, a backup) gives back the first listing's names,
+    sizes and times: keyed on them, the restored study had the first run's key and Dagster dropped it."""
+    landing = example_landing(tmp_path, "airway")
+    samples = landing / "airway" / "samples.tsv"
+    shutil.copy2(samples, tmp_path / "samples.tsv")  # the backup, with its file time
+    first = _evaluate(instance, landing, None)
+    samples.write_text(samples.read_text().replace("GSM1275862", "GSM0000000"))
+    changed = _evaluate(instance, landing, first.cursor)
+    shutil.copy2(tmp_path / "samples.tsv", samples)  # restored as cp -p: content, size and time of A
+    restored = _evaluate(instance, landing, changed.cursor)
+    keys = [result.run_requests[0].run_key for result in (first, changed, restored)]
+    assert len(set(keys)) == 3
+    assert _evaluate(instance, landing, restored.cursor).run_requests == []
+
+
+def test_landing_sensor_runs_a_study_moved_away_and_back_again(tmp_path, instance, example_landing):
+    """``mv`` away and back keeps every file time: the folder that lands again has the first listing."""
+    landing = example_landing(tmp_path, "airway", "pasilla")
+    first = _evaluate(instance, landing, None)
+    key = {r.partition_key: r.run_key for r in first.run_requests}["airway"]
+    (landing / "airway").rename(tmp_path / "airway")
+    gone = _evaluate(instance, landing, first.cursor)
+    still_gone = _evaluate(instance, landing, gone.cursor)
+    assert gone.run_requests == still_gone.run_requests == []
+    (tmp_path / "airway").rename(landing / "airway")
+    back = _evaluate(instance, landing, still_gone.cursor)
+    assert [r.partition_key for r in back.run_requests] == ["airway"]  # pasilla did not move: no request
+    assert back.run_requests[0].run_key != key
+    assert _evaluate(instance, landing, back.cursor).run_requests == []
+
+
+def test_landing_sensor_asks_under_the_same_key_when_an_evaluation_is_retried(tmp_path, instance, example_landing):
+    """Dagster keeps no cursor from a failed evaluation and evaluates again from the stored one: the same study and
+    content must give the same key, whatever else changed in between, so that Dagster runs it once."""
+    landing = example_landing(tmp_path, "airway")
+    first = _evaluate(instance, landing, None)
+    assert _evaluate(instance, landing, None).run_requests[0].run_key == first.run_requests[0].run_key
+
+    samples = landing / "airway" / "samples.tsv"
+    samples.write_text(samples.read_text().replace("GSM1275862", "GSM0000000"))
+    changed = _evaluate(instance, landing, first.cursor)
+    shutil.copytree(EXAMPLES / "pasilla", landing / "pasilla")  # lands between the failed evaluation and its retry
+    retried = _evaluate(instance, landing, first.cursor)
+    assert {r.partition_key: r.run_key for r in retried.run_requests}["airway"] == changed.run_requests[0].run_key
+
+
+def test_landing_sensor_reads_the_cursor_of_the_previous_release(tmp_path, instance, example_landing):
+    """A running deployment's stored cursor (``{study: [signature, digest]}``, sessions 14-18) must neither fail the
+    sensor nor re-run its studies; a change afterwards runs under a key no earlier release used."""
+    from orchestration.sensors import _signature
+    from transforms.ingest.study import study_fingerprint
+
+    landing = example_landing(tmp_path, "airway", "pasilla")
+    old = {sid: [_signature(landing / sid), study_fingerprint(landing / sid)] for sid in ("airway", "pasilla")}
+    previous_keys = {f"airway:{old['airway'][1]}", f"airway:{old['airway'][1]}:{old['airway'][0]}"}
+    unchanged = _evaluate(instance, landing, json.dumps(old))
+    assert unchanged.run_requests == []
+
+    samples = landing / "airway" / "samples.tsv"
+    samples.write_text(samples.read_text().replace("GSM1275862", "GSM0000000"))
+    changed = _evaluate(instance, landing, unchanged.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["airway"]
+    assert changed.run_requests[0].run_key not in previous_keys
+    assert _evaluate(instance, landing, changed.cursor).run_requests == []
+    # read straight from the old cursor too (the first tick after the upgrade sees the change)
+    assert [r.partition_key for r in _evaluate(instance, landing, json.dumps(old)).run_requests] == ["airway"]
