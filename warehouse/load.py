@@ -165,11 +165,12 @@ def files_digest(stamps: Mapping[str, tuple[int, int]]) -> str:
 
 
 def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_version: str,
-                keep_counts: bool = False) -> StudyLoad:
+                keep_counts: bool = False, run: Mapping[str, str] | None = None) -> StudyLoad:
     """Read and load one study folder (:func:`read_study`, then :func:`load_study`), without reading it when its
     files, the gene reference and the code are those of the study's last good load: the read would give the same
     tables, so an unchanged study costs its content hash and a look at two Delta logs, not a parse of every file.
-    The attempt's commit of ``ingest_issues`` records what it was made with (:data:`ATTEMPT_FILES`, ...).
+    The attempt's commit of ``ingest_issues`` records what it was made with (:data:`ATTEMPT_FILES`, ...) and
+    ``run`` (the run's id and launcher, :mod:`warehouse.status`).
     """
     folder = folder.absolute()
     study_id, _ = declared_study_id(folder)
@@ -187,7 +188,7 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
                             "copied or written? Nothing of this read is loaded; build again once the files are "
                             "complete", file=changed[0])
     attempt = {ATTEMPT_FILES: files_digest(before), ATTEMPT_CODE: code_version,
-               ATTEMPT_REFERENCE: reference.fingerprint}
+               ATTEMPT_REFERENCE: reference.fingerprint, **(run or {})}
     return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt)
 
 
