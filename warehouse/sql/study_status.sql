@@ -3,6 +3,9 @@
 -- warning counts and the first located error. `omicsdw status` prints it; `omicsdw status --failed` exits 1 when a
 -- study failed or was withheld. A failure after the ingest (a later stage, a check) shows as withheld: its message
 -- is in the run's summary (<warehouse>/runs/failures.log for daemon runs, the build's output for the CLI).
+-- @attempted_at When the study's last ingest attempt committed its ingest_issues.
+-- @run_id Dagster run id of that attempt (the CLI build's runs too; NULL: made before runs were recorded).
+-- @launched_by What started the run: cli (omicsdw build), schedule, sensor or dagster (the UI, a job by hand).
 -- @result loaded (the attempt's load is what readers see), withheld (ingested without errors but not published: a later stage or check failed), failed (the ingest found errors; nothing of it was loaded).
 -- @published_version Delta version of the studies table readers see for the study (NULL: nothing published).
 -- @published_at When the study's visible version was published (NULL: never).
