@@ -36,29 +36,71 @@ HOOK_VARIABLE = "OMICSDW_FAILURE_HOOK"
 @dg.schedule(job=study_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
-    """A run for each registered study last loaded with another gene reference or other code (or never loaded).
+    """A run for each registered study last loaded with another gene reference or other code (or never loaded),
+    except a study whose last ingest attempt failed with the same files, code and gene reference (it would fail
+    again and call the failure hook every night): it runs again when any of the three changes.
 
     It compares what the ``studies`` table records of each study's load (``gene_reference_fingerprint``,
     ``code_fingerprint``) with today's, reading the landing's manifests (which studies exist) and no data file:
-    hashing the landing took ~1.2 CPU s per GB, past Dagster's 60 s schedule limit over ~30 GB. A changed study
-    file is the landing sensor's (it stats the landing every 30 s and hashes only the folders that moved).
+    hashing the landing took ~1.2 CPU s per GB, past Dagster's 60 s schedule limit over ~30 GB. A failed attempt
+    is compared by what its ``ingest_issues`` commit recorded (``warehouse.load.ATTEMPT_FILES``, ...): the files
+    by their names, sizes and mtimes (stats, no read). A changed study file is the landing sensor's (it stats the
+    landing every 30 s and hashes only the folders that moved). Each request's ``omicsdw/nightly_reason`` tag says
+    why it runs.
     """
     from transforms.ingest.genes import GeneReference
     from transforms.ingest.study import find_studies
     from warehouse.versions import code_fingerprint
 
     today = (GeneReference.load().fingerprint, code_fingerprint())
-    loaded = _loaded_with(warehouse.lake())
+    lake = warehouse.lake()
+    loaded = _loaded_with(lake)
     registered = set(context.instance.get_dynamic_partitions(STUDIES))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")  # one run per study and night
-    requests = []
-    for study_id in find_studies(warehouse.landing()):
+    requests, hopeless = [], []
+    for study_id, folder in find_studies(warehouse.landing()).items():
         if study_id not in registered:
             continue  # the landing sensor registers and runs new studies
         if loaded.get(study_id) == today:
             continue
-        requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}"))
-    return requests or dg.SkipReason("every study was loaded with today's gene reference and code")
+        reason = _retry_reason(lake, study_id, folder, today)
+        if reason is None:
+            hopeless.append(study_id)
+            continue
+        if reason == "due":
+            reason = ("never loaded" if study_id not in loaded else
+                      "gene reference changed" if loaded[study_id][0] != today[0] else "code changed")
+        requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}",
+                                      tags={"omicsdw/nightly_reason": reason}))
+    not_retried = (f"{len(hopeless)} stud{'y' if len(hopeless) == 1 else 'ies'} not retried, the last attempt "
+                   f"failed with the same files, code and gene reference ({', '.join(hopeless)}); each runs "
+                   "again once one of them changes") if hopeless else ""
+    if requests:
+        if not_retried:
+            context.log.info(not_retried)
+        return requests
+    return dg.SkipReason("every study was loaded with today's gene reference and code"
+                         + (f"; {not_retried}" if not_retried else ""))
+
+
+def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str]) -> str | None:
+    """Why a study not loaded with ``today``'s (reference, code) runs: ``"due"`` unless its last ingest attempt
+    failed; then what changed since that attempt, None when nothing did (a run would fail the same way).
+    """
+    from transforms.ingest.study import file_stamps
+    from warehouse.lake import FINGERPRINT_KEY
+    from warehouse.load import ATTEMPT_CODE, ATTEMPT_FILES, ATTEMPT_REFERENCE, files_digest
+
+    last = lake.last_commit("ingest_issues", study_id)
+    if last is None or not str(last.get(FINGERPRINT_KEY, "")).endswith(":failed"):
+        return "due"
+    if last.get(ATTEMPT_REFERENCE) != today[0]:
+        return "gene reference changed since the failed attempt"
+    if last.get(ATTEMPT_CODE) != today[1]:
+        return "code changed since the failed attempt"
+    if last.get(ATTEMPT_FILES) != files_digest(file_stamps(folder)):
+        return "files changed since the failed attempt"
+    return None
 
 
 RECORDED = ("gene_reference_fingerprint", "code_fingerprint")

@@ -196,6 +196,8 @@ def view_session(lake: Lake, files: dict[str, list[str]], *, views: Iterable[str
         for table, names in files.items():
             con.execute(table_view_sql(table, [f"{root}/{f}" for f in names], root=None))
         wanted = None if views is None else set(views)
+        if wanted is None or STATUS_VIEW in wanted:
+            _attempts_table(con, lake)
         for name, sql in _sql_views():
             if wanted is None or name in wanted:
                 con.execute(sql)
@@ -233,6 +235,27 @@ def _lake_prefix(lake: Lake, warehouse_dir: Path) -> tuple[str, bool]:
     return lake.root, False
 
 
+STATUS_VIEW = "study_status"
+"""The joined view over the catalog table ``ingest_attempts`` (:mod:`warehouse.status`)."""
+
+
+def _attempts_table(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """The table ``ingest_attempts``: each study's newest ingest attempt, read from the Delta log of ingest_issues
+    when the catalog is built (a failed first load reached no table readers see).
+    """
+    from warehouse.status import ATTEMPT_COLUMNS, ingest_attempts
+
+    columns = ", ".join(f"{_ident(name)} {_duckdb_type(dtype)}" for name, dtype, _ in ATTEMPT_COLUMNS)
+    con.execute(f"CREATE TABLE ingest_attempts ({columns})")
+    con.register("_attempts", ingest_attempts(lake).to_arrow())
+    con.execute("INSERT INTO ingest_attempts SELECT * FROM _attempts")
+    con.unregister("_attempts")
+    con.execute("COMMENT ON TABLE ingest_attempts IS 'Each study''s newest ingest attempt (CLI build or Dagster run, "
+                "good or failed), from the Delta log of ingest_issues; see the study_status view.'")
+    for name, _, text in ATTEMPT_COLUMNS:
+        con.execute(f"COMMENT ON COLUMN ingest_attempts.{_ident(name)} IS {_literal(text)}")
+
+
 CATALOG_TABLE_COLUMNS = (
     ("catalog_versions", "table_name", "Warehouse table (its view of the same name)."),
     ("catalog_versions", "delta_version", "Newest Delta version of the table when the catalog was built."),
@@ -260,6 +283,7 @@ def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
             for column, text in column_descriptions(table).items():
                 con.execute(f"COMMENT ON COLUMN {_ident(table)}.{_ident(column)} IS {_literal(text)}")
             versions.append((table, version, len(files)))
+        _attempts_table(con, lake)
         described: dict[str, str] = {}
         for table in TABLES:  # a joined view's column takes the first table's description of that name
             for column, text in column_descriptions(table).items():

@@ -246,6 +246,10 @@ def _prerank_problem(setting: str | None, *, option: str | None, landing: Path) 
             "(or 'all' for every one)")
 
 
+CLI_TAGS = {"omicsdw/launched_by": "cli"}
+"""Tags of a build's study runs: the ``study_status`` view says a study's last attempt was the CLI's."""
+
+
 def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     os.environ.setdefault(BLAS_THREADS, "1")
@@ -324,7 +328,8 @@ def _build(args: argparse.Namespace) -> int:
             try:
                 with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
                     result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
-                                                                     run_config=quiet, raise_on_error=False))
+                                                                     run_config=quiet, raise_on_error=False,
+                                                                     tags=CLI_TAGS))
             except Stopped as stop:
                 if stop.completed:
                     print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
@@ -473,6 +478,55 @@ def _validate(args: argparse.Namespace) -> int:
         for row in issues.iter_rows(named=True):
             print("  " + format_issue(row))
     return 1 if n_errors else 0
+
+
+STATUS_COLUMNS = ("study_id", "attempted_at", "launched_by", "run_id", "result", "published_version", "errors",
+                  "warnings", "first_error_at", "first_error")
+"""Columns ``omicsdw status`` prints (first_error_at: file:line column)."""
+
+
+def _status(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from warehouse.catalog import CatalogMissing, connect
+
+    try:
+        con = connect(args.warehouse)
+    except CatalogMissing as exc:
+        print(f"omicsdw status: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if not con.execute("SELECT view_name FROM duckdb_views() WHERE view_name = 'study_status'").fetchall():
+            print("omicsdw status: the catalog predates the study_status view; rebuild it (omicsdw build)",
+                  file=sys.stderr)
+            return 1
+        frame = pl.DataFrame(con.sql("SELECT * FROM study_status").to_arrow_table())
+    finally:
+        con.close()
+    if args.study:
+        if args.study not in frame["study_id"]:
+            print(f"omicsdw status: no attempt to load {args.study} in {args.warehouse} (studies: "
+                  f"{', '.join(frame['study_id']) or 'none'})", file=sys.stderr)
+            return 1
+        frame = frame.filter(pl.col("study_id") == args.study)
+    bad = frame.filter(pl.col("result") != "loaded")
+    if args.failed:
+        frame = bad
+    located = pl.concat_str([pl.col("first_error_file"), pl.lit(":"), pl.col("first_error_line").cast(pl.String)
+                             .fill_null("?"), pl.lit(" "), pl.col("first_error_column").fill_null("")])
+    shown = frame.with_columns(
+        pl.col("attempted_at").dt.strftime("%Y-%m-%d %H:%M:%SZ"), pl.col("run_id").str.slice(0, 8),
+        located.str.strip_chars().alias("first_error_at"),
+        pl.col("first_error").str.slice(0, 120)).select(STATUS_COLUMNS).with_columns(
+        pl.all().cast(pl.String).fill_null("-"))
+    if shown.height:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=250,
+                       tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_formatting="MARKDOWN"):
+            print(shown)
+    counts = frame.group_by("result").len().sort("result").rows() if frame.height else []
+    print(f"{frame.height} stud{'y' if frame.height == 1 else 'ies'}"
+          + (": " + ", ".join(f"{n} {result}" for result, n in counts) if counts else ""))
+    return 1 if args.failed and bad.height else 0
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -790,6 +844,17 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--output", help="file to write (with --format csv or parquet)")
     sql.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     sql.set_defaults(run=_sql)
+
+    status = sub.add_parser("status", help="each study's last attempt, result, issues and first error",
+                            description="Print the study_status view: per study the last ingest attempt (when, "
+                                        "run, CLI or Dagster), its result (loaded, withheld, failed), the published "
+                                        "version, error and warning counts and the first located error.")
+    status.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
+    status.add_argument("--study", metavar="ID", help="only this study")
+    status.add_argument("--failed", action="store_true",
+                        help="only studies whose last attempt failed or was withheld; exit 1 when there is one "
+                             "(for a cron job's alert)")
+    status.set_defaults(run=_status)
 
     remove = sub.add_parser("remove", help="remove a study from every table",
                             description="Unpublish a study, then empty its rows in every table (one commit each); "

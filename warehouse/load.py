@@ -11,7 +11,10 @@ explicitly (``omicsdw remove``): a typo in study.yaml never wipes a study.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,11 +151,26 @@ class _CountTee:
         return block if sum(a.nbytes for a in kept) <= SHARED_BLOCK_BYTES else None
 
 
+ATTEMPT_FILES = "omicsdw.attempt.files"
+ATTEMPT_CODE = "omicsdw.attempt.code"
+ATTEMPT_REFERENCE = "omicsdw.attempt.reference"
+"""Keys of the ``ingest_issues`` commit of every ingest attempt (good or failed): the :func:`files_digest` of the
+study folder, the code and the gene reference it was read with. The nightly schedule compares them with today's
+(stats only, no file hashed) to leave alone a study that failed with the same three."""
+
+
+def files_digest(stamps: Mapping[str, tuple[int, int]]) -> str:
+    """Digest of a study folder's :func:`file_stamps` (names, sizes, mtimes): moves when any file changes."""
+    return hashlib.blake2b(json.dumps(sorted(stamps.items())).encode(), digest_size=16).hexdigest()
+
+
 def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_version: str,
-                keep_counts: bool = False) -> StudyLoad:
+                keep_counts: bool = False, run: Mapping[str, str] | None = None) -> StudyLoad:
     """Read and load one study folder (:func:`read_study`, then :func:`load_study`), without reading it when its
     files, the gene reference and the code are those of the study's last good load: the read would give the same
     tables, so an unchanged study costs its content hash and a look at two Delta logs, not a parse of every file.
+    The attempt's commit of ``ingest_issues`` records what it was made with (:data:`ATTEMPT_FILES`, ...) and
+    ``run`` (the run's id and launcher, :mod:`warehouse.status`).
     """
     folder = folder.absolute()
     study_id, _ = declared_study_id(folder)
@@ -169,7 +187,9 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
         ingest.issues.error("file_changed", f"{changed[0]}{more} changed while the study was read: still being "
                             "copied or written? Nothing of this read is loaded; build again once the files are "
                             "complete", file=changed[0])
-    return load_study(lake, ingest, keep_counts=keep_counts)
+    attempt = {ATTEMPT_FILES: files_digest(before), ATTEMPT_CODE: code_version,
+               ATTEMPT_REFERENCE: reference.fingerprint, **(run or {})}
+    return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt)
 
 
 def _is_input(name: str, inputs: frozenset[str] | None) -> bool:
@@ -195,7 +215,8 @@ def unchanged_load(lake: Lake, study_id: str, fingerprint: str) -> StudyLoad | N
     return StudyLoad(study_id, True, writes, {}, issues)
 
 
-def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) -> StudyLoad:
+def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False,
+               attempt: Mapping[str, str] | None = None) -> StudyLoad:
     """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input.
 
     A folder whose study id is invalid writes nothing (there is no partition to write to): ``scan_landing``
@@ -204,6 +225,7 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
     ``keep_counts``: also build the dense block of the rna_counts rows of the study's first count assay (by name:
     the one sample QC reads first) while they are written, returned as ``counts_block`` when the study was
     committed (the caller keeps it for the stages of its process: ``orchestration.assets.ingest``).
+    ``attempt``: metadata of the ``ingest_issues`` commit (:func:`load_folder`'s record of what was read).
     """
     if ingest.valid_id is None:
         raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
@@ -261,7 +283,7 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False) ->
             lake.discard(files)
     fingerprint = ingest.fingerprint if ok else f"{ingest.fingerprint}:failed"
     log = commit_tables(lake, {"ingest_issues": lake.stage("ingest_issues", issues, study_id=sid)}, study_id=sid,
-                        fingerprint=fingerprint)
+                        fingerprint=fingerprint, metadata=attempt)
     writes |= log.writes
     block = tee.block() if tee is not None and ok else None
     return StudyLoad(sid, ok, writes, failures, issues, ingest.metadata,

@@ -17,6 +17,7 @@ from transforms.qc.study import QC_TABLE
 from warehouse.commit import Commit
 from warehouse.load import DATA_TABLES, load_folder
 from warehouse.reference import ensure_gene_reference
+from warehouse.status import ATTEMPT_BY, ATTEMPT_RUN, launched_by
 from warehouse.study import StudyInputs
 from warehouse.summary import describe_errors
 from warehouse.versions import code_fingerprint
@@ -33,8 +34,9 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     folder = warehouse.study_folder(context.partition_key)
     with warehouse.study_session(context.partition_key) as lake:
         reference_written = ensure_gene_reference(lake)
+        run = {ATTEMPT_RUN: context.run.run_id, ATTEMPT_BY: launched_by(context.run.tags)}  # for study_status
         load = load_folder(lake, folder, reference=GeneReference.load(), code_version=code_fingerprint(),
-                           keep_counts=_qc_follows(context))
+                           keep_counts=_qc_follows(context), run=run)
         if load.ok and load.counts_block is not None:  # for sample_qc, then normalise_study: the rna_counts rows
             assay, block = load.counts_block            # this commit made (keyed inside the lock), not read back
             key = StudyInputs.of(lake, load.study_id, after_qc=False).rows_key("rna_counts")

@@ -419,3 +419,33 @@ def test_landing_sensor_and_nightly_schedule_name_a_missing_landing_folder_and_i
             landing_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": resource}))
         with pytest.raises(FileNotFoundError, match=expected):
             nightly_reharmonisation(context)
+
+
+def test_nightly_reharmonisation_does_not_retry_a_study_that_failed_with_the_same_files_code_and_reference(
+        tmp_path: Path, monkeypatch) -> None:
+    """trialG: a study never loaded successfully was requested every night, failed again and paged the team."""
+    import warehouse.versions
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    samples = landing / "airway" / "samples.tsv"
+    samples.write_text(samples.read_text() + "SRRX\tNX\tuntrt\tuntrt\tNX\tGSMX\tEXTRA\n")  # a ragged row: an error
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1  # its first load fails
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
+    with (dg.instance_for_test() as instance,
+          dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
+        instance.add_dynamic_partitions("studies", ["airway"])
+        skipped = nightly_reharmonisation(context)
+        assert isinstance(skipped, dg.SkipReason)
+        assert "not retried" in (skipped.skip_message or "")
+        assert "(airway)" in (skipped.skip_message or "")
+
+        with monkeypatch.context() as patched:  # new code: the study is tried again, and the tag says why
+            patched.setattr(warehouse.versions, "code_fingerprint", lambda: "next code version")
+            (request,) = nightly_reharmonisation(context)
+            assert request.partition_key == "airway"
+            assert request.tags["omicsdw/nightly_reason"] == "code changed since the failed attempt"
+
+        os.utime(samples, ns=(samples.stat().st_atime_ns, samples.stat().st_mtime_ns + 10**9))  # the lab's fix
+        (request,) = nightly_reharmonisation(context)
+        assert request.tags["omicsdw/nightly_reason"] == "files changed since the failed attempt"
