@@ -256,6 +256,7 @@ def _build(args: argparse.Namespace) -> int:
     from orchestration.resources import WarehouseResource
     from orchestration.sensors import study_job
     from warehouse.catalog import connect
+    from warehouse.lake import StudyLocked
     from warehouse.summary import warehouse_summary
 
     landing = Path(args.landing)
@@ -325,6 +326,10 @@ def _build(args: argparse.Namespace) -> int:
                 with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
                     result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
                                                                      run_config=quiet, raise_on_error=False))
+            except StudyLocked as locked:  # its other build stopped or stuck: this study fails, the next ones go on
+                failed.append(sid)
+                print(f"FAILED\n  {locked}")
+                continue
             except Stopped as stop:
                 if stop.completed:
                     print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)

@@ -646,3 +646,39 @@ def test_a_permission_error_is_blamed_on_a_read_only_warehouse_only_when_it_is_a
     assert _under_warehouse(OSError(errno.EACCES, "Permission denied", str(lake / "rna_counts" / "x.parquet")), args)
     assert not _under_warehouse(OSError(errno.EACCES, "Permission denied", str(tmp_path / "out.csv")), args)
     assert not _under_warehouse(OSError(errno.EACCES, "Permission denied"), args)
+
+
+def test_a_build_gives_up_a_study_another_build_holds_past_the_lock_timeout_and_builds_the_next(
+        tmp_path: Path, capsys, example_landing, monkeypatch) -> None:
+    """A stopped build (Ctrl-Z, a stuck mount) held airway's build lock: the second build waited for ever, and
+    every study after airway in its list with it. Now it waits OMICSDW_LOCK_TIMEOUT (here 1 s), fails airway
+    naming the holder, and builds pasilla."""
+    import socket
+    import threading
+
+    import warehouse.lake
+    from warehouse.storage import open_lake
+
+    landing, wh = example_landing(tmp_path, "airway", "pasilla"), tmp_path / "wh"
+    monkeypatch.setattr(warehouse.lake, "LOCK_TIMEOUT_S", 1.0)
+    held, release = threading.Event(), threading.Event()
+
+    def stopped_build() -> None:
+        with open_lake(wh).study_build("airway"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=stopped_build)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 1
+    finally:
+        release.set()
+        holder.join(10)
+    out = capsys.readouterr().out
+    who = f"process {os.getpid()} on {socket.gethostname()}"
+    assert f"study 'airway' is being built by {who} for more than 1 s" in out
+    assert next(t for t in out.splitlines() if t.startswith("[2/2] pasilla")).endswith("s)")
+    assert out.rstrip().endswith("failed: airway")
+    assert sql(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("pasilla",)]
