@@ -112,6 +112,24 @@ def test_a_second_build_of_a_study_waits_for_the_first_then_finds_it_unchanged(t
                            f"{socket.gethostname()}) to finish ... unchanged ("), line
 
 
+def test_build_into_a_writable_lake_given_by_lake_is_not_refused_for_a_read_only_lake_it_does_not_use(
+        tmp_path: Path, capsys, example_landing, monkeypatch) -> None:
+    """--lake names a new writable lake; a stale $OMICSDW_LAKE names a read-only one: the up-front check looked at
+    both (and the recorded lake) and refused the build, though --lake is the one it writes."""
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    lake, stale = tmp_path / "new" / "lake", tmp_path / "mnt" / "lake"
+    stale.mkdir(parents=True)
+    monkeypatch.setenv("OMICSDW_LAKE", str(stale))
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw) and not (
+        mode == os.W_OK and Path(path).resolve().is_relative_to(stale.resolve())))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--lake", str(lake),
+                 "--no-plots"]) == 0, capsys.readouterr().err
+    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
+    assert (lake / "rna_counts").is_dir()
+    assert list(stale.iterdir()) == []
+
+
 def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
                                                                             example_landing) -> None:
     landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
