@@ -463,14 +463,23 @@ def staged_as_utf8(path: Path, *, chunk_bytes: int | None = None) -> IO[bytes]:
                     pending.append(chunk)
                     continue
                 pending.append(chunk[:end])
-                staged.write(lines_as_utf8(b"".join(pending)))
+                staged.write(lines_as_utf8(_joined(pending)))
                 pending = [chunk[end:]]
-            staged.write(lines_as_utf8(b"".join(pending)))
+            staged.write(lines_as_utf8(_joined(pending)))
         staged.seek(0)
     except BaseException:
         staged.close()
         raise
     return staged
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    """The pieces as one bytes, the list emptied: the pieces are not held beside the joined copy while it is
+    transcoded (a bare-CR file is one piece per chunk of the whole file).
+    """
+    joined = b"".join(pieces)
+    pieces.clear()
+    return joined
 
 
 def _latin1_for_undefined(error: UnicodeError) -> tuple[str, int]:
