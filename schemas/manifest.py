@@ -530,7 +530,8 @@ _CONFINED: ContextVar[set[str] | None] = ContextVar("omicsdw_confined", default=
 def recording_inputs() -> Iterator[set[str]]:
     """The paths :func:`confine` lets through while the block runs, relative to their study folder: every file a
     reader opens passes the confinement check first, so these are the study's inputs (a folder stands for the
-    files under it). Only the calling thread's checks are recorded (a context variable).
+    files under it), each as written and with its links resolved. Only the calling thread's checks are recorded
+    (a context variable).
     """
     seen: set[str] = set()
     token = _CONFINED.set(seen)
@@ -558,8 +559,9 @@ def confine(study_dir: Path, path: Path | str) -> Path:
         shown = str(path) if not Path(path).is_absolute() else Path(path).name
         raise PathOutsideStudy(f"path {shown!r} leaves the study folder (through a symbolic link)")
     inside = given if given.is_relative_to(root) else root / given.relative_to(study_dir.absolute())
-    if (seen := _CONFINED.get()) is not None:
-        seen.add(str(inside.relative_to(root)))
+    if (seen := _CONFINED.get()) is not None:  # as written and as reached: a linked folder's files are stamped
+        seen.add(str(inside.relative_to(root)))  # under their real path (the walk does not enter the link)
+        seen.add(str(given.resolve().relative_to(root)))
     return inside
 
 

@@ -260,14 +260,17 @@ def _build(args: argparse.Namespace) -> int:
     from orchestration.resources import WarehouseResource
     from orchestration.sensors import study_job
     from warehouse.catalog import connect
+    from warehouse.lake import StudyLocked
+    from warehouse.storage import open_lake
     from warehouse.summary import warehouse_summary
 
     landing = Path(args.landing)
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
         return 2
-    unwritable = next((f for f in (Path(args.warehouse), Path(args.warehouse, "lake"), *_local_lakes(args))
-                       if f.is_dir() and not os.access(f, os.W_OK)), None)
+    lake = open_lake(args.warehouse, args.lake)  # the one the build writes, as its resource opens it
+    written = [Path(args.warehouse), *([Path(lake.root.removeprefix("file://"))] if lake.is_local else [])]
+    unwritable = next((f for f in written if f.is_dir() and not os.access(f, os.W_OK)), None)
     if unwritable is not None:  # a read-only mount: every step failed, and the build blamed the gene reference
         print(f"omicsdw build: the warehouse cannot be written ({unwritable} is read-only to this user); a "
               "warehouse on a read-only mount or a snapshot can be read (omicsdw sql, doctor), not built",
@@ -330,6 +333,10 @@ def _build(args: argparse.Namespace) -> int:
                     result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
                                                                      run_config=quiet, raise_on_error=False,
                                                                      tags=CLI_TAGS))
+            except StudyLocked as locked:  # its other build stopped or stuck: this study fails, the next ones go on
+                failed.append(sid)
+                print(f"FAILED\n  {locked}")
+                continue
             except Stopped as stop:
                 if stop.completed:
                     print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)

@@ -405,8 +405,12 @@ class Lake:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
-    def study_build(self, study_id: str, *, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-        """Hold the lock of a whole build of the study (``omicsdw build``), waiting for as long as another holds it.
+    def study_build(self, study_id: str, *, on_wait: Callable[[str], None] | None = None,
+                    timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock of a whole build of the study (``omicsdw build``), waiting while another holds it, up to
+        ``timeout`` s (``LOCK_TIMEOUT_S``, ``OMICSDW_LOCK_TIMEOUT``, as the step lock): then :class:`StudyLocked`
+        naming the holder. A stopped holder (Ctrl-Z, a stuck mount) blocked the build for ever, and every study
+        after this one in its list.
 
         The study's write lock (:meth:`study_session`) is taken per step, so two CLI builds of one study took turns
         step by step, each running every step; with this one the second waits for the first to finish, then finds
@@ -419,8 +423,9 @@ class Lake:
             return
         folder = self.service_dir / "studies" / study_id
         folder.mkdir(parents=True, exist_ok=True)
+        limit = LOCK_TIMEOUT_S if timeout is None else timeout
         with open(folder / "build.lock", "a+") as lock:
-            told = False
+            told, start = False, time.monotonic()
             while True:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -428,10 +433,11 @@ class Lake:
                 except BlockingIOError:
                     if not told and on_wait is not None:
                         told = True
-                        holder = _holder(lock)
-                        lock.seek(0)
-                        written = lock.read().strip()  # the holder's host too, when the text is its own
-                        on_wait(written if written.startswith(f"{holder} on ") else holder)
+                        on_wait(_build_holder(lock))
+                    if time.monotonic() - start > limit:
+                        raise StudyLocked(f"study {study_id!r} is being built by {_build_holder(lock)} for more "
+                                          f"than {limit:.0f} s (OMICSDW_LOCK_TIMEOUT); wait for it to finish, or "
+                                          "stop it") from None
                     time.sleep(0.2)
             try:
                 lock.seek(0)
@@ -902,6 +908,14 @@ def _acquire(lock: Any, what: str, timeout: float) -> None:
     lock.truncate()
     lock.write(f"process {os.getpid()}")
     lock.flush()
+
+
+def _build_holder(lock: Any) -> str:
+    """``process N on HOST`` holding a build lock: the host from the text it wrote, when that text is its own."""
+    holder = _holder(lock)
+    lock.seek(0)
+    written = lock.read().strip()
+    return written if written.startswith(f"{holder} on ") else holder
 
 
 def _holder(lock: Any) -> str:

@@ -112,6 +112,24 @@ def test_a_second_build_of_a_study_waits_for_the_first_then_finds_it_unchanged(t
                            f"{socket.gethostname()}) to finish ... unchanged ("), line
 
 
+def test_build_into_a_writable_lake_given_by_lake_is_not_refused_for_a_read_only_lake_it_does_not_use(
+        tmp_path: Path, capsys, example_landing, monkeypatch) -> None:
+    """--lake names a new writable lake; a stale $OMICSDW_LAKE names a read-only one: the up-front check looked at
+    both (and the recorded lake) and refused the build, though --lake is the one it writes."""
+    landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
+    lake, stale = tmp_path / "new" / "lake", tmp_path / "mnt" / "lake"
+    stale.mkdir(parents=True)
+    monkeypatch.setenv("OMICSDW_LAKE", str(stale))
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: access(path, mode, **kw) and not (
+        mode == os.W_OK and Path(path).resolve().is_relative_to(stale.resolve())))
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--lake", str(lake),
+                 "--no-plots"]) == 0, capsys.readouterr().err
+    assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]
+    assert (lake / "rna_counts").is_dir()
+    assert list(stale.iterdir()) == []
+
+
 def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_path: Path, capsys,
                                                                             example_landing) -> None:
     landing, wh = example_landing(tmp_path, "airway"), tmp_path / "wh"
@@ -646,3 +664,39 @@ def test_a_permission_error_is_blamed_on_a_read_only_warehouse_only_when_it_is_a
     assert _under_warehouse(OSError(errno.EACCES, "Permission denied", str(lake / "rna_counts" / "x.parquet")), args)
     assert not _under_warehouse(OSError(errno.EACCES, "Permission denied", str(tmp_path / "out.csv")), args)
     assert not _under_warehouse(OSError(errno.EACCES, "Permission denied"), args)
+
+
+def test_a_build_gives_up_a_study_another_build_holds_past_the_lock_timeout_and_builds_the_next(
+        tmp_path: Path, capsys, example_landing, monkeypatch) -> None:
+    """A stopped build (Ctrl-Z, a stuck mount) held airway's build lock: the second build waited for ever, and
+    every study after airway in its list with it. Now it waits OMICSDW_LOCK_TIMEOUT (here 1 s), fails airway
+    naming the holder, and builds pasilla."""
+    import socket
+    import threading
+
+    import warehouse.lake
+    from warehouse.storage import open_lake
+
+    landing, wh = example_landing(tmp_path, "airway", "pasilla"), tmp_path / "wh"
+    monkeypatch.setattr(warehouse.lake, "LOCK_TIMEOUT_S", 1.0)
+    held, release = threading.Event(), threading.Event()
+
+    def stopped_build() -> None:
+        with open_lake(wh).study_build("airway"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=stopped_build)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots"]) == 1
+    finally:
+        release.set()
+        holder.join(10)
+    out = capsys.readouterr().out
+    who = f"process {os.getpid()} on {socket.gethostname()}"
+    assert f"study 'airway' is being built by {who} for more than 1 s" in out
+    assert next(t for t in out.splitlines() if t.startswith("[2/2] pasilla")).endswith("s)")
+    assert out.rstrip().endswith("failed: airway")
+    assert sql(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("pasilla",)]

@@ -143,3 +143,32 @@ def test_load_folder_ignores_a_file_the_readers_never_open_changing_during_the_r
     load = load_folder(lake, folder, reference=reference, code_version="v1")
     assert not load.ok
     assert load.errors.select("code", "file").rows() == [("file_changed", "samples.tsv")]
+
+
+def test_load_folder_refuses_a_read_during_which_an_input_reached_through_a_linked_folder_changed(
+        tmp_path: Path, study_folder, reference: GeneReference, monkeypatch) -> None:
+    """The manifest names current/counts.tsv, current a link to runs/v1 inside the study: the stamps name the
+    real file (the walk does not enter the link), the read the path as written; both are the one input, so the
+    file growing during the read is a file_changed error (it loaded the half-copied file with no issue)."""
+    manifest = MANIFEST.replace("path: counts.tsv", "path: current/counts.tsv")
+    folder = study_folder(tmp_path / "landing", manifest, {"samples.tsv": GOOD_SAMPLES})
+    (folder / "runs" / "v1").mkdir(parents=True)
+    counts = folder / "runs" / "v1" / "counts.tsv"
+    counts.write_text(GOOD_COUNTS)
+    (folder / "current").symlink_to(Path("runs") / "v1", target_is_directory=True)
+    lake = Lake(tmp_path / "wh" / "lake")
+    read = warehouse.load.read_study
+
+    def read_while_written(path, **kwargs):  # type: ignore[no-untyped-def]
+        ingest = read(path, **kwargs)
+        with open(counts, "a") as fh:
+            fh.write("EGFR\t1\t2\t3\n")
+        return ingest
+
+    monkeypatch.setattr(warehouse.load, "read_study", read_while_written)
+    load = load_folder(lake, folder, reference=reference, code_version="v1")
+    assert not load.ok
+    assert load.errors.select("code", "file").rows() == [("file_changed", "runs/v1/counts.tsv")]
+    monkeypatch.setattr(warehouse.load, "read_study", read)
+    assert load_folder(lake, folder, reference=reference, code_version="v1").ok  # 63 + the EGFR line
+    assert lake.scan("rna_counts", study_id="s").select(pl.col("count").sum()).collect().item() == 69

@@ -246,6 +246,19 @@ def test_staged_as_utf8_keeps_lines_whole_across_chunks(tmp_path: Path):
             assert staged.read().decode() == "Zürich\r\nCafé \u201cq\u201d\r\nUmä\n\u20ac", chunk
 
 
+def test_staged_as_utf8_transcodes_a_bare_cr_file_read_in_chunks_line_by_line(tmp_path: Path):
+    """Excel's "CSV (Macintosh)": Latin-1 lines ended by a bare CR, no newline at all, then one CRLF line split
+    across chunks. Each line is transcoded on its own (a UTF-8 line stays UTF-8), whatever the chunk size."""
+    from transforms.ingest.parse.text import staged_as_utf8
+
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"gene,A\rCaf\xe9,1\rZ\xc3\xbcrich,2\r\x93q\x94,3\r\nna\xefve,4\r")
+    expected = "gene,A\rCafé,1\rZürich,2\r\u201cq\u201d,3\r\nnaïve,4\r"  # cp1252 0x93/0x94: curly quotes
+    for chunk in (1, 2, 5, 8, 13, 1024):
+        with staged_as_utf8(path, chunk_bytes=chunk) as staged:
+            assert staged.read().decode() == expected, chunk
+
+
 def test_parse_matrix_windows_1252_duplicate_row_record_is_decoded(tmp_path: Path):
     path = tmp_path / "m.tsv"
     path.write_bytes(b"gene\tA\nCaf\xe9\t1\nCaf\xe9\t2\n")

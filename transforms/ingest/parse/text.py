@@ -454,19 +454,32 @@ def staged_as_utf8(path: Path, *, chunk_bytes: int | None = None) -> IO[bytes]:
     staged = tempfile.TemporaryFile(prefix="omicsdw-utf8-")  # noqa: SIM115 (returned open: the caller's to close)
     try:
         with open_text(path) as fh:
-            pending = b""
+            # The chunks since the last newline, joined once: a bare-CR file ("CSV (Macintosh)") has none, and
+            # appending to one buffer and searching all of it at each chunk was quadratic in the file's size.
+            pending: list[bytes] = []
             while chunk := fh.read(chunk_bytes or TRANSCODE_CHUNK_BYTES):
-                pending += chunk
-                end = pending.rfind(b"\n") + 1
-                if end:
-                    staged.write(lines_as_utf8(pending[:end]))
-                    pending = pending[end:]
-            staged.write(lines_as_utf8(pending))
+                end = chunk.rfind(b"\n") + 1  # the last newline of the text read so far is in the new chunk or
+                if not end:  # in none of the pending ones (each was cut after its own)
+                    pending.append(chunk)
+                    continue
+                pending.append(chunk[:end])
+                staged.write(lines_as_utf8(_joined(pending)))
+                pending = [chunk[end:]]
+            staged.write(lines_as_utf8(_joined(pending)))
         staged.seek(0)
     except BaseException:
         staged.close()
         raise
     return staged
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    """The pieces as one bytes, the list emptied: the pieces are not held beside the joined copy while it is
+    transcoded (a bare-CR file is one piece per chunk of the whole file).
+    """
+    joined = b"".join(pieces)
+    pieces.clear()
+    return joined
 
 
 def _latin1_for_undefined(error: UnicodeError) -> tuple[str, int]:
