@@ -181,7 +181,9 @@ def view_session(lake: Lake, files: dict[str, list[str]], *, views: Iterable[str
                  ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB session with the catalog's view of each table in ``files`` over just those files
     (relative to the lake root; :func:`table_view_sql`, so typed and read as the catalog reads them) and the joined
-    views of ``warehouse/sql`` named in ``views`` (default: all; they need the tables they read).
+    views of ``warehouse/sql`` named in ``views`` (default: all but ``study_status``; they need the tables they
+    read). ``study_status`` only when named: it is warehouse-wide and its table reads the whole ingest_issues log,
+    which a study's session (its report) neither needs nor should pay for.
 
     Why: a view binds every file it lists, on creation and on each query (~50 us a footer); the catalog lists every
     study's files, so a reader of one study (its report) would pay for the whole warehouse on every query.
@@ -195,11 +197,11 @@ def view_session(lake: Lake, files: dict[str, list[str]], *, views: Iterable[str
             root = lake.root
         for table, names in files.items():
             con.execute(table_view_sql(table, [f"{root}/{f}" for f in names], root=None))
-        wanted = None if views is None else set(views)
-        if wanted is None or STATUS_VIEW in wanted:
+        wanted = {name for name, _ in _sql_views()} - {STATUS_VIEW} if views is None else set(views)
+        if STATUS_VIEW in wanted:
             _attempts_table(con, lake)
         for name, sql in _sql_views():
-            if wanted is None or name in wanted:
+            if name in wanted:
                 con.execute(sql)
     except BaseException:
         con.close()
