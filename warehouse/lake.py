@@ -53,6 +53,8 @@ INPUTS_KEY = "omicsdw.inputs"
 GLOBAL = "*"
 """The study key of commits to global (unpartitioned) tables."""
 LOCK_TIMEOUT_S = float(os.environ.get("OMICSDW_LOCK_TIMEOUT", "1800"))
+BUILD_LOCK_TIMEOUT_S = float(os.environ.get("OMICSDW_BUILD_LOCK_TIMEOUT", "21600"))
+"""How long a CLI build waits for another build of the same study (a whole study build, not a step: 6 h)."""
 _COMMIT_RETRIES = 5
 _HISTORY: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
 """Commit infos read so far, newest first, by (table URI, Delta table id): see :meth:`Lake.history`."""
@@ -408,9 +410,9 @@ class Lake:
     def study_build(self, study_id: str, *, on_wait: Callable[[str], None] | None = None,
                     timeout: float | None = None) -> Iterator[None]:
         """Hold the lock of a whole build of the study (``omicsdw build``), waiting while another holds it, up to
-        ``timeout`` s (``LOCK_TIMEOUT_S``, ``OMICSDW_LOCK_TIMEOUT``, as the step lock): then :class:`StudyLocked`
-        naming the holder. A stopped holder (Ctrl-Z, a stuck mount) blocked the build for ever, and every study
-        after this one in its list.
+        ``timeout`` s (``BUILD_LOCK_TIMEOUT_S``, ``OMICSDW_BUILD_LOCK_TIMEOUT``, 6 h: a healthy build of a large
+        study can take longer than a step's 30 min): then :class:`StudyLocked` naming the holder. A stopped
+        holder (Ctrl-Z, a stuck mount) blocked the build for ever, and every study after this one in its list.
 
         The study's write lock (:meth:`study_session`) is taken per step, so two CLI builds of one study took turns
         step by step, each running every step; with this one the second waits for the first to finish, then finds
@@ -423,7 +425,7 @@ class Lake:
             return
         folder = self.service_dir / "studies" / study_id
         folder.mkdir(parents=True, exist_ok=True)
-        limit = LOCK_TIMEOUT_S if timeout is None else timeout
+        limit = BUILD_LOCK_TIMEOUT_S if timeout is None else timeout
         with open(folder / "build.lock", "a+") as lock:
             told, start = False, time.monotonic()
             while True:
@@ -435,9 +437,9 @@ class Lake:
                         told = True
                         on_wait(_build_holder(lock))
                     if time.monotonic() - start > limit:
-                        raise StudyLocked(f"study {study_id!r} is being built by {_build_holder(lock)} for more "
-                                          f"than {limit:.0f} s (OMICSDW_LOCK_TIMEOUT); wait for it to finish, or "
-                                          "stop it") from None
+                        raise StudyLocked(f"study {study_id!r} is still being built by {_build_holder(lock)} after "
+                                          f"waiting {limit:.0f} s (OMICSDW_BUILD_LOCK_TIMEOUT); wait for it to "
+                                          "finish, or stop it") from None
                     time.sleep(0.2)
             try:
                 lock.seek(0)

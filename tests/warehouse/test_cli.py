@@ -669,7 +669,7 @@ def test_a_permission_error_is_blamed_on_a_read_only_warehouse_only_when_it_is_a
 def test_a_build_gives_up_a_study_another_build_holds_past_the_lock_timeout_and_builds_the_next(
         tmp_path: Path, capsys, example_landing, monkeypatch) -> None:
     """A stopped build (Ctrl-Z, a stuck mount) held airway's build lock: the second build waited for ever, and
-    every study after airway in its list with it. Now it waits OMICSDW_LOCK_TIMEOUT (here 1 s), fails airway
+    every study after airway in its list with it. Now it waits OMICSDW_BUILD_LOCK_TIMEOUT (here 1 s), fails airway
     naming the holder, and builds pasilla."""
     import socket
     import threading
@@ -678,7 +678,7 @@ def test_a_build_gives_up_a_study_another_build_holds_past_the_lock_timeout_and_
     from warehouse.storage import open_lake
 
     landing, wh = example_landing(tmp_path, "airway", "pasilla"), tmp_path / "wh"
-    monkeypatch.setattr(warehouse.lake, "LOCK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(warehouse.lake, "BUILD_LOCK_TIMEOUT_S", 1.0)
     held, release = threading.Event(), threading.Event()
 
     def stopped_build() -> None:
@@ -696,7 +696,7 @@ def test_a_build_gives_up_a_study_another_build_holds_past_the_lock_timeout_and_
         holder.join(10)
     out = capsys.readouterr().out
     who = f"process {os.getpid()} on {socket.gethostname()}"
-    assert f"study 'airway' is being built by {who} for more than 1 s" in out
+    assert f"study 'airway' is still being built by {who} after waiting 1 s" in out
     assert next(t for t in out.splitlines() if t.startswith("[2/2] pasilla")).endswith("s)")
     assert out.rstrip().endswith("failed: airway")
     assert sql(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("pasilla",)]
