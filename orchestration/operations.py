@@ -74,13 +74,16 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
                                       tags={"omicsdw/nightly_reason": reason}))
     not_retried = (f"{len(hopeless)} stud{'y' if len(hopeless) == 1 else 'ies'} not retried, the last attempt "
                    f"failed with the same files, code and gene reference ({', '.join(hopeless)}); each runs "
-                   "again once one of them changes") if hopeless else ""
+                   "again once one of them changes (to retry now: touch one of its files, or run it by "
+                   "hand)") if hopeless else ""
     if requests:
         if not_retried:
             context.log.info(not_retried)
         return requests
-    return dg.SkipReason("every study was loaded with today's gene reference and code"
-                         + (f"; {not_retried}" if not_retried else ""))
+    if not_retried:
+        return dg.SkipReason(f"nothing to run: {not_retried}; every other study is loaded with today's gene "
+                             "reference and code")
+    return dg.SkipReason("nothing to run: every study is loaded with today's gene reference and code")
 
 
 def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str]) -> str | None:
@@ -94,6 +97,8 @@ def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str
     last = lake.last_commit("ingest_issues", study_id)
     if last is None or not str(last.get(FINGERPRINT_KEY, "")).endswith(":failed"):
         return "due"
+    if ATTEMPT_REFERENCE not in last:  # failed before attempts were recorded: retried once, which records it
+        return "failed attempt not recorded"
     if last.get(ATTEMPT_REFERENCE) != today[0]:
         return "gene reference changed since the failed attempt"
     if last.get(ATTEMPT_CODE) != today[1]:
