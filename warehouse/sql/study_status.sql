@@ -1,9 +1,12 @@
 -- study_status: one row per study the warehouse tried to load (a study whose first load failed too): its last
 -- ingest attempt (when, which run, by the CLI or Dagster, the result), the version readers see, its error and
 -- warning counts and the first located error. `omicsdw status` prints it; `omicsdw status --failed` exits 1 when a
--- study failed or was withheld. A failure after the ingest (a later stage, a check) shows as withheld: its message
--- is in the run's summary (<warehouse>/runs/failures.log for daemon runs, the build's output for the CLI).
--- @attempted_at When the study's last ingest attempt committed its ingest_issues.
+-- study failed or was withheld. A failure after an ingest that loaded new content (a later stage, a check) shows as
+-- withheld: its message is in the run's summary (<warehouse>/runs/failures.log for daemon runs, the build's output
+-- for the CLI). An ingest that finds the study unchanged records no attempt: the row keeps the last attempt that
+-- read the study, so a run that found it unchanged and then failed in a later stage is not shown here (see
+-- runs/failures.log).
+-- @attempted_at When the study's last ingest attempt that read it (not one that found it unchanged) committed its ingest_issues.
 -- @run_id Dagster run id of that attempt (the CLI build's runs too; NULL: made before runs were recorded).
 -- @launched_by What started the run: cli (omicsdw build), schedule, sensor or dagster (the UI, a job by hand).
 -- @result loaded (the attempt's load is what readers see), withheld (ingested without errors but not published: a later stage or check failed), failed (the ingest found errors; nothing of it was loaded).
