@@ -91,7 +91,9 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
 
 
 def view_names() -> list[str]:
-    """Every view a catalog session (and a :func:`view_session` of every table and joined view) has, sorted."""
+    """Every view a catalog session has, sorted (a :func:`view_session` of every table has them all but
+    ``study_status``, unless named).
+    """
     from schemas.tables import TABLES
 
     return sorted({*TABLES, *(name for name, _ in _sql_views())})
