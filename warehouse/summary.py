@@ -20,10 +20,13 @@ def format_issue(row: dict[str, object]) -> str:
     return f"{str(row['severity']).upper()} {where} [{row['code']}] {row['message']}"
 
 
-def describe_errors(load: StudyLoad) -> str:
-    """The errors of a failed study, one per line (first few), for the Dagster failure and the CLI."""
+def describe_errors(load: StudyLoad, *, published: bool) -> str:
+    """The errors of a failed study, one per line (first few), for the Dagster failure and the CLI;
+    ``published``: whether readers see an earlier version of the study (kept), or nothing of it (a new study).
+    """
     errors = load.errors
-    lines = [f"study {load.study_id!r} failed with {errors.height} error(s); previous data kept:"]
+    kept = "previous data kept" if published else "nothing loaded, no earlier version of the study"
+    lines = [f"study {load.study_id!r} failed with {errors.height} error(s); {kept}:"]
     lines += ["  " + format_issue(row) for row in errors.head(_MAX_LISTED).iter_rows(named=True)]
     if errors.height > _MAX_LISTED:
         lines.append(f"  ... and {errors.height - _MAX_LISTED} more (SELECT * FROM ingest_issues)")

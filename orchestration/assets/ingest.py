@@ -16,6 +16,7 @@ from transforms.ingest.genes import GeneReference
 from transforms.qc.study import QC_TABLE
 from warehouse.commit import Commit
 from warehouse.load import DATA_TABLES, load_folder
+from warehouse.publish import published_rows
 from warehouse.reference import ensure_gene_reference
 from warehouse.status import ATTEMPT_BY, ATTEMPT_RUN, launched_by
 from warehouse.study import StudyInputs
@@ -46,7 +47,8 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     metadata: dict[str, dict[str, object]] = {t: {"assays": load.metadata.get(t, {})} for t in INGEST_TABLES}
     metadata["ingest_issues"] = {"errors": load.errors.height, "gene_reference_written": reference_written}
     yield from results(commit, metadata)
-    errors = "none" if load.ok else describe_errors(load)  # located: file, line, column, code, reason
+    errors = "none" if load.ok else describe_errors(  # located: file, line, column, code, reason
+        load, published=published_rows(lake, load.study_id) > 0)
     for table in DATA_TABLES:
         if table not in commit.tables:  # not committed: its check did not run
             yield dg.AssetCheckResult(check_name="contract", asset_key=table, passed=load.ok,

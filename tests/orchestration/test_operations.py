@@ -167,7 +167,8 @@ def test_run_failure_sensor_summarises_a_failed_study_run_with_its_located_error
     log = (tmp_path / "wh" / "runs" / "failures.log").read_text().splitlines()
     assert log[0].endswith(f"study_job study=airway run={result.run_id}")
     # the step, the study-level message and the located error (file:line, column, reason) in the text log
-    assert log[1:] == ["  ingest_study: study 'airway' failed with 1 error(s); previous data kept:",
+    assert log[1:] == ["  ingest_study: study 'airway' failed with 1 error(s); nothing loaded, no earlier version "
+                       "of the study:",  # a new study: 'previous data kept' said there was some (trialG)
                        "    ERROR featurecounts.txt:6 column 'SRR1039509_subset' [invalid_value] non-numeric value "
                        "'x12'"]
     (summary,) = HOOKED

@@ -139,7 +139,9 @@ def test_build_refuses_a_typo_that_would_empty_a_study_until_it_is_removed(tmp_p
     manifest = landing / "airway" / "study.yaml"
     manifest.write_text(manifest.read_text().replace("assays:", "assay:"))
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
-    assert "did you mean 'assays'" in capsys.readouterr().out + str(sql(wh, "SELECT message FROM ingest_issues"))
+    out = capsys.readouterr().out
+    assert "did you mean 'assays'" in out + str(sql(wh, "SELECT message FROM ingest_issues"))
+    assert "failed with 1 error(s); previous data kept:" in out  # it was published before (a new one: not)
     assert sql(wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # previous data kept
     assert sql(wh, "SELECT code FROM ingest_issues WHERE severity = 'error'") == [("study_would_be_emptied",)]
     assert (wh / "reports" / "airway" / "index.html").is_file()
