@@ -462,6 +462,16 @@ def _skipped_contrast(issues: IssueLog, name: str, key: str, message: str, *, wh
                    line=line, column=f"{where}.{key}")
 
 
+def _contrast_samples(contrast: Contrast, attributes: pl.DataFrame) -> pl.DataFrame:
+    """``sample_id`` of the samples the contrast uses: those with a value of its factor, after its ``filter``."""
+    chosen = attributes.filter(pl.col("attribute") == contrast.factor, pl.col("value").is_not_null()).select(
+        "sample_id").unique()
+    for attribute, kept in contrast.filter.items():
+        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(kept))
+                             .select("sample_id"), on="sample_id", how="semi")
+    return chosen
+
+
 def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None:
     """Why the design of ``contrast`` cannot be fitted on the samples holding its factor (after its ``filter``),
     by :func:`check_design`; None when it can, or when a column is not a sample attribute (a subject's: the DE
@@ -472,11 +482,7 @@ def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None
     columns = [contrast.factor, *contrast.covariates]
     if not set([*columns, *contrast.filter]) <= set(attributes["attribute"]):
         return None
-    chosen = attributes.filter(pl.col("attribute") == contrast.factor, pl.col("value").is_not_null()).select(
-        "sample_id").unique()
-    for attribute, kept in contrast.filter.items():
-        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(kept))
-                             .select("sample_id"), on="sample_id", how="semi")
+    chosen = _contrast_samples(contrast, attributes)
     wide = (attributes.filter(pl.col("attribute").is_in(columns))
             .pivot(on="attribute", index="sample_id", values="value", aggregate_function="first"))
     table = chosen.join(wide, on="sample_id", how="left").drop_nulls(columns).sort("sample_id")
@@ -498,10 +504,7 @@ def _check_covariate_values(contrast: Contrast, attributes: pl.DataFrame, *, whe
     only) is a ``numeric_covariate_as_levels`` warning: it is fitted as that many levels where R's DESeq2 would fit
     a numeric column as one slope. A batch coded 1 / 2, or 1, 1, 2, 3, 3, 4, is labels: not warned.
     """
-    chosen = attributes.filter(pl.col("attribute") == contrast.factor).select("sample_id").unique()
-    for attribute, kept in contrast.filter.items():
-        chosen = chosen.join(attributes.filter(pl.col("attribute") == attribute, pl.col("value").is_in(kept))
-                             .select("sample_id"), on="sample_id", how="semi")
+    chosen = _contrast_samples(contrast, attributes)
     for column in contrast.covariates:
         held = attributes.filter(pl.col("attribute") == column)
         if held.is_empty():
