@@ -642,6 +642,21 @@ def test_read_study_fits_a_level_of_one_sample_and_warns_of_a_contrast_it_cannot
         "and published)"]
 
 
+def test_read_study_warns_of_a_contrast_whose_level_has_no_sample_with_counts(tmp_path, reference, study_folder):
+    # The sample table lists both levels, but the count matrix holds only the 'b' samples (a glob or an export that
+    # took a few of the files): the contrast passed the ingest check, which looked at the sample table alone, and
+    # the DE stage skipped it with nothing in ingest_issues, so `omicsdw validate`, build and status said nothing.
+    manifest = _NUMERIC_HEAD + "  - {name: b_vs_a, factor: group, test: b, reference: a}\n"
+    counts = "gene\tS4\tS5\nTP53\t25\t5\nMYC\t9\t1\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": counts})
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") != "info")
+    assert issues.select("file", "line", "column", "code", "severity", "message").rows() == [
+        ("study.yaml", 7, "contrasts[0].factor", "invalid_contrast", "warning",
+         "contrast 'b_vs_a': on assay 'rna' (2 sample(s) with counts): reference level 'a' not found in 'group'; "
+         "its levels are ['b']; differential expression skips this contrast (the study's other contrasts and "
+         "tables are computed and published)")]
+
+
 def test_read_study_refuses_a_contrast_name_used_twice(tmp_path, reference, study_folder):
     # Two contrasts of one name cannot be told apart in the table: an error, as before (the study is not loaded).
     manifest = (_NUMERIC_HEAD + "  - {name: c, factor: group, test: b, reference: a}\n"
