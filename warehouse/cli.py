@@ -599,17 +599,40 @@ def _lake(args: argparse.Namespace) -> Lake:
 
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
+    from warehouse.lake import StudyLocked
     from warehouse.publish import REMOVED, remove_study
     from warehouse.report import remove_study_report
 
     warehouse_dir = Path(args.warehouse)
     lake = _lake(args)
-    if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) in (None, REMOVED):
-        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
+    if lake.is_local and not Path(lake.root).is_dir():  # a mistyped --warehouse: say so, create nothing
+        print(f"omicsdw remove: no lake at {lake.root} (is --warehouse {args.warehouse} right?)", file=sys.stderr)
         return 2
-    # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
-    with lake.study_session(args.study), _lake(args).study_session(None):
-        commit = remove_study(lake, args.study)
+
+    def waiting(holder: str) -> None:
+        print(f"omicsdw remove: waiting for a build of {args.study!r} ({holder}) to finish ...", file=sys.stderr,
+              flush=True)
+
+    def absent() -> bool:
+        if lake.exists("studies") and lake.last_fingerprint("studies", args.study) not in (None, REMOVED):
+            return False
+        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
+        return True
+
+    if absent():  # before any lock: a typo leaves no lock folder behind
+        return 2
+    # A build of the study in progress finishes first (its whole run, not a step: removed between two of its
+    # steps, the build went on and failed with "no successful ingest"); then the study is looked for again.
+    try:
+        with lake.study_build(args.study, on_wait=waiting):
+            if absent():
+                return 2
+            # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
+            with lake.study_session(args.study), _lake(args).study_session(None):
+                commit = remove_study(lake, args.study)
+    except StudyLocked as locked:
+        print(f"omicsdw remove: {locked}; nothing removed", file=sys.stderr)
+        return 1
     # The study is gone from the lake: its report and Dagster partition go too, even when another table's damage
     # keeps the catalog from being rebuilt (that is said last, with what to run).
     not_rebuilt = None

@@ -39,6 +39,29 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
+def test_remove_study_waits_for_a_build_of_it_in_progress_and_removes_nothing_past_the_timeout(
+        lake: Lake, wh: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import warehouse.lake
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    monkeypatch.setattr(warehouse.lake, "BUILD_LOCK_TIMEOUT_S", 0.5)
+    with lake.study_build("s1"):  # `omicsdw build` holds it for the study's whole run, between its steps too
+        assert main(["remove", "s1", "--warehouse", str(wh)]) == 1
+    err = capsys.readouterr().err
+    assert "waiting for a build of 's1'" in err
+    assert "nothing removed" in err
+    assert _rows(wh, "SELECT count(*) FROM rna_counts WHERE study_id = 's1'") == [(len(COUNTS),)]
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0  # the build over: removed
+
+
+def test_remove_study_from_a_warehouse_folder_that_does_not_exist_says_so_and_creates_nothing(
+        tmp_path: Path, capsys) -> None:
+    typo = tmp_path / "warehouse_dat"
+    assert main(["remove", "s1", "--warehouse", str(typo)]) == 2
+    assert f"no lake at {typo / 'lake'}" in capsys.readouterr().err
+    assert not typo.exists()
+
+
 def _two_studies_in_dagster(lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """s1 and s2 published, with their Dagster partitions in a fresh DAGSTER_HOME (as the landing sensor or
     `omicsdw build` leaves them); returns that home."""
