@@ -122,29 +122,49 @@ def unreadable_tables(lake: Lake) -> dict[str, str]:
     for table in TABLES:
         if lake.exists(table):  # opened afresh (not this process's open table): the whole log is replayed
             reason = _failure(partial(DeltaTable, lake.uri(table), storage_options=lake.storage_options))
-            empty = _empty_commits(lake, table) if reason is None else []
+            empty, torn = _damaged_commits(lake, table) if reason is None else ([], [])
             if reason is not None:
                 broken[table] = f"its Delta log cannot be read ({reason})"
             elif empty:
                 broken[table] = (f"its Delta log has an empty commit file, _delta_log/{empty[0]} (0 bytes: a write "
                                  "cut short by a crash or a full disk); delta-rs reads it as a commit of nothing, so "
                                  "the files that commit added are orphans to it and vacuum would delete them")
+            elif torn:
+                broken[table] = (f"its Delta log has a commit file that is not JSON, _delta_log/{torn[0][0]} "
+                                 f"({torn[0][1]}); the newest version reads from a later checkpoint, but the "
+                                 "versions before it (time travel, the published sets vacuum keeps) do not")
         elif lake.is_local and any(Path(lake.uri(table)).rglob("*.parquet")):
             broken[table] = "it has Parquet files but no Delta log (_delta_log missing)"
     return broken
 
 
-def _empty_commits(lake: Lake, table: str) -> list[str]:
-    """Commit files of a local table's log that are empty (an object store writes a commit whole or not at all).
+def _damaged_commits(lake: Lake, table: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Commit files of a local table's log that are empty, and those that are not JSON lines (with why); an object
+    store writes a commit whole or not at all.
 
     delta-rs takes a 0-byte ``N.json`` for a version without actions: commit N's files vanish from the table while
-    the published set still lists them, doctor called them orphans of a killed run and vacuum deleted them.
+    the published set still lists them, doctor called them orphans of a killed run and vacuum deleted them. A commit
+    older than the newest checkpoint is not read to open the table's newest version, so a torn one went unseen:
+    doctor said healthy, and vacuum, which opens every version a published set reads, failed with a traceback.
     """
     if not lake.is_local:
-        return []
+        return [], []
     log = Path(lake.uri(table).removeprefix("file://"), "_delta_log")
+    empty, torn = [], []
     with os.scandir(log) as entries:
-        return sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file() and e.stat().st_size == 0)
+        commits = sorted((e.name, e.path) for e in entries if e.name.endswith(".json") and e.is_file())
+    for name, path in commits:
+        text = Path(path).read_bytes()
+        if not text:
+            empty.append(name)
+            continue
+        try:
+            for line in text.splitlines():
+                if line.strip():
+                    json.loads(line)
+        except ValueError as exc:  # UnicodeDecodeError included
+            torn.append((name, str(exc).splitlines()[0][:120]))
+    return empty, torn
 
 
 def _file_repair(lake: Lake, table: str, files: list[str]) -> str:

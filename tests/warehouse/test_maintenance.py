@@ -81,6 +81,28 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # analysts still read the published set
 
 
+def test_doctor_names_a_torn_commit_file_older_than_the_newest_checkpoint_and_vacuum_refuses(
+        lake: Lake, wh: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest version opens from its checkpoint without reading older commit files, so a torn one went unseen:
+    doctor said healthy and vacuum, opening the version a published study reads, stopped with a traceback."""
+    import warehouse.lake
+
+    monkeypatch.setattr(warehouse.lake, "CHECKPOINT_EVERY", 1)  # a checkpoint after every commit
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    log = Path(lake.uri("rna_counts"), "_delta_log")
+    assert list(log.glob("*.checkpoint.parquet"))
+    first = sorted(log.glob("*.json"))[1]  # s1's load, read by its published set; the newest is s2's
+    first.write_text('{"add": {"path": "part-')
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "Delta log" in line] == ["rna_counts"], out
+    assert f"_delta_log/{first.name}" in out
+    assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses, no traceback
+    assert "rna_counts: " in capsys.readouterr().err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]  # analysts still read both studies
+
+
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
                                                                                 capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
