@@ -954,6 +954,14 @@ def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
     return any(path.is_relative_to(root.resolve()) for root in roots)
 
 
+def _unreadable_lake(exc: BaseException) -> bool:
+    """Whether ``exc`` is delta-rs failing to read a damaged table (a torn or missing commit file): said in one line
+    naming doctor, not a Rust traceback (``features export`` of a warehouse with a torn log printed one).
+    """
+    deltalake = sys.modules.get("deltalake")
+    return deltalake is not None and isinstance(exc, deltalake.exceptions.DeltaError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omicsdw`` command."""
     args = _parser().parse_args(argv)
@@ -974,6 +982,14 @@ def main(argv: list[str] | None = None) -> int:
         verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
         print(f"omicsdw {verb}: the warehouse cannot be written ({exc}); a warehouse on a read-only mount or a "
               "snapshot can be read (omicsdw sql, doctor), not changed", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not _unreadable_lake(exc):
+            raise
+        verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
+        where = getattr(args, "warehouse", DEFAULT_WAREHOUSE)
+        print(f"omicsdw {verb}: a table of the lake cannot be read ({str(exc).splitlines()[0][:300]}); "
+              f"omicsdw doctor --warehouse {where} names what is damaged and how to repair it", file=sys.stderr)
         return 1
 
 

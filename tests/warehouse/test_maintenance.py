@@ -103,6 +103,17 @@ def test_doctor_names_a_torn_commit_file_older_than_the_newest_checkpoint_and_va
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]  # analysts still read both studies
 
 
+def test_a_verb_stopped_by_a_torn_delta_log_says_so_in_one_line_naming_doctor(lake: Lake, wh: Path, capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    sorted(Path(lake.uri("rna_counts"), "_delta_log").glob("*.json"))[-1].write_text('{"add": {"path": "part-')
+    capsys.readouterr()
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 1  # was a DeltaError traceback
+    err = capsys.readouterr().err
+    assert err.startswith("omicsdw remove: a table of the lake cannot be read (")
+    assert f"omicsdw doctor --warehouse {wh}" in err
+
+
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
                                                                                 capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
