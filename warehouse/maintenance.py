@@ -206,7 +206,14 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     try:
         con = connect(warehouse_dir)
     except CatalogMissing as exc:
-        problems.append(f"catalog: {exc}")
+        if "study_versions" in broken or not lake.exists("study_versions"):
+            problems.append(f"catalog: {exc}")
+        else:  # lost (deleted, a crash, a restore of the lake alone): the lake is whole, only the views are missing
+            lake_option = "" if lake.is_local and Path(lake.root) == (warehouse_dir / "lake").resolve() \
+                else f" --lake {lake.root}"
+            problems.append(f"catalog: no catalog at {warehouse_dir / CATALOG_NAME}, but the lake {lake.root} holds "
+                            f"published studies; rebuild the catalog: omicsdw build --landing DIR --warehouse "
+                            f"{warehouse_dir}{lake_option} (studies whose input is unchanged are not loaded again)")
     except duckdb.Error as exc:
         problems.append(f"catalog: {warehouse_dir / CATALOG_NAME} cannot be opened ({str(exc).splitlines()[0]}); "
                         "delete it and rebuild it (omicsdw build)")

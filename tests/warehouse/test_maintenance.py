@@ -48,6 +48,16 @@ def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh:
     assert "problem(s)" in capsys.readouterr().out
 
 
+def test_doctor_says_a_lost_catalog_of_a_built_lake_is_rebuilt_by_a_build_not_a_first_build(lake: Lake,
+                                                                                            wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    (wh / CATALOG_NAME).unlink()
+    (problem,) = doctor(lake, wh)
+    assert problem.startswith(f"catalog: no catalog at {wh / CATALOG_NAME}, but the lake {lake.root} holds "
+                              "published studies; rebuild the catalog: omicsdw build --landing DIR --warehouse ")
+    assert "build the warehouse first" not in problem  # what a warehouse never built is told
+
+
 def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
     """``omicsdw doctor`` as a user runs it: exit code and everything printed (a traceback fails the test)."""
     capsys.readouterr()
