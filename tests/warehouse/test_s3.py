@@ -255,3 +255,16 @@ def test_s3_lake_that_does_not_answer_is_named_in_one_sentence(s3_server: str, t
     assert f"omicsdw: cannot reach the lake {lake} (" in err
     assert "AWS_ENDPOINT_URL" in err
     assert "Traceback" not in err
+
+
+def test_open_lake_finds_an_object_store_lake_by_its_note_once_the_catalog_is_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog was the only record of the lake's URI: without it every verb fell back to <warehouse>/lake
+    (doctor: 'build the warehouse first'; a build without --lake: a new local lake beside the store's)."""
+    monkeypatch.delenv("OMICSDW_LAKE", raising=False)
+    wh = tmp_path / "wh"
+    assert open_lake(wh, "s3://bucket/omicsdw").root == "s3://bucket/omicsdw"  # as a build with --lake opens it
+    assert open_lake(wh).root == "s3://bucket/omicsdw"  # no catalog, no local lake: the note says where
+    assert open_lake(wh, "s3://other/x").root == "s3://other/x"  # --lake still wins
+    (wh / "lake").mkdir()  # a local lake of the folder's own: never overridden by a note
+    assert open_lake(wh).root == str((wh / "lake").resolve())
