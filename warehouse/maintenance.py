@@ -75,14 +75,32 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
         if not lake.exists(table):
             continue
         kept = keep.get(table, [])
-        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, full=full,
-                      enforce_retention_duration=False, keep_versions=kept or None)
+        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, enforce_retention_duration=False,
+                      keep_versions=kept or None)
         # delta-rs lists a removed file again on every vacuum until its tombstone expires: report only real files
-        present = [f for f in run(dry_run=True) if lake.file_exists(f"{table}/{f}")]
-        if present and not dry_run:
-            run(dry_run=False)
-        done.append(Vacuumed(table, sorted(present), kept))
+        superseded = [f for f in run(dry_run=True, full=False) if lake.file_exists(f"{table}/{f}")]
+        orphans = _orphans(lake, table, run(dry_run=True, full=True), superseded) if full else []
+        if superseded and not dry_run:
+            run(dry_run=False, full=False)
+        for relative in [] if dry_run else orphans:
+            lake._delete(table, relative)
+        done.append(Vacuumed(table, sorted([*superseded, *orphans]), kept))
     return done
+
+
+def _orphans(lake: Lake, table: str, listed: list[str], superseded: list[str]) -> list[str]:
+    """Files of ``listed`` (delta-rs' full listing, just made) that no version references and no run may still
+    commit: none when a run holds a study's lock now, else those the newest version does not reference.
+
+    Why not delta-rs' full vacuum: it lists and deletes in one call, and the check for runs was made once, before
+    every table: a build that began after it staged files vacuum deleted before their commit (the build failed
+    reading one back; a commit of them would have published missing files). A run that staged a listed file has,
+    once no lock is held, died (an orphan) or committed, which the newest version, read after the check, shows.
+    """
+    if lake.sessions_in_progress():
+        return []
+    referenced = set(lake.add_actions(table)["path"].to_list())
+    return sorted(f for f in set(listed) - set(superseded) if f not in referenced and lake.file_exists(f"{table}/{f}"))
 
 
 def _failure(read: Callable[[], object]) -> str | None:

@@ -32,6 +32,31 @@ def test_vacuum_keeps_the_files_a_published_study_still_reads(lake: Lake, wh: Pa
     assert [v.table for v in vacuum(lake, retention_hours=0) if v.files] == []  # nothing is deleted twice
 
 
+def test_vacuum_never_deletes_the_files_of_a_run_that_began_after_it_looked_for_runs(
+        lake: Lake, wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`omicsdw vacuum` beside `omicsdw build`: the build took a study's lock just after vacuum looked for runs in
+    progress, staged its files, and vacuum deleted them before their commit (the build failed reading one back)."""
+    _publish(lake, wh, "s1", "A", COUNTS)
+    rows = COUNTS.with_columns(pl.lit("s1").alias("study_id"))
+    killed = lake.stage("rna_counts", rows, study_id="s1")  # a run killed earlier: an orphan
+    staged = []
+
+    def run_begins(self: Lake) -> list[str]:  # none when vacuum first looks; one begins at once and stages
+        if not staged:
+            staged.append(Lake(lake.root).stage("rna_counts", rows, study_id="s1"))
+            return []
+        return ["s1"]
+
+    monkeypatch.setattr(Lake, "sessions_in_progress", run_begins)
+    vacuum(lake, retention_hours=0)
+    (new,) = staged
+    assert all(Path(lake.uri("rna_counts"), f).is_file() for f in new.relative_paths)
+    monkeypatch.undo()  # the run ended without committing: both are orphans now
+    deleted = {v.table: v.files for v in vacuum(lake, retention_hours=0)}
+    assert sorted(deleted["rna_counts"]) == sorted(killed.relative_paths + new.relative_paths)
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+
+
 def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh: Path, capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     assert doctor(lake, wh) == []
