@@ -268,3 +268,17 @@ def test_open_lake_finds_an_object_store_lake_by_its_note_once_the_catalog_is_lo
     assert open_lake(wh, "s3://other/x").root == "s3://other/x"  # --lake still wins
     (wh / "lake").mkdir()  # a local lake of the folder's own: never overridden by a note
     assert open_lake(wh).root == str((wh / "lake").resolve())
+
+
+def test_sessions_in_progress_of_an_object_store_lake_are_read_in_the_warehouse_folder(tmp_path: Path) -> None:
+    """Its locks are in <warehouse>/_omicsdw, not under the lake's URI: vacuum and doctor saw no run in progress
+    and took a running build's staged files for orphans."""
+    import fcntl
+
+    lake = open_lake(tmp_path / "wh", "s3://bucket/omicsdw")
+    lock = tmp_path / "wh" / "_omicsdw" / "studies" / "airway" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as held:  # a build of airway holds it (another open file: flock treats it as another)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert lake.sessions_in_progress() == ["airway"]
+    assert lake.sessions_in_progress() == []
