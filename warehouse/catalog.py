@@ -73,8 +73,8 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
 
     schema = polars_schema(table)
     columns = ", ".join(f"CAST({_ident(c)} AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
+    nulls = ", ".join(f"CAST(NULL AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
     if not files:
-        nulls = ", ".join(f"CAST(NULL AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
         return f"CREATE VIEW {_ident(table)} AS SELECT {nulls} WHERE false"
     file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
     if root is not None:
@@ -86,8 +86,13 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
     keys = ["study_id", *(["assay"] if "/assay=" in files[0] else [])]
     types = ", ".join(f"{_literal(k)}: VARCHAR" for k in keys)
     options = f", hive_partitioning = true, hive_types = {{{types}}}" if partitioned else ""
+    # A contract column no listed file has yet (an optional column added in a later release, before any study is
+    # written again) is NULL: the union with an empty row of every column fills it. Without it the view could not
+    # be created, so every catalog rebuild failed until a study wrote the column (a first study failing, or a
+    # removal, left readers on the old catalog). Filters still prune files by their study_id folder.
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
-            f"FROM read_parquet({file_list}, union_by_name = true{options})")
+            f"FROM (SELECT * FROM read_parquet({file_list}, union_by_name = true{options}) "
+            f"UNION ALL BY NAME SELECT {nulls} WHERE false)")
 
 
 def view_names() -> list[str]:

@@ -250,6 +250,22 @@ def test_new_optional_column_appends_without_rewriting_old_studies(lake: Lake, w
     assert _rows(wh, "SELECT DISTINCT study_id, batch FROM rna_counts ORDER BY 1") == [("new", "b1"), ("old", None)]
 
 
+def test_new_optional_column_that_no_study_has_written_yet_is_null_in_sql(lake: Lake, wh: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release adding the column is deployed; before any study is written again (its first study failing, a
+    removal) the catalog is rebuilt: the view named a column no file had, so every rebuild failed."""
+    _publish(lake, wh, "old", "A", COUNTS)
+    current = tables.TABLES["rna_counts"]
+
+    class RnaCountsV2(current):  # type: ignore[valid-type,misc]
+        batch: str | None = pa.Field(nullable=True, description="Sequencing batch (added in a later release).")
+
+    monkeypatch.setitem(tables.TABLES, "rna_counts", RnaCountsV2)
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT study_id, count(*), count(batch) FROM rna_counts GROUP BY ALL") == [("old", 2, 0)]
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts WHERE study_id = 'old'") == [(30.0,)]
+
+
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,
                                                                               capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
