@@ -8,6 +8,7 @@ study failed. Heavy libraries are imported by the command that needs them: --hel
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import signal
@@ -616,7 +617,12 @@ def _remove(args: argparse.Namespace) -> int:
     def absent() -> bool:
         if lake.exists("studies") and lake.last_fingerprint("studies", args.study) not in (None, REMOVED):
             return False
-        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
+        known = sorted(lake.scan("studies").select("study_id").unique().collect()["study_id"]) \
+            if lake.exists("studies") else []
+        near = difflib.get_close_matches(args.study, known, n=3)  # `remove pasila`: say which one was meant
+        hint = (f"; did you mean {' or '.join(repr(s) for s in near)}?" if near
+                else f"; its studies: {', '.join(known)}" if 0 < len(known) <= 30 else "")
+        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}{hint}", file=sys.stderr)
         return True
 
     if absent():  # before any lock: a typo leaves no lock folder behind

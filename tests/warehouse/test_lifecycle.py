@@ -54,6 +54,16 @@ def test_remove_study_waits_for_a_build_of_it_in_progress_and_removes_nothing_pa
     assert main(["remove", "s1", "--warehouse", str(wh)]) == 0  # the build over: removed
 
 
+def test_remove_of_a_mistyped_study_names_the_study_meant_and_removes_nothing(lake: Lake, wh: Path, capsys) -> None:
+    _publish(lake, wh, "pasilla", "A", COUNTS)
+    _publish(lake, wh, "airway", "A", COUNTS)
+    assert main(["remove", "pasila", "--warehouse", str(wh)]) == 2
+    assert capsys.readouterr().err.endswith("is not in " + str(wh) + "; did you mean 'pasilla'?\n")
+    assert main(["remove", "zzz", "--warehouse", str(wh)]) == 2
+    assert capsys.readouterr().err.endswith("; its studies: airway, pasilla\n")
+    assert _rows(wh, "SELECT DISTINCT study_id FROM rna_counts ORDER BY 1") == [("airway",), ("pasilla",)]
+
+
 def test_remove_study_from_a_warehouse_folder_that_does_not_exist_says_so_and_creates_nothing(
         tmp_path: Path, capsys) -> None:
     typo = tmp_path / "warehouse_dat"
