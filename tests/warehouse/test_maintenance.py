@@ -57,6 +57,22 @@ def test_vacuum_never_deletes_the_files_of_a_run_that_began_after_it_looked_for_
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
 
 
+def test_time_travel_to_a_version_vacuum_deleted_says_so(lake: Lake, wh: Path) -> None:
+    import warehouse
+    from warehouse.publish import publish_study
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    load_a = lake.version("rna_counts")
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    assert publish_study(lake, "s1").ok
+    vacuum(lake, retention_hours=0)  # load A is neither published nor newest any more
+    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files"):
+        warehouse.table("rna_counts", version=load_a, warehouse=wh).collect()
+    newest = warehouse.table("rna_counts", version=lake.version("rna_counts"), warehouse=wh).collect()
+    assert newest["count"].sum() == 60.0
+
+
 def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh: Path, capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     assert doctor(lake, wh) == []
