@@ -110,7 +110,7 @@ def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
         if not wanted:
             break
         try:
-            wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.names)
+            wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.to_arrow_schema().names)  # top level
         except (OSError, pa.ArrowException):  # a missing or torn file: the view names it, doctor says what to do
             continue
     return sorted(wanted) if files else []

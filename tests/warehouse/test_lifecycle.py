@@ -274,6 +274,8 @@ def test_new_optional_column_that_no_study_has_written_yet_is_null_in_sql(lake: 
     refresh_catalog(lake, wh)
     assert _rows(wh, "SELECT study_id, count(*), count(batch) FROM rna_counts GROUP BY ALL") == [("old", 2, 0)]
     assert _rows(wh, "SELECT sum(count) FROM rna_counts WHERE study_id = 'old'") == [(30.0,)]
+    # a list column is one column, not its leaf ('element'): never taken for a column the files lack
+    assert _rows(wh, "SELECT count(*) FROM study_versions WHERE files IS NULL") == [(0,)]
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,
