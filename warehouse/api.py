@@ -64,6 +64,14 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
         newest = lake.version(name)
         if not 0 <= version <= (newest or 0):
             raise ValueError(f"table {name!r} has versions 0 to {newest}; version {version} does not exist")
+        if lake.is_local:  # polars said only 'No such file or directory' with a cut path, on collect
+            paths = lake.add_actions(name, version)["path"].to_list()
+            gone = [f for f in paths if not lake.file_exists(f"{name}/{f}")]
+            if gone:
+                raise FileNotFoundError(
+                    f"version {version} of {name!r} cannot be read: {len(gone)} of its {len(paths)} files were "
+                    f"deleted, e.g. {gone[0]} (omicsdw vacuum keeps only the versions a published study set or a "
+                    "stored feature set reads, and the newest; omicsdw doctor checks those)")
         return lake.scan(name, version=version)
     # the API and SQL agree even if a run died before rebuilding the catalog; a lake given alone has no known catalog
     shown = _catalog_versions(folder) if warehouse is not None or lake_uri is None else {}

@@ -27,7 +27,7 @@ import duckdb
 from warehouse.storage import filesystem, is_remote, storage_options_from_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
     import polars as pl
 
@@ -62,19 +62,21 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
+def table_view_sql(table: str, files: list[str], *, root: str | None, absent: Collection[str] = ()) -> str:
     """``CREATE VIEW`` over a table's Parquet files, typed by its contract (an empty typed view if none).
 
     ``root``: the paths are relative to the warehouse folder, prefixed at query time by the session variable
     :data:`ROOT_VARIABLE` (set by :func:`connect`), else by ``root`` (where the catalog was built, so a plain
-    ``duckdb`` session on the unmoved folder works too).
+    ``duckdb`` session on the unmoved folder works too). ``absent``: contract columns no file has
+    (:func:`absent_columns`), NULL in the view.
     """
     from schemas.tables import GLOBAL_TABLES, polars_schema
 
     schema = polars_schema(table)
-    columns = ", ".join(f"CAST({_ident(c)} AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
+    columns = ", ".join(f"CAST({'NULL' if c in absent else _ident(c)} AS {_duckdb_type(t)}) AS {_ident(c)}"
+                        for c, t in schema.items())
+    nulls = ", ".join(f"CAST(NULL AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
     if not files:
-        nulls = ", ".join(f"CAST(NULL AS {_duckdb_type(t)}) AS {_ident(c)}" for c, t in schema.items())
         return f"CREATE VIEW {_ident(table)} AS SELECT {nulls} WHERE false"
     file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
     if root is not None:
@@ -88,6 +90,30 @@ def table_view_sql(table: str, files: list[str], *, root: str | None) -> str:
     options = f", hive_partitioning = true, hive_types = {{{types}}}" if partitioned else ""
     return (f"CREATE VIEW {_ident(table)} AS SELECT {columns} "
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
+
+
+def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
+    """Contract columns none of ``files`` (relative to the lake root) stores: an optional column added in a later
+    release, before a study is written again. Footers are read until every column is found: one file, as a rule.
+
+    Why: the view named a column no file had, so every catalog rebuild failed with a binder error until a study
+    wrote it (a first study failing, or a removal, left readers on the old catalog). A union of the files with an
+    empty typed row did the same in SQL but cost ~2-3 ms more per small query (bench/README.md, Session 19); the
+    Delta schema cannot tell, as commits add files without merging their columns into it.
+    """
+    from schemas.tables import polars_schema
+
+    wanted = set(polars_schema(table)) - {"study_id", "assay"}  # partition keys come from the paths
+    import pyarrow as pa
+
+    for relative in files:
+        if not wanted:
+            break
+        try:
+            wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.to_arrow_schema().names)  # top level
+        except (OSError, pa.ArrowException):  # a missing or torn file: the view names it, doctor says what to do
+            continue
+    return sorted(wanted) if files else []
 
 
 def view_names() -> list[str]:
@@ -198,7 +224,8 @@ def view_session(lake: Lake, files: dict[str, list[str]], *, views: Iterable[str
             con.register_filesystem(lake.fs)
             root = lake.root
         for table, names in files.items():
-            con.execute(table_view_sql(table, [f"{root}/{f}" for f in names], root=None))
+            con.execute(table_view_sql(table, [f"{root}/{f}" for f in names], root=None,
+                                       absent=absent_columns(lake, table, names)))
         wanted = {name for name, _ in _sql_views()} - {STATUS_VIEW} if views is None else set(views)
         if STATUS_VIEW in wanted:
             _attempts_table(con, lake)
@@ -282,7 +309,8 @@ def _build(lake: Lake, path: Path, warehouse_dir: Path) -> None:
         root = str(warehouse_dir.resolve())
         versions = []
         for table, (version, files) in visible_files(lake).items():
-            con.execute(table_view_sql(table, [f"{prefix}/{f}" for f in files], root=root if relative else None))
+            con.execute(table_view_sql(table, [f"{prefix}/{f}" for f in files], root=root if relative else None,
+                                       absent=absent_columns(lake, table, files)))
             con.execute(f"COMMENT ON VIEW {_ident(table)} IS {_literal(TABLE_DOCS[table])}")
             for column, text in column_descriptions(table).items():
                 con.execute(f"COMMENT ON COLUMN {_ident(table)}.{_ident(column)} IS {_literal(text)}")

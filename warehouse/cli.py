@@ -8,6 +8,7 @@ study failed. Heavy libraries are imported by the command that needs them: --hel
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import signal
@@ -599,17 +600,45 @@ def _lake(args: argparse.Namespace) -> Lake:
 
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
+    from warehouse.lake import StudyLocked
     from warehouse.publish import REMOVED, remove_study
     from warehouse.report import remove_study_report
 
     warehouse_dir = Path(args.warehouse)
     lake = _lake(args)
-    if not lake.exists("studies") or lake.last_fingerprint("studies", args.study) in (None, REMOVED):
-        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}", file=sys.stderr)
+    if lake.is_local and not Path(lake.root).is_dir():  # a mistyped --warehouse: say so, create nothing
+        print(f"omicsdw remove: no lake at {lake.root} (is --warehouse {args.warehouse} right?)", file=sys.stderr)
         return 2
-    # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
-    with lake.study_session(args.study), _lake(args).study_session(None):
-        commit = remove_study(lake, args.study)
+
+    def waiting(holder: str) -> None:
+        print(f"omicsdw remove: waiting for a build of {args.study!r} ({holder}) to finish ...", file=sys.stderr,
+              flush=True)
+
+    def absent() -> bool:
+        if lake.exists("studies") and lake.last_fingerprint("studies", args.study) not in (None, REMOVED):
+            return False
+        known = sorted(lake.scan("studies").select("study_id").unique().collect()["study_id"]) \
+            if lake.exists("studies") else []
+        near = difflib.get_close_matches(args.study, known, n=3)  # `remove pasila`: say which one was meant
+        hint = (f"; did you mean {' or '.join(repr(s) for s in near)}?" if near
+                else f"; its studies: {', '.join(known)}" if 0 < len(known) <= 30 else "")
+        print(f"omicsdw remove: study {args.study!r} is not in {warehouse_dir}{hint}", file=sys.stderr)
+        return True
+
+    if absent():  # before any lock: a typo leaves no lock folder behind
+        return 2
+    # A build of the study in progress finishes first (its whole run, not a step: removed between two of its
+    # steps, the build went on and failed with "no successful ingest"); then the study is looked for again.
+    try:
+        with lake.study_build(args.study, on_wait=waiting):
+            if absent():
+                return 2
+            # the study's lock, and the global one: the cross-study tables are rewritten too (as registry builds do)
+            with lake.study_session(args.study), _lake(args).study_session(None):
+                commit = remove_study(lake, args.study)
+    except StudyLocked as locked:
+        print(f"omicsdw remove: {locked}; nothing removed", file=sys.stderr)
+        return 1
     # The study is gone from the lake: its report and Dagster partition go too, even when another table's damage
     # keeps the catalog from being rebuilt (that is said last, with what to run).
     not_rebuilt = None
@@ -931,6 +960,14 @@ def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
     return any(path.is_relative_to(root.resolve()) for root in roots)
 
 
+def _unreadable_lake(exc: BaseException) -> bool:
+    """Whether ``exc`` is delta-rs failing to read a damaged table (a torn or missing commit file): said in one line
+    naming doctor, not a Rust traceback (``features export`` of a warehouse with a torn log printed one).
+    """
+    deltalake = sys.modules.get("deltalake")
+    return deltalake is not None and isinstance(exc, deltalake.exceptions.DeltaError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omicsdw`` command."""
     args = _parser().parse_args(argv)
@@ -951,6 +988,14 @@ def main(argv: list[str] | None = None) -> int:
         verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
         print(f"omicsdw {verb}: the warehouse cannot be written ({exc}); a warehouse on a read-only mount or a "
               "snapshot can be read (omicsdw sql, doctor), not changed", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not _unreadable_lake(exc):
+            raise
+        verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
+        where = getattr(args, "warehouse", DEFAULT_WAREHOUSE)
+        print(f"omicsdw {verb}: a table of the lake cannot be read ({str(exc).splitlines()[0][:300]}); "
+              f"omicsdw doctor --warehouse {where} names what is damaged and how to repair it", file=sys.stderr)
         return 1
 
 

@@ -452,8 +452,10 @@ class Lake:
 
     def sessions_in_progress(self) -> list[str]:
         """Studies (``_global``: the gene reference) whose write lock another session holds now: runs in progress."""
-        root = Path(self.root, SERVICE_DIR, "studies")
-        if not self.is_local or not root.is_dir():
+        if self.service_dir is None:
+            return []
+        root = self.service_dir / "studies"  # an object-store lake's are in the warehouse folder (it said none)
+        if not root.is_dir():
             return []
         own = self._journal.parent if self._journal is not None else None
         busy = []

@@ -75,14 +75,32 @@ def vacuum(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_ru
         if not lake.exists(table):
             continue
         kept = keep.get(table, [])
-        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, full=full,
-                      enforce_retention_duration=False, keep_versions=kept or None)
+        run = partial(lake.delta(table).vacuum, retention_hours=retention_hours, enforce_retention_duration=False,
+                      keep_versions=kept or None)
         # delta-rs lists a removed file again on every vacuum until its tombstone expires: report only real files
-        present = [f for f in run(dry_run=True) if lake.file_exists(f"{table}/{f}")]
-        if present and not dry_run:
-            run(dry_run=False)
-        done.append(Vacuumed(table, sorted(present), kept))
+        superseded = [f for f in run(dry_run=True, full=False) if lake.file_exists(f"{table}/{f}")]
+        orphans = _orphans(lake, table, run(dry_run=True, full=True), superseded) if full else []
+        if superseded and not dry_run:
+            run(dry_run=False, full=False)
+        for relative in [] if dry_run else orphans:
+            lake._delete(table, relative)
+        done.append(Vacuumed(table, sorted([*superseded, *orphans]), kept))
     return done
+
+
+def _orphans(lake: Lake, table: str, listed: list[str], superseded: list[str]) -> list[str]:
+    """Files of ``listed`` (delta-rs' full listing, just made) that no version references and no run may still
+    commit: none when a run holds a study's lock now, else those the newest version does not reference.
+
+    Why not delta-rs' full vacuum: it lists and deletes in one call, and the check for runs was made once, before
+    every table: a build that began after it staged files vacuum deleted before their commit (the build failed
+    reading one back; a commit of them would have published missing files). A run that staged a listed file has,
+    once no lock is held, died (an orphan) or committed, which the newest version, read after the check, shows.
+    """
+    if lake.sessions_in_progress():
+        return []
+    referenced = set(lake.add_actions(table)["path"].to_list())
+    return sorted(f for f in set(listed) - set(superseded) if f not in referenced and lake.file_exists(f"{table}/{f}"))
 
 
 def _failure(read: Callable[[], object]) -> str | None:
@@ -122,29 +140,49 @@ def unreadable_tables(lake: Lake) -> dict[str, str]:
     for table in TABLES:
         if lake.exists(table):  # opened afresh (not this process's open table): the whole log is replayed
             reason = _failure(partial(DeltaTable, lake.uri(table), storage_options=lake.storage_options))
-            empty = _empty_commits(lake, table) if reason is None else []
+            empty, torn = _damaged_commits(lake, table) if reason is None else ([], [])
             if reason is not None:
                 broken[table] = f"its Delta log cannot be read ({reason})"
             elif empty:
                 broken[table] = (f"its Delta log has an empty commit file, _delta_log/{empty[0]} (0 bytes: a write "
                                  "cut short by a crash or a full disk); delta-rs reads it as a commit of nothing, so "
                                  "the files that commit added are orphans to it and vacuum would delete them")
+            elif torn:
+                broken[table] = (f"its Delta log has a commit file that is not JSON, _delta_log/{torn[0][0]} "
+                                 f"({torn[0][1]}); the newest version reads from a later checkpoint, but the "
+                                 "versions before it (time travel, the published sets vacuum keeps) do not")
         elif lake.is_local and any(Path(lake.uri(table)).rglob("*.parquet")):
             broken[table] = "it has Parquet files but no Delta log (_delta_log missing)"
     return broken
 
 
-def _empty_commits(lake: Lake, table: str) -> list[str]:
-    """Commit files of a local table's log that are empty (an object store writes a commit whole or not at all).
+def _damaged_commits(lake: Lake, table: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Commit files of a local table's log that are empty, and those that are not JSON lines (with why); an object
+    store writes a commit whole or not at all.
 
     delta-rs takes a 0-byte ``N.json`` for a version without actions: commit N's files vanish from the table while
-    the published set still lists them, doctor called them orphans of a killed run and vacuum deleted them.
+    the published set still lists them, doctor called them orphans of a killed run and vacuum deleted them. A commit
+    older than the newest checkpoint is not read to open the table's newest version, so a torn one went unseen:
+    doctor said healthy, and vacuum, which opens every version a published set reads, failed with a traceback.
     """
     if not lake.is_local:
-        return []
+        return [], []
     log = Path(lake.uri(table).removeprefix("file://"), "_delta_log")
+    empty, torn = [], []
     with os.scandir(log) as entries:
-        return sorted(e.name for e in entries if e.name.endswith(".json") and e.is_file() and e.stat().st_size == 0)
+        commits = sorted((e.name, e.path) for e in entries if e.name.endswith(".json") and e.is_file())
+    for name, path in commits:
+        text = Path(path).read_bytes()
+        if not text:
+            empty.append(name)
+            continue
+        try:
+            for line in text.splitlines():
+                if line.strip():
+                    json.loads(line)
+        except ValueError as exc:  # UnicodeDecodeError included
+            torn.append((name, str(exc).splitlines()[0][:120]))
+    return empty, torn
 
 
 def _file_repair(lake: Lake, table: str, files: list[str]) -> str:
@@ -186,7 +224,14 @@ def doctor(lake: Lake, warehouse_dir: Path) -> list[str]:
     try:
         con = connect(warehouse_dir)
     except CatalogMissing as exc:
-        problems.append(f"catalog: {exc}")
+        if "study_versions" in broken or not lake.exists("study_versions"):
+            problems.append(f"catalog: {exc}")
+        else:  # lost (deleted, a crash, a restore of the lake alone): the lake is whole, only the views are missing
+            lake_option = "" if lake.is_local and Path(lake.root) == (warehouse_dir / "lake").resolve() \
+                else f" --lake {lake.root}"
+            problems.append(f"catalog: no catalog at {warehouse_dir / CATALOG_NAME}, but the lake {lake.root} holds "
+                            f"published studies; rebuild the catalog: omicsdw build --landing DIR --warehouse "
+                            f"{warehouse_dir}{lake_option} (studies whose input is unchanged are not loaded again)")
     except duckdb.Error as exc:
         problems.append(f"catalog: {warehouse_dir / CATALOG_NAME} cannot be opened ({str(exc).splitlines()[0]}); "
                         "delete it and rebuild it (omicsdw build)")

@@ -128,7 +128,48 @@ def open_lake(warehouse_dir: str | Path, lake_uri: str | None = None) -> Lake:
     from warehouse.lake import Lake
 
     folder = Path(warehouse_dir)
-    root = lake_uri or os.environ.get("OMICSDW_LAKE") or recorded_lake(folder) or (folder / "lake").resolve()
+    root = (lake_uri or os.environ.get("OMICSDW_LAKE") or recorded_lake(folder) or _remembered_lake(folder)
+            or (folder / "lake").resolve())
     if is_remote(root):
+        _remember_lake(folder, str(root))
         return Lake(root, service_dir=folder.resolve() / SERVICE_DIR)
     return Lake(root)
+
+
+LAKE_NOTE = "lake"
+"""``<warehouse>/_omicsdw/lake``: the object-store lake's URI, beside its locks (never credentials)."""
+
+
+def _remember_lake(folder: Path, root: str) -> None:
+    """Note an object-store lake's URI in the warehouse folder (best effort: a read-only folder is read as is).
+
+    Why: the catalog was the only record of it, so a lost ``warehouse.duckdb`` (deleted, a crash, a restore of part
+    of the folder) left every verb on ``<warehouse>/lake``: doctor said 'build the warehouse first', and a build
+    without ``--lake`` started a new local lake beside the one in the store.
+    """
+    note = folder / SERVICE_DIR / LAKE_NOTE
+    try:
+        if note.read_text().strip() == root:
+            return
+    except OSError:
+        pass
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(root + "\n")
+    except OSError:
+        return
+
+
+def _remembered_lake(folder: Path) -> str | None:
+    """The object-store lake noted by :func:`_remember_lake`, when the folder has no catalog to say which lake it
+    shows and no local lake of its own (a catalog, or a ``lake/`` folder, always wins).
+    """
+    from warehouse.catalog import CATALOG_NAME
+
+    if (folder / CATALOG_NAME).exists() or (folder / "lake").exists():
+        return None
+    try:
+        text = (folder / SERVICE_DIR / LAKE_NOTE).read_text().strip()
+    except OSError:
+        return None
+    return text if is_remote(text) else None

@@ -39,6 +39,39 @@ def test_remove_study_empties_every_table_with_one_commit_each(lake: Lake, wh: P
     assert "is not in" in capsys.readouterr().err
 
 
+def test_remove_study_waits_for_a_build_of_it_in_progress_and_removes_nothing_past_the_timeout(
+        lake: Lake, wh: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import warehouse.lake
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    monkeypatch.setattr(warehouse.lake, "BUILD_LOCK_TIMEOUT_S", 0.5)
+    with lake.study_build("s1"):  # `omicsdw build` holds it for the study's whole run, between its steps too
+        assert main(["remove", "s1", "--warehouse", str(wh)]) == 1
+    err = capsys.readouterr().err
+    assert "waiting for a build of 's1'" in err
+    assert "nothing removed" in err
+    assert _rows(wh, "SELECT count(*) FROM rna_counts WHERE study_id = 's1'") == [(len(COUNTS),)]
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 0  # the build over: removed
+
+
+def test_remove_of_a_mistyped_study_names_the_study_meant_and_removes_nothing(lake: Lake, wh: Path, capsys) -> None:
+    _publish(lake, wh, "pasilla", "A", COUNTS)
+    _publish(lake, wh, "airway", "A", COUNTS)
+    assert main(["remove", "pasila", "--warehouse", str(wh)]) == 2
+    assert capsys.readouterr().err.endswith("is not in " + str(wh) + "; did you mean 'pasilla'?\n")
+    assert main(["remove", "zzz", "--warehouse", str(wh)]) == 2
+    assert capsys.readouterr().err.endswith("; its studies: airway, pasilla\n")
+    assert _rows(wh, "SELECT DISTINCT study_id FROM rna_counts ORDER BY 1") == [("airway",), ("pasilla",)]
+
+
+def test_remove_study_from_a_warehouse_folder_that_does_not_exist_says_so_and_creates_nothing(
+        tmp_path: Path, capsys) -> None:
+    typo = tmp_path / "warehouse_dat"
+    assert main(["remove", "s1", "--warehouse", str(typo)]) == 2
+    assert f"no lake at {typo / 'lake'}" in capsys.readouterr().err
+    assert not typo.exists()
+
+
 def _two_studies_in_dagster(lake: Lake, wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """s1 and s2 published, with their Dagster partitions in a fresh DAGSTER_HOME (as the landing sensor or
     `omicsdw build` leaves them); returns that home."""
@@ -225,6 +258,24 @@ def test_new_optional_column_appends_without_rewriting_old_studies(lake: Lake, w
         assert publish_study(lake, study).ok
     refresh_catalog(lake, wh)  # analysts' SQL: the old files have no such column, the view gives NULL
     assert _rows(wh, "SELECT DISTINCT study_id, batch FROM rna_counts ORDER BY 1") == [("new", "b1"), ("old", None)]
+
+
+def test_new_optional_column_that_no_study_has_written_yet_is_null_in_sql(lake: Lake, wh: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release adding the column is deployed; before any study is written again (its first study failing, a
+    removal) the catalog is rebuilt: the view named a column no file had, so every rebuild failed."""
+    _publish(lake, wh, "old", "A", COUNTS)
+    current = tables.TABLES["rna_counts"]
+
+    class RnaCountsV2(current):  # type: ignore[valid-type,misc]
+        batch: str | None = pa.Field(nullable=True, description="Sequencing batch (added in a later release).")
+
+    monkeypatch.setitem(tables.TABLES, "rna_counts", RnaCountsV2)
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT study_id, count(*), count(batch) FROM rna_counts GROUP BY ALL") == [("old", 2, 0)]
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts WHERE study_id = 'old'") == [(30.0,)]
+    # a list column is one column, not its leaf ('element'): never taken for a column the files lack
+    assert _rows(wh, "SELECT count(*) FROM study_versions WHERE files IS NULL") == [(0,)]
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,

@@ -32,6 +32,47 @@ def test_vacuum_keeps_the_files_a_published_study_still_reads(lake: Lake, wh: Pa
     assert [v.table for v in vacuum(lake, retention_hours=0) if v.files] == []  # nothing is deleted twice
 
 
+def test_vacuum_never_deletes_the_files_of_a_run_that_began_after_it_looked_for_runs(
+        lake: Lake, wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`omicsdw vacuum` beside `omicsdw build`: the build took a study's lock just after vacuum looked for runs in
+    progress, staged its files, and vacuum deleted them before their commit (the build failed reading one back)."""
+    _publish(lake, wh, "s1", "A", COUNTS)
+    rows = COUNTS.with_columns(pl.lit("s1").alias("study_id"))
+    killed = lake.stage("rna_counts", rows, study_id="s1")  # a run killed earlier: an orphan
+    staged = []
+
+    def run_begins(self: Lake) -> list[str]:  # none when vacuum first looks; one begins at once and stages
+        if not staged:
+            staged.append(Lake(lake.root).stage("rna_counts", rows, study_id="s1"))
+            return []
+        return ["s1"]
+
+    monkeypatch.setattr(Lake, "sessions_in_progress", run_begins)
+    vacuum(lake, retention_hours=0)
+    (new,) = staged
+    assert all(Path(lake.uri("rna_counts"), f).is_file() for f in new.relative_paths)
+    monkeypatch.undo()  # the run ended without committing: both are orphans now
+    deleted = {v.table: v.files for v in vacuum(lake, retention_hours=0)}
+    assert sorted(deleted["rna_counts"]) == sorted(killed.relative_paths + new.relative_paths)
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]
+
+
+def test_time_travel_to_a_version_vacuum_deleted_says_so(lake: Lake, wh: Path) -> None:
+    import warehouse
+    from warehouse.publish import publish_study
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    load_a = lake.version("rna_counts")
+    commit_load(lake, "s1", {"rna_counts": COUNTS.with_columns(pl.col("count") * 2)}, load="B")
+    _derived(lake, "s1", "B")
+    assert publish_study(lake, "s1").ok
+    vacuum(lake, retention_hours=0)  # load A is neither published nor newest any more
+    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files"):
+        warehouse.table("rna_counts", version=load_a, warehouse=wh).collect()
+    newest = warehouse.table("rna_counts", version=lake.version("rna_counts"), warehouse=wh).collect()
+    assert newest["count"].sum() == 60.0
+
+
 def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh: Path, capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
     assert doctor(lake, wh) == []
@@ -46,6 +87,16 @@ def test_doctor_names_a_stale_catalog_a_missing_file_and_orphans(lake: Lake, wh:
     assert any(p.startswith("rna_counts: 1 file(s) in the lake no Delta version references") for p in problems)
     assert main(["doctor", "--warehouse", str(wh)]) == 1
     assert "problem(s)" in capsys.readouterr().out
+
+
+def test_doctor_says_a_lost_catalog_of_a_built_lake_is_rebuilt_by_a_build_not_a_first_build(lake: Lake,
+                                                                                            wh: Path) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    (wh / CATALOG_NAME).unlink()
+    (problem,) = doctor(lake, wh)
+    assert problem.startswith(f"catalog: no catalog at {wh / CATALOG_NAME}, but the lake {lake.root} holds "
+                              "published studies; rebuild the catalog: omicsdw build --landing DIR --warehouse ")
+    assert "build the warehouse first" not in problem  # what a warehouse never built is told
 
 
 def _doctor_output(wh: Path, capsys) -> tuple[int, str]:
@@ -79,6 +130,39 @@ def test_doctor_names_a_table_whose_delta_log_is_damaged(lake: Lake, wh: Path, c
     assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses: nothing deleted
     assert f"{table}:" in capsys.readouterr().err
     assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(30.0,)]  # analysts still read the published set
+
+
+def test_doctor_names_a_torn_commit_file_older_than_the_newest_checkpoint_and_vacuum_refuses(
+        lake: Lake, wh: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest version opens from its checkpoint without reading older commit files, so a torn one went unseen:
+    doctor said healthy and vacuum, opening the version a published study reads, stopped with a traceback."""
+    import warehouse.lake
+
+    monkeypatch.setattr(warehouse.lake, "CHECKPOINT_EVERY", 1)  # a checkpoint after every commit
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    log = Path(lake.uri("rna_counts"), "_delta_log")
+    assert list(log.glob("*.checkpoint.parquet"))
+    first = sorted(log.glob("*.json"))[1]  # s1's load, read by its published set; the newest is s2's
+    first.write_text('{"add": {"path": "part-')
+    code, out = _doctor_output(wh, capsys)
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "Delta log" in line] == ["rna_counts"], out
+    assert f"_delta_log/{first.name}" in out
+    assert main(["vacuum", "--warehouse", str(wh), "--retention-hours", "0"]) == 1  # refuses, no traceback
+    assert "rna_counts: " in capsys.readouterr().err
+    assert _rows(wh, "SELECT sum(count) FROM rna_counts") == [(60.0,)]  # analysts still read both studies
+
+
+def test_a_verb_stopped_by_a_torn_delta_log_says_so_in_one_line_naming_doctor(lake: Lake, wh: Path, capsys) -> None:
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    sorted(Path(lake.uri("rna_counts"), "_delta_log").glob("*.json"))[-1].write_text('{"add": {"path": "part-')
+    capsys.readouterr()
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 1  # was a DeltaError traceback
+    err = capsys.readouterr().err
+    assert err.startswith("omicsdw remove: a table of the lake cannot be read (")
+    assert f"omicsdw doctor --warehouse {wh}" in err
 
 
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,

@@ -255,3 +255,30 @@ def test_s3_lake_that_does_not_answer_is_named_in_one_sentence(s3_server: str, t
     assert f"omicsdw: cannot reach the lake {lake} (" in err
     assert "AWS_ENDPOINT_URL" in err
     assert "Traceback" not in err
+
+
+def test_open_lake_finds_an_object_store_lake_by_its_note_once_the_catalog_is_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog was the only record of the lake's URI: without it every verb fell back to <warehouse>/lake
+    (doctor: 'build the warehouse first'; a build without --lake: a new local lake beside the store's)."""
+    monkeypatch.delenv("OMICSDW_LAKE", raising=False)
+    wh = tmp_path / "wh"
+    assert open_lake(wh, "s3://bucket/omicsdw").root == "s3://bucket/omicsdw"  # as a build with --lake opens it
+    assert open_lake(wh).root == "s3://bucket/omicsdw"  # no catalog, no local lake: the note says where
+    assert open_lake(wh, "s3://other/x").root == "s3://other/x"  # --lake still wins
+    (wh / "lake").mkdir()  # a local lake of the folder's own: never overridden by a note
+    assert open_lake(wh).root == str((wh / "lake").resolve())
+
+
+def test_sessions_in_progress_of_an_object_store_lake_are_read_in_the_warehouse_folder(tmp_path: Path) -> None:
+    """Its locks are in <warehouse>/_omicsdw, not under the lake's URI: vacuum and doctor saw no run in progress
+    and took a running build's staged files for orphans."""
+    import fcntl
+
+    lake = open_lake(tmp_path / "wh", "s3://bucket/omicsdw")
+    lock = tmp_path / "wh" / "_omicsdw" / "studies" / "airway" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as held:  # a build of airway holds it (another open file: flock treats it as another)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert lake.sessions_in_progress() == ["airway"]
+    assert lake.sessions_in_progress() == []
