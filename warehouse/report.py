@@ -22,6 +22,8 @@ import polars as pl
 
 from schemas.manifest import StudyManifest
 from transforms.report.html import (
+    BIOMARKER_P,
+    BIOMARKER_ROWS,
     ENRICHMENT_FDR,
     ENRICHMENT_ROWS,
     StudyReportData,
@@ -176,6 +178,37 @@ def top_enrichment(con: duckdb.DuckDBPyConnection, study_id: str, *,
     return top, tests
 
 
+BIOMARKER_CANDIDATES = """
+SELECT b.contrast, b.gene_id, g.symbol, b.rna_log2fc, b.rna_padj, b.rna_method, b.protein_difference,
+       b.protein_pvalue, b.rna_protein_r, b.concordant
+FROM biomarker_candidates b LEFT JOIN genes g USING (gene_id)
+WHERE b.study_id = $study
+QUALIFY row_number() OVER (PARTITION BY b.contrast ORDER BY b.rna_padj NULLS LAST, b.protein_pvalue NULLS LAST,
+                                                            b.gene_id) <= $rows
+ORDER BY b.contrast, b.rna_padj NULLS LAST, b.protein_pvalue NULLS LAST, b.gene_id
+"""
+"""Each contrast's ``$rows`` candidates of lowest RNA adjusted p (then protein p), with the gene's symbol."""
+
+BIOMARKER_TESTS = """
+SELECT contrast, any_value(rna_method) AS rna_method, count(*) AS genes,
+       count(*) FILTER (WHERE rna_padj < $padj) AS rna_padj_lt,
+       count(*) FILTER (WHERE protein_pvalue < $padj) AS protein_pvalue_lt,
+       count(*) FILTER (WHERE rna_padj < $padj AND protein_pvalue < $padj AND concordant) AS both_concordant
+FROM biomarker_candidates WHERE study_id = $study GROUP BY contrast ORDER BY contrast
+"""
+"""Per contrast: genes with RNA and protein tested, and how many pass each threshold (both, same sign)."""
+
+
+def top_biomarker_candidates(con: duckdb.DuckDBPyConnection, study_id: str, *,
+                             rows: int = BIOMARKER_ROWS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each contrast's ``rows`` ``biomarker_candidates`` of lowest RNA padj, and the counts per contrast
+    (:data:`BIOMARKER_TESTS`, thresholds ``BIOMARKER_P``): bounded reads, whatever the study's size.
+    """
+    top = con.sql(BIOMARKER_CANDIDATES, params={"study": study_id, "rows": rows}).pl()
+    tests = con.sql(BIOMARKER_TESTS, params={"study": study_id, "padj": BIOMARKER_P}).pl()
+    return top, tests
+
+
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
     """What the study's report shows, from a session with the catalog's views ``con`` (:func:`study_session`, or
     the catalog itself) and the stages' plots in ``folder``.
@@ -193,8 +226,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
                              "component", p)
     coverage = _frame(con, "SELECT * FROM sample_omics_coverage WHERE study_id = ? ORDER BY sample_id", p)
     views = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    enrichment = signatures = rna_protein = None
-    enrichment_tests = None
+    enrichment = signatures = rna_protein = candidates = None
+    enrichment_tests = candidate_tests = None
     if "gene_set_enrichment" in views:
         enrichment, enrichment_tests = top_enrichment(con, study_id)
     if "signature_scores" in views:
@@ -205,6 +238,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
     if "omics_correlations" in views and has_rna and has_protein:
         rna_protein = _frame(con, "SELECT gene_id, r, n FROM omics_correlations WHERE study_id = ? AND layer_x = "
                                   "'rna' AND layer_y = 'protein' AND method = 'spearman' AND r IS NOT NULL", p)
+    if "biomarker_candidates" in views and has_rna and has_protein:
+        candidates, candidate_tests = top_biomarker_candidates(con, study_id)
     plots = sorted(folder.glob("*_volcano.png")) + sorted(folder.glob("*_ma.png"))
     return StudyReportData(
         study_id=study_id, name=studies["name"][0],
@@ -222,7 +257,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
         signature_scores=signatures,
         signature_plots=[(f.name.removesuffix("_ssgsea_heatmap.png"), f.read_bytes())
                          for f in sorted(folder.glob("*_ssgsea_heatmap.png"))] if signatures is not None else [],
-        rna_protein=rna_protein)
+        rna_protein=rna_protein, biomarker_candidates=candidates, biomarker_tests=candidate_tests,
+        contrasts=[c.name for c in manifest.contrasts])
 
 
 def _write(path: Path, text: str) -> None:
@@ -282,10 +318,10 @@ def study_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = No
     return view_session(lake, study_visible_files(lake, study_id, ledger=ledger))
 
 
-REPORT_TABLES = ("cn_segments", "copy_number", "copy_number_peak_calls", "gene_mutation_status",
-                 "gene_set_enrichment", "omics_correlations", "protein_abundance", "rna_abundance", "rna_counts",
-                 "rna_normalized", "rna_vst", "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc",
-                 "samples", "signature_scores", "studies", "variants")
+REPORT_TABLES = ("biomarker_candidates", "cn_segments", "copy_number", "copy_number_peak_calls", "genes",
+                 "gene_mutation_status", "gene_set_enrichment", "omics_correlations", "protein_abundance",
+                 "rna_abundance", "rna_counts", "rna_normalized", "rna_vst", "sample_attributes", "sample_clusters",
+                 "sample_embeddings", "sample_qc", "samples", "signature_scores", "studies", "variants")
 """The tables :func:`read_study_report` reads, itself or through :data:`REPORT_VIEWS`."""
 REPORT_VIEWS = ("sample_omics_coverage",)
 """The joined views :func:`read_study_report` reads."""

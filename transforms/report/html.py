@@ -4,7 +4,7 @@ Plots are PNGs embedded as ``data:`` URIs, tables are plain HTML, the style shee
 no network request. :func:`study_report_html` takes what the report shows (already read from the catalog, bounded:
 the top variable genes, the top gene sets, one correlation per gene) and returns the page; sections whose data the
 study lacks say so instead of disappearing, except the optional ones (enrichment and signature scores when the
-catalog has their view, RNA-protein correlation when the study has both layers).
+catalog has their view, biomarker candidates and RNA-protein correlation when the study has both layers).
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ ENRICHMENT_FDR = 0.05
 """FDR below which the report calls a gene set enriched."""
 ENRICHMENT_FEW = 10
 """Results shown, with their p and FDR, when no gene set is enriched (the best of nothing, said as such)."""
+
+BIOMARKER_ROWS = 20
+"""Biomarker candidates shown per contrast (lowest RNA adjusted p first)."""
+BIOMARKER_P = 0.05
+"""Threshold of the candidate counts per contrast (RNA padj, protein p)."""
 
 SECTIONS = ("summary", "sample-qc", "correlation", "pca", "clusters", "differential-expression", "omics-coverage")
 """Ids of the sections every report has, in page order (the optional ones follow)."""
@@ -85,6 +90,14 @@ class StudyReportData:
     without one is drawn here."""
     rna_protein: pl.DataFrame | None = None
     """``gene_id``, ``r``, ``n``: per-gene RNA-protein Spearman r; None unless the study has both layers."""
+    biomarker_candidates: pl.DataFrame | None = None
+    """Each contrast's top ``biomarker_candidates`` rows (with ``symbol``); None unless the study has RNA and
+    protein."""
+    biomarker_tests: pl.DataFrame | None = None
+    """``contrast``, ``rna_method``, ``genes``, ``rna_padj_lt``, ``protein_pvalue_lt``, ``both_concordant``
+    (below ``BIOMARKER_P``) per contrast."""
+    contrasts: list[str] = field(default_factory=list)
+    """Names of the study.yaml contrasts (the DE section names those it could not fit)."""
     plots: bool = True
     """Draw the report's own plots (False: the page has the tables and text only, and says so)."""
 
@@ -245,9 +258,24 @@ def _clusters_section(data: StudyReportData) -> str:
             + html_table(wide.select("assay", "sample_id", *ordered)))
 
 
+def _no_counts_de(data: StudyReportData) -> str:
+    """Why a study without counts has no DE, naming the study.yaml contrasts it skipped and where they went."""
+    text = "No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)."
+    if not data.contrasts:
+        return text
+    named = ", ".join(data.contrasts)
+    plural = len(data.contrasts) > 1
+    text += f" The contrast{'s' if plural else ''} of study.yaml ({named}) {'were' if plural else 'was'} skipped"
+    if data.biomarker_candidates is not None:
+        return text + " by DESeq2; the Biomarker candidates section compares the same groups by Welch t-tests of " \
+                      "the log2 RNA and protein values."
+    return text + ": nothing else in the warehouse uses a contrast without counts (biomarker candidates need RNA " \
+                  "and protein of the same samples)."
+
+
 def _contrast_section(data: StudyReportData) -> str:
     if not data.contrast_plots:  # without counts there is no DE, plots or not (a proteomics-only study)
-        return _none("No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)."
+        return _none(_no_counts_de(data)
                      if data.sample_qc.height == 0 else "No differential-expression plots: no contrast in study.yaml."
                      if data.plots else "Plots were not drawn (built without plots); the results are in the catalog "
                      "(differential_expression).")
@@ -322,6 +350,32 @@ def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]],
             + tested + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_ROWS))
 
 
+def _biomarker_section(data: StudyReportData, rows: pl.DataFrame) -> str:
+    """Per contrast: the counts of tested genes passing each threshold, then its candidates of lowest RNA padj
+    (the ``biomarker_candidates`` columns, with the gene's symbol).
+    """
+    tests = data.biomarker_tests if data.biomarker_tests is not None else pl.DataFrame()
+    if rows.height == 0:
+        return _none("No biomarker candidates: they need a contrast in study.yaml and genes measured as RNA and "
+                     "protein in 3 or more samples of each of its groups." if not data.contrasts else
+                     "No biomarker candidates: no gene with RNA and protein was tested between the groups of "
+                     f"{', '.join(data.contrasts)} (3 samples with values in each group are needed).")
+    p = BIOMARKER_P
+    counts = html_table(tests.rename({"rna_padj_lt": f"rna_padj_lt_{p}", "protein_pvalue_lt": f"protein_pvalue_lt_{p}",
+                                      "both_concordant": f"both_lt_{p}_same_sign"}, strict=False))
+    parts = []
+    for (contrast,), part in rows.group_by("contrast", maintain_order=True):
+        parts.append(f"<h3>{html.escape(str(contrast))}</h3>"
+                     + html_table(part.drop("contrast"), max_rows=BIOMARKER_ROWS))
+    return ("<p>Genes measured as RNA and protein, per contrast: the RNA log2 fold change and adjusted p (rna_method "
+            "deseq2: DESeq2's, from differential_expression; welch: a Welch t-test of log2 RNA between the contrast's "
+            "groups, BH-adjusted, for studies without counts) beside the protein difference (mean of test - mean of "
+            "reference, log2) and its Welch p-value, the gene's RNA-protein Spearman r and whether RNA and protein "
+            f"move the same way. Genes tested and passing each threshold ({p}):</p>" + counts
+            + f"<p>Each contrast's candidates of lowest RNA adjusted p (then protein p), at most {BIOMARKER_ROWS}; "
+            "all are in the catalog (<code>biomarker_candidates</code>).</p>" + "".join(parts))
+
+
 def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
     if scores.height == 0:
         return _none("No signature scores for this study (scores are of RNA values: no RNA assay, or no gene set "
@@ -377,6 +431,9 @@ def study_report_html(data: StudyReportData) -> str:
                          _enrichment_section(data.enrichment, data.enrichment_plots, data.enrichment_tests)))
     if data.signature_scores is not None:
         optional.append(("signature-scores", "Signature scores", _signature_section(data, data.signature_scores)))
+    if data.biomarker_candidates is not None:
+        optional.append(("biomarker-candidates", "Biomarker candidates",
+                         _biomarker_section(data, data.biomarker_candidates)))
     if data.rna_protein is not None:
         optional.append(("rna-protein-correlation", "RNA-protein correlation",
                          _rna_protein_section(data, data.rna_protein)))
