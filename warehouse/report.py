@@ -27,11 +27,12 @@ from transforms.report.html import (
     ENRICHMENT_FDR,
     ENRICHMENT_ROWS,
     StudyReportData,
+    attempt_note_html,
     study_report_html,
     warehouse_index_html,
 )
 from transforms.signatures.plots import TOP_SETS
-from warehouse.catalog import study_visible_files, view_names, view_session, visible_files
+from warehouse.catalog import STATUS_VIEW, study_visible_files, view_names, view_session, visible_files
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
 
@@ -302,6 +303,7 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots:
             data = replace(data, plots=False, contrast_plots=[], enrichment_plots=[], signature_plots=[])
         page, unchanged = study_report_html(data), False
         _write(target, page)
+        (folder / _NOTE).unlink(missing_ok=True)  # a new page of the published version: no note in it (yet)
         stamp.write_text(fingerprint)
     if index:
         write_report_index(lake, warehouse_dir)
@@ -336,19 +338,75 @@ def report_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = N
                         views=REPORT_VIEWS)
 
 
+INDEX_ROWS = """
+SELECT study_id, r.name, r.report_path, s.result, s.attempted_at, s.run_id, s.launched_by, s.published_version,
+       s.published_at, s.errors, s.warnings, s.first_error_file, s.first_error_line, s.first_error_column,
+       s.first_error
+FROM study_reports r FULL JOIN study_status s USING (study_id)
+ORDER BY study_id
+"""
+"""Every study the warehouse knows: each published one (``study_reports``) and each with an ingest attempt
+(``study_status``: a failed first load too), with its last attempt's result and first located error."""
+
+_NOTE = ".attempt_note"
+"""File beside a study's page holding the note :func:`write_report_index` put in the page ("" or absent: none)."""
+_NOTE_START, _NOTE_END = "<!--omicsdw:attempt-->", "<!--/omicsdw:attempt-->"
+
+
 def write_report_index(lake: Lake, warehouse_dir: Path) -> None:
-    """``reports/index.html``: a link per study the catalog's ``study_reports`` view lists (every published study),
-    read from the published ``studies`` files alone.
+    """``reports/index.html``: a row per study the warehouse knows (:data:`INDEX_ROWS`: each published study, with
+    a link to its report, and each study with an ingest attempt, a failed first load too), with its last attempt's
+    result and first located error; and in the page of a published study whose latest attempt failed or was
+    withheld, a note saying so (:func:`note_latest_attempt`).
+
+    Read from the published ``studies`` files, ``study_versions``, the newest ``ingest_issues`` files and the
+    attempts in the ingest_issues log (read incrementally, cached per process), not the catalog: a failed catalog
+    rebuild still gets its index.
     """
     (warehouse_dir / REPORTS).mkdir(parents=True, exist_ok=True)
-    _, files = visible_files(lake, ["studies"])["studies"]
-    con = view_session(lake, {"studies": files}, views=["study_reports"])
+    files = {table: found for table, (_, found) in visible_files(lake, ["studies", "study_versions",
+                                                                       "ingest_issues"]).items()}
+    con = view_session(lake, files, views=["study_reports", STATUS_VIEW])
     try:
-        listed = _frame(con, "SELECT study_id, name, report_path FROM study_reports", [])
+        listed = _frame(con, INDEX_ROWS, [])
     finally:
         con.close()
-    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(listed.with_columns(
-        pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))))
+    listed = listed.with_columns(pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))
+    for row in listed.filter(pl.col("report_path").is_not_null()).iter_rows(named=True):
+        note_latest_attempt(warehouse_dir / REPORTS / row["study_id"], attempt_note_html(row))
+    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(listed))
+
+
+def note_latest_attempt(folder: Path, note: str) -> None:
+    """Put ``note`` (HTML, "" for none) at the top of the study's page in ``folder``, unless it is there already.
+
+    The page stays the previous good version; only the note between two comments changes, so a study whose latest
+    attempt failed keeps its report and says so. Cheap when nothing changed (one small file read per study); a
+    page rewritten meanwhile by its report (the inode changed) is left alone: the new page is of a newer
+    publication.
+    """
+    marker, page = folder / _NOTE, folder / INDEX
+    current = marker.read_text(encoding="utf-8") if marker.is_file() else ""
+    if current == note or not page.is_file():
+        return
+    before = page.stat()
+    text = page.read_text(encoding="utf-8")
+    start, end = text.find(_NOTE_START), text.find(_NOTE_END)
+    block = f"{_NOTE_START}{note}{_NOTE_END}"
+    if 0 <= start < end:
+        text = text[:start] + block + text[end + len(_NOTE_END):]
+    elif "</h1>" in text:
+        text = text.replace("</h1>", "</h1>" + block, 1)
+    else:
+        return
+    temporary = page.with_name(f".{page.name}.{os.getpid()}.note.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    after = page.stat()
+    if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+        temporary.unlink(missing_ok=True)  # the report rewrote the page meanwhile
+        return
+    os.replace(temporary, page)
+    marker.write_text(note, encoding="utf-8")
 
 
 def remove_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> None:

@@ -190,3 +190,22 @@ def test_top_biomarker_candidates_keeps_each_contrasts_lowest_rna_padj_with_symb
         ("a", 4, None), ("a", 2, "TWO"), ("a", 1, "ONE"), ("b", 2, "TWO"), ("b", 1, "ONE")]
     # a: 3 genes with padj, 2 below 0.05 (2, 4); protein p < 0.05: 1, 2, 4; both and same sign: 2 (4 is discordant)
     assert tests.rows() == [("a", "welch", 4, 2, 3, 1), ("b", "welch", 2, 1, 1, 1)]
+
+
+def test_note_latest_attempt_puts_replaces_and_removes_the_note_under_the_title(tmp_path):
+    from warehouse.report import INDEX, note_latest_attempt
+
+    page = tmp_path / INDEX
+    page.write_text("<html><body><h1>s: S</h1><section>old good version</section></body></html>")
+    note_latest_attempt(tmp_path, "<p>failed A</p>")
+    assert page.read_text() == ("<html><body><h1>s: S</h1><!--omicsdw:attempt--><p>failed A</p>"
+                                "<!--/omicsdw:attempt--><section>old good version</section></body></html>")
+    note_latest_attempt(tmp_path, "<p>failed B</p>")
+    assert page.read_text().count("failed") == 1
+    assert "<p>failed B</p>" in page.read_text()
+    note_latest_attempt(tmp_path, "")  # loaded again: the note goes
+    assert page.read_text() == ("<html><body><h1>s: S</h1><!--omicsdw:attempt--><!--/omicsdw:attempt-->"
+                                "<section>old good version</section></body></html>")
+    stamp = page.stat().st_mtime_ns
+    note_latest_attempt(tmp_path, "")  # nothing to change: the page is not rewritten
+    assert page.stat().st_mtime_ns == stamp

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import numpy as np
@@ -446,9 +448,79 @@ def study_report_html(data: StudyReportData) -> str:
             f'<p><a href="../index.html">All study reports</a></p>{nav}{"".join(sections)}</body></html>')
 
 
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else "-"
+
+
+def first_error_text(row: Mapping[str, object]) -> str:
+    """``file:line column: reason`` of a ``study_status`` row's first located error ("" when none)."""
+    if not row.get("first_error"):
+        return ""
+    line = row.get("first_error_line")
+    where = f"{row.get('first_error_file') or '?'}:{'?' if line is None else line}"
+    column = row.get("first_error_column")
+    return f"{where}{f' column {column}' if column else ''}: {row['first_error']}"
+
+
+def attempt_note_html(row: Mapping[str, object]) -> str:
+    """The note a published study's page shows when its latest ingest attempt (a ``study_status`` row) was not
+    what readers see: failed or withheld; "" when it was loaded. The page itself is the previous good version.
+    """
+    result = row.get("result")
+    if result not in ("failed", "withheld"):
+        return ""
+    run = f", run {str(row['run_id'])[:8]}" if row.get("run_id") else ""
+    by = f", {row['launched_by']}" if row.get("launched_by") else ""
+    what = (f"failed ({row.get('errors')} error{'' if row.get('errors') == 1 else 's'}; first: "
+            f"{first_error_text(row)})" if result == "failed" else
+            "was withheld: ingested without errors, but a later stage or check failed (its message: the build's "
+            "output, or runs/failures.log of the daemon)")
+    published = _when(row.get("published_at"))
+    return ('<p class="attempt" style="background:#fdecea;border:1px solid #e6a09a;padding:0.5em 1em">'
+            f"<strong>The latest attempt to load this study ({_when(row.get('attempted_at'))}{run}{by}) "
+            f"{html.escape(what)}.</strong> This page shows the version published {published} (studies version "
+            f"{row.get('published_version')}), which readers still see. <code>omicsdw status --study "
+            f"{html.escape(str(row['study_id']))}</code> lists its issues.</p>")
+
+
+INDEX_COLUMNS = ("study", "result", "last attempt", "published", "errors", "warnings", "first error")
+"""Columns of the report index's table."""
+
+
 def warehouse_index_html(reports: pl.DataFrame) -> str:
-    """The warehouse's report index: one link per study (``study_id``, ``name``, ``path`` relative to reports/)."""
-    items = "".join(f'<li><a href="{html.escape(row["path"])}">{html.escape(row["study_id"])}</a> '
-                    f'{html.escape(row["name"] or "")}</li>' for row in reports.sort("study_id").iter_rows(named=True))
+    """The warehouse's report index: one row per study, with a link to its report when it was published (``path``
+    relative to reports/, NULL: none) and its last ingest attempt when the ``study_status`` columns are given
+    (``result``, ``attempted_at``, ``published_version``, ``published_at``, ``errors``, ``warnings``, the first
+    error's ``first_error_file`` / ``_line`` / ``_column`` / ``first_error``): a failed or withheld study is listed
+    too, marked, with its first located error, so the morning reader sees every study, not only the published.
+    """
+    rows = reports.sort("study_id").to_dicts()
+    body = []
+    for row in rows:
+        study = html.escape(str(row["study_id"]))
+        link = f'<a href="{html.escape(row["path"])}">{study}</a>' if row.get("path") else study
+        result = row.get("result") or ("published" if row.get("path") else "-")
+        bad = result in ("failed", "withheld")
+        published = (f"version {row['published_version']}, {_when(row.get('published_at'))}"
+                     if row.get("published_version") is not None else "yes" if row.get("path") else "never")
+        if bad and row.get("path"):
+            published += " (the report shows it)"
+        name = f'<br><span class="note">{html.escape(row["name"])}</span>' if row.get("name") else ""
+        cells = [link + name, f"<strong>{result}</strong>" if bad else result,
+                 _when(row.get("attempted_at")), html.escape(published),
+                 *(_cell(row.get(c)) for c in ("errors", "warnings")), html.escape(first_error_text(row))]
+        marker = ' class="fail"' if bad else ""
+        body.append(f"<tr{marker}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    counts = Counter(r.get("result") or "published" for r in rows)
+    summary = (f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'}"
+               + (": " + ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) if rows else "")
+               + ". Result of each study's last ingest attempt (as <code>omicsdw status</code>): loaded (the "
+               "report is of it), failed (errors: nothing of it was loaded), withheld (loaded but not published: a "
+               "later stage or check failed); a study published before keeps its report, which says the latest "
+               "attempt failed.")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in INDEX_COLUMNS)
+    table = (f'<table class="index"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+             if rows else "")
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>omicsdw study reports</title>'
-            f"<style>{_STYLE}</style></head><body><h1>Study reports</h1><ul>{items}</ul></body></html>")
+            f"<style>{_STYLE}table.index td {{ white-space: normal; }} table.index td:first-child {{ max-width: "
+            f"22em; }}</style></head><body><h1>Study reports</h1><p>{summary}</p>{table}</body></html>")
