@@ -26,7 +26,7 @@ from transforms.ingest.parse.gistic2 import (
     parse_gistic_lesions,
     parse_gistic_peak_genes,
 )
-from transforms.ingest.parse.labels import sample_label_from_path
+from transforms.ingest.parse.labels import PER_SAMPLE_FORMATS, sample_label_from_path
 from transforms.ingest.parse.maf import parse_maf
 from transforms.ingest.parse.matrix import parse_matrix
 from transforms.ingest.parse.proteomics import parse_protein_file
@@ -164,8 +164,11 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
            for _, p in parsed_files]
     resolved = resolve_features(pl.concat(ids) if ids else pl.Series("feature_id", [], pl.String), assay, context)
     frames, mappings = [], []
+    first_file: dict[str, str] = {}  # sample -> the per-sample file that gave it first
     for file, parsed in parsed_files:
         mapping = _map_samples(parsed, assay, context, file)
+        if assay.format in PER_SAMPLE_FORMATS:
+            mapping = _first_file_per_sample(mapping, first_file, file=file, issues=context.issues)
         mappings.append(mapping)
         records = parsed.records
         if lengths:
@@ -180,6 +183,28 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
                                       assay=assay.name, file=file, features=features))
     records = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return records, gene_map_rows(resolved, study_id=context.study_id, assay=assay.name), pl.concat(mappings)
+
+
+def _first_file_per_sample(mapping: pl.DataFrame, first_file: dict[str, str], *, file: str,
+                           issues: IssueLog) -> pl.DataFrame:
+    """``mapping`` of one per-sample file with a sample an earlier file of the assay gave already left without
+    a sample (its records left out), as a second column of one sample in a matrix is: a ``duplicate_sample``
+    error naming both files. Two files labelled alike (``run1/S1.genes.results`` and ``run2/S1.genes.results``
+    under one glob) were both loaded as that sample, and the build failed on the table contract's duplicate keys,
+    naming no file, while ``omicsdw validate`` said nothing. ``first_file`` is updated with this file's samples.
+    """
+    repeated = mapping.filter(pl.col("sample_id").is_in(list(first_file)))
+    for label, sample_id in repeated.select("column", "sample_id").iter_rows():
+        issues.error("duplicate_sample", f"files {first_file[sample_id]!r} and {file!r} are both sample "
+                     f"{sample_id!r}; only the first is kept (rename one, or narrow the assay's path glob)", file=file,
+                     column=label)
+    if not repeated.is_empty():
+        taken = pl.col("sample_id").is_in(list(first_file))
+        mapping = mapping.with_columns(
+            *(pl.when(taken).then(None).otherwise(pl.col(c)).alias(c) for c in ("sample_id", "subject_id")),
+            rule=pl.when(taken).then(pl.lit("duplicate")).otherwise(pl.col("rule")))
+    first_file.update(dict.fromkeys(mapping["sample_id"].drop_nulls().to_list(), file))
+    return mapping
 
 
 # -- RNA -------------------------------------------------------------------------------------------------------

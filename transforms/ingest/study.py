@@ -342,6 +342,7 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
                                   attributes=sheet.attributes if sheet else None)
     mapped_samples: list[pl.DataFrame] = []
     derived: list[pl.DataFrame] = []
+    counted: dict[str, set[str]] = {}
     for assay in manifest.assays:
         try:
             files = resolve_study_path(folder, assay.path)
@@ -375,6 +376,9 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
         mapped_samples.append(output.samples)
         if output.derived_samples is not None:
             derived.append(output.derived_samples)
+        if "rna_counts" in output.tables:  # the samples differential expression fits for this assay
+            held = output.derived_samples if output.derived_samples is not None else output.samples
+            counted[assay.name] = set(held["sample_id"].drop_nulls().to_list())
         for table in output.tables:  # keyed by table, as the assets report it (mutation_status -> its table)
             result.metadata.setdefault(table, {})[assay.name] = output.metadata
     samples = _study_samples(sheet, mapped_samples)
@@ -386,7 +390,7 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
     if profiles is not None:  # contrasts may name the profiles' cell_type / parent_sample_id
         attributes = pl.concat([f for f in (attributes, _profile_attributes(profiles, sheet).select(
             "sample_id", "attribute", "value")) if f is not None])
-    _check_contrasts(folder, manifest, attributes, subjects, issues=issues)
+    _check_contrasts(folder, manifest, attributes, subjects, counted=counted, issues=issues)
     tool_qc = _read_tool_qc(folder, samples, sample_map, sheet.attributes if sheet else None, issues=issues)
     result.fingerprint = fingerprinted()
     _add_study_tables(result, manifest, samples, sheet, subjects, tool_qc, profiles, reference=reference,
@@ -401,7 +405,8 @@ SKIPPED_CONTRAST = ("; differential expression skips this contrast (the study's 
 
 
 def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataFrame | None,
-                     subjects: SubjectSheet | None, *, issues: IssueLog) -> None:
+                     subjects: SubjectSheet | None, *, counted: dict[str, set[str]] | None = None,
+                     issues: IssueLog) -> None:
     """Contrasts the samples cannot support: located ``invalid_contrast`` warnings at ingest (study.yaml line and
     key), so ``omicsdw validate`` names them before the DE stage skips them.
 
@@ -413,7 +418,9 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
     design leaves residual degrees of freedom. A contrast name used twice stays an error: the table's rows of the
     two could not be told apart. ``attributes``: (sample_id, attribute, value) of the sample table and of derived
     samples (pseudobulk profiles). The design is checked on the sample table's samples, those with counts being
-    among them; the DE stage checks it again on the samples with counts, and names what it skipped.
+    among them; then, when it passes there, on each count assay's own samples (``counted``: assay -> sample ids
+    with counts), as the DE stage fits it: a level whose samples are in the sample table but have no counts (a glob
+    that matches a few of the files) is a warning naming the assay, not a contrast the DE stage leaves out unsaid.
     """
     if not manifest.contrasts:
         return
@@ -459,6 +466,11 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
             design = _contrast_design(contrast, attributes)
             if design is not None:
                 skipped("factor", design)
+                continue
+            for assay, held in (counted or {}).items():  # the samples the DE stage fits: those with counts
+                design = _contrast_design(contrast, attributes, among=held)
+                if design is not None:
+                    skipped("factor", f"on assay {assay!r} ({len(held)} sample(s) with counts): {design}")
 
 
 COUNT_KINDS = ("rna_counts", "sc_rna_counts")
@@ -497,10 +509,11 @@ def _contrast_samples(contrast: Contrast, attributes: pl.DataFrame) -> pl.DataFr
     return chosen
 
 
-def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None:
+def _contrast_design(contrast: Contrast, attributes: pl.DataFrame, *, among: set[str] | None = None) -> str | None:
     """Why the design of ``contrast`` cannot be fitted on the samples holding its factor (after its ``filter``),
     by :func:`check_design`; None when it can, or when a column is not a sample attribute (a subject's: the DE
     stage checks it). A sample without a covariate's value is left out here: the DE stage names it if it has counts.
+    ``among``: only these samples (an assay's samples with counts).
     """
     from transforms.expression.design import DesignError, check_design
 
@@ -508,6 +521,8 @@ def _contrast_design(contrast: Contrast, attributes: pl.DataFrame) -> str | None
     if not set([*columns, *contrast.filter]) <= set(attributes["attribute"]):
         return None
     chosen = _contrast_samples(contrast, attributes)
+    if among is not None:
+        chosen = chosen.filter(pl.col("sample_id").is_in(sorted(among)))
     wide = (attributes.filter(pl.col("attribute").is_in(columns))
             .pivot(on="attribute", index="sample_id", values="value", aggregate_function="first"))
     table = chosen.join(wide, on="sample_id", how="left").drop_nulls(columns).sort("sample_id")

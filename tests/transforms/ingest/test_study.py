@@ -665,6 +665,44 @@ def test_read_study_warns_that_a_contrast_of_a_study_without_counts_is_skipped(t
     assert study_issues(loaded).filter(pl.col("severity") == "error").height == 0  # the study loads
 
 
+def test_read_study_warns_of_a_contrast_whose_level_has_no_sample_with_counts(tmp_path, reference, study_folder):
+    # The sample table lists both levels, but the count matrix holds only the 'b' samples (a glob or an export that
+    # took a few of the files): the contrast passed the ingest check, which looked at the sample table alone, and
+    # the DE stage skipped it with nothing in ingest_issues, so `omicsdw validate`, build and status said nothing.
+    manifest = _NUMERIC_HEAD + "  - {name: b_vs_a, factor: group, test: b, reference: a}\n"
+    counts = "gene\tS4\tS5\nTP53\t25\t5\nMYC\t9\t1\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": _NUMERIC_SAMPLES, "counts.tsv": counts})
+    issues = study_issues(read_study(folder, reference=reference)).filter(pl.col("severity") != "info")
+    assert issues.select("file", "line", "column", "code", "severity", "message").rows() == [
+        ("study.yaml", 7, "contrasts[0].factor", "invalid_contrast", "warning",
+         "contrast 'b_vs_a': on assay 'rna' (2 sample(s) with counts): reference level 'a' not found in 'group'; "
+         "its levels are ['b']; differential expression skips this contrast (the study's other contrasts and "
+         "tables are computed and published)")]
+
+
+def test_read_study_refuses_two_per_sample_files_of_one_sample(tmp_path, reference, study_folder):
+    # `*/*.genes.results` over a pipeline's first run and its re-run: both files are sample S1. Both were loaded as
+    # S1 (every gene twice) and the build failed on the rna_counts contract's duplicate keys, naming no file, while
+    # `omicsdw validate` reported nothing. It is one located error, as a second matrix column of one sample is.
+    rsem = ("gene_id\ttranscript_id(s)\tlength\teffective_length\texpected_count\tTPM\tFPKM\n"
+            "ENSG00000141510\tT1\t2000\t1800\t{}\t1.0\t1.0\nENSG00000136997\tT2\t1500\t1300\t7\t1.0\t1.0\n")
+    manifest = ("study_id: s\nname: s\nassays:\n  - {name: rna, kind: rna_counts, format: rsem, "
+                "path: '*/*.genes.results', gene_id_type: ensembl}\n")
+    folder = study_folder(tmp_path, manifest)
+    for file, count in (("run1/S1.genes.results", 10), ("run1/S2.genes.results", 20), ("run2/S1.genes.results", 30)):
+        (folder / file).parent.mkdir(exist_ok=True)
+        (folder / file).write_text(rsem.format(count))
+    ingest = read_study(folder, reference=reference)
+    issues = study_issues(ingest).filter(pl.col("severity") != "info")
+    assert issues.select("file", "column", "code", "severity", "message").rows() == [
+        ("run2/S1.genes.results", "S1", "duplicate_sample", "error",
+         "files 'run1/S1.genes.results' and 'run2/S1.genes.results' are both sample 'S1'; only the first is kept "
+         "(rename one, or narrow the assay's path glob)")]
+    (counts,) = ingest.tables["rna_counts"]
+    kept = counts.collect().filter(pl.col("feature_id") == "ENSG00000141510").sort("sample_id")
+    assert kept.select("sample_id", "count").rows() == [("S1", 10.0), ("S2", 20.0)]
+
+
 def test_read_study_refuses_a_contrast_name_used_twice(tmp_path, reference, study_folder):
     # Two contrasts of one name cannot be told apart in the table: an error, as before (the study is not loaded).
     manifest = (_NUMERIC_HEAD + "  - {name: c, factor: group, test: b, reference: a}\n"
