@@ -116,22 +116,25 @@ class WarehouseResource(dg.ConfigurableResource):
             raise dg.Failure(f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
         finally:
             if self.refresh_catalog_on_commit and lake.committed - set(PUBLISHED_TABLES):
-                self.refresh_catalog()
+                self.refresh_catalog(index="ingest_issues" in lake.committed)
 
-    def refresh_catalog(self) -> Path:
+    def refresh_catalog(self, *, index: bool = False) -> Path:
         """Rebuild the catalog; then the report index too when the reports leave it to these rebuilds
-        (``report_index_with_catalog``). A failed rebuild keeps the previous catalog, and the index (read from the
-        lake, not the catalog) is still written, so the reports this run made are listed.
+        (``report_index_with_catalog``) or ``index`` (an ingest attempt was recorded: the index shows each study's
+        last attempt, a failed one too, which no report of the study writes). A failed rebuild keeps the previous
+        catalog, and the index (read from the lake, not the catalog) is still written, so the reports this run made
+        are listed.
         """
         lake = self.lake()
+        index = index or self.report_index_with_catalog
         try:
             path = refresh_catalog(lake, Path(self.warehouse_dir))
         except Exception:
-            if self.report_index_with_catalog:
+            if index:
                 with suppress(Exception):  # the catalog's error is the one to report
                     report.write_report_index(lake, self.warehouse_path)
             raise
-        if self.report_index_with_catalog:
+        if index:
             report.write_report_index(lake, self.warehouse_path)
         return path
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from warehouse.storage import LakeUnreachable, check_reachable
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from warehouse.lake import Lake
 
 DEFAULT_WAREHOUSE = os.environ.get("OMICSDW_WAREHOUSE", "warehouse_data")
@@ -724,6 +726,42 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+FEATURE_LIST_COLUMNS = ("feature_set", "version", "versions", "created_at", "rows", "columns", "content_hash",
+                        "studies")
+"""What ``omicsdw features list`` says of each feature set (its newest version; ``--json``: these keys)."""
+
+
+def feature_set_list(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per feature set, of its newest version (:data:`FEATURE_LIST_COLUMNS`; ``studies``: the studies of
+    its rows, from the manifest's spec, comma-separated, or ``all``).
+    """
+    import json
+
+    import polars as pl
+
+    studies = [", ".join(spec) if isinstance(spec := json.loads(m).get("spec", {}).get("studies", "all"), list)
+               else str(spec) for m in rows["manifest"]]
+    return (rows.with_columns(pl.Series("studies", studies, dtype=pl.String))
+            .group_by("feature_set", maintain_order=True)
+            .agg(*(pl.col(c).last() for c in FEATURE_LIST_COLUMNS[1:] if c != "versions"), pl.len().alias("versions"))
+            .select(FEATURE_LIST_COLUMNS))
+
+
+def aligned_table(frame: pl.DataFrame) -> str:
+    """``frame`` as plain text: a header, a rule and one line per row, each column padded to its widest cell
+    (numbers right-aligned; NULL as ``-``); no shape line, no types, nothing cut.
+    """
+    numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    cells = [[("-" if v is None else str(v)) for v in row] for row in frame.iter_rows()]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(frame.columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if c in numeric else v.ljust(w)
+                         for v, w, c in zip(values, widths, frame.columns, strict=True)).rstrip()
+
+    return "\n".join([line(list(frame.columns)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
 def _features(args: argparse.Namespace) -> int:
     """The features verbs (build / list / show / export): heavy imports here, so the other verbs start fast."""
     import json
@@ -768,12 +806,20 @@ def _features(args: argparse.Namespace) -> int:
                       + ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items()))
             return 0
         if args.action == "list":
-            rows = feature_set_rows(lake)
-            if rows.height == 0:
+            listed = feature_set_list(feature_set_rows(lake))
+            if args.json:
+                print(json.dumps(listed.with_columns(pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ"))
+                                 .to_dicts(), indent=2))
+                return 0
+            if listed.height == 0:
                 print("no feature sets")
                 return 0
-            newest = [pl.col(c).last() for c in ("version", "created_at", "rows", "columns")]
-            print(rows.group_by("feature_set", maintain_order=True).agg(*newest, pl.len().alias("versions")))
+            print(aligned_table(listed.select(
+                "feature_set", "version", "versions", pl.col("created_at").dt.strftime("%Y-%m-%d %H:%M:%SZ"),
+                pl.format("{} x {}", "rows", "columns").alias("rows x columns"),
+                pl.col("content_hash").str.slice(0, 12).alias("hash"), "studies")))
+            print(f"{listed.height} feature set{'' if listed.height == 1 else 's'}; versions and spec: omicsdw "
+                  "features show NAME")
             return 0
         if args.action == "show":
             rows = feature_set_rows(lake, args.name)
@@ -921,6 +967,8 @@ def _parser() -> argparse.ArgumentParser:
     fbuild = verbs.add_parser("build", help="materialise SPEC.yaml as a new version (unchanged content: none)")
     fbuild.add_argument("spec", help="feature-set spec (YAML, see schemas/features.py)")
     flist = verbs.add_parser("list", help="feature sets with their newest version")
+    flist.add_argument("--json", action="store_true", help="print a JSON list (one object per feature set, "
+                                                           "newest version) instead of the table")
     fshow = verbs.add_parser("show", help="versions, input table versions and spec of a feature set")
     fshow.add_argument("name")
     fexport = verbs.add_parser("export", help="write one version as a wide Parquet file")

@@ -22,14 +22,17 @@ import polars as pl
 
 from schemas.manifest import StudyManifest
 from transforms.report.html import (
+    BIOMARKER_P,
+    BIOMARKER_ROWS,
     ENRICHMENT_FDR,
     ENRICHMENT_ROWS,
     StudyReportData,
+    attempt_note_html,
     study_report_html,
     warehouse_index_html,
 )
 from transforms.signatures.plots import TOP_SETS
-from warehouse.catalog import study_visible_files, view_names, view_session, visible_files
+from warehouse.catalog import STATUS_VIEW, study_visible_files, view_names, view_session, visible_files
 from warehouse.lake import Lake
 from warehouse.versions import code_fingerprint
 
@@ -176,6 +179,37 @@ def top_enrichment(con: duckdb.DuckDBPyConnection, study_id: str, *,
     return top, tests
 
 
+BIOMARKER_CANDIDATES = """
+SELECT b.contrast, b.gene_id, g.symbol, b.rna_log2fc, b.rna_padj, b.rna_method, b.protein_difference,
+       b.protein_pvalue, b.rna_protein_r, b.concordant
+FROM biomarker_candidates b LEFT JOIN genes g USING (gene_id)
+WHERE b.study_id = $study
+QUALIFY row_number() OVER (PARTITION BY b.contrast ORDER BY b.rna_padj NULLS LAST, b.protein_pvalue NULLS LAST,
+                                                            b.gene_id) <= $rows
+ORDER BY b.contrast, b.rna_padj NULLS LAST, b.protein_pvalue NULLS LAST, b.gene_id
+"""
+"""Each contrast's ``$rows`` candidates of lowest RNA adjusted p (then protein p), with the gene's symbol."""
+
+BIOMARKER_TESTS = """
+SELECT contrast, any_value(rna_method) AS rna_method, count(*) AS genes,
+       count(*) FILTER (WHERE rna_padj < $padj) AS rna_padj_lt,
+       count(*) FILTER (WHERE protein_pvalue < $padj) AS protein_pvalue_lt,
+       count(*) FILTER (WHERE rna_padj < $padj AND protein_pvalue < $padj AND concordant) AS both_concordant
+FROM biomarker_candidates WHERE study_id = $study GROUP BY contrast ORDER BY contrast
+"""
+"""Per contrast: genes with RNA and protein tested, and how many pass each threshold (both, same sign)."""
+
+
+def top_biomarker_candidates(con: duckdb.DuckDBPyConnection, study_id: str, *,
+                             rows: int = BIOMARKER_ROWS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each contrast's ``rows`` ``biomarker_candidates`` of lowest RNA padj, and the counts per contrast
+    (:data:`BIOMARKER_TESTS`, thresholds ``BIOMARKER_P``): bounded reads, whatever the study's size.
+    """
+    top = con.sql(BIOMARKER_CANDIDATES, params={"study": study_id, "rows": rows}).pl()
+    tests = con.sql(BIOMARKER_TESTS, params={"study": study_id, "padj": BIOMARKER_P}).pl()
+    return top, tests
+
+
 def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: Path) -> StudyReportData:
     """What the study's report shows, from a session with the catalog's views ``con`` (:func:`study_session`, or
     the catalog itself) and the stages' plots in ``folder``.
@@ -193,8 +227,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
                              "component", p)
     coverage = _frame(con, "SELECT * FROM sample_omics_coverage WHERE study_id = ? ORDER BY sample_id", p)
     views = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    enrichment = signatures = rna_protein = None
-    enrichment_tests = None
+    enrichment = signatures = rna_protein = candidates = None
+    enrichment_tests = candidate_tests = None
     if "gene_set_enrichment" in views:
         enrichment, enrichment_tests = top_enrichment(con, study_id)
     if "signature_scores" in views:
@@ -205,6 +239,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
     if "omics_correlations" in views and has_rna and has_protein:
         rna_protein = _frame(con, "SELECT gene_id, r, n FROM omics_correlations WHERE study_id = ? AND layer_x = "
                                   "'rna' AND layer_y = 'protein' AND method = 'spearman' AND r IS NOT NULL", p)
+    if "biomarker_candidates" in views and has_rna and has_protein:
+        candidates, candidate_tests = top_biomarker_candidates(con, study_id)
     plots = sorted(folder.glob("*_volcano.png")) + sorted(folder.glob("*_ma.png"))
     return StudyReportData(
         study_id=study_id, name=studies["name"][0],
@@ -222,7 +258,8 @@ def read_study_report(con: duckdb.DuckDBPyConnection, study_id: str, *, folder: 
         signature_scores=signatures,
         signature_plots=[(f.name.removesuffix("_ssgsea_heatmap.png"), f.read_bytes())
                          for f in sorted(folder.glob("*_ssgsea_heatmap.png"))] if signatures is not None else [],
-        rna_protein=rna_protein)
+        rna_protein=rna_protein, biomarker_candidates=candidates, biomarker_tests=candidate_tests,
+        contrasts=[c.name for c in manifest.contrasts])
 
 
 def _write(path: Path, text: str) -> None:
@@ -266,6 +303,7 @@ def write_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake, plots:
             data = replace(data, plots=False, contrast_plots=[], enrichment_plots=[], signature_plots=[])
         page, unchanged = study_report_html(data), False
         _write(target, page)
+        (folder / _NOTE).unlink(missing_ok=True)  # a new page of the published version: no note in it (yet)
         stamp.write_text(fingerprint)
     if index:
         write_report_index(lake, warehouse_dir)
@@ -282,10 +320,10 @@ def study_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = No
     return view_session(lake, study_visible_files(lake, study_id, ledger=ledger))
 
 
-REPORT_TABLES = ("cn_segments", "copy_number", "copy_number_peak_calls", "gene_mutation_status",
-                 "gene_set_enrichment", "omics_correlations", "protein_abundance", "rna_abundance", "rna_counts",
-                 "rna_normalized", "rna_vst", "sample_attributes", "sample_clusters", "sample_embeddings", "sample_qc",
-                 "samples", "signature_scores", "studies", "variants")
+REPORT_TABLES = ("biomarker_candidates", "cn_segments", "copy_number", "copy_number_peak_calls", "genes",
+                 "gene_mutation_status", "gene_set_enrichment", "omics_correlations", "protein_abundance",
+                 "rna_abundance", "rna_counts", "rna_normalized", "rna_vst", "sample_attributes", "sample_clusters",
+                 "sample_embeddings", "sample_qc", "samples", "signature_scores", "studies", "variants")
 """The tables :func:`read_study_report` reads, itself or through :data:`REPORT_VIEWS`."""
 REPORT_VIEWS = ("sample_omics_coverage",)
 """The joined views :func:`read_study_report` reads."""
@@ -300,19 +338,75 @@ def report_session(lake: Lake, study_id: str, *, ledger: pl.DataFrame | None = N
                         views=REPORT_VIEWS)
 
 
+INDEX_ROWS = """
+SELECT study_id, r.name, r.report_path, s.result, s.attempted_at, s.run_id, s.launched_by, s.published_version,
+       s.published_at, s.errors, s.warnings, s.first_error_file, s.first_error_line, s.first_error_column,
+       s.first_error
+FROM study_reports r FULL JOIN study_status s USING (study_id)
+ORDER BY study_id
+"""
+"""Every study the warehouse knows: each published one (``study_reports``) and each with an ingest attempt
+(``study_status``: a failed first load too), with its last attempt's result and first located error."""
+
+_NOTE = ".attempt_note"
+"""File beside a study's page holding the note :func:`write_report_index` put in the page ("" or absent: none)."""
+_NOTE_START, _NOTE_END = "<!--omicsdw:attempt-->", "<!--/omicsdw:attempt-->"
+
+
 def write_report_index(lake: Lake, warehouse_dir: Path) -> None:
-    """``reports/index.html``: a link per study the catalog's ``study_reports`` view lists (every published study),
-    read from the published ``studies`` files alone.
+    """``reports/index.html``: a row per study the warehouse knows (:data:`INDEX_ROWS`: each published study, with
+    a link to its report, and each study with an ingest attempt, a failed first load too), with its last attempt's
+    result and first located error; and in the page of a published study whose latest attempt failed or was
+    withheld, a note saying so (:func:`note_latest_attempt`).
+
+    Read from the published ``studies`` files, ``study_versions``, the newest ``ingest_issues`` files and the
+    attempts in the ingest_issues log (read incrementally, cached per process), not the catalog: a failed catalog
+    rebuild still gets its index.
     """
     (warehouse_dir / REPORTS).mkdir(parents=True, exist_ok=True)
-    _, files = visible_files(lake, ["studies"])["studies"]
-    con = view_session(lake, {"studies": files}, views=["study_reports"])
+    files = {table: found for table, (_, found) in visible_files(lake, ["studies", "study_versions",
+                                                                       "ingest_issues"]).items()}
+    con = view_session(lake, files, views=["study_reports", STATUS_VIEW])
     try:
-        listed = _frame(con, "SELECT study_id, name, report_path FROM study_reports", [])
+        listed = _frame(con, INDEX_ROWS, [])
     finally:
         con.close()
-    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(listed.with_columns(
-        pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))))
+    listed = listed.with_columns(pl.col("report_path").str.strip_prefix(f"{REPORTS}/").alias("path"))
+    for row in listed.filter(pl.col("report_path").is_not_null()).iter_rows(named=True):
+        note_latest_attempt(warehouse_dir / REPORTS / row["study_id"], attempt_note_html(row))
+    _write(warehouse_dir / REPORTS / INDEX, warehouse_index_html(listed))
+
+
+def note_latest_attempt(folder: Path, note: str) -> None:
+    """Put ``note`` (HTML, "" for none) at the top of the study's page in ``folder``, unless it is there already.
+
+    The page stays the previous good version; only the note between two comments changes, so a study whose latest
+    attempt failed keeps its report and says so. Cheap when nothing changed (one small file read per study); a
+    page rewritten meanwhile by its report (the inode changed) is left alone: the new page is of a newer
+    publication.
+    """
+    marker, page = folder / _NOTE, folder / INDEX
+    current = marker.read_text(encoding="utf-8") if marker.is_file() else ""
+    if current == note or not page.is_file():
+        return
+    before = page.stat()
+    text = page.read_text(encoding="utf-8")
+    start, end = text.find(_NOTE_START), text.find(_NOTE_END)
+    block = f"{_NOTE_START}{note}{_NOTE_END}"
+    if 0 <= start < end:
+        text = text[:start] + block + text[end + len(_NOTE_END):]
+    elif "</h1>" in text:
+        text = text.replace("</h1>", "</h1>" + block, 1)
+    else:
+        return
+    temporary = page.with_name(f".{page.name}.{os.getpid()}.note.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    after = page.stat()
+    if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+        temporary.unlink(missing_ok=True)  # the report rewrote the page meanwhile
+        return
+    os.replace(temporary, page)
+    marker.write_text(note, encoding="utf-8")
 
 
 def remove_study_report(warehouse_dir: Path, study_id: str, *, lake: Lake) -> None:

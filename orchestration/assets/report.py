@@ -17,8 +17,8 @@ from warehouse.report import write_study_report
 @dg.asset(name="study_report", group_name="report", deps=[LEDGER], kinds={"html"}, partitions_def=studies,
           pool=STUDY_POOL, automation_condition=FOLLOWS_INPUTS, retry_policy=TRANSIENT_RETRY,
           description="HTML report of a published study: sample QC, correlation heatmap, PCA, clusters, volcano "
-                      "and MA plots, omics coverage, enrichment, signature scores, RNA-protein correlation "
-                      "(reports/<study>/index.html).")
+                      "and MA plots, omics coverage, enrichment, signature scores, biomarker candidates, "
+                      "RNA-protein correlation (reports/<study>/index.html).")
 def study_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Write the study's report and the report index from what readers see."""
     with warehouse.study_session(context.partition_key) as lake:  # the study's lock: one writer of its reports

@@ -181,6 +181,25 @@ def test_differential_expression_bad_contrast_skipped_others_committed(airway: L
     assert _contrasts_check(_materialize([differential_expression_table], warehouse, "airway")).passed
 
 
+def test_differential_expression_of_a_study_without_counts_warns_naming_its_contrast(
+        warehouse: WarehouseResource) -> None:
+    # small19: a proteomics-only study's contrast was silently ignored: an empty partition and a passing
+    # contrasts_fitted check; now the check warns and skipped_contrasts names it and why
+    lake = warehouse.lake()
+    attributes = pl.DataFrame({"sample_id": ["a1", "a2", "b1", "b2"], "attribute": "group",
+                               "value": ["a", "a", "b", "b"], "value_type": "string"})
+    commit_load(lake, "prot_only", {"sample_attributes": attributes}, load="v1",  # no rna_counts rows
+                manifest={"contrasts": [{"name": "b_vs_a", "factor": "group", "test": "b", "reference": "a"}]})
+    result = _materialize([differential_expression_table], warehouse, "prot_only")
+    assert result.success  # the study is published all the same
+    assert lake.scan("differential_expression", study_id="prot_only").collect().height == 0
+    why = "contrast 'b_vs_a' skipped: differential expression needs RNA counts and the study has no rna_counts rows"
+    assert _metadata(result, "differential_expression")["skipped_contrasts"] == {"b_vs_a": why}
+    check = _contrasts_check(result)
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert check.metadata["skipped"].value == why
+
+
 def test_abundance_only_study_uses_the_zscore_reference(warehouse: WarehouseResource) -> None:
     lake = warehouse.lake()
     samples = ["n1", "n2", "t1"]

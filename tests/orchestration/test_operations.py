@@ -175,6 +175,11 @@ def test_run_failure_sensor_summarises_a_failed_study_run_with_its_located_error
     assert (summary["job"], summary["study"], summary["run_id"]) == ("study_job", "airway", result.run_id)
     assert [step["step"] for step in summary["steps"]] == ["ingest_study"]
     assert json.loads((tmp_path / "wh" / "runs" / "failures.jsonl").read_text()) == summary
+    # the daemon's report index lists the failed new study too, with its located error (small19: only the CLI's
+    # index was written after a failure, and no index listed a study never published)
+    index = (tmp_path / "wh" / "reports" / "index.html").read_text()
+    assert "<td>airway</td><td><strong>failed</strong></td>" in index
+    assert "featurecounts.txt:6 column SRR1039509_subset: invalid_value: non-numeric value" in index
 
 
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))

@@ -127,6 +127,35 @@ def test_example_biomarker_candidates_equal_welch_between_pam50_groups(built, so
     assert (found[0][2] < 0, found[0][5] < 0, found[0][8]) == (True, True, True)
 
 
+def test_example_report_lists_the_biomarker_candidates_and_says_why_there_is_no_de(built, source):
+    # the known defect (small19): brca's report said there is no DE and showed none of its Welch candidates
+    mrna, protein, samples = source
+    subtype = mrna.select("sample_id").join(samples, on="sample_id", how="left")["subtype"]
+    basal, luma = (subtype == "Basal").to_numpy(), (subtype == "LumA").to_numpy()
+    genes = [g for g in mrna.columns[1:] if g not in ("FLJ23867", "C7orf55", "HN1")]  # as the test above
+    rna_padj = dict(zip(genes, stats.false_discovery_control(
+        [stats.ttest_ind(mrna[g].to_numpy()[basal], mrna[g].to_numpy()[luma], equal_var=False).pvalue
+         for g in genes], method="bh"), strict=True))
+    page = (built / "reports" / "brca" / "index.html").read_text()
+    section = page[page.index('<section id="biomarker-candidates">'):]
+    section = section[:section.index("</section>")]
+    assert "<h3>basal_vs_luma</h3>" in section
+    rows = section.split("<h3>basal_vs_luma</h3>")[1].split("<tr>")[2:]  # after the header row
+    by_padj = sorted(BOTH, key=lambda gene: rna_padj[gene[0]])
+    assert [row.split("</td>")[1].removeprefix("<td>") for row in rows] == [gene for gene, _, _ in by_padj]
+    for row, (gene, antibody, gene_id) in zip(rows, by_padj, strict=True):
+        prot = protein[antibody].to_numpy()
+        cells = [c.removeprefix("<td>") for c in row.split("</td>")[:9]]
+        assert cells[0] == str(gene_id)
+        assert cells[3] == f"{rna_padj[gene]:.4g}"
+        assert cells[4] == "welch"
+        assert cells[6] == f"{stats.ttest_ind(prot[basal], prot[luma], equal_var=False).pvalue:.4g}"
+    # counts: 2 genes tested; COL6A1 passes 0.05 in RNA and protein, same sign (the test above), STAT5A neither
+    assert "<td>basal_vs_luma</td><td>welch</td><td>2</td><td>1</td><td>1</td><td>1</td>" in section
+    de = page[page.index('<section id="differential-expression">'):]
+    assert "The contrast of study.yaml (basal_vs_luma) was skipped by DESeq2" in de[:de.index("</section>")]
+
+
 def test_example_multi_gene_antibody_gives_each_gene_its_value_flagged(built, source):
     _, protein, _ = source
     # AKT1 AKT2 AKT3|Akt (annotation): each gene gets the total Akt antibody's value (before Akt_pS473 / _pT308)

@@ -104,6 +104,36 @@ def test_feature_versions_and_version_read_after_a_new_study(versions):
     assert warehouse.features("brca_all", version=1, warehouse=wh).to_pandas().shape == (20, 9)
 
 
+def test_features_list_prints_an_aligned_table_and_json_of_each_newest_version(versions, capsys):
+    wh = str(versions["wh"])
+    assert main(["features", "list", "--warehouse", wh]) == 0
+    out = capsys.readouterr().out
+    assert "shape:" not in out  # the raw polars table: a shape line, box drawing, cut columns (small19)
+    assert "│" not in out
+    assert "…" not in out
+    header, rule, *lines, footer = out.splitlines()
+    assert header.split() == ["feature_set", "version", "versions", "created_at", "rows", "x", "columns", "hash",
+                              "studies"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert len({len(line) >= header.index("studies") for line in lines}) == 1  # aligned: every row reaches it
+    rows = {line.split()[0]: line for line in lines}
+    assert sorted(rows) == ["brca_all", "brca_panel", "brca_scaled"]
+    newest = warehouse.feature_versions("brca_all", warehouse=wh).row(1, named=True)
+    # brca_all version 2 of 2: 2 studies x 20 samples; 7 feature columns (2 rna, 2 protein, 1 cn, 2 mutation)
+    assert rows["brca_all"].split()[:3] == ["brca_all", "2", "2"]
+    assert "40 x 7" in rows["brca_all"]
+    assert newest["content_hash"][:12] in rows["brca_all"]
+    assert rows["brca_all"].rstrip().endswith("all")
+    assert rows["brca_panel"].rstrip().endswith("brca")
+    assert footer.startswith("3 feature sets")
+    assert main(["features", "list", "--json", "--warehouse", wh]) == 0
+    listed = {row["feature_set"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed["brca_all"] | {"created_at": None} == {
+        "feature_set": "brca_all", "version": 2, "versions": 2, "created_at": None, "rows": 40, "columns": 7,
+        "content_hash": newest["content_hash"], "studies": "all"}
+    assert listed["brca_all"]["created_at"].startswith(str(newest["created_at"].date()))
+
+
 def test_features_cli_list_show_export_and_unchanged_rebuild(versions, capsys, tmp_path):
     wh = str(versions["wh"])
     assert main(["features", "list", "--warehouse", wh]) == 0

@@ -7,7 +7,13 @@ import numpy as np
 import polars as pl
 
 from transforms.signatures.plots import top_variable_scores
-from warehouse.report import TOP_VARIABLE_VALUES, top_enrichment, top_variable_sets, top_variable_values
+from warehouse.report import (
+    TOP_VARIABLE_VALUES,
+    top_biomarker_candidates,
+    top_enrichment,
+    top_variable_sets,
+    top_variable_values,
+)
 
 
 def _long(values: np.ndarray, *, study: str, assay: str, column: str) -> pl.DataFrame:
@@ -165,3 +171,41 @@ def test_study_report_says_no_gene_set_is_enriched_instead_of_listing_sets_at_p_
     page = study_report_html(_data(enrichment=top, enrichment_tests=tests))
     assert "No gene set enriched: no ORA set holds a gene at padj &lt; 0.05" in page
     assert "SET_00<" not in page
+
+
+def test_top_biomarker_candidates_keeps_each_contrasts_lowest_rna_padj_with_symbols_and_counts():
+    con = duckdb.connect()
+    padj = [0.5, 0.01, None, 0.01, 0.2, 0.04]
+    rows = pl.DataFrame({"study_id": ["s"] * 6 + ["other"], "contrast": ["a"] * 4 + ["b"] * 2 + ["a"],
+                         "gene_id": [1, 2, 3, 4, 1, 2, 9], "rna_log2fc": [1.0, -2.0, 0.5, 3.0, 1.0, 1.0, 9.0],
+                         "rna_padj": [*padj, 1e-9], "rna_method": "welch",
+                         "protein_difference": [1.0, -1.0, 0.2, -0.5, -1.0, 2.0, 9.0],
+                         "protein_pvalue": [0.01, 0.02, 0.3, 0.01, 0.5, 0.001, 1e-9],
+                         "rna_protein_r": 0.3, "concordant": [True, True, True, False, False, True, True]})
+    con.register("biomarker_candidates", rows.to_arrow())
+    con.register("genes", pl.DataFrame({"gene_id": [1, 2, 3], "symbol": ["ONE", "TWO", "THREE"]}).to_arrow())
+    top, tests = top_biomarker_candidates(con, "s", rows=3)
+    # a: padj 0.01 (gene 4, protein p 0.01) before 0.01 (gene 2, protein p 0.02), then 0.5; NULL padj last, cut
+    assert top.select("contrast", "gene_id", "symbol").rows() == [
+        ("a", 4, None), ("a", 2, "TWO"), ("a", 1, "ONE"), ("b", 2, "TWO"), ("b", 1, "ONE")]
+    # a: 3 genes with padj, 2 below 0.05 (2, 4); protein p < 0.05: 1, 2, 4; both and same sign: 2 (4 is discordant)
+    assert tests.rows() == [("a", "welch", 4, 2, 3, 1), ("b", "welch", 2, 1, 1, 1)]
+
+
+def test_note_latest_attempt_puts_replaces_and_removes_the_note_under_the_title(tmp_path):
+    from warehouse.report import INDEX, note_latest_attempt
+
+    page = tmp_path / INDEX
+    page.write_text("<html><body><h1>s: S</h1><section>old good version</section></body></html>")
+    note_latest_attempt(tmp_path, "<p>failed A</p>")
+    assert page.read_text() == ("<html><body><h1>s: S</h1><!--omicsdw:attempt--><p>failed A</p>"
+                                "<!--/omicsdw:attempt--><section>old good version</section></body></html>")
+    note_latest_attempt(tmp_path, "<p>failed B</p>")
+    assert page.read_text().count("failed") == 1
+    assert "<p>failed B</p>" in page.read_text()
+    note_latest_attempt(tmp_path, "")  # loaded again: the note goes
+    assert page.read_text() == ("<html><body><h1>s: S</h1><!--omicsdw:attempt--><!--/omicsdw:attempt-->"
+                                "<section>old good version</section></body></html>")
+    stamp = page.stat().st_mtime_ns
+    note_latest_attempt(tmp_path, "")  # nothing to change: the page is not rewritten
+    assert page.stat().st_mtime_ns == stamp

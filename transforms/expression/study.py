@@ -1030,8 +1030,8 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
     contrast whose design the samples cannot support (a level without samples, no residual degrees of freedom, a
     confounded or missing covariate) is skipped, not fitted: ``StageOutput.skipped`` and the metadata's
     ``skipped_contrasts`` name it and say why, and the other contrasts are computed and committed (one bad contrast
-    does not withhold the study). Counts that are no counts (negative, non-finite) still raise ValueError: that is
-    the data, not the contrast.
+    does not withhold the study). A study without counts skips every contrast, and says so. Counts that are no
+    counts (negative, non-finite) still raise ValueError: that is the data, not the contrast.
     """
     assays = [a for (a,) in _assays(counts, "assay")]
     metadata: dict[str, object] = {"padj_threshold": PADJ}
@@ -1039,6 +1039,10 @@ def differential_study(counts: pl.LazyFrame, attributes: pl.DataFrame, *, contra
     if not assays or not contrasts:
         why = "no contrasts in the manifest" if assays else "the study has no rna_counts rows"
         metadata["note"] = f"{why}: an empty partition is committed"
+        if contrasts:  # a study without counts: each contrast is skipped, said as such (it was silently ignored)
+            output.skipped.update({c.name: f"contrast {c.name!r} skipped: differential expression needs RNA counts "
+                                           "and the study has no rna_counts rows" for c in contrasts})
+            metadata["skipped_contrasts"] = dict(output.skipped)
         return output
 
     def skip(contrast: Contrast, assay: str, exc: DesignError) -> None:

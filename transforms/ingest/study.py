@@ -430,6 +430,7 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
         lines = {}
     known = set() if attributes is None else set(attributes["attribute"])
     known |= set() if subjects is None else set(subjects.attributes["attribute"])
+    unused = _contrasts_unused(manifest)
     seen: set[str] = set()
     for index, contrast in enumerate(manifest.contrasts):
         where = f"contrasts[{index}]"
@@ -438,6 +439,10 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
             issues.error("invalid_contrast", f"contrast name {contrast.name!r} is used twice", file=MANIFEST_NAME,
                          line=line, column=f"{where}.name")
         seen.add(contrast.name)
+        if unused is not None:
+            issues.warning("invalid_contrast", f"contrast {contrast.name!r}: {unused}", file=MANIFEST_NAME,
+                           line=line, column=f"{where}.name")
+            continue  # its design is never fitted: no warning about it
         if attributes is None:
             continue  # samples come from the assays: the DE stage checks the design
         found = len(issues.issues)
@@ -466,6 +471,26 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
                 design = _contrast_design(contrast, attributes, among=held)
                 if design is not None:
                     skipped("factor", f"on assay {assay!r} ({len(held)} sample(s) with counts): {design}")
+
+
+COUNT_KINDS = ("rna_counts", "sc_rna_counts")
+"""Assay kinds that give differential expression its counts (single-cell counts through pseudobulk profiles)."""
+
+
+def _contrasts_unused(manifest: StudyManifest) -> str | None:
+    """Why nothing in the warehouse can use the study's contrasts, or None when something can.
+
+    DE (DESeq2) needs counts; without them only ``biomarker_candidates`` reads a contrast (Welch tests of log2 RNA
+    and protein, so a study needs both). A proteomics-only study's contrast was silently ignored (small19). A
+    protein-level DE (limma-style moderated t on log intensities) would be the fuller answer; it is not built.
+    """
+    kinds = {a.kind for a in manifest.assays}
+    if kinds & set(COUNT_KINDS) or {"rna_abundance", "protein_abundance"} <= kinds:
+        return None
+    return (f"differential expression needs RNA counts (an assay of kind {' or '.join(COUNT_KINDS)}) and the study "
+            f"has none (assay kinds: {', '.join(sorted(kinds)) or 'none'}); it skips this contrast, and nothing else "
+            "uses it (biomarker_candidates compares a contrast's groups only in a study with RNA and protein); the "
+            "study's tables are computed and published")
 
 
 def _skipped_contrast(issues: IssueLog, name: str, key: str, message: str, *, where: str, line: int | None) -> None:

@@ -4,15 +4,17 @@ Plots are PNGs embedded as ``data:`` URIs, tables are plain HTML, the style shee
 no network request. :func:`study_report_html` takes what the report shows (already read from the catalog, bounded:
 the top variable genes, the top gene sets, one correlation per gene) and returns the page; sections whose data the
 study lacks say so instead of disappearing, except the optional ones (enrichment and signature scores when the
-catalog has their view, RNA-protein correlation when the study has both layers).
+catalog has their view, biomarker candidates and RNA-protein correlation when the study has both layers).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import numpy as np
@@ -33,6 +35,11 @@ ENRICHMENT_FDR = 0.05
 """FDR below which the report calls a gene set enriched."""
 ENRICHMENT_FEW = 10
 """Results shown, with their p and FDR, when no gene set is enriched (the best of nothing, said as such)."""
+
+BIOMARKER_ROWS = 20
+"""Biomarker candidates shown per contrast (lowest RNA adjusted p first)."""
+BIOMARKER_P = 0.05
+"""Threshold of the candidate counts per contrast (RNA padj, protein p)."""
 
 SECTIONS = ("summary", "sample-qc", "correlation", "pca", "clusters", "differential-expression", "omics-coverage")
 """Ids of the sections every report has, in page order (the optional ones follow)."""
@@ -85,6 +92,14 @@ class StudyReportData:
     without one is drawn here."""
     rna_protein: pl.DataFrame | None = None
     """``gene_id``, ``r``, ``n``: per-gene RNA-protein Spearman r; None unless the study has both layers."""
+    biomarker_candidates: pl.DataFrame | None = None
+    """Each contrast's top ``biomarker_candidates`` rows (with ``symbol``); None unless the study has RNA and
+    protein."""
+    biomarker_tests: pl.DataFrame | None = None
+    """``contrast``, ``rna_method``, ``genes``, ``rna_padj_lt``, ``protein_pvalue_lt``, ``both_concordant``
+    (below ``BIOMARKER_P``) per contrast."""
+    contrasts: list[str] = field(default_factory=list)
+    """Names of the study.yaml contrasts (the DE section names those it could not fit)."""
     plots: bool = True
     """Draw the report's own plots (False: the page has the tables and text only, and says so)."""
 
@@ -245,9 +260,24 @@ def _clusters_section(data: StudyReportData) -> str:
             + html_table(wide.select("assay", "sample_id", *ordered)))
 
 
+def _no_counts_de(data: StudyReportData) -> str:
+    """Why a study without counts has no DE, naming the study.yaml contrasts it skipped and where they went."""
+    text = "No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)."
+    if not data.contrasts:
+        return text
+    named = ", ".join(data.contrasts)
+    plural = len(data.contrasts) > 1
+    text += f" The contrast{'s' if plural else ''} of study.yaml ({named}) {'were' if plural else 'was'} skipped"
+    if data.biomarker_candidates is not None:
+        return text + " by DESeq2; the Biomarker candidates section compares the same groups by Welch t-tests of " \
+                      "the log2 RNA and protein values."
+    return text + ": nothing else in the warehouse uses a contrast without counts (biomarker candidates need RNA " \
+                  "and protein of the same samples)."
+
+
 def _contrast_section(data: StudyReportData) -> str:
     if not data.contrast_plots:  # without counts there is no DE, plots or not (a proteomics-only study)
-        return _none("No differential expression: it needs a count assay (DESeq2 fits raw RNA counts)."
+        return _none(_no_counts_de(data)
                      if data.sample_qc.height == 0 else "No differential-expression plots: no contrast in study.yaml."
                      if data.plots else "Plots were not drawn (built without plots); the results are in the catalog "
                      "(differential_expression).")
@@ -322,6 +352,32 @@ def _enrichment_section(rows: pl.DataFrame, plots: list[tuple[str, bytes]],
             + tested + images + html_table(rows.drop("study_id", strict=False), max_rows=ENRICHMENT_ROWS))
 
 
+def _biomarker_section(data: StudyReportData, rows: pl.DataFrame) -> str:
+    """Per contrast: the counts of tested genes passing each threshold, then its candidates of lowest RNA padj
+    (the ``biomarker_candidates`` columns, with the gene's symbol).
+    """
+    tests = data.biomarker_tests if data.biomarker_tests is not None else pl.DataFrame()
+    if rows.height == 0:
+        return _none("No biomarker candidates: they need a contrast in study.yaml and genes measured as RNA and "
+                     "protein in 3 or more samples of each of its groups." if not data.contrasts else
+                     "No biomarker candidates: no gene with RNA and protein was tested between the groups of "
+                     f"{', '.join(data.contrasts)} (3 samples with values in each group are needed).")
+    p = BIOMARKER_P
+    counts = html_table(tests.rename({"rna_padj_lt": f"rna_padj_lt_{p}", "protein_pvalue_lt": f"protein_pvalue_lt_{p}",
+                                      "both_concordant": f"both_lt_{p}_same_sign"}, strict=False))
+    parts = []
+    for (contrast,), part in rows.group_by("contrast", maintain_order=True):
+        parts.append(f"<h3>{html.escape(str(contrast))}</h3>"
+                     + html_table(part.drop("contrast"), max_rows=BIOMARKER_ROWS))
+    return ("<p>Genes measured as RNA and protein, per contrast: the RNA log2 fold change and adjusted p (rna_method "
+            "deseq2: DESeq2's, from differential_expression; welch: a Welch t-test of log2 RNA between the contrast's "
+            "groups, BH-adjusted, for studies without counts) beside the protein difference (mean of test - mean of "
+            "reference, log2) and its Welch p-value, the gene's RNA-protein Spearman r and whether RNA and protein "
+            f"move the same way. Genes tested and passing each threshold ({p}):</p>" + counts
+            + f"<p>Each contrast's candidates of lowest RNA adjusted p (then protein p), at most {BIOMARKER_ROWS}; "
+            "all are in the catalog (<code>biomarker_candidates</code>).</p>" + "".join(parts))
+
+
 def _signature_section(data: StudyReportData, scores: pl.DataFrame) -> str:
     if scores.height == 0:
         return _none("No signature scores for this study (scores are of RNA values: no RNA assay, or no gene set "
@@ -377,6 +433,9 @@ def study_report_html(data: StudyReportData) -> str:
                          _enrichment_section(data.enrichment, data.enrichment_plots, data.enrichment_tests)))
     if data.signature_scores is not None:
         optional.append(("signature-scores", "Signature scores", _signature_section(data, data.signature_scores)))
+    if data.biomarker_candidates is not None:
+        optional.append(("biomarker-candidates", "Biomarker candidates",
+                         _biomarker_section(data, data.biomarker_candidates)))
     if data.rna_protein is not None:
         optional.append(("rna-protein-correlation", "RNA-protein correlation",
                          _rna_protein_section(data, data.rna_protein)))
@@ -389,9 +448,79 @@ def study_report_html(data: StudyReportData) -> str:
             f'<p><a href="../index.html">All study reports</a></p>{nav}{"".join(sections)}</body></html>')
 
 
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else "-"
+
+
+def first_error_text(row: Mapping[str, object]) -> str:
+    """``file:line column: reason`` of a ``study_status`` row's first located error ("" when none)."""
+    if not row.get("first_error"):
+        return ""
+    line = row.get("first_error_line")
+    where = f"{row.get('first_error_file') or '?'}:{'?' if line is None else line}"
+    column = row.get("first_error_column")
+    return f"{where}{f' column {column}' if column else ''}: {row['first_error']}"
+
+
+def attempt_note_html(row: Mapping[str, object]) -> str:
+    """The note a published study's page shows when its latest ingest attempt (a ``study_status`` row) was not
+    what readers see: failed or withheld; "" when it was loaded. The page itself is the previous good version.
+    """
+    result = row.get("result")
+    if result not in ("failed", "withheld"):
+        return ""
+    run = f", run {str(row['run_id'])[:8]}" if row.get("run_id") else ""
+    by = f", {row['launched_by']}" if row.get("launched_by") else ""
+    what = (f"failed ({row.get('errors')} error{'' if row.get('errors') == 1 else 's'}; first: "
+            f"{first_error_text(row)})" if result == "failed" else
+            "was withheld: ingested without errors, but a later stage or check failed (its message: the build's "
+            "output, or runs/failures.log of the daemon)")
+    published = _when(row.get("published_at"))
+    return ('<p class="attempt" style="background:#fdecea;border:1px solid #e6a09a;padding:0.5em 1em">'
+            f"<strong>The latest attempt to load this study ({_when(row.get('attempted_at'))}{run}{by}) "
+            f"{html.escape(what)}.</strong> This page shows the version published {published} (studies version "
+            f"{row.get('published_version')}), which readers still see. <code>omicsdw status --study "
+            f"{html.escape(str(row['study_id']))}</code> lists its issues.</p>")
+
+
+INDEX_COLUMNS = ("study", "result", "last attempt", "published", "errors", "warnings", "first error")
+"""Columns of the report index's table."""
+
+
 def warehouse_index_html(reports: pl.DataFrame) -> str:
-    """The warehouse's report index: one link per study (``study_id``, ``name``, ``path`` relative to reports/)."""
-    items = "".join(f'<li><a href="{html.escape(row["path"])}">{html.escape(row["study_id"])}</a> '
-                    f'{html.escape(row["name"] or "")}</li>' for row in reports.sort("study_id").iter_rows(named=True))
+    """The warehouse's report index: one row per study, with a link to its report when it was published (``path``
+    relative to reports/, NULL: none) and its last ingest attempt when the ``study_status`` columns are given
+    (``result``, ``attempted_at``, ``published_version``, ``published_at``, ``errors``, ``warnings``, the first
+    error's ``first_error_file`` / ``_line`` / ``_column`` / ``first_error``): a failed or withheld study is listed
+    too, marked, with its first located error, so the morning reader sees every study, not only the published.
+    """
+    rows = reports.sort("study_id").to_dicts()
+    body = []
+    for row in rows:
+        study = html.escape(str(row["study_id"]))
+        link = f'<a href="{html.escape(row["path"])}">{study}</a>' if row.get("path") else study
+        result = row.get("result") or ("published" if row.get("path") else "-")
+        bad = result in ("failed", "withheld")
+        published = (f"version {row['published_version']}, {_when(row.get('published_at'))}"
+                     if row.get("published_version") is not None else "yes" if row.get("path") else "never")
+        if bad and row.get("path"):
+            published += " (the report shows it)"
+        name = f'<br><span class="note">{html.escape(row["name"])}</span>' if row.get("name") else ""
+        cells = [link + name, f"<strong>{result}</strong>" if bad else result,
+                 _when(row.get("attempted_at")), html.escape(published),
+                 *(_cell(row.get(c)) for c in ("errors", "warnings")), html.escape(first_error_text(row))]
+        marker = ' class="fail"' if bad else ""
+        body.append(f"<tr{marker}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    counts = Counter(r.get("result") or "published" for r in rows)
+    summary = (f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'}"
+               + (": " + ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) if rows else "")
+               + ". Result of each study's last ingest attempt (as <code>omicsdw status</code>): loaded (the "
+               "report is of it), failed (errors: nothing of it was loaded), withheld (loaded but not published: a "
+               "later stage or check failed); a study published before keeps its report, which says the latest "
+               "attempt failed.")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in INDEX_COLUMNS)
+    table = (f'<table class="index"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+             if rows else "")
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>omicsdw study reports</title>'
-            f"<style>{_STYLE}</style></head><body><h1>Study reports</h1><ul>{items}</ul></body></html>")
+            f"<style>{_STYLE}table.index td {{ white-space: normal; }} table.index td:first-child {{ max-width: "
+            f"22em; }}</style></head><body><h1>Study reports</h1><p>{summary}</p>{table}</body></html>")

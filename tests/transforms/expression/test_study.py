@@ -532,3 +532,22 @@ def test_has_fractions_by_hand(cells, expected) -> None:
     assert study._has_fractions(counts) is expected
     assert study._has_fractions(np.ascontiguousarray(counts)) is expected
     assert study._has_fractions(counts, columns=7) is expected
+
+
+def test_differential_study_without_counts_names_every_contrast_it_skips(tmp_path):
+    # small19: a study without counts (proteomics only, or log2 RNA as TCGA's) committed an empty DE partition and
+    # its contrasts_fitted check passed, as if each contrast had been fitted
+    counts = pl.DataFrame(schema={"assay": pl.String, "sample_id": pl.String, "feature_id": pl.String,
+                                  "gene_id": pl.Int64, "count": pl.Float64}).lazy()
+    attributes = pl.DataFrame({"sample_id": ["a", "b"], "attribute": "group", "value": ["x", "y"]})
+    contrasts = [Contrast(name="y_vs_x", factor="group", test="y", reference="x"),
+                 Contrast(name="x_vs_y", factor="group", test="x", reference="y")]
+    output = study.differential_study(counts, attributes, contrasts=contrasts, workdir=tmp_path)
+    assert output.skipped == {
+        "y_vs_x": "contrast 'y_vs_x' skipped: differential expression needs RNA counts and the study has no "
+                  "rna_counts rows",
+        "x_vs_y": "contrast 'x_vs_y' skipped: differential expression needs RNA counts and the study has no "
+                  "rna_counts rows"}
+    assert output.metadata["differential_expression"]["skipped_contrasts"] == output.skipped
+    assert output.contrasts == []
+    assert study.differential_study(counts, attributes, contrasts=[], workdir=tmp_path).skipped == {}

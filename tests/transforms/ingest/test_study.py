@@ -642,6 +642,29 @@ def test_read_study_fits_a_level_of_one_sample_and_warns_of_a_contrast_it_cannot
         "and published)"]
 
 
+def test_read_study_warns_that_a_contrast_of_a_study_without_counts_is_skipped(tmp_path, reference, study_folder):
+    # small19: a proteomics-only study's contrast was silently ignored (no DE, nothing else reads it); now a
+    # located warning at the contrast's line (study.yaml lines 7 and 8) says DE needs counts and skips it
+    manifest = ("study_id: s\nname: s\nsamples: samples.tsv\nassays:\n"
+                "  - {name: prot, kind: protein_abundance, format: matrix, path: prot.tsv, gene_id_type: symbol}\n"
+                "contrasts:\n"
+                "  - {name: b_vs_a, factor: group, test: b, reference: a}\n"
+                "  - {name: typo, factor: group, test: c, reference: a}\n")
+    samples = "sample_id\tgroup\nS1\ta\nS2\ta\nS3\ta\nS4\tb\nS5\tb\nS6\tb\n"
+    prot = "gene\tS1\tS2\tS3\tS4\tS5\tS6\nTP53\t10\t11\t12\t20\t21\t22\nMYC\t5\t6\t7\t9\t8\t7\n"
+    folder = study_folder(tmp_path, manifest, {"samples.tsv": samples, "prot.tsv": prot})
+    loaded = read_study(folder, reference=reference)
+    issues = study_issues(loaded).filter(pl.col("code") == "invalid_contrast")
+    assert issues.select("file", "line", "column", "severity").rows() == [
+        ("study.yaml", 7, "contrasts[0].name", "warning"), ("study.yaml", 8, "contrasts[1].name", "warning")]
+    assert issues["message"][0] == (
+        "contrast 'b_vs_a': differential expression needs RNA counts (an assay of kind rna_counts or sc_rna_counts) "
+        "and the study has none (assay kinds: protein_abundance); it skips this contrast, and nothing else uses it "
+        "(biomarker_candidates compares a contrast's groups only in a study with RNA and protein); the study's "
+        "tables are computed and published")
+    assert study_issues(loaded).filter(pl.col("severity") == "error").height == 0  # the study loads
+
+
 def test_read_study_warns_of_a_contrast_whose_level_has_no_sample_with_counts(tmp_path, reference, study_folder):
     # The sample table lists both levels, but the count matrix holds only the 'b' samples (a glob or an export that
     # took a few of the files): the contrast passed the ingest check, which looked at the sample table alone, and

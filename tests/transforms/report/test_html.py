@@ -201,3 +201,25 @@ def test_every_report_table_scrolls_sideways_rather_than_leaving_the_page():
     assert page.count("<table>") > 3
     assert page.count("<table>") == page.count('<div class="wide"><table>')
     assert page.count('<div class="wide"><div class="wide">') == 0
+
+
+def test_warehouse_index_lists_a_study_without_a_report_with_its_result_and_first_error():
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 12, 5, 6, 30, tzinfo=UTC)
+    page = warehouse_index_html(pl.DataFrame({
+        "study_id": ["ok", "bad"], "name": ["OK", None], "path": ["ok/index.html", None],
+        "result": ["loaded", "failed"], "attempted_at": [when, when], "published_version": [3, None],
+        "published_at": [when, None], "errors": [0, 2], "warnings": [1, 0],
+        "first_error_file": [None, "samples.tsv"], "first_error_line": [None, 10],
+        "first_error_column": [None, "sample_id"], "first_error": [None, "ragged_row: 7 fields"]}))
+    bad = page[page.index("<tr class=\"fail\">"):]
+    bad = bad[:bad.index("</tr>")]
+    assert "<td>bad</td>" in bad  # no link: no page
+    assert "<strong>failed</strong>" in bad
+    assert "samples.tsv:10 column sample_id: ragged_row: 7 fields" in bad
+    assert "never" in bad
+    assert page.count('class="fail"') == 1
+    assert 'href="ok/index.html"' in page
+    assert "version 3, 2026-12-05 06:30 UTC" in page
+    assert "2 studies: 1 failed, 1 loaded" in page
