@@ -1,8 +1,9 @@
 """omicsdw: build a multi-omics warehouse from study folders, check folders, query it in SQL, remove a study.
 
-build materialises the same Dagster assets as the Dagster UI, study by study (in this process, on the instance
-of $DAGSTER_HOME when set), so a failing study is reported and the others still land; the exit code is 1 if any
-study failed. Heavy libraries are imported by the command that needs them: --help and sql start fast.
+build materialises the same Dagster assets as the Dagster UI, study by study (on the instance of $DAGSTER_HOME
+when set; --jobs N studies at once in worker processes, :mod:`warehouse.build_pool`, --jobs 1 in this process), so
+a failing study is reported and the others still land; the exit code is 1 if any study failed. Heavy libraries
+are imported by the command that needs them: --help and sql start fast.
 """
 
 from __future__ import annotations
