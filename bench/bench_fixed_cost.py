@@ -9,6 +9,10 @@ time into parts (imports, Dagster runs, each asset's body, Delta commits, catalo
 plots).
 
     python bench/bench_fixed_cost.py --studies 8 [--profile 3] [--json bench/out/fixed_cost.json]
+    python bench/bench_fixed_cost.py --studies 8 --jobs 1,2 --repeats 3 --build-arg=--no-plots
+
+``--jobs 1,2``: each repeat runs validate, then one build per value (``omicsdw build --jobs N``, each into a fresh
+warehouse), alternating in the given order; the medians are reported per value.
 """
 
 from __future__ import annotations
@@ -61,11 +65,12 @@ def landing(workdir: Path, studies: int, samples: int, genes: int) -> Path:
     return folder
 
 
-def compare(folder: Path, warehouse: Path, build_args: list[str] | None = None) -> dict[str, object]:
-    """validate, then build into a fresh warehouse, of the same folders, each its own process."""
+def compare(folder: Path, warehouse: Path, build_args: list[str] | None = None,
+            validate: dict[str, float] | None = None) -> dict[str, object]:
+    """validate (unless given), then build into a fresh warehouse, of the same folders, each its own process."""
     shutil.rmtree(warehouse, ignore_errors=True)
     load = os.getloadavg()[0]
-    validate = _child([*OMICSDW, "validate", str(folder)], env=_env())
+    validate = validate or _child([*OMICSDW, "validate", str(folder)], env=_env())
     build = _child([*OMICSDW, "build", "--landing", str(folder), "--warehouse", str(warehouse),
                     *(build_args or [])], env=_env())
     per_study = [float(line.rsplit("(", 1)[1].split()[0]) for line in str(build["stdout"]).splitlines()
@@ -97,7 +102,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="validate + build pairs (median ratio reported)")
     parser.add_argument("--build-arg", action="append", default=[], dest="build_args",
                         help="extra argument of omicsdw build (repeatable), e.g. --build-arg=--no-plots")
+    parser.add_argument("--jobs", default="", help="comma-separated --jobs values of omicsdw build, each timed "
+                                                   "after the same validate in every repeat (e.g. 1,2)")
     args = parser.parse_args()
+    if args.jobs:
+        jobs_main(args)
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     folder = landing(args.workdir, args.studies, args.samples, args.genes)
     print(f"{args.studies} studies of {args.samples} samples x {args.genes} genes; {time.strftime('%Y-%m-%d %H:%M')}"
@@ -139,6 +149,42 @@ def main() -> None:
                   f"{spent['wall_s']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def jobs_main(args: argparse.Namespace) -> None:
+    """``--jobs 1,2``: per repeat one validate, then each jobs value's build, alternating; ratios per value."""
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    folder = landing(args.workdir, args.studies, args.samples, args.genes)
+    values = [int(v) for v in args.jobs.split(",")]
+    print(f"{args.studies} studies of {args.samples} samples x {args.genes} genes; {time.strftime('%Y-%m-%d %H:%M')}"
+          f" UTC, load average {os.getloadavg()[0]:.2f}; omicsdw build {' '.join(args.build_args)} --jobs "
+          f"{args.jobs}", flush=True)
+    print("| run | load | command | wall s | CPU s | wall / validate | CPU / validate | studies a minute (wall) |")
+    print("|---|---|---|---|---|---|---|---|")
+    runs: dict[int, list[dict]] = {v: [] for v in values}
+    for run in range(1, args.repeats + 1):
+        validate = _child([*OMICSDW, "validate", str(folder)], env=_env())
+        print(f"| {run} | {os.getloadavg()[0]:.1f} | omicsdw validate | {validate['wall_s']:.1f} | "
+              f"{validate['cpu_s']:.1f} | 1.0 | 1.0 | |", flush=True)
+        for jobs in values if run % 2 else values[::-1]:  # alternate which build goes first
+            figures = compare(folder, args.workdir / "warehouse", [*args.build_args, "--jobs", str(jobs)], validate)
+            build = figures["build"]
+            assert isinstance(build, dict)
+            runs[jobs].append(figures)
+            print(f"| {run} | {figures['load_before']:.1f} -> {figures['load_after']:.1f} | omicsdw build --jobs "
+                  f"{jobs} | {build['wall_s']:.1f} | {build['cpu_s']:.1f} | {build['wall_s'] / validate['wall_s']:.1f} "
+                  f"| {build['cpu_s'] / validate['cpu_s']:.1f} | {60 * args.studies / build['wall_s']:.1f} |",
+                  flush=True)
+    for jobs, done in runs.items():
+        cpu = statistics.median(r["build"]["cpu_s"] / r["validate"]["cpu_s"] for r in done)  # type: ignore[index]
+        wall = statistics.median(r["build"]["wall_s"] / r["validate"]["wall_s"] for r in done)  # type: ignore[index]
+        build_wall = statistics.median(r["build"]["wall_s"] for r in done)  # type: ignore[index]
+        build_cpu = statistics.median(r["build"]["cpu_s"] for r in done)  # type: ignore[index]
+        print(f"--jobs {jobs}, median of {len(done)}: build / validate {cpu:.1f}x CPU, {wall:.1f}x wall; build "
+              f"{build_cpu:.1f} CPU s, {build_wall:.1f} s wall; {60 * args.studies / build_wall:.1f} studies a "
+              "minute", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"studies": args.studies, "jobs": values, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

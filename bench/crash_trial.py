@@ -689,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop starting trials after this many seconds (0: no limit)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
                         help=f"kinds of kill to draw from (default: all, weights {TARGET_WEIGHTS})")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="omicsdw build --jobs N for every build of the trial (default: the build's default; "
+                             "the killed process group then holds the workers and their forkserver too)")
     parser.add_argument("--keep", action="store_true", help="keep every trial's warehouse, not only failed ones")
     parser.add_argument("--markdown", metavar="REPORT", nargs="+",
                         help="print README tables from saved reports (several: runs side by side, e.g. two seeds, "
@@ -700,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("reports of different studies")
         print(markdown({"studies": reports[0]["studies"], "trials": [t for r in reports for t in r["trials"]]}))
         return 0
+    if args.jobs:
+        global BUILD_ARGS
+        BUILD_ARGS = (*BUILD_ARGS, "--jobs", str(args.jobs))
     t0 = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicsdw-crash-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,18 @@ def _no_dagster_home() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_study_at_a_time() -> Iterator[None]:
+    """Builds in the tests build one study after another in the test's process (``--jobs 1``), whatever the
+    machine's cores: most tests watch a build from inside (monkeypatched functions, the order of catalog rebuilds),
+    which worker processes would not show, and two test workers (``-n 2``) already use the cores. The tests of
+    ``--jobs`` (``tests/warehouse/test_build_jobs.py``, the crash trial's) give it on the command line.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMICSDW_BUILD_JOBS", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _sigterm_not_left_ignored(request: pytest.FixtureRequest) -> Iterator[None]:
     """Restore SIGTERM's default after a test whose code left it ignored, and say which test did.

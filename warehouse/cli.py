@@ -1,8 +1,9 @@
 """omicsdw: build a multi-omics warehouse from study folders, check folders, query it in SQL, remove a study.
 
-build materialises the same Dagster assets as the Dagster UI, study by study (in this process, on the instance
-of $DAGSTER_HOME when set), so a failing study is reported and the others still land; the exit code is 1 if any
-study failed. Heavy libraries are imported by the command that needs them: --help and sql start fast.
+build materialises the same Dagster assets as the Dagster UI, study by study (on the instance of $DAGSTER_HOME
+when set; --jobs N studies at once in worker processes, :mod:`warehouse.build_pool`, --jobs 1 in this process), so
+a failing study is reported and the others still land; the exit code is 1 if any study failed. Heavy libraries
+are imported by the command that needs them: --help and sql start fast.
 """
 
 from __future__ import annotations
@@ -90,11 +91,7 @@ class _Signals:
         if self.pipe is None:
             return result
         signal.signal(signal.SIGTERM, _terminated)
-        received = b""
-        with suppress(BlockingIOError):
-            while chunk := os.read(self.pipe, 512):
-                received += chunk
-        if any(number in self.stops for number in received):
+        if self.stop_received():
             raise Stopped(result, completed=result.success)
         if not result.success and any(
                 error is not None and error.cls_name == "DagsterExecutionInterruptedError"
@@ -102,6 +99,34 @@ class _Signals:
                 + [e.job_failure_data.error for e in result.all_events if e.is_run_failure]):
             raise Stopped(result, completed=False)  # interrupted by a signal of another kind Dagster handles
         return result
+
+    def stop_received(self) -> bool:
+        """Whether a stopping signal came since the last look (reads the wakeup pipe empty)."""
+        if self.pipe is None:
+            return False
+        received = b""
+        with suppress(BlockingIOError):
+            while chunk := os.read(self.pipe, 512):
+                received += chunk
+        return any(number in self.stops for number in received)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Meanwhile SIGINT and SIGTERM only reach the wakeup pipe (``--jobs``: the parent, waiting for its workers,
+        reads it and stops them; a KeyboardInterrupt between two lines of its loop could lose a study's outcome).
+        """
+        if self.pipe is None:
+            yield
+            return
+        saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+        for number in saved:
+            signal.signal(number, _ignored)
+        try:
+            yield
+        finally:
+            for number, handler in saved.items():
+                if handler is not None:
+                    signal.signal(number, handler)
 
 
 @contextmanager
@@ -254,19 +279,25 @@ CLI_TAGS = {"omicsdw/launched_by": "cli"}
 
 
 def _build(args: argparse.Namespace) -> int:
+    from warehouse.build_pool import stop_forkserver
+
+    try:
+        return _build_studies(args)
+    finally:
+        stop_forkserver()  # --jobs: the workers' server (and its CPU time) ends with the build
+
+
+def _build_studies(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     os.environ.setdefault(BLAS_THREADS, "1")
-    import dagster as dg
-
-    from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS, STUDY_ASSETS
-    from orchestration.partitions import STUDIES
-    from orchestration.resources import WarehouseResource
-    from orchestration.sensors import study_job
-    from warehouse.catalog import connect
-    from warehouse.lake import StudyLocked
+    from warehouse.build_pool import default_jobs
     from warehouse.storage import open_lake
-    from warehouse.summary import warehouse_summary
 
+    try:
+        jobs = args.jobs or default_jobs()
+    except argparse.ArgumentTypeError as exc:
+        print(f"omicsdw build: OMICSDW_BUILD_JOBS: {exc}", file=sys.stderr)
+        return 2
     landing = Path(args.landing)
     if not landing.is_dir():
         print(f"omicsdw build: no landing folder {landing}", file=sys.stderr)
@@ -295,13 +326,27 @@ def _build(args: argparse.Namespace) -> int:
         print(f"no study folders (study.yaml or meta_study.txt) in {landing}" if not problems else
               f"no study of {landing} can be built: every study folder has a problem above", file=sys.stderr)
         return 2
+    jobs = min(jobs, len(studies))
+    if jobs > 1:  # the workers' forkserver imports the build's modules while this process imports them too
+        from warehouse.build_pool import start_forkserver
+
+        context = start_forkserver()
+    import dagster as dg
+
+    from orchestration.definitions import CROSS_STUDY_ASSETS, REFERENCE_ASSETS
+    from orchestration.partitions import STUDIES
+    from orchestration.resources import WarehouseResource
+    from warehouse.catalog import connect
+    from warehouse.summary import warehouse_summary
+
     # Catalog rebuilds at a pace (_CatalogPacer) and at the end, instead of one after every commit readers see
     # (2-3 per study, each longer as the warehouse grows); the study report reads the study's files alone, and the
     # report index (every study's link) is written with each rebuild, not after every study's report.
-    resource = WarehouseResource(landing_dir=str(landing.resolve()), warehouse_dir=str(Path(args.warehouse)),
-                                 lake_uri=args.lake, refresh_catalog_on_commit=False, report_index_with_catalog=True,
-                                 retry_transient_errors=False,
-                                 plots=False if args.no_plots else None, prerank_libraries=args.prerank_libraries)
+    settings = {"landing_dir": str(landing.resolve()), "warehouse_dir": str(Path(args.warehouse)),
+                "lake_uri": args.lake, "refresh_catalog_on_commit": False, "report_index_with_catalog": True,
+                "retry_transient_errors": False, "plots": False if args.no_plots else None,
+                "prerank_libraries": args.prerank_libraries}
+    resource = WarehouseResource(**settings)  # type: ignore[arg-type]
     refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
     if refused:
         print(refused, file=sys.stderr)
@@ -314,7 +359,7 @@ def _build(args: argparse.Namespace) -> int:
         quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
         resources = {"warehouse": resource}
         print(f"omicsdw build: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'} from {landing} "
-              f"into {args.warehouse}")
+              f"into {args.warehouse}" + (f" ({jobs} at a time)" if jobs > 1 else ""))
         start = time.monotonic()
         reference = signals.finished(dg.materialize(REFERENCE_ASSETS, resources=resources, instance=instance,
                                              run_config=quiet, raise_on_error=False))
@@ -322,43 +367,11 @@ def _build(args: argparse.Namespace) -> int:
             print(f"omicsdw build: the gene reference did not load; no study was built\n"
                   f"{_failure_text(reference)}", file=sys.stderr)
             return 1
-        # The landing sensor's study_job (the UI lists a build's runs under it), resolved and snapshotted once for
-        # every study: dg.materialize did both per study.
-        job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(
-            study_job.name)
-        failed = []
-        study_build = resource.lake().study_build
-        for i, sid in enumerate(studies, start=1):
-            print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
-            t0 = time.monotonic()
-            try:
-                with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
-                    result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
-                                                                     run_config=quiet, raise_on_error=False,
-                                                                     tags=CLI_TAGS))
-            except StudyLocked as locked:  # its other build stopped or stuck: this study fails, the next ones go on
-                failed.append(sid)
-                print(f"FAILED\n  {locked}")
-                continue
-            except Stopped as stop:
-                if stop.completed:
-                    print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
-                    print(f"stopped by a signal after {sid}: the studies after it were not built; build again to "
-                          "finish", file=sys.stderr)
-                else:
-                    _interrupted_at(sid)
-                raise
-            except KeyboardInterrupt:  # between Dagster's interrupt contexts: SIGTERM's own handler, or Ctrl-C
-                _interrupted_at(sid)
-                raise
-            took, outcome = time.monotonic() - t0, _outcome(result) if result.success else "FAILED"
-            catalog.after_study(changed=outcome != "unchanged")  # a failure may have committed ingest_issues
-            if result.success:
-                print(f"{outcome} ({took:.1f} s)")
-                continue
-            failed.append(sid)
-            print("FAILED")
-            print(_failure_text(result))
+        if jobs > 1:
+            failed = _build_in_workers(context, jobs, settings, list(studies), signals=signals, catalog=catalog)
+        else:
+            failed = _build_one_by_one(list(studies), resources=resources, instance=instance, signals=signals,
+                                       catalog=catalog, run_config=quiet)
         matches = signals.finished(dg.materialize(CROSS_STUDY_ASSETS, resources=resources, instance=instance,
                                            run_config=quiet, raise_on_error=False))
         if not matches.success:  # its error is printed as a study's is: 'failed: signature_matches' alone said nothing
@@ -382,6 +395,113 @@ def _build(args: argparse.Namespace) -> int:
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
           + (f"failed: {', '.join(failed)}" if failed else "all studies loaded"))
     return 1 if failed else 0
+
+
+def _build_one_by_one(studies: list[str], *, resources: dict, instance, signals: _Signals,  # type: ignore[no-untyped-def]
+                      catalog: _CatalogPacer, run_config: dict) -> list[str]:
+    """``--jobs 1``: each study's run in this process, one after the other; the studies that failed."""
+    import dagster as dg
+
+    from orchestration.definitions import STUDY_ASSETS
+    from orchestration.sensors import study_job
+    from warehouse.lake import StudyLocked
+
+    # The landing sensor's study_job (the UI lists a build's runs under it), resolved and snapshotted once for
+    # every study: dg.materialize did both per study.
+    job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resources).resolve_job_def(study_job.name)
+    failed = []
+    study_build = resources["warehouse"].lake().study_build
+    for i, sid in enumerate(studies, start=1):
+        print(f"[{i}/{len(studies)}] {sid} ...", end=" ", flush=True)
+        t0 = time.monotonic()
+        try:
+            with study_build(sid, on_wait=_waiting):  # a second build of the study waits for the whole first
+                result = signals.finished(job.execute_in_process(partition_key=sid, instance=instance,
+                                                                 run_config=run_config, raise_on_error=False,
+                                                                 tags=CLI_TAGS))
+        except StudyLocked as locked:  # its other build stopped or stuck: this study fails, the next ones go on
+            failed.append(sid)
+            print(f"FAILED\n  {locked}")
+            continue
+        except Stopped as stop:
+            if stop.completed:
+                print(f"{_outcome(stop.result)} ({time.monotonic() - t0:.1f} s)", flush=True)
+                print(f"stopped by a signal after {sid}: the studies after it were not built; build again to "
+                      "finish", file=sys.stderr)
+            else:
+                _interrupted_at(sid)
+            raise
+        except KeyboardInterrupt:  # between Dagster's interrupt contexts: SIGTERM's own handler, or Ctrl-C
+            _interrupted_at(sid)
+            raise
+        took, outcome = time.monotonic() - t0, _outcome(result) if result.success else "FAILED"
+        catalog.after_study(changed=outcome != "unchanged")  # a failure may have committed ingest_issues
+        if result.success:
+            print(f"{outcome} ({took:.1f} s)")
+            continue
+        failed.append(sid)
+        print("FAILED")
+        print(_failure_text(result))
+    return failed
+
+
+def _build_in_workers(context, jobs: int, settings: dict, studies: list[str], *,  # type: ignore[no-untyped-def]
+                      signals: _Signals, catalog: _CatalogPacer) -> list[str]:
+    """``--jobs N``: N worker processes build the studies (:mod:`warehouse.build_pool`); this process prints each
+    study's line as it finishes (``[i/n]``: the i-th to finish), rebuilds the catalog at its pace, and on a stopping
+    signal launches no more studies and interrupts the running ones, as the one-by-one build interrupts its one.
+    The studies that failed; :class:`KeyboardInterrupt` after a signal, once every worker has reported.
+    """
+    from contextlib import closing
+
+    from warehouse.build_pool import StudyPool
+
+    pool = StudyPool(context, jobs, settings)
+    failed: list[str] = []
+    interrupted: list[str] = []
+    waits: dict[str, str] = {}
+    done = 0
+
+    def on_wakeup() -> None:
+        if signals.stop_received():
+            pool.stop()
+
+    with signals.deferred(), closing(pool.run(studies, wakeup=signals.pipe, on_wakeup=on_wakeup)) as reports:
+        for report in reports:
+            if report[0] == "waiting":
+                waits[report[1]] = report[2]
+                continue
+            outcome = report[1]
+            done += 1
+            holder = waits.pop(outcome.sid, None)
+            line = f"[{done}/{len(studies)}] {outcome.sid} ... " + (
+                f"waiting for another build of it ({holder}) to finish ... " if holder else "")
+            if outcome.status == "locked":  # its other build stopped or stuck: this study fails, the others go on
+                failed.append(outcome.sid)
+                print(f"{line}FAILED\n  {outcome.text}", flush=True)
+                continue
+            if outcome.status == "INTERRUPTED":
+                print(f"{line}INTERRUPTED", flush=True)
+                print(f"{outcome.sid}: readers keep seeing its previous load until a build completes it",
+                      file=sys.stderr)
+                interrupted.append(outcome.sid)
+                if not pool.stopping:  # a signal sent to its worker alone: this study fails, the others go on
+                    failed.append(outcome.sid)
+                continue
+            status = outcome.text if outcome.status == "stopped" else outcome.status  # stopped: its run completed
+            catalog.after_study(changed=status != "unchanged")  # a failure may have committed ingest_issues
+            if status in ("ok", "unchanged"):
+                print(f"{line}{status} ({outcome.took:.1f} s)", flush=True)
+                continue
+            failed.append(outcome.sid)
+            print(f"{line}FAILED\n{outcome.text}", flush=True)
+    if pool.stopping:
+        left = [s for s in studies if s in interrupted or s in pool.not_launched]
+        print(f"stopped by a signal: {', '.join(left) if left else 'no study'} not built "
+              f"({len(left)} of {len(studies)}); the others are loaded or failed as printed; build again to finish",
+              file=sys.stderr)
+        raise KeyboardInterrupt
+    return failed
 
 
 def _waiting(holder: str) -> None:
@@ -881,6 +1001,12 @@ def _hours(text: str) -> int:
     return hours
 
 
+def _jobs(text: str) -> int:
+    from warehouse.build_pool import jobs_count
+
+    return jobs_count(text)
+
+
 def _warehouse_arguments(parser: argparse.ArgumentParser) -> None:
     """--warehouse and --lake, as every verb working on a built warehouse takes them."""
     parser.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help=WAREHOUSE_HELP)
@@ -905,6 +1031,10 @@ def _parser() -> argparse.ArgumentParser:
                             "asset features/<name> (default: $OMICSDW_FEATURES; unset: none)")
     build.add_argument("--no-plots", action="store_true",
                        help="draw no PNG plots (tables and report text only; default: $OMICSDW_PLOTS, else plots)")
+    build.add_argument("--jobs", type=_jobs, metavar="N",
+                       help="build N studies at once, each in a worker process (default: $OMICSDW_BUILD_JOBS, else "
+                            "the usable cores, at most 4; 1: one after the other in this process). Peak memory is up "
+                            "to N times one study's: give --jobs 1 for studies near the machine's memory")
     build.add_argument("--prerank-libraries", metavar="NAMES",
                        help="gene-set libraries prerank tests, comma-separated, 'all' for every one (default: "
                             "$OMICSDW_PRERANK_LIBRARIES, else msigdb_hallmark and the warehouse's and study's own "
