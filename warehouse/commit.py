@@ -45,7 +45,8 @@ def commit_tables(lake: Lake, staged: Mapping[str, StagedFiles], *, study_id: st
     """
     failures = {}
     for table, files in staged.items():
-        found = validate_rows(table, lake.scan_staged(files), statistics=lake.staged_statistics(files))
+        found = validate_rows(table, lake.scan_staged(files), statistics=lake.staged_statistics(files),
+                              rows=lake.staged_rows(files))
         if found:
             failures[table] = found
     if failures:

@@ -213,3 +213,58 @@ def test_a_small_table_passed_without_pandera_is_one_pandera_passes_and_any_othe
                     routed = True
     assert plain > 100
     assert failed > 500
+
+
+def _rna_count_rows(samples: list[str], features: list[str]) -> pl.DataFrame:
+    n = len(samples)
+    return pl.DataFrame({"study_id": ["s"] * n, "assay": ["rna"] * n, "sample_id": samples, "feature_id": features,
+                         "gene_id": list(range(1, n + 1)), "count": [1.0] * n, "length": [None] * n},
+                        ).select(polars_schema("rna_counts").names()).cast(polars_schema("rna_counts"))
+
+
+def test_duplicated_key_is_exact_when_every_hash_collides(monkeypatch):
+    # Hash every key to the same value: each test then goes to the exact fallback, which must still tell a
+    # unique key (pairs differing in one column) from a duplicated one. A version trusting the hashes alone
+    # calls the unique key duplicated.
+    monkeypatch.setattr(pl.Expr, "hash", lambda self, *a, **k: pl.lit(7, pl.UInt64).repeat_by(pl.len()).explode())
+    unique = _rna_count_rows(["a", "a", "b", "b"], ["f1", "f2", "f1", "f2"])
+    key = ["study_id", "assay", "sample_id", "feature_id"]
+    assert unique.select(pl.struct(key).hash()).n_unique() == 1  # the patch holds: one hash for four keys
+    assert not validate._duplicated_key(unique, key)
+    assert validate._duplicated_key(pl.concat([unique, unique.tail(1)]), key)
+    schema = TABLES["rna_counts"].to_schema()
+    assert validate._plainly_valid(schema, unique, "rna_counts")
+    assert not validate._plainly_valid(schema, pl.concat([unique, unique.tail(1)]), "rna_counts")
+
+
+def test_duplicated_key_leaves_out_constant_columns_and_still_finds_a_duplicate():
+    key = ["study_id", "assay", "sample_id", "feature_id"]
+    rows = _rna_count_rows(["a", "b", "a"], ["f1", "f1", "f2"])
+    assert not validate._duplicated_key(rows, key, constants=frozenset({"study_id", "assay"}))
+    # the third row's (sample, feature) repeats the first's: found without the constant columns too
+    twice = _rna_count_rows(["a", "b", "a"], ["f1", "f1", "f1"])
+    assert validate._duplicated_key(twice, key, constants=frozenset({"study_id"}))
+    assert validate._duplicated_key(twice, key, constants=frozenset({"study_id", "assay"}))
+    # a key of constants alone: two rows share it
+    assert validate._duplicated_key(rows, ["study_id"], constants=frozenset({"study_id"}))
+    assert not validate._duplicated_key(rows.head(1), ["study_id"], constants=frozenset({"study_id"}))
+
+
+def test_validate_rows_of_staged_files_reports_a_duplicate_key_counted_from_their_footers(tmp_path):
+    # The commit path (warehouse.commit.commit_tables): statistics and the row count come from the footers, the
+    # study_id from the path (not stored, so a constant of the key). A duplicated (sample, feature) is reported.
+    from warehouse.lake import Lake
+
+    lake = Lake(str(tmp_path / "lake"))
+    lake.ensure_tables(["rna_counts"])
+    rows = _rna_count_rows(["a", "b", "a"], ["f1", "f1", "f1"]).drop("study_id")
+    staged = lake.stage_frames("rna_counts", [rows], study_id="s1")
+    statistics = lake.staged_statistics(staged)
+    assert "study_id" not in statistics
+    assert lake.staged_rows(staged) == 3
+    messages = validate.validate_rows("rna_counts", lake.scan_staged(staged), statistics=statistics,
+                                      rows=lake.staged_rows(staged))
+    assert messages
+    assert all("multiple_fields_uniqueness" in m for m in messages)
+    assert validate.validate_rows("rna_counts", lake.scan_staged(staged).head(2), statistics=statistics,
+                                  rows=2) == []
