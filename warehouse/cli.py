@@ -1,7 +1,7 @@
 """omicsdw: build a multi-omics warehouse from study folders, check folders, query it in SQL, remove a study.
 
 build materialises the same Dagster assets as the Dagster UI, study by study (on the instance of $DAGSTER_HOME
-when set; --jobs N studies at once in worker processes, :mod:`warehouse.build_pool`, --jobs 1 in this process), so
+when set; --jobs N studies at once in worker processes, :mod:`orchestration.build_pool`, --jobs 1 in this process), so
 a failing study is reported and the others still land; the exit code is 1 if any study failed. Heavy libraries
 are imported by the command that needs them: --help and sql start fast.
 """
@@ -279,7 +279,7 @@ CLI_TAGS = {"omicsdw/launched_by": "cli"}
 
 
 def _build(args: argparse.Namespace) -> int:
-    from warehouse.build_pool import stop_forkserver
+    from orchestration.build_pool import stop_forkserver
 
     try:
         return _build_studies(args)
@@ -290,7 +290,7 @@ def _build(args: argparse.Namespace) -> int:
 def _build_studies(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
     os.environ.setdefault(BLAS_THREADS, "1")
-    from warehouse.build_pool import default_jobs
+    from orchestration.build_pool import default_jobs
     from warehouse.storage import open_lake
 
     try:
@@ -328,7 +328,7 @@ def _build_studies(args: argparse.Namespace) -> int:
         return 2
     jobs = min(jobs, len(studies))
     if jobs > 1:  # the workers' forkserver imports the build's modules while this process imports them too
-        from warehouse.build_pool import start_forkserver
+        from orchestration.build_pool import start_forkserver
 
         context = start_forkserver()
     import dagster as dg
@@ -447,14 +447,14 @@ def _build_one_by_one(studies: list[str], *, resources: dict, instance, signals:
 
 def _build_in_workers(context, jobs: int, settings: dict, studies: list[str], *,  # type: ignore[no-untyped-def]
                       signals: _Signals, catalog: _CatalogPacer) -> list[str]:
-    """``--jobs N``: N worker processes build the studies (:mod:`warehouse.build_pool`); this process prints each
+    """``--jobs N``: N worker processes build the studies (:mod:`orchestration.build_pool`); this process prints each
     study's line as it finishes (``[i/n]``: the i-th to finish), rebuilds the catalog at its pace, and on a stopping
     signal launches no more studies and interrupts the running ones, as the one-by-one build interrupts its one.
     The studies that failed; :class:`KeyboardInterrupt` after a signal, once every worker has reported.
     """
     from contextlib import closing
 
-    from warehouse.build_pool import StudyPool
+    from orchestration.build_pool import StudyPool
 
     pool = StudyPool(context, jobs, settings)
     failed: list[str] = []
@@ -1002,7 +1002,7 @@ def _hours(text: str) -> int:
 
 
 def _jobs(text: str) -> int:
-    from warehouse.build_pool import jobs_count
+    from orchestration.build_pool import jobs_count
 
     return jobs_count(text)
 

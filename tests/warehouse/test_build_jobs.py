@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from polars.testing import assert_frame_equal
 
+from orchestration.build_pool import MAX_DEFAULT_JOBS, default_jobs
 from tests.warehouse.catalog_sql import sql
 from tests.warehouse.test_cli import PER_STUDY, TINY_COUNTS, TINY_STUDY, _study_rows
-from warehouse.build_pool import MAX_DEFAULT_JOBS, default_jobs
 from warehouse.cli import main
 
 OMICSDW = str(Path(sys.executable).with_name("omicsdw"))

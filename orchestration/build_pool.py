@@ -29,7 +29,7 @@ from typing import Any
 MAX_DEFAULT_JOBS = 4
 """The default number of workers is the usable cores, at most this many (each holds one study in memory)."""
 JOBS_ENV = "OMICSDW_BUILD_JOBS"
-PRELOAD = ["warehouse.cli", "warehouse.build_pool", "orchestration.definitions", "orchestration.sensors",
+PRELOAD = ["warehouse.cli", "orchestration.build_pool", "orchestration.definitions", "orchestration.sensors",
            "orchestration.ephemeral", "gseapy", "statsmodels.nonparametric.smoothers_lowess", "matplotlib.figure",
            "matplotlib.backends.backend_agg"]
 """Modules the forkserver imports once for every worker: what a study run imports (measured: a build of airway
