@@ -67,6 +67,11 @@ def start_forkserver() -> multiprocessing.context.ForkServerContext:
     return context
 
 
+_WORKERS_STARTED = False
+"""Whether this build started a worker: if not (a build refused after the server started), stopping the server
+does not wait for its imports (~4 s of a refused build's wall otherwise)."""
+
+
 def stop_forkserver() -> None:
     """End the forkserver, if one runs, and wait for it: its workers' CPU time then counts in this process's
     children (``time``, a benchmark's rusage), no server outlives the build, and the next build in this process
@@ -75,7 +80,14 @@ def stop_forkserver() -> None:
     """
     from multiprocessing import forkserver
 
-    stop = getattr(forkserver._forkserver, "_stop", None)
+    global _WORKERS_STARTED
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if not _WORKERS_STARTED and pid is not None:  # a build refused before its studies: no wait for the imports
+        with _suppress_gone():
+            os.kill(pid, signal.SIGTERM)
+    _WORKERS_STARTED = False
+    stop = getattr(server, "_stop", None)
     if stop is not None:
         stop()
 
@@ -183,8 +195,11 @@ class StudyPool:
         self.context, self.jobs, self.settings = context, jobs, settings
         self.workers: list[_Worker] = []
         self.stopping = False
+        self.restarts = 0
 
     def _start_worker(self) -> _Worker:
+        global _WORKERS_STARTED
+        _WORKERS_STARTED = True
         parent, child = self.context.Pipe()
         process = self.context.Process(target=_worker, args=(child, self.settings, dict(os.environ), os.getcwd()),
                                        name="omicsdw-build-worker", daemon=True)
@@ -219,10 +234,17 @@ class StudyPool:
         try:
             while True:
                 if not self.stopping:
-                    for worker in self.workers:
+                    for worker in list(self.workers):
                         if worker.sid is None and pending:
-                            worker.sid, worker.started = pending.pop(0), time.monotonic()
-                            worker.conn.send(worker.sid)
+                            sid = pending.pop(0)
+                            try:
+                                worker.conn.send(sid)
+                            except OSError:  # an idle worker died (out of memory): its study goes to a new one
+                                pending.insert(0, sid)
+                                self._discard(worker)
+                                self._restart()
+                                continue
+                            worker.sid, worker.started = sid, time.monotonic()
                 busy = {w.conn: w for w in self.workers if w.sid is not None}
                 if not busy:
                     break
@@ -238,7 +260,7 @@ class StudyPool:
                     except (EOFError, OSError):
                         yield "done", self._lost(worker)
                         if pending and not self.stopping:
-                            self._start_worker()
+                            self._restart()
                         continue
                     if isinstance(message, tuple):
                         yield "waiting", worker.sid, message[1]
@@ -253,13 +275,32 @@ class StudyPool:
         """The outcome of a study whose worker ended without sending one (killed: out of memory, SIGKILL)."""
         worker.process.join(5)
         code = worker.process.exitcode
-        self.workers.remove(worker)
+        self._discard(worker)
         sid, worker.sid = worker.sid or "", None
+        if self.stopping and code in (0, -signal.SIGTERM):  # the stop reached it before or as its run began
+            return StudyOutcome(sid, time.monotonic() - worker.started, "INTERRUPTED")
         how = (f"killed by signal {-code}" + (" (SIGKILL: out of memory?)" if code == -signal.SIGKILL else "")
                if code is not None and code < 0 else f"exit code {code}")
         return StudyOutcome(sid, time.monotonic() - worker.started, "FAILED",
                             f"    its worker process ended without a result ({how}); readers keep seeing its "
                             "previous load")
+
+    def _discard(self, worker: _Worker) -> None:
+        """Forget a worker that ended: its pipe closed, its process gone (killed if it lingers)."""
+        self.workers.remove(worker)
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+
+    def _restart(self) -> None:
+        """A new worker for one that died, unless workers die faster than studies finish (then the build ends
+        with the error: a machine that kills every worker is not one to go on building on).
+        """
+        self.restarts += 1
+        if self.restarts > 3 * self.jobs:
+            raise RuntimeError(f"{self.restarts} build workers ended without a result; see the lines above")
+        self._start_worker()
 
     def close(self) -> None:
         """End the workers: idle ones are told to, busy ones (the parent is leaving on an error) are ended."""

@@ -158,3 +158,28 @@ def test_sigterm_stops_a_background_build_with_two_jobs_and_names_the_studies_it
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert sql(wh, "SELECT study_id FROM studies ORDER BY 1") == [(s,) for s in sids]
+
+
+@pytest.mark.parametrize(("stopping", "status"), [(True, "INTERRUPTED"), (False, "FAILED")])
+def test_a_worker_that_ends_without_a_result_is_interrupted_when_the_build_was_stopping(stopping, status):
+    """A stop that reaches a worker before its run begins ends it quietly (exit code 0): its study was not built,
+    as an interrupted one (the stop message counts it), not FAILED (review19b); without a stop it failed.
+    """
+    import multiprocessing
+
+    from orchestration.build_pool import StudyPool, _Worker
+
+    context = multiprocessing.get_context("fork")
+    process = context.Process(target=int)
+    process.start()
+    process.join()
+    parent, child = context.Pipe()
+    child.close()
+    pool = StudyPool(context, 1, {})  # type: ignore[arg-type]
+    worker = _Worker(process, parent, sid="s1", started=time.monotonic())
+    pool.workers, pool.stopping = [worker], stopping
+    outcome = pool._lost(worker)
+    assert (outcome.sid, outcome.status) == ("s1", status)
+    assert pool.workers == []
+    assert parent.closed
+    assert ("exit code 0" in outcome.text) is (not stopping)

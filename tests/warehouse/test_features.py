@@ -115,7 +115,8 @@ def test_features_list_prints_an_aligned_table_and_json_of_each_newest_version(v
     assert header.split() == ["feature_set", "version", "versions", "created_at", "rows", "x", "columns", "hash",
                               "studies"]
     assert set(rule.replace(" ", "")) == {"-"}
-    assert len({len(line) >= header.index("studies") for line in lines}) == 1  # aligned: every row reaches it
+    start = header.index("studies")  # aligned: every row's studies value begins under its header
+    assert all(line[start - 1] == " " and line[start:start + 1].strip() for line in lines), lines
     rows = {line.split()[0]: line for line in lines}
     assert sorted(rows) == ["brca_all", "brca_panel", "brca_scaled"]
     newest = warehouse.feature_versions("brca_all", warehouse=wh).row(1, named=True)

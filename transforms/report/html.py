@@ -477,7 +477,8 @@ def attempt_note_html(row: Mapping[str, object]) -> str:
             "output, or runs/failures.log of the daemon)")
     published = _when(row.get("published_at"))
     return ('<p class="attempt" style="background:#fdecea;border:1px solid #e6a09a;padding:0.5em 1em">'
-            f"<strong>The latest attempt to load this study ({_when(row.get('attempted_at'))}{run}{by}) "
+            f"<strong>The latest attempt to load this study ({_when(row.get('attempted_at'))}"
+            f"{html.escape(run + by)}) "
             f"{html.escape(what)}.</strong> This page shows the version published {published} (studies version "
             f"{row.get('published_version')}), which readers still see. <code>omicsdw status --study "
             f"{html.escape(str(row['study_id']))}</code> lists its issues.</p>")
