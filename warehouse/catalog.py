@@ -101,18 +101,21 @@ def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
     empty typed row did the same in SQL but cost ~2-3 ms more per small query (bench/README.md, Session 19); the
     Delta schema cannot tell, as commits add files without merging their columns into it.
     """
+    import pyarrow as pa  # here: at module level it costs every `omicsdw sql` ~150 ms
+
     from schemas.tables import polars_schema
 
     wanted = set(polars_schema(table)) - {"study_id", "assay"}  # partition keys come from the paths
-    import pyarrow as pa
-
     for relative in files:
         if not wanted:
             break
         try:
             wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.to_arrow_schema().names)  # top level
-        except (OSError, pa.ArrowException):  # a missing or torn file: the view names it, doctor says what to do
-            continue
+        except (OSError, pa.ArrowException):
+            # a missing or torn file (or a failing store) cannot tell what it lacks: never call a column absent
+            # then, or every contract column would be served as NULL; the view names them all and a query fails
+            # loudly, as before, and doctor says what to do
+            return []
     return sorted(wanted) if files else []
 
 

@@ -15,7 +15,7 @@ import schemas.tables as tables
 from schemas.tables import STUDY_TABLES
 from tests.lake_rows import commit_load
 from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
-from warehouse.catalog import refresh_catalog
+from warehouse.catalog import absent_columns, refresh_catalog
 from warehouse.cli import main
 from warehouse.commit import commit_frames
 from warehouse.lake import STUDY_KEY, Lake
@@ -276,6 +276,21 @@ def test_new_optional_column_that_no_study_has_written_yet_is_null_in_sql(lake: 
     assert _rows(wh, "SELECT sum(count) FROM rna_counts WHERE study_id = 'old'") == [(30.0,)]
     # a list column is one column, not its leaf ('element'): never taken for a column the files lack
     assert _rows(wh, "SELECT count(*) FROM study_versions WHERE files IS NULL") == [(0,)]
+
+
+def test_absent_columns_unreadable_footers_never_turn_columns_into_nulls(lake: Lake, wh: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A footer that cannot be read says nothing about the columns its file lacks: every column stays named."""
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def unreadable(self: Lake, uri: str) -> object:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(Lake, "_metadata", unreadable)
+    files = lake.study_files("rna_counts", "s1")[1]
+    assert absent_columns(lake, "rna_counts", [f"rna_counts/{f}" for f in files]) == []
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT count(*), count(count), count(gene_id) FROM rna_counts") == [(2, 2, 2)]
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,
