@@ -165,6 +165,44 @@ def test_a_verb_stopped_by_a_torn_delta_log_says_so_in_one_line_naming_doctor(la
     assert f"omicsdw doctor --warehouse {wh}" in err
 
 
+def test_a_commit_lost_to_another_writer_says_run_it_again_not_doctor(lake: Lake, wh: Path, capsys,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake.exceptions import CommitFailedError
+
+    import warehouse.publish
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def raced(*args: object, **kwargs: object) -> None:
+        raise CommitFailedError("Transaction failed: version already exists: 3")
+
+    monkeypatch.setattr(warehouse.publish, "remove_study", raced)
+    capsys.readouterr()
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("omicsdw remove: another writer committed to the same table at the same time (")
+    assert "run it again" in err
+    assert "doctor" not in err
+
+
+def test_a_delta_error_on_a_healthy_lake_is_not_called_damage(lake: Lake, wh: Path, capsys,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake.exceptions import SchemaMismatchError
+
+    import warehouse.publish
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def mismatched(*args: object, **kwargs: object) -> None:
+        raise SchemaMismatchError("Cannot cast schema, number of fields does not match")
+
+    monkeypatch.setattr(warehouse.publish, "remove_study", mismatched)
+    capsys.readouterr()
+    with pytest.raises(SchemaMismatchError):  # its traceback: a bug to report, not a table to repair
+        main(["remove", "s1", "--warehouse", str(wh)])
+    assert "cannot be read" not in capsys.readouterr().err
+
+
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,
                                                                                 capsys) -> None:
     _publish(lake, wh, "s1", "A", COUNTS)
