@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from warehouse.storage import filesystem, is_remote, storage_options_from_env
+from warehouse.storage import filesystem, is_remote, remember_lake, storage_options_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
@@ -253,6 +253,8 @@ def refresh_catalog(lake: Lake, warehouse_dir: Path) -> Path:
         try:
             _build(lake, temporary, warehouse_dir)
             os.replace(temporary, target)
+            if not lake.is_local:  # found again if this catalog is lost (warehouse.storage.open_lake)
+                remember_lake(warehouse_dir, lake.root)
         finally:
             temporary.unlink(missing_ok=True)
             Path(f"{temporary}.wal").unlink(missing_ok=True)
