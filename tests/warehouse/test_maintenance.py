@@ -67,8 +67,11 @@ def test_time_travel_to_a_version_vacuum_deleted_says_so(lake: Lake, wh: Path) -
     _derived(lake, "s1", "B")
     assert publish_study(lake, "s1").ok
     vacuum(lake, retention_hours=0)  # load A is neither published nor newest any more
-    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files"):
+    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files") \
+            as caught:
         warehouse.table("rna_counts", version=load_a, warehouse=wh).collect()
+    assert "retention window, --retention-hours" in str(caught.value)  # not deleted by the vacuum of a moment ago
+    assert "deleted or lost otherwise" in str(caught.value)  # vacuum is not the only cause
     newest = warehouse.table("rna_counts", version=lake.version("rna_counts"), warehouse=wh).collect()
     assert newest["count"].sum() == 60.0
 
