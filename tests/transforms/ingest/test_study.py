@@ -676,8 +676,8 @@ def test_read_study_warns_of_a_contrast_whose_level_has_no_sample_with_counts(tm
     assert issues.select("file", "line", "column", "code", "severity", "message").rows() == [
         ("study.yaml", 7, "contrasts[0].factor", "invalid_contrast", "warning",
          "contrast 'b_vs_a': on assay 'rna' (2 sample(s) with counts): reference level 'a' not found in 'group'; "
-         "its levels are ['b']; differential expression skips this contrast (the study's other contrasts and "
-         "tables are computed and published)")]
+         "its levels are ['b']; differential expression skips it on assay 'rna' (another count assay whose "
+         "samples support it still fits it; the study's other contrasts and tables are computed and published)")]
 
 
 def test_read_study_refuses_two_per_sample_files_of_one_sample(tmp_path, reference, study_folder):
