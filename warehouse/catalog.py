@@ -92,6 +92,15 @@ def table_view_sql(table: str, files: list[str], *, root: str | None, absent: Co
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 
 
+_FILE_COLUMNS: dict[str, frozenset[str]] = {}
+"""Data file URI -> its top-level columns, as read from its footer by :func:`absent_columns`. Delta writes a file
+once under a new name and never changes it, so a process rebuilding the catalog again (a build of several
+studies, the Dagster daemon) reads each footer once, not once a rebuild while a column really is absent (~15 ms a
+file on an object store). A failed read is not kept."""
+_FILE_COLUMNS_MAX = 200_000
+"""Entries kept at most (then the cache starts again): a bound on the memory of a long-running process."""
+
+
 def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
     """Contract columns none of ``files`` (relative to the lake root) stores: an optional column added in a later
     release, before a study is written again. Footers are read until every column is found: one file, as a rule.
@@ -109,8 +118,14 @@ def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
     for relative in files:
         if not wanted:
             break
+        uri = f"{lake.root}/{relative}"
         try:
-            wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.to_arrow_schema().names)  # top level
+            if (stored := _FILE_COLUMNS.get(uri)) is None:
+                stored = frozenset(lake._metadata(uri).schema.to_arrow_schema().names)  # top level
+                if len(_FILE_COLUMNS) >= _FILE_COLUMNS_MAX:
+                    _FILE_COLUMNS.clear()
+                _FILE_COLUMNS[uri] = stored
+            wanted -= stored
         except (OSError, pa.ArrowException):
             # a missing or torn file (or a failing store) cannot tell what it lacks: never call a column absent
             # then, or every contract column would be served as NULL; the view names them all and a query fails
