@@ -68,10 +68,14 @@ def table(name: str, version: int | None = None, *, warehouse: str | Path | None
             paths = lake.add_actions(name, version)["path"].to_list()
             gone = [f for f in paths if not lake.file_exists(f"{name}/{f}")]
             if gone:
+                from warehouse.maintenance import DEFAULT_RETENTION_HOURS
+
                 raise FileNotFoundError(
-                    f"version {version} of {name!r} cannot be read: {len(gone)} of its {len(paths)} files were "
-                    f"deleted, e.g. {gone[0]} (omicsdw vacuum keeps only the versions a published study set or a "
-                    "stored feature set reads, and the newest; omicsdw doctor checks those)")
+                    f"version {version} of {name!r} cannot be read: {len(gone)} of its {len(paths)} files are "
+                    f"gone, e.g. {gone[0]} (omicsdw vacuum deletes the files of a version no published study set "
+                    "or stored feature set reads, other than the newest, once they are older than its retention "
+                    f"window, --retention-hours, {DEFAULT_RETENTION_HOURS} by default; files deleted or lost "
+                    "otherwise read the same; omicsdw doctor checks the versions vacuum keeps)")
         return lake.scan(name, version=version)
     # the API and SQL agree even if a run died before rebuilding the catalog; a lake given alone has no known catalog
     shown = _catalog_versions(folder) if warehouse is not None or lake_uri is None else {}

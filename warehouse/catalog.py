@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from warehouse.storage import filesystem, is_remote, storage_options_from_env
+from warehouse.storage import filesystem, is_remote, remember_lake, storage_options_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
@@ -92,6 +92,15 @@ def table_view_sql(table: str, files: list[str], *, root: str | None, absent: Co
             f"FROM read_parquet({file_list}, union_by_name = true{options})")
 
 
+_FILE_COLUMNS: dict[str, frozenset[str]] = {}
+"""Data file URI -> its top-level columns, as read from its footer by :func:`absent_columns`. Delta writes a file
+once under a new name and never changes it, so a process rebuilding the catalog again (a build of several
+studies, the Dagster daemon) reads each footer once, not once a rebuild while a column really is absent (~15 ms a
+file on an object store). A failed read is not kept."""
+_FILE_COLUMNS_MAX = 200_000
+"""Entries kept at most (then the cache starts again): a bound on the memory of a long-running process."""
+
+
 def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
     """Contract columns none of ``files`` (relative to the lake root) stores: an optional column added in a later
     release, before a study is written again. Footers are read until every column is found: one file, as a rule.
@@ -101,18 +110,27 @@ def absent_columns(lake: Lake, table: str, files: list[str]) -> list[str]:
     empty typed row did the same in SQL but cost ~2-3 ms more per small query (bench/README.md, Session 19); the
     Delta schema cannot tell, as commits add files without merging their columns into it.
     """
+    import pyarrow as pa  # here: at module level it costs every `omicsdw sql` ~150 ms
+
     from schemas.tables import polars_schema
 
     wanted = set(polars_schema(table)) - {"study_id", "assay"}  # partition keys come from the paths
-    import pyarrow as pa
-
     for relative in files:
         if not wanted:
             break
+        uri = f"{lake.root}/{relative}"
         try:
-            wanted -= set(lake._metadata(f"{lake.root}/{relative}").schema.to_arrow_schema().names)  # top level
-        except (OSError, pa.ArrowException):  # a missing or torn file: the view names it, doctor says what to do
-            continue
+            if (stored := _FILE_COLUMNS.get(uri)) is None:
+                stored = frozenset(lake._metadata(uri).schema.to_arrow_schema().names)  # top level
+                if len(_FILE_COLUMNS) >= _FILE_COLUMNS_MAX:
+                    _FILE_COLUMNS.clear()
+                _FILE_COLUMNS[uri] = stored
+            wanted -= stored
+        except (OSError, pa.ArrowException):
+            # a missing or torn file (or a failing store) cannot tell what it lacks: never call a column absent
+            # then, or every contract column would be served as NULL; the view names them all and a query fails
+            # loudly, as before, and doctor says what to do
+            return []
     return sorted(wanted) if files else []
 
 
@@ -250,6 +268,8 @@ def refresh_catalog(lake: Lake, warehouse_dir: Path) -> Path:
         try:
             _build(lake, temporary, warehouse_dir)
             os.replace(temporary, target)
+            if not lake.is_local:  # found again if this catalog is lost (warehouse.storage.open_lake)
+                remember_lake(warehouse_dir, lake.root)
         finally:
             temporary.unlink(missing_ok=True)
             Path(f"{temporary}.wal").unlink(missing_ok=True)

@@ -1138,12 +1138,34 @@ def _under_warehouse(exc: OSError, args: argparse.Namespace) -> bool:
     return any(path.is_relative_to(root.resolve()) for root in roots)
 
 
-def _unreadable_lake(exc: BaseException) -> bool:
-    """Whether ``exc`` is delta-rs failing to read a damaged table (a torn or missing commit file): said in one line
-    naming doctor, not a Rust traceback (``features export`` of a warehouse with a torn log printed one).
+def _lake_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One line saying why a verb stopped on a delta-rs error, or None to show the traceback.
+
+    A commit that lost a race to another writer says so (it is retried by running the verb again); any other
+    ``DeltaError`` names doctor only once doctor's own check finds a table whose log cannot be read (a torn or
+    missing commit file: ``features export`` of such a warehouse printed a Rust traceback). Other errors (a schema
+    mismatch, a network error of the store on a healthy lake) were all called damage, sending users to repair
+    tables that were fine: they keep their traceback.
     """
     deltalake = sys.modules.get("deltalake")
-    return deltalake is not None and isinstance(exc, deltalake.exceptions.DeltaError)
+    if deltalake is None or not isinstance(exc, deltalake.exceptions.DeltaError):
+        return None
+    first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if isinstance(exc, deltalake.exceptions.CommitFailedError):
+        return (f"another writer committed to the same table at the same time ({first}); this run's commit was "
+                "not made: run it again")
+    if not hasattr(args, "warehouse") or not hasattr(args, "lake"):
+        return None
+    from warehouse.maintenance import unreadable_tables
+
+    try:
+        damaged = unreadable_tables(_lake(args))
+    except Exception:  # the lake cannot be checked either: the original error says more
+        return None
+    if not damaged:
+        return None
+    return (f"a table of the lake cannot be read ({first}); omicsdw doctor --warehouse {args.warehouse} names "
+            "what is damaged and how to repair it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1168,12 +1190,10 @@ def main(argv: list[str] | None = None) -> int:
               "snapshot can be read (omicsdw sql, doctor), not changed", file=sys.stderr)
         return 1
     except Exception as exc:
-        if not _unreadable_lake(exc):
+        if (message := _lake_failure(exc, args)) is None:
             raise
         verb = " ".join(v for v in (args.command, getattr(args, "action", None)) if v)
-        where = getattr(args, "warehouse", DEFAULT_WAREHOUSE)
-        print(f"omicsdw {verb}: a table of the lake cannot be read ({str(exc).splitlines()[0][:300]}); "
-              f"omicsdw doctor --warehouse {where} names what is damaged and how to repair it", file=sys.stderr)
+        print(f"omicsdw {verb}: {message}", file=sys.stderr)
         return 1
 
 

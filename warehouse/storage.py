@@ -131,7 +131,6 @@ def open_lake(warehouse_dir: str | Path, lake_uri: str | None = None) -> Lake:
     root = (lake_uri or os.environ.get("OMICSDW_LAKE") or recorded_lake(folder) or _remembered_lake(folder)
             or (folder / "lake").resolve())
     if is_remote(root):
-        _remember_lake(folder, str(root))
         return Lake(root, service_dir=folder.resolve() / SERVICE_DIR)
     return Lake(root)
 
@@ -140,12 +139,16 @@ LAKE_NOTE = "lake"
 """``<warehouse>/_omicsdw/lake``: the object-store lake's URI, beside its locks (never credentials)."""
 
 
-def _remember_lake(folder: Path, root: str) -> None:
+def remember_lake(folder: Path, root: str) -> None:
     """Note an object-store lake's URI in the warehouse folder (best effort: a read-only folder is read as is).
+    Called where the catalog is written (:func:`warehouse.catalog.refresh_catalog`), so the note names the lake
+    the catalog shows.
 
     Why: the catalog was the only record of it, so a lost ``warehouse.duckdb`` (deleted, a crash, a restore of part
     of the folder) left every verb on ``<warehouse>/lake``: doctor said 'build the warehouse first', and a build
-    without ``--lake`` started a new local lake beside the one in the store.
+    without ``--lake`` started a new local lake beside the one in the store. Written on every open of the lake
+    instead, a mistyped ``--warehouse`` created folders, read-only verbs wrote, and a one-off ``--lake`` replaced
+    the note of the catalog's lake.
     """
     note = folder / SERVICE_DIR / LAKE_NOTE
     try:
@@ -161,7 +164,7 @@ def _remember_lake(folder: Path, root: str) -> None:
 
 
 def _remembered_lake(folder: Path) -> str | None:
-    """The object-store lake noted by :func:`_remember_lake`, when the folder has no catalog to say which lake it
+    """The object-store lake noted by :func:`remember_lake`, when the folder has no catalog to say which lake it
     shows and no local lake of its own (a catalog, or a ``lake/`` folder, always wins).
     """
     from warehouse.catalog import CATALOG_NAME

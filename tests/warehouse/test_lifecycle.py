@@ -12,10 +12,11 @@ import polars as pl
 import pytest
 
 import schemas.tables as tables
+import warehouse.catalog
 from schemas.tables import STUDY_TABLES
 from tests.lake_rows import commit_load
 from tests.warehouse.test_catalog import COUNTS, _derived, _publish, _rows
-from warehouse.catalog import refresh_catalog
+from warehouse.catalog import absent_columns, refresh_catalog
 from warehouse.cli import main
 from warehouse.commit import commit_frames
 from warehouse.lake import STUDY_KEY, Lake
@@ -276,6 +277,49 @@ def test_new_optional_column_that_no_study_has_written_yet_is_null_in_sql(lake: 
     assert _rows(wh, "SELECT sum(count) FROM rna_counts WHERE study_id = 'old'") == [(30.0,)]
     # a list column is one column, not its leaf ('element'): never taken for a column the files lack
     assert _rows(wh, "SELECT count(*) FROM study_versions WHERE files IS NULL") == [(0,)]
+
+
+def test_absent_columns_unreadable_footers_never_turn_columns_into_nulls(lake: Lake, wh: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A footer that cannot be read says nothing about the columns its file lacks: every column stays named."""
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def unreadable(self: Lake, uri: str) -> object:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(Lake, "_metadata", unreadable)
+    monkeypatch.setattr(warehouse.catalog, "_FILE_COLUMNS", {})  # the footers the publish read: forgotten
+    files = lake.study_files("rna_counts", "s1")[1]
+    assert absent_columns(lake, "rna_counts", [f"rna_counts/{f}" for f in files]) == []
+    refresh_catalog(lake, wh)
+    assert _rows(wh, "SELECT count(*), count(count), count(gene_id) FROM rna_counts") == [(2, 2, 2)]
+
+
+def test_absent_columns_reads_each_file_footer_once_per_process(lake: Lake, wh: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a column really is absent every footer is read (~15 ms a file on an object store): not on every
+    rebuild of a long-running process too."""
+    _publish(lake, wh, "s1", "A", COUNTS)
+    _publish(lake, wh, "s2", "A", COUNTS)
+    current = tables.TABLES["rna_counts"]
+
+    class RnaCountsV2(current):  # type: ignore[valid-type,misc]
+        batch: str | None = pa.Field(nullable=True, description="Sequencing batch (added in a later release).")
+
+    monkeypatch.setitem(tables.TABLES, "rna_counts", RnaCountsV2)
+    files = [f"rna_counts/{f}" for s in ("s1", "s2") for f in lake.study_files("rna_counts", s)[1]]
+    read = []
+    footer = Lake._metadata
+
+    def counted(self: Lake, uri: str) -> object:
+        read.append(uri)
+        return footer(self, uri)
+
+    monkeypatch.setattr(Lake, "_metadata", counted)
+    monkeypatch.setattr(warehouse.catalog, "_FILE_COLUMNS", {})  # the footers the publishes read: forgotten
+    assert absent_columns(lake, "rna_counts", files) == ["batch"]
+    assert absent_columns(lake, "rna_counts", files) == ["batch"]
+    assert sorted(read) == sorted(f"{lake.root}/{f}" for f in files)  # each once, over both calls
 
 
 def test_doctor_names_a_corrupt_file_a_stale_catalog_and_reports_the_reference(lake: Lake, wh: Path,

@@ -67,8 +67,11 @@ def test_time_travel_to_a_version_vacuum_deleted_says_so(lake: Lake, wh: Path) -
     _derived(lake, "s1", "B")
     assert publish_study(lake, "s1").ok
     vacuum(lake, retention_hours=0)  # load A is neither published nor newest any more
-    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files"):
+    with pytest.raises(FileNotFoundError, match=r"version \d+ of 'rna_counts' cannot be read: 1 of its 1 files") \
+            as caught:
         warehouse.table("rna_counts", version=load_a, warehouse=wh).collect()
+    assert "retention window, --retention-hours" in str(caught.value)  # not deleted by the vacuum of a moment ago
+    assert "deleted or lost otherwise" in str(caught.value)  # vacuum is not the only cause
     newest = warehouse.table("rna_counts", version=lake.version("rna_counts"), warehouse=wh).collect()
     assert newest["count"].sum() == 60.0
 
@@ -163,6 +166,44 @@ def test_a_verb_stopped_by_a_torn_delta_log_says_so_in_one_line_naming_doctor(la
     err = capsys.readouterr().err
     assert err.startswith("omicsdw remove: a table of the lake cannot be read (")
     assert f"omicsdw doctor --warehouse {wh}" in err
+
+
+def test_a_commit_lost_to_another_writer_says_run_it_again_not_doctor(lake: Lake, wh: Path, capsys,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake.exceptions import CommitFailedError
+
+    import warehouse.publish
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def raced(*args: object, **kwargs: object) -> None:
+        raise CommitFailedError("Transaction failed: version already exists: 3")
+
+    monkeypatch.setattr(warehouse.publish, "remove_study", raced)
+    capsys.readouterr()
+    assert main(["remove", "s1", "--warehouse", str(wh)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("omicsdw remove: another writer committed to the same table at the same time (")
+    assert "run it again" in err
+    assert "doctor" not in err
+
+
+def test_a_delta_error_on_a_healthy_lake_is_not_called_damage(lake: Lake, wh: Path, capsys,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake.exceptions import SchemaMismatchError
+
+    import warehouse.publish
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+
+    def mismatched(*args: object, **kwargs: object) -> None:
+        raise SchemaMismatchError("Cannot cast schema, number of fields does not match")
+
+    monkeypatch.setattr(warehouse.publish, "remove_study", mismatched)
+    capsys.readouterr()
+    with pytest.raises(SchemaMismatchError):  # its traceback: a bug to report, not a table to repair
+        main(["remove", "s1", "--warehouse", str(wh)])
+    assert "cannot be read" not in capsys.readouterr().err
 
 
 def test_doctor_names_a_catalog_that_is_not_a_database_and_orphans_of_each_table(lake: Lake, wh: Path,

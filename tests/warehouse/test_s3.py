@@ -26,7 +26,7 @@ from schemas.tables import TABLES
 from tests.warehouse.catalog_sql import sql
 from warehouse.cli import main
 from warehouse.lake import Lake, StagedFiles
-from warehouse.storage import AWS_VARIABLES, open_lake
+from warehouse.storage import AWS_VARIABLES, open_lake, remember_lake
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -115,6 +115,7 @@ def test_s3_lake_holds_every_table_and_sql_answers_like_a_local_lake(builds: tup
     assert not (s3_wh / "lake").exists()  # nothing written locally but the catalog, locks and journals
     assert (s3_wh / "_omicsdw" / "studies" / "airway" / "lock").is_file()
     fs = open_lake(s3_wh).fs  # the catalog remembers the lake: no --lake needed to find it again
+    assert (s3_wh / "_omicsdw" / "lake").read_text().strip() == open_lake(s3_wh).root  # noted with the catalog
     assert fs.isfile(f"{LAKE}/rna_counts/_delta_log/00000000000000000000.json")
     assert sql(s3_wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # 20 genes x 8 samples in the file
     assert main(["sql", "SELECT count(*) AS n FROM samples", "--warehouse", str(s3_wh), "--format", "csv"]) == 0
@@ -227,12 +228,12 @@ def test_s3_doctor_names_an_orphan_and_vacuum_removes_it(builds: tuple[Path, Pat
     assert sql(s3_wh, "SELECT count(*) FROM rna_counts") == [(160,)]  # published files survive the vacuum
 
 
-def test_s3_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_server: str) -> None:
+def test_s3_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_server: str, tmp_path: Path) -> None:
     """Writers without a shared lock (two machines): the store's conditional put keeps every Delta commit whole."""
     from deltalake import DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    options = open_lake(Path("unused"), s3_server).storage_options
+    options = open_lake(tmp_path, s3_server).storage_options
     uri = f"s3://{BUCKET}/scratch/race"
     write_deltalake(uri, pl.DataFrame({"x": [0]}).to_arrow(), storage_options=options)
     machine_a, machine_b = (DeltaTable(uri, storage_options=options) for _ in range(2))
@@ -264,8 +265,11 @@ def test_open_lake_finds_an_object_store_lake_by_its_note_once_the_catalog_is_lo
     monkeypatch.delenv("OMICSDW_LAKE", raising=False)
     wh = tmp_path / "wh"
     assert open_lake(wh, "s3://bucket/omicsdw").root == "s3://bucket/omicsdw"  # as a build with --lake opens it
+    assert not wh.exists()  # opening writes nothing: a mistyped --warehouse created folders, read-only verbs wrote
+    remember_lake(wh, "s3://bucket/omicsdw")  # the build's catalog refresh notes its lake
     assert open_lake(wh).root == "s3://bucket/omicsdw"  # no catalog, no local lake: the note says where
     assert open_lake(wh, "s3://other/x").root == "s3://other/x"  # --lake still wins
+    assert open_lake(wh).root == "s3://bucket/omicsdw"  # and a one-off --lake leaves the catalog's lake noted
     (wh / "lake").mkdir()  # a local lake of the folder's own: never overridden by a note
     assert open_lake(wh).root == str((wh / "lake").resolve())
 

@@ -402,6 +402,10 @@ def _read_study(folder: Path, fingerprinted: Callable[[], str], *, reference: Ge
 SKIPPED_CONTRAST = ("; differential expression skips this contrast (the study's other contrasts and tables are "
                     "computed and published)")
 """End of an ``invalid_contrast`` warning: what happens to the contrast and to the rest of the study."""
+SKIPPED_ON_ASSAY = ("; differential expression skips it on assay {assay!r} (another count assay whose samples "
+                    "support it still fits it; the study's other contrasts and tables are computed and published)")
+"""End of an ``invalid_contrast`` warning about one count assay's samples: the DE stage skips per (assay,
+contrast), so the contrast is not skipped as a whole."""
 
 
 def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataFrame | None,
@@ -470,7 +474,8 @@ def _check_contrasts(folder: Path, manifest: StudyManifest, attributes: pl.DataF
             for assay, held in (counted or {}).items():  # the samples the DE stage fits: those with counts
                 design = _contrast_design(contrast, attributes, among=held)
                 if design is not None:
-                    skipped("factor", f"on assay {assay!r} ({len(held)} sample(s) with counts): {design}")
+                    skipped("factor", f"on assay {assay!r} ({len(held)} sample(s) with counts): {design}",
+                            assay=assay)
 
 
 COUNT_KINDS = ("rna_counts", "sc_rna_counts")
@@ -493,9 +498,13 @@ def _contrasts_unused(manifest: StudyManifest) -> str | None:
             "study's tables are computed and published")
 
 
-def _skipped_contrast(issues: IssueLog, name: str, key: str, message: str, *, where: str, line: int | None) -> None:
-    """An ``invalid_contrast`` warning at the contrast's line and ``key``, saying the contrast is skipped."""
-    issues.warning("invalid_contrast", f"contrast {name!r}: {message}{SKIPPED_CONTRAST}", file=MANIFEST_NAME,
+def _skipped_contrast(issues: IssueLog, name: str, key: str, message: str, *, where: str, line: int | None,
+                      assay: str | None = None) -> None:
+    """An ``invalid_contrast`` warning at the contrast's line and ``key``, saying the contrast is skipped (on
+    ``assay`` only, when given).
+    """
+    ending = SKIPPED_CONTRAST if assay is None else SKIPPED_ON_ASSAY.format(assay=assay)
+    issues.warning("invalid_contrast", f"contrast {name!r}: {message}{ending}", file=MANIFEST_NAME,
                    line=line, column=f"{where}.{key}")
 
 
