@@ -26,7 +26,7 @@ from transforms.ingest.parse.gistic2 import (
     parse_gistic_lesions,
     parse_gistic_peak_genes,
 )
-from transforms.ingest.parse.labels import sample_label_from_path
+from transforms.ingest.parse.labels import PER_SAMPLE_FORMATS, sample_label_from_path
 from transforms.ingest.parse.maf import parse_maf
 from transforms.ingest.parse.matrix import parse_matrix
 from transforms.ingest.parse.proteomics import parse_protein_file
@@ -164,10 +164,11 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
            for _, p in parsed_files]
     resolved = resolve_features(pl.concat(ids) if ids else pl.Series("feature_id", [], pl.String), assay, context)
     frames, mappings = [], []
-    first_file: dict[str, str] = {}  # sample -> the file that gave it first
+    first_file: dict[str, str] = {}  # sample -> the per-sample file that gave it first
     for file, parsed in parsed_files:
-        mapping = _first_file_per_sample(_map_samples(parsed, assay, context, file), first_file, file=file,
-                                         issues=context.issues)
+        mapping = _map_samples(parsed, assay, context, file)
+        if assay.format in PER_SAMPLE_FORMATS:
+            mapping = _first_file_per_sample(mapping, first_file, file=file, issues=context.issues)
         mappings.append(mapping)
         records = parsed.records
         if lengths:
@@ -186,12 +187,11 @@ def _identified(parsed_files: list[tuple[str, ParsedAssay]], assay: Assay, conte
 
 def _first_file_per_sample(mapping: pl.DataFrame, first_file: dict[str, str], *, file: str,
                            issues: IssueLog) -> pl.DataFrame:
-    """``mapping`` of one file with a sample an earlier file of the assay gave already left without a sample
-    (its records left out), as a second column of one sample in a matrix is: a ``duplicate_sample`` error naming
-    both files. Two files labelled alike (``run1/S1.genes.results`` and ``run2/S1.genes.results`` under one glob),
-    or two matrices sharing a column (``counts*.tsv``), were both loaded as that sample, and the build failed on
-    the table contract's duplicate keys, naming no file, while ``omicsdw validate`` said nothing. Every format:
-    the check ran for per-sample formats only at first. ``first_file`` is updated with this file's samples.
+    """``mapping`` of one per-sample file with a sample an earlier file of the assay gave already left without
+    a sample (its records left out), as a second column of one sample in a matrix is: a ``duplicate_sample``
+    error naming both files. Two files labelled alike (``run1/S1.genes.results`` and ``run2/S1.genes.results``
+    under one glob) were both loaded as that sample, and the build failed on the table contract's duplicate keys,
+    naming no file, while ``omicsdw validate`` said nothing. ``first_file`` is updated with this file's samples.
     """
     repeated = mapping.filter(pl.col("sample_id").is_in(list(first_file)))
     for label, sample_id in repeated.select("column", "sample_id").iter_rows():

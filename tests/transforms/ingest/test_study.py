@@ -703,24 +703,6 @@ def test_read_study_refuses_two_per_sample_files_of_one_sample(tmp_path, referen
     assert kept.select("sample_id", "count").rows() == [("S1", 10.0), ("S2", 20.0)]
 
 
-def test_read_study_refuses_two_matrix_files_sharing_a_sample(tmp_path, reference, study_folder):
-    # `counts*.tsv` over counts1.tsv (S1, S2) and counts2.tsv (S1, S3): S1 was loaded twice with no issue, then the
-    # rna_counts contract failed on duplicate keys naming no file. The same located error as for per-sample files.
-    manifest = ("study_id: s\nname: s\nassays:\n  - {name: rna, kind: rna_counts, format: matrix, "
-                "path: 'counts*.tsv', gene_id_type: symbol}\n")
-    folder = study_folder(tmp_path, manifest, {"counts1.tsv": "gene\tS1\tS2\nTP53\t10\t20\nMYC\t5\t6\n",
-                                               "counts2.tsv": "gene\tS1\tS3\nTP53\t30\t40\nMYC\t7\t8\n"})
-    ingest = read_study(folder, reference=reference)
-    issues = study_issues(ingest).filter(pl.col("severity") != "info")
-    assert issues.select("file", "column", "code", "severity", "message").rows() == [
-        ("counts2.tsv", "S1", "duplicate_sample", "error",
-         "files 'counts1.tsv' and 'counts2.tsv' are both sample 'S1'; only the first is kept "
-         "(rename one, or narrow the assay's path glob)")]
-    (counts,) = ingest.tables["rna_counts"]
-    kept = counts.collect().filter(pl.col("feature_id") == "TP53").sort("sample_id")
-    assert kept.select("sample_id", "count").rows() == [("S1", 10.0), ("S2", 20.0), ("S3", 40.0)]
-
-
 def test_read_study_refuses_a_contrast_name_used_twice(tmp_path, reference, study_folder):
     # Two contrasts of one name cannot be told apart in the table: an error, as before (the study is not loaded).
     manifest = (_NUMERIC_HEAD + "  - {name: c, factor: group, test: b, reference: a}\n"

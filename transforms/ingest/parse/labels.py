@@ -9,6 +9,8 @@ _SUFFIXES = {
     "rsem": ("genes.results", "isoforms.results"),
     "star": ("ReadsPerGene.out.tab",),
 }
+PER_SAMPLE_FORMATS = frozenset(_SUFFIXES)
+"""Formats of one sample per file, labelled by the path: two files of one assay may not give one sample."""
 
 
 def sample_label_from_path(path: Path, format: str) -> str:
