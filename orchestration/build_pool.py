@@ -233,7 +233,9 @@ class StudyPool:
             self._start_worker()
         try:
             while True:
-                if not self.stopping:
+                handing = not self.stopping
+                while handing:  # again after a failed send: the new worker gets the study
+                    handing = False
                     for worker in list(self.workers):
                         if worker.sid is None and pending:
                             sid = pending.pop(0)
@@ -242,11 +244,14 @@ class StudyPool:
                             except OSError:  # an idle worker died (out of memory): its study goes to a new one
                                 pending.insert(0, sid)
                                 self._discard(worker)
-                                self._restart()
+                                self._restart(pending)
+                                handing = True
                                 continue
                             worker.sid, worker.started = sid, time.monotonic()
                 busy = {w.conn: w for w in self.workers if w.sid is not None}
                 if not busy:
+                    if pending and not self.stopping:  # never: every idle worker was handed a study above
+                        raise RuntimeError(f"no build worker left for {', '.join(pending)}")
                     break
                 ready = wait([*busy, *([wakeup] if wakeup is not None else [])])
                 if wakeup is not None and wakeup in ready:
@@ -260,12 +265,12 @@ class StudyPool:
                     except (EOFError, OSError):
                         yield "done", self._lost(worker)
                         if pending and not self.stopping:
-                            self._restart()
+                            self._restart(pending)
                         continue
                     if isinstance(message, tuple):
                         yield "waiting", worker.sid, message[1]
                         continue
-                    worker.sid = None
+                    worker.sid, self.restarts = None, 0
                     yield "done", message
             self.not_launched = pending
         finally:
@@ -274,10 +279,10 @@ class StudyPool:
     def _lost(self, worker: _Worker) -> StudyOutcome:
         """The outcome of a study whose worker ended without sending one (killed: out of memory, SIGKILL)."""
         worker.process.join(5)
+        self._discard(worker)  # killed if it lingers
         code = worker.process.exitcode
-        self._discard(worker)
         sid, worker.sid = worker.sid or "", None
-        if self.stopping and code in (0, -signal.SIGTERM):  # the stop reached it before or as its run began
+        if self.stopping and code in (0, -signal.SIGTERM, -signal.SIGKILL):  # the stop reached it (before its run)
             return StudyOutcome(sid, time.monotonic() - worker.started, "INTERRUPTED")
         how = (f"killed by signal {-code}" + (" (SIGKILL: out of memory?)" if code == -signal.SIGKILL else "")
                if code is not None and code < 0 else f"exit code {code}")
@@ -293,13 +298,14 @@ class StudyPool:
         worker.process.join(5)
         worker.conn.close()
 
-    def _restart(self) -> None:
-        """A new worker for one that died, unless workers die faster than studies finish (then the build ends
-        with the error: a machine that kills every worker is not one to go on building on).
+    def _restart(self, pending: list[str]) -> None:
+        """A new worker for one that died, unless 3 x jobs workers died in a row, no study finishing between
+        (then the build ends with the error: a machine that kills every worker is not one to go on building on).
         """
         self.restarts += 1
         if self.restarts > 3 * self.jobs:
-            raise RuntimeError(f"{self.restarts} build workers ended without a result; see the lines above")
+            raise RuntimeError(f"{self.restarts} build workers in a row ended without a result; not built: "
+                               f"{', '.join(pending) or 'none'}")
         self._start_worker()
 
     def close(self) -> None:

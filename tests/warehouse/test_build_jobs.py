@@ -183,3 +183,38 @@ def test_a_worker_that_ends_without_a_result_is_interrupted_when_the_build_was_s
     assert pool.workers == []
     assert parent.closed
     assert ("exit code 0" in outcome.text) is (not stopping)
+
+
+def test_the_study_of_an_idle_worker_that_died_goes_to_a_new_worker(monkeypatch, tmp_path):
+    """A worker dead before it is handed a study (out of memory while idle): the send fails, a new worker builds
+    the study. The new worker was never handed it, so the build ended with studies neither built nor named, exit 0
+    (review19c).
+    """
+    import multiprocessing
+
+    from orchestration import build_pool
+
+    died = tmp_path / "died"
+
+    def worker(conn, settings, environment, cwd):  # the first one dies at once; the others build every study
+        if not died.exists():
+            died.touch()
+            return
+        while (sid := conn.recv()) is not None:
+            conn.send(build_pool.StudyOutcome(sid, 0.0, "ok"))
+
+    start = build_pool.StudyPool._start_worker
+
+    def started(self):  # the first worker is dead before the pool sends it a study
+        new = start(self)
+        if self.restarts == 0:
+            new.process.join(10)
+        return new
+
+    monkeypatch.setattr(build_pool, "_worker", worker)
+    monkeypatch.setattr(build_pool.StudyPool, "_start_worker", started)
+    pool = build_pool.StudyPool(multiprocessing.get_context("fork"), 1, {})  # type: ignore[arg-type]
+    reports = list(pool.run(["s1", "s2", "s3"], wakeup=None, on_wakeup=lambda: None))
+    assert [(kind, outcome.sid, outcome.status) for kind, outcome in reports] == [
+        ("done", "s1", "ok"), ("done", "s2", "ok"), ("done", "s3", "ok")]
+    assert pool.not_launched == []
