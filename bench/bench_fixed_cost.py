@@ -128,10 +128,7 @@ def main() -> None:
             print(f"| {run} | {figures['load_before']:.1f} -> {figures['load_after']:.1f} | {name} | "
                   f"{peer['wall_s']:.1f} | {peer['cpu_s']:.1f} | {peer['wall_s'] / args.studies:.2f} | "
                   f"{peer['wall_s'] / validate['wall_s']:.1f} | {peer['cpu_s'] / validate['cpu_s']:.1f} |", flush=True)
-    cpu = statistics.median(r["build"]["cpu_s"] / r["validate"]["cpu_s"] for r in runs)  # type: ignore[index]
-    wall = statistics.median(r["build"]["wall_s"] / r["validate"]["wall_s"] for r in runs)  # type: ignore[index]
-    build_cpu = statistics.median(r["build"]["cpu_s"] for r in runs)  # type: ignore[index]
-    build_wall = statistics.median(r["build"]["wall_s"] for r in runs)  # type: ignore[index]
+    cpu, wall, build_cpu, build_wall = _medians(runs)
     print(f"median of {len(runs)}: build / validate {cpu:.1f}x CPU, {wall:.1f}x wall; build "
           f"{build_cpu / args.studies:.2f} CPU s and {build_wall / args.studies:.2f} s wall a study; studies a minute "
           f"{60 * args.studies / build_wall:.1f} wall, {60 * args.studies / build_cpu:.1f} per CPU-minute", flush=True)
@@ -149,6 +146,15 @@ def main() -> None:
                   f"{spent['wall_s']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def _medians(runs: list[dict]) -> tuple[float, float, float, float]:
+    """Medians over runs: build / validate CPU and wall, the build's CPU and wall seconds."""
+    def median(value) -> float:  # type: ignore[no-untyped-def]
+        return statistics.median(value(r["build"], r["validate"]) for r in runs)
+
+    return (median(lambda b, v: b["cpu_s"] / v["cpu_s"]), median(lambda b, v: b["wall_s"] / v["wall_s"]),
+            median(lambda b, v: b["cpu_s"]), median(lambda b, v: b["wall_s"]))
 
 
 def jobs_main(args: argparse.Namespace) -> None:
@@ -176,10 +182,7 @@ def jobs_main(args: argparse.Namespace) -> None:
                   f"| {build['cpu_s'] / validate['cpu_s']:.1f} | {60 * args.studies / build['wall_s']:.1f} |",
                   flush=True)
     for jobs, done in runs.items():
-        cpu = statistics.median(r["build"]["cpu_s"] / r["validate"]["cpu_s"] for r in done)  # type: ignore[index]
-        wall = statistics.median(r["build"]["wall_s"] / r["validate"]["wall_s"] for r in done)  # type: ignore[index]
-        build_wall = statistics.median(r["build"]["wall_s"] for r in done)  # type: ignore[index]
-        build_cpu = statistics.median(r["build"]["cpu_s"] for r in done)  # type: ignore[index]
+        cpu, wall, build_cpu, build_wall = _medians(done)
         print(f"--jobs {jobs}, median of {len(done)}: build / validate {cpu:.1f}x CPU, {wall:.1f}x wall; build "
               f"{build_cpu:.1f} CPU s, {build_wall:.1f} s wall; {60 * args.studies / build_wall:.1f} studies a "
               "minute", flush=True)
