@@ -450,13 +450,18 @@ def _tmm_factors_against(
                                 sum_trim=sum_trim, do_weighting=do_weighting, a_cutoff=a_cutoff)
 
         return _map_column_chunks(numpy_chunk, counts.shape[0], counts.shape[1])
-    from transforms.expression._tmm_kernel import tmm_columns
+    from transforms.expression._tmm_kernel import _INT_TABLE, tmm_columns
+
+    whole = np.arange(_INT_TABLE, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log2_int, inv_int = np.log2(whole), 1.0 / whole
 
     def chunk(cols: slice) -> np.ndarray:
         out = np.empty(cols.stop - cols.start)
         tmm_columns(
             counts, rows, cols.start, cols.stop, library_size, p, log_p, ref_variance,
-            float(logratio_trim), float(sum_trim), bool(do_weighting), float(a_cutoff), out,
+            float(logratio_trim), float(sum_trim), bool(do_weighting), float(a_cutoff), counted, log2_int, inv_int,
+            out,
         )  # fmt: skip
         return out
 
