@@ -296,7 +296,7 @@ _A_BASE = int(np.array([0.5]).view(np.int64)[0]) >> _A_SHIFT
 # units apart at most; buckets are 2^45 or 2^47 units wide.
 _KEY_MARGIN = 1 << 16
 # Whole counts below this take log2(count) and 1 / count from tables (the kept genes' M and variance).
-_INT_TABLE = 1 << 16
+_INT_TABLE = 1 << 12
 
 
 @_jit
@@ -709,4 +709,57 @@ def median_log_ratios(
     buf = np.empty(size)
     for j in range(width):
         out[j] = _middle(ratios[j], size, least[j], largest[j], hist, buf)
+    return True
+
+
+# ------------------------------------------------------------------------------- upper quartiles (TMM's reference)
+
+# Whole counts below this are counted in each sample's histogram of the upper-quartile pass (16 KB a sample).
+_COUNT_BINS = 4096
+
+
+@_jit
+def upper_quartile_columns(
+    counts: np.ndarray, start: int, stop: int, place: int, h: float, interpolate: bool, out: np.ndarray
+) -> bool:
+    """The upper quartile of edgeR (R's quantile type 7 at 0.75) of columns ``start:stop`` of ``counts`` into ``out``,
+    before the division by the library size: the values at 0-based places ``place`` and ``place + 1`` of each
+    column's sorted counts (all rows: zero rows first), ``(1 - h) * x[lo] + h * x[hi]`` where they differ (when
+    ``interpolate``), as ``normalise``'s numpy path writes it, so the same bits.
+
+    By a histogram of each column's whole counts below ``_COUNT_BINS``, read in tiles of rows (a row's columns are
+    next to each other in a C-order block). False (``out`` unfinished) when a count is not whole, or a place falls
+    among the larger counts: the caller then sorts.
+    """
+    n_rows, width = counts.shape[0], stop - start
+    hist = np.zeros((width, _COUNT_BINS + 1), dtype=np.int32)
+    whole = True
+    if counts.strides[0] < counts.strides[1]:
+        for j in range(width):
+            for g in range(n_rows):
+                v = counts[g, start + j]
+                whole &= v == np.floor(v)
+                hist[j, min(int(v), _COUNT_BINS)] += 1
+    else:
+        for tile in range(0, n_rows, _TILE):
+            for j in range(width):
+                for g in range(tile, min(tile + _TILE, n_rows)):
+                    v = counts[g, start + j]
+                    whole &= v == np.floor(v)
+                    hist[j, min(int(v), _COUNT_BINS)] += 1
+    if not whole:
+        return False
+    for j in range(width):
+        cum, lo, hi = 0, -1, -1
+        for b in range(_COUNT_BINS):
+            cum += hist[j, b]
+            if lo < 0 and cum > place:
+                lo = b
+            if cum > place + 1:
+                hi = b
+                break
+        if hi < 0:
+            return False
+        q, q_hi = float(lo), float(hi)
+        out[j] = (1 - h) * q + h * q_hi if interpolate and q_hi != q else q
     return True

@@ -379,6 +379,17 @@ def _upper_quartiles(counts: np.ndarray, library_size: np.ndarray, expressed: np
         q_hi = ordered[:, place + 1] if _SORT_SELECTS else ordered[:, place + 1:].min(axis=1)
         return np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
 
+    if counts.size >= _TMM_KERNEL_MIN_VALUES and _tmm_kernel_cached():
+        from transforms.expression._tmm_kernel import upper_quartile_columns
+
+        numpy_chunk = chunk
+
+        def chunk(cols: slice) -> np.ndarray:
+            out = np.empty(cols.stop - cols.start)
+            if upper_quartile_columns(counts, cols.start, cols.stop, place, h, index != lo, out):
+                return out
+            return numpy_chunk(cols)
+
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1]) / library_size
 
 
