@@ -4,11 +4,18 @@ numba is imported with this module, which ``normalise`` imports only when it fir
 import costs a few tenths of a second that processes without TMM need not pay). Functions are compiled on first use
 and cached next to this file (``__pycache__``; numba falls back to a user cache directory when that is read-only).
 
-Per sample: M, A and the variance of the genes edgeR counts (finite M and A, A above the cutoff) with edgeR's exact
-expressions, so that ties (and so R's average ranks) fall as in R; each trim's two order statistics by a histogram of
-the values (1,024 buckets between their least and largest) and a sort of the values in the two buckets holding the
-ends, instead of partitions of whole rows; then the weighted mean of the kept M in one loop (M of a kept gene as
-``2 * A - 2 * log2(p)``: within ~1e-14 of edgeR's ``log2`` of the ratio, the trims themselves being exact).
+Per sample, usually (:func:`_tmm_sample_keyed`, edgeR's default A cutoff): the genes are ranked by keys computed
+with one multiplication each, ``count / reference count`` for M and ``count * reference count`` for A (monotone in
+M and A to rounding); each trim's ends are located in histograms of the keys' float bits, and only the genes whose
+keys lie near an end get edgeR's exact M ratio and A, sorted, so that ties (and so R's average ranks) fall as in R at
+the ends; the other genes are kept or not by their keys, and the kept genes' weighted mean takes M and the variance
+from tables of ``log2(k)`` and ``1 / k`` (within ~1e-14 of edgeR's expressions). Otherwise, or when a sample is
+degenerate (all M near one value, counts far below 1, fewer than 64 genes: :func:`_tmm_sample`): M, A and the
+variance of the genes edgeR counts (finite M and A, A above the cutoff) with edgeR's exact expressions; each trim's
+two order statistics by a histogram of the values (1,024 buckets between their least and largest) and a sort of the
+values in the two buckets holding the ends; then the weighted mean of the kept M in one loop (M of a kept gene as
+``2 * A - 2 * log2(p)``). The upper quartiles that choose TMM's reference sample are here too
+(:func:`upper_quartile_columns`, histograms of whole counts).
 
 DESeq2's size factors (median of ratios) use the same module when it is loaded, for whole counts: per-gene sums of
 the logs with numpy's bits (:func:`log_row_sums`), and each sample's median by the same histogram selection
