@@ -49,16 +49,21 @@ its fallback user cache directory not writable either): each process would compi
 then takes its numpy path (set ``NUMBA_CACHE_DIR`` to a writable directory on such deployments)."""
 
 
-def _jit(function: Callable[..., Any]) -> Any:
+def _jit(function: Callable[..., Any], **options: Any) -> Any:
     """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN,
     as in R; the default raises); without a cache when numba has nowhere to write one (:data:`CACHED`).
     """
     global CACHED
     try:
-        return njit(cache=True, nogil=True, error_model="numpy")(function)
+        return njit(cache=True, nogil=True, error_model="numpy", **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
         CACHED = False
-        return njit(nogil=True, error_model="numpy")(function)
+        return njit(nogil=True, error_model="numpy", **options)(function)
+
+
+def _jit_reassociated(function: Callable[..., Any]) -> Any:
+    """:func:`_jit` allowing floating-point reassociation (so sums vectorise) and fused multiply-adds."""
+    return _jit(function, fastmath={"reassoc", "contract"})
 
 
 @_jit
@@ -322,7 +327,7 @@ def _place_bucket(hist: np.ndarray, k: int) -> int:
     return hist.size - 1  # not reached when k < the count of values
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@_jit_reassociated
 def _kept_sums(
     obs: np.ndarray, kept: np.ndarray, log_p: np.ndarray, ref_variance: np.ndarray, log2_int: np.ndarray,
     inv_int: np.ndarray, log2_n: float, inv_n: float, do_weighting: bool,
