@@ -13,7 +13,8 @@ per-gene reference from all blocks, then each block is transformed on its own.
 - TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
   ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
   ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``
-  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below).
+  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below; the upper
+  quartiles of such blocks by the same module).
   The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
 - log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
 - z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
