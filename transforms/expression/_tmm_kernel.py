@@ -4,11 +4,18 @@ numba is imported with this module, which ``normalise`` imports only when it fir
 import costs a few tenths of a second that processes without TMM need not pay). Functions are compiled on first use
 and cached next to this file (``__pycache__``; numba falls back to a user cache directory when that is read-only).
 
-Per sample: M, A and the variance of the genes edgeR counts (finite M and A, A above the cutoff) with edgeR's exact
-expressions, so that ties (and so R's average ranks) fall as in R; each trim's two order statistics by a histogram of
-the values (1,024 buckets between their least and largest) and a sort of the values in the two buckets holding the
-ends, instead of partitions of whole rows; then the weighted mean of the kept M in one loop (M of a kept gene as
-``2 * A - 2 * log2(p)``: within ~1e-14 of edgeR's ``log2`` of the ratio, the trims themselves being exact).
+Per sample, usually (:func:`_tmm_sample_keyed`, edgeR's default A cutoff): the genes are ranked by keys computed
+with one multiplication each, ``count / reference count`` for M and ``count * reference count`` for A (monotone in
+M and A to rounding); each trim's ends are located in histograms of the keys' float bits, and only the genes whose
+keys lie near an end get edgeR's exact M ratio and A, sorted, so that ties (and so R's average ranks) fall as in R at
+the ends; the other genes are kept or not by their keys, and the kept genes' weighted mean takes M and the variance
+from tables of ``log2(k)`` and ``1 / k`` (within ~1e-14 of edgeR's expressions). Otherwise, or when a sample is
+degenerate (all M near one value, counts far below 1, fewer than 64 genes: :func:`_tmm_sample`): M, A and the
+variance of the genes edgeR counts (finite M and A, A above the cutoff) with edgeR's exact expressions; each trim's
+two order statistics by a histogram of the values (1,024 buckets between their least and largest) and a sort of the
+values in the two buckets holding the ends; then the weighted mean of the kept M in one loop (M of a kept gene as
+``2 * A - 2 * log2(p)``). The upper quartiles that choose TMM's reference sample are here too
+(:func:`upper_quartile_columns`, histograms of whole counts).
 
 DESeq2's size factors (median of ratios) use the same module when it is loaded, for whole counts: per-gene sums of
 the logs with numpy's bits (:func:`log_row_sums`), and each sample's median by the same histogram selection
@@ -42,16 +49,21 @@ its fallback user cache directory not writable either): each process would compi
 then takes its numpy path (set ``NUMBA_CACHE_DIR`` to a writable directory on such deployments)."""
 
 
-def _jit(function: Callable[..., Any]) -> Any:
+def _jit(function: Callable[..., Any], **options: Any) -> Any:
     """Compile with numba's ``njit``: a cache on disk, without GIL, and numpy's error model (x / 0 is inf or NaN,
     as in R; the default raises); without a cache when numba has nowhere to write one (:data:`CACHED`).
     """
     global CACHED
     try:
-        return njit(cache=True, nogil=True, error_model="numpy")(function)
+        return njit(cache=True, nogil=True, error_model="numpy", **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
         CACHED = False
-        return njit(nogil=True, error_model="numpy")(function)
+        return njit(nogil=True, error_model="numpy", **options)(function)
+
+
+def _jit_reassociated(function: Callable[..., Any]) -> Any:
+    """:func:`_jit` allowing floating-point reassociation (so sums vectorise) and fused multiply-adds."""
+    return _jit(function, fastmath={"reassoc", "contract"})
 
 
 @_jit
@@ -281,6 +293,211 @@ def _tmm_sample(
     return 1.0 if math.isnan(f) else 2.0**f  # edgeR: a NaN f (nothing kept) is 0
 
 
+# The fast per-sample path (_tmm_sample_keyed) ranks the genes by keys that need no logarithm and no division:
+# count / reference count for M (2^M is it times a constant of the sample) and count * reference count for A (4^A is
+# it times a constant). A key's bucket is taken from its float64 bits (exponent and top mantissa bits: monotone in
+# the key, equal widths in its logarithm), clamped to the histogram's ends.
+_M_SHIFT = 45  # 128 buckets an octave of the M key
+_M_BUCKETS = 6144  # 48 octaves: keys 2^-24 .. 2^24
+_M_BASE = int(np.array([2.0**-24]).view(np.int64)[0]) >> _M_SHIFT
+_A_SHIFT = 47  # 32 buckets an octave of the A key
+_A_BUCKETS = 2048  # 64 octaves: keys 1/2 .. 2^63
+_A_BASE = int(np.array([0.5]).view(np.int64)[0]) >> _A_SHIFT
+# Units in the last place of a key around the bucket of a trim end whose genes get exact values: a key is within a
+# few units of edgeR's ratio (A: product) times a constant, and values with one log2 (M) or one A are a few thousand
+# units apart at most; buckets are 2^45 or 2^47 units wide.
+_KEY_MARGIN = 1 << 16
+# Whole counts below this take log2(count) and 1 / count from tables (the kept genes' M and variance).
+_INT_TABLE = 1 << 12
+
+
+@_jit
+def _bucket(bits: int, shift: int, base: int, buckets: int) -> int:
+    return min(max((bits >> shift) - base, 0), buckets - 1)
+
+
+@_jit
+def _place_bucket(hist: np.ndarray, k: int) -> int:
+    """The bucket of ``hist`` holding the value at 0-based place ``k``."""
+    cum = 0
+    for b in range(hist.size):
+        cum += hist[b]
+        if cum > k:
+            return b
+    return hist.size - 1  # not reached when k < the count of values
+
+
+@_jit_reassociated
+def _kept_sums(
+    obs: np.ndarray, kept: np.ndarray, log_p: np.ndarray, ref_variance: np.ndarray, log2_int: np.ndarray,
+    inv_int: np.ndarray, log2_n: float, inv_n: float, do_weighting: bool,
+) -> tuple[float, float]:  # fmt: skip
+    """The sums of edgeR's weighted mean over the ``kept`` genes, ``sum(M / v)`` and ``sum(1 / v)`` (or of M and 1
+    unweighted), with M and the variance ``v`` from the tables (whole counts): without branches, and reassociated
+    (so vectorised).
+    """
+    total, weights = 0.0, 0.0
+    for g in range(obs.size):
+        k = int(obs[g]) if kept[g] else 1
+        m = log2_int[k] - log2_n - log_p[g]
+        if do_weighting:
+            w = 1.0 / (inv_int[k] - inv_n + ref_variance[g])
+            total += m * w if kept[g] else 0.0
+            weights += w if kept[g] else 0.0
+        else:
+            total += m if kept[g] else 0.0
+            weights += 1.0 if kept[g] else 0.0
+    return total, weights
+
+
+@_jit
+def _tmm_sample_keyed(
+    obs: np.ndarray,
+    n_obs: float,
+    ref: np.ndarray,
+    inv_ref: np.ndarray,
+    p: np.ndarray,
+    log_p: np.ndarray,
+    ref_variance: np.ndarray,
+    logratio_trim: float,
+    sum_trim: float,
+    do_weighting: bool,
+    log2_int: np.ndarray,
+    inv_int: np.ndarray,
+    key_m: np.ndarray,
+    key_a: np.ndarray,
+    hist_m: np.ndarray,
+    hist_a: np.ndarray,
+    win_m1: np.ndarray,
+    win_m2: np.ndarray,
+    win_a1: np.ndarray,
+    win_a2: np.ndarray,
+    deferred: np.ndarray,
+    kept: np.ndarray,
+    mark: np.ndarray,
+) -> float:
+    """Unscaled TMM factor of one sample (as :func:`_tmm_sample`) when edgeR counts exactly the genes with a positive
+    count (an A cutoff below every A), or NaN when this path does not decide (the caller then takes
+    :func:`_tmm_sample`).
+
+    M and A are ranked by keys: ``obs / ref`` and ``obs * ref`` are, to rounding, ``2^M`` and ``4^A`` times a
+    constant of the sample. A trim's two ends are in the histogram buckets of the keys found by counting; only the
+    genes whose keys are within ``_KEY_MARGIN`` units of such a bucket (its window) get edgeR's exact ratio or A,
+    sorted to find the end with R's average rank of ties (:func:`_log_end`, :func:`_end`), as :func:`_tmm_sample`
+    does with all of them. A gene outside every window is kept or not by its keys; a kept gene's M and variance come
+    from tables of ``log2(k)`` and ``1 / k`` (within a few units of rounding of edgeR's expressions, whose sums run
+    in another order anyway).
+    """
+    size = obs.size
+    for g in range(size):
+        o = obs[g]
+        key_m[g] = o * inv_ref[g]
+        key_a[g] = o * ref[g]
+    bits_m, bits_a = key_m.view(np.int64), key_a.view(np.int64)
+    hist_m[:] = 0
+    hist_a[:] = 0
+    n = 0
+    for g in range(size):
+        counted = obs[g] > 0
+        hist_m[_bucket(bits_m[g], _M_SHIFT, _M_BASE, _M_BUCKETS)] += counted
+        hist_a[_bucket(bits_a[g], _A_SHIFT, _A_BASE, _A_BUCKETS)] += counted
+        n += counted
+    # a count far below 1 or a tiny reference count (the A key's first bucket): the exact path
+    if n < 64 or hist_a[0] > 0:
+        return math.nan
+    first, last = 0, _M_BUCKETS - 1
+    while hist_m[first] == 0:
+        first += 1
+    while hist_m[last] == 0:
+        last -= 1
+    if last - first < 3:  # every M near one value (edgeR's |M| < 1e-6 test, ties everywhere): the exact path
+        return math.nan
+    lo_m = math.floor(n * logratio_trim) + 1
+    lo_a = math.floor(n * sum_trim) + 1
+    if lo_m > n + 1 - lo_m or lo_a > n + 1 - lo_a:
+        return 1.0  # a trim keeps nothing: edgeR's f is NaN, the factor 1
+    bm1, bm2 = _place_bucket(hist_m, lo_m - 1), _place_bucket(hist_m, n - lo_m)
+    ba1, ba2 = _place_bucket(hist_a, lo_a - 1), _place_bucket(hist_a, n - lo_a)
+    if bm1 == 0 or bm2 == _M_BUCKETS - 1 or ba2 == _A_BUCKETS - 1:
+        return math.nan  # an end in a clamped bucket
+    # windows: key bits in [lo, hi)
+    lo_m1, hi_m1 = ((bm1 + _M_BASE) << _M_SHIFT) - _KEY_MARGIN, ((bm1 + 1 + _M_BASE) << _M_SHIFT) + _KEY_MARGIN
+    lo_m2, hi_m2 = ((bm2 + _M_BASE) << _M_SHIFT) - _KEY_MARGIN, ((bm2 + 1 + _M_BASE) << _M_SHIFT) + _KEY_MARGIN
+    lo_a1, hi_a1 = ((ba1 + _A_BASE) << _A_SHIFT) - _KEY_MARGIN, ((ba1 + 1 + _A_BASE) << _A_SHIFT) + _KEY_MARGIN
+    lo_a2, hi_a2 = ((ba2 + _A_BASE) << _A_SHIFT) - _KEY_MARGIN, ((ba2 + 1 + _A_BASE) << _A_SHIFT) + _KEY_MARGIN
+    # the counts below the windows; each gene marked: kept by its keys (a whole count in the tables), or its exact
+    # values needed (1: in a window, 2: and kept unless a trim's end says otherwise), without branches
+    below_m1, below_m2, below_a1, below_a2 = 0, 0, 0, 0
+    top = log2_int.size
+    for g in range(size):
+        o = obs[g]
+        km, ka = bits_m[g], bits_a[g]
+        counted = o > 0
+        below_m1 += counted & (km < lo_m1)
+        below_m2 += counted & (km < lo_m2)
+        below_a1 += counted & (ka < lo_a1)
+        below_a2 += counted & (ka < lo_a2)
+        window = counted & (
+            ((km >= lo_m1) & (km < hi_m1)) | ((km >= lo_m2) & (km < hi_m2))
+            | ((ka >= lo_a1) & (ka < hi_a1)) | ((ka >= lo_a2) & (ka < hi_a2))
+        )  # fmt: skip
+        inside = counted & (km >= lo_m1) & (km < hi_m2) & (ka >= lo_a1) & (ka < hi_a2)
+        whole = (o < top) & (o == np.floor(o))
+        kept[g] = inside & (window ^ True) & whole
+        mark[g] = (window | (inside & (whole ^ True))) * (1 + inside)
+    # the windows' exact values, and the genes to decide by them
+    c_m1, c_m2, c_a1, c_a2, d = 0, 0, 0, 0, 0
+    for g in range(size):
+        if mark[g] == 0:
+            continue
+        km, ka = bits_m[g], bits_a[g]
+        e = obs[g] / n_obs
+        ratio = e / p[g]
+        ag = (math.log2(e) + log_p[g]) / 2
+        win_m1[c_m1] = ratio
+        c_m1 += (km >= lo_m1) & (km < hi_m1)
+        win_m2[c_m2] = ratio
+        c_m2 += (km >= lo_m2) & (km < hi_m2)
+        win_a1[c_a1] = ag
+        c_a1 += (ka >= lo_a1) & (ka < hi_a1)
+        win_a2[c_a2] = ag
+        c_a2 += (ka >= lo_a2) & (ka < hi_a2)
+        deferred[d] = g
+        d += mark[g] == 2
+    log2_n, inv_n = math.log2(n_obs), 1.0 / n_obs
+    total, weights = _kept_sums(obs, kept, log_p, ref_variance, log2_int, inv_int, log2_n, inv_n, do_weighting)
+    group_m1, group_m2 = win_m1[:c_m1], win_m2[:c_m2]
+    group_a1, group_a2 = win_a1[:c_a1], win_a2[:c_a2]
+    group_m1.sort()
+    group_m2.sort()
+    group_a1.sort()
+    group_a2.sort()
+    x_low = _log_end(group_m1, below_m1, lo_m - 1, lo_m, True)
+    x_high = _log_end(group_m2, below_m2, n - lo_m, n + 1 - lo_m, False)
+    a_low = _end(group_a1, below_a1, lo_a - 1, lo_a, True)
+    a_high = _end(group_a2, below_a2, n - lo_a, n + 1 - lo_a, False)
+    for i in range(d):
+        g = deferred[i]
+        o = obs[g]
+        e = o / n_obs
+        ratio = e / p[g]
+        ag = (math.log2(e) + log_p[g]) / 2
+        if not ((x_low <= ratio) & (ratio <= x_high) & (a_low <= ag) & (ag <= a_high)):
+            continue
+        m = math.log2(e) - log_p[g]
+        if do_weighting:
+            w = 1.0 / (1.0 / o - inv_n + ref_variance[g])
+            total += m * w
+            weights += w
+        else:
+            total += m
+            weights += 1.0
+    if not (math.isfinite(total) and math.isfinite(weights)):
+        return math.nan  # a zero variance (one gene holds both libraries) or overflow: the exact path
+    f = total / weights
+    return 1.0 if math.isnan(f) else 2.0**f
+
+
 @_jit
 def tmm_columns(
     counts: np.ndarray,
@@ -295,10 +512,17 @@ def tmm_columns(
     sum_trim: float,
     do_weighting: bool,
     a_cutoff: float,
+    ref: np.ndarray,
+    log2_int: np.ndarray,
+    inv_int: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """Unscaled TMM factors of columns ``start:stop`` of ``counts`` (genes x samples) into ``out``, over the genes
-    ``rows`` that the reference counts (``p``, ``log_p``, ``ref_variance``: its terms of M, A and the variance).
+    ``rows`` that the reference counts (``p``, ``log_p``, ``ref_variance``: its terms of M, A and the variance;
+    ``ref``: its counts; ``log2_int`` and ``inv_int``: ``log2(k)`` and ``1 / k`` of whole numbers ``k``).
+
+    Each sample takes :func:`_tmm_sample_keyed` when edgeR counts exactly its positive counts (an A cutoff below any
+    A), else or when that cannot decide, :func:`_tmm_sample`.
 
     The columns are first copied samples-major: genes in the inner loop when the block is stored samples-major
     (Fortran order), else in tiles of 64 genes (2.5x faster than a loop over genes, then samples).
@@ -318,11 +542,26 @@ def tmm_columns(
     genes = np.empty(size, dtype=np.intp)
     hist = np.empty(_BUCKETS, dtype=np.int64)
     table = np.empty(_TABLE)
+    keyed = a_cutoff < -2000.0  # below any A: edgeR counts the positive counts
+    inv_ref = 1.0 / ref
+    key_m, key_a = np.empty(size), np.empty(size)
+    hist_m, hist_a = np.empty(_M_BUCKETS, dtype=np.int32), np.empty(_A_BUCKETS, dtype=np.int32)
+    win_a1, win_a2 = np.empty(size), np.empty(size)
+    kept, mark = np.empty(size, dtype=np.bool_), np.empty(size, dtype=np.int8)
     for j in range(width):
-        out[j] = _tmm_sample(
-            obs[j], library_size[start + j], p, log_p, ref_variance, logratio_trim, sum_trim, do_weighting,
-            a_cutoff, x, a, genes, hist, buf1, buf2, table,
-        )
+        f = math.nan
+        if keyed:
+            f = _tmm_sample_keyed(
+                obs[j], library_size[start + j], ref, inv_ref, p, log_p, ref_variance, logratio_trim, sum_trim,
+                do_weighting, log2_int, inv_int, key_m, key_a, hist_m, hist_a, buf1, buf2, win_a1, win_a2, genes, kept,
+                mark,
+            )
+        if math.isnan(f):
+            f = _tmm_sample(
+                obs[j], library_size[start + j], p, log_p, ref_variance, logratio_trim, sum_trim, do_weighting,
+                a_cutoff, x, a, genes, hist, buf1, buf2, table,
+            )
+        out[j] = f
 
 
 # ------------------------------------------------------------------------- DESeq2's median of ratios (size factors)
@@ -482,4 +721,57 @@ def median_log_ratios(
     buf = np.empty(size)
     for j in range(width):
         out[j] = _middle(ratios[j], size, least[j], largest[j], hist, buf)
+    return True
+
+
+# ------------------------------------------------------------------------------- upper quartiles (TMM's reference)
+
+# Whole counts below this are counted in each sample's histogram of the upper-quartile pass (16 KB a sample).
+_COUNT_BINS = 4096
+
+
+@_jit
+def upper_quartile_columns(
+    counts: np.ndarray, start: int, stop: int, place: int, h: float, interpolate: bool, out: np.ndarray
+) -> bool:
+    """The upper quartile of edgeR (R's quantile type 7 at 0.75) of columns ``start:stop`` of ``counts`` into ``out``,
+    before the division by the library size: the values at 0-based places ``place`` and ``place + 1`` of each
+    column's sorted counts (all rows: zero rows first), ``(1 - h) * x[lo] + h * x[hi]`` where they differ (when
+    ``interpolate``), as ``normalise``'s numpy path writes it, so the same bits.
+
+    By a histogram of each column's whole counts below ``_COUNT_BINS``, read in tiles of rows (a row's columns are
+    next to each other in a C-order block). False (``out`` unfinished) when a count is not whole, or a place falls
+    among the larger counts: the caller then sorts.
+    """
+    n_rows, width = counts.shape[0], stop - start
+    hist = np.zeros((width, _COUNT_BINS + 1), dtype=np.int32)
+    whole = True
+    if counts.strides[0] < counts.strides[1]:
+        for j in range(width):
+            for g in range(n_rows):
+                v = counts[g, start + j]
+                whole &= v == np.floor(v)
+                hist[j, min(int(v), _COUNT_BINS)] += 1
+    else:
+        for tile in range(0, n_rows, _TILE):
+            for j in range(width):
+                for g in range(tile, min(tile + _TILE, n_rows)):
+                    v = counts[g, start + j]
+                    whole &= v == np.floor(v)
+                    hist[j, min(int(v), _COUNT_BINS)] += 1
+    if not whole:
+        return False
+    for j in range(width):
+        cum, lo, hi = 0, -1, -1
+        for b in range(_COUNT_BINS):
+            cum += hist[j, b]
+            if lo < 0 and cum > place:
+                lo = b
+            if cum > place + 1:
+                hi = b
+                break
+        if hi < 0:
+            return False
+        q, q_hi = float(lo), float(hi)
+        out[j] = (1 - h) * q + h * q_hi if interpolate and q_hi != q else q
     return True

@@ -13,7 +13,8 @@ per-gene reference from all blocks, then each block is transformed on its own.
 - TMM: pass 1 gives ``library_sizes(block)``, ``expressed |= (block > 0).any(axis=1)`` and
   ``np.sqrt(block).sum(axis=0)``; pass 2 gives ``upper_quartiles(block, library_size=..., expressed=expressed)``;
   ``tmm_reference(...)`` picks the reference column; pass 3 gives ``tmm_factors_against(block, reference, ...)``
-  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below).
+  (a compiled per-sample kernel, ``_tmm_kernel``, for blocks of 2^24 counts or more; numpy below; the upper
+  quartiles of such blocks by the same module).
   The geometric-mean scaling (``geometric_mean_scaled``) is applied once to the factors of *all* samples.
 - log2 CPM: pass the study-wide ``mean_library_size`` (mean of library size x factor over all samples).
 - z-scores: ``row_moments(blocks)`` then ``zscore_rows(block, moments=...)``.
@@ -379,6 +380,17 @@ def _upper_quartiles(counts: np.ndarray, library_size: np.ndarray, expressed: np
         q_hi = ordered[:, place + 1] if _SORT_SELECTS else ordered[:, place + 1:].min(axis=1)
         return np.where(q_hi != q, (1 - h) * q + h * q_hi, q)
 
+    if counts.size >= _TMM_KERNEL_MIN_VALUES and _tmm_kernel_cached():
+        from transforms.expression._tmm_kernel import upper_quartile_columns
+
+        numpy_chunk = chunk
+
+        def chunk(cols: slice) -> np.ndarray:
+            out = np.empty(cols.stop - cols.start)
+            if upper_quartile_columns(counts, cols.start, cols.stop, place, h, index != lo, out):
+                return out
+            return numpy_chunk(cols)
+
     return _map_column_chunks(chunk, counts.shape[0], counts.shape[1]) / library_size
 
 
@@ -450,13 +462,18 @@ def _tmm_factors_against(
                                 sum_trim=sum_trim, do_weighting=do_weighting, a_cutoff=a_cutoff)
 
         return _map_column_chunks(numpy_chunk, counts.shape[0], counts.shape[1])
-    from transforms.expression._tmm_kernel import tmm_columns
+    from transforms.expression._tmm_kernel import _INT_TABLE, tmm_columns
+
+    whole = np.arange(_INT_TABLE, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log2_int, inv_int = np.log2(whole), 1.0 / whole
 
     def chunk(cols: slice) -> np.ndarray:
         out = np.empty(cols.stop - cols.start)
         tmm_columns(
             counts, rows, cols.start, cols.stop, library_size, p, log_p, ref_variance,
-            float(logratio_trim), float(sum_trim), bool(do_weighting), float(a_cutoff), out,
+            float(logratio_trim), float(sum_trim), bool(do_weighting), float(a_cutoff), counted, log2_int, inv_int,
+            out,
         )  # fmt: skip
         return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -588,3 +589,135 @@ def test_tmm_kernel_log_trim_range_ties_of_log2_across_ratios() -> None:
         # math.log2 is the C library's log2, as in R and in the kernel
         expected = _kept_by_rank([math.log2(v) for v in ratios], trim)
         np.testing.assert_array_equal(got, expected, err_msg=f"case {case}, trim {trim}")
+
+
+def _keyed_factor(obs: np.ndarray, ref: np.ndarray, n_obs: float, n_ref: float, trim: float, sum_trim: float,
+                  weighting: bool = True) -> float:  # fmt: skip
+    """The compiled kernel's keyed path on one sample (NaN: it leaves the sample to the exact path)."""
+    from transforms.expression import _tmm_kernel
+
+    rows = ref > 0
+    c, o = ref[rows], obs[rows].copy()
+    p = c / n_ref
+    whole = np.arange(_tmm_kernel._INT_TABLE, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log2_int, inv_int = np.log2(whole), 1 / whole
+    buf = [np.empty(c.size) for _ in range(6)]
+    hist_m = np.empty(_tmm_kernel._M_BUCKETS, dtype=np.int32)
+    hist_a = np.empty(_tmm_kernel._A_BUCKETS, dtype=np.int32)
+    return _tmm_kernel._tmm_sample_keyed(
+        o, float(n_obs), c, 1 / c, p, np.log2(p), (n_ref - c) / n_ref / c, trim, sum_trim, weighting, log2_int,
+        inv_int, buf[0], buf[1], hist_m, hist_a, buf[2], buf[3], buf[4], buf[5], np.empty(c.size, dtype=np.intp),
+        np.empty(c.size, dtype=bool), np.empty(c.size, dtype=np.int8),
+    )  # fmt: skip
+
+
+def _keyed_cases(rng: np.random.Generator, genes: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, sample, reference) pairs whose trims end inside tie groups, with zeros and counts beyond the tables."""
+    ref = rng.poisson(rng.gamma(0.7, 4.0, size=genes)).astype(np.float64)
+    yield "small counts: large tie groups of M and A at every trim end", rng.poisson(ref * 1.3 + 0.2).astype(float), ref
+    base = rng.integers(1, 4, size=genes).astype(np.float64)
+    scale = rng.integers(1, 6, size=genes).astype(np.float64)
+    # equal ratios from different count pairs (1/2, 2/4, 3/6 ...): edgeR's ratios differ by units in the last place
+    yield "equal ratios of different count pairs", base * scale, 2 * base * rng.integers(1, 4, size=genes)
+    deep = np.round(np.exp(rng.uniform(0, 11, size=genes)))
+    sample = rng.poisson(deep * rng.uniform(0.5, 2.0)).astype(np.float64)
+    sample[rng.random(genes) < 0.3] = 0  # zero counts: M and A are -inf, edgeR leaves them out
+    yield "deep counts beyond the tables, 30 % zeros", sample, deep
+    yield "fractional counts", rng.gamma(2.0, 3.0, size=genes).round(2), rng.gamma(2.0, 3.0, size=genes).round(2) + 0.01
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tmm_kernel_keyed_path_equal_rank_loop(seed: int) -> None:
+    # The keyed path ranks genes by count / reference count and count * reference count and takes edgeR's exact
+    # values only near the trims' ends: against scipy's average ranks of edgeR's own M and A (_tmm_pair).
+    rng = np.random.default_rng(100 + seed)
+    decided = 0
+    for name, sample, ref in _keyed_cases(rng, int(rng.integers(300, 4000))):
+        n_obs, n_ref = sample.sum() * rng.uniform(0.8, 1.25), ref.sum()
+        for trim, sum_trim, weighting in [(0.3, 0.05, True), (0.25, 0.1, True), (0.4, 0.0, True), (0.3, 0.05, False),
+                                          (0.1, 0.3, True)]:  # fmt: skip
+            got = _keyed_factor(sample, ref, n_obs, n_ref, trim, sum_trim, weighting)
+            if math.isnan(got):
+                continue
+            decided += 1
+            if weighting:
+                expected = _tmm_pair(sample, ref, n_obs, n_ref, trim, sum_trim)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    m = np.log2((sample / n_obs) / (ref / n_ref))
+                    a = (np.log2(sample / n_obs) + np.log2(ref / n_ref)) / 2
+                fin = np.isfinite(m)
+                keep = _kept_by_rank(m[fin].tolist(), trim) & _kept_by_rank(a[fin].tolist(), sum_trim)
+                expected = 2 ** np.mean(m[fin][keep])
+            assert got == pytest.approx(expected, rel=1e-12), f"{name}, trims {trim}, {sum_trim}, {weighting}"
+    assert decided >= 15  # the path decides the usual samples (it leaves few to the exact path)
+
+
+def test_tmm_kernel_keyed_path_leaves_degenerate_samples_to_the_exact_path(tmm_path: str) -> None:
+    # A sample equal to the reference (every M = 0: edgeR's factor 1), counts far below 1, and fewer than 64 genes
+    # are not decided by keys; the factors stay edgeR's.
+    rng = np.random.default_rng(23)
+    ref = rng.poisson(20.0, size=500).astype(np.float64)
+    assert math.isnan(_keyed_factor(ref, ref, ref.sum(), ref.sum(), 0.3, 0.05))
+    tiny = ref * 1e-3
+    assert math.isnan(_keyed_factor(tiny, ref, tiny.sum(), ref.sum(), 0.3, 0.05))
+    assert math.isnan(_keyed_factor(ref[:40] + 1, ref[:40], ref[:40].sum() + 40, ref[:40].sum(), 0.3, 0.05))
+    counts = np.column_stack([ref, tiny, rng.poisson(ref * 2).astype(np.float64)])
+    lib = counts.sum(axis=0)
+    expected = [_tmm_pair(counts[:, j], ref, lib[j], lib[0], 0.3, 0.05) for j in range(3)]
+    assert expected[0] == 1.0
+    got = normalise.tmm_factors_against(counts, ref, library_size=lib, reference_library_size=lib[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_upper_quartiles_kernel_equal_sort_bit_for_bit(layout: str, monkeypatch) -> None:
+    # The compiled histograms of whole counts against numpy's sort: ties at the quartile, interpolation between two
+    # counts, all-zero rows, and blocks it hands back (a fractional count; a quartile of 4,096 or more).
+    rng = np.random.default_rng(29)
+    blocks = []
+    for genes in (7, 8, 401, 2000):
+        counts = rng.poisson(rng.gamma(0.6, 8.0, size=(genes, 1)), size=(genes, 90)).astype(np.float64)
+        counts[rng.random(genes) < 0.2] = 0
+        blocks.append(counts)
+    fractional = blocks[-1].copy()
+    fractional[5, 3] = 2.5
+    large = blocks[-1] + 5000
+    blocks += [fractional, large]
+    for counts in blocks:
+        counts = np.asarray(counts, order=layout)
+        lib = counts.sum(axis=0)
+        monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 1 << 62)
+        expected = normalise.upper_quartiles(counts, library_size=lib)
+        monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0)
+        np.testing.assert_array_equal(normalise.upper_quartiles(counts, library_size=lib), expected)
+    from transforms.expression import _tmm_kernel
+
+    out = np.empty(90)
+    assert not _tmm_kernel.upper_quartile_columns(fractional, 0, 90, 1500, 0.25, True, out)
+    assert not _tmm_kernel.upper_quartile_columns(large, 0, 90, 1500, 0.25, True, out)
+    assert _tmm_kernel.upper_quartile_columns(blocks[3], 0, 90, 1500, 0.25, True, out)
+
+
+def test_tmm_kernel_keyed_path_tie_group_across_a_bucket_edge() -> None:
+    # 49 * (1 / 49) is one unit below 1: genes with count == reference count have keys on both sides of the bucket
+    # edge at 1, yet one M (edgeR's ratios, (49 / n_obs) / (49 / n_ref) and (1 / n_obs) / (1 / n_ref), share a log2).
+    # The trims' ends fall in that tie group (its average rank just inside or outside a bound) in many of the cases.
+    assert 49 * (1 / 49) < 1.0
+    rng = np.random.default_rng(31)
+    decided = 0
+    for case in range(300):
+        below, group, above = (int(v) for v in rng.integers(20, 120, size=3))
+        tie_ref = rng.choice([1.0, 49.0, 98.0, 2.0, 49.0 * 3], size=group)
+        ref = np.concatenate([2 * rng.integers(1, 30, size=below), tie_ref, rng.integers(1, 30, size=above)])
+        sample = np.concatenate([ref[:below] / 2, tie_ref, 2 * ref[below + group:]])
+        n_obs = n_ref = float(ref.sum())
+        trim = float(rng.uniform(0.05, 0.45))
+        got = _keyed_factor(sample.astype(float), ref.astype(float), n_obs, n_ref, trim, 0.05)
+        if math.isnan(got):
+            continue
+        decided += 1
+        expected = _tmm_pair(sample.astype(float), ref.astype(float), n_obs, n_ref, trim, 0.05)
+        assert got == pytest.approx(expected, rel=1e-12), f"case {case}"
+    assert decided > 250
