@@ -682,6 +682,10 @@ def _sql(args: argparse.Namespace) -> int:
             print("omicsdw sql: the query has no statement; give a SELECT, e.g. \"SELECT * FROM studies\"",
                   file=sys.stderr)
             return 2
+        if len(statements) > 1:  # DuckDB returns the last statement's result: the others ran unseen
+            print(f"omicsdw sql: the query holds {len(statements)} statements and only the last one's rows would "
+                  "be shown; run one at a time (or join them: UNION ALL, a WITH clause)", file=sys.stderr)
+            return 2
         refused = sorted({s.type.name for s in statements if s.type.name not in SQL_STATEMENTS})
         if refused:
             print(f"omicsdw sql runs read-only queries (SELECT, EXPLAIN); refused: {', '.join(refused)}",
