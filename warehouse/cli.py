@@ -928,6 +928,9 @@ def _features(args: argparse.Namespace) -> int:
             if built.hints:
                 print("official symbols of genes written otherwise (ask for these): "
                       + ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items()))
+            if built.unscalable:
+                print(f"NULL after scaling (training SD zero or undefined: fewer than 2 training values, or one "
+                      f"value repeated): {', '.join(built.unscalable)}")
             return 0
         if args.action == "list":
             listed = feature_set_list(feature_set_rows(lake))
@@ -961,6 +964,8 @@ def _features(args: argparse.Namespace) -> int:
                           "(in the manifest: feature_versions)")
                 if manifest.get("missing"):
                     print(f"  not found: {json.dumps(manifest['missing'])}")
+                if manifest.get("unscalable"):
+                    print(f"  NULL after scaling (training SD zero or undefined): {', '.join(manifest['unscalable'])}")
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
             return 0
         output = Path(args.output)

@@ -52,6 +52,9 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
             hints = ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items())
             context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}"
                                 + (f"; official symbols of genes written otherwise: {hints}" if hints else ""))
+        if built.unscalable:
+            context.log.warning(f"feature set {current.name!r}: NULL after scaling (training SD zero or undefined): "
+                                + ", ".join(built.unscalable))
         return dg.MaterializeResult(metadata={"version": built.version, "rows": built.rows, "columns": built.columns,
                                               "content_hash": built.content_hash, "unchanged": not built.new,
                                               "not_found": not_found})

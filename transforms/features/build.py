@@ -66,6 +66,16 @@ class FeatureMatrix:
     hints: dict[str, str] = field(default_factory=dict)
     """Genes of ``missing`` written other than as their official symbol (an alias, another case) -> that symbol."""
 
+    @property
+    def unscalable(self) -> list[str]:
+        """Scaled columns that hold values but whose training SD is zero or undefined (one training value or
+        none, or the same value in every training sample): z-scoring makes every cell of them NULL. The columns
+        of ``missing`` (no value at all) are not listed again.
+        """
+        absent = {f"{layer}__{name}" for layer, names in self.missing.items() for name in names}
+        return [f for f, p in self.scaling.items()
+                if f not in absent and not (p["sd"] is not None and p["sd"] > 0)]
+
     def _finish(self, rows: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """Scaled (and imputed) long rows of ``samples``, NULL cells dropped, sorted."""
         values = apply_scaling(rows, self.scaling)
