@@ -388,8 +388,8 @@ def _build_studies(args: argparse.Namespace) -> int:
     finally:
         con.close()
     for sid in sorted(stored - set(found)):  # documented: a deleted landing folder never removes a study
-        print(f"kept: {sid} has no folder in {landing} any more; `omicsdw remove {sid} --warehouse "
-              f"{args.warehouse}` removes it")
+        print(f"kept: {sid} has no folder in {landing}; it stays as loaded, its gene-set libraries too, until "
+              f"`omicsdw remove {sid} --warehouse {args.warehouse}`")
     if problems:
         failed.append(f"{len(problems)} landing folder problem(s) above")
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
