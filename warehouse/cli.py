@@ -545,7 +545,10 @@ def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, ins
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         print(f"{event.materialization.asset_key.to_user_string()}: version {meta['version']}, {meta['rows']} rows x "
               f"{meta['columns']} columns" + (" (unchanged)" if meta.get("unchanged") else "")
-              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else ""))
+              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else "")
+              + (f"; NULL after scaling: {meta['unscalable']}" if meta.get("unscalable") else "")
+              + (f"; {meta['empty_samples']} samples with no value in any column" if meta.get("empty_samples")
+                 else ""))
     for event in result.get_step_failure_events():
         data = event.step_failure_data
         text = (data.user_failure_data.description if data.user_failure_data is not None
@@ -931,6 +934,12 @@ def _features(args: argparse.Namespace) -> int:
             if built.unscalable:
                 print(f"NULL after scaling (training SD zero or undefined: fewer than 2 training values, or one "
                       f"value repeated): {', '.join(built.unscalable)}")
+            if built.empty_samples:
+                shown = ", ".join(sample for _, sample in built.empty_samples[:10])
+                more = f" and {len(built.empty_samples) - 10} more" if len(built.empty_samples) > 10 else ""
+                print(f"{len(built.empty_samples)} of {built.rows} samples have no value in any column ("
+                      + ("filled with the training means" if spec.impute == "train_mean" else "rows of NULLs")
+                      + f"; leave them out with the spec's samples filter): {shown}{more}")
             return 0
         if args.action == "list":
             listed = feature_set_list(feature_set_rows(lake))
@@ -964,6 +973,8 @@ def _features(args: argparse.Namespace) -> int:
                           "(in the manifest: feature_versions)")
                 if manifest.get("missing"):
                     print(f"  not found: {json.dumps(manifest['missing'])}")
+                if manifest.get("empty_samples"):
+                    print(f"  samples with no value in any column: {len(manifest['empty_samples'])}")
                 if manifest.get("unscalable"):
                     print(f"  NULL after scaling (training SD zero or undefined): {', '.join(manifest['unscalable'])}")
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")

@@ -318,3 +318,21 @@ def test_build_feature_matrix_names_the_scaled_columns_left_null_by_an_undefined
     assert held == {"rna__NDRG2"}  # every cell of the two is NULL, as named
     ndrg2 = mrna["NDRG2"][:12].to_numpy()
     assert matrix.scaling["rna__NDRG2"]["sd"] == pytest.approx(float(np.std(ndrg2, ddof=1)), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows_per_block", [1_000_000, 30])
+def test_build_feature_matrix_names_the_samples_without_any_value(mrna, rows_per_block):
+    # trialK: airway's samples.tsv lists 8 runs, Salmon gave 2; the feature set had 6 rows of training means (with
+    # impute: train_mean) that nothing named: fabricated samples a model would train on
+    inputs = _inputs(mrna)
+    blank = ["ZZ01", "AA00"]  # in the samples table, no value anywhere
+    samples = pl.concat([inputs["samples"], pl.DataFrame({"study_id": "brca", "sample_id": blank})])
+    spec = FeatureSetSpec.model_validate({"name": "t", "studies": ["brca"], "layers": [{"layer": "rna",
+                                                                                      "genes": GENES}],
+                                          "impute": "train_mean"})
+    matrix = build_feature_matrix(spec, **{**inputs, "samples": samples}, rows_per_block=rows_per_block)
+    list(matrix.blocks())
+    assert sorted(matrix.empty) == [("brca", "AA00"), ("brca", "ZZ01")]
+    filled = _wide(matrix).filter(pl.col("sample_id").is_in(blank))
+    for gene in GENES:  # what they hold: the training means (every sample trains by default)
+        assert filled[f"rna__{gene}"].to_list() == pytest.approx([float(np.mean(mrna[gene].to_numpy()))] * 2)
