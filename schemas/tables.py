@@ -670,7 +670,9 @@ class FeatureSets(_Table):
     columns: int = pa.Field(ge=0, description="Feature columns of the matrix (`<layer>__<symbol>`).")
     content_hash: str = pa.Field(description="Hash of the values (the same inputs and spec give the same hash).")
     manifest: str = pa.Field(description="JSON: the spec, the Delta version of every input table, the ordered "
-                                         "feature columns, the sample keys and the learned scaling parameters.")
+                                         "feature columns, the sample keys and the learned scaling parameters; "
+                                         "also unscalable (columns NULL after scaling) and empty_samples (samples "
+                                         "with no value in any column).")
 
     class Config:
         unique = ["feature_set", "version"]

@@ -388,8 +388,8 @@ def _build_studies(args: argparse.Namespace) -> int:
     finally:
         con.close()
     for sid in sorted(stored - set(found)):  # documented: a deleted landing folder never removes a study
-        print(f"kept: {sid} has no folder in {landing} any more; `omicsdw remove {sid} --warehouse "
-              f"{args.warehouse}` removes it")
+        print(f"kept: {sid} has no folder in {landing}; it stays as loaded, its gene-set libraries too, until "
+              f"`omicsdw remove {sid} --warehouse {args.warehouse}`")
     if problems:
         failed.append(f"{len(problems)} landing folder problem(s) above")
     print(f"\ndone in {time.monotonic() - start:.1f} s; "
@@ -545,7 +545,10 @@ def _build_feature_sets(folder: Path, signals: _Signals, *, resources: dict, ins
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         print(f"{event.materialization.asset_key.to_user_string()}: version {meta['version']}, {meta['rows']} rows x "
               f"{meta['columns']} columns" + (" (unchanged)" if meta.get("unchanged") else "")
-              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else ""))
+              + (f"; not found (NULL columns): {meta['not_found']}" if meta.get("not_found") else "")
+              + (f"; NULL after scaling: {meta['unscalable']}" if meta.get("unscalable") else "")
+              + (f"; {meta['empty_samples']} samples with no value in any column" if meta.get("empty_samples")
+                 else ""))
     for event in result.get_step_failure_events():
         data = event.step_failure_data
         text = (data.user_failure_data.description if data.user_failure_data is not None
@@ -681,6 +684,10 @@ def _sql(args: argparse.Namespace) -> int:
         if not statements:  # "" or a comment: DuckDB returns no result, not an error
             print("omicsdw sql: the query has no statement; give a SELECT, e.g. \"SELECT * FROM studies\"",
                   file=sys.stderr)
+            return 2
+        if len(statements) > 1:  # DuckDB returns the last statement's result: the others ran unseen
+            print(f"omicsdw sql: the query holds {len(statements)} statements and only the last one's rows would "
+                  "be shown; run one at a time (or join them: UNION ALL, a WITH clause)", file=sys.stderr)
             return 2
         refused = sorted({s.type.name for s in statements if s.type.name not in SQL_STATEMENTS})
         if refused:
@@ -924,6 +931,15 @@ def _features(args: argparse.Namespace) -> int:
             if built.hints:
                 print("official symbols of genes written otherwise (ask for these): "
                       + ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items()))
+            if built.unscalable:
+                print(f"NULL after scaling (training SD zero or undefined: fewer than 2 training values, or one "
+                      f"value repeated): {', '.join(built.unscalable)}")
+            if built.empty_samples:
+                shown = ", ".join(sample for _, sample in built.empty_samples[:10])
+                more = f" and {len(built.empty_samples) - 10} more" if len(built.empty_samples) > 10 else ""
+                print(f"{len(built.empty_samples)} of {built.rows} samples have no value in any column ("
+                      + ("filled with the training means" if spec.impute == "train_mean" else "rows of NULLs")
+                      + f"; leave them out with the spec's samples filter): {shown}{more}")
             return 0
         if args.action == "list":
             listed = feature_set_list(feature_set_rows(lake))
@@ -957,6 +973,10 @@ def _features(args: argparse.Namespace) -> int:
                           "(in the manifest: feature_versions)")
                 if manifest.get("missing"):
                     print(f"  not found: {json.dumps(manifest['missing'])}")
+                if manifest.get("empty_samples"):
+                    print(f"  samples with no value in any column: {len(manifest['empty_samples'])}")
+                if manifest.get("unscalable"):
+                    print(f"  NULL after scaling (training SD zero or undefined): {', '.join(manifest['unscalable'])}")
             print(f"spec (newest): {json.dumps(json.loads(rows['manifest'][-1])['spec'])}")
             return 0
         output = Path(args.output)

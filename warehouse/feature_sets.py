@@ -54,6 +54,10 @@ class BuiltVersion:
     """Per layer, the genes / signatures the spec names that no selected sample has (their columns are NULL)."""
     hints: dict[str, str] = field(default_factory=dict)
     """Genes of ``missing`` given as an alias or in another case -> their official symbol (the column name to ask)."""
+    unscalable: list[str] = field(default_factory=list)
+    """Scaled columns with values whose training SD is zero or undefined: NULL in every cell after z-scoring."""
+    empty_samples: list[list[str]] = field(default_factory=list)
+    """Selected samples (study_id, sample_id) with no value in any column: NULL rows, or training means if imputed."""
 
 
 def _published(lake: Lake, table: str, studies: list[str] | None) -> pl.LazyFrame | None:
@@ -143,11 +147,13 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
         if history.height and history["content_hash"][-1] == content:
             last = history.row(-1, named=True)
             return BuiltVersion(spec.name, last["version"], last["rows"], last["columns"], content, False, None,
-                                matrix.missing, matrix.hints)
+                                matrix.missing, matrix.hints, matrix.unscalable,
+                                [list(k) for k in matrix.empty])
         version = int(history["version"].max() or 0) + 1 if history.height else 1  # type: ignore[arg-type]
         manifest = {"spec": spec.model_dump(mode="json"), "inputs": _input_versions(lake, studies),
                     "columns": matrix.columns, "samples": matrix.samples.rows(), "scaling": matrix.scaling,
-                    "train": matrix.train, "imputation": matrix.imputation, "missing": matrix.missing}
+                    "train": matrix.train, "imputation": matrix.imputation, "missing": matrix.missing,
+                    "unscalable": matrix.unscalable, "empty_samples": [list(k) for k in matrix.empty]}
         row = pl.DataFrame([{"feature_set": spec.name, "version": version, "created_at": datetime.now(UTC),
                              "rows": matrix.samples.height, "columns": len(matrix.columns), "content_hash": content,
                              "manifest": json.dumps(manifest, default=str)}], schema=_schema(SETS))
@@ -159,7 +165,7 @@ def build_feature_set(lake: Lake, spec: FeatureSetSpec) -> BuiltVersion:
     if not commit.ok:
         raise ValueError(f"feature set {spec.name!r} breaks its contract: {commit.failures}")
     return BuiltVersion(spec.name, version, matrix.samples.height, len(matrix.columns), content, True, commit,
-                        matrix.missing, matrix.hints)
+                        matrix.missing, matrix.hints, matrix.unscalable, [list(k) for k in matrix.empty])
 
 
 def _version_row(lake: Lake, name: str, version: int | None) -> dict[str, object]:

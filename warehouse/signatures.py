@@ -48,20 +48,50 @@ unchanged (:func:`transforms.ingest.study.per_manifest`), not once per study in 
 
 def library_sources(*, landing: Path | None, library_dir: Path | None) -> list[tuple[str, str | None, Path]]:
     """(scope, study_id, file) of every non-shipped library: the warehouse folder's, then each study's."""
+    return _scan_sources(landing=landing, library_dir=library_dir)[0]
+
+
+def _scan_sources(*, landing: Path | None, library_dir: Path | None
+                  ) -> tuple[list[tuple[str, str | None, Path]], set[str]]:
+    """:func:`library_sources`, and the ids of the landing's studies whose manifest was read (their libraries are
+    the files listed; a study absent from the landing or whose manifest does not load keeps its stored ones).
+    """
     found: list[tuple[str, str | None, Path]] = []
+    read: set[str] = set()
     if library_dir is not None and library_dir.is_dir():
         found += [("warehouse", None, p) for p in sorted(library_dir.iterdir()) if registry.is_library_file(p)]
     if landing is not None and landing.is_dir():
         for study_id, folder in find_studies(landing).items():
             if not (folder / MANIFEST_NAME).is_file():
+                read.add(study_id)  # a cBioPortal folder: no libraries of its own
                 continue
             try:
                 manifest = per_manifest(_MANIFESTS, folder, partial(load_manifest, folder / MANIFEST_NAME))
             except (yaml.YAMLError, ValueError, OSError):
                 continue  # the study's ingest reports it (a YAML syntax error too: one study's typo stops no build)
+            read.add(study_id)
             found += [("study", study_id, p) for p in study_gene_set_files(folder, manifest)
                       if registry.is_library_file(p)]
-    return found
+    return found, read
+
+
+def _kept_study_libraries(lake: Lake, *, read: set[str], broken: set[tuple[str, str]]
+                          ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """Stored ``gene_sets`` / ``gene_set_members`` rows of study libraries the landing no longer gives: those of a
+    study without a folder there (kept whole until ``omicsdw remove``, which deletes these rows too) or whose
+    study.yaml does not load, and a library file of a study that now has errors (the study's failed ingest keeps
+    its previous load, whose scores and enrichment name that library). None when there are none.
+    """
+    if not lake.exists("gene_sets") or not lake.exists("gene_set_members"):
+        return None
+    keep = ((pl.col("scope") == "study") & pl.col("study_id").is_not_null()
+            & (~pl.col("study_id").is_in(sorted(read))
+               | pl.concat_str("study_id", "library", separator="\x00").is_in(
+                   sorted(f"{s}\x00{lib}" for s, lib in broken))))
+    sets = lake.scan("gene_sets").filter(keep).collect()
+    if not sets.height:
+        return None
+    return sets, lake.scan("gene_set_members").filter(keep).collect()
 
 
 def known_libraries(*, landing: Path | None, library_dir: Path | None) -> list[str]:
@@ -93,7 +123,7 @@ def write_gene_sets(lake: Lake, *, landing: Path | None, library_dir: Path | Non
     Libraries with errors are left out (their study's ingest reports the errors as ingest_issues).
     """
     reference = reference or GeneReference.load()
-    sources = library_sources(landing=landing, library_dir=library_dir)
+    sources, read = _scan_sources(landing=landing, library_dir=library_dir)
     fingerprint = registry_fingerprint(sources, reference)
     lake.ensure_tables(REGISTRY_TABLES)
     done = unchanged(lake, REGISTRY_TABLES, study_id=None, fingerprint=fingerprint)
@@ -102,13 +132,20 @@ def write_gene_sets(lake: Lake, *, landing: Path | None, library_dir: Path | Non
     libraries: list[tuple[str, str | None, registry.Library]] = [
         ("shipped", None, lib) for lib in registry.shipped_libraries()]
     broken = []
+    broken_study: set[tuple[str, str]] = set()
     for scope, study_id, path in sources:
         lib = registry.read_library(path)
         if any(i.severity == "error" for i in lib.issues):
             broken.append(f"{study_id or scope}:{path.name}")
+            if study_id is not None:
+                broken_study.add((study_id, registry.library_name(path)))
             continue
         libraries.append((scope, study_id, lib))
     sets, members = registry.registry_frames(libraries, reference=reference)
+    kept = _kept_study_libraries(lake, read=read, broken=broken_study)
+    if kept is not None:  # a study kept whole keeps its libraries: a registry rewrite used to drop them
+        sets = pl.concat([sets, kept[0].select(sets.columns).cast(sets.schema)])
+        members = pl.concat([members, kept[1].select(members.columns).cast(members.schema)])
     summary = (sets.group_by("scope", "library").agg(sets=pl.len(), genes=pl.col("n_genes").sum(),
                                                      mapped=pl.col("n_mapped").sum()).sort("scope", "library"))
     metadata: dict[str, dict[str, object]] = {

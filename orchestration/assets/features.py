@@ -52,9 +52,18 @@ def feature_set_asset(path: Path) -> dg.AssetsDefinition:
             hints = ", ".join(f"{name} is {symbol}" for name, symbol in built.hints.items())
             context.log.warning(f"feature set {current.name!r}: not found (their columns are NULL): {not_found}"
                                 + (f"; official symbols of genes written otherwise: {hints}" if hints else ""))
+        unscalable = ", ".join(built.unscalable)
+        if unscalable:
+            context.log.warning(f"feature set {current.name!r}: NULL after scaling (training SD zero or undefined): "
+                                f"{unscalable}")
+        empty = ", ".join(sample for _, sample in built.empty_samples)
+        if empty:
+            context.log.warning(f"feature set {current.name!r}: {len(built.empty_samples)} of {built.rows} samples "
+                                f"have no value in any column: {empty}")
         return dg.MaterializeResult(metadata={"version": built.version, "rows": built.rows, "columns": built.columns,
                                               "content_hash": built.content_hash, "unchanged": not built.new,
-                                              "not_found": not_found})
+                                              "not_found": not_found, "unscalable": unscalable,
+                                              "empty_samples": len(built.empty_samples)})
 
     return _feature_set
 

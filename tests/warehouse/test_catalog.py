@@ -185,3 +185,16 @@ def test_sql_without_a_statement_is_refused_without_a_traceback(lake: Lake, wh: 
     for query in ("", "  ", "-- a comment only"):
         assert main(["sql", query, "--warehouse", str(wh)]) == 2  # was an AttributeError on None
         assert "omicsdw sql: the query has no statement" in capsys.readouterr().err
+
+
+def test_sql_with_several_statements_is_refused_not_shown_as_the_last_one(lake: Lake, wh: Path, capsys) -> None:
+    from warehouse.cli import main
+
+    _publish(lake, wh, "s1", "A", COUNTS)
+    # printed the one row of the second SELECT, exit 0: the two counts of the first were never shown (trialK)
+    assert main(["sql", "SELECT count(*) FROM rna_counts; SELECT 'second'", "--warehouse", str(wh)]) == 2
+    captured = capsys.readouterr()
+    assert "the query holds 2 statements" in captured.err
+    assert "second" not in captured.out
+    assert main(["sql", "SELECT count(*) AS n FROM rna_counts;", "--warehouse", str(wh), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "2"]  # one statement and a trailing ';' still run

@@ -351,15 +351,24 @@ def test_build_keeps_a_study_whose_landing_folder_was_deleted_until_remove(tmp_p
     from tests.warehouse.catalog_sql import sql
 
     landing, wh = tmp_path / "landing", tmp_path / "wh"
-    for sid in ("keep", "gone"):
+    for sid in ("keep", "gone"):  # 'gone' has a gene-set library of its own (TP53 7157, MYC 4609)
         study_folder(landing, f"study_id: {sid}\nname: {sid}\nassays:\n  - {{name: rna, kind: rna_counts, "
-                     "format: matrix, path: counts.tsv, gene_id_type: symbol}\n",
-                     {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\nMYC\t5\t6\n"}, name=sid)
+                     "format: matrix, path: counts.tsv, gene_id_type: symbol}\n"
+                     + ("gene_sets: [own.gmt]\n" if sid == "gone" else ""),
+                     {"counts.tsv": "gene\tS1\tS2\nTP53\t10\t20\nMYC\t5\t6\n",
+                      "own.gmt": "OWN_SET\tna\tTP53\tMYC\n"}, name=sid)
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    own = "SELECT library, gene_set, identifier, gene_id FROM gene_set_members WHERE study_id = 'gone' ORDER BY 3"
+    members = [("own", "OWN_SET", "MYC", 4609), ("own", "OWN_SET", "TP53", 7157)]
+    assert sql(wh, own) == members
     shutil.rmtree(landing / "gone")
     capsys.readouterr()
     assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
-    assert f"kept: gone has no folder in {landing}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"kept: gone has no folder in {landing}" in out
+    assert "any more" not in out  # it never had one there when the landing is another folder than the first
     assert sql(wh, "SELECT study_id, count(*) FROM rna_counts GROUP BY ALL ORDER BY 1") == [("gone", 4), ("keep", 4)]
+    assert sql(wh, own) == members  # kept whole: its library too (trialK: the registry rewrite dropped it)
     assert main(["remove", "gone", "--warehouse", str(wh)]) == 0
     assert sql(wh, "SELECT DISTINCT study_id FROM rna_counts") == [("keep",)]
+    assert sql(wh, own) == []

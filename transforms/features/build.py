@@ -65,10 +65,26 @@ class FeatureMatrix:
     """``impute: train_mean``: the value each feature's missing cells got (its training mean, after scaling)."""
     hints: dict[str, str] = field(default_factory=dict)
     """Genes of ``missing`` written other than as their official symbol (an alias, another case) -> that symbol."""
+    empty: dict[tuple[str, str], None] = field(default_factory=dict)
+    """Selected samples with no value in any column (after scaling, before imputation), in order: found by
+    :meth:`blocks` as it finishes each block (a sample of samples.tsv without data is a row of NULLs, or of training
+    means when the spec imputes)."""
+
+    @property
+    def unscalable(self) -> list[str]:
+        """Scaled columns that hold values but whose training SD is zero or undefined (one training value or
+        none, or the same value in every training sample): z-scoring makes every cell of them NULL. The columns
+        of ``missing`` (no value at all) are not listed again.
+        """
+        absent = {f"{layer}__{name}" for layer, names in self.missing.items() for name in names}
+        return [f for f, p in self.scaling.items()
+                if f not in absent and not (p["sd"] is not None and p["sd"] > 0)]
 
     def _finish(self, rows: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """Scaled (and imputed) long rows of ``samples``, NULL cells dropped, sorted."""
         values = apply_scaling(rows, self.scaling)
+        held = values.filter(pl.col("value").is_not_null()).select(KEY).unique()
+        self.empty.update(dict.fromkeys(samples.join(held, on=KEY, how="anti").select(KEY).iter_rows()))
         if self.impute is not None:
             grid = samples.join(pl.DataFrame({"feature": self.columns}), how="cross")
             values = (grid.join(values, on=[*KEY, "feature"], how="left").join(self.impute, on="feature", how="left")

@@ -296,3 +296,43 @@ def test_build_feature_matrix_names_the_official_symbol_of_a_gene_written_otherw
         {"layer": "rna", "genes": ["HIST1H2BK"]}]})
     with pytest.raises(ValueError, match=r"written otherwise than the official symbol: HIST1H2BK is H2BC12$"):
         build_feature_matrix(spec, **_inputs(mrna), reference=GeneReference.load())
+
+
+def test_build_feature_matrix_names_the_scaled_columns_left_null_by_an_undefined_training_sd(mrna):
+    # trialK: a protein measured in one sample (ACTB in the MaxQuant CD34 study: LFQ only in N5) became an all-NULL
+    # column after z-scoring, and the build said nothing (it was neither 'not found' nor named anywhere)
+    inputs = _inputs(mrna)
+    train = mrna["sample_id"][:12].to_list()
+    extra = [{"study_id": "brca", "sample_id": s, "gene_id": 100 + k, "symbol": gene, "rna_log2": value,
+              "protein_log2": None, "cn_call": None, "mutated": None}
+             for k, (gene, values) in enumerate([("ONE", {train[3]: 5.0}), ("FLAT", dict.fromkeys(train, 2.5))])
+             for s, value in values.items()]
+    gso = pl.concat([inputs["gso"].collect(), pl.DataFrame(extra)], how="vertical_relaxed").lazy()
+    spec = FeatureSetSpec.model_validate({
+        "name": "t", "studies": ["brca"], "layers": [{"layer": "rna", "genes": ["NDRG2", "ONE", "FLAT", "KRAS"]}],
+        "scale": {"method": "zscore", "train": {"attribute": "split", "values": ["train"]}}})
+    matrix = build_feature_matrix(spec, **{**inputs, "gso": gso})
+    assert matrix.missing == {"rna": ["KRAS"]}  # no value at all: named there, not again
+    assert matrix.unscalable == ["rna__ONE", "rna__FLAT"]  # one training value; one value repeated (SD 0)
+    held = set(matrix.values["feature"].unique())
+    assert held == {"rna__NDRG2"}  # every cell of the two is NULL, as named
+    ndrg2 = mrna["NDRG2"][:12].to_numpy()
+    assert matrix.scaling["rna__NDRG2"]["sd"] == pytest.approx(float(np.std(ndrg2, ddof=1)), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows_per_block", [1_000_000, 30])
+def test_build_feature_matrix_names_the_samples_without_any_value(mrna, rows_per_block):
+    # trialK: airway's samples.tsv lists 8 runs, Salmon gave 2; the feature set had 6 rows of training means (with
+    # impute: train_mean) that nothing named: fabricated samples a model would train on
+    inputs = _inputs(mrna)
+    blank = ["ZZ01", "AA00"]  # in the samples table, no value anywhere
+    samples = pl.concat([inputs["samples"], pl.DataFrame({"study_id": "brca", "sample_id": blank})])
+    spec = FeatureSetSpec.model_validate({"name": "t", "studies": ["brca"], "layers": [{"layer": "rna",
+                                                                                      "genes": GENES}],
+                                          "impute": "train_mean"})
+    matrix = build_feature_matrix(spec, **{**inputs, "samples": samples}, rows_per_block=rows_per_block)
+    list(matrix.blocks())
+    assert sorted(matrix.empty) == [("brca", "AA00"), ("brca", "ZZ01")]
+    filled = _wide(matrix).filter(pl.col("sample_id").is_in(blank))
+    for gene in GENES:  # what they hold: the training means (every sample trains by default)
+        assert filled[f"rna__{gene}"].to_list() == pytest.approx([float(np.mean(mrna[gene].to_numpy()))] * 2)
