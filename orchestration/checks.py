@@ -47,13 +47,14 @@ Why not ``eager``: an automation tick is not a snapshot. It captures the newest 
 run-tag conditions read up to it, ``newly_updated`` reads the asset records the tick prefetches a moment later
 (with ``DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS`` set, up to the event id), ``in_progress`` reads live, when the
 tick gets to it (18 s later on a loaded machine). A study run that wrote ``rna_normalized`` before a tick and
-``signature_scores`` during it left the tick seeing the input updated, the asset neither updated nor in progress:
-it requested ``signature_scores`` and every stage after it again (3 automation runs after 12 study runs through ``dagster-daemon``, all 19 commits ``unchanged``;
-``bench/daemon_night.py``, ``bench/README.md`` "Session 20"), and with ``newly_updated`` in place of the first
-operand here an update written during the tick was seen updated without its run tag (2 runs). Every operand here reads the new
-materialisations between the previous tick's and this tick's event ids, per study partition, so no live read
-decides; an update written during a tick is the next tick's. Dagster's ``executed_with_root_target`` alone does not
-catch a study run: it reads only the input's newest materialisation of any study, often another study's run."""
+``signature_scores`` during it left the tick seeing the input updated, the asset neither updated nor in progress: it
+requested ``signature_scores`` and every stage after it again (3 automation runs after 12 study runs through
+``dagster-daemon``, all 19 commits ``unchanged``; ``bench/daemon_night.py``, ``bench/README.md`` "Session 20"), and
+with ``newly_updated`` in place of the first operand here an update written during the tick was seen updated without
+its run tag (2 runs). Every operand here reads the new materialisations between the previous tick's and this tick's
+event ids, per study partition, so no live read decides; an update written during a tick is the next tick's.
+Dagster's ``executed_with_root_target`` alone does not catch a study run: it reads only the input's newest
+materialisation of any study, often another study's run."""
 FOLLOWS_INPUTS = (
     dg.AutomationCondition.any_deps_match(TRIGGERING_UPDATE | dg.AutomationCondition.will_be_requested())
     .ignore(REFERENCE_INPUTS).with_label("any_deps_updated_outside_a_whole_study_run").since_last_handled()
