@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration.partitions import STUDY_RUN_TAG
 from schemas.tables import TABLE_DOCS, TABLES
 from warehouse.commit import Commit
 from warehouse.study import StudyInputs
@@ -29,10 +30,44 @@ study's stages at once (a run per study), and in a deployment run by the sensors
 blocks forever. A new gene reference reaches the studies through ``nightly_reharmonisation`` (a re-ingest, which
 its derived assets then follow); a changed gene-set library at each study's next run (the signature stages
 check the registry)."""
-FOLLOWS_INPUTS = dg.AutomationCondition.eager().ignore(REFERENCE_INPUTS)
+AUTOMATION_RUN_TAG = "dagster/from_automation_condition"
+"""Dagster's tag of every run an automation sensor launches."""
+TRIGGERING_UPDATE = (
+    dg.AutomationCondition.any_new_update_has_run_tags()  # no tag asked: any update within the tick's event ids
+    & ~dg.AutomationCondition.all_new_updates_have_run_tags(tag_keys={STUDY_RUN_TAG})
+    & ~dg.AutomationCondition.all_new_updates_have_run_tags(tag_keys={AUTOMATION_RUN_TAG})
+    & ~dg.AutomationCondition.executed_with_root_target()
+).with_label("updated_outside_a_whole_study_run")
+"""An input partition updated since the last tick by some other run (a study re-ingested alone from the UI, a stage
+materialised by hand), and not by a run that computes the asset too: runs tagged ``omicsdw/study_run``
+(``study_job``: sensor, schedule, UI, ``omicsdw build``), the automation sensor's (a tick requests every derived
+asset downstream of its trigger together, in one run per study), and Dagster's own rule.
+
+Why not ``eager``: an automation tick is not a snapshot. It captures the newest event id when it starts; the
+run-tag conditions read up to it, ``newly_updated`` reads the asset records the tick prefetches a moment later
+(with ``DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS`` set, up to the event id), ``in_progress`` reads live, when the
+tick gets to it (18 s later on a loaded machine). A study run that wrote ``rna_normalized`` before a tick and
+``signature_scores`` during it left the tick seeing the input updated, the asset neither updated nor in progress: it
+requested ``signature_scores`` and every stage after it again (3 automation runs after 12 study runs through
+``dagster-daemon``, all 19 commits ``unchanged``; ``bench/daemon_night.py``, ``bench/README.md`` "Session 20"), and
+with ``newly_updated`` in place of the first operand here an update written during the tick was seen updated without
+its run tag (2 runs). Every operand here reads the new materialisations between the previous tick's and this tick's
+event ids, per study partition, so no live read decides; an update written during a tick is the next tick's.
+Dagster's ``executed_with_root_target`` alone does not catch a study run: it reads only the input's newest
+materialisation of any study, often another study's run."""
+FOLLOWS_INPUTS = (
+    dg.AutomationCondition.any_deps_match(TRIGGERING_UPDATE | dg.AutomationCondition.will_be_requested())
+    .ignore(REFERENCE_INPUTS).with_label("any_deps_updated_outside_a_whole_study_run").since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing().ignore(REFERENCE_INPUTS)
+    & ~dg.AutomationCondition.any_deps_in_progress().ignore(REFERENCE_INPUTS)
+    & ~dg.AutomationCondition.in_progress()
+).with_label("follows_inputs")
 """Declarative automation of every derived study asset (all but ingest): recomputed when an input partition of
-the study was updated (e.g. a study re-ingested from the UI alone), by the daemon's automation sensor, up to its
-publication and report."""
+the study was updated outside a whole-study run (e.g. a study re-ingested from the UI alone), by the daemon's
+automation sensor, up to its publication and report, as Dagster's ``eager`` does, without two of its parts: an
+input updated by a whole-study run is no trigger (:data:`TRIGGERING_UPDATE`), and neither is a partition becoming
+missing (a new study: its ``study_job`` run computes it; with the trigger it had the same race at the tick where the
+run's last stages were written)."""
 
 
 def column_schema(table: str) -> dg.TableSchema:

@@ -2,7 +2,8 @@
 
 - ``nightly_reharmonisation``: at 02:00 requests a study run only for studies whose last ingest was made with
   another gene reference or other code (recorded in ``studies``; no landing file is hashed), so a reference or
-  code upgrade reprocesses every study and an unchanged night costs nothing.
+  code upgrade reprocesses every study and an unchanged night costs nothing, and for studies whose last attempt
+  failed (once a night: a fix may change nothing a comparison sees).
 - ``run_failure_summary``: every failed run is appended to ``<warehouse>/runs/failures.jsonl`` and
   ``failures.log`` (job, study, failed steps and their messages); a team points ``OMICSDW_FAILURE_HOOK`` at a
   ``module:function`` taking that dict (their chat, their pager).
@@ -36,76 +37,75 @@ HOOK_VARIABLE = "OMICSDW_FAILURE_HOOK"
 @dg.schedule(job=study_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
-    """A run for each registered study last loaded with another gene reference or other code (or never loaded),
-    except a study whose last ingest attempt failed with the same files, code and gene reference (it would fail
-    again and call the failure hook every night): it runs again when any of the three changes.
+    """A run for each registered study last loaded with another gene reference or other code (or never loaded), and
+    for each study whose last ingest attempt failed.
 
     It compares what the ``studies`` table records of each study's load (``gene_reference_fingerprint``,
     ``code_fingerprint``) with today's, reading the landing's manifests (which studies exist) and no data file:
-    hashing the landing took ~1.2 CPU s per GB, past Dagster's 60 s schedule limit over ~30 GB. A failed attempt
-    is compared by what its ``ingest_issues`` commit recorded (``warehouse.load.ATTEMPT_FILES``, ...): the files
-    by their names, sizes and mtimes (stats, no read). A changed study file is the landing sensor's (it stats the
-    landing every 30 s and hashes only the folders that moved). Each request's ``omicsdw/nightly_reason`` tag says
-    why it runs.
+    hashing the landing took ~1.2 CPU s per GB, past Dagster's 60 s schedule limit over ~30 GB. A changed study file
+    is the landing sensor's (it stats the landing every 30 s and hashes only the folders that moved).
+
+    A study whose last attempt failed (``warehouse.status.ingest_attempts``) runs every night, whatever its
+    ``studies`` row says: a fix may change no file stat the sensor or a stats comparison sees (``chmod`` of an
+    unreadable file, a mount or a permission outside the folder, a file put back with its old times), and until
+    session 20 such a study was never retried (nor was one that had loaded once, then failed with new files). It
+    fails again and calls the failure hook at most once a night; the sensor does not retry it (it would every 30 s).
+    Each request's ``omicsdw/nightly_reason`` tag says why it runs (:data:`RETRY_TAG` marks a retry of a failure,
+    which the failure summary carries, so a team's hook can page on the first failure only).
     """
     from transforms.ingest.genes import GeneReference
     from transforms.ingest.study import find_studies
+    from warehouse.status import ingest_attempts
     from warehouse.versions import code_fingerprint
 
     today = (GeneReference.load().fingerprint, code_fingerprint())
     lake = warehouse.lake()
     loaded = _loaded_with(lake)
+    attempts = ingest_attempts(lake)
+    failed = set(attempts.filter(attempts["failed"])["study_id"].to_list())
     registered = set(context.instance.get_dynamic_partitions(STUDIES))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")  # one run per study and night
-    requests, hopeless = [], []
+    requests = []
     for study_id, folder in find_studies(warehouse.landing()).items():
         if study_id not in registered:
             continue  # the landing sensor registers and runs new studies
-        if loaded.get(study_id) == today:
+        tags = {}
+        if study_id in failed:
+            reason = _retry_reason(lake, study_id, folder, today)
+            tags[RETRY_TAG] = "true"
+        elif loaded.get(study_id) == today:
             continue
-        reason = _retry_reason(lake, study_id, folder, today)
-        if reason is None:
-            hopeless.append(study_id)
-            continue
-        if reason == "due":
+        else:
             reason = ("never loaded" if study_id not in loaded else
                       "gene reference changed" if loaded[study_id][0] != today[0] else "code changed")
         requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}",
-                                      tags={"omicsdw/nightly_reason": reason}))
-    not_retried = (f"{len(hopeless)} stud{'y' if len(hopeless) == 1 else 'ies'} not retried, the last attempt "
-                   f"failed with the same files, code and gene reference ({', '.join(hopeless)}); each runs "
-                   "again once one of them changes (to retry now: touch one of its files, or run it by "
-                   "hand)") if hopeless else ""
-    if requests:
-        if not_retried:
-            context.log.info(not_retried)
-        return requests
-    if not_retried:
-        return dg.SkipReason(f"nothing to run: {not_retried}; every other study is loaded with today's gene "
-                             "reference and code")
-    return dg.SkipReason("nothing to run: every study is loaded with today's gene reference and code")
+                                      tags={"omicsdw/nightly_reason": reason, **tags}))
+    return requests or dg.SkipReason("nothing to run: every study is loaded with today's gene reference and code, "
+                                     "and no study's last attempt failed")
 
 
-def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str]) -> str | None:
-    """Why a study not loaded with ``today``'s (reference, code) runs: ``"due"`` unless its last ingest attempt
-    failed; then what changed since that attempt, None when nothing did (a run would fail the same way).
+RETRY_TAG = "omicsdw/retry_of_failure"
+"""Tag of a nightly run of a study whose last attempt failed (``run_failure_summary`` copies it into the summary as
+``retry_of_failure``)."""
+
+
+def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str]) -> str:
+    """Why a study whose last ingest attempt failed runs again: what changed since that attempt, else that it failed
+    (a fix may change nothing a comparison sees, e.g. ``chmod``).
     """
     from transforms.ingest.study import file_stamps
-    from warehouse.lake import FINGERPRINT_KEY
     from warehouse.load import ATTEMPT_CODE, ATTEMPT_FILES, ATTEMPT_REFERENCE, files_digest
 
-    last = lake.last_commit("ingest_issues", study_id)
-    if last is None or not str(last.get(FINGERPRINT_KEY, "")).endswith(":failed"):
-        return "due"
-    if ATTEMPT_REFERENCE not in last:  # failed before attempts were recorded: retried once, which records it
-        return "failed attempt not recorded"
+    last = lake.last_commit("ingest_issues", study_id) or {}
+    if ATTEMPT_REFERENCE not in last:
+        return "last attempt failed (what it was made with is not recorded)"
     if last.get(ATTEMPT_REFERENCE) != today[0]:
         return "gene reference changed since the failed attempt"
     if last.get(ATTEMPT_CODE) != today[1]:
         return "code changed since the failed attempt"
     if last.get(ATTEMPT_FILES) != files_digest(file_stamps(folder)):
         return "files changed since the failed attempt"
-    return None
+    return "last attempt failed; retried nightly (no file stat, code or reference changed since)"
 
 
 RECORDED = ("gene_reference_fingerprint", "code_fingerprint")
@@ -151,6 +151,7 @@ def failure_summary(run: dg.DagsterRun, steps: list[tuple[str, str]]) -> dict[st
     """A readable record of a failed run: what, which study, which steps failed and why."""
     return {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "run_id": run.run_id,
             "job": run.job_name, "study": run.tags.get("dagster/partition"),
+            "retry_of_failure": run.tags.get(RETRY_TAG) == "true",
             "steps": [{"step": step, "error": error} for step, error in steps]}
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.partitions import STUDIES, studies
+from orchestration.partitions import STUDIES, STUDY_RUN_TAG, studies
 from orchestration.resources import WarehouseResource
 from transforms.ingest.study import scan_landing, study_files, study_fingerprint
 
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
+                               tags={STUDY_RUN_TAG: "true"},  # its updates trigger no automation (FOLLOWS_INPUTS)
                                description="Ingest one study partition, recompute what depends on it, publish it, "
                                            "write its report.")
 cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
