@@ -641,7 +641,7 @@ def log_row_sums(counts: np.ndarray, width: int, table: np.ndarray, out: np.ndar
                 for k in range(w):
                     v = counts[i, start + k]
                     whole &= (v == math.floor(v)) & (v < top)
-                    buf[k] = table[min(int(v), top - 1)]
+                    buf[k] = table[int(min(v, top - 1))]
                 if not whole:
                     return False
                 part = _pairwise_sum(buf, 0, w)
@@ -656,7 +656,7 @@ def log_row_sums(counts: np.ndarray, width: int, table: np.ndarray, out: np.ndar
             for i in range(n_rows):
                 v = counts[i, j]
                 whole &= (v == math.floor(v)) & (v < top)
-                lv = table[min(int(v), top - 1)]
+                lv = table[int(min(v, top - 1))]
                 part[i] = lv if j == start else part[i] + lv
         if not whole:
             return False
@@ -711,7 +711,7 @@ def median_log_ratios(
                 v = counts[rows[g], start + j]
                 if not whole_known:
                     whole &= (v == math.floor(v)) & (v < top)
-                r = table[min(int(v), top - 1)] - log_geomeans[g]
+                r = table[int(min(v, top - 1))] - log_geomeans[g]
                 ratios[j, g] = r
                 low, high = min(low, r), max(high, r)
             least[j], largest[j] = low, high
@@ -744,6 +744,8 @@ def upper_quartile_columns(
     among the larger counts: the caller then sorts.
     """
     n_rows, width = counts.shape[0], stop - start
+    # counts are clamped before int(): numba's int() of a count of 2^63 or more is -2^63, an index that lands on the
+    # next column's zeros (one past the block for the last column)
     hist = np.zeros((width, _COUNT_BINS + 1), dtype=np.int32)
     whole = True
     if counts.strides[0] < counts.strides[1]:
@@ -751,14 +753,14 @@ def upper_quartile_columns(
             for g in range(n_rows):
                 v = counts[g, start + j]
                 whole &= v == np.floor(v)
-                hist[j, min(int(v), _COUNT_BINS)] += 1
+                hist[j, int(min(v, _COUNT_BINS))] += 1
     else:
         for tile in range(0, n_rows, _TILE):
             for j in range(width):
                 for g in range(tile, min(tile + _TILE, n_rows)):
                     v = counts[g, start + j]
                     whole &= v == np.floor(v)
-                    hist[j, min(int(v), _COUNT_BINS)] += 1
+                    hist[j, int(min(v, _COUNT_BINS))] += 1
     if not whole:
         return False
     for j in range(width):

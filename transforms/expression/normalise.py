@@ -446,6 +446,9 @@ def _tmm_factors_against(
     a_cutoff: float,
 ) -> np.ndarray:
     """:func:`tmm_factors_against` of a validated block."""
+    # edgeR keeps ranks floor(n * trim) + 1 .. n - floor(n * trim): a negative trim keeps every rank, as 0 does (the
+    # numpy path indexed out of its sort, the kernel returned 1)
+    logratio_trim, sum_trim = max(logratio_trim, 0.0), max(sum_trim, 0.0)
     # Genes the reference does not count have M = A = -inf in every sample: edgeR leaves them out, and so do we
     # before gathering the samples.
     rows = np.flatnonzero(reference > 0)

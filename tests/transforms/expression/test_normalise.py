@@ -721,3 +721,34 @@ def test_tmm_kernel_keyed_path_tie_group_across_a_bucket_edge() -> None:
         expected = _tmm_pair(sample.astype(float), ref.astype(float), n_obs, n_ref, trim, 0.05)
         assert got == pytest.approx(expected, rel=1e-12), f"case {case}"
     assert decided > 250
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_upper_quartiles_kernel_with_counts_beyond_int64(layout: str, monkeypatch) -> None:
+    # A count of 2^63 or more (finite, so accepted) is clamped into the histogram's overflow bin, not converted to an
+    # int64 first (numba gives -2^63, an index that counted it as a zero of the next sample): every sample's upper
+    # quartile stays R's quantile type 7 (numpy's default method), and so TMM's reference sample.
+    counts = np.ones((200, 3))
+    counts[0, 0] = 1e19
+    counts[:, 1] = np.arange(1, 201)
+    counts[:, 2] = np.arange(200, 0, -1) % 37 + 1
+    counts = np.asarray(counts, order=layout)
+    expected = np.quantile(counts, 0.75, axis=0)  # no all-zero row: edgeR's quartile of every row
+    assert expected[1] == 150.25
+    monkeypatch.setattr(normalise, "_TMM_KERNEL_MIN_VALUES", 0)
+    got = normalise.upper_quartiles(counts, library_size=np.ones(3))
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("trim", "sum_trim"), [(-0.1, 0.05), (0.3, -0.2), (-1.0, -1.0)])
+def test_tmm_negative_trims_keep_every_rank_as_edger(trim: float, sum_trim: float, tmm_path: str) -> None:
+    # edgeR keeps ranks floor(n * trim) + 1 .. n + 1 - (floor(n * trim) + 1): a negative trim keeps them all (the
+    # numpy path raised an IndexError, the kernel gave 1 for every sample).
+    rng = np.random.default_rng(37)
+    counts = rng.negative_binomial(2, 0.1, size=(3000, 4)).astype(np.float64)
+    lib = counts.sum(axis=0)
+    expected = [_tmm_pair(counts[:, j], counts[:, 0], lib[j], lib[0], trim, sum_trim) for j in range(4)]
+    got = normalise.tmm_factors_against(
+        counts, counts[:, 0], library_size=lib, reference_library_size=lib[0], logratio_trim=trim, sum_trim=sum_trim
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
