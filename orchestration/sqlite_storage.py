@@ -1,4 +1,4 @@
-"""The SQLite storage of a ``$DAGSTER_HOME`` instance (``orchestration/instance/dagster.yaml``: ``storage: custom``):
+"""The SQLite storage of a ``$DAGSTER_HOME`` instance (``orchestration/instance/dagster.yaml``: ``instance_class``):
 Dagster's own SQLite storages (``DagsterSqliteStorage``: the same files, tables and rows) with pooled connections.
 
 Dagster's SQLite run and event-log storages create a new SQLAlchemy engine and open a new SQLite connection for every
@@ -33,7 +33,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import dagster as dg
 import sqlalchemy as db
+import yaml
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
@@ -199,16 +202,6 @@ class PooledSqliteRunStorage(SqliteRunStorage):
 class PooledSqliteStorage(DagsterSqliteStorage):
     """``DagsterSqliteStorage`` (the same directories under ``base_dir``) with the pooled run and event-log storages;
     the schedule storage is Dagster's.
-
-    ``dagster.yaml``::
-
-        storage:
-          custom:
-            module: orchestration.sqlite_storage
-            class: PooledSqliteStorage
-            config:
-              base_dir:
-                env: DAGSTER_HOME
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
@@ -224,3 +217,27 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     def from_config_value(cls, inst_data: ConfigurableClassData | None,  # type: ignore[override]
                           config_value: Mapping[str, Any]) -> PooledSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class PooledSqliteInstance(dg.DagsterInstance):
+    """Dagster's instance whose default storage (a ``dagster.yaml`` without ``storage``) is :class:`PooledSqliteStorage`
+    in the instance's own directory, where Dagster's default ``DagsterSqliteStorage`` keeps its files; every other
+    default and every entry of the ``dagster.yaml`` as Dagster reads them. ``dagster.yaml``::
+
+        instance_class:
+          module: orchestration.sqlite_storage
+          class: PooledSqliteInstance
+
+    (A ``storage: custom`` entry could name the storage too, but its ``base_dir`` would have to be written out or
+    read from ``$DAGSTER_HOME``, which is not the instance's directory when it is loaded from another one.)
+    """
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return {**InstanceRef.config_defaults(base_dir),
+                "storage": ConfigurableClassData(__name__, PooledSqliteStorage.__name__,
+                                                 yaml.dump({"base_dir": base_dir}, default_flow_style=False))}

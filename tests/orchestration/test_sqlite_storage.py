@@ -28,12 +28,12 @@ CONFIG = ROOT / "orchestration" / "instance" / "dagster.yaml"
 
 
 def _home(path: Path, *, stock: bool = False) -> Path:
-    """A Dagster home with the project's instance config (``stock``: without its ``storage`` entry, i.e. Dagster's
-    own SQLite storage in the same files)."""
+    """A Dagster home with the project's instance config (``stock``: without its ``instance_class`` entry, i.e.
+    Dagster's own SQLite storage in the same files)."""
     path.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(CONFIG.read_text())
     if stock:
-        del config["storage"]
+        del config["instance_class"]
     (path / "dagster.yaml").write_text(yaml.safe_dump(config))
     return path
 
@@ -73,6 +73,17 @@ def test_project_instance_config_selects_the_pooled_storage_in_dagster_homes_fil
     assert (home / "history" / "runs" / "index.db").is_file()
 
 
+def test_an_instance_loaded_from_another_directory_keeps_its_files_there(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DagsterInstance.from_config(DIR)`` with ``$DAGSTER_HOME`` elsewhere: the storage is DIR's, as Dagster's."""
+    monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path / "elsewhere")))
+    with dg.DagsterInstance.from_config(str(_home(tmp_path / "dir"))) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        instance.add_dynamic_partitions("parts", ["a"])
+    assert (tmp_path / "dir" / "history" / "runs" / "index.db").is_file()
+    assert not (tmp_path / "elsewhere" / "history").exists()
+
+
 def test_pooled_instance_holds_what_dagsters_sqlite_instance_holds_with_few_connections(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stock = _instance(_home(tmp_path / "stock", stock=True), monkeypatch)
@@ -105,7 +116,7 @@ def test_a_partition_another_process_adds_or_deletes_is_seen_at_the_next_questio
     instance = _instance(home, monkeypatch)
 
     def other_process(call: str) -> None:
-        # Dagster's own SQLite storage on the same files (a config without the ``storage`` entry, same base dir)
+        # Dagster's own SQLite storage on the same files (a config without the ``instance_class`` entry, same home)
         script = textwrap.dedent(f"""
             import dagster as dg
             from dagster._core.instance.ref import InstanceRef
