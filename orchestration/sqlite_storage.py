@@ -59,8 +59,10 @@ _LIVE: weakref.WeakSet[_Engines] = weakref.WeakSet()
 
 
 def _pooled_engine(url: str, connect_args: Mapping[str, Any]) -> db.engine.Engine:
-    """An engine whose connections are kept between uses (checked out by one thread at a time)."""
-    return create_engine(url, poolclass=QueuePool, pool_size=1, max_overflow=8,
+    """An engine that keeps one connection between uses (checked out by one thread at a time); uses at the same
+    time open more, closed when returned, so no use waits for the pool (Dagster's storage opens one a use).
+    """
+    return create_engine(url, poolclass=QueuePool, pool_size=1, max_overflow=-1,
                          connect_args={**connect_args, "check_same_thread": False})
 
 

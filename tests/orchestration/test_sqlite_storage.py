@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -188,3 +188,17 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_open(
     finally:
         instance.dispose()
     shutil.rmtree(tmp_path / "home")
+
+
+def test_uses_at_the_same_time_each_get_a_connection_without_waiting(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webserver's threads may use the run storage at once, as many as they like with Dagster's storage (one
+    connection a use): the pool opens more than it keeps instead of making them wait."""
+    instance = _instance(_home(tmp_path / "home"), monkeypatch)
+    try:
+        with ExitStack() as uses:
+            connections = [uses.enter_context(instance.run_storage.connect()) for _ in range(12)]  # type: ignore[attr-defined]
+            assert [c.execute(db.text("SELECT count(*) FROM runs")).scalar() for c in connections] == [0] * 12
+        assert instance.get_runs() == []  # and all given back
+    finally:
+        instance.dispose()
