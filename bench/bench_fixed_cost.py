@@ -47,10 +47,26 @@ def _child(command: list[str], *, env: dict[str, str] | None = None) -> dict[str
     return {"wall_s": wall, "cpu_s": cpu, "stdout": done.stdout}  # type: ignore[dict-item]
 
 
+DAGSTER_HOME: list[Path] = []
+"""``--dagster-home DIR``: builds use a Dagster home made afresh in DIR for each build."""
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DAGSTER_HOME", None)  # an ephemeral instance, as a first build on a new machine
     env["DAGSTER_TELEMETRY_DISABLED"] = "1"
+    return env
+
+
+def _build_env() -> dict[str, str]:
+    """The build's environment: with ``--dagster-home``, a new empty Dagster home with this code's instance config
+    (``orchestration/instance/dagster.yaml``, as ``make run`` copies it), else none (the ephemeral instance)."""
+    env = _env()
+    if DAGSTER_HOME:
+        shutil.rmtree(DAGSTER_HOME[0], ignore_errors=True)
+        DAGSTER_HOME[0].mkdir(parents=True)
+        shutil.copy(ROOT / "orchestration" / "instance" / "dagster.yaml", DAGSTER_HOME[0] / "dagster.yaml")
+        env["DAGSTER_HOME"] = str(DAGSTER_HOME[0].resolve())
     return env
 
 
@@ -72,7 +88,7 @@ def compare(folder: Path, warehouse: Path, build_args: list[str] | None = None,
     load = os.getloadavg()[0]
     validate = validate or _child([*OMICSDW, "validate", str(folder)], env=_env())
     build = _child([*OMICSDW, "build", "--landing", str(folder), "--warehouse", str(warehouse),
-                    *(build_args or [])], env=_env())
+                    *(build_args or [])], env=_build_env())
     per_study = [float(line.rsplit("(", 1)[1].split()[0]) for line in str(build["stdout"]).splitlines()
                  if line.startswith("[") and line.endswith(" s)")]
     return {"load_before": load, "load_after": os.getloadavg()[0],
@@ -87,7 +103,7 @@ def profile(folder: Path, warehouse: Path, studies: list[str], out: Path, build_
     shutil.rmtree(warehouse, ignore_errors=True)
     selected = [a for s in studies for a in ("--study", s)]
     _child([sys.executable, str(BENCH / "fixed_cost_probe.py"), "--out", str(out), "--", "build", "--landing",
-            str(folder), "--warehouse", str(warehouse), *selected, *(build_args or [])], env=_env())
+            str(folder), "--warehouse", str(warehouse), *selected, *(build_args or [])], env=_build_env())
     return json.loads(out.read_text())["parts"]
 
 
@@ -104,7 +120,12 @@ def main() -> None:
                         help="extra argument of omicsdw build (repeatable), e.g. --build-arg=--no-plots")
     parser.add_argument("--jobs", default="", help="comma-separated --jobs values of omicsdw build, each timed "
                                                    "after the same validate in every repeat (e.g. 1,2)")
+    parser.add_argument("--dagster-home", type=Path, help="build with DAGSTER_HOME set to this directory, emptied "
+                        "and given this code's orchestration/instance/dagster.yaml before each build (the SQLite "
+                        "instance of `make run`); default: no DAGSTER_HOME (the ephemeral instance)")
     args = parser.parse_args()
+    if args.dagster_home:
+        DAGSTER_HOME.append(args.dagster_home)
     if args.jobs:
         jobs_main(args)
         return

@@ -67,6 +67,8 @@ PROBES = {
                                                   "DagsterInstance.create_run_for_job"),
     "Dagster event-log writes (store_event)": ("dagster._core.storage.event_log.in_memory",
                                                "InMemoryEventLogStorage.store_event"),
+    "Dagster event-log writes, SQLite (store_event)": ("dagster._core.storage.event_log.sqlite.sqlite_event_log",
+                                                       "SqliteEventLogStorage.store_event"),
     "Dagster input data versions (event-log reads)": ("dagster._core.execution.context.data_version_cache",
                                                       "DataVersionCache._fetch_input_asset_version_info"),
     "Dagster check results' target look-ups": ("dagster._core.definitions.asset_checks.asset_check_result",
