@@ -35,6 +35,7 @@ from transforms.ingest.study import (
     StudyIngest,
     declared_study_id,
     file_stamps,
+    find_studies,
     load_fingerprint,
     read_study,
     study_id_location,
@@ -236,8 +237,9 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
     warehouse publishes: an id that differs only in case from a published one (``duplicate_study_id``: on a
     case-insensitive file system their lake partitions and report folders are one folder), or a folder whose last
     attempt loaded another id that is still published (``study_id_changed``: a typo in ``study_id`` published a
-    second study and kept the old one). A deliberate rename removes the old id first (``omicsdw remove OLD``). An id
-    only attempted (failed, never published) blocks nothing: fixing the typo of a first load is not refused.
+    second study and kept the old one), unless a folder beside it declares that id now (the study moved there). A
+    deliberate rename removes the old id first (``omicsdw remove OLD``). An id only attempted (failed, never
+    published) blocks nothing: fixing the typo of a first load is not refused.
     """
     published = {s: where for s, where in study_folders(lake).items() if s != study_id
                  and lake.last_fingerprint(LEDGER, s) not in (None, REMOVED)}
@@ -254,6 +256,8 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
                       f"`omicsdw remove {old}` first", line, column)]
     here = str(folder.absolute())
     renamed = sorted(s for s, where in published.items() if where == here)
+    if renamed:  # the old id moved to a folder beside this one (its unchanged load recorded no new folder): no typo
+        renamed = [s for s in renamed if s not in find_studies(folder.absolute().parent)]
     if not renamed:
         return []
     old = renamed[0]
@@ -261,7 +265,7 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
                   f"this folder published study {old!r} and its {column} now says {study_id!r}: loading it would "
                   f"publish a second study beside {old!r}, which the warehouse keeps; nothing was loaded. A typo: "
                   f"declare {column}: {old} again{after}. A rename on purpose: `omicsdw remove {old}` first, then "
-                  f"build (if {old!r} moved to another folder, build that folder first)", line, column)]
+                  "build", line, column)]
 
 
 def _is_input(name: str, inputs: frozenset[str] | None) -> bool:

@@ -113,7 +113,7 @@ def test_build_refuses_a_study_id_typo_or_case_change_of_a_published_folder(tmp_
                      "loading it would publish a second study beside 'pasilla', which the warehouse keeps; nothing "
                      "was loaded. A typo: declare study_id: pasilla again; then `omicsdw remove pasila` clears this "
                      "failed attempt from study_status. A rename on purpose: `omicsdw remove pasilla` first, then "
-                     "build (if 'pasilla' moved to another folder, build that folder first)")
+                     "build")
     # ids that differ only in case: another folder (or this one) declaring Pasilla
     shutil.copytree(landing / "pasilla", tmp_path / "other" / "P")
     other = tmp_path / "other" / "P" / "study.yaml"
@@ -142,3 +142,15 @@ def test_a_first_load_whose_id_was_refused_or_failed_blocks_no_later_id(tmp_path
     manifest.write_text(text.replace("study_id: pasilla", "study_id: Pasilla"))
     assert _build(landing, wh) == 0
     assert sql(wh, "SELECT study_id FROM studies") == [("Pasilla",)]
+
+
+def test_a_study_moved_to_another_folder_frees_its_old_folder_for_a_new_id(tmp_path: Path, example_landing) -> None:
+    # pasilla moves from folder pasilla/ to moved/ (unchanged: its load writes nothing), and pasilla/ becomes a
+    # new study: not a typo, the old id is still declared in the landing
+    landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
+    assert _build(landing, wh) == 0
+    shutil.copytree(landing / "pasilla", landing / "moved")
+    manifest = landing / "pasilla" / "study.yaml"
+    manifest.write_text(manifest.read_text().replace("study_id: pasilla", "study_id: pasilla2"))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT study_id FROM studies ORDER BY ALL") == [("pasilla",), ("pasilla2",)]
