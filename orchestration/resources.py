@@ -58,6 +58,10 @@ class WarehouseResource(dg.ConfigurableResource):
     which then writes it after the catalog (``omicsdw build``: at its pace and at the end, see
     ``warehouse.cli.CATALOG_PACE``); the index lists every study, and written after each study it was ~40-80 ms of a
     small study's report (bench/README.md, "Per-study fixed cost, Session 18"). False: every report writes it."""
+    accept_shrink: list[str] | None = None
+    """Study ids whose new load may lose samples or assays of their published version (``omicsdw build
+    --accept-shrink STUDY``); any other study's such load is held (``study_would_shrink``, :func:`warehouse.load
+    .load_study`). In the Dagster UI: the launchpad's config of this resource, for the run that should accept it."""
     plots: bool | None = None
     """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
     and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""

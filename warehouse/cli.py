@@ -322,6 +322,11 @@ def _build_studies(args: argparse.Namespace) -> int:
             print(f"not in {landing}: {', '.join(missing)} (found: {', '.join(studies) or 'none'})", file=sys.stderr)
             return 2
         studies = {s: studies[s] for s in args.study}
+    unknown = [s for s in args.accept_shrink or [] if s not in studies]
+    if unknown:  # a misspelt id would accept nothing, and the study would be held again after a long build
+        print(f"omicsdw build: --accept-shrink names {', '.join(unknown)}, not a study this build loads (studies: "
+              f"{', '.join(studies) or 'none'})", file=sys.stderr)
+        return 2
     if not studies:  # with problems above: folders that are studies, none of which can be built
         print(f"no study folders (study.yaml or meta_study.txt) in {landing}" if not problems else
               f"no study of {landing} can be built: every study folder has a problem above", file=sys.stderr)
@@ -345,7 +350,7 @@ def _build_studies(args: argparse.Namespace) -> int:
     settings = {"landing_dir": str(landing.resolve()), "warehouse_dir": str(Path(args.warehouse)),
                 "lake_uri": args.lake, "refresh_catalog_on_commit": False, "report_index_with_catalog": True,
                 "retry_transient_errors": False, "plots": False if args.no_plots else None,
-                "prerank_libraries": args.prerank_libraries}
+                "prerank_libraries": args.prerank_libraries, "accept_shrink": list(args.accept_shrink or [])}
     resource = WarehouseResource(**settings)  # type: ignore[arg-type]
     refused = _prerank_problem(resource.prerank_library_setting(), option=args.prerank_libraries, landing=landing)
     if refused:
@@ -730,6 +735,7 @@ def _lake(args: argparse.Namespace) -> Lake:
 def _remove(args: argparse.Namespace) -> int:
     from warehouse.catalog import refresh_catalog
     from warehouse.lake import StudyLocked
+    from warehouse.load import study_folders
     from warehouse.publish import REMOVED, remove_study
     from warehouse.report import remove_study_report
 
@@ -745,6 +751,8 @@ def _remove(args: argparse.Namespace) -> int:
 
     def absent() -> bool:
         if lake.exists("studies") and lake.last_fingerprint("studies", args.study) not in (None, REMOVED):
+            return False
+        if args.study in study_folders(lake):  # attempted only (failed, refused): its study_status row goes too
             return False
         known = sorted(lake.scan("studies").select("study_id").unique().collect()["study_id"]) \
             if lake.exists("studies") else []
@@ -1059,6 +1067,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="gene-set libraries prerank tests, comma-separated, 'all' for every one (default: "
                             "$OMICSDW_PRERANK_LIBRARIES, else msigdb_hallmark and the warehouse's and study's own "
                             "libraries; ORA tests every library)")
+    build.add_argument("--accept-shrink", action="append", metavar="ID",
+                       help="load study ID even though it loses samples or assays its published version has "
+                            "(repeatable); without it such a load is held: not published, the previous version "
+                            "stays, study_status names the assay, its pattern and the samples before / after")
     build.set_defaults(run=_build)
 
     validate = sub.add_parser("validate", help="check study folders without loading anything",

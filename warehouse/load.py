@@ -6,7 +6,11 @@ quarantine) with their file and line; then :func:`warehouse.commit.commit_tables
 against its pandera contract and commits all of them or none. A study with errors commits its ``ingest_issues``
 alone, so the problems are queryable while the previous good version of every other table stays what readers
 see. A load that would leave a study with data in no omics table is refused unless the study is removed
-explicitly (``omicsdw remove``): a typo in study.yaml never wipes a study.
+explicitly (``omicsdw remove``): a typo in study.yaml never wipes a study. Nor does it shrink one: a load that would
+lose samples (or a whole assay) the published version has is held (``study_would_shrink``) unless the build accepts
+it (``omicsdw build --accept-shrink STUDY``), and a folder that published one study id and now declares another
+(``study_id_changed``), or an id that differs only in case from one the warehouse holds (``duplicate_study_id``),
+loads nothing: a typo in ``study_id`` never publishes a second study beside the first.
 """
 
 from __future__ import annotations
@@ -14,22 +18,32 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from schemas.manifest import read_manifest_data, resolve_study_path
 from schemas.tables import INGEST_TABLES, polars_schema
 from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
-from transforms.ingest.study import StudyIngest, declared_study_id, file_stamps, load_fingerprint, read_study
-from transforms.issues import ISSUE_SCHEMA
+from transforms.ingest.study import (
+    MANIFEST_NAME,
+    StudyIngest,
+    declared_study_id,
+    file_stamps,
+    find_studies,
+    load_fingerprint,
+    read_study,
+    study_id_location,
+)
+from transforms.issues import ISSUE_SCHEMA, Issue
 from warehouse.commit import commit_tables
-from warehouse.lake import Lake, StagedFiles, WriteResult
-from warehouse.publish import DATA_LAYERS, published_rows
+from warehouse.lake import FINGERPRINT_KEY, STUDY_KEY, Lake, StagedFiles, WriteResult
+from warehouse.publish import DATA_LAYERS, LEDGER, REMOVED, published_rows
 
 DATA_TABLES = [t for t in INGEST_TABLES if t != "ingest_issues"]
 
@@ -157,6 +171,9 @@ ATTEMPT_REFERENCE = "omicsdw.attempt.reference"
 """Keys of the ``ingest_issues`` commit of every ingest attempt (good or failed): the :func:`files_digest` of the
 study folder, the code and the gene reference it was read with. The nightly schedule compares them with today's
 (stats only, no file hashed) to leave alone a study that failed with the same three."""
+ATTEMPT_FOLDER = "omicsdw.attempt.folder"
+"""Key of the same commit holding the study folder's absolute path: which study id each landing folder loaded last
+(:func:`study_folders`), so a folder whose ``study_id`` changes is refused (``study_id_changed``)."""
 
 
 def files_digest(stamps: Mapping[str, tuple[int, int]]) -> str:
@@ -165,12 +182,15 @@ def files_digest(stamps: Mapping[str, tuple[int, int]]) -> str:
 
 
 def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_version: str,
-                keep_counts: bool = False, run: Mapping[str, str] | None = None) -> StudyLoad:
+                keep_counts: bool = False, run: Mapping[str, str] | None = None,
+                accept_shrink: Collection[str] = ()) -> StudyLoad:
     """Read and load one study folder (:func:`read_study`, then :func:`load_study`), without reading it when its
     files, the gene reference and the code are those of the study's last good load: the read would give the same
     tables, so an unchanged study costs its content hash and a look at two Delta logs, not a parse of every file.
-    The attempt's commit of ``ingest_issues`` records what it was made with (:data:`ATTEMPT_FILES`, ...) and
-    ``run`` (the run's id and launcher, :mod:`warehouse.status`).
+    The attempt's commit of ``ingest_issues`` records what it was made with (:data:`ATTEMPT_FILES`, ...), the
+    folder (:data:`ATTEMPT_FOLDER`) and ``run`` (the run's id and launcher, :mod:`warehouse.status`).
+    ``accept_shrink``: study ids whose load may lose samples or assays of their published version
+    (``omicsdw build --accept-shrink``); any other study's is held (:func:`load_study`).
     """
     folder = folder.absolute()
     study_id, _ = declared_study_id(folder)
@@ -187,9 +207,65 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
         ingest.issues.error("file_changed", f"{changed[0]}{more} changed while the study was read: still being "
                             "copied or written? Nothing of this read is loaded; build again once the files are "
                             "complete", file=changed[0])
+    if ingest.valid_id is not None:
+        for issue in identity_issues(lake, ingest.valid_id, folder):
+            ingest.issues.add(issue)
     attempt = {ATTEMPT_FILES: files_digest(before), ATTEMPT_CODE: code_version,
-               ATTEMPT_REFERENCE: reference.fingerprint, **(run or {})}
-    return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt)
+               ATTEMPT_REFERENCE: reference.fingerprint, ATTEMPT_FOLDER: str(folder), **(run or {})}
+    return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt,
+                      accept_shrink=ingest.valid_id in accept_shrink)
+
+
+def study_folders(lake: Lake) -> dict[str, str | None]:
+    """Every study the lake holds (its newest ``ingest_issues`` commit is no removal) and the folder its newest
+    attempt read (None: made before folders were recorded), from the Delta log (cached per process: no data read).
+    """
+    held: dict[str, str | None] = {}
+    seen: set[str] = set()
+    for commit in lake.history("ingest_issues") if lake.exists("ingest_issues") else []:
+        study, fingerprint = commit.get(STUDY_KEY), commit.get(FINGERPRINT_KEY)
+        if study is None or fingerprint is None or study in seen:
+            continue
+        seen.add(study)
+        if fingerprint != REMOVED:
+            held[study] = commit.get(ATTEMPT_FOLDER)
+    return held
+
+
+def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
+    """Errors at the folder's declared ``study_id`` when loading it would put a second study beside one the
+    warehouse publishes: an id that differs only in case from a published one (``duplicate_study_id``: on a
+    case-insensitive file system their lake partitions and report folders are one folder), or a folder whose last
+    attempt loaded another id that is still published (``study_id_changed``: a typo in ``study_id`` published a
+    second study and kept the old one), unless a folder beside it declares that id now (the study moved there). A
+    deliberate rename removes the old id first (``omicsdw remove OLD``). An id only attempted (failed, never
+    published) blocks nothing: fixing the typo of a first load is not refused.
+    """
+    published = {s: where for s, where in study_folders(lake).items() if s != study_id
+                 and lake.last_fingerprint(LEDGER, s) not in (None, REMOVED)}
+    file, line, column = study_id_location(folder)
+    after = f"; then `omicsdw remove {study_id}` clears this failed attempt from study_status"
+    same_case = sorted(s for s in published if s.lower() == study_id.lower())
+    if same_case:
+        old = same_case[0]
+        return [Issue(file, "duplicate_study_id", "error",
+                      f"study id {study_id!r} differs only in case from {old!r}, which the warehouse holds: on a "
+                      "case-insensitive file system (macOS, Windows, most network shares) their lake partitions and "
+                      f"report folders are one folder, so {study_id!r} is not loaded. The same study: declare "
+                      f"{column}: {old}{after}; another study: give it its own id; replacing {old!r}: "
+                      f"`omicsdw remove {old}` first", line, column)]
+    here = str(folder.absolute())
+    renamed = sorted(s for s, where in published.items() if where == here)
+    if renamed:  # the old id moved to a folder beside this one (its unchanged load recorded no new folder): no typo
+        renamed = [s for s in renamed if s not in find_studies(folder.absolute().parent)]
+    if not renamed:
+        return []
+    old = renamed[0]
+    return [Issue(file, "study_id_changed", "error",
+                  f"this folder published study {old!r} and its {column} now says {study_id!r}: loading it would "
+                  f"publish a second study beside {old!r}, which the warehouse keeps; nothing was loaded. A typo: "
+                  f"declare {column}: {old} again{after}. A rename on purpose: `omicsdw remove {old}` first, then "
+                  "build", line, column)]
 
 
 def _is_input(name: str, inputs: frozenset[str] | None) -> bool:
@@ -216,7 +292,7 @@ def unchanged_load(lake: Lake, study_id: str, fingerprint: str) -> StudyLoad | N
 
 
 def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False,
-               attempt: Mapping[str, str] | None = None) -> StudyLoad:
+               attempt: Mapping[str, str] | None = None, accept_shrink: bool = False) -> StudyLoad:
     """Validate and commit ``ingest`` into ``lake`` (see the module docstring); never raises for bad input.
 
     A folder whose study id is invalid writes nothing (there is no partition to write to): ``scan_landing``
@@ -226,6 +302,8 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False,
     the one sample QC reads first) while they are written, returned as ``counts_block`` when the study was
     committed (the caller keeps it for the stages of its process: ``orchestration.assets.ingest``).
     ``attempt``: metadata of the ``ingest_issues`` commit (:func:`load_folder`'s record of what was read).
+    ``accept_shrink``: a load that loses samples or assays of the study's published version is committed (with a
+    ``study_would_shrink`` warning) instead of held (the same code as an error: :func:`_shrunk`).
     """
     if ingest.valid_id is None:
         raise ValueError("the study folder declares no valid study id: " + "; ".join(map(str, ingest.issues.errors)))
@@ -270,6 +348,8 @@ def load_study(lake: Lake, ingest: StudyIngest, *, keep_counts: bool = False,
     issues = pl.concat([ingest.issues.to_frame(), *quarantined]).cast(ISSUE_SCHEMA)
     if staged and not issues.filter(pl.col("severity") == "error").height:
         issues = pl.concat([issues, _emptied(lake, sid, staged)]).cast(ISSUE_SCHEMA)
+    if staged and not issues.filter(pl.col("severity") == "error").height:
+        issues = pl.concat([issues, _shrunk(lake, ingest, staged, accepted=accept_shrink)]).cast(ISSUE_SCHEMA)
     ok = bool(staged) and issues.filter(pl.col("severity") == "error").height == 0
     failures: dict[str, list[str]] = {}
     writes = {}
@@ -302,6 +382,110 @@ def _emptied(lake: Lake, study_id: str, staged: dict[str, StagedFiles]) -> pl.Da
         "message": f"this load has no rows for any omics table, where the warehouse holds {old:,} for the study; "
                    "nothing was changed. Check the assays of study.yaml (a misspelt key?), or remove the study "
                    f"on purpose with `omicsdw remove {study_id}`"}], schema=ISSUE_SCHEMA)
+
+
+SHRINK_TABLES = (*DATA_LAYERS, "samples")
+"""Tables whose samples (per assay) a new load of a published study must keep, unless accepted: the omics tables
+and the study's sample table."""
+_LISTED = 5
+"""Sample ids a ``study_would_shrink`` message names (then "and N more")."""
+
+
+def _sample_sets(frame: pl.LazyFrame) -> dict[str | None, set[str | None]]:
+    """Assay -> sample ids of a table's rows (None keys where the table has no such column: a GISTIC peak)."""
+    names = frame.collect_schema().names()
+    keys = [c for c in ("assay", "sample_id") if c in names]
+    found: dict[str | None, set[str | None]] = {}
+    for row in frame.select(keys).unique().collect().iter_rows(named=True):
+        found.setdefault(row.get("assay"), set()).add(row.get("sample_id"))
+    return found
+
+
+def _named(samples: set[str | None]) -> str:
+    shown = sorted(s for s in samples if s is not None)
+    more = len(shown) - _LISTED
+    return ", ".join(shown[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+
+def _shrunk(lake: Lake, ingest: StudyIngest, staged: dict[str, StagedFiles], *, accepted: bool) -> pl.DataFrame:
+    """``study_would_shrink`` issues when this load has fewer samples than the study's published version: per
+    assay that loses samples in any of :data:`SHRINK_TABLES` (or is gone: a renamed or deleted assay, a glob that
+    matches none of its files is already a ``file_missing`` error), then for samples the sample table loses beyond
+    those. Errors (the load is held: nothing committed, readers keep the published version) unless ``accepted``
+    (then warnings, and the load is committed). A study never published (or removed) has nothing to lose.
+
+    Any lost sample holds the load: removing samples is rare and deliberate, a pattern that matches 1 of 6 files or a
+    sample sheet cut short is not, and nothing downstream (a contrast may still fit) would say so.
+    """
+    sid = ingest.study_id
+    if not lake.exists(LEDGER):
+        return pl.DataFrame(schema=ISSUE_SCHEMA)
+    published = dict(lake.scan(LEDGER, study_id=sid).filter(pl.col("table_name").is_in(list(SHRINK_TABLES)))
+                     .select("table_name", "files").collect().iter_rows())
+    before: dict[str | None, dict[str, set[str | None]]] = {}  # assay -> table -> samples
+    after: dict[str | None, dict[str, set[str | None]]] = {}
+    for table, files in published.items():
+        if not files:
+            continue
+        for assay, samples in _sample_sets(lake.scan_files(table, list(files), typed=True)).items():
+            before.setdefault(assay, {})[table] = samples
+        if table in staged and staged[table].relative_paths:
+            for assay, samples in _sample_sets(lake.scan_staged(staged[table])).items():
+                after.setdefault(assay, {})[table] = samples
+    manifest = ingest.manifest
+    layout = manifest.source_layout if manifest is not None else "study_yaml"
+    try:
+        lines = read_manifest_data(ingest.folder / MANIFEST_NAME)[1] if layout == "study_yaml" else {}
+    except Exception:  # read once already by the ingest: a file changed since is reported by file_changed
+        lines = {}
+    assays = {a.name: (i, a) for i, a in enumerate(manifest.assays)} if manifest is not None else {}
+    severity, ending = (("warning", f"accepted (--accept-shrink {sid}): this load replaces the published version")
+                        if accepted else
+                        ("error", "nothing was changed, readers keep the published version. If the samples were "
+                                  f"removed on purpose, build with `omicsdw build --accept-shrink {sid}`"))
+    lose, has_no = ("loses", "has no") if accepted else ("would lose", "would have no")
+    rows: list[dict[str, object]] = []
+    explained: set[str | None] = set()
+    for assay in sorted(a for a in before if a is not None):
+        old, new = before[assay], after.get(assay, {})
+        lost = set().union(*(samples - new.get(table, set()) for table, samples in old.items()))
+        if not lost:
+            continue
+        explained |= lost
+        had = set().union(*old.values()) - {None}
+        has = set().union(*new.values()) - {None} if new else set()
+        tables = ", ".join(sorted(old))
+        index, declared = assays.get(assay, (None, None))
+        if declared is None:
+            what = (f"assay {assay!r} ({tables}, {len(had)} sample(s)) is not in this load: was it removed or "
+                    "renamed in the manifest?")
+            where = {"file": MANIFEST_NAME if layout == "study_yaml" else "meta_study.txt",
+                     "line": lines.get("assays"), "column": "assays"}
+        else:
+            try:
+                matched = len(resolve_study_path(ingest.folder, declared.path))
+            except (ValueError, OSError):
+                matched = 0
+            gone = lost - {None}
+            what = (f"assay {assay!r} {lose} {len(gone)} of its {len(had)} sample(s) in {tables} "
+                    f"({_named(gone)}): {len(has)} sample(s) in this load, {len(had)} in the published version"
+                    if gone else f"assay {assay!r} {has_no} rows in {tables}, where the published version "
+                    "has some") + (f"; its path {declared.path!r} matches {matched} file(s) (a typo in the "
+                                   "pattern? a file moved away?)")
+            where = ({"file": MANIFEST_NAME, "line": lines.get(f"assays[{index}].path"),
+                      "column": f"assays.{assay}.path"} if layout == "study_yaml" else
+                     {"file": declared.path, "line": None, "column": None})
+        rows.append({**where, "message": f"{what}; {ending}"})
+    old_samples = before.get(None, {}).get("samples", set())
+    lost = old_samples - after.get(None, {}).get("samples", set()) - explained
+    if lost:
+        sheet = manifest.samples if manifest is not None and layout == "study_yaml" else None
+        rows.append({"file": sheet or MANIFEST_NAME,
+                     "line": None if sheet else lines.get("samples"), "column": None if sheet else "samples",
+                     "message": f"the study's sample table {lose} {len(lost)} of its {len(old_samples)} "
+                                f"sample(s) ({_named(lost)}); {ending}"})
+    return pl.DataFrame([{"study_id": sid, "code": "study_would_shrink", "severity": severity, "record": None,
+                          **row} for row in rows], schema=ISSUE_SCHEMA)
 
 
 def _contract_issues(study_id: str, failures: dict[str, list[str]]) -> pl.DataFrame:

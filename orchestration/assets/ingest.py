@@ -37,7 +37,7 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
         reference_written = ensure_gene_reference(lake)
         run = {ATTEMPT_RUN: context.run.run_id, ATTEMPT_BY: launched_by(context.run.tags)}  # for study_status
         load = load_folder(lake, folder, reference=GeneReference.load(), code_version=code_fingerprint(),
-                           keep_counts=_qc_follows(context), run=run)
+                           keep_counts=_qc_follows(context), run=run, accept_shrink=warehouse.accept_shrink or ())
         if load.ok and load.counts_block is not None:  # for sample_qc, then normalise_study: the rna_counts rows
             assay, block = load.counts_block            # this commit made (keyed inside the lock), not read back
             key = StudyInputs.of(lake, load.study_id, after_qc=False).rows_key("rna_counts")

@@ -884,6 +884,12 @@ def _declared(folder: Path) -> _Declared:
     return declared, META_STUDY, line, column
 
 
+def study_id_location(folder: Path) -> tuple[str, int | None, str]:
+    """Where the folder declares its study id: (file relative to the folder, 1-based line or None, key)."""
+    _, source, line, column = _declared(folder)
+    return source, line, column
+
+
 def study_key(folder: Path) -> str | None:
     """The validated study id of a folder (see :func:`declared_study_id`); None when it has none."""
     return declared_study_id(folder)[0]

@@ -1,0 +1,156 @@
+"""Typos in study.yaml that would shrink, rename or split a published study are held with a located error (defects20).
+
+Real inputs: the six GEUVADIS RSEM files of tests/data and the bundled pasilla example. The expected figures are
+counted by hand from the files (six ``ERR*.genes.results.gz`` files, one per sample; pasilla's samples.tsv lists 7
+libraries) and from the manifests written here (the line of each key).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.warehouse.catalog_sql import sql
+from warehouse.cli import main
+from warehouse.lake import Lake
+from warehouse.load import ATTEMPT_FOLDER, study_folders
+
+RSEM = Path(__file__).resolve().parents[1] / "data" / "rnaseq_geuvadis_rsem"
+GEUVADIS = ("study_id: geuvadis\n"                         # line 1
+            "name: GEUVADIS RSEM genes\n"                  # 2
+            "organism: Homo sapiens\n"                     # 3
+            "reference_genome: GRCh38\n"                   # 4
+            "assays:\n"                                    # 5
+            "  - name: rsem_genes\n"                       # 6
+            "    kind: rna_counts\n"                       # 7
+            "    format: rsem\n"                           # 8
+            "    path: '{path}'\n")                        # 9: the pattern's line
+SAMPLES = ["ERR188021", "ERR188088", "ERR188288", "ERR188297", "ERR188329", "ERR188356"]
+
+
+def _build(landing: Path, wh: Path, *extra: str) -> int:
+    return main(["build", "--landing", str(landing), "--warehouse", str(wh), "--no-plots", "--jobs", "1", *extra])
+
+
+def _status(wh: Path, study: str) -> tuple:
+    return sql(wh, "SELECT result, published_version IS NOT NULL, first_error_file, first_error_line, "
+                   f"first_error_column, first_error FROM study_status WHERE study_id = '{study}'")[0]
+
+
+@pytest.fixture
+def geuvadis(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(landing, warehouse, study.yaml) after a build of the six RSEM files."""
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    (landing / "geu" / "rsem").mkdir(parents=True)
+    for sample in SAMPLES:
+        shutil.copy(RSEM / f"{sample}.genes.results.gz", landing / "geu" / "rsem")
+    manifest = landing / "geu" / "study.yaml"
+    manifest.write_text(GEUVADIS.format(path="rsem/*.genes.results.gz"))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT n_samples FROM studies") == [(6,)]
+    return landing, wh, manifest
+
+
+def test_build_holds_a_load_whose_glob_typo_drops_samples_until_accept_shrink(geuvadis, capsys) -> None:
+    landing, wh, manifest = geuvadis
+    manifest.write_text(GEUVADIS.format(path="rsem/ERR188021*.genes.results.gz"))  # matches 1 of the 6 files
+    capsys.readouterr()
+    assert _build(landing, wh) == 1
+    out = capsys.readouterr().out
+    # held: readers keep the six samples, the counts of all six
+    assert sql(wh, "SELECT n_samples FROM studies") == [(6,)]
+    assert sql(wh, "SELECT count(DISTINCT sample_id) FROM rna_counts") == [(6,)]
+    result, published, file, line, column, error = _status(wh, "geuvadis")
+    assert (result, published, file, line, column) == ("failed", True, "study.yaml", 9, "assays.rsem_genes.path")
+    assert error.startswith("study_would_shrink: assay 'rsem_genes' would lose 5 of its 6 sample(s) in rna_counts "
+                            "(ERR188088, ERR188288, ERR188297, ERR188329, ERR188356): 1 sample(s) in this load, 6 in "
+                            "the published version; its path 'rsem/ERR188021*.genes.results.gz' matches 1 file(s)")
+    assert "--accept-shrink geuvadis" in error
+    assert "previous data kept" in out
+    # the switch must name a study of the build: a misspelt one would accept nothing
+    assert _build(landing, wh, "--accept-shrink", "geuvadsi") == 2
+    assert "--accept-shrink names geuvadsi, not a study this build loads" in capsys.readouterr().err
+    # accepted: published with one sample, the loss kept as a warning
+    assert _build(landing, wh, "--accept-shrink", "geuvadis") == 0
+    assert sql(wh, "SELECT n_samples FROM studies") == [(1,)]
+    assert sql(wh, "SELECT DISTINCT sample_id FROM rna_counts") == [("ERR188021",)]
+    assert _status(wh, "geuvadis")[:2] == ("loaded", True)
+    (warning,) = sql(wh, "SELECT severity, message FROM ingest_issues WHERE code = 'study_would_shrink'")
+    assert warning[0] == "warning"
+    assert "loses 5 of its 6" in warning[1]
+    assert "accepted (--accept-shrink geuvadis)" in warning[1]
+
+
+def test_build_holds_a_load_that_loses_a_whole_assay(geuvadis, capsys) -> None:
+    landing, wh, manifest = geuvadis
+    # the assay renamed: its published samples are lost under the old name
+    manifest.write_text(GEUVADIS.format(path="rsem/*.genes.results.gz").replace("rsem_genes", "genes"))
+    assert _build(landing, wh) == 1
+    result, published, file, line, column, error = _status(wh, "geuvadis")
+    assert (result, published, file, line, column) == ("failed", True, "study.yaml", 5, "assays")
+    assert error.startswith("study_would_shrink: assay 'rsem_genes' (rna_counts, 6 sample(s)) is not in this load")
+    assert sql(wh, "SELECT DISTINCT assay FROM rna_counts") == [("rsem_genes",)]
+
+
+def test_build_refuses_a_study_id_typo_or_case_change_of_a_published_folder(tmp_path: Path, capsys,
+                                                                             example_landing) -> None:
+    landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
+    assert _build(landing, wh) == 0
+    manifest = landing / "pasilla" / "study.yaml"
+    # the folder is recorded with each attempt: what the refusal below compares
+    assert study_folders(Lake(wh / "lake")) == {"pasilla": str((landing / "pasilla").absolute())}
+    assert ATTEMPT_FOLDER == "omicsdw.attempt.folder"
+    text = manifest.read_text()
+    assert text.splitlines()[1] == "study_id: pasilla"  # line 2
+    manifest.write_text(text.replace("study_id: pasilla", "study_id: pasila"))
+    assert _build(landing, wh) == 1
+    assert sql(wh, "SELECT study_id FROM studies") == [("pasilla",)]  # no second study
+    result, published, file, line, column, error = _status(wh, "pasila")
+    assert (result, published, file, line, column) == ("failed", False, "study.yaml", 2, "study_id")
+    assert error == ("study_id_changed: this folder published study 'pasilla' and its study_id now says 'pasila': "
+                     "loading it would publish a second study beside 'pasilla', which the warehouse keeps; nothing "
+                     "was loaded. A typo: declare study_id: pasilla again; then `omicsdw remove pasila` clears this "
+                     "failed attempt from study_status. A rename on purpose: `omicsdw remove pasilla` first, then "
+                     "build")
+    # ids that differ only in case: another folder (or this one) declaring Pasilla
+    shutil.copytree(landing / "pasilla", tmp_path / "other" / "P")
+    other = tmp_path / "other" / "P" / "study.yaml"
+    other.write_text(text.replace("study_id: pasilla", "study_id: Pasilla"))
+    assert _build(tmp_path / "other", wh) == 1
+    assert sql(wh, "SELECT study_id FROM studies") == [("pasilla",)]
+    result, published, file, line, column, error = _status(wh, "Pasilla")
+    assert (result, published, file, line, column) == ("failed", False, "study.yaml", 2, "study_id")
+    assert error.startswith("duplicate_study_id: study id 'Pasilla' differs only in case from 'pasilla', which the "
+                            "warehouse holds: on a case-insensitive file system")
+    # the typo fixed: unchanged and loaded; the refused ids' attempts removed from study_status
+    manifest.write_text(text)
+    assert _build(landing, wh) == 0
+    assert main(["remove", "pasila", "--warehouse", str(wh)]) == 0
+    assert main(["remove", "Pasilla", "--warehouse", str(wh)]) == 0
+    assert sql(wh, "SELECT study_id, result FROM study_status") == [("pasilla", "loaded")]
+
+
+def test_a_first_load_whose_id_was_refused_or_failed_blocks_no_later_id(tmp_path: Path, example_landing) -> None:
+    # never published: fixing a first load's id is not a rename
+    landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
+    manifest = landing / "pasilla" / "study.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("samples: samples.tsv", "samples: sample.tsv"))  # fails: no such file
+    assert _build(landing, wh) == 1
+    manifest.write_text(text.replace("study_id: pasilla", "study_id: Pasilla"))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT study_id FROM studies") == [("Pasilla",)]
+
+
+def test_a_study_moved_to_another_folder_frees_its_old_folder_for_a_new_id(tmp_path: Path, example_landing) -> None:
+    # pasilla moves from folder pasilla/ to moved/ (unchanged: its load writes nothing), and pasilla/ becomes a
+    # new study: not a typo, the old id is still declared in the landing
+    landing, wh = example_landing(tmp_path, "pasilla"), tmp_path / "wh"
+    assert _build(landing, wh) == 0
+    shutil.copytree(landing / "pasilla", landing / "moved")
+    manifest = landing / "pasilla" / "study.yaml"
+    manifest.write_text(manifest.read_text().replace("study_id: pasilla", "study_id: pasilla2"))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT study_id FROM studies ORDER BY ALL") == [("pasilla",), ("pasilla2",)]
