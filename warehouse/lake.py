@@ -144,6 +144,21 @@ def _arrow_schema(table: str, without: frozenset[str]) -> pa.Schema:
     return pl.DataFrame(schema={k: v for k, v in schema.items() if k not in without}).to_arrow().schema
 
 
+def _required_where_complete(arrow: pa.Table) -> pa.Table:
+    """``arrow`` with every column that holds no null declared non-nullable (the same buffers), so the Parquet
+    writer stores it as a REQUIRED column: no definition level per value.
+
+    Why: for a nullable column pyarrow makes and RLE-encodes one definition level per value even when every value
+    is there: ~8 of the ~22 ms of writing one 2 M-row float column of rna_normalized (bench/README.md, "Whole
+    study build, Session 20"). The values, the statistics (null count 0) and what polars, DuckDB and the Delta
+    reader return are the same; files of the same table may differ in it (a frame with a NULL keeps the column
+    OPTIONAL), which readers merge like any nullable column.
+    """
+    fields = [f.with_nullable(False) if f.nullable and arrow.column(i).null_count == 0 else f
+              for i, f in enumerate(arrow.schema)]
+    return pa.Table.from_arrays(arrow.columns, schema=pa.schema(fields, metadata=arrow.schema.metadata))
+
+
 class Lake:
     """Delta tables under one root: a local path, or an object-store URI with ``storage_options`` (default: from
     the AWS environment variables). ``service_dir`` holds locks and journals (default ``<root>/_omicsdw`` for a
@@ -570,8 +585,8 @@ class Lake:
         """
         types = polars_schema(table)
         coded = [c for c in columns if isinstance(frame.schema[c], pl.Enum) and types[c] == pl.String]
-        arrow = frame.select([pl.col(c) if c in coded else pl.col(c).cast(types[c], strict=True)
-                              for c in columns]).to_arrow()
+        arrow = _required_where_complete(frame.select(
+            [pl.col(c) if c in coded else pl.col(c).cast(types[c], strict=True) for c in columns]).to_arrow())
         compression: str | dict[str, str] = codec["compression"]
         if table in UNCOMPRESSED_FLOATS:
             compression = {c: "none" if types[c].is_float() else codec["compression"] for c in columns}

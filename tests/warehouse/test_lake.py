@@ -525,6 +525,62 @@ def test_the_dictionary_frame_writer_makes_the_file_pyarrow_makes_with_its_defau
     assert lake.scan_staged(staged).collect().height == genes * samples
 
 
+def test_complete_columns_of_a_dictionary_frame_are_stored_required_and_read_back_as_the_frames_rows(
+        lake: Lake) -> None:
+    # Session 20: the dictionary-frame writer declares a column holding no NULL non-nullable, so pyarrow stores it
+    # REQUIRED and makes no definition level per value (~36 % of writing an rna_normalized frame). A frame with a
+    # NULL in a column keeps it OPTIONAL, so the files of one table differ; polars (staged and committed reads),
+    # DuckDB and the Delta reader must all return the rows written, NULLs where given, in both kinds of file.
+    import duckdb
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from schemas.tables import polars_schema
+    from schemas.validate import validate_rows
+
+    features = pl.Series(["g1", "g2", "g3", "g4"])
+    samples = pl.Series(["a", "b"])
+
+    def frame(vst: list[float | None], genes: list[int | None], first: int) -> pl.DataFrame:
+        return pl.DataFrame({
+            "assay": ["counts"] * 4, "sample_id": samples.cast(pl.Enum(samples)).gather([0, 1, 0, 1]),
+            "gene_id": pl.Series(genes, dtype=pl.Int64),
+            "feature_id": features.cast(pl.Enum(features)).gather([first, first, first + 1, first + 1]), "vst": vst})
+
+    complete = frame([1.5, -2.0, 0.0, 1e300], [7, 7, 9, 9], 0)
+    with_nulls = frame([3.0, None, 4.25, 5.0], [5, 5, None, None], 2)
+    lake.ensure_tables(["rna_vst"])
+    staged = lake.stage_frames("rna_vst", [complete, with_nulls], study_id="s1")
+    kinds = []
+    for relative in staged.relative_paths:
+        schema = pq.ParquetFile(f"{lake.uri('rna_vst')}/{relative}").schema
+        kinds.append({schema.column(i).name: schema.column(i).max_definition_level for i in range(len(schema))})
+    assert kinds == [{"sample_id": 0, "gene_id": 0, "feature_id": 0, "vst": 0},  # REQUIRED: no levels
+                     {"sample_id": 0, "gene_id": 1, "feature_id": 0, "vst": 1}]
+    expected = pl.DataFrame({
+        "study_id": ["s1"] * 8, "assay": ["counts"] * 8, "sample_id": ["a", "b"] * 4,
+        "gene_id": [7, 7, 9, 9, 5, 5, None, None], "feature_id": ["g1", "g1", "g2", "g2", "g3", "g3", "g4", "g4"],
+        "vst": [1.5, -2.0, 0.0, 1e300, 3.0, None, 4.25, 5.0]}, schema=polars_schema("rna_vst"))
+    order = ["sample_id", "feature_id", "vst"]
+    assert lake.scan_staged(staged).collect().sort(order, nulls_last=True).equals(expected.sort(order, nulls_last=True))
+    statistics = lake.staged_statistics(staged)
+    assert (statistics["vst"].nulls, statistics["gene_id"].nulls, statistics["sample_id"].nulls) == (1, 2, 0)
+    # the contract check still sees the NULL of the OPTIONAL file (vst is not nullable in rna_vst)
+    assert validate_rows("rna_vst", lake.scan_staged(staged), statistics=statistics) == [
+        "rna_vst.vst: not_nullable failed for None"]
+    lake.commit(staged, fingerprint="f1")
+    committed = lake.scan("rna_vst", study_id="s1").collect()
+    assert committed.sort(order, nulls_last=True).equals(expected.sort(order, nulls_last=True))
+    delta = pl.from_arrow(DeltaTable(lake.uri("rna_vst")).to_pyarrow_table())
+    assert isinstance(delta, pl.DataFrame)
+    assert delta.select(expected.columns).cast(dict(expected.schema)).sort(order, nulls_last=True).equals(
+        expected.sort(order, nulls_last=True))
+    files = [f"{lake.uri('rna_vst')}/{r}" for r in staged.relative_paths]
+    duck = duckdb.sql(f"SELECT sample_id, gene_id, feature_id, vst FROM read_parquet({files!r}) "
+                      "ORDER BY sample_id, feature_id, vst NULLS LAST").pl()
+    assert duck.equals(expected.drop("study_id", "assay").sort(order, nulls_last=True))
+
+
 def test_a_forked_child_does_not_inherit_a_held_add_actions_lock() -> None:
     """Review: the memo's lock held by another thread at a fork (a Celery or multiprocess worker) stayed held for
     ever in the child, whose first scan then hung."""
