@@ -37,7 +37,7 @@ import dagster as dg
 import sqlalchemy as db
 import yaml
 from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log import SqliteEventLogStorage, SqlPollingEventWatcher
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sql import create_engine
@@ -116,6 +116,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._pools = _Engines(RUN_SHARDS_KEPT, frozenset({INDEX_SHARD}))
         self._tables: set[str] = set()
         self._asset_key_columns: set[str] = set()
+        self._event_watcher: SqlPollingEventWatcher | None = None
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -163,6 +164,21 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._asset_key_columns.add(column_name)
         return found
 
+    def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:
+        """New events of a run (the webserver's live view of a run), polled as Dagster's Postgres storage does.
+        Dagster's SQLite storage watches the run's ``.db`` file instead, which SQLite writes when it copies its
+        write-ahead log in: when a process's last connection to it closes, at every write with Dagster's connections,
+        but with pooled connections only every 1,000 pages of log (~4 MB): the live view would stay still for a run.
+        """
+        with self._db_lock:
+            if self._event_watcher is None:
+                self._event_watcher = SqlPollingEventWatcher(self)
+        self._event_watcher.watch_run(run_id, cursor, callback)
+
+    def end_watch(self, run_id: str, handler: Any) -> None:
+        if self._event_watcher is not None:
+            self._event_watcher.unwatch_run(run_id, handler)
+
     def wipe(self) -> None:
         """Dagster's wipe deletes the run shards' files: their pools are closed first."""
         self._pools.dispose(keep=frozenset({INDEX_SHARD}))
@@ -175,6 +191,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._asset_key_columns.clear()
 
     def dispose(self) -> None:
+        if self._event_watcher is not None:
+            self._event_watcher.close()
+            self._event_watcher = None
         self._pools.dispose()
         super().dispose()
 

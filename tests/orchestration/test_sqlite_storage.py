@@ -2,11 +2,14 @@
 orchestration/instance/dagster.yaml): the same runs, events and answers as Dagster's own SQLite storage, on the same
 files, on pooled connections; other processes' writes seen at the next question."""
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as db
 import yaml
+from dagster._core.events.log import EventLogEntry
 
 from orchestration.sqlite_storage import (
     RUN_SHARDS_KEPT,
@@ -202,3 +206,49 @@ def test_uses_at_the_same_time_each_get_a_connection_without_waiting(tmp_path: P
         assert instance.get_runs() == []  # and all given back
     finally:
         instance.dispose()
+
+
+def test_the_live_view_of_a_run_sees_the_events_another_process_writes_while_its_pools_stay_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webserver watches a run (``watch``: its live view) that a run worker writes on pooled connections, kept
+    open until the run ends: every event reaches the watcher while the writer is still running (Dagster's watcher of
+    the ``.db`` file saw none: SQLite only copies its write-ahead log into it when the last connection closes)."""
+    home = _home(tmp_path / "home")
+    instance = _instance(home, monkeypatch)
+    seen: list[str] = []
+    all_seen = threading.Event()
+
+    def callback(entry: EventLogEntry, _cursor: str) -> None:
+        seen.append(entry.user_message)
+        if len(seen) == 5:
+            all_seen.set()
+
+    writer = textwrap.dedent("""
+        import logging, sys, time
+        import dagster as dg
+        from dagster._core.events.log import EventLogEntry
+        instance = dg.DagsterInstance.get()
+        assert type(instance.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
+        for message in ["first", "m0", "m1", "m2"]:
+            instance.event_log_storage.store_event(EventLogEntry(error_info=None, level=logging.INFO,
+                user_message=message, run_id="r1", timestamp=time.time(), dagster_event=None))
+            time.sleep(0.3)
+        sys.stdin.read()  # the run goes on, its pools open, until the test has looked
+    """)
+    try:
+        instance.event_log_storage.store_event(EventLogEntry(
+            error_info=None, level=logging.INFO, user_message="before", run_id="r1", timestamp=time.time(),
+            dagster_event=None))
+        instance.event_log_storage.watch("r1", None, callback)
+        worker = subprocess.Popen([sys.executable, "-c", writer], cwd=ROOT, stdin=subprocess.PIPE,
+                                  env={**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)})
+        try:
+            all_seen.wait(timeout=20)
+        finally:
+            assert worker.stdin is not None
+            worker.stdin.close()
+            assert worker.wait(timeout=60) == 0
+        instance.event_log_storage.end_watch("r1", callback)
+    finally:
+        instance.dispose()
+    assert seen == ["before", "first", "m0", "m1", "m2"]
