@@ -40,8 +40,9 @@ TRIGGERING_UPDATE = (
 ).with_label("updated_outside_a_whole_study_run")
 """An input partition updated since the last tick by some other run (a study re-ingested alone from the UI, a stage
 materialised by hand), and not by a run that computes the asset too: runs tagged ``omicsdw/study_run``
-(``study_job``: sensor, schedule, UI, ``omicsdw build``), the automation sensor's (a tick requests every derived
-asset downstream of its trigger together, in one run per study), and Dagster's own rule.
+(the whole ``study_job`` runs of the landing sensor, the nightly schedule and ``omicsdw build``), the automation
+sensor's (a tick requests every derived asset downstream of its trigger together, in one run per study), and
+Dagster's own rule.
 
 Why not ``eager``: an automation tick is not a snapshot. It captures the newest event id when it starts; the
 run-tag conditions read up to it, ``newly_updated`` reads the asset records the tick prefetches a moment later

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from orchestration.partitions import STUDIES
+from orchestration.partitions import STUDIES, STUDY_RUN_TAG
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import study_job
 
@@ -79,7 +79,7 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
             reason = ("never loaded" if study_id not in loaded else
                       "gene reference changed" if loaded[study_id][0] != today[0] else "code changed")
         requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}",
-                                      tags={"omicsdw/nightly_reason": reason, **tags}))
+                                      tags={"omicsdw/nightly_reason": reason, STUDY_RUN_TAG: "true", **tags}))
     return requests or dg.SkipReason("nothing to run: every study is loaded with today's gene reference and code, "
                                      "and no study's last attempt failed")
 

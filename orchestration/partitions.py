@@ -11,6 +11,10 @@ STUDY_POOL = "study"
 ``dagster/partition`` limit, since a pool is named on the asset, not per partition."""
 
 STUDY_RUN_TAG = "omicsdw/study_run"
-"""Tag of every ``study_job`` run (a job tag, so the landing sensor's, the nightly schedule's, the UI's and
-``omicsdw build``'s runs all carry it): such a run computes every stage of its study itself, so its updates trigger
-no automation of the derived assets (``orchestration.checks.FOLLOWS_INPUTS``)."""
+"""Tag of the whole-study runs the landing sensor, the nightly schedule and ``omicsdw build`` launch: such a run
+computes every stage of its study itself, so its updates trigger no automation of the derived assets
+(``orchestration.checks.FOLLOWS_INPUTS``). Set where those runs are requested, not on ``study_job``: a job tag is
+on every run of the job, and a run of some of its steps from the UI (the ingest alone) left the derived assets
+stale (review20b). A whole ``study_job`` launched from the UI has no tag: the automation may repeat its later
+stages (commits ``unchanged``), as before session 20. A re-execution of chosen steps of a tagged run inherits
+the tag (Dagster copies the parent's tags): its derived assets are followed at the study's next run."""

@@ -16,7 +16,6 @@ from transforms.ingest.study import scan_landing, study_files, study_fingerprint
 STUDY_GROUPS = ("ingest", "normalise", "signatures", "cross_omics", "qc", "publish", "report")
 
 study_job = dg.define_asset_job("study_job", selection=dg.AssetSelection.groups(*STUDY_GROUPS),
-                               tags={STUDY_RUN_TAG: "true"},  # its updates trigger no automation (FOLLOWS_INPUTS)
                                description="Ingest one study partition, recompute what depends on it, publish it, "
                                            "write its report.")
 cross_study_job = dg.define_asset_job("cross_study_job", selection=dg.AssetSelection.groups("cross_study"),
@@ -98,7 +97,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
             # moved away and back never ran again. The generation is the stored one plus one: unique to this
             # evaluation, and the same again for a retried evaluation (Dagster keeps no cursor from a failed one),
             # which then asks under the same key for the same content, so Dagster runs it once
-            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}:{generation + 1}"))
+            requests.append(dg.RunRequest(partition_key=sid, run_key=f"{sid}:{digest}:{generation + 1}",
+                                          tags={STUDY_RUN_TAG: "true"}))  # a whole-study run: FOLLOWS_INPUTS
         current[sid] = [signature, digest]
     if left:
         context.log.info(f"{hashed} new or changed study folder(s) hashed; {left} left for the next evaluation")

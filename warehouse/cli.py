@@ -274,8 +274,9 @@ def _prerank_problem(setting: str | None, *, option: str | None, landing: Path) 
             "(or 'all' for every one)")
 
 
-CLI_TAGS = {"omicsdw/launched_by": "cli"}
-"""Tags of a build's study runs: the ``study_status`` view says a study's last attempt was the CLI's."""
+CLI_TAGS = {"omicsdw/launched_by": "cli", "omicsdw/study_run": "true"}
+"""Tags of a build's study runs: the ``study_status`` view says a study's last attempt was the CLI's; each runs the
+whole ``study_job`` (``orchestration.partitions.STUDY_RUN_TAG``: its writes trigger no automation)."""
 
 
 def _build(args: argparse.Namespace) -> int:

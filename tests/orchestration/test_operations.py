@@ -276,10 +276,9 @@ def test_an_automation_tick_that_reads_a_study_run_mid_way_requests_none_of_its_
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("studies", ["airway"])
         quiet = _automation_tick(instance)
-        assert defs.resolve_job_def("study_job").execute_in_process(partition_key="airway", instance=instance,
-                                                                    resources=resource).success
-        (run,) = instance.get_runs()
-        assert run.tags["omicsdw/study_run"] == "true"  # the job's tag, also on a run launched in process
+        assert defs.resolve_job_def("study_job").execute_in_process(
+            partition_key="airway", instance=instance, resources=resource,
+            tags={"omicsdw/study_run": "true"}).success  # as the landing sensor, the schedule and the CLI tag it
 
         def written(table: str) -> int:
             return instance.fetch_materializations(dg.AssetKey(table), limit=1).records[0].storage_id
@@ -490,6 +489,7 @@ def test_nightly_reharmonisation_retries_a_failed_study_every_night_also_after_a
         assert request.partition_key == "airway"
         assert request.tags["omicsdw/nightly_reason"].startswith("last attempt failed; retried nightly")
         assert request.tags["omicsdw/retry_of_failure"] == "true"
+        assert request.tags["omicsdw/study_run"] == "true"  # a whole-study run (FOLLOWS_INPUTS)
 
         with monkeypatch.context() as patched:  # new code: the tag says so
             patched.setattr(warehouse.versions, "code_fingerprint", lambda: "next code version")

@@ -29,6 +29,7 @@ def test_landing_sensor_runs_new_and_changed_studies_once(tmp_path, instance, ex
 
     first = _evaluate(instance, landing, None)
     assert [r.partition_key for r in first.run_requests] == ["airway"]
+    assert first.run_requests[0].tags["omicsdw/study_run"] == "true"  # a whole-study run (FOLLOWS_INPUTS)
     assert first.dynamic_partitions_requests[0].partition_keys == ["airway"]
 
     again = _evaluate(instance, landing, first.cursor)

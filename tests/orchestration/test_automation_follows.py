@@ -1,8 +1,8 @@
-"""review20b (session 20): a reproducer of a regression of ops20's ``FOLLOWS_INPUTS``, not fixed here.
+"""A study re-ingested through some steps of ``study_job`` (the UI's ingest alone) is followed by automation.
 
-``omicsdw/study_run`` is a job tag of ``study_job``, so a run of a subset of the job carries it too (the UI's
-"Materialize selected" on the job's graph, a re-execution of selected steps). Its updates are no trigger, and the
-derived assets of a study re-ingested that way never follow. Before ops20 (e17754d) the same tick requested all 15.
+review20b found session 20's first ``FOLLOWS_INPUTS`` blind to it: ``omicsdw/study_run`` was a job tag of
+``study_job``, so a run of one of its steps carried it too and its updates were no trigger; the derived assets stayed
+stale (the tick requested 0 of the 15 it requested before). The tag is now set where whole-study runs are launched.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from tests.orchestration.test_operations import DERIVED, EXAMPLES, _automation_t
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
-@pytest.mark.xfail(strict=True, reason="review20b: a study_job subset run is tagged as a whole-study run")
 def test_a_study_reingested_alone_through_study_job_is_followed(tmp_path: Path) -> None:
     from orchestration.assets.ingest import ingest_study_tables
     from orchestration.definitions import STUDY_ASSETS
@@ -43,5 +42,12 @@ def test_a_study_reingested_alone_through_study_job_is_followed(tmp_path: Path) 
         assert result.success
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
-        assert run.tags.get("omicsdw/study_run") == "true"  # the job's tag, on a run of one step of the job
+        assert "omicsdw/study_run" not in run.tags  # not a whole-study run: the tag is set where those are launched
         assert _automation_tick(instance, quiet.cursor).total_requested == len(DERIVED)
+
+
+def test_the_whole_study_runs_of_the_cli_carry_the_tag_the_automation_skips() -> None:
+    from orchestration.partitions import STUDY_RUN_TAG
+    from warehouse.cli import CLI_TAGS
+
+    assert CLI_TAGS[STUDY_RUN_TAG] == "true"
