@@ -27,6 +27,7 @@ from orchestration.resources import WarehouseResource
 from orchestration.sensors import study_job
 
 if TYPE_CHECKING:
+    import polars as pl
     from dagster_shared.error import SerializableErrorInfo
 
     from warehouse.lake import Lake
@@ -45,7 +46,8 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
     hashing the landing took ~1.2 CPU s per GB, past Dagster's 60 s schedule limit over ~30 GB. A changed study file
     is the landing sensor's (it stats the landing every 30 s and hashes only the folders that moved).
 
-    A study whose last attempt failed (``warehouse.status.ingest_attempts``) runs every night, whatever its
+    A study whose last attempt failed (``warehouse.status.ingest_attempts``) or was withheld (:func:`_withheld`)
+    runs every night, whatever its
     ``studies`` row says: a fix may change no file stat the sensor or a stats comparison sees (``chmod`` of an
     unreadable file, a mount or a permission outside the folder, a file put back with its old times), and until
     session 20 such a study was never retried (nor was one that had loaded once, then failed with new files). It
@@ -63,6 +65,7 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
     loaded = _loaded_with(lake)
     attempts = ingest_attempts(lake)
     failed = set(attempts.filter(attempts["failed"])["study_id"].to_list())
+    withheld = _withheld(lake, attempts)
     registered = set(context.instance.get_dynamic_partitions(STUDIES))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")  # one run per study and night
     requests = []
@@ -73,6 +76,9 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
         if study_id in failed:
             reason = _retry_reason(lake, study_id, folder, today)
             tags[RETRY_TAG] = "true"
+        elif study_id in withheld:
+            reason = "last attempt withheld (a later stage or check failed); retried nightly"
+            tags[RETRY_TAG] = "true"
         elif loaded.get(study_id) == today:
             continue
         else:
@@ -81,12 +87,33 @@ def nightly_reharmonisation(context: dg.ScheduleEvaluationContext, warehouse: Wa
         requests.append(dg.RunRequest(partition_key=study_id, run_key=f"{study_id}:nightly:{stamp}",
                                       tags={"omicsdw/nightly_reason": reason, STUDY_RUN_TAG: "true", **tags}))
     return requests or dg.SkipReason("nothing to run: every study is loaded with today's gene reference and code, "
-                                     "and no study's last attempt failed")
+                                     "and no study's last attempt failed or was withheld")
 
 
 RETRY_TAG = "omicsdw/retry_of_failure"
 """Tag of a nightly run of a study whose last attempt failed (``run_failure_summary`` copies it into the summary as
 ``retry_of_failure``)."""
+
+
+def _withheld(lake: Lake, attempts: pl.DataFrame) -> set[str]:
+    """Studies whose last attempt ingested without errors but was not published (``study_status``'s ``withheld``:
+    a later stage or a blocking check failed in its run). The automation does not rerun a whole-study run's
+    stages (``orchestration.checks.FOLLOWS_INPUTS``), and neither the sensor nor the comparison of the ``studies``
+    row would run it again until a file changed.
+    """
+    import polars as pl
+
+    from warehouse.publish import LEDGER
+
+    done = attempts.filter(~attempts["failed"])
+    if done.is_empty():
+        return set()
+    published = (lake.scan(LEDGER).filter(pl.col("table_name") == "studies").select("study_id", "fingerprint")
+                 .collect() if lake.exists(LEDGER) else pl.DataFrame(schema={"study_id": pl.String,
+                                                                           "fingerprint": pl.String}))
+    shown = dict(published.iter_rows())
+    return {sid for sid, fingerprint in done.select("study_id", "fingerprint").iter_rows()
+            if shown.get(sid) != fingerprint}
 
 
 def _retry_reason(lake: Lake, study_id: str, folder: Path, today: tuple[str, str]) -> str:

@@ -507,6 +507,43 @@ def test_nightly_reharmonisation_retries_a_failed_study_every_night_also_after_a
         assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # loaded: it rests
 
 
+def test_nightly_reharmonisation_retries_a_study_whose_last_attempt_was_withheld(tmp_path: Path, monkeypatch) -> None:
+    """A run whose ingest loaded new content and whose later stage failed leaves the study withheld (study_status):
+    the whole-study run's writes trigger no automation (FOLLOWS_INPUTS), the sensor sees no file move, the
+    ``studies`` row has today's reference and code: nothing ran it again (review20b). The schedule now does.
+    """
+    import orchestration.assets.signatures as signature_assets
+    from tests.warehouse.catalog_sql import sql
+
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(EXAMPLES / "airway", landing / "airway")
+    assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 0
+    resource = WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh))
+    with (dg.instance_for_test() as instance,
+          dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
+        instance.add_dynamic_partitions("studies", ["airway"])
+        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # loaded and published: it rests
+        counts = landing / "airway" / "featurecounts.txt"  # new content: one count 0 -> 5
+        lines = counts.read_text().splitlines(keepends=True)
+        cells = lines[5].split("\t")
+        cells[7] = "5"
+        lines[5] = "\t".join(cells)
+        counts.write_text("".join(lines))
+        with monkeypatch.context() as patched:
+            def broken(*args, **kwargs):
+                raise RuntimeError("a scoring stage failed")
+            patched.setattr(signature_assets, "score_study", broken)
+            assert main(["build", "--landing", str(landing), "--warehouse", str(wh)]) == 1
+        assert sql(wh, "SELECT result FROM study_status WHERE study_id = 'airway'") == [("withheld",)]
+        (request,) = nightly_reharmonisation(context)
+        assert request.partition_key == "airway"
+        assert request.tags["omicsdw/nightly_reason"].startswith("last attempt withheld")
+        assert request.tags["omicsdw/retry_of_failure"] == "true"
+        assert defs.resolve_job_def("study_job").execute_in_process(
+            partition_key="airway", instance=instance, tags=request.tags, resources={"warehouse": resource}).success
+        assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # published again: it rests
+
+
 def test_nightly_reharmonisation_retries_a_loaded_study_whose_last_attempt_failed(tmp_path: Path) -> None:
     """A study loaded once, then given a broken file, kept its ``studies`` row (today's reference and code), so the
     schedule skipped it however it was fixed; the landing sensor only reruns a study whose files' stats move.
