@@ -387,6 +387,10 @@ def _emptied(lake: Lake, study_id: str, staged: dict[str, StagedFiles]) -> pl.Da
 SHRINK_TABLES = (*DATA_LAYERS, "samples")
 """Tables whose samples (per assay) a new load of a published study must keep, unless accepted: the omics tables
 and the study's sample table."""
+SPARSE_TABLES = ("variants", "gene_mutation_status")
+"""Tables where a sample has rows only where it has something to report (a variant, a mutated gene): a sample of
+the study whose new call set holds no variant (a caller or filter update) loses its rows there, not from the study.
+A sample these tables lose is a shrink only if the study's sample table loses it too, or the assay loses all rows."""
 _LISTED = 5
 """Sample ids a ``study_would_shrink`` message names (then "and N more")."""
 
@@ -448,7 +452,9 @@ def _shrunk(lake: Lake, ingest: StudyIngest, staged: dict[str, StagedFiles], *, 
     explained: set[str | None] = set()
     for assay in sorted(a for a in before if a is not None):
         old, new = before[assay], after.get(assay, {})
-        lost = set().union(*(samples - new.get(table, set()) for table, samples in old.items()))
+        kept = after.get(None, {}).get("samples", set())  # still samples of the study: no variant is no loss
+        lost = set().union(*(samples - new.get(table, set()) - (kept if table in SPARSE_TABLES and new.get(table)
+                                                                 else set()) for table, samples in old.items()))
         if not lost:
             continue
         explained |= lost

@@ -7,6 +7,7 @@ libraries) and from the manifests written here (the line of each key).
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -154,3 +155,38 @@ def test_a_study_moved_to_another_folder_frees_its_old_folder_for_a_new_id(tmp_p
     manifest.write_text(manifest.read_text().replace("study_id: pasilla", "study_id: pasilla2"))
     assert _build(landing, wh) == 0
     assert sql(wh, "SELECT study_id FROM studies ORDER BY ALL") == [("pasilla",), ("pasilla2",)]
+
+
+LAML = Path(__file__).resolve().parents[2] / "examples" / "laml"
+
+
+def test_a_sample_left_without_variants_is_no_shrink_but_one_gone_from_the_sample_sheet_is(tmp_path) -> None:
+    """A caller update that leaves one sample with no variant keeps the sample (clinical.tsv lists it): the
+    variants and gene_mutation_status tables have rows only where a sample has a mutation, so that is no loss."""
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    study = landing / "laml"
+    study.mkdir(parents=True)
+    shutil.copy(LAML / "clinical.tsv", study)
+    manifest = (LAML / "study.yaml").read_text().split("  - name: segments")[0]  # the mutations assay alone
+    (study / "study.yaml").write_text(manifest)
+    maf = gzip.decompress((LAML / "tcga_laml.maf.gz").read_bytes()).decode().splitlines(keepends=True)
+    barcode = maf[0].rstrip("\n").split("\t").index("Tumor_Sample_Barcode")
+    (study / "tcga_laml.maf.gz").write_bytes(gzip.compress("".join(maf).encode()))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT count(DISTINCT sample_id) FROM variants WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+    # TCGA-AB-2988 has 15 MAF rows (grep): none after the "caller update"; clinical.tsv (200 samples) still lists it
+    kept = [row for row in maf if row.split("\t")[barcode] != "TCGA-AB-2988"]
+    assert len(maf) - len(kept) == 15
+    (study / "tcga_laml.maf.gz").write_bytes(gzip.compress("".join(kept).encode()))
+    assert _build(landing, wh) == 0
+    assert _status(wh, "tcga_laml")[:2] == ("loaded", True)
+    assert sql(wh, "SELECT count(*) FROM variants WHERE sample_id = 'TCGA-AB-2988'") == [(0,)]
+    assert sql(wh, "SELECT count(*) FROM samples WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+    # the sample sheet losing that sample too is still held
+    clinical = (LAML / "clinical.tsv").read_text().splitlines(keepends=True)
+    (study / "clinical.tsv").write_text("".join(r for r in clinical if not r.startswith("TCGA-AB-2988\t")))
+    assert _build(landing, wh) == 1
+    error = _status(wh, "tcga_laml")[5]
+    assert error.startswith("study_would_shrink: the study's sample table would lose 1 of its 200 sample(s) "
+                            "(TCGA-AB-2988)")
+    assert sql(wh, "SELECT count(*) FROM samples WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
