@@ -30,6 +30,7 @@ from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
+from transforms.ingest.single_cell import PROFILE_SEPARATOR
 from transforms.ingest.study import (
     MANIFEST_NAME,
     StudyIngest,
@@ -405,6 +406,20 @@ def _sample_sets(frame: pl.LazyFrame) -> dict[str | None, set[str | None]]:
     return found
 
 
+def _regrouped(lost: set[str | None], samples: set[str | None], profiles: set[str | None]) -> set[str | None]:
+    """Lost pseudobulk profiles (``<sample>__<cell_type>``) whose parent sample is still one of ``samples`` and
+    still has a profile in ``profiles``: cells annotated anew (a cell type renamed, merged or gone from a donor),
+    no sample lost.
+    """
+    def parents(profile: str | None) -> list[str]:
+        if profile is None:
+            return []
+        cuts = [i for i in range(len(profile)) if profile.startswith(PROFILE_SEPARATOR, i)]
+        return [profile[:i] for i in cuts if profile[:i] in samples]
+    alive = {parent for profile in profiles for parent in parents(profile)}
+    return {profile for profile in lost if any(parent in alive for parent in parents(profile))}
+
+
 def _named(samples: set[str | None]) -> str:
     shown = sorted(s for s in samples if s is not None)
     more = len(shown) - _LISTED
@@ -455,13 +470,17 @@ def _shrunk(lake: Lake, ingest: StudyIngest, staged: dict[str, StagedFiles], *, 
         kept = after.get(None, {}).get("samples", set())  # still samples of the study: no variant is no loss
         lost = set().union(*(samples - new.get(table, set()) - (kept if table in SPARSE_TABLES and new.get(table)
                                                                  else set()) for table, samples in old.items()))
+        index, declared = assays.get(assay, (None, None))
+        if declared is not None and declared.kind == "sc_rna_counts":
+            regrouped = _regrouped(lost, kept, new.get("rna_counts", set()))
+            explained |= regrouped  # nor is the profile a loss of the sample table
+            lost -= regrouped
         if not lost:
             continue
         explained |= lost
         had = set().union(*old.values()) - {None}
         has = set().union(*new.values()) - {None} if new else set()
         tables = ", ".join(sorted(old))
-        index, declared = assays.get(assay, (None, None))
         if declared is None:
             what = (f"assay {assay!r} ({tables}, {len(had)} sample(s)) is not in this load: was it removed or "
                     "renamed in the manifest?")

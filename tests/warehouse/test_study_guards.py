@@ -190,3 +190,35 @@ def test_a_sample_left_without_variants_is_no_shrink_but_one_gone_from_the_sampl
     assert error.startswith("study_would_shrink: the study's sample table would lose 1 of its 200 sample(s) "
                             "(TCGA-AB-2988)")
     assert sql(wh, "SELECT count(*) FROM samples WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+
+
+PBMC = Path(__file__).resolve().parents[2] / "examples" / "pbmc_chr21"
+
+
+def test_cells_annotated_anew_are_no_shrink_but_a_donor_gone_is(tmp_path) -> None:
+    """Pseudobulk profiles are ``<sample>__<cell_type>``: re-annotating pbmc_6's 144 lymphocytes as monocytes (its
+    counts read with pandas: 6 donors x lymphocyte, monocyte) drops profile pbmc_6__lymphocyte, not a sample."""
+    anndata = pytest.importorskip("anndata")
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(PBMC, landing / "pbmc")
+    cells = landing / "pbmc" / "cells.h5ad"
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT count(DISTINCT sample_id) FROM rna_counts") == [(12,)]
+    data = anndata.read_h5ad(cells)
+    mask = (data.obs["sample"].astype(str) == "pbmc_6") & (data.obs["cell_type"].astype(str) == "lymphocyte")
+    assert int(mask.sum()) == 144
+    cell_type = data.obs["cell_type"].astype(str)
+    cell_type[mask] = "monocyte"
+    data.obs["cell_type"] = cell_type.astype("category")
+    data.write_h5ad(cells)
+    assert _build(landing, wh) == 0
+    assert _status(wh, "pbmc_chr21")[:2] == ("loaded", True)
+    assert sql(wh, "SELECT DISTINCT sample_id FROM rna_counts WHERE sample_id LIKE 'pbmc_6%'") == [
+        ("pbmc_6__monocyte",)]
+    # every cell of donor pbmc_6 gone: its last profile is lost, held
+    data = data[(data.obs["sample"].astype(str) != "pbmc_6").to_numpy()].copy()
+    data.write_h5ad(cells)
+    assert _build(landing, wh) == 1
+    error = _status(wh, "pbmc_chr21")[5]
+    assert error.startswith("study_would_shrink: assay 'sc' would lose 1 of its 11 sample(s) in rna_counts "
+                            "(pbmc_6__monocyte)")
