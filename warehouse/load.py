@@ -233,6 +233,19 @@ def study_folders(lake: Lake) -> dict[str, str | None]:
     return held
 
 
+def _newest_fingerprints(lake: Lake, table: str) -> dict[str, str | None]:
+    """Study -> fingerprint of its newest commit of ``table`` (:meth:`Lake.last_fingerprint` of every study), read
+    in one pass over the table's history: per study it is a scan down to that study's newest commit, and a study
+    not rebuilt for many builds sits deep in the log (studies x commits per load, hundreds of loads a build).
+    """
+    newest: dict[str, str | None] = {}
+    for commit in lake.history(table) if lake.exists(table) else []:
+        study = commit.get(STUDY_KEY)
+        if study is not None and study not in newest:
+            newest[study] = commit.get(FINGERPRINT_KEY)
+    return newest
+
+
 def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
     """Errors at the folder's declared ``study_id`` when loading it would put a second study beside one the
     warehouse publishes: an id that differs only in case from a published one (``duplicate_study_id``: on a
@@ -242,8 +255,9 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
     deliberate rename removes the old id first (``omicsdw remove OLD``). An id only attempted (failed, never
     published) blocks nothing: fixing the typo of a first load is not refused.
     """
+    ledger = _newest_fingerprints(lake, LEDGER)  # one pass: a look-up per study scanned the log once per study
     published = {s: where for s, where in study_folders(lake).items() if s != study_id
-                 and lake.last_fingerprint(LEDGER, s) not in (None, REMOVED)}
+                 and ledger.get(s) not in (None, REMOVED)}
     file, line, column = study_id_location(folder)
     after = f"; then `omicsdw remove {study_id}` clears this failed attempt from study_status"
     same_case = sorted(s for s in published if s.lower() == study_id.lower())

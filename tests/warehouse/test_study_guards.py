@@ -222,3 +222,43 @@ def test_cells_annotated_anew_are_no_shrink_but_a_donor_gone_is(tmp_path) -> Non
     error = _status(wh, "pbmc_chr21")[5]
     assert error.startswith("study_would_shrink: assay 'sc' would lose 1 of its 11 sample(s) in rna_counts "
                             "(pbmc_6__monocyte)")
+
+
+def test_identity_check_reads_the_logs_once_not_once_per_study(tmp_path) -> None:
+    """200 published studies, 190 of them last loaded 50 builds ago: the id check of one load looks at each commit
+    of the ledger and ingest_issues logs a bounded number of times (it scanned the ledger down to each study's newest
+    commit, 190 x 1,500 commits)."""
+    from warehouse.lake import FINGERPRINT_KEY, STUDY_KEY
+    from warehouse.load import identity_issues
+
+    reads = [0]
+
+    class Commit(dict):
+        def get(self, key, default=None):
+            reads[0] += 1
+            return super().get(key, default)
+
+    # newest first: 50 builds that changed s0-s9, after a first build of all 200 studies
+    loads = [i for _ in range(50) for i in range(10)] + list(range(200))
+    issues = [Commit({STUDY_KEY: f"s{i}", FINGERPRINT_KEY: "f", ATTEMPT_FOLDER: f"/elsewhere/s{i}"}) for i in loads]
+    ledger = [Commit({STUDY_KEY: f"s{i}", FINGERPRINT_KEY: "f"}) for i in loads for _ in range(3)]
+
+    class FakeLake:
+        def exists(self, table: str) -> bool:
+            return True
+
+        def history(self, table: str) -> list[Commit]:
+            return issues if table == "ingest_issues" else ledger
+
+        def last_commit(self, table: str, study_id: str | None) -> dict | None:
+            return next((c for c in self.history(table) if c.get(STUDY_KEY) == study_id), None)
+
+        def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
+            commit = self.last_commit(table, study_id)
+            return None if commit is None else commit.get(FINGERPRINT_KEY)
+
+    folder = tmp_path / "s0"
+    folder.mkdir()
+    (folder / "study.yaml").write_text("study_id: s0\n")
+    assert identity_issues(FakeLake(), "s0", folder) == []  # type: ignore[arg-type]
+    assert reads[0] <= 3 * (len(issues) + len(ledger))
