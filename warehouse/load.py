@@ -30,6 +30,7 @@ from schemas.validate import contract_flags
 from transforms.expression.study import SHARED_BLOCK_BYTES, DenseBlock, DenseBlockBuilder
 from transforms.ingest.genes import GeneReference
 from transforms.ingest.harmonise import quarantine_rows
+from transforms.ingest.single_cell import PROFILE_SEPARATOR
 from transforms.ingest.study import (
     MANIFEST_NAME,
     StudyIngest,
@@ -232,6 +233,19 @@ def study_folders(lake: Lake) -> dict[str, str | None]:
     return held
 
 
+def _newest_fingerprints(lake: Lake, table: str) -> dict[str, str | None]:
+    """Study -> fingerprint of its newest commit of ``table`` (:meth:`Lake.last_fingerprint` of every study), read
+    in one pass over the table's history: per study it is a scan down to that study's newest commit, and a study
+    not rebuilt for many builds sits deep in the log (studies x commits per load, hundreds of loads a build).
+    """
+    newest: dict[str, str | None] = {}
+    for commit in lake.history(table) if lake.exists(table) else []:
+        study = commit.get(STUDY_KEY)
+        if study is not None and study not in newest:
+            newest[study] = commit.get(FINGERPRINT_KEY)
+    return newest
+
+
 def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
     """Errors at the folder's declared ``study_id`` when loading it would put a second study beside one the
     warehouse publishes: an id that differs only in case from a published one (``duplicate_study_id``: on a
@@ -241,8 +255,9 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
     deliberate rename removes the old id first (``omicsdw remove OLD``). An id only attempted (failed, never
     published) blocks nothing: fixing the typo of a first load is not refused.
     """
+    ledger = _newest_fingerprints(lake, LEDGER)  # one pass: a look-up per study scanned the log once per study
     published = {s: where for s, where in study_folders(lake).items() if s != study_id
-                 and lake.last_fingerprint(LEDGER, s) not in (None, REMOVED)}
+                 and ledger.get(s) not in (None, REMOVED)}
     file, line, column = study_id_location(folder)
     after = f"; then `omicsdw remove {study_id}` clears this failed attempt from study_status"
     same_case = sorted(s for s in published if s.lower() == study_id.lower())
@@ -387,6 +402,10 @@ def _emptied(lake: Lake, study_id: str, staged: dict[str, StagedFiles]) -> pl.Da
 SHRINK_TABLES = (*DATA_LAYERS, "samples")
 """Tables whose samples (per assay) a new load of a published study must keep, unless accepted: the omics tables
 and the study's sample table."""
+SPARSE_TABLES = ("variants", "gene_mutation_status")
+"""Tables where a sample has rows only where it has something to report (a variant, a mutated gene): a sample of
+the study whose new call set holds no variant (a caller or filter update) loses its rows there, not from the study.
+A sample these tables lose is a shrink only if the study's sample table loses it too, or the assay loses all rows."""
 _LISTED = 5
 """Sample ids a ``study_would_shrink`` message names (then "and N more")."""
 
@@ -399,6 +418,20 @@ def _sample_sets(frame: pl.LazyFrame) -> dict[str | None, set[str | None]]:
     for row in frame.select(keys).unique().collect().iter_rows(named=True):
         found.setdefault(row.get("assay"), set()).add(row.get("sample_id"))
     return found
+
+
+def _regrouped(lost: set[str | None], samples: set[str | None], profiles: set[str | None]) -> set[str | None]:
+    """Lost pseudobulk profiles (``<sample>__<cell_type>``) whose parent sample is still one of ``samples`` and
+    still has a profile in ``profiles``: cells annotated anew (a cell type renamed, merged or gone from a donor),
+    no sample lost.
+    """
+    def parents(profile: str | None) -> list[str]:
+        if profile is None:
+            return []
+        cuts = [i for i in range(len(profile)) if profile.startswith(PROFILE_SEPARATOR, i)]
+        return [profile[:i] for i in cuts if profile[:i] in samples]
+    alive = {parent for profile in profiles for parent in parents(profile)}
+    return {profile for profile in lost if any(parent in alive for parent in parents(profile))}
 
 
 def _named(samples: set[str | None]) -> str:
@@ -448,14 +481,20 @@ def _shrunk(lake: Lake, ingest: StudyIngest, staged: dict[str, StagedFiles], *, 
     explained: set[str | None] = set()
     for assay in sorted(a for a in before if a is not None):
         old, new = before[assay], after.get(assay, {})
-        lost = set().union(*(samples - new.get(table, set()) for table, samples in old.items()))
+        kept = after.get(None, {}).get("samples", set())  # still samples of the study: no variant is no loss
+        lost = set().union(*(samples - new.get(table, set()) - (kept if table in SPARSE_TABLES and new.get(table)
+                                                                 else set()) for table, samples in old.items()))
+        index, declared = assays.get(assay, (None, None))
+        if declared is not None and declared.kind == "sc_rna_counts":
+            regrouped = _regrouped(lost, kept, new.get("rna_counts", set()))
+            explained |= regrouped  # nor is the profile a loss of the sample table
+            lost -= regrouped
         if not lost:
             continue
         explained |= lost
         had = set().union(*old.values()) - {None}
         has = set().union(*new.values()) - {None} if new else set()
         tables = ", ".join(sorted(old))
-        index, declared = assays.get(assay, (None, None))
         if declared is None:
             what = (f"assay {assay!r} ({tables}, {len(had)} sample(s)) is not in this load: was it removed or "
                     "renamed in the manifest?")

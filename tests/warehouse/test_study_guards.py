@@ -7,6 +7,7 @@ libraries) and from the manifests written here (the line of each key).
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -154,3 +155,110 @@ def test_a_study_moved_to_another_folder_frees_its_old_folder_for_a_new_id(tmp_p
     manifest.write_text(manifest.read_text().replace("study_id: pasilla", "study_id: pasilla2"))
     assert _build(landing, wh) == 0
     assert sql(wh, "SELECT study_id FROM studies ORDER BY ALL") == [("pasilla",), ("pasilla2",)]
+
+
+LAML = Path(__file__).resolve().parents[2] / "examples" / "laml"
+
+
+def test_a_sample_left_without_variants_is_no_shrink_but_one_gone_from_the_sample_sheet_is(tmp_path) -> None:
+    """A caller update that leaves one sample with no variant keeps the sample (clinical.tsv lists it): the
+    variants and gene_mutation_status tables have rows only where a sample has a mutation, so that is no loss."""
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    study = landing / "laml"
+    study.mkdir(parents=True)
+    shutil.copy(LAML / "clinical.tsv", study)
+    manifest = (LAML / "study.yaml").read_text().split("  - name: segments")[0]  # the mutations assay alone
+    (study / "study.yaml").write_text(manifest)
+    maf = gzip.decompress((LAML / "tcga_laml.maf.gz").read_bytes()).decode().splitlines(keepends=True)
+    barcode = maf[0].rstrip("\n").split("\t").index("Tumor_Sample_Barcode")
+    (study / "tcga_laml.maf.gz").write_bytes(gzip.compress("".join(maf).encode()))
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT count(DISTINCT sample_id) FROM variants WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+    # TCGA-AB-2988 has 15 MAF rows (grep): none after the "caller update"; clinical.tsv (200 samples) still lists it
+    kept = [row for row in maf if row.split("\t")[barcode] != "TCGA-AB-2988"]
+    assert len(maf) - len(kept) == 15
+    (study / "tcga_laml.maf.gz").write_bytes(gzip.compress("".join(kept).encode()))
+    assert _build(landing, wh) == 0
+    assert _status(wh, "tcga_laml")[:2] == ("loaded", True)
+    assert sql(wh, "SELECT count(*) FROM variants WHERE sample_id = 'TCGA-AB-2988'") == [(0,)]
+    assert sql(wh, "SELECT count(*) FROM samples WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+    # the sample sheet losing that sample too is still held
+    clinical = (LAML / "clinical.tsv").read_text().splitlines(keepends=True)
+    (study / "clinical.tsv").write_text("".join(r for r in clinical if not r.startswith("TCGA-AB-2988\t")))
+    assert _build(landing, wh) == 1
+    error = _status(wh, "tcga_laml")[5]
+    assert error.startswith("study_would_shrink: the study's sample table would lose 1 of its 200 sample(s) "
+                            "(TCGA-AB-2988)")
+    assert sql(wh, "SELECT count(*) FROM samples WHERE sample_id = 'TCGA-AB-2988'") == [(1,)]
+
+
+PBMC = Path(__file__).resolve().parents[2] / "examples" / "pbmc_chr21"
+
+
+def test_cells_annotated_anew_are_no_shrink_but_a_donor_gone_is(tmp_path) -> None:
+    """Pseudobulk profiles are ``<sample>__<cell_type>``: re-annotating pbmc_6's 144 lymphocytes as monocytes (its
+    counts read with pandas: 6 donors x lymphocyte, monocyte) drops profile pbmc_6__lymphocyte, not a sample."""
+    anndata = pytest.importorskip("anndata")
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(PBMC, landing / "pbmc")
+    cells = landing / "pbmc" / "cells.h5ad"
+    assert _build(landing, wh) == 0
+    assert sql(wh, "SELECT count(DISTINCT sample_id) FROM rna_counts") == [(12,)]
+    data = anndata.read_h5ad(cells)
+    mask = (data.obs["sample"].astype(str) == "pbmc_6") & (data.obs["cell_type"].astype(str) == "lymphocyte")
+    assert int(mask.sum()) == 144
+    cell_type = data.obs["cell_type"].astype(str)
+    cell_type[mask] = "monocyte"
+    data.obs["cell_type"] = cell_type.astype("category")
+    data.write_h5ad(cells)
+    assert _build(landing, wh) == 0
+    assert _status(wh, "pbmc_chr21")[:2] == ("loaded", True)
+    assert sql(wh, "SELECT DISTINCT sample_id FROM rna_counts WHERE sample_id LIKE 'pbmc_6%'") == [
+        ("pbmc_6__monocyte",)]
+    # every cell of donor pbmc_6 gone: its last profile is lost, held
+    data = data[(data.obs["sample"].astype(str) != "pbmc_6").to_numpy()].copy()
+    data.write_h5ad(cells)
+    assert _build(landing, wh) == 1
+    error = _status(wh, "pbmc_chr21")[5]
+    assert error.startswith("study_would_shrink: assay 'sc' would lose 1 of its 11 sample(s) in rna_counts "
+                            "(pbmc_6__monocyte)")
+
+
+def test_identity_check_reads_the_logs_once_not_once_per_study(tmp_path) -> None:
+    """200 published studies, 190 of them last loaded 50 builds ago: the id check of one load looks at each commit
+    of the ledger and ingest_issues logs a bounded number of times (it scanned the ledger down to each study's newest
+    commit, 190 x 1,500 commits)."""
+    from warehouse.lake import FINGERPRINT_KEY, STUDY_KEY
+    from warehouse.load import identity_issues
+
+    reads = [0]
+
+    class Commit(dict):
+        def get(self, key, default=None):
+            reads[0] += 1
+            return super().get(key, default)
+
+    # newest first: 50 builds that changed s0-s9, after a first build of all 200 studies
+    loads = [i for _ in range(50) for i in range(10)] + list(range(200))
+    issues = [Commit({STUDY_KEY: f"s{i}", FINGERPRINT_KEY: "f", ATTEMPT_FOLDER: f"/elsewhere/s{i}"}) for i in loads]
+    ledger = [Commit({STUDY_KEY: f"s{i}", FINGERPRINT_KEY: "f"}) for i in loads for _ in range(3)]
+
+    class FakeLake:
+        def exists(self, table: str) -> bool:
+            return True
+
+        def history(self, table: str) -> list[Commit]:
+            return issues if table == "ingest_issues" else ledger
+
+        def last_commit(self, table: str, study_id: str | None) -> dict | None:
+            return next((c for c in self.history(table) if c.get(STUDY_KEY) == study_id), None)
+
+        def last_fingerprint(self, table: str, study_id: str | None) -> str | None:
+            commit = self.last_commit(table, study_id)
+            return None if commit is None else commit.get(FINGERPRINT_KEY)
+
+    folder = tmp_path / "s0"
+    folder.mkdir()
+    (folder / "study.yaml").write_text("study_id: s0\n")
+    assert identity_issues(FakeLake(), "s0", folder) == []  # type: ignore[arg-type]
+    assert reads[0] <= 3 * (len(issues) + len(ledger))
