@@ -18,3 +18,8 @@ on every run of the job, and a run of some of its steps from the UI (the ingest 
 stale (review20b). A whole ``study_job`` launched from the UI has no tag: the automation may repeat its later
 stages (commits ``unchanged``), as before session 20. A re-execution of chosen steps of a tagged run inherits
 the tag (Dagster copies the parent's tags): its derived assets are followed at the study's next run."""
+
+ACCEPT_SHRINK_TAG = "omicsdw/accept_shrink"
+"""Run tag (value ``true``) that accepts a study run's load losing samples or assays of the published version
+(``study_would_shrink``), as ``omicsdw build --accept-shrink STUDY`` does: set it in the UI's launchpad (Tags) for
+the study's run."""

@@ -61,7 +61,9 @@ class WarehouseResource(dg.ConfigurableResource):
     accept_shrink: list[str] | None = None
     """Study ids whose new load may lose samples or assays of their published version (``omicsdw build
     --accept-shrink STUDY``); any other study's such load is held (``study_would_shrink``, :func:`warehouse.load
-    .load_study`). In the Dagster UI: the launchpad's config of this resource, for the run that should accept it."""
+    .load_study`). In the Dagster UI: the run tag ``omicsdw/accept_shrink: true`` on the study's run
+    (:data:`orchestration.partitions.ACCEPT_SHRINK_TAG`; this resource's config in the launchpad needs every other
+    setting of it retyped)."""
     plots: bool | None = None
     """Draw PNG plots (stage plots in the Dagster metadata and the report folder, the report's own); False: tables
     and report text only (a quarter of a small study's build). None: ``$OMICSDW_PLOTS``, else True."""

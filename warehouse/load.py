@@ -212,7 +212,7 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
         for issue in identity_issues(lake, ingest.valid_id, folder):
             ingest.issues.add(issue)
     attempt = {ATTEMPT_FILES: files_digest(before), ATTEMPT_CODE: code_version,
-               ATTEMPT_REFERENCE: reference.fingerprint, ATTEMPT_FOLDER: str(folder), **(run or {})}
+               ATTEMPT_REFERENCE: reference.fingerprint, ATTEMPT_FOLDER: str(folder.resolve()), **(run or {})}
     return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt,
                       accept_shrink=ingest.valid_id in accept_shrink)
 
@@ -269,7 +269,7 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
                       f"report folders are one folder, so {study_id!r} is not loaded. The same study: declare "
                       f"{column}: {old}{after}; another study: give it its own id; replacing {old!r}: "
                       f"`omicsdw remove {old}` first", line, column)]
-    here = str(folder.absolute())
+    here = str(folder.resolve())  # as recorded: a landing reached through a symbolic link is one folder
     renamed = sorted(s for s, where in published.items() if where == here)
     if renamed:  # the old id moved to a folder beside this one (its unchanged load recorded no new folder): no typo
         renamed = [s for s in renamed if s not in find_studies(folder.absolute().parent)]

@@ -8,7 +8,7 @@ import dagster as dg
 
 from orchestration.checks import contract_check, results, table_spec
 from orchestration.executors import steps_share_process
-from orchestration.partitions import STUDY_POOL, studies
+from orchestration.partitions import ACCEPT_SHRINK_TAG, STUDY_POOL, studies
 from orchestration.resources import TRANSIENT_RETRY, WarehouseResource
 from schemas.tables import INGEST_TABLES
 from transforms.expression.study import keep_shared_block
@@ -36,8 +36,10 @@ def ingest_study_tables(context: dg.AssetExecutionContext, warehouse: WarehouseR
     with warehouse.study_session(context.partition_key) as lake:
         reference_written = ensure_gene_reference(lake)
         run = {ATTEMPT_RUN: context.run.run_id, ATTEMPT_BY: launched_by(context.run.tags)}  # for study_status
+        accepted = [*(warehouse.accept_shrink or ()),  # the CLI's --accept-shrink; the UI: a run tag
+                    *([context.partition_key] if context.run.tags.get(ACCEPT_SHRINK_TAG) == "true" else [])]
         load = load_folder(lake, folder, reference=GeneReference.load(), code_version=code_fingerprint(),
-                           keep_counts=_qc_follows(context), run=run, accept_shrink=warehouse.accept_shrink or ())
+                           keep_counts=_qc_follows(context), run=run, accept_shrink=accepted)
         if load.ok and load.counts_block is not None:  # for sample_qc, then normalise_study: the rna_counts rows
             assay, block = load.counts_block            # this commit made (keyed inside the lock), not read back
             key = StudyInputs.of(lake, load.study_id, after_qc=False).rows_key("rna_counts")

@@ -262,3 +262,28 @@ def test_identity_check_reads_the_logs_once_not_once_per_study(tmp_path) -> None
     (folder / "study.yaml").write_text("study_id: s0\n")
     assert identity_issues(FakeLake(), "s0", folder) == []  # type: ignore[arg-type]
     assert reads[0] <= 3 * (len(issues) + len(ledger))
+
+
+def test_a_dagster_run_accepts_a_shrink_by_its_run_tag(geuvadis) -> None:
+    """In the UI the shrink is accepted by the run tag ``omicsdw/accept_shrink`` (the resource's launchpad config
+    needs every other setting retyped): the same load is held without it and published with it."""
+    import dagster as dg
+
+    from orchestration.definitions import STUDY_ASSETS
+    from orchestration.partitions import ACCEPT_SHRINK_TAG
+    from orchestration.resources import WarehouseResource
+    from orchestration.sensors import study_job
+
+    landing, wh, manifest = geuvadis
+    manifest.write_text(GEUVADIS.format(path="rsem/ERR188021*.genes.results.gz"))  # matches 1 of the 6 files
+    resource = {"warehouse": WarehouseResource(landing_dir=str(landing), warehouse_dir=str(wh), plots=False)}
+    job = dg.Definitions(assets=STUDY_ASSETS, jobs=[study_job], resources=resource).resolve_job_def("study_job")
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("studies", ["geuvadis"])
+        held = job.execute_in_process(partition_key="geuvadis", instance=instance, raise_on_error=False)
+        assert not held.success
+        assert Lake(wh / "lake").scan("samples", study_id="geuvadis").collect().height == 6
+        accepted = job.execute_in_process(partition_key="geuvadis", instance=instance,
+                                          tags={ACCEPT_SHRINK_TAG: "true"})
+        assert accepted.success
+    assert Lake(wh / "lake").scan("samples", study_id="geuvadis").collect().height == 1
