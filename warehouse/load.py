@@ -212,9 +212,17 @@ def load_folder(lake: Lake, folder: Path, *, reference: GeneReference, code_vers
         for issue in identity_issues(lake, ingest.valid_id, folder):
             ingest.issues.add(issue)
     attempt = {ATTEMPT_FILES: files_digest(before), ATTEMPT_CODE: code_version,
-               ATTEMPT_REFERENCE: reference.fingerprint, ATTEMPT_FOLDER: str(folder.resolve()), **(run or {})}
+               ATTEMPT_REFERENCE: reference.fingerprint, ATTEMPT_FOLDER: _where(folder), **(run or {})}
     return load_study(lake, ingest, keep_counts=keep_counts, attempt=attempt,
                       accept_shrink=ingest.valid_id in accept_shrink)
+
+
+def _where(folder: Path) -> str:
+    """The folder as recorded: its landing with symbolic links resolved (a landing reached through a link and
+    through its real path is one folder), its own name kept (a study folder that is a link re-pointed to another
+    version of the study is still this folder, so a typo in the new version's ``study_id`` is caught).
+    """
+    return str(folder.absolute().parent.resolve() / folder.name)
 
 
 def study_folders(lake: Lake) -> dict[str, str | None]:
@@ -269,7 +277,7 @@ def identity_issues(lake: Lake, study_id: str, folder: Path) -> list[Issue]:
                       f"report folders are one folder, so {study_id!r} is not loaded. The same study: declare "
                       f"{column}: {old}{after}; another study: give it its own id; replacing {old!r}: "
                       f"`omicsdw remove {old}` first", line, column)]
-    here = str(folder.resolve())  # as recorded: a landing reached through a symbolic link is one folder
+    here = _where(folder)
     renamed = sorted(s for s, where in published.items() if where == here)
     if renamed:  # the old id moved to a folder beside this one (its unchanged load recorded no new folder): no typo
         renamed = [s for s in renamed if s not in find_studies(folder.absolute().parent)]
@@ -475,7 +483,8 @@ def _shrunk(lake: Lake, ingest: StudyIngest, staged: dict[str, StagedFiles], *, 
     severity, ending = (("warning", f"accepted (--accept-shrink {sid}): this load replaces the published version")
                         if accepted else
                         ("error", "nothing was changed, readers keep the published version. If the samples were "
-                                  f"removed on purpose, build with `omicsdw build --accept-shrink {sid}`"))
+                                  f"removed on purpose, build with `omicsdw build --accept-shrink {sid}` (a Dagster "
+                                  "run: the run tag omicsdw/accept_shrink: true)"))
     lose, has_no = ("loses", "has no") if accepted else ("would lose", "would have no")
     rows: list[dict[str, object]] = []
     explained: set[str | None] = set()

@@ -157,6 +157,26 @@ def test_a_study_moved_to_another_folder_frees_its_old_folder_for_a_new_id(tmp_p
     assert sql(wh, "SELECT study_id FROM studies ORDER BY ALL") == [("pasilla",), ("pasilla2",)]
 
 
+def test_a_study_folder_link_re_pointed_to_a_version_with_an_id_typo_is_refused(tmp_path: Path,
+                                                                              example_landing) -> None:
+    """landing/pasilla is a link to the current version of the study (v1, then v2): the folder is the link's name,
+    not its target, so v2 declaring 'pasila' is the typo it is (review20e: recorded by target, it loaded)."""
+    versions = example_landing(tmp_path / "v", "pasilla")
+    (versions / "pasilla").rename(versions / "v1")
+    shutil.copytree(versions / "v1", versions / "v2")
+    v2 = versions / "v2" / "study.yaml"
+    v2.write_text(v2.read_text().replace("study_id: pasilla", "study_id: pasila"))
+    landing, wh = tmp_path / "landing", tmp_path / "wh"
+    landing.mkdir()
+    (landing / "pasilla").symlink_to(versions / "v1", target_is_directory=True)
+    assert _build(landing, wh) == 0
+    (landing / "pasilla").unlink()
+    (landing / "pasilla").symlink_to(versions / "v2", target_is_directory=True)
+    assert _build(landing, wh) == 1
+    assert sql(wh, "SELECT study_id FROM studies") == [("pasilla",)]
+    assert _status(wh, "pasila")[5].startswith("study_id_changed: this folder published study 'pasilla'")
+
+
 LAML = Path(__file__).resolve().parents[2] / "examples" / "laml"
 
 
