@@ -134,12 +134,7 @@ def _hook(summary: dict) -> None:
 
 def _bad_count(landing: Path) -> None:
     """examples/airway with the count of its fourth gene in the second sample replaced by text."""
-    path = landing / "airway" / "featurecounts.txt"
-    lines = path.read_text().splitlines(keepends=True)
-    cells = lines[5].split("\t")
-    cells[7] = "x12"
-    lines[5] = "\t".join(cells)
-    path.write_text("".join(lines))
+    change_one_count(landing, "x12")
 
 
 @pytest.mark.slow
@@ -210,6 +205,19 @@ def test_error_text_shows_the_users_exception_behind_dagsters_wrappers() -> None
                       "_bug": "KeyError: 'sample_id'"}
 
 
+
+def change_one_count(landing: Path, value: str = "5") -> list[str]:
+    """airway's featurecounts.txt with one count set to ``value``: ENSG00000207213 in SRR1039509 (0 reads); its
+    lines."""
+    path = landing / "airway" / "featurecounts.txt"
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[5].split("\t")
+    cells[7] = value
+    lines[5] = "\t".join(cells)
+    path.write_text("".join(lines))
+    return lines
+
+
 def _automation_tick(instance: dg.DagsterInstance, cursor: Any = None) -> dg.EvaluateAutomationConditionsResult:
     """One tick of the automation sensor's conditions, as ``dg.evaluate_automation_conditions`` runs it.
 
@@ -237,12 +245,7 @@ def test_declarative_automation_recomputes_publishes_and_reports_a_study_reinges
         assert dg.materialize(STUDY_ASSETS, partition_key="airway", instance=instance, resources=resource).success
         quiet = _automation_tick(instance)
         assert quiet.total_requested == 0
-        path = landing / "airway" / "featurecounts.txt"  # ENSG00000207213 in SRR1039509: 0 -> 5 reads
-        lines = path.read_text().splitlines(keepends=True)
-        cells = lines[5].split("\t")
-        cells[7] = "5"
-        lines[5] = "\t".join(cells)
-        path.write_text("".join(lines))
+        lines = change_one_count(landing)
         assert dg.materialize([ingest_study_tables], partition_key="airway", instance=instance,
                               resources=resource).success  # re-ingested alone, as from the UI
         tick = _automation_tick(instance, quiet.cursor)
@@ -523,12 +526,7 @@ def test_nightly_reharmonisation_retries_a_study_whose_last_attempt_was_withheld
           dg.build_schedule_context(instance=instance, resources={"warehouse": resource}) as context):
         instance.add_dynamic_partitions("studies", ["airway"])
         assert isinstance(nightly_reharmonisation(context), dg.SkipReason)  # loaded and published: it rests
-        counts = landing / "airway" / "featurecounts.txt"  # new content: one count 0 -> 5
-        lines = counts.read_text().splitlines(keepends=True)
-        cells = lines[5].split("\t")
-        cells[7] = "5"
-        lines[5] = "\t".join(cells)
-        counts.write_text("".join(lines))
+        change_one_count(landing)  # new content
         with monkeypatch.context() as patched:
             def broken(*args, **kwargs):
                 raise RuntimeError("a scoring stage failed")
